@@ -1,0 +1,150 @@
+/* SLICER intermediate-feature codec: C ABI (format 1, docs/format.md).
+ *
+ * Errors are values: every function returns a slicer_status whose numeric values are
+ * pinned forever (new codes may be added, existing ones never change meaning).
+ * All buffers are owned by the caller. No function keeps a pointer after it returns.
+ * Thread safety: every function is reentrant; distinct calls may run concurrently. */
+#ifndef SLICER_SLICER_H_
+#define SLICER_SLICER_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32) && defined(SLICER_SHARED_BUILD)
+#define SLICER_API __declspec(dllexport)
+#elif defined(_WIN32) && defined(SLICER_SHARED)
+#define SLICER_API __declspec(dllimport)
+#elif defined(__GNUC__)
+#define SLICER_API __attribute__((visibility("default")))
+#else
+#define SLICER_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SLICER_FORMAT_VERSION 1
+#define SLICER_MAX_NDIM 32
+#define SLICER_MAX_BLOCKS 64
+#define SLICER_MAX_BITS 16
+
+/* Status codes: values are pinned. */
+typedef enum slicer_status {
+  SLICER_OK = 0,
+  SLICER_ERR_INVALID_ARGUMENT = 1,  /* a parameter is out of range or a pointer is NULL */
+  SLICER_ERR_UNSUPPORTED_DTYPE = 2, /* dtype is not float32/float16/bfloat16 */
+  SLICER_ERR_NONFINITE_INPUT = 3,   /* NaN or infinity in the input */
+  SLICER_ERR_BUFFER_TOO_SMALL = 4,  /* the destination cannot hold the result */
+  SLICER_ERR_OUT_OF_MEMORY = 5,     /* an internal allocation failed */
+  SLICER_ERR_TRUNCATED = 10,        /* the stream ends before a field it needs */
+  SLICER_ERR_BAD_MAGIC = 11,        /* not a SLICER stream */
+  SLICER_ERR_BAD_VERSION = 12,      /* a SLICER stream of a format version this build cannot read */
+  SLICER_ERR_BAD_CHECKSUM = 13,     /* CRC-32 mismatch */
+  SLICER_ERR_CORRUPT = 14,          /* a field is invalid or inconsistent */
+  SLICER_ERR_LIMIT_EXCEEDED = 15,   /* the stream claims more elements than the caller allows */
+  SLICER_ERR_INTERNAL = 99
+} slicer_status;
+
+/* Element types, numbered as in the stream (docs/format.md §6). */
+typedef enum slicer_dtype {
+  SLICER_FLOAT32 = 1,
+  SLICER_FLOAT16 = 2,
+  SLICER_BFLOAT16 = 3
+} slicer_dtype;
+
+/* Encoder parameters, already fixed to the integers the stream stores (docs/format.md §2).
+ * Always start from slicer_params_init(). */
+typedef struct slicer_params {
+  uint32_t sparsity_ppb; /* s · 1e9, 0 … 999 999 999 (default 900 000 000) */
+  uint32_t asym_ppb;     /* λ · 1e9, 0 … 999 999 999 (default 0) */
+  uint32_t delta_micro;  /* δ · 1e6 (default 10 000 = 0.01) */
+  uint64_t seed;         /* tie-break draw seed (default 0) */
+  uint8_t bits;          /* q_bit, 1 … 16 (default 8); ignored when level_count > 0 */
+  uint8_t blocks_pos;    /* M+, 1 … 64 (default 3) */
+  uint8_t blocks_neg;    /* M−, 1 … 64 (default 3) */
+  uint8_t level_count;   /* 0: ABQ. >0: fixed multi-level widths levels[0 … level_count) and
+                            level_count MUST equal max(blocks_pos, blocks_neg) */
+  uint8_t levels[SLICER_MAX_BLOCKS]; /* each 1 … 16; block m of either sign uses levels[m] */
+  uint8_t chunk_log2;    /* 6 … 24 (default 14) */
+  uint8_t group_rows;    /* 0: one group per tensor; 1: one group per row of the last axis */
+  uint16_t threads;      /* worker threads, 0 = all hardware threads. Output never depends on it. */
+} slicer_params;
+
+/* Read-only description of a stream's header (slicer_read_header). */
+typedef struct slicer_header {
+  uint32_t format_version;
+  uint32_t mode;
+  slicer_dtype dtype;
+  uint32_t flags;
+  uint32_t ndim;
+  int64_t shape[SLICER_MAX_NDIM];
+  uint64_t num_elements;
+  uint32_t sparsity_ppb, asym_ppb, delta_micro;
+  uint64_t seed;
+  uint32_t bits, blocks_pos, blocks_neg, chunk_log2;
+  uint64_t group_count;
+} slicer_header;
+
+/* One block of one group (slicer_inspect). */
+typedef struct slicer_block_info {
+  uint64_t group;
+  uint32_t label;    /* 0 … M+−1 positive blocks, then negative */
+  int32_t sign;      /* +1 or −1 */
+  uint32_t index;    /* block index within its sign, 0 = largest magnitudes */
+  uint64_t count;
+  uint32_t width;    /* bits per value */
+  float lo, hi;      /* magnitude range */
+} slicer_block_info;
+
+/* Byte account of a whole stream (slicer_inspect). Bit counts are exact. */
+typedef struct slicer_account {
+  uint64_t total_bytes;
+  uint64_t header_bytes;      /* fixed header incl. shape and parameters */
+  uint64_t group_bytes;       /* k and n_pos of every group */
+  uint64_t block_meta_bytes;  /* widths and ranges of all blocks */
+  uint64_t chunk_table_bytes; /* chunk counts and lengths */
+  uint64_t position_bits;     /* Rice parameters + gap codes */
+  uint64_t label_bits;
+  uint64_t value_bits;
+  uint64_t padding_bits;
+  uint64_t checksum_bytes;
+  uint64_t kept;              /* total kept elements */
+  uint64_t chunks;            /* total chunks */
+} slicer_account;
+
+SLICER_API const char* slicer_status_string(int status);
+SLICER_API const char* slicer_version(void);       /* library version, e.g. "0.1.0" */
+SLICER_API uint32_t slicer_format_version(void);   /* highest format this build writes/reads */
+SLICER_API void slicer_params_init(slicer_params* params);
+
+/* Upper bound on the encoded size (docs/format.md §8), from shape, dtype and params only. */
+SLICER_API int slicer_encode_bound(const int64_t* shape, uint32_t ndim, int dtype,
+                                   const slicer_params* params, size_t* bound);
+
+/* Encode a C-contiguous array. `dst` must hold at least slicer_encode_bound bytes (or the
+ * call may fail with SLICER_ERR_BUFFER_TOO_SMALL). On success *written is the stream size. */
+SLICER_API int slicer_encode(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
+                             const slicer_params* params, void* dst, size_t dst_capacity,
+                             size_t* written);
+
+/* Validate checksum and header; fill *header. Refuses shapes above max_elements. */
+SLICER_API int slicer_read_header(const void* src, size_t size, uint64_t max_elements,
+                                  slicer_header* header);
+
+/* Decode into a caller buffer of dst_bytes = num_elements · itemsize of the header's dtype.
+ * Fully validates the stream; on error the contents of dst are unspecified. */
+SLICER_API int slicer_decode(const void* src, size_t size, uint64_t max_elements, void* dst,
+                             size_t dst_bytes, uint32_t threads);
+
+/* Full validation plus byte account and per-block table. `blocks` may be NULL; *num_blocks
+ * receives the number of non-empty blocks; at most `blocks_capacity` are written. */
+SLICER_API int slicer_inspect(const void* src, size_t size, uint64_t max_elements,
+                              slicer_header* header, slicer_account* account,
+                              slicer_block_info* blocks, size_t blocks_capacity,
+                              size_t* num_blocks);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SLICER_SLICER_H_ */
