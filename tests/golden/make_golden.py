@@ -1,0 +1,94 @@
+"""Write the format-1 golden cases (inputs, parameters, streams) with the NumPy reference.
+
+Golden files pin format 1 forever: they are written once and committed. Every backend must
+decode them and re-encode their inputs to the same bytes (tests/test_golden.py, the C++ CTest).
+Re-running this script must reproduce the committed files exactly; `--check` verifies that
+without writing.
+
+    python tests/golden/make_golden.py [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+import reference as ref  # noqa: E402
+
+OUT = HERE / "v1"
+
+
+def cases() -> dict[str, tuple[np.ndarray, dict]]:
+    rng = np.random.default_rng(20261127)
+    normal = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
+    p = ref.default_params
+    out: dict[str, tuple[np.ndarray, dict]] = {}
+    out["f32_default_64x64"] = (normal(64, 64), p())
+    out["f32_delta0_576"] = (normal(576), p(delta_micro=0))
+    out["f16_10x100"] = (normal(10, 100).astype(np.float16), p())
+    out["bf16_777"] = (normal(777).astype(ml_dtypes.bfloat16), p(delta_micro=0))
+    ties = rng.integers(-3, 4, size=2000).astype(np.float32)
+    out["ties_s50"] = (ties, p(sparsity_ppb=500_000_000))
+    out["ties_s50_seed7"] = (ties, p(sparsity_ppb=500_000_000, seed=7))
+    out["relu_k_is_nnz"] = (np.maximum(normal(3000), 0), p(sparsity_ppb=300_000_000))
+    out["asym_l30_s80"] = (normal(1500), p(sparsity_ppb=800_000_000, asym_ppb=300_000_000))
+    out["asym_l90_ties"] = (ties[:999], p(sparsity_ppb=600_000_000, asym_ppb=900_000_000))
+    out["multilevel_8_4_2"] = (normal(2048), p(levels=[8, 4, 2]))
+    out["abq_delta_0p5"] = (normal(4096), p(delta_micro=500_000))
+    out["rows_8x64"] = (normal(8, 64) * np.float32(3), p(group_rows=1))
+    out["chunks_64"] = (normal(1000), p(sparsity_ppb=500_000_000, chunk_log2=6))
+    out["n1_s0"] = (np.array([-2.5], dtype=np.float32), p(sparsity_ppb=0))
+    out["n7_s50"] = (normal(7), p(sparsity_ppb=500_000_000))
+    out["scalar"] = (np.array(1.25, dtype=np.float32), p(sparsity_ppb=0))
+    out["empty_0x3"] = (np.zeros((0, 3), dtype=np.float32), p())
+    out["zeros_only"] = (np.zeros(100, dtype=np.float32), p())
+    out["blocks_2_5_bits16"] = (
+        normal(4096),
+        p(blocks_pos=2, blocks_neg=5, bits=16, seed=12345, sparsity_ppb=999_000_000),
+    )
+    outliers = normal(512)
+    outliers[[3, 100, 400]] = [1e30, -3e38, 2.5e4]
+    out["outliers_bits4"] = (outliers, p(bits=4, delta_micro=0))
+    out["bits1_s0"] = (normal(300), p(bits=1, sparsity_ppb=0))
+    return out
+
+
+def to_disk(x: np.ndarray) -> np.ndarray:
+    """bfloat16 inputs are stored as their '<u2' bit patterns (plain .npy readers)."""
+    return x.view(np.uint16) if x.dtype == ml_dtypes.bfloat16 else x
+
+
+def dtype_name(x: np.ndarray) -> str:
+    return {1: "float32", 2: "float16", 3: "bfloat16"}[ref.DTYPE_CODES[np.dtype(x.dtype)]]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="verify, do not write")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    bad = 0
+    for name, (x, params) in cases().items():
+        stream = ref.encode(x, params)
+        meta = {"dtype": dtype_name(x), "params": params}
+        if args.check:
+            same = (OUT / f"{name}.slc").read_bytes() == stream
+            print(f"{name:24s} {len(stream):6d} bytes {'ok' if same else 'DIFFERS'}")
+            bad += not same
+            continue
+        np.save(OUT / f"{name}.npy", to_disk(x))
+        (OUT / f"{name}.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        (OUT / f"{name}.slc").write_bytes(stream)
+        print(f"{name:24s} {len(stream):6d} bytes")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
