@@ -1,0 +1,115 @@
+// Internal model of format 1 shared by the encoder, decoder, bound and tests.
+#ifndef SLICER_SRC_CODEC_HPP_
+#define SLICER_SRC_CODEC_HPP_
+
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+#include "slicer/slicer.h"
+
+namespace slicer::internal {
+
+constexpr uint64_t kPpb = 1000000000ull;
+constexpr uint8_t kMagic[4] = {0x53, 0x4C, 0x43, 0x52};  // "SLCR"
+constexpr uint8_t kModeSparseTopK = 0;
+constexpr uint8_t kFlagMultiLevel = 1;
+
+// A failure carrying a C status code; caught at the C ABI boundary.
+class StatusError : public std::runtime_error {
+ public:
+  StatusError(slicer_status status, const char* what) : std::runtime_error(what), status_(status) {}
+  slicer_status status() const { return status_; }
+
+ private:
+  slicer_status status_;
+};
+
+// slicer_params after validation (§2), in the form the codec uses.
+struct CodecParams {
+  uint32_t sparsity_ppb = 0;
+  uint32_t asym_ppb = 0;
+  uint32_t delta_micro = 0;
+  uint64_t seed = 0;
+  unsigned bits = 8;  // q_bit: the largest width (the largest level in multi-level mode)
+  unsigned blocks_pos = 3;
+  unsigned blocks_neg = 3;
+  bool multi_level = false;
+  uint8_t levels[SLICER_MAX_BLOCKS] = {};
+  unsigned chunk_log2 = 14;
+  bool group_rows = false;
+  unsigned threads = 1;  // resolved: >= 1
+
+  unsigned labels() const { return blocks_pos + blocks_neg; }
+};
+
+slicer_status ValidateParams(const slicer_params* params, CodecParams* out);
+
+// How a tensor is cut into groups and chunks (§3, §6).
+struct Geometry {
+  uint64_t num_elements = 0;
+  uint64_t group_count = 1;
+  uint64_t group_size = 0;
+  uint64_t chunks_per_group = 0;
+};
+
+// Validates the shape (dims >= 0, element count < 2^63) and fills the geometry.
+slicer_status ComputeGeometry(const int64_t* shape, uint32_t ndim, bool group_rows,
+                              unsigned chunk_log2, Geometry* geometry);
+
+// floor(n * (10^9 - s_ppb) / 10^9), exact (§4.1).
+uint64_t KeepLimit(uint64_t n, uint32_t sparsity_ppb);
+
+// Size of block m when n elements are cut into M equal-cardinality blocks (§5.1).
+uint64_t BlockCount(uint64_t n, unsigned blocks, unsigned m);
+
+// A kept element: group-relative position, its binary32 value and its label.
+struct KeptElement {
+  uint64_t position;
+  float value;
+  uint8_t label;
+};
+
+// One block of a group: count, width and the quantization range [lo, hi] of §5.2.
+struct Block {
+  uint64_t count = 0;
+  unsigned width = 0;
+  float lo = 0.0f;
+  float hi = 0.0f;
+};
+
+struct GroupCode {
+  uint64_t k = 0;
+  uint64_t n_pos = 0;
+  std::vector<Block> blocks;      // one per label
+  std::vector<KeptElement> kept;  // ascending position
+};
+
+// ATKF + MS (§4, §5.1): fills k, n_pos, kept (with labels) and block counts.
+// `x` and `keys` (MagnitudeKey of x) hold the group's n elements; `base` is the global index
+// of its first element.
+void SelectGroup(const float* x, const uint32_t* keys, uint64_t n, uint64_t base,
+                 const CodecParams& params, unsigned threads, GroupCode* group);
+
+// The same selection by a full sort in P order: slow, literal, used to check SelectGroup.
+void SelectGroupBySort(const float* x, uint64_t n, uint64_t base, const CodecParams& params,
+                       GroupCode* group);
+
+// Ranges (chain, §5.2) and widths (§5.2, §5.4) of every non-empty block.
+void FinishBlocks(const CodecParams& params, unsigned threads, GroupCode* group);
+
+// ABQ width of one block (§5.4).
+unsigned AbqWidth(const std::vector<float>& magnitudes, float lo, float hi, unsigned bits,
+                  uint32_t delta_micro);
+
+// Appends the payload of one chunk (§6.1) to `out`; kept[0..count) are its elements with
+// chunk-relative positions position - chunk_start.
+void EncodeChunk(const KeptElement* kept, uint64_t count, uint64_t chunk_start,
+                 const GroupCode& group, unsigned num_labels, unsigned chunk_log2,
+                 std::vector<uint8_t>* out);
+
+}  // namespace slicer::internal
+
+#include "quantize_inl.hpp"
+
+#endif  // SLICER_SRC_CODEC_HPP_

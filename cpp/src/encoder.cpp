@@ -1,0 +1,168 @@
+#include "encoder.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "crc32.hpp"
+#include "float_bits.hpp"
+#include "header.hpp"
+#include "parallel.hpp"
+
+namespace slicer::internal {
+namespace {
+
+constexpr uint64_t kMinElementsPerThread = uint64_t{1} << 16;
+
+// Widens the input to binary32 (exactly) and computes magnitude keys; rejects NaN/inf.
+void Widen(const void* data, int dtype, uint64_t n, unsigned threads, std::vector<float>* widened,
+           std::vector<uint32_t>* keys) {
+  widened->resize(n);
+  keys->resize(n);
+  const unsigned parts = PartCount(n, threads, kMinElementsPerThread);
+  std::vector<uint8_t> bad(parts, 0);
+  const uint8_t* bytes = static_cast<const uint8_t*>(data);
+  RunParts(n, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
+    float* x = widened->data();
+    uint32_t* key = keys->data();
+    uint32_t worst = 0;
+    if (dtype == SLICER_FLOAT32) {
+      std::memcpy(x + begin, bytes + 4 * begin, 4 * (end - begin));
+    } else {
+      for (uint64_t j = begin; j < end; ++j) {
+        uint16_t half;
+        std::memcpy(&half, bytes + 2 * j, 2);
+        x[j] = dtype == SLICER_FLOAT16 ? HalfToFloat(half) : BFloat16ToFloat(half);
+      }
+    }
+    for (uint64_t j = begin; j < end; ++j) {
+      key[j] = MagnitudeKey(x[j]);
+      worst = std::max(worst, key[j]);
+    }
+    bad[part] = worst >= kInfinityKey;
+  });
+  for (uint8_t b : bad) {
+    if (b) throw StatusError(SLICER_ERR_NONFINITE_INPUT, "NaN or infinity in the input");
+  }
+}
+
+void CodeGroups(const std::vector<float>& x, const std::vector<uint32_t>& keys,
+                const Geometry& geometry, const CodecParams& params, SelectionPath path,
+                std::vector<GroupCode>* groups) {
+  groups->resize(geometry.group_count);
+  const uint64_t n = geometry.group_size;
+  auto code_one = [&](uint64_t g, unsigned threads) {
+    GroupCode& group = (*groups)[g];
+    const uint64_t base = g * n;
+    if (path == SelectionPath::kSort) {
+      SelectGroupBySort(x.data() + base, n, base, params, &group);
+    } else {
+      SelectGroup(x.data() + base, keys.data() + base, n, base, params, threads, &group);
+    }
+    FinishBlocks(params, threads, &group);
+  };
+  if (geometry.group_count >= params.threads || n < kMinElementsPerThread) {
+    // Many groups (rows mode): one thread per range of whole groups.
+    const unsigned parts = PartCount(geometry.num_elements, params.threads, kMinElementsPerThread);
+    RunParts(geometry.group_count, std::min<uint64_t>(parts, geometry.group_count),
+             [&](unsigned, uint64_t begin, uint64_t end) {
+               for (uint64_t g = begin; g < end; ++g) code_one(g, 1);
+             });
+  } else {
+    for (uint64_t g = 0; g < geometry.group_count; ++g) code_one(g, params.threads);
+  }
+}
+
+}  // namespace
+
+void EncodeStream(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
+                  const CodecParams& params, SelectionPath path, std::vector<uint8_t>* out) {
+  if (!IsSupportedDtype(dtype)) throw StatusError(SLICER_ERR_UNSUPPORTED_DTYPE, "bad dtype");
+  Geometry geometry;
+  const slicer_status shape_status =
+      ComputeGeometry(shape, ndim, params.group_rows, params.chunk_log2, &geometry);
+  if (shape_status != SLICER_OK) throw StatusError(shape_status, "bad shape");
+  if (geometry.num_elements > 0 && data == nullptr) {
+    throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "data is NULL");
+  }
+  std::vector<float> x;
+  std::vector<uint32_t> keys;
+  Widen(data, dtype, geometry.num_elements, params.threads, &x, &keys);
+  std::vector<GroupCode> groups;
+  CodeGroups(x, keys, geometry, params, path, &groups);
+
+  // Pack every chunk; each thread fills its own buffer with a contiguous run of chunks, so the
+  // buffers concatenate to the payload in stream order whatever the thread count.
+  const uint64_t chunks_per_group = geometry.chunks_per_group;
+  const uint64_t total_chunks = geometry.group_count * chunks_per_group;
+  std::vector<uint64_t> chunk_count(total_chunks);
+  std::vector<uint64_t> chunk_length(total_chunks);
+  const unsigned parts = std::min<uint64_t>(
+      PartCount(geometry.num_elements, params.threads, kMinElementsPerThread),
+      std::max<uint64_t>(1, total_chunks));
+  std::vector<std::vector<uint8_t>> payloads(parts);
+  const unsigned chunk_log2 = params.chunk_log2;
+  RunParts(total_chunks, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
+    std::vector<uint8_t>& payload = payloads[part];
+    for (uint64_t c = begin; c < end; ++c) {
+      const GroupCode& group = groups[c / chunks_per_group];
+      const uint64_t chunk_start = (c % chunks_per_group) << chunk_log2;
+      const uint64_t chunk_end = chunk_start + (uint64_t{1} << chunk_log2);
+      const auto by_position = [](const KeptElement& e, uint64_t p) { return e.position < p; };
+      const auto first =
+          std::lower_bound(group.kept.begin(), group.kept.end(), chunk_start, by_position);
+      const auto last = std::lower_bound(first, group.kept.end(), chunk_end, by_position);
+      const size_t before = payload.size();
+      const uint64_t count = static_cast<uint64_t>(last - first);
+      EncodeChunk(group.kept.data() + (first - group.kept.begin()), count, chunk_start, group,
+                  params.labels(), chunk_log2, &payload);
+      chunk_count[c] = count;
+      chunk_length[c] = payload.size() - before;
+    }
+  });
+
+  out->clear();
+  WriteHeader(dtype, shape, ndim, params, geometry.group_count, out);
+  for (uint64_t g = 0; g < geometry.group_count; ++g) {
+    const GroupCode& group = groups[g];
+    AppendVarint(group.k, out);
+    AppendVarint(group.n_pos, out);
+    for (int sign = 0; sign < 2; ++sign) {
+      const unsigned first = sign == 0 ? 0 : params.blocks_pos;
+      const unsigned count = sign == 0 ? params.blocks_pos : params.blocks_neg;
+      const Block* last = nullptr;
+      for (unsigned m = 0; m < count; ++m) {
+        const Block& block = group.blocks[first + m];
+        if (block.count == 0) continue;
+        out->push_back(static_cast<uint8_t>(block.width));
+        last = &block;
+      }
+      if (last == nullptr) continue;
+      auto append_float = [out](float value) {
+        uint8_t bytes[4];
+        std::memcpy(bytes, &value, 4);
+        out->insert(out->end(), bytes, bytes + 4);
+      };
+      for (unsigned m = 0; m < count; ++m) {
+        if (group.blocks[first + m].count > 0) append_float(group.blocks[first + m].hi);
+      }
+      append_float(last->lo);
+    }
+    for (uint64_t j = 0; j < chunks_per_group; ++j) {
+      AppendVarint(chunk_count[g * chunks_per_group + j], out);
+      AppendVarint(chunk_length[g * chunks_per_group + j], out);
+    }
+  }
+  size_t payload_size = 0;
+  for (const std::vector<uint8_t>& payload : payloads) payload_size += payload.size();
+  out->reserve(out->size() + payload_size + 4);
+  for (const std::vector<uint8_t>& payload : payloads) {
+    out->insert(out->end(), payload.begin(), payload.end());
+  }
+  const uint32_t crc = Crc32(0, out->data(), out->size());
+  uint8_t crc_bytes[4];
+  std::memcpy(crc_bytes, &crc, 4);
+  out->insert(out->end(), crc_bytes, crc_bytes + 4);
+}
+
+}  // namespace slicer::internal
