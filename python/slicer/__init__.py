@@ -1,0 +1,37 @@
+"""SLICER: a training-free intermediate-feature codec for split inference.
+
+Encode activations (float32 / float16 / bfloat16, NumPy, PyTorch, any DLPack array) into
+compact SLICER streams (bitstream format 1, docs/format.md) and decode them back::
+
+    import numpy as np, slicer
+    x = np.random.default_rng(0).standard_normal((4, 576)).astype(np.float32)
+    stream = slicer.encode(x, sparsity=0.9, bits=8, groups="rows")
+    y = slicer.decode(stream)
+    print(slicer.inspect(stream))
+"""
+
+from __future__ import annotations
+
+from ._api import decode, encode, encode_batch, size_bound
+from ._errors import FormatError
+from ._inspect import BlockInfo, ByteAccount, StreamInfo, inspect
+from .codec import Slicer as Codec
+
+__version__ = "0.1.0"
+#: The bitstream format this package writes (and the highest it reads).
+FORMAT_VERSION = 1
+
+__all__ = [
+    "FORMAT_VERSION",
+    "BlockInfo",
+    "ByteAccount",
+    "Codec",
+    "FormatError",
+    "StreamInfo",
+    "__version__",
+    "decode",
+    "encode",
+    "encode_batch",
+    "inspect",
+    "size_bound",
+]

@@ -1,0 +1,356 @@
+"""The public codec API: encode, encode_batch, decode, size_bound.
+
+Arrays on the CPU go to the C++ codec (``slicer._core``); arrays whose DLPack device is CUDA
+go to the CUDA backend (``slicer._gpu``). Both write the same bytes (docs/format.md).
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._errors import raise_decode_status, raise_encode_status
+from ._intake import (
+    CODE_OF_DTYPE,
+    DLPACK_CUDA,
+    DTYPE_OF_CODE,
+    as_host_array,
+    as_stream_bytes,
+    dlpack_device_type,
+    parse_dtype,
+)
+from ._params import make_params
+from ._rate import encode_within
+
+__all__ = ["decode", "encode", "encode_batch", "size_bound"]
+
+_MAX_NDIM = 32
+DEFAULT_MAX_ELEMENTS = 2**31
+
+_ENCODE_PARAMS_DOC = """
+    sparsity : float, default 0.9
+        Fraction s in [0, 1) of elements to drop. Exactly k = min(floor(N(1e9 - s_ppb)/1e9),
+        nnz) elements are kept per group, with s_ppb = round(s * 1e9) (docs/format.md §4.1).
+    asym : float, default 0.0
+        Asymmetry lambda in [0, 1) of the top-K filter (paper Eq. 7): positives must clear
+        (1 + lambda) tau, negatives (1 - lambda) tau; the kept count stays exactly k.
+    blocks : int or (int, int), default 3 (len(bits) when bits is a list)
+        Blocks per sign M (or the pair (M+, M-)), each 1..64. Each sign's kept values are cut
+        into blocks of equal cardinality, largest magnitudes first, each quantized on its own.
+    bits : int or list of int, default 8
+        q_bit in 1..16, the widest code; ABQ lowers it per block while the DS metric stays
+        within `delta`. A list selects the fixed multi-level mode: one width per block (largest
+        magnitudes first), and then max(M+, M-) must equal len(bits).
+    delta : float, default 0.01
+        ABQ budget delta >= 0 (paper Eq. 9), stored as round(delta * 1e6); 0 keeps q_bit for
+        every block.
+    seed : int, default 0
+        Seed (0..2**64-1) of the counter-based draw that breaks ties between equal magnitudes.
+        Same input, parameters and seed give the same bytes on every backend.
+    max_bytes : int or None, default None
+        Rate control: the stream is never larger than this. If the requested setting fits it
+        is used as is. Otherwise, for each width b from `bits` down to 2 (a multi-level list is
+        scaled down proportionally, its largest level becoming b), the encoder finds by
+        bisection (bracketed by `size_bound`) the smallest sparsity >= the requested one whose
+        real stream fits, and keeps, among those candidates, the one whose decoded tensor has
+        the lowest relative L2 error against the input. Width 1 is tried only when no wider
+        candidate fits. If nothing fits even with one kept element per group, ValueError
+        reports the smallest size reached.
+    groups : {"tensor", "rows"}, default "tensor"
+        "tensor" codes the whole tensor as one problem; "rows" codes every row of the last
+        axis on its own (top-K, blocks and ranges per row, e.g. per LLM token).
+    chunk_size : int, default 16384
+        Elements per independently decodable payload chunk, a power of two in 64..2**24.
+    threads : int, default 0
+        Worker threads (0 = all cores). The bytes never depend on it.
+"""
+
+
+def _max_bytes(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError("max_bytes must be an integer or None, got bool")
+    try:
+        limit = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"max_bytes must be an integer or None, got {type(value).__name__}"
+        ) from None
+    if limit < 1:
+        raise ValueError(f"max_bytes must be >= 1, got {limit}")
+    return limit
+
+
+def _check_shape(shape: tuple[int, ...], params: dict[str, Any]) -> None:
+    if len(shape) > _MAX_NDIM:
+        raise ValueError(
+            f"arrays of at most {_MAX_NDIM} dimensions are supported, got {len(shape)}"
+        )
+    if params["group_rows"] and len(shape) == 0:
+        raise ValueError("groups='rows' needs an array with at least one dimension")
+
+
+def encode_host(array: np.ndarray, params: dict[str, Any]) -> bytes:
+    """Encode a C-contiguous CPU array of a supported dtype with integer parameters."""
+    _check_shape(array.shape, params)
+    raw = array.reshape(-1).view(np.uint8)
+    status, stream = _core.encode(raw, CODE_OF_DTYPE[array.dtype], list(array.shape), params)
+    if status:
+        raise_encode_status(status)
+    return stream
+
+
+def _gpu_module() -> Any:
+    try:
+        from . import _gpu
+    except ImportError as exc:
+        raise RuntimeError(
+            "this array lives on a CUDA device, but slicer was built without the CUDA backend"
+        ) from exc
+    if not _gpu.available():
+        raise RuntimeError(
+            "this array lives on a CUDA device, but no usable GPU / CUDA driver was found by "
+            "slicer's CUDA backend"
+        )
+    return _gpu
+
+
+def _host_copy_of_cuda(x: Any) -> np.ndarray:
+    """A host copy of a CUDA array, for rate control (the bytes are backend-independent)."""
+    try:
+        array = np.from_dlpack(x, device="cpu", copy=True)
+    except Exception as exc:
+        raise RuntimeError(
+            f"max_bytes needs a host copy of this CUDA array and DLPack could not make one "
+            f"({exc}); copy it to the CPU first"
+        ) from exc
+    return as_host_array(array)
+
+
+def encode(
+    x: Any,
+    *,
+    sparsity: float = 0.9,
+    asym: float = 0.0,
+    blocks: int | tuple[int, int] | None = None,
+    bits: int | list[int] = 8,
+    delta: float = 0.01,
+    seed: int = 0,
+    max_bytes: int | None = None,
+    groups: str = "tensor",
+    chunk_size: int = 16384,
+    threads: int = 0,
+) -> bytes:
+    """Encode an array into a SLICER stream (bitstream format 1, docs/format.md).
+
+    Parameters
+    ----------
+    x : array
+        Anything exposing DLPack (``__dlpack__``) or the buffer protocol: NumPy arrays,
+        PyTorch CPU tensors, JAX / CuPy arrays, ... of dtype float32, float16 or bfloat16
+        (``ml_dtypes.bfloat16`` NumPy arrays, ``torch.bfloat16`` tensors), any shape. Taken
+        without a copy when C-contiguous. Arrays on a CUDA device are encoded on the GPU.
+    """
+    params = make_params(
+        sparsity=sparsity,
+        asym=asym,
+        blocks=blocks,
+        bits=bits,
+        delta=delta,
+        seed=seed,
+        groups=groups,
+        chunk_size=chunk_size,
+        threads=threads,
+    )
+    limit = _max_bytes(max_bytes)
+    if dlpack_device_type(x) == DLPACK_CUDA:
+        gpu = _gpu_module()
+        if limit is None:
+            return bytes(gpu.encode(x, params, out="host"))
+        array = _host_copy_of_cuda(x)
+    else:
+        array = as_host_array(x)
+    if limit is None:
+        return encode_host(array, params)
+    _check_shape(array.shape, params)
+    return encode_within(array, params, limit, encode_host)
+
+
+encode.__doc__ = (
+    (encode.__doc__ or "")
+    + _ENCODE_PARAMS_DOC
+    + """
+    Returns
+    -------
+    bytes
+        The stream: header, block metadata, chunk table, payload and CRC-32.
+
+    Raises
+    ------
+    TypeError
+        Integer, bool, complex or float64 input, or a parameter of the wrong type.
+    ValueError
+        A parameter out of range (the message names it), NaN or infinity in the input, or a
+        `max_bytes` that no setting can meet.
+    RuntimeError
+        A CUDA array given to a build without the CUDA backend or without a usable GPU.
+"""
+)
+
+
+def encode_batch(x: Any, axis: int = 0, **params: Any) -> list[bytes]:
+    """Encode every slice of `x` along `axis` as its own stream.
+
+    Item i is byte-identical to ``encode(numpy.take(x, i, axis), **params)``. `params` are the
+    keyword arguments of :func:`encode`. CUDA arrays are encoded by the CUDA backend in one
+    launch (without `max_bytes`); CPU arrays slice by slice.
+    """
+    limit = params.get("max_bytes")
+    check = {k: v for k, v in params.items() if k != "max_bytes"}
+    int_params = make_params(**check)
+    _max_bytes(limit)
+    axis_index = operator.index(axis)
+    if dlpack_device_type(x) == DLPACK_CUDA and limit is None:
+        gpu = _gpu_module()
+        return [bytes(item) for item in gpu.encode_batch(x, axis_index, int_params)]
+    array = _host_copy_of_cuda(x) if dlpack_device_type(x) == DLPACK_CUDA else as_host_array(x)
+    if array.ndim == 0:
+        raise ValueError("encode_batch needs an array with at least one dimension")
+    if not -array.ndim <= axis_index < array.ndim:
+        raise ValueError(f"axis {axis_index} is out of range for an array of {array.ndim} dims")
+    moved = np.moveaxis(array, axis_index, 0)
+    return [encode(moved[i], **params) for i in range(moved.shape[0])]
+
+
+def decode(
+    buf: Any,
+    *,
+    out: np.ndarray | None = None,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    device: str = "cpu",
+    threads: int = 0,
+) -> Any:
+    """Decode a SLICER stream into a dense array.
+
+    Parameters
+    ----------
+    buf : bytes, bytearray, memoryview or numpy.ndarray of uint8
+        The stream.
+    out : numpy.ndarray, optional
+        A C-contiguous, writable array of exactly the stream's shape and dtype, filled and
+        returned (bfloat16 streams need an ``ml_dtypes.bfloat16`` array).
+    max_elements : int, default 2**31
+        Streams whose header claims more elements are refused before anything is allocated.
+    device : {"cpu", "cuda"}, default "cpu"
+        "cuda" decodes on the GPU through the CUDA backend and returns its device array.
+    threads : int, default 0
+        Worker threads (0 = all cores).
+
+    Returns
+    -------
+    numpy.ndarray
+        Same shape and dtype as the encoded input (bfloat16 as ``ml_dtypes.bfloat16``); zero
+        everywhere except the kept elements.
+
+    Raises
+    ------
+    slicer.FormatError
+        The stream is malformed (truncated, corrupt, wrong version, too many elements, ...).
+    ValueError
+        A bad argument (`out` of the wrong shape or dtype, a bad `device`).
+    """
+    limit = operator.index(max_elements)
+    if limit < 0:
+        raise ValueError(f"max_elements must be >= 0, got {limit}")
+    thread_count = operator.index(threads)
+    if not 0 <= thread_count <= 2**32 - 1:
+        raise ValueError(f"threads must be >= 0, got {thread_count}")
+    if device == "cuda":
+        gpu = _gpu_module()
+        return gpu.decode(buf, out=out, max_elements=limit)
+    if device != "cpu":
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    data = as_stream_bytes(buf)
+    status, header = _core.read_header(data, limit)
+    if status:
+        raise_decode_status(status)
+    dtype = DTYPE_OF_CODE[header["dtype"]]
+    shape = tuple(header["shape"])
+    if out is None:
+        result = np.empty(shape, dtype=dtype)
+    else:
+        if not isinstance(out, np.ndarray):
+            raise ValueError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+        if out.shape != shape or out.dtype != dtype:
+            raise ValueError(
+                f"out has shape {out.shape} and dtype {out.dtype}; the stream holds shape "
+                f"{shape} and dtype {dtype}"
+            )
+        if not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError("out must be C-contiguous and writable")
+        result = out
+    status = _core.decode_into(data, result.reshape(-1).view(np.uint8), limit, thread_count)
+    if status:
+        raise_decode_status(status)
+    return result
+
+
+def size_bound(
+    shape: Any,
+    dtype: Any,
+    *,
+    sparsity: float = 0.9,
+    asym: float = 0.0,
+    blocks: int | tuple[int, int] | None = None,
+    bits: int | list[int] = 8,
+    delta: float = 0.01,
+    seed: int = 0,
+    max_bytes: int | None = None,
+    groups: str = "tensor",
+    chunk_size: int = 16384,
+    threads: int = 0,
+) -> int:
+    """Upper bound on the size of ``encode(x, **params)`` for any x of this shape and dtype.
+
+    The paper's predicted bound B^UB (docs/format.md §8: every block at q_bit), known before
+    encoding; no stream is ever larger. With `max_bytes` the result is ``min(bound,
+    max_bytes)``, since rate control never exceeds it.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The array's shape (``()`` for a scalar).
+    dtype : str, numpy dtype, ml_dtypes.bfloat16 or torch dtype
+        float32, float16 or bfloat16.
+    """
+    params = make_params(
+        sparsity=sparsity,
+        asym=asym,
+        blocks=blocks,
+        bits=bits,
+        delta=delta,
+        seed=seed,
+        groups=groups,
+        chunk_size=chunk_size,
+        threads=threads,
+    )
+    limit = _max_bytes(max_bytes)
+    if isinstance(shape, (int, np.integer)):
+        shape = (int(shape),)
+    dims = tuple(operator.index(d) for d in shape)
+    if any(d < 0 for d in dims):
+        raise ValueError(f"shape must not have negative dimensions, got {dims}")
+    _check_shape(dims, params)
+    status, bound = _core.encode_bound(list(dims), parse_dtype(dtype), params)
+    if status:
+        raise_encode_status(status, "size_bound")
+    return bound if limit is None else min(bound, limit)
+
+
+size_bound.__doc__ = (size_bound.__doc__ or "") + _ENCODE_PARAMS_DOC.replace(
+    "Rate control: the stream is never larger than this.", "Caps the bound (see above)."
+)

@@ -1,0 +1,157 @@
+"""Validation of encoder parameters and their conversion to the stored integers.
+
+docs/format.md §2: floats become integers exactly once, here, with Python's round()
+(round-half-to-even of the binary64 product). The C library, the CUDA backend and the
+bitstream only ever see the integers.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["DEFAULT_CHUNK_LOG2", "make_params"]
+
+DEFAULT_CHUNK_LOG2 = 14
+_MAX_BITS = 16
+_MAX_BLOCKS = 64
+_PPB = 1_000_000_000
+_U32_MAX = 2**32 - 1
+_U64_MAX = 2**64 - 1
+
+
+def _real(name: str, value: Any) -> float:
+    is_real = isinstance(value, (int, float)) or hasattr(value, "__float__")
+    if isinstance(value, (bool, str, bytes)) or not is_real:
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    result = float(value)
+    if not math.isfinite(result):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return result
+
+
+def _integer(name: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+
+
+def _fraction_ppb(name: str, value: Any) -> int:
+    """A fraction in [0, 1) as parts per billion (docs/format.md §2)."""
+    fraction = _real(name, value)
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    ppb = round(fraction * _PPB)
+    if ppb > _PPB - 1:
+        raise ValueError(f"{name}={value!r} rounds to 1 at the stored precision of 1e-9")
+    return ppb
+
+
+def _width(name: str, value: Any) -> int:
+    width = _integer(name, value)
+    if not 1 <= width <= _MAX_BITS:
+        raise ValueError(f"{name} must be in 1..{_MAX_BITS}, got {width}")
+    return width
+
+
+def _block_count(name: str, value: Any) -> int:
+    count = _integer(name, value)
+    if not 1 <= count <= _MAX_BLOCKS:
+        raise ValueError(f"{name} must be in 1..{_MAX_BLOCKS}, got {count}")
+    return count
+
+
+def _levels(bits: Any) -> tuple[int, list[int]]:
+    """(q_bit, levels): levels is empty for ABQ (a single int), else one width per block."""
+    if isinstance(bits, (str, bytes)):
+        raise TypeError("bits must be an int or a sequence of ints")
+    if isinstance(bits, Sequence) or hasattr(bits, "tolist"):
+        raw = bits.tolist() if hasattr(bits, "tolist") else list(bits)
+        if not isinstance(raw, list):
+            return _width("bits", raw), []
+        if not 1 <= len(raw) <= _MAX_BLOCKS:
+            raise ValueError(f"bits as a list must hold 1..{_MAX_BLOCKS} widths, got {len(raw)}")
+        levels = [_width(f"bits[{i}]", b) for i, b in enumerate(raw)]
+        return max(levels), levels
+    return _width("bits", bits), []
+
+
+def _blocks(blocks: Any, levels: list[int]) -> tuple[int, int]:
+    if blocks is None:
+        count = len(levels) if levels else 3
+        return count, count
+    if isinstance(blocks, (str, bytes)):
+        raise TypeError("blocks must be an int or a pair (M+, M-)")
+    if isinstance(blocks, Sequence):
+        if len(blocks) != 2:
+            raise ValueError(f"blocks as a sequence must be a pair (M+, M-), got {len(blocks)}")
+        pos, neg = _block_count("blocks[0]", blocks[0]), _block_count("blocks[1]", blocks[1])
+    else:
+        pos = neg = _block_count("blocks", blocks)
+    if levels and max(pos, neg) != len(levels):
+        raise ValueError(
+            f"blocks {(pos, neg)} do not match bits={levels}: multi-level mode needs "
+            f"max(M+, M-) == len(bits) == {len(levels)}"
+        )
+    return pos, neg
+
+
+def make_params(
+    *,
+    sparsity: Any = 0.9,
+    asym: Any = 0.0,
+    blocks: Any = None,
+    bits: Any = 8,
+    delta: Any = 0.01,
+    seed: Any = 0,
+    groups: str = "tensor",
+    chunk_size: Any = 1 << DEFAULT_CHUNK_LOG2,
+    threads: Any = 0,
+) -> dict[str, Any]:
+    """Validate the public encoder parameters and return the integer parameter dict.
+
+    The dict uses the field names of ``slicer_params`` (cpp/include/slicer/slicer.h) plus
+    ``levels`` (the fixed multi-level widths, empty for ABQ). It is what the native backends
+    (``slicer._core`` and ``slicer._gpu``) receive. Out-of-range values raise ``ValueError``
+    naming the parameter; values of the wrong type raise ``TypeError``.
+    """
+    sparsity_ppb = _fraction_ppb("sparsity", sparsity)
+    asym_ppb = _fraction_ppb("asym", asym)
+    delta_value = _real("delta", delta)
+    if delta_value < 0:
+        raise ValueError(f"delta must be >= 0, got {delta!r}")
+    delta_micro = round(delta_value * 1_000_000)
+    if delta_micro > _U32_MAX:
+        raise ValueError(f"delta must be <= {_U32_MAX / 1e6:g}, got {delta!r}")
+    seed_value = _integer("seed", seed)
+    if not 0 <= seed_value <= _U64_MAX:
+        raise ValueError(f"seed must be in 0..2**64-1, got {seed_value}")
+    q_bit, levels = _levels(bits)
+    blocks_pos, blocks_neg = _blocks(blocks, levels)
+    if groups not in ("tensor", "rows"):
+        raise ValueError(f"groups must be 'tensor' or 'rows', got {groups!r}")
+    chunk = _integer("chunk_size", chunk_size)
+    if not (64 <= chunk <= 1 << 24 and chunk & (chunk - 1) == 0):
+        raise ValueError(f"chunk_size must be a power of two in 64..2**24, got {chunk}")
+    thread_count = _integer("threads", threads)
+    if not 0 <= thread_count <= 65535:
+        raise ValueError(f"threads must be in 0..65535 (0 = all cores), got {thread_count}")
+    return {
+        "sparsity_ppb": sparsity_ppb,
+        "asym_ppb": asym_ppb,
+        "delta_micro": delta_micro,
+        "seed": seed_value,
+        "bits": q_bit,
+        "blocks_pos": blocks_pos,
+        "blocks_neg": blocks_neg,
+        "levels": levels,
+        "level_count": len(levels),
+        "chunk_log2": chunk.bit_length() - 1,
+        "group_rows": 1 if groups == "rows" else 0,
+        "threads": thread_count,
+    }

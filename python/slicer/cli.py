@@ -1,0 +1,201 @@
+"""Command line: ``slicer encode|decode|inspect`` plus subcommands of optional modules.
+
+Errors print one line on stderr and exit with status 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["cmake_dir", "main"]
+
+#: Modules that add subcommands through ``register(subparsers)``; skipped when their optional
+#: dependencies are not installed.
+_SUBCOMMAND_MODULES = ["slicer.split.cli"]
+_EXIT_ERROR = 2
+
+
+class CliError(Exception):
+    """A user-facing error of the command line."""
+
+
+def cmake_dir() -> Path:
+    """The folder holding slicerConfig.cmake inside the installed package."""
+    from . import _core
+
+    folder = Path(_core.__file__).resolve().parent / "lib" / "cmake" / "slicer"
+    if not (folder / "slicerConfig.cmake").is_file():
+        raise CliError(f"slicerConfig.cmake is not installed in {folder}")
+    return folder
+
+
+def _bits(text: str) -> int | list[int]:
+    parts = [p for p in text.replace(",", " ").split() if p]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"bits must be an int or a list like 8,4,2: {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("bits must not be empty")
+    return values[0] if len(values) == 1 and "," not in text else values
+
+
+def _blocks(text: str) -> int | tuple[int, int]:
+    parts = [p for p in text.replace(",", " ").split() if p]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"blocks must be M or M+,M-: {text!r}") from None
+    if len(values) == 1:
+        return values[0]
+    if len(values) == 2:
+        return values[0], values[1]
+    raise argparse.ArgumentTypeError(f"blocks must be M or M+,M-: {text!r}")
+
+
+def _load_npy(path: str, bfloat16_bits: bool) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read {path}: {exc}") from exc
+    if bfloat16_bits:
+        from ._intake import BFLOAT16
+
+        if array.dtype not in (np.dtype("<u2"), np.dtype("<i2")):
+            raise CliError(f"--bfloat16-bits needs a uint16 array, {path} holds {array.dtype}")
+        array = array.view(BFLOAT16)
+    return array
+
+
+def _cmd_encode(args: argparse.Namespace) -> int:
+    from . import encode
+
+    array = _load_npy(args.input, args.bfloat16_bits)
+    stream = encode(
+        array,
+        sparsity=args.sparsity,
+        asym=args.asym,
+        blocks=args.blocks,
+        bits=args.bits,
+        delta=args.delta,
+        seed=args.seed,
+        max_bytes=args.max_bytes,
+        groups=args.groups,
+        chunk_size=args.chunk_size,
+        threads=args.threads,
+    )
+    Path(args.output).write_bytes(stream)
+    bpe = 8.0 * len(stream) / array.size if array.size else 0.0
+    print(f"{args.output}: {len(stream)} bytes ({bpe:.4f} bits per element)")
+    return 0
+
+
+def _cmd_decode(args: argparse.Namespace) -> int:
+    from . import decode
+    from ._intake import BFLOAT16
+
+    stream = Path(args.input).read_bytes()
+    array = decode(stream, threads=args.threads)
+    if array.dtype == BFLOAT16:
+        # .npy has no bfloat16 type: store the bit patterns (read back with --bfloat16-bits).
+        array = array.view(np.uint16)
+        print("bfloat16 stream: wrote its bit patterns as uint16", file=sys.stderr)
+    np.save(args.output, array, allow_pickle=False)
+    print(f"{args.output}: shape {tuple(array.shape)} {array.dtype}")
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from . import inspect
+
+    info = inspect(Path(args.input).read_bytes())
+    if args.json:
+        print(json.dumps(info.to_dict(), indent=1))
+    else:
+        print(info)
+    return 0
+
+
+def _add_codec_commands(sub: Any) -> None:
+    enc = sub.add_parser("encode", help="encode a .npy array into a SLICER stream")
+    enc.add_argument("input", help="input .npy (float32, float16; see --bfloat16-bits)")
+    enc.add_argument("output", help="output stream (.slc)")
+    enc.add_argument("--sparsity", type=float, default=0.9, help="fraction dropped, [0, 1)")
+    enc.add_argument("--asym", type=float, default=0.0, help="asymmetry lambda, [0, 1)")
+    enc.add_argument("--blocks", type=_blocks, default=None, help="M or M+,M- (default 3)")
+    enc.add_argument("--bits", type=_bits, default=8, help="q_bit, or widths like 8,4,2")
+    enc.add_argument("--delta", type=float, default=0.01, help="ABQ budget (0: keep q_bit)")
+    enc.add_argument("--seed", type=int, default=0, help="tie-break seed")
+    enc.add_argument("--groups", choices=("tensor", "rows"), default="tensor")
+    enc.add_argument("--max-bytes", type=int, default=None, help="rate control: size limit")
+    enc.add_argument("--chunk-size", type=int, default=16384, help="elements per chunk")
+    enc.add_argument("--threads", type=int, default=0, help="worker threads (0: all)")
+    enc.add_argument(
+        "--bfloat16-bits", action="store_true", help="the .npy holds bfloat16 bit patterns (uint16)"
+    )
+    enc.set_defaults(func=_cmd_encode)
+
+    dec = sub.add_parser("decode", help="decode a SLICER stream into a .npy array")
+    dec.add_argument("input", help="input stream (.slc)")
+    dec.add_argument("output", help="output .npy (bfloat16 as uint16 bit patterns)")
+    dec.add_argument("--threads", type=int, default=0, help="worker threads (0: all)")
+    dec.set_defaults(func=_cmd_decode)
+
+    ins = sub.add_parser("inspect", help="describe a stream: parameters, blocks, byte account")
+    ins.add_argument("input", help="input stream (.slc)")
+    ins.add_argument("--json", action="store_true", help="machine-readable JSON")
+    ins.set_defaults(func=_cmd_inspect)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="slicer", description="SLICER intermediate-feature codec and split inference."
+    )
+    parser.add_argument("--version", action="version", version=f"slicer {__version__}")
+    parser.add_argument(
+        "--cmake-dir", action="store_true", help="print the folder holding slicerConfig.cmake"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_codec_commands(sub)
+    for name in _SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue  # optional dependencies of that module are not installed
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.cmake_dir:
+            print(cmake_dir())
+            return 0
+        if getattr(args, "func", None) is None:
+            parser.print_usage(sys.stderr)
+            print("slicer: error: a command is required", file=sys.stderr)
+            return _EXIT_ERROR
+        return int(args.func(args))
+    except (CliError, ValueError, TypeError, OSError, MemoryError, RuntimeError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"slicer: error: {message}", file=sys.stderr)
+        return _EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

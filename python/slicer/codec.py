@@ -1,0 +1,141 @@
+"""numcodecs-compatible codec (``codec_id = "slicer"``).
+
+Registered through the ``numcodecs.codecs`` entry point, so that
+``numcodecs.registry.get_codec({"id": "slicer", ...})`` finds it. When numcodecs is missing
+(or fails to import, as numcodecs 0.17.1 does next to zfpy 1.0.1.post0) the class is a
+plain class with the same methods.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._api import decode, encode
+from ._params import make_params
+
+__all__ = ["Slicer"]
+
+try:
+    from numcodecs.abc import Codec as _CodecBase
+except Exception:  # any import failure of the optional dependency leaves a plain base
+    _CodecBase = object
+
+
+def _copy_into(decoded: np.ndarray, out: Any) -> Any:
+    """Copy `decoded` into a caller buffer of the same number of bytes (numcodecs style)."""
+    target = np.asarray(out) if not isinstance(out, np.ndarray) else out
+    if target.nbytes != decoded.nbytes:
+        raise ValueError(f"out holds {target.nbytes} bytes, the decoded array {decoded.nbytes}")
+    if not target.flags.c_contiguous or not target.flags.writeable:
+        raise ValueError("out must be C-contiguous and writable")
+    target.reshape(-1).view(np.uint8)[:] = decoded.reshape(-1).view(np.uint8)
+    return out
+
+
+class Slicer(_CodecBase):  # type: ignore[misc, valid-type]
+    """SLICER as a numcodecs codec; parameters are those of :func:`slicer.encode`.
+
+    Parameters
+    ----------
+    sparsity, asym, blocks, bits, delta, seed, max_bytes, groups, chunk_size, threads
+        As in :func:`slicer.encode`; validated here, so a bad configuration fails at
+        construction.
+    """
+
+    codec_id = "slicer"
+
+    def __init__(
+        self,
+        sparsity: float = 0.9,
+        asym: float = 0.0,
+        blocks: int | tuple[int, int] | list[int] | None = None,
+        bits: int | list[int] = 8,
+        delta: float = 0.01,
+        seed: int = 0,
+        max_bytes: int | None = None,
+        groups: str = "tensor",
+        chunk_size: int = 16384,
+        threads: int = 0,
+    ) -> None:
+        if isinstance(blocks, list):
+            blocks = tuple(blocks)
+        if isinstance(bits, (list, tuple, np.ndarray)):
+            bits = [int(b) for b in bits]
+        make_params(
+            sparsity=sparsity,
+            asym=asym,
+            blocks=blocks,
+            bits=bits,
+            delta=delta,
+            seed=seed,
+            groups=groups,
+            chunk_size=chunk_size,
+            threads=threads,
+        )
+        if max_bytes is not None and (not isinstance(max_bytes, int) or max_bytes < 1):
+            raise ValueError(f"max_bytes must be a positive integer or None, got {max_bytes!r}")
+        self.sparsity = sparsity
+        self.asym = asym
+        self.blocks = blocks
+        self.bits = bits
+        self.delta = delta
+        self.seed = seed
+        self.max_bytes = max_bytes
+        self.groups = groups
+        self.chunk_size = chunk_size
+        self.threads = threads
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            "sparsity": self.sparsity,
+            "asym": self.asym,
+            "blocks": self.blocks,
+            "bits": self.bits,
+            "delta": self.delta,
+            "seed": self.seed,
+            "max_bytes": self.max_bytes,
+            "groups": self.groups,
+            "chunk_size": self.chunk_size,
+            "threads": self.threads,
+        }
+
+    def encode(self, buf: Any) -> bytes:
+        """Encode an array (float32 / float16 / bfloat16) into a SLICER stream."""
+        return encode(buf, **self._params())
+
+    def decode(self, buf: Any, out: Any = None) -> Any:
+        """Decode a stream; with `out`, fill that buffer (same byte size) and return it."""
+        if isinstance(buf, np.ndarray) and buf.dtype != np.uint8:
+            buf = buf.reshape(-1).view(np.uint8)
+        if out is None:
+            return decode(buf, threads=self.threads)
+        decoded = decode(buf, threads=self.threads)
+        return _copy_into(decoded, out)
+
+    def get_config(self) -> dict[str, Any]:
+        """JSON-serializable configuration, with ``id``; ``from_config`` inverts it."""
+        config: dict[str, Any] = {"id": self.codec_id}
+        config.update(self._params())
+        if isinstance(config["blocks"], tuple):
+            config["blocks"] = list(config["blocks"])
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Slicer:
+        """Codec from a configuration produced by :meth:`get_config`."""
+        params = dict(config)
+        params.pop("id", None)
+        return cls(**params)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Slicer):
+            return NotImplemented
+        return self.get_config() == other.get_config()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
+        return f"{type(self).__name__}({args})"

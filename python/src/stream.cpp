@@ -1,0 +1,231 @@
+// Encode, decode, header and inspect entry points. Every function returns the C status code
+// (slicer_status) as its first result instead of raising, so that the Python layer owns the
+// one mapping from codes to exceptions and messages (slicer/_errors.py).
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "glue.hpp"
+
+namespace slicer_py {
+namespace {
+
+using ConstBytes = nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+using MutableBytes = nb::ndarray<uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
+template <typename T>
+T DictInt(const nb::dict& d, const char* key, T fallback) {
+  if (!d.contains(key)) return fallback;
+  return nb::cast<T>(d[key]);
+}
+
+size_t ItemSize(int dtype) {
+  switch (dtype) {
+    case SLICER_FLOAT32:
+      return 4;
+    case SLICER_FLOAT16:
+    case SLICER_BFLOAT16:
+      return 2;
+    default:
+      return 0;
+  }
+}
+
+nb::dict HeaderDict(const slicer_header& h) {
+  nb::dict d;
+  d["format_version"] = h.format_version;
+  d["mode"] = h.mode;
+  d["dtype"] = static_cast<int>(h.dtype);
+  d["flags"] = h.flags;
+  nb::list shape;
+  for (uint32_t i = 0; i < h.ndim && i < SLICER_MAX_NDIM; ++i) shape.append(h.shape[i]);
+  d["shape"] = nb::tuple(shape);
+  d["num_elements"] = h.num_elements;
+  d["sparsity_ppb"] = h.sparsity_ppb;
+  d["asym_ppb"] = h.asym_ppb;
+  d["delta_micro"] = h.delta_micro;
+  d["seed"] = h.seed;
+  d["bits"] = h.bits;
+  d["blocks_pos"] = h.blocks_pos;
+  d["blocks_neg"] = h.blocks_neg;
+  d["chunk_log2"] = h.chunk_log2;
+  d["group_count"] = h.group_count;
+  return d;
+}
+
+nb::dict AccountDict(const slicer_account& a) {
+  nb::dict d;
+  d["total_bytes"] = a.total_bytes;
+  d["header_bytes"] = a.header_bytes;
+  d["group_bytes"] = a.group_bytes;
+  d["block_meta_bytes"] = a.block_meta_bytes;
+  d["chunk_table_bytes"] = a.chunk_table_bytes;
+  d["position_bits"] = a.position_bits;
+  d["label_bits"] = a.label_bits;
+  d["value_bits"] = a.value_bits;
+  d["padding_bits"] = a.padding_bits;
+  d["checksum_bytes"] = a.checksum_bytes;
+  d["kept"] = a.kept;
+  d["chunks"] = a.chunks;
+  return d;
+}
+
+// A 1-D NumPy array that owns a copy of `values`.
+template <typename T>
+nb::object Column(const std::vector<T>& values) {
+  auto* copy = new std::vector<T>(values);
+  nb::capsule owner(copy, [](void* p) noexcept { delete static_cast<std::vector<T>*>(p); });
+  const size_t shape[1] = {copy->size()};
+  return nb::ndarray<nb::numpy, T>(copy->data(), 1, shape, owner).cast();
+}
+
+nb::dict BlockColumns(const std::vector<slicer_block_info>& blocks) {
+  const size_t n = blocks.size();
+  std::vector<uint64_t> group(n), count(n);
+  std::vector<uint32_t> label(n), index(n), width(n);
+  std::vector<int32_t> sign(n);
+  std::vector<float> lo(n), hi(n);
+  for (size_t i = 0; i < n; ++i) {
+    group[i] = blocks[i].group;
+    label[i] = blocks[i].label;
+    sign[i] = blocks[i].sign;
+    index[i] = blocks[i].index;
+    count[i] = blocks[i].count;
+    width[i] = blocks[i].width;
+    lo[i] = blocks[i].lo;
+    hi[i] = blocks[i].hi;
+  }
+  nb::dict d;
+  d["group"] = Column(group);
+  d["label"] = Column(label);
+  d["sign"] = Column(sign);
+  d["index"] = Column(index);
+  d["count"] = Column(count);
+  d["width"] = Column(width);
+  d["lo"] = Column(lo);
+  d["hi"] = Column(hi);
+  return d;
+}
+
+nb::tuple EncodeBound(const std::vector<int64_t>& shape, int dtype, const nb::dict& params) {
+  const slicer_params p = ParamsFromDict(params);
+  size_t bound = 0;
+  const int status = slicer_encode_bound(shape.data(), static_cast<uint32_t>(shape.size()),
+                                         dtype, &p, &bound);
+  return nb::make_tuple(status, bound);
+}
+
+// `raw` holds the C-contiguous elements as bytes; `dtype` says how to read them.
+nb::tuple Encode(ConstBytes raw, int dtype, const std::vector<int64_t>& shape,
+                 const nb::dict& params) {
+  const size_t itemsize = ItemSize(dtype);
+  if (itemsize == 0) return nb::make_tuple(static_cast<int>(SLICER_ERR_UNSUPPORTED_DTYPE), nb::bytes());
+  size_t count = 1;
+  for (int64_t d : shape) {
+    if (d < 0) throw nb::value_error("negative dimension");
+    count *= static_cast<size_t>(d);
+  }
+  if (count * itemsize != raw.shape(0)) {
+    throw nb::value_error("byte length of the input does not match its shape and dtype");
+  }
+  const slicer_params p = ParamsFromDict(params);
+  const uint32_t ndim = static_cast<uint32_t>(shape.size());
+  size_t bound = 0;
+  int status = slicer_encode_bound(shape.data(), ndim, dtype, &p, &bound);
+  if (status != SLICER_OK) return nb::make_tuple(status, nb::bytes());
+  std::unique_ptr<uint8_t[]> dst(new uint8_t[bound > 0 ? bound : 1]);
+  size_t written = 0;
+  {
+    nb::gil_scoped_release release;
+    status = slicer_encode(raw.data(), dtype, shape.data(), ndim, &p, dst.get(), bound, &written);
+  }
+  if (status != SLICER_OK) return nb::make_tuple(status, nb::bytes());
+  return nb::make_tuple(status, nb::bytes(reinterpret_cast<const char*>(dst.get()), written));
+}
+
+nb::tuple ReadHeader(ConstBytes buf, uint64_t max_elements) {
+  slicer_header header{};
+  const int status = slicer_read_header(buf.data(), buf.shape(0), max_elements, &header);
+  if (status != SLICER_OK) return nb::make_tuple(status, nb::none());
+  return nb::make_tuple(status, HeaderDict(header));
+}
+
+int DecodeInto(ConstBytes buf, MutableBytes out, uint64_t max_elements, uint32_t threads) {
+  nb::gil_scoped_release release;
+  return slicer_decode(buf.data(), buf.shape(0), max_elements, out.data(), out.shape(0), threads);
+}
+
+nb::tuple Inspect(ConstBytes buf, uint64_t max_elements) {
+  slicer_header header{};
+  slicer_account account{};
+  size_t num_blocks = 0;
+  int status = SLICER_OK;
+  {
+    nb::gil_scoped_release release;
+    status = slicer_inspect(buf.data(), buf.shape(0), max_elements, &header, &account, nullptr,
+                            0, &num_blocks);
+  }
+  if (status != SLICER_OK) return nb::make_tuple(status, nb::none(), nb::none(), nb::none());
+  std::vector<slicer_block_info> blocks(num_blocks);
+  {
+    nb::gil_scoped_release release;
+    status = slicer_inspect(buf.data(), buf.shape(0), max_elements, &header, &account,
+                            blocks.data(), blocks.size(), &num_blocks);
+  }
+  if (status != SLICER_OK) return nb::make_tuple(status, nb::none(), nb::none(), nb::none());
+  blocks.resize(num_blocks < blocks.size() ? num_blocks : blocks.size());
+  return nb::make_tuple(status, HeaderDict(header), AccountDict(account), BlockColumns(blocks));
+}
+
+}  // namespace
+
+slicer_params ParamsFromDict(const nb::dict& d) {
+  slicer_params p;
+  slicer_params_init(&p);
+  p.sparsity_ppb = DictInt<uint32_t>(d, "sparsity_ppb", p.sparsity_ppb);
+  p.asym_ppb = DictInt<uint32_t>(d, "asym_ppb", p.asym_ppb);
+  p.delta_micro = DictInt<uint32_t>(d, "delta_micro", p.delta_micro);
+  p.seed = DictInt<uint64_t>(d, "seed", p.seed);
+  p.bits = DictInt<uint8_t>(d, "bits", p.bits);
+  p.blocks_pos = DictInt<uint8_t>(d, "blocks_pos", p.blocks_pos);
+  p.blocks_neg = DictInt<uint8_t>(d, "blocks_neg", p.blocks_neg);
+  p.chunk_log2 = DictInt<uint8_t>(d, "chunk_log2", p.chunk_log2);
+  p.group_rows = DictInt<uint8_t>(d, "group_rows", p.group_rows);
+  p.threads = DictInt<uint16_t>(d, "threads", p.threads);
+  p.level_count = 0;
+  if (d.contains("levels")) {
+    const std::vector<int> levels = nb::cast<std::vector<int>>(d["levels"]);
+    if (levels.size() > SLICER_MAX_BLOCKS) throw nb::value_error("too many levels");
+    for (size_t i = 0; i < levels.size(); ++i) {
+      if (levels[i] < 0 || levels[i] > 255) throw nb::value_error("level out of range");
+      p.levels[i] = static_cast<uint8_t>(levels[i]);
+    }
+    p.level_count = static_cast<uint8_t>(levels.size());
+  }
+  return p;
+}
+
+void RegisterStream(nb::module_& m) {
+  m.def("version", [] { return std::string(slicer_version()); },
+        "Version of the linked C library.");
+  m.def("format_version", &slicer_format_version, "Highest bitstream format this build handles.");
+  m.def("status_string", [](int status) { return std::string(slicer_status_string(status)); },
+        nb::arg("status"), "The C library's description of a status code.");
+  m.def("encode_bound", &EncodeBound, nb::arg("shape"), nb::arg("dtype"), nb::arg("params"),
+        "(status, bound): upper bound on the stream size (docs/format.md §8).");
+  m.def("encode", &Encode, nb::arg("raw"), nb::arg("dtype"), nb::arg("shape"), nb::arg("params"),
+        "(status, stream): encode C-contiguous elements given as a 1-D uint8 array.");
+  m.def("read_header", &ReadHeader, nb::arg("buf"), nb::arg("max_elements"),
+        "(status, header dict or None): validate checksum and header.");
+  m.def("decode_into", &DecodeInto, nb::arg("buf"), nb::arg("out"), nb::arg("max_elements"),
+        nb::arg("threads"), "status: decode into a C-contiguous uint8 array of the output size.");
+  m.def("inspect", &Inspect, nb::arg("buf"), nb::arg("max_elements"),
+        "(status, header, account, block columns): full validation plus byte account.");
+}
+
+}  // namespace slicer_py

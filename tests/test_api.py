@@ -1,0 +1,331 @@
+"""The public Python API of the codec: round trips, the spec's promises, batch, out=, rate."""
+
+from __future__ import annotations
+
+import json
+
+import ml_dtypes
+import numpy as np
+import pytest
+from conftest import PPB, check_stream, kept_count
+from hypothesis import given
+from hypothesis import strategies as st
+
+import slicer
+
+torch = pytest.importorskip("torch")
+
+DTYPES = [np.float32, np.float16, ml_dtypes.bfloat16]
+SHAPES = [(), (0,), (1,), (7,), (3, 5, 7), (0, 3), (4, 576)]
+
+
+def normal(shape, dtype=np.float32, seed: int = 0, scale: float = 1.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+def test_version_and_format() -> None:
+    assert slicer.__version__ == "0.1.0"
+    assert slicer.FORMAT_VERSION == 1
+    assert issubclass(slicer.FormatError, ValueError)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9])
+def test_round_trip_numpy(dtype, shape, sparsity: float) -> None:
+    x = normal(shape, dtype, seed=len(shape) + 7)
+    stream = slicer.encode(x, sparsity=sparsity)
+    check_stream(x, stream, sparsity=sparsity)
+
+
+@pytest.mark.parametrize(
+    "tdtype", [torch.float32, torch.float16, torch.bfloat16], ids=lambda d: str(d)
+)
+def test_torch_cpu_tensors_give_numpy_bytes(tdtype) -> None:
+    t = torch.randn(6, 97, generator=torch.Generator().manual_seed(3)).to(tdtype)
+    as_numpy = (
+        t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+        if tdtype == torch.bfloat16
+        else t.numpy()
+    )
+    stream = slicer.encode(t, sparsity=0.7, bits=6)
+    assert stream == slicer.encode(as_numpy, sparsity=0.7, bits=6)
+    y = check_stream(as_numpy, stream, sparsity=0.7)
+    assert y.dtype == as_numpy.dtype
+
+
+def test_torch_non_contiguous_bfloat16() -> None:
+    t = torch.randn(40, 30, generator=torch.Generator().manual_seed(5)).to(torch.bfloat16).T
+    assert not t.is_contiguous()
+    expected = t.contiguous().view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    assert slicer.encode(t) == slicer.encode(expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_non_contiguous_numpy(dtype) -> None:
+    x = normal((9, 64), dtype, seed=11)
+    view = x[::2, ::3]
+    assert not view.flags.c_contiguous
+    assert slicer.encode(view, sparsity=0.5) == slicer.encode(
+        np.ascontiguousarray(view), sparsity=0.5
+    )
+    reversed_view = x[::-1]
+    assert slicer.encode(reversed_view) == slicer.encode(np.ascontiguousarray(reversed_view))
+
+
+def test_buffer_protocol_input() -> None:
+    x = normal((300,), np.float32, seed=1)
+    assert slicer.encode(memoryview(x)) == slicer.encode(x)
+
+
+@pytest.mark.parametrize("n", [1, 7, 576, 4096, 100_003])
+@pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.9, 0.99, 0.999999999])
+def test_exact_kept_count(n: int, sparsity: float) -> None:
+    x = normal((n,), seed=n)
+    x[::5] = 0  # ReLU-like zeros: k is capped by nnz
+    y = slicer.decode(slicer.encode(x, sparsity=sparsity))
+    expected = kept_count(n, int(np.count_nonzero(x)), round(sparsity * PPB))
+    assert int(np.count_nonzero(y)) == expected
+
+
+def test_largest_magnitudes_kept_and_signs(rng) -> None:
+    x = (rng.standard_normal(5000) * np.exp(rng.standard_normal(5000))).astype(np.float32)
+    stream = slicer.encode(x, sparsity=0.8, delta=0.0, bits=12)
+    y = check_stream(x, stream, sparsity=0.8)
+    kept = y != 0
+    assert np.abs(x[kept]).min() >= np.abs(x[~kept]).max()
+
+
+@pytest.mark.parametrize("asym", [0.2, 0.6])
+def test_asymmetric_filter_keeps_exactly_k(rng, asym: float) -> None:
+    x = rng.standard_normal(3001).astype(np.float32)
+    y = check_stream(x, slicer.encode(x, sparsity=0.9, asym=asym), sparsity=0.9, asym=asym)
+    # Eq. 7 favours negatives: more of them survive than with lambda = 0.
+    y0 = slicer.decode(slicer.encode(x, sparsity=0.9))
+    assert np.count_nonzero(y < 0) > np.count_nonzero(y0 < 0)
+
+
+def test_half_step_bound_for_huge_outliers(rng) -> None:
+    x = rng.standard_normal(4096).astype(np.float32)
+    x[[3, 900, 2000]] = [3.0e38, -1.5e36, 7.0e30]
+    for bits in (2, 8, 16):
+        check_stream(x, slicer.encode(x, sparsity=0.5, bits=bits, delta=0.0), sparsity=0.5)
+
+
+def test_rows_groups_keep_k_per_row(rng) -> None:
+    x = rng.standard_normal((5, 576)).astype(np.float32)
+    x[0] *= 1000  # an outlier token must not starve the other rows
+    stream = slicer.encode(x, sparsity=0.9, groups="rows")
+    check_stream(x, stream, sparsity=0.9, rows=True)
+    assert slicer.inspect(stream).group_count == 5
+
+
+def test_determinism_and_seeded_ties() -> None:
+    # 1000 elements tie at magnitude 1 and k = 750: the seeded draw decides which stay.
+    x = np.tile(np.array([1.0, -1.0, 0.5], dtype=np.float32), 500)
+    a = slicer.encode(x, sparsity=0.5, seed=1)
+    assert a == slicer.encode(x.copy(), sparsity=0.5, seed=1)
+    assert a == slicer.encode(x, sparsity=0.5, seed=1, threads=1)
+    b = slicer.encode(x, sparsity=0.5, seed=2)
+    assert a != b
+    ya, yb = slicer.decode(a), slicer.decode(b)
+    assert np.count_nonzero(ya) == np.count_nonzero(yb) == 750
+    assert not np.array_equal(ya != 0, yb != 0)  # the draw picked different tied elements
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_encode_batch_matches_encode(axis: int) -> None:
+    x = normal((4, 33, 10), seed=9)
+    items = slicer.encode_batch(x, axis=axis, sparsity=0.6, bits=[8, 4], blocks=2)
+    moved = np.moveaxis(x, axis, 0)
+    assert len(items) == moved.shape[0]
+    for i, item in enumerate(items):
+        assert item == slicer.encode(moved[i], sparsity=0.6, bits=[8, 4], blocks=2)
+
+
+def test_encode_batch_torch_and_errors() -> None:
+    t = torch.randn(3, 50, generator=torch.Generator().manual_seed(1)).to(torch.bfloat16)
+    items = slicer.encode_batch(t)
+    assert items == [slicer.encode(t[i]) for i in range(3)]
+    with pytest.raises(ValueError, match="axis"):
+        slicer.encode_batch(t, axis=2)
+    with pytest.raises(ValueError, match="dimension"):
+        slicer.encode_batch(np.float32(1.0))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_decode_into_out(dtype) -> None:
+    x = normal((8, 16), dtype, seed=2)
+    stream = slicer.encode(x, sparsity=0.5)
+    out = np.full((8, 16), 7, dtype=dtype)
+    result = slicer.decode(stream, out=out)
+    assert result is out
+    assert np.array_equal(out.view(np.uint8), slicer.decode(stream).view(np.uint8))
+    with pytest.raises(ValueError, match="shape"):
+        slicer.decode(stream, out=np.empty((16, 8), dtype=dtype))
+    with pytest.raises(ValueError, match="dtype"):
+        slicer.decode(stream, out=np.empty((8, 16), dtype=np.float64))
+    with pytest.raises(ValueError, match="contiguous"):
+        slicer.decode(stream, out=np.empty((8, 32), dtype=dtype)[:, ::2])
+
+
+def test_decode_accepts_byte_containers() -> None:
+    x = normal((100,), seed=4)
+    stream = slicer.encode(x)
+    expected = slicer.decode(stream)
+    for buf in (bytearray(stream), memoryview(stream), np.frombuffer(stream, np.uint8)):
+        assert np.array_equal(slicer.decode(buf), expected)
+
+
+def test_multilevel_widths_visible_in_inspect(rng) -> None:
+    x = rng.standard_normal(3000).astype(np.float32)
+    info = slicer.inspect(slicer.encode(x, bits=[8, 4, 2]))
+    assert info.multilevel and info.bits == 8 and info.blocks == (3, 3)
+    assert sorted({(b.index, b.width) for b in info.block_table}) == [(0, 8), (1, 4), (2, 2)]
+    with pytest.raises(ValueError, match="blocks"):
+        slicer.encode(x, bits=[8, 4, 2], blocks=2)
+
+
+def test_abq_lowers_widths_and_delta_zero_keeps_them(rng) -> None:
+    x = rng.standard_normal(20000).astype(np.float32)
+    fixed = slicer.inspect(slicer.encode(x, bits=10, delta=0.0))
+    assert {b.width for b in fixed.block_table} == {10}
+    adaptive = slicer.inspect(slicer.encode(x, bits=10, delta=0.5))
+    assert all(1 <= b.width <= 10 for b in adaptive.block_table)
+    assert sum(b.width * b.count for b in adaptive.block_table) < 10 * adaptive.kept
+
+
+def test_inspect_account_and_table(rng) -> None:
+    x = rng.standard_normal((3, 5, 7)).astype(np.float32)
+    stream = slicer.encode(x, sparsity=0.5, seed=42)
+    info = slicer.inspect(stream)
+    assert info.format_version == 1 and info.shape == (3, 5, 7) and info.dtype == "float32"
+    assert info.sparsity == 0.5 and info.seed == 42 and info.num_elements == 105
+    assert info.kept == 52 == sum(b.count for b in info.block_table)
+    acct = info.account
+    parts = acct.header + acct.groups + acct.block_meta + acct.chunk_table + acct.checksum
+    bits = acct.positions_bits + acct.labels_bits + acct.values_bits + acct.padding_bits
+    assert bits % 8 == 0 and parts + bits // 8 == acct.total == len(stream)
+    assert acct.bits_per_element == pytest.approx(8 * len(stream) / 105)
+    as_dict = json.loads(json.dumps(info.to_dict()))
+    assert as_dict["shape"] == [3, 5, 7] and as_dict["account"]["total"] == len(stream)
+    text = str(info)
+    assert "total" in text and "positions" in text and "3x5x7" in text
+
+
+def _size_target(n: int, sparsity: float, seed: int) -> tuple[int, float]:
+    x = np.random.default_rng(seed).standard_normal(n).astype(np.float32)
+    stream = slicer.encode(x, sparsity=sparsity, blocks=3, bits=8, delta=0.0)
+    return len(stream), 8 * len(stream) / n
+
+
+def test_size_targets() -> None:
+    size, bpe = _size_target(1_000_000, 0.9, 1)
+    print(f"\n1M N(0,1) s=0.9 bits=8 delta=0: {size} bytes, {bpe:.4f} bits/element")
+    assert bpe <= 1.6
+    size, bpe = _size_target(1_000_000, 0.99, 2)
+    print(f"1M N(0,1) s=0.99 bits=8 delta=0: {size} bytes, {bpe:.4f} bits/element")
+    assert bpe <= 0.2
+    x = np.random.default_rng(3).standard_normal(576).astype(np.float32)
+    size = len(slicer.encode(x, sparsity=0.9, bits=8))
+    print(f"576-float row s=0.9 bits=8: {size} bytes")
+    assert size <= 200
+
+
+# ---------------------------------------------------------------------------- size_bound
+
+
+@given(
+    n_rows=st.integers(1, 40),
+    n_cols=st.integers(0, 300),
+    dtype=st.sampled_from(["float32", "float16", "bfloat16"]),
+    sparsity=st.floats(0.0, 0.999),
+    bits=st.integers(1, 16),
+    blocks=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+    delta=st.sampled_from([0.0, 0.01, 0.3]),
+    rows=st.booleans(),
+    seed=st.integers(0, 2**64 - 1),
+    chunk_log2=st.integers(6, 9),
+)
+def test_size_bound_never_below_real_size(
+    n_rows, n_cols, dtype, sparsity, bits, blocks, delta, rows, seed, chunk_log2
+) -> None:
+    rng = np.random.default_rng(seed % 2**32)
+    values = rng.standard_normal((n_rows, n_cols)) * np.exp(
+        3 * rng.standard_normal((n_rows, n_cols))
+    )
+    with np.errstate(over="ignore"):
+        x = values.astype(np.float32).astype(ml_dtypes.bfloat16 if dtype == "bfloat16" else dtype)
+    x[~np.isfinite(x)] = 0
+    params = dict(
+        sparsity=sparsity,
+        bits=bits,
+        blocks=blocks,
+        delta=delta,
+        seed=seed,
+        groups="rows" if rows else "tensor",
+        chunk_size=1 << chunk_log2,
+    )
+    assert len(slicer.encode(x, **params)) <= slicer.size_bound(x.shape, dtype, **params)
+
+
+def test_size_bound_dtype_spellings() -> None:
+    shape = (16, 64)
+    expected = slicer.size_bound(shape, "bfloat16")
+    assert slicer.size_bound(shape, ml_dtypes.bfloat16) == expected
+    assert slicer.size_bound(shape, torch.bfloat16) == expected
+    assert slicer.size_bound(shape, np.float32) > 0
+    assert slicer.size_bound(shape, "float32", max_bytes=100) == 100
+    with pytest.raises(TypeError):
+        slicer.size_bound(shape, "int32")
+
+
+# ---------------------------------------------------------------------------- max_bytes
+
+
+def _relative_error(x: np.ndarray, stream: bytes) -> float:
+    ref = x.astype(np.float64)
+    return float(
+        np.linalg.norm(slicer.decode(stream).astype(np.float64) - ref) / np.linalg.norm(ref)
+    )
+
+
+def test_max_bytes_keeps_request_when_it_fits(rng) -> None:
+    x = rng.standard_normal(2000).astype(np.float32)
+    plain = slicer.encode(x, sparsity=0.9)
+    assert slicer.encode(x, sparsity=0.9, max_bytes=len(plain)) == plain
+
+
+@pytest.mark.parametrize("limit", [60, 150, 400, 1000])
+@pytest.mark.parametrize("bits", [8, [8, 4, 2]])
+def test_max_bytes_never_exceeded(rng, limit: int, bits) -> None:
+    x = (rng.standard_normal((4, 512)) * np.exp(rng.standard_normal((4, 512)))).astype(np.float32)
+    stream = slicer.encode(x, sparsity=0.5, bits=bits, max_bytes=limit)
+    assert len(stream) <= limit
+    info = slicer.inspect(stream)
+    assert info.sparsity >= 0.5
+    check_stream(x, stream, sparsity=info.sparsity)
+
+
+def test_max_bytes_picks_least_lossy_fitting_setting(rng) -> None:
+    x = rng.standard_normal(4096).astype(np.float32)
+    limit = 700
+    stream = slicer.encode(x, sparsity=0.5, bits=8, delta=0.0, max_bytes=limit)
+    best = _relative_error(x, stream)
+    # Any width with its smallest fitting sparsity (found by brute force on k) is no better.
+    for bits in (8, 5, 3, 2):
+        for k in range(2048, 0, -8):
+            s = 1 - k / 4096
+            candidate = slicer.encode(x, sparsity=s, bits=bits, delta=0.0)
+            if len(candidate) <= limit:
+                assert best <= _relative_error(x, candidate) + 1e-12
+                break
+
+
+def test_max_bytes_impossible_raises(rng) -> None:
+    x = rng.standard_normal(1000).astype(np.float32)
+    with pytest.raises(ValueError, match="smallest stream reached is"):
+        slicer.encode(x, max_bytes=20)
+    with pytest.raises(ValueError, match="max_bytes"):
+        slicer.encode(x, max_bytes=0)
