@@ -1,0 +1,335 @@
+"""Encode / decode throughput of the SLICER codec against plain NumPy and plain PyTorch.
+
+    python bench/bench_codec.py                 # full grid (N up to 16M), a few minutes
+    python bench/bench_codec.py --quick         # N <= 1M, fewer repeats
+    python bench/bench_codec.py --json out.json
+
+Input: float32 N(0, 1), seed 0. For every N in {576, 4096, 1M, 16M} and s in {0.5, 0.9, 0.99}
+it times, in this process and on the same array:
+- SLICER encode / decode with threads=1 and with all threads (threads=0), blocks=3, bits=8,
+  delta=0 (fixed 8 bits: the same job as the baselines; the ABQ default delta=0.01 is timed
+  separately at the target point);
+- the plain NumPy baseline (argpartition top-k + sign split + 3 blocks/sign + 8-bit min/max
+  quantize; NumPy runs these on one thread) and the plain PyTorch CPU baseline (torch.topk +
+  the same), with torch.set_num_threads(1) and with all threads.
+
+Each figure is the median of `--repeats` timed batches (time.perf_counter); a batch runs the
+call often enough to last >= 2 ms so that small N is not timer noise. Encode GB/s counts the
+input bytes (4 N), decode GB/s the output bytes (4 N).
+
+Targets (issue 2): at N = 1M, s = 0.9, encode >= 15x the plain PyTorch baseline and
+>= 1 GB/s of input per core; decode >= 2 GB/s of output per core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import baselines
+
+SIZES_FULL = (576, 4096, 1 << 20, 1 << 24)
+SIZES_QUICK = (576, 4096, 1 << 20)
+SPARSITIES = (0.5, 0.9, 0.99)
+TARGET_N, TARGET_S = 1 << 20, 0.9
+ENCODE_VS_TORCH = 15.0
+ENCODE_GBPS_PER_CORE = 1.0
+DECODE_GBPS_PER_CORE = 2.0
+MIN_BATCH_S = 2e-3
+# The codec's parameters for the timed runs: the baselines' job (3 blocks/sign, 8 bits, fixed).
+CODEC_PARAMS: dict[str, Any] = {"blocks": 3, "bits": 8, "delta": 0.0}
+
+
+def time_call(fn: Callable[[], object], repeats: int) -> float:
+    """Median seconds per call over `repeats` batches (each batch >= MIN_BATCH_S)."""
+    fn()  # warm-up: first-touch allocations, lazy imports, thread pool start
+    t0 = time.perf_counter()
+    fn()
+    one = time.perf_counter() - t0
+    number = max(1, int(MIN_BATCH_S / max(one, 1e-9)))
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        samples.append((time.perf_counter() - t0) / number)
+    return statistics.median(samples)
+
+
+def gbps(n: int, seconds: float) -> float:
+    return 4.0 * n / seconds / 1e9
+
+
+def check_roundtrip(slicer: Any, x: np.ndarray, stream: bytes, sparsity: float) -> None:
+    """The timed codec must do the real job: exactly k nonzeros, the k largest magnitudes."""
+    y = slicer.decode(stream)
+    k = min(baselines.kept_count(x.size, sparsity), int(np.count_nonzero(x)))
+    nz = np.flatnonzero(y)
+    if nz.size != k:
+        raise RuntimeError(f"decode kept {nz.size} values, expected k={k}")
+    if k and k < x.size:
+        tau = np.partition(np.abs(x), x.size - k)[x.size - k]
+        if np.abs(x[nz]).min() < tau:
+            raise RuntimeError("decode kept an element smaller than the k-th magnitude")
+
+
+def bench_case(
+    slicer: Any, torch: Any, x: np.ndarray, sparsity: float, threads: int, cores: int, repeats: int
+) -> dict[str, Any]:
+    n = x.size
+    torch.set_num_threads(1 if threads == 1 else cores)
+    xt = torch.from_numpy(x)
+    stream = slicer.encode(x, sparsity=sparsity, threads=threads, **CODEC_PARAMS)
+    check_roundtrip(slicer, x, stream, sparsity)
+    enc_np = baselines.numpy_encode(x, sparsity)
+    enc_t = baselines.torch_encode(xt, sparsity)
+    t = {
+        "slicer_encode": time_call(
+            lambda: slicer.encode(x, sparsity=sparsity, threads=threads, **CODEC_PARAMS), repeats
+        ),
+        "slicer_decode": time_call(lambda: slicer.decode(stream, threads=threads), repeats),
+        "numpy_encode": time_call(lambda: baselines.numpy_encode(x, sparsity), repeats),
+        "numpy_decode": time_call(lambda: baselines.numpy_decode(enc_np), repeats),
+        "torch_encode": time_call(lambda: baselines.torch_encode(xt, sparsity), repeats),
+        "torch_decode": time_call(lambda: baselines.torch_decode(enc_t), repeats),
+    }
+    return {
+        "n": n,
+        "sparsity": sparsity,
+        "threads": threads if threads else cores,
+        "all_threads": threads == 0,
+        "bits_per_element": 8.0 * len(stream) / n,
+        "baseline_bits_per_element": 8.0 * enc_np.nbytes() / n,
+        "seconds": t,
+        "gbps": {key: gbps(n, sec) for key, sec in t.items()},
+        "encode_vs_torch": t["torch_encode"] / t["slicer_encode"],
+        "encode_vs_numpy": t["numpy_encode"] / t["slicer_encode"],
+        "decode_vs_torch": t["torch_decode"] / t["slicer_decode"],
+        "decode_vs_numpy": t["numpy_decode"] / t["slicer_decode"],
+    }
+
+
+def size_name(n: int) -> str:
+    if n >= 1 << 20 and n % (1 << 20) == 0:
+        return f"{n >> 20}M"
+    return str(n)
+
+
+COLUMNS = (
+    "N",
+    "s",
+    "threads",
+    "bpe",
+    "base bpe",
+    "enc GB/s",
+    "dec GB/s",
+    "np enc",
+    "pt enc",
+    "np dec",
+    "pt dec",
+    "enc vs pt",
+    "enc vs np",
+    "dec vs pt",
+    "dec vs np",
+)
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    """A Markdown table, so that it can be pasted into bench/RESULTS.md as printed."""
+    print("| " + " | ".join(COLUMNS) + " |")
+    print("|" + "---:|" * len(COLUMNS))
+    for r in rows:
+        g = r["gbps"]
+        cells = [
+            size_name(r["n"]),
+            f"{r['sparsity']:g}",
+            f"{r['threads']}" + (" (all)" if r["all_threads"] else ""),
+            f"{r['bits_per_element']:.2f}",
+            f"{r['baseline_bits_per_element']:.2f}",
+            *(
+                f"{g[key]:.3f}"
+                for key in (
+                    "slicer_encode",
+                    "slicer_decode",
+                    "numpy_encode",
+                    "torch_encode",
+                    "numpy_decode",
+                    "torch_decode",
+                )
+            ),
+            *(
+                f"{r[key]:.1f}x"
+                for key in (
+                    "encode_vs_torch",
+                    "encode_vs_numpy",
+                    "decode_vs_torch",
+                    "decode_vs_numpy",
+                )
+            ),
+        ]
+        print("| " + " | ".join(cells) + " |")
+
+
+def evaluate_targets(rows: list[dict[str, Any]], abq: dict[str, Any] | None) -> list[dict]:
+    """Each target with the measured value, per thread setting, at the target point."""
+    verdicts = []
+    for r in rows:
+        if r["n"] != TARGET_N or r["sparsity"] != TARGET_S:
+            continue
+        per_core = r["threads"]
+        label = f"threads={r['threads']}" + (" (all)" if r["all_threads"] else "")
+        checks = [
+            ("encode / plain PyTorch", r["encode_vs_torch"], ENCODE_VS_TORCH, "x"),
+            (
+                "encode GB/s per core",
+                r["gbps"]["slicer_encode"] / per_core,
+                ENCODE_GBPS_PER_CORE,
+                "GB/s",
+            ),
+            (
+                "decode GB/s per core",
+                r["gbps"]["slicer_decode"] / per_core,
+                DECODE_GBPS_PER_CORE,
+                "GB/s",
+            ),
+        ]
+        for name, value, goal, unit in checks:
+            verdicts.append(
+                {
+                    "target": name,
+                    "setting": label,
+                    "value": value,
+                    "goal": goal,
+                    "unit": unit,
+                    "met": value >= goal,
+                }
+            )
+    if abq is not None:
+        verdicts.append(
+            {
+                "target": "encode GB/s per core, ABQ delta=0.01",
+                "setting": "threads=1",
+                "value": abq["encode_gbps"],
+                "goal": ENCODE_GBPS_PER_CORE,
+                "unit": "GB/s",
+                "met": abq["encode_gbps"] >= ENCODE_GBPS_PER_CORE,
+            }
+        )
+    return verdicts
+
+
+def print_targets(verdicts: list[dict]) -> None:
+    print(f"\nTargets at N={size_name(TARGET_N)}, s={TARGET_S}:")
+    for v in verdicts:
+        mark = "MET" if v["met"] else "NOT MET"
+        print(
+            f"  {v['target']:38s} {v['setting']:16s} {v['value']:8.3f} {v['unit']:4s} "
+            f"(goal >= {v['goal']:g})  {mark}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="N <= 1M and 3 repeats")
+    parser.add_argument("--repeats", type=int, default=None, help="timed batches per figure")
+    parser.add_argument("--sizes", type=int, nargs="+", default=None, help="override N")
+    parser.add_argument("--json", type=Path, default=None, help="write all results here")
+    args = parser.parse_args(argv)
+    repeats = args.repeats if args.repeats is not None else (3 if args.quick else 5)
+    if repeats < 1:
+        parser.error("--repeats must be >= 1")
+    sizes = tuple(args.sizes) if args.sizes else (SIZES_QUICK if args.quick else SIZES_FULL)
+    if any(n < 1 for n in sizes):
+        parser.error("--sizes must be positive")
+
+    import torch
+
+    import slicer
+
+    cores = os.cpu_count() or 1
+    rows = []
+    rng = np.random.default_rng(0)
+    for n in sizes:
+        x = rng.standard_normal(n, dtype=np.float32)
+        for sparsity in SPARSITIES:
+            for threads in (1, 0):
+                rows.append(bench_case(slicer, torch, x, sparsity, threads, cores, repeats))
+                print(
+                    f"  done N={size_name(n)} s={sparsity} threads={threads or 'all'}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    abq = None
+    if TARGET_N in sizes:
+        x = np.random.default_rng(0).standard_normal(TARGET_N, dtype=np.float32)
+        params = {**CODEC_PARAMS, "delta": 0.01}
+        sec = time_call(lambda: slicer.encode(x, sparsity=TARGET_S, threads=1, **params), repeats)
+        abq = {
+            "n": TARGET_N,
+            "sparsity": TARGET_S,
+            "delta": 0.01,
+            "threads": 1,
+            "encode_seconds": sec,
+            "encode_gbps": gbps(TARGET_N, sec),
+        }
+
+    machine = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": cores,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "slicer": slicer.__version__,
+        "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    print(
+        f"\nSLICER {slicer.__version__}, NumPy {np.__version__}, PyTorch {torch.__version__}, "
+        f"{cores} cores, {machine['platform']}, {machine['date_utc']}"
+    )
+    print(
+        "GB/s: encode = input bytes / s, decode = output bytes / s; median of "
+        f"{repeats} batches. bpe = SLICER stream bits per element; base bpe = the baselines' "
+        "arrays (int32 index + uint8 code per kept value)."
+    )
+    print(
+        "np / pt = plain NumPy / plain PyTorch baseline (GB/s); enc vs pt = SLICER encode "
+        "speed-up over the PyTorch baseline at the same thread count.\n"
+    )
+    print_table(rows)
+    if abq is not None:
+        print(
+            f"\nABQ (delta=0.01) encode, N={size_name(TARGET_N)}, s={TARGET_S}, threads=1: "
+            f"{abq['encode_gbps']:.3f} GB/s ({abq['encode_seconds'] * 1e3:.2f} ms)"
+        )
+    verdicts = evaluate_targets(rows, abq)
+    if verdicts:
+        print_targets(verdicts)
+    if args.json:
+        payload = {
+            "machine": machine,
+            "params": CODEC_PARAMS,
+            "repeats": repeats,
+            "rows": rows,
+            "abq": abq,
+            "targets": verdicts,
+        }
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
