@@ -124,7 +124,7 @@ nb::tuple EncodeBound(const std::vector<int64_t>& shape, int dtype, const nb::di
 nb::tuple Encode(ConstBytes raw, int dtype, const std::vector<int64_t>& shape,
                  const nb::dict& params) {
   const size_t itemsize = ItemSize(dtype);
-  if (itemsize == 0) return nb::make_tuple(static_cast<int>(SLICER_ERR_UNSUPPORTED_DTYPE), nb::bytes());
+  if (itemsize == 0) return nb::make_tuple(static_cast<int>(SLICER_ERR_UNSUPPORTED_DTYPE), nb::none());
   size_t count = 1;
   for (int64_t d : shape) {
     if (d < 0) throw nb::value_error("negative dimension");
@@ -137,14 +137,14 @@ nb::tuple Encode(ConstBytes raw, int dtype, const std::vector<int64_t>& shape,
   const uint32_t ndim = static_cast<uint32_t>(shape.size());
   size_t bound = 0;
   int status = slicer_encode_bound(shape.data(), ndim, dtype, &p, &bound);
-  if (status != SLICER_OK) return nb::make_tuple(status, nb::bytes());
+  if (status != SLICER_OK) return nb::make_tuple(status, nb::none());
   std::unique_ptr<uint8_t[]> dst(new uint8_t[bound > 0 ? bound : 1]);
   size_t written = 0;
   {
     nb::gil_scoped_release release;
     status = slicer_encode(raw.data(), dtype, shape.data(), ndim, &p, dst.get(), bound, &written);
   }
-  if (status != SLICER_OK) return nb::make_tuple(status, nb::bytes());
+  if (status != SLICER_OK) return nb::make_tuple(status, nb::none());
   return nb::make_tuple(status, nb::bytes(reinterpret_cast<const char*>(dst.get()), written));
 }
 
