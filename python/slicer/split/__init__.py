@@ -1,0 +1,35 @@
+"""Split inference on ONNX Runtime: cut a model, profile it, plan the split, measure fidelity.
+
+Python API::
+
+    from slicer.split import Partitioner, SplitModel, CodecParams
+
+    part = Partitioner("model.onnx")          # path or ModelProto; external data stays on disk
+    for cut in part.cuts():                    # topological order; cut.single / cut.simple
+        print(cut.index, cut.name, [t.shape for t in cut.tensors], cut.head_param_bytes)
+    head, tail = part.extract("/layers.11/Add_1_output_0")    # ONNX ModelProtos (name or index)
+
+    split = SplitModel(part, 42, providers="auto")             # head + tail ORT sessions
+    result = split.run(inputs, CodecParams(sparsity=0.9))      # head -> codec -> tail
+    result.fidelity, result.packet.encoded_bytes, result.latency_s, split.provider
+
+    profile = profile_model(part, inputs)                      # JSON-able dict
+    choice = plan(profile, Budget(64e6, 0.030, Link(20e6)))    # Eq. 1-3, SLICER-Search
+
+Shipped real models (exported to ONNX on first use into ``$SLICER_CACHE``):
+``slicer.split.zoo.model_path("efficientnet-lite0" | "minilm" | "smollm2")``.
+"""
+
+from .graph import Cut, Partitioner, TensorInfo, load_model
+from .link import Link
+from .planner import Budget, Plan, plan
+from .profile import load_profile, profile_model, save_profile
+from .providers import provider_loads, resolve_providers
+from .runner import SplitModel, SplitResult, random_inputs
+from .transport import CodecParams
+
+__all__ = [
+    "Budget", "CodecParams", "Cut", "Link", "Partitioner", "Plan", "SplitModel", "SplitResult",
+    "TensorInfo", "load_model", "load_profile", "plan", "profile_model", "provider_loads",
+    "random_inputs", "resolve_providers", "save_profile",
+]

@@ -1,0 +1,133 @@
+"""What crosses the link: cut tensors through the SLICER codec, or raw when they must be exact.
+
+Policy (documented, deterministic): a cut tensor is coded lossily when it is floating point
+(float32 / float16 / bfloat16) and holds at least ``max(64, largest / 4)`` elements, where
+``largest`` is the biggest float tensor of the cut. Everything else (token ids, integer masks,
+shape scalars, additive attention masks, tiny tensors) is sent raw, bit for bit: top-k would
+destroy a mask, and such tensors cost a few bytes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+CODEC_DTYPES = ("float32", "float16", "bfloat16")
+MIN_CODED_ELEMENTS = 64
+
+
+@dataclass(frozen=True)
+class CodecParams:
+    """The codec knobs of ``slicer.encode`` that a split run exposes."""
+
+    sparsity: float = 0.9
+    blocks: int = 3
+    bits: int = 8
+    delta: float = 0.01
+    asym: float = 0.0
+    seed: int = 0
+    groups: str = "tensor"
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"sparsity": self.sparsity, "blocks": self.blocks, "bits": self.bits,
+                "delta": self.delta, "asym": self.asym, "seed": self.seed,
+                "groups": self.groups}
+
+    def to_json(self) -> dict[str, Any]:
+        return self.kwargs()
+
+
+def coded_names(shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, str]) -> list[str]:
+    """Which tensors of a cut go through the codec (see the module policy)."""
+    floats = {n: int(np.prod(s)) if len(s) else 1 for n, s in shapes.items()
+              if dtypes[n] in CODEC_DTYPES}
+    if not floats:
+        return []
+    largest = max(floats.values())
+    floor = max(MIN_CODED_ELEMENTS, largest // 4)
+    return [n for n, count in floats.items() if count >= floor]
+
+
+@dataclass
+class Packet:
+    """One cut's worth of payload: codec streams and raw side tensors."""
+
+    streams: dict[str, bytes] = field(default_factory=dict)
+    raw: dict[str, np.ndarray] = field(default_factory=dict)
+    raw_bytes: int = 0          # bytes of every cut tensor uncompressed
+    coded_elements: int = 0     # elements that went through the codec
+    encode_s: float = 0.0
+
+    @property
+    def encoded_bytes(self) -> int:
+        return sum(len(s) for s in self.streams.values()) + sum(
+            a.nbytes for a in self.raw.values())
+
+    @property
+    def side_bytes(self) -> int:
+        return sum(a.nbytes for a in self.raw.values())
+
+
+def _codec():  # noqa: ANN202 - the slicer package module
+    try:
+        import slicer
+    except ImportError as exc:  # pragma: no cover - the package is this project's own
+        raise RuntimeError(f"the SLICER codec extension is not importable: {exc}") from exc
+    return slicer
+
+
+def encode_values(values: Mapping[str, np.ndarray], params: CodecParams | None) -> Packet:
+    """Encode a cut's tensors; ``params=None`` sends everything raw (the uncompressed link)."""
+    shapes = {n: tuple(v.shape) for n, v in values.items()}
+    dtypes = {n: str(v.dtype) for n, v in values.items()}
+    coded = coded_names(shapes, dtypes) if params is not None else []
+    packet = Packet(raw_bytes=sum(int(v.nbytes) for v in values.values()))
+    codec = _codec() if coded else None
+    start = time.perf_counter()
+    for name, value in values.items():
+        if name in coded and codec is not None and params is not None:
+            packet.streams[name] = codec.encode(np.ascontiguousarray(value), **params.kwargs())
+            packet.coded_elements += int(value.size)
+        else:
+            packet.raw[name] = value
+    packet.encode_s = time.perf_counter() - start
+    return packet
+
+
+def decode_packet(packet: Packet) -> tuple[dict[str, np.ndarray], float]:
+    """The server's view of the cut tensors, and the decode time in seconds."""
+    out: dict[str, np.ndarray] = dict(packet.raw)
+    if not packet.streams:
+        return out, 0.0
+    codec = _codec()
+    start = time.perf_counter()
+    for name, stream in packet.streams.items():
+        out[name] = np.asarray(codec.decode(stream))
+    return out, time.perf_counter() - start
+
+
+def payload_bound(shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, str],
+                  params: CodecParams) -> int:
+    """Upper bound on a packet's bytes before encoding (``slicer.size_bound`` + raw sides)."""
+    coded = set(coded_names(shapes, dtypes))
+    total = 0
+    codec = _codec() if coded else None
+    for name, shape in shapes.items():
+        if name in coded and codec is not None:
+            total += int(codec.size_bound(tuple(shape), dtypes[name], **params.kwargs()))
+        else:
+            count = int(np.prod(shape)) if len(shape) else 1
+            total += count * _itemsize(dtypes[name])
+    return total
+
+
+def _itemsize(dtype: str) -> int:
+    if dtype == "bfloat16":
+        return 2
+    try:
+        return np.dtype(dtype).itemsize
+    except TypeError:
+        return 1
