@@ -21,10 +21,10 @@ class BitWriter {
     filled_ += nbits;
     bits_written_ += nbits;
     if (filled_ >= 32) {
-      uint8_t bytes[4];
       const uint32_t low = static_cast<uint32_t>(accumulator_);
-      std::memcpy(bytes, &low, 4);  // little-endian host
-      out_->insert(out_->end(), bytes, bytes + 4);
+      const size_t size = out_->size();
+      out_->resize(size + 4);
+      std::memcpy(out_->data() + size, &low, 4);  // little-endian host
       accumulator_ >>= 32;
       filled_ -= 32;
     }

@@ -85,11 +85,11 @@ struct GroupCode {
   std::vector<KeptElement> kept;  // ascending position
 };
 
-// ATKF + MS (§4, §5.1): fills k, n_pos, kept (with labels) and block counts.
-// `x` and `keys` (MagnitudeKey of x) hold the group's n elements; `base` is the global index
-// of its first element.
-void SelectGroup(const float* x, const uint32_t* keys, uint64_t n, uint64_t base,
-                 const CodecParams& params, unsigned threads, GroupCode* group);
+// ATKF + MS (§4, §5.1): fills k, n_pos, kept (with labels) and block counts. `x` holds the
+// group's n elements; `base` is the global index of its first element. Throws
+// StatusError(SLICER_ERR_NONFINITE_INPUT) on NaN or infinity.
+void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& params,
+                 unsigned threads, GroupCode* group);
 
 // The same selection by a full sort in P order: slow, literal, used to check SelectGroup.
 void SelectGroupBySort(const float* x, uint64_t n, uint64_t base, const CodecParams& params,

@@ -1,6 +1,7 @@
 #include "encoder.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -14,40 +15,38 @@ namespace {
 
 constexpr uint64_t kMinElementsPerThread = uint64_t{1} << 16;
 
-// Widens the input to binary32 (exactly) and computes magnitude keys; rejects NaN/inf.
-void Widen(const void* data, int dtype, uint64_t n, unsigned threads, std::vector<float>* widened,
-           std::vector<uint32_t>* keys) {
+// The input as binary32: float32 input is used in place when aligned; float16 / bfloat16
+// widen exactly. NaN/inf are caught later, by the selection's first pass over each group.
+const float* Widen(const void* data, int dtype, uint64_t n, unsigned threads,
+                   std::vector<float>* widened) {
+  if (dtype == SLICER_FLOAT32 && reinterpret_cast<uintptr_t>(data) % alignof(float) == 0) {
+    return static_cast<const float*>(data);
+  }
   widened->resize(n);
-  keys->resize(n);
   const unsigned parts = PartCount(n, threads, kMinElementsPerThread);
-  std::vector<uint8_t> bad(parts, 0);
   const uint8_t* bytes = static_cast<const uint8_t*>(data);
-  RunParts(n, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
+  RunParts(n, parts, [&](unsigned, uint64_t begin, uint64_t end) {
     float* x = widened->data();
-    uint32_t* key = keys->data();
-    uint32_t worst = 0;
     if (dtype == SLICER_FLOAT32) {
       std::memcpy(x + begin, bytes + 4 * begin, 4 * (end - begin));
+    } else if (dtype == SLICER_FLOAT16) {
+      for (uint64_t j = begin; j < end; ++j) {
+        uint16_t half;
+        std::memcpy(&half, bytes + 2 * j, 2);
+        x[j] = HalfToFloat(half);
+      }
     } else {
       for (uint64_t j = begin; j < end; ++j) {
         uint16_t half;
         std::memcpy(&half, bytes + 2 * j, 2);
-        x[j] = dtype == SLICER_FLOAT16 ? HalfToFloat(half) : BFloat16ToFloat(half);
+        x[j] = BFloat16ToFloat(half);
       }
     }
-    for (uint64_t j = begin; j < end; ++j) {
-      key[j] = MagnitudeKey(x[j]);
-      worst = std::max(worst, key[j]);
-    }
-    bad[part] = worst >= kInfinityKey;
   });
-  for (uint8_t b : bad) {
-    if (b) throw StatusError(SLICER_ERR_NONFINITE_INPUT, "NaN or infinity in the input");
-  }
+  return widened->data();
 }
 
-void CodeGroups(const std::vector<float>& x, const std::vector<uint32_t>& keys,
-                const Geometry& geometry, const CodecParams& params, SelectionPath path,
+void CodeGroups(const float* x, const Geometry& geometry, const CodecParams& params, SelectionPath path,
                 std::vector<GroupCode>* groups) {
   groups->resize(geometry.group_count);
   const uint64_t n = geometry.group_size;
@@ -55,9 +54,9 @@ void CodeGroups(const std::vector<float>& x, const std::vector<uint32_t>& keys,
     GroupCode& group = (*groups)[g];
     const uint64_t base = g * n;
     if (path == SelectionPath::kSort) {
-      SelectGroupBySort(x.data() + base, n, base, params, &group);
+      SelectGroupBySort(x + base, n, base, params, &group);
     } else {
-      SelectGroup(x.data() + base, keys.data() + base, n, base, params, threads, &group);
+      SelectGroup(x + base, n, base, params, threads, &group);
     }
     FinishBlocks(params, threads, &group);
   };
@@ -85,11 +84,10 @@ void EncodeStream(const void* data, int dtype, const int64_t* shape, uint32_t nd
   if (geometry.num_elements > 0 && data == nullptr) {
     throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "data is NULL");
   }
-  std::vector<float> x;
-  std::vector<uint32_t> keys;
-  Widen(data, dtype, geometry.num_elements, params.threads, &x, &keys);
+  std::vector<float> widened;
+  const float* x = Widen(data, dtype, geometry.num_elements, params.threads, &widened);
   std::vector<GroupCode> groups;
-  CodeGroups(x, keys, geometry, params, path, &groups);
+  CodeGroups(x, geometry, params, path, &groups);
 
   // Pack every chunk; each thread fills its own buffer with a contiguous run of chunks, so the
   // buffers concatenate to the payload in stream order whatever the thread count.

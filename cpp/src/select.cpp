@@ -20,9 +20,10 @@
 namespace slicer::internal {
 namespace {
 
-constexpr uint64_t kRadixMinElements = uint64_t{1} << 16;
+constexpr uint64_t kRadixMinElements = uint64_t{1} << 13;
 constexpr uint64_t kMinElementsPerThread = uint64_t{1} << 16;
 constexpr unsigned kBuckets = 1u << 15;  // keys < 2^31: the top 15 bits
+constexpr unsigned kFirstNonFiniteBucket = kInfinityKey >> 16;
 
 struct RankInfo {
   uint32_t key;      // the key at the requested rank (descending, 0-based)
@@ -30,49 +31,100 @@ struct RankInfo {
   uint64_t equal;    // how many keys equal it
 };
 
-RankInfo KeyAtRank(const uint32_t* keys, uint64_t n, uint64_t rank, unsigned threads) {
-  std::vector<uint32_t> bucket;
-  uint64_t above = 0;
-  if (n < kRadixMinElements) {
-    bucket.assign(keys, keys + n);
-  } else {
-    const unsigned parts = PartCount(n, threads, kMinElementsPerThread);
-    std::vector<std::vector<uint64_t>> histograms(parts, std::vector<uint64_t>(kBuckets, 0));
-    RunParts(n, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
-      uint64_t* histogram = histograms[part].data();
-      for (uint64_t j = begin; j < end; ++j) ++histogram[keys[j] >> 16];
-    });
-    unsigned chosen = 0;
-    for (unsigned b = kBuckets; b-- > 0;) {
-      uint64_t count = 0;
-      for (unsigned part = 0; part < parts; ++part) count += histograms[part][b];
-      if (above + count > rank) {
-        chosen = b;
-        break;
-      }
-      above += count;
+// Bucket counts of key >> 16 over all n keys, plus the exact number of zero keys.
+struct Histogram {
+  std::vector<uint64_t> bins;
+  uint64_t zeros = 0;
+  bool non_finite = false;
+};
+
+template <class KeyOf>
+Histogram BuildHistogram(KeyOf key_of, uint64_t n, unsigned threads) {
+  // Per-part uint32 bins (half the cache footprint); parts stay below 2^32 elements.
+  unsigned parts = PartCount(n, threads, kMinElementsPerThread);
+  parts = std::max<unsigned>(parts, static_cast<unsigned>((n >> 32) + 1));
+  std::vector<std::vector<uint32_t>> part_bins(parts);
+  std::vector<uint64_t> part_zeros(parts, 0);
+  RunParts(n, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
+    std::vector<uint32_t>& bins = part_bins[part];
+    bins.assign(kBuckets, 0);
+    uint32_t* bin = bins.data();
+    uint64_t zeros = 0;
+    for (uint64_t j = begin; j < end; ++j) {
+      const uint32_t key = key_of(j);
+      ++bin[key >> 16];
+      zeros += key == 0;
     }
-    std::vector<std::vector<uint32_t>> gathered(parts);
-    RunParts(n, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
-      std::vector<uint32_t>& out = gathered[part];
-      for (uint64_t j = begin; j < end; ++j) {
-        if ((keys[j] >> 16) == chosen) out.push_back(keys[j]);
-      }
-    });
-    for (const std::vector<uint32_t>& part : gathered) {
-      bucket.insert(bucket.end(), part.begin(), part.end());
-    }
+    part_zeros[part] = zeros;
+  });
+  Histogram histogram;
+  histogram.bins.assign(kBuckets, 0);
+  for (unsigned part = 0; part < parts; ++part) {
+    for (unsigned b = 0; b < kBuckets; ++b) histogram.bins[b] += part_bins[part][b];
+    histogram.zeros += part_zeros[part];
   }
-  const uint64_t local = rank - above;
-  if (local >= bucket.size()) throw StatusError(SLICER_ERR_INTERNAL, "rank out of range");
-  std::nth_element(bucket.begin(), bucket.begin() + static_cast<ptrdiff_t>(local), bucket.end(),
-                   std::greater<uint32_t>());
-  RankInfo info{bucket[local], above, 0};
-  for (uint32_t key : bucket) {
+  for (unsigned b = kFirstNonFiniteBucket; b < kBuckets; ++b) {
+    histogram.non_finite = histogram.non_finite || histogram.bins[b] != 0;
+  }
+  return histogram;
+}
+
+std::vector<uint32_t>& Scratch() {
+  thread_local std::vector<uint32_t> scratch;
+  return scratch;
+}
+
+RankInfo RankInBucket(std::vector<uint32_t>* bucket, uint64_t local, uint64_t above) {
+  if (local >= bucket->size()) throw StatusError(SLICER_ERR_INTERNAL, "rank out of range");
+  std::nth_element(bucket->begin(), bucket->begin() + static_cast<ptrdiff_t>(local),
+                   bucket->end(), std::greater<uint32_t>());
+  RankInfo info{(*bucket)[local], above, 0};
+  for (uint32_t key : *bucket) {
     info.greater += key > info.key;
     info.equal += key == info.key;
   }
   return info;
+}
+
+template <class KeyOf>
+RankInfo RankFromHistogram(const Histogram& histogram, KeyOf key_of, uint64_t n, uint64_t rank,
+                           unsigned threads) {
+  uint64_t above = 0;
+  unsigned chosen = 0;
+  for (unsigned b = kBuckets; b-- > 0;) {
+    if (above + histogram.bins[b] > rank) {
+      chosen = b;
+      break;
+    }
+    above += histogram.bins[b];
+  }
+  const unsigned parts = PartCount(n, threads, kMinElementsPerThread);
+  std::vector<std::vector<uint32_t>> gathered(parts);
+  RunParts(n, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
+    std::vector<uint32_t>& out = gathered[part];
+    out.reserve(histogram.bins[chosen] / parts + 16);
+    for (uint64_t j = begin; j < end; ++j) {
+      const uint32_t key = key_of(j);
+      if ((key >> 16) == chosen) out.push_back(key);
+    }
+  });
+  std::vector<uint32_t> bucket;
+  bucket.reserve(histogram.bins[chosen]);
+  for (const std::vector<uint32_t>& part : gathered) {
+    bucket.insert(bucket.end(), part.begin(), part.end());
+  }
+  return RankInBucket(&bucket, rank - above, above);
+}
+
+template <class KeyOf>
+RankInfo KeyAtRank(KeyOf key_of, uint64_t n, uint64_t rank, unsigned threads) {
+  if (n < kRadixMinElements) {
+    std::vector<uint32_t>& bucket = Scratch();
+    bucket.resize(n);
+    for (uint64_t j = 0; j < n; ++j) bucket[j] = key_of(j);
+    return RankInBucket(&bucket, rank, 0);
+  }
+  return RankFromHistogram(BuildHistogram(key_of, n, threads), key_of, n, rank, threads);
 }
 
 // "The first `count` candidates in P order": keys above mu, plus the ties at mu whose
@@ -91,13 +143,11 @@ inline bool InCut(const Cut& cut, uint32_t key, uint64_t seed, uint64_t global_i
   return d < cut.draw_limit || (d == cut.draw_limit && global_index <= cut.index_limit);
 }
 
-// `global_of(j)` gives element j's global index.
-template <class GlobalOf>
-Cut CutFirst(const uint32_t* keys, uint64_t n, uint64_t count, uint64_t seed, unsigned threads,
-             GlobalOf global_of) {
+// Completes a cut from the rank of its last member; `global_of(j)` is j's global index.
+template <class KeyOf, class GlobalOf>
+Cut CutFromRank(const RankInfo& info, uint64_t count, KeyOf key_of, uint64_t n, uint64_t seed,
+                GlobalOf global_of) {
   Cut cut;
-  if (count == 0) return cut;
-  const RankInfo info = KeyAtRank(keys, n, count - 1, threads);
   if (info.key == 0) throw StatusError(SLICER_ERR_INTERNAL, "selection reached a zero");
   cut.mu = info.key;
   const uint64_t need = count - info.greater;  // 1 ... info.equal
@@ -108,7 +158,7 @@ Cut CutFirst(const uint32_t* keys, uint64_t n, uint64_t count, uint64_t seed, un
   std::vector<std::pair<uint64_t, uint64_t>> ties;  // (draw, global index)
   ties.reserve(info.equal);
   for (uint64_t j = 0; j < n; ++j) {
-    if (keys[j] == cut.mu) {
+    if (key_of(j) == cut.mu) {
       const uint64_t global = global_of(j);
       ties.emplace_back(Draw(seed, global), global);
     }
@@ -119,17 +169,12 @@ Cut CutFirst(const uint32_t* keys, uint64_t n, uint64_t count, uint64_t seed, un
   return cut;
 }
 
-uint64_t CountNonZero(const uint32_t* keys, uint64_t n, unsigned threads) {
-  const unsigned parts = PartCount(n, threads, kMinElementsPerThread);
-  std::vector<uint64_t> counts(parts, 0);
-  RunParts(n, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
-    uint64_t count = 0;
-    for (uint64_t j = begin; j < end; ++j) count += keys[j] != 0;
-    counts[part] = count;
-  });
-  uint64_t total = 0;
-  for (uint64_t c : counts) total += c;
-  return total;
+template <class KeyOf, class GlobalOf>
+Cut CutFirst(KeyOf key_of, uint64_t n, uint64_t count, uint64_t seed, unsigned threads,
+             GlobalOf global_of) {
+  if (count == 0) return Cut{};
+  return CutFromRank(KeyAtRank(key_of, n, count - 1, threads), count, key_of, n, seed,
+                     global_of);
 }
 
 // Collects the elements for which kept(j) holds, in position order.
@@ -138,9 +183,60 @@ void CollectKept(const float* x, uint64_t n, unsigned threads, Kept kept, GroupC
   const unsigned parts = PartCount(n, threads, kMinElementsPerThread);
   std::vector<std::vector<KeptElement>> lists(parts);
   RunParts(n, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
+    // Branch-free compaction through a small buffer: a kept/dropped branch would mispredict.
+    constexpr uint64_t kBuffer = 1024;
+    KeptElement buffer[kBuffer + 1];
     std::vector<KeptElement>& out = lists[part];
+    uint64_t filled = 0;
     for (uint64_t j = begin; j < end; ++j) {
-      if (kept(j)) out.push_back(KeptElement{j, x[j], 0});
+      buffer[filled] = KeptElement{j, x[j], 0};
+      filled += kept(j) ? 1 : 0;
+      if (filled == kBuffer) {
+        out.insert(out.end(), buffer, buffer + filled);
+        filled = 0;
+      }
+    }
+    out.insert(out.end(), buffer, buffer + filled);
+  });
+  group->kept.clear();
+  group->kept.reserve(group->k);
+  for (const std::vector<KeptElement>& list : lists) {
+    group->kept.insert(group->kept.end(), list.begin(), list.end());
+  }
+}
+
+// CollectKept for lambda = 0: the candidates are the keys >= cut.mu, found 64 at a time with a
+// loop the compiler vectorizes; only ties at mu may need their draw.
+void CollectTop(const float* x, uint64_t n, uint64_t base, const Cut& cut, uint64_t seed,
+                unsigned threads, GroupCode* group) {
+  const unsigned parts = PartCount(n, threads, kMinElementsPerThread);
+  std::vector<std::vector<KeptElement>> lists(parts);
+  const int32_t mu = static_cast<int32_t>(cut.mu);  // finite keys are below 2^31
+  RunParts(n, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
+    std::vector<KeptElement>& out = lists[part];
+    const uint32_t* bits = reinterpret_cast<const uint32_t*>(x);
+    auto consider = [&](uint64_t j) {
+      const uint32_t key = bits[j] & 0x7FFFFFFFu;
+      if (key > cut.mu || InCut(cut, key, seed, base + j)) out.push_back(KeptElement{j, x[j], 0});
+    };
+    uint64_t j = begin;
+    for (; j + 64 <= end; j += 64) {
+      uint8_t flags[64];
+      for (int i = 0; i < 64; ++i) {
+        flags[i] = static_cast<int32_t>(bits[j + i] & 0x7FFFFFFFu) >= mu ? 1 : 0;
+      }
+      uint64_t words[8];
+      std::memcpy(words, flags, 64);
+      for (int w = 0; w < 8; ++w) {
+        uint64_t word = words[w];
+        while (word != 0) {
+          consider(j + 8 * w + (static_cast<unsigned>(__builtin_ctzll(word)) >> 3));
+          word &= word - 1;
+        }
+      }
+    }
+    for (; j < end; ++j) {
+      if ((bits[j] & 0x7FFFFFFFu) >= cut.mu) consider(j);
     }
   });
   group->kept.clear();
@@ -150,30 +246,67 @@ void CollectKept(const float* x, uint64_t n, unsigned threads, Kept kept, GroupC
   }
 }
 
-// Labels the kept elements of one sign by their P-order rank (§5.1).
-void LabelSign(bool positive, uint64_t sign_count, unsigned blocks, unsigned first_label,
-               uint64_t base, const CodecParams& params, unsigned threads, GroupCode* group) {
-  std::vector<KeptElement>& kept = group->kept;
-  const uint64_t k = kept.size();
-  std::vector<uint32_t> keys(k);
-  for (uint64_t t = 0; t < k; ++t) {
-    const bool is_positive = kept[t].value > 0.0f;
-    keys[t] = is_positive == positive ? MagnitudeKey(kept[t].value) : 0;
-  }
-  // cuts[b - 1] = the first floor(b * n / M) elements of this sign, b = 1 ... M - 1.
+// Labels the kept elements of one sign by their P-order rank (§5.1). `keys[t]` is the
+// magnitude key of kept element `members[t]`.
+void LabelSign(const std::vector<uint32_t>& keys, const std::vector<uint64_t>& members,
+               unsigned blocks, unsigned first_label, uint64_t base, const CodecParams& params,
+               unsigned threads, GroupCode* group) {
+  KeptElement* kept = group->kept.data();
+  const uint64_t count = keys.size();
+  const uint32_t* key_data = keys.data();
+  const uint64_t* member = members.data();
+  const auto key_of = [key_data](uint64_t t) { return key_data[t]; };
+  const auto global_of = [kept, member, base](uint64_t t) {
+    return base + kept[member[t]].position;
+  };
+  // cuts[b - 1] = the first floor(b * count / M) elements of this sign, b = 1 ... M - 1.
   std::vector<Cut> cuts;
-  for (unsigned b = 1; b < blocks; ++b) {
-    const uint64_t rank_end =
-        static_cast<uint64_t>(static_cast<unsigned __int128>(b) * sign_count / blocks);
-    cuts.push_back(CutFirst(keys.data(), k, rank_end, params.seed, threads,
-                            [&](uint64_t t) { return base + kept[t].position; }));
+  if (blocks > 1 && count > 0) {
+    Histogram histogram;
+    const bool radix = count >= kRadixMinElements;
+    if (radix) histogram = BuildHistogram(key_of, count, threads);
+    for (unsigned b = 1; b < blocks; ++b) {
+      const uint64_t rank_end =
+          static_cast<uint64_t>(static_cast<unsigned __int128>(b) * count / blocks);
+      if (rank_end == 0) {
+        cuts.push_back(Cut{});
+        continue;
+      }
+      const RankInfo info = radix
+                                ? RankFromHistogram(histogram, key_of, count, rank_end - 1, threads)
+                                : KeyAtRank(key_of, count, rank_end - 1, threads);
+      cuts.push_back(CutFromRank(info, rank_end, key_of, count, params.seed, global_of));
+    }
   }
-  for (uint64_t t = 0; t < k; ++t) {
-    if (keys[t] == 0) continue;
+  for (uint64_t t = 0; t < count; ++t) {
     unsigned block = 0;
-    for (const Cut& cut : cuts) block += !InCut(cut, keys[t], params.seed, base + kept[t].position);
-    kept[t].label = static_cast<uint8_t>(first_label + block);
+    for (const Cut& cut : cuts) block += !InCut(cut, key_data[t], params.seed, global_of(t));
+    kept[member[t]].label = static_cast<uint8_t>(first_label + block);
   }
+}
+
+// Splits the kept list by sign (compact key arrays, no masking) and labels both signs.
+void LabelBlocks(uint64_t base, const CodecParams& params, unsigned threads, GroupCode* group) {
+  const std::vector<KeptElement>& kept = group->kept;
+  const uint64_t k = kept.size();
+  std::vector<uint32_t> keys[2];
+  std::vector<uint64_t> members[2];
+  for (int sign = 0; sign < 2; ++sign) {
+    const uint64_t size = sign == 0 ? group->n_pos : k - group->n_pos;
+    keys[sign].resize(size);
+    members[sign].resize(size);
+  }
+  uint64_t filled[2] = {0, 0};
+  for (uint64_t t = 0; t < k; ++t) {
+    const uint32_t bits = FloatToBits(kept[t].value);
+    const unsigned sign = bits >> 31;  // kept values are non-zero: the sign bit is the sign
+    keys[sign][filled[sign]] = bits & 0x7FFFFFFFu;
+    members[sign][filled[sign]] = t;
+    ++filled[sign];
+  }
+  LabelSign(keys[0], members[0], params.blocks_pos, 0, base, params, threads, group);
+  LabelSign(keys[1], members[1], params.blocks_neg, params.blocks_pos, base, params, threads,
+            group);
 }
 
 void CountAndCheckBlocks(const CodecParams& params, GroupCode* group) {
@@ -205,9 +338,26 @@ uint64_t BlockCount(uint64_t n, unsigned blocks, unsigned m) {
   return edge(m + 1) - edge(m);
 }
 
-void SelectGroup(const float* x, const uint32_t* keys, uint64_t n, uint64_t base,
-                 const CodecParams& params, unsigned threads, GroupCode* group) {
-  const uint64_t nnz = CountNonZero(keys, n, threads);
+void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& params,
+                 unsigned threads, GroupCode* group) {
+  const auto key_of = [x](uint64_t j) { return MagnitudeKey(x[j]); };
+  const bool radix = n >= kRadixMinElements;
+  // One pass gives the non-zero count and rejects NaN/inf (their keys sit above every finite).
+  Histogram histogram;
+  uint64_t nnz = 0;
+  if (radix) {
+    histogram = BuildHistogram(key_of, n, threads);
+    nnz = n - histogram.zeros;
+    if (histogram.non_finite) throw StatusError(SLICER_ERR_NONFINITE_INPUT, "NaN or infinity");
+  } else {
+    uint32_t largest = 0;
+    for (uint64_t j = 0; j < n; ++j) {
+      const uint32_t key = key_of(j);
+      nnz += key != 0;
+      largest = std::max(largest, key);
+    }
+    if (largest >= kInfinityKey) throw StatusError(SLICER_ERR_NONFINITE_INPUT, "NaN or infinity");
+  }
   group->k = std::min(KeepLimit(n, params.sparsity_ppb), nnz);
   group->n_pos = 0;
   group->kept.clear();
@@ -215,13 +365,13 @@ void SelectGroup(const float* x, const uint32_t* keys, uint64_t n, uint64_t base
     const uint64_t k = group->k;
     const uint64_t seed = params.seed;
     const auto identity = [base](uint64_t j) { return base + j; };
+    const RankInfo tau_info = radix ? RankFromHistogram(histogram, key_of, n, k - 1, threads)
+                                    : KeyAtRank(key_of, n, k - 1, threads);
     if (params.asym_ppb == 0) {
       // With lambda = 0 the kept set is the first k non-zero elements in P order.
-      const Cut cut = CutFirst(keys, n, k, seed, threads, identity);
-      CollectKept(x, n, threads,
-                  [&](uint64_t j) { return InCut(cut, keys[j], seed, base + j); }, group);
+      const Cut cut = CutFromRank(tau_info, k, key_of, n, seed, identity);
+      CollectTop(x, n, base, cut, seed, threads, group);
     } else {
-      const RankInfo tau_info = KeyAtRank(keys, n, k - 1, threads);
       const double tau = static_cast<double>(BitsToFloat(tau_info.key));
       const double f_plus = static_cast<double>(kPpb + params.asym_ppb) / static_cast<double>(kPpb);
       const double f_minus =
@@ -235,28 +385,27 @@ void SelectGroup(const float* x, const uint32_t* keys, uint64_t n, uint64_t base
         const double v = static_cast<double>(x[j]);
         strict[j] = (v > t_plus) || (-v > t_minus);
         strict_count += strict[j];
-        masked[j] = strict[j] ? keys[j] : 0;
+        masked[j] = strict[j] ? key_of(j) : 0;
       }
+      const uint32_t* m = masked.data();
+      const auto masked_of = [m](uint64_t j) { return m[j]; };
       if (strict_count >= k) {
         // Trim: the first k elements of S in P order.
-        const Cut cut = CutFirst(masked.data(), n, k, seed, threads, identity);
+        const Cut cut = CutFirst(masked_of, n, k, seed, threads, identity);
         CollectKept(x, n, threads,
-                    [&](uint64_t j) { return InCut(cut, masked[j], seed, base + j); }, group);
+                    [&](uint64_t j) { return InCut(cut, m[j], seed, base + j); }, group);
       } else {
         // Fill: S plus the first k - |S| non-zero elements outside S in P order.
-        for (uint64_t j = 0; j < n; ++j) masked[j] = strict[j] ? 0 : keys[j];
-        const Cut cut = CutFirst(masked.data(), n, k - strict_count, seed, threads, identity);
+        for (uint64_t j = 0; j < n; ++j) masked[j] = strict[j] ? 0 : key_of(j);
+        const Cut cut = CutFirst(masked_of, n, k - strict_count, seed, threads, identity);
         CollectKept(
             x, n, threads,
-            [&](uint64_t j) { return strict[j] || InCut(cut, masked[j], seed, base + j); },
-            group);
+            [&](uint64_t j) { return strict[j] || InCut(cut, m[j], seed, base + j); }, group);
       }
     }
     if (group->kept.size() != k) throw StatusError(SLICER_ERR_INTERNAL, "kept count mismatch");
     for (const KeptElement& e : group->kept) group->n_pos += e.value > 0.0f;
-    LabelSign(true, group->n_pos, params.blocks_pos, 0, base, params, threads, group);
-    LabelSign(false, k - group->n_pos, params.blocks_neg, params.blocks_pos, base, params, threads,
-              group);
+    LabelBlocks(base, params, threads, group);
   }
   CountAndCheckBlocks(params, group);
 }
@@ -272,6 +421,7 @@ void SelectGroupBySort(const float* x, uint64_t n, uint64_t base, const CodecPar
   std::vector<Entry> order(n);
   uint64_t nnz = 0;
   for (uint64_t j = 0; j < n; ++j) {
+    if (!std::isfinite(x[j])) throw StatusError(SLICER_ERR_NONFINITE_INPUT, "NaN or infinity");
     order[j] = Entry{std::fabs(static_cast<double>(x[j])), Draw(params.seed, base + j), j};
     nnz += x[j] != 0.0f;
   }

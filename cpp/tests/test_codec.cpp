@@ -225,6 +225,20 @@ TEST(RadixSelectionMatchesSortSelection) {
   CHECK_EQ(cases, 12);
 }
 
+// Block 0 holds three equal magnitudes (width 0) above a chained range: it decodes to its own
+// top, not to the chain's lower end; values from the NumPy reference.
+TEST(ChainedWidthZeroBlockDecodesToItsTop) {
+  const Input input = MakeInput({5, 5, 5, 4, 3, 2}, SLICER_FLOAT32, {6});
+  slicer_params params = DefaultParams();
+  params.sparsity_ppb = 0;
+  params.blocks_pos = 2;
+  std::vector<uint8_t> stream;
+  CHECK_EQ(Encode(input, params, &stream), SLICER_OK);
+  std::vector<float> decoded;
+  CHECK_EQ(Decode(stream, &decoded), SLICER_OK);
+  CHECK(decoded == std::vector<float>({5, 5, 5, 4, 4, 2}));
+}
+
 TEST(EmptyScalarAndAllZeroTensors) {
   slicer_params params = DefaultParams();
   {
