@@ -1,0 +1,119 @@
+/* SLICER codec on NVIDIA GPUs: stream-ordered C ABI (format 1, docs/format.md).
+ *
+ * Every stream this backend writes is byte-identical to the CPU codec's (cpp/) for the same
+ * input, parameters and seed, and each decoder accepts the other's streams.
+ *
+ * Conventions:
+ * - Functions return slicer_status codes (slicer/slicer.h) or the CUDA-specific codes below.
+ * - `stream` is a cudaStream_t passed as void* so that this header needs no CUDA headers;
+ *   NULL is the legacy default stream. All device work is enqueued on it.
+ * - Temporary device memory is owned by the caller: ask *_temp_size, allocate that many bytes
+ *   (any alignment from cudaMalloc/cudaMallocAsync), pass it in. The library never allocates
+ *   device memory.
+ * - The encoders return the stream size on the host, so they synchronize `stream` once (after
+ *   the kernels that size the chunks). The device-output encoder returns before the last
+ *   copies and the checksum kernel finish: they stay ordered on `stream`.
+ * - Groups (one problem each, docs/format.md §3) may hold at most 2^32 - 1 elements here;
+ *   larger groups return SLICER_ERR_INVALID_ARGUMENT (use the CPU codec for them). */
+#ifndef SLICER_SLICER_CUDA_H_
+#define SLICER_SLICER_CUDA_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "slicer/slicer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* CUDA-specific status codes (pinned, like slicer_status). */
+enum {
+  SLICER_ERR_NO_DEVICE = 20,    /* no CUDA driver or no CUDA device */
+  SLICER_ERR_CUDA_RUNTIME = 21, /* a CUDA runtime call failed (launch, copy, sync) */
+  SLICER_ERR_TEMP_TOO_SMALL = 22 /* temp_bytes is below what *_temp_size asked for */
+};
+
+/* Message for any status, including the CUDA-specific ones. */
+SLICER_API const char* slicer_cuda_status_string(int status);
+
+/* 1 when a CUDA driver and at least one device are present, else 0. Never fails. */
+SLICER_API int slicer_cuda_available(void);
+
+/* The CUDA runtime error behind the last SLICER_ERR_CUDA_RUNTIME of this thread
+ * (cudaGetErrorString), or "" when there was none. */
+SLICER_API const char* slicer_cuda_last_error(void);
+
+/* --- Encoding one tensor: data is a C-contiguous device array of `dtype`. ------------------ */
+
+/* Temporary device bytes slicer_cuda_encode / slicer_cuda_encode_host need for this shape. */
+SLICER_API int slicer_cuda_encode_temp_size(const int64_t* shape, uint32_t ndim, int dtype,
+                                            const slicer_params* params, size_t* temp_bytes);
+
+/* Encode into device memory `dst_device` (dst_capacity >= slicer_encode_bound is always
+ * enough). *written_host receives the stream size. The checksum kernel runs on the device. */
+SLICER_API int slicer_cuda_encode(const void* data_device, int dtype, const int64_t* shape,
+                                  uint32_t ndim, const slicer_params* params, void* temp,
+                                  size_t temp_bytes, void* dst_device, size_t dst_capacity,
+                                  size_t* written_host, void* stream);
+
+/* Same stream, written to host memory `dst_host` (the checksum is computed on the host over
+ * the bytes after they arrive). Returns after the copy has completed. */
+SLICER_API int slicer_cuda_encode_host(const void* data_device, int dtype, const int64_t* shape,
+                                       uint32_t ndim, const slicer_params* params, void* temp,
+                                       size_t temp_bytes, void* dst_host, size_t dst_capacity,
+                                       size_t* written_host, void* stream);
+
+/* --- Encoding a batch: item b is the slice x[..., b, ...] along `axis`, coded as its own
+ * stream, byte-identical to encoding that slice (made contiguous) on its own. One set of
+ * launches covers every item (one thread block per group and item for small groups). ------ */
+
+/* shape/ndim describe the whole batch; the items have the shape with `axis` removed. */
+SLICER_API int slicer_cuda_encode_batch_temp_size(const int64_t* shape, uint32_t ndim,
+                                                  uint32_t axis, int dtype,
+                                                  const slicer_params* params,
+                                                  size_t* temp_bytes);
+
+/* Item b's stream lands in dst_host at offsets_host[b] with sizes_host[b] bytes; streams are
+ * packed back to back. `offsets_host`/`sizes_host` hold shape[axis] entries each.
+ * dst_capacity >= shape[axis] * slicer_encode_bound(item) is always enough. */
+SLICER_API int slicer_cuda_encode_batch_host(const void* data_device, int dtype,
+                                             const int64_t* shape, uint32_t ndim, uint32_t axis,
+                                             const slicer_params* params, void* temp,
+                                             size_t temp_bytes, void* dst_host,
+                                             size_t dst_capacity, size_t* offsets_host,
+                                             size_t* sizes_host, void* stream);
+
+/* Same, into device memory (checksums on the device). */
+SLICER_API int slicer_cuda_encode_batch(const void* data_device, int dtype, const int64_t* shape,
+                                        uint32_t ndim, uint32_t axis,
+                                        const slicer_params* params, void* temp,
+                                        size_t temp_bytes, void* dst_device, size_t dst_capacity,
+                                        size_t* offsets_host, size_t* sizes_host, void* stream);
+
+/* --- Decoding. --------------------------------------------------------------------------- */
+
+/* Reads and validates the header of a stream in host memory or (src_is_device = 1) in device
+ * memory (the header bytes are copied to the host; the checksum is checked on the device).
+ * Same checks and codes as slicer_read_header. */
+SLICER_API int slicer_cuda_read_header(const void* src, size_t size, int src_is_device,
+                                       uint64_t max_elements, slicer_header* header,
+                                       void* stream);
+
+/* Temporary device bytes slicer_cuda_decode needs for this stream (its header is validated,
+ * as by slicer_cuda_read_header). */
+SLICER_API int slicer_cuda_decode_temp_size(const void* src, size_t size, int src_is_device,
+                                            uint64_t max_elements, size_t* temp_bytes,
+                                            void* stream);
+
+/* Decode into device memory `dst_device` of dst_bytes = num_elements * itemsize. Validates the
+ * whole stream as the CPU decoder does; on error the contents of dst are unspecified. Waits for
+ * the stream's validation result (one synchronization of `stream`). */
+SLICER_API int slicer_cuda_decode(const void* src, size_t size, int src_is_device,
+                                  uint64_t max_elements, void* temp, size_t temp_bytes,
+                                  void* dst_device, size_t dst_bytes, void* stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SLICER_SLICER_CUDA_H_ */
