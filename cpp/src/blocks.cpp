@@ -1,6 +1,6 @@
-// Block ranges (the chain of §5.2) and ABQ widths (§5.4).
+// Block ranges (the chain of §5.2), ABQ widths (§5.4) and the codes of §5.3.
 #include <algorithm>
-#include <cstdlib>
+#include <utility>
 #include <vector>
 
 #include "codec.hpp"
@@ -8,33 +8,43 @@
 #include "parallel.hpp"
 
 namespace slicer::internal {
+namespace {
 
-unsigned AbqWidth(const std::vector<float>& magnitudes, float lo, float hi, unsigned bits,
-                  uint32_t delta_micro) {
-  unsigned width = bits;
-  if (delta_micro == 0) return width;
+void QuantizeAll(const float* magnitudes, uint64_t count, double lo, double step,
+                 uint32_t max_code, uint16_t* codes) {
+  for (uint64_t j = 0; j < count; ++j) {
+    codes[j] = static_cast<uint16_t>(QuantizeMagnitude(magnitudes[j], lo, step, max_code));
+  }
+}
+
+}  // namespace
+
+unsigned AbqWidth(const float* magnitudes, uint64_t count, float lo, float hi, unsigned bits,
+                  uint32_t delta_micro, uint16_t* codes) {
   const double lo64 = lo;
   const double range = static_cast<double>(hi) - lo64;
   const uint32_t top_max = (uint32_t{1} << bits) - 1;
-  const double top_step = range / static_cast<double>(top_max);
-  std::vector<uint32_t> top(magnitudes.size());
-  for (size_t j = 0; j < magnitudes.size(); ++j) {
-    top[j] = QuantizeMagnitude(magnitudes[j], lo64, top_step, top_max);
-  }
-  const unsigned __int128 budget =
-      static_cast<unsigned __int128>(delta_micro) * magnitudes.size();
+  QuantizeAll(magnitudes, count, lo64, range / static_cast<double>(top_max), top_max, codes);
+  if (delta_micro == 0) return bits;
+  // T0 stays in `top`; `codes` holds the codes of the current width.
+  std::vector<uint16_t> top(codes, codes + count);
+  std::vector<uint16_t> trial(count);
+  const unsigned __int128 budget = static_cast<unsigned __int128>(delta_micro) * count;
+  unsigned width = bits;
   while (width > 1) {
     const unsigned candidate = width - 1;
     const uint32_t max_code = (uint32_t{1} << candidate) - 1;
-    const double step = range / static_cast<double>(max_code);
+    QuantizeAll(magnitudes, count, lo64, range / static_cast<double>(max_code), max_code,
+                trial.data());
     const unsigned shift = bits - candidate;
     uint64_t ds_sum = 0;
-    for (size_t j = 0; j < magnitudes.size(); ++j) {
-      const int64_t t = QuantizeMagnitude(magnitudes[j], lo64, step, max_code);
-      ds_sum += static_cast<uint64_t>(std::llabs(static_cast<int64_t>(top[j] >> shift) - t));
+    for (uint64_t j = 0; j < count; ++j) {
+      const int32_t difference = static_cast<int32_t>(top[j] >> shift) - trial[j];
+      ds_sum += static_cast<uint64_t>(difference < 0 ? -difference : difference);
     }
     if (static_cast<unsigned __int128>(ds_sum) * 1000000u > budget) break;
     width = candidate;
+    std::copy(trial.begin(), trial.end(), codes);
   }
   return width;
 }
@@ -42,15 +52,16 @@ unsigned AbqWidth(const std::vector<float>& magnitudes, float lo, float hi, unsi
 void FinishBlocks(const CodecParams& params, unsigned threads, GroupCode* group) {
   const unsigned num_labels = params.labels();
   std::vector<Block>& blocks = group->blocks;
-  std::vector<uint32_t> min_key(num_labels, 0xFFFFFFFFu);
-  std::vector<uint32_t> max_key(num_labels, 0);
+  uint32_t min_key[2 * SLICER_MAX_BLOCKS];
+  uint32_t max_key[2 * SLICER_MAX_BLOCKS];
+  std::fill(min_key, min_key + num_labels, 0xFFFFFFFFu);
+  std::fill(max_key, max_key + num_labels, 0u);
   for (const KeptElement& e : group->kept) {
     const uint32_t key = MagnitudeKey(e.value);
     min_key[e.label] = std::min(min_key[e.label], key);
     max_key[e.label] = std::max(max_key[e.label], key);
   }
   // Chain per sign: lo_b = hi of the next non-empty block, the last keeps its own minimum.
-  std::vector<unsigned> abq_labels;
   for (int sign = 0; sign < 2; ++sign) {
     const unsigned first = sign == 0 ? 0 : params.blocks_pos;
     const unsigned count = sign == 0 ? params.blocks_pos : params.blocks_neg;
@@ -64,29 +75,54 @@ void FinishBlocks(const CodecParams& params, unsigned threads, GroupCode* group)
       next_nonempty = static_cast<int>(label);
       if (min_key[label] == max_key[label]) {
         block.width = 0;
-      } else if (params.multi_level) {
-        block.width = params.levels[m];
       } else {
-        abq_labels.push_back(label);
+        block.width = params.multi_level ? params.levels[m] : params.bits;  // ABQ refines below
       }
     }
   }
-  if (abq_labels.empty()) return;
-  std::vector<std::vector<float>> magnitudes(num_labels);
-  for (unsigned label : abq_labels) magnitudes[label].reserve(blocks[label].count);
-  for (const KeptElement& e : group->kept) {
-    if (!abq_labels.empty()) magnitudes[e.label].push_back(BitsToFloat(MagnitudeKey(e.value)));
+  // Gather each block's magnitudes (label-major), quantize, scatter the codes back.
+  std::vector<uint64_t> offset(num_labels + 1, 0);
+  for (unsigned label = 0; label < num_labels; ++label) {
+    offset[label + 1] = offset[label] + blocks[label].count;
   }
-  const unsigned parts = std::min<unsigned>(threads, static_cast<unsigned>(abq_labels.size()));
-  const uint64_t work = group->k;
-  RunParts(abq_labels.size(), work < (uint64_t{1} << 15) ? 1 : parts,
-           [&](unsigned, uint64_t begin, uint64_t end) {
-             for (uint64_t i = begin; i < end; ++i) {
-               Block& block = blocks[abq_labels[i]];
-               block.width = AbqWidth(magnitudes[abq_labels[i]], block.lo, block.hi, params.bits,
-                                      params.delta_micro);
-             }
-           });
+  const uint64_t k = group->kept.size();
+  std::vector<float> magnitudes(k);
+  std::vector<uint64_t> owner(k);
+  std::vector<uint16_t> codes(k, 0);
+  {
+    std::vector<uint64_t> cursor(offset.begin(), offset.end() - 1);
+    for (uint64_t t = 0; t < k; ++t) {
+      const KeptElement& e = group->kept[t];
+      const uint64_t slot = cursor[e.label]++;
+      magnitudes[slot] = BitsToFloat(MagnitudeKey(e.value));
+      owner[slot] = t;
+    }
+  }
+  std::vector<unsigned> work;
+  for (unsigned label = 0; label < num_labels; ++label) {
+    if (blocks[label].count > 0 && blocks[label].width > 0) work.push_back(label);
+  }
+  const unsigned parts = k < (uint64_t{1} << 15)
+                             ? 1u
+                             : std::min<unsigned>(threads, static_cast<unsigned>(work.size()));
+  RunParts(work.size(), std::max(parts, 1u), [&](unsigned, uint64_t begin, uint64_t end) {
+    for (uint64_t i = begin; i < end; ++i) {
+      const unsigned label = work[i];
+      Block& block = blocks[label];
+      const float* a = magnitudes.data() + offset[label];
+      uint16_t* c = codes.data() + offset[label];
+      if (params.multi_level) {
+        const uint32_t max_code = (uint32_t{1} << block.width) - 1;
+        const double step = (static_cast<double>(block.hi) - static_cast<double>(block.lo)) /
+                            static_cast<double>(max_code);
+        QuantizeAll(a, block.count, block.lo, step, max_code, c);
+      } else {
+        block.width =
+            AbqWidth(a, block.count, block.lo, block.hi, params.bits, params.delta_micro, c);
+      }
+    }
+  });
+  for (uint64_t slot = 0; slot < k; ++slot) group->kept[owner[slot]].code = codes[slot];
 }
 
 }  // namespace slicer::internal

@@ -1,12 +1,50 @@
 // Chunk payload writer (§6.1): Rice-coded gaps, truncated-binary labels, block-width codes.
-#include <cmath>
+#include <cstring>
 #include <vector>
 
-#include "bit_io.hpp"
 #include "codec.hpp"
-#include "float_bits.hpp"
 
 namespace slicer::internal {
+namespace {
+
+// LSB-first writer into a buffer with at least 8 bytes of slack past the last byte written.
+class FastBitWriter {
+ public:
+  explicit FastBitWriter(uint8_t* out) : out_(out), begin_(out) {}
+
+  // Adds n bits (filled_ + n <= 64; callers Flush() between fields so filled_ <= 7 here).
+  void Put(uint64_t value, unsigned n) {
+    accumulator_ |= value << filled_;
+    filled_ += n;
+  }
+
+  void Flush() {
+    std::memcpy(out_, &accumulator_, 8);  // little-endian host
+    const unsigned bytes = filled_ >> 3;
+    out_ += bytes;
+    accumulator_ = bytes == 8 ? 0 : accumulator_ >> (8 * bytes);
+    filled_ &= 7;
+  }
+
+  // Bytes used, the last one zero-padded.
+  size_t Finish() {
+    Flush();
+    if (filled_ > 0) {
+      *out_++ = static_cast<uint8_t>(accumulator_);
+      filled_ = 0;
+      accumulator_ = 0;
+    }
+    return static_cast<size_t>(out_ - begin_);
+  }
+
+ private:
+  uint8_t* out_;
+  uint8_t* begin_;
+  uint64_t accumulator_ = 0;
+  unsigned filled_ = 0;
+};
+
+}  // namespace
 
 void EncodeChunk(const KeptElement* kept, uint64_t count, uint64_t chunk_start,
                  const GroupCode& group, unsigned num_labels, unsigned chunk_log2,
@@ -17,52 +55,52 @@ void EncodeChunk(const KeptElement* kept, uint64_t count, uint64_t chunk_start,
   unsigned rice = 0;
   while (rice < chunk_log2 && (count << (rice + 1)) <= gap_sum) ++rice;
 
-  struct LabelCoder {
-    unsigned width;
-    double lo;
-    double step;
-    uint32_t max_code;
-  };
-  LabelCoder coders[2 * SLICER_MAX_BLOCKS];
+  unsigned widths[2 * SLICER_MAX_BLOCKS];
   for (unsigned label = 0; label < num_labels; ++label) {
-    const Block& block = group.blocks[label];
-    LabelCoder& coder = coders[label];
-    coder.width = block.count == 0 ? 0 : block.width;
-    coder.max_code = coder.width == 0 ? 0 : (uint32_t{1} << coder.width) - 1;
-    coder.lo = block.lo;
-    coder.step = coder.width == 0
-                     ? 0.0
-                     : (static_cast<double>(block.hi) - static_cast<double>(block.lo)) /
-                           static_cast<double>(coder.max_code);
+    widths[label] = group.blocks[label].count == 0 ? 0 : group.blocks[label].width;
   }
   const unsigned label_bits = 31u - static_cast<unsigned>(__builtin_clz(num_labels));  // b
   const uint32_t short_labels = (uint32_t{2} << label_bits) - num_labels;               // u
 
-  BitWriter writer(out);
-  writer.Write(rice, 5);
-  const uint64_t remainder_mask = (uint64_t{1} << rice) - 1;
+  // Worst case: per element a stop bit, r remainder bits, b + 1 label bits, 16 value bits;
+  // the unary quotients add at most gap_sum >> r bits in all.
+  const uint64_t worst_bits = 5 + count * (1 + rice + label_bits + 1 + 16) + (gap_sum >> rice);
+  const size_t start = out->size();
+  out->resize(start + worst_bits / 8 + 16);
+  FastBitWriter writer(out->data() + start);
+  writer.Put(rice, 5);
+  writer.Flush();
   uint64_t next = chunk_start;  // first position the next gap counts from
   for (uint64_t t = 0; t < count; ++t) {
     const KeptElement& e = kept[t];
     const uint64_t gap = e.position - next;
     next = e.position + 1;
-    writer.WriteUnary(gap >> rice);
-    writer.Write(gap & remainder_mask, rice);
+    uint64_t quotient = gap >> rice;
+    const uint64_t remainder = gap & ((uint64_t{1} << rice) - 1);
+    while (quotient >= 32) {
+      writer.Put(0xFFFFFFFFu, 32);
+      writer.Flush();
+      quotient -= 32;
+    }
+    // quotient ones, a zero, then the remainder: at most 31 + 1 + 24 bits.
+    writer.Put(((uint64_t{1} << quotient) - 1) | (remainder << (quotient + 1)),
+               static_cast<unsigned>(quotient) + 1 + rice);
+    writer.Flush();
+    uint64_t field;
+    unsigned field_bits;
     if (e.label < short_labels) {
-      writer.Write(e.label, label_bits);
+      field = e.label;
+      field_bits = label_bits;
     } else {
       const uint32_t rest = e.label - short_labels;
-      writer.Write(short_labels + (rest >> 1), label_bits);
-      writer.Write(rest & 1u, 1);
+      field = (short_labels + (rest >> 1)) | (uint64_t{rest & 1u} << label_bits);
+      field_bits = label_bits + 1;
     }
-    const LabelCoder& coder = coders[e.label];
-    if (coder.width > 0) {
-      const double magnitude = static_cast<double>(BitsToFloat(MagnitudeKey(e.value)));
-      writer.Write(QuantizeMagnitude(magnitude, coder.lo, coder.step, coder.max_code),
-                   coder.width);
-    }
+    const unsigned width = widths[e.label];
+    writer.Put(field | (uint64_t{e.code} << field_bits), field_bits + width);
+    writer.Flush();
   }
-  writer.Finish();
+  out->resize(start + writer.Finish());
 }
 
 }  // namespace slicer::internal

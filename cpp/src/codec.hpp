@@ -63,11 +63,13 @@ uint64_t KeepLimit(uint64_t n, uint32_t sparsity_ppb);
 // Size of block m when n elements are cut into M equal-cardinality blocks (§5.1).
 uint64_t BlockCount(uint64_t n, unsigned blocks, unsigned m);
 
-// A kept element: group-relative position, its binary32 value and its label.
+// A kept element: group-relative position, its binary32 value, its label and (once
+// FinishBlocks ran) its quantization code.
 struct KeptElement {
   uint64_t position;
   float value;
   uint8_t label;
+  uint16_t code;
 };
 
 // One block of a group: count, width and the quantization range [lo, hi] of §5.2.
@@ -95,12 +97,13 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
 void SelectGroupBySort(const float* x, uint64_t n, uint64_t base, const CodecParams& params,
                        GroupCode* group);
 
-// Ranges (chain, §5.2) and widths (§5.2, §5.4) of every non-empty block.
 void FinishBlocks(const CodecParams& params, unsigned threads, GroupCode* group);
 
-// ABQ width of one block (§5.4).
-unsigned AbqWidth(const std::vector<float>& magnitudes, float lo, float hi, unsigned bits,
-                  uint32_t delta_micro);
+// ABQ width of one block (§5.4); `codes` (one per magnitude) receives the codes at that width.
+unsigned AbqWidth(const float* magnitudes, uint64_t count, float lo, float hi, unsigned bits,
+                  uint32_t delta_micro, uint16_t* codes);
+
+// Ranges (chain, §5.2), widths (§5.2, §5.4) and the code of every kept element.
 
 // Appends the payload of one chunk (§6.1) to `out`; kept[0..count) are its elements with
 // chunk-relative positions position - chunk_start.

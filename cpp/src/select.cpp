@@ -189,7 +189,7 @@ void CollectKept(const float* x, uint64_t n, unsigned threads, Kept kept, GroupC
     std::vector<KeptElement>& out = lists[part];
     uint64_t filled = 0;
     for (uint64_t j = begin; j < end; ++j) {
-      buffer[filled] = KeptElement{j, x[j], 0};
+      buffer[filled] = KeptElement{j, x[j], 0, 0};
       filled += kept(j) ? 1 : 0;
       if (filled == kBuffer) {
         out.insert(out.end(), buffer, buffer + filled);
@@ -217,7 +217,7 @@ void CollectTop(const float* x, uint64_t n, uint64_t base, const Cut& cut, uint6
     const uint32_t* bits = reinterpret_cast<const uint32_t*>(x);
     auto consider = [&](uint64_t j) {
       const uint32_t key = bits[j] & 0x7FFFFFFFu;
-      if (key > cut.mu || InCut(cut, key, seed, base + j)) out.push_back(KeptElement{j, x[j], 0});
+      if (key > cut.mu || InCut(cut, key, seed, base + j)) out.push_back(KeptElement{j, x[j], 0, 0});
     };
     uint64_t j = begin;
     for (; j + 64 <= end; j += 64) {
@@ -480,7 +480,7 @@ void SelectGroupBySort(const float* x, uint64_t n, uint64_t base, const CodecPar
   group->n_pos = n_pos;
   group->kept.clear();
   for (uint64_t j = 0; j < n; ++j) {
-    if (labels[j] != 0xFF) group->kept.push_back(KeptElement{j, x[j], labels[j]});
+    if (labels[j] != 0xFF) group->kept.push_back(KeptElement{j, x[j], labels[j], 0});
   }
   CountAndCheckBlocks(params, group);
 }
