@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
+# "slicer" keeps the suite fast and reproducible; SLICER_HYPOTHESIS_PROFILE=thorough digs deeper.
 settings.register_profile("slicer", deadline=None, max_examples=60, derandomize=True)
+settings.register_profile("thorough", deadline=None, max_examples=2000)
 settings.load_profile(os.environ.get("SLICER_HYPOTHESIS_PROFILE", "slicer"))
 
 BF16 = np.dtype(ml_dtypes.bfloat16)

@@ -242,32 +242,43 @@ def test_size_targets() -> None:
 # ---------------------------------------------------------------------------- size_bound
 
 
+@st.composite
+def widths_and_blocks(draw) -> tuple[int | list[int], tuple[int, int]]:
+    """ABQ (an int) or multi-level (a list) widths with blocks that fit them."""
+    if draw(st.booleans()):
+        return draw(st.integers(1, 16)), (draw(st.integers(1, 9)), draw(st.integers(1, 9)))
+    levels = draw(st.lists(st.integers(1, 16), min_size=1, max_size=6))
+    other = draw(st.integers(1, len(levels)))
+    pair = (len(levels), other) if draw(st.booleans()) else (other, len(levels))
+    return levels, pair
+
+
 @given(
     n_rows=st.integers(1, 40),
     n_cols=st.integers(0, 300),
     dtype=st.sampled_from(["float32", "float16", "bfloat16"]),
     sparsity=st.floats(0.0, 0.999),
-    bits=st.integers(1, 16),
-    blocks=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+    asym=st.sampled_from([0.0, 0.3]),
+    widths=widths_and_blocks(),
     delta=st.sampled_from([0.0, 0.01, 0.3]),
     rows=st.booleans(),
     seed=st.integers(0, 2**64 - 1),
     chunk_log2=st.integers(6, 9),
 )
 def test_size_bound_never_below_real_size(
-    n_rows, n_cols, dtype, sparsity, bits, blocks, delta, rows, seed, chunk_log2
+    n_rows, n_cols, dtype, sparsity, asym, widths, delta, rows, seed, chunk_log2
 ) -> None:
     rng = np.random.default_rng(seed % 2**32)
-    values = rng.standard_normal((n_rows, n_cols)) * np.exp(
-        3 * rng.standard_normal((n_rows, n_cols))
-    )
+    shape = (n_rows, n_cols)
+    values = rng.standard_normal(shape) * np.exp(3 * rng.standard_normal(shape))
     with np.errstate(over="ignore"):
         x = values.astype(np.float32).astype(ml_dtypes.bfloat16 if dtype == "bfloat16" else dtype)
     x[~np.isfinite(x)] = 0
     params = dict(
         sparsity=sparsity,
-        bits=bits,
-        blocks=blocks,
+        asym=asym,
+        bits=widths[0],
+        blocks=widths[1],
         delta=delta,
         seed=seed,
         groups="rows" if rows else "tensor",
@@ -353,3 +364,36 @@ def test_contiguous_inputs_are_not_copied() -> None:
     readonly = np.frombuffer(x.tobytes(), dtype=np.float32)
     assert not readonly.flags.writeable
     assert slicer.encode(readonly) == slicer.encode(x)
+
+
+@given(
+    n_cols=st.integers(1, 700),
+    n_rows=st.integers(1, 4),
+    zeros=st.floats(0.0, 0.9),
+    sparsity=st.floats(0.0, 0.95),
+    bits=st.one_of(st.integers(1, 12), st.just([8, 4, 2])),
+    rows=st.booleans(),
+    limit=st.integers(20, 3000),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_max_bytes_property(n_cols, n_rows, zeros, sparsity, bits, rows, limit, seed) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n_rows, n_cols)).astype(np.float32)
+    x[rng.random(x.shape) < zeros] = 0
+    groups = "rows" if rows else "tensor"
+    try:
+        stream = slicer.encode(x, sparsity=sparsity, bits=bits, groups=groups, max_bytes=limit)
+    except ValueError as exc:
+        assert "smallest stream reached" in str(exc)
+        # Impossible indeed: one kept element per group at width 1 is already too big.
+        n = n_cols if rows else x.size
+        narrowest = 1 if isinstance(bits, int) else [1] * len(bits)
+        tightest = slicer.encode(
+            x, sparsity=max(sparsity, 1 - 1.5 / n), bits=narrowest, groups=groups
+        )
+        assert len(tightest) > limit
+        return
+    assert len(stream) <= limit
+    info = slicer.inspect(stream)
+    assert info.sparsity >= round(sparsity * 1e9) / 1e9
+    check_stream(x, stream, sparsity=info.sparsity, rows=rows)
