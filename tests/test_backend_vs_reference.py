@@ -58,7 +58,7 @@ def test_parameter_grid_matches_reference(overrides: dict, dtype) -> None:
     assert stream == ref.encode(x, params)
     got = slicer.decode(stream)
     expected, _ = ref.decode(stream)
-    assert np.array_equal(got.view(np.uint8), expected.view(np.uint8))
+    assert np.array_equal(got.reshape(-1).view(np.uint8), expected.reshape(-1).view(np.uint8))
 
 
 @settings(max_examples=150, deadline=None)
@@ -67,7 +67,7 @@ def test_parameter_grid_matches_reference(overrides: dict, dtype) -> None:
         np.float32,
         hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=30),
         elements=st.one_of(
-            st.floats(-1e38, 1e38, width=32),
+            st.floats(-2**127, 2**127, width=32, allow_subnormal=True),
             st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5]),
         ),
     ),
@@ -80,6 +80,7 @@ def test_parameter_grid_matches_reference(overrides: dict, dtype) -> None:
     rows=st.booleans(),
 )
 def test_random_inputs_match_reference(x, s_ppb, asym, blocks, bits, delta, seed, rows) -> None:
+    rows = rows and x.ndim > 0  # the API refuses rows for a 0-d array
     params = ref.default_params(
         sparsity_ppb=s_ppb, asym_ppb=asym, blocks_pos=blocks[0], blocks_neg=blocks[1],
         bits=bits, delta_micro=delta, seed=seed, group_rows=int(rows), chunk_log2=6,
@@ -89,4 +90,4 @@ def test_random_inputs_match_reference(x, s_ppb, asym, blocks, bits, delta, seed
     assert len(stream) <= slicer.size_bound(x.shape, "float32", **api_kwargs(params))
     got = slicer.decode(stream)
     expected, _ = ref.decode(stream)
-    assert np.array_equal(got.view(np.uint8), expected.view(np.uint8))
+    assert np.array_equal(got.reshape(-1).view(np.uint8), expected.reshape(-1).view(np.uint8))

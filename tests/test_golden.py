@@ -34,7 +34,7 @@ def test_codec_decodes_golden_like_reference(name: str) -> None:
     expected, account = ref.decode(stream)
     got = slicer.decode(stream)
     assert got.dtype == expected.dtype and got.shape == expected.shape
-    assert np.array_equal(got.view(np.uint8), expected.view(np.uint8))
+    assert np.array_equal(got.reshape(-1).view(np.uint8), expected.reshape(-1).view(np.uint8))
     info = slicer.inspect(stream).to_dict()
     acct = info["account"]
     assert acct["total"] == account.total == len(stream)
