@@ -86,18 +86,21 @@ RankInfo RankInBucket(std::vector<uint32_t>* bucket, uint64_t local, uint64_t ab
   return info;
 }
 
+// The bucket holding descending rank `rank`; *above = how many keys lie in higher buckets.
+unsigned FindBucket(const Histogram& histogram, uint64_t rank, uint64_t* above) {
+  *above = 0;
+  for (unsigned b = kBuckets; b-- > 0;) {
+    if (*above + histogram.bins[b] > rank) return b;
+    *above += histogram.bins[b];
+  }
+  throw StatusError(SLICER_ERR_INTERNAL, "rank beyond the histogram");
+}
+
 template <class KeyOf>
 RankInfo RankFromHistogram(const Histogram& histogram, KeyOf key_of, uint64_t n, uint64_t rank,
                            unsigned threads) {
   uint64_t above = 0;
-  unsigned chosen = 0;
-  for (unsigned b = kBuckets; b-- > 0;) {
-    if (above + histogram.bins[b] > rank) {
-      chosen = b;
-      break;
-    }
-    above += histogram.bins[b];
-  }
+  const unsigned chosen = FindBucket(histogram, rank, &above);
   const unsigned parts = PartCount(n, threads, kMinElementsPerThread);
   std::vector<std::vector<uint32_t>> gathered(parts);
   RunParts(n, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
@@ -365,13 +368,43 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
     const uint64_t k = group->k;
     const uint64_t seed = params.seed;
     const auto identity = [base](uint64_t j) { return base + j; };
-    const RankInfo tau_info = radix ? RankFromHistogram(histogram, key_of, n, k - 1, threads)
-                                    : KeyAtRank(key_of, n, k - 1, threads);
-    if (params.asym_ppb == 0) {
-      // With lambda = 0 the kept set is the first k non-zero elements in P order.
+    if (params.asym_ppb == 0 && radix) {
+      // With lambda = 0 the kept set is the first k non-zero elements in P order. One pass
+      // collects everything from tau's histogram bucket up (k plus a bucket's worth); the
+      // exact tau and its ties are then resolved on that short list.
+      uint64_t above = 0;
+      const unsigned chosen = FindBucket(histogram, k - 1, &above);
+      Cut coarse;
+      coarse.mu = chosen << 16;
+      coarse.all_ties = true;
+      CollectTop(x, n, base, coarse, seed, threads, group);
+      std::vector<KeptElement>& candidates = group->kept;
+      std::vector<uint32_t> bucket;
+      bucket.reserve(histogram.bins[chosen]);
+      for (const KeptElement& e : candidates) {
+        const uint32_t key = MagnitudeKey(e.value);
+        if ((key >> 16) == chosen) bucket.push_back(key);
+      }
+      const RankInfo info = RankInBucket(&bucket, k - 1 - above, above);
+      const KeptElement* c = candidates.data();
+      const Cut cut = CutFromRank(
+          info, k, [c](uint64_t t) { return MagnitudeKey(c[t].value); }, candidates.size(), seed,
+          [c, base](uint64_t t) { return base + c[t].position; });
+      size_t kept = 0;
+      for (size_t t = 0; t < candidates.size(); ++t) {
+        const uint32_t key = MagnitudeKey(candidates[t].value);
+        if (key > cut.mu || InCut(cut, key, seed, base + candidates[t].position)) {
+          candidates[kept++] = candidates[t];
+        }
+      }
+      candidates.resize(kept);
+    } else if (params.asym_ppb == 0) {
+      const RankInfo tau_info = KeyAtRank(key_of, n, k - 1, threads);
       const Cut cut = CutFromRank(tau_info, k, key_of, n, seed, identity);
       CollectTop(x, n, base, cut, seed, threads, group);
     } else {
+      const RankInfo tau_info = radix ? RankFromHistogram(histogram, key_of, n, k - 1, threads)
+                                      : KeyAtRank(key_of, n, k - 1, threads);
       const double tau = static_cast<double>(BitsToFloat(tau_info.key));
       const double f_plus = static_cast<double>(kPpb + params.asym_ppb) / static_cast<double>(kPpb);
       const double f_minus =
