@@ -26,9 +26,12 @@ unsigned AbqWidth(const float* magnitudes, uint64_t count, float lo, float hi, u
   const uint32_t top_max = (uint32_t{1} << bits) - 1;
   QuantizeAll(magnitudes, count, lo64, range / static_cast<double>(top_max), top_max, codes);
   if (delta_micro == 0) return bits;
-  // T0 stays in `top`; `codes` holds the codes of the current width.
-  std::vector<uint16_t> top(codes, codes + count);
-  std::vector<uint16_t> trial(count);
+  // T0 stays in `top`; `codes` holds the codes of the current width. Scratch buffers are
+  // per thread: per-row groups call this thousands of times per tensor.
+  thread_local std::vector<uint16_t> top;
+  thread_local std::vector<uint16_t> trial;
+  top.assign(codes, codes + count);
+  trial.resize(count);
   const unsigned __int128 budget = static_cast<unsigned __int128>(delta_micro) * count;
   unsigned width = bits;
   while (width > 1) {
@@ -81,16 +84,20 @@ void FinishBlocks(const CodecParams& params, unsigned threads, GroupCode* group)
     }
   }
   // Gather each block's magnitudes (label-major), quantize, scatter the codes back.
-  std::vector<uint64_t> offset(num_labels + 1, 0);
+  uint64_t offset[2 * SLICER_MAX_BLOCKS + 1] = {};
   for (unsigned label = 0; label < num_labels; ++label) {
     offset[label + 1] = offset[label] + blocks[label].count;
   }
   const uint64_t k = group->kept.size();
-  std::vector<float> magnitudes(k);
-  std::vector<uint64_t> owner(k);
-  std::vector<uint16_t> codes(k, 0);
+  thread_local std::vector<float> magnitudes;
+  thread_local std::vector<uint64_t> owner;
+  thread_local std::vector<uint16_t> codes;
+  magnitudes.resize(k);
+  owner.resize(k);
+  codes.assign(k, 0);
   {
-    std::vector<uint64_t> cursor(offset.begin(), offset.end() - 1);
+    uint64_t cursor[2 * SLICER_MAX_BLOCKS];
+    std::copy(offset, offset + num_labels, cursor);
     for (uint64_t t = 0; t < k; ++t) {
       const KeptElement& e = group->kept[t];
       const uint64_t slot = cursor[e.label]++;
@@ -105,12 +112,15 @@ void FinishBlocks(const CodecParams& params, unsigned threads, GroupCode* group)
   const unsigned parts = k < (uint64_t{1} << 15)
                              ? 1u
                              : std::min<unsigned>(threads, static_cast<unsigned>(work.size()));
+  // Workers must not name the thread_local buffers (each thread would see its own).
+  const float* magnitude_data = magnitudes.data();
+  uint16_t* code_data = codes.data();
   RunParts(work.size(), std::max(parts, 1u), [&](unsigned, uint64_t begin, uint64_t end) {
     for (uint64_t i = begin; i < end; ++i) {
       const unsigned label = work[i];
       Block& block = blocks[label];
-      const float* a = magnitudes.data() + offset[label];
-      uint16_t* c = codes.data() + offset[label];
+      const float* a = magnitude_data + offset[label];
+      uint16_t* c = code_data + offset[label];
       if (params.multi_level) {
         const uint32_t max_code = (uint32_t{1} << block.width) - 1;
         const double step = (static_cast<double>(block.hi) - static_cast<double>(block.lo)) /

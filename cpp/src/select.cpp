@@ -119,14 +119,39 @@ RankInfo RankFromHistogram(const Histogram& histogram, KeyOf key_of, uint64_t n,
   return RankInBucket(&bucket, rank - above, above);
 }
 
+// Small inputs: an 11-bit histogram on the stack (exponent and 3 mantissa bits), then
+// nth_element inside the one bucket that holds the rank.
+template <class KeyOf>
+RankInfo SmallKeyAtRank(KeyOf key_of, uint64_t n, uint64_t rank) {
+  constexpr unsigned kSmallShift = 20;
+  uint32_t histogram[1u << (31 - kSmallShift)] = {};
+  unsigned top = 0;
+  for (uint64_t j = 0; j < n; ++j) {
+    const unsigned b = key_of(j) >> kSmallShift;
+    ++histogram[b];
+    top = std::max(top, b);
+  }
+  uint64_t above = 0;
+  unsigned chosen = top;
+  for (unsigned b = top + 1; b-- > 0;) {
+    if (above + histogram[b] > rank) {
+      chosen = b;
+      break;
+    }
+    above += histogram[b];
+  }
+  std::vector<uint32_t>& bucket = Scratch();
+  bucket.clear();
+  for (uint64_t j = 0; j < n; ++j) {
+    const uint32_t key = key_of(j);
+    if ((key >> kSmallShift) == chosen) bucket.push_back(key);
+  }
+  return RankInBucket(&bucket, rank - above, above);
+}
+
 template <class KeyOf>
 RankInfo KeyAtRank(KeyOf key_of, uint64_t n, uint64_t rank, unsigned threads) {
-  if (n < kRadixMinElements) {
-    std::vector<uint32_t>& bucket = Scratch();
-    bucket.resize(n);
-    for (uint64_t j = 0; j < n; ++j) bucket[j] = key_of(j);
-    return RankInBucket(&bucket, rank, 0);
-  }
+  if (n < kRadixMinElements) return SmallKeyAtRank(key_of, n, rank);
   return RankFromHistogram(BuildHistogram(key_of, n, threads), key_of, n, rank, threads);
 }
 
