@@ -123,8 +123,15 @@ RankInfo RankFromHistogram(const Histogram& histogram, KeyOf key_of, uint64_t n,
 // nth_element inside the one bucket that holds the rank.
 template <class KeyOf>
 RankInfo SmallKeyAtRank(KeyOf key_of, uint64_t n, uint64_t rank) {
+  std::vector<uint32_t>& bucket = Scratch();
+  if (n <= 128) {  // clearing even a small histogram costs more than selecting directly
+    bucket.resize(n);
+    for (uint64_t j = 0; j < n; ++j) bucket[j] = key_of(j);
+    return RankInBucket(&bucket, rank, 0);
+  }
   constexpr unsigned kSmallShift = 20;
-  uint32_t histogram[1u << (31 - kSmallShift)] = {};
+  static_assert(kRadixMinElements <= 65535, "uint16 bins");
+  uint16_t histogram[1u << (31 - kSmallShift)] = {};
   unsigned top = 0;
   for (uint64_t j = 0; j < n; ++j) {
     const unsigned b = key_of(j) >> kSmallShift;
@@ -140,7 +147,6 @@ RankInfo SmallKeyAtRank(KeyOf key_of, uint64_t n, uint64_t rank) {
     }
     above += histogram[b];
   }
-  std::vector<uint32_t>& bucket = Scratch();
   bucket.clear();
   for (uint64_t j = 0; j < n; ++j) {
     const uint32_t key = key_of(j);
