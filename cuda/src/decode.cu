@@ -211,7 +211,8 @@ int slicer_cuda_read_header(const void* src, size_t size, int src_is_device,
 }
 
 int slicer_cuda_decode_temp_size(const void* src, size_t size, int src_is_device,
-                                 uint64_t max_elements, size_t* temp_bytes, void* stream) {
+                                 uint64_t max_elements, slicer_header* header,
+                                 size_t* temp_bytes, void* stream) {
   if (temp_bytes == nullptr || src == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
   if (size < 9) return SLICER_ERR_TRUNCATED;
   // Header fields only (the checksum is checked by the decode itself).
@@ -225,6 +226,7 @@ int slicer_cuda_decode_temp_size(const void* src, size_t size, int src_is_device
   const int status = slicer::cuda::ParseHeader(
       head, std::min(size, slicer::cuda::kHeaderPrefix), size, max_elements, &plan);
   if (status != SLICER_OK) return status;
+  if (header != nullptr) *header = plan.header;
   *temp_bytes = slicer::cuda::MakeDecodeTemp(plan, size, src_is_device != 0).total;
   return SLICER_OK;
 }

@@ -94,17 +94,19 @@ SLICER_API int slicer_cuda_encode_batch(const void* data_device, int dtype, cons
 /* --- Decoding. --------------------------------------------------------------------------- */
 
 /* Reads and validates the header of a stream in host memory or (src_is_device = 1) in device
- * memory (the header bytes are copied to the host; the checksum is checked on the device).
- * Same checks and codes as slicer_read_header. */
+ * memory. Same checks and codes as slicer_read_header, checksum included (for a device stream
+ * the whole stream is copied to the host for it; slicer_cuda_decode_temp_size avoids that). */
 SLICER_API int slicer_cuda_read_header(const void* src, size_t size, int src_is_device,
                                        uint64_t max_elements, slicer_header* header,
                                        void* stream);
 
-/* Temporary device bytes slicer_cuda_decode needs for this stream (its header is validated,
- * as by slicer_cuda_read_header). */
+/* Temporary device bytes slicer_cuda_decode needs for this stream. Reads only the header
+ * (copied to the host when src_is_device): its fields are validated as by slicer_read_header
+ * and, when `header` is not NULL, returned; the checksum is left to slicer_cuda_decode, so no
+ * more than the header leaves the device. */
 SLICER_API int slicer_cuda_decode_temp_size(const void* src, size_t size, int src_is_device,
-                                            uint64_t max_elements, size_t* temp_bytes,
-                                            void* stream);
+                                            uint64_t max_elements, slicer_header* header,
+                                            size_t* temp_bytes, void* stream);
 
 /* Decode into device memory `dst_device` of dst_bytes = num_elements * itemsize. Validates the
  * whole stream as the CPU decoder does; on error the contents of dst are unspecified. Waits for
