@@ -1,0 +1,282 @@
+"""CUDA backend: byte equality with the CPU codec, cross-decoding, batch and device outputs.
+
+Tests marked ``cuda`` need an NVIDIA GPU and PyTorch with CUDA; elsewhere they are skipped
+with the reason shown by ``pytest -rs``. ``test_cuda_module_without_gpu`` runs everywhere the
+CUDA module was built and checks that it imports and fails cleanly without a device.
+"""
+
+from __future__ import annotations
+
+import glob
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import reference as ref
+import slicer
+from backend_params import api_kwargs, golden_cases, load_golden
+
+try:
+    from slicer import _gpu
+except ImportError:  # a package built before the CUDA backend existed
+    _gpu = None
+
+BF16 = np.dtype(ml_dtypes.bfloat16)
+
+
+def _gpu_ready() -> tuple[bool, str]:
+    if _gpu is None or _gpu._cuda is None:
+        return False, "slicer was built without the CUDA backend (slicer._cuda missing)"
+    if not _gpu.available():
+        return False, "no CUDA device or driver (slicer._gpu.available() is False)"
+    try:
+        import torch
+    except ImportError:
+        return False, "the GPU tests move arrays to the device with PyTorch, which is missing"
+    if not torch.cuda.is_available():
+        return False, "PyTorch was built without CUDA"
+    return True, ""
+
+
+_READY, _WHY = _gpu_ready()
+requires_gpu = pytest.mark.skipif(not _READY, reason=_WHY)
+
+
+def test_cuda_module_without_gpu() -> None:
+    if _gpu is None or _gpu._cuda is None:
+        pytest.skip("slicer was built without the CUDA backend")
+    present = _gpu.available()
+    assert isinstance(present, bool)
+    if not glob.glob("/dev/nvidia[0-9]*"):
+        assert present is False  # no device node: the driver cannot see a GPU
+    if present:
+        return
+    x = np.linspace(-1, 1, 64, dtype=np.float32)
+    params = slicer._params.make_params()
+    with pytest.raises(RuntimeError, match="no usable GPU"):
+        _gpu.encode(x, params)
+    with pytest.raises(RuntimeError, match="no usable GPU"):
+        slicer.decode(slicer.encode(x), device="cuda")
+    # The raw module reports the CUDA-specific status instead of crashing.
+    status, result = _gpu._cuda.decode(np.frombuffer(slicer.encode(x), np.uint8), 100, None, 0, 0)
+    assert status == _gpu.NO_DEVICE and result is None
+    assert "CUDA" in _gpu._cuda.status_string(status)
+
+
+# --------------------------------------------------------------------------- GPU helpers
+
+
+def _to_cuda(x: np.ndarray) -> Any:
+    import torch
+
+    if x.dtype == BF16:
+        host = torch.from_numpy(np.ascontiguousarray(x).view(np.uint16).astype(np.int16))
+        return host.view(torch.bfloat16).cuda()
+    return torch.from_numpy(np.ascontiguousarray(x)).cuda()
+
+
+def _to_numpy(t: Any, dtype: np.dtype) -> np.ndarray:
+    import torch
+
+    host = t.detach().cpu()
+    if dtype == BF16:
+        return host.view(torch.int16).numpy().view(np.uint16).view(BF16)
+    return host.numpy()
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def _data(rng: np.random.Generator, n: int, dtype: Any, kind: str) -> np.ndarray:
+    x = rng.standard_normal(n).astype(np.float32)
+    if kind == "ties":
+        x = np.round(x * 2) / 2  # few distinct magnitudes: many ties at every threshold
+    elif kind == "relu":
+        x = np.maximum(x, 0)
+    elif kind == "outliers":
+        x[rng.integers(0, n, size=max(1, n // 500))] *= 1e4
+    return x.astype(dtype)
+
+
+SIZES = [1, 7, 4096, 65_537, 999_999]
+DTYPES = [np.float32, np.float16, BF16]
+SPARSITY = [0.0, 0.5, 0.9, 0.999]
+
+
+# --------------------------------------------------------------------------- byte equality
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f16", "bf16"])
+@pytest.mark.parametrize("sparsity", SPARSITY)
+@pytest.mark.cuda
+@requires_gpu
+def test_gpu_bytes_equal_cpu(n: int, dtype: Any, sparsity: float) -> None:
+    rng = np.random.default_rng(n * 31 + int(sparsity * 1000))
+    x = _data(rng, n, dtype, "normal")
+    kwargs = {"sparsity": sparsity, "seed": 5}
+    assert slicer.encode(_to_cuda(x), **kwargs) == slicer.encode(x, **kwargs)
+
+
+CASES = [
+    ("ties", {"sparsity": 0.5}),
+    ("ties", {"sparsity": 0.9, "seed": 123456789}),
+    ("relu", {"sparsity": 0.3}),  # k = nnz
+    ("relu", {"sparsity": 0.9, "asym": 0.2}),
+    ("normal", {"sparsity": 0.8, "asym": 0.3}),
+    ("ties", {"sparsity": 0.7, "asym": 0.9}),  # trim and fill by draw
+    ("normal", {"sparsity": 0.9, "bits": [8, 4, 2]}),
+    ("normal", {"sparsity": 0.6, "blocks": (2, 5), "bits": 16, "delta": 0.5}),
+    ("outliers", {"sparsity": 0.9, "bits": 4, "delta": 0.0}),
+    ("normal", {"sparsity": 0.95, "blocks": (64, 1), "bits": 3}),
+    ("normal", {"sparsity": 0.0, "bits": 1}),
+    ("normal", {"sparsity": 0.9, "chunk_size": 64}),
+    ("ties", {"sparsity": 0.9, "groups": "rows"}),
+]
+
+
+@pytest.mark.parametrize(("kind", "kwargs"), CASES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f16", "bf16"])
+@pytest.mark.parametrize("shape", [(3, 1000), (17, 33), (1, 70_001)])
+@pytest.mark.cuda
+@requires_gpu
+def test_gpu_bytes_equal_cpu_params(
+    kind: str, kwargs: dict, dtype: Any, shape: tuple[int, int]
+) -> None:
+    rng = np.random.default_rng(sum(shape) + len(kind))
+    x = _data(rng, shape[0] * shape[1], dtype, kind).reshape(shape)
+    assert slicer.encode(_to_cuda(x), **kwargs) == slicer.encode(x, **kwargs)
+
+
+@pytest.mark.parametrize("name", golden_cases())
+@pytest.mark.cuda
+@requires_gpu
+def test_gpu_encodes_golden(name: str) -> None:
+    x, params, stream = load_golden(name)
+    assert slicer.encode(_to_cuda(x), **api_kwargs(params)) == stream
+
+
+@pytest.mark.parametrize("name", golden_cases())
+@pytest.mark.cuda
+@requires_gpu
+def test_gpu_decodes_golden(name: str) -> None:
+    _, _, stream = load_golden(name)
+    expected, _ = ref.decode(stream)
+    got = slicer.decode(stream, device="cuda")
+    assert _same(_to_numpy_any(got, expected.dtype), expected)
+
+
+def _to_numpy_any(result: Any, dtype: np.dtype) -> np.ndarray:
+    import torch
+
+    return _to_numpy(torch.from_dlpack(result), dtype)
+
+
+# --------------------------------------------------------------------------- cross decoding
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f16", "bf16"])
+@pytest.mark.cuda
+@requires_gpu
+def test_cross_decoding(dtype: Any) -> None:
+    rng = np.random.default_rng(99)
+    x = _data(rng, 123_457, dtype, "outliers").reshape(7, -1)
+    gpu_stream = slicer.encode(_to_cuda(x), sparsity=0.85, asym=0.1)
+    cpu_stream = slicer.encode(x, sparsity=0.85, asym=0.1)
+    assert gpu_stream == cpu_stream
+    on_cpu = slicer.decode(gpu_stream)
+    on_gpu = _to_numpy_any(slicer.decode(cpu_stream, device="cuda"), on_cpu.dtype)
+    assert _same(on_gpu, on_cpu)
+
+
+@pytest.mark.cuda
+@requires_gpu
+def test_decode_into_out_and_from_device() -> None:
+    import torch
+
+    rng = np.random.default_rng(3)
+    x = _data(rng, 4096 * 3, np.float16, "normal").reshape(3, 4096)
+    stream = slicer.encode(x, sparsity=0.9)
+    expected = slicer.decode(stream)
+    out = torch.full((3, 4096), 7.0, dtype=torch.float16, device="cuda")
+    result = slicer.decode(stream, device="cuda", out=out)
+    assert result is out
+    assert _same(_to_numpy(out, expected.dtype), expected)
+    device_stream = torch.frombuffer(bytearray(stream), dtype=torch.uint8).cuda()
+    again = slicer.decode(device_stream, device="cuda")
+    assert _same(_to_numpy_any(again, expected.dtype), expected)
+    with pytest.raises(ValueError):
+        slicer.decode(
+            stream, device="cuda", out=torch.zeros(3, 4095, dtype=torch.float16, device="cuda")
+        )
+
+
+@pytest.mark.cuda
+@requires_gpu
+def test_out_device() -> None:
+    import torch
+
+    rng = np.random.default_rng(4)
+    x = _data(rng, 1_000_003, np.float32, "ties")
+    params = slicer._params.make_params(sparsity=0.9, seed=11)
+    on_device = _gpu.encode(_to_cuda(x), params, out="device")
+    as_torch = torch.from_dlpack(on_device)
+    assert as_torch.device.type == "cuda" and as_torch.dtype == torch.uint8
+    assert as_torch.cpu().numpy().tobytes() == slicer.encode(x, sparsity=0.9, seed=11)
+    decoded = slicer.decode(as_torch, device="cuda")
+    assert _same(
+        _to_numpy_any(decoded, np.dtype(np.float32)),
+        slicer.decode(slicer.encode(x, sparsity=0.9, seed=11)),
+    )
+
+
+# --------------------------------------------------------------------------- batches
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f16", "bf16"])
+@pytest.mark.cuda
+@requires_gpu
+def test_encode_batch(axis: int, dtype: Any) -> None:
+    rng = np.random.default_rng(5)
+    x = _data(rng, 6 * 5 * 577, dtype, "ties").reshape(6, 5, 577)
+    kwargs = {"sparsity": 0.9, "asym": 0.05, "groups": "rows"}
+    items = slicer.encode_batch(_to_cuda(x), axis=axis, **kwargs)
+    moved = np.moveaxis(x, axis, 0)
+    assert len(items) == moved.shape[0]
+    for i, item in enumerate(items):
+        assert item == slicer.encode(np.ascontiguousarray(moved[i]), **kwargs)
+
+
+@pytest.mark.cuda
+@requires_gpu
+def test_encode_batch_tokens() -> None:
+    rng = np.random.default_rng(6)
+    x = _data(rng, 64 * 4096, np.float32, "outliers").reshape(64, 4096)
+    items = slicer.encode_batch(_to_cuda(x), sparsity=0.9)
+    assert items == [slicer.encode(x[i], sparsity=0.9) for i in range(64)]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.cuda
+@requires_gpu
+def test_gpu_rejects_bad_input_and_streams() -> None:
+    x = np.ones(100, np.float32)
+    x[50] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        slicer.encode(_to_cuda(x))
+    rng = np.random.default_rng(8)
+    stream = bytearray(slicer.encode(_data(rng, 5000, np.float32, "normal")))
+    for cut in (3, 20, len(stream) - 1):
+        with pytest.raises(slicer.FormatError):
+            slicer.decode(bytes(stream[:cut]), device="cuda")
+    stream[len(stream) // 2] ^= 0x10
+    with pytest.raises(slicer.FormatError):
+        slicer.decode(bytes(stream), device="cuda")
+    with pytest.raises(slicer.FormatError):
+        slicer.decode(slicer.encode(np.ones(64, np.float32)), device="cuda", max_elements=63)
