@@ -1,0 +1,185 @@
+"""GPU throughput of the CUDA backend against plain PyTorch on the same device (issue 3).
+
+Cases (float32, s = 0.9, 3 blocks per sign, 8 bits, as DESIGN.md §5):
+
+- encode / decode of 64M elements (device time, CUDA events), and the bandwidth they reach
+  as a fraction of a device-to-device copy of the same tensor measured in the same run;
+- encode of one 4096-float token; encode_batch of 2048 x 4096 rows (one stream per row);
+- the plain-PyTorch pipeline a user writes today (topk + sign split + equal-cardinality
+  blocks + min/max quantize; scatter for decode), run in the same process on the same GPU.
+
+Run: ``python bench/bench_cuda.py [--repeats 20] [--json out.json]``. Needs an NVIDIA GPU,
+PyTorch with CUDA and slicer built with its CUDA backend; otherwise it exits with a message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Callable
+from typing import Any
+
+TARGETS_MS = {  # issue 3 targets on an H100
+    "encode_64M": 0.4,
+    "decode_64M": 0.25,
+    "encode_token_4096": 0.020,
+    "encode_batch_2048x4096": 0.15,
+}
+SPARSITY = 0.9
+BLOCKS = 3
+BITS = 8
+
+
+def require_gpu() -> tuple[Any, Any, Any]:
+    """(torch, slicer, slicer._gpu) or SystemExit with the reason."""
+    try:
+        import torch
+    except ImportError:
+        raise SystemExit("bench_cuda.py needs PyTorch with CUDA (import torch failed)") from None
+    if not torch.cuda.is_available():
+        raise SystemExit("bench_cuda.py needs an NVIDIA GPU: torch.cuda.is_available() is False")
+    import slicer
+
+    try:
+        from slicer import _gpu
+    except ImportError:
+        raise SystemExit("bench_cuda.py needs slicer built with its CUDA backend") from None
+    if not _gpu.available():
+        raise SystemExit("slicer's CUDA backend sees no usable GPU / driver")
+    return torch, slicer, _gpu
+
+
+def device_ms(torch: Any, fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
+    """Median time of `fn` between two CUDA events on the current stream, in ms."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    samples = []
+    for _ in range(repeats):
+        start = torch.cuda.Event(enable_timing=True)
+        stop = torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        stop.record()
+        stop.synchronize()
+        samples.append(start.elapsed_time(stop))
+    return statistics.median(samples)
+
+
+def torch_encode(x: Any, sparsity: float = SPARSITY, blocks: int = BLOCKS, bits: int = BITS):
+    """The plain-PyTorch baseline of DESIGN.md §5, on x's device."""
+    import torch
+
+    flat = x.reshape(-1)
+    k = int(flat.numel() * (1 - sparsity))
+    mag, top = torch.topk(flat.abs(), k, sorted=True)
+    positive = flat[top] > 0
+    order = torch.cat([top[positive], top[~positive]])
+    a = torch.cat([mag[positive], mag[~positive]])
+    n_pos = int(positive.sum())
+    levels = (1 << bits) - 1
+    codes, bounds = [], []
+    for start, stop in ((0, n_pos), (n_pos, k)):
+        count = stop - start
+        for m in range(blocks):
+            b0 = start + m * count // blocks
+            b1 = start + (m + 1) * count // blocks
+            if b1 == b0:
+                continue
+            seg = a[b0:b1]
+            hi, lo = seg[0], seg[-1]
+            step = torch.where(hi > lo, (hi - lo) / levels, torch.ones_like(hi))
+            codes.append(torch.clamp(torch.round((seg - lo) / step), 0, levels).to(torch.uint8))
+            bounds.append((b0, b1, lo, step))
+    return flat.numel(), order, torch.cat(codes), k - n_pos, bounds
+
+
+def torch_decode(encoded: Any) -> Any:
+    import torch
+
+    n, order, codes, negative, bounds = encoded
+    out = torch.zeros(n, dtype=torch.float32, device=order.device)
+    values = torch.cat([codes[b0:b1].float() * step + lo for b0, b1, lo, step in bounds])
+    values[values.numel() - negative :] *= -1.0
+    out[order] = values
+    return out
+
+
+def run(repeats: int) -> dict[str, Any]:
+    torch, slicer, gpu = require_gpu()
+    from slicer._params import make_params
+
+    params = make_params(sparsity=SPARSITY, blocks=BLOCKS, bits=BITS)
+    gen = torch.Generator(device="cuda").manual_seed(20260127)
+    big = torch.randn(64 << 20, device="cuda", generator=gen)
+    token = torch.randn(4096, device="cuda", generator=gen)
+    rows = torch.randn(2048, 4096, device="cuda", generator=gen)
+    results: dict[str, Any] = {"device": torch.cuda.get_device_name(), "repeats": repeats}
+    t: dict[str, float] = {}
+
+    # The roof: a device-to-device copy of the 64M tensor (read + write).
+    copy_dst = torch.empty_like(big)
+    t["copy_64M"] = device_ms(torch, lambda: copy_dst.copy_(big), repeats)
+
+    stream_dev = gpu.encode(big, params, out="device")
+    stream_bytes = bytes(gpu.encode(big, params, out="host"))
+    assert torch.from_dlpack(stream_dev).cpu().numpy().tobytes() == stream_bytes
+    t["encode_64M"] = device_ms(torch, lambda: gpu.encode(big, params, out="device"), repeats)
+    t["encode_64M_to_host"] = device_ms(torch, lambda: gpu.encode(big, params), repeats)
+    t["decode_64M"] = device_ms(torch, lambda: gpu.decode(stream_dev), repeats)
+    t["encode_token_4096"] = device_ms(torch, lambda: gpu.encode(token, params), repeats)
+    t["encode_batch_2048x4096"] = device_ms(
+        torch, lambda: gpu.encode_batch(rows, 0, params), repeats
+    )
+
+    base = torch_encode(big)
+    t["torch_encode_64M"] = device_ms(torch, lambda: torch_encode(big), repeats)
+    t["torch_decode_64M"] = device_ms(torch, lambda: torch_decode(base), repeats)
+    t["torch_encode_token_4096"] = device_ms(torch, lambda: torch_encode(token), repeats)
+
+    n_bytes = big.numel() * 4
+    copy_gbs = 2 * n_bytes / (t["copy_64M"] * 1e-3) / 1e9
+    results["ms"] = t
+    results["stream_bytes_64M"] = len(stream_bytes)
+    results["copy_GBps"] = copy_gbs
+    # Encode reads the tensor; decode writes it. Their effective rate over the copy's.
+    results["encode_fraction_of_copy"] = (n_bytes / (t["encode_64M"] * 1e-3) / 1e9) / copy_gbs
+    results["decode_fraction_of_copy"] = (n_bytes / (t["decode_64M"] * 1e-3) / 1e9) / copy_gbs
+    results["speedup_vs_torch"] = {
+        "encode_64M": t["torch_encode_64M"] / t["encode_64M"],
+        "decode_64M": t["torch_decode_64M"] / t["decode_64M"],
+        "encode_token_4096": t["torch_encode_token_4096"] / t["encode_token_4096"],
+    }
+    results["targets_ms"] = TARGETS_MS
+    results["met"] = {name: t[name] <= limit for name, limit in TARGETS_MS.items()}
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    results = run(args.repeats)
+    print(f"device: {results['device']}  (median of {args.repeats}, CUDA events)")
+    for name, ms in results["ms"].items():
+        target = TARGETS_MS.get(name)
+        note = f"  target <= {target} ms: {'met' if ms <= target else 'MISSED'}" if target else ""
+        print(f"  {name:28s} {ms:9.4f} ms{note}")
+    print(
+        f"  copy roof {results['copy_GBps']:.0f} GB/s; encode at "
+        f"{results['encode_fraction_of_copy']:.2f}, decode at "
+        f"{results['decode_fraction_of_copy']:.2f} of it"
+    )
+    for name, ratio in results["speedup_vs_torch"].items():
+        print(f"  {name:28s} {ratio:7.1f}x faster than plain PyTorch")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
