@@ -23,9 +23,14 @@ Targets (issue 2): at N = 1M, s = 0.9, encode >= 15x the plain PyTorch baseline 
 
 from __future__ import annotations
 
+import os
+
+# Nothing timed here uses BLAS; keep OpenBLAS's worker threads from spinning on the cores the
+# codec and the PyTorch baseline are measured on (set before NumPy loads OpenBLAS).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import json
-import os
 import platform
 import statistics
 import sys
@@ -53,8 +58,8 @@ MIN_BATCH_S = 2e-3
 CODEC_PARAMS: dict[str, Any] = {"blocks": 3, "bits": 8, "delta": 0.0}
 
 
-def time_call(fn: Callable[[], object], repeats: int) -> float:
-    """Median seconds per call over `repeats` batches (each batch >= MIN_BATCH_S)."""
+def time_samples(fn: Callable[[], object], repeats: int) -> list[float]:
+    """Seconds per call of `repeats` batches (each batch >= MIN_BATCH_S)."""
     fn()  # warm-up: first-touch allocations, lazy imports, thread pool start
     t0 = time.perf_counter()
     fn()
@@ -66,7 +71,12 @@ def time_call(fn: Callable[[], object], repeats: int) -> float:
         for _ in range(number):
             fn()
         samples.append((time.perf_counter() - t0) / number)
-    return statistics.median(samples)
+    return samples
+
+
+def time_call(fn: Callable[[], object], repeats: int) -> float:
+    """Median seconds per call."""
+    return statistics.median(time_samples(fn, repeats))
 
 
 def gbps(n: int, seconds: float) -> float:
@@ -231,6 +241,51 @@ def evaluate_targets(rows: list[dict[str, Any]], abq: dict[str, Any] | None) -> 
     return verdicts
 
 
+def target_detail(slicer: Any, torch: Any, repeats: int) -> dict[str, dict[str, float]]:
+    """The target point on one thread with many repeats: median, best and worst, so that the
+    spread a shared machine adds is visible next to the verdict."""
+    torch.set_num_threads(1)
+    x = np.random.default_rng(0).standard_normal(TARGET_N, dtype=np.float32)
+    xt = torch.from_numpy(x)
+    stream = slicer.encode(x, sparsity=TARGET_S, threads=1, **CODEC_PARAMS)
+    calls: dict[str, Callable[[], object]] = {
+        "slicer_encode": lambda: slicer.encode(x, sparsity=TARGET_S, threads=1, **CODEC_PARAMS),
+        "slicer_decode": lambda: slicer.decode(stream, threads=1),
+        "numpy_encode": lambda: baselines.numpy_encode(x, TARGET_S),
+        "torch_encode": lambda: baselines.torch_encode(xt, TARGET_S),
+    }
+    out = {}
+    for name, fn in calls.items():
+        samples = time_samples(fn, repeats)
+        out[name] = {
+            "repeats": repeats,
+            "median_ms": 1e3 * statistics.median(samples),
+            "best_ms": 1e3 * min(samples),
+            "worst_ms": 1e3 * max(samples),
+            "median_gbps": gbps(TARGET_N, statistics.median(samples)),
+            "best_gbps": gbps(TARGET_N, min(samples)),
+        }
+    return out
+
+
+def print_detail(detail: dict[str, dict[str, float]]) -> None:
+    reps = next(iter(detail.values()))["repeats"]
+    print(f"\nTarget point N={size_name(TARGET_N)}, s={TARGET_S}, one thread, {reps} repeats:\n")
+    print("| call | median ms | best ms | worst ms | median GB/s | best GB/s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, d in detail.items():
+        print(
+            f"| {name} | {d['median_ms']:.2f} | {d['best_ms']:.2f} | {d['worst_ms']:.2f} | "
+            f"{d['median_gbps']:.3f} | {d['best_gbps']:.3f} |"
+        )
+    enc = detail["slicer_encode"]
+    pt = detail["torch_encode"]
+    print(
+        f"\nencode vs plain PyTorch, one thread: {pt['median_ms'] / enc['median_ms']:.1f}x "
+        f"(median / median), {pt['best_ms'] / enc['best_ms']:.1f}x (best / best)"
+    )
+
+
 def print_targets(verdicts: list[dict]) -> None:
     print(f"\nTargets at N={size_name(TARGET_N)}, s={TARGET_S}:")
     for v in verdicts:
@@ -247,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="timed batches per figure")
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="override N")
     parser.add_argument("--json", type=Path, default=None, help="write all results here")
+    parser.add_argument(
+        "--target-repeats", type=int, default=21, help="repeats at the target point (1M, 0.9)"
+    )
     args = parser.parse_args(argv)
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 5)
     if repeats < 1:
@@ -260,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     import slicer
 
     cores = os.cpu_count() or 1
+    load_before = os.getloadavg()
     rows = []
     rng = np.random.default_rng(0)
     for n in sizes:
@@ -286,6 +345,10 @@ def main(argv: list[str] | None = None) -> int:
             "encode_gbps": gbps(TARGET_N, sec),
         }
 
+    detail = None
+    if TARGET_N in sizes:
+        detail = target_detail(slicer, torch, max(args.target_repeats, 1))
+
     machine = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
@@ -295,10 +358,12 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "slicer": slicer.__version__,
         "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "loadavg_1m_before_after": [load_before[0], os.getloadavg()[0]],
     }
     print(
         f"\nSLICER {slicer.__version__}, NumPy {np.__version__}, PyTorch {torch.__version__}, "
-        f"{cores} cores, {machine['platform']}, {machine['date_utc']}"
+        f"{cores} cores, {machine['platform']}, {machine['date_utc']}; 1-minute load average "
+        f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after"
     )
     print(
         "GB/s: encode = input bytes / s, decode = output bytes / s; median of "
@@ -315,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
             f"\nABQ (delta=0.01) encode, N={size_name(TARGET_N)}, s={TARGET_S}, threads=1: "
             f"{abq['encode_gbps']:.3f} GB/s ({abq['encode_seconds'] * 1e3:.2f} ms)"
         )
+    if detail is not None:
+        print_detail(detail)
     verdicts = evaluate_targets(rows, abq)
     if verdicts:
         print_targets(verdicts)
@@ -325,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             "repeats": repeats,
             "rows": rows,
             "abq": abq,
+            "target_detail": detail,
             "targets": verdicts,
         }
         args.json.write_text(json.dumps(payload, indent=2) + "\n")

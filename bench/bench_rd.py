@@ -67,8 +67,28 @@ def rel_l2(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.linalg.norm(diff) / np.linalg.norm(x64))
 
 
+def mean_row_rel_l2(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Mean over rows of the per-row relative L2 error, for token-by-feature states only.
+
+    The whole-tensor error of an LLM state is dominated by the few massive-activation tokens;
+    this one weighs every token equally, so damage to ordinary tokens shows.
+    """
+    if x.ndim != 2:
+        return None
+    x64 = x.astype(np.float64)
+    num = np.linalg.norm(x64 - y.astype(np.float64), axis=1)
+    den = np.linalg.norm(x64, axis=1)
+    return float(np.mean(num[den > 0] / den[den > 0]))
+
+
 def point(method: str, config: str, bits: float, x: np.ndarray, y: np.ndarray) -> Point:
-    return {"method": method, "config": config, "bpe": bits / x.size, "rel_l2": rel_l2(x, y)}
+    return {
+        "method": method,
+        "config": config,
+        "bpe": bits / x.size,
+        "rel_l2": rel_l2(x, y),
+        "row_rel_l2": mean_row_rel_l2(x, y),
+    }
 
 
 def slicer_points(
@@ -173,13 +193,14 @@ def guarded(
     return value, f"{name}: ok"
 
 
-def best_within(points: list[Point], budget: float) -> dict[str, Point]:
-    """Per method, the lowest-error point whose rate is <= budget."""
+def best_within(points: list[Point], budget: float, key: str = "rel_l2") -> dict[str, Point]:
+    """Per method family, the lowest-`key` point whose rate is <= budget (+ slack)."""
     best: dict[str, Point] = {}
     for p in points:
-        if p["bpe"] <= budget * (1 + BUDGET_SLACK) and math.isfinite(p["rel_l2"]):
+        value = p[key]
+        if p["bpe"] <= budget * (1 + BUDGET_SLACK) and value is not None and math.isfinite(value):
             family = method_family(p["method"])
-            if family not in best or p["rel_l2"] < best[family]["rel_l2"]:
+            if family not in best or value < best[family][key]:
                 best[family] = p
     return best
 
@@ -192,66 +213,73 @@ def method_family(method: str) -> str:
 
 
 def print_points(name: str, points: list[Point]) -> None:
+    rows = points[0]["row_rel_l2"] is not None
     print(f"\n### {name}: every point\n")
-    print(f"| {'method':28s} | {'config':18s} | {'bits/elem':>9s} | {'rel L2':>10s} |")
-    print(f"|{'-' * 30}|{'-' * 20}|{'-' * 11}|{'-' * 12}|")
+    extra = " mean row rel L2 |" if rows else ""
+    print(f"| method | config | bits/elem | rel L2 |{extra}")
+    print("|---|---|---:|---:|" + ("---:|" if rows else ""))
     for p in points:
-        print(f"| {p['method']:28s} | {p['config']:18s} | {p['bpe']:9.3f} | {p['rel_l2']:10.3e} |")
+        cells = [p["method"], p["config"], f"{p['bpe']:.3f}", f"{p['rel_l2']:.3e}"]
+        if rows:
+            cells.append(f"{p['row_rel_l2']:.3e}")
+        print("| " + " | ".join(cells) + " |")
 
 
-def print_matched(name: str, points: list[Point]) -> None:
+def print_matched(name: str, points: list[Point], key: str = "rel_l2") -> None:
     families = sorted(
-        {method_family(p["method"]) for p in points}, key=lambda f: (not f.startswith("SLICER"), f)
+        {method_family(p["method"]) for p in points},
+        key=lambda f: (not f.startswith("SLICER"), f),
     )
-    print(f"\n### {name}: lowest rel L2 error at <= B bits per element (+1 %)\n")
+    what = "rel L2 error" if key == "rel_l2" else "mean row rel L2 error"
+    print(f"\n### {name}: lowest {what} at <= B bits per element (+1 %)\n")
     header = "| method | " + " | ".join(f"B={b:g}" for b in BUDGETS) + " |"
     print(header)
-    print("|" + "---|" * (len(BUDGETS) + 1))
-    tables = {b: best_within(points, b) for b in BUDGETS}
+    print("|---|" + "---:|" * len(BUDGETS))
+    tables = {b: best_within(points, b, key) for b in BUDGETS}
     for fam in families:
         cells = []
         for b in BUDGETS:
             p = tables[b].get(fam)
-            cells.append(f"{p['rel_l2']:.2e}" if p else "—")
+            cells.append(f"{p[key]:.2e}" if p else "—")
         print(f"| {fam} | " + " | ".join(cells) + " |")
 
 
+SLICER_STYLE = {"0": "-", "0.01": "--", "0.05": ":"}
+
+
 def plot(name: str, shape: tuple[int, ...], points: list[Point], path: Path) -> None:
+    """SLICER: one colour per (groups, q_bit), line style by delta; peers: own colours."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8.5, 5.5))
+    fig, ax = plt.subplots(figsize=(9, 5.8))
     methods = list(dict.fromkeys(p["method"] for p in points))
-    peer_colors = iter(plt.get_cmap("tab10").colors)
-    slicer_cmap = plt.get_cmap("viridis")
-    slicer_methods = [m for m in methods if m.startswith("SLICER")]
+    colors = plt.get_cmap("tab10").colors
+    families = list(dict.fromkeys(m.rsplit(" ", 1)[0] for m in methods if m.startswith("SLICER")))
+    peer_colors = iter([*colors[len(families) :], "black", "grey", "olive"])
     for m in methods:
         pts = sorted((p for p in points if p["method"] == m), key=lambda p: p["bpe"])
         xs = [p["bpe"] for p in pts]
         ys = [max(p["rel_l2"], 1e-12) for p in pts]
         if m.startswith("SLICER"):
-            i = slicer_methods.index(m)
-            color = slicer_cmap(i / max(1, len(slicer_methods) - 1) * 0.9)
-            style = "--" if " rows " in m else "-"
-            ax.plot(xs, ys, style, marker="o", ms=3.5, lw=1.6, color=color, label=m)
+            family, delta = m.rsplit(" ", 1)
+            style = SLICER_STYLE.get(delta.removeprefix("d"), "-.")
+            color = colors[families.index(family)]
+            ax.plot(xs, ys, style, marker="o", ms=3.5, lw=1.5, color=color, label=m)
+        elif len(pts) == 1:
+            ax.plot(xs, ys, "", marker="s", ms=7, color=next(peer_colors), label=m)
         else:
-            marker = "s" if len(pts) == 1 else "^"
             ax.plot(
-                xs,
-                ys,
-                ":" if len(pts) > 1 else "",
-                marker=marker,
-                ms=6,
-                lw=1.2,
-                color=next(peer_colors),
-                label=m,
+                xs, ys, "-", marker="^", ms=5, lw=0.9, alpha=0.8, color=next(peer_colors), label=m
             )
     ax.set_yscale("log")
     ax.set_xlabel("bits per element (everything counted)")
-    ax.set_ylabel("relative L2 error")
-    ax.set_title(f"{name} {shape}: rate-distortion")
+    ax.set_ylabel("relative L2 error (whole tensor)")
+    ax.set_title(
+        f"{name} {tuple(shape)}: rate-distortion (SLICER line style: delta 0 / 0.01 / 0.05)"
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.set_xlim(0, 17)
     ax.legend(fontsize=7, ncol=2, loc="lower left")
@@ -313,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, res in results.items():
         print(f"\n## {name} {tuple(res['shape'])}  ({'; '.join(res['peers'])})")
         print_matched(name, res["points"])
+        if res["points"][0]["row_rel_l2"] is not None:
+            print_matched(name, res["points"], key="row_rel_l2")
         print_points(name, res["points"])
     if args.json:
         args.json.write_text(json.dumps({"date_utc": date, "results": results}, indent=2) + "\n")
