@@ -132,9 +132,9 @@ def cmd_cuts(args: argparse.Namespace) -> int:
 
 
 def _inputs_for(model_path: str, args: argparse.Namespace):  # noqa: ANN202
+    from .graph import load_model
     from .providers import make_session
     from .runner import load_inputs, random_inputs
-    from .graph import load_model
 
     proto, ext = load_model(model_path)
     sess = make_session(proto, ["CPUExecutionProvider"], 1, ext)
@@ -170,7 +170,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         out["provider"] = profile.get("provider")
         json.dump(out, sys.stdout, indent=1)
         print()
-        return 0
+        return 0 if result.feasible else 1
     print(f"link: {link.rate_bps / 1e6:g} Mbps over {link.bandwidth_hz / 1e6:g} MHz, "
           f"SNR {link.snr:g}, ε={link.eps:g}: outage {link.outage_probability:.3g}, "
           f"{link.transmissions:g} tries per packet")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import onnx
@@ -128,7 +128,7 @@ class _GraphIndex:
     value_types: dict[str, onnx.TypeProto] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, model: onnx.ModelProto) -> "_GraphIndex":
+    def build(cls, model: onnx.ModelProto) -> _GraphIndex:
         g = model.graph
         idx = cls(model)
         idx.initializers = {t.name: t for t in g.initializer}

@@ -77,7 +77,9 @@ def _parse(text: str | float, units: dict[str, float], what: str, default_unit: 
     m = re.fullmatch(_NUMBER + r"([A-Za-z/]*)\s*", str(text))
     if not m:
         raise ValueError(f"cannot read {what} {text!r}; write e.g. 12{default_unit}")
-    unit = m.group(2) or default_unit
+    if not m.group(2):
+        return float(m.group(1))  # a bare number is in base units (B, s, bit/s, Hz)
+    unit = m.group(2)
     key = next((u for u in units if u == unit), None)
     if key is None:
         key = next((u for u in units if u.lower() == unit.lower()), None)

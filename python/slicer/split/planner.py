@@ -10,8 +10,9 @@ to a shallower cut. The device also holds the encoded buffer: m(1:ℓ) + B ≤ M
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .link import Link
 from .profile import codec_seconds
@@ -151,7 +152,6 @@ def plan(profile: Mapping[str, Any], budget: Budget, *, bits: int = 8, delta: fl
         raise ValueError("a fidelity floor needs a profile with fidelity measurements "
                          "(profile with --fidelity)")
     table = profile["codec_table"]
-    link = budget.link
     candidates: list[Candidate] = []
     chosen: Candidate | None = None
     for record in reversed(records):  # deepest first (Eq. 3)
@@ -221,33 +221,35 @@ def _fit_cut(cand: Candidate, record: Mapping[str, Any], budget: Budget,
                 cand.transmit_s = link.transmit_seconds(bound)
                 cand.fidelity = fid
                 return
-    if best is not None:
-        total, params, bound = best
-        cand.params = params
-        cand.payload_bytes = bound
-        cand.encode_s = encode_s
-        cand.transmit_s = link.transmit_seconds(bound)
-        if cand.memory_bytes + bound > budget.memory_bytes and total <= budget.deadline_s:
-            cand.constraint = "memory"
-            cand.detail = (f"head plus the encoded buffer ({_fmt_bytes(bound)}) exceeds "
-                           f"{_fmt_bytes(budget.memory_bytes)}")
-        elif cand.device_s + encode_s > budget.deadline_s:
-            cand.constraint = "deadline"
-            cand.detail = (f"head {cand.device_s * 1e3:.2f} ms + encode {encode_s * 1e3:.2f} ms "
-                           f"> {budget.deadline_s * 1e3:.2f} ms")
-        else:
-            cand.constraint = "link"
-            cand.detail = (f"smallest payload {_fmt_bytes(bound)} at s={params.sparsity:g} takes "
-                           f"{cand.transmit_s * 1e3:.2f} ms to send "
-                           f"({link.transmissions:g} tries at P_o={link.outage_probability:.3g}),"
-                           f" {max(0.0, budget.deadline_s - cand.device_s - encode_s) * 1e3:.2f} ms"
-                           f" left of the deadline")
-    if floor_hit and not cand.feasible and (best is None or cand.constraint == "link"):
-        cand.constraint = "fidelity" if best is None else cand.constraint
-        cand.detail = (cand.detail + "; " if cand.detail else "") + (
-            f"sparsity above {best[1].sparsity:g} would fall below the fidelity floor "
-            f"{min_fidelity:g}" if best else
-            f"even s={grid[0]:g} falls below the fidelity floor {min_fidelity:g}")
+    if best is None:  # the floor rules out even the lowest sparsity
+        cand.constraint = "fidelity"
+        cand.detail = f"even s={grid[0]:g} falls below the fidelity floor {min_fidelity:g}"
+        return
+    total, params, bound = best
+    cand.params = params
+    cand.payload_bytes = bound
+    cand.encode_s = encode_s
+    cand.transmit_s = link.transmit_seconds(bound)
+    if cand.memory_bytes + bound > budget.memory_bytes and total <= budget.deadline_s:
+        cand.constraint = "memory"
+        cand.detail = (f"head plus the encoded buffer ({_fmt_bytes(bound)}) exceeds "
+                       f"{_fmt_bytes(budget.memory_bytes)}")
+    elif cand.device_s + encode_s > budget.deadline_s:
+        cand.constraint = "deadline"
+        cand.detail = (f"head {cand.device_s * 1e3:.2f} ms + encode {encode_s * 1e3:.2f} ms "
+                       f"> {budget.deadline_s * 1e3:.2f} ms")
+    elif floor_hit:
+        cand.constraint = "fidelity"
+        cand.detail = (f"within the fidelity floor {min_fidelity:g} (s ≤ {params.sparsity:g}) the "
+                       f"payload {_fmt_bytes(bound)} needs {total * 1e3:.2f} ms > "
+                       f"{budget.deadline_s * 1e3:.2f} ms; higher sparsity falls below the floor")
+    else:
+        cand.constraint = "link"
+        cand.detail = (f"smallest payload {_fmt_bytes(bound)} at s={params.sparsity:g} takes "
+                       f"{cand.transmit_s * 1e3:.2f} ms to send "
+                       f"({link.transmissions:g} tries at P_o={link.outage_probability:.3g}), "
+                       f"{max(0.0, budget.deadline_s - cand.device_s - encode_s) * 1e3:.2f} ms "
+                       f"left of the deadline")
 
 
 def _why_infeasible(candidates: Sequence[Candidate], budget: Budget,
@@ -265,17 +267,18 @@ def _why_infeasible(candidates: Sequence[Candidate], budget: Budget,
         return (f"infeasible (deadline): the fastest cut that fits in memory ({fastest.name}) "
                 f"already needs {fastest.device_s * 1e3:.2f} ms of device time plus encoding, "
                 f"deadline {budget.deadline_s * 1e3:.2f} ms")
+    fid = [c for c in fits_memory if c.constraint == "fidelity"]
+    if fid:
+        return f"infeasible (fidelity): {fid[-1].name}: {fid[-1].detail}"
     link_bound = [c for c in fits_memory if c.constraint == "link"]
     if link_bound:
         best = min(link_bound, key=lambda c: c.total_s or float("inf"))
-        return (f"infeasible (link): at the highest allowed sparsity {grid[-1]:g} the best cut "
-                f"{best.name} still needs {best.total_s * 1e3:.2f} ms "
+        if best.total_s is None:
+            return f"infeasible (link): {best.detail}"
+        return (f"infeasible (link): even at sparsity {best.params.sparsity:g} the best cut "
+                f"{best.name} needs {best.total_s * 1e3:.2f} ms "
                 f"(transmit {best.transmit_s * 1e3:.2f} ms over "
                 f"{budget.link.rate_bps / 1e6:g} Mbps with {budget.link.transmissions:g} tries), "
-                f"deadline {budget.deadline_s * 1e3:.2f} ms" if best.total_s is not None else
-                f"infeasible (link): {best.detail}")
-    fid = [c for c in fits_memory if c.constraint == "fidelity"]
-    if fid:
-        return f"infeasible (fidelity): {fid[-1].detail}"
+                f"deadline {budget.deadline_s * 1e3:.2f} ms")
     return "infeasible: " + "; ".join(f"{c.name}: {c.constraint} ({c.detail})"
                                       for c in candidates[-3:])

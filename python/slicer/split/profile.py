@@ -9,7 +9,8 @@ import json
 import os
 import statistics
 import time
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -45,7 +46,7 @@ def _all_tensor_sizes(part: Partitioner, inputs: Mapping[str, np.ndarray], provi
     names = [o.name for o in sess.get_outputs()]
     feeds = {i.name: inputs[i.name] for i in sess.get_inputs()}
     values = sess.run(names, feeds)
-    out = {n: (tuple(v.shape), str(v.dtype)) for n, v in zip(names, values)}
+    out = {n: (tuple(v.shape), str(v.dtype)) for n, v in zip(names, values, strict=True)}
     for name, value in inputs.items():
         out[name] = (tuple(value.shape), str(value.dtype))
     return out
@@ -82,7 +83,7 @@ def _peak_activation_bytes(part: Partitioner, sizes: Mapping[str, tuple[tuple[in
     for name in idx.graph_outputs:
         last_use[name] = end
     # Sweep: +bytes at production, −bytes after last use.
-    delta = np.zeros(end + 2, dtype=np.int64)
+    delta = np.zeros(end + 3, dtype=np.int64)
     for name, p in produced_at.items():
         b = nbytes(name)
         delta[p + 1] += b
@@ -158,7 +159,8 @@ def select_cuts(part: Partitioner, which: str | Sequence[int] = "simple",
 
 def profile_model(model: str | os.PathLike | onnx.ModelProto | Partitioner,
                   inputs: Mapping[str, np.ndarray], *, cuts: str | Sequence[int] = "simple",
-                  max_cuts: int = 24, repeats: int = 5, providers: Sequence[str] | str | None = None,
+                  max_cuts: int = 24, repeats: int = 5,
+                  providers: Sequence[str] | str | None = None,
                   threads: int = 0, codec: CodecParams | None = None,
                   fidelity_sparsities: Sequence[float] = (),
                   progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
@@ -179,7 +181,7 @@ def profile_model(model: str | os.PathLike | onnx.ModelProto | Partitioner,
     full = make_session(part.model, provider_list, threads, part.external_dir)
     out_names = [o.name for o in full.get_outputs()]
     feeds = {i.name: inputs[i.name] for i in full.get_inputs()}
-    reference = dict(zip(out_names, full.run(out_names, feeds)))
+    reference = dict(zip(out_names, full.run(out_names, feeds), strict=True))
     full_times = []
     for _ in range(repeats):
         t0 = time.perf_counter()

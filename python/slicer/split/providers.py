@@ -8,7 +8,7 @@ one-node model and only hand CUDA to real sessions when the probe ran on it.
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import onnx
 from onnx import TensorProto, helper
@@ -26,7 +26,7 @@ def _probe_model() -> bytes:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def provider_loads(provider: str) -> bool:
     """True when a session created with ``provider`` actually runs on it."""
     import onnxruntime as ort

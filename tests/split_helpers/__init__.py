@@ -1,0 +1,1 @@
+"""Shared, process-wide cached objects for the split test modules (models export once)."""

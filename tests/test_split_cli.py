@@ -1,0 +1,137 @@
+"""`slicer cuts | plan | run`: JSON contracts and the lossless round trip, on the real
+EfficientNet-Lite0 and MiniLM exports."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from slicer.cli import main
+from split_helpers.models import full_outputs, partitioner, real_inputs
+
+
+def _json(capsys, argv: list[str]) -> tuple[int, dict]:  # noqa: ANN001
+    code = main(argv)
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def effnet_path() -> str:
+    from slicer.split import zoo
+
+    partitioner("efficientnet-lite0")
+    return str(zoo.model_path("efficientnet-lite0"))
+
+
+@pytest.fixture(scope="module")
+def effnet_inputs(tmp_path_factory) -> str:  # noqa: ANN001
+    path = tmp_path_factory.mktemp("inputs") / "photo.npz"
+    np.savez(path, **real_inputs("efficientnet-lite0"))
+    return str(path)
+
+
+def test_cuts_json_fields(capsys, effnet_path) -> None:  # noqa: ANN001
+    code, out = _json(capsys, ["cuts", effnet_path, "--json"])
+    assert code == 0
+    assert out["num_cuts"] == len(out["cuts"]) == len(partitioner("efficientnet-lite0").cuts())
+    cut = next(c for c in out["cuts"] if c["name"] == "/_blocks.9/Add_output_0")
+    assert set(cut) >= {"index", "name", "tensors", "head_param_bytes"}
+    assert cut["tensors"] == [{"name": "/_blocks.9/Add_output_0", "shape": [1, 112, 14, 14],
+                               "dtype": "float32"}]
+    assert cut["single_tensor"] is True
+    heads = [c["head_param_bytes"] for c in out["cuts"]]
+    assert heads == sorted(heads) and 0 < heads[-1] < 20e6
+
+
+def test_cuts_table_lists_names(capsys, effnet_path) -> None:  # noqa: ANN001
+    assert main(["cuts", effnet_path, "--simple"]) == 0
+    text = capsys.readouterr().out
+    assert "/_blocks.9/Add_output_0" in text and "single-tensor" in text
+
+
+def test_run_lossless_settings_reproduce_uncut_outputs(capsys, effnet_path,  # noqa: ANN001
+                                                       effnet_inputs) -> None:
+    code, out = _json(capsys, ["run", effnet_path, "--split", "/_blocks.9/Add_output_0",
+                               "--sparsity", "0", "--bits", "16", "--delta", "0",
+                               "--inputs", effnet_inputs, "--json", "--providers", "cpu"])
+    assert code == 0
+    assert out["cut"] == {"index": partitioner("efficientnet-lite0").find_cut(
+        "/_blocks.9/Add_output_0").index, "name": "/_blocks.9/Add_output_0"}
+    ref = full_outputs("efficientnet-lite0")["logits"]
+    fid = out["fidelity"]
+    assert fid["top1_agreement"] == 1.0
+    assert fid["rel_l2"] < 1e-4  # 16-bit steps on a 112x14x14 feature: float-level error
+    assert fid["max_abs_diff"] < 1e-3 * float(np.abs(ref).max())
+    assert out["raw_bytes"] == 112 * 14 * 14 * 4
+    assert set(out["latency_ms"]) >= {"device", "encode", "decode", "server"}
+    assert out["provider"] == "CPUExecutionProvider"
+
+
+def test_run_json_fields_and_compression(capsys, effnet_path, effnet_inputs) -> None:  # noqa: ANN001
+    code, out = _json(capsys, ["run", effnet_path, "--split", "65", "--sparsity", "0.8",
+                               "--inputs", effnet_inputs, "--json"])
+    assert code == 0
+    assert set(out) >= {"cut", "raw_bytes", "encoded_bytes", "bits_per_element", "latency_ms",
+                        "fidelity"}
+    assert out["cut"]["index"] == 65
+    assert out["encoded_bytes"] < out["raw_bytes"] / 4
+    assert out["bits_per_element"] == pytest.approx(8 * out["encoded_bytes"] / (112 * 14 * 14))
+    assert set(out["fidelity"]) >= {"max_abs_diff", "rel_l2", "top1_agreement"}
+    assert 0 < out["fidelity"]["rel_l2"] < 1
+
+
+def test_run_random_inputs_on_minilm_has_no_top1(capsys) -> None:  # noqa: ANN001
+    from slicer.split import zoo
+
+    partitioner("minilm")
+    code, out = _json(capsys, ["run", str(zoo.model_path("minilm")), "--json"])
+    assert code == 0
+    assert "top1_agreement" not in out["fidelity"]  # an L2-normalized embedding, not logits
+    assert "attention_mask" in out["cut"]["name"] or any(
+        t["name"] == "attention_mask" for t in out["tensors"])
+    assert "attention_mask" not in out["coded_tensors"]  # masks travel raw, exactly
+
+
+def test_run_rejects_bad_split_and_inputs(capsys, effnet_path, tmp_path) -> None:  # noqa: ANN001
+    assert main(["run", effnet_path, "--split", "no-such-tensor"]) == 2
+    assert "no cut named" in capsys.readouterr().err
+    bad = tmp_path / "wrong.npz"
+    np.savez(bad, pixels=np.zeros((1, 3, 224, 224), np.float32))
+    assert main(["run", effnet_path, "--inputs", str(bad)]) == 2
+    assert "no array named 'image'" in capsys.readouterr().err
+
+
+def test_plan_json_fields_and_profile_reuse(capsys, effnet_path, effnet_inputs,  # noqa: ANN001
+                                            tmp_path) -> None:
+    prof = tmp_path / "profile.json"
+    argv = ["plan", effnet_path, "--memory", "64MB", "--deadline", "200ms", "--rate", "20Mbps",
+            "--bandwidth", "10MHz", "--snr", "10", "--profile", str(prof),
+            "--inputs", effnet_inputs, "--threads", "2", "--json"]
+    code, out = _json(capsys, argv)
+    assert code == 0 and out["feasible"] is True
+    assert set(out) >= {"feasible", "cut", "params", "latency_ms", "memory_bytes",
+                        "payload_bytes", "reason"}
+    assert set(out["params"]) >= {"sparsity", "blocks", "bits", "delta"}
+    assert set(out["latency_ms"]) == {"device", "encode", "transmit", "total"}
+    lat = out["latency_ms"]
+    assert lat["total"] == pytest.approx(lat["device"] + lat["encode"] + lat["transmit"])
+    assert lat["total"] <= 200
+    assert prof.is_file()
+    saved = json.loads(prof.read_text())
+    assert all(c["memory_bytes"] >= c["head_param_bytes"] for c in saved["cuts"])
+    # The saved profile is reused: a memory budget between two cuts moves the choice.
+    mems = sorted(c["memory_bytes"] for c in saved["cuts"])
+    tight = ["plan", effnet_path, "--memory", str((mems[3] + mems[4]) // 2), "--deadline",
+             "200ms", "--rate", "20Mbps", "--profile", str(prof), "--json"]
+    code, out2 = _json(capsys, tight)
+    if out2["feasible"]:
+        assert out2["memory_bytes"] <= (mems[3] + mems[4]) // 2
+        assert out2["cut"]["index"] <= out["cut"]["index"]
+    # Nothing fits in 1 kB of memory: infeasible, exit 1, and the reason says memory.
+    code, out3 = _json(capsys, ["plan", effnet_path, "--memory", "1kB", "--deadline", "200ms",
+                                "--rate", "20Mbps", "--profile", str(prof), "--json"])
+    assert code == 1 and out3["feasible"] is False
+    assert out3["reason"].startswith("infeasible (memory)")
