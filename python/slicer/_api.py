@@ -30,7 +30,7 @@ __all__ = ["decode", "encode", "encode_batch", "size_bound"]
 _MAX_NDIM = 32
 DEFAULT_MAX_ELEMENTS = 2**31
 
-_ENCODE_PARAMS_DOC = """
+_PARAMS_DOC_HEAD = """\
     sparsity : float, default 0.9
         Fraction s in [0, 1) of elements to drop. Exactly k = min(floor(N(1e9 - s_ppb)/1e9),
         nnz) elements are kept per group, with s_ppb = round(s * 1e9) (docs/format.md §4.1).
@@ -50,6 +50,9 @@ _ENCODE_PARAMS_DOC = """
     seed : int, default 0
         Seed (0..2**64-1) of the counter-based draw that breaks ties between equal magnitudes.
         Same input, parameters and seed give the same bytes on every backend.
+"""
+
+_MAX_BYTES_DOC = """\
     max_bytes : int or None, default None
         Rate control: the stream is never larger than this. If the requested setting fits it
         is used as is. Otherwise, for each width b from `bits` down to 2 (a multi-level list is
@@ -59,6 +62,9 @@ _ENCODE_PARAMS_DOC = """
         the lowest relative L2 error against the input. Width 1 is tried only when no wider
         candidate fits. If nothing fits even with one kept element per group, ValueError
         reports the smallest size reached.
+"""
+
+_PARAMS_DOC_TAIL = """\
     groups : {"tensor", "rows"}, default "tensor"
         "tensor" codes the whole tensor as one problem; "rows" codes every row of the last
         axis on its own (top-K, blocks and ranges per row, e.g. per LLM token).
@@ -181,8 +187,11 @@ def encode(
 
 
 encode.__doc__ = (
-    (encode.__doc__ or "")
-    + _ENCODE_PARAMS_DOC
+    (encode.__doc__ or "").rstrip()
+    + "\n"
+    + _PARAMS_DOC_HEAD
+    + _MAX_BYTES_DOC
+    + _PARAMS_DOC_TAIL
     + """
     Returns
     -------
@@ -351,6 +360,18 @@ def size_bound(
     return bound if limit is None else min(bound, limit)
 
 
-size_bound.__doc__ = (size_bound.__doc__ or "") + _ENCODE_PARAMS_DOC.replace(
-    "Rate control: the stream is never larger than this.", "Caps the bound (see above)."
+size_bound.__doc__ = (
+    (size_bound.__doc__ or "").rstrip()
+    + "\n"
+    + _PARAMS_DOC_HEAD
+    + """    max_bytes : int or None, default None
+        The size limit of rate control; the bound is capped by it.
+"""
+    + _PARAMS_DOC_TAIL
+    + """
+    Returns
+    -------
+    int
+        Bytes; ``len(encode(x, **params)) <= size_bound(x.shape, x.dtype, **params)``.
+"""
 )
