@@ -79,6 +79,12 @@ def test_non_contiguous_numpy(dtype) -> None:
     assert slicer.encode(reversed_view) == slicer.encode(np.ascontiguousarray(reversed_view))
 
 
+def test_big_endian_input() -> None:
+    x = normal((50,), seed=6)
+    assert slicer.encode(x.astype(">f4")) == slicer.encode(x)
+    assert slicer.encode(x.astype(">f2")) == slicer.encode(x.astype(np.float16))
+
+
 def test_buffer_protocol_input() -> None:
     x = normal((300,), np.float32, seed=1)
     assert slicer.encode(memoryview(x)) == slicer.encode(x)

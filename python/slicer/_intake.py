@@ -130,6 +130,8 @@ def as_host_array(x: Any, name: str = "x") -> np.ndarray:
                 f"{name} must be an array exposing DLPack or the buffer protocol "
                 f"(NumPy, PyTorch, ...), got {type(x).__name__}"
             ) from None
+    if not array.dtype.isnative:  # e.g. big-endian '>f4' from a .npy file: swap to native
+        array = array.astype(array.dtype.newbyteorder("="))
     _check_dtype(array.dtype)
     if not array.flags.c_contiguous:
         array = np.ascontiguousarray(array)
