@@ -98,6 +98,7 @@ def _from_raw_view(x: Any) -> np.ndarray:
         return view.view(np.float16 if bits == 16 else np.float32)
     kinds = {_DL_INT: "integer", _DL_UINT: "unsigned integer", _DL_BOOL: "bool"}
     kinds[_DL_COMPLEX] = "complex"
+    kinds[_DL_FLOAT] = "float"
     kind = kinds.get(code, f"DLPack type code {code}")
     raise TypeError(
         f"slicer encodes floating-point arrays (float32, float16, bfloat16), got {kind} of "

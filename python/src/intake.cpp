@@ -34,9 +34,9 @@ nb::tuple RawView(AnyCpuArray array) {
     // The capsule keeps the imported tensor (and so its producer's memory) alive.
     auto* keep = new AnyCpuArray(array);
     nb::capsule owner(keep, [](void* p) noexcept { delete static_cast<AnyCpuArray*>(p); });
-    view = nb::ndarray<nb::numpy, nb::ro>(array.data(), ndim, shape.data(), owner,
-                                          strides.data(), raw)
-               .cast();
+    view =
+        nb::ndarray<nb::numpy, nb::ro>(array.data(), ndim, shape.data(), owner, strides.data(), raw)
+            .cast();
   } else {
     view = nb::none();
   }

@@ -115,8 +115,8 @@ nb::dict BlockColumns(const std::vector<slicer_block_info>& blocks) {
 nb::tuple EncodeBound(const std::vector<int64_t>& shape, int dtype, const nb::dict& params) {
   const slicer_params p = ParamsFromDict(params);
   size_t bound = 0;
-  const int status = slicer_encode_bound(shape.data(), static_cast<uint32_t>(shape.size()),
-                                         dtype, &p, &bound);
+  const int status =
+      slicer_encode_bound(shape.data(), static_cast<uint32_t>(shape.size()), dtype, &p, &bound);
   return nb::make_tuple(status, bound);
 }
 
@@ -124,7 +124,8 @@ nb::tuple EncodeBound(const std::vector<int64_t>& shape, int dtype, const nb::di
 nb::tuple Encode(ConstBytes raw, int dtype, const std::vector<int64_t>& shape,
                  const nb::dict& params) {
   const size_t itemsize = ItemSize(dtype);
-  if (itemsize == 0) return nb::make_tuple(static_cast<int>(SLICER_ERR_UNSUPPORTED_DTYPE), nb::none());
+  if (itemsize == 0)
+    return nb::make_tuple(static_cast<int>(SLICER_ERR_UNSUPPORTED_DTYPE), nb::none());
   size_t count = 1;
   for (int64_t d : shape) {
     if (d < 0) throw nb::value_error("negative dimension");
@@ -167,8 +168,8 @@ nb::tuple Inspect(ConstBytes buf, uint64_t max_elements) {
   int status = SLICER_OK;
   {
     nb::gil_scoped_release release;
-    status = slicer_inspect(buf.data(), buf.shape(0), max_elements, &header, &account, nullptr,
-                            0, &num_blocks);
+    status = slicer_inspect(buf.data(), buf.shape(0), max_elements, &header, &account, nullptr, 0,
+                            &num_blocks);
   }
   if (status != SLICER_OK) return nb::make_tuple(status, nb::none(), nb::none(), nb::none());
   std::vector<slicer_block_info> blocks(num_blocks);
@@ -211,11 +212,12 @@ slicer_params ParamsFromDict(const nb::dict& d) {
 }
 
 void RegisterStream(nb::module_& m) {
-  m.def("version", [] { return std::string(slicer_version()); },
-        "Version of the linked C library.");
+  m.def(
+      "version", [] { return std::string(slicer_version()); }, "Version of the linked C library.");
   m.def("format_version", &slicer_format_version, "Highest bitstream format this build handles.");
-  m.def("status_string", [](int status) { return std::string(slicer_status_string(status)); },
-        nb::arg("status"), "The C library's description of a status code.");
+  m.def(
+      "status_string", [](int status) { return std::string(slicer_status_string(status)); },
+      nb::arg("status"), "The C library's description of a status code.");
   m.def("encode_bound", &EncodeBound, nb::arg("shape"), nb::arg("dtype"), nb::arg("params"),
         "(status, bound): upper bound on the stream size (docs/format.md §8).");
   m.def("encode", &Encode, nb::arg("raw"), nb::arg("dtype"), nb::arg("shape"), nb::arg("params"),
