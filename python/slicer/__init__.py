@@ -12,10 +12,14 @@ compact SLICER streams (bitstream format 1, docs/format.md) and decode them back
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._api import decode, encode, encode_batch, size_bound
 from ._errors import FormatError
 from ._inspect import BlockInfo, ByteAccount, StreamInfo, inspect
-from .codec import Slicer as Codec
+
+if TYPE_CHECKING:
+    from .codec import Slicer as Codec
 
 __version__ = "0.1.0"
 #: The bitstream format this package writes (and the highest it reads).
@@ -35,3 +39,16 @@ __all__ = [
     "inspect",
     "size_bound",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # slicer.Codec is imported on first use: numcodecs (its base class) is slow to import.
+    if name == "Codec":
+        from .codec import Slicer
+
+        return Slicer
+    raise AttributeError(f"module 'slicer' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "Codec"})
