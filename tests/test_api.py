@@ -347,6 +347,26 @@ def test_max_bytes_picks_least_lossy_fitting_setting(rng) -> None:
                 break
 
 
+def test_max_bytes_search_is_economical(rng) -> None:
+    from slicer._api import encode_host
+    from slicer._params import make_params
+    from slicer._rate import encode_within
+
+    calls = []
+
+    def counting(array: np.ndarray, params: dict) -> bytes:
+        calls.append(params["sparsity_ppb"])
+        return encode_host(array, params)
+
+    x = rng.standard_normal(100_000).astype(np.float32)
+    for limit in (15_000, 6_000, 500):
+        calls.clear()
+        stream = encode_within(x, make_params(), limit, counting)
+        assert len(stream) <= limit
+        # 7 widths; plain bisection over k would take about 17 encodes for each.
+        assert len(calls) <= 7 * 8, f"{len(calls)} encodes for max_bytes={limit}"
+
+
 def test_max_bytes_impossible_raises(rng) -> None:
     x = rng.standard_normal(1000).astype(np.float32)
     with pytest.raises(ValueError, match="smallest stream reached is"):

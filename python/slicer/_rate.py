@@ -127,16 +127,26 @@ class _Search:
         else:
             fit_params = self.at_k(params, k_fit)
             fit_stream = self.encode(fit_params)
-        # Real sizes: k_fit fits, k_top does not; bisect for the largest k that fits.
+        # Real sizes: k_fit fits, k_top does not. The size grows almost linearly with k, so
+        # guess the boundary by interpolation; a guess that fails to halve the bracket is
+        # followed by a bisection step, which bounds the work by twice plain bisection.
         lo, hi = k_fit, k_top
+        size_lo, size_hi = len(fit_stream), len(stream)
+        bisect_next = False
         while hi - lo > 1:
-            mid = (lo + hi) // 2
+            if bisect_next or size_hi <= size_lo:
+                mid = (lo + hi) // 2
+            else:
+                mid = lo + (self.limit - size_lo) * (hi - lo) // (size_hi - size_lo)
+                mid = min(max(mid, lo + 1), hi - 1)
             trial = self.at_k(params, mid)
             stream = self.encode(trial)
+            before = hi - lo
             if len(stream) <= self.limit:
-                lo, fit_params, fit_stream = mid, trial, stream
+                lo, size_lo, fit_params, fit_stream = mid, len(stream), trial, stream
             else:
-                hi = mid
+                hi, size_hi = mid, len(stream)
+            bisect_next = not bisect_next and 2 * (hi - lo) > before
         if len(fit_stream) > self.limit:
             return None
         return fit_params, fit_stream
