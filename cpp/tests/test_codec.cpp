@@ -29,6 +29,11 @@ double DtypeEpsilon(int dtype) {
   return dtype == SLICER_FLOAT32 ? 0x1p-24 : dtype == SLICER_FLOAT16 ? 0x1p-11 : 0x1p-8;
 }
 
+// Absolute rounding grid of the dtype's subnormals.
+double SubnormalSpacing(int dtype) {
+  return dtype == SLICER_FLOAT32 ? 0x1p-149 : dtype == SLICER_FLOAT16 ? 0x1p-24 : 0x1p-133;
+}
+
 // Checks every property of one encode/decode; returns the stream.
 std::vector<uint8_t> CheckRoundTrip(const Input& input, const slicer_params& params) {
   std::vector<uint8_t> stream;
@@ -90,7 +95,8 @@ std::vector<uint8_t> CheckRoundTrip(const Input& input, const slicer_params& par
         allowed = std::min(allowed, bound_here);
       }
       const double error = std::fabs(static_cast<double>(d) - x);
-      const double tolerance = allowed * (1 + 1e-9) + std::fabs(x) * DtypeEpsilon(input.dtype);
+      const double tolerance = allowed * (1 + 1e-9) + std::fabs(x) * DtypeEpsilon(input.dtype) +
+                               SubnormalSpacing(input.dtype);
       if (!(error <= tolerance)) {
         CHECK(error <= tolerance);
         std::fprintf(stderr, "  j=%llu x=%.9g d=%.9g allowed=%.9g\n",

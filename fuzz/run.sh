@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang (ASan + UBSan) and runs each for SECONDS seconds,
+# starting from seed corpora of real encoded streams written by the build itself.
+# Usage: fuzz/run.sh SECONDS [BUILD_DIR]
+set -euo pipefail
+seconds=${1:?usage: fuzz/run.sh SECONDS [BUILD_DIR]}
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${2:-$root/build/fuzz}
+jobs=${SLICER_FUZZ_JOBS:-2}
+generator=()
+if command -v ninja >/dev/null 2>&1; then generator=(-G Ninja); fi
+
+cmake -S "$root" -B "$build" "${generator[@]}" \
+  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DSLICER_WITH_CUDA=OFF -DSLICER_BUILD_FUZZ=ON -DSLICER_BUILD_TESTS=OFF >/dev/null
+cmake --build "$build" -j "$jobs" --target fuzz_decode fuzz_roundtrip fuzz_seed_corpus
+
+corpus=$build/corpus
+mkdir -p "$corpus/decode" "$corpus/roundtrip"
+"$build/fuzz/fuzz_seed_corpus" "$corpus/decode" "$corpus/roundtrip"
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+for target in decode roundtrip; do
+  echo "== fuzz_$target for ${seconds}s"
+  (cd "$build" && "$build/fuzz/fuzz_$target" -max_total_time="$seconds" -max_len=4096 \
+     -rss_limit_mb=2048 -timeout=20 -print_final_stats=1 "$corpus/$target")
+done
