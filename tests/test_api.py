@@ -423,3 +423,23 @@ def test_max_bytes_property(n_cols, n_rows, zeros, sparsity, bits, rows, limit, 
     info = slicer.inspect(stream)
     assert info.sparsity >= round(sparsity * 1e9) / 1e9
     check_stream(x, stream, sparsity=info.sparsity, rows=rows)
+
+
+def test_encode_batch_with_max_bytes(rng) -> None:
+    x = rng.standard_normal((3, 1000)).astype(np.float32)
+    items = slicer.encode_batch(x, sparsity=0.5, max_bytes=300)
+    assert items == [slicer.encode(row, sparsity=0.5, max_bytes=300) for row in x]
+    assert all(len(item) <= 300 for item in items)
+
+
+def test_concurrent_encodes_and_decodes_agree(rng) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    arrays = [rng.standard_normal(50_000).astype(np.float32) for _ in range(6)]
+    expected = [slicer.encode(a, threads=1) for a in arrays]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        streams = list(pool.map(lambda a: slicer.encode(a, threads=1), arrays))
+        decoded = list(pool.map(slicer.decode, streams))
+    assert streams == expected
+    for stream, y in zip(streams, decoded, strict=True):
+        assert np.array_equal(y, slicer.decode(stream))

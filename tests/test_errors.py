@@ -240,3 +240,16 @@ def test_random_bodies_with_valid_magic_and_crc(data: bytes) -> None:
     except slicer.FormatError:
         return
     assert isinstance(y, np.ndarray)  # a valid stream by chance: it must still decode
+
+
+def test_cuda_decode_without_usable_backend(small_stream: bytes) -> None:
+    try:
+        from slicer import _gpu
+
+        usable = _gpu.available()
+    except ImportError:
+        usable = False
+    if usable:
+        pytest.skip("a GPU is usable here: the CUDA tests cover this path")
+    with pytest.raises(RuntimeError, match="CUDA"):
+        slicer.decode(small_stream, device="cuda")
