@@ -1,0 +1,255 @@
+// SLICER intermediate-feature codec: header-only C++17 wrapper over the C ABI (slicer.h).
+// Errors become slicer::Error exceptions carrying the C status code.
+#ifndef SLICER_SLICER_HPP_
+#define SLICER_SLICER_HPP_
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "slicer/slicer.h"
+
+namespace slicer {
+
+// A failed call: what() names the operation and the status; status() is the C code.
+class Error : public std::runtime_error {
+ public:
+  Error(int status, const std::string& operation)
+      : std::runtime_error(operation + ": " + slicer_status_string(status)), status_(status) {}
+  int status() const noexcept { return status_; }
+
+ private:
+  int status_;
+};
+
+inline void Check(int status, const char* operation) {
+  if (status != SLICER_OK) throw Error(status, operation);
+}
+
+enum class DType : int {
+  kFloat32 = SLICER_FLOAT32,
+  kFloat16 = SLICER_FLOAT16,
+  kBFloat16 = SLICER_BFLOAT16,
+};
+
+inline size_t ItemSize(DType dtype) { return dtype == DType::kFloat32 ? 4 : 2; }
+
+// Encoder parameters built from the API's real numbers, fixed to the stream's integers once,
+// as docs/format.md §2 says: round-half-to-even of the binary64 product.
+class Params {
+ public:
+  Params() { slicer_params_init(&raw_); }
+
+  Params& sparsity(double s) {
+    raw_.sparsity_ppb = Fix(s, 1e9, 999999999.0, "sparsity must be in [0, 1)");
+    return *this;
+  }
+  Params& asymmetry(double lambda) {
+    raw_.asym_ppb = Fix(lambda, 1e9, 999999999.0, "asymmetry must be in [0, 1)");
+    return *this;
+  }
+  Params& delta(double delta) {
+    raw_.delta_micro = Fix(delta, 1e6, 4294967295.0, "delta must be in [0, 4294.967295]");
+    return *this;
+  }
+  Params& seed(uint64_t seed) {
+    raw_.seed = seed;
+    return *this;
+  }
+  Params& bits(int bits) {
+    Require(bits >= 1 && bits <= SLICER_MAX_BITS, "bits must be in [1, 16]");
+    raw_.bits = static_cast<uint8_t>(bits);
+    return *this;
+  }
+  Params& blocks(int positive, int negative) {
+    Require(positive >= 1 && positive <= SLICER_MAX_BLOCKS && negative >= 1 &&
+                negative <= SLICER_MAX_BLOCKS,
+            "blocks must be in [1, 64]");
+    raw_.blocks_pos = static_cast<uint8_t>(positive);
+    raw_.blocks_neg = static_cast<uint8_t>(negative);
+    return *this;
+  }
+  // Fixed multi-level widths (one per block index); an empty list returns to ABQ.
+  Params& levels(const std::vector<int>& widths) {
+    Require(widths.size() <= SLICER_MAX_BLOCKS, "at most 64 levels");
+    raw_.level_count = static_cast<uint8_t>(widths.size());
+    for (size_t m = 0; m < widths.size(); ++m) {
+      Require(widths[m] >= 1 && widths[m] <= SLICER_MAX_BITS, "levels must be in [1, 16]");
+      raw_.levels[m] = static_cast<uint8_t>(widths[m]);
+    }
+    return *this;
+  }
+  Params& chunk_log2(int c) {
+    Require(c >= 6 && c <= 24, "chunk_log2 must be in [6, 24]");
+    raw_.chunk_log2 = static_cast<uint8_t>(c);
+    return *this;
+  }
+  // true: one group per row of the last axis; false: one group for the whole tensor.
+  Params& rows(bool per_row) {
+    raw_.group_rows = per_row ? 1 : 0;
+    return *this;
+  }
+  Params& threads(unsigned count) {
+    Require(count <= 65535, "threads must be at most 65535");
+    raw_.threads = static_cast<uint16_t>(count);
+    return *this;
+  }
+
+  const slicer_params& raw() const { return raw_; }
+  slicer_params& raw() { return raw_; }
+
+ private:
+  static void Require(bool condition, const char* message) {
+    if (!condition) throw Error(SLICER_ERR_INVALID_ARGUMENT, message);
+  }
+  static uint32_t Fix(double value, double scale, double largest, const char* message) {
+    Require(std::isfinite(value) && value >= 0.0, message);
+    const double fixed = std::nearbyint(value * scale);  // default rounding: half to even
+    Require(fixed <= largest, message);
+    return static_cast<uint32_t>(fixed);
+  }
+
+  slicer_params raw_;
+};
+
+constexpr uint64_t kDefaultMaxElements = uint64_t{1} << 31;
+
+inline size_t encode_bound(const std::vector<int64_t>& shape, DType dtype,
+                           const Params& params = Params()) {
+  size_t bound = 0;
+  Check(slicer_encode_bound(shape.data(), static_cast<uint32_t>(shape.size()),
+                            static_cast<int>(dtype), &params.raw(), &bound),
+        "slicer::encode_bound");
+  return bound;
+}
+
+// Encodes a C-contiguous array whose items are of `dtype` (raw bytes).
+inline std::vector<uint8_t> encode(const void* data, DType dtype, const std::vector<int64_t>& shape,
+                                   const Params& params = Params()) {
+  std::vector<uint8_t> stream(encode_bound(shape, dtype, params));
+  size_t written = 0;
+  Check(slicer_encode(data, static_cast<int>(dtype), shape.data(),
+                      static_cast<uint32_t>(shape.size()), &params.raw(), stream.data(),
+                      stream.size(), &written),
+        "slicer::encode");
+  stream.resize(written);
+  return stream;
+}
+
+inline std::vector<uint8_t> encode(const float* data, const std::vector<int64_t>& shape,
+                                   const Params& params = Params()) {
+  return encode(static_cast<const void*>(data), DType::kFloat32, shape, params);
+}
+
+// float16 or bfloat16 bit patterns.
+inline std::vector<uint8_t> encode(const uint16_t* data, DType dtype,
+                                   const std::vector<int64_t>& shape,
+                                   const Params& params = Params()) {
+  if (dtype == DType::kFloat32) throw Error(SLICER_ERR_INVALID_ARGUMENT, "16-bit data as float32");
+  return encode(static_cast<const void*>(data), dtype, shape, params);
+}
+
+inline slicer_header read_header(const void* stream, size_t size,
+                                 uint64_t max_elements = kDefaultMaxElements) {
+  slicer_header header;
+  Check(slicer_read_header(stream, size, max_elements, &header), "slicer::read_header");
+  return header;
+}
+
+inline slicer_header read_header(const std::vector<uint8_t>& stream,
+                                 uint64_t max_elements = kDefaultMaxElements) {
+  return read_header(stream.data(), stream.size(), max_elements);
+}
+
+// A decoded array: shape, dtype and the raw little-endian items.
+struct Decoded {
+  std::vector<int64_t> shape;
+  DType dtype = DType::kFloat32;
+  std::vector<uint8_t> bytes;
+
+  size_t size() const { return bytes.size() / ItemSize(dtype); }
+
+  // The values widened exactly to float (float16 / bfloat16 included).
+  std::vector<float> to_float32() const {
+    std::vector<float> out(size());
+    for (size_t j = 0; j < out.size(); ++j) {
+      if (dtype == DType::kFloat32) {
+        std::memcpy(&out[j], &bytes[4 * j], 4);
+        continue;
+      }
+      uint16_t item;
+      std::memcpy(&item, &bytes[2 * j], 2);
+      uint32_t bits;
+      if (dtype == DType::kBFloat16) {
+        bits = static_cast<uint32_t>(item) << 16;
+      } else {
+        const uint32_t sign = static_cast<uint32_t>(item & 0x8000u) << 16;
+        const uint32_t exponent = (item >> 10) & 0x1Fu;
+        const uint32_t mantissa = item & 0x3FFu;
+        if (exponent == 0) {
+          float magnitude = static_cast<float>(mantissa) * 5.9604644775390625e-08f;
+          std::memcpy(&bits, &magnitude, 4);
+          bits |= sign;
+        } else if (exponent == 31) {
+          bits = sign | 0x7F800000u | (mantissa << 13);
+        } else {
+          bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+        }
+      }
+      std::memcpy(&out[j], &bits, 4);
+    }
+    return out;
+  }
+};
+
+inline Decoded decode(const void* stream, size_t size,
+                      uint64_t max_elements = kDefaultMaxElements, unsigned threads = 0) {
+  const slicer_header header = read_header(stream, size, max_elements);
+  Decoded decoded;
+  decoded.shape.assign(header.shape, header.shape + header.ndim);
+  decoded.dtype = static_cast<DType>(header.dtype);
+  decoded.bytes.resize(header.num_elements * ItemSize(decoded.dtype));
+  Check(slicer_decode(stream, size, max_elements, decoded.bytes.data(), decoded.bytes.size(),
+                      threads),
+        "slicer::decode");
+  return decoded;
+}
+
+inline Decoded decode(const std::vector<uint8_t>& stream,
+                      uint64_t max_elements = kDefaultMaxElements, unsigned threads = 0) {
+  return decode(stream.data(), stream.size(), max_elements, threads);
+}
+
+// Full validation plus the exact byte account and every non-empty block.
+struct Inspection {
+  slicer_header header;
+  slicer_account account;
+  std::vector<slicer_block_info> blocks;
+};
+
+inline Inspection inspect(const void* stream, size_t size,
+                          uint64_t max_elements = kDefaultMaxElements) {
+  Inspection result{};
+  size_t count = 0;
+  Check(slicer_inspect(stream, size, max_elements, &result.header, &result.account, nullptr, 0,
+                       &count),
+        "slicer::inspect");
+  result.blocks.resize(count);
+  Check(slicer_inspect(stream, size, max_elements, &result.header, &result.account,
+                       result.blocks.data(), result.blocks.size(), &count),
+        "slicer::inspect");
+  return result;
+}
+
+inline Inspection inspect(const std::vector<uint8_t>& stream,
+                          uint64_t max_elements = kDefaultMaxElements) {
+  return inspect(stream.data(), stream.size(), max_elements);
+}
+
+}  // namespace slicer
+
+#endif  // SLICER_SLICER_HPP_
