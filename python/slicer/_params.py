@@ -7,9 +7,10 @@ bitstream only ever see the integers.
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 __all__ = ["DEFAULT_CHUNK_LOG2", "make_params"]
@@ -101,7 +102,32 @@ def _blocks(blocks: Any, levels: list[int]) -> tuple[int, int]:
     return pos, neg
 
 
-def make_params(
+def make_params(**kwargs: Any) -> dict[str, Any]:
+    """Validate the public encoder parameters and return the integer parameter dict.
+
+    The dict uses the field names of ``slicer_params`` (cpp/include/slicer/slicer.h) plus
+    ``levels`` (the fixed multi-level widths, empty for ABQ). It is what the native backends
+    (``slicer._core`` and ``slicer._gpu``) receive. Out-of-range values raise ``ValueError``
+    naming the parameter; values of the wrong type raise ``TypeError``. Keyword arguments are
+    those of :func:`_make_params`.
+    """
+    # Per-token callers encode many small tensors with the same settings: validation is
+    # cached on the exact (type, value) of every argument, so bool never aliases int.
+    key = tuple(sorted((name, type(value), value) for name, value in kwargs.items()))
+    try:
+        hash(key)
+    except TypeError:  # a list of widths, a NumPy array, ...: validate without the cache
+        return _make_params(**kwargs)
+    cached = _make_params_cached(key)
+    return {**cached, "levels": list(cached["levels"])}
+
+
+@functools.lru_cache(maxsize=256)
+def _make_params_cached(key: tuple[tuple[str, type, Hashable], ...]) -> dict[str, Any]:
+    return _make_params(**{name: value for name, _, value in key})
+
+
+def _make_params(
     *,
     sparsity: Any = 0.9,
     asym: Any = 0.0,
@@ -113,13 +139,6 @@ def make_params(
     chunk_size: Any = 1 << DEFAULT_CHUNK_LOG2,
     threads: Any = 0,
 ) -> dict[str, Any]:
-    """Validate the public encoder parameters and return the integer parameter dict.
-
-    The dict uses the field names of ``slicer_params`` (cpp/include/slicer/slicer.h) plus
-    ``levels`` (the fixed multi-level widths, empty for ABQ). It is what the native backends
-    (``slicer._core`` and ``slicer._gpu``) receive. Out-of-range values raise ``ValueError``
-    naming the parameter; values of the wrong type raise ``TypeError``.
-    """
     sparsity_ppb = _fraction_ppb("sparsity", sparsity)
     asym_ppb = _fraction_ppb("asym", asym)
     delta_value = _real("delta", delta)
