@@ -4,8 +4,9 @@ Policy (documented in ``slicer.encode``): use the requested setting when it fits
 for each width b from q_bit down to 2, find the smallest sparsity >= the requested one whose
 real stream fits, then keep the candidate with the lowest relative L2 error. Width 1 is the
 last resort. Sizes depend on the sparsity only through the per-group kept count k, so the
-search runs over k (integers, at most log2(k) encodes per width) and maps k back to the
-smallest sparsity_ppb that yields it.
+search runs over k (integers: the size bound brackets it, then an interpolation search with a
+bisection safeguard, a few encodes per width) and maps k back to the smallest sparsity_ppb
+that yields it.
 """
 
 from __future__ import annotations
