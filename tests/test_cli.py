@@ -60,6 +60,13 @@ def test_bfloat16_bit_patterns(tmp_path: Path, capsys) -> None:
     assert "bit patterns" in capsys.readouterr().err
     decoded = np.load(out).view(ml_dtypes.bfloat16)
     assert np.array_equal(decoded.view(np.uint16), slicer.decode(slc.read_bytes()).view(np.uint16))
+    # numpy.save of an ml_dtypes.bfloat16 array stores raw 2-byte records ('|V2')
+    raw = tmp_path / "raw.npy"
+    np.save(raw, x)
+    assert main(["encode", str(raw), str(slc)]) == 2
+    assert "--bfloat16-bits" in capsys.readouterr().err
+    assert main(["encode", str(raw), str(slc), "--bfloat16-bits"]) == 0
+    assert slc.read_bytes() == slicer.encode(x)
 
 
 @pytest.mark.parametrize(

@@ -71,9 +71,14 @@ def _load_npy(path: str, bfloat16_bits: bool) -> np.ndarray:
     if bfloat16_bits:
         from ._intake import BFLOAT16
 
-        if array.dtype not in (np.dtype("<u2"), np.dtype("<i2")):
+        if array.dtype not in (np.dtype("<u2"), np.dtype("<i2"), np.dtype("V2")):
             raise CliError(f"--bfloat16-bits needs a uint16 array, {path} holds {array.dtype}")
         array = array.view(BFLOAT16)
+    elif array.dtype == np.dtype("V2"):
+        # What numpy.save writes for an ml_dtypes.bfloat16 array: raw 2-byte records.
+        raise CliError(
+            f"{path} holds raw 2-byte records; if they are bfloat16, pass --bfloat16-bits"
+        )
     return array
 
 
