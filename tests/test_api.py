@@ -34,13 +34,20 @@ def test_version_and_format() -> None:
     assert issubclass(slicer.FormatError, ValueError)
 
 
+SHAPE_GROUPS = [(shape, "tensor") for shape in SHAPES] + [
+    (shape, "rows")
+    for shape in SHAPES
+    if shape  # a 0-d array has no rows
+]
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize(("shape", "groups"), SHAPE_GROUPS, ids=str)
 @pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9])
-def test_round_trip_numpy(dtype, shape, sparsity: float) -> None:
+def test_round_trip_numpy(dtype, shape, groups: str, sparsity: float) -> None:
     x = normal(shape, dtype, seed=len(shape) + 7)
-    stream = slicer.encode(x, sparsity=sparsity)
-    check_stream(x, stream, sparsity=sparsity)
+    stream = slicer.encode(x, sparsity=sparsity, groups=groups)
+    check_stream(x, stream, sparsity=sparsity, rows=groups == "rows")
 
 
 @needs_torch
