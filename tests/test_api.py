@@ -450,3 +450,77 @@ def test_concurrent_encodes_and_decodes_agree(rng) -> None:
     assert streams == expected
     for stream, y in zip(streams, decoded, strict=True):
         assert np.array_equal(y, slicer.decode(stream))
+
+
+# ------------------------------------------------------------------ routing to the CUDA backend
+
+
+class _CudaLike:
+    """Claims to live on CUDA device 0 (DLPack device type 2); its data sits in `host`."""
+
+    def __init__(self, host: np.ndarray) -> None:
+        self.host = host
+        self.shape = host.shape
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (2, 0)
+
+    def __dlpack__(self, **kwargs):
+        if kwargs.get("dl_device") != (1, 0) or not kwargs.get("copy"):
+            raise BufferError("this stand-in only exports host copies")
+        return self.host.copy().__dlpack__()
+
+
+@pytest.fixture
+def stand_in_gpu(monkeypatch):
+    """slicer._gpu replaced by a recorder that encodes / decodes on the CPU."""
+    from slicer import _gpu
+    from slicer._api import encode_host
+
+    calls: list[tuple] = []
+
+    def encode(x, params, out="host"):
+        calls.append(("encode", params, out))
+        return encode_host(x.host, params)
+
+    def encode_batch(x, axis, params):
+        calls.append(("encode_batch", axis, params))
+        return [encode_host(np.ascontiguousarray(a), params) for a in np.moveaxis(x.host, axis, 0)]
+
+    def decode(buf, out=None, max_elements=2**31):
+        calls.append(("decode", out, max_elements))
+        return slicer.decode(buf, max_elements=max_elements)
+
+    monkeypatch.setattr(_gpu, "available", lambda: True)
+    monkeypatch.setattr(_gpu, "encode", encode)
+    monkeypatch.setattr(_gpu, "encode_batch", encode_batch)
+    monkeypatch.setattr(_gpu, "decode", decode)
+    return calls
+
+
+def test_cuda_arrays_go_to_the_cuda_backend(stand_in_gpu) -> None:
+    host = normal((4, 300), seed=12)
+    x = _CudaLike(host)
+    stream = slicer.encode(x, sparsity=0.7, bits=[6, 3], groups="rows", seed=5)
+    assert stream == slicer.encode(host, sparsity=0.7, bits=[6, 3], groups="rows", seed=5)
+    kind, params, out = stand_in_gpu[-1]
+    assert (kind, out) == ("encode", "host")
+    assert params["sparsity_ppb"] == 700_000_000 and params["levels"] == [6, 3]
+    assert params["blocks_pos"] == params["blocks_neg"] == 2 and params["group_rows"] == 1
+    assert params["seed"] == 5 and params["level_count"] == 2 and params["bits"] == 6
+
+    items = slicer.encode_batch(x, axis=1, sparsity=0.5)
+    assert stand_in_gpu[-1][:2] == ("encode_batch", 1)
+    assert items == [slicer.encode(host[:, i], sparsity=0.5) for i in range(300)]
+
+    assert np.array_equal(
+        slicer.decode(stream, device="cuda", max_elements=10**6), slicer.decode(stream)
+    )
+    assert stand_in_gpu[-1] == ("decode", None, 10**6)
+
+
+def test_cuda_arrays_with_max_bytes_use_a_host_copy(stand_in_gpu) -> None:
+    host = normal((2000,), seed=13)
+    stream = slicer.encode(_CudaLike(host), max_bytes=300)
+    assert stream == slicer.encode(host, max_bytes=300) and len(stream) <= 300
+    assert not stand_in_gpu  # rate control ran on the host copy: same bytes by the format
