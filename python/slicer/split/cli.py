@@ -18,7 +18,7 @@ for _dep in ("onnx", "onnxruntime"):
         raise ImportError(f"slicer split commands need {_dep!r} (pip install 'slicer[split]')")
 
 DEMO_MODEL = "efficientnet-lite0"
-DEMO_CUT = "/_blocks.9/Add_output_0"  # mid-network: output of the 10th of 16 MBConv blocks
+DEMO_CUT = "/_blocks.11/_swish/Clip_output_0"  # mid-network, after ReLU6 (block 12 of 16)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

