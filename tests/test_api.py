@@ -195,6 +195,9 @@ def test_decode_accepts_byte_containers() -> None:
     expected = slicer.decode(stream)
     for buf in (bytearray(stream), memoryview(stream), np.frombuffer(stream, np.uint8)):
         assert np.array_equal(slicer.decode(buf), expected)
+    if torch is not None:
+        as_tensor = torch.frombuffer(bytearray(stream), dtype=torch.uint8)
+        assert np.array_equal(slicer.decode(as_tensor), expected)
 
 
 def test_multilevel_widths_visible_in_inspect(rng) -> None:

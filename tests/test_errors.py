@@ -253,3 +253,15 @@ def test_cuda_decode_without_usable_backend(small_stream: bytes) -> None:
         pytest.skip("a GPU is usable here: the CUDA tests cover this path")
     with pytest.raises(RuntimeError, match="CUDA"):
         slicer.decode(small_stream, device="cuda")
+
+
+def test_cuda_stream_needs_device_cuda(small_stream: bytes) -> None:
+    class CudaStream:
+        def __dlpack_device__(self) -> tuple[int, int]:
+            return (2, 0)
+
+        def __dlpack__(self, **kwargs):
+            raise AssertionError("must not be imported on the CPU path")
+
+    with pytest.raises(ValueError, match="device='cuda'"):
+        slicer.decode(CudaStream())

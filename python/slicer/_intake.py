@@ -150,6 +150,11 @@ def as_stream_bytes(buf: Any) -> np.ndarray:
         if not view.c_contiguous:
             view = memoryview(view.tobytes())
         return np.frombuffer(view, dtype=np.uint8)
+    device = dlpack_device_type(buf)
+    if device == DLPACK_CUDA:
+        raise ValueError("this stream lives on a CUDA device: decode it with device='cuda'")
+    if device in (DLPACK_CPU, DLPACK_CUDA_HOST):  # e.g. a torch.uint8 CPU tensor
+        return as_stream_bytes(np.from_dlpack(buf))
     raise TypeError(
         f"a stream must be bytes, bytearray, memoryview or a uint8 array, got {type(buf).__name__}"
     )
