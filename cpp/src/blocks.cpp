@@ -37,15 +37,23 @@ unsigned AbqWidth(const float* magnitudes, uint64_t count, float lo, float hi, u
   while (width > 1) {
     const unsigned candidate = width - 1;
     const uint32_t max_code = (uint32_t{1} << candidate) - 1;
-    QuantizeAll(magnitudes, count, lo64, range / static_cast<double>(max_code), max_code,
-                trial.data());
+    const double step = range / static_cast<double>(max_code);
     const unsigned shift = bits - candidate;
+    // Quantize in slices and stop as soon as the budget is exceeded: most rejections are
+    // decided within the first few hundred values.
     uint64_t ds_sum = 0;
-    for (uint64_t j = 0; j < count; ++j) {
-      const int32_t difference = static_cast<int32_t>(top[j] >> shift) - trial[j];
-      ds_sum += static_cast<uint64_t>(difference < 0 ? -difference : difference);
+    bool over = false;
+    constexpr uint64_t kSlice = 256;
+    for (uint64_t begin = 0; begin < count && !over; begin += kSlice) {
+      const uint64_t end = std::min(count, begin + kSlice);
+      QuantizeAll(magnitudes + begin, end - begin, lo64, step, max_code, trial.data() + begin);
+      for (uint64_t j = begin; j < end; ++j) {
+        const int32_t difference = static_cast<int32_t>(top[j] >> shift) - trial[j];
+        ds_sum += static_cast<uint64_t>(difference < 0 ? -difference : difference);
+      }
+      over = static_cast<unsigned __int128>(ds_sum) * 1000000u > budget;
     }
-    if (static_cast<unsigned __int128>(ds_sum) * 1000000u > budget) break;
+    if (over) break;
     width = candidate;
     std::copy(trial.begin(), trial.end(), codes);
   }

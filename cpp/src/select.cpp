@@ -242,16 +242,22 @@ void CollectKept(const float* x, uint64_t n, unsigned threads, Kept kept, GroupC
 // CollectKept for lambda = 0: the candidates are the keys >= cut.mu, found 64 at a time with a
 // loop the compiler vectorizes; only ties at mu may need their draw.
 void CollectTop(const float* x, uint64_t n, uint64_t base, const Cut& cut, uint64_t seed,
-                unsigned threads, GroupCode* group) {
+                unsigned threads, uint64_t expected, GroupCode* group) {
   const unsigned parts = PartCount(n, threads, kMinElementsPerThread);
-  std::vector<std::vector<KeptElement>> lists(parts);
+  // One part writes straight into the group's list; several parts fill their own lists.
+  std::vector<std::vector<KeptElement>> lists(parts > 1 ? parts : 0);
+  group->kept.clear();
+  group->kept.reserve(expected);
+  for (std::vector<KeptElement>& list : lists) list.reserve(expected / parts + expected / 8 + 64);
   const int32_t mu = static_cast<int32_t>(cut.mu);  // finite keys are below 2^31
   RunParts(n, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
-    std::vector<KeptElement>& out = lists[part];
+    std::vector<KeptElement>& out = parts > 1 ? lists[part] : group->kept;
     const uint32_t* bits = reinterpret_cast<const uint32_t*>(x);
     auto consider = [&](uint64_t j) {
       const uint32_t key = bits[j] & 0x7FFFFFFFu;
-      if (key > cut.mu || InCut(cut, key, seed, base + j)) out.push_back(KeptElement{j, x[j], 0, 0});
+      if (key > cut.mu || InCut(cut, key, seed, base + j)) {
+        out.push_back(KeptElement{j, x[j], 0, 0});
+      }
     };
     uint64_t j = begin;
     for (; j + 64 <= end; j += 64) {
@@ -273,8 +279,6 @@ void CollectTop(const float* x, uint64_t n, uint64_t base, const Cut& cut, uint6
       if ((bits[j] & 0x7FFFFFFFu) >= cut.mu) consider(j);
     }
   });
-  group->kept.clear();
-  group->kept.reserve(group->k);
   for (const std::vector<KeptElement>& list : lists) {
     group->kept.insert(group->kept.end(), list.begin(), list.end());
   }
@@ -408,7 +412,7 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
       Cut coarse;
       coarse.mu = chosen << 16;
       coarse.all_ties = true;
-      CollectTop(x, n, base, coarse, seed, threads, group);
+      CollectTop(x, n, base, coarse, seed, threads, above + histogram.bins[chosen], group);
       std::vector<KeptElement>& candidates = group->kept;
       std::vector<uint32_t> bucket;
       bucket.reserve(histogram.bins[chosen]);
@@ -432,7 +436,7 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
     } else if (params.asym_ppb == 0) {
       const RankInfo tau_info = KeyAtRank(key_of, n, k - 1, threads);
       const Cut cut = CutFromRank(tau_info, k, key_of, n, seed, identity);
-      CollectTop(x, n, base, cut, seed, threads, group);
+      CollectTop(x, n, base, cut, seed, threads, k, group);
     } else {
       const RankInfo tau_info = radix ? RankFromHistogram(histogram, key_of, n, k - 1, threads)
                                       : KeyAtRank(key_of, n, k - 1, threads);
