@@ -22,7 +22,8 @@ namespace {
 
 constexpr uint64_t kRadixMinElements = uint64_t{1} << 13;
 constexpr uint64_t kMinElementsPerThread = uint64_t{1} << 16;
-constexpr unsigned kBuckets = 1u << 15;  // keys < 2^31: the top 15 bits
+constexpr unsigned kBuckets = 1u << 15;
+constexpr uint64_t kSortLabelMax = 96;  // LabelSign sorts sets up to this size  // keys < 2^31: the top 15 bits
 constexpr unsigned kFirstNonFiniteBucket = kInfinityKey >> 16;
 
 struct RankInfo {
@@ -297,6 +298,31 @@ void LabelSign(const std::vector<uint32_t>& keys, const std::vector<uint64_t>& m
   const auto global_of = [kept, member, base](uint64_t t) {
     return base + kept[member[t]].position;
   };
+  if (blocks > 1 && count > 0 && count <= kSortLabelMax) {
+    // Few elements (per-row groups): sort them in P order and label by rank directly.
+    struct Ranked {
+      uint32_t key;
+      uint64_t draw;
+      uint64_t global;
+      uint64_t t;
+    };
+    Ranked ranked[kSortLabelMax];
+    for (uint64_t t = 0; t < count; ++t) {
+      const uint64_t global = global_of(t);
+      ranked[t] = Ranked{key_data[t], Draw(params.seed, global), global, t};
+    }
+    std::sort(ranked, ranked + count, [](const Ranked& a, const Ranked& b) {
+      if (a.key != b.key) return a.key > b.key;
+      if (a.draw != b.draw) return a.draw < b.draw;
+      return a.global < b.global;
+    });
+    unsigned block = 0;
+    for (uint64_t r = 0; r < count; ++r) {
+      while (block + 1 < blocks && (uint64_t{block} + 1) * count / blocks <= r) ++block;
+      kept[member[ranked[r].t]].label = static_cast<uint8_t>(first_label + block);
+    }
+    return;
+  }
   // cuts[b - 1] = the first floor(b * count / M) elements of this sign, b = 1 ... M - 1.
   std::vector<Cut> cuts;
   if (blocks > 1 && count > 0) {
