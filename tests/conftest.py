@@ -62,9 +62,29 @@ def check_stream(
         assert np.all(np.sign(ys[kept]) == np.sign(xs[kept])), f"group {g}: a sign flipped"
         if asym == 0.0 and 0 < k < group:
             assert np.abs(xs[kept]).min() >= np.abs(xs[~kept]).max()
+        if asym > 0.0 and k > 0:
+            _check_asymmetric_selection(xs, kept, k, round(asym * PPB))
         _check_half_step(xs, ys, kept, info, g, half_ulp)
     assert info.kept == total_kept
     return y
+
+
+def _check_asymmetric_selection(xs, kept, k: int, asym_ppb: int) -> None:
+    """docs/format.md §4.4 (paper Eq. 7): thresholds t+ = tau f+, t- = tau f-, then trim/fill."""
+    mag = np.abs(xs)
+    tau = float(np.sort(mag)[::-1][k - 1])
+    t_pos = tau * ((PPB + asym_ppb) / PPB)
+    t_neg = tau * ((PPB - asym_ppb) / PPB)
+    strict = (xs > t_pos) | (-xs > t_neg)
+    if strict.sum() >= k:  # trim: K is inside S, and keeps S's largest magnitudes
+        assert not np.any(kept & ~strict)
+        if np.any(strict & ~kept):
+            assert mag[strict & ~kept].max() <= mag[kept].min()
+    else:  # fill: all of S, then the largest other nonzero magnitudes
+        assert np.all(kept[strict])
+        fill, rest = kept & ~strict, ~kept & ~strict & (xs != 0)
+        if np.any(fill) and np.any(rest):
+            assert mag[fill].min() >= mag[rest].max()
 
 
 def _check_half_step(xs, ys, kept, info, group: int, half_ulp: float) -> None:

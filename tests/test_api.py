@@ -124,6 +124,23 @@ def test_asymmetric_filter_keeps_exactly_k(rng, asym: float) -> None:
     assert np.count_nonzero(y < 0) > np.count_nonzero(y0 < 0)
 
 
+@given(
+    n=st.integers(1, 3000),
+    shift=st.floats(-2.0, 2.0),
+    ties=st.booleans(),
+    sparsity=st.floats(0.0, 0.99),
+    asym=st.floats(0.01, 0.95),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_asymmetric_selection_property(n, shift, ties, sparsity, asym, seed) -> None:
+    """Eq. 7 with trim (|S| >= k) and fill (|S| < k), skewed signs, ties, zeros."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(n) + shift).astype(np.float32)
+    if ties:
+        x = np.round(x * 2).astype(np.float32) / np.float32(2)  # many equal magnitudes, zeros
+    check_stream(x, slicer.encode(x, sparsity=sparsity, asym=asym), sparsity=sparsity, asym=asym)
+
+
 def test_half_step_bound_for_huge_outliers(rng) -> None:
     x = rng.standard_normal(4096).astype(np.float32)
     x[[3, 900, 2000]] = [3.0e38, -1.5e36, 7.0e30]
