@@ -26,12 +26,22 @@ unsigned AbqWidth(const float* magnitudes, uint64_t count, float lo, float hi, u
   const uint32_t top_max = (uint32_t{1} << bits) - 1;
   QuantizeAll(magnitudes, count, lo64, range / static_cast<double>(top_max), top_max, codes);
   if (delta_micro == 0) return bits;
-  // T0 stays in `top`; `codes` holds the codes of the current width. Scratch buffers are
-  // per thread: per-row groups call this thousands of times per tensor.
-  thread_local std::vector<uint16_t> top;
-  thread_local std::vector<uint16_t> trial;
-  top.assign(codes, codes + count);
-  trial.resize(count);
+  // T0 stays in `top`; `codes` holds the codes of the current width. Small blocks (per-row
+  // groups, thousands per tensor) use the stack.
+  constexpr uint64_t kStackValues = 256;
+  uint16_t top_stack[kStackValues];
+  uint16_t trial_stack[kStackValues];
+  std::vector<uint16_t> top_heap;
+  std::vector<uint16_t> trial_heap;
+  uint16_t* top = top_stack;
+  uint16_t* trial = trial_stack;
+  if (count > kStackValues) {
+    top_heap.resize(count);
+    trial_heap.resize(count);
+    top = top_heap.data();
+    trial = trial_heap.data();
+  }
+  std::copy(codes, codes + count, top);
   const unsigned __int128 budget = static_cast<unsigned __int128>(delta_micro) * count;
   unsigned width = bits;
   while (width > 1) {
@@ -46,7 +56,7 @@ unsigned AbqWidth(const float* magnitudes, uint64_t count, float lo, float hi, u
     constexpr uint64_t kSlice = 256;
     for (uint64_t begin = 0; begin < count && !over; begin += kSlice) {
       const uint64_t end = std::min(count, begin + kSlice);
-      QuantizeAll(magnitudes + begin, end - begin, lo64, step, max_code, trial.data() + begin);
+      QuantizeAll(magnitudes + begin, end - begin, lo64, step, max_code, trial + begin);
       for (uint64_t j = begin; j < end; ++j) {
         const int32_t difference = static_cast<int32_t>(top[j] >> shift) - trial[j];
         ds_sum += static_cast<uint64_t>(difference < 0 ? -difference : difference);
@@ -55,7 +65,7 @@ unsigned AbqWidth(const float* magnitudes, uint64_t count, float lo, float hi, u
     }
     if (over) break;
     width = candidate;
-    std::copy(trial.begin(), trial.end(), codes);
+    std::copy(trial, trial + count, codes);
   }
   return width;
 }

@@ -130,28 +130,45 @@ RankInfo SmallKeyAtRank(KeyOf key_of, uint64_t n, uint64_t rank) {
     for (uint64_t j = 0; j < n; ++j) bucket[j] = key_of(j);
     return RankInBucket(&bucket, rank, 0);
   }
-  constexpr unsigned kSmallShift = 20;
-  static_assert(kRadixMinElements <= 65535, "uint16 bins");
-  uint16_t histogram[1u << (31 - kSmallShift)] = {};
-  unsigned top = 0;
-  for (uint64_t j = 0; j < n; ++j) {
-    const unsigned b = key_of(j) >> kSmallShift;
-    ++histogram[b];
-    top = std::max(top, b);
-  }
+  // Radix descent, 8 bits a level from the exponent down, narrowing the candidates in place.
+  static_assert(kRadixMinElements < 65536, "uint16 lanes");
+  bucket.resize(n);
+  for (uint64_t j = 0; j < n; ++j) bucket[j] = key_of(j);
   uint64_t above = 0;
-  unsigned chosen = top;
-  for (unsigned b = top + 1; b-- > 0;) {
-    if (above + histogram[b] > rank) {
-      chosen = b;
-      break;
+  for (int shift = 23; shift >= 0 && bucket.size() > 64; shift -= 8) {
+    // Four interleaved counters per bin: keys cluster in few bins, and one counter array
+    // would serialize on store-to-load forwarding.
+    uint16_t lanes[4][256] = {};
+    const size_t size = bucket.size();
+    size_t i = 0;
+    for (; i + 4 <= size; i += 4) {
+      ++lanes[0][(bucket[i] >> shift) & 0xFF];
+      ++lanes[1][(bucket[i + 1] >> shift) & 0xFF];
+      ++lanes[2][(bucket[i + 2] >> shift) & 0xFF];
+      ++lanes[3][(bucket[i + 3] >> shift) & 0xFF];
     }
-    above += histogram[b];
-  }
-  bucket.clear();
-  for (uint64_t j = 0; j < n; ++j) {
-    const uint32_t key = key_of(j);
-    if ((key >> kSmallShift) == chosen) bucket.push_back(key);
+    for (; i < size; ++i) ++lanes[0][(bucket[i] >> shift) & 0xFF];
+    uint32_t histogram[256];
+    for (unsigned b = 0; b < 256; ++b) {
+      histogram[b] = uint32_t{lanes[0][b]} + lanes[1][b] + lanes[2][b] + lanes[3][b];
+    }
+    unsigned chosen = 0;
+    const uint64_t local = rank - above;
+    uint64_t seen = 0;
+    for (unsigned b = 256; b-- > 0;) {
+      if (seen + histogram[b] > local) {
+        chosen = b;
+        break;
+      }
+      seen += histogram[b];
+    }
+    above += seen;
+    size_t kept = 0;
+    for (uint32_t key : bucket) {
+      bucket[kept] = key;
+      kept += ((key >> shift) & 0xFF) == chosen;
+    }
+    bucket.resize(kept);
   }
   return RankInBucket(&bucket, rank - above, above);
 }
