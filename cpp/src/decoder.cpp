@@ -348,13 +348,14 @@ bool GroupCountsMatch(const ParsedStream& stream, uint64_t g, const uint64_t* co
 slicer_status ParseStream(const uint8_t* data, size_t size, uint64_t max_elements,
                           bool header_only, ParsedStream* stream) {
   if (data == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
-  const size_t magic_bytes = std::min<size_t>(size, 4);
-  if (std::memcmp(data, kMagic, magic_bytes) != 0) return SLICER_ERR_BAD_MAGIC;
+  // Order of docs/format.md §6.2 and the NumPy reference: minimum length, magic, checksum,
+  // then every other field (the version included).
   if (size < 9) return SLICER_ERR_TRUNCATED;
-  if (data[4] != SLICER_FORMAT_VERSION) return SLICER_ERR_BAD_VERSION;
+  if (std::memcmp(data, kMagic, 4) != 0) return SLICER_ERR_BAD_MAGIC;
   uint32_t stored_crc;
   std::memcpy(&stored_crc, data + size - 4, 4);
   if (Crc32(0, data, size - 4) != stored_crc) return SLICER_ERR_BAD_CHECKSUM;
+  if (data[4] != SLICER_FORMAT_VERSION) return SLICER_ERR_BAD_VERSION;
   const size_t end = size - 4;
   FieldReader reader(data, end, 4);
   SLICER_RETURN_IF_ERROR(ParseHeader(data, size, max_elements, stream, &reader));

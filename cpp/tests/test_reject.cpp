@@ -63,8 +63,7 @@ TEST(EveryBitFlipIsRejectedByTheChecksum) {
     std::vector<uint8_t> flipped = stream;
     flipped[bit / 8] ^= static_cast<uint8_t>(1u << (bit % 8));
     const int status = DecodeStatus(flipped);
-    CHECK(status == SLICER_ERR_BAD_CHECKSUM || status == SLICER_ERR_BAD_MAGIC ||
-          status == SLICER_ERR_BAD_VERSION);
+    CHECK(status == SLICER_ERR_BAD_CHECKSUM || status == SLICER_ERR_BAD_MAGIC);
   }
 }
 
@@ -102,10 +101,12 @@ TEST(HeaderFieldsAreValidated) {
   CHECK_EQ(with(6, 4), SLICER_ERR_CORRUPT);
   CHECK_EQ(with(7, 2), SLICER_ERR_CORRUPT);   // reserved flag bit
   CHECK_EQ(with(8, 33), SLICER_ERR_CORRUPT);  // ndim
-  // The version is checked before the checksum (a future format may checksum differently).
+  // The checksum comes before every field but the magic (§6.2).
   std::vector<uint8_t> future = good;
   future[4] = 2;
-  CHECK_EQ(DecodeStatus(future), SLICER_ERR_BAD_VERSION);
+  CHECK_EQ(DecodeStatus(future), SLICER_ERR_BAD_CHECKSUM);
+  future[0] = 'X';
+  CHECK_EQ(DecodeStatus(future), SLICER_ERR_BAD_MAGIC);
   CHECK_EQ(DecodeStatus(good, 299), SLICER_ERR_LIMIT_EXCEEDED);
   CHECK_EQ(DecodeStatus(good, 300), SLICER_OK);
   std::vector<uint8_t> tiny(good.begin(), good.begin() + 8);
