@@ -59,6 +59,9 @@ def test_decode_into_out_buffers() -> None:
         out = np.empty(x.size, dtype=dtype)  # numcodecs passes flat buffers too
         assert codec.decode(stream, out=out) is out
         assert np.array_equal(out.view(np.uint8), expected.reshape(-1).view(np.uint8))
+        raw = bytearray(x.nbytes)  # a plain byte buffer of the right size
+        codec.decode(stream, out=raw)
+        assert bytes(raw) == expected.tobytes()
         with pytest.raises(ValueError, match="bytes"):
             codec.decode(stream, out=np.empty(3, dtype=dtype))
 

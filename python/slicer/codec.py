@@ -8,6 +8,7 @@ plain class with the same methods.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,18 @@ try:
     from numcodecs.abc import Codec as _CodecBase
 except Exception:  # any import failure of the optional dependency leaves a plain base
     _CodecBase = object
+
+
+def _stream_layout(buf: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype a stream decodes to, from its validated header."""
+    from . import _core
+    from ._errors import raise_decode_status
+    from ._intake import DTYPE_OF_CODE, as_stream_bytes
+
+    status, header = _core.read_header(as_stream_bytes(buf), 2**31)
+    if status:
+        raise_decode_status(status)
+    return tuple(header["shape"]), DTYPE_OF_CODE[header["dtype"]]
 
 
 def _copy_into(decoded: np.ndarray, out: Any) -> Any:
@@ -111,6 +124,11 @@ class Slicer(_CodecBase):  # type: ignore[misc, valid-type]
             buf = buf.reshape(-1).view(np.uint8)
         if out is None:
             return decode(buf, threads=self.threads)
+        if isinstance(out, np.ndarray) and out.flags.c_contiguous and out.flags.writeable:
+            shape, dtype = _stream_layout(buf)
+            if out.dtype == dtype and out.size == math.prod(shape):
+                decode(buf, out=out.reshape(shape), threads=self.threads)  # in place, no copy
+                return out
         decoded = decode(buf, threads=self.threads)
         return _copy_into(decoded, out)
 
