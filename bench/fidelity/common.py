@@ -262,6 +262,12 @@ def write_json(name: str, payload: dict[str, Any], out: str | None) -> Path:
     return path
 
 
+def replot(name: str, title: str, metric: str, ylabel: str, *, log_y: bool = False) -> Path:
+    """Redraw a plot from its saved JSON (no model runs)."""
+    data = json.loads((PLOTS / f"{name}.json").read_text())
+    return plot(name, title, data["results"], metric, ylabel, log_y=log_y)
+
+
 def plot(
     name: str,
     title: str,
@@ -280,25 +286,23 @@ def plot(
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     markers = {"fp16": "s", "int8 per tensor": "^", "int4 per tensor": "v"}
     for cut, rows in results.items():
-        short = "/".join(cut.split("/")[1:-1]) or cut  # "/_blocks.9/Add_output_0" -> _blocks.9
-        for family, style in (("slicer", "-o"),):
-            pts = sorted(
-                (r["bits_per_element"], r[metric])
-                for r in rows
-                if r["family"] == family and metric in r
-            )
+        parts = [p for p in cut.split("/") if p]
+        short = "/".join(parts[:-1][:2]) or cut  # "/_blocks.9/Add_output_0" -> _blocks.9
+        color = None
+        for groups, style in (("tensor", "-o"), ("rows", "--o")):
+            pts = sorted((r["bits_per_element"], r[metric]) for r in rows
+                         if r["family"] == "slicer" and metric in r
+                         and r["params"].get("groups") == groups)
             if pts:
-                (line,) = ax.plot(*zip(*pts, strict=True), style, label=f"SLICER @ {short}")
-        color = line.get_color()
+                line, = ax.plot(*zip(*pts, strict=True), style, color=color,
+                                label=f"SLICER ({groups}) @ {short}")
+                color = line.get_color()
         for r in rows:
-            if r["family"] == "peer" and metric in r:
+            if r["family"] == "peer" and metric in r and not r["setting"].startswith("top-k"):
                 mk = markers.get(r["setting"], "x")
                 ax.plot(r["bits_per_element"], r[metric], mk, color=color, alpha=0.7)
-        topk = sorted(
-            (r["bits_per_element"], r[metric])
-            for r in rows
-            if r["setting"].startswith("top-k+int8") and metric in r
-        )
+        topk = sorted((r["bits_per_element"], r[metric]) for r in rows
+                      if r["setting"].startswith("top-k+int8") and metric in r)
         if topk:
             ax.plot(*zip(*topk, strict=True), ":x", color=color, alpha=0.7)
     ax.plot([], [], "ks", label="fp16")

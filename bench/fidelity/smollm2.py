@@ -51,7 +51,7 @@ def main() -> None:
     settings = ([slicer_setting(s, groups="rows") for s in (0.5, 0.8, 0.9)]
                 + [slicer_setting(0.5, groups="tensor"),
                    slicer_setting(0.0, groups="rows", label="slicer s=0 q=8 rows")]
-                + ablation_settings(0.5, groups="rows")[1:]
+                + ablation_settings(0.5, groups="rows")[1:3]  # +ABQ is "slicer s=0.5 rows"
                 + [fp16_setting(), int_setting(8), topk_int8_setting(0.5)])
     results = {}
     for name in args.cut or CUTS:

@@ -247,14 +247,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .demo import run_demo
 
         return run_demo(params, args)
+    from tqdm import tqdm
+
     from .graph import Partitioner
     from .runner import SplitModel, json_result, load_inputs, random_inputs
 
+    steps = tqdm(total=4, desc="split run", unit="step", file=sys.stderr, leave=False,
+                 disable=args.json and not sys.stderr.isatty())
+    steps.set_postfix_str("loading model")
     part = Partitioner(_resolve_model(args.model))
     cut = _auto_cut(part) if args.split == "auto" else part.find_cut(args.split)
+    steps.update(1)
+    steps.set_postfix_str("building head / tail sessions")
     split = SplitModel(part, cut, providers=args.providers, threads=args.threads)
+    steps.update(1)
+    steps.set_postfix_str("uncut reference session")
     inputs = load_inputs(args.inputs, split.full) if args.inputs else random_inputs(split.full)
+    steps.update(1)
+    steps.set_postfix_str("head -> codec -> tail")
     result = split.run(inputs, params)
+    steps.update(1)
+    steps.close()
     out = json_result(result, split.provider, {
         "model": args.model, "params": params.to_json() if params else None,
         "inputs": "file" if args.inputs else "random"})
