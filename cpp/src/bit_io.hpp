@@ -5,53 +5,59 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <vector>
 
 namespace slicer::internal {
 
-// Appends bits to a byte vector. Call Finish() to pad the last byte with zero bits.
+// LSB-first writer into a caller buffer that has at least 8 bytes of slack past the last byte
+// written (Flush stores a whole 64-bit word).
 class BitWriter {
  public:
-  explicit BitWriter(std::vector<uint8_t>* out) : out_(out) {}
+  explicit BitWriter(uint8_t* out) : out_(out), begin_(out) {}
 
-  // Writes the `nbits` low bits of `value`, nbits <= 32.
-  void Write(uint64_t value, unsigned nbits) {
-    if (nbits == 0) return;
-    accumulator_ |= (value & ((uint64_t{1} << nbits) - 1)) << filled_;
-    filled_ += nbits;
-    bits_written_ += nbits;
-    if (filled_ >= 32) {
-      const uint32_t low = static_cast<uint32_t>(accumulator_);
-      const size_t size = out_->size();
-      out_->resize(size + 4);
-      std::memcpy(out_->data() + size, &low, 4);  // little-endian host
-      accumulator_ >>= 32;
-      filled_ -= 32;
-    }
+  // Adds the n low bits of value (value < 2^n). At most 57 bits may be pending: call Flush()
+  // after each field of up to 57 bits.
+  void Put(uint64_t value, unsigned n) {
+    accumulator_ |= value << filled_;
+    filled_ += n;
+    bits_written_ += n;
+  }
+
+  // Stores the completed bytes; at most 7 bits stay pending.
+  void Flush() {
+    std::memcpy(out_, &accumulator_, 8);  // little-endian host
+    const unsigned bytes = filled_ >> 3;
+    out_ += bytes;
+    accumulator_ = bytes == 8 ? 0 : accumulator_ >> (8 * bytes);
+    filled_ &= 7;
   }
 
   // `quotient` one bits, then a zero bit.
-  void WriteUnary(uint64_t quotient) {
+  void PutUnary(uint64_t quotient) {
     while (quotient >= 32) {
-      Write(0xFFFFFFFFu, 32);
+      Put(0xFFFFFFFFu, 32);
+      Flush();
       quotient -= 32;
     }
-    Write((uint64_t{1} << quotient) - 1, static_cast<unsigned>(quotient) + 1);
+    Put((uint64_t{1} << quotient) - 1, static_cast<unsigned>(quotient) + 1);
+    Flush();
   }
 
-  void Finish() {
-    while (filled_ > 0) {
-      out_->push_back(static_cast<uint8_t>(accumulator_));
-      accumulator_ >>= 8;
-      filled_ = filled_ >= 8 ? filled_ - 8 : 0;
+  // Pads the last byte with zero bits; returns the bytes used.
+  size_t Finish() {
+    Flush();
+    if (filled_ > 0) {
+      *out_++ = static_cast<uint8_t>(accumulator_);
+      filled_ = 0;
+      accumulator_ = 0;
     }
-    accumulator_ = 0;
+    return static_cast<size_t>(out_ - begin_);
   }
 
   uint64_t bits_written() const { return bits_written_; }
 
  private:
-  std::vector<uint8_t>* out_;
+  uint8_t* out_;
+  uint8_t* begin_;
   uint64_t accumulator_ = 0;
   unsigned filled_ = 0;
   uint64_t bits_written_ = 0;

@@ -1,50 +1,10 @@
 // Chunk payload writer (§6.1): Rice-coded gaps, truncated-binary labels, block-width codes.
-#include <cstring>
 #include <vector>
 
+#include "bit_io.hpp"
 #include "codec.hpp"
 
 namespace slicer::internal {
-namespace {
-
-// LSB-first writer into a buffer with at least 8 bytes of slack past the last byte written.
-class FastBitWriter {
- public:
-  explicit FastBitWriter(uint8_t* out) : out_(out), begin_(out) {}
-
-  // Adds n bits (filled_ + n <= 64; callers Flush() between fields so filled_ <= 7 here).
-  void Put(uint64_t value, unsigned n) {
-    accumulator_ |= value << filled_;
-    filled_ += n;
-  }
-
-  void Flush() {
-    std::memcpy(out_, &accumulator_, 8);  // little-endian host
-    const unsigned bytes = filled_ >> 3;
-    out_ += bytes;
-    accumulator_ = bytes == 8 ? 0 : accumulator_ >> (8 * bytes);
-    filled_ &= 7;
-  }
-
-  // Bytes used, the last one zero-padded.
-  size_t Finish() {
-    Flush();
-    if (filled_ > 0) {
-      *out_++ = static_cast<uint8_t>(accumulator_);
-      filled_ = 0;
-      accumulator_ = 0;
-    }
-    return static_cast<size_t>(out_ - begin_);
-  }
-
- private:
-  uint8_t* out_;
-  uint8_t* begin_;
-  uint64_t accumulator_ = 0;
-  unsigned filled_ = 0;
-};
-
-}  // namespace
 
 void EncodeChunk(const KeptElement* kept, uint64_t count, uint64_t chunk_start,
                  const GroupCode& group, unsigned num_labels, unsigned chunk_log2,
@@ -67,7 +27,7 @@ void EncodeChunk(const KeptElement* kept, uint64_t count, uint64_t chunk_start,
   const uint64_t worst_bits = 5 + count * (1 + rice + label_bits + 1 + 16) + (gap_sum >> rice);
   const size_t start = out->size();
   out->resize(start + worst_bits / 8 + 16);
-  FastBitWriter writer(out->data() + start);
+  BitWriter writer(out->data() + start);
   writer.Put(rice, 5);
   writer.Flush();
   uint64_t next = chunk_start;  // first position the next gap counts from
@@ -75,16 +35,16 @@ void EncodeChunk(const KeptElement* kept, uint64_t count, uint64_t chunk_start,
     const KeptElement& e = kept[t];
     const uint64_t gap = e.position - next;
     next = e.position + 1;
-    uint64_t quotient = gap >> rice;
+    const uint64_t quotient = gap >> rice;
     const uint64_t remainder = gap & ((uint64_t{1} << rice) - 1);
-    while (quotient >= 32) {
-      writer.Put(0xFFFFFFFFu, 32);
-      writer.Flush();
-      quotient -= 32;
+    if (quotient < 32) {
+      // quotient ones, a zero, then the remainder: at most 31 + 1 + 24 bits in one go.
+      writer.Put(((uint64_t{1} << quotient) - 1) | (remainder << (quotient + 1)),
+                 static_cast<unsigned>(quotient) + 1 + rice);
+    } else {
+      writer.PutUnary(quotient);
+      writer.Put(remainder, rice);
     }
-    // quotient ones, a zero, then the remainder: at most 31 + 1 + 24 bits.
-    writer.Put(((uint64_t{1} << quotient) - 1) | (remainder << (quotient + 1)),
-               static_cast<unsigned>(quotient) + 1 + rice);
     writer.Flush();
     uint64_t field;
     unsigned field_bits;

@@ -93,6 +93,9 @@ struct GroupCode {
 void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& params,
                  unsigned threads, GroupCode* group);
 
+// Fills group->blocks from the labels and checks every count against §5.1.
+void CountBlocks(const CodecParams& params, GroupCode* group);
+
 // The same selection by a full sort in P order: slow, literal, used to check SelectGroup.
 void SelectGroupBySort(const float* x, uint64_t n, uint64_t base, const CodecParams& params,
                        GroupCode* group);

@@ -1,233 +1,18 @@
-// ATKF (§4) and magnitude splitting (§5.1) by radix selection on magnitude keys.
-//
-// Every selection here is "the first r elements of a candidate set in P order". Candidates
-// are given as a key array where non-candidates hold key 0 (every candidate is non-zero, so
-// they never mix). The r-th largest key mu is found by a 16-bit histogram plus nth_element
-// inside one bucket; draws are computed only for the elements that tie at mu, and only when
-// the ties are split.
+// ATKF (§4) and magnitude splitting (§5.1) on top of rank_select.hpp.
 #include <algorithm>
-#include <cmath>
 #include <cstring>
-#include <functional>
-#include <utility>
 #include <vector>
 
 #include "codec.hpp"
 #include "draw.hpp"
 #include "float_bits.hpp"
 #include "parallel.hpp"
+#include "rank_select.hpp"
 
 namespace slicer::internal {
 namespace {
 
-constexpr uint64_t kRadixMinElements = uint64_t{1} << 13;
-constexpr uint64_t kMinElementsPerThread = uint64_t{1} << 16;
-constexpr unsigned kBuckets = 1u << 15;
-constexpr uint64_t kSortLabelMax = 96;  // LabelSign sorts sets up to this size  // keys < 2^31: the top 15 bits
-constexpr unsigned kFirstNonFiniteBucket = kInfinityKey >> 16;
-
-struct RankInfo {
-  uint32_t key;      // the key at the requested rank (descending, 0-based)
-  uint64_t greater;  // how many keys are strictly greater
-  uint64_t equal;    // how many keys equal it
-};
-
-// Bucket counts of key >> 16 over all n keys, plus the exact number of zero keys.
-struct Histogram {
-  std::vector<uint64_t> bins;
-  uint64_t zeros = 0;
-  bool non_finite = false;
-};
-
-template <class KeyOf>
-Histogram BuildHistogram(KeyOf key_of, uint64_t n, unsigned threads) {
-  // Per-part uint32 bins (half the cache footprint); parts stay below 2^32 elements.
-  unsigned parts = PartCount(n, threads, kMinElementsPerThread);
-  parts = std::max<unsigned>(parts, static_cast<unsigned>((n >> 32) + 1));
-  std::vector<std::vector<uint32_t>> part_bins(parts);
-  std::vector<uint64_t> part_zeros(parts, 0);
-  RunParts(n, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
-    std::vector<uint32_t>& bins = part_bins[part];
-    bins.assign(kBuckets, 0);
-    uint32_t* bin = bins.data();
-    uint64_t zeros = 0;
-    for (uint64_t j = begin; j < end; ++j) {
-      const uint32_t key = key_of(j);
-      ++bin[key >> 16];
-      zeros += key == 0;
-    }
-    part_zeros[part] = zeros;
-  });
-  Histogram histogram;
-  histogram.bins.assign(kBuckets, 0);
-  for (unsigned part = 0; part < parts; ++part) {
-    for (unsigned b = 0; b < kBuckets; ++b) histogram.bins[b] += part_bins[part][b];
-    histogram.zeros += part_zeros[part];
-  }
-  for (unsigned b = kFirstNonFiniteBucket; b < kBuckets; ++b) {
-    histogram.non_finite = histogram.non_finite || histogram.bins[b] != 0;
-  }
-  return histogram;
-}
-
-std::vector<uint32_t>& Scratch() {
-  thread_local std::vector<uint32_t> scratch;
-  return scratch;
-}
-
-RankInfo RankInBucket(std::vector<uint32_t>* bucket, uint64_t local, uint64_t above) {
-  if (local >= bucket->size()) throw StatusError(SLICER_ERR_INTERNAL, "rank out of range");
-  std::nth_element(bucket->begin(), bucket->begin() + static_cast<ptrdiff_t>(local),
-                   bucket->end(), std::greater<uint32_t>());
-  RankInfo info{(*bucket)[local], above, 0};
-  for (uint32_t key : *bucket) {
-    info.greater += key > info.key;
-    info.equal += key == info.key;
-  }
-  return info;
-}
-
-// The bucket holding descending rank `rank`; *above = how many keys lie in higher buckets.
-unsigned FindBucket(const Histogram& histogram, uint64_t rank, uint64_t* above) {
-  *above = 0;
-  for (unsigned b = kBuckets; b-- > 0;) {
-    if (*above + histogram.bins[b] > rank) return b;
-    *above += histogram.bins[b];
-  }
-  throw StatusError(SLICER_ERR_INTERNAL, "rank beyond the histogram");
-}
-
-template <class KeyOf>
-RankInfo RankFromHistogram(const Histogram& histogram, KeyOf key_of, uint64_t n, uint64_t rank,
-                           unsigned threads) {
-  uint64_t above = 0;
-  const unsigned chosen = FindBucket(histogram, rank, &above);
-  const unsigned parts = PartCount(n, threads, kMinElementsPerThread);
-  std::vector<std::vector<uint32_t>> gathered(parts);
-  RunParts(n, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
-    std::vector<uint32_t>& out = gathered[part];
-    out.reserve(histogram.bins[chosen] / parts + 16);
-    for (uint64_t j = begin; j < end; ++j) {
-      const uint32_t key = key_of(j);
-      if ((key >> 16) == chosen) out.push_back(key);
-    }
-  });
-  std::vector<uint32_t> bucket;
-  bucket.reserve(histogram.bins[chosen]);
-  for (const std::vector<uint32_t>& part : gathered) {
-    bucket.insert(bucket.end(), part.begin(), part.end());
-  }
-  return RankInBucket(&bucket, rank - above, above);
-}
-
-// Small inputs: an 11-bit histogram on the stack (exponent and 3 mantissa bits), then
-// nth_element inside the one bucket that holds the rank.
-template <class KeyOf>
-RankInfo SmallKeyAtRank(KeyOf key_of, uint64_t n, uint64_t rank) {
-  std::vector<uint32_t>& bucket = Scratch();
-  if (n <= 128) {  // clearing even a small histogram costs more than selecting directly
-    bucket.resize(n);
-    for (uint64_t j = 0; j < n; ++j) bucket[j] = key_of(j);
-    return RankInBucket(&bucket, rank, 0);
-  }
-  // Radix descent, 8 bits a level from the exponent down, narrowing the candidates in place.
-  static_assert(kRadixMinElements < 65536, "uint16 lanes");
-  bucket.resize(n);
-  for (uint64_t j = 0; j < n; ++j) bucket[j] = key_of(j);
-  uint64_t above = 0;
-  for (int shift = 23; shift >= 0 && bucket.size() > 64; shift -= 8) {
-    // Four interleaved counters per bin: keys cluster in few bins, and one counter array
-    // would serialize on store-to-load forwarding.
-    uint16_t lanes[4][256] = {};
-    const size_t size = bucket.size();
-    size_t i = 0;
-    for (; i + 4 <= size; i += 4) {
-      ++lanes[0][(bucket[i] >> shift) & 0xFF];
-      ++lanes[1][(bucket[i + 1] >> shift) & 0xFF];
-      ++lanes[2][(bucket[i + 2] >> shift) & 0xFF];
-      ++lanes[3][(bucket[i + 3] >> shift) & 0xFF];
-    }
-    for (; i < size; ++i) ++lanes[0][(bucket[i] >> shift) & 0xFF];
-    uint32_t histogram[256];
-    for (unsigned b = 0; b < 256; ++b) {
-      histogram[b] = uint32_t{lanes[0][b]} + lanes[1][b] + lanes[2][b] + lanes[3][b];
-    }
-    unsigned chosen = 0;
-    const uint64_t local = rank - above;
-    uint64_t seen = 0;
-    for (unsigned b = 256; b-- > 0;) {
-      if (seen + histogram[b] > local) {
-        chosen = b;
-        break;
-      }
-      seen += histogram[b];
-    }
-    above += seen;
-    size_t kept = 0;
-    for (uint32_t key : bucket) {
-      bucket[kept] = key;
-      kept += ((key >> shift) & 0xFF) == chosen;
-    }
-    bucket.resize(kept);
-  }
-  return RankInBucket(&bucket, rank - above, above);
-}
-
-template <class KeyOf>
-RankInfo KeyAtRank(KeyOf key_of, uint64_t n, uint64_t rank, unsigned threads) {
-  if (n < kRadixMinElements) return SmallKeyAtRank(key_of, n, rank);
-  return RankFromHistogram(BuildHistogram(key_of, n, threads), key_of, n, rank, threads);
-}
-
-// "The first `count` candidates in P order": keys above mu, plus the ties at mu whose
-// (draw, index) is at most (draw_limit, index_limit).
-struct Cut {
-  uint32_t mu = 0xFFFFFFFFu;  // no finite key reaches it: the empty cut
-  bool all_ties = false;
-  uint64_t draw_limit = 0;
-  uint64_t index_limit = 0;
-};
-
-inline bool InCut(const Cut& cut, uint32_t key, uint64_t seed, uint64_t global_index) {
-  if (key != cut.mu) return key > cut.mu;
-  if (cut.all_ties) return true;
-  const uint64_t d = Draw(seed, global_index);
-  return d < cut.draw_limit || (d == cut.draw_limit && global_index <= cut.index_limit);
-}
-
-// Completes a cut from the rank of its last member; `global_of(j)` is j's global index.
-template <class KeyOf, class GlobalOf>
-Cut CutFromRank(const RankInfo& info, uint64_t count, KeyOf key_of, uint64_t n, uint64_t seed,
-                GlobalOf global_of) {
-  Cut cut;
-  if (info.key == 0) throw StatusError(SLICER_ERR_INTERNAL, "selection reached a zero");
-  cut.mu = info.key;
-  const uint64_t need = count - info.greater;  // 1 ... info.equal
-  if (need == info.equal) {
-    cut.all_ties = true;
-    return cut;
-  }
-  std::vector<std::pair<uint64_t, uint64_t>> ties;  // (draw, global index)
-  ties.reserve(info.equal);
-  for (uint64_t j = 0; j < n; ++j) {
-    if (key_of(j) == cut.mu) {
-      const uint64_t global = global_of(j);
-      ties.emplace_back(Draw(seed, global), global);
-    }
-  }
-  std::nth_element(ties.begin(), ties.begin() + static_cast<ptrdiff_t>(need - 1), ties.end());
-  cut.draw_limit = ties[need - 1].first;
-  cut.index_limit = ties[need - 1].second;
-  return cut;
-}
-
-template <class KeyOf, class GlobalOf>
-Cut CutFirst(KeyOf key_of, uint64_t n, uint64_t count, uint64_t seed, unsigned threads,
-             GlobalOf global_of) {
-  if (count == 0) return Cut{};
-  return CutFromRank(KeyAtRank(key_of, n, count - 1, threads), count, key_of, n, seed,
-                     global_of);
-}
+constexpr uint64_t kSortLabelMax = 96;  // LabelSign sorts sets up to this size
 
 // Collects the elements for which kept(j) holds, in position order.
 template <class Kept>
@@ -390,7 +175,9 @@ void LabelBlocks(uint64_t base, const CodecParams& params, unsigned threads, Gro
             group);
 }
 
-void CountAndCheckBlocks(const CodecParams& params, GroupCode* group) {
+}  // namespace
+
+void CountBlocks(const CodecParams& params, GroupCode* group) {
   group->blocks.assign(params.labels(), Block{});
   for (const KeptElement& e : group->kept) ++group->blocks[e.label].count;
   const uint64_t n_neg = group->k - group->n_pos;
@@ -406,7 +193,6 @@ void CountAndCheckBlocks(const CodecParams& params, GroupCode* group) {
   }
 }
 
-}  // namespace
 
 uint64_t KeepLimit(uint64_t n, uint32_t sparsity_ppb) {
   return static_cast<uint64_t>(static_cast<unsigned __int128>(n) * (kPpb - sparsity_ppb) / kPpb);
@@ -518,82 +304,7 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
     for (const KeptElement& e : group->kept) group->n_pos += e.value > 0.0f;
     LabelBlocks(base, params, threads, group);
   }
-  CountAndCheckBlocks(params, group);
-}
-
-void SelectGroupBySort(const float* x, uint64_t n, uint64_t base, const CodecParams& params,
-                       GroupCode* group) {
-  // P order: |x| descending, draw ascending, global index ascending (§4.2).
-  struct Entry {
-    double magnitude;
-    uint64_t draw;
-    uint64_t index;  // group-relative
-  };
-  std::vector<Entry> order(n);
-  uint64_t nnz = 0;
-  for (uint64_t j = 0; j < n; ++j) {
-    if (!std::isfinite(x[j])) throw StatusError(SLICER_ERR_NONFINITE_INPUT, "NaN or infinity");
-    order[j] = Entry{std::fabs(static_cast<double>(x[j])), Draw(params.seed, base + j), j};
-    nnz += x[j] != 0.0f;
-  }
-  std::sort(order.begin(), order.end(), [](const Entry& a, const Entry& b) {
-    if (a.magnitude != b.magnitude) return a.magnitude > b.magnitude;
-    if (a.draw != b.draw) return a.draw < b.draw;
-    return a.index < b.index;
-  });
-  const uint64_t k = std::min(KeepLimit(n, params.sparsity_ppb), nnz);
-  std::vector<uint64_t> kept_in_order;  // K in P order
-  if (k > 0) {
-    const double tau = order[k - 1].magnitude;
-    std::vector<bool> strict(n, false);
-    if (params.asym_ppb == 0) {
-      for (uint64_t j = 0; j < n; ++j) strict[j] = std::fabs(static_cast<double>(x[j])) > tau;
-    } else {
-      const double t_plus = tau * (static_cast<double>(kPpb + params.asym_ppb) / 1e9);
-      const double t_minus = tau * (static_cast<double>(kPpb - params.asym_ppb) / 1e9);
-      for (uint64_t j = 0; j < n; ++j) {
-        const double v = static_cast<double>(x[j]);
-        strict[j] = v > t_plus || -v > t_minus;
-      }
-    }
-    for (const Entry& e : order) {
-      if (strict[e.index] && kept_in_order.size() < k) kept_in_order.push_back(e.index);
-    }
-    for (const Entry& e : order) {
-      if (kept_in_order.size() >= k) break;
-      if (!strict[e.index] && x[e.index] != 0.0f) kept_in_order.push_back(e.index);
-    }
-    // Fill elements were appended after S; restore P order over all of K.
-    std::vector<uint64_t> rank_of(n, 0);
-    for (uint64_t r = 0; r < n; ++r) rank_of[order[r].index] = r;
-    std::sort(kept_in_order.begin(), kept_in_order.end(),
-              [&](uint64_t a, uint64_t b) { return rank_of[a] < rank_of[b]; });
-  }
-  std::vector<uint8_t> labels(n, 0xFF);
-  uint64_t n_pos = 0;
-  for (uint64_t j : kept_in_order) n_pos += x[j] > 0.0f;
-  const uint64_t n_neg = k - n_pos;
-  uint64_t rank_pos = 0;
-  uint64_t rank_neg = 0;
-  for (uint64_t j : kept_in_order) {
-    const bool positive = x[j] > 0.0f;
-    const uint64_t rank = positive ? rank_pos++ : rank_neg++;
-    const uint64_t count = positive ? n_pos : n_neg;
-    const unsigned blocks = positive ? params.blocks_pos : params.blocks_neg;
-    unsigned m = 0;
-    while (m + 1 < blocks &&
-           static_cast<uint64_t>(static_cast<unsigned __int128>(m + 1) * count / blocks) <= rank) {
-      ++m;
-    }
-    labels[j] = static_cast<uint8_t>(positive ? m : params.blocks_pos + m);
-  }
-  group->k = k;
-  group->n_pos = n_pos;
-  group->kept.clear();
-  for (uint64_t j = 0; j < n; ++j) {
-    if (labels[j] != 0xFF) group->kept.push_back(KeptElement{j, x[j], labels[j], 0});
-  }
-  CountAndCheckBlocks(params, group);
+  CountBlocks(params, group);
 }
 
 }  // namespace slicer::internal

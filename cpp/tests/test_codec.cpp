@@ -255,6 +255,22 @@ TEST(ChainedWidthZeroBlockDecodesToItsTop) {
   CHECK(decoded == std::vector<float>({5, 5, 5, 4, 4, 2}));
 }
 
+// One far gap after a dense run: its Rice quotient is far above 32 ones (long unary path).
+TEST(LongUnaryGapRoundTrips) {
+  std::vector<float> raw(16384, 0.0f);
+  for (int j = 0; j < 100; ++j) raw[j] = static_cast<float>(j + 1) * (j % 2 ? -1.0f : 1.0f);
+  raw[16000] = 50.5f;
+  const Input input = MakeInput(raw, SLICER_FLOAT32, {16384});
+  slicer_params params = DefaultParams();
+  params.sparsity_ppb = 0;
+  const std::vector<uint8_t> stream = CheckRoundTrip(input, params);
+  slicer_account account;
+  CHECK_EQ(slicer_inspect(stream.data(), stream.size(), 1u << 20, nullptr, &account, nullptr, 0,
+                          nullptr),
+           SLICER_OK);
+  CHECK(account.position_bits > 5 + 15900 / 64);  // r = 6: the last gap alone needs 248 ones
+}
+
 TEST(EmptyScalarAndAllZeroTensors) {
   slicer_params params = DefaultParams();
   {

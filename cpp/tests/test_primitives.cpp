@@ -55,14 +55,15 @@ TEST(VarintRejectsNonMinimalAndOverflow) {
 }
 
 TEST(BitWriterIsLsbFirst) {
-  std::vector<uint8_t> out;
-  BitWriter writer(&out);
-  writer.Write(1, 1);      // bit 0 of byte 0
-  writer.Write(0, 7);
-  writer.Write(0x1FF, 9);  // byte 1 = 0xFF, bit 0 of byte 2
-  writer.Write(0b101, 3);
-  writer.Finish();
-  CHECK_EQ(out.size(), 3u);
+  uint8_t out[16] = {};
+  BitWriter writer(out);
+  writer.Put(1, 1);  // bit 0 of byte 0
+  writer.Put(0, 7);
+  writer.Flush();
+  writer.Put(0x1FF, 9);  // byte 1 = 0xFF, bit 0 of byte 2
+  writer.Put(0b101, 3);
+  const size_t bytes = writer.Finish();
+  CHECK_EQ(bytes, 3u);
   CHECK_EQ(out[0], 0x01u);
   CHECK_EQ(out[1], 0xFFu);
   CHECK_EQ(out[2], 0x0Bu);  // 1 then 1,0,1 -> 0b1011
@@ -73,18 +74,19 @@ TEST(BitRoundTripRandomFieldsAndLongUnary) {
   std::mt19937_64 rng(77);
   std::vector<std::pair<uint32_t, unsigned>> fields;
   std::vector<uint64_t> unaries;
-  std::vector<uint8_t> out;
-  BitWriter writer(&out);
+  std::vector<uint8_t> out(5000 * 40 + 64);
+  BitWriter writer(out.data());
   for (int i = 0; i < 5000; ++i) {
     const unsigned nbits = static_cast<unsigned>(rng() % 33);
     const uint32_t value = nbits == 0 ? 0 : static_cast<uint32_t>(rng()) >> (32 - nbits);
     fields.emplace_back(value, nbits);
-    writer.Write(value, nbits);
+    writer.Put(value, nbits);
+    writer.Flush();
     const uint64_t unary = i % 97 == 0 ? rng() % 300 : rng() % 5;
     unaries.push_back(unary);
-    writer.WriteUnary(unary);
+    writer.PutUnary(unary);
   }
-  writer.Finish();
+  out.resize(writer.Finish());
   BitReader reader(out.data(), out.size());
   bool ok = true;
   for (size_t i = 0; i < fields.size() && ok; ++i) {

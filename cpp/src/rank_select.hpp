@@ -1,0 +1,234 @@
+// Rank selection on magnitude keys, the engine of ATKF (§4) and magnitude splitting (§5.1).
+//
+// Every selection here is "the first r elements of a candidate set in P order". Candidates
+// are given as a key array where non-candidates hold key 0 (every candidate is non-zero, so
+// they never mix). The r-th largest key mu is found by a histogram of key >> 16 plus nth_element
+// inside one bucket; draws are computed only for the elements that tie at mu, and only when
+// the ties are split.
+#ifndef SLICER_SRC_RANK_SELECT_HPP_
+#define SLICER_SRC_RANK_SELECT_HPP_
+
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <utility>
+#include <vector>
+
+#include "codec.hpp"
+#include "draw.hpp"
+#include "float_bits.hpp"
+#include "parallel.hpp"
+
+namespace slicer::internal {
+
+constexpr uint64_t kRadixMinElements = uint64_t{1} << 13;
+constexpr uint64_t kMinElementsPerThread = uint64_t{1} << 16;
+constexpr unsigned kBuckets = 1u << 15;  // keys < 2^31: the top 15 bits
+constexpr unsigned kFirstNonFiniteBucket = kInfinityKey >> 16;
+
+struct RankInfo {
+  uint32_t key;      // the key at the requested rank (descending, 0-based)
+  uint64_t greater;  // how many keys are strictly greater
+  uint64_t equal;    // how many keys equal it
+};
+
+// Bucket counts of key >> 16 over all n keys, plus the exact number of zero keys.
+struct Histogram {
+  std::vector<uint64_t> bins;
+  uint64_t zeros = 0;
+  bool non_finite = false;
+};
+
+template <class KeyOf>
+Histogram BuildHistogram(KeyOf key_of, uint64_t n, unsigned threads) {
+  // Per-part uint32 bins (half the cache footprint); parts stay below 2^32 elements.
+  unsigned parts = PartCount(n, threads, kMinElementsPerThread);
+  parts = std::max<unsigned>(parts, static_cast<unsigned>((n >> 32) + 1));
+  std::vector<std::vector<uint32_t>> part_bins(parts);
+  std::vector<uint64_t> part_zeros(parts, 0);
+  RunParts(n, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
+    std::vector<uint32_t>& bins = part_bins[part];
+    bins.assign(kBuckets, 0);
+    uint32_t* bin = bins.data();
+    uint64_t zeros = 0;
+    for (uint64_t j = begin; j < end; ++j) {
+      const uint32_t key = key_of(j);
+      ++bin[key >> 16];
+      zeros += key == 0;
+    }
+    part_zeros[part] = zeros;
+  });
+  Histogram histogram;
+  histogram.bins.assign(kBuckets, 0);
+  for (unsigned part = 0; part < parts; ++part) {
+    for (unsigned b = 0; b < kBuckets; ++b) histogram.bins[b] += part_bins[part][b];
+    histogram.zeros += part_zeros[part];
+  }
+  for (unsigned b = kFirstNonFiniteBucket; b < kBuckets; ++b) {
+    histogram.non_finite = histogram.non_finite || histogram.bins[b] != 0;
+  }
+  return histogram;
+}
+
+inline std::vector<uint32_t>& Scratch() {
+  thread_local std::vector<uint32_t> scratch;
+  return scratch;
+}
+
+inline RankInfo RankInBucket(std::vector<uint32_t>* bucket, uint64_t local, uint64_t above) {
+  if (local >= bucket->size()) throw StatusError(SLICER_ERR_INTERNAL, "rank out of range");
+  std::nth_element(bucket->begin(), bucket->begin() + static_cast<ptrdiff_t>(local),
+                   bucket->end(), std::greater<uint32_t>());
+  RankInfo info{(*bucket)[local], above, 0};
+  for (uint32_t key : *bucket) {
+    info.greater += key > info.key;
+    info.equal += key == info.key;
+  }
+  return info;
+}
+
+// The bucket holding descending rank `rank`; *above = how many keys lie in higher buckets.
+inline unsigned FindBucket(const Histogram& histogram, uint64_t rank, uint64_t* above) {
+  *above = 0;
+  for (unsigned b = kBuckets; b-- > 0;) {
+    if (*above + histogram.bins[b] > rank) return b;
+    *above += histogram.bins[b];
+  }
+  throw StatusError(SLICER_ERR_INTERNAL, "rank beyond the histogram");
+}
+
+template <class KeyOf>
+RankInfo RankFromHistogram(const Histogram& histogram, KeyOf key_of, uint64_t n, uint64_t rank,
+                           unsigned threads) {
+  uint64_t above = 0;
+  const unsigned chosen = FindBucket(histogram, rank, &above);
+  const unsigned parts = PartCount(n, threads, kMinElementsPerThread);
+  std::vector<std::vector<uint32_t>> gathered(parts);
+  RunParts(n, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
+    std::vector<uint32_t>& out = gathered[part];
+    out.reserve(histogram.bins[chosen] / parts + 16);
+    for (uint64_t j = begin; j < end; ++j) {
+      const uint32_t key = key_of(j);
+      if ((key >> 16) == chosen) out.push_back(key);
+    }
+  });
+  std::vector<uint32_t> bucket;
+  bucket.reserve(histogram.bins[chosen]);
+  for (const std::vector<uint32_t>& part : gathered) {
+    bucket.insert(bucket.end(), part.begin(), part.end());
+  }
+  return RankInBucket(&bucket, rank - above, above);
+}
+
+// Small inputs: an 8-bit radix descent on the stack, then nth_element inside the remaining
+// candidates.
+template <class KeyOf>
+RankInfo SmallKeyAtRank(KeyOf key_of, uint64_t n, uint64_t rank) {
+  std::vector<uint32_t>& bucket = Scratch();
+  if (n <= 128) {  // clearing even a small histogram costs more than selecting directly
+    bucket.resize(n);
+    for (uint64_t j = 0; j < n; ++j) bucket[j] = key_of(j);
+    return RankInBucket(&bucket, rank, 0);
+  }
+  // Radix descent, 8 bits a level from the exponent down, narrowing the candidates in place.
+  static_assert(kRadixMinElements < 65536, "uint16 lanes");
+  bucket.resize(n);
+  for (uint64_t j = 0; j < n; ++j) bucket[j] = key_of(j);
+  uint64_t above = 0;
+  for (int shift = 23; shift >= 0 && bucket.size() > 64; shift -= 8) {
+    // Four interleaved counters per bin: keys cluster in few bins, and one counter array
+    // would serialize on store-to-load forwarding.
+    uint16_t lanes[4][256] = {};
+    const size_t size = bucket.size();
+    size_t i = 0;
+    for (; i + 4 <= size; i += 4) {
+      ++lanes[0][(bucket[i] >> shift) & 0xFF];
+      ++lanes[1][(bucket[i + 1] >> shift) & 0xFF];
+      ++lanes[2][(bucket[i + 2] >> shift) & 0xFF];
+      ++lanes[3][(bucket[i + 3] >> shift) & 0xFF];
+    }
+    for (; i < size; ++i) ++lanes[0][(bucket[i] >> shift) & 0xFF];
+    uint32_t histogram[256];
+    for (unsigned b = 0; b < 256; ++b) {
+      histogram[b] = uint32_t{lanes[0][b]} + lanes[1][b] + lanes[2][b] + lanes[3][b];
+    }
+    unsigned chosen = 0;
+    const uint64_t local = rank - above;
+    uint64_t seen = 0;
+    for (unsigned b = 256; b-- > 0;) {
+      if (seen + histogram[b] > local) {
+        chosen = b;
+        break;
+      }
+      seen += histogram[b];
+    }
+    above += seen;
+    size_t kept = 0;
+    for (uint32_t key : bucket) {
+      bucket[kept] = key;
+      kept += ((key >> shift) & 0xFF) == chosen;
+    }
+    bucket.resize(kept);
+  }
+  return RankInBucket(&bucket, rank - above, above);
+}
+
+template <class KeyOf>
+RankInfo KeyAtRank(KeyOf key_of, uint64_t n, uint64_t rank, unsigned threads) {
+  if (n < kRadixMinElements) return SmallKeyAtRank(key_of, n, rank);
+  return RankFromHistogram(BuildHistogram(key_of, n, threads), key_of, n, rank, threads);
+}
+
+// "The first `count` candidates in P order": keys above mu, plus the ties at mu whose
+// (draw, index) is at most (draw_limit, index_limit).
+struct Cut {
+  uint32_t mu = 0xFFFFFFFFu;  // no finite key reaches it: the empty cut
+  bool all_ties = false;
+  uint64_t draw_limit = 0;
+  uint64_t index_limit = 0;
+};
+
+inline bool InCut(const Cut& cut, uint32_t key, uint64_t seed, uint64_t global_index) {
+  if (key != cut.mu) return key > cut.mu;
+  if (cut.all_ties) return true;
+  const uint64_t d = Draw(seed, global_index);
+  return d < cut.draw_limit || (d == cut.draw_limit && global_index <= cut.index_limit);
+}
+
+// Completes a cut from the rank of its last member; `global_of(j)` is j's global index.
+template <class KeyOf, class GlobalOf>
+Cut CutFromRank(const RankInfo& info, uint64_t count, KeyOf key_of, uint64_t n, uint64_t seed,
+                GlobalOf global_of) {
+  Cut cut;
+  if (info.key == 0) throw StatusError(SLICER_ERR_INTERNAL, "selection reached a zero");
+  cut.mu = info.key;
+  const uint64_t need = count - info.greater;  // 1 ... info.equal
+  if (need == info.equal) {
+    cut.all_ties = true;
+    return cut;
+  }
+  std::vector<std::pair<uint64_t, uint64_t>> ties;  // (draw, global index)
+  ties.reserve(info.equal);
+  for (uint64_t j = 0; j < n; ++j) {
+    if (key_of(j) == cut.mu) {
+      const uint64_t global = global_of(j);
+      ties.emplace_back(Draw(seed, global), global);
+    }
+  }
+  std::nth_element(ties.begin(), ties.begin() + static_cast<ptrdiff_t>(need - 1), ties.end());
+  cut.draw_limit = ties[need - 1].first;
+  cut.index_limit = ties[need - 1].second;
+  return cut;
+}
+
+template <class KeyOf, class GlobalOf>
+Cut CutFirst(KeyOf key_of, uint64_t n, uint64_t count, uint64_t seed, unsigned threads,
+             GlobalOf global_of) {
+  if (count == 0) return Cut{};
+  return CutFromRank(KeyAtRank(key_of, n, count - 1, threads), count, key_of, n, seed,
+                     global_of);
+}
+
+}  // namespace slicer::internal
+
+#endif  // SLICER_SRC_RANK_SELECT_HPP_
