@@ -33,13 +33,14 @@ int main() {
                 static_cast<unsigned long long>(a.group_bytes),
                 static_cast<unsigned long long>(a.block_meta_bytes),
                 static_cast<unsigned long long>(a.chunk_table_bytes));
-    std::printf("  positions %llu bits, labels %llu bits, values %llu bits, padding %llu bits, "
-                "checksum %llu B\n",
-                static_cast<unsigned long long>(a.position_bits),
-                static_cast<unsigned long long>(a.label_bits),
-                static_cast<unsigned long long>(a.value_bits),
-                static_cast<unsigned long long>(a.padding_bits),
-                static_cast<unsigned long long>(a.checksum_bytes));
+    std::printf(
+        "  positions %llu bits, labels %llu bits, values %llu bits, padding %llu bits, "
+        "checksum %llu B\n",
+        static_cast<unsigned long long>(a.position_bits),
+        static_cast<unsigned long long>(a.label_bits),
+        static_cast<unsigned long long>(a.value_bits),
+        static_cast<unsigned long long>(a.padding_bits),
+        static_cast<unsigned long long>(a.checksum_bytes));
     std::printf("  kept %llu of %zu elements in %zu blocks; bound %zu bytes\n",
                 static_cast<unsigned long long>(a.kept), x.size(), info.blocks.size(),
                 slicer::encode_bound(shape, slicer::DType::kFloat32, params));

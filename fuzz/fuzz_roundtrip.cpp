@@ -120,8 +120,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   slicer_header header;
   slicer_account account;
   size_t num_blocks = 0;
-  Check(slicer_inspect(stream.data(), written, count, &header, &account, nullptr, 0,
-                       &num_blocks) == SLICER_OK);
+  Check(slicer_inspect(stream.data(), written, count, &header, &account, nullptr, 0, &num_blocks) ==
+        SLICER_OK);
   std::vector<slicer_block_info> blocks(num_blocks);
   Check(slicer_inspect(stream.data(), written, count, &header, &account, blocks.data(),
                        blocks.size(), &num_blocks) == SLICER_OK);
@@ -161,9 +161,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           } else {
             const uint32_t e = (bits >> 10) & 0x1F;
             const uint32_t m = bits & 0x3FF;
-            const float v = e == 0 ? static_cast<float>(m) * 5.9604644775390625e-08f
-                                   : std::ldexp(static_cast<float>(m | 0x400),
-                                                static_cast<int>(e) - 25);
+            const float v =
+                e == 0 ? static_cast<float>(m) * 5.9604644775390625e-08f
+                       : std::ldexp(static_cast<float>(m | 0x400), static_cast<int>(e) - 25);
             decoded = (bits & 0x8000) ? -v : v;
           }
         }
@@ -177,16 +177,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const slicer_block_info& info = blocks[b];
         if ((info.sign > 0) != (x > 0)) continue;
         if (!(std::fabs(x) >= info.lo && std::fabs(x) <= info.hi)) continue;
-        const double half_step =
-            info.width == 0 ? std::fabs(info.hi - std::fabs(x))
-                            : (static_cast<double>(info.hi) - info.lo) / ((1u << info.width) - 1) / 2;
+        const double half_step = info.width == 0 ? std::fabs(info.hi - std::fabs(x))
+                                                 : (static_cast<double>(info.hi) - info.lo) /
+                                                       ((1u << info.width) - 1) / 2;
         allowed = std::min(allowed, half_step);
       }
       const double epsilon = item == 4 ? 0x1p-23 : dtype == SLICER_FLOAT16 ? 0x1p-10 : 0x1p-7;
       // Subnormal results round on an absolute grid: 2^-149 (float32), 2^-24 (float16),
       // 2^-133 (bfloat16).
-      const double floor_ulp =
-          item == 4 ? 0x1p-149 : dtype == SLICER_FLOAT16 ? 0x1p-24 : 0x1p-133;
+      const double floor_ulp = item == 4 ? 0x1p-149 : dtype == SLICER_FLOAT16 ? 0x1p-24 : 0x1p-133;
       const double tolerance = allowed * (1 + 1e-9) + std::fabs(x) * epsilon + floor_ulp;
       if (!(std::fabs(decoded - x) <= tolerance)) {
         std::fprintf(stderr, "dtype %d element %llu: x=%.9g decoded=%.9g allowed=%.9g\n", dtype,

@@ -1,5 +1,6 @@
 // Writes seed corpora for the fuzz targets: real encoded streams without their checksum
-// (fuzz_decode) and inputs in the byte layout fuzz_roundtrip parses. Usage: fuzz_seed_corpus DECODE_DIR ROUNDTRIP_DIR
+// (fuzz_decode) and inputs in the byte layout fuzz_roundtrip parses. Usage: fuzz_seed_corpus
+// DECODE_DIR ROUNDTRIP_DIR
 #include <cmath>
 #include <cstdint>
 #include <cstdio>

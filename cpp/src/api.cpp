@@ -53,11 +53,9 @@ bool ComputeBound(const int64_t* shape, uint32_t ndim, int dtype, const CodecPar
   const uint64_t chunks = geometry.chunks_per_group;
   u128 group = 2 * u128{VarintLength(k_max)} + 5 * u128{labels} + 8;
   const auto chunk_table = [&](uint64_t elements) {
-    const u128 payload_bound =
-        (12 + u128{elements} * (3 + lb + params.bits + chunk_log2) + 7) / 8;
-    const uint64_t capped = payload_bound > u128{~uint64_t{0}}
-                                ? ~uint64_t{0}
-                                : static_cast<uint64_t>(payload_bound);
+    const u128 payload_bound = (12 + u128{elements} * (3 + lb + params.bits + chunk_log2) + 7) / 8;
+    const uint64_t capped =
+        payload_bound > u128{~uint64_t{0}} ? ~uint64_t{0} : static_cast<uint64_t>(payload_bound);
     return u128{VarintLength(elements)} + VarintLength(capped) + (capped == ~uint64_t{0} ? 1 : 0);
   };
   if (chunks > 0) {
@@ -142,8 +140,8 @@ void slicer_params_init(slicer_params* params) {
   params->threads = 0;
 }
 
-int slicer_encode_bound(const int64_t* shape, uint32_t ndim, int dtype,
-                        const slicer_params* params, size_t* bound) {
+int slicer_encode_bound(const int64_t* shape, uint32_t ndim, int dtype, const slicer_params* params,
+                        size_t* bound) {
   return Guard([&]() -> int {
     if (bound == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
     if (!slicer::internal::IsSupportedDtype(dtype)) return SLICER_ERR_UNSUPPORTED_DTYPE;
@@ -181,21 +179,20 @@ int slicer_encode(const void* data, int dtype, const int64_t* shape, uint32_t nd
   });
 }
 
-int slicer_read_header(const void* src, size_t size, uint64_t max_elements,
-                       slicer_header* header) {
+int slicer_read_header(const void* src, size_t size, uint64_t max_elements, slicer_header* header) {
   return Guard([&]() -> int {
     if (header == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
     slicer::internal::ParsedStream stream;
-    const slicer_status status = slicer::internal::ParseStream(
-        static_cast<const uint8_t*>(src), size, max_elements, true, &stream);
+    const slicer_status status = slicer::internal::ParseStream(static_cast<const uint8_t*>(src),
+                                                               size, max_elements, true, &stream);
     if (status != SLICER_OK) return status;
     *header = stream.header;
     return SLICER_OK;
   });
 }
 
-int slicer_decode(const void* src, size_t size, uint64_t max_elements, void* dst,
-                  size_t dst_bytes, uint32_t threads) {
+int slicer_decode(const void* src, size_t size, uint64_t max_elements, void* dst, size_t dst_bytes,
+                  uint32_t threads) {
   return Guard([&]() -> int {
     slicer::internal::ParsedStream stream;
     const uint8_t* data = static_cast<const uint8_t*>(src);
@@ -220,8 +217,8 @@ int slicer_inspect(const void* src, size_t size, uint64_t max_elements, slicer_h
     const uint8_t* data = static_cast<const uint8_t*>(src);
     slicer_status status = slicer::internal::ParseStream(data, size, max_elements, false, &stream);
     if (status != SLICER_OK) return status;
-    status = slicer::internal::DecodeChunks(data, &stream, nullptr,
-                                            slicer::internal::ResolveThreads(0));
+    status =
+        slicer::internal::DecodeChunks(data, &stream, nullptr, slicer::internal::ResolveThreads(0));
     if (status != SLICER_OK) return status;
     if (header != nullptr) *header = stream.header;
     if (account != nullptr) *account = stream.account;

@@ -10,8 +10,8 @@
 namespace slicer::internal {
 namespace {
 
-void QuantizeAll(const float* magnitudes, uint64_t count, double lo, double step,
-                 uint32_t max_code, uint16_t* codes) {
+void QuantizeAll(const float* magnitudes, uint64_t count, double lo, double step, uint32_t max_code,
+                 uint16_t* codes) {
   for (uint64_t j = 0; j < count; ++j) {
     codes[j] = static_cast<uint16_t>(QuantizeMagnitude(magnitudes[j], lo, step, max_code));
   }

@@ -20,7 +20,7 @@ void EncodeChunk(const KeptElement* kept, uint64_t count, uint64_t chunk_start,
     widths[label] = group.blocks[label].count == 0 ? 0 : group.blocks[label].width;
   }
   const unsigned label_bits = 31u - static_cast<unsigned>(__builtin_clz(num_labels));  // b
-  const uint32_t short_labels = (uint32_t{2} << label_bits) - num_labels;               // u
+  const uint32_t short_labels = (uint32_t{2} << label_bits) - num_labels;              // u
 
   // Worst case: per element a stop bit, r remainder bits, b + 1 label bits, 16 value bits;
   // the unary quotients add at most gap_sum >> r bits in all.

@@ -116,8 +116,8 @@ slicer_status ParseHeader(const uint8_t* data, size_t size, uint64_t max_element
   SLICER_RETURN_IF_ERROR(reader->U8(&m_pos));
   SLICER_RETURN_IF_ERROR(reader->U8(&m_neg));
   SLICER_RETURN_IF_ERROR(reader->U8(&chunk_log2));
-  if (bits < 1 || bits > SLICER_MAX_BITS || m_pos < 1 || m_pos > SLICER_MAX_BLOCKS ||
-      m_neg < 1 || m_neg > SLICER_MAX_BLOCKS || chunk_log2 < 6 || chunk_log2 > 24) {
+  if (bits < 1 || bits > SLICER_MAX_BITS || m_pos < 1 || m_pos > SLICER_MAX_BLOCKS || m_neg < 1 ||
+      m_neg > SLICER_MAX_BLOCKS || chunk_log2 < 6 || chunk_log2 > 24) {
     return SLICER_ERR_CORRUPT;
   }
   uint64_t group_count;
@@ -139,8 +139,7 @@ slicer_status ParseHeader(const uint8_t* data, size_t size, uint64_t max_element
   geometry.num_elements = count;
   geometry.group_count = group_count;
   geometry.group_size = count / group_count;
-  geometry.chunks_per_group =
-      (geometry.group_size + (uint64_t{1} << chunk_log2) - 1) >> chunk_log2;
+  geometry.chunks_per_group = (geometry.group_size + (uint64_t{1} << chunk_log2) - 1) >> chunk_log2;
   stream->labels = m_pos + m_neg;
   (void)data;
   (void)size;
@@ -254,9 +253,8 @@ struct PayloadBits {
 
 template <class Store>
 slicer_status DecodeOneChunk(const uint8_t* data, const ChunkEntry& entry, uint64_t elements,
-                             unsigned chunk_log2, unsigned num_labels,
-                             const LabelDecoder* decoders, uint64_t* label_counts,
-                             PayloadBits* bits, Store store) {
+                             unsigned chunk_log2, unsigned num_labels, const LabelDecoder* decoders,
+                             uint64_t* label_counts, PayloadBits* bits, Store store) {
   if (entry.count == 0) return SLICER_OK;
   BitReader reader(data + entry.offset, entry.length);
   uint32_t rice;
@@ -345,8 +343,8 @@ bool GroupCountsMatch(const ParsedStream& stream, uint64_t g, const uint64_t* co
 
 }  // namespace
 
-slicer_status ParseStream(const uint8_t* data, size_t size, uint64_t max_elements,
-                          bool header_only, ParsedStream* stream) {
+slicer_status ParseStream(const uint8_t* data, size_t size, uint64_t max_elements, bool header_only,
+                          ParsedStream* stream) {
   if (data == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
   // Order of docs/format.md §6.2 and the NumPy reference: minimum length, magic, checksum,
   // then every other field (the version included).
@@ -370,8 +368,7 @@ slicer_status ParseStream(const uint8_t* data, size_t size, uint64_t max_element
   return SLICER_OK;
 }
 
-slicer_status DecodeChunks(const uint8_t* data, ParsedStream* stream, void* dst,
-                           unsigned threads) {
+slicer_status DecodeChunks(const uint8_t* data, ParsedStream* stream, void* dst, unsigned threads) {
   const Geometry& geometry = stream->geometry;
   const uint64_t total_chunks = stream->chunks.size();
   if (total_chunks == 0) return SLICER_OK;
@@ -433,13 +430,13 @@ slicer_status DecodeChunks(const uint8_t* data, ParsedStream* stream, void* dst,
         uint16_t* out = static_cast<uint16_t*>(dst) + out_start;
         std::memset(out, 0, elements * sizeof(uint16_t));
         if (dtype == SLICER_FLOAT16) {
-          result.status = DecodeOneChunk(
-              data, entry, elements, chunk_log2, num_labels, decoders, counts.data(),
-              &result.bits, [out](uint64_t p, float v) { out[p] = FloatToHalf(v); });
+          result.status =
+              DecodeOneChunk(data, entry, elements, chunk_log2, num_labels, decoders, counts.data(),
+                             &result.bits, [out](uint64_t p, float v) { out[p] = FloatToHalf(v); });
         } else {
           result.status = DecodeOneChunk(
-              data, entry, elements, chunk_log2, num_labels, decoders, counts.data(),
-              &result.bits, [out](uint64_t p, float v) { out[p] = FloatToBFloat16(v); });
+              data, entry, elements, chunk_log2, num_labels, decoders, counts.data(), &result.bits,
+              [out](uint64_t p, float v) { out[p] = FloatToBFloat16(v); });
         }
       }
     }

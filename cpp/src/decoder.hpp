@@ -43,13 +43,12 @@ struct ParsedStream {
 };
 
 // Checks magic, version, checksum and header; stops after the header when `header_only`.
-slicer_status ParseStream(const uint8_t* data, size_t size, uint64_t max_elements,
-                          bool header_only, ParsedStream* stream);
+slicer_status ParseStream(const uint8_t* data, size_t size, uint64_t max_elements, bool header_only,
+                          ParsedStream* stream);
 
 // Decodes every chunk of a parsed stream into `dst` (may be NULL: validate only) and adds the
 // payload bit counts to stream->account.
-slicer_status DecodeChunks(const uint8_t* data, ParsedStream* stream, void* dst,
-                           unsigned threads);
+slicer_status DecodeChunks(const uint8_t* data, ParsedStream* stream, void* dst, unsigned threads);
 
 }  // namespace slicer::internal
 

@@ -46,8 +46,8 @@ const float* Widen(const void* data, int dtype, uint64_t n, unsigned threads,
   return widened->data();
 }
 
-void CodeGroups(const float* x, const Geometry& geometry, const CodecParams& params, SelectionPath path,
-                std::vector<GroupCode>* groups) {
+void CodeGroups(const float* x, const Geometry& geometry, const CodecParams& params,
+                SelectionPath path, std::vector<GroupCode>* groups) {
   groups->resize(geometry.group_count);
   const uint64_t n = geometry.group_size;
   auto code_one = [&](uint64_t g, unsigned threads) {
@@ -95,9 +95,9 @@ void EncodeStream(const void* data, int dtype, const int64_t* shape, uint32_t nd
   const uint64_t total_chunks = geometry.group_count * chunks_per_group;
   std::vector<uint64_t> chunk_count(total_chunks);
   std::vector<uint64_t> chunk_length(total_chunks);
-  const unsigned parts = std::min<uint64_t>(
-      PartCount(geometry.num_elements, params.threads, kMinElementsPerThread),
-      std::max<uint64_t>(1, total_chunks));
+  const unsigned parts =
+      std::min<uint64_t>(PartCount(geometry.num_elements, params.threads, kMinElementsPerThread),
+                         std::max<uint64_t>(1, total_chunks));
   std::vector<std::vector<uint8_t>> payloads(parts);
   const unsigned chunk_log2 = params.chunk_log2;
   RunParts(total_chunks, parts, [&](unsigned part, uint64_t begin, uint64_t end) {

@@ -63,8 +63,8 @@ slicer_status ComputeGeometry(const int64_t* shape, uint32_t ndim, bool group_ro
     count = 0;
   } else {
     for (uint32_t d = 0; d < ndim; ++d) {
-      const unsigned __int128 product = static_cast<unsigned __int128>(count) *
-                                        static_cast<uint64_t>(shape[d]);
+      const unsigned __int128 product =
+          static_cast<unsigned __int128>(count) * static_cast<uint64_t>(shape[d]);
       if (product >= (static_cast<unsigned __int128>(1) << 63)) {
         return SLICER_ERR_INVALID_ARGUMENT;
       }

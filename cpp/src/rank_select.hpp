@@ -77,8 +77,8 @@ inline std::vector<uint32_t>& Scratch() {
 
 inline RankInfo RankInBucket(std::vector<uint32_t>* bucket, uint64_t local, uint64_t above) {
   if (local >= bucket->size()) throw StatusError(SLICER_ERR_INTERNAL, "rank out of range");
-  std::nth_element(bucket->begin(), bucket->begin() + static_cast<ptrdiff_t>(local),
-                   bucket->end(), std::greater<uint32_t>());
+  std::nth_element(bucket->begin(), bucket->begin() + static_cast<ptrdiff_t>(local), bucket->end(),
+                   std::greater<uint32_t>());
   RankInfo info{(*bucket)[local], above, 0};
   for (uint32_t key : *bucket) {
     info.greater += key > info.key;
@@ -225,8 +225,7 @@ template <class KeyOf, class GlobalOf>
 Cut CutFirst(KeyOf key_of, uint64_t n, uint64_t count, uint64_t seed, unsigned threads,
              GlobalOf global_of) {
   if (count == 0) return Cut{};
-  return CutFromRank(KeyAtRank(key_of, n, count - 1, threads), count, key_of, n, seed,
-                     global_of);
+  return CutFromRank(KeyAtRank(key_of, n, count - 1, threads), count, key_of, n, seed, global_of);
 }
 
 }  // namespace slicer::internal

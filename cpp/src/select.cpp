@@ -193,7 +193,6 @@ void CountBlocks(const CodecParams& params, GroupCode* group) {
   }
 }
 
-
 uint64_t KeepLimit(uint64_t n, uint32_t sparsity_ppb) {
   return static_cast<uint64_t>(static_cast<unsigned __int128>(n) * (kPpb - sparsity_ppb) / kPpb);
 }
@@ -289,8 +288,8 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
       if (strict_count >= k) {
         // Trim: the first k elements of S in P order.
         const Cut cut = CutFirst(masked_of, n, k, seed, threads, identity);
-        CollectKept(x, n, threads,
-                    [&](uint64_t j) { return InCut(cut, m[j], seed, base + j); }, group);
+        CollectKept(
+            x, n, threads, [&](uint64_t j) { return InCut(cut, m[j], seed, base + j); }, group);
       } else {
         // Fill: S plus the first k - |S| non-zero elements outside S in P order.
         for (uint64_t j = 0; j < n; ++j) masked[j] = strict[j] ? 0 : key_of(j);

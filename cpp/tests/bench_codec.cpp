@@ -1,11 +1,11 @@
 // Single-process throughput check of the CPU codec (not a test): prints GB/s of input for
 // encode and of output for decode, per thread count.
 // Usage: bench_codec [elements] [threads] [rows(0/1)] [row_length]
-#include <chrono>
-#include <ctime>
-#include <cstdio>
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <vector>
 
 #include "test_support.hpp"

@@ -54,25 +54,25 @@ inline int RunAll(int argc, char** argv) {
 
 #define SLICER_TEST_CONCAT_(a, b) a##b
 #define SLICER_TEST_CONCAT(a, b) SLICER_TEST_CONCAT_(a, b)
-#define TEST(name)                                                                    \
-  static void name();                                                                 \
+#define TEST(name)                                                                   \
+  static void name();                                                                \
   static ::slicer_test::Registrar SLICER_TEST_CONCAT(registrar_, name)(#name, name); \
   static void name()
 
-#define CHECK(cond)                                                  \
-  do {                                                               \
-    if (!(cond)) ::slicer_test::Fail(__FILE__, __LINE__, #cond);     \
+#define CHECK(cond)                                              \
+  do {                                                           \
+    if (!(cond)) ::slicer_test::Fail(__FILE__, __LINE__, #cond); \
   } while (0)
 
-#define CHECK_EQ(a, b)                                                                       \
-  do {                                                                                       \
-    const auto va_ = (a);                                                                    \
-    const auto vb_ = (b);                                                                    \
-    if (!(va_ == vb_)) {                                                                     \
-      ::slicer_test::Fail(__FILE__, __LINE__,                                                \
-                          std::string(#a " == " #b " (") + std::to_string(va_) + " vs " +    \
-                              std::to_string(vb_) + ")");                                    \
-    }                                                                                        \
+#define CHECK_EQ(a, b)                                                                    \
+  do {                                                                                    \
+    const auto va_ = (a);                                                                 \
+    const auto vb_ = (b);                                                                 \
+    if (!(va_ == vb_)) {                                                                  \
+      ::slicer_test::Fail(__FILE__, __LINE__,                                             \
+                          std::string(#a " == " #b " (") + std::to_string(va_) + " vs " + \
+                              std::to_string(vb_) + ")");                                 \
+    }                                                                                     \
   } while (0)
 
 #define TEST_MAIN() \

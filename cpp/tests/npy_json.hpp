@@ -21,9 +21,9 @@ inline std::vector<uint8_t> ReadFile(const std::string& path) {
 }
 
 struct NpyArray {
-  std::string descr;           // "<f4", "<f2" or "<u2"
+  std::string descr;  // "<f4", "<f2" or "<u2"
   std::vector<int64_t> shape;
-  std::vector<uint8_t> data;   // raw little-endian items
+  std::vector<uint8_t> data;  // raw little-endian items
 };
 
 inline NpyArray ReadNpy(const std::string& path) {
@@ -40,8 +40,8 @@ inline NpyArray ReadNpy(const std::string& path) {
     offset = 10;
   } else if (major == 2 || major == 3) {
     if (bytes.size() < 12) throw std::runtime_error(path + ": short header");
-    header_len = bytes[8] | (size_t{bytes[9]} << 8) | (size_t{bytes[10]} << 16) |
-                 (size_t{bytes[11]} << 24);
+    header_len =
+        bytes[8] | (size_t{bytes[9]} << 8) | (size_t{bytes[10]} << 16) | (size_t{bytes[11]} << 24);
     offset = 12;
   } else {
     throw std::runtime_error(path + ": unknown .npy version");

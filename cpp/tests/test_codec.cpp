@@ -302,14 +302,12 @@ TEST(NonFiniteAndBadArgumentsAreRejected) {
   std::vector<float> raw = slicer_test::Gaussian(100, 3);
   std::vector<uint8_t> out;
   raw[57] = NAN;
-  CHECK_EQ(Encode(MakeInput(raw, SLICER_FLOAT32, {100}), params, &out),
-           SLICER_ERR_NONFINITE_INPUT);
+  CHECK_EQ(Encode(MakeInput(raw, SLICER_FLOAT32, {100}), params, &out), SLICER_ERR_NONFINITE_INPUT);
   raw[57] = -INFINITY;
   CHECK_EQ(Encode(MakeInput(raw, SLICER_BFLOAT16, {100}), params, &out),
            SLICER_ERR_NONFINITE_INPUT);
   raw[57] = 1e6f;  // overflows float16: infinity
-  CHECK_EQ(Encode(MakeInput(raw, SLICER_FLOAT16, {100}), params, &out),
-           SLICER_ERR_NONFINITE_INPUT);
+  CHECK_EQ(Encode(MakeInput(raw, SLICER_FLOAT16, {100}), params, &out), SLICER_ERR_NONFINITE_INPUT);
   raw[57] = 1.0f;
   const Input good = MakeInput(raw, SLICER_FLOAT32, {100});
   slicer_params bad = params;
@@ -332,9 +330,9 @@ TEST(NonFiniteAndBadArgumentsAreRejected) {
   CHECK_EQ(slicer_encode(good.bytes.data(), 1, negative, 1, &params, nullptr, 0, &written),
            SLICER_ERR_INVALID_ARGUMENT);
   std::vector<uint8_t> small(10);
-  CHECK_EQ(slicer_encode(good.bytes.data(), 1, shape, 1, &params, small.data(), small.size(),
-                         &written),
-           SLICER_ERR_BUFFER_TOO_SMALL);
+  CHECK_EQ(
+      slicer_encode(good.bytes.data(), 1, shape, 1, &params, small.data(), small.size(), &written),
+      SLICER_ERR_BUFFER_TOO_SMALL);
 }
 
 TEST(EncodeBoundHoldsInWorstCases) {

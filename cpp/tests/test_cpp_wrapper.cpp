@@ -62,8 +62,8 @@ TEST(EncodeDecodeInspectThroughTheWrapper) {
 
   const slicer_test::Input half = slicer_test::MakeInput(x, SLICER_BFLOAT16, shape);
   const std::vector<uint8_t> bf16 =
-      slicer::encode(reinterpret_cast<const uint16_t*>(half.bytes.data()),
-                     slicer::DType::kBFloat16, shape, slicer::Params().sparsity(0.5));
+      slicer::encode(reinterpret_cast<const uint16_t*>(half.bytes.data()), slicer::DType::kBFloat16,
+                     shape, slicer::Params().sparsity(0.5));
   const slicer::Decoded wide = slicer::decode(bf16);
   CHECK(wide.dtype == slicer::DType::kBFloat16);
   CHECK_EQ(wide.bytes.size(), half.bytes.size());

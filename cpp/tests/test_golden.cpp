@@ -1,8 +1,8 @@
 // Golden streams (tests/golden/v1, written by the NumPy reference): every case must encode to
 // exactly its .slc bytes and decode. Passes with nothing to check only if the folder is absent.
 #include <algorithm>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -53,8 +53,8 @@ void CheckCase(const fs::path& json_path) {
   const std::vector<uint8_t> expected = slicer_test::ReadFile((dir / (name + ".slc")).string());
 
   size_t bound = 0;
-  CHECK_EQ(slicer_encode_bound(input.shape.data(), static_cast<uint32_t>(input.shape.size()),
-                               dtype, &params, &bound),
+  CHECK_EQ(slicer_encode_bound(input.shape.data(), static_cast<uint32_t>(input.shape.size()), dtype,
+                               &params, &bound),
            SLICER_OK);
   CHECK(expected.size() <= bound);
   std::vector<uint8_t> stream(std::max<size_t>(bound, 1));
@@ -66,8 +66,8 @@ void CheckCase(const fs::path& json_path) {
                            static_cast<uint32_t>(input.shape.size()), &run, stream.data(),
                            stream.size(), &written),
              SLICER_OK);
-    const bool same = written == expected.size() &&
-                      std::equal(expected.begin(), expected.end(), stream.begin());
+    const bool same =
+        written == expected.size() && std::equal(expected.begin(), expected.end(), stream.begin());
     if (!same) {
       size_t first = 0;
       while (first < std::min(written, expected.size()) && stream[first] == expected[first]) {

@@ -15,9 +15,8 @@ namespace {
 using namespace slicer::internal;
 
 TEST(VarintRoundTripAndLength) {
-  const uint64_t values[] = {0,          1,          127,          128,
-                             300,        16383,      16384,        (uint64_t{1} << 35) + 17,
-                             uint64_t{1} << 63, ~uint64_t{0}};
+  const uint64_t values[] = {
+      0, 1, 127, 128, 300, 16383, 16384, (uint64_t{1} << 35) + 17, uint64_t{1} << 63, ~uint64_t{0}};
   for (uint64_t v : values) {
     uint8_t buffer[10];
     const size_t length = PutVarint(v, buffer);

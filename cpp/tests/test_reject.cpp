@@ -23,8 +23,7 @@ void FixCrc(std::vector<uint8_t>* stream) {
 // Decode and inspect must agree on validity; returns the decode status.
 int DecodeStatus(const std::vector<uint8_t>& stream, uint64_t limit = kLimit) {
   std::vector<uint8_t> out(1 << 16);
-  const int decoded =
-      slicer_decode(stream.data(), stream.size(), limit, out.data(), out.size(), 2);
+  const int decoded = slicer_decode(stream.data(), stream.size(), limit, out.data(), out.size(), 2);
   slicer_account account;
   size_t num_blocks = 0;
   const int inspected = slicer_inspect(stream.data(), stream.size(), limit, nullptr, &account,
@@ -96,8 +95,8 @@ TEST(HeaderFieldsAreValidated) {
   };
   CHECK_EQ(with(0, 'X'), SLICER_ERR_BAD_MAGIC);
   CHECK_EQ(with(4, 2), SLICER_ERR_BAD_VERSION);
-  CHECK_EQ(with(5, 1), SLICER_ERR_CORRUPT);   // mode 1 is reserved
-  CHECK_EQ(with(6, 0), SLICER_ERR_CORRUPT);   // dtype
+  CHECK_EQ(with(5, 1), SLICER_ERR_CORRUPT);  // mode 1 is reserved
+  CHECK_EQ(with(6, 0), SLICER_ERR_CORRUPT);  // dtype
   CHECK_EQ(with(6, 4), SLICER_ERR_CORRUPT);
   CHECK_EQ(with(7, 2), SLICER_ERR_CORRUPT);   // reserved flag bit
   CHECK_EQ(with(8, 33), SLICER_ERR_CORRUPT);  // ndim
@@ -138,9 +137,9 @@ TEST(LeftoverBytesAndPaddingAreRejected) {
   for (uint64_t seed = 8; seed < 40 && found < 3; ++seed) {
     good = SmallStream(seed, 14);
     slicer_account account;
-    CHECK_EQ(slicer_inspect(good.data(), good.size(), kLimit, nullptr, &account, nullptr, 0,
-                            nullptr),
-             SLICER_OK);
+    CHECK_EQ(
+        slicer_inspect(good.data(), good.size(), kLimit, nullptr, &account, nullptr, 0, nullptr),
+        SLICER_OK);
     if (account.padding_bits == 0) continue;
     std::vector<uint8_t> padded = good;
     padded[padded.size() - 5] |= 0x80;  // the last padding bit of the only chunk

@@ -3,8 +3,8 @@
 #define SLICER_TESTS_TEST_SUPPORT_HPP_
 
 #include <cmath>
-#include <cstring>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -17,8 +17,8 @@ namespace slicer_test {
 struct Input {
   int dtype = SLICER_FLOAT32;
   std::vector<int64_t> shape;
-  std::vector<float> values;      // widened to binary32
-  std::vector<uint8_t> bytes;     // what slicer_encode reads
+  std::vector<float> values;   // widened to binary32
+  std::vector<uint8_t> bytes;  // what slicer_encode reads
 };
 
 inline Input MakeInput(const std::vector<float>& raw, int dtype, std::vector<int64_t> shape) {
@@ -108,7 +108,7 @@ inline int Decode(const std::vector<uint8_t>& stream, std::vector<float>* out,
       uint16_t h;
       std::memcpy(&h, &raw[2 * j], 2);
       (*out)[j] = header.dtype == SLICER_FLOAT16 ? slicer::internal::HalfToFloat(h)
-                                                  : slicer::internal::BFloat16ToFloat(h);
+                                                 : slicer::internal::BFloat16ToFloat(h);
     }
   }
   return SLICER_OK;

@@ -206,8 +206,8 @@ struct Decoded {
   }
 };
 
-inline Decoded decode(const void* stream, size_t size,
-                      uint64_t max_elements = kDefaultMaxElements, unsigned threads = 0) {
+inline Decoded decode(const void* stream, size_t size, uint64_t max_elements = kDefaultMaxElements,
+                      unsigned threads = 0) {
   const slicer_header header = read_header(stream, size, max_elements);
   Decoded decoded;
   decoded.shape.assign(header.shape, header.shape + header.ndim);
