@@ -206,11 +206,13 @@ TEST(TiesAndReluZerosAreDeterministicAcrossThreads) {
 TEST(RadixSelectionMatchesSortSelection) {
   int cases = 0;
   for (size_t n : {size_t{577}, size_t{70001}, size_t{131075}}) {
-    for (int data = 0; data < 2; ++data) {
+    for (int data = 0; data < 3; ++data) {
       for (uint32_t asym : {0u, 150000000u, 450000000u}) {
         const int variant = cases;
-        std::vector<float> raw = data == 0 ? slicer_test::Ties(n, 40 + variant, 2 + variant, 0.3)
-                                           : slicer_test::Gaussian(n, 40 + variant);
+        std::vector<float> raw = data == 0   ? slicer_test::Ties(n, 40 + variant, 2 + variant, 0.3)
+                                 : data == 1 ? slicer_test::Gaussian(n, 40 + variant)
+                                             : slicer_test::Gaussian(n, 40 + variant, 1e-41);
+        // data 2: subnormal magnitudes (all in the lowest histogram bucket) and zeros.
         const Input input = MakeInput(raw, SLICER_FLOAT32, {static_cast<int64_t>(n)});
         slicer_params raw_params = DefaultParams();
         raw_params.sparsity_ppb = 100000000u * static_cast<uint32_t>(variant % 10);
@@ -234,11 +236,12 @@ TEST(RadixSelectionMatchesSortSelection) {
         }
         CHECK(!radix.empty());
         CHECK(radix == sorted);
+        if (data == 2 && asym == 0) CheckRoundTrip(input, raw_params);
         ++cases;
       }
     }
   }
-  CHECK_EQ(cases, 18);
+  CHECK_EQ(cases, 27);
 }
 
 // Block 0 holds three equal magnitudes (width 0) above a chained range: it decodes to its own
