@@ -7,6 +7,7 @@
 #include "crc_kernels.cuh"
 #include "cuda_check.hpp"
 #include "decode_kernels.cuh"
+#include "launch.hpp"
 #include "slicer/slicer_cuda.h"
 #include "stream_host.hpp"
 
@@ -103,10 +104,11 @@ int CheckAndParseHeader(const void* src, size_t size, bool src_is_device,
                                     cudaMemcpyHostToDevice, stream));
     const auto* dev_ranges = reinterpret_cast<const CrcRange*>(temp + t.ranges);
     auto* segment_crc = reinterpret_cast<uint32_t*>(temp + t.segment_crc);
-    CrcSegmentKernel<<<static_cast<unsigned>(CeilDiv(segments, kCrcThreads)), kCrcThreads, 0,
-                       stream>>>(dev_ranges, 1, static_cast<const uint8_t*>(src), segment_crc);
+    const unsigned segment_blocks = static_cast<unsigned>(CeilDiv(segments, kCrcThreads));
+    SLICER_LAUNCH(CrcSegmentKernel, segment_blocks, kCrcThreads, stream, dev_ranges, 1,
+                  static_cast<const uint8_t*>(src), segment_crc);
     SLICER_CUDA_LAUNCHED();
-    CrcCombineKernel<<<1, kCrcThreads, 0, stream>>>(dev_ranges, segment_crc, temp + t.crc);
+    SLICER_LAUNCH(CrcCombineKernel, 1, kCrcThreads, stream, dev_ranges, segment_crc, temp + t.crc);
     SLICER_CUDA_LAUNCHED();
     uint8_t tail[8];
     SLICER_CUDA_TRY(cudaMemcpyAsync(tail, temp + t.crc, 4, cudaMemcpyDeviceToHost, stream));
@@ -129,12 +131,13 @@ int LaunchDecode(const DecodePlan& plan, const uint8_t* payload, const DecodeTem
   auto* seen = reinterpret_cast<unsigned long long*>(temp + t.seen);
   const auto* chunks = reinterpret_cast<const DecodeChunk*>(temp + t.chunks);
   const auto* blocks = reinterpret_cast<const DecodeBlock*>(temp + t.blocks);
-  DecodeChunkKernel<T><<<static_cast<unsigned>(CeilDiv(total_chunks, 64)), 64, 0, stream>>>(
-      payload, chunks, total_chunks, blocks, plan.num_labels, plan.header.blocks_pos,
-      plan.header.chunk_log2, static_cast<T*>(dst), seen, status);
+  const unsigned chunk_blocks = static_cast<unsigned>(CeilDiv(total_chunks, 64));
+  SLICER_LAUNCH(DecodeChunkKernel<T>, chunk_blocks, 64, stream, payload, chunks, total_chunks,
+                blocks, plan.num_labels, plan.header.blocks_pos, plan.header.chunk_log2,
+                static_cast<T*>(dst), seen, status);
   SLICER_CUDA_LAUNCHED();
-  CheckCountsKernel<<<static_cast<unsigned>(CeilDiv(labels, 128)), 128, 0, stream>>>(
-      blocks, seen, labels, status);
+  const unsigned label_blocks = static_cast<unsigned>(CeilDiv(labels, 128));
+  SLICER_LAUNCH(CheckCountsKernel, label_blocks, 128, stream, blocks, seen, labels, status);
   SLICER_CUDA_LAUNCHED();
   return SLICER_OK;
 }

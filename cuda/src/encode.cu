@@ -1,6 +1,5 @@
 // Encoder launchers: temp layout, the pass sequence per wave of groups, and the host or device
 // assembly of the streams.
-#include <cub/device/device_scan.cuh>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -10,6 +9,7 @@
 #include "crc_kernels.cuh"
 #include "cuda_check.hpp"
 #include "encode_kernels.cuh"
+#include "launch.hpp"
 #include "slicer/slicer_cuda.h"
 #include "stream_host.hpp"
 
@@ -34,9 +34,9 @@ struct Batch {
 
 // Byte offsets of every region of the caller's temp buffer.
 struct TempLayout {
-  uint64_t groups, wave, bounds_per_group, total_chunks, scan_bytes, meta_bound, segments;
+  uint64_t groups, wave, bounds_per_group, total_chunks, meta_bound, segments;
   uint64_t rules, bounds, meta, max_key, min_key, ds, slots, hist, chunks, lengths, offsets,
-      scan, payload, status, stage, pieces, ranges, segment_crc, total;
+      payload, status, stage, pieces, ranges, segment_crc, total;
 };
 
 uint64_t StreamMetaBound(const EncodePlan& plan) {
@@ -45,7 +45,7 @@ uint64_t StreamMetaBound(const EncodePlan& plan) {
   return HeaderBytes(plan).size() + plan.groups * per_group;
 }
 
-int MakeTempLayout(const Batch& batch, TempLayout* t) {
+void MakeTempLayout(const Batch& batch, TempLayout* t) {
   const EncodePlan& plan = batch.plan;
   t->groups = plan.groups * batch.items;
   t->wave = std::min<uint64_t>(
@@ -53,14 +53,6 @@ int MakeTempLayout(const Batch& batch, TempLayout* t) {
   t->wave = std::max<uint64_t>(t->wave, 1);
   t->bounds_per_group = std::max<uint64_t>(plan.num_labels - 2, 1);
   t->total_chunks = t->groups * plan.chunks_per_group;
-  size_t scan_bytes = 0;
-  if (t->total_chunks) {
-    const cudaError_t err = cub::DeviceScan::ExclusiveSum(
-        nullptr, scan_bytes, static_cast<unsigned long long*>(nullptr),
-        static_cast<unsigned long long*>(nullptr), static_cast<int64_t>(t->total_chunks));
-    if (err != cudaSuccess) return CudaStatus(err);
-  }
-  t->scan_bytes = scan_bytes;
   t->meta_bound = StreamMetaBound(plan) * batch.items;
   const uint64_t stream_bound = StreamMetaBound(plan) + plan.payload_bound + 4;
   t->segments = CeilDiv(stream_bound, kCrcSegment) * batch.items;
@@ -82,7 +74,6 @@ int MakeTempLayout(const Batch& batch, TempLayout* t) {
   t->chunks = take(t->total_chunks * sizeof(ChunkInfo));
   t->lengths = take(t->total_chunks * sizeof(unsigned long long));
   t->offsets = take(t->total_chunks * sizeof(unsigned long long));
-  t->scan = take(t->scan_bytes);
   t->payload = take(AlignUp(plan.payload_bound * batch.items + 8));
   t->status = take(sizeof(uint32_t));
   t->stage = take(t->meta_bound);
@@ -90,7 +81,6 @@ int MakeTempLayout(const Batch& batch, TempLayout* t) {
   t->ranges = take((batch.items + 1) * sizeof(CrcRange));
   t->segment_crc = take(t->segments * sizeof(uint32_t));
   t->total = at;
-  return SLICER_OK;
 }
 
 template <typename T>
@@ -147,17 +137,13 @@ class Encoder {
       SLICER_TRY_STATUS(RunWave(begin, std::min(t_.wave, t_.groups - begin)));
     }
     const uint64_t chunk_grid = std::min<uint64_t>(t_.total_chunks, uint64_t{1} << 20);
-    ChunkSizeKernel<T><<<chunk_grid, kThreads, 0, stream_>>>(
-        data_, lay_, p_, rules_, bounds_, t_.bounds_per_group, meta_, t_.total_chunks, chunks_,
+    SLICER_LAUNCH(ChunkSizeKernel<T>, chunk_grid, kThreads, stream_, data_, lay_, p_, rules_, bounds_, t_.bounds_per_group, meta_, t_.total_chunks, chunks_,
         lengths_);
     SLICER_CUDA_LAUNCHED();
-    size_t scan_bytes = t_.scan_bytes;
-    SLICER_CUDA_TRY(cub::DeviceScan::ExclusiveSum(temp_ + t_.scan, scan_bytes, lengths_,
-                                                  offsets_,
-                                                  static_cast<int64_t>(t_.total_chunks),
-                                                  stream_));
-    ChunkPackKernel<T><<<chunk_grid, kThreads, 0, stream_>>>(
-        data_, lay_, p_, rules_, bounds_, t_.bounds_per_group, meta_, t_.total_chunks, chunks_,
+    SLICER_LAUNCH(ExclusiveSumKernel, 1, kThreads, stream_, lengths_, offsets_,
+                  t_.total_chunks);
+    SLICER_CUDA_LAUNCHED();
+    SLICER_LAUNCH(ChunkPackKernel<T>, chunk_grid, kThreads, stream_, data_, lay_, p_, rules_, bounds_, t_.bounds_per_group, meta_, t_.total_chunks, chunks_,
         offsets_, batch_.plan.payload_bound * batch_.items, words_, status_);
     SLICER_CUDA_LAUNCHED();
     return SLICER_OK;
@@ -181,24 +167,25 @@ class Encoder {
   int RunSelects(uint64_t begin, uint64_t groups) {
     const dim3 grid = ElementGrid(groups);
     const uint64_t count = groups * kSlotsPerRun;
+    const auto key_histogram = SelectHistogramKernel<T, false>;
+    const auto draw_histogram = SelectHistogramKernel<T, true>;
     for (uint32_t level = 0; level < 4; ++level) {
-      SelectHistogramKernel<T, false><<<grid, kThreads, 0, stream_>>>(
-          data_, lay_, p_, begin, rules_, slots_, hist_, level);
+      SLICER_LAUNCH(key_histogram, grid, kThreads, stream_, data_, lay_, p_, begin, rules_,
+                    slots_, hist_, level);
       SLICER_CUDA_LAUNCHED();
-      SelectFindKernel<<<Threads1D(count), 128, 0, stream_>>>(slots_, hist_, count, false,
-                                                                level, 3, status_);
+      SLICER_LAUNCH(SelectFindKernel, Threads1D(count), 128, stream_, slots_, hist_, count,
+                    false, level, 3, status_);
       SLICER_CUDA_LAUNCHED();
     }
     for (uint32_t level = 0; level < 8; ++level) {
-      SelectHistogramKernel<T, true><<<grid, kThreads, 0, stream_>>>(
-          data_, lay_, p_, begin, rules_, slots_, hist_, level);
+      SLICER_LAUNCH(draw_histogram, grid, kThreads, stream_, data_, lay_, p_, begin, rules_,
+                    slots_, hist_, level);
       SLICER_CUDA_LAUNCHED();
-      SelectFindKernel<<<Threads1D(count), 128, 0, stream_>>>(slots_, hist_, count, true, level,
-                                                                7, status_);
+      SLICER_LAUNCH(SelectFindKernel, Threads1D(count), 128, stream_, slots_, hist_, count, true,
+                    level, 7, status_);
       SLICER_CUDA_LAUNCHED();
     }
-    SelectCommitKernel<<<Threads1D(count), 128, 0, stream_>>>(
-        slots_, begin, count, rules_, bounds_, static_cast<uint32_t>(t_.bounds_per_group));
+    SLICER_LAUNCH(SelectCommitKernel, Threads1D(count), 128, stream_, slots_, begin, count, rules_, bounds_, static_cast<uint32_t>(t_.bounds_per_group));
     SLICER_CUDA_LAUNCHED();
     return SLICER_OK;
   }
@@ -206,43 +193,42 @@ class Encoder {
   int RunWave(uint64_t begin, uint64_t groups) {
     const dim3 grid = ElementGrid(groups);
     const uint32_t bpg = static_cast<uint32_t>(t_.bounds_per_group);
-    ScanKernel<T><<<grid, kThreads, 0, stream_>>>(data_, lay_, begin, rules_, status_);
+    SLICER_LAUNCH(ScanKernel<T>, grid, kThreads, stream_, data_, lay_, begin, rules_, status_);
     SLICER_CUDA_LAUNCHED();
-    InitKeepKernel<<<Threads1D(groups), 128, 0, stream_>>>(p_, lay_, begin, groups, rules_,
+    SLICER_LAUNCH(InitKeepKernel, Threads1D(groups), 128, stream_, p_, lay_, begin, groups, rules_,
                                                             slots_);
     SLICER_CUDA_LAUNCHED();
     SLICER_TRY_STATUS(RunSelects(begin, groups));
     if (p_.asym_ppb) {
-      InitStrictKernel<<<Threads1D(groups), 128, 0, stream_>>>(p_, begin, groups, rules_);
+      SLICER_LAUNCH(InitStrictKernel, Threads1D(groups), 128, stream_, p_, begin, groups, rules_);
       SLICER_CUDA_LAUNCHED();
-      CountStrictKernel<T><<<grid, kThreads, 0, stream_>>>(data_, lay_, begin, rules_);
+      SLICER_LAUNCH(CountStrictKernel<T>, grid, kThreads, stream_, data_, lay_, begin, rules_);
       SLICER_CUDA_LAUNCHED();
-      InitSecondKernel<<<Threads1D(groups), 128, 0, stream_>>>(begin, groups, rules_, slots_);
+      SLICER_LAUNCH(InitSecondKernel, Threads1D(groups), 128, stream_, begin, groups, rules_, slots_);
       SLICER_CUDA_LAUNCHED();
       SLICER_TRY_STATUS(RunSelects(begin, groups));
     }
-    CountPositiveKernel<T><<<grid, kThreads, 0, stream_>>>(data_, lay_, p_, begin, rules_);
+    SLICER_LAUNCH(CountPositiveKernel<T>, grid, kThreads, stream_, data_, lay_, p_, begin, rules_);
     SLICER_CUDA_LAUNCHED();
     const uint32_t total_bounds = p_.num_labels - 2;
     for (uint32_t first = 0; first < total_bounds; first += kSlotsPerRun) {
-      InitBoundsKernel<<<Threads1D(groups * kSlotsPerRun), 128, 0, stream_>>>(
-          p_, begin, groups, rules_, slots_, first);
+      SLICER_LAUNCH(InitBoundsKernel, Threads1D(groups * kSlotsPerRun), 128, stream_, p_, begin, groups, rules_, slots_, first);
       SLICER_CUDA_LAUNCHED();
       SLICER_TRY_STATUS(RunSelects(begin, groups));
     }
-    BlockStatsKernel<T><<<grid, kThreads, 0, stream_>>>(data_, lay_, p_, begin, rules_, bounds_,
+    SLICER_LAUNCH(BlockStatsKernel<T>, grid, kThreads, stream_, data_, lay_, p_, begin, rules_, bounds_,
                                                         bpg, max_key_, min_key_);
     SLICER_CUDA_LAUNCHED();
-    BlockMetaKernel<<<Threads1D(groups), 128, 0, stream_>>>(p_, begin, groups, rules_, max_key_,
+    SLICER_LAUNCH(BlockMetaKernel, Threads1D(groups), 128, stream_, p_, begin, groups, rules_, max_key_,
                                                              min_key_, meta_);
     SLICER_CUDA_LAUNCHED();
     if (p_.level_count == 0 && p_.delta_micro != 0 && p_.bits > 1) {
       SLICER_CUDA_TRY(cudaMemsetAsync(
           ds_, 0, groups * p_.num_labels * kMaxBits * sizeof(unsigned long long), stream_));
-      AbqKernel<T><<<grid, kThreads, 0, stream_>>>(data_, lay_, p_, begin, rules_, bounds_, bpg,
+      SLICER_LAUNCH(AbqKernel<T>, grid, kThreads, stream_, data_, lay_, p_, begin, rules_, bounds_, bpg,
                                                    meta_, ds_);
       SLICER_CUDA_LAUNCHED();
-      AbqChooseKernel<<<Threads1D(groups * p_.num_labels), 128, 0, stream_>>>(p_, begin, groups,
+      SLICER_LAUNCH(AbqChooseKernel, Threads1D(groups * p_.num_labels), 128, stream_, p_, begin, groups,
                                                                               ds_, meta_);
       SLICER_CUDA_LAUNCHED();
     }
@@ -437,16 +423,16 @@ int EncodeTyped(const Batch& batch, const TempLayout& t, const void* data, uint8
   const dim3 grid(static_cast<unsigned>(std::clamp<uint64_t>(CeilDiv(longest, 256 * 16), 1,
                                                              1024)),
                   static_cast<unsigned>(batch.items));
-  AssembleKernel<<<grid, 256, 0, stream>>>(reinterpret_cast<const StreamPiece*>(temp + t.pieces),
+  SLICER_LAUNCH(AssembleKernel, grid, 256, stream, reinterpret_cast<const StreamPiece*>(temp + t.pieces),
                                            temp + t.stage, temp + t.payload, dst);
   SLICER_CUDA_LAUNCHED();
   const auto* dev_ranges = reinterpret_cast<const CrcRange*>(temp + t.ranges);
   auto* segment_crc = reinterpret_cast<uint32_t*>(temp + t.segment_crc);
-  CrcSegmentKernel<<<static_cast<unsigned>(CeilDiv(segments, kCrcThreads)), kCrcThreads, 0,
-                     stream>>>(dev_ranges, batch.items, dst, segment_crc);
+  const unsigned segment_blocks = static_cast<unsigned>(CeilDiv(segments, kCrcThreads));
+  SLICER_LAUNCH(CrcSegmentKernel, segment_blocks, kCrcThreads, stream, dev_ranges, batch.items,
+                dst, segment_crc);
   SLICER_CUDA_LAUNCHED();
-  CrcCombineKernel<<<static_cast<unsigned>(batch.items), kCrcThreads, 0, stream>>>(
-      dev_ranges, segment_crc, dst);
+  SLICER_LAUNCH(CrcCombineKernel, static_cast<unsigned>(batch.items), kCrcThreads, stream, dev_ranges, segment_crc, dst);
   SLICER_CUDA_LAUNCHED();
   return SLICER_OK;
 }
@@ -482,8 +468,7 @@ int EncodeAny(const void* data, int dtype, const int64_t* shape, uint32_t ndim, 
   }
   if (data == nullptr || temp == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
   TempLayout t;
-  status = MakeTempLayout(batch, &t);
-  if (status != SLICER_OK) return status;
+  MakeTempLayout(batch, &t);
   if (temp_bytes < t.total) return SLICER_ERR_TEMP_TOO_SMALL;
   auto* temp8 = static_cast<uint8_t*>(temp);
   auto* dst8 = static_cast<uint8_t*>(dst);
@@ -511,8 +496,7 @@ int TempSize(const int64_t* shape, uint32_t ndim, bool batched, uint32_t axis, i
     return SLICER_OK;
   }
   TempLayout t;
-  const int layout = MakeTempLayout(batch, &t);
-  if (layout != SLICER_OK) return layout;
+  MakeTempLayout(batch, &t);
   *temp_bytes = t.total;
   return SLICER_OK;
 }

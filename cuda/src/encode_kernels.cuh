@@ -3,11 +3,9 @@
 #ifndef SLICER_CUDA_ENCODE_KERNELS_CUH_
 #define SLICER_CUDA_ENCODE_KERNELS_CUH_
 
-#include <cub/block/block_reduce.cuh>
-#include <cub/block/block_scan.cuh>
-
 #include <cstdint>
 
+#include "block_primitives.cuh"
 #include "device_math.cuh"
 #include "encode_types.cuh"
 
@@ -83,8 +81,7 @@ __device__ inline bool InSet(uint32_t set, const GroupRule& rule, float x, uint3
 template <typename T>
 __global__ void ScanKernel(const T* data, Layout lay, uint64_t group_begin, GroupRule* rules,
                            uint32_t* status) {
-  using Reduce = cub::BlockReduce<unsigned long long, kThreads>;
-  __shared__ typename Reduce::TempStorage reduce_storage;
+  __shared__ unsigned long long scratch[kThreads];
   const uint64_t g = group_begin + blockIdx.y;
   unsigned long long nnz = 0;
   bool finite = true;
@@ -95,9 +92,10 @@ __global__ void ScanKernel(const T* data, Layout lay, uint64_t group_begin, Grou
     nnz += MagnitudeKey(x) != 0;
   }
   if (!finite) RaiseStatus(status, kStatusNonfinite);
-  const unsigned long long total = Reduce(reduce_storage).Sum(nnz);
-  if (threadIdx.x == 0 && total) atomicAdd(reinterpret_cast<unsigned long long*>(&rules[g].nnz),
-                                           total);
+  const unsigned long long total = BlockReduce(nnz, SumOp(), scratch);
+  if (threadIdx.x == 0 && total) {
+    atomicAdd(reinterpret_cast<unsigned long long*>(&rules[g].nnz), total);
+  }
 }
 
 // k (§4.1) and the first select: rank k among the nonzero elements.
@@ -143,8 +141,7 @@ __global__ void InitStrictKernel(Params p, uint64_t group_begin, uint64_t groups
 template <typename T>
 __global__ void CountStrictKernel(const T* data, Layout lay, uint64_t group_begin,
                                   GroupRule* rules) {
-  using Reduce = cub::BlockReduce<unsigned long long, kThreads>;
-  __shared__ typename Reduce::TempStorage reduce_storage;
+  __shared__ unsigned long long scratch[kThreads];
   const uint64_t g = group_begin + blockIdx.y;
   const GroupRule rule = rules[g];
   if (rule.k == 0) return;
@@ -153,7 +150,7 @@ __global__ void CountStrictKernel(const T* data, Layout lay, uint64_t group_begi
        j += uint64_t{gridDim.x} * kThreads) {
     count += InStrict(rule, LoadElement(data, lay, g, lay.ItemIndex(g, j)));
   }
-  const unsigned long long total = Reduce(reduce_storage).Sum(count);
+  const unsigned long long total = BlockReduce(count, SumOp(), scratch);
   if (threadIdx.x == 0 && total) {
     atomicAdd(reinterpret_cast<unsigned long long*>(&rules[g].strict_count), total);
   }
@@ -192,7 +189,7 @@ template <typename T, bool kDrawPhase>
 __global__ void SelectHistogramKernel(const T* data, Layout lay, Params p, uint64_t group_begin,
                                       const GroupRule* rules, const SelectSlot* slots,
                                       uint32_t* hist, uint32_t level) {
-  __shared__ uint32_t counts[kSlotsPerRun][kBins];
+  __shared__ uint32_t counts[kSlotsPerRun * kBins];  // slot s, digit b at s * kBins + b
   __shared__ SelectSlot local[kSlotsPerRun];
   __shared__ int active[kSlotsPerRun];
   __shared__ int num_active;
@@ -211,7 +208,7 @@ __global__ void SelectHistogramKernel(const T* data, Layout lay, Params p, uint6
     }
     num_active = n;
   }
-  for (int i = threadIdx.x; i < kSlotsPerRun * kBins; i += kThreads) counts[0][i] = 0;
+  for (int i = threadIdx.x; i < kSlotsPerRun * kBins; i += kThreads) counts[i] = 0;
   __syncthreads();
   const int n_active = num_active;
   if (n_active == 0) return;
@@ -229,11 +226,11 @@ __global__ void SelectHistogramKernel(const T* data, Layout lay, Params p, uint6
         if (key != slot.tau || !InSet(slot.set, rule, x, key, p.seed, f)) continue;
         const uint64_t d = Draw(p.seed, f);
         if (level != 0 && (d >> (shift + kRadixBits)) != slot.prefix) continue;
-        atomicAdd(&counts[s][(d >> shift) & (kBins - 1)], 1u);
+        atomicAdd(&counts[s * kBins + ((d >> shift) & (kBins - 1))], 1u);
       } else {
         if ((uint64_t{key} >> (shift + kRadixBits)) != slot.prefix) continue;
         if (!InSet(slot.set, rule, x, key, p.seed, f)) continue;
-        atomicAdd(&counts[s][(key >> shift) & (kBins - 1)], 1u);
+        atomicAdd(&counts[s * kBins + ((key >> shift) & (kBins - 1))], 1u);
       }
     }
   }
@@ -241,7 +238,7 @@ __global__ void SelectHistogramKernel(const T* data, Layout lay, Params p, uint6
   for (int s = 0; s < n_active; ++s) {
     uint32_t* out = hist + (w * kSlotsPerRun + active[s]) * kBins;
     for (int b = threadIdx.x; b < kBins; b += kThreads) {
-      if (counts[s][b]) atomicAdd(&out[b], counts[s][b]);
+      if (counts[s * kBins + b]) atomicAdd(&out[b], counts[s * kBins + b]);
     }
   }
 }
@@ -324,8 +321,7 @@ __global__ void SelectCommitKernel(const SelectSlot* slots, uint64_t group_begin
 template <typename T>
 __global__ void CountPositiveKernel(const T* data, Layout lay, Params p, uint64_t group_begin,
                                     GroupRule* rules) {
-  using Reduce = cub::BlockReduce<unsigned long long, kThreads>;
-  __shared__ typename Reduce::TempStorage reduce_storage;
+  __shared__ unsigned long long scratch[kThreads];
   const uint64_t g = group_begin + blockIdx.y;
   const GroupRule rule = rules[g];
   if (rule.k == 0) return;
@@ -336,7 +332,7 @@ __global__ void CountPositiveKernel(const T* data, Layout lay, Params p, uint64_
     const float x = LoadElement(data, lay, g, f);
     count += x > 0.0f && IsKept(rule, x, MagnitudeKey(x), p.seed, f);
   }
-  const unsigned long long total = Reduce(reduce_storage).Sum(count);
+  const unsigned long long total = BlockReduce(count, SumOp(), scratch);
   if (threadIdx.x == 0 && total) {
     atomicAdd(reinterpret_cast<unsigned long long*>(&rules[g].n_pos), total);
   }
@@ -507,10 +503,6 @@ __global__ void AbqChooseKernel(Params p, uint64_t group_begin, uint64_t groups,
 
 // ---------------------------------------------------------------------------- chunks
 
-struct MaxOp {
-  __device__ long long operator()(long long a, long long b) const { return a > b ? a : b; }
-};
-
 constexpr int kItems = 4;  // consecutive elements per thread in the chunk kernels
 constexpr int kTile = kThreads * kItems;
 
@@ -552,13 +544,8 @@ __global__ void ChunkSizeKernel(const T* data, Layout lay, Params p, const Group
                                 const Selection* bounds, uint32_t bounds_per_group,
                                 const BlockMeta* meta, uint64_t total_chunks,
                                 ChunkInfo* chunks, unsigned long long* lengths) {
-  using Reduce = cub::BlockReduce<unsigned long long, kThreads>;
-  using Scan = cub::BlockScan<long long, kThreads>;
-  __shared__ union {
-    typename Reduce::TempStorage reduce;
-    typename Scan::TempStorage scan;
-  } storage;
-  __shared__ unsigned long long shared_value;
+  __shared__ unsigned long long sums[kThreads];
+  __shared__ long long positions[kThreads];
   const LabelCode label_code = MakeLabelCode(p.num_labels);
   for (uint64_t cid = blockIdx.x; cid < total_chunks; cid += gridDim.x) {
     const uint64_t g = cid / lay.chunks_per_group;
@@ -580,16 +567,10 @@ __global__ void ChunkSizeKernel(const T* data, Layout lay, Params p, const Group
         }
       }
     }
-    const unsigned long long total = Reduce(storage.reduce).Sum(count);
-    if (threadIdx.x == 0) shared_value = total;
-    __syncthreads();
-    const unsigned long long cnt = shared_value;
-    __syncthreads();
-    const long long last_all = Reduce(storage.reduce).Reduce(last, MaxOp());
-    if (threadIdx.x == 0) shared_value = static_cast<unsigned long long>(last_all + 1);
-    __syncthreads();
-    const unsigned long long gap_sum = cnt ? shared_value - cnt : 0;
-    __syncthreads();
+    const unsigned long long cnt = BlockReduce(count, SumOp(), sums);
+    const long long last_all = BlockReduce(last, MaxOp(), positions);
+    const unsigned long long gap_sum = cnt ? static_cast<unsigned long long>(last_all + 1) - cnt
+                                           : 0;
     const uint32_t r = RiceParameter(cnt, gap_sum, lay.chunk_log2);
     // Pass 2: bits of every kept element; the gap needs the previous kept position, which
     // comes from the threads before (block max-scan) and the tiles before (carry).
@@ -606,10 +587,8 @@ __global__ void ChunkSizeKernel(const T* data, Layout lay, Params p, const Group
                                             &e[it]);
           if (kept[it]) my_last = static_cast<long long>(j - start);
         }
-        long long prev;
         long long tile_last;
-        Scan(storage.scan).ExclusiveScan(my_last, prev, carry, MaxOp(), tile_last);
-        __syncthreads();
+        long long prev = BlockExclusiveScan(my_last, carry, MaxOp(), positions, &tile_last);
         for (int it = 0; it < kItems; ++it) {
           if (!kept[it]) continue;
           const long long pos = static_cast<long long>(tile - start) + threadIdx.x * kItems + it;
@@ -620,7 +599,7 @@ __global__ void ChunkSizeKernel(const T* data, Layout lay, Params p, const Group
         carry = tile_last > carry ? tile_last : carry;
       }
     }
-    const unsigned long long total_bits = Reduce(storage.reduce).Sum(bits);
+    const unsigned long long total_bits = BlockReduce(bits, SumOp(), sums);
     if (threadIdx.x == 0) {
       ChunkInfo info{};
       info.count = cnt;
@@ -630,6 +609,23 @@ __global__ void ChunkSizeKernel(const T* data, Layout lay, Params p, const Group
       lengths[cid] = info.bytes;
     }
     __syncthreads();
+  }
+}
+
+// Exclusive prefix sum of `count` values in one block: each thread folds a contiguous run.
+__global__ void ExclusiveSumKernel(const unsigned long long* in, unsigned long long* out,
+                                   uint64_t count) {
+  __shared__ unsigned long long scratch[kThreads];
+  const uint64_t per = (count + kThreads - 1) / kThreads;
+  const uint64_t begin = min(threadIdx.x * per, count);
+  const uint64_t end = min(begin + per, count);
+  unsigned long long sum = 0;
+  for (uint64_t i = begin; i < end; ++i) sum += in[i];
+  unsigned long long total;
+  unsigned long long run = BlockExclusiveScan(sum, 0ull, SumOp(), scratch, &total);
+  for (uint64_t i = begin; i < end; ++i) {
+    out[i] = run;
+    run += in[i];
   }
 }
 
@@ -662,12 +658,8 @@ __global__ void ChunkPackKernel(const T* data, Layout lay, Params p, const Group
                                 const BlockMeta* meta, uint64_t total_chunks,
                                 const ChunkInfo* chunks, const unsigned long long* offsets,
                                 uint64_t capacity, uint32_t* words, uint32_t* status) {
-  using Scan = cub::BlockScan<long long, kThreads>;
-  using SumScan = cub::BlockScan<unsigned long long, kThreads>;
-  __shared__ union {
-    typename Scan::TempStorage scan;
-    typename SumScan::TempStorage sum;
-  } storage;
+  __shared__ unsigned long long sums[kThreads];
+  __shared__ long long positions[kThreads];
   const LabelCode label_code = MakeLabelCode(p.num_labels);
   for (uint64_t cid = blockIdx.x; cid < total_chunks; cid += gridDim.x) {
     const ChunkInfo info = chunks[cid];
@@ -697,10 +689,8 @@ __global__ void ChunkPackKernel(const T* data, Layout lay, Params p, const Group
             j < end && CodeElement(data, lay, p, rule, own, group_meta, g, j, true, &e[it]);
         if (kept[it]) my_last = static_cast<long long>(j - start);
       }
-      long long prev;
       long long tile_last;
-      Scan(storage.scan).ExclusiveScan(my_last, prev, carry, MaxOp(), tile_last);
-      __syncthreads();
+      const long long prev = BlockExclusiveScan(my_last, carry, MaxOp(), positions, &tile_last);
       unsigned long long my_bits = 0;
       long long walk = prev;
       for (int it = 0; it < kItems; ++it) {
@@ -710,10 +700,9 @@ __global__ void ChunkPackKernel(const T* data, Layout lay, Params p, const Group
                                LabelBits(label_code, e[it].label), e[it].width);
         walk = pos;
       }
-      unsigned long long my_offset;
       unsigned long long tile_bits;
-      SumScan(storage.sum).ExclusiveSum(my_bits, my_offset, tile_bits);
-      __syncthreads();
+      const unsigned long long my_offset =
+          BlockExclusiveScan(my_bits, 0ull, SumOp(), sums, &tile_bits);
       uint64_t bit = bit_base + my_offset;
       walk = prev;
       for (int it = 0; it < kItems; ++it) {
