@@ -1,6 +1,9 @@
 // Block ranges (the chain of §5.2), ABQ widths (§5.4) and the codes of §5.3.
+//
+// Every step streams over the kept list in position order, split across threads by element
+// ranges: per-thread partial sums are integers, so the result never depends on the split.
 #include <algorithm>
-#include <utility>
+#include <cmath>
 #include <vector>
 
 #include "codec.hpp"
@@ -10,78 +13,158 @@
 namespace slicer::internal {
 namespace {
 
-void QuantizeAll(const float* magnitudes, uint64_t count, double lo, double step, uint32_t max_code,
-                 uint16_t* codes) {
-  for (uint64_t j = 0; j < count; ++j) {
-    codes[j] = static_cast<uint16_t>(QuantizeMagnitude(magnitudes[j], lo, step, max_code));
+constexpr uint64_t kMinKeptPerThread = uint64_t{1} << 15;
+constexpr uint64_t kSlice = 1024;  // ABQ re-checks its budgets every kSlice elements
+
+// Left uninitialized in arrays on purpose: per-row groups build them thousands of times and
+// only the entries of labels in use are set and read.
+struct Quantizer {
+  double lo;
+  double step;
+  uint32_t max_code;
+};
+
+Quantizer MakeQuantizer(const Block& block, unsigned width) {
+  Quantizer q;
+  q.lo = block.lo;
+  q.max_code = (uint32_t{1} << width) - 1;
+  q.step = (static_cast<double>(block.hi) - static_cast<double>(block.lo)) /
+           static_cast<double>(q.max_code);
+  return q;
+}
+
+// Sets every element's code at its block's width; only labels with selected[label] when
+// `selected` is given.
+void QuantizeKept(const std::vector<Block>& blocks, const bool* selected, unsigned parts,
+                  std::vector<KeptElement>* kept) {
+  Quantizer quantizers[2 * SLICER_MAX_BLOCKS];
+  for (size_t label = 0; label < blocks.size(); ++label) {
+    quantizers[label] = blocks[label].count > 0 && blocks[label].width > 0
+                            ? MakeQuantizer(blocks[label], blocks[label].width)
+                            : Quantizer{0.0, 0.0, 0};
+  }
+  KeptElement* elements = kept->data();
+  RunParts(kept->size(), parts, [&](unsigned, uint64_t begin, uint64_t end) {
+    for (uint64_t t = begin; t < end; ++t) {
+      KeptElement& e = elements[t];
+      if (selected != nullptr && !selected[e.label]) continue;
+      const Quantizer& q = quantizers[e.label];
+      e.code = q.max_code == 0
+                   ? 0
+                   : static_cast<uint16_t>(QuantizeMagnitude(
+                         std::fabs(static_cast<double>(e.value)), q.lo, q.step, q.max_code));
+    }
+  });
+}
+
+// Greedy ABQ (§5.4) for all blocks at once. On entry every element's code is T0 (the code at
+// q_bit) and ABQ blocks have width q_bit; on return the widths are final.
+void ChooseAbqWidths(const CodecParams& params, unsigned parts, GroupCode* group) {
+  const unsigned num_labels = params.labels();
+  std::vector<Block>& blocks = group->blocks;
+  bool active[2 * SLICER_MAX_BLOCKS];
+  bool any_active = false;
+  for (unsigned label = 0; label < num_labels; ++label) {
+    active[label] = blocks[label].count > 0 && blocks[label].width > 1;
+    any_active = any_active || active[label];
+  }
+  const KeptElement* elements = group->kept.data();
+  // One row of per-label sums per part (on the stack for one part: the per-row case).
+  uint64_t single_part_sums[2 * SLICER_MAX_BLOCKS];
+  std::vector<uint64_t> many_part_sums(parts > 1 ? static_cast<size_t>(parts) * num_labels : 0);
+  uint64_t* part_sums = parts > 1 ? many_part_sums.data() : single_part_sums;
+  while (any_active) {
+    // Trial: every active block at its width - 1, DS against T0 >> (q_bit - (width - 1)).
+    Quantizer trial[2 * SLICER_MAX_BLOCKS];
+    unsigned shift[2 * SLICER_MAX_BLOCKS];
+    unsigned __int128 budget[2 * SLICER_MAX_BLOCKS];
+    for (unsigned label = 0; label < num_labels; ++label) {
+      if (!active[label]) continue;
+      trial[label] = MakeQuantizer(blocks[label], blocks[label].width - 1);
+      shift[label] = params.bits - (blocks[label].width - 1);
+      budget[label] = static_cast<unsigned __int128>(params.delta_micro) * blocks[label].count;
+    }
+    std::fill(part_sums, part_sums + static_cast<size_t>(parts) * num_labels, uint64_t{0});
+    RunParts(group->kept.size(), parts, [&](unsigned part, uint64_t begin, uint64_t end) {
+      uint64_t* sums = part_sums + static_cast<size_t>(part) * num_labels;
+      bool live[2 * SLICER_MAX_BLOCKS];
+      std::copy(active, active + num_labels, live);
+      for (uint64_t slice = begin; slice < end; slice += kSlice) {
+        const uint64_t slice_end = std::min(end, slice + kSlice);
+        for (uint64_t t = slice; t < slice_end; ++t) {
+          const KeptElement& e = elements[t];
+          if (!live[e.label]) continue;
+          const Quantizer& q = trial[e.label];
+          const int64_t code =
+              QuantizeMagnitude(std::fabs(static_cast<double>(e.value)), q.lo, q.step, q.max_code);
+          const int64_t difference = static_cast<int64_t>(e.code >> shift[e.label]) - code;
+          sums[e.label] += static_cast<uint64_t>(difference < 0 ? -difference : difference);
+        }
+        // A partial sum over budget already rejects: the total can only be larger.
+        for (unsigned label = 0; label < num_labels; ++label) {
+          live[label] = live[label] &&
+                        static_cast<unsigned __int128>(sums[label]) * 1000000u <= budget[label];
+        }
+        // (labels that were never active keep live == false and are not read.)
+      }
+    });
+    any_active = false;
+    for (unsigned label = 0; label < num_labels; ++label) {
+      if (!active[label]) continue;
+      unsigned __int128 total = 0;
+      for (unsigned part = 0; part < parts; ++part) {
+        total += part_sums[static_cast<size_t>(part) * num_labels + label];
+      }
+      if (total * 1000000u <= budget[label]) {
+        --blocks[label].width;
+        active[label] = blocks[label].width > 1;
+      } else {
+        active[label] = false;
+      }
+      any_active = any_active || active[label];
+    }
   }
 }
 
 }  // namespace
 
-unsigned AbqWidth(const float* magnitudes, uint64_t count, float lo, float hi, unsigned bits,
-                  uint32_t delta_micro, uint16_t* codes) {
-  const double lo64 = lo;
-  const double range = static_cast<double>(hi) - lo64;
-  const uint32_t top_max = (uint32_t{1} << bits) - 1;
-  QuantizeAll(magnitudes, count, lo64, range / static_cast<double>(top_max), top_max, codes);
-  if (delta_micro == 0) return bits;
-  // T0 stays in `top`; `codes` holds the codes of the current width. Small blocks (per-row
-  // groups, thousands per tensor) use the stack.
-  constexpr uint64_t kStackValues = 256;
-  uint16_t top_stack[kStackValues];
-  uint16_t trial_stack[kStackValues];
-  std::vector<uint16_t> top_heap;
-  std::vector<uint16_t> trial_heap;
-  uint16_t* top = top_stack;
-  uint16_t* trial = trial_stack;
-  if (count > kStackValues) {
-    top_heap.resize(count);
-    trial_heap.resize(count);
-    top = top_heap.data();
-    trial = trial_heap.data();
-  }
-  std::copy(codes, codes + count, top);
-  const unsigned __int128 budget = static_cast<unsigned __int128>(delta_micro) * count;
-  unsigned width = bits;
-  while (width > 1) {
-    const unsigned candidate = width - 1;
-    const uint32_t max_code = (uint32_t{1} << candidate) - 1;
-    const double step = range / static_cast<double>(max_code);
-    const unsigned shift = bits - candidate;
-    // Quantize in slices and stop as soon as the budget is exceeded: most rejections are
-    // decided within the first few hundred values.
-    uint64_t ds_sum = 0;
-    bool over = false;
-    constexpr uint64_t kSlice = 256;
-    for (uint64_t begin = 0; begin < count && !over; begin += kSlice) {
-      const uint64_t end = std::min(count, begin + kSlice);
-      QuantizeAll(magnitudes + begin, end - begin, lo64, step, max_code, trial + begin);
-      for (uint64_t j = begin; j < end; ++j) {
-        const int32_t difference = static_cast<int32_t>(top[j] >> shift) - trial[j];
-        ds_sum += static_cast<uint64_t>(difference < 0 ? -difference : difference);
-      }
-      over = static_cast<unsigned __int128>(ds_sum) * 1000000u > budget;
-    }
-    if (over) break;
-    width = candidate;
-    std::copy(trial, trial + count, codes);
-  }
-  return width;
-}
-
 void FinishBlocks(const CodecParams& params, unsigned threads, GroupCode* group) {
   const unsigned num_labels = params.labels();
   std::vector<Block>& blocks = group->blocks;
+  const uint64_t k = group->kept.size();
+  const unsigned parts = PartCount(k, threads, kMinKeptPerThread);
+
+  // Magnitude range of every block (keys order like magnitudes); one row of per-label
+  // minima and maxima per part, on the stack for one part (the per-row case).
   uint32_t min_key[2 * SLICER_MAX_BLOCKS];
   uint32_t max_key[2 * SLICER_MAX_BLOCKS];
-  std::fill(min_key, min_key + num_labels, 0xFFFFFFFFu);
-  std::fill(max_key, max_key + num_labels, 0u);
-  for (const KeptElement& e : group->kept) {
-    const uint32_t key = MagnitudeKey(e.value);
-    min_key[e.label] = std::min(min_key[e.label], key);
-    max_key[e.label] = std::max(max_key[e.label], key);
+  std::vector<uint32_t> many_min(parts > 1 ? static_cast<size_t>(parts) * num_labels : 0);
+  std::vector<uint32_t> many_max(many_min.size());
+  uint32_t* part_min = parts > 1 ? many_min.data() : min_key;
+  uint32_t* part_max = parts > 1 ? many_max.data() : max_key;
+  std::fill(part_min, part_min + static_cast<size_t>(parts) * num_labels, 0xFFFFFFFFu);
+  std::fill(part_max, part_max + static_cast<size_t>(parts) * num_labels, 0u);
+  const KeptElement* elements = group->kept.data();
+  RunParts(k, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
+    uint32_t* lo = part_min + static_cast<size_t>(part) * num_labels;
+    uint32_t* hi = part_max + static_cast<size_t>(part) * num_labels;
+    for (uint64_t t = begin; t < end; ++t) {
+      const uint32_t key = MagnitudeKey(elements[t].value);
+      lo[elements[t].label] = std::min(lo[elements[t].label], key);
+      hi[elements[t].label] = std::max(hi[elements[t].label], key);
+    }
+  });
+  if (parts > 1) {
+    for (unsigned label = 0; label < num_labels; ++label) {
+      min_key[label] = 0xFFFFFFFFu;
+      max_key[label] = 0;
+      for (unsigned part = 0; part < parts; ++part) {
+        min_key[label] = std::min(min_key[label], part_min[part * num_labels + label]);
+        max_key[label] = std::max(max_key[label], part_max[part * num_labels + label]);
+      }
+    }
   }
+
   // Chain per sign: lo_b = hi of the next non-empty block, the last keeps its own minimum.
   for (int sign = 0; sign < 2; ++sign) {
     const unsigned first = sign == 0 ? 0 : params.blocks_pos;
@@ -97,60 +180,24 @@ void FinishBlocks(const CodecParams& params, unsigned threads, GroupCode* group)
       if (min_key[label] == max_key[label]) {
         block.width = 0;
       } else {
-        block.width = params.multi_level ? params.levels[m] : params.bits;  // ABQ refines below
+        block.width = params.multi_level ? params.levels[m] : params.bits;  // ABQ lowers later
       }
     }
   }
-  // Gather each block's magnitudes (label-major), quantize, scatter the codes back.
-  uint64_t offset[2 * SLICER_MAX_BLOCKS + 1] = {};
+
+  // Codes at the starting widths (for ABQ blocks: T0 at q_bit), then the greedy ABQ, then the
+  // codes of the blocks ABQ lowered.
+  QuantizeKept(blocks, nullptr, parts, &group->kept);
+  if (params.multi_level || params.delta_micro == 0) return;
+  ChooseAbqWidths(params, parts, group);
+  bool lowered[2 * SLICER_MAX_BLOCKS];
+  bool any_lowered = false;
   for (unsigned label = 0; label < num_labels; ++label) {
-    offset[label + 1] = offset[label] + blocks[label].count;
+    lowered[label] =
+        blocks[label].count > 0 && blocks[label].width > 0 && blocks[label].width < params.bits;
+    any_lowered = any_lowered || lowered[label];
   }
-  const uint64_t k = group->kept.size();
-  thread_local std::vector<float> magnitudes;
-  thread_local std::vector<uint64_t> owner;
-  thread_local std::vector<uint16_t> codes;
-  magnitudes.resize(k);
-  owner.resize(k);
-  codes.assign(k, 0);
-  {
-    uint64_t cursor[2 * SLICER_MAX_BLOCKS];
-    std::copy(offset, offset + num_labels, cursor);
-    for (uint64_t t = 0; t < k; ++t) {
-      const KeptElement& e = group->kept[t];
-      const uint64_t slot = cursor[e.label]++;
-      magnitudes[slot] = BitsToFloat(MagnitudeKey(e.value));
-      owner[slot] = t;
-    }
-  }
-  std::vector<unsigned> work;
-  for (unsigned label = 0; label < num_labels; ++label) {
-    if (blocks[label].count > 0 && blocks[label].width > 0) work.push_back(label);
-  }
-  const unsigned parts = k < (uint64_t{1} << 15)
-                             ? 1u
-                             : std::min<unsigned>(threads, static_cast<unsigned>(work.size()));
-  // Workers must not name the thread_local buffers (each thread would see its own).
-  const float* magnitude_data = magnitudes.data();
-  uint16_t* code_data = codes.data();
-  RunParts(work.size(), std::max(parts, 1u), [&](unsigned, uint64_t begin, uint64_t end) {
-    for (uint64_t i = begin; i < end; ++i) {
-      const unsigned label = work[i];
-      Block& block = blocks[label];
-      const float* a = magnitude_data + offset[label];
-      uint16_t* c = code_data + offset[label];
-      if (params.multi_level) {
-        const uint32_t max_code = (uint32_t{1} << block.width) - 1;
-        const double step = (static_cast<double>(block.hi) - static_cast<double>(block.lo)) /
-                            static_cast<double>(max_code);
-        QuantizeAll(a, block.count, block.lo, step, max_code, c);
-      } else {
-        block.width =
-            AbqWidth(a, block.count, block.lo, block.hi, params.bits, params.delta_micro, c);
-      }
-    }
-  });
-  for (uint64_t slot = 0; slot < k; ++slot) group->kept[owner[slot]].code = codes[slot];
+  if (any_lowered) QuantizeKept(blocks, lowered, parts, &group->kept);
 }
 
 }  // namespace slicer::internal

@@ -102,10 +102,6 @@ void SelectGroupBySort(const float* x, uint64_t n, uint64_t base, const CodecPar
 
 void FinishBlocks(const CodecParams& params, unsigned threads, GroupCode* group);
 
-// ABQ width of one block (§5.4); `codes` (one per magnitude) receives the codes at that width.
-unsigned AbqWidth(const float* magnitudes, uint64_t count, float lo, float hi, unsigned bits,
-                  uint32_t delta_micro, uint16_t* codes);
-
 // Ranges (chain, §5.2), widths (§5.2, §5.4) and the code of every kept element.
 
 // Appends the payload of one chunk (§6.1) to `out`; kept[0..count) are its elements with
