@@ -237,6 +237,9 @@ def profile_model(model: str | os.PathLike | onnx.ModelProto | Partitioner,
         del split
     if progress:
         progress(len(chosen), len(chosen), "codec calibration")
+    table = calibrate_codec(codec)
+    for record in records:  # ζ of Eq. 1 for this cut's IF, from the calibrated table
+        record["codec_encode_s"] = codec_seconds(table, record["coded_elements"])
     return {
         "profile_version": PROFILE_VERSION,
         "model": str(model) if isinstance(model, (str, os.PathLike)) else None,
@@ -247,7 +250,7 @@ def profile_model(model: str | os.PathLike | onnx.ModelProto | Partitioner,
         "full_latency_s": statistics.median(full_times),
         "model_param_bytes": part.param_bytes(),
         "num_cuts": len(part.cuts()),
-        "codec_table": calibrate_codec(codec),
+        "codec_table": table,
         "cuts": records,
     }
 

@@ -38,6 +38,7 @@ class SplitResult:
     latency_s: dict[str, float]
     fidelity: dict[str, float] = field(default_factory=dict)
     per_output: dict[str, dict[str, float]] = field(default_factory=dict)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # concrete cut shapes
 
     @property
     def bits_per_element(self) -> float:
@@ -125,6 +126,7 @@ class SplitModel:
             cut=self.cut, outputs=outputs, reference=ref, packet=packet,
             latency_s={"device": device_s, "encode": packet.encode_s, "decode": decode_s,
                        "server": server_s},
+            shapes={n: tuple(int(d) for d in v.shape) for n, v in cut_values.items()},
         )
         if ref is not None:
             result.per_output = {n: fidelity.compare(n, ref[n], outputs[n]) for n in outputs}
@@ -177,7 +179,8 @@ def json_result(result: SplitResult, provider: str, extra: dict[str, Any] | None
     ms = {k: v * 1e3 for k, v in result.latency_s.items()}
     out = {
         "cut": {"index": result.cut.index, "name": result.cut.name},
-        "tensors": [t.to_json() for t in result.cut.tensors],
+        "tensors": [{**t.to_json(), "shape": list(result.shapes.get(t.name, t.shape or ()))}
+                    for t in result.cut.tensors],
         "coded_tensors": sorted(result.packet.streams),
         "raw_bytes": result.packet.raw_bytes,
         "encoded_bytes": result.packet.encoded_bytes,
