@@ -3,13 +3,17 @@ EfficientNet-Lite0 and MiniLM exports."""
 
 from __future__ import annotations
 
-import json
-
-import numpy as np
 import pytest
 
-from slicer.cli import main
-from split_helpers.models import full_outputs, partitioner, real_inputs
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+import json  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from slicer.cli import main  # noqa: E402
+from split_helpers.models import full_outputs, partitioner, real_inputs  # noqa: E402
 
 
 def _json(capsys, argv: list[str]) -> tuple[int, dict]:  # noqa: ANN001

@@ -4,13 +4,17 @@ and a sample of SmolLM2's 3,520)."""
 
 from __future__ import annotations
 
-import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
-from slicer.split import Partitioner, SplitModel
-from split_helpers.models import full_outputs, partitioner, real_inputs
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from slicer.split import Partitioner, SplitModel  # noqa: E402
+from split_helpers.models import full_outputs, partitioner, real_inputs  # noqa: E402
 
 
 def _toy_model() -> onnx.ModelProto:

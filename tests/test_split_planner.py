@@ -3,14 +3,17 @@ against hand computations on a hand-written profile."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
-import slicer
-from slicer.split.link import Link, parse_bytes, parse_hertz, parse_rate, parse_seconds, parse_snr
-from slicer.split.planner import Budget, plan
-from slicer.split.profile import codec_seconds
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+import math  # noqa: E402
+
+import slicer  # noqa: E402
+from slicer.split.link import Link, parse_bytes, parse_hertz, parse_rate, parse_seconds, parse_snr  # noqa: E402
+from slicer.split.planner import Budget, plan  # noqa: E402
+from slicer.split.profile import codec_seconds  # noqa: E402
 
 SHAPE = [1, 96, 28, 28]  # 75,264 float32 elements per cut tensor
 N = 96 * 28 * 28
