@@ -137,14 +137,14 @@ class Encoder {
       SLICER_TRY_STATUS(RunWave(begin, std::min(t_.wave, t_.groups - begin)));
     }
     const uint64_t chunk_grid = std::min<uint64_t>(t_.total_chunks, uint64_t{1} << 20);
-    SLICER_LAUNCH(ChunkSizeKernel<T>, chunk_grid, kThreads, stream_, data_, lay_, p_, rules_, bounds_, t_.bounds_per_group, meta_, t_.total_chunks, chunks_,
-        lengths_);
+    SLICER_LAUNCH(ChunkSizeKernel<T>, chunk_grid, kThreads, stream_, data_, lay_, p_, rules_,
+                  bounds_, t_.bounds_per_group, meta_, t_.total_chunks, chunks_, lengths_);
     SLICER_CUDA_LAUNCHED();
-    SLICER_LAUNCH(ExclusiveSumKernel, 1, kThreads, stream_, lengths_, offsets_,
-                  t_.total_chunks);
+    SLICER_LAUNCH(ExclusiveSumKernel, 1, kThreads, stream_, lengths_, offsets_, t_.total_chunks);
     SLICER_CUDA_LAUNCHED();
-    SLICER_LAUNCH(ChunkPackKernel<T>, chunk_grid, kThreads, stream_, data_, lay_, p_, rules_, bounds_, t_.bounds_per_group, meta_, t_.total_chunks, chunks_,
-        offsets_, batch_.plan.payload_bound * batch_.items, words_, status_);
+    SLICER_LAUNCH(ChunkPackKernel<T>, chunk_grid, kThreads, stream_, data_, lay_, p_, rules_,
+                  bounds_, t_.bounds_per_group, meta_, t_.total_chunks, chunks_, offsets_,
+                  batch_.plan.payload_bound * batch_.items, words_, status_);
     SLICER_CUDA_LAUNCHED();
     return SLICER_OK;
   }
@@ -170,22 +170,23 @@ class Encoder {
     const auto key_histogram = SelectHistogramKernel<T, false>;
     const auto draw_histogram = SelectHistogramKernel<T, true>;
     for (uint32_t level = 0; level < 4; ++level) {
-      SLICER_LAUNCH(key_histogram, grid, kThreads, stream_, data_, lay_, p_, begin, rules_,
-                    slots_, hist_, level);
+      SLICER_LAUNCH(key_histogram, grid, kThreads, stream_, data_, lay_, p_, begin, rules_, slots_,
+                    hist_, level);
       SLICER_CUDA_LAUNCHED();
-      SLICER_LAUNCH(SelectFindKernel, Threads1D(count), 128, stream_, slots_, hist_, count,
-                    false, level, 3, status_);
+      SLICER_LAUNCH(SelectFindKernel, Threads1D(count), 128, stream_, slots_, hist_, count, false,
+                    level, 3, status_);
       SLICER_CUDA_LAUNCHED();
     }
     for (uint32_t level = 0; level < 8; ++level) {
-      SLICER_LAUNCH(draw_histogram, grid, kThreads, stream_, data_, lay_, p_, begin, rules_,
-                    slots_, hist_, level);
+      SLICER_LAUNCH(draw_histogram, grid, kThreads, stream_, data_, lay_, p_, begin, rules_, slots_,
+                    hist_, level);
       SLICER_CUDA_LAUNCHED();
       SLICER_LAUNCH(SelectFindKernel, Threads1D(count), 128, stream_, slots_, hist_, count, true,
                     level, 7, status_);
       SLICER_CUDA_LAUNCHED();
     }
-    SLICER_LAUNCH(SelectCommitKernel, Threads1D(count), 128, stream_, slots_, begin, count, rules_, bounds_, static_cast<uint32_t>(t_.bounds_per_group));
+    SLICER_LAUNCH(SelectCommitKernel, Threads1D(count), 128, stream_, slots_, begin, count, rules_,
+                  bounds_, static_cast<uint32_t>(t_.bounds_per_group));
     SLICER_CUDA_LAUNCHED();
     return SLICER_OK;
   }
@@ -196,7 +197,7 @@ class Encoder {
     SLICER_LAUNCH(ScanKernel<T>, grid, kThreads, stream_, data_, lay_, begin, rules_, status_);
     SLICER_CUDA_LAUNCHED();
     SLICER_LAUNCH(InitKeepKernel, Threads1D(groups), 128, stream_, p_, lay_, begin, groups, rules_,
-                                                            slots_);
+                  slots_);
     SLICER_CUDA_LAUNCHED();
     SLICER_TRY_STATUS(RunSelects(begin, groups));
     if (p_.asym_ppb) {
@@ -204,7 +205,8 @@ class Encoder {
       SLICER_CUDA_LAUNCHED();
       SLICER_LAUNCH(CountStrictKernel<T>, grid, kThreads, stream_, data_, lay_, begin, rules_);
       SLICER_CUDA_LAUNCHED();
-      SLICER_LAUNCH(InitSecondKernel, Threads1D(groups), 128, stream_, begin, groups, rules_, slots_);
+      SLICER_LAUNCH(InitSecondKernel, Threads1D(groups), 128, stream_, begin, groups, rules_,
+                    slots_);
       SLICER_CUDA_LAUNCHED();
       SLICER_TRY_STATUS(RunSelects(begin, groups));
     }
@@ -212,24 +214,25 @@ class Encoder {
     SLICER_CUDA_LAUNCHED();
     const uint32_t total_bounds = p_.num_labels - 2;
     for (uint32_t first = 0; first < total_bounds; first += kSlotsPerRun) {
-      SLICER_LAUNCH(InitBoundsKernel, Threads1D(groups * kSlotsPerRun), 128, stream_, p_, begin, groups, rules_, slots_, first);
+      SLICER_LAUNCH(InitBoundsKernel, Threads1D(groups * kSlotsPerRun), 128, stream_, p_, begin,
+                    groups, rules_, slots_, first);
       SLICER_CUDA_LAUNCHED();
       SLICER_TRY_STATUS(RunSelects(begin, groups));
     }
-    SLICER_LAUNCH(BlockStatsKernel<T>, grid, kThreads, stream_, data_, lay_, p_, begin, rules_, bounds_,
-                                                        bpg, max_key_, min_key_);
+    SLICER_LAUNCH(BlockStatsKernel<T>, grid, kThreads, stream_, data_, lay_, p_, begin, rules_,
+                  bounds_, bpg, max_key_, min_key_);
     SLICER_CUDA_LAUNCHED();
-    SLICER_LAUNCH(BlockMetaKernel, Threads1D(groups), 128, stream_, p_, begin, groups, rules_, max_key_,
-                                                             min_key_, meta_);
+    SLICER_LAUNCH(BlockMetaKernel, Threads1D(groups), 128, stream_, p_, begin, groups, rules_,
+                  max_key_, min_key_, meta_);
     SLICER_CUDA_LAUNCHED();
     if (p_.level_count == 0 && p_.delta_micro != 0 && p_.bits > 1) {
       SLICER_CUDA_TRY(cudaMemsetAsync(
           ds_, 0, groups * p_.num_labels * kMaxBits * sizeof(unsigned long long), stream_));
-      SLICER_LAUNCH(AbqKernel<T>, grid, kThreads, stream_, data_, lay_, p_, begin, rules_, bounds_, bpg,
-                                                   meta_, ds_);
+      SLICER_LAUNCH(AbqKernel<T>, grid, kThreads, stream_, data_, lay_, p_, begin, rules_, bounds_,
+                    bpg, meta_, ds_);
       SLICER_CUDA_LAUNCHED();
-      SLICER_LAUNCH(AbqChooseKernel, Threads1D(groups * p_.num_labels), 128, stream_, p_, begin, groups,
-                                                                              ds_, meta_);
+      SLICER_LAUNCH(AbqChooseKernel, Threads1D(groups * p_.num_labels), 128, stream_, p_, begin,
+                    groups, ds_, meta_);
       SLICER_CUDA_LAUNCHED();
     }
     return SLICER_OK;
@@ -423,16 +426,18 @@ int EncodeTyped(const Batch& batch, const TempLayout& t, const void* data, uint8
   const dim3 grid(static_cast<unsigned>(std::clamp<uint64_t>(CeilDiv(longest, 256 * 16), 1,
                                                              1024)),
                   static_cast<unsigned>(batch.items));
-  SLICER_LAUNCH(AssembleKernel, grid, 256, stream, reinterpret_cast<const StreamPiece*>(temp + t.pieces),
-                                           temp + t.stage, temp + t.payload, dst);
+  SLICER_LAUNCH(AssembleKernel, grid, 256, stream,
+                reinterpret_cast<const StreamPiece*>(temp + t.pieces), temp + t.stage,
+                temp + t.payload, dst);
   SLICER_CUDA_LAUNCHED();
   const auto* dev_ranges = reinterpret_cast<const CrcRange*>(temp + t.ranges);
   auto* segment_crc = reinterpret_cast<uint32_t*>(temp + t.segment_crc);
   const unsigned segment_blocks = static_cast<unsigned>(CeilDiv(segments, kCrcThreads));
-  SLICER_LAUNCH(CrcSegmentKernel, segment_blocks, kCrcThreads, stream, dev_ranges, batch.items,
-                dst, segment_crc);
+  SLICER_LAUNCH(CrcSegmentKernel, segment_blocks, kCrcThreads, stream, dev_ranges, batch.items, dst,
+                segment_crc);
   SLICER_CUDA_LAUNCHED();
-  SLICER_LAUNCH(CrcCombineKernel, static_cast<unsigned>(batch.items), kCrcThreads, stream, dev_ranges, segment_crc, dst);
+  SLICER_LAUNCH(CrcCombineKernel, static_cast<unsigned>(batch.items), kCrcThreads, stream,
+                dev_ranges, segment_crc, dst);
   SLICER_CUDA_LAUNCHED();
   return SLICER_OK;
 }

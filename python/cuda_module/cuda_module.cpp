@@ -284,7 +284,7 @@ nb::tuple Decode(AnyArray src, uint64_t max_elements, nb::object out, int device
   if (!on_device && src.device_type() != nb::device::cpu::value) {
     throw nb::value_error("the stream must be in host memory or on a CUDA device");
   }
-  if (src.ndim() != 1 || src.dtype() != nb::dtype<uint8_t>() || (src.ndim() && src.stride(0) != 1)) {
+  if (src.ndim() != 1 || src.dtype() != nb::dtype<uint8_t>() || src.stride(0) != 1) {
     throw nb::value_error("the stream must be a contiguous 1-D uint8 buffer");
   }
   if (on_device) device = src.device_id();
@@ -315,7 +315,8 @@ nb::tuple Decode(AnyArray src, uint64_t max_elements, nb::object out, int device
     if (DtypeCode(target.dtype()) != static_cast<int>(h.dtype) || target.ndim() != h.ndim ||
         ShapeOf(target) != std::vector<int64_t>(h.shape, h.shape + h.ndim) ||
         !IsCContiguous(target)) {
-      throw nb::value_error("out must be a C-contiguous CUDA array of the stream's shape and dtype");
+      throw nb::value_error(
+          "out must be a C-contiguous CUDA array of the stream's shape and dtype");
     }
     if (target.device_id() != device) {
       throw nb::value_error("out must be on the device that decodes");

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import FormatError, raise_decode_status, raise_encode_status
+from ._errors import raise_decode_status, raise_encode_status
 
 try:
     from . import _cuda
@@ -178,6 +178,3 @@ def decode(buf: Any, out: Any = None, max_elements: int = _DEFAULT_MAX_ELEMENTS)
     if status:
         _raise_cuda(status, encoding=False)
     return out if out is not None else result
-
-
-__all__ += ["FormatError"]
