@@ -60,10 +60,18 @@ class Cut:
         with fewer than 64 elements once symbolic dimensions are set to 1 (an additive mask
         ``[1, 1, 1, T]``). These are the cuts a user means by "after layer 11".
         """
-        bulky = [t for t in self.tensors
-                 if t.dtype in ("float32", "float16", "bfloat16", "float64")
-                 and (t.shape is None or _unit_count(t.shape) >= 64)]
-        return len(bulky) == 1
+        return len(self._bulky()) == 1
+
+    @property
+    def feature(self) -> str | None:
+        """Name of the one bulky tensor of a simple cut (None for other cuts)."""
+        bulky = self._bulky()
+        return bulky[0].name if len(bulky) == 1 else None
+
+    def _bulky(self) -> list[TensorInfo]:
+        return [t for t in self.tensors
+                if t.dtype in ("float32", "float16", "bfloat16", "float64")
+                and (t.shape is None or _unit_count(t.shape) >= 64)]
 
     def to_json(self) -> dict:
         return {

@@ -146,7 +146,13 @@ def select_cuts(part: Partitioner, which: str | Sequence[int] = "simple",
         if which == "all":
             chosen = list(cuts)
         elif which == "simple":
-            chosen = [c for c in cuts if c.simple] or list(cuts)
+            # Of consecutive simple cuts carrying the same feature (the hidden state while
+            # shape scalars are computed beside it), keep the first: it is named after the
+            # feature itself ("/model.layers.11/add_2229"), and the later ones differ only by
+            # a few cheap side computations.
+            simple = [c for c in cuts if c.simple]
+            chosen = [c for i, c in enumerate(simple)
+                      if i == 0 or simple[i - 1].feature != c.feature] or list(cuts)
         else:
             raise ValueError(f"cut selection must be 'simple', 'all' or indices, got {which!r}")
     else:
