@@ -99,14 +99,16 @@ struct StreamPiece {
   unsigned long long dst;
 };
 
-static __global__ void AssembleKernel(const StreamPiece* pieces, const uint8_t* meta,
-                               const uint8_t* payload, uint8_t* dst) {
-  const StreamPiece piece = pieces[blockIdx.y];
-  const uint64_t total = piece.meta_len + piece.payload_len;
-  for (uint64_t i = blockIdx.x * uint64_t{blockDim.x} + threadIdx.x; i < total;
-       i += uint64_t{gridDim.x} * blockDim.x) {
-    dst[piece.dst + i] = i < piece.meta_len ? meta[piece.meta_src + i]
-                                            : payload[piece.payload_src + i - piece.meta_len];
+static __global__ void AssembleKernel(const StreamPiece* pieces, uint64_t count,
+                                      const uint8_t* meta, const uint8_t* payload, uint8_t* dst) {
+  for (uint64_t item = blockIdx.y; item < count; item += gridDim.y) {  // grid.y <= 65535
+    const StreamPiece piece = pieces[item];
+    const uint64_t total = piece.meta_len + piece.payload_len;
+    for (uint64_t i = blockIdx.x * uint64_t{blockDim.x} + threadIdx.x; i < total;
+         i += uint64_t{gridDim.x} * blockDim.x) {
+      dst[piece.dst + i] = i < piece.meta_len ? meta[piece.meta_src + i]
+                                              : payload[piece.payload_src + i - piece.meta_len];
+    }
   }
 }
 

@@ -423,12 +423,12 @@ int EncodeTyped(const Batch& batch, const TempLayout& t, const void* data, uint8
   for (const StreamPiece& piece : pieces) {
     longest = std::max<uint64_t>(longest, piece.meta_len + piece.payload_len);
   }
-  const dim3 grid(static_cast<unsigned>(std::clamp<uint64_t>(CeilDiv(longest, 256 * 16), 1,
-                                                             1024)),
-                  static_cast<unsigned>(batch.items));
+  const uint64_t copy_blocks = std::clamp<uint64_t>(CeilDiv(longest, 256 * 16), 1, 1024);
+  const dim3 grid(static_cast<unsigned>(copy_blocks),
+                  static_cast<unsigned>(std::min<uint64_t>(batch.items, 65535)));
   SLICER_LAUNCH(AssembleKernel, grid, 256, stream,
-                reinterpret_cast<const StreamPiece*>(temp + t.pieces), temp + t.stage,
-                temp + t.payload, dst);
+                reinterpret_cast<const StreamPiece*>(temp + t.pieces), batch.items,
+                temp + t.stage, temp + t.payload, dst);
   SLICER_CUDA_LAUNCHED();
   const auto* dev_ranges = reinterpret_cast<const CrcRange*>(temp + t.ranges);
   auto* segment_crc = reinterpret_cast<uint32_t*>(temp + t.segment_crc);
