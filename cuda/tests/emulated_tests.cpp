@@ -5,7 +5,10 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -393,9 +396,121 @@ void TestDamagedStreams() {
   }
 }
 
+std::string ReadFile(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// The integer after "key": in the golden JSON (flat, as tests/golden/make_golden.py writes it).
+uint64_t JsonInt(const std::string& json, const std::string& key) {
+  const size_t at = json.find("\"" + key + "\"");
+  if (at == std::string::npos) return 0;
+  return std::stoull(json.substr(json.find(':', at) + 1));
+}
+
+std::vector<int> JsonLevels(const std::string& json) {
+  std::vector<int> levels;
+  const size_t at = json.find("\"levels\"");
+  const size_t open = json.find('[', at);
+  const size_t close = json.find(']', open);
+  std::stringstream list(json.substr(open + 1, close - open - 1));
+  std::string item;
+  while (std::getline(list, item, ',')) {
+    if (item.find_first_of("0123456789") != std::string::npos) levels.push_back(std::stoi(item));
+  }
+  return levels;
+}
+
+// A little-endian .npy of float32 / float16 / uint16 (bfloat16 bits).
+bool ReadNpy(const std::string& bytes, std::vector<int64_t>* shape, std::string* descr,
+             std::string* data) {
+  if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) return false;
+  const size_t header_len = static_cast<uint8_t>(bytes[8]) | static_cast<uint8_t>(bytes[9]) << 8;
+  const std::string header = bytes.substr(10, header_len);
+  const size_t d = header.find("'descr': '") + 10;
+  *descr = header.substr(d, header.find('\'', d) - d);
+  const size_t open = header.find('(', header.find("'shape'"));
+  const size_t close = header.find(')', open);
+  std::stringstream dims(header.substr(open + 1, close - open - 1));
+  std::string item;
+  shape->clear();
+  while (std::getline(dims, item, ',')) {
+    if (item.find_first_of("0123456789") != std::string::npos) shape->push_back(std::stoll(item));
+  }
+  *data = bytes.substr(10 + header_len);
+  return header.find("'fortran_order': False") != std::string::npos;
+}
+
+// The golden streams of tests/golden/v1: the emulated GPU encoder writes them byte for byte.
+void TestGolden() {
+  const std::filesystem::path dir = SLICER_GOLDEN_DIR;
+  int cases = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().extension() != ".slc") continue;
+    ++checks;
+    ++cases;
+    const std::filesystem::path base = entry.path().parent_path() / entry.path().stem();
+    const std::string json = ReadFile(base.string() + ".json");
+    std::vector<int64_t> shape;
+    std::string descr;
+    std::string data;
+    if (!ReadNpy(ReadFile(base.string() + ".npy"), &shape, &descr, &data)) {
+      Fail("golden " + base.string() + ": unreadable .npy");
+      continue;
+    }
+    Input in{std::vector<uint8_t>(data.begin(), data.end()),
+             json.find("\"bfloat16\"") != std::string::npos
+                 ? SLICER_BFLOAT16
+                 : (descr == "<f2" ? SLICER_FLOAT16 : SLICER_FLOAT32),
+             shape};
+    slicer_params p;
+    slicer_params_init(&p);
+    p.sparsity_ppb = static_cast<uint32_t>(JsonInt(json, "sparsity_ppb"));
+    p.asym_ppb = static_cast<uint32_t>(JsonInt(json, "asym_ppb"));
+    p.delta_micro = static_cast<uint32_t>(JsonInt(json, "delta_micro"));
+    p.seed = JsonInt(json, "seed");
+    p.bits = static_cast<uint8_t>(JsonInt(json, "bits"));
+    p.blocks_pos = static_cast<uint8_t>(JsonInt(json, "blocks_pos"));
+    p.blocks_neg = static_cast<uint8_t>(JsonInt(json, "blocks_neg"));
+    p.chunk_log2 = static_cast<uint8_t>(JsonInt(json, "chunk_log2"));
+    p.group_rows = static_cast<uint8_t>(JsonInt(json, "group_rows"));
+    const std::vector<int> levels = JsonLevels(json);
+    p.level_count = static_cast<uint8_t>(levels.size());
+    for (size_t i = 0; i < levels.size(); ++i) p.levels[i] = static_cast<uint8_t>(levels[i]);
+    const std::string golden = ReadFile(entry.path());
+    const uint32_t ndim = static_cast<uint32_t>(shape.size());
+    size_t temp_bytes = 0;
+    size_t bound = 0;
+    slicer_cuda_encode_temp_size(shape.data(), ndim, in.dtype, &p, &temp_bytes);
+    slicer_encode_bound(shape.data(), ndim, in.dtype, &p, &bound);
+    std::vector<uint8_t> temp(temp_bytes);
+    std::vector<uint8_t> out(bound);
+    size_t written = 0;
+    const int status = slicer_cuda_encode_host(in.bytes.data(), in.dtype, shape.data(), ndim, &p,
+                                               temp.data(), temp.size(), out.data(), out.size(),
+                                               &written, nullptr);
+    if (status || std::string(out.begin(), out.begin() + written) != golden) {
+      Fail("golden " + base.filename().string() + ": status " + std::to_string(status) +
+           ", bytes differ");
+    }
+    // And decodes it like the C++ decoder.
+    const std::vector<uint8_t> stream(golden.begin(), golden.end());
+    int cpu_status = 0;
+    int gpu_status = 0;
+    const std::vector<uint8_t> expect = CpuDecode(stream, &cpu_status);
+    if (GpuDecode(stream, true, &gpu_status) != expect || gpu_status != cpu_status) {
+      Fail("golden " + base.filename().string() + ": decode differs");
+    }
+  }
+  if (cases < 20) Fail("expected at least 20 golden streams in " + dir.string());
+}
+
 }  // namespace
 
 int main() {
+  TestGolden();
   TestRandomSizes();
   TestParameterCorners();
   TestBatches();
