@@ -27,8 +27,9 @@ int main(int argc, char** argv) {
   }
   int written = 0;
   for (int variant = 0; variant < 8; ++variant) {
-    const int64_t rows = 1 + variant;
-    const int64_t cols = 37 + 29 * variant;
+    // The last variant is large enough for the radix selection path (>= 8192 per group).
+    const int64_t rows = variant == 7 ? 1 : 1 + variant;
+    const int64_t cols = variant == 7 ? 9973 : 37 + 29 * variant;
     std::vector<float> values(static_cast<size_t>(rows * cols));
     uint64_t state = 0x9E3779B97F4A7C15ull * (variant + 1);
     for (size_t j = 0; j < values.size(); ++j) {
@@ -58,6 +59,7 @@ int main(int argc, char** argv) {
     // fuzz_roundtrip layout: s(4) asym-flag(1) [asym(4)] delta(2) seed(4) bits(1) M+(1) M-(1)
     // multilevel(1) [levels] chunk(1) rows(1) dtype(1) row(1), then the values.
     std::vector<uint8_t> input = {0, 0, 0, 0, 0, 0x10, 0x27, 7, 0, 0, 0, 7, 2, 2, 1, 0, 1, 0, 31};
+    if (variant == 7) input[16] = 0;  // one group for the whole array
     const uint32_t s = params.sparsity_ppb;
     for (int i = 0; i < 4; ++i) input[i] = static_cast<uint8_t>(s >> (8 * i));
     const uint8_t* raw = reinterpret_cast<const uint8_t*>(values.data());
