@@ -139,34 +139,18 @@ def topk_exact_setting(sparsity: float) -> Setting:
     )
 
 
-def ablation_settings(sparsity: float, groups: str = "tensor") -> list[Setting]:
+def ablation_settings(sparsity: float, groups: str = "tensor", bits: int = 8,
+                      delta: float = 0.01, exact: bool = True) -> list[Setting]:
     """Paper Table 4 in spirit: top-k only, + magnitude-split blocks, + ABQ, at one sparsity."""
-    return [
-        topk_exact_setting(sparsity),
-        slicer_setting(
-            sparsity,
-            blocks=1,
-            delta=0.0,
-            groups=groups,
-            family="ablation",
-            label=f"ATKF + 1 range 8-bit s={sparsity:g}",
-        ),
-        slicer_setting(
-            sparsity,
-            blocks=3,
-            delta=0.0,
-            groups=groups,
-            family="ablation",
-            label=f"ATKF + MS(3) 8-bit s={sparsity:g}",
-        ),
-        slicer_setting(
-            sparsity,
-            blocks=3,
-            delta=0.01,
-            groups=groups,
-            family="ablation",
-            label=f"ATKF + MS(3) + ABQ δ=0.01 s={sparsity:g}",
-        ),
+    out = [topk_exact_setting(sparsity)] if exact else []
+    return out + [
+        slicer_setting(sparsity, bits=bits, blocks=1, delta=0.0, groups=groups,
+                       family="ablation", label=f"ATKF + 1 range {bits}-bit s={sparsity:g}"),
+        slicer_setting(sparsity, bits=bits, blocks=3, delta=0.0, groups=groups,
+                       family="ablation", label=f"ATKF + MS(3) {bits}-bit s={sparsity:g}"),
+        slicer_setting(sparsity, bits=bits, blocks=3, delta=delta, groups=groups,
+                       family="ablation",
+                       label=f"ATKF + MS(3) + ABQ δ={delta:g} {bits}-bit s={sparsity:g}"),
     ]
 
 

@@ -41,7 +41,9 @@ def main() -> None:
                for rgb, label, _ in zoo.imagenet_photos() for c, o in CROPS for f in (False, True)]
     labels = np.array([label for _, label in samples])
     settings = ([slicer_setting(s) for s in SPARSITIES] + [slicer_setting(0.5, bits=4)]
-                + ablation_settings(0.9) + peer_settings())
+                + ablation_settings(0.9)
+                + ablation_settings(0.9, bits=4, delta=0.1, exact=False)
+                + peer_settings())
     results, uncut = {}, {}
     for name in CUTS:
         split = SplitModel(part, name, providers="cpu", threads=args.threads)

