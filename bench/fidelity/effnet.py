@@ -22,7 +22,7 @@ from common import (
 )
 
 from slicer.split import Partitioner, SplitModel, zoo
-from slicer.split.fidelity import _log_softmax
+from slicer.split.fidelity import log_softmax
 
 CUTS = (
     "/_blocks.4/Add_output_0",          # after 5 of 16 blocks: 40x28x28, dense (residual sum)
@@ -57,7 +57,7 @@ def main() -> None:
         def score(i: int, outputs: dict, ref: list = ref,
                   ref_top1: np.ndarray = ref_top1) -> dict[str, float]:
             logits = outputs["logits"][0]
-            lp, lq = _log_softmax(ref[i][None]), _log_softmax(logits[None])
+            lp, lq = log_softmax(ref[i][None]), log_softmax(logits[None])
             return {"top1_agreement": float(logits.argmax() == ref_top1[i]),
                     "top1_vs_labels": float(logits.argmax() == labels[i]),
                     "kl": float(np.sum(np.exp(lp) * (lp - lq)))}

@@ -30,7 +30,7 @@ from common import (
 )
 
 from slicer.split import Partitioner, SplitModel, zoo
-from slicer.split.fidelity import _log_softmax
+from slicer.split.fidelity import log_softmax
 
 CUT = "/model.layers.20/add_3968"  # residual stream after 21 of 30 decoder layers
 
@@ -46,7 +46,7 @@ def settings() -> list:
 
 def _nll(logits: np.ndarray, ids: np.ndarray) -> float:
     """Summed negative log-likelihood of tokens 1..T-1 given their prefixes."""
-    lp = _log_softmax(logits[0, :-1])
+    lp = log_softmax(logits[0, :-1])
     return float(-lp[np.arange(lp.shape[0]), ids[0, 1:]].sum())
 
 

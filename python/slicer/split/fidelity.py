@@ -18,7 +18,8 @@ def looks_like_logits(name: str, ref: np.ndarray) -> bool:
     return not np.allclose(norms, 1.0, atol=1e-3)
 
 
-def _log_softmax(x: np.ndarray) -> np.ndarray:
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    """Log-probabilities along the last axis, in float64."""
     x = x.astype(np.float64)
     x = x - x.max(axis=-1, keepdims=True)
     return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
@@ -47,8 +48,8 @@ def compare(name: str, ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
         rows_r = ref.reshape(-1, ref.shape[-1])
         rows_g = got.reshape(-1, got.shape[-1])
         out["top1_agreement"] = float(np.mean(rows_r.argmax(-1) == rows_g.argmax(-1)))
-        lp = _log_softmax(rows_r)
-        lq = _log_softmax(rows_g)
+        lp = log_softmax(rows_r)
+        lq = log_softmax(rows_g)
         out["kl"] = float(np.mean(np.sum(np.exp(lp) * (lp - lq), axis=-1)))
     return out
 

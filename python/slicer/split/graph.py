@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 # ORT refuses protobufs over 2 GiB in memory; bigger pieces go through a temp file with
 # external data.
@@ -433,11 +433,3 @@ def session_bytes_or_path(model: onnx.ModelProto, workdir: str | None = None) ->
     path = os.path.join(folder, f"{model.graph.name}.onnx")
     onnx.save(model, path, save_as_external_data=True, location=f"{model.graph.name}.data")
     return path
-
-
-def initializer_array(model: onnx.ModelProto, name: str) -> np.ndarray:
-    """Value of one initializer (used by tests)."""
-    for t in model.graph.initializer:
-        if t.name == name:
-            return numpy_helper.to_array(t)
-    raise KeyError(name)

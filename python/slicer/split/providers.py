@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import onnx
 from onnx import TensorProto, helper
 
-_QUIET = 3  # ORT log severity: errors only ... we pass 3 (ERROR) or 4 (FATAL) when probing
+_QUIET = 3  # ORT log severity for real sessions: errors only (the probe uses 4, fatal only)
 
 
 def _probe_model() -> bytes:

@@ -91,9 +91,9 @@ class SplitModel:
     def run_head(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self.head.get_outputs()]
         values = self.head.run(names, self._feeds(self.head, inputs))
-        out = dict(zip(names, values, strict=True))
-        # A graph input that crosses the cut is forwarded by the head unchanged.
-        return out
+        # Graph inputs that cross the cut (masks, token ids) are head outputs too: the head
+        # model passes them through unchanged.
+        return dict(zip(names, values, strict=True))
 
     def run_tail(self, cut_values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self.tail.get_outputs()]
