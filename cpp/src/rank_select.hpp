@@ -120,22 +120,14 @@ RankInfo RankFromHistogram(const Histogram& histogram, KeyOf key_of, uint64_t n,
   return RankInBucket(&bucket, rank - above, above);
 }
 
-// Small inputs: an 8-bit radix descent on the stack, then nth_element inside the remaining
-// candidates.
-template <class KeyOf>
-RankInfo SmallKeyAtRank(KeyOf key_of, uint64_t n, uint64_t rank) {
-  std::vector<uint32_t>& bucket = Scratch();
-  if (n <= 128) {  // clearing even a small histogram costs more than selecting directly
-    bucket.resize(n);
-    for (uint64_t j = 0; j < n; ++j) bucket[j] = key_of(j);
-    return RankInBucket(&bucket, rank, 0);
-  }
-  // Radix descent, 8 bits a level from the exponent down, narrowing the candidates in place.
+// Small inputs: the key at descending `rank` among the keys in *bucket (which it reorders and
+// shrinks): an 8-bit radix descent with stack histograms, then nth_element on what is left.
+inline RankInfo SmallRankInPlace(std::vector<uint32_t>* keys, uint64_t rank) {
+  std::vector<uint32_t>& bucket = *keys;
   static_assert(kRadixMinElements < 65536, "uint16 lanes");
-  bucket.resize(n);
-  for (uint64_t j = 0; j < n; ++j) bucket[j] = key_of(j);
   uint64_t above = 0;
-  for (int shift = 23; shift >= 0 && bucket.size() > 64; shift -= 8) {
+  // Below ~128 keys clearing a histogram costs more than selecting directly.
+  for (int shift = 23; shift >= 0 && bucket.size() > 128; shift -= 8) {
     // Four interleaved counters per bin: keys cluster in few bins, and one counter array
     // would serialize on store-to-load forwarding.
     uint16_t lanes[4][256] = {};
@@ -148,19 +140,16 @@ RankInfo SmallKeyAtRank(KeyOf key_of, uint64_t n, uint64_t rank) {
       ++lanes[3][(bucket[i + 3] >> shift) & 0xFF];
     }
     for (; i < size; ++i) ++lanes[0][(bucket[i] >> shift) & 0xFF];
-    uint32_t histogram[256];
-    for (unsigned b = 0; b < 256; ++b) {
-      histogram[b] = uint32_t{lanes[0][b]} + lanes[1][b] + lanes[2][b] + lanes[3][b];
-    }
     unsigned chosen = 0;
     const uint64_t local = rank - above;
     uint64_t seen = 0;
     for (unsigned b = 256; b-- > 0;) {
-      if (seen + histogram[b] > local) {
+      const uint32_t count = uint32_t{lanes[0][b]} + lanes[1][b] + lanes[2][b] + lanes[3][b];
+      if (seen + count > local) {
         chosen = b;
         break;
       }
-      seen += histogram[b];
+      seen += count;
     }
     above += seen;
     size_t kept = 0;
@@ -171,6 +160,14 @@ RankInfo SmallKeyAtRank(KeyOf key_of, uint64_t n, uint64_t rank) {
     bucket.resize(kept);
   }
   return RankInBucket(&bucket, rank - above, above);
+}
+
+template <class KeyOf>
+RankInfo SmallKeyAtRank(KeyOf key_of, uint64_t n, uint64_t rank) {
+  std::vector<uint32_t>& bucket = Scratch();
+  bucket.resize(n);
+  for (uint64_t j = 0; j < n; ++j) bucket[j] = key_of(j);
+  return SmallRankInPlace(&bucket, rank);
 }
 
 template <class KeyOf>

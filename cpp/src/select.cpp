@@ -216,9 +216,13 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
     nnz = n - histogram.zeros;
     if (histogram.non_finite) throw StatusError(SLICER_ERR_NONFINITE_INPUT, "NaN or infinity");
   } else {
+    // Small groups keep a copy of the keys for the selection below (same pass).
+    std::vector<uint32_t>& keys = Scratch();
+    keys.resize(n);
     uint32_t largest = 0;
     for (uint64_t j = 0; j < n; ++j) {
       const uint32_t key = key_of(j);
+      keys[j] = key;
       nnz += key != 0;
       largest = std::max(largest, key);
     }
@@ -262,12 +266,12 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
       }
       candidates.resize(kept);
     } else if (params.asym_ppb == 0) {
-      const RankInfo tau_info = KeyAtRank(key_of, n, k - 1, threads);
+      const RankInfo tau_info = SmallRankInPlace(&Scratch(), k - 1);  // keys copied above
       const Cut cut = CutFromRank(tau_info, k, key_of, n, seed, identity);
       CollectTop(x, n, base, cut, seed, threads, k, group);
     } else {
       const RankInfo tau_info = radix ? RankFromHistogram(histogram, key_of, n, k - 1, threads)
-                                      : KeyAtRank(key_of, n, k - 1, threads);
+                                      : SmallRankInPlace(&Scratch(), k - 1);
       const double tau = static_cast<double>(BitsToFloat(tau_info.key));
       const double f_plus = static_cast<double>(kPpb + params.asym_ppb) / static_cast<double>(kPpb);
       const double f_minus =
