@@ -324,10 +324,9 @@ nb::tuple Decode(AnyArray src, uint64_t max_elements, nb::object out, int device
     dst = target.data();
     result = out;
   } else {
-    if (dst_bytes) {
-      status = FromCuda(cudaMalloc(&dst, dst_bytes));
-      if (status) return nb::make_tuple(status, nb::none());
-    }
+    // At least one byte, so that an empty tensor still owns a real allocation.
+    status = FromCuda(cudaMalloc(&dst, dst_bytes ? dst_bytes : 1));
+    if (status) return nb::make_tuple(status, nb::none());
     result = DeviceArrayOf(dst, DeviceOwner(dst), shape, DlpackDtype(h.dtype), device);
   }
   {
