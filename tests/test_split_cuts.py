@@ -159,3 +159,20 @@ def test_real_model_cut_names_are_readable() -> None:
              "LayerNormalization_output_0"]
     assert layer and layer[0].simple
     assert {"attention_mask"} <= {t.name for t in layer[0].tensors}
+
+
+def test_peak_activation_memory_by_hand() -> None:
+    """Liveness on the toy graph (float32 tensors: x 3x7 = 84 B, every other one 3x5 = 60 B).
+
+    mm: x, mask, a = 204 | relu: mask, a, b = 180 | add: mask, a, b, c = 240 |
+    scale_mask: mask, c, m2 = 180 | mul: c, m2, y = 180. A head ending at node i peaks at the
+    running maximum; the Constant (node 2) changes nothing.
+    """
+    from slicer.split.profile import _all_tensor_sizes, _peak_activation_bytes
+
+    part = Partitioner(_toy_model())
+    inputs = {"x": np.ones((3, 7), np.float32), "mask": np.ones((3, 5), np.float32)}
+    sizes = _all_tensor_sizes(part, inputs, ["CPUExecutionProvider"], 1)
+    assert sizes["a"] == ((3, 5), "float32")
+    assert _peak_activation_bytes(part, sizes) == {0: 204, 1: 204, 2: 204, 3: 240, 4: 240,
+                                                   5: 240}

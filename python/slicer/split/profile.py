@@ -88,11 +88,13 @@ def _peak_activation_bytes(part: Partitioner, sizes: Mapping[str, tuple[tuple[in
         b = nbytes(name)
         delta[p + 1] += b
         delta[last_use.get(name, p) + 2] -= b
-    live = np.cumsum(delta)[1:]  # live[i + 1] = bytes live while node i runs; live[0] = inputs
+    # live[i]: bytes of the tensors with produced ≤ i ≤ last use, i.e. live while node i runs
+    # (graph inputs count from node 0 on).
+    live = np.cumsum(delta)[1:]
     peaks: dict[int, int] = {}
-    running = int(live[0])
+    running = 0
     for i in range(end):
-        running = max(running, int(live[i + 1]))
+        running = max(running, int(live[i]))
         peaks[i] = running
     return peaks
 
