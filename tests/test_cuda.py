@@ -280,3 +280,141 @@ def test_gpu_rejects_bad_input_and_streams() -> None:
         slicer.decode(bytes(stream), device="cuda")
     with pytest.raises(slicer.FormatError):
         slicer.decode(slicer.encode(np.ones(64, np.float32)), device="cuda", max_elements=63)
+
+
+# --------------------------------------------------------------------------- glue (no GPU)
+
+
+class _FakeCudaArray:
+    """Speaks DLPack like a CUDA array of another framework; records the stream handshake."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+        self.streams: list[Any] = []
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (2, 1)  # kDLCUDA, device 1
+
+    def __dlpack__(self, *, stream: Any = None) -> str:
+        self.streams.append(stream)
+        return "capsule"
+
+
+class _FakeModule:
+    """Stands in for slicer._cuda: records calls and answers with a preset status."""
+
+    def __init__(self, status: int = 0, result: Any = b"stream") -> None:
+        self.status = status
+        self.result = result
+        self.calls: list[tuple] = []
+
+    def available(self) -> bool:
+        return True
+
+    def status_string(self, status: int) -> str:
+        return f"status {status}"
+
+    def last_cuda_error(self) -> str:
+        return "detail"
+
+    def encode(self, *args: Any) -> tuple[int, Any]:
+        self.calls.append(("encode", *args))
+        return self.status, self.result if not self.status else None
+
+    def encode_batch(self, *args: Any) -> tuple[int, Any]:
+        self.calls.append(("encode_batch", *args))
+        return self.status, [b"a", b"b"] if not self.status else None
+
+    def decode(self, *args: Any) -> tuple[int, Any]:
+        self.calls.append(("decode", *args))
+        return self.status, "device array" if not self.status else None
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch: pytest.MonkeyPatch) -> Any:
+    if _gpu is None:
+        pytest.skip("slicer._gpu is missing")
+
+    def install(**kwargs: Any) -> _FakeModule:
+        module = _FakeModule(**kwargs)
+        monkeypatch.setattr(_gpu, "_cuda", module)
+        return module
+
+    return install
+
+
+def test_glue_dlpack_handshake_and_arguments(fake_cuda: Any) -> None:
+    module = fake_cuda()
+    x = _FakeCudaArray((4, 8))
+    params = slicer._params.make_params(sparsity=0.5)
+    assert _gpu.encode(x, params) == b"stream"
+    assert _gpu.encode(x, params, out="device") == b"stream"
+    # An unknown producer works on the legacy default stream: handle 1 in the handshake
+    # (0 is not allowed for CUDA), raw handle 0 for the kernels.
+    assert x.streams == [1, 1]
+    assert module.calls[0] == ("encode", "capsule", params, False, 0)
+    assert module.calls[1] == ("encode", "capsule", params, True, 0)
+    with pytest.raises(ValueError, match="out must be"):
+        _gpu.encode(x, params, out="elsewhere")
+
+
+def test_glue_batch_axis(fake_cuda: Any) -> None:
+    module = fake_cuda()
+    x = _FakeCudaArray((2, 3, 5))
+    params = slicer._params.make_params()
+    assert _gpu.encode_batch(x, -1, params) == [b"a", b"b"]
+    assert module.calls[-1][2] == 2  # axis normalized
+    with pytest.raises(ValueError, match="out of range"):
+        _gpu.encode_batch(x, 3, params)
+    with pytest.raises(ValueError, match="at least one dimension"):
+        _gpu.encode_batch(_FakeCudaArray(()), 0, params)
+
+
+def test_glue_decode_sources(fake_cuda: Any) -> None:
+    module = fake_cuda()
+    assert _gpu.decode(b"\x01\x02\x03", max_elements=10) == "device array"
+    _, src, limit, out, device, stream = module.calls[-1]
+    assert isinstance(src, np.ndarray) and src.dtype == np.uint8 and src.tolist() == [1, 2, 3]
+    assert (limit, out, device, stream) == (10, None, 0, 0)
+    on_device = _FakeCudaArray((3,))
+    _gpu.decode(on_device)
+    assert module.calls[-1][1] == "capsule" and module.calls[-1][4] == 1  # the array's device
+    target = _FakeCudaArray((3,))
+    assert _gpu.decode(bytearray(b"abc"), out=target) is target
+    assert module.calls[-1][3] == "capsule" and module.calls[-1][4] == 1
+    with pytest.raises(ValueError, match="out must be an array on a CUDA device"):
+        _gpu.decode(b"abc", out=np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="1-D uint8"):
+        _gpu.decode(np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="max_elements"):
+        _gpu.decode(b"abc", max_elements=-1)
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "message"),
+    [
+        (3, ValueError, "NaN or infinity"),
+        (1, ValueError, "invalid encoder argument"),
+        (20, RuntimeError, "CUDA backend: status 20"),
+        (21, RuntimeError, "detail"),
+    ],
+)
+def test_glue_encode_errors(fake_cuda: Any, status: int, error: type, message: str) -> None:
+    fake_cuda(status=status)
+    with pytest.raises(error, match=message):
+        _gpu.encode(_FakeCudaArray((8,)), slicer._params.make_params())
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (14, slicer.FormatError),
+        (13, slicer.FormatError),
+        (15, slicer.FormatError),
+        (22, RuntimeError),
+    ],
+)
+def test_glue_decode_errors(fake_cuda: Any, status: int, error: type) -> None:
+    fake_cuda(status=status)
+    with pytest.raises(error):
+        _gpu.decode(b"SLCR....")
