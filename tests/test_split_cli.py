@@ -126,6 +126,12 @@ def test_plan_json_fields_and_profile_reuse(capsys, effnet_path, effnet_inputs, 
     assert prof.is_file()
     saved = json.loads(prof.read_text())
     assert all(c["memory_bytes"] >= c["head_param_bytes"] for c in saved["cuts"])
+    for c in saved["cuts"]:
+        assert c["device_latency_s"] > 0 and c["codec_encode_s"] > 0
+        (t,) = c["tensors"]  # EfficientNet's simple cuts carry one tensor
+        assert c["raw_bytes"] == 4 * int(np.prod(t["shape"]))
+    assert [c["index"] for c in saved["cuts"]] == sorted(c["index"] for c in saved["cuts"])
+    assert saved["codec_table"]["elements"] == sorted(saved["codec_table"]["elements"])
     # The saved profile is reused: a memory budget between two cuts moves the choice.
     mems = sorted(c["memory_bytes"] for c in saved["cuts"])
     tight = ["plan", effnet_path, "--memory", str((mems[3] + mems[4]) // 2), "--deadline",
