@@ -13,8 +13,10 @@ namespace slicer::internal {
 
 inline unsigned ResolveThreads(unsigned requested) {
   if (requested != 0) return requested;
-  const unsigned hardware = std::thread::hardware_concurrency();
-  return hardware == 0 ? 1 : hardware;
+  // Asked once: hardware_concurrency() reads /sys on Linux, which would cost more than
+  // encoding a whole 576-float row.
+  static const unsigned hardware = std::max(1u, std::thread::hardware_concurrency());
+  return hardware;
 }
 
 // How many parts of at least `min_items` items each (at most `threads`).
