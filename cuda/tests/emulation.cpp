@@ -8,6 +8,10 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
 #if !defined(__x86_64__)
 #error "the kernel emulation switches fibers with x86-64 code"
 #endif
@@ -66,6 +70,10 @@ const std::function<void()>* body = nullptr;
 // A fresh stack whose first switch "returns" into FiberEntry with the ABI's alignment.
 void PrepareFiber(Fiber* f) {
   f->stack.resize(kStackBytes / sizeof(uint64_t));
+#if defined(__SANITIZE_ADDRESS__)
+  // Frames of the fiber's previous run were abandoned, not unwound: clear their redzones.
+  __asan_unpoison_memory_region(f->stack.data(), f->stack.size() * sizeof(uint64_t));
+#endif
   uintptr_t top = reinterpret_cast<uintptr_t>(f->stack.data() + f->stack.size());
   top &= ~uintptr_t{15};
   auto* sp = reinterpret_cast<uint64_t*>(top - 16);  // 16-aligned slot of the return address
