@@ -14,6 +14,11 @@
 #include "stream_host.hpp"
 
 namespace slicer::cuda {
+
+// Largest group the fused one-block-per-group kernel takes; larger groups run the multi-kernel
+// passes. A variable so that the emulated tests can run both paths on the same inputs.
+uint64_t small_group_limit = kSmallGroup;
+
 namespace {
 
 constexpr uint64_t kHistogramBudget = uint64_t{32} << 20;  // bytes of select histograms
@@ -133,8 +138,15 @@ class Encoder {
     SLICER_CUDA_TRY(cudaMemsetAsync(hist_, 0, t_.wave * kSlotsPerRun * kBins * 4, stream_));
     SLICER_CUDA_TRY(cudaMemsetAsync(status_, 0, 4, stream_));
     SLICER_CUDA_TRY(cudaMemsetAsync(words_, 0, t_.payload ? t_.status - t_.payload : 0, stream_));
-    for (uint64_t begin = 0; begin < t_.groups; begin += t_.wave) {
-      SLICER_TRY_STATUS(RunWave(begin, std::min(t_.wave, t_.groups - begin)));
+    if (lay_.group_size <= small_group_limit) {
+      const uint64_t blocks = std::min<uint64_t>(t_.groups, uint64_t{1} << 20);
+      SLICER_LAUNCH(SmallGroupKernel<T>, blocks, kThreads, stream_, data_, lay_, p_, t_.groups,
+                    rules_, bounds_, static_cast<uint32_t>(t_.bounds_per_group), meta_, status_);
+      SLICER_CUDA_LAUNCHED();
+    } else {
+      for (uint64_t begin = 0; begin < t_.groups; begin += t_.wave) {
+        SLICER_TRY_STATUS(RunWave(begin, std::min(t_.wave, t_.groups - begin)));
+      }
     }
     const uint64_t chunk_grid = std::min<uint64_t>(t_.total_chunks, uint64_t{1} << 20);
     SLICER_LAUNCH(ChunkSizeKernel<T>, chunk_grid, kThreads, stream_, data_, lay_, p_, rules_,

@@ -98,28 +98,70 @@ __global__ void ScanKernel(const T* data, Layout lay, uint64_t group_begin, Grou
   }
 }
 
+// A select of rank r over `set`, ready for its first digit pass (r = 0 selects nothing).
+__host__ __device__ inline SelectSlot NewSlot(uint32_t set, uint64_t r, uint32_t target) {
+  SelectSlot slot{};
+  slot.remaining = r;
+  slot.set = set;
+  slot.phase = r ? kPhaseKey : kPhaseIdle;
+  slot.empty = r ? 0 : 1;
+  slot.target = target;
+  return slot;
+}
+
+// k (§4.1) from the group's nonzero count; resets everything decided later.
+__device__ inline void InitRule(const Params& p, const Layout& lay, GroupRule* rule) {
+  const unsigned __int128 budget =
+      static_cast<unsigned __int128>(lay.group_size) * (1000000000u - p.sparsity_ppb);
+  const uint64_t k_max = static_cast<uint64_t>(budget / 1000000000u);
+  rule->k = k_max < rule->nnz ? k_max : rule->nnz;
+  rule->mode = kKeepSelected;
+  rule->a = {0, 1, 0};
+  rule->b = {0, 1, 0};
+  rule->t_pos = 0.0;
+  rule->t_neg = 0.0;
+  rule->strict_count = 0;
+  rule->n_pos = 0;
+}
+
+// lambda > 0 (§4.4): t+ = tau f+, t- = tau f-.
+__device__ inline void SetThresholds(const Params& p, GroupRule* rule) {
+  const double tau = static_cast<double>(BitsFloat(rule->a.tau));
+  const double f_plus = Div(static_cast<double>(1000000000u + p.asym_ppb), 1e9);
+  const double f_minus = Div(static_cast<double>(1000000000u - p.asym_ppb), 1e9);
+  rule->t_pos = Mul(tau, f_plus);
+  rule->t_neg = Mul(tau, f_minus);
+}
+
+// Trim or fill (§4.4) once |S| is known: the second select ranks S or the nonzero rest.
+__device__ inline SelectSlot SecondSlot(GroupRule* rule) {
+  if (rule->k == 0) return NewSlot(kSetStrict, 0, 1);
+  if (rule->strict_count >= rule->k) {
+    rule->mode = kKeepTrim;
+    return NewSlot(kSetStrict, rule->k, 1);
+  }
+  rule->mode = kKeepFill;
+  return NewSlot(kSetRest, rule->k - rule->strict_count, 1);  // rank >= 1
+}
+
+// Block boundary `bound` of a group (§5.1): boundary i < M+ - 1 is the leading
+// floor((i+1) n+ / M+) positives, the rest the same for negatives.
+__device__ inline SelectSlot BoundSlot(const Params& p, const GroupRule& rule, uint32_t bound) {
+  const bool positive = bound < p.blocks_pos - 1;
+  const uint64_t n = positive ? rule.n_pos : rule.k - rule.n_pos;
+  const uint64_t blocks = positive ? p.blocks_pos : p.blocks_neg;
+  const uint64_t m = positive ? bound + 1 : bound - (p.blocks_pos - 1) + 1;
+  return NewSlot(positive ? kSetKeptPos : kSetKeptNeg, m * n / blocks, 2 + bound);
+}
+
 // k (§4.1) and the first select: rank k among the nonzero elements.
 __global__ void InitKeepKernel(Params p, Layout lay, uint64_t group_begin, uint64_t groups,
                                GroupRule* rules, SelectSlot* slots) {
   const uint64_t w = blockIdx.x * uint64_t{blockDim.x} + threadIdx.x;
   if (w >= groups) return;
   GroupRule& rule = rules[group_begin + w];
-  const unsigned __int128 budget =
-      static_cast<unsigned __int128>(lay.group_size) * (1000000000u - p.sparsity_ppb);
-  const uint64_t k_max = static_cast<uint64_t>(budget / 1000000000u);
-  rule.k = k_max < rule.nnz ? k_max : rule.nnz;
-  rule.mode = kKeepSelected;
-  rule.a = {0, 1, 0};
-  rule.b = {0, 1, 0};
-  rule.t_pos = 0.0;
-  rule.t_neg = 0.0;
-  SelectSlot slot{};
-  slot.remaining = rule.k;
-  slot.set = kSetNonzero;
-  slot.phase = rule.k ? kPhaseKey : kPhaseIdle;
-  slot.empty = rule.k ? 0 : 1;
-  slot.target = 0;
-  slots[w * kSlotsPerRun] = slot;
+  InitRule(p, lay, &rule);
+  slots[w * kSlotsPerRun] = NewSlot(kSetNonzero, rule.k, 0);
   for (int s = 1; s < kSlotsPerRun; ++s) slots[w * kSlotsPerRun + s] = SelectSlot{};
 }
 
@@ -131,11 +173,7 @@ __global__ void InitStrictKernel(Params p, uint64_t group_begin, uint64_t groups
   GroupRule& rule = rules[group_begin + w];
   rule.strict_count = 0;
   if (rule.k == 0) return;
-  const double tau = static_cast<double>(BitsFloat(rule.a.tau));
-  const double f_plus = Div(static_cast<double>(1000000000u + p.asym_ppb), 1e9);
-  const double f_minus = Div(static_cast<double>(1000000000u - p.asym_ppb), 1e9);
-  rule.t_pos = Mul(tau, f_plus);
-  rule.t_neg = Mul(tau, f_minus);
+  SetThresholds(p, &rule);
 }
 
 template <typename T>
@@ -156,32 +194,83 @@ __global__ void CountStrictKernel(const T* data, Layout lay, uint64_t group_begi
   }
 }
 
-// Trim or fill (§4.4): the second select ranks S or the nonzero rest.
 __global__ void InitSecondKernel(uint64_t group_begin, uint64_t groups, GroupRule* rules,
                                  SelectSlot* slots) {
   const uint64_t w = blockIdx.x * uint64_t{blockDim.x} + threadIdx.x;
   if (w >= groups) return;
-  GroupRule& rule = rules[group_begin + w];
-  SelectSlot slot{};
-  slot.target = 1;
-  if (rule.k == 0) {
-    slot.empty = 1;
-  } else if (rule.strict_count >= rule.k) {
-    rule.mode = kKeepTrim;
-    slot.set = kSetStrict;
-    slot.remaining = rule.k;
-  } else {
-    rule.mode = kKeepFill;
-    slot.set = kSetRest;
-    slot.remaining = rule.k - rule.strict_count;  // >= 1
-  }
-  slot.phase = slot.remaining ? kPhaseKey : kPhaseIdle;
-  slot.empty = slot.remaining ? 0 : 1;
-  slots[w * kSlotsPerRun] = slot;
+  slots[w * kSlotsPerRun] = SecondSlot(&rules[group_begin + w]);
   for (int s = 1; s < kSlotsPerRun; ++s) slots[w * kSlotsPerRun + s] = SelectSlot{};
 }
 
 // ---------------------------------------------------------------------------- radix select
+
+// The digit a nonzero element adds to a select's histogram at this level, or -1 when it is not
+// a candidate (outside the set, or outside the prefix chosen so far).
+__device__ inline int SlotDigit(const SelectSlot& slot, const GroupRule& rule, float x,
+                                uint32_t key, uint64_t f, uint64_t seed, bool draw_phase,
+                                uint32_t level) {
+  if (draw_phase) {
+    const uint32_t shift = 56 - kRadixBits * level;
+    if (key != slot.tau || !InSet(slot.set, rule, x, key, seed, f)) return -1;
+    const uint64_t d = Draw(seed, f);
+    if (level != 0 && (d >> (shift + kRadixBits)) != slot.prefix) return -1;
+    return static_cast<int>((d >> shift) & (kBins - 1));
+  }
+  const uint32_t shift = 24 - kRadixBits * level;
+  if ((uint64_t{key} >> (shift + kRadixBits)) != slot.prefix) return -1;
+  if (!InSet(slot.set, rule, x, key, seed, f)) return -1;
+  return static_cast<int>((key >> shift) & (kBins - 1));
+}
+
+// Picks the digit of the histogram `h` that holds the wanted rank, clears `h`, and moves the
+// select to its next level (or phase).
+__device__ inline void FindStep(SelectSlot& slot, uint32_t* h, bool draw_phase, uint32_t level,
+                                uint32_t last_level, uint32_t* status) {
+  uint64_t below = 0;
+  int chosen = -1;
+  uint32_t chosen_count = 0;
+  for (int step = 0; step < kBins; ++step) {
+    // Magnitudes rank from the top digit down (P order: |x| descending), draws from the
+    // bottom up (draw ascending).
+    const int b = draw_phase ? step : kBins - 1 - step;
+    const uint32_t c = h[b];
+    h[b] = 0;
+    if (chosen < 0) {
+      if (slot.remaining <= below + c) {
+        chosen = b;
+        chosen_count = c;
+      } else {
+        below += c;
+      }
+    }
+  }
+  if (chosen < 0) {  // the rank is larger than the set: an internal inconsistency
+    RaiseStatus(status, kStatusInternal);
+    slot.phase = kPhaseDone;
+    slot.empty = 1;
+    return;
+  }
+  slot.remaining -= below;
+  slot.prefix = (slot.prefix << kRadixBits) | static_cast<uint64_t>(chosen);
+  if (level == last_level) {
+    if (!draw_phase) {
+      slot.tau = static_cast<uint32_t>(slot.prefix);
+      if (slot.remaining == chosen_count) {  // every tied element is selected: no draw needed
+        slot.prefix = kAllDraws;
+        slot.phase = kPhaseDone;
+      } else {
+        slot.prefix = 0;
+        slot.phase = kPhaseDraw;
+      }
+    } else {
+      slot.phase = kPhaseDone;  // prefix is now the draw of the last selected tie
+    }
+  }
+}
+
+__host__ __device__ inline Selection SelectionOf(const SelectSlot& slot) {
+  return Selection{slot.tau, slot.empty, slot.empty ? 0 : slot.prefix};
+}
 
 // One digit of every active select of the group: histogram of the digit among the set's
 // elements that match the prefix so far. grid = (blocks per group, groups in the wave).
@@ -213,7 +302,6 @@ __global__ void SelectHistogramKernel(const T* data, Layout lay, Params p, uint6
   const int n_active = num_active;
   if (n_active == 0) return;
   const GroupRule rule = rules[g];
-  const uint32_t shift = kDrawPhase ? 56 - kRadixBits * level : 24 - kRadixBits * level;
   for (uint64_t j = blockIdx.x * uint64_t{kThreads} + threadIdx.x; j < lay.group_size;
        j += uint64_t{gridDim.x} * kThreads) {
     const uint64_t f = lay.ItemIndex(g, j);
@@ -221,17 +309,8 @@ __global__ void SelectHistogramKernel(const T* data, Layout lay, Params p, uint6
     const uint32_t key = MagnitudeKey(x);
     if (key == 0) continue;  // zero is in no set
     for (int s = 0; s < n_active; ++s) {
-      const SelectSlot& slot = local[s];
-      if (kDrawPhase) {
-        if (key != slot.tau || !InSet(slot.set, rule, x, key, p.seed, f)) continue;
-        const uint64_t d = Draw(p.seed, f);
-        if (level != 0 && (d >> (shift + kRadixBits)) != slot.prefix) continue;
-        atomicAdd(&counts[s * kBins + ((d >> shift) & (kBins - 1))], 1u);
-      } else {
-        if ((uint64_t{key} >> (shift + kRadixBits)) != slot.prefix) continue;
-        if (!InSet(slot.set, rule, x, key, p.seed, f)) continue;
-        atomicAdd(&counts[s * kBins + ((key >> shift) & (kBins - 1))], 1u);
-      }
+      const int digit = SlotDigit(local[s], rule, x, key, f, p.seed, kDrawPhase, level);
+      if (digit >= 0) atomicAdd(&counts[s * kBins + digit], 1u);
     }
   }
   __syncthreads();
@@ -252,48 +331,7 @@ __global__ void SelectFindKernel(SelectSlot* slots, uint32_t* hist, uint64_t cou
   if (i >= count) return;
   SelectSlot slot = slots[i];
   if (slot.phase != (draw_phase ? kPhaseDraw : kPhaseKey)) return;
-  uint32_t* h = hist + i * kBins;
-  uint64_t below = 0;
-  int chosen = -1;
-  uint32_t chosen_count = 0;
-  for (int step = 0; step < kBins; ++step) {
-    // Magnitudes rank from the top digit down (P order: |x| descending), draws from the
-    // bottom up (draw ascending).
-    const int b = draw_phase ? step : kBins - 1 - step;
-    const uint32_t c = h[b];
-    h[b] = 0;
-    if (chosen < 0) {
-      if (slot.remaining <= below + c) {
-        chosen = b;
-        chosen_count = c;
-      } else {
-        below += c;
-      }
-    }
-  }
-  if (chosen < 0) {  // the rank is larger than the set: an internal inconsistency
-    RaiseStatus(status, kStatusInternal);
-    slot.phase = kPhaseDone;
-    slot.empty = 1;
-    slots[i] = slot;
-    return;
-  }
-  slot.remaining -= below;
-  slot.prefix = (slot.prefix << kRadixBits) | static_cast<uint64_t>(chosen);
-  if (level == last_level) {
-    if (!draw_phase) {
-      slot.tau = static_cast<uint32_t>(slot.prefix);
-      if (slot.remaining == chosen_count) {  // every tied element is selected: no draw needed
-        slot.prefix = kAllDraws;
-        slot.phase = kPhaseDone;
-      } else {
-        slot.prefix = 0;
-        slot.phase = kPhaseDraw;
-      }
-    } else {
-      slot.phase = kPhaseDone;  // prefix is now the draw of the last selected tie
-    }
-  }
+  FindStep(slot, hist + i * kBins, draw_phase, level, last_level, status);
   slots[i] = slot;
 }
 
@@ -306,7 +344,7 @@ __global__ void SelectCommitKernel(const SelectSlot* slots, uint64_t group_begin
   const SelectSlot slot = slots[i];
   const uint64_t g = group_begin + i / kSlotsPerRun;
   if (slot.phase != kPhaseDone && !(slot.phase == kPhaseIdle && slot.empty)) return;
-  Selection sel{slot.tau, slot.empty, slot.empty ? 0 : slot.prefix};
+  const Selection sel = SelectionOf(slot);
   if (slot.target == 0) {
     rules[g].a = sel;
   } else if (slot.target == 1) {
@@ -348,18 +386,7 @@ __global__ void InitBoundsKernel(Params p, uint64_t group_begin, uint64_t groups
   const uint32_t bound = first + static_cast<uint32_t>(i % kSlotsPerRun);
   const uint32_t total = p.blocks_pos + p.blocks_neg - 2;
   SelectSlot slot{};
-  if (bound < total) {
-    const GroupRule& rule = rules[group_begin + w];
-    const bool positive = bound < p.blocks_pos - 1;
-    const uint64_t n = positive ? rule.n_pos : rule.k - rule.n_pos;
-    const uint64_t blocks = positive ? p.blocks_pos : p.blocks_neg;
-    const uint64_t m = positive ? bound + 1 : bound - (p.blocks_pos - 1) + 1;
-    slot.remaining = m * n / blocks;
-    slot.set = positive ? kSetKeptPos : kSetKeptNeg;
-    slot.phase = slot.remaining ? kPhaseKey : kPhaseIdle;
-    slot.empty = slot.remaining ? 0 : 1;
-    slot.target = 2 + bound;
-  }
+  if (bound < total) slot = BoundSlot(p, rules[group_begin + w], bound);
   slots[i] = slot;
 }
 
@@ -402,28 +429,24 @@ __host__ __device__ inline uint64_t BlockCount(uint64_t n, uint64_t blocks, uint
   return (m + 1) * n / blocks - m * n / blocks;
 }
 
-// Chained ranges and widths (§5.2): one thread per group.
-__global__ void BlockMetaKernel(Params p, uint64_t group_begin, uint64_t groups,
-                                const GroupRule* rules, const uint32_t* max_key,
-                                const uint32_t* min_key, BlockMeta* meta) {
-  const uint64_t w = blockIdx.x * uint64_t{blockDim.x} + threadIdx.x;
-  if (w >= groups) return;
-  const uint64_t g = group_begin + w;
-  const GroupRule& rule = rules[g];
+// Chained ranges and widths (§5.2) of one group from its per-label key extremes.
+__device__ inline void ComputeBlockMeta(const Params& p, const GroupRule& rule,
+                                        const uint32_t* max_key, const uint32_t* min_key,
+                                        BlockMeta* meta) {
   for (int sign = 0; sign < 2; ++sign) {
     const uint32_t blocks = sign == 0 ? p.blocks_pos : p.blocks_neg;
     const uint32_t base = sign == 0 ? 0 : p.blocks_pos;
     const uint64_t n = sign == 0 ? rule.n_pos : rule.k - rule.n_pos;
     int next = -1;  // the next non-empty block's label (walking from the last block up)
     for (int m = static_cast<int>(blocks) - 1; m >= 0; --m) {
-      const uint64_t label = base + m;
+      const uint32_t label = base + m;
       BlockMeta out{};
       out.count = BlockCount(n, blocks, m);
       if (out.count) {
-        const uint32_t top = max_key[g * p.num_labels + label];
-        const uint32_t bottom = min_key[g * p.num_labels + label];
+        const uint32_t top = max_key[label];
+        const uint32_t bottom = min_key[label];
         out.hi = BitsFloat(top);
-        out.lo = next >= 0 ? BitsFloat(max_key[g * p.num_labels + next]) : BitsFloat(bottom);
+        out.lo = next >= 0 ? BitsFloat(max_key[next]) : BitsFloat(bottom);
         if (bottom == top) {
           out.width = 0;
         } else if (p.level_count) {
@@ -434,9 +457,49 @@ __global__ void BlockMetaKernel(Params p, uint64_t group_begin, uint64_t groups,
         }
         next = static_cast<int>(label);
       }
-      meta[g * p.num_labels + label] = out;
+      meta[label] = out;
     }
   }
+}
+
+// One thread per group.
+__global__ void BlockMetaKernel(Params p, uint64_t group_begin, uint64_t groups,
+                                const GroupRule* rules, const uint32_t* max_key,
+                                const uint32_t* min_key, BlockMeta* meta) {
+  const uint64_t w = blockIdx.x * uint64_t{blockDim.x} + threadIdx.x;
+  if (w >= groups) return;
+  const uint64_t g = group_begin + w;
+  ComputeBlockMeta(p, rules[g], max_key + g * p.num_labels, min_key + g * p.num_labels,
+                   meta + g * p.num_labels);
+}
+
+// Adds one kept magnitude's |coarse(T0) - T| for every candidate width (§5.4) to `sums`
+// (kMaxBits entries of its block).
+__device__ inline void AbqAccumulate(const Params& p, uint32_t key, const BlockMeta& m,
+                                     unsigned long long* sums) {
+  const double a = static_cast<double>(BitsFloat(key));
+  const double lo = m.lo;
+  const double hi = m.hi;
+  const uint32_t t0 = Quantize(a, lo, hi, p.bits);
+  for (uint32_t cand = 1; cand < p.bits; ++cand) {
+    const uint32_t t = Quantize(a, lo, hi, cand);
+    const uint32_t coarse = t0 >> (p.bits - cand);
+    const uint32_t diff = coarse > t ? coarse - t : t - coarse;
+    if (diff) atomicAdd(&sums[cand], static_cast<unsigned long long>(diff));
+  }
+}
+
+// Greedy width (§5.4) from the block's DS sums.
+__device__ inline void AbqChoose(const Params& p, const unsigned long long* sums, BlockMeta* m) {
+  uint32_t width = p.bits;
+  const unsigned __int128 budget = static_cast<unsigned __int128>(p.delta_micro) * m->count;
+  while (width > 1) {
+    const unsigned __int128 sum = sums[width - 1];
+    if (sum * 1000000u > budget) break;
+    --width;
+  }
+  m->width = width;
+  m->abq = 0;
 }
 
 // DS sums of every candidate width below q_bit (§5.4), for the blocks ABQ still decides.
@@ -462,17 +525,7 @@ __global__ void AbqKernel(const T* data, Layout lay, Params p, uint64_t group_be
       if (!IsKept(rule, x, key, p.seed, f)) continue;
       const uint32_t label = LabelOf(p, own, x, key, f);
       const BlockMeta m = group_meta[label];
-      if (!m.abq) continue;
-      const double a = static_cast<double>(BitsFloat(key));
-      const double lo = m.lo;
-      const double hi = m.hi;
-      const uint32_t t0 = Quantize(a, lo, hi, p.bits);
-      for (uint32_t cand = 1; cand < p.bits; ++cand) {
-        const uint32_t t = Quantize(a, lo, hi, cand);
-        const uint32_t coarse = t0 >> (p.bits - cand);
-        const uint32_t diff = coarse > t ? coarse - t : t - coarse;
-        if (diff) atomicAdd(&sums[label * kMaxBits + cand], static_cast<unsigned long long>(diff));
-      }
+      if (m.abq) AbqAccumulate(p, key, m, &sums[label * kMaxBits]);
     }
   }
   __syncthreads();
@@ -489,16 +542,158 @@ __global__ void AbqChooseKernel(Params p, uint64_t group_begin, uint64_t groups,
   const uint64_t at = group_begin * p.num_labels + i;
   BlockMeta m = meta[at];
   if (!m.abq) return;
-  uint32_t width = p.bits;
-  const unsigned __int128 budget = static_cast<unsigned __int128>(p.delta_micro) * m.count;
-  while (width > 1) {
-    const unsigned __int128 sum = ds[i * kMaxBits + (width - 1)];
-    if (sum * 1000000u > budget) break;
-    --width;
-  }
-  m.width = width;
-  m.abq = 0;
+  AbqChoose(p, ds + i * kMaxBits, &m);
   meta[at] = m;
+}
+
+// ---------------------------------------------------------------------------- small groups
+
+// Groups up to this many elements (a token row, a small tensor) take the fused kernel below:
+// one block does every step of the group, so a batch of rows is one launch instead of ~50.
+constexpr uint64_t kSmallGroup = uint64_t{1} << 14;
+
+// Radix select of `*slot` (shared, set up by thread 0 and synchronized) by one block over one
+// group; leaves the result in *out (shared). Every thread of the block must call it.
+template <typename T>
+__device__ void BlockSelect(const T* data, const Layout& lay, const Params& p, uint64_t g,
+                            const GroupRule& rule, SelectSlot* slot, uint32_t* hist,
+                            Selection* out, uint32_t* status) {
+  for (uint32_t step = 0; step < 12; ++step) {
+    const bool draw = step >= 4;  // 4 magnitude digits, then up to 8 draw digits
+    const uint32_t level = draw ? step - 4 : step;
+    if (slot->phase != (draw ? kPhaseDraw : kPhaseKey)) continue;  // the same for all threads
+    for (int b = threadIdx.x; b < kBins; b += kThreads) hist[b] = 0;
+    __syncthreads();
+    for (uint64_t j = threadIdx.x; j < lay.group_size; j += kThreads) {
+      const uint64_t f = lay.ItemIndex(g, j);
+      const float x = LoadElement(data, lay, g, f);
+      const uint32_t key = MagnitudeKey(x);
+      if (key == 0) continue;
+      const int digit = SlotDigit(*slot, rule, x, key, f, p.seed, draw, level);
+      if (digit >= 0) atomicAdd(&hist[digit], 1u);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) FindStep(*slot, hist, draw, level, draw ? 7 : 3, status);
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) *out = SelectionOf(*slot);
+  __syncthreads();
+}
+
+// Everything up to the block table for groups of at most kSmallGroup elements: the same steps
+// and helpers as the multi-kernel path (scan, selects, boundaries, ranges, ABQ), one block per
+// group, writing rules, bounds and meta exactly as that path does.
+template <typename T>
+__global__ void SmallGroupKernel(const T* data, Layout lay, Params p, uint64_t groups,
+                                 GroupRule* rules, Selection* bounds, uint32_t bounds_per_group,
+                                 BlockMeta* meta, uint32_t* status) {
+  __shared__ unsigned long long scratch[kThreads];
+  __shared__ uint32_t hist[kBins];
+  __shared__ SelectSlot slot;
+  __shared__ GroupRule rule;
+  __shared__ Selection own[kMaxLabels];
+  __shared__ uint32_t max_key[kMaxLabels];
+  __shared__ uint32_t min_key[kMaxLabels];
+  __shared__ BlockMeta block_meta[kMaxLabels];
+  __shared__ unsigned long long sums[kMaxLabels * kMaxBits];
+  const uint32_t num_bounds = p.num_labels - 2;
+  const bool abq = p.level_count == 0 && p.delta_micro != 0 && p.bits > 1;
+  for (uint64_t g = blockIdx.x; g < groups; g += gridDim.x) {
+    // §4.1: nonzero count (and the finiteness check), k, the first select.
+    unsigned long long nnz = 0;
+    bool finite = true;
+    for (uint64_t j = threadIdx.x; j < lay.group_size; j += kThreads) {
+      const float x = LoadElement(data, lay, g, lay.ItemIndex(g, j));
+      finite &= IsFiniteBits(x);
+      nnz += MagnitudeKey(x) != 0;
+    }
+    if (!finite) RaiseStatus(status, kStatusNonfinite);
+    const unsigned long long nonzero = BlockReduce(nnz, SumOp(), scratch);
+    if (threadIdx.x == 0) {
+      rule = GroupRule{};
+      rule.nnz = nonzero;
+      InitRule(p, lay, &rule);
+      slot = NewSlot(kSetNonzero, rule.k, 0);
+    }
+    __syncthreads();
+    BlockSelect(data, lay, p, g, rule, &slot, hist, &rule.a, status);
+    // §4.4, lambda > 0: |S|, then trim or fill.
+    if (p.asym_ppb && rule.k) {
+      if (threadIdx.x == 0) SetThresholds(p, &rule);
+      __syncthreads();
+      unsigned long long strict = 0;
+      for (uint64_t j = threadIdx.x; j < lay.group_size; j += kThreads) {
+        strict += InStrict(rule, LoadElement(data, lay, g, lay.ItemIndex(g, j)));
+      }
+      const unsigned long long strict_total = BlockReduce(strict, SumOp(), scratch);
+      if (threadIdx.x == 0) {
+        rule.strict_count = strict_total;
+        slot = SecondSlot(&rule);
+      }
+      __syncthreads();
+      BlockSelect(data, lay, p, g, rule, &slot, hist, &rule.b, status);
+    }
+    // §5.1: kept positives, then every block boundary.
+    unsigned long long positives = 0;
+    for (uint64_t j = threadIdx.x; j < lay.group_size; j += kThreads) {
+      const uint64_t f = lay.ItemIndex(g, j);
+      const float x = LoadElement(data, lay, g, f);
+      positives += x > 0.0f && IsKept(rule, x, MagnitudeKey(x), p.seed, f);
+    }
+    const unsigned long long positive_total = BlockReduce(positives, SumOp(), scratch);
+    if (threadIdx.x == 0) rule.n_pos = positive_total;
+    __syncthreads();
+    for (uint32_t b = 0; b < num_bounds; ++b) {
+      if (threadIdx.x == 0) slot = BoundSlot(p, rule, b);
+      __syncthreads();
+      BlockSelect(data, lay, p, g, rule, &slot, hist, &own[b], status);
+    }
+    // §5.2: block extremes, chained ranges and widths; §5.4: ABQ.
+    for (int l = threadIdx.x; l < kMaxLabels; l += kThreads) {
+      max_key[l] = 0;
+      min_key[l] = 0xFFFFFFFFu;
+    }
+    if (abq) {
+      for (int i = threadIdx.x; i < kMaxLabels * kMaxBits; i += kThreads) sums[i] = 0;
+    }
+    __syncthreads();
+    for (uint64_t j = threadIdx.x; rule.k && j < lay.group_size; j += kThreads) {
+      const uint64_t f = lay.ItemIndex(g, j);
+      const float x = LoadElement(data, lay, g, f);
+      const uint32_t key = MagnitudeKey(x);
+      if (!IsKept(rule, x, key, p.seed, f)) continue;
+      const uint32_t label = LabelOf(p, own, x, key, f);
+      atomicMax(&max_key[label], key);
+      atomicMin(&min_key[label], key);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) ComputeBlockMeta(p, rule, max_key, min_key, block_meta);
+    __syncthreads();
+    if (abq) {
+      for (uint64_t j = threadIdx.x; rule.k && j < lay.group_size; j += kThreads) {
+        const uint64_t f = lay.ItemIndex(g, j);
+        const float x = LoadElement(data, lay, g, f);
+        const uint32_t key = MagnitudeKey(x);
+        if (!IsKept(rule, x, key, p.seed, f)) continue;
+        const uint32_t label = LabelOf(p, own, x, key, f);
+        if (!block_meta[label].abq) continue;
+        AbqAccumulate(p, key, block_meta[label], &sums[label * kMaxBits]);
+      }
+      __syncthreads();
+      for (uint32_t l = threadIdx.x; l < p.num_labels; l += kThreads) {
+        if (block_meta[l].abq) AbqChoose(p, &sums[l * kMaxBits], &block_meta[l]);
+      }
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) rules[g] = rule;
+    for (uint32_t b = threadIdx.x; b < num_bounds; b += kThreads) {
+      bounds[g * bounds_per_group + b] = own[b];
+    }
+    for (uint32_t l = threadIdx.x; l < p.num_labels; l += kThreads) {
+      meta[g * p.num_labels + l] = block_meta[l];
+    }
+    __syncthreads();
+  }
 }
 
 // ---------------------------------------------------------------------------- chunks

@@ -16,6 +16,10 @@
 #include "slicer/slicer.h"
 #include "slicer/slicer_cuda.h"
 
+namespace slicer::cuda {
+extern uint64_t small_group_limit;  // encode.cu: groups up to this size take the fused kernel
+}  // namespace slicer::cuda
+
 namespace {
 
 int failures = 0;
@@ -510,10 +514,15 @@ void TestGolden() {
 }  // namespace
 
 int main() {
-  TestGolden();
-  TestRandomSizes();
-  TestParameterCorners();
-  TestBatches();
+  // Small groups take the fused kernel by default; run the suites again with every group on
+  // the multi-kernel path (the path of large groups) so that both are checked on every case.
+  for (const uint64_t limit : {slicer::cuda::small_group_limit, uint64_t{0}}) {
+    slicer::cuda::small_group_limit = limit;
+    TestGolden();
+    TestRandomSizes();
+    TestParameterCorners();
+    TestBatches();
+  }
   TestDamagedStreams();
   if (failures) {
     std::fprintf(stderr, "%d of %d emulated checks failed\n", failures, checks);
