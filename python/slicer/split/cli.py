@@ -152,6 +152,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
                     deadline_s=parse_seconds(args.deadline), link=link)
     if args.profile and Path(args.profile).is_file():
         profile = load_profile(args.profile)
+        made_for = profile.get("model")
+        if made_for and Path(made_for).resolve() != Path(_resolve_model(args.model)).resolve():
+            raise ValueError(f"profile {args.profile} was made for {made_for}, not {args.model}")
     else:
         model_path = _resolve_model(args.model)
         inputs = _inputs_for(model_path, args)
