@@ -141,7 +141,9 @@ def test_plan_json_fields_and_profile_reuse(capsys, effnet_path, effnet_inputs, 
         assert out2["memory_bytes"] <= (mems[3] + mems[4]) // 2
         assert out2["cut"]["index"] <= out["cut"]["index"]
     # A profile is tied to its model.
-    assert main(["plan", "minilm", "--memory", "64MB", "--deadline", "200ms", "--rate",
+    other = tmp_path / "other.onnx"
+    other.write_bytes(open(effnet_path, "rb").read())  # same graph, another model file
+    assert main(["plan", str(other), "--memory", "64MB", "--deadline", "200ms", "--rate",
                  "20Mbps", "--profile", str(prof)]) == 2
     assert "was made for" in capsys.readouterr().err
     # Nothing fits in 1 kB of memory: infeasible, exit 1, and the reason says memory.
