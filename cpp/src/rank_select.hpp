@@ -120,17 +120,18 @@ RankInfo RankFromHistogram(const Histogram& histogram, KeyOf key_of, uint64_t n,
   return RankInBucket(&bucket, rank - above, above);
 }
 
-// Small inputs: the key at descending `rank` among the keys in *bucket (which it reorders and
-// shrinks): an 8-bit radix descent with stack histograms, then nth_element on what is left.
-inline RankInfo SmallRankInPlace(std::vector<uint32_t>* keys, uint64_t rank) {
+// The key at descending `rank` among the keys in *keys (which it reorders and shrinks): an
+// 8-bit radix descent with stack histograms, then nth_element on what is left. `Lane` counts
+// one bin of a quarter of the keys, so it must hold keys->size() / 4 + 1.
+template <class Lane>
+RankInfo RadixRankInPlace(std::vector<uint32_t>* keys, uint64_t rank) {
   std::vector<uint32_t>& bucket = *keys;
-  static_assert(kRadixMinElements < 65536, "uint16 lanes");
   uint64_t above = 0;
   // Below ~128 keys clearing a histogram costs more than selecting directly.
   for (int shift = 23; shift >= 0 && bucket.size() > 128; shift -= 8) {
     // Four interleaved counters per bin: keys cluster in few bins, and one counter array
     // would serialize on store-to-load forwarding.
-    uint16_t lanes[4][256] = {};
+    Lane lanes[4][256] = {};
     const size_t size = bucket.size();
     size_t i = 0;
     for (; i + 4 <= size; i += 4) {
@@ -141,17 +142,20 @@ inline RankInfo SmallRankInPlace(std::vector<uint32_t>* keys, uint64_t rank) {
     }
     for (; i < size; ++i) ++lanes[0][(bucket[i] >> shift) & 0xFF];
     unsigned chosen = 0;
+    uint64_t chosen_count = 0;
     const uint64_t local = rank - above;
     uint64_t seen = 0;
     for (unsigned b = 256; b-- > 0;) {
-      const uint32_t count = uint32_t{lanes[0][b]} + lanes[1][b] + lanes[2][b] + lanes[3][b];
+      const uint64_t count = uint64_t{lanes[0][b]} + lanes[1][b] + lanes[2][b] + lanes[3][b];
       if (seen + count > local) {
         chosen = b;
+        chosen_count = count;
         break;
       }
       seen += count;
     }
     above += seen;
+    if (chosen_count == size) continue;  // every key shares this digit: nothing to drop
     size_t kept = 0;
     for (uint32_t key : bucket) {
       bucket[kept] = key;
@@ -160,6 +164,12 @@ inline RankInfo SmallRankInPlace(std::vector<uint32_t>* keys, uint64_t rank) {
     bucket.resize(kept);
   }
   return RankInBucket(&bucket, rank - above, above);
+}
+
+// Small inputs (fewer than kRadixMinElements keys): 16-bit counters.
+inline RankInfo SmallRankInPlace(std::vector<uint32_t>* keys, uint64_t rank) {
+  static_assert(kRadixMinElements < 65536, "uint16 lanes");
+  return RadixRankInPlace<uint16_t>(keys, rank);
 }
 
 template <class KeyOf>

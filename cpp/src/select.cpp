@@ -1,7 +1,12 @@
 // ATKF (§4) and magnitude splitting (§5.1) on top of rank_select.hpp.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "codec.hpp"
 #include "draw.hpp"
@@ -13,6 +18,36 @@ namespace slicer::internal {
 namespace {
 
 constexpr uint64_t kSortLabelMax = 96;  // LabelSign sorts sets up to this size
+
+// Appends kept elements through a stack buffer written field by field: pushing a whole
+// struct straight into the vector stalls on store-to-load forwarding (a 16-byte reload of
+// freshly written narrower fields) and reloads the vector's end after every store.
+class KeptAppender {
+ public:
+  KeptAppender(const float* x, std::vector<KeptElement>* out) : x_(x), out_(out) {}
+  ~KeptAppender() { Drain(); }
+
+  void Add(uint64_t j) {
+    KeptElement& e = buffer_[filled_++];
+    e.position = j;
+    e.value = x_[j];
+    e.label = 0;
+    e.code = 0;
+    if (filled_ == kBuffer) Drain();
+  }
+
+  void Drain() {
+    out_->insert(out_->end(), buffer_, buffer_ + filled_);
+    filled_ = 0;
+  }
+
+ private:
+  static constexpr unsigned kBuffer = 512;
+  const float* x_;
+  std::vector<KeptElement>* out_;
+  unsigned filled_ = 0;
+  KeptElement buffer_[kBuffer];
+};
 
 // Collects the elements for which kept(j) holds, in position order.
 template <class Kept>
@@ -54,13 +89,11 @@ void CollectTop(const float* x, uint64_t n, uint64_t base, const Cut& cut, uint6
   for (std::vector<KeptElement>& list : lists) list.reserve(expected / parts + expected / 8 + 64);
   const int32_t mu = static_cast<int32_t>(cut.mu);  // finite keys are below 2^31
   RunParts(n, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
-    std::vector<KeptElement>& out = parts > 1 ? lists[part] : group->kept;
+    KeptAppender out(x, parts > 1 ? &lists[part] : &group->kept);
     const uint32_t* bits = reinterpret_cast<const uint32_t*>(x);
     auto consider = [&](uint64_t j) {
       const uint32_t key = bits[j] & 0x7FFFFFFFu;
-      if (key > cut.mu || InCut(cut, key, seed, base + j)) {
-        out.push_back(KeptElement{j, x[j], 0, 0});
-      }
+      if (key > cut.mu || InCut(cut, key, seed, base + j)) out.Add(j);
     };
     uint64_t j = begin;
     for (; j + 64 <= end; j += 64) {
@@ -85,6 +118,172 @@ void CollectTop(const float* x, uint64_t n, uint64_t base, const Cut& cut, uint6
   for (const std::vector<KeptElement>& list : lists) {
     group->kept.insert(group->kept.end(), list.begin(), list.end());
   }
+}
+
+// Groups at least this large try the one-pass selection of SelectTopFromSample.
+constexpr uint64_t kSampleMinElements = uint64_t{1} << 16;
+constexpr uint64_t kSampleRuns = 32;
+constexpr uint64_t kSampleRunLength = 256;  // contiguous runs: one cache line holds 16 keys
+
+struct SweepCounts {
+  uint64_t zeros = 0;
+  uint64_t non_finite = 0;
+};
+
+// One pass over the group: appends every element whose key is at least `floor` (>= 1) to
+// group->kept in position order and counts the zero and non-finite keys of the whole group.
+SweepCounts SweepCandidates(const float* x, uint64_t n, uint32_t floor, unsigned threads,
+                            uint64_t expected, GroupCode* group) {
+  const unsigned parts = PartCount(n, threads, kMinElementsPerThread);
+  std::vector<std::vector<KeptElement>> lists(parts > 1 ? parts : 0);
+  std::vector<SweepCounts> counts(parts);
+  group->kept.clear();
+  group->kept.reserve(expected);
+  for (std::vector<KeptElement>& list : lists) list.reserve(expected / parts + expected / 8 + 64);
+  const int32_t floor_key = static_cast<int32_t>(floor);
+  const int32_t infinity_key = static_cast<int32_t>(kInfinityKey);
+  RunParts(n, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
+    KeptAppender out(x, parts > 1 ? &lists[part] : &group->kept);
+    const uint32_t* bits = reinterpret_cast<const uint32_t*>(x);
+    uint64_t zeros = 0;
+    uint64_t non_finite = 0;
+    uint64_t j = begin;
+#if defined(__SSE2__)
+    // 64 keys at a time into a bit mask (SSE2 is part of every x86-64); the few candidates
+    // are then visited by their set bits. Lane counters stay below 2^30: n < 2^32 here.
+    const __m128i magnitude = _mm_set1_epi32(0x7FFFFFFF);
+    const __m128i below_floor = _mm_set1_epi32(floor_key - 1);
+    const __m128i largest_finite = _mm_set1_epi32(infinity_key - 1);
+    const __m128i zero = _mm_setzero_si128();
+    __m128i zero_lanes = _mm_setzero_si128();
+    __m128i non_finite_lanes = _mm_setzero_si128();
+    for (; j + 64 <= end; j += 64) {
+      uint64_t mask = 0;
+      for (unsigned i = 0; i < 16; ++i) {
+        const __m128i key = _mm_and_si128(
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(bits + j + 4 * i)), magnitude);
+        const int selected = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpgt_epi32(key, below_floor)));
+        mask |= static_cast<uint64_t>(selected) << (4 * i);
+        zero_lanes = _mm_sub_epi32(zero_lanes, _mm_cmpeq_epi32(key, zero));
+        non_finite_lanes = _mm_sub_epi32(non_finite_lanes, _mm_cmpgt_epi32(key, largest_finite));
+      }
+      while (mask != 0) {
+        out.Add(j + static_cast<unsigned>(__builtin_ctzll(mask)));
+        mask &= mask - 1;
+      }
+    }
+    uint32_t lanes[4];
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(lanes), zero_lanes);
+    zeros += uint64_t{lanes[0]} + lanes[1] + lanes[2] + lanes[3];
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(lanes), non_finite_lanes);
+    non_finite += uint64_t{lanes[0]} + lanes[1] + lanes[2] + lanes[3];
+#else
+    for (; j + 64 <= end; j += 64) {
+      // Flags and counts for 64 keys in a loop the compiler vectorizes; the (few) candidates
+      // are then visited by their set flag bytes.
+      uint8_t flags[64];
+      uint32_t block_zeros = 0;
+      uint32_t block_non_finite = 0;
+      for (int i = 0; i < 64; ++i) {
+        const int32_t key = static_cast<int32_t>(bits[j + i] & 0x7FFFFFFFu);
+        flags[i] = key >= floor_key ? 1 : 0;
+        block_zeros += key == 0 ? 1 : 0;
+        block_non_finite += key >= infinity_key ? 1 : 0;
+      }
+      zeros += block_zeros;
+      non_finite += block_non_finite;
+      uint64_t words[8];
+      std::memcpy(words, flags, 64);
+      for (int w = 0; w < 8; ++w) {
+        uint64_t word = words[w];
+        while (word != 0) {
+          out.Add(j + 8 * w + (static_cast<unsigned>(__builtin_ctzll(word)) >> 3));
+          word &= word - 1;
+        }
+      }
+    }
+#endif
+    for (; j < end; ++j) {
+      const uint32_t key = bits[j] & 0x7FFFFFFFu;
+      zeros += key == 0;
+      non_finite += key >= kInfinityKey;
+      if (key >= floor) out.Add(j);
+    }
+    out.Drain();
+    counts[part] = SweepCounts{zeros, non_finite};
+  });
+  SweepCounts total;
+  for (const SweepCounts& part : counts) {
+    total.zeros += part.zeros;
+    total.non_finite += part.non_finite;
+  }
+  for (const std::vector<KeptElement>& list : lists) {
+    group->kept.insert(group->kept.end(), list.begin(), list.end());
+  }
+  return total;
+}
+
+// Keeps the candidates in P order's first k: the k-th largest key among them by a radix
+// descent on a copy of their keys, then its ties by draw.
+void TrimCandidates(uint64_t k, uint64_t base, uint64_t seed, GroupCode* group) {
+  std::vector<KeptElement>& candidates = group->kept;
+  std::vector<uint32_t>& keys = Scratch();
+  keys.resize(candidates.size());
+  for (size_t t = 0; t < candidates.size(); ++t) keys[t] = MagnitudeKey(candidates[t].value);
+  const RankInfo info = RadixRankInPlace<uint32_t>(&keys, k - 1);
+  const KeptElement* c = candidates.data();
+  const Cut cut = CutFromRank(
+      info, k, [c](uint64_t t) { return MagnitudeKey(c[t].value); }, candidates.size(), seed,
+      [c, base](uint64_t t) { return base + c[t].position; });
+  size_t kept = 0;
+  for (size_t t = 0; t < candidates.size(); ++t) {
+    const uint32_t key = MagnitudeKey(candidates[t].value);
+    if (key > cut.mu || InCut(cut, key, seed, base + candidates[t].position)) {
+      candidates[kept++] = candidates[t];
+    }
+  }
+  candidates.resize(kept);
+}
+
+// lambda = 0 in one pass over x: a sample of the keys estimates a floor a little below tau,
+// one sweep collects every key at or above it (and counts zeros and non-finite values), and
+// the exact selection runs on that short list. The floor is only an estimate: when fewer
+// than k keys clear it, this returns false and the caller runs the exact two-pass selection,
+// so the result never depends on the sample.
+bool SelectTopFromSample(const float* x, uint64_t n, uint64_t base, const CodecParams& params,
+                         unsigned threads, GroupCode* group) {
+  const uint64_t k_limit = KeepLimit(n, params.sparsity_ppb);
+  if (n < kSampleMinElements || n >= (uint64_t{1} << 32) || k_limit == 0) return false;
+  constexpr uint64_t kSample = kSampleRuns * kSampleRunLength;
+  std::vector<uint32_t>& sample = Scratch();
+  sample.resize(kSample);
+  for (uint64_t r = 0; r < kSampleRuns; ++r) {
+    const uint64_t start = (n - kSampleRunLength) * r / (kSampleRuns - 1);
+    for (uint64_t i = 0; i < kSampleRunLength; ++i) {
+      sample[r * kSampleRunLength + i] = MagnitudeKey(x[start + i]);
+    }
+  }
+  // Descending sample rank of the floor: the expected rank of tau plus four standard
+  // deviations of a binomial count, so the sweep rarely comes back short.
+  const double expected = static_cast<double>(k_limit) * kSample / static_cast<double>(n);
+  const double spread = std::sqrt(expected * (1.0 - expected / kSample));
+  const double floor_rank = std::ceil(expected + 4.0 * spread + 16.0);
+  if (floor_rank >= static_cast<double>(kSample)) return false;
+  const RankInfo floor_info = SmallRankInPlace(&sample, static_cast<uint64_t>(floor_rank));
+  const uint32_t floor = std::max<uint32_t>(floor_info.key, 1);
+  const uint64_t reserve =
+      static_cast<uint64_t>((floor_rank + 1.0) / kSample * static_cast<double>(n) * 1.125) + 1024;
+  const SweepCounts counts = SweepCandidates(x, n, floor, threads, reserve, group);
+  if (counts.non_finite > 0) throw StatusError(SLICER_ERR_NONFINITE_INPUT, "NaN or infinity");
+  const uint64_t k = std::min(k_limit, n - counts.zeros);
+  if (group->kept.size() < k) return false;
+  group->k = k;
+  if (k == 0) {
+    group->kept.clear();
+    return true;
+  }
+  TrimCandidates(k, base, params.seed, group);
+  return true;
 }
 
 // Labels the kept elements of one sign by their P-order rank (§5.1). `keys[t]` is the
@@ -175,6 +374,19 @@ void LabelBlocks(uint64_t base, const CodecParams& params, unsigned threads, Gro
             group);
 }
 
+// Checks the kept count, then counts the positives and labels and counts the blocks.
+void FinishSelection(uint64_t base, const CodecParams& params, unsigned threads, GroupCode* group) {
+  if (group->kept.size() != group->k) {
+    throw StatusError(SLICER_ERR_INTERNAL, "kept count mismatch");
+  }
+  group->n_pos = 0;
+  if (group->k > 0) {
+    for (const KeptElement& e : group->kept) group->n_pos += e.value > 0.0f;
+    LabelBlocks(base, params, threads, group);
+  }
+  CountBlocks(params, group);
+}
+
 }  // namespace
 
 void CountBlocks(const CodecParams& params, GroupCode* group) {
@@ -206,6 +418,11 @@ uint64_t BlockCount(uint64_t n, unsigned blocks, unsigned m) {
 
 void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& params,
                  unsigned threads, GroupCode* group) {
+  group->n_pos = 0;
+  if (params.asym_ppb == 0 && SelectTopFromSample(x, n, base, params, threads, group)) {
+    FinishSelection(base, params, threads, group);
+    return;
+  }
   const auto key_of = [x](uint64_t j) { return MagnitudeKey(x[j]); };
   const bool radix = n >= kRadixMinElements;
   // One pass gives the non-zero count and rejects NaN/inf (their keys sit above every finite).
@@ -303,11 +520,8 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
             [&](uint64_t j) { return strict[j] || InCut(cut, m[j], seed, base + j); }, group);
       }
     }
-    if (group->kept.size() != k) throw StatusError(SLICER_ERR_INTERNAL, "kept count mismatch");
-    for (const KeptElement& e : group->kept) group->n_pos += e.value > 0.0f;
-    LabelBlocks(base, params, threads, group);
   }
-  CountBlocks(params, group);
+  FinishSelection(base, params, threads, group);
 }
 
 }  // namespace slicer::internal

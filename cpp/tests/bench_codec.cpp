@@ -1,6 +1,7 @@
 // Single-process throughput check of the CPU codec (not a test): prints GB/s of input for
 // encode and of output for decode, per thread count.
-// Usage: bench_codec [elements] [threads] [rows(0/1)] [row_length]
+// Usage: bench_codec [elements] [threads] [rows(0/1)] [row_length] [delta_micro]
+// Times are the best and the median of 20 calls.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -22,6 +23,7 @@ int main(int argc, char** argv) {
   const unsigned threads = argc > 2 ? static_cast<unsigned>(std::strtoul(argv[2], nullptr, 10)) : 1;
   const bool rows = argc > 3 && std::atoi(argv[3]) != 0;
   const int64_t row = argc > 4 ? std::strtoll(argv[4], nullptr, 10) : 576;
+  const long delta_micro = argc > 5 ? std::strtol(argv[5], nullptr, 10) : -1;  // -1: default
   std::vector<int64_t> shape = {static_cast<int64_t>(n)};
   if (rows) shape = {static_cast<int64_t>(n) / row, row};
   const size_t count = rows ? static_cast<size_t>(shape[0] * row) : n;
@@ -31,10 +33,12 @@ int main(int argc, char** argv) {
   slicer_params_init(&params);
   params.threads = static_cast<uint16_t>(threads);
   params.group_rows = rows ? 1 : 0;
+  if (delta_micro >= 0) params.delta_micro = static_cast<uint32_t>(delta_micro);
   std::vector<uint8_t> stream;
   const int repeats = 20;
   double best_encode = 1e30;
   double best_encode_cpu = 1e30;
+  std::vector<double> encode_cpu;
   for (int r = 0; r < repeats; ++r) {
     const double c0 = CpuSeconds();
     const auto t0 = std::chrono::steady_clock::now();
@@ -42,7 +46,10 @@ int main(int argc, char** argv) {
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     best_encode = s < best_encode ? s : best_encode;
     best_encode_cpu = std::min(best_encode_cpu, CpuSeconds() - c0);
+    encode_cpu.push_back(CpuSeconds() - c0);
   }
+  std::sort(encode_cpu.begin(), encode_cpu.end());
+  const double median_encode_cpu = encode_cpu[encode_cpu.size() / 2];
   std::vector<float> out(count);
   double best_decode = 1e30;
   double best_decode_cpu = 1e30;
@@ -62,6 +69,8 @@ int main(int argc, char** argv) {
   std::printf("encode wall %.3f ms = %.2f GB/s in, cpu %.3f ms = %.2f GB/s per core\n",
               best_encode * 1e3, 4.0 * count / best_encode / 1e9, best_encode_cpu * 1e3,
               4.0 * count / best_encode_cpu / 1e9);
+  std::printf("encode cpu median %.3f ms = %.2f GB/s per core\n", median_encode_cpu * 1e3,
+              4.0 * count / median_encode_cpu / 1e9);
   std::printf("decode wall %.3f ms = %.2f GB/s out, cpu %.3f ms = %.2f GB/s per core\n",
               best_decode * 1e3, 4.0 * count / best_decode / 1e9, best_decode_cpu * 1e3,
               4.0 * count / best_decode_cpu / 1e9);

@@ -244,6 +244,51 @@ TEST(RadixSelectionMatchesSortSelection) {
   CHECK_EQ(cases, 27);
 }
 
+// Large groups estimate tau's floor from 32 runs of 256 keys at (n - 256) * r / 31. Inputs
+// whose runs mislead it (a floor far too high: the exact fallback; too low or zero: a long
+// candidate list) must still give the bytes of the literal full-sort path.
+TEST(SampledFloorMatchesSortSelectionOnAdversarialLayouts) {
+  const size_t n = 200003;
+  std::vector<bool> sampled(n, false);
+  for (size_t r = 0; r < 32; ++r) {
+    const size_t start = (n - 256) * r / 31;
+    for (size_t i = 0; i < 256; ++i) sampled[start + i] = true;
+  }
+  const std::vector<float> noise = slicer_test::Gaussian(n, 77);
+  int cases = 0;
+  for (int layout = 0; layout < 3; ++layout) {
+    std::vector<float> raw(n);
+    for (size_t j = 0; j < n; ++j) {
+      const float small = noise[j] == 0.0f ? 0.5f : noise[j];
+      if (layout == 0) raw[j] = sampled[j] ? 100.0f * small : small;  // floor too high
+      if (layout == 1) raw[j] = sampled[j] ? 0.0f : small;            // sample all zero
+      if (layout == 2) raw[j] = sampled[j] ? 1e-3f * small : small;   // floor too low
+    }
+    for (uint32_t sparsity : {500000000u, 900000000u, 990000000u}) {
+      for (uint16_t threads : {uint16_t{1}, uint16_t{2}}) {
+        const Input input = MakeInput(raw, SLICER_FLOAT32, {static_cast<int64_t>(n)});
+        slicer_params raw_params = DefaultParams();
+        raw_params.sparsity_ppb = sparsity;
+        raw_params.threads = threads;
+        raw_params.seed = 5 + static_cast<uint64_t>(cases);
+        slicer::internal::CodecParams params;
+        CHECK_EQ(slicer::internal::ValidateParams(&raw_params, &params), SLICER_OK);
+        const int64_t shape[1] = {static_cast<int64_t>(n)};
+        std::vector<uint8_t> radix;
+        std::vector<uint8_t> sorted;
+        slicer::internal::EncodeStream(input.bytes.data(), input.dtype, shape, 1, params,
+                                       slicer::internal::SelectionPath::kRadix, &radix);
+        slicer::internal::EncodeStream(input.bytes.data(), input.dtype, shape, 1, params,
+                                       slicer::internal::SelectionPath::kSort, &sorted);
+        CHECK(!radix.empty());
+        CHECK(radix == sorted);
+        ++cases;
+      }
+    }
+  }
+  CHECK_EQ(cases, 18);
+}
+
 // Block 0 holds three equal magnitudes (width 0) above a chained range: it decodes to its own
 // top, not to the chain's lower end; values from the NumPy reference.
 TEST(ChainedWidthZeroBlockDecodesToItsTop) {
