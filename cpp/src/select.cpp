@@ -238,7 +238,7 @@ void TrimCandidates(uint64_t k, uint64_t base, uint64_t seed, GroupCode* group) 
   size_t kept = 0;
   for (size_t t = 0; t < candidates.size(); ++t) {
     const uint32_t key = MagnitudeKey(candidates[t].value);
-    if (key > cut.mu || InCut(cut, key, seed, base + candidates[t].position)) {
+    if (key > cut.mu || (key == cut.mu && InCut(cut, key, seed, base + candidates[t].position))) {
       candidates[kept++] = candidates[t];
     }
   }
@@ -286,11 +286,67 @@ bool SelectTopFromSample(const float* x, uint64_t n, uint64_t base, const CodecP
   return true;
 }
 
+// The keys at several descending ranks (ascending list) of one key array in two passes: a
+// histogram of (key - smallest) >> shift over at most kRangeBins bins (keys of one sign's kept
+// set span a narrow range, so the bins are small and fine), then one gather of the keys in
+// the bins that hold a requested rank, each resolved by nth_element.
+constexpr unsigned kRangeBins = 4096;
+
+std::vector<RankInfo> KeysAtRanks(const uint32_t* keys, uint64_t count,
+                                  const std::vector<uint64_t>& ranks) {
+  std::vector<RankInfo> infos(ranks.size());
+  if (ranks.empty()) return infos;
+  uint32_t smallest = 0xFFFFFFFFu;
+  uint32_t largest = 0;
+  for (uint64_t t = 0; t < count; ++t) {
+    smallest = std::min(smallest, keys[t]);
+    largest = std::max(largest, keys[t]);
+  }
+  unsigned shift = 0;
+  while (((largest - smallest) >> shift) >= kRangeBins) ++shift;
+  const size_t num_bins = static_cast<size_t>((largest - smallest) >> shift) + 1;
+  std::vector<uint64_t> bins(num_bins, 0);
+  for (uint64_t t = 0; t < count; ++t) ++bins[(keys[t] - smallest) >> shift];
+  // Walk the bins from the top once: rank r lies in the bin where the running count passes it.
+  std::vector<uint8_t> slot_of_bin(num_bins, 0xFF);
+  std::vector<size_t> bin_of_rank(ranks.size());
+  std::vector<uint64_t> above_of_rank(ranks.size());
+  std::vector<size_t> slot_bins;
+  size_t r = 0;
+  uint64_t above = 0;
+  for (size_t bin = num_bins; bin-- > 0 && r < ranks.size();) {
+    while (r < ranks.size() && ranks[r] < above + bins[bin]) {
+      if (slot_of_bin[bin] == 0xFF) {
+        slot_of_bin[bin] = static_cast<uint8_t>(slot_bins.size());
+        slot_bins.push_back(bin);
+      }
+      bin_of_rank[r] = bin;
+      above_of_rank[r] = above;
+      ++r;
+    }
+    above += bins[bin];
+  }
+  if (r != ranks.size()) throw StatusError(SLICER_ERR_INTERNAL, "rank beyond the keys");
+  std::vector<std::vector<uint32_t>> gathered(slot_bins.size());
+  for (size_t slot = 0; slot < slot_bins.size(); ++slot) {
+    gathered[slot].reserve(bins[slot_bins[slot]]);
+  }
+  for (uint64_t t = 0; t < count; ++t) {
+    const uint8_t slot = slot_of_bin[(keys[t] - smallest) >> shift];
+    if (slot != 0xFF) gathered[slot].push_back(keys[t]);
+  }
+  for (size_t i = 0; i < ranks.size(); ++i) {
+    std::vector<uint32_t>& bucket = gathered[slot_of_bin[bin_of_rank[i]]];
+    infos[i] = RankInBucket(&bucket, ranks[i] - above_of_rank[i], above_of_rank[i]);
+  }
+  return infos;
+}
+
 // Labels the kept elements of one sign by their P-order rank (§5.1). `keys[t]` is the
 // magnitude key of kept element `members[t]`.
 void LabelSign(const std::vector<uint32_t>& keys, const std::vector<uint64_t>& members,
                unsigned blocks, unsigned first_label, uint64_t base, const CodecParams& params,
-               unsigned threads, GroupCode* group) {
+               GroupCode* group) {
   KeptElement* kept = group->kept.data();
   const uint64_t count = keys.size();
   const uint32_t* key_data = keys.data();
@@ -327,9 +383,14 @@ void LabelSign(const std::vector<uint32_t>& keys, const std::vector<uint64_t>& m
   // cuts[b - 1] = the first floor(b * count / M) elements of this sign, b = 1 ... M - 1.
   std::vector<Cut> cuts;
   if (blocks > 1 && count > 0) {
-    Histogram histogram;
-    const bool radix = count >= kRadixMinElements;
-    if (radix) histogram = BuildHistogram(key_of, count, threads);
+    std::vector<uint64_t> ranks;  // descending rank of each non-empty cut's last member
+    for (unsigned b = 1; b < blocks; ++b) {
+      const uint64_t rank_end =
+          static_cast<uint64_t>(static_cast<unsigned __int128>(b) * count / blocks);
+      if (rank_end > 0) ranks.push_back(rank_end - 1);
+    }
+    const std::vector<RankInfo> infos = KeysAtRanks(key_data, count, ranks);
+    size_t next = 0;
     for (unsigned b = 1; b < blocks; ++b) {
       const uint64_t rank_end =
           static_cast<uint64_t>(static_cast<unsigned __int128>(b) * count / blocks);
@@ -337,10 +398,7 @@ void LabelSign(const std::vector<uint32_t>& keys, const std::vector<uint64_t>& m
         cuts.push_back(Cut{});
         continue;
       }
-      const RankInfo info = radix
-                                ? RankFromHistogram(histogram, key_of, count, rank_end - 1, threads)
-                                : KeyAtRank(key_of, count, rank_end - 1, threads);
-      cuts.push_back(CutFromRank(info, rank_end, key_of, count, params.seed, global_of));
+      cuts.push_back(CutFromRank(infos[next++], rank_end, key_of, count, params.seed, global_of));
     }
   }
   for (uint64_t t = 0; t < count; ++t) {
@@ -351,7 +409,7 @@ void LabelSign(const std::vector<uint32_t>& keys, const std::vector<uint64_t>& m
 }
 
 // Splits the kept list by sign (compact key arrays, no masking) and labels both signs.
-void LabelBlocks(uint64_t base, const CodecParams& params, unsigned threads, GroupCode* group) {
+void LabelBlocks(uint64_t base, const CodecParams& params, GroupCode* group) {
   const std::vector<KeptElement>& kept = group->kept;
   const uint64_t k = kept.size();
   std::vector<uint32_t> keys[2];
@@ -369,20 +427,19 @@ void LabelBlocks(uint64_t base, const CodecParams& params, unsigned threads, Gro
     members[sign][filled[sign]] = t;
     ++filled[sign];
   }
-  LabelSign(keys[0], members[0], params.blocks_pos, 0, base, params, threads, group);
-  LabelSign(keys[1], members[1], params.blocks_neg, params.blocks_pos, base, params, threads,
-            group);
+  LabelSign(keys[0], members[0], params.blocks_pos, 0, base, params, group);
+  LabelSign(keys[1], members[1], params.blocks_neg, params.blocks_pos, base, params, group);
 }
 
 // Checks the kept count, then counts the positives and labels and counts the blocks.
-void FinishSelection(uint64_t base, const CodecParams& params, unsigned threads, GroupCode* group) {
+void FinishSelection(uint64_t base, const CodecParams& params, GroupCode* group) {
   if (group->kept.size() != group->k) {
     throw StatusError(SLICER_ERR_INTERNAL, "kept count mismatch");
   }
   group->n_pos = 0;
   if (group->k > 0) {
     for (const KeptElement& e : group->kept) group->n_pos += e.value > 0.0f;
-    LabelBlocks(base, params, threads, group);
+    LabelBlocks(base, params, group);
   }
   CountBlocks(params, group);
 }
@@ -420,7 +477,7 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
                  unsigned threads, GroupCode* group) {
   group->n_pos = 0;
   if (params.asym_ppb == 0 && SelectTopFromSample(x, n, base, params, threads, group)) {
-    FinishSelection(base, params, threads, group);
+    FinishSelection(base, params, group);
     return;
   }
   const auto key_of = [x](uint64_t j) { return MagnitudeKey(x[j]); };
@@ -521,7 +578,7 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
       }
     }
   }
-  FinishSelection(base, params, threads, group);
+  FinishSelection(base, params, group);
 }
 
 }  // namespace slicer::internal
