@@ -7,11 +7,14 @@
 
 namespace slicer::internal {
 
+// floor(v) clamped to [0, max_code] with v = (magnitude - lo) / step + 0.5, without calling
+// floor (a library call on baseline x86-64): floor(v) <= 0 iff v < 1 (or v is NaN), floor(v)
+// >= max_code iff v >= max_code (an integer), and between them truncation is floor.
 inline uint32_t QuantizeMagnitude(double magnitude, double lo, double step, uint32_t max_code) {
-  const double q = std::floor((magnitude - lo) / step + 0.5);
-  if (!(q > 0.0)) return 0;
-  if (q >= static_cast<double>(max_code)) return max_code;
-  return static_cast<uint32_t>(q);
+  const double v = (magnitude - lo) / step + 0.5;
+  if (!(v >= 1.0)) return 0;
+  if (v >= static_cast<double>(max_code)) return max_code;
+  return static_cast<uint32_t>(v);
 }
 
 inline double DequantizeMagnitude(uint32_t code, double lo, double step) {
