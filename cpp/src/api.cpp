@@ -32,6 +32,9 @@ int Guard(Fn&& fn) {
   }
 }
 
+// An encode keeps its stream buffer for the thread's next call up to this size.
+constexpr size_t kRetainedStreamBytes = size_t{64} << 20;
+
 unsigned CeilLog2(unsigned value) {
   unsigned bits = 0;
   while ((1u << bits) < value) ++bits;
@@ -169,12 +172,15 @@ int slicer_encode(const void* data, int dtype, const int64_t* shape, uint32_t nd
     CodecParams codec;
     const slicer_status status = slicer::internal::ValidateParams(params, &codec);
     if (status != SLICER_OK) return status;
-    std::vector<uint8_t> stream;
+    // Reused by the calling thread's next encode (no fresh pages to fault in), unless large.
+    thread_local std::vector<uint8_t> stream;
     slicer::internal::EncodeStream(data, dtype, shape, ndim, codec,
                                    slicer::internal::SelectionPath::kRadix, &stream);
-    if (stream.size() > dst_capacity) return SLICER_ERR_BUFFER_TOO_SMALL;
-    std::memcpy(dst, stream.data(), stream.size());
-    *written = stream.size();
+    const size_t size = stream.size();
+    if (size <= dst_capacity) std::memcpy(dst, stream.data(), size);
+    if (stream.capacity() > kRetainedStreamBytes) std::vector<uint8_t>().swap(stream);
+    if (size > dst_capacity) return SLICER_ERR_BUFFER_TOO_SMALL;
+    *written = size;
     return SLICER_OK;
   });
 }

@@ -8,7 +8,7 @@ namespace slicer::internal {
 
 void EncodeChunk(const KeptElement* kept, uint64_t count, uint64_t chunk_start,
                  const GroupCode& group, unsigned num_labels, unsigned chunk_log2,
-                 std::vector<uint8_t>* out) {
+                 ByteBuffer* out) {
   if (count == 0) return;
   // Sum of gaps = last position - (count - 1).
   const uint64_t gap_sum = (kept[count - 1].position - chunk_start) - (count - 1);
@@ -37,15 +37,6 @@ void EncodeChunk(const KeptElement* kept, uint64_t count, uint64_t chunk_start,
     next = e.position + 1;
     const uint64_t quotient = gap >> rice;
     const uint64_t remainder = gap & ((uint64_t{1} << rice) - 1);
-    if (quotient < 32) {
-      // quotient ones, a zero, then the remainder: at most 31 + 1 + 24 bits in one go.
-      writer.Put(((uint64_t{1} << quotient) - 1) | (remainder << (quotient + 1)),
-                 static_cast<unsigned>(quotient) + 1 + rice);
-    } else {
-      writer.PutUnary(quotient);
-      writer.Put(remainder, rice);
-    }
-    writer.Flush();
     uint64_t field;
     unsigned field_bits;
     if (e.label < short_labels) {
@@ -56,8 +47,27 @@ void EncodeChunk(const KeptElement* kept, uint64_t count, uint64_t chunk_start,
       field = (short_labels + (rest >> 1)) | (uint64_t{rest & 1u} << label_bits);
       field_bits = label_bits + 1;
     }
-    const unsigned width = widths[e.label];
-    writer.Put(field | (uint64_t{e.code} << field_bits), field_bits + width);
+    // Label and value: at most 7 + 16 bits.
+    const uint64_t label_value = field | (uint64_t{e.code} << field_bits);
+    const unsigned label_value_bits = field_bits + widths[e.label];
+    const unsigned gap_bits = static_cast<unsigned>(quotient) + 1 + rice;
+    if (quotient < 32 && gap_bits + label_value_bits <= 57) {
+      // The whole element in one go: quotient ones, a zero, the remainder, label, value.
+      writer.Put(((uint64_t{1} << quotient) - 1) | (remainder << (quotient + 1)) |
+                     (label_value << gap_bits),
+                 gap_bits + label_value_bits);
+      writer.Flush();
+      continue;
+    }
+    if (quotient < 32) {
+      // quotient ones, a zero, then the remainder: at most 31 + 1 + 24 bits in one go.
+      writer.Put(((uint64_t{1} << quotient) - 1) | (remainder << (quotient + 1)), gap_bits);
+    } else {
+      writer.PutUnary(quotient);
+      writer.Put(remainder, rice);
+    }
+    writer.Flush();
+    writer.Put(label_value, label_value_bits);
     writer.Flush();
   }
   out->resize(start + writer.Finish());

@@ -3,7 +3,11 @@
 #define SLICER_SRC_CODEC_HPP_
 
 #include <cstdint>
+#include <memory>
+#include <new>
 #include <stdexcept>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "slicer/slicer.h"
@@ -104,11 +108,33 @@ void FinishBlocks(const CodecParams& params, unsigned threads, GroupCode* group)
 
 // Ranges (chain, §5.2), widths (§5.2, §5.4) and the code of every kept element.
 
+// An allocator whose value-initialization leaves trivial elements uninitialized, so that
+// resize() of a buffer that is about to be overwritten does not clear it first.
+template <class T>
+struct UninitializedAllocator : std::allocator<T> {
+  template <class U>
+  struct rebind {
+    using other = UninitializedAllocator<U>;
+  };
+  UninitializedAllocator() = default;
+  template <class U>
+  UninitializedAllocator(const UninitializedAllocator<U>&) noexcept {}
+  template <class U>
+  void construct(U* p) noexcept(std::is_nothrow_default_constructible<U>::value) {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+
+using ByteBuffer = std::vector<uint8_t, UninitializedAllocator<uint8_t>>;
+
 // Appends the payload of one chunk (§6.1) to `out`; kept[0..count) are its elements with
 // chunk-relative positions position - chunk_start.
 void EncodeChunk(const KeptElement* kept, uint64_t count, uint64_t chunk_start,
-                 const GroupCode& group, unsigned num_labels, unsigned chunk_log2,
-                 std::vector<uint8_t>* out);
+                 const GroupCode& group, unsigned num_labels, unsigned chunk_log2, ByteBuffer* out);
 
 }  // namespace slicer::internal
 

@@ -14,6 +14,35 @@ namespace slicer::internal {
 namespace {
 
 constexpr uint64_t kMinElementsPerThread = uint64_t{1} << 16;
+// Scratch above this many bytes is released after the call instead of kept for the next one.
+constexpr size_t kRetainedScratchBytes = size_t{64} << 20;
+
+// Per calling thread and reused across calls: the group codes (their kept lists keep their
+// capacity), the widened input, the chunk tables and payloads. Repeated encodes of similar
+// tensors then allocate nothing and fault in no fresh pages.
+struct EncodeScratch {
+  std::vector<float> widened;
+  std::vector<GroupCode> groups;
+  std::vector<uint64_t> chunk_count;
+  std::vector<uint64_t> chunk_length;
+  std::vector<ByteBuffer> payloads;
+
+  size_t Bytes() const {
+    size_t bytes = widened.capacity() * sizeof(float) + groups.capacity() * sizeof(GroupCode) +
+                   (chunk_count.capacity() + chunk_length.capacity()) * sizeof(uint64_t);
+    for (const GroupCode& group : groups) {
+      bytes +=
+          group.kept.capacity() * sizeof(KeptElement) + group.blocks.capacity() * sizeof(Block);
+    }
+    for (const ByteBuffer& payload : payloads) bytes += payload.capacity();
+    return bytes;
+  }
+};
+
+EncodeScratch& ThreadScratch() {
+  thread_local EncodeScratch scratch;
+  return scratch;
+}
 
 // The input as binary32: float32 input is used in place when aligned; float16 / bfloat16
 // widen exactly. NaN/inf are caught later, by the selection's first pass over each group.
@@ -72,36 +101,31 @@ void CodeGroups(const float* x, const Geometry& geometry, const CodecParams& par
   }
 }
 
-}  // namespace
-
-void EncodeStream(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
-                  const CodecParams& params, SelectionPath path, std::vector<uint8_t>* out) {
-  if (!IsSupportedDtype(dtype)) throw StatusError(SLICER_ERR_UNSUPPORTED_DTYPE, "bad dtype");
-  Geometry geometry;
-  const slicer_status shape_status =
-      ComputeGeometry(shape, ndim, params.group_rows, params.chunk_log2, &geometry);
-  if (shape_status != SLICER_OK) throw StatusError(shape_status, "bad shape");
-  if (geometry.num_elements > 0 && data == nullptr) {
-    throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "data is NULL");
-  }
-  std::vector<float> widened;
-  const float* x = Widen(data, dtype, geometry.num_elements, params.threads, &widened);
-  std::vector<GroupCode> groups;
+// EncodeStream on validated geometry, with the calling thread's scratch.
+void EncodeStreamWith(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
+                      const Geometry& geometry, const CodecParams& params, SelectionPath path,
+                      EncodeScratch* scratch, std::vector<uint8_t>* out) {
+  const float* x = Widen(data, dtype, geometry.num_elements, params.threads, &scratch->widened);
+  std::vector<GroupCode>& groups = scratch->groups;
   CodeGroups(x, geometry, params, path, &groups);
 
   // Pack every chunk; each thread fills its own buffer with a contiguous run of chunks, so the
   // buffers concatenate to the payload in stream order whatever the thread count.
   const uint64_t chunks_per_group = geometry.chunks_per_group;
   const uint64_t total_chunks = geometry.group_count * chunks_per_group;
-  std::vector<uint64_t> chunk_count(total_chunks);
-  std::vector<uint64_t> chunk_length(total_chunks);
+  std::vector<uint64_t>& chunk_count = scratch->chunk_count;
+  std::vector<uint64_t>& chunk_length = scratch->chunk_length;
+  chunk_count.resize(total_chunks);  // every entry is written below
+  chunk_length.resize(total_chunks);
   const unsigned parts =
       std::min<uint64_t>(PartCount(geometry.num_elements, params.threads, kMinElementsPerThread),
                          std::max<uint64_t>(1, total_chunks));
-  std::vector<std::vector<uint8_t>> payloads(parts);
+  std::vector<ByteBuffer>& payloads = scratch->payloads;
+  payloads.resize(parts);
+  for (ByteBuffer& payload : payloads) payload.clear();
   const unsigned chunk_log2 = params.chunk_log2;
   RunParts(total_chunks, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
-    std::vector<uint8_t>& payload = payloads[part];
+    ByteBuffer& payload = payloads[part];
     for (uint64_t c = begin; c < end; ++c) {
       const GroupCode& group = groups[c / chunks_per_group];
       const uint64_t chunk_start = (c % chunks_per_group) << chunk_log2;
@@ -152,15 +176,32 @@ void EncodeStream(const void* data, int dtype, const int64_t* shape, uint32_t nd
     }
   }
   size_t payload_size = 0;
-  for (const std::vector<uint8_t>& payload : payloads) payload_size += payload.size();
+  for (const ByteBuffer& payload : payloads) payload_size += payload.size();
   out->reserve(out->size() + payload_size + 4);
-  for (const std::vector<uint8_t>& payload : payloads) {
+  for (const ByteBuffer& payload : payloads) {
     out->insert(out->end(), payload.begin(), payload.end());
   }
   const uint32_t crc = Crc32(0, out->data(), out->size());
   uint8_t crc_bytes[4];
   std::memcpy(crc_bytes, &crc, 4);
   out->insert(out->end(), crc_bytes, crc_bytes + 4);
+}
+
+}  // namespace
+
+void EncodeStream(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
+                  const CodecParams& params, SelectionPath path, std::vector<uint8_t>* out) {
+  if (!IsSupportedDtype(dtype)) throw StatusError(SLICER_ERR_UNSUPPORTED_DTYPE, "bad dtype");
+  Geometry geometry;
+  const slicer_status shape_status =
+      ComputeGeometry(shape, ndim, params.group_rows, params.chunk_log2, &geometry);
+  if (shape_status != SLICER_OK) throw StatusError(shape_status, "bad shape");
+  if (geometry.num_elements > 0 && data == nullptr) {
+    throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "data is NULL");
+  }
+  EncodeScratch& scratch = ThreadScratch();
+  EncodeStreamWith(data, dtype, shape, ndim, geometry, params, path, &scratch, out);
+  if (scratch.Bytes() > kRetainedScratchBytes) scratch = EncodeScratch{};
 }
 
 }  // namespace slicer::internal

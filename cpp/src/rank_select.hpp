@@ -70,12 +70,17 @@ Histogram BuildHistogram(KeyOf key_of, uint64_t n, unsigned threads) {
   return histogram;
 }
 
-inline std::vector<uint32_t>& Scratch() {
-  thread_local std::vector<uint32_t> scratch;
+// Key buffers whose resize() leaves new entries uninitialized (they are written next).
+using KeyBuffer = std::vector<uint32_t, UninitializedAllocator<uint32_t>>;
+
+// Per-thread key buffer, reused across calls.
+inline KeyBuffer& Scratch() {
+  thread_local KeyBuffer scratch;
   return scratch;
 }
 
-inline RankInfo RankInBucket(std::vector<uint32_t>* bucket, uint64_t local, uint64_t above) {
+template <class Keys>
+RankInfo RankInBucket(Keys* bucket, uint64_t local, uint64_t above) {
   if (local >= bucket->size()) throw StatusError(SLICER_ERR_INTERNAL, "rank out of range");
   std::nth_element(bucket->begin(), bucket->begin() + static_cast<ptrdiff_t>(local), bucket->end(),
                    std::greater<uint32_t>());
@@ -123,9 +128,9 @@ RankInfo RankFromHistogram(const Histogram& histogram, KeyOf key_of, uint64_t n,
 // The key at descending `rank` among the keys in *keys (which it reorders and shrinks): an
 // 8-bit radix descent with stack histograms, then nth_element on what is left. `Lane` counts
 // one bin of a quarter of the keys, so it must hold keys->size() / 4 + 1.
-template <class Lane>
-RankInfo RadixRankInPlace(std::vector<uint32_t>* keys, uint64_t rank) {
-  std::vector<uint32_t>& bucket = *keys;
+template <class Lane, class Keys>
+RankInfo RadixRankInPlace(Keys* keys, uint64_t rank) {
+  Keys& bucket = *keys;
   uint64_t above = 0;
   // Below ~128 keys clearing a histogram costs more than selecting directly.
   for (int shift = 23; shift >= 0 && bucket.size() > 128; shift -= 8) {
@@ -167,14 +172,15 @@ RankInfo RadixRankInPlace(std::vector<uint32_t>* keys, uint64_t rank) {
 }
 
 // Small inputs (fewer than kRadixMinElements keys): 16-bit counters.
-inline RankInfo SmallRankInPlace(std::vector<uint32_t>* keys, uint64_t rank) {
+template <class Keys>
+RankInfo SmallRankInPlace(Keys* keys, uint64_t rank) {
   static_assert(kRadixMinElements < 65536, "uint16 lanes");
   return RadixRankInPlace<uint16_t>(keys, rank);
 }
 
 template <class KeyOf>
 RankInfo SmallKeyAtRank(KeyOf key_of, uint64_t n, uint64_t rank) {
-  std::vector<uint32_t>& bucket = Scratch();
+  KeyBuffer& bucket = Scratch();
   bucket.resize(n);
   for (uint64_t j = 0; j < n; ++j) bucket[j] = key_of(j);
   return SmallRankInPlace(&bucket, rank);

@@ -227,7 +227,7 @@ SweepCounts SweepCandidates(const float* x, uint64_t n, uint32_t floor, unsigned
 // descent on a copy of their keys, then its ties by draw.
 void TrimCandidates(uint64_t k, uint64_t base, uint64_t seed, GroupCode* group) {
   std::vector<KeptElement>& candidates = group->kept;
-  std::vector<uint32_t>& keys = Scratch();
+  KeyBuffer& keys = Scratch();
   keys.resize(candidates.size());
   for (size_t t = 0; t < candidates.size(); ++t) keys[t] = MagnitudeKey(candidates[t].value);
   const RankInfo info = RadixRankInPlace<uint32_t>(&keys, k - 1);
@@ -255,7 +255,7 @@ bool SelectTopFromSample(const float* x, uint64_t n, uint64_t base, const CodecP
   const uint64_t k_limit = KeepLimit(n, params.sparsity_ppb);
   if (n < kSampleMinElements || n >= (uint64_t{1} << 32) || k_limit == 0) return false;
   constexpr uint64_t kSample = kSampleRuns * kSampleRunLength;
-  std::vector<uint32_t>& sample = Scratch();
+  KeyBuffer& sample = Scratch();
   sample.resize(kSample);
   for (uint64_t r = 0; r < kSampleRuns; ++r) {
     const uint64_t start = (n - kSampleRunLength) * r / (kSampleRuns - 1);
@@ -342,11 +342,12 @@ std::vector<RankInfo> KeysAtRanks(const uint32_t* keys, uint64_t count,
   return infos;
 }
 
+using MemberBuffer = std::vector<uint64_t, UninitializedAllocator<uint64_t>>;
+
 // Labels the kept elements of one sign by their P-order rank (§5.1). `keys[t]` is the
 // magnitude key of kept element `members[t]`.
-void LabelSign(const std::vector<uint32_t>& keys, const std::vector<uint64_t>& members,
-               unsigned blocks, unsigned first_label, uint64_t base, const CodecParams& params,
-               GroupCode* group) {
+void LabelSign(const KeyBuffer& keys, const MemberBuffer& members, unsigned blocks,
+               unsigned first_label, uint64_t base, const CodecParams& params, GroupCode* group) {
   KeptElement* kept = group->kept.data();
   const uint64_t count = keys.size();
   const uint32_t* key_data = keys.data();
@@ -401,7 +402,21 @@ void LabelSign(const std::vector<uint32_t>& keys, const std::vector<uint64_t>& m
       cuts.push_back(CutFromRank(infos[next++], rank_end, key_of, count, params.seed, global_of));
     }
   }
+  // An element's block is the number of cuts it misses. A key below a cut's mu misses it and
+  // a key above is in it, so plain comparisons label everything except keys equal to the mu
+  // of a cut that splits its ties; those few are relabelled by InCut (and their draws).
+  bool any_split = false;
+  for (const Cut& cut : cuts) any_split = any_split || (!cut.all_ties && cut.mu != Cut{}.mu);
   for (uint64_t t = 0; t < count; ++t) {
+    unsigned block = 0;
+    for (const Cut& cut : cuts) block += key_data[t] < cut.mu ? 1u : 0u;
+    kept[member[t]].label = static_cast<uint8_t>(first_label + block);
+  }
+  if (!any_split) return;
+  for (uint64_t t = 0; t < count; ++t) {
+    bool at_split = false;
+    for (const Cut& cut : cuts) at_split = at_split || (!cut.all_ties && key_data[t] == cut.mu);
+    if (!at_split) continue;
     unsigned block = 0;
     for (const Cut& cut : cuts) block += !InCut(cut, key_data[t], params.seed, global_of(t));
     kept[member[t]].label = static_cast<uint8_t>(first_label + block);
@@ -412,8 +427,10 @@ void LabelSign(const std::vector<uint32_t>& keys, const std::vector<uint64_t>& m
 void LabelBlocks(uint64_t base, const CodecParams& params, GroupCode* group) {
   const std::vector<KeptElement>& kept = group->kept;
   const uint64_t k = kept.size();
-  std::vector<uint32_t> keys[2];
-  std::vector<uint64_t> members[2];
+  // Per thread and reused: per-row groups call this thousands of times, large groups would
+  // fault in fresh pages every call.
+  thread_local KeyBuffer keys[2];
+  thread_local MemberBuffer members[2];
   for (int sign = 0; sign < 2; ++sign) {
     const uint64_t size = sign == 0 ? group->n_pos : k - group->n_pos;
     keys[sign].resize(size);
@@ -491,7 +508,7 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
     if (histogram.non_finite) throw StatusError(SLICER_ERR_NONFINITE_INPUT, "NaN or infinity");
   } else {
     // Small groups keep a copy of the keys for the selection below (same pass).
-    std::vector<uint32_t>& keys = Scratch();
+    KeyBuffer& keys = Scratch();
     keys.resize(n);
     uint32_t largest = 0;
     for (uint64_t j = 0; j < n; ++j) {
