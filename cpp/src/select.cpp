@@ -96,6 +96,24 @@ void CollectTop(const float* x, uint64_t n, uint64_t base, const Cut& cut, uint6
       if (key > cut.mu || InCut(cut, key, seed, base + j)) out.Add(j);
     };
     uint64_t j = begin;
+#if defined(__SSE2__)
+    // 64 keys at a time into a bit mask; candidates are visited by their set bits.
+    const __m128i magnitude = _mm_set1_epi32(0x7FFFFFFF);
+    const __m128i below_mu = _mm_set1_epi32(mu - 1);  // mu >= 1: a cut ends on a non-zero key
+    for (; j + 64 <= end; j += 64) {
+      uint64_t mask = 0;
+      for (unsigned i = 0; i < 16; ++i) {
+        const __m128i key = _mm_and_si128(
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(bits + j + 4 * i)), magnitude);
+        const int selected = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpgt_epi32(key, below_mu)));
+        mask |= static_cast<uint64_t>(selected) << (4 * i);
+      }
+      while (mask != 0) {
+        consider(j + static_cast<unsigned>(__builtin_ctzll(mask)));
+        mask &= mask - 1;
+      }
+    }
+#else
     for (; j + 64 <= end; j += 64) {
       uint8_t flags[64];
       for (int i = 0; i < 64; ++i) {
@@ -111,6 +129,7 @@ void CollectTop(const float* x, uint64_t n, uint64_t base, const Cut& cut, uint6
         }
       }
     }
+#endif
     for (; j < end; ++j) {
       if ((bits[j] & 0x7FFFFFFFu) >= cut.mu) consider(j);
     }
@@ -357,7 +376,33 @@ void LabelSign(const KeyBuffer& keys, const MemberBuffer& members, unsigned bloc
     return base + kept[member[t]].position;
   };
   if (blocks > 1 && count > 0 && count <= kSortLabelMax) {
-    // Few elements (per-row groups): sort them in P order and label by rank directly.
+    // Few elements (per-row groups): label by P-order rank. Without equal keys the rank is the
+    // number of larger keys, counted in a loop the compiler vectorizes (no sort, no draws).
+    uint64_t edges[SLICER_MAX_BLOCKS];  // first rank of block b
+    for (unsigned b = 1; b < blocks; ++b) edges[b] = uint64_t{b} * count / blocks;
+    const auto label_of_rank = [&](uint64_t rank) {
+      unsigned block = 0;
+      for (unsigned b = 1; b < blocks; ++b) block += rank >= edges[b] ? 1u : 0u;
+      return static_cast<uint8_t>(first_label + block);
+    };
+    uint32_t ranks[kSortLabelMax];
+    bool ties = false;
+    for (uint64_t t = 0; t < count && !ties; ++t) {
+      const int32_t key = static_cast<int32_t>(key_data[t]);  // finite keys are below 2^31
+      uint32_t greater = 0;
+      uint32_t equal = 0;
+      for (uint64_t u = 0; u < count; ++u) {
+        greater += static_cast<int32_t>(key_data[u]) > key ? 1u : 0u;
+        equal += static_cast<int32_t>(key_data[u]) == key ? 1u : 0u;
+      }
+      ranks[t] = greater;
+      ties = equal > 1;
+    }
+    if (!ties) {
+      for (uint64_t t = 0; t < count; ++t) kept[member[t]].label = label_of_rank(ranks[t]);
+      return;
+    }
+    // Equal keys: sort in full P order.
     struct Ranked {
       uint32_t key;
       uint64_t draw;
@@ -374,11 +419,7 @@ void LabelSign(const KeyBuffer& keys, const MemberBuffer& members, unsigned bloc
       if (a.draw != b.draw) return a.draw < b.draw;
       return a.global < b.global;
     });
-    unsigned block = 0;
-    for (uint64_t r = 0; r < count; ++r) {
-      while (block + 1 < blocks && (uint64_t{block} + 1) * count / blocks <= r) ++block;
-      kept[member[ranked[r].t]].label = static_cast<uint8_t>(first_label + block);
-    }
+    for (uint64_t r = 0; r < count; ++r) kept[member[ranked[r].t]].label = label_of_rank(r);
     return;
   }
   // cuts[b - 1] = the first floor(b * count / M) elements of this sign, b = 1 ... M - 1.
