@@ -19,6 +19,10 @@
 #include "float_bits.hpp"
 #include "parallel.hpp"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace slicer::internal {
 
 constexpr uint64_t kRadixMinElements = uint64_t{1} << 13;
@@ -162,7 +166,30 @@ RankInfo RadixRankInPlace(Keys* keys, uint64_t rank) {
     above += seen;
     if (chosen_count == size) continue;  // every key shares this digit: nothing to drop
     size_t kept = 0;
-    for (uint32_t key : bucket) {
+    size_t at = 0;
+#if defined(__SSE2__)
+    // Digit matches of 32 keys as a bit mask, then one store per match: the scalar form below
+    // serializes every element on the running count.
+    const __m128i digit_mask = _mm_set1_epi32(0xFF);
+    const __m128i wanted = _mm_set1_epi32(static_cast<int>(chosen));
+    const __m128i shift_count = _mm_cvtsi32_si128(shift);
+    uint32_t* data = bucket.data();
+    for (; at + 32 <= size; at += 32) {
+      uint32_t mask = 0;
+      for (unsigned i = 0; i < 8; ++i) {
+        const __m128i key = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data + at + 4 * i));
+        const __m128i digit = _mm_and_si128(_mm_srl_epi32(key, shift_count), digit_mask);
+        const int match = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(digit, wanted)));
+        mask |= static_cast<uint32_t>(match) << (4 * i);
+      }
+      while (mask != 0) {
+        data[kept++] = data[at + static_cast<unsigned>(__builtin_ctz(mask))];
+        mask &= mask - 1;
+      }
+    }
+#endif
+    for (; at < size; ++at) {
+      const uint32_t key = bucket[at];
       bucket[kept] = key;
       kept += ((key >> shift) & 0xFF) == chosen;
     }

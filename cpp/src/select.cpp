@@ -254,12 +254,16 @@ void TrimCandidates(uint64_t k, uint64_t base, uint64_t seed, GroupCode* group) 
   const Cut cut = CutFromRank(
       info, k, [c](uint64_t t) { return MagnitudeKey(c[t].value); }, candidates.size(), seed,
       [c, base](uint64_t t) { return base + c[t].position; });
+  // Branch-free compaction (about one candidate in eight is dropped, at random positions);
+  // only a key equal to mu may need its draw.
   size_t kept = 0;
+  KeptElement* data = candidates.data();
   for (size_t t = 0; t < candidates.size(); ++t) {
-    const uint32_t key = MagnitudeKey(candidates[t].value);
-    if (key > cut.mu || (key == cut.mu && InCut(cut, key, seed, base + candidates[t].position))) {
-      candidates[kept++] = candidates[t];
-    }
+    const uint32_t key = MagnitudeKey(data[t].value);
+    bool keep = key > cut.mu;
+    if (key == cut.mu) keep = InCut(cut, key, seed, base + data[t].position);
+    data[kept] = data[t];
+    kept += keep ? 1 : 0;
   }
   candidates.resize(kept);
 }
@@ -362,6 +366,8 @@ std::vector<RankInfo> KeysAtRanks(const uint32_t* keys, uint64_t count,
 }
 
 using MemberBuffer = std::vector<uint64_t, UninitializedAllocator<uint64_t>>;
+// LabelBlocks keeps its per-thread buffers up to this many entries per sign (12 bytes each).
+constexpr size_t kRetainedLabelEntries = size_t{1} << 22;
 
 // Labels the kept elements of one sign by their P-order rank (§5.1). `keys[t]` is the
 // magnitude key of kept element `members[t]`.
@@ -487,6 +493,12 @@ void LabelBlocks(uint64_t base, const CodecParams& params, GroupCode* group) {
   }
   LabelSign(keys[0], members[0], params.blocks_pos, 0, base, params, group);
   LabelSign(keys[1], members[1], params.blocks_neg, params.blocks_pos, base, params, group);
+  for (int sign = 0; sign < 2; ++sign) {
+    if (members[sign].capacity() > kRetainedLabelEntries) {
+      KeyBuffer().swap(keys[sign]);
+      MemberBuffer().swap(members[sign]);
+    }
+  }
 }
 
 // Checks the kept count, then counts the positives and labels and counts the blocks.
