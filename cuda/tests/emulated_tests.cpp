@@ -2,7 +2,9 @@
 // codec: byte-identical streams on random inputs at awkward sizes, every dtype, the parameter
 // corners of the spec, ties, batches along any axis, the device-output path with its device
 // CRC, and decoding (host and "device" sources) equal to the C++ decoder, errors included.
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -511,9 +513,50 @@ void TestGolden() {
   if (cases < 20) Fail("expected at least 20 golden streams in " + dir.string());
 }
 
+// Random shapes, dtypes, data kinds and parameters (`emulated_tests --fuzz N [seed]`, not
+// part of the CTest run).
+void Fuzz(int cases, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const char* kinds[5] = {"normal", "ties", "relu", "outliers", "equal"};
+  const int dtypes[3] = {SLICER_FLOAT32, SLICER_FLOAT16, SLICER_BFLOAT16};
+  for (int c = 0; c < cases; ++c) {
+    std::vector<int64_t> shape;
+    const int ndim = static_cast<int>(rng() % 3);
+    int64_t elements = 1;
+    for (int d = 0; d <= ndim; ++d) {
+      shape.push_back(1 + static_cast<int64_t>(rng() % (d == ndim ? 40000 : 60)));
+      elements *= shape.back();
+    }
+    if (elements > 100000) shape.back() = std::max<int64_t>(1, 100000 / (elements / shape.back()));
+    slicer_params p = Params(static_cast<uint32_t>(rng() % 1000000000));
+    if (rng() % 3 == 0) p.asym_ppb = static_cast<uint32_t>(rng() % 1000000000);
+    p.seed = rng();
+    p.blocks_pos = static_cast<uint8_t>(1 + rng() % (rng() % 4 == 0 ? 64 : 5));
+    p.blocks_neg = static_cast<uint8_t>(1 + rng() % (rng() % 4 == 0 ? 64 : 5));
+    p.bits = static_cast<uint8_t>(1 + rng() % 16);
+    p.delta_micro = static_cast<uint32_t>(rng() % 3 == 0 ? 0 : rng() % 2000000);
+    if (rng() % 4 == 0) {
+      p.level_count = std::max(p.blocks_pos, p.blocks_neg);
+      for (int i = 0; i < p.level_count; ++i) p.levels[i] = static_cast<uint8_t>(1 + rng() % 16);
+    }
+    p.chunk_log2 = static_cast<uint8_t>(6 + rng() % 10);
+    p.group_rows = static_cast<uint8_t>(rng() % 2);
+    const char* kind = kinds[rng() % 5];
+    CheckCase(MakeInput(shape, dtypes[rng() % 3], kind, rng()), p, kind);
+  }
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc >= 3 && std::string(argv[1]) == "--fuzz") {
+    for (const uint64_t limit : {slicer::cuda::small_group_limit, uint64_t{0}}) {
+      slicer::cuda::small_group_limit = limit;  // both encoder paths on the same cases
+      Fuzz(std::atoi(argv[2]), argc >= 4 ? std::strtoull(argv[3], nullptr, 10) : 1);
+    }
+    std::printf("fuzz: %d of %d cases failed\n", failures, checks);
+    return failures ? 1 : 0;
+  }
   // Small groups take the fused kernel by default; run the suites again with every group on
   // the multi-kernel path (the path of large groups) so that both are checked on every case.
   for (const uint64_t limit : {slicer::cuda::small_group_limit, uint64_t{0}}) {
