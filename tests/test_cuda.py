@@ -384,8 +384,10 @@ def test_glue_decode_sources(fake_cuda: Any) -> None:
     assert module.calls[-1][3] == "capsule" and module.calls[-1][4] == 1
     with pytest.raises(ValueError, match="out must be an array on a CUDA device"):
         _gpu.decode(b"abc", out=np.zeros(3, np.float32))
-    with pytest.raises(ValueError, match="1-D uint8"):
+    with pytest.raises(TypeError, match="uint8"):
         _gpu.decode(np.zeros(3, np.float32))
+    _gpu.decode(np.arange(6, dtype=np.uint8).reshape(2, 3))  # any uint8 host array, flattened
+    assert module.calls[-1][1].tolist() == [0, 1, 2, 3, 4, 5]
     with pytest.raises(ValueError, match="max_elements"):
         _gpu.decode(b"abc", max_elements=-1)
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import raise_decode_status, raise_encode_status
+from ._intake import as_stream_bytes
 
 try:
     from . import _cuda
@@ -135,17 +136,8 @@ def _stream_source(buf: Any) -> tuple[Any, int, int]:
     if device >= 0:
         stream = _producer_stream(buf)
         return _capsule(buf, stream), device, stream
-    if isinstance(buf, np.ndarray):
-        if buf.dtype != np.uint8 or buf.ndim != 1:
-            raise ValueError("a stream given as a NumPy array must be 1-D uint8")
-        return np.ascontiguousarray(buf), -1, 0
-    try:
-        view = memoryview(buf)
-    except TypeError:
-        raise TypeError(
-            f"expected bytes, a buffer or a CUDA uint8 array, got {type(buf).__name__}"
-        ) from None
-    return np.frombuffer(view.cast("B"), dtype=np.uint8), -1, 0
+    # Host memory: bytes-like objects, uint8 arrays, CPU DLPack tensors (as slicer.decode).
+    return as_stream_bytes(buf), -1, 0
 
 
 def decode(buf: Any, out: Any = None, max_elements: int = _DEFAULT_MAX_ELEMENTS) -> Any:
