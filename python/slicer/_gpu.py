@@ -15,8 +15,6 @@ from __future__ import annotations
 import operator
 from typing import Any
 
-import numpy as np
-
 from ._errors import raise_decode_status, raise_encode_status
 from ._intake import as_stream_bytes
 
