@@ -15,12 +15,25 @@ void EncodeChunk(const KeptElement* kept, uint64_t count, uint64_t chunk_start,
   unsigned rice = 0;
   while (rice < chunk_log2 && (count << (rice + 1)) <= gap_sum) ++rice;
 
-  unsigned widths[2 * SLICER_MAX_BLOCKS];
-  for (unsigned label = 0; label < num_labels; ++label) {
-    widths[label] = group.blocks[label].count == 0 ? 0 : group.blocks[label].width;
-  }
   const unsigned label_bits = 31u - static_cast<unsigned>(__builtin_clz(num_labels));  // b
   const uint32_t short_labels = (uint32_t{2} << label_bits) - num_labels;              // u
+  // Per label: its truncated-binary field and the field's length plus the block width, so the
+  // element loop has no branch on the label.
+  uint32_t label_field[2 * SLICER_MAX_BLOCKS];
+  unsigned label_field_bits[2 * SLICER_MAX_BLOCKS];
+  unsigned label_total_bits[2 * SLICER_MAX_BLOCKS];
+  for (unsigned label = 0; label < num_labels; ++label) {
+    if (label < short_labels) {
+      label_field[label] = label;
+      label_field_bits[label] = label_bits;
+    } else {
+      const uint32_t rest = label - short_labels;
+      label_field[label] = (short_labels + (rest >> 1)) | ((rest & 1u) << label_bits);
+      label_field_bits[label] = label_bits + 1;
+    }
+    const unsigned width = group.blocks[label].count == 0 ? 0 : group.blocks[label].width;
+    label_total_bits[label] = label_field_bits[label] + width;
+  }
 
   // Worst case: per element a stop bit, r remainder bits, b + 1 label bits, 16 value bits;
   // the unary quotients add at most gap_sum >> r bits in all.
@@ -37,19 +50,10 @@ void EncodeChunk(const KeptElement* kept, uint64_t count, uint64_t chunk_start,
     next = e.position + 1;
     const uint64_t quotient = gap >> rice;
     const uint64_t remainder = gap & ((uint64_t{1} << rice) - 1);
-    uint64_t field;
-    unsigned field_bits;
-    if (e.label < short_labels) {
-      field = e.label;
-      field_bits = label_bits;
-    } else {
-      const uint32_t rest = e.label - short_labels;
-      field = (short_labels + (rest >> 1)) | (uint64_t{rest & 1u} << label_bits);
-      field_bits = label_bits + 1;
-    }
     // Label and value: at most 7 + 16 bits.
-    const uint64_t label_value = field | (uint64_t{e.code} << field_bits);
-    const unsigned label_value_bits = field_bits + widths[e.label];
+    const uint64_t label_value =
+        label_field[e.label] | (uint64_t{e.code} << label_field_bits[e.label]);
+    const unsigned label_value_bits = label_total_bits[e.label];
     const unsigned gap_bits = static_cast<unsigned>(quotient) + 1 + rice;
     if (quotient < 32 && gap_bits + label_value_bits <= 57) {
       // The whole element in one go: quotient ones, a zero, the remainder, label, value.
