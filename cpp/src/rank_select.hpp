@@ -129,6 +129,41 @@ RankInfo RankFromHistogram(const Histogram& histogram, KeyOf key_of, uint64_t n,
   return RankInBucket(&bucket, rank - above, above);
 }
 
+// Keeps (in order) the keys whose digit (key >> shift) & digit_mask equals `chosen`.
+template <class Keys>
+void KeepDigit(Keys* keys, int shift, uint32_t digit_mask, uint32_t chosen) {
+  uint32_t* data = keys->data();
+  const size_t size = keys->size();
+  size_t kept = 0;
+  size_t at = 0;
+#if defined(__SSE2__)
+  // Matches of 32 keys as a bit mask, then one store per match: the scalar form below
+  // serializes every element on the running count.
+  const __m128i mask_lanes = _mm_set1_epi32(static_cast<int>(digit_mask));
+  const __m128i wanted = _mm_set1_epi32(static_cast<int>(chosen));
+  const __m128i shift_count = _mm_cvtsi32_si128(shift);
+  for (; at + 32 <= size; at += 32) {
+    uint32_t mask = 0;
+    for (unsigned i = 0; i < 8; ++i) {
+      const __m128i key = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data + at + 4 * i));
+      const __m128i digit = _mm_and_si128(_mm_srl_epi32(key, shift_count), mask_lanes);
+      const int match = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(digit, wanted)));
+      mask |= static_cast<uint32_t>(match) << (4 * i);
+    }
+    while (mask != 0) {
+      data[kept++] = data[at + static_cast<unsigned>(__builtin_ctz(mask))];
+      mask &= mask - 1;
+    }
+  }
+#endif
+  for (; at < size; ++at) {
+    const uint32_t key = data[at];
+    data[kept] = key;
+    kept += ((key >> shift) & digit_mask) == chosen;
+  }
+  keys->resize(kept);
+}
+
 // The key at descending `rank` among the keys in *keys (which it reorders and shrinks): an
 // 8-bit radix descent with stack histograms, then nth_element on what is left. `Lane` counts
 // one bin of a quarter of the keys, so it must hold keys->size() / 4 + 1.
@@ -165,44 +200,35 @@ RankInfo RadixRankInPlace(Keys* keys, uint64_t rank) {
     }
     above += seen;
     if (chosen_count == size) continue;  // every key shares this digit: nothing to drop
-    size_t kept = 0;
-    size_t at = 0;
-#if defined(__SSE2__)
-    // Digit matches of 32 keys as a bit mask, then one store per match: the scalar form below
-    // serializes every element on the running count.
-    const __m128i digit_mask = _mm_set1_epi32(0xFF);
-    const __m128i wanted = _mm_set1_epi32(static_cast<int>(chosen));
-    const __m128i shift_count = _mm_cvtsi32_si128(shift);
-    uint32_t* data = bucket.data();
-    for (; at + 32 <= size; at += 32) {
-      uint32_t mask = 0;
-      for (unsigned i = 0; i < 8; ++i) {
-        const __m128i key = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data + at + 4 * i));
-        const __m128i digit = _mm_and_si128(_mm_srl_epi32(key, shift_count), digit_mask);
-        const int match = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(digit, wanted)));
-        mask |= static_cast<uint32_t>(match) << (4 * i);
-      }
-      while (mask != 0) {
-        data[kept++] = data[at + static_cast<unsigned>(__builtin_ctz(mask))];
-        mask &= mask - 1;
-      }
-    }
-#endif
-    for (; at < size; ++at) {
-      const uint32_t key = bucket[at];
-      bucket[kept] = key;
-      kept += ((key >> shift) & 0xFF) == chosen;
-    }
-    bucket.resize(kept);
+    KeepDigit(&bucket, shift, 0xFF, chosen);
   }
   return RankInBucket(&bucket, rank - above, above);
 }
 
-// Small inputs (fewer than kRadixMinElements keys): 16-bit counters.
+// Small inputs (fewer than kRadixMinElements keys). One histogram of the top 11 key bits
+// (exponent and 3 mantissa bits: real data puts few keys in one bin), scanned down from the
+// largest key's bin only, then one compaction to the chosen bin; if that bin is still large
+// (clustered keys) the radix descent above finishes it.
 template <class Keys>
 RankInfo SmallRankInPlace(Keys* keys, uint64_t rank) {
-  static_assert(kRadixMinElements < 65536, "uint16 lanes");
-  return RadixRankInPlace<uint16_t>(keys, rank);
+  static_assert(kRadixMinElements < 65536, "uint16 bins");
+  constexpr int kShift = 20;  // keys < 2^31: 11 bits above
+  Keys& bucket = *keys;
+  const size_t size = bucket.size();
+  if (size <= 128) return RankInBucket(&bucket, rank, 0);
+  uint16_t bins[1u << (31 - kShift)] = {};
+  uint32_t largest = 0;
+  for (uint32_t key : bucket) {
+    ++bins[key >> kShift];
+    largest = std::max(largest, key);
+  }
+  uint64_t above = 0;
+  unsigned chosen = largest >> kShift;
+  while (above + bins[chosen] <= rank) above += bins[chosen--];
+  KeepDigit(&bucket, kShift, 0x7FF, chosen);
+  RankInfo info = RadixRankInPlace<uint16_t>(&bucket, rank - above);
+  info.greater += above;
+  return info;
 }
 
 template <class KeyOf>
