@@ -479,18 +479,32 @@ void LabelBlocks(uint64_t base, const CodecParams& params, GroupCode* group) {
   thread_local KeyBuffer keys[2];
   thread_local MemberBuffer members[2];
   for (int sign = 0; sign < 2; ++sign) {
-    const uint64_t size = sign == 0 ? group->n_pos : k - group->n_pos;
-    keys[sign].resize(size);
-    members[sign].resize(size);
+    keys[sign].resize(k);
+    members[sign].resize(k);
   }
-  uint64_t filled[2] = {0, 0};
+  // Every element is written to both signs' lists and only its own count advances: counts in
+  // registers, no branch and no store-to-load chain through an indexed count.
+  uint32_t* pos_keys = keys[0].data();
+  uint32_t* neg_keys = keys[1].data();
+  uint64_t* pos_members = members[0].data();
+  uint64_t* neg_members = members[1].data();
+  uint64_t n_pos = 0;
+  uint64_t n_neg = 0;
   for (uint64_t t = 0; t < k; ++t) {
     const uint32_t bits = FloatToBits(kept[t].value);
-    const unsigned sign = bits >> 31;  // kept values are non-zero: the sign bit is the sign
-    keys[sign][filled[sign]] = bits & 0x7FFFFFFFu;
-    members[sign][filled[sign]] = t;
-    ++filled[sign];
+    const uint64_t negative = bits >> 31;  // kept values are non-zero: the sign bit is the sign
+    pos_keys[n_pos] = bits & 0x7FFFFFFFu;
+    neg_keys[n_neg] = bits & 0x7FFFFFFFu;
+    pos_members[n_pos] = t;
+    neg_members[n_neg] = t;
+    n_pos += 1 - negative;
+    n_neg += negative;
   }
+  group->n_pos = n_pos;
+  keys[0].resize(n_pos);
+  members[0].resize(n_pos);
+  keys[1].resize(n_neg);
+  members[1].resize(n_neg);
   LabelSign(keys[0], members[0], params.blocks_pos, 0, base, params, group);
   LabelSign(keys[1], members[1], params.blocks_neg, params.blocks_pos, base, params, group);
   for (int sign = 0; sign < 2; ++sign) {
@@ -507,10 +521,7 @@ void FinishSelection(uint64_t base, const CodecParams& params, GroupCode* group)
     throw StatusError(SLICER_ERR_INTERNAL, "kept count mismatch");
   }
   group->n_pos = 0;
-  if (group->k > 0) {
-    for (const KeptElement& e : group->kept) group->n_pos += e.value > 0.0f;
-    LabelBlocks(base, params, group);
-  }
+  if (group->k > 0) LabelBlocks(base, params, group);  // also counts n_pos
   CountBlocks(params, group);
 }
 
