@@ -57,6 +57,54 @@ void QuantizeKept(const std::vector<Block>& blocks, const bool* selected, unsign
   });
 }
 
+// Greedy ABQ (§5.4) on one thread. Blocks are independent, so each block runs its own greedy
+// loop over its own elements (grouped by a counting sort of the kept list by label): a local
+// sum, no branch on the label, and a trial stops at the first element that puts it over the
+// budget (partial sums only grow, so the decision is the same). On entry every element's code
+// is T0 and ABQ blocks have width q_bit; on return the widths are final.
+void ChooseAbqWidthsOneThread(const CodecParams& params, GroupCode* group) {
+  const unsigned num_labels = params.labels();
+  std::vector<Block>& blocks = group->blocks;
+  const KeptElement* elements = group->kept.data();
+  const uint64_t k = group->kept.size();
+  thread_local std::vector<uint64_t, UninitializedAllocator<uint64_t>> order;
+  order.resize(k);
+  uint64_t start[2 * SLICER_MAX_BLOCKS + 1];
+  uint64_t fill[2 * SLICER_MAX_BLOCKS];
+  start[0] = 0;
+  for (unsigned label = 0; label < num_labels; ++label) {
+    start[label + 1] = start[label] + blocks[label].count;
+    fill[label] = start[label];
+  }
+  for (uint64_t t = 0; t < k; ++t) order[fill[elements[t].label]++] = t;
+  for (unsigned label = 0; label < num_labels; ++label) {
+    Block& block = blocks[label];
+    if (block.count == 0) continue;
+    // DS_sum * 10^6 <= delta_micro * c  <=>  DS_sum <= floor(delta_micro * c / 10^6).
+    const unsigned __int128 limit_wide =
+        static_cast<unsigned __int128>(params.delta_micro) * block.count / 1000000u;
+    const uint64_t limit =
+        limit_wide > ~uint64_t{0} ? ~uint64_t{0} : static_cast<uint64_t>(limit_wide);
+    while (block.width > 1) {
+      const Quantizer trial = MakeQuantizer(block, block.width - 1);
+      const unsigned shift = params.bits - (block.width - 1);
+      uint64_t sum = 0;
+      bool over = false;
+      for (uint64_t i = start[label]; i < start[label + 1] && !over; ++i) {
+        const KeptElement& e = elements[order[i]];
+        const int64_t code = QuantizeMagnitude(std::fabs(static_cast<double>(e.value)), trial.lo,
+                                               trial.step, trial.max_code);
+        const int64_t difference = static_cast<int64_t>(e.code >> shift) - code;
+        sum += static_cast<uint64_t>(difference < 0 ? -difference : difference);
+        over = sum > limit;
+      }
+      if (over) break;
+      --block.width;
+    }
+  }
+  if (order.capacity() > (size_t{1} << 22)) decltype(order)().swap(order);
+}
+
 // Greedy ABQ (§5.4) for all blocks at once. On entry every element's code is T0 (the code at
 // q_bit) and ABQ blocks have width q_bit; on return the widths are final.
 void ChooseAbqWidths(const CodecParams& params, unsigned parts, GroupCode* group) {
@@ -189,7 +237,11 @@ void FinishBlocks(const CodecParams& params, unsigned threads, GroupCode* group)
   // codes of the blocks ABQ lowered.
   QuantizeKept(blocks, nullptr, parts, &group->kept);
   if (params.multi_level || params.delta_micro == 0) return;
-  ChooseAbqWidths(params, parts, group);
+  if (parts == 1) {
+    ChooseAbqWidthsOneThread(params, group);
+  } else {
+    ChooseAbqWidths(params, parts, group);
+  }
   bool lowered[2 * SLICER_MAX_BLOCKS];
   bool any_lowered = false;
   for (unsigned label = 0; label < num_labels; ++label) {
