@@ -539,6 +539,19 @@ def test_cuda_arrays_go_to_the_cuda_backend(stand_in_gpu) -> None:
     assert stand_in_gpu[-1] == ("decode", None, 10**6)
 
 
+def test_device_output_goes_to_the_cuda_backend(stand_in_gpu) -> None:
+    host = normal((3, 200), seed=14)
+    stream = slicer.encode(_CudaLike(host), sparsity=0.6, out="device")
+    assert stream == slicer.encode(host, sparsity=0.6)
+    assert stand_in_gpu[-1][2] == "device"
+    with pytest.raises(ValueError, match="CUDA device"):
+        slicer.encode(host, out="device")
+    with pytest.raises(ValueError, match="max_bytes"):
+        slicer.encode(_CudaLike(host), out="device", max_bytes=500)
+    with pytest.raises(ValueError, match="out must be"):
+        slicer.encode(host, out="gpu")
+
+
 def test_cuda_arrays_with_max_bytes_use_a_host_copy(stand_in_gpu) -> None:
     host = normal((2000,), seed=13)
     stream = slicer.encode(_CudaLike(host), max_bytes=300)

@@ -74,6 +74,13 @@ _PARAMS_DOC_TAIL = """\
         Worker threads (0 = all cores). The bytes never depend on it.
 """
 
+_OUT_DOC = """\
+    out : {"host", "device"}, default "host"
+        "host" returns ``bytes``. "device" (CUDA input only) leaves the stream in device
+        memory and returns it as a 1-D uint8 CUDA array (DLPack-capable, for GPU-direct
+        transport); `slicer.decode(..., device="cuda")` takes it back.
+"""
+
 
 def _max_bytes(value: Any) -> int | None:
     if value is None:
@@ -150,7 +157,8 @@ def encode(
     groups: str = "tensor",
     chunk_size: int = 16384,
     threads: int = 0,
-) -> bytes:
+    out: str = "host",
+) -> Any:
     """Encode an array into a SLICER stream (bitstream format 1, docs/format.md).
 
     Parameters
@@ -173,7 +181,16 @@ def encode(
         threads=threads,
     )
     limit = _max_bytes(max_bytes)
-    if dlpack_device_type(x) == DLPACK_CUDA:
+    if out not in ("host", "device"):
+        raise ValueError(f"out must be 'host' or 'device', got {out!r}")
+    on_cuda = dlpack_device_type(x) == DLPACK_CUDA
+    if out == "device":
+        if not on_cuda:
+            raise ValueError("out='device' needs an array on a CUDA device")
+        if limit is not None:
+            raise ValueError("out='device' cannot be combined with max_bytes")
+        return _gpu_module().encode(x, params, out="device")
+    if on_cuda:
         gpu = _gpu_module()
         if limit is None:
             return bytes(gpu.encode(x, params, out="host"))
@@ -192,10 +209,11 @@ encode.__doc__ = (
     + _PARAMS_DOC_HEAD
     + _MAX_BYTES_DOC
     + _PARAMS_DOC_TAIL
+    + _OUT_DOC
     + """
     Returns
     -------
-    bytes
+    bytes, or a uint8 CUDA array with ``out="device"``
         The stream: header, block metadata, chunk table, payload and CRC-32.
 
     Raises
