@@ -391,18 +391,20 @@ void LabelSign(const KeyBuffer& keys, const MemberBuffer& members, unsigned bloc
       for (unsigned b = 1; b < blocks; ++b) block += rank >= edges[b] ? 1u : 0u;
       return static_cast<uint8_t>(first_label + block);
     };
+    // Distinct keys give distinct counts; equal keys give equal counts, seen as a repeat.
     uint32_t ranks[kSortLabelMax];
+    uint64_t seen[(kSortLabelMax + 63) / 64] = {};
     bool ties = false;
-    for (uint64_t t = 0; t < count && !ties; ++t) {
+    for (uint64_t t = 0; t < count; ++t) {
       const int32_t key = static_cast<int32_t>(key_data[t]);  // finite keys are below 2^31
       uint32_t greater = 0;
-      uint32_t equal = 0;
       for (uint64_t u = 0; u < count; ++u) {
         greater += static_cast<int32_t>(key_data[u]) > key ? 1u : 0u;
-        equal += static_cast<int32_t>(key_data[u]) == key ? 1u : 0u;
       }
       ranks[t] = greater;
-      ties = equal > 1;
+      const uint64_t bit = uint64_t{1} << (greater & 63);
+      ties = ties || (seen[greater >> 6] & bit) != 0;
+      seen[greater >> 6] |= bit;
     }
     if (!ties) {
       for (uint64_t t = 0; t < count; ++t) kept[member[t]].label = label_of_rank(ranks[t]);
@@ -543,12 +545,15 @@ void CountBlocks(const CodecParams& params, GroupCode* group) {
   }
 }
 
+// Both use 64-bit arithmetic when the product fits (a 128-bit division is a library call).
 uint64_t KeepLimit(uint64_t n, uint32_t sparsity_ppb) {
+  if (n < (uint64_t{1} << 34)) return n * (kPpb - sparsity_ppb) / kPpb;  // (10^9 - s) < 2^30
   return static_cast<uint64_t>(static_cast<unsigned __int128>(n) * (kPpb - sparsity_ppb) / kPpb);
 }
 
 uint64_t BlockCount(uint64_t n, unsigned blocks, unsigned m) {
   const auto edge = [&](unsigned b) {
+    if (n < (uint64_t{1} << 56)) return uint64_t{b} * n / blocks;  // b <= 64
     return static_cast<uint64_t>(static_cast<unsigned __int128>(b) * n / blocks);
   };
   return edge(m + 1) - edge(m);
