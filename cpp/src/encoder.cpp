@@ -200,7 +200,13 @@ void EncodeStream(const void* data, int dtype, const int64_t* shape, uint32_t nd
     throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "data is NULL");
   }
   EncodeScratch& scratch = ThreadScratch();
-  EncodeStreamWith(data, dtype, shape, ndim, geometry, params, path, &scratch, out);
+  try {
+    EncodeStreamWith(data, dtype, shape, ndim, geometry, params, path, &scratch, out);
+  } catch (...) {
+    // A failed call (NaN input, out of memory) must not pin a large scratch either.
+    if (scratch.Bytes() > kRetainedScratchBytes) scratch = EncodeScratch{};
+    throw;
+  }
   if (scratch.Bytes() > kRetainedScratchBytes) scratch = EncodeScratch{};
 }
 
