@@ -199,8 +199,9 @@ def select(x: np.ndarray, first_index: int, params: dict) -> np.ndarray:
     rest_in_order = order[rest[order]]
     kept = np.concatenate([strict_in_order, rest_in_order[: k - strict_in_order.size]])
     # Return the kept set in P order (blocks are cut in that order, §5.1).
-    return kept[np.lexsort((global_index[kept], draw(params["seed"], global_index[kept]),
-                            -magnitude[kept]))]
+    return kept[
+        np.lexsort((global_index[kept], draw(params["seed"], global_index[kept]), -magnitude[kept]))
+    ]
 
 
 # ----------------------------------------------------------------------------- §5 MS + ABQ
@@ -344,7 +345,7 @@ def encode_chunk(positions, labels, codes, widths, num_labels, chunk_log2) -> by
     r = rice_parameter(positions.size, int(gaps.sum()), chunk_log2)
     bw = BitWriter()
     bw.write(r, 5)
-    for gap, label, code in zip(gaps.tolist(), labels.tolist(), codes.tolist()):
+    for gap, label, code in zip(gaps.tolist(), labels.tolist(), codes.tolist(), strict=True):
         bw.unary(gap >> r)
         bw.write(gap & ((1 << r) - 1), r)
         write_label(bw, label, num_labels)

@@ -67,7 +67,7 @@ def test_parameter_grid_matches_reference(overrides: dict, dtype) -> None:
         np.float32,
         hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=30),
         elements=st.one_of(
-            st.floats(-2**127, 2**127, width=32, allow_subnormal=True),
+            st.floats(-(2**127), 2**127, width=32, allow_subnormal=True),
             st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5]),
         ),
     ),
@@ -82,8 +82,15 @@ def test_parameter_grid_matches_reference(overrides: dict, dtype) -> None:
 def test_random_inputs_match_reference(x, s_ppb, asym, blocks, bits, delta, seed, rows) -> None:
     rows = rows and x.ndim > 0  # the API refuses rows for a 0-d array
     params = ref.default_params(
-        sparsity_ppb=s_ppb, asym_ppb=asym, blocks_pos=blocks[0], blocks_neg=blocks[1],
-        bits=bits, delta_micro=delta, seed=seed, group_rows=int(rows), chunk_log2=6,
+        sparsity_ppb=s_ppb,
+        asym_ppb=asym,
+        blocks_pos=blocks[0],
+        blocks_neg=blocks[1],
+        bits=bits,
+        delta_micro=delta,
+        seed=seed,
+        group_rows=int(rows),
+        chunk_log2=6,
     )
     stream = slicer.encode(x, **api_kwargs(params))
     assert stream == ref.encode(x, params)

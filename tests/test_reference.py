@@ -27,9 +27,7 @@ def within_half_step(x: np.ndarray, y: np.ndarray, blocks) -> bool:
     x64 = np.asarray(x, dtype=np.float64).reshape(-1)
     y64 = np.asarray(y, dtype=np.float64).reshape(-1)
     kept = y64 != 0
-    steps = [
-        (hi - lo) / ((1 << w) - 1) if w else 0.0 for (_, _, _, w, lo, hi) in blocks
-    ]
+    steps = [(hi - lo) / ((1 << w) - 1) if w else 0.0 for (_, _, _, w, lo, hi) in blocks]
     max_step = max(steps, default=0.0)
     # the output dtype's rounding: half an ulp of the decoded value, as binary64
     ulp = np.spacing(np.abs(y64[kept]).astype(np.asarray(y).dtype).astype(np.float32))
@@ -162,8 +160,13 @@ def test_corrupt_streams_are_rejected() -> None:
 )
 def test_bound_and_round_trip_properties(x, s_ppb, asym, blocks, bits, rows) -> None:
     params = ref.default_params(
-        sparsity_ppb=s_ppb, asym_ppb=asym, blocks_pos=blocks[0], blocks_neg=blocks[1],
-        bits=bits, group_rows=int(rows), chunk_log2=6,
+        sparsity_ppb=s_ppb,
+        asym_ppb=asym,
+        blocks_pos=blocks[0],
+        blocks_neg=blocks[1],
+        bits=bits,
+        group_rows=int(rows),
+        chunk_log2=6,
     )
     stream = ref.encode(x, params)
     assert len(stream) <= ref.size_bound(x.shape, 1, params)

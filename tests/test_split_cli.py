@@ -43,8 +43,9 @@ def test_cuts_json_fields(capsys, effnet_path) -> None:  # noqa: ANN001
     assert out["num_cuts"] == len(out["cuts"]) == len(partitioner("efficientnet-lite0").cuts())
     cut = next(c for c in out["cuts"] if c["name"] == "/_blocks.9/Add_output_0")
     assert set(cut) >= {"index", "name", "tensors", "head_param_bytes"}
-    assert cut["tensors"] == [{"name": "/_blocks.9/Add_output_0", "shape": [1, 112, 14, 14],
-                               "dtype": "float32"}]
+    assert cut["tensors"] == [
+        {"name": "/_blocks.9/Add_output_0", "shape": [1, 112, 14, 14], "dtype": "float32"}
+    ]
     assert cut["single_tensor"] is True
     heads = [c["head_param_bytes"] for c in out["cuts"]]
     assert heads == sorted(heads) and 0 < heads[-1] < 20e6
@@ -56,14 +57,36 @@ def test_cuts_table_lists_names(capsys, effnet_path) -> None:  # noqa: ANN001
     assert "/_blocks.9/Add_output_0" in text and "single-tensor" in text
 
 
-def test_run_lossless_settings_reproduce_uncut_outputs(capsys, effnet_path,  # noqa: ANN001
-                                                       effnet_inputs) -> None:
-    code, out = _json(capsys, ["run", effnet_path, "--split", "/_blocks.9/Add_output_0",
-                               "--sparsity", "0", "--bits", "16", "--delta", "0",
-                               "--inputs", effnet_inputs, "--json", "--providers", "cpu"])
+def test_run_lossless_settings_reproduce_uncut_outputs(
+    capsys,
+    effnet_path,  # noqa: ANN001
+    effnet_inputs,
+) -> None:
+    code, out = _json(
+        capsys,
+        [
+            "run",
+            effnet_path,
+            "--split",
+            "/_blocks.9/Add_output_0",
+            "--sparsity",
+            "0",
+            "--bits",
+            "16",
+            "--delta",
+            "0",
+            "--inputs",
+            effnet_inputs,
+            "--json",
+            "--providers",
+            "cpu",
+        ],
+    )
     assert code == 0
-    assert out["cut"] == {"index": partitioner("efficientnet-lite0").find_cut(
-        "/_blocks.9/Add_output_0").index, "name": "/_blocks.9/Add_output_0"}
+    assert out["cut"] == {
+        "index": partitioner("efficientnet-lite0").find_cut("/_blocks.9/Add_output_0").index,
+        "name": "/_blocks.9/Add_output_0",
+    }
     ref = full_outputs("efficientnet-lite0")["logits"]
     fid = out["fidelity"]
     assert fid["top1_agreement"] == 1.0
@@ -75,11 +98,29 @@ def test_run_lossless_settings_reproduce_uncut_outputs(capsys, effnet_path,  # n
 
 
 def test_run_json_fields_and_compression(capsys, effnet_path, effnet_inputs) -> None:  # noqa: ANN001
-    code, out = _json(capsys, ["run", effnet_path, "--split", "65", "--sparsity", "0.8",
-                               "--inputs", effnet_inputs, "--json"])
+    code, out = _json(
+        capsys,
+        [
+            "run",
+            effnet_path,
+            "--split",
+            "65",
+            "--sparsity",
+            "0.8",
+            "--inputs",
+            effnet_inputs,
+            "--json",
+        ],
+    )
     assert code == 0
-    assert set(out) >= {"cut", "raw_bytes", "encoded_bytes", "bits_per_element", "latency_ms",
-                        "fidelity"}
+    assert set(out) >= {
+        "cut",
+        "raw_bytes",
+        "encoded_bytes",
+        "bits_per_element",
+        "latency_ms",
+        "fidelity",
+    }
     assert out["cut"]["index"] == 65
     assert out["encoded_bytes"] < out["raw_bytes"] / 4
     assert out["bits_per_element"] == pytest.approx(8 * out["encoded_bytes"] / (112 * 14 * 14))
@@ -95,7 +136,8 @@ def test_run_random_inputs_on_minilm_has_no_top1(capsys) -> None:  # noqa: ANN00
     assert code == 0
     assert "top1_agreement" not in out["fidelity"]  # an L2-normalized embedding, not logits
     assert "attention_mask" in out["cut"]["name"] or any(
-        t["name"] == "attention_mask" for t in out["tensors"])
+        t["name"] == "attention_mask" for t in out["tensors"]
+    )
     assert "attention_mask" not in out["coded_tensors"]  # masks travel raw, exactly
 
 
@@ -108,16 +150,45 @@ def test_run_rejects_bad_split_and_inputs(capsys, effnet_path, tmp_path) -> None
     assert "no array named 'image'" in capsys.readouterr().err
 
 
-def test_plan_json_fields_and_profile_reuse(capsys, effnet_path, effnet_inputs,  # noqa: ANN001
-                                            tmp_path) -> None:
+def test_plan_json_fields_and_profile_reuse(
+    capsys,
+    effnet_path,
+    effnet_inputs,  # noqa: ANN001
+    tmp_path,
+) -> None:
     prof = tmp_path / "profile.json"
-    argv = ["plan", effnet_path, "--memory", "64MB", "--deadline", "200ms", "--rate", "20Mbps",
-            "--bandwidth", "10MHz", "--snr", "10", "--profile", str(prof),
-            "--inputs", effnet_inputs, "--threads", "2", "--json"]
+    argv = [
+        "plan",
+        effnet_path,
+        "--memory",
+        "64MB",
+        "--deadline",
+        "200ms",
+        "--rate",
+        "20Mbps",
+        "--bandwidth",
+        "10MHz",
+        "--snr",
+        "10",
+        "--profile",
+        str(prof),
+        "--inputs",
+        effnet_inputs,
+        "--threads",
+        "2",
+        "--json",
+    ]
     code, out = _json(capsys, argv)
     assert code == 0 and out["feasible"] is True
-    assert set(out) >= {"feasible", "cut", "params", "latency_ms", "memory_bytes",
-                        "payload_bytes", "reason"}
+    assert set(out) >= {
+        "feasible",
+        "cut",
+        "params",
+        "latency_ms",
+        "memory_bytes",
+        "payload_bytes",
+        "reason",
+    }
     assert set(out["params"]) >= {"sparsity", "blocks", "bits", "delta"}
     assert set(out["latency_ms"]) == {"device", "encode", "transmit", "total"}
     lat = out["latency_ms"]
@@ -134,8 +205,19 @@ def test_plan_json_fields_and_profile_reuse(capsys, effnet_path, effnet_inputs, 
     assert saved["codec_table"]["elements"] == sorted(saved["codec_table"]["elements"])
     # The saved profile is reused: a memory budget between two cuts moves the choice.
     mems = sorted(c["memory_bytes"] for c in saved["cuts"])
-    tight = ["plan", effnet_path, "--memory", str((mems[3] + mems[4]) // 2), "--deadline",
-             "200ms", "--rate", "20Mbps", "--profile", str(prof), "--json"]
+    tight = [
+        "plan",
+        effnet_path,
+        "--memory",
+        str((mems[3] + mems[4]) // 2),
+        "--deadline",
+        "200ms",
+        "--rate",
+        "20Mbps",
+        "--profile",
+        str(prof),
+        "--json",
+    ]
     code, out2 = _json(capsys, tight)
     if out2["feasible"]:
         assert out2["memory_bytes"] <= (mems[3] + mems[4]) // 2
@@ -143,12 +225,41 @@ def test_plan_json_fields_and_profile_reuse(capsys, effnet_path, effnet_inputs, 
     # A profile is tied to its model.
     other = tmp_path / "other.onnx"
     other.write_bytes(open(effnet_path, "rb").read())  # same graph, another model file
-    assert main(["plan", str(other), "--memory", "64MB", "--deadline", "200ms", "--rate",
-                 "20Mbps", "--profile", str(prof)]) == 2
+    assert (
+        main(
+            [
+                "plan",
+                str(other),
+                "--memory",
+                "64MB",
+                "--deadline",
+                "200ms",
+                "--rate",
+                "20Mbps",
+                "--profile",
+                str(prof),
+            ]
+        )
+        == 2
+    )
     assert "was made for" in capsys.readouterr().err
     # Nothing fits in 1 kB of memory: infeasible, exit 1, and the reason says memory.
-    code, out3 = _json(capsys, ["plan", effnet_path, "--memory", "1kB", "--deadline", "200ms",
-                                "--rate", "20Mbps", "--profile", str(prof), "--json"])
+    code, out3 = _json(
+        capsys,
+        [
+            "plan",
+            effnet_path,
+            "--memory",
+            "1kB",
+            "--deadline",
+            "200ms",
+            "--rate",
+            "20Mbps",
+            "--profile",
+            str(prof),
+            "--json",
+        ],
+    )
     assert code == 1 and out3["feasible"] is False
     assert out3["reason"].startswith("infeasible (memory)")
 
@@ -178,7 +289,8 @@ def test_providers_resolve_to_what_really_loads() -> None:
     assert resolve_providers("cpu") == ["CPUExecutionProvider"]
     with pytest.raises(ValueError, match="not in this onnxruntime build"):
         resolve_providers("NoSuchExecutionProvider")
-    if ("CUDAExecutionProvider" in ort.get_available_providers()
-            and not provider_loads("CUDAExecutionProvider")):
+    if "CUDAExecutionProvider" in ort.get_available_providers() and not provider_loads(
+        "CUDAExecutionProvider"
+    ):
         with pytest.raises(ValueError, match="cannot load here"):
             resolve_providers("cuda")

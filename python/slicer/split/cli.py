@@ -24,10 +24,13 @@ DEMO_CUT = "/_blocks.11/_swish/Clip_output_0"  # mid-network, after ReLU6 (block
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``cuts``, ``plan`` and ``run`` sub-commands."""
     cuts = subparsers.add_parser("cuts", help="list the cut points of an ONNX model")
-    cuts.add_argument("model", help="ONNX model file, or a shipped model name "
-                      "(efficientnet-lite0, minilm, smollm2)")
-    cuts.add_argument("--simple", action="store_true",
-                      help="only cuts with one bulky tensor (layer boundaries)")
+    cuts.add_argument(
+        "model",
+        help="ONNX model file, or a shipped model name (efficientnet-lite0, minilm, smollm2)",
+    )
+    cuts.add_argument(
+        "--simple", action="store_true", help="only cuts with one bulky tensor (layer boundaries)"
+    )
     cuts.add_argument("--json", action="store_true", help="machine-readable JSON")
     cuts.set_defaults(func=cmd_cuts)
 
@@ -43,23 +46,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     plan.add_argument("--bits", type=int, default=8, help="q_bit of the codec (default 8)")
     plan.add_argument("--delta", type=float, default=0.01, help="ABQ budget δ (default 0.01)")
     plan.add_argument("--groups", choices=["tensor", "rows"], default="tensor")
-    plan.add_argument("--max-sparsity", type=float, default=0.95,
-                      help="fidelity floor as a cap on sparsity (default 0.95)")
-    plan.add_argument("--min-fidelity", type=float, default=None,
-                      help="fidelity floor on measured top-1 agreement / cosine (needs "
-                      "--fidelity when profiling)")
-    plan.add_argument("--fidelity", action="store_true",
-                      help="while profiling, measure fidelity per cut and sparsity")
+    plan.add_argument(
+        "--max-sparsity",
+        type=float,
+        default=0.95,
+        help="fidelity floor as a cap on sparsity (default 0.95)",
+    )
+    plan.add_argument(
+        "--min-fidelity",
+        type=float,
+        default=None,
+        help="fidelity floor on measured top-1 agreement / cosine (needs "
+        "--fidelity when profiling)",
+    )
+    plan.add_argument(
+        "--fidelity",
+        action="store_true",
+        help="while profiling, measure fidelity per cut and sparsity",
+    )
     _add_runtime_options(plan)
     plan.add_argument("--json", action="store_true", help="machine-readable JSON")
     plan.set_defaults(func=cmd_plan)
 
     run = subparsers.add_parser(
-        "run", help="run head + codec + tail and report fidelity, bytes and latency",
-        description="Without MODEL: EfficientNet-Lite0 on the shipped ImageNet photos.")
+        "run",
+        help="run head + codec + tail and report fidelity, bytes and latency",
+        description="Without MODEL: EfficientNet-Lite0 on the shipped ImageNet photos.",
+    )
     run.add_argument("model", nargs="?", help="ONNX model file or shipped model name")
-    run.add_argument("--split", default="auto",
-                     help="cut: 'auto' (a mid-network layer boundary), a name or an index")
+    run.add_argument(
+        "--split",
+        default="auto",
+        help="cut: 'auto' (a mid-network layer boundary), a name or an index",
+    )
     run.add_argument("--sparsity", type=float, default=0.9)
     run.add_argument("--blocks", type=int, default=3)
     run.add_argument("--bits", type=int, default=8)
@@ -75,8 +94,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_runtime_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inputs", help=".npz with arrays keyed by the model's input names")
-    p.add_argument("--providers", default="auto",
-                   help="execution providers: auto (CUDA if it loads, else CPU), cpu, cuda")
+    p.add_argument(
+        "--providers",
+        default="auto",
+        help="execution providers: auto (CUDA if it loads, else CPU), cpu, cuda",
+    )
     p.add_argument("--threads", type=int, default=0, help="ORT intra-op threads (0: default)")
 
 
@@ -86,8 +108,9 @@ def _resolve_model(name: str) -> str:
     if name in zoo.ZOO:
         return str(zoo.model_path(name))
     if not Path(name).is_file():
-        raise ValueError(f"no such ONNX file or shipped model: {name!r} "
-                         f"(shipped: {', '.join(zoo.ZOO)})")
+        raise ValueError(
+            f"no such ONNX file or shipped model: {name!r} (shipped: {', '.join(zoo.ZOO)})"
+        )
     return name
 
 
@@ -111,20 +134,28 @@ def cmd_cuts(args: argparse.Namespace) -> int:
     part = Partitioner(_resolve_model(args.model))
     cuts = [c for c in part.cuts() if c.simple or not args.simple]
     if args.json:
-        json.dump({"model": args.model, "num_cuts": len(part.cuts()),
-                   "cuts": [c.to_json() for c in cuts]}, sys.stdout, indent=1)
+        json.dump(
+            {
+                "model": args.model,
+                "num_cuts": len(part.cuts()),
+                "cuts": [c.to_json() for c in cuts],
+            },
+            sys.stdout,
+            indent=1,
+        )
         print()
         return 0
-    print(f"{len(part.cuts())} cuts ({sum(c.single for c in part.cuts())} single-tensor, "
-          f"{sum(c.simple for c in part.cuts())} simple); * = single tensor, + = simple")
+    print(
+        f"{len(part.cuts())} cuts ({sum(c.single for c in part.cuts())} single-tensor, "
+        f"{sum(c.simple for c in part.cuts())} simple); * = single tensor, + = simple"
+    )
     print(f"{'index':>5}  {'':1} {'head params':>11}  {'name':<56} tensors")
     for c in cuts:
         mark = "*" if c.single else ("+" if c.simple else " ")
         tensors = ", ".join(f"{_shape_text(t.shape)} {t.dtype}" for t in c.tensors[:3])
         if len(c.tensors) > 3:
             tensors += f", … ({len(c.tensors)} tensors)"
-        print(f"{c.index:>5}  {mark} {_fmt_bytes(c.head_param_bytes):>11}  {c.name:<56} "
-              f"{tensors}")
+        print(f"{c.index:>5}  {mark} {_fmt_bytes(c.head_param_bytes):>11}  {c.name:<56} {tensors}")
     return 0
 
 
@@ -146,10 +177,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from .planner import Budget, plan
     from .profile import FIDELITY_SPARSITIES, load_profile, profile_model, save_profile
 
-    link = Link(rate_bps=parse_rate(args.rate), bandwidth_hz=parse_hertz(args.bandwidth),
-                snr=parse_snr(args.snr), eps=args.eps)
-    budget = Budget(memory_bytes=parse_bytes(args.memory),
-                    deadline_s=parse_seconds(args.deadline), link=link)
+    link = Link(
+        rate_bps=parse_rate(args.rate),
+        bandwidth_hz=parse_hertz(args.bandwidth),
+        snr=parse_snr(args.snr),
+        eps=args.eps,
+    )
+    budget = Budget(
+        memory_bytes=parse_bytes(args.memory), deadline_s=parse_seconds(args.deadline), link=link
+    )
     if args.profile and Path(args.profile).is_file():
         profile = load_profile(args.profile)
         made_for = profile.get("model")
@@ -160,36 +196,56 @@ def cmd_plan(args: argparse.Namespace) -> int:
         inputs = _inputs_for(model_path, args)
         bar = _progress("profiling", args.json)
         profile = profile_model(
-            model_path, inputs, providers=args.providers, threads=args.threads,
+            model_path,
+            inputs,
+            providers=args.providers,
+            threads=args.threads,
             fidelity_sparsities=FIDELITY_SPARSITIES if args.fidelity else (),
-            progress=bar)
+            progress=bar,
+        )
         bar.close()
         if args.profile:
             save_profile(profile, args.profile)
-    result = plan(profile, budget, bits=args.bits, delta=args.delta, groups=args.groups,
-                  max_sparsity=args.max_sparsity, min_fidelity=args.min_fidelity)
+    result = plan(
+        profile,
+        budget,
+        bits=args.bits,
+        delta=args.delta,
+        groups=args.groups,
+        max_sparsity=args.max_sparsity,
+        min_fidelity=args.min_fidelity,
+    )
     if args.json:
         out = result.to_json()
         out["provider"] = profile.get("provider")
         json.dump(out, sys.stdout, indent=1)
         print()
         return 0 if result.feasible else 1
-    print(f"link: {link.rate_bps / 1e6:g} Mbps over {link.bandwidth_hz / 1e6:g} MHz, "
-          f"SNR {link.snr:g}, ε={link.eps:g}: outage {link.outage_probability:.3g}, "
-          f"{link.transmissions:g} tries per packet")
-    print(f"budget: memory {_fmt_bytes(budget.memory_bytes)}, deadline "
-          f"{budget.deadline_s * 1e3:g} ms; profiled on {profile.get('provider')}")
-    print(f"{'index':>5}  {'name':<48} {'memory':>9} {'device':>9} {'raw IF':>9} "
-          f"{'payload':>9} {'s':>5} {'M':>2} {'total':>9}  status")
+    print(
+        f"link: {link.rate_bps / 1e6:g} Mbps over {link.bandwidth_hz / 1e6:g} MHz, "
+        f"SNR {link.snr:g}, ε={link.eps:g}: outage {link.outage_probability:.3g}, "
+        f"{link.transmissions:g} tries per packet"
+    )
+    print(
+        f"budget: memory {_fmt_bytes(budget.memory_bytes)}, deadline "
+        f"{budget.deadline_s * 1e3:g} ms; profiled on {profile.get('provider')}"
+    )
+    print(
+        f"{'index':>5}  {'name':<48} {'memory':>9} {'device':>9} {'raw IF':>9} "
+        f"{'payload':>9} {'s':>5} {'M':>2} {'total':>9}  status"
+    )
     for c in result.candidates:
-        status = "CHOSEN" if result.chosen is c else (
-            "fits" if c.feasible else (c.constraint or "-"))
+        status = (
+            "CHOSEN" if result.chosen is c else ("fits" if c.feasible else (c.constraint or "-"))
+        )
         p = c.params
-        print(f"{c.index:>5}  {c.name[-48:]:<48} {_fmt_bytes(c.memory_bytes):>9} "
-              f"{c.device_s * 1e3:>7.2f}ms {_fmt_bytes(c.raw_bytes):>9} "
-              f"{_fmt_bytes(c.payload_bytes) if c.payload_bytes else '-':>9} "
-              f"{f'{p.sparsity:g}' if p else '-':>5} {p.blocks if p else '-':>2} "
-              f"{f'{c.total_s * 1e3:.2f}ms' if c.total_s is not None else '-':>9}  {status}")
+        print(
+            f"{c.index:>5}  {c.name[-48:]:<48} {_fmt_bytes(c.memory_bytes):>9} "
+            f"{c.device_s * 1e3:>7.2f}ms {_fmt_bytes(c.raw_bytes):>9} "
+            f"{_fmt_bytes(c.payload_bytes) if c.payload_bytes else '-':>9} "
+            f"{f'{p.sparsity:g}' if p else '-':>5} {p.blocks if p else '-':>2} "
+            f"{f'{c.total_s * 1e3:.2f}ms' if c.total_s is not None else '-':>9}  {status}"
+        )
     print(("feasible: " if result.feasible else "") + result.reason)
     return 0 if result.feasible else 1
 
@@ -243,9 +299,19 @@ def _auto_cut(part):  # noqa: ANN001, ANN202
 def cmd_run(args: argparse.Namespace) -> int:
     from .transport import CodecParams
 
-    params = None if args.raw else CodecParams(
-        sparsity=args.sparsity, blocks=args.blocks, bits=args.bits, delta=args.delta,
-        asym=args.asym, seed=args.seed, groups=args.groups)
+    params = (
+        None
+        if args.raw
+        else CodecParams(
+            sparsity=args.sparsity,
+            blocks=args.blocks,
+            bits=args.bits,
+            delta=args.delta,
+            asym=args.asym,
+            seed=args.seed,
+            groups=args.groups,
+        )
+    )
     if args.model is None:
         from .demo import run_demo
 
@@ -255,8 +321,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .graph import Partitioner
     from .runner import SplitModel, json_result, load_inputs, random_inputs
 
-    steps = tqdm(total=4, desc="split run", unit="step", file=sys.stderr, leave=False,
-                 disable=args.json and not sys.stderr.isatty())
+    steps = tqdm(
+        total=4,
+        desc="split run",
+        unit="step",
+        file=sys.stderr,
+        leave=False,
+        disable=args.json and not sys.stderr.isatty(),
+    )
     steps.set_postfix_str("loading model")
     part = Partitioner(_resolve_model(args.model))
     cut = _auto_cut(part) if args.split == "auto" else part.find_cut(args.split)
@@ -271,9 +343,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = split.run(inputs, params)
     steps.update(1)
     steps.close()
-    out = json_result(result, split.provider, {
-        "model": args.model, "params": params.to_json() if params else None,
-        "inputs": "file" if args.inputs else "random"})
+    out = json_result(
+        result,
+        split.provider,
+        {
+            "model": args.model,
+            "params": params.to_json() if params else None,
+            "inputs": "file" if args.inputs else "random",
+        },
+    )
     if args.json:
         json.dump(out, sys.stdout, indent=1)
         print()
@@ -286,9 +364,12 @@ def print_run_summary(out: dict[str, Any]) -> None:
     """Readable report of a ``run`` result dict (the JSON object)."""
     lat = out["latency_ms"]
     p = out.get("params")
-    codec = ("raw (no codec)" if not p else
-             f"sparsity {p['sparsity']:g}, {p['blocks']} blocks/sign, {p['bits']} bits, "
-             f"δ={p['delta']:g}, groups={p['groups']}")
+    codec = (
+        "raw (no codec)"
+        if not p
+        else f"sparsity {p['sparsity']:g}, {p['blocks']} blocks/sign, {p['bits']} bits, "
+        f"δ={p['delta']:g}, groups={p['groups']}"
+    )
     print(f"model     {out.get('model')}  [{out['provider']}]")
     print(f"cut       #{out['cut']['index']} {out['cut']['name']}")
     for t in out["tensors"]:
@@ -296,14 +377,21 @@ def print_run_summary(out: dict[str, Any]) -> None:
         print(f"          {t['name']} {_shape_text(t['shape'])} {t['dtype']} ({coded})")
     print(f"codec     {codec}")
     ratio = out.get("compression_ratio")
-    print(f"sent      {_fmt_bytes(out['encoded_bytes'])} of {_fmt_bytes(out['raw_bytes'])} raw"
-          f" ({ratio:.1f}x smaller), {out['bits_per_element']:.2f} bits/element"
-          if ratio else f"sent      {out['encoded_bytes']} B")
-    print(f"latency   device {lat['device']:.2f} ms | encode {lat['encode']:.2f} ms | "
-          f"decode {lat['decode']:.2f} ms | server {lat['server']:.2f} ms")
+    print(
+        f"sent      {_fmt_bytes(out['encoded_bytes'])} of {_fmt_bytes(out['raw_bytes'])} raw"
+        f" ({ratio:.1f}x smaller), {out['bits_per_element']:.2f} bits/element"
+        if ratio
+        else f"sent      {out['encoded_bytes']} B"
+    )
+    print(
+        f"latency   device {lat['device']:.2f} ms | encode {lat['encode']:.2f} ms | "
+        f"decode {lat['decode']:.2f} ms | server {lat['server']:.2f} ms"
+    )
     fid = out["fidelity"]
-    line = f"fidelity  max|Δ| {fid.get('max_abs_diff', float('nan')):.4g}, " \
-           f"rel L2 {fid.get('rel_l2', float('nan')):.4g}, cosine {fid.get('cosine', 1):.6f}"
+    line = (
+        f"fidelity  max|Δ| {fid.get('max_abs_diff', float('nan')):.4g}, "
+        f"rel L2 {fid.get('rel_l2', float('nan')):.4g}, cosine {fid.get('cosine', 1):.6f}"
+    )
     if "top1_agreement" in fid:
         line += f", top-1 agreement {100 * fid['top1_agreement']:.1f}%"
     print(line)

@@ -39,8 +39,9 @@ def run_demo(params: CodecParams | None, args: argparse.Namespace) -> int:
     samples = demo_inputs()
     agree, correct_full, correct_split = [], [], []
     results = []
-    for image, label in tqdm(samples, desc="split inference", unit="img", file=sys.stderr,
-                             leave=False):
+    for image, label in tqdm(
+        samples, desc="split inference", unit="img", file=sys.stderr, leave=False
+    ):
         result = split.run({"image": image}, params)
         ref = result.reference["logits"].argmax()
         got = result.outputs["logits"].argmax()
@@ -49,15 +50,22 @@ def run_demo(params: CodecParams | None, args: argparse.Namespace) -> int:
         correct_split.append(got == label)
         results.append(result)
     last = results[-1]
-    out = json_result(last, split.provider, {
-        "model": DEMO_MODEL, "params": params.to_json() if params else None,
-        "inputs": f"{len(samples)} ImageNet photos (foolbox, centre crop + mirror)"})
+    out = json_result(
+        last,
+        split.provider,
+        {
+            "model": DEMO_MODEL,
+            "params": params.to_json() if params else None,
+            "inputs": f"{len(samples)} ImageNet photos (foolbox, centre crop + mirror)",
+        },
+    )
     # Aggregate over all inputs (sizes vary slightly from image to image).
     out["encoded_bytes"] = int(statistics.mean(r.packet.encoded_bytes for r in results))
     out["bits_per_element"] = statistics.mean(r.bits_per_element for r in results)
     out["compression_ratio"] = out["raw_bytes"] / out["encoded_bytes"]
-    out["latency_ms"] = {k: 1e3 * statistics.median(r.latency_s[k] for r in results)
-                         for k in last.latency_s}
+    out["latency_ms"] = {
+        k: 1e3 * statistics.median(r.latency_s[k] for r in results) for k in last.latency_s
+    }
     out["fidelity"] = {
         "max_abs_diff": max(r.fidelity["max_abs_diff"] for r in results),
         "rel_l2": statistics.mean(r.fidelity["rel_l2"] for r in results),

@@ -40,8 +40,9 @@ def compare(name: str, ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
     ref_norm = float(np.linalg.norm(r))
     out = {
         "max_abs_diff": float(np.max(np.abs(diff))) if diff.size else 0.0,
-        "rel_l2": float(np.linalg.norm(diff) / ref_norm) if ref_norm > 0 else float(
-            np.linalg.norm(diff)),
+        "rel_l2": float(np.linalg.norm(diff) / ref_norm)
+        if ref_norm > 0
+        else float(np.linalg.norm(diff)),
         "cosine": cosine(r, g),
     }
     if looks_like_logits(name, ref):

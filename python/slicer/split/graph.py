@@ -33,8 +33,11 @@ class TensorInfo:
     dtype: str
 
     def to_json(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape) if self.shape is not None else None,
-                "dtype": self.dtype}
+        return {
+            "name": self.name,
+            "shape": list(self.shape) if self.shape is not None else None,
+            "dtype": self.dtype,
+        }
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,12 @@ class Cut:
         return bulky[0].name if len(bulky) == 1 else None
 
     def _bulky(self) -> list[TensorInfo]:
-        return [t for t in self.tensors
-                if t.dtype in ("float32", "float16", "bfloat16", "float64")
-                and (t.shape is None or _unit_count(t.shape) >= 64)]
+        return [
+            t
+            for t in self.tensors
+            if t.dtype in ("float32", "float16", "bfloat16", "float64")
+            and (t.shape is None or _unit_count(t.shape) >= 64)
+        ]
 
     def to_json(self) -> dict:
         return {
@@ -154,8 +160,12 @@ class _GraphIndex:
             # A node reading only constants (or nothing, like Constant) is constant-derived:
             # its value never depends on the model inputs.
             if all(n in idx.constant_tensors for n in inputs) and node.op_type not in (
-                "RandomNormal", "RandomUniform", "Multinomial", "RandomNormalLike",
-                "RandomUniformLike", "Bernoulli",
+                "RandomNormal",
+                "RandomUniform",
+                "Multinomial",
+                "RandomNormalLike",
+                "RandomUniformLike",
+                "Bernoulli",
             ):
                 idx.constant_nodes.add(i)
                 idx.constant_tensors.update(o for o in node.output if o)
@@ -332,13 +342,15 @@ class Partitioner:
                 continue  # nothing new crosses: same split as the previous cut
             previous = crossing
             label = next((o for o in nodes[i].output if o in active), crossing[-1])
-            cuts.append(Cut(
-                index=len(cuts),
-                node_index=i,
-                name=label,
-                tensors=tuple(idx.tensor_info(t) for t in crossing),
-                head_param_bytes=head_bytes,
-            ))
+            cuts.append(
+                Cut(
+                    index=len(cuts),
+                    node_index=i,
+                    name=label,
+                    tensors=tuple(idx.tensor_info(t) for t in crossing),
+                    head_param_bytes=head_bytes,
+                )
+            )
         if not cuts:
             raise ValueError("the model has no legal cut (fewer than two compute nodes)")
         self._cuts = cuts
@@ -382,8 +394,9 @@ class Partitioner:
                 stack.extend(idx.node_inputs[prod])
         return sorted(needed)
 
-    def _submodel(self, nodes: list[int], inputs: Sequence[str], outputs: Sequence[str],
-                  suffix: str) -> onnx.ModelProto:
+    def _submodel(
+        self, nodes: list[int], inputs: Sequence[str], outputs: Sequence[str], suffix: str
+    ) -> onnx.ModelProto:
         idx = self._index
         g = self.model.graph
         node_protos = [g.node[i] for i in nodes]
@@ -400,12 +413,18 @@ class Partitioner:
             return out
 
         graph = helper.make_graph(
-            node_protos, f"{g.name or 'model'}_{suffix}", [vi(n) for n in inputs],
-            [vi(n) for n in outputs], initializer=inits, value_info=value_info,
+            node_protos,
+            f"{g.name or 'model'}_{suffix}",
+            [vi(n) for n in inputs],
+            [vi(n) for n in outputs],
+            initializer=inits,
+            value_info=value_info,
         )
         sub = helper.make_model(
-            graph, opset_imports=list(self.model.opset_import),
-            producer_name="slicer.split", ir_version=self.model.ir_version,
+            graph,
+            opset_imports=list(self.model.opset_import),
+            producer_name="slicer.split",
+            ir_version=self.model.ir_version,
         )
         sub.functions.extend(self.model.functions)
         return sub
@@ -416,9 +435,11 @@ class Partitioner:
             cut = self.find_cut(cut)
         cut_names = [t.name for t in cut.tensors]
         head_nodes = self._closure(cut_names, set(self._index.graph_inputs))
-        head_inputs = [n for n in self._index.graph_inputs
-                       if any(n in self._index.node_inputs[i] for i in head_nodes)
-                       or n in cut_names]
+        head_inputs = [
+            n
+            for n in self._index.graph_inputs
+            if any(n in self._index.node_inputs[i] for i in head_nodes) or n in cut_names
+        ]
         tail_nodes = self._closure(self._index.graph_outputs, set(cut_names))
         head = self._submodel(head_nodes, head_inputs, cut_names, "head")
         tail = self._submodel(tail_nodes, cut_names, self._index.graph_outputs, "tail")

