@@ -34,7 +34,7 @@ _FORMAT_MESSAGES = {
     TRUNCATED: "stream is truncated: it ends before a field it needs",
     BAD_MAGIC: "not a SLICER stream (bad magic bytes)",
     BAD_VERSION: "unsupported SLICER format version (this build reads format 1)",
-    BAD_CHECKSUM: "stream is corrupt: CRC-32 checksum mismatch",
+    BAD_CHECKSUM: "stream is corrupt or truncated: CRC-32 checksum mismatch",
     CORRUPT: "stream is corrupt: a field is invalid or inconsistent",
     LIMIT_EXCEEDED: "stream claims more elements than max_elements allows",
 }
