@@ -13,46 +13,17 @@
 #include <string>
 #include <vector>
 
+#include "params_dict.hpp"
 #include "slicer/slicer.h"
 #include "slicer/slicer_cuda.h"
 
 namespace nb = nanobind;
+using slicer_py::ParamsFromDict;
 
 namespace {
 
 using AnyArray = nb::ndarray<nb::ro>;
 using DeviceArray = nb::ndarray<>;
-
-template <typename T>
-T DictInt(const nb::dict& d, const char* key, T fallback) {
-  if (!d.contains(key)) return fallback;
-  return nb::cast<T>(d[key]);
-}
-
-// The integer parameter dict of slicer/_params.py -> slicer_params.
-slicer_params ParamsFromDict(const nb::dict& d) {
-  slicer_params p;
-  slicer_params_init(&p);
-  p.sparsity_ppb = DictInt<uint32_t>(d, "sparsity_ppb", p.sparsity_ppb);
-  p.asym_ppb = DictInt<uint32_t>(d, "asym_ppb", p.asym_ppb);
-  p.delta_micro = DictInt<uint32_t>(d, "delta_micro", p.delta_micro);
-  p.seed = DictInt<uint64_t>(d, "seed", p.seed);
-  p.bits = DictInt<uint8_t>(d, "bits", p.bits);
-  p.blocks_pos = DictInt<uint8_t>(d, "blocks_pos", p.blocks_pos);
-  p.blocks_neg = DictInt<uint8_t>(d, "blocks_neg", p.blocks_neg);
-  p.chunk_log2 = DictInt<uint8_t>(d, "chunk_log2", p.chunk_log2);
-  p.group_rows = DictInt<uint8_t>(d, "group_rows", p.group_rows);
-  if (d.contains("levels")) {
-    const auto levels = nb::cast<std::vector<int>>(d["levels"]);
-    if (levels.size() > SLICER_MAX_BLOCKS) throw nb::value_error("at most 64 levels");
-    p.level_count = static_cast<uint8_t>(levels.size());
-    for (size_t i = 0; i < levels.size(); ++i) {
-      if (levels[i] < 0 || levels[i] > 255) throw nb::value_error("levels out of range");
-      p.levels[i] = static_cast<uint8_t>(levels[i]);
-    }
-  }
-  return p;
-}
 
 int DtypeCode(nb::dlpack::dtype dt) {
   if (dt.lanes != 1 || dt.bits == 0) return 0;
@@ -202,8 +173,8 @@ nb::tuple Encode(DeviceArray x, const nb::dict& params_dict, bool out_device, ui
     }
   }
   if (status) return nb::make_tuple(status, nb::none());
-  return nb::make_tuple(0, DeviceArrayOf(dst, owner, {written}, nb::dtype<uint8_t>(),
-                                         x.device_id()));
+  return nb::make_tuple(0,
+                        DeviceArrayOf(dst, owner, {written}, nb::dtype<uint8_t>(), x.device_id()));
 }
 
 // encode_batch(x, axis, params, stream) -> (status, [bytes, ...] | None)
@@ -230,8 +201,8 @@ nb::tuple EncodeBatch(DeviceArray x, uint32_t axis, const nb::dict& params_dict,
   int status = slicer_encode_bound(item_shape.data(), ndim - 1, dtype, &params, &item_bound);
   if (status) return nb::make_tuple(status, nb::none());
   size_t temp_bytes = 0;
-  status = slicer_cuda_encode_batch_temp_size(shape.data(), ndim, axis, dtype, &params,
-                                              &temp_bytes);
+  status =
+      slicer_cuda_encode_batch_temp_size(shape.data(), ndim, axis, dtype, &params, &temp_bytes);
   if (status) return nb::make_tuple(status, nb::none());
   const size_t items = static_cast<size_t>(shape[axis]);
   std::vector<uint8_t> host(item_bound * items);
@@ -297,8 +268,8 @@ nb::tuple Decode(AnyArray src, uint64_t max_elements, nb::object out, int device
   size_t temp_bytes = 0;
   {
     nb::gil_scoped_release release;
-    status = slicer_cuda_decode_temp_size(src.data(), size, on_device ? 1 : 0, max_elements,
-                                          &h, &temp_bytes, stream);
+    status = slicer_cuda_decode_temp_size(src.data(), size, on_device ? 1 : 0, max_elements, &h,
+                                          &temp_bytes, stream);
   }
   if (status) return nb::make_tuple(status, nb::none());
   const size_t item = h.dtype == SLICER_FLOAT32 ? 4 : 2;
@@ -346,8 +317,9 @@ nb::tuple Decode(AnyArray src, uint64_t max_elements, nb::object out, int device
 
 NB_MODULE(_cuda, m) {
   m.doc() = "CUDA backend of the SLICER codec (glue over cuda/include/slicer/slicer_cuda.h)";
-  m.def("available", []() { return slicer_cuda_available() != 0; },
-        "True when a CUDA driver and at least one device are present.");
+  m.def(
+      "available", []() { return slicer_cuda_available() != 0; },
+      "True when a CUDA driver and at least one device are present.");
   m.def("status_string", [](int status) { return std::string(slicer_cuda_status_string(status)); });
   m.def("last_cuda_error", []() { return std::string(slicer_cuda_last_error()); });
   m.def("encode", &Encode, nb::arg("x"), nb::arg("params"), nb::arg("out_device"),

@@ -12,11 +12,6 @@ namespace slicer_py {
 
 namespace nb = nanobind;
 
-// Builds slicer_params from the integer dict the Python layer prepares (slicer/_params.py):
-// keys sparsity_ppb, asym_ppb, delta_micro, seed, bits, blocks_pos, blocks_neg, levels,
-// chunk_log2, group_rows, threads. Missing keys keep slicer_params_init defaults.
-slicer_params ParamsFromDict(const nb::dict& params);
-
 void RegisterIntake(nb::module_& m);
 void RegisterStream(nb::module_& m);
 

@@ -11,18 +11,13 @@
 #include <vector>
 
 #include "glue.hpp"
+#include "params_dict.hpp"
 
 namespace slicer_py {
 namespace {
 
 using ConstBytes = nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 using MutableBytes = nb::ndarray<uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
-
-template <typename T>
-T DictInt(const nb::dict& d, const char* key, T fallback) {
-  if (!d.contains(key)) return fallback;
-  return nb::cast<T>(d[key]);
-}
 
 size_t ItemSize(int dtype) {
   switch (dtype) {
@@ -184,32 +179,6 @@ nb::tuple Inspect(ConstBytes buf, uint64_t max_elements) {
 }
 
 }  // namespace
-
-slicer_params ParamsFromDict(const nb::dict& d) {
-  slicer_params p;
-  slicer_params_init(&p);
-  p.sparsity_ppb = DictInt<uint32_t>(d, "sparsity_ppb", p.sparsity_ppb);
-  p.asym_ppb = DictInt<uint32_t>(d, "asym_ppb", p.asym_ppb);
-  p.delta_micro = DictInt<uint32_t>(d, "delta_micro", p.delta_micro);
-  p.seed = DictInt<uint64_t>(d, "seed", p.seed);
-  p.bits = DictInt<uint8_t>(d, "bits", p.bits);
-  p.blocks_pos = DictInt<uint8_t>(d, "blocks_pos", p.blocks_pos);
-  p.blocks_neg = DictInt<uint8_t>(d, "blocks_neg", p.blocks_neg);
-  p.chunk_log2 = DictInt<uint8_t>(d, "chunk_log2", p.chunk_log2);
-  p.group_rows = DictInt<uint8_t>(d, "group_rows", p.group_rows);
-  p.threads = DictInt<uint16_t>(d, "threads", p.threads);
-  p.level_count = 0;
-  if (d.contains("levels")) {
-    const std::vector<int> levels = nb::cast<std::vector<int>>(d["levels"]);
-    if (levels.size() > SLICER_MAX_BLOCKS) throw nb::value_error("too many levels");
-    for (size_t i = 0; i < levels.size(); ++i) {
-      if (levels[i] < 0 || levels[i] > 255) throw nb::value_error("level out of range");
-      p.levels[i] = static_cast<uint8_t>(levels[i]);
-    }
-    p.level_count = static_cast<uint8_t>(levels.size());
-  }
-  return p;
-}
 
 void RegisterStream(nb::module_& m) {
   m.def(

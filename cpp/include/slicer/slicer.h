@@ -66,9 +66,9 @@ typedef struct slicer_params {
   uint8_t level_count;   /* 0: ABQ. >0: fixed multi-level widths levels[0 … level_count) and
                             level_count MUST equal max(blocks_pos, blocks_neg) */
   uint8_t levels[SLICER_MAX_BLOCKS]; /* each 1 … 16; block m of either sign uses levels[m] */
-  uint8_t chunk_log2;    /* 6 … 24 (default 14) */
-  uint8_t group_rows;    /* 0: one group per tensor; 1: one group per row of the last axis */
-  uint16_t threads;      /* worker threads, 0 = all hardware threads. Output never depends on it. */
+  uint8_t chunk_log2;                /* 6 … 24 (default 14) */
+  uint8_t group_rows; /* 0: one group per tensor; 1: one group per row of the last axis */
+  uint16_t threads;   /* worker threads, 0 = all hardware threads. Output never depends on it. */
 } slicer_params;
 
 /* Read-only description of a stream's header (slicer_read_header). */
@@ -89,12 +89,12 @@ typedef struct slicer_header {
 /* One block of one group (slicer_inspect). */
 typedef struct slicer_block_info {
   uint64_t group;
-  uint32_t label;    /* 0 … M+−1 positive blocks, then negative */
-  int32_t sign;      /* +1 or −1 */
-  uint32_t index;    /* block index within its sign, 0 = largest magnitudes */
+  uint32_t label; /* 0 … M+−1 positive blocks, then negative */
+  int32_t sign;   /* +1 or −1 */
+  uint32_t index; /* block index within its sign, 0 = largest magnitudes */
   uint64_t count;
-  uint32_t width;    /* bits per value */
-  float lo, hi;      /* magnitude range */
+  uint32_t width; /* bits per value */
+  float lo, hi;   /* magnitude range */
 } slicer_block_info;
 
 /* Byte account of a whole stream (slicer_inspect). Bit counts are exact. */
@@ -109,13 +109,13 @@ typedef struct slicer_account {
   uint64_t value_bits;
   uint64_t padding_bits;
   uint64_t checksum_bytes;
-  uint64_t kept;              /* total kept elements */
-  uint64_t chunks;            /* total chunks */
+  uint64_t kept;   /* total kept elements */
+  uint64_t chunks; /* total chunks */
 } slicer_account;
 
 SLICER_API const char* slicer_status_string(int status);
-SLICER_API const char* slicer_version(void);       /* library version, e.g. "0.1.0" */
-SLICER_API uint32_t slicer_format_version(void);   /* highest format this build writes/reads */
+SLICER_API const char* slicer_version(void);     /* library version, e.g. "0.1.0" */
+SLICER_API uint32_t slicer_format_version(void); /* highest format this build writes/reads */
 SLICER_API void slicer_params_init(slicer_params* params);
 
 /* Upper bound on the encoded size (docs/format.md §8), from shape, dtype and params only. */
