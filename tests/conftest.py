@@ -21,6 +21,16 @@ PPB = 1_000_000_000
 _HALF_ULP = {np.dtype(np.float32): 2.0**-24, np.dtype(np.float16): 2.0**-11, BF16: 2.0**-8}
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` (long model runs) run only with SLICER_RUN_SLOW=1."""
+    if os.environ.get("SLICER_RUN_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: set SLICER_RUN_SLOW=1 to run")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20260127)
