@@ -21,6 +21,7 @@ from ._intake import (
     as_stream_bytes,
     dlpack_device_type,
     parse_dtype,
+    resolve_lazy_views,
 )
 from ._params import make_params
 from ._rate import encode_within
@@ -181,6 +182,7 @@ def encode(
         threads=threads,
     )
     limit = _max_bytes(max_bytes)
+    x = resolve_lazy_views(x)  # torch neg / conj views: DLPack would drop the sign
     if out not in ("host", "device"):
         raise ValueError(f"out must be 'host' or 'device', got {out!r}")
     on_cuda = dlpack_device_type(x) == DLPACK_CUDA

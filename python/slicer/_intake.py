@@ -22,6 +22,7 @@ __all__ = [
     "as_stream_bytes",
     "dlpack_device_type",
     "parse_dtype",
+    "resolve_lazy_views",
 ]
 
 BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
@@ -106,13 +107,42 @@ def _from_raw_view(x: Any) -> np.ndarray:
     )
 
 
+def resolve_lazy_views(x: Any) -> Any:
+    """`x` with PyTorch's lazy negation / conjugation applied.
+
+    ``torch.complex(a, b).conj().imag`` is a view whose *negative bit* is set: its memory
+    holds ``b`` and the minus sign is applied lazily. DLPack exports the memory without that
+    bit, so reading such a tensor through DLPack gives the wrong sign, silently. Such views
+    (and conjugate views) are materialized here (one copy; plain tensors pass unchanged).
+    """
+    is_neg = getattr(x, "is_neg", None)
+    is_conj = getattr(x, "is_conj", None)
+    if callable(is_neg) and callable(is_conj) and type(x).__module__.startswith("torch"):
+        if is_neg():
+            x = x.resolve_neg()
+        if is_conj():
+            x = x.resolve_conj()
+    return x
+
+
+def _plain_ndarray(x: np.ndarray, name: str) -> np.ndarray:
+    """A base-class view of an ndarray subclass; masked arrays are refused."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a numpy.ma.MaskedArray: the codec has no notion of a mask; pass "
+            f"{name}.filled(value) (or numpy.asarray({name}) to code the data under the mask)"
+        )
+    return x.view(np.ndarray)  # e.g. numpy.matrix: same memory, plain semantics
+
+
 def as_host_array(x: Any, name: str = "x") -> np.ndarray:
     """A C-contiguous NumPy view (or copy, when `x` is strided) of a CPU input array."""
     if isinstance(x, np.ndarray):
-        array = x
+        array = x if type(x) is np.ndarray else _plain_ndarray(x, name)
     elif isinstance(x, np.generic):  # NumPy scalars, e.g. numpy.float32(1.5)
         array = np.asarray(x)
     elif hasattr(x, "__dlpack__"):
+        x = resolve_lazy_views(x)
         device = dlpack_device_type(x)
         if device not in (None, DLPACK_CPU, DLPACK_CUDA_HOST):
             raise ValueError(
