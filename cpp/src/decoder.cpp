@@ -407,7 +407,12 @@ slicer_status DecodeChunks(const uint8_t* data, ParsedStream* stream, void* dst,
     for (uint64_t c = begin; c < end && result.status == SLICER_OK; ++c) {
       const uint64_t g = c / per_group;
       if (g != current) {
-        if (current != ~uint64_t{0}) flush(current, current_first_chunk, c);
+        if (current != ~uint64_t{0}) {
+          flush(current, current_first_chunk, c);
+          // A group that failed its per-label count check ends this part: the next chunk's
+          // status must not overwrite the rejection (§6.1).
+          if (result.status != SLICER_OK) break;
+        }
         current = g;
         current_first_chunk = c;
         BuildLabelDecoders(*stream, g, decoders);
