@@ -71,3 +71,99 @@ def test_bad_configuration_fails_at_construction() -> None:
         slicer.Codec(sparsity=2.0)
     with pytest.raises(ValueError, match="max_bytes"):
         get_codec({"id": "slicer", "max_bytes": -5})
+
+
+def test_max_bytes_of_the_wrong_type_fails_at_construction() -> None:
+    with pytest.raises(TypeError, match="max_bytes"):
+        slicer.Codec(max_bytes=True)
+    with pytest.raises(TypeError, match="max_bytes"):
+        slicer.Codec(max_bytes=4000.0)
+    with pytest.raises(ValueError, match="max_bytes"):
+        slicer.Codec(max_bytes=0)
+    codec = slicer.Codec(max_bytes=np.int64(600), sparsity=0.2)
+    assert type(codec.max_bytes) is int
+    assert len(codec.encode(sample())) <= 600
+
+
+def test_numpy_scalars_give_a_json_config_and_the_same_bytes() -> None:
+    params = {
+        "sparsity": np.float32(0.7),
+        "asym": np.float64(0.05),
+        "blocks": np.array([2, 3]),
+        "bits": np.int16(7),
+        "delta": np.float16(0.02),
+        "seed": np.uint64(2**63 + 5),
+        "chunk_size": np.int32(256),
+        "threads": np.int8(1),
+    }
+    codec = slicer.Codec(**params)
+    text = json.dumps(codec.get_config())  # raised TypeError before
+    again = get_codec(json.loads(text))
+    assert again == codec
+    x = sample()
+    # encode itself takes the numpy scalars (blocks as a pair)
+    expected = slicer.encode(x, **{**params, "blocks": (np.int64(2), np.int64(3))})
+    assert codec.encode(x) == expected
+    assert again.encode(x) == expected
+    levels = slicer.Codec(bits=np.array([8, 4, 2]))
+    assert json.loads(json.dumps(levels.get_config()))["bits"] == [8, 4, 2]
+
+
+def test_foreign_codec_ids_are_refused() -> None:
+    with pytest.raises(ValueError, match="'zlib'"):
+        slicer.Codec.from_config({"id": "zlib", "level": 5})
+    with pytest.raises(ValueError, match="'zlib'"):
+        slicer.Codec.from_config({"id": "zlib"})
+    with pytest.raises(TypeError, match="level"):
+        slicer.Codec.from_config({"id": "slicer", "level": 5})
+    assert slicer.Codec.from_config({"sparsity": 0.5}) == slicer.Codec(sparsity=0.5)
+
+
+def test_f_ordered_arrays_are_refused() -> None:
+    x = np.asfortranarray(sample())
+    codec = slicer.Codec(sparsity=0.0, bits=16)
+    with pytest.raises(ValueError, match="F-ordered"):
+        codec.encode(x)
+    # 1-D and single-row arrays are both C and F contiguous: nothing to refuse
+    assert codec.encode(np.asfortranarray(x[:1])) == codec.encode(np.ascontiguousarray(x[:1]))
+
+
+def _zarr_v2_array(order: str, codec: slicer.Codec, shape=(13, 21), chunks=(5, 8)):
+    """A zarr array in the v2 format (zarr 3 library, zarr_format=2), numcodecs compressor."""
+    zarr = pytest.importorskip("zarr")
+    return zarr.create_array(
+        store={},
+        shape=shape,
+        chunks=chunks,
+        dtype="float32",
+        zarr_format=2,
+        order=order,
+        compressors=codec,
+        filters=None,
+    )
+
+
+def test_zarr_format_2_c_order_round_trip_matches_the_codec() -> None:
+    x = np.random.default_rng(4).standard_normal((13, 21)).astype(np.float32)
+    codec = slicer.Codec(sparsity=0.0, bits=16, delta=0.0)
+    z = _zarr_v2_array("C", codec)
+    z[:] = x
+    got = z[:]
+    # every chunk equals decode(encode(chunk)), edge chunks (padded by zarr) included
+    for i in range(0, 13, 5):
+        for j in range(0, 21, 8):
+            block = x[i : i + 5, j : j + 8]
+            full = np.zeros((5, 8), np.float32)
+            full[: block.shape[0], : block.shape[1]] = block
+            ref = slicer.decode(slicer.encode(full, sparsity=0.0, bits=16, delta=0.0))
+            assert np.array_equal(
+                got[i : i + 5, j : j + 8], ref[: block.shape[0], : block.shape[1]]
+            )
+    assert np.max(np.abs(got - x)) < 1e-3
+
+
+def test_zarr_format_2_f_order_is_refused_not_silently_wrong() -> None:
+    x = np.random.default_rng(5).standard_normal((13, 21)).astype(np.float32)
+    z = _zarr_v2_array("F", slicer.Codec(sparsity=0.0, bits=16))
+    with pytest.raises(ValueError, match="F-ordered"):
+        z[:] = x

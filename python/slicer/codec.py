@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ._api import decode, encode
+from ._api import _max_bytes, decode, encode
 from ._params import make_params
 
 __all__ = ["Slicer"]
@@ -22,6 +22,23 @@ try:
     from numcodecs.abc import Codec as _CodecBase
 except Exception:  # any import failure of the optional dependency leaves a plain base
     _CodecBase = object
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as the Python int / float of the same value; anything else unchanged."""
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
+def _plain_sequence(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return _plain(value)
 
 
 def _stream_layout(buf: Any) -> tuple[tuple[int, ...], np.dtype]:
@@ -45,6 +62,20 @@ def _copy_into(decoded: np.ndarray, out: Any) -> Any:
         raise ValueError("out must be C-contiguous and writable")
     target.reshape(-1).view(np.uint8)[:] = decoded.reshape(-1).view(np.uint8)
     return out
+
+
+_CONFIG_KEYS = (
+    "sparsity",
+    "asym",
+    "blocks",
+    "bits",
+    "delta",
+    "seed",
+    "max_bytes",
+    "groups",
+    "chunk_size",
+    "threads",
+)
 
 
 class Slicer(_CodecBase):  # type: ignore[misc, valid-type]
@@ -72,10 +103,18 @@ class Slicer(_CodecBase):  # type: ignore[misc, valid-type]
         chunk_size: int = 16384,
         threads: int = 0,
     ) -> None:
+        # Plain Python values only: the configuration must be JSON-serializable (numcodecs
+        # writes it into .zarray / zarr.json), whatever the caller passed (numpy scalars, ...).
+        # float() / int() keep the exact values encode() would have seen.
+        sparsity, asym, delta = _plain(sparsity), _plain(asym), _plain(delta)
+        seed, chunk_size, threads = _plain(seed), _plain(chunk_size), _plain(threads)
+        bits = _plain_sequence(bits)
+        blocks = _plain_sequence(blocks)
         if isinstance(blocks, list):
             blocks = tuple(blocks)
-        if isinstance(bits, (list, tuple, np.ndarray)):
-            bits = [int(b) for b in bits]
+        if not isinstance(groups, str):
+            raise TypeError(f"groups must be 'tensor' or 'rows', got {type(groups).__name__}")
+        groups = str(groups)
         make_params(
             sparsity=sparsity,
             asym=asym,
@@ -87,8 +126,7 @@ class Slicer(_CodecBase):  # type: ignore[misc, valid-type]
             chunk_size=chunk_size,
             threads=threads,
         )
-        if max_bytes is not None and (not isinstance(max_bytes, int) or max_bytes < 1):
-            raise ValueError(f"max_bytes must be a positive integer or None, got {max_bytes!r}")
+        max_bytes = _max_bytes(max_bytes)  # bool / float / < 1 refused here, not at encode
         self.sparsity = sparsity
         self.asym = asym
         self.blocks = blocks
@@ -115,7 +153,19 @@ class Slicer(_CodecBase):  # type: ignore[misc, valid-type]
         }
 
     def encode(self, buf: Any) -> bytes:
-        """Encode an array (float32 / float16 / bfloat16) into a SLICER stream."""
+        """Encode an array (float32 / float16 / bfloat16) into a SLICER stream.
+
+        F-ordered arrays are refused (as numcodecs' zfpy does): a stream holds its elements in
+        C order, and zarr with ``order="F"`` would read the decoded C-ordered bytes back in F
+        order, i.e. transposed values. Use ``order="C"`` with this codec (with zarr 3 arrays,
+        :class:`slicer.zarr3.SlicerCodec` handles either order).
+        """
+        if isinstance(buf, np.ndarray) and buf.ndim > 1 and buf.flags.f_contiguous:
+            if not buf.flags.c_contiguous:
+                raise ValueError(
+                    "the slicer codec does not support F-ordered arrays (zarr order='F'): "
+                    "its streams hold C order; use order='C'"
+                )
         return encode(buf, **self._params())
 
     def decode(self, buf: Any, out: Any = None) -> Any:
@@ -143,8 +193,18 @@ class Slicer(_CodecBase):  # type: ignore[misc, valid-type]
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Slicer:
         """Codec from a configuration produced by :meth:`get_config`."""
+        if not isinstance(config, dict):
+            raise TypeError(f"config must be a dict, got {type(config).__name__}")
         params = dict(config)
-        params.pop("id", None)
+        codec_id = params.pop("id", cls.codec_id)
+        if codec_id != cls.codec_id:
+            raise ValueError(
+                f"config is for codec id {codec_id!r}, not {cls.codec_id!r}: build it with "
+                "numcodecs.get_codec(config)"
+            )
+        unknown = sorted(set(params) - set(_CONFIG_KEYS))
+        if unknown:
+            raise TypeError(f"unknown {cls.codec_id!r} config key(s): {', '.join(unknown)}")
         return cls(**params)
 
     def __eq__(self, other: object) -> bool:
