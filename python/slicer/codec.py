@@ -16,7 +16,7 @@ import numpy as np
 from ._api import _max_bytes, decode, encode
 from ._params import make_params
 
-__all__ = ["Slicer"]
+__all__ = ["Slicer", "plain_params"]
 
 try:
     from numcodecs.abc import Codec as _CodecBase
@@ -78,6 +78,30 @@ _CONFIG_KEYS = (
 )
 
 
+def plain_params(**kwargs: Any) -> dict[str, Any]:
+    """The keyword arguments of :func:`slicer.encode`, validated, as plain Python values.
+
+    A codec configuration must be JSON-serializable (numcodecs and zarr write it into
+    .zarray / zarr.json) whatever the caller passed (numpy scalars, arrays of widths, ...);
+    int() / float() keep the exact values encode() would have seen. Errors name the parameter.
+    """
+    unknown = sorted(set(kwargs) - set(_CONFIG_KEYS))
+    if unknown:
+        raise TypeError(f"unknown codec parameter(s): {', '.join(unknown)}")
+    params = {key: _plain(value) for key, value in kwargs.items()}
+    params["bits"] = _plain_sequence(params.get("bits", 8))
+    blocks = _plain_sequence(params.get("blocks"))
+    params["blocks"] = tuple(blocks) if isinstance(blocks, list) else blocks
+    groups = params.get("groups", "tensor")
+    if not isinstance(groups, str):
+        raise TypeError(f"groups must be 'tensor' or 'rows', got {type(groups).__name__}")
+    params["groups"] = str(groups)
+    max_bytes = params.pop("max_bytes", None)
+    make_params(**params)
+    params["max_bytes"] = _max_bytes(max_bytes)  # bool / float / < 1 refused here
+    return {key: params[key] for key in _CONFIG_KEYS if key in params}
+
+
 class Slicer(_CodecBase):  # type: ignore[misc, valid-type]
     """SLICER as a numcodecs codec; parameters are those of :func:`slicer.encode`.
 
@@ -103,40 +127,20 @@ class Slicer(_CodecBase):  # type: ignore[misc, valid-type]
         chunk_size: int = 16384,
         threads: int = 0,
     ) -> None:
-        # Plain Python values only: the configuration must be JSON-serializable (numcodecs
-        # writes it into .zarray / zarr.json), whatever the caller passed (numpy scalars, ...).
-        # float() / int() keep the exact values encode() would have seen.
-        sparsity, asym, delta = _plain(sparsity), _plain(asym), _plain(delta)
-        seed, chunk_size, threads = _plain(seed), _plain(chunk_size), _plain(threads)
-        bits = _plain_sequence(bits)
-        blocks = _plain_sequence(blocks)
-        if isinstance(blocks, list):
-            blocks = tuple(blocks)
-        if not isinstance(groups, str):
-            raise TypeError(f"groups must be 'tensor' or 'rows', got {type(groups).__name__}")
-        groups = str(groups)
-        make_params(
+        params = plain_params(
             sparsity=sparsity,
             asym=asym,
             blocks=blocks,
             bits=bits,
             delta=delta,
             seed=seed,
+            max_bytes=max_bytes,
             groups=groups,
             chunk_size=chunk_size,
             threads=threads,
         )
-        max_bytes = _max_bytes(max_bytes)  # bool / float / < 1 refused here, not at encode
-        self.sparsity = sparsity
-        self.asym = asym
-        self.blocks = blocks
-        self.bits = bits
-        self.delta = delta
-        self.seed = seed
-        self.max_bytes = max_bytes
-        self.groups = groups
-        self.chunk_size = chunk_size
-        self.threads = threads
+        for key, value in params.items():
+            setattr(self, key, value)
 
     def _params(self) -> dict[str, Any]:
         return {
