@@ -54,7 +54,7 @@ def check_stream(
 
     y = slicer.decode(stream)
     assert y.shape == x.shape and y.dtype == x.dtype
-    info = slicer.inspect(stream)
+    info = slicer.inspect(stream, blocks=True)
     s_ppb = round(sparsity * PPB)
     xf = x.astype(np.float32).astype(np.float64).reshape(-1)
     yf = y.astype(np.float32).astype(np.float64).reshape(-1)

@@ -467,11 +467,12 @@ def decode(stream: bytes, max_elements: int = 2**31) -> tuple[np.ndarray, Accoun
         raise ReferenceFormatError("bad header field")
     shape = tuple(rd.varint() for _ in range(ndim))
     n_total = math.prod(shape)
-    if n_total > max_elements:
+    extent = math.prod(d for d in shape if d)  # §7: zero-size shapes are held to the limit too
+    if n_total > max_elements or extent > max(max_elements, 1) or extent >= 2**63:
         raise ReferenceFormatError("shape exceeds max_elements")
-    s_ppb, asym_ppb, _delta, _seed = (rd.varint() for _ in range(4))
+    s_ppb, asym_ppb, delta_micro, _seed = (rd.varint() for _ in range(4))
     bits, m_pos, m_neg, chunk_log2 = rd.u8(), rd.u8(), rd.u8(), rd.u8()
-    if s_ppb >= PPB or asym_ppb >= PPB or not 1 <= bits <= 16:
+    if s_ppb >= PPB or asym_ppb >= PPB or delta_micro > 0xFFFFFFFF or not 1 <= bits <= 16:
         raise ReferenceFormatError("parameter out of range")
     if not (1 <= m_pos <= 64 and 1 <= m_neg <= 64 and 6 <= chunk_log2 <= 24):
         raise ReferenceFormatError("parameter out of range")

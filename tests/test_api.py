@@ -219,7 +219,7 @@ def test_decode_accepts_byte_containers() -> None:
 
 def test_multilevel_widths_visible_in_inspect(rng) -> None:
     x = rng.standard_normal(3000).astype(np.float32)
-    info = slicer.inspect(slicer.encode(x, bits=[8, 4, 2]))
+    info = slicer.inspect(slicer.encode(x, bits=[8, 4, 2]), blocks=True)
     assert info.multilevel and info.bits == 8 and info.blocks == (3, 3)
     assert sorted({(b.index, b.width) for b in info.block_table}) == [(0, 8), (1, 4), (2, 2)]
     with pytest.raises(ValueError, match="blocks"):
@@ -228,9 +228,9 @@ def test_multilevel_widths_visible_in_inspect(rng) -> None:
 
 def test_abq_lowers_widths_and_delta_zero_keeps_them(rng) -> None:
     x = rng.standard_normal(20000).astype(np.float32)
-    fixed = slicer.inspect(slicer.encode(x, bits=10, delta=0.0))
+    fixed = slicer.inspect(slicer.encode(x, bits=10, delta=0.0), blocks=True)
     assert {b.width for b in fixed.block_table} == {10}
-    adaptive = slicer.inspect(slicer.encode(x, bits=10, delta=0.5))
+    adaptive = slicer.inspect(slicer.encode(x, bits=10, delta=0.5), blocks=True)
     assert all(1 <= b.width <= 10 for b in adaptive.block_table)
     assert sum(b.width * b.count for b in adaptive.block_table) < 10 * adaptive.kept
 
@@ -238,7 +238,7 @@ def test_abq_lowers_widths_and_delta_zero_keeps_them(rng) -> None:
 def test_inspect_account_and_table(rng) -> None:
     x = rng.standard_normal((3, 5, 7)).astype(np.float32)
     stream = slicer.encode(x, sparsity=0.5, seed=42)
-    info = slicer.inspect(stream)
+    info = slicer.inspect(stream, blocks=True)
     assert info.format_version == 1 and info.shape == (3, 5, 7) and info.dtype == "float32"
     assert info.sparsity == 0.5 and info.seed == 42 and info.num_elements == 105
     assert info.kept == 52 == sum(b.count for b in info.block_table)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import reference as ref
-import stream_tools as st
 
+import reference as ref
 import slicer
+import stream_tools as st
 
 # Issue 11: a CRC-valid stream whose per-label counts differ from c_m (§6.1) in group 0 of 2;
 # the check of a group that is not the last of a worker's slice used to be overwritten.
@@ -65,3 +65,130 @@ def test_bad_group_rejected_at_every_thread_count(rows_stream: bytes, group: int
             slicer.decode(bad, threads=threads)
     with pytest.raises(slicer.FormatError):
         slicer.inspect(bad)
+
+
+# ------------------------------------------------ differential against the reference
+
+
+def test_differential_fixed_seed() -> None:
+    """A small, fixed-seed pass of fuzz/differential.py: C++ and reference verdicts agree."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
+    import differential
+
+    stats = differential.run(2500, seed=20261201, seconds=None, progress=False)
+    assert stats.disagreements == []
+    # Both verdicts are exercised, and rejections come from many different checks.
+    assert 0 < stats.accepted < stats.streams
+    assert len(stats.reasons) >= 15
+    assert stats.reasons["block counts do not match labels"] > 0
+
+
+# ------------------------------------------------ bounded memory, hostile headers
+
+
+def _stream(shape: tuple[int, ...], tables: bytes) -> bytes:
+    header = ref.header_bytes(shape, 1, ref.default_params())
+    return st.fix_crc(header + tables + b"\0\0\0\0")
+
+
+def test_claimed_size_is_not_allocated_before_tables_are_validated() -> None:
+    # 2**38 float32 elements (1 TiB) claimed by a stream with no chunk table at all.
+    bad = _stream((2**38,), b"\x00\x00")
+    assert len(bad) < 50
+    with pytest.raises(ref.ReferenceFormatError):
+        ref.decode(bad, max_elements=2**38)
+    with pytest.raises(slicer.FormatError, match="truncated"):
+        slicer.decode(bad, max_elements=2**38)
+    with pytest.raises(slicer.FormatError):
+        slicer.inspect(bad, max_elements=2**38)
+
+
+@pytest.mark.parametrize(
+    "shape", [(0, 2**40), (2**40, 0), (3, 0, 2**31), (0, 2**62, 2), (0, 2**63 - 1)]
+)
+def test_zero_size_shapes_with_huge_dims_are_refused(shape: tuple[int, ...]) -> None:
+    stream = _stream(shape, b"\x00\x00")
+    with pytest.raises(ref.ReferenceFormatError, match="max_elements"):
+        ref.decode(stream)
+    with pytest.raises(slicer.FormatError, match="max_elements"):
+        slicer.decode(stream)
+    with pytest.raises(slicer.FormatError, match="max_elements"):
+        slicer.inspect(stream)
+
+
+def test_zero_size_shape_within_the_limit_decodes() -> None:
+    stream = _stream((0, 2**40), b"\x00\x00")
+    y = slicer.decode(stream, max_elements=2**40)
+    assert y.shape == (0, 2**40) and y.dtype == np.float32
+    assert ref.decode(stream, max_elements=2**40)[0].shape == (0, 2**40)
+
+
+def test_out_is_untouched_by_a_late_format_error(rows_stream: bytes) -> None:
+    bad = relabel_first_value(rows_stream, 7)  # fails after every chunk was decoded
+    out = np.full((8, 1 << 16), 7.0, dtype=np.float32)
+    for threads in THREADS:
+        with pytest.raises(slicer.FormatError):
+            slicer.decode(bad, out=out, threads=threads)
+        assert np.all(out == 7.0)
+    assert slicer.decode(rows_stream, out=out) is out
+    np.testing.assert_array_equal(out, ref.decode(rows_stream)[0])
+
+
+# ------------------------------------------------ readable argument errors
+
+
+@pytest.fixture(scope="module")
+def small() -> bytes:
+    return slicer.encode(np.arange(1, 40, dtype=np.float32), sparsity=0.5)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "name"),
+    [
+        (lambda s: slicer.decode(s, max_elements=2**64), ValueError, "max_elements"),
+        (lambda s: slicer.decode(s, max_elements=-1), ValueError, "max_elements"),
+        (lambda s: slicer.decode(s, max_elements=1.5), TypeError, "max_elements"),
+        (lambda s: slicer.decode(s, max_elements=True), TypeError, "max_elements"),
+        (lambda s: slicer.decode(s, threads=-1), ValueError, "threads"),
+        (lambda s: slicer.decode(s, threads=2**32), ValueError, "threads"),
+        (lambda s: slicer.decode(s, threads="2"), TypeError, "threads"),
+        (lambda s: slicer.inspect(s, max_elements=-1), ValueError, "max_elements"),
+        (lambda s: slicer.inspect(s, max_elements=2**64), ValueError, "max_elements"),
+        (lambda s: slicer.inspect(s, max_elements=None), TypeError, "max_elements"),
+        (lambda s: slicer.inspect(s, blocks=1), TypeError, "blocks"),
+        (lambda s: slicer.size_bound((2**63,), "float32"), ValueError, "shape"),
+        (lambda s: slicer.size_bound((3, 2**64), "float16"), ValueError, "shape"),
+    ],
+)
+def test_bad_decode_arguments_name_the_parameter(small: bytes, call, error, name: str) -> None:
+    with pytest.raises(error, match=name):
+        call(small)
+
+
+def test_max_elements_limits_are_exact(small: bytes) -> None:
+    assert slicer.decode(small, max_elements=39).size == 39
+    with pytest.raises(slicer.FormatError, match="max_elements"):
+        slicer.decode(small, max_elements=38)
+    assert slicer.inspect(small, max_elements=2**64 - 1).num_elements == 39
+
+
+# ------------------------------------------------ inspect: summary by default
+
+
+def test_inspect_lists_blocks_only_on_request(rows_stream: bytes) -> None:
+    import json
+
+    summary = slicer.inspect(rows_stream)
+    detail = slicer.inspect(rows_stream, blocks=True)
+    assert summary.block_table is None
+    assert summary.num_blocks == detail.num_blocks == len(detail.block_table) == 8 * 4
+    assert summary.account == detail.account and summary.kept == detail.kept
+    assert sum(b.count for b in detail.block_table) == detail.kept
+    json.dumps(summary.to_dict())
+    as_dict = detail.to_dict()
+    json.dumps(as_dict)
+    assert as_dict["block_table"][0]["count"] == detail.block_table[0].count
+    assert "blocks=True" in str(summary) and "more blocks" in str(detail)

@@ -82,8 +82,11 @@ bool ComputeBound(const int64_t* shape, uint32_t ndim, int dtype, const CodecPar
   return true;
 }
 
+// Bytes of the decoded output, saturated at 2^64 - 1 (never wraps to a small size).
 uint64_t ElementBytes(const slicer_header& header) {
-  return header.num_elements * slicer::internal::DtypeSize(header.dtype);
+  const unsigned __int128 bytes = static_cast<unsigned __int128>(header.num_elements) *
+                                  slicer::internal::DtypeSize(header.dtype);
+  return bytes > ~uint64_t{0} ? ~uint64_t{0} : static_cast<uint64_t>(bytes);
 }
 
 }  // namespace
@@ -209,6 +212,26 @@ int slicer_decode(const void* src, size_t size, uint64_t max_elements, void* dst
     const uint64_t needed = ElementBytes(stream.header);
     if (needed > dst_bytes) return SLICER_ERR_BUFFER_TOO_SMALL;
     if (needed > 0 && dst == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
+    return slicer::internal::DecodeChunks(data, &stream, dst,
+                                          slicer::internal::ResolveThreads(threads));
+  });
+}
+
+int slicer_decode_alloc(const void* src, size_t size, uint64_t max_elements, uint32_t threads,
+                        slicer_alloc_fn alloc, void* ctx, slicer_header* header) {
+  return Guard([&]() -> int {
+    if (alloc == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
+    slicer::internal::ParsedStream stream;
+    const uint8_t* data = static_cast<const uint8_t*>(src);
+    // Every table is validated (and bounded by the stream size) before anything is allocated.
+    const slicer_status status =
+        slicer::internal::ParseStream(data, size, max_elements, false, &stream);
+    if (status != SLICER_OK) return status;
+    if (header != nullptr) *header = stream.header;
+    const uint64_t needed = ElementBytes(stream.header);
+    if (needed > SIZE_MAX) return SLICER_ERR_OUT_OF_MEMORY;
+    void* dst = alloc(ctx, &stream.header, static_cast<size_t>(needed));
+    if (dst == nullptr && needed > 0) return SLICER_ERR_OUT_OF_MEMORY;
     return slicer::internal::DecodeChunks(data, &stream, dst,
                                           slicer::internal::ResolveThreads(threads));
   });

@@ -82,26 +82,28 @@ slicer_status ParseHeader(const uint8_t* data, size_t size, uint64_t max_element
   h.dtype = static_cast<slicer_dtype>(dtype);
   h.flags = flags;
   h.ndim = ndim;
-  uint64_t count = 1;
+  // `extent` is the product of the non-zero dimensions: a shape with a zero dimension holds no
+  // element, but its other dimensions are held to the same limit (§7), so that no caller
+  // (NumPy included) is asked for an absurd empty array.
+  uint64_t extent = 1;
   bool any_zero = false;
-  bool overflow = false;
   for (unsigned d = 0; d < ndim; ++d) {
     uint64_t dim;
     SLICER_RETURN_IF_ERROR(reader->Varint(&dim));
     if (dim >= (uint64_t{1} << 63)) return SLICER_ERR_LIMIT_EXCEEDED;
     h.shape[d] = static_cast<int64_t>(dim);
-    any_zero = any_zero || dim == 0;
-    const unsigned __int128 product = static_cast<unsigned __int128>(count) * dim;
-    if (product >= (static_cast<unsigned __int128>(1) << 63)) {
-      overflow = true;
-      count = 1;
-    } else {
-      count = static_cast<uint64_t>(product);
+    if (dim == 0) {
+      any_zero = true;
+      continue;
     }
+    const unsigned __int128 product = static_cast<unsigned __int128>(extent) * dim;
+    if (product >= (static_cast<unsigned __int128>(1) << 63)) return SLICER_ERR_LIMIT_EXCEEDED;
+    extent = static_cast<uint64_t>(product);
   }
-  if (any_zero) count = 0;
-  if (overflow && !any_zero) return SLICER_ERR_LIMIT_EXCEEDED;
-  if (count > max_elements) return SLICER_ERR_LIMIT_EXCEEDED;
+  const uint64_t count = any_zero ? 0 : extent;
+  if (count > max_elements || extent > std::max<uint64_t>(max_elements, 1)) {
+    return SLICER_ERR_LIMIT_EXCEEDED;
+  }
   h.num_elements = count;
   uint64_t s_ppb, asym_ppb, delta_micro, seed;
   SLICER_RETURN_IF_ERROR(reader->Varint(&s_ppb));

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._errors import raise_decode_status, raise_encode_status
+from ._errors import LIMIT_EXCEEDED, FormatError, raise_decode_status, raise_encode_status
 from ._intake import (
     CODE_OF_DTYPE,
     DLPACK_CUDA,
@@ -97,6 +97,31 @@ def _max_bytes(value: Any) -> int | None:
     if limit < 1:
         raise ValueError(f"max_bytes must be >= 1, got {limit}")
     return limit
+
+
+def check_max_elements(value: Any) -> int:
+    """`max_elements` as an int in 0 .. 2**64 - 1 (TypeError / ValueError naming it)."""
+    if isinstance(value, bool):
+        raise TypeError("max_elements must be an integer, got bool")
+    try:
+        limit = operator.index(value)
+    except TypeError:
+        raise TypeError(f"max_elements must be an integer, got {type(value).__name__}") from None
+    if not 0 <= limit < 2**64:
+        raise ValueError(f"max_elements must be in 0 .. 2**64 - 1, got {limit}")
+    return limit
+
+
+def _check_threads(value: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError("threads must be an integer, got bool")
+    try:
+        count = operator.index(value)
+    except TypeError:
+        raise TypeError(f"threads must be an integer, got {type(value).__name__}") from None
+    if not 0 <= count < 2**32:
+        raise ValueError(f"threads must be in 0 .. 2**32 - 1, got {count}")
+    return count
 
 
 def _check_shape(shape: tuple[int, ...], params: dict[str, Any]) -> None:
@@ -271,9 +296,12 @@ def decode(
         The stream.
     out : numpy.ndarray, optional
         A C-contiguous, writable array of exactly the stream's shape and dtype, filled and
-        returned (bfloat16 streams need an ``ml_dtypes.bfloat16`` array).
+        returned (bfloat16 streams need an ``ml_dtypes.bfloat16`` array). The stream is decoded
+        in full first and then copied: after a FormatError `out` is unchanged.
     max_elements : int, default 2**31
-        Streams whose header claims more elements are refused before anything is allocated.
+        Streams whose header claims more elements (or, for an empty array, whose non-zero
+        dimensions multiply to more) are refused; nothing is allocated before every table of
+        the stream is validated.
     device : {"cpu", "cuda"}, default "cpu"
         "cuda" decodes on the GPU through the CUDA backend and returns its device array.
     threads : int, default 0
@@ -292,40 +320,41 @@ def decode(
     ValueError
         A bad argument (`out` of the wrong shape or dtype, a bad `device`).
     """
-    limit = operator.index(max_elements)
-    if limit < 0:
-        raise ValueError(f"max_elements must be >= 0, got {limit}")
-    thread_count = operator.index(threads)
-    if not 0 <= thread_count <= 2**32 - 1:
-        raise ValueError(f"threads must be >= 0, got {thread_count}")
+    limit = check_max_elements(max_elements)
+    thread_count = _check_threads(threads)
     if device == "cuda":
         gpu = _gpu_module()
         return gpu.decode(buf, out=out, max_elements=limit)
     if device != "cpu":
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if out is not None:
+        if not isinstance(out, np.ndarray):
+            raise ValueError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+        if not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError("out must be C-contiguous and writable")
     data = as_stream_bytes(buf)
-    status, header = _core.read_header(data, limit)
+    # The whole stream is validated before the output is allocated, and decoded before `out`
+    # is touched: a stream that fails late leaves `out` as it was.
+    status, header, raw = _core.decode(data, limit, thread_count)
     if status:
         raise_decode_status(status)
     dtype = DTYPE_OF_CODE[header["dtype"]]
     shape = tuple(header["shape"])
+    try:
+        result = raw.view(dtype).reshape(shape)
+    except ValueError:  # a zero-size shape NumPy cannot represent (max_elements above 2**60)
+        raise FormatError(
+            f"stream's shape {shape} cannot be represented by NumPy", LIMIT_EXCEEDED
+        ) from None
     if out is None:
-        result = np.empty(shape, dtype=dtype)
-    else:
-        if not isinstance(out, np.ndarray):
-            raise ValueError(f"out must be a numpy.ndarray, got {type(out).__name__}")
-        if out.shape != shape or out.dtype != dtype:
-            raise ValueError(
-                f"out has shape {out.shape} and dtype {out.dtype}; the stream holds shape "
-                f"{shape} and dtype {dtype}"
-            )
-        if not out.flags.c_contiguous or not out.flags.writeable:
-            raise ValueError("out must be C-contiguous and writable")
-        result = out
-    status = _core.decode_into(data, result.reshape(-1).view(np.uint8), limit, thread_count)
-    if status:
-        raise_decode_status(status)
-    return result
+        return result
+    if out.shape != shape or out.dtype != dtype:
+        raise ValueError(
+            f"out has shape {out.shape} and dtype {out.dtype}; the stream holds shape "
+            f"{shape} and dtype {dtype}"
+        )
+    np.copyto(out, result)
+    return out
 
 
 def size_bound(
@@ -373,6 +402,8 @@ def size_bound(
     dims = tuple(operator.index(d) for d in shape)
     if any(d < 0 for d in dims):
         raise ValueError(f"shape must not have negative dimensions, got {dims}")
+    if any(d >= 2**63 for d in dims):
+        raise ValueError(f"shape dimensions must be below 2**63, got {dims}")
     _check_shape(dims, params)
     status, bound = _core.encode_bound(list(dims), parse_dtype(dtype), params)
     if status:

@@ -24,11 +24,15 @@ def read_header(
 def decode_into(
     buf: npt.NDArray[np.uint8], out: npt.NDArray[np.uint8], max_elements: int, threads: int
 ) -> int: ...
+def decode(
+    buf: npt.NDArray[np.uint8], max_elements: int, threads: int
+) -> tuple[int, dict[str, Any] | None, npt.NDArray[np.uint8] | None]: ...
 def inspect(
-    buf: npt.NDArray[np.uint8], max_elements: int
+    buf: npt.NDArray[np.uint8], max_elements: int, blocks: bool
 ) -> tuple[
     int,
     dict[str, Any] | None,
     dict[str, int] | None,
+    int | None,
     dict[str, npt.NDArray[Any]] | None,
 ]: ...

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import operator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field, fields
 from typing import Any
 
 from . import _core
@@ -68,14 +67,22 @@ class StreamInfo:
     num_elements: int
     kept: int
     chunks: int
-    block_table: list[BlockInfo] = field(repr=False)
+    num_blocks: int  #: non-empty blocks over all groups
     account: ByteAccount = field(repr=False)
+    #: one BlockInfo per non-empty block with ``inspect(..., blocks=True)``, else None
+    block_table: list[BlockInfo] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serializable dict (lists for tuples)."""
-        result = asdict(self)
+        """Plain JSON-serializable dict (lists for tuples; block_table None unless requested)."""
+        result = {f.name: getattr(self, f.name) for f in fields(self)}
         result["shape"] = list(self.shape)
         result["blocks"] = list(self.blocks)
+        result["account"] = asdict(self.account)
+        if self.block_table is not None:
+            names = [f.name for f in fields(BlockInfo)]
+            result["block_table"] = [
+                dict(zip(names, astuple(b), strict=True)) for b in self.block_table
+            ]
         return result
 
     def __str__(self) -> str:
@@ -97,13 +104,15 @@ def _render(info: StreamInfo, max_rows: int = 24) -> str:
         "",
         "  group  sign  block    count  width            lo            hi",
     ]
-    for block in info.block_table[:max_rows]:
+    for block in (info.block_table or [])[:max_rows]:
         sign = "+" if block.sign > 0 else "-"
         lines.append(
             f"  {block.group:5d}  {sign:>4}  {block.index:5d}  {block.count:7d}  {block.width:5d}"
             f"  {block.lo:12.6g}  {block.hi:12.6g}"
         )
-    if len(info.block_table) > max_rows:
+    if info.block_table is None:
+        lines[-1] = f"  {info.num_blocks} blocks (inspect(stream, blocks=True) lists them)"
+    elif len(info.block_table) > max_rows:
         lines.append(f"  ... {len(info.block_table) - max_rows} more blocks")
     acct = info.account
     total_bits = 8 * acct.total if acct.total else 1
@@ -126,7 +135,7 @@ def _render(info: StreamInfo, max_rows: int = 24) -> str:
     return "\n".join(lines)
 
 
-def inspect(buf: Any, *, max_elements: int = 2**31) -> StreamInfo:
+def inspect(buf: Any, *, max_elements: int = 2**31, blocks: bool = False) -> StreamInfo:
     """Validate a stream fully and describe it.
 
     Parameters
@@ -135,26 +144,37 @@ def inspect(buf: Any, *, max_elements: int = 2**31) -> StreamInfo:
         The stream.
     max_elements : int, default 2**31
         Streams whose header claims more elements are refused.
+    blocks : bool, default False
+        Also list every block (``StreamInfo.block_table``). Time and memory then grow with the
+        number of blocks (a groups="rows" stream has up to 2 x M blocks per row); without it
+        they stay proportional to the stream and the result holds summaries only.
 
     Returns
     -------
     StreamInfo
-        Format version, shape, dtype, mode, parameters, kept count, one :class:`BlockInfo`
-        per non-empty block and the :class:`ByteAccount`. ``str(info)`` is a readable table,
-        ``info.to_dict()`` a JSON-ready dict.
+        Format version, shape, dtype, mode, parameters, kept count, block count, the
+        :class:`ByteAccount` and, with ``blocks=True``, one :class:`BlockInfo` per non-empty
+        block. ``str(info)`` is a readable table, ``info.to_dict()`` a JSON-ready dict.
 
     Raises
     ------
     slicer.FormatError
         The stream is malformed.
     """
+    from ._api import check_max_elements
+
+    limit = check_max_elements(max_elements)
+    if not isinstance(blocks, bool):
+        raise TypeError(f"blocks must be a bool, got {type(blocks).__name__}")
     data = as_stream_bytes(buf)
-    status, header, account, columns = _core.inspect(data, operator.index(max_elements))
+    status, header, account, num_blocks, columns = _core.inspect(data, limit, blocks)
     if status:
         raise_decode_status(status)
-    names = ("group", "label", "sign", "index", "count", "width", "lo", "hi")
-    lists = [columns[name].tolist() for name in names]
-    table = [BlockInfo(*row) for row in zip(*lists, strict=True)]
+    table = None
+    if columns is not None:
+        names = ("group", "label", "sign", "index", "count", "width", "lo", "hi")
+        lists = [columns[name].tolist() for name in names]
+        table = [BlockInfo(*row) for row in zip(*lists, strict=True)]
     n = header["num_elements"]
     acct = ByteAccount(
         header=account["header_bytes"],
@@ -187,6 +207,7 @@ def inspect(buf: Any, *, max_elements: int = 2**31) -> StreamInfo:
         num_elements=n,
         kept=account["kept"],
         chunks=account["chunks"],
-        block_table=table,
+        num_blocks=num_blocks,
         account=acct,
+        block_table=table,
     )

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -156,7 +157,42 @@ int DecodeInto(ConstBytes buf, MutableBytes out, uint64_t max_elements, uint32_t
   return slicer_decode(buf.data(), buf.shape(0), max_elements, out.data(), out.shape(0), threads);
 }
 
-nb::tuple Inspect(ConstBytes buf, uint64_t max_elements) {
+// Owner of the output buffer that slicer_decode_alloc asks for (no GIL needed to allocate).
+struct DecodeBuffer {
+  uint8_t* data = nullptr;
+  size_t bytes = 0;
+};
+
+void* AllocateDecodeBuffer(void* ctx, const slicer_header*, size_t bytes) {
+  auto* buffer = static_cast<DecodeBuffer*>(ctx);
+  buffer->data = new (std::nothrow) uint8_t[bytes > 0 ? bytes : 1];
+  buffer->bytes = bytes;
+  return buffer->data;
+}
+
+// (status, header dict, 1-D uint8 array of the decoded elements): the whole stream is validated
+// before the output is allocated, and a stream that fails late leaves nothing behind.
+nb::tuple Decode(ConstBytes buf, uint64_t max_elements, uint32_t threads) {
+  DecodeBuffer buffer;
+  slicer_header header{};
+  int status = SLICER_OK;
+  {
+    nb::gil_scoped_release release;
+    status = slicer_decode_alloc(buf.data(), buf.shape(0), max_elements, threads,
+                                 &AllocateDecodeBuffer, &buffer, &header);
+  }
+  std::unique_ptr<uint8_t[]> owned(buffer.data);
+  if (status != SLICER_OK) return nb::make_tuple(status, nb::none(), nb::none());
+  uint8_t* data = owned.release();
+  nb::capsule owner(data, [](void* p) noexcept { delete[] static_cast<uint8_t*>(p); });
+  const size_t shape[1] = {buffer.bytes};
+  nb::object array = nb::ndarray<nb::numpy, uint8_t>(data, 1, shape, owner).cast();
+  return nb::make_tuple(status, HeaderDict(header), array);
+}
+
+// (status, header, account, number of blocks, block columns or None). The per-block table
+// costs a second validating pass and memory proportional to the blocks: only on request.
+nb::tuple Inspect(ConstBytes buf, uint64_t max_elements, bool with_blocks) {
   slicer_header header{};
   slicer_account account{};
   size_t num_blocks = 0;
@@ -166,16 +202,25 @@ nb::tuple Inspect(ConstBytes buf, uint64_t max_elements) {
     status = slicer_inspect(buf.data(), buf.shape(0), max_elements, &header, &account, nullptr, 0,
                             &num_blocks);
   }
-  if (status != SLICER_OK) return nb::make_tuple(status, nb::none(), nb::none(), nb::none());
+  if (status != SLICER_OK) {
+    return nb::make_tuple(status, nb::none(), nb::none(), nb::none(), nb::none());
+  }
+  if (!with_blocks) {
+    return nb::make_tuple(status, HeaderDict(header), AccountDict(account), num_blocks,
+                          nb::none());
+  }
   std::vector<slicer_block_info> blocks(num_blocks);
   {
     nb::gil_scoped_release release;
     status = slicer_inspect(buf.data(), buf.shape(0), max_elements, &header, &account,
                             blocks.data(), blocks.size(), &num_blocks);
   }
-  if (status != SLICER_OK) return nb::make_tuple(status, nb::none(), nb::none(), nb::none());
+  if (status != SLICER_OK) {
+    return nb::make_tuple(status, nb::none(), nb::none(), nb::none(), nb::none());
+  }
   blocks.resize(num_blocks < blocks.size() ? num_blocks : blocks.size());
-  return nb::make_tuple(status, HeaderDict(header), AccountDict(account), BlockColumns(blocks));
+  return nb::make_tuple(status, HeaderDict(header), AccountDict(account), blocks.size(),
+                        BlockColumns(blocks));
 }
 
 }  // namespace
@@ -195,8 +240,11 @@ void RegisterStream(nb::module_& m) {
         "(status, header dict or None): validate checksum and header.");
   m.def("decode_into", &DecodeInto, nb::arg("buf"), nb::arg("out"), nb::arg("max_elements"),
         nb::arg("threads"), "status: decode into a C-contiguous uint8 array of the output size.");
-  m.def("inspect", &Inspect, nb::arg("buf"), nb::arg("max_elements"),
-        "(status, header, account, block columns): full validation plus byte account.");
+  m.def("decode", &Decode, nb::arg("buf"), nb::arg("max_elements"), nb::arg("threads"),
+        "(status, header, uint8 array): validate every table, then allocate and decode.");
+  m.def("inspect", &Inspect, nb::arg("buf"), nb::arg("max_elements"), nb::arg("blocks"),
+        "(status, header, account, block count, block columns or None): full validation plus "
+        "byte account.");
 }
 
 }  // namespace slicer_py

@@ -137,6 +137,19 @@ SLICER_API int slicer_read_header(const void* src, size_t size, uint64_t max_ele
 SLICER_API int slicer_decode(const void* src, size_t size, uint64_t max_elements, void* dst,
                              size_t dst_bytes, uint32_t threads);
 
+/* Allocator of slicer_decode_alloc: returns a buffer of `bytes` bytes for the output that
+ * `header` describes (NULL when it cannot; `bytes` may be 0). */
+typedef void* (*slicer_alloc_fn)(void* ctx, const slicer_header* header, size_t bytes);
+
+/* Decode into a buffer obtained from `alloc`, which is called once, only after the header and
+ * every group table of the stream have been validated (so a hostile stream cannot make the
+ * decoder ask for what it merely claims), with num_elements · itemsize bytes. *header (may be
+ * NULL) is filled. The buffer belongs to the caller, also when decoding fails after it was
+ * obtained (its contents are then unspecified). */
+SLICER_API int slicer_decode_alloc(const void* src, size_t size, uint64_t max_elements,
+                                   uint32_t threads, slicer_alloc_fn alloc, void* ctx,
+                                   slicer_header* header);
+
 /* Full validation plus byte account and per-block table. `blocks` may be NULL; *num_blocks
  * receives the number of non-empty blocks; at most `blocks_capacity` are written. */
 SLICER_API int slicer_inspect(const void* src, size_t size, uint64_t max_elements,
