@@ -19,7 +19,7 @@ __all__ = ["cmake_dir", "main"]
 
 #: Modules that add subcommands through ``register(subparsers)``; skipped when their optional
 #: dependencies are not installed.
-_SUBCOMMAND_MODULES = ["slicer.split.cli"]
+_SUBCOMMAND_MODULES = ["slicer.split.cli", "slicer.serve.cli"]
 _EXIT_ERROR = 2
 
 

@@ -1,0 +1,446 @@
+"""``slicer.serve.EdgeClient``: the edge side — head locally, encode, stream, await replies.
+
+One client holds one session (one gRPC bidi stream). Requests may be pipelined
+(:meth:`EdgeClient.submit` returns a future); :meth:`EdgeClient.infer` is the blocking form.
+When the stream breaks (server restart, network), the client reconnects with exponential
+backoff and re-sends every unanswered request on the new stream; a reply is delivered at most
+once (a duplicate is counted and dropped). ``RESOURCE_EXHAUSTED`` replies are retried after
+the server's hint; every request has a deadline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import random
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import numpy as np
+
+from . import wire
+from . import wire_pb2 as pb
+from .server import SERVICE
+
+KINDS = {
+    "outputs": pb.OUTPUTS,
+    "logits": pb.LOGITS,
+    "top_k": pb.TOP_K,
+    "token": pb.TOKEN,
+    "embedding": pb.EMBEDDING,
+}
+
+
+class ServeError(Exception):
+    """A request the server answered with a non-OK status (or that could not be delivered)."""
+
+    def __init__(self, code: int, message: str, retry_after_ms: int = 0) -> None:
+        super().__init__(f"{wire.CODE_NAMES.get(code, code)}: {message}")
+        self.code = code
+        self.message = message
+        self.retry_after_ms = retry_after_ms
+
+
+class DeadlineExceeded(ServeError, TimeoutError):
+    """No reply within the request's deadline."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(wire.DEADLINE_EXCEEDED, message)
+
+
+@dataclass
+class Result:
+    """A reply, decoded: outputs by name (OUTPUTS / LOGITS / EMBEDDING) or top-k ids/values."""
+
+    seq: int
+    kind: int
+    outputs: dict[str, np.ndarray]
+    top_k_ids: list[int]
+    top_k_values: list[float]
+    server_id: str
+    latency_s: float
+    timing: dict[str, int] = field(default_factory=dict)
+    request_bytes: int = 0
+
+    @property
+    def token(self) -> int:
+        return self.top_k_ids[0]
+
+
+@dataclass
+class _Pending:
+    seq: int
+    tensors: list[pb.Tensor]
+    kind: int
+    top_k: int
+    deadline: float
+    future: Future
+    sent: float = 0.0
+    size: int = 0
+
+
+@dataclass
+class ClientStats:
+    sent: int = 0
+    replies: int = 0
+    duplicates: int = 0
+    late: int = 0
+    retries: int = 0
+    reconnects: int = 0
+
+
+class EdgeClient:
+    """A session with a SLICER back-end.
+
+    ``target``: ``host:port``. ``model``: the ONNX model (path, ModelProto or shipped name)
+    whose head runs here; needed for :meth:`infer`, not for :meth:`send`. ``params``: codec
+    settings (``None``: cut tensors go raw). ``deadline_s``: per-request default.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        model: Any = None,
+        *,
+        params: Any = "default",
+        session_id: str | None = None,
+        deadline_s: float = 30.0,
+        connect_timeout_s: float = 30.0,
+        reconnect_tries: int = 8,
+        backoff_s: tuple[float, float] = (0.05, 2.0),
+        max_request_bytes: int = wire.MAX_REQUEST_BYTES,
+        providers: Any = ("CPUExecutionProvider",),
+        threads: int = 1,
+    ) -> None:
+        if not isinstance(target, str) or ":" not in target:
+            raise ValueError(f"target must be 'host:port', got {target!r}")
+        if deadline_s <= 0:
+            raise ValueError(f"deadline_s must be > 0, got {deadline_s}")
+        if reconnect_tries < 0:
+            raise ValueError(f"reconnect_tries must be >= 0, got {reconnect_tries}")
+        self.target = target
+        self.session_id = session_id or f"edge-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        if not wire.SESSION_ID.match(self.session_id):
+            raise ValueError(f"session_id must be 1-64 chars of [A-Za-z0-9._-]: {session_id!r}")
+        self.deadline_s = float(deadline_s)
+        self.reconnect_tries = reconnect_tries
+        self.backoff_s = backoff_s
+        self.max_request_bytes = max_request_bytes
+        self.stats = ClientStats()
+        self._channel = grpc.insecure_channel(
+            target, options=wire.channel_options(max_request_bytes, wire.MAX_REPLY_BYTES)
+        )
+        self._session_rpc = self._channel.stream_stream(
+            f"/{SERVICE}/Session",
+            request_serializer=pb.Request.SerializeToString,
+            response_deserializer=pb.Reply.FromString,
+        )
+        info_rpc = self._channel.unary_unary(
+            f"/{SERVICE}/Info",
+            request_serializer=pb.InfoRequest.SerializeToString,
+            response_deserializer=pb.ServerInfo.FromString,
+        )
+        self.info: pb.ServerInfo = info_rpc(
+            pb.InfoRequest(), timeout=connect_timeout_s, wait_for_ready=True
+        )
+        if self.info.wire_version != wire.WIRE_VERSION:
+            raise ServeError(
+                wire.FAILED_PRECONDITION,
+                f"server speaks wire version {self.info.wire_version}, this client "
+                f"{wire.WIRE_VERSION}",
+            )
+        from ..split.transport import CodecParams
+
+        self.params = CodecParams() if params == "default" else params
+        self._head = None
+        if model is not None:
+            self._load_head(model, providers, threads)
+        self._seq = itertools.count(1)
+        self._lock = threading.Lock()
+        self._pending: dict[int, _Pending] = {}
+        self._done: set[int] = set()
+        self._outq: queue.Queue | None = None
+        self._generation = 0
+        self._closed = False
+
+    # ------------------------------------------------------------------ head
+
+    def _load_head(self, model: Any, providers: Any, threads: int) -> None:
+        from ..split.graph import Partitioner
+        from ..split.providers import make_session, resolve_providers
+
+        if isinstance(model, str) and not os.path.exists(model):
+            from ..split import zoo
+
+            if model in zoo.ZOO:
+                model = zoo.model_path(model)
+        part = model if isinstance(model, Partitioner) else Partitioner(model)
+        fp = wire.model_fingerprint(part.model.SerializeToString(), self.info.cut_name)
+        if fp != self.info.model_fingerprint:
+            raise ValueError(
+                f"model does not match the server's (fingerprint {fp} vs "
+                f"{self.info.model_fingerprint}, cut {self.info.cut_name!r})"
+            )
+        self.partitioner = part
+        if self.info.cut_id >= 0:
+            cut = part.find_cut(self.info.cut_name)
+            head, _ = part.extract(cut)
+            self._head = make_session(
+                head, resolve_providers(providers), threads, part.external_dir
+            )
+        self._input_names = list(part.input_names)
+
+    def prepare(self, inputs: Mapping[str, np.ndarray]) -> list[pb.Tensor]:
+        """Run the head on ``inputs`` and encode the cut tensors: the request's tensors."""
+        if not hasattr(self, "partitioner"):
+            raise ValueError("this client was made without a model: use send() with tensors")
+        if self.info.cut_id < 0:  # cloud-only: the model inputs travel raw
+            return wire.pack_tensors({}, {n: np.asarray(inputs[n]) for n in self._input_names})
+        from ..split.transport import encode_values
+
+        assert self._head is not None
+        feeds = {i.name: inputs[i.name] for i in self._head.get_inputs()}
+        names = [o.name for o in self._head.get_outputs()]
+        values = dict(zip(names, self._head.run(names, feeds), strict=True))
+        for name in self.info.tensor_names:  # cut tensors that are graph inputs
+            if name not in values:
+                values[name] = np.asarray(inputs[name])
+        values = {n: values[n] for n in self.info.tensor_names}
+        packet = encode_values(values, self.params)
+        return wire.pack_tensors(packet.streams, packet.raw)
+
+    # ------------------------------------------------------------------ requests
+
+    def infer(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        *,
+        reply: str = "outputs",
+        top_k: int = 5,
+        deadline_s: float | None = None,
+    ) -> Result:
+        """Head → codec → server → reply, blocking."""
+        return self.submit(
+            self.prepare(inputs), reply=reply, top_k=top_k, deadline_s=deadline_s
+        ).result()
+
+    def send(
+        self,
+        streams: Mapping[str, bytes] | None = None,
+        raw: Mapping[str, np.ndarray] | None = None,
+        **kwargs: Any,
+    ) -> Result:
+        """Send already-encoded cut tensors, blocking."""
+        tensors = wire.pack_tensors(streams or {}, raw or {})
+        return self.submit(tensors, **kwargs).result()
+
+    def submit(
+        self,
+        tensors: list[pb.Tensor],
+        *,
+        reply: str = "outputs",
+        top_k: int = 5,
+        deadline_s: float | None = None,
+    ) -> _ResultFuture:
+        """Queue one request; returns a future whose ``result()`` waits up to the deadline."""
+        if self._closed:
+            raise ValueError("the client is closed")
+        if reply not in KINDS:
+            raise ValueError(f"reply must be one of {sorted(KINDS)}, got {reply!r}")
+        deadline = time.monotonic() + (self.deadline_s if deadline_s is None else deadline_s)
+        p = _Pending(0, list(tensors), KINDS[reply], int(top_k), deadline, Future())
+        self._dispatch(p)
+        return _ResultFuture(self, p)
+
+    def _dispatch(self, p: _Pending) -> None:
+        with self._lock:
+            p.seq = next(self._seq)
+            self._pending[p.seq] = p
+            if self._outq is None:
+                self._open_locked()
+            outq = self._outq
+        req = pb.Request(
+            wire_version=wire.WIRE_VERSION,
+            model_fingerprint=self.info.model_fingerprint,
+            cut_id=self.info.cut_id,
+            session_id=self.session_id,
+            seq=p.seq,
+            tensors=p.tensors,
+            reply_kind=p.kind,
+            top_k=p.top_k,
+        )
+        p.size = req.ByteSize()
+        if p.size > self.max_request_bytes:
+            with self._lock:
+                self._pending.pop(p.seq, None)
+            p.future.set_exception(
+                ValueError(f"request of {p.size} bytes exceeds the cap of {self.max_request_bytes}")
+            )
+            return
+        p.sent = time.perf_counter()
+        self.stats.sent += 1
+        assert outq is not None
+        outq.put(req)
+
+    # ------------------------------------------------------------------ the stream
+
+    def _open_locked(self) -> None:
+        self._generation += 1
+        outq: queue.Queue = queue.Queue()
+        self._outq = outq
+
+        def requests():  # noqa: ANN202 - grpc request iterator
+            while True:
+                item = outq.get()
+                if item is None:
+                    return
+                yield item
+
+        call = self._session_rpc(requests())
+        threading.Thread(
+            target=self._read, args=(call, outq, self._generation), daemon=True, name="slicer-edge"
+        ).start()
+
+    def _read(self, call: Any, outq: queue.Queue, generation: int) -> None:
+        error: grpc.RpcError | None = None
+        try:
+            for reply in call:
+                self._on_reply(reply)
+        except grpc.RpcError as exc:
+            error = exc
+        with self._lock:
+            if generation != self._generation:
+                return
+            self._outq = None
+            pending = sorted(self._pending.values(), key=lambda p: p.seq)
+        outq.put(None)
+        if self._closed or not pending:
+            return
+        self._reconnect(pending, error)
+
+    def _reconnect(self, pending: list[_Pending], error: grpc.RpcError | None) -> None:
+        base, cap = self.backoff_s
+        for attempt in range(self.reconnect_tries):
+            delay = min(cap, base * 2**attempt) * (0.5 + random.random() / 2)
+            time.sleep(delay)
+            if self._closed:
+                return
+            try:
+                grpc.channel_ready_future(self._channel).result(timeout=max(0.1, cap))
+            except grpc.FutureTimeoutError:
+                continue
+            self.stats.reconnects += 1
+            with self._lock:
+                for p in pending:
+                    self._pending.pop(p.seq, None)
+            for p in pending:  # new seqs on the new stream, oldest first
+                if not p.future.done():
+                    self._dispatch(p)
+            return
+        why = error.details() if error is not None else "stream ended"
+        code = wire.UNAVAILABLE
+        if error is not None and error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            code = wire.RESOURCE_EXHAUSTED  # e.g. the server's session cap
+        for p in pending:
+            with self._lock:
+                self._pending.pop(p.seq, None)
+            if not p.future.done():
+                p.future.set_exception(
+                    ServeError(code, f"stream ended and reconnecting failed: {why}")
+                )
+
+    def _on_reply(self, reply: pb.Reply) -> None:
+        with self._lock:
+            p = self._pending.pop(reply.seq, None)
+            if p is None:
+                if reply.seq in self._done:
+                    self.stats.duplicates += 1
+                else:
+                    self.stats.late += 1
+                return
+            self._done.add(reply.seq)
+            if len(self._done) > 1 << 16:  # seqs only grow: forget the oldest half
+                floor = reply.seq - (1 << 15)
+                self._done = {s for s in self._done if s > floor}
+        self.stats.replies += 1
+        if reply.code == wire.RESOURCE_EXHAUSTED and time.monotonic() < p.deadline:
+            self.stats.retries += 1
+            wait = max(0.001, reply.retry_after_ms / 1e3)
+            threading.Timer(wait, self._dispatch, args=(p,)).start()
+            return
+        if p.future.done():
+            return
+        if reply.code != wire.OK:
+            p.future.set_exception(ServeError(reply.code, reply.message, reply.retry_after_ms))
+            return
+        try:
+            outputs = wire.reply_outputs(reply)
+        except wire.WireError as exc:
+            p.future.set_exception(ServeError(wire.INTERNAL, f"malformed reply: {exc}"))
+            return
+        p.future.set_result(
+            Result(
+                seq=reply.seq,
+                kind=reply.kind,
+                outputs=outputs,
+                top_k_ids=list(reply.top_k_ids),
+                top_k_values=list(reply.top_k_values),
+                server_id=reply.server_id,
+                latency_s=time.perf_counter() - p.sent,
+                timing={
+                    "queue_us": reply.timing.queue_us,
+                    "decode_us": reply.timing.decode_us,
+                    "compute_us": reply.timing.compute_us,
+                    "batch_size": reply.timing.batch_size,
+                },
+                request_bytes=p.size,
+            )
+        )
+
+    # ------------------------------------------------------------------ end
+
+    def close(self) -> None:
+        """Half-close the stream (the server ends the session) and the channel."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            outq, self._outq = self._outq, None
+            self._generation += 1
+        if outq is not None:
+            outq.put(None)
+        self._channel.close()
+
+    def __enter__(self) -> EdgeClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class _ResultFuture:
+    """A request in flight; ``result()`` raises DeadlineExceeded past its deadline."""
+
+    def __init__(self, client: EdgeClient, pending: _Pending) -> None:
+        self._client = client
+        self._p = pending
+
+    def done(self) -> bool:
+        return self._p.future.done()
+
+    def result(self) -> Result:
+        p = self._p
+        remaining = p.deadline - time.monotonic()
+        try:
+            return p.future.result(timeout=max(0.0, remaining))
+        except TimeoutError:
+            with self._client._lock:
+                self._client._pending.pop(p.seq, None)
+            raise DeadlineExceeded(f"no reply within the deadline (request seq {p.seq})") from None

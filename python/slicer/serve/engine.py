@@ -1,0 +1,323 @@
+"""The back-end's request handler: decode cut tensors, batch tails across clients, run them.
+
+One :class:`TailEngine` holds one model cut at one point (or the whole model, for the
+cloud-only baseline) in one ONNX Runtime session. It is transport-free: the gRPC server
+(:mod:`slicer.serve.server`) and the Ray Serve deployment (:mod:`slicer.serve.ray_engine`) both
+call :meth:`TailEngine.run_batch` from worker threads.
+
+Cross-client batching needs a tail whose leading axis is a batch axis. Exported models often
+fix it to 1 (``Reshape`` to ``[1, -1]``), so the engine rewrites the tail once: leading dims of
+inputs / outputs become symbolic and a leading ``1`` in a constant ``Reshape`` shape becomes
+``0`` (copy the input's dim). The rewrite is then *verified* on two different random inputs
+(batched run == two single runs); if it does not hold, the engine runs batch members one by
+one and says so (``batched = False``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx.numpy_helper
+
+from . import wire
+from . import wire_pb2 as pb
+
+#: symbolic dims are taken as at most this many when sizing the decode allocation cap
+SYMBOLIC_DIM_CAP = 4096
+
+
+@dataclass
+class Item:
+    """One admitted request on its way through a batch."""
+
+    request: pb.Request
+    admitted: float = field(default_factory=time.perf_counter)
+    context: Any = None  # the transport's handle (session, future)
+
+
+@dataclass
+class Outcome:
+    """What the engine made of one item: a Reply (OK or with an error code)."""
+
+    reply: pb.Reply
+    decode_s: float = 0.0
+    compute_s: float = 0.0
+    compute_cpu_s: float = 0.0  # thread CPU time of the batch's tail run, shared by its members
+    batch_size: int = 0
+    bytes_in: int = 0
+
+
+def make_batchable(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` whose leading input / output axis is a symbolic batch axis."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    init_names = {i.name for i in g.initializer}
+    for vi in list(g.input) + list(g.output):
+        if vi.name in init_names:
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims):
+            dims[0].Clear()
+            dims[0].dim_param = "batch"
+    del g.value_info[:]
+    inits = {i.name: i for i in g.initializer}
+    consts = {n.output[0]: n for n in g.node if n.op_type == "Constant" and n.output}
+    for node in g.node:
+        if node.op_type != "Reshape" or len(node.input) < 2:
+            continue
+        if any(a.name == "allowzero" and a.i == 1 for a in node.attribute):
+            continue
+        src = node.input[1]
+        if src in inits:
+            shape = onnx.numpy_helper.to_array(inits[src])
+        elif src in consts:
+            attr = [a for a in consts[src].attribute if a.name == "value"]
+            if not attr:
+                continue
+            shape = onnx.numpy_helper.to_array(attr[0].t)
+        else:
+            continue
+        if shape.ndim != 1 or shape.size < 2 or shape[0] != 1:
+            continue
+        fixed = shape.copy()
+        fixed[0] = 0
+        name = f"{src}__slicer_batch"
+        if name not in inits:
+            t = onnx.numpy_helper.from_array(fixed.astype(shape.dtype), name)
+            g.initializer.append(t)
+            inits[name] = t
+        node.input[1] = name
+    return m
+
+
+def _ort_dtype(type_str: str) -> str:
+    from ..split.runner import _ORT_TYPES
+
+    dt = _ORT_TYPES.get(type_str)
+    return np.dtype(dt).name if dt is not None else type_str
+
+
+class TailEngine:
+    """A model's tail (or the whole model) behind a batch interface.
+
+    ``model``: ONNX path or ModelProto or shipped name already resolved to a path. ``cut``: a
+    cut name or index (``None`` = cloud-only: the whole model runs here and requests carry
+    the model inputs). ``threads``: ORT intra-op threads per run (1 keeps concurrent batches
+    from oversubscribing the cores).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        cut: str | int | None,
+        *,
+        threads: int = 1,
+        providers: Sequence[str] | str | None = ("CPUExecutionProvider",),
+        batching: bool = True,
+        server_id: str | None = None,
+    ) -> None:
+        from ..split.graph import Partitioner
+        from ..split.providers import make_session, resolve_providers
+
+        self.partitioner = model if isinstance(model, Partitioner) else Partitioner(model)
+        part = self.partitioner
+        if cut is None or cut in ("full", "none"):
+            self.cut = None
+            self.cut_id = -1
+            self.cut_name = "<full>"
+            graph = part.model
+        else:
+            self.cut = part.find_cut(cut)
+            self.cut_id = int(self.cut.index)
+            self.cut_name = self.cut.name
+            _, graph = part.extract(self.cut)
+        self.fingerprint = wire.model_fingerprint(part.model.SerializeToString(), self.cut_name)
+        self.providers = resolve_providers(providers)
+        self.server_id = server_id or f"{os.uname().nodename}:{os.getpid()}"
+        ext = part.external_dir
+        self.batched = False
+        self.batch_note = "batching disabled"
+        session = None
+        if batching:
+            try:
+                session = make_session(make_batchable(graph), self.providers, threads, ext)
+                self.batched, self.batch_note = self._verify_batching(session)
+            except Exception as exc:  # an ORT load failure of the rewrite: fall back
+                self.batch_note = f"batch rewrite does not load ({type(exc).__name__})"
+            if not self.batched:
+                session = None
+        self.session = session or make_session(graph, self.providers, threads, ext)
+        inputs = self.session.get_inputs()
+        self.tensor_names = tuple(i.name for i in inputs)
+        self.input_dtypes = {i.name: _ort_dtype(i.type) for i in inputs}
+        self.input_shapes = {i.name: tuple(i.shape) for i in inputs}
+        self.output_names = tuple(o.name for o in self.session.get_outputs())
+        self._lock = threading.Lock()
+        self.runs = 0
+
+    # ------------------------------------------------------------------ batching self-check
+
+    def _verify_batching(self, session) -> tuple[bool, str]:  # noqa: ANN001
+        from ..split.runner import random_inputs
+
+        a, b = random_inputs(session, seed=1), random_inputs(session, seed=2)
+        for name, value in a.items():  # two inputs that differ everywhere, same shapes
+            if value.dtype.kind in "iub":
+                b[name] = value.copy()
+        names = [o.name for o in session.get_outputs()]
+        try:
+            ya = session.run(names, a)
+            yb = session.run(names, b)
+            both = session.run(names, {n: np.concatenate([a[n], b[n]]) for n in a})
+        except Exception as exc:
+            return False, f"batched run fails ({type(exc).__name__}); running one by one"
+        for single_a, single_b, batch in zip(ya, yb, both, strict=True):
+            if batch.shape[:1] != (2,) or single_a.shape[:1] != (1,):
+                return False, "outputs have no leading batch axis; running one by one"
+            ref = np.concatenate([single_a, single_b])
+            scale = float(np.max(np.abs(ref))) or 1.0
+            if not np.allclose(batch, ref, rtol=1e-4, atol=1e-5 * scale):
+                return False, "batched outputs differ from single runs; running one by one"
+        return True, "batched across clients (verified on two random inputs)"
+
+    # ------------------------------------------------------------------ info
+
+    def expect(self, max_request_bytes: int = wire.MAX_REQUEST_BYTES) -> wire.Expect:
+        return wire.Expect(self.fingerprint, self.cut_id, self.tensor_names, max_request_bytes)
+
+    def info(self, **caps: Any) -> pb.ServerInfo:
+        return pb.ServerInfo(
+            wire_version=wire.WIRE_VERSION,
+            model_fingerprint=self.fingerprint,
+            cut_id=self.cut_id,
+            cut_name=self.cut_name,
+            tensor_names=list(self.tensor_names),
+            output_names=list(self.output_names),
+            server_id=self.server_id,
+            **caps,
+        )
+
+    # ------------------------------------------------------------------ decode
+
+    def _element_cap(self, name: str) -> int:
+        count = 1
+        for i, d in enumerate(self.input_shapes[name]):
+            if isinstance(d, int) and d > 0 and not (i == 0 and self.batched):
+                count *= d
+            else:
+                count *= SYMBOLIC_DIM_CAP if i else 64
+        return count
+
+    def _decode(self, req: pb.Request) -> dict[str, np.ndarray]:
+        import slicer
+
+        values: dict[str, np.ndarray] = {}
+        for t in req.tensors:
+            cap = self._element_cap(t.name)
+            if t.WhichOneof("payload") == "codec":
+                try:
+                    array = np.asarray(slicer.decode(t.codec, max_elements=cap, threads=1))
+                except (slicer.FormatError, ValueError) as exc:
+                    raise wire.WireError(
+                        wire.INVALID_ARGUMENT, f"tensor {t.name!r}: bad codec stream: {exc}"
+                    ) from None
+            else:
+                array = wire.raw_array(t.raw, what=f"tensor {t.name!r}", max_elements=cap)
+            values[t.name] = self._conform(t.name, array)
+        return values
+
+    def _conform(self, name: str, array: np.ndarray) -> np.ndarray:
+        want = self.input_dtypes[name]
+        if array.dtype.name != want:
+            raise wire.WireError(
+                wire.INVALID_ARGUMENT, f"tensor {name!r} is {array.dtype.name}, expected {want}"
+            )
+        shape = self.input_shapes[name]
+        ok = len(shape) == array.ndim and all(
+            not (isinstance(d, int) and d > 0) or (i == 0 and self.batched) or d == n
+            for i, (d, n) in enumerate(zip(shape, array.shape, strict=True))
+        )
+        if not ok or (array.ndim and array.shape[0] != 1):
+            raise wire.WireError(
+                wire.INVALID_ARGUMENT,
+                f"tensor {name!r} has shape {list(array.shape)}, expected "
+                f"{[d if isinstance(d, int) and d > 0 else '?' for d in shape]} (batch 1)",
+            )
+        return array
+
+    # ------------------------------------------------------------------ run
+
+    def run_batch(self, items: Sequence[Item]) -> list[Outcome]:
+        """Decode every item, run the tail once per group of equal shapes, build replies.
+
+        Never raises for a bad item: each gets its own error reply.
+        """
+        outcomes: list[Outcome | None] = [None] * len(items)
+        decoded: dict[int, dict[str, np.ndarray]] = {}
+        for i, item in enumerate(items):
+            req = item.request
+            start = time.perf_counter()
+            out = Outcome(pb.Reply(session_id=req.session_id, seq=req.seq))
+            try:
+                decoded[i] = self._decode(req)
+            except wire.WireError as exc:
+                out.reply = wire.error_reply(req.session_id, req.seq, exc.code, exc.message)
+            out.decode_s = time.perf_counter() - start
+            outcomes[i] = out
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for i, values in decoded.items():
+            key = tuple((n, values[n].shape) for n in self.tensor_names)
+            groups[key].append(i)
+        for members in groups.values():
+            chunks = [members] if self.batched else [[m] for m in members]
+            for chunk in chunks:
+                self._run_group(items, chunk, decoded, outcomes)
+        return outcomes  # type: ignore[return-value]
+
+    def _run_group(self, items, chunk, decoded, outcomes) -> None:  # noqa: ANN001
+        feeds = {
+            n: decoded[chunk[0]][n]
+            if len(chunk) == 1
+            else np.concatenate([decoded[i][n] for i in chunk])
+            for n in self.tensor_names
+        }
+        wall, cpu = time.perf_counter(), time.thread_time()
+        try:
+            results = self.session.run(list(self.output_names), feeds)
+        except Exception as exc:  # ORT rejects values it cannot run: the request's fault
+            for i in chunk:
+                req = items[i].request
+                outcomes[i].reply = wire.error_reply(
+                    req.session_id,
+                    req.seq,
+                    wire.INVALID_ARGUMENT,
+                    f"the model cannot run these tensors: {str(exc).splitlines()[0][:200]}",
+                )
+            return
+        wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+        with self._lock:
+            self.runs += 1
+        for j, i in enumerate(chunk):
+            req = items[i].request
+            outs = [r[j : j + 1] if len(chunk) > 1 else r for r in results]
+            out = outcomes[i]
+            try:
+                wire.reply_payload(out.reply, self.output_names, outs, req.reply_kind, req.top_k)
+            except wire.WireError as exc:
+                out.reply = wire.error_reply(req.session_id, req.seq, exc.code, exc.message)
+            out.compute_s = wall
+            out.compute_cpu_s = cpu
+            out.batch_size = len(chunk)
+            out.reply.server_id = self.server_id
+            out.reply.timing.decode_us = int(out.decode_s * 1e6)
+            out.reply.timing.compute_us = int(wall * 1e6)
+            out.reply.timing.batch_size = len(chunk)

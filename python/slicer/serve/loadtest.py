@@ -1,0 +1,555 @@
+"""``slicer loadtest``: real client processes against a real server (the paper's Fig. 2).
+
+For each set-up — ``cloud`` (raw model inputs, the whole model on the server), ``raw`` (split,
+cut tensors uncompressed), ``slicer`` (split, cut tensors through the codec) — a server is
+started as a separate process (``python -m slicer serve``) and, for each client count N, N
+client processes are forked. Each client owns ``pool`` distinct real inputs (photos for
+EfficientNet-Lite0, prose sentences for MiniLM, seeded draws otherwise) whose request tensors
+and expected replies the parent computed beforehand with local ONNX Runtime sessions (so the
+clients spend their CPU on the wire, not on heads). Every reply is checked against the
+expected outputs of *its* input: 0 lost, 0 duplicated, 0 mismatched is the bar. The expected
+outputs of the ``slicer`` set-up are the local head → codec → decode → tail result; its
+top-1 agreement / cosine with the uncut model is reported as fidelity.
+
+Server CPU time is read from the server process (user + system, all threads) over each run;
+the tail's own compute is the server's ``slicer_serve_compute_cpu_seconds_total``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+SETUPS = ("cloud", "raw", "slicer")
+
+
+@dataclass
+class LoadConfig:
+    model: str
+    cut: str | None = None  # None: the split CLI's automatic mid-network cut
+    params: Any = None  # CodecParams for the slicer set-up (None: CodecParams())
+    clients: list[int] = field(default_factory=lambda: [1, 4, 16])
+    requests: int = 20  # per client per run
+    duration_s: float = 60.0  # per run cap
+    setups: list[str] = field(default_factory=lambda: list(SETUPS))
+    pool: int = 4
+    inflight: int = 1
+    max_batch: int = 16
+    batch_window_ms: float = 2.0
+    workers: int = 1
+    max_queue: int = 1024
+    rtol: float = 1e-3  # reply vs expected, relative to the output's largest magnitude
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.setups if s not in SETUPS]
+        if bad or not self.setups:
+            raise ValueError(f"setups must be a subset of {', '.join(SETUPS)}, got {self.setups}")
+        if not self.clients or min(self.clients) < 1 or max(self.clients) > 256:
+            raise ValueError(f"clients must be counts in 1..256, got {self.clients}")
+        if not 1 <= self.requests <= 100_000:
+            raise ValueError(f"requests must be in 1..100000, got {self.requests}")
+        if not 0 < self.duration_s <= 3600:
+            raise ValueError(f"duration_s must be in (0, 3600], got {self.duration_s}")
+        if not 1 <= self.pool <= 64:
+            raise ValueError(f"pool must be in 1..64, got {self.pool}")
+        if not 1 <= self.inflight <= 64:
+            raise ValueError(f"inflight must be in 1..64, got {self.inflight}")
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def model_inputs(name: str, session: Any, count: int) -> list[dict[str, np.ndarray]]:
+    """``count`` distinct real inputs for a shipped model (seeded draws for other models)."""
+    from ..split import zoo
+    from ..split.runner import random_inputs
+
+    if name == "efficientnet-lite0":
+        photos = zoo.imagenet_photos()
+        crops = (0.875, 1.0, 0.8, 0.7, 0.95, 0.9, 0.85, 0.75)
+        out = []
+        for k in range(count):
+            rgb, _, _ = photos[k % len(photos)]
+            v = k // len(photos)
+            offset = (0.5 + 0.1 * ((v // 16) % 3 - 1), 0.5 + 0.1 * ((v // 48) % 3 - 1))
+            image = zoo.preprocess_image(
+                rgb, crop=crops[v % 8], flip=bool((v // 8) % 2), offset=offset
+            )
+            out.append({"image": image})
+        return out
+    if name == "minilm":
+        tok = zoo.minilm_tokenizer()
+        try:
+            sentences = zoo.prose_sentences(count)
+        except Exception:  # the prose tarball is not available: the shipped sentences
+            sentences = []
+        while len(sentences) < count:
+            sentences.append(
+                zoo.SENTENCES[len(sentences) % len(zoo.SENTENCES)] + f" ({len(sentences)})"
+            )
+        out = []
+        for s in sentences[:count]:
+            enc = tok(s, padding="max_length", truncation=True, max_length=32, return_tensors="np")
+            out.append(
+                {
+                    "input_ids": enc["input_ids"].astype(np.int64),
+                    "attention_mask": enc["attention_mask"].astype(np.int64),
+                }
+            )
+        return out
+    if name == "toy":
+        from .toy import toy_inputs
+
+        return [toy_inputs(k) for k in range(count)]
+    return [random_inputs(session, seed=k) for k in range(count)]
+
+
+@dataclass
+class Prepared:
+    """Per input: the request tensors (serialized pb.Tensor) and the expected outputs."""
+
+    tensors: list[list[bytes]]
+    expected: list[list[np.ndarray]]
+    request_bytes: list[int]
+    fidelity: dict[str, float]
+
+
+def prepare(setup: str, part: Any, cut: Any, inputs: list[dict], params: Any) -> Prepared:
+    from ..split import fidelity
+    from ..split.providers import make_session
+    from ..split.transport import decode_packet, encode_values
+    from . import wire
+
+    ext = part.external_dir
+    cpu = ["CPUExecutionProvider"]
+    full = make_session(part.model, cpu, 1, ext)
+    out_names = [o.name for o in full.get_outputs()]
+    in_names = [i.name for i in full.get_inputs()]
+    tensors, expected, sizes, agree, cos = [], [], [], [], []
+    head = tail = None
+    if setup != "cloud":
+        h, t = part.extract(cut)
+        head, tail = make_session(h, cpu, 1, ext), make_session(t, cpu, 1, ext)
+    for x in inputs:
+        ref = full.run(out_names, {n: x[n] for n in in_names})
+        if setup == "cloud":
+            msgs = wire.pack_tensors({}, {n: x[n] for n in in_names})
+            got = ref
+        else:
+            hn = [o.name for o in head.get_outputs()]
+            vals = dict(
+                zip(hn, head.run(hn, {i.name: x[i.name] for i in head.get_inputs()}), strict=True)
+            )
+            tail_in = [i.name for i in tail.get_inputs()]
+            for n in tail_in:
+                if n not in vals:
+                    vals[n] = x[n]
+            vals = {n: vals[n] for n in tail_in}
+            packet = encode_values(vals, params if setup == "slicer" else None)
+            msgs = wire.pack_tensors(packet.streams, packet.raw)
+            received, _ = decode_packet(packet)
+            got = tail.run(out_names, received)
+        tensors.append([m.SerializeToString() for m in msgs])
+        sizes.append(sum(len(b) for b in tensors[-1]))
+        expected.append(got)
+        m = fidelity.compare(out_names[0], ref[0], got[0])
+        cos.append(m.get("cosine", 1.0))
+        if "top1_agreement" in m:
+            agree.append(m["top1_agreement"])
+    fid = {"cosine_min": float(min(cos)), "cosine_mean": float(np.mean(cos))}
+    if agree:
+        fid["top1_agreement"] = float(np.mean(agree))
+    return Prepared(tensors, expected, sizes, fid)
+
+
+# ---------------------------------------------------------------------------- clients
+
+
+def _client_main(
+    cid: int,
+    target: str,
+    prepared: Prepared,
+    slots: list[int],
+    requests: int,
+    duration_s: float,
+    inflight: int,
+    rtol: float,
+    start: Any,
+    results: Any,
+) -> None:
+    from . import wire
+    from . import wire_pb2 as pb
+    from .client import EdgeClient, ServeError
+
+    stats: dict[str, Any] = {"cid": cid, "ok": 0, "mismatched": 0, "errors": {}, "latency": []}
+    try:
+        edge = EdgeClient(target, None, session_id=f"load-{cid}-{os.getpid()}", deadline_s=60.0)
+    except Exception as exc:
+        stats["fatal"] = repr(exc)
+        results.put(stats)
+        return
+    pools = [[pb.Tensor.FromString(b) for b in prepared.tensors[s]] for s in slots]
+    start.wait(120)
+    t0 = time.monotonic()
+    stop = t0 + duration_s
+    issued = 0
+    errors: Counter = Counter()
+    window: list[tuple[Any, int]] = []
+
+    def settle(fut: Any, j: int) -> None:
+        try:
+            res = fut.result()
+        except ServeError as exc:
+            errors[wire.CODE_NAMES.get(exc.code, str(exc.code))] += 1
+            return
+        stats["latency"].append(res.latency_s)
+        exp = prepared.expected[slots[j]]
+        got = list(res.outputs.values())
+        ok = len(got) == len(exp) and all(
+            g.shape == e.shape
+            and np.allclose(g, e, rtol=0, atol=rtol * (float(np.max(np.abs(e))) or 1.0))
+            for g, e in zip(got, exp, strict=True)
+        )
+        stats["ok" if ok else "mismatched"] += 1
+
+    while issued < requests and time.monotonic() < stop:
+        j = issued % len(slots)
+        window.append((edge.submit(pools[j]), j))
+        issued += 1
+        if len(window) >= inflight:
+            settle(*window.pop(0))
+    for fut, j in window:
+        settle(fut, j)
+    stats["wall_s"] = time.monotonic() - t0
+    stats["issued"] = issued
+    stats["errors"] = dict(errors)
+    stats["duplicates"] = edge.stats.duplicates
+    stats["reconnects"] = edge.stats.reconnects
+    stats["retries"] = edge.stats.retries
+    edge.close()
+    results.put(stats)
+
+
+def run_clients(n: int, target: str, prepared: Prepared, config: LoadConfig) -> tuple:
+    """Fork ``n`` client processes; they wait for the returned start event."""
+    ctx = mp.get_context("fork")
+    start, results = ctx.Event(), ctx.Queue()
+    total = len(prepared.tensors)
+    procs = []
+    for cid in range(n):
+        slots = [(cid * config.pool + j) % total for j in range(config.pool)]
+        p = ctx.Process(
+            target=_client_main,
+            args=(
+                cid,
+                target,
+                prepared,
+                slots,
+                config.requests,
+                config.duration_s,
+                config.inflight,
+                config.rtol,
+                start,
+                results,
+            ),
+            daemon=True,
+        )
+        p.start()
+        procs.append(p)
+    return procs, start, results
+
+
+# ---------------------------------------------------------------------------- the server
+
+
+class ServerProcess:
+    """``python -m slicer serve`` in its own process, on 127.0.0.1, any free ports."""
+
+    def __init__(
+        self, model: str, cut: str, config: LoadConfig, extra: list[str] | None = None
+    ) -> None:
+        import psutil
+
+        self._dir = tempfile.TemporaryDirectory(prefix="slicer-serve-")
+        ready = os.path.join(self._dir.name, "ready.json")
+        cmd = [
+            sys.executable, "-m", "slicer", "serve", model, "--split", cut,
+            "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
+            "--max-batch", str(config.max_batch), "--batch-window", str(config.batch_window_ms),
+            "--workers", str(config.workers), "--max-queue", str(config.max_queue),
+            "--ready-file", ready, *(extra or []),
+        ]  # fmt: skip
+        self.log = open(os.path.join(self._dir.name, "server.log"), "w+")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 300
+        while not os.path.exists(ready):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.log.seek(0)
+                tail = self.log.read()[-2000:]
+                self.stop()
+                raise RuntimeError(f"the server did not start: {tail}")
+            time.sleep(0.05)
+        with open(ready) as f:
+            self.info = json.load(f)
+        self.target = self.info["target"]
+        self.process = psutil.Process(self.proc.pid)
+
+    def cpu_s(self) -> float:
+        t = self.process.cpu_times()
+        return float(t.user + t.system)
+
+    def rss(self) -> int:
+        return int(self.process.memory_info().rss)
+
+    def metrics(self) -> dict[str, float]:
+        from .metrics import parse
+
+        url = f"http://127.0.0.1:{self.info['metrics_port']}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return parse(r.read().decode())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.log.close()
+        self._dir.cleanup()
+
+
+def measure_run(server: ServerProcess, n: int, prepared: Prepared, config: LoadConfig) -> dict:
+    procs, start, results = run_clients(n, server.target, prepared, config)
+    time.sleep(0.2)
+    m0, cpu0 = server.metrics(), server.cpu_s()
+    t0 = time.perf_counter()
+    start.set()
+    stats = []
+    deadline = time.monotonic() + config.duration_s + 120
+    while len(stats) < n and time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            stats.append(results.get(timeout=1.0))
+        if all(not p.is_alive() for p in procs) and results.empty() and len(stats) < n:
+            time.sleep(0.5)
+            if results.empty():
+                break
+    wall = time.perf_counter() - t0
+    cpu1, m1 = server.cpu_s(), server.metrics()
+    for p in procs:
+        p.join(5)
+        if p.is_alive():
+            p.kill()
+            p.join(5)
+    key = "slicer_serve_compute_cpu_seconds_total"
+    compute = m1.get(key, 0.0) - m0.get(key, 0.0)
+    ok = sum(s.get("ok", 0) for s in stats)
+    issued = sum(s.get("issued", 0) for s in stats)
+    mismatched = sum(s.get("mismatched", 0) for s in stats)
+    errors: Counter = Counter()
+    for s in stats:
+        errors.update(s.get("errors", {}))
+    lat = np.array([x for s in stats for x in s.get("latency", [])], dtype=np.float64)
+    answered = ok + mismatched + sum(v for k, v in errors.items() if k != "DEADLINE_EXCEEDED")
+    missing_clients = n - len(stats)
+    bsum = m1.get("slicer_serve_batch_size_sum", 0) - m0.get("slicer_serve_batch_size_sum", 0)
+    bcount = m1.get("slicer_serve_batch_size_count", 0) - m0.get("slicer_serve_batch_size_count", 0)
+    server_cpu = cpu1 - cpu0
+    return {
+        "clients": n,
+        "clients_reporting": len(stats),
+        "requests": issued,
+        "ok": ok,
+        "lost": issued - answered + missing_clients * config.requests,
+        "duplicated": sum(s.get("duplicates", 0) for s in stats),
+        "mismatched": mismatched,
+        "errors": dict(errors),
+        "fatal": [s["fatal"] for s in stats if "fatal" in s],
+        "wall_s": wall,
+        "throughput_rps": ok / wall if wall > 0 else 0.0,
+        "latency_ms": {
+            "p50": float(np.percentile(lat, 50) * 1e3) if lat.size else None,
+            "p99": float(np.percentile(lat, 99) * 1e3) if lat.size else None,
+        },
+        "server_cpu_s": server_cpu,
+        "server_cpu_ms_per_request": 1e3 * server_cpu / ok if ok else None,
+        "compute_cpu_s": compute,
+        "overhead": (server_cpu - compute) / compute if compute > 0 else None,
+        "mean_batch": bsum / bcount if bcount else None,
+        "server_rss_mb": server.rss() / 2**20,
+    }
+
+
+# ---------------------------------------------------------------------------- driver
+
+
+def run_loadtest(config: LoadConfig, progress: bool = True) -> dict:
+    from ..split.cli import _auto_cut
+    from ..split.graph import Partitioner
+    from ..split.providers import make_session
+    from ..split.transport import CodecParams
+    from .cli import resolve_model
+
+    path = resolve_model(config.model)
+    part = Partitioner(path)
+    cut = part.find_cut(config.cut) if config.cut not in (None, "full") else _auto_cut(part)
+    params = config.params or CodecParams()
+    name = config.model if not os.path.exists(config.model) else os.path.basename(config.model)
+    full = make_session(part.model, ["CPUExecutionProvider"], 1, part.external_dir)
+    count = max(config.clients) * config.pool
+    inputs = model_inputs(config.model, full, count)
+    runs = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=len(config.setups) * len(config.clients),
+            desc="loadtest",
+            unit="run",
+            file=sys.stderr,
+        )
+    report: dict[str, Any] = {
+        "model": name,
+        "cut": {"index": cut.index, "name": cut.name},
+        "params": params.to_json(),
+        "config": {
+            k: getattr(config, k)
+            for k in (
+                "clients",
+                "requests",
+                "duration_s",
+                "pool",
+                "inflight",
+                "max_batch",
+                "batch_window_ms",
+                "workers",
+                "max_queue",
+            )
+        },  # fmt: skip
+        "setups": {},
+        "runs": runs,
+        "cpu_count": os.cpu_count(),
+    }
+    servers: dict[str, ServerProcess] = {}
+    try:
+        for setup in config.setups:
+            if bar:
+                bar.set_postfix_str(f"{setup}: preparing {count} inputs")
+            prepared = prepare(setup, part, cut, inputs, params)
+            server_cut = "full" if setup == "cloud" else cut.name
+            if server_cut not in servers:
+                if bar:
+                    bar.set_postfix_str(f"{setup}: starting server")
+                servers[server_cut] = ServerProcess(path, server_cut, config)
+            server = servers[server_cut]
+            report["setups"][setup] = {
+                "request_bytes_mean": float(np.mean(prepared.request_bytes)),
+                "fidelity_vs_uncut": prepared.fidelity,
+                "server_batched": server.info.get("batched"),
+            }
+            for n in config.clients:
+                if bar:
+                    bar.set_postfix_str(f"{setup}: {n} clients")
+                run = measure_run(server, n, prepared, config)
+                run["setup"] = setup
+                runs.append(run)
+                if bar:
+                    bar.update(1)
+    finally:
+        for s in servers.values():
+            s.stop()
+        if bar:
+            bar.close()
+    report["summary"] = summarize(runs)
+    return report
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Server CPU per request by set-up (over all N) and the cloud / slicer ratio."""
+    out: dict[str, Any] = {}
+    for setup in SETUPS:
+        rs = [r for r in runs if r["setup"] == setup and r["ok"]]
+        if rs:
+            cpu = sum(r["server_cpu_s"] for r in rs)
+            ok = sum(r["ok"] for r in rs)
+            out[f"{setup}_cpu_ms_per_request"] = 1e3 * cpu / ok
+    if "cloud_cpu_ms_per_request" in out:
+        for setup in ("raw", "slicer"):
+            if f"{setup}_cpu_ms_per_request" in out:
+                out[f"cloud_over_{setup}"] = (
+                    out["cloud_cpu_ms_per_request"] / out[f"{setup}_cpu_ms_per_request"]
+                )
+    out["lost"] = sum(r["lost"] for r in runs)
+    out["duplicated"] = sum(r["duplicated"] for r in runs)
+    out["mismatched"] = sum(r["mismatched"] for r in runs)
+    out["requests"] = sum(r["requests"] for r in runs)
+    return out
+
+
+def print_report(report: dict) -> None:
+    print(f"model {report['model']}, cut #{report['cut']['index']} {report['cut']['name']}")
+    for setup, info in report["setups"].items():
+        kb = info["request_bytes_mean"] / 1e3
+        print(f"  {setup:7} {kb:9.1f} kB/request, fidelity {info['fidelity_vs_uncut']}")
+    print(
+        f"{'setup':7} {'N':>4} {'reqs':>6} {'ok':>6} {'lost':>4} {'dup':>3} {'mism':>4} "
+        f"{'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms/req':>10} {'ovh':>6} {'batch':>5}"
+    )
+    for r in report["runs"]:
+        lat = r["latency_ms"]
+        print(
+            f"{r['setup']:7} {r['clients']:>4} {r['requests']:>6} {r['ok']:>6} {r['lost']:>4} "
+            f"{r['duplicated']:>3} {r['mismatched']:>4} {r['throughput_rps']:>8.1f} "
+            f"{(lat['p50'] or 0):>8.2f} {(lat['p99'] or 0):>8.2f} "
+            f"{(r['server_cpu_ms_per_request'] or 0):>10.3f} "
+            f"{(100 * r['overhead']) if r['overhead'] is not None else float('nan'):>5.1f}% "
+            f"{(r['mean_batch'] or 0):>5.1f}"
+        )
+    for k, v in report["summary"].items():
+        print(f"  {k}: {v:.3f}" if isinstance(v, float) else f"  {k}: {v}")
+
+
+def plot_report(report: dict, path: str) -> None:
+    """Cumulative server CPU time against N, and CPU per request, for each set-up."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    labels = {"cloud": "cloud-only", "raw": "split, raw features", "slicer": "split, SLICER"}
+    for setup in SETUPS:
+        rs = [r for r in report["runs"] if r["setup"] == setup and r["ok"]]
+        if not rs:
+            continue
+        n = [r["clients"] for r in rs]
+        a.plot(n, [r["server_cpu_s"] for r in rs], "o-", label=labels[setup])
+        b.plot(n, [r["server_cpu_ms_per_request"] for r in rs], "o-", label=labels[setup])
+    req = report["config"]["requests"]
+    a.set(xlabel="clients N", ylabel=f"cumulative server CPU time, s ({req} requests/client)")
+    b.set(xlabel="clients N", ylabel="server CPU time per request, ms")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    a.set_title(f"{report['model']}, cut #{report['cut']['index']}")
+    s = report["summary"]
+    if "cloud_over_slicer" in s:
+        b.set_title(f"cloud-only / SLICER = {s['cloud_over_slicer']:.2f}x per request")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,591 @@
+"""``slicer serve``: an embedded gRPC back-end (grpc.aio) for many edge clients.
+
+Life of a request: the stream handler validates it on the event loop (caps, version,
+fingerprint, cut, session, sequence number — no payload byte is decoded there), puts it on a
+bounded queue (full → RESOURCE_EXHAUSTED with a retry hint), a batcher takes up to
+``max_batch`` requests that arrive within ``batch_window_ms`` and hands them to one of
+``workers`` threads, which decodes them and runs the tail once per group of equal shapes
+(:class:`~slicer.serve.engine.TailEngine`). Each request gets exactly one reply on its stream.
+
+One stream = one session. Per-session state (sequence numbers, counters, and room for the
+tail's KV cache of autoregressive sessions) lives until the stream ends, the client vanishes,
+another stream takes the session id over, or the session is idle for ``session_idle_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from . import wire
+from . import wire_pb2 as pb
+from .engine import Item, Outcome, TailEngine
+from .metrics import Metrics
+
+SERVICE = "slicer.serve.v1.SplitInference"
+
+
+@dataclass
+class ServeConfig:
+    """Knobs of the back-end (all caps are enforced, see docs/wire.md)."""
+
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: any free port (the bound port is reported)
+    metrics_port: int | None = 0  # HTTP /metrics /healthz /readyz; None: off, 0: any free port
+    max_batch: int = 16
+    batch_window_ms: float = 2.0
+    workers: int = 1
+    max_queue: int = 256
+    max_sessions: int = 1024
+    session_idle_s: float = 60.0
+    max_request_bytes: int = wire.MAX_REQUEST_BYTES
+    max_reply_bytes: int = wire.MAX_REPLY_BYTES
+
+    def __post_init__(self) -> None:
+        checks = {
+            "max_batch": self.max_batch >= 1,
+            "batch_window_ms": 0 <= self.batch_window_ms <= 1000,
+            "workers": 1 <= self.workers <= 256,
+            "max_queue": self.max_queue >= 1,
+            "max_sessions": self.max_sessions >= 1,
+            "session_idle_s": self.session_idle_s > 0,
+            "max_request_bytes": 64 <= self.max_request_bytes <= 1 << 30,
+            "max_reply_bytes": 64 <= self.max_reply_bytes <= 1 << 30,
+            "port": 0 <= self.port <= 65535,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"{name} is out of range: {getattr(self, name)!r}")
+
+    def caps(self) -> dict[str, int]:
+        return {
+            "max_request_bytes": self.max_request_bytes,
+            "max_reply_bytes": self.max_reply_bytes,
+            "max_sessions": self.max_sessions,
+            "session_idle_s": int(self.session_idle_s),
+            "max_batch": self.max_batch,
+        }
+
+
+class _Bad:
+    """A request that did not parse (truncated or not protobuf at all)."""
+
+    def __init__(self, size: int, error: str) -> None:
+        self.size = size
+        self.error = error
+
+
+def _deserialize(data: bytes) -> tuple[pb.Request | _Bad, int]:
+    try:
+        return pb.Request.FromString(data), len(data)
+    except DecodeError as exc:
+        return _Bad(len(data), str(exc) or "not a protobuf Request"), len(data)
+
+
+@dataclass
+class Session:
+    """Per-stream state; ``state`` is free for the tail (an LLM's KV cache)."""
+
+    sid: str
+    replies: asyncio.Queue
+    last_seq: int = 0
+    pending: int = 0
+    requests: int = 0
+    last_active: float = field(default_factory=time.monotonic)
+    closed: bool = False
+    close_reason: str = ""
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend:
+    """The servicer: sessions, admission, the batcher and its worker threads."""
+
+    def __init__(self, engine: TailEngine, config: ServeConfig) -> None:
+        self.engine = engine
+        self.config = config
+        self.expect = engine.expect(config.max_request_bytes)
+        self.metrics = Metrics()
+        self.sessions: dict[str, Session] = {}
+        self.ready = False
+        self.draining = False
+        self._queue: asyncio.Queue[Item] | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix="slicer-tail")
+        self._tasks: list[asyncio.Task] = []
+        self._service_s = 0.002  # moving average of per-request service time (retry hints)
+        self._anon = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue(self.config.max_queue)
+        self._slots = asyncio.Semaphore(self.config.workers)
+        self._tasks = [
+            asyncio.create_task(self._batcher()),
+            asyncio.create_task(self._janitor()),
+        ]
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        self.draining = True
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def queue_depth(self) -> int:
+        return self._queue.qsize() if self._queue is not None else 0
+
+    # ------------------------------------------------------------------ RPCs
+
+    async def Info(self, request: pb.InfoRequest, context: grpc.aio.ServicerContext) -> Any:
+        info = self.engine.info(**self.config.caps())
+        info.engine = "grpc"
+        return info
+
+    async def Health(self, request: pb.HealthRequest, context: grpc.aio.ServicerContext) -> Any:
+        return pb.HealthReply(
+            live=True,
+            ready=self.ready and not self.draining,
+            sessions=len(self.sessions),
+            queue_depth=self.queue_depth(),
+        )
+
+    async def Session(
+        self, request_iterator: AsyncIterator[tuple[Any, int]], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.Reply]:
+        if len(self.sessions) >= self.config.max_sessions:
+            self.metrics.rejected_sessions.inc()
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{len(self.sessions)} sessions open (cap {self.config.max_sessions}); "
+                "retry after 1000 ms",
+            )
+        replies: asyncio.Queue = asyncio.Queue()
+        box: dict[str, Session | None] = {"session": None}
+        reader = asyncio.create_task(self._read(request_iterator, replies, box))
+        try:
+            while True:
+                reply = await replies.get()
+                if reply is None:
+                    break
+                if isinstance(reply, tuple):  # ("close", status, reason)
+                    await context.abort(reply[1], reply[2])
+                yield reply
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            self._end_session(box["session"])
+
+    # ------------------------------------------------------------------ sessions
+
+    def _bind(self, sid: str, replies: asyncio.Queue) -> Session:
+        old = self.sessions.get(sid)
+        if old is not None:  # a reconnect takes the session id over; the old stream ends
+            old.closed = True
+            old.close_reason = "taken over by a new stream"
+            old.replies.put_nowait((grpc.StatusCode.ABORTED, "session taken over by a new stream"))
+            self.metrics.sessions_ended.labels("takeover").inc()
+        session = Session(sid, replies)
+        self.sessions[sid] = session
+        self.metrics.sessions_opened.inc()
+        self.metrics.sessions.set(len(self.sessions))
+        return session
+
+    def _end_session(self, session: Session | None) -> None:
+        if session is None:
+            return
+        session.closed = True
+        if self.sessions.get(session.sid) is session:
+            del self.sessions[session.sid]
+            self.metrics.sessions_ended.labels(session.close_reason or "stream end").inc()
+        self.metrics.sessions.set(len(self.sessions))
+        session.state.clear()
+
+    async def _janitor(self) -> None:
+        idle = self.config.session_idle_s
+        while True:
+            await asyncio.sleep(min(1.0, idle / 4))
+            now = time.monotonic()
+            for s in list(self.sessions.values()):
+                if s.pending == 0 and now - s.last_active > idle:
+                    s.close_reason = "idle"
+                    s.closed = True
+                    del self.sessions[s.sid]
+                    self.metrics.sessions_ended.labels("idle").inc()
+                    s.replies.put_nowait(
+                        (
+                            grpc.StatusCode.DEADLINE_EXCEEDED,
+                            f"session idle for more than {idle:g} s",
+                        )
+                    )
+            self.metrics.sessions.set(len(self.sessions))
+
+    # ------------------------------------------------------------------ admission
+
+    async def _read(
+        self, request_iterator: AsyncIterator, replies: asyncio.Queue, box: dict
+    ) -> None:
+        try:
+            async for parsed, size in request_iterator:
+                self._admit(parsed, size, replies, box)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the client vanished mid-message: same as a half-close
+            pass
+        session = box["session"]
+        while session is not None and session.pending and not session.closed:
+            await asyncio.sleep(0.005)  # stream end = session end, after its replies
+        replies.put_nowait(None)
+
+    def _reject(
+        self, replies: asyncio.Queue, sid: str, seq: int, code: int, msg: str, retry: int = 0
+    ) -> None:
+        self.metrics.requests.labels(wire.CODE_NAMES.get(code, str(code))).inc()
+        replies.put_nowait(wire.error_reply(sid, seq, code, msg, retry))
+
+    def _admit(self, parsed: Any, size: int, replies: asyncio.Queue, box: dict) -> None:
+        self.metrics.bytes_in.inc(size)
+        session: Session | None = box["session"]
+        sid = session.sid if session else ""
+        if isinstance(parsed, _Bad):
+            self._reject(
+                replies, sid, 0, wire.INVALID_ARGUMENT, f"malformed request: {parsed.error}"
+            )
+            return
+        req: pb.Request = parsed
+        if session is None:
+            if not wire.SESSION_ID.match(req.session_id):
+                self._reject(
+                    replies,
+                    "",
+                    req.seq,
+                    wire.INVALID_ARGUMENT,
+                    "session_id must be 1-64 characters of [A-Za-z0-9._-]",
+                )
+                return
+            session = box["session"] = self._bind(req.session_id, replies)
+        elif req.session_id not in ("", session.sid):
+            self._reject(
+                replies,
+                session.sid,
+                req.seq,
+                wire.INVALID_ARGUMENT,
+                f"session_id {req.session_id[:64]!r} differs from this stream's {session.sid!r}",
+            )
+            return
+        if session.closed:
+            return
+        session.last_active = time.monotonic()
+        try:
+            wire.check_request(req, self.expect, size)
+        except wire.WireError as exc:
+            self._reject(replies, session.sid, req.seq, exc.code, exc.message)
+            return
+        if req.seq <= session.last_seq:
+            self._reject(
+                replies,
+                session.sid,
+                req.seq,
+                wire.OUT_OF_RANGE,
+                f"seq {req.seq} is not above the last accepted seq {session.last_seq}",
+            )
+            return
+        if self.draining:
+            self._reject(replies, session.sid, req.seq, wire.UNAVAILABLE, "server is shutting down")
+            return
+        req.session_id = session.sid
+        item = Item(req, context=session)
+        try:
+            self._queue.put_nowait(item)  # type: ignore[union-attr]
+        except asyncio.QueueFull:
+            depth = self.queue_depth()
+            retry = max(5, int(1e3 * self._service_s * depth / self.config.workers))
+            self._reject(
+                replies,
+                session.sid,
+                req.seq,
+                wire.RESOURCE_EXHAUSTED,
+                f"queue full ({depth} requests waiting); retry after {retry} ms",
+                retry,
+            )
+            return
+        session.last_seq = req.seq
+        session.pending += 1
+        session.requests += 1
+        self.metrics.queue_depth.set(self.queue_depth())
+
+    # ------------------------------------------------------------------ batching
+
+    async def _batcher(self) -> None:
+        loop = asyncio.get_running_loop()
+        queue, slots = self._queue, self._slots
+        assert queue is not None and slots is not None
+        window = self.config.batch_window_ms / 1e3
+        while True:
+            await slots.acquire()
+            first = await queue.get()
+            if window and queue.qsize() < self.config.max_batch - 1:
+                await asyncio.sleep(window)
+            batch = [first]
+            while len(batch) < self.config.max_batch and not queue.empty():
+                batch.append(queue.get_nowait())
+            self.metrics.queue_depth.set(queue.qsize())
+            live = [it for it in batch if not it.context.closed]
+            for it in batch:
+                if it.context.closed:  # its client is gone: skip the work
+                    it.context.pending -= 1
+                    self.metrics.requests.labels("CANCELLED").inc()
+            if not live:
+                slots.release()
+                continue
+            start = time.perf_counter()
+            fut = loop.run_in_executor(self._executor, self.engine.run_batch, live)
+            fut.add_done_callback(lambda f, b=live, s=start: self._deliver(f, b, s))
+
+    def _deliver(self, fut: asyncio.Future, batch: list[Item], start: float) -> None:
+        assert self._slots is not None
+        self._slots.release()
+        now = time.perf_counter()
+        try:
+            outcomes: list[Outcome] = fut.result()
+        except Exception as exc:  # an engine bug: every member learns it, the server lives on
+            outcomes = [
+                Outcome(
+                    wire.error_reply(
+                        it.request.session_id, it.request.seq, wire.INTERNAL, repr(exc)[:200]
+                    )
+                )
+                for it in batch
+            ]
+        per_request = (now - start) / max(1, len(batch))
+        self._service_s = 0.9 * self._service_s + 0.1 * per_request
+        m = self.metrics
+        m.batch_size.observe(len(batch))
+        if outcomes and outcomes[0].batch_size:
+            m.compute_seconds.observe(outcomes[0].compute_s)
+        for it, out in zip(batch, outcomes, strict=True):
+            session: Session = it.context
+            session.pending -= 1
+            reply = out.reply
+            reply.timing.queue_us = int(max(0.0, start - it.admitted) * 1e6)
+            m.requests.labels(wire.CODE_NAMES.get(reply.code, str(reply.code))).inc()
+            m.decode_seconds.observe(out.decode_s)
+            m.queue_seconds.observe(max(0.0, start - it.admitted))
+            m.compute_cpu_seconds.inc(out.compute_cpu_s / max(1, out.batch_size))
+            if not session.closed:
+                session.last_active = time.monotonic()
+                session.replies.put_nowait(reply)
+        m.decode_cpu_seconds.inc(sum(o.decode_s for o in outcomes))
+
+
+# ---------------------------------------------------------------------------- HTTP side
+
+
+def _http_handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server API
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                body, ctype = backend.metrics.render()
+                self._send(200, body, ctype)
+            elif path == "/healthz":
+                self._send(200, b"live\n")
+            elif path == "/readyz":
+                ok = backend.ready and not backend.draining
+                self._send(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
+            else:
+                self._send(404, b"not found\n")
+
+        def _send(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+# ---------------------------------------------------------------------------- running
+
+
+@dataclass
+class Running:
+    """A started server: ports, the backend, and how to stop it."""
+
+    port: int
+    metrics_port: int | None
+    backend: Backend
+    server: grpc.aio.Server
+    http: ThreadingHTTPServer | None
+
+    @property
+    def target(self) -> str:
+        return f"{self.backend.config.host}:{self.port}"
+
+    async def stop(self, grace: float = 1.0) -> None:
+        self.backend.draining = True
+        await self.server.stop(grace)
+        await self.backend.stop()
+        if self.http is not None:
+            self.http.shutdown()
+            self.http.server_close()
+
+
+def _handlers(backend: Backend) -> grpc.GenericRpcHandler:
+    ser = pb.Reply.SerializeToString
+    return grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            "Session": grpc.stream_stream_rpc_method_handler(
+                backend.Session, request_deserializer=_deserialize, response_serializer=ser
+            ),
+            "Info": grpc.unary_unary_rpc_method_handler(
+                backend.Info,
+                request_deserializer=pb.InfoRequest.FromString,
+                response_serializer=pb.ServerInfo.SerializeToString,
+            ),
+            "Health": grpc.unary_unary_rpc_method_handler(
+                backend.Health,
+                request_deserializer=pb.HealthRequest.FromString,
+                response_serializer=pb.HealthReply.SerializeToString,
+            ),
+        },
+    )
+
+
+async def start_server(engine: TailEngine, config: ServeConfig) -> Running:
+    """Start the gRPC server (and the HTTP metrics/health endpoint) on the running loop."""
+    backend = Backend(engine, config)
+    server = grpc.aio.server(
+        options=wire.channel_options(config.max_request_bytes, config.max_reply_bytes)
+        + [("grpc.so_reuseport", 0)]
+    )
+    server.add_generic_rpc_handlers((_handlers(backend),))
+    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    if port == 0:
+        raise OSError(f"cannot bind {config.host}:{config.port}")
+    http = None
+    metrics_port = None
+    if config.metrics_port is not None:
+        http = ThreadingHTTPServer((config.host, config.metrics_port), _http_handler(backend))
+        http.daemon_threads = True
+        metrics_port = http.server_address[1]
+        threading.Thread(target=http.serve_forever, daemon=True, name="slicer-http").start()
+    await backend.start()
+    await server.start()
+    return Running(port, metrics_port, backend, server, http)
+
+
+async def serve_forever(
+    engine: TailEngine, config: ServeConfig, ready_file: str | None = None, quiet: bool = False
+) -> None:
+    """Run until SIGINT / SIGTERM; writes ``ready_file`` (JSON with the ports) once serving."""
+    running = await start_server(engine, config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    info = {
+        "target": running.target,
+        "port": running.port,
+        "metrics_port": running.metrics_port,
+        "pid": os.getpid(),
+        "fingerprint": engine.fingerprint,
+        "cut_id": engine.cut_id,
+        "cut_name": engine.cut_name,
+        "batched": engine.batched,
+    }
+    if ready_file:
+        tmp = f"{ready_file}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(info, f)
+        os.replace(tmp, ready_file)
+    if not quiet:
+        print(
+            f"serving {engine.cut_name} (cut {engine.cut_id}) on {running.target}"
+            + (
+                f", metrics on http://{config.host}:{running.metrics_port}/metrics"
+                if running.metrics_port
+                else ""
+            )
+            + f"; {engine.batch_note}",
+            flush=True,
+        )
+    await stop.wait()
+    await running.stop()
+
+
+class ServerThread:
+    """A server on its own event loop in a background thread (tests, notebooks)."""
+
+    def __init__(self, engine: TailEngine, config: ServeConfig | None = None) -> None:
+        self.config = config or ServeConfig()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.running: Running | None = None
+        self._thread = threading.Thread(target=self._main, args=(engine,), daemon=True)
+        self._thread.start()
+        self._ready.wait(60)
+        if self._error is not None:
+            raise self._error
+        if self.running is None:
+            raise RuntimeError("the server did not start within 60 s")
+
+    def _main(self, engine: TailEngine) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self.running = self._loop.run_until_complete(start_server(engine, self.config))
+        except BaseException as exc:  # reported to the constructor
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self._loop.run_forever()
+
+    @property
+    def target(self) -> str:
+        assert self.running is not None
+        return self.running.target
+
+    @property
+    def backend(self) -> Backend:
+        assert self.running is not None
+        return self.running.backend
+
+    def stop(self) -> None:
+        if self.running is None or not self._loop.is_running():
+            return
+        fut = asyncio.run_coroutine_threadsafe(self.running.stop(0.5), self._loop)
+        fut.result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(30)
+
+    def __enter__(self) -> ServerThread:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

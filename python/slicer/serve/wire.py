@@ -1,0 +1,244 @@
+"""Wire format version 1: protobuf messages (``wire.proto``), caps, and validation.
+
+The normative text is ``docs/wire.md``. This module converts between NumPy arrays and
+``Tensor`` / ``RawTensor`` messages and validates a request *before* any of its bytes are
+decoded, so a hostile message costs the server a few comparisons, never an allocation sized
+by what the message merely claims.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+
+from . import wire_pb2 as pb
+
+WIRE_VERSION = 1
+
+#: Default caps (both sides). gRPC's own transport limit is set a little above the
+#: application cap so that an oversize request is answered in-session (INVALID_ARGUMENT)
+#: instead of killing the stream.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+MAX_REPLY_BYTES = 4 * 1024 * 1024
+TRANSPORT_SLACK = 1024 * 1024
+MAX_TENSORS = 64
+MAX_NDIM = 8
+MAX_TOP_K = 1000
+SESSION_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+#: dtypes a RawTensor may carry (numpy names, little-endian).
+RAW_DTYPES = (
+    "float32",
+    "float16",
+    "float64",
+    "int64",
+    "int32",
+    "int16",
+    "int8",
+    "uint8",
+    "bool",
+)
+
+OK = grpc.StatusCode.OK.value[0]
+INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION.value[0]
+OUT_OF_RANGE = grpc.StatusCode.OUT_OF_RANGE.value[0]
+RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+DEADLINE_EXCEEDED = grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
+INTERNAL = grpc.StatusCode.INTERNAL.value[0]
+UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
+
+CODE_NAMES = {c.value[0]: c.name for c in grpc.StatusCode}
+
+
+class WireError(Exception):
+    """A request that breaks the wire format; ``code`` is the gRPC status code to answer."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def channel_options(max_request_bytes: int, max_reply_bytes: int) -> list[tuple[str, int]]:
+    """gRPC message caps for a channel or server (transport limit = cap + slack)."""
+    return [
+        ("grpc.max_receive_message_length", int(max_request_bytes) + TRANSPORT_SLACK),
+        ("grpc.max_send_message_length", int(max_reply_bytes) + TRANSPORT_SLACK),
+    ]
+
+
+def model_fingerprint(model_bytes: bytes, cut: str | None) -> str:
+    """sha256 of the serialized ONNX model and the cut name, 32 hex digits.
+
+    The cut is part of the fingerprint: a client built for another cut must not feed this
+    server's tail.
+    """
+    h = hashlib.sha256()
+    h.update(model_bytes)
+    h.update(b"\0cut\0" + (cut or "<full>").encode())
+    return h.hexdigest()[:32]
+
+
+# ---------------------------------------------------------------------------- tensors
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    name = np.dtype(dtype).name
+    if name not in RAW_DTYPES:
+        raise TypeError(f"dtype {name} cannot be sent raw; allowed: {', '.join(RAW_DTYPES)}")
+    return name
+
+
+def raw_tensor(array: np.ndarray) -> pb.RawTensor:
+    """A RawTensor holding ``array`` (C order, little-endian)."""
+    if isinstance(array, np.generic):
+        array = np.asarray(array)
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"array must be a numpy.ndarray, got {type(array).__name__}")
+    name = _dtype_name(array.dtype)
+    data = np.ascontiguousarray(array, dtype=np.dtype(name).newbyteorder("<"))
+    return pb.RawTensor(dtype=name, shape=list(array.shape), data=data.tobytes())
+
+
+def raw_array(
+    msg: pb.RawTensor, *, what: str = "tensor", max_elements: int = 1 << 28
+) -> np.ndarray:
+    """The array in a RawTensor; WireError(INVALID_ARGUMENT) when it is inconsistent."""
+    if msg.dtype not in RAW_DTYPES:
+        raise WireError(INVALID_ARGUMENT, f"{what}: dtype {msg.dtype!r} is not allowed")
+    if len(msg.shape) > MAX_NDIM:
+        raise WireError(INVALID_ARGUMENT, f"{what}: {len(msg.shape)} dimensions > {MAX_NDIM}")
+    count = 1
+    for d in msg.shape:
+        if d < 0:
+            raise WireError(INVALID_ARGUMENT, f"{what}: negative dimension {d}")
+        count *= int(d)
+        if count > max_elements:
+            raise WireError(INVALID_ARGUMENT, f"{what}: more than {max_elements} elements")
+    dtype = np.dtype(msg.dtype).newbyteorder("<")
+    if len(msg.data) != count * dtype.itemsize:
+        raise WireError(
+            INVALID_ARGUMENT,
+            f"{what}: {len(msg.data)} data bytes, shape {list(msg.shape)} {msg.dtype} needs "
+            f"{count * dtype.itemsize}",
+        )
+    return np.frombuffer(msg.data, dtype=dtype).reshape(tuple(msg.shape)).astype(msg.dtype)
+
+
+def pack_tensors(
+    codec_streams: Mapping[str, bytes], raw: Mapping[str, np.ndarray]
+) -> list[pb.Tensor]:
+    """Tensor messages for a packet: codec streams and raw arrays."""
+    out = [pb.Tensor(name=n, codec=bytes(s)) for n, s in codec_streams.items()]
+    out += [pb.Tensor(name=n, raw=raw_tensor(np.asarray(a))) for n, a in raw.items()]
+    return out
+
+
+# ---------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What a server accepts: its fingerprint, cut and the tensors a request must carry."""
+
+    fingerprint: str
+    cut_id: int
+    tensor_names: tuple[str, ...]
+    max_request_bytes: int = MAX_REQUEST_BYTES
+
+
+def check_request(req: pb.Request, expect: Expect, size: int) -> None:
+    """Validate everything but the tensor payloads; raises WireError with the status."""
+    if size > expect.max_request_bytes:
+        raise WireError(
+            INVALID_ARGUMENT,
+            f"request of {size} bytes exceeds the cap of {expect.max_request_bytes}",
+        )
+    if req.wire_version != WIRE_VERSION:
+        raise WireError(
+            FAILED_PRECONDITION,
+            f"wire_version {req.wire_version} is not supported (server speaks {WIRE_VERSION})",
+        )
+    if req.model_fingerprint != expect.fingerprint:
+        raise WireError(
+            FAILED_PRECONDITION,
+            f"model fingerprint {req.model_fingerprint[:32]!r} does not match the server's "
+            f"{expect.fingerprint!r}",
+        )
+    if req.cut_id != expect.cut_id:
+        raise WireError(
+            FAILED_PRECONDITION, f"cut_id {req.cut_id} does not match the server's {expect.cut_id}"
+        )
+    if req.seq == 0:
+        raise WireError(INVALID_ARGUMENT, "seq must be >= 1")
+    if req.reply_kind == pb.TOP_K and not 1 <= req.top_k <= MAX_TOP_K:
+        raise WireError(INVALID_ARGUMENT, f"top_k must be in 1..{MAX_TOP_K}, got {req.top_k}")
+    if len(req.tensors) > MAX_TENSORS:
+        raise WireError(INVALID_ARGUMENT, f"{len(req.tensors)} tensors > {MAX_TENSORS}")
+    names = [t.name for t in req.tensors]
+    if len(set(names)) != len(names):
+        raise WireError(INVALID_ARGUMENT, f"a tensor is sent twice: {sorted(names)}")
+    if set(names) != set(expect.tensor_names):
+        missing = sorted(set(expect.tensor_names) - set(names))
+        extra = sorted(set(names) - set(expect.tensor_names))
+        raise WireError(INVALID_ARGUMENT, f"tensors missing {missing}, unexpected {extra}")
+    for t in req.tensors:
+        kind = t.WhichOneof("payload")
+        if kind is None:
+            raise WireError(INVALID_ARGUMENT, f"tensor {t.name!r} has no payload")
+
+
+def error_reply(
+    session_id: str, seq: int, code: int, message: str, retry_after_ms: int = 0
+) -> pb.Reply:
+    return pb.Reply(
+        session_id=session_id,
+        seq=seq,
+        code=code,
+        message=message[:500],
+        retry_after_ms=retry_after_ms,
+    )
+
+
+def reply_payload(
+    reply: pb.Reply,
+    names: Sequence[str],
+    outputs: Sequence[np.ndarray],
+    kind: int,
+    top_k: int,
+) -> pb.Reply:
+    """Fill ``reply`` with the outputs shaped as the request's reply kind asks."""
+    kind = kind or pb.OUTPUTS
+    reply.kind = kind
+    if kind == pb.OUTPUTS:
+        reply.output_names.extend(names)
+        reply.outputs.extend(raw_tensor(np.asarray(o)) for o in outputs)
+    elif kind in (pb.LOGITS, pb.EMBEDDING):
+        reply.output_names.append(names[0])
+        reply.outputs.append(raw_tensor(np.asarray(outputs[0])))
+    elif kind == pb.TOP_K:
+        row = np.asarray(outputs[0], dtype=np.float32).reshape(-1, np.shape(outputs[0])[-1])[-1]
+        k = min(int(top_k), row.size)
+        ids = np.argsort(-row, kind="stable")[:k]
+        reply.top_k_ids.extend(int(i) for i in ids)
+        reply.top_k_values.extend(float(v) for v in row[ids])
+    elif kind == pb.TOKEN:
+        row = np.asarray(outputs[0]).reshape(-1, np.shape(outputs[0])[-1])[-1]
+        reply.top_k_ids.append(int(np.argmax(row)))
+    else:
+        raise WireError(INVALID_ARGUMENT, f"unknown reply_kind {kind}")
+    return reply
+
+
+def reply_outputs(reply: pb.Reply) -> dict[str, np.ndarray]:
+    """The raw outputs of a reply, by name."""
+    return {
+        n: raw_array(t, what=f"output {n!r}")
+        for n, t in zip(reply.output_names, reply.outputs, strict=True)
+    }

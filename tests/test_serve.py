@@ -1,0 +1,464 @@
+"""slicer.serve: wire format, back-end, EdgeClient, faults, sessions, metrics, load test.
+
+A small real ONNX model (slicer.serve.toy) keeps these tests at seconds; the real models run
+in bench/serve_*.py.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+grpc = pytest.importorskip("grpc")
+pytest.importorskip("prometheus_client")
+pytest.importorskip("onnxruntime")
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import slicer  # noqa: E402
+from slicer.serve import (  # noqa: E402
+    DeadlineExceeded,
+    EdgeClient,
+    ServeConfig,
+    ServeError,
+    ServerThread,
+    TailEngine,
+    make_batchable,
+    wire,
+)
+from slicer.serve import wire_pb2 as pb  # noqa: E402
+from slicer.serve.server import SERVICE  # noqa: E402
+from slicer.serve.toy import TOY_CUT, toy_inputs, toy_model  # noqa: E402
+from slicer.split import CodecParams, Partitioner, SplitModel  # noqa: E402
+from slicer.split.transport import decode_packet, encode_values  # noqa: E402
+
+PARAMS = CodecParams(sparsity=0.5, bits=8)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return toy_model()
+
+
+@pytest.fixture(scope="module")
+def engine(model):
+    return TailEngine(model, TOY_CUT)
+
+
+@pytest.fixture(scope="module")
+def split(model):
+    return SplitModel(Partitioner(model), TOY_CUT, providers=["CPUExecutionProvider"], threads=1)
+
+
+def expected_logits(split, inputs, params):
+    """The local head -> codec -> decode -> tail answer for ``inputs``."""
+    values = split.run_head({i.name: inputs[i.name] for i in split.head.get_inputs()})
+    for name in ("scale",):
+        values.setdefault(name, inputs[name])
+    tail_in = [i.name for i in split.tail.get_inputs()]
+    received, _ = decode_packet(encode_values({n: values[n] for n in tail_in}, params))
+    return split.run_tail(received)["logits"]
+
+
+def raw_session(target, max_bytes=8 << 20):
+    """A stream that sends bytes as they are (to send what a real client never would)."""
+    channel = grpc.insecure_channel(target, options=wire.channel_options(max_bytes, max_bytes))
+    rpc = channel.stream_stream(
+        f"/{SERVICE}/Session",
+        request_serializer=lambda b: b,
+        response_deserializer=pb.Reply.FromString,
+    )
+    return channel, rpc
+
+
+def lockstep(rpc, messages):
+    """Send each message after the previous one's reply: replies in message order."""
+    import queue
+
+    outq = queue.Queue()
+    outq.put(messages[0])
+    call = rpc(iter(outq.get, None), timeout=60)
+    replies = []
+    for reply in call:
+        replies.append(reply)
+        outq.put(messages[len(replies)] if len(replies) < len(messages) else None)
+    return replies
+
+
+def good_request(engine, split, seq, seed=0, sid="s1", params=PARAMS):
+    inputs = toy_inputs(seed)
+    values = split.run_head({i.name: inputs[i.name] for i in split.head.get_inputs()})
+    values.setdefault("scale", inputs["scale"])
+    packet = encode_values({n: values[n] for n in engine.tensor_names}, params)
+    return pb.Request(
+        wire_version=wire.WIRE_VERSION,
+        model_fingerprint=engine.fingerprint,
+        cut_id=engine.cut_id,
+        session_id=sid,
+        seq=seq,
+        tensors=wire.pack_tensors(packet.streams, packet.raw),
+        reply_kind=pb.OUTPUTS,
+    )
+
+
+# ---------------------------------------------------------------------------- wire
+
+
+DTYPES = ["float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    dtype=st.sampled_from(DTYPES),
+    shape=st.lists(st.integers(0, 7), min_size=0, max_size=4),
+    seed=st.integers(0, 2**16),
+)
+def test_raw_tensor_roundtrip(dtype, shape, seed):
+    rng = np.random.default_rng(seed)
+    a = (rng.standard_normal(shape) * 50).astype(dtype)
+    msg = pb.RawTensor.FromString(wire.raw_tensor(a).SerializeToString())
+    b = wire.raw_array(msg)
+    assert b.dtype == a.dtype and b.shape == a.shape
+    np.testing.assert_array_equal(a, b)
+
+
+@settings(max_examples=40, deadline=None)
+@given(cut=st.integers(1, 100), seed=st.integers(0, 1000))
+def test_raw_tensor_inconsistent_sizes_are_refused(cut, seed):
+    a = np.random.default_rng(seed).standard_normal((3, 5, 7)).astype(np.float32)
+    msg = wire.raw_tensor(a)
+    msg.data = msg.data[: max(0, len(msg.data) - cut)]
+    with pytest.raises(wire.WireError) as err:
+        wire.raw_array(msg)
+    assert err.value.code == wire.INVALID_ARGUMENT
+
+
+def test_raw_tensor_hostile_headers():
+    for shape, dtype in [([2**40, 2**40], "float32"), ([-1], "int8"), ([1] * 9, "uint8")]:
+        msg = pb.RawTensor(dtype=dtype, shape=shape, data=b"")
+        with pytest.raises(wire.WireError):
+            wire.raw_array(msg)
+    with pytest.raises(wire.WireError, match="dtype"):
+        wire.raw_array(pb.RawTensor(dtype="object", shape=[1], data=b"\0" * 8))
+    with pytest.raises(TypeError, match="dtype"):
+        wire.raw_tensor(np.array(["a"]))
+    with pytest.raises(TypeError, match="array"):
+        wire.raw_tensor([1, 2, 3])
+
+
+def test_fingerprint_depends_on_model_and_cut(model):
+    a = wire.model_fingerprint(model.SerializeToString(), "h1")
+    assert a == wire.model_fingerprint(model.SerializeToString(), "h1")
+    assert a != wire.model_fingerprint(model.SerializeToString(), "a1")
+    assert a != wire.model_fingerprint(toy_model(seed=1).SerializeToString(), "h1")
+
+
+def test_make_batchable_matches_single_runs(model):
+    from slicer.split.providers import make_session
+
+    sess = make_session(make_batchable(model), ["CPUExecutionProvider"], 1)
+    xs = [toy_inputs(k) for k in range(5)]
+    batch = sess.run(["logits"], {n: np.concatenate([x[n] for x in xs]) for n in xs[0]})[0]
+    ref = make_session(model, ["CPUExecutionProvider"], 1)
+    singles = np.concatenate([ref.run(["logits"], x)[0] for x in xs])
+    np.testing.assert_allclose(batch, singles, rtol=1e-5, atol=1e-6)
+
+
+def test_engine_verifies_batching(engine):
+    assert engine.batched, engine.batch_note
+    assert engine.tensor_names == ("scale", "h1") or set(engine.tensor_names) == {"scale", "h1"}
+
+
+# ---------------------------------------------------------------------------- serving
+
+
+def test_replies_match_the_local_split_model(engine, model, split):
+    with ServerThread(engine, ServeConfig(max_batch=8, batch_window_ms=5)) as server:
+        with EdgeClient(server.target, model, params=PARAMS) as edge:
+            futures = [edge.submit(edge.prepare(toy_inputs(k))) for k in range(40)]
+            results = [f.result() for f in futures]
+            for k, r in enumerate(results):
+                want = expected_logits(split, toy_inputs(k), PARAMS)
+                np.testing.assert_allclose(r.outputs["logits"], want, rtol=1e-4, atol=1e-5)
+            assert max(r.timing["batch_size"] for r in results) > 1  # batched across requests
+            top = edge.infer(toy_inputs(3), reply="top_k", top_k=3)
+            want = expected_logits(split, toy_inputs(3), PARAMS)[0]
+            assert top.top_k_ids == list(np.argsort(-want, kind="stable")[:3])
+            np.testing.assert_allclose(top.top_k_values, np.sort(want)[::-1][:3], rtol=1e-5)
+            assert edge.infer(toy_inputs(3), reply="token").token == int(np.argmax(want))
+            raw = EdgeClient(server.target, model, params=None)
+            exact = raw.infer(toy_inputs(4)).outputs["logits"]
+            raw.close()
+            np.testing.assert_allclose(exact, split.run_full(toy_inputs(4))["logits"], rtol=1e-5)
+            assert edge.stats.duplicates == 0 and edge.stats.sent == 42
+
+
+def test_cloud_only_engine(model, split):
+    engine = TailEngine(model, None)
+    assert engine.cut_id == -1 and set(engine.tensor_names) == {"x", "scale"}
+    with ServerThread(engine) as server, EdgeClient(server.target, model) as edge:
+        got = edge.infer(toy_inputs(5)).outputs["logits"]
+    np.testing.assert_allclose(got, split.run_full(toy_inputs(5))["logits"], rtol=1e-5)
+
+
+def test_bad_messages_get_their_status_and_the_session_lives(engine, split):
+    config = ServeConfig(max_request_bytes=64 * 1024)
+    with ServerThread(engine, config) as server:
+        channel, rpc = raw_session(server.target)
+        good = good_request(engine, split, 1)
+        wrong_fp = good_request(engine, split, 3)
+        wrong_fp.model_fingerprint = "0" * 32
+        wrong_cut = good_request(engine, split, 4)
+        wrong_cut.cut_id = 0
+        version = good_request(engine, split, 5)
+        version.wire_version = 2
+        missing = good_request(engine, split, 6)
+        del missing.tensors[0]
+        corrupt = good_request(engine, split, 7)
+        for t in corrupt.tensors:
+            if t.WhichOneof("payload") == "codec":
+                t.codec = t.codec[:-9] + b"\x55" * 9
+        shape = good_request(engine, split, 8)
+        for t in shape.tensors:
+            if t.name == "scale":
+                t.raw.CopyFrom(wire.raw_tensor(np.ones((1, 2), np.int64)))
+        oversize = good_request(engine, split, 9)
+        oversize.tensors[0].raw.CopyFrom(wire.raw_tensor(np.ones((1, 20000), np.int64)))
+        other_sid = good_request(engine, split, 10, sid="someone-else")
+        topk = good_request(engine, split, 11)
+        topk.reply_kind, topk.top_k = pb.TOP_K, 0
+        messages = [
+            (good.SerializeToString(), wire.OK),
+            (good.SerializeToString()[:-7], wire.INVALID_ARGUMENT),  # truncated protobuf
+            (b"\xff\xff\xff\xff\x0f", wire.INVALID_ARGUMENT),  # not protobuf
+            (wrong_fp.SerializeToString(), wire.FAILED_PRECONDITION),
+            (wrong_cut.SerializeToString(), wire.FAILED_PRECONDITION),
+            (version.SerializeToString(), wire.FAILED_PRECONDITION),
+            (missing.SerializeToString(), wire.INVALID_ARGUMENT),
+            (corrupt.SerializeToString(), wire.INVALID_ARGUMENT),
+            (shape.SerializeToString(), wire.INVALID_ARGUMENT),
+            (oversize.SerializeToString(), wire.INVALID_ARGUMENT),
+            (other_sid.SerializeToString(), wire.INVALID_ARGUMENT),
+            (topk.SerializeToString(), wire.INVALID_ARGUMENT),
+            (good.SerializeToString(), wire.OUT_OF_RANGE),  # seq 1 again: out of order
+            (good_request(engine, split, 12).SerializeToString(), wire.OK),
+        ]
+        replies = lockstep(rpc, [m for m, _ in messages])
+        channel.close()
+        assert [r.code for r in replies] == [c for _, c in messages], [r.message for r in replies]
+        assert all(r.message for r in replies if r.code != wire.OK)
+        assert replies[-1].outputs and replies[-1].seq == 12
+        assert "exceeds the cap" in replies[9].message
+        assert server.backend.sessions == {}
+
+
+def test_queue_full_answers_resource_exhausted_with_a_retry_hint(engine, model, split):
+    config = ServeConfig(max_queue=2, max_batch=1, batch_window_ms=50, workers=1)
+    with ServerThread(engine, config) as server:
+        channel, rpc = raw_session(server.target)
+        msgs = [good_request(engine, split, s, seed=s).SerializeToString() for s in range(1, 31)]
+        replies = list(rpc(iter(msgs), timeout=60))
+        channel.close()
+        codes = [r.code for r in replies]
+        assert len(replies) == 30
+        assert wire.RESOURCE_EXHAUSTED in codes and wire.OK in codes
+        assert set(codes) <= {wire.OK, wire.RESOURCE_EXHAUSTED}
+        assert all(r.retry_after_ms > 0 for r in replies if r.code == wire.RESOURCE_EXHAUSTED)
+        # the client retries after the hint: every request is answered
+        with EdgeClient(server.target, model, params=PARAMS) as edge:
+            futures = [edge.submit(edge.prepare(toy_inputs(k))) for k in range(20)]
+            results = [f.result() for f in futures]
+            assert edge.stats.retries > 0
+            for k, r in enumerate(results):
+                want = expected_logits(split, toy_inputs(k), PARAMS)
+                np.testing.assert_allclose(r.outputs["logits"], want, rtol=1e-4, atol=1e-5)
+
+
+def test_session_cap_idle_expiry_and_stream_end(engine, model):
+    config = ServeConfig(max_sessions=1, session_idle_s=0.4)
+    with ServerThread(engine, config) as server:
+        edge = EdgeClient(server.target, model, params=PARAMS)
+        edge.infer(toy_inputs(0))
+        assert list(server.backend.sessions) == [edge.session_id]
+        other = EdgeClient(server.target, model, params=PARAMS, reconnect_tries=0)
+        with pytest.raises(ServeError) as err:
+            other.infer(toy_inputs(1), deadline_s=10)
+        assert err.value.code == wire.RESOURCE_EXHAUSTED, err.value
+        other.close()
+        time.sleep(1.5)  # idle: the server ends the session
+        assert server.backend.sessions == {}
+        r = edge.infer(toy_inputs(2))  # a new stream, transparently
+        assert r.outputs["logits"].shape == (1, 10)
+        edge.close()
+        for _ in range(100):
+            if not server.backend.sessions:
+                break
+            time.sleep(0.02)
+        assert server.backend.sessions == {}  # stream end = session end
+
+
+def test_reconnect_after_server_restart(engine, model, split):
+    server = ServerThread(engine, ServeConfig())
+    port = server.running.port
+    edge = EdgeClient(
+        server.target, model, params=PARAMS, backoff_s=(0.05, 0.5), reconnect_tries=20
+    )
+    edge.infer(toy_inputs(0))
+    server.stop()
+    restarted = {}
+
+    def restart():
+        time.sleep(0.5)
+        restarted["server"] = ServerThread(engine, ServeConfig(port=port))
+
+    t = threading.Thread(target=restart)
+    t.start()
+    result = edge.infer(toy_inputs(1), deadline_s=30)
+    t.join()
+    np.testing.assert_allclose(
+        result.outputs["logits"],
+        expected_logits(split, toy_inputs(1), PARAMS),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+    assert edge.stats.reconnects >= 1
+    edge.close()
+    restarted["server"].stop()
+
+
+def test_deadline(engine, model):
+    with ServerThread(engine, ServeConfig(batch_window_ms=800)) as server:
+        with EdgeClient(server.target, model, params=PARAMS) as edge:
+            with pytest.raises(DeadlineExceeded):
+                edge.infer(toy_inputs(0), deadline_s=0.1)
+            assert isinstance(DeadlineExceeded("x"), TimeoutError)
+
+
+def test_metrics_and_health(engine, model):
+    with ServerThread(engine, ServeConfig()) as server:
+        port = server.running.metrics_port
+        with EdgeClient(server.target, model, params=PARAMS) as edge:
+            for k in range(3):
+                edge.infer(toy_inputs(k))
+            health = edge._channel.unary_unary(
+                f"/{SERVICE}/Health",
+                request_serializer=pb.HealthRequest.SerializeToString,
+                response_deserializer=pb.HealthReply.FromString,
+            )(pb.HealthRequest(), timeout=5)
+            assert health.live and health.ready and health.sessions == 1
+        base = f"http://127.0.0.1:{port}"
+        text = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
+        from slicer.serve.metrics import parse
+
+        m = parse(text)
+        assert m['slicer_serve_requests_total{code="OK"}'] == 3
+        assert m["slicer_serve_batch_size_count"] >= 1
+        assert m["slicer_serve_request_bytes_total"] > 0
+        assert m["slicer_serve_compute_cpu_seconds_total"] > 0
+        assert "process_resident_memory_bytes" in m
+        assert urllib.request.urlopen(base + "/healthz", timeout=5).status == 200
+        assert urllib.request.urlopen(base + "/readyz", timeout=5).status == 200
+
+
+def test_client_refuses_another_model_and_bad_arguments(engine):
+    with ServerThread(engine) as server:
+        with pytest.raises(ValueError, match="fingerprint"):
+            EdgeClient(server.target, toy_model(seed=1))
+        with pytest.raises(ValueError, match="deadline_s"):
+            EdgeClient(server.target, deadline_s=0)
+        with EdgeClient(server.target) as edge:
+            with pytest.raises(ValueError, match="without a model"):
+                edge.prepare(toy_inputs(0))
+            with pytest.raises(ValueError, match="reply"):
+                edge.submit([], reply="everything")
+            with pytest.raises(ServeError) as err:  # no tensors at all
+                edge.send({}, {})
+            assert err.value.code == wire.INVALID_ARGUMENT
+    with pytest.raises(ValueError, match="target"):
+        EdgeClient("localhost")
+    with pytest.raises(ValueError, match="max_batch"):
+        ServeConfig(max_batch=0)
+    with pytest.raises(ValueError, match="batch_window_ms"):
+        ServeConfig(batch_window_ms=-1)
+
+
+def test_settings_files(tmp_path):
+    from slicer.serve.cli import load_settings
+
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"cut": {"index": 2, "name": "h1"}, "params": {"sparsity": 0.7}}))
+    cut, params = load_settings(str(plan))
+    assert cut == "h1" and params.sparsity == 0.7
+    settings_file = tmp_path / "settings.json"
+    settings_file.write_text(
+        json.dumps(
+            {
+                "slicer_settings": 1,
+                "cuts": [
+                    {"index": 1, "name": "a1", "status": "unreachable", "params": {}},
+                    {"index": 2, "name": "h1", "status": "ok", "params": {"bits": 6}},
+                ],
+            }
+        )
+    )
+    cut, params = load_settings(str(settings_file))
+    assert cut == "h1" and params.bits == 6
+    assert load_settings(str(settings_file), "1")[0] == "a1"
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2")
+    with pytest.raises(ValueError, match="cannot read"):
+        load_settings(str(bad))
+    bad.write_text(json.dumps({"what": 1}))
+    with pytest.raises(ValueError, match="neither"):
+        load_settings(str(bad))
+
+
+def test_loadtest_real_processes(tmp_path, capsys):
+    """A few client processes, a few hundred requests, a real server process."""
+    from slicer.cli import main
+
+    plot = tmp_path / "fig2.png"
+    code = main(
+        [
+            "loadtest", "toy", "--split", "h1", "--clients", "1,3", "--requests", "60",
+            "--setups", "raw,slicer", "--json", "--plot", str(plot), "--sparsity", "0.5",
+        ]
+    )  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    s = report["summary"]
+    assert s["requests"] == 2 * (60 + 180)
+    assert s["lost"] == 0 and s["duplicated"] == 0 and s["mismatched"] == 0
+    assert all(r["ok"] == r["requests"] for r in report["runs"])
+    assert (
+        report["setups"]["slicer"]["request_bytes_mean"]
+        < report["setups"]["raw"]["request_bytes_mean"]
+    )
+    assert plot.stat().st_size > 1000
+
+
+def test_codec_decode_of_a_hostile_stream_is_refused_by_size(engine):
+    """A codec stream claiming a huge tensor is refused by the element cap, not allocated."""
+    x = np.ones((64, 64, 64), np.float32)
+    stream = slicer.encode(x, sparsity=0.5)
+    req = pb.Request(
+        wire_version=1,
+        model_fingerprint=engine.fingerprint,
+        cut_id=engine.cut_id,
+        session_id="s",
+        seq=1,
+        tensors=[
+            pb.Tensor(name="h1", codec=stream),
+            pb.Tensor(name="scale", raw=wire.raw_tensor(np.ones((1, 1), np.int64))),
+        ],
+    )
+    from slicer.serve.engine import Item
+
+    [out] = engine.run_batch([Item(req)])
+    assert out.reply.code == wire.INVALID_ARGUMENT and "h1" in out.reply.message
