@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import ml_dtypes
@@ -128,3 +129,67 @@ def test_version(capsys) -> None:
         main(["--version"])
     assert info.value.code == 0
     assert capsys.readouterr().out.strip() == f"slicer {slicer.__version__}"
+
+
+def test_decode_writes_exactly_the_named_file(npy: Path, tmp_path: Path, capsys) -> None:
+    slc = tmp_path / "x.slc"
+    slc.write_bytes(slicer.encode(np.load(npy), sparsity=0.5))
+    bare = tmp_path / "out"  # numpy.save alone would write out.npy and leave `out` missing
+    assert main(["decode", str(slc), str(bare)]) == 0
+    assert capsys.readouterr().out.startswith(f"{bare}:")
+    assert bare.is_file() and not (tmp_path / "out.npy").exists()
+    assert np.array_equal(np.load(bare), slicer.decode(slc.read_bytes()))
+
+
+def test_decode_max_elements(npy: Path, tmp_path: Path, capsys) -> None:
+    slc, out = tmp_path / "x.slc", tmp_path / "y.npy"
+    slc.write_bytes(slicer.encode(np.load(npy)))  # 12 x 50 = 600 elements
+    assert main(["decode", str(slc), str(out), "--max-elements", "599"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("slicer: error:") and "max_elements" in err and not out.exists()
+    assert main(["decode", str(slc), str(out), "--max-elements", "600"]) == 0
+    assert np.load(out).shape == (12, 50)
+
+
+@pytest.mark.parametrize("value", ["-5", "-1", "abc"])
+def test_decode_max_elements_must_be_a_count(npy: Path, tmp_path: Path, capsys, value) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["decode", str(npy), str(tmp_path / "o.npy"), "--max-elements", value])
+    assert info.value.code == 2
+    assert "non-negative integer" in capsys.readouterr().err
+
+
+def test_negative_option_values_reach_the_option_check(npy: Path, tmp_path: Path, capsys) -> None:
+    assert main(["encode", str(npy), str(tmp_path / "o.slc"), "--max-bytes", "-5"]) == 2
+    assert "max_bytes must be >= 1" in capsys.readouterr().err
+
+
+def test_missing_extra_names_the_install_command() -> None:
+    """Without onnx (the split extra), `slicer run` says what to install, exit status 2."""
+    script = textwrap.dedent(
+        """
+        import sys
+
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("onnx", "onnxruntime"):
+                    raise ModuleNotFoundError(f"No module named {name!r}")
+                return None
+
+        sys.meta_path.insert(0, Block())
+        from slicer.cli import main
+        sys.exit(main(sys.argv[1:]))
+        """
+    )
+    for argv in (["run"], ["plan", "m.onnx", "--memory", "1MB"], ["cuts", "--help"]):
+        result = subprocess.run(
+            [sys.executable, "-c", script, *argv],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("slicer: error:"), result.stderr
+        assert "pip install 'slicer-codec[split]'" in lines[0] and "onnx" in lines[0]

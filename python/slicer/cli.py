@@ -17,9 +17,14 @@ import numpy as np
 
 __all__ = ["cmake_dir", "main"]
 
-#: Modules that add subcommands through ``register(subparsers)``; skipped when their optional
-#: dependencies are not installed.
-_SUBCOMMAND_MODULES = ["slicer.split.cli", "slicer.serve.cli"]
+#: Modules that add subcommands through ``register(subparsers)``: (module, the extra that
+#: installs its dependencies, the commands it adds). When the module cannot be imported, its
+#: commands still parse and say how to install the extra.
+_SUBCOMMAND_MODULES: list[tuple[str, str, tuple[str, ...]]] = [
+    ("slicer.split.cli", "split", ("cuts", "plan", "run")),
+]
+#: The distribution name on PyPI (the import name stays ``slicer``; README, "Installing").
+DISTRIBUTION = "slicer-codec"
 _EXIT_ERROR = 2
 
 
@@ -61,6 +66,16 @@ def _blocks(text: str) -> int | tuple[int, int]:
     if len(values) == 2:
         return values[0], values[1]
     raise argparse.ArgumentTypeError(f"blocks must be M or M+,M-: {text!r}")
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""), 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer: {text!r}")
+    return value
 
 
 def _load_npy(path: str, bfloat16_bits: bool) -> np.ndarray:
@@ -110,12 +125,14 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     from ._intake import BFLOAT16
 
     stream = Path(args.input).read_bytes()
-    array = decode(stream, threads=args.threads)
+    array = decode(stream, threads=args.threads, max_elements=args.max_elements)
     if array.dtype == BFLOAT16:
         # .npy has no bfloat16 type: store the bit patterns (read back with --bfloat16-bits).
         array = array.view(np.uint16)
         print("bfloat16 stream: wrote its bit patterns as uint16", file=sys.stderr)
-    np.save(args.output, array, allow_pickle=False)
+    # Written under exactly the name given (numpy.save would append ".npy" to a bare name).
+    with open(args.output, "wb") as file:
+        np.save(file, array, allow_pickle=False)
     print(f"{args.output}: shape {tuple(array.shape)} {array.dtype}")
     return 0
 
@@ -154,6 +171,12 @@ def _add_codec_commands(sub: Any) -> None:
     dec.add_argument("input", help="input stream (.slc)")
     dec.add_argument("output", help="output .npy (bfloat16 as uint16 bit patterns)")
     dec.add_argument("--threads", type=int, default=0, help="worker threads (0: all)")
+    dec.add_argument(
+        "--max-elements",
+        type=_count,
+        default=2**28,
+        help="refuse streams that claim more elements (default 2**28: 1 GiB of float32)",
+    )
     dec.set_defaults(func=_cmd_decode)
 
     ins = sub.add_parser("inspect", help="describe a stream: parameters, blocks, byte account")
@@ -174,19 +197,84 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_codec_commands(sub)
-    for name in _SUBCOMMAND_MODULES:
+    for name, extra, commands in _SUBCOMMAND_MODULES:
         try:
             module = importlib.import_module(name)
-        except ImportError:
-            continue  # optional dependencies of that module are not installed
+        except ImportError as exc:  # optional dependencies of that module are not installed
+            for command in commands:
+                _add_missing_extra(sub, command, extra, exc)
+            continue
         module.register(sub)
     return parser
+
+
+def _add_missing_extra(sub: Any, command: str, extra: str, exc: ImportError) -> None:
+    """A stand-in for a command whose optional dependencies are missing: it says what to
+    install instead of argparse's "invalid choice"."""
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    message = (
+        f"`slicer {command}` needs the {extra!r} extra ({reason}): "
+        f"pip install '{DISTRIBUTION}[{extra}]'"
+    )
+    sub.add_parser(command, help=f"(needs: pip install '{DISTRIBUTION}[{extra}]')")
+    _MISSING_EXTRA[command] = message
+
+
+#: Commands whose module could not be imported, and the message that says what to install.
+_MISSING_EXTRA: dict[str, str] = {}
+
+
+def _join_negative_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """``--memory -5MB`` as ``--memory=-5MB``: argparse takes a value that starts with "-"
+    (other than a plain number) for an option and answers "expected one argument"; joined,
+    the option's own check reports what is wrong with the value."""
+    takes_value: set[str] = set()
+    parsers = [parser]
+    while parsers:
+        current = parsers.pop()
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+            elif action.option_strings and action.nargs is None:
+                takes_value.update(o for o in action.option_strings if o.startswith("--"))
+    joined: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        following = argv[i + 1] if i + 1 < len(argv) else ""
+        if token in takes_value and len(following) > 1 and following[0] == "-":
+            if following[1].isdigit() or following[1] == ".":
+                joined.append(f"{token}={following}")
+                i += 2
+                continue
+        joined.append(token)
+        i += 1
+    return joined
+
+
+def _close_progress_bars() -> None:
+    """Close any tqdm bar still open (they use leave=False), so that the error message starts
+    on a clean line instead of after a bar's last state."""
+    tqdm_module = sys.modules.get("tqdm")
+    if tqdm_module is None:
+        return
+    for bar in list(getattr(tqdm_module.tqdm, "_instances", ())):
+        try:
+            bar.leave = False
+            bar.close()
+        except Exception:  # noqa: BLE001 - closing a bar must never hide the real error
+            pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in arguments if not a.startswith("-")), None)
+    if command in _MISSING_EXTRA:  # before argparse, which would judge its options
+        print(f"slicer: error: {_MISSING_EXTRA[command]}", file=sys.stderr)
+        return _EXIT_ERROR
+    args = parser.parse_args(_join_negative_values(parser, arguments))
     try:
         if args.cmake_dir:
             print(cmake_dir())
@@ -197,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _EXIT_ERROR
         return int(args.func(args))
     except (CliError, ValueError, TypeError, OSError, MemoryError, RuntimeError) as exc:
+        _close_progress_bars()
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"slicer: error: {message}", file=sys.stderr)
         return _EXIT_ERROR

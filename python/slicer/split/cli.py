@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -165,11 +166,75 @@ def cmd_cuts(args: argparse.Namespace) -> int:
 def _inputs_for(model_path: str, args: argparse.Namespace):  # noqa: ANN202
     from .graph import load_model
     from .providers import make_session
-    from .runner import load_inputs, random_inputs
+    from .runner import random_inputs
 
     proto, ext = load_model(model_path)
     sess = make_session(proto, ["CPUExecutionProvider"], 1, ext)
-    return load_inputs(args.inputs, sess) if args.inputs else random_inputs(sess)
+    return _inputs_from_file(args.inputs, sess) if args.inputs else random_inputs(sess)
+
+
+def _positive(option: str, parse: Any, text: str) -> float:
+    """A budget / link value that parses to a finite number > 0 (1e400MB is not a budget)."""
+    try:
+        value = parse(text)
+    except ValueError:
+        word = str(text).strip()
+        if not word.startswith("-") or word.lower().endswith("db"):  # -3dB is a valid SNR
+            raise
+        value = -1.0  # "-5MB": the parsers read no sign
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{option} must be a finite number > 0, got {text}")
+    return value
+
+
+def _check_codec_options(args: argparse.Namespace) -> None:
+    """The codec options, checked up front: a run whose cut sends no float tensor through the
+    codec, or a plan, must not accept settings the codec would refuse."""
+    from .._params import make_params
+
+    options = {"bits": args.bits, "delta": args.delta, "groups": args.groups}
+    for name in ("sparsity", "blocks", "asym", "seed"):
+        if hasattr(args, name):
+            options[name] = getattr(args, name)
+    options = {k: v for k, v in options.items() if v is not None}  # None: not given
+    try:
+        make_params(**options)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--{exc}") from None
+
+
+def _inputs_from_file(path: str, session: Any) -> dict[str, Any]:
+    """Model inputs from an .npz, checked against the model's declared inputs."""
+    import zipfile
+
+    import numpy as np
+
+    from .runner import load_inputs
+
+    if not Path(path).is_file():
+        raise ValueError(f"--inputs {path}: no such file")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"--inputs {path} is not an .npz archive (write one with numpy.savez(path, "
+            "input_name=array, ...))"
+        )
+    try:
+        feeds = load_inputs(path, session)
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise ValueError(f"--inputs {path}: cannot read it ({exc})") from None
+    for inp in session.get_inputs():
+        array = np.asarray(feeds[inp.name])
+        declared = list(inp.shape or [])
+        fixed = [d if isinstance(d, int) and d > 0 else None for d in declared]
+        if len(declared) != array.ndim or any(
+            d is not None and d != a for d, a in zip(fixed, array.shape, strict=True)
+        ):
+            want = "[" + ",".join("?" if d is None else str(d) for d in fixed) + "]"
+            raise ValueError(
+                f"--inputs {path}: array {inp.name!r} has shape {list(array.shape)}, the model "
+                f"needs {want}"
+            )
+    return feeds
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -177,15 +242,23 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from .planner import Budget, plan
     from .profile import FIDELITY_SPARSITIES, load_profile, profile_model, save_profile
 
+    _check_codec_options(args)
+    if not 0.0 <= args.max_sparsity < 1.0:
+        raise ValueError(f"--max-sparsity must be in [0, 1), got {args.max_sparsity!r}")
+    if not 0.0 < args.eps < 1.0:
+        raise ValueError(f"--eps must be in (0, 1), got {args.eps!r}")
     link = Link(
-        rate_bps=parse_rate(args.rate),
-        bandwidth_hz=parse_hertz(args.bandwidth),
-        snr=parse_snr(args.snr),
+        rate_bps=_positive("--rate", parse_rate, args.rate),
+        bandwidth_hz=_positive("--bandwidth", parse_hertz, args.bandwidth),
+        snr=_positive("--snr", parse_snr, args.snr),
         eps=args.eps,
     )
     budget = Budget(
-        memory_bytes=parse_bytes(args.memory), deadline_s=parse_seconds(args.deadline), link=link
+        memory_bytes=_positive("--memory", parse_bytes, args.memory),
+        deadline_s=_positive("--deadline", parse_seconds, args.deadline),
+        link=link,
     )
+
     if args.profile and Path(args.profile).is_file():
         profile = load_profile(args.profile)
         made_for = profile.get("model")
@@ -299,6 +372,7 @@ def _auto_cut(part):  # noqa: ANN001, ANN202
 def cmd_run(args: argparse.Namespace) -> int:
     from .transport import CodecParams
 
+    _check_codec_options(args)
     params = (
         None
         if args.raw
@@ -319,7 +393,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .graph import Partitioner
-    from .runner import SplitModel, json_result, load_inputs, random_inputs
+    from .runner import SplitModel, json_result, random_inputs
 
     steps = tqdm(
         total=4,
@@ -331,13 +405,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     steps.set_postfix_str("loading model")
     part = Partitioner(_resolve_model(args.model))
+    if args.split.strip().startswith("-") and args.split.strip()[1:].isdigit():
+        raise ValueError(f"--split must be 'auto', a cut name or an index >= 0, got {args.split}")
     cut = _auto_cut(part) if args.split == "auto" else part.find_cut(args.split)
     steps.update(1)
     steps.set_postfix_str("building head / tail sessions")
     split = SplitModel(part, cut, providers=args.providers, threads=args.threads)
     steps.update(1)
     steps.set_postfix_str("uncut reference session")
-    inputs = load_inputs(args.inputs, split.full) if args.inputs else random_inputs(split.full)
+    inputs = (
+        _inputs_from_file(args.inputs, split.full) if args.inputs else random_inputs(split.full)
+    )
     steps.update(1)
     steps.set_postfix_str("head -> codec -> tail")
     result = split.run(inputs, params)
