@@ -16,7 +16,9 @@ from typing import Any
 
 for _dep in ("onnx", "onnxruntime"):
     if importlib.util.find_spec(_dep) is None:  # the split extra is not installed
-        raise ImportError(f"slicer split commands need {_dep!r} (pip install 'slicer[split]')")
+        raise ImportError(
+            f"slicer split commands need {_dep!r} (pip install 'slicer-codec[split]')"
+        )
 
 DEMO_MODEL = "efficientnet-lite0"
 DEMO_CUT = "/_blocks.11/_swish/Clip_output_0"  # mid-network, after ReLU6 (block 12 of 16)
