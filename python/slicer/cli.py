@@ -22,6 +22,7 @@ __all__ = ["cmake_dir", "main"]
 #: commands still parse and say how to install the extra.
 _SUBCOMMAND_MODULES: list[tuple[str, str, tuple[str, ...]]] = [
     ("slicer.split.cli", "split", ("cuts", "plan", "run")),
+    ("slicer.serve.cli", "serve", ("serve", "client", "loadtest")),
 ]
 #: The distribution name on PyPI (the import name stays ``slicer``; README, "Installing").
 DISTRIBUTION = "slicer-codec"
