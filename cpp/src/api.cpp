@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "codec.hpp"
+#include "context.hpp"
 #include "decoder.hpp"
 #include "encoder.hpp"
 #include "header.hpp"
@@ -31,9 +32,6 @@ int Guard(Fn&& fn) {
     return SLICER_ERR_INTERNAL;
   }
 }
-
-// An encode keeps its stream buffer for the thread's next call up to this size.
-constexpr size_t kRetainedStreamBytes = size_t{64} << 20;
 
 unsigned CeilLog2(unsigned value) {
   unsigned bits = 0;
@@ -175,14 +173,13 @@ int slicer_encode(const void* data, int dtype, const int64_t* shape, uint32_t nd
     CodecParams codec;
     const slicer_status status = slicer::internal::ValidateParams(params, &codec);
     if (status != SLICER_OK) return status;
-    // Reused by the calling thread's next encode (no fresh pages to fault in), unless large.
-    thread_local std::vector<uint8_t> stream;
-    slicer::internal::EncodeStream(data, dtype, shape, ndim, codec,
-                                   slicer::internal::SelectionPath::kRadix, &stream);
+    // A context from the free list: its scratch was used by earlier calls (no fresh pages).
+    slicer::internal::LeasedContext lease;
+    const std::vector<uint8_t>& stream = slicer::internal::EncodeStream(
+        &lease.get(), data, dtype, shape, ndim, codec, slicer::internal::SelectionPath::kRadix);
     const size_t size = stream.size();
-    if (size <= dst_capacity) std::memcpy(dst, stream.data(), size);
-    if (stream.capacity() > kRetainedStreamBytes) std::vector<uint8_t>().swap(stream);
     if (size > dst_capacity) return SLICER_ERR_BUFFER_TOO_SMALL;
+    std::memcpy(dst, stream.data(), size);
     *written = size;
     return SLICER_OK;
   });

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "codec.hpp"
+#include "context.hpp"
 #include "float_bits.hpp"
 #include "parallel.hpp"
 
@@ -62,12 +63,13 @@ void QuantizeKept(const std::vector<Block>& blocks, const bool* selected, unsign
 // sum, no branch on the label, and a trial stops at the first element that puts it over the
 // budget (partial sums only grow, so the decision is the same). On entry every element's code
 // is T0 and ABQ blocks have width q_bit; on return the widths are final.
-void ChooseAbqWidthsOneThread(const CodecParams& params, GroupCode* group) {
+void ChooseAbqWidthsOneThread(const CodecParams& params, Workspace* workspace,
+                              GroupCode* group) {
   const unsigned num_labels = params.labels();
   std::vector<Block>& blocks = group->blocks;
   const KeptElement* elements = group->kept.data();
   const uint64_t k = group->kept.size();
-  thread_local std::vector<uint64_t, UninitializedAllocator<uint64_t>> order;
+  IndexBuffer& order = workspace->order;
   order.resize(k);
   uint64_t start[2 * SLICER_MAX_BLOCKS + 1];
   uint64_t fill[2 * SLICER_MAX_BLOCKS];
@@ -102,7 +104,6 @@ void ChooseAbqWidthsOneThread(const CodecParams& params, GroupCode* group) {
       --block.width;
     }
   }
-  if (order.capacity() > (size_t{1} << 22)) decltype(order)().swap(order);
 }
 
 // Greedy ABQ (§5.4) for all blocks at once. On entry every element's code is T0 (the code at
@@ -176,7 +177,8 @@ void ChooseAbqWidths(const CodecParams& params, unsigned parts, GroupCode* group
 
 }  // namespace
 
-void FinishBlocks(const CodecParams& params, unsigned threads, GroupCode* group) {
+void FinishBlocks(const CodecParams& params, unsigned threads, Workspace* workspace,
+                  GroupCode* group) {
   const unsigned num_labels = params.labels();
   std::vector<Block>& blocks = group->blocks;
   const uint64_t k = group->kept.size();
@@ -238,7 +240,7 @@ void FinishBlocks(const CodecParams& params, unsigned threads, GroupCode* group)
   QuantizeKept(blocks, nullptr, parts, &group->kept);
   if (params.multi_level || params.delta_micro == 0) return;
   if (parts == 1) {
-    ChooseAbqWidthsOneThread(params, group);
+    ChooseAbqWidthsOneThread(params, workspace, group);
   } else {
     ChooseAbqWidths(params, parts, group);
   }

@@ -14,6 +14,8 @@
 
 namespace slicer::internal {
 
+struct Workspace;  // context.hpp: scratch of one thread of a call
+
 constexpr uint64_t kPpb = 1000000000ull;
 constexpr uint8_t kMagic[4] = {0x53, 0x4C, 0x43, 0x52};  // "SLCR"
 constexpr uint8_t kModeSparseTopK = 0;
@@ -95,7 +97,7 @@ struct GroupCode {
 // group's n elements; `base` is the global index of its first element. Throws
 // StatusError(SLICER_ERR_NONFINITE_INPUT) on NaN or infinity.
 void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& params,
-                 unsigned threads, GroupCode* group);
+                 unsigned threads, Workspace* workspace, GroupCode* group);
 
 // Fills group->blocks from the labels and checks every count against §5.1.
 void CountBlocks(const CodecParams& params, GroupCode* group);
@@ -104,7 +106,8 @@ void CountBlocks(const CodecParams& params, GroupCode* group);
 void SelectGroupBySort(const float* x, uint64_t n, uint64_t base, const CodecParams& params,
                        GroupCode* group);
 
-void FinishBlocks(const CodecParams& params, unsigned threads, GroupCode* group);
+void FinishBlocks(const CodecParams& params, unsigned threads, Workspace* workspace,
+                  GroupCode* group);
 
 // Ranges (chain, §5.2), widths (§5.2, §5.4) and the code of every kept element.
 

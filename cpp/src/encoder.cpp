@@ -9,40 +9,12 @@
 #include "float_bits.hpp"
 #include "header.hpp"
 #include "parallel.hpp"
+#include "context.hpp"
 
 namespace slicer::internal {
 namespace {
 
 constexpr uint64_t kMinElementsPerThread = uint64_t{1} << 16;
-// Scratch above this many bytes is released after the call instead of kept for the next one.
-constexpr size_t kRetainedScratchBytes = size_t{64} << 20;
-
-// Per calling thread and reused across calls: the group codes (their kept lists keep their
-// capacity), the widened input, the chunk tables and payloads. Repeated encodes of similar
-// tensors then allocate nothing and fault in no fresh pages.
-struct EncodeScratch {
-  std::vector<float> widened;
-  std::vector<GroupCode> groups;
-  std::vector<uint64_t> chunk_count;
-  std::vector<uint64_t> chunk_length;
-  std::vector<ByteBuffer> payloads;
-
-  size_t Bytes() const {
-    size_t bytes = widened.capacity() * sizeof(float) + groups.capacity() * sizeof(GroupCode) +
-                   (chunk_count.capacity() + chunk_length.capacity()) * sizeof(uint64_t);
-    for (const GroupCode& group : groups) {
-      bytes +=
-          group.kept.capacity() * sizeof(KeptElement) + group.blocks.capacity() * sizeof(Block);
-    }
-    for (const ByteBuffer& payload : payloads) bytes += payload.capacity();
-    return bytes;
-  }
-};
-
-EncodeScratch& ThreadScratch() {
-  thread_local EncodeScratch scratch;
-  return scratch;
-}
 
 // The input as binary32: float32 input is used in place when aligned; float16 / bfloat16
 // widen exactly. NaN/inf are caught later, by the selection's first pass over each group.
@@ -76,38 +48,45 @@ const float* Widen(const void* data, int dtype, uint64_t n, unsigned threads,
 }
 
 void CodeGroups(const float* x, const Geometry& geometry, const CodecParams& params,
-                SelectionPath path, std::vector<GroupCode>* groups) {
+                SelectionPath path, Context* context, unsigned caller_part,
+                std::vector<GroupCode>* groups) {
   groups->resize(geometry.group_count);
   const uint64_t n = geometry.group_size;
-  auto code_one = [&](uint64_t g, unsigned threads) {
+  auto code_one = [&](uint64_t g, unsigned threads, Workspace* workspace) {
     GroupCode& group = (*groups)[g];
     const uint64_t base = g * n;
     if (path == SelectionPath::kSort) {
       SelectGroupBySort(x + base, n, base, params, &group);
     } else {
-      SelectGroup(x + base, n, base, params, threads, &group);
+      SelectGroup(x + base, n, base, params, threads, workspace, &group);
     }
-    FinishBlocks(params, threads, &group);
+    FinishBlocks(params, threads, workspace, &group);
   };
   if (geometry.group_count >= params.threads || n < kMinElementsPerThread) {
     // Many groups (rows mode): one thread per range of whole groups.
     const unsigned parts = PartCount(geometry.num_elements, params.threads, kMinElementsPerThread);
-    RunParts(geometry.group_count, std::min<uint64_t>(parts, geometry.group_count),
-             [&](unsigned, uint64_t begin, uint64_t end) {
-               for (uint64_t g = begin; g < end; ++g) code_one(g, 1);
-             });
+    const unsigned group_parts = std::min<uint64_t>(parts, geometry.group_count);
+    RunParts(geometry.group_count, group_parts, [&](unsigned part, uint64_t begin, uint64_t end) {
+      // One part: the caller's workspace (a batch part); several: one per pool part.
+      Workspace* workspace = &context->workspace(group_parts > 1 ? part : caller_part);
+      for (uint64_t g = begin; g < end; ++g) code_one(g, 1, workspace);
+    });
   } else {
-    for (uint64_t g = 0; g < geometry.group_count; ++g) code_one(g, params.threads);
+    Workspace* workspace = &context->workspace(caller_part);
+    for (uint64_t g = 0; g < geometry.group_count; ++g) code_one(g, params.threads, workspace);
   }
 }
 
-// EncodeStream on validated geometry, with the calling thread's scratch.
+// EncodeStream on validated geometry, with workspace `caller_part` of the context; the stream
+// is left in that workspace's encode.stream.
 void EncodeStreamWith(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
                       const Geometry& geometry, const CodecParams& params, SelectionPath path,
-                      EncodeScratch* scratch, std::vector<uint8_t>* out) {
+                      Context* context, unsigned caller_part) {
+  EncodeScratch* scratch = &context->workspace(caller_part).encode;
+  std::vector<uint8_t>* out = &scratch->stream;
   const float* x = Widen(data, dtype, geometry.num_elements, params.threads, &scratch->widened);
   std::vector<GroupCode>& groups = scratch->groups;
-  CodeGroups(x, geometry, params, path, &groups);
+  CodeGroups(x, geometry, params, path, context, caller_part, &groups);
 
   // Pack every chunk; each thread fills its own buffer with a contiguous run of chunks, so the
   // buffers concatenate to the payload in stream order whatever the thread count.
@@ -187,10 +166,8 @@ void EncodeStreamWith(const void* data, int dtype, const int64_t* shape, uint32_
   out->insert(out->end(), crc_bytes, crc_bytes + 4);
 }
 
-}  // namespace
-
-void EncodeStream(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
-                  const CodecParams& params, SelectionPath path, std::vector<uint8_t>* out) {
+Geometry CheckedGeometry(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
+                         const CodecParams& params) {
   if (!IsSupportedDtype(dtype)) throw StatusError(SLICER_ERR_UNSUPPORTED_DTYPE, "bad dtype");
   Geometry geometry;
   const slicer_status shape_status =
@@ -199,15 +176,91 @@ void EncodeStream(const void* data, int dtype, const int64_t* shape, uint32_t nd
   if (geometry.num_elements > 0 && data == nullptr) {
     throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "data is NULL");
   }
-  EncodeScratch& scratch = ThreadScratch();
+  return geometry;
+}
+
+// Runs fn() on `context` (its pool, one call at a time) and trims its scratch afterwards, also
+// after a failure (NaN input, out of memory).
+template <class Fn>
+void OnContext(Context* context, bool keep_output, Fn&& fn) {
+  std::lock_guard<std::mutex> lock(context->call_mutex());
+  context->TrimScratch(false);  // the previous call's streams are no longer readable
+  PoolScope scope(context->pool());
   try {
-    EncodeStreamWith(data, dtype, shape, ndim, geometry, params, path, &scratch, out);
+    fn();
   } catch (...) {
-    // A failed call (NaN input, out of memory) must not pin a large scratch either.
-    if (scratch.Bytes() > kRetainedScratchBytes) scratch = EncodeScratch{};
+    context->TrimScratch(false);
     throw;
   }
-  if (scratch.Bytes() > kRetainedScratchBytes) scratch = EncodeScratch{};
+  context->TrimScratch(keep_output);
+}
+
+}  // namespace
+
+const std::vector<uint8_t>& EncodeStream(Context* context, const void* data, int dtype,
+                                         const int64_t* shape, uint32_t ndim,
+                                         const CodecParams& params, SelectionPath path) {
+  CodecParams call = params;
+  call.threads = CallThreads(*context, params.threads);
+  const Geometry geometry = CheckedGeometry(data, dtype, shape, ndim, call);
+  OnContext(context, true, [&] {
+    EncodeStreamWith(data, dtype, shape, ndim, geometry, call, path, context, 0);
+  });
+  return context->workspace(0).encode.stream;
+}
+
+void EncodeStream(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
+                  const CodecParams& params, SelectionPath path, std::vector<uint8_t>* out) {
+  LeasedContext lease;
+  const std::vector<uint8_t>& stream =
+      EncodeStream(&lease.get(), data, dtype, shape, ndim, params, path);
+  out->assign(stream.begin(), stream.end());
+}
+
+void EncodeBatch(Context* context, const void* data, int dtype, const int64_t* shape,
+                 uint32_t ndim, const CodecParams& params, const uint8_t** streams,
+                 size_t* sizes) {
+  if (ndim == 0) throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "a batch needs a first axis");
+  CodecParams call = params;
+  call.threads = CallThreads(*context, params.threads);
+  // The whole batch's shape is checked first (dims >= 0, element count < 2^63), then one item's.
+  const Geometry whole = CheckedGeometry(data, dtype, shape, ndim, CodecParams{});
+  const uint64_t items = static_cast<uint64_t>(shape[0]);
+  if (items == 0) return;
+  const Geometry geometry = CheckedGeometry(data, dtype, shape + 1, ndim - 1, call);
+  const uint64_t item_elements = whole.num_elements / items;
+  const size_t item_bytes = static_cast<size_t>(item_elements) * DtypeSize(dtype);
+  const uint8_t* bytes = static_cast<const uint8_t*>(data);
+  OnContext(context, true, [&] {
+    // Small items: whole items per part, each coded on one thread with the part's workspace.
+    // Large items: one after another, each with all the threads.
+    const bool by_item = item_elements < kMinElementsPerThread;
+    const unsigned parts = by_item ? static_cast<unsigned>(std::min<uint64_t>(
+                                         call.threads, std::max<uint64_t>(1, items / 4)))
+                                   : 1;
+    CodecParams item_params = call;
+    if (by_item) item_params.threads = 1;
+    std::vector<size_t> offsets(items);
+    RunParts(items, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
+      ByteBuffer& out = context->workspace(part).streams;
+      out.clear();
+      for (uint64_t i = begin; i < end; ++i) {
+        EncodeStreamWith(bytes + i * item_bytes, dtype, shape + 1, ndim - 1, geometry,
+                         item_params, SelectionPath::kRadix, context, part);
+        const std::vector<uint8_t>& stream = context->workspace(part).encode.stream;
+        offsets[i] = out.size();
+        sizes[i] = stream.size();
+        out.insert(out.end(), stream.begin(), stream.end());
+      }
+    });
+    // Pointers only now: a part's buffer may have moved while it grew.
+    for (unsigned part = 0; part < parts; ++part) {
+      const uint8_t* base = context->workspace(part).streams.data();
+      for (uint64_t i = PartBegin(items, parts, part); i < PartBegin(items, parts, part + 1); ++i) {
+        streams[i] = base + offsets[i];
+      }
+    }
+  });
 }
 
 }  // namespace slicer::internal

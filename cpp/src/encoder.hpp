@@ -11,9 +11,25 @@ namespace slicer::internal {
 
 enum class SelectionPath { kRadix, kSort };
 
-// Encodes into `out` (replacing its contents). Throws StatusError on bad input.
+class Context;
+
+// Encodes on `context` (its pool and scratch; params.threads = 0 or more than the context has
+// means all of its threads). Returns the stream, owned by the context and valid until its
+// next call. Throws StatusError on bad input.
+const std::vector<uint8_t>& EncodeStream(Context* context, const void* data, int dtype,
+                                         const int64_t* shape, uint32_t ndim,
+                                         const CodecParams& params, SelectionPath path);
+
+// The same on a context leased for the call (context.hpp); the stream replaces *out.
 void EncodeStream(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
                   const CodecParams& params, SelectionPath path, std::vector<uint8_t>* out);
+
+// Encodes each of the shape[0] items (shape[1..ndim)) of a C-contiguous array as its own
+// stream, byte-identical to EncodeStream of the item. streams[i] / sizes[i] receive item i's
+// stream, owned by the context and valid until its next call.
+void EncodeBatch(Context* context, const void* data, int dtype, const int64_t* shape,
+                 uint32_t ndim, const CodecParams& params, const uint8_t** streams,
+                 size_t* sizes);
 
 }  // namespace slicer::internal
 

@@ -1,5 +1,5 @@
-// Splits [0, n) into contiguous parts run on std::threads. Exceptions thrown by a part are
-// re-thrown in the caller after every thread has joined, so none escapes a worker.
+// Splits [0, n) into contiguous parts run on the current call's worker pool. Exceptions thrown
+// by a part are re-thrown in the caller after every part has finished, so none escapes a worker.
 #ifndef SLICER_SRC_PARALLEL_HPP_
 #define SLICER_SRC_PARALLEL_HPP_
 
@@ -8,6 +8,8 @@
 #include <exception>
 #include <thread>
 #include <vector>
+
+#include "pool.hpp"
 
 namespace slicer::internal {
 
@@ -30,7 +32,10 @@ inline uint64_t PartBegin(uint64_t n, unsigned parts, unsigned part) {
   return static_cast<uint64_t>((static_cast<unsigned __int128>(n) * part) / parts);
 }
 
-// Calls fn(part, begin, end) for `parts` contiguous slices of [0, n).
+// Calls fn(part, begin, end) for `parts` contiguous slices of [0, n), on the workers of the
+// current call's pool (pool.hpp; the process's shared pool outside a context's call) when it
+// has any and is free, else one after another on this thread. The slices, and so every
+// result, are the same either way.
 template <class Fn>
 void RunParts(uint64_t n, unsigned parts, Fn&& fn) {
   if (parts <= 1) {
@@ -45,19 +50,16 @@ void RunParts(uint64_t n, unsigned parts, Fn&& fn) {
       errors[part] = std::current_exception();
     }
   };
-  std::vector<std::thread> workers;
-  workers.reserve(parts - 1);
-  unsigned started = 1;
-  for (; started < parts; ++started) {
-    try {
-      workers.emplace_back(body, started);
-    } catch (...) {
-      break;  // could not start a thread: run the rest here
-    }
+  using Body = decltype(body);
+  Pool* pool = CurrentPool();
+  if (pool == nullptr) pool = SharedPoolInstance();
+  const bool pooled =
+      pool->threads() > 1 &&
+      pool->TryRun(parts, [](void* arg, unsigned part) { (*static_cast<Body*>(arg))(part); },
+                   &body);
+  if (!pooled) {
+    for (unsigned part = 0; part < parts; ++part) body(part);
   }
-  body(0);
-  for (unsigned part = started; part < parts; ++part) body(part);
-  for (std::thread& worker : workers) worker.join();
   for (const std::exception_ptr& error : errors) {
     if (error) std::rethrow_exception(error);
   }

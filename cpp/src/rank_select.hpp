@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "codec.hpp"
+#include "context.hpp"
 #include "draw.hpp"
 #include "float_bits.hpp"
 #include "parallel.hpp"
@@ -72,15 +73,6 @@ Histogram BuildHistogram(KeyOf key_of, uint64_t n, unsigned threads) {
     histogram.non_finite = histogram.non_finite || histogram.bins[b] != 0;
   }
   return histogram;
-}
-
-// Key buffers whose resize() leaves new entries uninitialized (they are written next).
-using KeyBuffer = std::vector<uint32_t, UninitializedAllocator<uint32_t>>;
-
-// Per-thread key buffer, reused across calls.
-inline KeyBuffer& Scratch() {
-  thread_local KeyBuffer scratch;
-  return scratch;
 }
 
 template <class Keys>
@@ -232,16 +224,17 @@ RankInfo SmallRankInPlace(Keys* keys, uint64_t rank) {
 }
 
 template <class KeyOf>
-RankInfo SmallKeyAtRank(KeyOf key_of, uint64_t n, uint64_t rank) {
-  KeyBuffer& bucket = Scratch();
+RankInfo SmallKeyAtRank(KeyOf key_of, uint64_t n, uint64_t rank, KeyBuffer* scratch) {
+  KeyBuffer& bucket = *scratch;
   bucket.resize(n);
   for (uint64_t j = 0; j < n; ++j) bucket[j] = key_of(j);
   return SmallRankInPlace(&bucket, rank);
 }
 
 template <class KeyOf>
-RankInfo KeyAtRank(KeyOf key_of, uint64_t n, uint64_t rank, unsigned threads) {
-  if (n < kRadixMinElements) return SmallKeyAtRank(key_of, n, rank);
+RankInfo KeyAtRank(KeyOf key_of, uint64_t n, uint64_t rank, unsigned threads,
+                   KeyBuffer* scratch) {
+  if (n < kRadixMinElements) return SmallKeyAtRank(key_of, n, rank, scratch);
   return RankFromHistogram(BuildHistogram(key_of, n, threads), key_of, n, rank, threads);
 }
 
@@ -289,9 +282,10 @@ Cut CutFromRank(const RankInfo& info, uint64_t count, KeyOf key_of, uint64_t n, 
 
 template <class KeyOf, class GlobalOf>
 Cut CutFirst(KeyOf key_of, uint64_t n, uint64_t count, uint64_t seed, unsigned threads,
-             GlobalOf global_of) {
+             GlobalOf global_of, KeyBuffer* scratch) {
   if (count == 0) return Cut{};
-  return CutFromRank(KeyAtRank(key_of, n, count - 1, threads), count, key_of, n, seed, global_of);
+  return CutFromRank(KeyAtRank(key_of, n, count - 1, threads, scratch), count, key_of, n, seed,
+                     global_of);
 }
 
 }  // namespace slicer::internal

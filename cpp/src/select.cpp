@@ -9,6 +9,7 @@
 #endif
 
 #include "codec.hpp"
+#include "context.hpp"
 #include "draw.hpp"
 #include "float_bits.hpp"
 #include "parallel.hpp"
@@ -49,11 +50,20 @@ class KeptAppender {
   KeptElement buffer_[kBuffer];
 };
 
+// The workspace's per-part kept lists, `parts` of them, empty (their capacity is kept).
+std::vector<std::vector<KeptElement>>& PartLists(unsigned parts, Workspace* workspace) {
+  std::vector<std::vector<KeptElement>>& lists = workspace->lists;
+  if (lists.size() < parts) lists.resize(parts);
+  for (unsigned part = 0; part < parts; ++part) lists[part].clear();
+  return lists;
+}
+
 // Collects the elements for which kept(j) holds, in position order.
 template <class Kept>
-void CollectKept(const float* x, uint64_t n, unsigned threads, Kept kept, GroupCode* group) {
+void CollectKept(const float* x, uint64_t n, unsigned threads, Kept kept, Workspace* workspace,
+                 GroupCode* group) {
   const unsigned parts = PartCount(n, threads, kMinElementsPerThread);
-  std::vector<std::vector<KeptElement>> lists(parts);
+  std::vector<std::vector<KeptElement>>& lists = PartLists(parts, workspace);
   RunParts(n, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
     // Branch-free compaction through a small buffer: a kept/dropped branch would mispredict.
     constexpr uint64_t kBuffer = 1024;
@@ -72,21 +82,23 @@ void CollectKept(const float* x, uint64_t n, unsigned threads, Kept kept, GroupC
   });
   group->kept.clear();
   group->kept.reserve(group->k);
-  for (const std::vector<KeptElement>& list : lists) {
-    group->kept.insert(group->kept.end(), list.begin(), list.end());
+  for (unsigned part = 0; part < parts; ++part) {
+    group->kept.insert(group->kept.end(), lists[part].begin(), lists[part].end());
   }
 }
 
 // CollectKept for lambda = 0: the candidates are the keys >= cut.mu, found 64 at a time with a
 // loop the compiler vectorizes; only ties at mu may need their draw.
 void CollectTop(const float* x, uint64_t n, uint64_t base, const Cut& cut, uint64_t seed,
-                unsigned threads, uint64_t expected, GroupCode* group) {
+                unsigned threads, uint64_t expected, Workspace* workspace, GroupCode* group) {
   const unsigned parts = PartCount(n, threads, kMinElementsPerThread);
   // One part writes straight into the group's list; several parts fill their own lists.
-  std::vector<std::vector<KeptElement>> lists(parts > 1 ? parts : 0);
+  std::vector<std::vector<KeptElement>>& lists = PartLists(parts > 1 ? parts : 0, workspace);
   group->kept.clear();
   group->kept.reserve(expected);
-  for (std::vector<KeptElement>& list : lists) list.reserve(expected / parts + expected / 8 + 64);
+  for (unsigned part = 0; parts > 1 && part < parts; ++part) {
+    lists[part].reserve(expected / parts + expected / 8 + 64);
+  }
   const int32_t mu = static_cast<int32_t>(cut.mu);  // finite keys are below 2^31
   RunParts(n, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
     KeptAppender out(x, parts > 1 ? &lists[part] : &group->kept);
@@ -134,8 +146,8 @@ void CollectTop(const float* x, uint64_t n, uint64_t base, const Cut& cut, uint6
       if ((bits[j] & 0x7FFFFFFFu) >= cut.mu) consider(j);
     }
   });
-  for (const std::vector<KeptElement>& list : lists) {
-    group->kept.insert(group->kept.end(), list.begin(), list.end());
+  for (unsigned part = 0; parts > 1 && part < parts; ++part) {
+    group->kept.insert(group->kept.end(), lists[part].begin(), lists[part].end());
   }
 }
 
@@ -152,13 +164,15 @@ struct SweepCounts {
 // One pass over the group: appends every element whose key is at least `floor` (>= 1) to
 // group->kept in position order and counts the zero and non-finite keys of the whole group.
 SweepCounts SweepCandidates(const float* x, uint64_t n, uint32_t floor, unsigned threads,
-                            uint64_t expected, GroupCode* group) {
+                            uint64_t expected, Workspace* workspace, GroupCode* group) {
   const unsigned parts = PartCount(n, threads, kMinElementsPerThread);
-  std::vector<std::vector<KeptElement>> lists(parts > 1 ? parts : 0);
+  std::vector<std::vector<KeptElement>>& lists = PartLists(parts > 1 ? parts : 0, workspace);
   std::vector<SweepCounts> counts(parts);
   group->kept.clear();
   group->kept.reserve(expected);
-  for (std::vector<KeptElement>& list : lists) list.reserve(expected / parts + expected / 8 + 64);
+  for (unsigned part = 0; parts > 1 && part < parts; ++part) {
+    lists[part].reserve(expected / parts + expected / 8 + 64);
+  }
   const int32_t floor_key = static_cast<int32_t>(floor);
   const int32_t infinity_key = static_cast<int32_t>(kInfinityKey);
   RunParts(n, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
@@ -236,17 +250,18 @@ SweepCounts SweepCandidates(const float* x, uint64_t n, uint32_t floor, unsigned
     total.zeros += part.zeros;
     total.non_finite += part.non_finite;
   }
-  for (const std::vector<KeptElement>& list : lists) {
-    group->kept.insert(group->kept.end(), list.begin(), list.end());
+  for (unsigned part = 0; parts > 1 && part < parts; ++part) {
+    group->kept.insert(group->kept.end(), lists[part].begin(), lists[part].end());
   }
   return total;
 }
 
 // Keeps the candidates in P order's first k: the k-th largest key among them by a radix
 // descent on a copy of their keys, then its ties by draw.
-void TrimCandidates(uint64_t k, uint64_t base, uint64_t seed, GroupCode* group) {
+void TrimCandidates(uint64_t k, uint64_t base, uint64_t seed, Workspace* workspace,
+                    GroupCode* group) {
   std::vector<KeptElement>& candidates = group->kept;
-  KeyBuffer& keys = Scratch();
+  KeyBuffer& keys = workspace->keys;
   keys.resize(candidates.size());
   for (size_t t = 0; t < candidates.size(); ++t) keys[t] = MagnitudeKey(candidates[t].value);
   const RankInfo info = RadixRankInPlace<uint32_t>(&keys, k - 1);
@@ -274,11 +289,11 @@ void TrimCandidates(uint64_t k, uint64_t base, uint64_t seed, GroupCode* group) 
 // than k keys clear it, this returns false and the caller runs the exact two-pass selection,
 // so the result never depends on the sample.
 bool SelectTopFromSample(const float* x, uint64_t n, uint64_t base, const CodecParams& params,
-                         unsigned threads, GroupCode* group) {
+                         unsigned threads, Workspace* workspace, GroupCode* group) {
   const uint64_t k_limit = KeepLimit(n, params.sparsity_ppb);
   if (n < kSampleMinElements || n >= (uint64_t{1} << 32) || k_limit == 0) return false;
   constexpr uint64_t kSample = kSampleRuns * kSampleRunLength;
-  KeyBuffer& sample = Scratch();
+  KeyBuffer& sample = workspace->keys;
   sample.resize(kSample);
   for (uint64_t r = 0; r < kSampleRuns; ++r) {
     const uint64_t start = (n - kSampleRunLength) * r / (kSampleRuns - 1);
@@ -296,7 +311,7 @@ bool SelectTopFromSample(const float* x, uint64_t n, uint64_t base, const CodecP
   const uint32_t floor = std::max<uint32_t>(floor_info.key, 1);
   const uint64_t reserve =
       static_cast<uint64_t>((floor_rank + 1.0) / kSample * static_cast<double>(n) * 1.125) + 1024;
-  const SweepCounts counts = SweepCandidates(x, n, floor, threads, reserve, group);
+  const SweepCounts counts = SweepCandidates(x, n, floor, threads, reserve, workspace, group);
   if (counts.non_finite > 0) throw StatusError(SLICER_ERR_NONFINITE_INPUT, "NaN or infinity");
   const uint64_t k = std::min(k_limit, n - counts.zeros);
   if (group->kept.size() < k) return false;
@@ -305,7 +320,7 @@ bool SelectTopFromSample(const float* x, uint64_t n, uint64_t base, const CodecP
     group->kept.clear();
     return true;
   }
-  TrimCandidates(k, base, params.seed, group);
+  TrimCandidates(k, base, params.seed, workspace, group);
   return true;
 }
 
@@ -365,9 +380,7 @@ std::vector<RankInfo> KeysAtRanks(const uint32_t* keys, uint64_t count,
   return infos;
 }
 
-using MemberBuffer = std::vector<uint64_t, UninitializedAllocator<uint64_t>>;
-// LabelBlocks keeps its per-thread buffers up to this many entries per sign (12 bytes each).
-constexpr size_t kRetainedLabelEntries = size_t{1} << 22;
+using MemberBuffer = IndexBuffer;
 
 // Labels the kept elements of one sign by their P-order rank (§5.1). `keys[t]` is the
 // magnitude key of kept element `members[t]`.
@@ -473,13 +486,14 @@ void LabelSign(const KeyBuffer& keys, const MemberBuffer& members, unsigned bloc
 }
 
 // Splits the kept list by sign (compact key arrays, no masking) and labels both signs.
-void LabelBlocks(uint64_t base, const CodecParams& params, GroupCode* group) {
+void LabelBlocks(uint64_t base, const CodecParams& params, Workspace* workspace,
+                 GroupCode* group) {
   const std::vector<KeptElement>& kept = group->kept;
   const uint64_t k = kept.size();
-  // Per thread and reused: per-row groups call this thousands of times, large groups would
+  // The workspace's, reused: per-row groups call this thousands of times, large groups would
   // fault in fresh pages every call.
-  thread_local KeyBuffer keys[2];
-  thread_local MemberBuffer members[2];
+  KeyBuffer* keys = workspace->sign_keys;
+  MemberBuffer* members = workspace->sign_members;
   for (int sign = 0; sign < 2; ++sign) {
     keys[sign].resize(k);
     members[sign].resize(k);
@@ -509,21 +523,16 @@ void LabelBlocks(uint64_t base, const CodecParams& params, GroupCode* group) {
   members[1].resize(n_neg);
   LabelSign(keys[0], members[0], params.blocks_pos, 0, base, params, group);
   LabelSign(keys[1], members[1], params.blocks_neg, params.blocks_pos, base, params, group);
-  for (int sign = 0; sign < 2; ++sign) {
-    if (members[sign].capacity() > kRetainedLabelEntries) {
-      KeyBuffer().swap(keys[sign]);
-      MemberBuffer().swap(members[sign]);
-    }
-  }
 }
 
 // Checks the kept count, then counts the positives and labels and counts the blocks.
-void FinishSelection(uint64_t base, const CodecParams& params, GroupCode* group) {
+void FinishSelection(uint64_t base, const CodecParams& params, Workspace* workspace,
+                     GroupCode* group) {
   if (group->kept.size() != group->k) {
     throw StatusError(SLICER_ERR_INTERNAL, "kept count mismatch");
   }
   group->n_pos = 0;
-  if (group->k > 0) LabelBlocks(base, params, group);  // also counts n_pos
+  if (group->k > 0) LabelBlocks(base, params, workspace, group);  // also counts n_pos
   CountBlocks(params, group);
 }
 
@@ -560,10 +569,11 @@ uint64_t BlockCount(uint64_t n, unsigned blocks, unsigned m) {
 }
 
 void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& params,
-                 unsigned threads, GroupCode* group) {
+                 unsigned threads, Workspace* workspace, GroupCode* group) {
   group->n_pos = 0;
-  if (params.asym_ppb == 0 && SelectTopFromSample(x, n, base, params, threads, group)) {
-    FinishSelection(base, params, group);
+  if (params.asym_ppb == 0 &&
+      SelectTopFromSample(x, n, base, params, threads, workspace, group)) {
+    FinishSelection(base, params, workspace, group);
     return;
   }
   const auto key_of = [x](uint64_t j) { return MagnitudeKey(x[j]); };
@@ -577,7 +587,7 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
     if (histogram.non_finite) throw StatusError(SLICER_ERR_NONFINITE_INPUT, "NaN or infinity");
   } else {
     // Small groups keep a copy of the keys for the selection below (same pass).
-    KeyBuffer& keys = Scratch();
+    KeyBuffer& keys = workspace->keys;
     keys.resize(n);
     uint32_t largest = 0;
     for (uint64_t j = 0; j < n; ++j) {
@@ -604,7 +614,8 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
       Cut coarse;
       coarse.mu = chosen << 16;
       coarse.all_ties = true;
-      CollectTop(x, n, base, coarse, seed, threads, above + histogram.bins[chosen], group);
+      CollectTop(x, n, base, coarse, seed, threads, above + histogram.bins[chosen], workspace,
+                 group);
       std::vector<KeptElement>& candidates = group->kept;
       std::vector<uint32_t> bucket;
       bucket.reserve(histogram.bins[chosen]);
@@ -626,12 +637,12 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
       }
       candidates.resize(kept);
     } else if (params.asym_ppb == 0) {
-      const RankInfo tau_info = SmallRankInPlace(&Scratch(), k - 1);  // keys copied above
+      const RankInfo tau_info = SmallRankInPlace(&workspace->keys, k - 1);  // keys copied above
       const Cut cut = CutFromRank(tau_info, k, key_of, n, seed, identity);
-      CollectTop(x, n, base, cut, seed, threads, k, group);
+      CollectTop(x, n, base, cut, seed, threads, k, workspace, group);
     } else {
       const RankInfo tau_info = radix ? RankFromHistogram(histogram, key_of, n, k - 1, threads)
-                                      : SmallRankInPlace(&Scratch(), k - 1);
+                                      : SmallRankInPlace(&workspace->keys, k - 1);
       const double tau = static_cast<double>(BitsToFloat(tau_info.key));
       const double f_plus = static_cast<double>(kPpb + params.asym_ppb) / static_cast<double>(kPpb);
       const double f_minus =
@@ -651,20 +662,23 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
       const auto masked_of = [m](uint64_t j) { return m[j]; };
       if (strict_count >= k) {
         // Trim: the first k elements of S in P order.
-        const Cut cut = CutFirst(masked_of, n, k, seed, threads, identity);
+        const Cut cut = CutFirst(masked_of, n, k, seed, threads, identity, &workspace->keys);
         CollectKept(
-            x, n, threads, [&](uint64_t j) { return InCut(cut, m[j], seed, base + j); }, group);
+            x, n, threads, [&](uint64_t j) { return InCut(cut, m[j], seed, base + j); },
+            workspace, group);
       } else {
         // Fill: S plus the first k - |S| non-zero elements outside S in P order.
         for (uint64_t j = 0; j < n; ++j) masked[j] = strict[j] ? 0 : key_of(j);
-        const Cut cut = CutFirst(masked_of, n, k - strict_count, seed, threads, identity);
+        const Cut cut =
+            CutFirst(masked_of, n, k - strict_count, seed, threads, identity, &workspace->keys);
         CollectKept(
             x, n, threads,
-            [&](uint64_t j) { return strict[j] || InCut(cut, m[j], seed, base + j); }, group);
+            [&](uint64_t j) { return strict[j] || InCut(cut, m[j], seed, base + j); },
+            workspace, group);
       }
     }
   }
-  FinishSelection(base, params, group);
+  FinishSelection(base, params, workspace, group);
 }
 
 }  // namespace slicer::internal

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._api import decode, encode, encode_batch, size_bound
+from ._context import Context, default_context
 from ._errors import FormatError
 from ._inspect import BlockInfo, ByteAccount, StreamInfo, inspect
 
@@ -30,10 +31,12 @@ __all__ = [
     "BlockInfo",
     "ByteAccount",
     "Codec",
+    "Context",
     "FormatError",
     "StreamInfo",
     "__version__",
     "decode",
+    "default_context",
     "encode",
     "encode_batch",
     "inspect",

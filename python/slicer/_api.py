@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._context import native_context
 from ._errors import LIMIT_EXCEEDED, FormatError, raise_decode_status, raise_encode_status
 from ._intake import (
     CODE_OF_DTYPE,
@@ -29,6 +30,7 @@ from ._rate import encode_within
 __all__ = ["decode", "encode", "encode_batch", "size_bound"]
 
 _MAX_NDIM = 32
+_BFLOAT16_CODE = 3
 DEFAULT_MAX_ELEMENTS = 2**31
 
 _PARAMS_DOC_HEAD = """\
@@ -82,6 +84,12 @@ _OUT_DOC = """\
         transport); `slicer.decode(..., device="cuda")` takes it back.
 """
 
+_CONTEXT_DOC = """\
+    context : slicer.Context or None, default None
+        The worker pool and scratch of CPU calls (see :class:`slicer.Context`); None uses
+        the calling thread's default context, which shares the process's pool.
+"""
+
 
 def _max_bytes(value: Any) -> int | None:
     if value is None:
@@ -133,14 +141,28 @@ def _check_shape(shape: tuple[int, ...], params: dict[str, Any]) -> None:
         raise ValueError("groups='rows' needs an array with at least one dimension")
 
 
-def encode_host(array: np.ndarray, params: dict[str, Any]) -> bytes:
+def _native_view(array: np.ndarray) -> tuple[np.ndarray, int]:
+    """The array as the C library reads it (bfloat16 as its uint16 bits) and its dtype code."""
+    code = CODE_OF_DTYPE[array.dtype]
+    return (array.view(np.uint16) if code == _BFLOAT16_CODE else array), code
+
+
+def encode_host(array: np.ndarray, params: dict[str, Any], context: Any = None) -> bytes:
     """Encode a C-contiguous CPU array of a supported dtype with integer parameters."""
     _check_shape(array.shape, params)
-    raw = array.reshape(-1).view(np.uint8)
-    status, stream = _core.encode(raw, CODE_OF_DTYPE[array.dtype], list(array.shape), params)
+    view, code = _native_view(array)
+    status, stream = _core.encode_array(native_context(context), view, code, _core.Params(params))
     if status:
         raise_encode_status(status)
     return stream
+
+
+# The fast path of encode(): per-token callers encode many small arrays with the same
+# arguments, so the converted parameters are cached on the exact arguments and their types
+# (bool never aliases int, numpy.float64 never aliases float) once a call validated them.
+_FAST_DTYPES = {np.dtype(np.float32): 1, np.dtype(np.float16): 2}
+_FAST_PARAMS: dict[tuple[Any, ...], Any] = {}
+_FAST_PARAMS_MAX = 256
 
 
 def _gpu_module() -> Any:
@@ -184,6 +206,7 @@ def encode(
     chunk_size: int = 16384,
     threads: int = 0,
     out: str = "host",
+    context: Any = None,
 ) -> Any:
     """Encode an array into a SLICER stream (bitstream format 1, docs/format.md).
 
@@ -195,6 +218,25 @@ def encode(
         (``ml_dtypes.bfloat16`` NumPy arrays, ``torch.bfloat16`` tensors), any shape. Taken
         without a copy when C-contiguous. Arrays on a CUDA device are encoded on the GPU.
     """
+    if type(x) is np.ndarray and max_bytes is None and out == "host" and x.ndim:
+        # Fast path: a plain C-contiguous float32 / float16 array with arguments already seen.
+        key = (
+            sparsity, asym, blocks, bits, delta, seed, groups, chunk_size, threads,
+            type(sparsity), type(asym), type(blocks), type(bits), type(delta), type(seed),
+            type(chunk_size), type(threads),
+        )  # fmt: skip
+        try:
+            native = _FAST_PARAMS.get(key)
+        except TypeError:  # unhashable, e.g. a list of widths
+            key, native = None, None
+        code = _FAST_DTYPES.get(x.dtype)
+        if native is not None and code is not None and x.flags.c_contiguous and x.ndim <= 32:
+            status, stream = _core.encode_array(native_context(context), x, code, native)
+            if status:
+                raise_encode_status(status)
+            return stream
+    else:
+        key = None
     params = make_params(
         sparsity=sparsity,
         asym=asym,
@@ -225,9 +267,13 @@ def encode(
     else:
         array = as_host_array(x)
     if limit is None:
-        return encode_host(array, params)
+        stream = encode_host(array, params, context)
+        if key is not None and len(_FAST_PARAMS) < _FAST_PARAMS_MAX:
+            _FAST_PARAMS[key] = _core.Params(params)
+        return stream
     _check_shape(array.shape, params)
-    return encode_within(array, params, limit, encode_host)
+    native_context(context)  # checks `context` before the search starts
+    return encode_within(array, params, limit, lambda a, p: encode_host(a, p, context))
 
 
 encode.__doc__ = (
@@ -237,6 +283,7 @@ encode.__doc__ = (
     + _MAX_BYTES_DOC
     + _PARAMS_DOC_TAIL
     + _OUT_DOC
+    + _CONTEXT_DOC
     + """
     Returns
     -------
@@ -260,13 +307,16 @@ def encode_batch(x: Any, axis: int = 0, **params: Any) -> list[bytes]:
     """Encode every slice of `x` along `axis` as its own stream.
 
     Item i is byte-identical to ``encode(numpy.take(x, i, axis), **params)``. `params` are the
-    keyword arguments of :func:`encode`. CUDA arrays are encoded by the CUDA backend in one
-    launch (without `max_bytes`); CPU arrays slice by slice.
+    keyword arguments of :func:`encode` (``context`` included). CPU arrays are encoded in one
+    call of the C library (slices in parallel on the context's pool; with `max_bytes`, slice
+    by slice); CUDA arrays by the CUDA backend in one launch (without `max_bytes`).
     """
     limit = params.get("max_bytes")
-    check = {k: v for k, v in params.items() if k != "max_bytes"}
+    context = params.get("context")
+    check = {k: v for k, v in params.items() if k not in ("max_bytes", "context")}
     int_params = make_params(**check)
     _max_bytes(limit)
+    native = native_context(context)
     axis_index = operator.index(axis)
     if dlpack_device_type(x) == DLPACK_CUDA and limit is None:
         gpu = _gpu_module()
@@ -277,7 +327,14 @@ def encode_batch(x: Any, axis: int = 0, **params: Any) -> list[bytes]:
     if not -array.ndim <= axis_index < array.ndim:
         raise ValueError(f"axis {axis_index} is out of range for an array of {array.ndim} dims")
     moved = np.moveaxis(array, axis_index, 0)
-    return [encode(moved[i], **params) for i in range(moved.shape[0])]
+    if limit is not None:
+        return [encode(moved[i], **params) for i in range(moved.shape[0])]
+    _check_shape(moved.shape[1:], int_params)
+    view, code = _native_view(np.ascontiguousarray(moved))
+    status, streams = _core.encode_batch_array(native, view, code, _core.Params(int_params))
+    if status:
+        raise_encode_status(status)
+    return streams
 
 
 def decode(

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <string>
 #include <vector>
@@ -145,6 +146,97 @@ nb::tuple Encode(ConstBytes raw, int dtype, const std::vector<int64_t>& shape,
   return nb::make_tuple(status, nb::bytes(reinterpret_cast<const char*>(dst.get()), written));
 }
 
+// Encoder parameters converted once from the integer dict of slicer/_params.py (callers that
+// encode many tensors with the same settings keep one and skip the dict per call).
+struct NativeParams {
+  explicit NativeParams(const nb::dict& params) : raw(ParamsFromDict(params)) {}
+  slicer_params raw;
+};
+
+// slicer_context plus a lock held from the encode until its stream is copied into a Python
+// object (the stream lives in the context until its next call, which another Python thread
+// could otherwise start in between). The lock is only ever taken with the GIL released.
+struct PyContext {
+  explicit PyContext(uint32_t threads) : context(slicer_context_create(threads)) {
+    if (context == nullptr) throw std::bad_alloc();
+  }
+  ~PyContext() { slicer_context_destroy(context); }
+  PyContext(const PyContext&) = delete;
+  PyContext& operator=(const PyContext&) = delete;
+
+  slicer_context* context;
+  std::mutex lock;
+};
+
+using AnyArray = nb::ndarray<nb::ro, nb::c_contig, nb::device::cpu>;
+
+// The shape of a C-contiguous array whose items are `dtype`; false when its element width is
+// not the dtype's or it has too many dimensions.
+bool ArrayShape(const AnyArray& array, int dtype, std::vector<int64_t>* shape) {
+  if (array.ndim() > SLICER_MAX_NDIM || array.dtype().lanes != 1 ||
+      array.dtype().bits != 8 * ItemSize(dtype)) {
+    return false;
+  }
+  shape->resize(array.ndim());
+  for (size_t i = 0; i < array.ndim(); ++i) (*shape)[i] = static_cast<int64_t>(array.shape(i));
+  return true;
+}
+
+// (status, stream): encode a C-contiguous CPU array (float32 / float16, or the uint16 bits of
+// bfloat16) on a context, without converting the parameters or copying the input.
+nb::tuple EncodeArray(PyContext& context, AnyArray array, int dtype, const NativeParams& params) {
+  if (ItemSize(dtype) == 0) {
+    return nb::make_tuple(static_cast<int>(SLICER_ERR_UNSUPPORTED_DTYPE), nb::none());
+  }
+  std::vector<int64_t> shape;
+  if (!ArrayShape(array, dtype, &shape)) {
+    throw nb::value_error("the array's element width or rank does not match the dtype code");
+  }
+  const uint8_t* stream = nullptr;
+  size_t size = 0;
+  std::unique_lock<std::mutex> hold(context.lock, std::defer_lock);
+  int status;
+  {
+    nb::gil_scoped_release release;
+    hold.lock();
+    status = slicer_context_encode(context.context, array.data(), dtype, shape.data(),
+                                   static_cast<uint32_t>(shape.size()), &params.raw, &stream,
+                                   &size);
+  }
+  if (status != SLICER_OK) return nb::make_tuple(status, nb::none());
+  return nb::make_tuple(status, nb::bytes(reinterpret_cast<const char*>(stream), size));
+}
+
+// (status, list of streams): every item along the first axis as its own stream, one C call.
+nb::tuple EncodeBatchArray(PyContext& context, AnyArray array, int dtype,
+                           const NativeParams& params) {
+  if (ItemSize(dtype) == 0) {
+    return nb::make_tuple(static_cast<int>(SLICER_ERR_UNSUPPORTED_DTYPE), nb::none());
+  }
+  std::vector<int64_t> shape;
+  if (!ArrayShape(array, dtype, &shape) || shape.empty()) {
+    throw nb::value_error("the array's element width or rank does not match the dtype code");
+  }
+  const size_t items = static_cast<size_t>(shape[0]);
+  std::vector<const uint8_t*> streams(items);
+  std::vector<size_t> sizes(items);
+  std::unique_lock<std::mutex> hold(context.lock, std::defer_lock);
+  int status;
+  {
+    nb::gil_scoped_release release;
+    hold.lock();
+    status = slicer_context_encode_batch(context.context, array.data(), dtype, shape.data(),
+                                         static_cast<uint32_t>(shape.size()), &params.raw,
+                                         streams.data(), sizes.data());
+  }
+  if (status != SLICER_OK) return nb::make_tuple(status, nb::none());
+  nb::list out;
+  for (size_t i = 0; i < items; ++i) {
+    out.append(nb::bytes(reinterpret_cast<const char*>(streams[i]), sizes[i]));
+  }
+  return nb::make_tuple(status, out);
+}
+
 nb::tuple ReadHeader(ConstBytes buf, uint64_t max_elements) {
   slicer_header header{};
   const int status = slicer_read_header(buf.data(), buf.shape(0), max_elements, &header);
@@ -236,6 +328,21 @@ void RegisterStream(nb::module_& m) {
         "(status, bound): upper bound on the stream size (docs/format.md §8).");
   m.def("encode", &Encode, nb::arg("raw"), nb::arg("dtype"), nb::arg("shape"), nb::arg("params"),
         "(status, stream): encode C-contiguous elements given as a 1-D uint8 array.");
+  nb::class_<NativeParams>(m, "Params",
+                           "Encoder parameters converted once from the integer dict of "
+                           "slicer._params.make_params.")
+      .def(nb::init<const nb::dict&>(), nb::arg("params"));
+  nb::class_<PyContext>(m, "Context",
+                        "A worker pool and reusable scratch (slicer_context, slicer.h).")
+      .def(nb::init<uint32_t>(), nb::arg("threads"))
+      .def_prop_ro(
+          "threads", [](const PyContext& c) { return slicer_context_threads(c.context); },
+          "Threads of its calls (the calling thread counts as one).");
+  m.def("encode_array", &EncodeArray, nb::arg("context"), nb::arg("array"), nb::arg("dtype"),
+        nb::arg("params"), "(status, stream): encode a C-contiguous CPU array on a context.");
+  m.def("encode_batch_array", &EncodeBatchArray, nb::arg("context"), nb::arg("array"),
+        nb::arg("dtype"), nb::arg("params"),
+        "(status, list of streams): each item along axis 0 as its own stream, one call.");
   m.def("read_header", &ReadHeader, nb::arg("buf"), nb::arg("max_elements"),
         "(status, header dict or None): validate checksum and header.");
   m.def("decode_into", &DecodeInto, nb::arg("buf"), nb::arg("out"), nb::arg("max_elements"),

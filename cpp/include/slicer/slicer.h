@@ -157,6 +157,47 @@ SLICER_API int slicer_inspect(const void* src, size_t size, uint64_t max_element
                               slicer_block_info* blocks, size_t blocks_capacity,
                               size_t* num_blocks);
 
+/* ---------------------------------------------------------------------------------------------
+ * Contexts: a worker pool and scratch reused from call to call (no threads started and no
+ * fresh memory touched per call). The functions above use contexts of their own, taken from
+ * a process-wide free list and running on the process's shared pool.
+ *
+ * slicer_context_create(t): t > 0 starts a pool of t threads (the calling thread counts as
+ * one, so t - 1 workers); t = 0 gives a context with scratch only whose parallel parts run on
+ * the process's shared pool (one thread per hardware thread, started on first use). A pool
+ * runs one call's parts at a time; a call that finds its pool busy runs its parts on its own
+ * thread instead of waiting, so N concurrent calls never start N × cores threads.
+ * A context serves one call at a time (concurrent calls on one context are serialized); a
+ * multi-threaded server gives each of its threads a context (t = 0 to share one pool).
+ * Returns NULL when out of memory. The thread count of a call is its own (params->threads or
+ * `threads`; 0 = all), at most the context's. Streams never depend on it. */
+typedef struct slicer_context slicer_context;
+
+SLICER_API slicer_context* slicer_context_create(uint32_t threads);
+SLICER_API void slicer_context_destroy(slicer_context* context); /* NULL is ignored */
+SLICER_API uint32_t slicer_context_threads(const slicer_context* context);
+
+/* Encode like slicer_encode; *stream / *size receive the stream, which the context owns: it
+ * stays valid until the context's next call or its destruction. */
+SLICER_API int slicer_context_encode(slicer_context* context, const void* data, int dtype,
+                                     const int64_t* shape, uint32_t ndim,
+                                     const slicer_params* params, const uint8_t** stream,
+                                     size_t* size);
+
+/* Encode each of the shape[0] items (of shape shape[1 … ndim)) of a C-contiguous array as its
+ * own stream, byte-identical to slicer_encode of that item; one call for a batch of tokens.
+ * streams[i] / sizes[i] (arrays of shape[0] entries) receive item i's stream, owned by the
+ * context as for slicer_context_encode. */
+SLICER_API int slicer_context_encode_batch(slicer_context* context, const void* data, int dtype,
+                                           const int64_t* shape, uint32_t ndim,
+                                           const slicer_params* params, const uint8_t** streams,
+                                           size_t* sizes);
+
+/* slicer_decode on the context's pool. */
+SLICER_API int slicer_context_decode(slicer_context* context, const void* src, size_t size,
+                                     uint64_t max_elements, void* dst, size_t dst_bytes,
+                                     uint32_t threads);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,211 @@
+"""CPU speed targets of the encoder and decoder (issue 11, "CPU speed debts"), one process.
+
+    taskset -c 1 python bench/bench_speed.py              # one pinned core: all but 'threads'
+    taskset -c 0,1 python bench/bench_speed.py --only threads
+    python bench/bench_speed.py --json out.json --rounds 15
+
+Every figure interleaves the calls it compares, one of each per round, and reports the median
+of the per-round values (the machine is shared: a round sees the same load for all of them).
+Input: float32 N(0, 1), seed 0 (fp16 / bf16: the same values rounded).
+
+- threads: encode of 16M floats at s = 0.9, threads=2 against threads=1 (speed-up, and the
+  minor page faults per call).
+- overhead: one 576-float encode through ``slicer.encode`` against the C++ time per row of
+  the same job (a 2048-row ``encode_batch`` divided by 2048); the difference is what a call
+  costs beyond the coding itself.
+- batch: ``encode_batch`` of 2048 x 576 at s = 0.9 in tokens (rows) per second.
+- dtypes: fp16 and bf16 encode of 1M elements against fp32 (time ratio).
+- torch: encode at 1M, s = 0.9, against the plain PyTorch top-k + 3 blocks/sign + 8-bit
+  quantize (bench/baselines.py) on one thread, with the same job (blocks=3, bits=8, delta=0).
+- decode: decode of that 1M stream in GB/s of output.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import baselines
+
+CODEC_PARAMS: dict[str, Any] = {"blocks": 3, "bits": 8, "delta": 0.0}
+MIN_BATCH_S = 2e-3
+
+
+def per_call(fn: Callable[[], object], number: int) -> tuple[float, float]:
+    """(seconds, minor page faults) per call over `number` calls."""
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    t0 = time.perf_counter()
+    for _ in range(number):
+        fn()
+    seconds = (time.perf_counter() - t0) / number
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / number
+    return seconds, faults
+
+
+def calls_per_batch(fn: Callable[[], object]) -> int:
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    return max(1, int(MIN_BATCH_S / max(time.perf_counter() - t0, 1e-9)))
+
+
+def interleaved(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str, list]:
+    """Per call name: a list of (seconds, faults) per round, calls interleaved."""
+    numbers = {name: calls_per_batch(fn) for name, fn in calls.items()}
+    out: dict[str, list] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, fn in calls.items():
+            out[name].append(per_call(fn, numbers[name]))
+    return out
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def bench_threads(slicer: Any, rounds: int) -> dict[str, Any]:
+    x = np.random.default_rng(0).standard_normal(1 << 24, dtype=np.float32)
+    streams = {t: slicer.encode(x, sparsity=0.9, threads=t) for t in (1, 2)}
+    assert streams[1] == streams[2], "streams differ across thread counts"
+    r = interleaved(
+        {
+            "t1": lambda: slicer.encode(x, sparsity=0.9, threads=1),
+            "t2": lambda: slicer.encode(x, sparsity=0.9, threads=2),
+        },
+        rounds,
+    )
+    ratios = [a[0] / b[0] for a, b in zip(r["t1"], r["t2"], strict=True)]
+    return {
+        "t1_ms": 1e3 * med([s for s, _ in r["t1"]]),
+        "t2_ms": 1e3 * med([s for s, _ in r["t2"]]),
+        "t1_faults": med([f for _, f in r["t1"]]),
+        "t2_faults": med([f for _, f in r["t2"]]),
+        "speedup": med(ratios),
+        "target": 1.6,
+    }
+
+
+def bench_small(slicer: Any, rounds: int) -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    rows = rng.standard_normal((2048, 576), dtype=np.float32)
+    one = rows[0].copy()
+    expected = [slicer.encode(rows[i], sparsity=0.9) for i in range(rows.shape[0])]
+    assert slicer.encode_batch(rows, sparsity=0.9) == expected, "encode_batch differs"
+    r = interleaved(
+        {
+            "encode": lambda: slicer.encode(one, sparsity=0.9),
+            "batch": lambda: slicer.encode_batch(rows, sparsity=0.9),
+        },
+        rounds,
+    )
+    encode_us = 1e6 * med([s for s, _ in r["encode"]])
+    batch_s = med([s for s, _ in r["batch"]])
+    per_row_us = 1e6 * batch_s / rows.shape[0]
+    from slicer._params import make_params
+
+    mp = interleaved({"make_params": lambda: make_params(sparsity=0.9)}, rounds)
+    return {
+        "encode_576_us": encode_us,
+        "batch_row_us": per_row_us,
+        "overhead_us": encode_us - per_row_us,
+        "overhead_target_us": 3.0,
+        "make_params_us": 1e6 * med([s for s, _ in mp["make_params"]]),
+        "batch_tokens_per_s": rows.shape[0] / batch_s,
+        "batch_target_tokens_per_s": 400e3,
+    }
+
+
+def bench_dtypes(slicer: Any, rounds: int) -> dict[str, Any]:
+    import ml_dtypes
+
+    x = np.random.default_rng(0).standard_normal(1 << 20, dtype=np.float32)
+    variants = {"fp32": x, "fp16": x.astype(np.float16), "bf16": x.astype(ml_dtypes.bfloat16)}
+    r = interleaved(
+        {
+            name: (lambda a=a: slicer.encode(a, sparsity=0.9, threads=1))
+            for name, a in variants.items()
+        },
+        rounds,
+    )
+    out: dict[str, Any] = {"fp32_ms": 1e3 * med([s for s, _ in r["fp32"]])}
+    for name in ("fp16", "bf16"):
+        out[f"{name}_ms"] = 1e3 * med([s for s, _ in r[name]])
+        out[f"{name}_vs_fp32"] = med([a[0] / b[0] for a, b in zip(r[name], r["fp32"], strict=True)])
+    out["target"] = 1.10
+    return out
+
+
+def bench_torch_decode(slicer: Any, rounds: int) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)
+    n = 1 << 20
+    x = np.random.default_rng(0).standard_normal(n, dtype=np.float32)
+    xt = torch.from_numpy(x)
+    stream = slicer.encode(x, sparsity=0.9, threads=1, **CODEC_PARAMS)
+    r = interleaved(
+        {
+            "slicer": lambda: slicer.encode(x, sparsity=0.9, threads=1, **CODEC_PARAMS),
+            "torch": lambda: baselines.torch_encode(xt, 0.9),
+            "decode": lambda: slicer.decode(stream, threads=1),
+        },
+        rounds,
+    )
+    decode_s = med([s for s, _ in r["decode"]])
+    encode_s = med([s for s, _ in r["slicer"]])
+    return {
+        "encode_ms": 1e3 * encode_s,
+        "encode_gbps": 4.0 * n / encode_s / 1e9,
+        "torch_ms": 1e3 * med([s for s, _ in r["torch"]]),
+        "encode_vs_torch": med([t[0] / e[0] for t, e in zip(r["torch"], r["slicer"], strict=True)]),
+        "encode_vs_torch_target": 15.0,
+        "decode_ms": 1e3 * decode_s,
+        "decode_gbps": 4.0 * n / decode_s / 1e9,
+        "decode_gbps_target": 2.5,
+    }
+
+
+BENCHES = {
+    "threads": bench_threads,
+    "small": bench_small,
+    "dtypes": bench_dtypes,
+    "torch": bench_torch_decode,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=sorted(BENCHES), default=None)
+    parser.add_argument("--skip", nargs="+", choices=sorted(BENCHES), default=[])
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    import slicer
+
+    names = args.only or [name for name in BENCHES if name not in args.skip]
+    results: dict[str, Any] = {"affinity": sorted(os.sched_getaffinity(0))}
+    for name in names:
+        results[name] = BENCHES[name](slicer, args.rounds)
+        print(name, json.dumps(results[name], indent=1), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,197 @@
+// The worker pool (pool.hpp) and codec contexts (context.hpp).
+#include "context.hpp"
+
+#include <algorithm>
+#include <utility>
+
+#include "parallel.hpp"
+
+namespace slicer::internal {
+
+// ---- Pool ------------------------------------------------------------------------------------
+
+Pool::Pool(unsigned threads) {
+  const unsigned workers = threads > 1 ? threads - 1 : 0;
+  workers_.reserve(workers);
+  for (unsigned w = 0; w < workers; ++w) {
+    try {
+      workers_.emplace_back([this] { WorkerLoop(); });
+    } catch (...) {
+      break;  // the system refused a thread: run with the ones that started
+    }
+  }
+}
+
+Pool::~Pool() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  for (std::thread& worker : workers_) worker.join();
+}
+
+void Pool::TakeParts() {
+  for (unsigned part = next_.fetch_add(1, std::memory_order_relaxed); part < parts_;
+       part = next_.fetch_add(1, std::memory_order_relaxed)) {
+    call_(arg_, part);
+  }
+}
+
+bool Pool::TryRun(unsigned parts, void (*call)(void*, unsigned), void* arg) {
+  if (busy_.exchange(true, std::memory_order_acquire)) return false;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    call_ = call;
+    arg_ = arg;
+    parts_ = parts;
+    next_.store(0, std::memory_order_relaxed);
+    pending_ = static_cast<unsigned>(workers_.size());
+    ++generation_;
+  }
+  wake_.notify_all();
+  TakeParts();
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [this] { return pending_ == 0; });
+  }
+  busy_.store(false, std::memory_order_release);
+  return true;
+}
+
+void Pool::WorkerLoop() {
+  uint64_t seen = 0;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+    }
+    TakeParts();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+}
+
+namespace {
+thread_local Pool* current_pool = nullptr;
+}  // namespace
+
+Pool* CurrentPool() { return current_pool; }
+
+PoolScope::PoolScope(Pool* pool) : previous_(current_pool) { current_pool = pool; }
+
+PoolScope::~PoolScope() { current_pool = previous_; }
+
+// ---- Scratch ---------------------------------------------------------------------------------
+
+namespace {
+
+constexpr size_t kRetainedScratchBytes = size_t{64} << 20;
+
+template <class V>
+size_t CapacityBytes(const V& v) {
+  return v.capacity() * sizeof(typename V::value_type);
+}
+
+}  // namespace
+
+size_t Workspace::Bytes() const {
+  size_t bytes = CapacityBytes(keys) + CapacityBytes(order);
+  for (int sign = 0; sign < 2; ++sign) {
+    bytes += CapacityBytes(sign_keys[sign]) + CapacityBytes(sign_members[sign]);
+  }
+  for (const auto& list : lists) bytes += CapacityBytes(list);
+  return bytes + encode.Bytes() + CapacityBytes(streams);
+}
+
+size_t EncodeScratch::Bytes() const {
+  size_t bytes = CapacityBytes(widened) + CapacityBytes(groups) + CapacityBytes(chunk_count) +
+                 CapacityBytes(chunk_length) + CapacityBytes(stream);
+  for (const GroupCode& group : groups) {
+    bytes += CapacityBytes(group.kept) + CapacityBytes(group.blocks);
+  }
+  for (const ByteBuffer& payload : payloads) bytes += CapacityBytes(payload);
+  return bytes;
+}
+
+// ---- Context ---------------------------------------------------------------------------------
+
+std::shared_ptr<Pool> SharedPool() {
+  static const std::shared_ptr<Pool> pool = std::make_shared<Pool>(ResolveThreads(0));
+  return pool;
+}
+
+Pool* SharedPoolInstance() {
+  static Pool* const pool = SharedPool().get();
+  return pool;
+}
+
+Context::Context(unsigned threads)
+    : pool_(threads == 0 ? SharedPool() : std::make_shared<Pool>(threads)),
+      workspaces_(pool_->threads()) {}
+
+Workspace& Context::workspace(unsigned part) {
+  if (part >= workspaces_.size()) throw StatusError(SLICER_ERR_INTERNAL, "part beyond the pool");
+  return workspaces_[part];
+}
+
+void Context::TrimScratch(bool keep_output) {
+  for (Workspace& workspace : workspaces_) {
+    const size_t output = CapacityBytes(workspace.encode.stream) + CapacityBytes(workspace.streams);
+    if (workspace.Bytes() - output > kRetainedScratchBytes) {
+      Workspace fresh;
+      if (keep_output) {
+        fresh.encode.stream.swap(workspace.encode.stream);
+        fresh.streams.swap(workspace.streams);
+      }
+      workspace = std::move(fresh);
+    } else if (!keep_output && output > kRetainedScratchBytes) {
+      std::vector<uint8_t>().swap(workspace.encode.stream);
+      ByteBuffer().swap(workspace.streams);
+    }
+  }
+}
+
+// ---- Leases for calls without a context ------------------------------------------------------
+
+namespace {
+
+std::mutex free_mutex;
+std::vector<std::unique_ptr<Context>>& FreeContexts() {
+  static std::vector<std::unique_ptr<Context>>* free_list =
+      new std::vector<std::unique_ptr<Context>>();  // never destroyed: used until exit
+  return *free_list;
+}
+
+}  // namespace
+
+LeasedContext::LeasedContext() {
+  {
+    std::lock_guard<std::mutex> lock(free_mutex);
+    auto& free_list = FreeContexts();
+    if (!free_list.empty()) {
+      context_ = std::move(free_list.back());
+      free_list.pop_back();
+    }
+  }
+  if (!context_) context_ = std::make_unique<Context>(0);
+}
+
+LeasedContext::~LeasedContext() {
+  // Idle contexts are kept up to one per hardware thread; extras (a burst of concurrent
+  // callers) are freed.
+  const size_t keep = ResolveThreads(0);
+  try {
+    std::lock_guard<std::mutex> lock(free_mutex);
+    auto& free_list = FreeContexts();
+    if (free_list.size() < keep) free_list.push_back(std::move(context_));
+  } catch (...) {
+    // no memory for the free list: the context is simply freed
+  }
+}
+
+}  // namespace slicer::internal
