@@ -23,6 +23,7 @@ __all__ = ["cmake_dir", "main"]
 _SUBCOMMAND_MODULES: list[tuple[str, str, tuple[str, ...]]] = [
     ("slicer.split.cli", "split", ("cuts", "plan", "run")),
     ("slicer.serve.cli", "serve", ("serve", "client", "loadtest")),
+    ("slicer.llm.cli", "models", ("generate",)),
 ]
 #: The distribution name on PyPI (the import name stays ``slicer``; README, "Installing").
 DISTRIBUTION = "slicer-codec"

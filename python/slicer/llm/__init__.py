@@ -1,0 +1,1 @@
+"""Autoregressive split decoding of decoder-only LLMs (paper Eqs. 4–6)."""

@@ -1,0 +1,251 @@
+"""``slicer generate``: autoregressive split decoding from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from typing import Any
+
+from . import export
+from .messages import make_codec
+from .sessions import EdgeSession, ServerSession, run_split
+
+DEFAULT_PROMPT = "Explain in two sentences why the sky is blue."
+
+
+def _cut(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"cut must be a layer number or 'auto': {text!r}"
+        ) from None
+
+
+def _handover(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"handover must be an int >= 0 or 'auto': {text!r}"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"handover must be >= 0: {text!r}")
+    return value
+
+
+def register(sub: Any) -> None:
+    from ..cli import _bits, _blocks
+
+    p = sub.add_parser(
+        "generate",
+        help="generate text with the LLM split between device and server (KV on both sides)",
+        description="Autoregressive split decoding: the device runs layers 0..cut-1 (and, "
+        "for the first w tokens, its own full model), the server runs the rest; one coded "
+        "hidden row per token crosses the link.",
+    )
+    p.add_argument("model", nargs="?", default="smollm2", choices=sorted(export.SOURCES))
+    p.add_argument("--prompt", default=DEFAULT_PROMPT, help="prompt text (default: a shipped one)")
+    p.add_argument("--no-chat", action="store_true", help="do not apply the chat template")
+    p.add_argument("--cut", type=_cut, default=None, help="layers on the device, or auto")
+    p.add_argument("--handover", type=_handover, default=0, help="w local tokens, or auto")
+    p.add_argument("--max-new", type=int, default=32, help="tokens to generate")
+    p.add_argument(
+        "--device-model",
+        choices=("fp32", "int8"),
+        default=None,
+        help="full model for the w local steps (default fp32 when w > 0)",
+    )
+    p.add_argument("--codec", choices=("raw", "fp16", "slicer"), default="slicer")
+    p.add_argument("--sparsity", type=float, default=0.0, help="SLICER: fraction dropped")
+    p.add_argument("--bits", type=_bits, default=8, help="SLICER: q_bit or widths 8,4,2")
+    p.add_argument("--blocks", type=_blocks, default=None, help="SLICER: M or M+,M-")
+    p.add_argument("--delta", type=float, default=0.0, help="SLICER: ABQ budget")
+    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rate", default="20Mbps", help="link rate R for link time / planning")
+    p.add_argument("--bandwidth", default="10MHz", help="link bandwidth W")
+    p.add_argument("--snr", default="10", help="mean SNR γ (linear, or NdB)")
+    p.add_argument("--deadline", default=None, help="planner: D for the handover, e.g. 500ms")
+    p.add_argument("--memory", default=None, help="planner: device memory M_ar, e.g. 600MB")
+    p.add_argument(
+        "--device-factor", type=float, default=1.0, help="planner: device time / time measured here"
+    )
+    p.add_argument("--threads", type=int, default=1, help="ORT threads per graph")
+    p.add_argument("--stop-at-eos", action="store_true", help="stop at the end-of-text token")
+    p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    p.set_defaults(func=_cmd_generate)
+
+
+def _prompt_ids(model: str, text: str, chat: bool) -> list[int]:
+    tok = export.tokenizer(model)
+    if chat and getattr(tok, "chat_template", None):
+        ids = tok.apply_chat_template(
+            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True
+        )
+        if isinstance(ids, dict) or hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+        return [int(t) for t in ids]
+    return [int(t) for t in tok(text)["input_ids"]]
+
+
+def _codec_options(args: argparse.Namespace) -> dict:
+    if args.codec != "slicer":
+        return {}
+    opts: dict[str, Any] = {"sparsity": args.sparsity, "bits": args.bits, "delta": args.delta}
+    if args.blocks is not None:
+        opts["blocks"] = args.blocks
+    return opts
+
+
+def _choose(args: argparse.Namespace, info: export.ModelInfo, prompt_len: int, link: Any) -> tuple:
+    from ..split.link import parse_bytes, parse_seconds
+    from .planner import ARProfile, measure_model, plan, row_bytes_for
+
+    if args.cut != "auto" and args.handover != "auto":
+        cut = info.layers // 2 if args.cut is None else args.cut
+        return cut, args.handover, None
+    device_model = args.device_model or "fp32"
+    call_ms, row_ms = measure_model(args.model, device_model, threads=args.threads)
+    device_bytes = float(
+        (
+            export.int8_graph_path(args.model)
+            if device_model == "int8"
+            else export.graph_path(args.model, "full")
+        )
+        .stat()
+        .st_size
+    )
+    profile = ARProfile.from_full_model(
+        info,
+        call_ms,
+        row_ms,
+        row_bytes_for(args.codec, info.hidden, _codec_options(args)),
+        device_model_bytes=device_bytes,
+        device_factor=args.device_factor,
+    )
+    cuts = None if args.cut in ("auto", None) else [args.cut]
+    handovers = None if args.handover == "auto" else [args.handover]
+    chosen = plan(
+        profile,
+        prompt_len=prompt_len,
+        max_new=args.max_new,
+        link=link,
+        deadline_s=parse_seconds(args.deadline) if args.deadline else math.inf,
+        memory_bytes=parse_bytes(args.memory) if args.memory else math.inf,
+        cuts=cuts,
+        handovers=handovers,
+    )
+    return chosen.cut, chosen.handover, chosen
+
+
+def summarize(steps: list, hidden: int) -> dict:
+    decode = [s for s in steps if s.kind == "decode"]
+    first = [s for s in steps if s.kind in ("prefill", "handover")]
+    local = [s for s in steps if s.kind == "local"]
+
+    def med(values: list[float]) -> float:
+        return round(statistics.median(values), 3) if values else 0.0
+
+    return {
+        "tokens": len(steps),
+        "local_steps": len(local),
+        "local_ms_median": med([s.device_ms for s in local]),
+        "first_message": first[0].to_json() if first else None,
+        "decode_steps": len(decode),
+        "bytes_up_per_step": med([s.bytes_up for s in decode]),
+        "bytes_down_per_step": med([s.bytes_down for s in decode]),
+        "bits_per_element": med([s.bits_per_element for s in decode]),
+        "device_ms": med([s.device_ms for s in decode]),
+        "codec_ms": med([s.codec_ms for s in decode]),
+        "link_ms": med([s.link_ms for s in decode]),
+        "server_ms": med([s.server_ms for s in decode]),
+    }
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from ..split.link import Link, parse_hertz, parse_rate, parse_snr
+
+    if args.max_new < 1:
+        raise ValueError(f"--max-new must be >= 1, got {args.max_new}")
+    link = Link(parse_rate(args.rate), parse_hertz(args.bandwidth), parse_snr(args.snr))
+    info = export.model_info(args.model)
+    prompt = _prompt_ids(args.model, args.prompt, not args.no_chat)
+    cut, handover, chosen = _choose(args, info, len(prompt), link)
+    if chosen is not None and not args.json:
+        print(
+            f"[plan] cut {cut}, handover w={handover}: L_AR {chosen.latency_ms:.1f} ms, "
+            f"total {chosen.total_ms:.0f} ms, device memory {chosen.memory_bytes / 1e6:.0f} MB",
+            file=sys.stderr,
+        )
+    codec = make_codec(args.codec, **_codec_options(args))
+    device_model = args.device_model or ("fp32" if handover > 0 else None)
+    edge = EdgeSession(args.model, cut, codec, device_model=device_model, threads=args.threads)
+    server = ServerSession(
+        args.model,
+        cut,
+        threads=args.threads,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        seed=args.seed,
+    )
+    tok = export.tokenizer(args.model)
+    shown = ""
+    gen_tokens: list[int] = []
+
+    def stream(token: int, stats: Any) -> None:
+        nonlocal shown
+        if args.json:
+            return
+        text = tok.decode(gen_tokens + [token], skip_special_tokens=True)
+        sys.stdout.write(text[len(shown) :])
+        sys.stdout.flush()
+        shown = text
+        gen_tokens.append(token)
+
+    gen = run_split(
+        edge,
+        server,
+        prompt,
+        args.max_new,
+        handover=handover,
+        stop_at_eos=args.stop_at_eos,
+        link=link,
+        on_token=stream,
+    )
+    summary = summarize(gen.steps, info.hidden)
+    if args.json:
+        out = {
+            "model": args.model,
+            "cut": cut,
+            "handover": handover,
+            "codec": codec.describe(),
+            "prompt_tokens": len(prompt),
+            "text": tok.decode(gen.tokens, skip_special_tokens=True),
+            "tokens": gen.tokens,
+            "summary": summary,
+            "plan": chosen.to_json() if chosen is not None else None,
+            "steps": [s.to_json() for s in gen.steps],
+        }
+        print(json.dumps(out, indent=1))
+        return 0
+    print(flush=True)
+    s = summary
+    print(
+        f"[{args.model} cut {cut}/{info.layers}, w={handover}, {codec.describe()}] "
+        f"{s['tokens']} tokens ({s['local_steps']} local); per decode step: "
+        f"{s['bytes_up_per_step']:.0f} B up ({s['bits_per_element']:.2f} bits/element), "
+        f"{summary['bytes_down_per_step']:.0f} B down; device {summary['device_ms']:.2f} ms, "
+        f"codec {summary['codec_ms']:.2f} ms, link {summary['link_ms']:.2f} ms, "
+        f"server {summary['server_ms']:.2f} ms",
+        file=sys.stderr,
+    )
+    return 0

