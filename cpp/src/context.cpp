@@ -99,25 +99,6 @@ size_t CapacityBytes(const V& v) {
 
 }  // namespace
 
-size_t Workspace::Bytes() const {
-  size_t bytes = CapacityBytes(keys) + CapacityBytes(order);
-  for (int sign = 0; sign < 2; ++sign) {
-    bytes += CapacityBytes(sign_keys[sign]) + CapacityBytes(sign_members[sign]);
-  }
-  for (const auto& list : lists) bytes += CapacityBytes(list);
-  return bytes + encode.Bytes() + CapacityBytes(streams);
-}
-
-size_t EncodeScratch::Bytes() const {
-  size_t bytes = CapacityBytes(widened) + CapacityBytes(groups) + CapacityBytes(chunk_count) +
-                 CapacityBytes(chunk_length) + CapacityBytes(stream);
-  for (const GroupCode& group : groups) {
-    bytes += CapacityBytes(group.kept) + CapacityBytes(group.blocks);
-  }
-  for (const ByteBuffer& payload : payloads) bytes += CapacityBytes(payload);
-  return bytes;
-}
-
 // ---- Context ---------------------------------------------------------------------------------
 
 std::shared_ptr<Pool> SharedPool() {
@@ -139,19 +120,42 @@ Workspace& Context::workspace(unsigned part) {
   return workspaces_[part];
 }
 
+namespace {
+
+// Frees one buffer whose capacity exceeds the retained budget.
+template <class V>
+void Trim(V* v) {
+  if (CapacityBytes(*v) > kRetainedScratchBytes) V().swap(*v);
+}
+
+}  // namespace
+
 void Context::TrimScratch(bool keep_output) {
-  for (Workspace& workspace : workspaces_) {
-    const size_t output = CapacityBytes(workspace.encode.stream) + CapacityBytes(workspace.streams);
-    if (workspace.Bytes() - output > kRetainedScratchBytes) {
-      Workspace fresh;
-      if (keep_output) {
-        fresh.encode.stream.swap(workspace.encode.stream);
-        fresh.streams.swap(workspace.streams);
-      }
-      workspace = std::move(fresh);
-    } else if (!keep_output && output > kRetainedScratchBytes) {
-      std::vector<uint8_t>().swap(workspace.encode.stream);
-      ByteBuffer().swap(workspace.streams);
+  // Buffer by buffer, each against the budget: a 16M-element call needs about 130 MB of
+  // scratch in all (every buffer below the budget) and keeps it for the next such call.
+  for (Workspace& w : workspaces_) {
+    Trim(&w.keys);
+    Trim(&w.order);
+    for (int sign = 0; sign < 2; ++sign) {
+      Trim(&w.sign_keys[sign]);
+      Trim(&w.sign_members[sign]);
+    }
+    size_t list_bytes = 0;
+    for (const auto& list : w.lists) list_bytes += CapacityBytes(list);
+    if (list_bytes > kRetainedScratchBytes) decltype(w.lists)().swap(w.lists);
+    EncodeScratch& e = w.encode;
+    Trim(&e.widened);
+    Trim(&e.chunk_count);
+    Trim(&e.chunk_length);
+    size_t group_bytes = CapacityBytes(e.groups);
+    for (const GroupCode& group : e.groups) group_bytes += CapacityBytes(group.kept);
+    if (group_bytes > kRetainedScratchBytes) decltype(e.groups)().swap(e.groups);
+    size_t payload_bytes = 0;
+    for (const ByteBuffer& payload : e.payloads) payload_bytes += CapacityBytes(payload);
+    if (payload_bytes > kRetainedScratchBytes) decltype(e.payloads)().swap(e.payloads);
+    if (!keep_output) {
+      Trim(&e.stream);
+      Trim(&w.streams);
     }
   }
 }

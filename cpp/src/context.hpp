@@ -32,7 +32,6 @@ struct EncodeScratch {
   std::vector<ByteBuffer> payloads;
   std::vector<uint8_t> stream;
 
-  size_t Bytes() const;
 };
 
 // Scratch of one thread of a call: the group-level work of ATKF, MS and ABQ, and (for the
@@ -46,7 +45,6 @@ struct Workspace {
   EncodeScratch encode;
   ByteBuffer streams;                            // encode_batch: this part's streams
 
-  size_t Bytes() const;
 };
 
 class Context {
@@ -62,9 +60,9 @@ class Context {
   // The scratch of part `part` (< threads()); part 0 is the calling thread's.
   Workspace& workspace(unsigned part);
 
-  // Frees scratch beyond the retained budget (64 MiB), so that one huge call does not pin its
-  // memory for the life of the context. With keep_output the finished streams stay (a caller
-  // may still read them until the context's next call).
+  // Frees every scratch buffer above the retained budget (64 MiB each), so that one huge call
+  // does not pin its memory for the life of the context. With keep_output the finished
+  // streams stay (a caller may still read them until the context's next call).
   void TrimScratch(bool keep_output);
 
  private:
