@@ -20,6 +20,7 @@ from ._intake import (
     DTYPE_OF_CODE,
     as_host_array,
     as_stream_bytes,
+    as_writable_out,
     dlpack_device_type,
     parse_dtype,
     resolve_lazy_views,
@@ -351,10 +352,11 @@ def decode(
     ----------
     buf : bytes, bytearray, memoryview or numpy.ndarray of uint8
         The stream.
-    out : numpy.ndarray, optional
+    out : numpy.ndarray or torch.Tensor (any writable CPU DLPack array), optional
         A C-contiguous, writable array of exactly the stream's shape and dtype, filled and
-        returned (bfloat16 streams need an ``ml_dtypes.bfloat16`` array). The stream is decoded
-        in full first and then copied: after a FormatError `out` is unchanged.
+        returned (bfloat16 streams need an ``ml_dtypes.bfloat16`` array or a
+        ``torch.bfloat16`` tensor: the way to get a bfloat16 result into torch). The stream
+        is decoded in full first and then copied: after a FormatError `out` is unchanged.
     max_elements : int, default 2**31
         Streams whose header claims more elements (or, for an empty array, whose non-zero
         dimensions multiply to more) are refused; nothing is allocated before every table of
@@ -384,11 +386,7 @@ def decode(
         return gpu.decode(buf, out=out, max_elements=limit)
     if device != "cpu":
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-    if out is not None:
-        if not isinstance(out, np.ndarray):
-            raise ValueError(f"out must be a numpy.ndarray, got {type(out).__name__}")
-        if not out.flags.c_contiguous or not out.flags.writeable:
-            raise ValueError("out must be C-contiguous and writable")
+    target = None if out is None else as_writable_out(out)  # NumPy or DLPack (torch) arrays
     data = as_stream_bytes(buf)
     # The whole stream is validated before the output is allocated, and decoded before `out`
     # is touched: a stream that fails late leaves `out` as it was.
@@ -403,14 +401,14 @@ def decode(
         raise FormatError(
             f"stream's shape {shape} cannot be represented by NumPy", LIMIT_EXCEEDED
         ) from None
-    if out is None:
+    if target is None:
         return result
-    if out.shape != shape or out.dtype != dtype:
+    if target.shape != shape or target.dtype != dtype:
         raise ValueError(
-            f"out has shape {out.shape} and dtype {out.dtype}; the stream holds shape "
+            f"out has shape {target.shape} and dtype {target.dtype}; the stream holds shape "
             f"{shape} and dtype {dtype}"
         )
-    np.copyto(out, result)
+    np.copyto(target, result)
     return out
 
 

@@ -29,14 +29,16 @@ BAD_VERSION = 12
 BAD_CHECKSUM = 13
 CORRUPT = 14
 LIMIT_EXCEEDED = 15
+UNSUPPORTED_MODE = 16
 
 _FORMAT_MESSAGES = {
     TRUNCATED: "stream is truncated: it ends before a field it needs",
     BAD_MAGIC: "not a SLICER stream (bad magic bytes)",
-    BAD_VERSION: "unsupported SLICER format version (this build reads format 1)",
+    BAD_VERSION: "unsupported SLICER format version (this build reads formats 1 and 2)",
     BAD_CHECKSUM: "stream is corrupt or truncated: CRC-32 checksum mismatch",
     CORRUPT: "stream is corrupt: a field is invalid or inconsistent",
     LIMIT_EXCEEDED: "stream claims more elements than max_elements allows",
+    UNSUPPORTED_MODE: "unsupported mode (a format-2 coding mode this build does not know)",
 }
 
 

@@ -167,6 +167,10 @@ def inspect(buf: Any, *, max_elements: int = 2**31, blocks: bool = False) -> Str
     if not isinstance(blocks, bool):
         raise TypeError(f"blocks must be a bool, got {type(blocks).__name__}")
     data = as_stream_bytes(buf)
+    if len(data) >= 9 and bytes(data[:5]) == b"SLCR\x02":  # format 2 (docs/format.md §10)
+        from ._inspect_dense import inspect_dense
+
+        return inspect_dense(data, limit)
     status, header, account, num_blocks, columns = _core.inspect(data, limit, blocks)
     if status:
         raise_decode_status(status)

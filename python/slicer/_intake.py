@@ -20,6 +20,7 @@ __all__ = [
     "DTYPE_OF_CODE",
     "as_host_array",
     "as_stream_bytes",
+    "as_writable_out",
     "dlpack_device_type",
     "parse_dtype",
     "resolve_lazy_views",
@@ -167,6 +168,61 @@ def as_host_array(x: Any, name: str = "x") -> np.ndarray:
     if not array.flags.c_contiguous:
         array = np.ascontiguousarray(array)
     return array
+
+
+def as_writable_out(out: Any, name: str = "out") -> np.ndarray:
+    """A writable, C-contiguous NumPy view of a caller's output buffer, sharing its memory.
+
+    `out` may be a NumPy array or any CPU array that exports itself writably through DLPack,
+    e.g. a PyTorch CPU tensor (``torch.empty(shape, dtype=torch.bfloat16)`` included: torch
+    tensors are the route to get a bfloat16 result into torch, since ``torch.from_numpy`` cannot
+    take an ``ml_dtypes.bfloat16`` array). Shape and dtype are checked by the caller.
+    """
+    if isinstance(out, np.ndarray):
+        array = out if type(out) is np.ndarray else _plain_ndarray(out, name)
+    elif hasattr(out, "__dlpack__"):
+        device = dlpack_device_type(out)
+        if device == DLPACK_CUDA:
+            raise ValueError(f"{name} lives on a CUDA device: decode with device='cuda'")
+        if device not in (DLPACK_CPU, DLPACK_CUDA_HOST):
+            raise ValueError(f"{name} lives on DLPack device type {device}, not in CPU memory")
+        _refuse_lazy_or_tracked(out, name)
+        try:
+            array = np.from_dlpack(out)
+        except (BufferError, RuntimeError, TypeError, ValueError) as exc:
+            array = _bfloat16_out(out, name, exc)
+    else:
+        raise TypeError(
+            f"{name} must be a numpy.ndarray or a writable CPU array exposing DLPack (e.g. a "
+            f"torch tensor), got {type(out).__name__}"
+        )
+    if not array.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    if not array.flags.writeable:
+        raise ValueError(f"{name} must be writable")
+    return array
+
+
+def _refuse_lazy_or_tracked(out: Any, name: str) -> None:
+    if type(out).__module__.startswith("torch"):
+        if getattr(out, "requires_grad", False):
+            raise ValueError(f"{name} requires grad: pass {name}.detach() (or a fresh tensor)")
+        if out.is_neg() or out.is_conj():
+            raise ValueError(
+                f"{name} is a lazily negated / conjugated torch view: writing through it would "
+                "store the wrong sign; pass a plain tensor"
+            )
+
+
+def _bfloat16_out(out: Any, name: str, exc: Exception) -> np.ndarray:
+    """NumPy cannot import bfloat16 through DLPack: a torch bfloat16 tensor is taken through
+    an int16 view of the same memory (torch.Tensor.view(dtype) never copies)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(out, torch.Tensor) and out.dtype == torch.bfloat16:
+        return np.from_dlpack(out.view(torch.int16)).view(BFLOAT16)
+    raise TypeError(f"cannot write into {type(out).__name__} {name} through DLPack: {exc}")
 
 
 def as_stream_bytes(buf: Any) -> np.ndarray:

@@ -174,3 +174,63 @@ def _make_params(
         "group_rows": 1 if groups == "rows" else 0,
         "threads": thread_count,
     }
+
+
+# ----------------------------------------------------------------------------- format 2, dense
+
+DENSE_LAYOUTS = {"tensor": 0, "rows": 1, "channels": 2}
+__all__ += ["DENSE_LAYOUTS", "make_dense_params"]
+
+
+def _chunk_log2(chunk_size: Any) -> int:
+    size = _integer("chunk_size", chunk_size)
+    if size < 64 or size > 2**24 or size & (size - 1):
+        raise ValueError(f"chunk_size must be a power of two in 64..2**24, got {size}")
+    return size.bit_length() - 1
+
+
+def dense_step(value: Any) -> float:
+    """`step` as the binary32 value the stream stores (finite, normal, > 0)."""
+    import numpy as np
+
+    step = _real("step", value)
+    stored = float(np.float32(step))
+    if not (math.isfinite(stored) and stored >= 2.0**-126):
+        raise ValueError(f"step must be a positive normal float32 value, got {value!r}")
+    return stored
+
+
+def make_dense_params(
+    *,
+    step: Any = None,
+    rho: Any = 0.5,
+    offsets: Any = None,
+    groups: Any = "tensor",
+    chunk_size: Any = 16384,
+    threads: Any = 0,
+) -> dict[str, Any]:
+    """Integer parameters of the dense mode (docs/format.md §13); `step` may stay None."""
+    rho_value = _real("rho", rho)
+    rho_256 = round(rho_value * 256)
+    if not 1 <= rho_256 <= 128:
+        raise ValueError(f"rho must be in [1/256, 1/2], got {rho!r}")
+    if offsets is not None:
+        if isinstance(offsets, (str, bytes)) or len(offsets) != 2:
+            raise TypeError("offsets must be None or a pair of integers (1/256 units)")
+        offsets = (_integer("offsets[0]", offsets[0]), _integer("offsets[1]", offsets[1]))
+        if not all(-128 <= o <= 127 for o in offsets):
+            raise ValueError(f"offsets must be in -128..127, got {offsets}")
+    if not isinstance(groups, str) or groups not in DENSE_LAYOUTS:
+        raise ValueError(f"groups must be one of {sorted(DENSE_LAYOUTS)}, got {groups!r}")
+    count = _integer("threads", threads)
+    if not 0 <= count <= 65535:
+        raise ValueError(f"threads must be in 0..65535, got {count}")
+    return {
+        "step": None if step is None else dense_step(step),
+        "rho_256": rho_256,
+        "offsets": offsets,
+        "chunk_log2": _chunk_log2(chunk_size),
+        "layout": DENSE_LAYOUTS[groups],
+        "group_table": None,
+        "threads": count,
+    }

@@ -20,7 +20,7 @@ from . import _core
 from ._errors import raise_encode_status
 from ._intake import CODE_OF_DTYPE
 
-__all__ = ["encode_within"]
+__all__ = ["DenseModel", "dense_for_budget", "dense_for_error", "encode_within"]
 
 _PPB = 1_000_000_000
 Encoder = Callable[[np.ndarray, dict[str, Any]], bytes]
@@ -184,3 +184,244 @@ def encode_within(array: np.ndarray, params: dict[str, Any], limit: int, encoder
         if error < best_error:
             best_stream, best_error = stream, error
     return best_stream
+
+
+# ----------------------------------------------------------------------------- format 2, dense
+#
+# Rate control of the dense mode (docs/format.md §15): a model predicts the stream size and the
+# squared error of the quantizer from a sorted, strided sample of the magnitudes (prefix sums
+# over the bins of §11, so one prediction costs a few hundred binary searches, not a pass over
+# the data). The step is found by bisection on the model, then at most two more real encodes
+# correct the model's error: `max_bytes` / `rel_error` are always met by the returned stream.
+
+_SAMPLE = 1 << 15
+_RHO_CANDIDATES = (128, 96, 72)  # rounding offsets tried by mode="auto" (1/256 units)
+_MAX_MAG = 2.0**53
+
+
+def _bin_edges() -> tuple[np.ndarray, np.ndarray]:
+    """Smallest magnitude of bins 0..211 (+ the end) and each bin's extra-bit count."""
+    base, nbits = [], []
+    for b in range(212):
+        if b < 8:
+            base.append(b)
+            nbits.append(0)
+        else:
+            e, top = (b - 8) // 4 + 3, (b - 8) % 4
+            base.append((4 + top) << (e - 2))
+            nbits.append(e - 2)
+    base.append(2**54)
+    return np.asarray(base, dtype=np.float64), np.asarray(nbits, dtype=np.float64)
+
+
+_BIN_BASE, _BIN_NBITS = _bin_edges()
+
+
+class DenseModel:
+    """Predicted (bytes, squared error) of a dense encode for any (step, rho)."""
+
+    def __init__(self, flat: np.ndarray, itemsize: int, header_bytes: int) -> None:
+        x = flat.astype(np.float64, copy=False)
+        self.n = x.size
+        self.energy = float(np.dot(x, x)) if x.size else 0.0
+        self.max_abs = float(np.max(np.abs(x))) if x.size else 0.0
+        stride = max(1, x.size // _SAMPLE)
+        sample = x[::stride]
+        self.scale = x.size / sample.size if sample.size else 0.0
+        self.sides = []
+        for mags in (np.sort(sample[sample > 0]), np.sort(-sample[sample < 0])):
+            self.sides.append(
+                (
+                    mags,
+                    np.concatenate(([0.0], np.cumsum(mags))),
+                    np.concatenate(([0.0], np.cumsum(mags * mags))),
+                )
+            )
+        self.zeros = int(np.count_nonzero(sample == 0))
+        self.header_bytes = header_bytes
+        self.itemsize = itemsize
+
+    def min_step(self) -> float:
+        """The smallest step whose codes stay below 2^53 (with margin), and normal."""
+        return max(2.0**-126, self.max_abs / 2.0**50)
+
+    def predict(self, step: float, rho_256: int) -> tuple[float, float]:
+        rho = rho_256 / 256.0
+        counts = []
+        sse = 0.0
+        for mags, s1, s2 in self.sides:
+            edges = np.maximum(_BIN_BASE - rho, 0.0) * step
+            edges[0] = 0.0
+            idx = np.searchsorted(mags, edges, side="left")
+            c = np.diff(idx).astype(np.float64)  # per bin
+            sa = s1[idx[1:]] - s1[idx[:-1]]
+            sa2 = s2[idx[1:]] - s2[idx[:-1]]
+            # bin 0 decodes to 0; bins 1..7 to their centroid (the data offsets approximate it);
+            # wider bins: uniform error step^2/12
+            sse += sa2[0]
+            nz = c[1:8] > 0
+            sse += float(np.sum(sa2[1:8][nz] - sa[1:8][nz] ** 2 / c[1:8][nz]))
+            sse += float(np.sum(c[8:])) * step * step / 12.0
+            counts.append(c)
+        pos, neg = counts
+        sym = np.concatenate(([pos[0] + neg[0] + self.zeros], np.ravel(np.column_stack((pos[1:], neg[1:])))))
+        total = sym.sum()
+        used = sym > 0
+        p = sym[used] / total if total else sym[used]
+        bits = float(-np.sum(sym[used] * np.log2(p))) + float(
+            np.sum((pos + neg) * _BIN_NBITS)
+        )
+        last = int(np.nonzero(used)[0][-1]) + 1 if used.any() else 0
+        table = 2 + (9 + 4 * max(0, last - 1) + 7) // 8
+        chunks = -(-self.n // 16384)
+        size = self.header_bytes + table + 4 + 6 * chunks + bits * self.scale / 8.0 * 1.002
+        return size, sse * self.scale
+
+
+def _dense_header_bytes(shape: tuple[int, ...]) -> int:
+    return 8 + sum(len(_varint(d)) for d in shape) + 2 + 1 + 9
+
+
+def _varint(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, v = v & 0x7F, v >> 7
+        out.append(b | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+
+def _bisect_step(model: DenseModel, rho_256: int, fits: Callable[[float, float], bool]) -> float:
+    """Smallest step (in log2) whose prediction `fits` (monotone: larger steps fit)."""
+    lo = np.log2(model.min_step())
+    hi = np.log2(max(model.max_abs, 2.0**-100)) + 2.0
+    if fits(*model.predict(2.0**lo, rho_256)):
+        return 2.0**lo
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        if fits(*model.predict(2.0**mid, rho_256)):
+            hi = mid
+        else:
+            lo = mid
+        if hi - lo < 1e-4:
+            break
+    return float(2.0**hi)
+
+
+DenseEncoder = Callable[[np.ndarray, dict[str, Any]], bytes]
+
+
+def _f32(step: float) -> float:
+    return float(np.float32(step))
+
+
+def dense_for_budget(
+    array: np.ndarray,
+    params: dict[str, Any],
+    limit: int,
+    encoder: DenseEncoder,
+    auto: bool,
+    model_input: np.ndarray | None = None,
+) -> bytes:
+    """The lowest-error dense stream of at most `limit` bytes (rho searched when `auto`)."""
+    flat = (array if model_input is None else model_input).reshape(-1)
+    model = DenseModel(flat, array.dtype.itemsize, _dense_header_bytes(array.shape))
+    rhos = _RHO_CANDIDATES if auto else (params["rho_256"],)
+    best = None
+    for rho in rhos:
+        step = _bisect_step(model, rho, lambda size, _sse: size <= limit)
+        sse = model.predict(step, rho)[1]
+        if best is None or sse < best[0]:
+            best = (sse, step, rho)
+    _, step, rho = best
+    fitting = None  # the largest stream found so far that fits (lowest error)
+    stream = b""
+    for attempt in range(3):
+        stream = encoder(array, dict(params, step=_f32(step), rho_256=rho))
+        size = len(stream)
+        if size <= limit and (fitting is None or size > len(fitting)):
+            fitting = stream
+        if size <= limit and (size >= 0.99 * limit or attempt == 2):
+            break
+        # aim again with the model corrected by its miss on the real stream
+        goal = limit - (size - model.predict(step, rho)[0]) - 0.001 * limit
+        step = _bisect_step(model, rho, lambda pred, _sse, g=goal: pred <= g)
+    if fitting is not None:
+        return fitting
+    # Rare: the model is far off. Double the step until it fits (terminates: coarse steps
+    # code everything as zeros).
+    while len(stream) > limit:
+        step *= 1.25
+        if step > 2.0**127:
+            break
+        stream = encoder(array, dict(params, step=_f32(step), rho_256=rho))
+    if len(stream) > limit:
+        raise ValueError(
+            f"max_bytes={limit} is below the smallest dense stream for this array "
+            f"({len(stream)} bytes)"
+        )
+    return stream
+
+
+def dense_for_error(
+    array: np.ndarray,
+    params: dict[str, Any],
+    rel_error: float,
+    encoder: DenseEncoder,
+    decoder: Callable[[bytes], np.ndarray],
+    auto: bool,
+    model_input: np.ndarray | None = None,
+) -> bytes:
+    """The smallest dense stream found whose relative L2 error is <= rel_error."""
+    model = DenseModel(
+        (array if model_input is None else model_input).reshape(-1),
+        array.dtype.itemsize,
+        _dense_header_bytes(array.shape),
+    )
+    flat = array.reshape(-1)
+    if model.energy == 0.0:
+        return encoder(array, dict(params, step=1.0))
+    goal = rel_error**2 * model.energy
+    rhos = _RHO_CANDIDATES if auto else (params["rho_256"],)
+    best = None
+    for rho in rhos:
+        # largest step whose predicted error fits: bisection on "error too large"
+        step = _largest_step(model, rho, goal * 0.97)
+        size = model.predict(step, rho)[0]
+        if best is None or size < best[0]:
+            best = (size, step, rho)
+    _, step, rho = best
+    x64 = flat.astype(np.float64)
+    energy = float(np.dot(x64, x64))
+    stream = b""
+    for _ in range(3):
+        stream = encoder(array, dict(params, step=_f32(step), rho_256=rho))
+        y = decoder(stream).reshape(-1).astype(np.float64)
+        err = float(np.sqrt(np.dot(x64 - y, x64 - y) / energy))
+        if err <= rel_error:
+            return stream
+        step = max(model.min_step(), step * min(0.97, rel_error / err * 0.98))
+    while True:  # rare: keep shrinking
+        step = max(model.min_step(), step * 0.8)
+        stream = encoder(array, dict(params, step=_f32(step), rho_256=rho))
+        y = decoder(stream).reshape(-1).astype(np.float64)
+        if float(np.sqrt(np.dot(x64 - y, x64 - y) / energy)) <= rel_error:
+            return stream
+        if step <= model.min_step():
+            raise ValueError(f"rel_error={rel_error} cannot be reached for this array")
+
+
+def _largest_step(model: DenseModel, rho_256: int, goal: float) -> float:
+    lo = np.log2(model.min_step())
+    hi = np.log2(max(model.max_abs, 2.0**-100)) + 4.0
+    if model.predict(2.0**hi, rho_256)[1] <= goal:
+        return float(2.0**hi)
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        if model.predict(2.0**mid, rho_256)[1] <= goal:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-4:
+            break
+    return float(2.0**lo)

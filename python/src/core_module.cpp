@@ -11,4 +11,5 @@ NB_MODULE(_core, m) {
   m.attr("MAX_BITS") = SLICER_MAX_BITS;
   slicer_py::RegisterIntake(m);
   slicer_py::RegisterStream(m);
+  slicer_py::RegisterDense(m);
 }

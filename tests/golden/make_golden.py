@@ -1,4 +1,4 @@
-"""Write the format-1 golden cases (inputs, parameters, streams) with the NumPy reference.
+"""Write the golden cases (inputs, parameters, streams) of formats 1 and 2 with the references.
 
 Golden files pin format 1 forever: they are written once and committed. Every backend must
 decode them and re-encode their inputs to the same bytes (tests/test_golden.py, the C++ CTest).
@@ -21,8 +21,10 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 import reference as ref  # noqa: E402
+import reference_dense as rd  # noqa: E402
 
 OUT = HERE / "v1"
+OUT_V2 = HERE / "v2"
 
 
 def cases() -> dict[str, tuple[np.ndarray, dict]]:
@@ -60,22 +62,58 @@ def cases() -> dict[str, tuple[np.ndarray, dict]]:
     return out
 
 
+def cases_v2() -> dict[str, tuple[np.ndarray, dict]]:
+    """Format 2, mode dense: every dtype, layout, group kind, interleave and outliers."""
+    rng = np.random.default_rng(20261201)
+    normal = lambda *shape: rng.standard_normal(shape)  # noqa: E731
+    p = rd.default_params
+    out: dict[str, tuple[np.ndarray, dict]] = {}
+    out["d_f32_576"] = (normal(576).astype(np.float32), p(step=0.05))
+    out["d_f16_10x100"] = (normal(10, 100).astype(np.float16), p(step=0.1, rho_256=80))
+    out["d_bf16_777"] = (normal(777).astype(ml_dtypes.bfloat16), p(step=0.3, rho_256=64))
+    out["d_f64_33x31"] = (normal(33, 31), p(step=0.01))
+    out["d_n1"] = (np.array([-2.5], dtype=np.float32), p(step=1.0))
+    out["d_scalar"] = (np.array(1.25, dtype=np.float32), p(step=0.5))
+    out["d_empty_0x3"] = (np.zeros((0, 3), dtype=np.float32), p())
+    out["d_zeros_100"] = (np.zeros(100, dtype=np.float32), p(step=0.5))
+    massive = (normal(8, 64) * 2).astype(np.float32)
+    massive[0, [3, 17]] = [2.2e4, -1.9e4]
+    out["d_outliers_8x64"] = (massive, p(step=0.05))
+    out["d_chunks_5000"] = (normal(5000).astype(np.float32), p(step=0.2, chunk_log2=10))
+    out["d_offsets_fixed"] = (normal(300).astype(np.float32), p(step=0.4, offsets=(-20, 7)))
+    out["d_rows_table"] = (
+        (normal(9, 130) * 3).astype(np.float32),
+        p(step=0.1, layout=1, group_table=[0, 0x80, 0x81, 5, 0xF0, 3, 1, 0x81, 0x80], chunk_log2=6),
+    )
+    out["d_channels_table"] = (
+        normal(2, 6, 5, 5).astype(np.float16),
+        p(step=0.05, layout=2, group_table=[0, 0x81, 0x80, 8, 0xF8, 0x3F], chunk_log2=6),
+    )
+    return out
+
+
 def to_disk(x: np.ndarray) -> np.ndarray:
     """bfloat16 inputs are stored as their '<u2' bit patterns (plain .npy readers)."""
     return x.view(np.uint16) if x.dtype == ml_dtypes.bfloat16 else x
 
 
 def dtype_name(x: np.ndarray) -> str:
-    return {1: "float32", 2: "float16", 3: "bfloat16"}[ref.DTYPE_CODES[np.dtype(x.dtype)]]
+    return {1: "float32", 2: "float16", 3: "bfloat16", 4: "float64"}[
+        rd.DTYPE_CODES[np.dtype(x.dtype)]
+    ]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="verify, do not write")
+    parser.add_argument(
+        "--formats", default="1,2", help="comma-separated format versions to write/check"
+    )
     args = parser.parse_args()
+    formats = {int(f) for f in args.formats.split(",")}
     OUT.mkdir(parents=True, exist_ok=True)
     bad = 0
-    for name, (x, params) in cases().items():
+    for name, (x, params) in (cases() if 1 in formats else {}).items():
         stream = ref.encode(x, params)
         meta = {"dtype": dtype_name(x), "params": params}
         if args.check:
@@ -87,6 +125,19 @@ def main() -> int:
         (OUT / f"{name}.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
         (OUT / f"{name}.slc").write_bytes(stream)
         print(f"{name:24s} {len(stream):6d} bytes")
+    OUT_V2.mkdir(parents=True, exist_ok=True)
+    for name, (x, params) in (cases_v2() if 2 in formats else {}).items():
+        stream = rd.encode(x, params)
+        meta = {"dtype": dtype_name(x), "params": params}
+        if args.check:
+            same = (OUT_V2 / f"{name}.slc").read_bytes() == stream
+            print(f"v2/{name:21s} {len(stream):6d} bytes {'ok' if same else 'DIFFERS'}")
+            bad += not same
+            continue
+        np.save(OUT_V2 / f"{name}.npy", to_disk(x))
+        (OUT_V2 / f"{name}.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        (OUT_V2 / f"{name}.slc").write_bytes(stream)
+        print(f"v2/{name:21s} {len(stream):6d} bytes")
     return 1 if bad else 0
 
 

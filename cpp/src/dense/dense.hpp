@@ -1,0 +1,94 @@
+// Format 2, mode 1 "dense" (docs/format.md §10-§16): shared model of the encoder and decoder.
+#ifndef SLICER_SRC_DENSE_DENSE_HPP_
+#define SLICER_SRC_DENSE_DENSE_HPP_
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "slicer/slicer.h"
+
+namespace slicer::dense {
+
+constexpr uint8_t kVersion = 2;
+constexpr uint8_t kModeDense = 1;
+constexpr uint64_t kParamsLen = 9;
+constexpr unsigned kDirect = 8;
+constexpr uint64_t kMaxMag = uint64_t{1} << 53;
+constexpr unsigned kNumSymbols = 423;
+constexpr unsigned kProbBits = 14;
+constexpr uint32_t kProbScale = 1u << kProbBits;
+constexpr uint32_t kRansL = 1u << 23;
+constexpr uint64_t kInterleaveMin = 1024;
+constexpr unsigned kClassMax = 511;
+constexpr uint8_t kGroupZero = 0x80;
+constexpr uint8_t kGroupRaw = 0x81;
+constexpr uint64_t kMaxTableBytes = 2 + 1109;  // §16: varint nsym + ceil((9 + 422·21) / 8)
+
+// 2^(k/8) rounded to binary64 (§12.1).
+constexpr double kStepFraction[8] = {
+    0x1.0000000000000p+0, 0x1.172b83c7d517bp+0, 0x1.306fe0a31b715p+0, 0x1.4bfdad5362a27p+0,
+    0x1.6a09e667f3bcdp+0, 0x1.8ace5422aa0dbp+0, 0x1.ae89f995ad3adp+0, 0x1.d5818dcfba487p+0,
+};
+
+inline bool GroupIsDense(uint8_t b) { return b < 0x40 || b >= 0xC0; }
+inline bool GroupByteValid(uint8_t b) { return GroupIsDense(b) || b == kGroupZero || b == kGroupRaw; }
+
+// Δ_g = ldexp(Δ0 · F[e mod 8], e div 8); false when not finite or below 2^-1022.
+inline bool GroupStep(float step, int e, double* out) {
+  const double d = std::ldexp(static_cast<double>(step) * kStepFraction[e & 7], e >> 3);
+  *out = d;
+  return std::isfinite(d) && d >= 0x1p-1022;
+}
+
+inline double ClassCount(unsigned v) {  // exact in binary64 (< 2^60)
+  if (v < 16) return v;
+  const unsigned k = (v - 16) / 8, mt = (v - 16) % 8;
+  return std::ldexp(8.0 + mt, static_cast<int>(k) + 1);
+}
+inline uint64_t ClassCountInt(unsigned v) {
+  if (v < 16) return v;
+  const unsigned k = (v - 16) / 8, mt = (v - 16) % 8;
+  return uint64_t{8 + mt} << (k + 1);
+}
+unsigned CountClass(uint64_t n);
+
+// §13.2: frequencies (sum 2^14) from count classes; cum has nsym + 1 entries.
+void Normalize(const std::vector<unsigned>& classes, std::vector<uint32_t>* freq,
+               std::vector<uint32_t>* cum);
+
+// Smallest magnitude and extra-bit count of a bin (§11).
+inline void BinBase(unsigned b, uint64_t* base, unsigned* nbits) {
+  if (b < kDirect) {
+    *base = b;
+    *nbits = 0;
+    return;
+  }
+  const unsigned e = (b - kDirect) / 4 + 3, top = (b - kDirect) % 4;
+  *base = uint64_t{4 + top} << (e - 2);
+  *nbits = e - 2;
+}
+
+// Group geometry of a layout (§12.1): element i is in group (i / run) % modulo.
+struct Layout {
+  uint64_t groups = 1;
+  uint64_t run = 0;     // 0: tensor layout (one group)
+  uint64_t modulo = 1;  // group = (i / run) % modulo
+  uint64_t GroupOf(uint64_t i) const { return run == 0 ? 0 : (i / run) % modulo; }
+  // Elements from i on that stay in i's group.
+  uint64_t RunLeft(uint64_t i, uint64_t n) const { return run == 0 ? n - i : run - i % run; }
+};
+
+// Fills `layout` for (shape, layout code); false when the layout needs more axes.
+bool MakeLayout(const int64_t* shape, uint32_t ndim, uint64_t n, unsigned code, Layout* layout);
+
+inline unsigned StatesFor(uint64_t count) { return count >= kInterleaveMin ? 4 : 1; }
+
+inline size_t DtypeBytes(int dtype) {
+  return dtype == SLICER_FLOAT64 ? 8 : dtype == SLICER_FLOAT32 ? 4 : 2;
+}
+
+}  // namespace slicer::dense
+
+#endif  // SLICER_SRC_DENSE_DENSE_HPP_

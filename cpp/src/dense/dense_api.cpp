@@ -1,0 +1,188 @@
+// C ABI of format 2, mode "dense" (include/slicer/slicer.h).
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "codec.hpp"
+#include "dense/dense.hpp"
+#include "dense/dense_internal.hpp"
+#include "varint.hpp"
+
+namespace {
+
+template <class Fn>
+int Guard(Fn&& fn) {
+  try {
+    return fn();
+  } catch (const slicer::internal::StatusError& error) {
+    return error.status();
+  } catch (const std::bad_alloc&) {
+    return SLICER_ERR_OUT_OF_MEMORY;
+  } catch (...) {
+    return SLICER_ERR_INTERNAL;
+  }
+}
+
+bool IsDenseDtype(int dtype) { return dtype >= SLICER_FLOAT32 && dtype <= SLICER_FLOAT64; }
+
+}  // namespace
+
+extern "C" {
+
+void slicer_dense_params_init(slicer_dense_params* params) {
+  if (params == nullptr) return;
+  std::memset(params, 0, sizeof(*params));
+  params->step = 0.01f;
+  params->rho_256 = 128;
+  params->auto_offsets = 1;
+  params->chunk_log2 = 14;
+  params->layout = SLICER_DENSE_LAYOUT_TENSOR;
+}
+
+int slicer_dense_encode_bound(const int64_t* shape, uint32_t ndim, int dtype,
+                              const slicer_dense_params* params, size_t* bound) {
+  return Guard([&]() -> int {
+    using slicer::internal::VarintLength;
+    using u128 = unsigned __int128;
+    if (bound == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
+    if (!IsDenseDtype(dtype)) return SLICER_ERR_UNSUPPORTED_DTYPE;
+    slicer_status st = slicer::dense::CheckParams(params);
+    if (st != SLICER_OK) return st;
+    uint64_t n = 0;
+    st = slicer::dense::CheckShape(shape, ndim, &n);
+    if (st != SLICER_OK) return st;
+    slicer::dense::Layout layout;
+    if (!slicer::dense::MakeLayout(shape, ndim, n, params->layout, &layout)) {
+      return SLICER_ERR_INVALID_ARGUMENT;
+    }
+    std::vector<uint8_t> header;
+    slicer::dense::WriteCommonHeader(dtype, shape, ndim, params->layout, &header);
+    u128 total = header.size() + 1 + slicer::dense::kParamsLen + layout.groups +
+                 slicer::dense::kMaxTableBytes + 4;
+    const uint64_t chunk = uint64_t{1} << params->chunk_log2;
+    auto per_chunk = [](uint64_t c) -> u128 {
+      const uint64_t p = 24 + 2 * c, x = (51 * c + 7) / 8;
+      return u128{VarintLength(p)} + VarintLength(x) + p + x;
+    };
+    if (n > 0) {
+      const uint64_t full = n / chunk, rest = n % chunk;
+      total += u128{full} * per_chunk(chunk) + (rest ? per_chunk(rest) : 0);
+    }
+    total += u128{n} * slicer::dense::DtypeBytes(dtype);
+    if (total > u128{SIZE_MAX}) return SLICER_ERR_INVALID_ARGUMENT;
+    *bound = static_cast<size_t>(total);
+    return SLICER_OK;
+  });
+}
+
+int slicer_dense_encode(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
+                        const slicer_dense_params* params, void* dst, size_t dst_capacity,
+                        size_t* written) {
+  return Guard([&]() -> int {
+    if (written == nullptr || (dst == nullptr && dst_capacity > 0)) {
+      return SLICER_ERR_INVALID_ARGUMENT;
+    }
+    *written = 0;
+    if (!IsDenseDtype(dtype)) return SLICER_ERR_UNSUPPORTED_DTYPE;
+    const slicer_status st = slicer::dense::CheckParams(params);
+    if (st != SLICER_OK) return st;
+    thread_local std::vector<uint8_t> stream;
+    slicer::dense::EncodeDense(data, dtype, shape, ndim, *params, &stream);
+    const size_t size = stream.size();
+    if (size <= dst_capacity) std::memcpy(dst, stream.data(), size);
+    if (stream.capacity() > (size_t{64} << 20)) std::vector<uint8_t>().swap(stream);
+    if (size > dst_capacity) return SLICER_ERR_BUFFER_TOO_SMALL;
+    *written = size;
+    return SLICER_OK;
+  });
+}
+
+int slicer_dense_inspect(const void* src, size_t size, uint64_t max_elements,
+                         slicer_dense_info* info) {
+  return Guard([&]() -> int {
+    return slicer::dense::DecodeDense(static_cast<const uint8_t*>(src), size, max_elements,
+                                      nullptr, 0, 1, info);
+  });
+}
+
+int slicer_stream_version(const void* src, size_t size, uint32_t* version) {
+  return Guard([&]() -> int {
+    if (version == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
+    return slicer::dense::CheckContainer(static_cast<const uint8_t*>(src), size, version);
+  });
+}
+
+}  // extern "C"
+
+namespace slicer::dense {
+
+bool IsFormat2(const void* src, size_t size) {
+  const uint8_t* d = static_cast<const uint8_t*>(src);
+  return d != nullptr && size >= 9 && d[0] == 0x53 && d[1] == 0x4C && d[2] == 0x43 &&
+         d[3] == 0x52 && d[4] == kVersion;
+}
+
+int DecodeFormat2(const void* src, size_t size, uint64_t max_elements, void* dst,
+                  size_t dst_bytes, uint32_t threads) {
+  return Guard([&]() -> int {
+    slicer_dense_info info;
+    const slicer_status st =
+        DecodeDense(static_cast<const uint8_t*>(src), size, max_elements, nullptr, 0, 1, &info);
+    if (st != SLICER_OK) return st;
+    if (info.num_elements > 0 && dst == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
+    if (dst_bytes < info.num_elements * DtypeBytes(info.dtype)) return SLICER_ERR_BUFFER_TOO_SMALL;
+    return DecodeDense(static_cast<const uint8_t*>(src), size, max_elements, dst, dst_bytes,
+                       threads, nullptr);
+  });
+}
+
+int DecodeAllocFormat2(const void* src, size_t size, uint64_t max_elements, uint32_t threads,
+                       slicer_alloc_fn alloc, void* ctx, slicer_header* header) {
+  slicer_header local;
+  slicer_header* h = header != nullptr ? header : &local;
+  const int st = HeaderFormat2(src, size, max_elements, h, nullptr);
+  if (st != SLICER_OK) return st;
+  return Guard([&]() -> int {
+    const size_t needed = h->num_elements * DtypeBytes(h->dtype);
+    void* dst = alloc(ctx, h, needed);
+    if (dst == nullptr && needed > 0) return SLICER_ERR_OUT_OF_MEMORY;
+    return DecodeDense(static_cast<const uint8_t*>(src), size, max_elements, dst, needed, threads,
+                       nullptr);
+  });
+}
+
+int HeaderFormat2(const void* src, size_t size, uint64_t max_elements, slicer_header* header,
+                  slicer_account* account) {
+  return Guard([&]() -> int {
+    slicer_dense_info info;
+    const slicer_status st =
+        DecodeDense(static_cast<const uint8_t*>(src), size, max_elements, nullptr, 0, 1, &info);
+    if (st != SLICER_OK) return st;
+    if (header != nullptr) {
+      std::memset(header, 0, sizeof(*header));
+      header->format_version = info.format_version;
+      header->mode = info.mode;
+      header->dtype = info.dtype;
+      header->ndim = info.ndim;
+      for (uint32_t d = 0; d < info.ndim; ++d) header->shape[d] = info.shape[d];
+      header->num_elements = info.num_elements;
+      header->chunk_log2 = info.chunk_log2;
+      header->group_count = info.group_count;
+    }
+    if (account != nullptr) {
+      std::memset(account, 0, sizeof(*account));
+      account->total_bytes = info.total_bytes;
+      account->header_bytes = info.header_bytes;
+      account->group_bytes = info.group_table_bytes;
+      account->block_meta_bytes = info.freq_table_bytes;
+      account->chunk_table_bytes = info.chunk_table_bytes;
+      account->value_bits = 8 * (info.raw_bytes + info.rans_bytes + info.extra_bits_bytes);
+      account->checksum_bytes = info.checksum_bytes;
+      account->kept = info.coded;
+      account->chunks = info.chunks;
+    }
+    return SLICER_OK;
+  });
+}
+
+}  // namespace slicer::dense

@@ -1,0 +1,470 @@
+// Format 2 dense decoder (docs/format.md §10-§14): validates everything before it allocates
+// from a size the stream states, never reads outside [data, data + size).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <thread>
+#include <vector>
+
+#include "crc32.hpp"
+#include "dense/dense.hpp"
+#include "dense/dense_internal.hpp"
+#include "float_bits.hpp"
+#include "varint.hpp"
+
+namespace slicer::dense {
+namespace {
+
+struct Cursor {
+  const uint8_t* data;
+  size_t pos;
+  size_t end;
+  slicer_status U8(uint8_t* v) {
+    if (pos >= end) return SLICER_ERR_TRUNCATED;
+    *v = data[pos++];
+    return SLICER_OK;
+  }
+  slicer_status Varint(uint64_t* v) {
+    switch (internal::GetVarint(data, end, &pos, v)) {
+      case internal::VarintResult::kOk:
+        return SLICER_OK;
+      case internal::VarintResult::kTruncated:
+        return SLICER_ERR_TRUNCATED;
+      default:
+        return SLICER_ERR_CORRUPT;
+    }
+  }
+};
+
+#define SLICER_TRY(expr)                  \
+  do {                                    \
+    const slicer_status s_ = (expr);      \
+    if (s_ != SLICER_OK) return s_;       \
+  } while (0)
+
+struct DecEntry {
+  uint16_t freq, adj, sym, pad;
+};
+
+// Extra-bit reader over [p, p + len), LSB-first.
+struct BitSource {
+  const uint8_t* p;
+  size_t len, pos = 0;
+  uint64_t buf = 0;
+  unsigned cnt = 0;
+  bool Read(unsigned nb, uint64_t* v) {
+    while (cnt < nb) {
+      if (pos >= len) return false;
+      buf |= uint64_t{p[pos++]} << cnt;
+      cnt += 8;
+    }
+    *v = nb == 0 ? 0 : buf & ((uint64_t{1} << nb) - 1);
+    buf = nb == 64 ? 0 : buf >> nb;
+    cnt -= nb;
+    return true;
+  }
+  bool Done() const { return pos == len && buf == 0; }
+};
+
+struct Stream {
+  int dtype = 0;
+  uint32_t ndim = 0;
+  int64_t shape[SLICER_MAX_NDIM] = {};
+  uint64_t n = 0;
+  unsigned layout_code = 0;
+  Layout layout;
+  float step = 0;
+  unsigned rho = 0, chunk_log2 = 0;
+  int o1 = 0, o2 = 0;
+  bool has_table = false;
+  const uint8_t* table = nullptr;  // G bytes in the stream
+  std::vector<double> steps;       // per group (has_table)
+  double base_step = 0;
+  std::vector<uint32_t> freq, cum;
+  std::vector<DecEntry> lookup;
+  unsigned nsym = 0;
+  struct Chunk {
+    uint64_t coded, rans_len, bits_len, offset;
+  };
+  std::vector<Chunk> chunks;
+  size_t raw_pos = 0;
+  uint64_t coded_total = 0, zero_groups = 0, raw_groups = 0;
+};
+
+inline bool IsDenseGroup(const Stream& s, uint64_t g) {
+  return !s.has_table || GroupIsDense(s.table[g]);
+}
+
+void Store(int dtype, uint8_t* dst, uint64_t i, double v) {
+  switch (dtype) {
+    case SLICER_FLOAT64:
+      std::memcpy(dst + 8 * i, &v, 8);
+      break;
+    case SLICER_FLOAT32: {
+      const float f = static_cast<float>(v);
+      std::memcpy(dst + 4 * i, &f, 4);
+      break;
+    }
+    case SLICER_FLOAT16: {
+      const uint16_t h = internal::FloatToHalf(static_cast<float>(v));
+      std::memcpy(dst + 2 * i, &h, 2);
+      break;
+    }
+    default: {
+      const uint16_t h = internal::FloatToBFloat16(static_cast<float>(v));
+      std::memcpy(dst + 2 * i, &h, 2);
+      break;
+    }
+  }
+}
+
+// Decodes chunk j (§14); writes its elements when dst != nullptr.
+slicer_status DecodeChunk(const Stream& s, const uint8_t* data, uint64_t j, uint8_t* dst) {
+  const Stream::Chunk& c = s.chunks[j];
+  const uint64_t chunk = uint64_t{1} << s.chunk_log2;
+  const uint64_t begin = j * chunk, stop_all = std::min(s.n, begin + chunk);
+  const uint8_t* r = data + c.offset;
+  const uint8_t* const rend = r + c.rans_len;
+  BitSource bits{rend, c.bits_len};
+  const unsigned k = StatesFor(c.coded);
+  uint32_t x[4];
+  if (c.coded > 0) {
+    for (unsigned q = 0; q < k; ++q) {
+      x[q] = uint32_t{r[0]} | uint32_t{r[1]} << 8 | uint32_t{r[2]} << 16 | uint32_t{r[3]} << 24;
+      r += 4;
+      if (x[q] < kRansL || x[q] >= (kRansL << 8)) return SLICER_ERR_CORRUPT;
+    }
+  }
+  const double off1 = s.o1 / 256.0, off2 = s.o2 / 256.0;
+  uint64_t idx = 0;  // coded element index within the chunk
+  for (uint64_t i = begin; i < stop_all;) {
+    const uint64_t g = s.layout.GroupOf(i);
+    const uint64_t stop = std::min(stop_all, i + s.layout.RunLeft(i, s.n));
+    if (!IsDenseGroup(s, g)) {
+      if (dst != nullptr && s.table[g] == kGroupZero) {
+        for (; i < stop; ++i) Store(s.dtype, dst, i, 0.0);
+      }
+      i = stop;
+      continue;
+    }
+    const double delta = s.has_table ? s.steps[g] : s.base_step;
+    for (; i < stop; ++i, ++idx) {
+      uint32_t& st = x[k == 1 ? 0 : idx & 3];
+      const DecEntry e = s.lookup[st & (kProbScale - 1)];
+      st = e.freq * (st >> kProbBits) + e.adj;
+      while (st < kRansL) {
+        if (r >= rend) return SLICER_ERR_CORRUPT;
+        st = (st << 8) | *r++;
+      }
+      const unsigned sym = e.sym;
+      double v = 0.0;
+      if (sym != 0) {
+        const unsigned b = (sym + 1) / 2;
+        uint64_t m;
+        if (b < kDirect) {
+          m = b;
+        } else {
+          unsigned nb;
+          uint64_t extra;
+          BinBase(b, &m, &nb);
+          if (!bits.Read(nb, &extra)) return SLICER_ERR_CORRUPT;
+          m += extra;
+          if (m > kMaxMag) return SLICER_ERR_CORRUPT;
+        }
+        v = (static_cast<double>(m) + (m == 1 ? off1 : off2)) * delta;
+        if ((sym & 1) == 0) v = -v;
+      }
+      if (dst != nullptr) Store(s.dtype, dst, i, v);
+    }
+  }
+  if (r != rend || !bits.Done()) return SLICER_ERR_CORRUPT;
+  for (unsigned q = 0; q < k && c.coded > 0; ++q)
+    if (x[q] != kRansL) return SLICER_ERR_CORRUPT;
+  return SLICER_OK;
+}
+
+slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Stream* s,
+                    slicer_dense_info* info) {
+  Cursor cur{data, 5, size - 4};
+  uint8_t b;
+  SLICER_TRY(cur.U8(&b));
+  if (b < 1 || b > 4) return SLICER_ERR_CORRUPT;
+  s->dtype = b;
+  SLICER_TRY(cur.U8(&b));
+  if (b != 0) return SLICER_ERR_CORRUPT;
+  SLICER_TRY(cur.U8(&b));
+  if (b > SLICER_MAX_NDIM) return SLICER_ERR_CORRUPT;
+  s->ndim = b;
+  bool zero = false, over = false;
+  unsigned __int128 count = 1;
+  for (uint32_t d = 0; d < s->ndim; ++d) {
+    uint64_t v;
+    SLICER_TRY(cur.Varint(&v));
+    if (v >= (uint64_t{1} << 63)) return SLICER_ERR_CORRUPT;
+    s->shape[d] = static_cast<int64_t>(v);
+    if (v == 0) zero = true;
+    if (!over) {
+      count *= v;
+      if (count >= (static_cast<unsigned __int128>(1) << 63)) over = true;
+    }
+  }
+  s->n = zero ? 0 : static_cast<uint64_t>(count);
+  if (!zero && (over || s->n > max_elements)) return SLICER_ERR_LIMIT_EXCEEDED;
+  SLICER_TRY(cur.U8(&b));
+  s->layout_code = b;
+  if (!MakeLayout(s->shape, s->ndim, s->n, b, &s->layout)) return SLICER_ERR_CORRUPT;
+  uint8_t mode;
+  SLICER_TRY(cur.U8(&mode));
+  uint64_t plen;
+  SLICER_TRY(cur.Varint(&plen));
+  if (plen > cur.end - cur.pos) return SLICER_ERR_TRUNCATED;
+  if (mode != kModeDense) return SLICER_ERR_UNSUPPORTED_MODE;
+  if (plen != kParamsLen) return SLICER_ERR_CORRUPT;
+  const uint8_t* p = data + cur.pos;
+  cur.pos += kParamsLen;
+  std::memcpy(&s->step, p, 4);
+  s->rho = p[4];
+  s->o1 = static_cast<int8_t>(p[5]);
+  s->o2 = static_cast<int8_t>(p[6]);
+  s->chunk_log2 = p[7];
+  if (!(std::isfinite(s->step) && s->step >= 0x1p-126f)) return SLICER_ERR_CORRUPT;
+  if (s->rho < 1 || s->rho > 128 || s->chunk_log2 < 6 || s->chunk_log2 > 24 || p[8] > 1) {
+    return SLICER_ERR_CORRUPT;
+  }
+  s->has_table = p[8] == 1;
+  GroupStep(s->step, 0, &s->base_step);
+  const size_t header_end = cur.pos;
+  const uint64_t groups = s->layout.groups;
+  std::vector<uint8_t> dense_group;  // only used for counting
+  if (s->has_table) {
+    if (groups > cur.end - cur.pos) return SLICER_ERR_TRUNCATED;
+    s->table = data + cur.pos;
+    cur.pos += groups;
+    s->steps.assign(groups, 1.0);
+    for (uint64_t g = 0; g < groups; ++g) {
+      const uint8_t t = s->table[g];
+      if (!GroupByteValid(t)) return SLICER_ERR_CORRUPT;
+      if (GroupIsDense(t)) {
+        if (!GroupStep(s->step, static_cast<int8_t>(t), &s->steps[g])) return SLICER_ERR_CORRUPT;
+      } else if (t == kGroupZero) {
+        ++s->zero_groups;
+      } else {
+        ++s->raw_groups;
+      }
+    }
+  }
+  const size_t table_end = cur.pos;
+  // Frequency table (§13.1).
+  uint64_t nsym;
+  SLICER_TRY(cur.Varint(&nsym));
+  if (nsym > kNumSymbols) return SLICER_ERR_CORRUPT;
+  s->nsym = static_cast<unsigned>(nsym);
+  std::vector<unsigned> classes;
+  if (nsym > 0) {
+    BitSource br{data + cur.pos, cur.end - cur.pos};
+    uint64_t v;
+    if (!br.Read(9, &v)) return SLICER_ERR_TRUNCATED;
+    classes.push_back(static_cast<unsigned>(v));
+    if (v > kClassMax) return SLICER_ERR_CORRUPT;
+    for (uint64_t q = 1; q < nsym; ++q) {
+      unsigned len = 0;
+      for (;;) {
+        uint64_t bit;
+        if (!br.Read(1, &bit)) return SLICER_ERR_TRUNCATED;
+        if (bit) break;
+        if (++len > 10) return SLICER_ERR_CORRUPT;
+      }
+      uint64_t low;
+      if (!br.Read(len, &low)) return SLICER_ERR_TRUNCATED;
+      const uint64_t z = (uint64_t{1} << len) + low - 1;
+      const int64_t d = (z & 1) ? -static_cast<int64_t>((z + 1) >> 1) : static_cast<int64_t>(z >> 1);
+      const int64_t nv = static_cast<int64_t>(classes.back()) + d;
+      if (nv < 0 || nv > kClassMax) return SLICER_ERR_CORRUPT;
+      classes.push_back(static_cast<unsigned>(nv));
+    }
+    if (classes.back() == 0) return SLICER_ERR_CORRUPT;
+    if (br.buf != 0) return SLICER_ERR_CORRUPT;  // padding bits of the last byte
+    cur.pos += br.pos;
+    Normalize(classes, &s->freq, &s->cum);
+    s->lookup.resize(kProbScale);
+    for (unsigned q = 0; q < s->nsym; ++q) {
+      for (uint32_t slot = s->cum[q]; slot < s->cum[q + 1]; ++slot) {
+        s->lookup[slot] = DecEntry{static_cast<uint16_t>(s->freq[q]),
+                                   static_cast<uint16_t>(slot - s->cum[q]),
+                                   static_cast<uint16_t>(q), 0};
+      }
+    }
+  }
+  const size_t freq_end = cur.pos;
+  // Chunk table (§13.3).
+  const uint64_t chunk = uint64_t{1} << s->chunk_log2;
+  const uint64_t nch = (s->n + chunk - 1) / chunk;
+  if (nch > (cur.end - cur.pos) / 2) return SLICER_ERR_TRUNCATED;
+  s->chunks.resize(nch);
+  uint64_t raw_elements = 0;
+  for (uint64_t j = 0; j < nch; ++j) {
+    uint64_t coded = 0;
+    const uint64_t a = j * chunk, z = std::min(s->n, a + chunk);
+    if (!s->has_table) {
+      coded = z - a;
+    } else {
+      for (uint64_t i = a; i < z;) {
+        const uint64_t stop = std::min(z, i + s->layout.RunLeft(i, s->n));
+        const uint8_t t = s->table[s->layout.GroupOf(i)];
+        if (GroupIsDense(t)) coded += stop - i;
+        if (t == kGroupRaw) raw_elements += stop - i;
+        i = stop;
+      }
+    }
+    uint64_t rl, bl;
+    SLICER_TRY(cur.Varint(&rl));
+    SLICER_TRY(cur.Varint(&bl));
+    if (coded == 0 && (rl || bl)) return SLICER_ERR_CORRUPT;
+    if (coded > 0 && rl < 4 * uint64_t{StatesFor(coded)}) return SLICER_ERR_CORRUPT;
+    if (rl > size || bl > size) return SLICER_ERR_TRUNCATED;
+    s->chunks[j] = Stream::Chunk{coded, rl, bl, 0};
+    s->coded_total += coded;
+  }
+  if ((s->nsym == 0) != (s->coded_total == 0)) return SLICER_ERR_CORRUPT;
+  const size_t chunk_end = cur.pos;
+  const size_t item = DtypeBytes(s->dtype);
+  if (raw_elements > (cur.end - cur.pos) / item) return SLICER_ERR_TRUNCATED;
+  s->raw_pos = cur.pos;
+  cur.pos += raw_elements * item;
+  const size_t raw_end = cur.pos;
+  uint64_t payload = 0;
+  for (Stream::Chunk& c : s->chunks) {
+    c.offset = cur.pos + payload;
+    payload += c.rans_len + c.bits_len;
+    if (payload > size) return SLICER_ERR_CORRUPT;
+  }
+  if (payload != cur.end - cur.pos) return SLICER_ERR_CORRUPT;
+  if (info != nullptr) {
+    std::memset(info, 0, sizeof(*info));
+    info->format_version = kVersion;
+    info->mode = kModeDense;
+    info->dtype = static_cast<slicer_dtype>(s->dtype);
+    info->ndim = s->ndim;
+    for (uint32_t d = 0; d < s->ndim; ++d) info->shape[d] = s->shape[d];
+    info->num_elements = s->n;
+    info->layout = s->layout_code;
+    info->group_count = groups;
+    info->step = s->step;
+    info->rho_256 = s->rho;
+    info->offset1 = s->o1;
+    info->offset2 = s->o2;
+    info->chunk_log2 = s->chunk_log2;
+    info->has_group_table = s->has_table;
+    info->total_bytes = size;
+    info->header_bytes = header_end;
+    info->group_table_bytes = table_end - header_end;
+    info->freq_table_bytes = freq_end - table_end;
+    info->chunk_table_bytes = chunk_end - freq_end;
+    info->raw_bytes = raw_end - chunk_end;
+    for (const Stream::Chunk& c : s->chunks) {
+      info->rans_bytes += c.rans_len;
+      info->extra_bits_bytes += c.bits_len;
+    }
+    info->checksum_bytes = 4;
+    info->coded = s->coded_total;
+    info->chunks = nch;
+    info->symbols = s->nsym;
+    info->zero_groups = s->zero_groups;
+    info->raw_groups = s->raw_groups;
+  }
+  return SLICER_OK;
+}
+
+}  // namespace
+
+slicer_status CheckContainer(const uint8_t* data, size_t size, uint32_t* version) {
+  if (data == nullptr && size > 0) return SLICER_ERR_INVALID_ARGUMENT;
+  if (size < 9) return SLICER_ERR_TRUNCATED;
+  static const uint8_t magic[4] = {0x53, 0x4C, 0x43, 0x52};
+  if (std::memcmp(data, magic, 4) != 0) return SLICER_ERR_BAD_MAGIC;
+  const uint32_t stored = uint32_t{data[size - 4]} | uint32_t{data[size - 3]} << 8 |
+                          uint32_t{data[size - 2]} << 16 | uint32_t{data[size - 1]} << 24;
+  if (internal::Crc32(0, data, size - 4) != stored) return SLICER_ERR_BAD_CHECKSUM;
+  *version = data[4];
+  return SLICER_OK;
+}
+
+slicer_status DecodeDense(const uint8_t* data, size_t size, uint64_t max_elements, void* dst,
+                          size_t dst_bytes, unsigned threads, slicer_dense_info* info) {
+  uint32_t version = 0;
+  SLICER_TRY(CheckContainer(data, size, &version));
+  if (version != kVersion) return SLICER_ERR_BAD_VERSION;
+  Stream s;
+  SLICER_TRY(Parse(data, size, max_elements, &s, info));
+  uint8_t* out = static_cast<uint8_t*>(dst);
+  const size_t item = DtypeBytes(s.dtype);
+  if (out != nullptr) {
+    if (dst_bytes < s.n * item) return SLICER_ERR_BUFFER_TOO_SMALL;
+    // Raw groups: verbatim, finite.
+    if (s.has_table && s.raw_groups > 0) {
+      size_t pos = s.raw_pos;
+      for (uint64_t g = 0; g < s.layout.groups; ++g) {
+        if (s.table[g] != kGroupRaw) continue;
+        for (uint64_t i = 0; i < s.n;) {
+          const uint64_t stop = std::min(s.n, i + s.layout.RunLeft(i, s.n));
+          if (s.layout.GroupOf(i) == g) {
+            std::memcpy(out + item * i, data + pos, item * (stop - i));
+            pos += item * (stop - i);
+          }
+          i = stop;
+        }
+      }
+    }
+  }
+  if (s.has_table && s.raw_groups > 0) {  // finiteness of raw values, also for inspect
+    const size_t count = (s.chunks.empty() ? size - 4 : s.chunks[0].offset) - s.raw_pos;
+    for (size_t q = 0; q < count / item; ++q) {
+      const uint8_t* v = data + s.raw_pos + q * item;
+      bool finite;
+      if (s.dtype == SLICER_FLOAT64) {
+        double d;
+        std::memcpy(&d, v, 8);
+        finite = std::isfinite(d);
+      } else if (s.dtype == SLICER_FLOAT32) {
+        float f;
+        std::memcpy(&f, v, 4);
+        finite = std::isfinite(f);
+      } else {
+        const uint16_t h = static_cast<uint16_t>(v[0] | v[1] << 8);
+        finite = s.dtype == SLICER_FLOAT16 ? (h & 0x7C00) != 0x7C00 : (h & 0x7F80) != 0x7F80;
+      }
+      if (!finite) return SLICER_ERR_CORRUPT;
+    }
+  }
+  const uint64_t nch = s.chunks.size();
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  threads = static_cast<unsigned>(std::min<uint64_t>(threads, nch));
+  if (threads <= 1 || s.n < (uint64_t{1} << 18)) {
+    for (uint64_t j = 0; j < nch; ++j) SLICER_TRY(DecodeChunk(s, data, j, out));
+    return SLICER_OK;
+  }
+  std::vector<slicer_status> status(threads, SLICER_OK);
+  std::vector<std::thread> workers;
+  for (unsigned t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      try {
+        for (uint64_t j = nch * t / threads; j < nch * (t + 1) / threads; ++j) {
+          const slicer_status st = DecodeChunk(s, data, j, out);
+          if (st != SLICER_OK) {
+            status[t] = st;
+            return;
+          }
+        }
+      } catch (...) {
+        status[t] = SLICER_ERR_INTERNAL;
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  for (slicer_status st : status)
+    if (st != SLICER_OK) return st;
+  return SLICER_OK;
+}
+
+}  // namespace slicer::dense

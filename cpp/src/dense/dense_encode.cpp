@@ -1,0 +1,425 @@
+// Format 2 dense encoder (docs/format.md §10-§14); byte-identical to tests/reference_dense.py.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "codec.hpp"
+#include "crc32.hpp"
+#include "dense/dense.hpp"
+#include "dense/dense_internal.hpp"
+#include "float_bits.hpp"
+#include "varint.hpp"
+
+namespace slicer::dense {
+namespace {
+
+using internal::StatusError;
+
+void Put(uint64_t v, std::vector<uint8_t>* out) {
+  uint8_t buf[10];
+  const size_t len = internal::PutVarint(v, buf);
+  out->insert(out->end(), buf, buf + len);
+}
+
+// The input element i widened to binary64.
+struct Reader {
+  const uint8_t* data;
+  int dtype;
+  double operator()(uint64_t i) const {
+    switch (dtype) {
+      case SLICER_FLOAT64: {
+        double v;
+        std::memcpy(&v, data + 8 * i, 8);
+        return v;
+      }
+      case SLICER_FLOAT32: {
+        float v;
+        std::memcpy(&v, data + 4 * i, 4);
+        return v;
+      }
+      case SLICER_FLOAT16: {
+        uint16_t h;
+        std::memcpy(&h, data + 2 * i, 2);
+        return internal::HalfToFloat(h);
+      }
+      default: {
+        uint16_t h;
+        std::memcpy(&h, data + 2 * i, 2);
+        return internal::BFloat16ToFloat(h);
+      }
+    }
+  }
+};
+
+// ryg_rans-style encoder symbol: division by the frequency through an exact reciprocal.
+struct EncSymbol {
+  uint32_t x_max, rcp_freq, bias;
+  uint16_t cmpl_freq, rcp_shift;
+};
+
+EncSymbol MakeEncSymbol(uint32_t start, uint32_t freq) {
+  EncSymbol s{};
+  s.x_max = ((kRansL >> kProbBits) << 8) * freq;
+  s.cmpl_freq = static_cast<uint16_t>(kProbScale - freq);
+  if (freq < 2) {
+    s.rcp_freq = ~0u;
+    s.rcp_shift = 0;
+    s.bias = start + kProbScale - 1;
+  } else {
+    uint32_t shift = 0;
+    while (freq > (1u << shift)) ++shift;
+    s.rcp_freq = static_cast<uint32_t>(((uint64_t{1} << (shift + 31)) + freq - 1) / freq);
+    s.rcp_shift = static_cast<uint16_t>(shift - 1);
+    s.bias = start;
+  }
+  return s;
+}
+
+inline void Put(uint32_t* x, uint8_t** ptr, const EncSymbol& s) {
+  uint32_t v = *x;
+  while (v >= s.x_max) {
+    *--*ptr = static_cast<uint8_t>(v);
+    v >>= 8;
+  }
+  const uint32_t q =
+      static_cast<uint32_t>((static_cast<uint64_t>(v) * s.rcp_freq) >> 32) >> s.rcp_shift;
+  *x = v + s.bias + q * s.cmpl_freq;
+}
+
+struct ChunkOut {
+  std::vector<uint8_t> rans;  // [rans_begin, size) holds the bytes
+  size_t rans_begin = 0;
+  std::vector<uint8_t> bits;
+};
+
+// rANS (§14) over syms[0, n) written backwards into out->rans.
+void EncodeRans(const uint16_t* syms, uint64_t n, const std::vector<EncSymbol>& table,
+                ChunkOut* out) {
+  const unsigned k = StatesFor(n);
+  out->rans.resize(24 + 2 * n);
+  uint8_t* const end = out->rans.data() + out->rans.size();
+  uint8_t* ptr = end;
+  uint32_t x[4] = {kRansL, kRansL, kRansL, kRansL};
+  if (k == 1) {
+    for (uint64_t i = n; i-- > 0;) Put(&x[0], &ptr, table[syms[i]]);
+  } else {
+    uint64_t i = n;
+    while (i % 4 != 0) {
+      --i;
+      Put(&x[i % 4], &ptr, table[syms[i]]);
+    }
+    while (i > 0) {
+      i -= 4;
+      Put(&x[3], &ptr, table[syms[i + 3]]);
+      Put(&x[2], &ptr, table[syms[i + 2]]);
+      Put(&x[1], &ptr, table[syms[i + 1]]);
+      Put(&x[0], &ptr, table[syms[i]]);
+    }
+  }
+  for (unsigned j = k; j-- > 0;) {
+    ptr -= 4;
+    ptr[0] = static_cast<uint8_t>(x[j]);
+    ptr[1] = static_cast<uint8_t>(x[j] >> 8);
+    ptr[2] = static_cast<uint8_t>(x[j] >> 16);
+    ptr[3] = static_cast<uint8_t>(x[j] >> 24);
+  }
+  out->rans_begin = static_cast<size_t>(ptr - out->rans.data());
+}
+
+// LSB-first bit writer (§1) for the extra bits.
+struct BitSink {
+  std::vector<uint8_t>* out;
+  uint64_t acc = 0;
+  unsigned n = 0;
+  void Write(uint64_t v, unsigned bits) {  // bits <= 51
+    acc |= v << n;
+    n += bits;
+    while (n >= 8) {
+      out->push_back(static_cast<uint8_t>(acc));
+      acc >>= 8;
+      n -= 8;
+    }
+  }
+  void Finish() {
+    if (n > 0) out->push_back(static_cast<uint8_t>(acc));
+    acc = 0;
+    n = 0;
+  }
+};
+
+struct ExpGolombSink {
+  std::vector<uint8_t>* out;
+  uint64_t acc = 0;
+  unsigned n = 0;
+  void Write(uint64_t v, unsigned bits) {
+    for (unsigned b = 0; b < bits; ++b) {
+      acc |= ((v >> b) & 1u) << n;
+      if (++n == 8) {
+        out->push_back(static_cast<uint8_t>(acc));
+        acc = 0;
+        n = 0;
+      }
+    }
+  }
+  void ExpGolomb(uint64_t z) {
+    const uint64_t u = z + 1;
+    unsigned len = 63 - static_cast<unsigned>(__builtin_clzll(u));
+    Write(0, len);
+    Write(1, 1);
+    Write(u - (uint64_t{1} << len), len);
+  }
+  void Finish() {
+    if (n > 0) out->push_back(static_cast<uint8_t>(acc));
+  }
+};
+
+}  // namespace
+
+void WriteCommonHeader(int dtype, const int64_t* shape, uint32_t ndim, unsigned layout,
+                       std::vector<uint8_t>* out) {
+  static const uint8_t magic[4] = {0x53, 0x4C, 0x43, 0x52};
+  out->insert(out->end(), magic, magic + 4);
+  out->push_back(kVersion);
+  out->push_back(static_cast<uint8_t>(dtype));
+  out->push_back(0);
+  out->push_back(static_cast<uint8_t>(ndim));
+  for (uint32_t d = 0; d < ndim; ++d) Put(static_cast<uint64_t>(shape[d]), out);
+  out->push_back(static_cast<uint8_t>(layout));
+  out->push_back(kModeDense);
+}
+
+slicer_status CheckParams(const slicer_dense_params* p) {
+  if (p == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
+  if (!(std::isfinite(p->step) && p->step >= 0x1p-126f)) return SLICER_ERR_INVALID_ARGUMENT;
+  if (p->rho_256 < 1 || p->rho_256 > 128) return SLICER_ERR_INVALID_ARGUMENT;
+  if (p->auto_offsets > 1) return SLICER_ERR_INVALID_ARGUMENT;
+  if (p->chunk_log2 < 6 || p->chunk_log2 > 24) return SLICER_ERR_INVALID_ARGUMENT;
+  if (p->layout > 2) return SLICER_ERR_INVALID_ARGUMENT;
+  if (p->group_table == nullptr && p->group_table_size != 0) return SLICER_ERR_INVALID_ARGUMENT;
+  return SLICER_OK;
+}
+
+slicer_status CheckShape(const int64_t* shape, uint32_t ndim, uint64_t* n) {
+  if (ndim > SLICER_MAX_NDIM || (ndim > 0 && shape == nullptr)) return SLICER_ERR_INVALID_ARGUMENT;
+  unsigned __int128 count = 1;
+  bool zero = false;
+  for (uint32_t d = 0; d < ndim; ++d) {
+    if (shape[d] < 0) return SLICER_ERR_INVALID_ARGUMENT;
+    if (shape[d] == 0) zero = true;
+    if (!zero) {
+      count *= static_cast<uint64_t>(shape[d]);
+      if (count >= (static_cast<unsigned __int128>(1) << 63)) return SLICER_ERR_INVALID_ARGUMENT;
+    }
+  }
+  *n = zero ? 0 : static_cast<uint64_t>(count);
+  return SLICER_OK;
+}
+
+void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
+                 const slicer_dense_params& params, std::vector<uint8_t>* stream) {
+  uint64_t n = 0;
+  slicer_status st = CheckShape(shape, ndim, &n);
+  if (st != SLICER_OK) throw StatusError(st, "shape");
+  if (n > 0 && data == nullptr) throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "data");
+  Layout layout;
+  if (!MakeLayout(shape, ndim, n, params.layout, &layout)) {
+    throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "layout needs more axes");
+  }
+  const bool has_table = params.group_table != nullptr;
+  std::vector<double> steps;
+  std::vector<uint8_t> kinds;  // per group: the table byte (or 0)
+  if (has_table) {
+    if (params.group_table_size != layout.groups) {
+      throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "group table size");
+    }
+    kinds.assign(params.group_table, params.group_table + layout.groups);
+    steps.assign(layout.groups, 1.0);
+    for (uint64_t g = 0; g < layout.groups; ++g) {
+      if (!GroupByteValid(kinds[g])) throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "group byte");
+      if (GroupIsDense(kinds[g]) &&
+          !GroupStep(params.step, static_cast<int8_t>(kinds[g]), &steps[g])) {
+        throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "group step");
+      }
+    }
+  }
+  double base_step = 0;
+  GroupStep(params.step, 0, &base_step);
+  const double rho = params.rho_256 / 256.0;
+  const Reader read{static_cast<const uint8_t*>(data), dtype};
+  const uint64_t chunk = uint64_t{1} << params.chunk_log2;
+  const uint64_t nch = (n + chunk - 1) / chunk;
+
+  // Pass 1: codes → symbols (+ extra bits), histogram, offset sums (§11, §12.2, §12.3).
+  std::vector<uint16_t> syms;
+  std::vector<uint64_t> extras;  // (value << 6) | nbits, for bins >= 8, in order
+  syms.reserve(n);
+  std::vector<uint64_t> chunk_syms(nch + 1, 0), chunk_extras(nch + 1, 0);
+  uint64_t hist[kNumSymbols] = {};
+  int64_t s1 = 0, s2 = 0;
+  uint64_t c1 = 0, c2 = 0;
+  const bool auto_off = params.auto_offsets != 0;
+  for (uint64_t i = 0; i < n;) {
+    const uint64_t g = layout.GroupOf(i);
+    const uint64_t stop = std::min(n, i + layout.RunLeft(i, n));
+    const uint8_t kind = has_table ? kinds[g] : 0;
+    if (!GroupIsDense(kind)) {
+      for (; i < stop; ++i) {
+        if (!std::isfinite(read(i))) throw StatusError(SLICER_ERR_NONFINITE_INPUT, "input");
+      }
+      continue;
+    }
+    const double delta = has_table ? steps[g] : base_step;
+    for (; i < stop; ++i) {
+      const double x = read(i);
+      if (!std::isfinite(x)) throw StatusError(SLICER_ERR_NONFINITE_INPUT, "input");
+      const double t = std::fabs(x) / delta;
+      const double u = t + rho;
+      if (!(u <= 0x1p53)) throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "step too small");
+      const uint64_t m = static_cast<uint64_t>(u);
+      unsigned sym;
+      if (m < kDirect) {
+        sym = m == 0 ? 0 : (x < 0 ? 2 * m : 2 * m - 1);
+      } else {
+        const unsigned e = 63 - static_cast<unsigned>(__builtin_clzll(m));
+        const unsigned b = kDirect + 4 * (e - 3) + static_cast<unsigned>((m >> (e - 2)) & 3);
+        sym = x < 0 ? 2 * b : 2 * b - 1;
+        extras.push_back(((m & ((uint64_t{1} << (e - 2)) - 1)) << 6) | (e - 2));
+        ++chunk_extras[i / chunk + 1];
+      }
+      if (auto_off && m > 0) {
+        const int64_t d = static_cast<int64_t>(std::floor((t - static_cast<double>(m)) * 0x1p20));
+        if (m == 1) {
+          s1 += d;
+          ++c1;
+        } else {
+          s2 += d;
+          ++c2;
+        }
+      }
+      syms.push_back(static_cast<uint16_t>(sym));
+      ++hist[sym];
+      ++chunk_syms[i / chunk + 1];
+    }
+  }
+  for (uint64_t j = 0; j < nch; ++j) {
+    chunk_syms[j + 1] += chunk_syms[j];
+    chunk_extras[j + 1] += chunk_extras[j];
+  }
+  auto offset = [](int64_t s, uint64_t c) -> int8_t {
+    if (c == 0) return 0;
+    const __int128 num = 2 * static_cast<__int128>(s) + static_cast<__int128>(c) * 4096;
+    const __int128 den = 2 * static_cast<__int128>(c) * 4096;
+    __int128 q = num / den;
+    if ((num % den != 0) && ((num < 0) != (den < 0))) --q;  // floor division
+    return static_cast<int8_t>(std::max<__int128>(-128, std::min<__int128>(127, q)));
+  };
+  const int8_t o1 = auto_off ? offset(s1, c1) : params.offset1;
+  const int8_t o2 = auto_off ? offset(s2, c2) : params.offset2;
+
+  // Frequency table (§13.1, §13.2).
+  unsigned nsym = 0;
+  for (unsigned s = 0; s < kNumSymbols; ++s)
+    if (hist[s]) nsym = s + 1;
+  std::vector<unsigned> classes(nsym);
+  for (unsigned s = 0; s < nsym; ++s) classes[s] = hist[s] ? CountClass(hist[s]) : 0;
+  std::vector<uint32_t> freq, cum;
+  Normalize(classes, &freq, &cum);
+  std::vector<EncSymbol> table(nsym);
+  for (unsigned s = 0; s < nsym; ++s)
+    if (freq[s]) table[s] = MakeEncSymbol(cum[s], freq[s]);
+
+  // Pass 2: chunks (independent; run on threads for large inputs).
+  std::vector<ChunkOut> chunks(nch);
+  auto encode_chunks = [&](uint64_t j0, uint64_t j1) {
+    for (uint64_t j = j0; j < j1; ++j) {
+      const uint64_t a = chunk_syms[j], b = chunk_syms[j + 1];
+      if (a == b) continue;
+      EncodeRans(syms.data() + a, b - a, table, &chunks[j]);
+      BitSink sink{&chunks[j].bits};
+      chunks[j].bits.reserve((chunk_extras[j + 1] - chunk_extras[j]) * 7 + 8);
+      for (uint64_t e = chunk_extras[j]; e < chunk_extras[j + 1]; ++e) {
+        sink.Write(extras[e] >> 6, static_cast<unsigned>(extras[e] & 63));
+      }
+      sink.Finish();
+    }
+  };
+  unsigned threads = params.threads == 0 ? std::max(1u, std::thread::hardware_concurrency())
+                                         : params.threads;
+  threads = static_cast<unsigned>(std::min<uint64_t>(threads, nch));
+  if (threads <= 1 || n < (uint64_t{1} << 18)) {
+    encode_chunks(0, nch);
+  } else {
+    std::vector<std::thread> workers;
+    std::vector<std::exception_ptr> errors(threads);
+    for (unsigned t = 0; t < threads; ++t) {
+      workers.emplace_back([&, t] {
+        try {
+          encode_chunks(nch * t / threads, nch * (t + 1) / threads);
+        } catch (...) {
+          errors[t] = std::current_exception();
+        }
+      });
+    }
+    for (auto& w : workers) w.join();
+    for (auto& e : errors)
+      if (e) std::rethrow_exception(e);
+  }
+
+  // Assemble (§10, §13).
+  std::vector<uint8_t>& out = *stream;
+  out.clear();
+  WriteCommonHeader(dtype, shape, ndim, params.layout, &out);
+  out.push_back(static_cast<uint8_t>(kParamsLen));
+  uint8_t mp[9];
+  std::memcpy(mp, &params.step, 4);
+  mp[4] = params.rho_256;
+  mp[5] = static_cast<uint8_t>(o1);
+  mp[6] = static_cast<uint8_t>(o2);
+  mp[7] = params.chunk_log2;
+  mp[8] = has_table ? 1 : 0;
+  out.insert(out.end(), mp, mp + 9);
+  if (has_table) out.insert(out.end(), kinds.begin(), kinds.end());
+  Put(nsym, &out);
+  if (nsym > 0) {
+    ExpGolombSink eg{&out};
+    eg.Write(classes[0], 9);
+    for (unsigned s = 1; s < nsym; ++s) {
+      const int64_t d = static_cast<int64_t>(classes[s]) - static_cast<int64_t>(classes[s - 1]);
+      eg.ExpGolomb(d >= 0 ? static_cast<uint64_t>(2 * d) : static_cast<uint64_t>(-2 * d - 1));
+    }
+    eg.Finish();
+  }
+  size_t payload = 0;
+  for (const ChunkOut& c : chunks) {
+    const size_t rl = c.rans.size() - c.rans_begin;
+    Put(rl, &out);
+    Put(c.bits.size(), &out);
+    payload += rl + c.bits.size();
+  }
+  if (has_table) {
+    const size_t item = DtypeBytes(dtype);
+    const uint8_t* bytes = static_cast<const uint8_t*>(data);
+    for (uint64_t g = 0; g < layout.groups; ++g) {
+      if (kinds[g] != kGroupRaw) continue;
+      for (uint64_t i = 0; i < n;) {  // the group's elements in flat order
+        const uint64_t stop = std::min(n, i + layout.RunLeft(i, n));
+        if (layout.GroupOf(i) == g) {
+          out.insert(out.end(), bytes + item * i, bytes + item * stop);
+        }
+        i = stop;
+      }
+    }
+  }
+  out.reserve(out.size() + payload + 4);
+  for (const ChunkOut& c : chunks) {
+    out.insert(out.end(), c.rans.begin() + static_cast<std::ptrdiff_t>(c.rans_begin),
+               c.rans.end());
+    out.insert(out.end(), c.bits.begin(), c.bits.end());
+  }
+  const uint32_t crc = internal::Crc32(0, out.data(), out.size());
+  for (int b = 0; b < 4; ++b) out.push_back(static_cast<uint8_t>(crc >> (8 * b)));
+}
+
+}  // namespace slicer::dense

@@ -1,0 +1,108 @@
+"""``slicer.inspect`` of format-2 (dense mode) streams: header, parameters and byte account."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from . import _core
+
+__all__ = ["DenseAccount", "DenseStreamInfo", "inspect_dense"]
+
+_DTYPES = {1: "float32", 2: "float16", 3: "bfloat16", 4: "float64"}
+_LAYOUTS = {0: "tensor", 1: "rows", 2: "channels"}
+
+
+@dataclass(frozen=True)
+class DenseAccount:
+    """Where the bytes of a format-2 dense stream go (docs/format.md §16); they add up."""
+
+    header: int  #: common header + mode parameters
+    group_table: int  #: per-group kinds / step exponents (0 without a table)
+    freq_table: int  #: the rANS frequency table
+    chunk_table: int  #: per-chunk rANS and extra-bit lengths
+    raw: int  #: values of raw groups
+    codes: int  #: rANS bytes of all chunks (the entropy-coded symbols)
+    extra_bits: int  #: verbatim low bits of large codes (outliers included)
+    checksum: int  #: CRC-32
+    total: int  #: stream length
+    bits_per_element: float | None  #: 8 * total / N (None for an empty array)
+
+
+@dataclass(frozen=True)
+class DenseStreamInfo:
+    """Header, parameters and byte account of a format-2 dense stream."""
+
+    format_version: int
+    shape: tuple[int, ...]
+    dtype: str
+    mode: str
+    groups: str
+    group_count: int
+    step: float
+    rho: float
+    offsets: tuple[int, int]
+    chunk_size: int
+    chunks: int
+    coded: int  #: elements entropy-coded (outside zero / raw groups)
+    symbols: int  #: alphabet size of the frequency table
+    zero_groups: int
+    raw_groups: int
+    account: DenseAccount
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        a = self.account
+        lines = [
+            f"SLICER stream, format {self.format_version}, mode {self.mode}: shape "
+            f"{self.shape} {self.dtype}, groups={self.groups} ({self.group_count}), step "
+            f"{self.step:.6g}, rho {self.rho:g}, offsets {self.offsets}, {self.chunks} chunks",
+            f"{'field':<12} {'bytes':>10}",
+        ]
+        for name in ("header", "group_table", "freq_table", "chunk_table", "raw", "codes",
+                     "extra_bits", "checksum", "total"):  # fmt: skip
+            lines.append(f"{name:<12} {getattr(a, name):>10}")
+        if a.bits_per_element is not None:
+            lines.append(f"bits per element: {a.bits_per_element:.4f}")
+        return "\n".join(lines)
+
+
+def inspect_dense(data: Any, limit: int) -> DenseStreamInfo:
+    from ._api import raise_stream_status
+
+    status, d = _core.dense_inspect(data, limit)
+    if status:
+        raise_stream_status(status, data)
+    n = d["num_elements"]
+    account = DenseAccount(
+        header=d["header_bytes"],
+        group_table=d["group_table_bytes"],
+        freq_table=d["freq_table_bytes"],
+        chunk_table=d["chunk_table_bytes"],
+        raw=d["raw_bytes"],
+        codes=d["rans_bytes"],
+        extra_bits=d["extra_bits_bytes"],
+        checksum=d["checksum_bytes"],
+        total=d["total_bytes"],
+        bits_per_element=8 * d["total_bytes"] / n if n else None,
+    )
+    return DenseStreamInfo(
+        format_version=d["format_version"],
+        shape=tuple(d["shape"]),
+        dtype=_DTYPES[d["dtype"]],
+        mode="dense",
+        groups=_LAYOUTS[d["layout"]],
+        group_count=d["group_count"],
+        step=d["step"],
+        rho=d["rho_256"] / 256,
+        offsets=tuple(d["offsets"]),
+        chunk_size=1 << d["chunk_log2"],
+        chunks=d["chunks"],
+        coded=d["coded"],
+        symbols=d["symbols"],
+        zero_groups=d["zero_groups"],
+        raw_groups=d["raw_groups"],
+        account=account,
+    )

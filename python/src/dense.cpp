@@ -1,0 +1,164 @@
+// Format-2 "dense" entry points (docs/format.md §10-§16). Like stream.cpp, every function
+// returns the C status as its first result; the Python layer maps it to exceptions.
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "glue.hpp"
+
+namespace slicer_py {
+namespace {
+
+using ConstBytes = nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+using MutableBytes = nb::ndarray<uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
+size_t DenseItemSize(int dtype) {
+  switch (dtype) {
+    case SLICER_FLOAT64:
+      return 8;
+    case SLICER_FLOAT32:
+      return 4;
+    case SLICER_FLOAT16:
+    case SLICER_BFLOAT16:
+      return 2;
+    default:
+      return 0;
+  }
+}
+
+// params: dict(step, rho_256, offsets (None or (o1, o2)), chunk_log2, layout, group_table
+// (None or bytes), threads) — already validated integers (slicer/_params.py).
+struct DenseParams {
+  slicer_dense_params raw;
+  std::vector<uint8_t> table;
+};
+
+DenseParams FromDict(const nb::dict& d) {
+  DenseParams p;
+  slicer_dense_params_init(&p.raw);
+  p.raw.step = nb::cast<float>(d["step"]);
+  p.raw.rho_256 = nb::cast<uint8_t>(d["rho_256"]);
+  nb::object offsets = d["offsets"];
+  if (offsets.is_none()) {
+    p.raw.auto_offsets = 1;
+  } else {
+    p.raw.auto_offsets = 0;
+    p.raw.offset1 = nb::cast<int8_t>(offsets[nb::int_(0)]);
+    p.raw.offset2 = nb::cast<int8_t>(offsets[nb::int_(1)]);
+  }
+  p.raw.chunk_log2 = nb::cast<uint8_t>(d["chunk_log2"]);
+  p.raw.layout = nb::cast<uint8_t>(d["layout"]);
+  nb::object table = d["group_table"];
+  if (!table.is_none()) {
+    const nb::bytes bytes = nb::cast<nb::bytes>(table);
+    const uint8_t* b = reinterpret_cast<const uint8_t*>(bytes.c_str());
+    p.table.assign(b, b + bytes.size());
+    p.raw.group_table = p.table.data();
+    p.raw.group_table_size = p.table.size();
+    if (p.table.empty()) p.raw.group_table = reinterpret_cast<const uint8_t*>("");
+  }
+  p.raw.threads = d.contains("threads") ? nb::cast<uint16_t>(d["threads"]) : 0;
+  return p;
+}
+
+nb::tuple DenseBound(const std::vector<int64_t>& shape, int dtype, const nb::dict& params) {
+  const DenseParams p = FromDict(params);
+  size_t bound = 0;
+  const int status = slicer_dense_encode_bound(shape.data(), static_cast<uint32_t>(shape.size()),
+                                               dtype, &p.raw, &bound);
+  return nb::make_tuple(status, bound);
+}
+
+nb::tuple DenseEncode(ConstBytes raw, int dtype, const std::vector<int64_t>& shape,
+                      const nb::dict& params) {
+  const size_t itemsize = DenseItemSize(dtype);
+  if (itemsize == 0)
+    return nb::make_tuple(static_cast<int>(SLICER_ERR_UNSUPPORTED_DTYPE), nb::none());
+  size_t count = 1;
+  for (int64_t d : shape) {
+    if (d < 0) throw nb::value_error("negative dimension");
+    count *= static_cast<size_t>(d);
+  }
+  if (count * itemsize != raw.shape(0)) {
+    throw nb::value_error("byte length of the input does not match its shape and dtype");
+  }
+  const DenseParams p = FromDict(params);
+  const uint32_t ndim = static_cast<uint32_t>(shape.size());
+  size_t bound = 0;
+  int status = slicer_dense_encode_bound(shape.data(), ndim, dtype, &p.raw, &bound);
+  if (status != SLICER_OK) return nb::make_tuple(status, nb::none());
+  std::unique_ptr<uint8_t[]> dst(new uint8_t[bound > 0 ? bound : 1]);
+  size_t written = 0;
+  {
+    nb::gil_scoped_release release;
+    status =
+        slicer_dense_encode(raw.data(), dtype, shape.data(), ndim, &p.raw, dst.get(), bound,
+                            &written);
+  }
+  if (status != SLICER_OK) return nb::make_tuple(status, nb::none());
+  return nb::make_tuple(status, nb::bytes(reinterpret_cast<const char*>(dst.get()), written));
+}
+
+nb::tuple DenseInspect(ConstBytes buf, uint64_t max_elements) {
+  slicer_dense_info info{};
+  int status;
+  {
+    nb::gil_scoped_release release;
+    status = slicer_dense_inspect(buf.data(), buf.shape(0), max_elements, &info);
+  }
+  if (status != SLICER_OK) return nb::make_tuple(status, nb::none());
+  nb::dict d;
+  d["format_version"] = info.format_version;
+  d["mode"] = info.mode;
+  d["dtype"] = static_cast<int>(info.dtype);
+  nb::list shape;
+  for (uint32_t i = 0; i < info.ndim && i < SLICER_MAX_NDIM; ++i) shape.append(info.shape[i]);
+  d["shape"] = nb::tuple(shape);
+  d["num_elements"] = info.num_elements;
+  d["layout"] = info.layout;
+  d["group_count"] = info.group_count;
+  d["step"] = info.step;
+  d["rho_256"] = info.rho_256;
+  d["offsets"] = nb::make_tuple(info.offset1, info.offset2);
+  d["chunk_log2"] = info.chunk_log2;
+  d["has_group_table"] = info.has_group_table != 0;
+  d["total_bytes"] = info.total_bytes;
+  d["header_bytes"] = info.header_bytes;
+  d["group_table_bytes"] = info.group_table_bytes;
+  d["freq_table_bytes"] = info.freq_table_bytes;
+  d["chunk_table_bytes"] = info.chunk_table_bytes;
+  d["raw_bytes"] = info.raw_bytes;
+  d["rans_bytes"] = info.rans_bytes;
+  d["extra_bits_bytes"] = info.extra_bits_bytes;
+  d["checksum_bytes"] = info.checksum_bytes;
+  d["coded"] = info.coded;
+  d["chunks"] = info.chunks;
+  d["symbols"] = info.symbols;
+  d["zero_groups"] = info.zero_groups;
+  d["raw_groups"] = info.raw_groups;
+  return nb::make_tuple(status, d);
+}
+
+nb::tuple StreamVersion(ConstBytes buf) {
+  uint32_t version = 0;
+  const int status = slicer_stream_version(buf.data(), buf.shape(0), &version);
+  return nb::make_tuple(status, version);
+}
+
+}  // namespace
+
+void RegisterDense(nb::module_& m) {
+  m.def("dense_encode_bound", &DenseBound, nb::arg("shape"), nb::arg("dtype"), nb::arg("params"),
+        "(status, bound): upper bound on a dense stream's size (docs/format.md §16).");
+  m.def("dense_encode", &DenseEncode, nb::arg("raw"), nb::arg("dtype"), nb::arg("shape"),
+        nb::arg("params"), "(status, stream): format-2 dense encode of C-contiguous elements.");
+  m.def("dense_inspect", &DenseInspect, nb::arg("buf"), nb::arg("max_elements"),
+        "(status, info dict): full validation and byte account of a format-2 stream.");
+  m.def("stream_version", &StreamVersion, nb::arg("buf"),
+        "(status, version): the format version after length, magic and CRC checks.");
+}
+
+}  // namespace slicer_py
