@@ -64,3 +64,11 @@ def test_masked_array_is_refused_naming_the_mask() -> None:
     # the documented ways out work
     assert slicer.decode(slicer.encode(x.filled(0), sparsity=0)).tolist() == [1, 0, 1, 1, 0, 1]
     assert slicer.decode(slicer.encode(np.asarray(x), sparsity=0)).tolist() == [1] * 6
+
+
+def test_encode_batch_names_an_unknown_keyword_itself() -> None:
+    x = np.ones((2, 3), np.float32)
+    with pytest.raises(TypeError, match=r"encode_batch\(\) got unexpected keyword.*quality"):
+        slicer.encode_batch(x, quality=1)
+    with pytest.raises(ValueError, match="sparsity"):
+        slicer.encode_batch(x, sparsity=1.5)

@@ -6,6 +6,8 @@ go to the CUDA backend (``slicer._gpu``). Both write the same bytes (docs/format
 
 from __future__ import annotations
 
+import functools
+import inspect
 import operator
 from typing import Any
 
@@ -304,6 +306,15 @@ encode.__doc__ = (
 )
 
 
+@functools.cache
+def _encode_keywords() -> frozenset[str]:
+    """The keyword arguments encode() takes (encode_batch passes them on)."""
+    signature = inspect.signature(encode)
+    return frozenset(
+        name for name, p in signature.parameters.items() if p.kind is p.KEYWORD_ONLY
+    ) - {"out"}
+
+
 def encode_batch(x: Any, axis: int = 0, **params: Any) -> list[bytes]:
     """Encode every slice of `x` along `axis` as its own stream.
 
@@ -312,6 +323,12 @@ def encode_batch(x: Any, axis: int = 0, **params: Any) -> list[bytes]:
     call of the C library (slices in parallel on the context's pool; with `max_bytes`, slice
     by slice); CUDA arrays by the CUDA backend in one launch (without `max_bytes`).
     """
+    unknown = sorted(set(params) - _encode_keywords())
+    if unknown:
+        raise TypeError(
+            f"encode_batch() got unexpected keyword argument(s) {', '.join(unknown)}; it takes "
+            "axis and the keyword arguments of slicer.encode()"
+        )
     limit = params.get("max_bytes")
     context = params.get("context")
     check = {k: v for k, v in params.items() if k not in ("max_bytes", "context")}
