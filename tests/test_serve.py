@@ -462,3 +462,28 @@ def test_codec_decode_of_a_hostile_stream_is_refused_by_size(engine):
 
     [out] = engine.run_batch([Item(req)])
     assert out.reply.code == wire.INVALID_ARGUMENT and "h1" in out.reply.message
+
+
+def test_loadtest_reply_check_catches_mismatches():
+    from slicer.serve.client import Result
+    from slicer.serve.loadtest import LoadConfig, _matches
+
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((1, 100)).astype(np.float32)
+    other = rng.standard_normal((1, 100)).astype(np.float32)
+    cfg = LoadConfig(model="toy")
+
+    def res(outputs=None, ids=(), vals=()):
+        return Result(1, 1, outputs or {}, list(ids), list(vals), "s", 0.0)
+
+    assert _matches(res({"logits": logits + 1e-6}), [logits], cfg)
+    assert not _matches(res({"logits": other}), [logits], cfg)
+    assert not _matches(res({"logits": logits[:, :50]}), [logits], cfg)
+    top = LoadConfig(model="toy", reply="top_k", top_k=5)
+    ids = np.argsort(-logits[0])[:5]
+    assert _matches(res(ids=ids, vals=logits[0, ids]), [logits], top)
+    wrong = np.argsort(-other[0])[:5]
+    assert not _matches(res(ids=wrong, vals=other[0, wrong]), [logits], top)
+    assert not _matches(res(ids=ids[:4], vals=logits[0, ids[:4]]), [logits], top)
+    with pytest.raises(ValueError, match="reply"):
+        LoadConfig(model="toy", reply="logits")

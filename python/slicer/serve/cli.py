@@ -162,6 +162,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     lt.add_argument("--pool", type=int, default=4, help="distinct inputs per client")
     lt.add_argument("--inflight", type=int, default=1, help="requests in flight per client")
+    lt.add_argument(
+        "--reply", choices=("outputs", "top_k"), default="outputs", help="reply kind (top-5)"
+    )
     lt.add_argument("--max-batch", type=int, default=16)
     lt.add_argument("--batch-window", type=float, default=2.0)
     lt.add_argument("--workers", type=int, default=1)
@@ -296,6 +299,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         batch_window_ms=args.batch_window,
         workers=args.workers,
         max_queue=args.max_queue,
+        reply=args.reply,
     )
     report = run_loadtest(config, progress=not args.json or sys.stderr.isatty())
     if args.plot:

@@ -52,6 +52,8 @@ class LoadConfig:
     workers: int = 1
     max_queue: int = 1024
     rtol: float = 1e-3  # reply vs expected, relative to the output's largest magnitude
+    reply: str = "outputs"  # what the server sends back: "outputs" (all, raw) or "top_k"
+    top_k: int = 5
 
     def __post_init__(self) -> None:
         bad = [s for s in self.setups if s not in SETUPS]
@@ -65,6 +67,8 @@ class LoadConfig:
             raise ValueError(f"duration_s must be in (0, 3600], got {self.duration_s}")
         if not 1 <= self.pool <= 64:
             raise ValueError(f"pool must be in 1..64, got {self.pool}")
+        if self.reply not in ("outputs", "top_k"):
+            raise ValueError(f"reply must be 'outputs' or 'top_k', got {self.reply!r}")
         if not 1 <= self.inflight <= 64:
             raise ValueError(f"inflight must be in 1..64, got {self.inflight}")
 
@@ -178,15 +182,33 @@ def prepare(setup: str, part: Any, cut: Any, inputs: list[dict], params: Any) ->
 # ---------------------------------------------------------------------------- clients
 
 
+def _matches(res: Any, expected: list[np.ndarray], config: LoadConfig) -> bool:
+    """Is this reply the answer for this input? (outputs within rtol of their magnitude; for
+    top-k: the values are the expected logits at the returned ids and nothing larger was
+    left out)."""
+    scale = [float(np.max(np.abs(e))) or 1.0 for e in expected]
+    if config.reply == "top_k":
+        row = expected[0].reshape(-1, expected[0].shape[-1])[-1].astype(np.float64)
+        ids, vals = np.asarray(res.top_k_ids), np.asarray(res.top_k_values, np.float64)
+        k = min(config.top_k, row.size)
+        tol = config.rtol * scale[0]
+        if ids.size != k or len(set(ids.tolist())) != k or ids.min() < 0 or ids.max() >= row.size:
+            return False
+        kth = np.sort(row)[::-1][k - 1]
+        return bool(np.allclose(vals, row[ids], rtol=0, atol=tol) and vals.min() >= kth - tol)
+    got = list(res.outputs.values())
+    return len(got) == len(expected) and all(
+        g.shape == e.shape and np.allclose(g, e, rtol=0, atol=config.rtol * sc)
+        for g, e, sc in zip(got, expected, scale, strict=True)
+    )
+
+
 def _client_main(
     cid: int,
     target: str,
     prepared: Prepared,
     slots: list[int],
-    requests: int,
-    duration_s: float,
-    inflight: int,
-    rtol: float,
+    config: LoadConfig,
     start: Any,
     results: Any,
 ) -> None:
@@ -202,9 +224,10 @@ def _client_main(
         results.put(stats)
         return
     pools = [[pb.Tensor.FromString(b) for b in prepared.tensors[s]] for s in slots]
+    requests, inflight = config.requests, config.inflight
     start.wait(120)
     t0 = time.monotonic()
-    stop = t0 + duration_s
+    stop = t0 + config.duration_s
     issued = 0
     errors: Counter = Counter()
     window: list[tuple[Any, int]] = []
@@ -217,17 +240,11 @@ def _client_main(
             return
         stats["latency"].append(res.latency_s)
         exp = prepared.expected[slots[j]]
-        got = list(res.outputs.values())
-        ok = len(got) == len(exp) and all(
-            g.shape == e.shape
-            and np.allclose(g, e, rtol=0, atol=rtol * (float(np.max(np.abs(e))) or 1.0))
-            for g, e in zip(got, exp, strict=True)
-        )
-        stats["ok" if ok else "mismatched"] += 1
+        stats["ok" if _matches(res, exp, config) else "mismatched"] += 1
 
     while issued < requests and time.monotonic() < stop:
         j = issued % len(slots)
-        window.append((edge.submit(pools[j]), j))
+        window.append((edge.submit(pools[j], reply=config.reply, top_k=config.top_k), j))
         issued += 1
         if len(window) >= inflight:
             settle(*window.pop(0))
@@ -253,18 +270,7 @@ def run_clients(n: int, target: str, prepared: Prepared, config: LoadConfig) -> 
         slots = [(cid * config.pool + j) % total for j in range(config.pool)]
         p = ctx.Process(
             target=_client_main,
-            args=(
-                cid,
-                target,
-                prepared,
-                slots,
-                config.requests,
-                config.duration_s,
-                config.inflight,
-                config.rtol,
-                start,
-                results,
-            ),
+            args=(cid, target, prepared, slots, config, start, results),
             daemon=True,
         )
         p.start()
@@ -439,6 +445,7 @@ def run_loadtest(config: LoadConfig, progress: bool = True) -> dict:
                 "batch_window_ms",
                 "workers",
                 "max_queue",
+                "reply",
             )
         },  # fmt: skip
         "setups": {},

@@ -113,6 +113,8 @@ class Session:
 class Backend:
     """The servicer: sessions, admission, the batcher and its worker threads."""
 
+    engine_name = "grpc"
+
     def __init__(self, engine: TailEngine, config: ServeConfig) -> None:
         self.engine = engine
         self.config = config
@@ -156,7 +158,7 @@ class Backend:
 
     async def Info(self, request: pb.InfoRequest, context: grpc.aio.ServicerContext) -> Any:
         info = self.engine.info(**self.config.caps())
-        info.engine = "grpc"
+        info.engine = self.engine_name
         return info
 
     async def Health(self, request: pb.HealthRequest, context: grpc.aio.ServicerContext) -> Any:
@@ -335,7 +337,6 @@ class Backend:
     # ------------------------------------------------------------------ batching
 
     async def _batcher(self) -> None:
-        loop = asyncio.get_running_loop()
         queue, slots = self._queue, self._slots
         assert queue is not None and slots is not None
         window = self.config.batch_window_ms / 1e3
@@ -357,8 +358,13 @@ class Backend:
                 slots.release()
                 continue
             start = time.perf_counter()
-            fut = loop.run_in_executor(self._executor, self.engine.run_batch, live)
+            fut = self._submit(live)
             fut.add_done_callback(lambda f, b=live, s=start: self._deliver(f, b, s))
+
+    def _submit(self, batch: list[Item]) -> asyncio.Future:
+        """Run a batch; the future's result is one Outcome per item (in order)."""
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self._executor, self.engine.run_batch, batch)
 
     def _deliver(self, fut: asyncio.Future, batch: list[Item], start: float) -> None:
         assert self._slots is not None
@@ -475,9 +481,14 @@ def _handlers(backend: Backend) -> grpc.GenericRpcHandler:
     )
 
 
-async def start_server(engine: TailEngine, config: ServeConfig) -> Running:
-    """Start the gRPC server (and the HTTP metrics/health endpoint) on the running loop."""
-    backend = Backend(engine, config)
+async def start_server(
+    engine: TailEngine, config: ServeConfig, backend: Backend | None = None
+) -> Running:
+    """Start the gRPC server (and the HTTP metrics/health endpoint) on the running loop.
+
+    ``backend``: a Backend subclass instance to use instead of the in-process one (the Ray
+    Serve front passes its own)."""
+    backend = backend or Backend(engine, config)
     server = grpc.aio.server(
         options=wire.channel_options(config.max_request_bytes, config.max_reply_bytes)
         + [("grpc.so_reuseport", 0)]
@@ -541,13 +552,16 @@ async def serve_forever(
 class ServerThread:
     """A server on its own event loop in a background thread (tests, notebooks)."""
 
-    def __init__(self, engine: TailEngine, config: ServeConfig | None = None) -> None:
+    def __init__(
+        self, engine: TailEngine, config: ServeConfig | None = None, starter: Any = None
+    ) -> None:
         self.config = config or ServeConfig()
+        self._starter = starter or (lambda: start_server(engine, self.config))
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.running: Running | None = None
-        self._thread = threading.Thread(target=self._main, args=(engine,), daemon=True)
+        self._thread = threading.Thread(target=self._main, daemon=True)
         self._thread.start()
         self._ready.wait(60)
         if self._error is not None:
@@ -555,10 +569,10 @@ class ServerThread:
         if self.running is None:
             raise RuntimeError("the server did not start within 60 s")
 
-    def _main(self, engine: TailEngine) -> None:
+    def _main(self) -> None:
         asyncio.set_event_loop(self._loop)
         try:
-            self.running = self._loop.run_until_complete(start_server(engine, self.config))
+            self.running = self._loop.run_until_complete(self._starter())
         except BaseException as exc:  # reported to the constructor
             self._error = exc
             self._ready.set()
