@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["cmake_dir", "main"]
+__all__ = ["cmake_dir", "main", "pkgconfig_dir"]
 
 #: Modules that add subcommands through ``register(subparsers)``: (module, the extra that
 #: installs its dependencies, the commands it adds). When the module cannot be imported, its
@@ -41,6 +41,16 @@ def cmake_dir() -> Path:
     folder = Path(_core.__file__).resolve().parent / "lib" / "cmake" / "slicer"
     if not (folder / "slicerConfig.cmake").is_file():
         raise CliError(f"slicerConfig.cmake is not installed in {folder}")
+    return folder
+
+
+def pkgconfig_dir() -> Path:
+    """The folder holding slicer.pc (pkg-config) inside the installed package."""
+    from . import _core
+
+    folder = Path(_core.__file__).resolve().parent / "lib" / "pkgconfig"
+    if not (folder / "slicer.pc").is_file():
+        raise CliError(f"slicer.pc is not installed in {folder}")
     return folder
 
 
@@ -197,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cmake-dir", action="store_true", help="print the folder holding slicerConfig.cmake"
     )
+    parser.add_argument(
+        "--pkgconfig-dir",
+        action="store_true",
+        help="print the folder holding slicer.pc (for PKG_CONFIG_PATH)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_codec_commands(sub)
     for name, extra, commands in _SUBCOMMAND_MODULES:
@@ -280,6 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.cmake_dir:
             print(cmake_dir())
+            return 0
+        if args.pkgconfig_dir:
+            print(pkgconfig_dir())
             return 0
         if getattr(args, "func", None) is None:
             parser.print_usage(sys.stderr)
