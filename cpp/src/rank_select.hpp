@@ -201,19 +201,15 @@ RankInfo RadixRankInPlace(Keys* keys, uint64_t rank) {
 // (exponent and 3 mantissa bits: real data puts few keys in one bin), scanned down from the
 // largest key's bin only, then one compaction to the chosen bin; if that bin is still large
 // (clustered keys) the radix descent above finishes it.
+constexpr int kSmallShift = 20;  // keys < 2^31: 11 bits above
+constexpr unsigned kSmallBins = 1u << (31 - kSmallShift);
+
+// SmallRankInPlace with the histogram of key >> kSmallShift over *keys and their largest key
+// already counted (by the caller's pass that copied the keys).
 template <class Keys>
-RankInfo SmallRankInPlace(Keys* keys, uint64_t rank) {
-  static_assert(kRadixMinElements < 65536, "uint16 bins");
-  constexpr int kShift = 20;  // keys < 2^31: 11 bits above
+RankInfo SmallRankFromBins(Keys* keys, uint64_t rank, const uint16_t* bins, uint32_t largest) {
+  constexpr int kShift = kSmallShift;
   Keys& bucket = *keys;
-  const size_t size = bucket.size();
-  if (size <= 128) return RankInBucket(&bucket, rank, 0);
-  uint16_t bins[1u << (31 - kShift)] = {};
-  uint32_t largest = 0;
-  for (uint32_t key : bucket) {
-    ++bins[key >> kShift];
-    largest = std::max(largest, key);
-  }
   uint64_t above = 0;
   unsigned chosen = largest >> kShift;
   while (above + bins[chosen] <= rank) above += bins[chosen--];
@@ -221,6 +217,20 @@ RankInfo SmallRankInPlace(Keys* keys, uint64_t rank) {
   RankInfo info = RadixRankInPlace<uint16_t>(&bucket, rank - above);
   info.greater += above;
   return info;
+}
+
+template <class Keys>
+RankInfo SmallRankInPlace(Keys* keys, uint64_t rank) {
+  static_assert(kRadixMinElements < 65536, "uint16 bins");
+  Keys& bucket = *keys;
+  if (bucket.size() <= 128) return RankInBucket(&bucket, rank, 0);
+  uint16_t bins[kSmallBins] = {};
+  uint32_t largest = 0;
+  for (uint32_t key : bucket) {
+    ++bins[key >> kSmallShift];
+    largest = std::max(largest, key);
+  }
+  return SmallRankFromBins(keys, rank, bins, largest);
 }
 
 template <class KeyOf>

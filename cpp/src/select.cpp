@@ -581,20 +581,40 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
   // One pass gives the non-zero count and rejects NaN/inf (their keys sit above every finite).
   Histogram histogram;
   uint64_t nnz = 0;
+  uint16_t small_bins[kSmallBins];  // filled for small groups of more than 128 keys
+  uint32_t largest = 0;
+  // The k-th largest of the small group's keys (copied to workspace->keys below).
+  const auto small_rank = [&](uint64_t rank) {
+    KeyBuffer* keys = &workspace->keys;
+    return keys->size() <= 128 ? RankInBucket(keys, rank, 0)
+                               : SmallRankFromBins(keys, rank, small_bins, largest);
+  };
   if (radix) {
     histogram = BuildHistogram(key_of, n, threads);
     nnz = n - histogram.zeros;
     if (histogram.non_finite) throw StatusError(SLICER_ERR_NONFINITE_INPUT, "NaN or infinity");
   } else {
-    // Small groups keep a copy of the keys for the selection below (same pass).
+    // Small groups keep a copy of the keys for the selection below, and (above 128 keys) its
+    // first histogram, in the same pass.
     KeyBuffer& keys = workspace->keys;
     keys.resize(n);
-    uint32_t largest = 0;
-    for (uint64_t j = 0; j < n; ++j) {
-      const uint32_t key = key_of(j);
-      keys[j] = key;
-      nnz += key != 0;
-      largest = std::max(largest, key);
+    largest = 0;
+    if (n > 128) {
+      std::fill(small_bins, small_bins + kSmallBins, uint16_t{0});
+      for (uint64_t j = 0; j < n; ++j) {
+        const uint32_t key = key_of(j);
+        keys[j] = key;
+        nnz += key != 0;
+        largest = std::max(largest, key);
+        ++small_bins[key >> kSmallShift];
+      }
+    } else {
+      for (uint64_t j = 0; j < n; ++j) {
+        const uint32_t key = key_of(j);
+        keys[j] = key;
+        nnz += key != 0;
+        largest = std::max(largest, key);
+      }
     }
     if (largest >= kInfinityKey) throw StatusError(SLICER_ERR_NONFINITE_INPUT, "NaN or infinity");
   }
@@ -637,12 +657,12 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
       }
       candidates.resize(kept);
     } else if (params.asym_ppb == 0) {
-      const RankInfo tau_info = SmallRankInPlace(&workspace->keys, k - 1);  // keys copied above
+      const RankInfo tau_info = small_rank(k - 1);  // keys copied above
       const Cut cut = CutFromRank(tau_info, k, key_of, n, seed, identity);
       CollectTop(x, n, base, cut, seed, threads, k, workspace, group);
     } else {
       const RankInfo tau_info = radix ? RankFromHistogram(histogram, key_of, n, k - 1, threads)
-                                      : SmallRankInPlace(&workspace->keys, k - 1);
+                                      : small_rank(k - 1);
       const double tau = static_cast<double>(BitsToFloat(tau_info.key));
       const double f_plus = static_cast<double>(kPpb + params.asym_ppb) / static_cast<double>(kPpb);
       const double f_minus =
