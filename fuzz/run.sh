@@ -13,7 +13,7 @@ if command -v ninja >/dev/null 2>&1; then generator=(-G Ninja); fi
 cmake -S "$root" -B "$build" "${generator[@]}" \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DSLICER_WITH_CUDA=OFF -DSLICER_BUILD_FUZZ=ON -DSLICER_BUILD_TESTS=OFF >/dev/null
-cmake --build "$build" -j "$jobs" --target fuzz_decode fuzz_roundtrip fuzz_seed_corpus
+cmake --build "$build" -j "$jobs" --target fuzz_decode fuzz_roundtrip fuzz_dense fuzz_seed_corpus
 
 corpus=$build/corpus
 mkdir -p "$corpus/decode" "$corpus/roundtrip"
@@ -22,7 +22,12 @@ mkdir -p "$corpus/decode" "$corpus/roundtrip"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # Round-trip inputs may reach 10000 float32 values, past the radix-selection threshold (8192).
-for target in decode:4096 roundtrip:40100; do
+# Format 2 (dense): seeded with the golden streams, each behind a 0x00 byte (the decode property).
+mkdir -p "$corpus/dense"
+for f in "$root"/tests/golden/v2/*.slc; do
+  { printf '\x00'; cat "$f"; } >"$corpus/dense/$(basename "$f")"
+done
+for target in decode:4096 roundtrip:40100 dense:8192; do
   name=${target%%:*}
   echo "== fuzz_$name for ${seconds}s"
   (cd "$build" && "$build/fuzz/fuzz_$name" -max_total_time="$seconds" -max_len="${target##*:}" \

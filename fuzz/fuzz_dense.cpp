@@ -1,0 +1,113 @@
+// libFuzzer target for format 2, mode dense (docs/format.md §10-§16). Two properties:
+//  - decode: any byte string (with its magic, version and CRC made valid so the fuzzer reaches
+//    the structure behind them) decodes or fails with a status; never a crash, and decode and
+//    inspect agree on the verdict;
+//  - round trip: any finite float32 data with any parameters encodes; the stream decodes, its
+//    error is within (max(rho, 1 - rho) + |offset|) steps, and encoding is deterministic.
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "slicer/slicer.h"
+
+namespace {
+
+uint32_t Crc32(const uint8_t* p, size_t n) {
+  uint32_t c = 0xFFFFFFFFu;
+  for (size_t i = 0; i < n; ++i) {
+    c ^= p[i];
+    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+  }
+  return c ^ 0xFFFFFFFFu;
+}
+
+void Decode(const uint8_t* data, size_t size) {
+  std::vector<uint8_t> s(data, data + size);
+  if (s.size() < 9) s.resize(9, 0);
+  std::memcpy(s.data(), "SLCR\x02", 5);
+  const uint32_t crc = Crc32(s.data(), s.size() - 4);
+  for (int b = 0; b < 4; ++b) s[s.size() - 4 + b] = static_cast<uint8_t>(crc >> (8 * b));
+  slicer_dense_info info;
+  const int inspect = slicer_dense_inspect(s.data(), s.size(), 1u << 20, &info);
+  if (inspect != SLICER_OK) {
+    std::vector<uint8_t> out(64);
+    if (slicer_decode(s.data(), s.size(), 1u << 20, out.data(), out.size(), 1) == SLICER_OK) {
+      __builtin_trap();  // decode accepted what inspect refused
+    }
+    return;
+  }
+  const size_t item = info.dtype == SLICER_FLOAT64 ? 8 : info.dtype == SLICER_FLOAT32 ? 4 : 2;
+  std::vector<uint8_t> out(info.num_elements * item + 1);
+  if (slicer_decode(s.data(), s.size(), 1u << 20, out.data(), out.size(), 1) != SLICER_OK) {
+    __builtin_trap();
+  }
+  if (info.header_bytes + info.group_table_bytes + info.freq_table_bytes +
+          info.chunk_table_bytes + info.raw_bytes + info.rans_bytes + info.extra_bits_bytes +
+          info.checksum_bytes !=
+      info.total_bytes) {
+    __builtin_trap();
+  }
+}
+
+void RoundTrip(const uint8_t* data, size_t size) {
+  if (size < 8) return;
+  slicer_dense_params p;
+  slicer_dense_params_init(&p);
+  const int exponent = static_cast<int>(data[0] % 40) - 20;
+  p.step = std::ldexp(1.0f + data[1] / 256.0f, exponent);
+  p.rho_256 = static_cast<uint8_t>(1 + data[2] % 128);
+  p.chunk_log2 = static_cast<uint8_t>(6 + data[3] % 6);
+  p.auto_offsets = data[4] & 1;
+  p.offset1 = static_cast<int8_t>(data[5]);
+  p.offset2 = static_cast<int8_t>(data[6]);
+  p.threads = 1 + (data[7] & 1);
+  data += 8;
+  size -= 8;
+  std::vector<float> x(size / 4);
+  if (!x.empty()) std::memcpy(x.data(), data, x.size() * 4);
+  for (float& v : x)
+    if (!std::isfinite(v) || std::fabs(v) > 1e6f) v = 0.0f;
+  const int64_t shape[1] = {static_cast<int64_t>(x.size())};
+  size_t bound = 0;
+  if (slicer_dense_encode_bound(shape, 1, SLICER_FLOAT32, &p, &bound) != SLICER_OK) {
+    __builtin_trap();
+  }
+  std::vector<uint8_t> a(bound), b(bound);
+  size_t na = 0, nb = 0;
+  const int st = slicer_dense_encode(x.data(), SLICER_FLOAT32, shape, 1, &p, a.data(), bound, &na);
+  if (st == SLICER_ERR_INVALID_ARGUMENT) return;  // step too small for the data
+  if (st != SLICER_OK) __builtin_trap();
+  if (slicer_dense_encode(x.data(), SLICER_FLOAT32, shape, 1, &p, b.data(), bound, &nb) !=
+          SLICER_OK ||
+      na != nb || std::memcmp(a.data(), b.data(), na) != 0) {
+    __builtin_trap();  // not deterministic
+  }
+  slicer_dense_info info;
+  if (slicer_dense_inspect(a.data(), na, 1u << 30, &info) != SLICER_OK) __builtin_trap();
+  std::vector<float> y(x.size() + 1);
+  if (slicer_decode(a.data(), na, 1u << 30, y.data(), y.size() * 4, 1) != SLICER_OK) {
+    __builtin_trap();
+  }
+  const double rho = p.rho_256 / 256.0;
+  const double off = std::max(std::abs(info.offset1), std::abs(info.offset2)) / 256.0;
+  const double tol = (std::max(rho, 1.0 - rho) + off) * static_cast<double>(p.step);
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double err = std::fabs(static_cast<double>(y[i]) - x[i]);
+    if (err > tol * (1 + 1e-6) + std::fabs(x[i]) * 1e-6) __builtin_trap();
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  if (data[0] & 1) {
+    RoundTrip(data + 1, size - 1);
+  } else {
+    Decode(data + 1, size - 1);
+  }
+  return 0;
+}
