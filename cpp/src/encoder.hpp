@@ -13,6 +13,11 @@ enum class SelectionPath { kRadix, kSort };
 
 class Context;
 
+// float16 / bfloat16 bits at bytes[2 begin, 2 end) -> binary32 x[begin, end), exactly as
+// HalfToFloat / BFloat16ToFloat (float_bits.hpp) convert one element.
+void WidenHalf(const uint8_t* bytes, uint64_t begin, uint64_t end, float* x);
+void WidenBFloat16(const uint8_t* bytes, uint64_t begin, uint64_t end, float* x);
+
 // Encodes on `context` (its pool and scratch; params.threads = 0 or more than the context has
 // means all of its threads). Returns the stream, owned by the context and valid until its
 // next call. Throws StatusError on bad input.

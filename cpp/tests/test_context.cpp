@@ -6,6 +6,8 @@
 #include <thread>
 #include <vector>
 
+#include "encoder.hpp"
+#include "float_bits.hpp"
 #include "harness.hpp"
 #include "slicer/slicer.h"
 #include "test_support.hpp"
@@ -209,6 +211,39 @@ TEST(ContextDecodeMatchesPlainDecode) {
            SLICER_OK);
   CHECK(std::memcmp(plain.data(), pooled.data(), 4 * plain.size()) == 0);
   slicer_context_destroy(context);
+}
+
+// The vector widening agrees with the scalar conversion on every bit pattern, at every
+// alignment and tail length.
+TEST(WideningMatchesScalarOnEveryPattern) {
+  std::vector<uint8_t> bytes(2 * 65536 + 64);
+  for (uint32_t pattern = 0; pattern < 65536; ++pattern) {
+    const uint16_t value = static_cast<uint16_t>(pattern * 40503u);  // a permutation of 0..65535
+    std::memcpy(&bytes[2 * pattern], &value, 2);
+  }
+  std::vector<float> x(65536 + 32);
+  for (uint64_t begin : {0u, 1u, 3u, 7u}) {
+    for (uint64_t end : {uint64_t{65536}, uint64_t{65531}, uint64_t{65534}}) {
+      for (int bf16 = 0; bf16 < 2; ++bf16) {
+        std::fill(x.begin(), x.end(), -1.0f);
+        if (bf16) {
+          slicer::internal::WidenBFloat16(bytes.data(), begin, end, x.data());
+        } else {
+          slicer::internal::WidenHalf(bytes.data(), begin, end, x.data());
+        }
+        int mismatches = 0;
+        for (uint64_t j = 0; j < x.size(); ++j) {
+          uint16_t value;
+          std::memcpy(&value, &bytes[2 * j], 2);
+          const float expected = j < begin || j >= end ? -1.0f
+                                 : bf16              ? slicer::internal::BFloat16ToFloat(value)
+                                                     : slicer::internal::HalfToFloat(value);
+          mismatches += std::memcmp(&expected, &x[j], 4) != 0;
+        }
+        CHECK_EQ(mismatches, 0);
+      }
+    }
+  }
 }
 
 TEST_MAIN()
