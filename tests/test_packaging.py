@@ -49,6 +49,42 @@ def test_cmake_config_makes_cuda_a_component() -> None:
     assert "check_required_components(slicer)" in text
 
 
+def _configure(tmp_path: Path, body: str, *defines: str) -> subprocess.CompletedProcess:
+    project = tmp_path / "project"
+    project.mkdir(parents=True, exist_ok=True)
+    (project / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.18)\nproject(consumer LANGUAGES CXX)\n" + body
+    )
+    return subprocess.run(
+        ["cmake", "-S", str(project), "-B", str(tmp_path / "build"), *defines],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="needs cmake")
+def test_find_package_needs_no_cuda_toolkit_for_the_core(tmp_path: Path) -> None:
+    """Even a wheel built with CUDA: slicer::slicer without the CUDA Toolkit; the cuda
+    component asks for it (and fails clearly without it)."""
+    prefix = f"-DCMAKE_PREFIX_PATH={cmake_dir()}"
+    no_toolkit = "-DCMAKE_DISABLE_FIND_PACKAGE_CUDAToolkit=ON"
+    body = (
+        "find_package(slicer REQUIRED)\n"
+        "if(NOT TARGET slicer::slicer OR TARGET slicer::slicer_cuda)\n"
+        "  message(FATAL_ERROR unexpected-targets)\nendif()\n"
+    )
+    result = _configure(tmp_path / "core", body, prefix, no_toolkit)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    body = "find_package(slicer REQUIRED COMPONENTS cuda)\n"
+    result = _configure(tmp_path / "cuda", body, prefix, no_toolkit)
+    assert result.returncode != 0
+    built_with_cuda = (cmake_dir() / "slicerCudaTargets.cmake").is_file()
+    reason = "CUDAToolkit" if built_with_cuda else "built without the CUDA backend"
+    assert reason in result.stderr, result.stderr[-3000:]
+
+
 @pytest.mark.skipif(
     shutil.which("pkg-config") is None or shutil.which("cc") is None,
     reason="needs pkg-config and a C compiler",
