@@ -41,8 +41,11 @@ def sample(rng: np.random.Generator, n: int, dtype, outliers: bool = True) -> np
 
 
 def same_values(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(
-        a.astype(np.float64), b.astype(np.float64)
+    """Same dtype, shape and bit patterns (so -0.0 and 0.0 differ)."""
+    return (
+        a.dtype == b.dtype
+        and a.shape == b.shape
+        and np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
     )
 
 

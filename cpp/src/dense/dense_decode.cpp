@@ -43,17 +43,27 @@ struct Cursor {
     if (s_ != SLICER_OK) return s_;       \
   } while (0)
 
-struct DecEntry {
-  uint16_t freq, adj, sym, pad;
+struct FreqCum {
+  uint32_t freq, cum;
 };
 
-// Extra-bit reader over [p, p + len), LSB-first.
-struct BitSource {
+// Extra-bit reader over [p, p + len), LSB-first. kBulk refills several bytes at once (the
+// extra-bit areas); without it `pos` is exactly the bytes consumed (the frequency table).
+template <bool kBulk>
+struct BitReaderT {
   const uint8_t* p;
   size_t len, pos = 0;
   uint64_t buf = 0;
   unsigned cnt = 0;
   bool Read(unsigned nb, uint64_t* v) {
+    if (kBulk && cnt < nb && pos + 8 <= len) {  // refill up to 56 bits at once
+      uint64_t word;
+      std::memcpy(&word, p + pos, 8);
+      const unsigned take = (63 - cnt) / 8;
+      buf |= (take == 8 ? word : word & ((uint64_t{1} << (8 * take)) - 1)) << cnt;
+      pos += take;
+      cnt += 8 * take;
+    }
     while (cnt < nb) {
       if (pos >= len) return false;
       buf |= uint64_t{p[pos++]} << cnt;
@@ -66,6 +76,7 @@ struct BitSource {
   }
   bool Done() const { return pos == len && buf == 0; }
 };
+using BitSource = BitReaderT<true>;
 
 struct Stream {
   int dtype = 0;
@@ -82,7 +93,8 @@ struct Stream {
   std::vector<double> steps;       // per group (has_table)
   double base_step = 0;
   std::vector<uint32_t> freq, cum;
-  std::vector<DecEntry> lookup;
+  std::vector<uint16_t> lookup;  // slot -> symbol
+  std::vector<FreqCum> fc;       // per symbol
   unsigned nsym = 0;
   struct Chunk {
     uint64_t coded, rans_len, bits_len, offset;
@@ -119,24 +131,134 @@ void Store(int dtype, uint8_t* dst, uint64_t i, double v) {
   }
 }
 
+template <int kDtype>
+inline void StoreT(uint8_t* dst, uint64_t i, double v) {
+  if constexpr (kDtype == SLICER_FLOAT64) {
+    std::memcpy(dst + 8 * i, &v, 8);
+  } else if constexpr (kDtype == SLICER_FLOAT32) {
+    const float f = static_cast<float>(v);
+    std::memcpy(dst + 4 * i, &f, 4);
+  } else if constexpr (kDtype == SLICER_FLOAT16) {
+    const uint16_t h = internal::FloatToHalf(static_cast<float>(v));
+    std::memcpy(dst + 2 * i, &h, 2);
+  } else {
+    const uint16_t h = internal::FloatToBFloat16(static_cast<float>(v));
+    std::memcpy(dst + 2 * i, &h, 2);
+  }
+}
+
+// rANS state of a chunk being decoded (§14).
+struct RansIn {
+  uint32_t x[4];
+  const uint8_t* r;
+  const uint8_t* end;
+};
+
+// Decodes `count` coded elements of one group run into dst[i0, i0 + count) (when dst), the
+// first of them being the chunk's coded element `idx`. Returns false on a corrupt stream.
+template <int kDtype, unsigned kStates>
+bool DecodeRun(const uint16_t* lut, const FreqCum* fc, const double* value, const uint8_t* nbits_of, RansIn* in,
+               BitSource* bits, uint64_t idx, uint64_t count, uint8_t* dst, uint64_t i0,
+               double delta, double off2) {
+  uint32_t x[4] = {in->x[0], in->x[1], in->x[2], in->x[3]};
+  const uint8_t* r = in->r;
+  const uint8_t* const end = in->end;
+  bool ok = true;
+  // One element with state st (§14), stored at dst[i0 + k].
+  auto step = [&](uint32_t& st, uint64_t k) {
+    const uint32_t slot = st & (kProbScale - 1);
+    const unsigned sym = lut[slot];
+    st = fc[sym].freq * (st >> kProbBits) + slot - fc[sym].cum;
+    if (st < kRansL) {
+      if (end - r < 2) {
+        while (st < kRansL) {
+          if (r >= end) {
+            ok = false;
+            st = kRansL;
+            break;
+          }
+          st = (st << 8) | *r++;
+        }
+      } else {
+        st = (st << 8) | *r++;
+        if (st < kRansL) st = (st << 8) | *r++;
+      }
+    }
+    double v = value[sym];
+    if (nbits_of[sym] != 0) {  // a bin with extra bits (§11)
+      uint64_t extra;
+      const unsigned nb = nbits_of[sym];
+      uint64_t m = uint64_t{4 + (((sym + 1) / 2 - kDirect) & 3)} << nb;
+      if (!bits->Read(nb, &extra)) ok = false;
+      m += extra;
+      if (m > kMaxMag) ok = false;
+      v = (static_cast<double>(m) + off2) * delta;
+      if ((sym & 1) == 0) v = -v;
+    }
+    if (dst != nullptr) StoreT<kDtype>(dst, i0 + k, v);
+  };
+  uint64_t k = 0;
+  if (kStates == 1) {
+    uint32_t x0 = x[0];
+    for (; k < count && ok; ++k) step(x0, k);
+    x[0] = x0;
+  } else {
+    for (; k < count && ((idx + k) & 3) != 0 && ok; ++k) step(x[(idx + k) & 3], k);
+    uint32_t x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
+    for (; k + 4 <= count && ok; k += 4) {
+      step(x0, k);
+      step(x1, k + 1);
+      step(x2, k + 2);
+      step(x3, k + 3);
+    }
+    x[0] = x0, x[1] = x1, x[2] = x2, x[3] = x3;
+    for (; k < count && ok; ++k) step(x[(idx + k) & 3], k);
+  }
+  if (!ok) return false;
+  for (unsigned q = 0; q < 4; ++q) in->x[q] = x[q];
+  in->r = r;
+  return true;
+}
+
+using RunFn = bool (*)(const uint16_t*, const FreqCum*, const double*, const uint8_t*, RansIn*, BitSource*,
+                       uint64_t, uint64_t, uint8_t*, uint64_t, double, double);
+
+template <unsigned kStates>
+RunFn PickRun(int dtype) {
+  switch (dtype) {
+    case SLICER_FLOAT64:
+      return &DecodeRun<SLICER_FLOAT64, kStates>;
+    case SLICER_FLOAT32:
+      return &DecodeRun<SLICER_FLOAT32, kStates>;
+    case SLICER_FLOAT16:
+      return &DecodeRun<SLICER_FLOAT16, kStates>;
+    default:
+      return &DecodeRun<SLICER_BFLOAT16, kStates>;
+  }
+}
+
 // Decodes chunk j (§14); writes its elements when dst != nullptr.
 slicer_status DecodeChunk(const Stream& s, const uint8_t* data, uint64_t j, uint8_t* dst) {
   const Stream::Chunk& c = s.chunks[j];
   const uint64_t chunk = uint64_t{1} << s.chunk_log2;
   const uint64_t begin = j * chunk, stop_all = std::min(s.n, begin + chunk);
   const uint8_t* r = data + c.offset;
-  const uint8_t* const rend = r + c.rans_len;
-  BitSource bits{rend, c.bits_len};
+  BitSource bits{r + c.rans_len, c.bits_len};
   const unsigned k = StatesFor(c.coded);
-  uint32_t x[4];
+  RansIn in{{kRansL, kRansL, kRansL, kRansL}, r, r + c.rans_len};
   if (c.coded > 0) {
     for (unsigned q = 0; q < k; ++q) {
-      x[q] = uint32_t{r[0]} | uint32_t{r[1]} << 8 | uint32_t{r[2]} << 16 | uint32_t{r[3]} << 24;
+      in.x[q] = uint32_t{r[0]} | uint32_t{r[1]} << 8 | uint32_t{r[2]} << 16 | uint32_t{r[3]} << 24;
       r += 4;
-      if (x[q] < kRansL || x[q] >= (kRansL << 8)) return SLICER_ERR_CORRUPT;
+      if (in.x[q] < kRansL || in.x[q] >= (kRansL << 8)) return SLICER_ERR_CORRUPT;
     }
+    in.r = r;
   }
+  const RunFn run = k == 1 ? PickRun<1>(s.dtype) : PickRun<4>(s.dtype);
   const double off1 = s.o1 / 256.0, off2 = s.o2 / 256.0;
+  double value[kNumSymbols];
+  uint8_t nbits_of[kNumSymbols];
+  double table_delta = -1.0;
   uint64_t idx = 0;  // coded element index within the chunk
   for (uint64_t i = begin; i < stop_all;) {
     const uint64_t g = s.layout.GroupOf(i);
@@ -149,38 +271,24 @@ slicer_status DecodeChunk(const Stream& s, const uint8_t* data, uint64_t j, uint
       continue;
     }
     const double delta = s.has_table ? s.steps[g] : s.base_step;
-    for (; i < stop; ++i, ++idx) {
-      uint32_t& st = x[k == 1 ? 0 : idx & 3];
-      const DecEntry e = s.lookup[st & (kProbScale - 1)];
-      st = e.freq * (st >> kProbBits) + e.adj;
-      while (st < kRansL) {
-        if (r >= rend) return SLICER_ERR_CORRUPT;
-        st = (st << 8) | *r++;
+    if (delta != table_delta) {  // values of the direct bins (§12.4), exact as the spec
+      table_delta = delta;
+      for (unsigned q = 0; q < s.nsym; ++q) {
+        const unsigned b = (q + 1) / 2;
+        nbits_of[q] = b >= kDirect ? static_cast<uint8_t>((b - kDirect) / 4 + 1) : 0;
+        double v = b == 0 ? 0.0 : (static_cast<double>(b) + (b == 1 ? off1 : off2)) * delta;
+        value[q] = (q & 1) == 0 && q != 0 ? -v : v;
       }
-      const unsigned sym = e.sym;
-      double v = 0.0;
-      if (sym != 0) {
-        const unsigned b = (sym + 1) / 2;
-        uint64_t m;
-        if (b < kDirect) {
-          m = b;
-        } else {
-          unsigned nb;
-          uint64_t extra;
-          BinBase(b, &m, &nb);
-          if (!bits.Read(nb, &extra)) return SLICER_ERR_CORRUPT;
-          m += extra;
-          if (m > kMaxMag) return SLICER_ERR_CORRUPT;
-        }
-        v = (static_cast<double>(m) + (m == 1 ? off1 : off2)) * delta;
-        if ((sym & 1) == 0) v = -v;
-      }
-      if (dst != nullptr) Store(s.dtype, dst, i, v);
     }
+    if (!run(s.lookup.data(), s.fc.data(), value, nbits_of, &in, &bits, idx, stop - i, dst, i, delta, off2)) {
+      return SLICER_ERR_CORRUPT;
+    }
+    idx += stop - i;
+    i = stop;
   }
-  if (r != rend || !bits.Done()) return SLICER_ERR_CORRUPT;
+  if (in.r != in.end || !bits.Done()) return SLICER_ERR_CORRUPT;
   for (unsigned q = 0; q < k && c.coded > 0; ++q)
-    if (x[q] != kRansL) return SLICER_ERR_CORRUPT;
+    if (in.x[q] != kRansL) return SLICER_ERR_CORRUPT;
   return SLICER_OK;
 }
 
@@ -262,7 +370,7 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
   s->nsym = static_cast<unsigned>(nsym);
   std::vector<unsigned> classes;
   if (nsym > 0) {
-    BitSource br{data + cur.pos, cur.end - cur.pos};
+    BitReaderT<false> br{data + cur.pos, cur.end - cur.pos};
     uint64_t v;
     if (!br.Read(9, &v)) return SLICER_ERR_TRUNCATED;
     classes.push_back(static_cast<unsigned>(v));
@@ -288,11 +396,11 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
     cur.pos += br.pos;
     Normalize(classes, &s->freq, &s->cum);
     s->lookup.resize(kProbScale);
+    s->fc.resize(s->nsym);
     for (unsigned q = 0; q < s->nsym; ++q) {
+      s->fc[q] = FreqCum{s->freq[q], s->cum[q]};
       for (uint32_t slot = s->cum[q]; slot < s->cum[q + 1]; ++slot) {
-        s->lookup[slot] = DecEntry{static_cast<uint16_t>(s->freq[q]),
-                                   static_cast<uint16_t>(slot - s->cum[q]),
-                                   static_cast<uint16_t>(q), 0};
+        s->lookup[slot] = static_cast<uint16_t>(q);
       }
     }
   }

@@ -27,6 +27,22 @@ void Put(uint64_t v, std::vector<uint8_t>* out) {
 struct Reader {
   const uint8_t* data;
   int dtype;
+  // Elements [i, i + cnt) widened to binary64 (one dtype switch per block).
+  void Block(uint64_t i, unsigned cnt, double* out) const {
+    switch (dtype) {
+      case SLICER_FLOAT64:
+        std::memcpy(out, data + 8 * i, 8 * cnt);
+        break;
+      case SLICER_FLOAT32: {
+        float tmp[256];
+        std::memcpy(tmp, data + 4 * i, 4 * cnt);
+        for (unsigned k = 0; k < cnt; ++k) out[k] = tmp[k];
+        break;
+      }
+      default:
+        for (unsigned k = 0; k < cnt; ++k) out[k] = (*this)(i + k);
+    }
+  }
   double operator()(uint64_t i) const {
     switch (dtype) {
       case SLICER_FLOAT64: {
@@ -175,6 +191,63 @@ struct ExpGolombSink {
   }
 };
 
+
+struct Pass1 {
+  int64_t s1, s2;
+  uint64_t c1, c2;
+};
+
+// floor(v) of a double in (-2^62, 2^62) as int64.
+inline int64_t FloorInt(double v) {
+  const int64_t t = static_cast<int64_t>(v);
+  return t - (static_cast<double>(t) > v);
+}
+
+template <class Read>
+void QuantizeRun(const Read& read, uint64_t begin, uint64_t end, double delta, double rho,
+                 bool auto_off, uint16_t* out, uint64_t (*hist4)[kNumSymbols],
+                 std::vector<uint64_t>* extras, Pass1* acc) {
+  constexpr unsigned kBlock = 256;
+  double xs[kBlock], ts[kBlock];
+  for (uint64_t b0 = begin; b0 < end; b0 += kBlock) {
+    const unsigned cnt = static_cast<unsigned>(std::min<uint64_t>(kBlock, end - b0));
+    read.Block(b0, cnt, xs);
+    for (unsigned k = 0; k < cnt; ++k) ts[k] = std::fabs(xs[k]) / delta;  // §12.2
+    for (unsigned k = 0; k < cnt; ++k) {
+      const double t = ts[k];
+      const double u = t + rho;
+      if (!(u <= 0x1p53)) {
+        if (!std::isfinite(xs[k])) throw internal::StatusError(SLICER_ERR_NONFINITE_INPUT, "input");
+        throw internal::StatusError(SLICER_ERR_INVALID_ARGUMENT, "step too small");
+      }
+      const uint64_t m = static_cast<uint64_t>(u);
+      const bool neg = xs[k] < 0;
+      unsigned sym;
+      if (m < kDirect) {
+        sym = m == 0 ? 0 : static_cast<unsigned>(2 * m - (neg ? 0 : 1));
+      } else {
+        const unsigned e = 63 - static_cast<unsigned>(__builtin_clzll(m));
+        const unsigned b = kDirect + 4 * (e - 3) + static_cast<unsigned>((m >> (e - 2)) & 3);
+        sym = neg ? 2 * b : 2 * b - 1;
+        extras->push_back(((m & ((uint64_t{1} << (e - 2)) - 1)) << 6) | (e - 2));
+      }
+      if (auto_off && m > 0) {
+        const int64_t d = FloorInt((t - static_cast<double>(m)) * 0x1p20);
+        if (m == 1) {
+          acc->s1 += d;
+          ++acc->c1;
+        } else {
+          acc->s2 += d;
+          ++acc->c2;
+        }
+      }
+      out[b0 - begin + k] = static_cast<uint16_t>(sym);
+      ++hist4[k & 3][sym];
+    }
+  }
+  (void)read;
+}
+
 }  // namespace
 
 void WriteCommonHeader(int dtype, const int64_t* shape, uint32_t ndim, unsigned layout,
@@ -252,13 +325,12 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   const uint64_t nch = (n + chunk - 1) / chunk;
 
   // Pass 1: codes → symbols (+ extra bits), histogram, offset sums (§11, §12.2, §12.3).
-  std::vector<uint16_t> syms;
+  std::vector<uint16_t, internal::UninitializedAllocator<uint16_t>> syms(n);
   std::vector<uint64_t> extras;  // (value << 6) | nbits, for bins >= 8, in order
-  syms.reserve(n);
   std::vector<uint64_t> chunk_syms(nch + 1, 0), chunk_extras(nch + 1, 0);
-  uint64_t hist[kNumSymbols] = {};
-  int64_t s1 = 0, s2 = 0;
-  uint64_t c1 = 0, c2 = 0;
+  uint64_t hist4[4][kNumSymbols] = {};
+  Pass1 acc{};
+  uint64_t nsyms = 0;
   const bool auto_off = params.auto_offsets != 0;
   for (uint64_t i = 0; i < n;) {
     const uint64_t g = layout.GroupOf(i);
@@ -271,38 +343,22 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
       continue;
     }
     const double delta = has_table ? steps[g] : base_step;
-    for (; i < stop; ++i) {
-      const double x = read(i);
-      if (!std::isfinite(x)) throw StatusError(SLICER_ERR_NONFINITE_INPUT, "input");
-      const double t = std::fabs(x) / delta;
-      const double u = t + rho;
-      if (!(u <= 0x1p53)) throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "step too small");
-      const uint64_t m = static_cast<uint64_t>(u);
-      unsigned sym;
-      if (m < kDirect) {
-        sym = m == 0 ? 0 : (x < 0 ? 2 * m : 2 * m - 1);
-      } else {
-        const unsigned e = 63 - static_cast<unsigned>(__builtin_clzll(m));
-        const unsigned b = kDirect + 4 * (e - 3) + static_cast<unsigned>((m >> (e - 2)) & 3);
-        sym = x < 0 ? 2 * b : 2 * b - 1;
-        extras.push_back(((m & ((uint64_t{1} << (e - 2)) - 1)) << 6) | (e - 2));
-        ++chunk_extras[i / chunk + 1];
-      }
-      if (auto_off && m > 0) {
-        const int64_t d = static_cast<int64_t>(std::floor((t - static_cast<double>(m)) * 0x1p20));
-        if (m == 1) {
-          s1 += d;
-          ++c1;
-        } else {
-          s2 += d;
-          ++c2;
-        }
-      }
-      syms.push_back(static_cast<uint16_t>(sym));
-      ++hist[sym];
-      ++chunk_syms[i / chunk + 1];
+    while (i < stop) {  // chunk-aligned pieces, so per-chunk counts come out of the loop
+      const uint64_t piece_end = std::min(stop, (i / chunk + 1) * chunk);
+      const uint64_t before = extras.size();
+      QuantizeRun(read, i, piece_end, delta, rho, auto_off, syms.data() + nsyms, hist4, &extras,
+                  &acc);
+      chunk_syms[i / chunk + 1] += piece_end - i;
+      chunk_extras[i / chunk + 1] += extras.size() - before;
+      nsyms += piece_end - i;
+      i = piece_end;
     }
   }
+  uint64_t hist[kNumSymbols];
+  for (unsigned q = 0; q < kNumSymbols; ++q)
+    hist[q] = hist4[0][q] + hist4[1][q] + hist4[2][q] + hist4[3][q];
+  const int64_t s1 = acc.s1, s2 = acc.s2;
+  const uint64_t c1 = acc.c1, c2 = acc.c2;
   for (uint64_t j = 0; j < nch; ++j) {
     chunk_syms[j + 1] += chunk_syms[j];
     chunk_extras[j + 1] += chunk_extras[j];
