@@ -42,7 +42,7 @@ NUM_SYMBOLS = 2 * NUM_BINS - 1  # 423
 PROB_BITS = 14
 PROB_SCALE = 1 << PROB_BITS
 RANS_L = 1 << 23
-INTERLEAVE_MIN = 1024  # chunks with at least this many coded elements use 4 states
+INTERLEAVE_MIN = 8192  # chunks with at least this many coded elements use 4 states
 # §13.2 count classes
 CLASS_MAX = 511
 # §12.1 step table: 2^(k/8) rounded to binary64
