@@ -5,7 +5,9 @@
 
 1. Start the server (separate process, 127.0.0.1) and ``--good`` client processes that send
    real requests for the whole run and check every reply against its expected outputs.
-2. After a warm-up, record the server's resident memory ("before").
+2. After a warm-up (good clients for 10 s: "cold"; then a smaller storm of 100 bad messages
+   and the same killed clients, so that the server's buffers reach the size this load shape
+   needs), record the server's resident memory ("before").
 3. Storm: ``--bad`` bad messages over several streams — truncated protobuf, non-protobuf
    bytes, oversize payloads (over the request cap but under the transport limit), wrong
    model fingerprints, out-of-order sequence numbers, corrupted codec streams, wrong tensor
@@ -45,10 +47,11 @@ def bad_messages(engine_info: dict, good: bytes, kinds: list[str], start_seq: in
         m.seq = seq
         if kind == "truncated":
             data = m.SerializeToString()
-            out.append((data[: random.randint(1, len(data) - 1)], kind, None))
+            out.append((data[: random.randint(1, len(data) - 1)], kind, None, seq))
             continue
         if kind == "garbage":
-            out.append((os.urandom(random.randint(1, 64)) + b"\xff\xff\xff\xff\x0f", kind, None))
+            junk = os.urandom(random.randint(1, 64)) + b"\xff\xff\xff\xff\x0f"
+            out.append((junk, kind, None, 0))
             continue
         if kind == "oversize":
             m.tensors[0].raw.CopyFrom(
@@ -76,7 +79,7 @@ def bad_messages(engine_info: dict, good: bytes, kinds: list[str], start_seq: in
             code = wire.INVALID_ARGUMENT
         else:
             raise ValueError(kind)
-        out.append((m.SerializeToString(), kind, code))
+        out.append((m.SerializeToString(), kind, code, m.seq))
     return out
 
 
@@ -100,13 +103,12 @@ def storm_stream(target: str, good: bytes, msgs: list) -> Counter:
     outq.put(good)
     call = rpc(iter(outq.get, None), timeout=300)
     verdict: Counter = Counter()
-    expect_by_seq = {}
-    malformed = 0
-    for data, kind, code in msgs:
-        if code is None:
+    expect_by_seq: dict[int, list] = {}
+    malformed = 0  # messages that may not parse: their reply may carry seq 0
+    for _data, kind, code, seq in msgs:
+        if kind in ("truncated", "garbage"):
             malformed += 1
-        else:
-            seq = pb.Request.FromString(data).seq
+        if kind != "garbage":
             expect_by_seq.setdefault(seq, []).append((kind, code))
     first = True
     replies = 0
@@ -115,27 +117,31 @@ def storm_stream(target: str, good: bytes, msgs: list) -> Counter:
         if first:
             first = False
             verdict["good_ok" if reply.code == wire.OK else "good_failed"] += 1
-            for data, _, _ in msgs:
+            for data, _, _, _ in msgs:
                 outq.put(data)
             outq.put(None)
             continue
-        if reply.seq == 0:
-            ok = reply.code == wire.INVALID_ARGUMENT and malformed > 0
+        if reply.seq == 0:  # did not parse, or parsed without its seq (cut before it)
+            ok = reply.code != wire.OK and malformed > 0
             malformed -= 1
             verdict["status_ok" if ok else "status_wrong"] += 1
             continue
-        pending = expect_by_seq.get(reply.seq)
-        if not pending:
-            verdict["unexpected_reply"] += 1
-            continue
-        match = [i for i, (_, code) in enumerate(pending) if code == reply.code]
+        pending = expect_by_seq.get(reply.seq, [])
+        # None: any error status will do (a truncated message that still parses)
+        match = [
+            i
+            for i, (_, code) in enumerate(pending)
+            if code == reply.code or (code is None and reply.code != wire.OK)
+        ]
         if match:
             pending.pop(match[0])
             verdict["status_ok"] += 1
-        else:
-            kind, code = pending.pop(0)
+        elif pending:
+            kind, _ = pending.pop(0)
             verdict["status_wrong"] += 1
             verdict[f"wrong:{kind}:{reply.code}"] += 1
+        else:
+            verdict["unexpected_reply"] += 1
     verdict["unanswered"] += len(msgs) + 1 - replies
     channel.close()
     return verdict
@@ -229,50 +235,58 @@ def main(argv: list[str] | None = None) -> int:
             p.start()
             good_procs.append(p)
         start.set()
-        time.sleep(10)  # warm-up
+        time.sleep(10)  # warm-up with the good clients only
+        rss_cold = server.rss()
+
+        def storm(bad: int, kill: int, label: str) -> tuple[Counter, Counter, list]:
+            """``bad`` bad messages over streams of 100 while ``kill`` clients are killed."""
+            killed = []
+            for _ in range(kill):
+                p = ctx.Process(
+                    target=killed_client, args=(server.target, prepared.tensors[0]), daemon=True
+                )
+                p.start()
+                killed.append((p, time.monotonic() + random.uniform(0.5, 3.0)))
+            kinds = [
+                "truncated",
+                "garbage",
+                "oversize",
+                "fingerprint",
+                "out_of_order",
+                "corrupt_codec",
+                "wrong_shape",
+            ]
+            verdict: Counter = Counter()
+            per_kind: Counter = Counter()
+            with tqdm(total=bad, desc=label, file=sys.stderr) as bar:
+                remaining = bad
+                while remaining:
+                    n = min(100, remaining)
+                    good = _good_request(prepared, server.info, params)  # new session per stream
+                    msgs = bad_messages(server.info, good, kinds, 1, n)
+                    per_kind.update(k for _, k, _, _ in msgs)
+                    verdict.update(storm_stream(server.target, good, msgs))
+                    remaining -= n
+                    bar.update(n)
+                    now = time.monotonic()
+                    for p, when in killed:
+                        if p.is_alive() and now >= when:
+                            os.kill(p.pid, signal.SIGKILL)
+            for p, when in killed:
+                time.sleep(max(0.0, when - time.monotonic()))
+                if p.is_alive():
+                    os.kill(p.pid, signal.SIGKILL)
+                p.join(5)
+            transport = [over_transport_limit(server.target) for _ in range(5)]
+            return verdict, per_kind, transport
+
+        # a first, smaller storm: the server's buffers reach the size this load shape needs
+        storm(100, args.killed, "warm-up storm")
+        time.sleep(3)
         rss_before = server.rss()
         m_before = server.metrics()
         t0 = time.perf_counter()
-        # --- killed clients, staggered through the storm
-        killed = []
-        for _ in range(args.killed):
-            p = ctx.Process(
-                target=killed_client, args=(server.target, prepared.tensors[0]), daemon=True
-            )
-            p.start()
-            killed.append((p, time.monotonic() + random.uniform(0.5, 3.0)))
-        # --- bad messages over streams of 100
-        kinds = [
-            "truncated",
-            "garbage",
-            "oversize",
-            "fingerprint",
-            "out_of_order",
-            "corrupt_codec",
-            "wrong_shape",
-        ]
-        verdict: Counter = Counter()
-        per_kind: Counter = Counter()
-        seq = 1
-        with tqdm(total=args.bad, desc="bad messages", file=sys.stderr) as bar:
-            remaining = args.bad
-            while remaining:
-                n = min(100, remaining)
-                good = _good_request(prepared, server.info, params)  # a new session per stream
-                msgs = bad_messages(server.info, good, kinds, seq, n)
-                per_kind.update(k for _, k, _ in msgs)
-                verdict.update(storm_stream(server.target, good, msgs))
-                remaining -= n
-                bar.update(n)
-                now = time.monotonic()
-                for p, when in killed:
-                    if p.is_alive() and now >= when:
-                        os.kill(p.pid, signal.SIGKILL)
-        for p, _ in killed:
-            if p.is_alive():
-                os.kill(p.pid, signal.SIGKILL)
-            p.join(5)
-        transport = [over_transport_limit(server.target) for _ in range(5)]
+        verdict, per_kind, transport = storm(args.bad, args.killed, "storm")
         storm_s = time.perf_counter() - t0
         time.sleep(3)
         rss_after = server.rss()
@@ -289,9 +303,11 @@ def main(argv: list[str] | None = None) -> int:
                 "transport_limit_streams": transport,
                 "killed_clients": args.killed,
                 "storm_s": storm_s,
+                "rss_cold_mb": rss_cold / 2**20,
                 "rss_before_mb": rss_before / 2**20,
                 "rss_after_mb": rss_after / 2**20,
                 "rss_change": rss_after / rss_before - 1,
+                "rss_change_from_cold": rss_after / rss_cold - 1,
                 "good_clients": {
                     "requests": sum(s.get("issued", 0) for s in stats),
                     "ok": good_ok,

@@ -165,6 +165,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lt.add_argument(
         "--reply", choices=("outputs", "top_k"), default="outputs", help="reply kind (top-5)"
     )
+    lt.add_argument("--engine", choices=("grpc", "ray"), default="grpc", help="server engine")
+    lt.add_argument("--replicas", type=int, default=2, help="Ray Serve replicas (--engine ray)")
     lt.add_argument("--max-batch", type=int, default=16)
     lt.add_argument("--batch-window", type=float, default=2.0)
     lt.add_argument("--workers", type=int, default=1)
@@ -300,6 +302,8 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         workers=args.workers,
         max_queue=args.max_queue,
         reply=args.reply,
+        engine=args.engine,
+        replicas=args.replicas,
     )
     report = run_loadtest(config, progress=not args.json or sys.stderr.isatty())
     if args.plot:

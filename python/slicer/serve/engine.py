@@ -189,6 +189,20 @@ class TailEngine:
                 return False, "batched outputs differ from single runs; running one by one"
         return True, "batched across clients (verified on two random inputs)"
 
+    def warm(self, max_batch: int) -> None:
+        """One run at the largest batch the server will form, on random inputs, so that
+        ONNX Runtime's memory arena reaches its steady size before clients come (it keeps
+        what it grew to: memory measured later then reflects load, not growth)."""
+        from ..split.runner import random_inputs
+
+        feeds = random_inputs(self.session, seed=3)
+        if self.batched and max_batch > 1:
+            feeds = {n: np.concatenate([v] * max_batch) for n, v in feeds.items()}
+        try:
+            self.session.run(list(self.output_names), feeds)
+        except Exception:  # noqa: BLE001 - a model that rejects random inputs: no warm-up
+            pass
+
     # ------------------------------------------------------------------ info
 
     def expect(self, max_request_bytes: int = wire.MAX_REQUEST_BYTES) -> wire.Expect:

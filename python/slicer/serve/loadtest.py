@@ -53,6 +53,8 @@ class LoadConfig:
     max_queue: int = 1024
     rtol: float = 1e-3  # reply vs expected, relative to the output's largest magnitude
     reply: str = "outputs"  # what the server sends back: "outputs" (all, raw) or "top_k"
+    engine: str = "grpc"  # the server: "grpc" (embedded) or "ray" (Ray Serve replicas)
+    replicas: int = 2
     top_k: int = 5
 
     def __post_init__(self) -> None:
@@ -67,6 +69,8 @@ class LoadConfig:
             raise ValueError(f"duration_s must be in (0, 3600], got {self.duration_s}")
         if not 1 <= self.pool <= 64:
             raise ValueError(f"pool must be in 1..64, got {self.pool}")
+        if self.engine not in ("grpc", "ray") or not 1 <= self.replicas <= 64:
+            raise ValueError(f"engine must be grpc|ray with 1..64 replicas: {self.engine!r}")
         if self.reply not in ("outputs", "top_k"):
             raise ValueError(f"reply must be 'outputs' or 'top_k', got {self.reply!r}")
         if not 1 <= self.inflight <= 64:
@@ -216,7 +220,9 @@ def _client_main(
     from . import wire_pb2 as pb
     from .client import EdgeClient, ServeError
 
-    stats: dict[str, Any] = {"cid": cid, "ok": 0, "mismatched": 0, "errors": {}, "latency": []}
+    stats: dict[str, Any] = {
+        "cid": cid, "ok": 0, "mismatched": 0, "errors": {}, "latency": [], "tail_batch": [],
+    }  # fmt: skip
     try:
         edge = EdgeClient(target, None, session_id=f"load-{cid}-{os.getpid()}", deadline_s=60.0)
     except Exception as exc:
@@ -239,6 +245,7 @@ def _client_main(
             errors[wire.CODE_NAMES.get(exc.code, str(exc.code))] += 1
             return
         stats["latency"].append(res.latency_s)
+        stats["tail_batch"].append(res.timing.get("batch_size", 0))
         exp = prepared.expected[slots[j]]
         stats["ok" if _matches(res, exp, config) else "mismatched"] += 1
 
@@ -313,12 +320,40 @@ class ServerProcess:
         self.target = self.info["target"]
         self.process = psutil.Process(self.proc.pid)
 
+    def _tree(self) -> list:
+        """The server process and, for the Ray engine, every process it started."""
+        import psutil
+
+        procs = [self.process]
+        if self.info.get("engine") == "ray":
+            try:
+                procs += self.process.children(recursive=True)
+            except psutil.Error:
+                pass
+        return procs
+
     def cpu_s(self) -> float:
-        t = self.process.cpu_times()
-        return float(t.user + t.system)
+        import psutil
+
+        total = 0.0
+        for p in self._tree():
+            try:
+                t = p.cpu_times()
+            except psutil.Error:
+                continue
+            total += float(t.user + t.system)
+        return total
 
     def rss(self) -> int:
-        return int(self.process.memory_info().rss)
+        import psutil
+
+        total = 0
+        for p in self._tree():
+            try:
+                total += int(p.memory_info().rss)
+            except psutil.Error:
+                continue
+        return total
 
     def metrics(self) -> dict[str, float]:
         from .metrics import parse
@@ -370,6 +405,7 @@ def measure_run(server: ServerProcess, n: int, prepared: Prepared, config: LoadC
     for s in stats:
         errors.update(s.get("errors", {}))
     lat = np.array([x for s in stats for x in s.get("latency", [])], dtype=np.float64)
+    tb = np.array([x for s in stats for x in s.get("tail_batch", [])], dtype=np.float64)
     answered = ok + mismatched + sum(v for k, v in errors.items() if k != "DEADLINE_EXCEEDED")
     missing_clients = n - len(stats)
     bsum = m1.get("slicer_serve_batch_size_sum", 0) - m0.get("slicer_serve_batch_size_sum", 0)
@@ -396,6 +432,8 @@ def measure_run(server: ServerProcess, n: int, prepared: Prepared, config: LoadC
         "compute_cpu_s": compute,
         "overhead": (server_cpu - compute) / compute if compute > 0 else None,
         "mean_batch": bsum / bcount if bcount else None,
+        # the tail-run size each reply reports (for Ray: @serve.batch inside the replicas)
+        "reply_batch_mean": float(np.mean(tb)) if tb.size else None,
         "server_rss_mb": server.rss() / 2**20,
     }
 
@@ -446,6 +484,8 @@ def run_loadtest(config: LoadConfig, progress: bool = True) -> dict:
                 "workers",
                 "max_queue",
                 "reply",
+                "engine",
+                "replicas",
             )
         },  # fmt: skip
         "setups": {},
@@ -462,12 +502,23 @@ def run_loadtest(config: LoadConfig, progress: bool = True) -> dict:
             if server_cut not in servers:
                 if bar:
                     bar.set_postfix_str(f"{setup}: starting server")
-                servers[server_cut] = ServerProcess(path, server_cut, config)
+                extra = (
+                    ["--engine", "ray", "--replicas", str(config.replicas)]
+                    if config.engine == "ray"
+                    else []
+                )
+                servers[server_cut] = ServerProcess(path, server_cut, config, extra)
             server = servers[server_cut]
             report["setups"][setup] = {
                 "request_bytes_mean": float(np.mean(prepared.request_bytes)),
                 "fidelity_vs_uncut": prepared.fidelity,
                 "server_batched": server.info.get("batched"),
+                "engine": server.info.get("engine", "grpc"),
+                **{
+                    k: server.info[k]
+                    for k in ("replicas", "replica_ids", "cold_start_s", "idle_rss_bytes")
+                    if k in server.info
+                },
             }
             for n in config.clients:
                 if bar:

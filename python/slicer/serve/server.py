@@ -110,6 +110,44 @@ class Session:
     state: dict[str, Any] = field(default_factory=dict)
 
 
+def _libc():  # noqa: ANN202 - ctypes library or None
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim  # noqa: B018 - glibc only
+        libc.mallopt  # noqa: B018
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_M_MMAP_THRESHOLD = -3
+
+
+def fix_malloc() -> None:
+    """glibc: serve blocks of 256 KiB and more from mmap at a fixed threshold.
+
+    glibc raises its mmap threshold after freeing a large block, so after a burst of big
+    (e.g. oversize, rejected) requests their buffers come from the heap and stay resident;
+    a fixed threshold returns them to the system when freed.
+    """
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, 256 * 1024)
+
+
+def trim_malloc() -> None:
+    """glibc: give freed heap memory back to the system (the janitor calls this)."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
 class Backend:
     """The servicer: sessions, admission, the batcher and its worker threads."""
 
@@ -133,6 +171,12 @@ class Backend:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        fix_malloc()
+        warm = getattr(self.engine, "warm", None)
+        if warm is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, warm, self.config.max_batch
+            )
         self._queue = asyncio.Queue(self.config.max_queue)
         self._slots = asyncio.Semaphore(self.config.workers)
         self._tasks = [
@@ -223,9 +267,13 @@ class Backend:
 
     async def _janitor(self) -> None:
         idle = self.config.session_idle_s
+        last_trim = time.monotonic()
         while True:
             await asyncio.sleep(min(1.0, idle / 4))
             now = time.monotonic()
+            if now - last_trim > 5.0:
+                trim_malloc()
+                last_trim = now
             for s in list(self.sessions.values()):
                 if s.pending == 0 and now - s.last_active > idle:
                     s.close_reason = "idle"
