@@ -330,21 +330,41 @@ bool SelectTopFromSample(const float* x, uint64_t n, uint64_t base, const CodecP
 // the bins that hold a requested rank, each resolved by nth_element.
 constexpr unsigned kRangeBins = 4096;
 
+// Kept elements per part of the labelling passes.
+constexpr uint64_t kMinLabelPerThread = uint64_t{1} << 15;
+
 std::vector<RankInfo> KeysAtRanks(const uint32_t* keys, uint64_t count,
-                                  const std::vector<uint64_t>& ranks) {
+                                  const std::vector<uint64_t>& ranks, unsigned threads) {
   std::vector<RankInfo> infos(ranks.size());
   if (ranks.empty()) return infos;
-  uint32_t smallest = 0xFFFFFFFFu;
-  uint32_t largest = 0;
-  for (uint64_t t = 0; t < count; ++t) {
-    smallest = std::min(smallest, keys[t]);
-    largest = std::max(largest, keys[t]);
-  }
+  // Range and histogram per part (integer counts: the same whatever the split).
+  const unsigned parts = PartCount(count, threads, kMinLabelPerThread);
+  std::vector<uint32_t> part_smallest(parts, 0xFFFFFFFFu);
+  std::vector<uint32_t> part_largest(parts, 0);
+  RunParts(count, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
+    uint32_t lo = 0xFFFFFFFFu;
+    uint32_t hi = 0;
+    for (uint64_t t = begin; t < end; ++t) {
+      lo = std::min(lo, keys[t]);
+      hi = std::max(hi, keys[t]);
+    }
+    part_smallest[part] = lo;
+    part_largest[part] = hi;
+  });
+  const uint32_t smallest = *std::min_element(part_smallest.begin(), part_smallest.end());
+  const uint32_t largest = *std::max_element(part_largest.begin(), part_largest.end());
   unsigned shift = 0;
   while (((largest - smallest) >> shift) >= kRangeBins) ++shift;
   const size_t num_bins = static_cast<size_t>((largest - smallest) >> shift) + 1;
-  std::vector<uint64_t> bins(num_bins, 0);
-  for (uint64_t t = 0; t < count; ++t) ++bins[(keys[t] - smallest) >> shift];
+  std::vector<uint64_t> bins(num_bins * parts, 0);
+  RunParts(count, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
+    uint64_t* own = bins.data() + part * num_bins;
+    for (uint64_t t = begin; t < end; ++t) ++own[(keys[t] - smallest) >> shift];
+  });
+  for (unsigned part = 1; part < parts; ++part) {
+    for (size_t bin = 0; bin < num_bins; ++bin) bins[bin] += bins[part * num_bins + bin];
+  }
+  bins.resize(num_bins);
   // Walk the bins from the top once: rank r lies in the bin where the running count passes it.
   std::vector<uint8_t> slot_of_bin(num_bins, 0xFF);
   std::vector<size_t> bin_of_rank(ranks.size());
@@ -385,7 +405,8 @@ using MemberBuffer = IndexBuffer;
 // Labels the kept elements of one sign by their P-order rank (§5.1). `keys[t]` is the
 // magnitude key of kept element `members[t]`.
 void LabelSign(const KeyBuffer& keys, const MemberBuffer& members, unsigned blocks,
-               unsigned first_label, uint64_t base, const CodecParams& params, GroupCode* group) {
+               unsigned first_label, uint64_t base, const CodecParams& params, unsigned threads,
+               GroupCode* group) {
   KeptElement* kept = group->kept.data();
   const uint64_t count = keys.size();
   const uint32_t* key_data = keys.data();
@@ -452,7 +473,7 @@ void LabelSign(const KeyBuffer& keys, const MemberBuffer& members, unsigned bloc
           static_cast<uint64_t>(static_cast<unsigned __int128>(b) * count / blocks);
       if (rank_end > 0) ranks.push_back(rank_end - 1);
     }
-    const std::vector<RankInfo> infos = KeysAtRanks(key_data, count, ranks);
+    const std::vector<RankInfo> infos = KeysAtRanks(key_data, count, ranks, threads);
     size_t next = 0;
     for (unsigned b = 1; b < blocks; ++b) {
       const uint64_t rank_end =
@@ -469,25 +490,33 @@ void LabelSign(const KeyBuffer& keys, const MemberBuffer& members, unsigned bloc
   // of a cut that splits its ties; those few are relabelled by InCut (and their draws).
   bool any_split = false;
   for (const Cut& cut : cuts) any_split = any_split || (!cut.all_ties && cut.mu != Cut{}.mu);
-  for (uint64_t t = 0; t < count; ++t) {
-    unsigned block = 0;
-    for (const Cut& cut : cuts) block += key_data[t] < cut.mu ? 1u : 0u;
-    kept[member[t]].label = static_cast<uint8_t>(first_label + block);
-  }
-  if (!any_split) return;
-  for (uint64_t t = 0; t < count; ++t) {
-    bool at_split = false;
-    for (const Cut& cut : cuts) at_split = at_split || (!cut.all_ties && key_data[t] == cut.mu);
-    if (!at_split) continue;
-    unsigned block = 0;
-    for (const Cut& cut : cuts) block += !InCut(cut, key_data[t], params.seed, global_of(t));
-    kept[member[t]].label = static_cast<uint8_t>(first_label + block);
-  }
+  // Every element's label depends on its own key only: parts label disjoint elements.
+  RunParts(count, PartCount(count, threads, kMinLabelPerThread),
+           [&](unsigned, uint64_t begin, uint64_t end) {
+             for (uint64_t t = begin; t < end; ++t) {
+               unsigned block = 0;
+               for (const Cut& cut : cuts) block += key_data[t] < cut.mu ? 1u : 0u;
+               kept[member[t]].label = static_cast<uint8_t>(first_label + block);
+             }
+             if (!any_split) return;
+             for (uint64_t t = begin; t < end; ++t) {
+               bool at_split = false;
+               for (const Cut& cut : cuts) {
+                 at_split = at_split || (!cut.all_ties && key_data[t] == cut.mu);
+               }
+               if (!at_split) continue;
+               unsigned block = 0;
+               for (const Cut& cut : cuts) {
+                 block += !InCut(cut, key_data[t], params.seed, global_of(t));
+               }
+               kept[member[t]].label = static_cast<uint8_t>(first_label + block);
+             }
+           });
 }
 
 // Splits the kept list by sign (compact key arrays, no masking) and labels both signs.
-void LabelBlocks(uint64_t base, const CodecParams& params, Workspace* workspace,
-                 GroupCode* group) {
+void LabelBlocks(uint64_t base, const CodecParams& params, unsigned threads,
+                 Workspace* workspace, GroupCode* group) {
   const std::vector<KeptElement>& kept = group->kept;
   const uint64_t k = kept.size();
   // The workspace's, reused: per-row groups call this thousands of times, large groups would
@@ -521,18 +550,19 @@ void LabelBlocks(uint64_t base, const CodecParams& params, Workspace* workspace,
   members[0].resize(n_pos);
   keys[1].resize(n_neg);
   members[1].resize(n_neg);
-  LabelSign(keys[0], members[0], params.blocks_pos, 0, base, params, group);
-  LabelSign(keys[1], members[1], params.blocks_neg, params.blocks_pos, base, params, group);
+  LabelSign(keys[0], members[0], params.blocks_pos, 0, base, params, threads, group);
+  LabelSign(keys[1], members[1], params.blocks_neg, params.blocks_pos, base, params, threads,
+            group);
 }
 
 // Checks the kept count, then counts the positives and labels and counts the blocks.
-void FinishSelection(uint64_t base, const CodecParams& params, Workspace* workspace,
-                     GroupCode* group) {
+void FinishSelection(uint64_t base, const CodecParams& params, unsigned threads,
+                     Workspace* workspace, GroupCode* group) {
   if (group->kept.size() != group->k) {
     throw StatusError(SLICER_ERR_INTERNAL, "kept count mismatch");
   }
   group->n_pos = 0;
-  if (group->k > 0) LabelBlocks(base, params, workspace, group);  // also counts n_pos
+  if (group->k > 0) LabelBlocks(base, params, threads, workspace, group);  // also counts n_pos
   CountBlocks(params, group);
 }
 
@@ -573,7 +603,7 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
   group->n_pos = 0;
   if (params.asym_ppb == 0 &&
       SelectTopFromSample(x, n, base, params, threads, workspace, group)) {
-    FinishSelection(base, params, workspace, group);
+    FinishSelection(base, params, threads, workspace, group);
     return;
   }
   const auto key_of = [x](uint64_t j) { return MagnitudeKey(x[j]); };
@@ -698,7 +728,7 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
       }
     }
   }
-  FinishSelection(base, params, workspace, group);
+  FinishSelection(base, params, threads, workspace, group);
 }
 
 }  // namespace slicer::internal

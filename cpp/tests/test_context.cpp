@@ -76,6 +76,11 @@ TEST(ContextStreamsMatchPlainEncodeAtEveryPoolSize) {
           CHECK(ContextEncode(context, input, params) == expected);
         }
       }
+      // s = 0: about 75 000 kept values per sign, labelled by several parts.
+      const Input half = MakeInput(std::vector<float>(raw.begin(), raw.begin() + 150001), dtype,
+                                   {150001});
+      CHECK(ContextEncode(context, half, Params(0u, false, 0)) ==
+            PlainEncode(half, Params(0u, false, 1)));
       // Rows: many groups coded by several parts.
       const Input rows = MakeInput(raw, dtype, {3 * 70001 / 7, 7});
       CHECK(ContextEncode(context, rows, Params(500000000u, true, 0)) ==
