@@ -137,4 +137,5 @@ def test_make_codec() -> None:
     with pytest.raises(ValueError, match="sparsity"):
         m.make_codec("slicer", sparsity=1.5)
     with pytest.raises(ValueError, match="groups"):
-        m.make_codec("slicer", groups="tensor")
+        m.make_codec("slicer", groups="planes")
+    assert m.make_codec("slicer", sparsity=0.5).options["groups"] == "rows"

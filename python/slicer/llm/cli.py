@@ -10,10 +10,15 @@ import sys
 from typing import Any
 
 from . import export
-from .messages import make_codec
+from .messages import FRAMING_BYTES, make_codec
 from .sessions import EdgeSession, ServerSession, run_split
 
 DEFAULT_PROMPT = "Explain in two sentences why the sky is blue."
+#: Dense-mode defaults (bench/RESULTS.md, "Autoregressive split decoding"): a fixed quantizer
+#: step per model where one was measured (mid cuts: KL ≈ 0.002, top-1 ≈ 97 %), else a relative
+#: L2 error per message (outlier channels dominate a row's norm, so it is the weaker choice).
+DEFAULT_STEP = {"smollm2": 0.8}
+DEFAULT_REL_ERROR = 0.02
 
 
 def _cut(text: str) -> int | str:
@@ -64,7 +69,16 @@ def register(sub: Any) -> None:
         help="full model for the w local steps (default fp32 when w > 0)",
     )
     p.add_argument("--codec", choices=("raw", "fp16", "slicer"), default="slicer")
-    p.add_argument("--sparsity", type=float, default=0.0, help="SLICER: fraction dropped")
+    p.add_argument(
+        "--mode",
+        choices=("topk", "dense", "auto"),
+        default=None,
+        help="SLICER coding mode (default: dense when this build has it, else topk)",
+    )
+    p.add_argument("--rel-error", type=float, default=None, help="SLICER dense: rel. L2 error")
+    p.add_argument("--step", type=float, default=None, help="SLICER dense: quantizer step")
+    p.add_argument("--max-bytes", type=int, default=None, help="SLICER: bytes per message")
+    p.add_argument("--sparsity", type=float, default=0.0, help="SLICER topk: fraction dropped")
     p.add_argument("--bits", type=_bits, default=8, help="SLICER: q_bit or widths 8,4,2")
     p.add_argument("--blocks", type=_blocks, default=None, help="SLICER: M or M+,M-")
     p.add_argument("--delta", type=float, default=0.0, help="SLICER: ABQ budget")
@@ -97,13 +111,36 @@ def _prompt_ids(model: str, text: str, chat: bool) -> list[int]:
     return [int(t) for t in tok(text)["input_ids"]]
 
 
+def _has_dense() -> bool:
+    import inspect
+
+    import slicer
+
+    return "mode" in inspect.signature(slicer.encode).parameters
+
+
 def _codec_options(args: argparse.Namespace) -> dict:
     if args.codec != "slicer":
         return {}
-    opts: dict[str, Any] = {"sparsity": args.sparsity, "bits": args.bits, "delta": args.delta}
-    if args.blocks is not None:
-        opts["blocks"] = args.blocks
-    return opts
+    mode = args.mode or ("dense" if _has_dense() else "topk")
+    if mode == "topk":
+        opts: dict[str, Any] = {"sparsity": args.sparsity, "bits": args.bits, "delta": args.delta}
+        if args.blocks is not None:
+            opts["blocks"] = args.blocks
+        if args.max_bytes is not None:
+            opts["max_bytes"] = max(args.max_bytes - FRAMING_BYTES, 1)
+        if args.mode is not None:
+            opts["mode"] = "topk"
+        return opts
+    opts = {"mode": mode}
+    given = {"rel_error": args.rel_error, "step": args.step, "max_bytes": args.max_bytes}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        step = DEFAULT_STEP.get(args.model)
+        given = {"step": step} if step else {"rel_error": DEFAULT_REL_ERROR}
+    if "max_bytes" in given:  # the budget is for the whole message, framing included
+        given["max_bytes"] = max(given["max_bytes"] - FRAMING_BYTES, 1)
+    return {**opts, **given}
 
 
 def _choose(args: argparse.Namespace, info: export.ModelInfo, prompt_len: int, link: Any) -> tuple:

@@ -196,8 +196,9 @@ class Fp16Codec(RowCodec):
 
 
 class SlicerCodec(RowCodec):
-    """A SLICER stream with one group per row (``groups="rows"``); options go to
-    :func:`slicer.encode` as they are, so new coding modes need no change here."""
+    """A SLICER stream of the message's rows; options go to :func:`slicer.encode` as they are
+    (default ``groups="rows"`` for top-K, ``"tensor"`` for dense modes), so new coding modes
+    need no change here."""
 
     codec_id = CODEC_SLICER
     name = "slicer"
@@ -205,9 +206,10 @@ class SlicerCodec(RowCodec):
     def __init__(self, **options: Any) -> None:
         import slicer
 
-        self.options = {"groups": "rows", "threads": 1, **options}
-        if self.options["groups"] != "rows":
-            raise ValueError("SlicerCodec codes one group per row: groups must be 'rows'")
+        # top-K codes each row on its own; dense mode's one step for all rows of a message is
+        # the MSE-optimal choice (a step per row follows outlier-inflated row RMS).
+        dense = options.get("mode", "topk") != "topk"
+        self.options = {"groups": "tensor" if dense else "rows", "threads": 1, **options}
         # Validate the options once, on a dummy row, so a bad one fails here, not mid-run.
         slicer.encode(np.ones((1, 8), np.float32), **self.options)
 

@@ -136,6 +136,7 @@ class EdgeSession:
         self.last_device_ms = 0.0
         self.last_codec_ms = 0.0
         self.last_payload_bytes = 0
+        self.last_hidden: np.ndarray | None = None  # the rows of the last message, uncoded
 
     # -- state ------------------------------------------------------------------------------
     def start(self, prompt_ids: Any) -> None:
@@ -225,6 +226,7 @@ class EdgeSession:
     def _rows_message(self, kind: int, ids: np.ndarray, position: int) -> bytes:
         began = time.perf_counter()
         hidden = self.head.run(ids, position)
+        self.last_hidden = hidden
         mid = time.perf_counter()
         payload = self.codec.encode(hidden[0])
         msg = Message(
