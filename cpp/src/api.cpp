@@ -8,6 +8,7 @@
 #include "codec.hpp"
 #include "context.hpp"
 #include "decoder.hpp"
+#include "dense/dense_internal.hpp"
 #include "encoder.hpp"
 #include "header.hpp"
 #include "parallel.hpp"
@@ -117,6 +118,8 @@ const char* slicer_status_string(int status) {
       return "corrupt stream";
     case SLICER_ERR_LIMIT_EXCEEDED:
       return "stream exceeds the element limit";
+    case SLICER_ERR_UNSUPPORTED_MODE:
+      return "unsupported coding mode";
     case SLICER_ERR_INTERNAL:
       return "internal error";
     default:
@@ -188,6 +191,9 @@ int slicer_encode(const void* data, int dtype, const int64_t* shape, uint32_t nd
 int slicer_read_header(const void* src, size_t size, uint64_t max_elements, slicer_header* header) {
   return Guard([&]() -> int {
     if (header == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
+    if (slicer::dense::IsFormat2(src, size)) {
+      return slicer::dense::HeaderFormat2(src, size, max_elements, header, nullptr);
+    }
     slicer::internal::ParsedStream stream;
     const slicer_status status = slicer::internal::ParseStream(static_cast<const uint8_t*>(src),
                                                                size, max_elements, true, &stream);
@@ -200,6 +206,9 @@ int slicer_read_header(const void* src, size_t size, uint64_t max_elements, slic
 int slicer_decode(const void* src, size_t size, uint64_t max_elements, void* dst, size_t dst_bytes,
                   uint32_t threads) {
   return Guard([&]() -> int {
+    if (slicer::dense::IsFormat2(src, size)) {
+      return slicer::dense::DecodeFormat2(src, size, max_elements, dst, dst_bytes, threads);
+    }
     slicer::internal::ParsedStream stream;
     const uint8_t* data = static_cast<const uint8_t*>(src);
     // Group tables are bounded by the stream size, so parsing before the size check is safe.
@@ -218,6 +227,10 @@ int slicer_decode_alloc(const void* src, size_t size, uint64_t max_elements, uin
                         slicer_alloc_fn alloc, void* ctx, slicer_header* header) {
   return Guard([&]() -> int {
     if (alloc == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
+    if (slicer::dense::IsFormat2(src, size)) {
+      return slicer::dense::DecodeAllocFormat2(src, size, max_elements, threads, alloc, ctx,
+                                               header);
+    }
     slicer::internal::ParsedStream stream;
     const uint8_t* data = static_cast<const uint8_t*>(src);
     // Every table is validated (and bounded by the stream size) before anything is allocated.
@@ -239,6 +252,10 @@ int slicer_inspect(const void* src, size_t size, uint64_t max_elements, slicer_h
                    size_t* num_blocks) {
   return Guard([&]() -> int {
     if (blocks == nullptr && blocks_capacity > 0) return SLICER_ERR_INVALID_ARGUMENT;
+    if (slicer::dense::IsFormat2(src, size)) {
+      if (num_blocks != nullptr) *num_blocks = 0;
+      return slicer::dense::HeaderFormat2(src, size, max_elements, header, account);
+    }
     slicer::internal::ParsedStream stream;
     const uint8_t* data = static_cast<const uint8_t*>(src);
     slicer_status status = slicer::internal::ParseStream(data, size, max_elements, false, &stream);

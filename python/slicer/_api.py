@@ -15,7 +15,13 @@ import numpy as np
 
 from . import _core
 from ._context import native_context
-from ._errors import LIMIT_EXCEEDED, FormatError, raise_decode_status, raise_encode_status
+from ._errors import (
+    LIMIT_EXCEEDED,
+    UNSUPPORTED_MODE,
+    FormatError,
+    raise_decode_status,
+    raise_encode_status,
+)
 from ._intake import (
     CODE_OF_DTYPE,
     DLPACK_CUDA,
@@ -27,8 +33,8 @@ from ._intake import (
     parse_dtype,
     resolve_lazy_views,
 )
-from ._params import make_params
-from ._rate import encode_within
+from ._params import make_dense_params, make_params
+from ._rate import dense_for_budget, dense_for_error, encode_within
 
 __all__ = ["decode", "encode", "encode_batch", "size_bound"]
 
@@ -198,6 +204,7 @@ def _host_copy_of_cuda(x: Any) -> np.ndarray:
 def encode(
     x: Any,
     *,
+    mode: str = "topk",
     sparsity: float = 0.9,
     asym: float = 0.0,
     blocks: int | tuple[int, int] | None = None,
@@ -210,8 +217,15 @@ def encode(
     threads: int = 0,
     out: str = "host",
     context: Any = None,
+    step: float | None = None,
+    rel_error: float | None = None,
+    rho: float | None = None,
 ) -> Any:
-    """Encode an array into a SLICER stream (bitstream format 1, docs/format.md).
+    """Encode an array into a SLICER stream (docs/format.md).
+
+    ``mode="topk"`` (default) writes format 1 (top-K + magnitude split + ABQ), bit-exact with
+    earlier releases. ``mode="dense"`` / ``mode="auto"`` write format 2 (dead-zone uniform
+    quantizer + rANS, see `_DENSE_DOC` below).
 
     Parameters
     ----------
@@ -221,6 +235,13 @@ def encode(
         (``ml_dtypes.bfloat16`` NumPy arrays, ``torch.bfloat16`` tensors), any shape. Taken
         without a copy when C-contiguous. Arrays on a CUDA device are encoded on the GPU.
     """
+    if mode != "topk":
+        topk_given = (sparsity, asym, blocks, bits, delta, seed) != (0.9, 0.0, None, 8, 0.01, 0)
+        return _encode_dense(
+            x, mode, topk_given, step, rel_error, max_bytes, rho, groups, chunk_size, threads, out
+        )
+    if step is not None or rel_error is not None or rho is not None:
+        raise ValueError("step, rel_error and rho belong to mode='dense' / mode='auto'")
     if type(x) is np.ndarray and max_bytes is None and out == "host" and x.ndim:
         # Fast path: a plain C-contiguous float32 / float16 array with arguments already seen.
         key = (
@@ -409,8 +430,8 @@ def decode(
     # is touched: a stream that fails late leaves `out` as it was.
     status, header, raw = _core.decode(data, limit, thread_count)
     if status:
-        raise_decode_status(status)
-    dtype = DTYPE_OF_CODE[header["dtype"]]
+        raise_stream_status(status, data)
+    dtype = _STREAM_DTYPES[header["dtype"]]
     shape = tuple(header["shape"])
     try:
         result = raw.view(dtype).reshape(shape)
@@ -429,10 +450,203 @@ def decode(
     return out
 
 
+
+# ----------------------------------------------------------------------------- format 2, dense
+
+_STREAM_DTYPES = {**DTYPE_OF_CODE, 4: np.dtype(np.float64)}
+_DENSE_DTYPE_CODES = {dt: code for code, dt in _STREAM_DTYPES.items()}
+
+_DENSE_DOC = """
+    Dense mode (format 2, ``mode="dense"`` or ``"auto"``): every element is quantized with a
+    uniform step and a dead zone, q = sign(x) floor(|x| / step + rho), the codes are
+    entropy-coded (rANS, one static table, docs/format.md §10-§16); large values (LLM massive
+    activations) are ordinary codes with extra bits, so every element's error stays about
+    step / 2. float64 input is accepted. Exactly one of `step`, `rel_error`, `max_bytes`:
+
+    step : float
+        The quantizer step (stored as float32).
+    rel_error : float
+        The smallest stream found whose relative L2 error ||x - x_hat|| / ||x|| <= rel_error
+        (verified on the real stream; at most three encodes and decodes, rarely more).
+    max_bytes : int
+        The lowest-error stream found of at most this many bytes (at most three encodes,
+        rarely more).
+    rho : float, default 0.5
+        Rounding offset in [1/256, 1/2] (stored in 1/256 units); below 1/2 widens the zero
+        bin (a dead zone: fewer bits at low rates). ``mode="auto"`` chooses it among
+        0.5, 0.375 and 0.28 with the rate model (ignored there).
+    groups : {"tensor", "rows", "channels"}
+        "tensor": one step for all elements (the MSE-optimal choice). "rows" / "channels": a
+        step per row of the last axis / per plane of axis 1, scaled to the group's RMS in
+        steps of 2^(1/8) (for task metrics that weigh every token or channel alike); all-zero
+        groups cost nothing.
+"""
+
+
+def _dense_array(x: Any) -> np.ndarray:
+    """A C-contiguous host array of float32/float16/bfloat16/float64."""
+    if isinstance(x, np.ndarray) and x.dtype == np.float64 and type(x) is np.ndarray:
+        return np.ascontiguousarray(x)
+    if (
+        not isinstance(x, np.ndarray)
+        and hasattr(x, "__dlpack__")
+        and "float64" in str(getattr(x, "dtype", ""))
+        and dlpack_device_type(x) != DLPACK_CUDA
+    ):
+        return np.ascontiguousarray(np.from_dlpack(x))
+    if dlpack_device_type(x) == DLPACK_CUDA:
+        return _host_copy_of_cuda(x)
+    return as_host_array(x)
+
+
+encode.__doc__ = (encode.__doc__ or "") + _DENSE_DOC
+
+
+def _group_table(array: np.ndarray, layout: int) -> bytes | None:
+    """Per-group step exponents from the group RMS (2^(1/8) steps around the median group)."""
+    if layout == 0 or array.size == 0:
+        return None
+    x = array.astype(np.float64)
+    if layout == 1:
+        rows = x.reshape(-1, array.shape[-1])
+    else:
+        rows = np.moveaxis(x, 1, 0).reshape(array.shape[1], -1)
+    rms = np.sqrt(np.mean(rows * rows, axis=1))
+    live = rms > 0
+    if not live.any():
+        return bytes([0x80] * rows.shape[0])
+    ref = float(np.median(rms[live]))
+    e = np.zeros(rows.shape[0], dtype=np.int64)
+    e[live] = np.clip(np.rint(8 * np.log2(rms[live] / ref)), -64, 63)
+    table = np.where(live, e & 0xFF, 0x80).astype(np.uint8)
+    return table.tobytes()
+
+
+def _dense_encoder(array: np.ndarray) -> Any:
+    code = _DENSE_DTYPE_CODES.get(array.dtype)
+    if code is None:
+        raise TypeError(
+            f"mode='dense' encodes float32, float16, bfloat16 or float64 arrays, got {array.dtype}"
+        )
+    if array.ndim > _MAX_NDIM:
+        raise ValueError(f"arrays of at most {_MAX_NDIM} dimensions are supported")
+    raw = array.reshape(-1).view(np.uint8)
+    shape = list(array.shape)
+
+    def run(_array: np.ndarray, params: dict[str, Any]) -> bytes:
+        status, stream = _core.dense_encode(raw, code, shape, params)
+        if status:
+            if status == 1 and params.get("step") is not None:
+                raise ValueError(
+                    f"invalid dense parameters (step={params['step']!r} too small for the data "
+                    "or out of range)"
+                )
+            raise_encode_status(status)
+        return stream
+
+    return run
+
+
+def _encode_dense(
+    x: Any,
+    mode: str,
+    topk_given: bool,
+    step: Any,
+    rel_error: Any,
+    max_bytes: Any,
+    rho: Any,
+    groups: Any,
+    chunk_size: Any,
+    threads: Any,
+    out: Any,
+) -> bytes:
+    if mode not in ("dense", "auto"):
+        raise ValueError(f"mode must be 'topk', 'dense' or 'auto', got {mode!r}")
+    if topk_given:
+        raise ValueError(
+            "sparsity, asym, blocks, bits, delta and seed belong to mode='topk'; "
+            f"mode={mode!r} takes step, rel_error or max_bytes"
+        )
+    if out != "host":
+        raise ValueError(f"mode={mode!r} supports out='host' only")
+    auto = mode == "auto"
+    params = make_dense_params(
+        step=step, rho=0.5 if rho is None else rho, groups=groups, chunk_size=chunk_size,
+        threads=threads,
+    )  # fmt: skip
+    limit = _max_bytes(max_bytes)
+    error = None
+    if rel_error is not None:
+        if isinstance(rel_error, bool) or not isinstance(rel_error, (int, float, np.floating)):
+            raise TypeError(f"rel_error must be a real number, got {type(rel_error).__name__}")
+        error = float(rel_error)
+        if not (error > 0 and np.isfinite(error)):
+            raise ValueError(f"rel_error must be a positive finite number, got {rel_error!r}")
+    given = [name for name, v in (("step", step), ("rel_error", error), ("max_bytes", limit))
+             if v is not None]  # fmt: skip
+    if len(given) != 1:
+        raise ValueError(
+            f"mode={mode!r} needs exactly one of step, rel_error, max_bytes; got {given or 'none'}"
+        )
+    if auto and step is not None:
+        raise ValueError("mode='auto' chooses the step: give rel_error or max_bytes")
+    array = _dense_array(resolve_lazy_views(x))
+    if params["layout"] == 1 and array.ndim < 1:
+        raise ValueError("groups='rows' needs an array with at least one dimension")
+    if params["layout"] == 2 and array.ndim < 2:
+        raise ValueError("groups='channels' needs an array with at least two dimensions")
+    encoder = _dense_encoder(array)
+    if array.size and not np.all(np.isfinite(array.astype(np.float32 if array.dtype.itemsize < 4 else array.dtype, copy=False))):
+        raise ValueError("input contains NaN or infinity")
+    table = _group_table(array, params["layout"])
+    params["group_table"] = table
+    if step is not None:
+        return encoder(array, params)
+    work = array
+    if table is not None:  # the model sees the values each group's step divides
+        e = np.frombuffer(table, dtype=np.int8).astype(np.float64)
+        scale = np.where(np.frombuffer(table, dtype=np.uint8) == 0x80, 1.0, 2.0 ** (e / 8))
+        if params["layout"] == 1:
+            work = array.astype(np.float64).reshape(-1, array.shape[-1]) / scale[:, None]
+        else:
+            shape = [1] * array.ndim
+            shape[1] = array.shape[1]
+            work = array.astype(np.float64) / scale.reshape(shape)
+        work = np.ascontiguousarray(work)
+    if limit is not None:
+        return dense_for_budget(array, params, limit, encoder, auto, model_input=work)
+    return dense_for_error(
+        array, params, error, encoder, lambda s: decode(s, threads=params["threads"]), auto,
+        model_input=work,
+    )  # fmt: skip
+
+
+def raise_stream_status(status: int, data: Any) -> None:
+    """raise_decode_status, with the mode number for an unsupported format-2 mode."""
+    if status == UNSUPPORTED_MODE:
+        raise FormatError(f"unsupported mode {_mode_byte(data)} (format 2)", status)
+    raise_decode_status(status)
+
+
+def _mode_byte(data: Any) -> int | str:
+    """The mode byte of a format-2 stream whose header parsed up to it."""
+    b = bytes(memoryview(data)[: 8 + 10 * 32 + 3])
+    pos = 8
+    try:
+        for _ in range(b[7]):
+            while b[pos] & 0x80:
+                pos += 1
+            pos += 1
+        return b[pos + 1]
+    except IndexError:
+        return "?"
+
+
 def size_bound(
     shape: Any,
     dtype: Any,
     *,
+    mode: str = "topk",
     sparsity: float = 0.9,
     asym: float = 0.0,
     blocks: int | tuple[int, int] | None = None,
@@ -443,6 +657,9 @@ def size_bound(
     groups: str = "tensor",
     chunk_size: int = 16384,
     threads: int = 0,
+    step: float | None = None,
+    rel_error: float | None = None,
+    rho: float | None = None,
 ) -> int:
     """Upper bound on the size of ``encode(x, **params)`` for any x of this shape and dtype.
 
@@ -457,6 +674,8 @@ def size_bound(
     dtype : str, numpy dtype, ml_dtypes.bfloat16 or torch dtype
         float32, float16 or bfloat16.
     """
+    if mode != "topk":
+        return _dense_size_bound(shape, dtype, mode, max_bytes, rho, groups, chunk_size)
     params = make_params(
         sparsity=sparsity,
         asym=asym,
@@ -498,3 +717,26 @@ size_bound.__doc__ = (
         Bytes; ``len(encode(x, **params)) <= size_bound(x.shape, x.dtype, **params)``.
 """
 )
+
+
+def _dense_size_bound(
+    shape: Any, dtype: Any, mode: str, max_bytes: Any, rho: Any, groups: Any, chunk_size: Any
+) -> int:
+    """docs/format.md §16: a bound for every dense / auto stream of this shape and dtype."""
+    if mode not in ("dense", "auto"):
+        raise ValueError(f"mode must be 'topk', 'dense' or 'auto', got {mode!r}")
+    params = make_dense_params(
+        step=1.0, rho=0.5 if rho is None else rho, groups=groups, chunk_size=chunk_size
+    )
+    limit = _max_bytes(max_bytes)
+    if isinstance(shape, (int, np.integer)):
+        shape = (int(shape),)
+    dims = tuple(operator.index(d) for d in shape)
+    if any(d < 0 or d >= 2**63 for d in dims) or len(dims) > _MAX_NDIM:
+        raise ValueError(f"shape must have 0..32 dimensions in 0 .. 2**63 - 1, got {dims}")
+    is_f64 = str(dtype) in ("float64", "torch.float64", "<class 'numpy.float64'>")
+    code = 4 if is_f64 or dtype is np.float64 else parse_dtype(dtype)
+    status, bound = _core.dense_encode_bound(list(dims), code, params)
+    if status:
+        raise_encode_status(status, "size_bound")
+    return bound if limit is None else min(bound, limit)

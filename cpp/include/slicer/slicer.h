@@ -43,6 +43,7 @@ typedef enum slicer_status {
   SLICER_ERR_BAD_CHECKSUM = 13,     /* CRC-32 mismatch */
   SLICER_ERR_CORRUPT = 14,          /* a field is invalid or inconsistent */
   SLICER_ERR_LIMIT_EXCEEDED = 15,   /* the stream claims more elements than the caller allows */
+  SLICER_ERR_UNSUPPORTED_MODE = 16, /* a well-formed format-2 stream of a mode this build lacks */
   SLICER_ERR_INTERNAL = 99
 } slicer_status;
 
@@ -50,7 +51,8 @@ typedef enum slicer_status {
 typedef enum slicer_dtype {
   SLICER_FLOAT32 = 1,
   SLICER_FLOAT16 = 2,
-  SLICER_BFLOAT16 = 3
+  SLICER_BFLOAT16 = 3,
+  SLICER_FLOAT64 = 4 /* format 2 (dense mode) only */
 } slicer_dtype;
 
 /* Encoder parameters, already fixed to the integers the stream stores (docs/format.md §2).
@@ -197,6 +199,70 @@ SLICER_API int slicer_context_encode_batch(slicer_context* context, const void* 
 SLICER_API int slicer_context_decode(slicer_context* context, const void* src, size_t size,
                                      uint64_t max_elements, void* dst, size_t dst_bytes,
                                      uint32_t threads);
+
+/* ---------------------------------------------------------------------------------------------
+ * Format 2, mode 1 "dense" (docs/format.md §10-§16): dead-zone uniform quantizer + rANS.
+ * slicer_decode / slicer_read_header / slicer_inspect accept format-2 streams too (header fields
+ * of format 1 that format 2 lacks read 0); slicer_dense_inspect gives the format-2 account. */
+
+#define SLICER_DENSE_LAYOUT_TENSOR 0
+#define SLICER_DENSE_LAYOUT_ROWS 1     /* groups are the rows of the last axis */
+#define SLICER_DENSE_LAYOUT_CHANNELS 2 /* groups are the planes of axis 1 (N, C, ...) */
+#define SLICER_DENSE_GROUP_ZERO 0x80   /* group table byte: nothing coded, decodes to 0 */
+#define SLICER_DENSE_GROUP_RAW 0x81    /* group table byte: values stored verbatim */
+
+typedef struct slicer_dense_params {
+  float step;         /* base step Δ0 (finite, normal, > 0) */
+  uint8_t rho_256;    /* rounding offset ρ·256, 1 … 128 (128 = round to nearest) */
+  uint8_t auto_offsets; /* 1: reconstruction offsets by the data rule (§12.3); 0: use below */
+  int8_t offset1, offset2; /* reconstruction offsets in 1/256 for |q| = 1 and |q| >= 2 */
+  uint8_t chunk_log2; /* 6 … 24 (default 14) */
+  uint8_t layout;     /* SLICER_DENSE_LAYOUT_*; only matters with a group table */
+  const uint8_t* group_table; /* NULL, or one byte per group (§12.1): int8 step exponent
+                                 (−64 … 63) of a dense group, GROUP_ZERO or GROUP_RAW */
+  uint64_t group_table_size;  /* entries in group_table (must equal the group count) */
+  uint16_t threads;           /* worker threads, 0 = all hardware threads */
+} slicer_dense_params;
+
+/* Header and byte account of a format-2 dense stream (slicer_dense_inspect). */
+typedef struct slicer_dense_info {
+  uint32_t format_version, mode;
+  slicer_dtype dtype;
+  uint32_t ndim;
+  int64_t shape[SLICER_MAX_NDIM];
+  uint64_t num_elements;
+  uint32_t layout;
+  uint64_t group_count;
+  float step;
+  uint32_t rho_256;
+  int32_t offset1, offset2;
+  uint32_t chunk_log2;
+  uint32_t has_group_table;
+  uint64_t total_bytes, header_bytes, group_table_bytes, freq_table_bytes, chunk_table_bytes,
+      raw_bytes, rans_bytes, extra_bits_bytes, checksum_bytes;
+  uint64_t coded;   /* elements entropy-coded */
+  uint64_t chunks;  /* chunk count */
+  uint64_t symbols; /* alphabet size of the table */
+  uint64_t zero_groups, raw_groups;
+} slicer_dense_info;
+
+SLICER_API void slicer_dense_params_init(slicer_dense_params* params);
+
+/* Upper bound on the dense stream size (§16), from shape, dtype and params only. */
+SLICER_API int slicer_dense_encode_bound(const int64_t* shape, uint32_t ndim, int dtype,
+                                         const slicer_dense_params* params, size_t* bound);
+
+/* Encode a C-contiguous float32/float16/bfloat16/float64 array as a format-2 dense stream. */
+SLICER_API int slicer_dense_encode(const void* data, int dtype, const int64_t* shape,
+                                   uint32_t ndim, const slicer_dense_params* params, void* dst,
+                                   size_t dst_capacity, size_t* written);
+
+/* Full validation of a format-2 stream plus its byte account. */
+SLICER_API int slicer_dense_inspect(const void* src, size_t size, uint64_t max_elements,
+                                    slicer_dense_info* info);
+
+/* The format version byte of a stream (1 or 2) after the length, magic and CRC checks. */
+SLICER_API int slicer_stream_version(const void* src, size_t size, uint32_t* version);
 
 #ifdef __cplusplus
 }
