@@ -205,13 +205,69 @@ BENCHES = {
 }
 
 
+# (section, key, label, higher is better, target or None)
+PLOTTED = [
+    ("threads", "speedup", "threads=2 / threads=1\nencode 16M (x)", True, 1.6),
+    ("small", "encode_576_us", "one 576-float encode\nin all (us)", False, None),
+    ("small", "batch_tokens_per_s", "encode_batch 2048x576\n(K tokens/s)", True, 400e3),
+    ("dtypes", "fp16_vs_fp16_as_fp32", "fp16 / fp32, same values\nencode 1M (x)", False, 1.1),
+    ("dtypes", "bf16_vs_bf16_as_fp32", "bf16 / fp32, same values\nencode 1M (x)", False, 1.1),
+    ("torch", "encode_vs_torch", "encode vs PyTorch\n1M (x)", True, 15.0),
+    ("torch", "decode_gbps", "decode 1M\n(GB/s)", True, 2.5),
+]
+
+
+def plot(before: dict[str, Any], after: dict[str, Any], path: Path) -> None:
+    """One panel per target: before, after and the target line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(PLOTTED), figsize=(2.3 * len(PLOTTED), 3.2))
+    for ax, (section, key, label, higher, target) in zip(axes, PLOTTED, strict=True):
+        scale = 1e-3 if key == "batch_tokens_per_s" else 1.0
+        values = [run.get(section, {}).get(key) for run in (before, after)]
+        heights = [v * scale if v is not None else 0.0 for v in values]
+        ax.bar(["before", "after"], heights, color=["#999999", "#3070b0"])
+        ax.set_title(label, fontsize=8)
+        ax.tick_params(labelsize=7)
+        if target is None:
+            continue
+        ax.axhline(target * scale, color="#c03030", linestyle="--", linewidth=1)
+        ax.text(
+            1.02,
+            target * scale,
+            "target" + (" (min)" if higher else " (max)"),
+            fontsize=6,
+            color="#c03030",
+            transform=ax.get_yaxis_transform(),
+            va="center",
+        )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHES), default=None)
     parser.add_argument("--skip", nargs="+", choices=sorted(BENCHES), default=[])
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--plot",
+        nargs=3,
+        type=Path,
+        metavar=("BEFORE", "AFTER", "PNG"),
+        default=None,
+        help="plot two --json results (each may merge several runs) instead of measuring",
+    )
     args = parser.parse_args(argv)
+    if args.plot:
+        before, after = (json.loads(p.read_text()) for p in args.plot[:2])
+        plot(before, after, args.plot[2])
+        return 0
     import slicer
 
     names = args.only or [name for name in BENCHES if name not in args.skip]
