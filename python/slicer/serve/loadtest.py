@@ -398,6 +398,8 @@ def measure_run(server: ServerProcess, n: int, prepared: Prepared, config: LoadC
             p.join(5)
     key = "slicer_serve_compute_cpu_seconds_total"
     compute = m1.get(key, 0.0) - m0.get(key, 0.0)
+    key = "slicer_serve_decode_wall_seconds_total"
+    decode = m1.get(key, 0.0) - m0.get(key, 0.0)
     ok = sum(s.get("ok", 0) for s in stats)
     issued = sum(s.get("issued", 0) for s in stats)
     mismatched = sum(s.get("mismatched", 0) for s in stats)
@@ -431,6 +433,7 @@ def measure_run(server: ServerProcess, n: int, prepared: Prepared, config: LoadC
         "server_cpu_ms_per_request": 1e3 * server_cpu / ok if ok else None,
         "compute_cpu_s": compute,
         "overhead": (server_cpu - compute) / compute if compute > 0 else None,
+        "decode_ms_per_request": 1e3 * decode / ok if ok else None,
         "mean_batch": bsum / bcount if bcount else None,
         # the tail-run size each reply reports (for Ray: @serve.batch inside the replicas)
         "reply_batch_mean": float(np.mean(tb)) if tb.size else None,

@@ -137,8 +137,9 @@ def fix_malloc() -> None:
     a fixed threshold returns them to the system when freed.
     """
     libc = _libc()
-    if libc is not None:
-        libc.mallopt(_M_MMAP_THRESHOLD, 256 * 1024)
+    threshold = int(os.environ.get("SLICER_SERVE_MMAP_THRESHOLD", 256 * 1024))
+    if libc is not None and threshold > 0:
+        libc.mallopt(_M_MMAP_THRESHOLD, threshold)
 
 
 def trim_malloc() -> None:
