@@ -16,16 +16,23 @@ Python API::
     profile = profile_model(part, inputs)                      # JSON-able dict
     choice = plan(profile, Budget(64e6, 0.030, Link(20e6)))    # Eq. 1-3, SLICER-Search
 
+    samples = load_samples("photos", part, 200)                # or a list of input dicts
+    settings = calibrate(part, "agreement:0.99", samples, split="all")   # per-cut settings
+    save_settings(settings, "s.json"); plan(profile, budget, settings=load_settings("s.json"))
+
 Shipped real models (exported to ONNX on first use into ``$SLICER_CACHE``):
 ``slicer.split.zoo.model_path("efficientnet-lite0" | "minilm" | "smollm2")``.
 """
 
+from .calibrate import calibrate
+from .datasets import load_samples
 from .graph import Cut, Partitioner, TensorInfo, load_model
 from .link import Link
 from .planner import Budget, Plan, plan
 from .profile import load_profile, profile_model, save_profile
 from .providers import provider_loads, resolve_providers
 from .runner import SplitModel, SplitResult, random_inputs
+from .settings import Target, load_settings, parse_target, save_settings
 from .transport import CodecParams
 
 __all__ = [
@@ -37,13 +44,19 @@ __all__ = [
     "Plan",
     "SplitModel",
     "SplitResult",
+    "Target",
     "TensorInfo",
+    "calibrate",
     "load_model",
     "load_profile",
+    "load_samples",
+    "load_settings",
+    "parse_target",
     "plan",
     "profile_model",
     "provider_loads",
     "random_inputs",
     "resolve_providers",
     "save_profile",
+    "save_settings",
 ]

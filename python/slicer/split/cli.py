@@ -1,4 +1,4 @@
-"""``slicer cuts | plan | run``: split inference from the command line.
+"""``slicer cuts | plan | run | calibrate``: split inference from the command line.
 
 Registered into the main ``slicer`` parser by ``slicer.cli`` through :func:`register`.
 Field names of the ``--json`` outputs are a contract (see docs in the package README).
@@ -25,7 +25,7 @@ DEMO_CUT = "/_blocks.11/_swish/Clip_output_0"  # mid-network, after ReLU6 (block
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``cuts``, ``plan`` and ``run`` sub-commands."""
+    """Add the ``cuts``, ``plan``, ``run`` and ``calibrate`` sub-commands."""
     cuts = subparsers.add_parser("cuts", help="list the cut points of an ONNX model")
     cuts.add_argument(
         "model",
@@ -67,7 +67,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="while profiling, measure fidelity per cut and sparsity",
     )
+    plan.add_argument(
+        "--settings",
+        help="calibrated settings (slicer calibrate): each cut uses its calibrated codec "
+        "setting and only cuts that keep the target qualify",
+    )
     _add_runtime_options(plan)
+    _add_shape_option(plan)
     plan.add_argument("--json", action="store_true", help="machine-readable JSON")
     plan.set_defaults(func=cmd_plan)
 
@@ -82,17 +88,105 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="cut: 'auto' (a mid-network layer boundary), a name or an index",
     )
-    run.add_argument("--sparsity", type=float, default=0.9)
-    run.add_argument("--blocks", type=int, default=3)
-    run.add_argument("--bits", type=int, default=8)
-    run.add_argument("--delta", type=float, default=0.01)
-    run.add_argument("--asym", type=float, default=0.0)
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--groups", choices=["tensor", "rows"], default="tensor")
+    run.add_argument("--sparsity", type=float, default=None, help="default 0.9")
+    run.add_argument("--blocks", type=int, default=None, help="default 3")
+    run.add_argument("--bits", type=int, default=None, help="default 8")
+    run.add_argument("--delta", type=float, default=None, help="default 0.01")
+    run.add_argument("--asym", type=float, default=None, help="default 0")
+    run.add_argument("--seed", type=int, default=None, help="default 0")
+    run.add_argument("--groups", choices=["tensor", "rows"], default=None)
     run.add_argument("--raw", action="store_true", help="send the cut tensors uncompressed")
+    run.add_argument(
+        "--settings",
+        help="calibrated settings file (slicer calibrate); shipped models use their shipped "
+        "settings when no codec option is given",
+    )
+    run.add_argument(
+        "--target",
+        action="append",
+        metavar="METRIC:VALUE",
+        help="calibrate the cut on the fly for this target (repeatable), then run",
+    )
     _add_runtime_options(run)
+    _add_shape_option(run)
     run.add_argument("--json", action="store_true", help="machine-readable JSON")
     run.set_defaults(func=cmd_run)
+
+    cal = subparsers.add_parser(
+        "calibrate",
+        help="find, per cut, the fewest bits per element that keep a fidelity target",
+        description="Searches the codec settings per cut on a calibration split, measures the "
+        "choice on a held-out split (bootstrap 95%% interval) and writes a settings file for "
+        "`slicer run --settings` / `slicer plan --settings`.",
+    )
+    cal.add_argument("model", help="ONNX model file or shipped model name")
+    cal.add_argument(
+        "--split",
+        default="auto",
+        help="cut(s): auto (mid-network), all (layer boundaries, see --max-cuts), a name, an "
+        "index, or a comma-separated list",
+    )
+    cal.add_argument(
+        "--target",
+        action="append",
+        metavar="METRIC:VALUE",
+        help="agreement:0.99, cosine:0.99, kl:0.01, rel_l2:0.05, ppl:+2%% (repeatable, all "
+        "must hold; default: the shipped model's default target, else agreement:0.99 for "
+        "class outputs and cosine:0.99 otherwise)",
+    )
+    src = cal.add_mutually_exclusive_group()
+    src.add_argument("--inputs", help=".npz of inputs keyed by input name (leading sample axis)")
+    src.add_argument(
+        "--dataset",
+        help="photos, mnist, shakespeare, random, or a folder of images (default: the shipped "
+        "model's own data; random for other models)",
+    )
+    cal.add_argument("--count", type=int, default=None, help="inputs to use (default per data)")
+    cal.add_argument(
+        "--preprocess",
+        choices=["imagenet", "unit", "signed", "raw"],
+        default=None,
+        help="image scaling for photos / mnist / image folders (see slicer.split.datasets)",
+    )
+    cal.add_argument("--holdout", type=float, default=0.3, help="held-out fraction (0.3)")
+    cal.add_argument(
+        "--guard",
+        type=float,
+        default=0.5,
+        help="search with this fraction of each target's allowed loss (0.5: agreement ≥ 99%% "
+        "is searched as ≥ 99.5%%), a margin for unseen inputs; 1 = the target itself",
+    )
+    cal.add_argument(
+        "--backoff",
+        type=int,
+        default=1,
+        help="take each search's pick this many knob steps more generous than the cheapest "
+        "passing setting (default 1; 0 = the cheapest)",
+    )
+    cal.add_argument("--max-cuts", type=int, default=8, help="cuts for --split all (8)")
+    cal.add_argument(
+        "--modes",
+        default=None,
+        help="codec modes to search, comma-separated: topk, dense, auto (default: every mode "
+        "the codec has)",
+    )
+    cal.add_argument("--output", help="model output to measure (default: chosen per metric)")
+    cal.add_argument("--seed", type=int, default=0)
+    cal.add_argument("--out", help="write the settings JSON here")
+    cal.add_argument("--plot", help="draw bits/element against the metric per cut (PNG)")
+    cal.add_argument("--threads", type=int, default=1, help="ORT intra-op threads (1)")
+    _add_shape_option(cal)
+    cal.add_argument("--json", action="store_true", help="machine-readable JSON")
+    cal.set_defaults(func=cmd_calibrate)
+
+
+def _add_shape_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--shape",
+        action="append",
+        metavar="NAME=D1xD2x...",
+        help="concrete shape for an input with dynamic dimensions (repeatable)",
+    )
 
 
 def _add_runtime_options(p: argparse.ArgumentParser) -> None:
@@ -115,6 +209,24 @@ def _resolve_model(name: str) -> str:
             f"no such ONNX file or shipped model: {name!r} (shipped: {', '.join(zoo.ZOO)})"
         )
     return name
+
+
+def _zoo_name(model: str | None) -> str | None:
+    """The shipped model a name or a path refers to (None for other ONNX files)."""
+    from . import zoo
+
+    if model is None:
+        return None
+    if model in zoo.ZOO:
+        return model
+    try:
+        resolved = Path(model).resolve()
+    except OSError:
+        return None
+    for name, entry in zoo.ZOO.items():
+        if resolved == (zoo.cache_dir() / entry.filename).resolve():
+            return name
+    return None
 
 
 def _fmt_bytes(n: float) -> str:
@@ -168,11 +280,25 @@ def cmd_cuts(args: argparse.Namespace) -> int:
 def _inputs_for(model_path: str, args: argparse.Namespace):  # noqa: ANN202
     from .graph import load_model
     from .providers import make_session
-    from .runner import random_inputs
 
     proto, ext = load_model(model_path)
     sess = make_session(proto, ["CPUExecutionProvider"], 1, ext)
-    return _inputs_from_file(args.inputs, sess) if args.inputs else random_inputs(sess)
+    if args.inputs:
+        return _inputs_from_file(args.inputs, sess)
+    return _random_inputs(model_path, args, sess)
+
+
+def _random_inputs(model_path: str, args: argparse.Namespace, session: Any) -> dict[str, Any]:
+    """Random inputs: shipped models set dynamic dimensions to 1 (token sequences), other
+    models need ``--shape`` for each dynamic dimension (a one-line error names them)."""
+    from .datasets import parse_shapes, random_samples
+    from .graph import Partitioner
+    from .runner import random_inputs
+
+    shapes = parse_shapes(getattr(args, "shape", None))
+    if shapes or _zoo_name(model_path) is None:
+        return random_samples(Partitioner(model_path), 1, shapes, seed=0)[0]
+    return random_inputs(session)
 
 
 def _positive(option: str, parse: Any, text: str) -> float:
@@ -260,7 +386,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
         deadline_s=_positive("--deadline", parse_seconds, args.deadline),
         link=link,
     )
-
     if args.profile and Path(args.profile).is_file():
         profile = load_profile(args.profile)
         made_for = profile.get("model")
@@ -281,6 +406,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         bar.close()
         if args.profile:
             save_profile(profile, args.profile)
+    settings = None
+    if args.settings:
+        settings = _checked_settings(args.settings, _resolve_model(args.model), args.model)
     result = plan(
         profile,
         budget,
@@ -289,6 +417,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         groups=args.groups,
         max_sparsity=args.max_sparsity,
         min_fidelity=args.min_fidelity,
+        settings=settings,
     )
     if args.json:
         out = result.to_json()
@@ -371,31 +500,144 @@ def _auto_cut(part):  # noqa: ANN001, ANN202
     return min(simple, key=lambda c: abs(c.node_index - middle))
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+_CODEC_FLAGS = ("sparsity", "blocks", "bits", "delta", "asym", "seed", "groups")
+_CODEC_DEFAULTS = {
+    "sparsity": 0.9,
+    "blocks": 3,
+    "bits": 8,
+    "delta": 0.01,
+    "asym": 0.0,
+    "seed": 0,
+    "groups": "tensor",
+}
+# Inputs for an on-the-fly calibration (`run --target`) of a shipped model.
+_FLY_COUNTS = {"photos": 60, "shakespeare": 40, "random": 16}
+
+
+def _checked_settings(path: str, model_path: str, label: str) -> dict[str, Any]:
+    """A settings file, validated and checked against the model's fingerprint."""
+    from .graph import load_model
+    from .settings import check_model, fingerprint, load_settings
+
+    settings = load_settings(path)
+    proto, ext = load_model(model_path)
+    check_model(settings, fingerprint(proto, ext), label)
+    return settings
+
+
+def _run_cut(part, split: str, settings: dict[str, Any] | None, demo: bool):  # noqa: ANN001, ANN202
+    if split.strip().startswith("-") and split.strip()[1:].isdigit():
+        raise ValueError(f"--split must be 'auto', a cut name or an index >= 0, got {split}")
+    if split != "auto":
+        return part.find_cut(split)
+    if demo:
+        return part.find_cut(DEMO_CUT)
+    auto = _auto_cut(part)
+    if settings is None:
+        return auto
+    usable = [c for c in settings["cuts"] if c["status"] != "unreachable"]
+    if any(c["name"] == auto.name for c in usable):
+        return auto
+    if not usable:
+        raise ValueError("the settings file holds no cut that meets its targets")
+    return part.find_cut(min(usable, key=lambda c: c["bits_per_element"])["name"])
+
+
+def _entry_params(entry: dict[str, Any], where: str):  # noqa: ANN202
+    from .settings import params_from_json
+
+    if entry["status"] == "unreachable":
+        best = entry.get("best") or {}
+        raise ValueError(
+            f"{where}: cut {entry['name']} cannot meet the targets at any rate tried "
+            f"(best reached: {best.get('metrics')})"
+        )
+    return params_from_json(entry["params"])
+
+
+def _fly_calibrate(args: argparse.Namespace, part, cut, name: str | None):  # noqa: ANN001, ANN202
+    """``run --target``: calibrate this one cut now and return its settings entry."""
+    from .calibrate import calibrate
+    from .datasets import default_dataset, load_samples, npz_samples, parse_shapes
+
+    if args.inputs:
+        samples, label = npz_samples(args.inputs, part), args.inputs
+    else:
+        source = default_dataset(name)
+        samples = load_samples(
+            source,
+            part,
+            _FLY_COUNTS[source],
+            model_name=name,
+            shapes=parse_shapes(getattr(args, "shape", None)),
+        )
+        label = source
+    result = calibrate(
+        part,
+        args.target,
+        samples,
+        split=[cut.name],
+        holdout=0.3,
+        threads=1,
+        model_name=name,
+        data_label=label,
+        progress=not args.json or sys.stderr.isatty(),
+    )
+    return result["cuts"][0], result
+
+
+def _run_params(args: argparse.Namespace, part, cut, name: str | None, settings):  # noqa: ANN001, ANN202
+    """The codec setting of a run and where it came from."""
+    from .settings import (
+        check_model,
+        fingerprint,
+        load_settings,
+        settings_for_cut,
+        shipped_settings_path,
+        targets_of,
+    )
     from .transport import CodecParams
 
-    _check_codec_options(args)
-    params = (
-        None
-        if args.raw
-        else CodecParams(
-            sparsity=args.sparsity,
-            blocks=args.blocks,
-            bits=args.bits,
-            delta=args.delta,
-            asym=args.asym,
-            seed=args.seed,
-            groups=args.groups,
-        )
-    )
-    if args.model is None:
-        from .demo import run_demo
+    flags = {k: getattr(args, k) for k in _CODEC_FLAGS if getattr(args, k, None) is not None}
+    chosen_by = [o for o, v in (("--raw", args.raw), ("--settings", settings)) if v]
+    chosen_by += ["--target"] if args.target else []
+    chosen_by += ["codec options"] if flags else []
+    if len(chosen_by) > 1:
+        raise ValueError(f"{' and '.join(chosen_by)} each choose the codec setting: give one")
+    if args.raw:
+        return None, "raw"
+    if args.target:
+        entry, result = _fly_calibrate(args, part, cut, name)
+        targets = ", ".join(t.text() for t in targets_of(result))
+        return _entry_params(entry, "--target"), f"calibrated now for {targets}"
+    if settings is not None:
+        entry = settings_for_cut(settings, cut.name)
+        if entry is None:
+            raise ValueError(
+                f"--settings {args.settings} holds no entry for cut {cut.name}; calibrated "
+                f"cuts: {[c['name'] for c in settings['cuts']]}"
+            )
+        targets = ", ".join(t.text() for t in targets_of(settings))
+        return _entry_params(entry, f"--settings {args.settings}"), f"settings file ({targets})"
+    if not flags and name is not None and shipped_settings_path(name).is_file():
+        shipped = load_settings(shipped_settings_path(name))
+        entry = settings_for_cut(shipped, cut.name)
+        try:
+            check_model(shipped, fingerprint(part.model, part.external_dir), name)
+        except ValueError:
+            entry = None  # another export of the model: the defaults below apply
+        if entry is not None and entry["status"] != "unreachable":
+            targets = ", ".join(t.text() for t in targets_of(shipped))
+            return _entry_params(entry, "shipped settings"), f"shipped settings ({targets})"
+    return CodecParams(**{**_CODEC_DEFAULTS, **flags}), "options" if flags else "defaults"
 
-        return run_demo(params, args)
+
+def cmd_run(args: argparse.Namespace) -> int:
+    _check_codec_options(args)
     from tqdm import tqdm
 
     from .graph import Partitioner
-    from .runner import SplitModel, json_result, random_inputs
+    from .runner import SplitModel, json_result
 
     steps = tqdm(
         total=4,
@@ -405,30 +647,46 @@ def cmd_run(args: argparse.Namespace) -> int:
         leave=False,
         disable=args.json and not sys.stderr.isatty(),
     )
-    steps.set_postfix_str("loading model")
-    part = Partitioner(_resolve_model(args.model))
-    if args.split.strip().startswith("-") and args.split.strip()[1:].isdigit():
-        raise ValueError(f"--split must be 'auto', a cut name or an index >= 0, got {args.split}")
-    cut = _auto_cut(part) if args.split == "auto" else part.find_cut(args.split)
-    steps.update(1)
-    steps.set_postfix_str("building head / tail sessions")
-    split = SplitModel(part, cut, providers=args.providers, threads=args.threads)
-    steps.update(1)
-    steps.set_postfix_str("uncut reference session")
-    inputs = (
-        _inputs_from_file(args.inputs, split.full) if args.inputs else random_inputs(split.full)
-    )
-    steps.update(1)
-    steps.set_postfix_str("head -> codec -> tail")
-    result = split.run(inputs, params)
-    steps.update(1)
-    steps.close()
+    try:
+        steps.set_postfix_str("loading model")
+        name = _zoo_name(args.model) if args.model else DEMO_MODEL
+        model_path = _resolve_model(args.model or DEMO_MODEL)
+        part = Partitioner(model_path)
+        settings = (
+            _checked_settings(args.settings, model_path, args.model or DEMO_MODEL)
+            if args.settings
+            else None
+        )
+        cut = _run_cut(part, args.split, settings, demo=args.model is None)
+        params, source = _run_params(args, part, cut, name, settings)
+        if args.model is None:
+            steps.close()
+            from .demo import run_demo
+
+            return run_demo(params, args, part=part, cut=cut, source=source)
+        steps.update(1)
+        steps.set_postfix_str("building head / tail sessions")
+        split = SplitModel(part, cut, providers=args.providers, threads=args.threads)
+        steps.update(1)
+        steps.set_postfix_str("uncut reference session")
+        inputs = (
+            _inputs_from_file(args.inputs, split.full)
+            if args.inputs
+            else _random_inputs(model_path, args, split.full)
+        )
+        steps.update(1)
+        steps.set_postfix_str("head -> codec -> tail")
+        result = split.run(inputs, params)
+        steps.update(1)
+    finally:
+        steps.close()
     out = json_result(
         result,
         split.provider,
         {
             "model": args.model,
             "params": params.to_json() if params else None,
+            "settings": source,
             "inputs": "file" if args.inputs else "random",
         },
     )
@@ -440,16 +698,159 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------- calibrate
+
+
+def _default_targets(part, name: str | None, sample: dict[str, Any]) -> list[str]:  # noqa: ANN001
+    """The shipped model's target; else agreement ≥ 99 % for class scores (the uncut output
+    on the first input looks like logits), cosine ≥ 0.99 otherwise."""
+    from .fidelity import looks_like_logits
+    from .providers import make_session
+    from .settings import load_settings, shipped_settings_path
+
+    if name is not None and shipped_settings_path(name).is_file():
+        shipped = load_settings(shipped_settings_path(name))
+        return [f"{t['metric']}:{t['value']}" for t in shipped["targets"]]
+    sess = make_session(part.model, ["CPUExecutionProvider"], 1, part.external_dir)
+    first = sess.get_outputs()[0].name
+    feeds = {i.name: sample[i.name] for i in sess.get_inputs()}
+    ref = sess.run([first], feeds)[0]
+    return ["agreement:0.99" if looks_like_logits(first, ref) else "cosine:0.99"]
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import calibrate, families_for, plot_settings
+    from .datasets import default_dataset, load_samples, npz_samples, parse_shapes
+    from .graph import Partitioner
+    from .settings import save_settings
+
+    if args.count is not None and args.count < 2:
+        raise ValueError(f"--count must be ≥ 2, got {args.count}")
+    if not 0 <= args.holdout < 1:
+        raise ValueError(f"--holdout must be in [0, 1), got {args.holdout}")
+    model_path = _resolve_model(args.model)
+    name = _zoo_name(args.model)
+    part = Partitioner(model_path)
+    shapes = parse_shapes(args.shape)
+    if args.inputs:
+        samples = npz_samples(args.inputs, part)[: args.count or None]
+        label = args.inputs
+    else:
+        source = args.dataset or default_dataset(name)
+        count = args.count or {"photos": 200, "mnist": 200, "shakespeare": 120}.get(source, 64)
+        if source == "shakespeare" and name == "smollm2" and args.count is None:
+            count = 24
+        if source == "random" and not args.json:
+            print(
+                "note: calibrating on random inputs (give --dataset or --inputs for real data)",
+                file=sys.stderr,
+            )
+        samples = load_samples(
+            source,
+            part,
+            count,
+            model_name=name,
+            shapes=shapes,
+            preprocess=args.preprocess,
+            seed=args.seed,
+        )
+        label = source
+    targets = args.target or _default_targets(part, name, samples[0])
+    settings = calibrate(
+        part,
+        targets,
+        samples,
+        split=args.split,
+        holdout=args.holdout,
+        seed=args.seed,
+        max_cuts=args.max_cuts,
+        families=families_for(args.modes) if args.modes else None,
+        guard=args.guard,
+        backoff=args.backoff,
+        output=args.output,
+        threads=args.threads,
+        model_name=name or Path(model_path).name,
+        data_label=label,
+        progress=True if not args.json or sys.stderr.isatty() else False,
+    )
+    if args.out:
+        save_settings(settings, args.out)
+    if args.plot:
+        plot_settings(settings, args.plot)
+    unreachable = [c for c in settings["cuts"] if c["status"] == "unreachable"]
+    if args.json:
+        json.dump(settings, sys.stdout, indent=1)
+        print()
+    else:
+        _print_calibration(settings, args)
+    return 1 if unreachable else 0
+
+
+def _print_calibration(settings: dict[str, Any], args: argparse.Namespace) -> None:
+    from .calibrate import _fmt_metric, setting_text
+    from .settings import targets_of
+
+    targets = targets_of(settings)
+    data = settings["data"]
+    print(
+        f"model     {settings['model']['name']}  ({settings['model']['fingerprint'][:19]}…)\n"
+        f"targets   {', '.join(t.text() for t in targets)}\n"
+        f"data      {data['source']}: {data['calibration']} calibration + "
+        f"{data['holdout_count']} held-out inputs; {settings['seconds']:.0f} s"
+    )
+    print(f"{'index':>5}  {'cut':<44} {'setting':<28} {'b/el':>6}  held-out [95% interval]")
+    for c in settings["cuts"]:
+        if c["status"] == "unreachable":
+            best = c["best"]
+            vals = ", ".join(
+                f"{t.metric} {_fmt_metric(t.metric, best['metrics'].get(t.metric))}"
+                for t in targets
+            )
+            print(
+                f"{c['index']:>5}  {c['name'][-44:]:<44} UNREACHABLE: best {vals} "
+                f"(at {best['bits_per_element'] or float('nan'):.2f} b/el)"
+            )
+            continue
+        setting = setting_text(c["params"])
+        held = "; ".join(
+            f"{_fmt_metric(m, h['value'])} [{_fmt_metric(m, h['low'])}, "
+            f"{_fmt_metric(m, h['high'])}]"
+            for m, h in c["holdout"].items()
+        )
+        mark = "" if c["status"] == "ok" else "  (interval misses the target)"
+        print(
+            f"{c['index']:>5}  {c['name'][-44:]:<44} {setting:<28} "
+            f"{c['bits_per_element']:>6.3f}  {held}{mark}"
+        )
+    unreachable = [c for c in settings["cuts"] if c["status"] == "unreachable"]
+    if unreachable:
+        print(
+            f"target not reachable at {len(unreachable)} cut(s): no codec setting tried meets "
+            f"{', '.join(t.text() for t in targets)} (best values above)"
+        )
+    if args.out:
+        print(f"settings written to {args.out}")
+    if args.plot:
+        print(f"plot written to {args.plot}")
+
+
 def print_run_summary(out: dict[str, Any]) -> None:
     """Readable report of a ``run`` result dict (the JSON object)."""
     lat = out["latency_ms"]
     p = out.get("params")
-    codec = (
-        "raw (no codec)"
-        if not p
-        else f"sparsity {p['sparsity']:g}, {p['blocks']} blocks/sign, {p['bits']} bits, "
-        f"δ={p['delta']:g}, groups={p['groups']}"
-    )
+    if not p:
+        codec = "raw (no codec)"
+    elif p.get("mode", "topk") != "topk":
+        from .calibrate import setting_text
+
+        codec = setting_text(p)
+    else:
+        codec = (
+            f"sparsity {p['sparsity']:g}, {p['blocks']} blocks/sign, {p['bits']} bits, "
+            f"δ={p['delta']:g}, groups={p['groups']}"
+        )
+    if out.get("settings") and out["settings"] not in ("raw", "options"):
+        codec += f"  [{out['settings']}]"
     print(f"model     {out.get('model')}  [{out['provider']}]")
     print(f"cut       #{out['cut']['index']} {out['cut']['name']}")
     for t in out["tensors"]:

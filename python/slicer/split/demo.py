@@ -30,11 +30,18 @@ def demo_inputs() -> list[tuple[np.ndarray, int]]:
     return out
 
 
-def run_demo(params: CodecParams | None, args: argparse.Namespace) -> int:
+def run_demo(
+    params: CodecParams | None,
+    args: argparse.Namespace,
+    *,
+    part: Partitioner | None = None,
+    cut=None,  # noqa: ANN001 - a Cut of ``part``
+    source: str | None = None,
+) -> int:
     from tqdm import tqdm
 
-    part = Partitioner(zoo.model_path(DEMO_MODEL))
-    cut = part.find_cut(DEMO_CUT if args.split == "auto" else args.split)
+    part = part or Partitioner(zoo.model_path(DEMO_MODEL))
+    cut = cut or part.find_cut(DEMO_CUT if args.split == "auto" else args.split)
     split = SplitModel(part, cut, providers=args.providers, threads=args.threads)
     samples = demo_inputs()
     agree, correct_full, correct_split = [], [], []
@@ -56,6 +63,7 @@ def run_demo(params: CodecParams | None, args: argparse.Namespace) -> int:
         {
             "model": DEMO_MODEL,
             "params": params.to_json() if params else None,
+            "settings": source,
             "inputs": f"{len(samples)} ImageNet photos (foolbox, centre crop + mirror)",
         },
     )

@@ -10,6 +10,7 @@ to a shallower cut. The device also holds the encoded buffer: m(1:ℓ) + B ≤ M
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -157,12 +158,19 @@ def plan(
     blocks: Sequence[int] = DEFAULT_BLOCKS,
     max_sparsity: float = 0.95,
     min_fidelity: float | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> Plan:
     """SLICER-Search over the profiled cuts (see the module docstring).
 
     The fidelity floor: ``max_sparsity`` caps s for every cut; ``min_fidelity`` additionally
     rejects a sparsity whose measured fidelity in the profile (top-1 agreement for logits,
     else output cosine) is below it. A floor without measurements is an error, not ignored.
+
+    ``settings`` (a calibrated settings dict, ``slicer calibrate``): Eq. 3 with a fidelity
+    constraint per cut — each cut is sent with its own calibrated codec setting (payload: the
+    largest stream measured in calibration), and a cut qualifies only when its calibrated
+    setting met every target on the held-out split with the interval clearing it
+    (status ``ok``); cuts the file does not cover fail on fidelity.
     """
     if not 0 <= max_sparsity < 1:
         raise ValueError(f"max_sparsity must be in [0, 1), got {max_sparsity}")
@@ -192,7 +200,12 @@ def plan(
         if chosen is not None:
             cand.detail = "not needed: a deeper cut fits"
             continue
-        _fit_cut(cand, record, budget, table, grid, block_grid, bits, delta, groups, min_fidelity)
+        if settings is not None:
+            _fit_cut_calibrated(cand, record, budget, table, settings)
+        else:
+            _fit_cut(
+                cand, record, budget, table, grid, block_grid, bits, delta, groups, min_fidelity
+            )
         if cand.feasible:
             chosen = cand
     candidates.reverse()
@@ -203,10 +216,13 @@ def plan(
             if chosen is deepest
             else (f"; deeper cuts fail ({deepest.constraint}: {deepest.detail})")
         )
+        if settings is not None:
+            how = f"with its calibrated setting ({_setting_text(chosen.params)})"
+        else:
+            how = f"with {chosen.params.blocks} blocks/sign at sparsity {chosen.params.sparsity:g}"
         reason = (
             f"deepest cut within memory and deadline: {chosen.name} (index {chosen.index})"
-            f" with {chosen.params.blocks} blocks/sign at sparsity {chosen.params.sparsity:g}"
-            f"{retreat}"
+            f" {how}{retreat}"
         )
         return Plan(True, chosen, reason, candidates, budget)
     return Plan(False, None, _why_infeasible(candidates, budget, grid), candidates, budget)
@@ -303,6 +319,88 @@ def _fit_cut(
             f"{max(0.0, budget.deadline_s - cand.device_s - encode_s) * 1e3:.2f} ms "
             f"left of the deadline"
         )
+
+
+def _setting_text(p: CodecParams) -> str:
+    from .calibrate import setting_text
+
+    return setting_text(p.to_json())
+
+
+def _fit_cut_calibrated(
+    cand: Candidate,
+    record: Mapping[str, Any],
+    budget: Budget,
+    table: Mapping[str, Any],
+    settings: Mapping[str, Any],
+) -> None:
+    """One cut under calibrated settings: its own codec setting and a fidelity gate."""
+    from .settings import params_from_json
+
+    link = budget.link
+    entry = next((c for c in settings["cuts"] if c["name"] == record["name"]), None)
+    if entry is None:
+        cand.constraint = "fidelity"
+        cand.detail = "not calibrated in the settings file"
+        return
+    if entry["status"] != "ok":
+        cand.constraint = "fidelity"
+        if entry["status"] == "unreachable":
+            cand.detail = "no codec setting meets the targets at this cut"
+        else:
+            held = entry.get("holdout", {})
+            cand.detail = "held-out interval does not clear the target: " + ", ".join(
+                f"{m} {h['value']:.4g} [{h['low']:.4g}, {h['high']:.4g}]" for m, h in held.items()
+            )
+        return
+    params = params_from_json(entry["params"])
+    cand.params = params
+    cand.fidelity = _first_holdout_value(entry)
+    if cand.memory_bytes > budget.memory_bytes:
+        cand.constraint = "memory"
+        cand.detail = (
+            f"head needs {_fmt_bytes(cand.memory_bytes)} (weights + peak activations)"
+            f" > {_fmt_bytes(budget.memory_bytes)}"
+        )
+        return
+    if cand.device_s > budget.deadline_s:
+        cand.constraint = "deadline"
+        cand.detail = (
+            f"head alone takes {cand.device_s * 1e3:.2f} ms > {budget.deadline_s * 1e3:.2f} ms"
+        )
+        return
+    if link.transmissions == float("inf"):
+        cand.constraint = "link"
+        cand.detail = "outage probability is 1 at this rate: nothing gets through"
+        return
+    payload = int(math.ceil(entry.get("payload_bytes_max", entry["payload_bytes"])))
+    encode_s = codec_seconds(table, int(record["coded_elements"]))
+    cand.payload_bytes = payload
+    cand.encode_s = encode_s
+    cand.transmit_s = link.transmit_seconds(payload)
+    total = cand.device_s + encode_s + cand.transmit_s
+    if cand.memory_bytes + payload > budget.memory_bytes:
+        cand.constraint = "memory"
+        cand.detail = (
+            f"head plus the encoded buffer ({_fmt_bytes(payload)}) exceeds "
+            f"{_fmt_bytes(budget.memory_bytes)}"
+        )
+    elif total > budget.deadline_s:
+        cand.constraint = "link" if cand.device_s + encode_s <= budget.deadline_s else "deadline"
+        cand.detail = (
+            f"calibrated payload {_fmt_bytes(payload)} needs {total * 1e3:.2f} ms in total "
+            f"(transmit {cand.transmit_s * 1e3:.2f} ms), deadline "
+            f"{budget.deadline_s * 1e3:.2f} ms"
+        )
+    else:
+        cand.feasible = True
+
+
+def _first_holdout_value(entry: Mapping[str, Any]) -> float | None:
+    held = entry.get("holdout") or {}
+    for h in held.values():
+        return float(h["value"])
+    return None
 
 
 def _why_infeasible(candidates: Sequence[Candidate], budget: Budget, grid: Sequence[float]) -> str:

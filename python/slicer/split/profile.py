@@ -114,7 +114,7 @@ def calibrate_codec(
         e_times, d_times = [], []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            stream = slicer.encode(x, **params.kwargs())
+            stream = slicer.encode(x, **params.kwargs_for(x))
             t1 = time.perf_counter()
             slicer.decode(stream)
             t2 = time.perf_counter()

@@ -22,7 +22,13 @@ MIN_CODED_ELEMENTS = 64
 
 @dataclass(frozen=True)
 class CodecParams:
-    """The codec knobs of ``slicer.encode`` that a split run exposes."""
+    """The codec knobs of ``slicer.encode`` that a split run exposes.
+
+    ``mode``: "topk" (sparsity / blocks / bits / delta / asym / seed), or "dense" / "auto"
+    (format 2: exactly one of ``step``, ``rel_error``, ``max_bytes``; ``rho`` for "dense");
+    ``groups`` applies to every mode ("channels" to dense / auto only). Each mode gets only
+    its own keywords.
+    """
 
     sparsity: float = 0.9
     blocks: int = 3
@@ -31,9 +37,55 @@ class CodecParams:
     asym: float = 0.0
     seed: int = 0
     groups: str = "tensor"
+    mode: str = "topk"
+    rel_error: float | None = None
+    max_bytes: int | None = None
+    step: float | None = None
+    rho: float | None = None
+    rel_step: float | None = None  # dense: step = rel_step × RMS of each coded tensor
+
+    def validate(self) -> None:
+        """``ValueError`` naming the first out-of-range knob."""
+        if not isinstance(self.mode, str) or self.mode not in ("topk", "dense", "auto"):
+            raise ValueError(f"mode must be 'topk', 'dense' or 'auto', got {self.mode!r}")
+        if not (isinstance(self.sparsity, (int, float)) and 0 <= self.sparsity < 1):
+            raise ValueError(f"sparsity must be in [0, 1), got {self.sparsity!r}")
+        if not (isinstance(self.bits, int) and 1 <= self.bits <= 16):
+            raise ValueError(f"bits must be an integer in 1..16, got {self.bits!r}")
+        if not (isinstance(self.blocks, int) and 1 <= self.blocks <= 64):
+            raise ValueError(f"blocks must be an integer in 1..64, got {self.blocks!r}")
+        if not (isinstance(self.delta, (int, float)) and self.delta >= 0):
+            raise ValueError(f"delta must be ≥ 0, got {self.delta!r}")
+        groups = ("tensor", "rows") if self.mode == "topk" else ("tensor", "rows", "channels")
+        if self.groups not in groups:
+            raise ValueError(f"groups must be one of {groups} in mode {self.mode!r}")
+        if self.rel_error is not None and not (
+            isinstance(self.rel_error, (int, float)) and self.rel_error > 0
+        ):
+            raise ValueError(f"rel_error must be > 0, got {self.rel_error!r}")
+        if self.mode != "topk":
+            if not _encode_accepts("mode"):
+                raise ValueError(f"codec mode {self.mode!r} needs a SLICER with codec modes")
+            budgets = [
+                k for k in ("step", "rel_error", "max_bytes", "rel_step") if getattr(self, k)
+            ]
+            if len(budgets) != 1:
+                raise ValueError(
+                    f"mode {self.mode!r} takes exactly one of step, rel_step, rel_error, max_bytes"
+                )
+            if self.rel_step is not None and not (
+                isinstance(self.rel_step, (int, float)) and self.rel_step > 0
+            ):
+                raise ValueError(f"rel_step must be > 0, got {self.rel_step!r}")
 
     def kwargs(self) -> dict[str, Any]:
-        return {
+        if self.mode != "topk":
+            out = {"mode": self.mode, "groups": self.groups}
+            for key in ("step", "rel_error", "max_bytes", "rho"):  # rel_step: kwargs_for
+                if getattr(self, key) is not None:
+                    out[key] = getattr(self, key)
+            return out
+        out: dict[str, Any] = {
             "sparsity": self.sparsity,
             "blocks": self.blocks,
             "bits": self.bits,
@@ -42,9 +94,49 @@ class CodecParams:
             "seed": self.seed,
             "groups": self.groups,
         }
+        if self.max_bytes is not None:
+            out["max_bytes"] = self.max_bytes
+        accepted = _encode_parameters()
+        return {k: v for k, v in out.items() if accepted is None or k in accepted}
 
     def to_json(self) -> dict[str, Any]:
-        return self.kwargs()
+        out = {
+            "sparsity": self.sparsity,
+            "blocks": self.blocks,
+            "bits": self.bits,
+            "delta": self.delta,
+            "asym": self.asym,
+            "seed": self.seed,
+            "groups": self.groups,
+            "mode": self.mode,
+        }
+        for key in ("rel_error", "max_bytes", "step", "rho", "rel_step"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+    def kwargs_for(self, value: np.ndarray) -> dict[str, Any]:
+        """``kwargs()`` for one tensor: ``rel_step`` becomes this tensor's step."""
+        kw = self.kwargs()
+        if self.rel_step is not None:
+            rms = float(np.sqrt(np.mean(np.square(value, dtype=np.float64))))
+            kw["step"] = self.rel_step * rms if rms > 0 else 1.0
+        return kw
+
+
+def _encode_parameters() -> set[str] | None:
+    """Keyword names of the installed ``slicer.encode`` (None if it takes ``**kwargs``)."""
+    import inspect
+
+    params = inspect.signature(_codec().encode).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return set(params)
+
+
+def _encode_accepts(name: str) -> bool:
+    accepted = _encode_parameters()
+    return accepted is None or name in accepted
 
 
 def coded_names(shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, str]) -> list[str]:
@@ -96,7 +188,9 @@ def encode_values(values: Mapping[str, np.ndarray], params: CodecParams | None) 
     start = time.perf_counter()
     for name, value in values.items():
         if name in coded and codec is not None and params is not None:
-            packet.streams[name] = codec.encode(np.ascontiguousarray(value), **params.kwargs())
+            packet.streams[name] = codec.encode(
+                np.ascontiguousarray(value), **params.kwargs_for(value)
+            )
             packet.coded_elements += int(value.size)
         else:
             packet.raw[name] = value
@@ -125,7 +219,11 @@ def payload_bound(
     codec = _codec() if coded else None
     for name, shape in shapes.items():
         if name in coded and codec is not None:
-            total += int(codec.size_bound(tuple(shape), dtypes[name], **params.kwargs()))
+            import inspect
+
+            accepted = inspect.signature(codec.size_bound).parameters
+            kw = {k: v for k, v in params.kwargs().items() if k in accepted}
+            total += int(codec.size_bound(tuple(shape), dtypes[name], **kw))
         else:
             count = int(np.prod(shape)) if len(shape) else 1
             total += count * _itemsize(dtypes[name])

@@ -1,0 +1,252 @@
+"""Calibrate the shipped models and compare with a fixed setting and per-channel int8.
+
+    python bench/calibrate.py efficientnet-lite0 minilm smollm2 [--ship] [--quick]
+
+For each model: ``slicer.split.calibrate`` at the cuts below with the model's default target
+and data, the settings written to ``bench/results/calibrate_<model>.json`` (and, with
+``--ship``, to the package's shipped ``settings/<model>.json``), a plot in
+``bench/plots/calibrate_<model>.png``, and a table on stdout with, per cut and on the
+held-out split: the calibrated bits/element and metric, the best single ("fixed") setting
+that meets the target at every cut on the calibration split, the old default (s=0.9,
+8 bits, 3 blocks, δ=0.01) and per-channel int8 (min/max per channel, 8 bits + two float32
+per channel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from slicer.split import Partitioner, zoo
+from slicer.split.calibrate import (
+    DenseFamily,
+    TopKFamily,
+    _CutEvaluator,
+    _fmt_metric,
+    calibrate,
+    output_for,
+    plot_settings,
+    setting_text,
+    split_indices,
+)
+from slicer.split.datasets import load_samples
+from slicer.split.providers import make_session
+from slicer.split.settings import save_settings, shipped_settings_path, targets_of
+from slicer.split.transport import CodecParams, coded_names
+
+ROOT = Path(__file__).resolve().parent
+# model -> (target, dataset, count, cuts)
+PLAN = {
+    "efficientnet-lite0": (
+        "agreement:0.99",
+        "photos",
+        200,
+        [
+            "/_blocks.4/Add_output_0",
+            "/_blocks.8/_swish/Clip_output_0",
+            "/_blocks.10/Add_output_0",
+            "/_blocks.11/_swish/Clip_output_0",
+            "/_blocks.14/Add_output_0",
+        ],
+    ),
+    "minilm": (
+        "cosine:0.99",
+        "shakespeare",
+        150,
+        [
+            "/layer.0/output/LayerNorm/LayerNormalization_output_0",
+            "/layer.2/output/LayerNorm/LayerNormalization_output_0",
+            "/layer.4/output/LayerNorm/LayerNormalization_output_0",
+        ],
+    ),
+    "smollm2": (
+        "ppl:0.02",
+        "shakespeare",
+        24,
+        ["/model.layers.4/add_944", "/model.layers.14/add_2834", "/model.layers.24/add_4724"],
+    ),
+}
+# SmolLM2's tail costs ~0.1-1 s per 64-token chunk here: a smaller search (dense, and top-k
+# per token row at four widths).
+FAMILIES = {
+    "smollm2": lambda: [
+        DenseFamily(groups=("tensor", "rows")),
+        TopKFamily(bits=(8, 6, 5, 4), groups=("rows",)),
+    ],
+}
+OLD_DEFAULT = CodecParams(sparsity=0.9, blocks=3, bits=8, delta=0.01)
+
+
+def per_channel_int8(values: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int, int]:
+    """Min/max 8-bit quantization per channel (axis 1 of NCHW, last axis of token rows)."""
+    shapes = {n: tuple(v.shape) for n, v in values.items()}
+    dtypes = {n: str(v.dtype) for n, v in values.items()}
+    coded = set(coded_names(shapes, dtypes))
+    out, nbytes, elements = {}, 0, 0
+    for name, x in values.items():
+        elements += x.size
+        if name not in coded:
+            out[name] = x
+            nbytes += x.nbytes
+            continue
+        axis = 1 if x.ndim == 4 else x.ndim - 1
+        moved = np.moveaxis(x.astype(np.float64), axis, 0).reshape(x.shape[axis], -1)
+        lo = moved.min(axis=1, keepdims=True)
+        hi = moved.max(axis=1, keepdims=True)
+        step = np.where(hi > lo, (hi - lo) / 255.0, 1.0)
+        deq = np.round((moved - lo) / step) * step + lo
+        shape_moved = (x.shape[axis],) + tuple(np.delete(np.array(x.shape), axis))
+        out[name] = np.moveaxis(deq.reshape(shape_moved), 0, axis).astype(x.dtype)
+        nbytes += x.size + 8 * x.shape[axis]
+    return out, nbytes, elements
+
+
+def run_model(name: str, args: argparse.Namespace) -> list[dict]:
+    target, source, count, cuts = PLAN[name]
+    if args.quick:
+        count = max(12, count // 5)
+    part = Partitioner(zoo.model_path(name))
+    samples = load_samples(source, part, count, model_name=name)
+    start = time.perf_counter()
+    settings = calibrate(
+        part,
+        target,
+        samples,
+        split=cuts,
+        holdout=0.3,
+        seed=0,
+        threads=1,
+        families=FAMILIES[name]() if name in FAMILIES else None,
+        model_name=name,
+        data_label=source,
+        progress=True,
+    )
+    print(f"{name}: calibrated {len(cuts)} cuts in {time.perf_counter() - start:.0f} s")
+    out_dir = ROOT / "results"
+    out_dir.mkdir(exist_ok=True)
+    save_settings(settings, out_dir / f"calibrate_{name}.json")
+    if args.ship:
+        save_settings(settings, shipped_settings_path(name))
+    (ROOT / "plots").mkdir(exist_ok=True)
+    plot_settings(settings, ROOT / "plots" / f"calibrate_{name}.png")
+
+    # Baselines on the same held-out inputs.
+    targets = targets_of(settings)
+    full = make_session(part.model, ["CPUExecutionProvider"], 1, part.external_dir)
+    names = [o.name for o in full.get_outputs()]
+    feeds = [i.name for i in full.get_inputs()]
+    refs = [
+        dict(zip(names, full.run(names, {n: s[n] for n in feeds}), strict=True)) for s in samples
+    ]
+    outputs = {t.metric: output_for(t.metric, refs[0], None) for t in targets}
+    calib_idx, hold_idx = split_indices(len(samples), 0.3, 0)
+    evaluators = {
+        c["name"]: _CutEvaluator(
+            part,
+            part.find_cut(c["name"]),
+            samples,
+            refs,
+            targets,
+            outputs,
+            ["CPUExecutionProvider"],
+            1,
+        )
+        for c in settings["cuts"]
+    }
+    # Best fixed setting: among the per-cut choices, the one meeting the target at every cut
+    # (calibration split) with the lowest mean bits/element.
+    fixed_best = None
+    for c in settings["cuts"]:
+        if c["status"] == "unreachable":
+            continue
+        params = CodecParams(**c["params"])
+        points = [ev.evaluate(params, calib_idx)[0] for ev in evaluators.values()]
+        if all(p.passed for p in points):
+            mean_bpe = float(np.mean([p.bits_per_element for p in points]))
+            if fixed_best is None or mean_bpe < fixed_best[0]:
+                fixed_best = (mean_bpe, params)
+    rows = []
+    metric = targets[0].metric
+    for c in settings["cuts"]:
+        ev = evaluators[c["name"]]
+        row = {"cut": c["name"], "index": c["index"], "status": c["status"]}
+        if c["status"] != "unreachable":
+            row["calibrated"] = (c["bits_per_element"], c["holdout"][metric]["value"])
+            row["interval"] = (c["holdout"][metric]["low"], c["holdout"][metric]["high"])
+            row["params"] = c["params"]
+        else:
+            row["best"] = c["best"]
+        for label, params in (
+            ("fixed", fixed_best[1] if fixed_best else None),
+            ("old_default", OLD_DEFAULT),
+            ("int8_channel", per_channel_int8),
+        ):
+            if params is None:
+                continue
+            p, _ = ev.evaluate(params, hold_idx, early_stop=False)
+            row[label] = (p.bits_per_element, p.metrics[metric])
+        rows.append(row)
+    print_table(name, targets, rows, fixed_best)
+    return rows
+
+
+def print_table(name: str, targets, rows: list[dict], fixed_best) -> None:  # noqa: ANN001
+    metric = targets[0].metric
+    t = targets[0]
+    print(f"\n{name}: {t.text()} (held-out split; bits/element, {metric})")
+    if fixed_best:
+        p = fixed_best[1]
+        print(f"best fixed setting: {p.to_json()}")
+    print(
+        "| cut | calibrated setting | calibrated b/el | held-out "
+        + metric
+        + " [95% CI] | best fixed b/el (metric) | old default s=0.9 b/el (metric) | "
+        "int8 per channel b/el (metric) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+
+    def cell(v):  # noqa: ANN001, ANN202
+        return f"{v[0]:.3f} ({_fmt_metric(metric, v[1])})" if v else "-"
+
+    for r in rows:
+        if "calibrated" in r:
+            p = r["params"]
+            setting = setting_text(p)
+            mark = "" if r["status"] == "ok" else " (interval misses)"
+            cal = (
+                f"{r['calibrated'][0]:.3f}",
+                f"{_fmt_metric(metric, r['calibrated'][1])} "
+                f"[{_fmt_metric(metric, r['interval'][0])}, "
+                f"{_fmt_metric(metric, r['interval'][1])}]{mark}",
+            )
+        else:
+            setting, cal = "unreachable", ("-", f"best {r['best']['metrics']}")
+        print(
+            f"| {r['cut']} | {setting} | {cal[0]} | {cal[1]} | {cell(r.get('fixed'))} | "
+            f"{cell(r.get('old_default'))} | {cell(r.get('int8_channel'))} |"
+        )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models", nargs="+", choices=sorted(PLAN))
+    ap.add_argument("--ship", action="store_true", help="also write the shipped settings")
+    ap.add_argument("--quick", action="store_true", help="a fifth of the inputs")
+    args = ap.parse_args()
+    results = {}
+    for name in args.models:
+        results[name] = run_model(name, args)
+    out = ROOT / "results" / "calibrate_tables.json"
+    old = json.loads(out.read_text()) if out.is_file() else {}
+    old.update(results)
+    out.write_text(json.dumps(old, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
