@@ -487,3 +487,18 @@ def test_loadtest_reply_check_catches_mismatches():
     assert not _matches(res(ids=ids[:4], vals=logits[0, ids[:4]]), [logits], top)
     with pytest.raises(ValueError, match="reply"):
         LoadConfig(model="toy", reply="logits")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.integers(-3, 3), min_size=1, max_size=40),
+    k=st.integers(1, 45),
+)
+def test_top_k_ids_match_a_stable_sort(values, k):
+    """The partial sort gives the full stable sort's answer, ties (here many) included."""
+    row = np.asarray(values, dtype=np.float32)
+    want = np.argsort(-row, kind="stable")[: min(k, row.size)]
+    np.testing.assert_array_equal(wire.top_k_ids(row, k), want)
+    with_nan = np.append(row, np.float32("nan"))
+    want = np.argsort(-with_nan, kind="stable")[: min(k, with_nan.size)]
+    np.testing.assert_array_equal(wire.top_k_ids(with_nan, k), want)

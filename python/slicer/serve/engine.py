@@ -159,6 +159,7 @@ class TailEngine:
         inputs = self.session.get_inputs()
         self.tensor_names = tuple(i.name for i in inputs)
         self.input_dtypes = {i.name: _ort_dtype(i.type) for i in inputs}
+        self._np_dtypes = {n: np.dtype(d) for n, d in self.input_dtypes.items()}
         self.input_shapes = {i.name: tuple(i.shape) for i in inputs}
         self.output_names = tuple(o.name for o in self.session.get_outputs())
         self._lock = threading.Lock()
@@ -251,7 +252,7 @@ class TailEngine:
 
     def _conform(self, name: str, array: np.ndarray) -> np.ndarray:
         want = self.input_dtypes[name]
-        if array.dtype.name != want:
+        if array.dtype != self._np_dtypes[name]:
             raise wire.WireError(
                 wire.INVALID_ARGUMENT, f"tensor {name!r} is {array.dtype.name}, expected {want}"
             )

@@ -88,11 +88,30 @@ def model_fingerprint(model_bytes: bytes, cut: str | None) -> str:
 # ---------------------------------------------------------------------------- tensors
 
 
+_LITTLE = {np.dtype(n): (n, np.dtype(n).newbyteorder("<")) for n in RAW_DTYPES}
+
+
 def _dtype_name(dtype: np.dtype) -> str:
+    known = _LITTLE.get(dtype)
+    if known is not None:
+        return known[0]
     name = np.dtype(dtype).name
     if name not in RAW_DTYPES:
         raise TypeError(f"dtype {name} cannot be sent raw; allowed: {', '.join(RAW_DTYPES)}")
     return name
+
+
+def top_k_ids(row: np.ndarray, k: int) -> np.ndarray:
+    """Ids of the k largest entries, by descending value, ties by lower id (a partial sort)."""
+    k = min(int(k), row.size)
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    kth = row[np.argpartition(-row, k - 1)[:k]].min()
+    above = np.flatnonzero(row > kth)
+    ids = np.concatenate([above, np.flatnonzero(row == kth)[: k - above.size]])
+    if ids.size != k:  # NaNs: fall back to the full stable sort (NaN last)
+        return np.argsort(-row, kind="stable")[:k]
+    return ids[np.lexsort((ids, -row[ids]))]
 
 
 def raw_tensor(array: np.ndarray) -> pb.RawTensor:
@@ -102,7 +121,7 @@ def raw_tensor(array: np.ndarray) -> pb.RawTensor:
     if not isinstance(array, np.ndarray):
         raise TypeError(f"array must be a numpy.ndarray, got {type(array).__name__}")
     name = _dtype_name(array.dtype)
-    data = np.ascontiguousarray(array, dtype=np.dtype(name).newbyteorder("<"))
+    data = np.ascontiguousarray(array, dtype=_LITTLE[np.dtype(name)][1])
     return pb.RawTensor(dtype=name, shape=list(array.shape), data=data.tobytes())
 
 
@@ -224,10 +243,9 @@ def reply_payload(
         reply.outputs.append(raw_tensor(np.asarray(outputs[0])))
     elif kind == pb.TOP_K:
         row = np.asarray(outputs[0], dtype=np.float32).reshape(-1, np.shape(outputs[0])[-1])[-1]
-        k = min(int(top_k), row.size)
-        ids = np.argsort(-row, kind="stable")[:k]
-        reply.top_k_ids.extend(int(i) for i in ids)
-        reply.top_k_values.extend(float(v) for v in row[ids])
+        ids = top_k_ids(row, top_k)
+        reply.top_k_ids.extend(ids.tolist())
+        reply.top_k_values.extend(row[ids].tolist())
     elif kind == pb.TOKEN:
         row = np.asarray(outputs[0]).reshape(-1, np.shape(outputs[0])[-1])[-1]
         reply.top_k_ids.append(int(np.argmax(row)))
