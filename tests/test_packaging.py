@@ -111,7 +111,13 @@ def test_plain_c_example_links_through_pkg_config(tmp_path: Path) -> None:
 
 
 def test_distribution_metadata() -> None:
-    dist = importlib.metadata.distribution("slicer-codec")
+    try:
+        dist = importlib.metadata.distribution("slicer-codec")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.fail(
+            "no installed distribution 'slicer-codec' (the package was renamed from 'slicer'): "
+            "pip uninstall slicer, then reinstall this checkout"
+        )
     meta = dist.metadata
     assert meta["Name"] == "slicer-codec" and meta["Version"] == slicer.__version__
     assert meta["License-Expression"] == "Apache-2.0"
