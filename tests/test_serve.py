@@ -502,3 +502,30 @@ def test_top_k_ids_match_a_stable_sort(values, k):
     with_nan = np.append(row, np.float32("nan"))
     want = np.argsort(-with_nan, kind="stable")[: min(k, with_nan.size)]
     np.testing.assert_array_equal(wire.top_k_ids(with_nan, k), want)
+
+
+def test_client_command(engine, model, tmp_path, capsys, monkeypatch):
+    """``slicer client`` against a running server: the head runs in the command."""
+    import onnx
+
+    from slicer.cli import main
+
+    path = tmp_path / "toy.onnx"
+    onnx.save(model, str(path))
+    np.savez(tmp_path / "x.npz", **toy_inputs(7))
+    with ServerThread(engine) as server:
+        code = main(
+            [
+                "client", str(path), "--target", server.target, "--inputs",
+                str(tmp_path / "x.npz"), "--requests", "3", "--reply", "top_k", "--top-k", "3",
+                "--sparsity", "0.5", "--json",
+            ]
+        )  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["requests"] == 3 and len(out["top_k_ids"]) == 3
+    assert out["cut"] == TOY_CUT and out["stats"]["duplicates"] == 0
+    with pytest.raises(SystemExit):
+        main(["client", str(path), "--reply", "everything"])
+    assert main(["serve", str(tmp_path / "missing.onnx"), "--split", "h1"]) == 2
+    assert main(["serve", str(path)]) == 2  # neither --split nor --settings
+    assert "--split" in capsys.readouterr().err
