@@ -192,7 +192,7 @@ int slicer_read_header(const void* src, size_t size, uint64_t max_elements, slic
   return Guard([&]() -> int {
     if (header == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
     if (slicer::dense::IsFormat2(src, size)) {
-      return slicer::dense::HeaderFormat2(src, size, max_elements, header, nullptr);
+      return slicer::dense::HeaderFormat2(src, size, max_elements, header, nullptr, false);
     }
     slicer::internal::ParsedStream stream;
     const slicer_status status = slicer::internal::ParseStream(static_cast<const uint8_t*>(src),

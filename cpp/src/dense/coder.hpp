@@ -164,6 +164,24 @@ inline void RansPut(uint32_t* x, uint8_t** ptr, const EncSymbol& s) {
   *x = v + s.bias + q * s.cmpl_freq;
 }
 
+// The same step without branches: at most two renormalisation bytes are ever due (x < 2^31,
+// x_max ≥ 2^17); both comparisons come from the incoming state, both bytes are stored below
+// *ptr unconditionally and kept only when due. The caller leaves 2 writable bytes below the
+// lowest byte the stream can reach.
+inline void RansPutBranchless(uint32_t* x, uint8_t** ptr, const EncSymbol& s) {
+  const uint32_t v = *x;
+  const unsigned due = static_cast<unsigned>(v >= s.x_max) +
+                       static_cast<unsigned>(uint64_t{v} >= (uint64_t{s.x_max} << 8));
+  uint8_t* p = *ptr;
+  p[-1] = static_cast<uint8_t>(v);
+  p[-2] = static_cast<uint8_t>(v >> 8);
+  *ptr = p - due;
+  const uint32_t w = static_cast<uint32_t>(uint64_t{v} >> (8 * due));
+  const uint32_t q =
+      static_cast<uint32_t>((static_cast<uint64_t>(w) * s.rcp_freq) >> 32) >> s.rcp_shift;
+  *x = w + s.bias + q * s.cmpl_freq;
+}
+
 // Final states x[k-1] … x[0] written backwards, so the stream starts with x[0] (u32 LE each).
 inline void RansFlush(const uint32_t* x, unsigned k, uint8_t** ptr) {
   for (unsigned j = k; j-- > 0;) {

@@ -127,7 +127,7 @@ int DecodeFormat2(const void* src, size_t size, uint64_t max_elements, void* dst
   return Guard([&]() -> int {
     slicer_dense_info info;
     const slicer_status st =
-        DecodeDense(static_cast<const uint8_t*>(src), size, max_elements, nullptr, 0, 1, &info);
+        ParseDense(static_cast<const uint8_t*>(src), size, max_elements, &info);
     if (st != SLICER_OK) return st;
     if (info.num_elements > 0 && dst == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
     if (dst_bytes < info.num_elements * DtypeBytes(info.dtype)) return SLICER_ERR_BUFFER_TOO_SMALL;
@@ -140,7 +140,7 @@ int DecodeAllocFormat2(const void* src, size_t size, uint64_t max_elements, uint
                        slicer_alloc_fn alloc, void* ctx, slicer_header* header) {
   slicer_header local;
   slicer_header* h = header != nullptr ? header : &local;
-  const int st = HeaderFormat2(src, size, max_elements, h, nullptr);
+  const int st = HeaderFormat2(src, size, max_elements, h, nullptr, false);
   if (st != SLICER_OK) return st;
   return Guard([&]() -> int {
     const size_t needed = h->num_elements * DtypeBytes(h->dtype);
@@ -152,11 +152,12 @@ int DecodeAllocFormat2(const void* src, size_t size, uint64_t max_elements, uint
 }
 
 int HeaderFormat2(const void* src, size_t size, uint64_t max_elements, slicer_header* header,
-                  slicer_account* account) {
+                  slicer_account* account, bool full) {
   return Guard([&]() -> int {
     slicer_dense_info info;
-    const slicer_status st =
-        DecodeDense(static_cast<const uint8_t*>(src), size, max_elements, nullptr, 0, 1, &info);
+    const uint8_t* data = static_cast<const uint8_t*>(src);
+    const slicer_status st = full ? DecodeDense(data, size, max_elements, nullptr, 0, 1, &info)
+                                  : ParseDense(data, size, max_elements, &info);
     if (st != SLICER_OK) return st;
     if (header != nullptr) {
       std::memset(header, 0, sizeof(*header));

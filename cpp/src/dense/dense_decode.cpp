@@ -498,6 +498,15 @@ slicer_status CheckContainer(const uint8_t* data, size_t size, uint32_t* version
   return SLICER_OK;
 }
 
+slicer_status ParseDense(const uint8_t* data, size_t size, uint64_t max_elements,
+                         slicer_dense_info* info) {
+  uint32_t version = 0;
+  SLICER_TRY(CheckContainer(data, size, &version));
+  if (version != kVersion) return SLICER_ERR_BAD_VERSION;
+  Stream s;
+  return Parse(data, size, max_elements, &s, info);
+}
+
 slicer_status DecodeDense(const uint8_t* data, size_t size, uint64_t max_elements, void* dst,
                           size_t dst_bytes, unsigned threads, slicer_dense_info* info) {
   uint32_t version = 0;

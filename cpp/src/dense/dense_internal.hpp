@@ -22,6 +22,10 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
 // Length, magic and CRC checks of §6.2; on success *version is the version byte.
 slicer_status CheckContainer(const uint8_t* data, size_t size, uint32_t* version);
 
+// Container, header and every table (not the chunk payloads); fills info (may be nullptr).
+slicer_status ParseDense(const uint8_t* data, size_t size, uint64_t max_elements,
+                         slicer_dense_info* info);
+
 // Parses and fully validates a format-2 stream; decodes into dst when dst != nullptr
 // (dst_bytes must be num_elements · itemsize). Fills info (may be nullptr).
 slicer_status DecodeDense(const uint8_t* data, size_t size, uint64_t max_elements, void* dst,
@@ -33,8 +37,9 @@ int DecodeFormat2(const void* src, size_t size, uint64_t max_elements, void* dst
                   size_t dst_bytes, uint32_t threads);
 int DecodeAllocFormat2(const void* src, size_t size, uint64_t max_elements, uint32_t threads,
                        slicer_alloc_fn alloc, void* ctx, slicer_header* header);
+// full: also decode (validate) every chunk, as slicer_inspect does.
 int HeaderFormat2(const void* src, size_t size, uint64_t max_elements, slicer_header* header,
-                  slicer_account* account);
+                  slicer_account* account, bool full = true);
 
 }  // namespace slicer::dense
 
