@@ -285,7 +285,8 @@ class EdgeClient:
             )
             return
         p.sent = time.perf_counter()
-        self.stats.sent += 1
+        with self._lock:  # callers, retry timers and the reconnecting reader all send
+            self.stats.sent += 1
         assert outq is not None
         outq.put(req)
 
