@@ -21,7 +21,7 @@ __all__ = ["cmake_dir", "main", "pkgconfig_dir"]
 #: installs its dependencies, the commands it adds). When the module cannot be imported, its
 #: commands still parse and say how to install the extra.
 _SUBCOMMAND_MODULES: list[tuple[str, str, tuple[str, ...]]] = [
-    ("slicer.split.cli", "split", ("cuts", "plan", "run")),
+    ("slicer.split.cli", "split", ("cuts", "plan", "run", "calibrate")),
     ("slicer.serve.cli", "serve", ("serve", "client", "loadtest")),
     ("slicer.llm.cli", "models", ("generate",)),
 ]
