@@ -190,10 +190,13 @@ def test_flip_with_fixed_checksum_is_still_rejected_or_valid(small_stream: bytes
 
 def test_wrong_version_and_magic(small_stream: bytes) -> None:
     body = bytearray(small_stream[:-4])
-    body[4] = 2
+    body[4] = 3  # format 2 exists (dense mode): 3 is the first version no build reads
     with pytest.raises(slicer.FormatError, match="version") as info:
         slicer.decode(with_crc(bytes(body)))
     assert info.value.status == 12
+    body[4] = 2  # a format-1 body under the format-2 version byte: refused, never decoded
+    with pytest.raises(slicer.FormatError):
+        slicer.decode(with_crc(bytes(body)))
     body = bytearray(small_stream[:-4])
     body[:4] = b"SLCX"
     with pytest.raises(slicer.FormatError, match="not a SLICER stream"):
