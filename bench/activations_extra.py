@@ -21,7 +21,7 @@ import activations  # noqa: E402
 def main() -> int:
     activations.EFFNET_BLOCK = 4
     feature = activations.effnet_feature()
-    (name, x), = [(k, v) for k, v in feature.items()]
+    ((name, x),) = [(k, v) for k, v in feature.items()]
     x = np.ascontiguousarray(x, dtype=np.float32)
     np.save(activations.DATA_DIR / "effnet_b4.npy", x)
     manifest_path = activations.DATA_DIR / "manifest.json"

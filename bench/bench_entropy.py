@@ -23,6 +23,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 import bench_rd  # noqa: E402
+
 import reference_dense as rd  # noqa: E402
 
 TARGET_BPE = (0.5, 1, 2, 4, 8)

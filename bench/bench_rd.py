@@ -52,7 +52,13 @@ BITS_QUICK = (8,)
 DELTA_FULL = (0.0, 0.01, 0.05)
 DELTA_QUICK = (0.0, 0.01)
 ZFP_RATES = (1, 2, 3, 4, 6, 8, 12, 16)
-SZ3_RELATIVE_BOUNDS = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 1e-5, 1e-6)
+SZ3_RELATIVE_BOUNDS = (
+    1e-1, 5e-2, 3e-2, 2e-2, 1e-2, 5e-3, 3e-3, 2e-3, 1e-3, 5e-4, 3e-4, 2e-4, 1e-4, 5e-5, 3e-5,
+    2e-5, 1e-5, 1e-6,
+)  # fmt: skip
+ZFP_TOLERANCES = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5)  # x value range
+# Format 2: mode="auto" with max_bytes = B * N / 8 at these B (issue 7 targets).
+DENSE_BUDGETS = (1, 2, 3, 4, 6, 8)
 BUDGETS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 # A point counts for budget B when its rate is <= B * (1 + BUDGET_SLACK): per-tensor int8 pays
 # 64 bits of range on top of 8 bits per element and must still count as an 8-bit method.
@@ -137,6 +143,41 @@ def zfp_points(x: np.ndarray) -> list[Point]:
         buf = zfpy.compress_numpy(x, rate=rate)
         y = zfpy.decompress_numpy(buf)
         out.append(point("zfp fixed rate", f"rate={rate}", 8 * len(buf), x, y))
+    value_range = float(x.max() - x.min())
+    for tol in ZFP_TOLERANCES:
+        buf = zfpy.compress_numpy(x, tolerance=tol * value_range)
+        y = zfpy.decompress_numpy(buf)
+        out.append(point("zfp fixed accuracy", f"tol={tol:g}*range", 8 * len(buf), x, y))
+    return out
+
+
+def axis_int_points(x: np.ndarray) -> list[Point]:
+    """Symmetric int8/int6/int4 with one f32 absmax scale per row (token) or per channel."""
+    axes = {"row": 0} if x.ndim == 2 else {"channel": x.ndim - 3} if x.ndim >= 3 else {}
+    out = []
+    for label, axis in axes.items():
+        x64 = np.moveaxis(x.astype(np.float64), axis, 0)
+        flat = x64.reshape(x64.shape[0], -1)
+        for bits in (8, 6, 4):
+            half = (1 << (bits - 1)) - 1
+            scale = np.abs(flat).max(axis=1, keepdims=True) / half
+            scale[scale == 0] = 1.0
+            y = np.clip(np.rint(flat / scale), -half, half) * scale
+            y = np.moveaxis(y.reshape(x64.shape), 0, axis).astype(np.float32)
+            nbits = bits * x.size + 32 * flat.shape[0]
+            out.append(point(f"int{bits} per {label}", "", nbits, x, y))
+    return out
+
+
+def dense_points(x: np.ndarray) -> list[Point]:
+    """Format 2: mode='auto' at each budget, and mode='dense' rel_error targets."""
+    import slicer
+
+    out = []
+    for b in DENSE_BUDGETS:
+        stream = slicer.encode(x, mode="auto", max_bytes=int(b * x.size // 8))
+        out.append(point("SLICER dense auto", f"max_bytes={b}*N/8", 8 * len(stream), x,
+                         slicer.decode(stream)))  # fmt: skip
     return out
 
 
@@ -207,6 +248,8 @@ def best_within(points: list[Point], budget: float, key: str = "rel_l2") -> dict
 
 def method_family(method: str) -> str:
     """SLICER series collapse to one family per grouping for the matched-rate table."""
+    if method.startswith("SLICER dense"):
+        return method
     if method.startswith("SLICER"):
         return " ".join(method.split()[:2])
     return method
@@ -244,6 +287,26 @@ def print_matched(name: str, points: list[Point], key: str = "rel_l2") -> None:
         print(f"| {fam} | " + " | ".join(cells) + " |")
 
 
+def print_targets(name: str, points: list[Point]) -> None:
+    """Issue 7 target: dense auto at B*N/8 bytes vs the best peer at <= B bits (+1 %)."""
+    print(f"\n### {name}: SLICER dense auto vs the best peer at the same or fewer bits\n")
+    print("| B | auto bits/el | auto rel L2 | best peer (config) | peer rel L2 | auto / peer |")
+    print("|---:|---:|---:|---|---:|---:|")
+    peers = [p for p in points if not p["method"].startswith("SLICER")]
+    for b in DENSE_BUDGETS:
+        auto = [p for p in points if p["method"] == "SLICER dense auto"
+                and p["config"] == f"max_bytes={b}*N/8"]  # fmt: skip
+        within = best_within(peers, b)
+        peer = min(within.values(), key=lambda p: p["rel_l2"]) if within else None
+        a = auto[0]
+        if peer is None:
+            print(f"| {b} | {a['bpe']:.3f} | {a['rel_l2']:.3e} | — | — | — |")
+            continue
+        label = f"{peer['method']} ({peer['config']})" if peer["config"] else peer["method"]
+        print(f"| {b} | {a['bpe']:.3f} | {a['rel_l2']:.3e} | {label} | {peer['rel_l2']:.3e} "
+              f"| {a['rel_l2'] / peer['rel_l2']:.2f} |")  # fmt: skip
+
+
 SLICER_STYLE = {"0": "-", "0.01": "--", "0.05": ":"}
 
 
@@ -257,13 +320,21 @@ def plot(name: str, shape: tuple[int, ...], points: list[Point], path: Path) -> 
     fig, ax = plt.subplots(figsize=(9, 5.8))
     methods = list(dict.fromkeys(p["method"] for p in points))
     colors = plt.get_cmap("tab10").colors
-    families = list(dict.fromkeys(m.rsplit(" ", 1)[0] for m in methods if m.startswith("SLICER")))
+    families = list(
+        dict.fromkeys(
+            m.rsplit(" ", 1)[0]
+            for m in methods
+            if m.startswith("SLICER") and not m.startswith("SLICER dense")
+        )
+    )
     peer_colors = iter([*colors[len(families) :], "black", "grey", "olive"])
     for m in methods:
         pts = sorted((p for p in points if p["method"] == m), key=lambda p: p["bpe"])
         xs = [p["bpe"] for p in pts]
         ys = [max(p["rel_l2"], 1e-12) for p in pts]
-        if m.startswith("SLICER"):
+        if m.startswith("SLICER dense"):
+            ax.plot(xs, ys, "-", marker="*", ms=9, lw=2.2, color="crimson", label=m)
+        elif m.startswith("SLICER"):
             family, delta = m.rsplit(" ", 1)
             style = SLICER_STYLE.get(delta.removeprefix("d"), "-.")
             color = colors[families.index(family)]
@@ -324,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         bar.set_postfix_str(name)
         rows = name.startswith(ROW_WORKLOADS) and x.ndim >= 2
         points = slicer_points(x, rows, sparsities, widths, deltas)
-        points += plain_points(x, sparsities)
+        points += dense_points(x)
+        points += plain_points(x, sparsities) + axis_int_points(x)
         statuses = []
         for peer, fn in (("zfp", zfp_points), ("SZ3", sz3_points)):
             peer_points, status = guarded(peer, fn, x)
@@ -341,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, res in results.items():
         print(f"\n## {name} {tuple(res['shape'])}  ({'; '.join(res['peers'])})")
         print_matched(name, res["points"])
+        print_targets(name, res["points"])
         if res["points"][0]["row_rel_l2"] is not None:
             print_matched(name, res["points"], key="row_rel_l2")
         print_points(name, res["points"])

@@ -24,6 +24,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 import bench_rd  # noqa: E402
+
 import reference_dense as rd  # noqa: E402
 
 BUDGETS = (1, 2, 3, 4, 6, 8)

@@ -425,9 +425,13 @@ def plan(x: np.ndarray, params: dict) -> Plan:
         if len(table) != num_groups:
             raise ValueError("group_table needs one entry per group")
         tab = np.asarray(table, dtype=np.int64)
-        if np.any((tab < 0) | (tab > 255) | ((tab >= 0x40) & (tab < 0x80)) | (tab > 0x81) & (tab < 0xC0)):
+        if np.any(
+            (tab < 0) | (tab > 255) | ((tab >= 0x40) & (tab < 0x80)) | (tab > 0x81) & (tab < 0xC0)
+        ):
             raise ValueError("invalid group table entry")
-        coded = (tab[gid] != GROUP_ZERO) & (tab[gid] != GROUP_RAW) if flat.size else np.zeros(0, bool)
+        coded = (
+            (tab[gid] != GROUP_ZERO) & (tab[gid] != GROUP_RAW) if flat.size else np.zeros(0, bool)
+        )
         exps = np.where(tab >= 0x80, tab - 256, tab)[gid] if flat.size else np.zeros(0, np.int64)
     step = params["step"]
     delta = np.array([group_step(step, int(e)) for e in range(-64, 64)])[exps + 64]

@@ -596,7 +596,8 @@ def _encode_dense(
     if params["layout"] == 2 and array.ndim < 2:
         raise ValueError("groups='channels' needs an array with at least two dimensions")
     encoder = _dense_encoder(array)
-    if array.size and not np.all(np.isfinite(array.astype(np.float32 if array.dtype.itemsize < 4 else array.dtype, copy=False))):
+    wide = np.float32 if array.dtype.itemsize < 4 else array.dtype
+    if array.size and not np.all(np.isfinite(array.astype(wide, copy=False))):
         raise ValueError("input contains NaN or infinity")
     table = _group_table(array, params["layout"])
     params["group_table"] = table

@@ -264,7 +264,8 @@ class DenseModel:
             sse += float(np.sum(c[8:])) * step * step / 12.0
             counts.append(c)
         pos, neg = counts
-        sym = np.concatenate(([pos[0] + neg[0] + self.zeros], np.ravel(np.column_stack((pos[1:], neg[1:])))))
+        signed = np.ravel(np.column_stack((pos[1:], neg[1:])))  # symbols 2b - 1, 2b (§11)
+        sym = np.concatenate(([pos[0] + neg[0] + self.zeros], signed))
         total = sym.sum()
         used = sym > 0
         p = sym[used] / total if total else sym[used]
