@@ -220,3 +220,31 @@ def test_cli_generate_streams_text(capsys, reference) -> None:
 def test_cli_generate_bad_cut(capsys) -> None:
     assert _generate(["--cut", "0", "--max-new", "2"]) == 2
     assert "cut must be in 1..29" in capsys.readouterr().err
+
+
+def test_cli_auto_plan(capsys, monkeypatch, reference) -> None:
+    """--handover auto runs the planner's choice with the same tokens (raw rows, fp32 device
+    model); --cut auto plans over every cut; a memory budget below every footprint names
+    memory."""
+    import argparse
+
+    import slicer.llm.planner as planner
+    from slicer.llm import cli
+    from slicer.split.link import Link
+
+    monkeypatch.setattr(planner, "measure_model", lambda *a, **k: (2.0, 0.5))
+    argv = ["--prompt", PROMPT, "--no-chat", "--max-new", "3", "--codec", "raw"]
+    auto = ["--handover", "auto", "--rate", "20Mbps", "--device-factor", "4"]
+    assert _generate([*argv, "--cut", str(CUT), *auto, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["plan"]["cut"] == out["cut"] == CUT
+    assert out["plan"]["handover"] == out["handover"] < 3
+    assert out["tokens"] == reference[:3]
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["generate", *argv, "--cut", "auto", *auto])
+    info = export.model_info(MODEL)
+    cut, w, chosen = cli._choose(args, info, 8, Link(2e7))
+    assert 1 <= cut <= 29 and 0 <= w < 3 and chosen.considered == 29 * 3
+    assert _generate([*argv, "--cut", "auto", *auto, "--memory", "1MB"]) == 2
+    assert "memory binds" in capsys.readouterr().err
