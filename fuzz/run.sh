@@ -13,7 +13,7 @@ if command -v ninja >/dev/null 2>&1; then generator=(-G Ninja); fi
 cmake -S "$root" -B "$build" "${generator[@]}" \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DSLICER_WITH_CUDA=OFF -DSLICER_BUILD_FUZZ=ON -DSLICER_BUILD_TESTS=OFF >/dev/null
-cmake --build "$build" -j "$jobs" --target fuzz_decode fuzz_roundtrip fuzz_dense fuzz_seed_corpus
+cmake --build "$build" -j "$jobs" --target fuzz_decode fuzz_roundtrip fuzz_dense fuzz_frames fuzz_seed_corpus
 
 corpus=$build/corpus
 mkdir -p "$corpus/decode" "$corpus/roundtrip"
@@ -27,7 +27,15 @@ mkdir -p "$corpus/dense"
 for f in "$root"/tests/golden/v2/*.slc; do
   { printf '\x00'; cat "$f"; } >"$corpus/dense/$(basename "$f")"
 done
-for target in decode:4096 roundtrip:40100 dense:8192; do
+# Frames: seeded with the golden contexts (property 0) and frames (property 1).
+mkdir -p "$corpus/frames"
+for f in "$root"/tests/golden/v2/frames/*.ctx; do
+  [ -e "$f" ] && { printf '\x00'; cat "$f"; } >"$corpus/frames/$(basename "$f")"
+done
+for f in "$root"/tests/golden/v2/frames/*.frame; do
+  [ -e "$f" ] && { printf '\x01'; cat "$f"; } >"$corpus/frames/$(basename "$f")"
+done
+for target in decode:4096 roundtrip:40100 dense:8192 frames:4096; do
   name=${target%%:*}
   echo "== fuzz_$name for ${seconds}s"
   (cd "$build" && "$build/fuzz/fuzz_$name" -max_total_time="$seconds" -max_len="${target##*:}" \

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ._api import decode, encode, encode_batch, size_bound
 from ._context import Context, default_context
 from ._errors import FormatError
+from ._frames import FrameDecoder, FrameEncoder
 from ._inspect import BlockInfo, ByteAccount, StreamInfo, inspect
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ __all__ = [
     "Codec",
     "Context",
     "FormatError",
+    "FrameDecoder",
+    "FrameEncoder",
     "StreamInfo",
     "__version__",
     "decode",

@@ -12,4 +12,5 @@ NB_MODULE(_core, m) {
   slicer_py::RegisterIntake(m);
   slicer_py::RegisterStream(m);
   slicer_py::RegisterDense(m);
+  slicer_py::RegisterFrames(m);
 }

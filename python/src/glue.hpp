@@ -15,6 +15,7 @@ namespace nb = nanobind;
 void RegisterIntake(nb::module_& m);
 void RegisterStream(nb::module_& m);
 void RegisterDense(nb::module_& m);
+void RegisterFrames(nb::module_& m);
 
 }  // namespace slicer_py
 

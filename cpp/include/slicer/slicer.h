@@ -264,6 +264,70 @@ SLICER_API int slicer_dense_inspect(const void* src, size_t size, uint64_t max_e
 /* The format version byte of a stream (1 or 2) after the length, magic and CRC checks. */
 SLICER_API int slicer_stream_version(const void* src, size_t size, uint32_t* version);
 
+/* ---------------------------------------------------------------------------------------------
+ * Frames for token streams (docs/format.md §17): a context sent once (row shape, dtype, step,
+ * offsets, a frequency table that gives every symbol a slot) and one small frame per row
+ * (sequence byte, extra-bit length, rANS bytes, extra bits, CRC-32 bound to the context id). */
+
+#define SLICER_FRAME_MAX_ROW (1u << 18)        /* elements per row */
+#define SLICER_FRAME_CONTEXT_MAX_BYTES 1536u   /* no context is longer */
+
+typedef struct slicer_frame_params {
+  float step;             /* Δ0 (finite, normal, > 0) */
+  uint8_t rho_256;        /* rounding offset ρ·256, 1 … 128 */
+  uint8_t auto_offsets;   /* 1: o1/o2 by the data rule over the calibration rows (§12.3) */
+  int8_t offset1, offset2; /* used when auto_offsets = 0 */
+  uint8_t states;         /* interleaved rANS states per frame: 1 (default, smallest), 2 or 4
+                             (faster encode and decode, about 4 / 12 more bytes per frame) */
+} slicer_frame_params;
+
+/* An opened context: the encoder and decoder tables plus scratch. One handle serves one thread
+ * at a time (open the same context bytes once per thread for concurrent use). */
+typedef struct slicer_frame_context slicer_frame_context;
+
+typedef struct slicer_frame_info {
+  slicer_dtype dtype;
+  uint32_t ndim;
+  int64_t shape[SLICER_MAX_NDIM]; /* the shape of one row */
+  uint64_t row_elements;
+  float step;
+  uint32_t rho_256;
+  int32_t offset1, offset2;
+  uint32_t states;        /* interleaved rANS states per frame */
+  uint32_t context_id;    /* CRC-32 of the context bytes */
+  uint64_t context_bytes; /* length of the context */
+  uint64_t frame_bound;   /* no frame of this context is longer */
+} slicer_frame_info;
+
+SLICER_API void slicer_frame_params_init(slicer_frame_params* params);
+
+/* Builds context bytes (§17.3) from num_rows ≥ 1 calibration rows of row_shape, C-contiguous,
+ * of dtype (also the dtype of every frame). dst_capacity ≥ SLICER_FRAME_CONTEXT_MAX_BYTES is
+ * always enough. */
+SLICER_API int slicer_frame_context_build(const void* rows, int dtype, uint64_t num_rows,
+                                          const int64_t* row_shape, uint32_t row_ndim,
+                                          const slicer_frame_params* params, void* dst,
+                                          size_t dst_capacity, size_t* written);
+
+/* Validates context bytes (§17.1; a row above max_elements is LIMIT_EXCEEDED) and opens them. */
+SLICER_API int slicer_frame_context_open(const void* src, size_t size, uint64_t max_elements,
+                                         slicer_frame_context** context);
+SLICER_API void slicer_frame_context_free(slicer_frame_context* context);
+SLICER_API int slicer_frame_context_info(const slicer_frame_context* context,
+                                         slicer_frame_info* info);
+
+/* Encodes one row (row_bytes = row_elements · itemsize of the context dtype) with sequence
+ * number seq (mod 256). dst_capacity ≥ info.frame_bound is always enough. */
+SLICER_API int slicer_frame_encode(slicer_frame_context* context, const void* row,
+                                   size_t row_bytes, uint32_t seq, void* dst, size_t dst_capacity,
+                                   size_t* written);
+
+/* Validates and decodes one frame into dst (dst_bytes = row_elements · itemsize); *seq receives
+ * its sequence number (may be NULL). A damaged frame or a frame of another context is an error
+ * (BAD_CHECKSUM / CORRUPT / TRUNCATED); dst is then unspecified. */
+SLICER_API int slicer_frame_decode(slicer_frame_context* context, const void* frame, size_t size,
+                                   void* dst, size_t dst_bytes, uint32_t* seq);
+
 #ifdef __cplusplus
 }
 #endif

@@ -250,6 +250,63 @@ inline Inspection inspect(const std::vector<uint8_t>& stream,
   return inspect(stream.data(), stream.size(), max_elements);
 }
 
+// Frames for token streams (docs/format.md §17): build a context once from calibration rows,
+// then code one row per frame. Not copyable; one object serves one thread at a time.
+class FrameContext {
+ public:
+  // Context bytes from num_rows C-contiguous rows of row_shape (dtype of every later row).
+  static std::vector<uint8_t> Build(const void* rows, DType dtype, uint64_t num_rows,
+                                    const std::vector<int64_t>& row_shape, float step,
+                                    uint8_t states = 1) {
+    slicer_frame_params params;
+    slicer_frame_params_init(&params);
+    params.step = step;
+    params.states = states;
+    std::vector<uint8_t> out(SLICER_FRAME_CONTEXT_MAX_BYTES);
+    size_t written = 0;
+    Check(slicer_frame_context_build(rows, static_cast<int>(dtype), num_rows, row_shape.data(),
+                                     static_cast<uint32_t>(row_shape.size()), &params, out.data(),
+                                     out.size(), &written),
+          "slicer::FrameContext::Build");
+    out.resize(written);
+    return out;
+  }
+
+  explicit FrameContext(const std::vector<uint8_t>& context,
+                        uint64_t max_elements = SLICER_FRAME_MAX_ROW) {
+    Check(slicer_frame_context_open(context.data(), context.size(), max_elements, &ctx_),
+          "slicer::FrameContext");
+    slicer_frame_context_info(ctx_, &info_);
+  }
+  FrameContext(const FrameContext&) = delete;
+  FrameContext& operator=(const FrameContext&) = delete;
+  ~FrameContext() { slicer_frame_context_free(ctx_); }
+
+  const slicer_frame_info& info() const { return info_; }
+
+  // One frame of one row (row_bytes = row_elements · itemsize).
+  std::vector<uint8_t> Encode(const void* row, size_t row_bytes, uint32_t seq) {
+    std::vector<uint8_t> out(info_.frame_bound);
+    size_t written = 0;
+    Check(slicer_frame_encode(ctx_, row, row_bytes, seq, out.data(), out.size(), &written),
+          "slicer::FrameContext::Encode");
+    out.resize(written);
+    return out;
+  }
+
+  // Decodes a frame into dst; returns its sequence number.
+  uint32_t Decode(const std::vector<uint8_t>& frame, void* dst, size_t dst_bytes) {
+    uint32_t seq = 0;
+    Check(slicer_frame_decode(ctx_, frame.data(), frame.size(), dst, dst_bytes, &seq),
+          "slicer::FrameContext::Decode");
+    return seq;
+  }
+
+ private:
+  slicer_frame_context* ctx_ = nullptr;
+  slicer_frame_info info_{};
+};
+
 }  // namespace slicer
 
 #endif  // SLICER_SLICER_HPP_

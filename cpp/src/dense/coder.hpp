@@ -76,7 +76,8 @@ inline void WriteClassField(const unsigned* classes, unsigned nsym, std::vector<
   write(classes[0], 9);
   for (unsigned s = 1; s < nsym; ++s) {
     const int64_t d = static_cast<int64_t>(classes[s]) - static_cast<int64_t>(classes[s - 1]);
-    const uint64_t u = (d >= 0 ? static_cast<uint64_t>(2 * d) : static_cast<uint64_t>(-2 * d - 1)) + 1;
+    const uint64_t z = d >= 0 ? static_cast<uint64_t>(2 * d) : static_cast<uint64_t>(-2 * d - 1);
+    const uint64_t u = z + 1;
     const unsigned len = 63 - static_cast<unsigned>(__builtin_clzll(u));
     write(0, len);
     write(1, 1);
@@ -96,7 +97,9 @@ inline slicer_status ReadClassField(const uint8_t* data, size_t end, size_t* pos
   auto read = [&](unsigned bits, uint64_t* v) {
     if (bit + bits > bit_end) return false;
     uint64_t r = 0;
-    for (unsigned b = 0; b < bits; ++b, ++bit) r |= uint64_t{(data[bit >> 3] >> (bit & 7)) & 1u} << b;
+    for (unsigned b = 0; b < bits; ++b, ++bit) {
+      r |= uint64_t{(data[bit >> 3] >> (bit & 7)) & 1u} << b;
+    }
     *v = r;
     return true;
   };

@@ -1,0 +1,60 @@
+// Frames for token streams (docs/format.md §17): an opened context and its per-row coder.
+#ifndef SLICER_SRC_FRAMES_FRAMES_HPP_
+#define SLICER_SRC_FRAMES_FRAMES_HPP_
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "dense/coder.hpp"
+#include "dense/dense.hpp"
+#include "slicer/slicer.h"
+
+namespace slicer::frames {
+
+constexpr uint8_t kKindContext = 0xF0;
+constexpr uint64_t kMaxRow = uint64_t{1} << 18;
+constexpr size_t kMinContext = 12;
+
+struct Context {
+  int dtype = 0;
+  uint32_t ndim = 0;
+  int64_t shape[SLICER_MAX_NDIM] = {};
+  uint64_t row = 0;  // elements per row (R)
+  unsigned states = 1;
+  float step = 0;
+  double delta = 0;  // Δ0 widened (§12.1, exponent 0)
+  double rho = 0;
+  unsigned rho_256 = 0;
+  int o1 = 0, o2 = 0;
+  uint32_t id = 0;
+  size_t bytes = 0;
+  std::vector<unsigned> classes;
+  std::vector<dense::EncSymbol> enc;  // per symbol
+  dense::DecModel dec;
+  double value[dense::kNumSymbols];    // reconstruction of symbols without extra bits
+  uint8_t nbits_of[dense::kNumSymbols];
+  // Encoder scratch (one thread per context at a time).
+  std::vector<uint16_t> syms;
+  std::vector<double> t;     // |x| / Δ of the row
+  std::vector<uint8_t> neg;  // sign of each element
+  std::vector<uint8_t> rans, bits;
+
+  uint64_t FrameBound() const { return 1 + 4 + (24 + 2 * row) + (51 * row + 7) / 8 + 4; }
+};
+
+// §17.3: context bytes from calibration rows. Throws internal::StatusError on bad input.
+void BuildContext(const void* rows, int dtype, uint64_t num_rows, const int64_t* row_shape,
+                  uint32_t row_ndim, const slicer_frame_params& params, std::vector<uint8_t>* out);
+
+// §17.1: full validation; fills ctx (tables built) on success.
+slicer_status OpenContext(const uint8_t* data, size_t size, uint64_t max_elements, Context* ctx);
+
+// §17.2. Encode throws internal::StatusError on bad input; Decode returns a status.
+size_t EncodeFrame(Context* ctx, const void* row, uint32_t seq, uint8_t* dst);
+slicer_status DecodeFrame(const Context& ctx, const uint8_t* frame, size_t size, uint8_t* dst,
+                          uint32_t* seq);
+
+}  // namespace slicer::frames
+
+#endif  // SLICER_SRC_FRAMES_FRAMES_HPP_

@@ -1,0 +1,218 @@
+"""Pure-NumPy reference of format-2 frames (docs/format.md §17).
+
+A context (sent once) and one frame per row. Everything below the framing is the dense mode of
+``reference_dense``: its quantizer, offset rule, symbols, frequency-table coding, normalisation
+and rANS coder are imported, not re-implemented. The C++ backend is tested for byte equality
+against this file.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+import reference_dense as rd
+
+KIND_CONTEXT = 0xF0
+MAX_ROW = 1 << 18  # elements per row (§17.1)
+SCALE_TARGET = 1 << 15  # S · T ≥ 2^15 (§17.3)
+CHECK_BYTES = 4
+
+
+@dataclass(frozen=True)
+class Context:
+    """A parsed (or built) frame context."""
+
+    dtype_code: int
+    row_shape: tuple
+    step: float  # binary32 value
+    rho_256: int
+    offsets: tuple  # (o1, o2)
+    states: int  # interleaved rANS states per frame: 1, 2 or 4
+    classes: tuple  # 423 count classes, each ≥ 1
+    context_id: int  # CRC-32 of the context bytes
+    data: bytes  # the context bytes
+
+    @property
+    def row_size(self) -> int:
+        return math.prod(self.row_shape)
+
+    def model(self) -> tuple[list[int], list[int]]:
+        freq = rd.normalize([rd.class_count(v) for v in self.classes])
+        cum = [0]
+        for f in freq:
+            cum.append(cum[-1] + f)
+        return freq, cum
+
+
+def _codes(flat: np.ndarray, step: float, rho_256: int):
+    """§12.2 with Δ = Δ0 (exponent 0) → (m, t, negative, symbols, nbits, extra)."""
+    delta = np.full(flat.size, rd.group_step(step, 0))
+    m, t = rd.quantize(np.abs(flat), delta, rho_256)
+    negative = (flat < 0) & (m > 0)
+    symbols, nbits, extra = rd.symbols_of(m, negative)
+    return m, t, negative, symbols, nbits, extra
+
+
+def frame_classes(symbols: np.ndarray) -> list[int]:
+    """§17.3: classes of the scaled calibration counts, 1 for unseen symbols (all 423)."""
+    hist = np.bincount(symbols, minlength=rd.NUM_SYMBOLS)[: rd.NUM_SYMBOLS].tolist()
+    total = sum(hist)
+    scale = 1
+    while scale * total < SCALE_TARGET:
+        scale *= 2
+    return [rd.count_class(n * scale) if n else 1 for n in hist]
+
+
+def context_bytes(dtype_code, row_shape, step, rho_256, offsets, classes, states=1) -> bytes:
+    out = bytearray(rd.MAGIC)
+    out += bytes([rd.VERSION, KIND_CONTEXT, dtype_code, 0, len(row_shape)])
+    for d in row_shape:
+        out += rd.varint(int(d))
+    out += struct.pack("<fBbbB", step, rho_256, offsets[0], offsets[1], states)
+    out += rd.write_table(list(classes))
+    out += struct.pack("<I", zlib.crc32(bytes(out)))
+    return bytes(out)
+
+
+def build_context(rows: np.ndarray, row_shape=None, step: float = 0.01, rho_256: int = 128,
+                  offsets=None, states: int = 1) -> Context:  # fmt: skip
+    """Build a context from calibration rows (the leading axes count rows)."""
+    rows = np.asarray(rows)
+    if row_shape is None:
+        row_shape = rows.shape[1:]
+    row_shape = tuple(int(d) for d in row_shape)
+    r = math.prod(row_shape)
+    if not 1 <= r <= MAX_ROW:
+        raise ValueError("row size out of range")
+    if states not in (1, 2, 4):
+        raise ValueError("states must be 1, 2 or 4")
+    flat, dtype_code = rd.as_float64(rows)
+    if flat.size == 0 or flat.size % r:
+        raise ValueError("calibration rows do not hold whole rows")
+    step = float(np.float32(step))
+    m, t, _, symbols, _, _ = _codes(flat, step, rho_256)
+    if offsets is None:
+        offsets = rd.offset_rule(m, t)
+    classes = frame_classes(symbols)
+    data = context_bytes(dtype_code, row_shape, step, rho_256, tuple(offsets), classes, states)
+    return parse_context(data)
+
+
+def parse_context(data: bytes, max_elements: int = 2**31) -> Context:
+    data = bytes(data)
+    if len(data) < 12:
+        raise rd.ReferenceFormatError("context truncated")
+    if data[:4] != rd.MAGIC:
+        raise rd.ReferenceFormatError("bad magic")
+    if struct.unpack("<I", data[-4:])[0] != zlib.crc32(data[:-4]):
+        raise rd.ReferenceFormatError("checksum mismatch")
+    if data[4] != rd.VERSION:
+        raise rd.ReferenceFormatError("unsupported version")
+    if data[5] != KIND_CONTEXT:
+        raise rd.ReferenceFormatError("not a frame context")
+    end = len(data) - 4
+    r = rd.ByteReader(data, end)
+    r.take(6)
+    dtype_code = r.u8()
+    if dtype_code not in rd.CODE_DTYPES:
+        raise rd.ReferenceFormatError("unknown dtype")
+    if r.u8() != 0:
+        raise rd.ReferenceFormatError("reserved flags set")
+    ndim = r.u8()
+    if ndim > 32:
+        raise rd.ReferenceFormatError("ndim > 32")
+    shape = []
+    n = 1
+    for _ in range(ndim):
+        shape.append(r.varint())
+        n *= shape[-1]
+        if n > MAX_ROW or n > max_elements:
+            raise rd.ReferenceFormatError("row size exceeds the limit")
+    if n < 1:
+        raise rd.ReferenceFormatError("empty row")
+    step, rho, o1, o2, states = struct.unpack("<fBbbB", r.take(8))
+    if not (math.isfinite(step) and step >= 2.0**-126):
+        raise rd.ReferenceFormatError("step not a positive normal binary32")
+    if not 1 <= rho <= 128:
+        raise rd.ReferenceFormatError("rho out of range")
+    if states not in (1, 2, 4):
+        raise rd.ReferenceFormatError("states must be 1, 2 or 4")
+    nsym = r.varint()
+    if nsym != rd.NUM_SYMBOLS:
+        raise rd.ReferenceFormatError("a frame table describes all 423 symbols")
+    br = rd.BitReader(data, r.pos, end)
+    classes = [br.read(9)]
+    for _ in range(nsym - 1):
+        v = classes[-1] + rd.unzigzag(br.exp_golomb(10))
+        if not 0 <= v <= rd.CLASS_MAX:
+            raise rd.ReferenceFormatError("count class out of range")
+        classes.append(v)
+    if not all(1 <= v <= rd.CLASS_MAX for v in classes):
+        raise rd.ReferenceFormatError("a frame table gives every symbol a class >= 1")
+    if br.finish() != end:
+        raise rd.ReferenceFormatError("context has trailing bytes")
+    return Context(dtype_code, tuple(shape), step, rho, (o1, o2), states, tuple(classes),
+                   struct.unpack("<I", data[-4:])[0], data)  # fmt: skip
+
+
+def encode_frame(ctx: Context, row: np.ndarray, seq: int) -> bytes:
+    row = np.asarray(row)
+    if rd.DTYPE_CODES.get(np.dtype(row.dtype)) != ctx.dtype_code:
+        raise TypeError("row dtype differs from the context")
+    if row.size != ctx.row_size:
+        raise ValueError("row size differs from the context")
+    flat, _ = rd.as_float64(row)
+    _, _, _, symbols, nbits, extra = _codes(flat, ctx.step, ctx.rho_256)
+    freq, cum = ctx.model()
+    rans = rd.rans_encode(symbols.tolist(), freq, cum, ctx.states)
+    bw = rd.BitWriter()
+    for nb, ex in zip(nbits.tolist(), extra.tolist(), strict=True):
+        bw.write(ex, nb)
+    bits = bw.finish()
+    body = bytes([seq & 0xFF]) + rd.varint(len(bits)) + rans + bits
+    check = zlib.crc32(body, zlib.crc32(struct.pack("<I", ctx.context_id)))
+    return body + struct.pack("<I", check)
+
+
+def decode_frame(ctx: Context, frame: bytes, expected_seq: int | None = None):
+    """Frame → (row in the context dtype, seq)."""
+    frame = bytes(frame)
+    k = ctx.states
+    if len(frame) < 6 + 4 * k:
+        raise rd.ReferenceFormatError("frame truncated")
+    body = frame[:-4]
+    check = zlib.crc32(body, zlib.crc32(struct.pack("<I", ctx.context_id)))
+    if struct.unpack("<I", frame[-4:])[0] != check:
+        raise rd.ReferenceFormatError("frame check mismatch (damaged, or another context)")
+    seq = body[0]
+    r = rd.ByteReader(body, len(body))
+    r.take(1)
+    bits_len = r.varint()
+    if bits_len > len(body) - r.pos:
+        raise rd.ReferenceFormatError("extra bits past the frame")
+    rans_len = len(body) - r.pos - bits_len
+    if rans_len < 4 * k:
+        raise rd.ReferenceFormatError("rANS stream shorter than its states")
+    if expected_seq is not None and seq != expected_seq & 0xFF:
+        raise rd.ReferenceFormatError(f"frame out of sequence: expected {expected_seq & 0xFF}")
+    freq, cum = ctx.model()
+    syms = rd.rans_decode(r.take(rans_len), ctx.row_size, freq, cum, k)
+    br = rd.BitReader(r.take(bits_len))
+    mags, negs = [], []
+    for s in syms:
+        base, nb = rd.bin_base((s + 1) // 2)
+        mags.append(base + br.read(nb))
+        negs.append(s > 0 and s % 2 == 0)
+    if br.finish() != bits_len:
+        raise rd.ReferenceFormatError("extra-bit area has leftover bytes")
+    m = np.asarray(mags, dtype=np.int64)
+    if np.any(m > rd.MAX_MAG):
+        raise rd.ReferenceFormatError("code magnitude above 2^53")
+    delta = np.full(m.size, rd.group_step(ctx.step, 0))
+    v = rd.dequantize(m, np.asarray(negs, dtype=bool), delta, *ctx.offsets)
+    return rd.to_dtype(v, ctx.dtype_code).reshape(ctx.row_shape), seq
