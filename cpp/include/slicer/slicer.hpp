@@ -9,6 +9,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "slicer/slicer.h"
@@ -34,9 +35,12 @@ enum class DType : int {
   kFloat32 = SLICER_FLOAT32,
   kFloat16 = SLICER_FLOAT16,
   kBFloat16 = SLICER_BFLOAT16,
+  kFloat64 = SLICER_FLOAT64,  // format 2 (dense) only
 };
 
-inline size_t ItemSize(DType dtype) { return dtype == DType::kFloat32 ? 4 : 2; }
+inline size_t ItemSize(DType dtype) {
+  return dtype == DType::kFloat64 ? 8 : dtype == DType::kFloat32 ? 4 : 2;
+}
 
 // Encoder parameters built from the API's real numbers, fixed to the stream's integers once,
 // as docs/format.md §2 says: round-half-to-even of the binary64 product.
@@ -248,6 +252,102 @@ inline Inspection inspect(const void* stream, size_t size,
 inline Inspection inspect(const std::vector<uint8_t>& stream,
                           uint64_t max_elements = kDefaultMaxElements) {
   return inspect(stream.data(), stream.size(), max_elements);
+}
+
+// Format 2, mode "dense" (docs/format.md §10-§16): dead-zone uniform quantizer + rANS.
+// slicer::decode / read_header / inspect above accept its streams too; dense_inspect gives the
+// format-2 byte account.
+class DenseParams {
+ public:
+  DenseParams() { slicer_dense_params_init(&raw_); }
+
+  DenseParams& step(float step) {
+    Require(std::isfinite(step) && step >= 0x1p-126f, "step must be a positive normal float");
+    raw_.step = step;
+    return *this;
+  }
+  // Rounding offset rho in [1/256, 1/2], stored as round(rho * 256) (below 1/2: a dead zone).
+  DenseParams& rho(double rho) {
+    const double fixed = std::nearbyint(rho * 256.0);
+    Require(std::isfinite(rho) && fixed >= 1.0 && fixed <= 128.0, "rho must be in [1/256, 1/2]");
+    raw_.rho_256 = static_cast<uint8_t>(fixed);
+    return *this;
+  }
+  // Fixed reconstruction offsets (1/256 units) instead of the data rule of §12.3.
+  DenseParams& offsets(int offset1, int offset2) {
+    Require(offset1 >= -128 && offset1 <= 127 && offset2 >= -128 && offset2 <= 127,
+            "offsets must be in -128..127");
+    raw_.auto_offsets = 0;
+    raw_.offset1 = static_cast<int8_t>(offset1);
+    raw_.offset2 = static_cast<int8_t>(offset2);
+    return *this;
+  }
+  DenseParams& chunk_size(uint64_t elements) {
+    unsigned log2 = 0;
+    while (log2 < 25 && (uint64_t{1} << log2) < elements) ++log2;
+    Require((uint64_t{1} << log2) == elements && log2 >= 6 && log2 <= 24,
+            "chunk_size must be a power of two in 64..2^24");
+    raw_.chunk_log2 = static_cast<uint8_t>(log2);
+    return *this;
+  }
+  // SLICER_DENSE_LAYOUT_* and one byte per group (§12.1); an empty table: none.
+  DenseParams& groups(int layout, std::vector<uint8_t> table = {}) {
+    Require(layout >= 0 && layout <= 2, "layout must be 0, 1 or 2");
+    raw_.layout = static_cast<uint8_t>(layout);
+    table_ = std::move(table);
+    return *this;
+  }
+  DenseParams& threads(int threads) {
+    Require(threads >= 0 && threads <= 65535, "threads must be in 0..65535");
+    raw_.threads = static_cast<uint16_t>(threads);
+    return *this;
+  }
+
+  // The C struct, its group-table pointer aimed at this object's copy of the table.
+  const slicer_dense_params& raw() const {
+    raw_.group_table = table_.empty() ? nullptr : table_.data();
+    raw_.group_table_size = table_.size();
+    return raw_;
+  }
+
+ private:
+  static void Require(bool condition, const char* message) {
+    if (!condition) throw Error(SLICER_ERR_INVALID_ARGUMENT, message);
+  }
+
+  mutable slicer_dense_params raw_;
+  std::vector<uint8_t> table_;
+};
+
+inline size_t dense_encode_bound(const std::vector<int64_t>& shape, DType dtype,
+                                 const DenseParams& params = DenseParams()) {
+  size_t bound = 0;
+  Check(slicer_dense_encode_bound(shape.data(), static_cast<uint32_t>(shape.size()),
+                                  static_cast<int>(dtype), &params.raw(), &bound),
+        "slicer::dense_encode_bound");
+  return bound;
+}
+
+// Encodes C-contiguous elements (float32 / float16 / bfloat16 bits / float64) as format 2.
+inline std::vector<uint8_t> dense_encode(const void* data, DType dtype,
+                                         const std::vector<int64_t>& shape,
+                                         const DenseParams& params = DenseParams()) {
+  std::vector<uint8_t> out(dense_encode_bound(shape, dtype, params));
+  size_t written = 0;
+  Check(slicer_dense_encode(data, static_cast<int>(dtype), shape.data(),
+                            static_cast<uint32_t>(shape.size()), &params.raw(), out.data(),
+                            out.size(), &written),
+        "slicer::dense_encode");
+  out.resize(written);
+  return out;
+}
+
+inline slicer_dense_info dense_inspect(const std::vector<uint8_t>& stream,
+                                       uint64_t max_elements = kDefaultMaxElements) {
+  slicer_dense_info info;
+  Check(slicer_dense_inspect(stream.data(), stream.size(), max_elements, &info),
+        "slicer::dense_inspect");
+  return info;
 }
 
 // Frames for token streams (docs/format.md §17): build a context once from calibration rows,
