@@ -100,7 +100,7 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
                  unsigned threads, Workspace* workspace, GroupCode* group);
 
 // Fills group->blocks from the labels and checks every count against §5.1.
-void CountBlocks(const CodecParams& params, GroupCode* group);
+void CountBlocks(const CodecParams& params, GroupCode* group, unsigned threads = 1);
 
 // The same selection by a full sort in P order: slow, literal, used to check SelectGroup.
 void SelectGroupBySort(const float* x, uint64_t n, uint64_t base, const CodecParams& params,

@@ -523,28 +523,57 @@ void LabelBlocks(uint64_t base, const CodecParams& params, unsigned threads,
   // fault in fresh pages every call.
   KeyBuffer* keys = workspace->sign_keys;
   MemberBuffer* members = workspace->sign_members;
+  // Parts of the kept list split at once: positives counted per part first, then every part
+  // writes its elements from its own offsets (the same lists as one pass).
+  const unsigned parts = PartCount(k, threads, kMinLabelPerThread);
+  // One spare slot per part past the end: see the loop below.
   for (int sign = 0; sign < 2; ++sign) {
-    keys[sign].resize(k);
-    members[sign].resize(k);
+    keys[sign].resize(k + parts);
+    members[sign].resize(k + parts);
+  }
+  const auto is_negative = [&kept](uint64_t t) {
+    return uint64_t{FloatToBits(kept[t].value) >> 31};  // kept values are non-zero
+  };
+  std::vector<uint64_t> pos_start(parts + 1, 0);
+  if (parts > 1) {
+    RunParts(k, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
+      uint64_t negatives = 0;
+      for (uint64_t t = begin; t < end; ++t) negatives += is_negative(t);
+      pos_start[part + 1] = (end - begin) - negatives;
+    });
+    for (unsigned part = 0; part < parts; ++part) pos_start[part + 1] += pos_start[part];
   }
   // Every element is written to both signs' lists and only its own count advances: counts in
-  // registers, no branch and no store-to-load chain through an indexed count.
+  // registers, no branch and no store-to-load chain through an indexed count. The slot after a
+  // part's last element of a sign belongs to the next part, so once a part has written all of
+  // its elements of a sign, its further writes to that sign go to its spare slot.
   uint32_t* pos_keys = keys[0].data();
   uint32_t* neg_keys = keys[1].data();
   uint64_t* pos_members = members[0].data();
   uint64_t* neg_members = members[1].data();
-  uint64_t n_pos = 0;
-  uint64_t n_neg = 0;
-  for (uint64_t t = 0; t < k; ++t) {
-    const uint32_t bits = FloatToBits(kept[t].value);
-    const uint64_t negative = bits >> 31;  // kept values are non-zero: the sign bit is the sign
-    pos_keys[n_pos] = bits & 0x7FFFFFFFu;
-    neg_keys[n_neg] = bits & 0x7FFFFFFFu;
-    pos_members[n_pos] = t;
-    neg_members[n_neg] = t;
-    n_pos += 1 - negative;
-    n_neg += negative;
-  }
+  uint64_t single_part_positives = 0;
+  RunParts(k, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
+    uint64_t n_pos = pos_start[part];
+    uint64_t n_neg = begin - pos_start[part];
+    const uint64_t pos_end = parts > 1 ? pos_start[part + 1] : k;
+    const uint64_t neg_end = parts > 1 ? end - pos_start[part + 1] : k;
+    const uint64_t spare = k + part;
+    for (uint64_t t = begin; t < end; ++t) {
+      const uint32_t bits = FloatToBits(kept[t].value);
+      const uint64_t negative = bits >> 31;
+      const uint64_t pos_slot = n_pos < pos_end ? n_pos : spare;
+      const uint64_t neg_slot = n_neg < neg_end ? n_neg : spare;
+      pos_keys[pos_slot] = bits & 0x7FFFFFFFu;
+      neg_keys[neg_slot] = bits & 0x7FFFFFFFu;
+      pos_members[pos_slot] = t;
+      neg_members[neg_slot] = t;
+      n_pos += 1 - negative;
+      n_neg += negative;
+    }
+    if (parts == 1) single_part_positives = n_pos;
+  });
+  const uint64_t n_pos = parts > 1 ? pos_start[parts] : single_part_positives;
+  const uint64_t n_neg = k - n_pos;
   group->n_pos = n_pos;
   keys[0].resize(n_pos);
   members[0].resize(n_pos);
@@ -563,14 +592,30 @@ void FinishSelection(uint64_t base, const CodecParams& params, unsigned threads,
   }
   group->n_pos = 0;
   if (group->k > 0) LabelBlocks(base, params, threads, workspace, group);  // also counts n_pos
-  CountBlocks(params, group);
+  CountBlocks(params, group, threads);
 }
 
 }  // namespace
 
-void CountBlocks(const CodecParams& params, GroupCode* group) {
+void CountBlocks(const CodecParams& params, GroupCode* group, unsigned threads) {
   group->blocks.assign(params.labels(), Block{});
-  for (const KeptElement& e : group->kept) ++group->blocks[e.label].count;
+  const unsigned parts = PartCount(group->kept.size(), threads, kMinLabelPerThread);
+  if (parts == 1) {
+    for (const KeptElement& e : group->kept) ++group->blocks[e.label].count;
+  } else {
+    const unsigned labels = params.labels();
+    std::vector<uint64_t> counts(static_cast<size_t>(parts) * labels, 0);
+    const KeptElement* kept = group->kept.data();
+    RunParts(group->kept.size(), parts, [&](unsigned part, uint64_t begin, uint64_t end) {
+      uint64_t* own = counts.data() + static_cast<size_t>(part) * labels;
+      for (uint64_t t = begin; t < end; ++t) ++own[kept[t].label];
+    });
+    for (unsigned part = 0; part < parts; ++part) {
+      for (unsigned label = 0; label < labels; ++label) {
+        group->blocks[label].count += counts[static_cast<size_t>(part) * labels + label];
+      }
+    }
+  }
   const uint64_t n_neg = group->k - group->n_pos;
   for (unsigned m = 0; m < params.blocks_pos; ++m) {
     if (group->blocks[m].count != BlockCount(group->n_pos, params.blocks_pos, m)) {
