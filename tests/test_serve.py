@@ -529,3 +529,13 @@ def test_client_command(engine, model, tmp_path, capsys, monkeypatch):
     assert main(["serve", str(tmp_path / "missing.onnx"), "--split", "h1"]) == 2
     assert main(["serve", str(path)]) == 2  # neither --split nor --settings
     assert "--split" in capsys.readouterr().err
+
+
+def test_tensor_server_refuses_llm_messages(engine, split):
+    with ServerThread(engine) as server:
+        channel, rpc = raw_session(server.target)
+        req = good_request(engine, split, 1)
+        req.llm_message = b"SL\x01"
+        [reply] = lockstep(rpc, [req.SerializeToString()])
+        channel.close()
+    assert reply.code == wire.INVALID_ARGUMENT and "llm_message" in reply.message

@@ -121,6 +121,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--idle", type=float, default=60.0, help="session idle expiry, seconds")
     s.add_argument("--max-request-bytes", type=int, default=4 << 20, help="request size cap")
     s.add_argument("--no-batching", action="store_true", help="run requests one by one")
+    s.add_argument(
+        "--llm",
+        action="store_true",
+        help="serve autoregressive LLM sessions (slicer.llm: smollm2, gemma3) cut at layer --split",
+    )
+    s.add_argument("--llm-sessions", type=int, default=4, help="LLM KV caches held, cap")
     s.add_argument("--engine", choices=("grpc", "ray"), default="grpc")
     s.add_argument("--replicas", type=int, default=2, help="Ray Serve replicas (--engine ray)")
     s.add_argument("--ready-file", help="write a JSON line with the bound ports once serving")
@@ -214,6 +220,8 @@ def _cut_and_params(args: argparse.Namespace) -> tuple[str, Any]:
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
+    if args.llm:
+        return _serve_llm(args)
     model = resolve_model(args.model)
     cut, _ = _cut_and_params(args)
     config = _serve_config(args)
@@ -228,6 +236,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         model, None if cut == "full" else cut, threads=args.threads, batching=not args.no_batching
     )
     asyncio.run(serve_forever(engine, config, ready_file=args.ready_file))
+    return 0
+
+
+def _serve_llm(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .engine import LLMEngine
+    from .server import serve_forever
+
+    if args.engine != "grpc":
+        raise ValueError("--llm runs on the embedded engine only (not --engine ray)")
+    try:
+        cut = int(args.split)
+    except (TypeError, ValueError):
+        raise ValueError(f"--llm needs --split LAYER (an integer), got {args.split!r}") from None
+    engine = LLMEngine(args.model, cut, max_sessions=args.llm_sessions, threads=args.threads)
+    asyncio.run(serve_forever(engine, _serve_config(args), ready_file=args.ready_file))
     return 0
 
 

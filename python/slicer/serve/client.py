@@ -68,6 +68,7 @@ class Result:
     latency_s: float
     timing: dict[str, int] = field(default_factory=dict)
     request_bytes: int = 0
+    llm_message: bytes = b""  # LLM servers: the token message
 
     @property
     def token(self) -> int:
@@ -84,6 +85,7 @@ class _Pending:
     future: Future
     sent: float = 0.0
     size: int = 0
+    llm_message: bytes = b""
 
 
 @dataclass
@@ -241,6 +243,17 @@ class EdgeClient:
         tensors = wire.pack_tensors(streams or {}, raw or {})
         return self.submit(tensors, **kwargs).result()
 
+    def send_llm(self, message: bytes, *, deadline_s: float | None = None) -> bytes:
+        """One ``slicer.llm`` rows message (prefill / handover / decode step) to an LLM server;
+        returns its token message (``slicer.llm.EdgeSession.receive`` takes it)."""
+        if not isinstance(message, (bytes, bytearray, memoryview)) or not len(message):
+            raise TypeError("message must be non-empty bytes (a slicer.llm rows message)")
+        if self.info.kind != "llm":
+            raise ValueError("this server serves a cut's tensors, not LLM sessions")
+        return (
+            self.submit([], llm_message=bytes(message), deadline_s=deadline_s).result().llm_message
+        )
+
     def submit(
         self,
         tensors: list[pb.Tensor],
@@ -248,6 +261,7 @@ class EdgeClient:
         reply: str = "outputs",
         top_k: int = 5,
         deadline_s: float | None = None,
+        llm_message: bytes = b"",
     ) -> _ResultFuture:
         """Queue one request; returns a future whose ``result()`` waits up to the deadline."""
         if self._closed:
@@ -256,6 +270,7 @@ class EdgeClient:
             raise ValueError(f"reply must be one of {sorted(KINDS)}, got {reply!r}")
         deadline = time.monotonic() + (self.deadline_s if deadline_s is None else deadline_s)
         p = _Pending(0, list(tensors), KINDS[reply], int(top_k), deadline, Future())
+        p.llm_message = llm_message
         self._dispatch(p)
         return _ResultFuture(self, p)
 
@@ -275,6 +290,7 @@ class EdgeClient:
             tensors=p.tensors,
             reply_kind=p.kind,
             top_k=p.top_k,
+            llm_message=p.llm_message,
         )
         p.size = req.ByteSize()
         if p.size > self.max_request_bytes:
@@ -371,9 +387,9 @@ class EdgeClient:
                 floor = reply.seq - (1 << 15)
                 self._done = {s for s in self._done if s > floor}
         self.stats.replies += 1
-        if reply.code == wire.RESOURCE_EXHAUSTED and time.monotonic() < p.deadline:
-            self.stats.retries += 1
-            wait = max(0.001, reply.retry_after_ms / 1e3)
+        wait = max(0.001, reply.retry_after_ms / 1e3)
+        if reply.code == wire.RESOURCE_EXHAUSTED and time.monotonic() + wait < p.deadline:
+            self.stats.retries += 1  # after the server's hint; past the deadline: the error
             threading.Timer(wait, self._dispatch, args=(p,)).start()
             return
         if p.future.done():
@@ -402,6 +418,7 @@ class EdgeClient:
                     "batch_size": reply.timing.batch_size,
                 },
                 request_bytes=p.size,
+                llm_message=reply.llm_message,
             )
         )
 

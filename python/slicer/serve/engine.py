@@ -336,3 +336,143 @@ class TailEngine:
             out.reply.timing.decode_us = int(out.decode_s * 1e6)
             out.reply.timing.compute_us = int(wall * 1e6)
             out.reply.timing.batch_size = len(chunk)
+
+
+class LLMEngine:
+    """Autoregressive LLM sessions (:mod:`slicer.llm`): per session, the tail's KV cache.
+
+    Each wire session owns one :class:`slicer.llm.ServerSession` (the tail graph of layers
+    ``cut``..L-1 with its own KV cache), created by the session's first message (a prefill or
+    a handover) and dropped when the session ends (stream end, idle expiry). A request carries
+    one ``slicer.llm`` rows message in ``llm_message``; the reply carries the token message.
+    Sessions are not batched with each other (each has its own cache); a session's messages
+    run one at a time, in order. ``max_sessions`` caps the caches held (each holds its own ONNX
+    Runtime session of the tail: memory grows with it). Malformed messages answer
+    INVALID_ARGUMENT, messages that do not fit the session's state (step, position, model,
+    cut) FAILED_PRECONDITION; neither changes the session.
+    """
+
+    batched = False
+
+    def __init__(
+        self,
+        model: str,
+        cut: int,
+        *,
+        max_sessions: int = 4,
+        threads: int = 1,
+        server_id: str | None = None,
+    ) -> None:
+        from ..llm import export
+
+        if isinstance(max_sessions, bool) or not isinstance(max_sessions, int) or max_sessions < 1:
+            raise ValueError(f"max_sessions must be a positive int, got {max_sessions!r}")
+        self.model = model
+        self.info_llm = export.model_info(model)
+        self.cut_id = int(export.check_cut(self.info_llm, int(cut)))
+        self.cut_name = f"{model} layer {self.cut_id}"
+        self.fingerprint = wire.model_fingerprint(
+            self.info_llm.fingerprint.encode(), f"llm:{self.cut_id}"
+        )
+        self.tensor_names: tuple[str, ...] = ()
+        self.output_names = ("token",)
+        self.max_sessions = max_sessions
+        self.threads = threads
+        self.server_id = server_id or f"{os.uname().nodename}:{os.getpid()}"
+        self.batch_note = (
+            f"LLM sessions (tail from layer {self.cut_id}, KV cache per session, at most "
+            f"{max_sessions})"
+        )
+        self._sessions: dict[str, tuple[Any, threading.Lock]] = {}
+        self._lock = threading.Lock()
+
+    def expect(self, max_request_bytes: int = wire.MAX_REQUEST_BYTES) -> wire.Expect:
+        return wire.Expect(self.fingerprint, self.cut_id, (), max_request_bytes, llm=True)
+
+    def info(self, **caps: Any) -> pb.ServerInfo:
+        return pb.ServerInfo(
+            wire_version=wire.WIRE_VERSION,
+            model_fingerprint=self.fingerprint,
+            cut_id=self.cut_id,
+            cut_name=self.cut_name,
+            output_names=list(self.output_names),
+            server_id=self.server_id,
+            kind="llm",
+            **caps,
+        )
+
+    def warm(self, max_batch: int) -> None:
+        pass  # tails load per session
+
+    def end_session(self, sid: str) -> None:
+        with self._lock:
+            self._sessions.pop(sid, None)
+
+    @property
+    def sessions(self) -> int:
+        return len(self._sessions)
+
+    def _session(self, sid: str, message: bytes) -> tuple[Any, threading.Lock]:
+        from ..llm import ServerSession
+        from ..llm.messages import parse
+
+        with self._lock:
+            held = self._sessions.get(sid)
+            if held is not None:
+                return held
+            if len(self._sessions) >= self.max_sessions:
+                raise wire.WireError(
+                    wire.RESOURCE_EXHAUSTED,
+                    f"{len(self._sessions)} LLM sessions hold a KV cache (cap "
+                    f"{self.max_sessions}); retry after one ends",
+                    retry_after_ms=1000,
+                )
+            first = parse(message)  # MessageError (a FormatError) when malformed
+            held = (
+                ServerSession(
+                    self.model, self.cut_id, session_id=first.session, threads=self.threads
+                ),
+                threading.Lock(),
+            )
+            self._sessions[sid] = held
+            return held
+
+    def run_batch(self, items: Sequence[Item]) -> list[Outcome]:
+        import slicer
+
+        from ..llm.messages import ProtocolError, parse
+
+        outcomes = []
+        for item in items:
+            req = item.request
+            out = Outcome(pb.Reply(session_id=req.session_id, seq=req.seq))
+            start, cpu = time.perf_counter(), time.thread_time()
+            try:
+                server, lock = self._session(req.session_id, req.llm_message)
+                with lock:
+                    reply = server.handle(req.llm_message)
+                out.reply.kind = pb.TOKEN
+                out.reply.llm_message = reply
+                out.reply.top_k_ids.append(int(np.frombuffer(parse(reply).payload, "<u4")[0]))
+                out.reply.server_id = self.server_id
+                out.decode_s = server.last_decode_ms / 1e3
+            except wire.WireError as exc:
+                out.reply = wire.error_reply(
+                    req.session_id, req.seq, exc.code, exc.message, exc.retry_after_ms
+                )
+            except slicer.FormatError as exc:
+                out.reply = wire.error_reply(
+                    req.session_id, req.seq, wire.INVALID_ARGUMENT, f"bad llm_message: {exc}"
+                )
+            except ProtocolError as exc:
+                out.reply = wire.error_reply(
+                    req.session_id, req.seq, wire.FAILED_PRECONDITION, str(exc)
+                )
+            out.compute_s = time.perf_counter() - start
+            out.compute_cpu_s = time.thread_time() - cpu
+            out.batch_size = 1
+            out.reply.timing.decode_us = int(out.decode_s * 1e6)
+            out.reply.timing.compute_us = int(out.compute_s * 1e6)
+            out.reply.timing.batch_size = 1
+            outcomes.append(out)
+        return outcomes

@@ -259,6 +259,10 @@ class Backend:
     def _end_session(self, session: Session | None) -> None:
         if session is None:
             return
+        holder = self.sessions.get(session.sid)
+        end = getattr(self.engine, "end_session", None)
+        if end is not None and (holder is session or holder is None):
+            end(session.sid)  # per-session engine state (an LLM's KV cache); kept on takeover
         session.closed = True
         if self.sessions.get(session.sid) is session:
             del self.sessions[session.sid]

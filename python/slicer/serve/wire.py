@@ -59,10 +59,11 @@ CODE_NAMES = {c.value[0]: c.name for c in grpc.StatusCode}
 class WireError(Exception):
     """A request that breaks the wire format; ``code`` is the gRPC status code to answer."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, retry_after_ms: int = 0) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after_ms = retry_after_ms
 
 
 def channel_options(max_request_bytes: int, max_reply_bytes: int) -> list[tuple[str, int]]:
@@ -170,6 +171,7 @@ class Expect:
     cut_id: int
     tensor_names: tuple[str, ...]
     max_request_bytes: int = MAX_REQUEST_BYTES
+    llm: bool = False  # an LLM server: requests carry llm_message, not tensors
 
 
 def check_request(req: pb.Request, expect: Expect, size: int) -> None:
@@ -198,6 +200,14 @@ def check_request(req: pb.Request, expect: Expect, size: int) -> None:
         raise WireError(INVALID_ARGUMENT, "seq must be >= 1")
     if req.reply_kind == pb.TOP_K and not 1 <= req.top_k <= MAX_TOP_K:
         raise WireError(INVALID_ARGUMENT, f"top_k must be in 1..{MAX_TOP_K}, got {req.top_k}")
+    if expect.llm:
+        if req.tensors or not req.llm_message:
+            raise WireError(
+                INVALID_ARGUMENT, "this server serves LLM sessions: send llm_message, no tensors"
+            )
+        return
+    if req.llm_message:
+        raise WireError(INVALID_ARGUMENT, "this server serves a cut's tensors, not llm_message")
     if len(req.tensors) > MAX_TENSORS:
         raise WireError(INVALID_ARGUMENT, f"{len(req.tensors)} tensors > {MAX_TENSORS}")
     names = [t.name for t in req.tensors]

@@ -43,7 +43,7 @@ class RawTensor(_message.Message):
     def __init__(self, dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class Request(_message.Message):
-    __slots__ = ("wire_version", "model_fingerprint", "cut_id", "session_id", "seq", "tensors", "reply_kind", "top_k")
+    __slots__ = ("wire_version", "model_fingerprint", "cut_id", "session_id", "seq", "tensors", "reply_kind", "top_k", "llm_message")
     WIRE_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     CUT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,7 @@ class Request(_message.Message):
     TENSORS_FIELD_NUMBER: _ClassVar[int]
     REPLY_KIND_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
+    LLM_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     wire_version: int
     model_fingerprint: str
     cut_id: int
@@ -60,7 +61,8 @@ class Request(_message.Message):
     tensors: _containers.RepeatedCompositeFieldContainer[Tensor]
     reply_kind: ReplyKind
     top_k: int
-    def __init__(self, wire_version: _Optional[int] = ..., model_fingerprint: _Optional[str] = ..., cut_id: _Optional[int] = ..., session_id: _Optional[str] = ..., seq: _Optional[int] = ..., tensors: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., reply_kind: _Optional[_Union[ReplyKind, str]] = ..., top_k: _Optional[int] = ...) -> None: ...
+    llm_message: bytes
+    def __init__(self, wire_version: _Optional[int] = ..., model_fingerprint: _Optional[str] = ..., cut_id: _Optional[int] = ..., session_id: _Optional[str] = ..., seq: _Optional[int] = ..., tensors: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., reply_kind: _Optional[_Union[ReplyKind, str]] = ..., top_k: _Optional[int] = ..., llm_message: _Optional[bytes] = ...) -> None: ...
 
 class Timing(_message.Message):
     __slots__ = ("queue_us", "decode_us", "compute_us", "batch_size")
@@ -75,7 +77,7 @@ class Timing(_message.Message):
     def __init__(self, queue_us: _Optional[int] = ..., decode_us: _Optional[int] = ..., compute_us: _Optional[int] = ..., batch_size: _Optional[int] = ...) -> None: ...
 
 class Reply(_message.Message):
-    __slots__ = ("session_id", "seq", "code", "message", "retry_after_ms", "kind", "outputs", "output_names", "top_k_ids", "top_k_values", "timing", "server_id")
+    __slots__ = ("session_id", "seq", "code", "message", "retry_after_ms", "kind", "outputs", "output_names", "top_k_ids", "top_k_values", "timing", "server_id", "llm_message")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +90,7 @@ class Reply(_message.Message):
     TOP_K_VALUES_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
     SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    LLM_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     seq: int
     code: int
@@ -100,14 +103,15 @@ class Reply(_message.Message):
     top_k_values: _containers.RepeatedScalarFieldContainer[float]
     timing: Timing
     server_id: str
-    def __init__(self, session_id: _Optional[str] = ..., seq: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., retry_after_ms: _Optional[int] = ..., kind: _Optional[_Union[ReplyKind, str]] = ..., outputs: _Optional[_Iterable[_Union[RawTensor, _Mapping]]] = ..., output_names: _Optional[_Iterable[str]] = ..., top_k_ids: _Optional[_Iterable[int]] = ..., top_k_values: _Optional[_Iterable[float]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., server_id: _Optional[str] = ...) -> None: ...
+    llm_message: bytes
+    def __init__(self, session_id: _Optional[str] = ..., seq: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., retry_after_ms: _Optional[int] = ..., kind: _Optional[_Union[ReplyKind, str]] = ..., outputs: _Optional[_Iterable[_Union[RawTensor, _Mapping]]] = ..., output_names: _Optional[_Iterable[str]] = ..., top_k_ids: _Optional[_Iterable[int]] = ..., top_k_values: _Optional[_Iterable[float]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., server_id: _Optional[str] = ..., llm_message: _Optional[bytes] = ...) -> None: ...
 
 class InfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("wire_version", "model_fingerprint", "cut_id", "cut_name", "tensor_names", "output_names", "max_request_bytes", "max_reply_bytes", "max_sessions", "session_idle_s", "max_batch", "server_id", "engine")
+    __slots__ = ("wire_version", "model_fingerprint", "cut_id", "cut_name", "tensor_names", "output_names", "max_request_bytes", "max_reply_bytes", "max_sessions", "session_idle_s", "max_batch", "server_id", "engine", "kind")
     WIRE_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     CUT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +125,7 @@ class ServerInfo(_message.Message):
     MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
     SERVER_ID_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     wire_version: int
     model_fingerprint: str
     cut_id: int
@@ -134,7 +139,8 @@ class ServerInfo(_message.Message):
     max_batch: int
     server_id: str
     engine: str
-    def __init__(self, wire_version: _Optional[int] = ..., model_fingerprint: _Optional[str] = ..., cut_id: _Optional[int] = ..., cut_name: _Optional[str] = ..., tensor_names: _Optional[_Iterable[str]] = ..., output_names: _Optional[_Iterable[str]] = ..., max_request_bytes: _Optional[int] = ..., max_reply_bytes: _Optional[int] = ..., max_sessions: _Optional[int] = ..., session_idle_s: _Optional[int] = ..., max_batch: _Optional[int] = ..., server_id: _Optional[str] = ..., engine: _Optional[str] = ...) -> None: ...
+    kind: str
+    def __init__(self, wire_version: _Optional[int] = ..., model_fingerprint: _Optional[str] = ..., cut_id: _Optional[int] = ..., cut_name: _Optional[str] = ..., tensor_names: _Optional[_Iterable[str]] = ..., output_names: _Optional[_Iterable[str]] = ..., max_request_bytes: _Optional[int] = ..., max_reply_bytes: _Optional[int] = ..., max_sessions: _Optional[int] = ..., session_idle_s: _Optional[int] = ..., max_batch: _Optional[int] = ..., server_id: _Optional[str] = ..., engine: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
 
 class HealthRequest(_message.Message):
     __slots__ = ()
