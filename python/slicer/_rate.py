@@ -221,13 +221,14 @@ class DenseModel:
     """Predicted (bytes, squared error) of a dense encode for any (step, rho)."""
 
     def __init__(self, flat: np.ndarray, itemsize: int, header_bytes: int) -> None:
-        x = flat.astype(np.float64, copy=False)
-        self.n = x.size
-        self.energy = float(np.dot(x, x)) if x.size else 0.0
-        self.max_abs = float(np.max(np.abs(x))) if x.size else 0.0
-        stride = max(1, x.size // _SAMPLE)
-        sample = x[::stride]
-        self.scale = x.size / sample.size if sample.size else 0.0
+        # no float64 copy of the whole input: one pass for the energy, one for the range
+        flat = _plain_float(flat)
+        self.n = flat.size
+        self.energy = float(np.einsum("i,i->", flat, flat, dtype=np.float64)) if flat.size else 0.0
+        self.max_abs = max(float(flat.max()), -float(flat.min())) if flat.size else 0.0
+        stride = max(1, flat.size // _SAMPLE)
+        sample = flat[::stride].astype(np.float64)
+        self.scale = flat.size / sample.size if sample.size else 0.0
         self.sides = []
         for mags in (np.sort(sample[sample > 0]), np.sort(-sample[sample < 0])):
             self.sides.append(
@@ -277,6 +278,11 @@ class DenseModel:
         chunks = -(-self.n // 16384)
         size = self.header_bytes + table + 4 + 6 * chunks + bits * self.scale / 8.0 * 1.002
         return size, sse * self.scale
+
+
+def _plain_float(x: np.ndarray) -> np.ndarray:
+    """float32 / float64 as they are; float16 / bfloat16 widened to float32 (exact)."""
+    return x if x.dtype in (np.float32, np.float64) else x.astype(np.float32)
 
 
 def _dense_header_bytes(shape: tuple[int, ...]) -> int:
@@ -379,8 +385,9 @@ def dense_for_error(
         array.dtype.itemsize,
         _dense_header_bytes(array.shape),
     )
-    flat = array.reshape(-1)
-    if model.energy == 0.0:
+    flat = _plain_float(array.reshape(-1))
+    energy = float(np.einsum("i,i->", flat, flat, dtype=np.float64))
+    if energy == 0.0:
         return encoder(array, dict(params, step=1.0))
     goal = rel_error**2 * model.energy
     rhos = _RHO_CANDIDATES if auto else (params["rho_256"],)
@@ -392,21 +399,22 @@ def dense_for_error(
         if best is None or size < best[0]:
             best = (size, step, rho)
     _, step, rho = best
-    x64 = flat.astype(np.float64)
-    energy = float(np.dot(x64, x64))
+
+    def error_of(stream: bytes) -> float:
+        d = np.subtract(flat, _plain_float(decoder(stream).reshape(-1)), dtype=np.float64)
+        return float(np.sqrt(np.einsum("i,i->", d, d) / energy))
+
     stream = b""
     for _ in range(3):
         stream = encoder(array, dict(params, step=_f32(step), rho_256=rho))
-        y = decoder(stream).reshape(-1).astype(np.float64)
-        err = float(np.sqrt(np.dot(x64 - y, x64 - y) / energy))
+        err = error_of(stream)
         if err <= rel_error:
             return stream
         step = max(model.min_step(), step * min(0.97, rel_error / err * 0.98))
     while True:  # rare: keep shrinking
         step = max(model.min_step(), step * 0.8)
         stream = encoder(array, dict(params, step=_f32(step), rho_256=rho))
-        y = decoder(stream).reshape(-1).astype(np.float64)
-        if float(np.sqrt(np.dot(x64 - y, x64 - y) / energy)) <= rel_error:
+        if error_of(stream) <= rel_error:
             return stream
         if step <= model.min_step():
             raise ValueError(f"rel_error={rel_error} cannot be reached for this array")
