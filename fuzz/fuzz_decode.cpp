@@ -1,10 +1,11 @@
 // libFuzzer target: arbitrary bytes through read_header, inspect and decode, twice: as given
 // (mostly stopped by the checksum) and with a correct CRC-32 appended, so that mutations reach
 // every field check behind it. Any crash, leak, out-of-bounds access or undefined behaviour is
-// a bug; so is decode and inspect disagreeing.
+// a bug; so is decode, inspect and decode_alloc disagreeing.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "slicer/slicer.h"
@@ -39,6 +40,26 @@ void Exercise(const uint8_t* data, size_t size) {
   const int decode_status = slicer_decode(data, size, kMaxElements, out.data(), out.size() - 1, 2);
   if ((decode_status == SLICER_OK) != (inspect_status == SLICER_OK)) std::abort();
   if (inspect_status == SLICER_OK && account.total_bytes != size) std::abort();
+  // The allocating entry point: the same status, the same bytes, one request of the right size.
+  struct Request {
+    std::vector<uint8_t> buffer;
+    int calls = 0;
+  } request;
+  const int alloc_status = slicer_decode_alloc(
+      data, size, kMaxElements, 2,
+      [](void* ctx, const slicer_header*, size_t bytes) -> void* {
+        auto* r = static_cast<Request*>(ctx);
+        ++r->calls;
+        r->buffer.resize(bytes + 1);
+        return r->buffer.data();
+      },
+      &request, nullptr);
+  if (alloc_status != decode_status || request.calls > 1) std::abort();
+  if (alloc_status == SLICER_OK &&
+      (request.buffer.size() != out.size() ||
+       std::memcmp(request.buffer.data(), out.data(), out.size() - 1) != 0)) {
+    std::abort();
+  }
 }
 
 }  // namespace

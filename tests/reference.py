@@ -467,8 +467,8 @@ def decode(stream: bytes, max_elements: int = 2**31) -> tuple[np.ndarray, Accoun
         raise ReferenceFormatError("bad header field")
     shape = tuple(rd.varint() for _ in range(ndim))
     n_total = math.prod(shape)
-    extent = math.prod(d for d in shape if d)  # §7: zero-size shapes are held to the limit too
-    if n_total > max_elements or extent > max(max_elements, 1) or extent >= 2**63:
+    extent = math.prod(d for d in shape if d)  # §7: non-zero dims multiply to below 2**60
+    if n_total > max_elements or extent >= 2**60:
         raise ReferenceFormatError("shape exceeds max_elements")
     s_ppb, asym_ppb, delta_micro, _seed = (rd.varint() for _ in range(4))
     bits, m_pos, m_neg, chunk_log2 = rd.u8(), rd.u8(), rd.u8(), rd.u8()

@@ -10,6 +10,7 @@
 #include "decoder.hpp"
 #include "dense/dense_internal.hpp"
 #include "encoder.hpp"
+#include "format/reject.hpp"
 #include "header.hpp"
 #include "parallel.hpp"
 #include "slicer/slicer.h"
@@ -23,6 +24,7 @@ using slicer::internal::StatusError;
 // Runs fn() and turns every exception into a status: nothing is thrown across the C ABI.
 template <class Fn>
 int Guard(Fn&& fn) {
+  slicer::format::ClearRejection();
   try {
     return fn();
   } catch (const StatusError& error) {
@@ -126,6 +128,8 @@ const char* slicer_status_string(int status) {
       return "unknown status";
   }
 }
+
+const char* slicer_error_detail(void) { return slicer::format::LastRejection(); }
 
 const char* slicer_version(void) { return "0.1.0"; }
 
@@ -266,10 +270,12 @@ int slicer_inspect(const void* src, size_t size, uint64_t max_elements, slicer_h
     if (header != nullptr) *header = stream.header;
     if (account != nullptr) *account = stream.account;
     const unsigned m_pos = stream.header.blocks_pos;
+    uint64_t group = 0;
     for (size_t b = 0; b < stream.blocks.size() && b < blocks_capacity; ++b) {
       const slicer::internal::ParsedBlock& block = stream.blocks[b];
+      while (b >= stream.groups[group].first_block + stream.groups[group].num_blocks) ++group;
       slicer_block_info& info = blocks[b];
-      info.group = block.group;
+      info.group = group;
       info.label = block.label;
       info.sign = block.label < m_pos ? 1 : -1;
       info.index = block.label < m_pos ? block.label : block.label - m_pos;

@@ -7,39 +7,23 @@
 #include <vector>
 
 #include "codec.hpp"
+#include "format/stream_format.hpp"
 
 namespace slicer::internal {
 
-struct ParsedBlock {
-  uint64_t group;
-  uint32_t label;
-  uint64_t count;
-  unsigned width;
-  float lo;
-  float hi;
-};
-
-struct ParsedGroup {
-  uint64_t k;
-  uint64_t n_pos;
-  uint64_t first_block;  // index into ParsedStream::blocks
-  uint32_t num_blocks;
-};
-
-struct ChunkEntry {
-  uint64_t count;
-  uint64_t offset;  // from the start of the stream
-  uint64_t length;
-};
+// The tables of format 1 come from the shared format layer (format/stream_format.hpp).
+using ParsedBlock = format::Block;
+using ParsedGroup = format::Group;
+using ChunkEntry = format::Chunk;
 
 struct ParsedStream {
   slicer_header header{};
   Geometry geometry;
   unsigned labels = 0;
   std::vector<ParsedGroup> groups;
-  std::vector<ParsedBlock> blocks;
-  std::vector<ChunkEntry> chunks;  // group-major
-  slicer_account account{};        // byte fields filled by ParseStream
+  std::vector<ParsedBlock> blocks;  // group-major, label order
+  std::vector<ChunkEntry> chunks;   // group-major
+  slicer_account account{};         // byte fields filled by ParseStream
 };
 
 // Checks magic, version, checksum and header; stops after the header when `header_only`.
@@ -47,7 +31,8 @@ slicer_status ParseStream(const uint8_t* data, size_t size, uint64_t max_element
                           ParsedStream* stream);
 
 // Decodes every chunk of a parsed stream into `dst` (may be NULL: validate only) and adds the
-// payload bit counts to stream->account.
+// payload bit counts to stream->account. A rejection is named (format/reject.hpp) on the
+// calling thread, also when a worker found it.
 slicer_status DecodeChunks(const uint8_t* data, ParsedStream* stream, void* dst, unsigned threads);
 
 }  // namespace slicer::internal

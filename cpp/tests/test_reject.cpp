@@ -1,9 +1,11 @@
 // A decoder must refuse every stream format 1 calls invalid, and never crash on any input.
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "crc32.hpp"
+#include "format/stream_format.hpp"
 #include "harness.hpp"
 #include "test_support.hpp"
 
@@ -94,7 +96,7 @@ TEST(HeaderFieldsAreValidated) {
     return DecodeStatus(s);
   };
   CHECK_EQ(with(0, 'X'), SLICER_ERR_BAD_MAGIC);
-  CHECK_EQ(with(4, 2), SLICER_ERR_BAD_VERSION);
+  CHECK_EQ(with(4, 3), SLICER_ERR_BAD_VERSION);  // 2 is format 2 (dense)
   CHECK_EQ(with(5, 1), SLICER_ERR_CORRUPT);  // mode 1 is reserved
   CHECK_EQ(with(6, 0), SLICER_ERR_CORRUPT);  // dtype
   CHECK_EQ(with(6, 4), SLICER_ERR_CORRUPT);
@@ -173,6 +175,120 @@ TEST(DecodeNeedsACompleteDestination) {
            SLICER_ERR_BUFFER_TOO_SMALL);
   CHECK_EQ(slicer_decode(stream.data(), stream.size(), kLimit, out.data(), out.size(), 1),
            SLICER_OK);
+}
+
+// Every rejection names its field (slicer_error_detail), with one pinned status.
+TEST(RejectionsNameTheirField) {
+  const std::vector<uint8_t> good = SmallStream(5);
+  auto detail_of = [&](size_t offset, uint8_t value, int expected) {
+    std::vector<uint8_t> s = good;
+    s[offset] = value;
+    FixCrc(&s);
+    std::vector<uint8_t> out(300 * 4);
+    CHECK_EQ(slicer_decode(s.data(), s.size(), kLimit, out.data(), out.size(), 1), expected);
+    return std::string(slicer_error_detail());
+  };
+  CHECK(detail_of(5, 1, SLICER_ERR_CORRUPT) == "mode");
+  CHECK(detail_of(6, 9, SLICER_ERR_CORRUPT) == "dtype");
+  CHECK(detail_of(8, 33, SLICER_ERR_CORRUPT) == "ndim");
+  CHECK(detail_of(4, 3, SLICER_ERR_BAD_VERSION) == "version");
+  std::vector<uint8_t> bad = good;
+  bad[10] ^= 1;  // the CRC is not resealed
+  slicer_header header;
+  CHECK_EQ(slicer_read_header(bad.data(), bad.size(), kLimit, &header), SLICER_ERR_BAD_CHECKSUM);
+  CHECK(std::string(slicer_error_detail()) == "CRC-32");
+  // A success clears it.
+  CHECK_EQ(slicer_read_header(good.data(), good.size(), kLimit, &header), SLICER_OK);
+  CHECK(std::string(slicer_error_detail()).empty());
+}
+
+// Per-label counts are checked for every group, whichever thread decodes it (§6.1): a stream
+// whose middle group has one value moved to its sign's other block (same widths, so every
+// other field stays valid) is rejected at every thread count.
+TEST(BadMiddleGroupIsRejectedAtEveryThreadCount) {
+  std::vector<float> values(8 << 16);
+  std::mt19937_64 rng(11);
+  std::normal_distribution<float> normal;
+  for (float& v : values) v = normal(rng);
+  const slicer_test::Input input = MakeInput(values, SLICER_FLOAT32, {8, 1 << 16});
+  slicer_params params = DefaultParams();
+  params.sparsity_ppb = 990000000u;
+  params.blocks_pos = params.blocks_neg = 2;
+  params.level_count = 2;
+  params.levels[0] = params.levels[1] = 8;
+  params.group_rows = 1;
+  std::vector<uint8_t> stream;
+  CHECK_EQ(Encode(input, params, &stream), SLICER_OK);
+  std::vector<uint8_t> out(values.size() * 4);
+  for (uint32_t threads = 1; threads <= 4; ++threads) {
+    CHECK_EQ(slicer_decode(stream.data(), stream.size(), kLimit, out.data(), out.size(), threads),
+             SLICER_OK);
+  }
+  // Find group 3's first chunk through the shared format layer, then its first label (§6.1:
+  // L = 4, so labels are plain 2-bit fields after the gap code).
+  slicer::format::Header header;
+  CHECK_EQ(slicer::format::ParseHeader(stream.data(), stream.size(), stream.size(), kLimit,
+                                       &header),
+           SLICER_OK);
+  slicer::format::Tables tables;
+  CHECK_EQ(slicer::format::ParseTables(stream.data(), stream.size(), stream.size(), header,
+                                       &tables),
+           SLICER_OK);
+  const slicer::format::Chunk& chunk = tables.chunks[3 * header.chunks_per_group];
+  CHECK(chunk.count > 0);
+  const uint8_t* payload = stream.data() + chunk.offset;
+  auto bit = [&](uint64_t i) { return (payload[i >> 3] >> (i & 7)) & 1u; };
+  uint32_t rice = 0;
+  for (int i = 0; i < 5; ++i) rice |= bit(i) << i;
+  uint64_t at = 5;
+  while (bit(at)) ++at;
+  at += 1 + rice;  // the stop bit and the remainder: `at` is the label's first bit
+  std::vector<uint8_t> bad = stream;
+  bad[chunk.offset + (at >> 3)] ^= static_cast<uint8_t>(1u << (at & 7));  // label ^= 1
+  FixCrc(&bad);
+  for (uint32_t threads = 1; threads <= 4; ++threads) {
+    CHECK_EQ(slicer_decode(bad.data(), bad.size(), kLimit, out.data(), out.size(), threads),
+             SLICER_ERR_CORRUPT);
+    CHECK(std::string(slicer_error_detail()).rfind("block counts", 0) == 0);
+  }
+}
+
+// slicer_decode_alloc asks for the output only after every table is valid.
+TEST(DecodeAllocAllocatesOnlyForValidTables) {
+  struct Request {
+    int calls = 0;
+    size_t bytes = 0;
+    std::vector<uint8_t> buffer;
+  };
+  auto alloc = [](void* ctx, const slicer_header*, size_t bytes) -> void* {
+    auto* request = static_cast<Request*>(ctx);
+    ++request->calls;
+    request->bytes = bytes;
+    request->buffer.resize(bytes);
+    return request->buffer.data();
+  };
+  const std::vector<uint8_t> good = SmallStream(3);
+  Request ok;
+  slicer_header header;
+  CHECK_EQ(slicer_decode_alloc(good.data(), good.size(), kLimit, 1, alloc, &ok, &header),
+           SLICER_OK);
+  CHECK_EQ(ok.calls, 1);
+  CHECK_EQ(ok.bytes, size_t{300 * 4});
+  std::vector<uint8_t> expect(300 * 4);
+  CHECK_EQ(slicer_decode(good.data(), good.size(), kLimit, expect.data(), expect.size(), 1),
+           SLICER_OK);
+  CHECK(ok.buffer == expect);
+  // A header that claims 2^40 elements over tables the stream does not hold.
+  std::vector<uint8_t> huge = {'S', 'L', 'C', 'R', 1, 0, 1, 0, 1, 0x80, 0x80, 0x80, 0x80, 0x80,
+                               0x20, 0, 0, 0, 0, 8, 3, 3, 14, 1, 0, 0, 0, 0, 0, 0};
+  FixCrc(&huge);
+  Request refused;
+  CHECK_EQ(slicer_decode_alloc(huge.data(), huge.size(), uint64_t{1} << 41, 1, alloc, &refused,
+                               nullptr),
+           SLICER_ERR_TRUNCATED);
+  CHECK_EQ(refused.calls, 0);
+  CHECK_EQ(slicer_decode_alloc(good.data(), good.size(), kLimit, 1, nullptr, nullptr, nullptr),
+           SLICER_ERR_INVALID_ARGUMENT);
 }
 
 }  // namespace

@@ -149,12 +149,13 @@ int Decode(const void* src, size_t size, bool src_is_device, uint64_t max_elemen
   SLICER_TRY_STATUS(CheckAndParseHeader(src, size, src_is_device, max_elements, temp8,
                                         temp_bytes, stream, &plan));
   const uint64_t elements = plan.header.num_elements;
-  if (dst_bytes < elements * ItemSize(plan.header.dtype)) return SLICER_ERR_BUFFER_TOO_SMALL;
   std::vector<uint8_t> copy;
   const uint8_t* bytes;
   SLICER_TRY_STATUS(HostBytes(src, std::min<uint64_t>(size - 4, TablesBound(plan)),
                               src_is_device, stream, &copy, &bytes));
   SLICER_TRY_STATUS(ParseTables(bytes, src_is_device ? copy.size() : size - 4, size, &plan));
+  // After the tables, as in the C++ decoder: one status per stream, whatever the buffer.
+  if (dst_bytes < elements * ItemSize(plan.header.dtype)) return SLICER_ERR_BUFFER_TOO_SMALL;
   if (elements == 0) return SLICER_OK;
   if (dst == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
   const DecodeTemp t = MakeDecodeTemp(plan, size, src_is_device);
@@ -228,7 +229,15 @@ int slicer_cuda_decode_temp_size(const void* src, size_t size, int src_is_device
   slicer::cuda::DecodePlan plan;
   const int status = slicer::cuda::ParseHeader(
       head, std::min(size, slicer::cuda::kHeaderPrefix), size, max_elements, &plan);
-  if (status != SLICER_OK) return status;
+  if (status != SLICER_OK) {
+    // Report what the C++ decoder reports: the checksum comes before the header fields (§6.2),
+    // so a failing header is judged again with the checksum (a host copy; failures only).
+    const int checked = slicer::cuda::CheckAndParseHeader(src, size, src_is_device != 0,
+                                                          max_elements, nullptr, 0,
+                                                          static_cast<cudaStream_t>(stream),
+                                                          &plan);
+    return checked != SLICER_OK ? checked : status;
+  }
   if (header != nullptr) *header = plan.header;
   *temp_bytes = slicer::cuda::MakeDecodeTemp(plan, size, src_is_device != 0).total;
   return SLICER_OK;

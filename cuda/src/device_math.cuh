@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "format/spec.hpp"
+
 #define SLICER_HD __host__ __device__ __forceinline__
 
 namespace slicer::cuda {
@@ -129,16 +131,12 @@ SLICER_HD double Dequantize(uint32_t q, double lo, double hi, uint32_t width) {
   return Add(lo, Mul(static_cast<double>(q), step));
 }
 
-// Truncated binary over L labels (§6.1): b = floor(log2 L), u = 2^(b+1) - L.
-struct LabelCode {
-  uint32_t b;
-  uint32_t u;
-};
-SLICER_HD LabelCode MakeLabelCode(uint32_t num_labels) {
-  uint32_t b = 0;
-  while ((2u << b) <= num_labels) ++b;
-  return {b, (2u << b) - num_labels};
-}
+// Truncated binary over L labels (§6.1) and the Rice rule: the format layer's definitions
+// (cpp/src/format/spec.hpp), which the C++ decoder uses too.
+using format::LabelCode;
+using format::MakeLabelCode;
+using format::RiceParameter;
+
 SLICER_HD uint32_t LabelBits(LabelCode code, uint32_t label) {
   return label < code.u ? code.b : code.b + 1;
 }
@@ -147,13 +145,6 @@ SLICER_HD uint32_t LabelValue(LabelCode code, uint32_t label) {
   if (label < code.u) return label;
   const uint32_t t = label - code.u;
   return (code.u + (t >> 1)) | ((t & 1u) << code.b);
-}
-
-// Rice parameter rule (§6.1), integers only.
-SLICER_HD uint32_t RiceParameter(uint64_t count, uint64_t gap_sum, uint32_t chunk_log2) {
-  uint32_t r = 0;
-  while (r < chunk_log2 && (count << (r + 1)) <= gap_sum) ++r;
-  return r;
 }
 
 // Bits of one kept element: gap (unary quotient + stop bit + r remainder bits), label, value.

@@ -426,7 +426,7 @@ __global__ void BlockStatsKernel(const T* data, Layout lay, Params p, uint64_t g
 }
 
 __host__ __device__ inline uint64_t BlockCount(uint64_t n, uint64_t blocks, uint64_t m) {
-  return (m + 1) * n / blocks - m * n / blocks;
+  return format::BlockCount(n, static_cast<uint32_t>(blocks), static_cast<uint32_t>(m));
 }
 
 // Chained ranges and widths (§5.2) of one group from its per-label key extremes.

@@ -396,9 +396,9 @@ def decode(
         ``torch.bfloat16`` tensor: the way to get a bfloat16 result into torch). The stream
         is decoded in full first and then copied: after a FormatError `out` is unchanged.
     max_elements : int, default 2**31
-        Streams whose header claims more elements (or, for an empty array, whose non-zero
-        dimensions multiply to more) are refused; nothing is allocated before every table of
-        the stream is validated.
+        Streams whose header claims more elements are refused (so are shapes whose non-zero
+        dimensions multiply to 2**60 or more, empty ones included); nothing is allocated before
+        every table of the stream is validated.
     device : {"cpu", "cuda"}, default "cpu"
         "cuda" decodes on the GPU through the CUDA backend and returns its device array.
     threads : int, default 0
@@ -435,7 +435,7 @@ def decode(
     shape = tuple(header["shape"])
     try:
         result = raw.view(dtype).reshape(shape)
-    except ValueError:  # a zero-size shape NumPy cannot represent (max_elements above 2**60)
+    except ValueError:  # not expected: the decoder keeps every shape below 2**60 (§7)
         raise FormatError(
             f"stream's shape {shape} cannot be represented by NumPy", LIMIT_EXCEEDED
         ) from None

@@ -52,7 +52,12 @@ def raise_decode_status(status: int, context: str = "") -> NoReturn:
     """Raise the exception for a non-zero status of decode / read_header / inspect."""
     suffix = f" ({context})" if context else ""
     if status in _FORMAT_MESSAGES:
-        raise FormatError(_FORMAT_MESSAGES[status] + suffix, status)
+        from . import _core
+
+        # The field or check that failed, as the C library names it (same thread, just now).
+        detail = _core.error_detail()
+        field = f" [{detail}]" if detail else ""
+        raise FormatError(_FORMAT_MESSAGES[status] + field + suffix, status)
     if status == OUT_OF_MEMORY:
         raise MemoryError("slicer: out of memory while decoding" + suffix)
     raise RuntimeError(

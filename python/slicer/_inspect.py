@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, astuple, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from . import _core
@@ -79,10 +79,7 @@ class StreamInfo:
         result["blocks"] = list(self.blocks)
         result["account"] = asdict(self.account)
         if self.block_table is not None:
-            names = [f.name for f in fields(BlockInfo)]
-            result["block_table"] = [
-                dict(zip(names, astuple(b), strict=True)) for b in self.block_table
-            ]
+            result["block_table"] = [dict(vars(b)) for b in self.block_table]
         return result
 
     def __str__(self) -> str:

@@ -347,6 +347,9 @@ void RegisterStream(nb::module_& m) {
         "(status, header dict or None): validate checksum and header.");
   m.def("decode_into", &DecodeInto, nb::arg("buf"), nb::arg("out"), nb::arg("max_elements"),
         nb::arg("threads"), "status: decode into a C-contiguous uint8 array of the output size.");
+  m.def(
+      "error_detail", [] { return std::string(slicer_error_detail()); },
+      "The field or check that made this thread's last failing decode/inspect reject a stream.");
   m.def("decode", &Decode, nb::arg("buf"), nb::arg("max_elements"), nb::arg("threads"),
         "(status, header, uint8 array): validate every table, then allocate and decode.");
   m.def("inspect", &Inspect, nb::arg("buf"), nb::arg("max_elements"), nb::arg("blocks"),

@@ -116,6 +116,10 @@ typedef struct slicer_account {
 } slicer_account;
 
 SLICER_API const char* slicer_status_string(int status);
+/* The field or check that made the calling thread's last failing decode, read_header or
+ * inspect call reject its stream (e.g. "chunk_log2", "block counts (labels per block differ
+ * from c_m)"); "" when that call succeeded or failed for another reason. */
+SLICER_API const char* slicer_error_detail(void);
 SLICER_API const char* slicer_version(void);     /* library version, e.g. "0.1.0" */
 SLICER_API uint32_t slicer_format_version(void); /* highest format this build writes/reads */
 SLICER_API void slicer_params_init(slicer_params* params);
