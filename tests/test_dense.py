@@ -123,6 +123,38 @@ def test_property_native_equals_reference(n, seed, log_step, rho, chunk_log2, dt
     stream = rd.encode(x, params)
     assert native(x, params) == stream
     assert same_values(slicer.decode(stream), rd.decode(stream)[0])
+    code = rd.DTYPE_CODES[np.dtype(x.dtype)]
+    status, bound = _core.dense_encode_bound(list(x.shape), code, dict(params, threads=1))
+    assert status == 0 and len(stream) <= bound
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rows=st.integers(1, 12),
+    cols=st.integers(1, 40),
+    seed=st.integers(0, 2**32 - 1),
+    dtype=st.sampled_from(DTYPES),
+    data=st.data(),
+)
+def test_property_group_tables_and_bound(rows, cols, seed, dtype, data):
+    """Random group tables (zero / raw / dense with any exponent): bytes, values and the bound."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((rows, cols)) * 10.0 ** rng.integers(-2, 4)).astype(dtype)
+    byte = st.one_of(st.integers(0, 0x3F), st.integers(0xC0, 0xFF), st.sampled_from([0x80, 0x81]))
+    table = data.draw(st.lists(byte, min_size=rows, max_size=rows))
+    params = rd.default_params(step=0.05, layout=1, group_table=table, chunk_log2=6)
+    try:
+        stream = rd.encode(x, params)
+    except ValueError:  # a step too small for the data: the backend must refuse it too
+        with pytest.raises(AssertionError):
+            native(x, params)
+        return
+    assert native(x, params) == stream
+    assert same_values(slicer.decode(stream), rd.decode(stream)[0])
+    code = rd.DTYPE_CODES[np.dtype(x.dtype)]
+    p = dict(params, threads=1, group_table=bytes(table))
+    status, bound = _core.dense_encode_bound(list(x.shape), code, p)
+    assert status == 0 and len(stream) <= bound
 
 
 def test_api_dense_and_float64():
