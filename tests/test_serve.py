@@ -528,6 +528,7 @@ def test_client_command(engine, model, tmp_path, capsys, monkeypatch):
         main(["client", str(path), "--reply", "everything"])
     assert main(["serve", str(tmp_path / "missing.onnx"), "--split", "h1"]) == 2
     assert main(["serve", str(path)]) == 2  # neither --split nor --settings
+    assert main(["serve", "smollm2", "--llm", "--split", "middle"]) == 2
     assert "--split" in capsys.readouterr().err
 
 
