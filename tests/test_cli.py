@@ -41,6 +41,10 @@ def test_encode_decode_inspect(npy: Path, tmp_path: Path, capsys) -> None:
     info = json.loads(capsys.readouterr().out)
     assert info["shape"] == [12, 50] and info["account"]["total"] == len(stream)
     assert info["group_count"] == 12 and info["blocks"] == [2, 3]
+    assert info["block_table"] is None and info["num_blocks"] > 0
+    assert main(["inspect", str(slc), "--json", "--blocks"]) == 0
+    table = json.loads(capsys.readouterr().out)["block_table"]
+    assert len(table) == info["num_blocks"] and sum(b["count"] for b in table) == info["kept"]
 
 
 def test_multilevel_and_max_bytes(npy: Path, tmp_path: Path) -> None:

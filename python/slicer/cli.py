@@ -152,7 +152,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from . import inspect
 
-    info = inspect(Path(args.input).read_bytes())
+    info = inspect(Path(args.input).read_bytes(), blocks=args.blocks)
     if args.json:
         print(json.dumps(info.to_dict(), indent=1))
     else:
@@ -194,6 +194,9 @@ def _add_codec_commands(sub: Any) -> None:
     ins = sub.add_parser("inspect", help="describe a stream: parameters, blocks, byte account")
     ins.add_argument("input", help="input stream (.slc)")
     ins.add_argument("--json", action="store_true", help="machine-readable JSON")
+    ins.add_argument(
+        "--blocks", action="store_true", help="list every block (count, width, range)"
+    )
     ins.set_defaults(func=_cmd_inspect)
 
 
