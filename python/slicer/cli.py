@@ -194,9 +194,7 @@ def _add_codec_commands(sub: Any) -> None:
     ins = sub.add_parser("inspect", help="describe a stream: parameters, blocks, byte account")
     ins.add_argument("input", help="input stream (.slc)")
     ins.add_argument("--json", action="store_true", help="machine-readable JSON")
-    ins.add_argument(
-        "--blocks", action="store_true", help="list every block (count, width, range)"
-    )
+    ins.add_argument("--blocks", action="store_true", help="list every block (count, width, range)")
     ins.set_defaults(func=_cmd_inspect)
 
 
