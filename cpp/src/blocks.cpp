@@ -37,7 +37,7 @@ Quantizer MakeQuantizer(const Block& block, unsigned width) {
 // Sets every element's code at its block's width; only labels with selected[label] when
 // `selected` is given.
 void QuantizeKept(const std::vector<Block>& blocks, const bool* selected, unsigned parts,
-                  std::vector<KeptElement>* kept) {
+                  KeptList* kept) {
   Quantizer quantizers[2 * SLICER_MAX_BLOCKS];
   for (size_t label = 0; label < blocks.size(); ++label) {
     quantizers[label] = blocks[label].count > 0 && blocks[label].width > 0

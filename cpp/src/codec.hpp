@@ -69,48 +69,6 @@ uint64_t KeepLimit(uint64_t n, uint32_t sparsity_ppb);
 // Size of block m when n elements are cut into M equal-cardinality blocks (§5.1).
 uint64_t BlockCount(uint64_t n, unsigned blocks, unsigned m);
 
-// A kept element: group-relative position, its binary32 value, its label and (once
-// FinishBlocks ran) its quantization code.
-struct KeptElement {
-  uint64_t position;
-  float value;
-  uint8_t label;
-  uint16_t code;
-};
-
-// One block of a group: count, width and the quantization range [lo, hi] of §5.2.
-struct Block {
-  uint64_t count = 0;
-  unsigned width = 0;
-  float lo = 0.0f;
-  float hi = 0.0f;
-};
-
-struct GroupCode {
-  uint64_t k = 0;
-  uint64_t n_pos = 0;
-  std::vector<Block> blocks;      // one per label
-  std::vector<KeptElement> kept;  // ascending position
-};
-
-// ATKF + MS (§4, §5.1): fills k, n_pos, kept (with labels) and block counts. `x` holds the
-// group's n elements; `base` is the global index of its first element. Throws
-// StatusError(SLICER_ERR_NONFINITE_INPUT) on NaN or infinity.
-void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& params,
-                 unsigned threads, Workspace* workspace, GroupCode* group);
-
-// Fills group->blocks from the labels and checks every count against §5.1.
-void CountBlocks(const CodecParams& params, GroupCode* group, unsigned threads = 1);
-
-// The same selection by a full sort in P order: slow, literal, used to check SelectGroup.
-void SelectGroupBySort(const float* x, uint64_t n, uint64_t base, const CodecParams& params,
-                       GroupCode* group);
-
-void FinishBlocks(const CodecParams& params, unsigned threads, Workspace* workspace,
-                  GroupCode* group);
-
-// Ranges (chain, §5.2), widths (§5.2, §5.4) and the code of every kept element.
-
 // An allocator whose value-initialization leaves trivial elements uninitialized, so that
 // resize() of a buffer that is about to be overwritten does not clear it first.
 template <class T>
@@ -131,6 +89,51 @@ struct UninitializedAllocator : std::allocator<T> {
     ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
   }
 };
+
+// A kept element: group-relative position, its binary32 value, its label and (once
+// FinishBlocks ran) its quantization code.
+struct KeptElement {
+  uint64_t position;
+  float value;
+  uint8_t label;
+  uint16_t code;
+};
+
+// One block of a group: count, width and the quantization range [lo, hi] of §5.2.
+struct Block {
+  uint64_t count = 0;
+  unsigned width = 0;
+  float lo = 0.0f;
+  float hi = 0.0f;
+};
+
+// Kept lists grow without zero-filling: every entry is written before it is read.
+using KeptList = std::vector<KeptElement, UninitializedAllocator<KeptElement>>;
+
+struct GroupCode {
+  uint64_t k = 0;
+  uint64_t n_pos = 0;
+  std::vector<Block> blocks;      // one per label
+  KeptList kept;                  // ascending position
+};
+
+// ATKF + MS (§4, §5.1): fills k, n_pos, kept (with labels) and block counts. `x` holds the
+// group's n elements; `base` is the global index of its first element. Throws
+// StatusError(SLICER_ERR_NONFINITE_INPUT) on NaN or infinity.
+void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& params,
+                 unsigned threads, Workspace* workspace, GroupCode* group);
+
+// Fills group->blocks from the labels and checks every count against §5.1.
+void CountBlocks(const CodecParams& params, GroupCode* group, unsigned threads = 1);
+
+// The same selection by a full sort in P order: slow, literal, used to check SelectGroup.
+void SelectGroupBySort(const float* x, uint64_t n, uint64_t base, const CodecParams& params,
+                       GroupCode* group);
+
+void FinishBlocks(const CodecParams& params, unsigned threads, Workspace* workspace,
+                  GroupCode* group);
+
+// Ranges (chain, §5.2), widths (§5.2, §5.4) and the code of every kept element.
 
 using ByteBuffer = std::vector<uint8_t, UninitializedAllocator<uint8_t>>;
 

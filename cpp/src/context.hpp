@@ -41,7 +41,7 @@ struct Workspace {
   KeyBuffer sign_keys[2];                        // magnitude splitting: keys per sign
   IndexBuffer sign_members[2];                   // ... and their kept-list indices
   IndexBuffer order;                             // ABQ: kept elements grouped by label
-  std::vector<std::vector<KeptElement>> lists;   // per-part kept lists of a split sweep
+  std::vector<KeptList> lists;   // per-part kept lists of a split sweep
   EncodeScratch encode;
   ByteBuffer streams;                            // encode_batch: this part's streams
 

@@ -25,7 +25,7 @@ constexpr uint64_t kSortLabelMax = 96;  // LabelSign sorts sets up to this size
 // freshly written narrower fields) and reloads the vector's end after every store.
 class KeptAppender {
  public:
-  KeptAppender(const float* x, std::vector<KeptElement>* out) : x_(x), out_(out) {}
+  KeptAppender(const float* x, KeptList* out) : x_(x), out_(out) {}
   ~KeptAppender() { Drain(); }
 
   void Add(uint64_t j) {
@@ -45,17 +45,34 @@ class KeptAppender {
  private:
   static constexpr unsigned kBuffer = 512;
   const float* x_;
-  std::vector<KeptElement>* out_;
+  KeptList* out_;
   unsigned filled_ = 0;
   KeptElement buffer_[kBuffer];
 };
 
 // The workspace's per-part kept lists, `parts` of them, empty (their capacity is kept).
-std::vector<std::vector<KeptElement>>& PartLists(unsigned parts, Workspace* workspace) {
-  std::vector<std::vector<KeptElement>>& lists = workspace->lists;
+std::vector<KeptList>& PartLists(unsigned parts, Workspace* workspace) {
+  std::vector<KeptList>& lists = workspace->lists;
   if (lists.size() < parts) lists.resize(parts);
   for (unsigned part = 0; part < parts; ++part) lists[part].clear();
   return lists;
+}
+
+// Appends the first `parts` per-part lists to group->kept in part order, each part copying its
+// own list into place (a 16M-element sweep hands over about 30 MB).
+void AppendParts(const std::vector<KeptList>& lists, unsigned parts, GroupCode* group) {
+  if (parts <= 1) return;
+  std::vector<size_t> offsets(parts + 1, group->kept.size());
+  for (unsigned part = 0; part < parts; ++part) {
+    offsets[part + 1] = offsets[part] + lists[part].size();
+  }
+  group->kept.resize(offsets[parts]);
+  KeptElement* out = group->kept.data();
+  RunParts(parts, parts, [&](unsigned, uint64_t begin, uint64_t end) {
+    for (uint64_t part = begin; part < end; ++part) {
+      std::copy(lists[part].begin(), lists[part].end(), out + offsets[part]);
+    }
+  });
 }
 
 // Collects the elements for which kept(j) holds, in position order.
@@ -63,12 +80,12 @@ template <class Kept>
 void CollectKept(const float* x, uint64_t n, unsigned threads, Kept kept, Workspace* workspace,
                  GroupCode* group) {
   const unsigned parts = PartCount(n, threads, kMinElementsPerThread);
-  std::vector<std::vector<KeptElement>>& lists = PartLists(parts, workspace);
+  std::vector<KeptList>& lists = PartLists(parts, workspace);
   RunParts(n, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
     // Branch-free compaction through a small buffer: a kept/dropped branch would mispredict.
     constexpr uint64_t kBuffer = 1024;
     KeptElement buffer[kBuffer + 1];
-    std::vector<KeptElement>& out = lists[part];
+    KeptList& out = lists[part];
     uint64_t filled = 0;
     for (uint64_t j = begin; j < end; ++j) {
       buffer[filled] = KeptElement{j, x[j], 0, 0};
@@ -82,9 +99,10 @@ void CollectKept(const float* x, uint64_t n, unsigned threads, Kept kept, Worksp
   });
   group->kept.clear();
   group->kept.reserve(group->k);
-  for (unsigned part = 0; part < parts; ++part) {
-    group->kept.insert(group->kept.end(), lists[part].begin(), lists[part].end());
+  if (parts == 1) {
+    group->kept.insert(group->kept.end(), lists[0].begin(), lists[0].end());
   }
+  AppendParts(lists, parts, group);
 }
 
 // CollectKept for lambda = 0: the candidates are the keys >= cut.mu, found 64 at a time with a
@@ -93,7 +111,7 @@ void CollectTop(const float* x, uint64_t n, uint64_t base, const Cut& cut, uint6
                 unsigned threads, uint64_t expected, Workspace* workspace, GroupCode* group) {
   const unsigned parts = PartCount(n, threads, kMinElementsPerThread);
   // One part writes straight into the group's list; several parts fill their own lists.
-  std::vector<std::vector<KeptElement>>& lists = PartLists(parts > 1 ? parts : 0, workspace);
+  std::vector<KeptList>& lists = PartLists(parts > 1 ? parts : 0, workspace);
   group->kept.clear();
   group->kept.reserve(expected);
   for (unsigned part = 0; parts > 1 && part < parts; ++part) {
@@ -146,9 +164,7 @@ void CollectTop(const float* x, uint64_t n, uint64_t base, const Cut& cut, uint6
       if ((bits[j] & 0x7FFFFFFFu) >= cut.mu) consider(j);
     }
   });
-  for (unsigned part = 0; parts > 1 && part < parts; ++part) {
-    group->kept.insert(group->kept.end(), lists[part].begin(), lists[part].end());
-  }
+  AppendParts(lists, parts, group);
 }
 
 // Groups at least this large try the one-pass selection of SelectTopFromSample.
@@ -166,7 +182,7 @@ struct SweepCounts {
 SweepCounts SweepCandidates(const float* x, uint64_t n, uint32_t floor, unsigned threads,
                             uint64_t expected, Workspace* workspace, GroupCode* group) {
   const unsigned parts = PartCount(n, threads, kMinElementsPerThread);
-  std::vector<std::vector<KeptElement>>& lists = PartLists(parts > 1 ? parts : 0, workspace);
+  std::vector<KeptList>& lists = PartLists(parts > 1 ? parts : 0, workspace);
   std::vector<SweepCounts> counts(parts);
   group->kept.clear();
   group->kept.reserve(expected);
@@ -250,20 +266,23 @@ SweepCounts SweepCandidates(const float* x, uint64_t n, uint32_t floor, unsigned
     total.zeros += part.zeros;
     total.non_finite += part.non_finite;
   }
-  for (unsigned part = 0; parts > 1 && part < parts; ++part) {
-    group->kept.insert(group->kept.end(), lists[part].begin(), lists[part].end());
-  }
+  AppendParts(lists, parts, group);
   return total;
 }
 
 // Keeps the candidates in P order's first k: the k-th largest key among them by a radix
 // descent on a copy of their keys, then its ties by draw.
-void TrimCandidates(uint64_t k, uint64_t base, uint64_t seed, Workspace* workspace,
-                    GroupCode* group) {
-  std::vector<KeptElement>& candidates = group->kept;
+void TrimCandidates(uint64_t k, uint64_t base, uint64_t seed, unsigned threads,
+                    Workspace* workspace, GroupCode* group) {
+  KeptList& candidates = group->kept;
   KeyBuffer& keys = workspace->keys;
   keys.resize(candidates.size());
-  for (size_t t = 0; t < candidates.size(); ++t) keys[t] = MagnitudeKey(candidates[t].value);
+  RunParts(candidates.size(), PartCount(candidates.size(), threads, kMinElementsPerThread),
+           [&](unsigned, uint64_t begin, uint64_t end) {
+             for (uint64_t t = begin; t < end; ++t) {
+               keys[t] = MagnitudeKey(candidates[t].value);
+             }
+           });
   const RankInfo info = RadixRankInPlace<uint32_t>(&keys, k - 1);
   const KeptElement* c = candidates.data();
   const Cut cut = CutFromRank(
@@ -320,7 +339,7 @@ bool SelectTopFromSample(const float* x, uint64_t n, uint64_t base, const CodecP
     group->kept.clear();
     return true;
   }
-  TrimCandidates(k, base, params.seed, workspace, group);
+  TrimCandidates(k, base, params.seed, threads, workspace, group);
   return true;
 }
 
@@ -517,7 +536,7 @@ void LabelSign(const KeyBuffer& keys, const MemberBuffer& members, unsigned bloc
 // Splits the kept list by sign (compact key arrays, no masking) and labels both signs.
 void LabelBlocks(uint64_t base, const CodecParams& params, unsigned threads,
                  Workspace* workspace, GroupCode* group) {
-  const std::vector<KeptElement>& kept = group->kept;
+  const KeptList& kept = group->kept;
   const uint64_t k = kept.size();
   // The workspace's, reused: per-row groups call this thousands of times, large groups would
   // fault in fresh pages every call.
@@ -711,7 +730,7 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
       coarse.all_ties = true;
       CollectTop(x, n, base, coarse, seed, threads, above + histogram.bins[chosen], workspace,
                  group);
-      std::vector<KeptElement>& candidates = group->kept;
+      KeptList& candidates = group->kept;
       std::vector<uint32_t> bucket;
       bucket.reserve(histogram.bins[chosen]);
       for (const KeptElement& e : candidates) {
