@@ -115,6 +115,39 @@ SLICER_API int slicer_cuda_decode(const void* src, size_t size, int src_is_devic
                                   uint64_t max_elements, void* temp, size_t temp_bytes,
                                   void* dst_device, size_t dst_bytes, void* stream);
 
+/* --- Format 2, mode "dense" (docs/format.md §10-§16). Streams are byte-identical to
+ * slicer_dense_encode's; decoding accepts and rejects exactly what slicer_decode does, with the
+ * same status. The header and tables are parsed on the host by the C++ codec's parser, so a
+ * device stream is copied to the host once (it is the compressed size); the chunks are decoded
+ * on the device, one thread block per chunk. ----------------------------------------------- */
+
+/* Temporary device bytes slicer_cuda_dense_decode needs; validates the whole stream's header,
+ * tables and checksum (info, when not NULL, receives slicer_dense_inspect's header fields). */
+SLICER_API int slicer_cuda_dense_decode_temp_size(const void* src, size_t size, int src_is_device,
+                                                  uint64_t max_elements, slicer_dense_info* info,
+                                                  size_t* temp_bytes, void* stream);
+
+/* Decode a dense stream into device memory (dst_bytes >= num_elements * itemsize). Waits for
+ * the validation result (one synchronization of `stream`). */
+SLICER_API int slicer_cuda_dense_decode(const void* src, size_t size, int src_is_device,
+                                        uint64_t max_elements, void* temp, size_t temp_bytes,
+                                        void* dst_device, size_t dst_bytes, void* stream);
+
+/* Temporary device bytes slicer_cuda_dense_encode_host needs for this shape and parameters. */
+SLICER_API int slicer_cuda_dense_encode_temp_size(const int64_t* shape, uint32_t ndim, int dtype,
+                                                  const slicer_dense_params* params,
+                                                  size_t* temp_bytes);
+
+/* Encode a C-contiguous device array into host memory (dst_capacity >=
+ * slicer_dense_encode_bound is always enough). Quantization, histogram and the per-chunk rANS
+ * run on the device; the tables are normalised and written on the host. Synchronizes `stream`. */
+SLICER_API int slicer_cuda_dense_encode_host(const void* data_device, int dtype,
+                                             const int64_t* shape, uint32_t ndim,
+                                             const slicer_dense_params* params, void* temp,
+                                             size_t temp_bytes, void* dst_host,
+                                             size_t dst_capacity, size_t* written_host,
+                                             void* stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,567 @@
+// Format 2 "dense" launchers (docs/format.md §10-§16). The header and tables are parsed and
+// written by the C++ codec's own code (cpp/src/dense: ParseDense, ReadClassField, Normalize,
+// WriteCommonHeader, WriteClassField), so the two backends share one parser and one writer;
+// the chunks (rANS, extra bits, reconstruction, quantization) run on the device.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "crc32.hpp"
+#include "cuda_check.hpp"
+#include "dense/coder.hpp"
+#include "dense/dense.hpp"
+#include "dense/dense_internal.hpp"
+#include "dense_kernels.cuh"
+#include "launch.hpp"
+#include "slicer/slicer_cuda.h"
+#include "varint.hpp"
+
+namespace slicer::cuda {
+namespace {
+
+using dense_gpu::DenseChunk;
+using dense_gpu::GroupGeometry;
+
+constexpr uint64_t kAlign = 256;
+uint64_t AlignUp(uint64_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
+
+struct Carve {
+  uint64_t at = 0;
+  uint64_t Take(uint64_t bytes) {
+    const uint64_t where = at;
+    at = AlignUp(at + bytes);
+    return where;
+  }
+};
+
+GroupGeometry Geometry(const dense::Layout& layout, uint64_t n) {
+  return GroupGeometry{layout.run, layout.modulo, layout.groups ? n / layout.groups : 0};
+}
+
+// Chunks of §13.3 with their coded counts (elements of dense groups); kinds may be nullptr.
+std::vector<DenseChunk> MakeChunks(uint64_t n, unsigned chunk_log2, const dense::Layout& layout,
+                                   const uint8_t* kinds) {
+  const uint64_t chunk = uint64_t{1} << chunk_log2;
+  const uint64_t nch = (n + chunk - 1) / chunk;
+  std::vector<DenseChunk> chunks(nch);
+  uint64_t first = 0;
+  for (uint64_t j = 0; j < nch; ++j) {
+    DenseChunk& c = chunks[j];
+    c = DenseChunk{};
+    c.begin = j * chunk;
+    c.end = std::min(n, c.begin + chunk);
+    if (kinds == nullptr) {
+      c.coded = c.end - c.begin;
+    } else {
+      for (uint64_t i = c.begin; i < c.end;) {
+        const uint64_t stop = std::min(c.end, i + layout.RunLeft(i, n));
+        if (dense::GroupIsDense(kinds[layout.GroupOf(i)])) c.coded += stop - i;
+        i = stop;
+      }
+    }
+    c.first_coded = first;
+    first += c.coded;
+  }
+  return chunks;
+}
+
+// Everything the decoder needs from a validated stream's header and tables.
+struct DecodePlan2 {
+  slicer_dense_info info{};
+  dense::Layout layout;
+  std::vector<uint8_t> kinds;  // empty: no table
+  std::vector<double> steps;
+  std::vector<uint64_t> raw_before;
+  std::vector<uint16_t> lut;
+  std::vector<uint32_t> freq, cum;
+  std::vector<DenseChunk> chunks;
+  uint64_t raw_offset = 0, payload_offset = 0, payload_bytes = 0, coded = 0;
+};
+
+struct DecodeTemp2 {
+  uint64_t status, payload, kinds, steps, raw_before, lut, freq, cum, chunks, syms, bitpos, total;
+};
+
+DecodeTemp2 MakeDecodeTemp2(const DecodePlan2& p, size_t size, bool src_is_device) {
+  Carve c;
+  DecodeTemp2 t{};
+  const uint64_t groups = p.kinds.size();
+  t.status = c.Take(4);
+  t.payload = c.Take(src_is_device ? 0 : size);
+  t.kinds = c.Take(groups);
+  t.steps = c.Take(groups * 8);
+  t.raw_before = c.Take(groups * 8);
+  t.lut = c.Take(p.info.symbols ? dense::kProbScale * 2 : 0);
+  t.freq = c.Take(p.freq.size() * 4);
+  t.cum = c.Take(p.cum.size() * 4);
+  t.chunks = c.Take(p.chunks.size() * sizeof(DenseChunk));
+  t.syms = c.Take(p.coded * 2);
+  t.bitpos = c.Take(p.coded * 4);
+  t.total = c.at;
+  return t;
+}
+
+int HostCopy(const void* src, size_t size, bool src_is_device, cudaStream_t stream,
+             std::vector<uint8_t>* copy, const uint8_t** bytes) {
+  if (!src_is_device) {
+    *bytes = static_cast<const uint8_t*>(src);
+    return SLICER_OK;
+  }
+  copy->resize(size);
+  if (size) {
+    SLICER_CUDA_TRY(cudaMemcpyAsync(copy->data(), src, size, cudaMemcpyDeviceToHost, stream));
+    SLICER_CUDA_TRY(cudaStreamSynchronize(stream));
+  }
+  *bytes = copy->data();
+  return SLICER_OK;
+}
+
+// Validates the stream with the C++ parser (container, CRC, header, every table), then
+// re-reads the validated tables with the same helpers.
+int Plan(const uint8_t* data, size_t size, uint64_t max_elements, DecodePlan2* p) {
+  if (data == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
+  uint32_t version = 0;
+  SLICER_TRY_STATUS(dense::CheckContainer(data, size, &version));
+  if (version != dense::kVersion) return SLICER_ERR_BAD_VERSION;
+  SLICER_TRY_STATUS(dense::ParseDense(data, size, max_elements, &p->info));
+  const slicer_dense_info& info = p->info;
+  const uint64_t n = info.num_elements;
+  dense::MakeLayout(info.shape, info.ndim, n, info.layout, &p->layout);
+  size_t pos = info.header_bytes;
+  if (info.has_group_table) {
+    p->kinds.assign(data + pos, data + pos + info.group_table_bytes);
+    p->steps.assign(p->kinds.size(), 0.0);
+    p->raw_before.assign(p->kinds.size(), 0);
+    uint64_t raws = 0;
+    for (size_t g = 0; g < p->kinds.size(); ++g) {
+      p->raw_before[g] = raws;
+      if (p->kinds[g] == dense::kGroupRaw) ++raws;
+      if (dense::GroupIsDense(p->kinds[g])) {
+        dense::GroupStep(info.step, static_cast<int8_t>(p->kinds[g]), &p->steps[g]);
+      }
+    }
+    pos += info.group_table_bytes;
+  }
+  const size_t end = size - 4;
+  uint64_t nsym = 0;
+  internal::GetVarint(data, end, &pos, &nsym);
+  std::vector<unsigned> classes;
+  if (dense::ReadClassField(data, end, &pos, static_cast<unsigned>(nsym), &classes) != SLICER_OK)
+    return SLICER_ERR_INTERNAL;  // the parser accepted it
+  if (nsym > 0) {
+    dense::Normalize(classes, &p->freq, &p->cum);
+    p->lut.assign(dense::kProbScale, 0);
+    for (size_t q = 0; q < nsym; ++q)
+      for (uint32_t slot = p->cum[q]; slot < p->cum[q + 1]; ++slot)
+        p->lut[slot] = static_cast<uint16_t>(q);
+  }
+  p->chunks =
+      MakeChunks(n, info.chunk_log2, p->layout, p->kinds.empty() ? nullptr : p->kinds.data());
+  uint64_t offset = 0;
+  for (DenseChunk& c : p->chunks) {
+    internal::GetVarint(data, end, &pos, &c.rans_len);
+    internal::GetVarint(data, end, &pos, &c.bits_len);
+    c.offset = offset;
+    offset += c.rans_len + c.bits_len;
+    p->coded += c.coded;
+  }
+  p->raw_offset = pos;
+  p->payload_offset = pos + info.raw_bytes;
+  p->payload_bytes = offset;
+  // Raw values are finite (checked by the C++ decoder after the buffer size).
+  return SLICER_OK;
+}
+
+bool RawFinite(const uint8_t* v, size_t bytes, int dtype) {
+  const size_t item = dense::DtypeBytes(dtype);
+  for (size_t q = 0; q + item <= bytes; q += item) {
+    bool finite;
+    if (dtype == SLICER_FLOAT64) {
+      double d;
+      std::memcpy(&d, v + q, 8);
+      finite = std::isfinite(d);
+    } else if (dtype == SLICER_FLOAT32) {
+      float f;
+      std::memcpy(&f, v + q, 4);
+      finite = std::isfinite(f);
+    } else {
+      const uint16_t h = static_cast<uint16_t>(v[q] | v[q + 1] << 8);
+      finite = dtype == SLICER_FLOAT16 ? (h & 0x7C00) != 0x7C00 : (h & 0x7F80) != 0x7F80;
+    }
+    if (!finite) return false;
+  }
+  return true;
+}
+
+int DenseDecode(const void* src, size_t size, bool src_is_device, uint64_t max_elements, void* temp,
+                size_t temp_bytes, void* dst, size_t dst_bytes, cudaStream_t stream) {
+  if (src == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
+  std::vector<uint8_t> copy;
+  const uint8_t* bytes;
+  SLICER_TRY_STATUS(HostCopy(src, size, src_is_device, stream, &copy, &bytes));
+  DecodePlan2 p;
+  SLICER_TRY_STATUS(Plan(bytes, size, max_elements, &p));
+  const uint64_t n = p.info.num_elements;
+  const size_t item = dense::DtypeBytes(p.info.dtype);
+  if (dst_bytes < n * item) return SLICER_ERR_BUFFER_TOO_SMALL;
+  if (!RawFinite(bytes + p.raw_offset, p.info.raw_bytes, p.info.dtype)) return SLICER_ERR_CORRUPT;
+  if (n == 0) return SLICER_OK;
+  if (dst == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
+  const DecodeTemp2 t = MakeDecodeTemp2(p, size, src_is_device);
+  auto* temp8 = static_cast<uint8_t*>(temp);
+  if (temp8 == nullptr || temp_bytes < t.total) return SLICER_ERR_TEMP_TOO_SMALL;
+  auto put = [&](uint64_t at, const void* from, size_t len) -> int {
+    if (len) {
+      SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + at, from, len, cudaMemcpyHostToDevice, stream));
+    }
+    return SLICER_OK;
+  };
+  SLICER_CUDA_TRY(cudaMemsetAsync(temp8 + t.status, 0, 4, stream));
+  const uint8_t* base = static_cast<const uint8_t*>(src);
+  if (!src_is_device) {
+    SLICER_TRY_STATUS(put(t.payload, bytes, size));
+    base = temp8 + t.payload;
+  }
+  SLICER_TRY_STATUS(put(t.kinds, p.kinds.data(), p.kinds.size()));
+  SLICER_TRY_STATUS(put(t.steps, p.steps.data(), p.steps.size() * 8));
+  SLICER_TRY_STATUS(put(t.raw_before, p.raw_before.data(), p.raw_before.size() * 8));
+  SLICER_TRY_STATUS(put(t.lut, p.lut.data(), p.lut.size() * 2));
+  SLICER_TRY_STATUS(put(t.freq, p.freq.data(), p.freq.size() * 4));
+  SLICER_TRY_STATUS(put(t.cum, p.cum.data(), p.cum.size() * 4));
+  SLICER_TRY_STATUS(put(t.chunks, p.chunks.data(), p.chunks.size() * sizeof(DenseChunk)));
+  dense_gpu::DecodeArgs a{};
+  a.payload = base + p.payload_offset;
+  a.chunks = reinterpret_cast<const DenseChunk*>(temp8 + t.chunks);
+  a.kinds = p.kinds.empty() ? nullptr : temp8 + t.kinds;
+  a.steps = reinterpret_cast<const double*>(temp8 + t.steps);
+  a.raw_before = reinterpret_cast<const uint64_t*>(temp8 + t.raw_before);
+  a.raw = base + p.raw_offset;
+  a.geo = Geometry(p.layout, n);
+  a.lut = reinterpret_cast<const uint16_t*>(temp8 + t.lut);
+  a.freq = reinterpret_cast<const uint32_t*>(temp8 + t.freq);
+  a.cum = reinterpret_cast<const uint32_t*>(temp8 + t.cum);
+  a.nsym = static_cast<unsigned>(p.info.symbols);
+  dense::GroupStep(p.info.step, 0, &a.base_step);
+  a.off1 = p.info.offset1 / 256.0;
+  a.off2 = p.info.offset2 / 256.0;
+  a.item = static_cast<unsigned>(item);
+  a.syms = reinterpret_cast<uint16_t*>(temp8 + t.syms);
+  a.bitpos = reinterpret_cast<uint32_t*>(temp8 + t.bitpos);
+  a.status = reinterpret_cast<uint32_t*>(temp8 + t.status);
+  const unsigned grid = static_cast<unsigned>(p.chunks.size());
+  switch (p.info.dtype) {
+    case SLICER_FLOAT64:
+      SLICER_LAUNCH(dense_gpu::DenseDecodeKernel<double>, grid, kThreads, stream, a,
+                    static_cast<double*>(dst));
+      break;
+    case SLICER_FLOAT32:
+      SLICER_LAUNCH(dense_gpu::DenseDecodeKernel<float>, grid, kThreads, stream, a,
+                    static_cast<float*>(dst));
+      break;
+    case SLICER_FLOAT16:
+      SLICER_LAUNCH(dense_gpu::DenseDecodeKernel<__half>, grid, kThreads, stream, a,
+                    static_cast<__half*>(dst));
+      break;
+    default:
+      SLICER_LAUNCH(dense_gpu::DenseDecodeKernel<__nv_bfloat16>, grid, kThreads, stream, a,
+                    static_cast<__nv_bfloat16*>(dst));
+      break;
+  }
+  SLICER_CUDA_LAUNCHED();
+  uint32_t status = 0;
+  SLICER_CUDA_TRY(cudaMemcpyAsync(&status, temp8 + t.status, 4, cudaMemcpyDeviceToHost, stream));
+  SLICER_CUDA_TRY(cudaStreamSynchronize(stream));
+  return static_cast<int>(status);
+}
+
+// ---- Encode ---------------------------------------------------------------------------------
+
+struct EncodeSetup {
+  uint64_t n = 0;
+  dense::Layout layout;
+  std::vector<uint8_t> kinds;
+  std::vector<double> steps;
+  std::vector<DenseChunk> chunks;
+};
+
+int Setup(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
+          const slicer_dense_params* params, EncodeSetup* s) {
+  if (dtype < SLICER_FLOAT32 || dtype > SLICER_FLOAT64) return SLICER_ERR_UNSUPPORTED_DTYPE;
+  SLICER_TRY_STATUS(dense::CheckParams(params));
+  SLICER_TRY_STATUS(dense::CheckShape(shape, ndim, &s->n));
+  if (s->n > 0 && data == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
+  if (!dense::MakeLayout(shape, ndim, s->n, params->layout, &s->layout)) {
+    return SLICER_ERR_INVALID_ARGUMENT;
+  }
+  if (params->group_table != nullptr) {
+    if (params->group_table_size != s->layout.groups) return SLICER_ERR_INVALID_ARGUMENT;
+    s->kinds.assign(params->group_table, params->group_table + s->layout.groups);
+    s->steps.assign(s->layout.groups, 1.0);
+    for (uint64_t g = 0; g < s->layout.groups; ++g) {
+      if (!dense::GroupByteValid(s->kinds[g])) return SLICER_ERR_INVALID_ARGUMENT;
+      if (dense::GroupIsDense(s->kinds[g]) &&
+          !dense::GroupStep(params->step, static_cast<int8_t>(s->kinds[g]), &s->steps[g])) {
+        return SLICER_ERR_INVALID_ARGUMENT;
+      }
+    }
+  }
+  s->chunks =
+      MakeChunks(s->n, params->chunk_log2, s->layout, s->kinds.empty() ? nullptr : s->kinds.data());
+  return SLICER_OK;
+}
+
+// Elements a chunk's scratch region is sized for: a full chunk, or the whole input if shorter.
+uint64_t RegionElements(uint64_t n, unsigned chunk_log2) {
+  return std::min(uint64_t{1} << chunk_log2, std::max<uint64_t>(n, 1));
+}
+
+struct EncodeTemp2 {
+  uint64_t kinds, steps, syms, extras, hist, sums, error, freq, cum, chunks, out, scratch, total;
+};
+
+EncodeTemp2 MakeEncodeTemp2(const EncodeSetup& s, unsigned chunk_log2) {
+  Carve c;
+  EncodeTemp2 t{};
+  const uint64_t groups = s.kinds.size();
+  t.kinds = c.Take(groups);
+  t.steps = c.Take(groups * 8);
+  t.syms = c.Take(s.n * 2);
+  t.extras = c.Take(s.n * 8);
+  t.hist = c.Take(dense::kNumSymbols * 8);
+  t.sums = c.Take(4 * 8);
+  t.error = c.Take(8);
+  t.freq = c.Take(dense::kNumSymbols * 4);
+  t.cum = c.Take((dense::kNumSymbols + 1) * 4);
+  t.chunks = c.Take(s.chunks.size() * sizeof(DenseChunk));
+  t.out = c.Take(s.chunks.size() * 3 * 8);
+  const uint64_t elems = RegionElements(s.n, chunk_log2);
+  t.scratch = c.Take(s.chunks.size() * (dense_gpu::RansCap(elems) + dense_gpu::BitsCap(elems)));
+  t.total = c.at;
+  return t;
+}
+
+template <typename T>
+int LaunchQuantize(const dense_gpu::EncodeArgs& a, const void* data, cudaStream_t stream) {
+  const unsigned grid = static_cast<unsigned>((a.n + kThreads - 1) / kThreads);
+  SLICER_LAUNCH(dense_gpu::DenseQuantizeKernel<T>, grid, kThreads, stream, a,
+                static_cast<const T*>(data));
+  SLICER_CUDA_LAUNCHED();
+  return SLICER_OK;
+}
+
+int DenseEncodeHost(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
+                    const slicer_dense_params* params, void* temp, size_t temp_bytes,
+                    void* dst_host, size_t dst_capacity, size_t* written, cudaStream_t stream) {
+  if (written == nullptr || (dst_host == nullptr && dst_capacity > 0)) {
+    return SLICER_ERR_INVALID_ARGUMENT;
+  }
+  *written = 0;
+  EncodeSetup s;
+  SLICER_TRY_STATUS(Setup(data, dtype, shape, ndim, params, &s));
+  const EncodeTemp2 t = MakeEncodeTemp2(s, params->chunk_log2);
+  auto* temp8 = static_cast<uint8_t*>(temp);
+  if (s.n > 0 && (temp8 == nullptr || temp_bytes < t.total)) return SLICER_ERR_TEMP_TOO_SMALL;
+  const bool has_table = !s.kinds.empty() || params->group_table != nullptr;
+  unsigned long long hist[dense::kNumSymbols] = {};
+  unsigned long long sums[4] = {};
+  std::vector<uint64_t> lens(3 * s.chunks.size(), 0);
+  std::vector<uint32_t> freq, cum;
+  std::vector<unsigned> classes;
+  unsigned nsym = 0;
+  int8_t o1 = params->offset1, o2 = params->offset2;
+  if (s.n > 0) {
+    SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.kinds, s.kinds.data(), s.kinds.size(),
+                                    cudaMemcpyHostToDevice, stream));
+    SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.steps, s.steps.data(), s.steps.size() * 8,
+                                    cudaMemcpyHostToDevice, stream));
+    SLICER_CUDA_TRY(cudaMemsetAsync(temp8 + t.hist, 0, t.freq - t.hist, stream));
+    SLICER_CUDA_TRY(cudaMemsetAsync(temp8 + t.error, 0xFF, 8, stream));
+    dense_gpu::EncodeArgs a{};
+    a.n = s.n;
+    a.kinds = s.kinds.empty() ? nullptr : temp8 + t.kinds;
+    a.steps = reinterpret_cast<const double*>(temp8 + t.steps);
+    a.geo = Geometry(s.layout, s.n);
+    dense::GroupStep(params->step, 0, &a.base_step);
+    a.rho = params->rho_256 / 256.0;
+    a.syms = reinterpret_cast<uint16_t*>(temp8 + t.syms);
+    a.extras = reinterpret_cast<uint64_t*>(temp8 + t.extras);
+    a.hist = reinterpret_cast<unsigned long long*>(temp8 + t.hist);
+    a.sums = reinterpret_cast<unsigned long long*>(temp8 + t.sums);
+    a.error = reinterpret_cast<unsigned long long*>(temp8 + t.error);
+    switch (dtype) {
+      case SLICER_FLOAT64:
+        SLICER_TRY_STATUS(LaunchQuantize<double>(a, data, stream));
+        break;
+      case SLICER_FLOAT32:
+        SLICER_TRY_STATUS(LaunchQuantize<float>(a, data, stream));
+        break;
+      case SLICER_FLOAT16:
+        SLICER_TRY_STATUS(LaunchQuantize<__half>(a, data, stream));
+        break;
+      default:
+        SLICER_TRY_STATUS(LaunchQuantize<__nv_bfloat16>(a, data, stream));
+        break;
+    }
+    unsigned long long error = 0;
+    SLICER_CUDA_TRY(
+        cudaMemcpyAsync(hist, temp8 + t.hist, sizeof(hist), cudaMemcpyDeviceToHost, stream));
+    SLICER_CUDA_TRY(
+        cudaMemcpyAsync(sums, temp8 + t.sums, sizeof(sums), cudaMemcpyDeviceToHost, stream));
+    SLICER_CUDA_TRY(cudaMemcpyAsync(&error, temp8 + t.error, 8, cudaMemcpyDeviceToHost, stream));
+    SLICER_CUDA_TRY(cudaStreamSynchronize(stream));
+    if (error != ~0ull) return static_cast<int>(error & 0xFF);  // the first bad element's status
+    if (params->auto_offsets) {
+      o1 = dense::OffsetSums::Offset(static_cast<int64_t>(sums[0]), sums[2]);
+      o2 = dense::OffsetSums::Offset(static_cast<int64_t>(sums[1]), sums[3]);
+    }
+    for (unsigned q = 0; q < dense::kNumSymbols; ++q)
+      if (hist[q]) nsym = q + 1;
+    classes.resize(nsym);
+    for (unsigned q = 0; q < nsym; ++q) classes[q] = hist[q] ? dense::CountClass(hist[q]) : 0;
+    dense::Normalize(classes, &freq, &cum);
+    if (!s.chunks.empty()) {
+      SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.freq, freq.data(), freq.size() * 4,
+                                      cudaMemcpyHostToDevice, stream));
+      SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.cum, cum.data(), cum.size() * 4,
+                                      cudaMemcpyHostToDevice, stream));
+      SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.chunks, s.chunks.data(),
+                                      s.chunks.size() * sizeof(DenseChunk), cudaMemcpyHostToDevice,
+                                      stream));
+      SLICER_CUDA_TRY(cudaMemsetAsync(temp8 + t.scratch, 0, t.total - t.scratch, stream));
+      dense_gpu::ChunkEncodeArgs c{};
+      c.chunks = reinterpret_cast<const DenseChunk*>(temp8 + t.chunks);
+      c.syms = a.syms;
+      c.extras = a.extras;
+      c.freq = reinterpret_cast<const uint32_t*>(temp8 + t.freq);
+      c.cum = reinterpret_cast<const uint32_t*>(temp8 + t.cum);
+      c.nsym = nsym;
+      c.scratch = temp8 + t.scratch;
+      c.chunk_elems = RegionElements(s.n, params->chunk_log2);
+      c.out = reinterpret_cast<uint64_t*>(temp8 + t.out);
+      SLICER_LAUNCH(dense_gpu::DenseChunkEncodeKernel, static_cast<unsigned>(s.chunks.size()),
+                    kThreads, stream, c);
+      SLICER_CUDA_LAUNCHED();
+      SLICER_CUDA_TRY(cudaMemcpyAsync(lens.data(), temp8 + t.out, lens.size() * 8,
+                                      cudaMemcpyDeviceToHost, stream));
+      SLICER_CUDA_TRY(cudaStreamSynchronize(stream));
+    }
+  }
+  // Header and tables by the C++ codec's writers (§10, §13).
+  std::vector<uint8_t> head;
+  dense::WriteCommonHeader(dtype, shape, ndim, params->layout, &head);
+  head.push_back(static_cast<uint8_t>(dense::kParamsLen));
+  uint8_t mp[9];
+  std::memcpy(mp, &params->step, 4);
+  mp[4] = params->rho_256;
+  mp[5] = static_cast<uint8_t>(o1);
+  mp[6] = static_cast<uint8_t>(o2);
+  mp[7] = params->chunk_log2;
+  mp[8] = has_table ? 1 : 0;
+  head.insert(head.end(), mp, mp + 9);
+  if (has_table) head.insert(head.end(), s.kinds.begin(), s.kinds.end());
+  uint8_t vbuf[10];
+  head.insert(head.end(), vbuf, vbuf + internal::PutVarint(nsym, vbuf));
+  dense::WriteClassField(classes.data(), nsym, &head);
+  uint64_t payload = 0;
+  for (size_t j = 0; j < s.chunks.size(); ++j) {
+    head.insert(head.end(), vbuf, vbuf + internal::PutVarint(lens[3 * j + 1], vbuf));
+    head.insert(head.end(), vbuf, vbuf + internal::PutVarint(lens[3 * j + 2], vbuf));
+    payload += lens[3 * j + 1] + lens[3 * j + 2];
+  }
+  const size_t item = dense::DtypeBytes(dtype);
+  uint64_t raw_elems = 0;
+  for (uint8_t k : s.kinds)
+    if (k == dense::kGroupRaw) raw_elems += s.layout.groups ? s.n / s.layout.groups : 0;
+  const uint64_t size = head.size() + raw_elems * item + payload + 4;
+  if (size > dst_capacity) return SLICER_ERR_BUFFER_TOO_SMALL;
+  auto* out = static_cast<uint8_t*>(dst_host);
+  std::memcpy(out, head.data(), head.size());
+  uint64_t at = head.size();
+  const auto* src = static_cast<const uint8_t*>(data);
+  for (uint64_t g = 0; g < s.kinds.size(); ++g) {  // raw groups: their elements in flat order
+    if (s.kinds[g] != dense::kGroupRaw) continue;
+    for (uint64_t i = 0; i < s.n;) {
+      const uint64_t stop = std::min(s.n, i + s.layout.RunLeft(i, s.n));
+      if (s.layout.GroupOf(i) == g) {
+        SLICER_CUDA_TRY(cudaMemcpyAsync(out + at, src + item * i, item * (stop - i),
+                                        cudaMemcpyDeviceToHost, stream));
+        at += item * (stop - i);
+      }
+      i = stop;
+    }
+  }
+  const uint64_t elems = RegionElements(s.n, params->chunk_log2);
+  const uint64_t region = dense_gpu::RansCap(elems) + dense_gpu::BitsCap(elems);
+  for (size_t j = 0; j < s.chunks.size(); ++j) {
+    const uint8_t* r = temp8 + t.scratch + j * region;
+    if (lens[3 * j + 1]) {
+      SLICER_CUDA_TRY(cudaMemcpyAsync(out + at, r + lens[3 * j], lens[3 * j + 1],
+                                      cudaMemcpyDeviceToHost, stream));
+      at += lens[3 * j + 1];
+    }
+    if (lens[3 * j + 2]) {
+      SLICER_CUDA_TRY(cudaMemcpyAsync(out + at, r + dense_gpu::RansCap(elems), lens[3 * j + 2],
+                                      cudaMemcpyDeviceToHost, stream));
+      at += lens[3 * j + 2];
+    }
+  }
+  SLICER_CUDA_TRY(cudaStreamSynchronize(stream));
+  const uint32_t crc = internal::Crc32(0, out, at);
+  for (int b = 0; b < 4; ++b) out[at++] = static_cast<uint8_t>(crc >> (8 * b));
+  *written = at;
+  return SLICER_OK;
+}
+
+}  // namespace
+}  // namespace slicer::cuda
+
+extern "C" {
+
+int slicer_cuda_dense_decode_temp_size(const void* src, size_t size, int src_is_device,
+                                       uint64_t max_elements, slicer_dense_info* info,
+                                       size_t* temp_bytes, void* stream) {
+  if (temp_bytes == nullptr || src == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
+  std::vector<uint8_t> copy;
+  const uint8_t* bytes;
+  const int copied = slicer::cuda::HostCopy(src, size, src_is_device != 0,
+                                            static_cast<cudaStream_t>(stream), &copy, &bytes);
+  if (copied != SLICER_OK) return copied;
+  slicer::cuda::DecodePlan2 p;
+  const int status = slicer::cuda::Plan(bytes, size, max_elements, &p);
+  if (status != SLICER_OK) return status;
+  if (info != nullptr) *info = p.info;
+  *temp_bytes = slicer::cuda::MakeDecodeTemp2(p, size, src_is_device != 0).total;
+  return SLICER_OK;
+}
+
+int slicer_cuda_dense_decode(const void* src, size_t size, int src_is_device, uint64_t max_elements,
+                             void* temp, size_t temp_bytes, void* dst_device, size_t dst_bytes,
+                             void* stream) {
+  return slicer::cuda::DenseDecode(src, size, src_is_device != 0, max_elements, temp, temp_bytes,
+                                   dst_device, dst_bytes, static_cast<cudaStream_t>(stream));
+}
+
+int slicer_cuda_dense_encode_temp_size(const int64_t* shape, uint32_t ndim, int dtype,
+                                       const slicer_dense_params* params, size_t* temp_bytes) {
+  if (temp_bytes == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
+  slicer::cuda::EncodeSetup s;
+  static const uint8_t kProbe = 0;  // the data pointer is not read here
+  const int status = slicer::cuda::Setup(&kProbe, dtype, shape, ndim, params, &s);
+  if (status != SLICER_OK) return status;
+  *temp_bytes = slicer::cuda::MakeEncodeTemp2(s, params->chunk_log2).total;
+  return SLICER_OK;
+}
+
+int slicer_cuda_dense_encode_host(const void* data_device, int dtype, const int64_t* shape,
+                                  uint32_t ndim, const slicer_dense_params* params, void* temp,
+                                  size_t temp_bytes, void* dst_host, size_t dst_capacity,
+                                  size_t* written_host, void* stream) {
+  return slicer::cuda::DenseEncodeHost(data_device, dtype, shape, ndim, params, temp, temp_bytes,
+                                       dst_host, dst_capacity, written_host,
+                                       static_cast<cudaStream_t>(stream));
+}
+
+}  // extern "C"

@@ -1,0 +1,388 @@
+// Kernels of format 2, mode 1 "dense" (docs/format.md §10-§14). Decode: one thread block per
+// chunk; thread 0 runs the chunk's rANS states (§14) into a symbol and extra-bit-position array,
+// then the block reconstructs the chunk's elements in tiles (§12.4). Encode: an element-parallel
+// quantizer with a block histogram and the §12.3 sums, then one block per chunk that writes the
+// chunk's rANS bytes backwards and its extra bits. Plain __syncthreads only, so that the host
+// emulation (cuda/tests/emulation.hpp) runs this very code.
+#ifndef SLICER_CUDA_DENSE_KERNELS_CUH_
+#define SLICER_CUDA_DENSE_KERNELS_CUH_
+
+#include <cstdint>
+
+#include "block_primitives.cuh"
+#include "device_math.cuh"
+
+namespace slicer::cuda::dense_gpu {
+
+constexpr unsigned kNumSymbols = 423;
+constexpr unsigned kDirect = 8;
+constexpr unsigned kProbBits = 14;
+constexpr uint32_t kProbScale = 1u << kProbBits;
+constexpr uint32_t kRansL = 1u << 23;
+constexpr uint64_t kInterleaveMin = 8192;
+constexpr uint64_t kMaxMag = uint64_t{1} << 53;
+constexpr uint8_t kGroupZero = 0x80;
+constexpr uint8_t kGroupRaw = 0x81;
+constexpr uint16_t kNotCoded = 0xFFFF;
+
+#ifdef SLICER_CUDA_EMULATION
+inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v) {
+  const unsigned long long old = *p;
+  if (v < old) *p = v;
+  return old;
+}
+#endif
+
+SLICER_HD bool IsDense(uint8_t b) { return b < 0x40 || b >= 0xC0; }
+
+// Group geometry of §12.1 (run = 0: one group). `within` is the element's index in its group.
+struct GroupGeometry {
+  uint64_t run, modulo, group_size;
+  SLICER_HD uint64_t GroupOf(uint64_t i) const { return run == 0 ? 0 : (i / run) % modulo; }
+  SLICER_HD uint64_t Within(uint64_t i) const {
+    return run == 0 ? i : (i / (run * modulo)) * run + i % run;
+  }
+};
+
+// One chunk of the stream (offsets from the start of the payload area).
+struct DenseChunk {
+  uint64_t begin, end;   // elements [begin, end)
+  uint64_t coded;        // elements of dense groups in it
+  uint64_t first_coded;  // coded elements of the chunks before
+  uint64_t offset, rans_len, bits_len;
+};
+
+struct DecodeArgs {
+  const uint8_t* payload;
+  const DenseChunk* chunks;
+  const uint8_t* kinds;  // group table, or nullptr (every group dense, e = 0)
+  const double* steps;   // per group (with a table)
+  const uint64_t* raw_before;
+  const uint8_t* raw;  // raw values
+  GroupGeometry geo;
+  const uint16_t* lut;  // slot -> symbol (2^14)
+  const uint32_t* freq;
+  const uint32_t* cum;
+  unsigned nsym;
+  double base_step, off1, off2;
+  unsigned item;
+  uint16_t* syms;    // per coded element
+  uint32_t* bitpos;  // per coded element: its extra bits' position in the chunk's area
+  uint32_t* status;  // 0 or SLICER_ERR_CORRUPT
+};
+
+template <typename T>
+__device__ void StoreValue(T* dst, uint64_t i, double v) {
+  dst[i] = FromDouble<T>(v);
+}
+template <>
+__device__ void StoreValue<double>(double* dst, uint64_t i, double v) {
+  dst[i] = v;
+}
+
+// Phase 1 of a chunk (one thread): the rANS states of §14 and the extra-bit reader of the C++
+// decoder, whose acceptance (all bytes consumed, no set bit left) it reproduces exactly.
+__device__ bool DecodeChunkSymbols(const DecodeArgs& a, const DenseChunk& c, const uint16_t* lut,
+                                   const uint32_t* freq, const uint32_t* cum) {
+  if (c.coded == 0) return true;
+  const uint8_t* p = a.payload + c.offset;
+  const uint8_t* const end = p + c.rans_len;
+  const unsigned k = c.coded >= kInterleaveMin ? 4 : 1;
+  uint32_t x[4];
+  for (unsigned q = 0; q < k; ++q) {
+    x[q] = uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
+    p += 4;
+    if (x[q] < kRansL || x[q] >= (kRansL << 8)) return false;
+  }
+  // The bit reader's (pos, cnt) as in the C++ BitSource: bulk refills of up to 7 bytes.
+  uint64_t pos = 0, total = 0;
+  unsigned cnt = 0;
+  const uint64_t len = c.bits_len;
+  for (uint64_t e = 0; e < c.coded; ++e) {
+    uint32_t st = x[e % k];
+    const uint32_t slot = st & (kProbScale - 1);
+    const unsigned s = lut[slot];
+    st = freq[s] * (st >> kProbBits) + slot - cum[s];
+    while (st < kRansL) {
+      if (p >= end) return false;
+      st = (st << 8) | *p++;
+    }
+    x[e % k] = st;
+    a.syms[c.first_coded + e] = static_cast<uint16_t>(s);
+    a.bitpos[c.first_coded + e] = static_cast<uint32_t>(total);
+    const unsigned b = (s + 1) / 2;
+    if (b >= kDirect) {
+      const unsigned nb = (b - kDirect) / 4 + 1;
+      if (cnt < nb && pos + 8 <= len) {
+        const unsigned take = (63 - cnt) / 8;
+        pos += take;
+        cnt += 8 * take;
+      }
+      while (cnt < nb) {
+        if (pos >= len) return false;
+        ++pos;
+        cnt += 8;
+      }
+      cnt -= nb;
+      total += nb;
+    }
+  }
+  if (p != end) return false;
+  for (unsigned q = 0; q < k; ++q)
+    if (x[q] != kRansL) return false;
+  if (pos != len) return false;
+  // The bits read but not used (total … 8·pos) must all be zero.
+  const uint8_t* bits = end;
+  for (uint64_t bit = total; bit < 8 * pos; ++bit) {
+    if ((bits[bit >> 3] >> (bit & 7)) & 1u) return false;
+  }
+  return true;
+}
+
+// Reads `nb` ≤ 51 bits LSB-first at bit position `at` of `bits`.
+__device__ uint64_t ReadBits(const uint8_t* bits, uint64_t at, unsigned nb) {
+  uint64_t v = 0;
+  for (unsigned got = 0; got < nb;) {
+    const uint64_t bit = at + got;
+    const unsigned shift = static_cast<unsigned>(bit & 7);
+    const unsigned take = 8 - shift < nb - got ? 8 - shift : nb - got;
+    const uint64_t byte = (bits[bit >> 3] >> shift) & ((1u << take) - 1);
+    v |= byte << got;
+    got += take;
+  }
+  return v;
+}
+
+template <typename T>
+__global__ void DenseDecodeKernel(DecodeArgs a, T* dst) {
+  __shared__ uint16_t lut[kProbScale];
+  __shared__ uint32_t freq[kNumSymbols];
+  __shared__ uint32_t cum[kNumSymbols];
+  __shared__ uint64_t scan[kThreads];
+  __shared__ uint32_t ok;
+  const DenseChunk c = a.chunks[blockIdx.x];
+  for (unsigned s = threadIdx.x; s < kProbScale; s += kThreads) lut[s] = a.nsym ? a.lut[s] : 0;
+  for (unsigned s = threadIdx.x; s < a.nsym; s += kThreads) {
+    freq[s] = a.freq[s];
+    cum[s] = a.cum[s];
+  }
+  if (threadIdx.x == 0) ok = 1;
+  __syncthreads();
+  if (threadIdx.x == 0 && !DecodeChunkSymbols(a, c, lut, freq, cum)) ok = 0;
+  __syncthreads();
+  if (!ok) {
+    if (threadIdx.x == 0) atomicMax(a.status, SLICER_ERR_CORRUPT);
+    return;
+  }
+  const uint8_t* bits = a.payload + c.offset + c.rans_len;
+  uint64_t coded_before = c.first_coded;
+  bool bad = false;
+  for (uint64_t t0 = c.begin; t0 < c.end; t0 += kThreads) {
+    const uint64_t i = t0 + threadIdx.x;
+    const bool live = i < c.end;
+    const uint64_t g = live ? a.geo.GroupOf(i) : 0;
+    const uint8_t kind = a.kinds == nullptr ? 0 : (live ? a.kinds[g] : kGroupZero);
+    const bool dense = live && IsDense(kind);
+    uint64_t tile_total;
+    const uint64_t idx =
+        BlockExclusiveScan<uint64_t>(dense ? 1 : 0, coded_before, SumOp{}, scan, &tile_total);
+    coded_before += tile_total;
+    if (!live) continue;
+    if (dense) {
+      const double delta = a.kinds == nullptr ? a.base_step : a.steps[g];
+      const unsigned s = a.syms[idx];
+      const unsigned b = (s + 1) / 2;
+      double v;
+      if (b < kDirect) {
+        v = b == 0 ? 0.0 : Mul(Add(static_cast<double>(b), b == 1 ? a.off1 : a.off2), delta);
+      } else {
+        const unsigned nb = (b - kDirect) / 4 + 1;
+        const uint64_t m =
+            (uint64_t{4 + ((b - kDirect) & 3)} << nb) + ReadBits(bits, a.bitpos[idx], nb);
+        if (m > kMaxMag) bad = true;
+        v = Mul(Add(static_cast<double>(m), a.off2), delta);
+      }
+      if ((s & 1) == 0 && s != 0) v = -v;
+      StoreValue<T>(dst, i, v);
+    } else if (kind == kGroupZero) {
+      StoreValue<T>(dst, i, 0.0);
+    } else {
+      const uint8_t* from = a.raw + (a.raw_before[g] * a.geo.group_size + a.geo.Within(i)) * a.item;
+      uint8_t* to = reinterpret_cast<uint8_t*>(dst) + i * a.item;
+      for (unsigned q = 0; q < a.item; ++q) to[q] = from[q];
+    }
+  }
+  if (bad) atomicMax(a.status, SLICER_ERR_CORRUPT);
+}
+
+// ---- Encode -------------------------------------------------------------------------------
+
+struct EncodeArgs {
+  uint64_t n;
+  const uint8_t* kinds;  // or nullptr
+  const double* steps;
+  GroupGeometry geo;
+  double base_step, rho;
+  uint16_t* syms;             // per element (kNotCoded outside dense groups)
+  uint64_t* extras;           // per element: (extra << 6) | nbits
+  unsigned long long* hist;   // kNumSymbols counts
+  unsigned long long* sums;   // s1, s2 (two's complement), c1, c2
+  unsigned long long* error;  // min over (element << 8 | status)
+};
+
+template <typename T>
+__device__ double LoadValue(const T* data, uint64_t i) {
+  return static_cast<double>(ToFloat<T>(data[i]));
+}
+template <>
+__device__ double LoadValue<double>(const double* data, uint64_t i) {
+  return data[i];
+}
+
+__device__ bool IsFiniteDouble(double v) { return v - v == 0.0; }
+
+// floor of a double in (-2^62, 2^62) as int64 (the C++ FloorInt).
+__device__ int64_t FloorToInt(double v) {
+  const int64_t t = static_cast<int64_t>(v);
+  return t - (static_cast<double>(t) > v);
+}
+
+// §11, §12.2, §12.3 per element, one thread each.
+template <typename T>
+__global__ void DenseQuantizeKernel(EncodeArgs a, const T* data) {
+  __shared__ unsigned hist[kNumSymbols];
+  __shared__ unsigned long long sums[4];
+  for (unsigned s = threadIdx.x; s < kNumSymbols; s += kThreads) hist[s] = 0;
+  if (threadIdx.x < 4) sums[threadIdx.x] = 0;
+  __syncthreads();
+  const uint64_t i = uint64_t{blockIdx.x} * kThreads + threadIdx.x;
+  if (i < a.n) {
+    const uint64_t g = a.geo.GroupOf(i);
+    const uint8_t kind = a.kinds == nullptr ? 0 : a.kinds[g];
+    const double x = LoadValue<T>(data, i);
+    uint16_t sym = kNotCoded;
+    uint64_t extra = 0;
+    if (!IsDense(kind)) {
+      if (!IsFiniteDouble(x)) atomicMin(a.error, (i << 8) | SLICER_ERR_NONFINITE_INPUT);
+    } else {
+      const double delta = a.kinds == nullptr ? a.base_step : a.steps[g];
+      const double t = Div(x < 0 ? -x : x, delta);
+      const double u = Add(t, a.rho);
+      if (!(u <= 0x1p53)) {
+        atomicMin(a.error, (i << 8) | (IsFiniteDouble(x) ? SLICER_ERR_INVALID_ARGUMENT
+                                                         : SLICER_ERR_NONFINITE_INPUT));
+        sym = 0;
+      } else {
+        const uint64_t m = static_cast<uint64_t>(u);
+        const bool neg = x < 0;
+        if (m < kDirect) {
+          sym = static_cast<uint16_t>(m == 0 ? 0 : 2 * m - (neg ? 0 : 1));
+        } else {
+          unsigned e = 63;
+          while (((m >> e) & 1) == 0) --e;
+          const unsigned b = kDirect + 4 * (e - 3) + static_cast<unsigned>((m >> (e - 2)) & 3);
+          sym = static_cast<uint16_t>(neg ? 2 * b : 2 * b - 1);
+          extra = ((m & ((uint64_t{1} << (e - 2)) - 1)) << 6) | (e - 2);
+        }
+        if (m > 0) {
+          const int64_t d = FloorToInt(Mul(Sub(t, static_cast<double>(m)), 0x1p20));
+          atomicAdd(&sums[m == 1 ? 0 : 1], static_cast<unsigned long long>(d));
+          atomicAdd(&sums[m == 1 ? 2 : 3], 1ull);
+        }
+        atomicAdd(&hist[sym], 1u);
+      }
+    }
+    a.syms[i] = sym;
+    a.extras[i] = extra;
+  }
+  __syncthreads();
+  for (unsigned s = threadIdx.x; s < kNumSymbols; s += kThreads)
+    if (hist[s]) atomicAdd(&a.hist[s], static_cast<unsigned long long>(hist[s]));
+  if (threadIdx.x < 4 && sums[threadIdx.x]) atomicAdd(&a.sums[threadIdx.x], sums[threadIdx.x]);
+}
+
+struct ChunkEncodeArgs {
+  const DenseChunk* chunks;  // begin, end, coded
+  const uint16_t* syms;
+  const uint64_t* extras;
+  const uint32_t* freq;
+  const uint32_t* cum;
+  unsigned nsym;
+  uint8_t* scratch;      // per chunk: rans_cap bytes then bits_cap bytes
+  uint64_t chunk_elems;  // 2^chunk_log2
+  uint64_t* out;         // per chunk: rans start (in its region), rans_len, bits_len
+};
+
+SLICER_HD uint64_t RansCap(uint64_t elems) { return 24 + 2 * elems; }
+SLICER_HD uint64_t BitsCap(uint64_t elems) { return (51 * elems + 7) / 8 + 8; }
+
+// One block per chunk: thread 0 codes the chunk backwards (§14) and writes its extra bits.
+__global__ void DenseChunkEncodeKernel(ChunkEncodeArgs a) {
+  __shared__ uint32_t freq[kNumSymbols];
+  __shared__ uint32_t cum[kNumSymbols];
+  for (unsigned s = threadIdx.x; s < a.nsym; s += kThreads) {
+    freq[s] = a.freq[s];
+    cum[s] = a.cum[s];
+  }
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  const uint64_t j = blockIdx.x;
+  const DenseChunk c = a.chunks[j];
+  uint8_t* region = a.scratch + j * (RansCap(a.chunk_elems) + BitsCap(a.chunk_elems));
+  uint64_t* out = a.out + 3 * j;
+  if (c.coded == 0) {
+    out[0] = 0;
+    out[1] = 0;
+    out[2] = 0;
+    return;
+  }
+  const uint64_t rcap = RansCap(a.chunk_elems);
+  uint8_t* ptr = region + rcap;
+  const unsigned k = c.coded >= kInterleaveMin ? 4 : 1;
+  uint32_t x[4] = {kRansL, kRansL, kRansL, kRansL};
+  uint64_t e = c.coded;
+  for (uint64_t i = c.end; i-- > c.begin;) {
+    const unsigned s = a.syms[i];
+    if (s == kNotCoded) continue;
+    --e;
+    uint32_t v = x[e % k];
+    const uint32_t f = freq[s];
+    const uint32_t x_max = ((kRansL >> kProbBits) << 8) * f;
+    while (v >= x_max) {
+      *--ptr = static_cast<uint8_t>(v);
+      v >>= 8;
+    }
+    x[e % k] = ((v / f) << kProbBits) + (v % f) + cum[s];
+  }
+  for (unsigned q = k; q-- > 0;) {
+    ptr -= 4;
+    ptr[0] = static_cast<uint8_t>(x[q]);
+    ptr[1] = static_cast<uint8_t>(x[q] >> 8);
+    ptr[2] = static_cast<uint8_t>(x[q] >> 16);
+    ptr[3] = static_cast<uint8_t>(x[q] >> 24);
+  }
+  out[0] = static_cast<uint64_t>(ptr - region);
+  out[1] = static_cast<uint64_t>(region + rcap - ptr);
+  // Extra bits in flat order, LSB-first (§1); the region was zeroed.
+  uint8_t* bits = region + rcap;
+  uint64_t at = 0;
+  for (uint64_t i = c.begin; i < c.end; ++i) {
+    if (a.syms[i] == kNotCoded) continue;
+    const uint64_t ex = a.extras[i];
+    const unsigned nb = static_cast<unsigned>(ex & 63);
+    const uint64_t v = ex >> 6;
+    for (unsigned got = 0; got < nb;) {
+      const uint64_t bit = at + got;
+      const unsigned shift = static_cast<unsigned>(bit & 7);
+      const unsigned take = 8 - shift < nb - got ? 8 - shift : nb - got;
+      bits[bit >> 3] |= static_cast<uint8_t>(((v >> got) & ((1u << take) - 1)) << shift);
+      got += take;
+    }
+    at += nb;
+  }
+  out[2] = (at + 7) / 8;
+}
+
+}  // namespace slicer::cuda::dense_gpu
+
+#endif  // SLICER_CUDA_DENSE_KERNELS_CUH_
