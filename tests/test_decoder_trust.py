@@ -196,3 +196,21 @@ def test_inspect_lists_blocks_only_on_request(rows_stream: bytes) -> None:
     json.dumps(as_dict)
     assert as_dict["block_table"][0]["count"] == detail.block_table[0].count
     assert "blocks=True" in str(summary) and "more blocks" in str(detail)
+
+
+# ------------------------------------------------ the failing field is named
+
+
+def test_format_errors_name_the_field(small: bytes) -> None:
+    with pytest.raises(slicer.FormatError, match=r"\[block counts"):
+        slicer.decode(ISSUE_STREAM, threads=2)
+    lay = st.layout(small)
+    bad = bytearray(small)
+    bad[lay.header_end - 2] = 5  # chunk_log2 below 6 (the byte before the group count)
+    with pytest.raises(slicer.FormatError, match=r"\[chunk_log2\]") as info:
+        slicer.decode(st.fix_crc(bytes(bad)))
+    assert info.value.status == 14
+    with pytest.raises(slicer.FormatError, match=r"\[CRC-32\]"):
+        slicer.inspect(bytes(bad))
+    with pytest.raises(slicer.FormatError, match=r"\[chunk length"):
+        slicer.decode(st.fix_crc(small[:-5] + small[-4:]))
