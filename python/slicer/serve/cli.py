@@ -126,7 +126,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="serve autoregressive LLM sessions (slicer.llm: smollm2, gemma3) cut at layer --split",
     )
-    s.add_argument("--llm-sessions", type=int, default=4, help="LLM KV caches held, cap")
+    s.add_argument(
+        "--llm-sessions", type=int, default=4, help="LLM KV caches held (per replica), cap"
+    )
     s.add_argument("--engine", choices=("grpc", "ray"), default="grpc")
     s.add_argument("--replicas", type=int, default=2, help="Ray Serve replicas (--engine ray)")
     s.add_argument("--ready-file", help="write a JSON line with the bound ports once serving")
@@ -245,12 +247,23 @@ def _serve_llm(args: argparse.Namespace) -> int:
     from .engine import LLMEngine
     from .server import serve_forever
 
-    if args.engine != "grpc":
-        raise ValueError("--llm runs on the embedded engine only (not --engine ray)")
     try:
         cut = int(args.split)
     except (TypeError, ValueError):
         raise ValueError(f"--llm needs --split LAYER (an integer), got {args.split!r}") from None
+    if args.llm_sessions < 1:
+        raise ValueError(f"--llm-sessions must be >= 1, got {args.llm_sessions}")
+    if args.engine == "ray":
+        from .ray_engine import serve_ray
+
+        return serve_ray(
+            args.model,
+            str(cut),
+            _serve_config(args),
+            replicas=args.replicas,
+            ready_file=args.ready_file,
+            llm_sessions=args.llm_sessions,
+        )
     engine = LLMEngine(args.model, cut, max_sessions=args.llm_sessions, threads=args.threads)
     asyncio.run(serve_forever(engine, _serve_config(args), ready_file=args.ready_file))
     return 0

@@ -64,19 +64,34 @@ def _replica_class() -> Any:
         """One replica: a TailEngine behind ``@serve.batch``."""
 
         def __init__(
-            self, model: str, cut: str | None, index: int, max_batch: int, window_s: float
+            self,
+            model: str,
+            cut: str | None,
+            index: int,
+            max_batch: int,
+            window_s: float,
+            llm_sessions: int = 0,
         ) -> None:
             from concurrent.futures import ThreadPoolExecutor
 
-            from slicer.serve.engine import TailEngine
+            from slicer.serve.engine import LLMEngine, TailEngine
 
-            self.engine = TailEngine(model, cut, server_id=f"ray-replica-{index}:{os.getpid()}")
+            sid = f"ray-replica-{index}:{os.getpid()}"
+            if llm_sessions:  # LLM sessions: the KV caches of the sessions routed here
+                self.engine = LLMEngine(model, int(cut), max_sessions=llm_sessions, server_id=sid)
+            else:
+                self.engine = TailEngine(model, cut, server_id=sid)
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="slicer-ray-tail")
             self.handle_batch.set_max_batch_size(max_batch)
             self.handle_batch.set_batch_wait_timeout_s(window_s)
 
         def info(self) -> bytes:
             return self.engine.info().SerializeToString()
+
+        def end_session(self, session_id: str) -> None:
+            end = getattr(self.engine, "end_session", None)
+            if end is not None:
+                end(session_id)
 
         @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
         async def handle_batch(self, requests: list[bytes]) -> list[tuple]:
@@ -111,11 +126,14 @@ class RemoteEngine:
         self.tensor_names = tuple(info.tensor_names)
         self.output_names = tuple(info.output_names)
         self.replicas = replicas
-        self.batched = True
+        self.llm = info.kind == "llm"
+        self.batched = not self.llm
         self.batch_note = f"Ray Serve, {replicas} replicas, @serve.batch"
 
     def expect(self, max_request_bytes: int = wire.MAX_REQUEST_BYTES) -> wire.Expect:
-        return wire.Expect(self.fingerprint, self.cut_id, self.tensor_names, max_request_bytes)
+        return wire.Expect(
+            self.fingerprint, self.cut_id, self.tensor_names, max_request_bytes, llm=self.llm
+        )
 
     def info(self, **caps: Any) -> pb.ServerInfo:
         info = pb.ServerInfo()
@@ -138,6 +156,13 @@ class RayBackend(Backend):
 
     def _submit(self, batch: list[Item]) -> asyncio.Future:
         return asyncio.ensure_future(self._remote(batch))
+
+    def _end_session(self, session: Any) -> None:
+        if session is not None and self.engine.llm:  # free the KV cache on its replica
+            holder = self.sessions.get(session.sid)
+            if holder is session or holder is None:
+                self.handles[self.ring.owner(session.sid)].end_session.remote(session.sid)
+        super()._end_session(session)
 
     async def _remote(self, batch: list[Item]) -> list[Outcome]:
         calls = [
@@ -183,6 +208,7 @@ class RayCluster:
         replicas: int,
         config: ServeConfig,
         num_cpus: int | None = None,
+        llm_sessions: int = 0,
     ) -> None:
         import ray
         from ray import serve
@@ -205,7 +231,7 @@ class RayCluster:
         self.handles = []
         for i in range(replicas):
             app = cls.options(name=f"tail-{i}", num_replicas=1).bind(
-                model, cut, i, config.max_batch, window
+                model, cut, i, config.max_batch, window, llm_sessions
             )
             self.handles.append(serve.run(app, name=f"slicer-tail-{i}", route_prefix=None))
         infos = [pb.ServerInfo.FromString(h.info.remote().result()) for h in self.handles]
@@ -238,14 +264,21 @@ async def start_ray(cluster: RayCluster, config: ServeConfig) -> Running:
 
 
 def serve_ray(
-    model: str, cut: str | None, config: ServeConfig, replicas: int, ready_file: str | None
+    model: str,
+    cut: str | None,
+    config: ServeConfig,
+    replicas: int,
+    ready_file: str | None,
+    llm_sessions: int = 0,
 ) -> int:
     """``slicer serve --engine ray``: run until SIGINT / SIGTERM."""
     import contextlib
     import json
     import signal
 
-    cluster = RayCluster(model, None if cut == "full" else cut, replicas, config)
+    cluster = RayCluster(
+        model, None if cut == "full" else cut, replicas, config, llm_sessions=llm_sessions
+    )
 
     async def main() -> None:
         running = await start_ray(cluster, config)
