@@ -134,7 +134,8 @@ def fix_malloc() -> None:
 
     glibc raises its mmap threshold after freeing a large block, so after a burst of big
     (e.g. oversize, rejected) requests their buffers come from the heap and stay resident;
-    a fixed threshold returns them to the system when freed.
+    a fixed threshold returns them to the system when freed. ``SLICER_SERVE_MMAP_THRESHOLD``
+    (bytes; 0 leaves glibc's dynamic threshold) overrides the 256 KiB.
     """
     libc = _libc()
     threshold = int(os.environ.get("SLICER_SERVE_MMAP_THRESHOLD", 256 * 1024))
