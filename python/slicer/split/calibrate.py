@@ -787,24 +787,43 @@ def plot_settings(settings: Mapping[str, Any], path: str | os.PathLike) -> None:
     import matplotlib.pyplot as plt
 
     targets = [Target(t["metric"], float(t["value"])) for t in settings["targets"]]
-    fig, axes = plt.subplots(1, len(targets), figsize=(6 * len(targets), 4.2), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(targets), figsize=(max(7.5, 6 * len(targets)), 4.8), squeeze=False
+    )
     for ax, t in zip(axes[0], targets, strict=True):
         for k, entry in enumerate(settings["cuts"]):
-            pts = [p for p in entry.get("trace", []) if p["complete"]]
-            if not pts:
-                continue
             color = f"C{k % 10}"
-            pts.sort(key=lambda p: p["bits_per_element"])
-            xs = [p["bits_per_element"] for p in pts]
-            ys = [p["metrics"][t.metric] for p in pts]
-            ax.plot(xs, ys, "o", ms=3, alpha=0.6, color=color, label=f"#{entry['index']}")
+            trace = [p for p in entry.get("trace", []) if t.metric in p.get("metrics", {})]
+            ok = sorted((p for p in trace if p["passed"]), key=lambda p: p["bits_per_element"])
+            bad = [p for p in trace if not p["passed"]]
+            ax.plot(
+                [p["bits_per_element"] for p in ok],
+                [p["metrics"][t.metric] for p in ok],
+                "o",
+                ms=3,
+                alpha=0.6,
+                color=color,
+                label=f"#{entry['index']}",
+            )
+            # Failing settings: the value when the search stopped (early stop: partial).
+            ax.plot(
+                [p["bits_per_element"] for p in bad],
+                [p["metrics"][t.metric] for p in bad],
+                "x",
+                ms=4,
+                alpha=0.5,
+                color=color,
+            )
             if entry["status"] != "unreachable":
-                ax.plot(
-                    entry["bits_per_element"],
-                    entry["calibration"][t.metric],
-                    "o",
-                    ms=10,
+                held = entry["holdout"][t.metric]
+                ax.errorbar(
+                    [entry["bits_per_element"]],
+                    [held["value"]],
+                    yerr=[[held["value"] - held["low"]], [held["high"] - held["value"]]],
+                    fmt="D",
+                    ms=7,
                     mfc="none",
+                    capsize=3,
                     color=color,
                 )
         ax.axhline(t.value, color="k", lw=0.8, ls="--")
@@ -815,7 +834,11 @@ def plot_settings(settings: Mapping[str, Any], path: str | os.PathLike) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
     name = settings["model"].get("name") or "model"
-    fig.suptitle(f"{name}: calibration search per cut (circled: chosen)")
+    fig.suptitle(
+        f"{name}: search per cut (o passed, x failed on the calibration split)\n"
+        "diamond: chosen setting, held-out value with its 95 % interval",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -386,6 +386,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         deadline_s=_positive("--deadline", parse_seconds, args.deadline),
         link=link,
     )
+    settings = None
+    if args.settings:
+        settings = _checked_settings(args.settings, _resolve_model(args.model), args.model)
     if args.profile and Path(args.profile).is_file():
         profile = load_profile(args.profile)
         made_for = profile.get("model")
@@ -398,6 +401,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         profile = profile_model(
             model_path,
             inputs,
+            # With calibrated settings, profile exactly the calibrated cuts.
+            cuts=[c["index"] for c in settings["cuts"]] if settings else "simple",
             providers=args.providers,
             threads=args.threads,
             fidelity_sparsities=FIDELITY_SPARSITIES if args.fidelity else (),
@@ -406,9 +411,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
         bar.close()
         if args.profile:
             save_profile(profile, args.profile)
-    settings = None
-    if args.settings:
-        settings = _checked_settings(args.settings, _resolve_model(args.model), args.model)
     result = plan(
         profile,
         budget,
@@ -447,7 +449,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
             f"{c.index:>5}  {c.name[-48:]:<48} {_fmt_bytes(c.memory_bytes):>9} "
             f"{c.device_s * 1e3:>7.2f}ms {_fmt_bytes(c.raw_bytes):>9} "
             f"{_fmt_bytes(c.payload_bytes) if c.payload_bytes else '-':>9} "
-            f"{f'{p.sparsity:g}' if p else '-':>5} {p.blocks if p else '-':>2} "
+            f"{(f'{p.sparsity:g}' if p.mode == 'topk' else p.mode) if p else '-':>5} "
+            f"{p.blocks if p and p.mode == 'topk' else '-':>2} "
             f"{f'{c.total_s * 1e3:.2f}ms' if c.total_s is not None else '-':>9}  {status}"
         )
     print(("feasible: " if result.feasible else "") + result.reason)
