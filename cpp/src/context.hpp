@@ -5,6 +5,11 @@
 // parallel parts run on its pool: its own (slicer_context_create(t), t > 0) or the process's
 // shared pool (t = 0: one per hardware thread, started on first use). Scratch is owned by the
 // context and handed down explicitly: part p of a call uses workspace(p).
+//
+// Another coding mode (e.g. the dense mode of format 2) plugs in the same way: its entry point
+// takes a Context, locks call_mutex(), opens a PoolScope on pool(), splits its work with
+// RunParts (parallel.hpp: parts run on that pool, or in sequence when it is busy) and keeps
+// its reusable buffers as members of Workspace / EncodeScratch, trimmed by TrimScratch.
 #ifndef SLICER_SRC_CONTEXT_HPP_
 #define SLICER_SRC_CONTEXT_HPP_
 
