@@ -1,0 +1,123 @@
+// Frame encode / decode time through the C ABI (docs/format.md §17), one thread.
+// Usage: bench_frames ROWS.f32 NUM_ROWS ROW_LEN CALIB_ROWS STEP REPEATS [STATES]
+// Reads NUM_ROWS float32 rows, builds a context from the first CALIB_ROWS, then encodes (and
+// decodes) every other row REPEATS times. Prints per-frame medians over the repeats: wall time
+// and thread CPU time (the latter is immune to preemption on a shared machine), and sizes.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <vector>
+
+#include "slicer/slicer.h"
+
+namespace {
+
+double ThreadSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+double WallSeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+void Check(int status, const char* what) {
+  if (status != SLICER_OK) {
+    std::fprintf(stderr, "%s: %s\n", what, slicer_status_string(status));
+    std::exit(1);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 7 && argc != 8) {
+    std::fprintf(stderr, "usage: %s ROWS.f32 NUM_ROWS ROW_LEN CALIB_ROWS STEP REPEATS [STATES]\n",
+                 argv[0]);
+    return 2;
+  }
+  const size_t rows = std::strtoull(argv[2], nullptr, 10);
+  const size_t len = std::strtoull(argv[3], nullptr, 10);
+  const size_t calib = std::strtoull(argv[4], nullptr, 10);
+  const float step = std::strtof(argv[5], nullptr);
+  const int repeats = std::atoi(argv[6]);
+  std::vector<float> data(rows * len);
+  FILE* f = std::fopen(argv[1], "rb");
+  if (f == nullptr || std::fread(data.data(), 4, data.size(), f) != data.size()) {
+    std::fprintf(stderr, "cannot read %s\n", argv[1]);
+    return 2;
+  }
+  std::fclose(f);
+  slicer_frame_params params;
+  slicer_frame_params_init(&params);
+  params.step = step;
+  params.states = static_cast<uint8_t>(argc == 8 ? std::atoi(argv[7]) : 1);
+  std::vector<uint8_t> ctx_bytes(SLICER_FRAME_CONTEXT_MAX_BYTES);
+  size_t ctx_len = 0;
+  const int64_t shape[1] = {static_cast<int64_t>(len)};
+  Check(slicer_frame_context_build(data.data(), SLICER_FLOAT32, calib, shape, 1, &params,
+                                   ctx_bytes.data(), ctx_bytes.size(), &ctx_len),
+        "build");
+  slicer_frame_context* ctx = nullptr;
+  Check(slicer_frame_context_open(ctx_bytes.data(), ctx_len, len, &ctx), "open");
+  slicer_frame_info info;
+  slicer_frame_context_info(ctx, &info);
+  std::vector<uint8_t> frame(info.frame_bound);
+  std::vector<float> out(len);
+  const size_t first = calib, count = rows - calib;
+  std::vector<double> enc_wall, enc_cpu, dec_wall, dec_cpu;
+  double bytes = 0;
+  for (int r = 0; r < repeats; ++r) {
+    double w0 = WallSeconds(), c0 = ThreadSeconds();
+    size_t total = 0;
+    for (size_t i = first; i < rows; ++i) {
+      size_t written = 0;
+      Check(slicer_frame_encode(ctx, data.data() + i * len, 4 * len, static_cast<uint32_t>(i),
+                                frame.data(), frame.size(), &written),
+            "encode");
+      total += written;
+    }
+    enc_cpu.push_back((ThreadSeconds() - c0) / count);
+    enc_wall.push_back((WallSeconds() - w0) / count);
+    bytes = static_cast<double>(total) / count;
+  }
+  // Decode: the frames of all rows, kept.
+  std::vector<std::vector<uint8_t>> frames;
+  for (size_t i = first; i < rows; ++i) {
+    size_t written = 0;
+    Check(slicer_frame_encode(ctx, data.data() + i * len, 4 * len, static_cast<uint32_t>(i),
+                              frame.data(), frame.size(), &written),
+          "encode");
+    frames.emplace_back(frame.begin(), frame.begin() + written);
+  }
+  for (int r = 0; r < repeats; ++r) {
+    double w0 = WallSeconds(), c0 = ThreadSeconds();
+    for (const auto& fr : frames) {
+      uint32_t seq;
+      Check(slicer_frame_decode(ctx, fr.data(), fr.size(), out.data(), 4 * len, &seq), "decode");
+    }
+    dec_cpu.push_back((ThreadSeconds() - c0) / count);
+    dec_wall.push_back((WallSeconds() - w0) / count);
+  }
+  std::printf(
+      "{\"row_len\": %zu, \"states\": %u, \"frames\": %zu, \"repeats\": %d, "
+      "\"context_bytes\": %zu, "
+      "\"mean_frame_bytes\": %.2f, \"encode_us_median_cpu\": %.3f, \"encode_us_median_wall\": "
+      "%.3f, \"encode_us_min_cpu\": %.3f, \"decode_us_median_cpu\": %.3f, "
+      "\"decode_us_median_wall\": %.3f}\n",
+      len, info.states, count, repeats, ctx_len, bytes, 1e6 * Median(enc_cpu),
+      1e6 * Median(enc_wall),
+      1e6 * *std::min_element(enc_cpu.begin(), enc_cpu.end()), 1e6 * Median(dec_cpu),
+      1e6 * Median(dec_wall));
+  slicer_frame_context_free(ctx);
+  return 0;
+}
