@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "crc32.hpp"
+#include "format/reject.hpp"
 #include "dense/dense.hpp"
 #include "dense/dense_internal.hpp"
 #include "float_bits.hpp"
@@ -15,6 +16,8 @@
 
 namespace slicer::dense {
 namespace {
+
+using format::Reject;
 
 struct Cursor {
   const uint8_t* data;
@@ -250,7 +253,7 @@ slicer_status DecodeChunk(const Stream& s, const uint8_t* data, uint64_t j, uint
     for (unsigned q = 0; q < k; ++q) {
       in.x[q] = uint32_t{r[0]} | uint32_t{r[1]} << 8 | uint32_t{r[2]} << 16 | uint32_t{r[3]} << 24;
       r += 4;
-      if (in.x[q] < kRansL || in.x[q] >= (kRansL << 8)) return SLICER_ERR_CORRUPT;
+      if (in.x[q] < kRansL || in.x[q] >= (kRansL << 8)) return Reject(SLICER_ERR_CORRUPT, "dense rANS initial state");
     }
     in.r = r;
   }
@@ -281,14 +284,14 @@ slicer_status DecodeChunk(const Stream& s, const uint8_t* data, uint64_t j, uint
       }
     }
     if (!run(s.lookup.data(), s.fc.data(), value, nbits_of, &in, &bits, idx, stop - i, dst, i, delta, off2)) {
-      return SLICER_ERR_CORRUPT;
+      return Reject(SLICER_ERR_CORRUPT, "dense rANS payload");
     }
     idx += stop - i;
     i = stop;
   }
-  if (in.r != in.end || !bits.Done()) return SLICER_ERR_CORRUPT;
+  if (in.r != in.end || !bits.Done()) return Reject(SLICER_ERR_CORRUPT, "dense chunk length");
   for (unsigned q = 0; q < k && c.coded > 0; ++q)
-    if (in.x[q] != kRansL) return SLICER_ERR_CORRUPT;
+    if (in.x[q] != kRansL) return Reject(SLICER_ERR_CORRUPT, "dense rANS final state");
   return SLICER_OK;
 }
 
@@ -297,19 +300,19 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
   Cursor cur{data, 5, size - 4};
   uint8_t b;
   SLICER_TRY(cur.U8(&b));
-  if (b < 1 || b > 4) return SLICER_ERR_CORRUPT;
+  if (b < 1 || b > 4) return Reject(SLICER_ERR_CORRUPT, "dtype");
   s->dtype = b;
   SLICER_TRY(cur.U8(&b));
-  if (b != 0) return SLICER_ERR_CORRUPT;
+  if (b != 0) return Reject(SLICER_ERR_CORRUPT, "flags");
   SLICER_TRY(cur.U8(&b));
-  if (b > SLICER_MAX_NDIM) return SLICER_ERR_CORRUPT;
+  if (b > SLICER_MAX_NDIM) return Reject(SLICER_ERR_CORRUPT, "ndim");
   s->ndim = b;
   bool zero = false, over = false;
   unsigned __int128 count = 1;
   for (uint32_t d = 0; d < s->ndim; ++d) {
     uint64_t v;
     SLICER_TRY(cur.Varint(&v));
-    if (v >= (uint64_t{1} << 63)) return SLICER_ERR_CORRUPT;
+    if (v >= (uint64_t{1} << 63)) return Reject(SLICER_ERR_CORRUPT, "dim");
     s->shape[d] = static_cast<int64_t>(v);
     if (v == 0) zero = true;
     if (!over) {
@@ -318,17 +321,17 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
     }
   }
   s->n = zero ? 0 : static_cast<uint64_t>(count);
-  if (!zero && (over || s->n > max_elements)) return SLICER_ERR_LIMIT_EXCEEDED;
+  if (!zero && (over || s->n > max_elements)) return Reject(SLICER_ERR_LIMIT_EXCEEDED, "max_elements");
   SLICER_TRY(cur.U8(&b));
   s->layout_code = b;
-  if (!MakeLayout(s->shape, s->ndim, s->n, b, &s->layout)) return SLICER_ERR_CORRUPT;
+  if (!MakeLayout(s->shape, s->ndim, s->n, b, &s->layout)) return Reject(SLICER_ERR_CORRUPT, "layout");
   uint8_t mode;
   SLICER_TRY(cur.U8(&mode));
   uint64_t plen;
   SLICER_TRY(cur.Varint(&plen));
-  if (plen > cur.end - cur.pos) return SLICER_ERR_TRUNCATED;
-  if (mode != kModeDense) return SLICER_ERR_UNSUPPORTED_MODE;
-  if (plen != kParamsLen) return SLICER_ERR_CORRUPT;
+  if (plen > cur.end - cur.pos) return Reject(SLICER_ERR_TRUNCATED, "params_len");
+  if (mode != kModeDense) return Reject(SLICER_ERR_UNSUPPORTED_MODE, "mode");
+  if (plen != kParamsLen) return Reject(SLICER_ERR_CORRUPT, "dense params_len");
   const uint8_t* p = data + cur.pos;
   cur.pos += kParamsLen;
   std::memcpy(&s->step, p, 4);
@@ -336,9 +339,9 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
   s->o1 = static_cast<int8_t>(p[5]);
   s->o2 = static_cast<int8_t>(p[6]);
   s->chunk_log2 = p[7];
-  if (!(std::isfinite(s->step) && s->step >= 0x1p-126f)) return SLICER_ERR_CORRUPT;
+  if (!(std::isfinite(s->step) && s->step >= 0x1p-126f)) return Reject(SLICER_ERR_CORRUPT, "dense step");
   if (s->rho < 1 || s->rho > 128 || s->chunk_log2 < 6 || s->chunk_log2 > 24 || p[8] > 1) {
-    return SLICER_ERR_CORRUPT;
+    return Reject(SLICER_ERR_CORRUPT, "dense parameters");
   }
   s->has_table = p[8] == 1;
   GroupStep(s->step, 0, &s->base_step);
@@ -346,15 +349,15 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
   const uint64_t groups = s->layout.groups;
   std::vector<uint8_t> dense_group;  // only used for counting
   if (s->has_table) {
-    if (groups > cur.end - cur.pos) return SLICER_ERR_TRUNCATED;
+    if (groups > cur.end - cur.pos) return Reject(SLICER_ERR_TRUNCATED, "dense group table");
     s->table = data + cur.pos;
     cur.pos += groups;
     s->steps.assign(groups, 1.0);
     for (uint64_t g = 0; g < groups; ++g) {
       const uint8_t t = s->table[g];
-      if (!GroupByteValid(t)) return SLICER_ERR_CORRUPT;
+      if (!GroupByteValid(t)) return Reject(SLICER_ERR_CORRUPT, "dense group table");
       if (GroupIsDense(t)) {
-        if (!GroupStep(s->step, static_cast<int8_t>(t), &s->steps[g])) return SLICER_ERR_CORRUPT;
+        if (!GroupStep(s->step, static_cast<int8_t>(t), &s->steps[g])) return Reject(SLICER_ERR_CORRUPT, "dense group step");
       } else if (t == kGroupZero) {
         ++s->zero_groups;
       } else {
@@ -366,33 +369,33 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
   // Frequency table (§13.1).
   uint64_t nsym;
   SLICER_TRY(cur.Varint(&nsym));
-  if (nsym > kNumSymbols) return SLICER_ERR_CORRUPT;
+  if (nsym > kNumSymbols) return Reject(SLICER_ERR_CORRUPT, "dense nsym");
   s->nsym = static_cast<unsigned>(nsym);
   std::vector<unsigned> classes;
   if (nsym > 0) {
     BitReaderT<false> br{data + cur.pos, cur.end - cur.pos};
     uint64_t v;
-    if (!br.Read(9, &v)) return SLICER_ERR_TRUNCATED;
+    if (!br.Read(9, &v)) return Reject(SLICER_ERR_TRUNCATED, "dense frequency table");
     classes.push_back(static_cast<unsigned>(v));
-    if (v > kClassMax) return SLICER_ERR_CORRUPT;
+    if (v > kClassMax) return Reject(SLICER_ERR_CORRUPT, "dense count class");
     for (uint64_t q = 1; q < nsym; ++q) {
       unsigned len = 0;
       for (;;) {
         uint64_t bit;
-        if (!br.Read(1, &bit)) return SLICER_ERR_TRUNCATED;
+        if (!br.Read(1, &bit)) return Reject(SLICER_ERR_TRUNCATED, "dense frequency table");
         if (bit) break;
-        if (++len > 10) return SLICER_ERR_CORRUPT;
+        if (++len > 10) return Reject(SLICER_ERR_CORRUPT, "dense count class");
       }
       uint64_t low;
-      if (!br.Read(len, &low)) return SLICER_ERR_TRUNCATED;
+      if (!br.Read(len, &low)) return Reject(SLICER_ERR_TRUNCATED, "dense frequency table");
       const uint64_t z = (uint64_t{1} << len) + low - 1;
       const int64_t d = (z & 1) ? -static_cast<int64_t>((z + 1) >> 1) : static_cast<int64_t>(z >> 1);
       const int64_t nv = static_cast<int64_t>(classes.back()) + d;
-      if (nv < 0 || nv > kClassMax) return SLICER_ERR_CORRUPT;
+      if (nv < 0 || nv > kClassMax) return Reject(SLICER_ERR_CORRUPT, "dense count class");
       classes.push_back(static_cast<unsigned>(nv));
     }
-    if (classes.back() == 0) return SLICER_ERR_CORRUPT;
-    if (br.buf != 0) return SLICER_ERR_CORRUPT;  // padding bits of the last byte
+    if (classes.back() == 0) return Reject(SLICER_ERR_CORRUPT, "dense count class");
+    if (br.buf != 0) return Reject(SLICER_ERR_CORRUPT, "dense frequency table padding");  // padding bits of the last byte
     cur.pos += br.pos;
     Normalize(classes, &s->freq, &s->cum);
     s->lookup.resize(kProbScale);
@@ -408,7 +411,7 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
   // Chunk table (§13.3).
   const uint64_t chunk = uint64_t{1} << s->chunk_log2;
   const uint64_t nch = (s->n + chunk - 1) / chunk;
-  if (nch > (cur.end - cur.pos) / 2) return SLICER_ERR_TRUNCATED;
+  if (nch > (cur.end - cur.pos) / 2) return Reject(SLICER_ERR_TRUNCATED, "dense chunk table");
   s->chunks.resize(nch);
   uint64_t raw_elements = 0;
   for (uint64_t j = 0; j < nch; ++j) {
@@ -428,16 +431,16 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
     uint64_t rl, bl;
     SLICER_TRY(cur.Varint(&rl));
     SLICER_TRY(cur.Varint(&bl));
-    if (coded == 0 && (rl || bl)) return SLICER_ERR_CORRUPT;
-    if (coded > 0 && rl < 4 * uint64_t{StatesFor(coded)}) return SLICER_ERR_CORRUPT;
-    if (rl > size || bl > size) return SLICER_ERR_TRUNCATED;
+    if (coded == 0 && (rl || bl)) return Reject(SLICER_ERR_CORRUPT, "dense chunk table");
+    if (coded > 0 && rl < 4 * uint64_t{StatesFor(coded)}) return Reject(SLICER_ERR_CORRUPT, "dense chunk table");
+    if (rl > size || bl > size) return Reject(SLICER_ERR_TRUNCATED, "dense chunk table");
     s->chunks[j] = Stream::Chunk{coded, rl, bl, 0};
     s->coded_total += coded;
   }
-  if ((s->nsym == 0) != (s->coded_total == 0)) return SLICER_ERR_CORRUPT;
+  if ((s->nsym == 0) != (s->coded_total == 0)) return Reject(SLICER_ERR_CORRUPT, "dense frequency table");
   const size_t chunk_end = cur.pos;
   const size_t item = DtypeBytes(s->dtype);
-  if (raw_elements > (cur.end - cur.pos) / item) return SLICER_ERR_TRUNCATED;
+  if (raw_elements > (cur.end - cur.pos) / item) return Reject(SLICER_ERR_TRUNCATED, "dense raw values");
   s->raw_pos = cur.pos;
   cur.pos += raw_elements * item;
   const size_t raw_end = cur.pos;
@@ -445,9 +448,9 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
   for (Stream::Chunk& c : s->chunks) {
     c.offset = cur.pos + payload;
     payload += c.rans_len + c.bits_len;
-    if (payload > size) return SLICER_ERR_CORRUPT;
+    if (payload > size) return Reject(SLICER_ERR_CORRUPT, "dense chunk table");
   }
-  if (payload != cur.end - cur.pos) return SLICER_ERR_CORRUPT;
+  if (payload != cur.end - cur.pos) return Reject(SLICER_ERR_CORRUPT, "dense payload length");
   if (info != nullptr) {
     std::memset(info, 0, sizeof(*info));
     info->format_version = kVersion;
@@ -488,12 +491,12 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
 
 slicer_status CheckContainer(const uint8_t* data, size_t size, uint32_t* version) {
   if (data == nullptr && size > 0) return SLICER_ERR_INVALID_ARGUMENT;
-  if (size < 9) return SLICER_ERR_TRUNCATED;
+  if (size < 9) return Reject(SLICER_ERR_TRUNCATED, "length");
   static const uint8_t magic[4] = {0x53, 0x4C, 0x43, 0x52};
-  if (std::memcmp(data, magic, 4) != 0) return SLICER_ERR_BAD_MAGIC;
+  if (std::memcmp(data, magic, 4) != 0) return Reject(SLICER_ERR_BAD_MAGIC, "magic");
   const uint32_t stored = uint32_t{data[size - 4]} | uint32_t{data[size - 3]} << 8 |
                           uint32_t{data[size - 2]} << 16 | uint32_t{data[size - 1]} << 24;
-  if (internal::Crc32(0, data, size - 4) != stored) return SLICER_ERR_BAD_CHECKSUM;
+  if (internal::Crc32(0, data, size - 4) != stored) return Reject(SLICER_ERR_BAD_CHECKSUM, "checksum");
   *version = data[4];
   return SLICER_OK;
 }
@@ -502,7 +505,7 @@ slicer_status ParseDense(const uint8_t* data, size_t size, uint64_t max_elements
                          slicer_dense_info* info) {
   uint32_t version = 0;
   SLICER_TRY(CheckContainer(data, size, &version));
-  if (version != kVersion) return SLICER_ERR_BAD_VERSION;
+  if (version != kVersion) return Reject(SLICER_ERR_BAD_VERSION, "version");
   Stream s;
   return Parse(data, size, max_elements, &s, info);
 }
@@ -511,7 +514,7 @@ slicer_status DecodeDense(const uint8_t* data, size_t size, uint64_t max_element
                           size_t dst_bytes, unsigned threads, slicer_dense_info* info) {
   uint32_t version = 0;
   SLICER_TRY(CheckContainer(data, size, &version));
-  if (version != kVersion) return SLICER_ERR_BAD_VERSION;
+  if (version != kVersion) return Reject(SLICER_ERR_BAD_VERSION, "version");
   Stream s;
   SLICER_TRY(Parse(data, size, max_elements, &s, info));
   uint8_t* out = static_cast<uint8_t*>(dst);
@@ -551,7 +554,7 @@ slicer_status DecodeDense(const uint8_t* data, size_t size, uint64_t max_element
         const uint16_t h = static_cast<uint16_t>(v[0] | v[1] << 8);
         finite = s.dtype == SLICER_FLOAT16 ? (h & 0x7C00) != 0x7C00 : (h & 0x7F80) != 0x7F80;
       }
-      if (!finite) return SLICER_ERR_CORRUPT;
+      if (!finite) return Reject(SLICER_ERR_CORRUPT, "dense raw values");
     }
   }
   const uint64_t nch = s.chunks.size();
