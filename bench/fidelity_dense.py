@@ -2,6 +2,7 @@
 
     python bench/fidelity_dense.py effnet     # EfficientNet-Lite0, after blocks 4 and 10
     python bench/fidelity_dense.py minilm     # MiniLM-L6, after layer 3
+    python bench/fidelity_dense.py smollm2    # SmolLM2-135M, after layers 5 / 15 / 25
 
 Each setting codes every cut tensor with ``slicer.encode(x, mode="auto", max_bytes=B*N/8)``
 (everything counted: the whole stream), groups "tensor" or per channel / per row, and reports
@@ -94,6 +95,41 @@ def minilm(threads: int) -> None:
               f"cosine {row['cosine']:.5f}", flush=True)  # fmt: skip
 
 
+SMOLLM2_CUTS = ("/model.layers.4/add_944", "/model.layers.14/add_2834", "/model.layers.24/add_4724")
+
+
+def smollm2(threads: int, tokens: int = 2048, chunk: int = 512) -> None:
+    """Perplexity change after layers 5 / 15 / 25 (4 x 512 tokens of prose by default)."""
+    from slicer.split import Partitioner, SplitModel, zoo
+    from slicer.split.fidelity import log_softmax
+
+    def nll(logits: np.ndarray, ids: np.ndarray) -> float:
+        lp = log_softmax(logits[0, :-1])
+        return float(-lp[np.arange(lp.shape[0]), ids[0, 1:]].sum())
+
+    part = Partitioner(zoo.model_path("smollm2"))
+    ids = np.array(zoo.smollm2_tokenizer()(zoo.prose_text())["input_ids"], dtype=np.int64)
+    chunks = [ids[i * chunk : (i + 1) * chunk][None] for i in range(tokens // chunk)]
+    scored = len(chunks) * (chunk - 1)
+    settings = [dense_setting(b, g) for g in ("rows", "tensor") for b in (2.0, 2.5, 3.0)]
+    for name in SMOLLM2_CUTS:
+        split = SplitModel(part, name, providers="cpu", threads=threads)
+        ref = [nll(split.run_full({"input_ids": c})["logits"], c) for c in chunks]
+        heads = [split.run_head({"input_ids": c}) for c in chunks]
+        ppl_uncut = float(np.exp(sum(ref) / scored))
+
+        def score(i: int, outputs: dict) -> dict[str, float]:
+            return {"nll_sum": nll(outputs["logits"], chunks[i])}
+
+        rows = common.sweep(split, heads, settings, score, desc=name.split("/")[2])
+        print(f"SmolLM2 {name} ({tokens} tokens, uncut perplexity {ppl_uncut:.3f}):")
+        for row in rows:
+            ppl = float(np.exp(row["nll_sum"] * len(chunks) / scored))
+            change = 100 * (ppl / ppl_uncut - 1)
+            print(f"  {row['setting']:<34} {row['bits_per_element']:6.3f} b/el  "
+                  f"perplexity {ppl:.3f} ({change:+.2f} %)", flush=True)  # fmt: skip
+
+
 if __name__ == "__main__":
     which = sys.argv[1] if len(sys.argv) > 1 else "effnet"
-    {"effnet": effnet, "minilm": minilm}[which](2)
+    {"effnet": effnet, "minilm": minilm, "smollm2": smollm2}[which](2)
