@@ -1,0 +1,124 @@
+// Frames (docs/format.md §17) through the C ABI and the C++ wrapper: the golden contexts and
+// frames decode with the right sequence numbers, the C++ encoder rebuilds none of them wrongly
+// (decode → values within the step), damaged or truncated inputs fail with a status, never a
+// crash. Byte equality with the NumPy reference is tested in tests/test_frames.py.
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "harness.hpp"
+#include "slicer/slicer.h"
+#include "slicer/slicer.hpp"
+
+namespace {
+
+std::vector<uint8_t> ReadFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)), {});
+}
+
+const char* const kGoldens[] = {"f32_smollm2_l15", "f32_smollm2_l15_k2", "f16_7", "bf16_3x5",
+                                "f64_1", "f64_unseen", "f32_8192"};
+
+TEST(golden_frames_decode_and_damage_fails) {
+  for (const char* name : kGoldens) {
+    const std::string base = std::string(SLICER_FRAMES_GOLDEN_DIR) + "/" + name;
+    const std::vector<uint8_t> ctx = ReadFile(base + ".ctx");
+    CHECK(!ctx.empty());
+    slicer_frame_context* c = nullptr;
+    CHECK_EQ(slicer_frame_context_open(ctx.data(), ctx.size(), 1u << 18, &c), SLICER_OK);
+    slicer_frame_info info;
+    CHECK_EQ(slicer_frame_context_info(c, &info), SLICER_OK);
+    const size_t item = info.dtype == SLICER_FLOAT64 ? 8 : info.dtype == SLICER_FLOAT32 ? 4 : 2;
+    std::vector<uint8_t> out(info.row_elements * item);
+    for (uint32_t k = 0;; ++k) {
+      const std::vector<uint8_t> frame = ReadFile(base + "_" + std::to_string(k) + ".frame");
+      if (frame.empty()) break;
+      uint32_t seq = 99;
+      CHECK_EQ(slicer_frame_decode(c, frame.data(), frame.size(), out.data(), out.size(), &seq),
+               SLICER_OK);
+      CHECK_EQ(seq, k);
+      for (size_t cut = 0; cut < frame.size(); cut += 1 + frame.size() / 50) {
+        CHECK(slicer_frame_decode(c, frame.data(), cut, out.data(), out.size(), &seq) !=
+              SLICER_OK);
+      }
+      for (size_t i = 0; i < frame.size(); i += 1 + frame.size() / 50) {
+        std::vector<uint8_t> bad = frame;
+        bad[i] ^= 0x10;
+        CHECK(slicer_frame_decode(c, bad.data(), bad.size(), out.data(), out.size(), &seq) !=
+              SLICER_OK);
+      }
+    }
+    for (size_t cut = 0; cut < ctx.size(); ++cut) {
+      slicer_frame_context* t = nullptr;
+      CHECK(slicer_frame_context_open(ctx.data(), cut, 1u << 18, &t) != SLICER_OK);
+      CHECK(t == nullptr);
+    }
+    slicer_frame_context_free(c);
+  }
+}
+
+TEST(round_trip_within_half_a_step_and_wrapper) {
+  std::vector<float> rows(5 * 300);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    rows[i] = static_cast<float>(std::sin(0.1 * i) * (i % 97 == 0 ? 5000.0 : 3.0));
+  }
+  for (uint8_t states : {1, 2, 4}) {
+    const float step = 0.125f;
+    const std::vector<uint8_t> ctx =
+        slicer::FrameContext::Build(rows.data(), slicer::DType::kFloat32, 2, {300}, step, states);
+    slicer::FrameContext fc(ctx);
+    CHECK_EQ(fc.info().states, states);
+    CHECK_EQ(fc.info().row_elements, 300u);
+    std::vector<float> out(300);
+    for (uint32_t r = 2; r < 5; ++r) {
+      const std::vector<uint8_t> frame = fc.Encode(rows.data() + 300 * r, 1200, r);
+      CHECK(frame.size() <= fc.info().frame_bound);
+      CHECK_EQ(fc.Decode(frame, out.data(), 1200), r);
+      for (size_t i = 0; i < 300; ++i) {
+        // |x − x̂| ≤ (ρ + |offset|/256) · Δ with ρ = 1/2 and |offset| ≤ 1/2.
+        CHECK(std::fabs(out[i] - rows[300 * r + i]) <= step * (1.0 + 1e-6));
+      }
+    }
+    bool threw = false;
+    try {
+      fc.Encode(rows.data(), 1196, 0);  // wrong row size
+    } catch (const slicer::Error& e) {
+      threw = e.status() == SLICER_ERR_INVALID_ARGUMENT;
+    }
+    CHECK(threw);
+  }
+  // A frame of another context fails its check.
+  const std::vector<uint8_t> a =
+      slicer::FrameContext::Build(rows.data(), slicer::DType::kFloat32, 2, {300}, 0.125f);
+  const std::vector<uint8_t> b =
+      slicer::FrameContext::Build(rows.data(), slicer::DType::kFloat32, 2, {300}, 0.25f);
+  slicer::FrameContext fa(a), fb(b);
+  const std::vector<uint8_t> frame = fa.Encode(rows.data() + 600, 1200, 0);
+  std::vector<float> out(300);
+  uint32_t seq;
+  slicer_frame_context* raw = nullptr;
+  CHECK_EQ(slicer_frame_context_open(b.data(), b.size(), 300, &raw), SLICER_OK);
+  CHECK_EQ(slicer_frame_decode(raw, frame.data(), frame.size(), out.data(), 1200, &seq),
+           SLICER_ERR_BAD_CHECKSUM);
+  slicer_frame_context_free(raw);
+  // Non-finite input is refused.
+  std::vector<float> nan_row(300, NAN);
+  size_t written = 0;
+  std::vector<uint8_t> dst(fa.info().frame_bound);
+  raw = nullptr;
+  CHECK_EQ(slicer_frame_context_open(a.data(), a.size(), 300, &raw), SLICER_OK);
+  CHECK_EQ(slicer_frame_encode(raw, nan_row.data(), 1200, 0, dst.data(), dst.size(), &written),
+           SLICER_ERR_NONFINITE_INPUT);
+  // Row limit: a context of 300-element rows is refused under max_elements = 299.
+  slicer_frame_context* small = nullptr;
+  CHECK_EQ(slicer_frame_context_open(a.data(), a.size(), 299, &small), SLICER_ERR_LIMIT_EXCEEDED);
+  slicer_frame_context_free(raw);
+}
+
+}  // namespace
+
+TEST_MAIN()
