@@ -8,8 +8,13 @@ Cases (float32, s = 0.9, 3 blocks per sign, 8 bits, as DESIGN.md §5):
 - the plain-PyTorch pipeline a user writes today (topk + sign split + equal-cardinality
   blocks + min/max quantize; scatter for decode), run in the same process on the same GPU.
 
-Run: ``python bench/bench_cuda.py [--repeats 20] [--json out.json]``. Needs an NVIDIA GPU,
-PyTorch with CUDA and slicer built with its CUDA backend; otherwise it exits with a message.
+Dense mode (format 2, ``--cases dense``): encode (to host bytes) and decode (device stream to
+device array) of 64M float32 and 16M bfloat16 elements at step 0.05 on the GPU, checked byte for
+byte against the CPU codec's stream and decode in the same run, plus the CPU codec's own time.
+
+Run: ``python bench/bench_cuda.py [--repeats 20] [--cases all|topk|dense] [--json out.json]``.
+Needs an NVIDIA GPU, PyTorch with CUDA and slicer built with its CUDA backend; otherwise it
+exits with a message.
 """
 
 from __future__ import annotations
@@ -107,6 +112,57 @@ def torch_decode(encoded: Any) -> Any:
     return out
 
 
+def run_dense(repeats: int) -> dict[str, Any]:
+    """Dense-mode GPU encode/decode, byte-checked against the CPU codec in the same run."""
+    import time
+
+    import numpy as np
+
+    torch, slicer, gpu = require_gpu()
+    gen = torch.Generator(device="cuda").manual_seed(20261201)
+    results: dict[str, Any] = {"device": torch.cuda.get_device_name(), "repeats": repeats}
+    t: dict[str, float] = {}
+    sizes: dict[str, int] = {}
+    for name, n, dtype in (
+        ("f32_64M", 64 << 20, torch.float32),
+        ("bf16_16M", 16 << 20, torch.bfloat16),
+    ):
+        x = torch.randn(n, device="cuda", generator=gen).to(dtype)
+        stream = slicer.encode(x, mode="dense", step=0.05)
+        host = x.cpu()
+        host_np = (
+            host.view(torch.int16).numpy().view(np.uint16) if dtype == torch.bfloat16 else None
+        )
+        if host_np is not None:
+            import ml_dtypes
+
+            host_np = host_np.view(ml_dtypes.bfloat16)
+        else:
+            host_np = host.numpy()
+        start = time.perf_counter()
+        cpu_stream = slicer.encode(host_np, mode="dense", step=0.05)
+        t[f"cpu_dense_encode_{name}"] = (time.perf_counter() - start) * 1e3
+        assert stream == cpu_stream, f"{name}: GPU dense stream differs from the CPU codec's"
+        start = time.perf_counter()
+        expect = slicer.decode(cpu_stream)
+        t[f"cpu_dense_decode_{name}"] = (time.perf_counter() - start) * 1e3
+        on_device = torch.frombuffer(bytearray(stream), dtype=torch.uint8).cuda()
+        got = torch.from_dlpack(slicer.decode(on_device, device="cuda")).cpu()
+        got_np = got.view(torch.int16).numpy() if dtype == torch.bfloat16 else got.numpy()
+        expect_bits = expect.view(np.int16) if dtype == torch.bfloat16 else expect
+        assert got_np.tobytes() == expect_bits.tobytes(), f"{name}: GPU decode differs"
+        t[f"dense_encode_{name}"] = device_ms(
+            torch, lambda x=x: slicer.encode(x, mode="dense", step=0.05), repeats
+        )
+        t[f"dense_decode_{name}"] = device_ms(
+            torch, lambda s=on_device: slicer.decode(s, device="cuda"), repeats
+        )
+        sizes[name] = len(stream)
+    results["ms"] = t
+    results["stream_bytes"] = sizes
+    return results
+
+
 def run(repeats: int) -> dict[str, Any]:
     torch, slicer, gpu = require_gpu()
     from slicer._params import make_params
@@ -161,8 +217,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--cases", choices=["all", "topk", "dense"], default="all")
     args = parser.parse_args(argv)
+    dense = run_dense(args.repeats) if args.cases in ("all", "dense") else None
+    if dense is not None:
+        print(f"device: {dense['device']}  dense mode (median of {args.repeats}, CUDA events;")
+        print("  cpu_* are one wall-clock run of the CPU codec, bytes checked equal)")
+        for name, ms in dense["ms"].items():
+            print(f"  {name:28s} {ms:9.4f} ms")
+        print(f"  stream bytes: {dense['stream_bytes']}")
+    if args.cases == "dense":
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump({"dense": dense}, fh, indent=1)
+        return 0
     results = run(args.repeats)
+    if dense is not None:
+        results["dense"] = dense
     print(f"device: {results['device']}  (median of {args.repeats}, CUDA events)")
     for name, ms in results["ms"].items():
         target = TARGETS_MS.get(name)

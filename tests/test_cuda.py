@@ -8,6 +8,8 @@ CUDA module was built and checks that it imports and fails cleanly without a dev
 from __future__ import annotations
 
 import glob
+import json
+from pathlib import Path
 from typing import Any
 
 import ml_dtypes
@@ -71,10 +73,11 @@ def test_cuda_module_without_gpu() -> None:
 def _to_cuda(x: np.ndarray) -> Any:
     import torch
 
+    x = np.ascontiguousarray(x).reshape(x.shape)  # (ascontiguousarray makes 0-d arrays 1-d)
     if x.dtype == BF16:
-        host = torch.from_numpy(np.ascontiguousarray(x).view(np.uint16).astype(np.int16))
+        host = torch.from_numpy(x.view(np.uint16).astype(np.int16))
         return host.view(torch.bfloat16).cuda()
-    return torch.from_numpy(np.ascontiguousarray(x)).cuda()
+    return torch.from_numpy(x).cuda()
 
 
 def _to_numpy(t: Any, dtype: np.dtype) -> np.ndarray:
@@ -329,6 +332,10 @@ class _FakeModule:
         self.calls.append(("decode", *args))
         return self.status, "device array" if not self.status else None
 
+    def dense_encode(self, *args: Any) -> tuple[int, Any]:
+        self.calls.append(("dense_encode", *args))
+        return self.status, self.result if not self.status else None
+
 
 @pytest.fixture
 def fake_cuda(monkeypatch: pytest.MonkeyPatch) -> Any:
@@ -420,3 +427,104 @@ def test_glue_decode_errors(fake_cuda: Any, status: int, error: type) -> None:
     fake_cuda(status=status)
     with pytest.raises(error):
         _gpu.decode(b"SLCR....")
+
+
+# --------------------------------------------------------------------------- format 2, dense
+
+GOLDEN_V2 = Path(__file__).parent / "golden" / "v2"
+DENSE_DTYPES = [np.float32, np.float16, BF16, np.float64]
+
+
+def _dense_golden(name: str) -> tuple[np.ndarray, dict, bytes]:
+    meta = json.loads((GOLDEN_V2 / f"{name}.json").read_text())
+    x = np.load(GOLDEN_V2 / f"{name}.npy")
+    if meta["dtype"] == "bfloat16":
+        x = x.view(ml_dtypes.bfloat16)
+    return x, meta["params"], (GOLDEN_V2 / f"{name}.slc").read_bytes()
+
+
+def _dense_params(meta: dict) -> dict:
+    layouts = {0: "tensor", 1: "rows", 2: "channels"}
+    params = slicer._params.make_dense_params(
+        step=meta["step"], rho=meta["rho_256"] / 256, groups=layouts[meta["layout"]],
+        chunk_size=2 ** meta["chunk_log2"],
+        offsets=None if meta["offsets"] is None else tuple(meta["offsets"]),
+    )  # fmt: skip
+    table = meta["group_table"]
+    params["group_table"] = None if table is None else bytes(table)
+    return params
+
+
+def test_glue_dense_encode(fake_cuda: Any) -> None:
+    module = fake_cuda()
+    x = _FakeCudaArray((4, 8))
+    params = slicer._params.make_dense_params(step=0.1)
+    assert _gpu.encode_dense(x, params) == b"stream"
+    assert module.calls[-1] == ("dense_encode", "capsule", params, 0)
+    fake_cuda(status=1)
+    with pytest.raises(ValueError, match="too small for the data"):
+        _gpu.encode_dense(x, params)
+    fake_cuda(status=3)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        _gpu.encode_dense(x, params)
+    # slicer.encode routes a CUDA array with mode="dense" and a step to the GPU encoder.
+    module = fake_cuda()
+    assert slicer.encode(x, mode="dense", step=0.1) == b"stream"
+    name, capsule, sent, stream = module.calls[-1]
+    assert (name, capsule, stream) == ("dense_encode", "capsule", 0)
+    assert sent == params and sent["group_table"] is None
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in GOLDEN_V2.glob("*.slc")))
+@pytest.mark.cuda
+@requires_gpu
+def test_gpu_dense_golden(name: str) -> None:
+    x, meta, golden = _dense_golden(name)
+    assert _gpu.encode_dense(_to_cuda(x), _dense_params(meta)) == golden
+    expect = slicer.decode(golden)
+    got = _to_numpy(slicer.decode(golden, device="cuda"), expect.dtype)
+    assert _same(got, expect)
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("dtype", DENSE_DTYPES, ids=["f32", "f16", "bf16", "f64"])
+@pytest.mark.parametrize("groups", ["tensor", "rows"])
+@pytest.mark.cuda
+@requires_gpu
+def test_gpu_dense_bytes_equal_cpu(n: int, dtype: Any, groups: str) -> None:
+    rng = np.random.default_rng(n)
+    x = _data(rng, n, np.float32, "outliers").astype(dtype).reshape(-1, 1 if n % 7 else 7)
+    cpu = slicer.encode(x, mode="dense", step=0.02, groups=groups)
+    gpu = slicer.encode(_to_cuda(x), mode="dense", step=0.02, groups=groups)
+    assert gpu == cpu
+    expect = slicer.decode(cpu)
+    assert _same(_to_numpy(slicer.decode(cpu, device="cuda"), expect.dtype), expect)
+    import torch
+
+    on_device = torch.from_numpy(np.frombuffer(cpu, dtype=np.uint8).copy()).cuda()
+    assert _same(_to_numpy(slicer.decode(on_device, device="cuda"), expect.dtype), expect)
+
+
+@pytest.mark.cuda
+@requires_gpu
+def test_gpu_dense_rejects_like_cpu() -> None:
+    import zlib
+
+    rng = np.random.default_rng(5)
+    stream = slicer.encode(rng.standard_normal((30, 700)).astype(np.float32), mode="dense",
+                           step=0.05, groups="rows")  # fmt: skip
+    for trial in range(200):
+        damaged = bytearray(stream)
+        damaged[int(rng.integers(0, len(stream) - 4))] ^= 1 << int(rng.integers(0, 8))
+        damaged[-4:] = zlib.crc32(bytes(damaged[:-4])).to_bytes(4, "little")
+        try:
+            expect = slicer.decode(bytes(damaged))
+        except slicer.FormatError as cpu_error:
+            with pytest.raises(slicer.FormatError) as gpu_error:
+                slicer.decode(bytes(damaged), device="cuda")
+            assert gpu_error.value.status == cpu_error.status, trial
+            continue
+        got = slicer.decode(bytes(damaged), device="cuda")
+        assert _same(_to_numpy(got, expect.dtype), expect), trial
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        slicer.encode(_to_cuda(np.array([1.0, np.inf], np.float32)), mode="dense", step=0.1)

@@ -20,6 +20,10 @@
 #include "varint.hpp"
 
 namespace slicer::cuda {
+
+// Test hook: copy every chunk's payload on its own instead of packing it on the device first.
+bool dense_copy_per_chunk = false;
+
 namespace {
 
 using dense_gpu::DenseChunk;
@@ -319,7 +323,8 @@ uint64_t RegionElements(uint64_t n, unsigned chunk_log2) {
 }
 
 struct EncodeTemp2 {
-  uint64_t kinds, steps, syms, extras, hist, sums, error, freq, cum, chunks, out, scratch, total;
+  uint64_t kinds, steps, syms, extras, hist, sums, error, freq, cum, chunks, out, offsets, scratch,
+      total;
 };
 
 EncodeTemp2 MakeEncodeTemp2(const EncodeSetup& s, unsigned chunk_log2) {
@@ -337,6 +342,7 @@ EncodeTemp2 MakeEncodeTemp2(const EncodeSetup& s, unsigned chunk_log2) {
   t.cum = c.Take((dense::kNumSymbols + 1) * 4);
   t.chunks = c.Take(s.chunks.size() * sizeof(DenseChunk));
   t.out = c.Take(s.chunks.size() * 3 * 8);
+  t.offsets = c.Take(s.chunks.size() * 8);
   const uint64_t elems = RegionElements(s.n, chunk_log2);
   t.scratch = c.Take(s.chunks.size() * (dense_gpu::RansCap(elems) + dense_gpu::BitsCap(elems)));
   t.total = c.at;
@@ -495,17 +501,37 @@ int DenseEncodeHost(const void* data, int dtype, const int64_t* shape, uint32_t 
   }
   const uint64_t elems = RegionElements(s.n, params->chunk_log2);
   const uint64_t region = dense_gpu::RansCap(elems) + dense_gpu::BitsCap(elems);
-  for (size_t j = 0; j < s.chunks.size(); ++j) {
-    const uint8_t* r = temp8 + t.scratch + j * region;
-    if (lens[3 * j + 1]) {
-      SLICER_CUDA_TRY(cudaMemcpyAsync(out + at, r + lens[3 * j], lens[3 * j + 1],
-                                      cudaMemcpyDeviceToHost, stream));
-      at += lens[3 * j + 1];
+  if (payload > 0 && payload <= t.hist - t.syms && !dense_copy_per_chunk) {
+    // The symbol / extra-bit arrays are free now: pack the payload there, copy it once.
+    std::vector<uint64_t> offsets(s.chunks.size());
+    uint64_t o = 0;
+    for (size_t j = 0; j < s.chunks.size(); ++j) {
+      offsets[j] = o;
+      o += lens[3 * j + 1] + lens[3 * j + 2];
     }
-    if (lens[3 * j + 2]) {
-      SLICER_CUDA_TRY(cudaMemcpyAsync(out + at, r + dense_gpu::RansCap(elems), lens[3 * j + 2],
-                                      cudaMemcpyDeviceToHost, stream));
-      at += lens[3 * j + 2];
+    SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.offsets, offsets.data(), offsets.size() * 8,
+                                    cudaMemcpyHostToDevice, stream));
+    SLICER_LAUNCH(dense_gpu::DensePackKernel, static_cast<unsigned>(s.chunks.size()), kThreads,
+                  stream, temp8 + t.scratch, elems,
+                  reinterpret_cast<const uint64_t*>(temp8 + t.out),
+                  reinterpret_cast<const uint64_t*>(temp8 + t.offsets), temp8 + t.syms);
+    SLICER_CUDA_LAUNCHED();
+    SLICER_CUDA_TRY(
+        cudaMemcpyAsync(out + at, temp8 + t.syms, payload, cudaMemcpyDeviceToHost, stream));
+    at += payload;
+  } else {
+    for (size_t j = 0; j < s.chunks.size(); ++j) {
+      const uint8_t* r = temp8 + t.scratch + j * region;
+      if (lens[3 * j + 1]) {
+        SLICER_CUDA_TRY(cudaMemcpyAsync(out + at, r + lens[3 * j], lens[3 * j + 1],
+                                        cudaMemcpyDeviceToHost, stream));
+        at += lens[3 * j + 1];
+      }
+      if (lens[3 * j + 2]) {
+        SLICER_CUDA_TRY(cudaMemcpyAsync(out + at, r + dense_gpu::RansCap(elems), lens[3 * j + 2],
+                                        cudaMemcpyDeviceToHost, stream));
+        at += lens[3 * j + 2];
+      }
     }
   }
   SLICER_CUDA_TRY(cudaStreamSynchronize(stream));

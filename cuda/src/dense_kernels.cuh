@@ -383,6 +383,19 @@ __global__ void DenseChunkEncodeKernel(ChunkEncodeArgs a) {
   out[2] = (at + 7) / 8;
 }
 
+// Packs the chunks' rANS bytes and extra bits back to back at their output offsets (one block
+// per chunk): the stream's payload in one buffer for one device-to-host copy.
+__global__ void DensePackKernel(const uint8_t* scratch, uint64_t region_elems, const uint64_t* out,
+                                const uint64_t* offsets, uint8_t* dst) {
+  const uint64_t j = blockIdx.x;
+  const uint64_t rcap = RansCap(region_elems);
+  const uint8_t* region = scratch + j * (rcap + BitsCap(region_elems));
+  const uint64_t start = out[3 * j], rans_len = out[3 * j + 1], bits_len = out[3 * j + 2];
+  uint8_t* to = dst + offsets[j];
+  for (uint64_t q = threadIdx.x; q < rans_len; q += kThreads) to[q] = region[start + q];
+  for (uint64_t q = threadIdx.x; q < bits_len; q += kThreads) to[rans_len + q] = region[rcap + q];
+}
+
 }  // namespace slicer::cuda::dense_gpu
 
 #endif  // SLICER_CUDA_DENSE_KERNELS_CUH_

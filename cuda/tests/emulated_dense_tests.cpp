@@ -19,6 +19,10 @@
 #include "slicer/slicer.h"
 #include "slicer/slicer_cuda.h"
 
+namespace slicer::cuda {
+extern bool dense_copy_per_chunk;  // dense.cu: payload copied chunk by chunk, not packed
+}  // namespace slicer::cuda
+
 namespace {
 
 int failures = 0;
@@ -357,6 +361,9 @@ void TestDamaged() {
 int main() {
   TestGolden();
   TestRandom();
+  slicer::cuda::dense_copy_per_chunk = true;  // the encoder's fallback path on the same cases
+  TestRandom();
+  slicer::cuda::dense_copy_per_chunk = false;
   TestDamaged();
   if (failures) {
     std::fprintf(stderr, "%d of %d emulated dense checks failed\n", failures, checks);

@@ -39,6 +39,15 @@ int DtypeCode(nb::dlpack::dtype dt) {
   return 0;
 }
 
+// The dense mode also takes float64.
+int DenseDtypeCode(nb::dlpack::dtype dt) {
+  if (dt.lanes == 1 && dt.code == static_cast<uint8_t>(nb::dlpack::dtype_code::Float) &&
+      dt.bits == 64) {
+    return SLICER_FLOAT64;
+  }
+  return DtypeCode(dt);
+}
+
 nb::dlpack::dtype DlpackDtype(int code) {
   nb::dlpack::dtype dt{};
   dt.lanes = 1;
@@ -48,6 +57,9 @@ nb::dlpack::dtype DlpackDtype(int code) {
   } else if (code == SLICER_FLOAT16) {
     dt.code = static_cast<uint8_t>(nb::dlpack::dtype_code::Float);
     dt.bits = 16;
+  } else if (code == SLICER_FLOAT64) {
+    dt.code = static_cast<uint8_t>(nb::dlpack::dtype_code::Float);
+    dt.bits = 64;
   } else {
     dt.code = static_cast<uint8_t>(nb::dlpack::dtype_code::Bfloat);
     dt.bits = 16;
@@ -226,6 +238,76 @@ nb::tuple EncodeBatch(DeviceArray x, uint32_t axis, const nb::dict& params_dict,
   return nb::make_tuple(0, out);
 }
 
+// Dense parameters from the validated dict of slicer/_params.py make_dense_params (as
+// python/src/dense.cpp reads it): step, rho_256, offsets, chunk_log2, layout, group_table.
+struct DenseParams {
+  slicer_dense_params raw;
+  std::vector<uint8_t> table;
+};
+
+DenseParams DenseFromDict(const nb::dict& d) {
+  DenseParams p;
+  slicer_dense_params_init(&p.raw);
+  p.raw.step = nb::cast<float>(d["step"]);
+  p.raw.rho_256 = nb::cast<uint8_t>(d["rho_256"]);
+  nb::object offsets = d["offsets"];
+  if (offsets.is_none()) {
+    p.raw.auto_offsets = 1;
+  } else {
+    p.raw.auto_offsets = 0;
+    p.raw.offset1 = nb::cast<int8_t>(offsets[nb::int_(0)]);
+    p.raw.offset2 = nb::cast<int8_t>(offsets[nb::int_(1)]);
+  }
+  p.raw.chunk_log2 = nb::cast<uint8_t>(d["chunk_log2"]);
+  p.raw.layout = nb::cast<uint8_t>(d["layout"]);
+  nb::object table = d["group_table"];
+  if (!table.is_none()) {
+    const nb::bytes bytes = nb::cast<nb::bytes>(table);
+    const uint8_t* b = reinterpret_cast<const uint8_t*>(bytes.c_str());
+    p.table.assign(b, b + bytes.size());
+    p.raw.group_table = p.table.data();
+    p.raw.group_table_size = p.table.size();
+    if (p.table.empty()) p.raw.group_table = reinterpret_cast<const uint8_t*>("");
+  }
+  return p;
+}
+
+// dense_encode(x, params, stream) -> (status, bytes | None): format 2, mode dense, host output.
+nb::tuple DenseEncode(DeviceArray x, const nb::dict& params_dict, uintptr_t stream_h) {
+  const DenseParams params = DenseFromDict(params_dict);
+  if (x.device_type() != nb::device::cuda::value) {
+    throw nb::value_error("slicer._cuda.dense_encode needs an array on a CUDA device");
+  }
+  const int dtype = DenseDtypeCode(x.dtype());
+  if (dtype == 0) return nb::make_tuple(int{SLICER_ERR_UNSUPPORTED_DTYPE}, nb::none());
+  if (!IsCContiguous(x)) throw nb::value_error("the CUDA array must be C-contiguous");
+  const std::vector<int64_t> shape = ShapeOf(x);
+  const uint32_t ndim = static_cast<uint32_t>(shape.size());
+  DeviceScope scope(x.device_id());
+  if (scope.status()) return nb::make_tuple(scope.status(), nb::none());
+  const cudaStream_t stream = AsStream(stream_h);
+  size_t bound = 0;
+  int status = slicer_dense_encode_bound(shape.data(), ndim, dtype, &params.raw, &bound);
+  if (status) return nb::make_tuple(status, nb::none());
+  size_t temp_bytes = 0;
+  status = slicer_cuda_dense_encode_temp_size(shape.data(), ndim, dtype, &params.raw, &temp_bytes);
+  if (status) return nb::make_tuple(status, nb::none());
+  std::string host(bound, '\0');
+  size_t written = 0;
+  {
+    nb::gil_scoped_release release;
+    Scratch temp(temp_bytes, stream);
+    status = temp.status();
+    if (!status) {
+      status = slicer_cuda_dense_encode_host(x.data(), dtype, shape.data(), ndim, &params.raw,
+                                             temp.get(), temp_bytes, host.data(), host.size(),
+                                             &written, stream);
+    }
+  }
+  if (status) return nb::make_tuple(status, nb::none());
+  return nb::make_tuple(0, nb::bytes(host.data(), written));
+}
+
 // read_header(src, max_elements, stream) -> (status, dict | None)
 nb::tuple ReadHeader(AnyArray src, uint64_t max_elements, uintptr_t stream_h) {
   const bool on_device = src.device_type() == nb::device::cuda::value;
@@ -271,8 +353,25 @@ nb::tuple Decode(AnyArray src, uint64_t max_elements, nb::object out, int device
     status = slicer_cuda_decode_temp_size(src.data(), size, on_device ? 1 : 0, max_elements, &h,
                                           &temp_bytes, stream);
   }
+  // Format 2 (dense): the format-1 header parser refuses its version byte.
+  bool dense = false;
+  if (status == SLICER_ERR_BAD_VERSION) {
+    slicer_dense_info info{};
+    {
+      nb::gil_scoped_release release;
+      status = slicer_cuda_dense_decode_temp_size(src.data(), size, on_device ? 1 : 0, max_elements,
+                                                  &info, &temp_bytes, stream);
+    }
+    if (status) return nb::make_tuple(status, nb::none());
+    dense = true;
+    h = slicer_header{};
+    h.dtype = info.dtype;
+    h.ndim = info.ndim;
+    for (uint32_t i = 0; i < info.ndim; ++i) h.shape[i] = info.shape[i];
+    h.num_elements = info.num_elements;
+  }
   if (status) return nb::make_tuple(status, nb::none());
-  const size_t item = h.dtype == SLICER_FLOAT32 ? 4 : 2;
+  const size_t item = h.dtype == SLICER_FLOAT64 ? 8 : h.dtype == SLICER_FLOAT32 ? 4 : 2;
   std::vector<size_t> shape(h.ndim);
   for (uint32_t i = 0; i < h.ndim; ++i) shape[i] = static_cast<size_t>(h.shape[i]);
   const size_t dst_bytes = h.num_elements * item;
@@ -283,7 +382,7 @@ nb::tuple Decode(AnyArray src, uint64_t max_elements, nb::object out, int device
     if (target.device_type() != nb::device::cuda::value) {
       throw nb::value_error("out must be an array on a CUDA device");
     }
-    if (DtypeCode(target.dtype()) != static_cast<int>(h.dtype) || target.ndim() != h.ndim ||
+    if (DenseDtypeCode(target.dtype()) != static_cast<int>(h.dtype) || target.ndim() != h.ndim ||
         ShapeOf(target) != std::vector<int64_t>(h.shape, h.shape + h.ndim) ||
         !IsCContiguous(target)) {
       throw nb::value_error(
@@ -305,8 +404,10 @@ nb::tuple Decode(AnyArray src, uint64_t max_elements, nb::object out, int device
     Scratch temp(temp_bytes, stream);
     status = temp.status();
     if (!status) {
-      status = slicer_cuda_decode(src.data(), size, on_device ? 1 : 0, max_elements, temp.get(),
-                                  temp_bytes, dst, dst_bytes, stream);
+      status = dense ? slicer_cuda_dense_decode(src.data(), size, on_device ? 1 : 0, max_elements,
+                                                temp.get(), temp_bytes, dst, dst_bytes, stream)
+                     : slicer_cuda_decode(src.data(), size, on_device ? 1 : 0, max_elements,
+                                          temp.get(), temp_bytes, dst, dst_bytes, stream);
     }
   }
   if (status) return nb::make_tuple(status, nb::none());
@@ -326,6 +427,7 @@ NB_MODULE(_cuda, m) {
         nb::arg("stream"));
   m.def("encode_batch", &EncodeBatch, nb::arg("x"), nb::arg("axis"), nb::arg("params"),
         nb::arg("stream"));
+  m.def("dense_encode", &DenseEncode, nb::arg("x"), nb::arg("params"), nb::arg("stream"));
   m.def("read_header", &ReadHeader, nb::arg("src"), nb::arg("max_elements"), nb::arg("stream"));
   m.def("decode", &Decode, nb::arg("src"), nb::arg("max_elements"), nb::arg("out").none(),
         nb::arg("device"), nb::arg("stream"));

@@ -590,7 +590,10 @@ def _encode_dense(
         )
     if auto and step is not None:
         raise ValueError("mode='auto' chooses the step: give rel_error or max_bytes")
-    array = _dense_array(resolve_lazy_views(x))
+    x = resolve_lazy_views(x)
+    if step is not None and dlpack_device_type(x) == DLPACK_CUDA:
+        return _encode_dense_cuda(x, params)
+    array = _dense_array(x)
     if params["layout"] == 1 and array.ndim < 1:
         raise ValueError("groups='rows' needs an array with at least one dimension")
     if params["layout"] == 2 and array.ndim < 2:
@@ -620,6 +623,26 @@ def _encode_dense(
         array, params, error, encoder, lambda s: decode(s, threads=params["threads"]), auto,
         model_input=work,
     )  # fmt: skip
+
+
+def _encode_dense_cuda(x: Any, params: dict[str, Any]) -> bytes:
+    """mode='dense' with a step on a CUDA array: encoded on the GPU (same bytes as the CPU).
+
+    Only the per-group step table (groups='rows' / 'channels') needs a host copy.
+    """
+    gpu = _gpu_module()
+    ndim = len(getattr(x, "shape", ()))
+    if params["layout"] == 1 and ndim < 1:
+        raise ValueError("groups='rows' needs an array with at least one dimension")
+    if params["layout"] == 2 and ndim < 2:
+        raise ValueError("groups='channels' needs an array with at least two dimensions")
+    if params["layout"] != 0:
+        host = _host_copy_of_cuda(x)
+        wide = np.float32 if host.dtype.itemsize < 4 else host.dtype
+        if host.size and not np.all(np.isfinite(host.astype(wide, copy=False))):
+            raise ValueError("input contains NaN or infinity")
+        params["group_table"] = _group_table(host, params["layout"])
+    return gpu.encode_dense(x, params)
 
 
 def raise_stream_status(status: int, data: Any) -> None:

@@ -23,7 +23,7 @@ try:
 except ImportError:  # a build without the CUDA backend
     _cuda = None
 
-__all__ = ["available", "decode", "encode", "encode_batch"]
+__all__ = ["available", "decode", "encode", "encode_batch", "encode_dense"]
 
 # Status codes of cuda/include/slicer/slicer_cuda.h (the C ABI's own codes are < 20).
 NO_DEVICE = 20
@@ -109,6 +109,25 @@ def encode(x: Any, params: dict[str, Any], out: str = "host") -> Any:
     return result
 
 
+def encode_dense(x: Any, params: dict[str, Any]) -> bytes:
+    """Format-2 dense encode of a CUDA array (float32/float16/bfloat16/float64) on the GPU.
+
+    `params` is the validated dict of ``slicer._params.make_dense_params`` with its step and
+    group table set. The stream is byte-identical to the CPU codec's and returned as bytes.
+    """
+    cuda = _require()
+    stream = _producer_stream(x)
+    status, result = cuda.dense_encode(_capsule(x, stream), params, stream)
+    if status == 1:  # SLICER_ERR_INVALID_ARGUMENT: codes above 2^53 (the CPU path's message)
+        raise ValueError(
+            f"invalid dense parameters (step={params['step']!r} too small for the data "
+            "or out of range)"
+        )
+    if status:
+        _raise_cuda(status, encoding=True)
+    return result
+
+
 def encode_batch(x: Any, axis: int, params: dict[str, Any]) -> list[bytes]:
     """Encode every slice of a CUDA array along `axis` in one set of launches.
 
@@ -139,7 +158,7 @@ def _stream_source(buf: Any) -> tuple[Any, int, int]:
 
 
 def decode(buf: Any, out: Any = None, max_elements: int = _DEFAULT_MAX_ELEMENTS) -> Any:
-    """Decode a stream on the GPU into a CUDA array (DLPack-capable).
+    """Decode a stream on the GPU into a CUDA array (DLPack-capable); format 1 or 2 (dense).
 
     `buf` is host bytes (any buffer) or a 1-D uint8 CUDA array. `out`, when given, is a
     C-contiguous CUDA array of the stream's shape and dtype (e.g. a torch tensor); it is filled
