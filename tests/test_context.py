@@ -149,3 +149,44 @@ def test_concurrent_callers_start_no_threads() -> None:
             break
         time.sleep(0.01)
     assert _thread_count() == before
+
+
+def _sixteen_bit_input(n: int, kind: str, dtype) -> np.ndarray:
+    rng = np.random.default_rng(n)
+    if kind == "normal":
+        x = rng.standard_normal(n)
+    elif kind == "relu_ties":  # zeros and many equal magnitudes
+        x = np.maximum(rng.integers(-4, 5, size=n), 0) * 0.5
+    else:  # outliers, and float16 subnormals
+        x = rng.standard_normal(n)
+        x[rng.integers(0, n, size=max(1, n // 1000))] *= 1e3
+        x[rng.integers(0, n, size=max(1, n // 50))] = 3e-6
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, ml_dtypes.bfloat16])
+@pytest.mark.parametrize("kind", ["normal", "relu_ties", "outliers"])
+@pytest.mark.parametrize("n", [65_536, 150_001])
+def test_large_sixteen_bit_groups_match_reference(dtype, kind: str, n: int) -> None:
+    """float16 / bfloat16 groups of >= 64K elements are selected from the 16-bit input in place
+    (no widened copy): the same bytes as the NumPy reference, at several thread counts."""
+    import reference as ref
+    from backend_params import api_kwargs
+
+    x = _sixteen_bit_input(n, kind, dtype)
+    for overrides in ({}, {"sparsity_ppb": 500_000_000, "seed": 3}):
+        params = ref.default_params(**overrides)
+        expected = ref.encode(x, params)
+        for threads in (1, 2, 3):
+            assert slicer.encode(x, threads=threads, **api_kwargs(params)) == expected
+
+
+@pytest.mark.parametrize("dtype", [np.float16, ml_dtypes.bfloat16])
+def test_large_sixteen_bit_group_rejects_nan(dtype) -> None:
+    x = _sixteen_bit_input(100_000, "normal", dtype)
+    x[77_777] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        slicer.encode(x)
+    x[77_777] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        slicer.encode(x)

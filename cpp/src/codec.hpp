@@ -123,6 +123,14 @@ struct GroupCode {
 void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& params,
                  unsigned threads, Workspace* workspace, GroupCode* group);
 
+// SelectGroup for float16 / bfloat16 input read in place (the group's n elements at `bytes`),
+// without widening the whole group first. Only the one-pass sampled selection (lambda = 0,
+// large groups) runs this way; returns false, having selected nothing, when it does not
+// apply or comes back short (the caller then widens the input and calls SelectGroup).
+bool SelectGroup16(const uint8_t* bytes, int dtype, uint64_t n, uint64_t base,
+                   const CodecParams& params, unsigned threads, Workspace* workspace,
+                   GroupCode* group);
+
 // Fills group->blocks from the labels and checks every count against §5.1.
 void CountBlocks(const CodecParams& params, GroupCode* group, unsigned threads = 1);
 

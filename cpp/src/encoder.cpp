@@ -145,9 +145,23 @@ void EncodeStreamWith(const void* data, int dtype, const int64_t* shape, uint32_
                       Context* context, unsigned caller_part) {
   EncodeScratch* scratch = &context->workspace(caller_part).encode;
   std::vector<uint8_t>* out = &scratch->stream;
-  const float* x = Widen(data, dtype, geometry.num_elements, params.threads, &scratch->widened);
   std::vector<GroupCode>& groups = scratch->groups;
-  CodeGroups(x, geometry, params, path, context, caller_part, &groups);
+  // One large float16 / bfloat16 group: selected straight from the 16-bit input (the widened
+  // copy would cost a pass that writes twice the input); anything else is widened first.
+  bool coded = false;
+  if (dtype != SLICER_FLOAT32 && path == SelectionPath::kRadix && geometry.group_count == 1) {
+    groups.resize(1);
+    Workspace* workspace = &context->workspace(caller_part);
+    if (SelectGroup16(static_cast<const uint8_t*>(data), dtype, geometry.group_size, 0, params,
+                      params.threads, workspace, &groups[0])) {
+      FinishBlocks(params, params.threads, workspace, &groups[0]);
+      coded = true;
+    }
+  }
+  if (!coded) {
+    const float* x = Widen(data, dtype, geometry.num_elements, params.threads, &scratch->widened);
+    CodeGroups(x, geometry, params, path, context, caller_part, &groups);
+  }
 
   // Pack every chunk; each thread fills its own buffer with a contiguous run of chunks, so the
   // buffers concatenate to the payload in stream order whatever the thread count.

@@ -11,6 +11,7 @@
 #include "codec.hpp"
 #include "context.hpp"
 #include "draw.hpp"
+#include "encoder.hpp"
 #include "float_bits.hpp"
 #include "parallel.hpp"
 #include "rank_select.hpp"
@@ -28,10 +29,16 @@ class KeptAppender {
   KeptAppender(const float* x, KeptList* out) : x_(x), out_(out) {}
   ~KeptAppender() { Drain(); }
 
+  // Values are read from x[j - offset] from now on (a widened tile of 16-bit input).
+  void SetSource(const float* x, uint64_t offset) {
+    x_ = x;
+    offset_ = offset;
+  }
+
   void Add(uint64_t j) {
     KeptElement& e = buffer_[filled_++];
     e.position = j;
-    e.value = x_[j];
+    e.value = x_[j - offset_];
     e.label = 0;
     e.code = 0;
     if (filled_ == kBuffer) Drain();
@@ -45,6 +52,7 @@ class KeptAppender {
  private:
   static constexpr unsigned kBuffer = 512;
   const float* x_;
+  uint64_t offset_ = 0;
   KeptList* out_;
   unsigned filled_ = 0;
   KeptElement buffer_[kBuffer];
@@ -179,8 +187,32 @@ struct SweepCounts {
 
 // One pass over the group: appends every element whose key is at least `floor` (>= 1) to
 // group->kept in position order and counts the zero and non-finite keys of the whole group.
-SweepCounts SweepCandidates(const float* x, uint64_t n, uint32_t floor, unsigned threads,
-                            uint64_t expected, Workspace* workspace, GroupCode* group) {
+// 16-bit input read without a widened copy of the whole group (encoder.hpp widens tiles).
+struct Input16 {
+  const uint8_t* bytes;  // the group's first element
+  int dtype;             // SLICER_FLOAT16 or SLICER_BFLOAT16
+};
+
+void WidenTile(const Input16& input, uint64_t begin, uint64_t end, float* tile) {
+  const uint8_t* first = input.bytes + 2 * begin;
+  if (input.dtype == SLICER_FLOAT16) {
+    WidenHalf(first, 0, end - begin, tile);
+  } else {
+    WidenBFloat16(first, 0, end - begin, tile);
+  }
+}
+
+float Widen16(const Input16& input, uint64_t j) {
+  float value;
+  WidenTile(input, j, j + 1, &value);
+  return value;
+}
+
+constexpr uint64_t kTile = 2048;  // 16-bit input is swept through a widened tile this long
+
+SweepCounts SweepCandidates(const float* x, const Input16* input16, uint64_t n, uint32_t floor,
+                            unsigned threads, uint64_t expected, Workspace* workspace,
+                            GroupCode* group) {
   const unsigned parts = PartCount(n, threads, kMinElementsPerThread);
   std::vector<KeptList>& lists = PartLists(parts > 1 ? parts : 0, workspace);
   std::vector<SweepCounts> counts(parts);
@@ -191,11 +223,22 @@ SweepCounts SweepCandidates(const float* x, uint64_t n, uint32_t floor, unsigned
   }
   const int32_t floor_key = static_cast<int32_t>(floor);
   const int32_t infinity_key = static_cast<int32_t>(kInfinityKey);
-  RunParts(n, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
+  RunParts(n, parts, [&](unsigned part, uint64_t part_begin, uint64_t part_end) {
     KeptAppender out(x, parts > 1 ? &lists[part] : &group->kept);
-    const uint32_t* bits = reinterpret_cast<const uint32_t*>(x);
     uint64_t zeros = 0;
     uint64_t non_finite = 0;
+    float tile[kTile];
+    const uint64_t step = input16 != nullptr ? kTile : part_end - part_begin;
+    for (uint64_t begin = part_begin; begin < part_end; begin += step) {
+    const uint64_t end = std::min(part_end, begin + step);
+    const uint32_t* bits = reinterpret_cast<const uint32_t*>(x);
+    uint64_t offset = 0;  // bits[j - offset] is element j's
+    if (input16 != nullptr) {
+      WidenTile(*input16, begin, end, tile);
+      out.SetSource(tile, begin);
+      bits = reinterpret_cast<const uint32_t*>(tile);
+      offset = begin;
+    }
     uint64_t j = begin;
 #if defined(__SSE2__)
     // 64 keys at a time into a bit mask (SSE2 is part of every x86-64); the few candidates
@@ -210,7 +253,8 @@ SweepCounts SweepCandidates(const float* x, uint64_t n, uint32_t floor, unsigned
       uint64_t mask = 0;
       for (unsigned i = 0; i < 16; ++i) {
         const __m128i key = _mm_and_si128(
-            _mm_loadu_si128(reinterpret_cast<const __m128i*>(bits + j + 4 * i)), magnitude);
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(bits + (j - offset) + 4 * i)),
+            magnitude);
         const int selected = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpgt_epi32(key, below_floor)));
         mask |= static_cast<uint64_t>(selected) << (4 * i);
         zero_lanes = _mm_sub_epi32(zero_lanes, _mm_cmpeq_epi32(key, zero));
@@ -234,7 +278,7 @@ SweepCounts SweepCandidates(const float* x, uint64_t n, uint32_t floor, unsigned
       uint32_t block_zeros = 0;
       uint32_t block_non_finite = 0;
       for (int i = 0; i < 64; ++i) {
-        const int32_t key = static_cast<int32_t>(bits[j + i] & 0x7FFFFFFFu);
+        const int32_t key = static_cast<int32_t>(bits[j - offset + i] & 0x7FFFFFFFu);
         flags[i] = key >= floor_key ? 1 : 0;
         block_zeros += key == 0 ? 1 : 0;
         block_non_finite += key >= infinity_key ? 1 : 0;
@@ -253,10 +297,11 @@ SweepCounts SweepCandidates(const float* x, uint64_t n, uint32_t floor, unsigned
     }
 #endif
     for (; j < end; ++j) {
-      const uint32_t key = bits[j] & 0x7FFFFFFFu;
+      const uint32_t key = bits[j - offset] & 0x7FFFFFFFu;
       zeros += key == 0;
       non_finite += key >= kInfinityKey;
       if (key >= floor) out.Add(j);
+    }
     }
     out.Drain();
     counts[part] = SweepCounts{zeros, non_finite};
@@ -307,8 +352,9 @@ void TrimCandidates(uint64_t k, uint64_t base, uint64_t seed, unsigned threads,
 // the exact selection runs on that short list. The floor is only an estimate: when fewer
 // than k keys clear it, this returns false and the caller runs the exact two-pass selection,
 // so the result never depends on the sample.
-bool SelectTopFromSample(const float* x, uint64_t n, uint64_t base, const CodecParams& params,
-                         unsigned threads, Workspace* workspace, GroupCode* group) {
+bool SelectTopFromSample(const float* x, const Input16* input16, uint64_t n, uint64_t base,
+                         const CodecParams& params, unsigned threads, Workspace* workspace,
+                         GroupCode* group) {
   const uint64_t k_limit = KeepLimit(n, params.sparsity_ppb);
   if (n < kSampleMinElements || n >= (uint64_t{1} << 32) || k_limit == 0) return false;
   constexpr uint64_t kSample = kSampleRuns * kSampleRunLength;
@@ -317,7 +363,8 @@ bool SelectTopFromSample(const float* x, uint64_t n, uint64_t base, const CodecP
   for (uint64_t r = 0; r < kSampleRuns; ++r) {
     const uint64_t start = (n - kSampleRunLength) * r / (kSampleRuns - 1);
     for (uint64_t i = 0; i < kSampleRunLength; ++i) {
-      sample[r * kSampleRunLength + i] = MagnitudeKey(x[start + i]);
+      sample[r * kSampleRunLength + i] =
+          MagnitudeKey(input16 != nullptr ? Widen16(*input16, start + i) : x[start + i]);
     }
   }
   // Descending sample rank of the floor: the expected rank of tau plus four standard
@@ -330,7 +377,8 @@ bool SelectTopFromSample(const float* x, uint64_t n, uint64_t base, const CodecP
   const uint32_t floor = std::max<uint32_t>(floor_info.key, 1);
   const uint64_t reserve =
       static_cast<uint64_t>((floor_rank + 1.0) / kSample * static_cast<double>(n) * 1.125) + 1024;
-  const SweepCounts counts = SweepCandidates(x, n, floor, threads, reserve, workspace, group);
+  const SweepCounts counts =
+      SweepCandidates(x, input16, n, floor, threads, reserve, workspace, group);
   if (counts.non_finite > 0) throw StatusError(SLICER_ERR_NONFINITE_INPUT, "NaN or infinity");
   const uint64_t k = std::min(k_limit, n - counts.zeros);
   if (group->kept.size() < k) return false;
@@ -666,7 +714,7 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
                  unsigned threads, Workspace* workspace, GroupCode* group) {
   group->n_pos = 0;
   if (params.asym_ppb == 0 &&
-      SelectTopFromSample(x, n, base, params, threads, workspace, group)) {
+      SelectTopFromSample(x, nullptr, n, base, params, threads, workspace, group)) {
     FinishSelection(base, params, threads, workspace, group);
     return;
   }
@@ -793,6 +841,19 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
     }
   }
   FinishSelection(base, params, threads, workspace, group);
+}
+
+bool SelectGroup16(const uint8_t* bytes, int dtype, uint64_t n, uint64_t base,
+                   const CodecParams& params, unsigned threads, Workspace* workspace,
+                   GroupCode* group) {
+  if (params.asym_ppb != 0) return false;
+  group->n_pos = 0;
+  const Input16 input{bytes, dtype};
+  if (!SelectTopFromSample(nullptr, &input, n, base, params, threads, workspace, group)) {
+    return false;
+  }
+  FinishSelection(base, params, threads, workspace, group);
+  return true;
 }
 
 }  // namespace slicer::internal
