@@ -313,30 +313,54 @@ struct ChunkEncodeArgs {
   uint64_t* out;         // per chunk: rans start (in its region), rans_len, bits_len
 };
 
-SLICER_HD uint64_t RansCap(uint64_t elems) { return 24 + 2 * elems; }
-SLICER_HD uint64_t BitsCap(uint64_t elems) { return (51 * elems + 7) / 8 + 8; }
+// A chunk's scratch region: rANS bytes (written backwards from the end of their part), then
+// its extra bits; both parts are multiples of 4 bytes so the bits can be OR-ed in 32-bit words.
+SLICER_HD uint64_t RansCap(uint64_t elems) { return (24 + 2 * elems + 3) / 4 * 4; }
+SLICER_HD uint64_t BitsCap(uint64_t elems) { return ((51 * elems + 7) / 8 + 8 + 3) / 4 * 4; }
 
-// One block per chunk: thread 0 codes the chunk backwards (§14) and writes its extra bits.
+// One block per chunk: the block writes the chunk's extra bits (positions from a block scan,
+// bits OR-ed into 32-bit words), then thread 0 codes the chunk backwards (§14).
 __global__ void DenseChunkEncodeKernel(ChunkEncodeArgs a) {
   __shared__ uint32_t freq[kNumSymbols];
   __shared__ uint32_t cum[kNumSymbols];
+  __shared__ uint64_t scan[kThreads];
   for (unsigned s = threadIdx.x; s < a.nsym; s += kThreads) {
     freq[s] = a.freq[s];
     cum[s] = a.cum[s];
   }
   __syncthreads();
-  if (threadIdx.x != 0) return;
   const uint64_t j = blockIdx.x;
   const DenseChunk c = a.chunks[j];
-  uint8_t* region = a.scratch + j * (RansCap(a.chunk_elems) + BitsCap(a.chunk_elems));
+  const uint64_t rcap = RansCap(a.chunk_elems);
+  uint8_t* region = a.scratch + j * (rcap + BitsCap(a.chunk_elems));
   uint64_t* out = a.out + 3 * j;
+  // Extra bits in flat order, LSB-first (§1); the region was zeroed.
+  auto* words = reinterpret_cast<uint32_t*>(region + rcap);
+  uint64_t before = 0;
+  for (uint64_t t0 = c.begin; t0 < c.end && c.coded > 0; t0 += kThreads) {
+    const uint64_t i = t0 + threadIdx.x;
+    const uint64_t ex = i < c.end && a.syms[i] != kNotCoded ? a.extras[i] : 0;
+    uint64_t tile_total;
+    uint64_t at = BlockExclusiveScan<uint64_t>(ex & 63, before, SumOp{}, scan, &tile_total);
+    before += tile_total;
+    uint64_t v = ex >> 6;
+    for (unsigned left = static_cast<unsigned>(ex & 63); left > 0;) {
+      const unsigned shift = static_cast<unsigned>(at & 31);
+      const unsigned take = 32 - shift < left ? 32 - shift : left;
+      const uint64_t part = (v & ((uint64_t{1} << take) - 1)) << shift;
+      atomicOr(&words[at >> 5], static_cast<uint32_t>(part));
+      v >>= take;
+      at += take;
+      left -= take;
+    }
+  }
+  if (threadIdx.x != 0) return;
   if (c.coded == 0) {
     out[0] = 0;
     out[1] = 0;
     out[2] = 0;
     return;
   }
-  const uint64_t rcap = RansCap(a.chunk_elems);
   uint8_t* ptr = region + rcap;
   const unsigned k = c.coded >= kInterleaveMin ? 4 : 1;
   uint32_t x[4] = {kRansL, kRansL, kRansL, kRansL};
@@ -363,24 +387,7 @@ __global__ void DenseChunkEncodeKernel(ChunkEncodeArgs a) {
   }
   out[0] = static_cast<uint64_t>(ptr - region);
   out[1] = static_cast<uint64_t>(region + rcap - ptr);
-  // Extra bits in flat order, LSB-first (§1); the region was zeroed.
-  uint8_t* bits = region + rcap;
-  uint64_t at = 0;
-  for (uint64_t i = c.begin; i < c.end; ++i) {
-    if (a.syms[i] == kNotCoded) continue;
-    const uint64_t ex = a.extras[i];
-    const unsigned nb = static_cast<unsigned>(ex & 63);
-    const uint64_t v = ex >> 6;
-    for (unsigned got = 0; got < nb;) {
-      const uint64_t bit = at + got;
-      const unsigned shift = static_cast<unsigned>(bit & 7);
-      const unsigned take = 8 - shift < nb - got ? 8 - shift : nb - got;
-      bits[bit >> 3] |= static_cast<uint8_t>(((v >> got) & ((1u << take) - 1)) << shift);
-      got += take;
-    }
-    at += nb;
-  }
-  out[2] = (at + 7) / 8;
+  out[2] = (before + 7) / 8;
 }
 
 // Packs the chunks' rANS bytes and extra bits back to back at their output offsets (one block
