@@ -32,7 +32,7 @@ def pair(calib, **kw):
     row_shape = kw.get("row_shape")
     ref = rf.build_context(calib, row_shape=row_shape, step=enc.step,
                            rho_256=round(kw.get("rho", 0.5) * 256), offsets=kw.get("offsets"),
-                           states=kw.get("states", 1))  # fmt: skip
+                           states=kw.get("states", 2))  # fmt: skip
     return enc, ref
 
 
@@ -257,7 +257,8 @@ def test_torch_rows():
     x = torch.randn(4, 32)
     enc = slicer.FrameEncoder(x, step=0.05)
     frame = enc.encode(x[1])
-    ref = rf.build_context(x.numpy(), step=enc.step)
+    assert enc.states == 2  # the default
+    ref = rf.build_context(x.numpy(), step=enc.step, states=2)
     assert frame == rf.encode_frame(ref, x[1].numpy(), 0)
     xb = x.to(torch.bfloat16)
     encb = slicer.FrameEncoder(xb, step=0.05)

@@ -140,8 +140,9 @@ class FrameEncoder:
     row_shape:
         The shape of one row; default: the last axis of ``calibration``.
     states:
-        Interleaved rANS states per frame: 1 (smallest frames), 2 or 4 (faster to encode and
-        decode; about 4 resp. 12 bytes more per frame).
+        Interleaved rANS states per frame: 1 (smallest frames, about 3.5 bytes less than 2),
+        2 (default: 576-float frames in under 3 µs through the C ABI) or 4 (a little faster,
+        about 7 bytes more than 2).
     """
 
     def __init__(
@@ -153,7 +154,7 @@ class FrameEncoder:
         rho: Any = 0.5,
         offsets: Any = None,
         row_shape: Any = None,
-        states: int = 1,
+        states: int = 2,
     ) -> None:
         rows = _rows_array(calibration, "calibration")
         if isinstance(states, bool) or states not in (1, 2, 4):
@@ -228,6 +229,10 @@ class FrameEncoder:
     @property
     def step(self) -> float:
         return self._h.step
+
+    @property
+    def states(self) -> int:
+        return self._h.states
 
     @property
     def seq(self) -> int:

@@ -357,7 +357,7 @@ class FrameContext {
   // Context bytes from num_rows C-contiguous rows of row_shape (dtype of every later row).
   static std::vector<uint8_t> Build(const void* rows, DType dtype, uint64_t num_rows,
                                     const std::vector<int64_t>& row_shape, float step,
-                                    uint8_t states = 1) {
+                                    uint8_t states = 2) {
     slicer_frame_params params;
     slicer_frame_params_init(&params);
     params.step = step;

@@ -460,7 +460,7 @@ void slicer_frame_params_init(slicer_frame_params* params) {
   params->step = 0.01f;
   params->rho_256 = 128;
   params->auto_offsets = 1;
-  params->states = 1;
+  params->states = 2;
 }
 
 int slicer_frame_context_build(const void* rows, int dtype, uint64_t num_rows,
