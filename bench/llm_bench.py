@@ -219,16 +219,10 @@ def cmd_quality(args: argparse.Namespace) -> None:
 def cmd_drift(args: argparse.Namespace) -> None:
     """Free-running generation with the codec; at each step the KL between the coded split's
     logits and a lossless tail fed the exact rows of the same context."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     info = export.model_info(args.model)
     prompt = _prose_ids(args.model, args.prompt_tokens)
     codecs = _available(args.settings)
     out = {"model": args.model, "cut": args.cut, "new": args.new, "settings": {}}
-    fig, ax = plt.subplots(figsize=(7, 4))
     for name, codec in codecs.items():
         edge = EdgeSession(args.model, args.cut, codec)
         server = ServerSession(args.model, args.cut)
@@ -279,17 +273,42 @@ def cmd_drift(args: argparse.Namespace) -> None:
             f"mean {e['kl_mean']:.4f}, slope {slope:.2e}/step; codec {e['codec_ms_median']:.3f} ms "
             f"= {100 * e['codec_share_of_tail']:.2f}% of the tail's {e['tail_ms_median']:.1f} ms"
         )
-        ax.plot(steps, kls, lw=0.6, alpha=0.6, label=f"{name} ({e['bits_per_element']:.2f} b/el)")
-        ax.plot(steps, slope * steps + intercept, lw=1.5, ls="--", color=ax.lines[-1].get_color())
-    ax.set_xlabel("generated token")
-    ax.set_ylabel("KL(lossless || coded) per step")
-    ax.set_yscale("symlog", linthresh=1e-3)
-    ax.set_title(f"{args.model}, cut {args.cut}: per-step KL over {args.new} tokens (dashed: fit)")
+    _save("drift", args.model, out)
+    plot_drift(out)
+
+
+def plot_drift(out: dict) -> None:
+    """KL per step (thin), its 32-step moving mean (solid) and the fitted line (dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, e in out["settings"].items():
+        kls = np.asarray(e["kl_per_step"])
+        steps = np.arange(len(kls))
+        label = f"{name} ({e['bits_per_element']:.2f} b/el), slope {e['slope_per_step']:.1e}/step"
+        ax.plot(steps, kls, lw=0.4, alpha=0.35)
+        color = ax.lines[-1].get_color()
+        mean = np.convolve(kls, np.ones(32) / 32, mode="valid")
+        ax.plot(steps[31:], mean, lw=1.6, color=color, label=label)
+        ax.plot(steps, e["slope_per_step"] * steps + e["intercept"], lw=1.2, ls="--", color=color)
+    ax.set_xlabel("generated token (free-running greedy)")
+    ax.set_ylabel("KL(lossless || coded)")
+    ax.set_ylim(0, 0.05)
+    ax.set_title(
+        f"{out['model']}, cut {out['cut']}: KL per step over {out['new']} tokens\n"
+        "thin: per step, solid: 32-step mean, dashed: fitted line"
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     PLOTS.mkdir(exist_ok=True)
-    fig.savefig(PLOTS / f"llm_drift_{args.model}.png", dpi=120)
-    _save("drift", args.model, out)
+    fig.savefig(PLOTS / f"llm_drift_{out['model']}.png", dpi=120)
+
+
+def cmd_replot(args: argparse.Namespace) -> None:
+    plot_drift(json.loads((RESULTS / f"drift_{args.model}.json").read_text()))
 
 
 # --------------------------------------------------------------------------- handover
@@ -363,11 +382,15 @@ def _device_model_perplexity(model: str, count: int) -> dict:
 # --------------------------------------------------------------------------- memory
 
 _MEMORY_CHILD = r"""
-import json, resource, sys, numpy as np
+import json, sys, numpy as np
 from slicer.llm.sessions import EdgeSession
 model, cut, steps, device = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 import onnxruntime  # noqa: F401  (counted in the baseline)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def hwm_kb():  # VmHWM starts afresh at exec; ru_maxrss keeps the forking parent's peak
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+base = hwm_kb()
 edge = EdgeSession(model, cut, "raw", device_model=None if device == "none" else device)
 edge.start(np.arange(100, 164))
 if device != "none":
@@ -379,7 +402,7 @@ else:
         edge.tokens.append(100)
         edge.step += 1
         edge.decode_message()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = hwm_kb()
 print(json.dumps({"baseline_kb": base, "peak_kb": peak}))
 """
 
@@ -510,6 +533,7 @@ def main() -> None:
     p = sub.add_parser("memory", parents=[common])
     p.add_argument("--cuts", type=int, nargs="+", default=[5, 15, 25])
     p.add_argument("--steps", type=int, default=64)
+    p = sub.add_parser("replot", parents=[common], help="redraw the drift plot from its JSON")
     p = sub.add_parser("plan", parents=[common])
     p.add_argument("--cuts", type=int, nargs="+", default=[5, 15, 25])
     args = parser.parse_args()
@@ -520,6 +544,7 @@ def main() -> None:
         "handover": cmd_handover,
         "memory": cmd_memory,
         "plan": cmd_plan,
+        "replot": cmd_replot,
     }[args.command](args)
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
