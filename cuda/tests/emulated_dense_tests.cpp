@@ -145,6 +145,18 @@ void TestGolden() {
     }
     const size_t bytes = info.num_elements * Item(info.dtype);
     CheckDecode(stream, bytes, "golden " + name);
+    // The Python glue sends a stream to the dense decoder when the format-1 one refuses its
+    // version byte: that refusal must be SLICER_ERR_BAD_VERSION, from either source.
+    for (const int device_src : {0, 1}) {
+      ++checks;
+      size_t temp = 0;
+      slicer_header h{};
+      const int st = slicer_cuda_decode_temp_size(stream.data(), stream.size(), device_src,
+                                                  uint64_t{1} << 40, &h, &temp, nullptr);
+      if (st != SLICER_ERR_BAD_VERSION) {
+        Fail("golden " + name + ": format-1 decoder gives " + std::to_string(st));
+      }
+    }
     std::string npy = ReadFile(dir / (name + ".npy"));
     if (npy.size() < 10 || npy.compare(0, 6, "\x93NUMPY") != 0) {
       Fail("golden " + name + ": bad npy");
