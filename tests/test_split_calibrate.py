@@ -15,6 +15,7 @@ pytest.importorskip("onnxruntime")
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 from hypothesis import given  # noqa: E402
+from hypothesis import settings as hypothesis_settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
@@ -227,6 +228,7 @@ def _evaluator(path: str, targets: list[Target], n: int = 24) -> tuple[_CutEvalu
     return ev, list(range(n))
 
 
+@hypothesis_settings(max_examples=20)  # each example builds ORT sessions
 @given(
     st.sampled_from([0.0, 0.3, 0.6, 0.8, 0.9, 0.97]),
     st.sampled_from([2, 4, 8]),
