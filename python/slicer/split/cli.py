@@ -660,7 +660,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             if args.settings
             else None
         )
-        cut = _run_cut(part, args.split, settings, demo=args.model is None)
+        shipped = None
+        if settings is None and not args.raw and not args.target and name is not None:
+            from .settings import load_settings, shipped_settings_path
+
+            if not any(getattr(args, k, None) is not None for k in _CODEC_FLAGS):
+                path = shipped_settings_path(name)
+                shipped = load_settings(path) if path.is_file() else None
+        # --split auto on a shipped model: a cut its shipped settings calibrated.
+        cut = _run_cut(part, args.split, settings or shipped, demo=args.model is None)
         params, source = _run_params(args, part, cut, name, settings)
         if args.model is None:
             steps.close()
