@@ -17,7 +17,7 @@ DEFAULT_PROMPT = "Explain in two sentences why the sky is blue."
 #: Dense-mode defaults (bench/RESULTS.md, "Autoregressive split decoding"): a fixed quantizer
 #: step per model where one was measured (mid cuts: KL ≈ 0.002, top-1 ≈ 97 %), else a relative
 #: L2 error per message (outlier channels dominate a row's norm, so it is the weaker choice).
-DEFAULT_STEP = {"smollm2": 0.8}
+DEFAULT_STEP = {"smollm2": 0.8, "gemma3": 3.2}
 DEFAULT_REL_ERROR = 0.02
 
 
