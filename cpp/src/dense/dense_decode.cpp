@@ -9,6 +9,7 @@
 
 #include "crc32.hpp"
 #include "format/reject.hpp"
+#include "dense/coder.hpp"
 #include "dense/dense.hpp"
 #include "dense/dense_internal.hpp"
 #include "float_bits.hpp"
@@ -51,7 +52,7 @@ struct FreqCum {
 };
 
 // Extra-bit reader over [p, p + len), LSB-first. kBulk refills several bytes at once (the
-// extra-bit areas); without it `pos` is exactly the bytes consumed (the frequency table).
+// extra-bit areas); without it `pos` is exactly the bytes consumed.
 template <bool kBulk>
 struct BitReaderT {
   const uint8_t* p;
@@ -373,30 +374,15 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
   s->nsym = static_cast<unsigned>(nsym);
   std::vector<unsigned> classes;
   if (nsym > 0) {
-    BitReaderT<false> br{data + cur.pos, cur.end - cur.pos};
-    uint64_t v;
-    if (!br.Read(9, &v)) return Reject(SLICER_ERR_TRUNCATED, "dense frequency table");
-    classes.push_back(static_cast<unsigned>(v));
-    if (v > kClassMax) return Reject(SLICER_ERR_CORRUPT, "dense count class");
-    for (uint64_t q = 1; q < nsym; ++q) {
-      unsigned len = 0;
-      for (;;) {
-        uint64_t bit;
-        if (!br.Read(1, &bit)) return Reject(SLICER_ERR_TRUNCATED, "dense frequency table");
-        if (bit) break;
-        if (++len > 10) return Reject(SLICER_ERR_CORRUPT, "dense count class");
-      }
-      uint64_t low;
-      if (!br.Read(len, &low)) return Reject(SLICER_ERR_TRUNCATED, "dense frequency table");
-      const uint64_t z = (uint64_t{1} << len) + low - 1;
-      const int64_t d = (z & 1) ? -static_cast<int64_t>((z + 1) >> 1) : static_cast<int64_t>(z >> 1);
-      const int64_t nv = static_cast<int64_t>(classes.back()) + d;
-      if (nv < 0 || nv > kClassMax) return Reject(SLICER_ERR_CORRUPT, "dense count class");
-      classes.push_back(static_cast<unsigned>(nv));
+    switch (ReadClassField(data, cur.end, &cur.pos, s->nsym, &classes)) {
+      case SLICER_OK:
+        break;
+      case SLICER_ERR_TRUNCATED:
+        return Reject(SLICER_ERR_TRUNCATED, "dense frequency table");
+      default:
+        return Reject(SLICER_ERR_CORRUPT, "dense count class or table padding");
     }
     if (classes.back() == 0) return Reject(SLICER_ERR_CORRUPT, "dense count class");
-    if (br.buf != 0) return Reject(SLICER_ERR_CORRUPT, "dense frequency table padding");  // padding bits of the last byte
-    cur.pos += br.pos;
     Normalize(classes, &s->freq, &s->cum);
     s->lookup.resize(kProbScale);
     s->fc.resize(s->nsym);

@@ -7,6 +7,7 @@
 
 #include "codec.hpp"
 #include "crc32.hpp"
+#include "dense/coder.hpp"
 #include "dense/dense.hpp"
 #include "dense/dense_internal.hpp"
 #include "float_bits.hpp"
@@ -69,41 +70,6 @@ struct Reader {
   }
 };
 
-// ryg_rans-style encoder symbol: division by the frequency through an exact reciprocal.
-struct EncSymbol {
-  uint32_t x_max, rcp_freq, bias;
-  uint16_t cmpl_freq, rcp_shift;
-};
-
-EncSymbol MakeEncSymbol(uint32_t start, uint32_t freq) {
-  EncSymbol s{};
-  s.x_max = ((kRansL >> kProbBits) << 8) * freq;
-  s.cmpl_freq = static_cast<uint16_t>(kProbScale - freq);
-  if (freq < 2) {
-    s.rcp_freq = ~0u;
-    s.rcp_shift = 0;
-    s.bias = start + kProbScale - 1;
-  } else {
-    uint32_t shift = 0;
-    while (freq > (1u << shift)) ++shift;
-    s.rcp_freq = static_cast<uint32_t>(((uint64_t{1} << (shift + 31)) + freq - 1) / freq);
-    s.rcp_shift = static_cast<uint16_t>(shift - 1);
-    s.bias = start;
-  }
-  return s;
-}
-
-inline void Put(uint32_t* x, uint8_t** ptr, const EncSymbol& s) {
-  uint32_t v = *x;
-  while (v >= s.x_max) {
-    *--*ptr = static_cast<uint8_t>(v);
-    v >>= 8;
-  }
-  const uint32_t q =
-      static_cast<uint32_t>((static_cast<uint64_t>(v) * s.rcp_freq) >> 32) >> s.rcp_shift;
-  *x = v + s.bias + q * s.cmpl_freq;
-}
-
 struct ChunkOut {
   std::vector<uint8_t> rans;  // [rans_begin, size) holds the bytes
   size_t rans_begin = 0;
@@ -119,28 +85,22 @@ void EncodeRans(const uint16_t* syms, uint64_t n, const std::vector<EncSymbol>& 
   uint8_t* ptr = end;
   uint32_t x[4] = {kRansL, kRansL, kRansL, kRansL};
   if (k == 1) {
-    for (uint64_t i = n; i-- > 0;) Put(&x[0], &ptr, table[syms[i]]);
+    for (uint64_t i = n; i-- > 0;) RansPut(&x[0], &ptr, table[syms[i]]);
   } else {
     uint64_t i = n;
     while (i % 4 != 0) {
       --i;
-      Put(&x[i % 4], &ptr, table[syms[i]]);
+      RansPut(&x[i % 4], &ptr, table[syms[i]]);
     }
     while (i > 0) {
       i -= 4;
-      Put(&x[3], &ptr, table[syms[i + 3]]);
-      Put(&x[2], &ptr, table[syms[i + 2]]);
-      Put(&x[1], &ptr, table[syms[i + 1]]);
-      Put(&x[0], &ptr, table[syms[i]]);
+      RansPut(&x[3], &ptr, table[syms[i + 3]]);
+      RansPut(&x[2], &ptr, table[syms[i + 2]]);
+      RansPut(&x[1], &ptr, table[syms[i + 1]]);
+      RansPut(&x[0], &ptr, table[syms[i]]);
     }
   }
-  for (unsigned j = k; j-- > 0;) {
-    ptr -= 4;
-    ptr[0] = static_cast<uint8_t>(x[j]);
-    ptr[1] = static_cast<uint8_t>(x[j] >> 8);
-    ptr[2] = static_cast<uint8_t>(x[j] >> 16);
-    ptr[3] = static_cast<uint8_t>(x[j] >> 24);
-  }
+  RansFlush(x, k, &ptr);
   out->rans_begin = static_cast<size_t>(ptr - out->rans.data());
 }
 
@@ -165,48 +125,10 @@ struct BitSink {
   }
 };
 
-struct ExpGolombSink {
-  std::vector<uint8_t>* out;
-  uint64_t acc = 0;
-  unsigned n = 0;
-  void Write(uint64_t v, unsigned bits) {
-    for (unsigned b = 0; b < bits; ++b) {
-      acc |= ((v >> b) & 1u) << n;
-      if (++n == 8) {
-        out->push_back(static_cast<uint8_t>(acc));
-        acc = 0;
-        n = 0;
-      }
-    }
-  }
-  void ExpGolomb(uint64_t z) {
-    const uint64_t u = z + 1;
-    unsigned len = 63 - static_cast<unsigned>(__builtin_clzll(u));
-    Write(0, len);
-    Write(1, 1);
-    Write(u - (uint64_t{1} << len), len);
-  }
-  void Finish() {
-    if (n > 0) out->push_back(static_cast<uint8_t>(acc));
-  }
-};
-
-
-struct Pass1 {
-  int64_t s1, s2;
-  uint64_t c1, c2;
-};
-
-// floor(v) of a double in (-2^62, 2^62) as int64.
-inline int64_t FloorInt(double v) {
-  const int64_t t = static_cast<int64_t>(v);
-  return t - (static_cast<double>(t) > v);
-}
-
 template <class Read>
 void QuantizeRun(const Read& read, uint64_t begin, uint64_t end, double delta, double rho,
                  bool auto_off, uint16_t* out, uint64_t (*hist4)[kNumSymbols],
-                 std::vector<uint64_t>* extras, Pass1* acc) {
+                 std::vector<uint64_t>* extras, OffsetSums* acc) {
   constexpr unsigned kBlock = 256;
   alignas(16) double xs[kBlock], ts[kBlock];
   alignas(16) int32_t ms[kBlock], sym_small[kBlock], dfl[kBlock];
@@ -226,26 +148,11 @@ void QuantizeRun(const Read& read, uint64_t begin, uint64_t end, double delta, d
           throw internal::StatusError(SLICER_ERR_INVALID_ARGUMENT, "step too small");
         }
         const uint64_t m = static_cast<uint64_t>(u);
-        const bool neg = xs[k] < 0;
-        unsigned sym;
-        if (m < kDirect) {
-          sym = m == 0 ? 0 : static_cast<unsigned>(2 * m - (neg ? 0 : 1));
-        } else {
-          const unsigned e = 63 - static_cast<unsigned>(__builtin_clzll(m));
-          const unsigned bin = kDirect + 4 * (e - 3) + static_cast<unsigned>((m >> (e - 2)) & 3);
-          sym = neg ? 2 * bin : 2 * bin - 1;
-          extras->push_back(((m & ((uint64_t{1} << (e - 2)) - 1)) << 6) | (e - 2));
-        }
-        if (auto_off && m > 0) {
-          const int64_t d = FloorInt((t - static_cast<double>(m)) * 0x1p20);
-          if (m == 1) {
-            acc->s1 += d;
-            ++acc->c1;
-          } else {
-            acc->s2 += d;
-            ++acc->c2;
-          }
-        }
+        unsigned nbits;
+        uint64_t extra;
+        const unsigned sym = SymbolOf(m, xs[k] < 0, &nbits, &extra);
+        if (nbits != 0) extras->push_back((extra << 6) | nbits);
+        if (auto_off) acc->Add(t, m);
         out[b0 - begin + k] = static_cast<uint16_t>(sym);
         ++hist4[k & 3][sym];
       }
@@ -281,10 +188,10 @@ void QuantizeRun(const Read& read, uint64_t begin, uint64_t end, double delta, d
       const uint32_t m = static_cast<uint32_t>(ms[k]);
       unsigned sym = static_cast<unsigned>(sym_small[k]);
       if (m >= kDirect) {
-        const unsigned e = 31 - static_cast<unsigned>(__builtin_clz(m));
-        const unsigned bin = kDirect + 4 * (e - 3) + ((m >> (e - 2)) & 3);
-        sym = xs[k] < 0 ? 2 * bin : 2 * bin - 1;
-        extras->push_back((uint64_t{m & ((1u << (e - 2)) - 1)} << 6) | (e - 2));
+        unsigned nbits;
+        uint64_t extra;
+        sym = SymbolOf(m, xs[k] < 0, &nbits, &extra);
+        extras->push_back((extra << 6) | nbits);
       }
       o[k] = static_cast<uint16_t>(sym);
       ++hist4[k & 3][sym];
@@ -373,7 +280,7 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   std::vector<uint64_t> extras;  // (value << 6) | nbits, for bins >= 8, in order
   std::vector<uint64_t> chunk_syms(nch + 1, 0), chunk_extras(nch + 1, 0);
   uint64_t hist4[4][kNumSymbols] = {};
-  Pass1 acc{};
+  OffsetSums acc;
   uint64_t nsyms = 0;
   const bool auto_off = params.auto_offsets != 0;
   for (uint64_t i = 0; i < n;) {
@@ -407,16 +314,8 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
     chunk_syms[j + 1] += chunk_syms[j];
     chunk_extras[j + 1] += chunk_extras[j];
   }
-  auto offset = [](int64_t s, uint64_t c) -> int8_t {
-    if (c == 0) return 0;
-    const __int128 num = 2 * static_cast<__int128>(s) + static_cast<__int128>(c) * 4096;
-    const __int128 den = 2 * static_cast<__int128>(c) * 4096;
-    __int128 q = num / den;
-    if ((num % den != 0) && ((num < 0) != (den < 0))) --q;  // floor division
-    return static_cast<int8_t>(std::max<__int128>(-128, std::min<__int128>(127, q)));
-  };
-  const int8_t o1 = auto_off ? offset(s1, c1) : params.offset1;
-  const int8_t o2 = auto_off ? offset(s2, c2) : params.offset2;
+  const int8_t o1 = auto_off ? OffsetSums::Offset(s1, c1) : params.offset1;
+  const int8_t o2 = auto_off ? OffsetSums::Offset(s2, c2) : params.offset2;
 
   // Frequency table (§13.1, §13.2).
   unsigned nsym = 0;
@@ -482,15 +381,7 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   out.insert(out.end(), mp, mp + 9);
   if (has_table) out.insert(out.end(), kinds.begin(), kinds.end());
   Put(nsym, &out);
-  if (nsym > 0) {
-    ExpGolombSink eg{&out};
-    eg.Write(classes[0], 9);
-    for (unsigned s = 1; s < nsym; ++s) {
-      const int64_t d = static_cast<int64_t>(classes[s]) - static_cast<int64_t>(classes[s - 1]);
-      eg.ExpGolomb(d >= 0 ? static_cast<uint64_t>(2 * d) : static_cast<uint64_t>(-2 * d - 1));
-    }
-    eg.Finish();
-  }
+  WriteClassField(classes.data(), nsym, &out);
   size_t payload = 0;
   for (const ChunkOut& c : chunks) {
     const size_t rl = c.rans.size() - c.rans_begin;
