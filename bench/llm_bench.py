@@ -2,6 +2,7 @@
 
     python bench/llm_bench.py lossless --model smollm2 --cuts 5 15 25 --new 256
     python bench/llm_bench.py quality  --model smollm2 --cuts 5 15 25 --tokens 10240
+    python bench/llm_bench.py quality  --cuts 15 --tokens 1024 --settings "frames q3.2" "dense q3.2"
     python bench/llm_bench.py drift    --model smollm2 --cut 15 --new 512
     python bench/llm_bench.py handover --model smollm2 --cut 15 --new 64
     python bench/llm_bench.py memory   --model smollm2 --cuts 5 15 25
@@ -25,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from slicer.llm import export
-from slicer.llm.messages import FRAMING_BYTES, make_codec
+from slicer.llm.messages import FrameStream, framing_bytes, make_codec
 from slicer.llm.sessions import EdgeSession, ServerSession, _Stack, reference_greedy, run_split
 
 HERE = Path(__file__).resolve().parent
@@ -46,6 +47,16 @@ SETTINGS = {
     "dense q3.2": ("slicer", {"mode": "dense", "step": 3.2}),
     "dense q6.4": ("slicer", {"mode": "dense", "step": 6.4}),
     "fp16": ("fp16", {}),
+    # frames (format 2 §17): a context from the first --prefill rows of each chunk, then one
+    # frame per row; K = 1 rANS state unless "k2"
+    "frames q0.8": ("frames", {"step": 0.8}),
+    "frames q1.6": ("frames", {"step": 1.6}),
+    "frames q2.4": ("frames", {"step": 2.4}),
+    "frames q3.2": ("frames", {"step": 3.2}),
+    "frames q3.2 k2": ("frames", {"step": 3.2, "states": 2}),
+    "frames q4.0": ("frames", {"step": 4.0}),
+    "frames e.09": ("frames", {"rel_error": 0.09}),
+    "frames e.11": ("frames", {"rel_error": 0.11}),
 }
 
 
@@ -142,7 +153,10 @@ def cmd_quality(args: argparse.Namespace) -> None:
     ids = _prose_ids(args.model, args.tokens)
     codecs = _available(args.settings)
     chunk = args.chunk
-    out = {"model": args.model, "tokens": len(ids), "chunk": chunk, "cuts": {}}
+    pre = args.prefill
+    if not 1 <= pre < chunk:
+        raise ValueError(f"--prefill must be in 1..{chunk - 1}, got {pre}")
+    out = {"model": args.model, "tokens": len(ids), "chunk": chunk, "prefill": pre, "cuts": {}}
     for cut in args.cuts:
         head = _Stack(export.graph_path(args.model, "head", cut), info, range(cut), 1)
         tail = _Stack(export.graph_path(args.model, "tail", cut), info, range(cut, info.layers), 1)
@@ -161,21 +175,34 @@ def cmd_quality(args: argparse.Namespace) -> None:
             target = np.asarray(piece[1:])
             ref_top = ref_logits.argmax(-1)
             acc["lossless"]["nll"].append(-ref_logp[np.arange(len(target)), target])
-            acc["lossless"]["bytes"].append(np.full(len(piece), 4 * info.hidden + FRAMING_BYTES))
+            # bytes of a decode-step message at row r: payload + framing (session 1, step and
+            # position r); the prefill rows (r < --prefill) are not counted in bytes
+            framing = np.asarray([framing_bytes(1, 1, r, r) for r in range(len(piece))])
+            acc["lossless"]["bytes"].append((4 * info.hidden + framing)[pre:])
             for name, codec in codecs.items():
                 rows, sizes = [], []
                 t0 = time.perf_counter()
-                for r in range(hidden.shape[1]):
-                    payload = codec.encode(hidden[0, r : r + 1])
-                    sizes.append(len(payload) + FRAMING_BYTES)
-                    rows.append(codec.decode(payload, 1, info.hidden)[0])
+                if codec.name == "frames":
+                    first = codec.encode(hidden[0, :pre], first=True)
+                    stream, decoded = FrameStream.open(first, pre, info.hidden)
+                    rows.append(decoded[0])
+                    for r in range(pre, hidden.shape[1]):
+                        payload = codec.encode(hidden[0, r : r + 1], first=False)
+                        sizes.append(len(payload) + framing[r])
+                        rows.append(stream.decode(payload, 1)[0])
+                else:
+                    for r in range(hidden.shape[1]):
+                        payload = codec.encode(hidden[0, r : r + 1])
+                        if r >= pre:
+                            sizes.append(len(payload) + framing[r])
+                        rows.append(codec.decode(payload, 1, info.hidden)[0])
                 enc_ms = 1e3 * (time.perf_counter() - t0) / hidden.shape[1]
                 tail.reset()
                 logits = tail.run(np.concatenate(rows)[None], 0)[0]
                 logp = _log_softmax(logits)
                 a = acc[name]
-                a["kl"].append(np.sum(np.exp(ref_logp) * (ref_logp - logp), axis=-1))
-                a["top1"].append(logits.argmax(-1) == ref_top)
+                a["kl"].append(np.sum(np.exp(ref_logp) * (ref_logp - logp), axis=-1)[pre:])
+                a["top1"].append((logits.argmax(-1) == ref_top)[pre:])
                 a["nll"].append(-logp[np.arange(len(target)), target])
                 a["bytes"].append(np.asarray(sizes))
                 a["enc_ms"].append(enc_ms)
@@ -273,8 +300,9 @@ def cmd_drift(args: argparse.Namespace) -> None:
             f"mean {e['kl_mean']:.4f}, slope {slope:.2e}/step; codec {e['codec_ms_median']:.3f} ms "
             f"= {100 * e['codec_share_of_tail']:.2f}% of the tail's {e['tail_ms_median']:.1f} ms"
         )
-    _save("drift", args.model, out)
-    plot_drift(out)
+    _save("drift", args.model, out, args.tag)
+    if not args.tag:  # a tagged run leaves the published plot alone
+        plot_drift(out)
 
 
 def plot_drift(out: dict) -> None:
@@ -517,6 +545,13 @@ def main() -> None:
     p.add_argument("--cuts", type=int, nargs="+", default=[5, 15, 25])
     p.add_argument("--tokens", type=int, default=10240)
     p.add_argument("--chunk", type=int, default=512)
+    p.add_argument(
+        "--prefill",
+        type=int,
+        default=1,
+        help="rows of each chunk sent as the prefill (frames: the context's calibration); "
+        "KL, top-1 and bytes count the later rows only",
+    )
     p.add_argument("--settings", nargs="+", default=list(SETTINGS))
     p.add_argument("--tag", default="", help="suffix of the result file")
     p = sub.add_parser("drift", parents=[common])
@@ -524,6 +559,7 @@ def main() -> None:
     p.add_argument("--new", type=int, default=512)
     p.add_argument("--prompt-tokens", type=int, default=64)
     p.add_argument("--settings", nargs="+", default=["dense q0.8", "dense q1.6", "dense q3.2"])
+    p.add_argument("--tag", default="", help="suffix of the result file (no plot then)")
     p = sub.add_parser("handover", parents=[common])
     p.add_argument("--cut", type=int, default=15)
     p.add_argument("--new", type=int, default=64)

@@ -34,15 +34,21 @@ def _msg(**kw) -> m.Message:
 def test_roundtrip(kind, cut, rows, session, step, position, model, payload) -> None:
     msg = m.Message(kind, m.CODEC_SLICER, cut, rows, session, step, position, model, payload)
     data = msg.to_bytes()
-    assert len(data) == m.FRAMING_BYTES + len(payload)
+    assert len(data) == m.framing_bytes(rows, session, step, position) + len(payload)
+    assert len(data) - len(payload) <= m.MAX_FRAMING_BYTES
     assert m.parse(data) == msg
 
 
 def test_layout_is_the_documented_one() -> None:
-    data = _msg().to_bytes()
-    assert data[:2] == b"SL" and data[2] == 1 and data[3] == m.DECODE
-    assert struct.unpack_from("<HIIII", data, 6) == (1, 7, 3, 40, 0xDEADBEEF)
+    data = _msg(position=300).to_bytes()
+    assert data[:2] == b"SL" and data[2] == 2 and data[3] == (m.DECODE << 4) | m.CODEC_RAW
+    # cut, rows 1, session 7, step 3, position 300 = varint ac 02, model
+    assert data[4:10] == bytes([12, 1, 7, 3, 0xAC, 0x02])
+    assert struct.unpack_from("<I", data, 10)[0] == 0xDEADBEEF
+    assert data[14:-4] == bytes(range(16))
     assert struct.unpack_from("<I", data, len(data) - 4)[0] == zlib.crc32(data[:-4])
+    # a decode step of session < 128 at step and position < 16384: 19 bytes of framing
+    assert len(data) - 16 == m.FRAMING_BYTES - 1  # step 3 needs one varint byte, not two
 
 
 @given(data=st.data())
@@ -55,11 +61,11 @@ def test_any_corruption_is_a_message_error(data) -> None:
         m.parse(bytes(good))
 
 
-@pytest.mark.parametrize("cut", range(0, 27, 5))
+@pytest.mark.parametrize("cut", [*range(0, 30, 3), -1])
 def test_truncated_is_a_message_error(cut: int) -> None:
     data = _msg().to_bytes()
     with pytest.raises(m.MessageError):
-        m.parse(data[:cut] if cut < m.FRAMING_BYTES else data[:-1])
+        m.parse(data[:cut])
 
 
 def test_format_error_family_and_bad_type() -> None:
@@ -71,24 +77,38 @@ def test_format_error_family_and_bad_type() -> None:
 def _resealed(data: bytes, offset: int, value: int) -> bytes:
     b = bytearray(data[:-4])
     b[offset] = value
-    return bytes(b) + struct.pack("<I", zlib.crc32(bytes(b)))
+    return _sealed(bytes(b))
 
 
 def test_semantic_checks_after_crc() -> None:
     data = _msg().to_bytes()
     with pytest.raises(m.MessageError, match="version"):
-        m.parse(_resealed(data, 2, 9))
+        m.parse(bytes([*data[:2], 9]) + data[3:])
     with pytest.raises(m.MessageError, match="kind"):
-        m.parse(_resealed(data, 3, 77))
+        m.parse(_resealed(data, 3, 0x70))
     with pytest.raises(m.MessageError, match="codec"):
-        m.parse(_resealed(data, 4, 9))
+        m.parse(_resealed(data, 3, (m.DECODE << 4) | 9))
     with pytest.raises(m.MessageError, match="no rows"):
-        m.parse(_resealed(_resealed(data, 6, 0), 7, 0))
+        m.parse(_resealed(data, 5, 0))
     with pytest.raises(m.MessageError, match="token"):
-        m.parse(_resealed(data, 4, m.CODEC_TOKEN))
+        m.parse(_resealed(data, 3, (m.DECODE << 4) | m.CODEC_TOKEN))
+    with pytest.raises(m.MessageError, match="not minimal"):  # rows 1 as 81 00
+        m.parse(_sealed(data[:5] + bytes([0x81, 0x00]) + data[6:-4]))
+    with pytest.raises(m.MessageError, match="longer than 5"):
+        m.parse(_sealed(data[:6] + bytes([0xFF] * 6 + [1]) + data[7:-4]))
+    with pytest.raises(m.MessageError, match="exceeds"):  # rows 65536
+        m.parse(_sealed(data[:5] + bytes([0x80, 0x80, 0x04]) + data[6:-4]))
+    with pytest.raises(m.MessageError, match="past the header"):  # varints into the CRC
+        m.parse(_sealed(data[:5] + bytes([0x81] * 8)))
 
 
-@pytest.mark.parametrize("field,value", [("rows", 0x10000), ("step", -1), ("cut", 256)])
+def _sealed(body: bytes) -> bytes:
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+@pytest.mark.parametrize(
+    "field,value", [("rows", 0x10000), ("step", -1), ("cut", 256), ("codec", 16)]
+)
 def test_out_of_range_fields_refused(field: str, value: int) -> None:
     with pytest.raises(ValueError, match=field):
         _msg(**{field: value}).to_bytes()
@@ -134,8 +154,154 @@ def test_make_codec() -> None:
     assert m.make_codec("slicer", sparsity=0.5, bits=4).describe()["bits"] == 4
     with pytest.raises(ValueError, match="codec must be"):
         m.make_codec("zip")
+    assert isinstance(m.make_codec("frames", step=0.8), m.FrameCodec)
+    with pytest.raises(ValueError, match="step= or rel_error="):
+        m.make_codec("frames")
+    with pytest.raises(ValueError, match="states"):
+        m.make_codec("frames", step=0.8, states=3)
+    with pytest.raises(ValueError, match="rel_error"):
+        m.make_codec("frames", rel_error=1.5)
     with pytest.raises(ValueError, match="sparsity"):
         m.make_codec("slicer", sparsity=1.5)
     with pytest.raises(ValueError, match="groups"):
         m.make_codec("slicer", groups="planes")
     assert m.make_codec("slicer", sparsity=0.5).options["groups"] == "rows"
+
+
+# --------------------------------------------------------------------------- frames codec
+
+
+def _hidden(rng, rows: int, width: int = 576) -> np.ndarray:
+    """Rows shaped like an LLM's residual stream: mostly small, a few outlier channels, and a
+    first row with a massive activation."""
+    x = rng.standard_normal((rows, width)).astype(np.float32)
+    x[:, 7] *= 40.0
+    x[0, 3] = 3000.0
+    return x
+
+
+def _reference_frames(rows: np.ndarray, step: float) -> tuple[bytes, list[bytes]]:
+    enc = slicer.FrameEncoder(rows, step=step, states=1)
+    return enc.context, [enc.encode(r) for r in rows]
+
+
+@pytest.mark.parametrize("rows,width", [(1, 576), (9, 576), (5, 640), (3, 7)])
+def test_frames_roundtrip_matches_the_codec(rows: int, width: int, rng) -> None:
+    """The payload is varint(len(context)), the context, then the rows' frames (each but the
+    last after its varint length); decoded rows equal slicer.FrameDecoder's."""
+    x = (
+        _hidden(rng, rows, width)
+        if width > 7
+        else rng.standard_normal((rows, width)).astype(np.float32)
+    )
+    codec = m.FrameCodec(step=1.6)
+    first = codec.encode(x, first=True)
+    context, frames = _reference_frames(x, 1.6)
+    expect = m._varint(len(context)) + context
+    for i, f in enumerate(frames):
+        expect += (m._varint(len(f)) if i + 1 < rows else b"") + f
+    assert first == expect
+    stream, y = m.FrameStream.open(first, rows, width)
+    ref = slicer.FrameDecoder(context)
+    assert np.array_equal(y[0], np.stack([ref.decode(f) for f in frames]))
+    assert np.abs(y[0] - x).max() <= 1.6  # within one step (dead zone included)
+    for k in range(3):  # decode steps: one frame each, 1 + 1 + 4 bytes of overhead
+        row = rng.standard_normal((1, width)).astype(np.float32)
+        frame = codec.encode(row, first=False)
+        got = stream.decode(frame, 1)
+        assert np.array_equal(got[0, 0], ref.decode(frame))
+        assert stream.decoder.seq == (rows + k + 1) & 0xFF
+
+
+def test_frames_decode_step_is_small(rng) -> None:
+    x = _hidden(rng, 32)
+    codec = m.FrameCodec(step=0.5)
+    stream, _ = m.FrameStream.open(codec.encode(x), 32, 576)
+    row = _hidden(rng, 2)[1:]
+    frame = codec.encode(row, first=False)
+    full = slicer.encode(row, mode="dense", step=0.5)
+    assert len(frame) + 20 < len(full)  # no header, no table: 20+ bytes less than a stream
+    assert stream.decode(frame, 1).shape == (1, 1, 576)
+
+
+def test_frames_errors_leave_the_stream_intact(rng) -> None:
+    x = _hidden(rng, 8)
+    codec = m.FrameCodec(step=0.8)
+    stream, _ = m.FrameStream.open(codec.encode(x), 8, 576)
+    rows = [rng.standard_normal((1, 576)).astype(np.float32) for _ in range(3)]
+    frames = [codec.encode(r, first=False) for r in rows]
+    # a frame of another context (same rows, another step) fails its check
+    other = m.FrameCodec(step=0.9)
+    other.encode(x)
+    with pytest.raises(m.MessageError, match="another context"):
+        stream.decode(other.encode(rows[0], first=False), 1)
+    # a damaged frame (every byte, one bit) is a MessageError, never a wrong row
+    for i in range(len(frames[0])):
+        bad = bytearray(frames[0])
+        bad[i] ^= 0x04
+        with pytest.raises(m.MessageError):
+            stream.decode(bytes(bad), 1)
+    with pytest.raises(m.MessageError):
+        stream.decode(frames[0][:-1], 1)
+    # a lost frame: frame 1 before frame 0
+    with pytest.raises(m.MessageError, match="sequence"):
+        stream.decode(frames[1], 1)
+    assert stream.decoder.seq == 8  # nothing advanced
+    for r, f in zip(rows, frames, strict=True):
+        assert np.abs(stream.decode(f, 1)[0, 0] - r[0]).max() <= 0.8
+    # two frames in one payload: the first after its length
+    two = codec.encode(np.concatenate(rows[:2]), first=False)
+    assert stream.decode(two, 2).shape == (1, 2, 576)
+    stream.rewind(2)
+    assert stream.decoder.seq == 11
+    with pytest.raises(m.MessageError, match="past the payload"):
+        stream.decode(two[:3], 2)
+    assert stream.decoder.seq == 11
+
+
+def test_frames_bad_first_payload(rng) -> None:
+    x = _hidden(rng, 4)
+    first = m.FrameCodec(step=0.8).encode(x)
+    with pytest.raises(m.MessageError, match="past the"):
+        m.FrameStream.open(first[:40], 4, 576)
+    with pytest.raises(m.MessageError, match="bad frame context"):
+        m.FrameStream.open(first[:20] + bytes([first[20] ^ 1]) + first[21:], 4, 576)
+    with pytest.raises(m.MessageError, match="bad frame context"):  # rows wider than expected
+        m.FrameStream.open(first, 4, 100)
+    wide = m.FrameCodec(step=0.8).encode(_hidden(rng, 4, 640))
+    with pytest.raises(m.MessageError, match="expected \\(700,\\)"):
+        m.FrameStream.open(wide, 4, 700)
+    with pytest.raises(m.MessageError, match="frame"):
+        m.FrameStream.open(first, 5, 576)  # claims one row more than it holds
+    with pytest.raises(m.MessageError, match="FrameStream"):
+        m.codec_for_id(m.CODEC_FRAMES)
+
+
+def test_frames_codec_misuse(rng) -> None:
+    codec = m.FrameCodec(rel_error=0.1)
+    with pytest.raises(ValueError, match="first=True"):
+        codec.encode(_hidden(rng, 1), first=False)
+    with pytest.raises(ValueError, match="rows must be"):
+        codec.encode(np.ones(576, np.float32))
+    codec.encode(_hidden(rng, 6))
+    d = codec.describe()
+    assert d["codec"] == "frames" and d["rel_error"] == 0.1 and d["context_step"] > 0
+    assert codec.context_bytes > 100
+
+
+@given(data=st.data())
+def test_frames_any_rows_roundtrip(data) -> None:
+    """Hypothesis: any finite rows, any step, any number of rows per message."""
+    width = data.draw(st.integers(1, 40))
+    n = data.draw(st.integers(1, 5))
+    floats = st.floats(-1e4, 1e4, width=32, allow_nan=False)
+    x = np.asarray(
+        data.draw(st.lists(floats, min_size=n * width, max_size=n * width)), np.float32
+    ).reshape(n, width)
+    step = data.draw(st.sampled_from([0.01, 0.5, 3.0]))
+    codec = m.FrameCodec(step=step, states=data.draw(st.sampled_from([1, 2, 4])))
+    stream, y = m.FrameStream.open(codec.encode(x), n, width)
+    assert np.abs(y[0] - x).max() <= step * (1 + 1e-5)
+    nxt = x[::-1].copy()
+    z = stream.decode(codec.encode(nxt, first=False), n)
+    assert np.abs(z[0] - nxt).max() <= step * (1 + 1e-5)

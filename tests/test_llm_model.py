@@ -20,6 +20,8 @@ pytest.importorskip("transformers")
 from slicer.llm import export  # noqa: E402
 from slicer.llm.messages import (  # noqa: E402
     DECODE,
+    FRAMING_BYTES,
+    FrameCodec,
     Message,
     MessageError,
     ProtocolError,
@@ -62,8 +64,9 @@ def test_lossless_split_matches_unsplit(prompt_ids, reference) -> None:
     assert gen.tokens == reference
     assert [s.kind for s in gen.steps] == ["prefill"] + ["decode"] * (NEW - 1)
     assert gen.steps[0].rows == len(prompt_ids)
-    # one float32 row + 28 bytes of framing per decode step; the KV cache never travels
-    assert all(s.bytes_up == 576 * 4 + 28 for s in gen.steps[1:])
+    # one float32 row + 17 bytes of framing per decode step (session, step and position
+    # below 128: one varint byte each); the KV cache never travels
+    assert all(s.bytes_up == 576 * 4 + FRAMING_BYTES - 2 for s in gen.steps[1:])
     assert server.cache_length == len(prompt_ids) + NEW - 1
 
 
@@ -99,6 +102,45 @@ def test_codec_split_stays_close(prompt_ids, reference) -> None:
     kl = float(np.sum(p * (np.log(p) - np.log(q))))
     assert kl < 0.05
     assert int(np.argmax(q)) == reference[0]
+
+
+def test_frames_codec_session(prompt_ids, reference) -> None:
+    """Frames: the prefill carries the context, each decode step one frame (well under 230
+    bytes at step 3.2); a frame without its context, from another context or damaged is refused
+    and the session goes on; at step 0.8 the first tokens stay those of the un-split model."""
+    edge, server = _pair(codec=FrameCodec(step=3.2))
+    gen = run_split(edge, server, prompt_ids, 3)
+    first, steps = gen.steps[0], gen.steps[1:]
+    assert first.payload_bytes > edge.codec.context_bytes > 80
+    assert all(s.bytes_up < 230 and s.payload_bytes < 210 for s in steps)
+    assert server.frames is not None and server.frames.decoder.seq == len(prompt_ids) + 2
+    # errors: a raw-started session has no context; a frame of another context; damage
+    edge, server = _pair(codec=FrameCodec(step=0.8))
+    raw_edge, raw_server = _pair()
+    raw_edge.start(prompt_ids)
+    tokens = [edge_receive_first(edge, server, prompt_ids)]
+    raw_edge.receive(raw_server.handle(raw_edge.offload()))
+    msg = parse(edge.decode_message())
+    with pytest.raises(ProtocolError, match="frame context"):
+        raw_server.handle(Message(**{**msg.__dict__, "session": 1}).to_bytes())
+    other = FrameCodec(step=0.9)
+    other.encode(edge.last_hidden[0] * 0 + 1.0)
+    foreign = other.encode(edge.last_hidden[0], first=False)
+    with pytest.raises(MessageError, match="another context"):
+        server.handle(Message(**{**msg.__dict__, "payload": foreign}).to_bytes())
+    damaged = bytearray(msg.payload)
+    damaged[3] ^= 0x20
+    with pytest.raises(MessageError, match="frame"):
+        server.handle(Message(**{**msg.__dict__, "payload": bytes(damaged)}).to_bytes())
+    assert server.cache_length == len(prompt_ids)
+    tokens.append(edge.receive(server.handle(msg.to_bytes())))
+    tokens.append(edge.receive(server.handle(edge.decode_message())))
+    assert tokens == reference[:3]
+
+
+def edge_receive_first(edge, server, prompt_ids) -> int:
+    edge.start(prompt_ids)
+    return edge.receive(server.handle(edge.offload()))
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -205,8 +247,19 @@ def test_cli_generate_json(capsys, reference) -> None:
     assert _generate([*argv, "--codec", "raw", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["tokens"] == reference[:3]
-    assert out["summary"]["bytes_up_per_step"] == 576 * 4 + 28
+    assert out["summary"]["bytes_up_per_step"] == 576 * 4 + FRAMING_BYTES - 2
     assert out["cut"] == CUT and len(out["steps"]) == 3
+
+
+def test_cli_generate_frames_by_default(capsys, reference) -> None:
+    argv = ["--prompt", PROMPT, "--no-chat", "--cut", str(CUT), "--max-new", "3", "--json"]
+    assert _generate(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["codec"]["codec"] == "frames" and out["codec"]["step"] == 0.8
+    assert out["tokens"] == reference[:3]
+    assert out["summary"]["bytes_up_per_step"] < 400  # ~4.8 bits/element, framing included
+    assert _generate([*argv, "--max-bytes", "200"]) == 2
+    assert "--max-bytes applies to --codec slicer" in capsys.readouterr().err
 
 
 def test_cli_generate_streams_text(capsys, reference) -> None:

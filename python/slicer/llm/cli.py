@@ -68,7 +68,16 @@ def register(sub: Any) -> None:
         default=None,
         help="full model for the w local steps (default fp32 when w > 0)",
     )
-    p.add_argument("--codec", choices=("raw", "fp16", "slicer"), default="slicer")
+    p.add_argument(
+        "--codec",
+        choices=("raw", "fp16", "slicer", "frames"),
+        default="frames",
+        help="frames (default): a frame context in the prefill, one frame per decode step; "
+        "slicer: one full SLICER stream per message",
+    )
+    p.add_argument(
+        "--frame-states", type=int, choices=(1, 2, 4), default=1, help="frames: rANS states"
+    )
     p.add_argument(
         "--mode",
         choices=("topk", "dense", "auto"),
@@ -120,11 +129,23 @@ def _has_dense() -> bool:
 
 
 def _codec_options(args: argparse.Namespace) -> dict:
+    if args.codec == "frames":
+        if args.max_bytes is not None:
+            raise ValueError("--max-bytes applies to --codec slicer, not to frames")
+        if args.step is not None and args.rel_error is not None:
+            raise ValueError("give one of --step and --rel-error")
+        opts: dict[str, Any] = {"states": args.frame_states}
+        if args.step is not None:
+            return {**opts, "step": args.step}
+        if args.rel_error is not None:
+            return {**opts, "rel_error": args.rel_error}
+        step = DEFAULT_STEP.get(args.model)
+        return {**opts, **({"step": step} if step else {"rel_error": DEFAULT_REL_ERROR})}
     if args.codec != "slicer":
         return {}
     mode = args.mode or ("dense" if _has_dense() else "topk")
     if mode == "topk":
-        opts: dict[str, Any] = {"sparsity": args.sparsity, "bits": args.bits, "delta": args.delta}
+        opts = {"sparsity": args.sparsity, "bits": args.bits, "delta": args.delta}
         if args.blocks is not None:
             opts["blocks"] = args.blocks
         if args.max_bytes is not None:

@@ -1,29 +1,34 @@
 """Messages between the edge and the server session, and the pluggable row codecs.
 
-Every message is a 24-byte header, a payload and a CRC-32 (all little-endian):
+Every message is a compact header, a payload and a CRC-32 (little-endian, varints LEB128):
 
-    offset size field
-    0      2    magic b"SL"
-    2      1    message format version (1)
-    3      1    kind: 1 prefill, 2 handover, 3 decode step (edge → server), 4 token (server → edge)
-    4      1    payload codec: 0 raw float32 rows, 1 float16 rows, 2 SLICER stream (groups="rows"),
-                3 token id (uint32)
-    5      1    cut ℓ (layers on the edge)
-    6      2    row count n
-    8      4    session id
-    12     4    step: index of the generated token the reply produces (0-based)
-    16     4    position: absolute position of the first row (tokens before it in the cache)
-    20     4    model: the first 32 bits of the model fingerprint
-    24     …    payload (rows × d hidden values as coded by the codec, or one token id)
-    end-4  4    CRC-32 (zlib polynomial) of everything before it
+    field     size      value
+    magic     2         b"SL"
+    version   1         message format version (2)
+    kind      1         high nibble: 1 prefill, 2 handover, 3 decode step (edge → server),
+                        4 token (server → edge); low nibble: payload codec, 0 raw float32 rows,
+                        1 float16 rows, 2 SLICER stream, 3 token id (uint32), 4 frames
+    cut       1         cut ℓ (layers on the edge)
+    rows      varint    row count n, 1 … 65535
+    session   varint    session id, < 2^32
+    step      varint    index of the generated token the reply produces (0-based), < 2^32
+    position  varint    absolute position of the first row (tokens before it in the cache)
+    model     4         the first 32 bits of the model fingerprint
+    payload   …         rows × d hidden values as coded by the codec, or one token id
+    crc       4         CRC-32 (zlib polynomial) of everything before it
 
-Framing costs 28 bytes per message. A malformed message raises :class:`MessageError` (a
+Framing is 15 fixed bytes plus the four varints: 19 bytes for a decode step of a session id
+below 128 in the first 16,384 positions (:data:`FRAMING_BYTES`), at most 31
+(:data:`MAX_FRAMING_BYTES`). A malformed message raises :class:`MessageError` (a
 :class:`slicer.FormatError`); a well-formed one that does not fit the receiver's state (wrong
-session, model, cut, step or position) raises :class:`ProtocolError`. Neither changes the
-receiving session.
+session, model, cut, step or position, or a frame without its context) raises
+:class:`ProtocolError`. Neither changes the receiving session.
 
-Row codecs are pluggable (:class:`RowCodec`): full SLICER streams today; a codec with a
-context sent once and small per-row frames slots in under a new codec id.
+Row codecs are pluggable (:class:`RowCodec`): raw, float16, one full SLICER stream per message
+(``"slicer"``), or frames (``"frames"``, :class:`FrameCodec`, docs/format.md §17): the prefill /
+handover message carries a frame context built from its own rows plus one frame per row, and
+every decode step one frame of 6–8 bytes of overhead. The server keeps the session's
+:class:`slicer.FrameDecoder`.
 """
 
 from __future__ import annotations
@@ -38,13 +43,22 @@ import numpy as np
 from .._errors import FormatError
 
 MAGIC = b"SL"
-VERSION = 1
+VERSION = 2
 PREFILL, HANDOVER, DECODE, TOKEN = 1, 2, 3, 4
 KIND_NAMES = {PREFILL: "prefill", HANDOVER: "handover", DECODE: "decode", TOKEN: "token"}
-CODEC_RAW, CODEC_FP16, CODEC_SLICER, CODEC_TOKEN = 0, 1, 2, 3
-_HEADER = struct.Struct("<2sBBBBHIIII")
-HEADER_BYTES = _HEADER.size  # 24
-FRAMING_BYTES = HEADER_BYTES + 4
+CODEC_RAW, CODEC_FP16, CODEC_SLICER, CODEC_TOKEN, CODEC_FRAMES = 0, 1, 2, 3, 4
+CODEC_NAMES = {
+    CODEC_RAW: "raw",
+    CODEC_FP16: "fp16",
+    CODEC_SLICER: "slicer",
+    CODEC_TOKEN: "token",
+    CODEC_FRAMES: "frames",
+}
+FIXED_BYTES = 2 + 1 + 1 + 1 + 4 + 4  # magic, version, kind/codec, cut, model, crc
+#: Framing of a decode step (one row) of a session id < 128 at a step and position < 16,384.
+FRAMING_BYTES = FIXED_BYTES + 1 + 1 + 2 + 2
+MAX_FRAMING_BYTES = FIXED_BYTES + 3 + 5 + 5 + 5
+MIN_MESSAGE_BYTES = FIXED_BYTES + 4
 MAX_ROWS = 65535
 
 
@@ -61,6 +75,44 @@ def model_tag(fingerprint: str) -> int:
     return int(fingerprint[:8], 16)
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _read_varint(data: bytes, pos: int, end: int, name: str, limit: int) -> tuple[int, int]:
+    value = shift = 0
+    start = pos
+    while True:
+        if pos >= end:
+            raise MessageError(f"message {name} runs past the header")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            break
+        shift += 7
+        if shift > 28:
+            raise MessageError(f"message {name} varint is longer than 5 bytes")
+    if pos - start > 1 and byte == 0:
+        raise MessageError(f"message {name} varint is not minimal")
+    if value > limit:
+        raise MessageError(f"message {name} {value} exceeds {limit}")
+    return value, pos
+
+
+def framing_bytes(rows: int, session: int, step: int, position: int) -> int:
+    """The framing bytes (everything but the payload) of a message with these fields."""
+    return FIXED_BYTES + sum(len(_varint(v)) for v in (rows, session, step, position))
+
+
 @dataclass(frozen=True)
 class Message:
     kind: int
@@ -75,8 +127,8 @@ class Message:
 
     def to_bytes(self) -> bytes:
         for field, value, hi in (
-            ("kind", self.kind, 255),
-            ("codec", self.codec, 255),
+            ("kind", self.kind, 15),
+            ("codec", self.codec, 15),
             ("cut", self.cut, 255),
             ("rows", self.rows, MAX_ROWS),
             ("session", self.session, 2**32 - 1),
@@ -88,19 +140,18 @@ class Message:
                 raise TypeError(f"message {field} must be an int, got {type(value).__name__}")
             if not 0 <= value <= hi:
                 raise ValueError(f"message {field} must be in 0..{hi}, got {value}")
-        head = _HEADER.pack(
-            MAGIC,
-            VERSION,
-            self.kind,
-            self.codec,
-            self.cut,
-            self.rows,
-            self.session,
-            self.step,
-            self.position,
-            self.model,
+        body = b"".join(
+            (
+                MAGIC,
+                bytes((VERSION, (self.kind << 4) | self.codec, self.cut)),
+                _varint(int(self.rows)),
+                _varint(int(self.session)),
+                _varint(int(self.step)),
+                _varint(int(self.position)),
+                struct.pack("<I", int(self.model)),
+                bytes(self.payload),
+            )
         )
-        body = head + bytes(self.payload)
         return body + struct.pack("<I", zlib.crc32(body))
 
     @property
@@ -113,24 +164,28 @@ def parse(data: Any) -> Message:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"a message must be bytes-like, got {type(data).__name__}")
     data = bytes(data)
-    if len(data) < FRAMING_BYTES:
+    if len(data) < MIN_MESSAGE_BYTES:
         raise MessageError(
-            f"message of {len(data)} bytes is shorter than its {FRAMING_BYTES}-byte framing"
+            f"message of {len(data)} bytes is shorter than the {MIN_MESSAGE_BYTES}-byte minimum"
         )
-    magic, version, kind, codec, cut, rows, session, step, position, model = _HEADER.unpack_from(
-        data
-    )
-    if magic != MAGIC:
-        raise MessageError(f"not a SLICER message (magic {magic!r})")
-    if version != VERSION:
-        raise MessageError(f"message version {version} is not supported (this reader: {VERSION})")
+    if data[:2] != MAGIC:
+        raise MessageError(f"not a SLICER message (magic {data[:2]!r})")
+    if data[2] != VERSION:
+        raise MessageError(f"message version {data[2]} is not supported (this reader: {VERSION})")
     (crc,) = struct.unpack_from("<I", data, len(data) - 4)
     if zlib.crc32(data[:-4]) != crc:
         raise MessageError("message CRC mismatch (corrupt or truncated)")
+    kind, codec, cut = data[3] >> 4, data[3] & 0x0F, data[4]
     if kind not in KIND_NAMES:
         raise MessageError(f"unknown message kind {kind}")
-    if codec not in (CODEC_RAW, CODEC_FP16, CODEC_SLICER, CODEC_TOKEN):
+    if codec not in CODEC_NAMES:
         raise MessageError(f"unknown payload codec {codec}")
+    end = len(data) - 8  # the model tag and the CRC follow the varints
+    rows, pos = _read_varint(data, 5, end, "rows", MAX_ROWS)
+    session, pos = _read_varint(data, pos, end, "session", 2**32 - 1)
+    step, pos = _read_varint(data, pos, end, "step", 2**32 - 1)
+    position, pos = _read_varint(data, pos, end, "position", 2**32 - 1)
+    (model,) = struct.unpack_from("<I", data, pos)
     if rows == 0:
         raise MessageError("message carries no rows")
     if (kind == TOKEN) != (codec == CODEC_TOKEN):
@@ -138,7 +193,7 @@ def parse(data: Any) -> Message:
             f"a {KIND_NAMES[kind]} message cannot carry codec {codec} "
             "(token ids travel in token messages only)"
         )
-    return Message(kind, codec, cut, rows, session, step, position, model, data[HEADER_BYTES:-4])
+    return Message(kind, codec, cut, rows, session, step, position, model, data[pos + 4 : -4])
 
 
 # --------------------------------------------------------------------------- row codecs
@@ -150,7 +205,9 @@ class RowCodec:
     codec_id: int = -1
     name: str = ""
 
-    def encode(self, rows: np.ndarray) -> bytes:
+    def encode(self, rows: np.ndarray, *, first: bool = True) -> bytes:
+        """The payload of one message; ``first`` is True for the prefill / handover message
+        (stateful codecs start their context there), False for decode steps."""
         raise NotImplementedError
 
     def decode(self, payload: bytes, rows: int, width: int) -> np.ndarray:
@@ -166,7 +223,7 @@ class RawCodec(RowCodec):
     codec_id = CODEC_RAW
     name = "raw"
 
-    def encode(self, rows: np.ndarray) -> bytes:
+    def encode(self, rows: np.ndarray, *, first: bool = True) -> bytes:
         return np.ascontiguousarray(rows, dtype="<f4").tobytes()
 
     def decode(self, payload: bytes, rows: int, width: int) -> np.ndarray:
@@ -183,7 +240,7 @@ class Fp16Codec(RowCodec):
     codec_id = CODEC_FP16
     name = "fp16"
 
-    def encode(self, rows: np.ndarray) -> bytes:
+    def encode(self, rows: np.ndarray, *, first: bool = True) -> bytes:
         clipped = np.clip(rows, -65504.0, 65504.0)
         return np.ascontiguousarray(clipped, dtype="<f2").tobytes()
 
@@ -213,7 +270,7 @@ class SlicerCodec(RowCodec):
         # Validate the options once, on a dummy row, so a bad one fails here, not mid-run.
         slicer.encode(np.ones((1, 8), np.float32), **self.options)
 
-    def encode(self, rows: np.ndarray) -> bytes:
+    def encode(self, rows: np.ndarray, *, first: bool = True) -> bytes:
         import slicer
 
         return slicer.encode(np.ascontiguousarray(rows, dtype=np.float32), **self.options)
@@ -232,6 +289,141 @@ class SlicerCodec(RowCodec):
         return {"codec": self.name, **{k: v for k, v in self.options.items() if k != "threads"}}
 
 
+class FrameCodec(RowCodec):
+    """Per-row frames (docs/format.md §17) after a context sent once.
+
+    The first message of a session (prefill or handover) carries ``varint(len(context))``,
+    the context (built by :class:`slicer.FrameEncoder` from that message's own rows at ``step``
+    or ``rel_error``) and one frame per row; each decode step carries one frame. Several frames
+    in one payload are each preceded by their varint length, except the last (the message
+    gives its length). A FrameCodec holds the encoder of one edge session: give each
+    :class:`~slicer.llm.EdgeSession` its own.
+
+    states: interleaved rANS states per frame (1: smallest frames, the default here; 2 or 4
+    encode faster, about 3.5 / 10.5 bytes more per 576-float row).
+    """
+
+    codec_id = CODEC_FRAMES
+    name = "frames"
+
+    def __init__(
+        self, *, step: Any = None, rel_error: Any = None, rho: Any = 0.5, states: int = 1
+    ) -> None:
+        import slicer
+
+        if step is None and rel_error is None:
+            raise ValueError("frames codec: give step= or rel_error=")
+        self.options = {"step": step, "rel_error": rel_error, "rho": rho, "states": states}
+        # Validate the options once, on a dummy row, so a bad one fails here, not mid-run.
+        slicer.FrameEncoder(np.ones((1, 8), np.float32), **self.options)
+        self.encoder: Any = None
+
+    def encode(self, rows: np.ndarray, *, first: bool = True) -> bytes:
+        import slicer
+
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        if rows.ndim != 2 or rows.shape[0] < 1:
+            raise ValueError(f"rows must be (n >= 1, d), got shape {rows.shape}")
+        parts: list[bytes] = []
+        if first:
+            encoder = slicer.FrameEncoder(rows, **self.options)
+            parts += [_varint(len(encoder.context)), encoder.context]
+        elif self.encoder is None:
+            raise ValueError(
+                "frames codec: the first message (prefill / handover) builds the context; "
+                "encode it with first=True before decode steps"
+            )
+        else:
+            encoder = self.encoder
+        for i, row in enumerate(rows):
+            frame = encoder.encode(row)
+            if i + 1 < len(rows):
+                parts.append(_varint(len(frame)))
+            parts.append(frame)
+        self.encoder = encoder
+        return b"".join(parts)
+
+    def decode(self, payload: bytes, rows: int, width: int) -> np.ndarray:
+        raise MessageError("frames decode under the session's context: use FrameStream")
+
+    @property
+    def context_bytes(self) -> int:
+        return len(self.encoder.context) if self.encoder is not None else 0
+
+    def describe(self) -> dict:
+        opts = {k: v for k, v in self.options.items() if v is not None}
+        if self.encoder is not None:
+            opts["context_step"] = self.encoder.step
+        return {"codec": self.name, **opts}
+
+
+class FrameStream:
+    """The server side of :class:`FrameCodec`: the :class:`slicer.FrameDecoder` of one session.
+
+    :meth:`open` reads a first message's payload (context + frames) and returns a new stream;
+    :meth:`decode` reads a decode step's frames. A damaged payload, a frame of another context
+    or an out-of-sequence frame raises :class:`MessageError` and leaves the stream as it was.
+    """
+
+    def __init__(self, decoder: Any, width: int) -> None:
+        self.decoder = decoder
+        self.width = width
+
+    @classmethod
+    def open(cls, payload: bytes, rows: int, width: int) -> tuple[FrameStream, np.ndarray]:
+        import slicer
+
+        length, pos = _read_varint(payload, 0, len(payload), "frame context length", 1 << 20)
+        if pos + length > len(payload):
+            raise MessageError(
+                f"frame context of {length} bytes runs past the {len(payload)}-byte payload"
+            )
+        try:
+            decoder = slicer.FrameDecoder(payload[pos : pos + length], max_elements=width)
+        except slicer.FormatError as exc:
+            raise MessageError(f"bad frame context: {exc}") from None
+        if decoder.row_shape != (width,) or decoder.dtype != np.float32:
+            raise MessageError(
+                f"frame context rows are {decoder.row_shape} {decoder.dtype}, "
+                f"expected ({width},) float32"
+            )
+        stream = cls(decoder, width)
+        return stream, stream._frames(payload, pos + length, rows)
+
+    def decode(self, payload: bytes, rows: int) -> np.ndarray:
+        return self._frames(payload, 0, rows)
+
+    def _frames(self, payload: bytes, pos: int, rows: int) -> np.ndarray:
+        import slicer
+
+        out = np.empty((1, rows, self.width), np.float32)
+        seq = self.decoder.seq
+        try:
+            for i in range(rows):
+                if i + 1 < rows:
+                    length, pos = _read_varint(payload, pos, len(payload), "frame length", 1 << 24)
+                else:
+                    length = len(payload) - pos
+                if length < 1 or pos + length > len(payload):
+                    raise MessageError(f"frame {i} of {rows} runs past the payload")
+                try:
+                    out[0, i] = self.decoder.decode(payload[pos : pos + length])
+                except slicer.FormatError as exc:
+                    raise MessageError(
+                        f"frame {i} of {rows} does not decode under this session's frame "
+                        f"context (damaged, or sent under another context): {exc}"
+                    ) from None
+                pos += length
+        except BaseException:
+            self.decoder.seq = seq
+            raise
+        return out
+
+    def rewind(self, rows: int) -> None:
+        """Undo the sequence advance of the last ``rows`` frames (the message was refused)."""
+        self.decoder.seq = (self.decoder.seq - rows) & 0xFF
+
+
 def codec_for_id(codec_id: int) -> RowCodec:
     """The decoder for a payload codec id (the SLICER decoder needs no options)."""
     if codec_id == CODEC_RAW:
@@ -240,6 +432,8 @@ def codec_for_id(codec_id: int) -> RowCodec:
         return Fp16Codec()
     if codec_id == CODEC_SLICER:
         return _SLICER_DECODER
+    if codec_id == CODEC_FRAMES:
+        raise MessageError("frames decode under the session's frame context (FrameStream)")
     raise MessageError(f"codec {codec_id} carries no hidden rows")
 
 
@@ -252,7 +446,8 @@ _SLICER_DECODER = _SlicerDecoder()
 
 
 def make_codec(spec: str | RowCodec | None = None, **options: Any) -> RowCodec:
-    """``"raw"`` / ``None`` (lossless float32), ``"fp16"``, or ``"slicer"`` with encode options."""
+    """``"raw"`` / ``None`` (lossless float32), ``"fp16"``, ``"slicer"`` with encode options,
+    or ``"frames"`` with :class:`FrameCodec` options (``step`` or ``rel_error``, ``states``)."""
     if isinstance(spec, RowCodec):
         return spec
     if spec is None or spec == "raw":
@@ -261,4 +456,6 @@ def make_codec(spec: str | RowCodec | None = None, **options: Any) -> RowCodec:
         return Fp16Codec()
     if spec == "slicer":
         return SlicerCodec(**options)
-    raise ValueError(f"codec must be 'raw', 'fp16' or 'slicer', got {spec!r}")
+    if spec == "frames":
+        return FrameCodec(**options)
+    raise ValueError(f"codec must be 'raw', 'fp16', 'slicer' or 'frames', got {spec!r}")

@@ -215,7 +215,9 @@ def plan(
 
 def row_bytes_for(codec_name: str, hidden: int, options: dict | None = None) -> Callable:
     """(ℓ, rows) → message bytes: exact for raw / fp16, the codec's size bound for SLICER
-    (known before encoding, as SLICER-Search does)."""
+    (known before encoding, as SLICER-Search does); for frames the frame bound per row, plus,
+    for a message of several rows (prefill / handover), a context estimate (an all-zero
+    calibration's context + one table byte per symbol)."""
     if codec_name == "raw":
         return lambda cut, rows: FRAMING_BYTES + 4.0 * rows * hidden
     if codec_name == "fp16":
@@ -235,7 +237,24 @@ def row_bytes_for(codec_name: str, hidden: int, options: dict | None = None) -> 
             return cache[rows]
 
         return size
-    raise ValueError(f"codec must be 'raw', 'fp16' or 'slicer', got {codec_name!r}")
+    if codec_name == "frames":
+        import numpy as np
+
+        import slicer
+
+        opts = dict(options or {})
+        if opts.get("step") is None:  # rel_error: the step depends on the rows; bound at 1.0
+            opts = {**opts, "step": 1.0, "rel_error": None}
+        enc = slicer.FrameEncoder(np.zeros((1, hidden), np.float32), **opts)
+        frame = float(enc._h.frame_bound)
+        context = float(len(enc.context)) + 2.0 + 423.0
+
+        def frames_size(cut: int, rows: int) -> float:
+            extra = context + 3.0 * (rows - 1) if rows > 1 else 0.0
+            return FRAMING_BYTES + rows * frame + extra
+
+        return frames_size
+    raise ValueError(f"codec must be 'raw', 'fp16', 'slicer' or 'frames', got {codec_name!r}")
 
 
 def measure_model(

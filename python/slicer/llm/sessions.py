@@ -22,11 +22,13 @@ import numpy as np
 
 from . import export
 from .messages import (
+    CODEC_FRAMES,
     CODEC_TOKEN,
     DECODE,
     HANDOVER,
     PREFILL,
     TOKEN,
+    FrameStream,
     Message,
     MessageError,
     ProtocolError,
@@ -228,7 +230,7 @@ class EdgeSession:
         hidden = self.head.run(ids, position)
         self.last_hidden = hidden
         mid = time.perf_counter()
-        payload = self.codec.encode(hidden[0])
+        payload = self.codec.encode(hidden[0], first=kind != DECODE)
         msg = Message(
             kind=kind,
             codec=self.codec.codec_id,
@@ -281,6 +283,7 @@ class ServerSession:
             export.graph_path(model, "tail", cut), self.info, range(cut, self.info.layers), threads
         )
         self.next_step: int | None = None  # None: waiting for prefill / handover
+        self.frames: FrameStream | None = None  # the frame context of a frames session
         self.last_logits: np.ndarray | None = None  # logits of every row of the last message
         self.last_decode_ms = 0.0
         self.last_tail_ms = 0.0
@@ -321,9 +324,26 @@ class ServerSession:
                 f"rows start at position {msg.position}, the server cache holds {self.tail.length}"
             )
         began = time.perf_counter()
-        hidden = codec_for_id(msg.codec).decode(msg.payload, msg.rows, self.info.hidden)
+        frames = self.frames
+        if msg.codec == CODEC_FRAMES:
+            if msg.kind != DECODE:  # the first message brings a new context
+                frames, hidden = FrameStream.open(msg.payload, msg.rows, self.info.hidden)
+            elif frames is None:
+                raise ProtocolError(
+                    "a frames decode step needs the frame context of this session's prefill / "
+                    "handover, and the session was started without one"
+                )
+            else:
+                hidden = frames.decode(msg.payload, msg.rows)
+        else:
+            hidden = codec_for_id(msg.codec).decode(msg.payload, msg.rows, self.info.hidden)
+            if msg.kind != DECODE:
+                frames = None
         if not np.isfinite(hidden).all():
+            if msg.codec == CODEC_FRAMES and msg.kind == DECODE:
+                frames.rewind(msg.rows)
             raise MessageError("payload decodes to non-finite values")
+        self.frames = frames
         mid = time.perf_counter()
         logits = self.tail.run(hidden, msg.position)  # state changes only from here on
         end = time.perf_counter()
