@@ -1,16 +1,69 @@
 // Dense-mode coding primitives shared by the dense streams and by frames (docs/format.md §11,
 // §12.2, §12.3, §13.1, §14): code → symbol + extra bits, the offset rule, the frequency-table
-// bit field, and one rANS encode / decode step. Header-only so that the per-symbol loops inline.
+// bit field, one rANS encode / decode step, and element loads / stores as binary64. Header-only
+// so that the per-symbol loops inline.
 #ifndef SLICER_SRC_DENSE_CODER_HPP_
 #define SLICER_SRC_DENSE_CODER_HPP_
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "dense/dense.hpp"
+#include "float_bits.hpp"
 
 namespace slicer::dense {
+
+// Element i of a float array of the given dtype, widened exactly to binary64.
+inline double LoadElement(int dtype, const uint8_t* p, uint64_t i) {
+  switch (dtype) {
+    case SLICER_FLOAT64: {
+      double v;
+      std::memcpy(&v, p + 8 * i, 8);
+      return v;
+    }
+    case SLICER_FLOAT32: {
+      float v;
+      std::memcpy(&v, p + 4 * i, 4);
+      return v;
+    }
+    case SLICER_FLOAT16: {
+      uint16_t h;
+      std::memcpy(&h, p + 2 * i, 2);
+      return internal::HalfToFloat(h);
+    }
+    default: {
+      uint16_t h;
+      std::memcpy(&h, p + 2 * i, 2);
+      return internal::BFloat16ToFloat(h);
+    }
+  }
+}
+
+// v rounded (RNE) to the dtype and stored as element i of dst.
+inline void StoreElement(int dtype, uint8_t* dst, uint64_t i, double v) {
+  switch (dtype) {
+    case SLICER_FLOAT64:
+      std::memcpy(dst + 8 * i, &v, 8);
+      break;
+    case SLICER_FLOAT32: {
+      const float f = static_cast<float>(v);
+      std::memcpy(dst + 4 * i, &f, 4);
+      break;
+    }
+    case SLICER_FLOAT16: {
+      const uint16_t h = internal::FloatToHalf(static_cast<float>(v));
+      std::memcpy(dst + 2 * i, &h, 2);
+      break;
+    }
+    default: {
+      const uint16_t h = internal::FloatToBFloat16(static_cast<float>(v));
+      std::memcpy(dst + 2 * i, &h, 2);
+      break;
+    }
+  }
+}
 
 // §11: symbol of the code q = ±m (m ≤ 2^53); *nbits extra bits of value *extra for bins ≥ 8.
 inline unsigned SymbolOf(uint64_t m, bool negative, unsigned* nbits, uint64_t* extra) {

@@ -112,29 +112,6 @@ inline bool IsDenseGroup(const Stream& s, uint64_t g) {
   return !s.has_table || GroupIsDense(s.table[g]);
 }
 
-void Store(int dtype, uint8_t* dst, uint64_t i, double v) {
-  switch (dtype) {
-    case SLICER_FLOAT64:
-      std::memcpy(dst + 8 * i, &v, 8);
-      break;
-    case SLICER_FLOAT32: {
-      const float f = static_cast<float>(v);
-      std::memcpy(dst + 4 * i, &f, 4);
-      break;
-    }
-    case SLICER_FLOAT16: {
-      const uint16_t h = internal::FloatToHalf(static_cast<float>(v));
-      std::memcpy(dst + 2 * i, &h, 2);
-      break;
-    }
-    default: {
-      const uint16_t h = internal::FloatToBFloat16(static_cast<float>(v));
-      std::memcpy(dst + 2 * i, &h, 2);
-      break;
-    }
-  }
-}
-
 template <int kDtype>
 inline void StoreT(uint8_t* dst, uint64_t i, double v) {
   if constexpr (kDtype == SLICER_FLOAT64) {
@@ -269,7 +246,7 @@ slicer_status DecodeChunk(const Stream& s, const uint8_t* data, uint64_t j, uint
     const uint64_t stop = std::min(stop_all, i + s.layout.RunLeft(i, s.n));
     if (!IsDenseGroup(s, g)) {
       if (dst != nullptr && s.table[g] == kGroupZero) {
-        for (; i < stop; ++i) Store(s.dtype, dst, i, 0.0);
+        for (; i < stop; ++i) StoreElement(s.dtype, dst, i, 0.0);
       }
       i = stop;
       continue;

@@ -44,30 +44,7 @@ struct Reader {
         for (unsigned k = 0; k < cnt; ++k) out[k] = (*this)(i + k);
     }
   }
-  double operator()(uint64_t i) const {
-    switch (dtype) {
-      case SLICER_FLOAT64: {
-        double v;
-        std::memcpy(&v, data + 8 * i, 8);
-        return v;
-      }
-      case SLICER_FLOAT32: {
-        float v;
-        std::memcpy(&v, data + 4 * i, 4);
-        return v;
-      }
-      case SLICER_FLOAT16: {
-        uint16_t h;
-        std::memcpy(&h, data + 2 * i, 2);
-        return internal::HalfToFloat(h);
-      }
-      default: {
-        uint16_t h;
-        std::memcpy(&h, data + 2 * i, 2);
-        return internal::BFloat16ToFloat(h);
-      }
-    }
-  }
+  double operator()(uint64_t i) const { return LoadElement(dtype, data, i); }
 };
 
 struct ChunkOut {

@@ -17,54 +17,6 @@ namespace {
 
 using internal::StatusError;
 
-inline double Load(int dtype, const uint8_t* p, uint64_t i) {
-  switch (dtype) {
-    case SLICER_FLOAT32: {
-      float v;
-      std::memcpy(&v, p + 4 * i, 4);
-      return v;
-    }
-    case SLICER_FLOAT64: {
-      double v;
-      std::memcpy(&v, p + 8 * i, 8);
-      return v;
-    }
-    case SLICER_FLOAT16: {
-      uint16_t h;
-      std::memcpy(&h, p + 2 * i, 2);
-      return internal::HalfToFloat(h);
-    }
-    default: {
-      uint16_t h;
-      std::memcpy(&h, p + 2 * i, 2);
-      return internal::BFloat16ToFloat(h);
-    }
-  }
-}
-
-inline void Store(int dtype, uint8_t* dst, uint64_t i, double v) {
-  switch (dtype) {
-    case SLICER_FLOAT32: {
-      const float f = static_cast<float>(v);
-      std::memcpy(dst + 4 * i, &f, 4);
-      break;
-    }
-    case SLICER_FLOAT64:
-      std::memcpy(dst + 8 * i, &v, 8);
-      break;
-    case SLICER_FLOAT16: {
-      const uint16_t h = internal::FloatToHalf(static_cast<float>(v));
-      std::memcpy(dst + 2 * i, &h, 2);
-      break;
-    }
-    default: {
-      const uint16_t h = internal::FloatToBFloat16(static_cast<float>(v));
-      std::memcpy(dst + 2 * i, &h, 2);
-      break;
-    }
-  }
-}
-
 // §12.2: m = floor(|x| / Δ + ρ); throws on non-finite input or m > 2^53.
 inline uint64_t Quantize(double x, double delta, double rho, double* t_out) {
   const double t = std::fabs(x) / delta;
@@ -145,7 +97,7 @@ void BuildContext(const void* rows, int dtype, uint64_t num_rows, const int64_t*
   const uint64_t n = num_rows * row;
   for (uint64_t i = 0; i < n; ++i) {
     double t;
-    const double x = Load(dtype, bytes, i);
+    const double x = dense::LoadElement(dtype, bytes, i);
     const uint64_t m = Quantize(x, delta, rho, &t);
     unsigned nb;
     uint64_t extra;
@@ -296,7 +248,7 @@ size_t EncodeFrame(Context* c, const void* row_data, uint32_t seq, uint8_t* dst)
     }
   } else {
     for (uint64_t i = 0; i < r; ++i) {
-      const double v = Load(c->dtype, in, i);
+      const double v = dense::LoadElement(c->dtype, in, i);
       t[i] = std::fabs(v) / delta;
       neg[i] = v < 0;
     }
@@ -306,7 +258,7 @@ size_t EncodeFrame(Context* c, const void* row_data, uint32_t seq, uint8_t* dst)
   if (!ok) {
     for (uint64_t i = 0; i < r; ++i) {
       double unused;
-      Quantize(Load(c->dtype, in, i), delta, rho, &unused);  // throws the right status
+      Quantize(dense::LoadElement(c->dtype, in, i), delta, rho, &unused);  // throws the right status
     }
   }
   // Pass 1b (§11): symbols of codes below 8 for every element (branch-free, vectorisable;
@@ -418,7 +370,7 @@ slicer_status DecodeFrame(const Context& c, const uint8_t* f, size_t size, uint8
       v = (static_cast<double>(m) + c.o2 / 256.0) * c.delta;
       if ((s & 1) == 0) v = -v;
     }
-    if (dst != nullptr) Store(c.dtype, dst, i, v);
+    if (dst != nullptr) dense::StoreElement(c.dtype, dst, i, v);
   }
   if (r != rend || bp != bend || acc != 0) return SLICER_ERR_CORRUPT;
   for (unsigned q = 0; q < k; ++q)
