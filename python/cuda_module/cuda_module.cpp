@@ -18,6 +18,8 @@
 #include "slicer/slicer_cuda.h"
 
 namespace nb = nanobind;
+using slicer_py::DenseParams;
+using slicer_py::DenseParamsFromDict;
 using slicer_py::ParamsFromDict;
 
 namespace {
@@ -238,43 +240,9 @@ nb::tuple EncodeBatch(DeviceArray x, uint32_t axis, const nb::dict& params_dict,
   return nb::make_tuple(0, out);
 }
 
-// Dense parameters from the validated dict of slicer/_params.py make_dense_params (as
-// python/src/dense.cpp reads it): step, rho_256, offsets, chunk_log2, layout, group_table.
-struct DenseParams {
-  slicer_dense_params raw;
-  std::vector<uint8_t> table;
-};
-
-DenseParams DenseFromDict(const nb::dict& d) {
-  DenseParams p;
-  slicer_dense_params_init(&p.raw);
-  p.raw.step = nb::cast<float>(d["step"]);
-  p.raw.rho_256 = nb::cast<uint8_t>(d["rho_256"]);
-  nb::object offsets = d["offsets"];
-  if (offsets.is_none()) {
-    p.raw.auto_offsets = 1;
-  } else {
-    p.raw.auto_offsets = 0;
-    p.raw.offset1 = nb::cast<int8_t>(offsets[nb::int_(0)]);
-    p.raw.offset2 = nb::cast<int8_t>(offsets[nb::int_(1)]);
-  }
-  p.raw.chunk_log2 = nb::cast<uint8_t>(d["chunk_log2"]);
-  p.raw.layout = nb::cast<uint8_t>(d["layout"]);
-  nb::object table = d["group_table"];
-  if (!table.is_none()) {
-    const nb::bytes bytes = nb::cast<nb::bytes>(table);
-    const uint8_t* b = reinterpret_cast<const uint8_t*>(bytes.c_str());
-    p.table.assign(b, b + bytes.size());
-    p.raw.group_table = p.table.data();
-    p.raw.group_table_size = p.table.size();
-    if (p.table.empty()) p.raw.group_table = reinterpret_cast<const uint8_t*>("");
-  }
-  return p;
-}
-
 // dense_encode(x, params, stream) -> (status, bytes | None): format 2, mode dense, host output.
 nb::tuple DenseEncode(DeviceArray x, const nb::dict& params_dict, uintptr_t stream_h) {
-  const DenseParams params = DenseFromDict(params_dict);
+  const DenseParams params = DenseParamsFromDict(params_dict);
   if (x.device_type() != nb::device::cuda::value) {
     throw nb::value_error("slicer._cuda.dense_encode needs an array on a CUDA device");
   }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "glue.hpp"
+#include "params_dict.hpp"
 
 namespace slicer_py {
 namespace {
@@ -29,43 +30,8 @@ size_t DenseItemSize(int dtype) {
   }
 }
 
-// params: dict(step, rho_256, offsets (None or (o1, o2)), chunk_log2, layout, group_table
-// (None or bytes), threads) — already validated integers (slicer/_params.py).
-struct DenseParams {
-  slicer_dense_params raw;
-  std::vector<uint8_t> table;
-};
-
-DenseParams FromDict(const nb::dict& d) {
-  DenseParams p;
-  slicer_dense_params_init(&p.raw);
-  p.raw.step = nb::cast<float>(d["step"]);
-  p.raw.rho_256 = nb::cast<uint8_t>(d["rho_256"]);
-  nb::object offsets = d["offsets"];
-  if (offsets.is_none()) {
-    p.raw.auto_offsets = 1;
-  } else {
-    p.raw.auto_offsets = 0;
-    p.raw.offset1 = nb::cast<int8_t>(offsets[nb::int_(0)]);
-    p.raw.offset2 = nb::cast<int8_t>(offsets[nb::int_(1)]);
-  }
-  p.raw.chunk_log2 = nb::cast<uint8_t>(d["chunk_log2"]);
-  p.raw.layout = nb::cast<uint8_t>(d["layout"]);
-  nb::object table = d["group_table"];
-  if (!table.is_none()) {
-    const nb::bytes bytes = nb::cast<nb::bytes>(table);
-    const uint8_t* b = reinterpret_cast<const uint8_t*>(bytes.c_str());
-    p.table.assign(b, b + bytes.size());
-    p.raw.group_table = p.table.data();
-    p.raw.group_table_size = p.table.size();
-    if (p.table.empty()) p.raw.group_table = reinterpret_cast<const uint8_t*>("");
-  }
-  p.raw.threads = d.contains("threads") ? nb::cast<uint16_t>(d["threads"]) : 0;
-  return p;
-}
-
 nb::tuple DenseBound(const std::vector<int64_t>& shape, int dtype, const nb::dict& params) {
-  const DenseParams p = FromDict(params);
+  const DenseParams p = DenseParamsFromDict(params);
   size_t bound = 0;
   const int status = slicer_dense_encode_bound(shape.data(), static_cast<uint32_t>(shape.size()),
                                                dtype, &p.raw, &bound);
@@ -77,15 +43,8 @@ nb::tuple DenseEncode(ConstBytes raw, int dtype, const std::vector<int64_t>& sha
   const size_t itemsize = DenseItemSize(dtype);
   if (itemsize == 0)
     return nb::make_tuple(static_cast<int>(SLICER_ERR_UNSUPPORTED_DTYPE), nb::none());
-  size_t count = 1;
-  for (int64_t d : shape) {
-    if (d < 0) throw nb::value_error("negative dimension");
-    count *= static_cast<size_t>(d);
-  }
-  if (count * itemsize != raw.shape(0)) {
-    throw nb::value_error("byte length of the input does not match its shape and dtype");
-  }
-  const DenseParams p = FromDict(params);
+  CheckRawLength(shape, itemsize, raw.shape(0));
+  const DenseParams p = DenseParamsFromDict(params);
   const uint32_t ndim = static_cast<uint32_t>(shape.size());
   size_t bound = 0;
   int status = slicer_dense_encode_bound(shape.data(), ndim, dtype, &p.raw, &bound);

@@ -6,6 +6,10 @@
 
 #include <nanobind/nanobind.h>
 
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
 #include "slicer/slicer.h"
 
 namespace slicer_py {
@@ -16,6 +20,19 @@ void RegisterIntake(nb::module_& m);
 void RegisterStream(nb::module_& m);
 void RegisterDense(nb::module_& m);
 void RegisterFrames(nb::module_& m);
+
+// Checks that `nbytes` input bytes hold exactly the C-contiguous elements of `shape` at
+// `itemsize` bytes each (ValueError otherwise).
+inline void CheckRawLength(const std::vector<int64_t>& shape, size_t itemsize, size_t nbytes) {
+  size_t count = 1;
+  for (int64_t d : shape) {
+    if (d < 0) throw nb::value_error("negative dimension");
+    count *= static_cast<size_t>(d);
+  }
+  if (count * itemsize != nbytes) {
+    throw nb::value_error("byte length of the input does not match its shape and dtype");
+  }
+}
 
 }  // namespace slicer_py
 

@@ -1,6 +1,6 @@
-// The integer parameter dict of slicer/_params.py -> slicer_params. Shared by
-// slicer._core and slicer._cuda so both backends read the parameters the same
-// way.
+// The validated parameter dicts of slicer/_params.py -> slicer_params (format 1) and
+// slicer_dense_params (format 2). Shared by slicer._core and slicer._cuda so both backends
+// read the parameters the same way.
 #ifndef SLICER_PYTHON_PARAMS_DICT_HPP_
 #define SLICER_PYTHON_PARAMS_DICT_HPP_
 
@@ -46,6 +46,42 @@ inline slicer_params ParamsFromDict(const nanobind::dict &d) {
     }
     p.level_count = static_cast<uint8_t>(levels.size());
   }
+  return p;
+}
+
+// Format 2 dense: dict(step, rho_256, offsets (None or (o1, o2)), chunk_log2, layout,
+// group_table (None or bytes), optional threads), already validated (make_dense_params).
+// `table` owns the group table that raw.group_table points into.
+struct DenseParams {
+  slicer_dense_params raw;
+  std::vector<uint8_t> table;
+};
+
+inline DenseParams DenseParamsFromDict(const nanobind::dict &d) {
+  DenseParams p;
+  slicer_dense_params_init(&p.raw);
+  p.raw.step = nanobind::cast<float>(d["step"]);
+  p.raw.rho_256 = nanobind::cast<uint8_t>(d["rho_256"]);
+  nanobind::object offsets = d["offsets"];
+  if (offsets.is_none()) {
+    p.raw.auto_offsets = 1;
+  } else {
+    p.raw.auto_offsets = 0;
+    p.raw.offset1 = nanobind::cast<int8_t>(offsets[nanobind::int_(0)]);
+    p.raw.offset2 = nanobind::cast<int8_t>(offsets[nanobind::int_(1)]);
+  }
+  p.raw.chunk_log2 = nanobind::cast<uint8_t>(d["chunk_log2"]);
+  p.raw.layout = nanobind::cast<uint8_t>(d["layout"]);
+  nanobind::object table = d["group_table"];
+  if (!table.is_none()) {
+    const nanobind::bytes bytes = nanobind::cast<nanobind::bytes>(table);
+    const uint8_t *b = reinterpret_cast<const uint8_t *>(bytes.c_str());
+    p.table.assign(b, b + bytes.size());
+    p.raw.group_table = p.table.data();
+    p.raw.group_table_size = p.table.size();
+    if (p.table.empty()) p.raw.group_table = reinterpret_cast<const uint8_t *>("");
+  }
+  p.raw.threads = DictInt<uint16_t>(d, "threads", 0);
   return p;
 }
 

@@ -123,14 +123,7 @@ nb::tuple Encode(ConstBytes raw, int dtype, const std::vector<int64_t>& shape,
   const size_t itemsize = ItemSize(dtype);
   if (itemsize == 0)
     return nb::make_tuple(static_cast<int>(SLICER_ERR_UNSUPPORTED_DTYPE), nb::none());
-  size_t count = 1;
-  for (int64_t d : shape) {
-    if (d < 0) throw nb::value_error("negative dimension");
-    count *= static_cast<size_t>(d);
-  }
-  if (count * itemsize != raw.shape(0)) {
-    throw nb::value_error("byte length of the input does not match its shape and dtype");
-  }
+  CheckRawLength(shape, itemsize, raw.shape(0));
   const slicer_params p = ParamsFromDict(params);
   const uint32_t ndim = static_cast<uint32_t>(shape.size());
   size_t bound = 0;
