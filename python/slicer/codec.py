@@ -102,6 +102,20 @@ def plain_params(**kwargs: Any) -> dict[str, Any]:
     return {key: params[key] for key in _CONFIG_KEYS if key in params}
 
 
+def _init_params(arguments: dict[str, Any]) -> dict[str, Any]:
+    """plain_params of a codec constructor's arguments (its ``locals()``, keys _CONFIG_KEYS)."""
+    return plain_params(**{key: arguments[key] for key in _CONFIG_KEYS})
+
+
+def _json_config(params: dict[str, Any]) -> dict[str, Any]:
+    """A copy of validated codec parameters with the tuples (blocks, bits) as JSON lists."""
+    config = dict(params)
+    for key in ("blocks", "bits"):
+        if isinstance(config.get(key), tuple):
+            config[key] = list(config[key])
+    return config
+
+
 class Slicer(_CodecBase):  # type: ignore[misc, valid-type]
     """SLICER as a numcodecs codec; parameters are those of :func:`slicer.encode`.
 
@@ -127,34 +141,11 @@ class Slicer(_CodecBase):  # type: ignore[misc, valid-type]
         chunk_size: int = 16384,
         threads: int = 0,
     ) -> None:
-        params = plain_params(
-            sparsity=sparsity,
-            asym=asym,
-            blocks=blocks,
-            bits=bits,
-            delta=delta,
-            seed=seed,
-            max_bytes=max_bytes,
-            groups=groups,
-            chunk_size=chunk_size,
-            threads=threads,
-        )
-        for key, value in params.items():
+        for key, value in _init_params(locals()).items():
             setattr(self, key, value)
 
     def _params(self) -> dict[str, Any]:
-        return {
-            "sparsity": self.sparsity,
-            "asym": self.asym,
-            "blocks": self.blocks,
-            "bits": self.bits,
-            "delta": self.delta,
-            "seed": self.seed,
-            "max_bytes": self.max_bytes,
-            "groups": self.groups,
-            "chunk_size": self.chunk_size,
-            "threads": self.threads,
-        }
+        return {key: getattr(self, key) for key in _CONFIG_KEYS}
 
     def encode(self, buf: Any) -> bytes:
         """Encode an array (float32 / float16 / bfloat16) into a SLICER stream.
@@ -188,11 +179,7 @@ class Slicer(_CodecBase):  # type: ignore[misc, valid-type]
 
     def get_config(self) -> dict[str, Any]:
         """JSON-serializable configuration, with ``id``; ``from_config`` inverts it."""
-        config: dict[str, Any] = {"id": self.codec_id}
-        config.update(self._params())
-        if isinstance(config["blocks"], tuple):
-            config["blocks"] = list(config["blocks"])
-        return config
+        return {"id": self.codec_id, **_json_config(self._params())}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Slicer:

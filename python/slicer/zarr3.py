@@ -29,7 +29,7 @@ from zarr.core.common import parse_named_configuration
 
 from ._api import decode, encode
 from ._errors import FormatError
-from .codec import plain_params
+from .codec import _CONFIG_KEYS, _init_params, _json_config
 
 if TYPE_CHECKING:
     from typing import Self
@@ -86,42 +86,14 @@ class SlicerCodec(ArrayBytesCodec):
         chunk_size: int = 16384,
         threads: int = 0,
     ) -> None:
-        params = plain_params(
-            sparsity=sparsity,
-            asym=asym,
-            blocks=blocks,
-            bits=bits,
-            delta=delta,
-            seed=seed,
-            max_bytes=max_bytes,
-            groups=groups,
-            chunk_size=chunk_size,
-            threads=threads,
-        )
+        params = _init_params(locals())
         if isinstance(params["bits"], list):
             params["bits"] = tuple(params["bits"])  # hashable: the dataclass is frozen
         for key, value in params.items():
             object.__setattr__(self, key, value)
 
     def _params(self) -> dict[str, Any]:
-        params = {
-            key: getattr(self, key)
-            for key in (
-                "sparsity",
-                "asym",
-                "blocks",
-                "bits",
-                "delta",
-                "seed",
-                "max_bytes",
-                "groups",
-                "chunk_size",
-                "threads",
-            )
-        }
-        if isinstance(params["bits"], tuple):
-            params["bits"] = list(params["bits"])
-        return params
+        return _json_config({key: getattr(self, key) for key in _CONFIG_KEYS})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
@@ -131,10 +103,7 @@ class SlicerCodec(ArrayBytesCodec):
 
     def to_dict(self) -> dict[str, Any]:
         """The zarr.json entry: plain JSON values; ``from_dict`` inverts it."""
-        configuration = self._params()
-        if isinstance(configuration["blocks"], tuple):
-            configuration["blocks"] = list(configuration["blocks"])
-        return {"name": _NAME, "configuration": configuration}
+        return {"name": _NAME, "configuration": self._params()}
 
     def validate(self, *, shape: Any, dtype: Any, chunk_grid: Any) -> None:
         """Refuse, when the array is created, data types the codec cannot hold."""
