@@ -9,6 +9,7 @@
 #include <emmintrin.h>
 #endif
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 #define SLICER_WIDEN_F16C 1
 #endif
@@ -24,8 +25,21 @@ namespace slicer::internal {
 #if defined(SLICER_WIDEN_F16C)
 namespace {
 
+// CPUID leaf 1: F16C (ECX bit 29), AVX (bit 28) and OSXSAVE (bit 27), and the OS must save the
+// SSE and AVX register state (XCR0 bits 1 and 2). Read directly: not every compiler that builds
+// this file knows "f16c" as a __builtin_cpu_supports feature name.
+bool DetectF16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
+  const unsigned need = (1u << 29) | (1u << 28) | (1u << 27);
+  if ((ecx & need) != need) return false;
+  unsigned xcr0_lo = 0, xcr0_hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  return (xcr0_lo & 0x6u) == 0x6u;
+}
+
 bool HasF16c() {
-  static const bool has = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+  static const bool has = DetectF16c();
   return has;
 }
 

@@ -108,7 +108,8 @@ void QuantizeRun(const Read& read, uint64_t begin, uint64_t end, double delta, d
                  std::vector<uint64_t>* extras, OffsetSums* acc) {
   constexpr unsigned kBlock = 256;
   alignas(16) double xs[kBlock], ts[kBlock];
-  alignas(16) int32_t ms[kBlock], sym_small[kBlock], dfl[kBlock];
+  alignas(16) int32_t ms[kBlock], dfl[kBlock];
+  alignas(16) uint32_t sym_small[kBlock];  // unsigned: 2m wraps for m >= 2^30 (unused there)
   for (uint64_t b0 = begin; b0 < end; b0 += kBlock) {
     const unsigned cnt = static_cast<unsigned>(std::min<uint64_t>(kBlock, end - b0));
     read.Block(b0, cnt, xs);
@@ -141,7 +142,8 @@ void QuantizeRun(const Read& read, uint64_t begin, uint64_t end, double delta, d
       const int32_t m = static_cast<int32_t>(ts[k] + rho);  // u >= 0: truncation is floor
       ms[k] = m;
       const int32_t pos = static_cast<int32_t>(xs[k] > 0);
-      sym_small[k] = (2 * m - pos) & -static_cast<int32_t>(m != 0);
+      const uint32_t mu = static_cast<uint32_t>(m);
+      sym_small[k] = (2u * mu - static_cast<uint32_t>(pos)) & (0u - static_cast<uint32_t>(m != 0));
       const double dv = (ts[k] - static_cast<double>(m)) * 0x1p20;
       const int32_t tr = static_cast<int32_t>(dv);
       dfl[k] = tr - static_cast<int32_t>(static_cast<double>(tr) > dv);
