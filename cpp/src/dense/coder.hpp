@@ -249,60 +249,33 @@ inline void RansFlush(const uint32_t* x, unsigned k, uint8_t** ptr) {
   }
 }
 
-// A symbol's frequency and cumulative frequency (§13.2), side by side for the decode step.
-struct FreqCum {
-  uint32_t freq, cum;
-};
-
 // Decoder model: slot → symbol, and each symbol's (freq, cum).
 struct DecModel {
   std::vector<uint16_t> slot_symbol;  // 2^14 entries
   std::vector<uint32_t> freq, cum;
-  std::vector<FreqCum> fc;  // per symbol
   void Build(const std::vector<unsigned>& classes) {
     Normalize(classes, &freq, &cum);
     slot_symbol.assign(kProbScale, 0);
-    fc.resize(freq.size());
-    for (size_t q = 0; q < freq.size(); ++q) {
-      fc[q] = FreqCum{freq[q], cum[q]};
+    for (size_t q = 0; q < freq.size(); ++q)
       for (uint32_t slot = cum[q]; slot < cum[q + 1]; ++slot)
         slot_symbol[slot] = static_cast<uint16_t>(q);
-    }
   }
 };
 
-// One decoder step (§14) on state st: the symbol of its slot, then the state update and
-// renormalisation from [r, end) (at most two bytes are ever due; with two or more left they are
-// read without bounds checks). A read past end sets ok = false and leaves st = kRansL.
-inline unsigned RansDecodeStep(uint32_t& st, const uint16_t* lut, const FreqCum* fc,
-                               const uint8_t*& r, const uint8_t* end, bool& ok) {
-  const uint32_t slot = st & (kProbScale - 1);
-  const unsigned sym = lut[slot];
-  st = fc[sym].freq * (st >> kProbBits) + slot - fc[sym].cum;
-  if (st < kRansL) {
-    if (end - r < 2) {
-      while (st < kRansL) {
-        if (r >= end) {
-          ok = false;
-          st = kRansL;
-          break;
-        }
-        st = (st << 8) | *r++;
-      }
-    } else {
-      st = (st << 8) | *r++;
-      if (st < kRansL) st = (st << 8) | *r++;
-    }
-  }
-  return sym;
-}
-
-// RansDecodeStep on state *x with model m. False: read past end.
+// One decoder step on state *x; reads renormalisation bytes from [*r, end). False: read past end.
 inline bool RansGet(uint32_t* x, const uint8_t** r, const uint8_t* end, const DecModel& m,
                     unsigned* sym) {
-  bool ok = true;
-  *sym = RansDecodeStep(*x, m.slot_symbol.data(), m.fc.data(), *r, end, ok);
-  return ok;
+  uint32_t st = *x;
+  const uint32_t slot = st & (kProbScale - 1);
+  const unsigned s = m.slot_symbol[slot];
+  st = m.freq[s] * (st >> kProbBits) + slot - m.cum[s];
+  while (st < kRansL) {
+    if (*r >= end) return false;
+    st = (st << 8) | *(*r)++;
+  }
+  *x = st;
+  *sym = s;
+  return true;
 }
 
 }  // namespace slicer::dense

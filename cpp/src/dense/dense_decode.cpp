@@ -47,6 +47,10 @@ struct Cursor {
     if (s_ != SLICER_OK) return s_;       \
   } while (0)
 
+struct FreqCum {
+  uint32_t freq, cum;
+};
+
 // Extra-bit reader over [p, p + len), LSB-first. kBulk refills several bytes at once (the
 // extra-bit areas); without it `pos` is exactly the bytes consumed.
 template <bool kBulk>
@@ -92,7 +96,9 @@ struct Stream {
   const uint8_t* table = nullptr;  // G bytes in the stream
   std::vector<double> steps;       // per group (has_table)
   double base_step = 0;
-  DecModel model;
+  std::vector<uint32_t> freq, cum;
+  std::vector<uint16_t> lookup;  // slot -> symbol
+  std::vector<FreqCum> fc;       // per symbol
   unsigned nsym = 0;
   struct Chunk {
     uint64_t coded, rans_len, bits_len, offset;
@@ -141,7 +147,24 @@ bool DecodeRun(const uint16_t* lut, const FreqCum* fc, const double* value, cons
   bool ok = true;
   // One element with state st (§14), stored at dst[i0 + k].
   auto step = [&](uint32_t& st, uint64_t k) {
-    const unsigned sym = RansDecodeStep(st, lut, fc, r, end, ok);
+    const uint32_t slot = st & (kProbScale - 1);
+    const unsigned sym = lut[slot];
+    st = fc[sym].freq * (st >> kProbBits) + slot - fc[sym].cum;
+    if (st < kRansL) {
+      if (end - r < 2) {
+        while (st < kRansL) {
+          if (r >= end) {
+            ok = false;
+            st = kRansL;
+            break;
+          }
+          st = (st << 8) | *r++;
+        }
+      } else {
+        st = (st << 8) | *r++;
+        if (st < kRansL) st = (st << 8) | *r++;
+      }
+    }
     double v = value[sym];
     if (nbits_of[sym] != 0) {  // a bin with extra bits (§11)
       uint64_t extra;
@@ -238,7 +261,7 @@ slicer_status DecodeChunk(const Stream& s, const uint8_t* data, uint64_t j, uint
         value[q] = (q & 1) == 0 && q != 0 ? -v : v;
       }
     }
-    if (!run(s.model.slot_symbol.data(), s.model.fc.data(), value, nbits_of, &in, &bits, idx, stop - i, dst, i, delta, off2)) {
+    if (!run(s.lookup.data(), s.fc.data(), value, nbits_of, &in, &bits, idx, stop - i, dst, i, delta, off2)) {
       return Reject(SLICER_ERR_CORRUPT, "dense rANS payload");
     }
     idx += stop - i;
@@ -337,7 +360,15 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
         return Reject(SLICER_ERR_CORRUPT, "dense count class or table padding");
     }
     if (classes.back() == 0) return Reject(SLICER_ERR_CORRUPT, "dense count class");
-    s->model.Build(classes);
+    Normalize(classes, &s->freq, &s->cum);
+    s->lookup.resize(kProbScale);
+    s->fc.resize(s->nsym);
+    for (unsigned q = 0; q < s->nsym; ++q) {
+      s->fc[q] = FreqCum{s->freq[q], s->cum[q]};
+      for (uint32_t slot = s->cum[q]; slot < s->cum[q + 1]; ++slot) {
+        s->lookup[slot] = static_cast<uint16_t>(q);
+      }
+    }
   }
   const size_t freq_end = cur.pos;
   // Chunk table (§13.3).
