@@ -31,6 +31,21 @@ class StatusError : public std::runtime_error {
   slicer_status status_;
 };
 
+// Runs fn() (returning a status) and turns every exception into a status: nothing is thrown
+// across the C ABI.
+template <class Fn>
+int GuardStatus(Fn&& fn) {
+  try {
+    return fn();
+  } catch (const StatusError& error) {
+    return error.status();
+  } catch (const std::bad_alloc&) {
+    return SLICER_ERR_OUT_OF_MEMORY;
+  } catch (...) {
+    return SLICER_ERR_INTERNAL;
+  }
+}
+
 // slicer_params after validation (§2), in the form the codec uses.
 struct CodecParams {
   uint32_t sparsity_ppb = 0;

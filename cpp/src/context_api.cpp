@@ -18,18 +18,7 @@ namespace {
 using slicer::internal::CodecParams;
 using slicer::internal::StatusError;
 
-template <class Fn>
-int Guard(Fn&& fn) {
-  try {
-    return fn();
-  } catch (const StatusError& error) {
-    return error.status();
-  } catch (const std::bad_alloc&) {
-    return SLICER_ERR_OUT_OF_MEMORY;
-  } catch (...) {
-    return SLICER_ERR_INTERNAL;
-  }
-}
+using slicer::internal::GuardStatus;
 
 // Validated parameters with the call's thread count on this context.
 slicer_status ContextParams(const slicer_context* context, const slicer_params* params,
@@ -61,7 +50,7 @@ uint32_t slicer_context_threads(const slicer_context* context) {
 int slicer_context_encode(slicer_context* context, const void* data, int dtype,
                           const int64_t* shape, uint32_t ndim, const slicer_params* params,
                           const uint8_t** stream, size_t* size) {
-  return Guard([&]() -> int {
+  return GuardStatus([&]() -> int {
     if (context == nullptr || stream == nullptr || size == nullptr) {
       return SLICER_ERR_INVALID_ARGUMENT;
     }
@@ -82,7 +71,7 @@ int slicer_context_encode(slicer_context* context, const void* data, int dtype,
 int slicer_context_encode_batch(slicer_context* context, const void* data, int dtype,
                                 const int64_t* shape, uint32_t ndim, const slicer_params* params,
                                 const uint8_t** streams, size_t* sizes) {
-  return Guard([&]() -> int {
+  return GuardStatus([&]() -> int {
     if (context == nullptr || shape == nullptr || ndim == 0) return SLICER_ERR_INVALID_ARGUMENT;
     if (shape[0] > 0 && (streams == nullptr || sizes == nullptr)) {
       return SLICER_ERR_INVALID_ARGUMENT;
@@ -100,7 +89,7 @@ int slicer_context_decode(slicer_context* context, const void* src, size_t size,
                           uint64_t max_elements, void* dst, size_t dst_bytes, uint32_t threads) {
   if (context == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
   int status = SLICER_ERR_INTERNAL;
-  const int guarded = Guard([&]() -> int {
+  const int guarded = GuardStatus([&]() -> int {
     std::lock_guard<std::mutex> lock(context->context.call_mutex());
     slicer::internal::PoolScope scope(context->context.pool());
     status = slicer_decode(src, size, max_elements, dst, dst_bytes,

@@ -10,18 +10,7 @@
 
 namespace {
 
-template <class Fn>
-int Guard(Fn&& fn) {
-  try {
-    return fn();
-  } catch (const slicer::internal::StatusError& error) {
-    return error.status();
-  } catch (const std::bad_alloc&) {
-    return SLICER_ERR_OUT_OF_MEMORY;
-  } catch (...) {
-    return SLICER_ERR_INTERNAL;
-  }
-}
+using slicer::internal::GuardStatus;
 
 bool IsDenseDtype(int dtype) { return dtype >= SLICER_FLOAT32 && dtype <= SLICER_FLOAT64; }
 
@@ -41,7 +30,7 @@ void slicer_dense_params_init(slicer_dense_params* params) {
 
 int slicer_dense_encode_bound(const int64_t* shape, uint32_t ndim, int dtype,
                               const slicer_dense_params* params, size_t* bound) {
-  return Guard([&]() -> int {
+  return GuardStatus([&]() -> int {
     using slicer::internal::VarintLength;
     using u128 = unsigned __int128;
     if (bound == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
@@ -78,7 +67,7 @@ int slicer_dense_encode_bound(const int64_t* shape, uint32_t ndim, int dtype,
 int slicer_dense_encode(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
                         const slicer_dense_params* params, void* dst, size_t dst_capacity,
                         size_t* written) {
-  return Guard([&]() -> int {
+  return GuardStatus([&]() -> int {
     if (written == nullptr || (dst == nullptr && dst_capacity > 0)) {
       return SLICER_ERR_INVALID_ARGUMENT;
     }
@@ -99,14 +88,14 @@ int slicer_dense_encode(const void* data, int dtype, const int64_t* shape, uint3
 
 int slicer_dense_inspect(const void* src, size_t size, uint64_t max_elements,
                          slicer_dense_info* info) {
-  return Guard([&]() -> int {
+  return GuardStatus([&]() -> int {
     return slicer::dense::DecodeDense(static_cast<const uint8_t*>(src), size, max_elements,
                                       nullptr, 0, 1, info);
   });
 }
 
 int slicer_stream_version(const void* src, size_t size, uint32_t* version) {
-  return Guard([&]() -> int {
+  return GuardStatus([&]() -> int {
     if (version == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
     return slicer::dense::CheckContainer(static_cast<const uint8_t*>(src), size, version);
   });
@@ -124,7 +113,7 @@ bool IsFormat2(const void* src, size_t size) {
 
 int DecodeFormat2(const void* src, size_t size, uint64_t max_elements, void* dst,
                   size_t dst_bytes, uint32_t threads) {
-  return Guard([&]() -> int {
+  return GuardStatus([&]() -> int {
     slicer_dense_info info;
     const slicer_status st =
         ParseDense(static_cast<const uint8_t*>(src), size, max_elements, &info);
@@ -142,7 +131,7 @@ int DecodeAllocFormat2(const void* src, size_t size, uint64_t max_elements, uint
   slicer_header* h = header != nullptr ? header : &local;
   const int st = HeaderFormat2(src, size, max_elements, h, nullptr, false);
   if (st != SLICER_OK) return st;
-  return Guard([&]() -> int {
+  return GuardStatus([&]() -> int {
     const size_t needed = h->num_elements * DtypeBytes(h->dtype);
     void* dst = alloc(ctx, h, needed);
     if (dst == nullptr && needed > 0) return SLICER_ERR_OUT_OF_MEMORY;
@@ -153,7 +142,7 @@ int DecodeAllocFormat2(const void* src, size_t size, uint64_t max_elements, uint
 
 int HeaderFormat2(const void* src, size_t size, uint64_t max_elements, slicer_header* header,
                   slicer_account* account, bool full) {
-  return Guard([&]() -> int {
+  return GuardStatus([&]() -> int {
     slicer_dense_info info;
     const uint8_t* data = static_cast<const uint8_t*>(src);
     const slicer_status st = full ? DecodeDense(data, size, max_elements, nullptr, 0, 1, &info)

@@ -387,22 +387,7 @@ struct slicer_frame_context {
   slicer::frames::Context ctx;
 };
 
-namespace {
-
-template <class Fn>
-int Guard(Fn&& fn) {
-  try {
-    return fn();
-  } catch (const slicer::internal::StatusError& error) {
-    return error.status();
-  } catch (const std::bad_alloc&) {
-    return SLICER_ERR_OUT_OF_MEMORY;
-  } catch (...) {
-    return SLICER_ERR_INTERNAL;
-  }
-}
-
-}  // namespace
+using slicer::internal::GuardStatus;
 
 extern "C" {
 
@@ -419,7 +404,7 @@ int slicer_frame_context_build(const void* rows, int dtype, uint64_t num_rows,
                                const int64_t* row_shape, uint32_t row_ndim,
                                const slicer_frame_params* params, void* dst, size_t dst_capacity,
                                size_t* written) {
-  return Guard([&]() -> int {
+  return GuardStatus([&]() -> int {
     if (written == nullptr || params == nullptr || (dst == nullptr && dst_capacity > 0)) {
       return SLICER_ERR_INVALID_ARGUMENT;
     }
@@ -435,7 +420,7 @@ int slicer_frame_context_build(const void* rows, int dtype, uint64_t num_rows,
 
 int slicer_frame_context_open(const void* src, size_t size, uint64_t max_elements,
                               slicer_frame_context** context) {
-  return Guard([&]() -> int {
+  return GuardStatus([&]() -> int {
     if (context == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
     *context = nullptr;
     auto* h = new slicer_frame_context();
@@ -473,7 +458,7 @@ int slicer_frame_context_info(const slicer_frame_context* context, slicer_frame_
 
 int slicer_frame_encode(slicer_frame_context* context, const void* row, size_t row_bytes,
                         uint32_t seq, void* dst, size_t dst_capacity, size_t* written) {
-  return Guard([&]() -> int {
+  return GuardStatus([&]() -> int {
     if (context == nullptr || row == nullptr || written == nullptr || dst == nullptr) {
       return SLICER_ERR_INVALID_ARGUMENT;
     }
@@ -498,7 +483,7 @@ int slicer_frame_encode(slicer_frame_context* context, const void* row, size_t r
 
 int slicer_frame_decode(slicer_frame_context* context, const void* frame, size_t size, void* dst,
                         size_t dst_bytes, uint32_t* seq) {
-  return Guard([&]() -> int {
+  return GuardStatus([&]() -> int {
     if (context == nullptr || dst == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
     const slicer::frames::Context& c = context->ctx;
     if (dst_bytes < c.row * slicer::dense::DtypeBytes(c.dtype)) return SLICER_ERR_BUFFER_TOO_SMALL;
