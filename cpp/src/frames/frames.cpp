@@ -258,7 +258,8 @@ size_t EncodeFrame(Context* c, const void* row_data, uint32_t seq, uint8_t* dst)
   if (!ok) {
     for (uint64_t i = 0; i < r; ++i) {
       double unused;
-      Quantize(dense::LoadElement(c->dtype, in, i), delta, rho, &unused);  // throws the right status
+      // Throws the right status.
+      Quantize(dense::LoadElement(c->dtype, in, i), delta, rho, &unused);
     }
   }
   // Pass 1b (§11): symbols of codes below 8 for every element (branch-free, vectorisable;
