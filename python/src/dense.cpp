@@ -13,9 +13,6 @@
 namespace slicer_py {
 namespace {
 
-using ConstBytes = nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
-using MutableBytes = nb::ndarray<uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
-
 size_t DenseItemSize(int dtype) {
   switch (dtype) {
     case SLICER_FLOAT64:

@@ -5,6 +5,7 @@
 #define SLICER_PYTHON_GLUE_HPP_
 
 #include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -15,6 +16,10 @@
 namespace slicer_py {
 
 namespace nb = nanobind;
+
+// 1-D C-contiguous byte buffers on the host (streams, raw element bytes, output buffers).
+using ConstBytes = nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+using MutableBytes = nb::ndarray<uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 
 void RegisterIntake(nb::module_& m);
 void RegisterStream(nb::module_& m);

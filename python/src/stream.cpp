@@ -18,9 +18,6 @@
 namespace slicer_py {
 namespace {
 
-using ConstBytes = nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
-using MutableBytes = nb::ndarray<uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
-
 size_t ItemSize(int dtype) {
   switch (dtype) {
     case SLICER_FLOAT32:
