@@ -167,7 +167,7 @@ bool DecodeRun(const uint16_t* lut, const FreqCum* fc, const double* value, cons
     }
     double v = value[sym];
     if (nbits_of[sym] != 0) {  // a bin with extra bits (§11)
-      uint64_t extra;
+      uint64_t extra = 0;  // defined even when Read fails (the chunk is rejected then)
       const unsigned nb = nbits_of[sym];
       uint64_t m = uint64_t{4 + (((sym + 1) / 2 - kDirect) & 3)} << nb;
       if (!bits->Read(nb, &extra)) ok = false;
