@@ -258,7 +258,14 @@ def test_bad_messages_get_their_status_and_the_session_lives(engine, split):
         assert server.backend.sessions == {}
 
 
-def test_queue_full_answers_resource_exhausted_with_a_retry_hint(engine, model, split):
+def test_queue_full_answers_resource_exhausted_with_a_retry_hint(engine, model, split, monkeypatch):
+    run_batch = engine.run_batch
+
+    def slow_run_batch(items):  # a tail slower than a burst of requests: the queue of two fills
+        time.sleep(0.01)
+        return run_batch(items)
+
+    monkeypatch.setattr(engine, "run_batch", slow_run_batch)
     config = ServeConfig(max_queue=2, max_batch=1, batch_window_ms=50, workers=1)
     with ServerThread(engine, config) as server:
         channel, rpc = raw_session(server.target)
@@ -272,7 +279,9 @@ def test_queue_full_answers_resource_exhausted_with_a_retry_hint(engine, model, 
         assert all(r.retry_after_ms > 0 for r in replies if r.code == wire.RESOURCE_EXHAUSTED)
         # the client retries after the hint: every request is answered
         with EdgeClient(server.target, model, params=PARAMS) as edge:
-            futures = [edge.submit(edge.prepare(toy_inputs(k))) for k in range(20)]
+            # prepared first, then sent back to back: the burst must outrun a queue of two
+            prepared = [edge.prepare(toy_inputs(k)) for k in range(20)]
+            futures = [edge.submit(p) for p in prepared]
             results = [f.result() for f in futures]
             assert edge.stats.retries > 0
             for k, r in enumerate(results):

@@ -349,9 +349,11 @@ class EdgeClient:
             time.sleep(delay)
             if self._closed:
                 return
+            ready = grpc.channel_ready_future(self._channel)
             try:
-                grpc.channel_ready_future(self._channel).result(timeout=max(0.1, cap))
+                ready.result(timeout=max(0.1, cap))
             except grpc.FutureTimeoutError:
+                ready.cancel()  # stops its connectivity polling (it outlived close() otherwise)
                 continue
             self.stats.reconnects += 1
             with self._lock:
