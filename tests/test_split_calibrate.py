@@ -32,6 +32,7 @@ from slicer.split.calibrate import (  # noqa: E402
     split_indices,
 )
 from slicer.split.datasets import (  # noqa: E402
+    Samples,
     image_samples,
     input_shapes,
     npz_samples,
@@ -212,6 +213,45 @@ def test_split_indices_partition_and_seed() -> None:
     assert len(split_indices(3, 0.01, 0)[1]) == 1
 
 
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(1, 12), min_size=2, max_size=30),
+    st.sampled_from([0.01, 0.1, 0.3, 0.5, 0.9]),
+    st.integers(0, 5),
+    st.booleans(),
+)
+def test_grouped_split_never_puts_a_group_on_both_sides(sizes, holdout, seed, shuffle) -> None:  # noqa: ANN001
+    # Group k has sizes[k] members; labels are strings, interleaved or contiguous.
+    labels = [f"photo{k}" for k, size in enumerate(sizes) for _ in range(size)]
+    if shuffle:
+        labels = [labels[i] for i in np.random.default_rng(seed).permutation(len(labels))]
+    n = len(labels)
+    calib, hold = split_indices(n, holdout, seed, labels)
+    assert sorted(calib + hold) == list(range(n)) and calib and hold
+    assert not {labels[i] for i in calib} & {labels[i] for i in hold}
+    # Groups are added until the held-out side reaches its share, never all of them.
+    want = max(1, round(holdout * n))
+    held_groups = {labels[i] for i in hold}
+    assert len(hold) >= want or len(held_groups) == len(sizes) - 1
+    assert split_indices(n, holdout, seed, labels) == (calib, hold)
+    # Groups stop being added once the share is reached: without the last group added (at
+    # most the largest held-out one) the held-out side was still short of it.
+    largest = max(sum(1 for i in hold if labels[i] == g) for g in held_groups)
+    assert len(hold) - largest < want
+
+
+def test_grouped_split_rejects_bad_groups() -> None:
+    with pytest.raises(ValueError, match="groups: 3 labels for 4"):
+        split_indices(4, 0.3, 0, [0, 0, 1])
+    with pytest.raises(ValueError, match="at least 2 groups"):
+        split_indices(4, 0.3, 0, [7, 7, 7, 7])
+    # Singleton groups behave like the plain split's sizes.
+    calib, hold = split_indices(200, 0.3, 0, list(range(200)))
+    assert len(hold) == 60 and len(calib) == 140
+    with pytest.raises(ValueError, match="groups: 1 labels for 2 samples"):
+        Samples([{}, {}], groups=[0])
+
+
 # ------------------------------------------------------------------------------ search
 
 
@@ -288,6 +328,33 @@ def test_backoff_keeps_a_knob_step_of_margin(mlp_path) -> None:  # noqa: ANN001
     assert margin["params"]["sparsity"] == grid[max(0, s0 - 1)]
     with pytest.raises(ValueError, match="backoff"):
         calibrate(mlp_path, "cosine:0.99", _samples(4), backoff=-1, **kw)
+
+
+def test_calibrate_holds_out_whole_groups(mlp_path) -> None:  # noqa: ANN001
+    # 10 "photos" in 4 "views" each (small perturbations of one vector): with groups, the
+    # held-out split takes whole photos; the settings say so.
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((10, 1, 16)).astype(np.float32)
+    items, groups = [], []
+    for _view in range(4):
+        for k in range(10):
+            noise = 0.05 * rng.standard_normal((1, 16)).astype(np.float32)
+            items.append({"x": base[k] + noise})
+            groups.append(k)
+    samples = Samples(items, groups)
+    kw = dict(split="a1", holdout=0.25, families=[SMALL_TOPK])
+    settings = calibrate(mlp_path, "cosine:0.99", samples, **kw)
+    data = settings["data"]
+    assert data["grouped_holdout"] is True and data["groups"] == 10
+    calib, hold = split_indices(40, 0.25, 0, groups)
+    assert data["holdout_count"] == len(hold) == 12  # 3 photos x 4 views (≥ 10 inputs)
+    assert data["calibration"] == 28
+    # Without groups (a plain list) the split is per input.
+    plain = calibrate(mlp_path, "cosine:0.99", list(items), **kw)["data"]
+    assert "grouped_holdout" not in plain and plain["holdout_count"] == 10
+    # An explicit ``groups`` argument wins over the samples' own.
+    explicit = calibrate(mlp_path, "cosine:0.99", list(items), groups=groups, **kw)["data"]
+    assert explicit["holdout_count"] == 12
 
 
 def test_unreachable_target_says_so_with_the_best_value(mlp_path) -> None:  # noqa: ANN001
@@ -560,8 +627,43 @@ def test_image_preprocessing_layouts_and_scales(layout) -> None:  # noqa: ANN001
     assert red.min() == pytest.approx(-0.485 / 0.229, rel=1e-5)
     got = image_samples([img, img[::-1]], part, 7)
     assert len(got) == 7  # views cycle: 2 images x several crops / flips
+    assert got.groups == [0, 1, 0, 1, 0, 1, 0]  # each view names its source image
     with pytest.raises(ValueError, match="preprocess must be one of"):
         image_samples([img], part, 1, preprocess="zscore")
+
+
+def test_gallery_photos_from_the_installed_packages() -> None:
+    import importlib.util
+
+    from slicer.split.datasets import SKIMAGE_PHOTOS, gallery_images, load_samples
+
+    if importlib.util.find_spec("foolbox") is None:
+        pytest.skip("foolbox (its photos) is not installed")
+    photos = gallery_images()
+    names = [n for _, n in photos]
+    assert len(set(names)) == len(names)
+    # foolbox: 20 ImageNet photos, 20 CIFAR-10 and 20 CIFAR-100 (32x32).
+    assert sum(n.startswith("foolbox/imagenet_") for n in names) == 20
+    assert sum(n.startswith("foolbox/cifar") for n in names) == 40
+    expected = 60
+    if importlib.util.find_spec("skimage") is not None:
+        assert sum(n.startswith("skimage/") for n in names) == len(SKIMAGE_PHOTOS)
+        expected += len(SKIMAGE_PHOTOS)
+    if importlib.util.find_spec("sklearn") is not None:
+        assert {"sklearn/china.jpg", "sklearn/flower.jpg"} <= set(names)
+        expected += 2
+    if importlib.util.find_spec("matplotlib") is not None:
+        expected += 1
+    assert len(photos) == expected
+    for rgb, name in photos:
+        assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3, name
+        assert min(rgb.shape[:2]) >= 32 and rgb.std() > 1, name  # real pictures, not blanks
+    # As a dataset: every photo's first view, then the second ...; groups name the photo.
+    part = _image_model("nchw")
+    samples = load_samples("gallery", part, len(photos) + 3, preprocess="unit")
+    assert len(samples) == len(photos) + 3
+    assert samples.groups == list(range(len(photos))) + [0, 1, 2]
+    assert not np.array_equal(samples[0]["img"], samples[len(photos)]["img"])  # another view
 
 
 # ------------------------------------------------------------------------------ CLI

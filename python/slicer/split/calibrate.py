@@ -485,14 +485,40 @@ def select_calibration_cuts(part: Partitioner, split: str | int | Sequence[Any],
     return [part.find_cut(split)]
 
 
-def split_indices(n: int, holdout: float, seed: int) -> tuple[list[int], list[int]]:
+def split_indices(
+    n: int, holdout: float, seed: int, groups: Sequence[Any] | None = None
+) -> tuple[list[int], list[int]]:
     """(calibration, held-out) input indices: a seeded permutation, ``holdout`` of them held
-    out (at least one each way); ``holdout=0`` measures on the calibration inputs."""
+    out (at least one each way); ``holdout=0`` measures on the calibration inputs.
+
+    With ``groups`` (one label per input, e.g. the source photo of each view) whole groups are
+    held out: groups in a seeded order go to the held-out side until it holds at least
+    ``holdout`` of the inputs (at least one group each way), so no group has inputs on both
+    sides."""
     if holdout == 0:
         return list(range(n)), list(range(n))
-    order = np.random.default_rng(seed).permutation(n)
-    n_hold = max(1, min(n - 1, int(round(holdout * n))))
-    return sorted(order[n_hold:].tolist()), sorted(order[:n_hold].tolist())
+    if groups is None:
+        order = np.random.default_rng(seed).permutation(n)
+        n_hold = max(1, min(n - 1, int(round(holdout * n))))
+        return sorted(order[n_hold:].tolist()), sorted(order[:n_hold].tolist())
+    groups = list(groups)
+    if len(groups) != n:
+        raise ValueError(f"groups: {len(groups)} labels for {n} inputs")
+    members: dict[Any, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    if len(members) < 2:
+        raise ValueError("a grouped held-out split needs at least 2 groups of inputs")
+    keys = list(members)
+    order = np.random.default_rng(seed).permutation(len(keys))
+    want = max(1, int(round(holdout * n)))
+    hold: list[int] = []
+    for taken, k in enumerate(order):
+        if len(hold) >= want or taken == len(keys) - 1:
+            break
+        hold += members[keys[k]]
+    held = set(hold)
+    return [i for i in range(n) if i not in held], sorted(hold)
 
 
 def auto_cut(part: Partitioner) -> Cut:
@@ -542,6 +568,7 @@ def calibrate(
     model_name: str | None = None,
     data_label: str = "inputs",
     progress: bool | Callable[[str], Any] = False,
+    groups: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """Calibrate codec settings per cut; returns the settings dict (see ``settings.py``).
 
@@ -553,6 +580,9 @@ def calibrate(
     as ≤ +1 %), a margin for the held-out split; 1 searches at the target itself.
     ``backoff``: each bisection's pick is this many knob steps more generous than the
     cheapest setting that passed (a second margin; 0 takes the cheapest).
+    ``groups``: one label per input (default: ``samples.groups`` when the samples come from
+    an image dataset, see ``datasets.Samples``); the held-out split then holds out whole
+    groups — every view of a photo stays on one side.
     """
     if not isinstance(backoff, int) or backoff < 0:
         raise ValueError(f"backoff must be an integer ≥ 0, got {backoff!r}")
@@ -562,6 +592,8 @@ def calibrate(
     search_targets = [t.guarded(guard) for t in target_list]
     if not 0 <= holdout < 1:
         raise ValueError(f"holdout must be in [0, 1), got {holdout!r}")
+    if groups is None:
+        groups = getattr(samples, "groups", None)
     samples = list(samples)
     if len(samples) < 2:
         raise ValueError(f"calibration needs at least 2 inputs, got {len(samples)}")
@@ -585,7 +617,7 @@ def calibrate(
     outputs = {t.metric: output_for(t.metric, references[0], output) for t in target_list}
     if any(t.metric == "ppl" for t in target_list):
         _token_ids(samples[0])  # fail early on a model without token ids
-    calib_idx, hold_idx = split_indices(len(samples), holdout, seed)
+    calib_idx, hold_idx = split_indices(len(samples), holdout, seed, groups)
     n_hold = 0 if holdout == 0 else len(hold_idx)
     report = _reporter(progress)
     entries = []
@@ -642,6 +674,7 @@ def calibrate(
             "holdout": holdout,
             "holdout_count": len(hold_idx) if n_hold else 0,
             "seed": seed,
+            **({"groups": len(set(groups)), "grouped_holdout": True} if groups else {}),
             "guard": guard,
             "backoff": backoff,
         },

@@ -138,8 +138,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--inputs", help=".npz of inputs keyed by input name (leading sample axis)")
     src.add_argument(
         "--dataset",
-        help="photos, mnist, shakespeare, random, or a folder of images (default: the shipped "
-        "model's own data; random for other models)",
+        help="photos, gallery, mnist, shakespeare, random, or a folder of images (default: the "
+        "shipped model's own data; random for other models)",
     )
     cal.add_argument("--count", type=int, default=None, help="inputs to use (default per data)")
     cal.add_argument(
@@ -514,7 +514,7 @@ _CODEC_DEFAULTS = {
     "groups": "tensor",
 }
 # Inputs for an on-the-fly calibration (`run --target`) of a shipped model.
-_FLY_COUNTS = {"photos": 60, "shakespeare": 40, "random": 16}
+_FLY_COUNTS = {"photos": 60, "gallery": 82, "shakespeare": 40, "random": 16}
 
 
 def _checked_settings(path: str, model_path: str, label: str) -> dict[str, Any]:
@@ -748,7 +748,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         label = args.inputs
     else:
         source = args.dataset or default_dataset(name)
-        count = args.count or {"photos": 200, "mnist": 200, "shakespeare": 120}.get(source, 64)
+        defaults = {"photos": 200, "gallery": 200, "mnist": 200, "shakespeare": 120}
+        count = args.count or defaults.get(source, 64)
         if source == "shakespeare" and name == "smollm2" and args.count is None:
             count = 24
         if source == "random" and not args.json:

