@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._api import decode, encode, encode_batch, size_bound
+from ._batch import decode_batch
 from ._context import Context, default_context
 from ._errors import FormatError
 from ._frames import FrameDecoder, FrameEncoder
@@ -39,6 +40,7 @@ __all__ = [
     "StreamInfo",
     "__version__",
     "decode",
+    "decode_batch",
     "default_context",
     "encode",
     "encode_batch",

@@ -383,6 +383,7 @@ def decode(
     max_elements: int = DEFAULT_MAX_ELEMENTS,
     device: str = "cpu",
     threads: int = 0,
+    context: Any = None,
 ) -> Any:
     """Decode a SLICER stream into a dense array.
 
@@ -402,7 +403,10 @@ def decode(
     device : {"cpu", "cuda"}, default "cpu"
         "cuda" decodes on the GPU through the CUDA backend and returns its device array.
     threads : int, default 0
-        Worker threads (0 = all cores).
+        Worker threads (0 = all cores; with `context`, at most the context's).
+    context : slicer.Context or None, default None
+        Decode on this context's pool and scratch (see :class:`slicer.Context`); the result is
+        the same. None: the process's shared pool. CPU only.
 
     Returns
     -------
@@ -419,7 +423,10 @@ def decode(
     """
     limit = check_max_elements(max_elements)
     thread_count = _check_threads(threads)
+    native = None if context is None else native_context(context)
     if device == "cuda":
+        if context is not None:
+            raise ValueError("context applies to CPU decoding only (device='cpu')")
         gpu = _gpu_module()
         return gpu.decode(buf, out=out, max_elements=limit)
     if device != "cpu":
@@ -428,7 +435,7 @@ def decode(
     data = as_stream_bytes(buf)
     # The whole stream is validated before the output is allocated, and decoded before `out`
     # is touched: a stream that fails late leaves `out` as it was.
-    status, header, raw = _core.decode(data, limit, thread_count)
+    status, header, raw = _core.decode(data, limit, thread_count, native)
     if status:
         raise_stream_status(status, data)
     dtype = _STREAM_DTYPES[header["dtype"]]

@@ -26,8 +26,18 @@ def decode_into(
     buf: npt.NDArray[np.uint8], out: npt.NDArray[np.uint8], max_elements: int, threads: int
 ) -> int: ...
 def decode(
-    buf: npt.NDArray[np.uint8], max_elements: int, threads: int
+    buf: npt.NDArray[np.uint8], max_elements: int, threads: int, context: Any = None
 ) -> tuple[int, dict[str, Any] | None, npt.NDArray[np.uint8] | None]: ...
+def decode_batch(
+    streams: Any,
+    out: npt.NDArray[np.uint8],
+    dtype: int,
+    shape: list[int],
+    max_elements: int,
+    threads: int,
+    statuses: npt.NDArray[np.int32],
+    context: Any = None,
+) -> tuple[int, int]: ...
 def inspect(
     buf: npt.NDArray[np.uint8], max_elements: int, blocks: bool
 ) -> tuple[

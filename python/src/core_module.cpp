@@ -13,4 +13,5 @@ NB_MODULE(_core, m) {
   slicer_py::RegisterStream(m);
   slicer_py::RegisterDense(m);
   slicer_py::RegisterFrames(m);
+  slicer_py::RegisterBatch(m);
 }

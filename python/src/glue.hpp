@@ -9,6 +9,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
+#include <new>
 #include <vector>
 
 #include "slicer/slicer.h"
@@ -21,7 +23,24 @@ namespace nb = nanobind;
 using ConstBytes = nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 using MutableBytes = nb::ndarray<uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 
+// slicer_context plus a lock held from the encode until its stream is copied into a Python
+// object (the stream lives in the context until its next call, which another Python thread
+// could otherwise start in between). The lock is only ever taken with the GIL released.
+// Registered as slicer._core.Context (stream.cpp); decode and decode_batch take it too.
+struct PyContext {
+  explicit PyContext(uint32_t threads) : context(slicer_context_create(threads)) {
+    if (context == nullptr) throw std::bad_alloc();
+  }
+  ~PyContext() { slicer_context_destroy(context); }
+  PyContext(const PyContext&) = delete;
+  PyContext& operator=(const PyContext&) = delete;
+
+  slicer_context* context;
+  std::mutex lock;
+};
+
 void RegisterIntake(nb::module_& m);
+void RegisterBatch(nb::module_& m);
 void RegisterStream(nb::module_& m);
 void RegisterDense(nb::module_& m);
 void RegisterFrames(nb::module_& m);

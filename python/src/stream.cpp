@@ -143,21 +143,6 @@ struct NativeParams {
   slicer_params raw;
 };
 
-// slicer_context plus a lock held from the encode until its stream is copied into a Python
-// object (the stream lives in the context until its next call, which another Python thread
-// could otherwise start in between). The lock is only ever taken with the GIL released.
-struct PyContext {
-  explicit PyContext(uint32_t threads) : context(slicer_context_create(threads)) {
-    if (context == nullptr) throw std::bad_alloc();
-  }
-  ~PyContext() { slicer_context_destroy(context); }
-  PyContext(const PyContext&) = delete;
-  PyContext& operator=(const PyContext&) = delete;
-
-  slicer_context* context;
-  std::mutex lock;
-};
-
 using AnyArray = nb::ndarray<nb::ro, nb::c_contig, nb::device::cpu>;
 
 // The shape of a C-contiguous array whose items are `dtype`; false when its element width is
@@ -254,14 +239,19 @@ void* AllocateDecodeBuffer(void* ctx, const slicer_header*, size_t bytes) {
 
 // (status, header dict, 1-D uint8 array of the decoded elements): the whole stream is validated
 // before the output is allocated, and a stream that fails late leaves nothing behind.
-nb::tuple Decode(ConstBytes buf, uint64_t max_elements, uint32_t threads) {
+// With a context, on its pool and scratch (slicer_context_decode_alloc).
+nb::tuple Decode(ConstBytes buf, uint64_t max_elements, uint32_t threads, PyContext* context) {
   DecodeBuffer buffer;
   slicer_header header{};
   int status = SLICER_OK;
   {
     nb::gil_scoped_release release;
-    status = slicer_decode_alloc(buf.data(), buf.shape(0), max_elements, threads,
-                                 &AllocateDecodeBuffer, &buffer, &header);
+    status = context == nullptr
+                 ? slicer_decode_alloc(buf.data(), buf.shape(0), max_elements, threads,
+                                       &AllocateDecodeBuffer, &buffer, &header)
+                 : slicer_context_decode_alloc(context->context, buf.data(), buf.shape(0),
+                                               max_elements, threads, &AllocateDecodeBuffer,
+                                               &buffer, &header);
   }
   std::unique_ptr<uint8_t[]> owned(buffer.data);
   if (status != SLICER_OK) return nb::make_tuple(status, nb::none(), nb::none());
@@ -341,6 +331,7 @@ void RegisterStream(nb::module_& m) {
       "error_detail", [] { return std::string(slicer_error_detail()); },
       "The field or check that made this thread's last failing decode/inspect reject a stream.");
   m.def("decode", &Decode, nb::arg("buf"), nb::arg("max_elements"), nb::arg("threads"),
+        nb::arg("context").none() = nb::none(),
         "(status, header, uint8 array): validate every table, then allocate and decode.");
   m.def("inspect", &Inspect, nb::arg("buf"), nb::arg("max_elements"), nb::arg("blocks"),
         "(status, header, account, block count, block columns or None): full validation plus "

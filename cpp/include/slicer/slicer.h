@@ -204,6 +204,34 @@ SLICER_API int slicer_context_decode(slicer_context* context, const void* src, s
                                      uint64_t max_elements, void* dst, size_t dst_bytes,
                                      uint32_t threads);
 
+/* slicer_decode_alloc on the context's pool. */
+SLICER_API int slicer_context_decode_alloc(slicer_context* context, const void* src, size_t size,
+                                           uint64_t max_elements, uint32_t threads,
+                                           slicer_alloc_fn alloc, void* ctx,
+                                           slicer_header* header);
+
+/* Batch decode: `count` streams (srcs[i], sizes[i]; format 1 or 2) that each hold an array of
+ * dtype `dtype` and shape shape[0 ... ndim) are decoded into the rows of one C-contiguous
+ * buffer: stream i into dst + i * item_bytes, item_bytes = product(shape) * itemsize, so dst
+ * receives an array of shape (count, shape...). dst_bytes must be at least count * item_bytes.
+ * Items run in parallel (one thread per item; `threads` as for slicer_decode, on the context's
+ * pool for the context variant). Each item is fully validated by the per-stream decoder;
+ * statuses[i] receives its status: SLICER_OK, the stream's rejection (as slicer_decode would
+ * return it), or SLICER_ERR_INVALID_ARGUMENT when the valid stream holds another dtype or
+ * shape. A failed item's row is set to zero; it never affects the other items.
+ * Returns SLICER_OK when the call ran (every statuses[i] written; *num_failed, if not NULL,
+ * receives how many items failed), else a call-level error (NULL pointers, an unknown dtype,
+ * a negative dimension, dst_bytes too small) with statuses untouched and *num_failed = 0. */
+SLICER_API int slicer_decode_batch(const void* const* srcs, const size_t* sizes, size_t count,
+                                   uint64_t max_elements, int dtype, const int64_t* shape,
+                                   uint32_t ndim, void* dst, size_t dst_bytes, int* statuses,
+                                   size_t* num_failed, uint32_t threads);
+SLICER_API int slicer_context_decode_batch(slicer_context* context, const void* const* srcs,
+                                           const size_t* sizes, size_t count,
+                                           uint64_t max_elements, int dtype, const int64_t* shape,
+                                           uint32_t ndim, void* dst, size_t dst_bytes,
+                                           int* statuses, size_t* num_failed, uint32_t threads);
+
 /* ---------------------------------------------------------------------------------------------
  * Format 2, mode 1 "dense" (docs/format.md §10-§16): dead-zone uniform quantizer + rANS.
  * slicer_decode / slicer_read_header / slicer_inspect accept format-2 streams too (header fields
