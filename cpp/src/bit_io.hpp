@@ -106,6 +106,8 @@ class BitReader {
 
   uint64_t position() const { return position_; }
   uint64_t total_bits() const { return total_bits_; }
+  // Moves to `position` (<= total_bits()), for a caller that read ahead with its own loads.
+  void Seek(uint64_t position) { position_ = position; }
 
  private:
   // Up to 57 bits starting at position_ (bits past the end read as zero).

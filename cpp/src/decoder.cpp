@@ -16,15 +16,24 @@ namespace {
 constexpr uint64_t kMinElementsPerThread = uint64_t{1} << 16;
 constexpr const char* kCountsMismatch = "block counts (labels per block differ from c_m)";
 
-// What a chunk decoder needs per label of the current group.
+// What a chunk decoder needs per label of the current group. A negative block's lo, step and
+// constant are stored negated: lo + code · step then gives the negated magnitude exactly
+// (binary64 addition and multiplication, and the rounding to binary32, are symmetric in sign).
 struct LabelDecoder {
   bool present = false;
   unsigned width = 0;
-  bool negative = false;
   double lo = 0.0;
   double step = 0.0;
   float constant = 0.0f;  // the value of a width-0 block
 };
+
+// 64 bits from p (little-endian host), shifted so that bit `shift` < 8 comes first: at least 57
+// valid bits.
+inline uint64_t LoadBits(const uint8_t* p, unsigned shift) {
+  uint64_t word;
+  std::memcpy(&word, p, 8);
+  return word >> shift;
+}
 
 struct PayloadBits {
   uint64_t position = 0;
@@ -49,12 +58,60 @@ slicer_status DecodeOneChunk(const uint8_t* data, const ChunkEntry& entry, uint6
   const format::LabelCode label_code = format::MakeLabelCode(num_labels);
   const unsigned label_bits = label_code.b;
   const uint32_t short_labels = label_code.u;
+  // The label and value bits of this chunk follow from its per-label counts (a label's code is
+  // b bits, b + 1 from u on; its value is `width` bits), the position bits are the rest.
+  uint64_t counts_before[2 * SLICER_MAX_BLOCKS];
+  std::memcpy(counts_before, label_counts, num_labels * sizeof(uint64_t));
   uint64_t next = 0;
-  uint64_t position_bits = 5;
-  uint64_t label_total = 0;
-  uint64_t value_total = 0;
+  // Fast path: while 16 bytes remain from the current byte, one load covers a unary run of up
+  // to 56 ones and a second one the Rice remainder (<= 24 bits), the label (<= 8) and the value
+  // (<= 16), so no field can pass the chunk's end; the checks and rejections are those of the
+  // general path below, in the same order. A longer unary run takes the general path.
+  const uint8_t* chunk = data + entry.offset;
+  const uint64_t fast_bytes = entry.length >= 16 ? entry.length - 16 : 0;
+  const bool any_fast = entry.length >= 16;
+  const uint64_t rice_mask = (uint64_t{1} << rice) - 1;
+  const uint64_t label_mask = (uint64_t{1} << label_bits) - 1;
+  constexpr uint64_t kWindow = (uint64_t{1} << 57) - 1;
   for (uint64_t t = 0; t < entry.count; ++t) {
-    uint64_t before = reader.position();
+    uint64_t pos = reader.position();
+    if (any_fast && (pos >> 3) <= fast_bytes) {
+      const uint64_t run = ~LoadBits(chunk + (pos >> 3), pos & 7) & kWindow;
+      if (run != 0) {
+        const uint64_t quotient = static_cast<uint64_t>(__builtin_ctzll(run));
+        if (quotient > elements) {
+          return format::Reject(SLICER_ERR_CORRUPT, "chunk payload: position gap (past the chunk)");
+        }
+        pos += quotient + 1;
+        uint64_t word = LoadBits(chunk + (pos >> 3), pos & 7);
+        const uint64_t position = next + ((quotient << rice) | (word & rice_mask));
+        if (position >= elements) {
+          return format::Reject(SLICER_ERR_CORRUPT,
+                                "chunk payload: position (past the chunk's end)");
+        }
+        next = position + 1;
+        word >>= rice;
+        const uint32_t first = static_cast<uint32_t>(word & label_mask);
+        // Without a branch: which labels take the extra bit is data, not a pattern.
+        const uint32_t is_long = first >= short_labels ? 1u : 0u;
+        const uint32_t extra = static_cast<uint32_t>(word >> label_bits) & is_long;
+        const uint32_t label = first + is_long * (first - short_labels) + extra;
+        const unsigned used = label_bits + is_long;
+        if (label >= num_labels || !decoders[label].present) {
+          return format::Reject(SLICER_ERR_CORRUPT, "chunk payload: label (of an empty block)");
+        }
+        const LabelDecoder& decoder = decoders[label];
+        const uint64_t code = (word >> used) & ((uint64_t{1} << decoder.width) - 1);
+        const float value = decoder.width > 0
+                                ? static_cast<float>(DequantizeMagnitude(
+                                      static_cast<uint32_t>(code), decoder.lo, decoder.step))
+                                : decoder.constant;
+        reader.Seek(pos + rice + used + decoder.width);
+        ++label_counts[label];
+        store(position, value);
+        continue;
+      }
+    }
     uint64_t quotient;
     uint32_t remainder;
     if (!reader.ReadUnary(elements, &quotient) || !reader.Read(rice, &remainder)) {
@@ -65,8 +122,6 @@ slicer_status DecodeOneChunk(const uint8_t* data, const ChunkEntry& entry, uint6
       return format::Reject(SLICER_ERR_CORRUPT, "chunk payload: position (past the chunk's end)");
     }
     next = position + 1;
-    position_bits += reader.position() - before;
-    before = reader.position();
     uint32_t label;
     if (!reader.Read(label_bits, &label)) {
       return format::Reject(SLICER_ERR_CORRUPT, "chunk payload: label (past the chunk)");
@@ -78,7 +133,6 @@ slicer_status DecodeOneChunk(const uint8_t* data, const ChunkEntry& entry, uint6
       }
       label = short_labels + 2 * (label - short_labels) + extra;
     }
-    label_total += reader.position() - before;
     if (label >= num_labels || !decoders[label].present) {
       return format::Reject(SLICER_ERR_CORRUPT, "chunk payload: label (of an empty block)");
     }
@@ -89,11 +143,10 @@ slicer_status DecodeOneChunk(const uint8_t* data, const ChunkEntry& entry, uint6
       if (!reader.Read(decoder.width, &code)) {
         return format::Reject(SLICER_ERR_CORRUPT, "chunk payload: value (past the chunk)");
       }
-      value_total += decoder.width;
       value = static_cast<float>(DequantizeMagnitude(code, decoder.lo, decoder.step));
     }
     ++label_counts[label];
-    store(position, decoder.negative ? -value : value);
+    store(position, value);
   }
   const uint64_t padding = reader.total_bits() - reader.position();
   if (padding >= 8) return format::Reject(SLICER_ERR_CORRUPT, "chunk payload (leftover bytes)");
@@ -101,7 +154,14 @@ slicer_status DecodeOneChunk(const uint8_t* data, const ChunkEntry& entry, uint6
   if (!reader.Read(static_cast<unsigned>(padding), &pad_value) || pad_value != 0) {
     return format::Reject(SLICER_ERR_CORRUPT, "chunk payload: padding (not zero)");
   }
-  bits->position += position_bits;
+  uint64_t label_total = 0;
+  uint64_t value_total = 0;
+  for (unsigned label = 0; label < num_labels; ++label) {
+    const uint64_t count = label_counts[label] - counts_before[label];
+    label_total += count * (label_bits + (label >= short_labels ? 1 : 0));
+    value_total += count * decoders[label].width;
+  }
+  bits->position += reader.position() - padding - label_total - value_total;
   bits->label += label_total;
   bits->value += value_total;
   bits->padding += padding;
@@ -116,12 +176,13 @@ void BuildLabelDecoders(const ParsedStream& stream, uint64_t g, LabelDecoder* de
     LabelDecoder& decoder = decoders[block.label];
     decoder.present = true;
     decoder.width = block.width;
-    decoder.negative = block.label >= stream.header.blocks_pos;
-    decoder.lo = block.lo;
-    decoder.constant = block.hi;
+    const bool negative = block.label >= stream.header.blocks_pos;
+    decoder.lo = negative ? -static_cast<double>(block.lo) : block.lo;
+    decoder.constant = negative ? -block.hi : block.hi;
     if (block.width > 0) {
-      decoder.step = (static_cast<double>(block.hi) - static_cast<double>(block.lo)) /
-                     static_cast<double>((uint32_t{1} << block.width) - 1);
+      const double step = (static_cast<double>(block.hi) - static_cast<double>(block.lo)) /
+                          static_cast<double>((uint32_t{1} << block.width) - 1);
+      decoder.step = negative ? -step : step;
     }
   }
 }
