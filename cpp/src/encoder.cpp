@@ -14,11 +14,12 @@
 #define SLICER_WIDEN_F16C 1
 #endif
 
+#include "context.hpp"
 #include "crc32.hpp"
 #include "float_bits.hpp"
+#include "format/stream_format.hpp"
 #include "header.hpp"
 #include "parallel.hpp"
-#include "context.hpp"
 
 namespace slicer::internal {
 
@@ -56,9 +57,9 @@ __attribute__((target("f16c,avx"))) uint64_t WidenHalfF16c(const uint8_t* bytes,
     const __m128i half = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes + 2 * j));
     const __m128i exponent = _mm_and_si128(half, exponent_mask);
     const __m128i is_zero = _mm_cmpeq_epi16(_mm_and_si128(half, magnitude_mask), zero);
-    const int special = _mm_movemask_epi8(
-        _mm_or_si128(_mm_andnot_si128(is_zero, _mm_cmpeq_epi16(exponent, zero)),
-                     _mm_cmpeq_epi16(exponent, exponent_mask)));
+    const int special =
+        _mm_movemask_epi8(_mm_or_si128(_mm_andnot_si128(is_zero, _mm_cmpeq_epi16(exponent, zero)),
+                                       _mm_cmpeq_epi16(exponent, exponent_mask)));
     if (special != 0) {
       for (uint64_t i = j; i < j + 8; ++i) {
         uint16_t value;
@@ -75,9 +76,9 @@ __attribute__((target("f16c,avx"))) uint64_t WidenHalfF16c(const uint8_t* bytes,
 }  // namespace
 #endif
 
-// float16 -> binary32 of x[begin, end), exact. F16C where the CPU has it, else SSE2: eight at a time with integer operations
-// (sign | (exponent + 112, mantissa) << 13; zero keeps only its sign); a run of eight holding
-// a subnormal, infinity or NaN goes through the scalar conversion.
+// float16 -> binary32 of x[begin, end), exact. F16C where the CPU has it, else SSE2: eight at a
+// time with integer operations (sign | (exponent + 112, mantissa) << 13; zero keeps only its sign);
+// a run of eight holding a subnormal, infinity or NaN goes through the scalar conversion.
 void WidenHalf(const uint8_t* bytes, uint64_t begin, uint64_t end, float* x) {
   uint64_t j = begin;
 #if defined(SLICER_WIDEN_F16C)
@@ -98,9 +99,9 @@ void WidenHalf(const uint8_t* bytes, uint64_t begin, uint64_t end, float* x) {
       const __m128i exponent = _mm_and_si128(lanes[h], exponent_mask);
       const __m128i is_zero = _mm_cmpeq_epi32(magnitude, zero);
       // exponent 0 with a mantissa (subnormal) or exponent 31 (infinity, NaN)
-      special |= _mm_movemask_epi8(_mm_or_si128(
-          _mm_andnot_si128(is_zero, _mm_cmpeq_epi32(exponent, zero)),
-          _mm_cmpeq_epi32(exponent, exponent_mask)));
+      special |=
+          _mm_movemask_epi8(_mm_or_si128(_mm_andnot_si128(is_zero, _mm_cmpeq_epi32(exponent, zero)),
+                                         _mm_cmpeq_epi32(exponent, exponent_mask)));
       const __m128i sign = _mm_slli_epi32(_mm_xor_si128(lanes[h], magnitude), 16);
       const __m128i normal = _mm_add_epi32(_mm_slli_epi32(magnitude, 13), bias);
       out[h] = _mm_or_si128(sign, _mm_andnot_si128(is_zero, normal));
@@ -258,37 +259,26 @@ void EncodeStreamWith(const void* data, int dtype, const int64_t* shape, uint32_
     }
   });
 
+  // Header and group tables through the format layer that the decoders parse them with.
   out->clear();
   WriteHeader(dtype, shape, ndim, params, geometry.group_count, out);
+  const unsigned labels = params.labels();
+  uint64_t counts[2 * SLICER_MAX_BLOCKS];
+  uint32_t widths[2 * SLICER_MAX_BLOCKS];
+  float lo[2 * SLICER_MAX_BLOCKS];
+  float hi[2 * SLICER_MAX_BLOCKS];
   for (uint64_t g = 0; g < geometry.group_count; ++g) {
     const GroupCode& group = groups[g];
-    AppendVarint(group.k, out);
-    AppendVarint(group.n_pos, out);
-    for (int sign = 0; sign < 2; ++sign) {
-      const unsigned first = sign == 0 ? 0 : params.blocks_pos;
-      const unsigned count = sign == 0 ? params.blocks_pos : params.blocks_neg;
-      const Block* last = nullptr;
-      for (unsigned m = 0; m < count; ++m) {
-        const Block& block = group.blocks[first + m];
-        if (block.count == 0) continue;
-        out->push_back(static_cast<uint8_t>(block.width));
-        last = &block;
-      }
-      if (last == nullptr) continue;
-      auto append_float = [out](float value) {
-        uint8_t bytes[4];
-        std::memcpy(bytes, &value, 4);
-        out->insert(out->end(), bytes, bytes + 4);
-      };
-      for (unsigned m = 0; m < count; ++m) {
-        if (group.blocks[first + m].count > 0) append_float(group.blocks[first + m].hi);
-      }
-      append_float(last->lo);
+    for (unsigned l = 0; l < labels; ++l) {
+      const Block& block = group.blocks[l];
+      counts[l] = block.count;
+      widths[l] = block.width;
+      lo[l] = block.lo;
+      hi[l] = block.hi;
     }
-    for (uint64_t j = 0; j < chunks_per_group; ++j) {
-      AppendVarint(chunk_count[g * chunks_per_group + j], out);
-      AppendVarint(chunk_length[g * chunks_per_group + j], out);
-    }
+    format::AppendGroupTables(group.k, group.n_pos, params.blocks_pos, labels, counts, widths, lo,
+                              hi, chunks_per_group, chunk_count.data() + g * chunks_per_group,
+                              chunk_length.data() + g * chunks_per_group, out);
   }
   size_t payload_size = 0;
   for (const ByteBuffer& payload : payloads) payload_size += payload.size();
@@ -339,9 +329,8 @@ const std::vector<uint8_t>& EncodeStream(Context* context, const void* data, int
   CodecParams call = params;
   call.threads = CallThreads(*context, params.threads);
   const Geometry geometry = CheckedGeometry(data, dtype, shape, ndim, call);
-  OnContext(context, true, [&] {
-    EncodeStreamWith(data, dtype, shape, ndim, geometry, call, path, context, 0);
-  });
+  OnContext(context, true,
+            [&] { EncodeStreamWith(data, dtype, shape, ndim, geometry, call, path, context, 0); });
   return context->workspace(0).encode.stream;
 }
 
@@ -353,9 +342,8 @@ void EncodeStream(const void* data, int dtype, const int64_t* shape, uint32_t nd
   out->assign(stream.begin(), stream.end());
 }
 
-void EncodeBatch(Context* context, const void* data, int dtype, const int64_t* shape,
-                 uint32_t ndim, const CodecParams& params, const uint8_t** streams,
-                 size_t* sizes) {
+void EncodeBatch(Context* context, const void* data, int dtype, const int64_t* shape, uint32_t ndim,
+                 const CodecParams& params, const uint8_t** streams, size_t* sizes) {
   if (ndim == 0) throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "a batch needs a first axis");
   CodecParams call = params;
   call.threads = CallThreads(*context, params.threads);
@@ -381,8 +369,8 @@ void EncodeBatch(Context* context, const void* data, int dtype, const int64_t* s
       ByteBuffer& out = context->workspace(part).streams;
       out.clear();
       for (uint64_t i = begin; i < end; ++i) {
-        EncodeStreamWith(bytes + i * item_bytes, dtype, shape + 1, ndim - 1, geometry,
-                         item_params, SelectionPath::kRadix, context, part);
+        EncodeStreamWith(bytes + i * item_bytes, dtype, shape + 1, ndim - 1, geometry, item_params,
+                         SelectionPath::kRadix, context, part);
         const std::vector<uint8_t>& stream = context->workspace(part).encode.stream;
         offsets[i] = out.size();
         sizes[i] = stream.size();

@@ -1,4 +1,5 @@
-// Stream header (§6) writing, shared by the encoder and the size bound.
+// Stream header (§6) writing from codec parameters, shared by the encoder and the size bound;
+// the bytes come from the format layer (format::AppendHeader).
 #ifndef SLICER_SRC_HEADER_HPP_
 #define SLICER_SRC_HEADER_HPP_
 
@@ -8,8 +9,6 @@
 #include "codec.hpp"
 
 namespace slicer::internal {
-
-void AppendVarint(uint64_t value, std::vector<uint8_t>* out);
 
 void WriteHeader(int dtype, const int64_t* shape, uint32_t ndim, const CodecParams& params,
                  uint64_t group_count, std::vector<uint8_t>* out);

@@ -2,9 +2,10 @@
 #include <algorithm>
 
 #include "codec.hpp"
+#include "format/spec.hpp"
+#include "format/stream_format.hpp"
 #include "header.hpp"
 #include "parallel.hpp"
-#include "varint.hpp"
 
 namespace slicer::internal {
 
@@ -82,30 +83,25 @@ slicer_status ComputeGeometry(const int64_t* shape, uint32_t ndim, bool group_ro
   return SLICER_OK;
 }
 
-void AppendVarint(uint64_t value, std::vector<uint8_t>* out) {
-  uint8_t bytes[10];
-  const size_t length = PutVarint(value, bytes);
-  out->insert(out->end(), bytes, bytes + length);
-}
-
 void WriteHeader(int dtype, const int64_t* shape, uint32_t ndim, const CodecParams& params,
                  uint64_t group_count, std::vector<uint8_t>* out) {
-  out->insert(out->end(), kMagic, kMagic + 4);
-  out->push_back(SLICER_FORMAT_VERSION);
-  out->push_back(kModeSparseTopK);
-  out->push_back(static_cast<uint8_t>(dtype));
-  out->push_back(params.multi_level ? kFlagMultiLevel : 0);
-  out->push_back(static_cast<uint8_t>(ndim));
-  for (uint32_t d = 0; d < ndim; ++d) AppendVarint(static_cast<uint64_t>(shape[d]), out);
-  AppendVarint(params.sparsity_ppb, out);
-  AppendVarint(params.asym_ppb, out);
-  AppendVarint(params.delta_micro, out);
-  AppendVarint(params.seed, out);
-  out->push_back(static_cast<uint8_t>(params.bits));
-  out->push_back(static_cast<uint8_t>(params.blocks_pos));
-  out->push_back(static_cast<uint8_t>(params.blocks_neg));
-  out->push_back(static_cast<uint8_t>(params.chunk_log2));
-  AppendVarint(group_count, out);
+  slicer_header fields{};
+  fields.format_version = SLICER_FORMAT_VERSION;
+  fields.mode = format::kModeSparseTopK;
+  fields.dtype = static_cast<slicer_dtype>(dtype);
+  fields.flags = params.multi_level ? format::kFlagMultiLevel : 0;
+  fields.ndim = ndim;
+  for (uint32_t d = 0; d < ndim; ++d) fields.shape[d] = shape[d];
+  fields.sparsity_ppb = params.sparsity_ppb;
+  fields.asym_ppb = params.asym_ppb;
+  fields.delta_micro = params.delta_micro;
+  fields.seed = params.seed;
+  fields.bits = params.bits;
+  fields.blocks_pos = params.blocks_pos;
+  fields.blocks_neg = params.blocks_neg;
+  fields.chunk_log2 = params.chunk_log2;
+  fields.group_count = group_count;
+  format::AppendHeader(fields, out);
 }
 
 }  // namespace slicer::internal

@@ -216,8 +216,7 @@ slicer_status ParseHeader(const uint8_t* data, size_t avail, size_t size, uint64
   h.group_count = group_count;
   header->bytes = reader.pos();
   header->group_size = count / group_count;
-  header->chunks_per_group =
-      (header->group_size + (uint64_t{1} << chunk_log2) - 1) >> chunk_log2;
+  header->chunks_per_group = (header->group_size + (uint64_t{1} << chunk_log2) - 1) >> chunk_log2;
   header->num_labels = m_pos + m_neg;
   // Every group's tables take at least 2 bytes and every chunk entry 2 more: a table count
   // the stream cannot hold is refused here, before any backend sizes anything from it.
@@ -300,6 +299,27 @@ slicer_status ParseTables(const uint8_t* data, size_t avail, size_t size, const 
   tables->payload_start = payload_start;
   tables->payload_bytes = payload_total;
   return SLICER_OK;
+}
+
+size_t AppendHeader(const slicer_header& fields, std::vector<uint8_t>* out) {
+  const size_t start = out->size();
+  out->insert(out->end(), kMagic, kMagic + 4);
+  out->push_back(SLICER_FORMAT_VERSION);
+  out->push_back(static_cast<uint8_t>(fields.mode));
+  out->push_back(static_cast<uint8_t>(fields.dtype));
+  out->push_back(static_cast<uint8_t>(fields.flags));
+  out->push_back(static_cast<uint8_t>(fields.ndim));
+  for (uint32_t d = 0; d < fields.ndim; ++d) PutVarint(static_cast<uint64_t>(fields.shape[d]), out);
+  PutVarint(fields.sparsity_ppb, out);
+  PutVarint(fields.asym_ppb, out);
+  PutVarint(fields.delta_micro, out);
+  PutVarint(fields.seed, out);
+  out->push_back(static_cast<uint8_t>(fields.bits));
+  out->push_back(static_cast<uint8_t>(fields.blocks_pos));
+  out->push_back(static_cast<uint8_t>(fields.blocks_neg));
+  out->push_back(static_cast<uint8_t>(fields.chunk_log2));
+  PutVarint(fields.group_count, out);
+  return out->size() - start;
 }
 
 void AppendGroupTables(uint64_t k, uint64_t n_pos, uint32_t blocks_pos, uint32_t num_labels,

@@ -77,6 +77,11 @@ uint64_t TablesBound(const Header& header);
 slicer_status ParseTables(const uint8_t* data, size_t avail, size_t size, const Header& header,
                           Tables* tables);
 
+// Writing (§6): the fixed header, the counterpart of ParseHeader. Writes magic, version 1 and
+// the fields of `fields` that ParseHeader fills (num_elements is implied by the shape);
+// returns the header's length, Header::bytes of the stream.
+size_t AppendHeader(const slicer_header& fields, std::vector<uint8_t>* out);
+
 // Writing (§6): one group's k, n_pos, widths and chains, then its chunk table. `widths`, `lo`,
 // `hi` and `counts` hold one entry per label; blocks with counts[label] == 0 are skipped.
 void AppendGroupTables(uint64_t k, uint64_t n_pos, uint32_t blocks_pos, uint32_t num_labels,
