@@ -1,6 +1,7 @@
 #include "encoder.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -142,6 +143,16 @@ void WidenBFloat16(const uint8_t* bytes, uint64_t begin, uint64_t end, float* x)
     x[j] = BFloat16ToFloat(value);
   }
 }
+
+namespace {
+
+std::atomic<bool> baseline_simd_for_testing{false};
+
+}  // namespace
+
+void SetBaselineSimdForTesting(bool baseline) { baseline_simd_for_testing.store(baseline); }
+
+bool BaselineSimdForTesting() { return baseline_simd_for_testing.load(std::memory_order_relaxed); }
 
 namespace {
 

@@ -18,6 +18,11 @@ class Context;
 void WidenHalf(const uint8_t* bytes, uint64_t begin, uint64_t end, float* x);
 void WidenBFloat16(const uint8_t* bytes, uint64_t begin, uint64_t end, float* x);
 
+// Tests only: true makes the encoder skip its AVX2 loops (chosen at run time where the CPU
+// has AVX2) and take the baseline x86-64 ones, so both are compared on one machine.
+void SetBaselineSimdForTesting(bool baseline);
+bool BaselineSimdForTesting();
+
 // Encodes on `context` (its pool and scratch; params.threads = 0 or more than the context has
 // means all of its threads). Returns the stream, owned by the context and valid until its
 // next call. Throws StatusError on bad input.
@@ -32,9 +37,8 @@ void EncodeStream(const void* data, int dtype, const int64_t* shape, uint32_t nd
 // Encodes each of the shape[0] items (shape[1..ndim)) of a C-contiguous array as its own
 // stream, byte-identical to EncodeStream of the item. streams[i] / sizes[i] receive item i's
 // stream, owned by the context and valid until its next call.
-void EncodeBatch(Context* context, const void* data, int dtype, const int64_t* shape,
-                 uint32_t ndim, const CodecParams& params, const uint8_t** streams,
-                 size_t* sizes);
+void EncodeBatch(Context* context, const void* data, int dtype, const int64_t* shape, uint32_t ndim,
+                 const CodecParams& params, const uint8_t** streams, size_t* sizes);
 
 }  // namespace slicer::internal
 

@@ -7,6 +7,11 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <immintrin.h>
+#define SLICER_SWEEP_AVX2 1
+#endif
 
 #include "codec.hpp"
 #include "context.hpp"
@@ -210,6 +215,65 @@ float Widen16(const Input16& input, uint64_t j) {
 
 constexpr uint64_t kTile = 2048;  // 16-bit input is swept through a widened tile this long
 
+#if defined(SLICER_SWEEP_AVX2)
+// CPUID leaf 7: AVX2 (EBX bit 5); leaf 1: OSXSAVE (ECX bit 27), and the OS must save the SSE
+// and AVX register state (XCR0 bits 1 and 2). Read directly, as for F16C (encoder.cpp): the
+// library is built for baseline x86-64 and picks the AVX2 sweep at run time.
+bool DetectAvx2() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || (ecx & (1u << 27)) == 0) return false;
+  unsigned xcr0_lo = 0, xcr0_hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  if ((xcr0_lo & 0x6u) != 0x6u) return false;
+  if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+  return (ebx & (1u << 5)) != 0;
+}
+
+bool HasAvx2() {
+  static const bool has = DetectAvx2();
+  return has && !BaselineSimdForTesting();
+}
+
+// The 64-keys-at-a-time sweep of SweepCandidates with eight keys per instruction: the same
+// mask bits, candidates and counts as the SSE2 loop. bits[j - offset] is element j's; returns
+// the first element not swept. Lane counters stay below 2^29: n < 2^32.
+__attribute__((target("avx2"))) uint64_t SweepAvx2(const uint32_t* bits, uint64_t offset,
+                                                   uint64_t j, uint64_t end, int32_t floor_key,
+                                                   KeptAppender* out, uint64_t* zeros,
+                                                   uint64_t* non_finite) {
+  const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF);
+  const __m256i below_floor = _mm256_set1_epi32(floor_key - 1);
+  const __m256i largest_finite = _mm256_set1_epi32(static_cast<int32_t>(kInfinityKey) - 1);
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i zero_lanes = _mm256_setzero_si256();
+  __m256i non_finite_lanes = _mm256_setzero_si256();
+  for (; j + 64 <= end; j += 64) {
+    uint64_t mask = 0;
+    for (unsigned i = 0; i < 8; ++i) {
+      const __m256i key = _mm256_and_si256(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bits + (j - offset) + 8 * i)),
+          magnitude);
+      const unsigned selected = static_cast<unsigned>(
+          _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(key, below_floor))));
+      mask |= static_cast<uint64_t>(selected) << (8 * i);
+      zero_lanes = _mm256_sub_epi32(zero_lanes, _mm256_cmpeq_epi32(key, zero));
+      non_finite_lanes =
+          _mm256_sub_epi32(non_finite_lanes, _mm256_cmpgt_epi32(key, largest_finite));
+    }
+    while (mask != 0) {
+      out->Add(j + static_cast<unsigned>(__builtin_ctzll(mask)));
+      mask &= mask - 1;
+    }
+  }
+  uint32_t lanes[8];
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(lanes), zero_lanes);
+  for (uint32_t lane : lanes) *zeros += lane;
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(lanes), non_finite_lanes);
+  for (uint32_t lane : lanes) *non_finite += lane;
+  return j;
+}
+#endif
+
 SweepCounts SweepCandidates(const float* x, const Input16* input16, uint64_t n, uint32_t floor,
                             unsigned threads, uint64_t expected, Workspace* workspace,
                             GroupCode* group) {
@@ -230,46 +294,49 @@ SweepCounts SweepCandidates(const float* x, const Input16* input16, uint64_t n, 
     float tile[kTile];
     const uint64_t step = input16 != nullptr ? kTile : part_end - part_begin;
     for (uint64_t begin = part_begin; begin < part_end; begin += step) {
-    const uint64_t end = std::min(part_end, begin + step);
-    const uint32_t* bits = reinterpret_cast<const uint32_t*>(x);
-    uint64_t offset = 0;  // bits[j - offset] is element j's
-    if (input16 != nullptr) {
-      WidenTile(*input16, begin, end, tile);
-      out.SetSource(tile, begin);
-      bits = reinterpret_cast<const uint32_t*>(tile);
-      offset = begin;
-    }
-    uint64_t j = begin;
+      const uint64_t end = std::min(part_end, begin + step);
+      const uint32_t* bits = reinterpret_cast<const uint32_t*>(x);
+      uint64_t offset = 0;  // bits[j - offset] is element j's
+      if (input16 != nullptr) {
+        WidenTile(*input16, begin, end, tile);
+        out.SetSource(tile, begin);
+        bits = reinterpret_cast<const uint32_t*>(tile);
+        offset = begin;
+      }
+      uint64_t j = begin;
+#if defined(SLICER_SWEEP_AVX2)
+      if (HasAvx2()) j = SweepAvx2(bits, offset, j, end, floor_key, &out, &zeros, &non_finite);
+#endif
 #if defined(__SSE2__)
-    // 64 keys at a time into a bit mask (SSE2 is part of every x86-64); the few candidates
-    // are then visited by their set bits. Lane counters stay below 2^30: n < 2^32 here.
-    const __m128i magnitude = _mm_set1_epi32(0x7FFFFFFF);
-    const __m128i below_floor = _mm_set1_epi32(floor_key - 1);
-    const __m128i largest_finite = _mm_set1_epi32(infinity_key - 1);
-    const __m128i zero = _mm_setzero_si128();
-    __m128i zero_lanes = _mm_setzero_si128();
-    __m128i non_finite_lanes = _mm_setzero_si128();
-    for (; j + 64 <= end; j += 64) {
-      uint64_t mask = 0;
-      for (unsigned i = 0; i < 16; ++i) {
-        const __m128i key = _mm_and_si128(
-            _mm_loadu_si128(reinterpret_cast<const __m128i*>(bits + (j - offset) + 4 * i)),
-            magnitude);
-        const int selected = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpgt_epi32(key, below_floor)));
-        mask |= static_cast<uint64_t>(selected) << (4 * i);
-        zero_lanes = _mm_sub_epi32(zero_lanes, _mm_cmpeq_epi32(key, zero));
-        non_finite_lanes = _mm_sub_epi32(non_finite_lanes, _mm_cmpgt_epi32(key, largest_finite));
+      // 64 keys at a time into a bit mask (SSE2 is part of every x86-64); the few candidates
+      // are then visited by their set bits. Lane counters stay below 2^30: n < 2^32 here.
+      const __m128i magnitude = _mm_set1_epi32(0x7FFFFFFF);
+      const __m128i below_floor = _mm_set1_epi32(floor_key - 1);
+      const __m128i largest_finite = _mm_set1_epi32(infinity_key - 1);
+      const __m128i zero = _mm_setzero_si128();
+      __m128i zero_lanes = _mm_setzero_si128();
+      __m128i non_finite_lanes = _mm_setzero_si128();
+      for (; j + 64 <= end; j += 64) {
+        uint64_t mask = 0;
+        for (unsigned i = 0; i < 16; ++i) {
+          const __m128i key = _mm_and_si128(
+              _mm_loadu_si128(reinterpret_cast<const __m128i*>(bits + (j - offset) + 4 * i)),
+              magnitude);
+          const int selected = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpgt_epi32(key, below_floor)));
+          mask |= static_cast<uint64_t>(selected) << (4 * i);
+          zero_lanes = _mm_sub_epi32(zero_lanes, _mm_cmpeq_epi32(key, zero));
+          non_finite_lanes = _mm_sub_epi32(non_finite_lanes, _mm_cmpgt_epi32(key, largest_finite));
+        }
+        while (mask != 0) {
+          out.Add(j + static_cast<unsigned>(__builtin_ctzll(mask)));
+          mask &= mask - 1;
+        }
       }
-      while (mask != 0) {
-        out.Add(j + static_cast<unsigned>(__builtin_ctzll(mask)));
-        mask &= mask - 1;
-      }
-    }
-    uint32_t lanes[4];
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(lanes), zero_lanes);
-    zeros += uint64_t{lanes[0]} + lanes[1] + lanes[2] + lanes[3];
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(lanes), non_finite_lanes);
-    non_finite += uint64_t{lanes[0]} + lanes[1] + lanes[2] + lanes[3];
+      uint32_t lanes[4];
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(lanes), zero_lanes);
+      zeros += uint64_t{lanes[0]} + lanes[1] + lanes[2] + lanes[3];
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(lanes), non_finite_lanes);
+      non_finite += uint64_t{lanes[0]} + lanes[1] + lanes[2] + lanes[3];
 #else
     for (; j + 64 <= end; j += 64) {
       // Flags and counts for 64 keys in a loop the compiler vectorizes; the (few) candidates
@@ -296,12 +363,12 @@ SweepCounts SweepCandidates(const float* x, const Input16* input16, uint64_t n, 
       }
     }
 #endif
-    for (; j < end; ++j) {
-      const uint32_t key = bits[j - offset] & 0x7FFFFFFFu;
-      zeros += key == 0;
-      non_finite += key >= kInfinityKey;
-      if (key >= floor) out.Add(j);
-    }
+      for (; j < end; ++j) {
+        const uint32_t key = bits[j - offset] & 0x7FFFFFFFu;
+        zeros += key == 0;
+        non_finite += key >= kInfinityKey;
+        if (key >= floor) out.Add(j);
+      }
     }
     out.Drain();
     counts[part] = SweepCounts{zeros, non_finite};
@@ -582,8 +649,8 @@ void LabelSign(const KeyBuffer& keys, const MemberBuffer& members, unsigned bloc
 }
 
 // Splits the kept list by sign (compact key arrays, no masking) and labels both signs.
-void LabelBlocks(uint64_t base, const CodecParams& params, unsigned threads,
-                 Workspace* workspace, GroupCode* group) {
+void LabelBlocks(uint64_t base, const CodecParams& params, unsigned threads, Workspace* workspace,
+                 GroupCode* group) {
   const KeptList& kept = group->kept;
   const uint64_t k = kept.size();
   // The workspace's, reused: per-row groups call this thousands of times, large groups would
@@ -803,8 +870,8 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
       const Cut cut = CutFromRank(tau_info, k, key_of, n, seed, identity);
       CollectTop(x, n, base, cut, seed, threads, k, workspace, group);
     } else {
-      const RankInfo tau_info = radix ? RankFromHistogram(histogram, key_of, n, k - 1, threads)
-                                      : small_rank(k - 1);
+      const RankInfo tau_info =
+          radix ? RankFromHistogram(histogram, key_of, n, k - 1, threads) : small_rank(k - 1);
       const double tau = static_cast<double>(BitsToFloat(tau_info.key));
       const double f_plus = static_cast<double>(kPpb + params.asym_ppb) / static_cast<double>(kPpb);
       const double f_minus =
@@ -826,8 +893,8 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
         // Trim: the first k elements of S in P order.
         const Cut cut = CutFirst(masked_of, n, k, seed, threads, identity, &workspace->keys);
         CollectKept(
-            x, n, threads, [&](uint64_t j) { return InCut(cut, m[j], seed, base + j); },
-            workspace, group);
+            x, n, threads, [&](uint64_t j) { return InCut(cut, m[j], seed, base + j); }, workspace,
+            group);
       } else {
         // Fill: S plus the first k - |S| non-zero elements outside S in P order.
         for (uint64_t j = 0; j < n; ++j) masked[j] = strict[j] ? 0 : key_of(j);
@@ -835,8 +902,8 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
             CutFirst(masked_of, n, k - strict_count, seed, threads, identity, &workspace->keys);
         CollectKept(
             x, n, threads,
-            [&](uint64_t j) { return strict[j] || InCut(cut, m[j], seed, base + j); },
-            workspace, group);
+            [&](uint64_t j) { return strict[j] || InCut(cut, m[j], seed, base + j); }, workspace,
+            group);
       }
     }
   }

@@ -289,6 +289,40 @@ TEST(SampledFloorMatchesSortSelectionOnAdversarialLayouts) {
   CHECK_EQ(cases, 18);
 }
 
+// The AVX2 candidate sweep (taken at run time where the CPU has AVX2) and the baseline SSE2
+// one give the same streams: zeros, NaN-free ties, awkward lengths, 16-bit input, 2 threads.
+TEST(Avx2SweepMatchesBaselineSweep) {
+  int cases = 0;
+  for (size_t n : {size_t{65536}, size_t{65537 + 63}, size_t{200003}}) {
+    std::vector<float> raw = slicer_test::Gaussian(n, 91 + static_cast<uint64_t>(n));
+    for (size_t j = 0; j < n; j += 3) raw[j] = 0.0f;                       // a third zeros
+    for (size_t j = 1; j < n; j += 7) raw[j] = raw[j] < 0 ? -2.0f : 2.0f;  // ties near tau
+    for (int dtype : {SLICER_FLOAT32, SLICER_FLOAT16}) {
+      for (uint16_t threads : {uint16_t{1}, uint16_t{2}}) {
+        const Input input = MakeInput(raw, dtype, {static_cast<int64_t>(n)});
+        slicer_params raw_params = DefaultParams();
+        raw_params.sparsity_ppb = 800000000u;
+        raw_params.threads = threads;
+        slicer::internal::CodecParams params;
+        CHECK_EQ(slicer::internal::ValidateParams(&raw_params, &params), SLICER_OK);
+        const int64_t shape[1] = {static_cast<int64_t>(n)};
+        std::vector<uint8_t> vector_isa;
+        std::vector<uint8_t> baseline;
+        slicer::internal::EncodeStream(input.bytes.data(), input.dtype, shape, 1, params,
+                                       slicer::internal::SelectionPath::kRadix, &vector_isa);
+        slicer::internal::SetBaselineSimdForTesting(true);
+        slicer::internal::EncodeStream(input.bytes.data(), input.dtype, shape, 1, params,
+                                       slicer::internal::SelectionPath::kRadix, &baseline);
+        slicer::internal::SetBaselineSimdForTesting(false);
+        CHECK(!baseline.empty());
+        CHECK(vector_isa == baseline);
+        ++cases;
+      }
+    }
+  }
+  CHECK_EQ(cases, 12);
+}
+
 // Block 0 holds three equal magnitudes (width 0) above a chained range: it decodes to its own
 // top, not to the chain's lower end; values from the NumPy reference.
 TEST(ChainedWidthZeroBlockDecodesToItsTop) {
