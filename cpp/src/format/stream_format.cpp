@@ -70,17 +70,6 @@ uint32_t FloatToBits(float value) {
   return bits;
 }
 
-void PutVarint(uint64_t value, std::vector<uint8_t>* out) {
-  uint8_t bytes[10];
-  const size_t length = internal::PutVarint(value, bytes);
-  out->insert(out->end(), bytes, bytes + length);
-}
-
-void PutF32(float value, std::vector<uint8_t>* out) {
-  const uint32_t bits = FloatToBits(value);
-  for (int b = 0; b < 4; ++b) out->push_back(static_cast<uint8_t>(bits >> (8 * b)));
-}
-
 // One sign's widths and chain (§5.2, §6).
 slicer_status ParseSignBlocks(uint64_t sign_count, uint32_t blocks, uint32_t first_label,
                               uint32_t bits, FieldReader* reader, Tables* tables) {
@@ -301,51 +290,88 @@ slicer_status ParseTables(const uint8_t* data, size_t avail, size_t size, const 
   return SLICER_OK;
 }
 
+namespace {
+
+// Writers below fill a region grown to the most their fields can take, then trim it: one
+// resize per table instead of a push_back per byte (per-token streams write thousands).
+class FieldWriter {
+ public:
+  FieldWriter(std::vector<uint8_t>* out, size_t most) : out_(out), start_(out->size()) {
+    out->resize(start_ + most);
+    at_ = out->data() + start_;
+  }
+  ~FieldWriter() { out_->resize(static_cast<size_t>(at_ - out_->data())); }
+  FieldWriter(const FieldWriter&) = delete;
+  FieldWriter& operator=(const FieldWriter&) = delete;
+
+  void U8(uint32_t value) { *at_++ = static_cast<uint8_t>(value); }
+  void Bytes(const uint8_t* bytes, size_t count) {
+    std::memcpy(at_, bytes, count);
+    at_ += count;
+  }
+  void Varint(uint64_t value) { at_ += internal::PutVarint(value, at_); }
+  void F32(float value) {
+    const uint32_t bits = FloatToBits(value);  // little-endian, like every supported host
+    std::memcpy(at_, &bits, 4);
+    at_ += 4;
+  }
+  size_t written() const { return static_cast<size_t>(at_ - (out_->data() + start_)); }
+
+ private:
+  std::vector<uint8_t>* out_;
+  size_t start_;
+  uint8_t* at_;
+};
+
+}  // namespace
+
 size_t AppendHeader(const slicer_header& fields, std::vector<uint8_t>* out) {
-  const size_t start = out->size();
-  out->insert(out->end(), kMagic, kMagic + 4);
-  out->push_back(SLICER_FORMAT_VERSION);
-  out->push_back(static_cast<uint8_t>(fields.mode));
-  out->push_back(static_cast<uint8_t>(fields.dtype));
-  out->push_back(static_cast<uint8_t>(fields.flags));
-  out->push_back(static_cast<uint8_t>(fields.ndim));
-  for (uint32_t d = 0; d < fields.ndim; ++d) PutVarint(static_cast<uint64_t>(fields.shape[d]), out);
-  PutVarint(fields.sparsity_ppb, out);
-  PutVarint(fields.asym_ppb, out);
-  PutVarint(fields.delta_micro, out);
-  PutVarint(fields.seed, out);
-  out->push_back(static_cast<uint8_t>(fields.bits));
-  out->push_back(static_cast<uint8_t>(fields.blocks_pos));
-  out->push_back(static_cast<uint8_t>(fields.blocks_neg));
-  out->push_back(static_cast<uint8_t>(fields.chunk_log2));
-  PutVarint(fields.group_count, out);
-  return out->size() - start;
+  FieldWriter writer(out, kMaxHeaderBytes);
+  writer.Bytes(kMagic, 4);
+  writer.U8(SLICER_FORMAT_VERSION);
+  writer.U8(fields.mode);
+  writer.U8(fields.dtype);
+  writer.U8(fields.flags);
+  writer.U8(fields.ndim);
+  for (uint32_t d = 0; d < fields.ndim; ++d) writer.Varint(static_cast<uint64_t>(fields.shape[d]));
+  writer.Varint(fields.sparsity_ppb);
+  writer.Varint(fields.asym_ppb);
+  writer.Varint(fields.delta_micro);
+  writer.Varint(fields.seed);
+  writer.U8(fields.bits);
+  writer.U8(fields.blocks_pos);
+  writer.U8(fields.blocks_neg);
+  writer.U8(fields.chunk_log2);
+  writer.Varint(fields.group_count);
+  return writer.written();
 }
 
 void AppendGroupTables(uint64_t k, uint64_t n_pos, uint32_t blocks_pos, uint32_t num_labels,
                        const uint64_t* counts, const uint32_t* widths, const float* lo,
                        const float* hi, uint64_t chunks, const uint64_t* chunk_counts,
                        const uint64_t* chunk_bytes, std::vector<uint8_t>* out) {
-  PutVarint(k, out);
-  PutVarint(n_pos, out);
+  // k and n_pos, a width and a range end per label, two chain ends, 20 bytes per chunk entry.
+  FieldWriter writer(out, 20 + num_labels + 4 * (num_labels + 2) + 20 * chunks);
+  writer.Varint(k);
+  writer.Varint(n_pos);
   for (int sign = 0; sign < 2; ++sign) {
     const uint32_t first = sign == 0 ? 0 : blocks_pos;
     const uint32_t last = sign == 0 ? blocks_pos : num_labels;
     int64_t final_label = -1;
     for (uint32_t l = first; l < last; ++l) {
-      if (counts[l]) out->push_back(static_cast<uint8_t>(widths[l]));
+      if (counts[l]) writer.U8(widths[l]);
     }
     for (uint32_t l = first; l < last; ++l) {
       if (counts[l]) {
-        PutF32(hi[l], out);
+        writer.F32(hi[l]);
         final_label = l;
       }
     }
-    if (final_label >= 0) PutF32(lo[final_label], out);
+    if (final_label >= 0) writer.F32(lo[final_label]);
   }
   for (uint64_t j = 0; j < chunks; ++j) {
-    PutVarint(chunk_counts[j], out);
-    PutVarint(chunk_bytes[j], out);
+    writer.Varint(chunk_counts[j]);
+    writer.Varint(chunk_bytes[j]);
   }
 }
 
