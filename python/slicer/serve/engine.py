@@ -164,6 +164,13 @@ class TailEngine:
         self.output_names = tuple(o.name for o in self.session.get_outputs())
         self._lock = threading.Lock()
         self.runs = 0
+        # inputs whose item shape (batch axis 1) is fully fixed: decoded into reused buffers
+        self._fixed_item_shapes = {
+            n: (1, *s[1:])
+            for n, s in self.input_shapes.items()
+            if len(s) >= 1 and all(isinstance(d, int) and d > 0 for d in s[1:])
+        }
+        self._buffers = threading.local()
 
     # ------------------------------------------------------------------ batching self-check
 
@@ -274,37 +281,176 @@ class TailEngine:
     def run_batch(self, items: Sequence[Item]) -> list[Outcome]:
         """Decode every item, run the tail once per group of equal shapes, build replies.
 
+        Codec streams of all items are decoded by one ``slicer.decode_batch`` call per input
+        tensor, straight into the batch array the tail runs on; replies are built from the
+        batch outputs in one pass. Items with raw tensors, or whose valid stream holds another
+        shape than the batch's, take the per-item path and are grouped by shape.
         Never raises for a bad item: each gets its own error reply.
         """
-        outcomes: list[Outcome | None] = [None] * len(items)
+        outcomes = [Outcome(_NO_REPLY) for _ in items]
+        start = time.perf_counter()
+        members, feeds, rest = self._decode_batch(items, outcomes)
+        if members:
+            share = (time.perf_counter() - start) / len(members)
+            for i in members:
+                outcomes[i].decode_s = share
         decoded: dict[int, dict[str, np.ndarray]] = {}
-        for i, item in enumerate(items):
-            req = item.request
+        for i in rest:
+            req = items[i].request
             start = time.perf_counter()
-            out = Outcome(pb.Reply(session_id=req.session_id, seq=req.seq))
             try:
                 decoded[i] = self._decode(req)
             except wire.WireError as exc:
-                out.reply = wire.error_reply(req.session_id, req.seq, exc.code, exc.message)
-            out.decode_s = time.perf_counter() - start
-            outcomes[i] = out
+                outcomes[i].reply = wire.error_reply(req.session_id, req.seq, exc.code, exc.message)
+            outcomes[i].decode_s = time.perf_counter() - start
+        if members:
+            if self.batched:
+                self._run_group(items, members, feeds, outcomes)
+            else:
+                for j, i in enumerate(members):
+                    one = {n: v[j : j + 1] for n, v in feeds.items()}
+                    self._run_group(items, [i], one, outcomes)
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, values in decoded.items():
             key = tuple((n, values[n].shape) for n in self.tensor_names)
             groups[key].append(i)
-        for members in groups.values():
-            chunks = [members] if self.batched else [[m] for m in members]
+        for group in groups.values():
+            chunks = [group] if self.batched else [[m] for m in group]
             for chunk in chunks:
-                self._run_group(items, chunk, decoded, outcomes)
-        return outcomes  # type: ignore[return-value]
+                feed = {
+                    n: decoded[chunk[0]][n]
+                    if len(chunk) == 1
+                    else np.concatenate([decoded[i][n] for i in chunk])
+                    for n in self.tensor_names
+                }
+                self._run_group(items, chunk, feed, outcomes)
+        for item, out in zip(items, outcomes, strict=True):
+            if out.reply is _NO_REPLY:  # not expected: every path above answers its items
+                req = item.request
+                out.reply = wire.error_reply(
+                    req.session_id, req.seq, wire.INTERNAL, "the engine produced no reply"
+                )
+        return outcomes
 
-    def _run_group(self, items, chunk, decoded, outcomes) -> None:  # noqa: ANN001
-        feeds = {
-            n: decoded[chunk[0]][n]
-            if len(chunk) == 1
-            else np.concatenate([decoded[i][n] for i in chunk])
-            for n in self.tensor_names
-        }
+    def _decode_batch(
+        self, items: Sequence[Item], outcomes: list[Outcome]
+    ) -> tuple[list[int], dict[str, np.ndarray], list[int]]:
+        """Decode the items whose tensors come as the first item's do (codec or raw, by name).
+
+        Each codec tensor is one ``slicer.decode_batch`` call for all of them; raw tensors are
+        read item by item. Returns (members, feeds, rest): the items decoded here (in order),
+        the tail's inputs for them (leading axis = members), and the items left to the per-item
+        path (other payload kinds, or a valid tensor of another shape than the batch's). Items
+        with a bad tensor get their error reply here.
+        """
+        import slicer
+
+        members: list[int] = []
+        rest: list[int] = []
+        columns: dict[str, list[Any]] = {n: [] for n in self.tensor_names}
+        layout = None
+        for i, item in enumerate(items):
+            tensors = item.request.tensors
+            kinds = {t.name: t.WhichOneof("payload") for t in tensors}
+            if layout is None:
+                layout = kinds
+            if kinds != layout:
+                rest.append(i)
+                continue
+            members.append(i)
+            for t in tensors:
+                columns[t.name].append(t)
+        keep = np.ones(len(members), dtype=bool)
+        feeds: dict[str, np.ndarray] = {}
+
+        def fail(j: int, exc: wire.WireError) -> None:
+            keep[j] = False
+            req = items[members[j]].request
+            outcomes[members[j]].reply = wire.error_reply(
+                req.session_id, req.seq, exc.code, exc.message
+            )
+
+        for name, kind in (layout or {}).items():
+            column, cap = columns[name], self._element_cap(name)
+            if kind == "codec":
+                array, errors = slicer.decode_batch(
+                    [t.codec for t in column],
+                    out=self._batch_buffer(name, len(column)),
+                    max_elements=cap,
+                    threads=1,
+                )
+                for j, exc in enumerate(errors):
+                    if exc is None or not keep[j]:
+                        continue
+                    if type(exc) is ValueError:  # a valid stream of another shape or dtype
+                        keep[j] = False
+                        rest.append(members[j])
+                    else:
+                        message = f"tensor {name!r}: bad codec stream: {exc}"
+                        fail(j, wire.WireError(wire.INVALID_ARGUMENT, message))
+            else:
+                array = self._raw_column(name, column, cap, keep, members, rest, fail)
+            if array is None or not keep.any():
+                return [], {}, sorted(rest)
+            if array.ndim < 2:  # 0-d tensors have no batch axis: the per-item path
+                rest.extend(members[j] for j in np.flatnonzero(keep))
+                return [], {}, sorted(rest)
+            try:  # one check for all: every row has the same dtype and shape
+                self._conform(name, array[int(np.argmax(keep))])
+            except wire.WireError as exc:
+                for j in np.flatnonzero(keep):
+                    fail(int(j), exc)
+                return [], {}, sorted(rest)
+            feeds[name] = array
+        if not keep.all():
+            members = [i for i, k in zip(members, keep, strict=True) if k]
+            feeds = {n: v[keep] for n, v in feeds.items()}
+        # (B, 1, *shape) -> (B, *shape): the leading 1 of every item is the batch axis
+        feeds = {n: v.reshape((v.shape[0], *v.shape[2:])) for n, v in feeds.items()}
+        return members, feeds, sorted(rest)
+
+    def _batch_buffer(self, name: str, count: int) -> np.ndarray | None:
+        """Rows (count, 1, *shape) for the codec tensor `name` when its shape is fixed, else
+        None (decode_batch then takes the first stream's shape). The buffer belongs to the
+        calling worker thread and is reused batch after batch (no fresh pages per batch): a
+        batch's inputs are dead once its tail run has returned."""
+        shape = self._fixed_item_shapes.get(name)
+        if shape is None:
+            return None
+        buffers = self._buffers.__dict__
+        buffer = buffers.get(name)
+        if buffer is None or buffer.shape[0] < count:
+            buffer = buffers[name] = np.empty((count, *shape), self._np_dtypes[name])
+        return buffer[:count]
+
+    def _raw_column(self, name, column, cap, keep, members, rest, fail) -> np.ndarray | None:  # noqa: ANN001
+        """Raw tensors of one name, stacked (rows of failed or other-shaped items are zero)."""
+        arrays: list[np.ndarray | None] = [None] * len(column)
+        first = None
+        for j, t in enumerate(column):
+            if not keep[j]:
+                continue
+            try:
+                a = wire.raw_array(t.raw, what=f"tensor {name!r}", max_elements=cap)
+            except wire.WireError as exc:
+                fail(j, exc)
+                continue
+            if first is None:
+                first = a
+            elif a.shape != first.shape or a.dtype != first.dtype:
+                keep[j] = False
+                rest.append(members[j])
+                continue
+            arrays[j] = a
+        if first is None:
+            return None
+        out = np.zeros((len(column), *first.shape), first.dtype)
+        for j, a in enumerate(arrays):
+            if a is not None and keep[j]:
+                out[j] = a
+        return out
+
+    def _run_group(self, items, chunk, feeds, outcomes) -> None:  # noqa: ANN001
         wall, cpu = time.perf_counter(), time.thread_time()
         try:
             results = self.session.run(list(self.output_names), feeds)
@@ -321,21 +467,68 @@ class TailEngine:
         wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
         with self._lock:
             self.runs += 1
+        self._replies(items, chunk, results, outcomes, wall, cpu)
+
+    def _replies(self, items, chunk, results, outcomes, wall, cpu) -> None:  # noqa: ANN001
+        """The replies of one tail run; top-k replies of the batch in one partial sort."""
+        size = len(chunk)
+        compute_us = int(wall * 1e6)
+        top: dict[int, list[int]] = defaultdict(list)  # top_k -> positions in chunk
         for j, i in enumerate(chunk):
             req = items[i].request
-            outs = [r[j : j + 1] if len(chunk) > 1 else r for r in results]
             out = outcomes[i]
-            try:
-                wire.reply_payload(out.reply, self.output_names, outs, req.reply_kind, req.top_k)
-            except wire.WireError as exc:
-                out.reply = wire.error_reply(req.session_id, req.seq, exc.code, exc.message)
             out.compute_s = wall
             out.compute_cpu_s = cpu
-            out.batch_size = len(chunk)
-            out.reply.server_id = self.server_id
-            out.reply.timing.decode_us = int(out.decode_s * 1e6)
-            out.reply.timing.compute_us = int(wall * 1e6)
-            out.reply.timing.batch_size = len(chunk)
+            out.batch_size = size
+            if req.reply_kind == pb.TOP_K:
+                top[req.top_k].append(j)
+                continue
+            outs = [r[j : j + 1] if size > 1 else r for r in results]
+            try:
+                out.reply = wire.reply_payload(
+                    pb.Reply(session_id=req.session_id, seq=req.seq),
+                    self.output_names,
+                    outs,
+                    req.reply_kind,
+                    req.top_k,
+                )
+            except wire.WireError as exc:
+                out.reply = wire.error_reply(req.session_id, req.seq, exc.code, exc.message)
+            self._stamp(out, compute_us, size)
+        if not top:
+            return
+        first = np.asarray(results[0])
+        width = first.shape[-1] if first.ndim else 1
+        # each item's last row of its first output, as reply_payload takes it
+        rows = first.astype(np.float32, copy=False).reshape(size if size > 1 else 1, -1, width)
+        rows = rows[:, -1, :]
+        for k, positions in top.items():
+            picked = rows[positions] if size > 1 else rows
+            ids = wire.top_k_rows(picked, k)
+            values = np.take_along_axis(picked, ids, axis=1).tolist()
+            for j, id_list, value_list in zip(positions, ids.tolist(), values, strict=True):
+                i = chunk[j]
+                req = items[i].request
+                out = outcomes[i]
+                out.reply = pb.Reply(
+                    session_id=req.session_id,
+                    seq=req.seq,
+                    kind=pb.TOP_K,
+                    top_k_ids=id_list,
+                    top_k_values=value_list,
+                )
+                self._stamp(out, compute_us, size)
+
+    def _stamp(self, out: Outcome, compute_us: int, size: int) -> None:
+        reply = out.reply
+        reply.server_id = self.server_id
+        timing = reply.timing
+        timing.decode_us = int(out.decode_s * 1e6)
+        timing.compute_us = compute_us
+        timing.batch_size = size
+
+
+_NO_REPLY = pb.Reply()  # placeholder of an outcome not answered yet (never sent)
 
 
 class LLMEngine:

@@ -344,6 +344,29 @@ class ServerProcess:
             total += float(t.user + t.system)
         return total
 
+    def thread_cpu(self) -> dict[int, tuple[str, float]]:
+        """Thread id -> (name, CPU seconds) of the server process (Linux /proc; else empty).
+        The main thread (id = pid) runs the asyncio loop and grpc.aio's Python side."""
+        out: dict[int, tuple[str, float]] = {}
+        pid = self.process.pid
+        tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            return out
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    stat = f.read()
+                with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                    name = f.read().strip()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            name = "main" if int(tid) == pid else name
+            out[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+        return out
+
     def rss(self) -> int:
         import psutil
 
@@ -377,7 +400,7 @@ class ServerProcess:
 def measure_run(server: ServerProcess, n: int, prepared: Prepared, config: LoadConfig) -> dict:
     procs, start, results = run_clients(n, server.target, prepared, config)
     time.sleep(0.2)
-    m0, cpu0 = server.metrics(), server.cpu_s()
+    m0, cpu0, threads0 = server.metrics(), server.cpu_s(), server.thread_cpu()
     t0 = time.perf_counter()
     start.set()
     stats = []
@@ -390,7 +413,7 @@ def measure_run(server: ServerProcess, n: int, prepared: Prepared, config: LoadC
             if results.empty():
                 break
     wall = time.perf_counter() - t0
-    cpu1, m1 = server.cpu_s(), server.metrics()
+    cpu1, m1, threads1 = server.cpu_s(), server.metrics(), server.thread_cpu()
     for p in procs:
         p.join(5)
         if p.is_alive():
@@ -438,7 +461,20 @@ def measure_run(server: ServerProcess, n: int, prepared: Prepared, config: LoadC
         # the tail-run size each reply reports (for Ray: @serve.batch inside the replicas)
         "reply_batch_mean": float(np.mean(tb)) if tb.size else None,
         "server_rss_mb": server.rss() / 2**20,
+        # CPU ms per answered request of each server thread that used any (busiest first)
+        "server_threads_ms_per_request": _thread_shares(threads0, threads1, ok),
     }
+
+
+def _thread_shares(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], ok: int
+) -> list[tuple[str, float]]:
+    shares = []
+    for tid, (name, cpu) in after.items():
+        used = cpu - before.get(tid, (name, 0.0))[1]
+        if used > 0 and ok:
+            shares.append((name, round(1e3 * used / ok, 4)))
+    return sorted(shares, key=lambda s: -s[1])
 
 
 # ---------------------------------------------------------------------------- driver

@@ -21,6 +21,7 @@ import os
 import signal
 import threading
 import time
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -441,19 +442,28 @@ class Backend:
         m.batch_size.observe(len(batch))
         if outcomes and outcomes[0].batch_size:
             m.compute_seconds.observe(outcomes[0].compute_s)
+        # Counters once per batch; histograms per request.
+        codes: dict[int, int] = defaultdict(int)
+        compute_cpu = decode = 0.0
+        active = time.monotonic()
         for it, out in zip(batch, outcomes, strict=True):
             session: Session = it.context
             session.pending -= 1
             reply = out.reply
-            reply.timing.queue_us = int(max(0.0, start - it.admitted) * 1e6)
-            m.requests.labels(wire.CODE_NAMES.get(reply.code, str(reply.code))).inc()
+            queued = max(0.0, start - it.admitted)
+            reply.timing.queue_us = int(queued * 1e6)
+            codes[reply.code] += 1
             m.decode_seconds.observe(out.decode_s)
-            m.queue_seconds.observe(max(0.0, start - it.admitted))
-            m.compute_cpu_seconds.inc(out.compute_cpu_s / max(1, out.batch_size))
+            m.queue_seconds.observe(queued)
+            compute_cpu += out.compute_cpu_s / max(1, out.batch_size)
+            decode += out.decode_s
             if not session.closed:
-                session.last_active = time.monotonic()
+                session.last_active = active
                 session.replies.put_nowait(reply)
-        m.decode_cpu_seconds.inc(sum(o.decode_s for o in outcomes))
+        for code, count in codes.items():
+            m.requests.labels(wire.CODE_NAMES.get(code, str(code))).inc(count)
+        m.compute_cpu_seconds.inc(compute_cpu)
+        m.decode_cpu_seconds.inc(decode)
 
 
 # ---------------------------------------------------------------------------- HTTP side

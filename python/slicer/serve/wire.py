@@ -115,6 +115,29 @@ def top_k_ids(row: np.ndarray, k: int) -> np.ndarray:
     return ids[np.lexsort((ids, -row[ids]))]
 
 
+def top_k_rows(rows: np.ndarray, k: int) -> np.ndarray:
+    """:func:`top_k_ids` of every row of a 2-D array at once: shape (rows, min(k, columns)).
+
+    One partial sort for the whole matrix; a row with a tie at the k-th value or a NaN takes
+    :func:`top_k_ids` itself, so every row's ids are exactly what that function returns.
+    """
+    count, width = rows.shape
+    k = min(int(k), width)
+    if k <= 0 or count == 0:
+        return np.zeros((count, max(k, 0)), dtype=np.int64)
+    negated = -rows
+    candidates = np.argpartition(negated, k - 1, axis=1)[:, :k]
+    values = np.take_along_axis(negated, candidates, axis=1)
+    kth = values.max(axis=1, keepdims=True)  # the k-th largest value of the row, negated
+    order = np.lexsort((candidates, values), axis=1)
+    ids = np.take_along_axis(candidates, order, axis=1).astype(np.int64, copy=False)
+    # Exact unless another entry equals the k-th value (ties broken by id) or a NaN is present.
+    inexact = np.flatnonzero((negated <= kth).sum(axis=1) != k)
+    for r in inexact:
+        ids[r] = top_k_ids(rows[r], k)
+    return ids
+
+
 def raw_tensor(array: np.ndarray) -> pb.RawTensor:
     """A RawTensor holding ``array`` (C order, little-endian)."""
     if isinstance(array, np.generic):
