@@ -234,3 +234,62 @@ def test_decode_context_same_bytes() -> None:
     out = np.empty((3, 1000), ml_dtypes.bfloat16)
     assert slicer.decode(s, out=out, context=slicer.Context()) is out
     assert out.tobytes() == ref.tobytes()
+
+
+def _c_abi():
+    import ctypes
+
+    lib = ctypes.CDLL(slicer._core.__file__)
+    fn = lib.slicer_decode_batch
+    p, sz = ctypes.c_void_p, ctypes.c_size_t
+    fn.argtypes = [p, p, sz, ctypes.c_uint64, ctypes.c_int, p, ctypes.c_uint32, p, sz, p, p,
+                   ctypes.c_uint32]  # fmt: skip
+    fn.restype = ctypes.c_int
+    ctx = lib.slicer_context_decode_batch
+    ctx.argtypes = [p, *fn.argtypes]
+    ctx.restype = ctypes.c_int
+    return ctypes, fn, ctx
+
+
+def test_c_abi_call_level_errors_and_item_statuses() -> None:
+    ctypes, fn, ctx_fn = _c_abi()
+    streams = [_stream((2, 3), i, np.float32, dense=i == 1) for i in range(3)]
+    bufs = [ctypes.create_string_buffer(s, len(s)) for s in streams]
+    srcs = (ctypes.c_void_p * 3)(*[ctypes.addressof(b) for b in bufs])
+    sizes = (ctypes.c_size_t * 3)(*[len(s) for s in streams])
+    shape = (ctypes.c_int64 * 2)(2, 3)
+    out = np.zeros((3, 2, 3), np.float32)
+    statuses = (ctypes.c_int * 3)(-7, -7, -7)
+    failed = ctypes.c_size_t(99)
+
+    def call(srcs=srcs, sizes=sizes, count=3, dtype=1, shape=shape, ndim=2, dst=None,
+             dst_bytes=out.nbytes):  # fmt: skip
+        dst = out.ctypes.data if dst is None else dst
+        return fn(srcs, sizes, count, 1 << 31, dtype, shape, ndim, dst, dst_bytes, statuses,
+                  ctypes.byref(failed), 1)  # fmt: skip
+
+    assert call(srcs=None) == 1 and call(sizes=None) == 1  # INVALID_ARGUMENT
+    assert call(dtype=9) == 2  # UNSUPPORTED_DTYPE
+    assert call(shape=(ctypes.c_int64 * 2)(2, -3)) == 1
+    assert call(dst_bytes=out.nbytes - 1) == 4  # BUFFER_TOO_SMALL
+    assert call(dst=0) == 1
+    assert call(ndim=33) == 1
+    assert list(statuses) == [-7, -7, -7] and failed.value == 0  # untouched by call errors
+    assert call(count=0, srcs=None, sizes=None) == 0 and failed.value == 0
+    assert call() == 0 and list(statuses) == [0, 0, 0] and failed.value == 0
+    for i, s in enumerate(streams):
+        assert out[i].tobytes() == slicer.decode(s).tobytes()
+    srcs[1] = None  # a NULL stream with a size: that item only
+    sizes[2] = sizes[2] - 1  # a truncated one
+    assert call() == 0 and failed.value == 2
+    assert statuses[0] == 0 and statuses[1] == 1 and statuses[2] in (10, 13)
+    assert not out[1].any() and not out[2].any()
+    assert call(shape=(ctypes.c_int64 * 2)(3, 2)) == 0 and statuses[0] == 1  # shape mismatch
+    assert ctx_fn(None, srcs, sizes, 3, 1 << 31, 1, shape, 2, out.ctypes.data, out.nbytes,
+                  statuses, ctypes.byref(failed), 0) == 1  # fmt: skip
+
+
+def test_empty_items() -> None:
+    streams = [slicer.encode(np.zeros((0, 5), np.float32)) for _ in range(3)]
+    batch, errors = slicer.decode_batch(streams, threads=2)
+    assert batch.shape == (3, 0, 5) and errors == [None, None, None]
