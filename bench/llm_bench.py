@@ -5,8 +5,9 @@
     python bench/llm_bench.py quality  --cuts 15 --tokens 1024 --settings "frames q3.2" "dense q3.2"
     python bench/llm_bench.py drift    --model smollm2 --cut 15 --new 512
     python bench/llm_bench.py handover --model smollm2 --cut 15 --new 64
-    python bench/llm_bench.py memory   --model smollm2 --cuts 5 15 25
-    python bench/llm_bench.py plan     --model smollm2
+    python bench/llm_bench.py memory   --model smollm2 --cuts 1 5 11 15 25
+    python bench/llm_bench.py plan     --model smollm2 --cuts 1 5 11 15 20 25
+    python bench/llm_bench.py export   --model smollm2 --cuts 10 --cache /tmp/fresh-cache
 
 Each writes bench/llm_results/<command>_<model>.json and prints a table; drift and quality
 also draw bench/plots/llm_*.png. All runs are CPU, ONNX Runtime, one thread per graph.
@@ -16,8 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -368,7 +369,7 @@ def cmd_handover(args: argparse.Namespace) -> None:
             rows.append(
                 {
                     "device_model": device_model,
-                    "model_bytes": path.stat().st_size,
+                    "model_bytes": export.graph_bytes(path),
                     "w": w,
                     "equal_tokens": same,
                     "of": args.new,
@@ -409,127 +410,262 @@ def _device_model_perplexity(model: str, count: int) -> dict:
 
 # --------------------------------------------------------------------------- memory
 
-_MEMORY_CHILD = r"""
-import json, sys, numpy as np
-from slicer.llm.sessions import EdgeSession
-model, cut, steps, device = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-import onnxruntime  # noqa: F401  (counted in the baseline)
-def hwm_kb():  # VmHWM starts afresh at exec; ru_maxrss keeps the forking parent's peak
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-base = hwm_kb()
-edge = EdgeSession(model, cut, "raw", device_model=None if device == "none" else device)
-edge.start(np.arange(100, 164))
-if device != "none":
-    for _ in range(steps):
-        edge.local_step()
-else:
-    edge.offload()
-    for _ in range(steps):
-        edge.tokens.append(100)
-        edge.step += 1
-        edge.decode_message()
-peak = hwm_kb()
-print(json.dumps({"baseline_kb": base, "peak_kb": peak}))
-"""
-
 
 def cmd_memory(args: argparse.Namespace) -> None:
-    """Peak resident memory of a process holding the device side (64 prompt + N steps)."""
+    """Measured device peaks per cut against the profile's calibrated memory model (and the
+    weights-only count it replaces); then plans under budgets M_ar, each run and measured."""
+    from slicer.llm.planner import ARProfile, plan, row_bytes_for
+    from slicer.llm.profile import head_weight_bytes, load_profile, measure_memory
+    from slicer.split.link import Link
+
     info = export.model_info(args.model)
+    data, cached = load_profile(args.model, refresh=args.reprofile)
+    prof = ARProfile.from_profile(
+        info,
+        data,
+        row_bytes_for("raw", info.hidden),
+        head_bytes={c: head_weight_bytes(args.model, c) for c in range(1, info.layers)},
+        device_factor=args.device_factor,
+    )
+    mem = prof.memory
     rows = []
-    cases = [(cut, "none") for cut in args.cuts] + [(args.cuts[0], "fp32"), (args.cuts[0], "int8")]
-    for cut, device in cases:
-        export.graph_path(args.model, "head", cut)
-        if device == "int8":
-            export.int8_graph_path(args.model)
-        res = subprocess.run(
-            [sys.executable, "-c", _MEMORY_CHILD, args.model, str(cut), str(args.steps), device],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        data = json.loads(res.stdout.strip().splitlines()[-1])
-        weights = (
-            4 * (info.embed_params + cut * info.layer_params)
-            if device == "none"
-            else (
-                export.graph_path(args.model, "full")
-                if device == "fp32"
-                else export.int8_graph_path(args.model)
+    cases = [(cut, None) for cut in args.cuts] + [(args.cuts[0], "fp32"), (args.cuts[0], "int8")]
+    for cut, device in tqdm(cases * args.runs, desc="memory runs", file=sys.stderr):
+        p = measure_memory(args.model, cut, device, prompt=64, steps=args.steps)
+        device_bytes = (
+            0.0
+            if device is None
+            else float(
+                export.graph_bytes(
+                    export.graph_path(args.model, "full")
+                    if device == "fp32"
+                    else export.int8_graph_path(args.model)
+                )
             )
-            .stat()
-            .st_size
         )
-        row = {
-            "cut": cut if device == "none" else None,
-            "device_part": "head" if device == "none" else f"full {device}",
-            "peak_rss_mb": data["peak_kb"] / 1024,
-            "above_baseline_mb": (data["peak_kb"] - data["baseline_kb"]) / 1024,
-            "weights_mb": weights / 2**20,
-        }
-        rows.append(row)
-        print(row)
-    _save("memory", args.model, {"steps": args.steps, "prompt": 64, "rows": rows})
+        known = device is None or device in dict(mem.extra)
+        rows.append(
+            {
+                "cut": cut,
+                "device_model": device,
+                "weights_mb": (p["head_weights"] + device_bytes) / 1e6,
+                "peak_mb": p["peak"] / 1e6,
+                "baseline_mb": p["baseline"] / 1e6,
+                "model_mb": mem.predict(p["head_weights"], p["kv_bytes"], device) / 1e6
+                if known
+                else None,
+                "weights_only_mb": (p["head_weights"] + device_bytes + p["kv_bytes"]) / 1e6,
+                "calibration": cut in data["cuts"],
+            }
+        )
+        print(rows[-1])
+    # budgets: the planner's choice under each M_ar, run for real and measured
+    checks = []
+    link = Link(args.rate)
+    for budget_mb in args.budgets:
+        try:
+            chosen = plan(
+                prof,
+                prompt_len=64,
+                max_new=args.steps,
+                link=link,
+                memory_bytes=budget_mb * 1e6,
+                handovers=args.handovers,
+            )
+        except ValueError as exc:
+            checks.append({"budget_mb": budget_mb, "plan": None, "binds": str(exc)})
+            print(checks[-1])
+            continue
+        w = chosen.handover
+        p = measure_memory(
+            args.model,
+            chosen.cut,
+            prof.device_model if w else None,
+            prompt=64,
+            steps=args.steps,
+            local=w,
+        )
+        checks.append(
+            {
+                "budget_mb": budget_mb,
+                "cut": chosen.cut,
+                "handover": w,
+                "predicted_mb": chosen.memory_bytes / 1e6,
+                "peak_mb": p["peak"] / 1e6,
+                "within": p["peak"] <= budget_mb * 1e6,
+                "ruled_out": chosen.ruled_out(),
+            }
+        )
+        print(checks[-1])
+    out = {
+        "steps": args.steps,
+        "prompt": 64,
+        "memory_model": mem.to_json(),
+        "profile_cuts": data["cuts"],
+        "rows": rows,
+        "budgets": checks,
+        "loadavg": os.getloadavg(),
+    }
+    _save("memory", args.model, out, args.tag)
 
 
 # --------------------------------------------------------------------------- planner
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
-    """Measured head / tail step times per cut vs the planner's split of the full model."""
-    from slicer.llm.planner import ARProfile, measure_model, plan, row_bytes_for
+    """Per-cut head / tail times measured against the profile's per-layer fit (and against the
+    older split of one full-model time by multiply-adds), a plot, and the planner's choices."""
+    from slicer.llm.planner import ARProfile, plan, row_bytes_for
+    from slicer.llm.profile import head_weight_bytes, load_profile, measure_graphs, predict_graph
     from slicer.split.link import Link
 
     info = export.model_info(args.model)
-    call_ms, row_ms = measure_model(args.model, "fp32")
-    prof = ARProfile.from_full_model(info, call_ms, row_ms, row_bytes_for("raw", info.hidden))
+    began = time.perf_counter()
+    data, cached = load_profile(args.model, refresh=args.reprofile, repeats=args.repeats)
+    print(f"profile: {'cached' if cached else 'measured'} in {time.perf_counter() - began:.1f} s")
+    fit = data["fit"]
+    full = data["graphs"]["full"]
+    total = info.layers * info.layer_params + info.head_params
+    measured: dict[str, dict] = {"cpu": {}, "wall": {}}
+    for i in range(0, len(args.cuts), 2):  # two cuts at a time: memory
+        timed = measure_graphs(
+            args.model, args.cuts[i : i + 2], device_model=None, repeats=args.repeats
+        )
+        for clock in measured:
+            measured[clock].update(timed[clock])
     rows = []
     for cut in args.cuts:
-        head = _Stack(export.graph_path(args.model, "head", cut), info, range(cut), 1)
-        tail = _Stack(export.graph_path(args.model, "tail", cut), info, range(cut, info.layers), 1)
-        ids = np.full((1, 64), 100, np.int64)
-        h = head.run(ids, 0)
-        tail.run(h, 0)
-        hs, ts = [], []
-        for _ in range(9):
-            t0 = time.perf_counter()
-            h = head.run(ids[:, :1], head.length)
-            t1 = time.perf_counter()
-            tail.run(h, tail.length)
-            t2 = time.perf_counter()
-            hs.append(1e3 * (t1 - t0))
-            ts.append(1e3 * (t2 - t1))
-        rows.append(
-            {
-                "cut": cut,
-                "head_ms": float(np.median(hs)),
-                "head_model_ms": prof.head[cut][0] + prof.head[cut][1],
-                "tail_ms": float(np.median(ts)),
-                "tail_model_ms": prof.tail[cut][0] + prof.tail[cut][1],
-            }
-        )
-        print(rows[-1])
+        share = cut * info.layer_params / total
+        row = {"cut": cut, "in_profile": cut in data["cuts"]}
+        for part in ("head", "tail"):
+            m = measured["cpu"][f"{part}-{cut}"]
+            model = predict_graph(info, fit, part, cut)
+            frac = share if part == "head" else 1 - share
+            row[f"{part}_step_ms"] = m["step_ms"]
+            row[f"{part}_step_wall_ms"] = measured["wall"][f"{part}-{cut}"]["step_ms"]
+            row[f"{part}_step_profile_ms"] = model[0] + model[1] + model[2] * 32
+            # the older model: half the full model's call cost each, rows split by MACs
+            row[f"{part}_step_macs_ms"] = full["call"] / 2 + frac * full["row"]
+            row[f"{part}_prefill_ms"] = m["prefill_ms"]
+            row[f"{part}_prefill_profile_ms"] = model[0] + 32 * model[1]
+            row[f"{part}_prefill_macs_ms"] = full["call"] / 2 + 32 * frac * full["row"]
+        rows.append(row)
+        print({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()})
+    plot_profile(args.model, data, rows)
     choices = []
-    for rate, factor in ((20e6, 1.0), (20e6, 4.0), (1e5, 4.0), (2e6, 4.0)):
-        p = plan(
-            prof
-            if factor == 1.0
-            else ARProfile.from_full_model(
-                info, call_ms, row_ms, row_bytes_for("raw", info.hidden), device_factor=factor
-            ),
-            prompt_len=64,
-            max_new=128,
-            link=Link(rate),
+    head_bytes = {c: head_weight_bytes(args.model, c) for c in range(1, info.layers)}
+    for rate, factor in ((20e6, 1.0), (20e6, 4.0), (2e6, 4.0), (1e5, 4.0)):
+        prof = ARProfile.from_profile(
+            info,
+            data,
+            row_bytes_for("raw", info.hidden),
+            head_bytes=head_bytes,
+            device_factor=factor,
         )
+        p = plan(prof, prompt_len=64, max_new=128, link=Link(rate))
         choices.append({"rate_bps": rate, "device_factor": factor, **p.to_json()})
         print(choices[-1])
     _save(
         "plan",
         args.model,
-        {"full_call_ms": call_ms, "full_row_ms": row_ms, "cuts": rows, "choices": choices},
+        {
+            "profile": {k: data[k] for k in ("cuts", "clock", "graphs", "fit", "seconds")},
+            "cuts": rows,
+            "choices": choices,
+            "loadavg": os.getloadavg(),
+        },
+        args.tag,
     )
+
+
+def plot_profile(model: str, data: dict, rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    info = export.model_info(model)
+    from slicer.llm.profile import predict_graph
+
+    cuts = np.arange(1, info.layers)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, what, rows_n in ((axes[0], "step", 1), (axes[1], "prefill", 32)):
+        for part, color in (("head", "tab:blue"), ("tail", "tab:orange")):
+            terms = np.array([predict_graph(info, data["fit"], part, int(c)) for c in cuts])
+            past = 32 if what == "step" else 0
+            ax.plot(
+                cuts,
+                terms[:, 0] + rows_n * terms[:, 1] + past * terms[:, 2],
+                color=color,
+                label=f"{part}: per-layer profile",
+            )
+            ax.plot(
+                [r["cut"] for r in rows],
+                [r[f"{part}_{what}_macs_ms"] for r in rows],
+                color=color,
+                ls=":",
+                label=f"{part}: full model split by MACs",
+            )
+            for fitted, marker in ((True, "s"), (False, "o")):
+                sel = [r for r in rows if r["in_profile"] == fitted]
+                ax.plot(
+                    [r["cut"] for r in sel],
+                    [r[f"{part}_{what}_ms"] for r in sel],
+                    marker,
+                    color=color,
+                    mfc="none" if fitted else color,
+                    label=f"{part}: measured{' (profiled cut)' if fitted else ''}",
+                )
+        ax.set_xlabel("cut ℓ (layers on the device)")
+        ax.set_ylabel("ms (CPU time, one ORT thread)")
+        ax.set_title(
+            f"{model}: one-row decode step (32 rows of past)"
+            if what == "step"
+            else f"{model}: prefill of 32 rows"
+        )
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    PLOTS.mkdir(exist_ok=True)
+    path = PLOTS / f"llm_profile_{model}.png"
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path.relative_to(HERE.parent)}")
+
+
+# --------------------------------------------------------------------------- export
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    """Wall and CPU seconds of loading the weights and exporting head / tail at each cut into a
+    fresh cache (``--cache``), the machine's load average beside them."""
+    import os as _os
+
+    _os.environ["SLICER_CACHE"] = str(Path(args.cache).resolve())
+    load0 = _os.getloadavg()
+    wall, cpu = time.perf_counter(), time.process_time()
+    export.load_hf(args.model)
+    export.model_info(args.model)
+    out = {
+        "cache": args.cache,
+        "load_s": time.perf_counter() - wall,
+        "load_cpu_s": time.process_time() - cpu,
+        "graphs": {},
+    }
+    print(out)
+    for cut in args.cuts:
+        for part in ("head", "tail"):
+            wall, cpu = time.perf_counter(), time.process_time()
+            export.graph_path(args.model, part, cut)
+            times = export.export_times(args.model)["details"][f"{part}-{cut}"]
+            out["graphs"][f"{part}-{cut}"] = {
+                **times,
+                "external_data_s": round(times["wall_s"] - times["torch_export_s"], 2),
+                "bytes": export.graph_bytes(export.model_dir(args.model) / f"{part}-{cut}.onnx"),
+            }
+            print(f"{part}-{cut}", out["graphs"][f"{part}-{cut}"])
+    out["loadavg_before"] = load0
+    out["loadavg_after"] = _os.getloadavg()
+    _save("export", args.model, out, args.tag)
 
 
 def main() -> None:
@@ -567,11 +703,25 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=4096)
     p.add_argument("--prompt", default="The history of the printing press begins")
     p = sub.add_parser("memory", parents=[common])
-    p.add_argument("--cuts", type=int, nargs="+", default=[5, 15, 25])
+    p.add_argument("--cuts", type=int, nargs="+", default=[1, 5, 11, 15, 25])
     p.add_argument("--steps", type=int, default=64)
+    p.add_argument("--runs", type=int, default=2)
+    p.add_argument("--budgets", type=float, nargs="+", default=[100, 200, 300, 450, 800, 1000])
+    p.add_argument("--rate", type=float, default=2e6, help="link rate of the budget plans")
+    p.add_argument("--handovers", type=int, nargs="+", default=[0, 8], help="w the plans may use")
+    p.add_argument("--device-factor", type=float, default=1.0)
+    p.add_argument("--reprofile", action="store_true")
+    p.add_argument("--tag", default="profile", help="suffix of the result file")
     p = sub.add_parser("replot", parents=[common], help="redraw the drift plot from its JSON")
     p = sub.add_parser("plan", parents=[common])
-    p.add_argument("--cuts", type=int, nargs="+", default=[5, 15, 25])
+    p.add_argument("--cuts", type=int, nargs="+", default=[1, 5, 11, 15, 20, 25])
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--reprofile", action="store_true")
+    p.add_argument("--tag", default="profile", help="suffix of the result file")
+    p = sub.add_parser("export", parents=[common])
+    p.add_argument("--cuts", type=int, nargs="+", default=[10])
+    p.add_argument("--cache", default="/tmp/slicer-export-bench", help="a fresh cache folder")
+    p.add_argument("--tag", default="")
     args = parser.parse_args()
     {
         "lossless": cmd_lossless,
@@ -580,6 +730,7 @@ def main() -> None:
         "handover": cmd_handover,
         "memory": cmd_memory,
         "plan": cmd_plan,
+        "export": cmd_export,
         "replot": cmd_replot,
     }[args.command](args)
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")

@@ -275,17 +275,34 @@ def test_cli_generate_bad_cut(capsys) -> None:
     assert "cut must be in 1..29" in capsys.readouterr().err
 
 
-def test_cli_auto_plan(capsys, monkeypatch, reference) -> None:
+def test_cli_auto_plan(capsys, monkeypatch, tmp_path, reference) -> None:
     """--handover auto runs the planner's choice with the same tokens (raw rows, fp32 device
     model); --cut auto plans over every cut; a memory budget below every footprint names
-    memory."""
+    memory, and so does a fixed cut whose footprint exceeds the budget. The profile is a
+    synthetic one (the real measurement: test_measured_profile_holds_on_smollm2)."""
     import argparse
 
-    import slicer.llm.planner as planner
+    import slicer.llm.profile as profile
     from slicer.llm import cli
     from slicer.split.link import Link
 
-    monkeypatch.setattr(planner, "measure_model", lambda *a, **k: (2.0, 0.5))
+    info = export.model_info(MODEL)
+    fake = {  # a synthetic measured profile (times in ms, memory in bytes)
+        "fingerprint": info.fingerprint,
+        "device_model": "fp32",
+        "cuts": [5, 25],
+        "fit": {
+            "head": {"call": 0.1, "row": 0.01, "past": 0.0},
+            "tail": {"call": 6.0, "row": 0.5, "past": 0.001},
+            "layer": {"call": 1.0, "row": 0.06, "past": 0.0004},
+        },
+        "graphs": {"full": {"call": 30.0, "row": 2.3, "past": 0.014}},
+        "memory": profile.MemoryModel(
+            base=-30e6, factor=1.05, margin=0.05, extra=(("fp32", 660e6),), kv_factor=2.0
+        ).to_json(),
+    }
+    monkeypatch.setattr(profile, "profile_path", lambda *a: tmp_path / "profile.json")
+    monkeypatch.setattr(profile, "measure_profile", lambda *a, **k: fake)
     argv = ["--prompt", PROMPT, "--no-chat", "--max-new", "3", "--codec", "raw"]
     auto = ["--handover", "auto", "--rate", "20Mbps", "--device-factor", "4"]
     assert _generate([*argv, "--cut", str(CUT), *auto, "--json"]) == 0
@@ -301,6 +318,47 @@ def test_cli_auto_plan(capsys, monkeypatch, reference) -> None:
     assert 1 <= cut <= 29 and 0 <= w < 3 and chosen.considered == 29 * 3
     assert _generate([*argv, "--cut", "auto", *auto, "--memory", "1MB"]) == 2
     assert "memory binds" in capsys.readouterr().err
+    assert _generate([*argv, "--cut", "25", *auto, "--memory", "300MB"]) == 2
+    assert "memory binds: the smallest device footprint (cut 25" in capsys.readouterr().err
+    assert _generate([*argv, "--cut", "auto", *auto, "--memory", "300MB", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["plan"]["memory_bytes"] <= 300e6 and out["plan"]["ruled_out"]["memory"] > 0
+
+
+@pytest.mark.slow
+def test_measured_profile_holds_on_smollm2(tmp_path, monkeypatch) -> None:
+    """Profile SmolLM2 at cuts 5 and 25 (step times, device peaks), then: the held-out cut 15
+    is predicted within 25 %; planning under a budget between cut 15's and cut 25's footprint,
+    a fixed cut 25 is refused (memory binds) and the chosen plan, run in a fresh process, peaks
+    under the budget (about a minute)."""
+    import slicer.llm.profile as profile
+    from slicer.llm.planner import ARProfile, InfeasibleError, evaluate, plan, row_bytes_for
+    from slicer.split.link import Link
+
+    monkeypatch.setattr(profile, "profile_path", lambda *a: tmp_path / "profile.json")
+    info = export.model_info(MODEL)
+    data, cached = profile.load_profile(
+        MODEL, cuts=[5, 25], repeats=3, memory_runs=1, progress=False
+    )
+    assert not cached and data["cuts"] == [5, 25]
+    held_out = profile.measure_graphs(MODEL, [15], device_model=None, repeats=3)["cpu"]
+    for part in ("head", "tail"):
+        got = profile.predict_graph(info, data["fit"], part, 15)
+        assert got[0] + got[1] + 32 * got[2] == pytest.approx(
+            held_out[f"{part}-15"]["step_ms"], rel=0.25
+        )
+    heads = {c: profile.head_weight_bytes(MODEL, c) for c in range(1, info.layers)}
+    prof = ARProfile.from_profile(info, data, row_bytes_for("raw", info.hidden), head_bytes=heads)
+    link = Link(2e6)
+    need = {c: evaluate(prof, c, 0, 64, 16, link)["memory_bytes"] for c in (15, 25)}
+    budget = (need[15] + need[25]) / 2
+    with pytest.raises(InfeasibleError, match="memory binds") as err:
+        plan(prof, prompt_len=64, max_new=16, link=link, memory_bytes=budget, cuts=[25])
+    assert err.value.binding == "memory"
+    chosen = plan(prof, prompt_len=64, max_new=16, link=link, memory_bytes=budget, handovers=[0])
+    assert chosen.cut < 25 and chosen.ruled_out()["memory"] > 0
+    peak = profile.measure_memory(MODEL, chosen.cut, None, prompt=64, steps=16)["peak"]
+    assert peak <= chosen.memory_bytes <= budget
 
 
 @pytest.mark.slow

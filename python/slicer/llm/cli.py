@@ -102,6 +102,11 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--device-factor", type=float, default=1.0, help="planner: device time / time measured here"
     )
+    p.add_argument(
+        "--reprofile",
+        action="store_true",
+        help="planner: measure the per-cut time and memory profile again (else cached)",
+    )
     p.add_argument("--threads", type=int, default=1, help="ORT threads per graph")
     p.add_argument("--stop-at-eos", action="store_true", help="stop at the end-of-text token")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
@@ -166,28 +171,35 @@ def _codec_options(args: argparse.Namespace) -> dict:
 
 def _choose(args: argparse.Namespace, info: export.ModelInfo, prompt_len: int, link: Any) -> tuple:
     from ..split.link import parse_bytes, parse_seconds
-    from .planner import ARProfile, measure_model, plan, row_bytes_for
+    from .planner import ARProfile, plan, row_bytes_for
+    from .profile import head_weight_bytes, load_profile
 
     if args.cut != "auto" and args.handover != "auto":
         cut = info.layers // 2 if args.cut is None else args.cut
         return cut, args.handover, None
     device_model = args.device_model or "fp32"
-    call_ms, row_ms = measure_model(args.model, device_model, threads=args.threads)
-    device_bytes = float(
-        (
-            export.int8_graph_path(args.model)
-            if device_model == "int8"
-            else export.graph_path(args.model, "full")
-        )
-        .stat()
-        .st_size
+    data, cached = load_profile(
+        args.model,
+        device_model=device_model,
+        threads=args.threads,
+        refresh=args.reprofile,
+        progress=not args.json,
     )
-    profile = ARProfile.from_full_model(
+    if not args.json:
+        mem = data["memory"]
+        print(
+            f"[profile] {'cached' if cached else 'measured'} ({args.model} cuts "
+            f"{', '.join(map(str, data['cuts']))}, {device_model} device model, "
+            f"{args.threads} thread(s)): per layer {data['fit']['layer']['call']:.2f} ms a step; "
+            f"peak memory {mem['factor']:.2f} x head weights {mem['base'] / 1e6:+.0f} MB, "
+            f"margin {100 * mem['margin']:.0f} %",
+            file=sys.stderr,
+        )
+    profile = ARProfile.from_profile(
         info,
-        call_ms,
-        row_ms,
+        data,
         row_bytes_for(args.codec, info.hidden, _codec_options(args)),
-        device_model_bytes=device_bytes,
+        head_bytes={c: head_weight_bytes(args.model, c) for c in range(1, info.layers)},
         device_factor=args.device_factor,
     )
     cuts = None if args.cut in ("auto", None) else [args.cut]

@@ -12,7 +12,11 @@ the hidden state (1, T, d): the KV caches stay on their side.
 
 Graphs are exported with ``torch.onnx.export(dynamo=False)`` (seconds per side) and cached
 under ``$SLICER_CACHE/llm-v{EXPORT_VERSION}/{model}-{fingerprint}/``; a second run loads them
-without touching torch.
+without touching torch. Each graph's weights sit in a file beside it (``{stem}.onnx.data``,
+ONNX external data): ONNX Runtime maps that file instead of parsing the weights into a protobuf
+and copying them into tensors, which took the device's peak memory to 1.3–1.7× the weights
+with a run-to-run spread of 150 MB (bench/RESULTS.md §13.6); graphs cached inline by an earlier
+version are converted on first use.
 """
 
 from __future__ import annotations
@@ -387,11 +391,60 @@ def graph_path(name: str, part: str, cut: int | None = None) -> Path:
     path = model_dir(name) / f"{stem}.onnx"
     if not path.exists():
         tmp = path.with_name(f".{stem}.{os.getpid()}.onnx")
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         _export_segment(name, start, end, embed, head, tmp)
-        _record_export_time(name, stem, time.perf_counter() - began)
-        os.replace(tmp, path)
+        traced = time.perf_counter() - began
+        _install_external(tmp, path)
+        tmp.unlink()
+        _record_export_time(
+            name,
+            stem,
+            time.perf_counter() - began,
+            cpu=time.process_time() - cpu,
+            export=traced,
+        )
+    elif not _data_path(path).exists():
+        _install_external(path, path)  # cached inline by an earlier version
     return path
+
+
+def _data_path(path: Path) -> Path:
+    return path.with_name(path.name + ".data")
+
+
+def _install_external(src: Path, path: Path) -> None:
+    """Write the graph at ``src`` as ``path`` + ``path.onnx.data`` (weights external).
+
+    Both files are written under temporary names and moved into place data first, so a reader
+    sees the old complete graph or the new one; concurrent writers write the same bytes."""
+    import onnx
+
+    model = onnx.load(str(src))
+    folder = path.parent / f".ext-{path.stem}-{os.getpid()}"
+    folder.mkdir(exist_ok=True)
+    try:
+        onnx.save_model(
+            model,
+            str(folder / path.name),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=_data_path(path).name,
+            size_threshold=1024,
+        )
+        del model
+        os.replace(folder / _data_path(path).name, _data_path(path))
+        os.replace(folder / path.name, path)
+    finally:
+        for leftover in folder.iterdir():
+            leftover.unlink()
+        folder.rmdir()
+
+
+def graph_bytes(path: Path) -> int:
+    """Bytes of a cached graph: the .onnx file and its external weights."""
+    path = Path(path)
+    data = _data_path(path)
+    return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
 
 
 def check_cut(info: ModelInfo, cut: Any) -> int:
@@ -402,15 +455,25 @@ def check_cut(info: ModelInfo, cut: Any) -> int:
     return cut
 
 
-def _record_export_time(name: str, stem: str, seconds: float) -> None:
+def _record_export_time(
+    name: str, stem: str, seconds: float, *, cpu: float | None = None, export: float | None = None
+) -> None:
     log = model_dir(name) / "export-times.json"
     data = json.loads(log.read_text()) if log.exists() else {}
     data[stem] = round(seconds, 2)
-    log.write_text(json.dumps(data, indent=1))
+    if cpu is not None:  # CPU seconds and the torch.onnx.export share (the rest: weights out)
+        details = data.setdefault("details", {})
+        details[stem] = {"wall_s": round(seconds, 2), "cpu_s": round(cpu, 2)}
+        if export is not None:
+            details[stem]["torch_export_s"] = round(export, 2)
+    tmp = log.with_name(f".{log.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, log)
 
 
 def export_times(name: str) -> dict[str, float]:
-    """Seconds each cached graph took to export (without loading the weights)."""
+    """Seconds each cached graph took to export (without loading the weights); under
+    "details", wall and CPU seconds of exports made since they were recorded."""
     log = model_dir(name) / "export-times.json"
     return json.loads(log.read_text()) if log.exists() else {}
 
@@ -420,6 +483,8 @@ def int8_graph_path(name: str) -> Path:
     (quantizing those costs most of the quality)."""
     path = model_dir(name) / "full-int8.onnx"
     if path.exists():
+        if not _data_path(path).exists():
+            _install_external(path, path)
         return path
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -430,7 +495,8 @@ def int8_graph_path(name: str) -> Path:
     tmp = path.with_name(f".full-int8.{os.getpid()}.onnx")
     with _quiet():
         quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, nodes_to_exclude=keep)
-    os.replace(tmp, path)
+    _install_external(tmp, path)
+    tmp.unlink()
     return path
 
 

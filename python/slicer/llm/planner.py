@@ -7,17 +7,21 @@ on each step sends one coded row up and gets one token back. With our w (= the p
     L_AR(ℓ, w)  = w · L_full + L_head(ℓ, P + w rows) + L_c(B(P + w rows))          (Eq. 5)
     total(ℓ, w) = L_AR + L_tail(ℓ, P + w rows)
                   + (N − w − 1) · (L_head(ℓ, 1) + L_c(B(1 row)) + L_tail(ℓ, 1))
-    memory(ℓ, w) = weights(head ℓ) + KV(ℓ layers, P + N)
-                   + [w > 0] · (weights(device model) + KV(all layers, P + w))    (Eq. 4)
+    memory(ℓ, w) = M(weights(head ℓ), KV(ℓ layers, P + N)
+                     + [w > 0] · KV(all layers, P + w), [w > 0] · device model)  (Eq. 4)
 
 L_c is the ε-outage link of Eq. 1 (:class:`slicer.split.link.Link`). A plan is feasible when
 L_AR ≤ D and memory ≤ M_ar (Eq. 6); among feasible plans the one with the least total time
 wins (ties: the deeper cut, then the larger w). When none is feasible the error names the
 constraint that binds and the best value reached.
 
-Per-step costs come from :class:`ARProfile`: measured per-row times of the full device model
-and, for the head and the tail, either measured per cut or split from the full model's time in
-proportion to each part's multiply-adds (``ARProfile.from_full_model``).
+Per-step costs come from :class:`ARProfile`. ``ARProfile.from_profile`` takes a measured
+profile (:mod:`slicer.llm.profile`): each graph's time as ``call + row · rows + past · P`` (P =
+rows already in its KV cache), head and tail fitted per layer from a few measured cuts, and M a
+memory model calibrated on measured peaks of the device process, with a margin. The older
+``ARProfile.from_full_model`` splits one full-model measurement between head and tail by
+multiply-adds and counts the weights once (M = weights + KV); it misjudges both (bench/RESULTS.md
+§13.8, §13.6).
 """
 
 from __future__ import annotations
@@ -29,19 +33,64 @@ from dataclasses import dataclass, field
 from ..split.link import Link
 from .export import ModelInfo
 from .messages import FRAMING_BYTES
+from .profile import MemoryModel, predict_graph
 
 
 @dataclass(frozen=True)
 class ARProfile:
-    """Per-cut costs. Times are (fixed ms per call, ms per row); bytes are device memory."""
+    """Per-cut costs. Times are (ms per call, ms per row[, ms per past row]); bytes are device
+    memory."""
 
     info: ModelInfo
-    full: tuple[float, float]  # device model: ms per call, ms per row
-    head: dict[int, tuple[float, float]]  # ℓ → ms per call, ms per row
-    tail: dict[int, tuple[float, float]]
+    full: tuple[float, ...]  # device model: ms per call, ms per row[, ms per row of past]
+    head: dict[int, tuple[float, ...]]  # ℓ → ms per call, ms per row[, ms per row of past]
+    tail: dict[int, tuple[float, ...]]
     device_model_bytes: float  # weights of the model used for local steps
     head_bytes: dict[int, float]  # ℓ → weights of the head graph
     row_bytes: Callable[[int, int], float]  # (ℓ, rows) → message bytes (payload + framing)
+    memory: MemoryModel = field(default_factory=MemoryModel)
+    device_model: str = "fp32"  # the memory model's key for the local-step model
+
+    @classmethod
+    def from_profile(
+        cls,
+        info: ModelInfo,
+        data: dict,
+        row_bytes: Callable[[int, int], float],
+        *,
+        head_bytes: dict[int, float] | None = None,
+        device_factor: float = 1.0,
+        server_factor: float = 1.0,
+    ) -> ARProfile:
+        """From a measured profile (:func:`slicer.llm.profile.load_profile`): head / tail
+        times per cut from the per-layer fit, the measured full device model, the calibrated
+        memory model. device_factor / server_factor scale the times as in from_full_model."""
+        for name, value in (("device_factor", device_factor), ("server_factor", server_factor)):
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        if data.get("fingerprint") != info.fingerprint:
+            raise ValueError("profile was measured on other weights (fingerprint differs)")
+        fit = data["fit"]
+        head, tail = {}, {}
+        for cut in range(1, info.layers):
+            head[cut] = tuple(device_factor * v for v in predict_graph(info, fit, "head", cut))
+            tail[cut] = tuple(server_factor * v for v in predict_graph(info, fit, "tail", cut))
+        full = data["graphs"]["full"]
+        if head_bytes is None:
+            head_bytes = {
+                c: 4.0 * (info.embed_params + c * info.layer_params) for c in range(1, info.layers)
+            }
+        return cls(
+            info=info,
+            full=tuple(device_factor * full[t] for t in ("call", "row", "past")),
+            head=head,
+            tail=tail,
+            device_model_bytes=0.0,
+            head_bytes=head_bytes,
+            row_bytes=row_bytes,
+            memory=MemoryModel.from_json(data["memory"]),
+            device_model=data["device_model"],
+        )
 
     @classmethod
     def from_full_model(
@@ -102,7 +151,16 @@ class Plan:
 
     def to_json(self) -> dict:
         out = {k: v for k, v in self.__dict__.items() if k != "table"}
+        out["ruled_out"] = self.ruled_out()
         return out
+
+    def ruled_out(self) -> dict[str, int]:
+        """How many (ℓ, w) each constraint excluded (memory checked first)."""
+        count = {"memory": 0, "deadline": 0}
+        for r in self.table:
+            if r.get("binds"):
+                count[r["binds"]] += 1
+        return count
 
 
 class InfeasibleError(ValueError):
@@ -113,8 +171,17 @@ class InfeasibleError(ValueError):
         self.binding = binding
 
 
-def _ms(call_row: tuple[float, float], rows: int) -> float:
-    return call_row[0] + call_row[1] * rows
+def _ms(cost: tuple[float, ...], rows: int, past: int = 0) -> float:
+    """One call over ``rows`` new rows with ``past`` rows already in the KV cache."""
+    return cost[0] + cost[1] * rows + (cost[2] * past if len(cost) > 2 else 0.0)
+
+
+def _steps_ms(cost: tuple[float, ...], first_past: int, count: int) -> float:
+    """``count`` one-row steps, the first with ``first_past`` rows of past, each one more."""
+    if count <= 0:
+        return 0.0
+    past = cost[2] if len(cost) > 2 else 0.0
+    return count * (cost[0] + cost[1]) + past * (count * first_past + count * (count - 1) / 2)
 
 
 def evaluate(
@@ -127,16 +194,27 @@ def evaluate(
     link_ms = lambda b: 1e3 * link.transmit_seconds(b)  # noqa: E731
     up0 = profile.row_bytes(cut, rows0)
     up1 = profile.row_bytes(cut, 1)
-    latency = w * _ms(profile.full, 1) + _ms(profile.head[cut], rows0) + link_ms(up0)
-    if w > 0:  # the device model's prefill over the prompt replaces one of its steps
-        latency += _ms(profile.full, prompt_len) - _ms(profile.full, 1)
+    latency = _ms(profile.head[cut], rows0) + link_ms(up0)
+    if w > 0:  # the device model's prefill over the prompt, then w - 1 one-row steps
+        latency += _ms(profile.full, prompt_len) + _steps_ms(profile.full, prompt_len, w - 1)
     rest = max_new - w - 1
-    step = _ms(profile.head[cut], 1) + link_ms(up1) + _ms(profile.tail[cut], 1)
-    total = latency + _ms(profile.tail[cut], rows0) + rest * step
+    step_link = rest * link_ms(up1) if rest > 0 else 0.0
+    steps = (
+        _steps_ms(profile.head[cut], rows0, rest)
+        + step_link
+        + _steps_ms(profile.tail[cut], rows0, rest)
+    )
+    total = latency + _ms(profile.tail[cut], rows0) + steps
     kv_layer = info.kv_bytes_per_token_per_layer
-    memory = profile.head_bytes[cut] + kv_layer * cut * (prompt_len + max_new)
+    kv = kv_layer * cut * (prompt_len + max_new)
     if w > 0:
-        memory += profile.device_model_bytes + kv_layer * info.layers * rows0
+        kv += kv_layer * info.layers * rows0
+    memory = profile.memory.predict(
+        profile.head_bytes[cut],
+        kv,
+        profile.device_model if w > 0 else None,
+        profile.device_model_bytes,
+    )
     return {
         "cut": cut,
         "handover": w,
@@ -174,17 +252,21 @@ def plan(
     if any(w < 0 or w >= max_new for w in handovers):
         raise ValueError(f"handover w must be in 0..{max_new - 1}")
     rows = [evaluate(profile, c, w, prompt_len, max_new, link) for c in cuts for w in handovers]
-    fits_memory = [r for r in rows if r["memory_bytes"] <= memory_bytes]
-    feasible = [
-        r
-        for r in fits_memory
-        if math.isfinite(r["total_ms"]) and r["latency_ms"] <= 1e3 * deadline_s
-    ]
+    for r in rows:  # what rules each (ℓ, w) out: memory first (Eq. 4), then the deadline
+        if r["memory_bytes"] > memory_bytes:
+            r["binds"] = "memory"
+        elif not (math.isfinite(r["total_ms"]) and r["latency_ms"] <= 1e3 * deadline_s):
+            r["binds"] = "deadline"
+        else:
+            r["binds"] = None
+    fits_memory = [r for r in rows if r["binds"] != "memory"]
+    feasible = [r for r in rows if r["binds"] is None]
     if not feasible:
         if not fits_memory:
-            least = min(r["memory_bytes"] for r in rows)
+            least = min(rows, key=lambda r: r["memory_bytes"])
             raise InfeasibleError(
-                f"memory binds: the smallest device footprint is {least / 1e6:.1f} MB "
+                f"memory binds: the smallest device footprint (cut {least['cut']}, "
+                f"w = {least['handover']}) is {least['memory_bytes'] / 1e6:.1f} MB "
                 f"> M_ar = {memory_bytes / 1e6:.1f} MB",
                 "memory",
             )
@@ -255,36 +337,3 @@ def row_bytes_for(codec_name: str, hidden: int, options: dict | None = None) -> 
 
         return frames_size
     raise ValueError(f"codec must be 'raw', 'fp16', 'slicer' or 'frames', got {codec_name!r}")
-
-
-def measure_model(
-    model: str, device_model: str = "fp32", rows: int = 32, repeats: int = 5, threads: int = 1
-) -> tuple[float, float]:
-    """(ms per call, ms per row) of the full device model, fitted from a prefill of ``rows``
-    rows and the median of ``repeats`` one-row decode steps."""
-    import time
-
-    import numpy as np
-
-    from . import export
-    from .sessions import _Stack
-
-    info = export.model_info(model)
-    path = (
-        export.int8_graph_path(model)
-        if device_model == "int8"
-        else export.graph_path(model, "full")
-    )
-    stack = _Stack(path, info, range(info.layers), threads)
-    ids = np.full((1, rows), 100, dtype=np.int64)
-    began = time.perf_counter()
-    stack.run(ids, 0)
-    prefill = 1e3 * (time.perf_counter() - began)
-    steps = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        stack.run(ids[:, :1], stack.length)
-        steps.append(1e3 * (time.perf_counter() - began))
-    one = float(np.median(steps))
-    per_row = max((prefill - one) / (rows - 1), 0.0)
-    return max(one - per_row, 0.0), per_row
