@@ -87,8 +87,7 @@ void QuantizeKept(const std::vector<Block>& blocks, const bool* selected, unsign
 // sum, no branch on the label, and a trial stops at the first element that puts it over the
 // budget (partial sums only grow, so the decision is the same). On entry every element's code
 // is T0 and ABQ blocks have width q_bit; on return the widths are final.
-void ChooseAbqWidthsOneThread(const CodecParams& params, Workspace* workspace,
-                              GroupCode* group) {
+void ChooseAbqWidthsOneThread(const CodecParams& params, Workspace* workspace, GroupCode* group) {
   const unsigned num_labels = params.labels();
   std::vector<Block>& blocks = group->blocks;
   const KeptElement* elements = group->kept.data();
@@ -125,13 +124,13 @@ void ChooseAbqWidthsOneThread(const CodecParams& params, Workspace* workspace,
       for (; i + 2 <= start[label + 1] && !over; i += 2) {
         const KeptElement& e0 = elements[order[i]];
         const KeptElement& e1 = elements[order[i + 1]];
-        const __m128i codes = QuantizeMagnitude2(
-            _mm_set_pd(std::fabs(static_cast<double>(e1.value)),
-                       std::fabs(static_cast<double>(e0.value))),
-            lo2, step2, max2);
+        const __m128i codes =
+            QuantizeMagnitude2(_mm_set_pd(std::fabs(static_cast<double>(e1.value)),
+                                          std::fabs(static_cast<double>(e0.value))),
+                               lo2, step2, max2);
         const int64_t d0 = static_cast<int64_t>(e0.code >> shift) - _mm_cvtsi128_si32(codes);
-        const int64_t d1 = static_cast<int64_t>(e1.code >> shift) -
-                           _mm_cvtsi128_si32(_mm_srli_si128(codes, 4));
+        const int64_t d1 =
+            static_cast<int64_t>(e1.code >> shift) - _mm_cvtsi128_si32(_mm_srli_si128(codes, 4));
         sum += static_cast<uint64_t>(d0 < 0 ? -d0 : d0) + static_cast<uint64_t>(d1 < 0 ? -d1 : d1);
         over = sum > limit;
       }
@@ -219,19 +218,12 @@ void ChooseAbqWidths(const CodecParams& params, unsigned parts, GroupCode* group
   }
 }
 
-}  // namespace
-
-void FinishBlocks(const CodecParams& params, unsigned threads, Workspace* workspace,
-                  GroupCode* group) {
-  const unsigned num_labels = params.labels();
-  std::vector<Block>& blocks = group->blocks;
+// The magnitude keys of the largest and smallest kept element of every label, in a pass over
+// the kept list (into group->min_key / max_key).
+void FindBlockRanges(unsigned parts, unsigned num_labels, GroupCode* group) {
+  uint32_t* min_key = group->min_key;
+  uint32_t* max_key = group->max_key;
   const uint64_t k = group->kept.size();
-  const unsigned parts = PartCount(k, threads, kMinKeptPerThread);
-
-  // Magnitude range of every block (keys order like magnitudes); one row of per-label
-  // minima and maxima per part, on the stack for one part (the per-row case).
-  uint32_t min_key[2 * SLICER_MAX_BLOCKS];
-  uint32_t max_key[2 * SLICER_MAX_BLOCKS];
   std::vector<uint32_t> many_min(parts > 1 ? static_cast<size_t>(parts) * num_labels : 0);
   std::vector<uint32_t> many_max(many_min.size());
   uint32_t* part_min = parts > 1 ? many_min.data() : min_key;
@@ -258,6 +250,25 @@ void FinishBlocks(const CodecParams& params, unsigned threads, Workspace* worksp
       }
     }
   }
+}
+
+}  // namespace
+
+void FinishBlocks(const CodecParams& params, unsigned threads, Workspace* workspace,
+                  GroupCode* group) {
+  const unsigned num_labels = params.labels();
+  std::vector<Block>& blocks = group->blocks;
+  const uint64_t k = group->kept.size();
+  const unsigned parts = PartCount(k, threads, kMinKeptPerThread);
+
+  // Magnitude range of every block (keys order like magnitudes): from the selection when it
+  // found them, else one row of per-label minima and maxima per part (on the stack for one
+  // part, the per-row case).
+  uint32_t* min_key = group->min_key;
+  uint32_t* max_key = group->max_key;
+  const bool ranges_known = group->ranges_known;
+  group->ranges_known = false;
+  if (!ranges_known) FindBlockRanges(parts, num_labels, group);
 
   // Chain per sign: lo_b = hi of the next non-empty block, the last keeps its own minimum.
   for (int sign = 0; sign < 2; ++sign) {

@@ -128,8 +128,14 @@ using KeptList = std::vector<KeptElement, UninitializedAllocator<KeptElement>>;
 struct GroupCode {
   uint64_t k = 0;
   uint64_t n_pos = 0;
-  std::vector<Block> blocks;      // one per label
-  KeptList kept;                  // ascending position
+  std::vector<Block> blocks;  // one per label
+  KeptList kept;              // ascending position
+  // Magnitude keys of the largest and smallest kept element of every non-empty block, when
+  // the selection already found them (ranges_known, reset by FinishBlocks); FinishBlocks
+  // otherwise finds them in a pass over the kept list.
+  bool ranges_known = false;
+  uint32_t min_key[2 * SLICER_MAX_BLOCKS];
+  uint32_t max_key[2 * SLICER_MAX_BLOCKS];
 };
 
 // ATKF + MS (§4, §5.1): fills k, n_pos, kept (with labels) and block counts. `x` holds the

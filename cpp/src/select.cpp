@@ -537,8 +537,9 @@ std::vector<RankInfo> KeysAtRanks(const uint32_t* keys, uint64_t count,
 using MemberBuffer = IndexBuffer;
 
 // Labels the kept elements of one sign by their P-order rank (§5.1). `keys[t]` is the
-// magnitude key of kept element `members[t]`.
-void LabelSign(const KeyBuffer& keys, const MemberBuffer& members, unsigned blocks,
+// magnitude key of kept element `members[t]`. Returns whether it also set the sign's block
+// ranges (group->min_key / max_key of its non-empty blocks).
+bool LabelSign(const KeyBuffer& keys, const MemberBuffer& members, unsigned blocks,
                unsigned first_label, uint64_t base, const CodecParams& params, unsigned threads,
                GroupCode* group) {
   KeptElement* kept = group->kept.data();
@@ -549,6 +550,10 @@ void LabelSign(const KeyBuffer& keys, const MemberBuffer& members, unsigned bloc
   const auto global_of = [kept, member, base](uint64_t t) {
     return base + kept[member[t]].position;
   };
+  if (blocks == 1 && count <= kSortLabelMax) {
+    for (uint64_t t = 0; t < count; ++t) kept[member[t]].label = static_cast<uint8_t>(first_label);
+    return false;
+  }
   if (blocks > 1 && count > 0 && count <= kSortLabelMax) {
     // Few elements (per-row groups): label by P-order rank. Without equal keys the rank is the
     // number of larger keys, counted in a loop the compiler vectorizes (no sort, no draws).
@@ -576,7 +581,7 @@ void LabelSign(const KeyBuffer& keys, const MemberBuffer& members, unsigned bloc
     }
     if (!ties) {
       for (uint64_t t = 0; t < count; ++t) kept[member[t]].label = label_of_rank(ranks[t]);
-      return;
+      return false;
     }
     // Equal keys: sort in full P order.
     struct Ranked {
@@ -596,28 +601,39 @@ void LabelSign(const KeyBuffer& keys, const MemberBuffer& members, unsigned bloc
       return a.global < b.global;
     });
     for (uint64_t r = 0; r < count; ++r) kept[member[ranked[r].t]].label = label_of_rank(r);
-    return;
+    return false;
   }
   // cuts[b - 1] = the first floor(b * count / M) elements of this sign, b = 1 ... M - 1.
+  // Block m holds the P-order ranks [edge(m), edge(m + 1)), so its largest and smallest keys
+  // are the keys at those two ranks: they come with the cut ranks from one KeysAtRanks call
+  // and spare FinishBlocks a pass over the kept list.
+  const auto edge = [count, blocks](unsigned b) {
+    return static_cast<uint64_t>(static_cast<unsigned __int128>(b) * count / blocks);
+  };
+  std::vector<uint64_t> ranks;  // ascending: block tops, cut ends (= block bottoms)
+  for (unsigned m = 0; m < blocks; ++m) {
+    if (edge(m + 1) == edge(m)) continue;  // an empty block
+    ranks.push_back(edge(m));
+    ranks.push_back(edge(m + 1) - 1);
+  }
+  const std::vector<RankInfo> infos = KeysAtRanks(key_data, count, ranks, threads);
+  const auto info_at = [&](uint64_t rank) {
+    return infos[std::lower_bound(ranks.begin(), ranks.end(), rank) - ranks.begin()];
+  };
+  for (unsigned m = 0; m < blocks; ++m) {
+    if (edge(m + 1) == edge(m)) continue;
+    group->max_key[first_label + m] = info_at(edge(m)).key;
+    group->min_key[first_label + m] = info_at(edge(m + 1) - 1).key;
+  }
   std::vector<Cut> cuts;
-  if (blocks > 1 && count > 0) {
-    std::vector<uint64_t> ranks;  // descending rank of each non-empty cut's last member
-    for (unsigned b = 1; b < blocks; ++b) {
-      const uint64_t rank_end =
-          static_cast<uint64_t>(static_cast<unsigned __int128>(b) * count / blocks);
-      if (rank_end > 0) ranks.push_back(rank_end - 1);
+  for (unsigned b = 1; b < blocks; ++b) {
+    const uint64_t rank_end = edge(b);
+    if (rank_end == 0) {
+      cuts.push_back(Cut{});
+      continue;
     }
-    const std::vector<RankInfo> infos = KeysAtRanks(key_data, count, ranks, threads);
-    size_t next = 0;
-    for (unsigned b = 1; b < blocks; ++b) {
-      const uint64_t rank_end =
-          static_cast<uint64_t>(static_cast<unsigned __int128>(b) * count / blocks);
-      if (rank_end == 0) {
-        cuts.push_back(Cut{});
-        continue;
-      }
-      cuts.push_back(CutFromRank(infos[next++], rank_end, key_of, count, params.seed, global_of));
-    }
+    cuts.push_back(
+        CutFromRank(info_at(rank_end - 1), rank_end, key_of, count, params.seed, global_of));
   }
   // An element's block is the number of cuts it misses. A key below a cut's mu misses it and
   // a key above is in it, so plain comparisons label everything except keys equal to the mu
@@ -646,6 +662,7 @@ void LabelSign(const KeyBuffer& keys, const MemberBuffer& members, unsigned bloc
                kept[member[t]].label = static_cast<uint8_t>(first_label + block);
              }
            });
+  return true;
 }
 
 // Splits the kept list by sign (compact key arrays, no masking) and labels both signs.
@@ -713,9 +730,11 @@ void LabelBlocks(uint64_t base, const CodecParams& params, unsigned threads, Wor
   members[0].resize(n_pos);
   keys[1].resize(n_neg);
   members[1].resize(n_neg);
-  LabelSign(keys[0], members[0], params.blocks_pos, 0, base, params, threads, group);
-  LabelSign(keys[1], members[1], params.blocks_neg, params.blocks_pos, base, params, threads,
-            group);
+  const bool pos_ranges =
+      LabelSign(keys[0], members[0], params.blocks_pos, 0, base, params, threads, group);
+  const bool neg_ranges = LabelSign(keys[1], members[1], params.blocks_neg, params.blocks_pos, base,
+                                    params, threads, group);
+  group->ranges_known = pos_ranges && neg_ranges;
 }
 
 // Checks the kept count, then counts the positives and labels and counts the blocks.
