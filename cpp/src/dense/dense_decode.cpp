@@ -4,15 +4,15 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
-#include <thread>
 #include <vector>
 
 #include "crc32.hpp"
-#include "format/reject.hpp"
 #include "dense/coder.hpp"
 #include "dense/dense.hpp"
 #include "dense/dense_internal.hpp"
 #include "float_bits.hpp"
+#include "format/reject.hpp"
+#include "parallel.hpp"
 #include "varint.hpp"
 
 namespace slicer::dense {
@@ -41,46 +41,28 @@ struct Cursor {
   }
 };
 
-#define SLICER_TRY(expr)                  \
-  do {                                    \
-    const slicer_status s_ = (expr);      \
-    if (s_ != SLICER_OK) return s_;       \
+#define SLICER_TRY(expr)             \
+  do {                               \
+    const slicer_status s_ = (expr); \
+    if (s_ != SLICER_OK) return s_;  \
   } while (0)
 
-struct FreqCum {
+// Per-symbol decoding entry (§11, §12.4, §14): rANS frequency and start, the magnitude of the
+// bin's first value, its extra bits, the reconstruction offset and the sign.
+struct DSym {
   uint32_t freq, cum;
+  uint64_t base;   // m of the bin's first value (m itself for the direct bins)
+  double off;      // o1/256 for m = 1, o2/256 for m >= 2, 0 for symbol 0
+  double sign;     // -1.0 for q < 0, else +1.0 (an exact multiplication)
+  uint64_t mask;   // 2^nbits - 1
+  uint32_t nbits;  // extra bits (0 for the direct bins)
+  uint32_t unused;
 };
 
-// Extra-bit reader over [p, p + len), LSB-first. kBulk refills several bytes at once (the
-// extra-bit areas); without it `pos` is exactly the bytes consumed.
-template <bool kBulk>
-struct BitReaderT {
-  const uint8_t* p;
-  size_t len, pos = 0;
-  uint64_t buf = 0;
-  unsigned cnt = 0;
-  bool Read(unsigned nb, uint64_t* v) {
-    if (kBulk && cnt < nb && pos + 8 <= len) {  // refill up to 56 bits at once
-      uint64_t word;
-      std::memcpy(&word, p + pos, 8);
-      const unsigned take = (63 - cnt) / 8;
-      buf |= (take == 8 ? word : word & ((uint64_t{1} << (8 * take)) - 1)) << cnt;
-      pos += take;
-      cnt += 8 * take;
-    }
-    while (cnt < nb) {
-      if (pos >= len) return false;
-      buf |= uint64_t{p[pos++]} << cnt;
-      cnt += 8;
-    }
-    *v = nb == 0 ? 0 : buf & ((uint64_t{1} << nb) - 1);
-    buf = nb == 64 ? 0 : buf >> nb;
-    cnt -= nb;
-    return true;
-  }
-  bool Done() const { return pos == len && buf == 0; }
-};
-using BitSource = BitReaderT<true>;
+// slot → symbol for symbols below this; slots of larger symbols (bins of magnitude ≥ 2^33,
+// rare) hold kEscape: such elements take the careful path, which resolves the symbol from the
+// cumulative frequencies and is the only one that can meet a magnitude above 2^53.
+constexpr uint8_t kEscape = 255;
 
 struct Stream {
   int dtype = 0;
@@ -96,9 +78,9 @@ struct Stream {
   const uint8_t* table = nullptr;  // G bytes in the stream
   std::vector<double> steps;       // per group (has_table)
   double base_step = 0;
-  std::vector<uint32_t> freq, cum;
-  std::vector<uint16_t> lookup;  // slot -> symbol
-  std::vector<FreqCum> fc;       // per symbol
+  std::vector<uint32_t> freq, cum;  // cum has nsym + 1 entries
+  std::vector<uint8_t> lut;         // slot -> symbol, or kEscape
+  std::vector<DSym> syms;           // per symbol
   unsigned nsym = 0;
   struct Chunk {
     uint64_t coded, rans_len, bits_len, offset;
@@ -128,118 +110,171 @@ inline void StoreT(uint8_t* dst, uint64_t i, double v) {
   }
 }
 
-// rANS state of a chunk being decoded (§14).
-struct RansIn {
+// The symbol owning `slot` from the cumulative frequencies (the escape path of the lut).
+unsigned SlotSymbol(const uint32_t* cum, unsigned nsym, uint32_t slot) {
+  return static_cast<unsigned>(std::upper_bound(cum, cum + nsym + 1, slot) - cum) - 1;
+}
+
+// State of a chunk being decoded: rANS states and byte cursor (§14), extra-bit cursor.
+struct ChunkIn {
   uint32_t x[4];
   const uint8_t* r;
   const uint8_t* end;
+  const uint8_t* bits;  // extra-bit area
+  uint64_t bits_len;    // its length in bytes
+  uint64_t bits_room;   // readable bytes from `bits` to the end of the stream (≥ bits_len)
+  uint64_t bit_pos = 0;
 };
 
-// Decodes `count` coded elements of one group run into dst[i0, i0 + count) (when dst), the
+// Decodes `count` coded elements of one group run into dst[i0, i0 + count) (when kStore), the
 // first of them being the chunk's coded element `idx`. Returns false on a corrupt stream.
-template <int kDtype, unsigned kStates>
-bool DecodeRun(const uint16_t* lut, const FreqCum* fc, const double* value, const uint8_t* nbits_of, RansIn* in,
-               BitSource* bits, uint64_t idx, uint64_t count, uint8_t* dst, uint64_t i0,
-               double delta, double off2) {
+//
+// Fast path, while every byte a step can touch lies inside the chunk (the rANS bytes and the
+// extra-bit area): no branch depends on the data. The renormalisation takes the 0, 1 or 2 bytes
+// due from a 16-bit window (§14: a decoded state is ≥ 2^9, so never more than two), the extra
+// bits come from a 64-bit window at the bit cursor, and every symbol is reconstructed by the
+// same formula (§12.4: ±(m + o/256)·Δ, m = base + extra, which is exact for the direct bins
+// too). Near the end of the chunk each byte is checked before it is read.
+template <int kDtype, unsigned kStates, bool kStore>
+bool DecodeRun(const Stream& s, ChunkIn* in, uint64_t idx, uint64_t count, uint8_t* dst,
+               uint64_t i0, double delta) {
+  const uint8_t* const lut = s.lut.data();
+  const DSym* const syms = s.syms.data();
+  const uint32_t* const cum = s.cum.data();
+  const unsigned nsym = s.nsym;
   uint32_t x[4] = {in->x[0], in->x[1], in->x[2], in->x[3]};
   const uint8_t* r = in->r;
   const uint8_t* const end = in->end;
+  const uint8_t* const bits = in->bits;
+  const uint64_t bit_limit = 8 * in->bits_len;
+  const uint64_t window_limit = 8 * in->bits_room;
+  uint64_t bit_pos = in->bit_pos;
   bool ok = true;
-  // One element with state st (§14), stored at dst[i0 + k].
-  auto step = [&](uint32_t& st, uint64_t k) {
+  // m < 2^55 always (bin 211: (7 << 51) + 2^51 - 1): the int64 conversion is exact up to 2^53.
+  auto element = [&](const DSym& d, uint64_t extra, uint64_t k) {
+    const uint64_t m = d.base + extra;
+    const double v = ((static_cast<double>(static_cast<int64_t>(m)) + d.off) * delta) * d.sign;
+    if constexpr (kStore) StoreT<kDtype>(dst, i0 + k, v);
+  };
+  // Every read checked; the only step that meets escaped symbols and magnitudes above 2^53.
+  auto careful = [&](uint32_t& st, uint64_t k) {
     const uint32_t slot = st & (kProbScale - 1);
-    const unsigned sym = lut[slot];
-    st = fc[sym].freq * (st >> kProbBits) + slot - fc[sym].cum;
-    if (st < kRansL) {
-      if (end - r < 2) {
-        while (st < kRansL) {
-          if (r >= end) {
-            ok = false;
-            st = kRansL;
-            break;
-          }
-          st = (st << 8) | *r++;
-        }
-      } else {
-        st = (st << 8) | *r++;
-        if (st < kRansL) st = (st << 8) | *r++;
+    unsigned q = lut[slot];
+    if (q == kEscape) q = SlotSymbol(cum, nsym, slot);
+    const DSym& d = syms[q];
+    st = d.freq * (st >> kProbBits) + slot - d.cum;
+    while (st < kRansL) {
+      if (r >= end) {
+        ok = false;
+        st = kRansL;
+        break;
       }
+      st = (st << 8) | *r++;
     }
-    double v = value[sym];
-    if (nbits_of[sym] != 0) {  // a bin with extra bits (§11)
-      uint64_t extra = 0;  // defined even when Read fails (the chunk is rejected then)
-      const unsigned nb = nbits_of[sym];
-      uint64_t m = uint64_t{4 + (((sym + 1) / 2 - kDirect) & 3)} << nb;
-      if (!bits->Read(nb, &extra)) ok = false;
-      m += extra;
-      if (m > kMaxMag) ok = false;
-      v = (static_cast<double>(m) + off2) * delta;
-      if ((sym & 1) == 0) v = -v;
+    uint64_t extra = 0;  // defined even when the read fails (the chunk is rejected then)
+    if (bit_pos + d.nbits > bit_limit) {
+      ok = false;
+    } else if (d.nbits != 0) {
+      const uint64_t first = bit_pos >> 3, last = (bit_pos + d.nbits - 1) >> 3;
+      uint64_t word = 0;
+      for (uint64_t b = first; b <= last; ++b) word |= uint64_t{bits[b]} << (8 * (b - first));
+      extra = (word >> (bit_pos & 7)) & d.mask;
     }
-    if (dst != nullptr) StoreT<kDtype>(dst, i0 + k, v);
+    bit_pos += d.nbits;
+    if (d.base + extra > kMaxMag) ok = false;
+    element(d, extra, k);
+  };
+  // No branch on the data but the (never taken in practice) escape.
+  auto fast = [&](uint32_t& st, uint64_t k) {
+    const uint32_t slot = st & (kProbScale - 1);
+    const unsigned q = lut[slot];
+    if (__builtin_expect(q == kEscape, 0)) return careful(st, k);
+    const DSym& d = syms[q];
+    const uint32_t v = d.freq * (st >> kProbBits) + slot - d.cum;
+    const uint32_t need =
+        static_cast<uint32_t>(v < kRansL) + static_cast<uint32_t>(v < (kRansL >> 8));
+    const uint32_t window = uint32_t{r[0]} << 8 | r[1];
+    st = static_cast<uint32_t>((uint64_t{v} << (8 * need)) | (window >> (16 - 8 * need)));
+    r += need;
+    uint64_t word;
+    std::memcpy(&word, bits + (bit_pos >> 3), 8);
+    const uint64_t extra = (word >> (bit_pos & 7)) & d.mask;
+    bit_pos += d.nbits;
+    element(d, extra, k);
+  };
+  // Room for kStates fast steps: 2 rANS bytes each; ≤ 51 extra bits each plus the 64-bit
+  // window inside the stream (a window may reach past the extra-bit area into the following
+  // bytes: a step that consumed bits beyond the area leaves bit_pos > bit_limit, and the chunk
+  // is rejected by its length check, as the careful reader would have rejected the read).
+  auto room = [&]() {
+    return end - r >= static_cast<std::ptrdiff_t>(2 * kStates) &&
+           bit_pos + 51 * kStates + 64 <= window_limit;
   };
   uint64_t k = 0;
-  if (kStates == 1) {
+  if constexpr (kStates == 1) {
     uint32_t x0 = x[0];
-    for (; k < count && ok; ++k) step(x0, k);
+    for (; k < count && room(); ++k) fast(x0, k);
+    for (; k < count && ok; ++k) careful(x0, k);
     x[0] = x0;
   } else {
-    for (; k < count && ((idx + k) & 3) != 0 && ok; ++k) step(x[(idx + k) & 3], k);
+    for (; k < count && ((idx + k) & 3) != 0 && ok; ++k) careful(x[(idx + k) & 3], k);
     uint32_t x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
-    for (; k + 4 <= count && ok; k += 4) {
-      step(x0, k);
-      step(x1, k + 1);
-      step(x2, k + 2);
-      step(x3, k + 3);
+    if (ok) {
+      for (; k + 4 <= count && room(); k += 4) {
+        fast(x0, k);
+        fast(x1, k + 1);
+        fast(x2, k + 2);
+        fast(x3, k + 3);
+      }
     }
     x[0] = x0, x[1] = x1, x[2] = x2, x[3] = x3;
-    for (; k < count && ok; ++k) step(x[(idx + k) & 3], k);
+    for (; k < count && ok; ++k) careful(x[(idx + k) & 3], k);
   }
   if (!ok) return false;
   for (unsigned q = 0; q < 4; ++q) in->x[q] = x[q];
   in->r = r;
+  in->bit_pos = bit_pos;
   return true;
 }
 
-using RunFn = bool (*)(const uint16_t*, const FreqCum*, const double*, const uint8_t*, RansIn*, BitSource*,
-                       uint64_t, uint64_t, uint8_t*, uint64_t, double, double);
+using RunFn = bool (*)(const Stream&, ChunkIn*, uint64_t, uint64_t, uint8_t*, uint64_t, double);
 
-template <unsigned kStates>
+template <unsigned kStates, bool kStore>
 RunFn PickRun(int dtype) {
   switch (dtype) {
     case SLICER_FLOAT64:
-      return &DecodeRun<SLICER_FLOAT64, kStates>;
+      return &DecodeRun<SLICER_FLOAT64, kStates, kStore>;
     case SLICER_FLOAT32:
-      return &DecodeRun<SLICER_FLOAT32, kStates>;
+      return &DecodeRun<SLICER_FLOAT32, kStates, kStore>;
     case SLICER_FLOAT16:
-      return &DecodeRun<SLICER_FLOAT16, kStates>;
+      return &DecodeRun<SLICER_FLOAT16, kStates, kStore>;
     default:
-      return &DecodeRun<SLICER_BFLOAT16, kStates>;
+      return &DecodeRun<SLICER_BFLOAT16, kStates, kStore>;
   }
 }
 
 // Decodes chunk j (§14); writes its elements when dst != nullptr.
-slicer_status DecodeChunk(const Stream& s, const uint8_t* data, uint64_t j, uint8_t* dst) {
+slicer_status DecodeChunk(const Stream& s, const uint8_t* data, size_t size, uint64_t j,
+                          uint8_t* dst) {
   const Stream::Chunk& c = s.chunks[j];
   const uint64_t chunk = uint64_t{1} << s.chunk_log2;
   const uint64_t begin = j * chunk, stop_all = std::min(s.n, begin + chunk);
   const uint8_t* r = data + c.offset;
-  BitSource bits{r + c.rans_len, c.bits_len};
   const unsigned k = StatesFor(c.coded);
-  RansIn in{{kRansL, kRansL, kRansL, kRansL}, r, r + c.rans_len};
+  ChunkIn in{{kRansL, kRansL, kRansL, kRansL}, r, r + c.rans_len, r + c.rans_len, c.bits_len,
+             size - (c.offset + c.rans_len)};
   if (c.coded > 0) {
     for (unsigned q = 0; q < k; ++q) {
       in.x[q] = uint32_t{r[0]} | uint32_t{r[1]} << 8 | uint32_t{r[2]} << 16 | uint32_t{r[3]} << 24;
       r += 4;
-      if (in.x[q] < kRansL || in.x[q] >= (kRansL << 8)) return Reject(SLICER_ERR_CORRUPT, "dense rANS initial state");
+      if (in.x[q] < kRansL || in.x[q] >= (kRansL << 8))
+        return Reject(SLICER_ERR_CORRUPT, "dense rANS initial state");
     }
     in.r = r;
   }
-  const RunFn run = k == 1 ? PickRun<1>(s.dtype) : PickRun<4>(s.dtype);
-  const double off1 = s.o1 / 256.0, off2 = s.o2 / 256.0;
-  double value[kNumSymbols];
-  uint8_t nbits_of[kNumSymbols];
-  double table_delta = -1.0;
+  const RunFn run = dst != nullptr
+                        ? (k == 1 ? PickRun<1, true>(s.dtype) : PickRun<4, true>(s.dtype))
+                        : (k == 1 ? PickRun<1, false>(s.dtype) : PickRun<4, false>(s.dtype));
   uint64_t idx = 0;  // coded element index within the chunk
   for (uint64_t i = begin; i < stop_all;) {
     const uint64_t g = s.layout.GroupOf(i);
@@ -252,22 +287,18 @@ slicer_status DecodeChunk(const Stream& s, const uint8_t* data, uint64_t j, uint
       continue;
     }
     const double delta = s.has_table ? s.steps[g] : s.base_step;
-    if (delta != table_delta) {  // values of the direct bins (§12.4), exact as the spec
-      table_delta = delta;
-      for (unsigned q = 0; q < s.nsym; ++q) {
-        const unsigned b = (q + 1) / 2;
-        nbits_of[q] = b >= kDirect ? static_cast<uint8_t>((b - kDirect) / 4 + 1) : 0;
-        double v = b == 0 ? 0.0 : (static_cast<double>(b) + (b == 1 ? off1 : off2)) * delta;
-        value[q] = (q & 1) == 0 && q != 0 ? -v : v;
-      }
-    }
-    if (!run(s.lookup.data(), s.fc.data(), value, nbits_of, &in, &bits, idx, stop - i, dst, i, delta, off2)) {
+    if (!run(s, &in, idx, stop - i, dst, i, delta)) {
       return Reject(SLICER_ERR_CORRUPT, "dense rANS payload");
     }
     idx += stop - i;
     i = stop;
   }
-  if (in.r != in.end || !bits.Done()) return Reject(SLICER_ERR_CORRUPT, "dense chunk length");
+  // Every rANS byte and exactly the extra-bit area consumed, its padding zero (§14).
+  const uint64_t used = (in.bit_pos + 7) / 8;
+  if (in.r != in.end || used != in.bits_len ||
+      ((in.bit_pos & 7) != 0 && (in.bits[in.bit_pos >> 3] >> (in.bit_pos & 7)) != 0)) {
+    return Reject(SLICER_ERR_CORRUPT, "dense chunk length");
+  }
   for (unsigned q = 0; q < k && c.coded > 0; ++q)
     if (in.x[q] != kRansL) return Reject(SLICER_ERR_CORRUPT, "dense rANS final state");
   return SLICER_OK;
@@ -299,10 +330,12 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
     }
   }
   s->n = zero ? 0 : static_cast<uint64_t>(count);
-  if (!zero && (over || s->n > max_elements)) return Reject(SLICER_ERR_LIMIT_EXCEEDED, "max_elements");
+  if (!zero && (over || s->n > max_elements))
+    return Reject(SLICER_ERR_LIMIT_EXCEEDED, "max_elements");
   SLICER_TRY(cur.U8(&b));
   s->layout_code = b;
-  if (!MakeLayout(s->shape, s->ndim, s->n, b, &s->layout)) return Reject(SLICER_ERR_CORRUPT, "layout");
+  if (!MakeLayout(s->shape, s->ndim, s->n, b, &s->layout))
+    return Reject(SLICER_ERR_CORRUPT, "layout");
   uint8_t mode;
   SLICER_TRY(cur.U8(&mode));
   uint64_t plen;
@@ -317,7 +350,8 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
   s->o1 = static_cast<int8_t>(p[5]);
   s->o2 = static_cast<int8_t>(p[6]);
   s->chunk_log2 = p[7];
-  if (!(std::isfinite(s->step) && s->step >= 0x1p-126f)) return Reject(SLICER_ERR_CORRUPT, "dense step");
+  if (!(std::isfinite(s->step) && s->step >= 0x1p-126f))
+    return Reject(SLICER_ERR_CORRUPT, "dense step");
   if (s->rho < 1 || s->rho > 128 || s->chunk_log2 < 6 || s->chunk_log2 > 24 || p[8] > 1) {
     return Reject(SLICER_ERR_CORRUPT, "dense parameters");
   }
@@ -335,7 +369,8 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
       const uint8_t t = s->table[g];
       if (!GroupByteValid(t)) return Reject(SLICER_ERR_CORRUPT, "dense group table");
       if (GroupIsDense(t)) {
-        if (!GroupStep(s->step, static_cast<int8_t>(t), &s->steps[g])) return Reject(SLICER_ERR_CORRUPT, "dense group step");
+        if (!GroupStep(s->step, static_cast<int8_t>(t), &s->steps[g]))
+          return Reject(SLICER_ERR_CORRUPT, "dense group step");
       } else if (t == kGroupZero) {
         ++s->zero_groups;
       } else {
@@ -361,13 +396,21 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
     }
     if (classes.back() == 0) return Reject(SLICER_ERR_CORRUPT, "dense count class");
     Normalize(classes, &s->freq, &s->cum);
-    s->lookup.resize(kProbScale);
-    s->fc.resize(s->nsym);
+    s->lut.resize(kProbScale);
+    s->syms.resize(s->nsym);
     for (unsigned q = 0; q < s->nsym; ++q) {
-      s->fc[q] = FreqCum{s->freq[q], s->cum[q]};
-      for (uint32_t slot = s->cum[q]; slot < s->cum[q + 1]; ++slot) {
-        s->lookup[slot] = static_cast<uint16_t>(q);
-      }
+      DSym& d = s->syms[q];
+      const unsigned b = (q + 1) / 2;
+      unsigned nbits = 0;
+      BinBase(b, &d.base, &nbits);
+      d.nbits = nbits;
+      d.freq = s->freq[q];
+      d.cum = s->cum[q];
+      d.off = b == 0 ? 0.0 : (b == 1 ? s->o1 : s->o2) / 256.0;
+      d.sign = (q & 1) == 0 && q != 0 ? -1.0 : 1.0;
+      d.mask = (uint64_t{1} << nbits) - 1;
+      d.unused = 0;
+      std::memset(s->lut.data() + s->cum[q], q < kEscape ? q : kEscape, s->freq[q]);
     }
   }
   const size_t freq_end = cur.pos;
@@ -395,15 +438,18 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
     SLICER_TRY(cur.Varint(&rl));
     SLICER_TRY(cur.Varint(&bl));
     if (coded == 0 && (rl || bl)) return Reject(SLICER_ERR_CORRUPT, "dense chunk table");
-    if (coded > 0 && rl < 4 * uint64_t{StatesFor(coded)}) return Reject(SLICER_ERR_CORRUPT, "dense chunk table");
+    if (coded > 0 && rl < 4 * uint64_t{StatesFor(coded)})
+      return Reject(SLICER_ERR_CORRUPT, "dense chunk table");
     if (rl > size || bl > size) return Reject(SLICER_ERR_TRUNCATED, "dense chunk table");
     s->chunks[j] = Stream::Chunk{coded, rl, bl, 0};
     s->coded_total += coded;
   }
-  if ((s->nsym == 0) != (s->coded_total == 0)) return Reject(SLICER_ERR_CORRUPT, "dense frequency table");
+  if ((s->nsym == 0) != (s->coded_total == 0))
+    return Reject(SLICER_ERR_CORRUPT, "dense frequency table");
   const size_t chunk_end = cur.pos;
   const size_t item = DtypeBytes(s->dtype);
-  if (raw_elements > (cur.end - cur.pos) / item) return Reject(SLICER_ERR_TRUNCATED, "dense raw values");
+  if (raw_elements > (cur.end - cur.pos) / item)
+    return Reject(SLICER_ERR_TRUNCATED, "dense raw values");
   s->raw_pos = cur.pos;
   cur.pos += raw_elements * item;
   const size_t raw_end = cur.pos;
@@ -459,7 +505,8 @@ slicer_status CheckContainer(const uint8_t* data, size_t size, uint32_t* version
   if (std::memcmp(data, magic, 4) != 0) return Reject(SLICER_ERR_BAD_MAGIC, "magic");
   const uint32_t stored = uint32_t{data[size - 4]} | uint32_t{data[size - 3]} << 8 |
                           uint32_t{data[size - 2]} << 16 | uint32_t{data[size - 1]} << 24;
-  if (internal::Crc32(0, data, size - 4) != stored) return Reject(SLICER_ERR_BAD_CHECKSUM, "checksum");
+  if (internal::Crc32(0, data, size - 4) != stored)
+    return Reject(SLICER_ERR_BAD_CHECKSUM, "checksum");
   *version = data[4];
   return SLICER_OK;
 }
@@ -521,30 +568,16 @@ slicer_status DecodeDense(const uint8_t* data, size_t size, uint64_t max_element
     }
   }
   const uint64_t nch = s.chunks.size();
-  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  threads = static_cast<unsigned>(std::min<uint64_t>(threads, nch));
-  if (threads <= 1 || s.n < (uint64_t{1} << 18)) {
-    for (uint64_t j = 0; j < nch; ++j) SLICER_TRY(DecodeChunk(s, data, j, out));
-    return SLICER_OK;
-  }
-  std::vector<slicer_status> status(threads, SLICER_OK);
-  std::vector<std::thread> workers;
-  for (unsigned t = 0; t < threads; ++t) {
-    workers.emplace_back([&, t] {
-      try {
-        for (uint64_t j = nch * t / threads; j < nch * (t + 1) / threads; ++j) {
-          const slicer_status st = DecodeChunk(s, data, j, out);
-          if (st != SLICER_OK) {
-            status[t] = st;
-            return;
-          }
-        }
-      } catch (...) {
-        status[t] = SLICER_ERR_INTERNAL;
-      }
-    });
-  }
-  for (auto& w : workers) w.join();
+  // Chunks in parallel on the call's pool (parallel.hpp); the first failing chunk's status.
+  const unsigned parts = s.n < (uint64_t{1} << 18)
+                             ? 1u
+                             : internal::PartCount(nch, internal::ResolveThreads(threads), 1);
+  std::vector<slicer_status> status(parts, SLICER_OK);
+  internal::RunParts(nch, parts, [&](unsigned part, uint64_t j0, uint64_t j1) {
+    for (uint64_t j = j0; j < j1 && status[part] == SLICER_OK; ++j) {
+      status[part] = DecodeChunk(s, data, size, j, out);
+    }
+  });
   for (slicer_status st : status)
     if (st != SLICER_OK) return st;
   return SLICER_OK;

@@ -2,7 +2,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <thread>
 #include <vector>
 
 #include "codec.hpp"
@@ -11,6 +10,7 @@
 #include "dense/dense.hpp"
 #include "dense/dense_internal.hpp"
 #include "float_bits.hpp"
+#include "parallel.hpp"
 #include "varint.hpp"
 
 namespace slicer::dense {
@@ -28,152 +28,212 @@ void Put(uint64_t v, std::vector<uint8_t>* out) {
 struct Reader {
   const uint8_t* data;
   int dtype;
-  // Elements [i, i + cnt) widened to binary64 (one dtype switch per block).
-  void Block(uint64_t i, unsigned cnt, double* out) const {
-    switch (dtype) {
-      case SLICER_FLOAT64:
-        std::memcpy(out, data + 8 * i, 8 * cnt);
-        break;
-      case SLICER_FLOAT32: {
-        float tmp[256];
-        std::memcpy(tmp, data + 4 * i, 4 * cnt);
-        for (unsigned k = 0; k < cnt; ++k) out[k] = tmp[k];
-        break;
-      }
-      default:
-        for (unsigned k = 0; k < cnt; ++k) out[k] = (*this)(i + k);
-    }
-  }
   double operator()(uint64_t i) const { return LoadElement(dtype, data, i); }
 };
 
-struct ChunkOut {
-  std::vector<uint8_t> rans;  // [rans_begin, size) holds the bytes
-  size_t rans_begin = 0;
-  std::vector<uint8_t> bits;
-};
-
-// rANS (§14) over syms[0, n) written backwards into out->rans.
-void EncodeRans(const uint16_t* syms, uint64_t n, const std::vector<EncSymbol>& table,
-                ChunkOut* out) {
+// rANS (§14) over syms[0, n) written backwards into [*begin, end): *begin is set to the first
+// byte. The buffer must hold 24 + 2n bytes plus the 2 bytes below them that the branchless step
+// may write (and then drop).
+uint8_t* EncodeRans(const uint16_t* syms, uint64_t n, const EncSymbol* table, uint8_t* end) {
   const unsigned k = StatesFor(n);
-  out->rans.resize(24 + 2 * n);
-  uint8_t* const end = out->rans.data() + out->rans.size();
   uint8_t* ptr = end;
   uint32_t x[4] = {kRansL, kRansL, kRansL, kRansL};
   if (k == 1) {
-    for (uint64_t i = n; i-- > 0;) RansPut(&x[0], &ptr, table[syms[i]]);
+    for (uint64_t i = n; i-- > 0;) RansPutBranchless(&x[0], &ptr, table[syms[i]]);
   } else {
     uint64_t i = n;
     while (i % 4 != 0) {
       --i;
-      RansPut(&x[i % 4], &ptr, table[syms[i]]);
+      RansPutBranchless(&x[i % 4], &ptr, table[syms[i]]);
     }
+    uint32_t x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
     while (i > 0) {
       i -= 4;
-      RansPut(&x[3], &ptr, table[syms[i + 3]]);
-      RansPut(&x[2], &ptr, table[syms[i + 2]]);
-      RansPut(&x[1], &ptr, table[syms[i + 1]]);
-      RansPut(&x[0], &ptr, table[syms[i]]);
+      RansPutBranchless(&x3, &ptr, table[syms[i + 3]]);
+      RansPutBranchless(&x2, &ptr, table[syms[i + 2]]);
+      RansPutBranchless(&x1, &ptr, table[syms[i + 1]]);
+      RansPutBranchless(&x0, &ptr, table[syms[i]]);
     }
+    x[0] = x0, x[1] = x1, x[2] = x2, x[3] = x3;
   }
   RansFlush(x, k, &ptr);
-  out->rans_begin = static_cast<size_t>(ptr - out->rans.data());
+  return ptr;
 }
 
-// LSB-first bit writer (§1) for the extra bits.
+// LSB-first bit writer (§1) for the extra bits: bits gather in a 64-bit accumulator that is
+// stored 32 bits at a time (rarely: most codes carry no extra bits).
 struct BitSink {
-  std::vector<uint8_t>* out;
+  uint8_t* out;
+  uint64_t pos = 0;  // bytes written
   uint64_t acc = 0;
-  unsigned n = 0;
-  void Write(uint64_t v, unsigned bits) {  // bits <= 51
+  unsigned n = 0;                            // pending bits, < 32 between writes
+  void Write32(uint64_t v, unsigned bits) {  // bits <= 32
     acc |= v << n;
     n += bits;
-    while (n >= 8) {
-      out->push_back(static_cast<uint8_t>(acc));
-      acc >>= 8;
-      n -= 8;
+    if (n >= 32) {
+      const uint32_t word = static_cast<uint32_t>(acc);
+      std::memcpy(out + pos, &word, 4);
+      pos += 4;
+      acc >>= 32;
+      n -= 32;
     }
   }
-  void Finish() {
-    if (n > 0) out->push_back(static_cast<uint8_t>(acc));
+  void Write(uint64_t v, unsigned bits) {  // bits <= 51
+    if (bits > 32) {
+      Write32(v & 0xFFFFFFFFu, 32);
+      Write32(v >> 32, bits - 32);
+    } else {
+      Write32(v, bits);
+    }
+  }
+  // Pads the pending bits with zeros to a byte; returns the bytes written so far.
+  uint64_t Finish() {
+    for (; n > 0; n = n > 8 ? n - 8 : 0) {
+      out[pos++] = static_cast<uint8_t>(acc);
+      acc >>= 8;
+    }
     acc = 0;
-    n = 0;
+    return pos;
   }
 };
 
-template <class Read>
-void QuantizeRun(const Read& read, uint64_t begin, uint64_t end, double delta, double rho,
-                 bool auto_off, uint16_t* out, uint64_t (*hist4)[kNumSymbols],
-                 std::vector<uint64_t>* extras, OffsetSums* acc) {
-  constexpr unsigned kBlock = 256;
-  alignas(16) double xs[kBlock], ts[kBlock];
-  alignas(16) int32_t ms[kBlock], dfl[kBlock];
-  alignas(16) uint32_t sym_small[kBlock];  // unsigned: 2m wraps for m >= 2^30 (unused there)
+// Symbol counts in eight interleaved 32-bit tables (element k counts in table k mod 8, so the
+// increments of a run of equal symbols do not wait on each other), folded into 64-bit totals
+// before any table could overflow.
+struct Histogram {
+  uint32_t part[8][kNumSymbols] = {};
+  uint64_t total[kNumSymbols] = {};
+  uint64_t pending = 0;
+  void Fold() {
+    for (unsigned w = 0; w < 8; ++w) {
+      for (unsigned q = 0; q < kNumSymbols; ++q) total[q] += part[w][q];
+      std::memset(part[w], 0, sizeof(part[w]));
+    }
+    pending = 0;
+  }
+  void Reserve(uint64_t cnt) {  // before counting cnt more elements
+    if (pending + cnt >= (uint64_t{1} << 32)) Fold();
+    pending += cnt;
+  }
+  void Total(uint64_t* out) {
+    Fold();
+    std::memcpy(out, total, sizeof(total));
+  }
+};
+
+// Quantizer output of one block of at most kBlock elements (§12.2).
+constexpr unsigned kBlock = 256;
+struct Block {
+  alignas(32) double x[kBlock];
+  alignas(32) double t[kBlock];
+  alignas(32) int32_t m[kBlock];
+  alignas(32) int32_t frac[kBlock];  // floor((t − m)·2^20), for the §12.3 rule
+};
+
+// t = |x|/Δ, m = floor(t + ρ) for codes below 2^31, and the offset sums; false when some
+// t + ρ is not below 2^31 (huge codes, NaN or infinity: the caller's exact scalar path).
+// The same binary64 operations whatever the instruction set (no contraction: §1).
+template <bool kAutoOff>
+__attribute__((always_inline)) inline bool QuantizeBlockImpl(Block* b, unsigned cnt, double delta,
+                                                             double rho, OffsetSums* acc) {
+  for (unsigned k = 0; k < cnt; ++k) b->t[k] = std::fabs(b->x[k]) / delta;
+  int32_t in_range = 1;
+  for (unsigned k = 0; k < cnt; ++k) in_range &= static_cast<int32_t>(b->t[k] + rho < 0x1p31);
+  if (!in_range) return false;
+  for (unsigned k = 0; k < cnt; ++k) b->m[k] = static_cast<int32_t>(b->t[k] + rho);  // floor
+  if constexpr (kAutoOff) {
+    int64_t s1 = 0, s2 = 0;
+    int32_t c1 = 0, c2 = 0;
+    for (unsigned k = 0; k < cnt; ++k) {
+      const double dv = (b->t[k] - static_cast<double>(b->m[k])) * 0x1p20;
+      const int32_t tr = static_cast<int32_t>(dv);
+      const int32_t fl = tr - static_cast<int32_t>(static_cast<double>(tr) > dv);
+      const int32_t one = -static_cast<int32_t>(b->m[k] == 1);
+      const int32_t big = -static_cast<int32_t>(b->m[k] >= 2);
+      s1 += fl & one;
+      s2 += fl & big;
+      c1 -= one;
+      c2 -= big;
+    }
+    acc->s1 += s1;
+    acc->s2 += s2;
+    acc->c1 += static_cast<uint64_t>(c1);
+    acc->c2 += static_cast<uint64_t>(c2);
+  }
+  return true;
+}
+
+template <bool kAutoOff>
+bool QuantizeBlockBase(Block* b, unsigned cnt, double delta, double rho, OffsetSums* acc) {
+  return QuantizeBlockImpl<kAutoOff>(b, cnt, delta, rho, acc);
+}
+template <bool kAutoOff>
+__attribute__((target("avx2"))) bool QuantizeBlockAvx2(Block* b, unsigned cnt, double delta,
+                                                       double rho, OffsetSums* acc) {
+  return QuantizeBlockImpl<kAutoOff>(b, cnt, delta, rho, acc);
+}
+
+using QuantizeFn = bool (*)(Block*, unsigned, double, double, OffsetSums*);
+QuantizeFn PickQuantize(bool auto_off) {
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2) return auto_off ? &QuantizeBlockAvx2<true> : &QuantizeBlockAvx2<false>;
+  return auto_off ? &QuantizeBlockBase<true> : &QuantizeBlockBase<false>;
+}
+
+// Elements [begin, end) of one dense group → symbols, histogram, extra bits (§11).
+void QuantizeRun(const Reader& read, uint64_t begin, uint64_t end, double delta, double rho,
+                 bool auto_off, QuantizeFn quantize, uint16_t* out, Histogram* hist, BitSink* sink,
+                 OffsetSums* acc) {
+  Block blk;
   for (uint64_t b0 = begin; b0 < end; b0 += kBlock) {
     const unsigned cnt = static_cast<unsigned>(std::min<uint64_t>(kBlock, end - b0));
-    read.Block(b0, cnt, xs);
-    for (unsigned k = 0; k < cnt; ++k) ts[k] = std::fabs(xs[k]) / delta;  // §12.2, vectorized
-    int32_t in_range = 1;  // every u < 2^31 (false for NaN / infinity too)
-    for (unsigned k = 0; k < cnt; ++k) in_range &= static_cast<int32_t>(ts[k] + rho < 0x1p31);
-    if (!in_range) {  // rare: huge codes, NaN or infinity: the exact scalar path
+    if (read.dtype == SLICER_FLOAT32) {
+      const float* f = reinterpret_cast<const float*>(read.data) + b0;
       for (unsigned k = 0; k < cnt; ++k) {
-        const double t = ts[k];
+        float v;
+        std::memcpy(&v, f + k, 4);
+        blk.x[k] = v;
+      }
+    } else if (read.dtype == SLICER_FLOAT64) {
+      std::memcpy(blk.x, read.data + 8 * b0, 8 * cnt);
+    } else {
+      for (unsigned k = 0; k < cnt; ++k) blk.x[k] = read(b0 + k);
+    }
+    hist->Reserve(cnt);
+    uint16_t* o = out + (b0 - begin);
+    if (!quantize(&blk, cnt, delta, rho, acc)) {  // rare: the exact scalar path
+      for (unsigned k = 0; k < cnt; ++k) {
+        const double t = std::fabs(blk.x[k]) / delta;
         const double u = t + rho;
         if (!(u <= 0x1p53)) {
-          if (!std::isfinite(xs[k]))
+          if (!std::isfinite(blk.x[k]))
             throw internal::StatusError(SLICER_ERR_NONFINITE_INPUT, "input");
           throw internal::StatusError(SLICER_ERR_INVALID_ARGUMENT, "step too small");
         }
         const uint64_t m = static_cast<uint64_t>(u);
-        unsigned nbits;
-        uint64_t extra;
-        const unsigned sym = SymbolOf(m, xs[k] < 0, &nbits, &extra);
-        if (nbits != 0) extras->push_back((extra << 6) | nbits);
+        unsigned nbits = 0;
+        uint64_t extra = 0;
+        const unsigned sym = SymbolOf(m, blk.x[k] < 0, &nbits, &extra);
+        if (nbits != 0) sink->Write(extra, nbits);
         if (auto_off) acc->Add(t, m);
-        out[b0 - begin + k] = static_cast<uint16_t>(sym);
-        ++hist4[k & 3][sym];
+        o[k] = static_cast<uint16_t>(sym);
+        ++hist->part[k & 7][sym];
       }
       continue;
     }
-    // Codes below 2^31: int32 arithmetic the compiler vectorizes (same values as §12.2).
-    int32_t s1 = 0, s2 = 0, c1 = 0, c2 = 0;
+    // §11 without branches: codes below 2^31.
     for (unsigned k = 0; k < cnt; ++k) {
-      const int32_t m = static_cast<int32_t>(ts[k] + rho);  // u >= 0: truncation is floor
-      ms[k] = m;
-      const int32_t pos = static_cast<int32_t>(xs[k] > 0);
-      const uint32_t mu = static_cast<uint32_t>(m);
-      sym_small[k] = (2u * mu - static_cast<uint32_t>(pos)) & (0u - static_cast<uint32_t>(m != 0));
-      const double dv = (ts[k] - static_cast<double>(m)) * 0x1p20;
-      const int32_t tr = static_cast<int32_t>(dv);
-      dfl[k] = tr - static_cast<int32_t>(static_cast<double>(tr) > dv);
-    }
-    if (auto_off) {
-      for (unsigned k = 0; k < cnt; ++k) {
-        const int32_t one = static_cast<int32_t>(ms[k] == 1);
-        const int32_t big = static_cast<int32_t>(ms[k] >= 2);
-        s1 += one * dfl[k];
-        c1 += one;
-        s2 += big * dfl[k];
-        c2 += big;
-      }
-      acc->s1 += s1;
-      acc->s2 += s2;
-      acc->c1 += static_cast<uint64_t>(c1);
-      acc->c2 += static_cast<uint64_t>(c2);
-    }
-    uint16_t* o = out + (b0 - begin);
-    for (unsigned k = 0; k < cnt; ++k) {
-      const uint32_t m = static_cast<uint32_t>(ms[k]);
-      unsigned sym = static_cast<unsigned>(sym_small[k]);
-      if (m >= kDirect) {
-        unsigned nbits;
-        uint64_t extra;
-        sym = SymbolOf(m, xs[k] < 0, &nbits, &extra);
-        extras->push_back((extra << 6) | nbits);
-      }
+      const uint32_t m = static_cast<uint32_t>(blk.m[k]);
+      const unsigned e = 31u - static_cast<unsigned>(__builtin_clz(m | 1u));  // floor(log2 m)
+      const bool big = m >= kDirect;
+      const unsigned sh = big ? e - 2 : 0;
+      const unsigned bin = big ? 4 * e - 4 + ((m >> sh) & 3u) : m;
+      const uint32_t extra = m & ((1u << sh) - 1u);
+      const unsigned pos = static_cast<unsigned>(blk.x[k] > 0);
+      const unsigned sym = (2 * bin - pos) & (0u - static_cast<unsigned>(bin != 0));
+      sink->Write32(extra, sh);
       o[k] = static_cast<uint16_t>(sym);
-      ++hist4[k & 3][sym];
+      ++hist->part[k & 7][sym];
     }
   }
 }
@@ -254,14 +314,25 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   const uint64_t chunk = uint64_t{1} << params.chunk_log2;
   const uint64_t nch = (n + chunk - 1) / chunk;
 
-  // Pass 1: codes → symbols (+ extra bits), histogram, offset sums (§11, §12.2, §12.3).
+  // Pass 1: codes → symbols, histogram, offset sums, and each chunk's extra bits (§11,
+  // §12.2, §12.3), chunk after chunk into one buffer, each chunk's padded to a byte.
   std::vector<uint16_t, internal::UninitializedAllocator<uint16_t>> syms(n);
-  std::vector<uint64_t> extras;  // (value << 6) | nbits, for bins >= 8, in order
-  std::vector<uint64_t> chunk_syms(nch + 1, 0), chunk_extras(nch + 1, 0);
-  uint64_t hist4[4][kNumSymbols] = {};
+  std::vector<uint8_t, internal::UninitializedAllocator<uint8_t>> bitbuf(
+      static_cast<size_t>((51 * n + 7) / 8 + nch + 16));
+  BitSink sink{bitbuf.data()};
+  std::vector<uint64_t> chunk_syms(nch + 1, 0), chunk_bits(nch + 1, 0);
+  Histogram counts;
   OffsetSums acc;
   uint64_t nsyms = 0;
   const bool auto_off = params.auto_offsets != 0;
+  const QuantizeFn quantize = PickQuantize(auto_off);
+  uint64_t sink_chunk = 0;                      // the chunk whose extra bits the sink is writing
+  auto close_chunks_before = [&](uint64_t c) {  // ends the sink's chunk and all before c
+    if (c <= sink_chunk) return;
+    const uint64_t at = sink.Finish();
+    for (uint64_t j = sink_chunk; j < c; ++j) chunk_bits[j + 1] = at;
+    sink_chunk = c;
+  };
   for (uint64_t i = 0; i < n;) {
     const uint64_t g = layout.GroupOf(i);
     const uint64_t stop = std::min(n, i + layout.RunLeft(i, n));
@@ -274,24 +345,22 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
     }
     const double delta = has_table ? steps[g] : base_step;
     while (i < stop) {  // chunk-aligned pieces, so per-chunk counts come out of the loop
+      close_chunks_before(i / chunk);
       const uint64_t piece_end = std::min(stop, (i / chunk + 1) * chunk);
-      const uint64_t before = extras.size();
-      QuantizeRun(read, i, piece_end, delta, rho, auto_off, syms.data() + nsyms, hist4, &extras,
-                  &acc);
+      QuantizeRun(read, i, piece_end, delta, rho, auto_off, quantize, syms.data() + nsyms, &counts,
+                  &sink, &acc);
       chunk_syms[i / chunk + 1] += piece_end - i;
-      chunk_extras[i / chunk + 1] += extras.size() - before;
       nsyms += piece_end - i;
       i = piece_end;
     }
   }
+  close_chunks_before(nch);
   uint64_t hist[kNumSymbols];
-  for (unsigned q = 0; q < kNumSymbols; ++q)
-    hist[q] = hist4[0][q] + hist4[1][q] + hist4[2][q] + hist4[3][q];
+  counts.Total(hist);
   const int64_t s1 = acc.s1, s2 = acc.s2;
   const uint64_t c1 = acc.c1, c2 = acc.c2;
   for (uint64_t j = 0; j < nch; ++j) {
     chunk_syms[j + 1] += chunk_syms[j];
-    chunk_extras[j + 1] += chunk_extras[j];
   }
   const int8_t o1 = auto_off ? OffsetSums::Offset(s1, c1) : params.offset1;
   const int8_t o2 = auto_off ? OffsetSums::Offset(s2, c2) : params.offset2;
@@ -308,42 +377,29 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   for (unsigned s = 0; s < nsym; ++s)
     if (freq[s]) table[s] = MakeEncSymbol(cum[s], freq[s]);
 
-  // Pass 2: chunks (independent; run on threads for large inputs).
-  std::vector<ChunkOut> chunks(nch);
-  auto encode_chunks = [&](uint64_t j0, uint64_t j1) {
+  // Pass 2: rANS per chunk (independent: on the call's pool for large inputs), each written
+  // backwards into its own slot of one buffer: chunk j's slot ends at 2 + Σ_{i≤j} (24 + 2 n_i).
+  std::vector<uint64_t> slot_end(nch + 1, 0);
+  for (uint64_t j = 0; j < nch; ++j) {
+    const uint64_t cnt = chunk_syms[j + 1] - chunk_syms[j];
+    slot_end[j + 1] = slot_end[j] + (cnt == 0 ? 0 : 2 + 24 + 2 * cnt);
+  }
+  std::vector<uint8_t, internal::UninitializedAllocator<uint8_t>> rans(
+      static_cast<size_t>(slot_end[nch]));
+  std::vector<uint64_t> rans_begin(nch, 0);
+  const unsigned parts =
+      n < (uint64_t{1} << 18)
+          ? 1u
+          : internal::PartCount(nch, internal::ResolveThreads(params.threads), 1);
+  internal::RunParts(nch, parts, [&](unsigned, uint64_t j0, uint64_t j1) {
     for (uint64_t j = j0; j < j1; ++j) {
       const uint64_t a = chunk_syms[j], b = chunk_syms[j + 1];
       if (a == b) continue;
-      EncodeRans(syms.data() + a, b - a, table, &chunks[j]);
-      BitSink sink{&chunks[j].bits};
-      chunks[j].bits.reserve((chunk_extras[j + 1] - chunk_extras[j]) * 7 + 8);
-      for (uint64_t e = chunk_extras[j]; e < chunk_extras[j + 1]; ++e) {
-        sink.Write(extras[e] >> 6, static_cast<unsigned>(extras[e] & 63));
-      }
-      sink.Finish();
+      uint8_t* const end = rans.data() + slot_end[j + 1];
+      rans_begin[j] = static_cast<uint64_t>(EncodeRans(syms.data() + a, b - a, table.data(), end) -
+                                            rans.data());
     }
-  };
-  unsigned threads = params.threads == 0 ? std::max(1u, std::thread::hardware_concurrency())
-                                         : params.threads;
-  threads = static_cast<unsigned>(std::min<uint64_t>(threads, nch));
-  if (threads <= 1 || n < (uint64_t{1} << 18)) {
-    encode_chunks(0, nch);
-  } else {
-    std::vector<std::thread> workers;
-    std::vector<std::exception_ptr> errors(threads);
-    for (unsigned t = 0; t < threads; ++t) {
-      workers.emplace_back([&, t] {
-        try {
-          encode_chunks(nch * t / threads, nch * (t + 1) / threads);
-        } catch (...) {
-          errors[t] = std::current_exception();
-        }
-      });
-    }
-    for (auto& w : workers) w.join();
-    for (auto& e : errors)
-      if (e) std::rethrow_exception(e);
-  }
+  });
 
   // Assemble (§10, §13).
   std::vector<uint8_t>& out = *stream;
@@ -362,11 +418,13 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   Put(nsym, &out);
   WriteClassField(classes.data(), nsym, &out);
   size_t payload = 0;
-  for (const ChunkOut& c : chunks) {
-    const size_t rl = c.rans.size() - c.rans_begin;
+  for (uint64_t j = 0; j < nch; ++j) {
+    const bool coded = chunk_syms[j + 1] > chunk_syms[j];
+    const size_t rl = coded ? slot_end[j + 1] - rans_begin[j] : 0;
+    const size_t bl = chunk_bits[j + 1] - chunk_bits[j];
     Put(rl, &out);
-    Put(c.bits.size(), &out);
-    payload += rl + c.bits.size();
+    Put(bl, &out);
+    payload += rl + bl;
   }
   if (has_table) {
     const size_t item = DtypeBytes(dtype);
@@ -383,10 +441,11 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
     }
   }
   out.reserve(out.size() + payload + 4);
-  for (const ChunkOut& c : chunks) {
-    out.insert(out.end(), c.rans.begin() + static_cast<std::ptrdiff_t>(c.rans_begin),
-               c.rans.end());
-    out.insert(out.end(), c.bits.begin(), c.bits.end());
+  for (uint64_t j = 0; j < nch; ++j) {
+    if (chunk_syms[j + 1] > chunk_syms[j]) {
+      out.insert(out.end(), rans.data() + rans_begin[j], rans.data() + slot_end[j + 1]);
+    }
+    out.insert(out.end(), bitbuf.data() + chunk_bits[j], bitbuf.data() + chunk_bits[j + 1]);
   }
   const uint32_t crc = internal::Crc32(0, out.data(), out.size());
   for (int b = 0; b < 4; ++b) out.push_back(static_cast<uint8_t>(crc >> (8 * b)));

@@ -1,0 +1,71 @@
+// Dense-mode encode / decode speed through the C ABI, one thread, CPU time of the thread.
+//
+//   python -c "import numpy as np; x = np.load('bench/data/smollm2_l15.npy').reshape(-1); \
+//              np.resize(x, 1 << 20).astype(np.float32).tofile('/tmp/x.f32')"
+//   g++ -O2 -std=c++17 -Icpp/include bench/bench_dense_cpp.cpp build/<dir>/cpp/libslicer.a \
+//       -lpthread -o /tmp/bench_dense
+//   /tmp/bench_dense /tmp/x.f32 enc|dec STEP [REPS]
+//
+// Prints the stream's bits per element and the median CPU milliseconds per call over REPS
+// calls (default 100). Build it against two libraries and alternate the runs to compare them
+// on a shared machine (bench/RESULTS.md §9.3.1).
+#include <slicer/slicer.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <vector>
+
+static double CpuNow() {
+  timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+int main(int argc, char** argv) {
+  if (argc < 4) {
+    std::fprintf(stderr, "usage: %s FILE.f32 enc|dec STEP [REPS]\n", argv[0]);
+    return 2;
+  }
+  const bool encode = argv[2][0] == 'e';
+  const float step = static_cast<float>(std::atof(argv[3]));
+  const int reps = argc > 4 ? std::atoi(argv[4]) : 100;
+  FILE* f = std::fopen(argv[1], "rb");
+  if (f == nullptr) return 2;
+  std::vector<float> x;
+  float buf[4096];
+  size_t got;
+  while ((got = std::fread(buf, 4, 4096, f)) > 0) x.insert(x.end(), buf, buf + got);
+  std::fclose(f);
+  const int64_t shape[1] = {static_cast<int64_t>(x.size())};
+  slicer_dense_params p;
+  slicer_dense_params_init(&p);
+  p.step = step;
+  p.threads = 1;
+  size_t bound = 0;
+  if (slicer_dense_encode_bound(shape, 1, SLICER_FLOAT32, &p, &bound) != SLICER_OK) return 1;
+  std::vector<uint8_t> stream(bound);
+  size_t written = 0;
+  if (slicer_dense_encode(x.data(), SLICER_FLOAT32, shape, 1, &p, stream.data(), bound,
+                          &written) != SLICER_OK)
+    return 1;
+  std::vector<float> y(x.size());
+  std::vector<double> ms;
+  for (int r = 0; r < reps; ++r) {
+    const double t0 = CpuNow();
+    int st;
+    if (encode) {
+      st = slicer_dense_encode(x.data(), SLICER_FLOAT32, shape, 1, &p, stream.data(), bound,
+                               &written);
+    } else {
+      st = slicer_decode(stream.data(), written, x.size(), y.data(), 4 * y.size(), 1);
+    }
+    ms.push_back((CpuNow() - t0) * 1e3);
+    if (st != SLICER_OK) return 1;
+  }
+  std::sort(ms.begin(), ms.end());
+  std::printf("%s bits/el %.3f median_ms %.3f GB/s %.2f\n", encode ? "encode" : "decode",
+              8.0 * written / x.size(), ms[ms.size() / 2], 4e-6 * x.size() / ms[ms.size() / 2]);
+  return 0;
+}
