@@ -1,0 +1,41 @@
+"""Helpers of the dense-mode decoder tests: CRC repair and the reference's verdict."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+import reference_dense as rd
+import slicer
+
+
+def with_crc(body: bytes) -> bytes:
+    """`body` (a stream without its checksum) followed by its CRC-32 (docs/format.md §6.2)."""
+    return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
+
+
+def same_values(a: np.ndarray, b: np.ndarray) -> bool:
+    """Same dtype, shape and bit patterns (so -0.0 and 0.0 differ)."""
+    return (
+        a.dtype == b.dtype
+        and a.shape == b.shape
+        and np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
+    )
+
+
+def assert_reference_verdict(data: bytes, max_elements: int = 2**31) -> bool:
+    """slicer.decode rejects `data` iff the reference does, else decodes the same values.
+    Returns whether the stream was accepted."""
+    try:
+        want = rd.decode(data, max_elements=max_elements)[0]
+    except rd.ReferenceFormatError:
+        want = None
+    if want is None:
+        with pytest.raises(slicer.FormatError):
+            slicer.decode(data, max_elements=max_elements)
+        return False
+    assert same_values(slicer.decode(data, max_elements=max_elements), want)
+    return True
