@@ -537,9 +537,9 @@ std::vector<RankInfo> KeysAtRanks(const uint32_t* keys, uint64_t count,
 using MemberBuffer = IndexBuffer;
 
 // Labels the kept elements of one sign by their P-order rank (§5.1). `keys[t]` is the
-// magnitude key of kept element `members[t]`. Returns whether it also set the sign's block
-// ranges (group->min_key / max_key of its non-empty blocks).
-bool LabelSign(const KeyBuffer& keys, const MemberBuffer& members, unsigned blocks,
+// magnitude key of kept element `members[t]`. Also sets the sign's block ranges
+// (group->min_key / max_key of its non-empty blocks).
+void LabelSign(const KeyBuffer& keys, const MemberBuffer& members, unsigned blocks,
                unsigned first_label, uint64_t base, const CodecParams& params, unsigned threads,
                GroupCode* group) {
   KeptElement* kept = group->kept.data();
@@ -550,15 +550,34 @@ bool LabelSign(const KeyBuffer& keys, const MemberBuffer& members, unsigned bloc
   const auto global_of = [kept, member, base](uint64_t t) {
     return base + kept[member[t]].position;
   };
-  if (blocks == 1 && count <= kSortLabelMax) {
-    for (uint64_t t = 0; t < count; ++t) kept[member[t]].label = static_cast<uint8_t>(first_label);
-    return false;
+  if (blocks == 1 && count > 0 && count <= kSortLabelMax) {
+    uint32_t smallest = 0xFFFFFFFFu;
+    uint32_t largest = 0;
+    for (uint64_t t = 0; t < count; ++t) {
+      kept[member[t]].label = static_cast<uint8_t>(first_label);
+      smallest = std::min(smallest, key_data[t]);
+      largest = std::max(largest, key_data[t]);
+    }
+    group->min_key[first_label] = smallest;
+    group->max_key[first_label] = largest;
+    return;
   }
   if (blocks > 1 && count > 0 && count <= kSortLabelMax) {
     // Few elements (per-row groups): label by P-order rank. Without equal keys the rank is the
     // number of larger keys, counted in a loop the compiler vectorizes (no sort, no draws).
-    uint64_t edges[SLICER_MAX_BLOCKS];  // first rank of block b
+    uint64_t edges[SLICER_MAX_BLOCKS + 1];  // first rank of block b
+    edges[0] = 0;
+    edges[blocks] = count;
     for (unsigned b = 1; b < blocks; ++b) edges[b] = uint64_t{b} * count / blocks;
+    // Block ranges from the keys by rank (P order): a block's first and last rank.
+    uint32_t key_at[kSortLabelMax];
+    const auto set_ranges = [&]() {
+      for (unsigned m = 0; m < blocks; ++m) {
+        if (edges[m + 1] == edges[m]) continue;
+        group->max_key[first_label + m] = key_at[edges[m]];
+        group->min_key[first_label + m] = key_at[edges[m + 1] - 1];
+      }
+    };
     const auto label_of_rank = [&](uint64_t rank) {
       unsigned block = 0;
       for (unsigned b = 1; b < blocks; ++b) block += rank >= edges[b] ? 1u : 0u;
@@ -580,8 +599,12 @@ bool LabelSign(const KeyBuffer& keys, const MemberBuffer& members, unsigned bloc
       seen[greater >> 6] |= bit;
     }
     if (!ties) {
-      for (uint64_t t = 0; t < count; ++t) kept[member[t]].label = label_of_rank(ranks[t]);
-      return false;
+      for (uint64_t t = 0; t < count; ++t) {
+        kept[member[t]].label = label_of_rank(ranks[t]);
+        key_at[ranks[t]] = key_data[t];
+      }
+      set_ranges();
+      return;
     }
     // Equal keys: sort in full P order.
     struct Ranked {
@@ -600,8 +623,12 @@ bool LabelSign(const KeyBuffer& keys, const MemberBuffer& members, unsigned bloc
       if (a.draw != b.draw) return a.draw < b.draw;
       return a.global < b.global;
     });
-    for (uint64_t r = 0; r < count; ++r) kept[member[ranked[r].t]].label = label_of_rank(r);
-    return false;
+    for (uint64_t r = 0; r < count; ++r) {
+      kept[member[ranked[r].t]].label = label_of_rank(r);
+      key_at[r] = ranked[r].key;
+    }
+    set_ranges();
+    return;
   }
   // cuts[b - 1] = the first floor(b * count / M) elements of this sign, b = 1 ... M - 1.
   // Block m holds the P-order ranks [edge(m), edge(m + 1)), so its largest and smallest keys
@@ -662,7 +689,6 @@ bool LabelSign(const KeyBuffer& keys, const MemberBuffer& members, unsigned bloc
                kept[member[t]].label = static_cast<uint8_t>(first_label + block);
              }
            });
-  return true;
 }
 
 // Splits the kept list by sign (compact key arrays, no masking) and labels both signs.
@@ -730,11 +756,10 @@ void LabelBlocks(uint64_t base, const CodecParams& params, unsigned threads, Wor
   members[0].resize(n_pos);
   keys[1].resize(n_neg);
   members[1].resize(n_neg);
-  const bool pos_ranges =
-      LabelSign(keys[0], members[0], params.blocks_pos, 0, base, params, threads, group);
-  const bool neg_ranges = LabelSign(keys[1], members[1], params.blocks_neg, params.blocks_pos, base,
-                                    params, threads, group);
-  group->ranges_known = pos_ranges && neg_ranges;
+  LabelSign(keys[0], members[0], params.blocks_pos, 0, base, params, threads, group);
+  LabelSign(keys[1], members[1], params.blocks_neg, params.blocks_pos, base, params, threads,
+            group);
+  group->ranges_known = true;
 }
 
 // Checks the kept count, then counts the positives and labels and counts the blocks.
