@@ -429,7 +429,7 @@ def cmd_memory(args: argparse.Namespace) -> None:
     )
     mem = prof.memory
     rows = []
-    cases = [(cut, None) for cut in args.cuts] + [(args.cuts[0], "fp32"), (args.cuts[0], "int8")]
+    cases = [(cut, None) for cut in args.cuts] + [(args.cuts[0], d) for d in args.device_models]
     for cut, device in tqdm(cases * args.runs, desc="memory runs", file=sys.stderr):
         p = measure_memory(args.model, cut, device, prompt=64, steps=args.steps)
         device_bytes = (
@@ -709,6 +709,7 @@ def main() -> None:
     p.add_argument("--budgets", type=float, nargs="+", default=[100, 200, 300, 450, 800, 1000])
     p.add_argument("--rate", type=float, default=2e6, help="link rate of the budget plans")
     p.add_argument("--handovers", type=int, nargs="+", default=[0, 8], help="w the plans may use")
+    p.add_argument("--device-models", nargs="*", default=["fp32", "int8"], choices=["fp32", "int8"])
     p.add_argument("--device-factor", type=float, default=1.0)
     p.add_argument("--reprofile", action="store_true")
     p.add_argument("--tag", default="profile", help="suffix of the result file")

@@ -10,7 +10,10 @@ hits all of them alike, and each term is fitted as
     head(ℓ) = h + ℓ · layer        tail(ℓ) = t + (L − ℓ) · layer
 
 (least squares, one per-layer cost shared by head and tail: the layers are the same), which
-gives every cut 1..L-1. The full device model (fp32 or int8) is measured as it is.
+gives every cut 1..L-1. The full device model (fp32 or int8) is measured as it is. With one
+ORT thread the times are the CPU time of the calling thread (ORT runs the graph there): what a
+step costs on an idle core, unmoved by the load of a shared machine; with more threads, wall
+time.
 
 Memory. The peak resident memory (``VmHWM``) of a fresh process holding the device side
 (:class:`~slicer.llm.sessions.EdgeSession`: head ℓ, optionally the full device model) after a
