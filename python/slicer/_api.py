@@ -220,6 +220,7 @@ def encode(
     step: float | None = None,
     rel_error: float | None = None,
     rho: float | None = None,
+    weights: Any = None,
 ) -> Any:
     """Encode an array into a SLICER stream (docs/format.md).
 
@@ -238,10 +239,11 @@ def encode(
     if mode != "topk":
         topk_given = (sparsity, asym, blocks, bits, delta, seed) != (0.9, 0.0, None, 8, 0.01, 0)
         return _encode_dense(
-            x, mode, topk_given, step, rel_error, max_bytes, rho, groups, chunk_size, threads, out
-        )
-    if step is not None or rel_error is not None or rho is not None:
-        raise ValueError("step, rel_error and rho belong to mode='dense' / mode='auto'")
+            x, mode, topk_given, step, rel_error, max_bytes, rho, groups, chunk_size, threads, out,
+            weights,
+        )  # fmt: skip
+    if step is not None or rel_error is not None or rho is not None or weights is not None:
+        raise ValueError("step, rel_error, rho and weights belong to mode='dense' / mode='auto'")
     if type(x) is np.ndarray and max_bytes is None and out == "host" and x.ndim:
         # Fast path: a plain C-contiguous float32 / float16 array with arguments already seen.
         key = (
@@ -457,7 +459,6 @@ def decode(
     return out
 
 
-
 # ----------------------------------------------------------------------------- format 2, dense
 
 _STREAM_DTYPES = {**DTYPE_OF_CODE, 4: np.dtype(np.float64)}
@@ -487,6 +488,14 @@ _DENSE_DOC = """
         step per row of the last axis / per plane of axis 1, scaled to the group's RMS in
         steps of 2^(1/8) (for task metrics that weigh every token or channel alike); all-zero
         groups cost nothing.
+    weights : array of G non-negative reals, or None (default)
+        Per-group task importance (groups "rows" / "channels" only; G = the number of groups),
+        e.g. from :func:`slicer.split.sensitivity.group_importance`. It replaces the RMS rule:
+        group g's step is the stream step times 2^(e_g/8) with
+        e_g = clip(rint(-4 log2(w_g / w_ref)), -64, 63), w_ref the median of the positive
+        weights of the groups that are not all zero, so the step goes as w_g^(-1/2) (the
+        optimum of sum_g w_g MSE_g at a fixed rate); a zero weight gets the largest step
+        (e_g = 63). All-zero groups still cost nothing. Pass ``w ** alpha`` to temper it.
 """
 
 
@@ -509,22 +518,69 @@ def _dense_array(x: Any) -> np.ndarray:
 encode.__doc__ = (encode.__doc__ or "") + _DENSE_DOC
 
 
-def _group_table(array: np.ndarray, layout: int) -> bytes | None:
-    """Per-group step exponents from the group RMS (2^(1/8) steps around the median group)."""
-    if layout == 0 or array.size == 0:
-        return None
+def _group_rows(array: np.ndarray, layout: int) -> np.ndarray:
+    """The groups of `layout` (1: rows of the last axis, 2: planes of axis 1) as rows, float64."""
     x = array.astype(np.float64)
     if layout == 1:
-        rows = x.reshape(-1, array.shape[-1])
-    else:
-        rows = np.moveaxis(x, 1, 0).reshape(array.shape[1], -1)
+        return x.reshape(-1, array.shape[-1])
+    return np.moveaxis(x.reshape(array.shape[:2] + (-1,)), 1, 0).reshape(array.shape[1], -1)
+
+
+def _group_count(shape: tuple[int, ...], layout: int) -> int:
+    if layout == 1:
+        return int(np.prod(shape[:-1], dtype=np.int64)) if shape[-1] else 0
+    return int(shape[1])
+
+
+def _check_weights(weights: Any, layout: int, shape: tuple[int, ...]) -> np.ndarray | None:
+    """`weights` as a float64 vector of one non-negative finite value per group, or None."""
+    if weights is None:
+        return None
+    if layout == 0:
+        raise ValueError("weights need groups='rows' or groups='channels' (one weight per group)")
+    if isinstance(weights, (str, bytes)):
+        raise TypeError("weights must be a 1-D array of real numbers")
+    w = np.asarray(weights)
+    if w.dtype == bool or not (np.issubdtype(w.dtype, np.integer)
+                               or np.issubdtype(w.dtype, np.floating)):  # fmt: skip
+        raise TypeError(f"weights must be a 1-D array of real numbers, got dtype {w.dtype}")
+    count = _group_count(shape, layout)
+    if w.ndim != 1 or w.shape[0] != count:
+        raise ValueError(
+            f"weights must hold one value per group: shape ({count},) for this array and "
+            f"groups, got {w.shape}"
+        )
+    w = w.astype(np.float64)
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("weights must be finite and non-negative")
+    return w
+
+
+def _group_table(array: np.ndarray, layout: int, weights: np.ndarray | None = None) -> bytes | None:
+    """Per-group step exponents (docs/format.md §12.1), in 2^(1/8) steps.
+
+    Without `weights`: from the group RMS, around the median group (the step follows the
+    RMS). With `weights` (one importance per group): e_g = clip(rint(-4 log2(w_g / w_ref)),
+    -64, 63), w_ref = the median positive weight of the live groups; zero weight: e_g = 63.
+    All-zero groups are zero groups (0x80) either way.
+    """
+    if layout == 0 or array.size == 0:
+        return None
+    rows = _group_rows(array, layout)
     rms = np.sqrt(np.mean(rows * rows, axis=1))
     live = rms > 0
     if not live.any():
         return bytes([0x80] * rows.shape[0])
-    ref = float(np.median(rms[live]))
     e = np.zeros(rows.shape[0], dtype=np.int64)
-    e[live] = np.clip(np.rint(8 * np.log2(rms[live] / ref)), -64, 63)
+    if weights is None:
+        ref = float(np.median(rms[live]))
+        e[live] = np.clip(np.rint(8 * np.log2(rms[live] / ref)), -64, 63)
+    else:
+        positive = live & (weights > 0)
+        e[:] = 63
+        if positive.any():
+            ref = float(np.median(weights[positive]))
+            e[positive] = np.clip(np.rint(-4 * np.log2(weights[positive] / ref)), -64, 63)
     table = np.where(live, e & 0xFF, 0x80).astype(np.uint8)
     return table.tobytes()
 
@@ -566,6 +622,7 @@ def _encode_dense(
     chunk_size: Any,
     threads: Any,
     out: Any,
+    weights: Any = None,
 ) -> bytes:
     if mode not in ("dense", "auto"):
         raise ValueError(f"mode must be 'topk', 'dense' or 'auto', got {mode!r}")
@@ -599,17 +656,18 @@ def _encode_dense(
         raise ValueError("mode='auto' chooses the step: give rel_error or max_bytes")
     x = resolve_lazy_views(x)
     if step is not None and dlpack_device_type(x) == DLPACK_CUDA:
-        return _encode_dense_cuda(x, params)
+        return _encode_dense_cuda(x, params, weights)
     array = _dense_array(x)
     if params["layout"] == 1 and array.ndim < 1:
         raise ValueError("groups='rows' needs an array with at least one dimension")
     if params["layout"] == 2 and array.ndim < 2:
         raise ValueError("groups='channels' needs an array with at least two dimensions")
     encoder = _dense_encoder(array)
+    w = _check_weights(weights, params["layout"], array.shape)
     wide = np.float32 if array.dtype.itemsize < 4 else array.dtype
     if array.size and not np.all(np.isfinite(array.astype(wide, copy=False))):
         raise ValueError("input contains NaN or infinity")
-    table = _group_table(array, params["layout"])
+    table = _group_table(array, params["layout"], w)
     params["group_table"] = table
     if step is not None:
         return encoder(array, params)
@@ -632,7 +690,7 @@ def _encode_dense(
     )  # fmt: skip
 
 
-def _encode_dense_cuda(x: Any, params: dict[str, Any]) -> bytes:
+def _encode_dense_cuda(x: Any, params: dict[str, Any], weights: Any = None) -> bytes:
     """mode='dense' with a step on a CUDA array: encoded on the GPU (same bytes as the CPU).
 
     Only the per-group step table (groups='rows' / 'channels') needs a host copy.
@@ -643,12 +701,13 @@ def _encode_dense_cuda(x: Any, params: dict[str, Any]) -> bytes:
         raise ValueError("groups='rows' needs an array with at least one dimension")
     if params["layout"] == 2 and ndim < 2:
         raise ValueError("groups='channels' needs an array with at least two dimensions")
+    w = _check_weights(weights, params["layout"], tuple(x.shape))
     if params["layout"] != 0:
         host = _host_copy_of_cuda(x)
         wide = np.float32 if host.dtype.itemsize < 4 else host.dtype
         if host.size and not np.all(np.isfinite(host.astype(wide, copy=False))):
             raise ValueError("input contains NaN or infinity")
-        params["group_table"] = _group_table(host, params["layout"])
+        params["group_table"] = _group_table(host, params["layout"], w)
     return gpu.encode_dense(x, params)
 
 
