@@ -320,9 +320,10 @@ def test_cli_auto_plan(capsys, monkeypatch, tmp_path, reference) -> None:
     assert "memory binds" in capsys.readouterr().err
     assert _generate([*argv, "--cut", "25", *auto, "--memory", "300MB"]) == 2
     assert "memory binds: the smallest device footprint (cut 25" in capsys.readouterr().err
-    assert _generate([*argv, "--cut", "auto", *auto, "--memory", "300MB", "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["plan"]["memory_bytes"] <= 300e6 and out["plan"]["ruled_out"]["memory"] > 0
+    args = parser.parse_args(["generate", *argv, "--cut", "auto", *auto, "--memory", "300MB"])
+    cut, w, chosen = cli._choose(args, info, 8, Link(2e7))
+    assert chosen.memory_bytes <= 300e6 and chosen.ruled_out()["memory"] > 0
+    assert all(r["memory_bytes"] > 300e6 for r in chosen.table if r["binds"] == "memory")
 
 
 @pytest.mark.slow
