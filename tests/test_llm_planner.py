@@ -21,6 +21,7 @@ from slicer.llm.planner import (
 )
 from slicer.llm.profile import (
     MIN_MARGIN,
+    TOKEN_BYTES,
     MemoryModel,
     fit_layers,
     fit_memory,
@@ -294,7 +295,8 @@ def test_measured_profile_times_and_memory_in_the_plan() -> None:
     assert r["total_ms"] == pytest.approx(want)
     mem = fit_memory(_memory_points())
     kv = 2 * 2 * 16 * 4 * 2 * (5 + 4)
-    want_mem = (mem.base + mem.factor * prof.head_bytes[2] + 2 * kv) * (1 + mem.margin)
+    pages = TOKEN_BYTES * (5 + 4)  # each distinct token may map one embedding row
+    want_mem = (mem.base + mem.factor * prof.head_bytes[2] + 2 * kv + pages) * (1 + mem.margin)
     assert r["memory_bytes"] == pytest.approx(want_mem)
     w1 = evaluate(prof, cut=2, handover=1, prompt_len=5, max_new=4, link=LINK)
     assert w1["memory_bytes"] - r["memory_bytes"] > 500e6  # the device model's measured extra

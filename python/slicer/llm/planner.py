@@ -214,6 +214,7 @@ def evaluate(
         kv,
         profile.device_model if w > 0 else None,
         profile.device_model_bytes,
+        tokens=prompt_len + max_new,
     )
     return {
         "cut": cut,

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import platform
 import statistics
@@ -50,6 +51,7 @@ PROFILE_VERSION = 1
 MIN_MARGIN = 0.05  # floor of the memory margin: run-to-run spread not seen in few runs
 DEFAULT_ROWS = 32  # prefill rows of the timing runs
 LONG_PAST = 512  # P of the long-context steps
+TOKEN_BYTES = 2.0 * mmap.PAGESIZE  # resident bytes a new token's embedding row can add
 
 
 # --------------------------------------------------------------------------- memory model
@@ -57,10 +59,14 @@ LONG_PAST = 512  # P of the long-context steps
 
 @dataclass(frozen=True)
 class MemoryModel:
-    """Device peak resident bytes: (base + factor · weights + extra + 2 · KV) · (1 + margin).
+    """Device peak resident bytes:
+    (base + factor · weights + extra + 2 · KV + token_bytes · tokens) · (1 + margin).
 
     ``extra`` is keyed by the device model ("fp32" / "int8") held beside the head. The default
     (base 0, factor 1, no margin) counts the weights once: the model before calibration.
+    ``token_bytes`` bounds what each distinct token adds: the weights are mapped from their file,
+    so an embedding row becomes resident when a token first reads it (at most two pages per row
+    and graph); the calibration runs repeat one token, so the fit does not contain it.
     """
 
     base: float = 0.0
@@ -68,6 +74,7 @@ class MemoryModel:
     margin: float = 0.0
     extra: tuple[tuple[str, float], ...] = ()
     kv_factor: float = 1.0
+    token_bytes: float = 0.0
 
     def predict(
         self,
@@ -75,14 +82,16 @@ class MemoryModel:
         kv_bytes: float,
         device_model: str | None = None,
         device_bytes: float = 0.0,
+        tokens: int = 0,
     ) -> float:
         """Peak bytes holding head weights + KV (+ a device model: its measured extra when
-        calibrated, else ``factor · device_bytes``)."""
+        calibrated, else ``factor · device_bytes``) after ``tokens`` distinct tokens."""
         extra = 0.0
         if device_model is not None:
             table = dict(self.extra)
             extra = table[device_model] if device_model in table else self.factor * device_bytes
         body = self.base + self.factor * head_weights + extra + self.kv_factor * kv_bytes
+        body += self.token_bytes * tokens * (2 if device_model is not None else 1)
         return body * (1.0 + self.margin)
 
     def to_json(self) -> dict:
@@ -90,6 +99,8 @@ class MemoryModel:
 
     @classmethod
     def from_json(cls, data: dict) -> MemoryModel:
+        # a fitted model saved before token_bytes existed gets the same bound
+        data = {"token_bytes": TOKEN_BYTES, **data}
         return cls(**{**data, "extra": tuple(sorted(data["extra"].items()))})
 
 
@@ -130,6 +141,7 @@ def fit_memory(points: Sequence[dict], min_margin: float = MIN_MARGIN) -> Memory
         extra=model.extra,
         kv_factor=model.kv_factor,
         margin=max(min_margin, float(worst) - 1.0),
+        token_bytes=TOKEN_BYTES,
     )
 
 
