@@ -197,6 +197,35 @@ RankInfo RadixRankInPlace(Keys* keys, uint64_t rank) {
   return RankInBucket(&bucket, rank - above, above);
 }
 
+// The key at descending `rank` of keys that all lie in [floor, largest] (the candidates of a
+// sampled floor): one histogram of (key - floor) >> shift over at most 4096 bins (their
+// range is narrow, so the bins are fine), one compaction to the bin that holds the rank, and
+// the radix descent above on that bin only.
+template <class Keys>
+RankInfo RankInRange(Keys* keys, uint64_t rank, uint32_t floor, uint32_t largest) {
+  constexpr unsigned kBins = 4096;
+  Keys& bucket = *keys;
+  unsigned shift = 0;
+  while (((largest - floor) >> shift) >= kBins) ++shift;
+  std::vector<uint32_t> bins(kBins, 0);
+  for (const uint32_t key : bucket) ++bins[(key - floor) >> shift];
+  uint64_t above = 0;
+  unsigned chosen = (largest - floor) >> shift;
+  while (above + bins[chosen] <= rank) {
+    if (chosen == 0) throw StatusError(SLICER_ERR_INTERNAL, "rank beyond the keys");
+    above += bins[chosen--];
+  }
+  uint32_t* data = bucket.data();
+  size_t kept = 0;
+  for (size_t at = 0; at < bucket.size(); ++at) {  // few keys match: a predictable branch
+    if (((data[at] - floor) >> shift) == chosen) data[kept++] = data[at];
+  }
+  bucket.resize(kept);
+  RankInfo info = RadixRankInPlace<uint32_t>(&bucket, rank - above);
+  info.greater += above;
+  return info;
+}
+
 // Small inputs (fewer than kRadixMinElements keys). One histogram of the top 11 key bits
 // (exponent and 3 mantissa bits: real data puts few keys in one bin), scanned down from the
 // largest key's bin only, then one compaction to the chosen bin; if that bin is still large
@@ -242,8 +271,7 @@ RankInfo SmallKeyAtRank(KeyOf key_of, uint64_t n, uint64_t rank, KeyBuffer* scra
 }
 
 template <class KeyOf>
-RankInfo KeyAtRank(KeyOf key_of, uint64_t n, uint64_t rank, unsigned threads,
-                   KeyBuffer* scratch) {
+RankInfo KeyAtRank(KeyOf key_of, uint64_t n, uint64_t rank, unsigned threads, KeyBuffer* scratch) {
   if (n < kRadixMinElements) return SmallKeyAtRank(key_of, n, rank, scratch);
   return RankFromHistogram(BuildHistogram(key_of, n, threads), key_of, n, rank, threads);
 }

@@ -384,18 +384,24 @@ SweepCounts SweepCandidates(const float* x, const Input16* input16, uint64_t n, 
 
 // Keeps the candidates in P order's first k: the k-th largest key among them by a radix
 // descent on a copy of their keys, then its ties by draw.
-void TrimCandidates(uint64_t k, uint64_t base, uint64_t seed, unsigned threads,
+void TrimCandidates(uint64_t k, uint64_t base, uint64_t seed, uint32_t floor, unsigned threads,
                     Workspace* workspace, GroupCode* group) {
   KeptList& candidates = group->kept;
   KeyBuffer& keys = workspace->keys;
   keys.resize(candidates.size());
-  RunParts(candidates.size(), PartCount(candidates.size(), threads, kMinElementsPerThread),
-           [&](unsigned, uint64_t begin, uint64_t end) {
-             for (uint64_t t = begin; t < end; ++t) {
-               keys[t] = MagnitudeKey(candidates[t].value);
-             }
-           });
-  const RankInfo info = RadixRankInPlace<uint32_t>(&keys, k - 1);
+  const unsigned parts = PartCount(candidates.size(), threads, kMinElementsPerThread);
+  std::vector<uint32_t> part_largest(parts, 0);
+  RunParts(candidates.size(), parts, [&](unsigned part, uint64_t begin, uint64_t end) {
+    uint32_t largest = 0;
+    for (uint64_t t = begin; t < end; ++t) {
+      keys[t] = MagnitudeKey(candidates[t].value);
+      largest = std::max(largest, keys[t]);
+    }
+    part_largest[part] = largest;
+  });
+  // Every candidate's key is at least the floor.
+  const RankInfo info =
+      RankInRange(&keys, k - 1, floor, *std::max_element(part_largest.begin(), part_largest.end()));
   const KeptElement* c = candidates.data();
   const Cut cut = CutFromRank(
       info, k, [c](uint64_t t) { return MagnitudeKey(c[t].value); }, candidates.size(), seed,
@@ -454,7 +460,7 @@ bool SelectTopFromSample(const float* x, const Input16* input16, uint64_t n, uin
     group->kept.clear();
     return true;
   }
-  TrimCandidates(k, base, params.seed, threads, workspace, group);
+  TrimCandidates(k, base, params.seed, floor, threads, workspace, group);
   return true;
 }
 
