@@ -35,27 +35,44 @@ nb::tuple DenseBound(const std::vector<int64_t>& shape, int dtype, const nb::dic
   return nb::make_tuple(status, bound);
 }
 
-nb::tuple DenseEncode(ConstBytes raw, int dtype, const std::vector<int64_t>& shape,
-                      const nb::dict& params) {
+// (status, stream) or, with `measured`, (status, stream, sse): slicer_dense_encode[_sse].
+nb::tuple DenseEncodeImpl(ConstBytes raw, int dtype, const std::vector<int64_t>& shape,
+                          const nb::dict& params, bool measured) {
   const size_t itemsize = DenseItemSize(dtype);
-  if (itemsize == 0)
-    return nb::make_tuple(static_cast<int>(SLICER_ERR_UNSUPPORTED_DTYPE), nb::none());
+  auto fail = [&](int status) {
+    return measured ? nb::make_tuple(status, nb::none(), nb::none())
+                    : nb::make_tuple(status, nb::none());
+  };
+  if (itemsize == 0) return fail(static_cast<int>(SLICER_ERR_UNSUPPORTED_DTYPE));
   CheckRawLength(shape, itemsize, raw.shape(0));
   const DenseParams p = DenseParamsFromDict(params);
   const uint32_t ndim = static_cast<uint32_t>(shape.size());
   size_t bound = 0;
   int status = slicer_dense_encode_bound(shape.data(), ndim, dtype, &p.raw, &bound);
-  if (status != SLICER_OK) return nb::make_tuple(status, nb::none());
+  if (status != SLICER_OK) return fail(status);
   std::unique_ptr<uint8_t[]> dst(new uint8_t[bound > 0 ? bound : 1]);
   size_t written = 0;
+  double sse = 0.0;
   {
     nb::gil_scoped_release release;
-    status =
-        slicer_dense_encode(raw.data(), dtype, shape.data(), ndim, &p.raw, dst.get(), bound,
-                            &written);
+    status = measured ? slicer_dense_encode_sse(raw.data(), dtype, shape.data(), ndim, &p.raw,
+                                                dst.get(), bound, &written, &sse)
+                      : slicer_dense_encode(raw.data(), dtype, shape.data(), ndim, &p.raw,
+                                            dst.get(), bound, &written);
   }
-  if (status != SLICER_OK) return nb::make_tuple(status, nb::none());
-  return nb::make_tuple(status, nb::bytes(reinterpret_cast<const char*>(dst.get()), written));
+  if (status != SLICER_OK) return fail(status);
+  nb::bytes stream(reinterpret_cast<const char*>(dst.get()), written);
+  return measured ? nb::make_tuple(status, stream, sse) : nb::make_tuple(status, stream);
+}
+
+nb::tuple DenseEncode(ConstBytes raw, int dtype, const std::vector<int64_t>& shape,
+                      const nb::dict& params) {
+  return DenseEncodeImpl(raw, dtype, shape, params, false);
+}
+
+nb::tuple DenseEncodeSse(ConstBytes raw, int dtype, const std::vector<int64_t>& shape,
+                         const nb::dict& params) {
+  return DenseEncodeImpl(raw, dtype, shape, params, true);
 }
 
 nb::tuple DenseInspect(ConstBytes buf, uint64_t max_elements) {
@@ -111,6 +128,9 @@ void RegisterDense(nb::module_& m) {
         "(status, bound): upper bound on a dense stream's size (docs/format.md §16).");
   m.def("dense_encode", &DenseEncode, nb::arg("raw"), nb::arg("dtype"), nb::arg("shape"),
         nb::arg("params"), "(status, stream): format-2 dense encode of C-contiguous elements.");
+  m.def("dense_encode_sse", &DenseEncodeSse, nb::arg("raw"), nb::arg("dtype"), nb::arg("shape"),
+        nb::arg("params"),
+        "(status, stream, sse): dense_encode and the decoded values' squared error (binary64).");
   m.def("dense_inspect", &DenseInspect, nb::arg("buf"), nb::arg("max_elements"),
         "(status, info dict): full validation and byte account of a format-2 stream.");
   m.def("stream_version", &StreamVersion, nb::arg("buf"),

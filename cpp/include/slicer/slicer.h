@@ -289,6 +289,14 @@ SLICER_API int slicer_dense_encode(const void* data, int dtype, const int64_t* s
                                    uint32_t ndim, const slicer_dense_params* params, void* dst,
                                    size_t dst_capacity, size_t* written);
 
+/* slicer_dense_encode, and *sse = the sum over all elements of (x - y)^2 in binary64, where y is
+ * exactly what slicer_decode returns for the stream (zero groups 0, raw groups x): the error of
+ * the stream without decoding it (a rate control that checks an error bound needs no decode). */
+SLICER_API int slicer_dense_encode_sse(const void* data, int dtype, const int64_t* shape,
+                                       uint32_t ndim, const slicer_dense_params* params,
+                                       void* dst, size_t dst_capacity, size_t* written,
+                                       double* sse);
+
 /* Full validation of a format-2 stream plus its byte account. */
 SLICER_API int slicer_dense_inspect(const void* src, size_t size, uint64_t max_elements,
                                     slicer_dense_info* info);

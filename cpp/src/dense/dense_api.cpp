@@ -14,6 +14,28 @@ using slicer::internal::GuardStatus;
 
 bool IsDenseDtype(int dtype) { return dtype >= SLICER_FLOAT32 && dtype <= SLICER_FLOAT64; }
 
+int EncodeInto(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
+               const slicer_dense_params* params, void* dst, size_t dst_capacity, size_t* written,
+               double* sse) {
+  return GuardStatus([&]() -> int {
+    if (written == nullptr || (dst == nullptr && dst_capacity > 0)) {
+      return SLICER_ERR_INVALID_ARGUMENT;
+    }
+    *written = 0;
+    if (!IsDenseDtype(dtype)) return SLICER_ERR_UNSUPPORTED_DTYPE;
+    const slicer_status st = slicer::dense::CheckParams(params);
+    if (st != SLICER_OK) return st;
+    thread_local std::vector<uint8_t> stream;
+    slicer::dense::EncodeDense(data, dtype, shape, ndim, *params, &stream, sse);
+    const size_t size = stream.size();
+    if (size <= dst_capacity) std::memcpy(dst, stream.data(), size);
+    if (stream.capacity() > (size_t{64} << 20)) std::vector<uint8_t>().swap(stream);
+    if (size > dst_capacity) return SLICER_ERR_BUFFER_TOO_SMALL;
+    *written = size;
+    return SLICER_OK;
+  });
+}
+
 }  // namespace
 
 extern "C" {
@@ -67,30 +89,22 @@ int slicer_dense_encode_bound(const int64_t* shape, uint32_t ndim, int dtype,
 int slicer_dense_encode(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
                         const slicer_dense_params* params, void* dst, size_t dst_capacity,
                         size_t* written) {
-  return GuardStatus([&]() -> int {
-    if (written == nullptr || (dst == nullptr && dst_capacity > 0)) {
-      return SLICER_ERR_INVALID_ARGUMENT;
-    }
-    *written = 0;
-    if (!IsDenseDtype(dtype)) return SLICER_ERR_UNSUPPORTED_DTYPE;
-    const slicer_status st = slicer::dense::CheckParams(params);
-    if (st != SLICER_OK) return st;
-    thread_local std::vector<uint8_t> stream;
-    slicer::dense::EncodeDense(data, dtype, shape, ndim, *params, &stream);
-    const size_t size = stream.size();
-    if (size <= dst_capacity) std::memcpy(dst, stream.data(), size);
-    if (stream.capacity() > (size_t{64} << 20)) std::vector<uint8_t>().swap(stream);
-    if (size > dst_capacity) return SLICER_ERR_BUFFER_TOO_SMALL;
-    *written = size;
-    return SLICER_OK;
-  });
+  return EncodeInto(data, dtype, shape, ndim, params, dst, dst_capacity, written, nullptr);
+}
+
+int slicer_dense_encode_sse(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
+                            const slicer_dense_params* params, void* dst, size_t dst_capacity,
+                            size_t* written, double* sse) {
+  if (sse == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
+  *sse = 0.0;
+  return EncodeInto(data, dtype, shape, ndim, params, dst, dst_capacity, written, sse);
 }
 
 int slicer_dense_inspect(const void* src, size_t size, uint64_t max_elements,
                          slicer_dense_info* info) {
   return GuardStatus([&]() -> int {
-    return slicer::dense::DecodeDense(static_cast<const uint8_t*>(src), size, max_elements,
-                                      nullptr, 0, 1, info);
+    return slicer::dense::DecodeDense(static_cast<const uint8_t*>(src), size, max_elements, nullptr,
+                                      0, 1, info);
   });
 }
 
@@ -111,8 +125,8 @@ bool IsFormat2(const void* src, size_t size) {
          d[3] == 0x52 && d[4] == kVersion;
 }
 
-int DecodeFormat2(const void* src, size_t size, uint64_t max_elements, void* dst,
-                  size_t dst_bytes, uint32_t threads) {
+int DecodeFormat2(const void* src, size_t size, uint64_t max_elements, void* dst, size_t dst_bytes,
+                  uint32_t threads) {
   return GuardStatus([&]() -> int {
     slicer_dense_info info;
     const slicer_status st =

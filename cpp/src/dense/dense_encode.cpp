@@ -180,6 +180,22 @@ QuantizeFn PickQuantize(bool auto_off) {
   return auto_off ? &QuantizeBlockBase<true> : &QuantizeBlockBase<false>;
 }
 
+// Loads elements [b0, b0 + cnt) as binary64 into blk->x (the quantizer's input).
+void LoadBlock(const Reader& read, uint64_t b0, unsigned cnt, Block* blk) {
+  if (read.dtype == SLICER_FLOAT32) {
+    const float* f = reinterpret_cast<const float*>(read.data) + b0;
+    for (unsigned k = 0; k < cnt; ++k) {
+      float v;
+      std::memcpy(&v, f + k, 4);
+      blk->x[k] = v;
+    }
+  } else if (read.dtype == SLICER_FLOAT64) {
+    std::memcpy(blk->x, read.data + 8 * b0, 8 * cnt);
+  } else {
+    for (unsigned k = 0; k < cnt; ++k) blk->x[k] = read(b0 + k);
+  }
+}
+
 // Elements [begin, end) of one dense group → symbols, histogram, extra bits (§11).
 void QuantizeRun(const Reader& read, uint64_t begin, uint64_t end, double delta, double rho,
                  bool auto_off, QuantizeFn quantize, uint16_t* out, Histogram* hist, BitSink* sink,
@@ -187,18 +203,7 @@ void QuantizeRun(const Reader& read, uint64_t begin, uint64_t end, double delta,
   Block blk;
   for (uint64_t b0 = begin; b0 < end; b0 += kBlock) {
     const unsigned cnt = static_cast<unsigned>(std::min<uint64_t>(kBlock, end - b0));
-    if (read.dtype == SLICER_FLOAT32) {
-      const float* f = reinterpret_cast<const float*>(read.data) + b0;
-      for (unsigned k = 0; k < cnt; ++k) {
-        float v;
-        std::memcpy(&v, f + k, 4);
-        blk.x[k] = v;
-      }
-    } else if (read.dtype == SLICER_FLOAT64) {
-      std::memcpy(blk.x, read.data + 8 * b0, 8 * cnt);
-    } else {
-      for (unsigned k = 0; k < cnt; ++k) blk.x[k] = read(b0 + k);
-    }
+    LoadBlock(read, b0, cnt, &blk);
     hist->Reserve(cnt);
     uint16_t* o = out + (b0 - begin);
     if (!quantize(&blk, cnt, delta, rho, acc)) {  // rare: the exact scalar path
@@ -235,6 +240,103 @@ void QuantizeRun(const Reader& read, uint64_t begin, uint64_t end, double delta,
       o[k] = static_cast<uint16_t>(sym);
       ++hist->part[k & 7][sym];
     }
+  }
+}
+
+// A decoded binary64 value v (§12.4) rounded to the stream dtype, as binary64: what the
+// decoder stores.
+template <int kDtype>
+inline double Decoded(double v) {
+  if constexpr (kDtype == SLICER_FLOAT64) {
+    return v;
+  } else if constexpr (kDtype == SLICER_FLOAT32) {
+    return static_cast<float>(v);
+  } else if constexpr (kDtype == SLICER_FLOAT16) {
+    return internal::HalfToFloat(internal::FloatToHalf(static_cast<float>(v)));
+  } else {
+    return internal::BFloat16ToFloat(internal::FloatToBFloat16(static_cast<float>(v)));
+  }
+}
+
+// Squared errors sq[k] = (x − y)² of a quantized block (codes below 2^31 in blk->m), y the
+// decoder's value; branch-free so that it vectorises (−0 for a negative x with m = 0 squares
+// the same as the decoder's +0).
+template <int kDtype>
+__attribute__((always_inline)) inline void BlockErrorsImpl(const Block* blk, unsigned cnt,
+                                                           double delta, double off1, double off2,
+                                                           double* sq) {
+  for (unsigned k = 0; k < cnt; ++k) {
+    const int32_t m = blk->m[k];
+    double v = (static_cast<double>(m) + (m == 1 ? off1 : off2)) * delta;
+    v = m == 0 ? 0.0 : v;
+    v = blk->x[k] < 0 ? -v : v;
+    const double d = blk->x[k] - Decoded<kDtype>(v);
+    sq[k] = d * d;
+  }
+}
+template <int kDtype>
+void BlockErrorsBase(const Block* blk, unsigned cnt, double delta, double off1, double off2,
+                     double* sq) {
+  BlockErrorsImpl<kDtype>(blk, cnt, delta, off1, off2, sq);
+}
+template <int kDtype>
+__attribute__((target("avx2"))) void BlockErrorsAvx2(const Block* blk, unsigned cnt, double delta,
+                                                     double off1, double off2, double* sq) {
+  BlockErrorsImpl<kDtype>(blk, cnt, delta, off1, off2, sq);
+}
+
+// Σ (x − y)² over the dense elements [begin, end) of one group, y the decoder's value, for the
+// sse of slicer_dense_encode_sse (eight running sums in a fixed order: deterministic).
+template <int kDtype>
+double ReconstructionError(const Reader& read, uint64_t begin, uint64_t end, double delta,
+                           double rho, double off1, double off2, QuantizeFn quantize) {
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  Block blk;
+  OffsetSums unused;
+  alignas(32) double sq[kBlock];
+  double acc[8] = {};
+  for (uint64_t b0 = begin; b0 < end; b0 += kBlock) {
+    const unsigned cnt = static_cast<unsigned>(std::min<uint64_t>(kBlock, end - b0));
+    LoadBlock(read, b0, cnt, &blk);
+    if (quantize(&blk, cnt, delta, rho, &unused)) {  // codes below 2^31 (blk.m)
+      if (avx2) {
+        BlockErrorsAvx2<kDtype>(&blk, cnt, delta, off1, off2, sq);
+      } else {
+        BlockErrorsBase<kDtype>(&blk, cnt, delta, off1, off2, sq);
+      }
+    } else {
+      for (unsigned k = 0; k < cnt; ++k) {
+        const uint64_t m = static_cast<uint64_t>(std::fabs(blk.x[k]) / delta + rho);
+        double v = m == 0 ? 0.0 : (static_cast<double>(m) + (m == 1 ? off1 : off2)) * delta;
+        v = blk.x[k] < 0 ? -v : v;
+        const double d = blk.x[k] - Decoded<kDtype>(v);
+        sq[k] = d * d;
+      }
+    }
+    unsigned k = 0;
+    for (; k + 8 <= cnt; k += 8)
+      for (unsigned j = 0; j < 8; ++j) acc[j] += sq[k + j];
+    for (; k < cnt; ++k) acc[k & 7] += sq[k];
+  }
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+double ReconstructionErrorOf(const Reader& read, uint64_t begin, uint64_t end, double delta,
+                             double rho, double off1, double off2) {
+  const QuantizeFn quantize = PickQuantize(false);
+  switch (read.dtype) {
+    case SLICER_FLOAT64:
+      return ReconstructionError<SLICER_FLOAT64>(read, begin, end, delta, rho, off1, off2,
+                                                 quantize);
+    case SLICER_FLOAT32:
+      return ReconstructionError<SLICER_FLOAT32>(read, begin, end, delta, rho, off1, off2,
+                                                 quantize);
+    case SLICER_FLOAT16:
+      return ReconstructionError<SLICER_FLOAT16>(read, begin, end, delta, rho, off1, off2,
+                                                 quantize);
+    default:
+      return ReconstructionError<SLICER_BFLOAT16>(read, begin, end, delta, rho, off1, off2,
+                                                  quantize);
   }
 }
 
@@ -281,7 +383,7 @@ slicer_status CheckShape(const int64_t* shape, uint32_t ndim, uint64_t* n) {
 }
 
 void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
-                 const slicer_dense_params& params, std::vector<uint8_t>* stream) {
+                 const slicer_dense_params& params, std::vector<uint8_t>* stream, double* sse) {
   uint64_t n = 0;
   slicer_status st = CheckShape(shape, ndim, &n);
   if (st != SLICER_OK) throw StatusError(st, "shape");
@@ -364,6 +466,24 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   }
   const int8_t o1 = auto_off ? OffsetSums::Offset(s1, c1) : params.offset1;
   const int8_t o2 = auto_off ? OffsetSums::Offset(s2, c2) : params.offset2;
+
+  if (sse != nullptr) {  // the decoded values' squared error, without decoding (§12.4)
+    const double off1 = o1 / 256.0, off2 = o2 / 256.0;
+    double total = 0.0;
+    for (uint64_t i = 0; i < n;) {
+      const uint64_t g = layout.GroupOf(i);
+      const uint64_t stop = std::min(n, i + layout.RunLeft(i, n));
+      const uint8_t kind = has_table ? kinds[g] : 0;
+      if (kind == kGroupZero) {
+        for (; i < stop; ++i) total += read(i) * read(i);
+      } else if (kind != kGroupRaw) {
+        total +=
+            ReconstructionErrorOf(read, i, stop, has_table ? steps[g] : base_step, rho, off1, off2);
+      }
+      i = stop;
+    }
+    *sse = total;
+  }
 
   // Frequency table (§13.1, §13.2).
   unsigned nsym = 0;

@@ -15,9 +15,11 @@ slicer_status CheckShape(const int64_t* shape, uint32_t ndim, uint64_t* n);
 void WriteCommonHeader(int dtype, const int64_t* shape, uint32_t ndim, unsigned layout,
                        std::vector<uint8_t>* out);
 
-// Throws internal::StatusError on bad input.
+// Throws internal::StatusError on bad input. With sse != nullptr also *sse = Σ (x − y)² with y
+// the decoded stream (exactly the decoder's values), in binary64.
 void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
-                 const slicer_dense_params& params, std::vector<uint8_t>* stream);
+                 const slicer_dense_params& params, std::vector<uint8_t>* stream,
+                 double* sse = nullptr);
 
 // Length, magic and CRC checks of §6.2; on success *version is the version byte.
 slicer_status CheckContainer(const uint8_t* data, size_t size, uint32_t* version);
