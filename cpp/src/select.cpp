@@ -207,12 +207,6 @@ void WidenTile(const Input16& input, uint64_t begin, uint64_t end, float* tile) 
   }
 }
 
-float Widen16(const Input16& input, uint64_t j) {
-  float value;
-  WidenTile(input, j, j + 1, &value);
-  return value;
-}
-
 constexpr uint64_t kTile = 2048;  // 16-bit input is swept through a widened tile this long
 
 #if defined(SLICER_SWEEP_AVX2)
@@ -435,9 +429,11 @@ bool SelectTopFromSample(const float* x, const Input16* input16, uint64_t n, uin
   sample.resize(kSample);
   for (uint64_t r = 0; r < kSampleRuns; ++r) {
     const uint64_t start = (n - kSampleRunLength) * r / (kSampleRuns - 1);
+    float widened[kSampleRunLength];  // 16-bit input: the run widened in one call
+    if (input16 != nullptr) WidenTile(*input16, start, start + kSampleRunLength, widened);
+    const float* run = input16 != nullptr ? widened : x + start;
     for (uint64_t i = 0; i < kSampleRunLength; ++i) {
-      sample[r * kSampleRunLength + i] =
-          MagnitudeKey(input16 != nullptr ? Widen16(*input16, start + i) : x[start + i]);
+      sample[r * kSampleRunLength + i] = MagnitudeKey(run[i]);
     }
   }
   // Descending sample rank of the floor: the expected rank of tau plus four standard
