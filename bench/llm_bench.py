@@ -516,7 +516,13 @@ def cmd_plan(args: argparse.Namespace) -> None:
     """Per-cut head / tail times measured against the profile's per-layer fit (and against the
     older split of one full-model time by multiply-adds), a plot, and the planner's choices."""
     from slicer.llm.planner import ARProfile, plan, row_bytes_for
-    from slicer.llm.profile import head_weight_bytes, load_profile, measure_graphs, predict_graph
+    from slicer.llm.profile import (
+        fit_layers,
+        head_weight_bytes,
+        load_profile,
+        measure_graphs,
+        predict_graph,
+    )
     from slicer.split.link import Link
 
     info = export.model_info(args.model)
@@ -533,6 +539,10 @@ def cmd_plan(args: argparse.Namespace) -> None:
         )
         for clock in measured:
             measured[clock].update(timed[clock])
+    # the same fit on this run's measurements of the profiled cuts: the fit's own error, apart
+    # from drift between the profile's run and this one
+    profiled = {k: v for k, v in measured["cpu"].items() if int(k.split("-")[1]) in data["cuts"]}
+    same = fit_layers(info, profiled) if len({k.split("-")[1] for k in profiled}) >= 2 else None
     rows = []
     for cut in args.cuts:
         share = cut * info.layer_params / total
@@ -540,6 +550,9 @@ def cmd_plan(args: argparse.Namespace) -> None:
         for part in ("head", "tail"):
             m = measured["cpu"][f"{part}-{cut}"]
             model = predict_graph(info, fit, part, cut)
+            if same is not None:
+                own = predict_graph(info, same, part, cut)
+                row[f"{part}_step_samerun_ms"] = own[0] + own[1] + own[2] * 32
             frac = share if part == "head" else 1 - share
             row[f"{part}_step_ms"] = m["step_ms"]
             row[f"{part}_step_wall_ms"] = measured["wall"][f"{part}-{cut}"]["step_ms"]
