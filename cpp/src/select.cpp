@@ -26,13 +26,21 @@ namespace {
 
 constexpr uint64_t kSortLabelMax = 96;  // LabelSign sorts sets up to this size
 
-// Appends kept elements through a stack buffer written field by field: pushing a whole
-// struct straight into the vector stalls on store-to-load forwarding (a 16-byte reload of
-// freshly written narrower fields) and reloads the vector's end after every store.
+// Appends kept elements field by field straight into the list's storage (grown without
+// zero-filling, trimmed by Drain): pushing a whole struct stalls on store-to-load forwarding
+// (a 16-byte reload of freshly written narrower fields) and reloads the vector's end after
+// every store; a stack buffer copied over would write every element twice.
 class KeptAppender {
  public:
-  KeptAppender(const float* x, KeptList* out) : x_(x), out_(out) {}
+  KeptAppender(const float* x, KeptList* out) : x_(x), out_(out) {
+    const size_t size = out->size();
+    out->resize(std::max<size_t>(out->capacity(), size + kGrowth));
+    at_ = out->data() + size;
+    end_ = out->data() + out->size();
+  }
   ~KeptAppender() { Drain(); }
+  KeptAppender(const KeptAppender&) = delete;
+  KeptAppender& operator=(const KeptAppender&) = delete;
 
   // Values are read from x[j - offset] from now on (a widened tile of 16-bit input).
   void SetSource(const float* x, uint64_t offset) {
@@ -41,26 +49,37 @@ class KeptAppender {
   }
 
   void Add(uint64_t j) {
-    KeptElement& e = buffer_[filled_++];
-    e.position = j;
-    e.value = x_[j - offset_];
-    e.label = 0;
-    e.code = 0;
-    if (filled_ == kBuffer) Drain();
+    if (at_ == end_) Grow();
+    at_->position = j;
+    at_->value = x_[j - offset_];
+    at_->label = 0;
+    at_->code = 0;
+    ++at_;
   }
 
+  // Trims the list to the elements added; further Adds grow it again.
   void Drain() {
-    out_->insert(out_->end(), buffer_, buffer_ + filled_);
-    filled_ = 0;
+    const size_t size = static_cast<size_t>(at_ - out_->data());
+    out_->resize(size);
+    at_ = out_->data() + size;
+    end_ = at_;
   }
 
  private:
-  static constexpr unsigned kBuffer = 512;
+  static constexpr size_t kGrowth = 512;
+
+  void Grow() {
+    const size_t size = static_cast<size_t>(at_ - out_->data());
+    out_->resize(std::max<size_t>(2 * size, size + kGrowth));
+    at_ = out_->data() + size;
+    end_ = out_->data() + out_->size();
+  }
+
   const float* x_;
   uint64_t offset_ = 0;
   KeptList* out_;
-  unsigned filled_ = 0;
-  KeptElement buffer_[kBuffer];
+  KeptElement* at_;
+  KeptElement* end_;
 };
 
 // The workspace's per-part kept lists, `parts` of them, empty (their capacity is kept).
