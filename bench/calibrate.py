@@ -10,6 +10,11 @@ held-out split: the calibrated bits/element and metric, the best single ("fixed"
 that meets the target at every cut on the calibration split, the old default (s=0.9,
 8 bits, 3 blocks, δ=0.01) and per-channel int8 (min/max per channel, 8 bits + two float32
 per channel).
+
+    python bench/calibrate.py efficientnet-lite0 --compare OTHER_SETTINGS.json
+
+measures another settings file's per-cut choices (e.g. calibrated on other data) on the
+held-out split of the data above, with the bootstrap interval, and searches nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from slicer.split.calibrate import (
     DenseFamily,
     _CutEvaluator,
     _fmt_metric,
+    bootstrap_interval,
     calibrate,
     output_for,
     plot_settings,
@@ -212,6 +218,51 @@ def run_model(name: str, args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def compare_model(name: str, path: str) -> list[dict]:
+    """Another settings file's per-cut settings (e.g. calibrated on other data) measured on
+    this model's held-out split of the PLAN data, with the bootstrap interval."""
+    target, source, count, _ = PLAN[name]
+    other = load_settings(path)
+    part = Partitioner(zoo.model_path(name))
+    samples = load_samples(source, part, count, model_name=name)
+    targets = targets_of(other)
+    full = make_session(part.model, ["CPUExecutionProvider"], 1, part.external_dir)
+    names = [o.name for o in full.get_outputs()]
+    feeds = [i.name for i in full.get_inputs()]
+    refs = [
+        dict(zip(names, full.run(names, {n: s[n] for n in feeds}), strict=True)) for s in samples
+    ]
+    outputs = {t.metric: output_for(t.metric, refs[0], None) for t in targets}
+    _, hold_idx = split_indices(
+        len(samples), HOLDOUT.get(name, 0.3), 0, getattr(samples, "groups", None)
+    )
+    metric = targets[0].metric
+    print(f"\n{name}: settings of {path} on the held-out split of {count} {source} inputs")
+    print(f"| cut | setting | b/el | held-out {metric} [95% CI] |")
+    print("|---|---|---:|---|")
+    rows = []
+    for c in other["cuts"]:
+        if c["status"] == "unreachable":
+            continue
+        ev = _CutEvaluator(
+            part, part.find_cut(c["name"]), samples, refs, targets, outputs,
+            ["CPUExecutionProvider"], 1,
+        )  # fmt: skip
+        point, per = ev.evaluate(CodecParams(**c["params"]), hold_idx, early_stop=False)
+        lo, hi = bootstrap_interval(metric, per[metric], seed=0)
+        rows.append({"cut": c["name"], "params": c["params"], "point": point, "ci": (lo, hi)})
+        print(
+            f"| {c['name']} | {setting_text(c['params'])} | {point.bits_per_element:.3f} | "
+            f"{_fmt_metric(metric, point.metrics[metric])} [{_fmt_metric(metric, lo)}, "
+            f"{_fmt_metric(metric, hi)}] |"
+        )
+    return [
+        {"cut": r["cut"], "params": r["params"], "bits_per_element": r["point"].bits_per_element,
+         "metric": r["point"].metrics[metric], "interval": r["ci"]}
+        for r in rows
+    ]  # fmt: skip
+
+
 def print_table(name: str, targets, rows: list[dict], fixed_best) -> None:  # noqa: ANN001
     metric = targets[0].metric
     t = targets[0]
@@ -257,7 +308,16 @@ def main() -> int:
     ap.add_argument(
         "--reuse", action="store_true", help="reuse bench/results settings; baselines only"
     )
+    ap.add_argument(
+        "--compare",
+        metavar="SETTINGS",
+        help="only measure this settings file's choices on the held-out split (no search)",
+    )
     args = ap.parse_args()
+    if args.compare:
+        for name in args.models:
+            compare_model(name, args.compare)
+        return 0
     results = {}
     for name in args.models:
         results[name] = run_model(name, args)

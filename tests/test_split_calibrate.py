@@ -330,6 +330,37 @@ def test_backoff_keeps_a_knob_step_of_margin(mlp_path) -> None:  # noqa: ANN001
         calibrate(mlp_path, "cosine:0.99", _samples(4), backoff=-1, **kw)
 
 
+@pytest.mark.parametrize(
+    ("passes", "backoff", "expected"),
+    [
+        ("TTTFFF", 1, 1),  # monotone: one step more generous than the cheapest passing (2)
+        ("TTTFFF", 0, 2),
+        ("TTFTFF", 1, 1),  # bisection lands on 3; 2 fails, so the pick moves on to 1
+        ("TFFTFF", 1, 0),  # only the most generous passes below the landing point
+        ("TTTTTT", 2, 3),
+        ("TFFFFF", 1, 0),
+    ],
+)
+def test_bisect_backoff_skips_failing_settings(passes, backoff, expected) -> None:  # noqa: ANN001
+    from slicer.split.calibrate import Point, _bisect
+
+    grid = [CodecParams(sparsity=0.1 * k) for k in range(len(passes))]
+    calls = []
+
+    def evaluate(params):  # noqa: ANN001, ANN202
+        k = grid.index(params)
+        calls.append(k)
+        return Point(params, 10.0 - k, 0.0, 0, {}, passes[k] == "T", True)
+
+    evaluate.backoff = backoff
+    got = _bisect(evaluate, grid)
+    assert got is not None and got.chosen and got.passed
+    assert grid.index(got.params) == expected
+    # The pick passes and is at least ``backoff`` steps more generous than where the
+    # bisection landed; every setting between them that was tried failed.
+    assert len(calls) == len(set(calls))  # no setting is evaluated twice
+
+
 def test_calibrate_holds_out_whole_groups(mlp_path) -> None:  # noqa: ANN001
     # 10 "photos" in 4 "views" each (small perturbations of one vector): with groups, the
     # held-out split takes whole photos; the settings say so.

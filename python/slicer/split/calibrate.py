@@ -220,12 +220,17 @@ def _bisect(evaluate: Evaluate, settings: Sequence[CodecParams]) -> Point | None
         else:
             hi = mid
     # Back off ``backoff`` steps towards the generous end: the pick keeps a margin of one
-    # knob step over the cheapest setting that passed on the calibration split.
-    pick = max(0, lo - getattr(evaluate, "backoff", 0))
-    p = found.get(pick) or evaluate(settings[pick])
-    if p.passed:
-        p.chosen = True
-        return p
+    # knob step over the cheapest setting that passed on the calibration split. The metric
+    # is not always monotone along the knob (a few near-tie inputs flip at random), so a
+    # back-off setting that fails is passed over for the next more generous one that passes.
+    for pick in range(max(0, lo - getattr(evaluate, "backoff", 0)), -1, -1):
+        p = found.get(pick) or evaluate(settings[pick])
+        found[pick] = p
+        if p.passed:
+            p.chosen = True
+            return p
+        if p.skipped:  # costlier than a pick already made; more generous ones cost more
+            break
     return best
 
 
