@@ -678,8 +678,15 @@ def test_gallery_photos_from_the_installed_packages() -> None:
     assert sum(n.startswith("foolbox/cifar") for n in names) == 40
     expected = 60
     if importlib.util.find_spec("skimage") is not None:
-        assert sum(n.startswith("skimage/") for n in names) == len(SKIMAGE_PHOTOS)
-        expected += len(SKIMAGE_PHOTOS)
+        from pathlib import Path
+
+        data = Path(importlib.util.find_spec("skimage").origin).parent / "data"
+        present = [n for n in SKIMAGE_PHOTOS if (data / n).is_file()]
+        assert len(present) >= 10  # scikit-image 0.26 ships all 19 in its wheel
+        assert sorted(n for n in names if n.startswith("skimage/")) == sorted(
+            f"skimage/{n}" for n in present
+        )
+        expected += len(present)
     if importlib.util.find_spec("sklearn") is not None:
         assert {"sklearn/china.jpg", "sklearn/flower.jpg"} <= set(names)
         expected += 2
