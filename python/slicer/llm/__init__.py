@@ -3,8 +3,9 @@
 The device (:class:`EdgeSession`) runs the embedding and layers 0..ℓ-1 with its own KV cache,
 the server (:class:`ServerSession`) runs layers ℓ..L-1 and the LM head with its own; one coded
 hidden row per token crosses the link (:mod:`slicer.llm.messages`). :mod:`slicer.llm.planner`
-chooses the cut ℓ and the handover step w; :mod:`slicer.llm.export` makes and caches the ONNX
-graphs of the shipped models (``smollm2``, ``gemma3``).
+chooses the cut ℓ and the handover step w on a profile measured by :mod:`slicer.llm.profile`;
+:mod:`slicer.llm.export` makes and caches the ONNX graphs of the shipped models (``smollm2``,
+``gemma3``).
 """
 
 from __future__ import annotations
