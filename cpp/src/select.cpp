@@ -33,8 +33,10 @@ constexpr uint64_t kSortLabelMax = 96;  // LabelSign sorts sets up to this size
 class KeptAppender {
  public:
   KeptAppender(const float* x, KeptList* out) : x_(x), out_(out) {
+    // The callers reserve what they expect: grow only a list that is full (per-row groups
+    // keep small lists, and every group of a stream holds its own).
     const size_t size = out->size();
-    out->resize(std::max<size_t>(out->capacity(), size + kGrowth));
+    out->resize(out->capacity() > size ? out->capacity() : size + kGrowth);
     at_ = out->data() + size;
     end_ = out->data() + out->size();
   }
