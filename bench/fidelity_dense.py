@@ -3,6 +3,7 @@
     python bench/fidelity_dense.py effnet     # EfficientNet-Lite0, after blocks 4 and 10
     python bench/fidelity_dense.py minilm     # MiniLM-L6, after layer 3
     python bench/fidelity_dense.py smollm2    # SmolLM2-135M, after layers 5 / 15 / 25
+    python bench/fidelity_dense.py smollm2 --tokens 10240 --groups rows --budgets 2.5
 
 Each setting codes every cut tensor with ``slicer.encode(x, mode="auto", max_bytes=B*N/8)``
 (everything counted: the whole stream), groups "tensor" or per channel / per row, and reports
@@ -98,7 +99,14 @@ def minilm(threads: int) -> None:
 SMOLLM2_CUTS = ("/model.layers.4/add_944", "/model.layers.14/add_2834", "/model.layers.24/add_4724")
 
 
-def smollm2(threads: int, tokens: int = 2048, chunk: int = 512) -> None:
+def smollm2(
+    threads: int,
+    tokens: int = 2048,
+    chunk: int = 512,
+    budgets: tuple[float, ...] = (2.0, 2.5, 3.0),
+    groups: tuple[str, ...] = ("rows", "tensor"),
+    cuts: tuple[int, ...] = (5, 15, 25),
+) -> None:
     """Perplexity change after layers 5 / 15 / 25 (4 x 512 tokens of prose by default)."""
     from slicer.split import Partitioner, SplitModel, zoo
     from slicer.split.fidelity import log_softmax
@@ -109,27 +117,51 @@ def smollm2(threads: int, tokens: int = 2048, chunk: int = 512) -> None:
 
     part = Partitioner(zoo.model_path("smollm2"))
     ids = np.array(zoo.smollm2_tokenizer()(zoo.prose_text())["input_ids"], dtype=np.int64)
+    if ids.size < tokens:
+        raise ValueError(f"the prose has {ids.size} tokens, fewer than {tokens}")
     chunks = [ids[i * chunk : (i + 1) * chunk][None] for i in range(tokens // chunk)]
     scored = len(chunks) * (chunk - 1)
-    settings = [dense_setting(b, g) for g in ("rows", "tensor") for b in (2.0, 2.5, 3.0)]
+    settings = [dense_setting(b, g) for g in groups for b in budgets]
+    ref = None  # the uncut model's NLL per chunk, the same for every cut
     for name in SMOLLM2_CUTS:
+        if int(name.split(".")[2].split("/")[0]) + 1 not in cuts:  # layers.4 = cut 5
+            continue
         split = SplitModel(part, name, providers="cpu", threads=threads)
-        ref = [nll(split.run_full({"input_ids": c})["logits"], c) for c in chunks]
+        if ref is None:
+            ref = [nll(split.run_full({"input_ids": c})["logits"], c) for c in chunks]
         heads = [split.run_head({"input_ids": c}) for c in chunks]
         ppl_uncut = float(np.exp(sum(ref) / scored))
 
-        def score(i: int, outputs: dict) -> dict[str, float]:
-            return {"nll_sum": nll(outputs["logits"], chunks[i])}
+        per_chunk: list[float] = []  # NLL per chunk, setting after setting
+
+        def score(i: int, outputs: dict, per_chunk: list = per_chunk) -> dict[str, float]:
+            per_chunk.append(nll(outputs["logits"], chunks[i]))
+            return {"nll_sum": per_chunk[-1]}
 
         rows = common.sweep(split, heads, settings, score, desc=name.split("/")[2])
-        print(f"SmolLM2 {name} ({tokens} tokens, uncut perplexity {ppl_uncut:.3f}):")
-        for row in rows:
+        print(f"SmolLM2 {name} ({len(chunks) * chunk} tokens, uncut perplexity {ppl_uncut:.3f}):")
+        for k, row in enumerate(rows):
             ppl = float(np.exp(row["nll_sum"] * len(chunks) / scored))
             change = 100 * (ppl / ppl_uncut - 1)
+            # the noise: standard error of the mean per-token NLL change over the chunks
+            d = (np.array(per_chunk[k * len(chunks) : (k + 1) * len(chunks)]) - ref) / (chunk - 1)
+            se = 100 * float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
             print(f"  {row['setting']:<34} {row['bits_per_element']:6.3f} b/el  "
-                  f"perplexity {ppl:.3f} ({change:+.2f} %)", flush=True)  # fmt: skip
+                  f"perplexity {ppl:.3f} ({change:+.2f} % ± {se:.2f} % s.e. over "
+                  f"{len(d)} chunks)", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
-    which = sys.argv[1] if len(sys.argv) > 1 else "effnet"
-    {"effnet": effnet, "minilm": minilm, "smollm2": smollm2}[which](2)
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("which", nargs="?", default="effnet", choices=["effnet", "minilm", "smollm2"])
+    p.add_argument("--tokens", type=int, default=2048, help="smollm2: tokens (512-token chunks)")
+    p.add_argument("--groups", nargs="+", default=["rows", "tensor"], help="smollm2")
+    p.add_argument("--budgets", type=float, nargs="+", default=[2.0, 2.5, 3.0], help="smollm2")
+    p.add_argument("--cuts", type=int, nargs="+", default=[5, 15, 25], help="smollm2: 5 15 25")
+    a = p.parse_args()
+    if a.which == "smollm2":
+        smollm2(2, a.tokens, groups=tuple(a.groups), budgets=tuple(a.budgets), cuts=tuple(a.cuts))
+    else:
+        {"effnet": effnet, "minilm": minilm}[a.which](2)
