@@ -94,6 +94,20 @@ uint64_t ElementBytes(const slicer_header& header) {
 
 extern "C" {
 
+size_t slicer_dtype_size(int dtype) {
+  switch (dtype) {
+    case SLICER_FLOAT32:
+      return 4;
+    case SLICER_FLOAT16:
+    case SLICER_BFLOAT16:
+      return 2;
+    case SLICER_FLOAT64:
+      return 8;
+    default:
+      return 0;
+  }
+}
+
 const char* slicer_status_string(int status) {
   switch (status) {
     case SLICER_OK:

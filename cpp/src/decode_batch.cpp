@@ -28,20 +28,6 @@ namespace {
 
 using slicer::internal::GuardStatus;
 
-size_t DtypeSize(int dtype) {
-  switch (dtype) {
-    case SLICER_FLOAT32:
-      return 4;
-    case SLICER_FLOAT16:
-    case SLICER_BFLOAT16:
-      return 2;
-    case SLICER_FLOAT64:
-      return 8;
-    default:
-      return 0;
-  }
-}
-
 // The batch's item description, checked once per call.
 struct BatchShape {
   int dtype = 0;
@@ -92,7 +78,7 @@ int CheckBatch(const void* const* srcs, const size_t* sizes, size_t count, int d
     return SLICER_ERR_INVALID_ARGUMENT;
   }
   if (ndim > SLICER_MAX_NDIM || (ndim > 0 && shape == nullptr)) return SLICER_ERR_INVALID_ARGUMENT;
-  const size_t itemsize = DtypeSize(dtype);
+  const size_t itemsize = slicer_dtype_size(dtype);
   if (itemsize == 0) return SLICER_ERR_UNSUPPORTED_DTYPE;
   unsigned __int128 bytes = itemsize;
   for (uint32_t d = 0; d < ndim; ++d) {
@@ -161,10 +147,9 @@ int slicer_decode_batch(const void* const* srcs, const size_t* sizes, size_t cou
 }
 
 int slicer_context_decode_batch(slicer_context* context, const void* const* srcs,
-                                const size_t* sizes, size_t count, uint64_t max_elements,
-                                int dtype, const int64_t* shape, uint32_t ndim, void* dst,
-                                size_t dst_bytes, int* statuses, size_t* num_failed,
-                                uint32_t threads) {
+                                const size_t* sizes, size_t count, uint64_t max_elements, int dtype,
+                                const int64_t* shape, uint32_t ndim, void* dst, size_t dst_bytes,
+                                int* statuses, size_t* num_failed, uint32_t threads) {
   if (num_failed != nullptr) *num_failed = 0;
   if (context == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
   return GuardStatus([&]() -> int {

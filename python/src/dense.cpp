@@ -13,20 +13,6 @@
 namespace slicer_py {
 namespace {
 
-size_t DenseItemSize(int dtype) {
-  switch (dtype) {
-    case SLICER_FLOAT64:
-      return 8;
-    case SLICER_FLOAT32:
-      return 4;
-    case SLICER_FLOAT16:
-    case SLICER_BFLOAT16:
-      return 2;
-    default:
-      return 0;
-  }
-}
-
 nb::tuple DenseBound(const std::vector<int64_t>& shape, int dtype, const nb::dict& params) {
   const DenseParams p = DenseParamsFromDict(params);
   size_t bound = 0;
@@ -38,7 +24,7 @@ nb::tuple DenseBound(const std::vector<int64_t>& shape, int dtype, const nb::dic
 // (status, stream) or, with `measured`, (status, stream, sse): slicer_dense_encode[_sse].
 nb::tuple DenseEncodeImpl(ConstBytes raw, int dtype, const std::vector<int64_t>& shape,
                           const nb::dict& params, bool measured) {
-  const size_t itemsize = DenseItemSize(dtype);
+  const size_t itemsize = slicer_dtype_size(dtype);
   auto fail = [&](int status) {
     return measured ? nb::make_tuple(status, nb::none(), nb::none())
                     : nb::make_tuple(status, nb::none());

@@ -18,17 +18,8 @@
 namespace slicer_py {
 namespace {
 
-size_t ItemSize(int dtype) {
-  switch (dtype) {
-    case SLICER_FLOAT32:
-      return 4;
-    case SLICER_FLOAT16:
-    case SLICER_BFLOAT16:
-      return 2;
-    default:
-      return 0;
-  }
-}
+// Bytes per element of a format-1 dtype (format 1 takes no float64); 0 otherwise.
+size_t ItemSize(int dtype) { return dtype == SLICER_FLOAT64 ? 0 : slicer_dtype_size(dtype); }
 
 nb::dict HeaderDict(const slicer_header& h) {
   nb::dict d;
@@ -174,9 +165,9 @@ nb::tuple EncodeArray(PyContext& context, AnyArray array, int dtype, const Nativ
   {
     nb::gil_scoped_release release;
     hold.lock();
-    status = slicer_context_encode(context.context, array.data(), dtype, shape.data(),
-                                   static_cast<uint32_t>(shape.size()), &params.raw, &stream,
-                                   &size);
+    status =
+        slicer_context_encode(context.context, array.data(), dtype, shape.data(),
+                              static_cast<uint32_t>(shape.size()), &params.raw, &stream, &size);
   }
   if (status != SLICER_OK) return nb::make_tuple(status, nb::none());
   return nb::make_tuple(status, nb::bytes(reinterpret_cast<const char*>(stream), size));
@@ -246,12 +237,12 @@ nb::tuple Decode(ConstBytes buf, uint64_t max_elements, uint32_t threads, PyCont
   int status = SLICER_OK;
   {
     nb::gil_scoped_release release;
-    status = context == nullptr
-                 ? slicer_decode_alloc(buf.data(), buf.shape(0), max_elements, threads,
-                                       &AllocateDecodeBuffer, &buffer, &header)
-                 : slicer_context_decode_alloc(context->context, buf.data(), buf.shape(0),
-                                               max_elements, threads, &AllocateDecodeBuffer,
-                                               &buffer, &header);
+    status =
+        context == nullptr
+            ? slicer_decode_alloc(buf.data(), buf.shape(0), max_elements, threads,
+                                  &AllocateDecodeBuffer, &buffer, &header)
+            : slicer_context_decode_alloc(context->context, buf.data(), buf.shape(0), max_elements,
+                                          threads, &AllocateDecodeBuffer, &buffer, &header);
   }
   std::unique_ptr<uint8_t[]> owned(buffer.data);
   if (status != SLICER_OK) return nb::make_tuple(status, nb::none(), nb::none());
@@ -278,8 +269,7 @@ nb::tuple Inspect(ConstBytes buf, uint64_t max_elements, bool with_blocks) {
     return nb::make_tuple(status, nb::none(), nb::none(), nb::none(), nb::none());
   }
   if (!with_blocks) {
-    return nb::make_tuple(status, HeaderDict(header), AccountDict(account), num_blocks,
-                          nb::none());
+    return nb::make_tuple(status, HeaderDict(header), AccountDict(account), num_blocks, nb::none());
   }
   std::vector<slicer_block_info> blocks(num_blocks);
   {

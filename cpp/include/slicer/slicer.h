@@ -122,6 +122,9 @@ SLICER_API const char* slicer_status_string(int status);
 SLICER_API const char* slicer_error_detail(void);
 SLICER_API const char* slicer_version(void);     /* library version, e.g. "0.1.0" */
 SLICER_API uint32_t slicer_format_version(void); /* highest format this build writes/reads */
+/* Bytes per element of a dtype code (4 float32, 2 float16 / bfloat16, 8 float64); 0 for any other
+ * value. Format 1 (top-K) takes float32 / float16 / bfloat16 only. */
+SLICER_API size_t slicer_dtype_size(int dtype);
 SLICER_API void slicer_params_init(slicer_params* params);
 
 /* Upper bound on the encoded size (docs/format.md §8), from shape, dtype and params only. */
