@@ -35,7 +35,7 @@ void Exercise(const uint8_t* data, size_t size) {
     if (inspect_status == SLICER_OK) std::abort();  // inspect accepted a bad header
     return;
   }
-  const size_t item = header.dtype == SLICER_FLOAT32 ? 4 : 2;
+  const size_t item = slicer_dtype_size(header.dtype);  // format 2 streams may be float64
   std::vector<uint8_t> out(header.num_elements * item + 1);
   const int decode_status = slicer_decode(data, size, kMaxElements, out.data(), out.size() - 1, 2);
   if ((decode_status == SLICER_OK) != (inspect_status == SLICER_OK)) std::abort();

@@ -39,7 +39,7 @@ void Decode(const uint8_t* data, size_t size) {
     }
     return;
   }
-  const size_t item = info.dtype == SLICER_FLOAT64 ? 8 : info.dtype == SLICER_FLOAT32 ? 4 : 2;
+  const size_t item = slicer_dtype_size(info.dtype);
   std::vector<uint8_t> out(info.num_elements * item + 1);
   if (slicer_decode(s.data(), s.size(), 1u << 20, out.data(), out.size(), 1) != SLICER_OK) {
     __builtin_trap();

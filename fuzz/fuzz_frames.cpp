@@ -39,7 +39,7 @@ void FuzzContext(const uint8_t* data, size_t size) {
   slicer_frame_info info;
   if (slicer_frame_context_info(ctx, &info) != SLICER_OK) __builtin_trap();
   // An opened context must code a row of zeros and of large values.
-  const size_t item = info.dtype == SLICER_FLOAT64 ? 8 : info.dtype == SLICER_FLOAT32 ? 4 : 2;
+  const size_t item = slicer_dtype_size(info.dtype);
   std::vector<uint8_t> row(info.row_elements * item, 0);
   std::vector<uint8_t> frame(info.frame_bound);
   size_t written = 0;

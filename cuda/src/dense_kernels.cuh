@@ -11,18 +11,24 @@
 
 #include "block_primitives.cuh"
 #include "device_math.cuh"
+#include "format/dense_spec.hpp"
 
 namespace slicer::cuda::dense_gpu {
 
-constexpr unsigned kNumSymbols = 423;
-constexpr unsigned kDirect = 8;
-constexpr unsigned kProbBits = 14;
-constexpr uint32_t kProbScale = 1u << kProbBits;
-constexpr uint32_t kRansL = 1u << 23;
-constexpr uint64_t kInterleaveMin = 8192;
-constexpr uint64_t kMaxMag = uint64_t{1} << 53;
-constexpr uint8_t kGroupZero = 0x80;
-constexpr uint8_t kGroupRaw = 0x81;
+// The per-element arithmetic of the format, shared with the C++ codec (format/dense_spec.hpp).
+using format::dense::BinBase;
+using format::dense::BinOf;
+using format::dense::GroupIsDense;
+using format::dense::kGroupRaw;
+using format::dense::kGroupZero;
+using format::dense::kMaxMag;
+using format::dense::kNumSymbols;
+using format::dense::kProbBits;
+using format::dense::kProbScale;
+using format::dense::kRansL;
+using format::dense::StatesFor;
+using format::dense::SymbolNegative;
+using format::dense::SymbolOf;
 constexpr uint16_t kNotCoded = 0xFFFF;
 
 #ifdef SLICER_CUDA_EMULATION
@@ -32,8 +38,6 @@ inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v)
   return old;
 }
 #endif
-
-SLICER_HD bool IsDense(uint8_t b) { return b < 0x40 || b >= 0xC0; }
 
 // Group geometry of §12.1 (run = 0: one group). `within` is the element's index in its group.
 struct GroupGeometry {
@@ -87,7 +91,7 @@ __device__ bool DecodeChunkSymbols(const DecodeArgs& a, const DenseChunk& c, con
   if (c.coded == 0) return true;
   const uint8_t* p = a.payload + c.offset;
   const uint8_t* const end = p + c.rans_len;
-  const unsigned k = c.coded >= kInterleaveMin ? 4 : 1;
+  const unsigned k = StatesFor(c.coded);
   uint32_t x[4];
   for (unsigned q = 0; q < k; ++q) {
     x[q] = uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
@@ -110,9 +114,10 @@ __device__ bool DecodeChunkSymbols(const DecodeArgs& a, const DenseChunk& c, con
     x[e % k] = st;
     a.syms[c.first_coded + e] = static_cast<uint16_t>(s);
     a.bitpos[c.first_coded + e] = static_cast<uint32_t>(total);
-    const unsigned b = (s + 1) / 2;
-    if (b >= kDirect) {
-      const unsigned nb = (b - kDirect) / 4 + 1;
+    uint64_t base;
+    unsigned nb;
+    BinBase(BinOf(s), &base, &nb);
+    if (nb != 0) {
       if (cnt < nb && pos + 8 <= len) {
         const unsigned take = (63 - cnt) / 8;
         pos += take;
@@ -182,7 +187,7 @@ __global__ void DenseDecodeKernel(DecodeArgs a, T* dst) {
     const bool live = i < c.end;
     const uint64_t g = live ? a.geo.GroupOf(i) : 0;
     const uint8_t kind = a.kinds == nullptr ? 0 : (live ? a.kinds[g] : kGroupZero);
-    const bool dense = live && IsDense(kind);
+    const bool dense = live && GroupIsDense(kind);
     uint64_t tile_total;
     const uint64_t idx =
         BlockExclusiveScan<uint64_t>(dense ? 1 : 0, coded_before, SumOp{}, scan, &tile_total);
@@ -191,18 +196,13 @@ __global__ void DenseDecodeKernel(DecodeArgs a, T* dst) {
     if (dense) {
       const double delta = a.kinds == nullptr ? a.base_step : a.steps[g];
       const unsigned s = a.syms[idx];
-      const unsigned b = (s + 1) / 2;
-      double v;
-      if (b < kDirect) {
-        v = b == 0 ? 0.0 : Mul(Add(static_cast<double>(b), b == 1 ? a.off1 : a.off2), delta);
-      } else {
-        const unsigned nb = (b - kDirect) / 4 + 1;
-        const uint64_t m =
-            (uint64_t{4 + ((b - kDirect) & 3)} << nb) + ReadBits(bits, a.bitpos[idx], nb);
-        if (m > kMaxMag) bad = true;
-        v = Mul(Add(static_cast<double>(m), a.off2), delta);
-      }
-      if ((s & 1) == 0 && s != 0) v = -v;
+      uint64_t base;
+      unsigned nb;
+      BinBase(BinOf(s), &base, &nb);
+      const uint64_t m = nb == 0 ? base : base + ReadBits(bits, a.bitpos[idx], nb);
+      if (m > kMaxMag) bad = true;
+      double v = m == 0 ? 0.0 : Mul(Add(static_cast<double>(m), m == 1 ? a.off1 : a.off2), delta);
+      if (SymbolNegative(s)) v = -v;
       StoreValue<T>(dst, i, v);
     } else if (kind == kGroupZero) {
       StoreValue<T>(dst, i, 0.0);
@@ -262,7 +262,7 @@ __global__ void DenseQuantizeKernel(EncodeArgs a, const T* data) {
     const double x = LoadValue<T>(data, i);
     uint16_t sym = kNotCoded;
     uint64_t extra = 0;
-    if (!IsDense(kind)) {
+    if (!GroupIsDense(kind)) {
       if (!IsFiniteDouble(x)) atomicMin(a.error, (i << 8) | SLICER_ERR_NONFINITE_INPUT);
     } else {
       const double delta = a.kinds == nullptr ? a.base_step : a.steps[g];
@@ -274,16 +274,10 @@ __global__ void DenseQuantizeKernel(EncodeArgs a, const T* data) {
         sym = 0;
       } else {
         const uint64_t m = static_cast<uint64_t>(u);
-        const bool neg = x < 0;
-        if (m < kDirect) {
-          sym = static_cast<uint16_t>(m == 0 ? 0 : 2 * m - (neg ? 0 : 1));
-        } else {
-          unsigned e = 63;
-          while (((m >> e) & 1) == 0) --e;
-          const unsigned b = kDirect + 4 * (e - 3) + static_cast<unsigned>((m >> (e - 2)) & 3);
-          sym = static_cast<uint16_t>(neg ? 2 * b : 2 * b - 1);
-          extra = ((m & ((uint64_t{1} << (e - 2)) - 1)) << 6) | (e - 2);
-        }
+        unsigned nbits;
+        uint64_t bits_value;
+        sym = static_cast<uint16_t>(SymbolOf(m, x < 0, &nbits, &bits_value));
+        extra = nbits == 0 ? 0 : (bits_value << 6) | nbits;
         if (m > 0) {
           const int64_t d = FloorToInt(Mul(Sub(t, static_cast<double>(m)), 0x1p20));
           atomicAdd(&sums[m == 1 ? 0 : 1], static_cast<unsigned long long>(d));
@@ -362,7 +356,7 @@ __global__ void DenseChunkEncodeKernel(ChunkEncodeArgs a) {
     return;
   }
   uint8_t* ptr = region + rcap;
-  const unsigned k = c.coded >= kInterleaveMin ? 4 : 1;
+  const unsigned k = StatesFor(c.coded);
   uint32_t x[4] = {kRansL, kRansL, kRansL, kRansL};
   uint64_t e = c.coded;
   for (uint64_t i = c.end; i-- > c.begin;) {

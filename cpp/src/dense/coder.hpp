@@ -65,19 +65,6 @@ inline void StoreElement(int dtype, uint8_t* dst, uint64_t i, double v) {
   }
 }
 
-// §11: symbol of the code q = ±m (m ≤ 2^53); *nbits extra bits of value *extra for bins ≥ 8.
-inline unsigned SymbolOf(uint64_t m, bool negative, unsigned* nbits, uint64_t* extra) {
-  if (m < kDirect) {
-    *nbits = 0;
-    return m == 0 ? 0 : static_cast<unsigned>(2 * m - (negative ? 0 : 1));
-  }
-  const unsigned e = 63 - static_cast<unsigned>(__builtin_clzll(m));
-  const unsigned b = kDirect + 4 * (e - 3) + static_cast<unsigned>((m >> (e - 2)) & 3);
-  *nbits = e - 2;
-  *extra = m & ((uint64_t{1} << (e - 2)) - 1);
-  return negative ? 2 * b : 2 * b - 1;
-}
-
 // floor(v) of a double in (-2^62, 2^62) as int64.
 inline int64_t FloorToInt(double v) {
   const int64_t t = static_cast<int64_t>(v);

@@ -7,23 +7,32 @@
 #include <cstring>
 #include <vector>
 
+#include "format/dense_spec.hpp"
 #include "slicer/slicer.h"
 
 namespace slicer::dense {
 
+// The per-element arithmetic shared with the CUDA kernels (format/dense_spec.hpp).
+using format::dense::BinBase;
+using format::dense::BinOf;
+using format::dense::GroupByteValid;
+using format::dense::GroupIsDense;
+using format::dense::kDirect;
+using format::dense::kGroupRaw;
+using format::dense::kGroupZero;
+using format::dense::kInterleaveMin;
+using format::dense::kMaxMag;
+using format::dense::kNumSymbols;
+using format::dense::kProbBits;
+using format::dense::kProbScale;
+using format::dense::kRansL;
+using format::dense::StatesFor;
+using format::dense::SymbolOf;
+
 constexpr uint8_t kVersion = 2;
 constexpr uint8_t kModeDense = 1;
 constexpr uint64_t kParamsLen = 9;
-constexpr unsigned kDirect = 8;
-constexpr uint64_t kMaxMag = uint64_t{1} << 53;
-constexpr unsigned kNumSymbols = 423;
-constexpr unsigned kProbBits = 14;
-constexpr uint32_t kProbScale = 1u << kProbBits;
-constexpr uint32_t kRansL = 1u << 23;
-constexpr uint64_t kInterleaveMin = 8192;
 constexpr unsigned kClassMax = 511;
-constexpr uint8_t kGroupZero = 0x80;
-constexpr uint8_t kGroupRaw = 0x81;
 constexpr uint64_t kMaxTableBytes = 2 + 1109;  // §16: varint nsym + ceil((9 + 422·21) / 8)
 
 // 2^(k/8) rounded to binary64 (§12.1).
@@ -31,9 +40,6 @@ constexpr double kStepFraction[8] = {
     0x1.0000000000000p+0, 0x1.172b83c7d517bp+0, 0x1.306fe0a31b715p+0, 0x1.4bfdad5362a27p+0,
     0x1.6a09e667f3bcdp+0, 0x1.8ace5422aa0dbp+0, 0x1.ae89f995ad3adp+0, 0x1.d5818dcfba487p+0,
 };
-
-inline bool GroupIsDense(uint8_t b) { return b < 0x40 || b >= 0xC0; }
-inline bool GroupByteValid(uint8_t b) { return GroupIsDense(b) || b == kGroupZero || b == kGroupRaw; }
 
 // Δ_g = ldexp(Δ0 · F[e mod 8], e div 8); false when not finite or below 2^-1022.
 inline bool GroupStep(float step, int e, double* out) {
@@ -58,18 +64,6 @@ unsigned CountClass(uint64_t n);
 void Normalize(const std::vector<unsigned>& classes, std::vector<uint32_t>* freq,
                std::vector<uint32_t>* cum);
 
-// Smallest magnitude and extra-bit count of a bin (§11).
-inline void BinBase(unsigned b, uint64_t* base, unsigned* nbits) {
-  if (b < kDirect) {
-    *base = b;
-    *nbits = 0;
-    return;
-  }
-  const unsigned e = (b - kDirect) / 4 + 3, top = (b - kDirect) % 4;
-  *base = uint64_t{4 + top} << (e - 2);
-  *nbits = e - 2;
-}
-
 // Group geometry of a layout (§12.1): element i is in group (i / run) % modulo.
 struct Layout {
   uint64_t groups = 1;
@@ -82,8 +76,6 @@ struct Layout {
 
 // Fills `layout` for (shape, layout code); false when the layout needs more axes.
 bool MakeLayout(const int64_t* shape, uint32_t ndim, uint64_t n, unsigned code, Layout* layout);
-
-inline unsigned StatesFor(uint64_t count) { return count >= kInterleaveMin ? 4 : 1; }
 
 inline size_t DtypeBytes(int dtype) {
   return dtype == SLICER_FLOAT64 ? 8 : dtype == SLICER_FLOAT32 ? 4 : 2;

@@ -358,7 +358,7 @@ slicer_status DecodeFrame(const Context& c, const uint8_t* f, size_t size, uint8
     if (c.nbits_of[s] != 0) {  // a bin with extra bits (§11)
       uint64_t m;
       unsigned nb;
-      dense::BinBase((s + 1) / 2, &m, &nb);
+      dense::BinBase(dense::BinOf(s), &m, &nb);
       while (cnt < nb) {
         if (bp >= bend) return SLICER_ERR_CORRUPT;
         acc |= uint64_t{*bp++} << cnt;
