@@ -45,8 +45,8 @@ def _decoded_sse(x: np.ndarray, stream: bytes) -> float:
 def test_sse_is_the_decoded_error(rows, cols, seed, log_step, rho, dtype, groups, outliers):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((rows, cols))
-    if outliers:  # huge codes: the exact path for codes of 2^31 and more
-        x[rng.random(x.shape) < 0.01] *= 1e9
+    if outliers:  # huge codes: the exact path for codes of 2^31 and more (float16: ≤ 65504)
+        x[rng.random(x.shape) < 0.01] *= 1e3 if dtype is np.float16 else 1e9
     x = x.astype(dtype)
     params = _params.make_dense_params(
         step=2.0**log_step, rho=rho / 256, groups=groups, chunk_size=64, threads=1
