@@ -1,4 +1,6 @@
 // Format 2 dense encoder (docs/format.md §10-§14); byte-identical to tests/reference_dense.py.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -265,12 +267,15 @@ template <int kDtype>
 __attribute__((always_inline)) inline void BlockErrorsImpl(const Block* blk, unsigned cnt,
                                                            double delta, double off1, double off2,
                                                            double* sq) {
+  // Select by arithmetic so that the loop vectorises: off1 − off2 is exact (both k/256), so
+  // off2 + (off1 − off2)·[m = 1] is exactly the offset of §12.4; ·[m ≠ 0] zeroes bin 0; the
+  // sign of x goes on by copysign (a negative zero squares like the decoder's +0).
+  const double doff = off1 - off2;
   for (unsigned k = 0; k < cnt; ++k) {
     const int32_t m = blk->m[k];
-    double v = (static_cast<double>(m) + (m == 1 ? off1 : off2)) * delta;
-    v = m == 0 ? 0.0 : v;
-    v = blk->x[k] < 0 ? -v : v;
-    const double d = blk->x[k] - Decoded<kDtype>(v);
+    const double off = off2 + doff * static_cast<double>(m == 1);
+    const double v = (static_cast<double>(m) + off) * delta * static_cast<double>(m != 0);
+    const double d = blk->x[k] - Decoded<kDtype>(std::copysign(v, blk->x[k]));
     sq[k] = d * d;
   }
 }
@@ -283,6 +288,29 @@ template <int kDtype>
 __attribute__((target("avx2"))) void BlockErrorsAvx2(const Block* blk, unsigned cnt, double delta,
                                                      double off1, double off2, double* sq) {
   BlockErrorsImpl<kDtype>(blk, cnt, delta, off1, off2, sq);
+}
+
+// float32 streams with AVX2: BlockErrorsImpl four elements at a time with the same binary64
+// operations (no contraction), squared errors into sq as the scalar form writes them.
+__attribute__((target("avx2"))) void BlockErrorsF32Avx2(const Block* blk, unsigned cnt,
+                                                        double delta, double off1, double off2,
+                                                        double* sq) {
+  const __m256d one = _mm256_set1_pd(1.0), zero = _mm256_setzero_pd();
+  const __m256d o1 = _mm256_set1_pd(off1), o2 = _mm256_set1_pd(off2);
+  const __m256d dv = _mm256_set1_pd(delta), sign = _mm256_set1_pd(-0.0);
+  unsigned k = 0;
+  for (; k + 4 <= cnt; k += 4) {
+    const __m256d x = _mm256_load_pd(blk->x + k);
+    const __m256d m = _mm256_cvtepi32_pd(_mm_load_si128(reinterpret_cast<const __m128i*>(blk->m + k)));
+    const __m256d off = _mm256_blendv_pd(o2, o1, _mm256_cmp_pd(m, one, _CMP_EQ_OQ));
+    __m256d v = _mm256_mul_pd(_mm256_add_pd(m, off), dv);
+    v = _mm256_andnot_pd(_mm256_cmp_pd(m, zero, _CMP_EQ_OQ), v);  // bin 0 decodes to 0
+    v = _mm256_or_pd(v, _mm256_and_pd(x, sign));                    // v ≥ 0: the sign of x
+    const __m256d y = _mm256_cvtps_pd(_mm256_cvtpd_ps(v));            // rounded to binary32
+    const __m256d d = _mm256_sub_pd(x, y);
+    _mm256_store_pd(sq + k, _mm256_mul_pd(d, d));
+  }
+  if (k < cnt) BlockErrorsImpl<SLICER_FLOAT32>(blk, cnt, delta, off1, off2, sq);  // the tail
 }
 
 // Σ (x − y)² over the dense elements [begin, end) of one group, y the decoder's value, for the
@@ -299,7 +327,9 @@ double ReconstructionError(const Reader& read, uint64_t begin, uint64_t end, dou
     const unsigned cnt = static_cast<unsigned>(std::min<uint64_t>(kBlock, end - b0));
     LoadBlock(read, b0, cnt, &blk);
     if (quantize(&blk, cnt, delta, rho, &unused)) {  // codes below 2^31 (blk.m)
-      if (avx2) {
+      if (kDtype == SLICER_FLOAT32 && avx2) {
+        BlockErrorsF32Avx2(&blk, cnt, delta, off1, off2, sq);
+      } else if (avx2) {
         BlockErrorsAvx2<kDtype>(&blk, cnt, delta, off1, off2, sq);
       } else {
         BlockErrorsBase<kDtype>(&blk, cnt, delta, off1, off2, sq);
