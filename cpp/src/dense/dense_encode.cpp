@@ -301,12 +301,13 @@ __attribute__((target("avx2"))) void BlockErrorsF32Avx2(const Block* blk, unsign
   unsigned k = 0;
   for (; k + 4 <= cnt; k += 4) {
     const __m256d x = _mm256_load_pd(blk->x + k);
-    const __m256d m = _mm256_cvtepi32_pd(_mm_load_si128(reinterpret_cast<const __m128i*>(blk->m + k)));
+    const __m256d m =
+        _mm256_cvtepi32_pd(_mm_load_si128(reinterpret_cast<const __m128i*>(blk->m + k)));
     const __m256d off = _mm256_blendv_pd(o2, o1, _mm256_cmp_pd(m, one, _CMP_EQ_OQ));
     __m256d v = _mm256_mul_pd(_mm256_add_pd(m, off), dv);
     v = _mm256_andnot_pd(_mm256_cmp_pd(m, zero, _CMP_EQ_OQ), v);  // bin 0 decodes to 0
-    v = _mm256_or_pd(v, _mm256_and_pd(x, sign));                    // v ≥ 0: the sign of x
-    const __m256d y = _mm256_cvtps_pd(_mm256_cvtpd_ps(v));            // rounded to binary32
+    v = _mm256_or_pd(v, _mm256_and_pd(x, sign));                  // v ≥ 0: the sign of x
+    const __m256d y = _mm256_cvtps_pd(_mm256_cvtpd_ps(v));        // rounded to binary32
     const __m256d d = _mm256_sub_pd(x, y);
     _mm256_store_pd(sq + k, _mm256_mul_pd(d, d));
   }
