@@ -684,10 +684,7 @@ def _encode_dense(
         work = np.ascontiguousarray(work)
     if limit is not None:
         return dense_for_budget(array, params, limit, encoder, auto, model_input=work)
-    return dense_for_error(
-        array, params, error, encoder, lambda s: decode(s, threads=params["threads"]), auto,
-        model_input=work,
-    )  # fmt: skip
+    return dense_for_error(array, params, error, encoder, auto, model_input=work)
 
 
 def _encode_dense_cuda(x: Any, params: dict[str, Any], weights: Any = None) -> bytes:

@@ -451,22 +451,18 @@ def dense_for_error(
     params: dict[str, Any],
     rel_error: float,
     encoder: DenseEncoder,
-    decoder: Callable[[bytes], np.ndarray],
     auto: bool,
     model_input: np.ndarray | None = None,
-    measured: Callable[[np.ndarray, dict[str, Any]], tuple[bytes, float]] | None = None,
 ) -> bytes:
-    """The smallest dense stream found whose relative L2 error is <= rel_error.
-
-    `measured(array, params)`, when given, encodes and returns (stream, squared error of the
-    decoded stream) from the encoder (slicer_dense_encode_sse), so no attempt is decoded."""
+    """The smallest dense stream found whose relative L2 error is <= rel_error. Each attempt's
+    error is the exact error of its decoded stream, returned by the encoder
+    (slicer_dense_encode_sse): no attempt is decoded."""
     model = DenseModel(
         (array if model_input is None else model_input).reshape(-1),
         array.dtype.itemsize,
         _dense_header_bytes(array.shape),
     )
-    flat = _plain_float(array.reshape(-1))
-    energy = model.energy if model_input is None else _energy(flat)
+    energy = model.energy if model_input is None else _energy(_plain_float(array.reshape(-1)))
     if energy == 0.0:
         return encoder(array, dict(params, step=1.0))
     goal = rel_error**2 * model.energy
@@ -478,24 +474,11 @@ def dense_for_error(
         if best is None or size < best[0]:
             best = (size, float(step), rho)
     _, step, rho = best
-    if measured is None:
-        measured = _sse_encoder(array)
-
-    def error_of(stream: bytes) -> float:
-        decoded = _plain_float(decoder(stream).reshape(-1))
-        sse = 0.0
-        for i in range(0, flat.size, 1 << 16):  # in blocks: no full-size float64 temporaries
-            d = np.subtract(flat[i : i + (1 << 16)], decoded[i : i + (1 << 16)], dtype=np.float64)
-            sse += float(np.einsum("i,i->", d, d))
-        return float(np.sqrt(sse / energy))
+    measured = _sse_encoder(array)
 
     def attempt(step: float) -> tuple[bytes, float]:
-        trial = dict(params, step=_f32(step), rho_256=rho)
-        if measured is not None:
-            stream, sse = measured(array, trial)
-            return stream, float(np.sqrt(sse / energy))
-        stream = encoder(array, trial)
-        return stream, error_of(stream)
+        stream, sse = measured(dict(params, step=_f32(step), rho_256=rho))
+        return stream, float(np.sqrt(sse / energy))
 
     stream = b""
     for _ in range(3):
@@ -512,13 +495,14 @@ def dense_for_error(
             raise ValueError(f"rel_error={rel_error} cannot be reached for this array")
 
 
-def _sse_encoder(array: np.ndarray) -> Callable[[np.ndarray, dict[str, Any]], tuple[bytes, float]]:
-    """`measured` of dense_for_error through the C ABI's slicer_dense_encode_sse."""
+def _sse_encoder(array: np.ndarray) -> Callable[[dict[str, Any]], tuple[bytes, float]]:
+    """Encoder of dense_for_error: (stream, squared error of the decoded stream) through the C
+    ABI's slicer_dense_encode_sse."""
     code = 4 if array.dtype == np.float64 else CODE_OF_DTYPE[array.dtype]
     raw = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
     shape = list(array.shape)
 
-    def run(_array: np.ndarray, params: dict[str, Any]) -> tuple[bytes, float]:
+    def run(params: dict[str, Any]) -> tuple[bytes, float]:
         status, stream, sse = _core.dense_encode_sse(raw, code, shape, params)
         if status:
             raise_encode_status(status)

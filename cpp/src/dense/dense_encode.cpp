@@ -260,18 +260,15 @@ inline double Decoded(double v) {
   }
 }
 
-// Squared errors sq[k] = (x − y)² of a quantized block (codes below 2^31 in blk->m), y the
-// decoder's value; branch-free so that it vectorises (−0 for a negative x with m = 0 squares
-// the same as the decoder's +0).
+// Squared errors sq[k] = (x − y)², k in [first, cnt), of a quantized block (codes below 2^31 in
+// blk->m), y the decoder's value (−0 for a negative x with m = 0 squares like the decoder's +0).
+// off1 − off2 is exact (both k/256), so off2 + (off1 − off2)·[m = 1] is exactly the offset of
+// §12.4, and ·[m ≠ 0] zeroes bin 0.
 template <int kDtype>
-__attribute__((always_inline)) inline void BlockErrorsImpl(const Block* blk, unsigned cnt,
-                                                           double delta, double off1, double off2,
-                                                           double* sq) {
-  // Select by arithmetic so that the loop vectorises: off1 − off2 is exact (both k/256), so
-  // off2 + (off1 − off2)·[m = 1] is exactly the offset of §12.4; ·[m ≠ 0] zeroes bin 0; the
-  // sign of x goes on by copysign (a negative zero squares like the decoder's +0).
+void BlockErrors(const Block* blk, unsigned first, unsigned cnt, double delta, double off1,
+                 double off2, double* sq) {
   const double doff = off1 - off2;
-  for (unsigned k = 0; k < cnt; ++k) {
+  for (unsigned k = first; k < cnt; ++k) {
     const int32_t m = blk->m[k];
     const double off = off2 + doff * static_cast<double>(m == 1);
     const double v = (static_cast<double>(m) + off) * delta * static_cast<double>(m != 0);
@@ -279,18 +276,8 @@ __attribute__((always_inline)) inline void BlockErrorsImpl(const Block* blk, uns
     sq[k] = d * d;
   }
 }
-template <int kDtype>
-void BlockErrorsBase(const Block* blk, unsigned cnt, double delta, double off1, double off2,
-                     double* sq) {
-  BlockErrorsImpl<kDtype>(blk, cnt, delta, off1, off2, sq);
-}
-template <int kDtype>
-__attribute__((target("avx2"))) void BlockErrorsAvx2(const Block* blk, unsigned cnt, double delta,
-                                                     double off1, double off2, double* sq) {
-  BlockErrorsImpl<kDtype>(blk, cnt, delta, off1, off2, sq);
-}
 
-// float32 streams with AVX2: BlockErrorsImpl four elements at a time with the same binary64
+// float32 streams with AVX2: BlockErrors four elements at a time with the same binary64
 // operations (no contraction), squared errors into sq as the scalar form writes them.
 __attribute__((target("avx2"))) void BlockErrorsF32Avx2(const Block* blk, unsigned cnt,
                                                         double delta, double off1, double off2,
@@ -311,7 +298,7 @@ __attribute__((target("avx2"))) void BlockErrorsF32Avx2(const Block* blk, unsign
     const __m256d d = _mm256_sub_pd(x, y);
     _mm256_store_pd(sq + k, _mm256_mul_pd(d, d));
   }
-  if (k < cnt) BlockErrorsImpl<SLICER_FLOAT32>(blk, cnt, delta, off1, off2, sq);  // the tail
+  BlockErrors<SLICER_FLOAT32>(blk, k, cnt, delta, off1, off2, sq);  // the tail
 }
 
 // Σ (x − y)² over the dense elements [begin, end) of one group, y the decoder's value, for the
@@ -330,10 +317,8 @@ double ReconstructionError(const Reader& read, uint64_t begin, uint64_t end, dou
     if (quantize(&blk, cnt, delta, rho, &unused)) {  // codes below 2^31 (blk.m)
       if (kDtype == SLICER_FLOAT32 && avx2) {
         BlockErrorsF32Avx2(&blk, cnt, delta, off1, off2, sq);
-      } else if (avx2) {
-        BlockErrorsAvx2<kDtype>(&blk, cnt, delta, off1, off2, sq);
       } else {
-        BlockErrorsBase<kDtype>(&blk, cnt, delta, off1, off2, sq);
+        BlockErrors<kDtype>(&blk, 0, cnt, delta, off1, off2, sq);
       }
     } else {
       for (unsigned k = 0; k < cnt; ++k) {
