@@ -2,6 +2,7 @@
 #include "context.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <utility>
 
 #include "parallel.hpp"
@@ -9,6 +10,26 @@
 namespace slicer::internal {
 
 // ---- Pool ------------------------------------------------------------------------------------
+
+namespace {
+
+// Polls done() for up to about 50 microseconds; true once it holds.
+template <class Done>
+bool SpinUntil(Done done) {
+  constexpr auto kSpin = std::chrono::microseconds(50);
+  const auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (done()) return true;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+    if (std::chrono::steady_clock::now() - start > kSpin) return done();
+  }
+}
+
+}  // namespace
 
 Pool::Pool(unsigned threads) {
   const unsigned workers = threads > 1 ? threads - 1 : 0;
@@ -25,7 +46,7 @@ Pool::Pool(unsigned threads) {
 Pool::~Pool() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
+    stop_.store(true, std::memory_order_release);
   }
   wake_.notify_all();
   for (std::thread& worker : workers_) worker.join();
@@ -46,14 +67,15 @@ bool Pool::TryRun(unsigned parts, void (*call)(void*, unsigned), void* arg) {
     arg_ = arg;
     parts_ = parts;
     next_.store(0, std::memory_order_relaxed);
-    pending_ = static_cast<unsigned>(workers_.size());
-    ++generation_;
+    pending_.store(static_cast<unsigned>(workers_.size()), std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
   }
-  wake_.notify_all();
+  wake_.notify_all();  // no system call when every worker is still spinning
   TakeParts();
-  {
+  // The workers usually finish within microseconds of the caller: spin first, then sleep.
+  if (!SpinUntil([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
     std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [this] { return pending_ == 0; });
+    done_.wait(lock, [this] { return pending_.load(std::memory_order_acquire) == 0; });
   }
   busy_.store(false, std::memory_order_release);
   return true;
@@ -62,16 +84,26 @@ bool Pool::TryRun(unsigned parts, void (*call)(void*, unsigned), void* arg) {
 void Pool::WorkerLoop() {
   uint64_t seen = 0;
   for (;;) {
-    {
+    // A call runs its parallel steps back to back: spin a little for the next one before
+    // sleeping (waking a sleeping thread costs tens of microseconds, more on a VM).
+    const auto job_or_stop = [&] {
+      return stop_.load(std::memory_order_acquire) ||
+             generation_.load(std::memory_order_acquire) != seen;
+    };
+    if (!SpinUntil(job_or_stop)) {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
+      wake_.wait(lock, job_or_stop);
+    }
+    if (stop_.load(std::memory_order_acquire)) return;
+    {
+      // The job's fields were written under mutex_ before the generation bump.
+      std::lock_guard<std::mutex> lock(mutex_);
+      seen = generation_.load(std::memory_order_relaxed);
     }
     TakeParts();
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (--pending_ == 0) done_.notify_one();
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lock(mutex_);  // a caller between its check and its wait
+      done_.notify_one();
     }
   }
 }

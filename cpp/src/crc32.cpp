@@ -104,7 +104,45 @@ __attribute__((target("pclmul,sse2"))) uint32_t UpdateClmul(uint32_t crc, const 
 }
 #endif
 
+// a(x) * b(x) modulo the CRC polynomial, both in the bit-reflected form (bit 31 is x^0).
+uint32_t MultiplyModP(uint32_t a, uint32_t b) {
+  uint32_t product = 0;
+  for (uint32_t m = uint32_t{1} << 31; m != 0; m >>= 1) {
+    if ((a & m) != 0) {
+      product ^= b;
+      if ((a & (m - 1)) == 0) break;
+    }
+    b = (b & 1u) != 0 ? (b >> 1) ^ 0xEDB88320u : b >> 1;
+  }
+  return product;
+}
+
+// table[k] = x^(2^k) modulo the polynomial.
+std::array<uint32_t, 64> MakePowerTable() {
+  std::array<uint32_t, 64> table{};
+  uint32_t p = uint32_t{1} << 30;  // x^1
+  for (uint32_t& entry : table) {
+    entry = p;
+    p = MultiplyModP(p, p);
+  }
+  return table;
+}
+
+// x^(8 * bytes) modulo the polynomial.
+uint32_t ShiftOfBytes(uint64_t bytes) {
+  static const std::array<uint32_t, 64> powers = MakePowerTable();
+  uint32_t p = uint32_t{1} << 31;  // x^0
+  for (unsigned k = 3; bytes != 0 && k < 64; bytes >>= 1, ++k) {
+    if ((bytes & 1u) != 0) p = MultiplyModP(powers[k], p);
+  }
+  return p;
+}
+
 }  // namespace
+
+uint32_t Crc32Combine(uint32_t crc_a, uint32_t crc_b, uint64_t length_b) {
+  return MultiplyModP(ShiftOfBytes(length_b), crc_a) ^ crc_b;
+}
 
 uint32_t Crc32(uint32_t crc, const uint8_t* data, size_t size) {
 #if defined(SLICER_CRC_CLMUL)

@@ -251,6 +251,9 @@ void EncodeStreamWith(const void* data, int dtype, const int64_t* shape, uint32_
                          std::max<uint64_t>(1, total_chunks));
   std::vector<ByteBuffer>& payloads = scratch->payloads;
   payloads.resize(parts);
+  uint32_t payload_crc_storage[8];
+  std::vector<uint32_t> payload_crc_heap(parts > 8 ? parts : 0);
+  uint32_t* payload_crc = parts > 8 ? payload_crc_heap.data() : payload_crc_storage;
   for (ByteBuffer& payload : payloads) payload.clear();
   const unsigned chunk_log2 = params.chunk_log2;
   RunParts(total_chunks, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
@@ -270,6 +273,8 @@ void EncodeStreamWith(const void* data, int dtype, const int64_t* shape, uint32_
       chunk_count[c] = count;
       chunk_length[c] = payload.size() - before;
     }
+    // Checksummed while the part is still in cache; combined in stream order below.
+    if (parts > 1) payload_crc[part] = Crc32(0, payload.data(), payload.size());
   });
 
   // Header and group tables through the format layer that the decoders parse them with.
@@ -293,16 +298,39 @@ void EncodeStreamWith(const void* data, int dtype, const int64_t* shape, uint32_
                               hi, chunks_per_group, chunk_count.data() + g * chunks_per_group,
                               chunk_length.data() + g * chunks_per_group, out);
   }
-  size_t payload_size = 0;
-  for (const ByteBuffer& payload : payloads) payload_size += payload.size();
-  out->reserve(out->size() + payload_size + 4);
-  for (const ByteBuffer& payload : payloads) {
-    out->insert(out->end(), payload.begin(), payload.end());
+  if (parts == 1) {
+    // One part (small tensors, per-item batches): appended and checksummed in one go.
+    out->reserve(out->size() + payloads[0].size() + 4);
+    out->insert(out->end(), payloads[0].begin(), payloads[0].end());
+    const uint32_t crc = Crc32(0, out->data(), out->size());
+    uint8_t crc_bytes[4];
+    std::memcpy(crc_bytes, &crc, 4);
+    out->insert(out->end(), crc_bytes, crc_bytes + 4);
+    return;
   }
-  const uint32_t crc = Crc32(0, out->data(), out->size());
-  uint8_t crc_bytes[4];
-  std::memcpy(crc_bytes, &crc, 4);
-  out->insert(out->end(), crc_bytes, crc_bytes + 4);
+  // Several parts go to their final offsets in parallel (each part copied by one thread); the
+  // CRC of the stream is that of the header and tables combined with the parts' CRCs (zlib's
+  // crc32_combine: the same checksum as one pass over the stream).
+  const size_t tables_end = out->size();
+  uint32_t crc = Crc32(0, out->data(), tables_end);
+  size_t payload_offsets_storage[9];
+  std::vector<size_t> payload_offsets_heap(parts > 8 ? parts + 1 : 0);
+  size_t* payload_offsets = parts > 8 ? payload_offsets_heap.data() : payload_offsets_storage;
+  payload_offsets[0] = tables_end;
+  for (unsigned part = 0; part < parts; ++part) {
+    payload_offsets[part + 1] = payload_offsets[part] + payloads[part].size();
+    crc = Crc32Combine(crc, payload_crc[part], payloads[part].size());
+  }
+  out->resize(payload_offsets[parts] + 4);
+  uint8_t* stream = out->data();
+  RunParts(parts, parts, [&](unsigned, uint64_t begin, uint64_t end) {
+    for (uint64_t part = begin; part < end; ++part) {
+      if (!payloads[part].empty()) {
+        std::memcpy(stream + payload_offsets[part], payloads[part].data(), payloads[part].size());
+      }
+    }
+  });
+  std::memcpy(stream + payload_offsets[parts], &crc, 4);
 }
 
 Geometry CheckedGeometry(const void* data, int dtype, const int64_t* shape, uint32_t ndim,

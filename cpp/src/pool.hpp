@@ -43,9 +43,12 @@ class Pool {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable done_;
-  uint64_t generation_ = 0;  // bumped for every job (under mutex_)
-  unsigned pending_ = 0;     // workers still in the current job (under mutex_)
-  bool stop_ = false;
+  // Bumped for every job (under mutex_); read without it by workers spinning for the next job.
+  std::atomic<uint64_t> generation_{0};
+  // Workers still in the current job: decremented without mutex_ (the last one then notifies
+  // under it), so a caller may spin on it before sleeping.
+  std::atomic<unsigned> pending_{0};
+  std::atomic<bool> stop_{false};
   // The current job: written by the caller before the generation bump, read by workers after
   // they saw it (under mutex_), so no worker reads a half-written job.
   void (*call_)(void*, unsigned) = nullptr;

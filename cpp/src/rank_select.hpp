@@ -226,6 +226,57 @@ RankInfo RankInRange(Keys* keys, uint64_t rank, uint32_t floor, uint32_t largest
   return info;
 }
 
+// RankInRange of keys[0, count) without reordering them, on `threads` threads: per-part
+// histograms (integer counts, merged), then each part gathers its keys of the chosen bin into
+// *bucket (the order of the gathered keys does not change the key at a rank).
+inline RankInfo RankInRangeParallel(const uint32_t* keys, uint64_t count, uint64_t rank,
+                                    uint32_t floor, uint32_t largest, unsigned threads,
+                                    KeyBuffer* bucket) {
+  constexpr unsigned kBins = 4096;
+  unsigned shift = 0;
+  while (((largest - floor) >> shift) >= kBins) ++shift;
+  const unsigned parts = PartCount(count, threads, kMinElementsPerThread);
+  std::vector<uint32_t> bins(static_cast<size_t>(kBins) * parts, 0);
+  RunParts(count, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
+    uint32_t* own = bins.data() + static_cast<size_t>(part) * kBins;
+    for (uint64_t t = begin; t < end; ++t) ++own[(keys[t] - floor) >> shift];
+  });
+  for (unsigned part = 1; part < parts; ++part) {
+    for (unsigned bin = 0; bin < kBins; ++bin) bins[bin] += bins[part * kBins + bin];
+  }
+  uint64_t above = 0;
+  unsigned chosen = (largest - floor) >> shift;
+  while (above + bins[chosen] <= rank) {
+    if (chosen == 0) throw StatusError(SLICER_ERR_INTERNAL, "rank beyond the keys");
+    above += bins[chosen--];
+  }
+  // Per-part counts of the chosen bin give each part its offset in the bucket.
+  std::vector<uint64_t> offsets(parts + 1, 0);
+  for (unsigned part = 0; part < parts; ++part) {
+    offsets[part + 1] = offsets[part] + bins[part == 0 ? chosen : part * kBins + chosen];
+  }
+  if (parts > 1) {
+    // bins[chosen] now holds the merged count; part 0's own count is the total less the rest.
+    uint64_t rest = 0;
+    for (unsigned part = 1; part < parts; ++part) rest += bins[part * kBins + chosen];
+    offsets[1] = bins[chosen] - rest;
+    for (unsigned part = 1; part < parts; ++part) {
+      offsets[part + 1] = offsets[part] + bins[part * kBins + chosen];
+    }
+  }
+  bucket->resize(offsets[parts]);
+  uint32_t* out = bucket->data();
+  RunParts(count, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
+    uint64_t at = offsets[part];
+    for (uint64_t t = begin; t < end; ++t) {  // few keys match: a predictable branch
+      if (((keys[t] - floor) >> shift) == chosen) out[at++] = keys[t];
+    }
+  });
+  RankInfo info = RadixRankInPlace<uint32_t>(bucket, rank - above);
+  info.greater += above;
+  return info;
+}
+
 // Small inputs (fewer than kRadixMinElements keys). One histogram of the top 11 key bits
 // (exponent and 3 mantissa bits: real data puts few keys in one bin), scanned down from the
 // largest key's bin only, then one compaction to the chosen bin; if that bin is still large
@@ -292,10 +343,12 @@ inline bool InCut(const Cut& cut, uint32_t key, uint64_t seed, uint64_t global_i
   return d < cut.draw_limit || (d == cut.draw_limit && global_index <= cut.index_limit);
 }
 
-// Completes a cut from the rank of its last member; `global_of(j)` is j's global index.
+// Completes a cut from the rank of its last member; `global_of(j)` is j's global index. The
+// scan for the ties at mu runs in parts on `threads` threads: the (draw, global index) pairs
+// are distinct, so the chosen one does not depend on the order they were collected in.
 template <class KeyOf, class GlobalOf>
 Cut CutFromRank(const RankInfo& info, uint64_t count, KeyOf key_of, uint64_t n, uint64_t seed,
-                GlobalOf global_of) {
+                GlobalOf global_of, unsigned threads = 1) {
   Cut cut;
   if (info.key == 0) throw StatusError(SLICER_ERR_INTERNAL, "selection reached a zero");
   cut.mu = info.key;
@@ -304,14 +357,24 @@ Cut CutFromRank(const RankInfo& info, uint64_t count, KeyOf key_of, uint64_t n, 
     cut.all_ties = true;
     return cut;
   }
-  std::vector<std::pair<uint64_t, uint64_t>> ties;  // (draw, global index)
-  ties.reserve(info.equal);
-  for (uint64_t j = 0; j < n; ++j) {
-    if (key_of(j) == cut.mu) {
-      const uint64_t global = global_of(j);
-      ties.emplace_back(Draw(seed, global), global);
+  using Tie = std::pair<uint64_t, uint64_t>;  // (draw, global index)
+  const unsigned parts = PartCount(n, threads, kMinElementsPerThread);
+  std::vector<std::vector<Tie>> part_ties(parts);
+  RunParts(n, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
+    std::vector<Tie>& ties = part_ties[part];
+    ties.reserve(parts == 1 ? info.equal : info.equal / parts + 16);
+    for (uint64_t j = begin; j < end; ++j) {
+      if (key_of(j) == cut.mu) {
+        const uint64_t global = global_of(j);
+        ties.emplace_back(Draw(seed, global), global);
+      }
     }
+  });
+  std::vector<Tie>& ties = part_ties[0];
+  for (unsigned part = 1; part < parts; ++part) {
+    ties.insert(ties.end(), part_ties[part].begin(), part_ties[part].end());
   }
+  if (ties.size() != info.equal) throw StatusError(SLICER_ERR_INTERNAL, "tie count mismatch");
   std::nth_element(ties.begin(), ties.begin() + static_cast<ptrdiff_t>(need - 1), ties.end());
   cut.draw_limit = ties[need - 1].first;
   cut.index_limit = ties[need - 1].second;

@@ -209,6 +209,8 @@ constexpr uint64_t kSampleRunLength = 256;  // contiguous runs: one cache line h
 struct SweepCounts {
   uint64_t zeros = 0;
   uint64_t non_finite = 0;
+  uint64_t candidates = 0;  // keys at or above the floor
+  unsigned parts = 1;       // > 1: the candidates are in the workspace's first `parts` lists
 };
 
 // One pass over the group: appends every element whose key is at least `floor` (>= 1) to
@@ -393,30 +395,28 @@ SweepCounts SweepCandidates(const float* x, const Input16* input16, uint64_t n, 
     total.zeros += part.zeros;
     total.non_finite += part.non_finite;
   }
-  AppendParts(lists, parts, group);
+  // Several parts leave their candidates in the workspace's lists (TrimCandidates writes the
+  // kept ones straight into the group's list); one part wrote into the group's list.
+  total.parts = parts;
+  total.candidates = group->kept.size();
+  for (unsigned part = 0; parts > 1 && part < parts; ++part) total.candidates += lists[part].size();
   return total;
 }
 
-// Keeps the candidates in P order's first k: the k-th largest key among them by a radix
-// descent on a copy of their keys, then its ties by draw.
-void TrimCandidates(uint64_t k, uint64_t base, uint64_t seed, uint32_t floor, unsigned threads,
-                    Workspace* workspace, GroupCode* group) {
+// Keeps the candidates (group->kept) in P order's first k: the k-th largest key among them on a
+// copy of their keys, then its ties by draw, then a compaction in place.
+void TrimCandidates(uint64_t k, uint64_t base, uint64_t seed, uint32_t floor, Workspace* workspace,
+                    GroupCode* group) {
   KeptList& candidates = group->kept;
   KeyBuffer& keys = workspace->keys;
   keys.resize(candidates.size());
-  const unsigned parts = PartCount(candidates.size(), threads, kMinElementsPerThread);
-  std::vector<uint32_t> part_largest(parts, 0);
-  RunParts(candidates.size(), parts, [&](unsigned part, uint64_t begin, uint64_t end) {
-    uint32_t largest = 0;
-    for (uint64_t t = begin; t < end; ++t) {
-      keys[t] = MagnitudeKey(candidates[t].value);
-      largest = std::max(largest, keys[t]);
-    }
-    part_largest[part] = largest;
-  });
+  uint32_t largest = 0;
+  for (size_t t = 0; t < candidates.size(); ++t) {
+    keys[t] = MagnitudeKey(candidates[t].value);
+    largest = std::max(largest, keys[t]);
+  }
   // Every candidate's key is at least the floor.
-  const RankInfo info =
-      RankInRange(&keys, k - 1, floor, *std::max_element(part_largest.begin(), part_largest.end()));
+  const RankInfo info = RankInRange(&keys, k - 1, floor, largest);
   const KeptElement* c = candidates.data();
   const Cut cut = CutFromRank(
       info, k, [c](uint64_t t) { return MagnitudeKey(c[t].value); }, candidates.size(), seed,
@@ -433,6 +433,94 @@ void TrimCandidates(uint64_t k, uint64_t base, uint64_t seed, uint32_t floor, un
     kept += keep ? 1 : 0;
   }
   candidates.resize(kept);
+}
+
+// TrimCandidates for candidates left in the workspace's first `parts` lists (in position order,
+// list after list) by a sweep in parts. Every step runs in parts: the key copy, the rank's
+// histogram and gather, the tie scan, and the hand-over, in which each list writes what it
+// keeps at its offset in the group's list (one pass instead of joining the lists and then
+// compacting them).
+void TrimPartCandidates(uint64_t k, uint64_t base, uint64_t seed, uint32_t floor, unsigned threads,
+                        unsigned parts, Workspace* workspace, GroupCode* group) {
+  const std::vector<KeptList>& lists = workspace->lists;
+  std::vector<uint64_t> first(parts + 1, 0);  // candidate index of each list's first element
+  for (unsigned part = 0; part < parts; ++part) first[part + 1] = first[part] + lists[part].size();
+  const uint64_t count = first[parts];
+  KeyBuffer& keys = workspace->keys;
+  keys.resize(count);
+  uint32_t* key = keys.data();
+  std::vector<uint32_t> part_largest(parts, 0);
+  RunParts(parts, parts, [&](unsigned, uint64_t begin, uint64_t end) {
+    for (uint64_t part = begin; part < end; ++part) {
+      const KeptElement* c = lists[part].data();
+      uint32_t* out = key + first[part];
+      uint32_t largest = 0;
+      for (size_t i = 0; i < lists[part].size(); ++i) {
+        out[i] = MagnitudeKey(c[i].value);
+        largest = std::max(largest, out[i]);
+      }
+      part_largest[part] = largest;
+    }
+  });
+  // Every candidate's key is at least the floor.
+  const uint32_t largest = *std::max_element(part_largest.begin(), part_largest.end());
+  const RankInfo info =
+      RankInRangeParallel(key, count, k - 1, floor, largest, threads, &workspace->sign_keys[0]);
+  const auto position_of = [&](uint64_t t) {  // only for ties at mu: a short search
+    const unsigned part =
+        static_cast<unsigned>(std::upper_bound(first.begin(), first.end(), t) - first.begin()) - 1;
+    return lists[part][t - first[part]].position;
+  };
+  const Cut cut = CutFromRank(
+      info, k, [key](uint64_t t) { return key[t]; }, count, seed,
+      [&](uint64_t t) { return base + position_of(t); }, threads);
+  const auto keep = [&](const uint32_t* keys_of_list, const KeptElement* c, size_t i) {
+    return keys_of_list[i] > cut.mu ||
+           (keys_of_list[i] == cut.mu && InCut(cut, keys_of_list[i], seed, base + c[i].position));
+  };
+  std::vector<uint64_t> offsets(parts + 1, 0);
+  RunParts(parts, parts, [&](unsigned, uint64_t begin, uint64_t end) {
+    for (uint64_t part = begin; part < end; ++part) {
+      const KeptElement* c = lists[part].data();
+      const uint32_t* keys_of_list = key + first[part];
+      const size_t size = lists[part].size();
+      // Keys above mu counted in a loop the compiler vectorizes; keys at mu (few) one by one.
+      uint64_t kept = 0;
+      uint64_t at_mu = 0;
+      for (size_t i = 0; i < size; ++i) {
+        kept += keys_of_list[i] > cut.mu ? 1 : 0;
+        at_mu += keys_of_list[i] == cut.mu ? 1 : 0;
+      }
+      for (size_t i = 0; at_mu > 0 && i < size; ++i) {
+        if (keys_of_list[i] == cut.mu) {
+          kept += keep(keys_of_list, c, i) ? 1 : 0;
+          --at_mu;
+        }
+      }
+      offsets[part + 1] = kept;
+    }
+  });
+  for (unsigned part = 0; part < parts; ++part) offsets[part + 1] += offsets[part];
+  if (offsets[parts] != k) throw StatusError(SLICER_ERR_INTERNAL, "kept count mismatch");
+  KeptList& kept_list = group->kept;
+  kept_list.resize(k + parts);  // one spare slot per list past the end, see below
+  KeptElement* out = kept_list.data();
+  RunParts(parts, parts, [&](unsigned, uint64_t begin, uint64_t end) {
+    for (uint64_t part = begin; part < end; ++part) {
+      // Branch-free: every candidate is written, only a kept one advances. Once a list has
+      // written all it keeps, its next slot belongs to the next list: it writes to its spare.
+      const KeptElement* c = lists[part].data();
+      const uint32_t* keys_of_list = key + first[part];
+      uint64_t at = offsets[part];
+      const uint64_t list_end = offsets[part + 1];
+      const uint64_t spare = k + part;
+      for (size_t i = 0; i < lists[part].size(); ++i) {
+        out[at < list_end ? at : spare] = c[i];
+        at += keep(keys_of_list, c, i) ? 1 : 0;
+      }
+    }
+  });
+  kept_list.resize(k);
 }
 
 // lambda = 0 in one pass over x: a sample of the keys estimates a floor a little below tau,
@@ -471,13 +559,17 @@ bool SelectTopFromSample(const float* x, const Input16* input16, uint64_t n, uin
       SweepCandidates(x, input16, n, floor, threads, reserve, workspace, group);
   if (counts.non_finite > 0) throw StatusError(SLICER_ERR_NONFINITE_INPUT, "NaN or infinity");
   const uint64_t k = std::min(k_limit, n - counts.zeros);
-  if (group->kept.size() < k) return false;
+  if (counts.candidates < k) return false;
   group->k = k;
   if (k == 0) {
     group->kept.clear();
     return true;
   }
-  TrimCandidates(k, base, params.seed, floor, threads, workspace, group);
+  if (counts.parts > 1) {
+    TrimPartCandidates(k, base, params.seed, floor, threads, counts.parts, workspace, group);
+  } else {
+    TrimCandidates(k, base, params.seed, floor, workspace, group);
+  }
   return true;
 }
 
@@ -542,13 +634,27 @@ std::vector<RankInfo> KeysAtRanks(const uint32_t* keys, uint64_t count,
     above += bins[bin];
   }
   if (r != ranks.size()) throw StatusError(SLICER_ERR_INTERNAL, "rank beyond the keys");
-  std::vector<std::vector<uint32_t>> gathered(slot_bins.size());
-  for (size_t slot = 0; slot < slot_bins.size(); ++slot) {
-    gathered[slot].reserve(bins[slot_bins[slot]]);
-  }
-  for (uint64_t t = 0; t < count; ++t) {
-    const uint8_t slot = slot_of_bin[(keys[t] - smallest) >> shift];
-    if (slot != 0xFF) gathered[slot].push_back(keys[t]);
+  // Each part gathers its keys of the chosen bins; the parts' lists are joined per bin (the
+  // order of a bin's keys does not change the key at a rank).
+  const size_t slots = slot_bins.size();
+  std::vector<std::vector<uint32_t>> part_gathered(static_cast<size_t>(parts) * slots);
+  RunParts(count, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
+    std::vector<uint32_t>* gathered = part_gathered.data() + static_cast<size_t>(part) * slots;
+    for (size_t slot = 0; slot < slots; ++slot) {
+      gathered[slot].reserve(parts == 1 ? bins[slot_bins[slot]]
+                                        : bins[slot_bins[slot]] / parts + 64);
+    }
+    for (uint64_t t = begin; t < end; ++t) {
+      const uint8_t slot = slot_of_bin[(keys[t] - smallest) >> shift];
+      if (slot != 0xFF) gathered[slot].push_back(keys[t]);
+    }
+  });
+  std::vector<uint32_t>* gathered = part_gathered.data();
+  for (unsigned part = 1; part < parts; ++part) {
+    for (size_t slot = 0; slot < slots; ++slot) {
+      const std::vector<uint32_t>& more = part_gathered[static_cast<size_t>(part) * slots + slot];
+      gathered[slot].insert(gathered[slot].end(), more.begin(), more.end());
+    }
   }
   for (size_t i = 0; i < ranks.size(); ++i) {
     std::vector<uint32_t>& bucket = gathered[slot_of_bin[bin_of_rank[i]]];
@@ -682,8 +788,8 @@ void LabelSign(const KeyBuffer& keys, const MemberBuffer& members, unsigned bloc
       cuts.push_back(Cut{});
       continue;
     }
-    cuts.push_back(
-        CutFromRank(info_at(rank_end - 1), rank_end, key_of, count, params.seed, global_of));
+    cuts.push_back(CutFromRank(info_at(rank_end - 1), rank_end, key_of, count, params.seed,
+                               global_of, threads));
   }
   // An element's block is the number of cuts it misses. A key below a cut's mu misses it and
   // a key above is in it, so plain comparisons label everything except keys equal to the mu

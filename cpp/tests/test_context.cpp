@@ -39,10 +39,9 @@ std::vector<uint8_t> ContextEncode(slicer_context* context, const Input& input,
                                    const slicer_params& params) {
   const uint8_t* stream = nullptr;
   size_t size = 0;
-  const int status = slicer_context_encode(context, input.bytes.data(), input.dtype,
-                                           input.shape.data(),
-                                           static_cast<uint32_t>(input.shape.size()), &params,
-                                           &stream, &size);
+  const int status =
+      slicer_context_encode(context, input.bytes.data(), input.dtype, input.shape.data(),
+                            static_cast<uint32_t>(input.shape.size()), &params, &stream, &size);
   CHECK_EQ(status, SLICER_OK);
   if (status != SLICER_OK) return {};
   return std::vector<uint8_t>(stream, stream + size);
@@ -58,6 +57,29 @@ slicer_params Params(uint32_t sparsity_ppb, bool rows, uint16_t threads) {
 }
 
 }  // namespace
+
+// Large groups split into parts (the sweep's per-part lists, their trim, the ties at tau and at
+// the block cuts drawn in parts, payload parts checksummed apart): tie-heavy inputs give the
+// bytes of one thread at every thread count, for 32- and 16-bit input.
+TEST(TieHeavyLargeGroupsMatchOneThreadAtEveryThreadCount) {
+  std::vector<float> rounded = Gaussian(400003, 31);
+  for (float& v : rounded) v = std::round(v * 128.0f) / 128.0f;  // many equal magnitudes
+  const std::vector<std::vector<float>> inputs = {slicer_test::Ties(300001, 7, 40, 0.2), rounded};
+  slicer_context* context = slicer_context_create(4);
+  for (const std::vector<float>& raw : inputs) {
+    for (int dtype : {SLICER_FLOAT32, SLICER_FLOAT16}) {
+      const Input input = MakeInput(raw, dtype, {static_cast<int64_t>(raw.size())});
+      for (uint32_t sparsity : {900000000u, 500000000u}) {
+        const std::vector<uint8_t> expected = PlainEncode(input, Params(sparsity, false, 1));
+        CHECK(!expected.empty());
+        for (uint16_t threads : {uint16_t{2}, uint16_t{3}, uint16_t{4}}) {
+          CHECK(ContextEncode(context, input, Params(sparsity, false, threads)) == expected);
+        }
+      }
+    }
+  }
+  slicer_context_destroy(context);
+}
 
 TEST(ContextStreamsMatchPlainEncodeAtEveryPoolSize) {
   const std::vector<float> raw = Gaussian(3 * 70001, 11);
@@ -77,8 +99,8 @@ TEST(ContextStreamsMatchPlainEncodeAtEveryPoolSize) {
         }
       }
       // s = 0: about 75 000 kept values per sign, labelled by several parts.
-      const Input half = MakeInput(std::vector<float>(raw.begin(), raw.begin() + 150001), dtype,
-                                   {150001});
+      const Input half =
+          MakeInput(std::vector<float>(raw.begin(), raw.begin() + 150001), dtype, {150001});
       CHECK(ContextEncode(context, half, Params(0u, false, 0)) ==
             PlainEncode(half, Params(0u, false, 1)));
       // Rows: many groups coded by several parts.
@@ -107,8 +129,8 @@ TEST(BatchMatchesItemByItem) {
           std::vector<const uint8_t*> streams(items + 1, nullptr);
           std::vector<size_t> sizes(items + 1, 0);
           const int status = slicer_context_encode_batch(
-              context, input.bytes.data(), dtype, shape.data(),
-              static_cast<uint32_t>(shape.size()), &params, streams.data(), sizes.data());
+              context, input.bytes.data(), dtype, shape.data(), static_cast<uint32_t>(shape.size()),
+              &params, streams.data(), sizes.data());
           CHECK_EQ(status, SLICER_OK);
           if (status != SLICER_OK) continue;
           const size_t item_count = items == 0 ? 0 : count / items;
@@ -138,10 +160,10 @@ TEST(BatchReportsTheFirstBadItem) {
   const slicer_params params = Params(900000000u, false, 0);
   std::vector<const uint8_t*> streams(64);
   std::vector<size_t> sizes(64);
-  CHECK_EQ(slicer_context_encode_batch(context, input.bytes.data(), SLICER_FLOAT32,
-                                       input.shape.data(), 2, &params, streams.data(),
-                                       sizes.data()),
-           SLICER_ERR_NONFINITE_INPUT);
+  CHECK_EQ(
+      slicer_context_encode_batch(context, input.bytes.data(), SLICER_FLOAT32, input.shape.data(),
+                                  2, &params, streams.data(), sizes.data()),
+      SLICER_ERR_NONFINITE_INPUT);
   // The context still works after a failed call.
   const Input good = MakeInput(Gaussian(100, 1), SLICER_FLOAT32, {100});
   CHECK(ContextEncode(context, good, params) == PlainEncode(good, params));
@@ -178,19 +200,19 @@ TEST(ContextArgumentsAreChecked) {
   const slicer_params params = Params(900000000u, false, 0);
   const uint8_t* stream = nullptr;
   size_t size = 0;
-  CHECK_EQ(slicer_context_encode(nullptr, input.bytes.data(), SLICER_FLOAT32, input.shape.data(),
-                                 1, &params, &stream, &size),
+  CHECK_EQ(slicer_context_encode(nullptr, input.bytes.data(), SLICER_FLOAT32, input.shape.data(), 1,
+                                 &params, &stream, &size),
            SLICER_ERR_INVALID_ARGUMENT);
   slicer_context* context = slicer_context_create(1);
-  CHECK_EQ(slicer_context_encode(context, input.bytes.data(), SLICER_FLOAT32, input.shape.data(),
-                                 1, &params, nullptr, &size),
+  CHECK_EQ(slicer_context_encode(context, input.bytes.data(), SLICER_FLOAT32, input.shape.data(), 1,
+                                 &params, nullptr, &size),
            SLICER_ERR_INVALID_ARGUMENT);
   CHECK_EQ(slicer_context_encode(context, input.bytes.data(), 7, input.shape.data(), 1, &params,
                                  &stream, &size),
            SLICER_ERR_UNSUPPORTED_DTYPE);
   const int64_t scalar_shape[1] = {0};
-  CHECK_EQ(slicer_context_encode_batch(context, input.bytes.data(), SLICER_FLOAT32, scalar_shape,
-                                       0, &params, nullptr, nullptr),
+  CHECK_EQ(slicer_context_encode_batch(context, input.bytes.data(), SLICER_FLOAT32, scalar_shape, 0,
+                                       &params, nullptr, nullptr),
            SLICER_ERR_INVALID_ARGUMENT);
   const int64_t negative[2] = {-1, 4};
   const uint8_t* streams[1];
@@ -207,8 +229,7 @@ TEST(ContextDecodeMatchesPlainDecode) {
   const Input input = MakeInput(Gaussian(200000, 9), SLICER_FLOAT32, {200000});
   const std::vector<uint8_t> stream = PlainEncode(input, Params(900000000u, false, 0));
   std::vector<float> plain(200000), pooled(200000);
-  CHECK_EQ(slicer_decode(stream.data(), stream.size(), 1u << 20, plain.data(), 4 * plain.size(),
-                         1),
+  CHECK_EQ(slicer_decode(stream.data(), stream.size(), 1u << 20, plain.data(), 4 * plain.size(), 1),
            SLICER_OK);
   slicer_context* context = slicer_context_create(3);
   CHECK_EQ(slicer_context_decode(context, stream.data(), stream.size(), 1u << 20, pooled.data(),
@@ -241,8 +262,8 @@ TEST(WideningMatchesScalarOnEveryPattern) {
           uint16_t value;
           std::memcpy(&value, &bytes[2 * j], 2);
           const float expected = j < begin || j >= end ? -1.0f
-                                 : bf16              ? slicer::internal::BFloat16ToFloat(value)
-                                                     : slicer::internal::HalfToFloat(value);
+                                 : bf16                ? slicer::internal::BFloat16ToFloat(value)
+                                                       : slicer::internal::HalfToFloat(value);
           mismatches += std::memcmp(&expected, &x[j], 4) != 0;
         }
         CHECK_EQ(mismatches, 0);

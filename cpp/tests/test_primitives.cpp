@@ -138,6 +138,9 @@ TEST(Crc32MatchesZlib) {
       CHECK_EQ(whole, BitwiseCrc(buf, size));
       const size_t third = size / 3;
       CHECK_EQ(Crc32(Crc32(0, buf, third), buf + third, size - third), whole);
+      CHECK_EQ(
+          Crc32Combine(Crc32(0, buf, third), Crc32(0, buf + third, size - third), size - third),
+          whole);
     }
   }
 }
