@@ -256,6 +256,11 @@ void FindBlockRanges(unsigned parts, unsigned num_labels, GroupCode* group) {
 
 void FinishBlocks(const CodecParams& params, unsigned threads, Workspace* workspace,
                   GroupCode* group) {
+  if (group->finished) {  // FinishSmallGroup did it all
+    group->finished = false;
+    group->ranges_known = false;
+    return;
+  }
   const unsigned num_labels = params.labels();
   std::vector<Block>& blocks = group->blocks;
   const uint64_t k = group->kept.size();
@@ -307,6 +312,197 @@ void FinishBlocks(const CodecParams& params, unsigned threads, Workspace* worksp
     any_lowered = any_lowered || lowered[label];
   }
   if (any_lowered) QuantizeKept(blocks, lowered, parts, &group->kept);
+}
+
+namespace {
+
+// Codes of a block's magnitudes mag[0, count) at quantizer q, into code[].
+void QuantizeRun(const double* mag, uint64_t count, const Quantizer& q, uint16_t* code) {
+  uint64_t i = 0;
+  if (q.max_code == 0) {
+    for (; i < count; ++i) code[i] = 0;
+    return;
+  }
+#if defined(__SSE2__)
+  const __m128d lo = _mm_set1_pd(q.lo);
+  const __m128d step = _mm_set1_pd(q.step);
+  const __m128d max_code = _mm_set1_pd(static_cast<double>(q.max_code));
+  for (; i + 2 <= count; i += 2) {
+    const __m128i codes = QuantizeMagnitude2(_mm_loadu_pd(mag + i), lo, step, max_code);
+    code[i] = static_cast<uint16_t>(_mm_cvtsi128_si32(codes));
+    code[i + 1] = static_cast<uint16_t>(_mm_cvtsi128_si32(_mm_srli_si128(codes, 4)));
+  }
+#endif
+  for (; i < count; ++i)
+    code[i] = static_cast<uint16_t>(QuantizeMagnitude(mag[i], q.lo, q.step, q.max_code));
+}
+
+// DS of a block at trial quantizer q against its T0 codes shifted down by `shift`, stopping
+// once it passes `limit` (partial sums only grow). True when it stays within the limit.
+bool TrialWithin(const double* mag, const uint16_t* t0, uint64_t count, const Quantizer& q,
+                 unsigned shift, uint64_t limit) {
+  uint64_t sum = 0;
+  uint64_t i = 0;
+#if defined(__SSE2__)
+  const __m128d lo = _mm_set1_pd(q.lo);
+  const __m128d step = _mm_set1_pd(q.step);
+  const __m128d max_code = _mm_set1_pd(static_cast<double>(q.max_code));
+  for (; i + 2 <= count; i += 2) {
+    const __m128i codes = QuantizeMagnitude2(_mm_loadu_pd(mag + i), lo, step, max_code);
+    const int64_t d0 = static_cast<int64_t>(t0[i] >> shift) - _mm_cvtsi128_si32(codes);
+    const int64_t d1 =
+        static_cast<int64_t>(t0[i + 1] >> shift) - _mm_cvtsi128_si32(_mm_srli_si128(codes, 4));
+    sum += static_cast<uint64_t>(d0 < 0 ? -d0 : d0) + static_cast<uint64_t>(d1 < 0 ? -d1 : d1);
+    if (sum > limit) return false;
+  }
+#endif
+  for (; i < count; ++i) {
+    const int64_t d =
+        static_cast<int64_t>(t0[i] >> shift) - QuantizeMagnitude(mag[i], q.lo, q.step, q.max_code);
+    sum += static_cast<uint64_t>(d < 0 ? -d : d);
+    if (sum > limit) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool FinishSmallGroup(const CodecParams& params, GroupCode* group) {
+  KeptList& kept = group->kept;
+  const uint64_t k = kept.size();
+  // Split by sign: magnitude keys and kept indices, on the stack.
+  uint32_t keys[2][kSmallFinishMax];
+  uint8_t members[2][kSmallFinishMax];
+  uint64_t counts[2] = {0, 0};
+  if (k > 2 * kSmallFinishMax) return false;
+  for (uint64_t t = 0; t < k; ++t) {
+    const uint32_t bits = FloatToBits(kept[t].value);
+    const unsigned sign = bits >> 31;
+    if (counts[sign] == kSmallFinishMax) return false;
+    keys[sign][counts[sign]] = bits & 0x7FFFFFFFu;
+    members[sign][counts[sign]] = static_cast<uint8_t>(t);
+    ++counts[sign];
+  }
+  const unsigned num_labels = params.labels();
+  uint8_t label_of[2 * kSmallFinishMax];  // by kept index
+  uint64_t label_count[2 * SLICER_MAX_BLOCKS];
+  uint32_t* min_key = group->min_key;
+  uint32_t* max_key = group->max_key;
+  for (int sign = 0; sign < 2; ++sign) {
+    const unsigned blocks = sign == 0 ? params.blocks_pos : params.blocks_neg;
+    const unsigned first_label = sign == 0 ? 0 : params.blocks_pos;
+    const uint64_t count = counts[sign];
+    const uint32_t* key = keys[sign];
+    uint64_t edges[SLICER_MAX_BLOCKS + 1];  // first rank of block b (P order within the sign)
+    for (unsigned b = 0; b <= blocks; ++b) edges[b] = uint64_t{b} * count / blocks;
+    for (unsigned m = 0; m < blocks; ++m) label_count[first_label + m] = edges[m + 1] - edges[m];
+    if (count == 0) continue;
+    if (blocks == 1) {
+      uint32_t smallest = 0xFFFFFFFFu;
+      uint32_t largest = 0;
+      for (uint64_t t = 0; t < count; ++t) {
+        label_of[members[sign][t]] = static_cast<uint8_t>(first_label);
+        smallest = std::min(smallest, key[t]);
+        largest = std::max(largest, key[t]);
+      }
+      min_key[first_label] = smallest;
+      max_key[first_label] = largest;
+      continue;
+    }
+    // Rank = the number of larger keys (counted in a loop the compiler vectorizes); distinct
+    // keys give distinct ranks, a repeated rank means equal keys and a draw: not handled here.
+    uint32_t key_at[kSmallFinishMax];
+    uint64_t seen[(kSmallFinishMax + 63) / 64] = {};
+    for (uint64_t t = 0; t < count; ++t) {
+      const int32_t mine = static_cast<int32_t>(key[t]);  // finite keys are below 2^31
+      uint32_t greater = 0;
+      for (uint64_t u = 0; u < count; ++u) greater += static_cast<int32_t>(key[u]) > mine ? 1u : 0u;
+      const uint64_t bit = uint64_t{1} << (greater & 63);
+      if ((seen[greater >> 6] & bit) != 0) return false;
+      seen[greater >> 6] |= bit;
+      key_at[greater] = key[t];
+      unsigned block = 0;
+      for (unsigned b = 1; b < blocks; ++b) block += greater >= edges[b] ? 1u : 0u;
+      label_of[members[sign][t]] = static_cast<uint8_t>(first_label + block);
+    }
+    for (unsigned m = 0; m < blocks; ++m) {
+      if (edges[m + 1] == edges[m]) continue;
+      max_key[first_label + m] = key_at[edges[m]];
+      min_key[first_label + m] = key_at[edges[m + 1] - 1];
+    }
+  }
+  // From here on the group is finished this way.
+  group->n_pos = counts[0];
+  std::vector<Block>& blocks = group->blocks;
+  blocks.assign(num_labels, Block{});
+  for (unsigned label = 0; label < num_labels; ++label) blocks[label].count = label_count[label];
+  // Chain per sign (as FinishBlocks): lo_b = hi of the next non-empty block, the last keeps its
+  // own minimum; a block whose keys are all equal has width 0.
+  for (int sign = 0; sign < 2; ++sign) {
+    const unsigned first = sign == 0 ? 0 : params.blocks_pos;
+    const unsigned count = sign == 0 ? params.blocks_pos : params.blocks_neg;
+    int next_nonempty = -1;
+    for (unsigned m = count; m-- > 0;) {
+      const unsigned label = first + m;
+      Block& block = blocks[label];
+      if (block.count == 0) continue;
+      block.hi = BitsToFloat(max_key[label]);
+      block.lo = next_nonempty < 0 ? BitsToFloat(min_key[label]) : blocks[next_nonempty].hi;
+      next_nonempty = static_cast<int>(label);
+      block.width = min_key[label] == max_key[label]
+                        ? 0
+                        : (params.multi_level ? params.levels[m] : params.bits);
+    }
+  }
+  // The magnitudes grouped by label (a counting sort), as binary64.
+  uint64_t start[2 * SLICER_MAX_BLOCKS + 1];
+  uint64_t fill[2 * SLICER_MAX_BLOCKS];
+  start[0] = 0;
+  for (unsigned label = 0; label < num_labels; ++label) {
+    start[label + 1] = start[label] + label_count[label];
+    fill[label] = start[label];
+  }
+  double mag[2 * kSmallFinishMax];
+  uint8_t member_at[2 * kSmallFinishMax];
+  for (uint64_t t = 0; t < k; ++t) {
+    const uint64_t at = fill[label_of[t]]++;
+    mag[at] = std::fabs(static_cast<double>(kept[t].value));
+    member_at[at] = static_cast<uint8_t>(t);
+  }
+  uint16_t code[2 * kSmallFinishMax];
+  const bool abq = !params.multi_level && params.delta_micro != 0;
+  for (unsigned label = 0; label < num_labels; ++label) {
+    Block& block = blocks[label];
+    if (block.count == 0) continue;
+    const uint64_t first = start[label];
+    if (block.width == 0) {
+      for (uint64_t i = first; i < first + block.count; ++i) code[i] = 0;
+      continue;
+    }
+    QuantizeRun(mag + first, block.count, MakeQuantizer(block, block.width), code + first);
+    if (!abq) continue;
+    // Greedy ABQ (§5.4): DS_sum * 10^6 <= delta_micro * c, i.e. DS_sum <= floor(delta_micro * c
+    // / 10^6); delta_micro < 2^32 and c < 2^32 here, so the product fits 64 bits.
+    const uint64_t limit = uint64_t{params.delta_micro} * block.count / 1000000u;
+    const unsigned start_width = block.width;
+    while (block.width > 1) {
+      const unsigned shift = params.bits - (block.width - 1);
+      if (!TrialWithin(mag + first, code + first, block.count,
+                       MakeQuantizer(block, block.width - 1), shift, limit)) {
+        break;
+      }
+      --block.width;
+    }
+    if (block.width < start_width) {
+      QuantizeRun(mag + first, block.count, MakeQuantizer(block, block.width), code + first);
+    }
+  }
+  for (uint64_t at = 0; at < k; ++at) {
+    KeptElement& e = kept[member_at[at]];
+    e.code = code[at];
+  }
+  for (uint64_t t = 0; t < k; ++t) kept[t].label = label_of[t];
+  return true;
 }
 
 }  // namespace slicer::internal

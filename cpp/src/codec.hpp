@@ -134,6 +134,9 @@ struct GroupCode {
   // the selection already found them (ranges_known, reset by FinishBlocks); FinishBlocks
   // otherwise finds them in a pass over the kept list.
   bool ranges_known = false;
+  // Labels, block table and codes already final (FinishSmallGroup); FinishBlocks then only
+  // resets it.
+  bool finished = false;
   uint32_t min_key[2 * SLICER_MAX_BLOCKS];
   uint32_t max_key[2 * SLICER_MAX_BLOCKS];
 };
@@ -161,6 +164,13 @@ void SelectGroupBySort(const float* x, uint64_t n, uint64_t base, const CodecPar
 
 void FinishBlocks(const CodecParams& params, unsigned threads, Workspace* workspace,
                   GroupCode* group);
+
+// Labels (§5.1), block table, ABQ widths and codes (§5.2-5.4) of a small group in one go, with
+// the results of LabelBlocks + CountBlocks + FinishBlocks: for kept lists of at most
+// kSmallFinishMax elements per sign whose magnitudes are all distinct within each sign (no
+// draws needed). Returns false, leaving the codes and block table unset, otherwise.
+constexpr uint64_t kSmallFinishMax = 96;
+bool FinishSmallGroup(const CodecParams& params, GroupCode* group);
 
 // Ranges (chain, §5.2), widths (§5.2, §5.4) and the code of every kept element.
 

@@ -189,6 +189,7 @@ void CodeGroups(const float* x, const Geometry& geometry, const CodecParams& par
   auto code_one = [&](uint64_t g, unsigned threads, Workspace* workspace) {
     GroupCode& group = (*groups)[g];
     group.ranges_known = false;  // set by a selection that finds the block ranges
+    group.finished = false;      // set by a selection that finishes a small group itself
     const uint64_t base = g * n;
     if (path == SelectionPath::kSort) {
       SelectGroupBySort(x + base, n, base, params, &group);
@@ -226,6 +227,7 @@ void EncodeStreamWith(const void* data, int dtype, const int64_t* shape, uint32_
   if (dtype != SLICER_FLOAT32 && path == SelectionPath::kRadix && geometry.group_count == 1) {
     groups.resize(1);
     groups[0].ranges_known = false;
+    groups[0].finished = false;
     Workspace* workspace = &context->workspace(caller_part);
     if (SelectGroup16(static_cast<const uint8_t*>(data), dtype, geometry.group_size, 0, params,
                       params.threads, workspace, &groups[0])) {

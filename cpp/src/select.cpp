@@ -898,6 +898,10 @@ void FinishSelection(uint64_t base, const CodecParams& params, unsigned threads,
     throw StatusError(SLICER_ERR_INTERNAL, "kept count mismatch");
   }
   group->n_pos = 0;
+  // Small groups (per-token rows): labels, block table and codes in one go when no draw is
+  // needed; FinishBlocks then has nothing left to do.
+  group->finished = threads == 1 && FinishSmallGroup(params, group);
+  if (group->finished) return;
   if (group->k > 0) LabelBlocks(base, params, threads, workspace, group);  // also counts n_pos
   CountBlocks(params, group, threads);
 }
