@@ -24,25 +24,91 @@ sys.path.insert(0, str(HERE / "fidelity"))
 import common  # noqa: E402
 
 import slicer  # noqa: E402
+from slicer.split.transform import CutTransform  # noqa: E402
 
 BUDGETS = (1.0, 1.5, 2.0, 2.5)
 
 
-def dense_setting(bpe: float, groups: str) -> common.Setting:
+def dense_setting(
+    bpe: float, groups: str, transform: CutTransform | None = None, beta: float = 0.0
+) -> common.Setting:
+    """``mode="auto", max_bytes=bpe*N/8``; with ``transform`` the stream codes the transform's
+    coefficients and the receiver applies its inverse (the transform is held by both sides)."""
+
+    kw: dict = {"groups": groups}
+    if transform is not None and beta:
+        # component k's step ∝ var_k^(beta/2): groups = the transform's components
+        kw = {"groups": "channels", "weights": np.maximum(transform.variance, 1e-12) ** -beta}
+
     def fn(x: np.ndarray) -> tuple[np.ndarray, int]:
         x32 = np.ascontiguousarray(x, dtype=np.float32)
-        stream = slicer.encode(x32, mode="auto", max_bytes=max(64, int(bpe * x32.size / 8)),
-                               groups=groups)  # fmt: skip
-        return np.asarray(slicer.decode(stream)).reshape(x.shape), len(stream)
+        coded = x32 if transform is None else transform.forward(x32)
+        if beta and coded.ndim == 3:  # (1, T, C): the components on axis 1 of (T, C)
+            coded = coded.reshape(-1, coded.shape[-1])
+        stream = slicer.encode(coded, mode="auto", max_bytes=max(64, int(bpe * x32.size / 8)), **kw)
+        y = np.asarray(slicer.decode(stream)).reshape(x.shape)
+        return (y if transform is None else transform.inverse(y)), len(stream)
 
-    return common.Setting(f"dense auto {bpe:g} b/el {groups}", "dense", fn,
-                          {"bpe": bpe, "groups": groups})  # fmt: skip
+    tag = "" if transform is None else (f" klt b{beta:g}" if beta else " klt")
+    return common.Setting(
+        f"dense auto {bpe:g} b/el {groups}{tag}",
+        "dense",
+        fn,
+        {
+            "bpe": bpe,
+            "groups": groups,
+            "transform": None if transform is None else transform.fingerprint(),
+        },
+    )
 
 
-def effnet(threads: int) -> None:
+def fit_transform(split, inputs: list, desc: str) -> CutTransform:  # noqa: ANN001
+    """The KLT of the cut's one coded tensor from calibration inputs (disjoint from the
+    scored ones)."""
+    from tqdm import tqdm
+
+    from slicer.split.transport import coded_names
+
+    def values():  # noqa: ANN202
+        for x in tqdm(inputs, desc=f"fit {desc}", unit="input", file=sys.stderr):
+            out = split.run_head(x)
+            names = coded_names(
+                {n: v.shape for n, v in out.items()}, {n: str(v.dtype) for n, v in out.items()}
+            )
+            if len(names) != 1:
+                raise RuntimeError(f"expected one coded cut tensor, got {names}")
+            yield out[names[0]]
+
+    weights = None
+    if KLT_FISHER:
+        weights = np.load(KLT_FISHER[desc]) if isinstance(KLT_FISHER, dict) else None
+    t = CutTransform.fit(values(), weights=weights, outlier_ratio=KLT_OUTLIER)
+    print(f"  transform: {t}{' (task-weighted)' if weights is not None else ''}", flush=True)
+    return t
+
+
+KLT_BETAS: tuple[float, ...] = (0.0,)  # --klt-beta
+KLT_OUTLIER: float | None = None  # --klt-outlier
+KLT_FISHER: dict[str, str] = {}  # --klt-weights: cut tag -> .npy of a (C, C) Fisher matrix
+
+
+def make_settings(budgets, groups, klt: str, transform: CutTransform | None) -> list:  # noqa: ANN001
+    """``klt``: "off" (plain), "on" (transform only) or "both" (plain and transformed)."""
+    out = []
+    for g in groups:
+        for b in budgets:
+            if klt in ("off", "both"):
+                out.append(dense_setting(b, g))
+            if klt in ("on", "both"):
+                out.extend(dense_setting(b, g, transform, beta) for beta in KLT_BETAS)
+    return out
+
+
+def effnet(threads: int, budgets=BUDGETS, groups=("tensor", "channels"), klt="off") -> None:  # noqa: ANN001
     import effnet as fe
 
     from slicer.split import Partitioner, SplitModel, zoo
+    from slicer.split.datasets import gallery_images
 
     part = Partitioner(zoo.model_path("efficientnet-lite0"))
     samples = [
@@ -51,9 +117,24 @@ def effnet(threads: int) -> None:
         for c, o in fe.CROPS
         for f in (False, True)
     ]
-    settings = [dense_setting(b, g) for g in ("tensor", "channels") for b in BUDGETS]
+    # Calibration for the transform: every shipped photo that is not one of the scored ones.
+    calib = [
+        {
+            "image": zoo.preprocess_image(
+                rgb if rgb.ndim == 3 else np.stack([rgb] * 3, -1),
+                crop=0.875,
+                offset=(0.5, 0.5),
+                flip=f,
+            )
+        }
+        for rgb, src in gallery_images()
+        if not src.startswith("foolbox/imagenet_")
+        for f in (False, True)
+    ]
     for name in fe.CUTS[:2]:
         split = SplitModel(part, name, providers="cpu", threads=threads)
+        t = fit_transform(split, calib, name.split("/")[1]) if klt != "off" else None
+        settings = make_settings(budgets, groups, klt, t)
         ref = [int(split.run_full({"image": x})["logits"][0].argmax()) for x in samples]
         heads = [split.run_head({"image": x}) for x in samples]
 
@@ -63,11 +144,14 @@ def effnet(threads: int) -> None:
         rows = common.sweep(split, heads, settings, score, desc=name.split("/")[1])
         print(f"EfficientNet-Lite0 {name} ({len(samples)} photo crops):")
         for row in rows:
-            print(f"  {row['setting']:<34} {row['bits_per_element']:6.3f} b/el  "
-                  f"agreement {row['top1_agreement']:.3f}", flush=True)  # fmt: skip
+            print(
+                f"  {row['setting']:<38} {row['bits_per_element']:6.3f} b/el  "
+                f"agreement {row['top1_agreement']:.3f}",
+                flush=True,
+            )
 
 
-def minilm(threads: int) -> None:
+def minilm(threads: int, budgets=BUDGETS, groups=("tensor", "rows"), klt="off") -> None:  # noqa: ANN001
     import minilm as fm
 
     from slicer.split import Partitioner, SplitModel, zoo
@@ -75,14 +159,22 @@ def minilm(threads: int) -> None:
 
     part = Partitioner(zoo.model_path("minilm"))
     tok = zoo.minilm_tokenizer()
-    inputs = []
-    for text in zoo.prose_sentences(fm.SENTENCES):
+
+    def encode(text: str) -> dict:
         enc = tok(text, return_tensors="np", truncation=True, max_length=128)
-        inputs.append({"input_ids": enc["input_ids"].astype(np.int64),
-                       "attention_mask": enc["attention_mask"].astype(np.int64)})  # fmt: skip
-    settings = [dense_setting(b, g) for g in ("tensor", "rows") for b in BUDGETS]
+        return {
+            "input_ids": enc["input_ids"].astype(np.int64),
+            "attention_mask": enc["attention_mask"].astype(np.int64),
+        }
+
+    sentences = zoo.prose_sentences(MINILM_CALIB_STOP)
+    inputs = [encode(text) for text in sentences[: fm.SENTENCES]]
     name = fm.CUTS[1]  # after layer 3
     split = SplitModel(part, name, providers="cpu", threads=threads)
+    t = None
+    if klt != "off":  # calibration sentences far from the scored ones
+        t = fit_transform(split, [encode(x) for x in sentences[MINILM_CALIB_START:]], "layer.3")
+    settings = make_settings(budgets, groups, klt, t)
     ref = [split.run_full(x)["embedding"][0] for x in inputs]
     heads = [split.run_head(x) for x in inputs]
 
@@ -92,8 +184,16 @@ def minilm(threads: int) -> None:
     rows = common.sweep(split, heads, settings, score, desc="layer.3")
     print(f"MiniLM {name} ({len(inputs)} sentences):")
     for row in rows:
-        print(f"  {row['setting']:<34} {row['bits_per_element']:6.3f} b/el  "
-              f"cosine {row['cosine']:.5f}", flush=True)  # fmt: skip
+        side = 8 * row["side_bytes_per_input"] / row["elements_per_input"]
+        print(
+            f"  {row['setting']:<38} {row['bits_per_element']:6.3f} b/el  "
+            f"(side tensors raw {side:.3f}) cosine {row['cosine']:.5f}",
+            flush=True,
+        )
+
+
+MINILM_CALIB_START, MINILM_CALIB_STOP = 1000, 1400
+SMOLLM2_CALIB_START, SMOLLM2_CALIB_TOKENS = 40960, 8192
 
 
 SMOLLM2_CUTS = ("/model.layers.4/add_944", "/model.layers.14/add_2834", "/model.layers.24/add_4724")
@@ -106,6 +206,7 @@ def smollm2(
     budgets: tuple[float, ...] = (2.0, 2.5, 3.0),
     groups: tuple[str, ...] = ("rows", "tensor"),
     cuts: tuple[int, ...] = (5, 15, 25),
+    klt: str = "off",
 ) -> None:
     """Perplexity change after layers 5 / 15 / 25 (4 x 512 tokens of prose by default)."""
     from slicer.split import Partitioner, SplitModel, zoo
@@ -121,12 +222,17 @@ def smollm2(
         raise ValueError(f"the prose has {ids.size} tokens, fewer than {tokens}")
     chunks = [ids[i * chunk : (i + 1) * chunk][None] for i in range(tokens // chunk)]
     scored = len(chunks) * (chunk - 1)
-    settings = [dense_setting(b, g) for g in groups for b in budgets]
+    if klt != "off" and SMOLLM2_CALIB_START < tokens:
+        raise ValueError(f"--tokens must stay below the calibration text at {SMOLLM2_CALIB_START}")
+    calib_ids = ids[SMOLLM2_CALIB_START : SMOLLM2_CALIB_START + SMOLLM2_CALIB_TOKENS]
+    calib = [{"input_ids": calib_ids[i : i + chunk][None]} for i in range(0, calib_ids.size, chunk)]
     ref = None  # the uncut model's NLL per chunk, the same for every cut
     for name in SMOLLM2_CUTS:
         if int(name.split(".")[2].split("/")[0]) + 1 not in cuts:  # layers.4 = cut 5
             continue
         split = SplitModel(part, name, providers="cpu", threads=threads)
+        t = fit_transform(split, calib, name.split("/")[2]) if klt != "off" else None
+        settings = make_settings(budgets, groups, klt, t)
         if ref is None:
             ref = [nll(split.run_full({"input_ids": c})["logits"], c) for c in chunks]
         heads = [split.run_head({"input_ids": c}) for c in chunks]
@@ -146,9 +252,12 @@ def smollm2(
             # the noise: standard error of the mean per-token NLL change over the chunks
             d = (np.array(per_chunk[k * len(chunks) : (k + 1) * len(chunks)]) - ref) / (chunk - 1)
             se = 100 * float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-            print(f"  {row['setting']:<34} {row['bits_per_element']:6.3f} b/el  "
-                  f"perplexity {ppl:.3f} ({change:+.2f} % ± {se:.2f} % s.e. over "
-                  f"{len(d)} chunks)", flush=True)  # fmt: skip
+            print(
+                f"  {row['setting']:<34} {row['bits_per_element']:6.3f} b/el  "
+                f"perplexity {ppl:.3f} ({change:+.2f} % ± {se:.2f} % s.e. over "
+                f"{len(d)} chunks)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
@@ -157,11 +266,54 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("which", nargs="?", default="effnet", choices=["effnet", "minilm", "smollm2"])
     p.add_argument("--tokens", type=int, default=2048, help="smollm2: tokens (512-token chunks)")
-    p.add_argument("--groups", nargs="+", default=["rows", "tensor"], help="smollm2")
-    p.add_argument("--budgets", type=float, nargs="+", default=[2.0, 2.5, 3.0], help="smollm2")
+    p.add_argument(
+        "--groups",
+        nargs="+",
+        help="default: smollm2 rows tensor, effnet tensor channels, minilm tensor rows",
+    )
+    p.add_argument(
+        "--budgets",
+        type=float,
+        nargs="+",
+        help="bits/element (default: smollm2 2 2.5 3, others 1 1.5 2 2.5)",
+    )
     p.add_argument("--cuts", type=int, nargs="+", default=[5, 15, 25], help="smollm2: 5 15 25")
+    p.add_argument(
+        "--klt",
+        choices=["off", "on", "both"],
+        default="off",
+        help="code the cut in its calibrated KLT basis (slicer.split.transform)",
+    )
+    p.add_argument(
+        "--klt-beta",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="component steps ∝ variance^(beta/2) (0: one step)",
+    )
+    p.add_argument(
+        "--klt-weights",
+        nargs="*",
+        default=[],
+        metavar="CUTTAG=NPY",
+        help="task weights (Fisher matrix .npy) per cut tag, e.g. add_4724=f.npy",
+    )
+    p.add_argument(
+        "--klt-outlier",
+        type=float,
+        default=None,
+        help="fit the transform without rows above this multiple of the median norm",
+    )
     a = p.parse_args()
+    KLT_BETAS = tuple(a.klt_beta)
+    KLT_OUTLIER = a.klt_outlier
+    KLT_FISHER = dict(item.split("=", 1) for item in a.klt_weights)
+    kw = {"klt": a.klt}
+    if a.groups:
+        kw["groups"] = tuple(a.groups)
+    if a.budgets:
+        kw["budgets"] = tuple(a.budgets)
     if a.which == "smollm2":
-        smollm2(2, a.tokens, groups=tuple(a.groups), budgets=tuple(a.budgets), cuts=tuple(a.cuts))
+        smollm2(2, a.tokens, cuts=tuple(a.cuts), **kw)
     else:
-        {"effnet": effnet, "minilm": minilm}[a.which](2)
+        {"effnet": effnet, "minilm": minilm}[a.which](2, **kw)

@@ -187,7 +187,8 @@ def peer_settings(sparsities: Iterable[float] = (0.5, 0.8, 0.9)) -> list[Setting
 def apply_setting(
     setting: Setting, cut_values: dict[str, np.ndarray]
 ) -> tuple[dict[str, np.ndarray], int, int]:
-    """The server's view of a cut, bytes sent, and elements that went through the codec."""
+    """The server's view of a cut, bytes sent (side tensors included), elements that went
+    through the codec."""
     shapes = {n: tuple(v.shape) for n, v in cut_values.items()}
     dtypes = {n: str(v.dtype) for n, v in cut_values.items()}
     coded = set(coded_names(shapes, dtypes))
@@ -218,9 +219,10 @@ def sweep(
     bar = tqdm(total=len(settings) * len(head_values), desc=desc, unit="run", file=sys.stderr)
     for setting in settings:
         metrics: list[dict[str, float]] = []
-        sent_total, elem_total, start = 0, 0, time.perf_counter()
+        sent_total, elem_total, side_total, start = 0, 0, 0, time.perf_counter()
         for i, values in enumerate(head_values):
             received, sent, elements = apply_setting(setting, values)
+            side_total += sum(v.nbytes for n, v in values.items() if received[n] is v)
             outputs = split.run_tail(received)
             metrics.append(score(i, outputs))
             sent_total += sent
@@ -232,6 +234,8 @@ def sweep(
             "params": setting.params,
             "bytes_per_input": sent_total / len(head_values),
             "bits_per_element": 8 * sent_total / max(elem_total, 1),
+            "side_bytes_per_input": side_total / len(head_values),
+            "elements_per_input": elem_total / len(head_values),
             "seconds": time.perf_counter() - start,
         }
         for key in metrics[0]:
