@@ -954,6 +954,45 @@ uint64_t BlockCount(uint64_t n, unsigned blocks, unsigned m) {
   return edge(m + 1) - edge(m);
 }
 
+namespace {
+
+// keys[j] = the magnitude key of x[j] for j < n; returns the number of zero keys and sets
+// *largest to the largest key. SSE2 four at a time (keys < 2^31: signed comparisons order them).
+uint64_t CopyKeys(const float* x, uint64_t n, uint32_t* keys, uint32_t* largest) {
+  const uint32_t* bits = reinterpret_cast<const uint32_t*>(x);
+  uint64_t zeros = 0;
+  uint32_t top = 0;
+  uint64_t j = 0;
+#if defined(__SSE2__)
+  const __m128i magnitude = _mm_set1_epi32(0x7FFFFFFF);
+  const __m128i zero = _mm_setzero_si128();
+  __m128i zero_lanes = zero;
+  __m128i max_lanes = zero;
+  for (; j + 4 <= n; j += 4) {
+    const __m128i key =
+        _mm_and_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bits + j)), magnitude);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(keys + j), key);
+    zero_lanes = _mm_sub_epi32(zero_lanes, _mm_cmpeq_epi32(key, zero));
+    const __m128i greater = _mm_cmpgt_epi32(key, max_lanes);
+    max_lanes = _mm_or_si128(_mm_and_si128(greater, key), _mm_andnot_si128(greater, max_lanes));
+  }
+  uint32_t lanes[4];
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(lanes), zero_lanes);
+  zeros = uint64_t{lanes[0]} + lanes[1] + lanes[2] + lanes[3];
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(lanes), max_lanes);
+  top = std::max(std::max(lanes[0], lanes[1]), std::max(lanes[2], lanes[3]));
+#endif
+  for (; j < n; ++j) {
+    keys[j] = bits[j] & 0x7FFFFFFFu;
+    zeros += keys[j] == 0 ? 1 : 0;
+    top = std::max(top, keys[j]);
+  }
+  *largest = top;
+  return zeros;
+}
+
+}  // namespace
+
 void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& params,
                  unsigned threads, Workspace* workspace, GroupCode* group) {
   group->n_pos = 0;
@@ -986,14 +1025,12 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
     keys.resize(n);
     largest = 0;
     if (n > 128) {
+      // Keys, zero count and largest key four at a time, then the histogram from the copy (the
+      // scalar loop doing all at once was bound by its instruction count).
+      nnz = n - CopyKeys(x, n, keys.data(), &largest);
       std::fill(small_bins, small_bins + kSmallBins, uint16_t{0});
-      for (uint64_t j = 0; j < n; ++j) {
-        const uint32_t key = key_of(j);
-        keys[j] = key;
-        nnz += key != 0;
-        largest = std::max(largest, key);
-        ++small_bins[key >> kSmallShift];
-      }
+      const uint32_t* key = keys.data();
+      for (uint64_t j = 0; j < n; ++j) ++small_bins[key[j] >> kSmallShift];
     } else {
       for (uint64_t j = 0; j < n; ++j) {
         const uint32_t key = key_of(j);

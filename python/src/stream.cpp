@@ -196,9 +196,14 @@ nb::tuple EncodeBatchArray(PyContext& context, AnyArray array, int dtype,
                                          streams.data(), sizes.data());
   }
   if (status != SLICER_OK) return nb::make_tuple(status, nb::none());
-  nb::list out;
+  // The list sized once and filled in place (append would re-check and grow it per item).
+  nb::list out = nb::steal<nb::list>(PyList_New(static_cast<Py_ssize_t>(items)));
+  if (!out.is_valid()) throw nb::python_error();
   for (size_t i = 0; i < items; ++i) {
-    out.append(nb::bytes(reinterpret_cast<const char*>(streams[i]), sizes[i]));
+    PyObject* stream = PyBytes_FromStringAndSize(reinterpret_cast<const char*>(streams[i]),
+                                                 static_cast<Py_ssize_t>(sizes[i]));
+    if (stream == nullptr) throw nb::python_error();
+    PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), stream);  // steals the reference
   }
   return nb::make_tuple(status, out);
 }
