@@ -6,8 +6,14 @@
 #include <cmath>
 #include <vector>
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define SLICER_RANKS_AVX2 1
+#endif
+
 #include "codec.hpp"
 #include "context.hpp"
+#include "encoder.hpp"
 #include "float_bits.hpp"
 #include "parallel.hpp"
 
@@ -365,13 +371,31 @@ bool TrialWithin(const double* mag, const uint16_t* t0, uint64_t count, const Qu
   return true;
 }
 
+#if defined(SLICER_RANKS_AVX2)
+// rank_of[t] = the number of keys larger than key[t], t < count, eight t at a time against
+// every key broadcast (finite keys are below 2^31: signed comparisons order them). key[] is
+// readable up to the next multiple of eight past count.
+__attribute__((target("avx2"))) void CountLargerAvx2(const uint32_t* key, uint64_t count,
+                                                     uint32_t* rank_of) {
+  for (uint64_t t = 0; t < count; t += 8) {
+    const __m256i mine = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(key + t));
+    __m256i greater = _mm256_setzero_si256();
+    for (uint64_t u = 0; u < count; ++u) {
+      const __m256i other = _mm256_set1_epi32(static_cast<int32_t>(key[u]));
+      greater = _mm256_sub_epi32(greater, _mm256_cmpgt_epi32(other, mine));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(rank_of + t), greater);
+  }
+}
+#endif
+
 }  // namespace
 
 bool FinishSmallGroup(const CodecParams& params, GroupCode* group) {
   KeptList& kept = group->kept;
   const uint64_t k = kept.size();
   // Split by sign: magnitude keys and kept indices, on the stack.
-  uint32_t keys[2][kSmallFinishMax];
+  uint32_t keys[2][kSmallFinishMax + 8];  // + padding for the eight-lane rank count
   uint8_t members[2][kSmallFinishMax];
   uint64_t counts[2] = {0, 0};
   if (k > 2 * kSmallFinishMax) return false;
@@ -413,10 +437,26 @@ bool FinishSmallGroup(const CodecParams& params, GroupCode* group) {
     // keys give distinct ranks, a repeated rank means equal keys and a draw: not handled here.
     uint32_t key_at[kSmallFinishMax];
     uint64_t seen[(kSmallFinishMax + 63) / 64] = {};
+    uint32_t rank_of[kSmallFinishMax + 7];
+#if defined(SLICER_RANKS_AVX2)
+    const bool avx2 = UseAvx2();
+    if (avx2) {
+      for (uint64_t u = count; u % 8 != 0; ++u) keys[sign][u] = 0;  // padding read by the count
+      CountLargerAvx2(key, count, rank_of);
+    }
+#else
+    const bool avx2 = false;
+#endif
     for (uint64_t t = 0; t < count; ++t) {
-      const int32_t mine = static_cast<int32_t>(key[t]);  // finite keys are below 2^31
       uint32_t greater = 0;
-      for (uint64_t u = 0; u < count; ++u) greater += static_cast<int32_t>(key[u]) > mine ? 1u : 0u;
+      if (avx2) {
+        greater = rank_of[t];
+      } else {
+        const int32_t mine = static_cast<int32_t>(key[t]);  // finite keys are below 2^31
+        for (uint64_t u = 0; u < count; ++u) {
+          greater += static_cast<int32_t>(key[u]) > mine ? 1u : 0u;
+        }
+      }
       const uint64_t bit = uint64_t{1} << (greater & 63);
       if ((seen[greater >> 6] & bit) != 0) return false;
       seen[greater >> 6] |= bit;

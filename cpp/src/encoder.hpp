@@ -23,6 +23,10 @@ void WidenBFloat16(const uint8_t* bytes, uint64_t begin, uint64_t end, float* x)
 void SetBaselineSimdForTesting(bool baseline);
 bool BaselineSimdForTesting();
 
+// True where the CPU and OS support AVX2 (checked once) and the tests have not asked for the
+// baseline loops: the run-time switch of every AVX2 loop of the encoder.
+bool UseAvx2();
+
 // Encodes on `context` (its pool and scratch; params.threads = 0 or more than the context has
 // means all of its threads). Returns the stream, owned by the context and valid until its
 // next call. Throws StatusError on bad input.

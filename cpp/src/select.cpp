@@ -1137,4 +1137,12 @@ bool SelectGroup16(const uint8_t* bytes, int dtype, uint64_t n, uint64_t base,
   return true;
 }
 
+bool UseAvx2() {
+#if defined(SLICER_SWEEP_AVX2)
+  return HasAvx2();
+#else
+  return false;
+#endif
+}
+
 }  // namespace slicer::internal

@@ -323,6 +323,40 @@ TEST(Avx2SweepMatchesBaselineSweep) {
   CHECK_EQ(cases, 12);
 }
 
+// Per-token rows: the eight-lane rank count of small groups (FinishSmallGroup) gives the
+// baseline loop's labels, for rows of 1 ... 96 kept elements per sign and 1 ... 6 blocks.
+TEST(Avx2RowRanksMatchBaseline) {
+  int cases = 0;
+  for (int64_t row : {int64_t{57}, int64_t{576}, int64_t{1000}}) {
+    const std::vector<float> raw = slicer_test::Gaussian(static_cast<size_t>(32 * row), 7);
+    const Input input = MakeInput(raw, SLICER_FLOAT32, {32, row});
+    for (unsigned blocks : {1u, 3u, 6u}) {
+      for (uint32_t sparsity : {900000000u, 850000000u, 0u}) {
+        slicer_params raw_params = DefaultParams();
+        raw_params.group_rows = 1;
+        raw_params.blocks_pos = static_cast<uint8_t>(blocks);
+        raw_params.blocks_neg = static_cast<uint8_t>(blocks);
+        raw_params.sparsity_ppb = sparsity;
+        slicer::internal::CodecParams params;
+        CHECK_EQ(slicer::internal::ValidateParams(&raw_params, &params), SLICER_OK);
+        const int64_t shape[2] = {32, row};
+        std::vector<uint8_t> vector_isa;
+        std::vector<uint8_t> baseline;
+        slicer::internal::EncodeStream(input.bytes.data(), input.dtype, shape, 2, params,
+                                       slicer::internal::SelectionPath::kRadix, &vector_isa);
+        slicer::internal::SetBaselineSimdForTesting(true);
+        slicer::internal::EncodeStream(input.bytes.data(), input.dtype, shape, 2, params,
+                                       slicer::internal::SelectionPath::kRadix, &baseline);
+        slicer::internal::SetBaselineSimdForTesting(false);
+        CHECK(!baseline.empty());
+        CHECK(vector_isa == baseline);
+        ++cases;
+      }
+    }
+  }
+  CHECK_EQ(cases, 27);
+}
+
 // Block 0 holds three equal magnitudes (width 0) above a chained range: it decodes to its own
 // top, not to the chain's lower end; values from the NumPy reference.
 TEST(ChainedWidthZeroBlockDecodesToItsTop) {
