@@ -437,6 +437,12 @@ bool FinishSmallGroup(const CodecParams& params, GroupCode* group) {
     // keys give distinct ranks, a repeated rank means equal keys and a draw: not handled here.
     uint32_t key_at[kSmallFinishMax];
     uint64_t seen[(kSmallFinishMax + 63) / 64] = {};
+    uint8_t label_of_rank[kSmallFinishMax];  // block b holds the ranks [edges[b], edges[b + 1])
+    for (unsigned b = 0; b < blocks; ++b) {
+      for (uint64_t r = edges[b]; r < edges[b + 1]; ++r) {
+        label_of_rank[r] = static_cast<uint8_t>(first_label + b);
+      }
+    }
     uint32_t rank_of[kSmallFinishMax + 7];
 #if defined(SLICER_RANKS_AVX2)
     const bool avx2 = UseAvx2();
@@ -461,9 +467,7 @@ bool FinishSmallGroup(const CodecParams& params, GroupCode* group) {
       if ((seen[greater >> 6] & bit) != 0) return false;
       seen[greater >> 6] |= bit;
       key_at[greater] = key[t];
-      unsigned block = 0;
-      for (unsigned b = 1; b < blocks; ++b) block += greater >= edges[b] ? 1u : 0u;
-      label_of[members[sign][t]] = static_cast<uint8_t>(first_label + block);
+      label_of[members[sign][t]] = label_of_rank[greater];
     }
     for (unsigned m = 0; m < blocks; ++m) {
       if (edges[m + 1] == edges[m]) continue;

@@ -1030,7 +1030,14 @@ void SelectGroup(const float* x, uint64_t n, uint64_t base, const CodecParams& p
       nnz = n - CopyKeys(x, n, keys.data(), &largest);
       std::fill(small_bins, small_bins + kSmallBins, uint16_t{0});
       const uint32_t* key = keys.data();
-      for (uint64_t j = 0; j < n; ++j) ++small_bins[key[j] >> kSmallShift];
+      uint64_t j = 0;
+      for (; j + 4 <= n; j += 4) {
+        ++small_bins[key[j] >> kSmallShift];
+        ++small_bins[key[j + 1] >> kSmallShift];
+        ++small_bins[key[j + 2] >> kSmallShift];
+        ++small_bins[key[j + 3] >> kSmallShift];
+      }
+      for (; j < n; ++j) ++small_bins[key[j] >> kSmallShift];
     } else {
       for (uint64_t j = 0; j < n; ++j) {
         const uint32_t key = key_of(j);
