@@ -286,6 +286,26 @@ constexpr unsigned kSmallBins = 1u << (31 - kSmallShift);
 
 // SmallRankInPlace with the histogram of key >> kSmallShift over *keys and their largest key
 // already counted (by the caller's pass that copied the keys).
+// The key at descending rank `local` of keys[0, size) for a few dozen keys: the one whose count
+// of larger keys is at most `local` and whose count of larger or equal keys exceeds it, counted
+// in loops the compiler vectorizes (no nth_element). `above` is added to the count of larger.
+inline RankInfo RankByCounting(const uint32_t* keys, uint64_t size, uint64_t local,
+                               uint64_t above) {
+  for (uint64_t i = 0; i < size; ++i) {
+    const int32_t mine = static_cast<int32_t>(keys[i]);  // finite keys are below 2^31
+    uint32_t greater = 0;
+    uint32_t equal = 0;
+    for (uint64_t u = 0; u < size; ++u) {
+      greater += static_cast<int32_t>(keys[u]) > mine ? 1u : 0u;
+      equal += static_cast<int32_t>(keys[u]) == mine ? 1u : 0u;
+    }
+    if (greater <= local && local < uint64_t{greater} + equal) {
+      return RankInfo{keys[i], above + greater, equal};
+    }
+  }
+  throw StatusError(SLICER_ERR_INTERNAL, "rank out of range");
+}
+
 template <class Keys>
 RankInfo SmallRankFromBins(Keys* keys, uint64_t rank, const uint16_t* bins, uint32_t largest) {
   constexpr int kShift = kSmallShift;
@@ -294,6 +314,7 @@ RankInfo SmallRankFromBins(Keys* keys, uint64_t rank, const uint16_t* bins, uint
   unsigned chosen = largest >> kShift;
   while (above + bins[chosen] <= rank) above += bins[chosen--];
   KeepDigit(&bucket, kShift, 0x7FF, chosen);
+  if (bucket.size() <= 32) return RankByCounting(bucket.data(), bucket.size(), rank - above, above);
   RankInfo info = RadixRankInPlace<uint16_t>(&bucket, rank - above);
   info.greater += above;
   return info;
