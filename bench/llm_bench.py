@@ -3,6 +3,7 @@
     python bench/llm_bench.py lossless --model smollm2 --cuts 5 15 25 --new 256
     python bench/llm_bench.py quality  --model smollm2 --cuts 5 15 25 --tokens 10240
     python bench/llm_bench.py quality  --cuts 15 --tokens 1024 --settings "frames q3.2" "dense q3.2"
+    python bench/llm_bench.py quality  --cuts 15 --settings "frames q3" "frames q3 klt"
     python bench/llm_bench.py drift    --model smollm2 --cut 15 --new 512
     python bench/llm_bench.py handover --model smollm2 --cut 15 --new 64
     python bench/llm_bench.py memory   --model smollm2 --cuts 1 5 11 15 25
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from slicer.llm import export
+from slicer.llm import export, klt
 from slicer.llm.messages import FrameStream, framing_bytes, make_codec
 from slicer.llm.sessions import EdgeSession, ServerSession, _Stack, reference_greedy, run_split
 
@@ -61,10 +62,38 @@ SETTINGS = {
 }
 
 
+#: Setting suffixes that code the rows in a calibrated KLT basis (slicer.llm.klt): " klt" with
+#: the shipped recipe (attention-sink rows left out of the fit), " klt-all" fitted on every row.
+KLT_SUFFIXES = {" klt": klt.DEFAULT_RECIPE, " klt-all": klt.Recipe(outlier_ratio=None)}
+
+
+def _setting(name: str) -> tuple[str, dict]:
+    """SETTINGS[name], or "frames qX" / "dense qX" / "frames eX" for any step / rel. error."""
+    if name in SETTINGS:
+        return SETTINGS[name]
+    kind, _, value = name.partition(" ")
+    if kind in ("frames", "dense") and value[:1] in ("q", "e"):
+        try:
+            number = float(value[1:])
+        except ValueError:
+            number = None
+        if number is not None:
+            opts = {"step": number} if value[0] == "q" else {"rel_error": number}
+            return ("frames", opts) if kind == "frames" else ("slicer", {"mode": "dense", **opts})
+    raise SystemExit(f"unknown setting {name!r}")
+
+
+def _split_klt(name: str) -> tuple[str, klt.Recipe | None]:
+    for suffix, recipe in KLT_SUFFIXES.items():
+        if name.endswith(suffix):
+            return name[: -len(suffix)], recipe
+    return name, None
+
+
 def _available(names: list[str]) -> dict:
     out = {}
     for name in names:
-        kind, opts = SETTINGS[name]
+        kind, opts = _setting(_split_klt(name)[0])
         try:
             out[name] = make_codec(kind, **opts)
         except (ValueError, TypeError) as exc:
@@ -165,6 +194,12 @@ def cmd_quality(args: argparse.Namespace) -> None:
             name: {"kl": [], "top1": [], "nll": [], "bytes": [], "enc_ms": []} for name in codecs
         }
         acc["lossless"] = {"kl": [], "top1": [], "nll": [], "bytes": [], "enc_ms": []}
+        transforms = {}  # setting -> the cut's KLT (fitted once, then cached beside the graphs)
+        for name in codecs:
+            recipe = _split_klt(name)[1]
+            if recipe is not None:
+                transforms[name] = klt.load(args.model, cut, recipe, progress=True)
+        per_chunk = {name: [] for name in acc}  # NLL sum per chunk: the noise of Δppl
         chunks = [ids[i : i + chunk] for i in range(0, len(ids) - chunk + 1, chunk)]
         for piece in tqdm(chunks, desc=f"{args.model} cut {cut}", leave=False):
             x = np.asarray(piece, np.int64)[None]
@@ -176,49 +211,73 @@ def cmd_quality(args: argparse.Namespace) -> None:
             target = np.asarray(piece[1:])
             ref_top = ref_logits.argmax(-1)
             acc["lossless"]["nll"].append(-ref_logp[np.arange(len(target)), target])
+            per_chunk["lossless"].append(float(acc["lossless"]["nll"][-1].sum()))
             # bytes of a decode-step message at row r: payload + framing (session 1, step and
             # position r); the prefill rows (r < --prefill) are not counted in bytes
             framing = np.asarray([framing_bytes(1, 1, r, r) for r in range(len(piece))])
             acc["lossless"]["bytes"].append((4 * info.hidden + framing)[pre:])
             for name, codec in codecs.items():
                 rows, sizes = [], []
+                tr = transforms.get(name)
                 t0 = time.perf_counter()
+                coded = hidden if tr is None else tr.forward(hidden[0])[None]
                 if codec.name == "frames":
-                    first = codec.encode(hidden[0, :pre], first=True)
+                    first = codec.encode(coded[0, :pre], first=True)
                     stream, decoded = FrameStream.open(first, pre, info.hidden)
                     rows.append(decoded[0])
                     for r in range(pre, hidden.shape[1]):
-                        payload = codec.encode(hidden[0, r : r + 1], first=False)
+                        payload = codec.encode(coded[0, r : r + 1], first=False)
                         sizes.append(len(payload) + framing[r])
                         rows.append(stream.decode(payload, 1)[0])
                 else:
                     for r in range(hidden.shape[1]):
-                        payload = codec.encode(hidden[0, r : r + 1])
+                        payload = codec.encode(coded[0, r : r + 1])
                         if r >= pre:
                             sizes.append(len(payload) + framing[r])
                         rows.append(codec.decode(payload, 1, info.hidden)[0])
+                decoded = np.concatenate(rows)
+                if tr is not None:
+                    decoded = tr.inverse(decoded)
                 enc_ms = 1e3 * (time.perf_counter() - t0) / hidden.shape[1]
                 tail.reset()
-                logits = tail.run(np.concatenate(rows)[None], 0)[0]
+                logits = tail.run(decoded[None], 0)[0]
                 logp = _log_softmax(logits)
                 a = acc[name]
                 a["kl"].append(np.sum(np.exp(ref_logp) * (ref_logp - logp), axis=-1)[pre:])
                 a["top1"].append((logits.argmax(-1) == ref_top)[pre:])
                 a["nll"].append(-logp[np.arange(len(target)), target])
+                per_chunk[name].append(float(a["nll"][-1].sum()))
                 a["bytes"].append(np.asarray(sizes))
                 a["enc_ms"].append(enc_ms)
         res = {}
+        ref_chunks = np.asarray(per_chunk["lossless"])
         for name, a in acc.items():
             nll = np.concatenate(a["nll"])
+            # the noise of Δppl: standard error of the mean per-token NLL change over chunks
+            d = (np.asarray(per_chunk[name]) - ref_chunks) / (chunk - 1)
+            se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
             entry = {
                 "perplexity": float(np.exp(nll.mean())),
+                "ppl_change_se": se,
+                "transform": transforms[name].fingerprint() if name in transforms else None,
                 "bytes_per_row": float(np.concatenate(a["bytes"]).mean()),
                 "bits_per_element": float(8 * np.concatenate(a["bytes"]).mean() / info.hidden),
             }
             if a["kl"]:
                 kl = np.concatenate(a["kl"])
+                top1 = np.concatenate(a["top1"])
                 entry.update(
                     kl_mean=float(kl.mean()),
+                    # standard errors over chunks (rows within a chunk are correlated)
+                    kl_se=float(np.std([k.mean() for k in a["kl"]], ddof=1) / np.sqrt(len(a["kl"])))
+                    if len(a["kl"]) > 1
+                    else float("nan"),
+                    top1_se=float(
+                        np.std([t.mean() for t in a["top1"]], ddof=1) / np.sqrt(len(a["top1"]))
+                    )
+                    if len(a["top1"]) > 1
+                    else float("nan"),
+                    rows_scored=int(top1.size),
                     kl_p99=float(np.quantile(kl, 0.99)),
                     top1=float(np.concatenate(a["top1"]).mean()),
                     codec_ms_per_row=float(np.mean(a["enc_ms"])),
@@ -230,13 +289,16 @@ def cmd_quality(args: argparse.Namespace) -> None:
         out["cuts"][str(cut)] = res
         print(f"\n{args.model} cut {cut}: {len(chunks) * chunk} tokens")
         print(
-            f"{'setting':14} {'B/row':>7} {'b/el':>6} {'KL':>8} {'top1':>7} {'ppl':>8} {'dppl':>7}"
+            f"{'setting':20} {'B/row':>7} {'b/el':>6} {'KL':>8} {'±':>6} {'top1':>7} {'±':>6} "
+            f"{'ppl':>8} {'dppl':>7} {'±':>6}"
         )
         for name, e in res.items():
             print(
-                f"{name:14} {e['bytes_per_row']:7.1f} {e['bits_per_element']:6.2f} "
-                f"{e.get('kl_mean', 0):8.4f} {e.get('top1', 1):7.4f} {e['perplexity']:8.3f} "
-                f"{100 * e['ppl_change']:6.2f}%"
+                f"{name:20} {e['bytes_per_row']:7.1f} {e['bits_per_element']:6.2f} "
+                f"{e.get('kl_mean', 0):8.4f} {e.get('kl_se', 0):6.4f} {e.get('top1', 1):7.4f} "
+                f"{e.get('top1_se', 0):6.4f} {e['perplexity']:8.3f} "
+                f"{100 * e['ppl_change']:6.2f}% {100 * e['ppl_change_se']:5.2f}%",
+                flush=True,
             )
     _save("quality", args.model, out, args.tag)
 

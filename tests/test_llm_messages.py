@@ -86,8 +86,9 @@ def test_semantic_checks_after_crc() -> None:
         m.parse(bytes([*data[:2], 9]) + data[3:])
     with pytest.raises(m.MessageError, match="kind"):
         m.parse(_resealed(data, 3, 0x70))
-    with pytest.raises(m.MessageError, match="codec"):
-        m.parse(_resealed(data, 3, (m.DECODE << 4) | 9))
+    for unknown in (5, 7, 5 | m.TRANSFORM_FLAG):  # codecs 5-7 are unassigned, flag or not
+        with pytest.raises(m.MessageError, match="codec"):
+            m.parse(_resealed(data, 3, (m.DECODE << 4) | unknown))
     with pytest.raises(m.MessageError, match="no rows"):
         m.parse(_resealed(data, 5, 0))
     with pytest.raises(m.MessageError, match="token"):
@@ -100,6 +101,42 @@ def test_semantic_checks_after_crc() -> None:
         m.parse(_sealed(data[:5] + bytes([0x80, 0x80, 0x04]) + data[6:-4]))
     with pytest.raises(m.MessageError, match="past the header"):  # varints into the CRC
         m.parse(_sealed(data[:5] + bytes([0x81] * 8)))
+
+
+@given(
+    kind=st.sampled_from([m.PREFILL, m.HANDOVER, m.DECODE]),
+    codec=st.sampled_from([m.CODEC_RAW, m.CODEC_FP16, m.CODEC_SLICER, m.CODEC_FRAMES]),
+    transform=st.booleans(),
+    model=st.integers(0, 2**32 - 1),
+    payload=st.binary(max_size=32),
+)
+def test_transform_flag_roundtrip(kind, codec, transform, model, payload) -> None:
+    msg = m.Message(kind, codec, 9, 1, 3, 5, 70, model, payload, transform)
+    data = msg.to_bytes()
+    assert m.parse(data) == msg
+    # the flag is bit 3 of the kind byte and costs no byte; without it the bytes are those of
+    # a message built without the transform field at all (sessions without a transform)
+    plain = m.Message(kind, codec, 9, 1, 3, 5, 70, model, payload).to_bytes()
+    assert len(data) == len(plain)
+    assert data[3] == plain[3] | (m.TRANSFORM_FLAG if transform else 0)
+    assert data[4:-4] == plain[4:-4]
+    assert (data == plain) == (not transform)
+
+
+def test_transform_flag_not_on_tokens() -> None:
+    token = m.Message(m.TOKEN, m.CODEC_TOKEN, 9, 1, 3, 5, 70, 1, b"\0\0\0\0")
+    with pytest.raises(ValueError, match="token message"):
+        m.Message(**{**token.__dict__, "transform": True}).to_bytes()
+    data = token.to_bytes()
+    with pytest.raises(m.MessageError, match="transform flag"):
+        m.parse(_resealed(data, 3, data[3] | m.TRANSFORM_FLAG))
+
+
+def test_model_tag_folds_the_transform_tag() -> None:
+    fp = "553b1b08055a32a6"
+    assert m.model_tag(fp) == 0x553B1B08 == m.model_tag(fp, None) == m.model_tag(fp, 0)
+    assert m.model_tag(fp, 0x12345678) == 0x553B1B08 ^ 0x12345678
+    assert m.model_tag(fp, 0x12345678) ^ m.model_tag(fp) == 0x12345678
 
 
 def _sealed(body: bytes) -> bytes:

@@ -9,7 +9,7 @@ import statistics
 import sys
 from typing import Any
 
-from . import export
+from . import export, klt
 from .messages import FRAMING_BYTES, make_codec
 from .sessions import EdgeSession, ServerSession, run_split
 
@@ -84,6 +84,15 @@ def register(sub: Any) -> None:
         default=None,
         help="SLICER coding mode (default: dense when this build has it, else topk)",
     )
+    p.add_argument(
+        "--transform",
+        default=None,
+        metavar="auto|FILE",
+        help="code the rows in a calibrated KLT basis: auto (fitted on calibration prose through "
+        "the head on first use, cached beside the graphs) or a CutTransform .npz file; both "
+        "sides hold it and the server refuses rows coded with another",
+    )
+    p.add_argument("--klt", action="store_true", help="same as --transform auto")
     p.add_argument("--rel-error", type=float, default=None, help="SLICER dense: rel. L2 error")
     p.add_argument("--step", type=float, default=None, help="SLICER dense: quantizer step")
     p.add_argument("--max-bytes", type=int, default=None, help="SLICER: bytes per message")
@@ -258,7 +267,18 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         )
     codec = make_codec(args.codec, **_codec_options(args))
     device_model = args.device_model or ("fp32" if handover > 0 else None)
-    edge = EdgeSession(args.model, cut, codec, device_model=device_model, threads=args.threads)
+    if args.klt and args.transform not in (None, "auto"):
+        raise ValueError("give one of --klt and --transform FILE")
+    spec = "auto" if args.klt else args.transform
+    transform = klt.resolve(spec, args.model, cut, progress=not args.json)
+    edge = EdgeSession(
+        args.model,
+        cut,
+        codec,
+        device_model=device_model,
+        threads=args.threads,
+        transform=transform,
+    )
     server = ServerSession(
         args.model,
         cut,
@@ -266,6 +286,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         top_k=args.top_k,
         seed=args.seed,
+        transform=transform,
     )
     tok = export.tokenizer(args.model)
     shown = ""
@@ -298,6 +319,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             "cut": cut,
             "handover": handover,
             "codec": codec.describe(),
+            "transform": None if transform is None else transform.fingerprint(),
             "prompt_tokens": len(prompt),
             "text": tok.decode(gen.tokens, skip_special_tokens=True),
             "tokens": gen.tokens,
@@ -310,7 +332,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     print(flush=True)
     s = summary
     print(
-        f"[{args.model} cut {cut}/{info.layers}, w={handover}, {codec.describe()}] "
+        f"[{args.model} cut {cut}/{info.layers}, w={handover}, {codec.describe()}"
+        f"{'' if transform is None else ', KLT ' + format(edge.transform_tag, '08x')}] "
         f"{s['tokens']} tokens ({s['local_steps']} local); per decode step: "
         f"{s['bytes_up_per_step']:.0f} B up ({s['bits_per_element']:.2f} bits/element), "
         f"{summary['bytes_down_per_step']:.0f} B down; device {summary['device_ms']:.2f} ms, "

@@ -6,14 +6,17 @@ Every message is a compact header, a payload and a CRC-32 (little-endian, varint
     magic     2         b"SL"
     version   1         message format version (2)
     kind      1         high nibble: 1 prefill, 2 handover, 3 decode step (edge → server),
-                        4 token (server → edge); low nibble: payload codec, 0 raw float32 rows,
-                        1 float16 rows, 2 SLICER stream, 3 token id (uint32), 4 frames
+                        4 token (server → edge); low nibble: bit 3 the transform flag (rows
+                        coded in the session's KLT basis, below), bits 0-2 the payload codec:
+                        0 raw float32 rows, 1 float16 rows, 2 SLICER stream, 3 token id
+                        (uint32), 4 frames
     cut       1         cut ℓ (layers on the edge)
     rows      varint    row count n, 1 … 65535
     session   varint    session id, < 2^32
     step      varint    index of the generated token the reply produces (0-based), < 2^32
     position  varint    absolute position of the first row (tokens before it in the cache)
-    model     4         the first 32 bits of the model fingerprint
+    model     4         the first 32 bits of the model fingerprint, XOR the transform's
+                        32-bit tag when the transform flag is set
     payload   …         rows × d hidden values as coded by the codec, or one token id
     crc       4         CRC-32 (zlib polynomial) of everything before it
 
@@ -23,6 +26,19 @@ below 128 in the first 16,384 positions (:data:`FRAMING_BYTES`), at most 31
 :class:`slicer.FormatError`); a well-formed one that does not fit the receiver's state (wrong
 session, model, cut, step or position, or a frame without its context) raises
 :class:`ProtocolError`. Neither changes the receiving session.
+
+Transform binding. A session may code its rows in a calibrated KLT basis (:mod:`slicer.llm.klt`):
+the edge sends the codec's payload of ``transform.forward(rows)``, the server decodes it and
+applies ``transform.inverse``. Both sides hold the transform (fitted per model and cut, never
+sent). Such rows messages set the transform flag (low nibble bit 3, e.g. 0x0C: frames in a
+transform basis) and carry ``model_tag ^ transform_tag`` (:func:`transform_tag`: the first 32
+bits of the SHA-256 of the transform's fingerprint) in the model field, and the server's token
+replies echo that value; a message without the flag and with the plain model tag is exactly the
+message of a session without a transform (byte for byte). A server refuses with
+:class:`ProtocolError`, its session unchanged, a flagged message when it holds no transform, an
+unflagged one when it holds one, and a flagged one whose tag is not its own transform's; a
+reader older than the flag refuses flagged messages as of an unknown codec. The flag and tag
+add no byte to a message.
 
 Row codecs are pluggable (:class:`RowCodec`): raw, float16, one full SLICER stream per message
 (``"slicer"``), or frames (``"frames"``, :class:`FrameCodec`, docs/format.md §17): the prefill /
@@ -47,6 +63,8 @@ VERSION = 2
 PREFILL, HANDOVER, DECODE, TOKEN = 1, 2, 3, 4
 KIND_NAMES = {PREFILL: "prefill", HANDOVER: "handover", DECODE: "decode", TOKEN: "token"}
 CODEC_RAW, CODEC_FP16, CODEC_SLICER, CODEC_TOKEN, CODEC_FRAMES = 0, 1, 2, 3, 4
+#: Low-nibble bit of a rows message coded in the session's transform basis.
+TRANSFORM_FLAG = 8
 CODEC_NAMES = {
     CODEC_RAW: "raw",
     CODEC_FP16: "fp16",
@@ -70,9 +88,10 @@ class ProtocolError(ValueError):
     """A well-formed message that does not fit the receiving session's state."""
 
 
-def model_tag(fingerprint: str) -> int:
-    """The 32-bit model field of a message: the fingerprint's first 8 hex digits."""
-    return int(fingerprint[:8], 16)
+def model_tag(fingerprint: str, transform: int | None = None) -> int:
+    """The 32-bit model field of a message: the fingerprint's first 8 hex digits, XOR the
+    transform's tag (:func:`slicer.llm.klt.transform_tag`) for rows coded in its basis."""
+    return int(fingerprint[:8], 16) ^ (transform or 0)
 
 
 def _varint(value: int) -> bytes:
@@ -124,11 +143,12 @@ class Message:
     position: int
     model: int
     payload: bytes
+    transform: bool = False  # rows coded in the session's transform basis (flag in the header)
 
     def to_bytes(self) -> bytes:
         for field, value, hi in (
             ("kind", self.kind, 15),
-            ("codec", self.codec, 15),
+            ("codec", self.codec, 7),
             ("cut", self.cut, 255),
             ("rows", self.rows, MAX_ROWS),
             ("session", self.session, 2**32 - 1),
@@ -140,10 +160,13 @@ class Message:
                 raise TypeError(f"message {field} must be an int, got {type(value).__name__}")
             if not 0 <= value <= hi:
                 raise ValueError(f"message {field} must be in 0..{hi}, got {value}")
+        if self.transform and self.kind == TOKEN:
+            raise ValueError("a token message carries no rows, so no transform flag")
+        flag = TRANSFORM_FLAG if self.transform else 0
         body = b"".join(
             (
                 MAGIC,
-                bytes((VERSION, (self.kind << 4) | self.codec, self.cut)),
+                bytes((VERSION, (self.kind << 4) | flag | self.codec, self.cut)),
                 _varint(int(self.rows)),
                 _varint(int(self.session)),
                 _varint(int(self.step)),
@@ -175,7 +198,8 @@ def parse(data: Any) -> Message:
     (crc,) = struct.unpack_from("<I", data, len(data) - 4)
     if zlib.crc32(data[:-4]) != crc:
         raise MessageError("message CRC mismatch (corrupt or truncated)")
-    kind, codec, cut = data[3] >> 4, data[3] & 0x0F, data[4]
+    kind, codec, cut = data[3] >> 4, data[3] & 0x07, data[4]
+    transform = bool(data[3] & TRANSFORM_FLAG)
     if kind not in KIND_NAMES:
         raise MessageError(f"unknown message kind {kind}")
     if codec not in CODEC_NAMES:
@@ -193,7 +217,10 @@ def parse(data: Any) -> Message:
             f"a {KIND_NAMES[kind]} message cannot carry codec {codec} "
             "(token ids travel in token messages only)"
         )
-    return Message(kind, codec, cut, rows, session, step, position, model, data[pos + 4 : -4])
+    if transform and kind == TOKEN:
+        raise MessageError("a token message cannot carry the transform flag")
+    payload = data[pos + 4 : -4]
+    return Message(kind, codec, cut, rows, session, step, position, model, payload, transform)
 
 
 # --------------------------------------------------------------------------- row codecs

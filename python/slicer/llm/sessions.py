@@ -10,6 +10,11 @@ the next token. One message per step crosses each way (see :mod:`slicer.llm.mess
             handover (prompt + w rows)      → token w, then decode steps
 
 The paper's Eq. 5 counts steps from 1: its "first w − 1 full passes" are our w local tokens.
+
+Both sessions take ``transform=`` (None, ``"auto"``, a :class:`~slicer.split.transform.CutTransform`
+or its file; :mod:`slicer.llm.klt`): rows then cross the link as the codec's payload of their
+KLT coefficients, and every message is bound to the transform (a server with another transform,
+or none, refuses it). Both sides must hold the same one.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from . import export
+from . import export, klt
 from .messages import (
     CODEC_FRAMES,
     CODEC_TOKEN,
@@ -38,6 +43,12 @@ from .messages import (
     model_tag,
     parse,
 )
+
+
+def _binding(info: export.ModelInfo, transform: Any) -> tuple[int, int | None]:
+    """(model field of this session's messages, transform tag or None)."""
+    tag = None if transform is None else klt.transform_tag(transform)
+    return model_tag(info.fingerprint, tag), tag
 
 
 def _empty_kv(info: export.ModelInfo, layers: range) -> dict[str, np.ndarray]:
@@ -108,10 +119,13 @@ class EdgeSession:
         session_id: int = 1,
         device_model: str | None = None,
         threads: int = 1,
+        transform: Any = None,
     ) -> None:
         self.info = export.model_info(model)
         self.model = model
         self.cut = export.check_cut(self.info, cut)
+        self.transform = klt.resolve(transform, model, self.cut)
+        self.model_field, self.transform_tag = _binding(self.info, self.transform)
         if isinstance(session_id, bool) or not isinstance(session_id, int):
             raise TypeError(f"session_id must be an int, got {type(session_id).__name__}")
         if not 0 <= session_id < 2**32:
@@ -222,15 +236,16 @@ class EdgeSession:
     def _check_binding(self, msg: Message) -> None:
         if msg.session != self.session_id:
             raise ProtocolError(f"message for session {msg.session}, this is {self.session_id}")
-        if msg.model != model_tag(self.info.fingerprint) or msg.cut != self.cut:
-            raise ProtocolError("message for another model or cut")
+        if msg.model != self.model_field or msg.cut != self.cut:
+            raise ProtocolError("message for another model, transform or cut")
 
     def _rows_message(self, kind: int, ids: np.ndarray, position: int) -> bytes:
         began = time.perf_counter()
         hidden = self.head.run(ids, position)
         self.last_hidden = hidden
+        rows = hidden[0] if self.transform is None else self.transform.forward(hidden[0])
         mid = time.perf_counter()
-        payload = self.codec.encode(hidden[0], first=kind != DECODE)
+        payload = self.codec.encode(rows, first=kind != DECODE)
         msg = Message(
             kind=kind,
             codec=self.codec.codec_id,
@@ -239,8 +254,9 @@ class EdgeSession:
             session=self.session_id,
             step=self.step,
             position=position,
-            model=model_tag(self.info.fingerprint),
+            model=self.model_field,
             payload=payload,
+            transform=self.transform is not None,
         ).to_bytes()
         end = time.perf_counter()
         self.last_device_ms = 1e3 * (mid - began)
@@ -266,10 +282,13 @@ class ServerSession:
         temperature: float = 0.0,
         top_k: int | None = None,
         seed: int = 0,
+        transform: Any = None,
     ) -> None:
         self.info = export.model_info(model)
         self.cut = export.check_cut(self.info, cut)
         self.session_id = session_id
+        self.transform = klt.resolve(transform, model, self.cut)
+        self.model_field, self.transform_tag = _binding(self.info, self.transform)
         if not temperature >= 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if top_k is not None and (
@@ -297,8 +316,7 @@ class ServerSession:
         msg = parse(data)
         if msg.session != self.session_id:
             raise ProtocolError(f"message for session {msg.session}, this is {self.session_id}")
-        if msg.model != model_tag(self.info.fingerprint):
-            raise ProtocolError("message for another model (fingerprint differs)")
+        self._check_model(msg)
         if msg.cut != self.cut:
             raise ProtocolError(
                 f"message cut at layer {msg.cut}, this server's tail starts at {self.cut}"
@@ -339,6 +357,8 @@ class ServerSession:
             hidden = codec_for_id(msg.codec).decode(msg.payload, msg.rows, self.info.hidden)
             if msg.kind != DECODE:
                 frames = None
+        if self.transform is not None and np.isfinite(hidden).all():
+            hidden = self.transform.inverse(hidden[0])[None]
         if not np.isfinite(hidden).all():
             if msg.codec == CODEC_FRAMES and msg.kind == DECODE:
                 frames.rewind(msg.rows)
@@ -360,9 +380,35 @@ class ServerSession:
             session=self.session_id,
             step=msg.step,
             position=msg.position + msg.rows,
-            model=msg.model,
+            model=self.model_field,
             payload=np.asarray([token], "<u4").tobytes(),
         ).to_bytes()
+
+    def _check_model(self, msg: Message) -> None:
+        if msg.kind == TOKEN:
+            return  # refused below; token messages carry no transform flag
+        plain = model_tag(self.info.fingerprint)
+        if self.transform is None:
+            if msg.transform:
+                raise ProtocolError(
+                    f"message rows are coded in a transform basis (tag {msg.model ^ plain:08x} "
+                    "if the model matches), and this server session holds no transform"
+                )
+            if msg.model != plain:
+                raise ProtocolError("message for another model (fingerprint differs)")
+            return
+        if not msg.transform:
+            raise ProtocolError(
+                f"message rows are not coded in a transform basis, and this server session "
+                f"expects transform {self.transform_tag:08x}"
+                + ("" if msg.model == plain else " (and the model fingerprint differs)")
+            )
+        if msg.model != self.model_field:
+            raise ProtocolError(
+                f"message coded with another transform (tag {msg.model ^ plain:08x} if the model "
+                f"matches) than this server session's {self.transform_tag:08x}, or for another "
+                "model"
+            )
 
     def _pick(self, logits: np.ndarray) -> int:
         if self.temperature == 0:
