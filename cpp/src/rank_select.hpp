@@ -405,10 +405,16 @@ Cut CutFromRank(const RankInfo& info, uint64_t count, KeyOf key_of, uint64_t n, 
   RunParts(n, parts, [&](unsigned part, uint64_t begin, uint64_t end) {
     std::vector<Tie>& ties = part_ties[part];
     ties.reserve(parts == 1 ? info.equal : info.equal / parts + 16);
+    // Locals, not the captured references: the appends below could alias them, so the loop
+    // would reload them on every element.
+    const uint32_t mu = cut.mu;
+    const uint64_t draw_seed = seed;
+    const KeyOf keys = key_of;
+    const GlobalOf globals = global_of;
     for (uint64_t j = begin; j < end; ++j) {
-      if (key_of(j) == cut.mu) {
-        const uint64_t global = global_of(j);
-        ties.emplace_back(Draw(seed, global), global);
+      if (keys(j) == mu) {
+        const uint64_t global = globals(j);
+        ties.emplace_back(Draw(draw_seed, global), global);
       }
     }
   });

@@ -644,9 +644,15 @@ std::vector<RankInfo> KeysAtRanks(const uint32_t* keys, uint64_t count,
       gathered[slot].reserve(parts == 1 ? bins[slot_bins[slot]]
                                         : bins[slot_bins[slot]] / parts + 64);
     }
+    // Locals, not the captured references: push_back could alias them, so the loop would
+    // reload them on every key.
+    const uint32_t* key = keys;
+    const uint8_t* slot_of = slot_of_bin.data();
+    const uint32_t low = smallest;
+    const unsigned bin_shift = shift;
     for (uint64_t t = begin; t < end; ++t) {
-      const uint8_t slot = slot_of_bin[(keys[t] - smallest) >> shift];
-      if (slot != 0xFF) gathered[slot].push_back(keys[t]);
+      const uint8_t slot = slot_of[(key[t] - low) >> bin_shift];
+      if (slot != 0xFF) gathered[slot].push_back(key[t]);
     }
   });
   std::vector<uint32_t>* gathered = part_gathered.data();
