@@ -59,6 +59,12 @@ def load_settings(path: str, split: str | None = None) -> tuple[str, Any]:
             raise ValueError(f"settings {path}: no usable cut" + (f" {split!r}" if split else ""))
         entry = chosen[0]
         cut, params = entry.get("name"), entry.get("params", {})
+        if entry.get("transform") is not None:
+            raise ValueError(
+                f"settings {path}: cut {cut} is coded through a calibrated transform "
+                "(slicer calibrate --klt), which slicer serve does not apply; calibrate the "
+                "serving settings without --klt"
+            )
     elif isinstance(data.get("cut"), dict) and "params" in data:  # slicer plan --json
         cut, params = data["cut"].get("name"), data.get("params") or {}
     else:

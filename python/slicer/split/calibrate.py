@@ -25,6 +25,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -390,8 +391,8 @@ class _CutEvaluator:
         if callable(params):
             received, nbytes, elements = params(self.cut_values[i])
         else:
-            packet = encode_values(self.cut_values[i], params)
-            received, _ = decode_packet(packet)
+            packet = encode_values(self.cut_values[i], params, self.split.transforms)
+            received, _ = decode_packet(packet, self.split.transforms)
             nbytes = packet.encoded_bytes
             elements = packet.coded_elements + sum(a.size for a in packet.raw.values())
         got = self.split.run_tail(received)
@@ -410,7 +411,7 @@ class _CutEvaluator:
         """Bits per element of the streams alone (no tail run)."""
         bits = elements = 0
         for i in indices:
-            packet = encode_values(self.cut_values[i], params)
+            packet = encode_values(self.cut_values[i], params, self.split.transforms)
             bits += 8 * packet.encoded_bytes
             elements += packet.coded_elements + sum(a.size for a in packet.raw.values())
         return bits / max(elements, 1)
@@ -574,6 +575,8 @@ def calibrate(
     data_label: str = "inputs",
     progress: bool | Callable[[str], Any] = False,
     groups: Sequence[Any] | None = None,
+    transform: bool = False,
+    transform_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Calibrate codec settings per cut; returns the settings dict (see ``settings.py``).
 
@@ -588,6 +591,14 @@ def calibrate(
     ``groups``: one label per input (default: ``samples.groups`` when the samples come from
     an image dataset, see ``datasets.Samples``); the held-out split then holds out whole
     groups — every view of a photo stays on one side.
+    ``transform``: per cut, also fit the KLT of its (largest) coded tensor on the calibration
+    split only (:class:`~slicer.split.transform.CutTransform`), run the same search on its
+    coefficients, and keep whichever setting is cheaper (a better status first): the entry
+    then references the transform, written to ``transform_dir`` (default: the model cache) as
+    ``klt-<fingerprint>.npz``; otherwise it records the one tried (``transform_tried``). Both
+    bit rates are in the transform object. The KLT wins on linearly correlated features
+    (transformer residual streams) and can lose on sparse post-ReLU maps (bench/RESULTS.md
+    §9.6): this is why it is searched, not imposed.
     """
     if not isinstance(backoff, int) or backoff < 0:
         raise ValueError(f"backoff must be an integer ≥ 0, got {backoff!r}")
@@ -632,35 +643,30 @@ def calibrate(
         ev = _CutEvaluator(
             part, cut, samples, references, search_targets, outputs, provider_list, threads
         )
-        points: list[Point] = []
-        bar = _bar(progress, f"cut {ci + 1}/{len(cuts)} {cut.name[-32:]}")
-
-        def evaluate(params: CodecParams, _ev=ev, _points=points, _bar=bar) -> Point:  # noqa: ANN001
-            cheapest = min((q.bits_per_element for q in _points if q.chosen), default=None)
-            if cheapest is not None:
-                estimate = _ev.estimate_bits(params, calib_idx[:ESTIMATE_INPUTS])
-                if estimate > cheapest * 1.05:  # cannot win: skip the tail runs
-                    p = Point(params, estimate, 0.0, 0, {}, False, False, skipped=True)
-                    _points.append(p)
-                    _bar.update(1)
-                    return p
-            p, _ = _ev.evaluate(params, calib_idx)
-            _points.append(p)
-            _bar.update(1)
-            _bar.set_postfix_str(
-                f"{setting_text(p.params.to_json())} {p.bits_per_element:.2f} b/el "
-                f"{'ok' if p.passed else 'miss'}"
-            )
-            return p
-
-        evaluate.backoff = backoff
-        for fam in families:
-            fam.search(evaluate, ev.shapes)
-        bar.close()
-        entry = _cut_entry(cut, ev, points, hold_idx, calib_idx, target_list, seed)
+        label = f"cut {ci + 1}/{len(cuts)} {cut.name[-32:]}"
+        entry, evaluations = _search_cut(
+            ev, cut, families, calib_idx, hold_idx, target_list, seed, backoff, progress, label
+        )
+        fitted = _fit_transform(ev, calib_idx, transform_dir) if transform else None
+        if fitted is not None:  # the same search on the transform's coefficients
+            with_t, n_t = _search_cut(
+                ev, cut, families, calib_idx, hold_idx, target_list, seed, backoff, progress,
+                label + " klt",
+            )  # fmt: skip
+            ev.split.transforms = {}
+            evaluations += n_t
+            fitted["bits_per_element"] = {
+                "with": with_t.get("bits_per_element"),
+                "without": entry.get("bits_per_element"),
+            }
+            if _cheaper(with_t, entry):
+                entry = with_t
+                entry["transform"] = fitted
+            else:
+                entry["transform_tried"] = fitted  # kept for the record; not used
         entry["search_seconds"] = round(time.perf_counter() - cut_start, 2)
         entry["search_cpu_seconds"] = round(time.process_time() - cut_cpu, 2)
-        entry["evaluations"] = len(points)
+        entry["evaluations"] = evaluations
         entries.append(entry)
         report(_entry_line(entry, target_list))
     return {
@@ -686,6 +692,92 @@ def calibrate(
         "codec": {"families": [f.name for f in families], "slicer_version": _version()},
         "seconds": round(time.perf_counter() - total_start, 2),
         "cuts": entries,
+    }
+
+
+def _search_cut(
+    ev: _CutEvaluator,
+    cut: Cut,
+    families: Sequence[Family],
+    calib_idx: Sequence[int],
+    hold_idx: Sequence[int],
+    targets: Sequence[Target],
+    seed: int,
+    backoff: int,
+    progress: bool | Callable[[str], Any],
+    label: str,
+) -> tuple[dict[str, Any], int]:
+    """Every family's search on one cut (with the evaluator's current transforms); the cut's
+    settings entry and the number of evaluations."""
+    points: list[Point] = []
+    bar = _bar(progress, label)
+
+    def evaluate(params: CodecParams) -> Point:
+        cheapest = min((q.bits_per_element for q in points if q.chosen), default=None)
+        if cheapest is not None:
+            estimate = ev.estimate_bits(params, calib_idx[:ESTIMATE_INPUTS])
+            if estimate > cheapest * 1.05:  # cannot win: skip the tail runs
+                p = Point(params, estimate, 0.0, 0, {}, False, False, skipped=True)
+                points.append(p)
+                bar.update(1)
+                return p
+        p, _ = ev.evaluate(params, calib_idx)
+        points.append(p)
+        bar.update(1)
+        bar.set_postfix_str(
+            f"{setting_text(p.params.to_json())} {p.bits_per_element:.2f} b/el "
+            f"{'ok' if p.passed else 'miss'}"
+        )
+        return p
+
+    evaluate.backoff = backoff
+    for fam in families:
+        fam.search(evaluate, ev.shapes)
+    bar.close()
+    return _cut_entry(cut, ev, points, hold_idx, calib_idx, targets, seed), len(points)
+
+
+def _cheaper(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Is entry ``a`` a better choice than ``b``: a better status (ok > interval-misses >
+    unreachable), then fewer bits per element."""
+    rank = {s: i for i, s in enumerate(("ok", "interval-misses", "unreachable"))}
+    if rank[a["status"]] != rank[b["status"]]:
+        return rank[a["status"]] < rank[b["status"]]
+    if a["status"] == "unreachable":
+        return False
+    return a["bits_per_element"] < b["bits_per_element"]
+
+
+def _fit_transform(
+    ev: _CutEvaluator, calib_idx: Sequence[int], folder: str | os.PathLike | None
+) -> dict[str, Any] | None:
+    """Fit the KLT of the cut's largest coded tensor on the calibration inputs, install it in
+    the evaluator's split and save it; the entry's ``transform`` object (None: nothing coded)."""
+    from .transform import CutTransform
+    from .transport import coded_names
+
+    first = ev.cut_values[0]
+    coded = coded_names({n: v.shape for n, v in first.items()},
+                        {n: str(v.dtype) for n, v in first.items()})  # fmt: skip
+    if not coded:
+        return None
+    name = max(coded, key=lambda n: first[n].size)
+    t = CutTransform.fit(ev.cut_values[i][name] for i in calib_idx)
+    if folder is None:
+        from .zoo import cache_dir
+
+        folder = cache_dir() / "transforms"
+    path = Path(folder) / f"klt-{t.fingerprint()[7:23]}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t.save(path)
+    ev.split.transforms = {name: t}
+    return {
+        "tensor": name,
+        "file": str(path.resolve()),
+        "fingerprint": t.fingerprint(),
+        "kind": "klt",
+        "vectors": t.count,
+        "coding_gain_bits": round(t.coding_gain_bits(), 4),
     }
 
 

@@ -173,6 +173,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cal.add_argument("--output", help="model output to measure (default: chosen per metric)")
     cal.add_argument("--seed", type=int, default=0)
     cal.add_argument("--out", help="write the settings JSON here")
+    cal.add_argument(
+        "--klt",
+        action="store_true",
+        help="code each cut in its calibrated KLT basis (fit on the calibration split; the "
+        "transform is written next to --out, else into the model cache)",
+    )
     cal.add_argument("--plot", help="draw bits/element against the metric per cut (PNG)")
     cal.add_argument("--threads", type=int, default=1, help="ORT intra-op threads (1)")
     _add_shape_option(cal)
@@ -547,7 +553,8 @@ def _run_cut(part, split: str, settings: dict[str, Any] | None, demo: bool):  # 
 
 
 def _entry_params(entry: dict[str, Any], where: str):  # noqa: ANN202
-    from .settings import params_from_json
+    """(CodecParams, transforms) of a settings entry."""
+    from .settings import params_from_json, transforms_for_entry
 
     if entry["status"] == "unreachable":
         best = entry.get("best") or {}
@@ -555,7 +562,7 @@ def _entry_params(entry: dict[str, Any], where: str):  # noqa: ANN202
             f"{where}: cut {entry['name']} cannot meet the targets at any rate tried "
             f"(best reached: {best.get('metrics')})"
         )
-    return params_from_json(entry["params"])
+    return params_from_json(entry["params"]), transforms_for_entry(entry)
 
 
 def _fly_calibrate(args: argparse.Namespace, part, cut, name: str | None):  # noqa: ANN001, ANN202
@@ -590,7 +597,7 @@ def _fly_calibrate(args: argparse.Namespace, part, cut, name: str | None):  # no
 
 
 def _run_params(args: argparse.Namespace, part, cut, name: str | None, settings):  # noqa: ANN001, ANN202
-    """The codec setting of a run and where it came from."""
+    """The codec setting of a run, where it came from, and the cut's transforms."""
     from .settings import (
         check_model,
         fingerprint,
@@ -608,11 +615,12 @@ def _run_params(args: argparse.Namespace, part, cut, name: str | None, settings)
     if len(chosen_by) > 1:
         raise ValueError(f"{' and '.join(chosen_by)} each choose the codec setting: give one")
     if args.raw:
-        return None, "raw"
+        return None, "raw", {}
     if args.target:
         entry, result = _fly_calibrate(args, part, cut, name)
         targets = ", ".join(t.text() for t in targets_of(result))
-        return _entry_params(entry, "--target"), f"calibrated now for {targets}"
+        params, transforms = _entry_params(entry, "--target")
+        return params, f"calibrated now for {targets}", transforms
     if settings is not None:
         entry = settings_for_cut(settings, cut.name)
         if entry is None:
@@ -621,7 +629,8 @@ def _run_params(args: argparse.Namespace, part, cut, name: str | None, settings)
                 f"cuts: {[c['name'] for c in settings['cuts']]}"
             )
         targets = ", ".join(t.text() for t in targets_of(settings))
-        return _entry_params(entry, f"--settings {args.settings}"), f"settings file ({targets})"
+        params, transforms = _entry_params(entry, f"--settings {args.settings}")
+        return params, f"settings file ({targets})", transforms
     if not flags and name is not None and shipped_settings_path(name).is_file():
         shipped = load_settings(shipped_settings_path(name))
         entry = settings_for_cut(shipped, cut.name)
@@ -631,8 +640,9 @@ def _run_params(args: argparse.Namespace, part, cut, name: str | None, settings)
             entry = None  # another export of the model: the defaults below apply
         if entry is not None and entry["status"] != "unreachable":
             targets = ", ".join(t.text() for t in targets_of(shipped))
-            return _entry_params(entry, "shipped settings"), f"shipped settings ({targets})"
-    return CodecParams(**{**_CODEC_DEFAULTS, **flags}), "options" if flags else "defaults"
+            params, transforms = _entry_params(entry, "shipped settings")
+            return params, f"shipped settings ({targets})", transforms
+    return CodecParams(**{**_CODEC_DEFAULTS, **flags}), "options" if flags else "defaults", {}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -669,15 +679,17 @@ def cmd_run(args: argparse.Namespace) -> int:
                 shipped = load_settings(path) if path.is_file() else None
         # --split auto on a shipped model: a cut its shipped settings calibrated.
         cut = _run_cut(part, args.split, settings or shipped, demo=args.model is None)
-        params, source = _run_params(args, part, cut, name, settings)
+        params, source, transforms = _run_params(args, part, cut, name, settings)
         if args.model is None:
             steps.close()
             from .demo import run_demo
 
-            return run_demo(params, args, part=part, cut=cut, source=source)
+            return run_demo(params, args, part=part, cut=cut, source=source, transforms=transforms)
         steps.update(1)
         steps.set_postfix_str("building head / tail sessions")
-        split = SplitModel(part, cut, providers=args.providers, threads=args.threads)
+        split = SplitModel(
+            part, cut, providers=args.providers, threads=args.threads, transforms=transforms
+        )
         steps.update(1)
         steps.set_postfix_str("uncut reference session")
         inputs = (
@@ -784,6 +796,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         model_name=name or Path(model_path).name,
         data_label=label,
         progress=True if not args.json or sys.stderr.isatty() else False,
+        transform=args.klt,
+        transform_dir=Path(args.out).resolve().parent if args.out else None,
     )
     if args.out:
         save_settings(settings, args.out)
@@ -867,6 +881,8 @@ def print_run_summary(out: dict[str, Any]) -> None:
     print(f"cut       #{out['cut']['index']} {out['cut']['name']}")
     for t in out["tensors"]:
         coded = "codec" if t["name"] in out["coded_tensors"] else "raw"
+        if t["name"] in out.get("transforms", {}):
+            coded += f", KLT {out['transforms'][t['name']][7:19]}"
         print(f"          {t['name']} {_shape_text(t['shape'])} {t['dtype']} ({coded})")
     print(f"codec     {codec}")
     ratio = out.get("compression_ratio")

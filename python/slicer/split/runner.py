@@ -58,6 +58,8 @@ class SplitModel:
 
     ``providers``: ``None``/"auto" (CUDA when it really loads, else CPU), or a list such as
     ``["CPUExecutionProvider"]``. ``threads``: ORT intra-op threads, 0 = ORT's default.
+    ``transforms``: cut tensor name → :class:`~slicer.split.transform.CutTransform` (held by
+    both sides; coded tensors travel as its coefficients).
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class SplitModel:
         *,
         providers: Sequence[str] | str | None = None,
         threads: int = 0,
+        transforms: Mapping[str, Any] | None = None,
     ) -> None:
         self.partitioner = model if isinstance(model, Partitioner) else Partitioner(model)
         self.cut = cut if isinstance(cut, Cut) else self.partitioner.find_cut(cut)
@@ -77,6 +80,12 @@ class SplitModel:
         self.head = make_session(head, self.providers, threads, ext)
         self.tail = make_session(tail, self.providers, threads, ext)
         self._full = None
+        self.transforms: dict[str, Any] = dict(transforms or {})
+        unknown = sorted(set(self.transforms) - {t.name for t in self.cut.tensors})
+        if unknown:
+            raise ValueError(
+                f"transforms for {unknown}, which are not tensors of cut {self.cut.name}"
+            )
 
     @property
     def provider(self) -> str:
@@ -131,8 +140,8 @@ class SplitModel:
             if t.name not in cut_values:
                 cut_values[t.name] = inputs[t.name]
         device_s = time.perf_counter() - start
-        packet = encode_values(cut_values, params)
-        received, decode_s = decode_packet(packet)
+        packet = encode_values(cut_values, params, self.transforms)
+        received, decode_s = decode_packet(packet, self.transforms)
         start = time.perf_counter()
         outputs = self.run_tail(received)
         server_s = time.perf_counter() - start
@@ -210,6 +219,7 @@ def json_result(result: SplitResult, provider: str, extra: dict[str, Any] | None
             for t in result.cut.tensors
         ],
         "coded_tensors": sorted(result.packet.streams),
+        "transforms": dict(result.packet.transforms),  # coded through a CutTransform
         "raw_bytes": result.packet.raw_bytes,
         "encoded_bytes": result.packet.encoded_bytes,
         "side_bytes": result.packet.side_bytes,

@@ -15,6 +15,12 @@ A settings file is JSON (``SETTINGS_VERSION``)::
                "calibration": {"agreement": 1.0},
                "holdout": {"agreement": {"value": 0.99, "low": 0.97, "high": 1.0}}, …}]}
 
+A cut calibrated with a transform (``slicer calibrate --klt``) also holds
+``"transform": {"tensor": NAME, "file": "….npz", "fingerprint": "sha256:…", …}``: the
+calibrated KLT of that cut tensor (:class:`~slicer.split.transform.CutTransform`) in a file
+next to the settings file (a relative ``file`` is relative to the settings file's folder),
+checked against its fingerprint when loaded.
+
 The fingerprint hashes what makes a model that model — its weights and its inputs/outputs —
 and not the bytes of the file, so a re-export of the same weights keeps its fingerprint.
 """
@@ -162,9 +168,17 @@ def fingerprint(model: onnx.ModelProto, external_dir: str | os.PathLike | None =
 
 
 def save_settings(settings: Mapping[str, Any], path: str | os.PathLike) -> None:
+    """Write the settings JSON; a transform file in the settings file's folder is referenced
+    by its bare name (the pair can move together)."""
     validate_settings(settings, str(path))
+    folder = Path(path).resolve().parent
+    data = json.loads(json.dumps(settings))
+    for c in data["cuts"]:
+        t = c.get("transform")
+        if t is not None and Path(t["file"]).resolve().parent == folder:
+            t["file"] = Path(t["file"]).name
     with open(path, "w") as f:
-        json.dump(settings, f, indent=1)
+        json.dump(data, f, indent=1)
         f.write("\n")
 
 
@@ -179,7 +193,31 @@ def load_settings(path: str | os.PathLike) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"settings file {p} is not valid JSON: {exc}") from None
     validate_settings(data, str(p))
+    for c in data["cuts"]:  # transform files: relative to the settings file's folder
+        t = c.get("transform")
+        if t is not None and not Path(t["file"]).is_absolute():
+            t["file"] = str(p.resolve().parent / t["file"])
     return data
+
+
+def transforms_for_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The cut's transforms ({tensor name: CutTransform}; empty without one), loaded from the
+    entry's file and checked against its fingerprint (``ValueError`` otherwise)."""
+    t = entry.get("transform")
+    if t is None:
+        return {}
+    from .transform import CutTransform
+
+    path = Path(t["file"])
+    if not path.is_file():
+        raise ValueError(f"cut {entry['name']}: transform file not found: {path}")
+    transform = CutTransform.load(path)
+    if transform.fingerprint() != t["fingerprint"]:
+        raise ValueError(
+            f"cut {entry['name']}: transform file {path} has fingerprint "
+            f"{transform.fingerprint()[:19]}…, the settings expect {t['fingerprint'][:19]}…"
+        )
+    return {t["tensor"]: transform}
 
 
 def _need(cond: bool, where: str, what: str) -> None:
@@ -239,6 +277,20 @@ def validate_settings(data: Any, where: str = "") -> None:
             raise ValueError(f"malformed settings {where}: cuts[{i}].params: {exc}") from None
         for key in ("bits_per_element", "payload_bytes"):
             _need(_number(c.get(key)) and c[key] >= 0, where, f"cuts[{i}].{key} must be ≥ 0")
+        t = c.get("transform")
+        if t is not None:
+            _need(isinstance(t, dict), where, f"cuts[{i}].transform must be an object")
+            for key in ("tensor", "file", "fingerprint"):
+                _need(
+                    isinstance(t.get(key), str),
+                    where,
+                    f"cuts[{i}].transform.{key} must be a string",
+                )
+            _need(
+                t["fingerprint"].startswith("sha256:"),
+                where,
+                f"cuts[{i}].transform.fingerprint must be a 'sha256:…' string",
+            )
 
 
 def params_from_json(params: Mapping[str, Any]):  # noqa: ANN201 - CodecParams

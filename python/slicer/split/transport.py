@@ -5,6 +5,11 @@ Policy (documented, deterministic): a cut tensor is coded lossily when it is flo
 ``largest`` is the biggest float tensor of the cut. Everything else (token ids, integer masks,
 shape scalars, additive attention masks, tiny tensors) is sent raw, bit for bit: top-k would
 destroy a mask, and such tensors cost a few bytes.
+
+A coded tensor may go through a calibrated transform first (``transforms``: cut tensor name →
+:class:`~slicer.split.transform.CutTransform`): its stream then holds the transform's
+coefficients, the packet records the transform's fingerprint, and the receiver must hold the
+same transform to decode it.
 """
 
 from __future__ import annotations
@@ -160,6 +165,7 @@ class Packet:
     raw_bytes: int = 0  # bytes of every cut tensor uncompressed
     coded_elements: int = 0  # elements that went through the codec
     encode_s: float = 0.0
+    transforms: dict[str, str] = field(default_factory=dict)  # stream name -> fingerprint
 
     @property
     def encoded_bytes(self) -> int:
@@ -178,19 +184,34 @@ def _codec():  # noqa: ANN202 - the slicer package module
     return slicer
 
 
-def encode_values(values: Mapping[str, np.ndarray], params: CodecParams | None) -> Packet:
-    """Encode a cut's tensors; ``params=None`` sends everything raw (the uncompressed link)."""
+def encode_values(
+    values: Mapping[str, np.ndarray],
+    params: CodecParams | None,
+    transforms: Mapping[str, Any] | None = None,
+) -> Packet:
+    """Encode a cut's tensors; ``params=None`` sends everything raw (the uncompressed link).
+    ``transforms``: coded tensors to send as the coefficients of their calibrated transform
+    (ignored on the raw link: raw tensors travel exactly)."""
     shapes = {n: tuple(v.shape) for n, v in values.items()}
     dtypes = {n: str(v.dtype) for n, v in values.items()}
     coded = coded_names(shapes, dtypes) if params is not None else []
+    transforms = dict(transforms or {}) if params is not None else {}
+    stray = sorted(set(transforms) - set(coded))
+    if stray:
+        raise ValueError(
+            f"transforms given for {stray}, which the codec does not code (coded: {coded})"
+        )
     packet = Packet(raw_bytes=sum(int(v.nbytes) for v in values.values()))
     codec = _codec() if coded else None
     start = time.perf_counter()
     for name, value in values.items():
         if name in coded and codec is not None and params is not None:
-            packet.streams[name] = codec.encode(
-                np.ascontiguousarray(value), **params.kwargs_for(value)
-            )
+            x = np.ascontiguousarray(value)
+            if name in transforms:
+                t = transforms[name]
+                x = t.forward(x).astype(value.dtype, copy=False)
+                packet.transforms[name] = t.fingerprint()
+            packet.streams[name] = codec.encode(x, **params.kwargs_for(x))
             packet.coded_elements += int(value.size)
         else:
             packet.raw[name] = value
@@ -198,15 +219,30 @@ def encode_values(values: Mapping[str, np.ndarray], params: CodecParams | None) 
     return packet
 
 
-def decode_packet(packet: Packet) -> tuple[dict[str, np.ndarray], float]:
-    """The server's view of the cut tensors, and the decode time in seconds."""
+def decode_packet(
+    packet: Packet, transforms: Mapping[str, Any] | None = None
+) -> tuple[dict[str, np.ndarray], float]:
+    """The server's view of the cut tensors, and the decode time in seconds. A stream coded
+    through a transform needs the same transform in ``transforms`` (checked by fingerprint)."""
     out: dict[str, np.ndarray] = dict(packet.raw)
     if not packet.streams:
         return out, 0.0
+    transforms = transforms or {}
+    for name, fp in packet.transforms.items():
+        have = transforms.get(name)
+        if have is None:
+            raise ValueError(f"cut tensor {name!r} was coded through transform {fp[:19]}…; "
+                             "give the receiver that transform")  # fmt: skip
+        if have.fingerprint() != fp:
+            raise ValueError(f"cut tensor {name!r} was coded through transform {fp[:19]}…, the "
+                             f"receiver holds {have.fingerprint()[:19]}…")  # fmt: skip
     codec = _codec()
     start = time.perf_counter()
     for name, stream in packet.streams.items():
-        out[name] = np.asarray(codec.decode(stream))
+        y = np.asarray(codec.decode(stream))
+        if name in packet.transforms:
+            y = transforms[name].inverse(y).astype(y.dtype, copy=False)
+        out[name] = y
     return out, time.perf_counter() - start
 
 
