@@ -234,6 +234,25 @@ PLOTTED = [
 ]
 
 
+def merge(inputs: list[Path], out: Path) -> None:
+    """The median of every numeric figure over several --json results (per section and key)."""
+    runs = [json.loads(p.read_text()) for p in inputs]
+    merged: dict[str, Any] = {"runs": len(runs)}
+    for section in BENCHES:
+        values: dict[str, list[float]] = {}
+        for run in runs:
+            for key, value in run.get(section, {}).items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    values.setdefault(key, []).append(float(value))
+        if values:
+            merged[section] = {key: med(v) for key, v in values.items()}
+            merged[section]["runs_" + section] = len(next(iter(values.values())))
+    loads = [run[k] for run in runs for k in ("loadavg_start", "loadavg_end") if k in run]
+    if loads:
+        merged["loadavg_range"] = [min(loads), max(loads)]
+    out.write_text(json.dumps(merged, indent=1))
+
+
 def plot(before: dict[str, Any], after: dict[str, Any], path: Path) -> None:
     """One panel per target: before, after and the target line."""
     import matplotlib
@@ -280,7 +299,20 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="plot two --json results (each may merge several runs) instead of measuring",
     )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        metavar=("OUT", "IN"),
+        default=None,
+        help="write to OUT the median of every figure over the --json files IN ...",
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        if len(args.merge) < 2:
+            parser.error("--merge needs OUT and at least one IN")
+        merge(args.merge[1:], args.merge[0])
+        return 0
     if args.plot:
         before, after = (json.loads(p.read_text()) for p in args.plot[:2])
         plot(before, after, args.plot[2])
@@ -289,9 +321,11 @@ def main(argv: list[str] | None = None) -> int:
 
     names = args.only or [name for name in BENCHES if name not in args.skip]
     results: dict[str, Any] = {"affinity": sorted(os.sched_getaffinity(0))}
+    results["loadavg_start"] = os.getloadavg()[0]
     for name in names:
         results[name] = BENCHES[name](slicer, args.rounds)
         print(name, json.dumps(results[name], indent=1), flush=True)
+    results["loadavg_end"] = os.getloadavg()[0]
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0
