@@ -3,6 +3,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <thread>
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
 #include <utility>
 
 #include "parallel.hpp"
@@ -13,7 +18,8 @@ namespace slicer::internal {
 
 namespace {
 
-// Polls done() for up to about 50 microseconds; true once it holds.
+// Polls done() for up to about 50 microseconds; true once it holds. Every 64 polls it yields
+// the core, so a thread that shares it (more threads than cores) is not kept waiting.
 template <class Done>
 bool SpinUntil(Done done) {
   constexpr auto kSpin = std::chrono::microseconds(50);
@@ -26,6 +32,7 @@ bool SpinUntil(Done done) {
 #endif
     }
     if (std::chrono::steady_clock::now() - start > kSpin) return done();
+    std::this_thread::yield();
   }
 }
 
@@ -133,8 +140,28 @@ size_t CapacityBytes(const V& v) {
 
 // ---- Context ---------------------------------------------------------------------------------
 
+namespace {
+
+// One thread per CPU the process may run on when the pool starts (a process pinned to fewer
+// cores than the machine has, by taskset or a cpuset, would otherwise time-share its cores
+// between the pool's threads), at most one per hardware thread.
+unsigned SharedPoolThreads() {
+  const unsigned hardware = ResolveThreads(0);
+#if defined(__linux__)
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0) {
+    const int count = CPU_COUNT(&allowed);
+    if (count > 0) return std::min(hardware, static_cast<unsigned>(count));
+  }
+#endif
+  return hardware;
+}
+
+}  // namespace
+
 std::shared_ptr<Pool> SharedPool() {
-  static const std::shared_ptr<Pool> pool = std::make_shared<Pool>(ResolveThreads(0));
+  static const std::shared_ptr<Pool> pool = std::make_shared<Pool>(SharedPoolThreads());
   return pool;
 }
 
