@@ -42,12 +42,18 @@ def dense_setting(
 
     def fn(x: np.ndarray) -> tuple[np.ndarray, int]:
         x32 = np.ascontiguousarray(x, dtype=np.float32)
-        coded = x32 if transform is None else transform.forward(x32)
+        sink = SINK_ROWS if x32.ndim == 3 else 0  # (1, T, C) token rows sent raw first
+        budget = max(64, int(bpe * x32.size / 8)) - sink * x32.shape[-1] * 4
+        body = x32[:, sink:] if sink else x32
+        coded = body if transform is None else transform.forward(body)
         if beta and coded.ndim == 3:  # (1, T, C): the components on axis 1 of (T, C)
             coded = coded.reshape(-1, coded.shape[-1])
-        stream = slicer.encode(coded, mode="auto", max_bytes=max(64, int(bpe * x32.size / 8)), **kw)
-        y = np.asarray(slicer.decode(stream)).reshape(x.shape)
-        return (y if transform is None else transform.inverse(y)), len(stream)
+        stream = slicer.encode(coded, mode="auto", max_bytes=budget, **kw)
+        y = np.asarray(slicer.decode(stream)).reshape(body.shape)
+        y = y if transform is None else transform.inverse(y)
+        if sink:
+            y = np.concatenate([x32[:, :sink], y], axis=1)
+        return y, len(stream) + sink * x32.shape[-1] * 4
 
     tag = "" if transform is None else (f" klt b{beta:g}" if beta else " klt")
     return common.Setting(
@@ -89,6 +95,7 @@ def fit_transform(split, inputs: list, desc: str) -> CutTransform:  # noqa: ANN0
 
 KLT_BETAS: tuple[float, ...] = (0.0,)  # --klt-beta
 KLT_OUTLIER: float | None = None  # --klt-outlier
+SINK_ROWS = 0  # --sink-rows: the first rows of each (1, T, C) chunk sent raw (float32)
 KLT_FISHER: dict[str, str] = {}  # --klt-weights: cut tag -> .npy of a (C, C) Fisher matrix
 
 
@@ -304,7 +311,14 @@ if __name__ == "__main__":
         default=None,
         help="fit the transform without rows above this multiple of the median norm",
     )
+    p.add_argument(
+        "--sink-rows",
+        type=int,
+        default=0,
+        help="token tensors: send the first N rows raw (counted), code the rest",
+    )
     a = p.parse_args()
+    SINK_ROWS = a.sink_rows
     KLT_BETAS = tuple(a.klt_beta)
     KLT_OUTLIER = a.klt_outlier
     KLT_FISHER = dict(item.split("=", 1) for item in a.klt_weights)
