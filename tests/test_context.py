@@ -190,3 +190,42 @@ def test_large_sixteen_bit_group_rejects_nan(dtype) -> None:
     x[77_777] = np.inf
     with pytest.raises(ValueError, match="NaN or infinity"):
         slicer.encode(x)
+
+
+@pytest.mark.parametrize("threads", [0, 1, 3])
+@pytest.mark.parametrize("mode", ["dense", "auto"])
+def test_dense_modes_run_on_the_given_context(threads: int, mode: str) -> None:
+    """`context=` in the dense modes: the same bytes as without, on the context's pool (before,
+    the dense modes ignored `context` and kept their stream in thread-local scratch)."""
+    context = slicer.Context(threads)
+    x = _data((70001,), 11, np.float32)
+    budget = {"step": 0.05} if mode == "dense" else {"max_bytes": 70001 // 4}
+    kw = {"mode": mode, "chunk_size": 4096, **budget}
+    expected = slicer.encode(x, threads=1, **kw)
+    assert slicer.encode(x, context=context, **kw) == expected
+    assert slicer.encode(x, context=context, threads=2, **kw) == expected
+    err = {"mode": "auto", "rel_error": 0.05, "groups": "rows"}
+    rows = _data((7, 333), 12, np.float16)
+    assert slicer.encode(rows, context=context, **err) == slicer.encode(rows, **err)
+    with pytest.raises(TypeError, match="slicer.Context"):
+        slicer.encode(x, context=object(), **kw)
+
+
+def test_dense_encode_from_many_threads_on_one_context() -> None:
+    """One context, several Python threads: calls are serialized on it, every stream right."""
+    context = slicer.Context(2)
+    inputs = [_data((20000 + 17 * i,), i, np.float32) for i in range(6)]
+    expected = [slicer.encode(x, mode="dense", step=0.02) for x in inputs]
+    errors: list[int] = []
+
+    def worker(i: int) -> None:
+        for _ in range(5):
+            if slicer.encode(inputs[i], mode="dense", step=0.02, context=context) != expected[i]:
+                errors.append(i)
+
+    callers = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    assert not errors

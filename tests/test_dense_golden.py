@@ -13,6 +13,7 @@ import pytest
 import reference_dense as rd
 import slicer
 from slicer import _core
+from slicer._context import native_context
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "v2"
 CASES = sorted(p.stem for p in GOLDEN.glob("*.slc"))
@@ -44,7 +45,9 @@ def test_golden(name):
     p = dict(params, threads=1)
     p["group_table"] = None if params["group_table"] is None else bytes(params["group_table"])
     raw = np.ascontiguousarray(x).reshape(-1).view(np.uint8)
-    status, native = _core.dense_encode(raw, rd.DTYPE_CODES[x.dtype], list(x.shape), p)
+    status, native = _core.dense_encode(
+        native_context(None), raw, rd.DTYPE_CODES[x.dtype], list(x.shape), p
+    )
     assert status == 0 and native == stream
     want, _ = rd.decode(stream)
     got = slicer.decode(stream)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import slicer
 from slicer import _core, _params
+from slicer._context import native_context
 
 CODES = {np.float32: 1, np.float16: 2, ml_dtypes.bfloat16: 3, np.float64: 4}
 
@@ -19,9 +20,11 @@ CODES = {np.float32: 1, np.float16: 2, ml_dtypes.bfloat16: 3, np.float64: 4}
 def _encode_both(x: np.ndarray, params: dict) -> tuple[bytes, bytes, float]:
     raw = np.ascontiguousarray(x).reshape(-1).view(np.uint8)
     code = CODES[x.dtype.type]
-    status, plain = _core.dense_encode(raw, code, list(x.shape), params)
+    status, plain = _core.dense_encode(native_context(None), raw, code, list(x.shape), params)
     assert status == 0
-    status, stream, sse = _core.dense_encode_sse(raw, code, list(x.shape), params)
+    status, stream, sse = _core.dense_encode_sse(
+        native_context(None), raw, code, list(x.shape), params
+    )
     assert status == 0
     return plain, stream, sse
 
@@ -91,5 +94,7 @@ def test_sse_argument_errors():
     x = np.ones(10, np.float32)
     params = _params.make_dense_params(step=0.1, rho=0.5, groups="tensor", chunk_size=64, threads=1)
     params["group_table"] = None
-    status, stream, sse = _core.dense_encode_sse(x.view(np.uint8), 9, [10], params)
+    status, stream, sse = _core.dense_encode_sse(
+        native_context(None), x.view(np.uint8), 9, [10], params
+    )
     assert status != 0 and stream is None and sse is None

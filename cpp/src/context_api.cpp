@@ -5,13 +5,9 @@
 
 #include "codec.hpp"
 #include "context.hpp"
+#include "context_handle.hpp"
 #include "encoder.hpp"
 #include "slicer/slicer.h"
-
-struct slicer_context {
-  explicit slicer_context(unsigned threads) : context(threads) {}
-  slicer::internal::Context context;
-};
 
 namespace {
 

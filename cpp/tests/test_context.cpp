@@ -272,4 +272,110 @@ TEST(WideningMatchesScalarOnEveryPattern) {
   }
 }
 
+// The dense mode of format 2 on a context: the bytes (and the squared error) of
+// slicer_dense_encode at every pool size, a stream that stays valid until the context's next
+// call, concurrent callers on the shared pool, decoding on the context, argument checks.
+TEST(DenseContextEncodeMatchesPlainDenseEncode) {
+  auto plain = [](const Input& input, const slicer_dense_params& p, double* sse) {
+    const uint32_t ndim = static_cast<uint32_t>(input.shape.size());
+    size_t bound = 0;
+    CHECK_EQ(slicer_dense_encode_bound(input.shape.data(), ndim, input.dtype, &p, &bound),
+             SLICER_OK);
+    std::vector<uint8_t> out(bound);
+    size_t written = 0;
+    double unused = 0.0;
+    CHECK_EQ(slicer_dense_encode_sse(input.bytes.data(), input.dtype, input.shape.data(), ndim, &p,
+                                     out.data(), bound, &written, sse ? sse : &unused),
+             SLICER_OK);
+    out.resize(written);
+    return out;
+  };
+  auto pooled = [](slicer_context* context, const Input& input, const slicer_dense_params& p,
+                   double* sse) {
+    const uint8_t* stream = nullptr;
+    size_t size = 0;
+    const int status = slicer_context_dense_encode(
+        context, input.bytes.data(), input.dtype, input.shape.data(),
+        static_cast<uint32_t>(input.shape.size()), &p, &stream, &size, sse);
+    CHECK_EQ(status, SLICER_OK);
+    return status == SLICER_OK ? std::vector<uint8_t>(stream, stream + size)
+                               : std::vector<uint8_t>();
+  };
+  slicer_dense_params params;
+  slicer_dense_params_init(&params);
+  params.step = 0.05f;
+  params.chunk_log2 = 12;  // several chunks: the pool's parts really run
+  const Input inputs[] = {MakeInput(Gaussian(1, 31), SLICER_FLOAT32, {1}),
+                          MakeInput(Gaussian(100003, 32), SLICER_FLOAT32, {100003}),
+                          MakeInput(Gaussian(3 * 4099, 33), SLICER_FLOAT16, {3, 4099}),
+                          MakeInput(Gaussian(0, 34), SLICER_FLOAT32, {0, 7})};
+  for (uint32_t pool : {1u, 2u, 5u, 0u}) {
+    slicer_context* context = slicer_context_create(pool);
+    for (const Input& input : inputs) {
+      for (uint16_t threads : {uint16_t{0}, uint16_t{1}, uint16_t{3}}) {
+        slicer_dense_params p = params;
+        p.threads = threads;
+        double sse_plain = -1.0, sse_pooled = -2.0;
+        const std::vector<uint8_t> expected = plain(input, p, &sse_plain);
+        CHECK(!expected.empty());
+        CHECK(pooled(context, input, p, &sse_pooled) == expected);
+        CHECK(sse_plain == sse_pooled);
+        CHECK(pooled(context, input, p, nullptr) == expected);  // sse is optional
+      }
+    }
+    // The stream is the context's until its next call; decoding on the context reads it.
+    const Input& big = inputs[1];
+    const uint8_t* stream = nullptr;
+    size_t size = 0;
+    CHECK_EQ(slicer_context_dense_encode(context, big.bytes.data(), big.dtype, big.shape.data(), 1,
+                                         &params, &stream, &size, nullptr),
+             SLICER_OK);
+    const std::vector<uint8_t> copy(stream, stream + size);
+    std::vector<float> a(100003), b(100003);
+    CHECK_EQ(slicer_decode(copy.data(), copy.size(), 1u << 20, a.data(), 4 * a.size(), 1),
+             SLICER_OK);
+    CHECK_EQ(slicer_context_decode(context, stream, size, 1u << 20, b.data(), 4 * b.size(), 0),
+             SLICER_OK);
+    CHECK(std::memcmp(a.data(), b.data(), 4 * a.size()) == 0);
+    slicer_context_destroy(context);
+  }
+  // Concurrent callers, each with a context of its own on the shared pool.
+  const std::vector<uint8_t> expected = plain(inputs[1], params, nullptr);
+  std::atomic<int> mismatches{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 4; ++t) {
+    callers.emplace_back([&] {
+      slicer_context* own = slicer_context_create(0);
+      for (int round = 0; round < 3; ++round) {
+        if (pooled(own, inputs[1], params, nullptr) != expected) ++mismatches;
+        if (plain(inputs[1], params, nullptr) != expected) ++mismatches;
+      }
+      slicer_context_destroy(own);
+    });
+  }
+  for (std::thread& caller : callers) caller.join();
+  CHECK_EQ(mismatches.load(), 0);
+  // Arguments.
+  slicer_context* context = slicer_context_create(1);
+  const Input& one = inputs[0];
+  const uint8_t* stream = nullptr;
+  size_t size = 0;
+  CHECK_EQ(slicer_context_dense_encode(nullptr, one.bytes.data(), one.dtype, one.shape.data(), 1,
+                                       &params, &stream, &size, nullptr),
+           SLICER_ERR_INVALID_ARGUMENT);
+  CHECK_EQ(slicer_context_dense_encode(context, one.bytes.data(), one.dtype, one.shape.data(), 1,
+                                       &params, nullptr, &size, nullptr),
+           SLICER_ERR_INVALID_ARGUMENT);
+  CHECK_EQ(slicer_context_dense_encode(context, one.bytes.data(), 9, one.shape.data(), 1, &params,
+                                       &stream, &size, nullptr),
+           SLICER_ERR_UNSUPPORTED_DTYPE);
+  slicer_dense_params bad = params;
+  bad.chunk_log2 = 3;
+  CHECK_EQ(slicer_context_dense_encode(context, one.bytes.data(), one.dtype, one.shape.data(), 1,
+                                       &bad, &stream, &size, nullptr),
+           SLICER_ERR_INVALID_ARGUMENT);
+  CHECK(stream == nullptr && size == 0);
+  slicer_context_destroy(context);
+}
+
 TEST_MAIN()

@@ -240,7 +240,7 @@ def encode(
         topk_given = (sparsity, asym, blocks, bits, delta, seed) != (0.9, 0.0, None, 8, 0.01, 0)
         return _encode_dense(
             x, mode, topk_given, step, rel_error, max_bytes, rho, groups, chunk_size, threads, out,
-            weights,
+            weights, context,
         )  # fmt: skip
     if step is not None or rel_error is not None or rho is not None or weights is not None:
         raise ValueError("step, rel_error, rho and weights belong to mode='dense' / mode='auto'")
@@ -585,7 +585,8 @@ def _group_table(array: np.ndarray, layout: int, weights: np.ndarray | None = No
     return table.tobytes()
 
 
-def _dense_encoder(array: np.ndarray) -> Any:
+def _dense_encoder(array: np.ndarray, context: Any) -> Any:
+    """Encoder of the dense mode on `context` (a ``_core.Context``)."""
     code = _DENSE_DTYPE_CODES.get(array.dtype)
     if code is None:
         raise TypeError(
@@ -597,7 +598,7 @@ def _dense_encoder(array: np.ndarray) -> Any:
     shape = list(array.shape)
 
     def run(_array: np.ndarray, params: dict[str, Any]) -> bytes:
-        status, stream = _core.dense_encode(raw, code, shape, params)
+        status, stream = _core.dense_encode(context, raw, code, shape, params)
         if status:
             if status == 1 and params.get("step") is not None:
                 raise ValueError(
@@ -623,6 +624,7 @@ def _encode_dense(
     threads: Any,
     out: Any,
     weights: Any = None,
+    context: Any = None,
 ) -> bytes:
     if mode not in ("dense", "auto"):
         raise ValueError(f"mode must be 'topk', 'dense' or 'auto', got {mode!r}")
@@ -662,7 +664,8 @@ def _encode_dense(
         raise ValueError("groups='rows' needs an array with at least one dimension")
     if params["layout"] == 2 and array.ndim < 2:
         raise ValueError("groups='channels' needs an array with at least two dimensions")
-    encoder = _dense_encoder(array)
+    native = native_context(context)
+    encoder = _dense_encoder(array, native)
     w = _check_weights(weights, params["layout"], array.shape)
     wide = np.float32 if array.dtype.itemsize < 4 else array.dtype
     if array.size and not np.all(np.isfinite(array.astype(wide, copy=False))):
@@ -684,7 +687,7 @@ def _encode_dense(
         work = np.ascontiguousarray(work)
     if limit is not None:
         return dense_for_budget(array, params, limit, encoder, auto, model_input=work)
-    return dense_for_error(array, params, error, encoder, auto, model_input=work)
+    return dense_for_error(array, params, error, encoder, auto, model_input=work, context=native)
 
 
 def _encode_dense_cuda(x: Any, params: dict[str, Any], weights: Any = None) -> bytes:

@@ -453,6 +453,7 @@ def dense_for_error(
     encoder: DenseEncoder,
     auto: bool,
     model_input: np.ndarray | None = None,
+    context: Any = None,
 ) -> bytes:
     """The smallest dense stream found whose relative L2 error is <= rel_error. Each attempt's
     error is the exact error of its decoded stream, returned by the encoder
@@ -474,7 +475,7 @@ def dense_for_error(
         if best is None or size < best[0]:
             best = (size, float(step), rho)
     _, step, rho = best
-    measured = _sse_encoder(array)
+    measured = _sse_encoder(array, context)
 
     def attempt(step: float) -> tuple[bytes, float]:
         stream, sse = measured(dict(params, step=_f32(step), rho_256=rho))
@@ -495,15 +496,17 @@ def dense_for_error(
             raise ValueError(f"rel_error={rel_error} cannot be reached for this array")
 
 
-def _sse_encoder(array: np.ndarray) -> Callable[[dict[str, Any]], tuple[bytes, float]]:
+def _sse_encoder(
+    array: np.ndarray, context: Any
+) -> Callable[[dict[str, Any]], tuple[bytes, float]]:
     """Encoder of dense_for_error: (stream, squared error of the decoded stream) through the C
-    ABI's slicer_dense_encode_sse."""
+    ABI's slicer_context_dense_encode on `context` (a ``_core.Context``)."""
     code = 4 if array.dtype == np.float64 else CODE_OF_DTYPE[array.dtype]
     raw = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
     shape = list(array.shape)
 
     def run(params: dict[str, Any]) -> tuple[bytes, float]:
-        status, stream, sse = _core.dense_encode_sse(raw, code, shape, params)
+        status, stream, sse = _core.dense_encode_sse(context, raw, code, shape, params)
         if status:
             raise_encode_status(status)
         return stream, sse

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "glue.hpp"
@@ -21,9 +22,11 @@ nb::tuple DenseBound(const std::vector<int64_t>& shape, int dtype, const nb::dic
   return nb::make_tuple(status, bound);
 }
 
-// (status, stream) or, with `measured`, (status, stream, sse): slicer_dense_encode[_sse].
-nb::tuple DenseEncodeImpl(ConstBytes raw, int dtype, const std::vector<int64_t>& shape,
-                          const nb::dict& params, bool measured) {
+// (status, stream) or, with `measured`, (status, stream, sse): slicer_context_dense_encode on
+// `context` (its pool and scratch; the stream is copied once, out of the context's scratch).
+nb::tuple DenseEncodeImpl(PyContext& context, ConstBytes raw, int dtype,
+                          const std::vector<int64_t>& shape, const nb::dict& params,
+                          bool measured) {
   const size_t itemsize = slicer_dtype_size(dtype);
   auto fail = [&](int status) {
     return measured ? nb::make_tuple(status, nb::none(), nb::none())
@@ -33,32 +36,30 @@ nb::tuple DenseEncodeImpl(ConstBytes raw, int dtype, const std::vector<int64_t>&
   CheckRawLength(shape, itemsize, raw.shape(0));
   const DenseParams p = DenseParamsFromDict(params);
   const uint32_t ndim = static_cast<uint32_t>(shape.size());
-  size_t bound = 0;
-  int status = slicer_dense_encode_bound(shape.data(), ndim, dtype, &p.raw, &bound);
-  if (status != SLICER_OK) return fail(status);
-  std::unique_ptr<uint8_t[]> dst(new uint8_t[bound > 0 ? bound : 1]);
-  size_t written = 0;
+  const uint8_t* stream = nullptr;
+  size_t size = 0;
   double sse = 0.0;
+  std::unique_lock<std::mutex> hold(context.lock, std::defer_lock);
+  int status;
   {
     nb::gil_scoped_release release;
-    status = measured ? slicer_dense_encode_sse(raw.data(), dtype, shape.data(), ndim, &p.raw,
-                                                dst.get(), bound, &written, &sse)
-                      : slicer_dense_encode(raw.data(), dtype, shape.data(), ndim, &p.raw,
-                                            dst.get(), bound, &written);
+    hold.lock();
+    status = slicer_context_dense_encode(context.context, raw.data(), dtype, shape.data(), ndim,
+                                         &p.raw, &stream, &size, measured ? &sse : nullptr);
   }
   if (status != SLICER_OK) return fail(status);
-  nb::bytes stream(reinterpret_cast<const char*>(dst.get()), written);
-  return measured ? nb::make_tuple(status, stream, sse) : nb::make_tuple(status, stream);
+  nb::bytes out(reinterpret_cast<const char*>(stream), size);
+  return measured ? nb::make_tuple(status, out, sse) : nb::make_tuple(status, out);
 }
 
-nb::tuple DenseEncode(ConstBytes raw, int dtype, const std::vector<int64_t>& shape,
-                      const nb::dict& params) {
-  return DenseEncodeImpl(raw, dtype, shape, params, false);
+nb::tuple DenseEncode(PyContext& context, ConstBytes raw, int dtype,
+                      const std::vector<int64_t>& shape, const nb::dict& params) {
+  return DenseEncodeImpl(context, raw, dtype, shape, params, false);
 }
 
-nb::tuple DenseEncodeSse(ConstBytes raw, int dtype, const std::vector<int64_t>& shape,
-                         const nb::dict& params) {
-  return DenseEncodeImpl(raw, dtype, shape, params, true);
+nb::tuple DenseEncodeSse(PyContext& context, ConstBytes raw, int dtype,
+                         const std::vector<int64_t>& shape, const nb::dict& params) {
+  return DenseEncodeImpl(context, raw, dtype, shape, params, true);
 }
 
 nb::tuple DenseInspect(ConstBytes buf, uint64_t max_elements) {
@@ -112,10 +113,11 @@ nb::tuple StreamVersion(ConstBytes buf) {
 void RegisterDense(nb::module_& m) {
   m.def("dense_encode_bound", &DenseBound, nb::arg("shape"), nb::arg("dtype"), nb::arg("params"),
         "(status, bound): upper bound on a dense stream's size (docs/format.md §16).");
-  m.def("dense_encode", &DenseEncode, nb::arg("raw"), nb::arg("dtype"), nb::arg("shape"),
-        nb::arg("params"), "(status, stream): format-2 dense encode of C-contiguous elements.");
-  m.def("dense_encode_sse", &DenseEncodeSse, nb::arg("raw"), nb::arg("dtype"), nb::arg("shape"),
-        nb::arg("params"),
+  m.def("dense_encode", &DenseEncode, nb::arg("context"), nb::arg("raw"), nb::arg("dtype"),
+        nb::arg("shape"), nb::arg("params"),
+        "(status, stream): format-2 dense encode of C-contiguous elements on a context.");
+  m.def("dense_encode_sse", &DenseEncodeSse, nb::arg("context"), nb::arg("raw"), nb::arg("dtype"),
+        nb::arg("shape"), nb::arg("params"),
         "(status, stream, sse): dense_encode and the decoded values' squared error (binary64).");
   m.def("dense_inspect", &DenseInspect, nb::arg("buf"), nb::arg("max_elements"),
         "(status, info dict): full validation and byte account of a format-2 stream.");

@@ -300,6 +300,16 @@ SLICER_API int slicer_dense_encode_sse(const void* data, int dtype, const int64_
                                        void* dst, size_t dst_capacity, size_t* written,
                                        double* sse);
 
+/* slicer_dense_encode on a context (its pool and scratch, one call at a time, as
+ * slicer_context_encode): *stream / *size receive the stream, owned by the context until its
+ * next call or its destruction. sse: NULL, or receives the squared error as
+ * slicer_dense_encode_sse. The same bytes as slicer_dense_encode. Decoding on a context:
+ * slicer_context_decode, which reads format 2 too. */
+SLICER_API int slicer_context_dense_encode(slicer_context* context, const void* data, int dtype,
+                                           const int64_t* shape, uint32_t ndim,
+                                           const slicer_dense_params* params,
+                                           const uint8_t** stream, size_t* size, double* sse);
+
 /* Full validation of a format-2 stream plus its byte account. */
 SLICER_API int slicer_dense_inspect(const void* src, size_t size, uint64_t max_elements,
                                     slicer_dense_info* info);

@@ -1,9 +1,12 @@
 // C ABI of format 2, mode "dense" (include/slicer/slicer.h).
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <vector>
 
 #include "codec.hpp"
+#include "context.hpp"
+#include "context_handle.hpp"
 #include "dense/dense.hpp"
 #include "dense/dense_internal.hpp"
 #include "varint.hpp"
@@ -14,6 +17,25 @@ using slicer::internal::GuardStatus;
 
 bool IsDenseDtype(int dtype) { return dtype >= SLICER_FLOAT32 && dtype <= SLICER_FLOAT64; }
 
+// Encodes on `context`: one call at a time on it, its parts on its pool, the stream in its
+// scratch (valid until the context's next call). The caller holds no lock.
+slicer_status EncodeOn(slicer::internal::Context& context, const void* data, int dtype,
+                       const int64_t* shape, uint32_t ndim, const slicer_dense_params* params,
+                       const std::vector<uint8_t>** stream, double* sse) {
+  if (!IsDenseDtype(dtype)) return SLICER_ERR_UNSUPPORTED_DTYPE;
+  const slicer_status st = slicer::dense::CheckParams(params);
+  if (st != SLICER_OK) return st;
+  std::lock_guard<std::mutex> lock(context.call_mutex());
+  slicer::internal::PoolScope scope(context.pool());
+  slicer_dense_params call = *params;
+  call.threads = static_cast<uint16_t>(slicer::internal::CallThreads(context, params->threads));
+  std::vector<uint8_t>& out = context.workspace(0).encode.stream;
+  slicer::dense::EncodeDense(data, dtype, shape, ndim, call, &out, sse);
+  context.TrimScratch(true);  // one huge call does not pin its scratch; the stream stays
+  *stream = &out;
+  return SLICER_OK;
+}
+
 int EncodeInto(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
                const slicer_dense_params* params, void* dst, size_t dst_capacity, size_t* written,
                double* sse) {
@@ -22,14 +44,14 @@ int EncodeInto(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
       return SLICER_ERR_INVALID_ARGUMENT;
     }
     *written = 0;
-    if (!IsDenseDtype(dtype)) return SLICER_ERR_UNSUPPORTED_DTYPE;
-    const slicer_status st = slicer::dense::CheckParams(params);
+    // A context from the free list, as slicer_encode: no thread-local scratch.
+    slicer::internal::LeasedContext lease;
+    const std::vector<uint8_t>* stream = nullptr;
+    const slicer_status st = EncodeOn(lease.get(), data, dtype, shape, ndim, params, &stream, sse);
     if (st != SLICER_OK) return st;
-    thread_local std::vector<uint8_t> stream;
-    slicer::dense::EncodeDense(data, dtype, shape, ndim, *params, &stream, sse);
-    const size_t size = stream.size();
-    if (size <= dst_capacity) std::memcpy(dst, stream.data(), size);
-    if (stream.capacity() > (size_t{64} << 20)) std::vector<uint8_t>().swap(stream);
+    const size_t size = stream->size();
+    if (size <= dst_capacity) std::memcpy(dst, stream->data(), size);
+    lease.get().TrimScratch(false);
     if (size > dst_capacity) return SLICER_ERR_BUFFER_TOO_SMALL;
     *written = size;
     return SLICER_OK;
@@ -98,6 +120,27 @@ int slicer_dense_encode_sse(const void* data, int dtype, const int64_t* shape, u
   if (sse == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
   *sse = 0.0;
   return EncodeInto(data, dtype, shape, ndim, params, dst, dst_capacity, written, sse);
+}
+
+int slicer_context_dense_encode(slicer_context* context, const void* data, int dtype,
+                                const int64_t* shape, uint32_t ndim,
+                                const slicer_dense_params* params, const uint8_t** stream,
+                                size_t* size, double* sse) {
+  return GuardStatus([&]() -> int {
+    if (context == nullptr || stream == nullptr || size == nullptr) {
+      return SLICER_ERR_INVALID_ARGUMENT;
+    }
+    *stream = nullptr;
+    *size = 0;
+    if (sse != nullptr) *sse = 0.0;
+    const std::vector<uint8_t>* out = nullptr;
+    const slicer_status st =
+        EncodeOn(context->context, data, dtype, shape, ndim, params, &out, sse);
+    if (st != SLICER_OK) return st;
+    *stream = out->data();
+    *size = out->size();
+    return SLICER_OK;
+  });
 }
 
 int slicer_dense_inspect(const void* src, size_t size, uint64_t max_elements,
