@@ -258,6 +258,31 @@ void FindBlockRanges(unsigned parts, unsigned num_labels, GroupCode* group) {
   }
 }
 
+// Ranges and starting widths of a group's blocks from each label's smallest and largest key,
+// chained per sign: lo_b = hi of the next non-empty block, the last keeps its own minimum; a
+// block whose keys are all equal has width 0, the others q_bit (or their level), which ABQ
+// may lower later.
+void ChainBlocks(const CodecParams& params, const uint32_t* min_key, const uint32_t* max_key,
+                 std::vector<Block>* blocks_out) {
+  std::vector<Block>& blocks = *blocks_out;
+  for (int sign = 0; sign < 2; ++sign) {
+    const unsigned first = sign == 0 ? 0 : params.blocks_pos;
+    const unsigned count = sign == 0 ? params.blocks_pos : params.blocks_neg;
+    int next_nonempty = -1;
+    for (unsigned m = count; m-- > 0;) {
+      const unsigned label = first + m;
+      Block& block = blocks[label];
+      if (block.count == 0) continue;
+      block.hi = BitsToFloat(max_key[label]);
+      block.lo = next_nonempty < 0 ? BitsToFloat(min_key[label]) : blocks[next_nonempty].hi;
+      next_nonempty = static_cast<int>(label);
+      block.width = min_key[label] == max_key[label]
+                        ? 0
+                        : (params.multi_level ? params.levels[m] : params.bits);
+    }
+  }
+}
+
 }  // namespace
 
 void FinishBlocks(const CodecParams& params, unsigned threads, Workspace* workspace,
@@ -281,25 +306,7 @@ void FinishBlocks(const CodecParams& params, unsigned threads, Workspace* worksp
   group->ranges_known = false;
   if (!ranges_known) FindBlockRanges(parts, num_labels, group);
 
-  // Chain per sign: lo_b = hi of the next non-empty block, the last keeps its own minimum.
-  for (int sign = 0; sign < 2; ++sign) {
-    const unsigned first = sign == 0 ? 0 : params.blocks_pos;
-    const unsigned count = sign == 0 ? params.blocks_pos : params.blocks_neg;
-    int next_nonempty = -1;
-    for (unsigned m = count; m-- > 0;) {
-      const unsigned label = first + m;
-      Block& block = blocks[label];
-      if (block.count == 0) continue;
-      block.hi = BitsToFloat(max_key[label]);
-      block.lo = next_nonempty < 0 ? BitsToFloat(min_key[label]) : blocks[next_nonempty].hi;
-      next_nonempty = static_cast<int>(label);
-      if (min_key[label] == max_key[label]) {
-        block.width = 0;
-      } else {
-        block.width = params.multi_level ? params.levels[m] : params.bits;  // ABQ lowers later
-      }
-    }
-  }
+  ChainBlocks(params, min_key, max_key, &blocks);
 
   // Codes at the starting widths (for ABQ blocks: T0 at q_bit), then the greedy ABQ, then the
   // codes of the blocks ABQ lowered.
@@ -480,24 +487,7 @@ bool FinishSmallGroup(const CodecParams& params, GroupCode* group) {
   std::vector<Block>& blocks = group->blocks;
   blocks.assign(num_labels, Block{});
   for (unsigned label = 0; label < num_labels; ++label) blocks[label].count = label_count[label];
-  // Chain per sign (as FinishBlocks): lo_b = hi of the next non-empty block, the last keeps its
-  // own minimum; a block whose keys are all equal has width 0.
-  for (int sign = 0; sign < 2; ++sign) {
-    const unsigned first = sign == 0 ? 0 : params.blocks_pos;
-    const unsigned count = sign == 0 ? params.blocks_pos : params.blocks_neg;
-    int next_nonempty = -1;
-    for (unsigned m = count; m-- > 0;) {
-      const unsigned label = first + m;
-      Block& block = blocks[label];
-      if (block.count == 0) continue;
-      block.hi = BitsToFloat(max_key[label]);
-      block.lo = next_nonempty < 0 ? BitsToFloat(min_key[label]) : blocks[next_nonempty].hi;
-      next_nonempty = static_cast<int>(label);
-      block.width = min_key[label] == max_key[label]
-                        ? 0
-                        : (params.multi_level ? params.levels[m] : params.bits);
-    }
-  }
+  ChainBlocks(params, min_key, max_key, &blocks);
   // The magnitudes grouped by label (a counting sort), as binary64.
   uint64_t start[2 * SLICER_MAX_BLOCKS + 1];
   uint64_t fill[2 * SLICER_MAX_BLOCKS];
