@@ -213,3 +213,47 @@ def test_weighted_fit_codes_the_weighted_error() -> None:
         CutTransform.fit([x], weights=np.ones(5))
     with pytest.raises(ValueError, match="semi-definite"):
         CutTransform.fit([x], weights=np.diag([5.0] * 11 + [-3.0]))
+
+
+def test_hostile_transform_files_are_refused_before_reading() -> None:
+    """Array headers are checked before any array is read: a tiny compressed file that claims a
+    huge basis, a pickled object, an unexpected member or a wrong rank is a ValueError."""
+    import io
+    import zipfile
+
+    t = CutTransform.fit([correlated(np.random.default_rng(9), 200, 6)])
+
+    def archive(members: dict[str, bytes]) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for name, payload in members.items():
+                z.writestr(name, payload)
+        return buf.getvalue()
+
+    def npy_header(shape: tuple[int, ...], dtype: str = "<f4") -> bytes:
+        """An .npy header (magic included) that claims `shape`, with no data after it."""
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            buf, {"descr": dtype, "fortran_order": False, "shape": shape}
+        )
+        return buf.getvalue()
+
+    stored = zipfile.ZipFile(io.BytesIO(t.to_bytes()))
+    members = {n: stored.read(n) for n in stored.namelist()}
+    names = ("mean", "basis", "inverse_basis", "variance", "axis", "count")
+    assert set(members) == {f"{k}.npy" for k in names}
+    # A basis claiming 10^6 x 10^6 float32 (4 TB) in a few hundred bytes.
+    huge = {**members, "basis.npy": npy_header((10**6, 10**6))}
+    with pytest.raises(ValueError, match="at most 32768"):
+        CutTransform.from_bytes(archive(huge))
+    obj = io.BytesIO()
+    np.save(obj, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="not a SLICER cut transform"):
+        CutTransform.from_bytes(archive({**members, "mean.npy": obj.getvalue()}))
+    with pytest.raises(ValueError, match="unexpected member"):
+        CutTransform.from_bytes(archive({**members, "extra.npy": members["mean.npy"]}))
+    flat = io.BytesIO()
+    np.save(flat, np.zeros(36, np.float32))
+    with pytest.raises(ValueError, match="1-d float32"):
+        CutTransform.from_bytes(archive({**members, "basis.npy": flat.getvalue()}))
+    assert CutTransform.from_bytes(archive(members)).fingerprint() == t.fingerprint()

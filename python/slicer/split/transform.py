@@ -236,7 +236,11 @@ class CutTransform:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CutTransform:
+        """The transform stored by :meth:`to_bytes`. Every array's header is checked before
+        it is read (at most ``MAX_CHANNELS`` features, float / integer arrays only), so a
+        small hostile file cannot make the reader allocate gigabytes."""
         try:
+            _check_members(data)
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 fields = {k: z[k] for k in ("mean", "basis", "variance", "axis", "count")}
                 fields["inverse_basis"] = z["inverse_basis"] if "inverse_basis" in z else None
@@ -265,6 +269,29 @@ class CutTransform:
             f"CutTransform(channels={self.channels}, axis={self.axis}, count={self.count}, "
             f"gain={self.coding_gain_bits():.2f} b/el)"
         )
+
+
+MAX_CHANNELS = 1 << 15  # features of a stored transform (a 32768² basis is 4 GiB)
+_MEMBER_DIMS = {"mean": 1, "basis": 2, "inverse_basis": 2, "variance": 1, "axis": 0, "count": 0}
+
+
+def _check_members(data: bytes) -> None:
+    """Shapes and dtypes of the stored arrays, from their .npy headers, before any is read."""
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        for info in z.infolist():
+            name = info.filename.removesuffix(".npy")
+            if name not in _MEMBER_DIMS:
+                raise ValueError(f"unexpected member {info.filename!r}")
+            with z.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            if dtype.kind not in "fiu" or len(shape) != _MEMBER_DIMS[name]:
+                raise ValueError(f"member {name!r} is a {len(shape)}-d {dtype} array")
+            if any(d > MAX_CHANNELS for d in shape):
+                raise ValueError(f"member {name!r} has shape {shape} (at most {MAX_CHANNELS})")
 
 
 def _weight_factor(weights: Any, channels: int) -> np.ndarray:
