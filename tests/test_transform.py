@@ -257,3 +257,15 @@ def test_hostile_transform_files_are_refused_before_reading() -> None:
     with pytest.raises(ValueError, match="1-d float32"):
         CutTransform.from_bytes(archive({**members, "basis.npy": flat.getvalue()}))
     assert CutTransform.from_bytes(archive(members)).fingerprint() == t.fingerprint()
+
+
+def test_transform_is_immutable_and_its_fingerprint_cached() -> None:
+    x = correlated(np.random.default_rng(10), 300, 8)
+    t = CutTransform.fit([x])
+    fp = t.fingerprint()
+    with pytest.raises(ValueError, match="read-only"):
+        t.basis[0, 0] = 1.0
+    assert t.fingerprint() is fp  # computed once
+    mine = np.array(t.mean)  # a caller's array stays writable: the transform copies it
+    CutTransform(mine, t.basis, t.variance, axis=-1)
+    mine[0] = 1.0

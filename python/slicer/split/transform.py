@@ -53,7 +53,7 @@ class CutTransform:
     task-weighted transform of ``fit(weights=...)`` is not orthonormal and stores its inverse).
     """
 
-    __slots__ = ("axis", "basis", "count", "inverse_basis", "mean", "variance")
+    __slots__ = ("_fingerprint", "axis", "basis", "count", "inverse_basis", "mean", "variance")
 
     def __init__(
         self,
@@ -65,9 +65,10 @@ class CutTransform:
         count: int = 0,
         inverse_basis: np.ndarray | None = None,
     ) -> None:
-        mean = np.asarray(mean, dtype=np.float32)
-        basis = np.asarray(basis, dtype=np.float32)
-        variance = np.asarray(variance, dtype=np.float64)
+        # Own copies: they are made read-only below.
+        mean = np.array(mean, dtype=np.float32)
+        basis = np.array(basis, dtype=np.float32)
+        variance = np.array(variance, dtype=np.float64)
         if mean.ndim != 1 or mean.size == 0:
             raise ValueError(f"mean must be a non-empty vector, got shape {mean.shape}")
         c = mean.size
@@ -82,7 +83,7 @@ class CutTransform:
             if not np.allclose(gram, np.eye(c), atol=1e-4):
                 raise ValueError("basis must be orthonormal (basisᵀ·basis = I) without an inverse")
             inverse_basis = basis.T
-        inverse_basis = np.asarray(inverse_basis, dtype=np.float32)
+        inverse_basis = np.array(inverse_basis, dtype=np.float32)
         if inverse_basis.shape != (c, c) or not np.isfinite(inverse_basis).all():
             raise ValueError(f"inverse_basis must be a finite ({c}, {c}) matrix")
         if not np.allclose(
@@ -97,6 +98,9 @@ class CutTransform:
         self.variance = variance
         self.axis = int(axis)
         self.count = int(count)
+        for arr in (self.mean, self.basis, self.inverse_basis, self.variance):
+            arr.setflags(write=False)  # immutable: the fingerprint is computed once
+        self._fingerprint: str | None = None
 
     @property
     def channels(self) -> int:
@@ -214,12 +218,16 @@ class CutTransform:
     # ------------------------------------------------------------------ storage
 
     def fingerprint(self) -> str:
+        """sha256 of the axis, mean and both bases (computed once: the arrays are read-only)."""
+        if self._fingerprint is not None:
+            return self._fingerprint
         h = hashlib.sha256()
         h.update(np.int64(self.axis).tobytes())
         h.update(self.mean.tobytes())
         h.update(self.basis.tobytes())
         h.update(self.inverse_basis.tobytes())
-        return "sha256:" + h.hexdigest()
+        self._fingerprint = "sha256:" + h.hexdigest()
+        return self._fingerprint
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
