@@ -63,8 +63,14 @@ SETTINGS = {
 
 
 #: Setting suffixes that code the rows in a calibrated KLT basis (slicer.llm.klt): " klt" with
-#: the shipped recipe (attention-sink rows left out of the fit), " klt-all" fitted on every row.
-KLT_SUFFIXES = {" klt": klt.DEFAULT_RECIPE, " klt-all": klt.Recipe(outlier_ratio=None)}
+#: the shipped recipe, " klt-all" fitted on every row (the shipped recipe since §13.11),
+#: " klt-x8" without the rows above 8x their chunk's median norm (the attention-sink rows;
+#: the results of §13.11 name it " klt", the recipe of the first runs).
+KLT_SUFFIXES = {
+    " klt-all": klt.Recipe(outlier_ratio=None),
+    " klt-x8": klt.Recipe(outlier_ratio=8.0),
+    " klt": klt.DEFAULT_RECIPE,
+}
 
 
 def _setting(name: str) -> tuple[str, dict]:
@@ -400,6 +406,116 @@ def plot_drift(out: dict) -> None:
 
 def cmd_replot(args: argparse.Namespace) -> None:
     plot_drift(json.loads((RESULTS / f"drift_{args.model}.json").read_text()))
+
+
+def cmd_rdplot(args: argparse.Namespace) -> None:
+    """KL, top-1 and Δ perplexity against bits/element from quality result files: one line per
+    setting family ("frames", "frames klt", ...: the setting name without its step)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("kl_mean", "KL(lossless || coded), mean per decode row", "log")]
+    panels += [("top1", "top-1 agreement", "linear"), ("ppl_change", "Δ perplexity", "linear")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    runs = [json.loads(Path(path).read_text()) for path in args.files]
+    # one line per cut, codec kind and transform (setting names of different runs may name
+    # the same transform differently: the fingerprint decides, named after its first suffix)
+    named: dict[str, str] = {}
+    for data in runs:
+        for res in data["cuts"].values():
+            for name, e in res.items():
+                if e.get("transform"):
+                    base = _split_klt(name)[0]
+                    named.setdefault(e["transform"], name[len(base) :])
+    families: dict[str, list] = {}
+    for data in runs:
+        for cut, res in data["cuts"].items():
+            for name, e in res.items():
+                if name == "lossless":
+                    continue
+                kind = _split_klt(name)[0].partition(" ")[0]
+                suffix = named[e["transform"]] if e.get("transform") else ""
+                families.setdefault(f"cut {cut}: {kind}{suffix}", []).append(e)
+    for label, entries in sorted(families.items()):
+        entries.sort(key=lambda e: e["bits_per_element"])
+        x = [e["bits_per_element"] for e in entries]
+        for ax, (key, _, _) in zip(axes, panels, strict=True):
+            y = [100 * e[key] if key == "ppl_change" else e[key] for e in entries]
+            ax.plot(x, y, marker="o", ms=3, label=label)
+    for ax, (key, title, scale) in zip(axes, panels, strict=True):
+        ax.set_yscale(scale)
+        ax.set_xlabel("bits / element per decode row (framing incl.)")
+        ax.set_title(title + (" (%)" if key == "ppl_change" else ""), fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.axvline(3.0, color="grey", lw=0.8, ls=":")
+    axes[0].axhline(0.01, color="grey", lw=0.8, ls=":")
+    axes[1].axhline(0.97, color="grey", lw=0.8, ls=":")
+    axes[2].axhline(2.0, color="grey", lw=0.8, ls=":")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{args.model}: rows coded as they are and in a calibrated KLT basis", fontsize=10)
+    fig.tight_layout()
+    PLOTS.mkdir(exist_ok=True)
+    out = PLOTS / f"{args.out}.png" if "/" not in args.out else Path(args.out + ".png")
+    fig.savefig(out, dpi=130)
+    print(f"wrote {out}")
+
+
+def cmd_tables(args: argparse.Namespace) -> None:
+    """Ideal order-0 entropy of a step's codes (no table, no framing) of the decode rows: one
+    table for all elements (what a frame context has), one per group of components (the
+    first 32 / 128 / 256 by decreasing variance, then the rest), one per component."""
+
+    def entropy(q: np.ndarray) -> float:
+        _, counts = np.unique(q, return_counts=True)
+        p = counts / counts.sum()
+        return float(-(p * np.log2(p)).sum())
+
+    info = export.model_info(args.model)
+    ids = np.asarray(_prose_ids(args.model, args.tokens), np.int64)
+    head = _Stack(export.graph_path(args.model, "head", args.cut), info, range(args.cut), 1)
+    rows = []
+    for s in range(0, ids.size - args.chunk + 1, args.chunk):
+        head.reset()
+        rows.append(head.run(ids[None, s : s + args.chunk], 0)[0][args.prefill :])
+    hidden = np.concatenate(rows)
+    out = {"model": args.model, "cut": args.cut, "rows": int(hidden.shape[0]), "entries": []}
+    print(f"{args.model} cut {args.cut}: {hidden.shape[0]} decode rows; bits per element")
+    head_line = f"{'basis':8} {'step':>5} {'mse':>7} {'1 table':>8} {'2 grp':>6} {'4 grp':>6}"
+    print(f"{head_line} {'each':>6}")
+    bases = {"rows": None, "klt-x8": klt.Recipe(outlier_ratio=8.0), "klt-all": klt.DEFAULT_RECIPE}
+    for name, recipe in bases.items():
+        t = None if recipe is None else klt.load(args.model, args.cut, recipe)
+        coeffs = hidden if t is None else t.forward(hidden)
+        order = np.argsort(-coeffs.var(axis=0), kind="stable")
+        for step in args.steps:
+            q = np.rint(coeffs[:, order] / step).astype(np.int64)
+            grouped = {}
+            for groups, bounds in ((2, (0, 32, 576)), (4, (0, 32, 128, 256, 576))):
+                bounds = (*bounds[:-1], q.shape[1])
+                grouped[groups] = (
+                    sum(
+                        entropy(q[:, a:b]) * (b - a)
+                        for a, b in zip(bounds, bounds[1:], strict=False)
+                    )
+                    / q.shape[1]
+                )
+            entry = {
+                "basis": name,
+                "step": step,
+                "mse": float(np.mean((q * step - coeffs[:, order]) ** 2)),
+                "one_table": entropy(q),
+                "groups_2": grouped[2],
+                "groups_4": grouped[4],
+                "per_component": float(np.mean([entropy(q[:, k]) for k in range(q.shape[1])])),
+            }
+            out["entries"].append(entry)
+            print(
+                f"{name:8} {step:5.2f} {entry['mse']:7.4f} {entry['one_table']:8.3f} "
+                f"{entry['groups_2']:6.3f} {entry['groups_4']:6.3f} {entry['per_component']:6.3f}"
+            )
+    _save("tables", args.model, out, args.tag)
 
 
 # --------------------------------------------------------------------------- handover
@@ -789,6 +905,16 @@ def main() -> None:
     p.add_argument("--reprofile", action="store_true")
     p.add_argument("--tag", default="profile", help="suffix of the result file")
     p = sub.add_parser("replot", parents=[common], help="redraw the drift plot from its JSON")
+    p = sub.add_parser("rdplot", parents=[common], help="plot quality results against b/el")
+    p.add_argument("files", nargs="+", help="bench/llm_results/quality_*.json")
+    p.add_argument("--out", default="llm_klt_quality", help="bench/plots/<out>.png")
+    p = sub.add_parser("tables", parents=[common], help="code entropy: one table vs per group")
+    p.add_argument("--cut", type=int, default=15)
+    p.add_argument("--tokens", type=int, default=4096)
+    p.add_argument("--chunk", type=int, default=512)
+    p.add_argument("--prefill", type=int, default=16)
+    p.add_argument("--steps", type=float, nargs="+", default=[1.6, 2.4, 3.2])
+    p.add_argument("--tag", default="")
     p = sub.add_parser("plan", parents=[common])
     p.add_argument("--cuts", type=int, nargs="+", default=[1, 5, 11, 15, 20, 25])
     p.add_argument("--repeats", type=int, default=7)
@@ -808,6 +934,8 @@ def main() -> None:
         "plan": cmd_plan,
         "export": cmd_export,
         "replot": cmd_replot,
+        "rdplot": cmd_rdplot,
+        "tables": cmd_tables,
     }[args.command](args)
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 

@@ -22,7 +22,7 @@ def test_recipe_validation_and_key() -> None:
     assert len(klt.DEFAULT_RECIPE.key()) == 12
     keys = {
         klt.Recipe().key(),
-        klt.Recipe(outlier_ratio=None).key(),
+        klt.Recipe(outlier_ratio=8.0).key(),
         klt.Recipe(start=0).key(),
         klt.Recipe(tokens=1024).key(),
         klt.Recipe(chunk=256).key(),

@@ -41,7 +41,7 @@ class Recipe:
     start: int = 40960
     tokens: int = 8192
     chunk: int = 512
-    outlier_ratio: float | None = 8.0
+    outlier_ratio: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("start", "tokens", "chunk"):
@@ -62,7 +62,11 @@ class Recipe:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-#: The shipped recipe (the choice of ``outlier_ratio`` is measured in bench/RESULTS.md §13.11).
+#: The shipped recipe: every row fitted, attention-sink rows included. Leaving the sink rows
+#: out (``outlier_ratio=8``) gave the same KL and 0.5-4 bytes more per frame (bench/RESULTS.md
+#: §13.11): with the sinks in the fit their energy sits in the first components, while a basis
+#: fitted without them spreads a prefill's sink row over many coefficients, and those large
+#: codes distort the frame context's table, which is built from the prefill rows.
 DEFAULT_RECIPE = Recipe()
 
 
