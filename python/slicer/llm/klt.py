@@ -12,6 +12,11 @@ text the scored runs take their first 10,240 tokens from), and cached beside the
 in milliseconds. Messages coded in a transform basis carry the transform flag of the codec field
 and fold the transform's 32-bit tag into the model field (:mod:`slicer.llm.messages`): a
 server holding another transform, or none, refuses them.
+
+The fingerprint covers the float32 mean and basis bit for bit, and a fit's float64 sums depend
+on the BLAS that computed them: two machines fitting "auto" on their own may hold transforms
+that differ in the last bits and refuse each other. Fit once and give both sides the file
+(``CutTransform.save`` / ``--transform FILE``), as with the weights.
 """
 
 from __future__ import annotations
