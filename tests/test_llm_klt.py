@@ -15,6 +15,7 @@ import pytest
 from slicer.llm import klt
 from slicer.llm import messages as m
 from slicer.split.transform import CutTransform
+from test_llm_model import _generate  # the same parser path as `slicer generate`
 
 
 def test_recipe_validation_and_key() -> None:
@@ -268,23 +269,6 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
     z = z.astype(np.float64)
     z = z - z.max(axis=-1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-
-
-def _generate(argv: list[str]) -> int:
-    """``slicer generate`` through its own parser (the same code ``slicer.cli.main`` runs)."""
-    import argparse
-    import sys
-
-    from slicer.llm.cli import register
-
-    parser = argparse.ArgumentParser(prog="slicer")
-    register(parser.add_subparsers(dest="command"))
-    try:
-        args = parser.parse_args(["generate", *argv])
-        return int(args.func(args))
-    except (ValueError, TypeError) as exc:
-        print(f"slicer: error: {exc}", file=sys.stderr)
-        return 2
 
 
 @needs_model
