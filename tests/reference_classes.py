@@ -1,0 +1,125 @@
+"""Pure-NumPy reference of class maps (docs/format.md §18), shared by frames (§17) and mode 2.
+
+A class map gives each position along one axis a class; every element is coded with its class's
+frequency table. The rANS coder below is §14 of ``reference_dense`` with the (frequency,
+cumulative) pair of each element taken from its class's table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import reference_dense as rd
+
+MAX_CLASSES = 16
+STAT_CLAMP = 1 << 16  # §18.2: S_a sums min(m, 2^16)
+
+
+def pack_map(classes: list[int] | np.ndarray, k: int) -> bytes:
+    """§18.1: two entries per byte, low nibble first."""
+    c = [int(v) for v in classes]
+    if not 2 <= k <= MAX_CLASSES or any(not 0 <= v < k for v in c):
+        raise ValueError("class map entries out of range")
+    if sorted(set(c)) != list(range(k)):
+        raise ValueError("every class must occur in the map")
+    out = bytearray((len(c) + 1) // 2)
+    for a, v in enumerate(c):
+        out[a // 2] |= v << (4 * (a % 2))
+    return bytes(out)
+
+
+def unpack_map(data: bytes, length: int, k: int) -> list[int]:
+    """§18.1 with every decoder check; ``data`` is exactly ceil(length / 2) bytes."""
+    if not 2 <= k <= MAX_CLASSES:
+        raise rd.ReferenceFormatError("class count out of range")
+    if len(data) != (length + 1) // 2:
+        raise rd.ReferenceFormatError("class map truncated")
+    out = []
+    for a in range(length):
+        out.append((data[a // 2] >> (4 * (a % 2))) & 0xF)
+    if length % 2 and data[-1] >> 4:
+        raise rd.ReferenceFormatError("class map padding not zero")
+    if any(v >= k for v in out):
+        raise rd.ReferenceFormatError("class map entry >= class count")
+    if len(set(out)) != k:
+        raise rd.ReferenceFormatError("a class of the map is never used")
+    return out
+
+
+def position_sums(m: np.ndarray, pos: np.ndarray, coded: np.ndarray, length: int) -> np.ndarray:
+    """§18.2: S_a = Σ min(m, 2^16) over the coded elements at position a (uint64, exact)."""
+    out = np.zeros(length, dtype=np.uint64)
+    w = np.minimum(m[coded].astype(np.uint64), np.uint64(STAT_CLAMP))
+    np.add.at(out, pos[coded], w)
+    return out
+
+
+def class_rule(sums: np.ndarray, k: int) -> list[int]:
+    """§18.2: order positions by (S_a, a); rank r gets class floor(r · K / L)."""
+    length = len(sums)
+    if not 2 <= k <= min(MAX_CLASSES, length):
+        raise ValueError("need 2 <= classes <= min(16, positions)")
+    order = sorted(range(length), key=lambda a: (int(sums[a]), a))
+    out = [0] * length
+    for r, a in enumerate(order):
+        out[a] = r * k // length
+    return out
+
+
+def rans_encode(symbols, cls, models, states: int) -> bytes:
+    """§14 where element i uses ``models[cls[i]] = (freq, cum)``."""
+    x = [rd.RANS_L] * states
+    out = bytearray()
+    for i in range(len(symbols) - 1, -1, -1):
+        j = i % states
+        freq, cum = models[cls[i]]
+        s = symbols[i]
+        f = freq[s]
+        x_max = ((rd.RANS_L >> rd.PROB_BITS) << 8) * f
+        while x[j] >= x_max:
+            out.append(x[j] & 0xFF)
+            x[j] >>= 8
+        x[j] = ((x[j] // f) << rd.PROB_BITS) + (x[j] % f) + cum[s]
+    for j in range(states - 1, -1, -1):
+        for shift in (24, 16, 8, 0):
+            out.append((x[j] >> shift) & 0xFF)
+    return bytes(reversed(out))
+
+
+def rans_decode(data: bytes, cls, models, states: int) -> list:
+    """Inverse of :func:`rans_encode` for ``len(cls)`` elements, with §14's checks."""
+    if len(data) < 4 * states:
+        raise rd.ReferenceFormatError("rANS stream shorter than its states")
+    pos = 0
+    x = []
+    for _ in range(states):
+        x.append(int.from_bytes(data[pos : pos + 4], "little"))
+        pos += 4
+        if not rd.RANS_L <= x[-1] < (rd.RANS_L << 8):
+            raise rd.ReferenceFormatError("rANS state out of range")
+    slots = [np.repeat(np.arange(len(f)), f).tolist() for f, _ in models]
+    out = []
+    for i, c in enumerate(cls):
+        j = i % states
+        freq, cum = models[c]
+        slot = x[j] & (rd.PROB_SCALE - 1)
+        s = slots[c][slot]
+        x[j] = freq[s] * (x[j] >> rd.PROB_BITS) + slot - cum[s]
+        while x[j] < rd.RANS_L:
+            if pos >= len(data):
+                raise rd.ReferenceFormatError("rANS stream read past its length")
+            x[j] = (x[j] << 8) | data[pos]
+            pos += 1
+        out.append(s)
+    if pos != len(data) or any(v != rd.RANS_L for v in x):
+        raise rd.ReferenceFormatError("rANS stream does not end in its initial state")
+    return out
+
+
+def model_of(classes_v: list[int]) -> tuple[list[int], list[int]]:
+    """(freq, cum) of a table of count classes (§13.2)."""
+    freq = rd.normalize([rd.class_count(v) for v in classes_v])
+    cum = [0]
+    for f in freq:
+        cum.append(cum[-1] + f)
+    return freq, cum
