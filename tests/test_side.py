@@ -370,3 +370,69 @@ def test_bad_arguments() -> None:
     assert side_bound((), "bool") == 4 + 1
     assert decode_side(bytearray(SAMPLES[2])).shape == (2, 3)
     assert decode_side(memoryview(SAMPLES[2])).shape == (2, 3)
+
+
+# ------------------------------------------------------------------------------ in the product
+
+
+def minilm_like_cut(tokens: int, pad: int) -> dict[str, np.ndarray]:
+    """A cut shaped like MiniLM's after layer 3: hidden rows, int64 mask, additive mask."""
+    rng = np.random.default_rng(tokens)
+    mask = np.ones((1, tokens), np.int64)
+    mask[0, tokens - pad :] = 0
+    additive = ((1.0 - mask) * np.finfo(np.float32).min).astype(np.float32)[:, None, None, :]
+    hidden = rng.standard_normal((1, tokens, 384)).astype(np.float32)
+    return {"hidden": hidden, "attention_mask": mask, "additive": additive}
+
+
+@pytest.mark.parametrize("tokens,pad", [(36, 0), (37, 5), (1, 0)])
+def test_packet_codes_side_tensors_losslessly(tokens: int, pad: int) -> None:
+    from slicer.split.transport import CodecParams, decode_packet, encode_values, payload_bound
+
+    values = minilm_like_cut(tokens, pad)
+    params = CodecParams(mode="dense", step=0.05)
+    packet = encode_values(values, params)
+    assert sorted(packet.streams) == ["hidden"]
+    assert sorted(packet.side) == ["additive", "attention_mask"]
+    for name, data in packet.side.items():
+        assert data == encode_side(values[name])  # the packet carries exactly the side strings
+    side = sum(len(encode_side(values[n])) for n in ("attention_mask", "additive"))
+    assert packet.side_bytes == side < 12 * tokens + 16
+    assert packet.encoded_bytes == len(packet.streams["hidden"]) + side
+    shapes = {n: v.shape for n, v in values.items()}
+    dtypes = {n: str(v.dtype) for n, v in values.items()}
+    assert packet.encoded_bytes <= payload_bound(shapes, dtypes, params)
+    got, _ = decode_packet(packet)
+    for name in ("attention_mask", "additive"):
+        assert same_bits(got[name], values[name])
+        assert got[name] is not values[name]  # decoded from the side string, not passed along
+    assert np.abs(got["hidden"] - values["hidden"]).max() <= 0.05
+
+
+def test_raw_link_stays_raw() -> None:
+    from slicer.split.transport import decode_packet, encode_values
+
+    values = minilm_like_cut(36, 3)
+    packet = encode_values(values, None)
+    assert packet.side == {} and packet.streams == {}
+    assert packet.encoded_bytes == packet.side_bytes == sum(v.nbytes for v in values.values())
+    assert packet.encoded_bytes == packet.raw_bytes
+    got, _ = decode_packet(packet)
+    assert all(got[n] is values[n] for n in values)
+
+
+def test_packet_side_tensors_of_every_dtype() -> None:
+    from slicer.split.transport import CodecParams, decode_packet, encode_values
+
+    rng = np.random.default_rng(5)
+    values = {"x": rng.standard_normal((2, 500)).astype(np.float32)}
+    for i, dtype in enumerate(DTYPES):
+        values[f"s{i}"] = rng.integers(0, 3, (1, 9)).astype(np.float32).astype(dtype)
+    values["scalar"] = np.array(7, np.int64)
+    values["empty"] = np.zeros((1, 0), np.int64)
+    packet = encode_values(values, CodecParams(mode="dense", step=0.1))
+    assert sorted(packet.streams) == ["x"]
+    got, _ = decode_packet(packet)
+    for name, value in values.items():
+        if name != "x":
+            assert same_bits(got[name], value), name

@@ -3,8 +3,11 @@
 Policy (documented, deterministic): a cut tensor is coded lossily when it is floating point
 (float32 / float16 / bfloat16) and holds at least ``max(64, largest / 4)`` elements, where
 ``largest`` is the biggest float tensor of the cut. Everything else (token ids, integer masks,
-shape scalars, additive attention masks, tiny tensors) is sent raw, bit for bit: top-k would
-destroy a mask, and such tensors cost a few bytes.
+shape scalars, additive attention masks, tiny tensors) is a *side tensor*: it must arrive bit
+for bit (top-k would destroy a mask). A coded packet sends each side tensor losslessly as a
+``docs/side.md`` string (deflated when that is shorter: MiniLM's two masks of a 36-token
+sentence cost 30 bytes instead of 432); the raw link (``params=None``) sends every tensor
+uncompressed, its byte count exactly the tensors' ``nbytes``.
 
 A coded tensor may go through a calibrated transform first (``transforms``: cut tensor name →
 :class:`~slicer.split.transform.CutTransform`): its stream then holds the transform's
@@ -20,6 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from .side import MAX_BYTES as SIDE_MAX_BYTES
+from .side import decode_side, encode_side, side_bound
 
 CODEC_DTYPES = ("float32", "float16", "bfloat16")
 MIN_CODED_ELEMENTS = 64
@@ -158,7 +164,12 @@ def coded_names(shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, str]
 
 @dataclass
 class Packet:
-    """One cut's worth of payload: codec streams and raw side tensors."""
+    """One cut's worth of payload: codec streams and side tensors.
+
+    ``raw`` holds the side tensors (every tensor on the raw link) as arrays; on a coded link
+    ``side`` holds each one's lossless ``docs/side.md`` string, and that string is what the
+    packet sends and counts (a sender that can only send arrays may still use ``raw``).
+    """
 
     streams: dict[str, bytes] = field(default_factory=dict)
     raw: dict[str, np.ndarray] = field(default_factory=dict)
@@ -166,13 +177,18 @@ class Packet:
     coded_elements: int = 0  # elements that went through the codec
     encode_s: float = 0.0
     transforms: dict[str, str] = field(default_factory=dict)  # stream name -> fingerprint
+    side: dict[str, bytes] = field(default_factory=dict)  # side tensor name -> side string
 
     @property
     def encoded_bytes(self) -> int:
-        return sum(len(s) for s in self.streams.values()) + sum(a.nbytes for a in self.raw.values())
+        """Bytes the packet sends: codec streams plus :attr:`side_bytes`."""
+        return sum(len(s) for s in self.streams.values()) + self.side_bytes
 
     @property
     def side_bytes(self) -> int:
+        """Bytes of the side tensors: their side strings (coded link), else their ``nbytes``."""
+        if self.side:
+            return sum(len(b) for b in self.side.values())
         return sum(a.nbytes for a in self.raw.values())
 
 
@@ -215,6 +231,8 @@ def encode_values(
             packet.coded_elements += int(value.size)
         else:
             packet.raw[name] = value
+            if params is not None:
+                packet.side[name] = encode_side(np.asarray(value))
     packet.encode_s = time.perf_counter() - start
     return packet
 
@@ -223,9 +241,11 @@ def decode_packet(
     packet: Packet, transforms: Mapping[str, Any] | None = None
 ) -> tuple[dict[str, np.ndarray], float]:
     """The server's view of the cut tensors, and the decode time in seconds. A stream coded
-    through a transform needs the same transform in ``transforms`` (checked by fingerprint)."""
-    out: dict[str, np.ndarray] = dict(packet.raw)
-    if not packet.streams:
+    through a transform needs the same transform in ``transforms`` (checked by fingerprint).
+    Side tensors are decoded from their side strings when the packet has them (exact dtype,
+    shape and bits), each checked against ``max(raw_bytes, 64 MiB)`` before allocating."""
+    out: dict[str, np.ndarray] = {n: a for n, a in packet.raw.items() if n not in packet.side}
+    if not packet.streams and not packet.side:
         return out, 0.0
     transforms = transforms or {}
     for name, fp in packet.transforms.items():
@@ -236,8 +256,11 @@ def decode_packet(
         if have.fingerprint() != fp:
             raise ValueError(f"cut tensor {name!r} was coded through transform {fp[:19]}…, the "
                              f"receiver holds {have.fingerprint()[:19]}…")  # fmt: skip
-    codec = _codec()
     start = time.perf_counter()
+    cap = max(int(packet.raw_bytes), SIDE_MAX_BYTES)
+    for name, data in packet.side.items():
+        out[name] = decode_side(data, max_bytes=cap)
+    codec = _codec() if packet.streams else None
     for name, stream in packet.streams.items():
         y = np.asarray(codec.decode(stream))
         if name in packet.transforms:
@@ -249,7 +272,7 @@ def decode_packet(
 def payload_bound(
     shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, str], params: CodecParams
 ) -> int:
-    """Upper bound on a packet's bytes before encoding (``slicer.size_bound`` + raw sides)."""
+    """Upper bound on a packet's bytes before encoding (``slicer.size_bound`` + side strings)."""
     coded = set(coded_names(shapes, dtypes))
     total = 0
     codec = _codec() if coded else None
@@ -261,15 +284,13 @@ def payload_bound(
             kw = {k: v for k, v in params.kwargs().items() if k in accepted}
             total += int(codec.size_bound(tuple(shape), dtypes[name], **kw))
         else:
-            count = int(np.prod(shape)) if len(shape) else 1
-            total += count * _itemsize(dtypes[name])
+            total += side_bound(tuple(shape), _np_dtype(dtypes[name]))
     return total
 
 
-def _itemsize(dtype: str) -> int:
+def _np_dtype(dtype: str) -> np.dtype:
     if dtype == "bfloat16":
-        return 2
-    try:
-        return np.dtype(dtype).itemsize
-    except TypeError:
-        return 1
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(dtype)
