@@ -2,8 +2,10 @@
 //  - 0: context bytes (magic, version, kind and CRC made valid so the fuzzer reaches the fields)
 //       open or fail with a status, never a crash;
 //  - 1: frame bytes under a fixed context (the check made valid) decode or fail with a status;
-//  - 2: a round trip: finite float32 rows from the input build a context and code frames that
-//       decode within (max(rho, 1 - rho) + |offset| / 256) steps; encoding is deterministic.
+//  - 2: a round trip: finite float32 rows from the input build a context (with a class map of
+//       1 … 16 classes, §18) and code frames that decode within (max(rho, 1 - rho) + |offset| /
+//       256) steps; encoding is deterministic.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -97,12 +99,13 @@ void FuzzFrame(const uint8_t* data, size_t size) {
 }
 
 void FuzzRoundTrip(const uint8_t* data, size_t size) {
-  if (size < 8) return;
+  if (size < 9) return;
   const uint64_t len = 1 + data[0] % 64;
   const unsigned rho = 1 + data[1] % 128;
   const float step = std::ldexp(1.0f + data[2] / 256.0f, static_cast<int>(data[3] % 24) - 12);
-  data += 4;
-  size -= 4;
+  const unsigned classes = std::min<unsigned>(1 + data[4] % 16, static_cast<unsigned>(len));
+  data += 5;
+  size -= 5;
   std::vector<float> vals(size / 4);
   for (size_t i = 0; i < vals.size(); ++i) {
     float v;
@@ -115,11 +118,11 @@ void FuzzRoundTrip(const uint8_t* data, size_t size) {
   slicer_frame_params_init(&p);
   p.step = step;
   p.rho_256 = static_cast<uint8_t>(rho);
-  std::vector<uint8_t> bytes(SLICER_FRAME_CONTEXT_MAX_BYTES);
+  std::vector<uint8_t> bytes(SLICER_FRAME_CONTEXT_BOUND(len, classes));
   size_t n = 0;
   const int64_t shape[1] = {static_cast<int64_t>(len)};
-  if (slicer_frame_context_build(vals.data(), SLICER_FLOAT32, 1, shape, 1, &p, bytes.data(),
-                                 bytes.size(), &n) != SLICER_OK) {
+  if (slicer_frame_context_build_classes(vals.data(), SLICER_FLOAT32, 1, shape, 1, &p, classes,
+                                         bytes.data(), bytes.size(), &n) != SLICER_OK) {
     __builtin_trap();
   }
   slicer_frame_context* ctx = nullptr;
@@ -133,10 +136,10 @@ void FuzzRoundTrip(const uint8_t* data, size_t size) {
   for (uint64_t r = 1; r < rows; ++r) {
     size_t na = 0, nb = 0;
     const float* row = vals.data() + r * len;
-    if (slicer_frame_encode(ctx, row, 4 * len, static_cast<uint32_t>(r), a.data(), a.size(),
-                            &na) != SLICER_OK ||
-        slicer_frame_encode(ctx, row, 4 * len, static_cast<uint32_t>(r), b.data(), b.size(),
-                            &nb) != SLICER_OK ||
+    if (slicer_frame_encode(ctx, row, 4 * len, static_cast<uint32_t>(r), a.data(), a.size(), &na) !=
+            SLICER_OK ||
+        slicer_frame_encode(ctx, row, 4 * len, static_cast<uint32_t>(r), b.data(), b.size(), &nb) !=
+            SLICER_OK ||
         na != nb || std::memcmp(a.data(), b.data(), na) != 0) {
       __builtin_trap();
     }

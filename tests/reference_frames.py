@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import reference_classes as rcl
 import reference_dense as rd
 
 KIND_CONTEXT = 0xF0
@@ -33,7 +34,8 @@ class Context:
     rho_256: int
     offsets: tuple  # (o1, o2)
     states: int  # interleaved rANS states per frame: 1, 2 or 4
-    classes: tuple  # 423 count classes, each ≥ 1
+    tables: tuple  # T tables of 423 count classes, each ≥ 1 (T = 1 without a class map)
+    class_map: tuple | None  # §18: the class of each row position, or None
     context_id: int  # CRC-32 of the context bytes
     data: bytes  # the context bytes
 
@@ -41,12 +43,19 @@ class Context:
     def row_size(self) -> int:
         return math.prod(self.row_shape)
 
+    @property
+    def classes(self) -> tuple:
+        """The count classes of the first (without a class map: the only) table."""
+        return self.tables[0]
+
     def model(self) -> tuple[list[int], list[int]]:
-        freq = rd.normalize([rd.class_count(v) for v in self.classes])
-        cum = [0]
-        for f in freq:
-            cum.append(cum[-1] + f)
-        return freq, cum
+        return rcl.model_of(list(self.tables[0]))
+
+    def element_classes(self) -> list[int]:
+        return list(self.class_map) if self.class_map is not None else [0] * self.row_size
+
+    def models(self) -> list[tuple[list[int], list[int]]]:
+        return [rcl.model_of(list(t)) for t in self.tables]
 
 
 def _codes(flat: np.ndarray, step: float, rho_256: int):
@@ -68,20 +77,30 @@ def frame_classes(symbols: np.ndarray) -> list[int]:
     return [rd.count_class(n * scale) if n else 1 for n in hist]
 
 
-def context_bytes(dtype_code, row_shape, step, rho_256, offsets, classes, states=1) -> bytes:
+def context_bytes(dtype_code, row_shape, step, rho_256, offsets, classes, states=1,
+                  class_map=None, tables=None) -> bytes:  # fmt: skip
+    """§17.1. Without ``class_map``: one table ``classes``; with it: ``tables`` (one per
+    class)."""
     out = bytearray(rd.MAGIC)
-    out += bytes([rd.VERSION, KIND_CONTEXT, dtype_code, 0, len(row_shape)])
+    flags = 0 if class_map is None else 1
+    out += bytes([rd.VERSION, KIND_CONTEXT, dtype_code, flags, len(row_shape)])
     for d in row_shape:
         out += rd.varint(int(d))
     out += struct.pack("<fBbbB", step, rho_256, offsets[0], offsets[1], states)
-    out += rd.write_table(list(classes))
+    if class_map is None:
+        tables = [classes]
+    else:
+        out += bytes([len(tables)]) + rcl.pack_map(class_map, len(tables))
+    for t in tables:
+        out += rd.write_table(list(t))
     out += struct.pack("<I", zlib.crc32(bytes(out)))
     return bytes(out)
 
 
 def build_context(rows: np.ndarray, row_shape=None, step: float = 0.01, rho_256: int = 128,
-                  offsets=None, states: int = 1) -> Context:  # fmt: skip
-    """Build a context from calibration rows (the leading axes count rows)."""
+                  offsets=None, states: int = 1, classes: int = 1) -> Context:  # fmt: skip
+    """Build a context from calibration rows (the leading axes count rows); ``classes`` ≥ 2
+    adds a class map with that many classes (§17.3, §18.2)."""
     rows = np.asarray(rows)
     if row_shape is None:
         row_shape = rows.shape[1:]
@@ -98,8 +117,19 @@ def build_context(rows: np.ndarray, row_shape=None, step: float = 0.01, rho_256:
     m, t, _, symbols, _, _ = _codes(flat, step, rho_256)
     if offsets is None:
         offsets = rd.offset_rule(m, t)
-    classes = frame_classes(symbols)
-    data = context_bytes(dtype_code, row_shape, step, rho_256, tuple(offsets), classes, states)
+    if classes == 1:
+        data = context_bytes(dtype_code, row_shape, step, rho_256, tuple(offsets),
+                             frame_classes(symbols), states)  # fmt: skip
+        return parse_context(data)
+    if not 2 <= classes <= min(rcl.MAX_CLASSES, r):
+        raise ValueError("classes must be 1, or 2 ... min(16, row size)")
+    pos = np.tile(np.arange(r), flat.size // r)
+    sums = rcl.position_sums(m, pos, np.ones(flat.size, dtype=bool), r)
+    cmap = rcl.class_rule(sums, classes)
+    of = np.asarray(cmap)[pos]
+    tables = [frame_classes(symbols[of == c]) for c in range(classes)]
+    data = context_bytes(dtype_code, row_shape, step, rho_256, tuple(offsets), None, states,
+                         class_map=cmap, tables=tables)  # fmt: skip
     return parse_context(data)
 
 
@@ -121,7 +151,8 @@ def parse_context(data: bytes, max_elements: int = 2**31) -> Context:
     dtype_code = r.u8()
     if dtype_code not in rd.CODE_DTYPES:
         raise rd.ReferenceFormatError("unknown dtype")
-    if r.u8() != 0:
+    flags = r.u8()
+    if flags & ~1:
         raise rd.ReferenceFormatError("reserved flags set")
     ndim = r.u8()
     if ndim > 32:
@@ -142,22 +173,35 @@ def parse_context(data: bytes, max_elements: int = 2**31) -> Context:
         raise rd.ReferenceFormatError("rho out of range")
     if states not in (1, 2, 4):
         raise rd.ReferenceFormatError("states must be 1, 2 or 4")
-    nsym = r.varint()
-    if nsym != rd.NUM_SYMBOLS:
-        raise rd.ReferenceFormatError("a frame table describes all 423 symbols")
-    br = rd.BitReader(data, r.pos, end)
-    classes = [br.read(9)]
-    for _ in range(nsym - 1):
-        v = classes[-1] + rd.unzigzag(br.exp_golomb(10))
-        if not 0 <= v <= rd.CLASS_MAX:
-            raise rd.ReferenceFormatError("count class out of range")
-        classes.append(v)
-    if not all(1 <= v <= rd.CLASS_MAX for v in classes):
-        raise rd.ReferenceFormatError("a frame table gives every symbol a class >= 1")
-    if br.finish() != end:
+    class_map = None
+    count = 1
+    if flags & 1:
+        count = r.u8()
+        if not 2 <= count <= min(rcl.MAX_CLASSES, n):
+            raise rd.ReferenceFormatError("class count out of range")
+        class_map = tuple(rcl.unpack_map(r.take((n + 1) // 2), n, count))
+    tables = []
+    pos = r.pos
+    for _ in range(count):
+        r.pos = pos
+        nsym = r.varint()
+        if nsym != rd.NUM_SYMBOLS:
+            raise rd.ReferenceFormatError("a frame table describes all 423 symbols")
+        br = rd.BitReader(data, r.pos, end)
+        classes = [br.read(9)]
+        for _ in range(nsym - 1):
+            v = classes[-1] + rd.unzigzag(br.exp_golomb(10))
+            if not 0 <= v <= rd.CLASS_MAX:
+                raise rd.ReferenceFormatError("count class out of range")
+            classes.append(v)
+        if not all(1 <= v <= rd.CLASS_MAX for v in classes):
+            raise rd.ReferenceFormatError("a frame table gives every symbol a class >= 1")
+        pos = br.finish()
+        tables.append(tuple(classes))
+    if pos != end:
         raise rd.ReferenceFormatError("context has trailing bytes")
-    return Context(dtype_code, tuple(shape), step, rho, (o1, o2), states, tuple(classes),
-                   struct.unpack("<I", data[-4:])[0], data)  # fmt: skip
+    return Context(dtype_code, tuple(shape), step, rho, (o1, o2), states, tuple(tables),
+                   class_map, struct.unpack("<I", data[-4:])[0], data)  # fmt: skip
 
 
 def encode_frame(ctx: Context, row: np.ndarray, seq: int) -> bytes:
@@ -168,8 +212,7 @@ def encode_frame(ctx: Context, row: np.ndarray, seq: int) -> bytes:
         raise ValueError("row size differs from the context")
     flat, _ = rd.as_float64(row)
     _, _, _, symbols, nbits, extra = _codes(flat, ctx.step, ctx.rho_256)
-    freq, cum = ctx.model()
-    rans = rd.rans_encode(symbols.tolist(), freq, cum, ctx.states)
+    rans = rcl.rans_encode(symbols.tolist(), ctx.element_classes(), ctx.models(), ctx.states)
     bw = rd.BitWriter()
     for nb, ex in zip(nbits.tolist(), extra.tolist(), strict=True):
         bw.write(ex, nb)
@@ -200,8 +243,7 @@ def decode_frame(ctx: Context, frame: bytes, expected_seq: int | None = None):
         raise rd.ReferenceFormatError("rANS stream shorter than its states")
     if expected_seq is not None and seq != expected_seq & 0xFF:
         raise rd.ReferenceFormatError(f"frame out of sequence: expected {expected_seq & 0xFF}")
-    freq, cum = ctx.model()
-    syms = rd.rans_decode(r.take(rans_len), ctx.row_size, freq, cum, k)
+    syms = rcl.rans_decode(r.take(rans_len), ctx.element_classes(), ctx.models(), k)
     br = rd.BitReader(r.take(bits_len))
     mags, negs = [], []
     for s in syms:

@@ -20,8 +20,9 @@ std::vector<uint8_t> ReadFile(const std::string& path) {
   return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)), {});
 }
 
-const char* const kGoldens[] = {"f32_smollm2_l15", "f32_smollm2_l15_k2", "f16_7", "bf16_3x5",
-                                "f64_1", "f64_unseen", "f32_8192"};
+const char* const kGoldens[] = {
+    "f32_smollm2_l15", "f32_smollm2_l15_k2", "f16_7",    "bf16_3x5", "f64_1",       "f64_unseen",
+    "f32_8192",        "f32_smollm2_l15_c8", "f16_7_c3", "f64_2_c2", "bf16_3x5_c15"};
 
 TEST(golden_frames_decode_and_damage_fails) {
   for (const char* name : kGoldens) {
@@ -42,8 +43,7 @@ TEST(golden_frames_decode_and_damage_fails) {
                SLICER_OK);
       CHECK_EQ(seq, k);
       for (size_t cut = 0; cut < frame.size(); cut += 1 + frame.size() / 50) {
-        CHECK(slicer_frame_decode(c, frame.data(), cut, out.data(), out.size(), &seq) !=
-              SLICER_OK);
+        CHECK(slicer_frame_decode(c, frame.data(), cut, out.data(), out.size(), &seq) != SLICER_OK);
       }
       for (size_t i = 0; i < frame.size(); i += 1 + frame.size() / 50) {
         std::vector<uint8_t> bad = frame;
@@ -117,6 +117,62 @@ TEST(round_trip_within_half_a_step_and_wrapper) {
   slicer_frame_context* small = nullptr;
   CHECK_EQ(slicer_frame_context_open(a.data(), a.size(), 299, &small), SLICER_ERR_LIMIT_EXCEEDED);
   slicer_frame_context_free(raw);
+}
+
+TEST(class_maps_round_trip_and_bound) {
+  // Rows whose positions differ in spread by 1000x: a class map gives smaller frames.
+  const uint64_t r = 301;  // odd: the map's last byte has a padding nibble
+  std::vector<float> rows(40 * r);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const double scale = std::pow(10.0, 3.0 * static_cast<double>(i % r) / r);
+    rows[i] = static_cast<float>(std::sin(0.7 * i) * scale * 0.01);
+  }
+  const float step = 0.05f;
+  std::vector<uint8_t> one =
+      slicer::FrameContext::Build(rows.data(), slicer::DType::kFloat32, 20, {301}, step, 2, 1);
+  slicer::FrameContext f1(one);
+  size_t bytes1 = 0;
+  for (unsigned classes : {2u, 7u, 16u}) {
+    const std::vector<uint8_t> ctx = slicer::FrameContext::Build(
+        rows.data(), slicer::DType::kFloat32, 20, {301}, step, 2, classes);
+    CHECK(ctx.size() <= SLICER_FRAME_CONTEXT_BOUND(r, classes));
+    slicer::FrameContext fc(ctx);
+    slicer_frame_context* raw = nullptr;
+    CHECK_EQ(slicer_frame_context_open(ctx.data(), ctx.size(), r, &raw), SLICER_OK);
+    uint32_t got = 0;
+    CHECK_EQ(slicer_frame_context_classes(raw, &got), SLICER_OK);
+    CHECK_EQ(got, classes);
+    slicer_frame_context_free(raw);
+    size_t bytes = 0;
+    std::vector<float> out(r);
+    for (uint32_t k = 20; k < 40; ++k) {
+      const std::vector<uint8_t> frame = fc.Encode(rows.data() + r * k, 4 * r, k);
+      bytes += frame.size();
+      CHECK_EQ(fc.Decode(frame, out.data(), 4 * r), k);
+      for (size_t i = 0; i < r; ++i) CHECK(std::fabs(out[i] - rows[r * k + i]) <= step);
+      if (classes == 2) bytes1 += f1.Encode(rows.data() + r * k, 4 * r, k).size();
+    }
+    CHECK(bytes < bytes1);  // per-class tables pay for these rows
+  }
+  // More classes than positions, or above 16, is an argument error.
+  slicer_frame_params p;
+  slicer_frame_params_init(&p);
+  std::vector<uint8_t> dst(SLICER_FRAME_CONTEXT_BOUND(301u, 17u));
+  size_t n = 0;
+  const int64_t three[1] = {3};
+  CHECK_EQ(slicer_frame_context_build_classes(rows.data(), SLICER_FLOAT32, 2, three, 1, &p, 4,
+                                              dst.data(), dst.size(), &n),
+           SLICER_ERR_INVALID_ARGUMENT);
+  const int64_t shape[1] = {301};
+  CHECK_EQ(slicer_frame_context_build_classes(rows.data(), SLICER_FLOAT32, 2, shape, 1, &p, 17,
+                                              dst.data(), dst.size(), &n),
+           SLICER_ERR_INVALID_ARGUMENT);
+  CHECK_EQ(slicer_frame_context_build_classes(rows.data(), SLICER_FLOAT32, 2, shape, 1, &p, 0,
+                                              dst.data(), dst.size(), &n),
+           SLICER_ERR_INVALID_ARGUMENT);
+  CHECK_EQ(slicer_frame_context_build_classes(rows.data(), SLICER_FLOAT32, 2, shape, 1, &p, 8,
+                                              dst.data(), 200, &n),
+           SLICER_ERR_BUFFER_TOO_SMALL);
 }
 
 }  // namespace

@@ -40,6 +40,7 @@ _FLOAT64 = np.dtype(np.float64)
 _CODES = {np.dtype(np.float32): 1, np.dtype(np.float16): 2, BFLOAT16: 3, _FLOAT64: 4}
 _DTYPES = {code: dt for dt, code in _CODES.items()}
 _MAX_ROW = 1 << 18
+_MAX_CLASSES = 16
 _DEFAULT_MAX_ELEMENTS = 1 << 18
 
 
@@ -118,6 +119,7 @@ class _Handle:
         self.states = int(info["states"])
         self.context_id = int(info["context_id"])
         self.frame_bound = int(info["frame_bound"])
+        self.classes = int(info["classes"])
 
 
 class FrameEncoder:
@@ -143,6 +145,13 @@ class FrameEncoder:
         Interleaved rANS states per frame: 1 (smallest frames, about 3.5 bytes less than 2),
         2 (default: 576-float frames in under 3 µs through the C ABI) or 4 (a little faster,
         about 7 bytes more than 2).
+    classes:
+        1 (default): one frequency table for every row position. 2 … 16 (at most the row
+        size): the row positions are grouped by their calibration magnitudes into that many
+        classes, each with its own table (docs/format.md §18). Smaller frames when positions
+        differ in spread (the channels of LLM states, the components of a calibrated
+        transform); the context grows by half a byte per position and one table per class
+        (about 50–150 bytes each), sent once.
     """
 
     def __init__(
@@ -155,10 +164,13 @@ class FrameEncoder:
         offsets: Any = None,
         row_shape: Any = None,
         states: int = 2,
+        classes: int = 1,
     ) -> None:
         rows = _rows_array(calibration, "calibration")
         if isinstance(states, bool) or states not in (1, 2, 4):
             raise ValueError(f"states must be 1, 2 or 4, got {states!r}")
+        if isinstance(classes, bool) or not isinstance(classes, (int, np.integer)):
+            raise TypeError(f"classes must be an int, got {classes!r}")
         if row_shape is None:
             if rows.ndim == 0:
                 raise ValueError("calibration needs at least one axis (rows along the last)")
@@ -172,6 +184,10 @@ class FrameEncoder:
         r = math.prod(row_shape)
         if r > _MAX_ROW:
             raise ValueError(f"a row may hold at most {_MAX_ROW} elements, row_shape gives {r}")
+        if not 1 <= classes <= min(_MAX_CLASSES, r):
+            raise ValueError(
+                f"classes must be in 1 ... min({_MAX_CLASSES}, row size {r}), got {classes}"
+            )
         if rows.size == 0 or rows.size % r:
             raise ValueError(
                 f"calibration must hold one or more whole rows of shape {row_shape}, "
@@ -203,6 +219,7 @@ class FrameEncoder:
             rho_256,
             params["offsets"],
             int(states),
+            int(classes),
         )
         if status != 0:
             raise_encode_status(status, "FrameEncoder")
@@ -233,6 +250,11 @@ class FrameEncoder:
     @property
     def states(self) -> int:
         return self._h.states
+
+    @property
+    def classes(self) -> int:
+        """1, or the number of classes of the context's class map."""
+        return self._h.classes
 
     @property
     def seq(self) -> int:
@@ -294,6 +316,11 @@ class FrameDecoder:
     @property
     def dtype(self) -> np.dtype:
         return self._h.dtype
+
+    @property
+    def classes(self) -> int:
+        """1, or the number of classes of the context's class map."""
+        return self._h.classes
 
     @property
     def seq(self) -> int:

@@ -17,7 +17,7 @@ using ConstArray = nb::ndarray<nb::ro, nb::c_contig, nb::device::cpu>;
 
 nb::tuple BuildContext(ConstBytes raw, int dtype, uint64_t num_rows,
                        const std::vector<int64_t>& row_shape, float step, int rho_256,
-                       nb::object offsets, int states) {
+                       nb::object offsets, int states, uint32_t classes) {
   slicer_frame_params p;
   slicer_frame_params_init(&p);
   p.step = step;
@@ -28,14 +28,19 @@ nb::tuple BuildContext(ConstBytes raw, int dtype, uint64_t num_rows,
     p.offset1 = nb::cast<int8_t>(offsets[nb::int_(0)]);
     p.offset2 = nb::cast<int8_t>(offsets[nb::int_(1)]);
   }
-  std::vector<uint8_t> dst(SLICER_FRAME_CONTEXT_MAX_BYTES);
+  uint64_t row = 1;
+  for (int64_t d : row_shape) row *= d > 0 ? static_cast<uint64_t>(d) : 0;
+  std::vector<uint8_t> dst(classes > 1 && classes <= SLICER_FRAME_MAX_CLASSES &&
+                                   row <= SLICER_FRAME_MAX_ROW
+                               ? SLICER_FRAME_CONTEXT_BOUND(row, classes)
+                               : SLICER_FRAME_CONTEXT_MAX_BYTES);
   size_t written = 0;
   int status;
   {
     nb::gil_scoped_release release;
-    status = slicer_frame_context_build(raw.data(), dtype, num_rows, row_shape.data(),
-                                        static_cast<uint32_t>(row_shape.size()), &p, dst.data(),
-                                        dst.size(), &written);
+    status = slicer_frame_context_build_classes(raw.data(), dtype, num_rows, row_shape.data(),
+                                                static_cast<uint32_t>(row_shape.size()), &p,
+                                                classes, dst.data(), dst.size(), &written);
   }
   if (status != SLICER_OK) return nb::make_tuple(status, nb::none());
   return nb::make_tuple(status, nb::bytes(reinterpret_cast<const char*>(dst.data()), written));
@@ -72,6 +77,9 @@ class FrameHandle {
     d["context_id"] = info_.context_id;
     d["context_bytes"] = info_.context_bytes;
     d["frame_bound"] = info_.frame_bound;
+    uint32_t classes = 1;
+    slicer_frame_context_classes(ctx_, &classes);
+    d["classes"] = classes;
     return d;
   }
 
@@ -87,8 +95,8 @@ class FrameHandle {
   // The frame's sequence number on success, −status otherwise.
   int Decode(nb::bytes frame, AnyArray out) {
     uint32_t seq = 0;
-    const int status = slicer_frame_decode(ctx_, frame.c_str(), frame.size(), out.data(),
-                                           out.nbytes(), &seq);
+    const int status =
+        slicer_frame_decode(ctx_, frame.c_str(), frame.size(), out.data(), out.nbytes(), &seq);
     return status == SLICER_OK ? static_cast<int>(seq) : -status;
   }
 
@@ -101,9 +109,9 @@ class FrameHandle {
 }  // namespace
 
 void RegisterFrames(nb::module_& m) {
-  m.def("frame_context_build", &BuildContext, nb::arg("raw"), nb::arg("dtype"),
-        nb::arg("num_rows"), nb::arg("row_shape"), nb::arg("step"), nb::arg("rho_256"),
-        nb::arg("offsets").none(), nb::arg("states"),
+  m.def("frame_context_build", &BuildContext, nb::arg("raw"), nb::arg("dtype"), nb::arg("num_rows"),
+        nb::arg("row_shape"), nb::arg("step"), nb::arg("rho_256"), nb::arg("offsets").none(),
+        nb::arg("states"), nb::arg("classes") = 1,
         "(status, context bytes) from calibration rows (§17.3).");
   nb::class_<FrameHandle>(m, "FrameHandle")
       .def(nb::init<>())

@@ -3,7 +3,8 @@
     python tests/golden/make_frames_golden.py
 
 Written once and committed; never regenerated for a released format. Per case NAME:
-``NAME.json`` (dtype, row_shape, step, rho_256, offsets, states), ``NAME_calib.npy``
+``NAME.json`` (dtype, row_shape, step, rho_256, offsets, states, and classes for contexts with a
+class map, §18), ``NAME_calib.npy``
 (calibration rows), ``NAME_rows.npy`` (the rows coded as frames; bfloat16 stored as its ``<u2``
 bits), ``NAME.ctx`` (the context) and ``NAME_K.frame`` (frame K, sequence number K).
 """
@@ -77,6 +78,39 @@ def cases() -> dict:
             2,
         ),
         "f64_unseen": (big[:1], big[1:], (40,), 1.0, 128, None, 4),
+        # class maps (§18): the real rows with 8 classes; an odd row (padding nibble) with 3;
+        # the smallest map (2 classes of a 2-element row); bfloat16 rows of 3 x 5 with 16
+        "f32_smollm2_l15_c8": (real[:16], real[16:19], (576,), 1.0, 128, None, 2, 8),
+        "f16_7_c3": (
+            llm_rows(7, 4, 7).astype(np.float16),
+            llm_rows(8, 2, 7).astype(np.float16),
+            (7,),
+            0.25,
+            128,
+            None,
+            1,
+            3,
+        ),
+        "f64_2_c2": (
+            np.array([[0.3, 40.0], [-2.5, -61.0], [11.0, 7.0]]),
+            np.array([[-0.7, 100.0], [123.456, 0.0]]),
+            (2,),
+            0.125,
+            64,
+            None,
+            2,
+            2,
+        ),
+        "bf16_3x5_c15": (
+            llm_rows(9, 6, 15).reshape(6, 3, 5).astype(ml_dtypes.bfloat16),
+            llm_rows(10, 2, 15).reshape(2, 3, 5).astype(ml_dtypes.bfloat16),
+            (3, 5),
+            0.5,
+            128,
+            None,
+            4,
+            15,
+        ),
         "f32_8192": (
             llm_rows(5, 1, 8192).astype(np.float32),
             llm_rows(6, 1, 8192).astype(np.float32),
@@ -95,11 +129,19 @@ def to_disk(x: np.ndarray) -> np.ndarray:
 
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
-    for name, (calib, rows, row_shape, step, rho_256, offsets, states) in cases().items():
+    for name, case in cases().items():
+        calib, rows, row_shape, step, rho_256, offsets, states = case[:7]
+        classes = case[7] if len(case) > 7 else 1
         if calib.dtype == np.float64 and name.startswith("f32"):
             calib, rows = calib.astype(np.float32), rows.astype(np.float32)
         ctx = rf.build_context(
-            calib, row_shape=row_shape, step=step, rho_256=rho_256, offsets=offsets, states=states
+            calib,
+            row_shape=row_shape,
+            step=step,
+            rho_256=rho_256,
+            offsets=offsets,
+            states=states,
+            classes=classes,
         )
         (OUT / f"{name}.ctx").write_bytes(ctx.data)
         np.save(OUT / f"{name}_calib.npy", to_disk(calib))
@@ -115,6 +157,8 @@ def main() -> int:
             "states": states,
             "frames": len(rows),
         }
+        if classes > 1:
+            meta["classes"] = classes
         (OUT / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
         print(name, len(ctx.data), [len(rf.encode_frame(ctx, r, 0)) for r in rows])
     return 0

@@ -323,7 +323,10 @@ SLICER_API int slicer_stream_version(const void* src, size_t size, uint32_t* ver
  * (sequence byte, extra-bit length, rANS bytes, extra bits, CRC-32 bound to the context id). */
 
 #define SLICER_FRAME_MAX_ROW (1u << 18)        /* elements per row */
-#define SLICER_FRAME_CONTEXT_MAX_BYTES 1536u   /* no context is longer */
+#define SLICER_FRAME_CONTEXT_MAX_BYTES 1536u   /* no context without a class map is longer */
+/* No context of rows of `row` elements with `classes` ≥ 2 classes (§18) is longer. */
+#define SLICER_FRAME_CONTEXT_BOUND(row, classes) (57u + ((row) + 1u) / 2u + 1111u * (classes))
+#define SLICER_FRAME_MAX_CLASSES 16u
 
 typedef struct slicer_frame_params {
   float step;             /* Δ0 (finite, normal, > 0) */
@@ -362,12 +365,26 @@ SLICER_API int slicer_frame_context_build(const void* rows, int dtype, uint64_t 
                                           const slicer_frame_params* params, void* dst,
                                           size_t dst_capacity, size_t* written);
 
+/* slicer_frame_context_build with a class map (docs/format.md §18): classes = 1 is exactly
+ * slicer_frame_context_build; 2 … min(16, row elements) groups the row positions into that many
+ * classes by their calibration magnitudes, each with its own frequency table (smaller frames
+ * when positions differ in spread: channels of LLM states, components of a transform).
+ * dst_capacity ≥ SLICER_FRAME_CONTEXT_BOUND(row elements, classes) is always enough. */
+SLICER_API int slicer_frame_context_build_classes(const void* rows, int dtype, uint64_t num_rows,
+                                                  const int64_t* row_shape, uint32_t row_ndim,
+                                                  const slicer_frame_params* params,
+                                                  uint32_t classes, void* dst,
+                                                  size_t dst_capacity, size_t* written);
+
 /* Validates context bytes (§17.1; a row above max_elements is LIMIT_EXCEEDED) and opens them. */
 SLICER_API int slicer_frame_context_open(const void* src, size_t size, uint64_t max_elements,
                                          slicer_frame_context** context);
 SLICER_API void slicer_frame_context_free(slicer_frame_context* context);
 SLICER_API int slicer_frame_context_info(const slicer_frame_context* context,
                                          slicer_frame_info* info);
+/* The number of classes of an opened context: 1 without a class map, else 2 … 16. */
+SLICER_API int slicer_frame_context_classes(const slicer_frame_context* context,
+                                            uint32_t* classes);
 
 /* Encodes one row (row_bytes = row_elements · itemsize of the context dtype) with sequence
  * number seq (mod 256). dst_capacity ≥ info.frame_bound is always enough. */

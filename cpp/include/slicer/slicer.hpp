@@ -355,18 +355,24 @@ inline slicer_dense_info dense_inspect(const std::vector<uint8_t>& stream,
 class FrameContext {
  public:
   // Context bytes from num_rows C-contiguous rows of row_shape (dtype of every later row).
+  // classes: 1 (one frequency table) or 2 … 16 (a class map, docs/format.md §18).
   static std::vector<uint8_t> Build(const void* rows, DType dtype, uint64_t num_rows,
                                     const std::vector<int64_t>& row_shape, float step,
-                                    uint8_t states = 2) {
+                                    uint8_t states = 2, uint32_t classes = 1) {
     slicer_frame_params params;
     slicer_frame_params_init(&params);
     params.step = step;
     params.states = states;
-    std::vector<uint8_t> out(SLICER_FRAME_CONTEXT_MAX_BYTES);
+    uint64_t row = 1;
+    for (int64_t d : row_shape) row *= d > 0 ? static_cast<uint64_t>(d) : 0;
+    std::vector<uint8_t> out(classes > 1 && row <= SLICER_FRAME_MAX_ROW
+                                 ? SLICER_FRAME_CONTEXT_BOUND(row, classes)
+                                 : SLICER_FRAME_CONTEXT_MAX_BYTES);
     size_t written = 0;
-    Check(slicer_frame_context_build(rows, static_cast<int>(dtype), num_rows, row_shape.data(),
-                                     static_cast<uint32_t>(row_shape.size()), &params, out.data(),
-                                     out.size(), &written),
+    Check(slicer_frame_context_build_classes(rows, static_cast<int>(dtype), num_rows,
+                                             row_shape.data(),
+                                             static_cast<uint32_t>(row_shape.size()), &params,
+                                             classes, out.data(), out.size(), &written),
           "slicer::FrameContext::Build");
     out.resize(written);
     return out;

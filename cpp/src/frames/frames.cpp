@@ -10,6 +10,7 @@
 #include "codec.hpp"
 #include "crc32.hpp"
 #include "float_bits.hpp"
+#include "format/class_map.hpp"
 #include "varint.hpp"
 
 namespace slicer::frames {
@@ -74,7 +75,8 @@ void RansEncode(const uint16_t* syms, uint64_t r, const dense::EncSymbol* enc, u
 }  // namespace
 
 void BuildContext(const void* rows, int dtype, uint64_t num_rows, const int64_t* row_shape,
-                  uint32_t row_ndim, const slicer_frame_params& p, std::vector<uint8_t>* out) {
+                  uint32_t row_ndim, const slicer_frame_params& p, unsigned nclass,
+                  std::vector<uint8_t>* out) {
   if (dtype < SLICER_FLOAT32 || dtype > SLICER_FLOAT64) {
     throw StatusError(SLICER_ERR_UNSUPPORTED_DTYPE, "dtype");
   }
@@ -88,30 +90,52 @@ void BuildContext(const void* rows, int dtype, uint64_t num_rows, const int64_t*
       p.auto_offsets > 1 || (p.states != 1 && p.states != 2 && p.states != 4)) {
     throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "params");
   }
+  if (nclass < 1 || nclass > format::kMaxClasses || nclass > row) {
+    throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "classes");
+  }
   double delta = 0;
   dense::GroupStep(p.step, 0, &delta);
   const double rho = p.rho_256 / 256.0;
   const uint8_t* bytes = static_cast<const uint8_t*>(rows);
-  uint64_t hist[dense::kNumSymbols] = {};
-  dense::OffsetSums sums;
+  // Pass 1: every calibration element's symbol, the offset sums and (§18.2) S_a per position.
   const uint64_t n = num_rows * row;
-  for (uint64_t i = 0; i < n; ++i) {
+  std::vector<uint16_t> syms(n);
+  std::vector<uint64_t> pos_sums(nclass > 1 ? row : 0, 0);
+  dense::OffsetSums sums;
+  for (uint64_t i = 0, a = 0; i < n; ++i) {
     double t;
     const double x = dense::LoadElement(dtype, bytes, i);
     const uint64_t m = Quantize(x, delta, rho, &t);
     unsigned nb;
     uint64_t extra;
-    ++hist[dense::SymbolOf(m, x < 0, &nb, &extra)];
+    syms[i] = static_cast<uint16_t>(dense::SymbolOf(m, x < 0, &nb, &extra));
     sums.Add(t, m);
+    if (nclass > 1) {
+      pos_sums[a] += std::min(m, format::kClassStatClamp);
+      if (++a == row) a = 0;
+    }
   }
   const int8_t o1 = p.auto_offsets ? sums.O1() : p.offset1;
   const int8_t o2 = p.auto_offsets ? sums.O2() : p.offset2;
-  // §17.3: scale S = 2^k, smallest with S · T ≥ 2^15; unseen symbols get class 1.
-  unsigned shift = 0;
-  while ((n << shift) < (uint64_t{1} << 15)) ++shift;
-  unsigned classes[dense::kNumSymbols];
-  for (unsigned s = 0; s < dense::kNumSymbols; ++s) {
-    classes[s] = hist[s] ? dense::CountClass(hist[s] << shift) : 1;
+  std::vector<uint8_t> cmap(row, 0);
+  if (nclass > 1) format::ClassRule(pos_sums.data(), row, nclass, cmap.data());
+  // Per class: histogram, then (§17.3) scale S = 2^k, smallest with S · T_c ≥ 2^15; unseen
+  // symbols get count class 1.
+  std::vector<uint64_t> hist(uint64_t{nclass} * dense::kNumSymbols, 0);
+  std::vector<uint64_t> total(nclass, 0);
+  for (uint64_t i = 0, a = 0; i < n; ++i) {
+    ++hist[uint64_t{cmap[a]} * dense::kNumSymbols + syms[i]];
+    ++total[cmap[a]];
+    if (++a == row) a = 0;
+  }
+  std::vector<unsigned> classes(uint64_t{nclass} * dense::kNumSymbols);
+  for (unsigned c = 0; c < nclass; ++c) {
+    unsigned shift = 0;
+    while ((total[c] << shift) < (uint64_t{1} << 15)) ++shift;
+    for (unsigned s = 0; s < dense::kNumSymbols; ++s) {
+      const uint64_t h = hist[uint64_t{c} * dense::kNumSymbols + s];
+      classes[uint64_t{c} * dense::kNumSymbols + s] = h ? dense::CountClass(h << shift) : 1;
+    }
   }
   out->clear();
   static const uint8_t magic[4] = {0x53, 0x4C, 0x43, 0x52};
@@ -119,7 +143,7 @@ void BuildContext(const void* rows, int dtype, uint64_t num_rows, const int64_t*
   out->push_back(dense::kVersion);
   out->push_back(kKindContext);
   out->push_back(static_cast<uint8_t>(dtype));
-  out->push_back(0);
+  out->push_back(nclass > 1 ? 1 : 0);  // flags bit 0: a class map follows the states
   out->push_back(static_cast<uint8_t>(row_ndim));
   for (uint32_t d = 0; d < row_ndim; ++d) {
     uint8_t buf[10];
@@ -133,10 +157,17 @@ void BuildContext(const void* rows, int dtype, uint64_t num_rows, const int64_t*
   mp[6] = static_cast<uint8_t>(o2);
   mp[7] = p.states;
   out->insert(out->end(), mp, mp + 8);
-  uint8_t nsym[2];
-  const size_t vl = internal::PutVarint(dense::kNumSymbols, nsym);
-  out->insert(out->end(), nsym, nsym + vl);
-  dense::WriteClassField(classes, dense::kNumSymbols, out);
+  if (nclass > 1) {
+    out->push_back(static_cast<uint8_t>(nclass));
+    format::WriteClassMap(cmap.data(), row, out);
+  }
+  for (unsigned c = 0; c < nclass; ++c) {
+    uint8_t nsym[2];
+    const size_t vl = internal::PutVarint(dense::kNumSymbols, nsym);
+    out->insert(out->end(), nsym, nsym + vl);
+    dense::WriteClassField(classes.data() + uint64_t{c} * dense::kNumSymbols, dense::kNumSymbols,
+                           out);
+  }
   const uint32_t crc = internal::Crc32(0, out->data(), out->size());
   for (int b = 0; b < 4; ++b) out->push_back(static_cast<uint8_t>(crc >> (8 * b)));
 }
@@ -160,7 +191,8 @@ slicer_status OpenContext(const uint8_t* data, size_t size, uint64_t max_element
   if (b < SLICER_FLOAT32 || b > SLICER_FLOAT64) return SLICER_ERR_CORRUPT;
   c->dtype = b;
   if (!u8(&b)) return SLICER_ERR_TRUNCATED;
-  if (b != 0) return SLICER_ERR_CORRUPT;
+  if ((b & ~1u) != 0) return SLICER_ERR_CORRUPT;
+  const bool has_map = (b & 1) != 0;
   if (!u8(&b)) return SLICER_ERR_TRUNCATED;
   if (b > SLICER_MAX_NDIM) return SLICER_ERR_CORRUPT;
   c->ndim = b;
@@ -192,30 +224,55 @@ slicer_status OpenContext(const uint8_t* data, size_t size, uint64_t max_element
   if (c->states != 1 && c->states != 2 && c->states != 4) return SLICER_ERR_CORRUPT;
   if (!(std::isfinite(c->step) && c->step >= 0x1p-126f)) return SLICER_ERR_CORRUPT;
   if (c->rho_256 < 1 || c->rho_256 > 128) return SLICER_ERR_CORRUPT;
-  uint64_t nsym;
-  switch (internal::GetVarint(data, end, &pos, &nsym)) {
-    case internal::VarintResult::kOk:
-      break;
-    case internal::VarintResult::kTruncated:
-      return SLICER_ERR_TRUNCATED;
-    default:
-      return SLICER_ERR_CORRUPT;
+  c->nclass = 1;
+  c->cmap.assign(row, 0);
+  if (has_map) {
+    if (!u8(&b)) return SLICER_ERR_TRUNCATED;
+    if (b < 2 || b > format::kMaxClasses || b > row) return SLICER_ERR_CORRUPT;
+    c->nclass = b;
+    if (end - pos < format::ClassMapBytes(row)) return SLICER_ERR_TRUNCATED;
+    const slicer_status st = format::ReadClassMap(data + pos, row, c->nclass, c->cmap.data());
+    if (st != SLICER_OK) return st;
+    pos += format::ClassMapBytes(row);
   }
-  if (nsym != dense::kNumSymbols) return SLICER_ERR_CORRUPT;
-  const slicer_status st = dense::ReadClassField(data, end, &pos, dense::kNumSymbols, &c->classes);
-  if (st != SLICER_OK) return st;
-  for (unsigned v : c->classes)
-    if (v == 0) return SLICER_ERR_CORRUPT;
+  c->tables.assign(c->nclass, {});
+  for (unsigned k = 0; k < c->nclass; ++k) {
+    uint64_t nsym;
+    switch (internal::GetVarint(data, end, &pos, &nsym)) {
+      case internal::VarintResult::kOk:
+        break;
+      case internal::VarintResult::kTruncated:
+        return SLICER_ERR_TRUNCATED;
+      default:
+        return SLICER_ERR_CORRUPT;
+    }
+    if (nsym != dense::kNumSymbols) return SLICER_ERR_CORRUPT;
+    const slicer_status st =
+        dense::ReadClassField(data, end, &pos, dense::kNumSymbols, &c->tables[k]);
+    if (st != SLICER_OK) return st;
+    for (unsigned v : c->tables[k])
+      if (v == 0) return SLICER_ERR_CORRUPT;
+  }
   if (pos != end) return SLICER_ERR_CORRUPT;
   c->id = stored;
   c->bytes = size;
   dense::GroupStep(c->step, 0, &c->delta);
   c->rho = c->rho_256 / 256.0;
-  c->dec.Build(c->classes);
-  c->enc.resize(dense::kNumSymbols);
+  c->dec.assign(c->nclass, {});
+  c->enc.resize(uint64_t{c->nclass} * dense::kNumSymbols);
+  for (unsigned k = 0; k < c->nclass; ++k) {
+    c->dec[k].Build(c->tables[k]);
+    for (unsigned q = 0; q < dense::kNumSymbols; ++q) {
+      c->enc[uint64_t{k} * dense::kNumSymbols + q] =
+          dense::MakeEncSymbol(c->dec[k].cum[q], c->dec[k].freq[q]);
+    }
+  }
+  c->sym_base.resize(row);
+  for (uint64_t a = 0; a < row; ++a) {
+    c->sym_base[a] = static_cast<uint16_t>(c->cmap[a] * dense::kNumSymbols);
+  }
   const double off1 = c->o1 / 256.0, off2 = c->o2 / 256.0;
   for (unsigned q = 0; q < dense::kNumSymbols; ++q) {
-    c->enc[q] = dense::MakeEncSymbol(c->dec.cum[q], c->dec.freq[q]);
     const unsigned bin = (q + 1) / 2;
     c->nbits_of[q] = bin >= dense::kDirect ? 1 : 0;  // the bin carries extra bits
     const double off = bin == 1 ? off1 : off2;
@@ -291,6 +348,11 @@ size_t EncodeFrame(Context* c, const void* row_data, uint32_t seq, uint8_t* dst)
     }
     if (cnt > 0) bits[bits_pos++] = static_cast<uint8_t>(acc);
   }
+  // §18: with a class map, the symbol indexes its class's block of encoder symbols.
+  if (c->nclass > 1) {
+    const uint16_t* base = c->sym_base.data();
+    for (uint64_t i = 0; i < r; ++i) syms[i] = static_cast<uint16_t>(syms[i] + base[i]);
+  }
   // Pass 2 (§14): rANS backwards into the scratch.
   uint8_t* const rend = c->rans.data() + c->rans.size();
   uint8_t* ptr = rend;  // c->rans has 2 spare bytes below the lowest reachable byte
@@ -351,9 +413,10 @@ slicer_status DecodeFrame(const Context& c, const uint8_t* f, size_t size, uint8
   const uint8_t* const bend = rend + bits_len;
   uint64_t acc = 0;
   unsigned cnt = 0;
+  const uint8_t* cmap = c.cmap.data();
   for (uint64_t i = 0; i < c.row; ++i) {
     unsigned s;
-    if (!dense::RansGet(&x[i & (k - 1)], &r, rend, c.dec, &s)) return SLICER_ERR_CORRUPT;
+    if (!dense::RansGet(&x[i & (k - 1)], &r, rend, c.dec[cmap[i]], &s)) return SLICER_ERR_CORRUPT;
     double v = c.value[s];
     if (c.nbits_of[s] != 0) {  // a bin with extra bits (§11)
       uint64_t m;
@@ -405,13 +468,22 @@ int slicer_frame_context_build(const void* rows, int dtype, uint64_t num_rows,
                                const int64_t* row_shape, uint32_t row_ndim,
                                const slicer_frame_params* params, void* dst, size_t dst_capacity,
                                size_t* written) {
+  return slicer_frame_context_build_classes(rows, dtype, num_rows, row_shape, row_ndim, params, 1,
+                                            dst, dst_capacity, written);
+}
+
+int slicer_frame_context_build_classes(const void* rows, int dtype, uint64_t num_rows,
+                                       const int64_t* row_shape, uint32_t row_ndim,
+                                       const slicer_frame_params* params, uint32_t classes,
+                                       void* dst, size_t dst_capacity, size_t* written) {
   return GuardStatus([&]() -> int {
     if (written == nullptr || params == nullptr || (dst == nullptr && dst_capacity > 0)) {
       return SLICER_ERR_INVALID_ARGUMENT;
     }
     *written = 0;
     std::vector<uint8_t> out;
-    slicer::frames::BuildContext(rows, dtype, num_rows, row_shape, row_ndim, *params, &out);
+    slicer::frames::BuildContext(rows, dtype, num_rows, row_shape, row_ndim, *params, classes,
+                                 &out);
     if (out.size() > dst_capacity) return SLICER_ERR_BUFFER_TOO_SMALL;
     std::memcpy(dst, out.data(), out.size());
     *written = out.size();
@@ -425,8 +497,8 @@ int slicer_frame_context_open(const void* src, size_t size, uint64_t max_element
     if (context == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
     *context = nullptr;
     auto* h = new slicer_frame_context();
-    const slicer_status st = slicer::frames::OpenContext(static_cast<const uint8_t*>(src), size,
-                                                         max_elements, &h->ctx);
+    const slicer_status st =
+        slicer::frames::OpenContext(static_cast<const uint8_t*>(src), size, max_elements, &h->ctx);
     if (st != SLICER_OK) {
       delete h;
       return st;
@@ -454,6 +526,12 @@ int slicer_frame_context_info(const slicer_frame_context* context, slicer_frame_
   info->context_id = c.id;
   info->context_bytes = c.bytes;
   info->frame_bound = c.FrameBound();
+  return SLICER_OK;
+}
+
+int slicer_frame_context_classes(const slicer_frame_context* context, uint32_t* classes) {
+  if (context == nullptr || classes == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
+  *classes = context->ctx.nclass;
   return SLICER_OK;
 }
 

@@ -29,10 +29,13 @@ struct Context {
   int o1 = 0, o2 = 0;
   uint32_t id = 0;
   size_t bytes = 0;
-  std::vector<unsigned> classes;
-  std::vector<dense::EncSymbol> enc;  // per symbol
-  dense::DecModel dec;
-  double value[dense::kNumSymbols];    // reconstruction of symbols without extra bits
+  unsigned nclass = 1;                        // T: 1, or 2 … 16 with a class map (§18)
+  std::vector<uint8_t> cmap;                  // class of each row position (all 0 when T = 1)
+  std::vector<uint16_t> sym_base;             // 423 · class of each row position (encoder)
+  std::vector<std::vector<unsigned>> tables;  // T tables of 423 count classes
+  std::vector<dense::EncSymbol> enc;          // per class, per symbol: [423 · c + s]
+  std::vector<dense::DecModel> dec;           // per class
+  double value[dense::kNumSymbols];           // reconstruction of symbols without extra bits
   uint8_t nbits_of[dense::kNumSymbols];
   // Encoder scratch (one thread per context at a time).
   std::vector<uint16_t> syms;
@@ -43,9 +46,11 @@ struct Context {
   uint64_t FrameBound() const { return 1 + 4 + (24 + 2 * row) + (51 * row + 7) / 8 + 4; }
 };
 
-// §17.3: context bytes from calibration rows. Throws internal::StatusError on bad input.
+// §17.3: context bytes from calibration rows; `classes` = 1 (one table) or 2 … 16 (a class
+// map, §18). Throws internal::StatusError on bad input.
 void BuildContext(const void* rows, int dtype, uint64_t num_rows, const int64_t* row_shape,
-                  uint32_t row_ndim, const slicer_frame_params& params, std::vector<uint8_t>* out);
+                  uint32_t row_ndim, const slicer_frame_params& params, unsigned classes,
+                  std::vector<uint8_t>* out);
 
 // §17.1: full validation; fills ctx (tables built) on success.
 slicer_status OpenContext(const uint8_t* data, size_t size, uint64_t max_elements, Context* ctx);
