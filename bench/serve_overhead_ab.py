@@ -6,12 +6,17 @@ build in turn (A B A B ...), and writes every run plus a summary to --out.
 
     python bench/serve_overhead_ab.py --a /path/to/before/python --b /path/to/after/python \\
         --repeats 3 --out bench/serve_results/overhead32_batch_decode.json
+
+``--a-args`` / ``--b-args`` add loadtest options to one side (e.g. ``--b-args "--front sync"``
+compares the two gRPC fronts of one build: ``--a`` and ``--b`` may be the same interpreter).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import statistics
 import subprocess
 
@@ -26,6 +31,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--a", required=True, help="python of build A (before)")
     ap.add_argument("--b", required=True, help="python of build B (after)")
+    ap.add_argument("--a-args", default="", help="extra loadtest options for A")
+    ap.add_argument("--b-args", default="", help="extra loadtest options for B")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -33,12 +40,17 @@ def main() -> None:
     for _ in range(args.repeats):
         for key in ("a", "b"):
             done = subprocess.run(
-                ["nice", getattr(args, key), *CMD], capture_output=True, text=True, check=True
+                ["nice", getattr(args, key), *CMD, *shlex.split(getattr(args, f"{key}_args"))],
+                capture_output=True,
+                text=True,
+                check=True,
             )
             run = json.loads(done.stdout)["runs"][0]
+            run["loadavg_1min"] = os.getloadavg()[0]
             runs[key].append(run)
             print(
                 key,
+                f"load {run['loadavg_1min']:.2f}",
                 f"overhead {100 * run['overhead']:.1f} %",
                 f"server {run['server_cpu_ms_per_request']:.3f} ms/req",
                 f"tail {1e3 * run['compute_cpu_s'] / run['ok']:.3f} ms/req",
@@ -50,6 +62,7 @@ def main() -> None:
     summary = {
         key: {
             "overhead_pct": [round(100 * r["overhead"], 1) for r in rs],
+            "loadavg_1min": [round(r["loadavg_1min"], 2) for r in rs],
             "overhead_pct_median": round(100 * statistics.median(r["overhead"] for r in rs), 1),
             "beyond_tail_ms_per_request": [
                 round(1e3 * (r["server_cpu_s"] - r["compute_cpu_s"]) / r["ok"], 3) for r in rs
@@ -58,8 +71,9 @@ def main() -> None:
         for key, rs in runs.items()
     }
     with open(args.out, "w") as f:
-        json.dump({"command": CMD, "a": args.a, "b": args.b, "summary": summary, "runs": runs}, f,
-                  indent=1)  # fmt: skip
+        record = {"command": CMD, "a": args.a, "b": args.b, "a_args": args.a_args,
+                  "b_args": args.b_args, "summary": summary, "runs": runs}  # fmt: skip
+        json.dump(record, f, indent=1)
     print(json.dumps(summary))
 
 

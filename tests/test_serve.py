@@ -51,6 +51,12 @@ def engine(model):
     return TailEngine(model, TOY_CUT)
 
 
+@pytest.fixture(params=["aio", "sync"])
+def front(request):
+    """Both gRPC fronts of the grpc engine: grpc.aio, and the threaded grpc.server."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
 def split(model):
     return SplitModel(Partitioner(model), TOY_CUT, providers=["CPUExecutionProvider"], threads=1)
@@ -178,8 +184,9 @@ def test_engine_verifies_batching(engine):
 # ---------------------------------------------------------------------------- serving
 
 
-def test_replies_match_the_local_split_model(engine, model, split):
-    with ServerThread(engine, ServeConfig(max_batch=8, batch_window_ms=5)) as server:
+def test_replies_match_the_local_split_model(engine, model, split, front):
+    config = ServeConfig(max_batch=8, batch_window_ms=5, front=front)
+    with ServerThread(engine, config) as server:
         with EdgeClient(server.target, model, params=PARAMS) as edge:
             futures = [edge.submit(edge.prepare(toy_inputs(k))) for k in range(40)]
             results = [f.result() for f in futures]
@@ -207,8 +214,8 @@ def test_cloud_only_engine(model, split):
     np.testing.assert_allclose(got, split.run_full(toy_inputs(5))["logits"], rtol=1e-5)
 
 
-def test_bad_messages_get_their_status_and_the_session_lives(engine, split):
-    config = ServeConfig(max_request_bytes=64 * 1024)
+def test_bad_messages_get_their_status_and_the_session_lives(engine, split, front):
+    config = ServeConfig(max_request_bytes=64 * 1024, front=front)
     with ServerThread(engine, config) as server:
         channel, rpc = raw_session(server.target)
         good = good_request(engine, split, 1)
@@ -258,7 +265,9 @@ def test_bad_messages_get_their_status_and_the_session_lives(engine, split):
         assert server.backend.sessions == {}
 
 
-def test_queue_full_answers_resource_exhausted_with_a_retry_hint(engine, model, split, monkeypatch):
+def test_queue_full_answers_resource_exhausted_with_a_retry_hint(
+    engine, model, split, monkeypatch, front
+):
     run_batch = engine.run_batch
 
     def slow_run_batch(items):  # a tail slower than a burst of requests: the queue of two fills
@@ -266,7 +275,7 @@ def test_queue_full_answers_resource_exhausted_with_a_retry_hint(engine, model, 
         return run_batch(items)
 
     monkeypatch.setattr(engine, "run_batch", slow_run_batch)
-    config = ServeConfig(max_queue=2, max_batch=1, batch_window_ms=50, workers=1)
+    config = ServeConfig(max_queue=2, max_batch=1, batch_window_ms=50, workers=1, front=front)
     with ServerThread(engine, config) as server:
         channel, rpc = raw_session(server.target)
         msgs = [good_request(engine, split, s, seed=s).SerializeToString() for s in range(1, 31)]
@@ -289,8 +298,8 @@ def test_queue_full_answers_resource_exhausted_with_a_retry_hint(engine, model, 
                 np.testing.assert_allclose(r.outputs["logits"], want, rtol=1e-4, atol=1e-5)
 
 
-def test_session_cap_idle_expiry_and_stream_end(engine, model):
-    config = ServeConfig(max_sessions=1, session_idle_s=0.4)
+def test_session_cap_idle_expiry_and_stream_end(engine, model, split, front):
+    config = ServeConfig(max_sessions=1, session_idle_s=0.4, front=front)
     with ServerThread(engine, config) as server:
         edge = EdgeClient(server.target, model, params=PARAMS)
         edge.infer(toy_inputs(0))
@@ -310,6 +319,44 @@ def test_session_cap_idle_expiry_and_stream_end(engine, model):
                 break
             time.sleep(0.02)
         assert server.backend.sessions == {}  # stream end = session end
+        # the stream of an idle session ends with DEADLINE_EXCEEDED (after its reply)
+        channel, rpc = raw_session(server.target)
+        hold = threading.Event()
+
+        def one_then_wait(seq):
+            yield good_request(engine, split, seq, sid="idle-1").SerializeToString()
+            hold.wait(10)
+
+        call = rpc(one_then_wait(1), timeout=10)
+        replies = []
+        with pytest.raises(grpc.RpcError) as ended:
+            for reply in call:
+                replies.append(reply)
+        hold.set()
+        channel.close()
+        assert [r.code for r in replies] == [wire.OK]
+        assert ended.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, ended.value
+        assert "idle" in ended.value.details()
+
+
+def test_session_takeover_ends_the_old_stream_with_aborted(engine, split, front):
+    with ServerThread(engine, ServeConfig(front=front)) as server:
+        channel, rpc = raw_session(server.target)
+        hold = threading.Event()
+
+        def one_then_wait(seq):
+            yield good_request(engine, split, seq, sid="taken").SerializeToString()
+            hold.wait(10)
+
+        first = rpc(one_then_wait(1), timeout=10)
+        assert next(first).code == wire.OK
+        second = rpc(one_then_wait(2), timeout=10)
+        assert next(second).code == wire.OK  # the new stream took the session over
+        with pytest.raises(grpc.RpcError) as ended:
+            next(first)
+        assert ended.value.code() == grpc.StatusCode.ABORTED, ended.value
+        hold.set()
+        channel.close()
 
 
 def test_reconnect_after_server_restart(engine, model, split):

@@ -97,6 +97,7 @@ def _serve_config(args: argparse.Namespace) -> Any:
         max_sessions=args.max_sessions,
         session_idle_s=args.idle,
         max_request_bytes=args.max_request_bytes,
+        front=getattr(args, "front", "aio"),
     )
 
 
@@ -136,6 +137,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--llm-sessions", type=int, default=4, help="LLM KV caches held (per replica), cap"
     )
     s.add_argument("--engine", choices=("grpc", "ray"), default="grpc")
+    s.add_argument(
+        "--front",
+        choices=("aio", "sync"),
+        default="aio",
+        help="gRPC front of the grpc engine: asyncio (aio) or a thread per stream (sync)",
+    )
     s.add_argument("--replicas", type=int, default=2, help="Ray Serve replicas (--engine ray)")
     s.add_argument("--ready-file", help="write a JSON line with the bound ports once serving")
     s.set_defaults(func=cmd_serve)
@@ -181,6 +188,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     lt.add_argument("--engine", choices=("grpc", "ray"), default="grpc", help="server engine")
     lt.add_argument("--replicas", type=int, default=2, help="Ray Serve replicas (--engine ray)")
+    lt.add_argument(
+        "--front", choices=("aio", "sync"), default="aio", help="gRPC front of the server"
+    )
     lt.add_argument("--max-batch", type=int, default=16)
     lt.add_argument("--batch-window", type=float, default=2.0)
     lt.add_argument("--workers", type=int, default=1)
@@ -233,6 +243,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     model = resolve_model(args.model)
     cut, _ = _cut_and_params(args)
     config = _serve_config(args)
+    if args.engine == "ray" and config.front != "aio":
+        raise ValueError("--engine ray runs behind the asyncio front: drop --front sync")
     if args.engine == "ray":
         from .ray_engine import serve_ray
 
@@ -348,6 +360,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         reply=args.reply,
         engine=args.engine,
         replicas=args.replicas,
+        front=args.front,
     )
     report = run_loadtest(config, progress=not args.json or sys.stderr.isatty())
     if args.plot:

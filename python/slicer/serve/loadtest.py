@@ -56,6 +56,7 @@ class LoadConfig:
     engine: str = "grpc"  # the server: "grpc" (embedded) or "ray" (Ray Serve replicas)
     replicas: int = 2
     top_k: int = 5
+    front: str = "aio"  # the grpc engine's front: "aio" (grpc.aio) or "sync" (threads)
 
     def __post_init__(self) -> None:
         bad = [s for s in self.setups if s not in SETUPS]
@@ -73,6 +74,8 @@ class LoadConfig:
             raise ValueError(f"engine must be grpc|ray with 1..64 replicas: {self.engine!r}")
         if self.reply not in ("outputs", "top_k"):
             raise ValueError(f"reply must be 'outputs' or 'top_k', got {self.reply!r}")
+        if self.front not in ("aio", "sync") or (self.front == "sync" and self.engine != "grpc"):
+            raise ValueError(f"front must be 'aio' or 'sync' (grpc engine), got {self.front!r}")
         if not 1 <= self.inflight <= 64:
             raise ValueError(f"inflight must be in 1..64, got {self.inflight}")
 
@@ -525,6 +528,7 @@ def run_loadtest(config: LoadConfig, progress: bool = True) -> dict:
                 "reply",
                 "engine",
                 "replicas",
+                "front",
             )
         },  # fmt: skip
         "setups": {},
@@ -544,7 +548,7 @@ def run_loadtest(config: LoadConfig, progress: bool = True) -> dict:
                 extra = (
                     ["--engine", "ray", "--replicas", str(config.replicas)]
                     if config.engine == "ray"
-                    else []
+                    else (["--front", config.front] if config.front != "aio" else [])
                 )
                 servers[server_cut] = ServerProcess(path, server_cut, config, extra)
             server = servers[server_cut]

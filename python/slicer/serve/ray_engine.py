@@ -257,6 +257,7 @@ async def start_ray(cluster: RayCluster, config: ServeConfig) -> Running:
             "max_batch": 1,
             "batch_window_ms": 0.0,
             "workers": max(64, config.workers),
+            "front": "aio",  # the Ray front awaits replicas on the event loop
         }
     )
     backend = RayBackend(cluster.engine, front, [h for h in cluster.handles])

@@ -37,6 +37,7 @@ from .engine import Item, Outcome, TailEngine
 from .metrics import Metrics
 
 SERVICE = "slicer.serve.v1.SplitInference"
+FRONTS = ("aio", "sync")
 
 
 @dataclass
@@ -54,8 +55,11 @@ class ServeConfig:
     session_idle_s: float = 60.0
     max_request_bytes: int = wire.MAX_REQUEST_BYTES
     max_reply_bytes: int = wire.MAX_REPLY_BYTES
+    front: str = "aio"  # "aio": grpc.aio on an event loop; "sync": grpc.server on threads
 
     def __post_init__(self) -> None:
+        if self.front not in FRONTS:
+            raise ValueError(f"front must be one of {', '.join(FRONTS)}, got {self.front!r}")
         checks = {
             "max_batch": self.max_batch >= 1,
             "batch_window_ms": 0 <= self.batch_window_ms <= 1000,
@@ -101,12 +105,13 @@ class Session:
     """Per-stream state; ``state`` is free for the tail (an LLM's KV cache)."""
 
     sid: str
-    replies: asyncio.Queue
+    replies: Any  # asyncio.Queue (asyncio front) or queue.SimpleQueue (threaded front)
     last_seq: int = 0
     pending: int = 0
     requests: int = 0
     last_active: float = field(default_factory=time.monotonic)
     closed: bool = False
+    ended: bool = False  # _end_session ran (it runs once)
     close_reason: str = ""
     state: dict[str, Any] = field(default_factory=dict)
 
@@ -170,6 +175,10 @@ class Backend:
         self._tasks: list[asyncio.Task] = []
         self._service_s = 0.002  # moving average of per-request service time (retry hints)
         self._anon = 0
+        # Session counters (pending, last_seq) change on the admission side and on the
+        # delivery side; with the asyncio front both run on the loop, with the threaded
+        # front on different threads: this lock makes each change whole.
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -234,8 +243,8 @@ class Backend:
                 reply = await replies.get()
                 if reply is None:
                     break
-                if isinstance(reply, tuple):  # ("close", status, reason)
-                    await context.abort(reply[1], reply[2])
+                if isinstance(reply, tuple):  # (status, reason): the server ends the stream
+                    await context.abort(reply[0], reply[1])
                 yield reply
         finally:
             reader.cancel()
@@ -245,31 +254,37 @@ class Backend:
 
     # ------------------------------------------------------------------ sessions
 
-    def _bind(self, sid: str, replies: asyncio.Queue) -> Session:
-        old = self.sessions.get(sid)
-        if old is not None:  # a reconnect takes the session id over; the old stream ends
-            old.closed = True
-            old.close_reason = "taken over by a new stream"
-            old.replies.put_nowait((grpc.StatusCode.ABORTED, "session taken over by a new stream"))
-            self.metrics.sessions_ended.labels("takeover").inc()
-        session = Session(sid, replies)
-        self.sessions[sid] = session
-        self.metrics.sessions_opened.inc()
-        self.metrics.sessions.set(len(self.sessions))
+    def _bind(self, sid: str, replies: Any) -> Session:
+        with self._lock:
+            old = self.sessions.get(sid)
+            if old is not None:  # a reconnect takes the session id over; the old stream ends
+                old.closed = True
+                old.close_reason = "taken over by a new stream"
+                old.replies.put_nowait(
+                    (grpc.StatusCode.ABORTED, "session taken over by a new stream")
+                )
+                self.metrics.sessions_ended.labels("takeover").inc()
+            session = Session(sid, replies)
+            self.sessions[sid] = session
+            self.metrics.sessions_opened.inc()
+            self.metrics.sessions.set(len(self.sessions))
         return session
 
     def _end_session(self, session: Session | None) -> None:
-        if session is None:
+        if session is None or session.ended:
             return
-        holder = self.sessions.get(session.sid)
+        with self._lock:
+            session.ended = True
+            holder = self.sessions.get(session.sid)
         end = getattr(self.engine, "end_session", None)
         if end is not None and (holder is session or holder is None):
             end(session.sid)  # per-session engine state (an LLM's KV cache); kept on takeover
-        session.closed = True
-        if self.sessions.get(session.sid) is session:
-            del self.sessions[session.sid]
-            self.metrics.sessions_ended.labels(session.close_reason or "stream end").inc()
-        self.metrics.sessions.set(len(self.sessions))
+        with self._lock:
+            session.closed = True
+            if self.sessions.get(session.sid) is session:
+                del self.sessions[session.sid]
+                self.metrics.sessions_ended.labels(session.close_reason or "stream end").inc()
+            self.metrics.sessions.set(len(self.sessions))
         session.state.clear()
 
     async def _janitor(self) -> None:
@@ -277,10 +292,16 @@ class Backend:
         last_trim = time.monotonic()
         while True:
             await asyncio.sleep(min(1.0, idle / 4))
-            now = time.monotonic()
-            if now - last_trim > 5.0:
-                trim_malloc()
-                last_trim = now
+            last_trim = self._sweep(last_trim)
+
+    def _sweep(self, last_trim: float) -> float:
+        """Expire idle sessions and trim the heap now and then; returns the last trim time."""
+        idle = self.config.session_idle_s
+        now = time.monotonic()
+        if now - last_trim > 5.0:
+            trim_malloc()
+            last_trim = now
+        with self._lock:
             for s in list(self.sessions.values()):
                 if s.pending == 0 and now - s.last_active > idle:
                     s.close_reason = "idle"
@@ -294,6 +315,7 @@ class Backend:
                         )
                     )
             self.metrics.sessions.set(len(self.sessions))
+        return last_trim
 
     # ------------------------------------------------------------------ admission
 
@@ -370,9 +392,15 @@ class Backend:
             return
         req.session_id = session.sid
         item = Item(req, context=session)
-        try:
-            self._queue.put_nowait(item)  # type: ignore[union-attr]
-        except asyncio.QueueFull:
+        with self._lock:
+            if self._enqueue(item):
+                session.last_seq = req.seq
+                session.pending += 1
+                session.requests += 1
+                queued = True
+            else:
+                queued = False
+        if not queued:
             depth = self.queue_depth()
             retry = max(5, int(1e3 * self._service_s * depth / self.config.workers))
             self._reject(
@@ -384,10 +412,15 @@ class Backend:
                 retry,
             )
             return
-        session.last_seq = req.seq
-        session.pending += 1
-        session.requests += 1
         self.metrics.queue_depth.set(self.queue_depth())
+
+    def _enqueue(self, item: Item) -> bool:
+        """Put an admitted item on the batch queue; False when the queue is full."""
+        try:
+            self._queue.put_nowait(item)  # type: ignore[union-attr]
+        except asyncio.QueueFull:
+            return False
+        return True
 
     # ------------------------------------------------------------------ batching
 
@@ -404,11 +437,7 @@ class Backend:
             while len(batch) < self.config.max_batch and not queue.empty():
                 batch.append(queue.get_nowait())
             self.metrics.queue_depth.set(queue.qsize())
-            live = [it for it in batch if not it.context.closed]
-            for it in batch:
-                if it.context.closed:  # its client is gone: skip the work
-                    it.context.pending -= 1
-                    self.metrics.requests.labels("CANCELLED").inc()
+            live = self._skip_closed(batch)
             if not live:
                 slots.release()
                 continue
@@ -424,18 +453,37 @@ class Backend:
     def _deliver(self, fut: asyncio.Future, batch: list[Item], start: float) -> None:
         assert self._slots is not None
         self._slots.release()
-        now = time.perf_counter()
         try:
             outcomes: list[Outcome] = fut.result()
         except Exception as exc:  # an engine bug: every member learns it, the server lives on
-            outcomes = [
-                Outcome(
-                    wire.error_reply(
-                        it.request.session_id, it.request.seq, wire.INTERNAL, repr(exc)[:200]
-                    )
+            outcomes = self._failed(batch, exc)
+        self._account(batch, outcomes, start)
+
+    @staticmethod
+    def _failed(batch: list[Item], exc: BaseException) -> list[Outcome]:
+        return [
+            Outcome(
+                wire.error_reply(
+                    it.request.session_id, it.request.seq, wire.INTERNAL, repr(exc)[:200]
                 )
-                for it in batch
-            ]
+            )
+            for it in batch
+        ]
+
+    def _skip_closed(self, batch: list[Item]) -> list[Item]:
+        """The members of a batch whose session is still open (the others are dropped)."""
+        live = [it for it in batch if not it.context.closed]
+        if len(live) != len(batch):
+            with self._lock:
+                for it in batch:
+                    if it.context.closed:  # its client is gone: skip the work
+                        it.context.pending -= 1
+            self.metrics.requests.labels("CANCELLED").inc(len(batch) - len(live))
+        return live
+
+    def _account(self, batch: list[Item], outcomes: list[Outcome], start: float) -> None:
+        """Hand each reply to its session and count the batch (any thread)."""
+        now = time.perf_counter()
         per_request = (now - start) / max(1, len(batch))
         self._service_s = 0.9 * self._service_s + 0.1 * per_request
         m = self.metrics
@@ -447,8 +495,6 @@ class Backend:
         compute_cpu = decode = 0.0
         active = time.monotonic()
         for it, out in zip(batch, outcomes, strict=True):
-            session: Session = it.context
-            session.pending -= 1
             reply = out.reply
             queued = max(0.0, start - it.admitted)
             reply.timing.queue_us = int(queued * 1e6)
@@ -457,9 +503,13 @@ class Backend:
             m.queue_seconds.observe(queued)
             compute_cpu += out.compute_cpu_s / max(1, out.batch_size)
             decode += out.decode_s
-            if not session.closed:
-                session.last_active = active
-                session.replies.put_nowait(reply)
+        with self._lock:
+            for it, out in zip(batch, outcomes, strict=True):
+                session: Session = it.context
+                session.pending -= 1
+                if not session.closed:
+                    session.last_active = active
+                    session.replies.put_nowait(out.reply)
         for code, count in codes.items():
             m.requests.labels(wire.CODE_NAMES.get(code, str(code))).inc(count)
         m.compute_cpu_seconds.inc(compute_cpu)
@@ -507,7 +557,7 @@ class Running:
     port: int
     metrics_port: int | None
     backend: Backend
-    server: grpc.aio.Server
+    server: Any  # grpc.aio.Server, or front_sync.ThreadedServer
     http: ThreadingHTTPServer | None
 
     @property
@@ -516,8 +566,11 @@ class Running:
 
     async def stop(self, grace: float = 1.0) -> None:
         self.backend.draining = True
-        await self.server.stop(grace)
-        await self.backend.stop()
+        if isinstance(self.server, grpc.aio.Server):
+            await self.server.stop(grace)
+            await self.backend.stop()
+        else:  # the threaded front: its stop blocks, so it runs off the loop
+            await asyncio.get_running_loop().run_in_executor(None, self.server.stop, grace)
         if self.http is not None:
             self.http.shutdown()
             self.http.server_close()
@@ -551,7 +604,15 @@ async def start_server(
     """Start the gRPC server (and the HTTP metrics/health endpoint) on the running loop.
 
     ``backend``: a Backend subclass instance to use instead of the in-process one (the Ray
-    Serve front passes its own)."""
+    Serve front passes its own). ``config.front == "sync"`` starts the threaded front
+    (:mod:`slicer.serve.front_sync`) instead of grpc.aio; the loop then only carries
+    ``Running.stop``."""
+    if config.front == "sync":
+        if backend is not None:
+            raise ValueError("the threaded front (front='sync') runs the in-process engine only")
+        return await asyncio.get_running_loop().run_in_executor(
+            None, _start_threaded, engine, config
+        )
     backend = backend or Backend(engine, config)
     server = grpc.aio.server(
         options=wire.channel_options(config.max_request_bytes, config.max_reply_bytes)
@@ -561,16 +622,29 @@ async def start_server(
     port = server.add_insecure_port(f"{config.host}:{config.port}")
     if port == 0:
         raise OSError(f"cannot bind {config.host}:{config.port}")
-    http = None
-    metrics_port = None
-    if config.metrics_port is not None:
-        http = ThreadingHTTPServer((config.host, config.metrics_port), _http_handler(backend))
-        http.daemon_threads = True
-        metrics_port = http.server_address[1]
-        threading.Thread(target=http.serve_forever, daemon=True, name="slicer-http").start()
+    http, metrics_port = _http(backend, config)
     await backend.start()
     await server.start()
     return Running(port, metrics_port, backend, server, http)
+
+
+def _http(backend: Backend, config: ServeConfig) -> tuple[ThreadingHTTPServer | None, int | None]:
+    if config.metrics_port is None:
+        return None, None
+    http = ThreadingHTTPServer((config.host, config.metrics_port), _http_handler(backend))
+    http.daemon_threads = True
+    threading.Thread(target=http.serve_forever, daemon=True, name="slicer-http").start()
+    return http, http.server_address[1]
+
+
+def _start_threaded(engine: TailEngine, config: ServeConfig) -> Running:
+    from .front_sync import ThreadedBackend, ThreadedServer
+
+    backend = ThreadedBackend(engine, config)
+    server = ThreadedServer(backend)
+    http, metrics_port = _http(backend, config)
+    server.start()
+    return Running(server.port, metrics_port, backend, server, http)
 
 
 async def serve_forever(
