@@ -436,3 +436,76 @@ def test_packet_side_tensors_of_every_dtype() -> None:
     for name, value in values.items():
         if name != "x":
             assert same_bits(got[name], value), name
+
+
+# ------------------------------------------------------------------------------ serving
+
+
+@pytest.fixture(scope="module")
+def toy():
+    pytest.importorskip("grpc")
+    pytest.importorskip("onnxruntime")
+    from slicer.serve import TailEngine
+    from slicer.serve.toy import TOY_CUT, toy_model
+
+    model = toy_model()
+    return model, TailEngine(model, TOY_CUT)
+
+
+def test_serve_carries_side_strings(toy) -> None:  # noqa: ANN001
+    """The toy cut's int64 'scale' travels as Tensor.side to a server that reads it, raw to
+    one that does not (an older server), with the same answer either way."""
+    from slicer.serve import EdgeClient, ServerThread
+    from slicer.serve.toy import toy_inputs
+    from slicer.split import CodecParams, Partitioner, SplitModel
+    from slicer.split.transport import decode_packet, encode_values
+
+    model, engine = toy
+    params = CodecParams(sparsity=0.5, bits=8)
+    split = SplitModel(Partitioner(model), "h1", providers=["CPUExecutionProvider"], threads=1)
+    with ServerThread(engine) as server, EdgeClient(server.target, model, params=params) as edge:
+        assert edge.info.side_tensors
+        for seed in range(3):
+            inputs = toy_inputs(seed)
+            tensors = edge.prepare(inputs)
+            kinds = {t.name: t.WhichOneof("payload") for t in tensors}
+            assert kinds == {"h1": "codec", "scale": "side"}
+            scale = next(t for t in tensors if t.name == "scale")
+            assert same_bits(decode_side(scale.side), inputs["scale"])
+            got = edge.submit(tensors).result().outputs["logits"]
+            values = split.run_head({i.name: inputs[i.name] for i in split.head.get_inputs()})
+            values.setdefault("scale", inputs["scale"])
+            values = {i.name: values[i.name] for i in split.tail.get_inputs()}
+            want = split.run_tail(decode_packet(encode_values(values, params))[0])["logits"]
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        edge.info.side_tensors = False  # what an older server's Info says
+        tensors = edge.prepare(toy_inputs(0))
+        assert {t.name: t.WhichOneof("payload") for t in tensors}["scale"] == "raw"
+        assert edge.submit(tensors).result().outputs["logits"].shape == got.shape
+
+
+@pytest.mark.parametrize(
+    "side,match",
+    [
+        (b"\xe1\x04\x02\x01\x01\x00" + bytes(7), "bad side tensor"),  # truncated
+        (b"\xe1\x04\x02\x01\x01\x01\xff\xff", "bad side tensor"),  # damaged deflate
+        (b"\xe1\x04\x02\xff\x7f\xff\x7f\x00", "bad side tensor"),  # 2^28 elements claimed
+        (b"\xe1\x08\x02\x01\x01\x00" + bytes(8), "'uint64' is not allowed"),
+        (b"\xe1\x03\x02\x01\x01\x00" + bytes(4), "int32, expected"),  # the input is int64
+        (b"\xe1\x04\x01\x02\x00" + bytes(16), "shape"),  # (2,) where (1, 1) is expected
+    ],
+)
+def test_serve_refuses_bad_side_strings(toy, side: bytes, match: str) -> None:  # noqa: ANN001
+    from slicer.serve import wire
+    from slicer.serve import wire_pb2 as pb
+
+    _, engine = toy
+    req = pb.Request(
+        tensors=[
+            pb.Tensor(name="scale", side=side),
+            pb.Tensor(name="h1", raw=wire.raw_tensor(np.zeros((1, 256), np.float32))),
+        ]
+    )
+    with pytest.raises(wire.WireError, match=match) as info:
+        engine._decode(req)
+    assert info.value.code == wire.INVALID_ARGUMENT

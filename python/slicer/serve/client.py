@@ -216,7 +216,8 @@ class EdgeClient:
                 values[name] = np.asarray(inputs[name])
         values = {n: values[n] for n in self.info.tensor_names}
         packet = encode_values(values, self.params)
-        return wire.pack_tensors(packet.streams, packet.raw)
+        side = packet.side if self.info.side_tensors else {}  # older servers: side tensors raw
+        return wire.pack_tensors(packet.streams, packet.raw, side)
 
     # ------------------------------------------------------------------ requests
 

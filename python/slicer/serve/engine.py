@@ -225,6 +225,7 @@ class TailEngine:
             tensor_names=list(self.tensor_names),
             output_names=list(self.output_names),
             server_id=self.server_id,
+            side_tensors=True,  # reads Tensor.side (docs/side.md)
             **caps,
         )
 
@@ -253,7 +254,7 @@ class TailEngine:
                         wire.INVALID_ARGUMENT, f"tensor {t.name!r}: bad codec stream: {exc}"
                     ) from None
             else:
-                array = wire.raw_array(t.raw, what=f"tensor {t.name!r}", max_elements=cap)
+                array = wire.exact_array(t, what=f"tensor {t.name!r}", max_elements=cap)
             values[t.name] = self._conform(t.name, array)
         return values
 
@@ -424,14 +425,14 @@ class TailEngine:
         return buffer[:count]
 
     def _raw_column(self, name, column, cap, keep, members, rest, fail) -> np.ndarray | None:  # noqa: ANN001
-        """Raw tensors of one name, stacked (rows of failed or other-shaped items are zero)."""
+        """Raw or side tensors of one name, stacked (failed or other-shaped items: zero rows)."""
         arrays: list[np.ndarray | None] = [None] * len(column)
         first = None
         for j, t in enumerate(column):
             if not keep[j]:
                 continue
             try:
-                a = wire.raw_array(t.raw, what=f"tensor {name!r}", max_elements=cap)
+                a = wire.exact_array(t, what=f"tensor {name!r}", max_elements=cap)
             except wire.WireError as exc:
                 fail(j, exc)
                 continue

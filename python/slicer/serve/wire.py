@@ -174,12 +174,40 @@ def raw_array(
     return np.frombuffer(msg.data, dtype=dtype).reshape(tuple(msg.shape)).astype(msg.dtype)
 
 
+def exact_array(t: pb.Tensor, *, what: str = "tensor", max_elements: int = 1 << 28) -> np.ndarray:
+    """The array of a ``raw`` or ``side`` payload (docs/side.md); WireError(INVALID_ARGUMENT)
+    when it is inconsistent. A side string is checked against ``max_elements`` × 8 bytes
+    before anything is allocated, then held to the raw limits (dtypes, dims, elements)."""
+    if t.WhichOneof("payload") != "side":
+        return raw_array(t.raw, what=what, max_elements=max_elements)
+    from ..split.side import decode_side
+
+    try:
+        array = decode_side(t.side, max_bytes=8 * max_elements)
+    except ValueError as exc:  # slicer.FormatError
+        raise WireError(INVALID_ARGUMENT, f"{what}: bad side tensor: {exc}") from None
+    if array.dtype.name not in RAW_DTYPES:
+        raise WireError(INVALID_ARGUMENT, f"{what}: dtype {array.dtype.name!r} is not allowed")
+    if array.ndim > MAX_NDIM:
+        raise WireError(INVALID_ARGUMENT, f"{what}: {array.ndim} dimensions > {MAX_NDIM}")
+    if array.size > max_elements:
+        raise WireError(INVALID_ARGUMENT, f"{what}: more than {max_elements} elements")
+    return array
+
+
 def pack_tensors(
-    codec_streams: Mapping[str, bytes], raw: Mapping[str, np.ndarray]
+    codec_streams: Mapping[str, bytes],
+    raw: Mapping[str, np.ndarray],
+    side: Mapping[str, bytes] | None = None,
 ) -> list[pb.Tensor]:
-    """Tensor messages for a packet: codec streams and raw arrays."""
+    """Tensor messages for a packet: codec streams, side-tensor strings (``side``, for servers
+    with ``ServerInfo.side_tensors``) and raw arrays (those not in ``side``)."""
+    side = side or {}
     out = [pb.Tensor(name=n, codec=bytes(s)) for n, s in codec_streams.items()]
-    out += [pb.Tensor(name=n, raw=raw_tensor(np.asarray(a))) for n, a in raw.items()]
+    out += [pb.Tensor(name=n, side=bytes(b)) for n, b in side.items()]
+    out += [
+        pb.Tensor(name=n, raw=raw_tensor(np.asarray(a))) for n, a in raw.items() if n not in side
+    ]
     return out
 
 

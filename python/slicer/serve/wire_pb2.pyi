@@ -23,14 +23,16 @@ TOKEN: ReplyKind
 EMBEDDING: ReplyKind
 
 class Tensor(_message.Message):
-    __slots__ = ("name", "codec", "raw")
+    __slots__ = ("name", "codec", "raw", "side")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CODEC_FIELD_NUMBER: _ClassVar[int]
     RAW_FIELD_NUMBER: _ClassVar[int]
+    SIDE_FIELD_NUMBER: _ClassVar[int]
     name: str
     codec: bytes
     raw: RawTensor
-    def __init__(self, name: _Optional[str] = ..., codec: _Optional[bytes] = ..., raw: _Optional[_Union[RawTensor, _Mapping]] = ...) -> None: ...
+    side: bytes
+    def __init__(self, name: _Optional[str] = ..., codec: _Optional[bytes] = ..., raw: _Optional[_Union[RawTensor, _Mapping]] = ..., side: _Optional[bytes] = ...) -> None: ...
 
 class RawTensor(_message.Message):
     __slots__ = ("dtype", "shape", "data")
@@ -111,7 +113,7 @@ class InfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("wire_version", "model_fingerprint", "cut_id", "cut_name", "tensor_names", "output_names", "max_request_bytes", "max_reply_bytes", "max_sessions", "session_idle_s", "max_batch", "server_id", "engine", "kind")
+    __slots__ = ("wire_version", "model_fingerprint", "cut_id", "cut_name", "tensor_names", "output_names", "max_request_bytes", "max_reply_bytes", "max_sessions", "session_idle_s", "max_batch", "server_id", "engine", "kind", "side_tensors")
     WIRE_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     CUT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +128,7 @@ class ServerInfo(_message.Message):
     SERVER_ID_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
+    SIDE_TENSORS_FIELD_NUMBER: _ClassVar[int]
     wire_version: int
     model_fingerprint: str
     cut_id: int
@@ -140,7 +143,8 @@ class ServerInfo(_message.Message):
     server_id: str
     engine: str
     kind: str
-    def __init__(self, wire_version: _Optional[int] = ..., model_fingerprint: _Optional[str] = ..., cut_id: _Optional[int] = ..., cut_name: _Optional[str] = ..., tensor_names: _Optional[_Iterable[str]] = ..., output_names: _Optional[_Iterable[str]] = ..., max_request_bytes: _Optional[int] = ..., max_reply_bytes: _Optional[int] = ..., max_sessions: _Optional[int] = ..., session_idle_s: _Optional[int] = ..., max_batch: _Optional[int] = ..., server_id: _Optional[str] = ..., engine: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
+    side_tensors: bool
+    def __init__(self, wire_version: _Optional[int] = ..., model_fingerprint: _Optional[str] = ..., cut_id: _Optional[int] = ..., cut_name: _Optional[str] = ..., tensor_names: _Optional[_Iterable[str]] = ..., output_names: _Optional[_Iterable[str]] = ..., max_request_bytes: _Optional[int] = ..., max_reply_bytes: _Optional[int] = ..., max_sessions: _Optional[int] = ..., session_idle_s: _Optional[int] = ..., max_batch: _Optional[int] = ..., server_id: _Optional[str] = ..., engine: _Optional[str] = ..., kind: _Optional[str] = ..., side_tensors: _Optional[bool] = ...) -> None: ...
 
 class HealthRequest(_message.Message):
     __slots__ = ()
