@@ -9,6 +9,10 @@ then **every** row of the chunk (prefill rows too) is sent as one frame, decoded
 into the residual stream after that layer (a forward hook), and the rest of the model runs on
 it. Reported: perplexity change against the uncut model, mean bytes per frame (everything in
 the frame counted; the context is sent once per chunk and listed apart), per-row relative error.
+
+``--classes 1 8``: the same rows are also coded under contexts with a class map (§18) of each
+given size; a class map changes only the entropy coding, so every context must decode to the
+same rows (checked) and one perplexity serves all; bytes are reported per class count.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
                    default=[0.03, 0.05, 0.07, 0.09, 0.11, 0.13])  # fmt: skip
     p.add_argument("--states", type=int, default=1)
     p.add_argument("--rho", type=float, default=0.5)
+    p.add_argument("--classes", type=int, nargs="+", default=[1],
+                   help="class-map sizes to code every row with (the first decodes)")  # fmt: skip
     p.add_argument("--json", default=str(HERE / "results" / "frames_ppl.json"))
     args = p.parse_args(argv)
 
@@ -94,21 +100,30 @@ def main(argv: list[str] | None = None) -> int:
     for layer in args.layers:
         handle = model.model.layers[layer - 1].register_forward_hook(hook)
         for goal in args.rel_errors:
-            sizes, ctx_sizes, errs, total = [], [], [], 0.0
+            per_k = {k: ([], []) for k in args.classes}  # classes -> (frame sizes, context sizes)
+            sizes, ctx_sizes = per_k[args.classes[0]]
+            errs, total = [], 0.0
             t0 = time.perf_counter()
             for c in chunks:
 
-                def code(h, goal=goal, sizes=sizes, ctx_sizes=ctx_sizes, errs=errs):
-                    enc = slicer.FrameEncoder(h[: args.prefill], rel_error=goal,
-                                              states=args.states, rho=args.rho)  # fmt: skip
-                    dec = slicer.FrameDecoder(enc.context)
-                    ctx_sizes.append(len(enc.context))
-                    out = np.empty_like(h)
-                    for i, row in enumerate(h):
-                        frame = enc.encode(row)
-                        out[i] = dec.decode(frame)
-                        if i >= args.prefill:
-                            sizes.append(len(frame))
+                def code(h, goal=goal, per_k=per_k, errs=errs):
+                    outs = []
+                    for k, (k_sizes, k_ctx) in per_k.items():
+                        enc = slicer.FrameEncoder(h[: args.prefill], rel_error=goal,
+                                                  states=args.states, rho=args.rho,
+                                                  classes=k)  # fmt: skip
+                        dec = slicer.FrameDecoder(enc.context)
+                        k_ctx.append(len(enc.context))
+                        out = np.empty_like(h)
+                        for i, row in enumerate(h):
+                            frame = enc.encode(row)
+                            out[i] = dec.decode(frame)
+                            if i >= args.prefill:
+                                k_sizes.append(len(frame))
+                        outs.append(out)
+                    out = outs[0]
+                    if any(not np.array_equal(o, out) for o in outs[1:]):
+                        raise SystemExit("contexts with different class maps decoded differently")
                     errs.extend(np.linalg.norm(out - h, axis=1) / np.linalg.norm(h, axis=1))
                     return out
 
@@ -126,6 +141,11 @@ def main(argv: list[str] | None = None) -> int:
                 "max_frame_bytes": int(np.max(sizes)),
                 "bits_per_element": 8 * float(np.mean(sizes)) / 576,
                 "context_bytes": float(np.mean(ctx_sizes)),
+                "classes": args.classes[0],
+                "by_classes": {str(k): {"mean_frame_bytes": float(np.mean(v[0])),
+                                        "max_frame_bytes": int(np.max(v[0])),
+                                        "context_bytes": float(np.mean(v[1]))}
+                               for k, v in per_k.items()},
                 "mean_row_rel_error": float(np.mean(errs)),
                 "seconds": time.perf_counter() - t0,
             }
@@ -144,6 +164,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['mean_frame_bytes']:>8.1f} {r['max_frame_bytes']:>5} "
               f"{r['bits_per_element']:>6.2f} {r['context_bytes']:>6.0f} "
               f"{r['mean_row_rel_error']:>8.4f}")  # fmt: skip
+    if len(args.classes) > 1:
+        print(f"{'layer':>5} {'goal':>6} {'ppl %':>8}" + "".join(
+            f" {'B/fr K' + str(k):>9} {'ctx K' + str(k):>8}" for k in args.classes))  # fmt: skip
+        for r in results:
+            print(f"{r['layer']:>5} {r['rel_error_goal']:>6.3f} {r['perplexity_change_pct']:>+8.2f}"
+                  + "".join(f" {v['mean_frame_bytes']:>9.1f} {v['context_bytes']:>8.0f}"
+                            for v in r["by_classes"].values()))  # fmt: skip
     return 0
 
 

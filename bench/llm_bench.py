@@ -4,6 +4,7 @@
     python bench/llm_bench.py quality  --model smollm2 --cuts 5 15 25 --tokens 10240
     python bench/llm_bench.py quality  --cuts 15 --tokens 1024 --settings "frames q3.2" "dense q3.2"
     python bench/llm_bench.py quality  --cuts 15 --settings "frames q3" "frames q3 klt"
+    python bench/llm_bench.py quality  --cuts 15 --settings "frames q2 c8" "frames q2 c8 klt"
     python bench/llm_bench.py drift    --model smollm2 --cut 15 --new 512
     python bench/llm_bench.py handover --model smollm2 --cut 15 --new 64
     python bench/llm_bench.py memory   --model smollm2 --cuts 1 5 11 15 25
@@ -89,6 +90,14 @@ def _setting(name: str) -> tuple[str, dict]:
     raise SystemExit(f"unknown setting {name!r}")
 
 
+def _split_classes(name: str) -> tuple[str, int]:
+    """``"frames q2.0 c8"`` -> ``("frames q2.0", 8)``: frames under a class-map context (§18)."""
+    head, _, last = name.rpartition(" ")
+    if head and last[:1] == "c" and last[1:].isdigit():
+        return head, int(last[1:])
+    return name, 1
+
+
 def _split_klt(name: str) -> tuple[str, klt.Recipe | None]:
     for suffix, recipe in KLT_SUFFIXES.items():
         if name.endswith(suffix):
@@ -99,7 +108,12 @@ def _split_klt(name: str) -> tuple[str, klt.Recipe | None]:
 def _available(names: list[str]) -> dict:
     out = {}
     for name in names:
-        kind, opts = _setting(_split_klt(name)[0])
+        base, classes = _split_classes(_split_klt(name)[0])
+        kind, opts = _setting(base)
+        if classes != 1:
+            if kind != "frames":
+                raise SystemExit(f"{name!r}: a class-map suffix applies to frames settings only")
+            opts = {**opts, "classes": classes}
         try:
             out[name] = make_codec(kind, **opts)
         except (ValueError, TypeError) as exc:
@@ -435,7 +449,8 @@ def cmd_rdplot(args: argparse.Namespace) -> None:
             for name, e in res.items():
                 if name == "lossless":
                     continue
-                kind = _split_klt(name)[0].partition(" ")[0]
+                base, classes = _split_classes(_split_klt(name)[0])
+                kind = base.partition(" ")[0] + (f" c{classes}" if classes > 1 else "")
                 suffix = named[e["transform"]] if e.get("transform") else ""
                 families.setdefault(f"cut {cut}: {kind}{suffix}", []).append(e)
     for label, entries in sorted(families.items()):

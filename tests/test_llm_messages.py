@@ -250,6 +250,27 @@ def test_frames_roundtrip_matches_the_codec(rows: int, width: int, rng) -> None:
         assert stream.decoder.seq == (rows + k + 1) & 0xFF
 
 
+def test_frames_with_a_class_map(rng) -> None:
+    """classes=8: the context carries a class map (§18); the session's frames decode to the same
+    rows as one table would (only the entropy coding differs) and a decode step is coded under
+    the class tables."""
+    x = _hidden(rng, 24)
+    plain, classed = m.FrameCodec(step=1.6), m.FrameCodec(step=1.6, classes=8)
+    s1, y1 = m.FrameStream.open(plain.encode(x), 24, 576)
+    s8, y8 = m.FrameStream.open(classed.encode(x), 24, 576)
+    assert s8.decoder.classes == 8 and s1.decoder.classes == 1
+    assert np.array_equal(y1, y8)
+    row = _hidden(rng, 2)[1:]
+    frame = classed.encode(row, first=False)
+    lax = slicer.FrameDecoder(classed.encoder.context, check_sequence=False)
+    assert np.array_equal(s8.decode(frame, 1)[0, 0], lax.decode(frame))
+    assert np.array_equal(s8.decode(classed.encode(row, first=False), 1),
+                          s1.decode(plain.encode(row, first=False), 1))  # fmt: skip
+    assert classed.describe()["classes"] == 8
+    with pytest.raises(ValueError, match="classes"):
+        m.FrameCodec(step=1.6, classes=17)
+
+
 def test_frames_decode_step_is_small(rng) -> None:
     x = _hidden(rng, 32)
     codec = m.FrameCodec(step=0.5)
@@ -342,3 +363,20 @@ def test_frames_any_rows_roundtrip(data) -> None:
     nxt = x[::-1].copy()
     z = stream.decode(codec.encode(nxt, first=False), n)
     assert np.abs(z[0] - nxt).max() <= step * (1 + 1e-5)
+
+
+def test_generate_cli_frame_classes() -> None:
+    """`slicer generate --frame-classes K` reaches the frames codec's options."""
+    import argparse
+
+    from slicer.llm import cli
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["generate", "--frame-classes", "8", "--step", "2.0"])
+    assert cli._codec_options(args) == {"states": 1, "classes": 8, "step": 2.0}
+    args = parser.parse_args(["generate", "--step", "2.0"])
+    assert cli._codec_options(args) == {"states": 1, "step": 2.0}
+    codec = m.make_codec("frames", **cli._codec_options(
+        parser.parse_args(["generate", "--frame-classes", "4", "--step", "1.0"])))  # fmt: skip
+    assert codec.options["classes"] == 4

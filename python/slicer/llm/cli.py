@@ -79,6 +79,14 @@ def register(sub: Any) -> None:
         "--frame-states", type=int, choices=(1, 2, 4), default=1, help="frames: rANS states"
     )
     p.add_argument(
+        "--frame-classes",
+        type=int,
+        default=1,
+        metavar="K",
+        help="frames: 1 (one frequency table) or 2-16 classes of row positions, each with its "
+        "own table (docs/format.md §18; smaller frames, a larger context)",
+    )
+    p.add_argument(
         "--mode",
         choices=("topk", "dense", "auto"),
         default=None,
@@ -149,6 +157,8 @@ def _codec_options(args: argparse.Namespace) -> dict:
         if args.step is not None and args.rel_error is not None:
             raise ValueError("give one of --step and --rel-error")
         opts: dict[str, Any] = {"states": args.frame_states}
+        if args.frame_classes != 1:
+            opts["classes"] = args.frame_classes
         if args.step is not None:
             return {**opts, "step": args.step}
         if args.rel_error is not None:

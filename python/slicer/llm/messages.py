@@ -328,21 +328,33 @@ class FrameCodec(RowCodec):
 
     states: interleaved rANS states per frame (1: smallest frames, the default here; 2 or 4
     encode faster, about 3.5 / 10.5 bytes more per 576-float row).
+    classes: 1 (one frequency table), or 2 … 16: a context with a class map (docs/format.md
+    §18), one table per class of row positions — smaller frames when the positions differ in
+    spread (an LLM's channels, a transform's components); the context grows by half a byte per
+    position and one table per class, once per session.
     """
 
     codec_id = CODEC_FRAMES
     name = "frames"
 
     def __init__(
-        self, *, step: Any = None, rel_error: Any = None, rho: Any = 0.5, states: int = 1
+        self,
+        *,
+        step: Any = None,
+        rel_error: Any = None,
+        rho: Any = 0.5,
+        states: int = 1,
+        classes: int = 1,
     ) -> None:
         import slicer
 
         if step is None and rel_error is None:
             raise ValueError("frames codec: give step= or rel_error=")
         self.options = {"step": step, "rel_error": rel_error, "rho": rho, "states": states}
+        if classes != 1:
+            self.options["classes"] = classes
         # Validate the options once, on a dummy row, so a bad one fails here, not mid-run.
-        slicer.FrameEncoder(np.ones((1, 8), np.float32), **self.options)
+        slicer.FrameEncoder(np.ones((1, 16), np.float32), **self.options)
         self.encoder: Any = None
 
     def encode(self, rows: np.ndarray, *, first: bool = True) -> bytes:
