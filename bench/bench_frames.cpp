@@ -1,5 +1,5 @@
 // Frame encode / decode time through the C ABI (docs/format.md §17), one thread.
-// Usage: bench_frames ROWS.f32 NUM_ROWS ROW_LEN CALIB_ROWS STEP REPEATS [STATES]
+// Usage: bench_frames ROWS.f32 NUM_ROWS ROW_LEN CALIB_ROWS STEP REPEATS [STATES [CLASSES]]
 // Reads NUM_ROWS float32 rows, builds a context from the first CALIB_ROWS, then encodes (and
 // decodes) every other row REPEATS times. Prints per-frame medians over the repeats: wall time
 // and thread CPU time (the latter is immune to preemption on a shared machine), and sizes.
@@ -21,8 +21,7 @@ double ThreadSeconds() {
 }
 
 double WallSeconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 double Median(std::vector<double> v) {
@@ -40,8 +39,9 @@ void Check(int status, const char* what) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 7 && argc != 8) {
-    std::fprintf(stderr, "usage: %s ROWS.f32 NUM_ROWS ROW_LEN CALIB_ROWS STEP REPEATS [STATES]\n",
+  if (argc < 7 || argc > 9) {
+    std::fprintf(stderr,
+                 "usage: %s ROWS.f32 NUM_ROWS ROW_LEN CALIB_ROWS STEP REPEATS [STATES [CLASSES]]\n",
                  argv[0]);
     return 2;
   }
@@ -60,12 +60,13 @@ int main(int argc, char** argv) {
   slicer_frame_params params;
   slicer_frame_params_init(&params);
   params.step = step;
-  params.states = static_cast<uint8_t>(argc == 8 ? std::atoi(argv[7]) : 1);
-  std::vector<uint8_t> ctx_bytes(SLICER_FRAME_CONTEXT_MAX_BYTES);
+  params.states = static_cast<uint8_t>(argc >= 8 ? std::atoi(argv[7]) : 1);
+  const unsigned classes = argc == 9 ? static_cast<unsigned>(std::atoi(argv[8])) : 1;
+  std::vector<uint8_t> ctx_bytes(SLICER_FRAME_CONTEXT_BOUND(len, classes));
   size_t ctx_len = 0;
   const int64_t shape[1] = {static_cast<int64_t>(len)};
-  Check(slicer_frame_context_build(data.data(), SLICER_FLOAT32, calib, shape, 1, &params,
-                                   ctx_bytes.data(), ctx_bytes.size(), &ctx_len),
+  Check(slicer_frame_context_build_classes(data.data(), SLICER_FLOAT32, calib, shape, 1, &params,
+                                           classes, ctx_bytes.data(), ctx_bytes.size(), &ctx_len),
         "build");
   slicer_frame_context* ctx = nullptr;
   Check(slicer_frame_context_open(ctx_bytes.data(), ctx_len, len, &ctx), "open");
@@ -115,9 +116,8 @@ int main(int argc, char** argv) {
       "%.3f, \"encode_us_min_cpu\": %.3f, \"decode_us_median_cpu\": %.3f, "
       "\"decode_us_median_wall\": %.3f}\n",
       len, info.states, count, repeats, ctx_len, bytes, 1e6 * Median(enc_cpu),
-      1e6 * Median(enc_wall),
-      1e6 * *std::min_element(enc_cpu.begin(), enc_cpu.end()), 1e6 * Median(dec_cpu),
-      1e6 * Median(dec_wall));
+      1e6 * Median(enc_wall), 1e6 * *std::min_element(enc_cpu.begin(), enc_cpu.end()),
+      1e6 * Median(dec_cpu), 1e6 * Median(dec_wall));
   slicer_frame_context_free(ctx);
   return 0;
 }

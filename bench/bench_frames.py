@@ -41,7 +41,8 @@ import reference_frames as rf  # noqa: E402
 PREFILL = 64
 
 
-def c_bench(lib: Path, rows: np.ndarray, step: float, states: int, repeats: int) -> dict:
+def c_bench(lib: Path, rows: np.ndarray, step: float, states: int, repeats: int,
+            classes: int = 1) -> dict:  # fmt: skip
     exe = Path(tempfile.gettempdir()) / "slicer_bench_frames"
     subprocess.run(
         ["g++", "-O2", "-std=c++17", f"-I{HERE.parent / 'cpp' / 'include'}",
@@ -51,11 +52,12 @@ def c_bench(lib: Path, rows: np.ndarray, step: float, states: int, repeats: int)
     data = Path(tempfile.gettempdir()) / "slicer_bench_frames.f32"
     rows.astype(np.float32).tofile(data)
     cmd = [str(exe), str(data), str(rows.shape[0]), str(rows.shape[1]), str(PREFILL),
-           repr(step), str(repeats), str(states)]  # fmt: skip
+           repr(step), str(repeats), str(states), str(classes)]  # fmt: skip
     if os.path.exists("/usr/bin/taskset"):
         cmd = ["taskset", "-c", "0", *cmd]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out)
+    out = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    out["classes"] = classes
+    return out
 
 
 def python_overhead(rows: np.ndarray, step: float, states: int, repeats: int) -> dict:
@@ -131,8 +133,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=50)
     p.add_argument("--speed-step", type=float, default=2.5, help="step of the timed frames")
     p.add_argument("--json", default=str(HERE / "results" / "frames.json"))
+    p.add_argument("--classes", type=int, nargs="+", default=[],
+                   help="also time K = 2 states with a class map of each size (§18)")  # fmt: skip
+    p.add_argument(
+        "--only-classes",
+        action="store_true",
+        help="time only the --classes contexts (skip sizes and states 1 / 2 / 4)",
+    )
     args = p.parse_args(argv)
     out: dict = {"sizes": [], "speed_c": [], "speed_python": []}
+    if args.only_classes:
+        rows = np.load(HERE / "data" / "smollm2_l15.npy")
+        for k in [1, *args.classes]:
+            c = c_bench(Path(args.lib), rows, args.speed_step, 2, args.repeats, k)
+            print(json.dumps(c))
+            out["speed_c"].append(c)
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+        return 0
     for layer in (5, 15, 25):
         rows = np.load(HERE / "data" / f"smollm2_l{layer}.npy")
         for step in args.steps:
@@ -153,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         out["speed_python"].append(py)
         print(json.dumps(c))
         print(json.dumps(py))
+    for k in args.classes:
+        c = c_bench(Path(args.lib), rows, args.speed_step, 2, args.repeats, k)
+        out["speed_c"].append(c)
+        print(json.dumps(c))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
     return 0
