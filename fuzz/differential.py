@@ -1,4 +1,6 @@
-"""Differential fuzzing of the C++ decoder against the NumPy reference (tests/reference.py).
+"""Differential fuzzing of the C++ decoder against the NumPy references (tests/reference.py for
+format 1; tests/reference_dense.py for format 2, modes 1 and 2 — dense and dense with class
+tables).
 
 Mutates golden and freshly encoded streams (bit flips, byte writes, varint overwrites, label
 flips in payloads, inserted / deleted / duplicated bytes, truncation), fixes the CRC up so the
@@ -33,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import reference as ref  # noqa: E402
+import reference_dense as rd  # noqa: E402
 import slicer  # noqa: E402
 import stream_tools as st  # noqa: E402
 
@@ -41,7 +44,35 @@ MAX_ELEMENTS = 1 << 20
 
 
 def golden_streams() -> list[bytes]:
-    return [p.read_bytes() for p in sorted((ROOT / "tests/golden/v1").glob("*.slc"))]
+    """Format 1 and format 2 (modes 1 and 2) golden streams."""
+    paths = sorted((ROOT / "tests/golden/v1").glob("*.slc"))
+    paths += sorted((ROOT / "tests/golden/v2").glob("*.slc"))
+    return [p.read_bytes() for p in paths]
+
+
+def dense_streams(rng: np.random.Generator, count: int) -> list[bytes]:
+    """Small format-2 streams: modes 1 and 2 (classes along both axes), layouts, dtypes."""
+    out = []
+    dtypes = [np.float32, np.float16, np.float64]
+    for _ in range(count):
+        ndim = int(rng.integers(1, 4))
+        shape = tuple(int(d) for d in rng.integers(1, 12, size=ndim))
+        x = rng.standard_normal(shape) * np.geomspace(0.1, 10.0, shape[-1])
+        if x.size and rng.random() < 0.3:
+            x[rng.random(shape) < 0.3] = 0
+        x = x.astype(dtypes[int(rng.integers(len(dtypes)))])
+        groups = str(rng.choice(["tensor", "rows"] + (["channels"] if ndim >= 2 else [])))
+        axis_len = shape[1] if groups == "channels" else shape[-1]
+        classes = int(rng.integers(2, min(axis_len, 16) + 1)) if axis_len >= 2 else 1
+        if rng.random() < 0.3:
+            classes = 1
+        out.append(
+            slicer.encode(
+                x, mode="dense", step=float(rng.choice([0.01, 0.2, 2.0])), groups=groups,
+                chunk_size=int(rng.choice([64, 16384])), classes=classes,
+            )
+        )  # fmt: skip
+    return out
 
 
 def random_streams(rng: np.random.Generator, count: int) -> list[bytes]:
@@ -95,7 +126,11 @@ def _varint(value: int) -> bytes:
 
 
 def regions(stream: bytes) -> tuple[int, int]:
-    """(end of the header, start of the payload) of a valid stream (tests/stream_tools.py)."""
+    """(end of the header, start of the payload) of a valid stream (tests/stream_tools.py;
+    format 2: the reference's byte account)."""
+    if stream[4] == 2:
+        _, acc = rd.decode(stream, max_elements=MAX_ELEMENTS)
+        return acc.header, acc.total - 4 - acc.rans - acc.extra_bits
     lay = st.layout(stream)
     return lay.header_end, lay.payload_start
 
@@ -185,6 +220,13 @@ class Verdict:
 
 
 def reference_verdict(stream: bytes) -> Verdict:
+    if len(stream) >= 9 and stream[:4] == b"SLCR" and stream[4] == 2:
+        try:
+            with np.errstate(over="ignore"):
+                array, account = rd.decode(stream, max_elements=MAX_ELEMENTS)
+        except rd.ReferenceFormatError as exc:
+            return Verdict(False, str(exc))
+        return Verdict(True, f"coded {account.coded}", array)
     try:
         with np.errstate(over="ignore"):  # huge decoded values become inf in float16, as in C++
             array, account = ref.decode(stream, max_elements=MAX_ELEMENTS)
@@ -212,7 +254,7 @@ def inspect_accepts(stream: bytes) -> bool:
 def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
-    view = np.uint32 if a.dtype.itemsize == 4 else np.uint16
+    view = {8: np.uint64, 4: np.uint32}.get(a.dtype.itemsize, np.uint16)
     return bool(np.array_equal(a.view(view), b.view(view)))
 
 
@@ -257,7 +299,7 @@ def check_one(stream: bytes, mutation: str, threads: int, stats: Stats) -> None:
 
 def run(streams: int, seed: int, seconds: float | None, progress: bool = True) -> Stats:
     rng = np.random.default_rng(seed)
-    seeds = golden_streams() + random_streams(rng, 200)
+    seeds = golden_streams() + random_streams(rng, 200) + dense_streams(rng, 100)
     bounds = [regions(s) for s in seeds]
     stats = Stats()
     start = time.monotonic()

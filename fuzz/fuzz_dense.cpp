@@ -1,13 +1,15 @@
-// libFuzzer target for format 2, mode dense (docs/format.md §10-§16). Two properties:
+// libFuzzer target for format 2, modes 1 and 2 (dense, dense with class tables: docs/format.md
+// §10-§16, §19). Two properties:
 //  - decode: any byte string (with its magic, version and CRC made valid so the fuzzer reaches
 //    the structure behind them) decodes or fails with a status; never a crash, and decode and
-//    inspect agree on the verdict;
-//  - round trip: any finite float32 data with any parameters encodes; the stream decodes, its
-//    error is within (max(rho, 1 - rho) + |offset|) steps, and encoding is deterministic.
+//    inspect agree on the verdict; hostile class maps and class tables included;
+//  - round trip: any finite float32 data with any parameters (1 … 16 classes along either axis
+//    of a 2-d shape) encodes; the stream decodes, its error is within (max(rho, 1 - rho) +
+//    |offset|) steps, and encoding is deterministic.
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -44,7 +46,10 @@ void Decode(const uint8_t* data, size_t size) {
   if (slicer_decode(s.data(), s.size(), 1u << 20, out.data(), out.size(), 1) != SLICER_OK) {
     __builtin_trap();
   }
-  if (info.header_bytes + info.group_table_bytes + info.freq_table_bytes +
+  uint64_t tables = 0;
+  for (unsigned c = 0; c < 16; ++c) tables += info.class_table_bytes[c];
+  if (info.classes > 1 && tables != info.freq_table_bytes) __builtin_trap();
+  if (info.header_bytes + info.group_table_bytes + info.class_map_bytes + info.freq_table_bytes +
           info.chunk_table_bytes + info.raw_bytes + info.rans_bytes + info.extra_bits_bytes +
           info.checksum_bytes !=
       info.total_bytes) {
@@ -53,7 +58,7 @@ void Decode(const uint8_t* data, size_t size) {
 }
 
 void RoundTrip(const uint8_t* data, size_t size) {
-  if (size < 8) return;
+  if (size < 10) return;
   slicer_dense_params p;
   slicer_dense_params_init(&p);
   const int exponent = static_cast<int>(data[0] % 40) - 20;
@@ -64,29 +69,34 @@ void RoundTrip(const uint8_t* data, size_t size) {
   p.offset1 = static_cast<int8_t>(data[5]);
   p.offset2 = static_cast<int8_t>(data[6]);
   p.threads = 1 + (data[7] & 1);
-  data += 8;
-  size -= 8;
-  std::vector<float> x(size / 4);
+  const unsigned classes = data[8] % 17;  // 0, 1: mode 1; 2 … 16: mode 2
+  p.class_axis = data[8] >> 7;
+  const unsigned cols = 1 + data[9] % 40;
+  data += 10;
+  size -= 10;
+  std::vector<float> x(size / 4 / cols * cols);
   if (!x.empty()) std::memcpy(x.data(), data, x.size() * 4);
   for (float& v : x)
     if (!std::isfinite(v) || std::fabs(v) > 1e6f) v = 0.0f;
-  const int64_t shape[1] = {static_cast<int64_t>(x.size())};
+  const int64_t shape[2] = {static_cast<int64_t>(x.size() / cols), static_cast<int64_t>(cols)};
+  p.classes = static_cast<uint8_t>(std::min(classes, cols));
   size_t bound = 0;
-  if (slicer_dense_encode_bound(shape, 1, SLICER_FLOAT32, &p, &bound) != SLICER_OK) {
+  if (slicer_dense_encode_bound(shape, 2, SLICER_FLOAT32, &p, &bound) != SLICER_OK) {
     __builtin_trap();
   }
   std::vector<uint8_t> a(bound), b(bound);
   size_t na = 0, nb = 0;
-  const int st = slicer_dense_encode(x.data(), SLICER_FLOAT32, shape, 1, &p, a.data(), bound, &na);
+  const int st = slicer_dense_encode(x.data(), SLICER_FLOAT32, shape, 2, &p, a.data(), bound, &na);
   if (st == SLICER_ERR_INVALID_ARGUMENT) return;  // step too small for the data
-  if (st != SLICER_OK) __builtin_trap();
-  if (slicer_dense_encode(x.data(), SLICER_FLOAT32, shape, 1, &p, b.data(), bound, &nb) !=
+  if (st != SLICER_OK) __builtin_trap();  // includes a stream above its bound (BUFFER_TOO_SMALL)
+  if (slicer_dense_encode(x.data(), SLICER_FLOAT32, shape, 2, &p, b.data(), bound, &nb) !=
           SLICER_OK ||
       na != nb || std::memcmp(a.data(), b.data(), na) != 0) {
     __builtin_trap();  // not deterministic
   }
   slicer_dense_info info;
   if (slicer_dense_inspect(a.data(), na, 1u << 30, &info) != SLICER_OK) __builtin_trap();
+  if ((p.classes > 1) != (info.mode == 2)) __builtin_trap();
   std::vector<float> y(x.size() + 1);
   if (slicer_decode(a.data(), na, 1u << 30, y.data(), y.size() * 4, 1) != SLICER_OK) {
     __builtin_trap();

@@ -1,14 +1,16 @@
-"""Pure-NumPy reference of SLICER bitstream format 2, mode 1 ("dense").
+"""Pure-NumPy reference of SLICER bitstream format 2, modes 1 ("dense") and 2 (dense with class
+tables).
 
-The executable form of ``docs/format.md`` §10-§16: written to be read next to the spec, not to
-be fast (the rANS coder is a plain Python loop). The C++ backend is tested for byte equality
+The executable form of ``docs/format.md`` §10-§16 and §19: written to be read next to the spec,
+not to be fast (the rANS coder is a plain Python loop). The C++ backend is tested for byte equality
 against it. Depends only on NumPy, ``zlib`` and ``ml_dtypes``.
 
 Parameters (all already integers, as the stream stores them)::
 
     {"step": float (a binary32 value > 0), "rho_256": 1..128, "offsets": None | (o1, o2)
      (None: the data rule of §12.3), "chunk_log2": 6..24, "layout": 0 tensor / 1 rows /
-     2 channels, "group_table": None | list of per-group bytes (§13.1)}
+     2 channels, "group_table": None | list of per-group bytes (§13.1),
+     "classes": 1 (mode 1) | 2..16 (mode 2, §19), "class_axis": 0 last axis / 1 axis 1}
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ DTYPE_CODES = {
 CODE_DTYPES = {code: dt for dt, code in DTYPE_CODES.items()}
 LAYOUT_TENSOR, LAYOUT_ROWS, LAYOUT_CHANNELS = 0, 1, 2
 MODE_DENSE = 1
+MODE_CLASSES = 2  # §19: dense with class tables
 DENSE_PARAMS_LEN = 9
+CLASS_PARAMS_LEN = 11
 # §11 symbols
 DIRECT = 8  # magnitudes below this are their own bin
 MAX_MAG = 1 << 53  # largest |q| a stream may carry
@@ -78,6 +82,8 @@ def default_params(**overrides) -> dict:
         "chunk_log2": 14,
         "layout": LAYOUT_TENSOR,
         "group_table": None,
+        "classes": 1,
+        "class_axis": 0,
     }
     unknown = set(overrides) - set(params)
     if unknown:
@@ -192,6 +198,28 @@ def group_of(shape: tuple[int, ...], layout: int) -> np.ndarray:
         return i // shape[-1]
     inner = math.prod(shape[2:])
     return (i // inner) % shape[1]
+
+
+def class_length(shape: tuple[int, ...], axis: int) -> int:
+    """L of §19.1: shape[-1] (axis 0) or shape[1] (axis 1)."""
+    if axis == 0 and len(shape) >= 1:
+        return shape[-1]
+    if axis == 1 and len(shape) >= 2:
+        return shape[1]
+    raise ValueError(f"class_axis {axis} needs more axes than {len(shape)}")
+
+
+def position_of(shape: tuple[int, ...], axis: int) -> np.ndarray:
+    """Position (along the class axis, §19.1) of every flat element (C order)."""
+    n = math.prod(shape)
+    i = np.arange(n, dtype=np.int64)
+    length = class_length(shape, axis)
+    if n == 0:
+        return i
+    if axis == 0:
+        return i % length
+    inner = math.prod(shape[2:])
+    return (i // inner) % length
 
 
 def group_step(step: float, e: int) -> float:
@@ -382,12 +410,12 @@ def as_float64(x: np.ndarray) -> tuple[np.ndarray, int]:
     return flat, DTYPE_CODES[dt]
 
 
-def header_bytes(shape, dtype_code: int, layout: int) -> bytes:
+def header_bytes(shape, dtype_code: int, layout: int, mode: int = MODE_DENSE) -> bytes:
     out = bytearray(MAGIC)
     out += bytes([VERSION, dtype_code, 0, len(shape)])
     for dim in shape:
         out += varint(dim)
-    out += bytes([layout, MODE_DENSE])
+    out += bytes([layout, mode])
     return bytes(out)
 
 
@@ -409,6 +437,8 @@ class Plan:
     symbols: np.ndarray
     nbits: np.ndarray
     extra: np.ndarray
+    class_map: list | None = None  # mode 2: class of each position (§19)
+    cls: np.ndarray | None = None  # mode 2: class of every element
 
 
 def plan(x: np.ndarray, params: dict) -> Plan:
@@ -445,9 +475,21 @@ def plan(x: np.ndarray, params: dict) -> Plan:
     if offsets is None:
         offsets = offset_rule(m[coded], t[coded])
     symbols, nbits, extra = symbols_of(m, negative & (m > 0))
+    class_map, cls = None, None
+    k = params.get("classes", 1)
+    if k != 1:
+        import reference_classes as rc  # imports this module: not at the top
+
+        axis = params.get("class_axis", 0)
+        length = class_length(shape, axis)
+        if not 2 <= k <= min(rc.MAX_CLASSES, length):
+            raise ValueError("classes must be in 2..min(16, L)")
+        pos = position_of(shape, axis)
+        class_map = rc.class_rule(rc.position_sums(m, pos, coded, length), k)
+        cls = np.asarray(class_map, dtype=np.int64)[pos] if flat.size else np.zeros(0, np.int64)
     return Plan(
         shape, dtype_code, flat, params, table, coded, delta, m, t, negative,
-        tuple(offsets), symbols, nbits, extra,
+        tuple(offsets), symbols, nbits, extra, class_map, cls,
     )  # fmt: skip
 
 
@@ -473,7 +515,9 @@ def encode(x: np.ndarray, params: dict | None = None) -> bytes:
 
 def assemble(p: Plan) -> bytes:
     params = p.params
-    out = bytearray(header_bytes(p.shape, p.dtype_code, params["layout"]))
+    k = params.get("classes", 1)
+    mode = MODE_DENSE if k == 1 else MODE_CLASSES
+    out = bytearray(header_bytes(p.shape, p.dtype_code, params["layout"], mode))
     o1, o2 = p.offsets
     mode_params = struct.pack(
         "<fBbbBB",
@@ -484,12 +528,24 @@ def assemble(p: Plan) -> bytes:
         params["chunk_log2"],
         0 if p.table is None else 1,
     )
+    if mode == MODE_CLASSES:
+        mode_params += bytes([params.get("class_axis", 0), k])
     out += varint(len(mode_params)) + mode_params
     if p.table is not None:
         out += bytes(p.table)
-    coded_symbols = p.symbols[p.coded]
-    classes, freq, cum = frequencies(coded_symbols)
-    out += write_table(classes)
+    if mode == MODE_CLASSES:
+        import reference_classes as rc
+
+        out += rc.pack_map(p.class_map, k)
+        models = []
+        for c in range(k):  # §19.2: one table per class, class 0 first
+            classes_c, freq_c, cum_c = frequencies(p.symbols[p.coded & (p.cls == c)])
+            out += write_table(classes_c)
+            models.append((freq_c, cum_c))
+    else:
+        coded_symbols = p.symbols[p.coded]
+        classes, freq, cum = frequencies(coded_symbols)
+        out += write_table(classes)
     n = p.flat.size
     chunk = 1 << params["chunk_log2"]
     chunks = []
@@ -500,7 +556,10 @@ def assemble(p: Plan) -> bytes:
         if not syms:
             chunks.append((b"", b""))
             continue
-        rans = rans_encode(syms, freq, cum, states_for(len(syms)))
+        if mode == MODE_CLASSES:
+            rans = rc.rans_encode(syms, p.cls[sel][c].tolist(), models, states_for(len(syms)))
+        else:
+            rans = rans_encode(syms, freq, cum, states_for(len(syms)))
         bw = BitWriter()
         for nb, ex in zip(p.nbits[sel][c].tolist(), p.extra[sel][c].tolist(), strict=True):
             bw.write(ex, nb)
@@ -522,6 +581,26 @@ def assemble(p: Plan) -> bytes:
 
 
 # ----------------------------------------------------------------------------- decoder
+
+
+def read_table(stream: bytes, r: ByteReader, end: int) -> list[int]:
+    """One frequency table (§13.1) at r.pos with every check; advances r past it."""
+    nsym = r.varint()
+    if nsym > NUM_SYMBOLS:
+        raise ReferenceFormatError("alphabet larger than the format allows")
+    classes: list[int] = []
+    if nsym:
+        br = BitReader(stream, r.pos, end)
+        classes.append(br.read(9))
+        for _ in range(nsym - 1):
+            v = classes[-1] + unzigzag(br.exp_golomb(10))
+            if not 0 <= v <= CLASS_MAX:
+                raise ReferenceFormatError("count class out of range")
+            classes.append(v)
+        if classes[0] > CLASS_MAX or classes[-1] == 0:
+            raise ReferenceFormatError("invalid frequency table")
+        r.pos = br.finish()
+    return classes
 
 
 class ByteReader:
@@ -569,7 +648,9 @@ class Account:
     total: int = 0
     coded: int = 0  # elements entropy-coded
     chunks: int = 0
-    symbols: int = 0  # alphabet size in the table
+    symbols: int = 0  # alphabet size in the table (mode 2: the largest of the tables)
+    class_map: int = 0  # mode 2: bytes of the class map (not in freq_table)
+    class_tables: list = field(default_factory=list)  # mode 2: bytes of each table
     info: dict = field(default_factory=dict)
 
 
@@ -615,15 +696,24 @@ def decode(stream: bytes, max_elements: int = 2**31) -> tuple[np.ndarray, Accoun
     plen = r.varint()
     if plen > end - r.pos:
         raise ReferenceFormatError("stream truncated")
-    if mode != MODE_DENSE:
+    if mode not in (MODE_DENSE, MODE_CLASSES):
         raise UnsupportedModeError(f"unsupported mode {mode}")
-    if plen != DENSE_PARAMS_LEN:
+    if plen != (DENSE_PARAMS_LEN if mode == MODE_DENSE else CLASS_PARAMS_LEN):
         raise ReferenceFormatError("dense parameters of the wrong length")
-    step, rho, o1, o2, chunk_log2, has_table = struct.unpack("<fBbbBB", r.take(plen))
+    raw_params = r.take(plen)
+    step, rho, o1, o2, chunk_log2, has_table = struct.unpack("<fBbbBB", raw_params[:9])
     if not (math.isfinite(step) and step >= 2.0**-126):
         raise ReferenceFormatError("step not a positive normal binary32")
     if not 1 <= rho <= 128 or not 6 <= chunk_log2 <= 24 or has_table > 1:
         raise ReferenceFormatError("dense parameter out of range")
+    nclass, class_axis, length = 1, 0, 0
+    if mode == MODE_CLASSES:  # §19.1
+        class_axis, nclass = raw_params[9], raw_params[10]
+        if class_axis > 1 or ndim < class_axis + 1:
+            raise ReferenceFormatError("invalid class axis")
+        length = class_length(shape, class_axis)
+        if not 2 <= nclass <= 16 or nclass > length:
+            raise ReferenceFormatError("class count out of range")
     acc = Account(header=r.pos)
     num_groups = group_count(shape, layout)
     gid = group_of(shape, layout)
@@ -646,32 +736,34 @@ def decode(stream: bytes, max_elements: int = 2**31) -> tuple[np.ndarray, Accoun
         coded = np.ones(n, dtype=bool)
         delta = np.full(n, float(step))
     acc.group_table = r.pos - acc.header
-    # frequency table
-    t0 = r.pos
-    nsym = r.varint()
-    if nsym > NUM_SYMBOLS:
-        raise ReferenceFormatError("alphabet larger than the format allows")
-    classes = []
-    if nsym:
-        br = BitReader(stream, r.pos, end)
-        classes.append(br.read(9))
-        for _ in range(nsym - 1):
-            v = classes[-1] + unzigzag(br.exp_golomb(10))
-            if not 0 <= v <= CLASS_MAX:
-                raise ReferenceFormatError("count class out of range")
-            classes.append(v)
-        if classes[0] > CLASS_MAX or classes[-1] == 0:
-            raise ReferenceFormatError("invalid frequency table")
-        r.pos = br.finish()
     total_coded = int(coded.sum())
-    if (nsym == 0) != (total_coded == 0):
-        raise ReferenceFormatError("frequency table does not match the coded elements")
-    freq = normalize([class_count(v) for v in classes]) if nsym else []
-    cum = [0]
-    for f in freq:
-        cum.append(cum[-1] + f)
-    acc.freq_table = r.pos - t0
-    acc.symbols = nsym
+    cls = None
+    if mode == MODE_CLASSES:  # §19.2: the class map, then one table per class
+        import reference_classes as rc
+
+        t0 = r.pos
+        class_map = rc.unpack_map(r.take((length + 1) // 2), length, nclass)
+        acc.class_map = r.pos - t0
+        pos = position_of(shape, class_axis)
+        cls = np.asarray(class_map, dtype=np.int64)[pos] if n else np.zeros(0, np.int64)
+        coded_per_class = [int((coded & (cls == c)).sum()) for c in range(nclass)]
+    else:
+        coded_per_class = [total_coded]
+    models = []
+    for c in range(nclass):
+        t0 = r.pos
+        classes = read_table(stream, r, end)
+        if (len(classes) == 0) != (coded_per_class[c] == 0):
+            raise ReferenceFormatError("frequency table does not match the coded elements")
+        freq = normalize([class_count(v) for v in classes]) if classes else []
+        cum = [0]
+        for f in freq:
+            cum.append(cum[-1] + f)
+        models.append((freq, cum))
+        acc.freq_table += r.pos - t0
+        acc.symbols = max(acc.symbols, len(classes))
+        if mode == MODE_CLASSES:
+            acc.class_tables.append(r.pos - t0)
     # chunk table
     t0 = r.pos
     chunk = 1 << chunk_log2
@@ -713,7 +805,11 @@ def decode(stream: bytes, max_elements: int = 2**31) -> tuple[np.ndarray, Accoun
     for j, (cnt, rl, bl) in enumerate(lengths):
         if cnt == 0:
             continue
-        syms = rans_decode(r.take(rl), cnt, freq, cum, states_for(cnt))
+        sel = np.nonzero(coded[j * chunk : (j + 1) * chunk])[0] + j * chunk
+        if cls is None:
+            syms = rans_decode(r.take(rl), cnt, models[0][0], models[0][1], states_for(cnt))
+        else:
+            syms = rc.rans_decode(r.take(rl), cls[sel].tolist(), models, states_for(cnt))
         br = BitReader(r.take(bl))
         mags, negs = [], []
         for s in syms:
@@ -723,7 +819,6 @@ def decode(stream: bytes, max_elements: int = 2**31) -> tuple[np.ndarray, Accoun
             negs.append(s > 0 and s % 2 == 0)
         if br.finish() != bl:
             raise ReferenceFormatError("extra-bit area has leftover bytes")
-        sel = np.nonzero(coded[j * chunk : (j + 1) * chunk])[0] + j * chunk
         m_all[sel] = mags
         neg_all[sel] = negs
         acc.rans += rl
@@ -735,7 +830,8 @@ def decode(stream: bytes, max_elements: int = 2**31) -> tuple[np.ndarray, Accoun
     acc.total = len(stream)
     acc.coded = total_coded
     acc.info = {"step": step, "rho_256": rho, "offsets": (o1, o2), "chunk_log2": chunk_log2,
-                "layout": layout, "dtype": dtype_code, "shape": shape}  # fmt: skip
+                "layout": layout, "dtype": dtype_code, "shape": shape, "mode": mode,
+                "classes": nclass, "class_axis": class_axis}  # fmt: skip
     y = to_dtype(out, dtype_code)
     if table is not None:  # raw values are verbatim
         raw_idx = np.isin(gid, [g for g, b in enumerate(table) if b == GROUP_RAW])
@@ -747,18 +843,30 @@ def decode(stream: bytes, max_elements: int = 2**31) -> tuple[np.ndarray, Accoun
 
 
 def estimate_bytes(p: Plan) -> float:
-    """Stream size predicted from the table (ideal rANS cost), without running the coder."""
-    coded_symbols = p.symbols[p.coded]
-    classes, freq, _ = frequencies(coded_symbols)
+    """Stream size predicted from the tables (ideal rANS cost), without running the coder.
+
+    Mode 2 (a plan with a class map): one table per class, the map included (§19.5)."""
     head = len(header_bytes(p.shape, p.dtype_code, p.params["layout"])) + 1 + DENSE_PARAMS_LEN
     head += 0 if p.table is None else len(p.table)
-    head += len(write_table(classes)) + 4
-    if coded_symbols.size == 0:
+    if p.class_map is None:
+        subsets = [p.coded]
+    else:
+        head += 2 + (len(p.class_map) + 1) // 2
+        subsets = [p.coded & (p.cls == c) for c in range(max(p.class_map) + 1)]
+    head += 4
+    sym_bits = 0.0
+    for sel in subsets:
+        coded_symbols = p.symbols[sel]
+        classes, freq, _ = frequencies(coded_symbols)
+        head += len(write_table(classes))
+        if coded_symbols.size == 0:
+            continue
+        hist = np.bincount(coded_symbols, minlength=len(freq))
+        f = np.asarray(freq, dtype=np.float64)
+        used = hist > 0
+        sym_bits += float(np.sum(hist[used] * (PROB_BITS - np.log2(f[used]))))
+    if not p.coded.any():
         return head
-    hist = np.bincount(coded_symbols, minlength=len(freq))
-    f = np.asarray(freq, dtype=np.float64)
-    used = hist > 0
-    sym_bits = float(np.sum(hist[used] * (PROB_BITS - np.log2(f[used]))))
     extra = float(p.nbits[p.coded].sum())
     nch = -(-p.flat.size // (1 << p.params["chunk_log2"]))
     return head + (sym_bits + extra) / 8 + nch * (4 + 3 + 2)

@@ -15,6 +15,7 @@
 #include "dense/dense.hpp"
 #include "dense/dense_internal.hpp"
 #include "dense_kernels.cuh"
+#include "format/class_map.hpp"
 #include "launch.hpp"
 #include "slicer/slicer_cuda.h"
 #include "varint.hpp"
@@ -81,12 +82,17 @@ struct DecodePlan2 {
   std::vector<uint64_t> raw_before;
   std::vector<uint16_t> lut;
   std::vector<uint32_t> freq, cum;
+  // Mode 2 (§19): per class c, lut [c · 2^14, …), freq [c · 423, …), cum [c · 424, …); the
+  // class of every position.
+  std::vector<uint8_t> class_map;
+  dense::ClassGeometry class_geo;
   std::vector<DenseChunk> chunks;
   uint64_t raw_offset = 0, payload_offset = 0, payload_bytes = 0, coded = 0;
 };
 
 struct DecodeTemp2 {
-  uint64_t status, payload, kinds, steps, raw_before, lut, freq, cum, chunks, syms, bitpos, total;
+  uint64_t status, payload, kinds, steps, raw_before, lut, freq, cum, class_map, chunks, syms,
+      bitpos, total;
 };
 
 DecodeTemp2 MakeDecodeTemp2(const DecodePlan2& p, size_t size, bool src_is_device) {
@@ -98,9 +104,10 @@ DecodeTemp2 MakeDecodeTemp2(const DecodePlan2& p, size_t size, bool src_is_devic
   t.kinds = c.Take(groups);
   t.steps = c.Take(groups * 8);
   t.raw_before = c.Take(groups * 8);
-  t.lut = c.Take(p.info.symbols ? dense::kProbScale * 2 : 0);
+  t.lut = c.Take(p.lut.size() * 2);
   t.freq = c.Take(p.freq.size() * 4);
   t.cum = c.Take(p.cum.size() * 4);
+  t.class_map = c.Take(p.class_map.size());
   t.chunks = c.Take(p.chunks.size() * sizeof(DenseChunk));
   t.syms = c.Take(p.coded * 2);
   t.bitpos = c.Take(p.coded * 4);
@@ -150,17 +157,38 @@ int Plan(const uint8_t* data, size_t size, uint64_t max_elements, DecodePlan2* p
     pos += info.group_table_bytes;
   }
   const size_t end = size - 4;
-  uint64_t nsym = 0;
-  internal::GetVarint(data, end, &pos, &nsym);
-  std::vector<unsigned> classes;
-  if (dense::ReadClassField(data, end, &pos, static_cast<unsigned>(nsym), &classes) != SLICER_OK)
-    return SLICER_ERR_INTERNAL;  // the parser accepted it
-  if (nsym > 0) {
-    dense::Normalize(classes, &p->freq, &p->cum);
-    p->lut.assign(dense::kProbScale, 0);
+  const unsigned nclass = info.classes > 1 ? info.classes : 1;
+  if (nclass > 1) {  // mode 2: the class map (validated by the parser)
+    dense::MakeClassGeometry(info.shape, info.ndim, info.class_axis, &p->class_geo);
+    p->class_map.resize(p->class_geo.length);
+    if (format::ReadClassMap(data + pos, p->class_geo.length, nclass, p->class_map.data()) !=
+        SLICER_OK)
+      return SLICER_ERR_INTERNAL;  // the parser accepted it
+    pos += info.class_map_bytes;
+    p->lut.assign(size_t{nclass} * dense::kProbScale, 0);
+    p->freq.assign(size_t{nclass} * dense::kNumSymbols, 0);
+    p->cum.assign(size_t{nclass} * (dense::kNumSymbols + 1), 0);
+  }
+  for (unsigned c = 0; c < nclass; ++c) {
+    uint64_t nsym = 0;
+    internal::GetVarint(data, end, &pos, &nsym);
+    std::vector<unsigned> classes;
+    if (dense::ReadClassField(data, end, &pos, static_cast<unsigned>(nsym), &classes) != SLICER_OK)
+      return SLICER_ERR_INTERNAL;  // the parser accepted it
+    if (nsym == 0) continue;
+    std::vector<uint32_t> freq, cum;
+    dense::Normalize(classes, &freq, &cum);
+    if (nclass == 1) {
+      p->freq = freq;
+      p->cum = cum;
+      p->lut.assign(dense::kProbScale, 0);
+    } else {
+      std::copy(freq.begin(), freq.end(), p->freq.begin() + c * dense::kNumSymbols);
+      std::copy(cum.begin(), cum.end(), p->cum.begin() + c * (dense::kNumSymbols + 1));
+    }
+    uint16_t* lut = p->lut.data() + size_t{c} * dense::kProbScale;
     for (size_t q = 0; q < nsym; ++q)
-      for (uint32_t slot = p->cum[q]; slot < p->cum[q + 1]; ++slot)
-        p->lut[slot] = static_cast<uint16_t>(q);
+      for (uint32_t slot = cum[q]; slot < cum[q + 1]; ++slot) lut[slot] = static_cast<uint16_t>(q);
   }
   p->chunks =
       MakeChunks(n, info.chunk_log2, p->layout, p->kinds.empty() ? nullptr : p->kinds.data());
@@ -235,6 +263,7 @@ int DenseDecode(const void* src, size_t size, bool src_is_device, uint64_t max_e
   SLICER_TRY_STATUS(put(t.lut, p.lut.data(), p.lut.size() * 2));
   SLICER_TRY_STATUS(put(t.freq, p.freq.data(), p.freq.size() * 4));
   SLICER_TRY_STATUS(put(t.cum, p.cum.data(), p.cum.size() * 4));
+  SLICER_TRY_STATUS(put(t.class_map, p.class_map.data(), p.class_map.size()));
   SLICER_TRY_STATUS(put(t.chunks, p.chunks.data(), p.chunks.size() * sizeof(DenseChunk)));
   dense_gpu::DecodeArgs a{};
   a.payload = base + p.payload_offset;
@@ -248,6 +277,10 @@ int DenseDecode(const void* src, size_t size, bool src_is_device, uint64_t max_e
   a.freq = reinterpret_cast<const uint32_t*>(temp8 + t.freq);
   a.cum = reinterpret_cast<const uint32_t*>(temp8 + t.cum);
   a.nsym = static_cast<unsigned>(p.info.symbols);
+  a.nclass = p.info.classes > 1 ? p.info.classes : 1;
+  a.class_map = temp8 + t.class_map;
+  a.class_len = p.class_geo.length;
+  a.class_inner = p.class_geo.inner;
   dense::GroupStep(p.info.step, 0, &a.base_step);
   a.off1 = p.info.offset1 / 256.0;
   a.off2 = p.info.offset2 / 256.0;
@@ -295,6 +328,8 @@ int Setup(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
           const slicer_dense_params* params, EncodeSetup* s) {
   if (dtype < SLICER_FLOAT32 || dtype > SLICER_FLOAT64) return SLICER_ERR_UNSUPPORTED_DTYPE;
   SLICER_TRY_STATUS(dense::CheckParams(params));
+  // Mode 2 (class tables, §19) is encoded by the CPU only; the GPU decodes it.
+  if (params->classes > 1) return SLICER_ERR_INVALID_ARGUMENT;
   SLICER_TRY_STATUS(dense::CheckShape(shape, ndim, &s->n));
   if (s->n > 0 && data == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
   if (!dense::MakeLayout(shape, ndim, s->n, params->layout, &s->layout)) {

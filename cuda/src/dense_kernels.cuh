@@ -64,10 +64,13 @@ struct DecodeArgs {
   const uint64_t* raw_before;
   const uint8_t* raw;  // raw values
   GroupGeometry geo;
-  const uint16_t* lut;  // slot -> symbol (2^14)
-  const uint32_t* freq;
-  const uint32_t* cum;
+  const uint16_t* lut;   // slot -> symbol (2^14; mode 2: 2^14 per class)
+  const uint32_t* freq;  // mode 2: 423 per class
+  const uint32_t* cum;   // mode 2: 424 per class
   unsigned nsym;
+  unsigned nclass;                  // 1 (mode 1) or 2 … 16 (mode 2, §19)
+  const uint8_t* class_map;         // mode 2: class of each position
+  uint64_t class_len, class_inner;  // mode 2: position of element i = (i / inner) % len
   double base_step, off1, off2;
   unsigned item;
   uint16_t* syms;    // per coded element
@@ -86,9 +89,15 @@ __device__ void StoreValue<double>(double* dst, uint64_t i, double v) {
 
 // Phase 1 of a chunk (one thread): the rANS states of §14 and the extra-bit reader of the C++
 // decoder, whose acceptance (all bytes consumed, no set bit left) it reproduces exactly.
+//
+// Mode 2 (a.nclass > 1): the tables of each element's class, from global memory; the walk over
+// the chunk's elements (skipping those of zero and raw groups) gives each coded element's
+// position.
 __device__ bool DecodeChunkSymbols(const DecodeArgs& a, const DenseChunk& c, const uint16_t* lut,
                                    const uint32_t* freq, const uint32_t* cum) {
   if (c.coded == 0) return true;
+  const bool classes = a.nclass > 1;
+  uint64_t at = c.begin;  // mode 2: flat index of the next coded element
   const uint8_t* p = a.payload + c.offset;
   const uint8_t* const end = p + c.rans_len;
   const unsigned k = StatesFor(c.coded);
@@ -105,8 +114,18 @@ __device__ bool DecodeChunkSymbols(const DecodeArgs& a, const DenseChunk& c, con
   for (uint64_t e = 0; e < c.coded; ++e) {
     uint32_t st = x[e % k];
     const uint32_t slot = st & (kProbScale - 1);
-    const unsigned s = lut[slot];
-    st = freq[s] * (st >> kProbBits) + slot - cum[s];
+    unsigned s;
+    if (classes) {
+      while (a.kinds != nullptr && !GroupIsDense(a.kinds[a.geo.GroupOf(at)])) ++at;
+      const unsigned cls = a.class_map[(at / a.class_inner) % a.class_len];
+      ++at;
+      s = a.lut[cls * kProbScale + slot];
+      st = a.freq[cls * kNumSymbols + s] * (st >> kProbBits) + slot -
+           a.cum[cls * (kNumSymbols + 1) + s];
+    } else {
+      s = lut[slot];
+      st = freq[s] * (st >> kProbBits) + slot - cum[s];
+    }
     while (st < kRansL) {
       if (p >= end) return false;
       st = (st << 8) | *p++;
@@ -166,8 +185,10 @@ __global__ void DenseDecodeKernel(DecodeArgs a, T* dst) {
   __shared__ uint64_t scan[kThreads];
   __shared__ uint32_t ok;
   const DenseChunk c = a.chunks[blockIdx.x];
-  for (unsigned s = threadIdx.x; s < kProbScale; s += kThreads) lut[s] = a.nsym ? a.lut[s] : 0;
-  for (unsigned s = threadIdx.x; s < a.nsym; s += kThreads) {
+  const bool one_table = a.nclass <= 1;  // mode 2 reads its class tables from global memory
+  for (unsigned s = threadIdx.x; s < kProbScale; s += kThreads)
+    lut[s] = a.nsym && one_table ? a.lut[s] : 0;
+  for (unsigned s = threadIdx.x; s < a.nsym && one_table; s += kThreads) {
     freq[s] = a.freq[s];
     cum[s] = a.cum[s];
   }

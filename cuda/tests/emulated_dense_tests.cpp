@@ -1,9 +1,10 @@
 // The CUDA backend's format-2 dense pipeline (cuda/src/dense.cu, dense_kernels.cuh) under the
 // host emulation (emulation.hpp) against the C++ codec: every golden stream of tests/golden/v2
-// re-encoded byte for byte from its input and decoded like the C++ decoder; random inputs at
-// awkward sizes, every dtype, the three layouts with zero / raw / scaled groups, fixed and data
-// offsets, both interleave widths; damaged streams (with a valid checksum, so that the chunk
-// checks are what rejects them) giving the C++ decoder's status.
+// re-encoded byte for byte from its input (mode 2: by the CPU; the GPU encoder refuses it) and
+// decoded like the C++ decoder; mode-2 streams (class tables, §19) on both class axes; random
+// inputs at awkward sizes, every dtype, the three layouts with zero / raw / scaled groups, fixed
+// and data offsets, both interleave widths; damaged streams (with a valid checksum, so that the
+// chunk checks are what rejects them) giving the C++ decoder's status.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -131,7 +132,7 @@ std::string ReadFile(const std::filesystem::path& path) {
 // (step, rho, chunk_log2, layout, group table) and NAME.json (fixed or data offsets).
 void TestGolden() {
   const std::filesystem::path dir = SLICER_GOLDEN_V2_DIR;
-  int cases = 0;
+  int cases = 0, mode2_goldens = 0;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     if (entry.path().extension() != ".slc") continue;
     ++cases;
@@ -193,11 +194,24 @@ void TestGolden() {
     }
     ++checks;
     int gs = 0;
+    if (info.classes > 1) {  // mode 2 (§19): the CPU encodes it, the GPU refuses to
+      p.classes = static_cast<uint8_t>(info.classes);
+      p.class_axis = static_cast<uint8_t>(info.class_axis);
+      int cs = 0;
+      if (CpuEncode(data, info.dtype, shape, p, &cs) != stream || cs != 0)
+        Fail("golden " + name + ": cpu encode differs from the golden");
+      GpuEncode(data, info.dtype, shape, p, &gs);
+      if (gs != SLICER_ERR_INVALID_ARGUMENT)
+        Fail("golden " + name + ": gpu encode of classes > 1 gives " + std::to_string(gs));
+      ++mode2_goldens;
+      continue;
+    }
     const auto got = GpuEncode(data, info.dtype, shape, p, &gs);
     if (gs != 0 || got != stream)
       Fail("golden " + name + ": gpu encode status " + std::to_string(gs) +
            ", bytes differ from the golden");
   }
+  if (mode2_goldens < 7) Fail("expected at least 7 mode-2 golden streams");
   if (cases < 13) Fail("expected at least 13 golden streams in " + dir.string());
 }
 
@@ -307,6 +321,73 @@ void TestRandom(size_t max_n) {
   }
 }
 
+// Mode 2 (§19): CPU-encoded streams with class tables along both axes, with zero / raw groups
+// (empty classes) and both interleave widths, decoded by both backends; the GPU encoder refuses
+// classes > 1.
+void TestClasses() {
+  std::mt19937_64 rng(19);
+  struct Case {
+    std::vector<int64_t> dims;
+    unsigned layout, axis, classes;
+  };
+  const std::vector<Case> cases = {
+      {{1, 2}, 0, 0, 2},    {{7, 3}, 0, 0, 3},     {{5, 999}, 1, 0, 16}, {{2, 12, 5, 5}, 2, 1, 4},
+      {{3, 5, 7}, 0, 1, 5}, {{64, 160}, 0, 0, 16}, {{9, 130}, 1, 0, 8},  {{1, 9, 700}, 2, 1, 9},
+      {{0, 4}, 0, 0, 2},    {{13, 1000}, 1, 0, 7},
+  };
+  const int dtypes[4] = {SLICER_FLOAT32, SLICER_FLOAT16, SLICER_BFLOAT16, SLICER_FLOAT64};
+  int c = 0;
+  for (const Case& cs : cases) {
+    size_t n = 1;
+    for (int64_t d : cs.dims) n *= static_cast<size_t>(d);
+    for (int dt = 0; dt < 4; ++dt) {
+      const int dtype = dtypes[dt];
+      const auto data = MakeData(n, dtype, (c++) % 2 ? "outliers" : "normal", &rng);
+      slicer_dense_params p;
+      slicer_dense_params_init(&p);
+      p.step = dtype == SLICER_BFLOAT16 ? 0.07f : 0.013f;
+      p.rho_256 = static_cast<uint8_t>(1 + rng() % 128);
+      p.chunk_log2 = static_cast<uint8_t>(n >= 10000 ? 14 : 6 + rng() % 6);
+      p.layout = static_cast<uint8_t>(cs.layout);
+      p.classes = static_cast<uint8_t>(cs.classes);
+      p.class_axis = static_cast<uint8_t>(cs.axis);
+      std::vector<uint8_t> table;
+      uint64_t groups = 1;
+      if (cs.layout == 1) groups = n ? n / static_cast<uint64_t>(cs.dims.back()) : 0;
+      if (cs.layout == 2) groups = static_cast<uint64_t>(cs.dims[1]);
+      if (cs.layout != 0) {
+        for (uint64_t g = 0; g < groups; ++g) {
+          const unsigned r = rng() % 5;
+          table.push_back(r == 0 ? 0x80 : r == 1 ? 0x81 : static_cast<uint8_t>(rng() % 8));
+        }
+        p.group_table = table.data();
+        p.group_table_size = table.size();
+      }
+      const std::string what = "classes " + std::to_string(cs.classes) + " axis " +
+                               std::to_string(cs.axis) + " dtype " + std::to_string(dtype) + " n " +
+                               std::to_string(n);
+      int st = 0;
+      const auto stream = CpuEncode(data, dtype, cs.dims, p, &st);
+      ++checks;
+      if (st != 0) {
+        Fail(what + ": cpu encode status " + std::to_string(st));
+        continue;
+      }
+      slicer_dense_info info{};
+      if (slicer_dense_inspect(stream.data(), stream.size(), uint64_t{1} << 40, &info) != 0 ||
+          info.mode != 2 || info.classes != cs.classes) {
+        Fail(what + ": not a mode-2 stream");
+      }
+      CheckDecode(stream, data.size(), what);
+      int gs = 0;
+      GpuEncode(data, dtype, cs.dims, p, &gs);
+      ++checks;
+      if (gs != SLICER_ERR_INVALID_ARGUMENT)
+        Fail(what + ": gpu encode gives " + std::to_string(gs));
+    }
+  }
+}
+
 // Damaged chunk payloads / tables with the checksum recomputed: the chunk checks must reject
 // them as the C++ decoder does (or accept the same values).
 void TestDamaged() {
@@ -314,9 +395,9 @@ void TestDamaged() {
   std::vector<std::vector<uint8_t>> streams;
   std::vector<size_t> sizes;
   const int dtypes[4] = {SLICER_FLOAT32, SLICER_FLOAT16, SLICER_BFLOAT16, SLICER_FLOAT64};
-  for (int k = 0; k < 8; ++k) {
+  for (int k = 0; k < 14; ++k) {
     const int dtype = dtypes[k % 4];
-    const size_t n = k < 4 ? 700 : 9000;
+    const size_t n = k < 4 || k >= 11 ? 700 : 9000;
     const auto data = MakeData(n, dtype, k % 2 ? "outliers" : "normal", &rng);
     slicer_dense_params p;
     slicer_dense_params_init(&p);
@@ -331,8 +412,10 @@ void TestDamaged() {
       p.group_table = table.data();
       p.group_table_size = table.size();
     }
+    if (k >= 8) p.classes = static_cast<uint8_t>(2 + (k % 3) * 7);  // mode 2: 2, 9, 16 classes
     int st = 0;
     streams.push_back(CpuEncode(data, dtype, shape, p, &st));
+    if (st != 0) Fail("damaged-stream source " + std::to_string(k) + " not encoded");
     sizes.push_back(data.size());
   }
   int damaged = 0;
@@ -374,6 +457,7 @@ void TestDamaged() {
 
 int main() {
   TestGolden();
+  TestClasses();
   TestRandom(SIZE_MAX);
   slicer::cuda::dense_copy_per_chunk = true;  // the encoder's fallback path, smaller cases
   TestRandom(100000);

@@ -33,8 +33,8 @@ from ._intake import (
     parse_dtype,
     resolve_lazy_views,
 )
-from ._params import make_dense_params, make_params
-from ._rate import dense_for_budget, dense_for_error, encode_within
+from ._params import class_length, make_dense_params, make_params
+from ._rate import classes_at_step, dense_for_budget, dense_for_error, encode_within
 
 __all__ = ["decode", "encode", "encode_batch", "size_bound"]
 
@@ -221,6 +221,7 @@ def encode(
     rel_error: float | None = None,
     rho: float | None = None,
     weights: Any = None,
+    classes: int | str | None = None,
 ) -> Any:
     """Encode an array into a SLICER stream (docs/format.md).
 
@@ -240,10 +241,13 @@ def encode(
         topk_given = (sparsity, asym, blocks, bits, delta, seed) != (0.9, 0.0, None, 8, 0.01, 0)
         return _encode_dense(
             x, mode, topk_given, step, rel_error, max_bytes, rho, groups, chunk_size, threads, out,
-            weights, context,
+            weights, context, classes,
         )  # fmt: skip
-    if step is not None or rel_error is not None or rho is not None or weights is not None:
-        raise ValueError("step, rel_error, rho and weights belong to mode='dense' / mode='auto'")
+    if (step is not None or rel_error is not None or rho is not None or weights is not None
+            or classes is not None):  # fmt: skip
+        raise ValueError(
+            "step, rel_error, rho, weights and classes belong to mode='dense' / mode='auto'"
+        )
     if type(x) is np.ndarray and max_bytes is None and out == "host" and x.ndim:
         # Fast path: a plain C-contiguous float32 / float16 array with arguments already seen.
         key = (
@@ -496,6 +500,17 @@ _DENSE_DOC = """
         weights of the groups that are not all zero, so the step goes as w_g^(-1/2) (the
         optimum of sum_g w_g MSE_g at a fixed rate); a zero weight gets the largest step
         (e_g = 63). All-zero groups still cost nothing. Pass ``w ** alpha`` to temper it.
+    classes : int in 1..16, "auto" or None (default: 1 for "dense", "auto" for "auto")
+        Frequency tables per stream. 1 writes mode 1 (one table, the bytes of earlier
+        releases). K >= 2 writes mode 2 (docs/format.md §19): the positions along the class
+        axis (the last axis; axis 1 for groups="channels") are ranked by the codes' mean
+        magnitude and cut into K classes, each coded with its own table, which pays where
+        positions differ in spread (LLM / MiniLM channels, KLT components: 4-9 % fewer bits).
+        K must not exceed the number of positions. "auto" lets the rate model choose K among
+        1, 2, 4, 8, 16 (and, for arrays of 3 or more dimensions, the axis among the last and
+        axis 1) from per-class histograms of a sample, tables and map counted, without extra
+        encodes. "dense" defaults to 1 so that its bytes and speed stay those of mode 1.
+        GPU encoding (a CUDA array with `step`) supports classes=1 only; the GPU decodes both.
 """
 
 
@@ -625,6 +640,7 @@ def _encode_dense(
     out: Any,
     weights: Any = None,
     context: Any = None,
+    classes: Any = None,
 ) -> bytes:
     if mode not in ("dense", "auto"):
         raise ValueError(f"mode must be 'topk', 'dense' or 'auto', got {mode!r}")
@@ -638,7 +654,7 @@ def _encode_dense(
     auto = mode == "auto"
     params = make_dense_params(
         step=step, rho=0.5 if rho is None else rho, groups=groups, chunk_size=chunk_size,
-        threads=threads,
+        threads=threads, classes=_default_classes(mode, classes),
     )  # fmt: skip
     limit = _max_bytes(max_bytes)
     error = None
@@ -658,12 +674,18 @@ def _encode_dense(
         raise ValueError("mode='auto' chooses the step: give rel_error or max_bytes")
     x = resolve_lazy_views(x)
     if step is not None and dlpack_device_type(x) == DLPACK_CUDA:
+        if params["classes"] != 1:
+            raise ValueError(
+                "classes > 1 (mode 2) is not encoded on the GPU: give classes=1, or copy the "
+                "array to the host (the GPU decodes mode-2 streams)"
+            )
         return _encode_dense_cuda(x, params, weights)
     array = _dense_array(x)
     if params["layout"] == 1 and array.ndim < 1:
         raise ValueError("groups='rows' needs an array with at least one dimension")
     if params["layout"] == 2 and array.ndim < 2:
         raise ValueError("groups='channels' needs an array with at least two dimensions")
+    _check_classes(params, array.shape)
     native = native_context(context)
     encoder = _dense_encoder(array, native)
     w = _check_weights(weights, params["layout"], array.shape)
@@ -672,7 +694,7 @@ def _encode_dense(
         raise ValueError("input contains NaN or infinity")
     table = _group_table(array, params["layout"], w)
     params["group_table"] = table
-    if step is not None:
+    if step is not None and params["classes"] != "auto":
         return encoder(array, params)
     work = array
     if table is not None:  # the model sees the values each group's step divides
@@ -685,9 +707,38 @@ def _encode_dense(
             shape[1] = array.shape[1]
             work = array.astype(np.float64) / scale.reshape(shape)
         work = np.ascontiguousarray(work)
+    if step is not None:  # classes="auto" at a given step: chosen by the rate model
+        params = classes_at_step(array, params, work)
+        return encoder(array, params)
     if limit is not None:
         return dense_for_budget(array, params, limit, encoder, auto, model_input=work)
     return dense_for_error(array, params, error, encoder, auto, model_input=work, context=native)
+
+
+def _default_classes(mode: str, classes: Any) -> Any:
+    """classes=None: 1 for mode='dense' (the bytes of mode 1, no model pass: the explicit,
+    per-token mode stays as fast and as stable as before), "auto" for mode='auto'."""
+    if classes is not None:
+        return classes
+    return "auto" if mode == "auto" else 1
+
+
+def _check_classes(params: dict[str, Any], shape: tuple[int, ...]) -> None:
+    """An explicit classes=K needs K positions along the class axis (§19.1)."""
+    k = params["classes"]
+    if k == "auto" or k == 1:
+        return
+    axis = params["class_axis"]
+    length = class_length(shape, axis)
+    if k > length:
+        where = "axis 1" if axis == 1 else "the last axis"
+        raise ValueError(
+            f"classes={k} needs at least {k} positions along {where} (the class axis of "
+            f"groups={_LAYOUT_NAMES[params['layout']]!r}); this array has {length}"
+        )
+
+
+_LAYOUT_NAMES = {0: "tensor", 1: "rows", 2: "channels"}
 
 
 def _encode_dense_cuda(x: Any, params: dict[str, Any], weights: Any = None) -> bytes:
@@ -750,6 +801,7 @@ def size_bound(
     step: float | None = None,
     rel_error: float | None = None,
     rho: float | None = None,
+    classes: int | str | None = None,
 ) -> int:
     """Upper bound on the size of ``encode(x, **params)`` for any x of this shape and dtype.
 
@@ -765,7 +817,9 @@ def size_bound(
         float32, float16 or bfloat16.
     """
     if mode != "topk":
-        return _dense_size_bound(shape, dtype, mode, max_bytes, rho, groups, chunk_size)
+        return _dense_size_bound(shape, dtype, mode, max_bytes, rho, groups, chunk_size, classes)
+    if classes is not None:
+        raise ValueError("classes belongs to mode='dense' / mode='auto'")
     params = make_params(
         sparsity=sparsity,
         asym=asym,
@@ -810,23 +864,39 @@ size_bound.__doc__ = (
 
 
 def _dense_size_bound(
-    shape: Any, dtype: Any, mode: str, max_bytes: Any, rho: Any, groups: Any, chunk_size: Any
-) -> int:
-    """docs/format.md §16: a bound for every dense / auto stream of this shape and dtype."""
+    shape: Any, dtype: Any, mode: str, max_bytes: Any, rho: Any, groups: Any, chunk_size: Any,
+    classes: Any = None,
+) -> int:  # fmt: skip
+    """docs/format.md §16 / §19.5: a bound for every dense / auto stream of this shape and dtype
+    (classes="auto": the largest K it may choose, the bound growing with K)."""
     if mode not in ("dense", "auto"):
         raise ValueError(f"mode must be 'topk', 'dense' or 'auto', got {mode!r}")
     params = make_dense_params(
-        step=1.0, rho=0.5 if rho is None else rho, groups=groups, chunk_size=chunk_size
-    )
+        step=1.0, rho=0.5 if rho is None else rho, groups=groups, chunk_size=chunk_size,
+        classes=_default_classes(mode, classes),
+    )  # fmt: skip
     limit = _max_bytes(max_bytes)
     if isinstance(shape, (int, np.integer)):
         shape = (int(shape),)
     dims = tuple(operator.index(d) for d in shape)
     if any(d < 0 or d >= 2**63 for d in dims) or len(dims) > _MAX_NDIM:
         raise ValueError(f"shape must have 0..32 dimensions in 0 .. 2**63 - 1, got {dims}")
+    _check_classes(params, dims)
     is_f64 = str(dtype) in ("float64", "torch.float64", "<class 'numpy.float64'>")
     code = 4 if is_f64 or dtype is np.float64 else parse_dtype(dtype)
-    status, bound = _core.dense_encode_bound(list(dims), code, params)
-    if status:
-        raise_encode_status(status, "size_bound")
+    variants = [params]
+    if params["classes"] == "auto":  # the largest K on every axis "auto" may choose
+        axes = (params["class_axis"], 1 - params["class_axis"]) if len(dims) >= 3 else (
+            params["class_axis"],)  # fmt: skip
+        variants = []
+        for axis in axes:
+            length = class_length(dims, axis)
+            k = min(16, length) if length >= 2 else 1
+            variants.append(dict(params, classes=k, class_axis=axis))
+    bound = 0
+    for variant in variants:
+        status, one = _core.dense_encode_bound(list(dims), code, variant)
+        if status:
+            raise_encode_status(status, "size_bound")
+        bound = max(bound, one)
     return bound if limit is None else min(bound, limit)

@@ -1,4 +1,5 @@
-"""``slicer.inspect`` of format-2 (dense mode) streams: header, parameters and byte account."""
+"""``slicer.inspect`` of format-2 (dense modes 1 and 2) streams: header, parameters and byte
+account."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ class DenseAccount:
 
     header: int  #: common header + mode parameters
     group_table: int  #: per-group kinds / step exponents (0 without a table)
-    freq_table: int  #: the rANS frequency table
+    class_map: int  #: mode 2: the class of each position (§18.1); 0 in mode 1
+    freq_table: int  #: the rANS frequency table (mode 2: all class tables, class_tables' sum)
     chunk_table: int  #: per-chunk rANS and extra-bit lengths
     raw: int  #: values of raw groups
     codes: int  #: rANS bytes of all chunks (the entropy-coded symbols)
@@ -27,6 +29,7 @@ class DenseAccount:
     checksum: int  #: CRC-32
     total: int  #: stream length
     bits_per_element: float | None  #: 8 * total / N (None for an empty array)
+    class_tables: tuple[int, ...] = ()  #: mode 2: bytes of each class's table (class 0 first)
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ class DenseStreamInfo:
     zero_groups: int
     raw_groups: int
     account: DenseAccount
+    classes: int = 1  #: frequency tables: 1 (mode 1) or 2..16 (mode 2, one per class)
+    class_axis: str | None = None  #: mode 2: "last" or "1" (positions along that axis)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,11 +63,12 @@ class DenseStreamInfo:
         lines = [
             f"SLICER stream, format {self.format_version}, mode {self.mode}: shape "
             f"{self.shape} {self.dtype}, groups={self.groups} ({self.group_count}), step "
-            f"{self.step:.6g}, rho {self.rho:g}, offsets {self.offsets}, {self.chunks} chunks",
+            f"{self.step:.6g}, rho {self.rho:g}, offsets {self.offsets}, {self.chunks} chunks"
+            + (f", {self.classes} classes, axis {self.class_axis}" if self.classes > 1 else ""),
             f"{'field':<12} {'bytes':>10}",
         ]
-        for name in ("header", "group_table", "freq_table", "chunk_table", "raw", "codes",
-                     "extra_bits", "checksum", "total"):  # fmt: skip
+        for name in ("header", "group_table", "class_map", "freq_table", "chunk_table", "raw",
+                     "codes", "extra_bits", "checksum", "total"):  # fmt: skip
             lines.append(f"{name:<12} {getattr(a, name):>10}")
         if a.bits_per_element is not None:
             lines.append(f"bits per element: {a.bits_per_element:.4f}")
@@ -79,6 +85,7 @@ def inspect_dense(data: Any, limit: int) -> DenseStreamInfo:
     account = DenseAccount(
         header=d["header_bytes"],
         group_table=d["group_table_bytes"],
+        class_map=d["class_map_bytes"],
         freq_table=d["freq_table_bytes"],
         chunk_table=d["chunk_table_bytes"],
         raw=d["raw_bytes"],
@@ -87,12 +94,13 @@ def inspect_dense(data: Any, limit: int) -> DenseStreamInfo:
         checksum=d["checksum_bytes"],
         total=d["total_bytes"],
         bits_per_element=8 * d["total_bytes"] / n if n else None,
+        class_tables=tuple(d["class_table_bytes"]),
     )
     return DenseStreamInfo(
         format_version=d["format_version"],
         shape=tuple(d["shape"]),
         dtype=_DTYPES[d["dtype"]],
-        mode="dense",
+        mode="dense" if d["mode"] == 1 else "dense-classes",
         groups=_LAYOUTS[d["layout"]],
         group_count=d["group_count"],
         step=d["step"],
@@ -105,4 +113,6 @@ def inspect_dense(data: Any, limit: int) -> DenseStreamInfo:
         zero_groups=d["zero_groups"],
         raw_groups=d["raw_groups"],
         account=account,
+        classes=d["classes"],
+        class_axis=None if d["mode"] == 1 else ("last" if d["class_axis"] == 0 else "1"),
     )

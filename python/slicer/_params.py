@@ -179,7 +179,43 @@ def _make_params(
 # ----------------------------------------------------------------------------- format 2, dense
 
 DENSE_LAYOUTS = {"tensor": 0, "rows": 1, "channels": 2}
-__all__ += ["DENSE_LAYOUTS", "make_dense_params"]
+MAX_CLASSES = 16
+__all__ += ["DENSE_LAYOUTS", "MAX_CLASSES", "class_axis_of", "class_length", "dense_classes",
+            "make_dense_params"]  # fmt: skip
+
+
+def dense_classes(value: Any) -> int | str:
+    """`classes` of the dense modes: an int in 1..16 (1: mode 1, one frequency table; 2..16:
+    mode 2, docs/format.md §19) or "auto" (chosen by the rate model)."""
+    if isinstance(value, str):
+        if value != "auto":
+            raise ValueError(
+                f"classes must be an integer in 1..{MAX_CLASSES} or 'auto', got {value!r}"
+            )
+        return value
+    if isinstance(value, bool):
+        raise TypeError("classes must be an integer in 1..16 or 'auto', got bool")
+    try:
+        count = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"classes must be an integer in 1..{MAX_CLASSES} or 'auto', got {type(value).__name__}"
+        ) from None
+    if not 1 <= count <= MAX_CLASSES:
+        raise ValueError(f"classes must be in 1..{MAX_CLASSES} or 'auto', got {count}")
+    return count
+
+
+def class_axis_of(layout: int) -> int:
+    """The class axis (§19.1) that goes with a layout: channels → axis 1, else the last axis."""
+    return 1 if layout == 2 else 0
+
+
+def class_length(shape: tuple[int, ...], axis: int) -> int:
+    """L of §19.1 (0 when the shape lacks the axis)."""
+    if axis == 0:
+        return int(shape[-1]) if len(shape) >= 1 else 0
+    return int(shape[1]) if len(shape) >= 2 else 0
 
 
 def _chunk_log2(chunk_size: Any) -> int:
@@ -208,8 +244,12 @@ def make_dense_params(
     groups: Any = "tensor",
     chunk_size: Any = 16384,
     threads: Any = 0,
+    classes: Any = 1,
 ) -> dict[str, Any]:
-    """Integer parameters of the dense mode (docs/format.md §13); `step` may stay None."""
+    """Integer parameters of the dense mode (docs/format.md §13); `step` may stay None.
+
+    `classes` (validated, not yet checked against the shape): 1, 2..16 or "auto"; the class
+    axis follows the layout (§19.1)."""
     rho_value = _real("rho", rho)
     rho_256 = round(rho_value * 256)
     if not 1 <= rho_256 <= 128:
@@ -233,4 +273,6 @@ def make_dense_params(
         "layout": DENSE_LAYOUTS[groups],
         "group_table": None,
         "threads": count,
+        "classes": dense_classes(classes),
+        "class_axis": class_axis_of(DENSE_LAYOUTS[groups]),
     }

@@ -21,7 +21,10 @@ from . import _core
 from ._errors import raise_encode_status
 from ._intake import CODE_OF_DTYPE
 
-__all__ = ["DenseModel", "dense_for_budget", "dense_for_error", "encode_within"]
+__all__ = [
+    "DenseModel", "class_candidates", "classes_at_step", "dense_for_budget", "dense_for_error",
+    "encode_within",
+]  # fmt: skip
 
 _PPB = 1_000_000_000
 Encoder = Callable[[np.ndarray, dict[str, Any]], bytes]
@@ -220,17 +223,10 @@ def _bin_edges() -> tuple[np.ndarray, np.ndarray]:
 _BIN_BASE, _BIN_NBITS = _bin_edges()
 
 
-class DenseModel:
-    """Predicted (bytes, squared error) of a dense encode for any (step, rho)."""
+class _Part:
+    """Sorted positive and negative magnitudes (with prefix sums) and the zeros of a sample."""
 
-    def __init__(self, flat: np.ndarray, itemsize: int, header_bytes: int) -> None:
-        # no float64 copy of the whole input: one pass for the energy, one for the range
-        flat = _plain_float(flat)
-        self.n = flat.size
-        self.energy = _energy(flat)
-        self.max_abs = max(float(flat.max()), -float(flat.min())) if flat.size else 0.0
-        sample = _sample(flat)
-        self.scale = flat.size / sample.size if sample.size else 0.0
+    def __init__(self, sample: np.ndarray) -> None:
         self.sides = []
         for mags in (np.sort(sample[sample > 0]), np.sort(-sample[sample < 0])):
             self.sides.append(
@@ -241,22 +237,11 @@ class DenseModel:
                 )
             )
         self.zeros = int(np.count_nonzero(sample == 0))
-        self.header_bytes = header_bytes
-        self.itemsize = itemsize
+        self.size = sample.size
 
-    def min_step(self) -> float:
-        """The smallest step whose codes stay below 2^53 (with margin), and normal."""
-        return max(2.0**-126, self.max_abs / 2.0**50)
-
-    def predict(self, step: float, rho_256: int) -> tuple[float, float]:
-        size, sse = self.predict_many(np.asarray([step], dtype=np.float64), rho_256)
-        return float(size[0]), float(sse[0])
-
-    def predict_many(self, steps: np.ndarray, rho_256: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Predicted (bytes, squared error) for every step of `steps` (one vectorised pass);
-        `rho_256` is one rounding offset or one per step."""
+    def counts(self, steps: np.ndarray, rho: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(symbol counts (g, 423), squared error (g,)) of the sample for each step."""
         g = steps.size
-        rho = np.broadcast_to(np.asarray(rho_256, dtype=np.float64) / 256.0, (g,))
         counts = []
         sse = np.zeros(g)
         for mags, s1, s2 in self.sides:
@@ -277,14 +262,70 @@ class DenseModel:
         pos, neg = counts
         signed = np.stack((pos[:, 1:], neg[:, 1:]), axis=2).reshape(g, -1)  # symbols 2b-1, 2b
         sym = np.concatenate(((pos[:, 0] + neg[:, 0] + self.zeros)[:, None], signed), axis=1)
-        total = sym.sum(axis=1, keepdims=True)
-        p = np.where(sym > 0, sym / np.where(total > 0, total, 1.0), 1.0)
-        bits = -np.sum(sym * np.log2(p), axis=1) + np.sum((pos + neg) * _BIN_NBITS, axis=1)
-        used = sym > 0
-        last = np.where(used.any(axis=1), sym.shape[1] - np.argmax(used[:, ::-1], axis=1), 0)
-        table = 2 + (9 + 4 * np.maximum(0, last - 1) + 7) // 8
+        return sym, sse
+
+
+def _coded_bits(sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ideal symbol bits, estimated table bytes) of per-step symbol counts (g, 423)."""
+    total = sym.sum(axis=1, keepdims=True)
+    p = np.where(sym > 0, sym / np.where(total > 0, total, 1.0), 1.0)
+    bits = -np.sum(sym * np.log2(p), axis=1)
+    extra = np.sum(sym[:, 1:] * np.repeat(_BIN_NBITS[1:], 2)[None, :], axis=1)
+    used = sym > 0
+    last = np.where(used.any(axis=1), sym.shape[1] - np.argmax(used[:, ::-1], axis=1), 0)
+    table = np.where(last > 0, 2 + (9 + 4 * np.maximum(0, last - 1) + 7) // 8, 1)
+    return bits + extra, table
+
+
+class DenseModel:
+    """Predicted (bytes, squared error) of a dense encode for any (step, rho) (one table: the
+    saving of class tables, docs/format.md §19, is estimated by _class_saving)."""
+
+    def __init__(self, flat: np.ndarray, itemsize: int, header_bytes: int) -> None:
+        # no float64 copy of the whole input: one pass for the energy, one for the range
+        flat = _plain_float(flat)
+        self.n = flat.size
+        self.energy = _energy(flat)
+        self.max_abs = max(float(flat.max()), -float(flat.min())) if flat.size else 0.0
+        self.sample = _sample(flat)
+        self.scale = flat.size / self.sample.size if self.sample.size else 0.0
+        self.parts = [_Part(self.sample)]
+        self.header_bytes = header_bytes
+        self.itemsize = itemsize
+
+    def sample_indices(self) -> np.ndarray:
+        """Flat indices of the sample's elements."""
+        if self.n <= _SAMPLE:
+            return np.arange(self.n)
+        return _sample_positions(self.n)
+
+    def min_step(self) -> float:
+        """The smallest step whose codes stay below 2^53 (with margin), and normal."""
+        return max(2.0**-126, self.max_abs / 2.0**50)
+
+    def predict(self, step: float, rho_256: int) -> tuple[float, float]:
+        size, sse = self.predict_many(np.asarray([step], dtype=np.float64), rho_256)
+        return float(size[0]), float(sse[0])
+
+    def predict_many(self, steps: np.ndarray, rho_256: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted (bytes, squared error) for every step of `steps` (one vectorised pass);
+        `rho_256` is one rounding offset or one per step."""
+        g = steps.size
+        rho = np.broadcast_to(np.asarray(rho_256, dtype=np.float64) / 256.0, (g,))
+        bits = np.zeros(g)
+        tables = np.zeros(g)
+        sse = np.zeros(g)
+        for part in self.parts:
+            if part.size == 0:
+                tables += 1
+                continue
+            sym, part_sse = part.counts(steps, rho)
+            part_bits, part_table = _coded_bits(sym)
+            bits += part_bits
+            tables += part_table
+            sse += part_sse
         chunks = -(-self.n // 16384)
-        size = self.header_bytes + table + 4 + 6 * chunks + bits * self.scale / 8.0 * 1.002
+        size = self.header_bytes + tables + 4 + 6 * chunks + bits * self.scale / 8.0 * 1.002
         return size, sse * self.scale
 
 
@@ -393,6 +434,131 @@ def _bisect_step(
 
 DenseEncoder = Callable[[np.ndarray, dict[str, Any]], bytes]
 
+# ----------------------------------------------------------------------------- classes (§19)
+#
+# classes="auto": at the step (and rounding offset) the rate model chose, the sample's codes are
+# computed once and split by the class of each element's position; per candidate K (and class
+# axis) the ideal cost of one table per class, the tables and the map included, is compared
+# with one table. The estimate ranks positions by Σ|x| over the whole input (the encoder ranks
+# by Σ min(m, 2^16) of the codes, §18.2: the same order wherever the clamp does not bite). The
+# choice costs one pass over the input per axis and a few histograms of the sample; no encode.
+
+_CLASS_CANDIDATES = (1, 2, 4, 8, 16)
+
+
+def class_candidates(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
+    """The K of _CLASS_CANDIDATES that the shape allows along `axis` (K ≤ L; 1 always)."""
+    from ._params import class_length
+
+    length = class_length(shape, axis)
+    n = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if n == 0:
+        return (1,)
+    return tuple(k for k in _CLASS_CANDIDATES if k == 1 or k <= length)
+
+
+def _position_scores(work: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
+    """Σ|x| per position along the class axis (binary64)."""
+    length = shape[-1] if axis == 0 else shape[1]
+    if axis == 0:
+        return np.abs(work.reshape(-1, length)).sum(axis=0, dtype=np.float64)
+    return np.abs(work.reshape(shape[0], length, -1)).sum(axis=(0, 2), dtype=np.float64)
+
+
+def _sample_symbols(sample: np.ndarray, step: float, rho_256: int) -> np.ndarray:
+    """§11 symbols of the sample's codes at (step, rho)."""
+    m = np.floor(np.abs(sample) / step + rho_256 / 256.0)
+    e = np.frexp(np.maximum(m, 1.0))[1] - 1  # floor(log2 m), exact for integers < 2^53
+    mi = m.astype(np.int64)
+    top = (mi >> np.maximum(e - 2, 0)) & 3
+    b = np.where(mi < 8, mi, 8 + 4 * (e - 3) + top)
+    return np.where(b == 0, 0, np.where(sample < 0, 2 * b, 2 * b - 1))
+
+
+def _table_bytes(hist: np.ndarray) -> np.ndarray:
+    """Estimated bytes of each row's frequency table (§13.1) from its symbol counts."""
+    used = hist > 0
+    last = np.where(used.any(axis=1), hist.shape[1] - np.argmax(used[:, ::-1], axis=1), 0)
+    return np.where(last > 0, 2 + (9 + 4 * np.maximum(0, last - 1) + 7) // 8, 1)
+
+
+def _entropy_bits(hist: np.ndarray) -> float:
+    """Σ over rows of the ideal order-0 bits of each row's counts."""
+    total = hist.sum(axis=1, keepdims=True)
+    p = np.where(hist > 0, hist / np.where(total > 0, total, 1), 1.0)
+    return float(-np.sum(hist * np.log2(p)))
+
+
+def _class_saving(
+    model: DenseModel, work: np.ndarray, shape: tuple[int, ...], axes: tuple[int, ...],
+    candidates: tuple[int, ...], step: float, rho_256: int,
+) -> tuple[int, int, float]:  # fmt: skip
+    """(K, axis, predicted bytes saved against one table) of the best candidate at (step, rho);
+    (1, axes[0], 0.0) when no K ≥ 2 saves."""
+    sample = model.sample
+    sym = _sample_symbols(sample, step, rho_256)
+    one = np.bincount(sym, minlength=423)[None, :]
+    base = _entropy_bits(one) * model.scale / 8.0 * 1.002 + float(_table_bytes(one)[0])
+    best = (1, axes[0], 0.0)
+    idx = model.sample_indices()
+    for axis in axes:
+        scores = _position_scores(work, shape, axis)
+        length = scores.size
+        rank = np.empty(length, dtype=np.int64)
+        rank[np.lexsort((np.arange(length), scores))] = np.arange(length)
+        if axis == 0:
+            pos = idx % length
+        else:
+            inner = int(np.prod(shape[2:], dtype=np.int64)) if len(shape) > 2 else 1
+            pos = (idx // max(inner, 1)) % length
+        for k in candidates:
+            if k == 1 or k > length:
+                continue
+            cls = rank[pos] * k // length
+            hist = np.bincount(cls * 423 + sym, minlength=423 * k).reshape(k, 423)
+            cost = _entropy_bits(hist) * model.scale / 8.0 * 1.002
+            cost += float(_table_bytes(hist).sum()) + 2 + (length + 1) // 2
+            if base - cost > best[2]:
+                best = (k, axis, base - cost)
+    return best
+
+
+def _class_axes(params: dict[str, Any], shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Axes classes="auto" considers: the layout's, and axis 1 too for ndim ≥ 3."""
+    axis = params.get("class_axis", 0)
+    if len(shape) >= 3:
+        return (axis, 1 - axis)
+    return (axis,)
+
+
+def _resolve_classes(
+    array: np.ndarray, params: dict[str, Any], model: DenseModel, work: np.ndarray, step: float,
+    rho_256: int,
+) -> tuple[dict[str, Any], float]:  # fmt: skip
+    """params with classes / class_axis resolved at (step, rho), and the predicted saving."""
+    k = params.get("classes", 1)
+    if k == 1 or array.size == 0:
+        return dict(params, classes=1), 0.0
+    if k == "auto":
+        axes = _class_axes(params, array.shape)
+        candidates = tuple(
+            sorted({c for axis in axes for c in class_candidates(array.shape, axis)})
+        )
+        k, axis, saving = _class_saving(model, work, array.shape, axes, candidates, step, rho_256)
+        return dict(params, classes=k, class_axis=axis), saving
+    axis = params["class_axis"]
+    _, _, saving = _class_saving(model, work, array.shape, (axis,), (k,), step, rho_256)
+    return params, saving
+
+
+def classes_at_step(
+    array: np.ndarray, params: dict[str, Any], work: np.ndarray | None = None
+) -> dict[str, Any]:
+    """params with classes="auto" resolved for its step (the K and axis that save most)."""
+    src = array if work is None else work
+    model = DenseModel(src.reshape(-1), array.dtype.itemsize, _dense_header_bytes(array.shape))
+    return _resolve_classes(array, params, model, src, params["step"], params["rho_256"])[0]
+
 
 def _f32(step: float) -> float:
     return float(np.float32(step))
@@ -407,7 +573,8 @@ def dense_for_budget(
     model_input: np.ndarray | None = None,
 ) -> bytes:
     """The lowest-error dense stream of at most `limit` bytes (rho searched when `auto`)."""
-    flat = (array if model_input is None else model_input).reshape(-1)
+    work = array if model_input is None else model_input
+    flat = work.reshape(-1)
     model = DenseModel(flat, array.dtype.itemsize, _dense_header_bytes(array.shape))
     rhos = _RHO_CANDIDATES if auto else (params["rho_256"],)
     best = None
@@ -417,6 +584,11 @@ def dense_for_budget(
         if best is None or sse < best[0]:
             best = (sse, float(step), rho)
     _, step, rho = best
+    # Classes (§19): K and axis at this step; their predicted saving lets a smaller step fit.
+    params, saving = _resolve_classes(array, params, model, work, step, rho)
+    if params["classes"] > 1 and saving > 0:
+        goal = limit + saving
+        step = float(_bisect_step(model, (rho,), lambda size, _sse: size <= goal, step)[0])
     fitting = None  # the largest stream found so far that fits (lowest error)
     stream = b""
     for attempt in range(3):
@@ -458,14 +630,12 @@ def dense_for_error(
     """The smallest dense stream found whose relative L2 error is <= rel_error. Each attempt's
     error is the exact error of its decoded stream, returned by the encoder
     (slicer_dense_encode_sse): no attempt is decoded."""
-    model = DenseModel(
-        (array if model_input is None else model_input).reshape(-1),
-        array.dtype.itemsize,
-        _dense_header_bytes(array.shape),
-    )
+    work = array if model_input is None else model_input
+    model = DenseModel(work.reshape(-1), array.dtype.itemsize, _dense_header_bytes(array.shape))
     energy = model.energy if model_input is None else _energy(_plain_float(array.reshape(-1)))
     if energy == 0.0:
-        return encoder(array, dict(params, step=1.0))
+        k = params.get("classes", 1)
+        return encoder(array, dict(params, step=1.0, classes=1 if k == "auto" else k))
     goal = rel_error**2 * model.energy
     rhos = _RHO_CANDIDATES if auto else (params["rho_256"],)
     best = None
@@ -475,6 +645,7 @@ def dense_for_error(
         if best is None or size < best[0]:
             best = (size, float(step), rho)
     _, step, rho = best
+    params = _resolve_classes(array, params, model, work, step, rho)[0]  # the size depends on K
     measured = _sse_encoder(array, context)
 
     def attempt(step: float) -> tuple[bytes, float]:

@@ -99,6 +99,13 @@ nb::tuple DenseInspect(ConstBytes buf, uint64_t max_elements) {
   d["symbols"] = info.symbols;
   d["zero_groups"] = info.zero_groups;
   d["raw_groups"] = info.raw_groups;
+  d["classes"] = info.classes;
+  d["class_axis"] = info.class_axis;
+  d["class_map_bytes"] = info.class_map_bytes;
+  nb::list tables;
+  for (uint32_t c = 0; c < info.classes && info.classes > 1 && c < 16; ++c)
+    tables.append(info.class_table_bytes[c]);
+  d["class_table_bytes"] = tables;
   return nb::make_tuple(status, d);
 }
 

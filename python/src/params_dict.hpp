@@ -50,7 +50,8 @@ inline slicer_params ParamsFromDict(const nanobind::dict &d) {
 }
 
 // Format 2 dense: dict(step, rho_256, offsets (None or (o1, o2)), chunk_log2, layout,
-// group_table (None or bytes), optional threads), already validated (make_dense_params).
+// group_table (None or bytes), optional threads, classes, class_axis), already validated
+// (make_dense_params).
 // `table` owns the group table that raw.group_table points into.
 struct DenseParams {
   slicer_dense_params raw;
@@ -82,6 +83,8 @@ inline DenseParams DenseParamsFromDict(const nanobind::dict &d) {
     if (p.table.empty()) p.raw.group_table = reinterpret_cast<const uint8_t *>("");
   }
   p.raw.threads = DictInt<uint16_t>(d, "threads", 0);
+  p.raw.classes = DictInt<uint8_t>(d, "classes", 1);  // mode 2 (§19) when >= 2
+  p.raw.class_axis = DictInt<uint8_t>(d, "class_axis", 0);
   return p;
 }
 

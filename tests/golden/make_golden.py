@@ -63,7 +63,8 @@ def cases() -> dict[str, tuple[np.ndarray, dict]]:
 
 
 def cases_v2() -> dict[str, tuple[np.ndarray, dict]]:
-    """Format 2, mode dense: every dtype, layout, group kind, interleave and outliers."""
+    """Format 2, modes 1 and 2 (dense, dense with class tables): every dtype, layout, group
+    kind, interleave and outliers; mode 2 with both class axes, an odd map, an empty class."""
     rng = np.random.default_rng(20261201)
     normal = lambda *shape: rng.standard_normal(shape)  # noqa: E731
     p = rd.default_params
@@ -89,6 +90,37 @@ def cases_v2() -> dict[str, tuple[np.ndarray, dict]]:
         normal(2, 6, 5, 5).astype(np.float16),
         p(step=0.05, layout=2, group_table=[0, 0x81, 0x80, 8, 0xF8, 0x3F], chunk_log2=6),
     )
+    # mode 2 (§19): class tables along the last axis / axis 1
+    cols = np.geomspace(0.05, 20.0, 96)
+    rows = (normal(24, 96) * cols).astype(np.float32)
+    rows[0, [5, 90]] = [2.4e4, -1.7e4]
+    out["m2_rows_k4"] = (rows, p(step=0.05, classes=4))
+    out["m2_f16_k16_odd"] = (
+        (normal(7, 33) * np.geomspace(0.1, 8.0, 33)).astype(np.float16),
+        p(step=0.02, rho_256=80, classes=16, chunk_log2=6),
+    )
+    out["m2_bf16_k2"] = (
+        (normal(5, 40) * np.geomspace(0.1, 8.0, 40)).astype(ml_dtypes.bfloat16),
+        p(step=0.1, rho_256=64, classes=2),
+    )
+    out["m2_f64_rows_table"] = (
+        normal(9, 30) * np.geomspace(0.01, 5.0, 30),
+        p(step=0.01, layout=1, group_table=[0, 0x80, 0x81, 5, 0xF0, 3, 1, 0x81, 0x80],
+          classes=8, chunk_log2=6),
+    )  # fmt: skip
+    chans = (normal(2, 12, 3, 3) * np.geomspace(0.1, 10.0, 12)[None, :, None, None]).astype(
+        np.float32
+    )
+    out["m2_channels_empty_class"] = (
+        chans,
+        p(step=0.05, layout=2, group_table=[0, 0x80, 0x81, 0x80, 0x80, 5, 0, 0xF8, 0, 1, 2, 3],
+          classes=4, class_axis=1, chunk_log2=6),
+    )  # fmt: skip
+    out["m2_interleaved_k16"] = (
+        (normal(64, 160) * np.geomspace(0.01, 3.0, 160)).astype(np.float32),
+        p(step=0.02, classes=16),
+    )
+    out["m2_empty_0x4"] = (np.zeros((0, 4), dtype=np.float32), p(classes=2))
     return out
 
 
@@ -128,6 +160,8 @@ def main() -> int:
     OUT_V2.mkdir(parents=True, exist_ok=True)
     for name, (x, params) in (cases_v2() if 2 in formats else {}).items():
         stream = rd.encode(x, params)
+        if params["classes"] == 1:  # mode 1: the files written before mode 2 existed
+            params = {k: v for k, v in params.items() if k not in ("classes", "class_axis")}
         meta = {"dtype": dtype_name(x), "params": params}
         if args.check:
             same = (OUT_V2 / f"{name}.slc").read_bytes() == stream

@@ -236,7 +236,8 @@ SLICER_API int slicer_context_decode_batch(slicer_context* context, const void* 
                                            int* statuses, size_t* num_failed, uint32_t threads);
 
 /* ---------------------------------------------------------------------------------------------
- * Format 2, mode 1 "dense" (docs/format.md §10-§16): dead-zone uniform quantizer + rANS.
+ * Format 2, mode 1 "dense" (docs/format.md §10-§16): dead-zone uniform quantizer + rANS; mode 2
+ * (§19) the same with one frequency table per class of positions (params.classes >= 2).
  * slicer_decode / slicer_read_header / slicer_inspect accept format-2 streams too (header fields
  * of format 1 that format 2 lacks read 0); slicer_dense_inspect gives the format-2 account. */
 
@@ -245,6 +246,9 @@ SLICER_API int slicer_context_decode_batch(slicer_context* context, const void* 
 #define SLICER_DENSE_LAYOUT_CHANNELS 2 /* groups are the planes of axis 1 (N, C, ...) */
 #define SLICER_DENSE_GROUP_ZERO 0x80   /* group table byte: nothing coded, decodes to 0 */
 #define SLICER_DENSE_GROUP_RAW 0x81    /* group table byte: values stored verbatim */
+#define SLICER_DENSE_CLASS_AXIS_LAST 0 /* mode 2: positions along the last axis */
+#define SLICER_DENSE_CLASS_AXIS_1 1    /* mode 2: positions along axis 1 (channels) */
+#define SLICER_DENSE_MAX_CLASSES 16
 
 typedef struct slicer_dense_params {
   float step;         /* base step Δ0 (finite, normal, > 0) */
@@ -257,6 +261,9 @@ typedef struct slicer_dense_params {
                                  (−64 … 63) of a dense group, GROUP_ZERO or GROUP_RAW */
   uint64_t group_table_size;  /* entries in group_table (must equal the group count) */
   uint16_t threads;           /* worker threads, 0 = all hardware threads */
+  uint8_t classes;    /* 0 or 1: mode 1 (one frequency table); 2 … 16: mode 2 (§19), one table
+                         per class of positions along class_axis, the map by the rule of §18.2 */
+  uint8_t class_axis; /* mode 2: 0 = last axis, 1 = axis 1 (SLICER_DENSE_CLASS_AXIS_*) */
 } slicer_dense_params;
 
 /* Header and byte account of a format-2 dense stream (slicer_dense_inspect). */
@@ -279,6 +286,11 @@ typedef struct slicer_dense_info {
   uint64_t chunks;  /* chunk count */
   uint64_t symbols; /* alphabet size of the table */
   uint64_t zero_groups, raw_groups;
+  /* mode 2 (§19): classes 2 … 16 (1 for mode 1), the class axis, the class map's bytes and each
+   * table's bytes (freq_table_bytes is their sum; the map is not in it) */
+  uint32_t classes, class_axis;
+  uint64_t class_map_bytes;
+  uint64_t class_table_bytes[16];
 } slicer_dense_info;
 
 SLICER_API void slicer_dense_params_init(slicer_dense_params* params);

@@ -31,7 +31,9 @@ using format::dense::SymbolOf;
 
 constexpr uint8_t kVersion = 2;
 constexpr uint8_t kModeDense = 1;
+constexpr uint8_t kModeClasses = 2;  // §19: dense with class tables
 constexpr uint64_t kParamsLen = 9;
+constexpr uint64_t kClassParamsLen = 11;
 constexpr unsigned kClassMax = 511;
 constexpr uint64_t kMaxTableBytes = 2 + 1109;  // §16: varint nsym + ceil((9 + 422·21) / 8)
 
@@ -76,6 +78,22 @@ struct Layout {
 
 // Fills `layout` for (shape, layout code); false when the layout needs more axes.
 bool MakeLayout(const int64_t* shape, uint32_t ndim, uint64_t n, unsigned code, Layout* layout);
+
+// Positions of mode 2 (§19.1): element i is at position (i / inner) % length (inner = 1 for the
+// last axis).
+struct ClassGeometry {
+  uint64_t length = 0;  // L
+  uint64_t inner = 1;
+  uint64_t PositionOf(uint64_t i) const { return (i / inner) % length; }
+};
+
+// Fills `geo` for (shape, class axis); false when the axis is not 0 / 1 or the shape lacks it.
+bool MakeClassGeometry(const int64_t* shape, uint32_t ndim, unsigned axis, ClassGeometry* geo);
+
+// Marks in *has the classes with at least one coded element (§19.2 "empty classes"): the
+// elements of dense groups (kinds == nullptr: every group) at positions of `map`.
+uint32_t ClassesWithCoded(const Layout& layout, const uint8_t* kinds, uint64_t n,
+                          const ClassGeometry& geo, const uint8_t* map);
 
 inline size_t DtypeBytes(int dtype) {
   return dtype == SLICER_FLOAT64 ? 8 : dtype == SLICER_FLOAT32 ? 4 : 2;

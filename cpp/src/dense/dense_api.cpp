@@ -92,6 +92,15 @@ int slicer_dense_encode_bound(const int64_t* shape, uint32_t ndim, int dtype,
     slicer::dense::WriteCommonHeader(dtype, shape, ndim, params->layout, &header);
     u128 total = header.size() + 1 + slicer::dense::kParamsLen + layout.groups +
                  slicer::dense::kMaxTableBytes + 4;
+    if (params->classes >= 2) {  // §19.5: two more parameter bytes, the map, K − 1 more tables
+      slicer::dense::ClassGeometry geo;
+      if (!slicer::dense::MakeClassGeometry(shape, ndim, params->class_axis, &geo) ||
+          geo.length < params->classes) {
+        return SLICER_ERR_INVALID_ARGUMENT;
+      }
+      total += 2 + (u128{geo.length} + 1) / 2 +
+               u128{params->classes - 1u} * slicer::dense::kMaxTableBytes;
+    }
     const uint64_t chunk = uint64_t{1} << params->chunk_log2;
     auto per_chunk = [](uint64_t c) -> u128 {
       const uint64_t p = 24 + 2 * c, x = (51 * c + 7) / 8;
@@ -221,7 +230,7 @@ int HeaderFormat2(const void* src, size_t size, uint64_t max_elements, slicer_he
       account->total_bytes = info.total_bytes;
       account->header_bytes = info.header_bytes;
       account->group_bytes = info.group_table_bytes;
-      account->block_meta_bytes = info.freq_table_bytes;
+      account->block_meta_bytes = info.class_map_bytes + info.freq_table_bytes;
       account->chunk_table_bytes = info.chunk_table_bytes;
       account->value_bits = 8 * (info.raw_bytes + info.rans_bytes + info.extra_bits_bytes);
       account->checksum_bytes = info.checksum_bytes;

@@ -1,5 +1,6 @@
 // Count classes, normalisation and layouts of format 2 (docs/format.md §12.1, §13.1, §13.2).
 #include <algorithm>
+#include <vector>
 
 #include "dense/dense.hpp"
 
@@ -34,8 +35,8 @@ void Normalize(const std::vector<unsigned>& classes, std::vector<uint32_t>* freq
   int64_t sum = 0;
   for (size_t s = 0; s < n; ++s) {
     if (c[s] == 0) continue;
-    const int64_t v = static_cast<int64_t>((static_cast<unsigned __int128>(c[s]) * kProbScale) /
-                                           total);
+    const int64_t v =
+        static_cast<int64_t>((static_cast<unsigned __int128>(c[s]) * kProbScale) / total);
     f[s] = std::max<int64_t>(1, v);
     sum += f[s];
   }
@@ -82,6 +83,54 @@ bool MakeLayout(const int64_t* shape, uint32_t ndim, uint64_t n, unsigned code, 
     return true;
   }
   return false;
+}
+
+bool MakeClassGeometry(const int64_t* shape, uint32_t ndim, unsigned axis, ClassGeometry* geo) {
+  *geo = ClassGeometry{};
+  if (axis == 0 && ndim >= 1) {
+    geo->length = static_cast<uint64_t>(shape[ndim - 1]);
+    return true;
+  }
+  if (axis == 1 && ndim >= 2) {
+    geo->length = static_cast<uint64_t>(shape[1]);
+    uint64_t inner = 1;
+    for (uint32_t d = 2; d < ndim; ++d) inner *= static_cast<uint64_t>(shape[d]);
+    geo->inner = inner == 0 ? 1 : inner;
+    return true;
+  }
+  return false;
+}
+
+uint32_t ClassesWithCoded(const Layout& layout, const uint8_t* kinds, uint64_t n,
+                          const ClassGeometry& geo, const uint8_t* map) {
+  const uint64_t length = geo.length;
+  if (n == 0 || length == 0) return 0;
+  std::vector<uint8_t> seen(length, 0);
+  uint64_t covered = 0;
+  auto mark = [&](uint64_t first, uint64_t count) {  // count consecutive positions, wrapping
+    if (count >= length) {
+      first = 0;
+      count = length;
+    }
+    for (uint64_t q = 0; q < count; ++q) {
+      uint64_t a = first + q;
+      if (a >= length) a -= length;
+      covered += seen[a] == 0;
+      seen[a] = 1;
+    }
+  };
+  for (uint64_t i = 0; i < n && covered < length;) {
+    const uint64_t stop = std::min(n, i + layout.RunLeft(i, n));
+    if (kinds == nullptr || GroupIsDense(kinds[layout.GroupOf(i)])) {
+      const uint64_t b0 = i / geo.inner, b1 = (stop - 1) / geo.inner;
+      mark(b0 % length, b1 - b0 + 1);
+    }
+    i = stop;
+  }
+  uint32_t has = 0;
+  for (uint64_t a = 0; a < length; ++a)
+    if (seen[a]) has |= uint32_t{1} << map[a];
+  return has;
 }
 
 }  // namespace slicer::dense

@@ -11,6 +11,7 @@
 #include "dense/dense.hpp"
 #include "dense/dense_internal.hpp"
 #include "float_bits.hpp"
+#include "format/class_map.hpp"
 #include "format/reject.hpp"
 #include "parallel.hpp"
 #include "varint.hpp"
@@ -59,6 +60,10 @@ struct DSym {
   uint32_t unused;
 };
 
+// Strides of the per-class decoder tables of mode 2.
+constexpr size_t kSymStride = kNumSymbols;
+constexpr size_t kCumStride = kNumSymbols + 1;
+
 // slot → symbol for symbols below this; slots of larger symbols (bins of magnitude ≥ 2^33,
 // rare) hold kEscape: such elements take the careful path, which resolves the symbol from the
 // cumulative frequencies and is the only one that can meet a magnitude above 2^53.
@@ -78,10 +83,19 @@ struct Stream {
   const uint8_t* table = nullptr;  // G bytes in the stream
   std::vector<double> steps;       // per group (has_table)
   double base_step = 0;
-  std::vector<uint32_t> freq, cum;  // cum has nsym + 1 entries
+  // Per class c (mode 1: one class): slots [c · 2^14, (c + 1) · 2^14) of lut, symbols
+  // [c · kSymStride, …) of syms, cum entries [c · kCumStride, …) of cum.
+  std::vector<uint32_t> freq, cum;  // mode 1: cum has nsym + 1 entries
   std::vector<uint8_t> lut;         // slot -> symbol, or kEscape
   std::vector<DSym> syms;           // per symbol
-  unsigned nsym = 0;
+  unsigned nsym = 0;                // mode 1; mode 2: the largest of the tables'
+  unsigned nclass = 1;              // mode 2: 2 … 16
+  unsigned class_axis = 0;
+  ClassGeometry geo;
+  std::vector<uint8_t> class_map;    // mode 2: class per position
+  std::vector<unsigned> class_nsym;  // mode 2: nsym per class
+  uint64_t class_map_bytes = 0;
+  uint64_t class_table_bytes[16] = {};
   struct Chunk {
     uint64_t coded, rans_len, bits_len, offset;
   };
@@ -135,13 +149,15 @@ struct ChunkIn {
 // bits come from a 64-bit window at the bit cursor, and every symbol is reconstructed by the
 // same formula (§12.4: ±(m + o/256)·Δ, m = base + extra, which is exact for the direct bins
 // too). Near the end of the chunk each byte is checked before it is read.
-template <int kDtype, unsigned kStates, bool kStore>
+//
+// kClasses (mode 2, §19.3): element k uses the tables of class cls[k].
+template <int kDtype, unsigned kStates, bool kStore, bool kClasses>
 bool DecodeRun(const Stream& s, ChunkIn* in, uint64_t idx, uint64_t count, uint8_t* dst,
-               uint64_t i0, double delta) {
-  const uint8_t* const lut = s.lut.data();
-  const DSym* const syms = s.syms.data();
-  const uint32_t* const cum = s.cum.data();
-  const unsigned nsym = s.nsym;
+               uint64_t i0, double delta, const uint8_t* cls) {
+  const uint8_t* const lut0 = s.lut.data();
+  const DSym* const syms0 = s.syms.data();
+  const uint32_t* const cum0 = s.cum.data();
+  const unsigned nsym0 = s.nsym;
   uint32_t x[4] = {in->x[0], in->x[1], in->x[2], in->x[3]};
   const uint8_t* r = in->r;
   const uint8_t* const end = in->end;
@@ -158,10 +174,15 @@ bool DecodeRun(const Stream& s, ChunkIn* in, uint64_t idx, uint64_t count, uint8
   };
   // Every read checked; the only step that meets escaped symbols and magnitudes above 2^53.
   auto careful = [&](uint32_t& st, uint64_t k) {
+    const unsigned c = kClasses ? cls[k] : 0;
+    const uint8_t* const lut = lut0 + size_t{c} * kProbScale;
     const uint32_t slot = st & (kProbScale - 1);
     unsigned q = lut[slot];
-    if (q == kEscape) q = SlotSymbol(cum, nsym, slot);
-    const DSym& d = syms[q];
+    if (q == kEscape) {
+      q = kClasses ? SlotSymbol(cum0 + c * kCumStride, s.class_nsym[c], slot)
+                   : SlotSymbol(cum0, nsym0, slot);
+    }
+    const DSym& d = syms0[c * kSymStride + q];
     st = d.freq * (st >> kProbBits) + slot - d.cum;
     while (st < kRansL) {
       if (r >= end) {
@@ -186,10 +207,11 @@ bool DecodeRun(const Stream& s, ChunkIn* in, uint64_t idx, uint64_t count, uint8
   };
   // No branch on the data but the (never taken in practice) escape.
   auto fast = [&](uint32_t& st, uint64_t k) {
+    const unsigned c = kClasses ? cls[k] : 0;
     const uint32_t slot = st & (kProbScale - 1);
-    const unsigned q = lut[slot];
+    const unsigned q = lut0[size_t{c} * kProbScale + slot];
     if (__builtin_expect(q == kEscape, 0)) return careful(st, k);
-    const DSym& d = syms[q];
+    const DSym& d = syms0[c * kSymStride + q];
     const uint32_t v = d.freq * (st >> kProbBits) + slot - d.cum;
     const uint32_t need =
         static_cast<uint32_t>(v < kRansL) + static_cast<uint32_t>(v < (kRansL >> 8));
@@ -237,20 +259,27 @@ bool DecodeRun(const Stream& s, ChunkIn* in, uint64_t idx, uint64_t count, uint8
   return true;
 }
 
-using RunFn = bool (*)(const Stream&, ChunkIn*, uint64_t, uint64_t, uint8_t*, uint64_t, double);
+using RunFn = bool (*)(const Stream&, ChunkIn*, uint64_t, uint64_t, uint8_t*, uint64_t, double,
+                       const uint8_t*);
 
-template <unsigned kStates, bool kStore>
-RunFn PickRun(int dtype) {
+template <unsigned kStates, bool kStore, bool kClasses>
+RunFn PickRunOf(int dtype) {
   switch (dtype) {
     case SLICER_FLOAT64:
-      return &DecodeRun<SLICER_FLOAT64, kStates, kStore>;
+      return &DecodeRun<SLICER_FLOAT64, kStates, kStore, kClasses>;
     case SLICER_FLOAT32:
-      return &DecodeRun<SLICER_FLOAT32, kStates, kStore>;
+      return &DecodeRun<SLICER_FLOAT32, kStates, kStore, kClasses>;
     case SLICER_FLOAT16:
-      return &DecodeRun<SLICER_FLOAT16, kStates, kStore>;
+      return &DecodeRun<SLICER_FLOAT16, kStates, kStore, kClasses>;
     default:
-      return &DecodeRun<SLICER_BFLOAT16, kStates, kStore>;
+      return &DecodeRun<SLICER_BFLOAT16, kStates, kStore, kClasses>;
   }
+}
+
+template <unsigned kStates, bool kStore>
+RunFn PickRun(int dtype, bool classes) {
+  return classes ? PickRunOf<kStates, kStore, true>(dtype)
+                 : PickRunOf<kStates, kStore, false>(dtype);
 }
 
 // Decodes chunk j (§14); writes its elements when dst != nullptr.
@@ -272,10 +301,13 @@ slicer_status DecodeChunk(const Stream& s, const uint8_t* data, size_t size, uin
     }
     in.r = r;
   }
-  const RunFn run = dst != nullptr
-                        ? (k == 1 ? PickRun<1, true>(s.dtype) : PickRun<4, true>(s.dtype))
-                        : (k == 1 ? PickRun<1, false>(s.dtype) : PickRun<4, false>(s.dtype));
-  uint64_t idx = 0;  // coded element index within the chunk
+  const bool classes = s.nclass > 1;
+  const RunFn run =
+      dst != nullptr
+          ? (k == 1 ? PickRun<1, true>(s.dtype, classes) : PickRun<4, true>(s.dtype, classes))
+          : (k == 1 ? PickRun<1, false>(s.dtype, classes) : PickRun<4, false>(s.dtype, classes));
+  std::vector<uint8_t> cls;  // mode 2: the class of each element of the current run
+  uint64_t idx = 0;          // coded element index within the chunk
   for (uint64_t i = begin; i < stop_all;) {
     const uint64_t g = s.layout.GroupOf(i);
     const uint64_t stop = std::min(stop_all, i + s.layout.RunLeft(i, s.n));
@@ -287,7 +319,18 @@ slicer_status DecodeChunk(const Stream& s, const uint8_t* data, size_t size, uin
       continue;
     }
     const double delta = s.has_table ? s.steps[g] : s.base_step;
-    if (!run(s, &in, idx, stop - i, dst, i, delta)) {
+    if (classes) {
+      cls.resize(stop - i);
+      uint64_t pos = (i / s.geo.inner) % s.geo.length, within = i % s.geo.inner;
+      for (uint64_t q = 0; q < stop - i; ++q) {
+        cls[q] = s.class_map[pos];
+        if (++within == s.geo.inner) {
+          within = 0;
+          if (++pos == s.geo.length) pos = 0;
+        }
+      }
+    }
+    if (!run(s, &in, idx, stop - i, dst, i, delta, cls.data())) {
       return Reject(SLICER_ERR_CORRUPT, "dense rANS payload");
     }
     idx += stop - i;
@@ -341,10 +384,24 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
   uint64_t plen;
   SLICER_TRY(cur.Varint(&plen));
   if (plen > cur.end - cur.pos) return Reject(SLICER_ERR_TRUNCATED, "params_len");
-  if (mode != kModeDense) return Reject(SLICER_ERR_UNSUPPORTED_MODE, "mode");
-  if (plen != kParamsLen) return Reject(SLICER_ERR_CORRUPT, "dense params_len");
+  if (mode != kModeDense && mode != kModeClasses) {
+    return Reject(SLICER_ERR_UNSUPPORTED_MODE, "mode");
+  }
+  if (plen != (mode == kModeDense ? kParamsLen : kClassParamsLen)) {
+    return Reject(SLICER_ERR_CORRUPT, "dense params_len");
+  }
   const uint8_t* p = data + cur.pos;
-  cur.pos += kParamsLen;
+  cur.pos += plen;
+  if (mode == kModeClasses) {  // §19.1
+    s->class_axis = p[9];
+    s->nclass = p[10];
+    if (!MakeClassGeometry(s->shape, s->ndim, s->class_axis, &s->geo)) {
+      return Reject(SLICER_ERR_CORRUPT, "class axis");
+    }
+    if (s->nclass < 2 || s->nclass > SLICER_DENSE_MAX_CLASSES || s->nclass > s->geo.length) {
+      return Reject(SLICER_ERR_CORRUPT, "class count");
+    }
+  }
   std::memcpy(&s->step, p, 4);
   s->rho = p[4];
   s->o1 = static_cast<int8_t>(p[5]);
@@ -379,38 +436,78 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
     }
   }
   const size_t table_end = cur.pos;
-  // Frequency table (§13.1).
-  uint64_t nsym;
-  SLICER_TRY(cur.Varint(&nsym));
-  if (nsym > kNumSymbols) return Reject(SLICER_ERR_CORRUPT, "dense nsym");
-  s->nsym = static_cast<unsigned>(nsym);
-  std::vector<unsigned> classes;
-  if (nsym > 0) {
-    switch (ReadClassField(data, cur.end, &cur.pos, s->nsym, &classes)) {
-      case SLICER_OK:
-        break;
-      case SLICER_ERR_TRUNCATED:
-        return Reject(SLICER_ERR_TRUNCATED, "dense frequency table");
-      default:
-        return Reject(SLICER_ERR_CORRUPT, "dense count class or table padding");
+  uint32_t class_has_coded = 0;
+  if (s->nclass > 1) {  // §19.2: the class map
+    const uint64_t map_bytes = format::ClassMapBytes(s->geo.length);
+    if (map_bytes > cur.end - cur.pos) return Reject(SLICER_ERR_TRUNCATED, "class map");
+    s->class_map.resize(s->geo.length);
+    if (format::ReadClassMap(data + cur.pos, s->geo.length, s->nclass, s->class_map.data()) !=
+        SLICER_OK) {
+      return Reject(SLICER_ERR_CORRUPT, "class map");
     }
-    if (classes.back() == 0) return Reject(SLICER_ERR_CORRUPT, "dense count class");
-    Normalize(classes, &s->freq, &s->cum);
-    s->lut.resize(kProbScale);
-    s->syms.resize(s->nsym);
-    for (unsigned q = 0; q < s->nsym; ++q) {
-      DSym& d = s->syms[q];
-      const unsigned b = (q + 1) / 2;
-      unsigned nbits = 0;
-      BinBase(b, &d.base, &nbits);
-      d.nbits = nbits;
-      d.freq = s->freq[q];
-      d.cum = s->cum[q];
-      d.off = b == 0 ? 0.0 : (b == 1 ? s->o1 : s->o2) / 256.0;
-      d.sign = (q & 1) == 0 && q != 0 ? -1.0 : 1.0;
-      d.mask = (uint64_t{1} << nbits) - 1;
-      d.unused = 0;
-      std::memset(s->lut.data() + s->cum[q], q < kEscape ? q : kEscape, s->freq[q]);
+    cur.pos += map_bytes;
+    s->class_map_bytes = map_bytes;
+    class_has_coded = ClassesWithCoded(s->layout, s->has_table ? s->table : nullptr, s->n, s->geo,
+                                       s->class_map.data());
+  }
+  const size_t map_end = cur.pos;
+  // Frequency tables (§13.1): one, or one per class (§19.2).
+  if (s->nclass > 1) {
+    s->lut.assign(size_t{s->nclass} * kProbScale, 0);
+    s->syms.assign(size_t{s->nclass} * kSymStride, DSym{});
+    s->cum.assign(size_t{s->nclass} * kCumStride, 0);
+    s->class_nsym.assign(s->nclass, 0);
+  }
+  for (unsigned c = 0; c < s->nclass; ++c) {
+    const size_t start = cur.pos;
+    uint64_t nsym;
+    SLICER_TRY(cur.Varint(&nsym));
+    if (nsym > kNumSymbols) return Reject(SLICER_ERR_CORRUPT, "dense nsym");
+    if (s->nclass > 1 && (nsym == 0) == (((class_has_coded >> c) & 1) != 0)) {
+      return Reject(SLICER_ERR_CORRUPT, "class table (empty iff its class codes nothing)");
+    }
+    std::vector<unsigned> classes;
+    std::vector<uint32_t> freq, cum;
+    if (nsym > 0) {
+      switch (ReadClassField(data, cur.end, &cur.pos, static_cast<unsigned>(nsym), &classes)) {
+        case SLICER_OK:
+          break;
+        case SLICER_ERR_TRUNCATED:
+          return Reject(SLICER_ERR_TRUNCATED, "dense frequency table");
+        default:
+          return Reject(SLICER_ERR_CORRUPT, "dense count class or table padding");
+      }
+      if (classes.back() == 0) return Reject(SLICER_ERR_CORRUPT, "dense count class");
+      Normalize(classes, &freq, &cum);
+      if (s->nclass == 1) {
+        s->lut.resize(kProbScale);
+        s->syms.resize(nsym);
+      }
+      uint8_t* lut = s->lut.data() + size_t{c} * kProbScale;
+      DSym* syms = s->syms.data() + size_t{c} * kSymStride;
+      for (unsigned q = 0; q < nsym; ++q) {
+        DSym& d = syms[q];
+        const unsigned b = (q + 1) / 2;
+        unsigned nbits = 0;
+        BinBase(b, &d.base, &nbits);
+        d.nbits = nbits;
+        d.freq = freq[q];
+        d.cum = cum[q];
+        d.off = b == 0 ? 0.0 : (b == 1 ? s->o1 : s->o2) / 256.0;
+        d.sign = (q & 1) == 0 && q != 0 ? -1.0 : 1.0;
+        d.mask = (uint64_t{1} << nbits) - 1;
+        d.unused = 0;
+        std::memset(lut + cum[q], q < kEscape ? q : kEscape, freq[q]);
+      }
+    }
+    s->nsym = std::max(s->nsym, static_cast<unsigned>(nsym));
+    if (s->nclass == 1) {
+      s->freq = std::move(freq);
+      s->cum = std::move(cum);
+    } else {
+      s->class_nsym[c] = static_cast<unsigned>(nsym);
+      std::copy(cum.begin(), cum.end(), s->cum.begin() + c * kCumStride);
+      s->class_table_bytes[c] = cur.pos - start;
     }
   }
   const size_t freq_end = cur.pos;
@@ -444,7 +541,7 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
     s->chunks[j] = Stream::Chunk{coded, rl, bl, 0};
     s->coded_total += coded;
   }
-  if ((s->nsym == 0) != (s->coded_total == 0))
+  if (s->nclass == 1 && (s->nsym == 0) != (s->coded_total == 0))
     return Reject(SLICER_ERR_CORRUPT, "dense frequency table");
   const size_t chunk_end = cur.pos;
   const size_t item = DtypeBytes(s->dtype);
@@ -463,7 +560,7 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
   if (info != nullptr) {
     std::memset(info, 0, sizeof(*info));
     info->format_version = kVersion;
-    info->mode = kModeDense;
+    info->mode = mode;
     info->dtype = static_cast<slicer_dtype>(s->dtype);
     info->ndim = s->ndim;
     for (uint32_t d = 0; d < s->ndim; ++d) info->shape[d] = s->shape[d];
@@ -479,7 +576,11 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
     info->total_bytes = size;
     info->header_bytes = header_end;
     info->group_table_bytes = table_end - header_end;
-    info->freq_table_bytes = freq_end - table_end;
+    info->freq_table_bytes = freq_end - map_end;
+    info->class_map_bytes = map_end - table_end;
+    info->classes = s->nclass;
+    info->class_axis = s->class_axis;
+    for (unsigned c = 0; c < 16; ++c) info->class_table_bytes[c] = s->class_table_bytes[c];
     info->chunk_table_bytes = chunk_end - freq_end;
     info->raw_bytes = raw_end - chunk_end;
     for (const Stream::Chunk& c : s->chunks) {

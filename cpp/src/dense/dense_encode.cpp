@@ -12,6 +12,7 @@
 #include "dense/dense.hpp"
 #include "dense/dense_internal.hpp"
 #include "float_bits.hpp"
+#include "format/class_map.hpp"
 #include "parallel.hpp"
 #include "varint.hpp"
 
@@ -61,6 +62,51 @@ uint8_t* EncodeRans(const uint16_t* syms, uint64_t n, const EncSymbol* table, ui
   RansFlush(x, k, &ptr);
   return ptr;
 }
+
+// EncodeRans of mode 2 (§19.3): element i is coded with table cls[i] (tables[c · 423 + s]).
+uint8_t* EncodeRansClasses(const uint16_t* syms, const uint8_t* cls, uint64_t n,
+                           const EncSymbol* tables, uint8_t* end) {
+  const unsigned k = StatesFor(n);
+  uint8_t* ptr = end;
+  uint32_t x[4] = {kRansL, kRansL, kRansL, kRansL};
+  auto sym = [&](uint64_t i) -> const EncSymbol& {
+    return tables[size_t{cls[i]} * kNumSymbols + syms[i]];
+  };
+  if (k == 1) {
+    for (uint64_t i = n; i-- > 0;) RansPutBranchless(&x[0], &ptr, sym(i));
+  } else {
+    uint64_t i = n;
+    while (i % 4 != 0) {
+      --i;
+      RansPutBranchless(&x[i % 4], &ptr, sym(i));
+    }
+    uint32_t x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
+    while (i > 0) {
+      i -= 4;
+      RansPutBranchless(&x3, &ptr, sym(i + 3));
+      RansPutBranchless(&x2, &ptr, sym(i + 2));
+      RansPutBranchless(&x1, &ptr, sym(i + 1));
+      RansPutBranchless(&x0, &ptr, sym(i));
+    }
+    x[0] = x0, x[1] = x1, x[2] = x2, x[3] = x3;
+  }
+  RansFlush(x, k, &ptr);
+  return ptr;
+}
+
+// Walks the positions (§19.1) of consecutive elements from i on without a division per element.
+struct PositionCursor {
+  const ClassGeometry& geo;
+  uint64_t pos, within;
+  PositionCursor(const ClassGeometry& g, uint64_t i)
+      : geo(g), pos((i / g.inner) % g.length), within(i % g.inner) {}
+  void Next() {
+    if (++within == geo.inner) {
+      within = 0;
+      if (++pos == geo.length) pos = 0;
+    }
+  }
+};
 
 // LSB-first bit writer (§1) for the extra bits: bits gather in a 64-bit accumulator that is
 // stored 32 bits at a time (rarely: most codes carry no extra bits).
@@ -359,7 +405,7 @@ double ReconstructionErrorOf(const Reader& read, uint64_t begin, uint64_t end, d
 }  // namespace
 
 void WriteCommonHeader(int dtype, const int64_t* shape, uint32_t ndim, unsigned layout,
-                       std::vector<uint8_t>* out) {
+                       std::vector<uint8_t>* out, uint8_t mode) {
   static const uint8_t magic[4] = {0x53, 0x4C, 0x43, 0x52};
   out->insert(out->end(), magic, magic + 4);
   out->push_back(kVersion);
@@ -368,7 +414,7 @@ void WriteCommonHeader(int dtype, const int64_t* shape, uint32_t ndim, unsigned 
   out->push_back(static_cast<uint8_t>(ndim));
   for (uint32_t d = 0; d < ndim; ++d) Put(static_cast<uint64_t>(shape[d]), out);
   out->push_back(static_cast<uint8_t>(layout));
-  out->push_back(kModeDense);
+  out->push_back(mode);
 }
 
 slicer_status CheckParams(const slicer_dense_params* p) {
@@ -378,6 +424,8 @@ slicer_status CheckParams(const slicer_dense_params* p) {
   if (p->auto_offsets > 1) return SLICER_ERR_INVALID_ARGUMENT;
   if (p->chunk_log2 < 6 || p->chunk_log2 > 24) return SLICER_ERR_INVALID_ARGUMENT;
   if (p->layout > 2) return SLICER_ERR_INVALID_ARGUMENT;
+  if (p->classes > SLICER_DENSE_MAX_CLASSES || p->class_axis > 1)
+    return SLICER_ERR_INVALID_ARGUMENT;
   if (p->group_table == nullptr && p->group_table_size != 0) return SLICER_ERR_INVALID_ARGUMENT;
   return SLICER_OK;
 }
@@ -407,6 +455,14 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   Layout layout;
   if (!MakeLayout(shape, ndim, n, params.layout, &layout)) {
     throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "layout needs more axes");
+  }
+  const unsigned nclass = params.classes >= 2 ? params.classes : 1;
+  ClassGeometry geo;
+  if (nclass > 1) {
+    if (!MakeClassGeometry(shape, ndim, params.class_axis, &geo)) {
+      throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "class axis needs more axes");
+    }
+    if (geo.length < nclass) throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "classes above L");
   }
   const bool has_table = params.group_table != nullptr;
   std::vector<double> steps;
@@ -501,17 +557,64 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
     *sse = total;
   }
 
-  // Frequency table (§13.1, §13.2).
-  unsigned nsym = 0;
-  for (unsigned s = 0; s < kNumSymbols; ++s)
-    if (hist[s]) nsym = s + 1;
-  std::vector<unsigned> classes(nsym);
-  for (unsigned s = 0; s < nsym; ++s) classes[s] = hist[s] ? CountClass(hist[s]) : 0;
-  std::vector<uint32_t> freq, cum;
-  Normalize(classes, &freq, &cum);
-  std::vector<EncSymbol> table(nsym);
-  for (unsigned s = 0; s < nsym; ++s)
-    if (freq[s]) table[s] = MakeEncSymbol(cum[s], freq[s]);
+  // Mode 2 (§19.4): the class map from the codes' position sums (§18.2), every coded element's
+  // class, and the per-class histograms (which replace the stream's one).
+  std::vector<uint8_t> class_map, cls;
+  std::vector<uint64_t> class_hist;  // nclass × kNumSymbols
+  if (nclass > 1) {
+    std::vector<uint64_t> sums(geo.length, 0);
+    for (uint64_t i = 0; i < n;) {  // the codes again (the quantizer's arithmetic, §12.2)
+      const uint64_t g = layout.GroupOf(i);
+      const uint64_t stop = std::min(n, i + layout.RunLeft(i, n));
+      const uint8_t kind = has_table ? kinds[g] : 0;
+      if (GroupIsDense(kind)) {
+        const double delta = has_table ? steps[g] : base_step;
+        PositionCursor at(geo, i);
+        for (; i < stop; ++i, at.Next()) {
+          const uint64_t m = static_cast<uint64_t>(std::fabs(read(i)) / delta + rho);
+          sums[at.pos] += std::min(m, format::kClassStatClamp);
+        }
+      }
+      i = stop;
+    }
+    class_map.resize(geo.length);
+    format::ClassRule(sums.data(), geo.length, nclass, class_map.data());
+    cls.resize(nsyms);
+    class_hist.assign(size_t{nclass} * kNumSymbols, 0);
+    uint64_t idx = 0;
+    for (uint64_t i = 0; i < n;) {
+      const uint64_t stop = std::min(n, i + layout.RunLeft(i, n));
+      if (GroupIsDense(has_table ? kinds[layout.GroupOf(i)] : 0)) {
+        PositionCursor at(geo, i);
+        for (; i < stop; ++i, at.Next(), ++idx) {
+          const uint8_t c = class_map[at.pos];
+          cls[idx] = c;
+          ++class_hist[size_t{c} * kNumSymbols + syms[idx]];
+        }
+      }
+      i = stop;
+    }
+  } else {
+    class_hist.assign(hist, hist + kNumSymbols);
+  }
+
+  // Frequency tables (§13.1, §13.2): one per class (mode 1: one).
+  std::vector<unsigned> nsyms_of(nclass, 0);
+  std::vector<std::vector<unsigned>> classes(nclass);
+  std::vector<EncSymbol> table(size_t{nclass} * kNumSymbols);
+  for (unsigned c = 0; c < nclass; ++c) {
+    const uint64_t* h = class_hist.data() + size_t{c} * kNumSymbols;
+    unsigned nsym = 0;
+    for (unsigned s = 0; s < kNumSymbols; ++s)
+      if (h[s]) nsym = s + 1;
+    nsyms_of[c] = nsym;
+    classes[c].resize(nsym);
+    for (unsigned s = 0; s < nsym; ++s) classes[c][s] = h[s] ? CountClass(h[s]) : 0;
+    std::vector<uint32_t> freq, cum;
+    Normalize(classes[c], &freq, &cum);
+    for (unsigned s = 0; s < nsym; ++s)
+      if (freq[s]) table[size_t{c} * kNumSymbols + s] = MakeEncSymbol(cum[s], freq[s]);
+  }
 
   // Pass 2: rANS per chunk (independent: on the call's pool for large inputs), each written
   // backwards into its own slot of one buffer: chunk j's slot ends at 2 + Σ_{i≤j} (24 + 2 n_i).
@@ -532,27 +635,35 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
       const uint64_t a = chunk_syms[j], b = chunk_syms[j + 1];
       if (a == b) continue;
       uint8_t* const end = rans.data() + slot_end[j + 1];
-      rans_begin[j] = static_cast<uint64_t>(EncodeRans(syms.data() + a, b - a, table.data(), end) -
-                                            rans.data());
+      uint8_t* const begin =
+          nclass > 1 ? EncodeRansClasses(syms.data() + a, cls.data() + a, b - a, table.data(), end)
+                     : EncodeRans(syms.data() + a, b - a, table.data(), end);
+      rans_begin[j] = static_cast<uint64_t>(begin - rans.data());
     }
   });
 
   // Assemble (§10, §13).
   std::vector<uint8_t>& out = *stream;
   out.clear();
-  WriteCommonHeader(dtype, shape, ndim, params.layout, &out);
-  out.push_back(static_cast<uint8_t>(kParamsLen));
-  uint8_t mp[9];
+  WriteCommonHeader(dtype, shape, ndim, params.layout, &out,
+                    nclass > 1 ? kModeClasses : kModeDense);
+  out.push_back(static_cast<uint8_t>(nclass > 1 ? kClassParamsLen : kParamsLen));
+  uint8_t mp[11];
   std::memcpy(mp, &params.step, 4);
   mp[4] = params.rho_256;
   mp[5] = static_cast<uint8_t>(o1);
   mp[6] = static_cast<uint8_t>(o2);
   mp[7] = params.chunk_log2;
   mp[8] = has_table ? 1 : 0;
-  out.insert(out.end(), mp, mp + 9);
+  mp[9] = params.class_axis;
+  mp[10] = static_cast<uint8_t>(nclass);
+  out.insert(out.end(), mp, mp + (nclass > 1 ? kClassParamsLen : kParamsLen));
   if (has_table) out.insert(out.end(), kinds.begin(), kinds.end());
-  Put(nsym, &out);
-  WriteClassField(classes.data(), nsym, &out);
+  if (nclass > 1) format::WriteClassMap(class_map.data(), geo.length, &out);
+  for (unsigned c = 0; c < nclass; ++c) {
+    Put(nsyms_of[c], &out);
+    WriteClassField(classes[c].data(), nsyms_of[c], &out);
+  }
   size_t payload = 0;
   for (uint64_t j = 0; j < nch; ++j) {
     const bool coded = chunk_syms[j + 1] > chunk_syms[j];

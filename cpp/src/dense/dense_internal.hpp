@@ -13,7 +13,7 @@ namespace slicer::dense {
 slicer_status CheckParams(const slicer_dense_params* params);
 slicer_status CheckShape(const int64_t* shape, uint32_t ndim, uint64_t* n);
 void WriteCommonHeader(int dtype, const int64_t* shape, uint32_t ndim, unsigned layout,
-                       std::vector<uint8_t>* out);
+                       std::vector<uint8_t>* out, uint8_t mode = 1);
 
 // Throws internal::StatusError on bad input. With sse != nullptr also *sse = Σ (x − y)² with y
 // the decoded stream (exactly the decoder's values), in binary64.
@@ -35,8 +35,8 @@ slicer_status DecodeDense(const uint8_t* data, size_t size, uint64_t max_element
 
 // Dispatch helpers for the format-1 entry points of api.cpp (status codes, never throw).
 bool IsFormat2(const void* src, size_t size);
-int DecodeFormat2(const void* src, size_t size, uint64_t max_elements, void* dst,
-                  size_t dst_bytes, uint32_t threads);
+int DecodeFormat2(const void* src, size_t size, uint64_t max_elements, void* dst, size_t dst_bytes,
+                  uint32_t threads);
 int DecodeAllocFormat2(const void* src, size_t size, uint64_t max_elements, uint32_t threads,
                        slicer_alloc_fn alloc, void* ctx, slicer_header* header);
 // full: also decode (validate) every chunk, as slicer_inspect does.
