@@ -27,6 +27,7 @@ import slicer  # noqa: E402
 from slicer.split.transform import CutTransform  # noqa: E402
 
 BUDGETS = (1.0, 1.5, 2.0, 2.5)
+CLASSES = None  # --classes
 
 
 def dense_setting(
@@ -39,6 +40,8 @@ def dense_setting(
     if transform is not None and beta:
         # component k's step ∝ var_k^(beta/2): groups = the transform's components
         kw = {"groups": "channels", "weights": np.maximum(transform.variance, 1e-12) ** -beta}
+    if CLASSES is not None:  # frequency tables per class of positions (docs/format.md §19)
+        kw["classes"] = CLASSES
 
     def fn(x: np.ndarray) -> tuple[np.ndarray, int]:
         x32 = np.ascontiguousarray(x, dtype=np.float32)
@@ -56,6 +59,7 @@ def dense_setting(
         return y, len(stream) + sink * x32.shape[-1] * 4
 
     tag = "" if transform is None else (f" klt b{beta:g}" if beta else " klt")
+    tag += "" if CLASSES is None else f" classes {CLASSES}"
     return common.Setting(
         f"dense auto {bpe:g} b/el {groups}{tag}",
         "dense",
@@ -312,6 +316,11 @@ if __name__ == "__main__":
         help="fit the transform without rows above this multiple of the median norm",
     )
     p.add_argument(
+        "--classes",
+        default=None,
+        help="classes= of the encoder: 1 (one table), 2..16 or auto (default: encode's, auto)",
+    )
+    p.add_argument(
         "--sink-rows",
         type=int,
         default=0,
@@ -319,6 +328,7 @@ if __name__ == "__main__":
     )
     a = p.parse_args()
     SINK_ROWS = a.sink_rows
+    CLASSES = None if a.classes is None else (a.classes if a.classes == "auto" else int(a.classes))
     KLT_BETAS = tuple(a.klt_beta)
     KLT_OUTLIER = a.klt_outlier
     KLT_FISHER = dict(item.split("=", 1) for item in a.klt_weights)
