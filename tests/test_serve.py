@@ -596,3 +596,34 @@ def test_tensor_server_refuses_llm_messages(engine, split):
         [reply] = lockstep(rpc, [req.SerializeToString()])
         channel.close()
     assert reply.code == wire.INVALID_ARGUMENT and "llm_message" in reply.message
+
+
+def test_serve_sets_grpc_experiments_before_grpc_loads():
+    """`slicer serve` polls its sockets without gRPC's event-engine threads unless told not to;
+    importing the serve package (its CLI) must not load gRPC, or the setting comes too late."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "from slicer.serve.cli import _grpc_experiments\n"
+        "assert 'grpc' not in sys.modules\n"
+        "_grpc_experiments(None if len(sys.argv) < 2 else sys.argv[1])\n"
+        "print(repr(os.environ.get('GRPC_EXPERIMENTS')))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "GRPC_EXPERIMENTS"}
+
+    def run(*args, **extra):
+        done = subprocess.run(
+            [sys.executable, "-c", code, *args],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    assert run() == repr("-event_engine_listener")
+    assert run("") == "None"  # gRPC's own defaults
+    assert run(GRPC_EXPERIMENTS="-event_engine_client") == repr("-event_engine_client")

@@ -18,10 +18,37 @@ wire format is specified in ``docs/wire.md``.
 
 from __future__ import annotations
 
-from .client import DeadlineExceeded, EdgeClient, Result, ServeError
-from .engine import TailEngine, make_batchable
-from .server import ServeConfig, ServerThread, start_server
-from .wire import WIRE_VERSION
+import importlib
+from typing import Any
+
+# Loaded on first use, so that ``slicer serve`` can set GRPC_EXPERIMENTS before gRPC loads
+# (importing this package, e.g. for slicer.serve.cli, does not import grpc).
+_LAZY = {
+    "DeadlineExceeded": "client",
+    "EdgeClient": "client",
+    "Result": "client",
+    "ServeError": "client",
+    "TailEngine": "engine",
+    "make_batchable": "engine",
+    "ServeConfig": "server",
+    "ServerThread": "server",
+    "start_server": "server",
+    "WIRE_VERSION": "wire",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "WIRE_VERSION",

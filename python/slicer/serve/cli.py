@@ -144,6 +144,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="gRPC front of the grpc engine: asyncio (aio) or a thread per stream (sync)",
     )
     s.add_argument("--replicas", type=int, default=2, help="Ray Serve replicas (--engine ray)")
+    s.add_argument(
+        "--grpc-experiments",
+        default=None,
+        help="GRPC_EXPERIMENTS for the server (default: the environment's, else "
+        f"{GRPC_EXPERIMENTS!r}: sockets polled without gRPC's event-engine threads; '' keeps "
+        "gRPC's own defaults)",
+    )
     s.add_argument("--ready-file", help="write a JSON line with the bound ports once serving")
     s.set_defaults(func=cmd_serve)
 
@@ -191,6 +198,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lt.add_argument(
         "--front", choices=("aio", "sync"), default="aio", help="gRPC front of the server"
     )
+    lt.add_argument(
+        "--coalesce",
+        action="store_true",
+        help="clients send several requests per message (SessionBatched; with --inflight > 1)",
+    )
     lt.add_argument("--max-batch", type=int, default=16)
     lt.add_argument("--batch-window", type=float, default=2.0)
     lt.add_argument("--workers", type=int, default=1)
@@ -235,9 +247,31 @@ def _cut_and_params(args: argparse.Namespace) -> tuple[str, Any]:
     return cut, params
 
 
+#: GRPC_EXPERIMENTS of `slicer serve` unless the environment sets it: the listener's sockets are
+#: polled by the completion-queue thread instead of gRPC's event-engine threads, one thread
+#: wake-up less per message (bench/RESULTS.md §7.3.2).
+GRPC_EXPERIMENTS = "-event_engine_listener"
+
+
+def _grpc_experiments(value: str | None) -> None:
+    """Set GRPC_EXPERIMENTS for this process before gRPC is loaded (gRPC reads it once)."""
+    import os
+
+    if value is None:
+        value = os.environ.get("GRPC_EXPERIMENTS", GRPC_EXPERIMENTS)
+    if "grpc" in sys.modules and os.environ.get("GRPC_EXPERIMENTS", "") != value:
+        print("slicer serve: gRPC is already loaded; GRPC_EXPERIMENTS left as is", file=sys.stderr)
+        return
+    if value:
+        os.environ["GRPC_EXPERIMENTS"] = value
+    else:
+        os.environ.pop("GRPC_EXPERIMENTS", None)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
+    _grpc_experiments(args.grpc_experiments)
     if args.llm:
         return _serve_llm(args)
     model = resolve_model(args.model)
@@ -361,6 +395,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         engine=args.engine,
         replicas=args.replicas,
         front=args.front,
+        coalesce=args.coalesce,
     )
     report = run_loadtest(config, progress=not args.json or sys.stderr.isatty())
     if args.plot:

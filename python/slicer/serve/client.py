@@ -17,6 +17,7 @@ import random
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -96,6 +97,8 @@ class ClientStats:
     late: int = 0
     retries: int = 0
     reconnects: int = 0
+    messages_sent: int = 0  # gRPC messages written (a RequestBatch counts once)
+    messages_received: int = 0
 
 
 class EdgeClient:
@@ -104,6 +107,9 @@ class EdgeClient:
     ``target``: ``host:port``. ``model``: the ONNX model (path, ModelProto or shipped name)
     whose head runs here; needed for :meth:`infer`, not for :meth:`send`. ``params``: codec
     settings (``None``: cut tensors go raw). ``deadline_s``: per-request default.
+    ``batch_messages``: send on ``SessionBatched`` (when the server serves it): the requests
+    queued when the stream is written go in one message, and the replies ready together come
+    in one (:meth:`submit_many` queues several at once); the same session rules otherwise.
     """
 
     def __init__(
@@ -120,6 +126,7 @@ class EdgeClient:
         max_request_bytes: int = wire.MAX_REQUEST_BYTES,
         providers: Any = ("CPUExecutionProvider",),
         threads: int = 1,
+        batch_messages: bool = False,
     ) -> None:
         if not isinstance(target, str) or ":" not in target:
             raise ValueError(f"target must be 'host:port', got {target!r}")
@@ -144,6 +151,11 @@ class EdgeClient:
             request_serializer=pb.Request.SerializeToString,
             response_deserializer=pb.Reply.FromString,
         )
+        self._batched_rpc = self._channel.stream_stream(
+            f"/{SERVICE}/SessionBatched",
+            request_serializer=_identity,
+            response_deserializer=pb.ReplyBatch.FromString,
+        )
         info_rpc = self._channel.unary_unary(
             f"/{SERVICE}/Info",
             request_serializer=pb.InfoRequest.SerializeToString,
@@ -158,6 +170,8 @@ class EdgeClient:
                 f"server speaks wire version {self.info.wire_version}, this client "
                 f"{wire.WIRE_VERSION}",
             )
+        # several requests per message only with a server that serves SessionBatched
+        self.batch_messages = bool(batch_messages) and self.info.max_requests_per_message > 0
         from ..split.transport import CodecParams
 
         self.params = CodecParams() if params == "default" else params
@@ -275,14 +289,70 @@ class EdgeClient:
         self._dispatch(p)
         return _ResultFuture(self, p)
 
+    def submit_many(
+        self,
+        requests: list[list[pb.Tensor]],
+        *,
+        reply: str = "outputs",
+        top_k: int = 5,
+        deadline_s: float | None = None,
+    ) -> list[_ResultFuture]:
+        """Queue several requests at once (one future each). With ``batch_messages`` they
+        travel together in as few RequestBatch messages as the caps allow; otherwise as
+        ``submit`` one after another."""
+        if self._closed:
+            raise ValueError("the client is closed")
+        if reply not in KINDS:
+            raise ValueError(f"reply must be one of {sorted(KINDS)}, got {reply!r}")
+        if not isinstance(requests, (list, tuple)):
+            raise TypeError(
+                f"requests must be a list of tensor lists, got {type(requests).__name__}"
+            )
+        deadline = time.monotonic() + (self.deadline_s if deadline_s is None else deadline_s)
+        pending = [
+            _Pending(0, list(tensors), KINDS[reply], int(top_k), deadline, Future())
+            for tensors in requests
+        ]
+        self._dispatch_all(pending)
+        return [_ResultFuture(self, p) for p in pending]
+
     def _dispatch(self, p: _Pending) -> None:
+        self._dispatch_all([p])
+
+    def _dispatch_all(self, pending: list[_Pending]) -> None:
+        if not pending:
+            return
         with self._lock:
-            p.seq = next(self._seq)
-            self._pending[p.seq] = p
+            for p in pending:
+                p.seq = next(self._seq)
+                self._pending[p.seq] = p
             if self._outq is None:
                 self._open_locked()
             outq = self._outq
-        req = pb.Request(
+        frame = 6 if self.batch_messages else 0  # a batch element's tag and length
+        ready = []
+        for p in pending:
+            req = self._request(p)
+            p.size = req.ByteSize()
+            if p.size + frame > self.max_request_bytes:
+                with self._lock:
+                    self._pending.pop(p.seq, None)
+                p.future.set_exception(
+                    ValueError(
+                        f"request of {p.size} bytes exceeds the cap of {self.max_request_bytes}"
+                    )
+                )
+                continue
+            p.sent = time.perf_counter()
+            ready.append(req)
+        with self._lock:  # callers, retry timers and the reconnecting reader all send
+            self.stats.sent += len(ready)
+        assert outq is not None
+        if ready:
+            outq.put(ready)
+
+    def _request(self, p: _Pending) -> pb.Request:
+        return pb.Request(
             wire_version=wire.WIRE_VERSION,
             model_fingerprint=self.info.model_fingerprint,
             cut_id=self.info.cut_id,
@@ -293,19 +363,6 @@ class EdgeClient:
             top_k=p.top_k,
             llm_message=p.llm_message,
         )
-        p.size = req.ByteSize()
-        if p.size > self.max_request_bytes:
-            with self._lock:
-                self._pending.pop(p.seq, None)
-            p.future.set_exception(
-                ValueError(f"request of {p.size} bytes exceeds the cap of {self.max_request_bytes}")
-            )
-            return
-        p.sent = time.perf_counter()
-        with self._lock:  # callers, retry timers and the reconnecting reader all send
-            self.stats.sent += 1
-        assert outq is not None
-        outq.put(req)
 
     # ------------------------------------------------------------------ the stream
 
@@ -313,15 +370,44 @@ class EdgeClient:
         self._generation += 1
         outq: queue.Queue = queue.Queue()
         self._outq = outq
+        batched, budget = self.batch_messages, self.max_request_bytes
+        cap = max(1, min(wire.MAX_REQUESTS_PER_MESSAGE, self.info.max_requests_per_message or 1))
 
         def requests():  # noqa: ANN202 - grpc request iterator
+            buf: deque = deque()  # requests taken from the queue, not sent yet
+            closing = False
             while True:
-                item = outq.get()
-                if item is None:
-                    return
-                yield item
+                if not buf:
+                    item = None if closing else outq.get()
+                    if item is None:
+                        return
+                    buf.extend(item)
+                if not batched:
+                    self.stats.messages_sent += 1
+                    yield buf.popleft()
+                    continue
+                while not closing:  # everything queued by now goes in this message
+                    try:
+                        item = outq.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        closing = True
+                    else:
+                        buf.extend(item)
+                parts: list[bytes] = []
+                size = 0
+                while buf and len(parts) < cap:
+                    part = wire.batch_element(buf[0].SerializeToString())
+                    if parts and size + len(part) > budget:
+                        break
+                    buf.popleft()
+                    parts.append(part)
+                    size += len(part)
+                self.stats.messages_sent += 1
+                yield b"".join(parts)
 
-        call = self._session_rpc(requests())
+        call = (self._batched_rpc if batched else self._session_rpc)(requests())
         threading.Thread(
             target=self._read, args=(call, outq, self._generation), daemon=True, name="slicer-edge"
         ).start()
@@ -329,8 +415,15 @@ class EdgeClient:
     def _read(self, call: Any, outq: queue.Queue, generation: int) -> None:
         error: grpc.RpcError | None = None
         try:
-            for reply in call:
-                self._on_reply(reply)
+            if self.batch_messages:
+                for batch in call:
+                    self.stats.messages_received += 1
+                    for reply in batch.replies:
+                        self._on_reply(reply)
+            else:
+                for reply in call:
+                    self.stats.messages_received += 1
+                    self._on_reply(reply)
         except grpc.RpcError as exc:
             error = exc
         with self._lock:
@@ -444,6 +537,10 @@ class EdgeClient:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _identity(data: bytes) -> bytes:
+    return data
 
 
 class _ResultFuture:

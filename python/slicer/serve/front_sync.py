@@ -13,6 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -93,6 +94,19 @@ class ThreadedBackend(Backend):
     def session_sync(
         self, request_iterator: Iterator[tuple[Any, int]], context: grpc.ServicerContext
     ) -> Iterator[pb.Reply]:
+        return self._stream(request_iterator, context, batched=False)
+
+    def session_batched_sync(
+        self, request_iterator: Iterator[tuple[Any, int]], context: grpc.ServicerContext
+    ) -> Iterator[bytes]:
+        return self._stream(request_iterator, context, batched=True)
+
+    def _stream(
+        self,
+        request_iterator: Iterator[tuple[Any, int]],
+        context: grpc.ServicerContext,
+        batched: bool,
+    ) -> Iterator[Any]:
         if len(self.sessions) >= self.config.max_sessions:
             self.metrics.rejected_sessions.inc()
             context.abort(
@@ -112,28 +126,29 @@ class ThreadedBackend(Backend):
         context.add_callback(terminated)
         reader = threading.Thread(
             target=self._read_stream,
-            args=(request_iterator, replies, box),
+            args=(request_iterator, replies, box, self._admit_batch if batched else self._admit),
             name="slicer-stream",
             daemon=True,
         )
         reader.start()
+        held: deque = deque()
         try:
             while True:
-                reply = replies.get()
+                reply = held.popleft() if held else replies.get()
                 if reply is None:
                     break
                 if isinstance(reply, tuple):  # (status, reason): the server ends the stream
                     context.abort(reply[0], reply[1])
-                yield reply
+                yield self._gather(reply, held, replies) if batched else reply
         finally:
             self._end_session(box["session"])
 
     # ------------------------------------------------------------------ threads
 
-    def _read_stream(self, request_iterator: Iterator, replies: Any, box: dict) -> None:
+    def _read_stream(self, request_iterator: Iterator, replies: Any, box: dict, admit: Any) -> None:
         try:
             for parsed, size in request_iterator:
-                self._admit(parsed, size, replies, box)
+                admit(parsed, size, replies, box)
         except Exception:  # the client vanished mid-message: same as a half-close
             pass
         session = box["session"]
@@ -181,7 +196,7 @@ class ThreadedBackend(Backend):
 
 
 def _handlers(backend: ThreadedBackend) -> grpc.GenericRpcHandler:
-    from .server import SERVICE, _deserialize
+    from .server import SERVICE, _deserialize, _deserialize_batch, _identity
 
     return grpc.method_handlers_generic_handler(
         SERVICE,
@@ -190,6 +205,11 @@ def _handlers(backend: ThreadedBackend) -> grpc.GenericRpcHandler:
                 backend.session_sync,
                 request_deserializer=_deserialize,
                 response_serializer=pb.Reply.SerializeToString,
+            ),
+            "SessionBatched": grpc.stream_stream_rpc_method_handler(
+                backend.session_batched_sync,
+                request_deserializer=_deserialize_batch,
+                response_serializer=_identity,
             ),
             "Info": grpc.unary_unary_rpc_method_handler(
                 backend.info_sync,

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +57,7 @@ class LoadConfig:
     replicas: int = 2
     top_k: int = 5
     front: str = "aio"  # the grpc engine's front: "aio" (grpc.aio) or "sync" (threads)
+    coalesce: bool = False  # clients send on SessionBatched, refilling their window at once
 
     def __post_init__(self) -> None:
         bad = [s for s in self.setups if s not in SETUPS]
@@ -227,7 +228,13 @@ def _client_main(
         "cid": cid, "ok": 0, "mismatched": 0, "errors": {}, "latency": [], "tail_batch": [],
     }  # fmt: skip
     try:
-        edge = EdgeClient(target, None, session_id=f"load-{cid}-{os.getpid()}", deadline_s=60.0)
+        edge = EdgeClient(
+            target,
+            None,
+            session_id=f"load-{cid}-{os.getpid()}",
+            deadline_s=60.0,
+            batch_messages=config.coalesce,
+        )
     except Exception as exc:
         stats["fatal"] = repr(exc)
         results.put(stats)
@@ -239,7 +246,7 @@ def _client_main(
     stop = t0 + config.duration_s
     issued = 0
     errors: Counter = Counter()
-    window: list[tuple[Any, int]] = []
+    window: deque[tuple[Any, int]] = deque()
 
     def settle(fut: Any, j: int) -> None:
         try:
@@ -252,12 +259,21 @@ def _client_main(
         exp = prepared.expected[slots[j]]
         stats["ok" if _matches(res, exp, config) else "mismatched"] += 1
 
+    # Keep `inflight` requests in flight: refill the window (with --coalesce in one call, so
+    # that they share a message), wait for the oldest, then take every one already answered.
     while issued < requests and time.monotonic() < stop:
-        j = issued % len(slots)
-        window.append((edge.submit(pools[j], reply=config.reply, top_k=config.top_k), j))
-        issued += 1
-        if len(window) >= inflight:
-            settle(*window.pop(0))
+        count = min(inflight - len(window), requests - issued)
+        js = [(issued + i) % len(slots) for i in range(count)]
+        if config.coalesce:
+            futs = edge.submit_many([pools[j] for j in js], reply=config.reply, top_k=config.top_k)
+        else:
+            futs = [edge.submit(pools[j], reply=config.reply, top_k=config.top_k) for j in js]
+        window.extend(zip(futs, js, strict=True))
+        issued += count
+        if issued < requests:
+            settle(*window.popleft())
+            while window and window[0][0].done():
+                settle(*window.popleft())
     for fut, j in window:
         settle(fut, j)
     stats["wall_s"] = time.monotonic() - t0
@@ -529,6 +545,7 @@ def run_loadtest(config: LoadConfig, progress: bool = True) -> dict:
                 "engine",
                 "replicas",
                 "front",
+                "coalesce",
             )
         },  # fmt: skip
         "setups": {},

@@ -18,10 +18,11 @@ import asyncio
 import contextlib
 import json
 import os
+import queue
 import signal
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -82,6 +83,7 @@ class ServeConfig:
             "max_sessions": self.max_sessions,
             "session_idle_s": int(self.session_idle_s),
             "max_batch": self.max_batch,
+            "max_requests_per_message": wire.MAX_REQUESTS_PER_MESSAGE,
         }
 
 
@@ -98,6 +100,17 @@ def _deserialize(data: bytes) -> tuple[pb.Request | _Bad, int]:
         return pb.Request.FromString(data), len(data)
     except DecodeError as exc:
         return _Bad(len(data), str(exc) or "not a protobuf Request"), len(data)
+
+
+def _deserialize_batch(data: bytes) -> tuple[pb.RequestBatch | _Bad, int]:
+    try:
+        return pb.RequestBatch.FromString(data), len(data)
+    except DecodeError as exc:
+        return _Bad(len(data), str(exc) or "not a protobuf RequestBatch"), len(data)
+
+
+def _identity(data: bytes) -> bytes:
+    return data
 
 
 @dataclass
@@ -252,6 +265,61 @@ class Backend:
                 await reader
             self._end_session(box["session"])
 
+    async def SessionBatched(
+        self, request_iterator: AsyncIterator[tuple[Any, int]], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        """A session whose messages are RequestBatch / ReplyBatch: the requests of a message
+        are admitted one by one as on ``Session``; the replies waiting when the stream is
+        written go out together (serialized ReplyBatch bytes)."""
+        if len(self.sessions) >= self.config.max_sessions:
+            self.metrics.rejected_sessions.inc()
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{len(self.sessions)} sessions open (cap {self.config.max_sessions}); "
+                "retry after 1000 ms",
+            )
+        replies: asyncio.Queue = asyncio.Queue()
+        box: dict[str, Session | None] = {"session": None}
+        reader = asyncio.create_task(self._read(request_iterator, replies, box, self._admit_batch))
+        held: deque = deque()
+        try:
+            while True:
+                reply = held.popleft() if held else await replies.get()
+                if reply is None:
+                    break
+                if isinstance(reply, tuple):  # (status, reason): the server ends the stream
+                    await context.abort(reply[0], reply[1])
+                yield self._gather(reply, held, replies)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            self._end_session(box["session"])
+
+    def _gather(self, first: pb.Reply, held: deque, source: Any) -> bytes:
+        """``first`` and the replies already waiting in ``source`` (an asyncio or a thread
+        queue), as one serialized ReplyBatch of at most MAX_REQUESTS_PER_MESSAGE replies and
+        ``max_reply_bytes`` (a single larger reply goes alone). What does not fit, and a
+        stream-end marker, stay in ``held`` for the next message."""
+        parts = [wire.batch_element(first.SerializeToString())]
+        size = len(parts[0])
+        while len(parts) < wire.MAX_REQUESTS_PER_MESSAGE:
+            if not held:
+                try:
+                    held.append(source.get_nowait())
+                except (asyncio.QueueEmpty, queue.Empty):
+                    break
+            reply = held[0]
+            if reply is None or isinstance(reply, tuple):
+                break
+            part = wire.batch_element(reply.SerializeToString())
+            if size + len(part) > self.config.max_reply_bytes:
+                break
+            held.popleft()
+            parts.append(part)
+            size += len(part)
+        return b"".join(parts)
+
     # ------------------------------------------------------------------ sessions
 
     def _bind(self, sid: str, replies: Any) -> Session:
@@ -320,11 +388,12 @@ class Backend:
     # ------------------------------------------------------------------ admission
 
     async def _read(
-        self, request_iterator: AsyncIterator, replies: asyncio.Queue, box: dict
+        self, request_iterator: AsyncIterator, replies: asyncio.Queue, box: dict, admit: Any = None
     ) -> None:
+        admit = admit or self._admit
         try:
             async for parsed, size in request_iterator:
-                self._admit(parsed, size, replies, box)
+                admit(parsed, size, replies, box)
         except asyncio.CancelledError:
             raise
         except Exception:  # the client vanished mid-message: same as a half-close
@@ -340,8 +409,32 @@ class Backend:
         self.metrics.requests.labels(wire.CODE_NAMES.get(code, str(code))).inc()
         replies.put_nowait(wire.error_reply(sid, seq, code, msg, retry))
 
-    def _admit(self, parsed: Any, size: int, replies: asyncio.Queue, box: dict) -> None:
+    def _admit_batch(self, parsed: Any, size: int, replies: Any, box: dict) -> None:
+        """A RequestBatch: each request admitted as if alone (the message's size is what
+        ``max_request_bytes`` caps); an empty or over-long batch is refused whole."""
         self.metrics.bytes_in.inc(size)
+        if isinstance(parsed, _Bad):
+            self._admit_one(parsed, size, replies, box)
+            return
+        requests = parsed.requests
+        session: Session | None = box["session"]
+        sid = session.sid if session else ""
+        if not requests:
+            self._reject(replies, sid, 0, wire.INVALID_ARGUMENT, "a RequestBatch with no requests")
+            return
+        if len(requests) > wire.MAX_REQUESTS_PER_MESSAGE:
+            message = f"{len(requests)} requests in one message > {wire.MAX_REQUESTS_PER_MESSAGE}"
+            for req in requests:
+                self._reject(replies, sid, req.seq, wire.INVALID_ARGUMENT, message)
+            return
+        for req in requests:
+            self._admit_one(req, size, replies, box)
+
+    def _admit(self, parsed: Any, size: int, replies: Any, box: dict) -> None:
+        self.metrics.bytes_in.inc(size)
+        self._admit_one(parsed, size, replies, box)
+
+    def _admit_one(self, parsed: Any, size: int, replies: Any, box: dict) -> None:
         session: Session | None = box["session"]
         sid = session.sid if session else ""
         if isinstance(parsed, _Bad):
@@ -583,6 +676,11 @@ def _handlers(backend: Backend) -> grpc.GenericRpcHandler:
         {
             "Session": grpc.stream_stream_rpc_method_handler(
                 backend.Session, request_deserializer=_deserialize, response_serializer=ser
+            ),
+            "SessionBatched": grpc.stream_stream_rpc_method_handler(
+                backend.SessionBatched,
+                request_deserializer=_deserialize_batch,
+                response_serializer=_identity,
             ),
             "Info": grpc.unary_unary_rpc_method_handler(
                 backend.Info,

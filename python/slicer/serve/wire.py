@@ -30,6 +30,8 @@ MAX_TENSORS = 64
 MAX_NDIM = 8
 MAX_TOP_K = 1000
 SESSION_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+#: SessionBatched: at most this many requests in one RequestBatch (ServerInfo reports it)
+MAX_REQUESTS_PER_MESSAGE = 64
 
 #: dtypes a RawTensor may carry (numpy names, little-endian).
 RAW_DTYPES = (
@@ -115,16 +117,34 @@ def top_k_ids(row: np.ndarray, k: int) -> np.ndarray:
     return ids[np.lexsort((ids, -row[ids]))]
 
 
+#: up to this k, :func:`top_k_rows` takes k arg-maxima instead of a partial sort
+_TOP_K_BY_MAXIMA = 8
+
+
 def top_k_rows(rows: np.ndarray, k: int) -> np.ndarray:
     """:func:`top_k_ids` of every row of a 2-D array at once: shape (rows, min(k, columns)).
 
-    One partial sort for the whole matrix; a row with a tie at the k-th value or a NaN takes
-    :func:`top_k_ids` itself, so every row's ids are exactly what that function returns.
+    For k <= 8, k rounds of a row-wise argmax on a copy (each round's winner is set to -inf;
+    argmax takes the lowest id among equal values, so ties come by lower id); otherwise one
+    partial sort for the whole matrix. A row with a non-finite value (NaN, ±inf), or with a
+    tie at the k-th value in the partial sort, takes :func:`top_k_ids` itself, so every row's
+    ids are exactly what that function returns.
     """
     count, width = rows.shape
     k = min(int(k), width)
     if k <= 0 or count == 0:
         return np.zeros((count, max(k, 0)), dtype=np.int64)
+    if k <= _TOP_K_BY_MAXIMA and rows.dtype.kind == "f":
+        work = np.array(rows, copy=True)
+        ids = np.empty((count, k), dtype=np.int64)
+        every = np.arange(count)
+        for j in range(k):
+            best = work.argmax(axis=1)
+            ids[:, j] = best
+            work[every, best] = -np.inf
+        for r in np.flatnonzero(~np.isfinite(rows).all(axis=1)):
+            ids[r] = top_k_ids(rows[r], k)
+        return ids
     negated = -rows
     candidates = np.argpartition(negated, k - 1, axis=1)[:, :k]
     values = np.take_along_axis(negated, candidates, axis=1)
@@ -136,6 +156,18 @@ def top_k_rows(rows: np.ndarray, k: int) -> np.ndarray:
     for r in inexact:
         ids[r] = top_k_ids(rows[r], k)
     return ids
+
+
+def batch_element(data: bytes) -> bytes:
+    """A serialized Request / Reply as one element of a RequestBatch / ReplyBatch (field 1,
+    length-delimited): the concatenation of such elements is the serialized batch."""
+    n = len(data)
+    head = bytearray(b"\x0a")
+    while n >= 0x80:
+        head.append((n & 0x7F) | 0x80)
+        n >>= 7
+    head.append(n)
+    return bytes(head) + data
 
 
 def raw_tensor(array: np.ndarray) -> pb.RawTensor:

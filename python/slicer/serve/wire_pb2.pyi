@@ -108,12 +108,24 @@ class Reply(_message.Message):
     llm_message: bytes
     def __init__(self, session_id: _Optional[str] = ..., seq: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., retry_after_ms: _Optional[int] = ..., kind: _Optional[_Union[ReplyKind, str]] = ..., outputs: _Optional[_Iterable[_Union[RawTensor, _Mapping]]] = ..., output_names: _Optional[_Iterable[str]] = ..., top_k_ids: _Optional[_Iterable[int]] = ..., top_k_values: _Optional[_Iterable[float]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., server_id: _Optional[str] = ..., llm_message: _Optional[bytes] = ...) -> None: ...
 
+class RequestBatch(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[Request]
+    def __init__(self, requests: _Optional[_Iterable[_Union[Request, _Mapping]]] = ...) -> None: ...
+
+class ReplyBatch(_message.Message):
+    __slots__ = ("replies",)
+    REPLIES_FIELD_NUMBER: _ClassVar[int]
+    replies: _containers.RepeatedCompositeFieldContainer[Reply]
+    def __init__(self, replies: _Optional[_Iterable[_Union[Reply, _Mapping]]] = ...) -> None: ...
+
 class InfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("wire_version", "model_fingerprint", "cut_id", "cut_name", "tensor_names", "output_names", "max_request_bytes", "max_reply_bytes", "max_sessions", "session_idle_s", "max_batch", "server_id", "engine", "kind", "side_tensors")
+    __slots__ = ("wire_version", "model_fingerprint", "cut_id", "cut_name", "tensor_names", "output_names", "max_request_bytes", "max_reply_bytes", "max_sessions", "session_idle_s", "max_batch", "server_id", "engine", "kind", "side_tensors", "max_requests_per_message")
     WIRE_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     CUT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +141,7 @@ class ServerInfo(_message.Message):
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     SIDE_TENSORS_FIELD_NUMBER: _ClassVar[int]
+    MAX_REQUESTS_PER_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     wire_version: int
     model_fingerprint: str
     cut_id: int
@@ -144,7 +157,8 @@ class ServerInfo(_message.Message):
     engine: str
     kind: str
     side_tensors: bool
-    def __init__(self, wire_version: _Optional[int] = ..., model_fingerprint: _Optional[str] = ..., cut_id: _Optional[int] = ..., cut_name: _Optional[str] = ..., tensor_names: _Optional[_Iterable[str]] = ..., output_names: _Optional[_Iterable[str]] = ..., max_request_bytes: _Optional[int] = ..., max_reply_bytes: _Optional[int] = ..., max_sessions: _Optional[int] = ..., session_idle_s: _Optional[int] = ..., max_batch: _Optional[int] = ..., server_id: _Optional[str] = ..., engine: _Optional[str] = ..., kind: _Optional[str] = ..., side_tensors: _Optional[bool] = ...) -> None: ...
+    max_requests_per_message: int
+    def __init__(self, wire_version: _Optional[int] = ..., model_fingerprint: _Optional[str] = ..., cut_id: _Optional[int] = ..., cut_name: _Optional[str] = ..., tensor_names: _Optional[_Iterable[str]] = ..., output_names: _Optional[_Iterable[str]] = ..., max_request_bytes: _Optional[int] = ..., max_reply_bytes: _Optional[int] = ..., max_sessions: _Optional[int] = ..., session_idle_s: _Optional[int] = ..., max_batch: _Optional[int] = ..., server_id: _Optional[str] = ..., engine: _Optional[str] = ..., kind: _Optional[str] = ..., side_tensors: _Optional[bool] = ..., max_requests_per_message: _Optional[int] = ...) -> None: ...
 
 class HealthRequest(_message.Message):
     __slots__ = ()

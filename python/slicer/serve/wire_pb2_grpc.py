@@ -39,6 +39,11 @@ class SplitInferenceStub:
                 request_serializer=slicer_dot_serve_dot_wire__pb2.Request.SerializeToString,
                 response_deserializer=slicer_dot_serve_dot_wire__pb2.Reply.FromString,
                 _registered_method=True)
+        self.SessionBatched = channel.stream_stream(
+                '/slicer.serve.v1.SplitInference/SessionBatched',
+                request_serializer=slicer_dot_serve_dot_wire__pb2.RequestBatch.SerializeToString,
+                response_deserializer=slicer_dot_serve_dot_wire__pb2.ReplyBatch.FromString,
+                _registered_method=True)
         self.Info = channel.unary_unary(
                 '/slicer.serve.v1.SplitInference/Info',
                 request_serializer=slicer_dot_serve_dot_wire__pb2.InfoRequest.SerializeToString,
@@ -56,6 +61,13 @@ class SplitInferenceServicer:
 
     def Session(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SessionBatched(self, request_iterator, context):
+        """same session rules
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -79,6 +91,11 @@ def add_SplitInferenceServicer_to_server(servicer, server):
                     servicer.Session,
                     request_deserializer=slicer_dot_serve_dot_wire__pb2.Request.FromString,
                     response_serializer=slicer_dot_serve_dot_wire__pb2.Reply.SerializeToString,
+            ),
+            'SessionBatched': grpc.stream_stream_rpc_method_handler(
+                    servicer.SessionBatched,
+                    request_deserializer=slicer_dot_serve_dot_wire__pb2.RequestBatch.FromString,
+                    response_serializer=slicer_dot_serve_dot_wire__pb2.ReplyBatch.SerializeToString,
             ),
             'Info': grpc.unary_unary_rpc_method_handler(
                     servicer.Info,
@@ -118,6 +135,33 @@ class SplitInference:
             '/slicer.serve.v1.SplitInference/Session',
             slicer_dot_serve_dot_wire__pb2.Request.SerializeToString,
             slicer_dot_serve_dot_wire__pb2.Reply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SessionBatched(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/slicer.serve.v1.SplitInference/SessionBatched',
+            slicer_dot_serve_dot_wire__pb2.RequestBatch.SerializeToString,
+            slicer_dot_serve_dot_wire__pb2.ReplyBatch.FromString,
             options,
             channel_credentials,
             insecure,
