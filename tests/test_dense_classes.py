@@ -367,3 +367,19 @@ def test_size_bound_formula():
         axis_len = shape[-1]
         many = slicer.size_bound(shape, "float32", mode="dense", classes=k)
         assert many - one == 2 + math.ceil(axis_len / 2) + (k - 1) * 1111
+
+
+def test_split_codec_params_pass_classes():
+    """slicer.split's CodecParams passes classes= through to encode (dense / auto only)."""
+    from slicer.split.transport import CodecParams
+
+    c = CodecParams(mode="auto", max_bytes=2000, classes=4)
+    c.validate()
+    assert c.kwargs()["classes"] == 4 and c.to_json()["classes"] == 4
+    x = _structured()
+    assert slicer.inspect(slicer.encode(x, **c.kwargs())).classes == 4
+    assert "classes" not in CodecParams(mode="auto", max_bytes=2000).kwargs()
+    with pytest.raises(ValueError, match="classes"):
+        CodecParams(classes=2).validate()  # topk
+    with pytest.raises(ValueError, match="classes"):
+        CodecParams(mode="dense", step=0.1, classes=17).validate()

@@ -54,6 +54,7 @@ class CodecParams:
     step: float | None = None
     rho: float | None = None
     rel_step: float | None = None  # dense: step = rel_step × RMS of each coded tensor
+    classes: int | str | None = None  # dense / auto: frequency tables (1, 2..16, "auto"; §19)
 
     def validate(self) -> None:
         """``ValueError`` naming the first out-of-range knob."""
@@ -74,6 +75,8 @@ class CodecParams:
             isinstance(self.rel_error, (int, float)) and self.rel_error > 0
         ):
             raise ValueError(f"rel_error must be > 0, got {self.rel_error!r}")
+        if self.mode == "topk" and self.classes is not None:
+            raise ValueError("classes applies to modes 'dense' and 'auto'")
         if self.mode != "topk":
             if not _encode_accepts("mode"):
                 raise ValueError(f"codec mode {self.mode!r} needs a SLICER with codec modes")
@@ -84,6 +87,10 @@ class CodecParams:
                 raise ValueError(
                     f"mode {self.mode!r} takes exactly one of step, rel_step, rel_error, max_bytes"
                 )
+            if self.classes is not None:
+                from .._params import dense_classes
+
+                dense_classes(self.classes)  # TypeError / ValueError naming classes
             if self.rel_step is not None and not (
                 isinstance(self.rel_step, (int, float)) and self.rel_step > 0
             ):
@@ -92,7 +99,7 @@ class CodecParams:
     def kwargs(self) -> dict[str, Any]:
         if self.mode != "topk":
             out = {"mode": self.mode, "groups": self.groups}
-            for key in ("step", "rel_error", "max_bytes", "rho"):  # rel_step: kwargs_for
+            for key in ("step", "rel_error", "max_bytes", "rho", "classes"):  # rel_step: kwargs_for
                 if getattr(self, key) is not None:
                     out[key] = getattr(self, key)
             return out
@@ -121,7 +128,7 @@ class CodecParams:
             "groups": self.groups,
             "mode": self.mode,
         }
-        for key in ("rel_error", "max_bytes", "step", "rho", "rel_step"):
+        for key in ("rel_error", "max_bytes", "step", "rho", "rel_step", "classes"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
