@@ -4,7 +4,10 @@ Builds the EfficientNet-Lite0 tail engine of `slicer serve` at the plan's cut, m
 carrying real codec streams of the cut tensor (the head run on random images, encoded with the
 plan's parameters), and calls TailEngine.run_batch on them repeatedly: thread CPU of the whole
 call against thread CPU of the tail runs inside it (what the loadtest counts as compute).
-Then the decode alone: the B streams by per-stream slicer.decode and by one decode_batch.
+Then the decode alone: the B streams by per-stream slicer.decode and by one decode_batch;
+run_batch with the tail's outputs replayed (everything the worker does but the tail run); and
+the server's asyncio-side Python per request: parse + admission (Backend._admit) of the
+serialized requests and the hand-over of their replies (Backend._account), without gRPC.
 
     python bench/serve_worker_cpu.py [--batch 16] [--repeats 200]
 """
@@ -87,6 +90,8 @@ def main() -> None:
     for _ in range(args.repeats):
         slicer.decode_batch(streams, out=out, threads=0)
     batch_all_wall = time.perf_counter() - w0
+    replay_cpu = _replayed_tail(engine, requests, args.repeats)
+    admit_cpu, account_cpu = _admission(engine, requests, args.repeats)
     print(
         json.dumps(
             {
@@ -101,9 +106,77 @@ def main() -> None:
                 "tail_cpu_ms_per_request": 1e3 * compute / n,
                 "beyond_tail_ms_per_request": 1e3 * (total - compute) / n,
                 "stream_bytes": len(requests[0].tensors[0].codec),
+                "run_batch_tail_replayed_cpu_ms": 1e3 * replay_cpu / n,
+                "admit_cpu_ms": 1e3 * admit_cpu / n,
+                "reply_handover_cpu_ms": 1e3 * account_cpu / n,
             }
         )
     )
+
+
+def _replayed_tail(engine, requests, repeats: int) -> float:  # noqa: ANN001
+    """Thread CPU of run_batch when the tail's run returns recorded outputs."""
+    real = engine.session.run
+    recorded: list = []
+
+    def replay(names, feeds):  # noqa: ANN001, ANN202
+        if not recorded:
+            recorded.append(real(names, feeds))
+        return recorded[0]
+
+    engine.session.run = replay
+    try:
+        engine.run_batch([Item(r) for r in requests])
+        t0 = time.thread_time()
+        for _ in range(repeats):
+            engine.run_batch([Item(r) for r in requests])
+        return time.thread_time() - t0
+    finally:
+        engine.session.run = real
+
+
+def _admission(engine, requests, repeats: int) -> tuple[float, float]:  # noqa: ANN001
+    """Thread CPU of parse + admission and of the reply hand-over for the requests, as the
+    asyncio side of the server does them (no gRPC, no tail)."""
+    import asyncio
+
+    from slicer.serve import ServeConfig
+    from slicer.serve.engine import Outcome
+    from slicer.serve.server import Backend, _deserialize
+
+    async def run() -> tuple[float, float]:
+        backend = Backend(engine, ServeConfig(max_queue=len(requests) * repeats + 1))
+        backend._queue = asyncio.Queue(len(requests) * repeats + 1)
+        data = []
+        for k in range(repeats):
+            for i, r in enumerate(requests):
+                one = pb.Request()
+                one.CopyFrom(r)
+                one.session_id, one.seq = f"s{i}", k + 1
+                data.append((i, one.SerializeToString()))
+        boxes = [{"session": None} for _ in requests]
+        queues = [asyncio.Queue() for _ in requests]
+        t0 = time.thread_time()
+        for i, raw in data:
+            parsed, size = _deserialize(raw)
+            backend._admit(parsed, size, queues[i], boxes[i])
+        admit = time.thread_time() - t0
+        items = [backend._queue.get_nowait() for _ in data]
+        outs = [
+            Outcome(
+                pb.Reply(session_id=it.request.session_id, seq=it.request.seq, kind=pb.TOP_K,
+                         top_k_ids=[1, 2, 3, 4, 5], top_k_values=[0.5, 0.4, 0.3, 0.2, 0.1]),
+                decode_s=1e-5, compute_s=0.03, compute_cpu_s=0.03, batch_size=len(requests),
+            )
+            for it in items
+        ]  # fmt: skip
+        step = len(requests)
+        t0 = time.thread_time()
+        for k in range(0, len(items), step):
+            backend._account(items[k : k + step], outs[k : k + step], time.perf_counter())
+        return admit, time.thread_time() - t0
+
+    return asyncio.run(run())
 
 
 if __name__ == "__main__":
