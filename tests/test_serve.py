@@ -609,21 +609,25 @@ def test_serve_sets_grpc_experiments_before_grpc_loads():
         "import os, sys\n"
         "from slicer.serve.cli import _grpc_experiments\n"
         "assert 'grpc' not in sys.modules\n"
-        "_grpc_experiments(None if len(sys.argv) < 2 else sys.argv[1])\n"
+        "_grpc_experiments(None)\n"
+        "print(repr(os.environ.get('GRPC_EXPERIMENTS')))\n"
+        "_grpc_experiments('')\n"  # gRPC's own defaults
+        "print(repr(os.environ.get('GRPC_EXPERIMENTS')))\n"
+        "os.environ['GRPC_EXPERIMENTS'] = '-event_engine_client'\n"
+        "_grpc_experiments(None)\n"  # the environment's wins
+        "print(repr(os.environ.get('GRPC_EXPERIMENTS')))\n"
+        "import grpc\n"
+        "_grpc_experiments('-event_engine_listener')\n"  # too late: left as is
         "print(repr(os.environ.get('GRPC_EXPERIMENTS')))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "GRPC_EXPERIMENTS"}
-
-    def run(*args, **extra):
-        done = subprocess.run(
-            [sys.executable, "-c", code, *args],
-            env={**env, **extra},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return done.stdout.strip()
-
-    assert run() == repr("-event_engine_listener")
-    assert run("") == "None"  # gRPC's own defaults
-    assert run(GRPC_EXPERIMENTS="-event_engine_client") == repr("-event_engine_client")
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == [
+        repr("-event_engine_listener"),
+        "None",
+        repr("-event_engine_client"),
+        repr("-event_engine_client"),
+    ]
+    assert "already loaded" in done.stderr
