@@ -36,6 +36,18 @@ uint32_t IdCheck(uint32_t id, const uint8_t* body, size_t len) {
   return internal::Crc32(internal::Crc32(0, idb, 4), body, len);
 }
 
+// A minimal varint in [*pos, end): TRUNCATED when it runs past end, CORRUPT when not minimal.
+slicer_status ReadVarint(const uint8_t* data, size_t end, size_t* pos, uint64_t* v) {
+  switch (internal::GetVarint(data, end, pos, v)) {
+    case internal::VarintResult::kOk:
+      return SLICER_OK;
+    case internal::VarintResult::kTruncated:
+      return SLICER_ERR_TRUNCATED;
+    default:
+      return SLICER_ERR_CORRUPT;
+  }
+}
+
 inline uint32_t LoadU32(const uint8_t* p) {
   return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
 }
@@ -199,14 +211,7 @@ slicer_status OpenContext(const uint8_t* data, size_t size, uint64_t max_element
   uint64_t row = 1;
   for (uint32_t d = 0; d < c->ndim; ++d) {
     uint64_t v;
-    switch (internal::GetVarint(data, end, &pos, &v)) {
-      case internal::VarintResult::kOk:
-        break;
-      case internal::VarintResult::kTruncated:
-        return SLICER_ERR_TRUNCATED;
-      default:
-        return SLICER_ERR_CORRUPT;
-    }
+    if (const slicer_status st = ReadVarint(data, end, &pos, &v); st != SLICER_OK) return st;
     if (v > kMaxRow) return SLICER_ERR_LIMIT_EXCEEDED;
     c->shape[d] = static_cast<int64_t>(v);
     row *= v;  // ≤ 2^18 · 2^18 before the check below
@@ -238,14 +243,7 @@ slicer_status OpenContext(const uint8_t* data, size_t size, uint64_t max_element
   c->tables.assign(c->nclass, {});
   for (unsigned k = 0; k < c->nclass; ++k) {
     uint64_t nsym;
-    switch (internal::GetVarint(data, end, &pos, &nsym)) {
-      case internal::VarintResult::kOk:
-        break;
-      case internal::VarintResult::kTruncated:
-        return SLICER_ERR_TRUNCATED;
-      default:
-        return SLICER_ERR_CORRUPT;
-    }
+    if (const slicer_status st = ReadVarint(data, end, &pos, &nsym); st != SLICER_OK) return st;
     if (nsym != dense::kNumSymbols) return SLICER_ERR_CORRUPT;
     const slicer_status st =
         dense::ReadClassField(data, end, &pos, dense::kNumSymbols, &c->tables[k]);
@@ -390,14 +388,7 @@ slicer_status DecodeFrame(const Context& c, const uint8_t* f, size_t size, uint8
   if (IdCheck(c.id, f, body) != LoadU32(f + body)) return SLICER_ERR_BAD_CHECKSUM;
   size_t pos = 1;
   uint64_t bits_len;
-  switch (internal::GetVarint(f, body, &pos, &bits_len)) {
-    case internal::VarintResult::kOk:
-      break;
-    case internal::VarintResult::kTruncated:
-      return SLICER_ERR_TRUNCATED;
-    default:
-      return SLICER_ERR_CORRUPT;
-  }
+  if (const slicer_status st = ReadVarint(f, body, &pos, &bits_len); st != SLICER_OK) return st;
   if (bits_len > body - pos) return SLICER_ERR_TRUNCATED;
   const size_t rans_len = body - pos - bits_len;
   if (rans_len < 4 * size_t{k}) return SLICER_ERR_CORRUPT;
