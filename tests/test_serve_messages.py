@@ -253,3 +253,44 @@ def test_loadtest_coalesced_pipelined_clients(capsys):
     [run] = report["runs"]
     assert run["requests"] == 120 and run["ok"] == 120
     assert run["lost"] == 0 and run["duplicated"] == 0 and run["mismatched"] == 0
+
+
+def test_batched_stream_ends_on_takeover_and_on_idle(engine, split, front):
+    """A SessionBatched stream is a session like any other: another stream (of either kind)
+    taking its id over ends it with ABORTED, idleness with DEADLINE_EXCEEDED."""
+    config = ServeConfig(session_idle_s=0.4, front=front)
+    with ServerThread(engine, config) as server:
+        channel = grpc.insecure_channel(server.target)
+        batched = channel.stream_stream(
+            f"/{SERVICE}/SessionBatched",
+            request_serializer=lambda b: b,
+            response_deserializer=pb.ReplyBatch.FromString,
+        )
+        single = channel.stream_stream(
+            f"/{SERVICE}/Session",
+            request_serializer=lambda b: b,
+            response_deserializer=pb.Reply.FromString,
+        )
+        hold = threading.Event()
+
+        def one_then_wait(message):
+            yield message
+            hold.wait(10)
+
+        first = batched(one_then_wait(batch(request(engine, split, 1, sid="t1"))), timeout=10)
+        assert [r.code for r in next(first).replies] == [wire.OK]
+        second = single(one_then_wait(request(engine, split, 2, sid="t1").SerializeToString()))
+        assert next(second).code == wire.OK  # the session moved to the new stream
+        with pytest.raises(grpc.RpcError) as ended:
+            next(first)
+        assert ended.value.code() == grpc.StatusCode.ABORTED, ended.value
+        idle = batched(one_then_wait(batch(request(engine, split, 1, sid="t2"))), timeout=10)
+        replies = []
+        with pytest.raises(grpc.RpcError) as ended:
+            for message in idle:
+                replies.extend(message.replies)
+        assert [r.code for r in replies] == [wire.OK]
+        assert ended.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, ended.value
+        hold.set()
+        second.cancel()
+        channel.close()
