@@ -19,7 +19,13 @@ wire format is specified in ``docs/wire.md``.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names for type checkers; at run time they load on first use
+    from .client import DeadlineExceeded, EdgeClient, Result, ServeError
+    from .engine import TailEngine, make_batchable
+    from .server import ServeConfig, ServerThread, start_server
+    from .wire import WIRE_VERSION
 
 # Loaded on first use, so that ``slicer serve`` can set GRPC_EXPERIMENTS before gRPC loads
 # (importing this package, e.g. for slicer.serve.cli, does not import grpc).
