@@ -9,6 +9,10 @@ Each setting codes every cut tensor with ``slicer.encode(x, mode="auto", max_byt
 (everything counted: the whole stream), groups "tensor" or per channel / per row, and reports
 the same metrics as bench/fidelity/{effnet,minilm}.py: top-1 agreement with the uncut model /
 embedding cosine. Targets: agreement >= 99 % at <= 2.0 b/el; cosine >= 0.99 at <= 2.0 b/el.
+
+The cut's side tensors (masks, ids: everything the codec does not code) travel as the product
+sends them on a coded link, as docs/side.md strings (slicer.split.side): the tail runs on the
+decoded strings and ``b/el`` counts their bytes; the raw-side figure is printed beside it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ sys.path.insert(0, str(HERE / "fidelity"))
 import common  # noqa: E402
 
 import slicer  # noqa: E402
+from slicer.split.side import decode_side, encode_side  # noqa: E402
 from slicer.split.transform import CutTransform  # noqa: E402
 
 BUDGETS = (1.0, 1.5, 2.0, 2.5)
@@ -70,6 +75,48 @@ def dense_setting(
             "transform": None if transform is None else transform.fingerprint(),
         },
     )
+
+
+def code_side_tensors(heads: list[dict[str, np.ndarray]]) -> float:
+    """Replace each head's side tensors by what their docs/side.md strings decode to (bit for
+    bit the same: checked) and return the mean side-string bytes per head."""
+    from slicer.split.transport import coded_names
+
+    total = 0
+    for h in heads:
+        coded = coded_names(
+            {n: v.shape for n, v in h.items()}, {n: str(v.dtype) for n, v in h.items()}
+        )
+        for name in [n for n in h if n not in coded]:
+            data = encode_side(h[name])
+            back = decode_side(data)
+            if back.dtype != h[name].dtype or back.tobytes() != h[name].tobytes():
+                raise RuntimeError(f"side tensor {name!r} did not survive its side string")
+            h[name] = back
+            total += len(data)
+    return total / max(len(heads), 1)
+
+
+ROWS: list[dict] = []  # every row measured, for --json
+
+
+def count_side(rows: list[dict], side_coded: float, cut: str) -> None:
+    """``bits_per_element`` with the side tensors' strings counted instead of their raw bytes
+    (the raw-side figure kept as ``bits_per_element_side_raw``)."""
+    for row in rows:
+        n = row["elements_per_input"]
+        row["bits_per_element_side_raw"] = row["bits_per_element"]
+        row["side_coded_bytes_per_input"] = side_coded
+        sent = row["bytes_per_input"] - row["side_bytes_per_input"] + side_coded
+        row["bits_per_element"] = 8 * sent / n
+    ROWS.extend({"cut": cut, **row} for row in rows)
+
+
+def side_note(row: dict) -> str:
+    n = row["elements_per_input"]
+    coded = 8 * row["side_coded_bytes_per_input"] / n
+    raw = 8 * row["side_bytes_per_input"] / n
+    return f"(sides coded {coded:.4f}, raw {raw:.3f}: {row['bits_per_element_side_raw']:.3f})"
 
 
 def fit_transform(split, inputs: list, desc: str) -> CutTransform:  # noqa: ANN001
@@ -148,16 +195,18 @@ def effnet(threads: int, budgets=BUDGETS, groups=("tensor", "channels"), klt="of
         settings = make_settings(budgets, groups, klt, t)
         ref = [int(split.run_full({"image": x})["logits"][0].argmax()) for x in samples]
         heads = [split.run_head({"image": x}) for x in samples]
+        side = code_side_tensors(heads)
 
         def score(i: int, outputs: dict, ref: list = ref) -> dict[str, float]:
             return {"top1_agreement": float(outputs["logits"][0].argmax() == ref[i])}
 
         rows = common.sweep(split, heads, settings, score, desc=name.split("/")[1])
+        count_side(rows, side, name)
         print(f"EfficientNet-Lite0 {name} ({len(samples)} photo crops):")
         for row in rows:
             print(
                 f"  {row['setting']:<38} {row['bits_per_element']:6.3f} b/el  "
-                f"agreement {row['top1_agreement']:.3f}",
+                f"{side_note(row)} agreement {row['top1_agreement']:.3f}",
                 flush=True,
             )
 
@@ -188,17 +237,18 @@ def minilm(threads: int, budgets=BUDGETS, groups=("tensor", "rows"), klt="off") 
     settings = make_settings(budgets, groups, klt, t)
     ref = [split.run_full(x)["embedding"][0] for x in inputs]
     heads = [split.run_head(x) for x in inputs]
+    side = code_side_tensors(heads)
 
     def score(i: int, outputs: dict) -> dict[str, float]:
         return {"cosine": cosine(ref[i], outputs["embedding"][0])}
 
     rows = common.sweep(split, heads, settings, score, desc="layer.3")
+    count_side(rows, side, name)
     print(f"MiniLM {name} ({len(inputs)} sentences):")
     for row in rows:
-        side = 8 * row["side_bytes_per_input"] / row["elements_per_input"]
         print(
-            f"  {row['setting']:<38} {row['bits_per_element']:6.3f} b/el  "
-            f"(side tensors raw {side:.3f}) cosine {row['cosine']:.5f}",
+            f"  {row['setting']:<38} {row['bits_per_element']:6.4f} b/el  "
+            f"{side_note(row)} cosine {row['cosine']:.5f}",
             flush=True,
         )
 
@@ -247,6 +297,7 @@ def smollm2(
         if ref is None:
             ref = [nll(split.run_full({"input_ids": c})["logits"], c) for c in chunks]
         heads = [split.run_head({"input_ids": c}) for c in chunks]
+        side = code_side_tensors(heads)
         ppl_uncut = float(np.exp(sum(ref) / scored))
 
         per_chunk: list[float] = []  # NLL per chunk, setting after setting
@@ -256,6 +307,7 @@ def smollm2(
             return {"nll_sum": per_chunk[-1]}
 
         rows = common.sweep(split, heads, settings, score, desc=name.split("/")[2])
+        count_side(rows, side, name)
         print(f"SmolLM2 {name} ({len(chunks) * chunk} tokens, uncut perplexity {ppl_uncut:.3f}):")
         for k, row in enumerate(rows):
             ppl = float(np.exp(row["nll_sum"] * len(chunks) / scored))
@@ -265,7 +317,7 @@ def smollm2(
             se = 100 * float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
             print(
                 f"  {row['setting']:<34} {row['bits_per_element']:6.3f} b/el  "
-                f"perplexity {ppl:.3f} ({change:+.2f} % ± {se:.2f} % s.e. over "
+                f"{side_note(row)} perplexity {ppl:.3f} ({change:+.2f} % ± {se:.2f} % s.e. over "
                 f"{len(d)} chunks)",
                 flush=True,
             )
@@ -326,6 +378,7 @@ if __name__ == "__main__":
         default=0,
         help="token tensors: send the first N rows raw (counted), code the rest",
     )
+    p.add_argument("--json", default=None, help="write every row (bits, side bytes, metric) here")
     a = p.parse_args()
     SINK_ROWS = a.sink_rows
     CLASSES = None if a.classes is None else (a.classes if a.classes == "auto" else int(a.classes))
@@ -341,3 +394,8 @@ if __name__ == "__main__":
         smollm2(2, a.tokens, cuts=tuple(a.cuts), **kw)
     else:
         {"effnet": effnet, "minilm": minilm}[a.which](2, **kw)
+    if a.json:
+        import json
+
+        with open(a.json, "w") as f:
+            json.dump({"model": a.which, "command": sys.argv, "rows": ROWS}, f, indent=1)
