@@ -502,8 +502,14 @@ def _class_saving(
     best = (1, axes[0], 0.0)
     idx = model.sample_indices()
     for axis in axes:
+        length = shape[-1] if axis == 0 else shape[1]
+        # the saving is at most log2(K) bits per element (the class's information): a map that
+        # costs more can never pay (a 1-D array's map holds every element), so skip the pass
+        useful = [k for k in candidates if 1 < k <= length and
+                  2 + (length + 1) // 2 < model.n * np.log2(k) / 8]  # fmt: skip
+        if not useful:
+            continue
         scores = _position_scores(work, shape, axis)
-        length = scores.size
         rank = np.empty(length, dtype=np.int64)
         rank[np.lexsort((np.arange(length), scores))] = np.arange(length)
         if axis == 0:
@@ -511,9 +517,7 @@ def _class_saving(
         else:
             inner = int(np.prod(shape[2:], dtype=np.int64)) if len(shape) > 2 else 1
             pos = (idx // max(inner, 1)) % length
-        for k in candidates:
-            if k == 1 or k > length:
-                continue
+        for k in useful:
             cls = rank[pos] * k // length
             hist = np.bincount(cls * 423 + sym, minlength=423 * k).reshape(k, 423)
             cost = _entropy_bits(hist) * model.scale / 8.0 * 1.002
@@ -544,6 +548,8 @@ def _resolve_classes(
         candidates = tuple(
             sorted({c for axis in axes for c in class_candidates(array.shape, axis)})
         )
+        if len(candidates) <= 1:
+            return dict(params, classes=1), 0.0
         k, axis, saving = _class_saving(model, work, array.shape, axes, candidates, step, rho_256)
         return dict(params, classes=k, class_axis=axis), saving
     axis = params["class_axis"]
@@ -587,7 +593,7 @@ def dense_for_budget(
     # Classes (§19): K and axis at this step; their predicted saving lets a smaller step fit.
     params, saving = _resolve_classes(array, params, model, work, step, rho)
     if params["classes"] > 1 and saving > 0:
-        goal = limit + saving
+        goal = limit + saving - 0.004 * limit  # the saving is an estimate: aim inside
         step = float(_bisect_step(model, (rho,), lambda size, _sse: size <= goal, step)[0])
     fitting = None  # the largest stream found so far that fits (lowest error)
     stream = b""

@@ -60,6 +60,12 @@ struct DSym {
   uint32_t unused;
 };
 
+// Mode 2: a symbol's rANS frequency and start in one class's table (the rest of its DSym does
+// not depend on the class: one small table per class keeps the decoder's tables in cache).
+struct FreqCum {
+  uint32_t freq, cum;
+};
+
 // Strides of the per-class decoder tables of mode 2.
 constexpr size_t kSymStride = kNumSymbols;
 constexpr size_t kCumStride = kNumSymbols + 1;
@@ -87,7 +93,8 @@ struct Stream {
   // [c · kSymStride, …) of syms, cum entries [c · kCumStride, …) of cum.
   std::vector<uint32_t> freq, cum;  // mode 1: cum has nsym + 1 entries
   std::vector<uint8_t> lut;         // slot -> symbol, or kEscape
-  std::vector<DSym> syms;           // per symbol
+  std::vector<DSym> syms;           // per symbol (mode 2: freq / cum unused, see fc)
+  std::vector<FreqCum> fc;          // mode 2: per class and symbol
   unsigned nsym = 0;                // mode 1; mode 2: the largest of the tables'
   unsigned nclass = 1;              // mode 2: 2 … 16
   unsigned class_axis = 0;
@@ -156,6 +163,7 @@ bool DecodeRun(const Stream& s, ChunkIn* in, uint64_t idx, uint64_t count, uint8
                uint64_t i0, double delta, const uint8_t* cls) {
   const uint8_t* const lut0 = s.lut.data();
   const DSym* const syms0 = s.syms.data();
+  const FreqCum* const fc0 = s.fc.data();
   const uint32_t* const cum0 = s.cum.data();
   const unsigned nsym0 = s.nsym;
   uint32_t x[4] = {in->x[0], in->x[1], in->x[2], in->x[3]};
@@ -182,8 +190,10 @@ bool DecodeRun(const Stream& s, ChunkIn* in, uint64_t idx, uint64_t count, uint8
       q = kClasses ? SlotSymbol(cum0 + c * kCumStride, s.class_nsym[c], slot)
                    : SlotSymbol(cum0, nsym0, slot);
     }
-    const DSym& d = syms0[c * kSymStride + q];
-    st = d.freq * (st >> kProbBits) + slot - d.cum;
+    const DSym& d = syms0[q];
+    const uint32_t f = kClasses ? fc0[c * kSymStride + q].freq : d.freq;
+    const uint32_t start = kClasses ? fc0[c * kSymStride + q].cum : d.cum;
+    st = f * (st >> kProbBits) + slot - start;
     while (st < kRansL) {
       if (r >= end) {
         ok = false;
@@ -211,8 +221,14 @@ bool DecodeRun(const Stream& s, ChunkIn* in, uint64_t idx, uint64_t count, uint8
     const uint32_t slot = st & (kProbScale - 1);
     const unsigned q = lut0[size_t{c} * kProbScale + slot];
     if (__builtin_expect(q == kEscape, 0)) return careful(st, k);
-    const DSym& d = syms0[c * kSymStride + q];
-    const uint32_t v = d.freq * (st >> kProbBits) + slot - d.cum;
+    const DSym& d = syms0[q];
+    uint32_t v;
+    if constexpr (kClasses) {
+      const FreqCum e = fc0[c * kSymStride + q];
+      v = e.freq * (st >> kProbBits) + slot - e.cum;
+    } else {
+      v = d.freq * (st >> kProbBits) + slot - d.cum;
+    }
     const uint32_t need =
         static_cast<uint32_t>(v < kRansL) + static_cast<uint32_t>(v < (kRansL >> 8));
     const uint32_t window = uint32_t{r[0]} << 8 | r[1];
@@ -454,7 +470,8 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
   // Frequency tables (§13.1): one, or one per class (§19.2).
   if (s->nclass > 1) {
     s->lut.assign(size_t{s->nclass} * kProbScale, 0);
-    s->syms.assign(size_t{s->nclass} * kSymStride, DSym{});
+    s->syms.assign(kSymStride, DSym{});
+    s->fc.assign(size_t{s->nclass} * kSymStride, FreqCum{0, 0});
     s->cum.assign(size_t{s->nclass} * kCumStride, 0);
     s->class_nsym.assign(s->nclass, 0);
   }
@@ -484,8 +501,9 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
         s->syms.resize(nsym);
       }
       uint8_t* lut = s->lut.data() + size_t{c} * kProbScale;
-      DSym* syms = s->syms.data() + size_t{c} * kSymStride;
+      DSym* syms = s->syms.data();
       for (unsigned q = 0; q < nsym; ++q) {
+        if (s->nclass > 1) s->fc[size_t{c} * kSymStride + q] = FreqCum{freq[q], cum[q]};
         DSym& d = syms[q];
         const unsigned b = (q + 1) / 2;
         unsigned nbits = 0;

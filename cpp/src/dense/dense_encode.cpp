@@ -563,16 +563,30 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   std::vector<uint64_t> class_hist;  // nclass × kNumSymbols
   if (nclass > 1) {
     std::vector<uint64_t> sums(geo.length, 0);
-    for (uint64_t i = 0; i < n;) {  // the codes again (the quantizer's arithmetic, §12.2)
+    const QuantizeFn codes = PickQuantize(false);
+    Block blk;
+    OffsetSums unused;
+    for (uint64_t i = 0; i < n;) {  // the codes again (the quantizer of §12.2, block-wise)
       const uint64_t g = layout.GroupOf(i);
       const uint64_t stop = std::min(n, i + layout.RunLeft(i, n));
       const uint8_t kind = has_table ? kinds[g] : 0;
       if (GroupIsDense(kind)) {
         const double delta = has_table ? steps[g] : base_step;
         PositionCursor at(geo, i);
-        for (; i < stop; ++i, at.Next()) {
-          const uint64_t m = static_cast<uint64_t>(std::fabs(read(i)) / delta + rho);
-          sums[at.pos] += std::min(m, format::kClassStatClamp);
+        for (uint64_t b0 = i; b0 < stop; b0 += kBlock) {
+          const unsigned cnt = static_cast<unsigned>(std::min<uint64_t>(kBlock, stop - b0));
+          LoadBlock(read, b0, cnt, &blk);
+          if (codes(&blk, cnt, delta, rho, &unused)) {  // codes below 2^31 in blk.m
+            for (unsigned k = 0; k < cnt; ++k, at.Next()) {
+              sums[at.pos] +=
+                  std::min<uint64_t>(static_cast<uint32_t>(blk.m[k]), format::kClassStatClamp);
+            }
+          } else {
+            for (unsigned k = 0; k < cnt; ++k, at.Next()) {
+              const uint64_t m = static_cast<uint64_t>(std::fabs(blk.x[k]) / delta + rho);
+              sums[at.pos] += std::min(m, format::kClassStatClamp);
+            }
+          }
         }
       }
       i = stop;
