@@ -138,7 +138,8 @@ def test_run_random_inputs_on_minilm_has_no_top1(capsys) -> None:  # noqa: ANN00
     assert "attention_mask" in out["cut"]["name"] or any(
         t["name"] == "attention_mask" for t in out["tensors"]
     )
-    assert "attention_mask" not in out["coded_tensors"]  # masks travel raw, exactly
+    assert "attention_mask" not in out["coded_tensors"]  # masks travel exactly:
+    assert "attention_mask" in out["side_tensors"]  # as a lossless docs/side.md string
 
 
 def test_run_rejects_bad_split_and_inputs(capsys, effnet_path, tmp_path) -> None:  # noqa: ANN001

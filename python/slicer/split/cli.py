@@ -881,6 +881,8 @@ def print_run_summary(out: dict[str, Any]) -> None:
     print(f"cut       #{out['cut']['index']} {out['cut']['name']}")
     for t in out["tensors"]:
         coded = "codec" if t["name"] in out["coded_tensors"] else "raw"
+        if t["name"] in out.get("side_tensors", ()):
+            coded = "lossless side string"
         if t["name"] in out.get("transforms", {}):
             coded += f", KLT {out['transforms'][t['name']][7:19]}"
         print(f"          {t['name']} {_shape_text(t['shape'])} {t['dtype']} ({coded})")

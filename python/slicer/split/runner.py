@@ -47,7 +47,7 @@ class SplitResult:
 
     @property
     def bits_per_element(self) -> float:
-        """Bits sent per element of the cut tensors (raw side tensors included)."""
+        """Bits sent per element of the cut tensors (side tensors included)."""
         elements = self.packet.coded_elements + sum(a.size for a in self.packet.raw.values())
         return 8.0 * self.packet.encoded_bytes / elements if elements else 0.0
 
@@ -219,6 +219,7 @@ def json_result(result: SplitResult, provider: str, extra: dict[str, Any] | None
             for t in result.cut.tensors
         ],
         "coded_tensors": sorted(result.packet.streams),
+        "side_tensors": sorted(result.packet.side),  # sent as lossless docs/side.md strings
         "transforms": dict(result.packet.transforms),  # coded through a CutTransform
         "raw_bytes": result.packet.raw_bytes,
         "encoded_bytes": result.packet.encoded_bytes,
