@@ -1,6 +1,7 @@
 """Side tensors of the shipped models' fidelity cuts, raw and as docs/side.md strings.
 
     python bench/side_tensors.py census            # every cut's side tensors -> JSON + table
+    python bench/side_tensors.py levels            # deflate level 1 / 6 / 9: bytes and time
     python bench/side_tensors.py plot "one table=a.json,b.json" "class tables=c.json"
                                                    # cosine vs b/el (fidelity_dense --json)
 
@@ -112,6 +113,34 @@ def census(out: Path) -> None:
         )
 
 
+def levels() -> None:
+    """Raw-deflate bytes and encode time (best of 5) of typical side tensors per zlib level."""
+    import time
+
+    rng = np.random.default_rng(0)
+    pad = np.r_[np.ones(30), np.zeros(6)].astype(np.int64)[None]
+    cases = {
+        "mask (1, 36) int64": np.ones((1, 36), np.int64),
+        "additive (1, 1, 1, 36) float32": np.zeros((1, 1, 1, 36), np.float32),
+        "padded mask (1, 36) int64": pad,
+        "mask (1, 512) int64": np.ones((1, 512), np.int64),
+        "token ids (1, 4096) int64 < 50000": rng.integers(0, 50000, (1, 4096)),
+        "N(0,1) float32, 256 Ki": rng.standard_normal(1 << 18).astype(np.float32),
+    }
+    print(f"{'tensor':<36} {'raw B':>8}" + "".join(f"   level {k}: B / ms" for k in (1, 6, 9)))
+    for name, a in cases.items():
+        raw, cells = a.tobytes(), []
+        for level in (1, 6, 9):
+            best = float("inf")
+            for _ in range(5):
+                start = time.perf_counter()
+                c = zlib.compressobj(level, zlib.DEFLATED, -15)
+                out = c.compress(raw) + c.flush()
+                best = min(best, time.perf_counter() - start)
+            cells.append(f"{len(out):>9} / {1e3 * best:7.3f}")
+        print(f"{name:<36} {len(raw):>8}   " + "   ".join(cells))
+
+
 def plot(series: list[str], out: Path) -> None:
     """``series``: "LABEL=a.json,b.json" (fidelity_dense --json files of one codec setting);
     one curve per series and basis (plain / KLT), the first series also with raw side tensors."""
@@ -158,11 +187,13 @@ if __name__ == "__main__":
     import argparse
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["census", "plot"])
+    p.add_argument("what", choices=["census", "levels", "plot"])
     p.add_argument("inputs", nargs="*", help="plot: LABEL=file.json[,file.json] per series")
     p.add_argument("--out", default=None)
     a = p.parse_args()
     if a.what == "census":
         census(Path(a.out or HERE / "results" / "side_tensors.json"))
+    elif a.what == "levels":
+        levels()
     else:
         plot(a.inputs, Path(a.out or HERE / "plots" / "side_minilm.png"))
