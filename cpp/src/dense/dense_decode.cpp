@@ -181,7 +181,9 @@ bool DecodeRun(const Stream& s, ChunkIn* in, uint64_t idx, uint64_t count, uint8
     if constexpr (kStore) StoreT<kDtype>(dst, i0 + k, v);
   };
   // Every read checked; the only step that meets escaped symbols and magnitudes above 2^53.
-  auto careful = [&](uint32_t& st, uint64_t k) {
+  // Not inlined: inside the fast step's (rare) escape branch it made the unrolled loop of mode 1
+  // 30-45 % slower (bench/bench_dense_cpp.cpp against the build before mode 2).
+  auto careful = [&](uint32_t & st, uint64_t k) __attribute__((noinline)) {
     const unsigned c = kClasses ? cls[k] : 0;
     const uint8_t* const lut = lut0 + size_t{c} * kProbScale;
     const uint32_t slot = st & (kProbScale - 1);
