@@ -245,9 +245,13 @@ void LoadBlock(const Reader& read, uint64_t b0, unsigned cnt, Block* blk) {
 }
 
 // Elements [begin, end) of one dense group → symbols, histogram, extra bits (§11).
+//
+// kSums (mode 2, §19.4): also adds min(m, 2^16) of every element to sums[its position], the
+// positions walked by *at from `begin` on.
+template <bool kSums>
 void QuantizeRun(const Reader& read, uint64_t begin, uint64_t end, double delta, double rho,
                  bool auto_off, QuantizeFn quantize, uint16_t* out, Histogram* hist, BitSink* sink,
-                 OffsetSums* acc) {
+                 OffsetSums* acc, uint64_t* sums = nullptr, PositionCursor* at = nullptr) {
   Block blk;
   for (uint64_t b0 = begin; b0 < end; b0 += kBlock) {
     const unsigned cnt = static_cast<unsigned>(std::min<uint64_t>(kBlock, end - b0));
@@ -271,6 +275,10 @@ void QuantizeRun(const Reader& read, uint64_t begin, uint64_t end, double delta,
         if (auto_off) acc->Add(t, m);
         o[k] = static_cast<uint16_t>(sym);
         ++hist->part[k & 7][sym];
+        if constexpr (kSums) {
+          sums[at->pos] += std::min(m, format::kClassStatClamp);
+          at->Next();
+        }
       }
       continue;
     }
@@ -287,6 +295,12 @@ void QuantizeRun(const Reader& read, uint64_t begin, uint64_t end, double delta,
       sink->Write32(extra, sh);
       o[k] = static_cast<uint16_t>(sym);
       ++hist->part[k & 7][sym];
+    }
+    if constexpr (kSums) {
+      for (unsigned k = 0; k < cnt; ++k, at->Next()) {
+        sums[at->pos] +=
+            std::min<uint64_t>(static_cast<uint32_t>(blk.m[k]), format::kClassStatClamp);
+      }
     }
   }
 }
@@ -500,6 +514,7 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   uint64_t nsyms = 0;
   const bool auto_off = params.auto_offsets != 0;
   const QuantizeFn quantize = PickQuantize(auto_off);
+  std::vector<uint64_t> sums(nclass > 1 ? geo.length : 0, 0);  // mode 2: §18.2's S_a
   uint64_t sink_chunk = 0;                      // the chunk whose extra bits the sink is writing
   auto close_chunks_before = [&](uint64_t c) {  // ends the sink's chunk and all before c
     if (c <= sink_chunk) return;
@@ -521,8 +536,14 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
     while (i < stop) {  // chunk-aligned pieces, so per-chunk counts come out of the loop
       close_chunks_before(i / chunk);
       const uint64_t piece_end = std::min(stop, (i / chunk + 1) * chunk);
-      QuantizeRun(read, i, piece_end, delta, rho, auto_off, quantize, syms.data() + nsyms, &counts,
-                  &sink, &acc);
+      if (nclass > 1) {
+        PositionCursor at(geo, i);
+        QuantizeRun<true>(read, i, piece_end, delta, rho, auto_off, quantize, syms.data() + nsyms,
+                          &counts, &sink, &acc, sums.data(), &at);
+      } else {
+        QuantizeRun<false>(read, i, piece_end, delta, rho, auto_off, quantize, syms.data() + nsyms,
+                           &counts, &sink, &acc);
+      }
       chunk_syms[i / chunk + 1] += piece_end - i;
       nsyms += piece_end - i;
       i = piece_end;
@@ -562,35 +583,6 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   std::vector<uint8_t> class_map, cls;
   std::vector<uint64_t> class_hist;  // nclass × kNumSymbols
   if (nclass > 1) {
-    std::vector<uint64_t> sums(geo.length, 0);
-    const QuantizeFn codes = PickQuantize(false);
-    Block blk;
-    OffsetSums unused;
-    for (uint64_t i = 0; i < n;) {  // the codes again (the quantizer of §12.2, block-wise)
-      const uint64_t g = layout.GroupOf(i);
-      const uint64_t stop = std::min(n, i + layout.RunLeft(i, n));
-      const uint8_t kind = has_table ? kinds[g] : 0;
-      if (GroupIsDense(kind)) {
-        const double delta = has_table ? steps[g] : base_step;
-        PositionCursor at(geo, i);
-        for (uint64_t b0 = i; b0 < stop; b0 += kBlock) {
-          const unsigned cnt = static_cast<unsigned>(std::min<uint64_t>(kBlock, stop - b0));
-          LoadBlock(read, b0, cnt, &blk);
-          if (codes(&blk, cnt, delta, rho, &unused)) {  // codes below 2^31 in blk.m
-            for (unsigned k = 0; k < cnt; ++k, at.Next()) {
-              sums[at.pos] +=
-                  std::min<uint64_t>(static_cast<uint32_t>(blk.m[k]), format::kClassStatClamp);
-            }
-          } else {
-            for (unsigned k = 0; k < cnt; ++k, at.Next()) {
-              const uint64_t m = static_cast<uint64_t>(std::fabs(blk.x[k]) / delta + rho);
-              sums[at.pos] += std::min(m, format::kClassStatClamp);
-            }
-          }
-        }
-      }
-      i = stop;
-    }
     class_map.resize(geo.length);
     format::ClassRule(sums.data(), geo.length, nclass, class_map.data());
     cls.resize(nsyms);
