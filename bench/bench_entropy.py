@@ -3,12 +3,21 @@ order-0 entropy of the codes, tables included, on groups of >= 4096 elements; no
 1 bit per element).
 
     python bench/bench_entropy.py          # needs bench/data/ (bench/activations.py)
+    python bench/bench_entropy.py --classes   # mode 2: one table per class of positions
 
 For every workload, slice size (4096 elements and the whole tensor) and step (chosen for
 0.5 ... 8 bits per element), the codes q of the real stream (the reference quantizer,
 tests/reference_dense.py, identical to the C++ one) give H0 = N * order-0 entropy of q;
 "coded" is everything the entropy coder spends: frequency table + chunk table + rANS bytes +
 extra bits (header and CRC excluded: they are not the coder's). Overhead = coded / H0 - 1.
+
+With class tables (``--classes``, format 2 mode 2, docs/format.md §19): each workload as
+feature vectors (n, C) (EfficientNet: (1, C, H, W), classes along the channels), slices of
+the first rows holding >= 4096 elements and the whole tensor, encoded with classes="auto" at
+the step of each target rate. The coder's own model is one order-0 table per class, so its
+bound is H0|class = the sum over classes of each class's order-0 entropy (under the stream's
+class map); "coded" adds the class map to the tables. Overhead = coded / H0|class - 1, and the
+saving against the one-table H0.
 """
 
 from __future__ import annotations
@@ -50,9 +59,58 @@ def step_for(x: np.ndarray, bpe: float) -> float:
     return float(2.0**hi)
 
 
+def as_vectors(x: np.ndarray) -> np.ndarray:
+    """(n, C) token rows as they are; a C x H x W map as (1, C, H, W) (classes on axis 1)."""
+    return x[None] if x.ndim == 3 else x
+
+
+def classes_table() -> int:
+    import slicer
+
+    workloads = bench_rd.load_workloads(bench_rd.DATA_DIR, None)
+    print("| workload | elements | target b/el | K | H0 b/el | H0\\|class b/el | coded b/el "
+          "| overhead vs H0\\|class | coded vs H0 |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    worst = {}
+    for name, x in workloads.items():
+        v = as_vectors(x)
+        per_row = int(np.prod(v.shape[1:]))
+        for rows in sorted({min(-(-4096 // per_row), v.shape[0]), v.shape[0]}):
+            part = np.ascontiguousarray(v[:rows]) if v.shape[0] > 1 else v
+            size = part.size
+            for bpe in TARGET_BPE:
+                step = step_for(part, bpe)
+                stream = slicer.encode(part, mode="dense", step=step, classes="auto")
+                info = slicer.inspect(stream)
+                a = info.account
+                coded = 8 * (a.class_map + a.freq_table + a.chunk_table + a.codes + a.extra_bits)
+                k = info.classes
+                axis = 0 if info.class_axis in (None, "last") else 1
+                p = rd.plan(part, rd.default_params(step=step, classes=k, class_axis=axis))
+                q = np.where(p.negative, -p.m, p.m).reshape(-1)
+                h0 = entropy_bits(q)
+                if k > 1:
+                    cls = p.cls.reshape(-1)
+                    hc = sum(entropy_bits(q[cls == c]) for c in range(k) if np.any(cls == c))
+                else:
+                    hc = h0
+                over = coded / hc - 1 if hc > 0 else float("nan")
+                key = "4096" if rows < v.shape[0] else "whole"
+                worst[key] = max(worst.get(key, -1.0), over)
+                print(f"| {name} | {size} | {bpe:g} | {k} | {h0 / size:.4f} | {hc / size:.4f} "
+                      f"| {coded / size:.4f} | {100 * over:+.2f} % "
+                      f"| {100 * (coded / h0 - 1):+.2f} % |", flush=True)  # fmt: skip
+    print()
+    for key, value in worst.items():
+        print(f"worst overhead against H0|class, {key} slices: {100 * value:+.2f} %")
+    return 0
+
+
 def main() -> int:
     import slicer
 
+    if "--classes" in sys.argv[1:]:
+        return classes_table()
     workloads = bench_rd.load_workloads(bench_rd.DATA_DIR, None)
     print("| workload | elements | target b/el | H0 b/el | coded b/el | overhead |")
     print("|---|---:|---:|---:|---:|---:|")
