@@ -383,3 +383,16 @@ def test_split_codec_params_pass_classes():
         CodecParams(classes=2).validate()  # topk
     with pytest.raises(ValueError, match="classes"):
         CodecParams(mode="dense", step=0.1, classes=17).validate()
+
+
+def test_size_bound_auto_follows_the_estimate_rule():
+    """classes="auto" bounds only the K the estimate may take: a 1-D array's map would cost
+    more than any class saving, so its bound is mode 1's; an array where K = 16 may pay
+    gets the K = 16 bound, and every auto stream stays below it."""
+    one = slicer.size_bound((1000,), "float32", mode="auto", classes=1)
+    assert slicer.size_bound((1000,), "float32", mode="auto") == one
+    x = _structured()
+    bound = slicer.size_bound(x.shape, x.dtype, mode="auto")
+    assert bound == slicer.size_bound(x.shape, x.dtype, mode="dense", classes=16)
+    for budget in (x.size // 8, x.size // 2):
+        assert len(slicer.encode(x, mode="auto", max_bytes=budget)) <= bound

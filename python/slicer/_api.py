@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import operator
 from typing import Any
 
@@ -889,10 +890,16 @@ def _dense_size_bound(
         axes = (params["class_axis"], 1 - params["class_axis"]) if len(dims) >= 3 else (
             params["class_axis"],)  # fmt: skip
         variants = []
+        n = int(np.prod(dims, dtype=object)) if dims else 1
         for axis in axes:
             length = class_length(dims, axis)
-            k = min(16, length) if length >= 2 else 1
-            variants.append(dict(params, classes=k, class_axis=axis))
+            # the K auto may take here: K <= L and a map cheaper than log2(K) bits per element
+            # (python/slicer/_rate.py, _class_saving)
+            ks = [
+                k for k in (2, 4, 8, 16)
+                if k <= length and 2 + (length + 1) // 2 < n * math.log2(k) / 8
+            ]  # fmt: skip
+            variants.append(dict(params, classes=max(ks, default=1), class_axis=axis))
     bound = 0
     for variant in variants:
         status, one = _core.dense_encode_bound(list(dims), code, variant)
