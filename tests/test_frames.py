@@ -367,20 +367,22 @@ def test_class_map_rule_orders_positions_by_magnitude():
     assert slicer.FrameEncoder(calib, step=1.0, classes=3).context == ref.data
 
 
-def test_class_maps_make_real_llm_frames_smaller():
-    """SmolLM2 rows after layer 15 (channels differ in spread): 8 classes code the generated
-    rows in fewer bytes than one table, context excluded, and decode to the same values."""
-    x = np.load(__import__("pathlib").Path(__file__).resolve().parents[1] / "bench" / "data"
-                / "smollm2_l15.npy").astype(np.float32)  # fmt: skip
-    sizes = {}
+def test_class_maps_make_llm_like_frames_smaller():
+    """Rows whose channels differ in spread by two orders of magnitude (like LLM states): 8
+    classes code the rows after the calibration ones in fewer bytes than one table (≈ 16 %
+    here), the context excluded, and decode to the same values."""
+    rng = np.random.default_rng(12)
+    spread = 10.0 ** rng.uniform(-1, 1, size=576)
+    x = (rows_like_llm(rng, 192, 576, np.float64) * spread).astype(np.float32)
+    sizes, decoded = {}, {}
     for classes in (1, 8):
-        enc = slicer.FrameEncoder(x[:64], rel_error=0.11, classes=classes)
+        enc = slicer.FrameEncoder(x[:64], step=1.0, classes=classes)
         dec = slicer.FrameDecoder(enc.context)
-        frames = [enc.encode(r) for r in x[64:192]]
+        frames = [enc.encode(r) for r in x[64:]]
         sizes[classes] = sum(map(len, frames))
-        y = np.stack([dec.decode(f) for f in frames])
-        assert np.max(np.abs(y - x[64:192])) <= enc.step
-    assert sizes[8] < 0.97 * sizes[1]
+        decoded[classes] = np.stack([dec.decode(f) for f in frames])
+    np.testing.assert_array_equal(decoded[1], decoded[8])
+    assert sizes[8] < 0.9 * sizes[1]
 
 
 def class_context(classes=3, d=9):
