@@ -586,19 +586,41 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
     class_map.resize(geo.length);
     format::ClassRule(sums.data(), geo.length, nclass, class_map.data());
     cls.resize(nsyms);
-    class_hist.assign(size_t{nclass} * kNumSymbols, 0);
     uint64_t idx = 0;
-    for (uint64_t i = 0; i < n;) {
+    for (uint64_t i = 0; i < n;) {  // the class of every coded element
       const uint64_t stop = std::min(n, i + layout.RunLeft(i, n));
       if (GroupIsDense(has_table ? kinds[layout.GroupOf(i)] : 0)) {
-        PositionCursor at(geo, i);
-        for (; i < stop; ++i, at.Next(), ++idx) {
-          const uint8_t c = class_map[at.pos];
-          cls[idx] = c;
-          ++class_hist[size_t{c} * kNumSymbols + syms[idx]];
+        if (geo.inner == 1) {  // the last axis: runs of the map itself
+          for (uint64_t p = i % geo.length; i < stop; p = 0) {
+            const uint64_t len = std::min(stop - i, geo.length - p);
+            std::memcpy(cls.data() + idx, class_map.data() + p, len);
+            idx += len;
+            i += len;
+          }
+        } else {
+          PositionCursor at(geo, i);
+          for (; i < stop; ++i, at.Next(), ++idx) cls[idx] = class_map[at.pos];
         }
       }
       i = stop;
+    }
+    // Per-class histograms in two interleaved tables (consecutive increments of one symbol do
+    // not wait on each other), folded into 64-bit totals every 2^30 elements.
+    const size_t table_size = size_t{nclass} * kNumSymbols;
+    class_hist.assign(table_size, 0);
+    std::vector<uint32_t> part(2 * table_size);
+    for (uint64_t b = 0; b < nsyms; b += uint64_t{1} << 30) {
+      const uint64_t e = std::min(nsyms, b + (uint64_t{1} << 30));
+      uint32_t* const h0 = part.data();
+      uint32_t* const h1 = part.data() + table_size;
+      uint64_t q = b;
+      for (; q + 2 <= e; q += 2) {
+        ++h0[size_t{cls[q]} * kNumSymbols + syms[q]];
+        ++h1[size_t{cls[q + 1]} * kNumSymbols + syms[q + 1]];
+      }
+      if (q < e) ++h0[size_t{cls[q]} * kNumSymbols + syms[q]];
+      for (size_t t = 0; t < table_size; ++t) class_hist[t] += uint64_t{h0[t]} + h1[t];
+      std::fill(part.begin(), part.end(), 0u);
     }
   } else {
     class_hist.assign(hist, hist + kNumSymbols);
