@@ -115,9 +115,9 @@ SLICER_API int slicer_cuda_decode(const void* src, size_t size, int src_is_devic
                                   uint64_t max_elements, void* temp, size_t temp_bytes,
                                   void* dst_device, size_t dst_bytes, void* stream);
 
-/* --- Format 2, mode "dense" (docs/format.md §10-§16). Streams are byte-identical to
- * slicer_dense_encode's; decoding accepts and rejects exactly what slicer_decode does, with the
- * same status. The header and tables are parsed on the host by the C++ codec's parser, so a
+/* --- Format 2, mode "dense" (docs/format.md §10-§16) and, for decoding, mode 2 (class tables,
+ * §19). Streams are byte-identical to slicer_dense_encode's; decoding accepts and rejects
+ * exactly what slicer_decode does, with the same status. The header and tables are parsed on the host by the C++ codec's parser, so a
  * device stream is copied to the host once (it is the compressed size); the chunks are decoded
  * on the device, one thread block per chunk. ----------------------------------------------- */
 
@@ -133,7 +133,9 @@ SLICER_API int slicer_cuda_dense_decode(const void* src, size_t size, int src_is
                                         uint64_t max_elements, void* temp, size_t temp_bytes,
                                         void* dst_device, size_t dst_bytes, void* stream);
 
-/* Temporary device bytes slicer_cuda_dense_encode_host needs for this shape and parameters. */
+/* Temporary device bytes slicer_cuda_dense_encode_host needs for this shape and parameters.
+ * Mode 2 (params->classes > 1) is not encoded on the GPU: both functions return
+ * SLICER_ERR_INVALID_ARGUMENT for it (encode on the CPU; the GPU decodes it). */
 SLICER_API int slicer_cuda_dense_encode_temp_size(const int64_t* shape, uint32_t ndim, int dtype,
                                                   const slicer_dense_params* params,
                                                   size_t* temp_bytes);
