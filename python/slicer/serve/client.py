@@ -180,6 +180,9 @@ class EdgeClient:
             self._load_head(model, providers, threads)
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
+        # Seq assignment and the put on the send queue happen together, so the stream carries
+        # seqs in increasing order even when callers and retry timers dispatch at once.
+        self._send_lock = threading.Lock()
         self._pending: dict[int, _Pending] = {}
         self._done: set[int] = set()
         self._outq: queue.Queue | None = None
@@ -322,6 +325,10 @@ class EdgeClient:
     def _dispatch_all(self, pending: list[_Pending]) -> None:
         if not pending:
             return
+        with self._send_lock:
+            self._dispatch_locked(pending)
+
+    def _dispatch_locked(self, pending: list[_Pending]) -> None:
         with self._lock:
             for p in pending:
                 p.seq = next(self._seq)
