@@ -396,3 +396,17 @@ def test_size_bound_auto_follows_the_estimate_rule():
     assert bound == slicer.size_bound(x.shape, x.dtype, mode="dense", classes=16)
     for budget in (x.size // 8, x.size // 2):
         assert len(slicer.encode(x, mode="auto", max_bytes=budget)) <= bound
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_escaped_symbols_per_class(dtype):
+    """Codes above 2^33 (symbols >= 255: the decoder's escape path, which resolves the symbol
+    from its class's cumulative frequencies) in some classes only."""
+    rng = np.random.default_rng(21)
+    x = spread(rng, (12, 40), 0, np.float64)
+    x[rng.integers(0, 12, 6), rng.integers(30, 40, 6)] = [3e12, -7e13, 1e14, -2e12, 5e13, 9e11]
+    x = x.astype(dtype)
+    for k in (2, 8):
+        stream = check(x, rd.default_params(step=0.1, classes=k, chunk_log2=6))
+        info = slicer.inspect(stream)
+        assert info.symbols > 255
