@@ -452,6 +452,9 @@ def _dense_params(meta: dict) -> dict:
     )  # fmt: skip
     table = meta["group_table"]
     params["group_table"] = None if table is None else bytes(table)
+    if meta.get("classes", 1) > 1:  # mode 2 goldens (§19): their classes and axis
+        params["classes"] = meta["classes"]
+        params["class_axis"] = meta["class_axis"]
     return params
 
 
@@ -473,6 +476,19 @@ def test_glue_dense_encode(fake_cuda: Any) -> None:
     name, capsule, sent, stream = module.calls[-1]
     assert (name, capsule, stream) == ("dense_encode", "capsule", 0)
     assert sent == params and sent["group_table"] is None
+
+
+def test_glue_dense_encode_classes(fake_cuda: Any) -> None:
+    # An int classes goes to the GPU encoder (mode 2 for K >= 2) with its class axis; K above
+    # the class axis' length is refused before any launch, as on the CPU.
+    module = fake_cuda()
+    x = _FakeCudaArray((4, 8))
+    assert slicer.encode(x, mode="dense", step=0.1, classes=8) == b"stream"
+    name, _, sent, _ = module.calls[-1]
+    assert name == "dense_encode" and sent["classes"] == 8 and sent["class_axis"] == 0
+    with pytest.raises(ValueError, match="classes=9 needs at least 9 positions"):
+        slicer.encode(x, mode="dense", step=0.1, classes=9)
+    assert len(module.calls) == 1
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in GOLDEN_V2.glob("*.slc")))

@@ -1,7 +1,9 @@
-// Format 2 "dense" launchers (docs/format.md §10-§16). The header and tables are parsed and
-// written by the C++ codec's own code (cpp/src/dense: ParseDense, ReadClassField, Normalize,
-// WriteCommonHeader, WriteClassField), so the two backends share one parser and one writer;
-// the chunks (rANS, extra bits, reconstruction, quantization) run on the device.
+// Format 2 "dense" launchers (docs/format.md §10-§16, mode 2: §18-§19). The header and tables
+// are parsed and written by the C++ codec's own code (cpp/src/dense: ParseDense, ReadClassField,
+// Normalize, WriteCommonHeader, WriteClassField; cpp/src/format/class_map.hpp: ReadClassMap,
+// ClassRule, WriteClassMap), so the two backends share one parser, one writer and one class-map
+// rule; the chunks (rANS, extra bits, reconstruction, quantization) and the statistics the
+// tables come from (histograms, mode 2's per-position sums) run on the device.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -322,18 +324,25 @@ struct EncodeSetup {
   std::vector<uint8_t> kinds;
   std::vector<double> steps;
   std::vector<DenseChunk> chunks;
+  unsigned nclass = 1;             // 1: mode 1; 2 … 16: mode 2 (§19)
+  dense::ClassGeometry class_geo;  // mode 2
 };
 
 int Setup(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
           const slicer_dense_params* params, EncodeSetup* s) {
   if (dtype < SLICER_FLOAT32 || dtype > SLICER_FLOAT64) return SLICER_ERR_UNSUPPORTED_DTYPE;
   SLICER_TRY_STATUS(dense::CheckParams(params));
-  // Mode 2 (class tables, §19) is encoded by the CPU only; the GPU decodes it.
-  if (params->classes > 1) return SLICER_ERR_INVALID_ARGUMENT;
   SLICER_TRY_STATUS(dense::CheckShape(shape, ndim, &s->n));
   if (s->n > 0 && data == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
   if (!dense::MakeLayout(shape, ndim, s->n, params->layout, &s->layout)) {
     return SLICER_ERR_INVALID_ARGUMENT;
+  }
+  s->nclass = params->classes >= 2 ? params->classes : 1;
+  if (s->nclass > 1) {  // mode 2: the class axis exists and has at least K positions (§19.1)
+    if (!dense::MakeClassGeometry(shape, ndim, params->class_axis, &s->class_geo) ||
+        s->class_geo.length < s->nclass) {
+      return SLICER_ERR_INVALID_ARGUMENT;
+    }
   }
   if (params->group_table != nullptr) {
     if (params->group_table_size != s->layout.groups) return SLICER_ERR_INVALID_ARGUMENT;
@@ -358,8 +367,8 @@ uint64_t RegionElements(uint64_t n, unsigned chunk_log2) {
 }
 
 struct EncodeTemp2 {
-  uint64_t kinds, steps, syms, extras, hist, sums, error, freq, cum, chunks, out, offsets, scratch,
-      total;
+  uint64_t kinds, steps, syms, extras, hist, sums, error, class_sums, class_hist, freq, cum,
+      class_map, chunks, out, offsets, scratch, total;
 };
 
 EncodeTemp2 MakeEncodeTemp2(const EncodeSetup& s, unsigned chunk_log2) {
@@ -373,8 +382,13 @@ EncodeTemp2 MakeEncodeTemp2(const EncodeSetup& s, unsigned chunk_log2) {
   t.hist = c.Take(dense::kNumSymbols * 8);
   t.sums = c.Take(4 * 8);
   t.error = c.Take(8);
-  t.freq = c.Take(dense::kNumSymbols * 4);
-  t.cum = c.Take((dense::kNumSymbols + 1) * 4);
+  // Mode 2 (zeroed with hist … error): S_a per position, the per-class histograms.
+  const uint64_t classes = s.nclass > 1 ? s.nclass : 0;
+  t.class_sums = c.Take(classes ? s.class_geo.length * 8 : 0);
+  t.class_hist = c.Take(classes * dense::kNumSymbols * 8);
+  t.freq = c.Take(uint64_t{s.nclass} * dense::kNumSymbols * 4);
+  t.cum = c.Take(uint64_t{s.nclass} * (dense::kNumSymbols + 1) * 4);
+  t.class_map = c.Take(classes ? s.class_geo.length : 0);
   t.chunks = c.Take(s.chunks.size() * sizeof(DenseChunk));
   t.out = c.Take(s.chunks.size() * 3 * 8);
   t.offsets = c.Take(s.chunks.size() * 8);
@@ -406,13 +420,19 @@ int DenseEncodeHost(const void* data, int dtype, const int64_t* shape, uint32_t 
   auto* temp8 = static_cast<uint8_t*>(temp);
   if (s.n > 0 && (temp8 == nullptr || temp_bytes < t.total)) return SLICER_ERR_TEMP_TOO_SMALL;
   const bool has_table = !s.kinds.empty() || params->group_table != nullptr;
+  const bool mode2 = s.nclass > 1;
+  const unsigned nclass = s.nclass;
+  const uint64_t length = s.class_geo.length;  // mode 2: positions along the class axis
+  const dense_gpu::ClassPositions positions{mode2 ? length : 1, s.class_geo.inner};
   unsigned long long hist[dense::kNumSymbols] = {};
   unsigned long long sums[4] = {};
   std::vector<uint64_t> lens(3 * s.chunks.size(), 0);
-  std::vector<uint32_t> freq, cum;
-  std::vector<unsigned> classes;
-  unsigned nsym = 0;
+  // Mode 2 (§18.2, §19.4): S_a per position, the class map, per-class symbol counts.
+  std::vector<uint64_t> class_sums(mode2 ? length : 0, 0);
+  std::vector<uint8_t> class_map(mode2 ? length : 0, 0);
+  std::vector<unsigned long long> class_hist(mode2 ? size_t{nclass} * dense::kNumSymbols : 0, 0);
   int8_t o1 = params->offset1, o2 = params->offset2;
+  dense_gpu::EncodeArgs a{};
   if (s.n > 0) {
     SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.kinds, s.kinds.data(), s.kinds.size(),
                                     cudaMemcpyHostToDevice, stream));
@@ -420,7 +440,6 @@ int DenseEncodeHost(const void* data, int dtype, const int64_t* shape, uint32_t 
                                     cudaMemcpyHostToDevice, stream));
     SLICER_CUDA_TRY(cudaMemsetAsync(temp8 + t.hist, 0, t.freq - t.hist, stream));
     SLICER_CUDA_TRY(cudaMemsetAsync(temp8 + t.error, 0xFF, 8, stream));
-    dense_gpu::EncodeArgs a{};
     a.n = s.n;
     a.kinds = s.kinds.empty() ? nullptr : temp8 + t.kinds;
     a.steps = reinterpret_cast<const double*>(temp8 + t.steps);
@@ -432,6 +451,8 @@ int DenseEncodeHost(const void* data, int dtype, const int64_t* shape, uint32_t 
     a.hist = reinterpret_cast<unsigned long long*>(temp8 + t.hist);
     a.sums = reinterpret_cast<unsigned long long*>(temp8 + t.sums);
     a.error = reinterpret_cast<unsigned long long*>(temp8 + t.error);
+    a.class_sums = mode2 ? reinterpret_cast<unsigned long long*>(temp8 + t.class_sums) : nullptr;
+    a.positions = positions;
     switch (dtype) {
       case SLICER_FLOAT64:
         SLICER_TRY_STATUS(LaunchQuantize<double>(a, data, stream));
@@ -452,60 +473,110 @@ int DenseEncodeHost(const void* data, int dtype, const int64_t* shape, uint32_t 
     SLICER_CUDA_TRY(
         cudaMemcpyAsync(sums, temp8 + t.sums, sizeof(sums), cudaMemcpyDeviceToHost, stream));
     SLICER_CUDA_TRY(cudaMemcpyAsync(&error, temp8 + t.error, 8, cudaMemcpyDeviceToHost, stream));
+    if (mode2) {
+      SLICER_CUDA_TRY(cudaMemcpyAsync(class_sums.data(), temp8 + t.class_sums, length * 8,
+                                      cudaMemcpyDeviceToHost, stream));
+    }
     SLICER_CUDA_TRY(cudaStreamSynchronize(stream));
     if (error != ~0ull) return static_cast<int>(error & 0xFF);  // the first bad element's status
     if (params->auto_offsets) {
       o1 = dense::OffsetSums::Offset(static_cast<int64_t>(sums[0]), sums[2]);
       o2 = dense::OffsetSums::Offset(static_cast<int64_t>(sums[1]), sums[3]);
     }
-    for (unsigned q = 0; q < dense::kNumSymbols; ++q)
-      if (hist[q]) nsym = q + 1;
-    classes.resize(nsym);
-    for (unsigned q = 0; q < nsym; ++q) classes[q] = hist[q] ? dense::CountClass(hist[q]) : 0;
-    dense::Normalize(classes, &freq, &cum);
-    if (!s.chunks.empty()) {
-      SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.freq, freq.data(), freq.size() * 4,
+  }
+  if (mode2) {  // the map by the one rule of §18.2, then the counts of each class on the device
+    format::ClassRule(class_sums.data(), length, nclass, class_map.data());
+    if (s.n > 0) {
+      SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.class_map, class_map.data(), length,
                                       cudaMemcpyHostToDevice, stream));
-      SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.cum, cum.data(), cum.size() * 4,
-                                      cudaMemcpyHostToDevice, stream));
-      SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.chunks, s.chunks.data(),
-                                      s.chunks.size() * sizeof(DenseChunk), cudaMemcpyHostToDevice,
-                                      stream));
-      SLICER_CUDA_TRY(cudaMemsetAsync(temp8 + t.scratch, 0, t.total - t.scratch, stream));
-      dense_gpu::ChunkEncodeArgs c{};
-      c.chunks = reinterpret_cast<const DenseChunk*>(temp8 + t.chunks);
-      c.syms = a.syms;
-      c.extras = a.extras;
-      c.freq = reinterpret_cast<const uint32_t*>(temp8 + t.freq);
-      c.cum = reinterpret_cast<const uint32_t*>(temp8 + t.cum);
-      c.nsym = nsym;
-      c.scratch = temp8 + t.scratch;
-      c.chunk_elems = RegionElements(s.n, params->chunk_log2);
-      c.out = reinterpret_cast<uint64_t*>(temp8 + t.out);
-      SLICER_LAUNCH(dense_gpu::DenseChunkEncodeKernel, static_cast<unsigned>(s.chunks.size()),
-                    kThreads, stream, c);
+      dense_gpu::ClassHistArgs h{};
+      h.n = s.n;
+      h.syms = a.syms;
+      h.class_map = temp8 + t.class_map;
+      h.positions = positions;
+      h.nclass = nclass;
+      h.hist = reinterpret_cast<unsigned long long*>(temp8 + t.class_hist);
+      const uint64_t per_block = uint64_t{kThreads} * dense_gpu::kClassHistItems;
+      SLICER_LAUNCH(dense_gpu::DenseClassHistKernel,
+                    static_cast<unsigned>((s.n + per_block - 1) / per_block), kThreads, stream, h);
       SLICER_CUDA_LAUNCHED();
-      SLICER_CUDA_TRY(cudaMemcpyAsync(lens.data(), temp8 + t.out, lens.size() * 8,
-                                      cudaMemcpyDeviceToHost, stream));
+      SLICER_CUDA_TRY(cudaMemcpyAsync(class_hist.data(), temp8 + t.class_hist,
+                                      class_hist.size() * 8, cudaMemcpyDeviceToHost, stream));
       SLICER_CUDA_TRY(cudaStreamSynchronize(stream));
     }
   }
-  // Header and tables by the C++ codec's writers (§10, §13).
+  // The frequency tables (§13.1, §13.2; mode 2: one per class, an empty class with nsym = 0,
+  // §19.2): count classes and normalised frequencies, laid out per class as the kernels read
+  // them (freq: kNumSymbols per class, cum: kNumSymbols + 1).
+  std::vector<unsigned> nsym_of(nclass, 0);
+  std::vector<std::vector<unsigned>> count_classes(nclass);
+  std::vector<uint32_t> freq_all(size_t{nclass} * dense::kNumSymbols, 0);
+  std::vector<uint32_t> cum_all(size_t{nclass} * (dense::kNumSymbols + 1), 0);
+  for (unsigned c = 0; c < nclass; ++c) {
+    const unsigned long long* h = mode2 ? class_hist.data() + size_t{c} * dense::kNumSymbols : hist;
+    unsigned nsym = 0;
+    for (unsigned q = 0; q < dense::kNumSymbols; ++q)
+      if (h[q]) nsym = q + 1;
+    nsym_of[c] = nsym;
+    count_classes[c].resize(nsym);
+    for (unsigned q = 0; q < nsym; ++q) count_classes[c][q] = h[q] ? dense::CountClass(h[q]) : 0;
+    std::vector<uint32_t> freq, cum;
+    dense::Normalize(count_classes[c], &freq, &cum);
+    std::copy(freq.begin(), freq.end(), freq_all.begin() + size_t{c} * dense::kNumSymbols);
+    std::copy(cum.begin(), cum.end(), cum_all.begin() + size_t{c} * (dense::kNumSymbols + 1));
+  }
+  if (s.n > 0 && !s.chunks.empty()) {
+    SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.freq, freq_all.data(), freq_all.size() * 4,
+                                    cudaMemcpyHostToDevice, stream));
+    SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.cum, cum_all.data(), cum_all.size() * 4,
+                                    cudaMemcpyHostToDevice, stream));
+    SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.chunks, s.chunks.data(),
+                                    s.chunks.size() * sizeof(DenseChunk), cudaMemcpyHostToDevice,
+                                    stream));
+    SLICER_CUDA_TRY(cudaMemsetAsync(temp8 + t.scratch, 0, t.total - t.scratch, stream));
+    dense_gpu::ChunkEncodeArgs c{};
+    c.chunks = reinterpret_cast<const DenseChunk*>(temp8 + t.chunks);
+    c.syms = a.syms;
+    c.extras = a.extras;
+    c.freq = reinterpret_cast<const uint32_t*>(temp8 + t.freq);
+    c.cum = reinterpret_cast<const uint32_t*>(temp8 + t.cum);
+    c.nsym = nsym_of[0];
+    c.nclass = nclass;
+    c.class_map = temp8 + t.class_map;
+    c.positions = positions;
+    c.scratch = temp8 + t.scratch;
+    c.chunk_elems = RegionElements(s.n, params->chunk_log2);
+    c.out = reinterpret_cast<uint64_t*>(temp8 + t.out);
+    SLICER_LAUNCH(dense_gpu::DenseChunkEncodeKernel, static_cast<unsigned>(s.chunks.size()),
+                  kThreads, stream, c);
+    SLICER_CUDA_LAUNCHED();
+    SLICER_CUDA_TRY(cudaMemcpyAsync(lens.data(), temp8 + t.out, lens.size() * 8,
+                                    cudaMemcpyDeviceToHost, stream));
+    SLICER_CUDA_TRY(cudaStreamSynchronize(stream));
+  }
+  // Header and tables by the C++ codec's writers (§10, §13; mode 2: §19.1, §19.2).
   std::vector<uint8_t> head;
-  dense::WriteCommonHeader(dtype, shape, ndim, params->layout, &head);
-  head.push_back(static_cast<uint8_t>(dense::kParamsLen));
-  uint8_t mp[9];
+  dense::WriteCommonHeader(dtype, shape, ndim, params->layout, &head,
+                           mode2 ? dense::kModeClasses : dense::kModeDense);
+  const uint64_t params_len = mode2 ? dense::kClassParamsLen : dense::kParamsLen;
+  head.push_back(static_cast<uint8_t>(params_len));
+  uint8_t mp[11];
   std::memcpy(mp, &params->step, 4);
   mp[4] = params->rho_256;
   mp[5] = static_cast<uint8_t>(o1);
   mp[6] = static_cast<uint8_t>(o2);
   mp[7] = params->chunk_log2;
   mp[8] = has_table ? 1 : 0;
-  head.insert(head.end(), mp, mp + 9);
+  mp[9] = params->class_axis;
+  mp[10] = static_cast<uint8_t>(nclass);
+  head.insert(head.end(), mp, mp + params_len);
   if (has_table) head.insert(head.end(), s.kinds.begin(), s.kinds.end());
+  if (mode2) format::WriteClassMap(class_map.data(), length, &head);
   uint8_t vbuf[10];
-  head.insert(head.end(), vbuf, vbuf + internal::PutVarint(nsym, vbuf));
-  dense::WriteClassField(classes.data(), nsym, &head);
+  for (unsigned c = 0; c < nclass; ++c) {
+    head.insert(head.end(), vbuf, vbuf + internal::PutVarint(nsym_of[c], vbuf));
+    dense::WriteClassField(count_classes[c].data(), nsym_of[c], &head);
+  }
   uint64_t payload = 0;
   for (size_t j = 0; j < s.chunks.size(); ++j) {
     head.insert(head.end(), vbuf, vbuf + internal::PutVarint(lens[3 * j + 1], vbuf));

@@ -1,9 +1,11 @@
 // Kernels of format 2, mode 1 "dense" (docs/format.md §10-§14). Decode: one thread block per
 // chunk; thread 0 runs the chunk's rANS states (§14) into a symbol and extra-bit-position array,
 // then the block reconstructs the chunk's elements in tiles (§12.4). Encode: an element-parallel
-// quantizer with a block histogram and the §12.3 sums, then one block per chunk that writes the
-// chunk's rANS bytes backwards and its extra bits. Plain __syncthreads only, so that the host
-// emulation (cuda/tests/emulation.hpp) runs this very code.
+// quantizer with a block histogram and the §12.3 sums (mode 2, §19: also the per-position sums
+// S_a of §18.2), mode 2's per-class histograms once the host has chosen the class map, then one
+// block per chunk that writes the chunk's rANS bytes backwards (each element with its class's
+// table) and its extra bits. Plain __syncthreads only, so that the host emulation
+// (cuda/tests/emulation.hpp) runs this very code.
 #ifndef SLICER_CUDA_DENSE_KERNELS_CUH_
 #define SLICER_CUDA_DENSE_KERNELS_CUH_
 
@@ -11,6 +13,7 @@
 
 #include "block_primitives.cuh"
 #include "device_math.cuh"
+#include "format/class_map.hpp"
 #include "format/dense_spec.hpp"
 
 namespace slicer::cuda::dense_gpu {
@@ -238,6 +241,15 @@ __global__ void DenseDecodeKernel(DecodeArgs a, T* dst) {
 
 // ---- Encode -------------------------------------------------------------------------------
 
+// Mode 2 positions (§19.1): element i is at position (i / inner) % len.
+struct ClassPositions {
+  uint64_t len, inner;
+  SLICER_HD uint64_t Of(uint64_t i) const { return (i / inner) % len; }
+};
+
+using format::kClassStatClamp;  // §18.2: S_a sums min(m, 2^16)
+using format::kMaxClasses;
+
 struct EncodeArgs {
   uint64_t n;
   const uint8_t* kinds;  // or nullptr
@@ -249,6 +261,9 @@ struct EncodeArgs {
   unsigned long long* hist;   // kNumSymbols counts
   unsigned long long* sums;   // s1, s2 (two's complement), c1, c2
   unsigned long long* error;  // min over (element << 8 | status)
+  // Mode 2 (§18.2): S_a = Σ min(m, 2^16) per position a (len entries); nullptr in mode 1.
+  unsigned long long* class_sums;
+  ClassPositions positions;
 };
 
 template <typename T>
@@ -269,14 +284,23 @@ __device__ int64_t FloorToInt(double v) {
 }
 
 // §11, §12.2, §12.3 per element, one thread each.
+//
+// Mode 2 adds each coded element's min(m, 2^16) to S_a of its position a. The block's elements
+// are consecutive, so their positions come in runs (one element each along the last axis, runs
+// of `inner` along axis 1): a block scan of the statistics, then the last element of each run
+// adds the run's inclusive prefix and the first subtracts its exclusive prefix (modulo 2^64, so
+// every S_a is exact): one global atomic per run and end instead of one per element.
 template <typename T>
 __global__ void DenseQuantizeKernel(EncodeArgs a, const T* data) {
   __shared__ unsigned hist[kNumSymbols];
   __shared__ unsigned long long sums[4];
+  __shared__ unsigned long long scan[kThreads];
+  __shared__ uint64_t pos_of[kThreads];
   for (unsigned s = threadIdx.x; s < kNumSymbols; s += kThreads) hist[s] = 0;
   if (threadIdx.x < 4) sums[threadIdx.x] = 0;
   __syncthreads();
   const uint64_t i = uint64_t{blockIdx.x} * kThreads + threadIdx.x;
+  unsigned long long stat = 0;  // mode 2: min(m, 2^16) of a coded element
   if (i < a.n) {
     const uint64_t g = a.geo.GroupOf(i);
     const uint8_t kind = a.kinds == nullptr ? 0 : a.kinds[g];
@@ -304,11 +328,25 @@ __global__ void DenseQuantizeKernel(EncodeArgs a, const T* data) {
           atomicAdd(&sums[m == 1 ? 0 : 1], static_cast<unsigned long long>(d));
           atomicAdd(&sums[m == 1 ? 2 : 3], 1ull);
         }
+        stat = m < kClassStatClamp ? m : kClassStatClamp;
         atomicAdd(&hist[sym], 1u);
       }
     }
     a.syms[i] = sym;
     a.extras[i] = extra;
+  }
+  if (a.class_sums != nullptr) {  // the same for every thread of the launch
+    const bool live = i < a.n;
+    const uint64_t pos = live ? a.positions.Of(i) : 0;
+    pos_of[threadIdx.x] = pos;
+    const unsigned long long incl = BlockInclusiveScan(stat, SumOp{}, scan);  // syncs
+    if (live) {
+      const bool head = threadIdx.x == 0 || pos_of[threadIdx.x - 1] != pos;
+      const bool tail =
+          threadIdx.x == kThreads - 1 || i + 1 == a.n || pos_of[threadIdx.x + 1] != pos;
+      const unsigned long long add = (tail ? incl : 0ull) - (head ? incl - stat : 0ull);
+      if (add != 0) atomicAdd(&a.class_sums[pos], add);
+    }
   }
   __syncthreads();
   for (unsigned s = threadIdx.x; s < kNumSymbols; s += kThreads)
@@ -316,13 +354,47 @@ __global__ void DenseQuantizeKernel(EncodeArgs a, const T* data) {
   if (threadIdx.x < 4 && sums[threadIdx.x]) atomicAdd(&a.sums[threadIdx.x], sums[threadIdx.x]);
 }
 
+// Mode 2 (§19.4): the symbol counts of each class's coded elements, nclass × kNumSymbols, once
+// the host has chosen the class map. A block counts kClassHistItems · kThreads consecutive
+// elements in shared memory (up to 16 tables) and adds its non-zero counts to the totals.
+constexpr unsigned kClassHistItems = 16;
+
+struct ClassHistArgs {
+  uint64_t n;
+  const uint16_t* syms;  // per element (kNotCoded outside dense groups)
+  const uint8_t* class_map;
+  ClassPositions positions;
+  unsigned nclass;
+  unsigned long long* hist;  // nclass × kNumSymbols, zeroed
+};
+
+__global__ void DenseClassHistKernel(ClassHistArgs a) {
+  __shared__ unsigned hist[kMaxClasses * kNumSymbols];
+  const unsigned size = a.nclass * kNumSymbols;
+  for (unsigned s = threadIdx.x; s < size; s += kThreads) hist[s] = 0;
+  __syncthreads();
+  const uint64_t first = uint64_t{blockIdx.x} * kThreads * kClassHistItems;
+  for (unsigned k = 0; k < kClassHistItems; ++k) {
+    const uint64_t i = first + uint64_t{k} * kThreads + threadIdx.x;
+    if (i >= a.n) break;
+    const unsigned s = a.syms[i];
+    if (s != kNotCoded) atomicAdd(&hist[a.class_map[a.positions.Of(i)] * kNumSymbols + s], 1u);
+  }
+  __syncthreads();
+  for (unsigned s = threadIdx.x; s < size; s += kThreads)
+    if (hist[s]) atomicAdd(&a.hist[s], static_cast<unsigned long long>(hist[s]));
+}
+
 struct ChunkEncodeArgs {
   const DenseChunk* chunks;  // begin, end, coded
   const uint16_t* syms;
   const uint64_t* extras;
-  const uint32_t* freq;
-  const uint32_t* cum;
-  unsigned nsym;
+  const uint32_t* freq;  // mode 2: kNumSymbols per class
+  const uint32_t* cum;   // mode 2: kNumSymbols + 1 per class
+  unsigned nsym;         // mode 1
+  unsigned nclass;       // 1 (mode 1) or 2 … 16 (mode 2)
+  const uint8_t* class_map;
+  ClassPositions positions;
   uint8_t* scratch;      // per chunk: rans_cap bytes then bits_cap bytes
   uint64_t chunk_elems;  // 2^chunk_log2
   uint64_t* out;         // per chunk: rans start (in its region), rans_len, bits_len
@@ -334,12 +406,14 @@ SLICER_HD uint64_t RansCap(uint64_t elems) { return (24 + 2 * elems + 3) / 4 * 4
 SLICER_HD uint64_t BitsCap(uint64_t elems) { return ((51 * elems + 7) / 8 + 8 + 3) / 4 * 4; }
 
 // One block per chunk: the block writes the chunk's extra bits (positions from a block scan,
-// bits OR-ed into 32-bit words), then thread 0 codes the chunk backwards (§14).
+// bits OR-ed into 32-bit words), then thread 0 codes the chunk backwards (§14); in mode 2 each
+// element with the (freq, cum) of its position's class (§19.3), read from global memory.
 __global__ void DenseChunkEncodeKernel(ChunkEncodeArgs a) {
   __shared__ uint32_t freq[kNumSymbols];
   __shared__ uint32_t cum[kNumSymbols];
   __shared__ uint64_t scan[kThreads];
-  for (unsigned s = threadIdx.x; s < a.nsym; s += kThreads) {
+  const bool classes = a.nclass > 1;
+  for (unsigned s = threadIdx.x; s < a.nsym && !classes; s += kThreads) {
     freq[s] = a.freq[s];
     cum[s] = a.cum[s];
   }
@@ -380,18 +454,35 @@ __global__ void DenseChunkEncodeKernel(ChunkEncodeArgs a) {
   const unsigned k = StatesFor(c.coded);
   uint32_t x[4] = {kRansL, kRansL, kRansL, kRansL};
   uint64_t e = c.coded;
+  // Mode 2: the position of element i, walked backwards from the chunk's last element.
+  uint64_t pos = 0, within = 0;
+  if (classes) {
+    pos = a.positions.Of(c.end - 1);
+    within = (c.end - 1) % a.positions.inner;
+  }
   for (uint64_t i = c.end; i-- > c.begin;) {
     const unsigned s = a.syms[i];
+    const uint32_t* f_of = freq;
+    const uint32_t* cum_of = cum;
+    if (classes) {
+      const unsigned cls = a.class_map[pos];
+      f_of = a.freq + cls * kNumSymbols;
+      cum_of = a.cum + cls * (kNumSymbols + 1);
+      if (within-- == 0) {
+        within = a.positions.inner - 1;
+        pos = pos == 0 ? a.positions.len - 1 : pos - 1;
+      }
+    }
     if (s == kNotCoded) continue;
     --e;
     uint32_t v = x[e % k];
-    const uint32_t f = freq[s];
+    const uint32_t f = f_of[s];
     const uint32_t x_max = ((kRansL >> kProbBits) << 8) * f;
     while (v >= x_max) {
       *--ptr = static_cast<uint8_t>(v);
       v >>= 8;
     }
-    x[e % k] = ((v / f) << kProbBits) + (v % f) + cum[s];
+    x[e % k] = ((v / f) << kProbBits) + (v % f) + cum_of[s];
   }
   for (unsigned q = k; q-- > 0;) {
     ptr -= 4;

@@ -1,10 +1,12 @@
 // The CUDA backend's format-2 dense pipeline (cuda/src/dense.cu, dense_kernels.cuh) under the
 // host emulation (emulation.hpp) against the C++ codec: every golden stream of tests/golden/v2
-// re-encoded byte for byte from its input (mode 2: by the CPU; the GPU encoder refuses it) and
-// decoded like the C++ decoder; mode-2 streams (class tables, §19) on both class axes; random
-// inputs at awkward sizes, every dtype, the three layouts with zero / raw / scaled groups, fixed
-// and data offsets, both interleave widths; damaged streams (with a valid checksum, so that the
-// chunk checks are what rejects them) giving the C++ decoder's status.
+// (modes 1 and 2) re-encoded byte for byte from its input and decoded like the C++ decoder;
+// mode 2 (class tables, §19) encoded by both backends byte for byte on both class axes, 2 … 16
+// classes, empty classes, codes above 2^33, both interleave widths, and its argument errors with
+// the CPU's status; random inputs at awkward sizes, every dtype, the three layouts with zero /
+// raw / scaled groups, fixed and data offsets, both interleave widths; damaged streams (with a
+// valid checksum, so that the chunk checks are what rejects them) giving the C++ decoder's
+// status.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -194,17 +196,13 @@ void TestGolden() {
     }
     ++checks;
     int gs = 0;
-    if (info.classes > 1) {  // mode 2 (§19): the CPU encodes it, the GPU refuses to
+    if (info.classes > 1) {  // mode 2 (§19): both encoders write the golden
       p.classes = static_cast<uint8_t>(info.classes);
       p.class_axis = static_cast<uint8_t>(info.class_axis);
       int cs = 0;
       if (CpuEncode(data, info.dtype, shape, p, &cs) != stream || cs != 0)
         Fail("golden " + name + ": cpu encode differs from the golden");
-      GpuEncode(data, info.dtype, shape, p, &gs);
-      if (gs != SLICER_ERR_INVALID_ARGUMENT)
-        Fail("golden " + name + ": gpu encode of classes > 1 gives " + std::to_string(gs));
       ++mode2_goldens;
-      continue;
     }
     const auto got = GpuEncode(data, info.dtype, shape, p, &gs);
     if (gs != 0 || got != stream)
@@ -321,9 +319,54 @@ void TestRandom(size_t max_n) {
   }
 }
 
-// Mode 2 (§19): CPU-encoded streams with class tables along both axes, with zero / raw groups
-// (empty classes) and both interleave widths, decoded by both backends; the GPU encoder refuses
-// classes > 1.
+// Data whose spread depends on the element's position along the class axis (§19.1: position
+// (i / inner) mod len), so that the class map (§18.2) has distinct sums to rank: any error in the
+// device's per-position sums moves positions between classes and changes the map's bytes.
+std::vector<uint8_t> MakePositional(size_t n, int dtype, uint64_t len, uint64_t inner,
+                                    std::mt19937_64* rng) {
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::vector<uint8_t> out(n * Item(dtype));
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t pos = (i / inner) % len;
+    const double v = normal(*rng) * (0.2 + static_cast<double>((pos * 37 + 11) % 23));
+    if (dtype == SLICER_FLOAT64) {
+      std::memcpy(&out[8 * i], &v, 8);
+    } else if (dtype == SLICER_FLOAT32) {
+      const float f = static_cast<float>(v);
+      std::memcpy(&out[4 * i], &f, 4);
+    } else {
+      const float f = static_cast<float>(v);
+      const uint16_t h = dtype == SLICER_FLOAT16 ? slicer::internal::FloatToHalf(f)
+                                                 : slicer::internal::FloatToBFloat16(f);
+      std::memcpy(&out[2 * i], &h, 2);
+    }
+  }
+  return out;
+}
+
+// The CPU's stream for (data, p) must be mode 2 with K classes; true when some class is empty
+// (its table has nsym = 0: one byte, §19.2).
+bool CheckMode2Stream(const std::vector<uint8_t>& data, int dtype, const std::vector<int64_t>& dims,
+                      const slicer_dense_params& p, const std::string& what) {
+  int st = 0;
+  const auto stream = CpuEncode(data, dtype, dims, p, &st);
+  slicer_dense_info info{};
+  ++checks;
+  if (st != 0 ||
+      slicer_dense_inspect(stream.data(), stream.size(), uint64_t{1} << 40, &info) != 0 ||
+      info.mode != 2 || info.classes != p.classes) {
+    Fail(what + ": not a mode-2 stream (status " + std::to_string(st) + ")");
+    return false;
+  }
+  for (uint32_t c = 0; c < info.classes; ++c)
+    if (info.class_table_bytes[c] == 1) return true;
+  return false;
+}
+
+// Mode 2 (§19): the emulated GPU encode equals the CPU encode byte for byte (and both decoders
+// give the CPU decode's values) on both class axes, 2 … 16 classes, zero / raw / scaled groups,
+// empty classes, codes above 2^33 (symbols ≥ 255, the CPU's scalar path), one and four
+// interleaved states; argument errors with the CPU's status.
 void TestClasses() {
   std::mt19937_64 rng(19);
   struct Case {
@@ -331,64 +374,158 @@ void TestClasses() {
     unsigned layout, axis, classes;
   };
   const std::vector<Case> cases = {
-      {{1, 2}, 0, 0, 2},    {{7, 3}, 0, 0, 3},     {{5, 999}, 1, 0, 16}, {{2, 12, 5, 5}, 2, 1, 4},
-      {{3, 5, 7}, 0, 1, 5}, {{64, 160}, 0, 0, 16}, {{9, 130}, 1, 0, 8},  {{1, 9, 700}, 2, 1, 9},
-      {{0, 4}, 0, 0, 2},    {{13, 1000}, 1, 0, 7},
+      {{1, 2}, 0, 0, 2},          {{7, 5}, 0, 0, 3},    {{7, 5}, 1, 0, 5},
+      {{64, 576}, 0, 0, 16},      {{64, 576}, 1, 0, 3}, {{2, 12, 5, 5}, 2, 1, 4},
+      {{2, 16, 9, 31}, 2, 1, 16}, {{3, 5, 7}, 0, 1, 5}, {{3, 5, 7}, 1, 1, 2},
+      {{5, 999}, 1, 0, 16},       {{9, 130}, 1, 0, 8},  {{1, 9, 700}, 2, 1, 9},
+      {{0, 4}, 0, 0, 2},          {{4, 2, 0}, 2, 1, 2}, {{13, 1000}, 1, 0, 7},
+      {{2, 40, 300}, 0, 1, 16},   {{600, 2}, 0, 0, 2},  {{6, 3, 4096}, 2, 1, 3},
   };
   const int dtypes[4] = {SLICER_FLOAT32, SLICER_FLOAT16, SLICER_BFLOAT16, SLICER_FLOAT64};
-  int c = 0;
+  int c = 0, huge_cases = 0, four_state_cases = 0;
   for (const Case& cs : cases) {
     size_t n = 1;
     for (int64_t d : cs.dims) n *= static_cast<size_t>(d);
+    const uint64_t len = static_cast<uint64_t>(cs.axis == 0 ? cs.dims.back() : cs.dims[1]);
+    uint64_t inner = 1;
+    for (size_t d = 2; cs.axis == 1 && d < cs.dims.size(); ++d)
+      inner *= static_cast<uint64_t>(cs.dims[d]);
     for (int dt = 0; dt < 4; ++dt) {
       const int dtype = dtypes[dt];
-      const char* kinds[3] = {"normal", "outliers", "huge"};  // huge: symbols >= 255
-      std::string kind = kinds[(c++) % 3];
-      if (kind == "huge" && dtype == SLICER_FLOAT16) kind = "outliers";  // 3e13 is inf there
-      const auto data = MakeData(n, dtype, kind, &rng);
+      const char* kinds[4] = {"normal", "outliers", "huge", "positional"};  // huge: m >= 2^33
+      std::string kind = kinds[(c++) % 4];
+      if (kind == "huge" && dtype == SLICER_FLOAT16) kind = "positional";  // 3e13 is inf there
+      const auto data = kind == "positional" ? MakePositional(n, dtype, len ? len : 1, inner, &rng)
+                                             : MakeData(n, dtype, kind, &rng);
       slicer_dense_params p;
       slicer_dense_params_init(&p);
       p.step = dtype == SLICER_BFLOAT16 ? 0.07f : 0.013f;
       p.rho_256 = static_cast<uint8_t>(1 + rng() % 128);
-      p.chunk_log2 = static_cast<uint8_t>(n >= 10000 ? 14 : 6 + rng() % 6);
+      p.chunk_log2 = static_cast<uint8_t>(n >= 30000 ? 13 + rng() % 2 : 6 + rng() % 6);
       p.layout = static_cast<uint8_t>(cs.layout);
       p.classes = static_cast<uint8_t>(cs.classes);
       p.class_axis = static_cast<uint8_t>(cs.axis);
+      if (rng() % 3 == 0) {
+        p.auto_offsets = 0;
+        p.offset1 = static_cast<int8_t>(rng() % 256);
+        p.offset2 = static_cast<int8_t>(rng() % 256);
+      }
       std::vector<uint8_t> table;
       uint64_t groups = 1;
       if (cs.layout == 1) groups = n ? n / static_cast<uint64_t>(cs.dims.back()) : 0;
       if (cs.layout == 2) groups = static_cast<uint64_t>(cs.dims[1]);
-      if (cs.layout != 0) {
+      if (cs.layout != 0 || dt == 3) {
         for (uint64_t g = 0; g < groups; ++g) {
           const unsigned r = rng() % 5;
-          table.push_back(r == 0 ? 0x80 : r == 1 ? 0x81 : static_cast<uint8_t>(rng() % 8));
+          table.push_back(r == 0   ? 0x80
+                          : r == 1 ? 0x81
+                                   : static_cast<uint8_t>(
+                                         static_cast<int8_t>(static_cast<int>(rng() % 24) - 12)));
         }
         p.group_table = table.data();
         p.group_table_size = table.size();
       }
       const std::string what = "classes " + std::to_string(cs.classes) + " axis " +
-                               std::to_string(cs.axis) + " dtype " + std::to_string(dtype) + " n " +
-                               std::to_string(n);
-      int st = 0;
-      const auto stream = CpuEncode(data, dtype, cs.dims, p, &st);
-      ++checks;
-      if (st != 0) {
-        Fail(what + ": cpu encode status " + std::to_string(st));
-        continue;
-      }
-      slicer_dense_info info{};
-      if (slicer_dense_inspect(stream.data(), stream.size(), uint64_t{1} << 40, &info) != 0 ||
-          info.mode != 2 || info.classes != cs.classes) {
-        Fail(what + ": not a mode-2 stream");
-      }
-      CheckDecode(stream, data.size(), what);
-      int gs = 0;
-      GpuEncode(data, dtype, cs.dims, p, &gs);
-      ++checks;
-      if (gs != SLICER_ERR_INVALID_ARGUMENT)
-        Fail(what + ": gpu encode gives " + std::to_string(gs));
+                               std::to_string(cs.axis) + " layout " + std::to_string(cs.layout) +
+                               " " + kind + " dtype " + std::to_string(dtype) + " n " +
+                               std::to_string(n) + " chunk_log2 " + std::to_string(p.chunk_log2);
+      CheckMode2Stream(data, dtype, cs.dims, p, what);
+      CheckCase(data, dtype, cs.dims, p, what);
+      huge_cases += kind == "huge" && n > 1001;
+      four_state_cases += p.chunk_log2 >= 13 && n >= 8192;
     }
   }
+  if (huge_cases < 8 || four_state_cases < 8) Fail("too few huge-code / four-state mode-2 cases");
+
+  // Empty classes (§19.2): whole channel planes (axis 1) in zero / raw groups have S_a = 0, rank
+  // first and fill class 0, whose table then has nsym = 0.
+  int empty = 0;
+  for (const unsigned k : {2u, 3u, 4u, 16u}) {
+    for (int dt = 0; dt < 4; ++dt) {
+      const int dtype = dtypes[dt];
+      const std::vector<int64_t> dims = {3, 32, 4, 5};
+      const auto data = MakePositional(3 * 32 * 20, dtype, 32, 20, &rng);
+      std::vector<uint8_t> table(32);
+      for (unsigned g = 0; g < 32; ++g)  // at least 32 / k planes not coded
+        table[g] = g < 32 / k + 1 ? (g % 2 ? 0x80 : 0x81) : static_cast<uint8_t>(g % 5);
+      slicer_dense_params p;
+      slicer_dense_params_init(&p);
+      p.step = 0.05f;
+      p.chunk_log2 = 6;
+      p.layout = SLICER_DENSE_LAYOUT_CHANNELS;
+      p.group_table = table.data();
+      p.group_table_size = table.size();
+      p.classes = static_cast<uint8_t>(k);
+      p.class_axis = 1;
+      const std::string what =
+          "empty class k " + std::to_string(k) + " dtype " + std::to_string(dtype);
+      if (!CheckMode2Stream(data, dtype, dims, p, what)) Fail(what + ": no empty class");
+      CheckCase(data, dtype, dims, p, what);
+      ++empty;
+      // Every group zero: every class empty, no chunk payload.
+      std::vector<uint8_t> zeros(32, 0x80);
+      p.group_table = zeros.data();
+      CheckCase(data, dtype, dims, p, what + " all zero groups");
+    }
+  }
+  // All codes zero: every S_a = 0, the map by index alone.
+  {
+    std::vector<uint8_t> data(4 * 7 * 33, 0);
+    slicer_dense_params p;
+    slicer_dense_params_init(&p);
+    p.step = 0.1f;
+    p.classes = 16;
+    CheckCase(data, SLICER_FLOAT32, {7, 33}, p, "all codes zero");
+  }
+
+  // Argument errors: the GPU's temp-size query and encoder give the CPU's status.
+  struct Bad {
+    std::vector<int64_t> dims;
+    unsigned axis, classes;
+  };
+  const std::vector<Bad> bad = {
+      {{7}, 1, 2},                          // axis 1 needs ndim >= 2
+      {{}, 0, 2},                           // a scalar has no last axis
+      {{9, 3}, 0, 4},   {{3, 2, 8}, 1, 3},  // K above L
+      {{4, 40}, 0, 17}, {{4, 40}, 2, 2},    // K and axis out of range
+  };
+  for (const Bad& b : bad) {
+    size_t n = 1;
+    for (int64_t d : b.dims) n *= static_cast<size_t>(d);
+    const auto data = MakeData(n, SLICER_FLOAT32, "normal", &rng);
+    slicer_dense_params p;
+    slicer_dense_params_init(&p);
+    p.step = 0.1f;
+    p.classes = static_cast<uint8_t>(b.classes);
+    p.class_axis = static_cast<uint8_t>(b.axis);
+    const std::string what = "bad classes " + std::to_string(b.classes) + " axis " +
+                             std::to_string(b.axis) + " ndim " + std::to_string(b.dims.size());
+    int cs = 0;
+    CpuEncode(data, SLICER_FLOAT32, b.dims, p, &cs);
+    ++checks;
+    if (cs != SLICER_ERR_INVALID_ARGUMENT) Fail(what + ": cpu gives " + std::to_string(cs));
+    CheckCase(data, SLICER_FLOAT32, b.dims, p, what);  // same status from the GPU encoder
+    size_t temp = 0;
+    ++checks;
+    const int ts = slicer_cuda_dense_encode_temp_size(
+        b.dims.data(), static_cast<uint32_t>(b.dims.size()), SLICER_FLOAT32, &p, &temp);
+    if (ts != cs) Fail(what + ": temp size gives " + std::to_string(ts));
+  }
+  // A non-finite input in a mode-2 stream: the first bad element's status, as the CPU.
+  {
+    auto data = MakeData(4000, SLICER_FLOAT32, "normal", &rng);
+    const float inf = INFINITY;
+    std::memcpy(&data[4 * 3100], &inf, 4);
+    slicer_dense_params p;
+    slicer_dense_params_init(&p);
+    p.classes = 4;
+    CheckCase(data, SLICER_FLOAT32, {40, 100}, p, "mode 2 infinity");
+    p.step = 0x1p-126f;
+    CheckCase(MakeData(4000, SLICER_FLOAT32, "normal", &rng), SLICER_FLOAT32, {40, 100}, p,
+              "mode 2 tiny step");
+  }
+  std::printf("mode 2: %d empty-class cases, %d with codes above 2^33, %d with four states\n",
+              empty, huge_cases, four_state_cases);
 }
 
 // Damaged chunk payloads / tables with the checksum recomputed: the chunk checks must reject

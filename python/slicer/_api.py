@@ -511,7 +511,9 @@ _DENSE_DOC = """
         1, 2, 4, 8, 16 (and, for arrays of 3 or more dimensions, the axis among the last and
         axis 1) from per-class histograms of a sample, tables and map counted, without extra
         encodes. "dense" defaults to 1 so that its bytes and speed stay those of mode 1.
-        GPU encoding (a CUDA array with `step`) supports classes=1 only; the GPU decodes both.
+        A CUDA array with `step` and an int `classes` (1 or K) is encoded on the GPU, the same
+        bytes as the CPU; classes="auto" needs the rate model's pass on the host, so such an
+        array is then copied to the host and encoded on the CPU. The GPU decodes both modes.
 """
 
 
@@ -674,12 +676,10 @@ def _encode_dense(
     if auto and step is not None:
         raise ValueError("mode='auto' chooses the step: give rel_error or max_bytes")
     x = resolve_lazy_views(x)
-    if step is not None and dlpack_device_type(x) == DLPACK_CUDA:
-        if params["classes"] != 1:
-            raise ValueError(
-                "classes > 1 (mode 2) is not encoded on the GPU: give classes=1, or copy the "
-                "array to the host (the GPU decodes mode-2 streams)"
-            )
+    if step is not None and dlpack_device_type(x) == DLPACK_CUDA and params["classes"] != "auto":
+        # An int classes (1: mode 1, K >= 2: mode 2) is encoded on the GPU; classes="auto" needs
+        # the rate model's pass over a host copy and takes the host path below.
+        _check_classes(params, tuple(int(d) for d in getattr(x, "shape", ())))
         return _encode_dense_cuda(x, params, weights)
     array = _dense_array(x)
     if params["layout"] == 1 and array.ndim < 1:

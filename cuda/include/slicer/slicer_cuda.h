@@ -115,8 +115,8 @@ SLICER_API int slicer_cuda_decode(const void* src, size_t size, int src_is_devic
                                   uint64_t max_elements, void* temp, size_t temp_bytes,
                                   void* dst_device, size_t dst_bytes, void* stream);
 
-/* --- Format 2, mode "dense" (docs/format.md §10-§16) and, for decoding, mode 2 (class tables,
- * §19). Streams are byte-identical to slicer_dense_encode's; decoding accepts and rejects
+/* --- Format 2, mode "dense" (docs/format.md §10-§16) and mode 2 (class tables, §18-§19).
+ * Streams are byte-identical to slicer_dense_encode's; decoding accepts and rejects
  * exactly what slicer_decode does, with the same status. The header and tables are parsed on the host by the C++ codec's parser, so a
  * device stream is copied to the host once (it is the compressed size); the chunks are decoded
  * on the device, one thread block per chunk. ----------------------------------------------- */
@@ -134,15 +134,18 @@ SLICER_API int slicer_cuda_dense_decode(const void* src, size_t size, int src_is
                                         void* dst_device, size_t dst_bytes, void* stream);
 
 /* Temporary device bytes slicer_cuda_dense_encode_host needs for this shape and parameters.
- * Mode 2 (params->classes > 1) is not encoded on the GPU: both functions return
- * SLICER_ERR_INVALID_ARGUMENT for it (encode on the CPU; the GPU decodes it). */
+ * Mode 2 (params->classes = K >= 2, params->class_axis) is encoded too, with the C++ encoder's
+ * bytes: the per-position sums of §18.2 and the per-class histograms on the device, the class
+ * map by the C++ rule on the host. A class axis the shape lacks, or K above its length, is
+ * SLICER_ERR_INVALID_ARGUMENT from both functions, as from slicer_dense_encode. */
 SLICER_API int slicer_cuda_dense_encode_temp_size(const int64_t* shape, uint32_t ndim, int dtype,
                                                   const slicer_dense_params* params,
                                                   size_t* temp_bytes);
 
 /* Encode a C-contiguous device array into host memory (dst_capacity >=
- * slicer_dense_encode_bound is always enough). Quantization, histogram and the per-chunk rANS
- * run on the device; the tables are normalised and written on the host. Synchronizes `stream`. */
+ * slicer_dense_encode_bound is always enough). Quantization, histograms and the per-chunk rANS
+ * run on the device; the class map (mode 2) is chosen and the tables are normalised and written
+ * on the host. Synchronizes `stream`. */
 SLICER_API int slicer_cuda_dense_encode_host(const void* data_device, int dtype,
                                              const int64_t* shape, uint32_t ndim,
                                              const slicer_dense_params* params, void* temp,
