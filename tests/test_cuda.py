@@ -521,6 +521,28 @@ def test_gpu_dense_bytes_equal_cpu(n: int, dtype: Any, groups: str) -> None:
     assert _same(_to_numpy(slicer.decode(on_device, device="cuda"), expect.dtype), expect)
 
 
+@pytest.mark.parametrize(
+    ("shape", "groups", "classes"),
+    [((1, 2), "tensor", 2), ((7, 5), "rows", 3), ((64, 576), "rows", 16),
+     ((2, 16, 9, 31), "channels", 16), ((3, 40, 300), "channels", 5), ((999, 1001), "tensor", 8)],
+)  # fmt: skip
+@pytest.mark.parametrize("dtype", DENSE_DTYPES, ids=["f32", "f16", "bf16", "f64"])
+@pytest.mark.cuda
+@requires_gpu
+def test_gpu_dense_classes_bytes_equal_cpu(
+    shape: tuple, groups: str, classes: int, dtype: Any
+) -> None:
+    # Mode 2 (§19) on both class axes (the last; axis 1 for channels): the CPU's bytes.
+    rng = np.random.default_rng(sum(shape) + classes)
+    x = _data(rng, int(np.prod(shape)), np.float32, "outliers").astype(dtype).reshape(shape)
+    cpu = slicer.encode(x, mode="dense", step=0.02, groups=groups, classes=classes)
+    assert slicer.inspect(cpu).classes == classes
+    gpu = slicer.encode(_to_cuda(x), mode="dense", step=0.02, groups=groups, classes=classes)
+    assert gpu == cpu
+    expect = slicer.decode(cpu)
+    assert _same(_to_numpy(slicer.decode(cpu, device="cuda"), expect.dtype), expect)
+
+
 @pytest.mark.cuda
 @requires_gpu
 def test_gpu_dense_rejects_like_cpu() -> None:
