@@ -191,13 +191,14 @@ def _gpu_module() -> Any:
 
 
 def _host_copy_of_cuda(x: Any) -> np.ndarray:
-    """A host copy of a CUDA array, for rate control (the bytes are backend-independent)."""
+    """A host copy of a CUDA array, for rate control and the class model (the bytes are
+    backend-independent)."""
     try:
         array = np.from_dlpack(x, device="cpu", copy=True)
     except Exception as exc:
         raise RuntimeError(
-            f"max_bytes needs a host copy of this CUDA array and DLPack could not make one "
-            f"({exc}); copy it to the CPU first"
+            f"a byte / error budget or classes='auto' needs a host copy of this CUDA array and "
+            f"DLPack could not make one ({exc}); copy it to the CPU first"
         ) from exc
     return as_host_array(array)
 
