@@ -20,6 +20,7 @@ import numpy as np
 from . import _core
 from ._errors import raise_encode_status
 from ._intake import CODE_OF_DTYPE
+from ._varint import varint as _varint
 
 __all__ = [
     "DenseModel", "class_candidates", "classes_at_step", "dense_for_budget", "dense_for_error",
@@ -359,15 +360,6 @@ def _plain_float(x: np.ndarray) -> np.ndarray:
 
 def _dense_header_bytes(shape: tuple[int, ...]) -> int:
     return 8 + sum(len(_varint(d)) for d in shape) + 2 + 1 + 9
-
-
-def _varint(v: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, v = v & 0x7F, v >> 7
-        out.append(b | (0x80 if v else 0))
-        if not v:
-            return bytes(out)
 
 
 def _boundary(

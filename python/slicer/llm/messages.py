@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import FormatError
+from .._varint import varint as _varint
 
 MAGIC = b"SL"
 VERSION = 2
@@ -92,18 +93,6 @@ def model_tag(fingerprint: str, transform: int | None = None) -> int:
     """The 32-bit model field of a message: the fingerprint's first 8 hex digits, XOR the
     transform's tag (:func:`slicer.llm.klt.transform_tag`) for rows coded in its basis."""
     return int(fingerprint[:8], 16) ^ (transform or 0)
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def _read_varint(data: bytes, pos: int, end: int, name: str, limit: int) -> tuple[int, int]:

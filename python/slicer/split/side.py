@@ -16,6 +16,7 @@ import ml_dtypes
 import numpy as np
 
 from .._errors import FormatError
+from .._varint import varint as _varint
 
 __all__ = ["MAX_BYTES", "MAX_NDIM", "decode_side", "encode_side", "side_bound"]
 
@@ -43,18 +44,6 @@ DTYPES: tuple[np.dtype, ...] = (
     np.dtype(ml_dtypes.bfloat16),
 )
 _CODES = {d.name: code for code, d in enumerate(DTYPES)}
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def _header(code: int, shape: tuple[int, ...]) -> bytearray:
