@@ -9,8 +9,10 @@ Cases (float32, s = 0.9, 3 blocks per sign, 8 bits, as DESIGN.md §5):
   blocks + min/max quantize; scatter for decode), run in the same process on the same GPU.
 
 Dense mode (format 2, ``--cases dense``): encode (to host bytes) and decode (device stream to
-device array) of 64M float32 and 16M bfloat16 elements at step 0.05 on the GPU, checked byte for
-byte against the CPU codec's stream and decode in the same run, plus the CPU codec's own time.
+device array) of 64M float32 and 16M bfloat16 elements at step 0.05 on the GPU, and of the 64M
+float32 as 65536 rows of 1024 with 16 class tables along the rows (mode 2, docs/format.md §19),
+each checked byte for byte against the CPU codec's stream and decode in the same run, plus the
+CPU codec's own time.
 
 Run: ``python bench/bench_cuda.py [--repeats 20] [--cases all|topk|dense] [--json out.json]``.
 Needs an NVIDIA GPU, PyTorch with CUDA and slicer built with its CUDA backend; otherwise it
@@ -123,12 +125,15 @@ def run_dense(repeats: int) -> dict[str, Any]:
     results: dict[str, Any] = {"device": torch.cuda.get_device_name(), "repeats": repeats}
     t: dict[str, float] = {}
     sizes: dict[str, int] = {}
-    for name, n, dtype in (
-        ("f32_64M", 64 << 20, torch.float32),
-        ("bf16_16M", 16 << 20, torch.bfloat16),
+    for name, n, dtype, kw in (
+        ("f32_64M", 64 << 20, torch.float32, {}),
+        ("bf16_16M", 16 << 20, torch.bfloat16, {}),
+        ("f32_64M_rows_c16", 64 << 20, torch.float32, {"classes": 16}),
     ):
         x = torch.randn(n, device="cuda", generator=gen).to(dtype)
-        stream = slicer.encode(x, mode="dense", step=0.05)
+        if kw:  # positions with different spreads, as the channels of LLM states
+            x = x.view(-1, 1024) * torch.logspace(-1, 1, 1024, device="cuda")
+        stream = slicer.encode(x, mode="dense", step=0.05, **kw)
         host = x.cpu()
         host_np = (
             host.view(torch.int16).numpy().view(np.uint16) if dtype == torch.bfloat16 else None
@@ -140,7 +145,7 @@ def run_dense(repeats: int) -> dict[str, Any]:
         else:
             host_np = host.numpy()
         start = time.perf_counter()
-        cpu_stream = slicer.encode(host_np, mode="dense", step=0.05)
+        cpu_stream = slicer.encode(host_np, mode="dense", step=0.05, **kw)
         t[f"cpu_dense_encode_{name}"] = (time.perf_counter() - start) * 1e3
         assert stream == cpu_stream, f"{name}: GPU dense stream differs from the CPU codec's"
         start = time.perf_counter()
@@ -152,7 +157,7 @@ def run_dense(repeats: int) -> dict[str, Any]:
         expect_bits = expect.view(np.int16) if dtype == torch.bfloat16 else expect
         assert got_np.tobytes() == expect_bits.tobytes(), f"{name}: GPU decode differs"
         t[f"dense_encode_{name}"] = device_ms(
-            torch, lambda x=x: slicer.encode(x, mode="dense", step=0.05), repeats
+            torch, lambda x=x, kw=kw: slicer.encode(x, mode="dense", step=0.05, **kw), repeats
         )
         t[f"dense_decode_{name}"] = device_ms(
             torch, lambda s=on_device: slicer.decode(s, device="cuda"), repeats

@@ -45,12 +45,12 @@ step ctest 300 ctest --test-dir build/gpu-check-cmake --output-on-failure -j 4
 # 3. The GPU tests (byte equality with the CPU codec, golden streams, damaged streams).
 step pytest_cuda 400 python -m pytest -q -m cuda -rs tests/test_cuda.py
 
-# 4. compute-sanitizer on a few cases (dense golden + random, topk golden).
+# 4. compute-sanitizer on a few cases (dense golden + random, mode 2 included; topk golden).
 SAN="compute-sanitizer --error-exitcode 99 --print-limit 20"
 step memcheck_dense 300 $SAN --tool memcheck python -m pytest -q -m cuda tests/test_cuda.py \
-  -k "dense_golden and (chunks_5000 or rows_table or channels_table) or dense_bytes_equal_cpu and 4096"
+  -k "dense_golden and (chunks_5000 or rows_table or channels_table or m2_) or dense_bytes_equal_cpu and 4096 or dense_classes_bytes_equal_cpu and f32"
 step racecheck_dense 300 $SAN --tool racecheck python -m pytest -q -m cuda tests/test_cuda.py \
-  -k "dense_golden and (chunks_5000 or outliers) or dense_bytes_equal_cpu and 4096 and f32"
+  -k "dense_golden and (chunks_5000 or outliers) or dense_bytes_equal_cpu and 4096 and f32 or dense_classes_bytes_equal_cpu and f32"
 step memcheck_topk 300 $SAN --tool memcheck python -m pytest -q -m cuda tests/test_cuda.py \
   -k "gpu_encodes_golden or gpu_decodes_golden"
 
