@@ -238,9 +238,8 @@ class Backend:
             queue_depth=self.queue_depth(),
         )
 
-    async def Session(
-        self, request_iterator: AsyncIterator[tuple[Any, int]], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.Reply]:
+    async def _refuse_over_cap(self, context: grpc.aio.ServicerContext) -> None:
+        """Abort a new stream with RESOURCE_EXHAUSTED (and a retry hint) at the session cap."""
         if len(self.sessions) >= self.config.max_sessions:
             self.metrics.rejected_sessions.inc()
             await context.abort(
@@ -248,6 +247,11 @@ class Backend:
                 f"{len(self.sessions)} sessions open (cap {self.config.max_sessions}); "
                 "retry after 1000 ms",
             )
+
+    async def Session(
+        self, request_iterator: AsyncIterator[tuple[Any, int]], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.Reply]:
+        await self._refuse_over_cap(context)
         replies: asyncio.Queue = asyncio.Queue()
         box: dict[str, Session | None] = {"session": None}
         reader = asyncio.create_task(self._read(request_iterator, replies, box))
@@ -271,13 +275,7 @@ class Backend:
         """A session whose messages are RequestBatch / ReplyBatch: the requests of a message
         are admitted one by one as on ``Session``; the replies waiting when the stream is
         written go out together (serialized ReplyBatch bytes)."""
-        if len(self.sessions) >= self.config.max_sessions:
-            self.metrics.rejected_sessions.inc()
-            await context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"{len(self.sessions)} sessions open (cap {self.config.max_sessions}); "
-                "retry after 1000 ms",
-            )
+        await self._refuse_over_cap(context)
         replies: asyncio.Queue = asyncio.Queue()
         box: dict[str, Session | None] = {"session": None}
         reader = asyncio.create_task(self._read(request_iterator, replies, box, self._admit_batch))
