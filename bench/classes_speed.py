@@ -14,29 +14,12 @@ too); threads=1 everywhere. Rows:
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
+from bench_dense_speed import rel, timed  # the same timing and error helpers (bench/)
 
 HERE = Path(__file__).resolve().parent
-
-
-def timed(fn, reps: int) -> tuple[float, float, object]:  # noqa: ANN001
-    cpu, wall = [], []
-    out = None
-    for _ in range(reps):
-        c0, w0 = time.thread_time(), time.perf_counter()
-        out = fn()
-        cpu.append(time.thread_time() - c0)
-        wall.append(time.perf_counter() - w0)
-    return statistics.median(cpu), statistics.median(wall), out
-
-
-def rel(x: np.ndarray, y: np.ndarray) -> float:
-    x64 = x.astype(np.float64)
-    return float(np.linalg.norm(x64 - y.astype(np.float64)) / np.linalg.norm(x64))
 
 
 def main() -> int:
