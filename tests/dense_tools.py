@@ -1,4 +1,5 @@
-"""Helpers of the dense-mode decoder tests: CRC repair and the reference's verdict."""
+"""Helpers of the dense-mode tests: the C++ encoder with reference parameters, CRC repair and
+the reference's verdict."""
 
 from __future__ import annotations
 
@@ -10,6 +11,19 @@ import pytest
 
 import reference_dense as rd
 import slicer
+from slicer import _core
+from slicer._context import native_context
+
+
+def native(x: np.ndarray, params: dict) -> bytes:
+    """The C++ encoder called with exactly the reference's integer parameters."""
+    p = dict(params, threads=1)
+    p["group_table"] = None if params["group_table"] is None else bytes(params["group_table"])
+    code = rd.DTYPE_CODES[np.dtype(x.dtype)]
+    raw = np.ascontiguousarray(x).reshape(-1).view(np.uint8)
+    status, stream = _core.dense_encode(native_context(None), raw, code, list(x.shape), p)
+    assert status == 0, status
+    return stream
 
 
 def with_crc(body: bytes) -> bytes:

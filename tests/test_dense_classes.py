@@ -15,23 +15,10 @@ from hypothesis import strategies as st
 import reference_classes as rc
 import reference_dense as rd
 import slicer
-from dense_tools import assert_reference_verdict, same_values, with_crc
-from slicer import _core
-from slicer._context import native_context
+from dense_tools import assert_reference_verdict, native, same_values, with_crc
 from slicer._errors import CORRUPT, TRUNCATED
 
 DTYPES = [np.float32, np.float16, ml_dtypes.bfloat16, np.float64]
-
-
-def native(x: np.ndarray, params: dict) -> bytes:
-    """The C++ encoder called with exactly the reference's integer parameters."""
-    p = dict(params, threads=1)
-    p["group_table"] = None if params["group_table"] is None else bytes(params["group_table"])
-    code = rd.DTYPE_CODES[np.dtype(x.dtype)]
-    raw = np.ascontiguousarray(x).reshape(-1).view(np.uint8)
-    status, stream = _core.dense_encode(native_context(None), raw, code, list(x.shape), p)
-    assert status == 0, status
-    return stream
 
 
 def spread(rng: np.random.Generator, shape: tuple[int, ...], axis: int, dtype) -> np.ndarray:
