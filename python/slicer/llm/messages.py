@@ -339,6 +339,8 @@ class FrameCodec(RowCodec):
 
         if step is None and rel_error is None:
             raise ValueError("frames codec: give step= or rel_error=")
+        if isinstance(classes, bool) or not isinstance(classes, int) or not 1 <= classes <= 16:
+            raise ValueError(f"frames codec: classes must be an int in 1 ... 16, got {classes!r}")
         self.options = {"step": step, "rel_error": rel_error, "rho": rho, "states": states}
         if classes != 1:
             self.options["classes"] = classes
