@@ -520,6 +520,35 @@ def test_codec_decode_of_a_hostile_stream_is_refused_by_size(engine):
     assert out.reply.code == wire.INVALID_ARGUMENT and "h1" in out.reply.message
 
 
+def test_loadtest_requests_carry_side_strings(model, tmp_path):
+    """The coded set-up sends the toy's int64 ``scale`` as its lossless side string (what
+    EdgeClient sends), and the request sizes count that string; the raw set-up sends it raw."""
+    import onnx
+
+    from slicer.serve import wire_pb2 as pb
+    from slicer.serve.loadtest import prepare
+    from slicer.serve.toy import toy_inputs
+    from slicer.split.side import decode_side
+    from slicer.split.transport import CodecParams
+
+    path = tmp_path / "toy.onnx"
+    onnx.save(model, str(path))
+    part = Partitioner(str(path))
+    cut = part.find_cut(TOY_CUT)
+    inputs = [toy_inputs(k) for k in range(3)]
+    kinds = {}
+    for setup in ("raw", "slicer"):
+        prep = prepare(setup, part, cut, inputs, CodecParams())
+        for blobs, size, x in zip(prep.tensors, prep.request_bytes, inputs, strict=True):
+            msgs = [pb.Tensor.FromString(b) for b in blobs]
+            assert size == sum(len(b) for b in blobs)
+            scale = next(m for m in msgs if m.name == "scale")
+            kinds[setup] = scale.WhichOneof("payload")
+            if kinds[setup] == "side":
+                np.testing.assert_array_equal(decode_side(scale.side), x["scale"])
+    assert kinds == {"raw": "raw", "slicer": "side"}
+
+
 def test_loadtest_reply_check_catches_mismatches():
     from slicer.serve.client import Result
     from slicer.serve.loadtest import LoadConfig, _matches

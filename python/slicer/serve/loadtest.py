@@ -171,7 +171,8 @@ def prepare(setup: str, part: Any, cut: Any, inputs: list[dict], params: Any) ->
                     vals[n] = x[n]
             vals = {n: vals[n] for n in tail_in}
             packet = encode_values(vals, params if setup == "slicer" else None)
-            msgs = wire.pack_tensors(packet.streams, packet.raw)
+            # side tensors travel as their lossless strings, as EdgeClient sends them
+            msgs = wire.pack_tensors(packet.streams, packet.raw, packet.side)
             received, _ = decode_packet(packet)
             got = tail.run(out_names, received)
         tensors.append([m.SerializeToString() for m in msgs])
