@@ -248,9 +248,9 @@ class _Part:
         g = steps.size
         counts = []
         sse = np.zeros(g)
+        edges = np.maximum(_BIN_BASE[None, :] - rho[:, None], 0.0) * steps[:, None]  # (g, 213)
+        edges[:, 0] = 0.0
         for mags, s1, s2 in self.sides:
-            edges = np.maximum(_BIN_BASE[None, :] - rho[:, None], 0.0) * steps[:, None]  # (g, 213)
-            edges[:, 0] = 0.0
             # Edges rise along each row: past the first edge above the largest magnitude every
             # count is the side's size, so only the columns up to it are searched.
             top = mags[-1] if mags.size else -1.0
@@ -397,14 +397,15 @@ def _boundary(
     r = len(rhos)
     lo_v, hi_v = np.full(r, float(lo)), np.full(r, float(hi))
     result = np.full(r, np.nan)
-    rho_col = np.repeat(np.asarray(rhos, dtype=np.float64), _GRID)
+    rho_grid = np.repeat(np.asarray(rhos, dtype=np.float64), _GRID).reshape(r, _GRID)
     frac = np.linspace(0.0, 1.0, _GRID)
     for _ in range(8):
         grid = lo_v[:, None] + (hi_v - lo_v)[:, None] * frac[None, :]  # (r, _GRID)
-        good = ok(*model.predict_many(2.0 ** grid.ravel(), rho_col)).reshape(r, _GRID)
-        for j in range(r):
-            if not np.isnan(result[j]):
-                continue
+        open_ = np.flatnonzero(np.isnan(result))  # offsets not resolved yet (rows independent)
+        good = np.zeros((r, _GRID), dtype=bool)
+        sizes, sses = model.predict_many(2.0 ** grid[open_].ravel(), rho_grid[open_].ravel())
+        good[open_] = ok(sizes, sses).reshape(open_.size, _GRID)
+        for j in open_:
             g = good[j]
             if large_ok:
                 if g[0]:
