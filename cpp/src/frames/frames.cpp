@@ -256,14 +256,23 @@ slicer_status OpenContext(const uint8_t* data, size_t size, uint64_t max_element
   c->bytes = size;
   dense::GroupStep(c->step, 0, &c->delta);
   c->rho = c->rho_256 / 256.0;
-  c->dec.assign(c->nclass, {});
   c->enc.resize(uint64_t{c->nclass} * dense::kNumSymbols);
+  c->bucket_symbol.assign(uint64_t{c->nclass} * kBucketsPerClass, 0);
+  c->cum.resize(uint64_t{c->nclass} * kCumStride);
+  std::vector<uint32_t> freq, cum;
   for (unsigned k = 0; k < c->nclass; ++k) {
-    c->dec[k].Build(c->tables[k]);
+    dense::Normalize(c->tables[k], &freq, &cum);
+    uint8_t* const bucket = c->bucket_symbol.data() + uint64_t{k} * kBucketsPerClass;
     for (unsigned q = 0; q < dense::kNumSymbols; ++q) {
-      c->enc[uint64_t{k} * dense::kNumSymbols + q] =
-          dense::MakeEncSymbol(c->dec[k].cum[q], c->dec[k].freq[q]);
+      c->enc[uint64_t{k} * dense::kNumSymbols + q] = dense::MakeEncSymbol(cum[q], freq[q]);
     }
+    // bucket j: the symbol owning its first slot j << kBucketBits (capped at 255)
+    unsigned q = 0;
+    for (unsigned j = 0; j < kBucketsPerClass; ++j) {
+      while (cum[q + 1] <= (j << kBucketBits)) ++q;
+      bucket[j] = static_cast<uint8_t>(std::min(q, 255u));
+    }
+    std::copy(cum.begin(), cum.end(), c->cum.begin() + uint64_t{k} * kCumStride);
   }
   c->sym_base.resize(row);
   for (uint64_t a = 0; a < row; ++a) {
@@ -405,9 +414,34 @@ slicer_status DecodeFrame(const Context& c, const uint8_t* f, size_t size, uint8
   uint64_t acc = 0;
   unsigned cnt = 0;
   const uint8_t* cmap = c.cmap.data();
+  const uint8_t* const buckets = c.bucket_symbol.data();
+  const uint16_t* const cums = c.cum.data();
   for (uint64_t i = 0; i < c.row; ++i) {
-    unsigned s;
-    if (!dense::RansGet(&x[i & (k - 1)], &r, rend, c.dec[cmap[i]], &s)) return SLICER_ERR_CORRUPT;
+    // one rANS step (dense::RansGet) on the tables of position i's class
+    const unsigned cls = cmap[i];
+    uint32_t& st = x[i & (k - 1)];
+    const uint32_t slot = st & (dense::kProbScale - 1);
+    const uint16_t* const cum = cums + size_t{cls} * kCumStride;
+    unsigned s = buckets[size_t{cls} * kBucketsPerClass + (slot >> kBucketBits)];
+    uint32_t end = cum[s + 1];
+    while (end <= slot) end = cum[++s + 1];  // ends: cum[423] = 2^14 > slot
+    const uint32_t start = cum[s];
+    uint32_t nx = (end - start) * (st >> dense::kProbBits) + slot - start;
+    if (rend - r >= 2) {
+      // No branch on the data: the 0, 1 or 2 bytes due (a decoded state is >= 2^9, §14) from a
+      // 16-bit window, as the dense decoder's fast step does.
+      const uint32_t need = static_cast<uint32_t>(nx < dense::kRansL) +
+                            static_cast<uint32_t>(nx < (dense::kRansL >> 8));
+      const uint32_t window = uint32_t{r[0]} << 8 | r[1];
+      nx = static_cast<uint32_t>((uint64_t{nx} << (8 * need)) | (window >> (16 - 8 * need)));
+      r += need;
+    } else {
+      while (nx < dense::kRansL) {
+        if (r >= rend) return SLICER_ERR_CORRUPT;
+        nx = (nx << 8) | *r++;
+      }
+    }
+    st = nx;
     double v = c.value[s];
     if (c.nbits_of[s] != 0) {  // a bin with extra bits (§11)
       uint64_t m;

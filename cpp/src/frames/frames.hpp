@@ -16,6 +16,12 @@ constexpr uint8_t kKindContext = 0xF0;
 constexpr uint64_t kMaxRow = uint64_t{1} << 18;
 constexpr size_t kMinContext = 12;
 
+// Decoder buckets: 2^kBucketBits slots each (see Context::bucket_symbol). 4, 5 and 6 measured
+// alike with 16 classes; 5 keeps the one-table decoder as fast as before.
+constexpr unsigned kBucketBits = 5;
+constexpr unsigned kBucketsPerClass = (1u << 14) >> kBucketBits;
+constexpr size_t kCumStride = 424;  // cumulative counts per class (423 symbols + the end)
+
 struct Context {
   int dtype = 0;
   uint32_t ndim = 0;
@@ -34,8 +40,14 @@ struct Context {
   std::vector<uint16_t> sym_base;             // 423 · class of each row position (encoder)
   std::vector<std::vector<unsigned>> tables;  // T tables of 423 count classes
   std::vector<dense::EncSymbol> enc;          // per class, per symbol: [423 · c + s]
-  std::vector<dense::DecModel> dec;           // per class
-  double value[dense::kNumSymbols];           // reconstruction of symbols without extra bits
+  // Decoder tables, per class c: the slots are cut into buckets of 2^kBucketBits; a bucket
+  // holds the smallest symbol it meets (capped at 255: one byte), and the decoder steps from
+  // there through the class's cumulative counts to the symbol owning the slot. 512 B + 848 B a
+  // class at kBucketBits = 5 instead of a 32 KiB slot table: sixteen classes stay in the L1
+  // cache (bench/RESULTS.md §10.1).
+  std::vector<uint8_t> bucket_symbol;  // [kBucketsPerClass · c + (slot >> kBucketBits)]
+  std::vector<uint16_t> cum;           // [kCumStride · c + s]: cumulative counts, cum[423] = 2^14
+  double value[dense::kNumSymbols];    // reconstruction of symbols without extra bits
   uint8_t nbits_of[dense::kNumSymbols];
   // Encoder scratch (one thread per context at a time).
   std::vector<uint16_t> syms;
