@@ -12,6 +12,9 @@
    under the floored table against the same table without the floor (rows whose symbols the
    calibration saw), and how many rows use a symbol the calibration never saw.
 
+`--only-classes --classes 8 16 --lib-before OLD/libslicer.a`: the C ABI with 1, 8 and 16
+classes only, this build against an earlier one, alternating runs (`--rounds`), medians.
+
 Rows: bench/data/smollm2_l{5,15,25}.npy (384 tokens); the context is built from rows 0-63 (the
 prompt's prefill, first token included), frames are rows 64-383.
 """
@@ -41,15 +44,20 @@ import reference_frames as rf  # noqa: E402
 PREFILL = 64
 
 
-def c_bench(lib: Path, rows: np.ndarray, step: float, states: int, repeats: int,
-            classes: int = 1) -> dict:  # fmt: skip
-    exe = Path(tempfile.gettempdir()) / "slicer_bench_frames"
+def compile_bench(lib: Path, tag: str = "") -> Path:
+    """bench/bench_frames.cpp linked against `lib`, in a file of this process (tag: which lib)."""
+    exe = Path(tempfile.gettempdir()) / f"slicer_bench_frames_{os.getpid()}{tag}"
     subprocess.run(
         ["g++", "-O2", "-std=c++17", f"-I{HERE.parent / 'cpp' / 'include'}",
          str(HERE / "bench_frames.cpp"), str(lib), "-lpthread", "-o", str(exe)],
         check=True,
     )  # fmt: skip
-    data = Path(tempfile.gettempdir()) / "slicer_bench_frames.f32"
+    return exe
+
+
+def run_bench(exe: Path, rows: np.ndarray, step: float, states: int, repeats: int,
+              classes: int = 1) -> dict:  # fmt: skip
+    data = Path(tempfile.gettempdir()) / f"slicer_bench_frames_{os.getpid()}.f32"
     rows.astype(np.float32).tofile(data)
     cmd = [str(exe), str(data), str(rows.shape[0]), str(rows.shape[1]), str(PREFILL),
            repr(step), str(repeats), str(states), str(classes)]  # fmt: skip
@@ -57,6 +65,39 @@ def c_bench(lib: Path, rows: np.ndarray, step: float, states: int, repeats: int,
         cmd = ["taskset", "-c", "0", *cmd]
     out = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
     out["classes"] = classes
+    return out
+
+
+def c_bench(lib: Path, rows: np.ndarray, step: float, states: int, repeats: int,
+            classes: int = 1) -> dict:  # fmt: skip
+    return run_bench(compile_bench(lib), rows, step, states, repeats, classes)
+
+
+def compare_libs(lib: Path, before: Path, classes: list[int], step: float, repeats: int,
+                 rounds: int) -> list[dict]:  # fmt: skip
+    """Per class count, the medians over `rounds` interleaved runs of two builds (this one and
+    `before`): the machine's load weighs on both alike."""
+    rows = np.load(HERE / "data" / "smollm2_l15.npy")
+    exes = {"now": compile_bench(lib, "_now"), "before": compile_bench(before, "_before")}
+    runs: dict = {(tag, k): [] for tag in exes for k in classes}
+    for _ in range(rounds):
+        for k in classes:
+            for tag, exe in exes.items():
+                runs[(tag, k)].append(run_bench(exe, rows, step, 2, repeats, k))
+    out = []
+    for (tag, k), rs in runs.items():
+        row = {"build": tag, "classes": k, "rounds": rounds, "repeats": repeats,
+               "context_bytes": rs[0]["context_bytes"],
+               "mean_frame_bytes": rs[0]["mean_frame_bytes"]}  # fmt: skip
+        for key in ("encode_us_median_cpu", "decode_us_median_cpu"):
+            row[key] = float(np.median([r[key] for r in rs]))
+        out.append(row)
+    print("| build | classes | context | mean frame | encode µs | decode µs |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in sorted(out, key=lambda r: (r["classes"], r["build"] != "before")):
+        print(f"| {r['build']} | {r['classes']} | {r['context_bytes']} B | "
+              f"{r['mean_frame_bytes']:.1f} B | {r['encode_us_median_cpu']:.2f} | "
+              f"{r['decode_us_median_cpu']:.2f} |")  # fmt: skip
     return out
 
 
@@ -140,8 +181,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="time only the --classes contexts (skip sizes and states 1 / 2 / 4)",
     )
+    p.add_argument("--lib-before", default=None,
+                   help="with --only-classes: an earlier build's libslicer.a, timed interleaved "
+                   "with --lib")  # fmt: skip
+    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds of --lib-before")
     args = p.parse_args(argv)
     out: dict = {"sizes": [], "speed_c": [], "speed_python": []}
+    if args.only_classes and args.lib_before:
+        out["compare"] = compare_libs(Path(args.lib), Path(args.lib_before), [1, *args.classes],
+                                      args.speed_step, args.repeats, args.rounds)  # fmt: skip
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+        return 0
     if args.only_classes:
         rows = np.load(HERE / "data" / "smollm2_l15.npy")
         for k in [1, *args.classes]:
