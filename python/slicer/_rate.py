@@ -240,39 +240,48 @@ class _Part:
                     np.concatenate(([0.0], np.cumsum(mags * mags))),
                 )
             )
+        # both sides' prefix sums in one array (the negative side's from `offset` on): one
+        # gather serves both sides
+        self.offset = np.array([0, self.sides[0][1].size], dtype=np.intp)[:, None, None]
+        self.s1 = np.concatenate((self.sides[0][1], self.sides[1][1]))
+        self.s2 = np.concatenate((self.sides[0][2], self.sides[1][2]))
         self.zeros = int(np.count_nonzero(sample == 0))
         self.size = sample.size
 
     def counts(self, steps: np.ndarray, rho: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(symbol counts (g, 423), squared error (g,)) of the sample for each step."""
         g = steps.size
-        counts = []
-        sse = np.zeros(g)
         edges = np.maximum(_BIN_BASE[None, :] - rho[:, None], 0.0) * steps[:, None]  # (g, 213)
         edges[:, 0] = 0.0
-        for mags, s1, s2 in self.sides:
+        idx = np.empty((2,) + edges.shape, dtype=np.intp)  # per side, mags below each edge
+        for side, (mags, _, _) in enumerate(self.sides):
             # Edges rise along each row: past the first edge above the largest magnitude every
             # count is the side's size, so only the columns up to it are searched.
             top = mags[-1] if mags.size else -1.0
             width = min(int(np.count_nonzero(edges <= top, axis=1).max()) + 1, edges.shape[1])
-            idx = np.full(edges.shape, mags.size, dtype=np.intp)
-            idx[:, :width] = np.searchsorted(mags, edges[:, :width].ravel(), side="left").reshape(
-                g, width
-            )
-            c = np.diff(idx, axis=1).astype(np.float64)  # (g, 212) per bin
-            sa = s1[idx[:, 1:9]] - s1[idx[:, :8]]  # bins 0..7 only: the centroid bins
-            sa2 = s2[idx[:, 1:9]] - s2[idx[:, :8]]
-            # bin 0 decodes to 0; bins 1..7 to their centroid (the data offsets approximate it);
-            # wider bins: uniform error step^2/12
-            sse += sa2[:, 0]
-            c17 = c[:, 1:8]
-            safe = np.where(c17 > 0, c17, 1.0)
-            sse += np.sum(np.where(c17 > 0, sa2[:, 1:8] - sa[:, 1:8] ** 2 / safe, 0.0), axis=1)
-            sse += (idx[:, -1] - idx[:, 8]).astype(np.float64) * steps * steps / 12.0
-            counts.append(c)
-        pos, neg = counts
-        signed = np.stack((pos[:, 1:], neg[:, 1:]), axis=2).reshape(g, -1)  # symbols 2b-1, 2b
-        sym = np.concatenate(((pos[:, 0] + neg[:, 0] + self.zeros)[:, None], signed), axis=1)
+            idx[side, :, width:] = mags.size
+            idx[side, :, :width] = np.searchsorted(
+                mags, edges[:, :width].ravel(), side="left"
+            ).reshape(g, width)
+        c = np.diff(idx, axis=2).astype(np.float64)  # (2, g, 212) per side and bin
+        head = idx[:, :, :9] + self.offset  # bins 0..7 only: the centroid bins
+        sa = self.s1[head[:, :, 1:]] - self.s1[head[:, :, :-1]]
+        sa2 = self.s2[head[:, :, 1:]] - self.s2[head[:, :, :-1]]
+        # bin 0 decodes to 0; bins 1..7 to their centroid (the data offsets approximate it);
+        # wider bins: uniform error step^2/12
+        c17 = c[:, :, 1:8]
+        safe = np.where(c17 > 0, c17, 1.0)
+        mid = np.sum(np.where(c17 > 0, sa2[:, :, 1:8] - sa[:, :, 1:8] ** 2 / safe, 0.0), axis=2)
+        wide = (idx[:, :, -1] - idx[:, :, 8]).astype(np.float64) * steps * steps / 12.0
+        sse = np.zeros(g)
+        for side in (0, 1):  # the positive side's terms first, in this order
+            sse += sa2[side, :, 0]
+            sse += mid[side]
+            sse += wide[side]
+        sym = np.empty((g, 423))
+        sym[:, 0] = c[0, :, 0] + c[1, :, 0] + self.zeros
+        sym[:, 1::2] = c[0, :, 1:]  # symbols 2b-1 (positive), 2b (negative)
+        sym[:, 2::2] = c[1, :, 1:]
         return sym, sse
 
 
