@@ -228,24 +228,29 @@ class _Part:
     """Sorted positive and negative magnitudes (with prefix sums) and the zeros of a sample."""
 
     def __init__(self, sample: np.ndarray) -> None:
-        # `sample` in its own float type: a float32 sort is faster than a float64 one, and the
-        # widening after it is exact and monotone (the same sorted binary64 values)
+        # One sort of `sample` in its own float type (a float32 sort is faster than a float64
+        # one, and the widening after it is exact and monotone), split at zero: the negative
+        # values reversed and negated are the negative side's magnitudes in ascending order.
+        ordered = np.sort(sample)
+        first_zero = int(np.searchsorted(ordered, 0.0, side="left"))
+        first_pos = int(np.searchsorted(ordered, 0.0, side="right"))
         self.sides = []
-        for raw in (np.sort(sample[sample > 0]), np.sort(-sample[sample < 0])):
+        for raw in (
+            ordered[first_pos:],
+            -ordered[first_zero - 1 :: -1] if first_zero else ordered[:0],
+        ):
             mags = raw.astype(np.float64)
-            self.sides.append(
-                (
-                    mags,
-                    np.concatenate(([0.0], np.cumsum(mags))),
-                    np.concatenate(([0.0], np.cumsum(mags * mags))),
-                )
-            )
+            s1 = np.zeros(mags.size + 1)
+            s2 = np.zeros(mags.size + 1)
+            np.cumsum(mags, out=s1[1:])
+            np.cumsum(mags * mags, out=s2[1:])
+            self.sides.append((mags, s1, s2))
         # both sides' prefix sums in one array (the negative side's from `offset` on): one
         # gather serves both sides
         self.offset = np.array([0, self.sides[0][1].size], dtype=np.intp)[:, None, None]
         self.s1 = np.concatenate((self.sides[0][1], self.sides[1][1]))
         self.s2 = np.concatenate((self.sides[0][2], self.sides[1][2]))
-        self.zeros = int(np.count_nonzero(sample == 0))
+        self.zeros = first_pos - first_zero
         self.size = sample.size
 
     def counts(self, steps: np.ndarray, rho: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
