@@ -107,10 +107,26 @@ def test_model_counts_and_error_match_bin_by_bin(dtype, n):
     steps = np.array([1e-3, 0.05, 0.7, 40.0, float(np.max(np.abs(model.sample))) * 3 + 1])
     for rho in (0, 72, 128, 255):
         sym, sse = model.parts[0].counts(steps, np.full(steps.size, rho / 256.0))
+        assert sym.shape[1] <= 423  # the columns past the last symbol in use are left out
         for i, step in enumerate(steps):
             want, want_sse = ref_counts(model.sample, float(step), rho)
-            np.testing.assert_array_equal(sym[i], want)
+            np.testing.assert_array_equal(sym[i], want[: sym.shape[1]])
+            assert not want[sym.shape[1] :].any()
             assert sse[i] == pytest.approx(want_sse, rel=1e-9, abs=1e-12)
+
+
+def test_coded_bits_ignore_the_empty_symbols_left_out():
+    """The model's cost of counts cut after the last symbol in use equals the cost of the full
+    423-symbol counts (bits to rounding, table bytes exactly)."""
+    rng = np.random.default_rng(8)
+    for width in (1, 15, 93, 422, 423):
+        sym = np.zeros((6, 423))
+        sym[:, :width] = rng.integers(0, 50, (6, width)) * (rng.random((6, width)) < 0.7)
+        sym[0] = 0
+        narrow, narrow_table = _rate._coded_bits(sym[:, :width])
+        full, full_table = _rate._coded_bits(sym)
+        np.testing.assert_allclose(narrow, full, rtol=1e-13)
+        np.testing.assert_array_equal(narrow_table, full_table)
 
 
 def test_model_sample_keeps_the_input_values():

@@ -254,21 +254,27 @@ class _Part:
         self.size = sample.size
 
     def counts(self, steps: np.ndarray, rho: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(symbol counts (g, 423), squared error (g,)) of the sample for each step."""
+        """(symbol counts (g, ≤ 423: the symbols past the last column have none), squared
+        error (g,)) of the sample for each step."""
         g = steps.size
         edges = np.maximum(_BIN_BASE[None, :] - rho[:, None], 0.0) * steps[:, None]  # (g, 213)
         edges[:, 0] = 0.0
-        idx = np.empty((2,) + edges.shape, dtype=np.intp)  # per side, mags below each edge
-        for side, (mags, _, _) in enumerate(self.sides):
-            # Edges rise along each row: past the first edge above the largest magnitude every
-            # count is the side's size, so only the columns up to it are searched.
+        # Edges rise along each row: past the first edge above a side's largest magnitude every
+        # count is the side's size, so only the columns up to it are searched, and the bins
+        # beyond the last such column of both sides (empty) are left out.
+        widths = []
+        for mags, _, _ in self.sides:
             top = mags[-1] if mags.size else -1.0
-            width = min(int(np.count_nonzero(edges <= top, axis=1).max()) + 1, edges.shape[1])
+            widths.append(int(np.count_nonzero(edges <= top, axis=1).max()) + 1)
+        w = min(max(9, *widths), edges.shape[1])  # bins 0 … w-2 (at least the centroid bins)
+        idx = np.empty((2, g, w), dtype=np.intp)  # per side, mags below each edge
+        for side, (mags, _, _) in enumerate(self.sides):
+            width = min(widths[side], w)
             idx[side, :, width:] = mags.size
             idx[side, :, :width] = np.searchsorted(
                 mags, edges[:, :width].ravel(), side="left"
             ).reshape(g, width)
-        c = np.diff(idx, axis=2).astype(np.float64)  # (2, g, 212) per side and bin
+        c = np.diff(idx, axis=2).astype(np.float64)  # (2, g, w - 1) per side and bin
         head = idx[:, :, :9] + self.offset  # bins 0..7 only: the centroid bins
         sa = self.s1[head[:, :, 1:]] - self.s1[head[:, :, :-1]]
         sa2 = self.s2[head[:, :, 1:]] - self.s2[head[:, :, :-1]]
@@ -283,7 +289,7 @@ class _Part:
             sse += sa2[side, :, 0]
             sse += mid[side]
             sse += wide[side]
-        sym = np.empty((g, 423))
+        sym = np.empty((g, 2 * w - 3))  # symbols 0 … 2(w-2); the rest are empty
         sym[:, 0] = c[0, :, 0] + c[1, :, 0] + self.zeros
         sym[:, 1::2] = c[0, :, 1:]  # symbols 2b-1 (positive), 2b (negative)
         sym[:, 2::2] = c[1, :, 1:]
@@ -294,13 +300,14 @@ _SYMBOL_NBITS = np.repeat(_BIN_NBITS[1:], 2)[None, :]  # extra bits of symbols 1
 
 
 def _coded_bits(sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(ideal symbol bits, estimated table bytes) of per-step symbol counts (g, 423)."""
+    """(ideal symbol bits, estimated table bytes) of per-step symbol counts (g, ≤ 423: the
+    symbols beyond the last column are empty)."""
     total = sym.sum(axis=1, keepdims=True)
     used = sym > 0
     log_p = np.zeros(sym.shape)  # log2 of the used symbols' shares only (0 elsewhere)
     np.log2(sym / np.where(total > 0, total, 1.0), out=log_p, where=used)
     bits = -np.sum(sym * log_p, axis=1)
-    extra = np.sum(sym[:, 1:] * _SYMBOL_NBITS, axis=1)
+    extra = np.sum(sym[:, 1:] * _SYMBOL_NBITS[:, : sym.shape[1] - 1], axis=1)
     last = np.where(used.any(axis=1), sym.shape[1] - np.argmax(used[:, ::-1], axis=1), 0)
     table = np.where(last > 0, 2 + (9 + 4 * np.maximum(0, last - 1) + 7) // 8, 1)
     return bits + extra, table
