@@ -231,3 +231,7 @@ def test_auto_classes_parameter_errors():
             slicer.encode(x, mode="auto", rel_error=0.1, classes=bad)
     with pytest.raises(ValueError, match="classes"):
         slicer.encode(x, mode="auto", max_bytes=400, classes=13)  # 12 positions
+    # a step too small for the data: the encoder's error, not one of the estimate's arrays
+    for kwargs in ({"step": 1e-30}, {"step": 1e-30, "classes": "auto"}):
+        with pytest.raises(ValueError, match="step"):
+            slicer.encode(x * 1e3, mode="dense", **kwargs)

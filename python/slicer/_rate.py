@@ -596,6 +596,10 @@ def _resolve_classes(
     k = params.get("classes", 1)
     if k == 1 or array.size == 0:
         return dict(params, classes=1), 0.0
+    if not model.max_abs / step < 2.0**52:
+        # codes near or past the §12.2 limit of 2^53 (a step given too small for the data):
+        # no estimate; the encoder accepts or rejects the step itself
+        return dict(params, classes=1 if k == "auto" else k), 0.0
     if k == "auto":
         axes = _class_axes(params, array.shape)
         candidates = tuple(
