@@ -45,8 +45,9 @@ struct Context {
   // there through the class's cumulative counts to the symbol owning the slot. 512 B + 848 B a
   // class at kBucketBits = 5 instead of a 32 KiB slot table: sixteen classes stay in the L1
   // cache (bench/RESULTS.md §10.1).
+  // (cum is declared last: the fields the encoder reads keep the offsets they had with one
+  // decoder vector here)
   std::vector<uint8_t> bucket_symbol;  // [kBucketsPerClass · c + (slot >> kBucketBits)]
-  std::vector<uint16_t> cum;           // [kCumStride · c + s]: cumulative counts, cum[423] = 2^14
   double value[dense::kNumSymbols];    // reconstruction of symbols without extra bits
   uint8_t nbits_of[dense::kNumSymbols];
   // Encoder scratch (one thread per context at a time).
@@ -54,6 +55,7 @@ struct Context {
   std::vector<double> t;     // |x| / Δ of the row
   std::vector<uint8_t> neg;  // sign of each element
   std::vector<uint8_t> rans, bits;
+  std::vector<uint16_t> cum;  // [kCumStride · c + s]: cumulative counts, cum[423] = 2^14
 
   uint64_t FrameBound() const { return 1 + 4 + (24 + 2 * row) + (51 * row + 7) / 8 + 4; }
 };
