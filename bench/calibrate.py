@@ -152,6 +152,8 @@ def run_model(name: str, args: argparse.Namespace) -> list[dict]:
         save_settings(settings, shipped_settings_path(name))
     (ROOT / "plots").mkdir(exist_ok=True)
     plot_settings(settings, ROOT / "plots" / f"calibrate_{name}.png")
+    if args.no_baselines:
+        return [{"cut": c["name"], "status": c["status"]} for c in settings["cuts"]]
 
     # Baselines on the same held-out inputs.
     targets = targets_of(settings)
@@ -309,6 +311,9 @@ def main() -> int:
         "--reuse", action="store_true", help="reuse bench/results settings; baselines only"
     )
     ap.add_argument(
+        "--no-baselines", action="store_true", help="the search only (no baseline table)"
+    )
+    ap.add_argument(
         "--compare",
         metavar="SETTINGS",
         help="only measure this settings file's choices on the held-out split (no search)",
@@ -321,6 +326,8 @@ def main() -> int:
     results = {}
     for name in args.models:
         results[name] = run_model(name, args)
+    if args.no_baselines:  # no table to record
+        return 0
     out = ROOT / "results" / "calibrate_tables.json"
     old = json.loads(out.read_text()) if out.is_file() else {}
     old.update(results)

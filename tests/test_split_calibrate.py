@@ -6,6 +6,7 @@ seconds); the shipped models and third-party ONNX models are in test_split_calib
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -359,6 +360,177 @@ def test_bisect_backoff_skips_failing_settings(passes, backoff, expected) -> Non
     # The pick passes and is at least ``backoff`` steps more generous than where the
     # bisection landed; every setting between them that was tried failed.
     assert len(calls) == len(set(calls))  # no setting is evaluated twice
+
+
+# A settings file written before class tables and the refined knob (the shipped MiniLM file of
+# 2026-12-01, one cut, trace left out): no "classes" in params, no "refine" in data.
+OLD_SETTINGS = {
+    "slicer_settings": 1,
+    "model": {"name": "minilm", "fingerprint": "sha256:" + "ab" * 32},
+    "targets": [{"metric": "cosine", "value": 0.99}],
+    "data": {"source": "shakespeare", "count": 150, "calibration": 105, "holdout": 0.3,
+             "holdout_count": 45, "seed": 0, "guard": 0.5, "backoff": 1},
+    "codec": {"families": ["dense", "topk", "auto"], "slicer_version": "0.1.0"},
+    "cuts": [{
+        "index": 88, "name": "/layer.0/output/LayerNorm/LayerNormalization_output_0",
+        "raw_bytes": 56832, "status": "ok",
+        "params": {"sparsity": 0.9, "blocks": 3, "bits": 8, "delta": 0.01, "asym": 0.0,
+                   "seed": 0, "groups": "tensor", "mode": "dense",
+                   "rel_step": 0.31697863849222285},
+        "bits_per_element": 3.659019466988654, "payload_bytes": 6502.2,
+        "payload_bytes_max": 12290, "calibration": {"cosine": 0.998},
+        "holdout": {"cosine": {"value": 0.99831, "low": 0.99818, "high": 0.99843}},
+    }],
+}  # fmt: skip
+
+
+def test_fine_grid_keeps_the_coarse_points_and_splits_each_step_evenly() -> None:
+    from slicer.split.calibrate import DENSE_REL_STEPS, fine_grid
+
+    for refine in (0, 1, 2, 3):
+        grid = fine_grid(DENSE_REL_STEPS, refine)
+        n = 2**refine
+        assert len(grid) == (len(DENSE_REL_STEPS) - 1) * n + 1
+        assert grid[::n] == pytest.approx(DENSE_REL_STEPS, rel=1e-12)
+        ratios = np.diff(np.log(grid))
+        assert ratios == pytest.approx(np.log(DENSE_REL_STEPS[1] / DENSE_REL_STEPS[0]) / n)
+    assert fine_grid([0.5], 2) == [0.5]
+    with pytest.raises(ValueError, match="refine"):
+        fine_grid(DENSE_REL_STEPS, -1)
+    with pytest.raises(ValueError, match="positive"):
+        fine_grid([0.0, 1.0], 1)
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(
+    st.floats(1e-3, 4.0),
+    st.integers(0, 4),
+    st.integers(0, 2),
+    st.integers(2, 20),
+)
+def test_refined_bisection_finds_a_monotone_boundary_within_one_fine_step(
+    threshold, refine, backoff, coarse_n
+) -> None:  # noqa: ANN001
+    """A toy metric that passes iff rel_step ≤ threshold: the refined bisection lands on the
+    last passing fine point (within one fine step of the boundary), backs off ``backoff``
+    fine steps, and costs a coarse bisection plus ``refine`` evaluations."""
+    from slicer.split.calibrate import Point, _bisect, fine_grid
+
+    coarse = list(np.geomspace(0.002, 2.0, coarse_n))
+    grid = fine_grid(coarse, refine)
+    params = [CodecParams(mode="dense", rel_step=r, classes="auto") for r in grid]
+    calls = []
+
+    def evaluate(p):  # noqa: ANN001, ANN202
+        calls.append(p.rel_step)
+        return Point(p, 10.0 / p.rel_step, 0.0, 0, {}, p.rel_step <= threshold, True)
+
+    evaluate.backoff = backoff
+    got = _bisect(evaluate, params, stride=2**refine)
+    passing = [i for i, r in enumerate(grid) if r <= threshold]
+    if not passing:
+        assert got is None and calls == [grid[0]]
+        return
+    last = passing[-1]
+    assert got is not None and got.chosen and got.passed
+    assert grid.index(got.params.rel_step) == max(0, last - backoff)
+    # The boundary: the last passing fine point is within one fine step of the threshold.
+    fine_step = (coarse[1] / coarse[0]) ** (1 / 2**refine)
+    assert grid[last] <= threshold
+    assert last == len(grid) - 1 or threshold < grid[last] * fine_step * (1 + 1e-12)
+    assert len(calls) == len(set(calls))
+    assert len(calls) <= 1 + math.ceil(math.log2(coarse_n)) + refine + 1
+
+
+def test_refined_bisection_is_deterministic_and_matches_the_coarse_one(mlp_path) -> None:  # noqa: ANN001
+    from slicer.split.calibrate import DenseFamily
+
+    kw = dict(split="a1", holdout=0.25, families=[DenseFamily()], guard=1.0)
+    runs = [calibrate(mlp_path, "cosine:0.999", _samples(32), **kw) for _ in range(2)]
+    for r in runs:
+        for c in r["cuts"]:
+            c.pop("search_seconds"), c.pop("search_cpu_seconds")
+        r.pop("seconds")
+    assert runs[0] == runs[1]
+    fine = runs[0]["cuts"][0]
+    assert runs[0]["data"]["refine"] == 2
+    coarse = calibrate(mlp_path, "cosine:0.999", _samples(32), refine=0, backoff=0, **kw)
+    coarse_pick = coarse["cuts"][0]["params"]["rel_step"]
+    # Without back-off the refined pick is at least the coarse pick and less than one coarse
+    # step above it; with one fine step of back-off it costs no more than the coarse one
+    # with one coarse step of back-off.
+    cheapest = calibrate(mlp_path, "cosine:0.999", _samples(32), backoff=0, **kw)["cuts"][0]
+    assert coarse_pick <= cheapest["params"]["rel_step"] < coarse_pick * 1.585
+    old = calibrate(mlp_path, "cosine:0.999", _samples(32), refine=0, **kw)["cuts"][0]
+    assert fine["bits_per_element"] <= old["bits_per_element"]
+    for bad in (-1, 7, 1.5, True):
+        with pytest.raises(ValueError, match="refine"):
+            calibrate(mlp_path, "cosine:0.999", _samples(4), refine=bad, **kw)
+
+
+def test_dense_classes_are_recorded_and_honoured(mlp_path, tmp_path) -> None:  # noqa: ANN001
+    """The dense family searches with class tables; one table is tried at the pick and wins
+    when its streams are smaller (16 tables for 96 values cost more than they save). The
+    settings file records the tables and a run from it encodes with them."""
+    import slicer
+    from slicer.split.calibrate import DenseFamily
+    from slicer.split.settings import params_from_json, settings_for_cut
+    from slicer.split.transport import encode_values
+
+    kw = dict(split="a1", holdout=0.25, guard=1.0)
+    for classes, want in (((16, None), None), ((4,), 4), (("auto",), "auto")):
+        fam = DenseFamily(classes=classes)
+        settings = calibrate(mlp_path, "cosine:0.999", _samples(24), families=[fam], **kw)
+        entry = settings["cuts"][0]
+        assert entry["params"].get("classes") == want
+        traced = [p["params"].get("classes") for p in entry["trace"]]
+        assert traced[0] == classes[0] and set(traced) <= set(classes)
+        assert (None in traced) == (None in classes)  # one table tried (and won) at the pick
+        path = tmp_path / "s.json"
+        save_settings(settings, path)
+        params = params_from_json(settings_for_cut(load_settings(path), "a1")["params"])
+        assert params.classes == want
+        ev, _ = _evaluator(mlp_path, [parse_target("cosine:0.999")], n=2)
+        x = ev.cut_values[0]["a1"]
+        packet = encode_values({"a1": x}, params, {})
+        info = slicer.inspect(packet.streams["a1"])
+        if want is None:
+            assert info.mode == "dense"
+        if isinstance(want, int):
+            assert info.mode == "dense-classes" and info.classes == want
+        step = params.rel_step * float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+        direct = slicer.encode(x, mode="dense", step=step, classes=want)
+        assert packet.streams["a1"] == direct
+    # The one-table variant at the pick decodes to the same values: same step, same codes.
+    one = CodecParams(mode="dense", rel_step=0.1)
+    many = CodecParams(mode="dense", rel_step=0.1, classes=4)
+    a, b = encode_values({"a1": x}, one, {}), encode_values({"a1": x}, many, {})
+    assert a.streams["a1"] != b.streams["a1"]
+    assert np.array_equal(slicer.decode(a.streams["a1"]), slicer.decode(b.streams["a1"]))
+
+
+def test_settings_written_before_class_tables_still_load(tmp_path) -> None:  # noqa: ANN001
+    from slicer.split.settings import params_from_json, settings_for_cut
+
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(OLD_SETTINGS))
+    loaded = load_settings(path)
+    entry = settings_for_cut(loaded, 88)
+    params = params_from_json(entry["params"])
+    assert params.mode == "dense" and params.classes is None  # one table, as calibrated
+    assert params.rel_step == pytest.approx(0.31697863849222285)
+    assert "refine" not in loaded["data"]
+
+
+def test_shipped_settings_load_and_name_their_tables() -> None:
+    from slicer.split.settings import params_from_json, shipped_settings_path
+
+    for name in ("efficientnet-lite0", "minilm", "smollm2"):
+        settings = load_settings(shipped_settings_path(name))
+        for c in settings["cuts"]:
+            if c["status"] != "unreachable":
+                p = params_from_json(c["params"])
+                assert p.classes in (None, "auto") or 1 <= p.classes <= 16
 
 
 def test_calibrate_holds_out_whole_groups(mlp_path) -> None:  # noqa: ANN001

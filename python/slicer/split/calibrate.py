@@ -7,11 +7,15 @@ held-out split, with a bootstrap 95 % interval; a cut whose interval does not cl
 is marked ``interval-misses``, one where no setting meets the targets ``unreachable`` (with
 the best value reached).
 
-Codec modes are pluggable candidate families (:class:`Family`): ``topk`` (a bisection over
-sparsity for each width, per tensor and — for token sequences — per row), and ``auto``
-(bisection over ``rel_error``) when the installed codec has modes. Each family proposes
-settings ordered from the most generous to the cheapest and assumes the metric gets worse
-along that order.
+Codec modes are pluggable candidate families (:class:`Family`): ``dense`` (a bisection over
+``rel_step``, with class tables, ``classes="auto"``, and one table where that is cheaper),
+``topk`` (a bisection over sparsity for each width, per tensor and — for token sequences —
+per row), and ``auto`` (bisection over ``rel_error``) when the installed codec has modes.
+Each family proposes settings ordered from the most generous to the cheapest and assumes the
+metric gets worse along that order. The geometric knobs of ``dense`` and ``auto`` are
+refined: a bisection over the coarse grid, then ``refine`` more bisection steps between the
+last passing and the first failing grid point (``2**refine`` fine steps per coarse step); the
+back-off is counted in fine steps.
 
 Evaluations stop early once a target can no longer be met: agreement by the count of
 disagreeing rows, cosine by its upper bound 1 per input, KL and relative L2 by their
@@ -24,7 +28,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +46,8 @@ TOPK_BITS = (8, 6, 5, 4, 3, 2)
 TOPK_SPARSITIES = (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.99)
 AUTO_REL_ERRORS = tuple(float(x) for x in np.geomspace(2e-3, 0.32, 12))
 DENSE_REL_STEPS = tuple(float(x) for x in np.geomspace(0.002, 2.0, 16))
+REFINE = 2  # bisection steps inside a coarse step of a geometric knob (4 fine steps, 1.12x)
+DENSE_CLASSES = ("auto", None)  # the dense family's tables: class tables, then one table
 
 
 # ------------------------------------------------------------------------------ metrics
@@ -200,22 +206,62 @@ class Family:
         raise NotImplementedError
 
 
-def _bisect(evaluate: Evaluate, settings: Sequence[CodecParams]) -> Point | None:
+def fine_grid(values: Sequence[float], refine: int) -> list[float]:
+    """``values`` (a geometric knob, generous → cheap) with ``2**refine`` log-spaced steps
+    in each interval; the coarse values stay at indices ``k * 2**refine``."""
+    if not isinstance(refine, int) or refine < 0:
+        raise ValueError(f"refine must be an integer ≥ 0, got {refine!r}")
+    values = [float(v) for v in values]
+    if len(values) < 2 or refine == 0:
+        return values
+    n = 2**refine
+    out = []
+    for a, b in zip(values[:-1], values[1:], strict=True):
+        if a <= 0 or b <= 0:
+            raise ValueError("a refined knob must be positive")
+        out += [a * (b / a) ** (j / n) for j in range(n)]
+    return [*out, values[-1]]
+
+
+def _bisect(evaluate: Evaluate, settings: Sequence[CodecParams], stride: int = 1) -> Point | None:
     """The last passing setting along ``settings`` (ordered generous → cheap, quality
     assumed to fall along it); checks the first one before bisecting. A skipped setting
-    (costlier than one already passing) counts as passing for the direction only."""
+    (costlier than one already passing) counts as passing for the direction only.
+
+    ``stride`` > 1: ``settings`` is a fine grid whose every ``stride``-th entry (and the last)
+    is a coarse grid point; the bisection runs over the coarse points first, then between the
+    last passing and the first failing coarse point. The back-off is counted in fine steps."""
     if not settings:
         return None
-    first = evaluate(settings[0])
+    if not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"stride must be an integer ≥ 1, got {stride!r}")
+    found: dict[int, Point] = {}
+
+    def at(i: int) -> Point:
+        if i not in found:
+            found[i] = evaluate(settings[i])
+        return found[i]
+
+    first = at(0)
     if not (first.passed or first.skipped):
         return None
     best = first if first.passed else None
-    lo, hi = 0, len(settings)  # settings[lo] passes, settings[hi:] unknown/fail
-    found = {0: first}
-    while hi - lo > 1:
+    n = len(settings)
+    coarse = list(range(0, n, stride))
+    if coarse[-1] != n - 1:
+        coarse.append(n - 1)
+    clo, chi = 0, len(coarse)  # coarse[clo] passes, coarse[chi:] unknown/fail
+    while chi - clo > 1:
+        mid = (clo + chi) // 2
+        p = at(coarse[mid])
+        if p.passed or p.skipped:
+            clo, best = mid, (p if p.passed else best)
+        else:
+            chi = mid
+    lo, hi = coarse[clo], (coarse[chi] if chi < len(coarse) else n)
+    while hi - lo > 1:  # refinement between the coarse points (nothing to do when stride = 1)
         mid = (lo + hi) // 2
-        p = evaluate(settings[mid])
-        found[mid] = p
+        p = at(mid)
         if p.passed or p.skipped:
             lo, best = mid, (p if p.passed else best)
         else:
@@ -225,8 +271,7 @@ def _bisect(evaluate: Evaluate, settings: Sequence[CodecParams]) -> Point | None
     # is not always monotone along the knob (a few near-tie inputs flip at random), so a
     # back-off setting that fails is passed over for the next more generous one that passes.
     for pick in range(max(0, lo - getattr(evaluate, "backoff", 0)), -1, -1):
-        p = found.get(pick) or evaluate(settings[pick])
-        found[pick] = p
+        p = at(pick)
         if p.passed:
             p.chosen = True
             return p
@@ -262,11 +307,15 @@ class TopKFamily(Family):
                 _bisect(evaluate, settings)
 
 
+def _refine(evaluate: Evaluate) -> int:
+    return getattr(evaluate, "refine", 0)
+
+
 @dataclass
 class AutoFamily(Family):
-    """``mode="auto"`` (dense, format 2) with a ``rel_error`` budget: one knob, bisected.
-    One step per tensor by default (the MSE-optimal choice; ``groups`` adds "channels" or
-    "rows")."""
+    """``mode="auto"`` (dense, format 2) with a ``rel_error`` budget: one knob, bisected (and
+    refined, see :func:`_bisect`). One step per tensor by default (the MSE-optimal choice;
+    ``groups`` adds "channels" or "rows")."""
 
     rel_errors: Sequence[float] = AUTO_REL_ERRORS
     groups: Sequence[str] = ("tensor",)
@@ -278,21 +327,31 @@ class AutoFamily(Family):
         return _encode_accepts("mode") and _encode_accepts("rel_error")
 
     def search(self, evaluate: Evaluate, cut_shapes: Sequence[tuple[int, ...]]) -> None:
+        refine = _refine(evaluate)
+        grid = fine_grid(self.rel_errors, refine)
         for groups in self.groups:
             _bisect(
                 evaluate,
-                [CodecParams(mode="auto", rel_error=e, groups=groups) for e in self.rel_errors],
+                [CodecParams(mode="auto", rel_error=e, groups=groups) for e in grid],
+                stride=2**refine,
             )
 
 
 @dataclass
 class DenseFamily(Family):
     """``mode="dense"`` (format 2) with the step set per tensor to ``rel_step`` × its RMS:
-    one knob, bisected, one encode per tensor (``auto`` with ``rel_error`` searches the step
-    inside the encoder, several encodes per tensor)."""
+    one knob, bisected (and refined, see :func:`_bisect`), one encode per tensor (``auto``
+    with ``rel_error`` searches the step inside the encoder, several encodes per tensor).
+
+    ``classes``: the frequency tables tried, the first one along the bisection. The tables
+    change the entropy coding only — the same step gives the same codes and the same decoded
+    values — so the others are tried at the bisection's pick alone, and evaluated only when
+    their streams on the first calibration inputs are smaller than the pick's (one table
+    beats ``classes="auto"`` where the rate model's estimate misjudges a small tensor)."""
 
     rel_steps: Sequence[float] = DENSE_REL_STEPS
     groups: Sequence[str] = ("tensor",)
+    classes: Sequence[int | str | None] = DENSE_CLASSES
     name: str = "dense"
 
     def available(self) -> bool:
@@ -301,11 +360,27 @@ class DenseFamily(Family):
         return _encode_accepts("mode") and _encode_accepts("step")
 
     def search(self, evaluate: Evaluate, cut_shapes: Sequence[tuple[int, ...]]) -> None:
+        refine = _refine(evaluate)
+        grid = fine_grid(self.rel_steps, refine)
+        primary, *others = list(self.classes) or [None]
         for groups in self.groups:
-            _bisect(
+            pick = _bisect(
                 evaluate,
-                [CodecParams(mode="dense", rel_step=r, groups=groups) for r in self.rel_steps],
+                [
+                    CodecParams(mode="dense", rel_step=r, groups=groups, classes=primary)
+                    for r in grid
+                ],
+                stride=2**refine,
             )
+            if pick is None or not pick.chosen:
+                continue
+            estimate = getattr(evaluate, "estimate", None)
+            for classes in others:
+                variant = replace(pick.params, classes=classes)
+                if estimate is not None and estimate(variant) >= estimate(pick.params):
+                    continue  # not smaller on the same inputs at the same step
+                p = evaluate(variant)
+                p.chosen = p.passed
 
 
 def default_families() -> list[Family]:
@@ -540,10 +615,11 @@ def setting_text(p: Mapping[str, Any]) -> str:
     mode = p.get("mode", "topk")
     if mode == "topk":
         return f"topk s={p['sparsity']:g} b={p['bits']} {p['groups']}"
+    tables = f" classes={p['classes']}" if p.get("classes") is not None else ""
     for key in ("rel_step", "rel_error", "step", "max_bytes"):
         if p.get(key) is not None:
-            return f"{mode} {key}={p[key]:.3g} {p['groups']}"
-    return f"{mode} {p['groups']}"
+            return f"{mode} {key}={p[key]:.3g} {p['groups']}{tables}"
+    return f"{mode} {p['groups']}{tables}"
 
 
 def _fmt_metric(metric: str, value: float) -> str:
@@ -571,6 +647,7 @@ def calibrate(
     threads: int = 1,
     guard: float = 0.5,
     backoff: int = 1,
+    refine: int = REFINE,
     model_name: str | None = None,
     data_label: str = "inputs",
     progress: bool | Callable[[str], Any] = False,
@@ -587,7 +664,11 @@ def calibrate(
     fraction of its allowed loss (0.5: agreement ≥ 99 % is searched as ≥ 99.5 %, ppl ≤ +2 %
     as ≤ +1 %), a margin for the held-out split; 1 searches at the target itself.
     ``backoff``: each bisection's pick is this many knob steps more generous than the
-    cheapest setting that passed (a second margin; 0 takes the cheapest).
+    cheapest setting that passed (a second margin; 0 takes the cheapest), in fine steps where
+    the knob is refined.
+    ``refine``: bisection steps added inside a coarse step of the geometric knobs (``dense``
+    ``rel_step``, ``auto`` ``rel_error``): ``2**refine`` fine steps per coarse step (2: a fine
+    step is 1.12× in step size where the coarse one is 1.58×); 0 searches the coarse grid.
     ``groups``: one label per input (default: ``samples.groups`` when the samples come from
     an image dataset, see ``datasets.Samples``); the held-out split then holds out whole
     groups — every view of a photo stays on one side.
@@ -602,6 +683,8 @@ def calibrate(
     """
     if not isinstance(backoff, int) or backoff < 0:
         raise ValueError(f"backoff must be an integer ≥ 0, got {backoff!r}")
+    if not isinstance(refine, int) or isinstance(refine, bool) or not 0 <= refine <= 6:
+        raise ValueError(f"refine must be an integer in 0..6, got {refine!r}")
     from .providers import make_session, resolve_providers
 
     target_list = as_targets(targets)
@@ -645,13 +728,23 @@ def calibrate(
         )
         label = f"cut {ci + 1}/{len(cuts)} {cut.name[-32:]}"
         entry, evaluations = _search_cut(
-            ev, cut, families, calib_idx, hold_idx, target_list, seed, backoff, progress, label
+            ev,
+            cut,
+            families,
+            calib_idx,
+            hold_idx,
+            target_list,
+            seed,
+            backoff,
+            refine,
+            progress,
+            label,
         )
         fitted = _fit_transform(ev, calib_idx, transform_dir) if transform else None
         if fitted is not None:  # the same search on the transform's coefficients
             with_t, n_t = _search_cut(
-                ev, cut, families, calib_idx, hold_idx, target_list, seed, backoff, progress,
-                label + " klt",
+                ev, cut, families, calib_idx, hold_idx, target_list, seed, backoff, refine,
+                progress, label + " klt",
             )  # fmt: skip
             ev.split.transforms = {}
             evaluations += n_t
@@ -688,6 +781,7 @@ def calibrate(
             **({"groups": len(set(groups)), "grouped_holdout": True} if groups else {}),
             "guard": guard,
             "backoff": backoff,
+            "refine": refine,
         },
         "codec": {"families": [f.name for f in families], "slicer_version": _version()},
         "seconds": round(time.perf_counter() - total_start, 2),
@@ -704,6 +798,7 @@ def _search_cut(
     targets: Sequence[Target],
     seed: int,
     backoff: int,
+    refine: int,
     progress: bool | Callable[[str], Any],
     label: str,
 ) -> tuple[dict[str, Any], int]:
@@ -731,6 +826,8 @@ def _search_cut(
         return p
 
     evaluate.backoff = backoff
+    evaluate.refine = refine
+    evaluate.estimate = lambda params: ev.estimate_bits(params, calib_idx[:ESTIMATE_INPUTS])
     for fam in families:
         fam.search(evaluate, ev.shapes)
     bar.close()
