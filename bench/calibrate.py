@@ -15,6 +15,18 @@ per channel).
 
 measures another settings file's per-cut choices (e.g. calibrated on other data) on the
 held-out split of the data above, with the bootstrap interval, and searches nothing.
+
+    python bench/calibrate.py minilm --classes SETTINGS.json [--count 16]
+
+bits/element of the real streams at each cut's ``rel_step`` of SETTINGS (and one coarse step
+either side) with one table, ``classes="auto"`` and K = 2, 4, 8, 16 on the first inputs of
+the data above (the dense family's choice of tables; the decoded values are the same for
+every choice, which it checks for ``auto``).
+
+    python bench/calibrate.py efficientnet-lite0 minilm smollm2 --before 'OLD/{model}.json'
+
+plots bits/element per cut, the settings in ``OLD`` against bench/results/calibrate_<model>.json,
+with each held-out value and interval (bench/plots/calibrate_change.png); searches nothing.
 """
 
 from __future__ import annotations
@@ -23,17 +35,20 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from slicer.split import Partitioner, zoo
 from slicer.split.calibrate import (
+    REFINE,
     DenseFamily,
     _CutEvaluator,
     _fmt_metric,
     bootstrap_interval,
     calibrate,
+    default_families,
     output_for,
     plot_settings,
     setting_text,
@@ -133,6 +148,11 @@ def run_model(name: str, args: argparse.Namespace) -> list[dict]:
         settings = load_settings(out_dir / f"calibrate_{name}.json")
     else:
         start = time.perf_counter()
+        families = FAMILIES[name]() if name in FAMILIES else default_families()
+        if args.one_table:  # the dense family with one table only (the search before class tables)
+            families = [
+                replace(f, classes=(None,)) if isinstance(f, DenseFamily) else f for f in families
+            ]
         settings = calibrate(
             part,
             target,
@@ -141,13 +161,16 @@ def run_model(name: str, args: argparse.Namespace) -> list[dict]:
             holdout=HOLDOUT.get(name, 0.3),
             seed=0,
             threads=1,
-            families=FAMILIES[name]() if name in FAMILIES else None,
+            families=families,
+            refine=args.refine,
             model_name=name,
             data_label=source,
             progress=True,
         )
         print(f"{name}: calibrated {len(cuts)} cuts in {time.perf_counter() - start:.0f} s")
-        save_settings(settings, out_dir / f"calibrate_{name}.json")
+        save_settings(settings, out_dir / f"calibrate_{name}{args.tag}.json")
+        if args.tag:  # a variant for the record: no plot, no baselines, never shipped
+            return []
     if args.ship:
         save_settings(settings, shipped_settings_path(name))
     (ROOT / "plots").mkdir(exist_ok=True)
@@ -265,6 +288,93 @@ def compare_model(name: str, path: str) -> list[dict]:
     ]  # fmt: skip
 
 
+def classes_table(name: str, path: str, count: int) -> list[dict]:
+    """Bits/element per table choice at the steps of a settings file (see the module doc)."""
+    from slicer.split.runner import SplitModel
+    from slicer.split.transport import decode_packet, encode_values
+
+    _, source, _, _ = PLAN[name]
+    part = Partitioner(zoo.model_path(name))
+    samples = load_samples(source, part, count, model_name=name)
+    settings = load_settings(path)
+    choices = (None, "auto", 2, 4, 8, 16)
+    print(f"\n{name}: bits/element per table choice, {count} {source} inputs, steps of {path}")
+    print("| cut | groups | rel_step | " + " | ".join(f"classes={c}" for c in choices) + " |")
+    print("|---|---|---:|" + "---:|" * len(choices))
+    rows = []
+    for c in settings["cuts"]:
+        if c["status"] == "unreachable" or c["params"].get("mode") != "dense":
+            continue
+        cut = part.find_cut(c["name"])
+        split = SplitModel(part, cut, providers=["CPUExecutionProvider"], threads=1)
+        values = []
+        for s in samples:
+            v = split.run_head({i.name: s[i.name] for i in split.head.get_inputs()})
+            values.append({**{t.name: s[t.name] for t in cut.tensors if t.name not in v}, **v})
+        base = c["params"]
+        for factor in (1 / 1.585, 1.0, 1.585):
+            rel_step = base["rel_step"] * factor
+            cells = []
+            for classes in choices:
+                params = CodecParams(**{**base, "rel_step": rel_step, "classes": classes})
+                bits = elements = 0
+                try:
+                    for v in values:
+                        packet = encode_values(v, params, {})
+                        bits += 8 * packet.encoded_bytes
+                        elements += packet.coded_elements + sum(a.size for a in packet.raw.values())
+                        if classes == "auto":  # same codes, same decoded values
+                            one = encode_values(
+                                v, CodecParams(**{**base, "rel_step": rel_step}), {}
+                            )
+                            got, want = decode_packet(packet, {})[0], decode_packet(one, {})[0]
+                            assert all(np.array_equal(got[k], want[k]) for k in want)
+                    cells.append(bits / elements)
+                except ValueError:  # K classes need K positions along the class axis
+                    cells.append(None)
+            rows.append({"cut": c["name"], "groups": base["groups"], "rel_step": rel_step,
+                         "bits": dict(zip(map(str, choices), cells, strict=True))})  # fmt: skip
+            text = " | ".join("-" if b is None else f"{b:.3f}" for b in cells)
+            print(f"| {c['index']} | {base['groups']} | {rel_step:.4g} | {text} |", flush=True)
+    return rows
+
+
+def plot_change(models: list[str], before: str) -> Path:
+    """Old against new settings per cut: bits/element (bars) and the held-out metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(models), figsize=(4.6 * len(models), 6.4), squeeze=False)
+    for k, name in enumerate(models):
+        old = load_settings(before.format(model=name))
+        new = load_settings(ROOT / "results" / f"calibrate_{name}.json")
+        t = targets_of(new)[0]
+        labels = [f"#{c['index']}" for c in new["cuts"]]
+        x = np.arange(len(labels))
+        for off, s, label in ((-0.2, old, "before"), (0.2, new, "refined + class tables")):
+            bpe = [c.get("bits_per_element") or 0 for c in s["cuts"]]
+            axes[0, k].bar(x + off, bpe, 0.4, label=label)
+            held = [c["holdout"][t.metric] for c in s["cuts"]]
+            v = np.array([h["value"] for h in held])
+            err = [v - [h["low"] for h in held], [h["high"] for h in held] - v]
+            axes[1, k].errorbar(x + off, v, yerr=err, fmt="o", capsize=3, label=label)
+        axes[1, k].axhline(t.value, color="k", lw=0.8, ls="--")
+        axes[0, k].set_title(f"{name}: {t.text()}", fontsize=9)
+        axes[0, k].set_ylabel("bits per element (calibration split)")
+        axes[1, k].set_ylabel(f"held-out {t.metric} [95 % CI]")
+        for ax in axes[:, k]:
+            ax.set_xticks(x, labels)
+            ax.grid(alpha=0.3)
+        axes[0, k].legend(fontsize=7)
+    fig.tight_layout()
+    path = ROOT / "plots" / "calibrate_change.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def print_table(name: str, targets, rows: list[dict], fixed_best) -> None:  # noqa: ANN001
     metric = targets[0].metric
     t = targets[0]
@@ -311,6 +421,24 @@ def main() -> int:
         "--reuse", action="store_true", help="reuse bench/results settings; baselines only"
     )
     ap.add_argument(
+        "--classes",
+        metavar="SETTINGS",
+        help="only bits/element per table choice at this settings file's steps",
+    )
+    ap.add_argument("--count", type=int, default=16, help="inputs for --classes")
+    ap.add_argument(
+        "--before",
+        metavar="TEMPLATE",
+        help="plot these settings ('{model}' in the path) against bench/results; no search",
+    )
+    ap.add_argument("--refine", type=int, default=REFINE, help="calibrate(refine=...)")
+    ap.add_argument("--one-table", action="store_true", help="dense family without class tables")
+    ap.add_argument(
+        "--tag",
+        default="",
+        help="write bench/results/calibrate_<model><TAG>.json only (a variant for the record)",
+    )
+    ap.add_argument(
         "--no-baselines", action="store_true", help="the search only (no baseline table)"
     )
     ap.add_argument(
@@ -323,10 +451,20 @@ def main() -> int:
         for name in args.models:
             compare_model(name, args.compare)
         return 0
+    if args.before:
+        print(plot_change(args.models, args.before))
+        return 0
+    if args.classes:
+        out = ROOT / "results" / "calibrate_classes.json"
+        old = json.loads(out.read_text()) if out.is_file() else {}
+        for name in args.models:
+            old[name] = classes_table(name, args.classes, args.count)
+        out.write_text(json.dumps(old, indent=1))
+        return 0
     results = {}
     for name in args.models:
         results[name] = run_model(name, args)
-    if args.no_baselines:  # no table to record
+    if args.no_baselines or args.tag:  # no table to record
         return 0
     out = ROOT / "results" / "calibrate_tables.json"
     old = json.loads(out.read_text()) if out.is_file() else {}
