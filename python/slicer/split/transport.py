@@ -55,6 +55,7 @@ class CodecParams:
     rho: float | None = None
     rel_step: float | None = None  # dense: step = rel_step × RMS of each coded tensor
     classes: int | str | None = None  # dense / auto: frequency tables (1, 2..16, "auto"; §19)
+    class_map: str | None = None  # dense / auto: "rank" / "ranges" (§18), None: encode's default
 
     def validate(self) -> None:
         """``ValueError`` naming the first out-of-range knob."""
@@ -77,6 +78,8 @@ class CodecParams:
             raise ValueError(f"rel_error must be > 0, got {self.rel_error!r}")
         if self.mode == "topk" and self.classes is not None:
             raise ValueError("classes applies to modes 'dense' and 'auto'")
+        if self.mode == "topk" and self.class_map is not None:
+            raise ValueError("class_map applies to modes 'dense' and 'auto'")
         if self.mode != "topk":
             if not _encode_accepts("mode"):
                 raise ValueError(f"codec mode {self.mode!r} needs a SLICER with codec modes")
@@ -91,6 +94,10 @@ class CodecParams:
                 from .._params import dense_classes
 
                 dense_classes(self.classes)  # TypeError / ValueError naming classes
+            if self.class_map is not None:
+                from .._params import dense_class_map
+
+                dense_class_map(self.class_map)  # TypeError / ValueError naming class_map
             if self.rel_step is not None and not (
                 isinstance(self.rel_step, (int, float)) and self.rel_step > 0
             ):
@@ -99,7 +106,7 @@ class CodecParams:
     def kwargs(self) -> dict[str, Any]:
         if self.mode != "topk":
             out = {"mode": self.mode, "groups": self.groups}
-            for key in ("step", "rel_error", "max_bytes", "rho", "classes"):  # rel_step: kwargs_for
+            for key in ("step", "rel_error", "max_bytes", "rho", "classes", "class_map"):
                 if getattr(self, key) is not None:
                     out[key] = getattr(self, key)
             return out
@@ -128,7 +135,7 @@ class CodecParams:
             "groups": self.groups,
             "mode": self.mode,
         }
-        for key in ("rel_error", "max_bytes", "step", "rho", "rel_step", "classes"):
+        for key in ("rel_error", "max_bytes", "step", "rho", "rel_step", "classes", "class_map"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
