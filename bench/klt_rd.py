@@ -1,9 +1,11 @@
 """Relative L2 error at equal bytes: the cut tensor coded as it is vs in its KLT basis, each
-with one frequency table (classes=1, format 2 mode 1) and with class tables (classes="auto",
-mode 2, docs/format.md §19).
+with one frequency table (classes=1, format 2 mode 1), with class tables whose map is §18.2's
+rank map (classes="auto", class_map="rank", mode 2, docs/format.md §19) and with class tables
+that may also use §18.3's index ranges (classes="auto", the default: no map bytes).
 
     python bench/klt_rd.py        # reads bench/data/*.npy (python bench/activations.py)
     python bench/klt_rd.py --plot bench/plots/classes_rd.png
+    python bench/klt_rd.py --rows 36 --plot bench/plots/class_ranges_rd_36.png  # per slice
 
 Each workload's feature vectors (token rows; pixels of a C x H x W map) are split in two: the
 transform (slicer.split.transform.CutTransform) is fitted on the first half (SmolLM2 / MiniLM:
@@ -12,7 +14,9 @@ measured on the other half, an (n, C) array of feature vectors, with
 ``slicer.encode(mode="auto", max_bytes=B*N/8)``, everything counted. The fit and the scored
 half come from the same forward pass: for the task-level numbers with calibration data from
 other inputs see bench/fidelity_dense.py --klt. Classes are positions along the last axis:
-channels (plain) or KLT components.
+channels (plain) or KLT components. With ``--rows R`` the scored half is coded in slices of R
+feature vectors (36: one MiniLM sentence; the last partial slice dropped), each at B b/el, and
+the error is over all slices.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 import slicer
 from slicer.split.transform import CutTransform
@@ -43,66 +48,96 @@ def halves(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x[:t], x[t:]
 
 
-def coded(x: np.ndarray, budget: int, classes) -> tuple[np.ndarray, int, int]:  # noqa: ANN001
-    """(decoded, stream bytes, frequency tables) of mode="auto" at `budget`."""
-    stream = slicer.encode(x, mode="auto", max_bytes=budget, classes=classes)
-    return slicer.decode(stream), len(stream), slicer.inspect(stream).classes
+VARIANTS = (("one", {"classes": 1}), ("rank", {"class_map": "rank"}), ("ranges", {}))
+
+
+def coded(x: np.ndarray, bpe: float, kw: dict, rows: int | None):  # noqa: ANN201
+    """(decoded, bytes, [(classes, map kind) per stream]) of mode="auto" at bpe b/el, the
+    whole array or slices of `rows` rows."""
+    parts = [x] if rows is None else [x[s : s + rows] for s in range(0, len(x) - rows + 1, rows)]
+    out, size, kinds = [], 0, []
+    for part in parts:
+        budget = int(bpe * part.size / 8)
+        stream = slicer.encode(part, mode="auto", max_bytes=budget, **kw)
+        assert len(stream) <= budget
+        info = slicer.inspect(stream)
+        out.append(slicer.decode(stream))
+        size += len(stream)
+        kinds.append((info.classes, info.class_map))
+    return np.concatenate(out), size, kinds
+
+
+def describe(kinds: list) -> str:
+    """'8rg' (8 classes, index ranges) / '8rk' (rank map) / '1' for one stream; the mean K and
+    the share of streams with index ranges for many."""
+    if len(kinds) == 1:
+        k, m = kinds[0]
+        return f"{k}{'' if k == 1 else {'rank': 'rk', 'ranges': 'rg'}[m]}"
+    ks = np.mean([k for k, _ in kinds])
+    share = np.mean([m == "ranges" for _, m in kinds])
+    return f"{ks:.1f}/{100 * share:.0f}%"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plot", type=Path, default=None, help="write the error changes here")
+    parser.add_argument("--rows", type=int, default=None, help="code slices of this many rows")
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS))
+    parser.add_argument("--budgets", type=float, nargs="+", default=list(BUDGETS))
     args = parser.parse_args()
     print(
-        f"{'workload':<12} {'b/el':>5}  {'plain':>8} {'+cls':>8} {'K':>3} {'change':>7}  "
-        f"{'klt':>8} {'+cls':>8} {'K':>3} {'change':>7}  {'klt+cls vs plain':>16}"
+        f"{'workload':<12} {'b/el':>5}  {'plain':>8} {'+rank':>8} {'+ranges':>8} {'K':>8} "
+        f"{'change':>7}  {'klt':>8} {'+rank':>8} {'+ranges':>8} {'K':>8} {'change':>7}"
     )
     results: dict[str, list] = {}
-    for name in WORKLOADS:
+    for name in args.workloads:
         fit, scored = halves(np.load(DATA / f"{name}.npy"))
         scored = np.ascontiguousarray(scored, dtype=np.float32)
         t = CutTransform.fit([fit])
-        coef = t.forward(scored)
-        for b in BUDGETS:
-            budget = int(b * scored.size / 8)
+        coef = np.ascontiguousarray(t.forward(scored), dtype=np.float32)
+        for b in args.budgets:
             errors, ks = [], []
             for basis in ("plain", "klt"):
                 x = scored if basis == "plain" else coef
-                for classes in (1, "auto"):
-                    y, size, k = coded(x, budget, classes)
-                    assert size <= budget
+                for _, kw in tqdm(VARIANTS, desc=f"{name} {b} {basis}", leave=False):
+                    y, _, kinds = coded(x, b, kw, args.rows)
                     y = y if basis == "plain" else t.inverse(y)
-                    errors.append(rel(scored, y))
-                    ks.append(k)
-            e0, e1, e2, e3 = errors
-            results.setdefault(name, []).append((b, e0, e1, e2, e3))
+                    errors.append(rel(scored[: len(y)], y))
+                    ks.append(describe(kinds))
+            results.setdefault(name, []).append((b, *errors))
+            p0, p1, p2, k0, k1, k2 = errors
             print(
-                f"{name:<12} {b:>5.1f}  {e0:>8.4f} {e1:>8.4f} {ks[1]:>3} "
-                f"{100 * (e1 / e0 - 1):>+6.1f}%  {e2:>8.4f} {e3:>8.4f} {ks[3]:>3} "
-                f"{100 * (e3 / e2 - 1):>+6.1f}%  {100 * (e3 / e0 - 1):>+15.1f}%",
+                f"{name:<12} {b:>5.2f}  {p0:>8.4f} {p1:>8.4f} {p2:>8.4f} {ks[2]:>8} "
+                f"{100 * (p2 / p1 - 1):>+6.1f}%  {k0:>8.4f} {k1:>8.4f} {k2:>8.4f} {ks[5]:>8} "
+                f"{100 * (k2 / k1 - 1):>+6.1f}%",
                 flush=True,
             )
     if args.plot is not None:
-        plot(results, args.plot)
+        plot(results, args.plot, args.rows)
 
 
-def plot(results: dict[str, list], path: Path) -> None:
+def plot(results: dict[str, list], path: Path, rows: int | None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, (title, i0, i1) in zip(axes, (("as it is", 1, 2), ("KLT basis", 3, 4)), strict=True):
-        for name, rows in results.items():
-            r = np.asarray(rows)
-            ax.plot(r[:, 0], 100 * (r[:, i1] / r[:, i0] - 1), marker="o", label=name)
+    for ax, (title, i0) in zip(axes, (("as it is", 1), ("KLT basis", 4)), strict=True):
+        for j, (name, rows_) in enumerate(results.items()):
+            r = np.asarray(rows_)
+            color = f"C{j}"
+            ax.plot(r[:, 0], 100 * (r[:, i0 + 1] / r[:, i0] - 1), marker="o", ls="--",
+                    color=color, alpha=0.6)  # fmt: skip
+            ax.plot(r[:, 0], 100 * (r[:, i0 + 2] / r[:, i0] - 1), marker="s", color=color,
+                    label=name)  # fmt: skip
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_title(f"class tables vs one table, {title}")
         ax.set_xlabel("bits per element (everything counted)")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("change of rel. L2 error at equal bytes (%)")
-    axes[1].legend(fontsize=8)
+    where = "whole tensors" if rows is None else f"slices of {rows} rows"
+    axes[0].set_ylabel(f"change of rel. L2 at equal bytes (%), {where}")
+    axes[1].legend(fontsize=8, title="solid: rank or ranges\ndashed: rank map only")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -4,8 +4,8 @@
 //    the structure behind them) decodes or fails with a status; never a crash, and decode and
 //    inspect agree on the verdict; hostile class maps and class tables included;
 //  - round trip: any finite float32 data with any parameters (1 … 16 classes along either axis
-//    of a 2-d shape) encodes; the stream decodes, its error is within (max(rho, 1 - rho) +
-//    |offset|) steps, and encoding is deterministic.
+//    of a 2-d shape, a §18.1 map or §18.3 index ranges) encodes; the stream decodes, its error is
+//    within (max(rho, 1 - rho) + |offset|) steps, and encoding is deterministic.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -70,7 +70,8 @@ void RoundTrip(const uint8_t* data, size_t size) {
   p.offset2 = static_cast<int8_t>(data[6]);
   p.threads = 1 + (data[7] & 1);
   const unsigned classes = data[8] % 17;  // 0, 1: mode 1; 2 … 16: mode 2
-  p.class_axis = data[8] >> 7;
+  const unsigned ranges = (data[8] >> 6) & 1 ? SLICER_DENSE_CLASS_MAP_RANGES : 0;  // §18.3
+  p.class_axis = static_cast<uint8_t>((data[8] >> 7) | ranges);
   const unsigned cols = 1 + data[9] % 40;
   data += 10;
   size -= 10;
@@ -97,6 +98,8 @@ void RoundTrip(const uint8_t* data, size_t size) {
   slicer_dense_info info;
   if (slicer_dense_inspect(a.data(), na, 1u << 30, &info) != SLICER_OK) __builtin_trap();
   if ((p.classes > 1) != (info.mode == 2)) __builtin_trap();
+  if (p.classes > 1 && (info.class_map_kind == 1) != ((p.class_axis & 2) != 0)) __builtin_trap();
+  if (info.class_map_kind == 1 && info.class_map_bytes != 0) __builtin_trap();
   std::vector<float> y(x.size() + 1);
   if (slicer_decode(a.data(), na, 1u << 30, y.data(), y.size() * 4, 1) != SLICER_OK) {
     __builtin_trap();

@@ -46,6 +46,14 @@ def unpack_map(data: bytes, length: int, k: int) -> list[int]:
     return out
 
 
+def range_classes(length: int, k: int) -> list[int]:
+    """§18.3: index ranges, position a has class floor(a · K / L) (no bytes; every class used
+    when 2 <= K <= L)."""
+    if not 2 <= k <= MAX_CLASSES or k > length:
+        raise rd.ReferenceFormatError("class count out of range")
+    return [a * k // length for a in range(length)]
+
+
 def position_sums(m: np.ndarray, pos: np.ndarray, coded: np.ndarray, length: int) -> np.ndarray:
     """§18.2: S_a = Σ min(m, 2^16) over the coded elements at position a (uint64, exact)."""
     out = np.zeros(length, dtype=np.uint64)

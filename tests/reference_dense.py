@@ -10,7 +10,8 @@ Parameters (all already integers, as the stream stores them)::
     {"step": float (a binary32 value > 0), "rho_256": 1..128, "offsets": None | (o1, o2)
      (None: the data rule of §12.3), "chunk_log2": 6..24, "layout": 0 tensor / 1 rows /
      2 channels, "group_table": None | list of per-group bytes (§13.1),
-     "classes": 1 (mode 1) | 2..16 (mode 2, §19), "class_axis": 0 last axis / 1 axis 1}
+     "classes": 1 (mode 1) | 2..16 (mode 2, §19), "class_axis": 0 last axis / 1 axis 1,
+     "class_map": "rank" (§18.1 map bytes, §18.2's rule) | "ranges" (§18.3 index ranges)}
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def default_params(**overrides) -> dict:
         "group_table": None,
         "classes": 1,
         "class_axis": 0,
+        "class_map": "rank",
     }
     unknown = set(overrides) - set(params)
     if unknown:
@@ -485,7 +487,13 @@ def plan(x: np.ndarray, params: dict) -> Plan:
         if not 2 <= k <= min(rc.MAX_CLASSES, length):
             raise ValueError("classes must be in 2..min(16, L)")
         pos = position_of(shape, axis)
-        class_map = rc.class_rule(rc.position_sums(m, pos, coded, length), k)
+        kind = params.get("class_map", "rank")
+        if kind == "ranges":
+            class_map = rc.range_classes(length, k)
+        elif kind == "rank":
+            class_map = rc.class_rule(rc.position_sums(m, pos, coded, length), k)
+        else:
+            raise ValueError(f"class_map must be 'rank' or 'ranges', not {kind!r}")
         cls = np.asarray(class_map, dtype=np.int64)[pos] if flat.size else np.zeros(0, np.int64)
     return Plan(
         shape, dtype_code, flat, params, table, coded, delta, m, t, negative,
@@ -528,15 +536,17 @@ def assemble(p: Plan) -> bytes:
         params["chunk_log2"],
         0 if p.table is None else 1,
     )
-    if mode == MODE_CLASSES:
-        mode_params += bytes([params.get("class_axis", 0), k])
+    ranges = params.get("class_map", "rank") == "ranges"
+    if mode == MODE_CLASSES:  # §19.1: bit 1 of class_axis = index ranges (§18.3)
+        mode_params += bytes([params.get("class_axis", 0) | (2 if ranges else 0), k])
     out += varint(len(mode_params)) + mode_params
     if p.table is not None:
         out += bytes(p.table)
     if mode == MODE_CLASSES:
         import reference_classes as rc
 
-        out += rc.pack_map(p.class_map, k)
+        if not ranges:  # §18.3: a range map has no bytes
+            out += rc.pack_map(p.class_map, k)
         models = []
         for c in range(k):  # §19.2: one table per class, class 0 first
             classes_c, freq_c, cum_c = frequencies(p.symbols[p.coded & (p.cls == c)])
@@ -706,10 +716,11 @@ def decode(stream: bytes, max_elements: int = 2**31) -> tuple[np.ndarray, Accoun
         raise ReferenceFormatError("step not a positive normal binary32")
     if not 1 <= rho <= 128 or not 6 <= chunk_log2 <= 24 or has_table > 1:
         raise ReferenceFormatError("dense parameter out of range")
-    nclass, class_axis, length = 1, 0, 0
+    nclass, class_axis, length, ranges = 1, 0, 0, False
     if mode == MODE_CLASSES:  # §19.1
-        class_axis, nclass = raw_params[9], raw_params[10]
-        if class_axis > 1 or ndim < class_axis + 1:
+        axis_byte, nclass = raw_params[9], raw_params[10]
+        class_axis, ranges = axis_byte & 1, bool(axis_byte & 2)
+        if axis_byte > 3 or ndim < class_axis + 1:
             raise ReferenceFormatError("invalid class axis")
         length = class_length(shape, class_axis)
         if not 2 <= nclass <= 16 or nclass > length:
@@ -742,7 +753,10 @@ def decode(stream: bytes, max_elements: int = 2**31) -> tuple[np.ndarray, Accoun
         import reference_classes as rc
 
         t0 = r.pos
-        class_map = rc.unpack_map(r.take((length + 1) // 2), length, nclass)
+        if ranges:  # §18.3: no bytes
+            class_map = rc.range_classes(length, nclass)
+        else:
+            class_map = rc.unpack_map(r.take((length + 1) // 2), length, nclass)
         acc.class_map = r.pos - t0
         pos = position_of(shape, class_axis)
         cls = np.asarray(class_map, dtype=np.int64)[pos] if n else np.zeros(0, np.int64)
@@ -831,7 +845,8 @@ def decode(stream: bytes, max_elements: int = 2**31) -> tuple[np.ndarray, Accoun
     acc.coded = total_coded
     acc.info = {"step": step, "rho_256": rho, "offsets": (o1, o2), "chunk_log2": chunk_log2,
                 "layout": layout, "dtype": dtype_code, "shape": shape, "mode": mode,
-                "classes": nclass, "class_axis": class_axis}  # fmt: skip
+                "classes": nclass, "class_axis": class_axis,
+                "class_map": "ranges" if mode == MODE_CLASSES and ranges else "rank"}  # fmt: skip
     y = to_dtype(out, dtype_code)
     if table is not None:  # raw values are verbatim
         raw_idx = np.isin(gid, [g for g, b in enumerate(table) if b == GROUP_RAW])
@@ -851,7 +866,9 @@ def estimate_bytes(p: Plan) -> float:
     if p.class_map is None:
         subsets = [p.coded]
     else:
-        head += 2 + (len(p.class_map) + 1) // 2
+        head += 2
+        if p.params.get("class_map", "rank") != "ranges":
+            head += (len(p.class_map) + 1) // 2
         subsets = [p.coded & (p.cls == c) for c in range(max(p.class_map) + 1)]
     head += 4
     sym_bits = 0.0

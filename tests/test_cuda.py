@@ -455,6 +455,7 @@ def _dense_params(meta: dict) -> dict:
     if meta.get("classes", 1) > 1:  # mode 2 goldens (§19): their classes and axis
         params["classes"] = meta["classes"]
         params["class_axis"] = meta["class_axis"]
+        params["class_map"] = meta.get("class_map", "rank")  # §18.3 index ranges or a map
     return params
 
 

@@ -177,7 +177,7 @@ def test_hostile_parameters():
     body = bytearray(stream[:-4])
     p = _params_offset(stream)
     for at, value in (
-        (p + 9, 2),
+        (p + 9, 4),  # class_axis bits 2–7 must be 0 (bit 1: index ranges, §18.3)
         (p + 9, 255),
         (p + 10, 1),
         (p + 10, 0),
@@ -373,11 +373,15 @@ def test_split_codec_params_pass_classes():
 
 
 def test_size_bound_auto_follows_the_estimate_rule():
-    """classes="auto" bounds only the K the estimate may take: a 1-D array's map would cost
-    more than any class saving, so its bound is mode 1's; an array where K = 16 may pay
-    gets the K = 16 bound, and every auto stream stays below it."""
+    """classes="auto" bounds only the K the estimate may take: a 1-D array's rank map would
+    cost more than any class saving, so with class_map="rank" its bound is mode 1's (index
+    ranges cost no map bytes, so the default may take K = 16 there); an array where K = 16 may
+    pay gets the K = 16 bound, and every auto stream stays below it."""
     one = slicer.size_bound((1000,), "float32", mode="auto", classes=1)
-    assert slicer.size_bound((1000,), "float32", mode="auto") == one
+    assert slicer.size_bound((1000,), "float32", mode="auto", class_map="rank") == one
+    assert slicer.size_bound((1000,), "float32", mode="auto") == slicer.size_bound(
+        (1000,), "float32", mode="dense", classes=16
+    )
     x = _structured()
     bound = slicer.size_bound(x.shape, x.dtype, mode="auto")
     assert bound == slicer.size_bound(x.shape, x.dtype, mode="dense", classes=16)

@@ -43,9 +43,10 @@ def ref_counts(sample: np.ndarray, step: float, rho_256: int) -> tuple[np.ndarra
     return counts, sse
 
 
-def ref_class_saving(model, work, shape, axis, k, step, rho_256) -> float:  # noqa: ANN001
+def ref_class_saving(model, work, shape, axis, k, step, rho_256, kind="rank") -> float:  # noqa: ANN001
     """Bytes saved by K class tables on `axis` against one table (the estimate's formula, one
-    histogram per K, positions ranked over the whole input by Σ|x|)."""
+    histogram per K, positions ranked over the whole input by Σ|x|; kind "ranges": class
+    a·K div L of the index, no map bytes, docs/format.md §18.3)."""
     m = np.floor(np.abs(model.sample) / step + rho_256 / 256.0)
     sym = rd.symbols_of(m, model.sample < 0)[0]
     length = rd.class_length(shape, axis)
@@ -54,6 +55,8 @@ def ref_class_saving(model, work, shape, axis, k, step, rho_256) -> float:  # no
                          minlength=length)  # fmt: skip
     rank = np.empty(length, dtype=np.int64)
     rank[np.lexsort((np.arange(length), scores))] = np.arange(length)
+    if kind == "ranges":
+        rank = np.arange(length)
     cls = rank[pos[model.sample_indices()]] * k // length
 
     def cost(labels: np.ndarray, groups: int) -> float:
@@ -68,7 +71,7 @@ def ref_class_saving(model, work, shape, axis, k, step, rho_256) -> float:  # no
         return total
 
     base = cost(np.zeros(sym.size, dtype=np.int64), 1)
-    return base - (cost(cls, k) + 2 + (length + 1) // 2)
+    return base - (cost(cls, k) + 2 + (0 if kind == "ranges" else (length + 1) // 2))
 
 
 def spread_rows(rng: np.random.Generator, rows: int, cols: int, levels: int) -> np.ndarray:
@@ -157,19 +160,27 @@ def test_class_saving_matches_one_histogram_per_k(shape, axis):
     x = (rng.standard_normal(shape) * rng.permutation(scale).reshape(view)).astype(np.float32)
     model = _rate.DenseModel(x.reshape(-1), 4, _rate._dense_header_bytes(shape))
     ks = tuple(k for k in (2, 3, 4, 8, 16) if k <= length)
+    kinds = ("rank", "ranges")
     for step in (0.01, 0.3):
-        for k in ks:
-            got = _rate._class_saving(model, x, shape, (axis,), (k,), step, 128)
-            want = ref_class_saving(model, x, shape, axis, k, step, 128)
-            if want > 0:
-                assert got[0] == k and got[1] == axis
-                assert got[2] == pytest.approx(want, rel=1e-9)
-            else:
-                assert got == (1, axis, 0.0)
-        # all candidates at once: the best of the single-K answers
-        best = max((ref_class_saving(model, x, shape, axis, k, step, 128), k) for k in ks)
-        got = _rate._class_saving(model, x, shape, (axis,), (1,) + ks, step, 128)
-        assert got[0] == (best[1] if best[0] > 0 else 1)
+        for kind in kinds:
+            for k in ks:
+                got = _rate._class_saving(model, x, shape, (axis,), (k,), step, 128, (kind,))
+                want = ref_class_saving(model, x, shape, axis, k, step, 128, kind)
+                if want > 0:
+                    assert got[:3] == (k, axis, kind)
+                    assert got[3] == pytest.approx(want, rel=1e-9)
+                else:
+                    assert got == (1, axis, kind, 0.0)
+        # all candidates and both kinds at once: the best of the single answers
+        best = max((ref_class_saving(model, x, shape, axis, k, step, 128, kind), kind, k)
+                   for kind in kinds for k in ks)  # fmt: skip
+        got = _rate._class_saving(model, x, shape, (axis,), (1,) + ks, step, 128, kinds)
+        if best[0] > 0:
+            assert got[3] == pytest.approx(best[0], rel=1e-9)
+            assert ref_class_saving(model, x, shape, axis, got[0], step, 128, got[2]) == (
+                pytest.approx(best[0], rel=1e-9))  # fmt: skip
+        else:
+            assert got[0] == 1
 
 
 def test_position_scores_match_a_bincount():

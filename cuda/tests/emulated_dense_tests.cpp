@@ -134,7 +134,7 @@ std::string ReadFile(const std::filesystem::path& path) {
 // (step, rho, chunk_log2, layout, group table) and NAME.json (fixed or data offsets).
 void TestGolden() {
   const std::filesystem::path dir = SLICER_GOLDEN_V2_DIR;
-  int cases = 0, mode2_goldens = 0;
+  int cases = 0, mode2_goldens = 0, range_goldens = 0;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     if (entry.path().extension() != ".slc") continue;
     ++cases;
@@ -199,6 +199,10 @@ void TestGolden() {
     if (info.classes > 1) {  // mode 2 (§19): both encoders write the golden
       p.classes = static_cast<uint8_t>(info.classes);
       p.class_axis = static_cast<uint8_t>(info.class_axis);
+      if (info.class_map_kind == 1) {  // §18.3 index ranges: no map bytes in the stream
+        p.class_axis |= SLICER_DENSE_CLASS_MAP_RANGES;
+        ++range_goldens;
+      }
       int cs = 0;
       if (CpuEncode(data, info.dtype, shape, p, &cs) != stream || cs != 0)
         Fail("golden " + name + ": cpu encode differs from the golden");
@@ -210,6 +214,7 @@ void TestGolden() {
            ", bytes differ from the golden");
   }
   if (mode2_goldens < 7) Fail("expected at least 7 mode-2 golden streams");
+  if (range_goldens < 2) Fail("expected at least 2 mode-2 golden streams with index ranges");
   if (cases < 13) Fail("expected at least 13 golden streams in " + dir.string());
 }
 
@@ -358,6 +363,9 @@ bool CheckMode2Stream(const std::vector<uint8_t>& data, int dtype, const std::ve
     Fail(what + ": not a mode-2 stream (status " + std::to_string(st) + ")");
     return false;
   }
+  const bool ranges = (p.class_axis & SLICER_DENSE_CLASS_MAP_RANGES) != 0;
+  if ((info.class_map_kind == 1) != ranges || (ranges && info.class_map_bytes != 0))
+    Fail(what + ": class map kind / bytes");
   for (uint32_t c = 0; c < info.classes; ++c)
     if (info.class_table_bytes[c] == 1) return true;
   return false;
@@ -382,7 +390,7 @@ void TestClasses() {
       {{2, 40, 300}, 0, 1, 16},   {{600, 2}, 0, 0, 2},  {{6, 3, 4096}, 2, 1, 3},
   };
   const int dtypes[4] = {SLICER_FLOAT32, SLICER_FLOAT16, SLICER_BFLOAT16, SLICER_FLOAT64};
-  int c = 0, huge_cases = 0, four_state_cases = 0;
+  int c = 0, huge_cases = 0, four_state_cases = 0, range_cases = 0;
   for (const Case& cs : cases) {
     size_t n = 1;
     for (int64_t d : cs.dims) n *= static_cast<size_t>(d);
@@ -405,6 +413,10 @@ void TestClasses() {
       p.layout = static_cast<uint8_t>(cs.layout);
       p.classes = static_cast<uint8_t>(cs.classes);
       p.class_axis = static_cast<uint8_t>(cs.axis);
+      if (dt % 2) {  // §18.3 index ranges: the map is the format layer's, no bytes
+        p.class_axis |= SLICER_DENSE_CLASS_MAP_RANGES;
+        ++range_cases;
+      }
       if (rng() % 3 == 0) {
         p.auto_offsets = 0;
         p.offset1 = static_cast<int8_t>(rng() % 256);
@@ -436,6 +448,7 @@ void TestClasses() {
     }
   }
   if (huge_cases < 8 || four_state_cases < 8) Fail("too few huge-code / four-state mode-2 cases");
+  if (range_cases < 30) Fail("too few index-range mode-2 cases");
 
   // Empty classes (§19.2): whole channel planes (axis 1) in zero / raw groups have S_a = 0, rank
   // first and fill class 0, whose table then has nsym = 0.
@@ -457,8 +470,10 @@ void TestClasses() {
       p.group_table_size = table.size();
       p.classes = static_cast<uint8_t>(k);
       p.class_axis = 1;
-      const std::string what =
-          "empty class k " + std::to_string(k) + " dtype " + std::to_string(dtype);
+      // index ranges: class 0 is planes [0, 32 / k), all zero / raw as well
+      if (dt % 2) p.class_axis |= SLICER_DENSE_CLASS_MAP_RANGES;
+      const std::string what = "empty class k " + std::to_string(k) + " dtype " +
+                               std::to_string(dtype) + (dt % 2 ? " ranges" : " rank");
       if (!CheckMode2Stream(data, dtype, dims, p, what)) Fail(what + ": no empty class");
       CheckCase(data, dtype, dims, p, what);
       ++empty;
@@ -487,7 +502,9 @@ void TestClasses() {
       {{7}, 1, 2},                          // axis 1 needs ndim >= 2
       {{}, 0, 2},                           // a scalar has no last axis
       {{9, 3}, 0, 4},   {{3, 2, 8}, 1, 3},  // K above L
-      {{4, 40}, 0, 17}, {{4, 40}, 2, 2},    // K and axis out of range
+      {{4, 40}, 0, 17}, {{4, 40}, 4, 2},    // K and axis out of range
+      {{4, 40}, 6, 2},  {{9, 3}, 2, 4},     // bits 2-7 set; index ranges with K above L
+      {{7}, 3, 2},                          // index ranges along a missing axis 1
   };
   for (const Bad& b : bad) {
     size_t n = 1;
@@ -524,8 +541,10 @@ void TestClasses() {
     CheckCase(MakeData(4000, SLICER_FLOAT32, "normal", &rng), SLICER_FLOAT32, {40, 100}, p,
               "mode 2 tiny step");
   }
-  std::printf("mode 2: %d empty-class cases, %d with codes above 2^33, %d with four states\n",
-              empty, huge_cases, four_state_cases);
+  std::printf(
+      "mode 2: %d empty-class cases, %d with codes above 2^33, %d with four states, %d with "
+      "index ranges\n",
+      empty, huge_cases, four_state_cases, range_cases);
 }
 
 // Damaged chunk payloads / tables with the checksum recomputed: the chunk checks must reject
@@ -552,7 +571,8 @@ void TestDamaged() {
       p.group_table = table.data();
       p.group_table_size = table.size();
     }
-    if (k >= 8) p.classes = static_cast<uint8_t>(2 + (k % 3) * 7);  // mode 2: 2, 9, 16 classes
+    if (k >= 8) p.classes = static_cast<uint8_t>(2 + (k % 3) * 7);      // mode 2: 2, 9, 16 classes
+    if (k >= 8 && k % 2) p.class_axis = SLICER_DENSE_CLASS_MAP_RANGES;  // §18.3 index ranges
     int st = 0;
     streams.push_back(CpuEncode(data, dtype, shape, p, &st));
     if (st != 0) Fail("damaged-stream source " + std::to_string(k) + " not encoded");

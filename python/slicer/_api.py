@@ -224,6 +224,7 @@ def encode(
     rho: float | None = None,
     weights: Any = None,
     classes: int | str | None = None,
+    class_map: str | None = None,
 ) -> Any:
     """Encode an array into a SLICER stream (docs/format.md).
 
@@ -243,12 +244,13 @@ def encode(
         topk_given = (sparsity, asym, blocks, bits, delta, seed) != (0.9, 0.0, None, 8, 0.01, 0)
         return _encode_dense(
             x, mode, topk_given, step, rel_error, max_bytes, rho, groups, chunk_size, threads, out,
-            weights, context, classes,
+            weights, context, classes, class_map,
         )  # fmt: skip
     if (step is not None or rel_error is not None or rho is not None or weights is not None
-            or classes is not None):  # fmt: skip
+            or classes is not None or class_map is not None):  # fmt: skip
         raise ValueError(
-            "step, rel_error, rho, weights and classes belong to mode='dense' / mode='auto'"
+            "step, rel_error, rho, weights, classes and class_map belong to mode='dense' / "
+            "mode='auto'"
         )
     if type(x) is np.ndarray and max_bytes is None and out == "host" and x.ndim:
         # Fast path: a plain C-contiguous float32 / float16 array with arguments already seen.
@@ -515,6 +517,12 @@ _DENSE_DOC = """
         A CUDA array with `step` and an int `classes` (1 or K) is encoded on the GPU, the same
         bytes as the CPU; classes="auto" needs the rate model's pass on the host, so such an
         array is then copied to the host and encoded on the CPU. The GPU decodes both modes.
+    class_map : "rank", "ranges" or None (default None)
+        How mode 2 assigns positions to classes (docs/format.md §18). "rank": by the codes'
+        magnitude, sent as a map of ceil(L/2) bytes. "ranges": contiguous index ranges
+        (position a has class a·K // L), no map bytes: what KLT components, sorted by
+        variance, want. None: "rank" for an explicit K; classes="auto" estimates both and
+        keeps the cheaper.
 """
 
 
@@ -645,6 +653,7 @@ def _encode_dense(
     weights: Any = None,
     context: Any = None,
     classes: Any = None,
+    class_map: Any = None,
 ) -> bytes:
     if mode not in ("dense", "auto"):
         raise ValueError(f"mode must be 'topk', 'dense' or 'auto', got {mode!r}")
@@ -658,8 +667,10 @@ def _encode_dense(
     auto = mode == "auto"
     params = make_dense_params(
         step=step, rho=0.5 if rho is None else rho, groups=groups, chunk_size=chunk_size,
-        threads=threads, classes=_default_classes(mode, classes),
+        threads=threads, classes=_default_classes(mode, classes), class_map=class_map,
     )  # fmt: skip
+    if params["classes"] != "auto" and params["classes"] > 1 and params["class_map"] is None:
+        params["class_map"] = "rank"  # an explicit K: the §18.2 map unless told otherwise
     limit = _max_bytes(max_bytes)
     error = None
     if rel_error is not None:
@@ -804,6 +815,7 @@ def size_bound(
     rel_error: float | None = None,
     rho: float | None = None,
     classes: int | str | None = None,
+    class_map: str | None = None,
 ) -> int:
     """Upper bound on the size of ``encode(x, **params)`` for any x of this shape and dtype.
 
@@ -819,9 +831,11 @@ def size_bound(
         float32, float16 or bfloat16.
     """
     if mode != "topk":
-        return _dense_size_bound(shape, dtype, mode, max_bytes, rho, groups, chunk_size, classes)
-    if classes is not None:
-        raise ValueError("classes belongs to mode='dense' / mode='auto'")
+        return _dense_size_bound(
+            shape, dtype, mode, max_bytes, rho, groups, chunk_size, classes, class_map
+        )
+    if classes is not None or class_map is not None:
+        raise ValueError("classes and class_map belong to mode='dense' / mode='auto'")
     params = make_params(
         sparsity=sparsity,
         asym=asym,
@@ -868,14 +882,16 @@ size_bound.__doc__ = (
 def _dense_size_bound(
     shape: Any, dtype: Any, mode: str, max_bytes: Any, rho: Any, groups: Any, chunk_size: Any,
     classes: Any = None,
+    class_map: Any = None,
 ) -> int:  # fmt: skip
     """docs/format.md §16 / §19.5: a bound for every dense / auto stream of this shape and dtype
-    (classes="auto": the largest K it may choose, the bound growing with K)."""
+    (classes="auto": the largest K it may choose, the bound growing with K; the native bound
+    counts ceil(L/2) map bytes for either kind of map, so it holds for index ranges too)."""
     if mode not in ("dense", "auto"):
         raise ValueError(f"mode must be 'topk', 'dense' or 'auto', got {mode!r}")
     params = make_dense_params(
         step=1.0, rho=0.5 if rho is None else rho, groups=groups, chunk_size=chunk_size,
-        classes=_default_classes(mode, classes),
+        classes=_default_classes(mode, classes), class_map=class_map,
     )  # fmt: skip
     limit = _max_bytes(max_bytes)
     if isinstance(shape, (int, np.integer)):
@@ -895,10 +911,11 @@ def _dense_size_bound(
         for axis in axes:
             length = class_length(dims, axis)
             # the K auto may take here: K <= L and a map cheaper than log2(K) bits per element
-            # (python/slicer/_rate.py, _class_saving)
+            # (python/slicer/_rate.py, _class_saving; index ranges have no map bytes)
+            map_bytes = 0 if params["class_map"] in (None, "ranges") else (length + 1) // 2
             ks = [
                 k for k in (2, 4, 8, 16)
-                if k <= length and 2 + (length + 1) // 2 < n * math.log2(k) / 8
+                if k <= length and 2 + map_bytes < n * math.log2(k) / 8
             ]  # fmt: skip
             variants.append(dict(params, classes=max(ks, default=1), class_axis=axis))
     bound = 0

@@ -20,7 +20,7 @@ class DenseAccount:
 
     header: int  #: common header + mode parameters
     group_table: int  #: per-group kinds / step exponents (0 without a table)
-    class_map: int  #: mode 2: the class of each position (§18.1); 0 in mode 1
+    class_map: int  #: mode 2: the class of each position (§18.1); 0 in mode 1 and for ranges
     freq_table: int  #: the rANS frequency table (mode 2: all class tables, class_tables' sum)
     chunk_table: int  #: per-chunk rANS and extra-bit lengths
     raw: int  #: values of raw groups
@@ -54,6 +54,8 @@ class DenseStreamInfo:
     account: DenseAccount
     classes: int = 1  #: frequency tables: 1 (mode 1) or 2..16 (mode 2, one per class)
     class_axis: str | None = None  #: mode 2: "last" or "1" (positions along that axis)
+    #: mode 2: "rank" (§18.1 map bytes) or "ranges" (§18.3 index ranges, no bytes); None in mode 1
+    class_map: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,7 +66,11 @@ class DenseStreamInfo:
             f"SLICER stream, format {self.format_version}, mode {self.mode}: shape "
             f"{self.shape} {self.dtype}, groups={self.groups} ({self.group_count}), step "
             f"{self.step:.6g}, rho {self.rho:g}, offsets {self.offsets}, {self.chunks} chunks"
-            + (f", {self.classes} classes, axis {self.class_axis}" if self.classes > 1 else ""),
+            + (
+                f", {self.classes} classes ({self.class_map} map), axis {self.class_axis}"
+                if self.classes > 1
+                else ""
+            ),
             f"{'field':<12} {'bytes':>10}",
         ]
         for name in ("header", "group_table", "class_map", "freq_table", "chunk_table", "raw",
@@ -115,4 +121,5 @@ def inspect_dense(data: Any, limit: int) -> DenseStreamInfo:
         account=account,
         classes=d["classes"],
         class_axis=None if d["mode"] == 1 else ("last" if d["class_axis"] == 0 else "1"),
+        class_map=None if d["mode"] == 1 else d["class_map"],
     )

@@ -180,8 +180,8 @@ def _make_params(
 
 DENSE_LAYOUTS = {"tensor": 0, "rows": 1, "channels": 2}
 MAX_CLASSES = 16
-__all__ += ["DENSE_LAYOUTS", "MAX_CLASSES", "class_axis_of", "class_length", "dense_classes",
-            "make_dense_params"]  # fmt: skip
+__all__ += ["CLASS_MAPS", "DENSE_LAYOUTS", "MAX_CLASSES", "class_axis_of", "class_length",
+            "dense_class_map", "dense_classes", "make_dense_params"]  # fmt: skip
 
 
 def dense_classes(value: Any) -> int | str:
@@ -204,6 +204,22 @@ def dense_classes(value: Any) -> int | str:
     if not 1 <= count <= MAX_CLASSES:
         raise ValueError(f"classes must be in 1..{MAX_CLASSES} or 'auto', got {count}")
     return count
+
+
+CLASS_MAPS = ("rank", "ranges")
+
+
+def dense_class_map(value: Any) -> str | None:
+    """`class_map` of mode 2 (docs/format.md §18): "rank" (§18.1 map bytes, positions ranked by
+    their codes' magnitude, §18.2), "ranges" (§18.3 index ranges a·K div L, no map bytes) or None
+    ("rank" for an explicit classes=K; classes="auto" tries both)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"class_map must be 'rank', 'ranges' or None, got {type(value).__name__}")
+    if value not in CLASS_MAPS:
+        raise ValueError(f"class_map must be 'rank', 'ranges' or None, got {value!r}")
+    return value
 
 
 def class_axis_of(layout: int) -> int:
@@ -245,11 +261,13 @@ def make_dense_params(
     chunk_size: Any = 16384,
     threads: Any = 0,
     classes: Any = 1,
+    class_map: Any = None,
 ) -> dict[str, Any]:
     """Integer parameters of the dense mode (docs/format.md §13); `step` may stay None.
 
     `classes` (validated, not yet checked against the shape): 1, 2..16 or "auto"; the class
-    axis follows the layout (§19.1)."""
+    axis follows the layout (§19.1); `class_map` the kind of map (§18): None, "rank" or
+    "ranges"."""
     rho_value = _real("rho", rho)
     rho_256 = round(rho_value * 256)
     if not 1 <= rho_256 <= 128:
@@ -275,4 +293,5 @@ def make_dense_params(
         "threads": count,
         "classes": dense_classes(classes),
         "class_axis": class_axis_of(DENSE_LAYOUTS[groups]),
+        "class_map": dense_class_map(class_map),
     }

@@ -533,32 +533,44 @@ def _entropy_bits(hist: np.ndarray) -> float:
     return float(-np.sum(hist * np.log2(p)))
 
 
+def _map_bytes(kind: str, length: int) -> int:
+    """Bytes of a class map of `length` positions: §18.1's nibbles, none for index ranges."""
+    return 0 if kind == "ranges" else (length + 1) // 2
+
+
 def _class_saving(
     model: DenseModel, work: np.ndarray, shape: tuple[int, ...], axes: tuple[int, ...],
     candidates: tuple[int, ...], step: float, rho_256: int,
-) -> tuple[int, int, float]:  # fmt: skip
-    """(K, axis, predicted bytes saved against one table) of the best candidate at (step, rho);
-    (1, axes[0], 0.0) when no K ≥ 2 saves."""
-    best = (1, axes[0], 0.0)
+    kinds: tuple[str, ...] = ("rank",),
+) -> tuple[int, int, str, float]:  # fmt: skip
+    """(K, axis, map kind, predicted bytes saved against one table) of the best candidate at
+    (step, rho); (1, axes[0], kinds[0], 0.0) when no K ≥ 2 saves. Candidates are tried in the
+    order axis, kind, K and a later one wins only when it saves strictly more: deterministic."""
+    best = (1, axes[0], kinds[0], 0.0)
     plans = []
     for axis in axes:
         length = shape[-1] if axis == 0 else shape[1]
-        # the saving is at most log2(K) bits per element (the class's information): a map that
-        # costs more can never pay (a 1-D array's map holds every element), so skip the pass
-        useful = [k for k in candidates if 1 < k <= length and
-                  2 + (length + 1) // 2 < model.n * np.log2(k) / 8]  # fmt: skip
-        if useful:
-            plans.append((axis, length, useful))
+        for kind in kinds:
+            # the saving is at most log2(K) bits per element (the class's information): a map
+            # that costs more can never pay (a 1-D array's rank map holds every element), so
+            # skip the pass
+            useful = [k for k in candidates if 1 < k <= length and
+                      2 + _map_bytes(kind, length) < model.n * np.log2(k) / 8]  # fmt: skip
+            if useful:
+                plans.append((axis, kind, length, useful))
     if not plans:
         return best
     sym = _sample_symbols(model.sample, step, rho_256)
     one = np.bincount(sym, minlength=423)[None, :]
     base = _entropy_bits(one) * model.scale / 8.0 * 1.002 + float(_table_bytes(one)[0])
     idx = model.sample_indices()
-    for axis, length, useful in plans:
-        scores = _position_scores(work, shape, axis)
-        rank = np.empty(length, dtype=np.int64)
-        rank[np.lexsort((np.arange(length), scores))] = np.arange(length)
+    for axis, kind, length, useful in plans:
+        if kind == "ranges":  # §18.3: class a·K div L of the index itself
+            rank = np.arange(length, dtype=np.int64)
+        else:
+            scores = _position_scores(work, shape, axis)
+            rank = np.empty(length, dtype=np.int64)
+            rank[np.lexsort((np.arange(length), scores))] = np.arange(length)
         if axis == 0:
             pos = idx % length
         else:
@@ -574,9 +586,9 @@ def _class_saving(
                 key = rank[pos] * k // length * 423 + sym
                 hist = np.bincount(key, minlength=423 * k).reshape(k, 423)
             cost = _entropy_bits(hist) * model.scale / 8.0 * 1.002
-            cost += float(_table_bytes(hist).sum()) + 2 + (length + 1) // 2
-            if base - cost > best[2]:
-                best = (k, axis, base - cost)
+            cost += float(_table_bytes(hist).sum()) + 2 + _map_bytes(kind, length)
+            if base - cost > best[3]:
+                best = (k, axis, kind, base - cost)
     return best
 
 
@@ -607,10 +619,15 @@ def _resolve_classes(
         )
         if len(candidates) <= 1:
             return dict(params, classes=1), 0.0
-        k, axis, saving = _class_saving(model, work, array.shape, axes, candidates, step, rho_256)
-        return dict(params, classes=k, class_axis=axis), saving
+        kind = params.get("class_map")
+        kinds = ("rank", "ranges") if kind is None else (kind,)
+        k, axis, kind, saving = _class_saving(
+            model, work, array.shape, axes, candidates, step, rho_256, kinds
+        )
+        return dict(params, classes=k, class_axis=axis, class_map=kind if k > 1 else None), saving
     axis = params["class_axis"]
-    _, _, saving = _class_saving(model, work, array.shape, (axis,), (k,), step, rho_256)
+    kinds = (params.get("class_map") or "rank",)
+    _, _, _, saving = _class_saving(model, work, array.shape, (axis,), (k,), step, rho_256, kinds)
     return params, saving
 
 

@@ -5,9 +5,11 @@
 #define SLICER_PYTHON_PARAMS_DICT_HPP_
 
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "slicer/slicer.h"
@@ -50,7 +52,8 @@ inline slicer_params ParamsFromDict(const nanobind::dict &d) {
 }
 
 // Format 2 dense: dict(step, rho_256, offsets (None or (o1, o2)), chunk_log2, layout,
-// group_table (None or bytes), optional threads, classes, class_axis), already validated
+// group_table (None or bytes), optional threads, classes, class_axis, class_map "rank" /
+// "ranges"), already validated
 // (make_dense_params).
 // `table` owns the group table that raw.group_table points into.
 struct DenseParams {
@@ -85,6 +88,10 @@ inline DenseParams DenseParamsFromDict(const nanobind::dict &d) {
   p.raw.threads = DictInt<uint16_t>(d, "threads", 0);
   p.raw.classes = DictInt<uint8_t>(d, "classes", 1);  // mode 2 (§19) when >= 2
   p.raw.class_axis = DictInt<uint8_t>(d, "class_axis", 0);
+  if (d.contains("class_map") && !d["class_map"].is_none() &&
+      nanobind::cast<std::string>(d["class_map"]) == "ranges") {
+    p.raw.class_axis |= SLICER_DENSE_CLASS_MAP_RANGES;  // §18.3 index ranges
+  }
   return p;
 }
 

@@ -121,6 +121,21 @@ def cases_v2() -> dict[str, tuple[np.ndarray, dict]]:
         p(step=0.02, classes=16),
     )
     out["m2_empty_0x4"] = (np.zeros((0, 4), dtype=np.float32), p(classes=2))
+    # mode 2 with index ranges (§18.3): no map bytes; L not a multiple of K, both axes, a class
+    # whose positions are all zero groups (its table empty)
+    out["m2_ranges_rows_k5"] = (
+        (normal(7, 33) * np.geomspace(8.0, 0.1, 33)).astype(np.float16),
+        p(step=0.02, rho_256=80, classes=5, class_map="ranges", chunk_log2=6),
+    )
+    out["m2_ranges_f32_k16"] = (
+        (normal(40, 100) * np.geomspace(6.0, 0.01, 100)).astype(np.float32),
+        p(step=0.02, classes=16, class_map="ranges"),
+    )
+    out["m2_ranges_channels_empty"] = (
+        chans,
+        p(step=0.05, layout=2, group_table=[0x80, 0x80, 0x80, 0, 0x81, 5, 0, 0xF8, 0, 1, 2, 3],
+          classes=4, class_axis=1, class_map="ranges", chunk_log2=6),
+    )  # fmt: skip
     return out
 
 
@@ -162,6 +177,8 @@ def main() -> int:
         stream = rd.encode(x, params)
         if params["classes"] == 1:  # mode 1: the files written before mode 2 existed
             params = {k: v for k, v in params.items() if k not in ("classes", "class_axis")}
+        if params.get("class_map") == "rank":  # the files written before index ranges existed
+            params = {k: v for k, v in params.items() if k != "class_map"}
         meta = {"dtype": dtype_name(x), "params": params}
         if args.check:
             same = (OUT_V2 / f"{name}.slc").read_bytes() == stream

@@ -248,6 +248,9 @@ SLICER_API int slicer_context_decode_batch(slicer_context* context, const void* 
 #define SLICER_DENSE_GROUP_RAW 0x81    /* group table byte: values stored verbatim */
 #define SLICER_DENSE_CLASS_AXIS_LAST 0 /* mode 2: positions along the last axis */
 #define SLICER_DENSE_CLASS_AXIS_1 1    /* mode 2: positions along axis 1 (channels) */
+/* OR into class_axis: mode 2 with index ranges (class of position a = a·K div L, §18.3, no map
+ * bytes) instead of a map by the rule of §18.2 */
+#define SLICER_DENSE_CLASS_MAP_RANGES 2
 #define SLICER_DENSE_MAX_CLASSES 16
 
 typedef struct slicer_dense_params {
@@ -263,7 +266,8 @@ typedef struct slicer_dense_params {
   uint16_t threads;           /* worker threads, 0 = all hardware threads */
   uint8_t classes;    /* 0 or 1: mode 1 (one frequency table); 2 … 16: mode 2 (§19), one table
                          per class of positions along class_axis, the map by the rule of §18.2 */
-  uint8_t class_axis; /* mode 2: 0 = last axis, 1 = axis 1 (SLICER_DENSE_CLASS_AXIS_*) */
+  uint8_t class_axis; /* mode 2: 0 = last axis, 1 = axis 1 (SLICER_DENSE_CLASS_AXIS_*), with
+                         SLICER_DENSE_CLASS_MAP_RANGES or-ed in for index ranges (§18.3) */
 } slicer_dense_params;
 
 /* Header and byte account of a format-2 dense stream (slicer_dense_inspect). */
@@ -291,6 +295,7 @@ typedef struct slicer_dense_info {
   uint32_t classes, class_axis;
   uint64_t class_map_bytes;
   uint64_t class_table_bytes[16];
+  uint32_t class_map_kind; /* mode 2: 0 = §18.1 map bytes, 1 = §18.3 index ranges (no bytes) */
 } slicer_dense_info;
 
 SLICER_API void slicer_dense_params_init(slicer_dense_params* params);

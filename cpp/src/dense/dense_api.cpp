@@ -9,6 +9,7 @@
 #include "context_handle.hpp"
 #include "dense/dense.hpp"
 #include "dense/dense_internal.hpp"
+#include "format/class_map.hpp"
 #include "varint.hpp"
 
 namespace {
@@ -94,7 +95,8 @@ int slicer_dense_encode_bound(const int64_t* shape, uint32_t ndim, int dtype,
                  slicer::dense::kMaxTableBytes + 4;
     if (params->classes >= 2) {  // §19.5: two more parameter bytes, the map, K − 1 more tables
       slicer::dense::ClassGeometry geo;
-      if (!slicer::dense::MakeClassGeometry(shape, ndim, params->class_axis, &geo) ||
+      if (!slicer::dense::MakeClassGeometry(
+              shape, ndim, params->class_axis & slicer::format::kClassAxisBit, &geo) ||
           geo.length < params->classes) {
         return SLICER_ERR_INVALID_ARGUMENT;
       }

@@ -98,6 +98,7 @@ struct Stream {
   unsigned nsym = 0;                // mode 1; mode 2: the largest of the tables'
   unsigned nclass = 1;              // mode 2: 2 … 16
   unsigned class_axis = 0;
+  bool class_ranges = false;  // mode 2: §18.3 index ranges (no map bytes)
   ClassGeometry geo;
   std::vector<uint8_t> class_map;    // mode 2: class per position
   std::vector<unsigned> class_nsym;  // mode 2: nsym per class
@@ -411,7 +412,12 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
   const uint8_t* p = data + cur.pos;
   cur.pos += plen;
   if (mode == kModeClasses) {  // §19.1
-    s->class_axis = p[9];
+    // Bit 0: the axis; bit 1: index ranges (§18.3); any other bit is corrupt.
+    if ((p[9] & ~(format::kClassAxisBit | format::kClassRangesBit)) != 0) {
+      return Reject(SLICER_ERR_CORRUPT, "class axis");
+    }
+    s->class_axis = p[9] & format::kClassAxisBit;
+    s->class_ranges = (p[9] & format::kClassRangesBit) != 0;
     s->nclass = p[10];
     if (!MakeClassGeometry(s->shape, s->ndim, s->class_axis, &s->geo)) {
       return Reject(SLICER_ERR_CORRUPT, "class axis");
@@ -455,14 +461,13 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
   }
   const size_t table_end = cur.pos;
   uint32_t class_has_coded = 0;
-  if (s->nclass > 1) {  // §19.2: the class map
-    const uint64_t map_bytes = format::ClassMapBytes(s->geo.length);
-    if (map_bytes > cur.end - cur.pos) return Reject(SLICER_ERR_TRUNCATED, "class map");
+  if (s->nclass > 1) {  // §19.2: the class map (§18.1 bytes, or §18.3 index ranges: none)
     s->class_map.resize(s->geo.length);
-    if (format::ReadClassMap(data + cur.pos, s->geo.length, s->nclass, s->class_map.data()) !=
-        SLICER_OK) {
-      return Reject(SLICER_ERR_CORRUPT, "class map");
-    }
+    uint64_t map_bytes = 0;
+    const slicer_status st =
+        format::ParseClasses(s->class_ranges, data + cur.pos, cur.end - cur.pos, s->geo.length,
+                             s->nclass, s->class_map.data(), &map_bytes);
+    if (st != SLICER_OK) return Reject(st, "class map");
     cur.pos += map_bytes;
     s->class_map_bytes = map_bytes;
     class_has_coded = ClassesWithCoded(s->layout, s->has_table ? s->table : nullptr, s->n, s->geo,
@@ -600,6 +605,7 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
     info->class_map_bytes = map_end - table_end;
     info->classes = s->nclass;
     info->class_axis = s->class_axis;
+    info->class_map_kind = s->class_ranges ? 1 : 0;
     for (unsigned c = 0; c < 16; ++c) info->class_table_bytes[c] = s->class_table_bytes[c];
     info->chunk_table_bytes = chunk_end - freq_end;
     info->raw_bytes = raw_end - chunk_end;

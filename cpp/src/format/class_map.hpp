@@ -45,6 +45,38 @@ inline slicer_status ReadClassMap(const uint8_t* data, uint64_t length, unsigned
   return SLICER_OK;
 }
 
+// §19.1: the class_axis byte of mode 2's parameters: bit 0 the axis, bit 1 the map kind.
+constexpr uint8_t kClassAxisBit = 1;
+constexpr uint8_t kClassRangesBit = 2;  // §18.3 index ranges instead of §18.1 map bytes
+
+// §18.3: position a of `length` has class floor(a · k / L); every class is used when 2 ≤ k ≤ L.
+inline void RangeClasses(uint64_t length, unsigned k, uint8_t* classes) {
+  for (uint64_t a = 0; a < length; ++a) classes[a] = static_cast<uint8_t>(a * k / length);
+}
+
+// Bytes of the map in the body: §18.1's nibbles, or none for index ranges (§18.3).
+inline size_t ClassMapBodyBytes(bool ranges, uint64_t length) {
+  return ranges ? 0 : ClassMapBytes(length);
+}
+
+// The one place that turns a map's kind and the body into the class of every position (every
+// backend's decoder and the encoders' range kind): `avail` bytes at `data`; `*used` gets the
+// bytes the map takes. TRUNCATED when the map's bytes are missing, CORRUPT on a bad map.
+inline slicer_status ParseClasses(bool ranges, const uint8_t* data, uint64_t avail, uint64_t length,
+                                  unsigned k, uint8_t* classes, uint64_t* used) {
+  *used = 0;
+  if (k < 2 || k > kMaxClasses || length < k) return SLICER_ERR_CORRUPT;
+  if (ranges) {
+    RangeClasses(length, k, classes);
+    return SLICER_OK;
+  }
+  const uint64_t bytes = ClassMapBytes(length);
+  if (bytes > avail) return SLICER_ERR_TRUNCATED;
+  const slicer_status st = ReadClassMap(data, length, k, classes);
+  if (st == SLICER_OK) *used = bytes;
+  return st;
+}
+
 // §18.2: positions ordered by (S_a, a); rank r gets class floor(r · k / L). 2 ≤ k ≤ L.
 inline void ClassRule(const uint64_t* sums, uint64_t length, unsigned k, uint8_t* classes) {
   std::vector<uint64_t> order(length);
