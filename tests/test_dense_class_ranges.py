@@ -102,28 +102,6 @@ def test_equal_to_rank_stream_without_its_map():
     assert len(rank) - len(ranges) == 20
 
 
-@settings(max_examples=40, deadline=None)
-@given(
-    rows=st.integers(1, 9),
-    cols=st.integers(2, 40),
-    k=st.integers(2, 16),
-    dtype=st.sampled_from(DTYPES),
-    step=st.sampled_from([0.01, 0.3, 4.0]),
-    rho=st.integers(1, 128),
-    seed=st.integers(0, 2**32 - 1),
-    layout=st.sampled_from([0, 1]),
-)
-def test_property_native_equals_reference(rows, cols, k, dtype, step, rho, seed, layout):
-    k = min(k, cols)
-    rng = np.random.default_rng(seed)
-    x = spread(rng, (rows, cols), 0, dtype)
-    table = None
-    if layout == 1:
-        table = [int(b) for b in rng.choice([0, 0x80, 0x81, 3, 0xFC], size=rows)]
-    check(x, rd.default_params(step=step, rho_256=rho, classes=k, layout=layout,
-                               group_table=table, chunk_log2=6, class_map="ranges"))  # fmt: skip
-
-
 # ----------------------------------------------------------------------------- hostile streams
 
 

@@ -128,8 +128,11 @@ def test_mode1_bytes_unchanged():
     rho=st.integers(1, 128),
     seed=st.integers(0, 2**32 - 1),
     layout=st.sampled_from([0, 1]),
+    class_map=st.sampled_from(["rank", "ranges"]),
 )
-def test_property_native_equals_reference(rows, cols, k, dtype, step, rho, seed, layout):
+def test_property_native_equals_reference(rows, cols, k, dtype, step, rho, seed, layout,
+                                          class_map):  # fmt: skip
+    """Either kind of class map (§18.1 map bytes, §18.3 index ranges)."""
     k = min(k, cols)
     rng = np.random.default_rng(seed)
     x = spread(rng, (rows, cols), 0, dtype)
@@ -137,7 +140,7 @@ def test_property_native_equals_reference(rows, cols, k, dtype, step, rho, seed,
     if layout == 1:
         table = [int(b) for b in rng.choice([0, 0x80, 0x81, 3, 0xFC], size=rows)]
     check(x, rd.default_params(step=step, rho_256=rho, classes=k, layout=layout,
-                               group_table=table, chunk_log2=6))  # fmt: skip
+                               group_table=table, chunk_log2=6, class_map=class_map))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- hostile streams
