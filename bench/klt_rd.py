@@ -1,7 +1,9 @@
 """Relative L2 error at equal bytes: the cut tensor coded as it is vs in its KLT basis, each
 with one frequency table (classes=1, format 2 mode 1), with class tables whose map is §18.2's
-rank map (classes="auto", class_map="rank", mode 2, docs/format.md §19) and with class tables
-that may also use §18.3's index ranges (classes="auto", the default: no map bytes).
+index ranges (classes="auto", class_map="ranges", mode 2, docs/format.md §18.3: no map bytes)
+and with class tables of any kind (classes="auto", the default: §18.2's rank map, §18.3's
+ranges or §18.4's range boundaries estimated per stream); "change" is the last against the
+second.
 
     python bench/klt_rd.py        # reads bench/data/*.npy (python bench/activations.py)
     python bench/klt_rd.py --plot bench/plots/classes_rd.png
@@ -48,7 +50,8 @@ def halves(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x[:t], x[t:]
 
 
-VARIANTS = (("one", {"classes": 1}), ("rank", {"class_map": "rank"}), ("ranges", {}))
+VARIANTS = (("one", {"classes": 1}), ("ranges", {"class_map": "ranges"}), ("any", {}))
+SHORT = {"rank": "rk", "ranges": "rg", "bounds": "bd"}
 
 
 def coded(x: np.ndarray, bpe: float, kw: dict, rows: int | None):  # noqa: ANN201
@@ -68,13 +71,13 @@ def coded(x: np.ndarray, bpe: float, kw: dict, rows: int | None):  # noqa: ANN20
 
 
 def describe(kinds: list) -> str:
-    """'8rg' (8 classes, index ranges) / '8rk' (rank map) / '1' for one stream; the mean K and
-    the share of streams with index ranges for many."""
+    """'8bd' (8 classes, range boundaries) / '8rg' (index ranges) / '8rk' (rank map) / '1' for
+    one stream; the mean K and the share of streams with range boundaries for many."""
     if len(kinds) == 1:
         k, m = kinds[0]
-        return f"{k}{'' if k == 1 else {'rank': 'rk', 'ranges': 'rg'}[m]}"
+        return f"{k}{'' if k == 1 else SHORT[m]}"
     ks = np.mean([k for k, _ in kinds])
-    share = np.mean([m == "ranges" for _, m in kinds])
+    share = np.mean([m == "bounds" for _, m in kinds])
     return f"{ks:.1f}/{100 * share:.0f}%"
 
 
@@ -86,8 +89,8 @@ def main() -> None:
     parser.add_argument("--budgets", type=float, nargs="+", default=list(BUDGETS))
     args = parser.parse_args()
     print(
-        f"{'workload':<12} {'b/el':>5}  {'plain':>8} {'+rank':>8} {'+ranges':>8} {'K':>8} "
-        f"{'change':>7}  {'klt':>8} {'+rank':>8} {'+ranges':>8} {'K':>8} {'change':>7}"
+        f"{'workload':<12} {'b/el':>5}  {'plain':>8} {'+ranges':>8} {'+any':>8} {'K':>8} "
+        f"{'change':>7}  {'klt':>8} {'+ranges':>8} {'+any':>8} {'K':>8} {'change':>7}"
     )
     results: dict[str, list] = {}
     for name in args.workloads:
@@ -137,7 +140,7 @@ def plot(results: dict[str, list], path: Path, rows: int | None) -> None:
         ax.grid(alpha=0.3)
     where = "whole tensors" if rows is None else f"slices of {rows} rows"
     axes[0].set_ylabel(f"change of rel. L2 at equal bytes (%), {where}")
-    axes[1].legend(fontsize=8, title="solid: rank or ranges\ndashed: rank map only")
+    axes[1].legend(fontsize=8, title="solid: any kind (rank, ranges, bounds)\ndashed: ranges only")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -51,8 +51,8 @@ def golden_streams() -> list[bytes]:
 
 
 def dense_streams(rng: np.random.Generator, count: int) -> list[bytes]:
-    """Small format-2 streams: modes 1 and 2 (classes along both axes, rank maps and index
-    ranges), layouts, dtypes."""
+    """Small format-2 streams: modes 1 and 2 (classes along both axes, rank maps, index ranges
+    and range boundaries), layouts, dtypes."""
     out = []
     dtypes = [np.float32, np.float16, np.float64]
     for _ in range(count):
@@ -67,11 +67,16 @@ def dense_streams(rng: np.random.Generator, count: int) -> list[bytes]:
         classes = int(rng.integers(2, min(axis_len, 16) + 1)) if axis_len >= 2 else 1
         if rng.random() < 0.3:
             classes = 1
-        class_map = str(rng.choice(["rank", "ranges"])) if classes > 1 else None
+        class_map = str(rng.choice(["rank", "ranges", "bounds"])) if classes > 1 else None
+        bounds = None
+        if class_map == "bounds":  # §18.4: K − 1 distinct positions of 1 … L − 1
+            bounds = sorted(int(b) for b in rng.choice(np.arange(1, axis_len), classes - 1,
+                                                        replace=False))  # fmt: skip
         out.append(
             slicer.encode(
                 x, mode="dense", step=float(rng.choice([0.01, 0.2, 2.0])), groups=groups,
                 chunk_size=int(rng.choice([64, 16384])), classes=classes, class_map=class_map,
+                class_bounds=bounds,
             )
         )  # fmt: skip
     return out

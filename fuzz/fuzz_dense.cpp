@@ -4,8 +4,9 @@
 //    the structure behind them) decodes or fails with a status; never a crash, and decode and
 //    inspect agree on the verdict; hostile class maps and class tables included;
 //  - round trip: any finite float32 data with any parameters (1 … 16 classes along either axis
-//    of a 2-d shape, a §18.1 map or §18.3 index ranges) encodes; the stream decodes, its error is
-//    within (max(rho, 1 - rho) + |offset|) steps, and encoding is deterministic.
+//    of a 2-d shape, a §18.1 map, §18.3 index ranges or §18.4 boundaries) encodes; the stream
+//    decodes, its error is within (max(rho, 1 - rho) + |offset|) steps, and encoding is
+//    deterministic.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -71,7 +72,9 @@ void RoundTrip(const uint8_t* data, size_t size) {
   p.threads = 1 + (data[7] & 1);
   const unsigned classes = data[8] % 17;  // 0, 1: mode 1; 2 … 16: mode 2
   const unsigned ranges = (data[8] >> 6) & 1 ? SLICER_DENSE_CLASS_MAP_RANGES : 0;  // §18.3
-  p.class_axis = static_cast<uint8_t>((data[8] >> 7) | ranges);
+  const unsigned bounds = !ranges && ((data[8] >> 5) & 1) ? SLICER_DENSE_CLASS_MAP_BOUNDS : 0;
+  p.class_axis = static_cast<uint8_t>((data[8] >> 7) | ranges | bounds);
+  const uint32_t seed = data[0] | (uint32_t{data[1]} << 8) | (uint32_t{data[9]} << 16);
   const unsigned cols = 1 + data[9] % 40;
   data += 10;
   size -= 10;
@@ -81,6 +84,20 @@ void RoundTrip(const uint8_t* data, size_t size) {
     if (!std::isfinite(v) || std::fabs(v) > 1e6f) v = 0.0f;
   const int64_t shape[2] = {static_cast<int64_t>(x.size() / cols), static_cast<int64_t>(cols)};
   p.classes = static_cast<uint8_t>(std::min(classes, cols));
+  std::vector<uint64_t> cuts;  // §18.4: K − 1 distinct positions of 1 … L − 1, rising
+  if (bounds && p.classes >= 2) {
+    std::vector<uint64_t> all(cols - 1);
+    for (unsigned a = 0; a + 1 < cols; ++a) all[a] = a + 1;
+    uint32_t r = seed * 2654435761u + 1;
+    for (unsigned j = 0; j + 1 < p.classes; ++j) {  // a partial Fisher-Yates shuffle
+      r = r * 1664525u + 1013904223u;
+      std::swap(all[j], all[j + (r >> 8) % (all.size() - j)]);
+    }
+    cuts.assign(all.begin(), all.begin() + (p.classes - 1));
+    std::sort(cuts.begin(), cuts.end());
+    p.class_bounds = cuts.data();
+    p.class_bounds_count = static_cast<uint32_t>(cuts.size());
+  }
   size_t bound = 0;
   if (slicer_dense_encode_bound(shape, 2, SLICER_FLOAT32, &p, &bound) != SLICER_OK) {
     __builtin_trap();
@@ -100,6 +117,9 @@ void RoundTrip(const uint8_t* data, size_t size) {
   if ((p.classes > 1) != (info.mode == 2)) __builtin_trap();
   if (p.classes > 1 && (info.class_map_kind == 1) != ((p.class_axis & 2) != 0)) __builtin_trap();
   if (info.class_map_kind == 1 && info.class_map_bytes != 0) __builtin_trap();
+  if (p.classes > 1 && (info.class_map_kind == 2) != (bounds != 0)) __builtin_trap();
+  for (size_t j = 0; info.class_map_kind == 2 && j < cuts.size(); ++j)
+    if (info.class_bounds[j] != cuts[j]) __builtin_trap();
   std::vector<float> y(x.size() + 1);
   if (slicer_decode(a.data(), na, 1u << 30, y.data(), y.size() * 4, 1) != SLICER_OK) {
     __builtin_trap();

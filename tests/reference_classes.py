@@ -54,6 +54,50 @@ def range_classes(length: int, k: int) -> list[int]:
     return [a * k // length for a in range(length)]
 
 
+def check_bounds(bounds, length: int, k: int) -> list[int]:
+    """§18.4: K − 1 boundaries 1 <= b_1 < … < b_{K−1} <= L − 1 (ValueError otherwise)."""
+    b = [int(v) for v in bounds]
+    if not 2 <= k <= MAX_CLASSES or k > length or len(b) != k - 1:
+        raise ValueError("need K - 1 boundaries with 2 <= K <= min(16, L)")
+    if any(not 1 <= v <= length - 1 for v in b) or any(
+        x >= y for x, y in zip(b, b[1:], strict=False)
+    ):
+        raise ValueError("boundaries must rise strictly within 1 .. L - 1")
+    return b
+
+
+def bounds_classes(bounds, length: int) -> list[int]:
+    """§18.4: class(a) = #{j : b_j <= a}."""
+    return [int(np.searchsorted(np.asarray(bounds, dtype=np.int64), a, side="right"))
+            for a in range(length)]  # fmt: skip
+
+
+def pack_bounds(bounds) -> bytes:
+    """§18.4: the gaps g_j = b_j − b_{j−1} (b_0 = 0) as minimal varints."""
+    out, prev = b"", 0
+    for b in bounds:
+        out += rd.varint(int(b) - prev)
+        prev = int(b)
+    return out
+
+
+def read_bounds(r, length: int, k: int) -> list[int]:
+    """§18.4 with every decoder check (r: a reference_dense.ByteReader): K − 1 minimal varint
+    gaps >= 1, the last boundary < L; truncation raises "stream truncated"."""
+    if not 2 <= k <= MAX_CLASSES or k > length:
+        raise rd.ReferenceFormatError("class count out of range")
+    out, prev = [], 0
+    for _ in range(k - 1):
+        gap = r.varint()
+        if gap == 0:
+            raise rd.ReferenceFormatError("class boundary gap of 0")
+        prev += gap
+        if prev >= length:
+            raise rd.ReferenceFormatError("class boundary past L - 1")
+        out.append(prev)
+    return out
+
+
 def position_sums(m: np.ndarray, pos: np.ndarray, coded: np.ndarray, length: int) -> np.ndarray:
     """§18.2: S_a = Σ min(m, 2^16) over the coded elements at position a (uint64, exact)."""
     out = np.zeros(length, dtype=np.uint64)

@@ -11,7 +11,8 @@ Parameters (all already integers, as the stream stores them)::
      (None: the data rule of §12.3), "chunk_log2": 6..24, "layout": 0 tensor / 1 rows /
      2 channels, "group_table": None | list of per-group bytes (§13.1),
      "classes": 1 (mode 1) | 2..16 (mode 2, §19), "class_axis": 0 last axis / 1 axis 1,
-     "class_map": "rank" (§18.1 map bytes, §18.2's rule) | "ranges" (§18.3 index ranges)}
+     "class_map": "rank" (§18.1 map bytes, §18.2's rule) | "ranges" (§18.3 index ranges) |
+     "bounds" (§18.4 range boundaries, "class_bounds": the K − 1 boundaries)}
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ def default_params(**overrides) -> dict:
         "classes": 1,
         "class_axis": 0,
         "class_map": "rank",
+        "class_bounds": None,
     }
     unknown = set(overrides) - set(params)
     if unknown:
@@ -490,10 +492,13 @@ def plan(x: np.ndarray, params: dict) -> Plan:
         kind = params.get("class_map", "rank")
         if kind == "ranges":
             class_map = rc.range_classes(length, k)
+        elif kind == "bounds":
+            bounds = rc.check_bounds(params["class_bounds"], length, k)
+            class_map = rc.bounds_classes(bounds, length)
         elif kind == "rank":
             class_map = rc.class_rule(rc.position_sums(m, pos, coded, length), k)
         else:
-            raise ValueError(f"class_map must be 'rank' or 'ranges', not {kind!r}")
+            raise ValueError(f"class_map must be 'rank', 'ranges' or 'bounds', not {kind!r}")
         cls = np.asarray(class_map, dtype=np.int64)[pos] if flat.size else np.zeros(0, np.int64)
     return Plan(
         shape, dtype_code, flat, params, table, coded, delta, m, t, negative,
@@ -537,15 +542,19 @@ def assemble(p: Plan) -> bytes:
         0 if p.table is None else 1,
     )
     ranges = params.get("class_map", "rank") == "ranges"
-    if mode == MODE_CLASSES:  # §19.1: bit 1 of class_axis = index ranges (§18.3)
-        mode_params += bytes([params.get("class_axis", 0) | (2 if ranges else 0), k])
+    bounds = params.get("class_map", "rank") == "bounds"
+    if mode == MODE_CLASSES:  # §19.1: bit 1 = index ranges (§18.3), bit 2 = boundaries (§18.4)
+        kind_bits = (2 if ranges else 0) | (4 if bounds else 0)
+        mode_params += bytes([params.get("class_axis", 0) | kind_bits, k])
     out += varint(len(mode_params)) + mode_params
     if p.table is not None:
         out += bytes(p.table)
     if mode == MODE_CLASSES:
         import reference_classes as rc
 
-        if not ranges:  # §18.3: a range map has no bytes
+        if bounds:  # §18.4: the boundaries' varint gaps
+            out += rc.pack_bounds(params["class_bounds"])
+        elif not ranges:  # §18.3: a range map has no bytes
             out += rc.pack_map(p.class_map, k)
         models = []
         for c in range(k):  # §19.2: one table per class, class 0 first
@@ -716,11 +725,11 @@ def decode(stream: bytes, max_elements: int = 2**31) -> tuple[np.ndarray, Accoun
         raise ReferenceFormatError("step not a positive normal binary32")
     if not 1 <= rho <= 128 or not 6 <= chunk_log2 <= 24 or has_table > 1:
         raise ReferenceFormatError("dense parameter out of range")
-    nclass, class_axis, length, ranges = 1, 0, 0, False
+    nclass, class_axis, length, ranges, bounds = 1, 0, 0, False, False
     if mode == MODE_CLASSES:  # §19.1
         axis_byte, nclass = raw_params[9], raw_params[10]
-        class_axis, ranges = axis_byte & 1, bool(axis_byte & 2)
-        if axis_byte > 3 or ndim < class_axis + 1:
+        class_axis, ranges, bounds = axis_byte & 1, bool(axis_byte & 2), bool(axis_byte & 4)
+        if axis_byte > 7 or (ranges and bounds) or ndim < class_axis + 1:
             raise ReferenceFormatError("invalid class axis")
         length = class_length(shape, class_axis)
         if not 2 <= nclass <= 16 or nclass > length:
@@ -753,8 +762,12 @@ def decode(stream: bytes, max_elements: int = 2**31) -> tuple[np.ndarray, Accoun
         import reference_classes as rc
 
         t0 = r.pos
+        class_bounds = None
         if ranges:  # §18.3: no bytes
             class_map = rc.range_classes(length, nclass)
+        elif bounds:  # §18.4: K − 1 varint gaps
+            class_bounds = rc.read_bounds(r, length, nclass)
+            class_map = rc.bounds_classes(class_bounds, length)
         else:
             class_map = rc.unpack_map(r.take((length + 1) // 2), length, nclass)
         acc.class_map = r.pos - t0
@@ -846,7 +859,9 @@ def decode(stream: bytes, max_elements: int = 2**31) -> tuple[np.ndarray, Accoun
     acc.info = {"step": step, "rho_256": rho, "offsets": (o1, o2), "chunk_log2": chunk_log2,
                 "layout": layout, "dtype": dtype_code, "shape": shape, "mode": mode,
                 "classes": nclass, "class_axis": class_axis,
-                "class_map": "ranges" if mode == MODE_CLASSES and ranges else "rank"}  # fmt: skip
+                "class_map": "rank" if mode != MODE_CLASSES else
+                ("ranges" if ranges else "bounds" if bounds else "rank"),
+                "class_bounds": class_bounds if mode == MODE_CLASSES else None}  # fmt: skip
     y = to_dtype(out, dtype_code)
     if table is not None:  # raw values are verbatim
         raw_idx = np.isin(gid, [g for g, b in enumerate(table) if b == GROUP_RAW])
@@ -867,7 +882,12 @@ def estimate_bytes(p: Plan) -> float:
         subsets = [p.coded]
     else:
         head += 2
-        if p.params.get("class_map", "rank") != "ranges":
+        kind = p.params.get("class_map", "rank")
+        if kind == "bounds":
+            import reference_classes as rc
+
+            head += len(rc.pack_bounds(p.params["class_bounds"]))
+        elif kind != "ranges":
             head += (len(p.class_map) + 1) // 2
         subsets = [p.coded & (p.cls == c) for c in range(max(p.class_map) + 1)]
     head += 4

@@ -456,6 +456,7 @@ def _dense_params(meta: dict) -> dict:
         params["classes"] = meta["classes"]
         params["class_axis"] = meta["class_axis"]
         params["class_map"] = meta.get("class_map", "rank")  # §18.3 index ranges or a map
+        params["class_bounds"] = meta.get("class_bounds")  # §18.4 boundaries (an input)
     return params
 
 

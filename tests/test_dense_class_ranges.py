@@ -154,10 +154,10 @@ def test_hostile_bytes_same_verdict(data):
 def test_previous_revision_rejects_as_corrupt():
     """A decoder of the revision before index ranges read class_axis 2 as an unknown axis:
     what it did with every class_axis above 1, CORRUPT, is what this revision does with bits
-    2–7 (pinned here so the two revisions' verdicts cannot drift)."""
+    3–7 (pinned here so the two revisions' verdicts cannot drift; bit 2 is §18.4's now)."""
     stream = _range_stream()
     bad = bytearray(stream[:-4])
-    bad[_params_offset(stream) + 9] = 4
+    bad[_params_offset(stream) + 9] = 8
     with pytest.raises(slicer.FormatError) as err:
         slicer.decode(with_crc(bytes(bad)))
     assert err.value.status == CORRUPT
@@ -208,10 +208,13 @@ def test_auto_chooses_the_cheaper_kind():
     explicit class_map restricts the choice. Deterministic."""
     x = klt_like()
     budget = int(2.0 * x.size / 8)
-    best = slicer.encode(x, mode="auto", max_bytes=budget)
+    best = slicer.encode(x, mode="auto", max_bytes=budget, class_map="ranges")
     info = slicer.inspect(best)
     assert info.classes >= 2 and info.class_map == "ranges"
-    assert best == slicer.encode(x, mode="auto", max_bytes=budget)
+    assert best == slicer.encode(x, mode="auto", max_bytes=budget, class_map="ranges")
+    # with every kind allowed, contiguous ranges win (§18.4's estimated boundaries, or §18.3's)
+    assert slicer.inspect(slicer.encode(x, mode="auto", max_bytes=budget)).class_map in (
+        "ranges", "bounds")  # fmt: skip
     rank_only = slicer.encode(x, mode="auto", max_bytes=budget, class_map="rank")
     assert slicer.inspect(rank_only).class_map in (None, "rank")
 
@@ -222,7 +225,7 @@ def test_auto_chooses_the_cheaper_kind():
     big = klt_like(512, 384, seed=1)
     shuffled = big[:, np.random.default_rng(2).permutation(384)]
     s = slicer.encode(shuffled, mode="dense", step=0.05, classes="auto")
-    assert slicer.inspect(s).class_map == "rank"
+    assert slicer.inspect(s).class_map == "rank"  # contiguous ranges of any cut group badly
     r = slicer.encode(shuffled, mode="dense", step=0.05, classes="auto", class_map="ranges")
     assert slicer.inspect(r).class_map in (None, "ranges") and len(s) < len(r)
 

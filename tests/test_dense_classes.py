@@ -180,7 +180,8 @@ def test_hostile_parameters():
     body = bytearray(stream[:-4])
     p = _params_offset(stream)
     for at, value in (
-        (p + 9, 4),  # class_axis bits 2–7 must be 0 (bit 1: index ranges, §18.3)
+        (p + 9, 8),  # class_axis bits 3–7 must be 0 (bit 1: ranges §18.3, bit 2: bounds §18.4)
+        (p + 9, 6),  # bits 1 and 2 together
         (p + 9, 255),
         (p + 10, 1),
         (p + 10, 0),
@@ -379,15 +380,16 @@ def test_size_bound_auto_follows_the_estimate_rule():
     """classes="auto" bounds only the K the estimate may take: a 1-D array's rank map would
     cost more than any class saving, so with class_map="rank" its bound is mode 1's (index
     ranges cost no map bytes, so the default may take K = 16 there); an array where K = 16 may
-    pay gets the K = 16 bound, and every auto stream stays below it."""
+    pay gets the K = 16 bound plus the K − 1 bytes that §18.4's boundaries may add (§19.5),
+    and every auto stream stays below it."""
     one = slicer.size_bound((1000,), "float32", mode="auto", classes=1)
     assert slicer.size_bound((1000,), "float32", mode="auto", class_map="rank") == one
-    assert slicer.size_bound((1000,), "float32", mode="auto") == slicer.size_bound(
-        (1000,), "float32", mode="dense", classes=16
-    )
+    k16 = slicer.size_bound((1000,), "float32", mode="dense", classes=16)
+    assert slicer.size_bound((1000,), "float32", mode="auto") == k16 + 15
+    assert slicer.size_bound((1000,), "float32", mode="auto", class_map="ranges") == k16
     x = _structured()
     bound = slicer.size_bound(x.shape, x.dtype, mode="auto")
-    assert bound == slicer.size_bound(x.shape, x.dtype, mode="dense", classes=16)
+    assert bound == slicer.size_bound(x.shape, x.dtype, mode="dense", classes=16) + 15
     for budget in (x.size // 8, x.size // 2):
         assert len(slicer.encode(x, mode="auto", max_bytes=budget)) <= bound
 

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import reference_classes as rc
 import reference_dense as rd
 import slicer
 from slicer import _rate
@@ -43,10 +44,11 @@ def ref_counts(sample: np.ndarray, step: float, rho_256: int) -> tuple[np.ndarra
     return counts, sse
 
 
-def ref_class_saving(model, work, shape, axis, k, step, rho_256, kind="rank") -> float:  # noqa: ANN001
+def ref_class_saving(model, work, shape, axis, k, step, rho_256, kind="rank", bounds=None):  # noqa: ANN001, ANN201
     """Bytes saved by K class tables on `axis` against one table (the estimate's formula, one
     histogram per K, positions ranked over the whole input by Σ|x|; kind "ranges": class
-    a·K div L of the index, no map bytes, docs/format.md §18.3)."""
+    a·K div L of the index, no map bytes, docs/format.md §18.3; kind "bounds": classes
+    #{j : b_j <= a} of the given boundaries, their varint bytes, §18.4)."""
     m = np.floor(np.abs(model.sample) / step + rho_256 / 256.0)
     sym = rd.symbols_of(m, model.sample < 0)[0]
     length = rd.class_length(shape, axis)
@@ -58,6 +60,8 @@ def ref_class_saving(model, work, shape, axis, k, step, rho_256, kind="rank") ->
     if kind == "ranges":
         rank = np.arange(length)
     cls = rank[pos[model.sample_indices()]] * k // length
+    if kind == "bounds":
+        cls = np.asarray(rc.bounds_classes(bounds, length))[pos[model.sample_indices()]]
 
     def cost(labels: np.ndarray, groups: int) -> float:
         total = 0.0
@@ -71,6 +75,8 @@ def ref_class_saving(model, work, shape, axis, k, step, rho_256, kind="rank") ->
         return total
 
     base = cost(np.zeros(sym.size, dtype=np.int64), 1)
+    if kind == "bounds":
+        return base - (cost(cls, k) + 2 + len(rc.pack_bounds(bounds)))
     return base - (cost(cls, k) + 2 + (0 if kind == "ranges" else (length + 1) // 2))
 
 
@@ -170,7 +176,7 @@ def test_class_saving_matches_one_histogram_per_k(shape, axis):
                     assert got[:3] == (k, axis, kind)
                     assert got[3] == pytest.approx(want, rel=1e-9)
                 else:
-                    assert got == (1, axis, kind, 0.0)
+                    assert got == (1, axis, kind, 0.0, None)
         # all candidates and both kinds at once: the best of the single answers
         best = max((ref_class_saving(model, x, shape, axis, k, step, 128, kind), kind, k)
                    for kind in kinds for k in ks)  # fmt: skip
@@ -181,6 +187,39 @@ def test_class_saving_matches_one_histogram_per_k(shape, axis):
                 pytest.approx(best[0], rel=1e-9))  # fmt: skip
         else:
             assert got[0] == 1
+
+
+@pytest.mark.parametrize(
+    "length,rows,k", [(9, 200, 3), (12, 80, 4), (130, 30, 2), (70, 40, 3), (300, 20, 2)]
+)
+def test_bounds_estimate_is_the_best_cut_on_its_grid(length, rows, k):
+    """§18.4 boundaries of classes="auto": the DP's cut equals the exhaustive best over every
+    cut on the grid of multiples of ceil(L/64) (ties to the earlier boundary), and its saving
+    equals the reference formula at those boundaries."""
+    import itertools
+
+    rng = np.random.default_rng(length * 7 + k)
+    scale = np.geomspace(0.05, 20.0, length)[rng.permutation(length)]
+    x = (rng.standard_normal((rows, length)) * scale).astype(np.float32)
+    shape = x.shape
+    model = _rate.DenseModel(x.reshape(-1), 4, _rate._dense_header_bytes(shape))
+    g = -(-length // 64)
+    grid = list(range(g, length, g))
+    step = 0.05
+    got = _rate._class_saving(model, x, shape, (0,), (k,), step, 128, ("bounds",))
+    best = None
+    for cut in itertools.combinations(grid, k - 1):  # lexicographic: ties keep the earlier
+        saving = ref_class_saving(model, x, shape, 0, k, step, 128, "bounds", list(cut))
+        if best is None or saving > best[0] + 1e-9 * abs(best[0]):
+            best = (saving, list(cut))
+    if best[0] > 0:
+        assert got[:3] == (k, 0, "bounds")
+        assert got[3] == pytest.approx(best[0], rel=1e-9)
+        assert got[3] == pytest.approx(
+            ref_class_saving(model, x, shape, 0, k, step, 128, "bounds", got[4]), rel=1e-9
+        )
+    else:
+        assert got[0] == 1
 
 
 def test_position_scores_match_a_bincount():

@@ -163,8 +163,8 @@ int Plan(const uint8_t* data, size_t size, uint64_t max_elements, DecodePlan2* p
   if (nclass > 1) {  // mode 2: the class map (validated by the parser)
     dense::MakeClassGeometry(info.shape, info.ndim, info.class_axis, &p->class_geo);
     p->class_map.resize(p->class_geo.length);
-    uint64_t map_bytes = 0;  // §18.1 map bytes, or §18.3 index ranges (none): the format layer's
-    if (format::ParseClasses(info.class_map_kind == 1, data + pos, end - pos, p->class_geo.length,
+    uint64_t map_bytes = 0;  // §18.1 map bytes, §18.3 index ranges (none), §18.4 boundaries
+    if (format::ParseClasses(info.class_map_kind, data + pos, end - pos, p->class_geo.length,
                              nclass, p->class_map.data(), &map_bytes) != SLICER_OK ||
         map_bytes != info.class_map_bytes)
       return SLICER_ERR_INTERNAL;  // the parser accepted it
@@ -328,6 +328,7 @@ struct EncodeSetup {
   std::vector<DenseChunk> chunks;
   unsigned nclass = 1;             // 1: mode 1; 2 … 16: mode 2 (§19)
   bool class_ranges = false;       // mode 2: §18.3 index ranges instead of §18.2's map
+  bool class_bounds = false;       // mode 2: §18.4 range boundaries (params->class_bounds)
   dense::ClassGeometry class_geo;  // mode 2
 };
 
@@ -343,9 +344,14 @@ int Setup(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
   s->nclass = params->classes >= 2 ? params->classes : 1;
   if (s->nclass > 1) {  // mode 2: the class axis exists and has at least K positions (§19.1)
     s->class_ranges = (params->class_axis & format::kClassRangesBit) != 0;
+    s->class_bounds = (params->class_axis & format::kClassBoundsBit) != 0;
     if (!dense::MakeClassGeometry(shape, ndim, params->class_axis & format::kClassAxisBit,
                                   &s->class_geo) ||
         s->class_geo.length < s->nclass) {
+      return SLICER_ERR_INVALID_ARGUMENT;
+    }
+    if (s->class_bounds && !format::ValidBounds(params->class_bounds, params->class_bounds_count,
+                                                s->nclass, s->class_geo.length)) {
       return SLICER_ERR_INVALID_ARGUMENT;
     }
   }
@@ -492,6 +498,8 @@ int DenseEncodeHost(const void* data, int dtype, const int64_t* shape, uint32_t 
   if (mode2) {  // the map by the one rule of §18.2, then the counts of each class on the device
     if (s.class_ranges) {  // §18.3: the map is the index ranges, no bytes in the stream
       format::RangeClasses(length, nclass, class_map.data());
+    } else if (s.class_bounds) {  // §18.4: the caller's boundaries, stored as varint gaps
+      format::BoundsClasses(params->class_bounds, nclass, length, class_map.data());
     } else {
       format::ClassRule(class_sums.data(), length, nclass, class_map.data());
     }
@@ -580,7 +588,9 @@ int DenseEncodeHost(const void* data, int dtype, const int64_t* shape, uint32_t 
   mp[10] = static_cast<uint8_t>(nclass);
   head.insert(head.end(), mp, mp + params_len);
   if (has_table) head.insert(head.end(), s.kinds.begin(), s.kinds.end());
-  if (mode2 && !s.class_ranges) format::WriteClassMap(class_map.data(), length, &head);
+  if (mode2 && !s.class_ranges && !s.class_bounds)
+    format::WriteClassMap(class_map.data(), length, &head);
+  if (mode2 && s.class_bounds) format::WriteClassBounds(params->class_bounds, nclass, &head);
   uint8_t vbuf[10];
   for (unsigned c = 0; c < nclass; ++c) {
     head.insert(head.end(), vbuf, vbuf + internal::PutVarint(nsym_of[c], vbuf));

@@ -7,6 +7,7 @@
 // raw / scaled groups, fixed and data offsets, both interleave widths; damaged streams (with a
 // valid checksum, so that the chunk checks are what rejects them) giving the C++ decoder's
 // status.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -134,7 +135,7 @@ std::string ReadFile(const std::filesystem::path& path) {
 // (step, rho, chunk_log2, layout, group table) and NAME.json (fixed or data offsets).
 void TestGolden() {
   const std::filesystem::path dir = SLICER_GOLDEN_V2_DIR;
-  int cases = 0, mode2_goldens = 0, range_goldens = 0;
+  int cases = 0, mode2_goldens = 0, range_goldens = 0, bound_goldens = 0;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     if (entry.path().extension() != ".slc") continue;
     ++cases;
@@ -203,6 +204,12 @@ void TestGolden() {
         p.class_axis |= SLICER_DENSE_CLASS_MAP_RANGES;
         ++range_goldens;
       }
+      if (info.class_map_kind == 2) {  // §18.4 boundaries: the encoders' input, from inspect
+        p.class_axis |= SLICER_DENSE_CLASS_MAP_BOUNDS;
+        p.class_bounds = info.class_bounds;
+        p.class_bounds_count = info.classes - 1;
+        ++bound_goldens;
+      }
       int cs = 0;
       if (CpuEncode(data, info.dtype, shape, p, &cs) != stream || cs != 0)
         Fail("golden " + name + ": cpu encode differs from the golden");
@@ -215,6 +222,7 @@ void TestGolden() {
   }
   if (mode2_goldens < 7) Fail("expected at least 7 mode-2 golden streams");
   if (range_goldens < 2) Fail("expected at least 2 mode-2 golden streams with index ranges");
+  if (bound_goldens < 3) Fail("expected at least 3 mode-2 golden streams with range boundaries");
   if (cases < 13) Fail("expected at least 13 golden streams in " + dir.string());
 }
 
@@ -366,6 +374,10 @@ bool CheckMode2Stream(const std::vector<uint8_t>& data, int dtype, const std::ve
   const bool ranges = (p.class_axis & SLICER_DENSE_CLASS_MAP_RANGES) != 0;
   if ((info.class_map_kind == 1) != ranges || (ranges && info.class_map_bytes != 0))
     Fail(what + ": class map kind / bytes");
+  const bool bounds = (p.class_axis & SLICER_DENSE_CLASS_MAP_BOUNDS) != 0;
+  if ((info.class_map_kind == 2) != bounds) Fail(what + ": class map kind (boundaries)");
+  for (uint32_t j = 0; bounds && j + 1 < info.classes; ++j)
+    if (info.class_bounds[j] != p.class_bounds[j]) Fail(what + ": class boundaries");
   for (uint32_t c = 0; c < info.classes; ++c)
     if (info.class_table_bytes[c] == 1) return true;
   return false;
@@ -390,7 +402,7 @@ void TestClasses() {
       {{2, 40, 300}, 0, 1, 16},   {{600, 2}, 0, 0, 2},  {{6, 3, 4096}, 2, 1, 3},
   };
   const int dtypes[4] = {SLICER_FLOAT32, SLICER_FLOAT16, SLICER_BFLOAT16, SLICER_FLOAT64};
-  int c = 0, huge_cases = 0, four_state_cases = 0, range_cases = 0;
+  int c = 0, huge_cases = 0, four_state_cases = 0, range_cases = 0, bound_cases = 0;
   for (const Case& cs : cases) {
     size_t n = 1;
     for (int64_t d : cs.dims) n *= static_cast<size_t>(d);
@@ -416,6 +428,18 @@ void TestClasses() {
       if (dt % 2) {  // §18.3 index ranges: the map is the format layer's, no bytes
         p.class_axis |= SLICER_DENSE_CLASS_MAP_RANGES;
         ++range_cases;
+      }
+      std::vector<uint64_t> cuts;  // §18.4: K − 1 random distinct positions of 1 … L − 1
+      if (dt == 2) {
+        std::vector<uint64_t> all;
+        for (uint64_t a = 1; a < len; ++a) all.push_back(a);
+        std::shuffle(all.begin(), all.end(), rng);
+        cuts.assign(all.begin(), all.begin() + (cs.classes - 1));
+        std::sort(cuts.begin(), cuts.end());
+        p.class_axis |= SLICER_DENSE_CLASS_MAP_BOUNDS;
+        p.class_bounds = cuts.data();
+        p.class_bounds_count = static_cast<uint32_t>(cuts.size());
+        ++bound_cases;
       }
       if (rng() % 3 == 0) {
         p.auto_offsets = 0;
@@ -449,6 +473,7 @@ void TestClasses() {
   }
   if (huge_cases < 8 || four_state_cases < 8) Fail("too few huge-code / four-state mode-2 cases");
   if (range_cases < 30) Fail("too few index-range mode-2 cases");
+  if (bound_cases < 15) Fail("too few range-boundary mode-2 cases");
 
   // Empty classes (§19.2): whole channel planes (axis 1) in zero / raw groups have S_a = 0, rank
   // first and fill class 0, whose table then has nsym = 0.
@@ -497,14 +522,25 @@ void TestClasses() {
   struct Bad {
     std::vector<int64_t> dims;
     unsigned axis, classes;
+    std::vector<uint64_t> cuts = {};  // §18.4 boundaries (with bit 2 of axis)
   };
   const std::vector<Bad> bad = {
-      {{7}, 1, 2},                          // axis 1 needs ndim >= 2
-      {{}, 0, 2},                           // a scalar has no last axis
-      {{9, 3}, 0, 4},   {{3, 2, 8}, 1, 3},  // K above L
-      {{4, 40}, 0, 17}, {{4, 40}, 4, 2},    // K and axis out of range
-      {{4, 40}, 6, 2},  {{9, 3}, 2, 4},     // bits 2-7 set; index ranges with K above L
-      {{7}, 3, 2},                          // index ranges along a missing axis 1
+      {{7}, 1, 2},  // axis 1 needs ndim >= 2
+      {{}, 0, 2},   // a scalar has no last axis
+      {{9, 3}, 0, 4},
+      {{3, 2, 8}, 1, 3},  // K above L
+      {{4, 40}, 0, 17},
+      {{4, 40}, 4, 2},  // K out of range; boundaries without any given
+      {{4, 40}, 6, 2},
+      {{9, 3}, 2, 4},  // bits 1 and 2 set; index ranges with K above L
+      {{7}, 3, 2},
+      {{4, 40}, 8, 2},  // ranges along a missing axis 1; bit 3 set
+      {{4, 40}, 4, 3, {5, 5}},
+      {{4, 40}, 4, 3, {9, 4}},  // boundaries not rising
+      {{4, 40}, 4, 3, {0, 4}},
+      {{4, 40}, 4, 3, {4, 40}},  // boundaries at 0 / at L
+      {{4, 40}, 4, 3, {4}},
+      {{4, 40}, 4, 2, {4, 9}},  // K − 1 of them needed
   };
   for (const Bad& b : bad) {
     size_t n = 1;
@@ -515,8 +551,13 @@ void TestClasses() {
     p.step = 0.1f;
     p.classes = static_cast<uint8_t>(b.classes);
     p.class_axis = static_cast<uint8_t>(b.axis);
+    if (!b.cuts.empty()) {
+      p.class_bounds = b.cuts.data();
+      p.class_bounds_count = static_cast<uint32_t>(b.cuts.size());
+    }
     const std::string what = "bad classes " + std::to_string(b.classes) + " axis " +
-                             std::to_string(b.axis) + " ndim " + std::to_string(b.dims.size());
+                             std::to_string(b.axis) + " ndim " + std::to_string(b.dims.size()) +
+                             " cuts " + std::to_string(b.cuts.size());
     int cs = 0;
     CpuEncode(data, SLICER_FLOAT32, b.dims, p, &cs);
     ++checks;
@@ -543,8 +584,8 @@ void TestClasses() {
   }
   std::printf(
       "mode 2: %d empty-class cases, %d with codes above 2^33, %d with four states, %d with "
-      "index ranges\n",
-      empty, huge_cases, four_state_cases, range_cases);
+      "index ranges, %d with range boundaries\n",
+      empty, huge_cases, four_state_cases, range_cases, bound_cases);
 }
 
 // Damaged chunk payloads / tables with the checksum recomputed: the chunk checks must reject

@@ -225,6 +225,7 @@ def encode(
     weights: Any = None,
     classes: int | str | None = None,
     class_map: str | None = None,
+    class_bounds: Any = None,
 ) -> Any:
     """Encode an array into a SLICER stream (docs/format.md).
 
@@ -244,13 +245,14 @@ def encode(
         topk_given = (sparsity, asym, blocks, bits, delta, seed) != (0.9, 0.0, None, 8, 0.01, 0)
         return _encode_dense(
             x, mode, topk_given, step, rel_error, max_bytes, rho, groups, chunk_size, threads, out,
-            weights, context, classes, class_map,
+            weights, context, classes, class_map, class_bounds,
         )  # fmt: skip
     if (step is not None or rel_error is not None or rho is not None or weights is not None
-            or classes is not None or class_map is not None):  # fmt: skip
+            or classes is not None or class_map is not None
+            or class_bounds is not None):  # fmt: skip
         raise ValueError(
-            "step, rel_error, rho, weights, classes and class_map belong to mode='dense' / "
-            "mode='auto'"
+            "step, rel_error, rho, weights, classes, class_map and class_bounds belong to "
+            "mode='dense' / mode='auto'"
         )
     if type(x) is np.ndarray and max_bytes is None and out == "host" and x.ndim:
         # Fast path: a plain C-contiguous float32 / float16 array with arguments already seen.
@@ -522,7 +524,12 @@ _DENSE_DOC = """
         magnitude, sent as a map of ceil(L/2) bytes. "ranges": contiguous index ranges
         (position a has class a·K // L), no map bytes: what KLT components, sorted by
         variance, want. None: "rank" for an explicit K; classes="auto" estimates both and
-        keeps the cheaper.
+        keeps the cheaper. "bounds": contiguous ranges at explicit boundaries (K − 1 varints
+        in the stream, docs/format.md §18.4): `class_bounds` gives them, or classes="auto"
+        estimates them per stream on a coarse grid; None with "auto" tries all three kinds.
+    class_bounds : sequence of int or None (default None)
+        With class_map="bounds": the first position of classes 1 … K−1, strictly rising in
+        1 … L−1; K = len(class_bounds) + 1 (classes may be left out).
 """
 
 
@@ -654,6 +661,7 @@ def _encode_dense(
     context: Any = None,
     classes: Any = None,
     class_map: Any = None,
+    class_bounds: Any = None,
 ) -> bytes:
     if mode not in ("dense", "auto"):
         raise ValueError(f"mode must be 'topk', 'dense' or 'auto', got {mode!r}")
@@ -668,6 +676,7 @@ def _encode_dense(
     params = make_dense_params(
         step=step, rho=0.5 if rho is None else rho, groups=groups, chunk_size=chunk_size,
         threads=threads, classes=_default_classes(mode, classes), class_map=class_map,
+        class_bounds=class_bounds,
     )  # fmt: skip
     if params["classes"] != "auto" and params["classes"] > 1 and params["class_map"] is None:
         params["class_map"] = "rank"  # an explicit K: the §18.2 map unless told otherwise
@@ -749,6 +758,12 @@ def _check_classes(params: dict[str, Any], shape: tuple[int, ...]) -> None:
             f"classes={k} needs at least {k} positions along {where} (the class axis of "
             f"groups={_LAYOUT_NAMES[params['layout']]!r}); this array has {length}"
         )
+    bounds = params.get("class_bounds")
+    if params.get("class_map") == "bounds" and bounds is not None and bounds[-1] >= length:
+        raise ValueError(
+            f"class_bounds must lie in 1 .. L - 1 = {length - 1} (L positions along the class "
+            f"axis), got {bounds}"
+        )
 
 
 _LAYOUT_NAMES = {0: "tensor", 1: "rows", 2: "channels"}
@@ -816,6 +831,7 @@ def size_bound(
     rho: float | None = None,
     classes: int | str | None = None,
     class_map: str | None = None,
+    class_bounds: Any = None,
 ) -> int:
     """Upper bound on the size of ``encode(x, **params)`` for any x of this shape and dtype.
 
@@ -832,10 +848,11 @@ def size_bound(
     """
     if mode != "topk":
         return _dense_size_bound(
-            shape, dtype, mode, max_bytes, rho, groups, chunk_size, classes, class_map
-        )
-    if classes is not None or class_map is not None:
-        raise ValueError("classes and class_map belong to mode='dense' / mode='auto'")
+            shape, dtype, mode, max_bytes, rho, groups, chunk_size, classes, class_map,
+            class_bounds,
+        )  # fmt: skip
+    if classes is not None or class_map is not None or class_bounds is not None:
+        raise ValueError("classes, class_map and class_bounds belong to mode='dense' / mode='auto'")
     params = make_params(
         sparsity=sparsity,
         asym=asym,
@@ -883,6 +900,7 @@ def _dense_size_bound(
     shape: Any, dtype: Any, mode: str, max_bytes: Any, rho: Any, groups: Any, chunk_size: Any,
     classes: Any = None,
     class_map: Any = None,
+    class_bounds: Any = None,
 ) -> int:  # fmt: skip
     """docs/format.md §16 / §19.5: a bound for every dense / auto stream of this shape and dtype
     (classes="auto": the largest K it may choose, the bound growing with K; the native bound
@@ -891,7 +909,7 @@ def _dense_size_bound(
         raise ValueError(f"mode must be 'topk', 'dense' or 'auto', got {mode!r}")
     params = make_dense_params(
         step=1.0, rho=0.5 if rho is None else rho, groups=groups, chunk_size=chunk_size,
-        classes=_default_classes(mode, classes), class_map=class_map,
+        classes=_default_classes(mode, classes), class_map=class_map, class_bounds=class_bounds,
     )  # fmt: skip
     limit = _max_bytes(max_bytes)
     if isinstance(shape, (int, np.integer)):
@@ -912,12 +930,19 @@ def _dense_size_bound(
             length = class_length(dims, axis)
             # the K auto may take here: K <= L and a map cheaper than log2(K) bits per element
             # (python/slicer/_rate.py, _class_saving; index ranges have no map bytes)
-            map_bytes = 0 if params["class_map"] in (None, "ranges") else (length + 1) // 2
+            kinds_map = {None: 0, "ranges": 0, "bounds": 1}  # bounds: at least one gap byte
+            map_bytes = kinds_map.get(params["class_map"], (length + 1) // 2)
             ks = [
                 k for k in (2, 4, 8, 16)
                 if k <= length and 2 + map_bytes < n * math.log2(k) / 8
             ]  # fmt: skip
-            variants.append(dict(params, classes=max(ks, default=1), class_axis=axis))
+            k = max(ks, default=1)
+            variant = dict(params, classes=k, class_axis=axis)
+            if k > 1 and params["class_map"] in (None, "bounds"):
+                # §18.4 boundaries may be chosen: the bound with their K − 1 extra bytes
+                variant.update(class_map="bounds",
+                               class_bounds=[j * length // k for j in range(1, k)])  # fmt: skip
+            variants.append(variant)
     bound = 0
     for variant in variants:
         status, one = _core.dense_encode_bound(list(dims), code, variant)

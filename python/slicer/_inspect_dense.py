@@ -54,8 +54,11 @@ class DenseStreamInfo:
     account: DenseAccount
     classes: int = 1  #: frequency tables: 1 (mode 1) or 2..16 (mode 2, one per class)
     class_axis: str | None = None  #: mode 2: "last" or "1" (positions along that axis)
-    #: mode 2: "rank" (§18.1 map bytes) or "ranges" (§18.3 index ranges, no bytes); None in mode 1
+    #: mode 2: "rank" (§18.1 map bytes), "ranges" (§18.3 index ranges, no bytes) or "bounds"
+    #: (§18.4 range boundaries); None in mode 1
     class_map: str | None = None
+    #: mode 2 with class_map "bounds": the K − 1 boundaries (first position of classes 1 … K−1)
+    class_bounds: list[int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,7 +70,9 @@ class DenseStreamInfo:
             f"{self.shape} {self.dtype}, groups={self.groups} ({self.group_count}), step "
             f"{self.step:.6g}, rho {self.rho:g}, offsets {self.offsets}, {self.chunks} chunks"
             + (
-                f", {self.classes} classes ({self.class_map} map), axis {self.class_axis}"
+                f", {self.classes} classes ({self.class_map} map"
+                + (f" at {self.class_bounds}" if self.class_bounds else "")
+                + f"), axis {self.class_axis}"
                 if self.classes > 1
                 else ""
             ),
@@ -122,4 +127,5 @@ def inspect_dense(data: Any, limit: int) -> DenseStreamInfo:
         classes=d["classes"],
         class_axis=None if d["mode"] == 1 else ("last" if d["class_axis"] == 0 else "1"),
         class_map=None if d["mode"] == 1 else d["class_map"],
+        class_bounds=list(d["class_bounds"]) if d.get("class_map") == "bounds" else None,
     )

@@ -181,7 +181,8 @@ def _make_params(
 DENSE_LAYOUTS = {"tensor": 0, "rows": 1, "channels": 2}
 MAX_CLASSES = 16
 __all__ += ["CLASS_MAPS", "DENSE_LAYOUTS", "MAX_CLASSES", "class_axis_of", "class_length",
-            "dense_class_map", "dense_classes", "make_dense_params"]  # fmt: skip
+            "dense_class_bounds", "dense_class_map", "dense_classes",
+            "make_dense_params"]  # fmt: skip
 
 
 def dense_classes(value: Any) -> int | str:
@@ -206,20 +207,45 @@ def dense_classes(value: Any) -> int | str:
     return count
 
 
-CLASS_MAPS = ("rank", "ranges")
+CLASS_MAPS = ("rank", "ranges", "bounds")
 
 
 def dense_class_map(value: Any) -> str | None:
     """`class_map` of mode 2 (docs/format.md §18): "rank" (§18.1 map bytes, positions ranked by
-    their codes' magnitude, §18.2), "ranges" (§18.3 index ranges a·K div L, no map bytes) or None
-    ("rank" for an explicit classes=K; classes="auto" tries both)."""
+    their codes' magnitude, §18.2), "ranges" (§18.3 index ranges a·K div L, no map bytes),
+    "bounds" (§18.4 explicit range boundaries, `class_bounds` or estimated by classes="auto") or
+    None ("rank" for an explicit classes=K; classes="auto" tries all three)."""
     if value is None:
         return None
     if not isinstance(value, str):
-        raise TypeError(f"class_map must be 'rank', 'ranges' or None, got {type(value).__name__}")
+        raise TypeError(
+            f"class_map must be 'rank', 'ranges', 'bounds' or None, got {type(value).__name__}"
+        )
     if value not in CLASS_MAPS:
-        raise ValueError(f"class_map must be 'rank', 'ranges' or None, got {value!r}")
+        raise ValueError(f"class_map must be 'rank', 'ranges', 'bounds' or None, got {value!r}")
     return value
+
+
+def dense_class_bounds(value: Any) -> list[int] | None:
+    """`class_bounds` (docs/format.md §18.4): None or a sequence of 1..15 strictly rising
+    integers >= 1, the first position of classes 1 … K−1 (checked against L later)."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise TypeError(f"class_bounds must be a sequence of integers, got {type(value).__name__}")
+    out = []
+    for v in value:
+        if isinstance(v, bool):
+            raise TypeError("class_bounds must hold integers, got bool")
+        try:
+            out.append(operator.index(v))
+        except TypeError:
+            raise TypeError(f"class_bounds must hold integers, got {type(v).__name__}") from None
+    if not 1 <= len(out) <= MAX_CLASSES - 1:
+        raise ValueError(f"class_bounds must hold 1..{MAX_CLASSES - 1} boundaries, got {len(out)}")
+    if out[0] < 1 or any(a >= b for a, b in zip(out, out[1:], strict=False)) or out[-1] >= 2**63:
+        raise ValueError(f"class_bounds must rise strictly from 1 or more, got {out}")
+    return out
 
 
 def class_axis_of(layout: int) -> int:
@@ -262,12 +288,14 @@ def make_dense_params(
     threads: Any = 0,
     classes: Any = 1,
     class_map: Any = None,
+    class_bounds: Any = None,
 ) -> dict[str, Any]:
     """Integer parameters of the dense mode (docs/format.md §13); `step` may stay None.
 
     `classes` (validated, not yet checked against the shape): 1, 2..16 or "auto"; the class
-    axis follows the layout (§19.1); `class_map` the kind of map (§18): None, "rank" or
-    "ranges"."""
+    axis follows the layout (§19.1); `class_map` the kind of map (§18): None, "rank", "ranges"
+    or "bounds"; `class_bounds` the K − 1 boundaries of "bounds" (None: classes="auto" estimates
+    them; given, classes None or 1 means K = len + 1)."""
     rho_value = _real("rho", rho)
     rho_256 = round(rho_value * 256)
     if not 1 <= rho_256 <= 128:
@@ -293,5 +321,27 @@ def make_dense_params(
         "threads": count,
         "classes": dense_classes(classes),
         "class_axis": class_axis_of(DENSE_LAYOUTS[groups]),
-        "class_map": dense_class_map(class_map),
+        **_class_map_params(classes, class_map, class_bounds),
     }
+
+
+def _class_map_params(classes: Any, class_map: Any, class_bounds: Any) -> dict[str, Any]:
+    """classes, class_map and class_bounds, consistent (TypeError / ValueError naming them)."""
+    kind = dense_class_map(class_map)
+    bounds = dense_class_bounds(class_bounds)
+    count = dense_classes(classes)
+    if bounds is None:
+        if kind == "bounds" and count != "auto":
+            raise ValueError("class_map='bounds' needs class_bounds (or classes='auto')")
+        return {"classes": count, "class_map": kind}
+    if kind not in (None, "bounds"):
+        raise ValueError(f"class_bounds goes with class_map='bounds', not {kind!r}")
+    if count == 1:  # the default of mode="dense": K follows the boundaries
+        count = len(bounds) + 1
+    if count == "auto":
+        raise ValueError("class_bounds fixes K: give an int classes (or none), not 'auto'")
+    if count != len(bounds) + 1:
+        raise ValueError(
+            f"class_bounds must hold classes - 1 = {count - 1} boundaries, got {len(bounds)}"
+        )
+    return {"classes": count, "class_map": "bounds", "class_bounds": bounds}

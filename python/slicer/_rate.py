@@ -533,20 +533,94 @@ def _entropy_bits(hist: np.ndarray) -> float:
     return float(-np.sum(hist * np.log2(p)))
 
 
-def _map_bytes(kind: str, length: int) -> int:
-    """Bytes of a class map of `length` positions: §18.1's nibbles, none for index ranges."""
+def _map_bytes(kind: str, length: int, k: int = 2) -> int:
+    """Bytes of a class map of `length` positions: §18.1's nibbles, none for index ranges, at
+    least K − 1 for §18.4's boundary varints (their exact bytes: _bounds_bytes)."""
+    if kind == "bounds":
+        return k - 1
     return 0 if kind == "ranges" else (length + 1) // 2
+
+
+def _bounds_bytes(bounds: list[int]) -> int:
+    """§18.4: bytes of the boundaries' varint gaps."""
+    total, prev = 0, 0
+    for b in bounds:
+        gap = b - prev
+        total += max(1, (gap.bit_length() + 6) // 7)
+        prev = b
+    return total
+
+
+BOUNDS_GRID = 64  # classes="auto": boundaries on multiples of ceil(L / 64)
+
+
+def _best_bounds(
+    pos: np.ndarray, sym: np.ndarray, length: int, ks: list[int], scale: float
+) -> dict[int, tuple[float, list[int]]]:  # fmt: skip
+    """§18.4 boundaries estimated from the sample: for each K in `ks`, the contiguous cut of the
+    positions into K ranges, boundaries on multiples of g = ceil(L / 64), that minimises the
+    ideal code bytes of the sample's symbols (per-class histograms scaled to the stream) plus
+    the tables' estimated bytes and the gaps' varint bytes; dynamic programming over the grid
+    cells, ties to the earlier boundary (deterministic). Returns K → (estimated bytes with the
+    boundaries' bytes, boundaries)."""
+    g = -(-length // BOUNDS_GRID)
+    cells = -(-length // g)
+    hist = np.bincount((pos // g) * 423 + sym, minlength=cells * 423).reshape(cells, 423)
+    cols = np.flatnonzero(hist.any(axis=0))  # the symbols the sample holds (few of 423)
+    cum = np.zeros((cells + 1, cols.size), dtype=np.int64)
+    np.cumsum(hist[:, cols], axis=0, out=cum[1:])
+    ii, jj = np.triu_indices(cells + 1, k=1)  # segment [i, j) of cells
+    seg = (cum[jj] - cum[ii]).astype(np.float64)
+    total = seg.sum(axis=1)
+    # ideal bits Σ_s n_s·log2(n / n_s) = n·log2 n − Σ_s n_s·log2 n_s
+    xlogx = np.where(seg > 0, seg * np.log2(np.where(seg > 0, seg, 1.0)), 0.0).sum(axis=1)
+    bits = np.where(total > 0, total * np.log2(np.where(total > 0, total, 1.0)), 0.0) - xlogx
+    used = seg > 0  # the table's bytes (§13.1) from the last symbol used, as _table_bytes
+    last = np.where(used.any(axis=1), cols[cols.size - 1 - np.argmax(used[:, ::-1], axis=1)]
+                    + 1, 0) if cols.size else np.zeros(ii.size, dtype=np.int64)  # fmt: skip
+    table = np.where(last > 0, 2 + (9 + 4 * np.maximum(0, last - 1) + 7) // 8, 1)
+    cost_flat = bits * scale / 8.0 * 1.002 + table
+    # a range that ends before L ends at a boundary: its gap's varint (§18.4) counts too
+    gap = (jj - ii) * g
+    cost_flat = cost_flat + np.where(jj < cells, np.maximum(1, (np.log2(gap) // 7 + 1)), 0)
+    cost = np.full((cells + 1, cells + 1), np.inf)
+    cost[ii, jj] = cost_flat
+    out: dict[int, tuple[float, list[int]]] = {}
+    top = max(ks)
+    if top > cells:
+        ks = [k for k in ks if k <= cells]
+        if not ks:
+            return out
+        top = max(ks)
+    best = cost[0].copy()  # best[j]: cells [0, j) in c + 1 ranges
+    back = []
+    for c in range(1, top):
+        cand = best[:, None] + cost  # [i, j]: first c + 1 ranges end at i, the next is [i, j)
+        arg = np.argmin(cand, axis=0)
+        back.append(arg)
+        best = cand[arg, np.arange(cells + 1)]
+        k = c + 1
+        if k in ks and np.isfinite(best[cells]):
+            cuts, j = [], cells
+            for b in reversed(back):
+                j = int(b[j])
+                cuts.append(j)
+            out[k] = (float(best[cells]), sorted(min(length - 1, x * g) for x in cuts))
+    return out
 
 
 def _class_saving(
     model: DenseModel, work: np.ndarray, shape: tuple[int, ...], axes: tuple[int, ...],
     candidates: tuple[int, ...], step: float, rho_256: int,
     kinds: tuple[str, ...] = ("rank",),
-) -> tuple[int, int, str, float]:  # fmt: skip
-    """(K, axis, map kind, predicted bytes saved against one table) of the best candidate at
-    (step, rho); (1, axes[0], kinds[0], 0.0) when no K ≥ 2 saves. Candidates are tried in the
-    order axis, kind, K and a later one wins only when it saves strictly more: deterministic."""
-    best = (1, axes[0], kinds[0], 0.0)
+    bounds: list[int] | None = None,
+) -> tuple[int, int, str, float, list[int] | None]:  # fmt: skip
+    """(K, axis, map kind, predicted bytes saved against one table, §18.4 boundaries or None)
+    of the best candidate at (step, rho); (1, axes[0], kinds[0], 0.0, None) when no K ≥ 2
+    saves. Candidates are tried in the order axis, kind, K and a later one wins only when it
+    saves strictly more: deterministic. Kind "bounds" estimates its boundaries (_best_bounds)
+    unless `bounds` gives them."""
+    best = (1, axes[0], kinds[0], 0.0, None)
     plans = []
     for axis in axes:
         length = shape[-1] if axis == 0 else shape[1]
@@ -555,7 +629,7 @@ def _class_saving(
             # that costs more can never pay (a 1-D array's rank map holds every element), so
             # skip the pass
             useful = [k for k in candidates if 1 < k <= length and
-                      2 + _map_bytes(kind, length) < model.n * np.log2(k) / 8]  # fmt: skip
+                      2 + _map_bytes(kind, length, k) < model.n * np.log2(k) / 8]  # fmt: skip
             if useful:
                 plans.append((axis, kind, length, useful))
     if not plans:
@@ -565,17 +639,34 @@ def _class_saving(
     base = _entropy_bits(one) * model.scale / 8.0 * 1.002 + float(_table_bytes(one)[0])
     idx = model.sample_indices()
     for axis, kind, length, useful in plans:
+        if axis == 0:
+            pos = idx % length
+        else:
+            inner = int(np.prod(shape[2:], dtype=np.int64)) if len(shape) > 2 else 1
+            pos = (idx // max(inner, 1)) % length
+        if kind == "bounds":  # §18.4: contiguous ranges, boundaries given or estimated
+            if bounds is not None:
+                cls = np.searchsorted(np.asarray(bounds, dtype=np.int64), pos, side="right")
+                k = len(bounds) + 1
+                hist = np.bincount(cls * 423 + sym, minlength=423 * k).reshape(k, 423)
+                est = {k: (_entropy_bits(hist) * model.scale / 8.0 * 1.002
+                           + float(_table_bytes(hist).sum()) + _bounds_bytes(bounds),
+                           list(bounds))}  # fmt: skip
+            else:
+                est = _best_bounds(pos, sym, length, useful, model.scale)
+            for k in useful:
+                if k not in est:
+                    continue
+                cost = est[k][0] + 2
+                if base - cost > best[3]:
+                    best = (k, axis, kind, base - cost, est[k][1])
+            continue
         if kind == "ranges":  # §18.3: class a·K div L of the index itself
             rank = np.arange(length, dtype=np.int64)
         else:
             scores = _position_scores(work, shape, axis)
             rank = np.empty(length, dtype=np.int64)
             rank[np.lexsort((np.arange(length), scores))] = np.arange(length)
-        if axis == 0:
-            pos = idx % length
-        else:
-            inner = int(np.prod(shape[2:], dtype=np.int64)) if len(shape) > 2 else 1
-            pos = (idx // max(inner, 1)) % length
         top = max(useful)
         key = rank[pos] * top // length * 423 + sym
         hist_top = np.bincount(key, minlength=423 * top).reshape(top, 423)
@@ -588,7 +679,7 @@ def _class_saving(
             cost = _entropy_bits(hist) * model.scale / 8.0 * 1.002
             cost += float(_table_bytes(hist).sum()) + 2 + _map_bytes(kind, length)
             if base - cost > best[3]:
-                best = (k, axis, kind, base - cost)
+                best = (k, axis, kind, base - cost, None)
     return best
 
 
@@ -620,14 +711,20 @@ def _resolve_classes(
         if len(candidates) <= 1:
             return dict(params, classes=1), 0.0
         kind = params.get("class_map")
-        kinds = ("rank", "ranges") if kind is None else (kind,)
-        k, axis, kind, saving = _class_saving(
+        kinds = ("rank", "ranges", "bounds") if kind is None else (kind,)
+        k, axis, kind, saving, bounds = _class_saving(
             model, work, array.shape, axes, candidates, step, rho_256, kinds
         )
-        return dict(params, classes=k, class_axis=axis, class_map=kind if k > 1 else None), saving
+        out = dict(params, classes=k, class_axis=axis, class_map=kind if k > 1 else None)
+        out.pop("class_bounds", None)
+        if k > 1 and kind == "bounds":
+            out["class_bounds"] = bounds
+        return out, saving
     axis = params["class_axis"]
     kinds = (params.get("class_map") or "rank",)
-    _, _, _, saving = _class_saving(model, work, array.shape, (axis,), (k,), step, rho_256, kinds)
+    saving = _class_saving(
+        model, work, array.shape, (axis,), (k,), step, rho_256, kinds, params.get("class_bounds")
+    )[3]
     return params, saving
 
 

@@ -101,7 +101,13 @@ nb::tuple DenseInspect(ConstBytes buf, uint64_t max_elements) {
   d["raw_groups"] = info.raw_groups;
   d["classes"] = info.classes;
   d["class_axis"] = info.class_axis;
-  d["class_map"] = info.class_map_kind == 1 ? "ranges" : "rank";
+  d["class_map"] = info.class_map_kind == 2   ? "bounds"
+                   : info.class_map_kind == 1 ? "ranges"
+                                              : "rank";
+  nb::list bounds;
+  for (uint32_t j = 0; info.class_map_kind == 2 && j + 1 < info.classes && j < 15; ++j)
+    bounds.append(info.class_bounds[j]);
+  d["class_bounds"] = bounds;
   d["class_map_bytes"] = info.class_map_bytes;
   nb::list tables;
   for (uint32_t c = 0; c < info.classes && info.classes > 1 && c < 16; ++c)

@@ -53,12 +53,13 @@ inline slicer_params ParamsFromDict(const nanobind::dict &d) {
 
 // Format 2 dense: dict(step, rho_256, offsets (None or (o1, o2)), chunk_log2, layout,
 // group_table (None or bytes), optional threads, classes, class_axis, class_map "rank" /
-// "ranges"), already validated
+// "ranges" / "bounds", class_bounds (list of K − 1 ints with "bounds")), already validated
 // (make_dense_params).
 // `table` owns the group table that raw.group_table points into.
 struct DenseParams {
   slicer_dense_params raw;
   std::vector<uint8_t> table;
+  std::vector<uint64_t> bounds;  // §18.4 range boundaries that raw.class_bounds points into
 };
 
 inline DenseParams DenseParamsFromDict(const nanobind::dict &d) {
@@ -91,6 +92,13 @@ inline DenseParams DenseParamsFromDict(const nanobind::dict &d) {
   if (d.contains("class_map") && !d["class_map"].is_none() &&
       nanobind::cast<std::string>(d["class_map"]) == "ranges") {
     p.raw.class_axis |= SLICER_DENSE_CLASS_MAP_RANGES;  // §18.3 index ranges
+  }
+  if (d.contains("class_map") && !d["class_map"].is_none() &&
+      nanobind::cast<std::string>(d["class_map"]) == "bounds") {
+    p.raw.class_axis |= SLICER_DENSE_CLASS_MAP_BOUNDS;  // §18.4 range boundaries
+    p.bounds = nanobind::cast<std::vector<uint64_t>>(d["class_bounds"]);
+    p.raw.class_bounds = p.bounds.data();
+    p.raw.class_bounds_count = static_cast<uint32_t>(p.bounds.size());
   }
   return p;
 }

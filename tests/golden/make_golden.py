@@ -136,6 +136,22 @@ def cases_v2() -> dict[str, tuple[np.ndarray, dict]]:
         p(step=0.05, layout=2, group_table=[0x80, 0x80, 0x80, 0, 0x81, 5, 0, 0xF8, 0, 1, 2, 3],
           classes=4, class_axis=1, class_map="ranges", chunk_log2=6),
     )  # fmt: skip
+    # mode 2 with range boundaries (§18.4): K − 1 varint gaps, one of two bytes (gap >= 128),
+    # both axes, a class whose positions are all zero groups (its table empty)
+    out["m2_bounds_f32_k6"] = (
+        (normal(12, 300) * np.geomspace(6.0, 0.01, 300)).astype(np.float32),
+        p(step=0.02, classes=6, class_map="bounds", class_bounds=[2, 9, 40, 200, 299],
+          chunk_log2=6),
+    )  # fmt: skip
+    out["m2_bounds_rows_k2_f16"] = (
+        (normal(7, 33) * np.geomspace(8.0, 0.1, 33)).astype(np.float16),
+        p(step=0.02, rho_256=80, layout=1, classes=2, class_map="bounds", class_bounds=[1]),
+    )
+    out["m2_bounds_channels_empty"] = (
+        chans,
+        p(step=0.05, layout=2, group_table=[0x80, 0x80, 0, 0x80, 0x81, 5, 0, 0xF8, 0, 1, 2, 3],
+          classes=3, class_axis=1, class_map="bounds", class_bounds=[2, 3], chunk_log2=6),
+    )  # fmt: skip
     return out
 
 
@@ -179,6 +195,8 @@ def main() -> int:
             params = {k: v for k, v in params.items() if k not in ("classes", "class_axis")}
         if params.get("class_map") == "rank":  # the files written before index ranges existed
             params = {k: v for k, v in params.items() if k != "class_map"}
+        if params.get("class_bounds") is None:  # the files written before range boundaries
+            params = {k: v for k, v in params.items() if k != "class_bounds"}
         meta = {"dtype": dtype_name(x), "params": params}
         if args.check:
             same = (OUT_V2 / f"{name}.slc").read_bytes() == stream

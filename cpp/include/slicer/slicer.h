@@ -251,6 +251,10 @@ SLICER_API int slicer_context_decode_batch(slicer_context* context, const void* 
 /* OR into class_axis: mode 2 with index ranges (class of position a = a·K div L, §18.3, no map
  * bytes) instead of a map by the rule of §18.2 */
 #define SLICER_DENSE_CLASS_MAP_RANGES 2
+/* OR into class_axis: mode 2 with range boundaries (§18.4): the K − 1 boundaries given in
+ * class_bounds (1 ≤ b_1 < … < b_{K−1} ≤ L − 1; position a has class #{j : b_j ≤ a}) are stored
+ * as varint gaps. Not together with SLICER_DENSE_CLASS_MAP_RANGES. */
+#define SLICER_DENSE_CLASS_MAP_BOUNDS 4
 #define SLICER_DENSE_MAX_CLASSES 16
 
 typedef struct slicer_dense_params {
@@ -267,7 +271,11 @@ typedef struct slicer_dense_params {
   uint8_t classes;    /* 0 or 1: mode 1 (one frequency table); 2 … 16: mode 2 (§19), one table
                          per class of positions along class_axis, the map by the rule of §18.2 */
   uint8_t class_axis; /* mode 2: 0 = last axis, 1 = axis 1 (SLICER_DENSE_CLASS_AXIS_*), with
-                         SLICER_DENSE_CLASS_MAP_RANGES or-ed in for index ranges (§18.3) */
+                         SLICER_DENSE_CLASS_MAP_RANGES or-ed in for index ranges (§18.3) or
+                         SLICER_DENSE_CLASS_MAP_BOUNDS for range boundaries (§18.4) */
+  const uint64_t* class_bounds; /* with SLICER_DENSE_CLASS_MAP_BOUNDS: classes − 1 boundaries,
+                                   else NULL */
+  uint32_t class_bounds_count;  /* entries in class_bounds (must equal classes − 1) */
 } slicer_dense_params;
 
 /* Header and byte account of a format-2 dense stream (slicer_dense_inspect). */
@@ -295,7 +303,9 @@ typedef struct slicer_dense_info {
   uint32_t classes, class_axis;
   uint64_t class_map_bytes;
   uint64_t class_table_bytes[16];
-  uint32_t class_map_kind; /* mode 2: 0 = §18.1 map bytes, 1 = §18.3 index ranges (no bytes) */
+  uint32_t class_map_kind; /* mode 2: 0 = §18.1 map bytes, 1 = §18.3 index ranges (no bytes),
+                            2 = §18.4 range boundaries (varint gaps) */
+  uint64_t class_bounds[15]; /* class_map_kind 2: the K − 1 boundaries b_1 … b_{K−1}, else 0 */
 } slicer_dense_info;
 
 SLICER_API void slicer_dense_params_init(slicer_dense_params* params);

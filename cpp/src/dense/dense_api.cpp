@@ -102,6 +102,8 @@ int slicer_dense_encode_bound(const int64_t* shape, uint32_t ndim, int dtype,
       }
       total += 2 + (u128{geo.length} + 1) / 2 +
                u128{params->classes - 1u} * slicer::dense::kMaxTableBytes;
+      // §18.4: K − 1 boundary varints take at most ceil(L/2) + K − 1 bytes
+      if (params->class_axis & slicer::format::kClassBoundsBit) total += params->classes - 1u;
     }
     const uint64_t chunk = uint64_t{1} << params->chunk_log2;
     auto per_chunk = [](uint64_t c) -> u128 {

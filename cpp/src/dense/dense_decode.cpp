@@ -98,7 +98,7 @@ struct Stream {
   unsigned nsym = 0;                // mode 1; mode 2: the largest of the tables'
   unsigned nclass = 1;              // mode 2: 2 … 16
   unsigned class_axis = 0;
-  bool class_ranges = false;  // mode 2: §18.3 index ranges (no map bytes)
+  unsigned class_kind = 0;  // mode 2: format::ClassMapKind (§18.1 bytes, §18.3, §18.4)
   ClassGeometry geo;
   std::vector<uint8_t> class_map;    // mode 2: class per position
   std::vector<unsigned> class_nsym;  // mode 2: nsym per class
@@ -412,12 +412,16 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
   const uint8_t* p = data + cur.pos;
   cur.pos += plen;
   if (mode == kModeClasses) {  // §19.1
-    // Bit 0: the axis; bit 1: index ranges (§18.3); any other bit is corrupt.
-    if ((p[9] & ~(format::kClassAxisBit | format::kClassRangesBit)) != 0) {
+    // Bit 0: the axis; bit 1: index ranges (§18.3); bit 2: range boundaries (§18.4), not both;
+    // any other bit is corrupt.
+    const uint8_t kinds = format::kClassRangesBit | format::kClassBoundsBit;
+    if ((p[9] & ~(format::kClassAxisBit | kinds)) != 0 || (p[9] & kinds) == kinds) {
       return Reject(SLICER_ERR_CORRUPT, "class axis");
     }
     s->class_axis = p[9] & format::kClassAxisBit;
-    s->class_ranges = (p[9] & format::kClassRangesBit) != 0;
+    s->class_kind = (p[9] & format::kClassRangesBit)   ? format::kMapRanges
+                    : (p[9] & format::kClassBoundsBit) ? format::kMapBounds
+                                                       : format::kMapRank;
     s->nclass = p[10];
     if (!MakeClassGeometry(s->shape, s->ndim, s->class_axis, &s->geo)) {
       return Reject(SLICER_ERR_CORRUPT, "class axis");
@@ -461,11 +465,11 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
   }
   const size_t table_end = cur.pos;
   uint32_t class_has_coded = 0;
-  if (s->nclass > 1) {  // §19.2: the class map (§18.1 bytes, or §18.3 index ranges: none)
+  if (s->nclass > 1) {  // §19.2: the class map (§18.1 bytes, §18.3 index ranges: none, §18.4 gaps)
     s->class_map.resize(s->geo.length);
     uint64_t map_bytes = 0;
     const slicer_status st =
-        format::ParseClasses(s->class_ranges, data + cur.pos, cur.end - cur.pos, s->geo.length,
+        format::ParseClasses(s->class_kind, data + cur.pos, cur.end - cur.pos, s->geo.length,
                              s->nclass, s->class_map.data(), &map_bytes);
     if (st != SLICER_OK) return Reject(st, "class map");
     cur.pos += map_bytes;
@@ -605,7 +609,14 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
     info->class_map_bytes = map_end - table_end;
     info->classes = s->nclass;
     info->class_axis = s->class_axis;
-    info->class_map_kind = s->class_ranges ? 1 : 0;
+    info->class_map_kind = s->class_kind;
+    for (unsigned j = 0; j < 15; ++j) info->class_bounds[j] = 0;
+    if (s->class_kind == format::kMapBounds) {  // §18.4: where the class steps up
+      unsigned j = 0;
+      for (uint64_t a = 1; a < s->class_map.size() && j < 15; ++a) {
+        if (s->class_map[a] != s->class_map[a - 1]) info->class_bounds[j++] = a;
+      }
+    }
     for (unsigned c = 0; c < 16; ++c) info->class_table_bytes[c] = s->class_table_bytes[c];
     info->chunk_table_bytes = chunk_end - freq_end;
     info->raw_bytes = raw_end - chunk_end;

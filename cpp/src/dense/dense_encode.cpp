@@ -438,8 +438,13 @@ slicer_status CheckParams(const slicer_dense_params* p) {
   if (p->auto_offsets > 1) return SLICER_ERR_INVALID_ARGUMENT;
   if (p->chunk_log2 < 6 || p->chunk_log2 > 24) return SLICER_ERR_INVALID_ARGUMENT;
   if (p->layout > 2) return SLICER_ERR_INVALID_ARGUMENT;
+  const uint8_t kinds = format::kClassRangesBit | format::kClassBoundsBit;  // §18.3, §18.4
   if (p->classes > SLICER_DENSE_MAX_CLASSES ||
-      (p->class_axis & ~(format::kClassAxisBit | format::kClassRangesBit)) != 0)
+      (p->class_axis & ~(format::kClassAxisBit | kinds)) != 0 || (p->class_axis & kinds) == kinds)
+    return SLICER_ERR_INVALID_ARGUMENT;
+  if (p->class_bounds == nullptr && p->class_bounds_count != 0) return SLICER_ERR_INVALID_ARGUMENT;
+  if ((p->class_axis & format::kClassBoundsBit) != 0 && p->classes >= 2 &&
+      (p->class_bounds == nullptr || p->class_bounds_count != p->classes - 1u))
     return SLICER_ERR_INVALID_ARGUMENT;
   if (p->group_table == nullptr && p->group_table_size != 0) return SLICER_ERR_INVALID_ARGUMENT;
   return SLICER_OK;
@@ -473,12 +478,18 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   }
   const unsigned nclass = params.classes >= 2 ? params.classes : 1;
   const bool ranges = (params.class_axis & format::kClassRangesBit) != 0;  // §18.3
+  const bool bounds = (params.class_axis & format::kClassBoundsBit) != 0;  // §18.4
+  const bool rank = !ranges && !bounds;                                    // §18.2
   ClassGeometry geo;
   if (nclass > 1) {
     if (!MakeClassGeometry(shape, ndim, params.class_axis & format::kClassAxisBit, &geo)) {
       throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "class axis needs more axes");
     }
     if (geo.length < nclass) throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "classes above L");
+    if (bounds &&
+        !format::ValidBounds(params.class_bounds, params.class_bounds_count, nclass, geo.length)) {
+      throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "class bounds");
+    }
   }
   const bool has_table = params.group_table != nullptr;
   std::vector<double> steps;
@@ -516,7 +527,7 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   uint64_t nsyms = 0;
   const bool auto_off = params.auto_offsets != 0;
   const QuantizeFn quantize = PickQuantize(auto_off);
-  std::vector<uint64_t> sums(nclass > 1 && !ranges ? geo.length : 0, 0);  // §18.2's S_a
+  std::vector<uint64_t> sums(nclass > 1 && rank ? geo.length : 0, 0);  // §18.2's S_a
   uint64_t sink_chunk = 0;                      // the chunk whose extra bits the sink is writing
   auto close_chunks_before = [&](uint64_t c) {  // ends the sink's chunk and all before c
     if (c <= sink_chunk) return;
@@ -538,7 +549,7 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
     while (i < stop) {  // chunk-aligned pieces, so per-chunk counts come out of the loop
       close_chunks_before(i / chunk);
       const uint64_t piece_end = std::min(stop, (i / chunk + 1) * chunk);
-      if (nclass > 1 && !ranges) {
+      if (nclass > 1 && rank) {
         PositionCursor at(geo, i);
         QuantizeRun<true>(read, i, piece_end, delta, rho, auto_off, quantize, syms.data() + nsyms,
                           &counts, &sink, &acc, sums.data(), &at);
@@ -588,6 +599,8 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
     class_map.resize(geo.length);
     if (ranges) {
       format::RangeClasses(geo.length, nclass, class_map.data());
+    } else if (bounds) {
+      format::BoundsClasses(params.class_bounds, nclass, geo.length, class_map.data());
     } else {
       format::ClassRule(sums.data(), geo.length, nclass, class_map.data());
     }
@@ -689,11 +702,12 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   mp[6] = static_cast<uint8_t>(o2);
   mp[7] = params.chunk_log2;
   mp[8] = has_table ? 1 : 0;
-  mp[9] = params.class_axis;  // bit 0 the axis, bit 1 index ranges (§19.1)
+  mp[9] = params.class_axis;  // bit 0 the axis, bit 1 index ranges, bit 2 bounds (§19.1)
   mp[10] = static_cast<uint8_t>(nclass);
   out.insert(out.end(), mp, mp + (nclass > 1 ? kClassParamsLen : kParamsLen));
   if (has_table) out.insert(out.end(), kinds.begin(), kinds.end());
-  if (nclass > 1 && !ranges) format::WriteClassMap(class_map.data(), geo.length, &out);
+  if (nclass > 1 && rank) format::WriteClassMap(class_map.data(), geo.length, &out);
+  if (nclass > 1 && bounds) format::WriteClassBounds(params.class_bounds, nclass, &out);
   for (unsigned c = 0; c < nclass; ++c) {
     Put(nsyms_of[c], &out);
     WriteClassField(classes[c].data(), nsyms_of[c], &out);

@@ -31,6 +31,9 @@ CODEC_DTYPES = ("float32", "float16", "bfloat16")
 MIN_CODED_ELEMENTS = 64
 
 
+_CLASS_KEYS = ("classes", "class_map", "class_bounds")  # dense / auto: mode 2 (§18, §19)
+
+
 @dataclass(frozen=True)
 class CodecParams:
     """The codec knobs of ``slicer.encode`` that a split run exposes.
@@ -55,7 +58,8 @@ class CodecParams:
     rho: float | None = None
     rel_step: float | None = None  # dense: step = rel_step × RMS of each coded tensor
     classes: int | str | None = None  # dense / auto: frequency tables (1, 2..16, "auto"; §19)
-    class_map: str | None = None  # dense / auto: "rank" / "ranges" (§18), None: encode's default
+    class_map: str | None = None  # dense / auto: "rank" / "ranges" / "bounds" (§18), None: default
+    class_bounds: list[int] | None = None  # class_map "bounds": the K − 1 boundaries (§18.4)
 
     def validate(self) -> None:
         """``ValueError`` naming the first out-of-range knob."""
@@ -80,6 +84,8 @@ class CodecParams:
             raise ValueError("classes applies to modes 'dense' and 'auto'")
         if self.mode == "topk" and self.class_map is not None:
             raise ValueError("class_map applies to modes 'dense' and 'auto'")
+        if self.mode == "topk" and self.class_bounds is not None:
+            raise ValueError("class_bounds applies to modes 'dense' and 'auto'")
         if self.mode != "topk":
             if not _encode_accepts("mode"):
                 raise ValueError(f"codec mode {self.mode!r} needs a SLICER with codec modes")
@@ -98,6 +104,10 @@ class CodecParams:
                 from .._params import dense_class_map
 
                 dense_class_map(self.class_map)  # TypeError / ValueError naming class_map
+            if self.class_bounds is not None:
+                from .._params import dense_class_bounds
+
+                dense_class_bounds(self.class_bounds)  # TypeError / ValueError naming it
             if self.rel_step is not None and not (
                 isinstance(self.rel_step, (int, float)) and self.rel_step > 0
             ):
@@ -106,7 +116,7 @@ class CodecParams:
     def kwargs(self) -> dict[str, Any]:
         if self.mode != "topk":
             out = {"mode": self.mode, "groups": self.groups}
-            for key in ("step", "rel_error", "max_bytes", "rho", "classes", "class_map"):
+            for key in ("step", "rel_error", "max_bytes", "rho", *_CLASS_KEYS):
                 if getattr(self, key) is not None:
                     out[key] = getattr(self, key)
             return out
@@ -135,7 +145,7 @@ class CodecParams:
             "groups": self.groups,
             "mode": self.mode,
         }
-        for key in ("rel_error", "max_bytes", "step", "rho", "rel_step", "classes", "class_map"):
+        for key in ("rel_error", "max_bytes", "step", "rho", "rel_step", *_CLASS_KEYS):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
