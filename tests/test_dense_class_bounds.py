@@ -264,6 +264,11 @@ def test_auto_estimates_bounds():
     assert len(s) < len(r) and len(s) < len(k)
     only = slicer.encode(x, mode="dense", step=0.05, classes="auto", class_map="bounds")
     assert slicer.inspect(only).class_map == "bounds"
+    for tiny in (np.zeros((0, 8), np.float32), np.ones((2, 3), np.float32)):  # K = 1 chosen
+        for mode, kw in (("dense", {"step": 0.1}), ("auto", {"max_bytes": 100})):
+            s1 = slicer.encode(tiny, mode=mode, classes="auto", class_map="bounds", **kw)
+            assert slicer.inspect(s1).classes == 1
+            np.testing.assert_allclose(slicer.decode(s1), tiny, atol=0.1)
     for cm in (None, "bounds"):
         assert len(s) <= slicer.size_bound(x.shape, np.float32, mode="dense", classes="auto",
                                            class_map=cm)  # fmt: skip

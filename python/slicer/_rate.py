@@ -698,18 +698,20 @@ def _resolve_classes(
     """params with classes / class_axis resolved at (step, rho), and the predicted saving."""
     k = params.get("classes", 1)
     if k == 1 or array.size == 0:
-        return dict(params, classes=1), 0.0
+        return dict(params, classes=1, class_map=None), 0.0
     if not model.max_abs / step < 2.0**52:
         # codes near or past the §12.2 limit of 2^53 (a step given too small for the data):
         # no estimate; the encoder accepts or rejects the step itself
-        return dict(params, classes=1 if k == "auto" else k), 0.0
+        if k == "auto":
+            return dict(params, classes=1, class_map=None), 0.0
+        return params, 0.0
     if k == "auto":
         axes = _class_axes(params, array.shape)
         candidates = tuple(
             sorted({c for axis in axes for c in class_candidates(array.shape, axis)})
         )
         if len(candidates) <= 1:
-            return dict(params, classes=1), 0.0
+            return dict(params, classes=1, class_map=None), 0.0
         kind = params.get("class_map")
         kinds = ("rank", "ranges", "bounds") if kind is None else (kind,)
         k, axis, kind, saving, bounds = _class_saving(
