@@ -248,6 +248,17 @@ def test_api_bounds_errors():
         slicer.encode(x, class_map="bound", **kw)
 
 
+def test_binding_refuses_bounds_kind_without_bounds():
+    """The native encoder's parameter dict: the bounds kind without boundaries is a clear
+    ValueError, not a KeyError from the binding."""
+    x = klt_like(4, 16)
+    p = rd.default_params(step=0.1, classes=4, class_map="bounds", class_bounds=[3, 7, 11])
+    assert native(x, p) == rd.encode(x, p)
+    del p["class_bounds"]
+    with pytest.raises(ValueError, match="class_bounds"):
+        native(x, p)
+
+
 def test_auto_estimates_bounds():
     """classes="auto" estimates boundaries on the coarse grid and keeps the cheapest kind;
     deterministic; the chosen stream is never larger than the size bound."""

@@ -96,6 +96,9 @@ inline DenseParams DenseParamsFromDict(const nanobind::dict &d) {
   if (d.contains("class_map") && !d["class_map"].is_none() &&
       nanobind::cast<std::string>(d["class_map"]) == "bounds") {
     p.raw.class_axis |= SLICER_DENSE_CLASS_MAP_BOUNDS;  // §18.4 range boundaries
+    if (!d.contains("class_bounds") || d["class_bounds"].is_none()) {
+      throw nanobind::value_error("class_map 'bounds' needs class_bounds (K - 1 positions)");
+    }
     p.bounds = nanobind::cast<std::vector<uint64_t>>(d["class_bounds"]);
     p.raw.class_bounds = p.bounds.data();
     p.raw.class_bounds_count = static_cast<uint32_t>(p.bounds.size());
