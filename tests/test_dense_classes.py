@@ -40,8 +40,9 @@ def spread(rng: np.random.Generator, shape: tuple[int, ...], axis: int, dtype) -
     return x.astype(dtype)
 
 
-def check(x: np.ndarray, params: dict) -> bytes:
-    """C++ bytes == reference bytes; both decoders give the reference reconstruction."""
+def checked(x: np.ndarray, params: dict):  # noqa: ANN201
+    """C++ bytes == reference bytes; both decoders give the reference reconstruction; the byte
+    account adds up. Returns (stream, inspect info, the reference decoder's account)."""
     stream = rd.encode(x, params)
     assert native(x, params) == stream
     want, acc = rd.decode(stream)
@@ -52,6 +53,13 @@ def check(x: np.ndarray, params: dict) -> bytes:
     parts = (a.header + a.group_table + a.class_map + a.freq_table + a.chunk_table + a.raw
              + a.codes + a.extra_bits + a.checksum)  # fmt: skip
     assert parts == a.total == len(stream)
+    return stream, info, acc
+
+
+def check(x: np.ndarray, params: dict) -> bytes:
+    """:func:`checked`, and for K >= 2 the class fields of the account."""
+    stream, info, acc = checked(x, params)
+    a = info.account
     if params["classes"] > 1:
         assert info.mode == "dense-classes" and info.classes == params["classes"]
         assert a.class_map == acc.class_map and list(a.class_tables) == acc.class_tables
