@@ -27,6 +27,8 @@ mkdir -p "$corpus/dense"
 for f in "$root"/tests/golden/v2/*.slc; do
   { printf '\x00'; cat "$f"; } >"$corpus/dense/$(basename "$f")"
 done
+# ... and with inputs that once failed (fuzz/regressions/dense: full fuzz inputs, kept as found).
+cp "$root"/fuzz/regressions/dense/* "$corpus/dense/"
 # Frames: seeded with the golden contexts (property 0) and frames (property 1).
 mkdir -p "$corpus/frames"
 for f in "$root"/tests/golden/v2/frames/*.ctx; do

@@ -307,3 +307,31 @@ def test_split_codec_params_pass_class_bounds():
         CodecParams(class_bounds=b).validate()  # topk
     with pytest.raises(TypeError, match="class_bounds"):
         CodecParams(mode="dense", step=0.1, class_bounds="40").validate()
+
+
+@pytest.mark.parametrize("kind", ["ranges", "bounds"])
+def test_empty_stream_with_a_huge_class_axis_allocates_nothing(kind):
+    """N = 0 with L = 2^40 on the class axis is a valid index-kind stream: the decoders check
+    its map without placing 2^40 classes (found by fuzz_dense: a 2^51-byte allocation)."""
+    extra = {"class_bounds": [3, 7, 11]} if kind == "bounds" else {}
+    small = rd.encode(
+        np.zeros((0, 16), np.float32),
+        rd.default_params(step=0.1, classes=4, class_map=kind, **extra),
+    )
+    dim = bytes([0x80] * 5 + [0x20])  # varint 2^40 instead of 16
+    at = small.index(b"\x02\x00\x10") + 2  # ndim 2, dims (0, 16)
+    huge = with_crc(small[:at] + dim + small[at + 1 : -4])
+    # (the NumPy reference places every position's class: not asked here)
+    got = slicer.decode(huge)
+    assert got.shape == (0, 1 << 40) and got.dtype == np.float32
+    info = slicer.inspect(huge)
+    assert info.class_map == kind
+    if kind == "bounds":
+        assert info.class_bounds == [3, 7, 11]
+    # the rank map of such a stream needs its 2^39 bytes: truncated, not an allocation
+    rank = bytearray(huge)
+    axis_at = at + len(dim) + 12  # after the dims: u8, mode, params_len, 9 bytes of mode 1
+    assert rank[axis_at] == (2 if kind == "ranges" else 4)
+    rank[axis_at] = 0x00  # class_axis: the rank map
+    with pytest.raises(slicer.FormatError, match="truncated"):
+        slicer.decode(with_crc(bytes(rank[:-4])))

@@ -162,10 +162,11 @@ int Plan(const uint8_t* data, size_t size, uint64_t max_elements, DecodePlan2* p
   const unsigned nclass = info.classes > 1 ? info.classes : 1;
   if (nclass > 1) {  // mode 2: the class map (validated by the parser)
     dense::MakeClassGeometry(info.shape, info.ndim, info.class_axis, &p->class_geo);
-    p->class_map.resize(p->class_geo.length);
+    if (n > 0) p->class_map.resize(p->class_geo.length);  // N = 0: any L, nothing to place
     uint64_t map_bytes = 0;  // §18.1 map bytes, §18.3 index ranges (none), §18.4 boundaries
     if (format::ParseClasses(info.class_map_kind, data + pos, end - pos, p->class_geo.length,
-                             nclass, p->class_map.data(), &map_bytes) != SLICER_OK ||
+                             nclass, n > 0 ? p->class_map.data() : nullptr,
+                             &map_bytes) != SLICER_OK ||
         map_bytes != info.class_map_bytes)
       return SLICER_ERR_INTERNAL;  // the parser accepted it
     pos += map_bytes;

@@ -466,11 +466,13 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
   const size_t table_end = cur.pos;
   uint32_t class_has_coded = 0;
   if (s->nclass > 1) {  // §19.2: the class map (§18.1 bytes, §18.3 index ranges: none, §18.4 gaps)
-    s->class_map.resize(s->geo.length);
+    // Per-position classes only when there are elements (then L <= N <= max_elements): a
+    // stream of N = 0 may name any L, and its map is only checked.
+    if (s->n > 0) s->class_map.resize(s->geo.length);
     uint64_t map_bytes = 0;
     const slicer_status st =
         format::ParseClasses(s->class_kind, data + cur.pos, cur.end - cur.pos, s->geo.length,
-                             s->nclass, s->class_map.data(), &map_bytes);
+                             s->nclass, s->n > 0 ? s->class_map.data() : nullptr, &map_bytes);
     if (st != SLICER_OK) return Reject(st, "class map");
     cur.pos += map_bytes;
     s->class_map_bytes = map_bytes;
@@ -611,11 +613,10 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
     info->class_axis = s->class_axis;
     info->class_map_kind = s->class_kind;
     for (unsigned j = 0; j < 15; ++j) info->class_bounds[j] = 0;
-    if (s->class_kind == format::kMapBounds) {  // §18.4: where the class steps up
-      unsigned j = 0;
-      for (uint64_t a = 1; a < s->class_map.size() && j < 15; ++a) {
-        if (s->class_map[a] != s->class_map[a - 1]) info->class_bounds[j++] = a;
-      }
+    if (s->class_kind == format::kMapBounds) {  // §18.4: the gaps again (also when N = 0)
+      uint64_t used = 0;
+      format::ReadBounds(data + table_end, map_end - table_end, s->geo.length, s->nclass,
+                         info->class_bounds, &used);
     }
     for (unsigned c = 0; c < 16; ++c) info->class_table_bytes[c] = s->class_table_bytes[c];
     info->chunk_table_bytes = chunk_end - freq_end;

@@ -97,38 +97,55 @@ inline size_t ClassMapBodyBytes(bool ranges, uint64_t length) {
   return ranges ? 0 : ClassMapBytes(length);
 }
 
+// §18.4: the k − 1 minimal varint gaps (each ≥ 1, the last boundary < L) of `avail` bytes at
+// `data` into bounds[0 … k − 2]; `*used` gets their bytes. TRUNCATED / CORRUPT as §18.4 says.
+inline slicer_status ReadBounds(const uint8_t* data, uint64_t avail, uint64_t length, unsigned k,
+                                uint64_t* bounds, uint64_t* used) {
+  *used = 0;
+  uint64_t prev = 0;
+  size_t pos = 0;
+  const size_t end = static_cast<size_t>(std::min<uint64_t>(avail, SIZE_MAX));
+  for (unsigned j = 0; j + 1 < k; ++j) {
+    uint64_t gap = 0;
+    const internal::VarintResult r = internal::GetVarint(data, end, &pos, &gap);
+    if (r == internal::VarintResult::kTruncated) return SLICER_ERR_TRUNCATED;
+    if (r != internal::VarintResult::kOk) return SLICER_ERR_CORRUPT;
+    if (gap == 0 || gap > length - 1 - prev) return SLICER_ERR_CORRUPT;
+    prev += gap;
+    bounds[j] = prev;
+  }
+  *used = pos;
+  return SLICER_OK;
+}
+
 // The one place that turns a map's kind and the body into the class of every position (every
 // backend's decoder and the encoders' range kind): `avail` bytes at `data`; `*used` gets the
 // bytes the map takes. TRUNCATED when the map's bytes are missing, CORRUPT on a bad map.
+// `classes` may be null: the map is then only checked (a stream without elements, whose L is
+// not bounded by its element count: nothing of size L is allocated for index kinds, and a rank
+// map's L is bounded by its bytes in the stream).
 inline slicer_status ParseClasses(unsigned kind, const uint8_t* data, uint64_t avail,
                                   uint64_t length, unsigned k, uint8_t* classes, uint64_t* used) {
   *used = 0;
   if (k < 2 || k > kMaxClasses || length < k) return SLICER_ERR_CORRUPT;
   if (kind == kMapRanges) {
-    RangeClasses(length, k, classes);
+    if (classes != nullptr) RangeClasses(length, k, classes);
     return SLICER_OK;
   }
-  if (kind == kMapBounds) {  // §18.4: k − 1 minimal varint gaps ≥ 1, the last boundary < L
+  if (kind == kMapBounds) {
     uint64_t bounds[kMaxClasses];
-    uint64_t prev = 0;
-    size_t pos = 0;
-    const size_t end = static_cast<size_t>(std::min<uint64_t>(avail, SIZE_MAX));
-    for (unsigned j = 0; j + 1 < k; ++j) {
-      uint64_t gap = 0;
-      const internal::VarintResult r = internal::GetVarint(data, end, &pos, &gap);
-      if (r == internal::VarintResult::kTruncated) return SLICER_ERR_TRUNCATED;
-      if (r != internal::VarintResult::kOk) return SLICER_ERR_CORRUPT;
-      if (gap == 0 || gap > length - 1 - prev) return SLICER_ERR_CORRUPT;
-      prev += gap;
-      bounds[j] = prev;
-    }
-    BoundsClasses(bounds, k, length, classes);
-    *used = pos;
-    return SLICER_OK;
+    const slicer_status st = ReadBounds(data, avail, length, k, bounds, used);
+    if (st == SLICER_OK && classes != nullptr) BoundsClasses(bounds, k, length, classes);
+    return st;
   }
   if (kind != kMapRank) return SLICER_ERR_CORRUPT;
   const uint64_t bytes = ClassMapBytes(length);
   if (bytes > avail) return SLICER_ERR_TRUNCATED;
+  std::vector<uint8_t> checked;  // L <= 2 * avail here: the map's bytes are in the stream
+  if (classes == nullptr) {
+    checked.resize(length);
+    classes = checked.data();
+  }
   const slicer_status st = ReadClassMap(data, length, k, classes);
   if (st == SLICER_OK) *used = bytes;
   return st;
