@@ -226,6 +226,21 @@ void TestGolden() {
   if (cases < 13) Fail("expected at least 13 golden streams in " + dir.string());
 }
 
+// Element i of a raw array of `dtype` set to v (rounded to the dtype as the encoders read it).
+void StoreAs(double v, int dtype, uint8_t* out, size_t i) {
+  if (dtype == SLICER_FLOAT64) {
+    std::memcpy(&out[8 * i], &v, 8);
+  } else if (dtype == SLICER_FLOAT32) {
+    const float f = static_cast<float>(v);
+    std::memcpy(&out[4 * i], &f, 4);
+  } else {
+    const float f = static_cast<float>(v);
+    const uint16_t h = dtype == SLICER_FLOAT16 ? slicer::internal::FloatToHalf(f)
+                                               : slicer::internal::FloatToBFloat16(f);
+    std::memcpy(&out[2 * i], &h, 2);
+  }
+}
+
 std::vector<uint8_t> MakeData(size_t n, int dtype, const std::string& kind, std::mt19937_64* rng) {
   std::normal_distribution<double> normal(0.0, 1.0);
   std::vector<uint8_t> out(n * Item(dtype));
@@ -234,17 +249,7 @@ std::vector<uint8_t> MakeData(size_t n, int dtype, const std::string& kind, std:
     if (kind == "outliers" && i % 397 == 0) v *= 1e4;
     if (kind == "relu" && v < 0) v = 0;
     if (kind == "huge" && i % 1001 == 5) v = 3e13;  // codes beyond 2^31 (the scalar CPU path)
-    if (dtype == SLICER_FLOAT64) {
-      std::memcpy(&out[8 * i], &v, 8);
-    } else if (dtype == SLICER_FLOAT32) {
-      const float f = static_cast<float>(v);
-      std::memcpy(&out[4 * i], &f, 4);
-    } else {
-      const float f = static_cast<float>(v);
-      const uint16_t h = dtype == SLICER_FLOAT16 ? slicer::internal::FloatToHalf(f)
-                                                 : slicer::internal::FloatToBFloat16(f);
-      std::memcpy(&out[2 * i], &h, 2);
-    }
+    StoreAs(v, dtype, out.data(), i);
   }
   return out;
 }
@@ -342,17 +347,7 @@ std::vector<uint8_t> MakePositional(size_t n, int dtype, uint64_t len, uint64_t 
   for (size_t i = 0; i < n; ++i) {
     const uint64_t pos = (i / inner) % len;
     const double v = normal(*rng) * (0.2 + static_cast<double>((pos * 37 + 11) % 23));
-    if (dtype == SLICER_FLOAT64) {
-      std::memcpy(&out[8 * i], &v, 8);
-    } else if (dtype == SLICER_FLOAT32) {
-      const float f = static_cast<float>(v);
-      std::memcpy(&out[4 * i], &f, 4);
-    } else {
-      const float f = static_cast<float>(v);
-      const uint16_t h = dtype == SLICER_FLOAT16 ? slicer::internal::FloatToHalf(f)
-                                                 : slicer::internal::FloatToBFloat16(f);
-      std::memcpy(&out[2 * i], &h, 2);
-    }
+    StoreAs(v, dtype, out.data(), i);
   }
   return out;
 }
