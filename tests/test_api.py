@@ -29,7 +29,7 @@ def normal(shape, dtype=np.float32, seed: int = 0, scale: float = 1.0) -> np.nda
 
 
 def test_version_and_format() -> None:
-    assert slicer.__version__ == "0.1.0"
+    assert slicer.__version__ == "0.3.0"
     assert slicer.FORMAT_VERSION == 1
     assert issubclass(slicer.FormatError, ValueError)
 

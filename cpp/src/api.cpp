@@ -145,7 +145,7 @@ const char* slicer_status_string(int status) {
 
 const char* slicer_error_detail(void) { return slicer::format::LastRejection(); }
 
-const char* slicer_version(void) { return "0.1.0"; }
+const char* slicer_version(void) { return "0.3.0"; }
 
 uint32_t slicer_format_version(void) { return SLICER_FORMAT_VERSION; }
 

@@ -24,7 +24,7 @@ from ._inspect import BlockInfo, ByteAccount, StreamInfo, inspect
 if TYPE_CHECKING:
     from .codec import Slicer as Codec
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"
 #: The bitstream format this package writes (and the highest it reads).
 FORMAT_VERSION = 1
 

@@ -120,7 +120,7 @@ SLICER_API const char* slicer_status_string(int status);
  * inspect call reject its stream (e.g. "chunk_log2", "block counts (labels per block differ
  * from c_m)"); "" when that call succeeded or failed for another reason. */
 SLICER_API const char* slicer_error_detail(void);
-SLICER_API const char* slicer_version(void);     /* library version, e.g. "0.1.0" */
+SLICER_API const char* slicer_version(void);     /* library version, e.g. "0.3.0" */
 SLICER_API uint32_t slicer_format_version(void); /* highest format this build writes/reads */
 /* Bytes per element of a dtype code (4 float32, 2 float16 / bfloat16, 8 float64); 0 for any other
  * value. Format 1 (top-K) takes float32 / float16 / bfloat16 only. */
