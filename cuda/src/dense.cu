@@ -140,6 +140,9 @@ int Plan(const uint8_t* data, size_t size, uint64_t max_elements, DecodePlan2* p
   SLICER_TRY_STATUS(dense::CheckContainer(data, size, &version));
   if (version != dense::kVersion) return SLICER_ERR_BAD_VERSION;
   SLICER_TRY_STATUS(dense::ParseDense(data, size, max_elements, &p->info));
+  // Mode 3 (docs/format.md §21, trellis-coded quantization) has no GPU decoder yet: the stream
+  // is valid (the parser above checked all of it) and the CPU decodes it.
+  if (p->info.mode == 3) return SLICER_ERR_UNSUPPORTED_MODE;
   const slicer_dense_info& info = p->info;
   const uint64_t n = info.num_elements;
   dense::MakeLayout(info.shape, info.ndim, n, info.layout, &p->layout);
@@ -337,6 +340,8 @@ int Setup(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
           const slicer_dense_params* params, EncodeSetup* s) {
   if (dtype < SLICER_FLOAT32 || dtype > SLICER_FLOAT64) return SLICER_ERR_UNSUPPORTED_DTYPE;
   SLICER_TRY_STATUS(dense::CheckParams(params));
+  // Mode 3 (trellis, §21) is encoded on the host only (slicer_dense_params.trellis).
+  if (params->trellis) return SLICER_ERR_INVALID_ARGUMENT;
   SLICER_TRY_STATUS(dense::CheckShape(shape, ndim, &s->n));
   if (s->n > 0 && data == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
   if (!dense::MakeLayout(shape, ndim, s->n, params->layout, &s->layout)) {

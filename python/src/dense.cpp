@@ -83,6 +83,7 @@ nb::tuple DenseInspect(ConstBytes buf, uint64_t max_elements) {
   d["step"] = info.step;
   d["rho_256"] = info.rho_256;
   d["offsets"] = nb::make_tuple(info.offset1, info.offset2);
+  d["trellis_offsets"] = nb::make_tuple(info.trellis_offset1, info.trellis_offset2);  // mode 3
   d["chunk_log2"] = info.chunk_log2;
   d["has_group_table"] = info.has_group_table != 0;
   d["total_bytes"] = info.total_bytes;
@@ -110,7 +111,7 @@ nb::tuple DenseInspect(ConstBytes buf, uint64_t max_elements) {
   d["class_bounds"] = bounds;
   d["class_map_bytes"] = info.class_map_bytes;
   nb::list tables;
-  for (uint32_t c = 0; c < info.classes && info.classes > 1 && c < 16; ++c)
+  for (uint32_t c = 0; c < info.classes && (info.classes > 1 || info.mode == 3) && c < 16; ++c)
     tables.append(info.class_table_bytes[c]);
   d["class_table_bytes"] = tables;
   return nb::make_tuple(status, d);

@@ -51,7 +51,8 @@ inline slicer_params ParamsFromDict(const nanobind::dict &d) {
   return p;
 }
 
-// Format 2 dense: dict(step, rho_256, offsets (None or (o1, o2)), chunk_log2, layout,
+// Format 2 dense: dict(step, rho_256, offsets (None, (o1, o2), or 4 with trellis), trellis (λ or
+// None), chunk_log2, layout,
 // group_table (None or bytes), optional threads, classes, class_axis, class_map "rank" /
 // "ranges" / "bounds", class_bounds (list of K − 1 ints with "bounds")), already validated
 // (make_dense_params).
@@ -74,6 +75,10 @@ inline DenseParams DenseParamsFromDict(const nanobind::dict &d) {
     p.raw.auto_offsets = 0;
     p.raw.offset1 = nanobind::cast<int8_t>(offsets[nanobind::int_(0)]);
     p.raw.offset2 = nanobind::cast<int8_t>(offsets[nanobind::int_(1)]);
+    if (nanobind::len(offsets) == 4) {  // mode 3: Q1's offsets follow Q0's (§21.2)
+      p.raw.trellis_offset1 = nanobind::cast<int8_t>(offsets[nanobind::int_(2)]);
+      p.raw.trellis_offset2 = nanobind::cast<int8_t>(offsets[nanobind::int_(3)]);
+    }
   }
   p.raw.chunk_log2 = nanobind::cast<uint8_t>(d["chunk_log2"]);
   p.raw.layout = nanobind::cast<uint8_t>(d["layout"]);
@@ -87,6 +92,14 @@ inline DenseParams DenseParamsFromDict(const nanobind::dict &d) {
     if (p.table.empty()) p.raw.group_table = reinterpret_cast<const uint8_t *>("");
   }
   p.raw.threads = DictInt<uint16_t>(d, "threads", 0);
+  // Mode 3 (§21): "trellis" is λ (a float > 0) or absent / None / 0 for modes 1-2.
+  if (d.contains("trellis") && !d["trellis"].is_none()) {
+    const double lam = nanobind::cast<double>(d["trellis"]);
+    if (lam != 0.0) {
+      p.raw.trellis = 1;
+      p.raw.trellis_lambda = lam;
+    }
+  }
   p.raw.classes = DictInt<uint8_t>(d, "classes", 1);  // mode 2 (§19) when >= 2
   p.raw.class_axis = DictInt<uint8_t>(d, "class_axis", 0);
   if (d.contains("class_map") && !d["class_map"].is_none() &&

@@ -237,7 +237,8 @@ SLICER_API int slicer_context_decode_batch(slicer_context* context, const void* 
 
 /* ---------------------------------------------------------------------------------------------
  * Format 2, mode 1 "dense" (docs/format.md §10-§16): dead-zone uniform quantizer + rANS; mode 2
- * (§19) the same with one frequency table per class of positions (params.classes >= 2).
+ * (§19) the same with one frequency table per class of positions (params.classes >= 2); mode 3
+ * (§21) trellis-coded quantization with tables per (class, quantizer) (params.trellis = 1).
  * slicer_decode / slicer_read_header / slicer_inspect accept format-2 streams too (header fields
  * of format 1 that format 2 lacks read 0); slicer_dense_inspect gives the format-2 account. */
 
@@ -276,6 +277,15 @@ typedef struct slicer_dense_params {
   const uint64_t* class_bounds; /* with SLICER_DENSE_CLASS_MAP_BOUNDS: classes − 1 boundaries,
                                    else NULL */
   uint32_t class_bounds_count;  /* entries in class_bounds (must equal classes − 1) */
+  /* Mode 3 (docs/format.md §21): trellis-coded quantization. trellis = 1 writes mode 3 (classes
+   * 0 or 1: one class, 2 … 16: class tables as mode 2, with the same class_axis / class_bounds);
+   * rho_256 is then unused. trellis_lambda: the encoder's Lagrange multiplier λ (units of Δ² per
+   * bit, finite and > 0; 0.34 is a good default). With auto_offsets = 0, offset1 / offset2 are
+   * quantizer Q0's offsets and trellis_offset1 / trellis_offset2 quantizer Q1's (§21.2). The
+   * CUDA encoder does not write mode 3 (SLICER_ERR_INVALID_ARGUMENT); encode on the host. */
+  uint8_t trellis;
+  int8_t trellis_offset1, trellis_offset2;
+  double trellis_lambda;
 } slicer_dense_params;
 
 /* Header and byte account of a format-2 dense stream (slicer_dense_inspect). */
@@ -306,6 +316,9 @@ typedef struct slicer_dense_info {
   uint32_t class_map_kind; /* mode 2: 0 = §18.1 map bytes, 1 = §18.3 index ranges (no bytes),
                             2 = §18.4 range boundaries (varint gaps) */
   uint64_t class_bounds[15]; /* class_map_kind 2: the K − 1 boundaries b_1 … b_{K−1}, else 0 */
+  /* mode 3 (§21): offset1 / offset2 are quantizer Q0's offsets, these Q1's (0 in modes 1-2);
+   * classes is 1 … 16 and class_table_bytes[c] the bytes of class c's two tables */
+  int32_t trellis_offset1, trellis_offset2;
 } slicer_dense_info;
 
 SLICER_API void slicer_dense_params_init(slicer_dense_params* params);

@@ -9,6 +9,7 @@
 #include "context_handle.hpp"
 #include "dense/dense.hpp"
 #include "dense/dense_internal.hpp"
+#include "dense/trellis.hpp"
 #include "format/class_map.hpp"
 #include "varint.hpp"
 
@@ -24,14 +25,19 @@ slicer_status EncodeOn(slicer::internal::Context& context, const void* data, int
                        const int64_t* shape, uint32_t ndim, const slicer_dense_params* params,
                        const std::vector<uint8_t>** stream, double* sse) {
   if (!IsDenseDtype(dtype)) return SLICER_ERR_UNSUPPORTED_DTYPE;
-  const slicer_status st = slicer::dense::CheckParams(params);
+  slicer_status st = slicer::dense::CheckParams(params);
+  if (st == SLICER_OK) st = slicer::dense::trellis::CheckParams(params);
   if (st != SLICER_OK) return st;
   std::lock_guard<std::mutex> lock(context.call_mutex());
   slicer::internal::PoolScope scope(context.pool());
   slicer_dense_params call = *params;
   call.threads = static_cast<uint16_t>(slicer::internal::CallThreads(context, params->threads));
   std::vector<uint8_t>& out = context.workspace(0).encode.stream;
-  slicer::dense::EncodeDense(data, dtype, shape, ndim, call, &out, sse);
+  if (call.trellis) {  // mode 3 (§21)
+    slicer::dense::trellis::Encode(data, dtype, shape, ndim, call, &out, sse);
+  } else {
+    slicer::dense::EncodeDense(data, dtype, shape, ndim, call, &out, sse);
+  }
   context.TrimScratch(true);  // one huge call does not pin its scratch; the stream stays
   *stream = &out;
   return SLICER_OK;
@@ -71,6 +77,7 @@ void slicer_dense_params_init(slicer_dense_params* params) {
   params->auto_offsets = 1;
   params->chunk_log2 = 14;
   params->layout = SLICER_DENSE_LAYOUT_TENSOR;
+  params->trellis_lambda = 0.34;
 }
 
 int slicer_dense_encode_bound(const int64_t* shape, uint32_t ndim, int dtype,
@@ -81,6 +88,7 @@ int slicer_dense_encode_bound(const int64_t* shape, uint32_t ndim, int dtype,
     if (bound == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
     if (!IsDenseDtype(dtype)) return SLICER_ERR_UNSUPPORTED_DTYPE;
     slicer_status st = slicer::dense::CheckParams(params);
+    if (st == SLICER_OK) st = slicer::dense::trellis::CheckParams(params);
     if (st != SLICER_OK) return st;
     uint64_t n = 0;
     st = slicer::dense::CheckShape(shape, ndim, &n);
@@ -93,6 +101,11 @@ int slicer_dense_encode_bound(const int64_t* shape, uint32_t ndim, int dtype,
     slicer::dense::WriteCommonHeader(dtype, shape, ndim, params->layout, &header);
     u128 total = header.size() + 1 + slicer::dense::kParamsLen + layout.groups +
                  slicer::dense::kMaxTableBytes + 4;
+    if (params->trellis) {  // §21.5: 12 bytes of parameters, two tables per class
+      // (3 more parameter bytes than mode 1, 1 more than mode 2's 11 counted below)
+      total += (params->classes >= 2 ? 1 : 3) +
+               u128{params->classes >= 2 ? params->classes : 1u} * slicer::dense::kMaxTableBytes;
+    }
     if (params->classes >= 2) {  // §19.5: two more parameter bytes, the map, K − 1 more tables
       slicer::dense::ClassGeometry geo;
       if (!slicer::dense::MakeClassGeometry(

@@ -10,6 +10,7 @@
 #include "dense/coder.hpp"
 #include "dense/dense.hpp"
 #include "dense/dense_internal.hpp"
+#include "dense/trellis.hpp"
 #include "float_bits.hpp"
 #include "format/class_map.hpp"
 #include "format/reject.hpp"
@@ -655,6 +656,8 @@ slicer_status ParseDense(const uint8_t* data, size_t size, uint64_t max_elements
   uint32_t version = 0;
   SLICER_TRY(CheckContainer(data, size, &version));
   if (version != kVersion) return Reject(SLICER_ERR_BAD_VERSION, "version");
+  if (trellis::IsTrellisStream(data, size, max_elements))  // mode 3 (§21)
+    return trellis::Parse(data, size, max_elements, info);
   Stream s;
   return Parse(data, size, max_elements, &s, info);
 }
@@ -664,6 +667,8 @@ slicer_status DecodeDense(const uint8_t* data, size_t size, uint64_t max_element
   uint32_t version = 0;
   SLICER_TRY(CheckContainer(data, size, &version));
   if (version != kVersion) return Reject(SLICER_ERR_BAD_VERSION, "version");
+  if (trellis::IsTrellisStream(data, size, max_elements))  // mode 3 (§21)
+    return trellis::Decode(data, size, max_elements, dst, dst_bytes, threads, info);
   Stream s;
   SLICER_TRY(Parse(data, size, max_elements, &s, info));
   uint8_t* out = static_cast<uint8_t*>(dst);
