@@ -33,6 +33,7 @@ from slicer.split.transform import CutTransform  # noqa: E402
 
 BUDGETS = (1.0, 1.5, 2.0, 2.5)
 CLASSES = None  # --classes
+TRELLIS = None  # --trellis: λ of mode 3 (docs/format.md §21), None = modes 1-2
 
 
 def dense_setting(
@@ -47,6 +48,8 @@ def dense_setting(
         kw = {"groups": "channels", "weights": np.maximum(transform.variance, 1e-12) ** -beta}
     if CLASSES is not None:  # frequency tables per class of positions (docs/format.md §19)
         kw["classes"] = CLASSES
+    if TRELLIS is not None:  # trellis-coded quantization (mode 3, docs/format.md §21)
+        kw["trellis"] = TRELLIS
 
     def fn(x: np.ndarray) -> tuple[np.ndarray, int]:
         x32 = np.ascontiguousarray(x, dtype=np.float32)
@@ -65,6 +68,7 @@ def dense_setting(
 
     tag = "" if transform is None else (f" klt b{beta:g}" if beta else " klt")
     tag += "" if CLASSES is None else f" classes {CLASSES}"
+    tag += "" if TRELLIS is None else f" trellis {TRELLIS:g}"
     return common.Setting(
         f"dense auto {bpe:g} b/el {groups}{tag}",
         "dense",
@@ -73,6 +77,7 @@ def dense_setting(
             "bpe": bpe,
             "groups": groups,
             "transform": None if transform is None else transform.fingerprint(),
+            "trellis": TRELLIS,
         },
     )
 
@@ -373,6 +378,12 @@ if __name__ == "__main__":
         help="classes= of the encoder: 1 (one table), 2..16 or auto (default: encode's, auto)",
     )
     p.add_argument(
+        "--trellis",
+        type=float,
+        default=None,
+        help="code with trellis-coded quantization (mode 3) at this λ, e.g. 0.34",
+    )
+    p.add_argument(
         "--sink-rows",
         type=int,
         default=0,
@@ -381,6 +392,7 @@ if __name__ == "__main__":
     p.add_argument("--json", default=None, help="write every row (bits, side bytes, metric) here")
     a = p.parse_args()
     SINK_ROWS = a.sink_rows
+    TRELLIS = a.trellis
     CLASSES = None if a.classes is None else (a.classes if a.classes == "auto" else int(a.classes))
     KLT_BETAS = tuple(a.klt_beta)
     KLT_OUTLIER = a.klt_outlier

@@ -1,4 +1,4 @@
-"""``slicer.inspect`` of format-2 (dense modes 1 and 2) streams: header, parameters and byte
+"""``slicer.inspect`` of format-2 (dense modes 1, 2 and 3) streams: header, parameters and byte
 account."""
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ class DenseAccount:
     checksum: int  #: CRC-32
     total: int  #: stream length
     bits_per_element: float | None  #: 8 * total / N (None for an empty array)
-    class_tables: tuple[int, ...] = ()  #: mode 2: bytes of each class's table (class 0 first)
+    #: mode 2: bytes of each class's table (class 0 first); mode 3: of each class's two tables
+    class_tables: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,9 @@ class DenseStreamInfo:
     class_map: str | None = None
     #: mode 2 with class_map "bounds": the K − 1 boundaries (first position of classes 1 … K−1)
     class_bounds: list[int] | None = None
+    #: mode 3 ("dense-trellis", docs/format.md §21): quantizer Q1's offsets (`offsets` are
+    #: Q0's); None in modes 1-2
+    trellis_offsets: tuple[int, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,7 +79,8 @@ class DenseStreamInfo:
                 + f"), axis {self.class_axis}"
                 if self.classes > 1
                 else ""
-            ),
+            )
+            + (f", Q1 offsets {self.trellis_offsets}" if self.trellis_offsets else ""),
             f"{'field':<12} {'bytes':>10}",
         ]
         for name in ("header", "group_table", "class_map", "freq_table", "chunk_table", "raw",
@@ -111,11 +116,11 @@ def inspect_dense(data: Any, limit: int) -> DenseStreamInfo:
         format_version=d["format_version"],
         shape=tuple(d["shape"]),
         dtype=_DTYPES[d["dtype"]],
-        mode="dense" if d["mode"] == 1 else "dense-classes",
+        mode={1: "dense", 2: "dense-classes"}.get(d["mode"], "dense-trellis"),
         groups=_LAYOUTS[d["layout"]],
         group_count=d["group_count"],
         step=d["step"],
-        rho=d["rho_256"] / 256,
+        rho=d["rho_256"] / 256,  # 0 in mode 3 (no dead zone)
         offsets=tuple(d["offsets"]),
         chunk_size=1 << d["chunk_log2"],
         chunks=d["chunks"],
@@ -125,7 +130,8 @@ def inspect_dense(data: Any, limit: int) -> DenseStreamInfo:
         raw_groups=d["raw_groups"],
         account=account,
         classes=d["classes"],
-        class_axis=None if d["mode"] == 1 else ("last" if d["class_axis"] == 0 else "1"),
-        class_map=None if d["mode"] == 1 else d["class_map"],
+        class_axis=None if d["classes"] == 1 else ("last" if d["class_axis"] == 0 else "1"),
+        class_map=None if d["classes"] == 1 else d["class_map"],
         class_bounds=list(d["class_bounds"]) if d.get("class_map") == "bounds" else None,
+        trellis_offsets=tuple(d["trellis_offsets"]) if d["mode"] == 3 else None,
     )

@@ -289,8 +289,12 @@ def make_dense_params(
     classes: Any = 1,
     class_map: Any = None,
     class_bounds: Any = None,
+    trellis: Any = False,
 ) -> dict[str, Any]:
     """Integer parameters of the dense mode (docs/format.md §13); `step` may stay None.
+
+    `trellis`: False / None (modes 1-2), True or λ > 0 (mode 3, trellis-coded quantization,
+    docs/format.md §21); stored as "trellis": λ or None.
 
     `classes` (validated, not yet checked against the shape): 1, 2..16 or "auto"; the class
     axis follows the layout (§19.1); `class_map` the kind of map (§18): None, "rank", "ranges"
@@ -322,7 +326,14 @@ def make_dense_params(
         "classes": dense_classes(classes),
         "class_axis": class_axis_of(DENSE_LAYOUTS[groups]),
         **_class_map_params(classes, class_map, class_bounds),
+        "trellis": _trellis_lambda(trellis),
     }
+
+
+def _trellis_lambda(value: Any) -> float | None:
+    from ._trellis import trellis_lambda  # imports _rate, which imports this module
+
+    return trellis_lambda(value)
 
 
 def _class_map_params(classes: Any, class_map: Any, class_bounds: Any) -> dict[str, Any]:
