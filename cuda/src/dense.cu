@@ -1,4 +1,5 @@
-// Format 2 "dense" launchers (docs/format.md §10-§16, mode 2: §18-§19). The header and tables
+// Format 2 "dense" launchers (docs/format.md §10-§16, mode 2: §18-§19; mode 3, §21: decode
+// only, the encoder refuses trellis). The header and tables
 // are parsed and written by the C++ codec's own code (cpp/src/dense: ParseDense, ReadClassField,
 // Normalize, WriteCommonHeader, WriteClassField; cpp/src/format/class_map.hpp: ReadClassMap,
 // ClassRule, WriteClassMap), so the two backends share one parser, one writer and one class-map
@@ -140,10 +141,8 @@ int Plan(const uint8_t* data, size_t size, uint64_t max_elements, DecodePlan2* p
   SLICER_TRY_STATUS(dense::CheckContainer(data, size, &version));
   if (version != dense::kVersion) return SLICER_ERR_BAD_VERSION;
   SLICER_TRY_STATUS(dense::ParseDense(data, size, max_elements, &p->info));
-  // Mode 3 (docs/format.md §21, trellis-coded quantization) has no GPU decoder yet: the stream
-  // is valid (the parser above checked all of it) and the CPU decodes it.
-  if (p->info.mode == 3) return SLICER_ERR_UNSUPPORTED_MODE;
   const slicer_dense_info& info = p->info;
+  const bool trellis = info.mode == 3;  // §21: 2 tables per class (context 2c + q)
   const uint64_t n = info.num_elements;
   dense::MakeLayout(info.shape, info.ndim, n, info.layout, &p->layout);
   size_t pos = info.header_bytes;
@@ -163,7 +162,8 @@ int Plan(const uint8_t* data, size_t size, uint64_t max_elements, DecodePlan2* p
   }
   const size_t end = size - 4;
   const unsigned nclass = info.classes > 1 ? info.classes : 1;
-  if (nclass > 1) {  // mode 2: the class map (validated by the parser)
+  const unsigned ntab = trellis ? 2 * nclass : nclass;
+  if (nclass > 1) {  // modes 2 and 3: the class map (validated by the parser)
     dense::MakeClassGeometry(info.shape, info.ndim, info.class_axis, &p->class_geo);
     if (n > 0) p->class_map.resize(p->class_geo.length);  // N = 0: any L, nothing to place
     uint64_t map_bytes = 0;  // §18.1 map bytes, §18.3 index ranges (none), §18.4 boundaries
@@ -173,11 +173,13 @@ int Plan(const uint8_t* data, size_t size, uint64_t max_elements, DecodePlan2* p
         map_bytes != info.class_map_bytes)
       return SLICER_ERR_INTERNAL;  // the parser accepted it
     pos += map_bytes;
-    p->lut.assign(size_t{nclass} * dense::kProbScale, 0);
-    p->freq.assign(size_t{nclass} * dense::kNumSymbols, 0);
-    p->cum.assign(size_t{nclass} * (dense::kNumSymbols + 1), 0);
   }
-  for (unsigned c = 0; c < nclass; ++c) {
+  if (ntab > 1) {
+    p->lut.assign(size_t{ntab} * dense::kProbScale, 0);
+    p->freq.assign(size_t{ntab} * dense::kNumSymbols, 0);
+    p->cum.assign(size_t{ntab} * (dense::kNumSymbols + 1), 0);
+  }
+  for (unsigned c = 0; c < ntab; ++c) {
     uint64_t nsym = 0;
     internal::GetVarint(data, end, &pos, &nsym);
     std::vector<unsigned> classes;
@@ -186,7 +188,7 @@ int Plan(const uint8_t* data, size_t size, uint64_t max_elements, DecodePlan2* p
     if (nsym == 0) continue;
     std::vector<uint32_t> freq, cum;
     dense::Normalize(classes, &freq, &cum);
-    if (nclass == 1) {
+    if (ntab == 1) {
       p->freq = freq;
       p->cum = cum;
       p->lut.assign(dense::kProbScale, 0);
@@ -292,6 +294,11 @@ int DenseDecode(const void* src, size_t size, bool src_is_device, uint64_t max_e
   dense::GroupStep(p.info.step, 0, &a.base_step);
   a.off1 = p.info.offset1 / 256.0;
   a.off2 = p.info.offset2 / 256.0;
+  a.trellis = p.info.mode == 3 ? 1 : 0;
+  a.toff[0] = p.info.offset1 / 256.0;
+  a.toff[1] = p.info.offset2 / 256.0;
+  a.toff[2] = p.info.trellis_offset1 / 256.0;
+  a.toff[3] = p.info.trellis_offset2 / 256.0;
   a.item = static_cast<unsigned>(item);
   a.syms = reinterpret_cast<uint16_t*>(temp8 + t.syms);
   a.bitpos = reinterpret_cast<uint32_t*>(temp8 + t.bitpos);

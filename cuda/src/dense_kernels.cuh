@@ -75,6 +75,10 @@ struct DecodeArgs {
   const uint8_t* class_map;         // mode 2: class of each position
   uint64_t class_len, class_inner;  // mode 2: position of element i = (i / inner) % len
   double base_step, off1, off2;
+  // Mode 3 (§21): trellis states per lane; tables per context 2c + q in lut / freq / cum; the
+  // four offsets o1_0, o2_0, o1_1, o2_1 / 256; syms carries the element's quantizer in bit 15.
+  unsigned trellis;
+  double toff[4];
   unsigned item;
   uint16_t* syms;    // per coded element
   uint32_t* bitpos;  // per coded element: its extra bits' position in the chunk's area
@@ -88,6 +92,11 @@ __device__ void StoreValue(T* dst, uint64_t i, double v) {
 template <>
 __device__ void StoreValue<double>(double* dst, uint64_t i, double v) {
   dst[i] = v;
+}
+
+// Mode 3 (§21.1): next state T[s][odd], T = [[0, 2], [2, 0], [1, 3], [3, 1]].
+__device__ inline uint8_t TrellisNext(unsigned s, unsigned odd) {
+  return static_cast<uint8_t>((s >> 1) + 2 * (odd ^ (s & 1)));
 }
 
 // Phase 1 of a chunk (one thread): the rANS states of §14 and the extra-bit reader of the C++
@@ -114,11 +123,26 @@ __device__ bool DecodeChunkSymbols(const DecodeArgs& a, const DenseChunk& c, con
   uint64_t pos = 0, total = 0;
   unsigned cnt = 0;
   const uint64_t len = c.bits_len;
+  uint8_t ts[4] = {0, 0, 0, 0};  // mode 3: each lane's trellis state (§21.4)
   for (uint64_t e = 0; e < c.coded; ++e) {
     uint32_t st = x[e % k];
     const uint32_t slot = st & (kProbScale - 1);
     unsigned s;
-    if (classes) {
+    unsigned q = 0;  // mode 3: the quantizer of the element's state
+    if (a.trellis) {
+      unsigned cls = 0;
+      if (classes) {
+        while (a.kinds != nullptr && !GroupIsDense(a.kinds[a.geo.GroupOf(at)])) ++at;
+        cls = a.class_map[(at / a.class_inner) % a.class_len];
+        ++at;
+      }
+      q = ts[e % k] >> 1;
+      const unsigned ctx = 2 * cls + q;
+      s = a.lut[ctx * kProbScale + slot];
+      const uint32_t f = a.freq[ctx * kNumSymbols + s];
+      if (f == 0) return false;  // the context's table is empty
+      st = f * (st >> kProbBits) + slot - a.cum[ctx * (kNumSymbols + 1) + s];
+    } else if (classes) {
       while (a.kinds != nullptr && !GroupIsDense(a.kinds[a.geo.GroupOf(at)])) ++at;
       const unsigned cls = a.class_map[(at / a.class_inner) % a.class_len];
       ++at;
@@ -134,11 +158,12 @@ __device__ bool DecodeChunkSymbols(const DecodeArgs& a, const DenseChunk& c, con
       st = (st << 8) | *p++;
     }
     x[e % k] = st;
-    a.syms[c.first_coded + e] = static_cast<uint16_t>(s);
+    a.syms[c.first_coded + e] = static_cast<uint16_t>(s | q << 15);
     a.bitpos[c.first_coded + e] = static_cast<uint32_t>(total);
     uint64_t base;
     unsigned nb;
     BinBase(BinOf(s), &base, &nb);
+    const uint64_t first_bit = total;
     if (nb != 0) {
       if (cnt < nb && pos + 8 <= len) {
         const unsigned take = (63 - cnt) / 8;
@@ -152,6 +177,11 @@ __device__ bool DecodeChunkSymbols(const DecodeArgs& a, const DenseChunk& c, con
       }
       cnt -= nb;
       total += nb;
+    }
+    if (a.trellis) {  // next state from the magnitude's parity: base (even for bins >= 8) + extra
+      const unsigned odd = nb == 0 ? static_cast<unsigned>(base & 1)
+                                   : (end[first_bit >> 3] >> (first_bit & 7)) & 1u;
+      ts[e % k] = TrellisNext(ts[e % k], odd);
     }
   }
   if (p != end) return false;
@@ -188,7 +218,8 @@ __global__ void DenseDecodeKernel(DecodeArgs a, T* dst) {
   __shared__ uint64_t scan[kThreads];
   __shared__ uint32_t ok;
   const DenseChunk c = a.chunks[blockIdx.x];
-  const bool one_table = a.nclass <= 1;  // mode 2 reads its class tables from global memory
+  // modes 2 and 3 read their class / context tables from global memory
+  const bool one_table = a.nclass <= 1 && !a.trellis;
   for (unsigned s = threadIdx.x; s < kProbScale; s += kThreads)
     lut[s] = a.nsym && one_table ? a.lut[s] : 0;
   for (unsigned s = threadIdx.x; s < a.nsym && one_table; s += kThreads) {
@@ -219,13 +250,21 @@ __global__ void DenseDecodeKernel(DecodeArgs a, T* dst) {
     if (!live) continue;
     if (dense) {
       const double delta = a.kinds == nullptr ? a.base_step : a.steps[g];
-      const unsigned s = a.syms[idx];
+      const unsigned s = a.syms[idx] & 0x7FFF, q = a.syms[idx] >> 15;
       uint64_t base;
       unsigned nb;
       BinBase(BinOf(s), &base, &nb);
       const uint64_t m = nb == 0 ? base : base + ReadBits(bits, a.bitpos[idx], nb);
-      if (m > kMaxMag) bad = true;
-      double v = m == 0 ? 0.0 : Mul(Add(static_cast<double>(m), m == 1 ? a.off1 : a.off2), delta);
+      double v;
+      if (a.trellis) {  // §21.2: ±((2m − q) + o/256)·Δ, m ≤ 2^52
+        if (m > kMaxMag / 2) bad = true;
+        v = m == 0 ? 0.0
+                   : Mul(Add(static_cast<double>(2 * m - q), a.toff[2 * q + (m == 1 ? 0 : 1)]),
+                         delta);
+      } else {
+        if (m > kMaxMag) bad = true;
+        v = m == 0 ? 0.0 : Mul(Add(static_cast<double>(m), m == 1 ? a.off1 : a.off2), delta);
+      }
       if (SymbolNegative(s)) v = -v;
       StoreValue<T>(dst, i, v);
     } else if (kind == kGroupZero) {

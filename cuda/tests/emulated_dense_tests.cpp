@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -135,7 +136,7 @@ std::string ReadFile(const std::filesystem::path& path) {
 // (step, rho, chunk_log2, layout, group table) and NAME.json (fixed or data offsets).
 void TestGolden() {
   const std::filesystem::path dir = SLICER_GOLDEN_V2_DIR;
-  int cases = 0, mode2_goldens = 0, range_goldens = 0, bound_goldens = 0;
+  int cases = 0, mode2_goldens = 0, range_goldens = 0, bound_goldens = 0, mode3_goldens = 0;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     if (entry.path().extension() != ".slc") continue;
     ++cases;
@@ -197,6 +198,30 @@ void TestGolden() {
     }
     ++checks;
     int gs = 0;
+    if (info.mode == 3) {  // §21: the CPU writes the golden, the GPU encoder refuses trellis
+      p.trellis = 1;
+      p.rho_256 = 128;  // unused by mode 3 (its streams carry none), but must be valid
+      p.trellis_offset1 = static_cast<int8_t>(info.trellis_offset1);
+      p.trellis_offset2 = static_cast<int8_t>(info.trellis_offset2);
+      const size_t at = json.find("\"lam\": ");
+      p.trellis_lambda = at == std::string::npos ? 0.34 : std::strtod(json.c_str() + at + 7, nullptr);
+      p.classes = static_cast<uint8_t>(info.classes);
+      p.class_axis = static_cast<uint8_t>(info.class_axis);
+      if (info.class_map_kind == 1) p.class_axis |= SLICER_DENSE_CLASS_MAP_RANGES;
+      if (info.class_map_kind == 2) {
+        p.class_axis |= SLICER_DENSE_CLASS_MAP_BOUNDS;
+        p.class_bounds = info.class_bounds;
+        p.class_bounds_count = info.classes - 1;
+      }
+      int cs = 0;
+      if (CpuEncode(data, info.dtype, shape, p, &cs) != stream || cs != 0)
+        Fail("golden " + name + ": cpu encode differs from the golden");
+      GpuEncode(data, info.dtype, shape, p, &gs);
+      if (gs != SLICER_ERR_INVALID_ARGUMENT)
+        Fail("golden " + name + ": gpu encode of mode 3 gives " + std::to_string(gs));
+      ++mode3_goldens;
+      continue;
+    }
     if (info.classes > 1) {  // mode 2 (§19): both encoders write the golden
       p.classes = static_cast<uint8_t>(info.classes);
       p.class_axis = static_cast<uint8_t>(info.class_axis);
@@ -221,6 +246,7 @@ void TestGolden() {
            ", bytes differ from the golden");
   }
   if (mode2_goldens < 7) Fail("expected at least 7 mode-2 golden streams");
+  if (mode3_goldens < 5) Fail("expected at least 5 mode-3 golden streams");
   if (range_goldens < 2) Fail("expected at least 2 mode-2 golden streams with index ranges");
   if (bound_goldens < 3) Fail("expected at least 3 mode-2 golden streams with range boundaries");
   if (cases < 13) Fail("expected at least 13 golden streams in " + dir.string());
@@ -649,9 +675,67 @@ void TestDamaged() {
   std::printf("damaged streams: %d, rejected decodes (C++ = CUDA status): %d\n", damaged, rejected);
 }
 
+// Mode 3 (§21): CPU-encoded streams of every dtype, both lane counts, zero / raw groups and
+// class maps decode to the same values on the GPU; damaged ones get the C++ decoder's status.
+void TestTrellis() {
+  std::mt19937_64 rng(21);
+  const int dtypes[4] = {SLICER_FLOAT32, SLICER_FLOAT16, SLICER_BFLOAT16, SLICER_FLOAT64};
+  int streams = 0;
+  for (int k = 0; k < 12; ++k) {
+    const int dtype = dtypes[k % 4];
+    const size_t n = k < 6 ? 1200 : 20000;
+    const auto data = MakeData(n, dtype, k % 2 ? "outliers" : "normal", &rng);
+    slicer_dense_params p;
+    slicer_dense_params_init(&p);
+    p.trellis = 1;
+    p.trellis_lambda = k % 3 == 0 ? 0.24 : 0.46;
+    p.step = k % 2 ? 0.02f : 0.3f;
+    p.chunk_log2 = k < 6 ? 8 : 14;
+    std::vector<int64_t> shape = {static_cast<int64_t>(n / 100), 100};
+    std::vector<uint8_t> table;
+    if (k % 3 == 1) {
+      p.layout = 1;
+      for (size_t g = 0; g < n / 100; ++g)
+        table.push_back(g % 5 == 1 ? 0x81 : g % 5 == 2 ? 0x80 : static_cast<uint8_t>(g % 7));
+      p.group_table = table.data();
+      p.group_table_size = table.size();
+    }
+    if (k % 4 >= 2) p.classes = static_cast<uint8_t>(k % 4 == 2 ? 4 : 16);
+    if (k % 4 == 3) p.class_axis = SLICER_DENSE_CLASS_MAP_RANGES;
+    int st = 0;
+    const auto stream = CpuEncode(data, dtype, shape, p, &st);
+    slicer_dense_info info{};
+    if (st != 0 || slicer_dense_inspect(stream.data(), stream.size(), n, &info) != 0 ||
+        info.mode != 3) {
+      Fail("trellis source " + std::to_string(k) + " not a mode-3 stream");
+      continue;
+    }
+    const std::string what = "trellis " + std::to_string(k);
+    CheckDecode(stream, data.size(), what);
+    int gs = 0;
+    GpuEncode(data, dtype, shape, p, &gs);
+    if (gs != SLICER_ERR_INVALID_ARGUMENT) Fail(what + ": gpu encode of mode 3 accepted");
+    for (int t = 0; t < 40; ++t) {
+      std::vector<uint8_t> d = stream;
+      const size_t body = d.size() - 4;
+      if (t % 2) {
+        d[rng() % body] ^= static_cast<uint8_t>(1u << (rng() % 8));
+      } else {
+        d[body - 1 - rng() % std::min<size_t>(body, 64)] = static_cast<uint8_t>(rng());
+      }
+      const uint32_t crc = slicer::internal::Crc32(0, d.data(), body);
+      for (int q = 0; q < 4; ++q) d[body + q] = static_cast<uint8_t>(crc >> (8 * q));
+      CheckDecode(d, data.size(), what + " damaged " + std::to_string(t));
+    }
+    ++streams;
+  }
+  std::printf("trellis (mode 3) streams: %d, each with 40 damaged copies\n", streams);
+}
+
 }  // namespace
 
 int main() {
+  TestTrellis();
   TestGolden();
   TestClasses();
   TestRandom(SIZE_MAX);
