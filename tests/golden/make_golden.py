@@ -22,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 import reference as ref  # noqa: E402
 import reference_dense as rd  # noqa: E402
+import reference_tcq as rt  # noqa: E402
 
 OUT = HERE / "v1"
 OUT_V2 = HERE / "v2"
@@ -155,6 +156,46 @@ def cases_v2() -> dict[str, tuple[np.ndarray, dict]]:
     return out
 
 
+def cases_m3() -> dict[str, tuple[np.ndarray, dict]]:
+    """Format 2, mode 3 (trellis-coded quantization, docs/format.md §21): every dtype, one and
+    four chains per chunk, class maps of the three kinds on both axes, zero / raw groups, an
+    empty class, fixed offsets, an empty array and one element."""
+    rng = np.random.default_rng(20261202)
+    normal = lambda *shape: rng.standard_normal(shape)  # noqa: E731
+    p = rt.default_params
+    out: dict[str, tuple[np.ndarray, dict]] = {}
+    cols = np.geomspace(0.05, 20.0, 96)
+    rows = (normal(24, 96) * cols).astype(np.float32)
+    rows[0, [5, 90]] = [2.4e4, -1.7e4]
+    out["m3_f32_24x96"] = (rows, p(step=0.05))
+    out["m3_f16_k16_odd"] = (
+        (normal(7, 33) * np.geomspace(0.1, 8.0, 33)).astype(np.float16),
+        p(step=0.02, lam=0.24, classes=16, chunk_log2=6),
+    )
+    out["m3_bf16_ranges_k4"] = (
+        (normal(5, 40) * np.geomspace(8.0, 0.1, 40)).astype(ml_dtypes.bfloat16),
+        p(step=0.1, lam=0.46, classes=4, class_map="ranges"),
+    )
+    out["m3_f64_rows_table_k8"] = (
+        normal(9, 30) * np.geomspace(0.01, 5.0, 30),
+        p(step=0.01, layout=1, group_table=[0, 0x80, 0x81, 5, 0xF0, 3, 1, 0x81, 0x80],
+          classes=8, chunk_log2=6),
+    )  # fmt: skip
+    chans = (normal(2, 12, 3, 3) * np.geomspace(0.1, 10.0, 12)[None, :, None, None]).astype(
+        np.float32
+    )
+    out["m3_channels_bounds_empty"] = (
+        chans,
+        p(step=0.05, layout=2, group_table=[0x80, 0x80, 0, 0x80, 0x81, 5, 0, 0xF8, 0, 1, 2, 3],
+          classes=3, class_axis=1, class_map="bounds", class_bounds=[2, 3], chunk_log2=6),
+    )  # fmt: skip
+    out["m3_four_chains"] = ((normal(64, 160) * 0.7).astype(np.float32), p(step=0.02))
+    out["m3_offsets_fixed"] = (normal(300).astype(np.float32), p(step=0.4, offsets=(-20, 7, 5, -3)))
+    out["m3_empty_0x4"] = (np.zeros((0, 4), dtype=np.float32), p(classes=2))
+    out["m3_n1"] = (np.array([-2.5], dtype=np.float32), p(step=1.0))
+    return out
+
+
 def to_disk(x: np.ndarray) -> np.ndarray:
     """bfloat16 inputs are stored as their '<u2' bit patterns (plain .npy readers)."""
     return x.view(np.uint16) if x.dtype == ml_dtypes.bfloat16 else x
@@ -202,6 +243,20 @@ def main() -> int:
             same = (OUT_V2 / f"{name}.slc").read_bytes() == stream
             print(f"v2/{name:21s} {len(stream):6d} bytes {'ok' if same else 'DIFFERS'}")
             bad += not same
+            continue
+        np.save(OUT_V2 / f"{name}.npy", to_disk(x))
+        (OUT_V2 / f"{name}.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        (OUT_V2 / f"{name}.slc").write_bytes(stream)
+        print(f"v2/{name:21s} {len(stream):6d} bytes")
+    for name, (x, params) in (cases_m3() if 2 in formats else {}).items():
+        stream = rt.encode(x, params)
+        meta = {"dtype": dtype_name(x), "params": params}
+        if args.check:
+            same = (OUT_V2 / f"{name}.slc").read_bytes() == stream
+            print(f"v2/{name:21s} {len(stream):6d} bytes {'ok' if same else 'DIFFERS'}")
+            bad += not same
+            continue
+        if (OUT_V2 / f"{name}.slc").exists():  # written once, never regenerated
             continue
         np.save(OUT_V2 / f"{name}.npy", to_disk(x))
         (OUT_V2 / f"{name}.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
