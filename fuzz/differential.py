@@ -1,6 +1,6 @@
 """Differential fuzzing of the C++ decoder against the NumPy references (tests/reference.py for
 format 1; tests/reference_dense.py for format 2, modes 1 and 2 — dense and dense with class
-tables).
+tables; tests/reference_tcq.py for mode 3, trellis-coded quantization).
 
 Mutates golden and freshly encoded streams (bit flips, byte writes, varint overwrites, label
 flips in payloads, inserted / deleted / duplicated bytes, truncation), fixes the CRC up so the
@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import reference as ref  # noqa: E402
 import reference_dense as rd  # noqa: E402
+import reference_tcq as rt  # noqa: E402  (its decode: every dense mode)
 import slicer  # noqa: E402
 import stream_tools as st  # noqa: E402
 
@@ -44,15 +45,15 @@ MAX_ELEMENTS = 1 << 20
 
 
 def golden_streams() -> list[bytes]:
-    """Format 1 and format 2 (modes 1 and 2) golden streams."""
+    """Format 1 and format 2 (modes 1, 2 and 3) golden streams."""
     paths = sorted((ROOT / "tests/golden/v1").glob("*.slc"))
     paths += sorted((ROOT / "tests/golden/v2").glob("*.slc"))
     return [p.read_bytes() for p in paths]
 
 
 def dense_streams(rng: np.random.Generator, count: int) -> list[bytes]:
-    """Small format-2 streams: modes 1 and 2 (classes along both axes, rank maps, index ranges
-    and range boundaries), layouts, dtypes."""
+    """Small format-2 streams: modes 1, 2 and 3 (classes along both axes, rank maps, index
+    ranges and range boundaries; trellis in about a third), layouts, dtypes."""
     out = []
     dtypes = [np.float32, np.float16, np.float64]
     for _ in range(count):
@@ -76,7 +77,7 @@ def dense_streams(rng: np.random.Generator, count: int) -> list[bytes]:
             slicer.encode(
                 x, mode="dense", step=float(rng.choice([0.01, 0.2, 2.0])), groups=groups,
                 chunk_size=int(rng.choice([64, 16384])), classes=classes, class_map=class_map,
-                class_bounds=bounds,
+                class_bounds=bounds, trellis=bool(rng.random() < 0.35),
             )
         )  # fmt: skip
     return out
@@ -136,7 +137,7 @@ def regions(stream: bytes) -> tuple[int, int]:
     """(end of the header, start of the payload) of a valid stream (tests/stream_tools.py;
     format 2: the reference's byte account)."""
     if stream[4] == 2:
-        _, acc = rd.decode(stream, max_elements=MAX_ELEMENTS)
+        _, acc = rt.decode(stream, max_elements=MAX_ELEMENTS)
         return acc.header, acc.total - 4 - acc.rans - acc.extra_bits
     lay = st.layout(stream)
     return lay.header_end, lay.payload_start
@@ -230,7 +231,7 @@ def reference_verdict(stream: bytes) -> Verdict:
     if len(stream) >= 9 and stream[:4] == b"SLCR" and stream[4] == 2:
         try:
             with np.errstate(over="ignore"):
-                array, account = rd.decode(stream, max_elements=MAX_ELEMENTS)
+                array, account = rt.decode(stream, max_elements=MAX_ELEMENTS)
         except rd.ReferenceFormatError as exc:
             return Verdict(False, str(exc))
         return Verdict(True, f"coded {account.coded}", array)

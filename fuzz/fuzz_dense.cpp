@@ -1,12 +1,13 @@
-// libFuzzer target for format 2, modes 1 and 2 (dense, dense with class tables: docs/format.md
-// §10-§16, §19). Two properties:
+// libFuzzer target for format 2, modes 1, 2 and 3 (dense, dense with class tables, trellis-coded
+// quantization: docs/format.md §10-§16, §19, §21). Two properties:
 //  - decode: any byte string (with its magic, version and CRC made valid so the fuzzer reaches
 //    the structure behind them) decodes or fails with a status; never a crash, and decode and
 //    inspect agree on the verdict; hostile class maps and class tables included;
 //  - round trip: any finite float32 data with any parameters (1 … 16 classes along either axis
 //    of a 2-d shape, a §18.1 map, §18.3 index ranges or §18.4 boundaries) encodes; the stream
 //    decodes, its error is within (max(rho, 1 - rho) + |offset|) steps, and encoding is
-//    deterministic.
+//    deterministic; with trellis (mode 3) the same, the error within max(|x|, 3 steps) + 1/2
+//    step (the Viterbi may code 0 or a neighbour of the nearest level).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -70,6 +71,10 @@ void RoundTrip(const uint8_t* data, size_t size) {
   p.offset1 = static_cast<int8_t>(data[5]);
   p.offset2 = static_cast<int8_t>(data[6]);
   p.threads = 1 + (data[7] & 1);
+  p.trellis = (data[4] >> 1) & 1;  // mode 3 (§21)
+  p.trellis_lambda = (1 + data[2]) / 128.0;
+  p.trellis_offset1 = static_cast<int8_t>(data[6] ^ data[5]);
+  p.trellis_offset2 = static_cast<int8_t>(data[7]);
   const unsigned classes = data[8] % 17;  // 0, 1: mode 1; 2 … 16: mode 2
   const unsigned ranges = (data[8] >> 6) & 1 ? SLICER_DENSE_CLASS_MAP_RANGES : 0;  // §18.3
   const unsigned bounds = !ranges && ((data[8] >> 5) & 1) ? SLICER_DENSE_CLASS_MAP_BOUNDS : 0;
@@ -114,7 +119,7 @@ void RoundTrip(const uint8_t* data, size_t size) {
   }
   slicer_dense_info info;
   if (slicer_dense_inspect(a.data(), na, 1u << 30, &info) != SLICER_OK) __builtin_trap();
-  if ((p.classes > 1) != (info.mode == 2)) __builtin_trap();
+  if (info.mode != (p.trellis ? 3u : p.classes > 1 ? 2u : 1u)) __builtin_trap();
   if (p.classes > 1 && (info.class_map_kind == 1) != ((p.class_axis & 2) != 0)) __builtin_trap();
   if (info.class_map_kind == 1 && info.class_map_bytes != 0) __builtin_trap();
   if (p.classes > 1 && (info.class_map_kind == 2) != (bounds != 0)) __builtin_trap();
@@ -127,9 +132,11 @@ void RoundTrip(const uint8_t* data, size_t size) {
   const double rho = p.rho_256 / 256.0;
   const double off = std::max(std::abs(info.offset1), std::abs(info.offset2)) / 256.0;
   const double tol = (std::max(rho, 1.0 - rho) + off) * static_cast<double>(p.step);
+  const double step = p.step;
   for (size_t i = 0; i < x.size(); ++i) {
     const double err = std::fabs(static_cast<double>(y[i]) - x[i]);
-    if (err > tol * (1 + 1e-6) + std::fabs(x[i]) * 1e-6) __builtin_trap();
+    const double limit = p.trellis ? std::max(std::fabs(x[i]), 3 * step) + 0.5 * step : tol;
+    if (err > limit * (1 + 1e-6) + std::fabs(x[i]) * 1e-6) __builtin_trap();
   }
 }
 
