@@ -353,6 +353,7 @@ class DenseFamily(Family):
     groups: Sequence[str] = ("tensor",)
     classes: Sequence[int | str | None] = DENSE_CLASSES
     name: str = "dense"
+    trellis: bool | float | None = None  # mode 3 (docs/format.md §21): True or λ
 
     def available(self) -> bool:
         from .transport import _encode_accepts
@@ -367,7 +368,13 @@ class DenseFamily(Family):
             pick = _bisect(
                 evaluate,
                 [
-                    CodecParams(mode="dense", rel_step=r, groups=groups, classes=primary)
+                    CodecParams(
+                        mode="dense",
+                        rel_step=r,
+                        groups=groups,
+                        classes=primary,
+                        trellis=self.trellis,
+                    )  # fmt: skip
                     for r in grid
                 ],
                 stride=2**refine,
@@ -387,15 +394,16 @@ def default_families() -> list[Family]:
     return [f for f in (DenseFamily(), TopKFamily(), AutoFamily()) if f.available()]
 
 
-def families_for(modes: str | Sequence[str]) -> list[Family]:
-    """Families by mode name ("topk,dense,auto"); a mode the codec lacks is an error."""
+def families_for(modes: str | Sequence[str], trellis: bool | float | None = None) -> list[Family]:
+    """Families by mode name ("topk,dense,auto"); a mode the codec lacks is an error.
+    ``trellis``: the dense family codes with trellis-coded quantization (mode 3, True or λ)."""
     known = {"topk": TopKFamily, "dense": DenseFamily, "auto": AutoFamily}
     names = [m.strip() for m in modes.split(",")] if isinstance(modes, str) else list(modes)
     out = []
     for name in names:
         if name not in known:
             raise ValueError(f"unknown codec mode {name!r}; modes: {', '.join(known)}")
-        family = known[name]()
+        family = known[name]() if name != "dense" or not trellis else DenseFamily(trellis=trellis)
         if not family.available():
             raise ValueError(f"codec mode {name!r} is not available in this SLICER build")
         out.append(family)
@@ -616,6 +624,8 @@ def setting_text(p: Mapping[str, Any]) -> str:
     if mode == "topk":
         return f"topk s={p['sparsity']:g} b={p['bits']} {p['groups']}"
     tables = f" classes={p['classes']}" if p.get("classes") is not None else ""
+    if p.get("trellis") not in (None, False):
+        tables += " trellis" if p["trellis"] is True else f" trellis={p['trellis']:g}"
     for key in ("rel_step", "rel_error", "step", "max_bytes"):
         if p.get(key) is not None:
             return f"{mode} {key}={p[key]:.3g} {p['groups']}{tables}"

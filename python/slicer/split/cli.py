@@ -170,6 +170,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="codec modes to search, comma-separated: topk, dense, auto (default: every mode "
         "the codec has)",
     )
+    cal.add_argument(
+        "--trellis",
+        type=float,
+        default=None,
+        metavar="LAMBDA",
+        help="the dense family codes with trellis-coded quantization (format 2 mode 3) at this "
+        "λ, e.g. 0.34 (without --modes: the dense family only)",
+    )
     cal.add_argument("--output", help="model output to measure (default: chosen per metric)")
     cal.add_argument("--seed", type=int, default=0)
     cal.add_argument("--out", help="write the settings JSON here")
@@ -788,7 +796,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         holdout=args.holdout,
         seed=args.seed,
         max_cuts=args.max_cuts,
-        families=families_for(args.modes) if args.modes else None,
+        families=(
+            families_for(args.modes or "dense", trellis=args.trellis)
+            if args.modes or args.trellis
+            else None
+        ),
         guard=args.guard,
         backoff=args.backoff,
         output=args.output,

@@ -31,7 +31,8 @@ CODEC_DTYPES = ("float32", "float16", "bfloat16")
 MIN_CODED_ELEMENTS = 64
 
 
-_CLASS_KEYS = ("classes", "class_map", "class_bounds")  # dense / auto: mode 2 (§18, §19)
+# dense / auto: mode 2 (§18, §19) and mode 3 (trellis-coded quantization, §21)
+_CLASS_KEYS = ("classes", "class_map", "class_bounds", "trellis")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class CodecParams:
     classes: int | str | None = None  # dense / auto: frequency tables (1, 2..16, "auto"; §19)
     class_map: str | None = None  # dense / auto: "rank" / "ranges" / "bounds" (§18), None: default
     class_bounds: list[int] | None = None  # class_map "bounds": the K − 1 boundaries (§18.4)
+    trellis: bool | float | None = None  # dense / auto: mode 3 (True or λ > 0; docs/format.md §21)
 
     def validate(self) -> None:
         """``ValueError`` naming the first out-of-range knob."""
@@ -86,6 +88,8 @@ class CodecParams:
             raise ValueError("class_map applies to modes 'dense' and 'auto'")
         if self.mode == "topk" and self.class_bounds is not None:
             raise ValueError("class_bounds applies to modes 'dense' and 'auto'")
+        if self.mode == "topk" and self.trellis not in (None, False):
+            raise ValueError("trellis applies to modes 'dense' and 'auto'")
         if self.mode != "topk":
             if not _encode_accepts("mode"):
                 raise ValueError(f"codec mode {self.mode!r} needs a SLICER with codec modes")
@@ -108,6 +112,10 @@ class CodecParams:
                 from .._params import dense_class_bounds
 
                 dense_class_bounds(self.class_bounds)  # TypeError / ValueError naming it
+            if self.trellis is not None:
+                from .._trellis import trellis_lambda
+
+                trellis_lambda(self.trellis)  # TypeError / ValueError naming trellis
             if self.rel_step is not None and not (
                 isinstance(self.rel_step, (int, float)) and self.rel_step > 0
             ):
