@@ -33,11 +33,15 @@ from slicer.split.transform import CutTransform  # noqa: E402
 
 BUDGETS = (1.0, 1.5, 2.0, 2.5)
 CLASSES = None  # --classes
-TRELLIS = None  # --trellis: λ of mode 3 (docs/format.md §21), None = modes 1-2
+TRELLISES: tuple = (None,)  # --trellis: λ of mode 3 per setting (docs/format.md §21), None = off
 
 
 def dense_setting(
-    bpe: float, groups: str, transform: CutTransform | None = None, beta: float = 0.0
+    bpe: float,
+    groups: str,
+    transform: CutTransform | None = None,
+    beta: float = 0.0,
+    trellis: float | None = None,
 ) -> common.Setting:
     """``mode="auto", max_bytes=bpe*N/8``; with ``transform`` the stream codes the transform's
     coefficients and the receiver applies its inverse (the transform is held by both sides)."""
@@ -48,8 +52,8 @@ def dense_setting(
         kw = {"groups": "channels", "weights": np.maximum(transform.variance, 1e-12) ** -beta}
     if CLASSES is not None:  # frequency tables per class of positions (docs/format.md §19)
         kw["classes"] = CLASSES
-    if TRELLIS is not None:  # trellis-coded quantization (mode 3, docs/format.md §21)
-        kw["trellis"] = TRELLIS
+    if trellis is not None:  # trellis-coded quantization (mode 3, docs/format.md §21)
+        kw["trellis"] = trellis
 
     def fn(x: np.ndarray) -> tuple[np.ndarray, int]:
         x32 = np.ascontiguousarray(x, dtype=np.float32)
@@ -68,7 +72,7 @@ def dense_setting(
 
     tag = "" if transform is None else (f" klt b{beta:g}" if beta else " klt")
     tag += "" if CLASSES is None else f" classes {CLASSES}"
-    tag += "" if TRELLIS is None else f" trellis {TRELLIS:g}"
+    tag += "" if trellis is None else f" trellis {trellis:g}"
     return common.Setting(
         f"dense auto {bpe:g} b/el {groups}{tag}",
         "dense",
@@ -77,7 +81,7 @@ def dense_setting(
             "bpe": bpe,
             "groups": groups,
             "transform": None if transform is None else transform.fingerprint(),
-            "trellis": TRELLIS,
+            "trellis": trellis,
         },
     )
 
@@ -160,10 +164,13 @@ def make_settings(budgets, groups, klt: str, transform: CutTransform | None) -> 
     out = []
     for g in groups:
         for b in budgets:
-            if klt in ("off", "both"):
-                out.append(dense_setting(b, g))
-            if klt in ("on", "both"):
-                out.extend(dense_setting(b, g, transform, beta) for beta in KLT_BETAS)
+            for lam in TRELLISES:
+                if klt in ("off", "both"):
+                    out.append(dense_setting(b, g, trellis=lam))
+                if klt in ("on", "both"):
+                    out.extend(
+                        dense_setting(b, g, transform, beta, trellis=lam) for beta in KLT_BETAS
+                    )
     return out
 
 
@@ -326,6 +333,16 @@ def smollm2(
                 f"{len(d)} chunks)",
                 flush=True,
             )
+        if len(TRELLISES) > 1 and len(rows) > 1:  # paired: each setting against the first
+            n = len(chunks)
+            first = np.array(per_chunk[:n])
+            for k in range(1, len(rows)):
+                d = (np.array(per_chunk[k * n : (k + 1) * n]) - first) / (chunk - 1)
+                print(
+                    f"  paired {rows[k]['setting']} - {rows[0]['setting']}: per-token NLL "
+                    f"{100 * d.mean():+.3f} % ± {100 * d.std(ddof=1) / np.sqrt(n):.3f} % s.e.",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":
@@ -380,8 +397,10 @@ if __name__ == "__main__":
     p.add_argument(
         "--trellis",
         type=float,
+        nargs="+",
         default=None,
-        help="code with trellis-coded quantization (mode 3) at this λ, e.g. 0.34",
+        help="code with trellis-coded quantization (mode 3) at these λ (0: modes 1-2), e.g. "
+        "0 0.34 (smollm2: then the paired NLL change of each against the first)",
     )
     p.add_argument(
         "--sink-rows",
@@ -392,7 +411,8 @@ if __name__ == "__main__":
     p.add_argument("--json", default=None, help="write every row (bits, side bytes, metric) here")
     a = p.parse_args()
     SINK_ROWS = a.sink_rows
-    TRELLIS = a.trellis
+    if a.trellis:
+        TRELLISES = tuple(None if lam == 0 else lam for lam in a.trellis)
     CLASSES = None if a.classes is None else (a.classes if a.classes == "auto" else int(a.classes))
     KLT_BETAS = tuple(a.klt_beta)
     KLT_OUTLIER = a.klt_outlier

@@ -8,6 +8,12 @@ second.
     python bench/klt_rd.py        # reads bench/data/*.npy (python bench/activations.py)
     python bench/klt_rd.py --plot bench/plots/classes_rd.png
     python bench/klt_rd.py --rows 36 --plot bench/plots/class_ranges_rd_36.png  # per slice
+    python bench/klt_rd.py --trellis 0.34 --plot bench/plots/trellis_rd.png   # mode 3 (§21)
+
+With ``--trellis LAMBDA`` the table compares, per basis, mode 1 (one table, classes=1), the
+dense family's best (mode="auto": mode 1 or 2, any map kind) and mode 3 (trellis-coded
+quantization, docs/format.md §21: ``mode="dense", trellis=LAMBDA, classes="auto"``), every
+stream real and within the same budget; "dB" = 20 log10(err_auto / err_trellis).
 
 Each workload's feature vectors (token rows; pixels of a C x H x W map) are split in two: the
 transform (slicer.split.transform.CutTransform) is fitted on the first half (SmolLM2 / MiniLM:
@@ -87,7 +93,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=None, help="code slices of this many rows")
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS))
     parser.add_argument("--budgets", type=float, nargs="+", default=list(BUDGETS))
+    parser.add_argument("--trellis", type=float, default=None, help="mode 3 at this λ instead")
     args = parser.parse_args()
+    if args.trellis is not None:
+        trellis_table(args)
+        return
     print(
         f"{'workload':<12} {'b/el':>5}  {'plain':>8} {'+ranges':>8} {'+any':>8} {'K':>8} "
         f"{'change':>7}  {'klt':>8} {'+ranges':>8} {'+any':>8} {'K':>8} {'change':>7}"
@@ -117,6 +127,65 @@ def main() -> None:
             )
     if args.plot is not None:
         plot(results, args.plot, args.rows)
+
+
+def trellis_table(args: argparse.Namespace) -> None:
+    """Mode 1, the dense family's best and mode 3 at equal budgets, plain and KLT."""
+    variants = (
+        ("one", {"classes": 1}),
+        ("auto", {}),
+        ("tcq", {"trellis": args.trellis}),
+    )
+    print(
+        f"{'workload':<12} {'b/el':>5}  {'plain m1':>8} {'auto':>8} {'tcq':>8} {'b/el':>6} "
+        f"{'dB':>6}  {'klt m1':>8} {'auto':>8} {'tcq':>8} {'b/el':>6} {'dB':>6}"
+    )
+    results: dict[str, list] = {}
+    for name in args.workloads:
+        fit, scored = halves(np.load(DATA / f"{name}.npy"))
+        scored = np.ascontiguousarray(scored, dtype=np.float32)
+        t = CutTransform.fit([fit])
+        coef = np.ascontiguousarray(t.forward(scored), dtype=np.float32)
+        for b in args.budgets:
+            cells = []
+            for basis in ("plain", "klt"):
+                x = scored if basis == "plain" else coef
+                errs, bpe = [], 0.0
+                for label, kw in tqdm(variants, desc=f"{name} {b} {basis}", leave=False):
+                    y, size, _ = coded(x, b, kw, args.rows)
+                    y = y if basis == "plain" else t.inverse(y)
+                    errs.append(rel(scored[: len(y)], y))
+                    if label == "tcq":
+                        bpe = 8 * size / y.size
+                cells.append((*errs, bpe, 20 * np.log10(errs[1] / errs[2])))
+            results.setdefault(name, []).append((b, cells[0][4], cells[1][4]))
+            (p1, p2, p3, pb, pd), (k1, k2, k3, kb, kd) = cells
+            print(
+                f"{name:<12} {b:>5.2f}  {p1:>8.4f} {p2:>8.4f} {p3:>8.4f} {pb:>6.3f} {pd:>+6.2f}  "
+                f"{k1:>8.4f} {k2:>8.4f} {k3:>8.4f} {kb:>6.3f} {kd:>+6.2f}",
+                flush=True,
+            )
+    if args.plot is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+        for ax, (title, col) in zip(axes, (("as it is", 1), ("KLT basis", 2)), strict=True):
+            for j, (name, rows_) in enumerate(results.items()):
+                r = np.asarray(rows_)
+                ax.plot(r[:, 0], r[:, col], marker="o", color=f"C{j}", label=name)
+            ax.axhline(0, color="grey", lw=0.8)
+            ax.set_title(f"mode 3 (trellis, λ={args.trellis:g}) vs mode='auto', {title}")
+            ax.set_xlabel("bits per element (everything counted, real streams)")
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("lower rel. L2 at equal bytes (dB)")
+        axes[1].legend(fontsize=8)
+        fig.tight_layout()
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.plot, dpi=110)
+        print(f"wrote {args.plot}")
 
 
 def plot(results: dict[str, list], path: Path, rows: int | None) -> None:
