@@ -270,9 +270,24 @@ slicer_status ParseBody(const uint8_t* data, size_t size, Stream* s, slicer_dens
   return SLICER_OK;
 }
 
-// Decodes chunk j (§21.4); stores its elements when dst != nullptr.
-slicer_status DecodeChunk(const Stream& s, const uint8_t* data, size_t size, uint64_t j,
-                          uint8_t* dst) {
+template <int kDtype>
+inline void Store(uint8_t* dst, uint64_t i, double v) {
+  if constexpr (kDtype == SLICER_FLOAT64) {
+    std::memcpy(dst + 8 * i, &v, 8);
+  } else if constexpr (kDtype == SLICER_FLOAT32) {
+    const float f = static_cast<float>(v);
+    std::memcpy(dst + 4 * i, &f, 4);
+  } else {
+    StoreElement(kDtype, dst, i, v);
+  }
+}
+
+// Decodes chunk j (§21.4); stores its elements when dst != nullptr. Every read is checked
+// against its area (the rANS bytes, the extra-bit area); the extra bits come from a 64-bit
+// window while one fits inside the stream.
+template <int kDtype>
+slicer_status DecodeChunkT(const Stream& s, const uint8_t* data, size_t size, uint64_t j,
+                           uint8_t* dst) {
   const Stream::Chunk& c = s.chunks[j];
   const uint64_t chunk = uint64_t{1} << s.chunk_log2;
   const uint64_t n = s.h.n;
@@ -281,7 +296,9 @@ slicer_status DecodeChunk(const Stream& s, const uint8_t* data, size_t size, uin
   const uint8_t* const rend = r + c.rans_len;
   const uint8_t* const bits = rend;
   const uint64_t bit_limit = 8 * c.bits_len;
-  (void)size;
+  // bits[b … b + 7] lies inside the stream for b < window_end
+  const uint64_t room = size - (c.offset + c.rans_len);
+  const uint64_t window_end = room >= 8 ? room - 7 : 0;
   const unsigned k = StatesFor(c.coded);
   uint32_t x[4] = {kRansL, kRansL, kRansL, kRansL};
   uint8_t tstate[4] = {0, 0, 0, 0};
@@ -293,22 +310,37 @@ slicer_status DecodeChunk(const Stream& s, const uint8_t* data, size_t size, uin
         return Reject(SLICER_ERR_CORRUPT, "dense rANS initial state");
     }
   }
-  uint64_t bit_pos = 0, idx = 0;
+  // Per context: the offsets / 256 of m = 1 and m >= 2 (§21.2).
+  const double off[4] = {s.off[0] / 256.0, s.off[1] / 256.0, s.off[2] / 256.0, s.off[3] / 256.0};
+  const bool classes = s.nclass > 1;
+  uint64_t bit_pos = 0;
+  unsigned lane = 0;
   for (uint64_t i = begin; i < stop_all;) {
     const uint64_t g = s.layout.GroupOf(i);
     const uint64_t stop = std::min(stop_all, i + s.layout.RunLeft(i, n));
     if (s.has_table && !GroupIsDense(s.table[g])) {
       if (dst != nullptr && s.table[g] == kGroupZero) {
-        for (; i < stop; ++i) StoreElement(s.h.dtype, dst, i, 0.0);
+        for (; i < stop; ++i) Store<kDtype>(dst, i, 0.0);
       }
       i = stop;
       continue;
     }
     const double delta = s.has_table ? s.steps[g] : s.base_step;
-    for (; i < stop; ++i, ++idx) {
-      const unsigned lane = static_cast<unsigned>(idx % k);
+    uint64_t pos = 0, within = 0;  // the class-axis position of element i (§19.1), walked
+    if (classes) {
+      pos = (i / s.geo.inner) % s.geo.length;
+      within = i % s.geo.inner;
+    }
+    for (; i < stop; ++i) {
       const unsigned q = tstate[lane] >> 1;
-      const unsigned cls = s.nclass > 1 ? s.class_map[s.geo.PositionOf(i)] : 0;
+      unsigned cls = 0;
+      if (classes) {
+        cls = s.class_map[pos];
+        if (++within == s.geo.inner) {
+          within = 0;
+          if (++pos == s.geo.length) pos = 0;
+        }
+      }
       const size_t ctx = 2u * cls + q;
       if (s.nsym[ctx] == 0) return Reject(SLICER_ERR_CORRUPT, "trellis context table empty");
       uint32_t st = x[lane];
@@ -320,27 +352,35 @@ slicer_status DecodeChunk(const Stream& s, const uint8_t* data, size_t size, uin
         st = (st << 8) | *r++;
       }
       x[lane] = st;
-      uint64_t base;
-      unsigned nbits;
-      BinBase(BinOf(sym), &base, &nbits);
-      uint64_t extra = 0;
-      if (nbits != 0) {
+      uint64_t m = (sym + 1) / 2;  // direct bins (§11)
+      if (m >= kDirect) {
+        uint64_t base;
+        unsigned nbits;
+        BinBase(static_cast<unsigned>(m), &base, &nbits);
         if (bit_pos + nbits > bit_limit) return Reject(SLICER_ERR_CORRUPT, "dense rANS payload");
-        for (unsigned b = 0; b < nbits; ++b, ++bit_pos)
-          extra |= uint64_t{(bits[bit_pos >> 3] >> (bit_pos & 7)) & 1u} << b;
+        uint64_t extra = 0;
+        if ((bit_pos >> 3) < window_end) {  // nbits ≤ 51: one 64-bit window holds them
+          uint64_t word;
+          std::memcpy(&word, bits + (bit_pos >> 3), 8);
+          extra = (word >> (bit_pos & 7)) & ((uint64_t{1} << nbits) - 1);
+        } else {
+          for (unsigned b = 0; b < nbits; ++b)
+            extra |= uint64_t{(bits[(bit_pos + b) >> 3] >> ((bit_pos + b) & 7)) & 1u} << b;
+        }
+        bit_pos += nbits;
+        m = base + extra;
+        if (m > kMaxMag) return Reject(SLICER_ERR_CORRUPT, "trellis magnitude above 2^52");
       }
-      const uint64_t m = base + extra;
-      if (m > kMaxMag) return Reject(SLICER_ERR_CORRUPT, "trellis magnitude above 2^52");
       if (dst != nullptr) {
         double v = 0.0;
         if (m != 0) {
-          const double o = s.off[2 * q + (m == 1 ? 0 : 1)] / 256.0;
-          v = (static_cast<double>(2 * m - q) + o) * delta;
+          v = (static_cast<double>(2 * m - q) + off[2 * q + (m == 1 ? 0 : 1)]) * delta;
           if (format::dense::SymbolNegative(sym)) v = -v;
         }
-        StoreElement(s.h.dtype, dst, i, v);
+        Store<kDtype>(dst, i, v);
       }
       tstate[lane] = kNext[tstate[lane]][m & 1];
+      if (++lane == k) lane = 0;
     }
   }
   const uint64_t used = (bit_pos + 7) / 8;
@@ -351,6 +391,20 @@ slicer_status DecodeChunk(const Stream& s, const uint8_t* data, size_t size, uin
   for (unsigned q = 0; q < k && c.coded > 0; ++q)
     if (x[q] != kRansL) return Reject(SLICER_ERR_CORRUPT, "dense rANS final state");
   return SLICER_OK;
+}
+
+slicer_status DecodeChunk(const Stream& s, const uint8_t* data, size_t size, uint64_t j,
+                          uint8_t* dst) {
+  switch (s.h.dtype) {
+    case SLICER_FLOAT64:
+      return DecodeChunkT<SLICER_FLOAT64>(s, data, size, j, dst);
+    case SLICER_FLOAT32:
+      return DecodeChunkT<SLICER_FLOAT32>(s, data, size, j, dst);
+    case SLICER_FLOAT16:
+      return DecodeChunkT<SLICER_FLOAT16>(s, data, size, j, dst);
+    default:
+      return DecodeChunkT<SLICER_BFLOAT16>(s, data, size, j, dst);
+  }
 }
 
 slicer_status ParseStream(const uint8_t* data, size_t size, uint64_t max_elements, Stream* s,

@@ -86,8 +86,11 @@ struct Coded {
 
 // One chain (§21.1): elements first + lane, first + lane + K, … below first + count. Writes each
 // element's magnitude and the state it is coded in.
+//
+// `weights`: λ' · R(s) per context and symbol in binary64 (§21.6 5.: R includes the symbol's
+// extra bits, which the symbol fixes), the product the cost adds, computed once per table.
 void RunChain(const Coded& c, uint64_t first, uint64_t count, unsigned states, unsigned lane,
-              const int32_t* rates, double lamp, uint16_t* trace, uint64_t* m_out, uint8_t* s_out) {
+              const double* weights, uint16_t* trace, uint64_t* m_out, uint8_t* s_out) {
   constexpr double kInf = std::numeric_limits<double>::infinity();
   double J[4] = {0.0, kInf, kInf, kInf};
   uint64_t last = 0;
@@ -95,8 +98,8 @@ void RunChain(const Coded& c, uint64_t first, uint64_t count, unsigned states, u
   for (uint64_t e = first + lane; e < first + count; e += states) {
     const double t = c.t[e];
     const bool neg = c.neg[e] != 0;
-    const int32_t* rq[2] = {rates + size_t{2u * c.cls[e]} * kNumSymbols,
-                            rates + size_t{2u * c.cls[e] + 1} * kNumSymbols};
+    const double* wq[2] = {weights + size_t{2u * c.cls[e]} * kNumSymbols,
+                           weights + size_t{2u * c.cls[e] + 1} * kNumSymbols};
     double bc[2][2];
     unsigned bi[2][2];
     for (unsigned q = 0; q < 2; ++q) {
@@ -107,11 +110,9 @@ void RunChain(const Coded& c, uint64_t first, uint64_t count, unsigned states, u
         const uint64_t m = Candidate(a, k);
         unsigned nbits;
         const unsigned s = Sym(m, neg, &nbits);
-        const int32_t rate = rq[q][s] + 256 * static_cast<int32_t>(nbits);
         const double u = t - Recon(m, q);
         const double d = u * u;
-        const double w = lamp * static_cast<double>(rate);
-        const double cost = d + w;
+        const double cost = d + wq[q][s];
         const unsigned p = static_cast<unsigned>(m & 1);
         if (cost < bc[q][p]) {
           bc[q][p] = cost;
@@ -301,16 +302,26 @@ void Encode(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
       n < (uint64_t{1} << 16)
           ? 1u
           : internal::PartCount(nch, internal::ResolveThreads(params.threads), 1);
+  std::vector<double> weights(rates.size());
+  int32_t extra_rate[kNumSymbols];  // 256 · the extra bits of each symbol (§11)
+  for (unsigned s = 0; s < kNumSymbols; ++s) {
+    uint64_t base;
+    unsigned nbits;
+    BinBase(BinOf(s), &base, &nbits);
+    extra_rate[s] = 256 * static_cast<int32_t>(nbits);
+  }
   for (unsigned pass = 0; pass < kPasses; ++pass) {
     for (unsigned x = 0; x < nctx; ++x)
       MakeRates(counts.data() + size_t{x} * kNumSymbols, rates.data() + size_t{x} * kNumSymbols);
+    for (size_t q = 0; q < rates.size(); ++q)
+      weights[q] = lamp * static_cast<double>(rates[q] + extra_rate[q % kNumSymbols]);
     internal::RunParts(nch, parts, [&](unsigned, uint64_t j0, uint64_t j1) {
       for (uint64_t j = j0; j < j1; ++j) {
         const uint64_t first = c.chunk_first[j], count = c.chunk_first[j + 1] - first;
         if (count == 0) continue;
         const unsigned k = StatesFor(count);
         for (unsigned lane = 0; lane < k; ++lane) {
-          RunChain(c, first, count, k, lane, rates.data(), lamp, trace.data(), mags.data(),
+          RunChain(c, first, count, k, lane, weights.data(), trace.data(), mags.data(),
                    state.data());
         }
       }
