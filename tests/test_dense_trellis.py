@@ -120,6 +120,15 @@ def test_groups_zero_and_raw():
     assert info.coded == 0
 
 
+def test_huge_codes():
+    """Magnitudes above 2^33 (symbols >= 255: the decoder's escape path) next to small ones."""
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((6, 50))
+    x[:, ::7] *= 3e4
+    for dtype in (np.float32, np.float64):
+        checked(x.astype(dtype), rt.default_params(step=1e-7, chunk_log2=6))
+
+
 def test_given_offsets():
     rng = np.random.default_rng(9)
     x = rng.standard_normal((16, 40)).astype(np.float32)

@@ -42,7 +42,9 @@ struct Stream {
   ClassGeometry geo;
   std::vector<uint8_t> class_map;
   // Per context x = 2c + q: slot → symbol [x · 2^14, …), freq / cum [x · 424, …), nsym.
-  std::vector<uint16_t> slot_symbol;
+  // slot → symbol, or kEscape for symbols ≥ 255 (bins of magnitude ≥ 2^33, rare: resolved
+  // from cum); one byte per slot keeps 2K tables in cache
+  std::vector<uint8_t> slot_symbol;
   std::vector<uint32_t> freq, cum;
   std::vector<unsigned> nsym;
   uint64_t class_table_bytes[16] = {};
@@ -54,6 +56,7 @@ struct Stream {
   uint64_t coded_total = 0, zero_groups = 0, raw_groups = 0;
 };
 constexpr size_t kStride = kNumSymbols + 1;
+constexpr uint8_t kEscape = 255;
 
 slicer_status ParseBody(const uint8_t* data, size_t size, Stream* s, slicer_dense_info* info) {
   const format::DenseHeader& h = s->h;
@@ -160,13 +163,13 @@ slicer_status ParseBody(const uint8_t* data, size_t size, Stream* s, slicer_dens
       if (classes.back() == 0) return Reject(SLICER_ERR_CORRUPT, "dense count class");
       std::vector<uint32_t> freq, cum;
       Normalize(classes, &freq, &cum);
-      uint16_t* lut = s->slot_symbol.data() + size_t{x} * kProbScale;
+      uint8_t* lut = s->slot_symbol.data() + size_t{x} * kProbScale;
       for (unsigned q = 0; q < nsym; ++q) {
         s->freq[x * kStride + q] = freq[q];
         s->cum[x * kStride + q] = cum[q];
-        for (uint32_t slot = cum[q]; slot < cum[q + 1]; ++slot)
-          lut[slot] = static_cast<uint16_t>(q);
+        std::memset(lut + cum[q], q < kEscape ? q : kEscape, freq[q]);
       }
+      s->cum[x * kStride + nsym] = cum[nsym];  // the escape's search needs the end
       s->nsym[x] = static_cast<unsigned>(nsym);
     }
     if (x / 2 < 16) s->class_table_bytes[x / 2] += pos - start;
@@ -345,7 +348,11 @@ slicer_status DecodeChunkT(const Stream& s, const uint8_t* data, size_t size, ui
       if (s.nsym[ctx] == 0) return Reject(SLICER_ERR_CORRUPT, "trellis context table empty");
       uint32_t st = x[lane];
       const uint32_t slot = st & (kProbScale - 1);
-      const unsigned sym = s.slot_symbol[ctx * kProbScale + slot];
+      unsigned sym = s.slot_symbol[ctx * kProbScale + slot];
+      if (sym == kEscape) {  // the symbol owning the slot, from the cumulative frequencies
+        const uint32_t* cum = s.cum.data() + ctx * kStride;
+        sym = static_cast<unsigned>(std::upper_bound(cum, cum + s.nsym[ctx] + 1, slot) - cum) - 1;
+      }
       st = s.freq[ctx * kStride + sym] * (st >> kProbBits) + slot - s.cum[ctx * kStride + sym];
       while (st < kRansL) {
         if (r >= rend) return Reject(SLICER_ERR_CORRUPT, "dense rANS payload");
