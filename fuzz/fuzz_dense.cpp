@@ -135,7 +135,8 @@ void RoundTrip(const uint8_t* data, size_t size) {
   const double step = p.step;
   for (size_t i = 0; i < x.size(); ++i) {
     const double err = std::fabs(static_cast<double>(y[i]) - x[i]);
-    const double limit = p.trellis ? std::max(std::fabs(x[i]), 3 * step) + 0.5 * step : tol;
+    const double limit =
+        p.trellis ? std::max(std::fabs(static_cast<double>(x[i])), 3 * step) + 0.5 * step : tol;
     if (err > limit * (1 + 1e-6) + std::fabs(x[i]) * 1e-6) __builtin_trap();
   }
 }
