@@ -115,7 +115,9 @@ SLICER_API int slicer_cuda_decode(const void* src, size_t size, int src_is_devic
                                   uint64_t max_elements, void* temp, size_t temp_bytes,
                                   void* dst_device, size_t dst_bytes, void* stream);
 
-/* --- Format 2, mode "dense" (docs/format.md §10-§16) and mode 2 (class tables, §18-§19).
+/* --- Format 2, mode "dense" (docs/format.md §10-§16) and mode 2 (class tables, §18-§19);
+ * mode 3 (trellis-coded quantization, §21) is decoded but not encoded: params->trellis = 1 is
+ * SLICER_ERR_INVALID_ARGUMENT from both encode functions (encode it with slicer_dense_encode).
  * Streams are byte-identical to slicer_dense_encode's; decoding accepts and rejects
  * exactly what slicer_decode does, with the same status. The header and tables are parsed on the host by the C++ codec's parser, so a
  * device stream is copied to the host once (it is the compressed size); the chunks are decoded
