@@ -84,18 +84,27 @@ struct Coded {
   std::vector<uint64_t> chunk_first;  // nch + 1 prefix of coded counts per chunk
 };
 
-// One chain (§21.1): elements first + lane, first + lane + K, … below first + count. Writes each
-// element's magnitude and the state it is coded in.
+// The chains of one chunk (§21.1): chain l holds elements first + l, first + l + K, … below
+// first + count. Writes each element's magnitude and the state it is coded in.
 //
 // `weights`: λ' · R(s) per context and symbol in binary64 (§21.6 5.: R includes the symbol's
 // extra bits, which the symbol fixes), the product the cost adds, computed once per table.
-void RunChain(const Coded& c, uint64_t first, uint64_t count, unsigned states, unsigned lane,
-              const double* weights, uint16_t* trace, uint64_t* m_out, uint8_t* s_out) {
+//
+// The `states` chains of a chunk run interleaved, element after element in flat order (each
+// lane's path costs apart): consecutive elements belong to independent chains, so their
+// updates overlap in the CPU; every chain's arithmetic is the one of §21.6.
+void RunChains(const Coded& c, uint64_t first, uint64_t count, unsigned states,
+               const double* weights, uint16_t* trace, uint64_t* m_out, uint8_t* s_out) {
   constexpr double kInf = std::numeric_limits<double>::infinity();
-  double J[4] = {0.0, kInf, kInf, kInf};
-  uint64_t last = 0;
-  bool any = false;
-  for (uint64_t e = first + lane; e < first + count; e += states) {
+  double path[4][4];
+  for (unsigned l = 0; l < 4; ++l) {
+    path[l][0] = 0.0;
+    path[l][1] = path[l][2] = path[l][3] = kInf;
+  }
+  unsigned lane = 0;
+  for (uint64_t e = first; e < first + count; ++e) {
+    double* const J = path[lane];
+    if (++lane == states) lane = 0;
     const double t = c.t[e];
     const bool neg = c.neg[e] != 0;
     const double* wq[2] = {weights + size_t{2u * c.cls[e]} * kNumSymbols,
@@ -138,23 +147,23 @@ void RunChain(const Coded& c, uint64_t first, uint64_t count, unsigned states, u
       for (unsigned p = 0; p < 2; ++p)
         tr |= static_cast<uint16_t>(bi[q][p] << (4 + 2 * (2 * q + p)));
     trace[e] = tr;
-    std::memcpy(J, nj, sizeof(J));
-    last = e;
-    any = true;
+    std::memcpy(J, nj, sizeof(nj));
   }
-  if (!any) return;
-  unsigned st = 0;
-  for (unsigned s = 1; s < 4; ++s)
-    if (J[s] < J[st]) st = s;
-  for (uint64_t e = last;; e -= states) {
-    const uint16_t tr = trace[e];
-    const unsigned ch = (tr >> st) & 1;
-    const unsigned s = kPred[st][ch][0], p = kPred[st][ch][1], q = s >> 1;
-    const unsigned k = (tr >> (4 + 2 * (2 * q + p))) & 3;
-    m_out[e] = Candidate(Nearest(c.t[e], q), k);
-    s_out[e] = static_cast<uint8_t>(s);
-    st = s;
-    if (e < first + lane + states) break;
+  for (unsigned l = 0; l < states && l < count; ++l) {  // trace back each chain
+    const double* const J = path[l];
+    unsigned st = 0;
+    for (unsigned s = 1; s < 4; ++s)
+      if (J[s] < J[st]) st = s;
+    for (uint64_t e = first + l + (count - 1 - l) / states * states;; e -= states) {
+      const uint16_t tr = trace[e];
+      const unsigned ch = (tr >> st) & 1;
+      const unsigned s = kPred[st][ch][0], p = kPred[st][ch][1], q = s >> 1;
+      const unsigned k = (tr >> (4 + 2 * (2 * q + p))) & 3;
+      m_out[e] = Candidate(Nearest(c.t[e], q), k);
+      s_out[e] = static_cast<uint8_t>(s);
+      st = s;
+      if (e < first + l + states) break;
+    }
   }
 }
 
@@ -319,11 +328,8 @@ void Encode(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
       for (uint64_t j = j0; j < j1; ++j) {
         const uint64_t first = c.chunk_first[j], count = c.chunk_first[j + 1] - first;
         if (count == 0) continue;
-        const unsigned k = StatesFor(count);
-        for (unsigned lane = 0; lane < k; ++lane) {
-          RunChain(c, first, count, k, lane, weights.data(), trace.data(), mags.data(),
-                   state.data());
-        }
+        RunChains(c, first, count, StatesFor(count), weights.data(), trace.data(), mags.data(),
+                  state.data());
       }
     });
     std::fill(counts.begin(), counts.end(), 0);
