@@ -73,6 +73,26 @@ TEST(EncodeDecodeInspectThroughTheWrapper) {
   CHECK_EQ(kept, 600u);
 }
 
+TEST(TrellisThroughTheWrapper) {  // format 2 mode 3 (docs/format.md §21)
+  const std::vector<float> x = slicer_test::Gaussian(8 * 200, 5);
+  const std::vector<int64_t> shape = {8, 200};
+  const slicer::DenseParams p = slicer::DenseParams().step(0.1f).trellis(0.34);
+  const std::vector<uint8_t> stream =
+      slicer::dense_encode(x.data(), slicer::DType::kFloat32, shape, p);
+  CHECK(stream.size() <= slicer::dense_encode_bound(shape, slicer::DType::kFloat32, p));
+  const slicer_dense_info info = slicer::dense_inspect(stream);
+  CHECK_EQ(info.mode, 3u);
+  CHECK_EQ(info.classes, 1u);
+  const std::vector<float> y = slicer::decode(stream).to_float32();
+  double err = 0, energy = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    err += (y[i] - x[i]) * static_cast<double>(y[i] - x[i]);
+    energy += x[i] * static_cast<double>(x[i]);
+  }
+  CHECK(err < 0.01 * energy);  // step 0.1 on unit normals: about 0.3 % of the energy
+  CHECK_EQ(StatusOf([&] { slicer::DenseParams().trellis(0.0); }), SLICER_ERR_INVALID_ARGUMENT);
+}
+
 TEST(ErrorsCarryTheStatus) {
   std::vector<uint8_t> garbage = {'S', 'L', 'C', 'R', 1, 0, 0, 0, 0, 0};
   CHECK_EQ(StatusOf([&] { slicer::decode(garbage); }), SLICER_ERR_BAD_CHECKSUM);

@@ -302,6 +302,13 @@ class DenseParams {
     raw_.threads = static_cast<uint16_t>(threads);
     return *this;
   }
+  // Mode 3 (docs/format.md §21): trellis-coded quantization with Lagrange multiplier λ > 0.
+  DenseParams& trellis(double lambda = 0.34) {
+    Require(lambda > 0 && lambda < 1e300, "trellis lambda must be finite and > 0");
+    raw_.trellis = 1;
+    raw_.trellis_lambda = lambda;
+    return *this;
+  }
 
   // The C struct, its group-table pointer aimed at this object's copy of the table.
   const slicer_dense_params& raw() const {
