@@ -1,7 +1,10 @@
 // Format 2 dense decoder (docs/format.md §10-§14): validates everything before it allocates
 // from a size the stream states, never reads outside [data, data + size).
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <vector>
@@ -75,6 +78,9 @@ constexpr size_t kCumStride = kNumSymbols + 1;
 // rare) hold kEscape: such elements take the careful path, which resolves the symbol from the
 // cumulative frequencies and is the only one that can meet a magnitude above 2^53.
 constexpr uint8_t kEscape = 255;
+
+// Bytes after the last slot of the lut, so that a 32-bit gather at any slot stays inside it.
+constexpr size_t kLutPad = 4;
 
 struct Stream {
   int dtype = 0;
@@ -367,6 +373,543 @@ slicer_status DecodeChunk(const Stream& s, const uint8_t* data, size_t size, uin
   return SLICER_OK;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Paired decoder (AVX2): two chunks of four states each decoded side by side in eight 32-bit
+// lanes (lanes 0-3: chunk a's states 0-3, lanes 4-7: chunk b's). Element i of a chunk uses state
+// i mod 4, so one vector step decodes elements i … i+3 of both chunks in their sequential order;
+// the 0, 1 or 2 renormalisation bytes of the four lanes of one chunk are located by a prefix sum
+// of the lanes' byte counts. The step computes exactly the scalar fast step's integers. Values
+// are produced in two passes per segment of coded elements: ±(m + o/256) (binary64, the scalar
+// formula with Δ = 1, which multiplies exactly) into a buffer, then × Δ_g of each element's group
+// and rounded to the dtype (the same binary64 product as the scalar decoder's). Escaped symbols
+// take the scalar step (DecodeRun); extra bits are read in lane order by scalar code. Any
+// failure re-decodes both chunks with DecodeChunk, so damaged streams keep their statuses and
+// rejection names.
+
+// Whether the SIMD paths may run: the CPU has AVX2 and SLICER_DENSE_SIMD is not "0" (read at
+// each call so that tests can force the scalar paths).
+bool SimdWanted() {
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (!avx2) return false;
+  const char* env = std::getenv("SLICER_DENSE_SIMD");
+  return env == nullptr || env[0] != '0';
+}
+
+// Per stream, per class and slot: freq − 1 | (slot − cum) << 14 | min(symbol, 15) << 28, so one
+// gather gives a lane's whole state update and, for the direct symbols 0 … 14 (bins 0 … 7, no
+// extra bits), its value; 15 marks a symbol with extra bits or an escape (the lut tells which).
+struct PairTables {
+  std::vector<uint32_t> slots;
+};
+
+constexpr uint32_t kCodeOther = 15;
+
+void BuildPairTables(const Stream& s, PairTables* t) {
+  t->slots.assign(size_t{s.nclass} * kProbScale, 0);
+  for (unsigned c = 0; c < s.nclass; ++c) {
+    const unsigned nsym = s.nclass > 1 ? s.class_nsym[c] : s.nsym;
+    uint32_t* slots = t->slots.data() + size_t{c} * kProbScale;
+    for (unsigned q = 0; q < nsym; ++q) {
+      const DSym& d = s.syms[q];
+      const uint32_t f = s.nclass > 1 ? s.fc[c * kSymStride + q].freq : d.freq;
+      const uint32_t start = s.nclass > 1 ? s.fc[c * kSymStride + q].cum : d.cum;
+      const uint32_t code = std::min<uint32_t>(q, kCodeOther) << 28;
+      for (uint32_t k = 0; k < f; ++k) slots[start + k] = (f - 1) | k << 14 | code;
+    }
+  }
+}
+
+// Chunk-local element order of the coded elements: walks the dense runs of one chunk.
+struct CodedWalker {
+  const Stream* s;
+  uint64_t i, stop_all;
+  uint64_t run_stop;
+  double delta = 0;
+  CodedWalker(const Stream& st, uint64_t begin, uint64_t end)
+      : s(&st), i(begin), stop_all(end), run_stop(begin) {}
+  // Elements left in the current dense run, moving past finished runs and non-dense groups
+  // (zero groups written to dst when dst != nullptr); 0 at the chunk's end.
+  uint64_t Next(uint8_t* dst) {
+    while (i == run_stop && i < stop_all) {
+      const uint64_t g = s->layout.GroupOf(i);
+      const uint64_t stop = std::min(stop_all, i + s->layout.RunLeft(i, s->n));
+      run_stop = stop;
+      if (!IsDenseGroup(*s, g)) {
+        if (dst != nullptr && s->table[g] == kGroupZero) {
+          for (; i < stop; ++i) StoreElement(s->dtype, dst, i, 0.0);
+        }
+        i = stop;
+        continue;
+      }
+      delta = s->has_table ? s->steps[g] : s->base_step;
+    }
+    return run_stop - i;
+  }
+};
+
+// The classes (§19.1) of elements [i, i + count).
+void FillClasses(const Stream& s, uint64_t i, uint64_t count, uint8_t* out) {
+  uint64_t pos = (i / s.geo.inner) % s.geo.length, within = i % s.geo.inner;
+  if (s.geo.inner == 1) {
+    for (uint64_t q = 0; q < count;) {
+      const uint64_t len = std::min(count - q, s.geo.length - pos);
+      std::memcpy(out + q, s.class_map.data() + pos, len);
+      q += len;
+      pos = 0;
+    }
+    return;
+  }
+  for (uint64_t q = 0; q < count; ++q) {
+    out[q] = s.class_map[pos];
+    if (++within == s.geo.inner) {
+      within = 0;
+      if (++pos == s.geo.length) pos = 0;
+    }
+  }
+}
+
+using ScaleFn = void (*)(uint8_t*, uint64_t, const double*, uint64_t, double);
+
+template <int kDtype>
+void StoreScaled(uint8_t* dst, uint64_t i, const double* t, uint64_t count, double delta) {
+  for (uint64_t k = 0; k < count; ++k) StoreT<kDtype>(dst, i + k, t[k] * delta);
+}
+
+__attribute__((target("avx2"))) void StoreScaledF32Avx2(uint8_t* dst, uint64_t i,
+                                                        const double* t, uint64_t count,
+                                                        double delta) {
+  float* out = reinterpret_cast<float*>(dst) + i;
+  const __m256d d = _mm256_set1_pd(delta);
+  uint64_t k = 0;
+  for (; k + 4 <= count; k += 4) {
+    _mm_storeu_ps(out + k, _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_loadu_pd(t + k), d)));
+  }
+  StoreScaled<SLICER_FLOAT32>(dst, i + k, t + k, count - k, delta);
+}
+
+ScaleFn PickScale(int dtype) {
+  switch (dtype) {
+    case SLICER_FLOAT64:
+      return &StoreScaled<SLICER_FLOAT64>;
+    case SLICER_FLOAT32:
+      return &StoreScaledF32Avx2;
+    case SLICER_FLOAT16:
+      return &StoreScaled<SLICER_FLOAT16>;
+    default:
+      return &StoreScaled<SLICER_BFLOAT16>;
+  }
+}
+
+// Extra bits of the elements whose symbols are q[0..3] (in lane order), overwriting their
+// values t[0..3]. False when a read would leave the chunk's extra-bit area.
+inline bool PairExtras(const Stream& s, ChunkIn* in, const uint32_t* q, double* t) {
+  const uint64_t bit_limit = 8 * in->bits_len;
+  for (unsigned l = 0; l < 4; ++l) {
+    const DSym& d = s.syms[q[l]];
+    if (d.nbits == 0) continue;
+    const uint64_t bp = in->bit_pos;
+    if (bp + d.nbits > bit_limit) return false;
+    uint64_t word = 0;
+    const uint64_t first = bp >> 3;
+    if (first + 8 <= in->bits_room) {
+      std::memcpy(&word, in->bits + first, 8);
+    } else {
+      for (uint64_t b = first; b < in->bits_room; ++b)
+        word |= uint64_t{in->bits[b]} << (8 * (b - first));
+    }
+    const uint64_t extra = (word >> (bp & 7)) & d.mask;
+    in->bit_pos = bp + d.nbits;
+    const uint64_t m = d.base + extra;
+    t[l] = ((static_cast<double>(static_cast<int64_t>(m)) + d.off) * 1.0) * d.sign;
+  }
+  return true;
+}
+
+// The extra bits (§11) of one chunk's four lanes (symbols q4, all below 255, in lane order)
+// read at once: per lane the bit count of its bin, the lanes' positions by a prefix sum, each
+// lane's bits out of one 64-bit window at the chunk's bit cursor (a word per lane when they span
+// more than 57 bits). *v = ±(double(base + extra) + o2/256) for the lanes with extra bits (bins ≥
+// 8 have m ≥ 8), *keep marks them. False when a read would leave the extra-bit area.
+__attribute__((target("avx2"))) inline bool ChunkExtras(const Stream& s, ChunkIn* in, __m128i q4,
+                                                        double off2, __m256d* v,
+                                                        __m128i* keep) {
+  const __m128i b = _mm_srli_epi32(_mm_add_epi32(q4, _mm_set1_epi32(1)), 1);
+  const __m128i big = _mm_cmpgt_epi32(b, _mm_set1_epi32(7));
+  const __m128i nb = _mm_and_si128(_mm_srli_epi32(_mm_sub_epi32(b, _mm_set1_epi32(4)), 2), big);
+  *keep = big;
+  __m128i pre = _mm_add_epi32(nb, _mm_slli_si128(nb, 4));
+  pre = _mm_add_epi32(pre, _mm_slli_si128(pre, 8));
+  const uint64_t total = static_cast<uint32_t>(_mm_extract_epi32(pre, 3));
+  const uint64_t bp = in->bit_pos;
+  if (bp + total > 8 * in->bits_len) return false;
+  if ((bp + total) / 8 + 8 > in->bits_room) {  // near the stream's end: byte by byte
+    alignas(16) uint32_t q[4];
+    alignas(32) double t[4] = {0, 0, 0, 0};
+    _mm_store_si128(reinterpret_cast<__m128i*>(q), q4);
+    if (!PairExtras(s, in, q, t)) return false;
+    *v = _mm256_load_pd(t);
+    return true;
+  }
+  const __m256i excl = _mm256_cvtepu32_epi64(_mm_sub_epi32(pre, nb));
+  const __m256i nb64 = _mm256_cvtepu32_epi64(nb);
+  const __m256i one = _mm256_set1_epi64x(1);
+  __m256i word;
+  if (total + (bp & 7) <= 64) {  // one window
+    uint64_t w;
+    std::memcpy(&w, in->bits + (bp >> 3), 8);
+    word = _mm256_srlv_epi64(_mm256_set1_epi64x(static_cast<long long>(w >> (bp & 7))), excl);
+  } else {
+    const __m256i pos = _mm256_add_epi64(_mm256_set1_epi64x(static_cast<long long>(bp)), excl);
+    word = _mm256_srlv_epi64(_mm256_i64gather_epi64(reinterpret_cast<const long long*>(in->bits),
+                                                    _mm256_srli_epi64(pos, 3), 1),
+                             _mm256_and_si256(pos, _mm256_set1_epi64x(7)));
+  }
+  const __m256i extra = _mm256_and_si256(word, _mm256_sub_epi64(_mm256_sllv_epi64(one, nb64), one));
+  const __m256i top = _mm256_cvtepu32_epi64(
+      _mm_add_epi32(_mm_and_si128(b, _mm_set1_epi32(3)), _mm_set1_epi32(4)));
+  const __m256i m = _mm256_add_epi64(_mm256_sllv_epi64(top, nb64), extra);  // < 2^33
+  const __m256i two52 = _mm256_set1_epi64x(0x4330000000000000LL);
+  const __m256d md =
+      _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(m, two52)), _mm256_castsi256_pd(two52));
+  const __m256i neg = _mm256_slli_epi64(
+      _mm256_andnot_si256(_mm256_cvtepu32_epi64(q4), one), 63);  // even symbols are negative
+  *v = _mm256_xor_pd(_mm256_add_pd(md, _mm256_set1_pd(off2)), _mm256_castsi256_pd(neg));
+  in->bit_pos = bp + total;
+  return true;
+}
+
+// ±(m + o/256) of four direct symbols c4 (0 … 14: m = bin, no extra bits), the scalar formula
+// of §12.4 with Δ = 1: m = 0 → +0, m = 1 → 1 + o1/256, m ≥ 2 → m + o2/256, even symbols
+// negative (an exact sign flip).
+__attribute__((target("avx2"))) inline __m256d DirectValues(__m128i c4, __m256d o1, __m256d o2) {
+  const __m128i mi = _mm_srli_epi32(_mm_add_epi32(c4, _mm_set1_epi32(1)), 1);
+  const __m256d md = _mm256_cvtepi32_pd(mi);
+  const __m256d one = _mm256_set1_pd(1.0);
+  __m256d off = _mm256_blendv_pd(o2, o1, _mm256_cmp_pd(md, one, _CMP_EQ_OQ));
+  off = _mm256_and_pd(off, _mm256_cmp_pd(md, _mm256_setzero_pd(), _CMP_NEQ_OQ));
+  const __m128i negmask =
+      _mm_andnot_si128(_mm_cmpeq_epi32(_mm_and_si128(c4, _mm_set1_epi32(1)), _mm_set1_epi32(1)),
+                       _mm_cmpgt_epi32(c4, _mm_setzero_si128()));
+  const __m256d sign =
+      _mm256_and_pd(_mm256_castsi256_pd(_mm256_cvtepi32_epi64(negmask)), _mm256_set1_pd(-0.0));
+  return _mm256_xor_pd(_mm256_add_pd(md, off), sign);
+}
+
+// Where SetSteps puts the values of chunk h: ±(m + o/256) as binary64 into t[h] + 4·step (for
+// a later × Δ_g), or, kDirect (float32, one Δ for every element), rounded Δ·value straight into
+// the float32 output at f[h] + 4·step (for the direct symbols out of a 16-entry table of the
+// same binary64 product rounded to binary32).
+struct SetOut {
+  double* t[4];
+  float* f[4];
+  double delta;
+  alignas(32) float ftab[16];  // kDirect: the rounded Δ·value of each direct symbol
+};
+
+// Up to `steps` vector steps of the 2·kP chunks of a set (vector p: chunks 2p and 2p + 1), the
+// classes of mode 2 from cl[h] + 4·step. Stops before a step in which a lane meets an escaped
+// symbol (*escape = true: states, cursors and extra-bit positions as before that step). Returns
+// the steps done, or -1 on an extra-bit read outside a chunk's area. The caller guarantees
+// 8·steps + 8 rANS bytes in each chunk.
+template <bool kClasses, unsigned kP, bool kDirect>
+__attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTables& tb,
+                                                 ChunkIn* in, uint8_t* const* cl,
+                                                 const SetOut& out, uint64_t steps,
+                                                 bool* escape) {
+  const int* const lut = reinterpret_cast<const int*>(s.lut.data());
+  const int* const slots = reinterpret_cast<const int*>(tb.slots.data());
+  const __m256i slot_mask = _mm256_set1_epi32(kProbScale - 1);
+  const __m256i low14 = _mm256_set1_epi32(0x3FFF);
+  const __m256i one = _mm256_set1_epi32(1);
+  const __m256i l1 = _mm256_set1_epi32(kRansL), l2 = _mm256_set1_epi32(kRansL >> 8);
+  const __m256i sixteen = _mm256_set1_epi32(16);
+  const __m256i other = _mm256_set1_epi32(kCodeOther);
+  // Byte indices (o + 1, o, none, none): r[o] << 8 | r[o + 1] out of 16 bytes read at r.
+  const __m256i pick = _mm256_set1_epi32(static_cast<int>(0x80800001u));
+  const __m256d o1 = _mm256_set1_pd(s.o1 / 256.0), o2 = _mm256_set1_pd(s.o2 / 256.0);
+  const double off2 = s.o2 / 256.0;
+  const __m256d delta = _mm256_set1_pd(out.delta);
+  const __m256 ftab_lo = _mm256_load_ps(out.ftab), ftab_hi = _mm256_load_ps(out.ftab + 8);
+  __m256i x[kP];
+  const uint8_t* r[2 * kP];
+  for (unsigned p = 0; p < kP; ++p) {
+    const ChunkIn& a = in[2 * p];
+    const ChunkIn& b = in[2 * p + 1];
+    x[p] = _mm256_setr_epi32(a.x[0], a.x[1], a.x[2], a.x[3], b.x[0], b.x[1], b.x[2], b.x[3]);
+    r[2 * p] = a.r;
+    r[2 * p + 1] = b.r;
+  }
+  uint64_t st = 0;
+  for (; st < steps; ++st) {
+    __m256i idx[kP], code[kP], x_old[kP];
+    const uint8_t* r_old[2 * kP];
+    int special = 0;
+    for (unsigned p = 0; p < kP; ++p) {
+      idx[p] = _mm256_and_si256(x[p], slot_mask);
+      if constexpr (kClasses) {
+        uint32_t c4a, c4b;
+        std::memcpy(&c4a, cl[2 * p] + 4 * st, 4);
+        std::memcpy(&c4b, cl[2 * p + 1] + 4 * st, 4);
+        const __m256i cv = _mm256_cvtepu8_epi32(
+            _mm_cvtsi64_si128(static_cast<long long>(uint64_t{c4a} | uint64_t{c4b} << 32)));
+        idx[p] = _mm256_add_epi32(idx[p], _mm256_slli_epi32(cv, kProbBits));
+      }
+      const __m256i e = _mm256_i32gather_epi32(slots, idx[p], 4);
+      const __m256i freq = _mm256_add_epi32(_mm256_and_si256(e, low14), one);
+      const __m256i bias = _mm256_and_si256(_mm256_srli_epi32(e, 14), low14);
+      code[p] = _mm256_srli_epi32(e, 28);
+      special |= _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(code[p], other)));
+      const __m256i v =
+          _mm256_add_epi32(_mm256_mullo_epi32(freq, _mm256_srli_epi32(x[p], kProbBits)), bias);
+      const __m256i need = _mm256_sub_epi32(
+          _mm256_setzero_si256(),
+          _mm256_add_epi32(_mm256_cmpgt_epi32(l1, v), _mm256_cmpgt_epi32(l2, v)));
+      __m256i pre = _mm256_add_epi32(need, _mm256_slli_si256(need, 4));
+      pre = _mm256_add_epi32(pre, _mm256_slli_si256(pre, 8));  // inclusive prefix per chunk
+      const __m256i excl = _mm256_sub_epi32(pre, need);
+      const __m256i bytes =
+          _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(r[2 * p + 1]),
+                              reinterpret_cast<const __m128i*>(r[2 * p]));
+      const __m256i window = _mm256_shuffle_epi8(
+          bytes, _mm256_add_epi32(_mm256_add_epi32(excl, _mm256_slli_epi32(excl, 8)), pick));
+      const __m256i sh = _mm256_slli_epi32(need, 3);
+      x_old[p] = x[p];
+      x[p] = _mm256_or_si256(_mm256_sllv_epi32(v, sh),
+                             _mm256_srlv_epi32(window, _mm256_sub_epi32(sixteen, sh)));
+      r_old[2 * p] = r[2 * p];
+      r_old[2 * p + 1] = r[2 * p + 1];
+      r[2 * p] += _mm256_extract_epi32(pre, 3);
+      r[2 * p + 1] += _mm256_extract_epi32(pre, 7);
+    }
+    __m256d val[2 * kP];
+    __m256 fv[kP];
+    for (unsigned p = 0; p < kP; ++p) {
+      if constexpr (kDirect) {
+        const __m256 lo = _mm256_permutevar8x32_ps(ftab_lo, code[p]);
+        const __m256 hi = _mm256_permutevar8x32_ps(ftab_hi, code[p]);
+        fv[p] = _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(code[p], 28)));
+      } else {
+        val[2 * p] = DirectValues(_mm256_castsi256_si128(code[p]), o1, o2);
+        val[2 * p + 1] = DirectValues(_mm256_extracti128_si256(code[p], 1), o1, o2);
+      }
+    }
+    if (__builtin_expect(special != 0, 0)) {  // extra bits or an escape somewhere
+      __m256i sym[kP];
+      int escaped = 0;
+      for (unsigned p = 0; p < kP; ++p) {
+        sym[p] = _mm256_and_si256(_mm256_i32gather_epi32(lut, idx[p], 1),
+                                  _mm256_set1_epi32(0xFF));
+        escaped |= _mm256_movemask_ps(
+            _mm256_castsi256_ps(_mm256_cmpeq_epi32(sym[p], _mm256_set1_epi32(kEscape))));
+      }
+      if (escaped != 0) {
+        for (unsigned p = 0; p < kP; ++p) x[p] = x_old[p];
+        for (unsigned h = 0; h < 2 * kP; ++h) r[h] = r_old[h];
+        *escape = true;
+        break;
+      }
+      for (unsigned p = 0; p < kP; ++p) {
+        const int lanes = _mm256_movemask_ps(
+            _mm256_castsi256_ps(_mm256_cmpeq_epi32(code[p], other)));
+        for (unsigned half = 0; half < 2; ++half) {
+          if (((lanes >> (4 * half)) & 0x0F) == 0) continue;
+          const unsigned h = 2 * p + half;
+          const __m128i q4 = half == 0 ? _mm256_castsi256_si128(sym[p])
+                                       : _mm256_extracti128_si256(sym[p], 1);
+          __m256d v;
+          __m128i keep;
+          if (!ChunkExtras(s, &in[h], q4, off2, &v, &keep)) return -1;
+          if constexpr (kDirect) {
+            const __m128 f = _mm256_cvtpd_ps(_mm256_mul_pd(v, delta));
+            const __m256 f8 = half == 0 ? _mm256_castps128_ps256(f)
+                                        : _mm256_insertf128_ps(_mm256_setzero_ps(), f, 1);
+            const __m256i k8 = half == 0 ? _mm256_castsi128_si256(keep)
+                                         : _mm256_inserti128_si256(_mm256_setzero_si256(), keep, 1);
+            const __m256i k8m = half == 0 ? _mm256_blend_epi32(k8, _mm256_setzero_si256(), 0xF0)
+                                          : k8;
+            fv[p] = _mm256_blendv_ps(fv[p], f8, _mm256_castsi256_ps(k8m));
+          } else {
+            val[h] = _mm256_blendv_pd(val[h], v, _mm256_castsi256_pd(_mm256_cvtepi32_epi64(keep)));
+          }
+        }
+      }
+    }
+    for (unsigned p = 0; p < kP; ++p) {
+      if constexpr (kDirect) {
+        _mm_storeu_ps(out.f[2 * p] + 4 * st, _mm256_castps256_ps128(fv[p]));
+        _mm_storeu_ps(out.f[2 * p + 1] + 4 * st, _mm256_extractf128_ps(fv[p], 1));
+      } else {
+        _mm256_storeu_pd(out.t[2 * p] + 4 * st, val[2 * p]);
+        _mm256_storeu_pd(out.t[2 * p + 1] + 4 * st, val[2 * p + 1]);
+      }
+    }
+  }
+  for (unsigned p = 0; p < kP; ++p) {
+    alignas(32) uint32_t xs[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(xs), x[p]);
+    for (unsigned l = 0; l < 4; ++l) {
+      in[2 * p].x[l] = xs[l];
+      in[2 * p + 1].x[l] = xs[4 + l];
+    }
+  }
+  for (unsigned h = 0; h < 2 * kP; ++h) in[h].r = r[h];
+  return static_cast<int64_t>(st);
+}
+
+// Whether chunks j … j + n − 1 can take the paired decoder (four states each).
+bool Pairable(const Stream& s, uint64_t j, unsigned n) {
+  if (j + n > s.chunks.size()) return false;
+  for (unsigned h = 0; h < n; ++h)
+    if (StatesFor(s.chunks[j + h].coded) != 4) return false;
+  return true;
+}
+
+// Decodes chunks j … j + 2·kP − 1 (Pairable) into dst (when not nullptr). kDirect: float32 into
+// dst, no group table, one group (every element coded with the base step).
+template <bool kClasses, unsigned kP, bool kDirect>
+slicer_status DecodeSet(const Stream& s, const PairTables& tb, const uint8_t* data, size_t size,
+                        uint64_t j, uint8_t* dst) {
+  constexpr unsigned kN = 2 * kP;
+  auto sequential = [&]() {  // the scalar decoder's statuses and rejection names
+    for (unsigned h = 0; h < kN; ++h) {
+      const slicer_status st = DecodeChunk(s, data, size, j + h, dst);
+      if (st != SLICER_OK) return st;
+    }
+    return SLICER_OK;
+  };
+  const uint64_t chunk = uint64_t{1} << s.chunk_log2;
+  constexpr uint64_t kSeg = 1024;
+  std::vector<double> tbuf(kDirect ? 0 : kN * kSeg);
+  std::vector<uint8_t> cbuf(kClasses ? kN * kSeg : 0);
+  ChunkIn in[kN];
+  std::vector<CodedWalker> out, at;
+  uint64_t coded[kN], done[kN], cnt[kN];
+  uint8_t* cl[kN];
+  SetOut so{};
+  so.delta = s.base_step;
+  for (unsigned c = 0; c < kCodeOther && c < s.syms.size(); ++c) {
+    const DSym& d = s.syms[c];
+    const double t = ((static_cast<double>(static_cast<int64_t>(d.base)) + d.off) * 1.0) * d.sign;
+    so.ftab[c] = static_cast<float>(t * s.base_step);
+  }
+  for (unsigned h = 0; h < kN; ++h) {
+    const Stream::Chunk& c = s.chunks[j + h];
+    const uint8_t* r = data + c.offset;
+    in[h] = ChunkIn{{0, 0, 0, 0}, r + 16, r + c.rans_len, r + c.rans_len, c.bits_len,
+                    size - (c.offset + c.rans_len)};
+    for (unsigned q = 0; q < 4; ++q) {
+      in[h].x[q] = uint32_t{r[4 * q]} | uint32_t{r[4 * q + 1]} << 8 |
+                   uint32_t{r[4 * q + 2]} << 16 | uint32_t{r[4 * q + 3]} << 24;
+      if (in[h].x[q] < kRansL || in[h].x[q] >= (kRansL << 8)) return sequential();
+    }
+    coded[h] = c.coded;
+    done[h] = 0;
+    out.emplace_back(s, (j + h) * chunk, std::min(s.n, (j + h + 1) * chunk));
+    if (!kDirect) so.t[h] = tbuf.data() + h * kSeg;
+    cl[h] = kClasses ? cbuf.data() + h * kSeg : nullptr;
+  }
+  at = out;
+  // The scalar steps: into the value buffer (Δ = 1), or kDirect into dst with Δ.
+  const RunFn run = kDirect ? &DecodeRun<SLICER_FLOAT32, 4, true, kClasses>
+                            : &DecodeRun<SLICER_FLOAT64, 4, true, kClasses>;
+  auto scalar = [&](unsigned h, uint64_t k, uint64_t count) {
+    if constexpr (kDirect) {
+      return run(s, &in[h], done[h] + k, count, dst, (j + h) * chunk + done[h] + k, s.base_step,
+                 kClasses ? cl[h] + k : nullptr);
+    } else {
+      return run(s, &in[h], done[h] + k, count, reinterpret_cast<uint8_t*>(so.t[h]), k, 1.0,
+                 kClasses ? cl[h] + k : nullptr);
+    }
+  };
+  const ScaleFn scale = PickScale(s.dtype);
+  for (;;) {
+    bool more = false, lockstep = true;
+    for (unsigned h = 0; h < kN; ++h) {
+      more |= done[h] < coded[h];
+      lockstep &= done[h] == done[0];
+      cnt[h] = std::min(kSeg, coded[h] - done[h]);
+      if constexpr (kClasses) {
+        for (uint64_t q = 0; q < cnt[h];) {
+          const uint64_t take = std::min(cnt[h] - q, at[h].Next(nullptr));
+          FillClasses(s, at[h].i, take, cl[h] + q);
+          at[h].i += take;
+          q += take;
+        }
+      }
+    }
+    if (!more) break;
+    uint64_t k = 0;
+    if (lockstep) {
+      uint64_t lock = cnt[0];
+      for (unsigned h = 1; h < kN; ++h) lock = std::min(lock, cnt[h]);
+      lock &= ~uint64_t{3};
+      while (k < lock) {
+        uint64_t safe = (lock - k) / 4;
+        for (unsigned h = 0; h < kN; ++h) {
+          const ptrdiff_t room = in[h].end - in[h].r;
+          safe = std::min<uint64_t>(safe, room < 16 ? 0 : static_cast<uint64_t>(room - 8) / 8);
+        }
+        if (safe == 0) break;
+        bool escape = false;
+        uint8_t* clk[kN];
+        SetOut sk = so;
+        for (unsigned h = 0; h < kN; ++h) {
+          clk[h] = kClasses ? cl[h] + k : nullptr;
+          if constexpr (kDirect) {
+            sk.f[h] = reinterpret_cast<float*>(dst) + (j + h) * chunk + done[h] + k;
+          } else {
+            sk.t[h] = so.t[h] + k;
+          }
+        }
+        const int64_t did = SetSteps<kClasses, kP, kDirect>(s, tb, in, clk, sk, safe, &escape);
+        if (did < 0) return sequential();
+        k += 4 * static_cast<uint64_t>(did);
+        if (escape) {  // this step on the scalar path
+          for (unsigned h = 0; h < kN; ++h)
+            if (!scalar(h, k, 4)) return sequential();
+          k += 4;
+        }
+      }
+    }
+    for (unsigned h = 0; h < kN; ++h) {
+      if (k < cnt[h] && !scalar(h, k, cnt[h] - k)) return sequential();
+      if constexpr (!kDirect) {
+        for (uint64_t q = 0; q < cnt[h];) {
+          const uint64_t take = std::min(cnt[h] - q, out[h].Next(dst));
+          if (dst != nullptr) scale(dst, out[h].i, so.t[h] + q, take, out[h].delta);
+          out[h].i += take;
+          q += take;
+        }
+      }
+      done[h] += cnt[h];
+    }
+  }
+  for (unsigned h = 0; h < kN; ++h) {
+    if constexpr (!kDirect) out[h].Next(dst);  // zero groups after the last coded element
+    const ChunkIn& c = in[h];
+    const uint64_t used = (c.bit_pos + 7) / 8;
+    if (c.r != c.end || used != c.bits_len ||
+        ((c.bit_pos & 7) != 0 && (c.bits[c.bit_pos >> 3] >> (c.bit_pos & 7)) != 0))
+      return sequential();
+    for (unsigned q = 0; q < 4; ++q)
+      if (c.x[q] != kRansL) return sequential();
+  }
+  return SLICER_OK;
+}
+
+// The paired decoder for chunks j … j + 2·kP − 1 of this stream.
+template <unsigned kP>
+slicer_status DecodeSetOf(const Stream& s, const PairTables& tb, const uint8_t* data,
+                          size_t size, uint64_t j, uint8_t* dst) {
+  const bool direct = dst != nullptr && s.dtype == SLICER_FLOAT32 && !s.has_table;
+  if (s.nclass > 1) {
+    return direct ? DecodeSet<true, kP, true>(s, tb, data, size, j, dst)
+                  : DecodeSet<true, kP, false>(s, tb, data, size, j, dst);
+  }
+  return direct ? DecodeSet<false, kP, true>(s, tb, data, size, j, dst)
+                : DecodeSet<false, kP, false>(s, tb, data, size, j, dst);
+}
+
 slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Stream* s,
                     slicer_dense_info* info) {
   Cursor cur{data, 5, size - 4};
@@ -483,7 +1026,7 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
   const size_t map_end = cur.pos;
   // Frequency tables (§13.1): one, or one per class (§19.2).
   if (s->nclass > 1) {
-    s->lut.assign(size_t{s->nclass} * kProbScale, 0);
+    s->lut.assign(size_t{s->nclass} * kProbScale + kLutPad, 0);
     s->syms.assign(kSymStride, DSym{});
     s->fc.assign(size_t{s->nclass} * kSymStride, FreqCum{0, 0});
     s->cum.assign(size_t{s->nclass} * kCumStride, 0);
@@ -511,7 +1054,7 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
       if (classes.back() == 0) return Reject(SLICER_ERR_CORRUPT, "dense count class");
       Normalize(classes, &freq, &cum);
       if (s->nclass == 1) {
-        s->lut.resize(kProbScale);
+        s->lut.resize(kProbScale + kLutPad);
         s->syms.resize(nsym);
       }
       uint8_t* lut = s->lut.data() + size_t{c} * kProbScale;
@@ -717,9 +1260,21 @@ slicer_status DecodeDense(const uint8_t* data, size_t size, uint64_t max_element
                              ? 1u
                              : internal::PartCount(nch, internal::ResolveThreads(threads), 1);
   std::vector<slicer_status> status(parts, SLICER_OK);
+  // Two chunks at a time on the AVX2 paired decoder where they allow it.
+  const bool simd = SimdWanted() && nch >= 2;
+  PairTables tables;
+  if (simd) BuildPairTables(s, &tables);
   internal::RunParts(nch, parts, [&](unsigned part, uint64_t j0, uint64_t j1) {
     for (uint64_t j = j0; j < j1 && status[part] == SLICER_OK; ++j) {
-      status[part] = DecodeChunk(s, data, size, j, out);
+      if (simd && j + 4 <= j1 && Pairable(s, j, 4)) {
+        status[part] = DecodeSetOf<2>(s, tables, data, size, j, out);
+        j += 3;
+      } else if (simd && j + 2 <= j1 && Pairable(s, j, 2)) {
+        status[part] = DecodeSetOf<1>(s, tables, data, size, j, out);
+        ++j;
+      } else {
+        status[part] = DecodeChunk(s, data, size, j, out);
+      }
     }
   });
   for (slicer_status st : status)

@@ -1,0 +1,155 @@
+"""The dense coder's SIMD paths against its scalar paths (SLICER_DENSE_SIMD=0 forces the scalar
+ones; the variable is read at every call): the same values from the paired AVX2 decoder (two
+or four chunks of four states side by side, docs/format.md §14) and the same verdicts and
+rejection names on damaged streams. On a CPU without AVX2 both runs take the scalar path and
+the tests still hold.
+
+Chunks of 2^13 elements keep the inputs small while giving many four-state chunks: sets of four,
+pairs, single chunks and one-state tails, odd chunk counts, chunks that end inside a row, group
+tables with zero and raw groups, extra bits on almost every element, escaped symbols (codes of
+2^33 and more), every dtype, and mode 2 with each class-map kind."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import reference_dense as rd
+import slicer
+from dense_tools import native, same_values, with_crc
+from slicer import _core
+
+CHUNK = 8192
+
+
+def _decode(stream: bytes, simd: bool, monkeypatch) -> tuple[str, object]:
+    """("ok", values) or ("error", the exception's text with the rejection name)."""
+    monkeypatch.setenv("SLICER_DENSE_SIMD", "1" if simd else "0")
+    try:
+        return "ok", slicer.decode(stream, threads=1)
+    except slicer.FormatError as e:
+        return "error", f"{e} [{_core.error_detail()}]"
+
+
+def _same_decode(stream: bytes, monkeypatch) -> np.ndarray | None:
+    kind_s, scalar = _decode(stream, False, monkeypatch)
+    kind_v, vector = _decode(stream, True, monkeypatch)
+    assert kind_s == kind_v, (scalar, vector)
+    if kind_s == "ok":
+        assert same_values(scalar, vector)
+        return scalar
+    assert scalar == vector
+    return None
+
+
+def _data(shape, seed, scale=1.0, outliers=0, outlier_size=1e4, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape) * scale
+    if outliers:
+        flat = x.reshape(-1)
+        at = rng.choice(flat.size, size=outliers, replace=False)
+        flat[at] = rng.choice([-1.0, 1.0], size=outliers) * outlier_size
+    return x.astype(dtype)
+
+
+CASES = {
+    # name: (shape, dtype, encode keyword arguments, seed, data keyword arguments)
+    "five_chunks_and_a_tail_2bel": ((5 * CHUNK + 7,), np.float32, dict(step=1.0), 1, {}),
+    "six_chunks_4bel": ((6 * CHUNK,), np.float32, dict(step=0.1), 2, {}),
+    "just_below_two_chunks": ((2 * CHUNK - 1,), np.float32, dict(step=0.1), 3, {}),
+    "just_above_three_chunks": ((3 * CHUNK + 1,), np.float32, dict(step=0.3), 4, {}),
+    "last_chunk_one_state": ((4 * CHUNK + 8191,), np.float32, dict(step=0.3), 5, {}),
+    "nine_chunks_8bel": ((9 * CHUNK,), np.float32, dict(step=0.004), 6, {}),
+    "outliers_1e4": ((5 * CHUNK,), np.float32, dict(step=0.05), 7, dict(outliers=300)),
+    "escapes_2e33": (
+        (4 * CHUNK,), np.float32, dict(step=1e-3), 8, dict(outliers=50, outlier_size=3e7)
+    ),
+    "rows_576": ((96, 576), np.float32, dict(step=0.2, groups="rows"), 9, {}),
+    "channels_4d": ((2, 8, 40, 64), np.float32, dict(step=0.1, groups="channels"), 10, {}),
+    "float16": ((5 * CHUNK,), np.float16, dict(step=0.1), 11, {}),
+    "bfloat16_rows": ((40, 1024), "bfloat16", dict(step=0.1, groups="rows"), 12, {}),
+    "float64": ((4 * CHUNK + 3,), np.float64, dict(step=0.05), 13, dict(outliers=20)),
+    "classes16_rank": ((96, 576), np.float32, dict(step=0.1, classes=16), 14, {}),
+    "classes8_ranges": (
+        (96, 576), np.float32, dict(step=0.1, classes=8, class_map="ranges"), 15, {}
+    ),
+    "classes3_bounds_rows": (
+        (96, 576),
+        np.float32,
+        dict(step=0.1, classes=3, class_map="bounds", class_bounds=[5, 300], groups="rows"),
+        16,
+        dict(outliers=40),
+    ),
+}
+
+
+def _stream(name: str) -> tuple[np.ndarray, bytes]:
+    shape, dtype, kwargs, seed, data = CASES[name]
+    if dtype == "bfloat16":
+        import ml_dtypes
+
+        x = _data(shape, seed, **data).astype(ml_dtypes.bfloat16)
+    else:
+        x = _data(shape, seed, dtype=dtype, **data)
+    return x, slicer.encode(x, mode="dense", chunk_size=CHUNK, threads=1, **kwargs)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_simd_decode_equals_scalar(name, monkeypatch):
+    x, stream = _stream(name)
+    y = _same_decode(stream, monkeypatch)
+    assert y is not None and y.shape == x.shape
+
+
+def test_escapes_are_met():
+    """The escape case really has symbols of 255 and more (magnitudes of 2^33 and more)."""
+    _, stream = _stream("escapes_2e33")
+    assert slicer.inspect(stream).to_dict()["symbols"] > 255
+
+
+@pytest.mark.parametrize("table_kind", ["zero_and_raw", "all_raw_but_two"])
+def test_group_tables_with_zero_and_raw_groups(table_kind, monkeypatch):
+    rng = np.random.default_rng(21)
+    shape = (64, 700)  # rows cross chunk boundaries
+    x = (rng.standard_normal(shape) * 3).astype(np.float32)
+    if table_kind == "zero_and_raw":
+        table = [int(b) for b in rng.choice([0, 3, 0xF8, 0x80, 0x81], size=64)]
+    else:
+        table = [0x81] * 64
+        table[10] = table[50] = 0
+    params = rd.default_params(step=0.1, layout=1, group_table=table, chunk_log2=13)
+    stream = native(x, params)
+    y = _same_decode(stream, monkeypatch)
+    assert same_values(y, rd.reconstruct(rd.plan(x, params)))
+
+
+def test_threads_and_paths_agree(monkeypatch):
+    _, stream = _stream("outliers_1e4")
+    monkeypatch.setenv("SLICER_DENSE_SIMD", "1")
+    a = slicer.decode(stream, threads=2)
+    monkeypatch.setenv("SLICER_DENSE_SIMD", "0")
+    b = slicer.decode(stream, threads=1)
+    assert same_values(a, b)
+
+
+@pytest.mark.parametrize("name", ["six_chunks_4bel", "nine_chunks_8bel", "classes16_rank"])
+def test_damaged_streams_same_verdict_and_name(name, monkeypatch):
+    _, stream = _stream(name)
+    body = stream[:-4]
+    rng = np.random.default_rng(len(name))
+    rejected = 0
+    for it in range(60):
+        b = bytearray(body)
+        kind = it % 3
+        for _ in range(int(rng.integers(1, 3))):
+            # mostly in the payload (the chunk data starts well past the first quarter)
+            pos = int(rng.integers(len(b) // 4, len(b)))
+            if kind == 0:
+                b[pos] ^= 1 << int(rng.integers(8))
+            elif kind == 1:
+                b[pos] = int(rng.integers(256))
+            else:
+                del b[pos]
+        if _same_decode(with_crc(bytes(b)), monkeypatch) is None:
+            rejected += 1
+    assert rejected > 20
