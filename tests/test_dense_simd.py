@@ -153,3 +153,27 @@ def test_damaged_streams_same_verdict_and_name(name, monkeypatch):
         if _same_decode(with_crc(bytes(b)), monkeypatch) is None:
             rejected += 1
     assert rejected > 20
+
+
+def _encode(x, simd: bool, monkeypatch, **kwargs) -> bytes:
+    monkeypatch.setenv("SLICER_DENSE_SIMD", "1" if simd else "0")
+    return slicer.encode(x, mode="dense", chunk_size=CHUNK, threads=1, **kwargs)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_simd_encode_same_bytes(name, monkeypatch):
+    x, _ = _stream(name)
+    kwargs = CASES[name][2]
+    assert _encode(x, True, monkeypatch, **kwargs) == _encode(x, False, monkeypatch, **kwargs)
+
+
+def test_simd_encode_with_raw_and_zero_groups(monkeypatch):
+    rng = np.random.default_rng(22)
+    x = (rng.standard_normal((64, 700)) * 3).astype(np.float32)
+    table = [int(b) for b in rng.choice([0, 3, 0xF8, 0x80, 0x81], size=64)]
+    params = rd.default_params(step=0.05, layout=1, group_table=table, chunk_log2=13)
+    monkeypatch.setenv("SLICER_DENSE_SIMD", "0")
+    scalar = native(x, params)
+    monkeypatch.setenv("SLICER_DENSE_SIMD", "1")
+    assert native(x, params) == scalar
+    assert scalar == rd.encode(x, params)

@@ -13,6 +13,7 @@
 #include "dense/coder.hpp"
 #include "dense/dense.hpp"
 #include "dense/dense_internal.hpp"
+#include "dense/simd.hpp"
 #include "dense/trellis.hpp"
 #include "float_bits.hpp"
 #include "format/class_map.hpp"
@@ -385,15 +386,6 @@ slicer_status DecodeChunk(const Stream& s, const uint8_t* data, size_t size, uin
 // take the scalar step (DecodeRun); extra bits are read in lane order by scalar code. Any
 // failure re-decodes both chunks with DecodeChunk, so damaged streams keep their statuses and
 // rejection names.
-
-// Whether the SIMD paths may run: the CPU has AVX2 and SLICER_DENSE_SIMD is not "0" (read at
-// each call so that tests can force the scalar paths).
-bool SimdWanted() {
-  static const bool avx2 = __builtin_cpu_supports("avx2");
-  if (!avx2) return false;
-  const char* env = std::getenv("SLICER_DENSE_SIMD");
-  return env == nullptr || env[0] != '0';
-}
 
 // Per stream, per class and slot: freq − 1 | (slot − cum) << 14 | min(symbol, 15) << 28, so one
 // gather gives a lane's whole state update and, for the direct symbols 0 … 14 (bins 0 … 7, no

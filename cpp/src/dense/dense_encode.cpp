@@ -11,6 +11,7 @@
 #include "dense/coder.hpp"
 #include "dense/dense.hpp"
 #include "dense/dense_internal.hpp"
+#include "dense/simd.hpp"
 #include "float_bits.hpp"
 #include "format/class_map.hpp"
 #include "parallel.hpp"
@@ -92,6 +93,145 @@ uint8_t* EncodeRansClasses(const uint16_t* syms, const uint8_t* cls, uint64_t n,
   }
   RansFlush(x, k, &ptr);
   return ptr;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Paired rANS encoder (AVX2): two chunks of four states side by side in eight 32-bit lanes
+// (lanes 0-3: chunk a's states 0-3, lanes 4-7: chunk b's), element blocks i … i+3 from the last
+// to the first, as the scalar loop. Per lane the same integers as RansPutBranchless: the bytes
+// due (x ≥ x_max = freq·2^17, x ≥ x_max·2^8), the state shifted, then x = (w div f)·2^14 +
+// (w mod f) + start with the quotient from a binary32 division corrected to the exact one. A
+// step's renormalisation bytes (lane 0's … lane 3's, each big-endian, below the chunk's cursor)
+// are packed by one byte shuffle chosen by the lanes' byte counts and stored as 16 bytes ending
+// at the cursor; the bytes below the new cursor are overwritten by the next step or the final
+// states (16 bytes), so nothing is written below the chunk's first byte.
+
+// Per class (stride 512) and symbol: freq | start << 15 (the symbols that occur).
+constexpr size_t kEncStride = 512;
+
+// Byte shuffles of one chunk's renormalisation output by key = (lanes with ≥ 1 byte) | (lanes
+// with 2 bytes) << 4: the bytes end at position 16, zeros (index 0x80) before them.
+struct EmitTable {
+  alignas(16) uint8_t idx[256][16];
+  uint8_t count[256];
+  EmitTable() {
+    for (unsigned key = 0; key < 256; ++key) {
+      uint8_t order[8];
+      unsigned t = 0;
+      for (unsigned l = 0; l < 4; ++l) {
+        const unsigned due = ((key >> l) & 1) + ((key >> (4 + l)) & 1);
+        if (due == 2) order[t++] = static_cast<uint8_t>(4 * l + 1);
+        if (due >= 1) order[t++] = static_cast<uint8_t>(4 * l);
+      }
+      std::memset(idx[key], 0x80, 16);
+      std::memcpy(idx[key] + 16 - t, order, t);
+      count[key] = static_cast<uint8_t>(t);
+    }
+  }
+};
+
+const EmitTable& GetEmitTable() {
+  static const EmitTable table;
+  return table;
+}
+
+// Blocks [0, blocks) of chunks a and b (symbols sa / sb, classes ca / cb for mode 2), from the
+// last block to the first; states xa / xb and cursors *pa / *pb in and out.
+template <bool kClasses>
+__attribute__((target("avx2"))) void EncodePairSteps(const uint16_t* sa, const uint16_t* sb,
+                                                     const uint8_t* ca, const uint8_t* cb,
+                                                     uint64_t blocks, const uint32_t* fs,
+                                                     uint32_t* xa, uint32_t* xb, uint8_t** pa,
+                                                     uint8_t** pb) {
+  const EmitTable& emit = GetEmitTable();
+  const __m256i freq_mask = _mm256_set1_epi32(0x7FFF);
+  const __m256i one = _mm256_set1_epi32(1);
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i x = _mm256_setr_epi32(xa[0], xa[1], xa[2], xa[3], xb[0], xb[1], xb[2], xb[3]);
+  uint8_t* a = *pa;
+  uint8_t* b = *pb;
+  for (uint64_t blk = blocks; blk-- > 0;) {
+    uint64_t s4a, s4b;
+    std::memcpy(&s4a, sa + 4 * blk, 8);
+    std::memcpy(&s4b, sb + 4 * blk, 8);
+    __m256i idx = _mm256_cvtepu16_epi32(
+        _mm_set_epi64x(static_cast<long long>(s4b), static_cast<long long>(s4a)));
+    if constexpr (kClasses) {
+      uint32_t c4a, c4b;
+      std::memcpy(&c4a, ca + 4 * blk, 4);
+      std::memcpy(&c4b, cb + 4 * blk, 4);
+      const __m256i cv = _mm256_cvtepu8_epi32(
+          _mm_cvtsi64_si128(static_cast<long long>(uint64_t{c4a} | uint64_t{c4b} << 32)));
+      idx = _mm256_add_epi32(idx, _mm256_slli_epi32(cv, 9));
+    }
+    const __m256i e = _mm256_i32gather_epi32(reinterpret_cast<const int*>(fs), idx, 4);
+    const __m256i freq = _mm256_and_si256(e, freq_mask);
+    const __m256i start = _mm256_srli_epi32(e, 15);
+    // x ≥ freq·2^17 and x ≥ freq·2^25 (x < 2^31; freq·2^17 − 1 < 2^31 as a signed compare).
+    const __m256i xmax1 = _mm256_sub_epi32(_mm256_slli_epi32(freq, 17), one);
+    const __m256i d1 = _mm256_cmpgt_epi32(x, xmax1);
+    const __m256i d2 = _mm256_cmpgt_epi32(_mm256_srli_epi32(x, 8), xmax1);
+    const unsigned m1 = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(d1)));
+    const unsigned m2 = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(d2)));
+    const unsigned ka = (m1 & 0x0F) | (m2 & 0x0F) << 4, kb = (m1 >> 4) | (m2 & 0xF0);
+    const __m256i shuffle =
+        _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(emit.idx[kb]),
+                            reinterpret_cast<const __m128i*>(emit.idx[ka]));
+    const __m256i bytes = _mm256_shuffle_epi8(x, shuffle);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(a - 16), _mm256_castsi256_si128(bytes));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(b - 16), _mm256_extracti128_si256(bytes, 1));
+    a -= emit.count[ka];
+    b -= emit.count[kb];
+    const __m256i due = _mm256_sub_epi32(zero, _mm256_add_epi32(d1, d2));
+    const __m256i w = _mm256_srlv_epi32(x, _mm256_slli_epi32(due, 3));
+    // q = w div freq: the binary32 quotient is within 1/64 of w / freq (w < 2^31, q < 2^17),
+    // so its truncation is q − 1, q or q + 1; the remainder's sign and size correct it.
+    __m256i q = _mm256_cvttps_epi32(
+        _mm256_div_ps(_mm256_cvtepi32_ps(w), _mm256_cvtepi32_ps(freq)));
+    __m256i r = _mm256_sub_epi32(w, _mm256_mullo_epi32(q, freq));
+    const __m256i low = _mm256_cmpgt_epi32(zero, r);
+    q = _mm256_add_epi32(q, low);
+    r = _mm256_add_epi32(r, _mm256_and_si256(low, freq));
+    const __m256i high = _mm256_cmpgt_epi32(r, _mm256_sub_epi32(freq, one));
+    q = _mm256_sub_epi32(q, high);
+    r = _mm256_sub_epi32(r, _mm256_and_si256(high, freq));
+    x = _mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(q, kProbBits), r), start);
+  }
+  alignas(32) uint32_t xs[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(xs), x);
+  for (unsigned l = 0; l < 4; ++l) {
+    xa[l] = xs[l];
+    xb[l] = xs[4 + l];
+  }
+  *pa = a;
+  *pb = b;
+}
+
+// Chunks a and b (four states each: n ≥ 8192) encoded as EncodeRans / EncodeRansClasses would,
+// each written backwards from its own end; returns the first bytes through *begin_a / *begin_b.
+template <bool kClasses>
+void EncodeRansPair(const uint16_t* sa, uint64_t na, const uint16_t* sb, uint64_t nb,
+                    const uint8_t* ca, const uint8_t* cb, const EncSymbol* table,
+                    const uint32_t* fs, uint8_t* end_a, uint8_t* end_b, uint8_t** begin_a,
+                    uint8_t** begin_b) {
+  uint32_t xa[4] = {kRansL, kRansL, kRansL, kRansL}, xb[4] = {kRansL, kRansL, kRansL, kRansL};
+  uint8_t* pa = end_a;
+  uint8_t* pb = end_b;
+  auto sym = [&](const uint16_t* s, const uint8_t* c, uint64_t i) -> const EncSymbol& {
+    return table[(kClasses ? size_t{c[i]} * kNumSymbols : 0) + s[i]];
+  };
+  uint64_t ia = na, ib = nb;
+  while (ia % 4 != 0) --ia, RansPutBranchless(&xa[ia % 4], &pa, sym(sa, ca, ia));
+  while (ib % 4 != 0) --ib, RansPutBranchless(&xb[ib % 4], &pb, sym(sb, cb, ib));
+  for (; ia > ib; ia -= 4)
+    for (unsigned l = 4; l-- > 0;) RansPutBranchless(&xa[l], &pa, sym(sa, ca, ia - 4 + l));
+  for (; ib > ia; ib -= 4)
+    for (unsigned l = 4; l-- > 0;) RansPutBranchless(&xb[l], &pb, sym(sb, cb, ib - 4 + l));
+  EncodePairSteps<kClasses>(sa, sb, ca, cb, ia / 4, fs, xa, xb, &pa, &pb);
+  RansFlush(xa, 4, &pa);
+  RansFlush(xb, 4, &pb);
+  *begin_a = pa;
+  *begin_b = pb;
 }
 
 // Walks the positions (§19.1) of consecutive elements from i on without a division per element.
@@ -649,6 +789,7 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   std::vector<unsigned> nsyms_of(nclass, 0);
   std::vector<std::vector<unsigned>> classes(nclass);
   std::vector<EncSymbol> table(size_t{nclass} * kNumSymbols);
+  std::vector<uint32_t> fs(size_t{nclass} * kEncStride, 0);  // the paired encoder's table
   for (unsigned c = 0; c < nclass; ++c) {
     const uint64_t* h = class_hist.data() + size_t{c} * kNumSymbols;
     unsigned nsym = 0;
@@ -660,7 +801,10 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
     std::vector<uint32_t> freq, cum;
     Normalize(classes[c], &freq, &cum);
     for (unsigned s = 0; s < nsym; ++s)
-      if (freq[s]) table[size_t{c} * kNumSymbols + s] = MakeEncSymbol(cum[s], freq[s]);
+      if (freq[s]) {
+        table[size_t{c} * kNumSymbols + s] = MakeEncSymbol(cum[s], freq[s]);
+        fs[size_t{c} * kEncStride + s] = freq[s] | cum[s] << 15;
+      }
   }
 
   // Pass 2: rANS per chunk (independent: on the call's pool for large inputs), each written
@@ -677,9 +821,29 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
       n < (uint64_t{1} << 18)
           ? 1u
           : internal::PartCount(nch, internal::ResolveThreads(params.threads), 1);
+  const bool simd = SimdWanted();
   internal::RunParts(nch, parts, [&](unsigned, uint64_t j0, uint64_t j1) {
     for (uint64_t j = j0; j < j1; ++j) {
       const uint64_t a = chunk_syms[j], b = chunk_syms[j + 1];
+      if (simd && j + 1 < j1 && StatesFor(b - a) == 4 &&
+          StatesFor(chunk_syms[j + 2] - b) == 4) {  // two chunks side by side
+        const uint64_t c = chunk_syms[j + 2];
+        uint8_t *begin_a, *begin_b;
+        if (nclass > 1) {
+          EncodeRansPair<true>(syms.data() + a, b - a, syms.data() + b, c - b, cls.data() + a,
+                               cls.data() + b, table.data(), fs.data(),
+                               rans.data() + slot_end[j + 1], rans.data() + slot_end[j + 2],
+                               &begin_a, &begin_b);
+        } else {
+          EncodeRansPair<false>(syms.data() + a, b - a, syms.data() + b, c - b, nullptr, nullptr,
+                                table.data(), fs.data(), rans.data() + slot_end[j + 1],
+                                rans.data() + slot_end[j + 2], &begin_a, &begin_b);
+        }
+        rans_begin[j] = static_cast<uint64_t>(begin_a - rans.data());
+        rans_begin[j + 1] = static_cast<uint64_t>(begin_b - rans.data());
+        ++j;
+        continue;
+      }
       if (a == b) continue;
       uint8_t* const end = rans.data() + slot_end[j + 1];
       uint8_t* const begin =
