@@ -4,11 +4,15 @@
 //              np.resize(x, 1 << 20).astype(np.float32).tofile('/tmp/x.f32')"
 //   g++ -O2 -std=c++17 -Icpp/include bench/bench_dense_cpp.cpp build/<dir>/cpp/libslicer.a \
 //       -lpthread -o /tmp/bench_dense
-//   /tmp/bench_dense /tmp/x.f32 enc|dec STEP [REPS]
+//   /tmp/bench_dense /tmp/x.f32 enc|dec STEP [REPS] [CLASSES]
 //
 // Prints the stream's bits per element and the median CPU milliseconds per call over REPS
-// calls (default 100). Build it against two libraries and alternate the runs to compare them
-// on a shared machine (bench/RESULTS.md §9.3.1).
+// calls (default 100). CLASSES (default 1) ≥ 2 writes mode 2 (docs/format.md §19): the input is
+// cut to rows of 576 (SmolLM2's width: 1820 rows of the 2^20 floats) and the classes are
+// positions of the last axis, mapped by the rule of §18.2; mode 1 codes the flat 2^20 floats.
+// Build it against two libraries and alternate the runs to compare them on a shared machine
+// (bench/RESULTS.md §9.3.1, §9.13). SLICER_DENSE_SIMD=0 in the environment forces the scalar
+// paths of a library that has SIMD ones.
 #include <slicer/slicer.h>
 
 #include <algorithm>
@@ -25,12 +29,13 @@ static double CpuNow() {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::fprintf(stderr, "usage: %s FILE.f32 enc|dec STEP [REPS]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s FILE.f32 enc|dec STEP [REPS] [CLASSES]\n", argv[0]);
     return 2;
   }
   const bool encode = argv[2][0] == 'e';
   const float step = static_cast<float>(std::atof(argv[3]));
   const int reps = argc > 4 ? std::atoi(argv[4]) : 100;
+  const int classes = argc > 5 ? std::atoi(argv[5]) : 1;
   FILE* f = std::fopen(argv[1], "rb");
   if (f == nullptr) return 2;
   std::vector<float> x;
@@ -38,16 +43,26 @@ int main(int argc, char** argv) {
   size_t got;
   while ((got = std::fread(buf, 4, 4096, f)) > 0) x.insert(x.end(), buf, buf + got);
   std::fclose(f);
-  const int64_t shape[1] = {static_cast<int64_t>(x.size())};
+  int64_t shape[2] = {static_cast<int64_t>(x.size()), 0};
+  uint32_t ndim = 1;
   slicer_dense_params p;
   slicer_dense_params_init(&p);
   p.step = step;
   p.threads = 1;
+  if (classes >= 2) {
+    const int64_t width = 576;
+    shape[0] = static_cast<int64_t>(x.size()) / width;
+    shape[1] = width;
+    ndim = 2;
+    x.resize(static_cast<size_t>(shape[0] * width));
+    p.classes = static_cast<uint8_t>(classes);
+    p.class_axis = 0;
+  }
   size_t bound = 0;
-  if (slicer_dense_encode_bound(shape, 1, SLICER_FLOAT32, &p, &bound) != SLICER_OK) return 1;
+  if (slicer_dense_encode_bound(shape, ndim, SLICER_FLOAT32, &p, &bound) != SLICER_OK) return 1;
   std::vector<uint8_t> stream(bound);
   size_t written = 0;
-  if (slicer_dense_encode(x.data(), SLICER_FLOAT32, shape, 1, &p, stream.data(), bound,
+  if (slicer_dense_encode(x.data(), SLICER_FLOAT32, shape, ndim, &p, stream.data(), bound,
                           &written) != SLICER_OK)
     return 1;
   std::vector<float> y(x.size());
@@ -56,7 +71,7 @@ int main(int argc, char** argv) {
     const double t0 = CpuNow();
     int st;
     if (encode) {
-      st = slicer_dense_encode(x.data(), SLICER_FLOAT32, shape, 1, &p, stream.data(), bound,
+      st = slicer_dense_encode(x.data(), SLICER_FLOAT32, shape, ndim, &p, stream.data(), bound,
                                &written);
     } else {
       st = slicer_decode(stream.data(), written, x.size(), y.data(), 4 * y.size(), 1);
@@ -65,7 +80,8 @@ int main(int argc, char** argv) {
     if (st != SLICER_OK) return 1;
   }
   std::sort(ms.begin(), ms.end());
-  std::printf("%s bits/el %.3f median_ms %.3f GB/s %.2f\n", encode ? "encode" : "decode",
-              8.0 * written / x.size(), ms[ms.size() / 2], 4e-6 * x.size() / ms[ms.size() / 2]);
+  std::printf("%s classes %d bits/el %.3f median_ms %.3f GB/s %.2f\n", encode ? "encode" : "decode",
+              classes, 8.0 * written / x.size(), ms[ms.size() / 2],
+              4e-6 * x.size() / ms[ms.size() / 2]);
   return 0;
 }

@@ -135,103 +135,122 @@ const EmitTable& GetEmitTable() {
   return table;
 }
 
-// Blocks [0, blocks) of chunks a and b (symbols sa / sb, classes ca / cb for mode 2), from the
-// last block to the first; states xa / xb and cursors *pa / *pb in and out.
-template <bool kClasses>
-__attribute__((target("avx2"))) void EncodePairSteps(const uint16_t* sa, const uint16_t* sb,
-                                                     const uint8_t* ca, const uint8_t* cb,
-                                                     uint64_t blocks, const uint32_t* fs,
-                                                     uint32_t* xa, uint32_t* xb, uint8_t** pa,
-                                                     uint8_t** pb) {
+// Blocks [0, blocks) of the 2·kP chunks of a set (symbols sy[h], classes cl[h] for mode 2;
+// vector v: chunks 2v and 2v + 1), from the last block to the first; states xs[h][0..3] and
+// cursors ptr[h] in and out.
+template <bool kClasses, unsigned kP>
+__attribute__((target("avx2"))) void EncodeSetSteps(const uint16_t* const* sy,
+                                                    const uint8_t* const* cl, uint64_t blocks,
+                                                    const uint32_t* fs, uint32_t (*xs)[4],
+                                                    uint8_t** ptr) {
   const EmitTable& emit = GetEmitTable();
   const __m256i freq_mask = _mm256_set1_epi32(0x7FFF);
   const __m256i one = _mm256_set1_epi32(1);
   const __m256i zero = _mm256_setzero_si256();
-  __m256i x = _mm256_setr_epi32(xa[0], xa[1], xa[2], xa[3], xb[0], xb[1], xb[2], xb[3]);
-  uint8_t* a = *pa;
-  uint8_t* b = *pb;
+  __m256i x[kP];
+  uint8_t* p[2 * kP];
+  for (unsigned v = 0; v < kP; ++v) {
+    const uint32_t* a = xs[2 * v];
+    const uint32_t* b = xs[2 * v + 1];
+    x[v] = _mm256_setr_epi32(a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]);
+    p[2 * v] = ptr[2 * v];
+    p[2 * v + 1] = ptr[2 * v + 1];
+  }
   for (uint64_t blk = blocks; blk-- > 0;) {
-    uint64_t s4a, s4b;
-    std::memcpy(&s4a, sa + 4 * blk, 8);
-    std::memcpy(&s4b, sb + 4 * blk, 8);
-    __m256i idx = _mm256_cvtepu16_epi32(
-        _mm_set_epi64x(static_cast<long long>(s4b), static_cast<long long>(s4a)));
-    if constexpr (kClasses) {
-      uint32_t c4a, c4b;
-      std::memcpy(&c4a, ca + 4 * blk, 4);
-      std::memcpy(&c4b, cb + 4 * blk, 4);
-      const __m256i cv = _mm256_cvtepu8_epi32(
-          _mm_cvtsi64_si128(static_cast<long long>(uint64_t{c4a} | uint64_t{c4b} << 32)));
-      idx = _mm256_add_epi32(idx, _mm256_slli_epi32(cv, 9));
+    for (unsigned v = 0; v < kP; ++v) {
+      uint64_t s4a, s4b;
+      std::memcpy(&s4a, sy[2 * v] + 4 * blk, 8);
+      std::memcpy(&s4b, sy[2 * v + 1] + 4 * blk, 8);
+      __m256i idx = _mm256_cvtepu16_epi32(
+          _mm_set_epi64x(static_cast<long long>(s4b), static_cast<long long>(s4a)));
+      if constexpr (kClasses) {
+        uint32_t c4a, c4b;
+        std::memcpy(&c4a, cl[2 * v] + 4 * blk, 4);
+        std::memcpy(&c4b, cl[2 * v + 1] + 4 * blk, 4);
+        const __m256i cv = _mm256_cvtepu8_epi32(
+            _mm_cvtsi64_si128(static_cast<long long>(uint64_t{c4a} | uint64_t{c4b} << 32)));
+        idx = _mm256_add_epi32(idx, _mm256_slli_epi32(cv, 9));
+      }
+      const __m256i e = _mm256_i32gather_epi32(reinterpret_cast<const int*>(fs), idx, 4);
+      const __m256i freq = _mm256_and_si256(e, freq_mask);
+      const __m256i start = _mm256_srli_epi32(e, 15);
+      // x ≥ freq·2^17 and x ≥ freq·2^25 (x < 2^31; freq·2^17 − 1 < 2^31 as a signed compare).
+      const __m256i xmax1 = _mm256_sub_epi32(_mm256_slli_epi32(freq, 17), one);
+      const __m256i d1 = _mm256_cmpgt_epi32(x[v], xmax1);
+      const __m256i d2 = _mm256_cmpgt_epi32(_mm256_srli_epi32(x[v], 8), xmax1);
+      const unsigned m1 = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(d1)));
+      const unsigned m2 = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(d2)));
+      const unsigned ka = (m1 & 0x0F) | (m2 & 0x0F) << 4, kb = (m1 >> 4) | (m2 & 0xF0);
+      const __m256i shuffle =
+          _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(emit.idx[kb]),
+                              reinterpret_cast<const __m128i*>(emit.idx[ka]));
+      const __m256i bytes = _mm256_shuffle_epi8(x[v], shuffle);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(p[2 * v] - 16), _mm256_castsi256_si128(bytes));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(p[2 * v + 1] - 16),
+                       _mm256_extracti128_si256(bytes, 1));
+      p[2 * v] -= emit.count[ka];
+      p[2 * v + 1] -= emit.count[kb];
+      const __m256i due = _mm256_sub_epi32(zero, _mm256_add_epi32(d1, d2));
+      const __m256i w = _mm256_srlv_epi32(x[v], _mm256_slli_epi32(due, 3));
+      // q = w div freq: the binary32 quotient is within 1/64 of w / freq (w < 2^31, q < 2^17),
+      // so its truncation is q − 1, q or q + 1; the remainder's sign and size correct it.
+      __m256i q = _mm256_cvttps_epi32(
+          _mm256_div_ps(_mm256_cvtepi32_ps(w), _mm256_cvtepi32_ps(freq)));
+      __m256i r = _mm256_sub_epi32(w, _mm256_mullo_epi32(q, freq));
+      const __m256i low = _mm256_cmpgt_epi32(zero, r);
+      q = _mm256_add_epi32(q, low);
+      r = _mm256_add_epi32(r, _mm256_and_si256(low, freq));
+      const __m256i high = _mm256_cmpgt_epi32(r, _mm256_sub_epi32(freq, one));
+      q = _mm256_sub_epi32(q, high);
+      r = _mm256_sub_epi32(r, _mm256_and_si256(high, freq));
+      x[v] = _mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(q, kProbBits), r), start);
     }
-    const __m256i e = _mm256_i32gather_epi32(reinterpret_cast<const int*>(fs), idx, 4);
-    const __m256i freq = _mm256_and_si256(e, freq_mask);
-    const __m256i start = _mm256_srli_epi32(e, 15);
-    // x ≥ freq·2^17 and x ≥ freq·2^25 (x < 2^31; freq·2^17 − 1 < 2^31 as a signed compare).
-    const __m256i xmax1 = _mm256_sub_epi32(_mm256_slli_epi32(freq, 17), one);
-    const __m256i d1 = _mm256_cmpgt_epi32(x, xmax1);
-    const __m256i d2 = _mm256_cmpgt_epi32(_mm256_srli_epi32(x, 8), xmax1);
-    const unsigned m1 = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(d1)));
-    const unsigned m2 = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(d2)));
-    const unsigned ka = (m1 & 0x0F) | (m2 & 0x0F) << 4, kb = (m1 >> 4) | (m2 & 0xF0);
-    const __m256i shuffle =
-        _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(emit.idx[kb]),
-                            reinterpret_cast<const __m128i*>(emit.idx[ka]));
-    const __m256i bytes = _mm256_shuffle_epi8(x, shuffle);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(a - 16), _mm256_castsi256_si128(bytes));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(b - 16), _mm256_extracti128_si256(bytes, 1));
-    a -= emit.count[ka];
-    b -= emit.count[kb];
-    const __m256i due = _mm256_sub_epi32(zero, _mm256_add_epi32(d1, d2));
-    const __m256i w = _mm256_srlv_epi32(x, _mm256_slli_epi32(due, 3));
-    // q = w div freq: the binary32 quotient is within 1/64 of w / freq (w < 2^31, q < 2^17),
-    // so its truncation is q − 1, q or q + 1; the remainder's sign and size correct it.
-    __m256i q = _mm256_cvttps_epi32(
-        _mm256_div_ps(_mm256_cvtepi32_ps(w), _mm256_cvtepi32_ps(freq)));
-    __m256i r = _mm256_sub_epi32(w, _mm256_mullo_epi32(q, freq));
-    const __m256i low = _mm256_cmpgt_epi32(zero, r);
-    q = _mm256_add_epi32(q, low);
-    r = _mm256_add_epi32(r, _mm256_and_si256(low, freq));
-    const __m256i high = _mm256_cmpgt_epi32(r, _mm256_sub_epi32(freq, one));
-    q = _mm256_sub_epi32(q, high);
-    r = _mm256_sub_epi32(r, _mm256_and_si256(high, freq));
-    x = _mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(q, kProbBits), r), start);
   }
-  alignas(32) uint32_t xs[8];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(xs), x);
-  for (unsigned l = 0; l < 4; ++l) {
-    xa[l] = xs[l];
-    xb[l] = xs[4 + l];
+  for (unsigned v = 0; v < kP; ++v) {
+    alignas(32) uint32_t lanes[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), x[v]);
+    for (unsigned l = 0; l < 4; ++l) {
+      xs[2 * v][l] = lanes[l];
+      xs[2 * v + 1][l] = lanes[4 + l];
+    }
+    ptr[2 * v] = p[2 * v];
+    ptr[2 * v + 1] = p[2 * v + 1];
   }
-  *pa = a;
-  *pb = b;
 }
 
-// Chunks a and b (four states each: n ≥ 8192) encoded as EncodeRans / EncodeRansClasses would,
-// each written backwards from its own end; returns the first bytes through *begin_a / *begin_b.
-template <bool kClasses>
-void EncodeRansPair(const uint16_t* sa, uint64_t na, const uint16_t* sb, uint64_t nb,
-                    const uint8_t* ca, const uint8_t* cb, const EncSymbol* table,
-                    const uint32_t* fs, uint8_t* end_a, uint8_t* end_b, uint8_t** begin_a,
-                    uint8_t** begin_b) {
-  uint32_t xa[4] = {kRansL, kRansL, kRansL, kRansL}, xb[4] = {kRansL, kRansL, kRansL, kRansL};
-  uint8_t* pa = end_a;
-  uint8_t* pb = end_b;
-  auto sym = [&](const uint16_t* s, const uint8_t* c, uint64_t i) -> const EncSymbol& {
-    return table[(kClasses ? size_t{c[i]} * kNumSymbols : 0) + s[i]];
+// The 2·kP chunks of a set (four states each: n ≥ 8192) encoded as EncodeRans /
+// EncodeRansClasses would, each written backwards from end[h]; their first bytes into begin[h].
+template <bool kClasses, unsigned kP>
+void EncodeRansSet(const uint16_t* const* sy, const uint64_t* n, const uint8_t* const* cl,
+                   const EncSymbol* table, const uint32_t* fs, uint8_t* const* end,
+                   uint8_t** begin) {
+  constexpr unsigned kN = 2 * kP;
+  uint32_t x[kN][4];
+  uint8_t* p[kN];
+  uint64_t i[kN];
+  auto sym = [&](unsigned h, uint64_t e) -> const EncSymbol& {
+    return table[(kClasses ? size_t{cl[h][e]} * kNumSymbols : 0) + sy[h][e]];
   };
-  uint64_t ia = na, ib = nb;
-  while (ia % 4 != 0) --ia, RansPutBranchless(&xa[ia % 4], &pa, sym(sa, ca, ia));
-  while (ib % 4 != 0) --ib, RansPutBranchless(&xb[ib % 4], &pb, sym(sb, cb, ib));
-  for (; ia > ib; ia -= 4)
-    for (unsigned l = 4; l-- > 0;) RansPutBranchless(&xa[l], &pa, sym(sa, ca, ia - 4 + l));
-  for (; ib > ia; ib -= 4)
-    for (unsigned l = 4; l-- > 0;) RansPutBranchless(&xb[l], &pb, sym(sb, cb, ib - 4 + l));
-  EncodePairSteps<kClasses>(sa, sb, ca, cb, ia / 4, fs, xa, xb, &pa, &pb);
-  RansFlush(xa, 4, &pa);
-  RansFlush(xb, 4, &pb);
-  *begin_a = pa;
-  *begin_b = pb;
+  uint64_t common = ~uint64_t{0};
+  for (unsigned h = 0; h < kN; ++h) {
+    for (unsigned l = 0; l < 4; ++l) x[h][l] = kRansL;
+    p[h] = end[h];
+    i[h] = n[h];
+    while (i[h] % 4 != 0) {
+      --i[h];
+      RansPutBranchless(&x[h][i[h] % 4], &p[h], sym(h, i[h]));
+    }
+    common = std::min(common, i[h]);
+  }
+  for (unsigned h = 0; h < kN; ++h) {  // the blocks above the set's common count
+    for (; i[h] > common; i[h] -= 4)
+      for (unsigned l = 4; l-- > 0;) RansPutBranchless(&x[h][l], &p[h], sym(h, i[h] - 4 + l));
+  }
+  EncodeSetSteps<kClasses, kP>(sy, cl, common / 4, fs, x, p);
+  for (unsigned h = 0; h < kN; ++h) {
+    RansFlush(x[h], 4, &p[h]);
+    begin[h] = p[h];
+  }
 }
 
 // Walks the positions (§19.1) of consecutive elements from i on without a division per element.
@@ -483,17 +502,33 @@ void QuantizeRun(const Reader& read, uint64_t begin, uint64_t end, double delta,
       const float* in = reinterpret_cast<const float*>(read.data) + b0;
       if (auto_off ? QuantizeSymbolsF32Avx2<true>(in, cnt, delta, rho, acc, &blk, o, sink)
                    : QuantizeSymbolsF32Avx2<false>(in, cnt, delta, rho, acc, &blk, o, sink)) {
-        for (unsigned k = 0; k < cnt; k += 8) {  // table k mod 8, unrolled
-          ++hist->part[0][o[k]];
-          ++hist->part[1][o[k + 1]];
-          ++hist->part[2][o[k + 2]];
-          ++hist->part[3][o[k + 3]];
-          ++hist->part[4][o[k + 4]];
-          ++hist->part[5][o[k + 5]];
-          ++hist->part[6][o[k + 6]];
-          ++hist->part[7][o[k + 7]];
-        }
-        if constexpr (kSums) {
+        if constexpr (!kSums) {  // mode 2 counts per class later (the map is not known yet)
+          for (unsigned k = 0; k < cnt; k += 8) {  // table k mod 8, unrolled
+            ++hist->part[0][o[k]];
+            ++hist->part[1][o[k + 1]];
+            ++hist->part[2][o[k + 2]];
+            ++hist->part[3][o[k + 3]];
+            ++hist->part[4][o[k + 4]];
+            ++hist->part[5][o[k + 5]];
+            ++hist->part[6][o[k + 6]];
+            ++hist->part[7][o[k + 7]];
+          }
+        } else if (at->geo.inner == 1) {  // positions run along the last axis: no cursor steps
+          const uint64_t length = at->geo.length;
+          uint64_t pos = at->pos;
+          for (unsigned k = 0; k < cnt;) {
+            const unsigned len = static_cast<unsigned>(std::min<uint64_t>(cnt - k, length - pos));
+            uint64_t* const sp = sums + pos;
+            const int32_t* const mp = blk.m + k;
+            for (unsigned q = 0; q < len; ++q) {  // m < 2^24 here
+              sp[q] += std::min<uint32_t>(static_cast<uint32_t>(mp[q]), format::kClassStatClamp);
+            }
+            k += len;
+            pos += len;
+            if (pos == length) pos = 0;
+          }
+          at->pos = pos;
+        } else {
           for (unsigned k = 0; k < cnt; ++k, at->Next()) {
             sums[at->pos] +=
                 std::min<uint64_t>(static_cast<uint32_t>(blk.m[k]), format::kClassStatClamp);
@@ -930,23 +965,40 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   internal::RunParts(nch, parts, [&](unsigned, uint64_t j0, uint64_t j1) {
     for (uint64_t j = j0; j < j1; ++j) {
       const uint64_t a = chunk_syms[j], b = chunk_syms[j + 1];
-      if (simd && j + 1 < j1 && StatesFor(b - a) == 4 &&
-          StatesFor(chunk_syms[j + 2] - b) == 4) {  // two chunks side by side
-        const uint64_t c = chunk_syms[j + 2];
-        uint8_t *begin_a, *begin_b;
-        if (nclass > 1) {
-          EncodeRansPair<true>(syms.data() + a, b - a, syms.data() + b, c - b, cls.data() + a,
-                               cls.data() + b, table.data(), fs.data(),
-                               rans.data() + slot_end[j + 1], rans.data() + slot_end[j + 2],
-                               &begin_a, &begin_b);
-        } else {
-          EncodeRansPair<false>(syms.data() + a, b - a, syms.data() + b, c - b, nullptr, nullptr,
-                                table.data(), fs.data(), rans.data() + slot_end[j + 1],
-                                rans.data() + slot_end[j + 2], &begin_a, &begin_b);
+      unsigned set = 0;  // chunks side by side: 4, 2 or none
+      if (simd) {
+        for (unsigned h = 0; h < 4 && j + h < j1; ++h) {
+          if (StatesFor(chunk_syms[j + h + 1] - chunk_syms[j + h]) != 4) break;
+          set = h + 1;
         }
-        rans_begin[j] = static_cast<uint64_t>(begin_a - rans.data());
-        rans_begin[j + 1] = static_cast<uint64_t>(begin_b - rans.data());
-        ++j;
+        set = set >= 4 ? 4 : set >= 2 ? 2 : 0;
+      }
+      if (set != 0) {
+        const uint16_t* sy[4];
+        const uint8_t* cl[4];
+        uint64_t cnt[4];
+        uint8_t* ends[4];
+        uint8_t* begins[4];
+        for (unsigned h = 0; h < set; ++h) {
+          sy[h] = syms.data() + chunk_syms[j + h];
+          cl[h] = nclass > 1 ? cls.data() + chunk_syms[j + h] : nullptr;
+          cnt[h] = chunk_syms[j + h + 1] - chunk_syms[j + h];
+          ends[h] = rans.data() + slot_end[j + h + 1];
+        }
+        if (set == 4) {
+          if (nclass > 1) {
+            EncodeRansSet<true, 2>(sy, cnt, cl, table.data(), fs.data(), ends, begins);
+          } else {
+            EncodeRansSet<false, 2>(sy, cnt, cl, table.data(), fs.data(), ends, begins);
+          }
+        } else if (nclass > 1) {
+          EncodeRansSet<true, 1>(sy, cnt, cl, table.data(), fs.data(), ends, begins);
+        } else {
+          EncodeRansSet<false, 1>(sy, cnt, cl, table.data(), fs.data(), ends, begins);
+        }
+        for (unsigned h = 0; h < set; ++h)
+          rans_begin[j + h] = static_cast<uint64_t>(begins[h] - rans.data());
+        j += set - 1;
         continue;
       }
       if (a == b) continue;
