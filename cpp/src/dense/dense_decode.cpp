@@ -570,6 +570,44 @@ __attribute__((target("avx2"))) inline bool ChunkExtras(const Stream& s, ChunkIn
   return true;
 }
 
+// The extra bits of both chunks of a vector at once (lanes 0-3: chunk a, 4-7: chunk b; symbols
+// sym, all below 255) while each chunk's bits of this step number at most 26: per lane the bit
+// count of its bin, the positions by a prefix sum per chunk, the fields cut out of one 32-bit
+// window per chunk. *m = the magnitudes (< 2^29) of the lanes with extra bits, *big marks them.
+// False, with nothing consumed, when the step needs ChunkExtras (more bits, or the stream's end
+// near).
+__attribute__((target("avx2"))) inline bool VecExtras(ChunkIn* a, ChunkIn* b, __m256i sym,
+                                                      __m256i* m, __m256i* big) {
+  const __m256i bin = _mm256_srli_epi32(_mm256_add_epi32(sym, _mm256_set1_epi32(1)), 1);
+  *big = _mm256_cmpgt_epi32(bin, _mm256_set1_epi32(7));
+  const __m256i nb =
+      _mm256_and_si256(_mm256_srli_epi32(_mm256_sub_epi32(bin, _mm256_set1_epi32(4)), 2), *big);
+  __m256i pre = _mm256_add_epi32(nb, _mm256_slli_si256(nb, 4));
+  pre = _mm256_add_epi32(pre, _mm256_slli_si256(pre, 8));
+  const uint64_t ta = static_cast<uint32_t>(_mm256_extract_epi32(pre, 3));
+  const uint64_t tb = static_cast<uint32_t>(_mm256_extract_epi32(pre, 7));
+  const uint64_t pa = a->bit_pos, pb = b->bit_pos;
+  if (ta > 26 || tb > 26 || pa + ta > 8 * a->bits_len || pb + tb > 8 * b->bits_len ||
+      (pa >> 3) + 8 > a->bits_room || (pb >> 3) + 8 > b->bits_room)
+    return false;
+  uint64_t wa, wb;
+  std::memcpy(&wa, a->bits + (pa >> 3), 8);
+  std::memcpy(&wb, b->bits + (pb >> 3), 8);
+  const __m256i window =
+      _mm256_setr_m128i(_mm_set1_epi32(static_cast<int>(static_cast<uint32_t>(wa >> (pa & 7)))),
+                        _mm_set1_epi32(static_cast<int>(static_cast<uint32_t>(wb >> (pb & 7)))));
+  const __m256i one = _mm256_set1_epi32(1);
+  const __m256i extra =
+      _mm256_and_si256(_mm256_srlv_epi32(window, _mm256_sub_epi32(pre, nb)),
+                       _mm256_sub_epi32(_mm256_sllv_epi32(one, nb), one));
+  const __m256i top = _mm256_add_epi32(_mm256_and_si256(bin, _mm256_set1_epi32(3)),
+                                       _mm256_set1_epi32(4));
+  *m = _mm256_add_epi32(_mm256_sllv_epi32(top, nb), extra);
+  a->bit_pos = pa + ta;
+  b->bit_pos = pb + tb;
+  return true;
+}
+
 // ±(m + o/256) of four direct symbols c4 (0 … 14: m = bin, no extra bits), the scalar formula
 // of §12.4 with Δ = 1: m = 0 → +0, m = 1 → 1 + o1/256, m ≥ 2 → m + o2/256, even symbols
 // negative (an exact sign flip).
@@ -703,6 +741,36 @@ __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTabl
       for (unsigned p = 0; p < kP; ++p) {
         const int lanes = _mm256_movemask_ps(
             _mm256_castsi256_ps(_mm256_cmpeq_epi32(code[p], other)));
+        if (lanes == 0) continue;
+        __m256i mv, big;
+        if (VecExtras(&in[2 * p], &in[2 * p + 1], sym[p], &mv, &big)) {
+          // ±(double(m) + o2/256) (m ≥ 8), even symbols negative: the scalar value.
+          const __m256d lo = _mm256_add_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(mv)), o2);
+          const __m256d hi =
+              _mm256_add_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(mv, 1)), o2);
+          const __m256i neg = _mm256_slli_epi32(_mm256_andnot_si256(sym[p], one), 31);
+          if constexpr (kDirect) {  // rounding commutes with the sign: flip after it
+            const __m256 f = _mm256_setr_m128(_mm256_cvtpd_ps(_mm256_mul_pd(lo, delta)),
+                                              _mm256_cvtpd_ps(_mm256_mul_pd(hi, delta)));
+            fv[p] = _mm256_blendv_ps(fv[p], _mm256_xor_ps(f, _mm256_castsi256_ps(neg)),
+                                     _mm256_castsi256_ps(big));
+          } else {
+            const __m256i neg_lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(neg));
+            const __m256i neg_hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(neg, 1));
+            const __m256i big_lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(big));
+            const __m256i big_hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(big, 1));
+            // neg lanes hold 0x80000000 sign-extended: bit 63 set, low bits cleared below
+            const __m256d sign = _mm256_set1_pd(-0.0);
+            val[2 * p] = _mm256_blendv_pd(
+                val[2 * p], _mm256_xor_pd(lo, _mm256_and_pd(_mm256_castsi256_pd(neg_lo), sign)),
+                _mm256_castsi256_pd(big_lo));
+            val[2 * p + 1] = _mm256_blendv_pd(
+                val[2 * p + 1],
+                _mm256_xor_pd(hi, _mm256_and_pd(_mm256_castsi256_pd(neg_hi), sign)),
+                _mm256_castsi256_pd(big_hi));
+          }
+          continue;
+        }
         for (unsigned half = 0; half < 2; ++half) {
           if (((lanes >> (4 * half)) & 0x0F) == 0) continue;
           const unsigned h = 2 * p + half;
