@@ -7,7 +7,9 @@ is the median over `reps` calls of the calling thread's CPU time (time.thread_ti
 machine may be shared; wall times are printed too). threads=1 everywhere. Rows:
 - memcpy of the 4 MB input (numpy.copyto): the bandwidth reference of this machine;
 - format-1 top-K encode/decode (s=0.9, the previous codec);
-- dense encode / decode with fixed steps at about 2, 4 and 8 bits per element;
+- dense encode / decode with fixed steps at about 2, 4 and 8 bits per element (mode 1), and the
+  same with 8 class tables (mode 2, classes along the last axis of the input cut to rows of 576,
+  SmolLM2's width: 1820 rows);
 - SZ3 (pysz) compress / decompress with the absolute bound whose error matches dense at 4 b/el;
 - mode="auto" with max_bytes = 4 b/el and rel_error = the 4 b/el error, against one plain encode.
 """
@@ -84,6 +86,22 @@ def main(argv: list[str] | None = None) -> int:
         row(f"dense decode, {8 * len(s) / x.size:.2f} b/el", c2, w2)
         if target == 4:
             enc4, dec4, err4, s4 = c, c2, err, s
+    x2 = x[: (x.size // 576) * 576].reshape(-1, 576)
+    for target in (2, 4, 8):  # mode 2: 8 class tables over the 576 positions of a row
+        lo, hi = -12.0, 8.0
+        for _ in range(30):
+            mid = (lo + hi) / 2
+            s = slicer.encode(x2, mode="dense", step=2**mid, classes=8, threads=1)
+            if 8 * len(s) / x2.size > target:
+                lo = mid
+            else:
+                hi = mid
+        c, w, s = timed(lambda st=2**hi: slicer.encode(x2, mode="dense", step=st, classes=8,
+                                                       threads=1), args.reps)  # fmt: skip
+        err = rel(x2, slicer.decode(s))
+        row(f"dense 8 classes encode, {8 * len(s) / x2.size:.2f} b/el", c, w, f"rel L2 {err:.2e}")
+        c2, w2, _ = timed(lambda s=s: slicer.decode(s, threads=1), args.reps)
+        row(f"dense 8 classes decode, {8 * len(s) / x2.size:.2f} b/el", c2, w2)
     plain = enc4
     c, w, s = timed(lambda: slicer.encode(x, mode="auto", max_bytes=len(s4), threads=1), 3)
     row("auto, max_bytes = the 4 b/el size", c, w,

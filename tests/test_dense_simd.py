@@ -62,7 +62,11 @@ CASES = {
     "nine_chunks_8bel": ((9 * CHUNK,), np.float32, dict(step=0.004), 6, {}),
     "outliers_1e4": ((5 * CHUNK,), np.float32, dict(step=0.05), 7, dict(outliers=300)),
     "escapes_2e33": (
-        (4 * CHUNK,), np.float32, dict(step=1e-3), 8, dict(outliers=50, outlier_size=3e7)
+        (4 * CHUNK,),
+        np.float32,
+        dict(step=1e-3),
+        8,
+        dict(outliers=50, outlier_size=3e7),
     ),
     "rows_576": ((96, 576), np.float32, dict(step=0.2, groups="rows"), 9, {}),
     "channels_4d": ((2, 8, 40, 64), np.float32, dict(step=0.1, groups="channels"), 10, {}),
@@ -71,7 +75,11 @@ CASES = {
     "float64": ((4 * CHUNK + 3,), np.float64, dict(step=0.05), 13, dict(outliers=20)),
     "classes16_rank": ((96, 576), np.float32, dict(step=0.1, classes=16), 14, {}),
     "classes8_ranges": (
-        (96, 576), np.float32, dict(step=0.1, classes=8, class_map="ranges"), 15, {}
+        (96, 576),
+        np.float32,
+        dict(step=0.1, classes=8, class_map="ranges"),
+        15,
+        {},
     ),
     "classes3_bounds_rows": (
         (96, 576),

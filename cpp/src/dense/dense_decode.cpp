@@ -467,9 +467,8 @@ void StoreScaled(uint8_t* dst, uint64_t i, const double* t, uint64_t count, doub
   for (uint64_t k = 0; k < count; ++k) StoreT<kDtype>(dst, i + k, t[k] * delta);
 }
 
-__attribute__((target("avx2"))) void StoreScaledF32Avx2(uint8_t* dst, uint64_t i,
-                                                        const double* t, uint64_t count,
-                                                        double delta) {
+__attribute__((target("avx2"))) void StoreScaledF32Avx2(uint8_t* dst, uint64_t i, const double* t,
+                                                        uint64_t count, double delta) {
   float* out = reinterpret_cast<float*>(dst) + i;
   const __m256d d = _mm256_set1_pd(delta);
   uint64_t k = 0;
@@ -523,8 +522,7 @@ inline bool PairExtras(const Stream& s, ChunkIn* in, const uint32_t* q, double* 
 // more than 57 bits). *v = ±(double(base + extra) + o2/256) for the lanes with extra bits (bins ≥
 // 8 have m ≥ 8), *keep marks them. False when a read would leave the extra-bit area.
 __attribute__((target("avx2"))) inline bool ChunkExtras(const Stream& s, ChunkIn* in, __m128i q4,
-                                                        double off2, __m256d* v,
-                                                        __m128i* keep) {
+                                                        double off2, __m256d* v, __m128i* keep) {
   const __m128i b = _mm_srli_epi32(_mm_add_epi32(q4, _mm_set1_epi32(1)), 1);
   const __m128i big = _mm_cmpgt_epi32(b, _mm_set1_epi32(7));
   const __m128i nb = _mm_and_si128(_mm_srli_epi32(_mm_sub_epi32(b, _mm_set1_epi32(4)), 2), big);
@@ -557,14 +555,14 @@ __attribute__((target("avx2"))) inline bool ChunkExtras(const Stream& s, ChunkIn
                              _mm256_and_si256(pos, _mm256_set1_epi64x(7)));
   }
   const __m256i extra = _mm256_and_si256(word, _mm256_sub_epi64(_mm256_sllv_epi64(one, nb64), one));
-  const __m256i top = _mm256_cvtepu32_epi64(
-      _mm_add_epi32(_mm_and_si128(b, _mm_set1_epi32(3)), _mm_set1_epi32(4)));
+  const __m256i top =
+      _mm256_cvtepu32_epi64(_mm_add_epi32(_mm_and_si128(b, _mm_set1_epi32(3)), _mm_set1_epi32(4)));
   const __m256i m = _mm256_add_epi64(_mm256_sllv_epi64(top, nb64), extra);  // < 2^33
   const __m256i two52 = _mm256_set1_epi64x(0x4330000000000000LL);
   const __m256d md =
       _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(m, two52)), _mm256_castsi256_pd(two52));
-  const __m256i neg = _mm256_slli_epi64(
-      _mm256_andnot_si256(_mm256_cvtepu32_epi64(q4), one), 63);  // even symbols are negative
+  const __m256i neg = _mm256_slli_epi64(_mm256_andnot_si256(_mm256_cvtepu32_epi64(q4), one),
+                                        63);  // even symbols are negative
   *v = _mm256_xor_pd(_mm256_add_pd(md, _mm256_set1_pd(off2)), _mm256_castsi256_pd(neg));
   in->bit_pos = bp + total;
   return true;
@@ -597,11 +595,10 @@ __attribute__((target("avx2"))) inline bool VecExtras(ChunkIn* a, ChunkIn* b, __
       _mm256_setr_m128i(_mm_set1_epi32(static_cast<int>(static_cast<uint32_t>(wa >> (pa & 7)))),
                         _mm_set1_epi32(static_cast<int>(static_cast<uint32_t>(wb >> (pb & 7)))));
   const __m256i one = _mm256_set1_epi32(1);
-  const __m256i extra =
-      _mm256_and_si256(_mm256_srlv_epi32(window, _mm256_sub_epi32(pre, nb)),
-                       _mm256_sub_epi32(_mm256_sllv_epi32(one, nb), one));
-  const __m256i top = _mm256_add_epi32(_mm256_and_si256(bin, _mm256_set1_epi32(3)),
-                                       _mm256_set1_epi32(4));
+  const __m256i extra = _mm256_and_si256(_mm256_srlv_epi32(window, _mm256_sub_epi32(pre, nb)),
+                                         _mm256_sub_epi32(_mm256_sllv_epi32(one, nb), one));
+  const __m256i top =
+      _mm256_add_epi32(_mm256_and_si256(bin, _mm256_set1_epi32(3)), _mm256_set1_epi32(4));
   *m = _mm256_add_epi32(_mm256_sllv_epi32(top, nb), extra);
   a->bit_pos = pa + ta;
   b->bit_pos = pb + tb;
@@ -642,10 +639,9 @@ struct SetOut {
 // the steps done, or -1 on an extra-bit read outside a chunk's area. The caller guarantees
 // 8·steps + 8 rANS bytes in each chunk.
 template <bool kClasses, unsigned kP, bool kDirect>
-__attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTables& tb,
-                                                 ChunkIn* in, uint8_t* const* cl,
-                                                 const SetOut& out, uint64_t steps,
-                                                 bool* escape) {
+__attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTables& tb, ChunkIn* in,
+                                                 uint8_t* const* cl, const SetOut& out,
+                                                 uint64_t steps, bool* escape) {
   const int* const lut = reinterpret_cast<const int*>(s.lut.data());
   const int* const slots = reinterpret_cast<const int*>(tb.slots.data());
   const __m256i slot_mask = _mm256_set1_epi32(kProbScale - 1);
@@ -691,15 +687,14 @@ __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTabl
       special |= _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(code[p], other)));
       const __m256i v =
           _mm256_add_epi32(_mm256_mullo_epi32(freq, _mm256_srli_epi32(x[p], kProbBits)), bias);
-      const __m256i need = _mm256_sub_epi32(
-          _mm256_setzero_si256(),
-          _mm256_add_epi32(_mm256_cmpgt_epi32(l1, v), _mm256_cmpgt_epi32(l2, v)));
+      const __m256i need =
+          _mm256_sub_epi32(_mm256_setzero_si256(),
+                           _mm256_add_epi32(_mm256_cmpgt_epi32(l1, v), _mm256_cmpgt_epi32(l2, v)));
       __m256i pre = _mm256_add_epi32(need, _mm256_slli_si256(need, 4));
       pre = _mm256_add_epi32(pre, _mm256_slli_si256(pre, 8));  // inclusive prefix per chunk
       const __m256i excl = _mm256_sub_epi32(pre, need);
-      const __m256i bytes =
-          _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(r[2 * p + 1]),
-                              reinterpret_cast<const __m128i*>(r[2 * p]));
+      const __m256i bytes = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(r[2 * p + 1]),
+                                                reinterpret_cast<const __m128i*>(r[2 * p]));
       const __m256i window = _mm256_shuffle_epi8(
           bytes, _mm256_add_epi32(_mm256_add_epi32(excl, _mm256_slli_epi32(excl, 8)), pick));
       const __m256i sh = _mm256_slli_epi32(need, 3);
@@ -727,8 +722,7 @@ __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTabl
       __m256i sym[kP];
       int escaped = 0;
       for (unsigned p = 0; p < kP; ++p) {
-        sym[p] = _mm256_and_si256(_mm256_i32gather_epi32(lut, idx[p], 1),
-                                  _mm256_set1_epi32(0xFF));
+        sym[p] = _mm256_and_si256(_mm256_i32gather_epi32(lut, idx[p], 1), _mm256_set1_epi32(0xFF));
         escaped |= _mm256_movemask_ps(
             _mm256_castsi256_ps(_mm256_cmpeq_epi32(sym[p], _mm256_set1_epi32(kEscape))));
       }
@@ -739,15 +733,14 @@ __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTabl
         break;
       }
       for (unsigned p = 0; p < kP; ++p) {
-        const int lanes = _mm256_movemask_ps(
-            _mm256_castsi256_ps(_mm256_cmpeq_epi32(code[p], other)));
+        const int lanes =
+            _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(code[p], other)));
         if (lanes == 0) continue;
         __m256i mv, big;
         if (VecExtras(&in[2 * p], &in[2 * p + 1], sym[p], &mv, &big)) {
           // ±(double(m) + o2/256) (m ≥ 8), even symbols negative: the scalar value.
           const __m256d lo = _mm256_add_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(mv)), o2);
-          const __m256d hi =
-              _mm256_add_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(mv, 1)), o2);
+          const __m256d hi = _mm256_add_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(mv, 1)), o2);
           const __m256i neg = _mm256_slli_epi32(_mm256_andnot_si256(sym[p], one), 31);
           if constexpr (kDirect) {  // rounding commutes with the sign: flip after it
             const __m256 f = _mm256_setr_m128(_mm256_cvtpd_ps(_mm256_mul_pd(lo, delta)),
@@ -765,8 +758,7 @@ __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTabl
                 val[2 * p], _mm256_xor_pd(lo, _mm256_and_pd(_mm256_castsi256_pd(neg_lo), sign)),
                 _mm256_castsi256_pd(big_lo));
             val[2 * p + 1] = _mm256_blendv_pd(
-                val[2 * p + 1],
-                _mm256_xor_pd(hi, _mm256_and_pd(_mm256_castsi256_pd(neg_hi), sign)),
+                val[2 * p + 1], _mm256_xor_pd(hi, _mm256_and_pd(_mm256_castsi256_pd(neg_hi), sign)),
                 _mm256_castsi256_pd(big_hi));
           }
           continue;
@@ -774,8 +766,8 @@ __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTabl
         for (unsigned half = 0; half < 2; ++half) {
           if (((lanes >> (4 * half)) & 0x0F) == 0) continue;
           const unsigned h = 2 * p + half;
-          const __m128i q4 = half == 0 ? _mm256_castsi256_si128(sym[p])
-                                       : _mm256_extracti128_si256(sym[p], 1);
+          const __m128i q4 =
+              half == 0 ? _mm256_castsi256_si128(sym[p]) : _mm256_extracti128_si256(sym[p], 1);
           __m256d v;
           __m128i keep;
           if (!ChunkExtras(s, &in[h], q4, off2, &v, &keep)) return -1;
@@ -785,8 +777,8 @@ __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTabl
                                         : _mm256_insertf128_ps(_mm256_setzero_ps(), f, 1);
             const __m256i k8 = half == 0 ? _mm256_castsi128_si256(keep)
                                          : _mm256_inserti128_si256(_mm256_setzero_si256(), keep, 1);
-            const __m256i k8m = half == 0 ? _mm256_blend_epi32(k8, _mm256_setzero_si256(), 0xF0)
-                                          : k8;
+            const __m256i k8m =
+                half == 0 ? _mm256_blend_epi32(k8, _mm256_setzero_si256(), 0xF0) : k8;
             fv[p] = _mm256_blendv_ps(fv[p], f8, _mm256_castsi256_ps(k8m));
           } else {
             val[h] = _mm256_blendv_pd(val[h], v, _mm256_castsi256_pd(_mm256_cvtepi32_epi64(keep)));
@@ -855,11 +847,11 @@ slicer_status DecodeSet(const Stream& s, const PairTables& tb, const uint8_t* da
   for (unsigned h = 0; h < kN; ++h) {
     const Stream::Chunk& c = s.chunks[j + h];
     const uint8_t* r = data + c.offset;
-    in[h] = ChunkIn{{0, 0, 0, 0}, r + 16, r + c.rans_len, r + c.rans_len, c.bits_len,
-                    size - (c.offset + c.rans_len)};
+    in[h] = ChunkIn{{0, 0, 0, 0},   r + 16,     r + c.rans_len,
+                    r + c.rans_len, c.bits_len, size - (c.offset + c.rans_len)};
     for (unsigned q = 0; q < 4; ++q) {
-      in[h].x[q] = uint32_t{r[4 * q]} | uint32_t{r[4 * q + 1]} << 8 |
-                   uint32_t{r[4 * q + 2]} << 16 | uint32_t{r[4 * q + 3]} << 24;
+      in[h].x[q] = uint32_t{r[4 * q]} | uint32_t{r[4 * q + 1]} << 8 | uint32_t{r[4 * q + 2]} << 16 |
+                   uint32_t{r[4 * q + 3]} << 24;
       if (in[h].x[q] < kRansL || in[h].x[q] >= (kRansL << 8)) return sequential();
     }
     coded[h] = c.coded;
@@ -959,8 +951,8 @@ slicer_status DecodeSet(const Stream& s, const PairTables& tb, const uint8_t* da
 
 // The paired decoder for chunks j … j + 2·kP − 1 of this stream.
 template <unsigned kP>
-slicer_status DecodeSetOf(const Stream& s, const PairTables& tb, const uint8_t* data,
-                          size_t size, uint64_t j, uint8_t* dst) {
+slicer_status DecodeSetOf(const Stream& s, const PairTables& tb, const uint8_t* data, size_t size,
+                          uint64_t j, uint8_t* dst) {
   const bool direct = dst != nullptr && s.dtype == SLICER_FLOAT32 && !s.has_table;
   if (s.nclass > 1) {
     return direct ? DecodeSet<true, kP, true>(s, tb, data, size, j, dst)

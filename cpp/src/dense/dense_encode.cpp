@@ -181,9 +181,8 @@ __attribute__((target("avx2"))) void EncodeSetSteps(const uint16_t* const* sy,
       const unsigned m1 = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(d1)));
       const unsigned m2 = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(d2)));
       const unsigned ka = (m1 & 0x0F) | (m2 & 0x0F) << 4, kb = (m1 >> 4) | (m2 & 0xF0);
-      const __m256i shuffle =
-          _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(emit.idx[kb]),
-                              reinterpret_cast<const __m128i*>(emit.idx[ka]));
+      const __m256i shuffle = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(emit.idx[kb]),
+                                                  reinterpret_cast<const __m128i*>(emit.idx[ka]));
       const __m256i bytes = _mm256_shuffle_epi8(x[v], shuffle);
       _mm_storeu_si128(reinterpret_cast<__m128i*>(p[2 * v] - 16), _mm256_castsi256_si128(bytes));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(p[2 * v + 1] - 16),
@@ -194,8 +193,8 @@ __attribute__((target("avx2"))) void EncodeSetSteps(const uint16_t* const* sy,
       const __m256i w = _mm256_srlv_epi32(x[v], _mm256_slli_epi32(due, 3));
       // q = w div freq: the binary32 quotient is within 1/64 of w / freq (w < 2^31, q < 2^17),
       // so its truncation is q − 1, q or q + 1; the remainder's sign and size correct it.
-      __m256i q = _mm256_cvttps_epi32(
-          _mm256_div_ps(_mm256_cvtepi32_ps(w), _mm256_cvtepi32_ps(freq)));
+      __m256i q =
+          _mm256_cvttps_epi32(_mm256_div_ps(_mm256_cvtepi32_ps(w), _mm256_cvtepi32_ps(freq)));
       __m256i r = _mm256_sub_epi32(w, _mm256_mullo_epi32(q, freq));
       const __m256i low = _mm256_cmpgt_epi32(zero, r);
       q = _mm256_add_epi32(q, low);
@@ -453,9 +452,9 @@ __attribute__((target("avx2"))) bool QuantizeSymbolsF32Avx2(const float* in, uns
         _mm256_cmp_ps(_mm256_loadu_ps(in + k), _mm256_setzero_ps(), _CMP_GT_OQ));
     const __m256i sym = _mm256_and_si256(_mm256_add_epi32(_mm256_add_epi32(bin, bin), pos),
                                          _mm256_cmpgt_epi32(m, zero));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + k),
-                     _mm_packus_epi32(_mm256_castsi256_si128(sym),
-                                      _mm256_extracti128_si256(sym, 1)));
+    _mm_storeu_si128(
+        reinterpret_cast<__m128i*>(o + k),
+        _mm_packus_epi32(_mm256_castsi256_si128(sym), _mm256_extracti128_si256(sym, 1)));
     unsigned bits = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(big)));
     while (bits != 0) {  // extra bits in element order
       const unsigned l = static_cast<unsigned>(__builtin_ctz(bits));
