@@ -669,7 +669,7 @@ __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTabl
   for (; st < steps; ++st) {
     __m256i idx[kP], code[kP], x_old[kP];
     const uint8_t* r_old[2 * kP];
-    int special = 0;
+    int special = 0, lanes[kP];
     for (unsigned p = 0; p < kP; ++p) {
       idx[p] = _mm256_and_si256(x[p], slot_mask);
       if constexpr (kClasses) {
@@ -684,7 +684,8 @@ __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTabl
       const __m256i freq = _mm256_add_epi32(_mm256_and_si256(e, low14), one);
       const __m256i bias = _mm256_and_si256(_mm256_srli_epi32(e, 14), low14);
       code[p] = _mm256_srli_epi32(e, 28);
-      special |= _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(code[p], other)));
+      lanes[p] = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(code[p], other)));
+      special |= lanes[p];
       const __m256i v =
           _mm256_add_epi32(_mm256_mullo_epi32(freq, _mm256_srli_epi32(x[p], kProbBits)), bias);
       const __m256i need =
@@ -722,6 +723,7 @@ __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTabl
       __m256i sym[kP];
       int escaped = 0;
       for (unsigned p = 0; p < kP; ++p) {
+        if (lanes[p] == 0) continue;  // no lane of this vector needs the lut
         sym[p] = _mm256_and_si256(_mm256_i32gather_epi32(lut, idx[p], 1), _mm256_set1_epi32(0xFF));
         escaped |= _mm256_movemask_ps(
             _mm256_castsi256_ps(_mm256_cmpeq_epi32(sym[p], _mm256_set1_epi32(kEscape))));
@@ -733,9 +735,7 @@ __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTabl
         break;
       }
       for (unsigned p = 0; p < kP; ++p) {
-        const int lanes =
-            _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(code[p], other)));
-        if (lanes == 0) continue;
+        if (lanes[p] == 0) continue;
         __m256i mv, big;
         if (VecExtras(&in[2 * p], &in[2 * p + 1], sym[p], &mv, &big)) {
           // ±(double(m) + o2/256) (m ≥ 8), even symbols negative: the scalar value.
@@ -764,7 +764,7 @@ __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTabl
           continue;
         }
         for (unsigned half = 0; half < 2; ++half) {
-          if (((lanes >> (4 * half)) & 0x0F) == 0) continue;
+          if (((lanes[p] >> (4 * half)) & 0x0F) == 0) continue;
           const unsigned h = 2 * p + half;
           const __m128i q4 =
               half == 0 ? _mm256_castsi256_si128(sym[p]) : _mm256_extracti128_si256(sym[p], 1);
