@@ -605,23 +605,6 @@ __attribute__((target("avx2"))) inline bool VecExtras(ChunkIn* a, ChunkIn* b, __
   return true;
 }
 
-// ±(m + o/256) of four direct symbols c4 (0 … 14: m = bin, no extra bits), the scalar formula
-// of §12.4 with Δ = 1: m = 0 → +0, m = 1 → 1 + o1/256, m ≥ 2 → m + o2/256, even symbols
-// negative (an exact sign flip).
-__attribute__((target("avx2"))) inline __m256d DirectValues(__m128i c4, __m256d o1, __m256d o2) {
-  const __m128i mi = _mm_srli_epi32(_mm_add_epi32(c4, _mm_set1_epi32(1)), 1);
-  const __m256d md = _mm256_cvtepi32_pd(mi);
-  const __m256d one = _mm256_set1_pd(1.0);
-  __m256d off = _mm256_blendv_pd(o2, o1, _mm256_cmp_pd(md, one, _CMP_EQ_OQ));
-  off = _mm256_and_pd(off, _mm256_cmp_pd(md, _mm256_setzero_pd(), _CMP_NEQ_OQ));
-  const __m128i negmask =
-      _mm_andnot_si128(_mm_cmpeq_epi32(_mm_and_si128(c4, _mm_set1_epi32(1)), _mm_set1_epi32(1)),
-                       _mm_cmpgt_epi32(c4, _mm_setzero_si128()));
-  const __m256d sign =
-      _mm256_and_pd(_mm256_castsi256_pd(_mm256_cvtepi32_epi64(negmask)), _mm256_set1_pd(-0.0));
-  return _mm256_xor_pd(_mm256_add_pd(md, off), sign);
-}
-
 // Where SetSteps puts the values of chunk h: ±(m + o/256) as binary64 into t[h] + 4·step (for
 // a later × Δ_g), or, kDirect (float32, one Δ for every element), rounded Δ·value straight into
 // the float32 output at f[h] + 4·step (for the direct symbols out of a 16-entry table of the
@@ -630,7 +613,9 @@ struct SetOut {
   double* t[4];
   float* f[4];
   double delta;
-  alignas(32) float ftab[16];  // kDirect: the rounded Δ·value of each direct symbol
+  // The direct symbols' values: kDirect the rounded Δ·value (binary32), else 256·value (int32
+  // bits: ±(256·m + o) is an integer below 2^11).
+  alignas(32) float ftab[16];
 };
 
 // Up to `steps` vector steps of the 2·kP chunks of a set (vector p: chunks 2p and 2p + 1), the
@@ -652,7 +637,7 @@ __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTabl
   const __m256i other = _mm256_set1_epi32(kCodeOther);
   // Byte indices (o + 1, o, none, none): r[o] << 8 | r[o + 1] out of 16 bytes read at r.
   const __m256i pick = _mm256_set1_epi32(static_cast<int>(0x80800001u));
-  const __m256d o1 = _mm256_set1_pd(s.o1 / 256.0), o2 = _mm256_set1_pd(s.o2 / 256.0);
+  const __m256d o2 = _mm256_set1_pd(s.o2 / 256.0), inv256 = _mm256_set1_pd(0x1p-8);
   const double off2 = s.o2 / 256.0;
   const __m256d delta = _mm256_set1_pd(out.delta);
   const __m256 ftab_lo = _mm256_load_ps(out.ftab), ftab_hi = _mm256_load_ps(out.ftab + 8);
@@ -714,9 +699,13 @@ __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTabl
         const __m256 lo = _mm256_permutevar8x32_ps(ftab_lo, code[p]);
         const __m256 hi = _mm256_permutevar8x32_ps(ftab_hi, code[p]);
         fv[p] = _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(code[p], 28)));
-      } else {
-        val[2 * p] = DirectValues(_mm256_castsi256_si128(code[p]), o1, o2);
-        val[2 * p + 1] = DirectValues(_mm256_extracti128_si256(code[p], 1), o1, o2);
+      } else {  // 256·value as int32 from the table, then exactly × 2^-8 in binary64
+        const __m256 lo = _mm256_permutevar8x32_ps(ftab_lo, code[p]);
+        const __m256 hi = _mm256_permutevar8x32_ps(ftab_hi, code[p]);
+        const __m256i v8 = _mm256_castps_si256(
+            _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(code[p], 28))));
+        val[2 * p] = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(v8)), inv256);
+        val[2 * p + 1] = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(v8, 1)), inv256);
       }
     }
     if (__builtin_expect(special != 0, 0)) {  // extra bits or an escape somewhere
@@ -842,7 +831,12 @@ slicer_status DecodeSet(const Stream& s, const PairTables& tb, const uint8_t* da
   for (unsigned c = 0; c < kCodeOther && c < s.syms.size(); ++c) {
     const DSym& d = s.syms[c];
     const double t = ((static_cast<double>(static_cast<int64_t>(d.base)) + d.off) * 1.0) * d.sign;
-    so.ftab[c] = static_cast<float>(t * s.base_step);
+    if (kDirect) {
+      so.ftab[c] = static_cast<float>(t * s.base_step);
+    } else {
+      const int32_t scaled = static_cast<int32_t>(t * 256.0);  // exact: t = ±(m + o/256)
+      std::memcpy(&so.ftab[c], &scaled, 4);
+    }
   }
   for (unsigned h = 0; h < kN; ++h) {
     const Stream::Chunk& c = s.chunks[j + h];
