@@ -185,3 +185,17 @@ def test_simd_encode_with_raw_and_zero_groups(monkeypatch):
     monkeypatch.setenv("SLICER_DENSE_SIMD", "1")
     assert native(x, params) == scalar
     assert scalar == rd.encode(x, params)
+
+
+def test_threads_split_sets_the_same(monkeypatch):
+    """2^18 + 5 elements: the pool splits the 33 chunks into parts (sets of four chunks, pairs
+    and single chunks within each part); bytes and values as one thread and the scalar path."""
+    x = _data((2**18 + 5,), 23, outliers=100)
+    want = _encode(x, False, monkeypatch, step=0.3)
+    monkeypatch.setenv("SLICER_DENSE_SIMD", "1")
+    for threads in (1, 2, 3):
+        assert slicer.encode(x, mode="dense", step=0.3, chunk_size=CHUNK, threads=threads) == want
+        got = slicer.decode(want, threads=threads)
+        monkeypatch.setenv("SLICER_DENSE_SIMD", "0")
+        assert same_values(got, slicer.decode(want, threads=1))
+        monkeypatch.setenv("SLICER_DENSE_SIMD", "1")
