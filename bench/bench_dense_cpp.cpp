@@ -6,13 +6,13 @@
 //       -lpthread -o /tmp/bench_dense
 //   /tmp/bench_dense /tmp/x.f32 enc|dec STEP [REPS] [CLASSES]
 //
-// Prints the stream's bits per element and the median CPU milliseconds per call over REPS
-// calls (default 100). CLASSES (default 1) ≥ 2 writes mode 2 (docs/format.md §19): the input is
-// cut to rows of 576 (SmolLM2's width: 1820 rows of the 2^20 floats) and the classes are
-// positions of the last axis, mapped by the rule of §18.2; mode 1 codes the flat 2^20 floats.
-// Build it against two libraries and alternate the runs to compare them on a shared machine
-// (bench/RESULTS.md §9.3.1, §9.13). SLICER_DENSE_SIMD=0 in the environment forces the scalar
-// paths of a library that has SIMD ones.
+// Prints the stream's bits per element, the median CPU milliseconds per call over REPS calls
+// (default 100) and the fastest call (on a shared machine the least disturbed one). CLASSES
+// (default 1) ≥ 2 writes mode 2 (docs/format.md §19): the input is cut to rows of 576 (SmolLM2's
+// width: 1820 rows of the 2^20 floats) and the classes are positions of the last axis, mapped by
+// the rule of §18.2; mode 1 codes the flat 2^20 floats. Build it against two libraries and
+// alternate the runs to compare them on a shared machine (bench/RESULTS.md §9.3.1, §9.13).
+// SLICER_DENSE_SIMD=0 in the environment forces the scalar paths of a library that has SIMD ones.
 #include <slicer/slicer.h>
 
 #include <algorithm>
@@ -80,8 +80,8 @@ int main(int argc, char** argv) {
     if (st != SLICER_OK) return 1;
   }
   std::sort(ms.begin(), ms.end());
-  std::printf("%s classes %d bits/el %.3f median_ms %.3f GB/s %.2f\n", encode ? "encode" : "decode",
-              classes, 8.0 * written / x.size(), ms[ms.size() / 2],
-              4e-6 * x.size() / ms[ms.size() / 2]);
+  std::printf("%s classes %d bits/el %.3f median_ms %.3f GB/s %.2f min_ms %.3f\n",
+              encode ? "encode" : "decode", classes, 8.0 * written / x.size(), ms[ms.size() / 2],
+              4e-6 * x.size() / ms[ms.size() / 2], ms[0]);
   return 0;
 }

@@ -1,0 +1,83 @@
+"""Interleaved A/B runs of bench/bench_dense_cpp.cpp built against two libraries.
+
+    python bench/bench_dense_ab.py OLD_BENCH NEW_BENCH [--rounds 5] [--reps 30] [--data /tmp/x.f32]
+
+OLD_BENCH / NEW_BENCH: the harness linked against the library before and after a change (see
+the build lines at the top of bench_dense_cpp.cpp). Each round runs, for mode 1 and mode 2
+(8 classes) at the steps 4, 1 and 1/16 (about 2, 4 and 8 bits per element on SmolLM2 layer 15)
+and for encode and decode: the old harness, the new one, and the new one with
+SLICER_DENSE_SIMD=0 (its scalar paths), one after the other, so that a shared machine's load
+falls on all three alike. Prints a Markdown table: per cell the median over rounds of each run's
+median CPU time of the calling thread, and the fastest call seen (the least disturbed one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+
+STEPS = ("4", "1", "0.0625")
+
+
+def run(binary: str, data: str, op: str, step: str, reps: int, classes: str, scalar: bool):
+    env = dict(os.environ)
+    if scalar:
+        env["SLICER_DENSE_SIMD"] = "0"
+    else:
+        env.pop("SLICER_DENSE_SIMD", None)
+    out = subprocess.run(
+        [binary, data, op, step, str(reps), classes], capture_output=True, text=True, env=env,
+        check=True,
+    ).stdout.split()  # fmt: skip
+    fields = dict(zip(out[1::2], out[2::2], strict=False))  # "decode classes 1 bits/el …"
+    return float(fields["bits/el"]), float(fields["median_ms"]), float(fields["min_ms"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("old")
+    parser.add_argument("new")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--data", default="/tmp/x.f32")
+    args = parser.parse_args(argv)
+    cells: dict[tuple[str, str, str], dict[str, list[tuple[float, float]]]] = {}
+    bits: dict[tuple[str, str, str], float] = {}
+    for _ in range(args.rounds):
+        for classes in ("1", "8"):
+            for step in STEPS:
+                for op in ("enc", "dec"):
+                    key = (classes, step, op)
+                    for name, binary, scalar in (
+                        ("old", args.old, False),
+                        ("new", args.new, False),
+                        ("scalar", args.new, True),
+                    ):
+                        b, med, low = run(binary, args.data, op, step, args.reps, classes, scalar)
+                        bits[key] = b
+                        cells.setdefault(key, {}).setdefault(name, []).append((med, low))
+    elements = {"1": 1 << 20, "8": 1820 * 576}
+    print(
+        "| mode | op | bits/el | before ms | after ms | after GB/s | speed-up | before / after "
+        "fastest ms | after GB/s fastest | after, scalar forced ms |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for (classes, step, op), runs in cells.items():
+        med = {k: statistics.median(m for m, _ in v) for k, v in runs.items()}
+        low = {k: min(lo for _, lo in v) for k, v in runs.items()}
+        nbytes = 4 * elements[classes]
+        mode = "1" if classes == "1" else "2 (8 classes)"
+        print(
+            f"| {mode} | {'encode' if op == 'enc' else 'decode'} | {bits[(classes, step, op)]:.2f} "
+            f"| {med['old']:.2f} | {med['new']:.2f} | {nbytes / med['new'] / 1e6:.2f} "
+            f"| {med['old'] / med['new']:.2f}x | {low['old']:.2f} / {low['new']:.2f} "
+            f"| {nbytes / low['new'] / 1e6:.2f} | {med['scalar']:.2f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
