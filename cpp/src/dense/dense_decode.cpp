@@ -375,17 +375,18 @@ slicer_status DecodeChunk(const Stream& s, const uint8_t* data, size_t size, uin
 }
 
 // ---------------------------------------------------------------------------------------------
-// Paired decoder (AVX2): two chunks of four states each decoded side by side in eight 32-bit
-// lanes (lanes 0-3: chunk a's states 0-3, lanes 4-7: chunk b's). Element i of a chunk uses state
-// i mod 4, so one vector step decodes elements i … i+3 of both chunks in their sequential order;
-// the 0, 1 or 2 renormalisation bytes of the four lanes of one chunk are located by a prefix sum
-// of the lanes' byte counts. The step computes exactly the scalar fast step's integers. Values
-// are produced in two passes per segment of coded elements: ±(m + o/256) (binary64, the scalar
-// formula with Δ = 1, which multiplies exactly) into a buffer, then × Δ_g of each element's group
-// and rounded to the dtype (the same binary64 product as the scalar decoder's). Escaped symbols
-// take the scalar step (DecodeRun); extra bits are read in lane order by scalar code. Any
-// failure re-decodes both chunks with DecodeChunk, so damaged streams keep their statuses and
-// rejection names.
+// Paired decoder (AVX2): chunks of four states decoded side by side, two per 8-lane vector
+// (lanes 0-3: chunk a's states 0-3, lanes 4-7: chunk b's), two vectors interleaved (sets of four
+// chunks; a pair where only two are left). Element i of a chunk uses state i mod 4, so one vector
+// step decodes elements i … i+3 of both chunks in their sequential order; the 0, 1 or 2
+// renormalisation bytes of the four lanes of one chunk are located by a prefix sum of the lanes'
+// byte counts. The step computes exactly the scalar fast step's integers. Values: float32 tensors
+// without a group table get the rounded Δ·value straight away (the scalar decoder's binary64
+// product); otherwise ±(m + o/256) (the scalar formula with Δ = 1, which multiplies exactly) goes
+// to a buffer per segment of coded elements, then × Δ_g of each element's group, rounded to the
+// dtype. Extra bits are cut from a window per chunk at positions from a prefix sum of the lanes'
+// bit counts; escaped symbols take the scalar step (DecodeRun). Any failure re-decodes the
+// chunks with DecodeChunk, so damaged streams keep their statuses and rejection names.
 
 // Per stream, per class and slot: freq − 1 | (slot − cum) << 14 | min(symbol, 15) << 28, so one
 // gather gives a lane's whole state update and, for the direct symbols 0 … 14 (bins 0 … 7, no
