@@ -28,6 +28,10 @@ using format::Reject;
     if (s_ != SLICER_OK) return s_;  \
   } while (0)
 
+struct FreqCum {
+  uint32_t freq, cum;
+};
+
 struct Stream {
   format::DenseHeader h;
   Layout layout;
@@ -41,11 +45,13 @@ struct Stream {
   unsigned nclass = 1, class_axis = 0, class_kind = 0;
   ClassGeometry geo;
   std::vector<uint8_t> class_map;
-  // Per context x = 2c + q: slot → symbol [x · 2^14, …), freq / cum [x · 424, …), nsym.
-  // slot → symbol, or kEscape for symbols ≥ 255 (bins of magnitude ≥ 2^33, rare: resolved
-  // from cum); one byte per slot keeps 2K tables in cache
+  // Per context x = 2c + q: slot → symbol [x · 2^14, …), (freq, cum) and cum [x · 424, …),
+  // nsym. slot → symbol, or kEscape for symbols ≥ 255 (bins of magnitude ≥ 2^33, rare:
+  // resolved from cum) and for every slot of an empty table; one byte per slot keeps 2K tables
+  // in cache.
   std::vector<uint8_t> slot_symbol;
-  std::vector<uint32_t> freq, cum;
+  std::vector<FreqCum> fc;
+  std::vector<uint32_t> cum;
   std::vector<unsigned> nsym;
   uint64_t class_table_bytes[16] = {};
   struct Chunk {
@@ -131,8 +137,10 @@ slicer_status ParseBody(const uint8_t* data, size_t size, Stream* s, slicer_dens
   const uint64_t chunk = uint64_t{1} << s->chunk_log2;
   const uint64_t nch = (h.n + chunk - 1) / chunk;
   const unsigned nctx = 2 * s->nclass;
-  s->slot_symbol.assign(size_t{nctx} * kProbScale, 0);
-  s->freq.assign(size_t{nctx} * kStride, 0);
+  // kEscape everywhere first: the slots of an empty table (which no element may use) take the
+  // escape path, which rejects them
+  s->slot_symbol.assign(size_t{nctx} * kProbScale, kEscape);
+  s->fc.assign(size_t{nctx} * kStride, FreqCum{0, 0});
   s->cum.assign(size_t{nctx} * kStride, 0);
   s->nsym.assign(nctx, 0);
   for (unsigned x = 0; x < nctx; ++x) {
@@ -165,7 +173,7 @@ slicer_status ParseBody(const uint8_t* data, size_t size, Stream* s, slicer_dens
       Normalize(classes, &freq, &cum);
       uint8_t* lut = s->slot_symbol.data() + size_t{x} * kProbScale;
       for (unsigned q = 0; q < nsym; ++q) {
-        s->freq[x * kStride + q] = freq[q];
+        s->fc[x * kStride + q] = FreqCum{freq[q], cum[q]};
         s->cum[x * kStride + q] = cum[q];
         std::memset(lut + cum[q], q < kEscape ? q : kEscape, freq[q]);
       }
@@ -345,18 +353,27 @@ slicer_status DecodeChunkT(const Stream& s, const uint8_t* data, size_t size, ui
         }
       }
       const size_t ctx = 2u * cls + q;
-      if (s.nsym[ctx] == 0) return Reject(SLICER_ERR_CORRUPT, "trellis context table empty");
       uint32_t st = x[lane];
       const uint32_t slot = st & (kProbScale - 1);
       unsigned sym = s.slot_symbol[ctx * kProbScale + slot];
-      if (sym == kEscape) {  // the symbol owning the slot, from the cumulative frequencies
+      if (__builtin_expect(sym == kEscape, 0)) {  // a symbol >= 255, or an empty table
+        if (s.nsym[ctx] == 0) return Reject(SLICER_ERR_CORRUPT, "trellis context table empty");
         const uint32_t* cum = s.cum.data() + ctx * kStride;
         sym = static_cast<unsigned>(std::upper_bound(cum, cum + s.nsym[ctx] + 1, slot) - cum) - 1;
       }
-      st = s.freq[ctx * kStride + sym] * (st >> kProbBits) + slot - s.cum[ctx * kStride + sym];
-      while (st < kRansL) {
-        if (r >= rend) return Reject(SLICER_ERR_CORRUPT, "dense rANS payload");
-        st = (st << 8) | *r++;
+      const FreqCum fc = s.fc[ctx * kStride + sym];
+      st = fc.freq * (st >> kProbBits) + slot - fc.cum;
+      if (rend - r >= 2) {  // §14: a decoded state is ≥ 2^9, so at most two bytes are due
+        const uint32_t need =
+            static_cast<uint32_t>(st < kRansL) + static_cast<uint32_t>(st < (kRansL >> 8));
+        const uint32_t window = uint32_t{r[0]} << 8 | r[1];
+        st = static_cast<uint32_t>((uint64_t{st} << (8 * need)) | (window >> (16 - 8 * need)));
+        r += need;
+      } else {
+        while (st < kRansL) {
+          if (r >= rend) return Reject(SLICER_ERR_CORRUPT, "dense rANS payload");
+          st = (st << 8) | *r++;
+        }
       }
       x[lane] = st;
       uint64_t m = (sym + 1) / 2;  // direct bins (§11)
