@@ -374,6 +374,115 @@ class DenseModel:
         size = self.header_bytes + tables + 4 + 6 * chunks + bits * self.scale / 8.0 * 1.002
         return size, sse * self.scale
 
+    # the pieces of the class estimate (§19.4), shared with KernelModel
+
+    def symbols(self, step: float, rho_256: int) -> np.ndarray:
+        """§11 symbols of the sample's codes at (step, rho)."""
+        return _sample_symbols(self.sample, step, rho_256)
+
+    def class_bits(self, sym: np.ndarray, cls: np.ndarray, k: int) -> tuple[float, int]:
+        """(ideal bits, estimated table bytes) of one histogram of `sym` per class 0..k-1."""
+        hist = np.bincount(cls * 423 + sym, minlength=423 * k).reshape(k, 423)
+        return _entropy_bits(hist), int(_table_bytes(hist).sum())
+
+    def rank_bits(
+        self, sym: np.ndarray, ranked: np.ndarray, length: int, ks: list[int]
+    ) -> list[tuple[float, int]]:
+        """class_bits of classes K·rank div length, for each K of `ks`."""
+        return [self.class_bits(sym, ranked * k // length, k) for k in ks]
+
+    def best_bounds(
+        self, pos: np.ndarray, sym: np.ndarray, length: int, ks: list[int]
+    ) -> dict[int, tuple[float, list[int]]]:
+        return _best_bounds(pos, sym, length, ks, self.scale)
+
+    def position_scores(self, work: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
+        return _position_scores(work, shape, axis)
+
+
+_KERNEL_CODES = {np.dtype(np.float32): 1, np.dtype(np.float16): 2, np.dtype(np.float64): 4}
+_KERNEL_CODES.update({dt: code for dt, code in CODE_OF_DTYPE.items() if code == 3})  # bfloat16
+
+
+class KernelModel:
+    """DenseModel computed by the C++ kernel (cpp/src/dense/rate_model.cpp, slicer._core
+    RateModel): the same sample, counts, predictions, grid search, class histograms and §18.4
+    boundaries, without a NumPy call per step. DenseModel is its reference
+    (tests/test_rate_kernel.py)."""
+
+    def __init__(self, flat: np.ndarray, itemsize: int, header_bytes: int) -> None:
+        flat = np.ascontiguousarray(flat).reshape(-1)
+        self._code = _KERNEL_CODES[flat.dtype]
+        self._raw = flat.view(np.uint8)
+        self._energy: float | None = None
+        self.n = flat.size
+        self.max_abs = _core.rate_stats(self._raw, self._code, False)[0]
+        positions = None if self.n <= _SAMPLE else _sample_positions(self.n)
+        self.core = _core.RateModel(self._raw, self._code, positions, float(header_bytes))
+        self.scale = self.core.scale
+        self.header_bytes = header_bytes
+        self.itemsize = itemsize
+
+    @property
+    def energy(self) -> float:
+        """Σ x² of the input (binary64)."""
+        if self._energy is None:
+            self._energy = _core.rate_stats(self._raw, self._code, True)[1]
+        return self._energy
+
+    @property
+    def sample(self) -> np.ndarray:
+        return self.core.sample
+
+    sample_indices = DenseModel.sample_indices
+    min_step = DenseModel.min_step
+    predict = DenseModel.predict
+
+    def predict_many(self, steps: np.ndarray, rho_256: Any) -> tuple[np.ndarray, np.ndarray]:
+        steps = np.ascontiguousarray(steps, dtype=np.float64).reshape(-1)
+        rho = np.ascontiguousarray(np.broadcast_to(np.asarray(rho_256, dtype=np.float64),
+                                                   steps.shape))  # fmt: skip
+        return self.core.predict(steps, rho)
+
+    def symbols(self, step: float, rho_256: int) -> np.ndarray:
+        return self.core.symbols(float(step), int(rho_256))
+
+    def class_bits(self, sym: np.ndarray, cls: np.ndarray, k: int) -> tuple[float, int]:
+        return _core.rate_class_bits(sym, np.ascontiguousarray(cls, dtype=np.int64), k)
+
+    def rank_bits(
+        self, sym: np.ndarray, ranked: np.ndarray, length: int, ks: list[int]
+    ) -> list[tuple[float, int]]:
+        ranked = np.ascontiguousarray(ranked, dtype=np.int64)
+        return _core.rate_rank_bits(sym, ranked, length, list(ks))
+
+    def best_bounds(
+        self, pos: np.ndarray, sym: np.ndarray, length: int, ks: list[int]
+    ) -> dict[int, tuple[float, list[int]]]:
+        pos = np.ascontiguousarray(pos, dtype=np.int64)
+        found = _core.rate_best_bounds(pos, sym, length, list(ks), self.scale)
+        return {k: (cost, list(bounds)) for k, cost, bounds in found}
+
+    def position_scores(self, work: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
+        """Σ|x| per position along the class axis over the model's input (= `work`)."""
+        if axis == 0:
+            length = shape[-1]
+            outer, inner = self.n // length, 1
+        else:
+            length = shape[1]
+            outer = shape[0]
+            inner = self.n // (outer * length)
+        return _core.rate_position_scores(self._raw, self._code, outer, length, inner)
+
+
+def _energy_of(array: np.ndarray) -> float:
+    """Σ x² of `array` (binary64), one pass of the kernel."""
+    flat = np.ascontiguousarray(array).reshape(-1)
+    return _core.rate_stats(flat.view(np.uint8), _KERNEL_CODES[flat.dtype], True)[1]
+
+
+MODEL: Any = KernelModel  # the model rate control builds (DenseModel: the NumPy reference)
+
 
 def _sample(flat: np.ndarray) -> np.ndarray:
     """About _SAMPLE elements at fixed pseudo-random positions (seeded: deterministic), in the
@@ -408,13 +517,19 @@ def _dense_header_bytes(shape: tuple[int, ...]) -> int:
 
 
 def _boundary(
-    model: DenseModel, rhos: tuple[int, ...], lo: float, hi: float, ok: Callable, large_ok: bool
-) -> np.ndarray:
+    model: Any, rhos: tuple[int, ...], lo: float, hi: float, on_size: bool, threshold: float,
+    large_ok: bool,
+) -> np.ndarray:  # fmt: skip
     """Per rounding offset of `rhos`, the log2 step at the boundary of the monotone predicate
-    `ok(size, sse)` in [lo, hi], on its ok side (within _LOG2_TOLERANCE; `large_ok`: ok holds
-    for large steps). Grids of _GRID steps, refined until fine enough (four rounds from a
-    56-octave range): one vectorised prediction per round for all offsets together, instead of
-    a bisection's fifteen or more per offset."""
+    `value <= threshold` (value: the predicted size when `on_size`, else the squared error) in
+    [lo, hi], on its ok side (within _LOG2_TOLERANCE; `large_ok`: ok holds for large steps).
+    Grids of _GRID steps, refined until fine enough (four rounds from a 56-octave range): one
+    vectorised prediction per round for all offsets together, instead of a bisection's fifteen
+    or more per offset. A KernelModel runs the same search in C++ (rate_model.cpp)."""
+    if isinstance(model, KernelModel):
+        return np.asarray(
+            model.core.boundary(list(rhos), lo, hi, on_size, float(threshold), large_ok)
+        )
     r = len(rhos)
     lo_v, hi_v = np.full(r, float(lo)), np.full(r, float(hi))
     result = np.full(r, np.nan)
@@ -425,7 +540,7 @@ def _boundary(
         open_ = np.flatnonzero(np.isnan(result))  # offsets not resolved yet (rows independent)
         good = np.zeros((r, _GRID), dtype=bool)
         sizes, sses = model.predict_many(2.0 ** grid[open_].ravel(), rho_grid[open_].ravel())
-        good[open_] = ok(sizes, sses).reshape(open_.size, _GRID)
+        good[open_] = ((sizes if on_size else sses) <= threshold).reshape(open_.size, _GRID)
         for j in open_:
             g = good[j]
             if large_ok:
@@ -457,17 +572,17 @@ def _step_range(model: DenseModel, top: float) -> tuple[float, float]:
 
 
 def _bisect_step(
-    model: DenseModel, rhos: tuple[int, ...], fits: Callable, near: float | None = None
+    model: Any, rhos: tuple[int, ...], limit: float, near: float | None = None
 ) -> np.ndarray:
-    """Per offset of `rhos`, the smallest step whose prediction `fits` (vectorised over sizes;
-    larger steps fit). `near`: a step close to the answer, to search around it first."""
+    """Per offset of `rhos`, the smallest step whose predicted size is <= limit (larger steps
+    fit). `near`: a step close to the answer, to search around it first."""
     lo, hi = _step_range(model, 2.0)
     if near is not None:  # bracket around a known step: fewer rounds
         c = float(np.log2(near))
-        f = fits(*model.predict_many(2.0 ** np.asarray([c - 1.0, c + 1.0]), rhos[0]))
+        f = model.predict_many(2.0 ** np.asarray([c - 1.0, c + 1.0]), rhos[0])[0] <= limit
         if not f[0] and f[1]:
             lo, hi = c - 1.0, c + 1.0
-    return 2.0 ** _boundary(model, rhos, lo, hi, fits, large_ok=True)
+    return 2.0 ** _boundary(model, rhos, lo, hi, True, limit, large_ok=True)
 
 
 DenseEncoder = Callable[[np.ndarray, dict[str, Any]], bytes]
@@ -634,9 +749,9 @@ def _class_saving(
                 plans.append((axis, kind, length, useful))
     if not plans:
         return best
-    sym = _sample_symbols(model.sample, step, rho_256)
-    one = np.bincount(sym, minlength=423)[None, :]
-    base = _entropy_bits(one) * model.scale / 8.0 * 1.002 + float(_table_bytes(one)[0])
+    sym = model.symbols(step, rho_256)
+    bits, tables = model.class_bits(sym, np.zeros(sym.size, dtype=np.int64), 1)
+    base = bits * model.scale / 8.0 * 1.002 + float(tables)
     idx = model.sample_indices()
     for axis, kind, length, useful in plans:
         if axis == 0:
@@ -648,12 +763,11 @@ def _class_saving(
             if bounds is not None:
                 cls = np.searchsorted(np.asarray(bounds, dtype=np.int64), pos, side="right")
                 k = len(bounds) + 1
-                hist = np.bincount(cls * 423 + sym, minlength=423 * k).reshape(k, 423)
-                est = {k: (_entropy_bits(hist) * model.scale / 8.0 * 1.002
-                           + float(_table_bytes(hist).sum()) + _bounds_bytes(bounds),
-                           list(bounds))}  # fmt: skip
+                bits, tables = model.class_bits(sym, cls, k)
+                est = {k: (bits * model.scale / 8.0 * 1.002 + float(tables)
+                           + _bounds_bytes(bounds), list(bounds))}  # fmt: skip
             else:
-                est = _best_bounds(pos, sym, length, useful, model.scale)
+                est = model.best_bounds(pos, sym, length, useful)
             for k in useful:
                 if k not in est:
                     continue
@@ -664,20 +778,13 @@ def _class_saving(
         if kind == "ranges":  # §18.3: class a·K div L of the index itself
             rank = np.arange(length, dtype=np.int64)
         else:
-            scores = _position_scores(work, shape, axis)
+            scores = model.position_scores(work, shape, axis)
             rank = np.empty(length, dtype=np.int64)
             rank[np.lexsort((np.arange(length), scores))] = np.arange(length)
-        top = max(useful)
-        key = rank[pos] * top // length * 423 + sym
-        hist_top = np.bincount(key, minlength=423 * top).reshape(top, 423)
-        for k in useful:
-            if top % k == 0:
-                hist = hist_top.reshape(k, top // k, 423).sum(axis=1)
-            else:
-                key = rank[pos] * k // length * 423 + sym
-                hist = np.bincount(key, minlength=423 * k).reshape(k, 423)
-            cost = _entropy_bits(hist) * model.scale / 8.0 * 1.002
-            cost += float(_table_bytes(hist).sum()) + 2 + _map_bytes(kind, length)
+        for k, (bits, tables) in zip(useful, model.rank_bits(sym, rank[pos], length, useful),
+                                     strict=True):  # fmt: skip
+            cost = bits * model.scale / 8.0 * 1.002
+            cost += float(tables) + 2 + _map_bytes(kind, length)
             if base - cost > best[3]:
                 best = (k, axis, kind, base - cost, None)
     return best
@@ -735,7 +842,7 @@ def classes_at_step(
 ) -> dict[str, Any]:
     """params with classes="auto" resolved for its step (the K and axis that save most)."""
     src = array if work is None else work
-    model = DenseModel(src.reshape(-1), array.dtype.itemsize, _dense_header_bytes(array.shape))
+    model = MODEL(src.reshape(-1), array.dtype.itemsize, _dense_header_bytes(array.shape))
     return _resolve_classes(array, params, model, src, params["step"], params["rho_256"])[0]
 
 
@@ -754,10 +861,10 @@ def dense_for_budget(
     """The lowest-error dense stream of at most `limit` bytes (rho searched when `auto`)."""
     work = array if model_input is None else model_input
     flat = work.reshape(-1)
-    model = DenseModel(flat, array.dtype.itemsize, _dense_header_bytes(array.shape))
+    model = MODEL(flat, array.dtype.itemsize, _dense_header_bytes(array.shape))
     rhos = _RHO_CANDIDATES if auto else (params["rho_256"],)
     best = None
-    steps = _bisect_step(model, rhos, lambda size, _sse: size <= limit)
+    steps = _bisect_step(model, rhos, limit)
     sses = model.predict_many(steps, rhos)[1]  # rows are independent: as one call per offset
     for rho, step, sse in zip(rhos, steps, sses, strict=True):
         if best is None or sse < best[0]:
@@ -767,7 +874,7 @@ def dense_for_budget(
     params, saving = _resolve_classes(array, params, model, work, step, rho)
     if params["classes"] > 1 and saving > 0:
         goal = limit + saving - 0.004 * limit  # the saving is an estimate: aim inside
-        step = float(_bisect_step(model, (rho,), lambda size, _sse: size <= goal, step)[0])
+        step = float(_bisect_step(model, (rho,), goal, step)[0])
     fitting = None  # the largest stream found so far that fits (lowest error)
     stream = b""
     for attempt in range(3):
@@ -779,7 +886,7 @@ def dense_for_budget(
             break
         # aim again with the model corrected by its miss on the real stream
         goal = limit - (size - model.predict(step, rho)[0]) - 0.001 * limit
-        step = float(_bisect_step(model, (rho,), lambda pred, _sse, g=goal: pred <= g, step)[0])
+        step = float(_bisect_step(model, (rho,), goal, step)[0])
     if fitting is not None:
         return fitting
     # Rare: the model is far off. Double the step until it fits (terminates: coarse steps
@@ -810,9 +917,9 @@ def dense_for_error(
     error is the exact error of its decoded stream, returned by the encoder
     (slicer_dense_encode_sse): no attempt is decoded."""
     work = array if model_input is None else model_input
-    model = DenseModel(work.reshape(-1), array.dtype.itemsize, _dense_header_bytes(array.shape))
+    model = MODEL(work.reshape(-1), array.dtype.itemsize, _dense_header_bytes(array.shape))
     same = model_input is None or model_input is array
-    energy = model.energy if same else _energy(_plain_float(array.reshape(-1)))
+    energy = model.energy if same else _energy_of(array)
     if energy == 0.0:
         k = params.get("classes", 1)
         return encoder(array, dict(params, step=1.0, classes=1 if k == "auto" else k))
@@ -866,7 +973,7 @@ def _sse_encoder(
     return run
 
 
-def _largest_step(model: DenseModel, rhos: tuple[int, ...], goal: float) -> np.ndarray:
+def _largest_step(model: Any, rhos: tuple[int, ...], goal: float) -> np.ndarray:
     """Per offset of `rhos`, the largest step whose predicted squared error is <= goal."""
     lo, hi = _step_range(model, 4.0)
-    return 2.0 ** _boundary(model, rhos, lo, hi, lambda _size, sse: sse <= goal, large_ok=False)
+    return 2.0 ** _boundary(model, rhos, lo, hi, False, goal, large_ok=False)

@@ -14,4 +14,5 @@ NB_MODULE(_core, m) {
   slicer_py::RegisterDense(m);
   slicer_py::RegisterFrames(m);
   slicer_py::RegisterBatch(m);
+  slicer_py::RegisterRate(m);
 }

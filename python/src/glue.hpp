@@ -44,6 +44,7 @@ void RegisterBatch(nb::module_& m);
 void RegisterStream(nb::module_& m);
 void RegisterDense(nb::module_& m);
 void RegisterFrames(nb::module_& m);
+void RegisterRate(nb::module_& m);
 
 // Checks that `nbytes` input bytes hold exactly the C-contiguous elements of `shape` at
 // `itemsize` bytes each (ValueError otherwise).

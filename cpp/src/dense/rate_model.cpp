@@ -1,0 +1,565 @@
+// The rate model of mode="auto" (see rate_model.hpp; reference: python/slicer/_rate.py).
+#include "dense/rate_model.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <utility>
+
+#include "float_bits.hpp"
+
+namespace slicer::rate {
+namespace {
+
+// Smallest magnitude of bins 0..211 (+ the end, 2^54) and each bin's extra-bit count (§11).
+struct BinTable {
+  double base[kBins + 1];
+  int nbits[kBins];
+  BinTable() {
+    for (int b = 0; b < kBins; ++b) {
+      if (b < 8) {
+        base[b] = b;
+        nbits[b] = 0;
+      } else {
+        const int e = (b - 8) / 4 + 3, top = (b - 8) % 4;
+        base[b] = std::ldexp(4.0 + top, e - 2);
+        nbits[b] = e - 2;
+      }
+    }
+    base[kBins] = std::ldexp(1.0, 54);
+  }
+};
+const BinTable kTable;
+
+// Number of elements of the ascending `v` below `x`, searched in [from, v.size()): an empty bin
+// at once (the common case at coarse steps), else a gallop from `from` (bins hold few elements
+// at fine steps) and a branch-free halving of the last interval.
+size_t CountBelow(const std::vector<double>& v, size_t from, double x) {
+  const size_t n = v.size();
+  if (from == n || !(v[from] < x)) return from;
+  size_t reach = 1;
+  while (from + reach < n && v[from + reach] < x) reach *= 2;
+  // v[from + reach / 2] < x; the first element >= x lies in [from + reach / 2 + 1, hi]
+  size_t lo = from + reach / 2 + 1;
+  const size_t hi = std::min(from + reach, n);
+  if (lo >= hi) return hi;
+  size_t len = hi - lo;
+  const double* base = v.data() + lo;
+  while (len > 1) {
+    const size_t half = len / 2;
+    base = base[half - 1] < x ? base + half : base;
+    len -= half;
+  }
+  return static_cast<size_t>(base - v.data()) + (*base < x ? 1 : 0);
+}
+
+// Ascending sort of non-negative finite doubles: LSD radix sort on their bit patterns (which
+// order like the values), byte by byte, skipping the bytes every key shares (the low mantissa
+// bytes of widened float32 / float16 input). Sorting is exact, so the result is std::sort's.
+void SortMagnitudes(std::vector<double>& v) {
+  const size_t n = v.size();
+  if (n < 64) {
+    std::sort(v.begin(), v.end());
+    return;
+  }
+  std::vector<uint64_t> keys(n), tmp(n);
+  std::memcpy(keys.data(), v.data(), n * 8);
+  uint64_t any = 0, all = ~uint64_t{0};
+  for (uint64_t k : keys) any |= k, all &= k;
+  const uint64_t varies = any ^ all;  // the bits not shared by every key
+  std::vector<uint32_t> count(256);
+  for (int d = 0; d < 8; ++d) {
+    if (((varies >> (8 * d)) & 0xFF) == 0) continue;  // every key has the same byte here
+    uint32_t* c = count.data();
+    std::fill(c, c + 256, 0);
+    for (uint64_t k : keys) ++c[(k >> (8 * d)) & 0xFF];
+    uint32_t sum = 0;
+    for (int b = 0; b < 256; ++b) {
+      const uint32_t here = c[b];
+      c[b] = sum;
+      sum += here;
+    }
+    for (uint64_t k : keys) tmp[c[(k >> (8 * d)) & 0xFF]++] = k;
+    keys.swap(tmp);
+  }
+  std::memcpy(v.data(), keys.data(), n * 8);
+}
+
+// v·log2(v) of a count (the bounds estimate takes it for every cell range): a table up to the
+// largest sample (built once, thread-safe), the same expression beyond it.
+constexpr int64_t kXLogXTable = (int64_t{1} << 15) + 1;
+
+const double* XLogXTable() {
+  static const std::vector<double> table = [] {
+    std::vector<double> t(kXLogXTable, 0.0);
+    for (int64_t i = 1; i < kXLogXTable; ++i) {
+      t[i] = static_cast<double>(i) * std::log2(static_cast<double>(i));
+    }
+    return t;
+  }();
+  return table.data();
+}
+
+// The table's lookup, inlined into the loops that take it (`table` = XLogXTable()).
+inline double XLogX(const double* table, int64_t v) {
+  if (v < kXLogXTable) return table[v];
+  return static_cast<double>(v) * std::log2(static_cast<double>(v));
+}
+
+// §13.1 estimate of a table's bytes from the index of its last used symbol + 1 (0: none).
+int64_t TableBytes(int64_t last) {
+  return last > 0 ? 2 + (9 + 4 * std::max<int64_t>(0, last - 1) + 7) / 8 : 1;
+}
+
+template <typename Fn>
+void ForEach(const uint8_t* data, int dtype, uint64_t begin, uint64_t end, Fn fn) {
+  switch (dtype) {
+    case 1:
+      for (uint64_t i = begin; i < end; ++i) {
+        float v;
+        std::memcpy(&v, data + 4 * i, 4);
+        fn(i, static_cast<double>(v));
+      }
+      break;
+    case 2:
+      for (uint64_t i = begin; i < end; ++i) {
+        uint16_t h;
+        std::memcpy(&h, data + 2 * i, 2);
+        fn(i, static_cast<double>(internal::HalfToFloat(h)));
+      }
+      break;
+    case 3:
+      for (uint64_t i = begin; i < end; ++i) {
+        uint16_t h;
+        std::memcpy(&h, data + 2 * i, 2);
+        fn(i, static_cast<double>(internal::BFloat16ToFloat(h)));
+      }
+      break;
+    default:
+      for (uint64_t i = begin; i < end; ++i) {
+        double v;
+        std::memcpy(&v, data + 8 * i, 8);
+        fn(i, v);
+      }
+  }
+}
+
+}  // namespace
+
+double ElementAt(const uint8_t* data, int dtype, uint64_t i) {
+  double out = 0.0;
+  ForEach(data, dtype, i, i + 1, [&](uint64_t, double v) { out = v; });
+  return out;
+}
+
+void Gather(const uint8_t* data, int dtype, const int64_t* positions, size_t count, double* out) {
+  if (positions == nullptr) {
+    ForEach(data, dtype, 0, count, [&](uint64_t i, double v) { out[i] = v; });
+    return;
+  }
+  for (size_t i = 0; i < count; ++i) {
+    const uint64_t at = static_cast<uint64_t>(positions[i]);
+    switch (dtype) {
+      case 1: {
+        float v;
+        std::memcpy(&v, data + 4 * at, 4);
+        out[i] = v;
+        break;
+      }
+      case 2:
+      case 3: {
+        uint16_t h;
+        std::memcpy(&h, data + 2 * at, 2);
+        out[i] = dtype == 2 ? internal::HalfToFloat(h) : internal::BFloat16ToFloat(h);
+        break;
+      }
+      default:
+        std::memcpy(out + i, data + 8 * at, 8);
+    }
+  }
+}
+
+double MaxAbs(const uint8_t* data, int dtype, uint64_t n) {
+  if (n == 0) return 0.0;
+  double hi = -std::numeric_limits<double>::infinity();
+  double lo = std::numeric_limits<double>::infinity();
+  ForEach(data, dtype, 0, n, [&](uint64_t, double v) {
+    hi = v > hi ? v : hi;
+    lo = v < lo ? v : lo;
+  });
+  return std::max(hi, -lo);
+}
+
+double Energy(const uint8_t* data, int dtype, uint64_t n) {
+  double total = 0.0;
+  ForEach(data, dtype, 0, n, [&](uint64_t, double v) { total += v * v; });
+  return total;
+}
+
+std::vector<double> PositionScores(const uint8_t* data, int dtype, uint64_t outer, uint64_t length,
+                                   uint64_t inner) {
+  std::vector<double> out(length, 0.0);
+  for (uint64_t a = 0; a < outer; ++a) {
+    const uint64_t row = a * length * inner;
+    if (inner == 1) {
+      ForEach(data, dtype, row, row + length,
+              [&](uint64_t i, double v) { out[i - row] += std::fabs(v); });
+    } else {
+      for (uint64_t c = 0; c < length; ++c) {
+        double part = 0.0;
+        const uint64_t at = row + c * inner;
+        ForEach(data, dtype, at, at + inner, [&](uint64_t, double v) { part += std::fabs(v); });
+        out[c] += part;
+      }
+    }
+  }
+  return out;
+}
+
+Model::Model(std::vector<double> sample, uint64_t n, double header_bytes)
+    : sample_(std::move(sample)), n_(n), header_bytes_(header_bytes) {
+  scale_ = sample_.empty() ? 0.0 : static_cast<double>(n) / static_cast<double>(sample_.size());
+  // split by sign without branches on the data: both sides written, one index advanced
+  std::vector<double> pos(sample_.size()), neg(sample_.size());
+  size_t np = 0, nn = 0;
+  for (double v : sample_) {
+    pos[np] = v;
+    neg[nn] = -v;
+    np += v > 0 ? 1 : 0;
+    nn += v < 0 ? 1 : 0;
+  }
+  zeros_ = static_cast<double>(sample_.size() - np - nn);
+  pos.resize(np);
+  neg.resize(nn);
+  sides_[0].mags = std::move(pos);
+  sides_[1].mags = std::move(neg);
+  for (Side& side : sides_) {
+    SortMagnitudes(side.mags);
+    side.s1.assign(side.mags.size() + 1, 0.0);
+    side.s2.assign(side.mags.size() + 1, 0.0);
+    double a = 0.0, b = 0.0;
+    for (size_t i = 0; i < side.mags.size(); ++i) {
+      const double m = side.mags[i];
+      a += m;
+      b += m * m;
+      side.s1[i + 1] = a;
+      side.s2[i + 1] = b;
+    }
+  }
+}
+
+double Model::Counts(double step, double rho, double* sym, int* used) const {
+  std::fill(sym, sym + kSymbols, 0.0);
+  double sse = 0.0;
+  int top_symbol = 0;  // one past the last symbol with a count
+  sym[0] = zeros_;
+  for (int s = 0; s < 2; ++s) {
+    const Side& side = sides_[s];
+    const size_t size = side.mags.size();
+    const double top = size ? side.mags.back() : -1.0;
+    // idx[b]: magnitudes below edge b, edge b = max(base_b − ρ, 0)·Δ (edge 0 = 0)
+    size_t idx[kBins + 1];
+    idx[0] = CountBelow(side.mags, 0, 0.0);
+    int last = 0;  // the last bin index computed (beyond it every count is `size`)
+    for (int b = 1; b <= kBins; ++b) {
+      const double edge = std::max(kTable.base[b] - rho, 0.0) * step;
+      idx[b] = CountBelow(side.mags, idx[b - 1], edge);
+      last = b;
+      if (edge > top) break;  // every magnitude lies below this edge
+    }
+    for (int b = last + 1; b <= kBins; ++b) idx[b] = size;
+    // bin 0 decodes to 0; bins 1..7 to their centroid; wider bins: uniform error step²/12
+    double mid = 0.0;
+    for (int b = 1; b < 8; ++b) {
+      const size_t c = idx[b + 1] - idx[b];
+      if (c > 0) {
+        const double sa = side.s1[idx[b + 1]] - side.s1[idx[b]];
+        const double sa2 = side.s2[idx[b + 1]] - side.s2[idx[b]];
+        mid += sa2 - sa * sa / static_cast<double>(c);
+      }
+    }
+    const double wide = static_cast<double>(size - idx[8]) * step * step / 12.0;
+    sse += side.s2[idx[1]] - side.s2[idx[0]];
+    sse += mid;
+    sse += wide;
+    sym[0] += static_cast<double>(idx[1] - idx[0]);
+    for (int b = 1; b < kBins && b < last + 1; ++b) {
+      const size_t c = idx[b + 1] - idx[b];
+      if (c == 0) continue;
+      const int symbol = 2 * b - 1 + s;
+      sym[symbol] = static_cast<double>(c);
+      top_symbol = std::max(top_symbol, symbol + 1);
+    }
+  }
+  if (sym[0] > 0) top_symbol = std::max(top_symbol, 1);
+  *used = top_symbol;
+  return sse;
+}
+
+void Model::Predict(const double* steps, const double* rho_256, size_t count, double* size,
+                    double* sse) const {
+  const double chunks = static_cast<double>((n_ + 16383) / 16384);
+  const double* xl = XLogXTable();
+  double sym[kSymbols];
+  for (size_t i = 0; i < count; ++i) {
+    double bits = 0.0, table = 0.0, err = 0.0;
+    if (sample_.empty()) {
+      table = 1.0;
+    } else {
+      int used = 0;
+      err = Counts(steps[i], rho_256[i] / 256.0, sym, &used);
+      // Σ c·log2(c / total) = Σ c·log2 c − total·log2 total (counts are integers)
+      double total = 0.0, xlogx = 0.0;
+      for (int j = 0; j < used; ++j) {
+        total += sym[j];
+        if (sym[j] > 0) xlogx += XLogX(xl, static_cast<int64_t>(sym[j]));
+      }
+      const double entropy = total > 0 ? xlogx - XLogX(xl, static_cast<int64_t>(total)) : 0.0;
+      double extra = 0.0;
+      for (int j = 1; j < used; ++j) extra += sym[j] * kTable.nbits[(j + 1) / 2];
+      bits = -entropy + extra;
+      table = static_cast<double>(TableBytes(used));
+    }
+    size[i] = header_bytes_ + table + 4 + 6 * chunks + bits * scale_ / 8.0 * 1.002;
+    sse[i] = err * scale_;
+  }
+}
+
+std::vector<double> Model::Boundary(const std::vector<int>& rhos, double lo, double hi,
+                                    bool on_size, double threshold, bool large_ok) const {
+  constexpr int kGrid = 17;
+  constexpr double kTolerance = 1e-3;
+  const size_t r = rhos.size();
+  std::vector<double> result(r, 0.0);
+  double grid[kGrid];
+  signed char good[kGrid];  // -1: not predicted yet
+  for (size_t j = 0; j < r; ++j) {
+    const double rho = rhos[j];
+    double lo_j = lo, hi_j = hi;
+    bool done = false;
+    // The NumPy model predicts all 17 grid points and takes the first where the predicate
+    // holds (large_ok) or fails. The same point is found predicting them in order only up to
+    // it (and the last point first when !large_ok, as the NumPy model tests it first): the
+    // same answer for any predicate, monotone or not, with about half the predictions.
+    auto ok = [&](int i) {
+      if (good[i] < 0) {
+        const double step = std::pow(2.0, grid[i]);
+        double size, sse;
+        Predict(&step, &rho, 1, &size, &sse);
+        good[i] = (on_size ? size : sse) <= threshold ? 1 : 0;
+      }
+      return good[i] == 1;
+    };
+    for (int round = 0; round < 8 && !done; ++round) {
+      for (int i = 0; i < kGrid; ++i) {
+        grid[i] = lo_j + (hi_j - lo_j) * (i * 0.0625);
+        good[i] = -1;
+      }
+      int at = -1;
+      if (large_ok) {
+        for (int i = 0; i < kGrid && at < 0; ++i) {
+          if (ok(i)) at = i;
+        }
+        if (at == 0) {
+          result[j] = grid[0], done = true;
+          break;
+        }
+        if (at < 0) {  // none holds
+          result[j] = hi_j, done = true;
+          break;
+        }
+      } else {
+        if (ok(kGrid - 1)) {
+          result[j] = grid[kGrid - 1], done = true;
+          break;
+        }
+        bool any = false;
+        for (int i = 0; i < kGrid - 1; ++i) {
+          const bool g = ok(i);
+          any = any || g;
+          if (!g && at < 0) at = i;
+          if (at >= 0 && any) break;  // the first failure, and some point holds
+        }
+        if (!any) {
+          result[j] = lo_j, done = true;
+          break;
+        }
+        if (at < 0) at = kGrid - 1;
+      }
+      // (NumPy's index -1 is the last grid point: the first point failing can be point 0
+      // when the predicate is not monotone)
+      lo_j = grid[at == 0 ? kGrid - 1 : at - 1];
+      hi_j = grid[at];
+      if (hi_j - lo_j < kTolerance) {
+        result[j] = large_ok ? hi_j : lo_j;
+        done = true;
+      }
+    }
+    if (!done) result[j] = large_ok ? hi_j : lo_j;
+  }
+  return result;
+}
+
+std::vector<int32_t> Model::Symbols(double step, int rho_256) const {
+  std::vector<int32_t> out(sample_.size());
+  const double rho = rho_256 / 256.0;
+  for (size_t i = 0; i < sample_.size(); ++i) {
+    const double x = sample_[i];
+    const double q = std::fabs(x) / step + rho;  // >= 0: truncation is floor below 2^62
+    const double m = q < 4.6e18 ? static_cast<double>(static_cast<int64_t>(q)) : std::floor(q);
+    // selects, not branches: the data decide them at random
+    int64_t pattern;
+    std::memcpy(&pattern, &m, 8);
+    const int64_t wide = 4 * ((pattern >> 52) - 1023) - 4 + ((pattern >> 50) & 3);
+    const int64_t b = m < 4 ? static_cast<int64_t>(m) : wide;
+    const int64_t symbol = 2 * b - 1 + (x < 0 ? 1 : 0);
+    out[i] = static_cast<int32_t>(b == 0 ? 0 : symbol);
+  }
+  return out;
+}
+
+std::vector<int64_t> ClassHistogram(const int32_t* sym, const int64_t* cls, size_t count, int k) {
+  std::vector<int64_t> hist(static_cast<size_t>(k) * kSymbols, 0);
+  for (size_t i = 0; i < count; ++i) ++hist[static_cast<size_t>(cls[i]) * kSymbols + sym[i]];
+  return hist;
+}
+
+double HistogramBits(const int64_t* hist, int k, int64_t* table_bytes) {
+  double acc = 0.0;
+  int64_t tables = 0;
+  const double* xl = XLogXTable();
+  for (int c = 0; c < k; ++c) {
+    const int64_t* row = hist + static_cast<size_t>(c) * kSymbols;
+    int64_t total = 0, last = 0;
+    for (int s = 0; s < kSymbols; ++s) {
+      total += row[s];
+      if (row[s] > 0) last = s + 1;
+    }
+    // Σ h·log2(h / total) = Σ h·log2 h − total·log2 total (counts are integers)
+    double xlogx = 0.0;
+    for (int s = 0; s < kSymbols; ++s) {
+      if (row[s] > 0) xlogx += XLogX(xl, row[s]);
+    }
+    if (total > 0) acc += xlogx - XLogX(xl, total);
+    tables += TableBytes(last);
+  }
+  *table_bytes = tables;
+  return -acc;
+}
+
+std::vector<std::pair<double, int64_t>> RankClassBits(const int32_t* sym, const int64_t* rank,
+                                                      size_t count, int64_t length,
+                                                      const std::vector<int>& ks) {
+  std::vector<std::pair<double, int64_t>> out;
+  std::vector<int64_t> cls(count);
+  int top = 1;
+  for (int k : ks) top = std::max(top, k);
+  for (size_t i = 0; i < count; ++i) cls[i] = rank[i] * top / length;
+  const std::vector<int64_t> hist_top = ClassHistogram(sym, cls.data(), count, top);
+  for (int k : ks) {
+    std::vector<int64_t> hist;
+    if (top % k == 0) {  // class ⌊K·r/L⌋ is class ⌊top·r/L⌋ div (top / K): merge rows
+      hist.assign(static_cast<size_t>(k) * kSymbols, 0);
+      for (int c = 0; c < top; ++c) {
+        int64_t* to = hist.data() + static_cast<size_t>(c / (top / k)) * kSymbols;
+        const int64_t* from = hist_top.data() + static_cast<size_t>(c) * kSymbols;
+        for (int q = 0; q < kSymbols; ++q) to[q] += from[q];
+      }
+    } else {
+      for (size_t i = 0; i < count; ++i) cls[i] = rank[i] * k / length;
+      hist = ClassHistogram(sym, cls.data(), count, k);
+    }
+    int64_t tables = 0;
+    const double bits = HistogramBits(hist.data(), k, &tables);
+    out.emplace_back(bits, tables);
+  }
+  return out;
+}
+
+std::vector<BoundsChoice> BestBounds(const int64_t* pos, const int32_t* sym, size_t count,
+                                     int64_t length, const std::vector<int>& ks, double scale) {
+  std::vector<BoundsChoice> out(ks.size(), BoundsChoice{-1.0, {}});
+  if (length <= 0 || ks.empty()) return out;
+  const int64_t g = (length + kBoundsGrid - 1) / kBoundsGrid;
+  const int64_t cells = (length + g - 1) / g;
+  std::vector<int64_t> hist(static_cast<size_t>(cells) * kSymbols, 0);
+  for (size_t i = 0; i < count; ++i) ++hist[static_cast<size_t>(pos[i] / g) * kSymbols + sym[i]];
+  // Nonzero (symbol, count) entries of each cell, in symbol order.
+  std::vector<std::vector<std::pair<int, int64_t>>> entries(static_cast<size_t>(cells));
+  for (int64_t c = 0; c < cells; ++c) {
+    const int64_t* row = hist.data() + static_cast<size_t>(c) * kSymbols;
+    for (int sym_i = 0; sym_i < kSymbols; ++sym_i) {
+      if (row[sym_i]) entries[c].emplace_back(sym_i, row[sym_i]);
+    }
+  }
+  const double inf = std::numeric_limits<double>::infinity();
+  const size_t w = static_cast<size_t>(cells + 1);
+  std::vector<double> cost(w * w, inf);  // cost[i·w + j]: segment [i, j) of cells
+  std::vector<int64_t> seg(kSymbols);
+  const double* xl = XLogXTable();
+  for (int64_t i = 0; i < cells; ++i) {
+    // segment [i, j) grown one cell at a time: only the symbols of cell j − 1 change
+    std::fill(seg.begin(), seg.end(), 0);
+    int64_t total = 0, last = 0;
+    double xlogx = 0.0;  // Σ_s seg_s·log2 seg_s
+    for (int64_t j = i + 1; j <= cells; ++j) {
+      for (const auto& [symbol, add] : entries[j - 1]) {
+        const int64_t before = seg[symbol];
+        seg[symbol] = before + add;
+        xlogx += XLogX(xl, before + add) - XLogX(xl, before);
+        last = std::max<int64_t>(last, symbol + 1);
+      }
+      for (const auto& e : entries[j - 1]) total += e.second;
+      const double bits = (total > 0 ? XLogX(xl, total) : 0.0) - xlogx;
+      double c = bits * scale / 8.0 * 1.002 + static_cast<double>(TableBytes(last));
+      if (j < cells) {  // a range that ends before L ends at a boundary: its gap's varint
+        uint64_t gap = static_cast<uint64_t>((j - i) * g);
+        int bitlen = 0;
+        while (gap) ++bitlen, gap >>= 1;
+        c = c + static_cast<double>(std::max(1, (bitlen + 6) / 7));
+      }
+      cost[i * w + j] = c;
+    }
+  }
+  int top = 0;
+  for (int k : ks) {
+    if (k <= cells) top = std::max(top, k);
+  }
+  if (top == 0) return out;
+  std::vector<double> best(cost.begin(), cost.begin() + w), next(w);
+  std::vector<std::vector<int64_t>> back;
+  for (int c = 1; c < top; ++c) {
+    // next[j] = min_i best[i] + cost[i, j], the first i on ties (NumPy's argmin)
+    std::vector<int64_t> arg(w, 0);
+    for (size_t j = 0; j < w; ++j) next[j] = best[0] + cost[j];
+    for (size_t i = 1; i < w; ++i) {
+      const double bi = best[i];
+      if (!(bi < inf)) continue;  // cells [0, i) unreachable: every candidate is infinite
+      const double* row = cost.data() + i * w;
+      for (size_t j = 0; j < w; ++j) {
+        const double cand = bi + row[j];
+        const bool less = cand < next[j];
+        next[j] = less ? cand : next[j];
+        arg[j] = less ? static_cast<int64_t>(i) : arg[j];
+      }
+    }
+    back.push_back(std::move(arg));
+    best.swap(next);
+    const int k = c + 1;
+    for (size_t q = 0; q < ks.size(); ++q) {
+      if (ks[q] != k || !std::isfinite(best[cells])) continue;
+      std::vector<int64_t> cuts;
+      int64_t j = cells;
+      for (auto it = back.rbegin(); it != back.rend(); ++it) {
+        j = (*it)[j];
+        cuts.push_back(std::min(length - 1, j * g));
+      }
+      std::sort(cuts.begin(), cuts.end());
+      out[q] = BoundsChoice{best[cells], std::move(cuts)};
+    }
+  }
+  return out;
+}
+
+}  // namespace slicer::rate

@@ -1,0 +1,110 @@
+// The rate model of mode="auto" (python/slicer/_rate.py, docs/format.md §15 / §19.4) as a
+// kernel: the NumPy model there (DenseModel, _boundary, _class_saving, _best_bounds) is its
+// reference, and this file computes the same counts, histograms and choices without a Python
+// or NumPy call per step. Internal: the Python layer owns the rate-control policy (the number of
+// encodes, the correction of the model's miss), so nothing here is part of the C ABI.
+//
+// Arithmetic: binary64, every operation rounded on its own (-ffp-contract=off). Counts and
+// histograms are exact integers; sums of logarithms are taken in a fixed order, so they may
+// differ from NumPy's pairwise / SIMD sums in the last bits (the tests bound that).
+#ifndef SLICER_SRC_DENSE_RATE_MODEL_HPP_
+#define SLICER_SRC_DENSE_RATE_MODEL_HPP_
+
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+namespace slicer::rate {
+
+constexpr int kBins = 212;       // §11 magnitude bins
+constexpr int kSymbols = 423;    // §11 symbols: 0, then (positive, negative) per bin 1..211
+constexpr int kBoundsGrid = 64;  // classes="auto": §18.4 boundaries on multiples of ceil(L / 64)
+
+// Element i of a C-contiguous buffer of slicer_dtype `dtype` (1 float32, 2 float16,
+// 3 bfloat16, 4 float64), widened exactly to binary64.
+double ElementAt(const uint8_t* data, int dtype, uint64_t i);
+
+// out[i] = element positions[i] (element i when `positions` is null), widened, i < count.
+void Gather(const uint8_t* data, int dtype, const int64_t* positions, size_t count, double* out);
+
+// max |x| over all n elements (0 for n = 0).
+double MaxAbs(const uint8_t* data, int dtype, uint64_t n);
+
+// Σ x² in binary64, summed in order.
+double Energy(const uint8_t* data, int dtype, uint64_t n);
+
+// Σ |x| per position along a class axis: the input viewed as (outer, length, inner), positions
+// along the middle axis (axis 0 of a row layout: outer = n / length, inner = 1). Rows are
+// added in order, so the result is NumPy's `np.abs(x).sum(axis=…, dtype=float64)` for inner = 1.
+std::vector<double> PositionScores(const uint8_t* data, int dtype, uint64_t outer, uint64_t length,
+                                   uint64_t inner);
+
+// Sorted magnitudes of the sample's positive and negative values with prefix sums of x and x²
+// (the NumPy model's _Part), and the predictions built on them.
+class Model {
+ public:
+  // `sample`: the sample's values (binary64); `n` the input's element count (scale = n /
+  // sample size); `header_bytes` the predicted header (without tables).
+  Model(std::vector<double> sample, uint64_t n, double header_bytes);
+
+  // Predicted (bytes, squared error) of each (steps[i], rho_256[i] / 256).
+  void Predict(const double* steps, const double* rho_256, size_t count, double* size,
+               double* sse) const;
+
+  // Per rounding offset, the log2 step at the boundary of the monotone predicate
+  // `value <= threshold` (value: the predicted size when `on_size`, else the squared error) in
+  // [lo, hi]: _boundary of the NumPy model, the same grids of 17 steps, the same refinement.
+  // `large_ok`: the predicate holds for large steps. Results are log2 steps.
+  std::vector<double> Boundary(const std::vector<int>& rhos, double lo, double hi, bool on_size,
+                               double threshold, bool large_ok) const;
+
+  // §11 symbol of each sample element at (step, rho_256).
+  std::vector<int32_t> Symbols(double step, int rho_256) const;
+
+  const std::vector<double>& sample() const { return sample_; }
+  double scale() const { return scale_; }
+
+ private:
+  struct Side {
+    std::vector<double> mags, s1, s2;
+  };
+  // Symbol counts (into `sym`, kSymbols long) and squared error of one (step, rho).
+  double Counts(double step, double rho, double* sym, int* used) const;
+
+  std::vector<double> sample_;
+  Side sides_[2];  // positive, negative
+  double zeros_ = 0;
+  uint64_t n_;
+  double scale_;
+  double header_bytes_;
+};
+
+// Ideal order-0 bits of per-class histograms (`hist`: k rows of kSymbols, summed over the
+// rows) and, into `table_bytes`, the rows' estimated table bytes (§13.1).
+double HistogramBits(const int64_t* hist, int k, int64_t* table_bytes);
+
+// For each K of `ks`: HistogramBits of the symbols by class ⌊K·rank / length⌋ (`rank`: each
+// sample element's position rank, in [0, length)). Entry j: (bits, table bytes) of ks[j].
+std::vector<std::pair<double, int64_t>> RankClassBits(const int32_t* sym, const int64_t* rank,
+                                                      size_t count, int64_t length,
+                                                      const std::vector<int>& ks);
+
+// Histogram (k rows of kSymbols) of symbols by class.
+std::vector<int64_t> ClassHistogram(const int32_t* sym, const int64_t* cls, size_t count, int k);
+
+// §18.4 boundaries estimated from the sample (_best_bounds of the NumPy model): for each K of
+// `ks` the contiguous cut of the positions into K ranges on the grid of multiples of
+// ceil(length / 64) minimising the estimated bytes; ties to the earlier boundary. Entry j of the
+// result belongs to ks[j]: (estimated bytes, boundaries), an empty boundary list with bytes < 0
+// when K exceeds the grid cells.
+struct BoundsChoice {
+  double bytes;
+  std::vector<int64_t> bounds;
+};
+std::vector<BoundsChoice> BestBounds(const int64_t* pos, const int32_t* sym, size_t count,
+                                     int64_t length, const std::vector<int>& ks, double scale);
+
+}  // namespace slicer::rate
+
+#endif  // SLICER_SRC_DENSE_RATE_MODEL_HPP_

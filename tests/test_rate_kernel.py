@@ -1,0 +1,269 @@
+"""The C++ rate model (cpp/src/dense/rate_model.cpp, slicer._core.RateModel / rate_*) against
+the NumPy model it replaces in python/slicer/_rate.py (DenseModel and the class-estimate
+functions, themselves checked bin by bin in test_dense_classes_auto.py): the same sample, counts,
+predictions, step searches, symbols, class histograms, §18.4 boundaries and, end to end, the
+same streams; determinism; parameter errors of the bindings."""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import slicer
+from slicer import _core, _rate
+
+DTYPES = [np.float32, np.float16, ml_dtypes.bfloat16, np.float64]
+
+
+def heavy(rng: np.random.Generator, n: int, dtype) -> np.ndarray:  # noqa: ANN001
+    """Heavy-tailed values with zeros and a few LLM-like outliers, in `dtype`."""
+    x = rng.standard_t(3, n) * rng.choice([0.01, 1.0, 30.0], n, p=[0.3, 0.65, 0.05])
+    x[rng.random(n) < 0.15] = 0.0
+    if n > 10:
+        x[rng.integers(0, n, 3)] = 2e4 if dtype != np.float16 else 2e3
+    return x.astype(dtype)
+
+
+def both(x: np.ndarray, header: int = 20) -> tuple[_rate.DenseModel, _rate.KernelModel]:
+    flat = x.reshape(-1)
+    return (_rate.DenseModel(flat, x.dtype.itemsize, header),
+            _rate.KernelModel(flat, x.dtype.itemsize, header))  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 7, 4096, 32768, 32769, 70_001])
+def test_sample_range_energy_and_predictions_match(dtype, n):
+    rng = np.random.default_rng(n)
+    ref, fast = both(heavy(rng, n, dtype))
+    np.testing.assert_array_equal(fast.sample, ref.sample)  # the same elements, exactly
+    np.testing.assert_array_equal(fast.sample_indices(), ref.sample_indices())
+    assert fast.max_abs == ref.max_abs and fast.scale == ref.scale
+    assert fast.energy == pytest.approx(ref.energy, rel=1e-12)
+    steps = np.geomspace(ref.min_step(), 4 * ref.max_abs + 1e-30, 37)
+    for rho in (0, 72, 96, 128, 255):
+        want = ref.predict_many(steps, rho)
+        got = fast.predict_many(steps, rho)
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-9, atol=1e-300)
+
+
+def test_prediction_of_an_empty_and_an_all_zero_input():
+    for x in (np.zeros(0, np.float32), np.zeros(50, np.float32)):
+        ref, fast = both(x)
+        steps = np.array([1e-3, 1.0, 7.5])
+        for got, want in zip(fast.predict_many(steps, 128), ref.predict_many(steps, 128),
+                             strict=True):  # fmt: skip
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("n", [5, 3000, 200_000])
+def test_step_searches_find_the_reference_steps(n):
+    """_boundary on the kernel (the same grids, predicted only up to the point that decides)
+    ends on the NumPy search's grid point (tiny inputs: predicates that are not monotone)."""
+    rng = np.random.default_rng(n + 1)
+    ref, fast = both(heavy(rng, n, np.float32))
+    rhos = (128, 96, 72)
+    sizes = ref.predict_many(np.asarray([ref.max_abs / 1e4, ref.max_abs / 10]), 128)[0]
+    for limit in np.linspace(sizes[1], sizes[0], 5):
+        want = _rate._bisect_step(ref, rhos, float(limit))
+        np.testing.assert_array_equal(_rate._bisect_step(fast, rhos, float(limit)), want)
+        near = float(want[0]) * 1.01
+        got = _rate._bisect_step(fast, (128,), float(limit), near)
+        np.testing.assert_array_equal(got, _rate._bisect_step(ref, (128,), float(limit), near))
+    for goal in np.geomspace(ref.energy * 1e-8, ref.energy * 1e-2, 5):
+        np.testing.assert_array_equal(_rate._largest_step(fast, rhos, goal),
+                                      _rate._largest_step(ref, rhos, goal))  # fmt: skip
+
+
+def test_searches_at_the_ends_of_the_range():
+    """A limit nothing meets and one everything meets: both searches return the range's ends."""
+    ref, fast = both(heavy(np.random.default_rng(4), 999, np.float32))
+    for limit in (1.0, 1e12):
+        np.testing.assert_array_equal(_rate._bisect_step(fast, (128, 72), limit),
+                                      _rate._bisect_step(ref, (128, 72), limit))  # fmt: skip
+    for goal in (0.0, 1e300):
+        np.testing.assert_array_equal(_rate._largest_step(fast, (128,), goal),
+                                      _rate._largest_step(ref, (128,), goal))  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- classes
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.floats(-1e5, 1e5, allow_nan=False, width=32), min_size=1, max_size=400),
+    st.floats(1e-3, 1e2),
+    st.integers(0, 255),
+)  # fmt: skip
+def test_symbols_are_the_reference_symbols(values, step, rho):
+    x = np.asarray(values, dtype=np.float32)
+    ref, fast = both(x)
+    step = max(step, ref.max_abs / 2.0**50)
+    np.testing.assert_array_equal(fast.symbols(step, rho), ref.symbols(step, rho))
+
+
+@pytest.mark.parametrize("n,length", [(64, 1), (999, 7), (40_000, 576), (70_001, 13)])
+def test_class_histogram_costs_match(n, length):
+    rng = np.random.default_rng(length)
+    ref, fast = both(heavy(rng, n, np.float32))
+    sym = ref.symbols(0.2, 96)
+    pos = ref.sample_indices() % length
+    ranked = rng.permutation(length)[pos]
+    for k in (1, 2, 3, 4, 16):
+        cls = ranked * k // length
+        want = ref.class_bits(sym, cls, k)
+        got = fast.class_bits(sym.astype(np.int32), cls, k)
+        assert got[1] == want[1]
+        assert got[0] == pytest.approx(want[0], rel=1e-12, abs=1e-9)
+    ks = [2, 3, 4, 8, 16]
+    for got, want in zip(fast.rank_bits(sym.astype(np.int32), ranked, length, ks),
+                         ref.rank_bits(sym, ranked, length, ks), strict=True):  # fmt: skip
+        assert got[1] == want[1]
+        assert got[0] == pytest.approx(want[0], rel=1e-12, abs=1e-9)
+
+
+@pytest.mark.parametrize("length,rows", [(9, 300), (64, 256), (130, 40), (576, 60), (1000, 9)])
+def test_bounds_match_the_reference_dynamic_programme(length, rows):
+    rng = np.random.default_rng(length)
+    scale = np.geomspace(0.05, 20.0, length)[rng.permutation(length)]
+    x = (rng.standard_normal((rows, length)) * scale).astype(np.float32)
+    ref, fast = both(x)
+    pos = ref.sample_indices() % length
+    for step in (0.01, 0.3):
+        sym = ref.symbols(step, 128)
+        ks = [k for k in (2, 4, 8, 16) if k <= length]
+        want = ref.best_bounds(pos, sym, length, ks)
+        got = fast.best_bounds(pos, sym.astype(np.int32), length, ks)
+        assert got.keys() == want.keys()
+        for k in want:
+            assert got[k][1] == want[k][1], k
+            assert got[k][0] == pytest.approx(want[k][0], rel=1e-12)
+
+
+@pytest.mark.parametrize("shape,axis", [((7, 11), 0), ((3, 5, 4, 2), 1), ((2, 6, 3), 0),
+                                        ((300, 576), 0), ((2, 40, 9, 9), 1)])  # fmt: skip
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_position_scores_match(shape, axis, dtype):
+    x = np.random.default_rng(sum(shape)).standard_normal(shape).astype(dtype)
+    ref, fast = both(x)
+    np.testing.assert_allclose(fast.position_scores(x, shape, axis),
+                               ref.position_scores(x, shape, axis), rtol=1e-12)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def with_model(model, fn):  # noqa: ANN001, ANN201
+    saved = _rate.MODEL
+    _rate.MODEL = model
+    try:
+        return fn()
+    finally:
+        _rate.MODEL = saved
+
+
+CASES = [
+    ((512, 64), np.float32, "tensor"), ((333, 17), np.float16, "tensor"),
+    ((40, 576), ml_dtypes.bfloat16, "rows"), ((2, 24, 6, 7), np.float32, "channels"),
+    ((7,), np.float64, "tensor"), ((900, 48), np.float32, "tensor"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("shape,dtype,groups", CASES)
+def test_auto_streams_are_the_reference_model_streams(shape, dtype, groups):
+    """encode(mode="auto") with the kernel gives the bytes the NumPy model gives (max_bytes and
+    rel_error, classes "auto" and 1, and classes="auto" at a given step)."""
+    rng = np.random.default_rng(int(np.prod(shape)))
+    x = heavy(rng, int(np.prod(shape)), np.float64).reshape(shape)
+    x = (x * np.geomspace(0.1, 3.0, shape[-1])).astype(dtype)
+    plain = slicer.encode(x, mode="dense", step=0.3, groups=groups)
+    calls = [dict(mode="auto", max_bytes=len(plain)), dict(mode="auto", rel_error=0.02),
+             dict(mode="auto", max_bytes=len(plain), classes=1),
+             dict(mode="auto", rel_error=0.05, classes=1),
+             dict(mode="dense", step=0.3, classes="auto")]  # fmt: skip
+    for kw in calls:
+
+        def run(kw=kw) -> bytes:  # noqa: ANN001
+            return slicer.encode(x, groups=groups, **kw)
+
+        assert with_model(_rate.KernelModel, run) == with_model(_rate.DenseModel, run), kw
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 60), st.integers(1, 90), st.integers(0, 2**32 - 1), st.floats(0.5, 6.0))
+def test_auto_streams_match_on_random_arrays(rows, cols, seed, bits):
+    rng = np.random.default_rng(seed)
+    x = heavy(rng, rows * cols, np.float32).reshape(rows, cols)
+    budget = max(200, int(bits * x.size / 8) + 120)
+    for kw in (dict(max_bytes=budget), dict(rel_error=10.0**-bits)):
+
+        def run(kw=kw) -> bytes:  # noqa: ANN001
+            try:
+                return slicer.encode(x, mode="auto", **kw)
+            except ValueError as e:  # a budget below the smallest stream: the same error
+                return str(e).encode()
+
+        assert with_model(_rate.KernelModel, run) == with_model(_rate.DenseModel, run), kw
+
+
+def test_kernel_is_deterministic():
+    rng = np.random.default_rng(11)
+    x = heavy(rng, 3 * 32768 + 5, np.float32).reshape(-1, 1)
+    a = _rate.KernelModel(x.reshape(-1), 4, 20)
+    b = _rate.KernelModel(x.copy().reshape(-1), 4, 20)
+    steps = np.geomspace(1e-3, 1e3, 50)
+    for got, want in zip(a.predict_many(steps, 96), b.predict_many(steps, 96), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert list(a.core.boundary([128, 72], -20.0, 20.0, True, 5e4, True)) == list(
+        b.core.boundary([128, 72], -20.0, 20.0, True, 5e4, True))  # fmt: skip
+    first = slicer.encode(x, mode="auto", max_bytes=x.size // 2)
+    assert slicer.encode(x.copy(), mode="auto", max_bytes=x.size // 2) == first
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_binding_parameter_errors():
+    raw = np.zeros(40, np.uint8)
+    with pytest.raises(ValueError, match="dtype"):
+        _core.RateModel(raw, 9, None, 20.0)
+    with pytest.raises(ValueError, match="whole number"):
+        _core.RateModel(raw[:6], 1, None, 20.0)
+    with pytest.raises(ValueError, match="positions"):
+        _core.RateModel(raw, 1, np.array([0, 10], dtype=np.int64), 20.0)
+    with pytest.raises(ValueError, match="positions"):
+        _core.RateModel(raw, 1, np.array([-1], dtype=np.int64), 20.0)
+    model = _core.RateModel(raw, 1, None, 20.0)
+    with pytest.raises(ValueError, match="length"):
+        model.predict(np.ones(3), np.ones(2))
+    with pytest.raises(ValueError, match="step"):
+        model.symbols(0.0, 128)
+    sym = np.zeros(4, np.int32)
+    with pytest.raises(ValueError, match="length"):
+        _core.rate_class_bits(sym, np.zeros(3, np.int64), 2)
+    with pytest.raises(ValueError, match="cls"):
+        _core.rate_class_bits(sym, np.full(4, 2, np.int64), 2)
+    with pytest.raises(ValueError, match="sym"):
+        _core.rate_class_bits(np.full(4, 423, np.int32), np.zeros(4, np.int64), 1)
+    with pytest.raises(ValueError, match="k"):
+        _core.rate_class_bits(sym, np.zeros(4, np.int64), 0)
+    with pytest.raises(ValueError, match="rank"):
+        _core.rate_rank_bits(sym, np.full(4, 9, np.int64), 9, [2])
+    with pytest.raises(ValueError, match="ks"):
+        _core.rate_rank_bits(sym, np.zeros(4, np.int64), 9, [17])
+    with pytest.raises(ValueError, match="pos"):
+        _core.rate_best_bounds(np.full(4, 9, np.int64), sym, 9, [2], 1.0)
+    with pytest.raises(ValueError, match="ks"):
+        _core.rate_best_bounds(np.zeros(4, np.int64), sym, 9, [1], 1.0)
+    with pytest.raises(ValueError, match="length"):
+        _core.rate_best_bounds(np.zeros(4, np.int64), sym, 0, [2], 1.0)
+    with pytest.raises(ValueError, match="element count"):
+        _core.rate_position_scores(raw, 1, 3, 4, 1)
+    with pytest.raises(ValueError, match="dtype"):
+        _core.rate_stats(raw, 0, False)
