@@ -114,18 +114,22 @@ def test_class_histogram_costs_match(n, length):
     ref, fast = both(heavy(rng, n, np.float32))
     sym = ref.symbols(0.2, 96)
     pos = ref.sample_indices() % length
-    ranked = rng.permutation(length)[pos]
+    rank = rng.permutation(length)
+    ranked = rank[pos]
     for k in (1, 2, 3, 4, 16):
         cls = ranked * k // length
         want = ref.class_bits(sym, cls, k)
         got = fast.class_bits(sym.astype(np.int32), cls, k)
         assert got[1] == want[1]
         assert got[0] == pytest.approx(want[0], rel=1e-12, abs=1e-9)
+    assert fast.class_bits(sym.astype(np.int32), None, 1) == pytest.approx(
+        ref.class_bits(sym, np.zeros(sym.size, dtype=np.int64), 1), rel=1e-12)  # fmt: skip
     ks = [2, 3, 4, 8, 16]
-    for got, want in zip(fast.rank_bits(sym.astype(np.int32), ranked, length, ks),
-                         ref.rank_bits(sym, ranked, length, ks), strict=True):  # fmt: skip
-        assert got[1] == want[1]
-        assert got[0] == pytest.approx(want[0], rel=1e-12, abs=1e-9)
+    for r in (rank, None):
+        for got, want in zip(fast.rank_bits(sym.astype(np.int32), pos, r, length, ks),
+                             ref.rank_bits(sym, pos, r, length, ks), strict=True):  # fmt: skip
+            assert got[1] == want[1]
+            assert got[0] == pytest.approx(want[0], rel=1e-12, abs=1e-9)
 
 
 @pytest.mark.parametrize("length,rows", [(9, 300), (64, 256), (130, 40), (576, 60), (1000, 9)])
@@ -253,10 +257,15 @@ def test_binding_parameter_errors():
         _core.rate_class_bits(np.full(4, 423, np.int32), np.zeros(4, np.int64), 1)
     with pytest.raises(ValueError, match="k"):
         _core.rate_class_bits(sym, np.zeros(4, np.int64), 0)
+    pos = np.zeros(4, np.int64)
+    with pytest.raises(ValueError, match="pos"):
+        _core.rate_rank_bits(sym, np.full(4, 9, np.int64), None, 9, [2])
     with pytest.raises(ValueError, match="rank"):
-        _core.rate_rank_bits(sym, np.full(4, 9, np.int64), 9, [2])
+        _core.rate_rank_bits(sym, pos, np.full(9, 9, np.int64), 9, [2])
+    with pytest.raises(ValueError, match="rank"):
+        _core.rate_rank_bits(sym, pos, np.zeros(8, np.int64), 9, [2])
     with pytest.raises(ValueError, match="ks"):
-        _core.rate_rank_bits(sym, np.zeros(4, np.int64), 9, [17])
+        _core.rate_rank_bits(sym, pos, None, 9, [17])
     with pytest.raises(ValueError, match="pos"):
         _core.rate_best_bounds(np.full(4, 9, np.int64), sym, 9, [2], 1.0)
     with pytest.raises(ValueError, match="ks"):

@@ -70,10 +70,14 @@ class RateModel:
     def symbols(self, step: float, rho_256: int) -> npt.NDArray[np.int32]: ...
 
 def rate_class_bits(
-    sym: npt.NDArray[np.int32], cls: npt.NDArray[np.int64], k: int
+    sym: npt.NDArray[np.int32], cls: npt.NDArray[np.int64] | None, k: int
 ) -> tuple[float, int]: ...
 def rate_rank_bits(
-    sym: npt.NDArray[np.int32], rank: npt.NDArray[np.int64], length: int, ks: list[int]
+    sym: npt.NDArray[np.int32],
+    pos: npt.NDArray[np.int64],
+    rank: npt.NDArray[np.int64] | None,
+    length: int,
+    ks: list[int],
 ) -> list[tuple[float, int]]: ...
 def rate_best_bounds(
     pos: npt.NDArray[np.int64], sym: npt.NDArray[np.int32], length: int, ks: list[int], scale: float

@@ -380,15 +380,20 @@ class DenseModel:
         """§11 symbols of the sample's codes at (step, rho)."""
         return _sample_symbols(self.sample, step, rho_256)
 
-    def class_bits(self, sym: np.ndarray, cls: np.ndarray, k: int) -> tuple[float, int]:
-        """(ideal bits, estimated table bytes) of one histogram of `sym` per class 0..k-1."""
-        hist = np.bincount(cls * 423 + sym, minlength=423 * k).reshape(k, 423)
+    def class_bits(self, sym: np.ndarray, cls: np.ndarray | None, k: int) -> tuple[float, int]:
+        """(ideal bits, estimated table bytes) of one histogram of `sym` per class 0..k-1
+        (`cls` None: every element in class 0)."""
+        key = sym if cls is None else cls * 423 + sym
+        hist = np.bincount(key, minlength=423 * k).reshape(k, 423)
         return _entropy_bits(hist), int(_table_bytes(hist).sum())
 
     def rank_bits(
-        self, sym: np.ndarray, ranked: np.ndarray, length: int, ks: list[int]
-    ) -> list[tuple[float, int]]:
-        """class_bits of classes K·rank div length, for each K of `ks`."""
+        self, sym: np.ndarray, pos: np.ndarray, rank: np.ndarray | None, length: int,
+        ks: list[int],
+    ) -> list[tuple[float, int]]:  # fmt: skip
+        """class_bits of classes K·rank[pos] div length (rank None: the position itself), for
+        each K of `ks`."""
+        ranked = pos if rank is None else rank[pos]
         return [self.class_bits(sym, ranked * k // length, k) for k in ks]
 
     def best_bounds(
@@ -447,14 +452,16 @@ class KernelModel:
     def symbols(self, step: float, rho_256: int) -> np.ndarray:
         return self.core.symbols(float(step), int(rho_256))
 
-    def class_bits(self, sym: np.ndarray, cls: np.ndarray, k: int) -> tuple[float, int]:
-        return _core.rate_class_bits(sym, np.ascontiguousarray(cls, dtype=np.int64), k)
+    def class_bits(self, sym: np.ndarray, cls: np.ndarray | None, k: int) -> tuple[float, int]:
+        if cls is not None:
+            cls = np.ascontiguousarray(cls, dtype=np.int64)
+        return _core.rate_class_bits(sym, cls, k)
 
     def rank_bits(
-        self, sym: np.ndarray, ranked: np.ndarray, length: int, ks: list[int]
-    ) -> list[tuple[float, int]]:
-        ranked = np.ascontiguousarray(ranked, dtype=np.int64)
-        return _core.rate_rank_bits(sym, ranked, length, list(ks))
+        self, sym: np.ndarray, pos: np.ndarray, rank: np.ndarray | None, length: int,
+        ks: list[int],
+    ) -> list[tuple[float, int]]:  # fmt: skip
+        return _core.rate_rank_bits(sym, pos, rank, length, list(ks))
 
     def best_bounds(
         self, pos: np.ndarray, sym: np.ndarray, length: int, ks: list[int]
@@ -495,7 +502,18 @@ def _sample(flat: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=16)
 def _sample_positions(n: int) -> np.ndarray:
-    return np.sort(np.random.default_rng(0x51C3).integers(0, n, _SAMPLE))
+    out = np.sort(np.random.default_rng(0x51C3).integers(0, n, _SAMPLE))
+    out.flags.writeable = False
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def _sample_positions_along(n: int, length: int, inner: int) -> np.ndarray:
+    """Position along a class axis of each sample element: (index div inner) mod length."""
+    idx = np.arange(n) if n <= _SAMPLE else _sample_positions(n)
+    out = (idx // inner) % length
+    out.flags.writeable = False
+    return out
 
 
 def _energy(flat: np.ndarray) -> float:
@@ -750,15 +768,11 @@ def _class_saving(
     if not plans:
         return best
     sym = model.symbols(step, rho_256)
-    bits, tables = model.class_bits(sym, np.zeros(sym.size, dtype=np.int64), 1)
+    bits, tables = model.class_bits(sym, None, 1)
     base = bits * model.scale / 8.0 * 1.002 + float(tables)
-    idx = model.sample_indices()
     for axis, kind, length, useful in plans:
-        if axis == 0:
-            pos = idx % length
-        else:
-            inner = int(np.prod(shape[2:], dtype=np.int64)) if len(shape) > 2 else 1
-            pos = (idx // max(inner, 1)) % length
+        inner = 1 if axis == 0 else int(np.prod(shape[2:], dtype=np.int64))
+        pos = _sample_positions_along(model.n, length, max(inner, 1))
         if kind == "bounds":  # §18.4: contiguous ranges, boundaries given or estimated
             if bounds is not None:
                 cls = np.searchsorted(np.asarray(bounds, dtype=np.int64), pos, side="right")
@@ -776,12 +790,12 @@ def _class_saving(
                     best = (k, axis, kind, base - cost, est[k][1])
             continue
         if kind == "ranges":  # §18.3: class a·K div L of the index itself
-            rank = np.arange(length, dtype=np.int64)
+            rank = None
         else:
             scores = model.position_scores(work, shape, axis)
             rank = np.empty(length, dtype=np.int64)
             rank[np.lexsort((np.arange(length), scores))] = np.arange(length)
-        for k, (bits, tables) in zip(useful, model.rank_bits(sym, rank[pos], length, useful),
+        for k, (bits, tables) in zip(useful, model.rank_bits(sym, pos, rank, length, useful),
                                      strict=True):  # fmt: skip
             cost = bits * model.scale / 8.0 * 1.002
             cost += float(tables) + 2 + _map_bytes(kind, length)

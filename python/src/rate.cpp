@@ -89,37 +89,50 @@ struct PyRateModel {
   rate::Model model;
 };
 
-nb::tuple ClassBits(Int32s sym, Int64s cls, int k) {
+nb::tuple ClassBits(Int32s sym, std::optional<Int64s> cls_given, int k) {
   const size_t count = sym.shape(0);
-  if (cls.shape(0) != count) throw nb::value_error("sym and cls differ in length");
+  std::vector<int64_t> zeros;
+  if (!cls_given) zeros.assign(count, 0);
+  const int64_t* cls = cls_given ? cls_given->data() : zeros.data();
+  if (cls_given && cls_given->shape(0) != count)
+    throw nb::value_error("sym and cls differ in length");
   if (k < 1) throw nb::value_error("k must be positive");
   for (size_t i = 0; i < count; ++i) {
-    if (cls.data()[i] < 0 || cls.data()[i] >= k) throw nb::value_error("cls must lie in [0, k)");
+    if (cls[i] < 0 || cls[i] >= k) throw nb::value_error("cls must lie in [0, k)");
     if (sym.data()[i] < 0 || sym.data()[i] >= rate::kSymbols)
       throw nb::value_error("sym must lie in [0, 423)");
   }
-  const std::vector<int64_t> hist = rate::ClassHistogram(sym.data(), cls.data(), count, k);
+  const std::vector<int64_t> hist = rate::ClassHistogram(sym.data(), cls, count, k);
   int64_t tables = 0;
   const double bits = rate::HistogramBits(hist.data(), k, &tables);
   return nb::make_tuple(bits, tables);
 }
 
-std::vector<std::pair<double, int64_t>> RankBits(Int32s sym, Int64s rank, int64_t length,
-                                                 const std::vector<int>& ks) {
+// Classes K·rank[pos] div length (rank None: the position itself) per K of `ks`.
+std::vector<std::pair<double, int64_t>> RankBits(Int32s sym, Int64s pos, std::optional<Int64s> rank,
+                                                 int64_t length, const std::vector<int>& ks) {
   const size_t count = sym.shape(0);
-  if (rank.shape(0) != count) throw nb::value_error("sym and rank differ in length");
+  if (pos.shape(0) != count) throw nb::value_error("sym and pos differ in length");
   if (length < 1) throw nb::value_error("length must be positive");
+  if (rank && rank->shape(0) != static_cast<size_t>(length))
+    throw nb::value_error("rank must hold one entry per position");
   for (int k : ks) {
     if (k < 1 || k > 16) throw nb::value_error("ks must lie in 1..16");
   }
-  for (size_t i = 0; i < count; ++i) {
-    if (rank.data()[i] < 0 || rank.data()[i] >= length)
+  for (int64_t a = 0; rank && a < length; ++a) {
+    if (rank->data()[a] < 0 || rank->data()[a] >= length)
       throw nb::value_error("rank must lie in [0, length)");
+  }
+  for (size_t i = 0; i < count; ++i) {
+    if (pos.data()[i] < 0 || pos.data()[i] >= length)
+      throw nb::value_error("pos must lie in [0, length)");
     if (sym.data()[i] < 0 || sym.data()[i] >= rate::kSymbols)
       throw nb::value_error("sym must lie in [0, 423)");
   }
   nb::gil_scoped_release release;
-  return rate::RankClassBits(sym.data(), rank.data(), count, length, ks);
+  std::vector<int64_t> ranked(count);
+  for (size_t i = 0; i < count; ++i) ranked[i] = rank ? rank->data()[pos.data()[i]] : pos.data()[i];
+  return rate::RankClassBits(sym.data(), ranked.data(), count, length, ks);
 }
 
 nb::list BestBounds(Int64s pos, Int32s sym, int64_t length, const std::vector<int>& ks,
@@ -191,10 +204,11 @@ void RegisterRate(nb::module_& m) {
            "Per rounding offset, the log2 step at the boundary of value <= threshold.")
       .def("symbols", &PyRateModel::Symbols, nb::arg("step"), nb::arg("rho_256"),
            "The §11 symbol of each sample element.");
-  m.def("rate_class_bits", &ClassBits, nb::arg("sym"), nb::arg("cls"), nb::arg("k"),
+  m.def("rate_class_bits", &ClassBits, nb::arg("sym"), nb::arg("cls").none(), nb::arg("k"),
         "(ideal bits, table bytes) of the per-class histograms of the symbols.");
-  m.def("rate_rank_bits", &RankBits, nb::arg("sym"), nb::arg("rank"), nb::arg("length"),
-        nb::arg("ks"), "[(ideal bits, table bytes)] per K of classes K·rank div length.");
+  m.def("rate_rank_bits", &RankBits, nb::arg("sym"), nb::arg("pos"), nb::arg("rank").none(),
+        nb::arg("length"), nb::arg("ks"),
+        "[(ideal bits, table bytes)] per K of classes K·rank[pos] div length.");
   m.def("rate_best_bounds", &BestBounds, nb::arg("pos"), nb::arg("sym"), nb::arg("length"),
         nb::arg("ks"), nb::arg("scale"),
         "[(K, estimated bytes, boundaries)]: the §18.4 cut per K (K above the grid left out).");
