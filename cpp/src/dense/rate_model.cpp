@@ -180,21 +180,72 @@ void Gather(const uint8_t* data, int dtype, const int64_t* positions, size_t cou
   }
 }
 
+namespace {
+
+constexpr uint64_t kBlock = 1024;
+
+// fn(values, count) over the elements [begin, end) widened to binary64, kBlock at a time: the
+// per-element loops below then run on plain doubles (the compiler vectorises them).
+template <typename Fn>
+void ForBlocks(const uint8_t* data, int dtype, uint64_t begin, uint64_t end, Fn fn) {
+  double buf[kBlock];
+  for (uint64_t at = begin; at < end; at += kBlock) {
+    const uint64_t stop = std::min(end, at + kBlock);
+    ForEach(data, dtype, at, stop, [&](uint64_t i, double v) { buf[i - at] = v; });
+    fn(buf, static_cast<size_t>(stop - at));
+  }
+}
+
+}  // namespace
+
 double MaxAbs(const uint8_t* data, int dtype, uint64_t n) {
-  if (n == 0) return 0.0;
-  double hi = -std::numeric_limits<double>::infinity();
-  double lo = std::numeric_limits<double>::infinity();
-  ForEach(data, dtype, 0, n, [&](uint64_t, double v) {
-    hi = v > hi ? v : hi;
-    lo = v < lo ? v : lo;
+  // max is exact in any order: eight running maxima (of the floats themselves for float32,
+  // whose widening is exact and monotone)
+  if (dtype == 1) {
+    float m[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    float buf[kBlock];
+    for (uint64_t at = 0; at < n; at += kBlock) {
+      const size_t count = static_cast<size_t>(std::min<uint64_t>(kBlock, n - at));
+      std::memcpy(buf, data + 4 * at, 4 * count);
+      size_t i = 0;
+      for (; i + 8 <= count; i += 8) {
+        for (int j = 0; j < 8; ++j) {
+          const float a = std::fabs(buf[i + j]);
+          m[j] = a > m[j] ? a : m[j];
+        }
+      }
+      for (; i < count; ++i) m[0] = std::max(m[0], std::fabs(buf[i]));
+    }
+    float top = 0;
+    for (float v : m) top = std::max(top, v);
+    return static_cast<double>(top);
+  }
+  double m[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  ForBlocks(data, dtype, 0, n, [&](const double* v, size_t count) {
+    size_t i = 0;
+    for (; i + 8 <= count; i += 8) {
+      for (int j = 0; j < 8; ++j) {
+        const double a = std::fabs(v[i + j]);
+        m[j] = a > m[j] ? a : m[j];
+      }
+    }
+    for (; i < count; ++i) m[0] = std::max(m[0], std::fabs(v[i]));
   });
-  return std::max(hi, -lo);
+  return std::max(std::max(std::max(m[0], m[1]), std::max(m[2], m[3])),
+                  std::max(std::max(m[4], m[5]), std::max(m[6], m[7])));
 }
 
 double Energy(const uint8_t* data, int dtype, uint64_t n) {
-  double total = 0.0;
-  ForEach(data, dtype, 0, n, [&](uint64_t, double v) { total += v * v; });
-  return total;
+  // eight interleaved partial sums (a single running sum is bound by the adder's latency)
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  ForBlocks(data, dtype, 0, n, [&](const double* v, size_t count) {
+    size_t i = 0;
+    for (; i + 8 <= count; i += 8) {
+      for (int j = 0; j < 8; ++j) acc[j] += v[i + j] * v[i + j];
+    }
+    for (; i < count; ++i) acc[0] += v[i] * v[i];
+  });
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
 std::vector<double> PositionScores(const uint8_t* data, int dtype, uint64_t outer, uint64_t length,
@@ -202,9 +253,13 @@ std::vector<double> PositionScores(const uint8_t* data, int dtype, uint64_t oute
   std::vector<double> out(length, 0.0);
   for (uint64_t a = 0; a < outer; ++a) {
     const uint64_t row = a * length * inner;
-    if (inner == 1) {
-      ForEach(data, dtype, row, row + length,
-              [&](uint64_t i, double v) { out[i - row] += std::fabs(v); });
+    if (inner == 1) {  // rows added in order: NumPy's axis-0 sum
+      ForBlocks(data, dtype, row, row + length,
+                [&, at = row](const double* v, size_t count) mutable {
+                  double* o = out.data() + (at - row);
+                  for (size_t i = 0; i < count; ++i) o[i] += std::fabs(v[i]);
+                  at += count;
+                });
     } else {
       for (uint64_t c = 0; c < length; ++c) {
         double part = 0.0;
