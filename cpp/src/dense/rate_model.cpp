@@ -289,8 +289,17 @@ Model::Model(std::vector<double> sample, uint64_t n, double header_bytes)
   neg.resize(nn);
   sides_[0].mags = std::move(pos);
   sides_[1].mags = std::move(neg);
+  std::vector<std::pair<int, double>> by_exponent;
   for (Side& side : sides_) {
     SortMagnitudes(side.mags);
+    for (double m : side.mags) {  // ascending: a run per exponent
+      uint64_t bits;
+      std::memcpy(&bits, &m, 8);
+      const int field = static_cast<int>((bits >> 52) & 0x7FF);
+      const int e = field ? field - 1023 : -1100;  // subnormal: below any exponent that counts
+      if (by_exponent.empty() || by_exponent.back().first != e) by_exponent.emplace_back(e, 0.0);
+      by_exponent.back().second += 1;
+    }
     side.s1.assign(side.mags.size() + 1, 0.0);
     side.s2.assign(side.mags.size() + 1, 0.0);
     double a = 0.0, b = 0.0;
@@ -302,6 +311,38 @@ Model::Model(std::vector<double> sample, uint64_t n, double header_bytes)
       side.s2[i + 1] = b;
     }
   }
+  exponents_ = std::move(by_exponent);
+}
+
+// A lower bound of the predicted size at `step`, any rho, from the exponents alone: an
+// element with floor(log2 |x|) = E and step < 2^k reaches at least bin 4(E − k) − 4 (the bin whose
+// base is 2^(E−k): its edge (2^(E−k) − ρ)·Δ rounds to at most 2^E <= |x|), whose extra bits are
+// E − k − 2; the entropy is >= 0 (its computed value >= −1e-3 bits), the tables >= 1 byte. Every
+// operation below is Predict's on smaller or equal operands, so it rounds to no more.
+double Model::SizeBelow(double step) const {
+  int k;
+  std::frexp(step, &k);  // step < 2^k
+  double extra = 0.0;
+  for (const auto& [e, count] : exponents_) {
+    if (e - k - 2 > 0) extra += count * static_cast<double>(e - k - 2);
+  }
+  const double chunks = static_cast<double>((n_ + 16383) / 16384);
+  const double bits = extra - 1e-3;
+  return header_bytes_ + 1.0 + 4 + 6 * chunks + bits * scale_ / 8.0 * 1.002;
+}
+
+// An upper bound of the predicted squared error at `step`, any rho: bin 0 holds only
+// magnitudes below (1 − ρ)·Δ <= Δ (their squares: the prefix sum up to Δ bounds them); every
+// other element adds at most Δ²/4 (a centroid bin of width Δ; wide bins add Δ²/12), with room
+// for the rounding of the centroid terms' cancellation (2^-52 of 64Δ² per element).
+double Model::SquaredErrorAbove(double step) const {
+  double sum = 0.0, others = 0.0;
+  for (const Side& side : sides_) {
+    const size_t below = CountBelow(side.mags, 0, step);
+    sum += side.s2[below];
+    others += static_cast<double>(side.mags.size());
+  }
+  return (sum * (1 + 1e-12) + others * step * step * 0.2501) * scale_ * (1 + 1e-12);
 }
 
 double Model::Counts(double step, double rho, double* sym, int* used) const {
@@ -400,6 +441,9 @@ std::vector<double> Model::Boundary(const std::vector<int>& rhos, double lo, dou
     auto ok = [&](int i) {
       if (good[i] < 0) {
         const double step = std::pow(2.0, grid[i]);
+        // settled by a bound (small steps, where a prediction costs most): the same answer
+        if (on_size && SizeBelow(step) > threshold) return (good[i] = 0) == 1;
+        if (!on_size && SquaredErrorAbove(step) <= threshold) return (good[i] = 1) == 1;
         double size, sse;
         Predict(&step, &rho, 1, &size, &sse);
         good[i] = (on_size ? size : sse) <= threshold ? 1 : 0;
@@ -510,7 +554,19 @@ std::vector<std::pair<double, int64_t>> RankClassBits(const int32_t* sym, const 
   std::vector<int64_t> cls(count);
   int top = 1;
   for (int k : ks) top = std::max(top, k);
-  for (size_t i = 0; i < count; ++i) cls[i] = rank[i] * top / length;
+  // class of each rank through a table of the `length` ranks (a 64-bit division per element
+  // cost more than the rest of the pass); a huge axis divides per element instead
+  std::vector<int64_t> of_rank;
+  auto classes = [&](int k) {
+    if (static_cast<size_t>(length) <= 4 * count) {
+      of_rank.resize(static_cast<size_t>(length));
+      for (int64_t r = 0; r < length; ++r) of_rank[r] = r * k / length;
+      for (size_t i = 0; i < count; ++i) cls[i] = of_rank[rank[i]];
+    } else {
+      for (size_t i = 0; i < count; ++i) cls[i] = rank[i] * k / length;
+    }
+  };
+  classes(top);
   const std::vector<int64_t> hist_top = ClassHistogram(sym, cls.data(), count, top);
   for (int k : ks) {
     std::vector<int64_t> hist;
@@ -522,7 +578,7 @@ std::vector<std::pair<double, int64_t>> RankClassBits(const int32_t* sym, const 
         for (int q = 0; q < kSymbols; ++q) to[q] += from[q];
       }
     } else {
-      for (size_t i = 0; i < count; ++i) cls[i] = rank[i] * k / length;
+      classes(k);
       hist = ClassHistogram(sym, cls.data(), count, k);
     }
     int64_t tables = 0;
@@ -539,7 +595,13 @@ std::vector<BoundsChoice> BestBounds(const int64_t* pos, const int32_t* sym, siz
   const int64_t g = (length + kBoundsGrid - 1) / kBoundsGrid;
   const int64_t cells = (length + g - 1) / g;
   std::vector<int64_t> hist(static_cast<size_t>(cells) * kSymbols, 0);
-  for (size_t i = 0; i < count; ++i) ++hist[static_cast<size_t>(pos[i] / g) * kSymbols + sym[i]];
+  if (g == 1) {
+    for (size_t i = 0; i < count; ++i) ++hist[static_cast<size_t>(pos[i]) * kSymbols + sym[i]];
+  } else {
+    const uint64_t ug = static_cast<uint64_t>(g);
+    for (size_t i = 0; i < count; ++i)
+      ++hist[static_cast<size_t>(static_cast<uint64_t>(pos[i]) / ug) * kSymbols + sym[i]];
+  }
   // Nonzero (symbol, count) entries of each cell, in symbol order.
   std::vector<std::vector<std::pair<int, int64_t>>> entries(static_cast<size_t>(cells));
   for (int64_t c = 0; c < cells; ++c) {
@@ -559,13 +621,19 @@ std::vector<BoundsChoice> BestBounds(const int64_t* pos, const int32_t* sym, siz
     int64_t total = 0, last = 0;
     double xlogx = 0.0;  // Σ_s seg_s·log2 seg_s
     for (int64_t j = i + 1; j <= cells; ++j) {
-      for (const auto& [symbol, add] : entries[j - 1]) {
-        const int64_t before = seg[symbol];
+      // the cell's change of Σ seg·log2 seg in four partial sums (one running sum would wait
+      // on the adder's latency for every symbol)
+      const auto& cell = entries[j - 1];
+      double d[4] = {0, 0, 0, 0};
+      for (size_t q = 0; q < cell.size(); ++q) {
+        const int symbol = cell[q].first;
+        const int64_t add = cell[q].second, before = seg[symbol];
         seg[symbol] = before + add;
-        xlogx += XLogX(xl, before + add) - XLogX(xl, before);
-        last = std::max<int64_t>(last, symbol + 1);
+        total += add;
+        d[q & 3] += XLogX(xl, before + add) - XLogX(xl, before);
       }
-      for (const auto& e : entries[j - 1]) total += e.second;
+      if (!cell.empty()) last = std::max<int64_t>(last, cell.back().first + 1);
+      xlogx += (d[0] + d[1]) + (d[2] + d[3]);
       const double bits = (total > 0 ? XLogX(xl, total) : 0.0) - xlogx;
       double c = bits * scale / 8.0 * 1.002 + static_cast<double>(TableBytes(last));
       if (j < cells) {  // a range that ends before L ends at a boundary: its gap's varint
@@ -592,7 +660,7 @@ std::vector<BoundsChoice> BestBounds(const int64_t* pos, const int32_t* sym, siz
       const double bi = best[i];
       if (!(bi < inf)) continue;  // cells [0, i) unreachable: every candidate is infinite
       const double* row = cost.data() + i * w;
-      for (size_t j = 0; j < w; ++j) {
+      for (size_t j = i + 1; j < w; ++j) {  // cost[i, j] is infinite for j <= i
         const double cand = bi + row[j];
         const bool less = cand < next[j];
         next[j] = less ? cand : next[j];

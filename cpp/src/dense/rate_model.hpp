@@ -71,9 +71,15 @@ class Model {
   };
   // Symbol counts (into `sym`, kSymbols long) and squared error of one (step, rho).
   double Counts(double step, double rho, double* sym, int* used) const;
+  // Bounds that settle a step search's predicate without a prediction (Boundary): a lower
+  // bound of the predicted size and an upper bound of the predicted squared error at `step`.
+  double SizeBelow(double step) const;
+  double SquaredErrorAbove(double step) const;
 
   std::vector<double> sample_;
   Side sides_[2];  // positive, negative
+  // (E, count) of the sample's nonzero magnitudes by binary exponent E = floor(log2 |x|)
+  std::vector<std::pair<int, double>> exponents_;
   double zeros_ = 0;
   uint64_t n_;
   double scale_;
