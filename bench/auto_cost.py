@@ -13,6 +13,11 @@ earlier python/slicer/_rate.py, loaded as classes_speed.py does), in turn: the m
 weighs on all alike. Times are the calling thread's CPU time (time.thread_time), threads=1,
 medians over `reps` rounds; the streams of the two rate controls are compared byte for byte.
 
+Per "now" call the CPU time inside the real encodes (slicer._core.dense_encode /
+dense_encode_sse, wrapped) is recorded too: "model ms" is the rest (rate model, Python), and
+"if 2x" = (encode ms / 2 + model ms) / (plain ms / 2), the ratio this call would have if the
+encoder (plain and auto's encodes alike) ran twice as fast and the rest did not change.
+
 `--variants`: at N = 131072, the same for float16 / bfloat16 / float64 input and for
 groups="rows" / "channels" (a (N / 64 / 8, 8, 8, 8)-shaped copy for channels).
 """
@@ -41,7 +46,20 @@ def rel(a: np.ndarray, b: np.ndarray) -> float:
 def measure(x: np.ndarray, rates: dict, reps: int, groups: str = "tensor") -> list[dict]:
     """Rows (target, classes, before ms, now ms, plain ms, ratios, same stream)."""
     import slicer
-    from slicer import _api
+    from slicer import _api, _core
+
+    inside = [0.0, 0]  # CPU seconds in the real encodes, and their count
+
+    def timed_encoder(fn):  # noqa: ANN001, ANN202
+        def run(*a):  # noqa: ANN002, ANN202
+            c0 = time.thread_time()
+            try:
+                return fn(*a)
+            finally:
+                inside[0] += time.thread_time() - c0
+                inside[1] += 1
+
+        return run
 
     def use(module) -> None:  # noqa: ANN001
         for name in RATE_FUNCTIONS:
@@ -57,8 +75,12 @@ def measure(x: np.ndarray, rates: dict, reps: int, groups: str = "tensor") -> li
             for tag in rates:
                 calls[(target, classes, tag)] = dict(kw, classes=classes)
     cpu: dict = {key: [] for key in calls}
+    enc: dict = {key: [] for key in calls}
     cpu["plain"] = []
     out: dict = {}
+    originals = (_core.dense_encode, _core.dense_encode_sse)
+    _core.dense_encode = timed_encoder(originals[0])
+    _core.dense_encode_sse = timed_encoder(originals[1])
     try:
         for _ in range(reps):
             c0 = time.thread_time()
@@ -66,19 +88,27 @@ def measure(x: np.ndarray, rates: dict, reps: int, groups: str = "tensor") -> li
             cpu["plain"].append(time.thread_time() - c0)
             for key, kw in calls.items():
                 use(rates[key[2]])
+                inside[:] = [0.0, 0]
                 c0 = time.thread_time()
                 out[key] = slicer.encode(x, mode="auto", threads=1, groups=groups, **kw)
                 cpu[key].append(time.thread_time() - c0)
+                enc[key].append(tuple(inside))
     finally:
         use(rates["now"])
+        _core.dense_encode, _core.dense_encode_sse = originals
     plain = statistics.median(cpu["plain"])
     rows = []
     for target in targets:
         for classes in ("auto", 1):
-            now = statistics.median(cpu[(target, classes, "now")])
+            key = (target, classes, "now")
+            now = statistics.median(cpu[key])
+            encode = statistics.median(e[0] for e in enc[key])
+            model = statistics.median(c - e[0] for c, e in zip(cpu[key], enc[key], strict=True))
             row = dict(n=int(x.size), dtype=str(x.dtype), groups=groups, target=target,
                        classes=str(classes), plain_ms=plain * 1e3, now_ms=now * 1e3,
-                       now_ratio=now / plain, bytes=len(out[(target, classes, "now")]))  # fmt: skip
+                       now_ratio=now / plain, bytes=len(out[key]), encodes=enc[key][-1][1],
+                       encode_ms=encode * 1e3, model_ms=model * 1e3,
+                       if_2x=(encode / 2 + model) / (plain / 2))  # fmt: skip
             if "before" in rates:
                 before = statistics.median(cpu[(target, classes, "before")])
                 same = out[(target, classes, "now")] == out[(target, classes, "before")]
@@ -94,7 +124,8 @@ def print_rows(rows: list[dict]) -> None:
         same = ("yes" if r["same"] else "NO") if "same" in r else ""
         print(f"| {r['n']:,} | {r['dtype']} | {r['groups']} | {r['target']} | {r['classes']} | "
               f"{r['plain_ms']:.2f} | {before}{r['now_ms']:.2f} | {r['now_ratio']:.2f}x | "
-              f"{same} |", flush=True)  # fmt: skip
+              f"{r['encodes']} | {r['model_ms']:.2f} | {r['if_2x']:.2f}x | {same} |",
+              flush=True)  # fmt: skip
 
 
 def plot(rows: list[dict], path: str) -> None:
@@ -143,8 +174,9 @@ def main() -> int:
     print(f"# uptime: {os.popen('uptime').read().strip()}")
     print("| N | dtype | groups | target | classes | plain ms | "
           + ("before ms | before / plain | " if args.before else "")
-          + "now ms | now / plain | same stream |")  # fmt: skip
-    print("|---:|---|---|---|---|---:|" + ("---:|---:|" if args.before else "") + "---:|---:|---|")
+          + "now ms | now / plain | encodes | model ms | if 2x | same stream |")  # fmt: skip
+    print("|---:|---|---|---|---|---:|" + ("---:|---:|" if args.before else "")
+          + "---:|---:|---:|---:|---:|---|")  # fmt: skip
     base = np.load(HERE / "data" / "smollm2_l15.npy").reshape(-1)
     rows = []
     for n in (int(v) for v in args.sizes.split(",")):

@@ -81,6 +81,24 @@ def test_step_searches_find_the_reference_steps(n):
                                       _rate._largest_step(ref, rhos, goal))  # fmt: skip
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 3000), st.integers(0, 2**32 - 1), st.sampled_from(DTYPES),
+       st.floats(-60.0, 20.0))  # fmt: skip
+def test_search_bounds_hold(n, seed, dtype, log2_step):
+    """The bounds that settle grid points without a prediction (rate_model.cpp SizeBelow /
+    SquaredErrorAbove) never cross the prediction, at any rounding offset."""
+    x = heavy(np.random.default_rng(seed), n, dtype)
+    if seed % 3 == 0:
+        x = np.abs(x) * 1e-30 if dtype == np.float64 else np.abs(x)  # tiny / one-sided
+    fast = _rate.KernelModel(x, x.dtype.itemsize, 20)
+    step = max(2.0**log2_step, fast.min_step())
+    size_below, sse_above = fast.core.bounds(step)
+    for rho in (0, 1, 72, 128, 255):
+        size, sse = fast.predict(step, rho)
+        assert size_below <= size
+        assert sse <= sse_above
+
+
 def test_searches_at_the_ends_of_the_range():
     """A limit nothing meets and one everything meets: both searches return the range's ends."""
     ref, fast = both(heavy(np.random.default_rng(4), 999, np.float32))
@@ -248,6 +266,8 @@ def test_binding_parameter_errors():
         model.predict(np.ones(3), np.ones(2))
     with pytest.raises(ValueError, match="step"):
         model.symbols(0.0, 128)
+    with pytest.raises(ValueError, match="step"):
+        model.bounds(-1.0)
     sym = np.zeros(4, np.int32)
     with pytest.raises(ValueError, match="length"):
         _core.rate_class_bits(sym, np.zeros(3, np.int64), 2)

@@ -202,6 +202,15 @@ void RegisterRate(nb::module_& m) {
       .def("boundary", &PyRateModel::Boundary, nb::arg("rhos"), nb::arg("lo"), nb::arg("hi"),
            nb::arg("on_size"), nb::arg("threshold"), nb::arg("large_ok"),
            "Per rounding offset, the log2 step at the boundary of value <= threshold.")
+      .def(
+          "bounds",
+          [](const PyRateModel& self, double step) {
+            if (!(step > 0)) throw nb::value_error("step must be positive");
+            return nb::make_tuple(self.model.SizeBelow(step), self.model.SquaredErrorAbove(step));
+          },
+          nb::arg("step"),
+          "(a lower bound of the predicted bytes, an upper bound of the predicted squared error) "
+          "at `step`, for every rho: what settles a step search's grid point unpredicted.")
       .def("symbols", &PyRateModel::Symbols, nb::arg("step"), nb::arg("rho_256"),
            "The §11 symbol of each sample element.");
   m.def("rate_class_bits", &ClassBits, nb::arg("sym"), nb::arg("cls").none(), nb::arg("k"),

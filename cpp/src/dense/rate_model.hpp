@@ -59,6 +59,12 @@ class Model {
   std::vector<double> Boundary(const std::vector<int>& rhos, double lo, double hi, bool on_size,
                                double threshold, bool large_ok) const;
 
+  // Bounds that settle a step search's predicate without a prediction (Boundary): a lower
+  // bound of the predicted size and an upper bound of the predicted squared error at `step`,
+  // for every rho.
+  double SizeBelow(double step) const;
+  double SquaredErrorAbove(double step) const;
+
   // §11 symbol of each sample element at (step, rho_256).
   std::vector<int32_t> Symbols(double step, int rho_256) const;
 
@@ -71,10 +77,6 @@ class Model {
   };
   // Symbol counts (into `sym`, kSymbols long) and squared error of one (step, rho).
   double Counts(double step, double rho, double* sym, int* used) const;
-  // Bounds that settle a step search's predicate without a prediction (Boundary): a lower
-  // bound of the predicted size and an upper bound of the predicted squared error at `step`.
-  double SizeBelow(double step) const;
-  double SquaredErrorAbove(double step) const;
 
   std::vector<double> sample_;
   Side sides_[2];  // positive, negative
