@@ -53,6 +53,22 @@ def test_sample_range_energy_and_predictions_match(dtype, n):
         np.testing.assert_allclose(got[1], want[1], rtol=1e-9, atol=1e-300)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 999, 32768, 70_002, 131_072])
+def test_one_pass_reads_what_the_separate_passes_read(dtype, n):
+    """Max, energy and sample read in the model's one pass equal the separate kernels' (bit for
+    bit) and the NumPy model's."""
+    x = heavy(np.random.default_rng(n), n, dtype)
+    fused = _rate.KernelModel(x, x.dtype.itemsize, 20, energy=True)
+    plain = _rate.KernelModel(x, x.dtype.itemsize, 20)
+    raw = x.view(np.uint8)
+    code = _rate._KERNEL_CODES[x.dtype]
+    ref = _rate.DenseModel(x, x.dtype.itemsize, 20)
+    np.testing.assert_array_equal(fused.sample, ref.sample)
+    assert fused.max_abs == plain.max_abs == _core.rate_stats(raw, code, False)[0] == ref.max_abs
+    assert fused.energy == plain.energy == _core.rate_stats(raw, code, True)[1]
+
+
 def test_prediction_of_an_empty_and_an_all_zero_input():
     for x in (np.zeros(0, np.float32), np.zeros(50, np.float32)):
         ref, fast = both(x)
@@ -261,6 +277,8 @@ def test_binding_parameter_errors():
         _core.RateModel(raw, 1, np.array([0, 10], dtype=np.int64), 20.0)
     with pytest.raises(ValueError, match="positions"):
         _core.RateModel(raw, 1, np.array([-1], dtype=np.int64), 20.0)
+    with pytest.raises(ValueError, match="ascending"):
+        _core.RateModel(raw, 1, np.array([3, 1], dtype=np.int64), 20.0)
     model = _core.RateModel(raw, 1, None, 20.0)
     with pytest.raises(ValueError, match="length"):
         model.predict(np.ones(3), np.ones(2))

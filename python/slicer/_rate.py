@@ -317,7 +317,10 @@ class DenseModel:
     """Predicted (bytes, squared error) of a dense encode for any (step, rho) (one table: the
     saving of class tables, docs/format.md §19, is estimated by _class_saving)."""
 
-    def __init__(self, flat: np.ndarray, itemsize: int, header_bytes: int) -> None:
+    def __init__(
+        self, flat: np.ndarray, itemsize: int, header_bytes: int, energy: bool = False
+    ) -> None:
+        """(`energy`: KernelModel's, ignored here: computed when asked for.)"""
         # no float64 copy of the whole input: one pass for the range here, one for the energy
         # when it is asked for (rel_error only)
         flat = _plain_float(flat)
@@ -415,15 +418,18 @@ class KernelModel:
     boundaries, without a NumPy call per step. DenseModel is its reference
     (tests/test_rate_kernel.py)."""
 
-    def __init__(self, flat: np.ndarray, itemsize: int, header_bytes: int) -> None:
+    def __init__(
+        self, flat: np.ndarray, itemsize: int, header_bytes: int, energy: bool = False
+    ) -> None:
+        """`energy`: Σ x² computed in the one pass that reads the range and the sample."""
         flat = np.ascontiguousarray(flat).reshape(-1)
         self._code = _KERNEL_CODES[flat.dtype]
         self._raw = flat.view(np.uint8)
-        self._energy: float | None = None
         self.n = flat.size
-        self.max_abs = _core.rate_stats(self._raw, self._code, False)[0]
         positions = None if self.n <= _SAMPLE else _sample_positions(self.n)
-        self.core = _core.RateModel(self._raw, self._code, positions, float(header_bytes))
+        self.core = _core.RateModel(self._raw, self._code, positions, float(header_bytes), energy)
+        self.max_abs = self.core.max_abs
+        self._energy: float | None = self.core.energy if energy else None
         self.scale = self.core.scale
         self.header_bytes = header_bytes
         self.itemsize = itemsize
@@ -489,6 +495,13 @@ def _energy_of(array: np.ndarray) -> float:
 
 
 MODEL: Any = KernelModel  # the model rate control builds (DenseModel: the NumPy reference)
+
+
+def _new_model(array: np.ndarray, work: np.ndarray, energy: bool) -> Any:
+    """MODEL of `work` (the values the steps divide) for `array` (`energy`: Σ x² read in the
+    model's first pass)."""
+    return MODEL(work.reshape(-1), array.dtype.itemsize, _dense_header_bytes(array.shape),
+                 energy=energy)  # fmt: skip
 
 
 def _sample(flat: np.ndarray) -> np.ndarray:
@@ -856,7 +869,7 @@ def classes_at_step(
 ) -> dict[str, Any]:
     """params with classes="auto" resolved for its step (the K and axis that save most)."""
     src = array if work is None else work
-    model = MODEL(src.reshape(-1), array.dtype.itemsize, _dense_header_bytes(array.shape))
+    model = _new_model(array, src, energy=False)
     return _resolve_classes(array, params, model, src, params["step"], params["rho_256"])[0]
 
 
@@ -874,8 +887,7 @@ def dense_for_budget(
 ) -> bytes:
     """The lowest-error dense stream of at most `limit` bytes (rho searched when `auto`)."""
     work = array if model_input is None else model_input
-    flat = work.reshape(-1)
-    model = MODEL(flat, array.dtype.itemsize, _dense_header_bytes(array.shape))
+    model = _new_model(array, work, energy=False)
     rhos = _RHO_CANDIDATES if auto else (params["rho_256"],)
     best = None
     steps = _bisect_step(model, rhos, limit)
@@ -931,7 +943,7 @@ def dense_for_error(
     error is the exact error of its decoded stream, returned by the encoder
     (slicer_dense_encode_sse): no attempt is decoded."""
     work = array if model_input is None else model_input
-    model = MODEL(work.reshape(-1), array.dtype.itemsize, _dense_header_bytes(array.shape))
+    model = _new_model(array, work, energy=True)
     same = model_input is None or model_input is array
     energy = model.energy if same else _energy_of(array)
     if energy == 0.0:

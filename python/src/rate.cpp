@@ -43,29 +43,27 @@ uint64_t ElementCount(ConstBytes raw, int dtype) {
 }
 
 struct PyRateModel {
-  PyRateModel(ConstBytes raw, int dtype, std::optional<Int64s> positions, double header_bytes)
-      : model(Build(raw, dtype, positions, header_bytes)) {}
+  PyRateModel(ConstBytes raw, int dtype, std::optional<Int64s> positions, double header_bytes,
+              bool want_energy)
+      : pass(Read(raw, dtype, positions, want_energy)),
+        model(std::move(pass.sample), ElementCount(raw, dtype), header_bytes) {
+    pass.sample.clear();
+  }
 
-  static rate::Model Build(ConstBytes raw, int dtype, const std::optional<Int64s>& positions,
-                           double header_bytes) {
+  static rate::FirstPass Read(ConstBytes raw, int dtype, const std::optional<Int64s>& positions,
+                              bool want_energy) {
     const uint64_t n = ElementCount(raw, dtype);
     if (positions) {
       const int64_t* p = positions->data();
       for (size_t i = 0; i < positions->shape(0); ++i) {
         if (p[i] < 0 || static_cast<uint64_t>(p[i]) >= n)
           throw nb::value_error("positions must lie in [0, n)");
+        if (i && p[i] < p[i - 1]) throw nb::value_error("positions must be ascending");
       }
     }
     nb::gil_scoped_release release;
-    std::vector<double> sample;
-    if (positions) {
-      sample.resize(positions->shape(0));
-      rate::Gather(raw.data(), dtype, positions->data(), sample.size(), sample.data());
-    } else {
-      sample.resize(n);
-      rate::Gather(raw.data(), dtype, nullptr, n, sample.data());
-    }
-    return rate::Model(std::move(sample), n, header_bytes);
+    return rate::ReadInput(raw.data(), dtype, n, positions ? positions->data() : nullptr,
+                           positions ? positions->shape(0) : 0, want_energy);
   }
 
   nb::tuple Predict(Doubles steps, Doubles rho_256) const {
@@ -86,6 +84,7 @@ struct PyRateModel {
     return Column(model.Symbols(step, rho_256));
   }
 
+  rate::FirstPass pass;  // max |x|, energy (the sample moved into the model)
   rate::Model model;
 };
 
@@ -191,8 +190,13 @@ nb::tuple Stats(ConstBytes raw, int dtype, bool energy) {
 void RegisterRate(nb::module_& m) {
   nb::class_<PyRateModel>(m, "RateModel",
                           "The dense rate model (mode='auto') on a sample of the input.")
-      .def(nb::init<ConstBytes, int, std::optional<Int64s>, double>(), nb::arg("raw"),
-           nb::arg("dtype"), nb::arg("positions").none(), nb::arg("header_bytes"))
+      .def(nb::init<ConstBytes, int, std::optional<Int64s>, double, bool>(), nb::arg("raw"),
+           nb::arg("dtype"), nb::arg("positions").none(), nb::arg("header_bytes"),
+           nb::arg("energy") = false)
+      .def_prop_ro("max_abs", [](const PyRateModel& self) { return self.pass.max_abs; })
+      .def_prop_ro(
+          "energy", [](const PyRateModel& self) { return self.pass.energy; },
+          "Σ x² of the input when asked for at construction, else 0.")
       .def_prop_ro("scale", [](const PyRateModel& self) { return self.model.scale(); })
       .def_prop_ro(
           "sample",

@@ -235,6 +235,48 @@ double MaxAbs(const uint8_t* data, int dtype, uint64_t n) {
                   std::max(std::max(m[4], m[5]), std::max(m[6], m[7])));
 }
 
+FirstPass ReadInput(const uint8_t* data, int dtype, uint64_t n, const int64_t* positions,
+                    size_t count, bool energy) {
+  FirstPass out;
+  out.sample.resize(positions ? count : static_cast<size_t>(n));
+  double m[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  size_t next = 0;  // the next sample position
+  double buf[kBlock];
+  for (uint64_t begin = 0; begin < n; begin += kBlock) {
+    const uint64_t end = std::min(n, begin + kBlock);
+    const size_t len = static_cast<size_t>(end - begin);
+    ForEach(data, dtype, begin, end, [&](uint64_t i, double x) { buf[i - begin] = x; });
+    const double* v = buf;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+      for (int j = 0; j < 8; ++j) {
+        const double a = std::fabs(v[i + j]);
+        m[j] = a > m[j] ? a : m[j];
+      }
+    }
+    for (; i < len; ++i) m[0] = std::max(m[0], std::fabs(v[i]));
+    if (energy) {  // Energy's partial sums (its blocks start at the same multiples of kBlock)
+      for (i = 0; i + 8 <= len; i += 8) {
+        for (int j = 0; j < 8; ++j) acc[j] += v[i + j] * v[i + j];
+      }
+      for (; i < len; ++i) acc[0] += v[i] * v[i];
+    }
+    if (positions) {  // ascending positions: the sample is read while its block is at hand
+      while (next < count && static_cast<uint64_t>(positions[next]) < end) {
+        out.sample[next] = v[positions[next] - static_cast<int64_t>(begin)];
+        ++next;
+      }
+    } else {
+      std::memcpy(out.sample.data() + begin, v, len * 8);
+    }
+  }
+  out.max_abs = std::max(std::max(std::max(m[0], m[1]), std::max(m[2], m[3])),
+                         std::max(std::max(m[4], m[5]), std::max(m[6], m[7])));
+  out.energy = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  return out;
+}
+
 double Energy(const uint8_t* data, int dtype, uint64_t n) {
   // eight interleaved partial sums (a single running sum is bound by the adder's latency)
   double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};

@@ -28,6 +28,18 @@ double ElementAt(const uint8_t* data, int dtype, uint64_t i);
 // out[i] = element positions[i] (element i when `positions` is null), widened, i < count.
 void Gather(const uint8_t* data, int dtype, const int64_t* positions, size_t count, double* out);
 
+// One pass over the input for what the model needs of it: max |x| (exact), the sample
+// (`positions`: ascending, repeats allowed, each < n; null: every element) and Σ x² when
+// `energy` is asked for (the same partial sums as Energy). (The position scores stay a pass of
+// their own: folded in here they cost more than their separate pass, measured.)
+struct FirstPass {
+  double max_abs = 0.0;
+  double energy = 0.0;
+  std::vector<double> sample;
+};
+FirstPass ReadInput(const uint8_t* data, int dtype, uint64_t n, const int64_t* positions,
+                    size_t count, bool energy);
+
 // max |x| over all n elements (0 for n = 0).
 double MaxAbs(const uint8_t* data, int dtype, uint64_t n);
 
