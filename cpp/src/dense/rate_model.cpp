@@ -243,9 +243,30 @@ FirstPass ReadInput(const uint8_t* data, int dtype, uint64_t n, const int64_t* p
   double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   size_t next = 0;  // the next sample position
   double buf[kBlock];
+  float fbuf[kBlock];
   for (uint64_t begin = 0; begin < n; begin += kBlock) {
     const uint64_t end = std::min(n, begin + kBlock);
     const size_t len = static_cast<size_t>(end - begin);
+    if (dtype == 1 && !energy && positions) {
+      // float32 without the energy: the range of the floats themselves (widening is exact
+      // and monotone) and the few sample elements, no binary64 copy of the block
+      std::memcpy(fbuf, data + 4 * begin, 4 * len);
+      float f[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      size_t i = 0;
+      for (; i + 8 <= len; i += 8) {
+        for (int j = 0; j < 8; ++j) {
+          const float a = std::fabs(fbuf[i + j]);
+          f[j] = a > f[j] ? a : f[j];
+        }
+      }
+      for (; i < len; ++i) f[0] = std::max(f[0], std::fabs(fbuf[i]));
+      for (int j = 0; j < 8; ++j) m[j] = std::max(m[j], static_cast<double>(f[j]));
+      while (next < count && static_cast<uint64_t>(positions[next]) < end) {
+        out.sample[next] = fbuf[positions[next] - static_cast<int64_t>(begin)];
+        ++next;
+      }
+      continue;
+    }
     ForEach(data, dtype, begin, end, [&](uint64_t i, double x) { buf[i - begin] = x; });
     const double* v = buf;
     size_t i = 0;
