@@ -13,10 +13,11 @@ earlier python/slicer/_rate.py, loaded as classes_speed.py does), in turn: the m
 weighs on all alike. Times are the calling thread's CPU time (time.thread_time), threads=1,
 medians over `reps` rounds; the streams of the two rate controls are compared byte for byte.
 
-Per "now" call the CPU time inside the real encodes (slicer._core.dense_encode /
-dense_encode_sse, wrapped) is recorded too: "model ms" is the rest (rate model, Python), and
-"if 2x" = (encode ms / 2 + model ms) / (plain ms / 2), the ratio this call would have if the
-encoder (plain and auto's encodes alike) ran twice as fast and the rest did not change.
+Per call the CPU time inside the real encodes (slicer._core.dense_encode / dense_encode_sse,
+wrapped) is recorded too: "model ms" is the rest of an auto call (rate model, argument checks,
+Python), and "if 2x" = (auto's encode ms / 2 + model ms) / (plain's encode ms / 2 + plain's
+rest), the ratio if the C++ encoder (plain's and auto's encodes alike) ran twice as fast and
+nothing else changed.
 
 `--variants`: at N = 131072, the same for float16 / bfloat16 / float64 input and for
 groups="rows" / "channels" (a (N / 64 / 8, 8, 8, 8)-shaped copy for channels).
@@ -77,15 +78,18 @@ def measure(x: np.ndarray, rates: dict, reps: int, groups: str = "tensor") -> li
     cpu: dict = {key: [] for key in calls}
     enc: dict = {key: [] for key in calls}
     cpu["plain"] = []
+    plain_enc: list[float] = []
     out: dict = {}
     originals = (_core.dense_encode, _core.dense_encode_sse)
     _core.dense_encode = timed_encoder(originals[0])
     _core.dense_encode_sse = timed_encoder(originals[1])
     try:
         for _ in range(reps):
+            inside[:] = [0.0, 0]
             c0 = time.thread_time()
             slicer.encode(x, **plain_kw)
             cpu["plain"].append(time.thread_time() - c0)
+            plain_enc.append(inside[0])
             for key, kw in calls.items():
                 use(rates[key[2]])
                 inside[:] = [0.0, 0]
@@ -97,6 +101,9 @@ def measure(x: np.ndarray, rates: dict, reps: int, groups: str = "tensor") -> li
         use(rates["now"])
         _core.dense_encode, _core.dense_encode_sse = originals
     plain = statistics.median(cpu["plain"])
+    plain_in = statistics.median(plain_enc)
+    plain_2x = plain_in / 2 + statistics.median(c - e for c, e in zip(cpu["plain"], plain_enc,
+                                                                      strict=True))  # fmt: skip
     rows = []
     for target in targets:
         for classes in ("auto", 1):
@@ -108,7 +115,7 @@ def measure(x: np.ndarray, rates: dict, reps: int, groups: str = "tensor") -> li
                        classes=str(classes), plain_ms=plain * 1e3, now_ms=now * 1e3,
                        now_ratio=now / plain, bytes=len(out[key]), encodes=enc[key][-1][1],
                        encode_ms=encode * 1e3, model_ms=model * 1e3,
-                       if_2x=(encode / 2 + model) / (plain / 2))  # fmt: skip
+                       if_2x=(encode / 2 + model) / plain_2x)  # fmt: skip
             if "before" in rates:
                 before = statistics.median(cpu[(target, classes, "before")])
                 same = out[(target, classes, "now")] == out[(target, classes, "before")]
