@@ -380,3 +380,14 @@ def test_split_codec_params_pass_trellis():
     (dense,) = families_for("dense", trellis=0.24)
     assert isinstance(dense, DenseFamily) and dense.trellis == 0.24
     assert "trellis=0.34" in setting_text(p.to_json())
+
+
+def test_threads_do_not_change_bytes_or_values():
+    """Chains live inside chunks (§21.1): the bytes and the decoded values do not depend on the
+    number of threads (large enough for the parallel paths: >= 2^18 elements)."""
+    rng = np.random.default_rng(41)
+    x = (rng.standard_normal((512, 576)) * np.geomspace(0.1, 5, 576)).astype(np.float32)
+    one = slicer.encode(x, mode="dense", step=0.3, trellis=True, classes=8, threads=1)
+    two = slicer.encode(x, mode="dense", step=0.3, trellis=True, classes=8, threads=2)
+    assert one == two
+    assert same_values(slicer.decode(one, threads=1), slicer.decode(one, threads=2))
