@@ -54,6 +54,28 @@ size_t CountBelow(const std::vector<double>& v, size_t from, double x) {
   return static_cast<size_t>(base - v.data()) + (*base < x ? 1 : 0);
 }
 
+// CountBelow(v, from, x) searched from a guess `near` of the answer (every element before
+// `from` is below x): forward from `near` when v[near] < x, else a gallop backwards from it.
+// The answer does not depend on the guess.
+size_t CountBelowNear(const std::vector<double>& v, size_t from, size_t near, double x) {
+  const size_t n = v.size();
+  size_t hi = std::min(std::max(near, from), n);
+  if (hi < n && v[hi] < x) return CountBelow(v, hi, x);
+  // v[hi] >= x (or hi = n): the answer lies in [from, hi]
+  size_t dist = 1;
+  while (hi > from) {
+    const size_t probe = hi - std::min(dist, hi - from);
+    if (v[probe] < x) {
+      return static_cast<size_t>(std::lower_bound(v.begin() + static_cast<ptrdiff_t>(probe) + 1,
+                                                  v.begin() + static_cast<ptrdiff_t>(hi), x) -
+                                 v.begin());
+    }
+    hi = probe;
+    dist *= 2;
+  }
+  return from;
+}
+
 // Ascending sort of non-negative finite doubles: LSD radix sort on their bit patterns (which
 // order like the values), byte by byte, skipping the bytes every key shares (the low mantissa
 // bytes of widened float32 / float16 input). Sorting is exact, so the result is std::sort's.
@@ -438,7 +460,7 @@ double Model::SquaredErrorAbove(double step) const {
   return (sum * (1 + 1e-12) + others * step * step * 0.2501) * scale_ * (1 + 1e-12);
 }
 
-double Model::Counts(double step, double rho, double* sym, int* used) const {
+double Model::Counts(double step, double rho, double* sym, int* used, Hint* hint) const {
   std::fill(sym, sym + kSymbols, 0.0);
   double sse = 0.0;
   int top_symbol = 0;  // one past the last symbol with a count
@@ -448,12 +470,15 @@ double Model::Counts(double step, double rho, double* sym, int* used) const {
     const size_t size = side.mags.size();
     const double top = size ? side.mags.back() : -1.0;
     // idx[b]: magnitudes below edge b, edge b = max(base_b − ρ, 0)·Δ (edge 0 = 0)
-    size_t idx[kBins + 1];
+    size_t own[kBins + 1];
+    size_t* idx = hint ? hint->idx[s] : own;
+    const bool near = hint && hint->valid;
     idx[0] = CountBelow(side.mags, 0, 0.0);
     int last = 0;  // the last bin index computed (beyond it every count is `size`)
     for (int b = 1; b <= kBins; ++b) {
       const double edge = std::max(kTable.base[b] - rho, 0.0) * step;
-      idx[b] = CountBelow(side.mags, idx[b - 1], edge);
+      idx[b] = near ? CountBelowNear(side.mags, idx[b - 1], idx[b], edge)
+                    : CountBelow(side.mags, idx[b - 1], edge);
       last = b;
       if (edge > top) break;  // every magnitude lies below this edge
     }
@@ -483,21 +508,26 @@ double Model::Counts(double step, double rho, double* sym, int* used) const {
   }
   if (sym[0] > 0) top_symbol = std::max(top_symbol, 1);
   *used = top_symbol;
+  if (hint) hint->valid = true;
   return sse;
 }
 
 void Model::Predict(const double* steps, const double* rho_256, size_t count, double* size,
                     double* sse) const {
+  for (size_t i = 0; i < count; ++i) PredictOne(steps[i], rho_256[i], size + i, sse + i, nullptr);
+}
+
+void Model::PredictOne(double step, double rho_256, double* size, double* sse, Hint* hint) const {
   const double chunks = static_cast<double>((n_ + 16383) / 16384);
   const double* xl = XLogXTable();
   double sym[kSymbols];
-  for (size_t i = 0; i < count; ++i) {
+  {
     double bits = 0.0, table = 0.0, err = 0.0;
     if (sample_.empty()) {
       table = 1.0;
     } else {
       int used = 0;
-      err = Counts(steps[i], rho_256[i] / 256.0, sym, &used);
+      err = Counts(step, rho_256 / 256.0, sym, &used, hint);
       // Σ c·log2(c / total) = Σ c·log2 c − total·log2 total (counts are integers)
       double total = 0.0, xlogx = 0.0;
       for (int j = 0; j < used; ++j) {
@@ -510,8 +540,8 @@ void Model::Predict(const double* steps, const double* rho_256, size_t count, do
       bits = -entropy + extra;
       table = static_cast<double>(TableBytes(used));
     }
-    size[i] = header_bytes_ + table + 4 + 6 * chunks + bits * scale_ / 8.0 * 1.002;
-    sse[i] = err * scale_;
+    *size = header_bytes_ + table + 4 + 6 * chunks + bits * scale_ / 8.0 * 1.002;
+    *sse = err * scale_;
   }
 }
 
@@ -525,6 +555,7 @@ std::vector<double> Model::Boundary(const std::vector<int>& rhos, double lo, dou
   signed char good[kGrid];  // -1: not predicted yet
   for (size_t j = 0; j < r; ++j) {
     const double rho = rhos[j];
+    Hint hint;  // the last prediction's counts: the next grid point's search starts there
     double lo_j = lo, hi_j = hi;
     bool done = false;
     // The NumPy model predicts all 17 grid points and takes the first where the predicate
@@ -538,7 +569,7 @@ std::vector<double> Model::Boundary(const std::vector<int>& rhos, double lo, dou
         if (on_size && SizeBelow(step) > threshold) return (good[i] = 0) == 1;
         if (!on_size && SquaredErrorAbove(step) <= threshold) return (good[i] = 1) == 1;
         double size, sse;
-        Predict(&step, &rho, 1, &size, &sse);
+        PredictOne(step, rho, &size, &sse, &hint);
         good[i] = (on_size ? size : sse) <= threshold ? 1 : 0;
       }
       return good[i] == 1;

@@ -87,8 +87,17 @@ class Model {
   struct Side {
     std::vector<double> mags, s1, s2;
   };
-  // Symbol counts (into `sym`, kSymbols long) and squared error of one (step, rho).
-  double Counts(double step, double rho, double* sym, int* used) const;
+  // The counts below each bin edge of a prediction, the starting point of the next search
+  // at a nearby step (the step search's grid points are close after its first round).
+  struct Hint {
+    bool valid = false;
+    size_t idx[2][kBins + 1];
+  };
+  // Symbol counts (into `sym`, kSymbols long) and squared error of one (step, rho); `hint`
+  // (optional) is read as a start and overwritten with this prediction's counts.
+  double Counts(double step, double rho, double* sym, int* used, Hint* hint) const;
+  // Predict of one (step, rho_256) with a hint.
+  void PredictOne(double step, double rho_256, double* size, double* sse, Hint* hint) const;
 
   std::vector<double> sample_;
   Side sides_[2];  // positive, negative
