@@ -147,6 +147,7 @@ __attribute__((target("avx2"))) void EncodeSetSteps(const uint16_t* const* sy,
   const __m256i freq_mask = _mm256_set1_epi32(0x7FFF);
   const __m256i one = _mm256_set1_epi32(1);
   const __m256i zero = _mm256_setzero_si256();
+  const __m256 below = _mm256_set1_ps(1.0f - 0x1p-22f);
   __m256i x[kP];
   uint8_t* p[2 * kP];
   for (unsigned v = 0; v < kP; ++v) {
@@ -191,14 +192,11 @@ __attribute__((target("avx2"))) void EncodeSetSteps(const uint16_t* const* sy,
       p[2 * v + 1] -= emit.count[kb];
       const __m256i due = _mm256_sub_epi32(zero, _mm256_add_epi32(d1, d2));
       const __m256i w = _mm256_srlv_epi32(x[v], _mm256_slli_epi32(due, 3));
-      // q = w div freq: the binary32 quotient is within 1/64 of w / freq (w < 2^31, q < 2^17),
-      // so its truncation is q − 1, q or q + 1; the remainder's sign and size correct it.
-      __m256i q =
-          _mm256_cvttps_epi32(_mm256_div_ps(_mm256_cvtepi32_ps(w), _mm256_cvtepi32_ps(freq)));
+      // q = w div freq (w < 2^31, q < 2^17): the binary32 quotient scaled by 1 − 2^-22 lies in
+      // (w / freq − 1, w / freq), so its truncation is q − 1 or q; the remainder corrects it.
+      __m256i q = _mm256_cvttps_epi32(
+          _mm256_mul_ps(_mm256_div_ps(_mm256_cvtepi32_ps(w), _mm256_cvtepi32_ps(freq)), below));
       __m256i r = _mm256_sub_epi32(w, _mm256_mullo_epi32(q, freq));
-      const __m256i low = _mm256_cmpgt_epi32(zero, r);
-      q = _mm256_add_epi32(q, low);
-      r = _mm256_add_epi32(r, _mm256_and_si256(low, freq));
       const __m256i high = _mm256_cmpgt_epi32(r, _mm256_sub_epi32(freq, one));
       q = _mm256_sub_epi32(q, high);
       r = _mm256_sub_epi32(r, _mm256_and_si256(high, freq));
@@ -456,6 +454,26 @@ __attribute__((target("avx2"))) bool QuantizeSymbolsF32Avx2(const float* in, uns
         reinterpret_cast<__m128i*>(o + k),
         _mm_packus_epi32(_mm256_castsi256_si128(sym), _mm256_extracti128_si256(sym, 1)));
     unsigned bits = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(big)));
+    if (bits == 0) continue;
+    // The lanes' extra bits (sh = floor(log2 m) − 2 of them where m ≥ 8) at positions from an
+    // exclusive prefix sum of their counts, OR-ed into one word: one write when they fit in 32.
+    const __m256i nb = _mm256_and_si256(sh, big);
+    __m256i pre = _mm256_add_epi32(nb, _mm256_slli_si256(nb, 4));
+    pre = _mm256_add_epi32(pre, _mm256_slli_si256(pre, 8));  // inclusive, per 128-bit half
+    pre = _mm256_add_epi32(  // the low half's total onto the high half
+        pre, _mm256_permute2x128_si256(_mm256_shuffle_epi32(pre, 0xFF), pre, 0x08));
+    const unsigned total = static_cast<unsigned>(_mm256_extract_epi32(pre, 7));
+    if (total <= 32) {
+      const __m256i one = _mm256_set1_epi32(1);
+      const __m256i field = _mm256_and_si256(m, _mm256_sub_epi32(_mm256_sllv_epi32(one, nb), one));
+      __m256i word = _mm256_sllv_epi32(field, _mm256_sub_epi32(pre, nb));
+      word = _mm256_or_si256(word, _mm256_shuffle_epi32(word, 0x4E));
+      word = _mm256_or_si256(word, _mm256_shuffle_epi32(word, 0xB1));
+      const uint32_t all = static_cast<uint32_t>(_mm256_cvtsi256_si32(word)) |
+                           static_cast<uint32_t>(_mm256_extract_epi32(word, 4));
+      sink->Write32(all, total);
+      continue;
+    }
     while (bits != 0) {  // extra bits in element order
       const unsigned l = static_cast<unsigned>(__builtin_ctz(bits));
       bits &= bits - 1;
