@@ -631,13 +631,15 @@ std::vector<int32_t> Model::Symbols(double step, int rho_256) const {
     const double x = sample_[i];
     const double q = std::fabs(x) / step + rho;  // >= 0: truncation is floor below 2^62
     const double m = q < 4.6e18 ? static_cast<double>(static_cast<int64_t>(q)) : std::floor(q);
-    // selects, not branches: the data decide them at random
+    // masks, not branches (the data decide both tests at random; the compiler kept jumps
+    // for the conditional expressions)
     int64_t pattern;
     std::memcpy(&pattern, &m, 8);
     const int64_t wide = 4 * ((pattern >> 52) - 1023) - 4 + ((pattern >> 50) & 3);
-    const int64_t b = m < 4 ? static_cast<int64_t>(m) : wide;
-    const int64_t symbol = 2 * b - 1 + (x < 0 ? 1 : 0);
-    out[i] = static_cast<int32_t>(b == 0 ? 0 : symbol);
+    const int64_t small = -static_cast<int64_t>(m < 4);  // all ones when m < 4
+    const int64_t b = (static_cast<int64_t>(std::min(m, 4.0)) & small) | (wide & ~small);
+    const int64_t symbol = 2 * b - 1 + static_cast<int64_t>(x < 0);
+    out[i] = static_cast<int32_t>(symbol & -static_cast<int64_t>(b != 0));
   }
   return out;
 }
