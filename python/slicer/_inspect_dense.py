@@ -72,7 +72,9 @@ class DenseStreamInfo:
         lines = [
             f"SLICER stream, format {self.format_version}, mode {self.mode}: shape "
             f"{self.shape} {self.dtype}, groups={self.groups} ({self.group_count}), step "
-            f"{self.step:.6g}, rho {self.rho:g}, offsets {self.offsets}, {self.chunks} chunks"
+            f"{self.step:.6g}, "
+            + ("" if self.trellis_offsets else f"rho {self.rho:g}, ")  # mode 3 has no dead zone
+            + f"offsets {self.offsets}, {self.chunks} chunks"
             + (
                 f", {self.classes} classes ({self.class_map} map"
                 + (f" at {self.class_bounds}" if self.class_bounds else "")
