@@ -391,3 +391,25 @@ def test_threads_do_not_change_bytes_or_values():
     two = slicer.encode(x, mode="dense", step=0.3, trellis=True, classes=8, threads=2)
     assert one == two
     assert same_values(slicer.decode(one, threads=1), slicer.decode(one, threads=2))
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    rows=st.integers(1, 40),
+    cols=st.integers(1, 64),
+    bits=st.sampled_from([0.5, 1.0, 2.0, 4.0]),
+    scale=st.sampled_from([1e-3, 1.0, 1e4]),
+    seed=st.integers(0, 2**16),
+)
+def test_property_budget_is_kept(rows, cols, bits, scale, seed):
+    """max_bytes with trellis: the stream fits, or a ValueError says no stream can."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((rows, cols)) * scale).astype(np.float32)
+    limit = max(1, int(bits * x.size / 8))
+    try:
+        s = slicer.encode(x, mode="dense", max_bytes=limit, trellis=True, classes="auto")
+    except ValueError as exc:
+        assert "max_bytes" in str(exc)
+        return
+    assert len(s) <= limit
+    assert slicer.decode(s).shape == x.shape
