@@ -498,7 +498,11 @@ def test_glue_dense_encode_classes(fake_cuda: Any) -> None:
 @requires_gpu
 def test_gpu_dense_golden(name: str) -> None:
     x, meta, golden = _dense_golden(name)
-    assert _gpu.encode_dense(_to_cuda(x), _dense_params(meta)) == golden
+    if name.startswith("m3_"):  # mode 3 (§21): decoded on the GPU, encoded on the host only
+        kw = {"mode": "dense", "trellis": meta["lam"], "step": meta["step"]}
+        assert slicer.encode(_to_cuda(x), **kw) == slicer.encode(x, **kw)
+    else:
+        assert _gpu.encode_dense(_to_cuda(x), _dense_params(meta)) == golden
     expect = slicer.decode(golden)
     got = _to_numpy(slicer.decode(golden, device="cuda"), expect.dtype)
     assert _same(got, expect)
@@ -568,3 +572,16 @@ def test_gpu_dense_rejects_like_cpu() -> None:
         assert _same(_to_numpy(got, expect.dtype), expect), trial
     with pytest.raises(ValueError, match="NaN or infinity"):
         slicer.encode(_to_cuda(np.array([1.0, np.inf], np.float32)), mode="dense", step=0.1)
+
+
+@pytest.mark.cuda
+@requires_gpu
+def test_gpu_trellis_takes_the_host_path() -> None:
+    # Mode 3 (§21): a CUDA array with trellis= is copied to the host and encoded on the CPU
+    # (the same bytes as from a host array); the GPU decodes the stream to the CPU's values.
+    rng = np.random.default_rng(3)
+    x = _data(rng, 64 * 96, np.float32, "outliers").reshape(64, 96)
+    cpu = slicer.encode(x, mode="dense", step=0.02, trellis=True, classes=4)
+    assert slicer.encode(_to_cuda(x), mode="dense", step=0.02, trellis=True, classes=4) == cpu
+    expect = slicer.decode(cpu)
+    assert _same(_to_numpy(slicer.decode(cpu, device="cuda"), expect.dtype), expect)
