@@ -104,9 +104,9 @@ void SortMagnitudes(std::vector<double>& v) {
       std::fill(c, c + 2048, 0);
       for (uint32_t k : keys) ++c[(k >> shift) & 0x7FF];
       uint32_t sum = 0;
-      for (int b = 0; b < 2048; ++b) {
-        const uint32_t here = c[b];
-        c[b] = sum;
+      for (int d = 0; d < 2048; ++d) {
+        const uint32_t here = c[d];
+        c[d] = sum;
         sum += here;
       }
       for (uint32_t k : keys) tmp[c[(k >> shift) & 0x7FF]++] = k;
@@ -407,13 +407,20 @@ Model::Model(std::vector<double> sample, uint64_t n, double header_bytes)
   std::vector<std::pair<int, double>> by_exponent;
   for (Side& side : sides_) {
     SortMagnitudes(side.mags);
-    for (double m : side.mags) {  // ascending: a run per exponent
+    // ascending: a run per exponent, counted by the positions where the exponent changes
+    // (a running count per element would wait on its own previous value)
+    auto exponent = [](double m) {
       uint64_t bits;
       std::memcpy(&bits, &m, 8);
       const int field = static_cast<int>((bits >> 52) & 0x7FF);
-      const int e = field ? field - 1023 : -1100;  // subnormal: below any exponent that counts
-      if (by_exponent.empty() || by_exponent.back().first != e) by_exponent.emplace_back(e, 0.0);
-      by_exponent.back().second += 1;
+      return field ? field - 1023 : -1100;  // subnormal: below any exponent that counts
+    };
+    for (size_t i = 0, start = 0; i < side.mags.size(); ++i) {
+      const int e = exponent(side.mags[i]);
+      if (i + 1 == side.mags.size() || exponent(side.mags[i + 1]) != e) {
+        by_exponent.emplace_back(e, static_cast<double>(i + 1 - start));
+        start = i + 1;
+      }
     }
     side.s1.assign(side.mags.size() + 1, 0.0);
     side.s2.assign(side.mags.size() + 1, 0.0);
