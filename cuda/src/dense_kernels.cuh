@@ -179,8 +179,8 @@ __device__ bool DecodeChunkSymbols(const DecodeArgs& a, const DenseChunk& c, con
       total += nb;
     }
     if (a.trellis) {  // next state from the magnitude's parity: base (even for bins >= 8) + extra
-      const unsigned odd = nb == 0 ? static_cast<unsigned>(base & 1)
-                                   : (end[first_bit >> 3] >> (first_bit & 7)) & 1u;
+      const unsigned odd =
+          nb == 0 ? static_cast<unsigned>(base & 1) : (end[first_bit >> 3] >> (first_bit & 7)) & 1u;
       ts[e % k] = TrellisNext(ts[e % k], odd);
     }
   }
@@ -258,9 +258,9 @@ __global__ void DenseDecodeKernel(DecodeArgs a, T* dst) {
       double v;
       if (a.trellis) {  // §21.2: ±((2m − q) + o/256)·Δ, m ≤ 2^52
         if (m > kMaxMag / 2) bad = true;
-        v = m == 0 ? 0.0
-                   : Mul(Add(static_cast<double>(2 * m - q), a.toff[2 * q + (m == 1 ? 0 : 1)]),
-                         delta);
+        v = m == 0
+                ? 0.0
+                : Mul(Add(static_cast<double>(2 * m - q), a.toff[2 * q + (m == 1 ? 0 : 1)]), delta);
       } else {
         if (m > kMaxMag) bad = true;
         v = m == 0 ? 0.0 : Mul(Add(static_cast<double>(m), m == 1 ? a.off1 : a.off2), delta);

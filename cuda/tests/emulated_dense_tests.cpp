@@ -204,7 +204,8 @@ void TestGolden() {
       p.trellis_offset1 = static_cast<int8_t>(info.trellis_offset1);
       p.trellis_offset2 = static_cast<int8_t>(info.trellis_offset2);
       const size_t at = json.find("\"lam\": ");
-      p.trellis_lambda = at == std::string::npos ? 0.34 : std::strtod(json.c_str() + at + 7, nullptr);
+      p.trellis_lambda =
+          at == std::string::npos ? 0.34 : std::strtod(json.c_str() + at + 7, nullptr);
       p.classes = static_cast<uint8_t>(info.classes);
       p.class_axis = static_cast<uint8_t>(info.class_axis);
       if (info.class_map_kind == 1) p.class_axis |= SLICER_DENSE_CLASS_MAP_RANGES;
