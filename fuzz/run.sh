@@ -6,6 +6,7 @@ set -euo pipefail
 seconds=${1:?usage: fuzz/run.sh SECONDS [BUILD_DIR]}
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${2:-$root/build/fuzz}
+mkdir -p "$build" && build=$(cd "$build" && pwd)  # absolute: the targets run from inside it
 jobs=${SLICER_FUZZ_JOBS:-2}
 generator=()
 if command -v ninja >/dev/null 2>&1; then generator=(-G Ninja); fi
