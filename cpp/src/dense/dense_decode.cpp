@@ -17,6 +17,8 @@
 #include "dense/trellis.hpp"
 #include "float_bits.hpp"
 #include "format/class_map.hpp"
+#include "format/dense_body.hpp"
+#include "format/dense_header.hpp"
 #include "format/reject.hpp"
 #include "parallel.hpp"
 #include "varint.hpp"
@@ -25,33 +27,6 @@ namespace slicer::dense {
 namespace {
 
 using format::Reject;
-
-struct Cursor {
-  const uint8_t* data;
-  size_t pos;
-  size_t end;
-  slicer_status U8(uint8_t* v) {
-    if (pos >= end) return SLICER_ERR_TRUNCATED;
-    *v = data[pos++];
-    return SLICER_OK;
-  }
-  slicer_status Varint(uint64_t* v) {
-    switch (internal::GetVarint(data, end, &pos, v)) {
-      case internal::VarintResult::kOk:
-        return SLICER_OK;
-      case internal::VarintResult::kTruncated:
-        return SLICER_ERR_TRUNCATED;
-      default:
-        return SLICER_ERR_CORRUPT;
-    }
-  }
-};
-
-#define SLICER_TRY(expr)             \
-  do {                               \
-    const slicer_status s_ = (expr); \
-    if (s_ != SLICER_OK) return s_;  \
-  } while (0)
 
 // Per-symbol decoding entry (§11, §12.4, §14): rANS frequency and start, the magnitude of the
 // bin's first value, its extra bits, the reconstruction offset and the sign.
@@ -83,41 +58,25 @@ constexpr uint8_t kEscape = 255;
 // Bytes after the last slot of the lut, so that a 32-bit gather at any slot stays inside it.
 constexpr size_t kLutPad = 4;
 
-struct Stream {
+// The parsed stream: the body (group table, class map, tables, chunks) by the format layer,
+// the mode's parameters and its decoding tables.
+struct Stream : format::DenseBodyParams, format::DenseBody {
   int dtype = 0;
   uint32_t ndim = 0;
   int64_t shape[SLICER_MAX_NDIM] = {};
   uint64_t n = 0;
   unsigned layout_code = 0;
-  Layout layout;
-  float step = 0;
-  unsigned rho = 0, chunk_log2 = 0;
+  unsigned rho = 0;
   int o1 = 0, o2 = 0;
-  bool has_table = false;
-  const uint8_t* table = nullptr;  // G bytes in the stream
-  std::vector<double> steps;       // per group (has_table)
-  double base_step = 0;
   // Per class c (mode 1: one class): slots [c · 2^14, (c + 1) · 2^14) of lut, symbols
   // [c · kSymStride, …) of syms, cum entries [c · kCumStride, …) of cum.
-  std::vector<uint32_t> freq, cum;  // mode 1: cum has nsym + 1 entries
-  std::vector<uint8_t> lut;         // slot -> symbol, or kEscape
-  std::vector<DSym> syms;           // per symbol (mode 2: freq / cum unused, see fc)
-  std::vector<FreqCum> fc;          // mode 2: per class and symbol
-  unsigned nsym = 0;                // mode 1; mode 2: the largest of the tables'
-  unsigned nclass = 1;              // mode 2: 2 … 16
-  unsigned class_axis = 0;
-  unsigned class_kind = 0;  // mode 2: format::ClassMapKind (§18.1 bytes, §18.3, §18.4)
-  ClassGeometry geo;
-  std::vector<uint8_t> class_map;    // mode 2: class per position
+  std::vector<uint32_t> freq, cum;   // mode 1: cum has nsym + 1 entries
+  std::vector<uint8_t> lut;          // slot -> symbol, or kEscape
+  std::vector<DSym> syms;            // per symbol (mode 2: freq / cum unused, see fc)
+  std::vector<FreqCum> fc;           // mode 2: per class and symbol
+  unsigned nsym = 0;                 // mode 1; mode 2: the largest of the tables'
   std::vector<unsigned> class_nsym;  // mode 2: nsym per class
-  uint64_t class_map_bytes = 0;
-  uint64_t class_table_bytes[16] = {};
-  struct Chunk {
-    uint64_t coded, rans_len, bits_len, offset;
-  };
-  std::vector<Chunk> chunks;
-  size_t raw_pos = 0;
-  uint64_t coded_total = 0, zero_groups = 0, raw_groups = 0;
+  using Chunk = format::DenseChunk;
 };
 
 inline bool IsDenseGroup(const Stream& s, uint64_t g) {
@@ -959,49 +918,21 @@ slicer_status DecodeSetOf(const Stream& s, const PairTables& tb, const uint8_t* 
 
 slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Stream* s,
                     slicer_dense_info* info) {
-  Cursor cur{data, 5, size - 4};
-  uint8_t b;
-  SLICER_TRY(cur.U8(&b));
-  if (b < 1 || b > 4) return Reject(SLICER_ERR_CORRUPT, "dtype");
-  s->dtype = b;
-  SLICER_TRY(cur.U8(&b));
-  if (b != 0) return Reject(SLICER_ERR_CORRUPT, "flags");
-  SLICER_TRY(cur.U8(&b));
-  if (b > SLICER_MAX_NDIM) return Reject(SLICER_ERR_CORRUPT, "ndim");
-  s->ndim = b;
-  bool zero = false, over = false;
-  unsigned __int128 count = 1;
-  for (uint32_t d = 0; d < s->ndim; ++d) {
-    uint64_t v;
-    SLICER_TRY(cur.Varint(&v));
-    if (v >= (uint64_t{1} << 63)) return Reject(SLICER_ERR_CORRUPT, "dim");
-    s->shape[d] = static_cast<int64_t>(v);
-    if (v == 0) zero = true;
-    if (!over) {
-      count *= v;
-      if (count >= (static_cast<unsigned __int128>(1) << 63)) over = true;
-    }
-  }
-  s->n = zero ? 0 : static_cast<uint64_t>(count);
-  if (!zero && (over || s->n > max_elements))
-    return Reject(SLICER_ERR_LIMIT_EXCEEDED, "max_elements");
-  SLICER_TRY(cur.U8(&b));
-  s->layout_code = b;
-  if (!MakeLayout(s->shape, s->ndim, s->n, b, &s->layout))
-    return Reject(SLICER_ERR_CORRUPT, "layout");
-  uint8_t mode;
-  SLICER_TRY(cur.U8(&mode));
-  uint64_t plen;
-  SLICER_TRY(cur.Varint(&plen));
-  if (plen > cur.end - cur.pos) return Reject(SLICER_ERR_TRUNCATED, "params_len");
+  format::DenseHeader h;
+  SLICER_TRY(format::ParseDenseHeader(data, size, max_elements, &h));
+  s->dtype = h.dtype;
+  s->ndim = h.ndim;
+  for (uint32_t d = 0; d < h.ndim; ++d) s->shape[d] = h.shape[d];
+  s->n = h.n;
+  s->layout_code = h.layout;
+  const unsigned mode = h.mode;
   if (mode != kModeDense && mode != kModeClasses) {
     return Reject(SLICER_ERR_UNSUPPORTED_MODE, "mode");
   }
-  if (plen != (mode == kModeDense ? kParamsLen : kClassParamsLen)) {
+  if (h.params_len != (mode == kModeDense ? kParamsLen : kClassParamsLen)) {
     return Reject(SLICER_ERR_CORRUPT, "dense params_len");
   }
-  const uint8_t* p = data + cur.pos;
-  cur.pos += plen;
+  const uint8_t* p = data + h.params_pos;
   if (mode == kModeClasses) {  // §19.1
     // Bit 0: the axis; bit 1: index ranges (§18.3); bit 2: range boundaries (§18.4), not both;
     // any other bit is corrupt.
@@ -1032,46 +963,18 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
     return Reject(SLICER_ERR_CORRUPT, "dense parameters");
   }
   s->has_table = p[8] == 1;
-  GroupStep(s->step, 0, &s->base_step);
-  const size_t header_end = cur.pos;
-  const uint64_t groups = s->layout.groups;
-  std::vector<uint8_t> dense_group;  // only used for counting
-  if (s->has_table) {
-    if (groups > cur.end - cur.pos) return Reject(SLICER_ERR_TRUNCATED, "dense group table");
-    s->table = data + cur.pos;
-    cur.pos += groups;
-    s->steps.assign(groups, 1.0);
-    for (uint64_t g = 0; g < groups; ++g) {
-      const uint8_t t = s->table[g];
-      if (!GroupByteValid(t)) return Reject(SLICER_ERR_CORRUPT, "dense group table");
-      if (GroupIsDense(t)) {
-        if (!GroupStep(s->step, static_cast<int8_t>(t), &s->steps[g]))
-          return Reject(SLICER_ERR_CORRUPT, "dense group step");
-      } else if (t == kGroupZero) {
-        ++s->zero_groups;
-      } else {
-        ++s->raw_groups;
-      }
-    }
+  // The body (§12.1, §13, §19.2) by the format layer.
+  const format::DenseBodyParams& bp = *s;
+  SLICER_TRY(format::ParseDenseBody(data, size, h, bp, s));
+  const format::DenseBody& body = *s;
+  if (info != nullptr) {
+    format::FillDenseInfo(data, size, h, bp, body, info);
+    info->rho_256 = s->rho;
+    info->offset1 = s->o1;
+    info->offset2 = s->o2;
   }
-  const size_t table_end = cur.pos;
-  uint32_t class_has_coded = 0;
-  if (s->nclass > 1) {  // §19.2: the class map (§18.1 bytes, §18.3 index ranges: none, §18.4 gaps)
-    // Per-position classes only when there are elements (then L <= N <= max_elements): a
-    // stream of N = 0 may name any L, and its map is only checked.
-    if (s->n > 0) s->class_map.resize(s->geo.length);
-    uint64_t map_bytes = 0;
-    const slicer_status st =
-        format::ParseClasses(s->class_kind, data + cur.pos, cur.end - cur.pos, s->geo.length,
-                             s->nclass, s->n > 0 ? s->class_map.data() : nullptr, &map_bytes);
-    if (st != SLICER_OK) return Reject(st, "class map");
-    cur.pos += map_bytes;
-    s->class_map_bytes = map_bytes;
-    class_has_coded = ClassesWithCoded(s->layout, s->has_table ? s->table : nullptr, s->n, s->geo,
-                                       s->class_map.data());
-  }
-  const size_t map_end = cur.pos;
-  // Frequency tables (§13.1): one, or one per class (§19.2).
+  s->nsym = body.max_nsym;
+  // Per-symbol decoding tables (§11, §12.4, §14): one, or one per class (§19.2).
   if (s->nclass > 1) {
     s->lut.assign(size_t{s->nclass} * kProbScale + kLutPad, 0);
     s->syms.assign(kSymStride, DSym{});
@@ -1080,26 +983,9 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
     s->class_nsym.assign(s->nclass, 0);
   }
   for (unsigned c = 0; c < s->nclass; ++c) {
-    const size_t start = cur.pos;
-    uint64_t nsym;
-    SLICER_TRY(cur.Varint(&nsym));
-    if (nsym > kNumSymbols) return Reject(SLICER_ERR_CORRUPT, "dense nsym");
-    if (s->nclass > 1 && (nsym == 0) == (((class_has_coded >> c) & 1) != 0)) {
-      return Reject(SLICER_ERR_CORRUPT, "class table (empty iff its class codes nothing)");
-    }
-    std::vector<unsigned> classes;
-    std::vector<uint32_t> freq, cum;
+    format::DenseTable& t = s->tables[c];
+    const unsigned nsym = t.nsym;
     if (nsym > 0) {
-      switch (ReadClassField(data, cur.end, &cur.pos, static_cast<unsigned>(nsym), &classes)) {
-        case SLICER_OK:
-          break;
-        case SLICER_ERR_TRUNCATED:
-          return Reject(SLICER_ERR_TRUNCATED, "dense frequency table");
-        default:
-          return Reject(SLICER_ERR_CORRUPT, "dense count class or table padding");
-      }
-      if (classes.back() == 0) return Reject(SLICER_ERR_CORRUPT, "dense count class");
-      Normalize(classes, &freq, &cum);
       if (s->nclass == 1) {
         s->lut.resize(kProbScale + kLutPad);
         s->syms.resize(nsym);
@@ -1107,121 +993,28 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
       uint8_t* lut = s->lut.data() + size_t{c} * kProbScale;
       DSym* syms = s->syms.data();
       for (unsigned q = 0; q < nsym; ++q) {
-        if (s->nclass > 1) s->fc[size_t{c} * kSymStride + q] = FreqCum{freq[q], cum[q]};
+        if (s->nclass > 1) s->fc[size_t{c} * kSymStride + q] = FreqCum{t.freq[q], t.cum[q]};
         DSym& d = syms[q];
         const unsigned b = (q + 1) / 2;
         unsigned nbits = 0;
         BinBase(b, &d.base, &nbits);
         d.nbits = nbits;
-        d.freq = freq[q];
-        d.cum = cum[q];
+        d.freq = t.freq[q];
+        d.cum = t.cum[q];
         d.off = b == 0 ? 0.0 : (b == 1 ? s->o1 : s->o2) / 256.0;
         d.sign = (q & 1) == 0 && q != 0 ? -1.0 : 1.0;
         d.mask = (uint64_t{1} << nbits) - 1;
         d.unused = 0;
-        std::memset(lut + cum[q], q < kEscape ? q : kEscape, freq[q]);
+        std::memset(lut + t.cum[q], q < kEscape ? q : kEscape, t.freq[q]);
       }
     }
-    s->nsym = std::max(s->nsym, static_cast<unsigned>(nsym));
     if (s->nclass == 1) {
-      s->freq = std::move(freq);
-      s->cum = std::move(cum);
+      s->freq = std::move(t.freq);
+      s->cum = std::move(t.cum);
     } else {
-      s->class_nsym[c] = static_cast<unsigned>(nsym);
-      std::copy(cum.begin(), cum.end(), s->cum.begin() + c * kCumStride);
-      s->class_table_bytes[c] = cur.pos - start;
+      s->class_nsym[c] = nsym;
+      std::copy(t.cum.begin(), t.cum.end(), s->cum.begin() + c * kCumStride);
     }
-  }
-  const size_t freq_end = cur.pos;
-  // Chunk table (§13.3).
-  const uint64_t chunk = uint64_t{1} << s->chunk_log2;
-  const uint64_t nch = (s->n + chunk - 1) / chunk;
-  if (nch > (cur.end - cur.pos) / 2) return Reject(SLICER_ERR_TRUNCATED, "dense chunk table");
-  s->chunks.resize(nch);
-  uint64_t raw_elements = 0;
-  for (uint64_t j = 0; j < nch; ++j) {
-    uint64_t coded = 0;
-    const uint64_t a = j * chunk, z = std::min(s->n, a + chunk);
-    if (!s->has_table) {
-      coded = z - a;
-    } else {
-      for (uint64_t i = a; i < z;) {
-        const uint64_t stop = std::min(z, i + s->layout.RunLeft(i, s->n));
-        const uint8_t t = s->table[s->layout.GroupOf(i)];
-        if (GroupIsDense(t)) coded += stop - i;
-        if (t == kGroupRaw) raw_elements += stop - i;
-        i = stop;
-      }
-    }
-    uint64_t rl, bl;
-    SLICER_TRY(cur.Varint(&rl));
-    SLICER_TRY(cur.Varint(&bl));
-    if (coded == 0 && (rl || bl)) return Reject(SLICER_ERR_CORRUPT, "dense chunk table");
-    if (coded > 0 && rl < 4 * uint64_t{StatesFor(coded)})
-      return Reject(SLICER_ERR_CORRUPT, "dense chunk table");
-    if (rl > size || bl > size) return Reject(SLICER_ERR_TRUNCATED, "dense chunk table");
-    s->chunks[j] = Stream::Chunk{coded, rl, bl, 0};
-    s->coded_total += coded;
-  }
-  if (s->nclass == 1 && (s->nsym == 0) != (s->coded_total == 0))
-    return Reject(SLICER_ERR_CORRUPT, "dense frequency table");
-  const size_t chunk_end = cur.pos;
-  const size_t item = DtypeBytes(s->dtype);
-  if (raw_elements > (cur.end - cur.pos) / item)
-    return Reject(SLICER_ERR_TRUNCATED, "dense raw values");
-  s->raw_pos = cur.pos;
-  cur.pos += raw_elements * item;
-  const size_t raw_end = cur.pos;
-  uint64_t payload = 0;
-  for (Stream::Chunk& c : s->chunks) {
-    c.offset = cur.pos + payload;
-    payload += c.rans_len + c.bits_len;
-    if (payload > size) return Reject(SLICER_ERR_CORRUPT, "dense chunk table");
-  }
-  if (payload != cur.end - cur.pos) return Reject(SLICER_ERR_CORRUPT, "dense payload length");
-  if (info != nullptr) {
-    std::memset(info, 0, sizeof(*info));
-    info->format_version = kVersion;
-    info->mode = mode;
-    info->dtype = static_cast<slicer_dtype>(s->dtype);
-    info->ndim = s->ndim;
-    for (uint32_t d = 0; d < s->ndim; ++d) info->shape[d] = s->shape[d];
-    info->num_elements = s->n;
-    info->layout = s->layout_code;
-    info->group_count = groups;
-    info->step = s->step;
-    info->rho_256 = s->rho;
-    info->offset1 = s->o1;
-    info->offset2 = s->o2;
-    info->chunk_log2 = s->chunk_log2;
-    info->has_group_table = s->has_table;
-    info->total_bytes = size;
-    info->header_bytes = header_end;
-    info->group_table_bytes = table_end - header_end;
-    info->freq_table_bytes = freq_end - map_end;
-    info->class_map_bytes = map_end - table_end;
-    info->classes = s->nclass;
-    info->class_axis = s->class_axis;
-    info->class_map_kind = s->class_kind;
-    for (unsigned j = 0; j < 15; ++j) info->class_bounds[j] = 0;
-    if (s->class_kind == format::kMapBounds) {  // §18.4: the gaps again (also when N = 0)
-      uint64_t used = 0;
-      format::ReadBounds(data + table_end, map_end - table_end, s->geo.length, s->nclass,
-                         info->class_bounds, &used);
-    }
-    for (unsigned c = 0; c < 16; ++c) info->class_table_bytes[c] = s->class_table_bytes[c];
-    info->chunk_table_bytes = chunk_end - freq_end;
-    info->raw_bytes = raw_end - chunk_end;
-    for (const Stream::Chunk& c : s->chunks) {
-      info->rans_bytes += c.rans_len;
-      info->extra_bits_bytes += c.bits_len;
-    }
-    info->checksum_bytes = 4;
-    info->coded = s->coded_total;
-    info->chunks = nch;
-    info->symbols = s->nsym;
-    info->zero_groups = s->zero_groups;
-    info->raw_groups = s->raw_groups;
   }
   return SLICER_OK;
 }
@@ -1281,26 +1074,10 @@ slicer_status DecodeDense(const uint8_t* data, size_t size, uint64_t max_element
       }
     }
   }
-  if (s.has_table && s.raw_groups > 0) {  // finiteness of raw values, also for inspect
-    const size_t count = (s.chunks.empty() ? size - 4 : s.chunks[0].offset) - s.raw_pos;
-    for (size_t q = 0; q < count / item; ++q) {
-      const uint8_t* v = data + s.raw_pos + q * item;
-      bool finite;
-      if (s.dtype == SLICER_FLOAT64) {
-        double d;
-        std::memcpy(&d, v, 8);
-        finite = std::isfinite(d);
-      } else if (s.dtype == SLICER_FLOAT32) {
-        float f;
-        std::memcpy(&f, v, 4);
-        finite = std::isfinite(f);
-      } else {
-        const uint16_t h = static_cast<uint16_t>(v[0] | v[1] << 8);
-        finite = s.dtype == SLICER_FLOAT16 ? (h & 0x7C00) != 0x7C00 : (h & 0x7F80) != 0x7F80;
-      }
-      if (!finite) return Reject(SLICER_ERR_CORRUPT, "dense raw values");
-    }
-  }
+  if (s.has_table && s.raw_groups > 0 &&  // finiteness of raw values, also for inspect
+      !format::RawValuesFinite(data, s.dtype, s.raw_pos,
+                               s.chunks.empty() ? size - 4 : s.chunks[0].offset))
+    return Reject(SLICER_ERR_CORRUPT, "dense raw values");
   const uint64_t nch = s.chunks.size();
   // Chunks in parallel on the call's pool (parallel.hpp); the first failing chunk's status.
   const unsigned parts = s.n < (uint64_t{1} << 18)

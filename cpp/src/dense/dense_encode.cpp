@@ -11,6 +11,7 @@
 #include "dense/coder.hpp"
 #include "dense/dense.hpp"
 #include "dense/dense_internal.hpp"
+#include "dense/dense_writer.hpp"
 #include "dense/simd.hpp"
 #include "float_bits.hpp"
 #include "format/class_map.hpp"
@@ -21,12 +22,6 @@ namespace slicer::dense {
 namespace {
 
 using internal::StatusError;
-
-void Put(uint64_t v, std::vector<uint8_t>* out) {
-  uint8_t buf[10];
-  const size_t len = internal::PutVarint(v, buf);
-  out->insert(out->end(), buf, buf + len);
-}
 
 // The input element i widened to binary64.
 struct Reader {
@@ -715,19 +710,6 @@ double ReconstructionErrorOf(const Reader& read, uint64_t begin, uint64_t end, d
 
 }  // namespace
 
-void WriteCommonHeader(int dtype, const int64_t* shape, uint32_t ndim, unsigned layout,
-                       std::vector<uint8_t>* out, uint8_t mode) {
-  static const uint8_t magic[4] = {0x53, 0x4C, 0x43, 0x52};
-  out->insert(out->end(), magic, magic + 4);
-  out->push_back(kVersion);
-  out->push_back(static_cast<uint8_t>(dtype));
-  out->push_back(0);
-  out->push_back(static_cast<uint8_t>(ndim));
-  for (uint32_t d = 0; d < ndim; ++d) Put(static_cast<uint64_t>(shape[d]), out);
-  out->push_back(static_cast<uint8_t>(layout));
-  out->push_back(mode);
-}
-
 slicer_status CheckParams(const slicer_dense_params* p) {
   if (p == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
   if (!(std::isfinite(p->step) && p->step >= 0x1p-126f)) return SLICER_ERR_INVALID_ARGUMENT;
@@ -765,52 +747,21 @@ slicer_status CheckShape(const int64_t* shape, uint32_t ndim, uint64_t* n) {
 
 void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
                  const slicer_dense_params& params, std::vector<uint8_t>* stream, double* sse) {
-  uint64_t n = 0;
-  slicer_status st = CheckShape(shape, ndim, &n);
-  if (st != SLICER_OK) throw StatusError(st, "shape");
-  if (n > 0 && data == nullptr) throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "data");
-  Layout layout;
-  if (!MakeLayout(shape, ndim, n, params.layout, &layout)) {
-    throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "layout needs more axes");
-  }
-  const unsigned nclass = params.classes >= 2 ? params.classes : 1;
-  const bool ranges = (params.class_axis & format::kClassRangesBit) != 0;  // §18.3
-  const bool bounds = (params.class_axis & format::kClassBoundsBit) != 0;  // §18.4
-  const bool rank = !ranges && !bounds;                                    // §18.2
-  ClassGeometry geo;
-  if (nclass > 1) {
-    if (!MakeClassGeometry(shape, ndim, params.class_axis & format::kClassAxisBit, &geo)) {
-      throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "class axis needs more axes");
-    }
-    if (geo.length < nclass) throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "classes above L");
-    if (bounds &&
-        !format::ValidBounds(params.class_bounds, params.class_bounds_count, nclass, geo.length)) {
-      throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "class bounds");
-    }
-  }
-  const bool has_table = params.group_table != nullptr;
-  std::vector<double> steps;
-  std::vector<uint8_t> kinds;  // per group: the table byte (or 0)
-  if (has_table) {
-    if (params.group_table_size != layout.groups) {
-      throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "group table size");
-    }
-    kinds.assign(params.group_table, params.group_table + layout.groups);
-    steps.assign(layout.groups, 1.0);
-    for (uint64_t g = 0; g < layout.groups; ++g) {
-      if (!GroupByteValid(kinds[g])) throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "group byte");
-      if (GroupIsDense(kinds[g]) &&
-          !GroupStep(params.step, static_cast<int8_t>(kinds[g]), &steps[g])) {
-        throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "group step");
-      }
-    }
-  }
-  double base_step = 0;
-  GroupStep(params.step, 0, &base_step);
+  EncodeInput in;  // shape, layout, classes, group table (dense_writer.hpp)
+  CheckEncodeInput(data, shape, ndim, params, &in);
+  const uint64_t n = in.n;
+  const Layout layout = in.layout;
+  const unsigned nclass = in.nclass;
+  const bool rank = in.rank;
+  const ClassGeometry geo = in.geo;
+  const bool has_table = in.has_table;
+  const std::vector<double> steps = std::move(in.steps);
+  const std::vector<uint8_t> kinds = in.kinds;
+  const double base_step = in.base_step;
   const double rho = params.rho_256 / 256.0;
   const Reader read{static_cast<const uint8_t*>(data), dtype};
-  const uint64_t chunk = uint64_t{1} << params.chunk_log2;
-  const uint64_t nch = (n + chunk - 1) / chunk;
+  const uint64_t chunk = in.chunk;
+  const uint64_t nch = in.nch;
 
   // Pass 1: codes → symbols, histogram, offset sums, and each chunk's extra bits (§11,
   // §12.2, §12.3), chunk after chunk into one buffer, each chunk's padded to a byte.
@@ -893,14 +844,7 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   std::vector<uint8_t> class_map, cls;
   std::vector<uint64_t> class_hist;  // nclass × kNumSymbols
   if (nclass > 1) {
-    class_map.resize(geo.length);
-    if (ranges) {
-      format::RangeClasses(geo.length, nclass, class_map.data());
-    } else if (bounds) {
-      format::BoundsClasses(params.class_bounds, nclass, geo.length, class_map.data());
-    } else {
-      format::ClassRule(sums.data(), geo.length, nclass, class_map.data());
-    }
+    MakeClassMap(in, params, sums, &class_map);
     cls.resize(nsyms);
     uint64_t idx = 0;
     for (uint64_t i = 0; i < n;) {  // the class of every coded element
@@ -1028,11 +972,6 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   });
 
   // Assemble (§10, §13).
-  std::vector<uint8_t>& out = *stream;
-  out.clear();
-  WriteCommonHeader(dtype, shape, ndim, params.layout, &out,
-                    nclass > 1 ? kModeClasses : kModeDense);
-  out.push_back(static_cast<uint8_t>(nclass > 1 ? kClassParamsLen : kParamsLen));
   uint8_t mp[11];
   std::memcpy(mp, &params.step, 4);
   mp[4] = params.rho_256;
@@ -1042,37 +981,20 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   mp[8] = has_table ? 1 : 0;
   mp[9] = params.class_axis;  // bit 0 the axis, bit 1 index ranges, bit 2 bounds (§19.1)
   mp[10] = static_cast<uint8_t>(nclass);
-  out.insert(out.end(), mp, mp + (nclass > 1 ? kClassParamsLen : kParamsLen));
-  if (has_table) out.insert(out.end(), kinds.begin(), kinds.end());
-  if (nclass > 1 && rank) format::WriteClassMap(class_map.data(), geo.length, &out);
-  if (nclass > 1 && bounds) format::WriteClassBounds(params.class_bounds, nclass, &out);
-  for (unsigned c = 0; c < nclass; ++c) {
-    Put(nsyms_of[c], &out);
-    WriteClassField(classes[c].data(), nsyms_of[c], &out);
-  }
+  std::vector<uint64_t> chunk_lens(2 * nch);
   size_t payload = 0;
   for (uint64_t j = 0; j < nch; ++j) {
     const bool coded = chunk_syms[j + 1] > chunk_syms[j];
     const size_t rl = coded ? slot_end[j + 1] - rans_begin[j] : 0;
     const size_t bl = chunk_bits[j + 1] - chunk_bits[j];
-    Put(rl, &out);
-    Put(bl, &out);
+    chunk_lens[2 * j] = rl;
+    chunk_lens[2 * j + 1] = bl;
     payload += rl + bl;
   }
-  if (has_table) {
-    const size_t item = DtypeBytes(dtype);
-    const uint8_t* bytes = static_cast<const uint8_t*>(data);
-    for (uint64_t g = 0; g < layout.groups; ++g) {
-      if (kinds[g] != kGroupRaw) continue;
-      for (uint64_t i = 0; i < n;) {  // the group's elements in flat order
-        const uint64_t stop = std::min(n, i + layout.RunLeft(i, n));
-        if (layout.GroupOf(i) == g) {
-          out.insert(out.end(), bytes + item * i, bytes + item * stop);
-        }
-        i = stop;
-      }
-    }
-  }
+  std::vector<uint8_t>& out = *stream;
+  WriteStreamHead(in, data, dtype, shape, ndim, params, nclass > 1 ? kModeClasses : kModeDense, mp,
+                  nclass > 1 ? kClassParamsLen : kParamsLen, class_map, classes, nsyms_of,
+                  chunk_lens, &out);
   out.reserve(out.size() + payload + 4);
   for (uint64_t j = 0; j < nch; ++j) {
     if (chunk_syms[j + 1] > chunk_syms[j]) {
@@ -1080,8 +1002,7 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
     }
     out.insert(out.end(), bitbuf.data() + chunk_bits[j], bitbuf.data() + chunk_bits[j + 1]);
   }
-  const uint32_t crc = internal::Crc32(0, out.data(), out.size());
-  for (int b = 0; b < 4; ++b) out.push_back(static_cast<uint8_t>(crc >> (8 * b)));
+  AppendChecksum(&out);
 }
 
 }  // namespace slicer::dense

@@ -1,5 +1,5 @@
-// Format 2, mode 3 decoder (docs/format.md §21.4): the common header from the format layer
-// (format/dense_header.hpp), the body with the dense mode's table, class-map and group helpers;
+// Format 2, mode 3 decoder (docs/format.md §21.4): the common header and the body from the format
+// layer (format/dense_header.hpp, format/dense_body.hpp), shared with modes 1 and 2;
 // validates everything before it allocates from a size the stream states, never reads outside
 // [data, data + size).
 #include <algorithm>
@@ -12,6 +12,7 @@
 #include "dense/dense_internal.hpp"
 #include "dense/trellis.hpp"
 #include "format/class_map.hpp"
+#include "format/dense_body.hpp"
 #include "format/dense_header.hpp"
 #include "format/reject.hpp"
 #include "parallel.hpp"
@@ -22,29 +23,15 @@ namespace {
 
 using format::Reject;
 
-#define SLICER_TRY(expr)             \
-  do {                               \
-    const slicer_status s_ = (expr); \
-    if (s_ != SLICER_OK) return s_;  \
-  } while (0)
-
 struct FreqCum {
   uint32_t freq, cum;
 };
 
-struct Stream {
+// The parsed stream: the body (group table, class map, tables, chunks) by the format layer,
+// the mode's parameters and its decoding tables.
+struct Stream : format::DenseBodyParams, format::DenseBody {
   format::DenseHeader h;
-  Layout layout;
-  float step = 0;
-  unsigned chunk_log2 = 0;
   int off[4] = {0, 0, 0, 0};
-  bool has_table = false;
-  const uint8_t* table = nullptr;
-  std::vector<double> steps;
-  double base_step = 0;
-  unsigned nclass = 1, class_axis = 0, class_kind = 0;
-  ClassGeometry geo;
-  std::vector<uint8_t> class_map;
   // Per context x = 2c + q: slot → symbol [x · 2^14, …), (freq, cum) and cum [x · 424, …),
   // nsym. slot → symbol, or kEscape for symbols ≥ 255 (bins of magnitude ≥ 2^33, rare:
   // resolved from cum) and for every slot of an empty table; one byte per slot keeps 2K tables
@@ -53,13 +40,7 @@ struct Stream {
   std::vector<FreqCum> fc;
   std::vector<uint32_t> cum;
   std::vector<unsigned> nsym;
-  uint64_t class_table_bytes[16] = {};
-  struct Chunk {
-    uint64_t coded, rans_len, bits_len, offset;
-  };
-  std::vector<Chunk> chunks;
-  size_t raw_pos = 0;
-  uint64_t coded_total = 0, zero_groups = 0, raw_groups = 0;
+  using Chunk = format::DenseChunk;
 };
 constexpr size_t kStride = kNumSymbols + 1;
 constexpr uint8_t kEscape = 255;
@@ -67,11 +48,8 @@ constexpr double kSign[2] = {1.0, -1.0};
 
 slicer_status ParseBody(const uint8_t* data, size_t size, Stream* s, slicer_dense_info* info) {
   const format::DenseHeader& h = s->h;
-  MakeLayout(h.shape, h.ndim, h.n, h.layout, &s->layout);  // checked by ParseDenseHeader
-  const size_t end = size - 4;
   if (h.params_len != kParamsLen) return Reject(SLICER_ERR_CORRUPT, "dense params_len");
   const uint8_t* p = data + h.params_pos;
-  size_t pos = h.params_pos + kParamsLen;
   std::memcpy(&s->step, p, 4);
   s->chunk_log2 = p[4];
   if (!(std::isfinite(s->step) && s->step >= 0x1p-126f))
@@ -98,45 +76,20 @@ slicer_status ParseBody(const uint8_t* data, size_t size, Stream* s, slicer_dens
     if (s->nclass > s->geo.length) return Reject(SLICER_ERR_CORRUPT, "class count");
   }
   for (unsigned w = 0; w < 4; ++w) s->off[w] = static_cast<int8_t>(p[8 + w]);
-  GroupStep(s->step, 0, &s->base_step);
-  const size_t header_end = pos;
-  const uint64_t groups = s->layout.groups;
-  if (s->has_table) {
-    if (groups > end - pos) return Reject(SLICER_ERR_TRUNCATED, "dense group table");
-    s->table = data + pos;
-    pos += groups;
-    s->steps.assign(groups, 1.0);
-    for (uint64_t g = 0; g < groups; ++g) {
-      const uint8_t t = s->table[g];
-      if (!GroupByteValid(t)) return Reject(SLICER_ERR_CORRUPT, "dense group table");
-      if (GroupIsDense(t)) {
-        if (!GroupStep(s->step, static_cast<int8_t>(t), &s->steps[g]))
-          return Reject(SLICER_ERR_CORRUPT, "dense group step");
-      } else if (t == kGroupZero) {
-        ++s->zero_groups;
-      } else {
-        ++s->raw_groups;
-      }
-    }
+  // The body (§12.1, §13, §19.2, §21.3) by the format layer: two tables per class.
+  s->tables_per_class = 2;
+  s->empty_iff_uncoded = false;
+  s->account_one_class_tables = true;
+  const format::DenseBodyParams& bp = *s;
+  SLICER_TRY(format::ParseDenseBody(data, size, h, bp, s));
+  const format::DenseBody& body = *s;
+  if (info != nullptr) {
+    format::FillDenseInfo(data, size, h, bp, body, info);
+    info->offset1 = s->off[0];
+    info->offset2 = s->off[1];
+    info->trellis_offset1 = s->off[2];
+    info->trellis_offset2 = s->off[3];
   }
-  const size_t table_end = pos;
-  // Classes with coded elements (§19.2); with one class: whether anything is coded.
-  uint32_t has_coded = 0;
-  if (s->nclass > 1) {
-    if (h.n > 0) s->class_map.resize(s->geo.length);
-    uint64_t map_bytes = 0;
-    const slicer_status st =
-        format::ParseClasses(s->class_kind, data + pos, end - pos, s->geo.length, s->nclass,
-                             h.n > 0 ? s->class_map.data() : nullptr, &map_bytes);
-    if (st != SLICER_OK) return Reject(st, "class map");
-    pos += map_bytes;
-    has_coded = ClassesWithCoded(s->layout, s->has_table ? s->table : nullptr, h.n, s->geo,
-                                 s->class_map.data());
-  }
-  const size_t map_end = pos;
-  // Chunks' coded counts first (they decide which classes code something with one class).
-  const uint64_t chunk = uint64_t{1} << s->chunk_log2;
-  const uint64_t nch = (h.n + chunk - 1) / chunk;
   const unsigned nctx = 2 * s->nclass;
   // kEscape everywhere first: the slots of an empty table (which no element may use) take the
   // escape path, which rejects them
@@ -145,139 +98,16 @@ slicer_status ParseBody(const uint8_t* data, size_t size, Stream* s, slicer_dens
   s->cum.assign(size_t{nctx} * kStride, 0);
   s->nsym.assign(nctx, 0);
   for (unsigned x = 0; x < nctx; ++x) {
-    const size_t start = pos;
-    uint64_t nsym;
-    switch (internal::GetVarint(data, end, &pos, &nsym)) {
-      case internal::VarintResult::kOk:
-        break;
-      case internal::VarintResult::kTruncated:
-        return SLICER_ERR_TRUNCATED;
-      default:
-        return SLICER_ERR_CORRUPT;
+    const format::DenseTable& t = body.tables[x];
+    if (t.nsym == 0) continue;
+    uint8_t* lut = s->slot_symbol.data() + size_t{x} * kProbScale;
+    for (unsigned q = 0; q < t.nsym; ++q) {
+      s->fc[x * kStride + q] = FreqCum{t.freq[q], t.cum[q]};
+      s->cum[x * kStride + q] = t.cum[q];
+      std::memset(lut + t.cum[q], q < kEscape ? q : kEscape, t.freq[q]);
     }
-    if (nsym > kNumSymbols) return Reject(SLICER_ERR_CORRUPT, "dense nsym");
-    if (s->nclass > 1 && nsym > 0 && ((has_coded >> (x / 2)) & 1) == 0) {
-      return Reject(SLICER_ERR_CORRUPT, "class table (a class without coded elements)");
-    }
-    if (nsym > 0) {
-      std::vector<unsigned> classes;
-      switch (ReadClassField(data, end, &pos, static_cast<unsigned>(nsym), &classes)) {
-        case SLICER_OK:
-          break;
-        case SLICER_ERR_TRUNCATED:
-          return Reject(SLICER_ERR_TRUNCATED, "dense frequency table");
-        default:
-          return Reject(SLICER_ERR_CORRUPT, "dense count class or table padding");
-      }
-      if (classes.back() == 0) return Reject(SLICER_ERR_CORRUPT, "dense count class");
-      std::vector<uint32_t> freq, cum;
-      Normalize(classes, &freq, &cum);
-      uint8_t* lut = s->slot_symbol.data() + size_t{x} * kProbScale;
-      for (unsigned q = 0; q < nsym; ++q) {
-        s->fc[x * kStride + q] = FreqCum{freq[q], cum[q]};
-        s->cum[x * kStride + q] = cum[q];
-        std::memset(lut + cum[q], q < kEscape ? q : kEscape, freq[q]);
-      }
-      s->cum[x * kStride + nsym] = cum[nsym];  // the escape's search needs the end
-      s->nsym[x] = static_cast<unsigned>(nsym);
-    }
-    if (x / 2 < 16) s->class_table_bytes[x / 2] += pos - start;
-  }
-  const size_t freq_end = pos;
-  if (nch > (end - pos) / 2) return Reject(SLICER_ERR_TRUNCATED, "dense chunk table");
-  s->chunks.resize(nch);
-  uint64_t raw_elements = 0;
-  for (uint64_t j = 0; j < nch; ++j) {
-    uint64_t coded = 0;
-    const uint64_t a = j * chunk, z = std::min(h.n, a + chunk);
-    if (!s->has_table) {
-      coded = z - a;
-    } else {
-      for (uint64_t i = a; i < z;) {
-        const uint64_t stop = std::min(z, i + s->layout.RunLeft(i, h.n));
-        const uint8_t t = s->table[s->layout.GroupOf(i)];
-        if (GroupIsDense(t)) coded += stop - i;
-        if (t == kGroupRaw) raw_elements += stop - i;
-        i = stop;
-      }
-    }
-    uint64_t rl, bl;
-    for (uint64_t* v : {&rl, &bl}) {
-      switch (internal::GetVarint(data, end, &pos, v)) {
-        case internal::VarintResult::kOk:
-          break;
-        case internal::VarintResult::kTruncated:
-          return SLICER_ERR_TRUNCATED;
-        default:
-          return SLICER_ERR_CORRUPT;
-      }
-    }
-    if (coded == 0 && (rl || bl)) return Reject(SLICER_ERR_CORRUPT, "dense chunk table");
-    if (coded > 0 && rl < 4 * uint64_t{StatesFor(coded)})
-      return Reject(SLICER_ERR_CORRUPT, "dense chunk table");
-    if (rl > size || bl > size) return Reject(SLICER_ERR_TRUNCATED, "dense chunk table");
-    s->chunks[j] = Stream::Chunk{coded, rl, bl, 0};
-    s->coded_total += coded;
-  }
-  if (s->nclass == 1 && s->coded_total == 0 && (s->nsym[0] || s->nsym[1]))
-    return Reject(SLICER_ERR_CORRUPT, "class table (a class without coded elements)");
-  const size_t chunk_end = pos;
-  const size_t item = DtypeBytes(h.dtype);
-  if (raw_elements > (end - pos) / item) return Reject(SLICER_ERR_TRUNCATED, "dense raw values");
-  s->raw_pos = pos;
-  pos += raw_elements * item;
-  const size_t raw_end = pos;
-  uint64_t payload = 0;
-  for (Stream::Chunk& c : s->chunks) {
-    c.offset = pos + payload;
-    payload += c.rans_len + c.bits_len;
-    if (payload > size) return Reject(SLICER_ERR_CORRUPT, "dense chunk table");
-  }
-  if (payload != end - pos) return Reject(SLICER_ERR_CORRUPT, "dense payload length");
-  if (info != nullptr) {
-    std::memset(info, 0, sizeof(*info));
-    info->format_version = kVersion;
-    info->mode = kModeTrellis;
-    info->dtype = static_cast<slicer_dtype>(h.dtype);
-    info->ndim = h.ndim;
-    for (uint32_t d = 0; d < h.ndim; ++d) info->shape[d] = h.shape[d];
-    info->num_elements = h.n;
-    info->layout = h.layout;
-    info->group_count = groups;
-    info->step = s->step;
-    info->offset1 = s->off[0];
-    info->offset2 = s->off[1];
-    info->trellis_offset1 = s->off[2];
-    info->trellis_offset2 = s->off[3];
-    info->chunk_log2 = s->chunk_log2;
-    info->has_group_table = s->has_table;
-    info->total_bytes = size;
-    info->header_bytes = header_end;
-    info->group_table_bytes = table_end - header_end;
-    info->class_map_bytes = map_end - table_end;
-    info->freq_table_bytes = freq_end - map_end;
-    info->classes = s->nclass;
-    info->class_axis = s->class_axis;
-    info->class_map_kind = s->class_kind;
-    if (s->class_kind == format::kMapBounds) {
-      uint64_t used = 0;
-      format::ReadBounds(data + table_end, map_end - table_end, s->geo.length, s->nclass,
-                         info->class_bounds, &used);
-    }
-    for (unsigned c = 0; c < 16; ++c) info->class_table_bytes[c] = s->class_table_bytes[c];
-    info->chunk_table_bytes = chunk_end - freq_end;
-    info->raw_bytes = raw_end - chunk_end;
-    for (const Stream::Chunk& c : s->chunks) {
-      info->rans_bytes += c.rans_len;
-      info->extra_bits_bytes += c.bits_len;
-    }
-    info->checksum_bytes = 4;
-    info->coded = s->coded_total;
-    info->chunks = nch;
-    for (unsigned x = 0; x < nctx; ++x)
-      info->symbols = std::max<uint64_t>(info->symbols, s->nsym[x]);
-    info->zero_groups = s->zero_groups;
-    info->raw_groups = s->raw_groups;
+    s->cum[x * kStride + t.nsym] = t.cum[t.nsym];  // the escape's search needs the end
+    s->nsym[x] = t.nsym;
   }
   return SLICER_OK;
 }
@@ -468,11 +298,9 @@ slicer_status Decode(const uint8_t* data, size_t size, uint64_t max_elements, vo
   const uint64_t n = s.h.n;
   if (out != nullptr && dst_bytes < n * item) return SLICER_ERR_BUFFER_TOO_SMALL;
   if (s.has_table && s.raw_groups > 0) {  // raw values: verbatim, finite (§13.4)
-    const size_t count = (s.chunks.empty() ? size - 4 : s.chunks[0].offset) - s.raw_pos;
-    for (size_t q = 0; q < count / item; ++q) {
-      const double v = LoadElement(s.h.dtype, data + s.raw_pos, q);
-      if (!std::isfinite(v)) return Reject(SLICER_ERR_CORRUPT, "dense raw values");
-    }
+    if (!format::RawValuesFinite(data, s.h.dtype, s.raw_pos,
+                                 s.chunks.empty() ? size - 4 : s.chunks[0].offset))
+      return Reject(SLICER_ERR_CORRUPT, "dense raw values");
     if (out != nullptr) {
       size_t pos = s.raw_pos;
       for (uint64_t g = 0; g < s.layout.groups; ++g) {

@@ -12,6 +12,7 @@
 #include "dense/coder.hpp"
 #include "dense/dense.hpp"
 #include "dense/dense_internal.hpp"
+#include "dense/dense_writer.hpp"
 #include "dense/trellis.hpp"
 #include "float_bits.hpp"
 #include "format/class_map.hpp"
@@ -22,11 +23,6 @@ namespace slicer::dense::trellis {
 namespace {
 
 using internal::StatusError;
-
-void Put(uint64_t v, std::vector<uint8_t>* out) {
-  uint8_t buf[10];
-  out->insert(out->end(), buf, buf + internal::PutVarint(v, buf));
-}
 
 // Candidate list of quantizer q for t (§21.6 3.): (0, max(a − 1, 0), a, a + 1).
 inline uint64_t Nearest(double t, unsigned q) {
@@ -193,51 +189,20 @@ slicer_status CheckParams(const slicer_dense_params* p) {
 
 void Encode(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
             const slicer_dense_params& params, std::vector<uint8_t>* stream, double* sse) {
-  uint64_t n = 0;
-  slicer_status st = CheckShape(shape, ndim, &n);
-  if (st != SLICER_OK) throw StatusError(st, "shape");
-  if (n > 0 && data == nullptr) throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "data");
-  Layout layout;
-  if (!MakeLayout(shape, ndim, n, params.layout, &layout)) {
-    throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "layout needs more axes");
-  }
-  const unsigned nclass = params.classes >= 2 ? params.classes : 1;
-  const bool ranges = (params.class_axis & format::kClassRangesBit) != 0;  // §18.3
-  const bool bounds = (params.class_axis & format::kClassBoundsBit) != 0;  // §18.4
-  const bool rank = !ranges && !bounds;                                    // §18.2
-  ClassGeometry geo;
-  if (nclass > 1) {
-    if (!MakeClassGeometry(shape, ndim, params.class_axis & format::kClassAxisBit, &geo)) {
-      throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "class axis needs more axes");
-    }
-    if (geo.length < nclass) throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "classes above L");
-    if (bounds &&
-        !format::ValidBounds(params.class_bounds, params.class_bounds_count, nclass, geo.length)) {
-      throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "class bounds");
-    }
-  }
-  const bool has_table = params.group_table != nullptr;
-  std::vector<double> steps;
-  std::vector<uint8_t> kinds;
-  if (has_table) {
-    if (params.group_table_size != layout.groups) {
-      throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "group table size");
-    }
-    kinds.assign(params.group_table, params.group_table + layout.groups);
-    steps.assign(layout.groups, 1.0);
-    for (uint64_t g = 0; g < layout.groups; ++g) {
-      if (!GroupByteValid(kinds[g])) throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "group byte");
-      if (GroupIsDense(kinds[g]) &&
-          !GroupStep(params.step, static_cast<int8_t>(kinds[g]), &steps[g])) {
-        throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "group step");
-      }
-    }
-  }
-  double base_step = 0;
-  GroupStep(params.step, 0, &base_step);
+  EncodeInput in;  // shape, layout, classes, group table (dense_writer.hpp)
+  CheckEncodeInput(data, shape, ndim, params, &in);
+  const uint64_t n = in.n;
+  const Layout layout = in.layout;
+  const unsigned nclass = in.nclass;
+  const bool rank = in.rank;
+  const ClassGeometry geo = in.geo;
+  const bool has_table = in.has_table;
+  const std::vector<double> steps = std::move(in.steps);
+  const std::vector<uint8_t> kinds = in.kinds;
+  const double base_step = in.base_step;
   const uint8_t* bytes = static_cast<const uint8_t*>(data);
-  const uint64_t chunk = uint64_t{1} << params.chunk_log2;
-  const uint64_t nch = (n + chunk - 1) / chunk;
+  const uint64_t chunk = in.chunk;
+  const uint64_t nch = in.nch;
 
   // §21.6 1.-2.: t, sign, class of every coded element; rank maps' S_a.
   Coded c;
@@ -274,14 +239,7 @@ void Encode(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
   std::vector<uint8_t> class_map;
   c.cls.assign(nc, 0);
   if (nclass > 1) {
-    class_map.resize(geo.length);
-    if (ranges) {
-      format::RangeClasses(geo.length, nclass, class_map.data());
-    } else if (bounds) {
-      format::BoundsClasses(params.class_bounds, nclass, geo.length, class_map.data());
-    } else {
-      format::ClassRule(sums.data(), geo.length, nclass, class_map.data());
-    }
+    MakeClassMap(in, params, sums, &class_map);
     uint64_t idx = 0;
     for (uint64_t i = 0; i < n;) {
       const uint64_t stop = std::min(n, i + layout.RunLeft(i, n));
@@ -455,10 +413,6 @@ void Encode(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
   });
 
   // Assemble (§10, §21.3, §21.4).
-  std::vector<uint8_t>& out = *stream;
-  out.clear();
-  WriteCommonHeader(dtype, shape, ndim, params.layout, &out, kModeTrellis);
-  out.push_back(static_cast<uint8_t>(kParamsLen));
   uint8_t mp[kParamsLen];
   std::memcpy(mp, &params.step, 4);
   mp[4] = params.chunk_log2;
@@ -466,35 +420,19 @@ void Encode(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
   mp[6] = nclass > 1 ? params.class_axis : 0;
   mp[7] = static_cast<uint8_t>(nclass);
   for (unsigned w = 0; w < 4; ++w) mp[8 + w] = static_cast<uint8_t>(off[w]);
-  out.insert(out.end(), mp, mp + kParamsLen);
-  if (has_table) out.insert(out.end(), kinds.begin(), kinds.end());
-  if (nclass > 1 && rank) format::WriteClassMap(class_map.data(), geo.length, &out);
-  if (nclass > 1 && bounds) format::WriteClassBounds(params.class_bounds, nclass, &out);
-  for (unsigned x = 0; x < nctx; ++x) {
-    Put(nsym_of[x], &out);
-    WriteClassField(classes[x].data(), nsym_of[x], &out);
-  }
+  std::vector<uint64_t> chunk_lens(2 * nch);
   for (uint64_t j = 0; j < nch; ++j) {
-    Put(rans[j].size(), &out);
-    Put(bits[j].size(), &out);
+    chunk_lens[2 * j] = rans[j].size();
+    chunk_lens[2 * j + 1] = bits[j].size();
   }
-  if (has_table) {
-    const size_t item = DtypeBytes(dtype);
-    for (uint64_t g = 0; g < layout.groups; ++g) {
-      if (kinds[g] != kGroupRaw) continue;
-      for (uint64_t i = 0; i < n;) {
-        const uint64_t stop = std::min(n, i + layout.RunLeft(i, n));
-        if (layout.GroupOf(i) == g) out.insert(out.end(), bytes + item * i, bytes + item * stop);
-        i = stop;
-      }
-    }
-  }
+  std::vector<uint8_t>& out = *stream;
+  WriteStreamHead(in, data, dtype, shape, ndim, params, kModeTrellis, mp, kParamsLen, class_map,
+                  classes, nsym_of, chunk_lens, &out);
   for (uint64_t j = 0; j < nch; ++j) {
     out.insert(out.end(), rans[j].begin(), rans[j].end());
     out.insert(out.end(), bits[j].begin(), bits[j].end());
   }
-  const uint32_t crc = internal::Crc32(0, out.data(), out.size());
-  for (int b = 0; b < 4; ++b) out.push_back(static_cast<uint8_t>(crc >> (8 * b)));
+  AppendChecksum(&out);
 }
 
 }  // namespace slicer::dense::trellis

@@ -1,7 +1,6 @@
 #include "format/dense_header.hpp"
 
 #include "format/reject.hpp"
-#include "varint.hpp"
 
 namespace slicer::format {
 
@@ -29,14 +28,7 @@ slicer_status ParseDenseHeader(const uint8_t* data, size_t size, uint64_t max_el
   unsigned __int128 count = 1;
   for (uint32_t d = 0; d < h->ndim; ++d) {
     uint64_t v;
-    switch (internal::GetVarint(data, end, &pos, &v)) {
-      case internal::VarintResult::kOk:
-        break;
-      case internal::VarintResult::kTruncated:
-        return SLICER_ERR_TRUNCATED;
-      default:
-        return SLICER_ERR_CORRUPT;
-    }
+    SLICER_TRY(ReadVarint(data, end, &pos, &v));
     if (v >= (uint64_t{1} << 63)) return Reject(SLICER_ERR_CORRUPT, "dim");
     h->shape[d] = static_cast<int64_t>(v);
     if (v == 0) zero = true;
@@ -55,14 +47,7 @@ slicer_status ParseDenseHeader(const uint8_t* data, size_t size, uint64_t max_el
     return Reject(SLICER_ERR_CORRUPT, "layout");
   if (!u8(&b)) return SLICER_ERR_TRUNCATED;
   h->mode = b;
-  switch (internal::GetVarint(data, end, &pos, &h->params_len)) {
-    case internal::VarintResult::kOk:
-      break;
-    case internal::VarintResult::kTruncated:
-      return SLICER_ERR_TRUNCATED;
-    default:
-      return SLICER_ERR_CORRUPT;
-  }
+  SLICER_TRY(ReadVarint(data, end, &pos, &h->params_len));
   if (h->params_len > end - pos) return Reject(SLICER_ERR_TRUNCATED, "params_len");
   h->params_pos = pos;
   return SLICER_OK;

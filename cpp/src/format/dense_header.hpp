@@ -1,6 +1,7 @@
 // Format 2 common header (docs/format.md §10): dtype, flags, shape, layout, mode and the length
 // of the mode parameters, read with the checks and statuses of §10 in their order. Used by the
-// mode-3 parser (dense/trellis_decode.cpp) and by the dispatch that sends mode-3 streams there.
+// parsers of modes 1-3 (dense/dense_decode.cpp, dense/trellis_decode.cpp; the body after the
+// parameters: format/dense_body.hpp) and by the dispatch that sends mode-3 streams there.
 #ifndef SLICER_SRC_FORMAT_DENSE_HEADER_HPP_
 #define SLICER_SRC_FORMAT_DENSE_HEADER_HPP_
 
