@@ -536,7 +536,7 @@ _DENSE_DOC = """
         True (λ = 0.34) or a λ > 0 writes mode 3 (docs/format.md §21): trellis-coded
         quantization, two quantizers under a 4-state machine whose magnitudes a Viterbi search
         chooses jointly (cost = squared error / step² + λ · bits), with one table per (class,
-        quantizer). At equal bytes it has 0.3-0.9 dB lower squared error than the dead-zone
+        quantizer). At equal bytes it has 0.4-1.0 dB lower error than the dead-zone
         quantizer (bench/RESULTS.md §9.12), for a slower encode (two Viterbi passes; `max_bytes`
         and `rel_error` take up to six encodes). The step means the spacing of the union of
         the two quantizers: about half the dead-zone step of the same rate. Works with `step`,
