@@ -1,10 +1,11 @@
 // Format 2 "dense" launchers (docs/format.md §10-§16, mode 2: §18-§19; mode 3, §21: decode
-// only, the encoder refuses trellis). The header and tables
-// are parsed and written by the C++ codec's own code (cpp/src/dense: ParseDense, ReadClassField,
-// Normalize, WriteCommonHeader, WriteClassField; cpp/src/format/class_map.hpp: ReadClassMap,
-// ClassRule, WriteClassMap), so the two backends share one parser, one writer and one class-map
-// rule; the chunks (rANS, extra bits, reconstruction, quantization) and the statistics the
-// tables come from (histograms, mode 2's per-position sums) run on the device.
+// only, the encoder refuses trellis). The stream structure is parsed and written by the C++
+// codec's one format layer: the decoder takes the parsed body of ParseDense (format/dense_body:
+// group steps, class map, frequency tables, chunk table, raw values and payload positions), the
+// encoder checks its input with CheckEncodeInput and assembles the stream with WriteStreamHead
+// and WriteChecksum (dense/dense_writer), its class map by MakeClassMap; the chunks (rANS, extra
+// bits, reconstruction, quantization) and the statistics the tables come from (histograms, mode
+// 2's per-position sums) run on the device.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -12,16 +13,16 @@
 #include <cstring>
 #include <vector>
 
-#include "crc32.hpp"
+#include "codec.hpp"
 #include "cuda_check.hpp"
 #include "dense/coder.hpp"
 #include "dense/dense.hpp"
 #include "dense/dense_internal.hpp"
+#include "dense/dense_writer.hpp"
 #include "dense_kernels.cuh"
-#include "format/class_map.hpp"
+#include "format/dense_body.hpp"
 #include "launch.hpp"
 #include "slicer/slicer_cuda.h"
-#include "varint.hpp"
 
 namespace slicer::cuda {
 
@@ -133,46 +134,34 @@ int HostCopy(const void* src, size_t size, bool src_is_device, cudaStream_t stre
   return SLICER_OK;
 }
 
-// Validates the stream with the C++ parser (container, CRC, header, every table), then
-// re-reads the validated tables with the same helpers.
+// Validates the stream with the C++ parser (container, CRC, header, every table) and lays out
+// the body it parsed as the kernels read it.
 int Plan(const uint8_t* data, size_t size, uint64_t max_elements, DecodePlan2* p) {
   if (data == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
   uint32_t version = 0;
   SLICER_TRY_STATUS(dense::CheckContainer(data, size, &version));
   if (version != dense::kVersion) return SLICER_ERR_BAD_VERSION;
-  SLICER_TRY_STATUS(dense::ParseDense(data, size, max_elements, &p->info));
+  format::DenseBody body;
+  SLICER_TRY_STATUS(dense::ParseDense(data, size, max_elements, &p->info, &body));
   const slicer_dense_info& info = p->info;
-  const bool trellis = info.mode == 3;  // §21: 2 tables per class (context 2c + q)
   const uint64_t n = info.num_elements;
-  dense::MakeLayout(info.shape, info.ndim, n, info.layout, &p->layout);
-  size_t pos = info.header_bytes;
+  p->layout = body.layout;
   if (info.has_group_table) {
-    p->kinds.assign(data + pos, data + pos + info.group_table_bytes);
+    p->kinds.assign(body.table, body.table + body.layout.groups);
     p->steps.assign(p->kinds.size(), 0.0);
     p->raw_before.assign(p->kinds.size(), 0);
     uint64_t raws = 0;
     for (size_t g = 0; g < p->kinds.size(); ++g) {
       p->raw_before[g] = raws;
       if (p->kinds[g] == dense::kGroupRaw) ++raws;
-      if (dense::GroupIsDense(p->kinds[g])) {
-        dense::GroupStep(info.step, static_cast<int8_t>(p->kinds[g]), &p->steps[g]);
-      }
+      if (dense::GroupIsDense(p->kinds[g])) p->steps[g] = body.steps[g];
     }
-    pos += info.group_table_bytes;
   }
-  const size_t end = size - 4;
   const unsigned nclass = info.classes > 1 ? info.classes : 1;
-  const unsigned ntab = trellis ? 2 * nclass : nclass;
-  if (nclass > 1) {  // modes 2 and 3: the class map (validated by the parser)
+  const unsigned ntab = static_cast<unsigned>(body.tables.size());  // mode 3: 2 per class
+  if (nclass > 1) {  // modes 2 and 3: the class map (N = 0: any L, nothing to place)
     dense::MakeClassGeometry(info.shape, info.ndim, info.class_axis, &p->class_geo);
-    if (n > 0) p->class_map.resize(p->class_geo.length);  // N = 0: any L, nothing to place
-    uint64_t map_bytes = 0;  // §18.1 map bytes, §18.3 index ranges (none), §18.4 boundaries
-    if (format::ParseClasses(info.class_map_kind, data + pos, end - pos, p->class_geo.length,
-                             nclass, n > 0 ? p->class_map.data() : nullptr,
-                             &map_bytes) != SLICER_OK ||
-        map_bytes != info.class_map_bytes)
-      return SLICER_ERR_INTERNAL;  // the parser accepted it
-    pos += map_bytes;
+    p->class_map = std::move(body.class_map);
   }
   if (ntab > 1) {
     p->lut.assign(size_t{ntab} * dense::kProbScale, 0);
@@ -180,39 +169,39 @@ int Plan(const uint8_t* data, size_t size, uint64_t max_elements, DecodePlan2* p
     p->cum.assign(size_t{ntab} * (dense::kNumSymbols + 1), 0);
   }
   for (unsigned c = 0; c < ntab; ++c) {
-    uint64_t nsym = 0;
-    internal::GetVarint(data, end, &pos, &nsym);
-    std::vector<unsigned> classes;
-    if (dense::ReadClassField(data, end, &pos, static_cast<unsigned>(nsym), &classes) != SLICER_OK)
-      return SLICER_ERR_INTERNAL;  // the parser accepted it
-    if (nsym == 0) continue;
-    std::vector<uint32_t> freq, cum;
-    dense::Normalize(classes, &freq, &cum);
+    const format::DenseTable& t = body.tables[c];
+    if (t.nsym == 0) continue;
     if (ntab == 1) {
-      p->freq = freq;
-      p->cum = cum;
+      p->freq = t.freq;
+      p->cum = t.cum;
       p->lut.assign(dense::kProbScale, 0);
     } else {
-      std::copy(freq.begin(), freq.end(), p->freq.begin() + c * dense::kNumSymbols);
-      std::copy(cum.begin(), cum.end(), p->cum.begin() + c * (dense::kNumSymbols + 1));
+      std::copy(t.freq.begin(), t.freq.end(), p->freq.begin() + c * dense::kNumSymbols);
+      std::copy(t.cum.begin(), t.cum.end(), p->cum.begin() + c * (dense::kNumSymbols + 1));
     }
     uint16_t* lut = p->lut.data() + size_t{c} * dense::kProbScale;
-    for (size_t q = 0; q < nsym; ++q)
-      for (uint32_t slot = cum[q]; slot < cum[q + 1]; ++slot) lut[slot] = static_cast<uint16_t>(q);
+    for (size_t q = 0; q < t.nsym; ++q)
+      for (uint32_t slot = t.cum[q]; slot < t.cum[q + 1]; ++slot)
+        lut[slot] = static_cast<uint16_t>(q);
   }
-  p->chunks =
-      MakeChunks(n, info.chunk_log2, p->layout, p->kinds.empty() ? nullptr : p->kinds.data());
-  uint64_t offset = 0;
-  for (DenseChunk& c : p->chunks) {
-    internal::GetVarint(data, end, &pos, &c.rans_len);
-    internal::GetVarint(data, end, &pos, &c.bits_len);
-    c.offset = offset;
-    offset += c.rans_len + c.bits_len;
-    p->coded += c.coded;
+  const uint64_t chunk = uint64_t{1} << info.chunk_log2;
+  p->chunks.resize(body.chunks.size());
+  for (size_t j = 0; j < body.chunks.size(); ++j) {
+    const format::DenseChunk& b = body.chunks[j];
+    DenseChunk& c = p->chunks[j];
+    c = DenseChunk{};
+    c.begin = j * chunk;
+    c.end = std::min(n, c.begin + chunk);
+    c.coded = b.coded;
+    c.first_coded = p->coded;
+    c.rans_len = b.rans_len;
+    c.bits_len = b.bits_len;
+    c.offset = b.offset - body.raw_end;  // from the first payload byte
+    p->coded += b.coded;
   }
-  p->raw_offset = pos;
-  p->payload_offset = pos + info.raw_bytes;
-  p->payload_bytes = offset;
+  p->raw_offset = body.raw_pos;
+  p->payload_offset = body.raw_end;
+  p->payload_bytes = size - 4 - body.raw_end;
   // Raw values are finite (checked by the C++ decoder after the buffer size).
   return SLICER_OK;
 }
@@ -332,15 +321,8 @@ int DenseDecode(const void* src, size_t size, bool src_is_device, uint64_t max_e
 // ---- Encode ---------------------------------------------------------------------------------
 
 struct EncodeSetup {
-  uint64_t n = 0;
-  dense::Layout layout;
-  std::vector<uint8_t> kinds;
-  std::vector<double> steps;
+  dense::EncodeInput in;  // the C++ encoders' checked input (nclass 1: mode 1; 2 … 16: mode 2)
   std::vector<DenseChunk> chunks;
-  unsigned nclass = 1;             // 1: mode 1; 2 … 16: mode 2 (§19)
-  bool class_ranges = false;       // mode 2: §18.3 index ranges instead of §18.2's map
-  bool class_bounds = false;       // mode 2: §18.4 range boundaries (params->class_bounds)
-  dense::ClassGeometry class_geo;  // mode 2
 };
 
 int Setup(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
@@ -349,39 +331,14 @@ int Setup(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
   SLICER_TRY_STATUS(dense::CheckParams(params));
   // Mode 3 (trellis, §21) is encoded on the host only (slicer_dense_params.trellis).
   if (params->trellis) return SLICER_ERR_INVALID_ARGUMENT;
-  SLICER_TRY_STATUS(dense::CheckShape(shape, ndim, &s->n));
-  if (s->n > 0 && data == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
-  if (!dense::MakeLayout(shape, ndim, s->n, params->layout, &s->layout)) {
-    return SLICER_ERR_INVALID_ARGUMENT;
+  try {  // shape, layout, class axis (§19.1), bounds, group table
+    dense::CheckEncodeInput(data, shape, ndim, *params, &s->in);
+  } catch (const internal::StatusError& error) {
+    return error.status();
   }
-  s->nclass = params->classes >= 2 ? params->classes : 1;
-  if (s->nclass > 1) {  // mode 2: the class axis exists and has at least K positions (§19.1)
-    s->class_ranges = (params->class_axis & format::kClassRangesBit) != 0;
-    s->class_bounds = (params->class_axis & format::kClassBoundsBit) != 0;
-    if (!dense::MakeClassGeometry(shape, ndim, params->class_axis & format::kClassAxisBit,
-                                  &s->class_geo) ||
-        s->class_geo.length < s->nclass) {
-      return SLICER_ERR_INVALID_ARGUMENT;
-    }
-    if (s->class_bounds && !format::ValidBounds(params->class_bounds, params->class_bounds_count,
-                                                s->nclass, s->class_geo.length)) {
-      return SLICER_ERR_INVALID_ARGUMENT;
-    }
-  }
-  if (params->group_table != nullptr) {
-    if (params->group_table_size != s->layout.groups) return SLICER_ERR_INVALID_ARGUMENT;
-    s->kinds.assign(params->group_table, params->group_table + s->layout.groups);
-    s->steps.assign(s->layout.groups, 1.0);
-    for (uint64_t g = 0; g < s->layout.groups; ++g) {
-      if (!dense::GroupByteValid(s->kinds[g])) return SLICER_ERR_INVALID_ARGUMENT;
-      if (dense::GroupIsDense(s->kinds[g]) &&
-          !dense::GroupStep(params->step, static_cast<int8_t>(s->kinds[g]), &s->steps[g])) {
-        return SLICER_ERR_INVALID_ARGUMENT;
-      }
-    }
-  }
+  const dense::EncodeInput& in = s->in;
   s->chunks =
-      MakeChunks(s->n, params->chunk_log2, s->layout, s->kinds.empty() ? nullptr : s->kinds.data());
+      MakeChunks(in.n, params->chunk_log2, in.layout, in.kinds.empty() ? nullptr : in.kinds.data());
   return SLICER_OK;
 }
 
@@ -398,25 +355,26 @@ struct EncodeTemp2 {
 EncodeTemp2 MakeEncodeTemp2(const EncodeSetup& s, unsigned chunk_log2) {
   Carve c;
   EncodeTemp2 t{};
-  const uint64_t groups = s.kinds.size();
+  const dense::EncodeInput& in = s.in;
+  const uint64_t groups = in.kinds.size();
   t.kinds = c.Take(groups);
   t.steps = c.Take(groups * 8);
-  t.syms = c.Take(s.n * 2);
-  t.extras = c.Take(s.n * 8);
+  t.syms = c.Take(in.n * 2);
+  t.extras = c.Take(in.n * 8);
   t.hist = c.Take(dense::kNumSymbols * 8);
   t.sums = c.Take(4 * 8);
   t.error = c.Take(8);
   // Mode 2 (zeroed with hist … error): S_a per position, the per-class histograms.
-  const uint64_t classes = s.nclass > 1 ? s.nclass : 0;
-  t.class_sums = c.Take(classes ? s.class_geo.length * 8 : 0);
+  const uint64_t classes = in.nclass > 1 ? in.nclass : 0;
+  t.class_sums = c.Take(classes ? in.geo.length * 8 : 0);
   t.class_hist = c.Take(classes * dense::kNumSymbols * 8);
-  t.freq = c.Take(uint64_t{s.nclass} * dense::kNumSymbols * 4);
-  t.cum = c.Take(uint64_t{s.nclass} * (dense::kNumSymbols + 1) * 4);
-  t.class_map = c.Take(classes ? s.class_geo.length : 0);
+  t.freq = c.Take(uint64_t{in.nclass} * dense::kNumSymbols * 4);
+  t.cum = c.Take(uint64_t{in.nclass} * (dense::kNumSymbols + 1) * 4);
+  t.class_map = c.Take(classes ? in.geo.length : 0);
   t.chunks = c.Take(s.chunks.size() * sizeof(DenseChunk));
   t.out = c.Take(s.chunks.size() * 3 * 8);
   t.offsets = c.Take(s.chunks.size() * 8);
-  const uint64_t elems = RegionElements(s.n, chunk_log2);
+  const uint64_t elems = RegionElements(in.n, chunk_log2);
   t.scratch = c.Take(s.chunks.size() * (dense_gpu::RansCap(elems) + dense_gpu::BitsCap(elems)));
   t.total = c.at;
   return t;
@@ -440,14 +398,14 @@ int DenseEncodeHost(const void* data, int dtype, const int64_t* shape, uint32_t 
   *written = 0;
   EncodeSetup s;
   SLICER_TRY_STATUS(Setup(data, dtype, shape, ndim, params, &s));
+  const dense::EncodeInput& in = s.in;
   const EncodeTemp2 t = MakeEncodeTemp2(s, params->chunk_log2);
   auto* temp8 = static_cast<uint8_t*>(temp);
-  if (s.n > 0 && (temp8 == nullptr || temp_bytes < t.total)) return SLICER_ERR_TEMP_TOO_SMALL;
-  const bool has_table = !s.kinds.empty() || params->group_table != nullptr;
-  const bool mode2 = s.nclass > 1;
-  const unsigned nclass = s.nclass;
-  const uint64_t length = s.class_geo.length;  // mode 2: positions along the class axis
-  const dense_gpu::ClassPositions positions{mode2 ? length : 1, s.class_geo.inner};
+  if (in.n > 0 && (temp8 == nullptr || temp_bytes < t.total)) return SLICER_ERR_TEMP_TOO_SMALL;
+  const bool mode2 = in.nclass > 1;
+  const unsigned nclass = in.nclass;
+  const uint64_t length = in.geo.length;  // mode 2: positions along the class axis
+  const dense_gpu::ClassPositions positions{mode2 ? length : 1, in.geo.inner};
   unsigned long long hist[dense::kNumSymbols] = {};
   unsigned long long sums[4] = {};
   std::vector<uint64_t> lens(3 * s.chunks.size(), 0);
@@ -457,17 +415,17 @@ int DenseEncodeHost(const void* data, int dtype, const int64_t* shape, uint32_t 
   std::vector<unsigned long long> class_hist(mode2 ? size_t{nclass} * dense::kNumSymbols : 0, 0);
   int8_t o1 = params->offset1, o2 = params->offset2;
   dense_gpu::EncodeArgs a{};
-  if (s.n > 0) {
-    SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.kinds, s.kinds.data(), s.kinds.size(),
+  if (in.n > 0) {
+    SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.kinds, in.kinds.data(), in.kinds.size(),
                                     cudaMemcpyHostToDevice, stream));
-    SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.steps, s.steps.data(), s.steps.size() * 8,
+    SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.steps, in.steps.data(), in.steps.size() * 8,
                                     cudaMemcpyHostToDevice, stream));
     SLICER_CUDA_TRY(cudaMemsetAsync(temp8 + t.hist, 0, t.freq - t.hist, stream));
     SLICER_CUDA_TRY(cudaMemsetAsync(temp8 + t.error, 0xFF, 8, stream));
-    a.n = s.n;
-    a.kinds = s.kinds.empty() ? nullptr : temp8 + t.kinds;
+    a.n = in.n;
+    a.kinds = in.kinds.empty() ? nullptr : temp8 + t.kinds;
     a.steps = reinterpret_cast<const double*>(temp8 + t.steps);
-    a.geo = Geometry(s.layout, s.n);
+    a.geo = Geometry(in.layout, in.n);
     dense::GroupStep(params->step, 0, &a.base_step);
     a.rho = params->rho_256 / 256.0;
     a.syms = reinterpret_cast<uint16_t*>(temp8 + t.syms);
@@ -509,18 +467,12 @@ int DenseEncodeHost(const void* data, int dtype, const int64_t* shape, uint32_t 
     }
   }
   if (mode2) {  // the map by the one rule of §18.2, then the counts of each class on the device
-    if (s.class_ranges) {  // §18.3: the map is the index ranges, no bytes in the stream
-      format::RangeClasses(length, nclass, class_map.data());
-    } else if (s.class_bounds) {  // §18.4: the caller's boundaries, stored as varint gaps
-      format::BoundsClasses(params->class_bounds, nclass, length, class_map.data());
-    } else {
-      format::ClassRule(class_sums.data(), length, nclass, class_map.data());
-    }
-    if (s.n > 0) {
+    dense::MakeClassMap(in, *params, class_sums, &class_map);  // §18.2-§18.4
+    if (in.n > 0) {
       SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.class_map, class_map.data(), length,
                                       cudaMemcpyHostToDevice, stream));
       dense_gpu::ClassHistArgs h{};
-      h.n = s.n;
+      h.n = in.n;
       h.syms = a.syms;
       h.class_map = temp8 + t.class_map;
       h.positions = positions;
@@ -528,7 +480,7 @@ int DenseEncodeHost(const void* data, int dtype, const int64_t* shape, uint32_t 
       h.hist = reinterpret_cast<unsigned long long*>(temp8 + t.class_hist);
       const uint64_t per_block = uint64_t{kThreads} * dense_gpu::kClassHistItems;
       SLICER_LAUNCH(dense_gpu::DenseClassHistKernel,
-                    static_cast<unsigned>((s.n + per_block - 1) / per_block), kThreads, stream, h);
+                    static_cast<unsigned>((in.n + per_block - 1) / per_block), kThreads, stream, h);
       SLICER_CUDA_LAUNCHED();
       SLICER_CUDA_TRY(cudaMemcpyAsync(class_hist.data(), temp8 + t.class_hist,
                                       class_hist.size() * 8, cudaMemcpyDeviceToHost, stream));
@@ -555,7 +507,7 @@ int DenseEncodeHost(const void* data, int dtype, const int64_t* shape, uint32_t 
     std::copy(freq.begin(), freq.end(), freq_all.begin() + size_t{c} * dense::kNumSymbols);
     std::copy(cum.begin(), cum.end(), cum_all.begin() + size_t{c} * (dense::kNumSymbols + 1));
   }
-  if (s.n > 0 && !s.chunks.empty()) {
+  if (in.n > 0 && !s.chunks.empty()) {
     SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.freq, freq_all.data(), freq_all.size() * 4,
                                     cudaMemcpyHostToDevice, stream));
     SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.cum, cum_all.data(), cum_all.size() * 4,
@@ -575,7 +527,7 @@ int DenseEncodeHost(const void* data, int dtype, const int64_t* shape, uint32_t 
     c.class_map = temp8 + t.class_map;
     c.positions = positions;
     c.scratch = temp8 + t.scratch;
-    c.chunk_elems = RegionElements(s.n, params->chunk_log2);
+    c.chunk_elems = RegionElements(in.n, params->chunk_log2);
     c.out = reinterpret_cast<uint64_t*>(temp8 + t.out);
     SLICER_LAUNCH(dense_gpu::DenseChunkEncodeKernel, static_cast<unsigned>(s.chunks.size()),
                   kThreads, stream, c);
@@ -584,52 +536,44 @@ int DenseEncodeHost(const void* data, int dtype, const int64_t* shape, uint32_t 
                                     cudaMemcpyDeviceToHost, stream));
     SLICER_CUDA_TRY(cudaStreamSynchronize(stream));
   }
-  // Header and tables by the C++ codec's writers (§10, §13; mode 2: §19.1, §19.2).
-  std::vector<uint8_t> head;
-  dense::WriteCommonHeader(dtype, shape, ndim, params->layout, &head,
-                           mode2 ? dense::kModeClasses : dense::kModeDense);
+  // Header, parameters, group table, class map, tables and chunk table by the C++ codec's writer
+  // (§10, §12.1, §13; mode 2: §19.1, §19.2); the raw values and payloads follow from the device.
   const uint64_t params_len = mode2 ? dense::kClassParamsLen : dense::kParamsLen;
-  head.push_back(static_cast<uint8_t>(params_len));
   uint8_t mp[11];
   std::memcpy(mp, &params->step, 4);
   mp[4] = params->rho_256;
   mp[5] = static_cast<uint8_t>(o1);
   mp[6] = static_cast<uint8_t>(o2);
   mp[7] = params->chunk_log2;
-  mp[8] = has_table ? 1 : 0;
+  mp[8] = in.has_table ? 1 : 0;
   mp[9] = params->class_axis;
   mp[10] = static_cast<uint8_t>(nclass);
-  head.insert(head.end(), mp, mp + params_len);
-  if (has_table) head.insert(head.end(), s.kinds.begin(), s.kinds.end());
-  if (mode2 && !s.class_ranges && !s.class_bounds)
-    format::WriteClassMap(class_map.data(), length, &head);
-  if (mode2 && s.class_bounds) format::WriteClassBounds(params->class_bounds, nclass, &head);
-  uint8_t vbuf[10];
-  for (unsigned c = 0; c < nclass; ++c) {
-    head.insert(head.end(), vbuf, vbuf + internal::PutVarint(nsym_of[c], vbuf));
-    dense::WriteClassField(count_classes[c].data(), nsym_of[c], &head);
-  }
+  std::vector<uint64_t> chunk_lens(2 * s.chunks.size());
   uint64_t payload = 0;
   for (size_t j = 0; j < s.chunks.size(); ++j) {
-    head.insert(head.end(), vbuf, vbuf + internal::PutVarint(lens[3 * j + 1], vbuf));
-    head.insert(head.end(), vbuf, vbuf + internal::PutVarint(lens[3 * j + 2], vbuf));
+    chunk_lens[2 * j] = lens[3 * j + 1];
+    chunk_lens[2 * j + 1] = lens[3 * j + 2];
     payload += lens[3 * j + 1] + lens[3 * j + 2];
   }
+  std::vector<uint8_t> head;
+  dense::WriteStreamHead(in, nullptr, dtype, shape, ndim, *params,
+                         mode2 ? dense::kModeClasses : dense::kModeDense, mp, params_len, class_map,
+                         count_classes, nsym_of, chunk_lens, &head);
   const size_t item = dense::DtypeBytes(dtype);
   uint64_t raw_elems = 0;
-  for (uint8_t k : s.kinds)
-    if (k == dense::kGroupRaw) raw_elems += s.layout.groups ? s.n / s.layout.groups : 0;
+  for (uint8_t k : in.kinds)
+    if (k == dense::kGroupRaw) raw_elems += in.layout.groups ? in.n / in.layout.groups : 0;
   const uint64_t size = head.size() + raw_elems * item + payload + 4;
   if (size > dst_capacity) return SLICER_ERR_BUFFER_TOO_SMALL;
   auto* out = static_cast<uint8_t*>(dst_host);
   std::memcpy(out, head.data(), head.size());
   uint64_t at = head.size();
   const auto* src = static_cast<const uint8_t*>(data);
-  for (uint64_t g = 0; g < s.kinds.size(); ++g) {  // raw groups: their elements in flat order
-    if (s.kinds[g] != dense::kGroupRaw) continue;
-    for (uint64_t i = 0; i < s.n;) {
-      const uint64_t stop = std::min(s.n, i + s.layout.RunLeft(i, s.n));
-      if (s.layout.GroupOf(i) == g) {
+  for (uint64_t g = 0; g < in.kinds.size(); ++g) {  // raw groups: their elements in flat order
+    if (in.kinds[g] != dense::kGroupRaw) continue;
+    for (uint64_t i = 0; i < in.n;) {
+      const uint64_t stop = std::min(in.n, i + in.layout.RunLeft(i, in.n));
+      if (in.layout.GroupOf(i) == g) {
         SLICER_CUDA_TRY(cudaMemcpyAsync(out + at, src + item * i, item * (stop - i),
                                         cudaMemcpyDeviceToHost, stream));
         at += item * (stop - i);
@@ -637,7 +581,7 @@ int DenseEncodeHost(const void* data, int dtype, const int64_t* shape, uint32_t 
       i = stop;
     }
   }
-  const uint64_t elems = RegionElements(s.n, params->chunk_log2);
+  const uint64_t elems = RegionElements(in.n, params->chunk_log2);
   const uint64_t region = dense_gpu::RansCap(elems) + dense_gpu::BitsCap(elems);
   if (payload > 0 && payload <= t.hist - t.syms && !dense_copy_per_chunk) {
     // The symbol / extra-bit arrays are free now: pack the payload there, copy it once.
@@ -673,9 +617,8 @@ int DenseEncodeHost(const void* data, int dtype, const int64_t* shape, uint32_t 
     }
   }
   SLICER_CUDA_TRY(cudaStreamSynchronize(stream));
-  const uint32_t crc = internal::Crc32(0, out, at);
-  for (int b = 0; b < 4; ++b) out[at++] = static_cast<uint8_t>(crc >> (8 * b));
-  *written = at;
+  dense::WriteChecksum(out, at);
+  *written = at + 4;
   return SLICER_OK;
 }
 

@@ -1009,8 +1009,8 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
       }
     }
     if (s->nclass == 1) {
-      s->freq = std::move(t.freq);
-      s->cum = std::move(t.cum);
+      s->freq = t.freq;  // copies: the body's tables stay whole (ParseDense's body)
+      s->cum = t.cum;
     } else {
       s->class_nsym[c] = nsym;
       std::copy(t.cum.begin(), t.cum.end(), s->cum.begin() + c * kCumStride);
@@ -1036,13 +1036,20 @@ slicer_status CheckContainer(const uint8_t* data, size_t size, uint32_t* version
 
 slicer_status ParseDense(const uint8_t* data, size_t size, uint64_t max_elements,
                          slicer_dense_info* info) {
+  return ParseDense(data, size, max_elements, info, nullptr);
+}
+
+slicer_status ParseDense(const uint8_t* data, size_t size, uint64_t max_elements,
+                         slicer_dense_info* info, format::DenseBody* body) {
   uint32_t version = 0;
   SLICER_TRY(CheckContainer(data, size, &version));
   if (version != kVersion) return Reject(SLICER_ERR_BAD_VERSION, "version");
   if (trellis::IsTrellisStream(data, size, max_elements))  // mode 3 (§21)
-    return trellis::Parse(data, size, max_elements, info);
+    return trellis::Parse(data, size, max_elements, info, body);
   Stream s;
-  return Parse(data, size, max_elements, &s, info);
+  const slicer_status st = Parse(data, size, max_elements, &s, info);
+  if (st == SLICER_OK && body != nullptr) *body = static_cast<const format::DenseBody&>(s);
+  return st;
 }
 
 slicer_status DecodeDense(const uint8_t* data, size_t size, uint64_t max_elements, void* dst,

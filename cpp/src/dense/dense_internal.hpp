@@ -8,6 +8,10 @@
 
 #include "slicer/slicer.h"
 
+namespace slicer::format {
+struct DenseBody;
+}  // namespace slicer::format
+
 namespace slicer::dense {
 
 slicer_status CheckParams(const slicer_dense_params* params);
@@ -27,6 +31,11 @@ slicer_status CheckContainer(const uint8_t* data, size_t size, uint32_t* version
 // Container, header and every table (not the chunk payloads); fills info (may be nullptr).
 slicer_status ParseDense(const uint8_t* data, size_t size, uint64_t max_elements,
                          slicer_dense_info* info);
+// The same, and hands out the parsed body (format/dense_body.hpp: group steps, class map,
+// frequency tables, chunk table, raw values and payload positions) to a decoder that runs the
+// chunks elsewhere (the CUDA decoder); body may be nullptr.
+slicer_status ParseDense(const uint8_t* data, size_t size, uint64_t max_elements,
+                         slicer_dense_info* info, format::DenseBody* body);
 
 // Parses and fully validates a format-2 stream; decodes into dst when dst != nullptr
 // (dst_bytes must be num_elements · itemsize). Fills info (may be nullptr).

@@ -110,7 +110,8 @@ void WriteStreamHead(const EncodeInput& in, const void* data, int dtype, const i
     WriteClassField(classes[x].data(), nsym_of[x], out);
   }
   for (uint64_t v : chunk_lens) Put(v, out);
-  if (in.has_table) {  // the raw groups' elements, group after group, each in flat order
+  if (in.has_table &&
+      data != nullptr) {  // the raw groups' elements, group after group, each in flat order
     const size_t item = DtypeBytes(dtype);
     const uint8_t* bytes = static_cast<const uint8_t*>(data);
     const uint64_t n = in.n;
@@ -127,8 +128,14 @@ void WriteStreamHead(const EncodeInput& in, const void* data, int dtype, const i
 }
 
 void AppendChecksum(std::vector<uint8_t>* out) {
-  const uint32_t crc = internal::Crc32(0, out->data(), out->size());
-  for (int b = 0; b < 4; ++b) out->push_back(static_cast<uint8_t>(crc >> (8 * b)));
+  const size_t size = out->size();
+  out->resize(size + 4);
+  WriteChecksum(out->data(), size);
+}
+
+void WriteChecksum(uint8_t* stream, size_t size) {
+  const uint32_t crc = internal::Crc32(0, stream, size);
+  for (int b = 0; b < 4; ++b) stream[size + b] = static_cast<uint8_t>(crc >> (8 * b));
 }
 
 }  // namespace slicer::dense

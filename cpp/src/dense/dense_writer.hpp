@@ -41,7 +41,8 @@ void MakeClassMap(const EncodeInput& in, const slicer_dense_params& params,
 
 // Clears *out and writes everything before the payloads: header, mode and parameters, group
 // table, class map, the tables (nsym, count classes), the chunk table (chunk_lens: rANS and
-// extra-bit lengths per chunk) and the raw groups' values of `data`.
+// extra-bit lengths per chunk) and the raw groups' values of `data` (none when data is nullptr:
+// the caller appends them, as the CUDA encoder does from device memory).
 void WriteStreamHead(const EncodeInput& in, const void* data, int dtype, const int64_t* shape,
                      uint32_t ndim, const slicer_dense_params& params, uint8_t mode,
                      const uint8_t* mode_params, size_t params_len,
@@ -52,6 +53,9 @@ void WriteStreamHead(const EncodeInput& in, const void* data, int dtype, const i
 
 // Appends the CRC-32 of everything before it (§6).
 void AppendChecksum(std::vector<uint8_t>* out);
+
+// Writes the CRC-32 of stream[0, size) at stream + size (4 bytes, §6).
+void WriteChecksum(uint8_t* stream, size_t size);
 
 }  // namespace slicer::dense
 

@@ -10,6 +10,10 @@
 
 #include "slicer/slicer.h"
 
+namespace slicer::format {
+struct DenseBody;
+}  // namespace slicer::format
+
 namespace slicer::dense::trellis {
 
 constexpr uint8_t kModeTrellis = 3;
@@ -33,9 +37,9 @@ void Encode(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
 // caller then parses / decodes it with the functions below; otherwise with modes 1-2's).
 bool IsTrellisStream(const uint8_t* data, size_t size, uint64_t max_elements);
 
-// As ParseDense / DecodeDense for a mode-3 stream.
+// As ParseDense / DecodeDense for a mode-3 stream (body: as ParseDense's, may be nullptr).
 slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements,
-                    slicer_dense_info* info);
+                    slicer_dense_info* info, format::DenseBody* body = nullptr);
 slicer_status Decode(const uint8_t* data, size_t size, uint64_t max_elements, void* dst,
                      size_t dst_bytes, unsigned threads, slicer_dense_info* info);
 

@@ -284,9 +284,11 @@ bool IsTrellisStream(const uint8_t* data, size_t size, uint64_t max_elements) {
 }
 
 slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements,
-                    slicer_dense_info* info) {
+                    slicer_dense_info* info, format::DenseBody* body) {
   Stream s;
-  return ParseStream(data, size, max_elements, &s, info);
+  const slicer_status st = ParseStream(data, size, max_elements, &s, info);
+  if (st == SLICER_OK && body != nullptr) *body = static_cast<const format::DenseBody&>(s);
+  return st;
 }
 
 slicer_status Decode(const uint8_t* data, size_t size, uint64_t max_elements, void* dst,

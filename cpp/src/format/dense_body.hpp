@@ -2,7 +2,7 @@
 // table, the class map, the frequency tables, the chunk table, the raw values and the payload
 // lengths, read with the checks and statuses of the spec in their order, and the byte account
 // of slicer_dense_info. One parser for modes 1, 2 and 3 (dense/dense_decode.cpp,
-// dense/trellis_decode.cpp; the CUDA decoder reads the accepted stream through ParseDense); the
+// dense/trellis_decode.cpp; the CUDA decoder takes the parsed body from ParseDense); the
 // mode parameters (§10's params field) stay with each mode.
 #ifndef SLICER_SRC_FORMAT_DENSE_BODY_HPP_
 #define SLICER_SRC_FORMAT_DENSE_BODY_HPP_

@@ -11,6 +11,7 @@
 #include "crc32.hpp"
 #include "float_bits.hpp"
 #include "format/class_map.hpp"
+#include "format/reject.hpp"
 #include "varint.hpp"
 
 namespace slicer::frames {
@@ -37,16 +38,7 @@ uint32_t IdCheck(uint32_t id, const uint8_t* body, size_t len) {
 }
 
 // A minimal varint in [*pos, end): TRUNCATED when it runs past end, CORRUPT when not minimal.
-slicer_status ReadVarint(const uint8_t* data, size_t end, size_t* pos, uint64_t* v) {
-  switch (internal::GetVarint(data, end, pos, v)) {
-    case internal::VarintResult::kOk:
-      return SLICER_OK;
-    case internal::VarintResult::kTruncated:
-      return SLICER_ERR_TRUNCATED;
-    default:
-      return SLICER_ERR_CORRUPT;
-  }
-}
+using format::ReadVarint;
 
 inline uint32_t LoadU32(const uint8_t* p) {
   return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
