@@ -9,7 +9,6 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -206,27 +205,6 @@ int Plan(const uint8_t* data, size_t size, uint64_t max_elements, DecodePlan2* p
   return SLICER_OK;
 }
 
-bool RawFinite(const uint8_t* v, size_t bytes, int dtype) {
-  const size_t item = dense::DtypeBytes(dtype);
-  for (size_t q = 0; q + item <= bytes; q += item) {
-    bool finite;
-    if (dtype == SLICER_FLOAT64) {
-      double d;
-      std::memcpy(&d, v + q, 8);
-      finite = std::isfinite(d);
-    } else if (dtype == SLICER_FLOAT32) {
-      float f;
-      std::memcpy(&f, v + q, 4);
-      finite = std::isfinite(f);
-    } else {
-      const uint16_t h = static_cast<uint16_t>(v[q] | v[q + 1] << 8);
-      finite = dtype == SLICER_FLOAT16 ? (h & 0x7C00) != 0x7C00 : (h & 0x7F80) != 0x7F80;
-    }
-    if (!finite) return false;
-  }
-  return true;
-}
-
 int DenseDecode(const void* src, size_t size, bool src_is_device, uint64_t max_elements, void* temp,
                 size_t temp_bytes, void* dst, size_t dst_bytes, cudaStream_t stream) {
   if (src == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
@@ -238,7 +216,8 @@ int DenseDecode(const void* src, size_t size, bool src_is_device, uint64_t max_e
   const uint64_t n = p.info.num_elements;
   const size_t item = dense::DtypeBytes(p.info.dtype);
   if (dst_bytes < n * item) return SLICER_ERR_BUFFER_TOO_SMALL;
-  if (!RawFinite(bytes + p.raw_offset, p.info.raw_bytes, p.info.dtype)) return SLICER_ERR_CORRUPT;
+  if (!format::RawValuesFinite(bytes, p.info.dtype, p.raw_offset, p.raw_offset + p.info.raw_bytes))
+    return SLICER_ERR_CORRUPT;
   if (n == 0) return SLICER_OK;
   if (dst == nullptr) return SLICER_ERR_INVALID_ARGUMENT;
   const DecodeTemp2 t = MakeDecodeTemp2(p, size, src_is_device);
