@@ -23,14 +23,15 @@ DTYPES = [np.float32, np.float16, ml_dtypes.bfloat16, np.float64]
 
 def spread(rng: np.random.Generator, shape: tuple[int, ...], axis: int, dtype) -> np.ndarray:
     """Normal values whose scale differs by position along the class axis (what classes pay
-    for), with exact zeros and a few massive values."""
+    for; no scaling when the shape lacks the axis), with exact zeros and a few massive values."""
     x = rng.standard_normal(shape)
-    length = shape[-1] if axis == 0 else shape[1]
-    scale = np.geomspace(0.05, 20.0, length)
-    if axis == 0:
-        x = x * scale
-    else:
-        x = x * scale.reshape((1, length) + (1,) * (len(shape) - 2))
+    length = (shape[-1] if axis == 0 else shape[1]) if len(shape) > axis else 0
+    if length > 0:  # an empty axis leaves nothing to scale
+        scale = np.geomspace(0.05, 20.0, length)
+        if axis == 0:
+            x = x * scale
+        else:
+            x = x * scale.reshape((1, length) + (1,) * (len(shape) - 2))
     flat = x.reshape(-1)
     flat[rng.random(flat.size) < 0.1] = 0.0
     if flat.size > 8:

@@ -22,6 +22,7 @@ from dense_tools import same_values, with_crc
 from slicer import _core
 from slicer._context import native_context
 from slicer._errors import CORRUPT, TRUNCATED, UNSUPPORTED_MODE
+from test_dense_classes import spread
 
 DTYPES = [np.float32, np.float16, ml_dtypes.bfloat16, np.float64]
 
@@ -59,26 +60,6 @@ def checked(x: np.ndarray, params: dict):  # noqa: ANN201
     assert info.offsets == acc.info["offsets"]
     assert info.trellis_offsets == acc.info["trellis_offsets"]
     return stream, info
-
-
-def spread(rng: np.random.Generator, shape: tuple[int, ...], axis: int, dtype) -> np.ndarray:
-    """Normal values with a scale that varies along the class axis, exact zeros and two massive
-    values."""
-    x = rng.standard_normal(shape)
-    if len(shape) > axis:
-        length = shape[-1] if axis == 0 else shape[1]
-        scale = np.geomspace(0.05, 20.0, max(length, 1))
-        if axis == 0:
-            x = x * scale
-        else:
-            x = x * scale.reshape((1, length) + (1,) * (len(shape) - 2))
-    flat = x.reshape(-1)
-    flat[rng.random(flat.size) < 0.1] = 0.0
-    if flat.size > 8:
-        flat[rng.integers(0, flat.size, 2)] = [3.1e4, -2.2e4]
-    if dtype == np.float16:
-        x = np.clip(x, -6e4, 6e4)
-    return x.astype(dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
