@@ -5,6 +5,7 @@
     python bench/llm_bench.py quality  --cuts 15 --tokens 1024 --settings "frames q3.2" "dense q3.2"
     python bench/llm_bench.py quality  --cuts 15 --settings "frames q3" "frames q3 klt"
     python bench/llm_bench.py quality  --cuts 15 --settings "frames q2 c8" "frames q2 c8 klt"
+    python bench/llm_bench.py quality  --cuts 15 --settings "frames q1 c8 klt-all t"  # trellis
     python bench/llm_bench.py drift    --model smollm2 --cut 15 --new 512
     python bench/llm_bench.py handover --model smollm2 --cut 15 --new 64
     python bench/llm_bench.py memory   --model smollm2 --cuts 1 5 11 15 25
@@ -98,22 +99,47 @@ def _split_classes(name: str) -> tuple[str, int]:
     return name, 1
 
 
-def _split_klt(name: str) -> tuple[str, klt.Recipe | None]:
-    for suffix, recipe in KLT_SUFFIXES.items():
-        if name.endswith(suffix):
-            return name[: -len(suffix)], recipe
+def _split_trellis(name: str) -> tuple[str, float | None]:
+    """``"frames q1.0 c8 t"`` -> ``("frames q1.0 c8", 0.34)``: a trellis context (§17.4) with
+    λ = 0.34, or ``" tX"`` with λ = X; without the token, ``(name, None)``."""
+    head, _, last = name.rpartition(" ")
+    if head and last[:1] == "t":
+        if last == "t":
+            return head, 0.34
+        try:
+            return head, float(last[1:])
+        except ValueError:
+            pass
     return name, None
+
+
+def _split_klt(name: str) -> tuple[str, klt.Recipe | None]:
+    """The name without its KLT suffix (a trailing trellis token stays: "frames q1 klt-all t"
+    -> "frames q1 t"), and the recipe."""
+    core, _ = _split_trellis(name)  # a trellis token may follow the KLT suffix
+    for suffix, recipe in KLT_SUFFIXES.items():
+        if core.endswith(suffix):
+            return core[: -len(suffix)] + name[len(core) :], recipe
+    return name, None
+
+
+def _klt_suffix(name: str) -> str:
+    core, _ = _split_trellis(name)
+    return next((s for s in KLT_SUFFIXES if core.endswith(s)), "")
 
 
 def _available(names: list[str]) -> dict:
     out = {}
     for name in names:
-        base, classes = _split_classes(_split_klt(name)[0])
+        core, lam = _split_trellis(_split_klt(name)[0])
+        base, classes = _split_classes(core)
         kind, opts = _setting(base)
         if classes != 1:
             if kind != "frames":
                 raise SystemExit(f"{name!r}: a class-map suffix applies to frames settings only")
             opts = {**opts, "classes": classes}
+        if lam is not None:  # trellis-coded quantization (frames §17.4, dense mode 3)
+            opts = {**opts, "trellis": lam}
         try:
             out[name] = make_codec(kind, **opts)
         except (ValueError, TypeError) as exc:
@@ -441,16 +467,17 @@ def cmd_rdplot(args: argparse.Namespace) -> None:
         for res in data["cuts"].values():
             for name, e in res.items():
                 if e.get("transform"):
-                    base = _split_klt(name)[0]
-                    named.setdefault(e["transform"], name[len(base) :])
+                    named.setdefault(e["transform"], _klt_suffix(name))
     families: dict[str, list] = {}
     for data in runs:
         for cut, res in data["cuts"].items():
             for name, e in res.items():
                 if name == "lossless":
                     continue
-                base, classes = _split_classes(_split_klt(name)[0])
+                core, lam = _split_trellis(_split_klt(name)[0])
+                base, classes = _split_classes(core)
                 kind = base.partition(" ")[0] + (f" c{classes}" if classes > 1 else "")
+                kind += " t" if lam is not None else ""
                 suffix = named[e["transform"]] if e.get("transform") else ""
                 families.setdefault(f"cut {cut}: {kind}{suffix}", []).append(e)
     for label, entries in sorted(families.items()):

@@ -4,7 +4,10 @@
 //  - 1: frame bytes under a fixed context (the check made valid) decode or fail with a status;
 //  - 2: a round trip: finite float32 rows from the input build a context (with a class map of
 //       1 … 16 classes, §18) and code frames that decode within (max(rho, 1 - rho) + |offset| /
-//       256) steps; encoding is deterministic.
+//       256) steps; encoding is deterministic;
+//  - 3, 4: as 1 and 2 with a trellis context (§17.4); a round trip's elements decode within
+//       sqrt(4 + λ · 67) + 1 steps (the Viterbi never pays more than λ' · the largest rate
+//       over the nearest level of a parity, 2 steps away at most) plus the offset.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -58,14 +61,18 @@ void FuzzContext(const uint8_t* data, size_t size) {
   slicer_frame_context_free(ctx);
 }
 
-slicer_frame_context* FixedContext() {
-  static slicer_frame_context* ctx = [] {
+slicer_frame_context* FixedContext(bool trellis) {
+  static slicer_frame_context* ctxs[2] = {nullptr, nullptr};
+  slicer_frame_context*& ctx = ctxs[trellis ? 1 : 0];
+  if (ctx != nullptr) return ctx;
+  ctx = [trellis] {
     std::vector<float> rows(4 * 96);
     for (size_t i = 0; i < rows.size(); ++i) rows[i] = std::sin(0.37 * i) * (i % 17 == 0 ? 300 : 3);
     slicer_frame_params p;
     slicer_frame_params_init(&p);
     p.step = 0.25f;
-    std::vector<uint8_t> bytes(SLICER_FRAME_CONTEXT_MAX_BYTES);
+    p.trellis = trellis ? 1 : 0;
+    std::vector<uint8_t> bytes(SLICER_FRAME_TRELLIS_CONTEXT_BOUND(96, 1));
     size_t n = 0;
     const int64_t shape[1] = {96};
     slicer_frame_context* c = nullptr;
@@ -79,8 +86,8 @@ slicer_frame_context* FixedContext() {
   return ctx;
 }
 
-void FuzzFrame(const uint8_t* data, size_t size) {
-  slicer_frame_context* ctx = FixedContext();
+void FuzzFrame(const uint8_t* data, size_t size, bool trellis) {
+  slicer_frame_context* ctx = FixedContext(trellis);
   slicer_frame_info info;
   slicer_frame_context_info(ctx, &info);
   std::vector<uint8_t> f(data, data + size);
@@ -98,7 +105,7 @@ void FuzzFrame(const uint8_t* data, size_t size) {
   }
 }
 
-void FuzzRoundTrip(const uint8_t* data, size_t size) {
+void FuzzRoundTrip(const uint8_t* data, size_t size, bool trellis) {
   if (size < 9) return;
   const uint64_t len = 1 + data[0] % 64;
   const unsigned rho = 1 + data[1] % 128;
@@ -118,7 +125,9 @@ void FuzzRoundTrip(const uint8_t* data, size_t size) {
   slicer_frame_params_init(&p);
   p.step = step;
   p.rho_256 = static_cast<uint8_t>(rho);
-  std::vector<uint8_t> bytes(SLICER_FRAME_CONTEXT_BOUND(len, classes));
+  p.trellis = trellis ? 1 : 0;
+  p.trellis_lambda = 0.05f + rho / 64.0f;  // 0.07 … 2.05
+  std::vector<uint8_t> bytes(SLICER_FRAME_TRELLIS_CONTEXT_BOUND(len, classes));
   size_t n = 0;
   const int64_t shape[1] = {static_cast<int64_t>(len)};
   if (slicer_frame_context_build_classes(vals.data(), SLICER_FLOAT32, 1, shape, 1, &p, classes,
@@ -132,7 +141,9 @@ void FuzzRoundTrip(const uint8_t* data, size_t size) {
   std::vector<uint8_t> a(info.frame_bound), b(info.frame_bound);
   std::vector<float> out(len);
   const double d = step;
-  const double tol = (std::max(rho, 256u - rho) + 128.0) / 256.0 * d * (1 + 1e-6) + 1e-30;
+  const double tol =
+      trellis ? (std::sqrt(4.0 + p.trellis_lambda * 67.0) + 1.0 + 0.5) * d * (1 + 1e-6) + 1e-30
+              : (std::max(rho, 256u - rho) + 128.0) / 256.0 * d * (1 + 1e-6) + 1e-30;
   for (uint64_t r = 1; r < rows; ++r) {
     size_t na = 0, nb = 0;
     const float* row = vals.data() + r * len;
@@ -160,15 +171,21 @@ void FuzzRoundTrip(const uint8_t* data, size_t size) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  switch (data[0] % 3) {
+  switch (data[0] % 5) {
     case 0:
       FuzzContext(data + 1, size - 1);
       break;
     case 1:
-      FuzzFrame(data + 1, size - 1);
+      FuzzFrame(data + 1, size - 1, false);
+      break;
+    case 2:
+      FuzzRoundTrip(data + 1, size - 1, false);
+      break;
+    case 3:
+      FuzzFrame(data + 1, size - 1, true);
       break;
     default:
-      FuzzRoundTrip(data + 1, size - 1);
+      FuzzRoundTrip(data + 1, size - 1, true);
   }
   return 0;
 }

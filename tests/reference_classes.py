@@ -138,8 +138,12 @@ def rans_encode(symbols, cls, models, states: int) -> bytes:
     return bytes(reversed(out))
 
 
-def rans_decode(data: bytes, cls, models, states: int) -> list:
-    """Inverse of :func:`rans_encode` for ``len(cls)`` elements, with §14's checks."""
+def rans_decode(data: bytes, cls, models, states: int, lanes=None) -> list:
+    """Inverse of :func:`rans_encode` for ``len(cls)`` elements, with §14's checks.
+
+    ``lanes`` (optional): an object whose ``context(i, c)`` gives the table of element i of
+    class ``c = cls[i]`` and whose ``decoded(i, s)`` sees each symbol as it is decoded (a
+    trellis decoder's per-lane state, §17.4); without it element i uses table ``cls[i]``."""
     if len(data) < 4 * states:
         raise rd.ReferenceFormatError("rANS stream shorter than its states")
     pos = 0
@@ -153,6 +157,8 @@ def rans_decode(data: bytes, cls, models, states: int) -> list:
     out = []
     for i, c in enumerate(cls):
         j = i % states
+        if lanes is not None:
+            c = lanes.context(i, c)
         freq, cum = models[c]
         slot = x[j] & (rd.PROB_SCALE - 1)
         s = slots[c][slot]
@@ -163,6 +169,8 @@ def rans_decode(data: bytes, cls, models, states: int) -> list:
             x[j] = (x[j] << 8) | data[pos]
             pos += 1
         out.append(s)
+        if lanes is not None:
+            lanes.decoded(i, s)
     if pos != len(data) or any(v != rd.RANS_L for v in x):
         raise rd.ReferenceFormatError("rANS stream does not end in its initial state")
     return out

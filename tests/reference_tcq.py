@@ -62,10 +62,16 @@ def rate_table(counts: np.ndarray) -> np.ndarray:
     nsym = int(nz[-1]) + 1
     classes = [0 if c == 0 else rd.count_class(int(c)) for c in counts[:nsym].tolist()]
     freq = np.asarray(rd.normalize([rd.class_count(v) for v in classes]), dtype=np.int64)
+    out[:nsym] = rates_of_freq(freq)
+    return out
+
+
+def rates_of_freq(freq) -> np.ndarray:
+    """R(s) = 3584 - floor(256 log2 f_s + 1/2) per symbol, UNSEEN where f_s = 0 (§21.6 4.)."""
+    freq = np.asarray(freq, dtype=np.int64)
     used = freq > 0
     r = 3584 - np.floor(256.0 * np.log2(np.where(used, freq, 1).astype(np.float64)) + 0.5)
-    out[:nsym] = np.where(used, r.astype(np.int64), UNSEEN)
-    return out
+    return np.where(used, r.astype(np.int64), UNSEEN)
 
 
 def candidates(t: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:

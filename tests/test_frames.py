@@ -319,10 +319,14 @@ def test_golden(name):
     rows = np.load(GOLDEN / f"{name}_rows.npy").view(dt)
     ctx = (GOLDEN / f"{name}.ctx").read_bytes()
     offsets = None if meta["offsets"] is None else tuple(meta["offsets"])
-    enc = slicer.FrameEncoder(calib, step=meta["step"], rho=meta["rho_256"] / 256,
+    lam = meta.get("trellis")  # a trellis context (§17.4): λ, no ρ
+    enc = slicer.FrameEncoder(calib, step=meta["step"],
+                              rho=None if lam else meta["rho_256"] / 256,
                               offsets=offsets, row_shape=tuple(meta["row_shape"]),
-                              states=meta["states"], classes=meta.get("classes", 1))  # fmt: skip
+                              states=meta["states"], classes=meta.get("classes", 1),
+                              trellis=lam or False)  # fmt: skip
     assert enc.context == ctx
+    assert slicer.FrameDecoder(ctx).trellis == (None if lam is None else float(np.float32(lam)))
     assert slicer.FrameDecoder(ctx).classes == meta.get("classes", 1)
     ref = rf.parse_context(ctx)
     dec = slicer.FrameDecoder(ctx)

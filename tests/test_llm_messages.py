@@ -380,3 +380,51 @@ def test_generate_cli_frame_classes() -> None:
     codec = m.make_codec("frames", **cli._codec_options(
         parser.parse_args(["generate", "--frame-classes", "4", "--step", "1.0"])))  # fmt: skip
     assert codec.options["classes"] == 4
+
+
+def test_frames_with_a_trellis_context(rng) -> None:
+    """trellis=True: the prefill's context is a trellis context (§17.4), with a class map too;
+    the server's FrameStream needs no setting (the context says so) and decodes every frame as
+    a lone FrameDecoder does; frames and context differ from the plain codec's."""
+    x = _hidden(rng, 24)
+    codec = m.FrameCodec(step=0.8, classes=8, trellis=True)
+    stream, y = m.FrameStream.open(codec.encode(x), 24, 576)
+    assert stream.decoder.trellis == float(np.float32(0.34)) and stream.decoder.classes == 8
+    assert np.sqrt(np.mean((y[0] - x) ** 2)) < 0.8  # about 0.6 steps RMS
+    row = _hidden(rng, 2)[1:]
+    frame = codec.encode(row, first=False)
+    lax = slicer.FrameDecoder(codec.encoder.context, check_sequence=False)
+    assert np.array_equal(stream.decode(frame, 1)[0, 0], lax.decode(frame))
+    assert codec.describe()["trellis"] is True
+    plain = m.FrameCodec(step=0.8, classes=8)
+    assert plain.encode(x)[:64] != codec.encode(x)[:64]
+    with pytest.raises(ValueError, match="rho"):
+        m.FrameCodec(step=0.8, rho=0.4, trellis=True)
+    with pytest.raises(ValueError, match="trellis"):
+        m.FrameCodec(step=0.8, trellis=-1.0)
+
+
+def test_generate_cli_trellis() -> None:
+    """`slicer generate --trellis [λ]` reaches the frames codec (and with --codec slicer the
+    dense mode's trellis=); the model's default frame step is halved; other codecs refuse."""
+    import argparse
+
+    from slicer.llm import cli
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["generate", "--trellis", "--frame-classes", "8", "--step", "1.0"])
+    assert cli._codec_options(args) == {"states": 1, "classes": 8, "trellis": 0.34, "step": 1.0}
+    args = parser.parse_args(["generate", "--trellis", "0.5", "--klt", "--step", "1.0"])
+    assert cli._codec_options(args)["trellis"] == 0.5
+    plain = cli._codec_options(parser.parse_args(["generate"]))
+    halved = cli._codec_options(parser.parse_args(["generate", "--trellis"]))
+    if "step" in plain:
+        assert halved["step"] == plain["step"] / 2
+    codec = m.make_codec("frames", **halved)
+    assert codec.options["trellis"] == 0.34
+    args = parser.parse_args(["generate", "--codec", "slicer", "--mode", "dense", "--trellis"])
+    assert cli._codec_options(args)["trellis"] == 0.34
+    for bad in (["--codec", "fp16"], ["--codec", "slicer", "--mode", "topk"]):
+        with pytest.raises(ValueError, match="trellis"):
+            cli._codec_options(parser.parse_args(["generate", *bad, "--trellis"]))

@@ -21,8 +21,10 @@ std::vector<uint8_t> ReadFile(const std::string& path) {
 }
 
 const char* const kGoldens[] = {
-    "f32_smollm2_l15", "f32_smollm2_l15_k2", "f16_7",    "bf16_3x5", "f64_1",       "f64_unseen",
-    "f32_8192",        "f32_smollm2_l15_c8", "f16_7_c3", "f64_2_c2", "bf16_3x5_c15"};
+    "f32_smollm2_l15", "f32_smollm2_l15_k2", "f16_7", "bf16_3x5", "f64_1", "f64_unseen", "f32_8192",
+    "f32_smollm2_l15_c8", "f16_7_c3", "f64_2_c2", "bf16_3x5_c15",
+    // trellis contexts (§17.4)
+    "f32_smollm2_l15_t", "f32_smollm2_l15_c8_t", "f16_7_t", "f64_unseen_t", "bf16_3x5_c15_t"};
 
 TEST(golden_frames_decode_and_damage_fails) {
   for (const char* name : kGoldens) {
@@ -173,6 +175,79 @@ TEST(class_maps_round_trip_and_bound) {
   CHECK_EQ(slicer_frame_context_build_classes(rows.data(), SLICER_FLOAT32, 2, shape, 1, &p, 8,
                                               dst.data(), 200, &n),
            SLICER_ERR_BUFFER_TOO_SMALL);
+}
+
+TEST(trellis_contexts_round_trip_and_bound) {
+  // §17.4: a trellis context through the wrapper; every element decodes within
+  // sqrt(4 + λ · 67) + 1/2 steps (the Viterbi's worst case per element), most far closer;
+  // the context is reported as trellis with its λ; a row reaching |x| / Δ = 2^52 is refused.
+  const uint64_t r = 300;
+  std::vector<float> rows(6 * r);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    rows[i] = static_cast<float>(std::sin(0.1 * i) * (i % 97 == 0 ? 5000.0 : 3.0));
+  }
+  const float step = 0.0625f;
+  for (uint32_t classes : {1u, 5u}) {
+    for (uint8_t states : {1, 2, 4}) {
+      const std::vector<uint8_t> ctx = slicer::FrameContext::Build(
+          rows.data(), slicer::DType::kFloat32, 3, {300}, step, states, classes, 0.34f);
+      CHECK(ctx.size() <= SLICER_FRAME_TRELLIS_CONTEXT_BOUND(r, classes));
+      CHECK_EQ(ctx[7], (classes > 1 ? 1 : 0) | 2);  // flags: class map, trellis
+      slicer::FrameContext fc(ctx);
+      CHECK_EQ(fc.info().trellis, 1u);
+      CHECK(fc.info().trellis_lambda == 0.34f);
+      CHECK_EQ(fc.info().rho_256, 0u);
+      std::vector<float> out(r);
+      double sse = 0;
+      for (uint32_t k = 3; k < 6; ++k) {
+        const std::vector<uint8_t> frame = fc.Encode(rows.data() + r * k, 4 * r, k);
+        CHECK(frame.size() <= fc.info().frame_bound);
+        CHECK_EQ(fc.Decode(frame, out.data(), 4 * r), k);
+        for (size_t i = 0; i < r; ++i) {
+          const double e = std::fabs(out[i] - rows[r * k + i]);
+          CHECK(e <= (std::sqrt(4.0 + 0.34 * 67.0) + 1.0) * step);
+          sse += e * e;
+        }
+      }
+      // RMS: about that of a uniform quantizer of step 2Δ (0.58 Δ), far below the worst case
+      CHECK(std::sqrt(sse / (3 * r)) < 0.8 * step);
+    }
+  }
+  slicer_frame_params p;
+  slicer_frame_params_init(&p);
+  CHECK(p.trellis == 0 && p.trellis_lambda == 0.34f);
+  p.trellis = 1;
+  p.step = 0.0625f;
+  std::vector<uint8_t> dst(SLICER_FRAME_TRELLIS_CONTEXT_BOUND(300u, 1u));
+  size_t n = 0;
+  const int64_t shape[1] = {300};
+  for (float lam : {0.0f, -1.0f, NAN, INFINITY}) {
+    p.trellis_lambda = lam;
+    CHECK_EQ(slicer_frame_context_build(rows.data(), SLICER_FLOAT32, 2, shape, 1, &p, dst.data(),
+                                        dst.size(), &n),
+             SLICER_ERR_INVALID_ARGUMENT);
+  }
+  p.trellis_lambda = 0.34f;
+  p.trellis = 2;
+  CHECK_EQ(slicer_frame_context_build(rows.data(), SLICER_FLOAT32, 2, shape, 1, &p, dst.data(),
+                                      dst.size(), &n),
+           SLICER_ERR_INVALID_ARGUMENT);
+  p.trellis = 1;
+  CHECK_EQ(slicer_frame_context_build(rows.data(), SLICER_FLOAT32, 2, shape, 1, &p, dst.data(),
+                                      dst.size(), &n),
+           SLICER_OK);
+  slicer_frame_context* raw = nullptr;
+  CHECK_EQ(slicer_frame_context_open(dst.data(), n, 300, &raw), SLICER_OK);
+  std::vector<float> big(300, 0.0f);
+  big[7] = 0x1p48f;  // |x| / Δ = 2^52
+  std::vector<uint8_t> frame(2000);
+  size_t written = 0;
+  CHECK_EQ(slicer_frame_encode(raw, big.data(), 1200, 0, frame.data(), frame.size(), &written),
+           SLICER_ERR_INVALID_ARGUMENT);
+  big[7] = NAN;
+  CHECK_EQ(slicer_frame_encode(raw, big.data(), 1200, 0, frame.data(), frame.size(), &written),
+           SLICER_ERR_NONFINITE_INPUT);
+  slicer_frame_context_free(raw);
 }
 
 }  // namespace

@@ -17,23 +17,32 @@ using ConstArray = nb::ndarray<nb::ro, nb::c_contig, nb::device::cpu>;
 
 nb::tuple BuildContext(ConstBytes raw, int dtype, uint64_t num_rows,
                        const std::vector<int64_t>& row_shape, float step, int rho_256,
-                       nb::object offsets, int states, uint32_t classes) {
+                       nb::object offsets, int states, uint32_t classes, double trellis_lambda) {
   slicer_frame_params p;
   slicer_frame_params_init(&p);
   p.step = step;
   p.rho_256 = static_cast<uint8_t>(rho_256);
   p.states = static_cast<uint8_t>(states);
+  if (trellis_lambda != 0.0) {  // a trellis context (§17.4); 0: the dead-zone quantizer
+    p.trellis = 1;
+    p.trellis_lambda = static_cast<float>(trellis_lambda);
+  }
   if (!offsets.is_none()) {
     p.auto_offsets = 0;
     p.offset1 = nb::cast<int8_t>(offsets[nb::int_(0)]);
     p.offset2 = nb::cast<int8_t>(offsets[nb::int_(1)]);
+    if (p.trellis) {
+      p.trellis_offset1 = nb::cast<int8_t>(offsets[nb::int_(2)]);
+      p.trellis_offset2 = nb::cast<int8_t>(offsets[nb::int_(3)]);
+    }
   }
   uint64_t row = 1;
   for (int64_t d : row_shape) row *= d > 0 ? static_cast<uint64_t>(d) : 0;
-  std::vector<uint8_t> dst(classes > 1 && classes <= SLICER_FRAME_MAX_CLASSES &&
-                                   row <= SLICER_FRAME_MAX_ROW
-                               ? SLICER_FRAME_CONTEXT_BOUND(row, classes)
-                               : SLICER_FRAME_CONTEXT_MAX_BYTES);
+  const bool fits = classes <= SLICER_FRAME_MAX_CLASSES && row <= SLICER_FRAME_MAX_ROW;
+  std::vector<uint8_t> dst(!fits         ? SLICER_FRAME_CONTEXT_MAX_BYTES
+                           : p.trellis   ? SLICER_FRAME_TRELLIS_CONTEXT_BOUND(row, classes)
+                           : classes > 1 ? SLICER_FRAME_CONTEXT_BOUND(row, classes)
+                                         : SLICER_FRAME_CONTEXT_MAX_BYTES);
   size_t written = 0;
   int status;
   {
@@ -72,7 +81,11 @@ class FrameHandle {
     d["row_elements"] = info_.row_elements;
     d["step"] = info_.step;
     d["rho_256"] = info_.rho_256;
-    d["offsets"] = nb::make_tuple(info_.offset1, info_.offset2);
+    d["offsets"] = info_.trellis ? nb::make_tuple(info_.offset1, info_.offset2,
+                                                  info_.trellis_offset1, info_.trellis_offset2)
+                                 : nb::make_tuple(info_.offset1, info_.offset2);
+    d["trellis"] = info_.trellis;
+    d["trellis_lambda"] = info_.trellis_lambda;
     d["states"] = info_.states;
     d["context_id"] = info_.context_id;
     d["context_bytes"] = info_.context_bytes;
@@ -111,7 +124,7 @@ class FrameHandle {
 void RegisterFrames(nb::module_& m) {
   m.def("frame_context_build", &BuildContext, nb::arg("raw"), nb::arg("dtype"), nb::arg("num_rows"),
         nb::arg("row_shape"), nb::arg("step"), nb::arg("rho_256"), nb::arg("offsets").none(),
-        nb::arg("states"), nb::arg("classes") = 1,
+        nb::arg("states"), nb::arg("classes") = 1, nb::arg("trellis_lambda") = 0.0,
         "(status, context bytes) from calibration rows (§17.3).");
   nb::class_<FrameHandle>(m, "FrameHandle")
       .def(nb::init<>())

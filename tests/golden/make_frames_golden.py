@@ -4,7 +4,7 @@
 
 Written once and committed; never regenerated for a released format. Per case NAME:
 ``NAME.json`` (dtype, row_shape, step, rho_256, offsets, states, and classes for contexts with a
-class map, §18), ``NAME_calib.npy``
+class map, §18, and trellis = λ for trellis contexts, §17.4), ``NAME_calib.npy``
 (calibration rows), ``NAME_rows.npy`` (the rows coded as frames; bfloat16 stored as its ``<u2``
 bits), ``NAME.ctx`` (the context) and ``NAME_K.frame`` (frame K, sequence number K).
 """
@@ -44,6 +44,8 @@ def cases() -> dict:
     real = np.load(HERE.parent.parent / "bench" / "data" / "smollm2_l15.npy")
     big = np.zeros((2, 40))
     big[1, :5] = [1e15, -3e9, 7.0, -1.0, 2.0**52]
+    big_t = big.copy()
+    big_t[1, :5] = [1e15, -3e9, 7.0, -1.0, 2.0**50 + 3]  # a trellis row: |x| / Δ below 2^52
     return {
         # real SmolLM2 hidden states after layer 15: prefill rows 0-15 (the first carries the
         # massive activations), then three generated-token rows
@@ -120,6 +122,34 @@ def cases() -> dict:
             None,
             4,
         ),
+        # trellis contexts (§17.4): the real rows with one table pair and with 8 classes; fixed
+        # offsets and one state; magnitudes up to 2^50 under a context calibrated on zeros;
+        # bfloat16 rows with 15 classes and four states
+        "f32_smollm2_l15_t": (real[:16], real[16:19], (576,), 0.5, 0, None, 2, 1, 0.34),
+        "f32_smollm2_l15_c8_t": (real[:16], real[16:19], (576,), 0.5, 0, None, 2, 8, 0.34),
+        "f16_7_t": (
+            llm_rows(1, 4, 7).astype(np.float16),
+            llm_rows(2, 2, 7).astype(np.float16),
+            (7,),
+            0.125,
+            0,
+            (-5, 3, 2, -4),
+            1,
+            1,
+            0.5,
+        ),
+        "f64_unseen_t": (big[:1], big_t[1:], (40,), 1.0, 0, None, 4, 1, 0.34),
+        "bf16_3x5_c15_t": (
+            llm_rows(9, 6, 15).reshape(6, 3, 5).astype(ml_dtypes.bfloat16),
+            llm_rows(10, 2, 15).reshape(2, 3, 5).astype(ml_dtypes.bfloat16),
+            (3, 5),
+            0.25,
+            0,
+            None,
+            4,
+            15,
+            0.25,
+        ),
     }
 
 
@@ -132,6 +162,7 @@ def main() -> int:
     for name, case in cases().items():
         calib, rows, row_shape, step, rho_256, offsets, states = case[:7]
         classes = case[7] if len(case) > 7 else 1
+        lam = case[8] if len(case) > 8 else None
         if calib.dtype == np.float64 and name.startswith("f32"):
             calib, rows = calib.astype(np.float32), rows.astype(np.float32)
         ctx = rf.build_context(
@@ -142,6 +173,7 @@ def main() -> int:
             offsets=offsets,
             states=states,
             classes=classes,
+            trellis=lam,
         )
         (OUT / f"{name}.ctx").write_bytes(ctx.data)
         np.save(OUT / f"{name}_calib.npy", to_disk(calib))
@@ -159,6 +191,8 @@ def main() -> int:
         }
         if classes > 1:
             meta["classes"] = classes
+        if lam is not None:
+            meta["trellis"] = lam
         (OUT / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
         print(name, len(ctx.data), [len(rf.encode_frame(ctx, r, 0)) for r in rows])
     return 0

@@ -367,6 +367,9 @@ SLICER_API int slicer_stream_version(const void* src, size_t size, uint32_t* ver
 /* No context of rows of `row` elements with `classes` ≥ 2 classes (§18) is longer. */
 #define SLICER_FRAME_CONTEXT_BOUND(row, classes) (57u + ((row) + 1u) / 2u + 1111u * (classes))
 #define SLICER_FRAME_MAX_CLASSES 16u
+/* No trellis context (§17.4) of rows of `row` elements with `classes` ≥ 1 classes is longer. */
+#define SLICER_FRAME_TRELLIS_CONTEXT_BOUND(row, classes) \
+  (62u + ((row) + 1u) / 2u + 2222u * (classes))
 
 typedef struct slicer_frame_params {
   float step;             /* Δ0 (finite, normal, > 0) */
@@ -375,6 +378,13 @@ typedef struct slicer_frame_params {
   int8_t offset1, offset2; /* used when auto_offsets = 0 */
   uint8_t states;         /* interleaved rANS states per frame: 2 (default), 1 (about 3.5 bytes
                              smaller, slower: one serial chain) or 4 (faster, about 7 more) */
+  /* Trellis contexts (docs/format.md §17.4): trellis = 1 codes every frame with mode 3's
+   * trellis-coded quantization (rho_256 is then unused); trellis_lambda: λ (finite, ≥ 2^−126,
+   * stored in the context, default 0.34); with auto_offsets = 0, offset1 / offset2 are
+   * quantizer Q0's offsets and trellis_offset1 / trellis_offset2 quantizer Q1's. */
+  uint8_t trellis;
+  int8_t trellis_offset1, trellis_offset2;
+  float trellis_lambda;
 } slicer_frame_params;
 
 /* An opened context: the encoder and decoder tables plus scratch. One handle serves one thread
@@ -393,6 +403,9 @@ typedef struct slicer_frame_info {
   uint32_t context_id;    /* CRC-32 of the context bytes */
   uint64_t context_bytes; /* length of the context */
   uint64_t frame_bound;   /* no frame of this context is longer */
+  uint32_t trellis;       /* 1: a trellis context (§17.4; rho_256 is then 0) */
+  int32_t trellis_offset1, trellis_offset2; /* quantizer Q1's offsets (trellis contexts) */
+  float trellis_lambda;   /* the context's λ (trellis contexts), else 0 */
 } slicer_frame_info;
 
 SLICER_API void slicer_frame_params_init(slicer_frame_params* params);

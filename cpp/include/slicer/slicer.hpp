@@ -363,18 +363,26 @@ class FrameContext {
  public:
   // Context bytes from num_rows C-contiguous rows of row_shape (dtype of every later row).
   // classes: 1 (one frequency table) or 2 … 16 (a class map, docs/format.md §18).
+  // trellis_lambda > 0: a trellis context with that λ (§17.4); 0: the dead-zone quantizer.
   static std::vector<uint8_t> Build(const void* rows, DType dtype, uint64_t num_rows,
                                     const std::vector<int64_t>& row_shape, float step,
-                                    uint8_t states = 2, uint32_t classes = 1) {
+                                    uint8_t states = 2, uint32_t classes = 1,
+                                    float trellis_lambda = 0.0f) {
     slicer_frame_params params;
     slicer_frame_params_init(&params);
     params.step = step;
     params.states = states;
+    if (trellis_lambda != 0.0f) {
+      params.trellis = 1;
+      params.trellis_lambda = trellis_lambda;
+    }
     uint64_t row = 1;
     for (int64_t d : row_shape) row *= d > 0 ? static_cast<uint64_t>(d) : 0;
-    std::vector<uint8_t> out(classes > 1 && row <= SLICER_FRAME_MAX_ROW
-                                 ? SLICER_FRAME_CONTEXT_BOUND(row, classes)
-                                 : SLICER_FRAME_CONTEXT_MAX_BYTES);
+    const uint32_t k = classes <= SLICER_FRAME_MAX_CLASSES ? classes : 1;
+    std::vector<uint8_t> out(row > SLICER_FRAME_MAX_ROW ? SLICER_FRAME_CONTEXT_MAX_BYTES
+                             : params.trellis           ? SLICER_FRAME_TRELLIS_CONTEXT_BOUND(row, k)
+                             : classes > 1              ? SLICER_FRAME_CONTEXT_BOUND(row, classes)
+                                                        : SLICER_FRAME_CONTEXT_MAX_BYTES);
     size_t written = 0;
     Check(slicer_frame_context_build_classes(rows, static_cast<int>(dtype), num_rows,
                                              row_shape.data(),

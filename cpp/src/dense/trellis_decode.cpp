@@ -44,7 +44,6 @@ struct Stream : format::DenseBodyParams, format::DenseBody {
 };
 constexpr size_t kStride = kNumSymbols + 1;
 constexpr uint8_t kEscape = 255;
-constexpr double kSign[2] = {1.0, -1.0};
 
 slicer_status ParseBody(const uint8_t* data, size_t size, Stream* s, slicer_dense_info* info) {
   const format::DenseHeader& h = s->h;
@@ -226,12 +225,8 @@ slicer_status DecodeChunkT(const Stream& s, const uint8_t* data, size_t size, ui
         m = base + extra;
         if (m > kMaxMag) return Reject(SLICER_ERR_CORRUPT, "trellis magnitude above 2^52");
       }
-      if (dst != nullptr) {  // §21.2 without branches on the data (the sign and m = 0 are
-                             // random): ×(−1) is exact, and m = 0 selects +0
-        const double sign = kSign[format::dense::SymbolNegative(sym) ? 1 : 0];
-        const double mag = static_cast<double>(static_cast<int64_t>(2 * m) - q);
-        const double v = ((mag + off[2 * q + (m != 1 ? 1 : 0)]) * delta) * sign;
-        Store<kDtype>(dst, i, m != 0 ? v : 0.0);
+      if (dst != nullptr) {  // §21.2 (trellis.hpp's Reconstruct, shared with frames)
+        Store<kDtype>(dst, i, Reconstruct(m, q, format::dense::SymbolNegative(sym), off, delta));
       }
       tstate[lane] = kNext[tstate[lane]][m & 1];
       if (++lane == k) lane = 0;

@@ -24,12 +24,7 @@ namespace {
 
 using internal::StatusError;
 
-// Candidate list of quantizer q for t (§21.6 3.): (0, max(a − 1, 0), a, a + 1).
-inline uint64_t Nearest(double t, unsigned q) {
-  if (q == 0) return static_cast<uint64_t>(std::floor(t * 0.5 + 0.5));
-  const double a = std::floor((t + 1.0) * 0.5 + 0.5);
-  return a < 1.0 ? 1 : static_cast<uint64_t>(a);
-}
+// Candidate list of quantizer q for t (§21.6 3.): (0, max(a − 1, 0), a, a + 1), a = Nearest.
 inline uint64_t Candidate(uint64_t a, unsigned k) {
   switch (k) {
     case 0:
@@ -42,14 +37,12 @@ inline uint64_t Candidate(uint64_t a, unsigned k) {
       return a + 1;
   }
 }
-// Reconstruction in units of Δ (§21.2 without offset): 2m − q, 0 for m = 0.
-inline double Recon(uint64_t m, unsigned q) {
-  return m == 0 ? 0.0 : static_cast<double>(2 * m - q);
-}
 inline unsigned Sym(uint64_t m, bool neg, unsigned* nbits) {
   uint64_t extra;
   return SymbolOf(m, neg && m > 0, nbits, &extra);
 }
+
+}  // namespace
 
 // Rates in 1/256 bit of the table of exact counts `counts` (§21.6 4.).
 void MakeRates(const uint64_t* counts, int32_t* rates) {
@@ -63,11 +56,24 @@ void MakeRates(const uint64_t* counts, int32_t* rates) {
   std::vector<uint32_t> freq, cum;
   Normalize(classes, &freq, &cum);
   for (unsigned s = 0; s < nsym; ++s) {
-    if (freq[s] == 0) continue;
-    rates[s] = 3584 - static_cast<int32_t>(
-                          std::floor(256.0 * std::log2(static_cast<double>(freq[s])) + 0.5));
+    if (freq[s] != 0) rates[s] = RateOfFreq(freq[s]);
   }
 }
+
+int32_t RateOfFreq(uint32_t f) {
+  return 3584 - static_cast<int32_t>(std::floor(256.0 * std::log2(static_cast<double>(f)) + 0.5));
+}
+
+void ExtraRates(int32_t* extra_rate) {
+  for (unsigned s = 0; s < kNumSymbols; ++s) {
+    uint64_t base;
+    unsigned nbits;
+    BinBase(BinOf(s), &base, &nbits);
+    extra_rate[s] = 256 * static_cast<int32_t>(nbits);
+  }
+}
+
+namespace {
 
 // Predecessors (s, p) of new state n, in the pinned order (§21.6 6.).
 constexpr uint8_t kPred[4][2][2] = {
@@ -80,6 +86,8 @@ struct Coded {
   std::vector<uint64_t> chunk_first;  // nch + 1 prefix of coded counts per chunk
 };
 
+}  // namespace
+
 // The chains of one chunk (§21.1): chain l holds elements first + l, first + l + K, … below
 // first + count. Writes each element's magnitude and the state it is coded in.
 //
@@ -89,7 +97,7 @@ struct Coded {
 // The `states` chains of a chunk run interleaved, element after element in flat order (each
 // lane's path costs apart): consecutive elements belong to independent chains, so their
 // updates overlap in the CPU; every chain's arithmetic is the one of §21.6.
-void RunChains(const Coded& c, uint64_t first, uint64_t count, unsigned states,
+void RunChains(const ChainInput& c, uint64_t first, uint64_t count, unsigned states,
                const double* weights, uint16_t* trace, uint64_t* m_out, uint8_t* s_out) {
   constexpr double kInf = std::numeric_limits<double>::infinity();
   double path[4][4];
@@ -162,6 +170,8 @@ void RunChains(const Coded& c, uint64_t first, uint64_t count, unsigned states,
     }
   }
 }
+
+namespace {
 
 // binary64 → the stream dtype → binary64: what the decoder stores (§12.4).
 inline double Decoded(int dtype, double v) {
@@ -271,12 +281,7 @@ void Encode(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
           : internal::PartCount(nch, internal::ResolveThreads(params.threads), 1);
   std::vector<double> weights(rates.size());
   int32_t extra_rate[kNumSymbols];  // 256 · the extra bits of each symbol (§11)
-  for (unsigned s = 0; s < kNumSymbols; ++s) {
-    uint64_t base;
-    unsigned nbits;
-    BinBase(BinOf(s), &base, &nbits);
-    extra_rate[s] = 256 * static_cast<int32_t>(nbits);
-  }
+  ExtraRates(extra_rate);
   for (unsigned pass = 0; pass < kPasses; ++pass) {
     for (unsigned x = 0; x < nctx; ++x)
       MakeRates(counts.data() + size_t{x} * kNumSymbols, rates.data() + size_t{x} * kNumSymbols);
@@ -286,7 +291,8 @@ void Encode(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
       for (uint64_t j = j0; j < j1; ++j) {
         const uint64_t first = c.chunk_first[j], count = c.chunk_first[j + 1] - first;
         if (count == 0) continue;
-        RunChains(c, first, count, StatesFor(count), weights.data(), trace.data(), mags.data(),
+        const ChainInput in_c{c.t.data(), c.neg.data(), c.cls.data()};
+        RunChains(in_c, first, count, StatesFor(count), weights.data(), trace.data(), mags.data(),
                   state.data());
       }
     });

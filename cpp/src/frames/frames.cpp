@@ -9,6 +9,7 @@
 
 #include "codec.hpp"
 #include "crc32.hpp"
+#include "dense/trellis.hpp"
 #include "float_bits.hpp"
 #include "format/class_map.hpp"
 #include "format/reject.hpp"
@@ -76,31 +77,145 @@ void RansEncode(const uint16_t* syms, uint64_t r, const dense::EncSymbol* enc, u
   for (unsigned j = 0; j < K; ++j) out[j] = x[j];
 }
 
-}  // namespace
+namespace tcq = dense::trellis;
 
-void BuildContext(const void* rows, int dtype, uint64_t num_rows, const int64_t* row_shape,
-                  uint32_t row_ndim, const slicer_frame_params& p, unsigned nclass,
-                  std::vector<uint8_t>* out) {
-  if (dtype < SLICER_FLOAT32 || dtype > SLICER_FLOAT64) {
-    throw StatusError(SLICER_ERR_UNSUPPORTED_DTYPE, "dtype");
+// §17.4 3.: §17.3's classes of one table from its symbol counts; every class 1 without counts.
+void TrellisClasses(const uint64_t* h, unsigned* classes) {
+  uint64_t total = 0;
+  for (unsigned s = 0; s < dense::kNumSymbols; ++s) total += h[s];
+  if (total == 0) {
+    std::fill(classes, classes + dense::kNumSymbols, 1u);
+    return;
   }
-  uint64_t row = 0;
-  slicer_status st = CheckRowShape(row_shape, row_ndim, &row);
-  if (st != SLICER_OK) throw StatusError(st, "row_shape");
-  if (num_rows == 0 || rows == nullptr || num_rows > (uint64_t{1} << 40) / row) {
-    throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "rows");
+  unsigned shift = 0;
+  while ((total << shift) < (uint64_t{1} << 15)) ++shift;
+  for (unsigned s = 0; s < dense::kNumSymbols; ++s)
+    classes[s] = h[s] ? dense::CountClass(h[s] << shift) : 1;
+}
+
+// The Viterbi's weights λ' · (R(s) + 256 · extra bits) of `ntab` tables of 423 classes each.
+void TrellisWeights(const unsigned* classes, unsigned ntab, float lambda, double* weights) {
+  int32_t extra[dense::kNumSymbols];
+  tcq::ExtraRates(extra);
+  const double lamp = static_cast<double>(lambda) / 256.0;
+  std::vector<unsigned> cls(dense::kNumSymbols);
+  std::vector<uint32_t> freq, cum;
+  for (unsigned x = 0; x < ntab; ++x) {
+    std::copy(classes + size_t{x} * dense::kNumSymbols,
+              classes + size_t{x + 1} * dense::kNumSymbols, cls.begin());
+    dense::Normalize(cls, &freq, &cum);
+    for (unsigned s = 0; s < dense::kNumSymbols; ++s)
+      weights[size_t{x} * dense::kNumSymbols + s] =
+          lamp * static_cast<double>(tcq::RateOfFreq(freq[s]) + extra[s]);
   }
-  if (!(std::isfinite(p.step) && p.step >= 0x1p-126f) || p.rho_256 < 1 || p.rho_256 > 128 ||
-      p.auto_offsets > 1 || (p.states != 1 && p.states != 2 && p.states != 4)) {
-    throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "params");
+}
+
+// t = |x| / Δ0 and the sign of n elements; a non-finite x or t ≥ 2^52 throws (§17.4).
+void TrellisInput(int dtype, const uint8_t* bytes, uint64_t n, double delta, double* t,
+                  uint8_t* neg) {
+  bool ok = true;
+  for (uint64_t i = 0; i < n; ++i) {
+    const double v = dense::LoadElement(dtype, bytes, i);
+    t[i] = std::fabs(v) / delta;
+    neg[i] = v < 0;
+    ok &= t[i] < tcq::kMaxT;  // false for NaN / inf too
   }
-  if (nclass < 1 || nclass > format::kMaxClasses || nclass > row) {
-    throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "classes");
+  if (ok) return;
+  for (uint64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(dense::LoadElement(dtype, bytes, i)))
+      throw StatusError(SLICER_ERR_NONFINITE_INPUT, "input");
+    if (!(t[i] < tcq::kMaxT)) throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "step too small");
   }
+}
+
+// §17.4's build rule: class map, 2T tables (classes, [423 · (2c + q) + s]) and offsets.
+void BuildTrellisTables(const uint8_t* bytes, int dtype, uint64_t num_rows, uint64_t row,
+                        const slicer_frame_params& p, unsigned nclass, std::vector<uint8_t>* cmap,
+                        std::vector<unsigned>* classes, int8_t* off) {
+  double delta = 0;
+  dense::GroupStep(p.step, 0, &delta);
+  const uint64_t n = num_rows * row;
+  std::vector<double> t(n);
+  std::vector<uint8_t> neg(n), cls(n, 0);
+  TrellisInput(dtype, bytes, n, delta, t.data(), neg.data());
+  if (nclass > 1) {  // §17.4 2.: S_a of the nearest-integer codes (§21.6 2.)
+    std::vector<uint64_t> sums(row, 0);
+    for (uint64_t i = 0, a = 0; i < n; ++i) {
+      const uint64_t near = static_cast<uint64_t>(std::floor(t[i] + 0.5));
+      sums[a] += std::min(near, format::kClassStatClamp);
+      if (++a == row) a = 0;
+    }
+    format::ClassRule(sums.data(), row, nclass, cmap->data());
+    for (uint64_t i = 0, a = 0; i < n; ++i) {
+      cls[i] = (*cmap)[a];
+      if (++a == row) a = 0;
+    }
+  }
+  const unsigned ntab = 2 * nclass;
+  const size_t tab_size = size_t{ntab} * dense::kNumSymbols;
+  std::vector<uint64_t> counts(tab_size, 0);
+  for (uint64_t e = 0; e < n; ++e) {  // pass-1 counts: Q0's and Q1's nearest candidate
+    for (unsigned q = 0; q < 2; ++q) {
+      const uint64_t a = tcq::Nearest(t[e], q);
+      unsigned nb;
+      uint64_t extra;
+      const unsigned s = dense::SymbolOf(a, neg[e] != 0 && a > 0, &nb, &extra);
+      ++counts[size_t{2u * cls[e] + q} * dense::kNumSymbols + s];
+    }
+  }
+  classes->assign(tab_size, 1);
+  std::vector<double> weights(tab_size);
+  std::vector<uint16_t> trace(n);
+  std::vector<uint64_t> mags(n, 0);
+  std::vector<uint8_t> state(n, 0);
+  const tcq::ChainInput in{t.data(), neg.data(), cls.data()};
+  for (unsigned pass = 0; pass < tcq::kPasses; ++pass) {
+    for (unsigned x = 0; x < ntab; ++x)
+      TrellisClasses(counts.data() + size_t{x} * dense::kNumSymbols,
+                     classes->data() + size_t{x} * dense::kNumSymbols);
+    TrellisWeights(classes->data(), ntab, p.trellis_lambda, weights.data());
+    for (uint64_t r = 0; r < num_rows; ++r) {
+      tcq::RunChains(in, r * row, row, p.states, weights.data(), trace.data(), mags.data(),
+                     state.data());
+    }
+    std::fill(counts.begin(), counts.end(), 0);
+    for (uint64_t e = 0; e < n; ++e) {
+      unsigned nb;
+      uint64_t extra;
+      const unsigned s = dense::SymbolOf(mags[e], neg[e] != 0 && mags[e] > 0, &nb, &extra);
+      ++counts[size_t{2u * cls[e] + (state[e] >> 1)} * dense::kNumSymbols + s];
+    }
+  }
+  for (unsigned x = 0; x < ntab; ++x)
+    TrellisClasses(counts.data() + size_t{x} * dense::kNumSymbols,
+                   classes->data() + size_t{x} * dense::kNumSymbols);
+  if (!p.auto_offsets) {
+    off[0] = p.offset1;
+    off[1] = p.offset2;
+    off[2] = p.trellis_offset1;
+    off[3] = p.trellis_offset2;
+    return;
+  }
+  int64_t sum[4] = {0, 0, 0, 0};  // §21.6 8. per quantizer and class (m = 1, m ≥ 2)
+  uint64_t cnt[4] = {0, 0, 0, 0};
+  for (uint64_t e = 0; e < n; ++e) {
+    const uint64_t m = mags[e];
+    if (m == 0) continue;
+    const unsigned q = state[e] >> 1;
+    const unsigned which = 2 * q + (m == 1 ? 0 : 1);
+    sum[which] += dense::FloorToInt((t[e] - tcq::Recon(m, q)) * 0x1p20);
+    ++cnt[which];
+  }
+  for (unsigned w = 0; w < 4; ++w) off[w] = dense::OffsetSums::Offset(sum[w], cnt[w]);
+}
+
+// §17.3: class map, T tables and (o1, o2) of a context without trellis.
+void BuildPlainTables(const uint8_t* bytes, int dtype, uint64_t num_rows, uint64_t row,
+                      const slicer_frame_params& p, unsigned nclass, std::vector<uint8_t>* cmap_out,
+                      std::vector<unsigned>* classes_out, int8_t* off) {
   double delta = 0;
   dense::GroupStep(p.step, 0, &delta);
   const double rho = p.rho_256 / 256.0;
-  const uint8_t* bytes = static_cast<const uint8_t*>(rows);
   // Pass 1: every calibration element's symbol, the offset sums and (§18.2) S_a per position.
   const uint64_t n = num_rows * row;
   std::vector<uint16_t> syms(n);
@@ -119,9 +234,9 @@ void BuildContext(const void* rows, int dtype, uint64_t num_rows, const int64_t*
       if (++a == row) a = 0;
     }
   }
-  const int8_t o1 = p.auto_offsets ? sums.O1() : p.offset1;
-  const int8_t o2 = p.auto_offsets ? sums.O2() : p.offset2;
-  std::vector<uint8_t> cmap(row, 0);
+  off[0] = p.auto_offsets ? sums.O1() : p.offset1;
+  off[1] = p.auto_offsets ? sums.O2() : p.offset2;
+  std::vector<uint8_t>& cmap = *cmap_out;
   if (nclass > 1) format::ClassRule(pos_sums.data(), row, nclass, cmap.data());
   // Per class: histogram, then (§17.3) scale S = 2^k, smallest with S · T_c ≥ 2^15; unseen
   // symbols get count class 1.
@@ -132,7 +247,8 @@ void BuildContext(const void* rows, int dtype, uint64_t num_rows, const int64_t*
     ++total[cmap[a]];
     if (++a == row) a = 0;
   }
-  std::vector<unsigned> classes(uint64_t{nclass} * dense::kNumSymbols);
+  std::vector<unsigned>& classes = *classes_out;
+  classes.assign(uint64_t{nclass} * dense::kNumSymbols, 0);
   for (unsigned c = 0; c < nclass; ++c) {
     unsigned shift = 0;
     while ((total[c] << shift) < (uint64_t{1} << 15)) ++shift;
@@ -141,31 +257,47 @@ void BuildContext(const void* rows, int dtype, uint64_t num_rows, const int64_t*
       classes[uint64_t{c} * dense::kNumSymbols + s] = h ? dense::CountClass(h << shift) : 1;
     }
   }
+}
+
+void WriteContext(int dtype, const int64_t* row_shape, uint32_t row_ndim,
+                  const slicer_frame_params& p, unsigned nclass, bool trellis,
+                  const std::vector<uint8_t>& cmap, const std::vector<unsigned>& classes,
+                  const int8_t* off, std::vector<uint8_t>* out) {
+  const uint64_t row = cmap.size();
   out->clear();
   static const uint8_t magic[4] = {0x53, 0x4C, 0x43, 0x52};
   out->insert(out->end(), magic, magic + 4);
   out->push_back(dense::kVersion);
   out->push_back(kKindContext);
   out->push_back(static_cast<uint8_t>(dtype));
-  out->push_back(nclass > 1 ? 1 : 0);  // flags bit 0: a class map follows the states
+  // flags bit 0: a class map follows the states; bit 1: a trellis context (§17.4)
+  out->push_back(static_cast<uint8_t>((nclass > 1 ? 1 : 0) | (trellis ? 2 : 0)));
   out->push_back(static_cast<uint8_t>(row_ndim));
   for (uint32_t d = 0; d < row_ndim; ++d) {
     uint8_t buf[10];
     const size_t len = internal::PutVarint(static_cast<uint64_t>(row_shape[d]), buf);
     out->insert(out->end(), buf, buf + len);
   }
-  uint8_t mp[8];
+  uint8_t mp[13];
   std::memcpy(mp, &p.step, 4);
-  mp[4] = p.rho_256;
-  mp[5] = static_cast<uint8_t>(o1);
-  mp[6] = static_cast<uint8_t>(o2);
-  mp[7] = p.states;
-  out->insert(out->end(), mp, mp + 8);
+  size_t len = 8;
+  if (trellis) {  // step, lambda, o1_0, o2_0, o1_1, o2_1, states
+    std::memcpy(mp + 4, &p.trellis_lambda, 4);
+    for (unsigned w = 0; w < 4; ++w) mp[8 + w] = static_cast<uint8_t>(off[w]);
+    mp[12] = p.states;
+    len = 13;
+  } else {  // step, rho_256, o1, o2, states
+    mp[4] = p.rho_256;
+    mp[5] = static_cast<uint8_t>(off[0]);
+    mp[6] = static_cast<uint8_t>(off[1]);
+    mp[7] = p.states;
+  }
+  out->insert(out->end(), mp, mp + len);
   if (nclass > 1) {
     out->push_back(static_cast<uint8_t>(nclass));
     format::WriteClassMap(cmap.data(), row, out);
   }
-  for (unsigned c = 0; c < nclass; ++c) {
+  for (unsigned c = 0; c < nclass * (trellis ? 2 : 1); ++c) {
     uint8_t nsym[2];
     const size_t vl = internal::PutVarint(dense::kNumSymbols, nsym);
     out->insert(out->end(), nsym, nsym + vl);
@@ -174,6 +306,42 @@ void BuildContext(const void* rows, int dtype, uint64_t num_rows, const int64_t*
   }
   const uint32_t crc = internal::Crc32(0, out->data(), out->size());
   for (int b = 0; b < 4; ++b) out->push_back(static_cast<uint8_t>(crc >> (8 * b)));
+}
+
+}  // namespace
+
+void BuildContext(const void* rows, int dtype, uint64_t num_rows, const int64_t* row_shape,
+                  uint32_t row_ndim, const slicer_frame_params& p, unsigned nclass,
+                  std::vector<uint8_t>* out) {
+  if (dtype < SLICER_FLOAT32 || dtype > SLICER_FLOAT64) {
+    throw StatusError(SLICER_ERR_UNSUPPORTED_DTYPE, "dtype");
+  }
+  uint64_t row = 0;
+  slicer_status st = CheckRowShape(row_shape, row_ndim, &row);
+  if (st != SLICER_OK) throw StatusError(st, "row_shape");
+  if (num_rows == 0 || rows == nullptr || num_rows > (uint64_t{1} << 40) / row) {
+    throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "rows");
+  }
+  const bool trellis = p.trellis == 1;
+  if (!(std::isfinite(p.step) && p.step >= 0x1p-126f) ||
+      (!trellis && (p.rho_256 < 1 || p.rho_256 > 128)) || p.auto_offsets > 1 ||
+      (p.states != 1 && p.states != 2 && p.states != 4) || p.trellis > 1 ||
+      (trellis && !(std::isfinite(p.trellis_lambda) && p.trellis_lambda >= 0x1p-126f))) {
+    throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "params");
+  }
+  if (nclass < 1 || nclass > format::kMaxClasses || nclass > row) {
+    throw StatusError(SLICER_ERR_INVALID_ARGUMENT, "classes");
+  }
+  const uint8_t* bytes = static_cast<const uint8_t*>(rows);
+  std::vector<uint8_t> cmap(row, 0);
+  std::vector<unsigned> classes;
+  int8_t off[4] = {0, 0, 0, 0};
+  if (trellis) {
+    BuildTrellisTables(bytes, dtype, num_rows, row, p, nclass, &cmap, &classes, off);
+  } else {
+    BuildPlainTables(bytes, dtype, num_rows, row, p, nclass, &cmap, &classes, off);
+  }
+  WriteContext(dtype, row_shape, row_ndim, p, nclass, trellis, cmap, classes, off, out);
 }
 
 slicer_status OpenContext(const uint8_t* data, size_t size, uint64_t max_elements, Context* c) {
@@ -195,8 +363,9 @@ slicer_status OpenContext(const uint8_t* data, size_t size, uint64_t max_element
   if (b < SLICER_FLOAT32 || b > SLICER_FLOAT64) return SLICER_ERR_CORRUPT;
   c->dtype = b;
   if (!u8(&b)) return SLICER_ERR_TRUNCATED;
-  if ((b & ~1u) != 0) return SLICER_ERR_CORRUPT;
+  if ((b & ~3u) != 0) return SLICER_ERR_CORRUPT;
   const bool has_map = (b & 1) != 0;
+  c->trellis = (b & 2) != 0;
   if (!u8(&b)) return SLICER_ERR_TRUNCATED;
   if (b > SLICER_MAX_NDIM) return SLICER_ERR_CORRUPT;
   c->ndim = b;
@@ -211,16 +380,32 @@ slicer_status OpenContext(const uint8_t* data, size_t size, uint64_t max_element
   }
   if (row == 0) return SLICER_ERR_CORRUPT;
   c->row = row;
-  if (end - pos < 8) return SLICER_ERR_TRUNCATED;
+  const size_t fields = c->trellis ? 13 : 8;
+  if (end - pos < fields) return SLICER_ERR_TRUNCATED;
   std::memcpy(&c->step, data + pos, 4);
-  c->rho_256 = data[pos + 4];
-  c->o1 = static_cast<int8_t>(data[pos + 5]);
-  c->o2 = static_cast<int8_t>(data[pos + 6]);
-  c->states = data[pos + 7];
-  pos += 8;
+  if (c->trellis) {  // step, lambda, o1_0, o2_0, o1_1, o2_1, states (§17.4)
+    std::memcpy(&c->lambda, data + pos + 4, 4);
+    c->rho_256 = 0;
+    c->o1 = static_cast<int8_t>(data[pos + 8]);
+    c->o2 = static_cast<int8_t>(data[pos + 9]);
+    c->o1_1 = static_cast<int8_t>(data[pos + 10]);
+    c->o2_1 = static_cast<int8_t>(data[pos + 11]);
+    c->states = data[pos + 12];
+  } else {
+    c->lambda = 0;
+    c->o1_1 = c->o2_1 = 0;
+    c->rho_256 = data[pos + 4];
+    c->o1 = static_cast<int8_t>(data[pos + 5]);
+    c->o2 = static_cast<int8_t>(data[pos + 6]);
+    c->states = data[pos + 7];
+  }
+  pos += fields;
   if (c->states != 1 && c->states != 2 && c->states != 4) return SLICER_ERR_CORRUPT;
   if (!(std::isfinite(c->step) && c->step >= 0x1p-126f)) return SLICER_ERR_CORRUPT;
-  if (c->rho_256 < 1 || c->rho_256 > 128) return SLICER_ERR_CORRUPT;
+  if (c->trellis ? !(std::isfinite(c->lambda) && c->lambda >= 0x1p-126f)
+                 : (c->rho_256 < 1 || c->rho_256 > 128)) {
+    return SLICER_ERR_CORRUPT;
+  }
   c->nclass = 1;
   c->cmap.assign(row, 0);
   if (has_map) {
@@ -232,8 +417,9 @@ slicer_status OpenContext(const uint8_t* data, size_t size, uint64_t max_element
     if (st != SLICER_OK) return st;
     pos += format::ClassMapBytes(row);
   }
-  c->tables.assign(c->nclass, {});
-  for (unsigned k = 0; k < c->nclass; ++k) {
+  const unsigned ntab = c->nclass * (c->trellis ? 2 : 1);  // table 2c + q when trellis
+  c->tables.assign(ntab, {});
+  for (unsigned k = 0; k < ntab; ++k) {
     uint64_t nsym;
     if (const slicer_status st = ReadVarint(data, end, &pos, &nsym); st != SLICER_OK) return st;
     if (nsym != dense::kNumSymbols) return SLICER_ERR_CORRUPT;
@@ -248,11 +434,11 @@ slicer_status OpenContext(const uint8_t* data, size_t size, uint64_t max_element
   c->bytes = size;
   dense::GroupStep(c->step, 0, &c->delta);
   c->rho = c->rho_256 / 256.0;
-  c->enc.resize(uint64_t{c->nclass} * dense::kNumSymbols);
-  c->bucket_symbol.assign(uint64_t{c->nclass} * kBucketsPerClass, 0);
-  c->cum.resize(uint64_t{c->nclass} * kCumStride);
+  c->enc.resize(uint64_t{ntab} * dense::kNumSymbols);
+  c->bucket_symbol.assign(uint64_t{ntab} * kBucketsPerClass, 0);
+  c->cum.resize(uint64_t{ntab} * kCumStride);
   std::vector<uint32_t> freq, cum;
-  for (unsigned k = 0; k < c->nclass; ++k) {
+  for (unsigned k = 0; k < ntab; ++k) {
     dense::Normalize(c->tables[k], &freq, &cum);
     uint8_t* const bucket = c->bucket_symbol.data() + uint64_t{k} * kBucketsPerClass;
     for (unsigned q = 0; q < dense::kNumSymbols; ++q) {
@@ -278,6 +464,15 @@ slicer_status OpenContext(const uint8_t* data, size_t size, uint64_t max_element
     const double v = bin == 0 ? 0.0 : (static_cast<double>(bin) + off) * c->delta;
     c->value[q] = (q & 1) == 0 && q != 0 ? -v : v;
   }
+  if (c->trellis) {
+    std::vector<unsigned> all;
+    for (const std::vector<unsigned>& t : c->tables) all.insert(all.end(), t.begin(), t.end());
+    c->weights.resize(all.size());
+    TrellisWeights(all.data(), ntab, c->lambda, c->weights.data());
+    c->trace.resize(row);
+    c->mags.resize(row);
+    c->tstate.resize(row);
+  }
   c->syms.resize(row);
   c->rans.resize(24 + 2 * row + 2);
   c->t.resize(row);
@@ -286,7 +481,85 @@ slicer_status OpenContext(const uint8_t* data, size_t size, uint64_t max_element
   return SLICER_OK;
 }
 
+namespace {
+
+// §14 over the frame's symbols (each already offset to its table's block of encoder symbols),
+// then the frame of §17.2 with the extra-bit area bits[0, bits_len).
+size_t AssembleFrame(Context* c, uint32_t seq, size_t bits_len, uint8_t* dst) {
+  const uint64_t r = c->row;
+  const uint16_t* syms = c->syms.data();
+  uint8_t* const rend = c->rans.data() + c->rans.size();
+  uint8_t* ptr = rend;  // c->rans has 2 spare bytes below the lowest reachable byte
+  uint32_t x[4];
+  switch (c->states) {
+    case 1:
+      RansEncode<1>(syms, r, c->enc.data(), x, &ptr);
+      break;
+    case 2:
+      RansEncode<2>(syms, r, c->enc.data(), x, &ptr);
+      break;
+    default:
+      RansEncode<4>(syms, r, c->enc.data(), x, &ptr);
+  }
+  dense::RansFlush(x, c->states, &ptr);
+  const size_t rans_len = static_cast<size_t>(rend - ptr);
+  size_t o = 0;
+  dst[o++] = static_cast<uint8_t>(seq);
+  o += internal::PutVarint(bits_len, dst + o);
+  std::memcpy(dst + o, ptr, rans_len);
+  o += rans_len;
+  std::memcpy(dst + o, c->bits.data(), bits_len);
+  o += bits_len;
+  const uint32_t check = IdCheck(c->id, dst, o);
+  for (int b = 0; b < 4; ++b) dst[o++] = static_cast<uint8_t>(check >> (8 * b));
+  return o;
+}
+
+// §17.4: one Viterbi per lane with the context's weights, then symbols in the tables of the
+// states they were coded in.
+size_t EncodeTrellisFrame(Context* c, const void* row_data, uint32_t seq, uint8_t* dst) {
+  const uint64_t r = c->row;
+  double* t = c->t.data();
+  uint8_t* neg = c->neg.data();
+  TrellisInput(c->dtype, static_cast<const uint8_t*>(row_data), r, c->delta, t, neg);
+  uint64_t* mags = c->mags.data();
+  uint8_t* state = c->tstate.data();
+  const uint8_t* cmap = c->cmap.data();
+  tcq::RunChains(tcq::ChainInput{t, neg, cmap}, 0, r, c->states, c->weights.data(), c->trace.data(),
+                 mags, state);
+  uint16_t* syms = c->syms.data();
+  uint8_t* bits = c->bits.data();
+  size_t bits_pos = 0;
+  uint64_t acc = 0;
+  unsigned cnt = 0;
+  for (uint64_t i = 0; i < r; ++i) {
+    const uint64_t m = mags[i];
+    unsigned s;
+    if (m < dense::kDirect) {
+      s = m == 0 ? 0u : static_cast<unsigned>(2 * m - 1 + neg[i]);
+    } else {
+      unsigned nb;
+      uint64_t extra;
+      s = dense::SymbolOf(m, neg[i] != 0, &nb, &extra);
+      acc |= extra << cnt;
+      cnt += nb;
+      while (cnt >= 8) {
+        bits[bits_pos++] = static_cast<uint8_t>(acc);
+        acc >>= 8;
+        cnt -= 8;
+      }
+    }
+    const unsigned tab = 2u * cmap[i] + (state[i] >> 1);
+    syms[i] = static_cast<uint16_t>(s + tab * dense::kNumSymbols);
+  }
+  if (cnt > 0) bits[bits_pos++] = static_cast<uint8_t>(acc);
+  return AssembleFrame(c, seq, bits_pos, dst);
+}
+
+}  // namespace
+
 size_t EncodeFrame(Context* c, const void* row_data, uint32_t seq, uint8_t* dst) {
+  if (c->trellis) return EncodeTrellisFrame(c, row_data, seq, dst);
   const uint8_t* in = static_cast<const uint8_t*>(row_data);
   const uint64_t r = c->row;
   uint16_t* syms = c->syms.data();
@@ -352,37 +625,17 @@ size_t EncodeFrame(Context* c, const void* row_data, uint32_t seq, uint8_t* dst)
     const uint16_t* base = c->sym_base.data();
     for (uint64_t i = 0; i < r; ++i) syms[i] = static_cast<uint16_t>(syms[i] + base[i]);
   }
-  // Pass 2 (§14): rANS backwards into the scratch.
-  uint8_t* const rend = c->rans.data() + c->rans.size();
-  uint8_t* ptr = rend;  // c->rans has 2 spare bytes below the lowest reachable byte
-  uint32_t x[4];
-  switch (c->states) {
-    case 1:
-      RansEncode<1>(syms, r, c->enc.data(), x, &ptr);
-      break;
-    case 2:
-      RansEncode<2>(syms, r, c->enc.data(), x, &ptr);
-      break;
-    default:
-      RansEncode<4>(syms, r, c->enc.data(), x, &ptr);
-  }
-  dense::RansFlush(x, c->states, &ptr);
-  const size_t rans_len = static_cast<size_t>(rend - ptr);
-  // Assemble (§17.2).
-  size_t o = 0;
-  dst[o++] = static_cast<uint8_t>(seq);
-  o += internal::PutVarint(bits_pos, dst + o);
-  std::memcpy(dst + o, ptr, rans_len);
-  o += rans_len;
-  std::memcpy(dst + o, bits, bits_pos);
-  o += bits_pos;
-  const uint32_t check = IdCheck(c->id, dst, o);
-  for (int b = 0; b < 4; ++b) dst[o++] = static_cast<uint8_t>(check >> (8 * b));
-  return o;
+  // Pass 2 (§14): rANS backwards into the scratch, then the frame (§17.2).
+  return AssembleFrame(c, seq, bits_pos, dst);
 }
 
-slicer_status DecodeFrame(const Context& c, const uint8_t* f, size_t size, uint8_t* dst,
-                          uint32_t* seq) {
+namespace {
+
+// §17.2 (§17.4 with kTrellis: each lane's trellis state picks the table 2c + q of an element and
+// the reconstruction of §21.2).
+template <bool kTrellis>
+slicer_status DecodeRow(const Context& c, const uint8_t* f, size_t size, uint8_t* dst,
+                        uint32_t* seq) {
   const unsigned k = c.states;
   if (f == nullptr || size < 6 + 4 * size_t{k}) return SLICER_ERR_TRUNCATED;
   const size_t body = size - 4;
@@ -408,10 +661,18 @@ slicer_status DecodeFrame(const Context& c, const uint8_t* f, size_t size, uint8
   const uint8_t* cmap = c.cmap.data();
   const uint8_t* const buckets = c.bucket_symbol.data();
   const uint16_t* const cums = c.cum.data();
+  uint8_t tstate[4] = {0, 0, 0, 0};
+  const double toff[4] = {c.o1 / 256.0, c.o2 / 256.0, c.o1_1 / 256.0, c.o2_1 / 256.0};
   for (uint64_t i = 0; i < c.row; ++i) {
-    // one rANS step (dense::RansGet) on the tables of position i's class
-    const unsigned cls = cmap[i];
-    uint32_t& st = x[i & (k - 1)];
+    // one rANS step (dense::RansGet) on the tables of position i's class (and lane's state)
+    const unsigned lane = static_cast<unsigned>(i & (k - 1));
+    unsigned q = 0;
+    unsigned cls = cmap[i];
+    if constexpr (kTrellis) {
+      q = tstate[lane] >> 1;
+      cls = 2 * cls + q;
+    }
+    uint32_t& st = x[lane];
     const uint32_t slot = st & (dense::kProbScale - 1);
     const uint16_t* const cum = cums + size_t{cls} * kCumStride;
     unsigned s = buckets[size_t{cls} * kBucketsPerClass + (slot >> kBucketBits)];
@@ -434,6 +695,26 @@ slicer_status DecodeFrame(const Context& c, const uint8_t* f, size_t size, uint8
       }
     }
     st = nx;
+    if constexpr (kTrellis) {
+      uint64_t m = (s + 1) / 2;  // direct bins (§11)
+      if (c.nbits_of[s] != 0) {
+        unsigned nb;
+        dense::BinBase(dense::BinOf(s), &m, &nb);
+        while (cnt < nb) {
+          if (bp >= bend) return SLICER_ERR_CORRUPT;
+          acc |= uint64_t{*bp++} << cnt;
+          cnt += 8;
+        }
+        m += acc & ((uint64_t{1} << nb) - 1);
+        acc >>= nb;
+        cnt -= nb;
+        if (m > tcq::kMaxMag) return SLICER_ERR_CORRUPT;
+      }
+      const double v = tcq::Reconstruct(m, q, format::dense::SymbolNegative(s), toff, c.delta);
+      if (dst != nullptr) dense::StoreElement(c.dtype, dst, i, v);
+      tstate[lane] = tcq::kNext[tstate[lane]][m & 1];
+      continue;
+    }
     double v = c.value[s];
     if (c.nbits_of[s] != 0) {  // a bin with extra bits (§11)
       uint64_t m;
@@ -460,6 +741,13 @@ slicer_status DecodeFrame(const Context& c, const uint8_t* f, size_t size, uint8
   return SLICER_OK;
 }
 
+}  // namespace
+
+slicer_status DecodeFrame(const Context& c, const uint8_t* f, size_t size, uint8_t* dst,
+                          uint32_t* seq) {
+  return c.trellis ? DecodeRow<true>(c, f, size, dst, seq) : DecodeRow<false>(c, f, size, dst, seq);
+}
+
 }  // namespace slicer::frames
 
 // ----------------------------------------------------------------------------- C ABI
@@ -479,6 +767,7 @@ void slicer_frame_params_init(slicer_frame_params* params) {
   params->rho_256 = 128;
   params->auto_offsets = 1;
   params->states = 2;
+  params->trellis_lambda = 0.34f;
 }
 
 int slicer_frame_context_build(const void* rows, int dtype, uint64_t num_rows,
@@ -543,6 +832,10 @@ int slicer_frame_context_info(const slicer_frame_context* context, slicer_frame_
   info->context_id = c.id;
   info->context_bytes = c.bytes;
   info->frame_bound = c.FrameBound();
+  info->trellis = c.trellis ? 1 : 0;
+  info->trellis_offset1 = c.o1_1;
+  info->trellis_offset2 = c.o2_1;
+  info->trellis_lambda = c.lambda;
   return SLICER_OK;
 }
 

@@ -33,6 +33,13 @@ struct Context {
   double rho = 0;
   unsigned rho_256 = 0;
   int o1 = 0, o2 = 0;
+  // A trellis context (§17.4): λ, Q1's offsets, and per table x = 2c + q and symbol the
+  // Viterbi's weights λ' · (R(s) + 256 · extra bits) [423 · x + s]; the T classes then have
+  // 2T tables, and the per-class vectors below are per table.
+  bool trellis = false;
+  float lambda = 0;
+  int o1_1 = 0, o2_1 = 0;
+  std::vector<double> weights;
   uint32_t id = 0;
   size_t bytes = 0;
   unsigned nclass = 1;                        // T: 1, or 2 … 16 with a class map (§18)
@@ -55,13 +62,16 @@ struct Context {
   std::vector<double> t;     // |x| / Δ of the row
   std::vector<uint8_t> neg;  // sign of each element
   std::vector<uint8_t> rans, bits;
+  std::vector<uint16_t> trace;  // trellis: the Viterbi's trace, magnitudes and states
+  std::vector<uint64_t> mags;
+  std::vector<uint8_t> tstate;
   std::vector<uint16_t> cum;  // [kCumStride · c + s]: cumulative counts, cum[423] = 2^14
 
   uint64_t FrameBound() const { return 1 + 4 + (24 + 2 * row) + (51 * row + 7) / 8 + 4; }
 };
 
-// §17.3: context bytes from calibration rows; `classes` = 1 (one table) or 2 … 16 (a class
-// map, §18). Throws internal::StatusError on bad input.
+// §17.3 (§17.4 with params.trellis): context bytes from calibration rows; `classes` = 1 (one
+// table) or 2 … 16 (a class map, §18). Throws internal::StatusError on bad input.
 void BuildContext(const void* rows, int dtype, uint64_t num_rows, const int64_t* row_shape,
                   uint32_t row_ndim, const slicer_frame_params& params, unsigned classes,
                   std::vector<uint8_t>* out);

@@ -321,6 +321,8 @@ class FrameCodec(RowCodec):
     §18), one table per class of row positions — smaller frames when the positions differ in
     spread (an LLM's channels, a transform's components); the context grows by half a byte per
     position and one table per class, once per session.
+    trellis: False, or True / λ: a trellis context (docs/format.md §17.4, trellis-coded
+    quantization; the decoder needs nothing more, the context says so). ``rho`` does not apply.
     """
 
     codec_id = CODEC_FRAMES
@@ -331,9 +333,10 @@ class FrameCodec(RowCodec):
         *,
         step: Any = None,
         rel_error: Any = None,
-        rho: Any = 0.5,
+        rho: Any = None,
         states: int = 1,
         classes: int = 1,
+        trellis: Any = False,
     ) -> None:
         import slicer
 
@@ -344,6 +347,8 @@ class FrameCodec(RowCodec):
         self.options = {"step": step, "rel_error": rel_error, "rho": rho, "states": states}
         if classes != 1:
             self.options["classes"] = classes
+        if trellis is not False and trellis is not None:
+            self.options["trellis"] = trellis
         # Validate the options once, on a dummy row, so a bad one fails here, not mid-run.
         slicer.FrameEncoder(np.ones((1, 16), np.float32), **self.options)
         self.encoder: Any = None
