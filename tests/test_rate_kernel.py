@@ -184,6 +184,71 @@ def test_bounds_match_the_reference_dynamic_programme(length, rows):
             assert got[k][0] == pytest.approx(want[k][0], rel=1e-12)
 
 
+# shapes whose class axis is short against the sample (one (position, symbol) histogram) and
+# long (a pass per kind: 2,000 and 70,001 positions), both axes of 3-D / 4-D
+CLASS_SHAPES = [(512, 64), (300, 40), (64, 33), (2, 24, 6, 7), (5, 20, 9), (3000, 48),
+                (40, 576), (40, 1000), (60, 2000), (70_001,), (200, 3, 300), (9, 2, 70), (1, 7),
+                (3, 2)]  # fmt: skip
+
+
+@pytest.mark.parametrize("shape", CLASS_SHAPES)
+def test_class_search_is_the_composition_of_its_pieces(shape):
+    """RateModel.class_search (one call) chooses what _class_saving composes from the kernel's
+    pieces one call each: the same K, axis, kind, saving (to the last bit) and boundaries, for
+    every kind alone and all together, at fine and coarse steps and two rounding offsets."""
+    rng = np.random.default_rng(sum(shape))
+    n = int(np.prod(shape))
+    x = (
+        heavy(rng, n, np.float64).reshape(shape)
+        * np.geomspace(0.05, 20.0, shape[-1])[rng.permutation(shape[-1])]
+    ).astype(np.float32)
+    model = _rate.KernelModel(x.reshape(-1), 4, _rate._dense_header_bytes(shape))
+    axes = (0, 1) if len(shape) >= 3 else (0,)
+    ks = tuple(sorted({c for a in axes for c in _rate.class_candidates(shape, a)}))
+    saved = _rate.FUSED_CLASS_SEARCH
+    chosen = set()
+    try:
+        for step in (0.003, 0.05, 0.3, 2.0):
+            step = max(step, model.max_abs / 2.0**50)
+            for kinds in (("rank", "ranges", "bounds"), ("rank",), ("ranges",), ("bounds",)):
+                for rho in (128, 72):
+                    args = (model, x, shape, axes, ks, step, rho, kinds)
+                    _rate.FUSED_CLASS_SEARCH = True
+                    got = _rate._class_saving(*args)
+                    _rate.FUSED_CLASS_SEARCH = False
+                    assert got == _rate._class_saving(*args), (step, kinds, rho)
+                    chosen.add(got[0])
+    finally:
+        _rate.FUSED_CLASS_SEARCH = saved
+    if n >= 4096 and len(shape) > 1:  # (a 1-D array's maps cost more than they save)
+        assert chosen - {1}, "no case where classes save: the comparison would be idle"
+
+
+@pytest.mark.parametrize("n,length", [(16_384, 64), (70_001, 13), (40_000, 576)])
+def test_simd_paths_are_the_scalar_paths(n, length, monkeypatch):
+    """The AVX2 symbols and everything built on them equal the scalar code's (SLICER_DENSE_SIMD
+    = 0 forces it; without AVX2 both runs take the scalar path)."""
+    rng = np.random.default_rng(n)
+    x = heavy(rng, n, np.float32) * np.resize(np.geomspace(0.1, 10.0, length), n)
+    model = _rate.KernelModel(x.astype(np.float32), 4, 20)
+    pos = model.sample_indices() % length
+    shape = (n // length, length)
+    runs = []
+    for flag in ("1", "0"):
+        monkeypatch.setenv("SLICER_DENSE_SIMD", flag)
+        out = []
+        for step in (1e-4, 0.05, 0.7, 40.0):
+            sym = model.symbols(step, 96)
+            out.append(sym.tobytes())
+            out.append(model.best_bounds(pos, sym, length, [2, 4, 8, 16]))
+            if n % length == 0:
+                out.append(_rate._class_saving(model, x.reshape(shape), shape, (0,),
+                                               (1, 2, 4, 8, 16), step, 96,
+                                               ("rank", "ranges", "bounds")))  # fmt: skip
+        runs.append(out)
+    assert runs[0] == runs[1]
+
+
 @pytest.mark.parametrize("shape,axis", [((7, 11), 0), ((3, 5, 4, 2), 1), ((2, 6, 3), 0),
                                         ((300, 576), 0), ((2, 40, 9, 9), 1)])  # fmt: skip
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -314,3 +379,22 @@ def test_binding_parameter_errors():
         _core.rate_position_scores(raw, 1, 3, 4, 1)
     with pytest.raises(ValueError, match="dtype"):
         _core.rate_stats(raw, 0, False)
+    plan = (0, 2, 5, 1, [2], 3)  # (kind, outer, length, inner, ks, map bytes) of 10 elements
+    assert model.class_search(0.5, 128, [plan])[0] == 1  # all zeros: nothing to save
+    with pytest.raises(ValueError, match="step"):
+        model.class_search(0.0, 128, [plan])
+    with pytest.raises(ValueError, match="rho_256"):
+        model.class_search(0.5, 256, [plan])
+    with pytest.raises(ValueError, match="kind"):
+        model.class_search(0.5, 128, [(3, 2, 5, 1, [2], 3)])
+    with pytest.raises(ValueError, match="element count"):
+        model.class_search(0.5, 128, [(0, 2, 4, 1, [2], 3)])
+    with pytest.raises(ValueError, match="ks"):
+        model.class_search(0.5, 128, [(0, 2, 5, 1, [6], 3)])
+    with pytest.raises(ValueError, match="ks"):
+        model.class_search(0.5, 128, [(1, 2, 5, 1, [1], 0)])
+    with pytest.raises(ValueError, match="map bytes"):
+        model.class_search(0.5, 128, [(1, 2, 5, 1, [2], -1)])
+    big = _core.RateModel(np.array([1e6], np.float32).view(np.uint8), 1, None, 20.0)
+    with pytest.raises(ValueError, match="2\\^52"):
+        big.class_search(1e-12, 128, [(1, 1, 1, 1, [], 0)])

@@ -780,6 +780,8 @@ def _class_saving(
                 plans.append((axis, kind, length, useful))
     if not plans:
         return best
+    if FUSED_CLASS_SEARCH and bounds is None and isinstance(model, KernelModel):
+        return _kernel_class_search(model, shape, plans, step, rho_256, best)
     sym = model.symbols(step, rho_256)
     bits, tables = model.class_bits(sym, None, 1)
     base = bits * model.scale / 8.0 * 1.002 + float(tables)
@@ -815,6 +817,32 @@ def _class_saving(
             if base - cost > best[3]:
                 best = (k, axis, kind, base - cost, None)
     return best
+
+
+FUSED_CLASS_SEARCH = True  # False: the composition above (the pieces one call each), for tests
+_KIND_CODES = {"rank": 0, "ranges": 1, "bounds": 2}
+
+
+def _kernel_class_search(
+    model: KernelModel, shape: tuple[int, ...], plans: list[tuple[int, str, int, list[int]]],
+    step: float, rho_256: int, best: tuple[int, int, str, float, list[int] | None],
+) -> tuple[int, int, str, float, list[int] | None]:  # fmt: skip
+    """_class_saving's search in one kernel call (RateModel.class_search): the same candidates in
+    the same order and the same arithmetic as the composition of the kernel's pieces."""
+    args = []
+    for axis, kind, length, useful in plans:
+        if axis == 0:
+            outer, inner = model.n // length, 1
+        else:
+            outer = shape[0]
+            inner = model.n // (outer * length)
+        map_bytes = 0 if kind == "bounds" else _map_bytes(kind, length)
+        args.append((_KIND_CODES[kind], outer, length, inner, useful, map_bytes))
+    k, at, saving, cut = model.core.class_search(float(step), int(rho_256), args)
+    if k == 1:
+        return best
+    axis, kind = plans[at][0], plans[at][1]
+    return (k, axis, kind, saving, list(cut) if kind == "bounds" else None)
 
 
 def _class_axes(params: dict[str, Any], shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -42,11 +43,16 @@ uint64_t ElementCount(ConstBytes raw, int dtype) {
   return raw.shape(0) / itemsize;
 }
 
+using PlanArgs = std::tuple<int, uint64_t, uint64_t, uint64_t, std::vector<int>, int64_t>;
+
 struct PyRateModel {
   PyRateModel(ConstBytes raw, int dtype, std::optional<Int64s> positions, double header_bytes,
               bool want_energy)
       : pass(Read(raw, dtype, positions, want_energy)),
-        model(std::move(pass.sample), ElementCount(raw, dtype), header_bytes) {
+        model(std::move(pass.sample), ElementCount(raw, dtype), header_bytes),
+        input(raw),
+        input_dtype(dtype),
+        sample_positions(positions) {
     pass.sample.clear();
   }
 
@@ -84,8 +90,42 @@ struct PyRateModel {
     return Column(model.Symbols(step, rho_256));
   }
 
+  // classes="auto" at (step, rho_256): plans are (kind 0 rank / 1 ranges / 2 bounds, outer,
+  // length, inner, ks, map bytes); (K, plan index, saving, boundaries), K = 1 when none saves.
+  nb::tuple ClassSearch(double step, int rho_256, const std::vector<PlanArgs>& plans) const {
+    if (!(step > 0) || !(pass.max_abs / step < 4503599627370496.0))
+      throw nb::value_error("step must be positive and above max |x| / 2^52");
+    if (rho_256 < 0 || rho_256 > 255) throw nb::value_error("rho_256 must lie in 0..255");
+    const uint64_t n = ElementCount(input, input_dtype);
+    std::vector<rate::ClassPlan> list;
+    for (const auto& [kind, outer, length, inner, ks, map_bytes] : plans) {
+      if (kind < 0 || kind > 2) throw nb::value_error("a plan's kind must be 0, 1 or 2");
+      if (length == 0 || inner == 0 || outer * length * inner != n)
+        throw nb::value_error("a plan's outer * length * inner must be the element count");
+      for (int k : ks) {
+        if (k < 2 || k > 16 || static_cast<uint64_t>(k) > length)
+          throw nb::value_error("a plan's ks must lie in 2..min(16, length)");
+      }
+      if (map_bytes < 0) throw nb::value_error("a plan's map bytes must not be negative");
+      rate::ClassPlan plan;
+      plan.kind = kind, plan.outer = outer, plan.length = length, plan.inner = inner;
+      plan.ks = ks, plan.map_bytes = map_bytes;
+      list.push_back(std::move(plan));
+    }
+    rate::ClassChoice choice;
+    {
+      nb::gil_scoped_release release;
+      choice = rate::ClassSearch(model, sample_positions ? sample_positions->data() : nullptr,
+                                 input.data(), input_dtype, step, rho_256, list);
+    }
+    return nb::make_tuple(choice.k, choice.plan, choice.saving, choice.bounds);
+  }
+
   rate::FirstPass pass;  // max |x|, energy (the sample moved into the model)
   rate::Model model;
+  ConstBytes input;  // the input and the sample's positions, kept for the class search
+  int input_dtype;
+  std::optional<Int64s> sample_positions;
 };
 
 nb::tuple ClassBits(Int32s sym, std::optional<Int64s> cls_given, int k) {
@@ -216,7 +256,11 @@ void RegisterRate(nb::module_& m) {
           "(a lower bound of the predicted bytes, an upper bound of the predicted squared error) "
           "at `step`, for every rho: what settles a step search's grid point unpredicted.")
       .def("symbols", &PyRateModel::Symbols, nb::arg("step"), nb::arg("rho_256"),
-           "The §11 symbol of each sample element.");
+           "The §11 symbol of each sample element.")
+      .def("class_search", &PyRateModel::ClassSearch, nb::arg("step"), nb::arg("rho_256"),
+           nb::arg("plans"),
+           "classes='auto' at (step, rho_256) over plans (kind, outer, length, inner, ks, map "
+           "bytes): (K, plan index, predicted saving, boundaries).");
   m.def("rate_class_bits", &ClassBits, nb::arg("sym"), nb::arg("cls").none(), nb::arg("k"),
         "(ideal bits, table bytes) of the per-class histograms of the symbols.");
   m.def("rate_rank_bits", &RankBits, nb::arg("sym"), nb::arg("pos"), nb::arg("rank").none(),

@@ -7,7 +7,13 @@
 #include <limits>
 #include <utility>
 
+#include "dense/simd.hpp"
 #include "float_bits.hpp"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define SLICER_RATE_AVX2 1
+#endif
 
 namespace slicer::rate {
 namespace {
@@ -87,22 +93,29 @@ void SortMagnitudes(std::vector<double>& v) {
   }
   // Magnitudes that are all binary32 values (float32 / float16 / bfloat16 input): sorted as
   // 32-bit patterns, 11 bits a pass (three passes at most, not five of the 64-bit keys).
+  std::vector<uint32_t> keys(n);
+  uint32_t any = 0, all = ~uint32_t{0};
   bool narrow = true;
-  for (double m : v) narrow = narrow && static_cast<double>(static_cast<float>(m)) == m;
+  for (size_t i = 0; i < n; ++i) {  // one pass: the keys and whether they are exact
+    const float f = static_cast<float>(v[i]);
+    narrow &= static_cast<double>(f) == v[i];
+    keys[i] = internal::FloatToBits(f);
+    any |= keys[i], all &= keys[i];
+  }
   if (narrow) {
-    std::vector<uint32_t> keys(n), tmp(n);
-    uint32_t any = 0, all = ~uint32_t{0};
-    for (size_t i = 0; i < n; ++i) {
-      keys[i] = internal::FloatToBits(static_cast<float>(v[i]));
-      any |= keys[i], all &= keys[i];
-    }
+    std::vector<uint32_t> tmp(n);
     const uint32_t varies = any ^ all;
-    std::vector<uint32_t> count(2048);
+    // the three digits' counts in one pass over the keys (three independent increments per key)
+    std::vector<uint32_t> counts(3 * 2048, 0);
+    {
+      uint32_t* c0 = counts.data();
+      uint32_t* c1 = c0 + 2048;
+      uint32_t* c2 = c1 + 2048;
+      for (uint32_t k : keys) ++c0[k & 0x7FF], ++c1[(k >> 11) & 0x7FF], ++c2[k >> 22];
+    }
     for (int shift = 0; shift < 32; shift += 11) {
       if (((varies >> shift) & 0x7FF) == 0) continue;
-      uint32_t* c = count.data();
-      std::fill(c, c + 2048, 0);
-      for (uint32_t k : keys) ++c[(k >> shift) & 0x7FF];
+      uint32_t* c = counts.data() + (shift / 11) * 2048;
       uint32_t sum = 0;
       for (int d = 0; d < 2048; ++d) {
         const uint32_t here = c[d];
@@ -115,27 +128,27 @@ void SortMagnitudes(std::vector<double>& v) {
     for (size_t i = 0; i < n; ++i) v[i] = internal::BitsToFloat(keys[i]);
     return;
   }
-  std::vector<uint64_t> keys(n), tmp(n);
-  std::memcpy(keys.data(), v.data(), n * 8);
-  uint64_t any = 0, all = ~uint64_t{0};
-  for (uint64_t k : keys) any |= k, all &= k;
-  const uint64_t varies = any ^ all;  // the bits not shared by every key
+  std::vector<uint64_t> wide(n), tmp(n);
+  std::memcpy(wide.data(), v.data(), n * 8);
+  uint64_t wide_any = 0, wide_all = ~uint64_t{0};
+  for (uint64_t k : wide) wide_any |= k, wide_all &= k;
+  const uint64_t varies = wide_any ^ wide_all;  // the bits not shared by every key
   std::vector<uint32_t> count(256);
   for (int d = 0; d < 8; ++d) {
     if (((varies >> (8 * d)) & 0xFF) == 0) continue;  // every key has the same byte here
     uint32_t* c = count.data();
     std::fill(c, c + 256, 0);
-    for (uint64_t k : keys) ++c[(k >> (8 * d)) & 0xFF];
+    for (uint64_t k : wide) ++c[(k >> (8 * d)) & 0xFF];
     uint32_t sum = 0;
     for (int b = 0; b < 256; ++b) {
       const uint32_t here = c[b];
       c[b] = sum;
       sum += here;
     }
-    for (uint64_t k : keys) tmp[c[(k >> (8 * d)) & 0xFF]++] = k;
-    keys.swap(tmp);
+    for (uint64_t k : wide) tmp[c[(k >> (8 * d)) & 0xFF]++] = k;
+    wide.swap(tmp);
   }
-  std::memcpy(v.data(), keys.data(), n * 8);
+  std::memcpy(v.data(), wide.data(), n * 8);
 }
 
 // v·log2(v) of a count (the bounds estimate takes it for every cell range): a table up to the
@@ -631,10 +644,57 @@ std::vector<double> Model::Boundary(const std::vector<int>& rhos, double lo, dou
   return result;
 }
 
+#ifdef SLICER_RATE_AVX2
+namespace {
+
+// Model::Symbols of count elements, four at a time (count a multiple of 4): the same binary64
+// division, addition and floor (exact), the same bit fields of m, in 64-bit lanes packed to 32.
+__attribute__((target("avx2"))) void SymbolsAvx2(const double* x, size_t count, double step,
+                                                 double rho, int32_t* out) {
+  const __m256d sign = _mm256_set1_pd(-0.0), stepv = _mm256_set1_pd(step);
+  const __m256d rhov = _mm256_set1_pd(rho), four = _mm256_set1_pd(4.0);
+  const __m256d zero = _mm256_setzero_pd();
+  const __m256i low = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+  const __m256i bias = _mm256_set1_epi64x(4096), three = _mm256_set1_epi64x(3);
+  for (size_t i = 0; i < count; i += 4) {
+    const __m256d v = _mm256_loadu_pd(x + i);
+    const __m256d q = _mm256_add_pd(_mm256_div_pd(_mm256_andnot_pd(sign, v), stepv), rhov);
+    const __m256d m = _mm256_floor_pd(q);
+    const __m256i bits = _mm256_castpd_si256(m);
+    // 4·(E − 1023) − 4 + the two bits below the leading one = 4·E + t − 4096
+    const __m256i wide =
+        _mm256_sub_epi64(_mm256_add_epi64(_mm256_slli_epi64(_mm256_srli_epi64(bits, 52), 2),
+                                          _mm256_and_si256(_mm256_srli_epi64(bits, 50), three)),
+                         bias);
+    const __m128i wide32 = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(wide, low));
+    const __m128i small32 = _mm256_cvttpd_epi32(_mm256_min_pd(m, four));
+    const __m128i is_small = _mm256_castsi256_si128(
+        _mm256_permutevar8x32_epi32(_mm256_castpd_si256(_mm256_cmp_pd(m, four, _CMP_LT_OQ)), low));
+    const __m128i negative = _mm256_castsi256_si128(
+        _mm256_permutevar8x32_epi32(_mm256_castpd_si256(_mm256_cmp_pd(v, zero, _CMP_LT_OQ)), low));
+    const __m128i b = _mm_blendv_epi8(wide32, small32, is_small);
+    // 2b − 1 + (x < 0): `negative` is −1 where x < 0
+    const __m128i symbol =
+        _mm_sub_epi32(_mm_sub_epi32(_mm_add_epi32(b, b), _mm_set1_epi32(1)), negative);
+    const __m128i none = _mm_cmpeq_epi32(b, _mm_setzero_si128());
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm_andnot_si128(none, symbol));
+  }
+}
+
+}  // namespace
+#endif
+
 std::vector<int32_t> Model::Symbols(double step, int rho_256) const {
   std::vector<int32_t> out(sample_.size());
   const double rho = rho_256 / 256.0;
-  for (size_t i = 0; i < sample_.size(); ++i) {
+  size_t start = 0;
+#ifdef SLICER_RATE_AVX2
+  if (dense::SimdWanted()) {
+    start = sample_.size() & ~size_t{3};
+    SymbolsAvx2(sample_.data(), start, step, rho, out.data());
+  }
+#endif
+  for (size_t i = start; i < sample_.size(); ++i) {
     const double x = sample_[i];
     const double q = std::fabs(x) / step + rho;  // >= 0: truncation is floor below 2^62
     const double m = q < 4.6e18 ? static_cast<double>(static_cast<int64_t>(q)) : std::floor(q);
@@ -721,32 +781,31 @@ std::vector<std::pair<double, int64_t>> RankClassBits(const int32_t* sym, const 
   return out;
 }
 
-std::vector<BoundsChoice> BestBounds(const int64_t* pos, const int32_t* sym, size_t count,
-                                     int64_t length, const std::vector<int>& ks, double scale) {
+namespace {
+
+// The §18.4 dynamic programme of BestBounds on the sample's histogram per grid cell: `hist`
+// holds `cells` rows of `u` counts, column q counting symbol symbol_of[q] (ascending in q).
+std::vector<BoundsChoice> BoundsFromCells(const int64_t* hist, int64_t cells, int u,
+                                          const int* symbol_of, int64_t g, int64_t length,
+                                          const std::vector<int>& ks, double scale) {
   std::vector<BoundsChoice> out(ks.size(), BoundsChoice{-1.0, {}});
-  if (length <= 0 || ks.empty()) return out;
-  const int64_t g = (length + kBoundsGrid - 1) / kBoundsGrid;
-  const int64_t cells = (length + g - 1) / g;
-  std::vector<int64_t> hist(static_cast<size_t>(cells) * kSymbols, 0);
-  if (g == 1) {
-    for (size_t i = 0; i < count; ++i) ++hist[static_cast<size_t>(pos[i]) * kSymbols + sym[i]];
-  } else {
-    const uint64_t ug = static_cast<uint64_t>(g);
-    for (size_t i = 0; i < count; ++i)
-      ++hist[static_cast<size_t>(static_cast<uint64_t>(pos[i]) / ug) * kSymbols + sym[i]];
-  }
-  // Nonzero (symbol, count) entries of each cell, in symbol order.
-  std::vector<std::vector<std::pair<int, int64_t>>> entries(static_cast<size_t>(cells));
+  // Nonzero (column, count) entries of each cell, in symbol order: cell c's entries are
+  // [first[c], first[c + 1]) of col / cnt.
+  std::vector<int32_t> col;
+  std::vector<int64_t> cnt;
+  std::vector<size_t> first(static_cast<size_t>(cells) + 1, 0);
+  std::vector<int64_t> cell_total(static_cast<size_t>(cells), 0);
   for (int64_t c = 0; c < cells; ++c) {
-    const int64_t* row = hist.data() + static_cast<size_t>(c) * kSymbols;
-    for (int sym_i = 0; sym_i < kSymbols; ++sym_i) {
-      if (row[sym_i]) entries[c].emplace_back(sym_i, row[sym_i]);
+    const int64_t* row = hist + static_cast<size_t>(c) * u;
+    for (int q = 0; q < u; ++q) {
+      if (row[q]) col.push_back(q), cnt.push_back(row[q]), cell_total[c] += row[q];
     }
+    first[c + 1] = col.size();
   }
   const double inf = std::numeric_limits<double>::infinity();
   const size_t w = static_cast<size_t>(cells + 1);
   std::vector<double> cost(w * w, inf);  // cost[i·w + j]: segment [i, j) of cells
-  std::vector<int64_t> seg(kSymbols);
+  std::vector<int64_t> seg(static_cast<size_t>(u));
   const double* xl = XLogXTable();
   for (int64_t i = 0; i < cells; ++i) {
     // segment [i, j) grown one cell at a time: only the symbols of cell j − 1 change
@@ -755,18 +814,28 @@ std::vector<BoundsChoice> BestBounds(const int64_t* pos, const int32_t* sym, siz
     double xlogx = 0.0;  // Σ_s seg_s·log2 seg_s
     for (int64_t j = i + 1; j <= cells; ++j) {
       // the cell's change of Σ seg·log2 seg in four partial sums (one running sum would wait
-      // on the adder's latency for every symbol)
-      const auto& cell = entries[j - 1];
-      double d[4] = {0, 0, 0, 0};
-      for (size_t q = 0; q < cell.size(); ++q) {
-        const int symbol = cell[q].first;
-        const int64_t add = cell[q].second, before = seg[symbol];
+      // on the adder's latency for every symbol): the cell's entry e adds to d_(e mod 4)
+      const size_t from = first[j - 1], to = first[j];
+      auto change = [&](size_t q) {
+        const int32_t symbol = col[q];
+        const int64_t add = cnt[q], before = seg[symbol];
         seg[symbol] = before + add;
-        total += add;
-        d[q & 3] += XLogX(xl, before + add) - XLogX(xl, before);
+        return XLogX(xl, before + add) - XLogX(xl, before);
+      };
+      double d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+      size_t q = from;
+      for (; q + 4 <= to; q += 4) {
+        d0 += change(q);
+        d1 += change(q + 1);
+        d2 += change(q + 2);
+        d3 += change(q + 3);
       }
-      if (!cell.empty()) last = std::max<int64_t>(last, cell.back().first + 1);
-      xlogx += (d[0] + d[1]) + (d[2] + d[3]);
+      if (q < to) d0 += change(q++);
+      if (q < to) d1 += change(q++);
+      if (q < to) d2 += change(q++);
+      total += cell_total[j - 1];
+      if (to > from) last = std::max<int64_t>(last, symbol_of[col[to - 1]] + 1);
+      xlogx += (d0 + d1) + (d2 + d3);
       const double bits = (total > 0 ? XLogX(xl, total) : 0.0) - xlogx;
       double c = bits * scale / 8.0 * 1.002 + static_cast<double>(TableBytes(last));
       if (j < cells) {  // a range that ends before L ends at a boundary: its gap's varint
@@ -816,6 +885,190 @@ std::vector<BoundsChoice> BestBounds(const int64_t* pos, const int32_t* sym, siz
     }
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<BoundsChoice> BestBounds(const int64_t* pos, const int32_t* sym, size_t count,
+                                     int64_t length, const std::vector<int>& ks, double scale) {
+  if (length <= 0 || ks.empty())
+    return std::vector<BoundsChoice>(ks.size(), BoundsChoice{-1.0, {}});
+  const int64_t g = (length + kBoundsGrid - 1) / kBoundsGrid;
+  const int64_t cells = (length + g - 1) / g;
+  std::vector<int64_t> hist(static_cast<size_t>(cells) * kSymbols, 0);
+  if (g == 1) {
+    for (size_t i = 0; i < count; ++i) ++hist[static_cast<size_t>(pos[i]) * kSymbols + sym[i]];
+  } else {
+    const uint64_t ug = static_cast<uint64_t>(g);
+    for (size_t i = 0; i < count; ++i)
+      ++hist[static_cast<size_t>(static_cast<uint64_t>(pos[i]) / ug) * kSymbols + sym[i]];
+  }
+  int identity[kSymbols];
+  for (int q = 0; q < kSymbols; ++q) identity[q] = q;
+  return BoundsFromCells(hist.data(), cells, kSymbols, identity, g, length, ks, scale);
+}
+
+namespace {
+
+// HistogramBits of `k` rows of `u` columns, column q counting symbol symbol_of[q] (ascending):
+// the same sums in the same order as over the 423 symbols (absent symbols add nothing).
+double CompactBits(const int64_t* hist, int k, int u, const int* symbol_of, int64_t* table_bytes) {
+  double acc = 0.0;
+  int64_t tables = 0;
+  const double* xl = XLogXTable();
+  for (int c = 0; c < k; ++c) {
+    const int64_t* row = hist + static_cast<size_t>(c) * u;
+    int64_t total = 0, last = 0;
+    double xlogx = 0.0;
+    for (int q = 0; q < u; ++q) {
+      total += row[q];
+      if (row[q] > 0) {
+        last = symbol_of[q] + 1;
+        xlogx += XLogX(xl, row[q]);
+      }
+    }
+    if (total > 0) acc += xlogx - XLogX(xl, total);
+    tables += TableBytes(last);
+  }
+  *table_bytes = tables;
+  return -acc;
+}
+
+// Ranks of the positions by score, ties to the lower index (NumPy's lexsort((arange, scores))).
+std::vector<int64_t> RankOf(const std::vector<double>& scores) {
+  std::vector<int64_t> order(scores.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return scores[a] < scores[b]; });
+  std::vector<int64_t> rank(scores.size());
+  for (size_t r = 0; r < order.size(); ++r) rank[order[r]] = static_cast<int64_t>(r);
+  return rank;
+}
+
+}  // namespace
+
+ClassChoice ClassSearch(const Model& model, const int64_t* positions, const uint8_t* data,
+                        int dtype, double step, int rho_256, const std::vector<ClassPlan>& plans) {
+  ClassChoice best;
+  if (plans.empty()) return best;
+  const size_t count = model.sample().size();
+  const double scale = model.scale();
+  const std::vector<int32_t> sym = model.Symbols(step, rho_256);
+  // the symbols the sample holds, numbered densely in ascending order
+  int id_of[kSymbols];
+  int symbol_of[kSymbols];
+  bool seen[kSymbols] = {};
+  for (int32_t v : sym) seen[v] = true;
+  int u = 0;
+  for (int v = 0; v < kSymbols; ++v) {
+    if (seen[v]) id_of[v] = u, symbol_of[u++] = v;
+  }
+  std::vector<int32_t> cid(count);
+  std::vector<int64_t> one(static_cast<size_t>(std::max(u, 1)), 0);
+  for (size_t i = 0; i < count; ++i) ++one[cid[i] = id_of[sym[i]]];
+  int64_t tables = 0;
+  double bits = CompactBits(one.data(), 1, u, symbol_of, &tables);
+  const double base = bits * scale / 8.0 * 1.002 + static_cast<double>(tables);
+  // position along each plan's axis of every sample element, per (length, inner)
+  std::vector<int64_t> pos(count);
+  uint64_t pos_length = 0, pos_inner = 0;
+  std::vector<int64_t> hist_pos;  // (position, column) counts when the axis is short
+  for (size_t p = 0; p < plans.size(); ++p) {
+    const ClassPlan& plan = plans[p];
+    const uint64_t length = plan.length;
+    if (length != pos_length || plan.inner != pos_inner) {
+      for (size_t i = 0; i < count; ++i) {
+        const uint64_t at = positions ? static_cast<uint64_t>(positions[i]) : i;
+        pos[i] = static_cast<int64_t>((at / plan.inner) % length);
+      }
+      pos_length = length, pos_inner = plan.inner;
+      hist_pos.clear();
+      if (length * static_cast<uint64_t>(u) <= 2 * count + 4096) {
+        hist_pos.assign(length * static_cast<size_t>(u), 0);
+        for (size_t i = 0; i < count; ++i) ++hist_pos[static_cast<size_t>(pos[i]) * u + cid[i]];
+      }
+    }
+    const bool by_position = !hist_pos.empty();
+    if (plan.kind == 2) {  // §18.4: contiguous ranges of positions, boundaries estimated
+      std::vector<BoundsChoice> est;
+      if (by_position) {
+        const uint64_t g = (length + kBoundsGrid - 1) / kBoundsGrid;
+        const uint64_t cells = (length + g - 1) / g;
+        std::vector<int64_t> hist(cells * static_cast<size_t>(u), 0);
+        for (uint64_t a = 0; a < length; ++a) {
+          int64_t* to = hist.data() + (a / g) * u;
+          const int64_t* from = hist_pos.data() + a * u;
+          for (int q = 0; q < u; ++q) to[q] += from[q];
+        }
+        est =
+            BoundsFromCells(hist.data(), static_cast<int64_t>(cells), u, symbol_of,
+                            static_cast<int64_t>(g), static_cast<int64_t>(length), plan.ks, scale);
+      } else {
+        est =
+            BestBounds(pos.data(), sym.data(), count, static_cast<int64_t>(length), plan.ks, scale);
+      }
+      for (size_t q = 0; q < plan.ks.size(); ++q) {
+        if (est[q].bytes < 0) continue;
+        const double cost = est[q].bytes + 2;
+        if (base - cost > best.saving) {
+          best.k = plan.ks[q], best.plan = p, best.saving = base - cost;
+          best.bounds = est[q].bounds;
+        }
+      }
+      continue;
+    }
+    std::vector<int64_t> rank;  // kind 0: positions ranked by Σ|x| over the whole input
+    if (plan.kind == 0) {
+      rank = RankOf(PositionScores(data, dtype, plan.outer, length, plan.inner));
+    }
+    std::vector<std::pair<double, int64_t>> found;
+    if (by_position) {
+      // class ⌊K·rank / L⌋ of each position; rows of K that divide the largest merged from it
+      int top = 1;
+      for (int k : plan.ks) top = std::max(top, k);
+      auto histogram = [&](int k) {
+        std::vector<int64_t> hist(static_cast<size_t>(k) * u, 0);
+        for (uint64_t a = 0; a < length; ++a) {
+          const uint64_t r = rank.empty() ? a : static_cast<uint64_t>(rank[a]);
+          int64_t* to = hist.data() + (r * static_cast<uint64_t>(k) / length) * u;
+          const int64_t* from = hist_pos.data() + a * u;
+          for (int q = 0; q < u; ++q) to[q] += from[q];
+        }
+        return hist;
+      };
+      const std::vector<int64_t> hist_top = histogram(top);
+      for (int k : plan.ks) {
+        std::vector<int64_t> hist;
+        if (top % k == 0) {
+          hist.assign(static_cast<size_t>(k) * u, 0);
+          for (int c = 0; c < top; ++c) {
+            int64_t* to = hist.data() + static_cast<size_t>(c / (top / k)) * u;
+            const int64_t* from = hist_top.data() + static_cast<size_t>(c) * u;
+            for (int q = 0; q < u; ++q) to[q] += from[q];
+          }
+        } else {
+          hist = histogram(k);
+        }
+        int64_t t = 0;
+        const double b = CompactBits(hist.data(), k, u, symbol_of, &t);
+        found.emplace_back(b, t);
+      }
+    } else {
+      std::vector<int64_t> ranked(count);
+      for (size_t i = 0; i < count; ++i) ranked[i] = rank.empty() ? pos[i] : rank[pos[i]];
+      found =
+          RankClassBits(sym.data(), ranked.data(), count, static_cast<int64_t>(length), plan.ks);
+    }
+    for (size_t q = 0; q < plan.ks.size(); ++q) {
+      double cost = found[q].first * scale / 8.0 * 1.002;
+      cost += static_cast<double>(found[q].second) + 2 + static_cast<double>(plan.map_bytes);
+      if (base - cost > best.saving) {
+        best.k = plan.ks[q], best.plan = p, best.saving = base - cost;
+        best.bounds.clear();
+      }
+    }
+  }
+  return best;
 }
 
 }  // namespace slicer::rate

@@ -134,6 +134,31 @@ struct BoundsChoice {
 std::vector<BoundsChoice> BestBounds(const int64_t* pos, const int32_t* sym, size_t count,
                                      int64_t length, const std::vector<int>& ks, double scale);
 
+// classes="auto" at one (step, rho) in one call: _class_saving of the NumPy model, the same
+// candidates in the same order and the same arithmetic as its kernel pieces above (Symbols,
+// HistogramBits, RankClassBits, BestBounds), so the same choice to the last bit. The sample's
+// symbols are computed once and renumbered densely (the few of 423 it holds); where the class
+// axis is short against the sample, one histogram by (position, symbol) serves every kind and
+// K (a class is a set of positions), instead of a pass over the sample per kind.
+struct ClassPlan {
+  int kind = 0;         // 0: ranked positions (§18.2), 1: index ranges (§18.3), 2: §18.4 cut
+  uint64_t outer = 1;   // the input viewed as (outer, length, inner)
+  uint64_t length = 1;  // positions along the class axis
+  uint64_t inner = 1;
+  std::vector<int> ks;    // candidate K, each in 2..min(16, length)
+  int64_t map_bytes = 0;  // kinds 0 and 1: the map's bytes
+};
+struct ClassChoice {
+  int k = 1;                    // 1: no candidate saves
+  size_t plan = 0;              // the winning plan's index
+  double saving = 0;            // predicted bytes saved against one table
+  std::vector<int64_t> bounds;  // kind 2: the boundaries
+};
+// `positions`: the sample's flat indices (null: element i of the sample is element i of the
+// input); `data` / `dtype` / n: the model's input (for the ranked kind's Σ|x| per position).
+ClassChoice ClassSearch(const Model& model, const int64_t* positions, const uint8_t* data,
+                        int dtype, double step, int rho_256, const std::vector<ClassPlan>& plans);
+
 }  // namespace slicer::rate
 
 #endif  // SLICER_SRC_DENSE_RATE_MODEL_HPP_
