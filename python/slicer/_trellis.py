@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _core, _rate
 from ._errors import raise_encode_status
 from ._intake import CODE_OF_DTYPE
 from ._rate import DenseModel, classes_at_step
@@ -53,10 +53,13 @@ def trellis_lambda(value: Any) -> float | None:
     return lam
 
 
-def _model(array: np.ndarray, work: np.ndarray) -> DenseModel:
-    from ._rate import _dense_header_bytes  # the header estimate of mode 1 (close enough)
+def _model(array: np.ndarray, work: np.ndarray, energy: bool = False) -> DenseModel:
+    """_rate.MODEL of `work` (the C++ kernel; DenseModel, the NumPy reference, when a test sets
+    it) with the header estimate of mode 1 (close enough); `energy`: Σ x² read in its pass."""
+    from ._rate import _dense_header_bytes
 
-    return DenseModel(work.reshape(-1), array.dtype.itemsize, _dense_header_bytes(array.shape))
+    return _rate.MODEL(work.reshape(-1), array.dtype.itemsize, _dense_header_bytes(array.shape),
+                       energy=energy)  # fmt: skip
 
 
 def _resolve(array: np.ndarray, params: dict[str, Any], work: np.ndarray, step: float) -> dict:
@@ -170,7 +173,7 @@ def trellis_for_error(
             raise_encode_status(status)
         return stream, sse
 
-    model = _model(array, work)
+    model = _model(array, work, energy=True)
     flat = array.reshape(-1)
     energy = float(np.dot(flat.astype(np.float64), flat.astype(np.float64)))
     if energy == 0.0:
