@@ -315,6 +315,24 @@ def test_auto_streams_match_on_random_arrays(rows, cols, seed, bits):
         assert with_model(_rate.KernelModel, run) == with_model(_rate.DenseModel, run), kw
 
 
+@pytest.mark.parametrize("shape,dtype", [((64, 48), np.float32), ((30, 70), np.float64),
+                                         ((2, 12, 5, 6), np.float32)])  # fmt: skip
+def test_trellis_streams_are_the_reference_model_streams(shape, dtype):
+    """Mode 3 with a budget (python/slicer/_trellis.py) gives the same bytes with the kernel as
+    with the NumPy model."""
+    rng = np.random.default_rng(int(np.prod(shape)) + 3)
+    x = heavy(rng, int(np.prod(shape)), np.float64).reshape(shape)
+    x = (x * np.geomspace(0.1, 3.0, shape[-1])).astype(dtype)
+    plain = slicer.encode(x, mode="dense", step=0.3, trellis=True)
+    for kw in (dict(max_bytes=len(plain)), dict(rel_error=0.05)):
+        for classes in ("auto", 1):
+
+            def run(kw=kw, classes=classes) -> bytes:  # noqa: ANN001
+                return slicer.encode(x, mode="dense", trellis=True, classes=classes, **kw)
+
+            assert with_model(_rate.KernelModel, run) == with_model(_rate.DenseModel, run), kw
+
+
 def test_kernel_is_deterministic():
     rng = np.random.default_rng(11)
     x = heavy(rng, 3 * 32768 + 5, np.float32).reshape(-1, 1)
