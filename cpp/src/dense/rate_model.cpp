@@ -428,22 +428,21 @@ Model::Model(std::vector<double> sample, uint64_t n, double header_bytes)
       const int field = static_cast<int>((bits >> 52) & 0x7FF);
       return field ? field - 1023 : -1100;  // subnormal: below any exponent that counts
     };
-    for (size_t i = 0, start = 0; i < side.mags.size(); ++i) {
-      const int e = exponent(side.mags[i]);
-      if (i + 1 == side.mags.size() || exponent(side.mags[i + 1]) != e) {
-        by_exponent.emplace_back(e, static_cast<double>(i + 1 - start));
-        start = i + 1;
-      }
-    }
+    // (one pass with the prefix sums: their additions wait on each other, the runs do not)
     side.s1.assign(side.mags.size() + 1, 0.0);
     side.s2.assign(side.mags.size() + 1, 0.0);
     double a = 0.0, b = 0.0;
-    for (size_t i = 0; i < side.mags.size(); ++i) {
+    for (size_t i = 0, start = 0; i < side.mags.size(); ++i) {
       const double m = side.mags[i];
       a += m;
       b += m * m;
       side.s1[i + 1] = a;
       side.s2[i + 1] = b;
+      const int e = exponent(m);
+      if (i + 1 == side.mags.size() || exponent(side.mags[i + 1]) != e) {
+        by_exponent.emplace_back(e, static_cast<double>(i + 1 - start));
+        start = i + 1;
+      }
     }
   }
   exponents_ = std::move(by_exponent);
@@ -594,10 +593,18 @@ std::vector<double> Model::Boundary(const std::vector<int>& rhos, double lo, dou
       }
       return good[i] == 1;
     };
+    // The previous round's answers at the ends of the new range (lo_j and hi_j were its grid
+    // points, both predicted): a new grid point equal to one of them (the first always, the last
+    // often) takes its answer, the same prediction of the same step.
+    signed char lo_good = -1, hi_good = -1;
     for (int round = 0; round < 8 && !done; ++round) {
       for (int i = 0; i < kGrid; ++i) {
         grid[i] = lo_j + (hi_j - lo_j) * (i * 0.0625);
         good[i] = -1;
+      }
+      if (round > 0) {
+        if (grid[0] == lo_j) good[0] = lo_good;
+        if (grid[kGrid - 1] == hi_j) good[kGrid - 1] = hi_good;
       }
       int at = -1;
       if (large_ok) {
@@ -634,6 +641,8 @@ std::vector<double> Model::Boundary(const std::vector<int>& rhos, double lo, dou
       // when the predicate is not monotone)
       lo_j = grid[at == 0 ? kGrid - 1 : at - 1];
       hi_j = grid[at];
+      lo_good = good[at == 0 ? kGrid - 1 : at - 1];
+      hi_good = good[at];
       if (hi_j - lo_j < kTolerance) {
         result[j] = large_ok ? hi_j : lo_j;
         done = true;
