@@ -428,21 +428,22 @@ Model::Model(std::vector<double> sample, uint64_t n, double header_bytes)
       const int field = static_cast<int>((bits >> 52) & 0x7FF);
       return field ? field - 1023 : -1100;  // subnormal: below any exponent that counts
     };
-    // (one pass with the prefix sums: their additions wait on each other, the runs do not)
+    for (size_t i = 0, start = 0; i < side.mags.size(); ++i) {
+      const int e = exponent(side.mags[i]);
+      if (i + 1 == side.mags.size() || exponent(side.mags[i + 1]) != e) {
+        by_exponent.emplace_back(e, static_cast<double>(i + 1 - start));
+        start = i + 1;
+      }
+    }
     side.s1.assign(side.mags.size() + 1, 0.0);
     side.s2.assign(side.mags.size() + 1, 0.0);
     double a = 0.0, b = 0.0;
-    for (size_t i = 0, start = 0; i < side.mags.size(); ++i) {
+    for (size_t i = 0; i < side.mags.size(); ++i) {
       const double m = side.mags[i];
       a += m;
       b += m * m;
       side.s1[i + 1] = a;
       side.s2[i + 1] = b;
-      const int e = exponent(m);
-      if (i + 1 == side.mags.size() || exponent(side.mags[i + 1]) != e) {
-        by_exponent.emplace_back(e, static_cast<double>(i + 1 - start));
-        start = i + 1;
-      }
     }
   }
   exponents_ = std::move(by_exponent);
