@@ -21,6 +21,10 @@ nothing else changed.
 
 `--variants`: at N = 131072, the same for float16 / bfloat16 / float64 input and for
 groups="rows" / "channels" (a (N / 64 / 8, 8, 8, 8)-shaped copy for channels).
+
+`--baseline EARLIER.json`: the --json of a run under another build (e.g. the commit before a
+change of the C++ rate kernel, which --before cannot load): its ratios are drawn dotted in the
+plot and printed beside this run's as "baseline / plain".
 """
 
 from __future__ import annotations
@@ -135,7 +139,7 @@ def print_rows(rows: list[dict]) -> None:
               flush=True)  # fmt: skip
 
 
-def plot(rows: list[dict], path: str) -> None:
+def plot(rows: list[dict], path: str, baseline: list[dict] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -149,7 +153,13 @@ def plot(rows: list[dict], path: str) -> None:
             sel = {r["n"]: r for r in main if r["target"] == target and r["classes"] == classes}
             label = f"{target}, classes={classes}"
             line = ax.plot(sizes, [sel[n]["now_ratio"] for n in sizes], "o-", label=label)[0]
-            if all("before_ratio" in sel[n] for n in sizes):
+            if baseline is not None:
+                old = {r["n"]: r for r in baseline if r["dtype"] == "float32"
+                       and r["groups"] == "tensor" and r["target"] == target
+                       and r["classes"] == classes}  # fmt: skip
+                ax.plot(sizes, [old[n]["now_ratio"] for n in sizes], "x:",
+                        color=line.get_color(), alpha=0.6)  # fmt: skip
+            elif all("before_ratio" in sel[n] for n in sizes):
                 ax.plot(sizes, [sel[n]["before_ratio"] for n in sizes], "x:",
                         color=line.get_color(), alpha=0.6)  # fmt: skip
     ax.axhline(3.0, color="k", lw=0.8, ls="--")
@@ -158,7 +168,8 @@ def plot(rows: list[dict], path: str) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("elements N (SmolLM2 layer 15, float32, (N/64, 64))")
     ax.set_ylabel("auto CPU time / one plain encode")
-    ax.set_title("mode='auto' cost (solid: C++ rate model; dotted: NumPy model before)")
+    dotted = "the baseline build" if baseline is not None else "NumPy model before"
+    ax.set_title(f"mode='auto' cost (solid: this build; dotted: {dotted})", fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -172,6 +183,7 @@ def main() -> int:
     parser.add_argument("--variants", action="store_true")
     parser.add_argument("--json", metavar="OUT.json")
     parser.add_argument("--plot", metavar="OUT.png")
+    parser.add_argument("--baseline", metavar="EARLIER.json")
     args = parser.parse_args()
     from slicer import _rate
 
@@ -209,8 +221,19 @@ def main() -> int:
     print(f"# uptime: {os.popen('uptime').read().strip()}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
+    baseline = json.loads(Path(args.baseline).read_text()) if args.baseline else None
+    if baseline is not None:
+        old = {(r["n"], r["dtype"], r["groups"], r["target"], r["classes"]): r for r in baseline}
+        print("\n| N | dtype | groups | target | classes | baseline / plain | now / plain |")
+        print("|---:|---|---|---|---|---:|---:|")
+        for r in rows:
+            b = old.get((r["n"], r["dtype"], r["groups"], r["target"], r["classes"]))
+            if b is not None:
+                ratios = f"{b['now_ratio']:.2f}x | {r['now_ratio']:.2f}x"
+                print(f"| {r['n']:,} | {r['dtype']} | {r['groups']} | {r['target']} | "
+                      f"{r['classes']} | {ratios} |")  # fmt: skip
     if args.plot:
-        plot(rows, args.plot)
+        plot(rows, args.plot, baseline)
     return 0
 
 
