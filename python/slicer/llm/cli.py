@@ -94,7 +94,7 @@ def register(sub: Any) -> None:
         default=None,
         metavar="LAMBDA",
         help="trellis-coded quantization (docs/format.md §17.4 / §21; λ default 0.34): frames "
-        "from a trellis context (about 0.8 dB less error at equal bytes), or with --codec "
+        "from a trellis context (about 0.9 dB less error at equal bytes), or with --codec "
         "slicer dense mode 3; without --step the model's default frame step is halved (a "
         "trellis step codes at about the rate of a dead-zone step twice as large)",
     )
