@@ -69,6 +69,21 @@ def test_one_pass_reads_what_the_separate_passes_read(dtype, n):
     assert fused.energy == plain.energy == _core.rate_stats(raw, code, True)[1]
 
 
+def test_float64_beyond_the_float_range():
+    """float64 magnitudes past the float32 range (the sort's 32-bit path must not take them):
+    the same predictions as the NumPy model."""
+    rng = np.random.default_rng(64)
+    x = rng.standard_normal(5000)
+    x[::97] = [3.5e38, -1e150, 1e40, -3.4028234663852886e38] * 13
+    ref, fast = both(x.astype(np.float64))
+    steps = np.geomspace(ref.min_step(), 4 * ref.max_abs, 11)
+    for rho in (72, 128):
+        want = ref.predict_many(steps, rho)
+        got = fast.predict_many(steps, rho)
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-9, atol=1e-300)
+
+
 def test_prediction_of_an_empty_and_an_all_zero_input():
     for x in (np.zeros(0, np.float32), np.zeros(50, np.float32)):
         ref, fast = both(x)

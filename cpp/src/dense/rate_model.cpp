@@ -97,8 +97,10 @@ void SortMagnitudes(std::vector<double>& v) {
   uint32_t any = 0, all = ~uint32_t{0};
   bool narrow = true;
   for (size_t i = 0; i < n; ++i) {  // one pass: the keys and whether they are exact
-    const float f = static_cast<float>(v[i]);
-    narrow &= static_cast<double>(f) == v[i];
+    // (a magnitude beyond the float range is converted as 0: such a conversion is undefined)
+    const bool fits = v[i] <= static_cast<double>(std::numeric_limits<float>::max());
+    const float f = static_cast<float>(fits ? v[i] : 0.0);
+    narrow &= fits && static_cast<double>(f) == v[i];
     keys[i] = internal::FloatToBits(f);
     any |= keys[i], all &= keys[i];
   }
