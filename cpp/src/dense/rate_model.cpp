@@ -381,6 +381,18 @@ double Energy(const uint8_t* data, int dtype, uint64_t n) {
 std::vector<double> PositionScores(const uint8_t* data, int dtype, uint64_t outer, uint64_t length,
                                    uint64_t inner) {
   std::vector<double> out(length, 0.0);
+  if (dtype == 1 && inner == 1) {  // float32 rows: the same sums, without a block copy per row
+    double* o = out.data();
+    for (uint64_t a = 0; a < outer; ++a) {
+      const uint8_t* row = data + 4 * a * length;
+      for (uint64_t c = 0; c < length; ++c) {
+        float v;
+        std::memcpy(&v, row + 4 * c, 4);
+        o[c] += std::fabs(static_cast<double>(v));
+      }
+    }
+    return out;
+  }
   for (uint64_t a = 0; a < outer; ++a) {
     const uint64_t row = a * length * inner;
     if (inner == 1) {  // rows added in order: NumPy's axis-0 sum
