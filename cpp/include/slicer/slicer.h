@@ -363,7 +363,7 @@ SLICER_API int slicer_stream_version(const void* src, size_t size, uint32_t* ver
  * (sequence byte, extra-bit length, rANS bytes, extra bits, CRC-32 bound to the context id). */
 
 #define SLICER_FRAME_MAX_ROW (1u << 18)        /* elements per row */
-#define SLICER_FRAME_CONTEXT_MAX_BYTES 1536u   /* no context without a class map is longer */
+#define SLICER_FRAME_CONTEXT_MAX_BYTES 1536u   /* no plain context without a class map is longer */
 /* No context of rows of `row` elements with `classes` ≥ 2 classes (§18) is longer. */
 #define SLICER_FRAME_CONTEXT_BOUND(row, classes) (57u + ((row) + 1u) / 2u + 1111u * (classes))
 #define SLICER_FRAME_MAX_CLASSES 16u
@@ -412,7 +412,8 @@ SLICER_API void slicer_frame_params_init(slicer_frame_params* params);
 
 /* Builds context bytes (§17.3) from num_rows ≥ 1 calibration rows of row_shape, C-contiguous,
  * of dtype (also the dtype of every frame). dst_capacity ≥ SLICER_FRAME_CONTEXT_MAX_BYTES is
- * always enough. */
+ * always enough for a plain context; a trellis context (params.trellis = 1, §17.4) needs
+ * SLICER_FRAME_TRELLIS_CONTEXT_BOUND(row elements, 1). */
 SLICER_API int slicer_frame_context_build(const void* rows, int dtype, uint64_t num_rows,
                                           const int64_t* row_shape, uint32_t row_ndim,
                                           const slicer_frame_params* params, void* dst,
@@ -422,7 +423,8 @@ SLICER_API int slicer_frame_context_build(const void* rows, int dtype, uint64_t 
  * slicer_frame_context_build; 2 … min(16, row elements) groups the row positions into that many
  * classes by their calibration magnitudes, each with its own frequency table (smaller frames
  * when positions differ in spread: channels of LLM states, components of a transform).
- * dst_capacity ≥ SLICER_FRAME_CONTEXT_BOUND(row elements, classes) is always enough. */
+ * dst_capacity ≥ SLICER_FRAME_CONTEXT_BOUND(row elements, classes) is always enough
+ * (SLICER_FRAME_TRELLIS_CONTEXT_BOUND for a trellis context). */
 SLICER_API int slicer_frame_context_build_classes(const void* rows, int dtype, uint64_t num_rows,
                                                   const int64_t* row_shape, uint32_t row_ndim,
                                                   const slicer_frame_params* params,
