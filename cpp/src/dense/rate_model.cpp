@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <utility>
 
 #include "dense/simd.hpp"
@@ -831,45 +832,63 @@ std::vector<BoundsChoice> BoundsFromCells(const int64_t* hist, int64_t cells, in
   std::vector<double> cost(w * w, inf);  // cost[i·w + j]: segment [i, j) of cells
   std::vector<int64_t> seg(static_cast<size_t>(u));
   const double* xl = XLogXTable();
-  for (int64_t i = 0; i < cells; ++i) {
-    // segment [i, j) grown one cell at a time: only the symbols of cell j − 1 change
-    std::fill(seg.begin(), seg.end(), 0);
-    int64_t total = 0, last = 0;
-    double xlogx = 0.0;  // Σ_s seg_s·log2 seg_s
-    for (int64_t j = i + 1; j <= cells; ++j) {
-      // the cell's change of Σ seg·log2 seg in four partial sums (one running sum would wait
-      // on the adder's latency for every symbol): the cell's entry e adds to d_(e mod 4)
-      const size_t from = first[j - 1], to = first[j];
-      auto change = [&](size_t q) {
-        const int32_t symbol = col[q];
-        const int64_t add = cnt[q], before = seg[symbol];
-        seg[symbol] = before + add;
-        return XLogX(xl, before + add) - XLogX(xl, before);
-      };
-      double d0 = 0, d1 = 0, d2 = 0, d3 = 0;
-      size_t q = from;
-      for (; q + 4 <= to; q += 4) {
-        d0 += change(q);
-        d1 += change(q + 1);
-        d2 += change(q + 2);
-        d3 += change(q + 3);
+  int64_t all = 0;
+  for (int64_t t : cell_total) all += t;
+  // Every count a segment reaches is at most `all`: below the table's end (a sample of at most
+  // 2^15 elements), the lookups need no range check (the same values).
+  auto segments = [&](auto in_table) {
+    auto xlogx_of = [&](int64_t v) {
+      if constexpr (decltype(in_table)::value) {
+        return xl[v];
+      } else {
+        return XLogX(xl, v);
       }
-      if (q < to) d0 += change(q++);
-      if (q < to) d1 += change(q++);
-      if (q < to) d2 += change(q++);
-      total += cell_total[j - 1];
-      if (to > from) last = std::max<int64_t>(last, symbol_of[col[to - 1]] + 1);
-      xlogx += (d0 + d1) + (d2 + d3);
-      const double bits = (total > 0 ? XLogX(xl, total) : 0.0) - xlogx;
-      double c = bits * scale / 8.0 * 1.002 + static_cast<double>(TableBytes(last));
-      if (j < cells) {  // a range that ends before L ends at a boundary: its gap's varint
-        uint64_t gap = static_cast<uint64_t>((j - i) * g);
-        int bitlen = 0;
-        while (gap) ++bitlen, gap >>= 1;
-        c = c + static_cast<double>(std::max(1, (bitlen + 6) / 7));
+    };
+    for (int64_t i = 0; i < cells; ++i) {
+      // segment [i, j) grown one cell at a time: only the symbols of cell j − 1 change
+      std::fill(seg.begin(), seg.end(), 0);
+      int64_t total = 0, last = 0;
+      double xlogx = 0.0;  // Σ_s seg_s·log2 seg_s
+      for (int64_t j = i + 1; j <= cells; ++j) {
+        // the cell's change of Σ seg·log2 seg in four partial sums (one running sum would wait
+        // on the adder's latency for every symbol): the cell's entry e adds to d_(e mod 4)
+        const size_t from = first[j - 1], to = first[j];
+        auto change = [&](size_t q) {
+          const int32_t symbol = col[q];
+          const int64_t add = cnt[q], before = seg[symbol];
+          seg[symbol] = before + add;
+          return xlogx_of(before + add) - xlogx_of(before);
+        };
+        double d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+        size_t q = from;
+        for (; q + 4 <= to; q += 4) {
+          d0 += change(q);
+          d1 += change(q + 1);
+          d2 += change(q + 2);
+          d3 += change(q + 3);
+        }
+        if (q < to) d0 += change(q++);
+        if (q < to) d1 += change(q++);
+        if (q < to) d2 += change(q++);
+        total += cell_total[j - 1];
+        if (to > from) last = std::max<int64_t>(last, symbol_of[col[to - 1]] + 1);
+        xlogx += (d0 + d1) + (d2 + d3);
+        const double bits = (total > 0 ? XLogX(xl, total) : 0.0) - xlogx;
+        double c = bits * scale / 8.0 * 1.002 + static_cast<double>(TableBytes(last));
+        if (j < cells) {  // a range that ends before L ends at a boundary: its gap's varint
+          uint64_t gap = static_cast<uint64_t>((j - i) * g);
+          int bitlen = 0;
+          while (gap) ++bitlen, gap >>= 1;
+          c = c + static_cast<double>(std::max(1, (bitlen + 6) / 7));
+        }
+        cost[i * w + j] = c;
       }
-      cost[i * w + j] = c;
     }
+  };
+  if (all < kXLogXTable) {
+    segments(std::true_type{});
+  } else {
+    segments(std::false_type{});
   }
   int top = 0;
   for (int k : ks) {
