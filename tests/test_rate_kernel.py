@@ -75,13 +75,17 @@ def test_float64_beyond_the_float_range():
     rng = np.random.default_rng(64)
     x = rng.standard_normal(5000)
     x[::97] = [3.5e38, -1e150, 1e40, -3.4028234663852886e38] * 13
-    ref, fast = both(x.astype(np.float64))
-    steps = np.geomspace(ref.min_step(), 4 * ref.max_abs, 11)
-    for rho in (72, 128):
-        want = ref.predict_many(steps, rho)
-        got = fast.predict_many(steps, rho)
-        np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
-        np.testing.assert_allclose(got[1], want[1], rtol=1e-9, atol=1e-300)
+    tiny = rng.standard_normal(5000) * 1e-300  # with subnormals, in a narrow key range
+    tiny[::7] = 5e-324
+    tiny[1::7] = -1e-310
+    for values in (x, tiny):
+        ref, fast = both(values.astype(np.float64))
+        steps = np.geomspace(ref.max_abs / 2.0**50, 4 * ref.max_abs, 11)
+        for rho in (72, 128):
+            want = ref.predict_many(steps, rho)
+            got = fast.predict_many(steps, rho)
+            np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
+            np.testing.assert_allclose(got[1], want[1], rtol=1e-9, atol=1e-300)
 
 
 def test_prediction_of_an_empty_and_an_all_zero_input():

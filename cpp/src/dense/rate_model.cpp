@@ -61,6 +61,14 @@ size_t CountBelow(const std::vector<double>& v, size_t from, double x) {
   return static_cast<size_t>(base - v.data()) + (*base < x ? 1 : 0);
 }
 
+// The search key of a magnitude for Model::Below: its exponent field and the top four bits of
+// its mantissa (ascending with the value for non-negative doubles).
+inline int64_t KeyOf(double m) {
+  uint64_t bits;
+  std::memcpy(&bits, &m, 8);
+  return static_cast<int64_t>(bits >> 48);
+}
+
 // CountBelow(v, from, x) searched from a guess `near` of the answer (every element before
 // `from` is below x): forward from `near` when v[near] < x, else a gallop backwards from it.
 // The answer does not depend on the guess.
@@ -450,6 +458,19 @@ Model::Model(std::vector<double> sample, uint64_t n, double header_bytes)
         start = i + 1;
       }
     }
+    if (!side.mags.empty()) {  // the key index of Below
+      const int64_t lo = KeyOf(side.mags.front()), hi = KeyOf(side.mags.back());
+      if (hi - lo < 4096) {
+        side.key_min = lo;
+        side.first.assign(static_cast<size_t>(hi - lo + 2), 0);
+        size_t k = 0;  // entries up to k are set
+        for (size_t i = 0; i < side.mags.size(); ++i) {
+          const size_t key = static_cast<size_t>(KeyOf(side.mags[i]) - lo);
+          while (k < key) side.first[++k] = static_cast<uint32_t>(i);
+        }
+        while (k + 1 < side.first.size()) side.first[++k] = static_cast<uint32_t>(side.mags.size());
+      }
+    }
     side.s1.assign(side.mags.size() + 1, 0.0);
     side.s2.assign(side.mags.size() + 1, 0.0);
     double a = 0.0, b = 0.0;
@@ -462,6 +483,21 @@ Model::Model(std::vector<double> sample, uint64_t n, double header_bytes)
     }
   }
   exponents_ = std::move(by_exponent);
+}
+
+size_t Model::Below(const Side& side, size_t from, double x) {
+  const std::vector<double>& v = side.mags;
+  const size_t n = v.size();
+  if (!(x > 0)) return from;  // every magnitude is positive
+  const int64_t k = KeyOf(x) - side.key_min;
+  if (k < 0) return from;  // x below every key of the side: nothing below x
+  if (k + 1 >= static_cast<int64_t>(side.first.size())) return n;  // above every key
+  // [0, first[k]) have smaller keys (below x); from first[k + 1] on larger keys (not below)
+  const size_t lo = std::max<size_t>(from, side.first[k]);
+  const size_t hi = std::max<size_t>(lo, side.first[k + 1]);
+  return static_cast<size_t>(std::lower_bound(v.begin() + static_cast<ptrdiff_t>(lo),
+                                              v.begin() + static_cast<ptrdiff_t>(hi), x) -
+                             v.begin());
 }
 
 // A lower bound of the predicted size at `step`, any rho, from the exponents alone: an
@@ -509,11 +545,13 @@ double Model::Counts(double step, double rho, double* sym, int* used, Hint* hint
     size_t* idx = hint ? hint->idx[s] : own;
     const bool near = hint && hint->valid;
     idx[0] = CountBelow(side.mags, 0, 0.0);
+    const bool keyed = !side.first.empty();
     int last = 0;  // the last bin index computed (beyond it every count is `size`)
     for (int b = 1; b <= kBins; ++b) {
       const double edge = std::max(kTable.base[b] - rho, 0.0) * step;
-      idx[b] = near ? CountBelowNear(side.mags, idx[b - 1], idx[b], edge)
-                    : CountBelow(side.mags, idx[b - 1], edge);
+      idx[b] = keyed  ? Below(side, idx[b - 1], edge)
+               : near ? CountBelowNear(side.mags, idx[b - 1], idx[b], edge)
+                      : CountBelow(side.mags, idx[b - 1], edge);
       last = b;
       if (edge > top) break;  // every magnitude lies below this edge
     }

@@ -86,7 +86,14 @@ class Model {
  private:
   struct Side {
     std::vector<double> mags, s1, s2;
+    // first[k − key_min]: the first index whose magnitude's key (its bit pattern's exponent
+    // and top four mantissa bits) is ≥ k, for k in [key_min, key_max + 1]; empty when the
+    // keys span more than 4096 values (the searches then gallop from their start)
+    std::vector<uint32_t> first;
+    int64_t key_min = 0;
   };
+  // Side::mags below x, every element before `from` known to be below x.
+  static size_t Below(const Side& side, size_t from, double x);
   // The counts below each bin edge of a prediction, the starting point of the next search
   // at a nearby step (the step search's grid points are close after its first round).
   struct Hint {
