@@ -4,6 +4,11 @@ or four chunks of four states side by side, docs/format.md §14) and the same ve
 rejection names on damaged streams. On a CPU without AVX2 both runs take the scalar path and
 the tests still hold.
 
+The paired decoder reads the extra bits either inside its vector steps or in a second pass over
+the elements whose symbols are not direct (chosen per stream from its tables;
+SLICER_DENSE_DEFERRED=0 / 1 forces one): every SIMD decode here runs under the stream's own choice
+and under both forced ones, each compared with the scalar decoder.
+
 Chunks of 2^13 elements keep the inputs small while giving many four-state chunks: sets of four,
 pairs, single chunks and one-state tails, odd chunk counts, chunks that end inside a row, group
 tables with zero and raw groups, extra bits on almost every element, escaped symbols (codes of
@@ -22,9 +27,16 @@ from slicer import _core
 CHUNK = 8192
 
 
-def _decode(stream: bytes, simd: bool, monkeypatch) -> tuple[str, object]:
+DEFERRED = (None, "0", "1")  # the stream's choice, extra bits inline, in a second pass
+
+
+def _decode(stream: bytes, simd: bool, monkeypatch, deferred: str | None = None):
     """("ok", values) or ("error", the exception's text with the rejection name)."""
     monkeypatch.setenv("SLICER_DENSE_SIMD", "1" if simd else "0")
+    if deferred is None:
+        monkeypatch.delenv("SLICER_DENSE_DEFERRED", raising=False)
+    else:
+        monkeypatch.setenv("SLICER_DENSE_DEFERRED", deferred)
     try:
         return "ok", slicer.decode(stream, threads=1)
     except slicer.FormatError as e:
@@ -33,13 +45,14 @@ def _decode(stream: bytes, simd: bool, monkeypatch) -> tuple[str, object]:
 
 def _same_decode(stream: bytes, monkeypatch) -> np.ndarray | None:
     kind_s, scalar = _decode(stream, False, monkeypatch)
-    kind_v, vector = _decode(stream, True, monkeypatch)
-    assert kind_s == kind_v, (scalar, vector)
-    if kind_s == "ok":
-        assert same_values(scalar, vector)
-        return scalar
-    assert scalar == vector
-    return None
+    for deferred in DEFERRED:
+        kind_v, vector = _decode(stream, True, monkeypatch, deferred)
+        assert kind_s == kind_v, (deferred, scalar, vector)
+        if kind_s == "ok":
+            assert same_values(scalar, vector), deferred
+        else:
+            assert scalar == vector, deferred
+    return scalar if kind_s == "ok" else None
 
 
 def _data(shape, seed, scale=1.0, outliers=0, outlier_size=1e4, dtype=np.float32):
@@ -81,6 +94,11 @@ CASES = {
         15,
         {},
     ),
+    # the second pass: a few codes with extra bits (about the 4 b/el share), segments of 1024
+    # elements whose last vector steps hold them, the stream's end within a window's reach
+    "sparse_extras_4bel": ((7 * CHUNK + 3,), np.float32, dict(step=0.2), 17, dict(outliers=9)),
+    "rows_577_extras": ((100, 577), np.float32, dict(step=0.12, groups="rows"), 18, {}),
+    "classes8_rank_4bel": ((96, 576), np.float32, dict(step=0.2, classes=8), 19, {}),
     "classes3_bounds_rows": (
         (96, 576),
         np.float32,
@@ -107,6 +125,19 @@ def test_simd_decode_equals_scalar(name, monkeypatch):
     x, stream = _stream(name)
     y = _same_decode(stream, monkeypatch)
     assert y is not None and y.shape == x.shape
+
+
+def test_deferred_cases_have_extra_bits_and_escapes_pass_through(monkeypatch):
+    """The second-pass cases really carry extra bits on a minority of the elements (what makes
+    the stream choose it); and an escaped symbol (magnitude ≥ 2^33) decodes through the second
+    pass as through the scalar decoder."""
+    for name in ("sparse_extras_4bel", "rows_577_extras", "classes8_rank_4bel"):
+        x, stream = _stream(name)
+        extra_bits = 8 * slicer.inspect(stream).to_dict()["account"]["extra_bits"]
+        assert 0.01 * x.size < extra_bits < 0.5 * x.size, name
+    _, stream = _stream("escapes_2e33")
+    y = _same_decode(stream, monkeypatch)
+    assert y is not None and np.abs(y).max() > 2.0**33 * 1e-3
 
 
 def test_escapes_are_met():
@@ -140,7 +171,9 @@ def test_threads_and_paths_agree(monkeypatch):
     assert same_values(a, b)
 
 
-@pytest.mark.parametrize("name", ["six_chunks_4bel", "nine_chunks_8bel", "classes16_rank"])
+@pytest.mark.parametrize(
+    "name", ["six_chunks_4bel", "nine_chunks_8bel", "classes16_rank", "sparse_extras_4bel"]
+)
 def test_damaged_streams_same_verdict_and_name(name, monkeypatch):
     _, stream = _stream(name)
     body = stream[:-4]

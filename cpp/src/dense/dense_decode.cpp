@@ -344,8 +344,12 @@ slicer_status DecodeChunk(const Stream& s, const uint8_t* data, size_t size, uin
 // product); otherwise ±(m + o/256) (the scalar formula with Δ = 1, which multiplies exactly) goes
 // to a buffer per segment of coded elements, then × Δ_g of each element's group, rounded to the
 // dtype. Extra bits are cut from a window per chunk at positions from a prefix sum of the lanes'
-// bit counts; escaped symbols take the scalar step (DecodeRun). Any failure re-decodes the
-// chunks with DecodeChunk, so damaged streams keep their statuses and rejection names.
+// bit counts; escaped symbols take the scalar step (DecodeRun). Where few elements carry extra
+// bits (PreferDeferred: at most a quarter of the slots), the vector steps skip them instead and
+// a second pass per chunk (DeferredExtras) reads them for the marked elements in element order:
+// the steps then have no branch on the data, which at about 4 b/el mispredicted on half of
+// them. Any failure re-decodes the chunks with DecodeChunk, so damaged streams keep their
+// statuses and rejection names.
 
 // Per stream, per class and slot: freq − 1 | (slot − cum) << 14 | min(symbol, 15) << 28, so one
 // gather gives a lane's whole state update and, for the direct symbols 0 … 14 (bins 0 … 7, no
@@ -572,6 +576,10 @@ __attribute__((target("avx2"))) inline bool VecExtras(ChunkIn* a, ChunkIn* b, __
 struct SetOut {
   double* t[4];
   float* f[4];
+  // kDeferred: per chunk the lanes' table index (slot | class << 14) at slot[h] + 4·step, per
+  // vector the mask of its lanes whose symbol is not direct (code 15) at spec[p] + step.
+  uint32_t* slot[4];
+  uint8_t* spec[2];
   double delta;
   // The direct symbols' values: kDirect the rounded Δ·value (binary32), else 256·value (int32
   // bits: ±(256·m + o) is an integer below 2^11).
@@ -583,12 +591,15 @@ struct SetOut {
 // symbol (*escape = true: states, cursors and extra-bit positions as before that step). Returns
 // the steps done, or -1 on an extra-bit read outside a chunk's area. The caller guarantees
 // 8·steps + 8 rANS bytes in each chunk.
-template <bool kClasses, unsigned kP, bool kDirect>
+//
+// kDeferred: the steps decode the states and the direct values only; the lanes with code 15 get
+// a placeholder value, their table index and mask go to out.slot / out.spec, and DeferredExtras
+// later resolves their symbols and reads their extra bits in element order (no branch on the
+// data here, no escape: the slot table has an entry for every symbol).
+template <bool kClasses, unsigned kP, bool kDirect, bool kDeferred>
 __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTables& tb, ChunkIn* in,
                                                  uint8_t* const* cl, const SetOut& out,
                                                  uint64_t steps, bool* escape) {
-  const int* const lut = reinterpret_cast<const int*>(s.lut.data());
-  const int* const slots = reinterpret_cast<const int*>(tb.slots.data());
   const __m256i slot_mask = _mm256_set1_epi32(kProbScale - 1);
   const __m256i low14 = _mm256_set1_epi32(0x3FFF);
   const __m256i one = _mm256_set1_epi32(1);
@@ -625,7 +636,7 @@ __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTabl
             _mm_cvtsi64_si128(static_cast<long long>(uint64_t{c4a} | uint64_t{c4b} << 32)));
         idx[p] = _mm256_add_epi32(idx[p], _mm256_slli_epi32(cv, kProbBits));
       }
-      const __m256i e = _mm256_i32gather_epi32(slots, idx[p], 4);
+      const __m256i e = Lookup8(tb.slots.data(), idx[p]);
       const __m256i freq = _mm256_add_epi32(_mm256_and_si256(e, low14), one);
       const __m256i bias = _mm256_and_si256(_mm256_srli_epi32(e, 14), low14);
       code[p] = _mm256_srli_epi32(e, 28);
@@ -668,12 +679,20 @@ __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTabl
         val[2 * p + 1] = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(v8, 1)), inv256);
       }
     }
-    if (__builtin_expect(special != 0, 0)) {  // extra bits or an escape somewhere
+    if constexpr (kDeferred) {
+      for (unsigned p = 0; p < kP; ++p) {
+        out.spec[p][st] = static_cast<uint8_t>(lanes[p]);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out.slot[2 * p] + 4 * st),
+                         _mm256_castsi256_si128(idx[p]));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out.slot[2 * p + 1] + 4 * st),
+                         _mm256_extracti128_si256(idx[p], 1));
+      }
+    } else if (__builtin_expect(special != 0, 0)) {  // extra bits or an escape somewhere
       __m256i sym[kP];
       int escaped = 0;
       for (unsigned p = 0; p < kP; ++p) {
         if (lanes[p] == 0) continue;  // no lane of this vector needs the lut
-        sym[p] = _mm256_and_si256(_mm256_i32gather_epi32(lut, idx[p], 1), _mm256_set1_epi32(0xFF));
+        sym[p] = Lookup8(s.lut.data(), idx[p]);
         escaped |= _mm256_movemask_ps(
             _mm256_castsi256_ps(_mm256_cmpeq_epi32(sym[p], _mm256_set1_epi32(kEscape))));
       }
@@ -757,6 +776,72 @@ __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTabl
   return static_cast<int64_t>(st);
 }
 
+// kDeferred's second pass for chunk h of a set (lanes `half` of vector spec): the elements
+// [0, count) of the segment whose mask bit is set, in element order: the symbol from the lut
+// (escaped symbols from the cumulative frequencies), its extra bits at the chunk's bit cursor,
+// the value by the scalar step's formula into f (kDirect: rounded Δ·value, delta = Δ) or t
+// (±(m + o/256), delta = 1).
+// False where the scalar decoder would fail (a read outside the extra-bit area, a magnitude
+// above 2^53); the caller then re-decodes the set with it.
+template <bool kClasses, bool kDirect>
+__attribute__((target("avx2,bmi2"))) bool DeferredExtras(const Stream& s, ChunkIn* in,
+                                                         const uint8_t* spec, unsigned half,
+                                                         const uint32_t* slot, uint64_t count,
+                                                         double delta, float* f, double* t) {
+  const uint64_t bit_limit = 8 * in->bits_len;
+  uint64_t bit_pos = in->bit_pos;
+  const uint64_t steps = count / 4;
+  const uint64_t nib = half == 0 ? 0x0F0F0F0F0F0F0F0FULL : 0xF0F0F0F0F0F0F0F0ULL;
+  for (uint64_t st0 = 0; st0 < steps; st0 += 8) {
+    uint64_t bytes = 0;
+    std::memcpy(&bytes, spec + st0, std::min<uint64_t>(8, steps - st0));
+    uint64_t mask = _pext_u64(bytes, nib);  // bit 4·step + lane
+    while (mask != 0) {
+      const uint64_t e = 4 * st0 + static_cast<uint64_t>(__builtin_ctzll(mask));
+      mask &= mask - 1;
+      const uint32_t idx = slot[e];
+      unsigned q = s.lut[idx];
+      if (q == kEscape) {
+        const unsigned c = kClasses ? idx >> kProbBits : 0;
+        const uint32_t sl = idx & (kProbScale - 1);
+        q = kClasses ? SlotSymbol(s.cum.data() + c * kCumStride, s.class_nsym[c], sl)
+                     : SlotSymbol(s.cum.data(), s.nsym, sl);
+      }
+      const DSym& d = s.syms[q];
+      if (bit_pos + d.nbits > bit_limit) return false;
+      const uint64_t first = bit_pos >> 3;
+      uint64_t word = 0;
+      if (first + 8 <= in->bits_room) {
+        std::memcpy(&word, in->bits + first, 8);
+      } else {
+        for (uint64_t b = first; b < in->bits_room; ++b)
+          word |= uint64_t{in->bits[b]} << (8 * (b - first));
+      }
+      const uint64_t m = d.base + ((word >> (bit_pos & 7)) & d.mask);
+      bit_pos += d.nbits;
+      if (m > kMaxMag) return false;
+      const double v = (static_cast<double>(static_cast<int64_t>(m)) + d.off) * delta;
+      if constexpr (kDirect) {
+        f[e] = static_cast<float>(v * d.sign);
+      } else {
+        t[e] = v * d.sign;
+      }
+    }
+  }
+  in->bit_pos = bit_pos;
+  return true;
+}
+
+// Whether the second-pass variant pays for this stream: the share of slots whose symbol is not
+// direct (code 15), the chance that an element needs its extra bits, is at most this.
+constexpr double kDeferredShare = 0.25;
+
+bool PreferDeferred(const PairTables& tb) {
+  uint64_t other = 0;
+  for (uint32_t e : tb.slots) other += (e >> 28) == kCodeOther;
+  return static_cast<double>(other) <= kDeferredShare * static_cast<double>(tb.slots.size());
+}
+
 // Whether chunks j … j + n − 1 can take the paired decoder (four states each).
 bool Pairable(const Stream& s, uint64_t j, unsigned n) {
   if (j + n > s.chunks.size()) return false;
@@ -767,7 +852,7 @@ bool Pairable(const Stream& s, uint64_t j, unsigned n) {
 
 // Decodes chunks j … j + 2·kP − 1 (Pairable) into dst (when not nullptr). kDirect: float32 into
 // dst, no group table, one group (every element coded with the base step).
-template <bool kClasses, unsigned kP, bool kDirect>
+template <bool kClasses, unsigned kP, bool kDirect, bool kDeferred>
 slicer_status DecodeSet(const Stream& s, const PairTables& tb, const uint8_t* data, size_t size,
                         uint64_t j, uint8_t* dst) {
   constexpr unsigned kN = 2 * kP;
@@ -782,6 +867,8 @@ slicer_status DecodeSet(const Stream& s, const PairTables& tb, const uint8_t* da
   constexpr uint64_t kSeg = 1024;
   std::vector<double> tbuf(kDirect ? 0 : kN * kSeg);
   std::vector<uint8_t> cbuf(kClasses ? kN * kSeg : 0);
+  std::vector<uint32_t> sbuf(kDeferred ? kN * kSeg : 0);
+  std::vector<uint8_t> mbuf(kDeferred ? kP * kSeg / 4 : 0);
   ChunkIn in[kN];
   std::vector<CodedWalker> out, at;
   uint64_t coded[kN], done[kN], cnt[kN];
@@ -812,8 +899,10 @@ slicer_status DecodeSet(const Stream& s, const PairTables& tb, const uint8_t* da
     done[h] = 0;
     out.emplace_back(s, (j + h) * chunk, std::min(s.n, (j + h + 1) * chunk));
     if (!kDirect) so.t[h] = tbuf.data() + h * kSeg;
+    if (kDeferred) so.slot[h] = sbuf.data() + h * kSeg;
     cl[h] = kClasses ? cbuf.data() + h * kSeg : nullptr;
   }
+  for (unsigned p = 0; p < kP && kDeferred; ++p) so.spec[p] = mbuf.data() + p * kSeg / 4;
   at = out;
   // The scalar steps: into the value buffer (Δ = 1), or kDirect into dst with Δ.
   const RunFn run = kDirect ? &DecodeRun<SLICER_FLOAT32, 4, true, kClasses>
@@ -866,14 +955,26 @@ slicer_status DecodeSet(const Stream& s, const PairTables& tb, const uint8_t* da
           } else {
             sk.t[h] = so.t[h] + k;
           }
+          if constexpr (kDeferred) sk.slot[h] = so.slot[h] + k;
         }
-        const int64_t did = SetSteps<kClasses, kP, kDirect>(s, tb, in, clk, sk, safe, &escape);
+        for (unsigned p = 0; p < kP && kDeferred; ++p) sk.spec[p] = so.spec[p] + k / 4;
+        const int64_t did =
+            SetSteps<kClasses, kP, kDirect, kDeferred>(s, tb, in, clk, sk, safe, &escape);
         if (did < 0) return sequential();
         k += 4 * static_cast<uint64_t>(did);
         if (escape) {  // this step on the scalar path
           for (unsigned h = 0; h < kN; ++h)
             if (!scalar(h, k, 4)) return sequential();
           k += 4;
+        }
+      }
+      if constexpr (kDeferred) {  // the second pass over the steps done, before the scalar tail
+        for (unsigned h = 0; h < kN; ++h) {
+          float* f = kDirect ? reinterpret_cast<float*>(dst) + (j + h) * chunk + done[h] : nullptr;
+          if (!DeferredExtras<kClasses, kDirect>(s, &in[h], so.spec[h / 2], h % 2, so.slot[h], k,
+                                                 kDirect ? so.delta : 1.0, f,
+                                                 kDirect ? nullptr : so.t[h]))
+            return sequential();
         }
       }
     }
@@ -904,16 +1005,16 @@ slicer_status DecodeSet(const Stream& s, const PairTables& tb, const uint8_t* da
 }
 
 // The paired decoder for chunks j … j + 2·kP − 1 of this stream.
-template <unsigned kP>
+template <unsigned kP, bool kDeferred>
 slicer_status DecodeSetOf(const Stream& s, const PairTables& tb, const uint8_t* data, size_t size,
                           uint64_t j, uint8_t* dst) {
   const bool direct = dst != nullptr && s.dtype == SLICER_FLOAT32 && !s.has_table;
   if (s.nclass > 1) {
-    return direct ? DecodeSet<true, kP, true>(s, tb, data, size, j, dst)
-                  : DecodeSet<true, kP, false>(s, tb, data, size, j, dst);
+    return direct ? DecodeSet<true, kP, true, kDeferred>(s, tb, data, size, j, dst)
+                  : DecodeSet<true, kP, false, kDeferred>(s, tb, data, size, j, dst);
   }
-  return direct ? DecodeSet<false, kP, true>(s, tb, data, size, j, dst)
-                : DecodeSet<false, kP, false>(s, tb, data, size, j, dst);
+  return direct ? DecodeSet<false, kP, true, kDeferred>(s, tb, data, size, j, dst)
+                : DecodeSet<false, kP, false, kDeferred>(s, tb, data, size, j, dst);
 }
 
 slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Stream* s,
@@ -1095,13 +1196,18 @@ slicer_status DecodeDense(const uint8_t* data, size_t size, uint64_t max_element
   const bool simd = SimdWanted() && nch >= 2;
   PairTables tables;
   if (simd) BuildPairTables(s, &tables);
+  // Extra bits in a second pass where few elements have them (the steps then never branch on
+  // the data); inline where most do. SLICER_DENSE_DEFERRED=0 / 1 forces either (tests).
+  const bool deferred = simd && DeferredWanted(PreferDeferred(tables));
   internal::RunParts(nch, parts, [&](unsigned part, uint64_t j0, uint64_t j1) {
     for (uint64_t j = j0; j < j1 && status[part] == SLICER_OK; ++j) {
       if (simd && j + 4 <= j1 && Pairable(s, j, 4)) {
-        status[part] = DecodeSetOf<2>(s, tables, data, size, j, out);
+        status[part] = deferred ? DecodeSetOf<2, true>(s, tables, data, size, j, out)
+                                : DecodeSetOf<2, false>(s, tables, data, size, j, out);
         j += 3;
       } else if (simd && j + 2 <= j1 && Pairable(s, j, 2)) {
-        status[part] = DecodeSetOf<1>(s, tables, data, size, j, out);
+        status[part] = deferred ? DecodeSetOf<1, true>(s, tables, data, size, j, out)
+                                : DecodeSetOf<1, false>(s, tables, data, size, j, out);
         ++j;
       } else {
         status[part] = DecodeChunk(s, data, size, j, out);
