@@ -345,7 +345,7 @@ slicer_status DecodeChunk(const Stream& s, const uint8_t* data, size_t size, uin
 // to a buffer per segment of coded elements, then × Δ_g of each element's group, rounded to the
 // dtype. Extra bits are cut from a window per chunk at positions from a prefix sum of the lanes'
 // bit counts; escaped symbols take the scalar step (DecodeRun). Where few elements carry extra
-// bits (PreferDeferred: at most a quarter of the slots), the vector steps skip them instead and
+// bits (PreferDeferred: at most 40 % of the slots), the vector steps skip them instead and
 // a second pass per chunk (DeferredExtras) reads them for the marked elements in element order:
 // the steps then have no branch on the data, which at about 4 b/el mispredicted on half of
 // them. Any failure re-decodes the chunks with DecodeChunk, so damaged streams keep their
@@ -834,7 +834,7 @@ __attribute__((target("avx2,bmi2"))) bool DeferredExtras(const Stream& s, ChunkI
 
 // Whether the second-pass variant pays for this stream: the share of slots whose symbol is not
 // direct (code 15), the chance that an element needs its extra bits, is at most this.
-constexpr double kDeferredShare = 0.25;
+constexpr double kDeferredShare = 0.4;
 
 bool PreferDeferred(const PairTables& tb) {
   uint64_t other = 0;
