@@ -99,6 +99,15 @@ CASES = {
     "sparse_extras_4bel": ((7 * CHUNK + 3,), np.float32, dict(step=0.2), 17, dict(outliers=9)),
     "rows_577_extras": ((100, 577), np.float32, dict(step=0.12, groups="rows"), 18, {}),
     "classes8_rank_4bel": ((96, 576), np.float32, dict(step=0.2, classes=8), 19, {}),
+    # mode 2 with most codes ≥ 8 (extra bits inline, the lut-and-symbol tables) and escapes
+    "classes8_8bel": ((96, 576), np.float32, dict(step=0.01, classes=8), 21, {}),
+    "classes4_escapes": (
+        (64, 576),
+        np.float32,
+        dict(step=1e-3, classes=4),
+        20,
+        dict(outliers=50, outlier_size=3e7),
+    ),
     "classes3_bounds_rows": (
         (96, 576),
         np.float32,
@@ -135,9 +144,11 @@ def test_deferred_cases_have_extra_bits_and_escapes_pass_through(monkeypatch):
         x, stream = _stream(name)
         extra_bits = 8 * slicer.inspect(stream).to_dict()["account"]["extra_bits"]
         assert 0.01 * x.size < extra_bits < 0.5 * x.size, name
-    _, stream = _stream("escapes_2e33")
-    y = _same_decode(stream, monkeypatch)
-    assert y is not None and np.abs(y).max() > 2.0**33 * 1e-3
+    for name in ("escapes_2e33", "classes4_escapes"):
+        _, stream = _stream(name)
+        assert slicer.inspect(stream).to_dict()["symbols"] > 255, name
+        y = _same_decode(stream, monkeypatch)
+        assert y is not None and np.abs(y).max() > 2.0**33 * 1e-3, name
 
 
 def test_escapes_are_met():
@@ -172,7 +183,14 @@ def test_threads_and_paths_agree(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "name", ["six_chunks_4bel", "nine_chunks_8bel", "classes16_rank", "sparse_extras_4bel"]
+    "name",
+    [
+        "six_chunks_4bel",
+        "nine_chunks_8bel",
+        "classes16_rank",
+        "sparse_extras_4bel",
+        "classes8_8bel",
+    ],
 )
 def test_damaged_streams_same_verdict_and_name(name, monkeypatch):
     _, stream = _stream(name)

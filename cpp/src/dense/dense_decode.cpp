@@ -354,23 +354,56 @@ slicer_status DecodeChunk(const Stream& s, const uint8_t* data, size_t size, uin
 // Per stream, per class and slot: freq − 1 | (slot − cum) << 14 | min(symbol, 15) << 28, so one
 // gather gives a lane's whole state update and, for the direct symbols 0 … 14 (bins 0 … 7, no
 // extra bits), its value; 15 marks a symbol with extra bits or an escape (the lut tells which).
+//
+// Mode 2 with the extra bits inline (kCompact): the steps there need each lane's symbol from the
+// lut anyway, so instead of the slot tables (64 KB per class: 8 classes fill half the core's L2)
+// they read the lut (one byte per slot, 16 KB per class) and then, per class and lut symbol,
+// syms: freq − 1 | cum << 14 | min(symbol, 15) << 28 (1 KB per class), and take slot − cum
+// themselves. A lut escape (symbol ≥ 255) stops the steps before that step. (With the extra
+// bits in a second pass the second lookup did not pay: 8 classes at 1.9 and 3.8 b/el, fastest
+// calls 2.19 / 2.41 ms against 2.00 / 2.21 with the slot tables; at 7.8 b/el 3.05 against 3.71.)
 struct PairTables {
-  std::vector<uint32_t> slots;
+  std::vector<uint32_t> slots;  // mode 1
+  std::vector<uint32_t> syms;   // mode 2 with kCompact: per class (stride 256) and lut symbol
 };
 
 constexpr uint32_t kCodeOther = 15;
+constexpr size_t kCompactStride = 256;
 
-void BuildPairTables(const Stream& s, PairTables* t) {
-  t->slots.assign(size_t{s.nclass} * kProbScale, 0);
+// The share of slots (over all classes) owned by symbols ≥ 15: an element's chance to carry
+// extra bits or to escape.
+double OtherShare(const Stream& s) {
+  uint64_t other = 0;
   for (unsigned c = 0; c < s.nclass; ++c) {
     const unsigned nsym = s.nclass > 1 ? s.class_nsym[c] : s.nsym;
-    uint32_t* slots = t->slots.data() + size_t{c} * kProbScale;
+    for (unsigned q = kCodeOther; q < nsym; ++q)
+      other += s.nclass > 1 ? s.fc[c * kSymStride + q].freq : s.syms[q].freq;
+  }
+  return static_cast<double>(other) / (static_cast<double>(s.nclass) * kProbScale);
+}
+
+// compact (mode 2 only): syms instead of slots.
+void BuildPairTables(const Stream& s, bool compact, PairTables* t) {
+  t->slots.clear();
+  t->syms.clear();
+  if (compact) {
+    t->syms.assign(size_t{s.nclass} * kCompactStride, 0);
+  } else {
+    t->slots.assign(size_t{s.nclass} * kProbScale, 0);
+  }
+  for (unsigned c = 0; c < s.nclass; ++c) {
+    const unsigned nsym = s.nclass > 1 ? s.class_nsym[c] : s.nsym;
+    uint32_t* slots = compact ? nullptr : t->slots.data() + size_t{c} * kProbScale;
     for (unsigned q = 0; q < nsym; ++q) {
       const DSym& d = s.syms[q];
       const uint32_t f = s.nclass > 1 ? s.fc[c * kSymStride + q].freq : d.freq;
       const uint32_t start = s.nclass > 1 ? s.fc[c * kSymStride + q].cum : d.cum;
       const uint32_t code = std::min<uint32_t>(q, kCodeOther) << 28;
-      for (uint32_t k = 0; k < f; ++k) slots[start + k] = (f - 1) | k << 14 | code;
+      if (compact) {
+        if (q < kEscape) t->syms[c * kCompactStride + q] = (f - 1) | start << 14 | code;
+      } else {
+        for (uint32_t k = 0; k < f; ++k) slots[start + k] = (f - 1) | k << 14 | code;
+      }
     }
   }
 }
@@ -600,6 +633,7 @@ template <bool kClasses, unsigned kP, bool kDirect, bool kDeferred>
 __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTables& tb, ChunkIn* in,
                                                  uint8_t* const* cl, const SetOut& out,
                                                  uint64_t steps, bool* escape) {
+  constexpr bool kCompact = kClasses && !kDeferred;
   const __m256i slot_mask = _mm256_set1_epi32(kProbScale - 1);
   const __m256i low14 = _mm256_set1_epi32(0x3FFF);
   const __m256i one = _mm256_set1_epi32(1);
@@ -623,7 +657,7 @@ __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTabl
   }
   uint64_t st = 0;
   for (; st < steps; ++st) {
-    __m256i idx[kP], code[kP], x_old[kP];
+    __m256i idx[kP], code[kP], x_old[kP], ent[kP], lutq[kP];
     const uint8_t* r_old[2 * kP];
     int special = 0, lanes[kP];
     for (unsigned p = 0; p < kP; ++p) {
@@ -634,9 +668,36 @@ __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTabl
         std::memcpy(&c4b, cl[2 * p + 1] + 4 * st, 4);
         const __m256i cv = _mm256_cvtepu8_epi32(
             _mm_cvtsi64_si128(static_cast<long long>(uint64_t{c4a} | uint64_t{c4b} << 32)));
+        const __m256i slot = idx[p];
         idx[p] = _mm256_add_epi32(idx[p], _mm256_slli_epi32(cv, kProbBits));
+        if constexpr (!kCompact) {
+          ent[p] = Lookup8(tb.slots.data(), idx[p]);
+          continue;
+        }
+        lutq[p] = Lookup8(s.lut.data(), idx[p]);  // kCompact: the lut, then the class's entry
+        const __m256i e =
+            Lookup8(tb.syms.data(), _mm256_or_si256(_mm256_slli_epi32(cv, 8), lutq[p]));
+        // slot − cum in the bits of the mode-1 entry's offset field
+        ent[p] = _mm256_or_si256(
+            _mm256_andnot_si256(_mm256_slli_epi32(low14, 14), e),
+            _mm256_slli_epi32(
+                _mm256_sub_epi32(slot, _mm256_and_si256(_mm256_srli_epi32(e, 14), low14)), 14));
+      } else {
+        ent[p] = Lookup8(tb.slots.data(), idx[p]);
       }
-      const __m256i e = Lookup8(tb.slots.data(), idx[p]);
+    }
+    if constexpr (kCompact) {  // a lut escape: stop before this step (the scalar step takes it)
+      int esc = 0;
+      for (unsigned p = 0; p < kP; ++p)
+        esc |= _mm256_movemask_ps(
+            _mm256_castsi256_ps(_mm256_cmpeq_epi32(lutq[p], _mm256_set1_epi32(kEscape))));
+      if (esc != 0) {
+        *escape = true;
+        break;
+      }
+    }
+    for (unsigned p = 0; p < kP; ++p) {
+      const __m256i e = ent[p];
       const __m256i freq = _mm256_add_epi32(_mm256_and_si256(e, low14), one);
       const __m256i bias = _mm256_and_si256(_mm256_srli_epi32(e, 14), low14);
       code[p] = _mm256_srli_epi32(e, 28);
@@ -692,7 +753,11 @@ __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTabl
       int escaped = 0;
       for (unsigned p = 0; p < kP; ++p) {
         if (lanes[p] == 0) continue;  // no lane of this vector needs the lut
-        sym[p] = Lookup8(s.lut.data(), idx[p]);
+        if constexpr (kCompact) {
+          sym[p] = lutq[p];
+        } else {
+          sym[p] = Lookup8(s.lut.data(), idx[p]);
+        }
         escaped |= _mm256_movemask_ps(
             _mm256_castsi256_ps(_mm256_cmpeq_epi32(sym[p], _mm256_set1_epi32(kEscape))));
       }
@@ -836,11 +901,7 @@ __attribute__((target("avx2,bmi2"))) bool DeferredExtras(const Stream& s, ChunkI
 // direct (code 15), the chance that an element needs its extra bits, is at most this.
 constexpr double kDeferredShare = 0.4;
 
-bool PreferDeferred(const PairTables& tb) {
-  uint64_t other = 0;
-  for (uint32_t e : tb.slots) other += (e >> 28) == kCodeOther;
-  return static_cast<double>(other) <= kDeferredShare * static_cast<double>(tb.slots.size());
-}
+bool PreferDeferred(const Stream& s) { return OtherShare(s) <= kDeferredShare; }
 
 // Whether chunks j … j + n − 1 can take the paired decoder (four states each).
 bool Pairable(const Stream& s, uint64_t j, unsigned n) {
@@ -938,6 +999,21 @@ slicer_status DecodeSet(const Stream& s, const PairTables& tb, const uint8_t* da
       uint64_t lock = cnt[0];
       for (unsigned h = 1; h < kN; ++h) lock = std::min(lock, cnt[h]);
       lock &= ~uint64_t{3};
+      // kDeferred: the second pass over the steps done since `passed`, before any scalar step
+      // reads the chunks' extra bits (an escape's, the segment's tail).
+      uint64_t passed = 0;
+      auto second_pass = [&]() {
+        for (unsigned h = 0; h < kN; ++h) {
+          float* f = kDirect ? reinterpret_cast<float*>(dst) + (j + h) * chunk + done[h] + passed
+                             : nullptr;
+          if (!DeferredExtras<kClasses, kDirect>(
+                  s, &in[h], so.spec[h / 2] + passed / 4, h % 2, so.slot[h] + passed, k - passed,
+                  kDirect ? so.delta : 1.0, f, kDirect ? nullptr : so.t[h] + passed))
+            return false;
+        }
+        passed = k;
+        return true;
+      };
       while (k < lock) {
         uint64_t safe = (lock - k) / 4;
         for (unsigned h = 0; h < kN; ++h) {
@@ -963,20 +1039,14 @@ slicer_status DecodeSet(const Stream& s, const PairTables& tb, const uint8_t* da
         if (did < 0) return sequential();
         k += 4 * static_cast<uint64_t>(did);
         if (escape) {  // this step on the scalar path
+          if (kDeferred && !second_pass()) return sequential();
           for (unsigned h = 0; h < kN; ++h)
             if (!scalar(h, k, 4)) return sequential();
           k += 4;
+          passed = k;
         }
       }
-      if constexpr (kDeferred) {  // the second pass over the steps done, before the scalar tail
-        for (unsigned h = 0; h < kN; ++h) {
-          float* f = kDirect ? reinterpret_cast<float*>(dst) + (j + h) * chunk + done[h] : nullptr;
-          if (!DeferredExtras<kClasses, kDirect>(s, &in[h], so.spec[h / 2], h % 2, so.slot[h], k,
-                                                 kDirect ? so.delta : 1.0, f,
-                                                 kDirect ? nullptr : so.t[h]))
-            return sequential();
-        }
-      }
+      if (kDeferred && !second_pass()) return sequential();
     }
     for (unsigned h = 0; h < kN; ++h) {
       if (k < cnt[h] && !scalar(h, k, cnt[h] - k)) return sequential();
@@ -1194,11 +1264,11 @@ slicer_status DecodeDense(const uint8_t* data, size_t size, uint64_t max_element
   std::vector<slicer_status> status(parts, SLICER_OK);
   // Two chunks at a time on the AVX2 paired decoder where they allow it.
   const bool simd = SimdWanted() && nch >= 2;
-  PairTables tables;
-  if (simd) BuildPairTables(s, &tables);
   // Extra bits in a second pass where few elements have them (the steps then never branch on
   // the data); inline where most do. SLICER_DENSE_DEFERRED=0 / 1 forces either (tests).
-  const bool deferred = simd && DeferredWanted(PreferDeferred(tables));
+  const bool deferred = simd && DeferredWanted(PreferDeferred(s));
+  PairTables tables;
+  if (simd) BuildPairTables(s, s.nclass > 1 && !deferred, &tables);
   internal::RunParts(nch, parts, [&](unsigned part, uint64_t j0, uint64_t j1) {
     for (uint64_t j = j0; j < j1 && status[part] == SLICER_OK; ++j) {
       if (simd && j + 4 <= j1 && Pairable(s, j, 4)) {
