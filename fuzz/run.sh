@@ -30,13 +30,17 @@ for f in "$root"/tests/golden/v2/*.slc; do
 done
 # ... and with inputs that once failed (fuzz/regressions/dense: full fuzz inputs, kept as found).
 cp "$root"/fuzz/regressions/dense/* "$corpus/dense/"
-# Frames: seeded with the golden contexts (property 0) and frames (property 1).
+# Frames: seeded with the golden contexts (property 0) and frames (property 1; the trellis
+# contexts' frames, names ending _t_K, also as property 3: frames under a trellis context).
 mkdir -p "$corpus/frames"
 for f in "$root"/tests/golden/v2/frames/*.ctx; do
   [ -e "$f" ] && { printf '\x00'; cat "$f"; } >"$corpus/frames/$(basename "$f")"
 done
 for f in "$root"/tests/golden/v2/frames/*.frame; do
   [ -e "$f" ] && { printf '\x01'; cat "$f"; } >"$corpus/frames/$(basename "$f")"
+done
+for f in "$root"/tests/golden/v2/frames/*_t_*.frame; do
+  [ -e "$f" ] && { printf '\x03'; cat "$f"; } >"$corpus/frames/t3_$(basename "$f")"
 done
 for target in decode:4096 roundtrip:40100 dense:8192 frames:4096; do
   name=${target%%:*}
