@@ -138,6 +138,22 @@ def test_frames_codec_session(prompt_ids, reference) -> None:
     assert tokens == reference[:3]
 
 
+def test_trellis_frames_session(prompt_ids, reference) -> None:
+    """Trellis frames (docs/format.md §17.4): the server's session needs no setting (the
+    prefill's context says so); at step 0.4 the first tokens stay those of the un-split model,
+    and its decode steps cost about what plain frames at step 0.8 do (within 10 %; at equal
+    bytes trellis rows have ≈ 1 dB less error, bench/RESULTS.md §13.13)."""
+    edge, server = _pair(codec=FrameCodec(step=0.4, trellis=True))
+    gen = run_split(edge, server, prompt_ids, 3)
+    assert gen.tokens == reference[:3]
+    assert server.frames is not None and server.frames.decoder.trellis is not None
+    plain_edge, plain_server = _pair(codec=FrameCodec(step=0.8))
+    plain = run_split(plain_edge, plain_server, prompt_ids, 3)
+    assert plain.tokens == reference[:3]
+    up, plain_up = (sum(s.bytes_up for s in g.steps[1:]) for g in (gen, plain))
+    assert abs(up - plain_up) <= 0.1 * plain_up
+
+
 def edge_receive_first(edge, server, prompt_ids) -> int:
     edge.start(prompt_ids)
     return edge.receive(server.handle(edge.offload()))
