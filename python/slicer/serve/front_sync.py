@@ -182,7 +182,6 @@ class ThreadedBackend(Backend):
                     stop = True
                     break
                 batch.append(it)
-            self.metrics.queue_depth.set(q.qsize())
             live = self._skip_closed(batch)
             if live:
                 start = time.perf_counter()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import queue
@@ -35,7 +36,7 @@ from google.protobuf.message import DecodeError
 from . import wire
 from . import wire_pb2 as pb
 from .engine import Item, Outcome, TailEngine
-from .metrics import Metrics
+from .metrics import Metrics, observe_many
 
 SERVICE = "slicer.serve.v1.SplitInference"
 FRONTS = ("aio", "sync")
@@ -113,6 +114,42 @@ def _identity(data: bytes) -> bytes:
     return data
 
 
+class _Replies:
+    """A session's reply queue on the event loop: what the stream's writer takes, in order.
+
+    asyncio.Queue's put / get for one consumer with no size bound, without its getter list and
+    loop checks (one wake-up of the writer per reply either way); not thread-safe (the asyncio
+    front puts and gets on the loop only)."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque = deque()
+        self._waiter: asyncio.Future | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def get_nowait(self) -> Any:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        return self._items.popleft()
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        return self._items.popleft()
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+
 @dataclass
 class Session:
     """Per-stream state; ``state`` is free for the tail (an LLM's KV cache)."""
@@ -129,7 +166,8 @@ class Session:
     state: dict[str, Any] = field(default_factory=dict)
 
 
-def _libc():  # noqa: ANN202 - ctypes library or None
+@functools.cache
+def _libc():  # noqa: ANN202 - ctypes library or None (looked up once: find_library runs ldconfig)
     import ctypes
     import ctypes.util
     import sys
@@ -179,6 +217,7 @@ class Backend:
         self.config = config
         self.expect = engine.expect(config.max_request_bytes)
         self.metrics = Metrics()
+        self.metrics.queue_depth.set_function(self.queue_depth)  # read when scraped
         self.sessions: dict[str, Session] = {}
         self.ready = False
         self.draining = False
@@ -252,7 +291,7 @@ class Backend:
         self, request_iterator: AsyncIterator[tuple[Any, int]], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.Reply]:
         await self._refuse_over_cap(context)
-        replies: asyncio.Queue = asyncio.Queue()
+        replies = _Replies()
         box: dict[str, Session | None] = {"session": None}
         reader = asyncio.create_task(self._read(request_iterator, replies, box))
         try:
@@ -276,7 +315,7 @@ class Backend:
         are admitted one by one as on ``Session``; the replies waiting when the stream is
         written go out together (serialized ReplyBatch bytes)."""
         await self._refuse_over_cap(context)
-        replies: asyncio.Queue = asyncio.Queue()
+        replies = _Replies()
         box: dict[str, Session | None] = {"session": None}
         reader = asyncio.create_task(self._read(request_iterator, replies, box, self._admit_batch))
         held: deque = deque()
@@ -503,7 +542,6 @@ class Backend:
                 retry,
             )
             return
-        self.metrics.queue_depth.set(self.queue_depth())
 
     def _enqueue(self, item: Item) -> bool:
         """Put an admitted item on the batch queue; False when the queue is full."""
@@ -527,7 +565,6 @@ class Backend:
             batch = [first]
             while len(batch) < self.config.max_batch and not queue.empty():
                 batch.append(queue.get_nowait())
-            self.metrics.queue_depth.set(queue.qsize())
             live = self._skip_closed(batch)
             if not live:
                 slots.release()
@@ -583,17 +620,18 @@ class Backend:
             m.compute_seconds.observe(outcomes[0].compute_s)
         # Counters once per batch; histograms per request.
         codes: dict[int, int] = defaultdict(int)
-        compute_cpu = decode = 0.0
+        compute_cpu = 0.0
         active = time.monotonic()
-        for it, out in zip(batch, outcomes, strict=True):
+        decodes = [out.decode_s for out in outcomes]
+        waits = [max(0.0, start - it.admitted) for it in batch]
+        for out, queued in zip(outcomes, waits, strict=True):
             reply = out.reply
-            queued = max(0.0, start - it.admitted)
             reply.timing.queue_us = int(queued * 1e6)
             codes[reply.code] += 1
-            m.decode_seconds.observe(out.decode_s)
-            m.queue_seconds.observe(queued)
             compute_cpu += out.compute_cpu_s / max(1, out.batch_size)
-            decode += out.decode_s
+        observe_many(m.decode_seconds, decodes)
+        observe_many(m.queue_seconds, waits)
+        decode = sum(decodes)
         with self._lock:
             for it, out in zip(batch, outcomes, strict=True):
                 session: Session = it.context

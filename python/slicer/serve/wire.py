@@ -69,10 +69,21 @@ class WireError(Exception):
 
 
 def channel_options(max_request_bytes: int, max_reply_bytes: int) -> list[tuple[str, int]]:
-    """gRPC message caps for a channel or server (transport limit = cap + slack)."""
+    """gRPC options of a channel or server: message caps (transport limit = cap + slack) and a
+    fixed HTTP/2 flow-control window that holds the largest message either way.
+
+    gRPC's default window starts at 64 KiB and grows by BDP probing: a PING after data
+    arrives and its ACK, about 0.7 extra frames written and 0.5 read by the server per
+    one-request message (docs/wire.md). A stream window as large as the largest message
+    allowed makes the probing moot (no message waits for a window update, whatever the round
+    trip), so it is off on both sides.
+    """
+    window = max(int(max_request_bytes), int(max_reply_bytes)) + TRANSPORT_SLACK
     return [
         ("grpc.max_receive_message_length", int(max_request_bytes) + TRANSPORT_SLACK),
         ("grpc.max_send_message_length", int(max_reply_bytes) + TRANSPORT_SLACK),
+        ("grpc.http2.bdp_probe", 0),
+        ("grpc.http2.lookahead_bytes", window),
     ]
 
 
