@@ -503,22 +503,27 @@ class TailEngine:
         # each item's last row of its first output, as reply_payload takes it
         rows = first.astype(np.float32, copy=False).reshape(size if size > 1 else 1, -1, width)
         rows = rows[:, -1, :]
+        # What every top-k reply of this run shares (server id, kind, timing but decode_us),
+        # serialized once; each reply is parsed from it, then takes its own fields.
+        shared = pb.Reply(kind=pb.TOP_K, server_id=self.server_id)
+        shared.timing.compute_us = compute_us
+        shared.timing.batch_size = size
+        template = shared.SerializeToString()
+        parse = pb.Reply.FromString
         for k, positions in top.items():
-            picked = rows[positions] if size > 1 else rows
+            picked = rows if len(positions) == len(rows) else rows[positions]
             ids = wire.top_k_rows(picked, k)
             values = np.take_along_axis(picked, ids, axis=1).tolist()
             for j, id_list, value_list in zip(positions, ids.tolist(), values, strict=True):
                 i = chunk[j]
                 req = items[i].request
                 out = outcomes[i]
-                out.reply = pb.Reply(
-                    session_id=req.session_id,
-                    seq=req.seq,
-                    kind=pb.TOP_K,
-                    top_k_ids=id_list,
-                    top_k_values=value_list,
-                )
-                self._stamp(out, compute_us, size)
+                reply = out.reply = parse(template)
+                reply.session_id = req.session_id
+                reply.seq = req.seq
+                reply.top_k_ids.extend(id_list)
+                reply.top_k_values.extend(value_list)
+                reply.timing.decode_us = int(out.decode_s * 1e6)
 
     def _stamp(self, out: Outcome, compute_us: int, size: int) -> None:
         reply = out.reply
