@@ -10,6 +10,9 @@ threads, and per thread from /proc) as JSON: what any server on grpc.aio pays pe
 that rate before doing anything with it.
 
     python bench/serve_grpc_floor.py --clients 32 --requests 40 --pause 0.1 --repeats 3
+
+``--alternate-defaults`` alternates every run with one on gRPC's default flow control (the
+message caps only), to see what the fixed window of ``wire.channel_options`` changes alone.
 """
 
 from __future__ import annotations
@@ -135,6 +138,12 @@ def main() -> None:
     ap.add_argument("--request-bytes", type=int, default=4318)
     ap.add_argument("--reply-bytes", type=int, default=70)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--alternate-defaults",
+        action="store_true",
+        help="alternate each run with one on gRPC's default flow control (BDP probing, "
+        "64 KiB initial window; the message caps only), as before RESULTS §7.3.3",
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     from slicer.serve import cli
@@ -147,15 +156,24 @@ def main() -> None:
     from slicer.serve import wire
 
     options = wire.channel_options(wire.MAX_REQUEST_BYTES, wire.MAX_REPLY_BYTES)
+    defaults = options[:2]  # the message caps only
+    assert all(name.startswith("grpc.max_") for name, _ in defaults)
+    variants = [("channel_options", options)]
+    if args.alternate_defaults:
+        variants.append(("grpc_defaults", defaults))
     runs = []
     for _ in range(args.repeats):
-        run = run_once(args, options)
-        runs.append(run)
-        print(json.dumps(run), flush=True)
+        for name, opts in variants:
+            run = {"options": name, **run_once(args, opts)}
+            runs.append(run)
+            print(json.dumps(run), flush=True)
     summary = {
-        "server_cpu_ms_per_request_median": statistics.median(
-            r["server_cpu_ms_per_request"] for r in runs
-        ),
+        f"server_cpu_ms_per_request_median_{name}": statistics.median(
+            r["server_cpu_ms_per_request"] for r in runs if r["options"] == name
+        )
+        for name, _ in variants
+    }
+    summary |= {
         "requests_per_s": [round(r["requests_per_s"], 1) for r in runs],
         "grpc_experiments": os.environ.get("GRPC_EXPERIMENTS"),
         "options": options,
