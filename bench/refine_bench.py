@@ -465,7 +465,16 @@ def cmd_plot(args: argparse.Namespace) -> None:
             )
         ax.axhline(target, color="grey", lw=0.8)
         ax.axvline(3.0, color="grey", lw=0.8)
-        ax.set_xlabel("bits per element per decode row (mean, refinements and framing included)")
+        for path in args.exact:
+            for p in json.loads(Path(path).read_text())["points"]:
+                ax.plot(
+                    p["bits_per_element"],
+                    p["kl_mean"] if idx == 1 else p["top1"],
+                    "kx",
+                    ms=9,
+                    label=f"row by row: base q{p['base']}, tau {p['tau']:g}",
+                )
+        ax.set_xlabel("bits/element per decode row (mean; refinements, framing included)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_yscale("log")
@@ -506,6 +515,7 @@ def main() -> None:
     p = sub.add_parser("plot", parents=[common])
     p.add_argument("sweep", help="bench/llm_results/refine_*.json")
     p.add_argument("--oneshot", nargs="+", default=[], help="llm_bench.py quality JSONs")
+    p.add_argument("--exact", nargs="*", default=[], help="refine JSONs of sweep --exact")
     p.add_argument("--out", default="llm_refine")
     args = parser.parse_args()
     {"sweep": cmd_sweep, "predict": cmd_predict, "ceiling": cmd_ceiling, "plot": cmd_plot}[
