@@ -4,6 +4,10 @@
         --taus 0 0.1 0.2 0.3 0.5 1.0 --tag tf15
     python bench/refine_bench.py ceiling --bases 2.4 3.2 --tag tf15
     python bench/refine_bench.py predict --steps 1.6 2.4 3.2 --tag tf15
+    python bench/refine_bench.py plot bench/llm_results/refine_smollm2_tf15.json --oneshot \
+        bench/llm_results/quality_smollm2_classes_tf15.json \
+        bench/llm_results/quality_smollm2_refine_oneshot.json \
+        --exact bench/llm_results/refine_smollm2_tf15_exact.json
 
 sweep: the §13.12 teacher-forced protocol (SmolLM2, cut 15, 8 chunks x 512 tokens, 16 prefill
 rows each, frames with an 8-class context in the shipped KLT basis). Each decode row is coded
@@ -13,10 +17,11 @@ exactly what the server decoded) coded as one frame at ``fraction x base step`` 
 frame context built from the prefill rows' residuals (sent once, counted). The tail then runs
 on base + refinement. Bytes per decode row count everything that goes up: the base message
 (frame + framing), and for refined rows the refinement message (frame + framing), plus the
-refinement context once per chunk; the server's refine request replaces its token reply (same
-framing) and is listed apart. Decisions are taken on the tail's logits of the base rows in one
-pass over the chunk (the context of a row is then its predecessors' base rows, not the mixed
-rows the protocol would hold); the scored logits come from a second pass over the mixed rows,
+refinement context once per chunk; the server's refine request is one more server -> edge
+message per refined row (the size of a token reply, ``down_bytes_per_row``), not counted.
+Decisions are taken on the tail's logits of the base rows in one pass over the chunk (the
+context of a row is then its predecessors' base rows, not the mixed rows the protocol would
+hold); the scored logits come from a second pass over the mixed rows,
 exact for those decisions. ``--exact`` runs the protocol itself instead, one row at a time
 (tail step on the base row; below tau, the KV cache rolled back to the row's position and the
 step re-run on base + refinement), for the given points only (slow: a tail step per row).
