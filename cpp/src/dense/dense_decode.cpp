@@ -1017,7 +1017,10 @@ slicer_status DecodeSet(const Stream& s, const PairTables& tb, const uint8_t* da
       while (k < lock) {
         uint64_t safe = (lock - k) / 4;
         for (unsigned h = 0; h < kN; ++h) {
-          const ptrdiff_t room = in[h].end - in[h].r;
+          // Up to the stream's end, not the chunk's: a valid chunk never reads past its own
+          // bytes (so the steps run to the chunk's last elements), and a damaged one that does
+          // fails the final checks and is re-decoded by the scalar decoder.
+          const ptrdiff_t room = (in[h].bits + in[h].bits_room) - in[h].r;
           safe = std::min<uint64_t>(safe, room < 16 ? 0 : static_cast<uint64_t>(room - 8) / 8);
         }
         if (safe == 0) break;
