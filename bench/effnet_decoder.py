@@ -88,10 +88,19 @@ def image_sets() -> dict[str, tuple[list[np.ndarray], list[str]]]:
     return out
 
 
+CODING: dict = {}  # --trellis / --klt: extra slicer.encode arguments, "transform"
+
+
 def code(x: np.ndarray, bpe: float) -> tuple[np.ndarray, int]:
+    """The cut tensor as the server decodes it (in the KLT basis and back with --klt)."""
+    kw = {k: v for k, v in CODING.items() if k != "transform"}
+    t = CODING.get("transform")
     x32 = np.ascontiguousarray(x, dtype=np.float32)
-    stream = slicer.encode(x32, mode="auto", max_bytes=max(64, int(bpe * x32.size / 8)))
-    return np.asarray(slicer.decode(stream), dtype=np.float32).reshape(x.shape), len(stream)
+    c = x32 if t is None else np.ascontiguousarray(t.forward(x32), dtype=np.float32)
+    stream = slicer.encode(c, mode="auto", max_bytes=max(64, int(bpe * x32.size / 8)), **kw)
+    y = np.asarray(slicer.decode(stream), dtype=np.float32).reshape(c.shape)
+    y = y if t is None else np.asarray(t.inverse(y), dtype=np.float32)
+    return y.reshape(x.shape), len(stream)
 
 
 # ------------------------------------------------------------------ estimators
@@ -228,6 +237,10 @@ def main() -> None:
     ap.add_argument("--cuts", type=int, nargs="+", default=[0, 1], help="indices into CUTS")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
+    ap.add_argument(
+        "--trellis", type=float, default=None, help="mode 3 at this λ, classes='auto' (§9.12)"
+    )
+    ap.add_argument("--klt", action="store_true", help="code in a KLT basis fitted on 'fit'")
     ap.add_argument("--summary", default=None, help="print the miss summary of a --json file")
     ap.add_argument("--plot", default=None, help="with --summary: write this plot")
     a = ap.parse_args()
@@ -256,6 +269,13 @@ def main() -> None:
             if tag != "fit":
                 refs[tag] = [split.run_full({"image": x})["logits"][0] for x in xs]
         cut_tag = name.split("/")[1]
+        CODING.clear()
+        if a.trellis is not None:
+            CODING.update(trellis=a.trellis, classes="auto")
+        if a.klt:
+            from slicer.split.transform import CutTransform
+
+            CODING["transform"] = CutTransform.fit(iter(heads["fit"]))
         for bpe in a.budgets:
             coded = {
                 tag: [code(x, bpe) for x in tqdm(hs, desc=f"code {tag} {bpe}", file=sys.stderr)]
@@ -330,6 +350,7 @@ def main() -> None:
                         "cut": name,
                         "set": tag,
                         "budget": bpe,
+                        "coding": {k: str(val) for k, val in CODING.items()},
                         "estimator": est_name,
                         "inputs": len(xs),
                         "bits_per_element": float(bits),
