@@ -6,6 +6,7 @@
     python bench/llm_bench.py quality  --cuts 15 --settings "frames q3" "frames q3 klt"
     python bench/llm_bench.py quality  --cuts 15 --settings "frames q2 c8" "frames q2 c8 klt"
     python bench/llm_bench.py quality  --cuts 15 --settings "frames q1 c8 klt-all t"  # trellis
+    python bench/llm_bench.py quality  --cuts 15 --settings "frames q1 c8 klt-all t cal"  # §13.15
     python bench/llm_bench.py drift    --model smollm2 --cut 15 --new 512
     python bench/llm_bench.py handover --model smollm2 --cut 15 --new 64
     python bench/llm_bench.py memory   --model smollm2 --cuts 1 5 11 15 25
@@ -124,13 +125,31 @@ def _split_klt(name: str) -> tuple[str, klt.Recipe | None]:
 
 
 def _klt_suffix(name: str) -> str:
-    core, _ = _split_trellis(name)
+    core, _ = _split_trellis(_split_context(name)[0])
     return next((s for s in KLT_SUFFIXES if core.endswith(s)), "")
+
+
+#: A last setting token that chooses the rows a frame context is built from (default: the
+#: first --prefill rows of each chunk): " cal" the KLT recipe's calibration rows (the text the
+#: transform is fitted on, in its basis), " cal+p" those and the chunk's prefill rows.
+CONTEXT_TOKENS = (" cal+p", " cal")
+
+
+def _split_context(name: str) -> tuple[str, str | None]:
+    """``"frames q1 c8 klt-all t cal"`` -> ``("frames q1 c8 klt-all t", "cal")``."""
+    for token in CONTEXT_TOKENS:
+        if name.endswith(token):
+            return name[: -len(token)], token[1:]
+    return name, None
 
 
 def _available(names: list[str]) -> dict:
     out = {}
-    for name in names:
+    for full in names:
+        name, ctx = _split_context(full)
+        if ctx is not None and _split_klt(name)[1] is None:
+            raise SystemExit(f"{full!r}: a calibration context needs a KLT setting")
+        name = full if ctx is None else name
         core, lam = _split_trellis(_split_klt(name)[0])
         base, classes = _split_classes(core)
         kind, opts = _setting(base)
@@ -140,10 +159,12 @@ def _available(names: list[str]) -> dict:
             opts = {**opts, "classes": classes}
         if lam is not None:  # trellis-coded quantization (frames §17.4, dense mode 3)
             opts = {**opts, "trellis": lam}
+        if ctx is not None and kind != "frames":
+            raise SystemExit(f"{full!r}: a calibration context applies to frames settings only")
         try:
-            out[name] = make_codec(kind, **opts)
+            out[full] = make_codec(kind, **opts)
         except (ValueError, TypeError) as exc:
-            print(f"skipping {name}: {exc}", file=sys.stderr)
+            print(f"skipping {full}: {exc}", file=sys.stderr)
     return out
 
 
@@ -222,6 +243,24 @@ def cmd_lossless(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- quality
 
 
+_CALIBRATION_ROWS: dict = {}
+
+
+def _calibration_rows(head: _Stack, model: str, recipe: klt.Recipe, tr: klt.CutTransform):
+    """The rows of ``recipe``'s calibration text after the head (each chunk from position 0,
+    as the fit ran them), in the basis of ``tr``: what a calibration-built context sees."""
+    key = (model, id(head), recipe, tr.fingerprint())
+    if key not in _CALIBRATION_ROWS:
+        ids = klt._calibration_ids(model, recipe)
+        rows = []
+        for s in tqdm(range(0, ids.size - recipe.chunk + 1, recipe.chunk), desc="calib rows",
+                      leave=False):  # fmt: skip
+            head.reset()
+            rows.append(head.run(ids[None, s : s + recipe.chunk], 0)[0])
+        _CALIBRATION_ROWS[key] = np.ascontiguousarray(tr.forward(np.concatenate(rows)), np.float32)
+    return _CALIBRATION_ROWS[key]
+
+
 def cmd_quality(args: argparse.Namespace) -> None:
     """Teacher-forced: each text row coded as one decode-step message, tail logits compared
     with the lossless split (identical to the un-split model) — KL, top-1, perplexity."""
@@ -241,10 +280,13 @@ def cmd_quality(args: argparse.Namespace) -> None:
         }
         acc["lossless"] = {"kl": [], "top1": [], "nll": [], "bytes": [], "enc_ms": []}
         transforms = {}  # setting -> the cut's KLT (fitted once, then cached beside the graphs)
+        calib = {}  # setting -> its transform's calibration rows in the KLT basis (cal contexts)
         for name in codecs:
-            recipe = _split_klt(name)[1]
+            recipe = _split_klt(_split_context(name)[0])[1]
             if recipe is not None:
                 transforms[name] = klt.load(args.model, cut, recipe, progress=True)
+                if _split_context(name)[1] is not None:
+                    calib[name] = _calibration_rows(head, args.model, recipe, transforms[name])
         per_chunk = {name: [] for name in acc}  # NLL sum per chunk: the noise of Δppl
         chunks = [ids[i : i + chunk] for i in range(0, len(ids) - chunk + 1, chunk)]
         for piece in tqdm(chunks, desc=f"{args.model} cut {cut}", leave=False):
@@ -268,7 +310,13 @@ def cmd_quality(args: argparse.Namespace) -> None:
                 t0 = time.perf_counter()
                 coded = hidden if tr is None else tr.forward(hidden[0])[None]
                 if codec.name == "frames":
-                    first = codec.encode(coded[0, :pre], first=True)
+                    ctx = _split_context(name)[1]
+                    cal = calib.get(name)
+                    if ctx == "cal+p":
+                        cal = np.concatenate([cal, coded[0, :pre]])
+                    first = codec.encode(coded[0, :pre], first=True, calibration=cal)
+                    if ctx is not None:
+                        acc[name].setdefault("context", []).append(codec.context_bytes)
                     stream, decoded = FrameStream.open(first, pre, info.hidden)
                     rows.append(decoded[0])
                     for r in range(pre, hidden.shape[1]):
@@ -309,6 +357,8 @@ def cmd_quality(args: argparse.Namespace) -> None:
                 "bytes_per_row": float(np.concatenate(a["bytes"]).mean()),
                 "bits_per_element": float(8 * np.concatenate(a["bytes"]).mean() / info.hidden),
             }
+            if a.get("context"):
+                entry["context_bytes"] = float(np.mean(a["context"]))
             if a["kl"]:
                 kl = np.concatenate(a["kl"])
                 top1 = np.concatenate(a["top1"])
@@ -325,6 +375,7 @@ def cmd_quality(args: argparse.Namespace) -> None:
                     else float("nan"),
                     rows_scored=int(top1.size),
                     kl_p99=float(np.quantile(kl, 0.99)),
+                    kl_chunks=[float(k.mean()) for k in a["kl"]],  # paired comparisons
                     top1=float(np.concatenate(a["top1"]).mean()),
                     codec_ms_per_row=float(np.mean(a["enc_ms"])),
                 )
@@ -474,11 +525,13 @@ def cmd_rdplot(args: argparse.Namespace) -> None:
             for name, e in res.items():
                 if name == "lossless":
                     continue
-                core, lam = _split_trellis(_split_klt(name)[0])
+                plain_name, ctx = _split_context(name)
+                core, lam = _split_trellis(_split_klt(plain_name)[0])
                 base, classes = _split_classes(core)
                 kind = base.partition(" ")[0] + (f" c{classes}" if classes > 1 else "")
                 kind += " t" if lam is not None else ""
                 suffix = named[e["transform"]] if e.get("transform") else ""
+                suffix += f" {ctx}" if ctx else ""
                 families.setdefault(f"cut {cut}: {kind}{suffix}", []).append(e)
     for label, entries in sorted(families.items()):
         entries.sort(key=lambda e: e["bits_per_element"])

@@ -404,6 +404,31 @@ def test_frames_with_a_trellis_context(rng) -> None:
         m.FrameCodec(step=0.8, trellis=-1.0)
 
 
+def test_frames_context_from_calibration_rows(rng) -> None:
+    """calibration=: the first message's context is built from those rows (as a lone
+    FrameEncoder builds it), not from the message's own rows; the payload still carries that
+    context and the message's frames, and the server decodes them with nothing more."""
+    cal = _hidden(rng, 40)
+    x = _hidden(rng, 5)
+    codec = m.FrameCodec(step=0.8, classes=8, trellis=True)
+    first = codec.encode(x, first=True, calibration=cal)
+    ref = slicer.FrameEncoder(cal, step=0.8, states=1, classes=8, trellis=True)
+    assert codec.encoder.context == ref.context
+    assert codec.encoder.context != slicer.FrameEncoder(x, step=0.8, states=1, classes=8,
+                                                        trellis=True).context  # fmt: skip
+    assert first.startswith(m._varint(len(ref.context)) + ref.context)
+    stream, y = m.FrameStream.open(first, 5, 576)
+    lax = slicer.FrameDecoder(ref.context, check_sequence=False)
+    assert np.array_equal(y[0], np.stack([lax.decode(ref.encode(r)) for r in x]))
+    row = _hidden(rng, 2)[1:]
+    assert np.array_equal(stream.decode(codec.encode(row, first=False), 1)[0, 0],
+                          lax.decode(ref.encode(row[0])))  # fmt: skip
+    with pytest.raises(ValueError, match="calibration"):
+        codec.encode(row, first=False, calibration=cal)
+    with pytest.raises(ValueError, match="calibration"):
+        codec.encode(x, first=True, calibration=cal[:, :100])
+
+
 def test_generate_cli_trellis() -> None:
     """`slicer generate --trellis [λ]` reaches the frames codec (and with --codec slicer the
     dense mode's trellis=); the model's default frame step is halved; other codecs refuse."""

@@ -353,15 +353,29 @@ class FrameCodec(RowCodec):
         slicer.FrameEncoder(np.ones((1, 16), np.float32), **self.options)
         self.encoder: Any = None
 
-    def encode(self, rows: np.ndarray, *, first: bool = True) -> bytes:
+    def encode(self, rows: np.ndarray, *, first: bool = True, calibration: Any = None) -> bytes:
+        """The payload of ``rows``; with ``first``, the context first, built from ``rows``, or
+        from ``calibration`` rows (same width) when given — e.g. rows of calibration text in
+        the session's transform basis, so the context does not depend on a short prefill."""
         import slicer
 
         rows = np.ascontiguousarray(rows, dtype=np.float32)
         if rows.ndim != 2 or rows.shape[0] < 1:
             raise ValueError(f"rows must be (n >= 1, d), got shape {rows.shape}")
+        if calibration is not None and not first:
+            raise ValueError("calibration applies to the first message (first=True) only")
         parts: list[bytes] = []
         if first:
-            encoder = slicer.FrameEncoder(rows, **self.options)
+            if calibration is not None:
+                calibration = np.ascontiguousarray(calibration, dtype=np.float32)
+                if calibration.ndim != 2 or calibration.shape[1] != rows.shape[1]:
+                    raise ValueError(
+                        f"calibration must be (n, {rows.shape[1]}) rows, got shape "
+                        f"{calibration.shape}"
+                    )
+            encoder = slicer.FrameEncoder(
+                rows if calibration is None else calibration, **self.options
+            )
             parts += [_varint(len(encoder.context)), encoder.context]
         elif self.encoder is None:
             raise ValueError(
