@@ -631,6 +631,24 @@ size_t EncodeFrame(Context* c, const void* row_data, uint32_t seq, uint8_t* dst)
 
 namespace {
 
+// Symbol s's magnitude (§11): its bin's base plus the bin's extra bits, read LSB first from the
+// frame's extra-bit area [*bp, bend) through the bit buffer (acc, cnt). False when the area ends
+// first. s must be a symbol with extra bits.
+inline bool TakeExtraBits(unsigned s, const uint8_t* bend, const uint8_t** bp, uint64_t* acc,
+                          unsigned* cnt, uint64_t* m) {
+  unsigned nb;
+  dense::BinBase(dense::BinOf(s), m, &nb);
+  while (*cnt < nb) {
+    if (*bp >= bend) return false;
+    *acc |= uint64_t{*(*bp)++} << *cnt;
+    *cnt += 8;
+  }
+  *m += *acc & ((uint64_t{1} << nb) - 1);
+  *acc >>= nb;
+  *cnt -= nb;
+  return true;
+}
+
 // §17.2 (§17.4 with kTrellis: each lane's trellis state picks the table 2c + q of an element and
 // the reconstruction of §21.2).
 template <bool kTrellis>
@@ -697,19 +715,8 @@ slicer_status DecodeRow(const Context& c, const uint8_t* f, size_t size, uint8_t
     st = nx;
     if constexpr (kTrellis) {
       uint64_t m = (s + 1) / 2;  // direct bins (§11)
-      if (c.nbits_of[s] != 0) {
-        unsigned nb;
-        dense::BinBase(dense::BinOf(s), &m, &nb);
-        while (cnt < nb) {
-          if (bp >= bend) return SLICER_ERR_CORRUPT;
-          acc |= uint64_t{*bp++} << cnt;
-          cnt += 8;
-        }
-        m += acc & ((uint64_t{1} << nb) - 1);
-        acc >>= nb;
-        cnt -= nb;
-        if (m > tcq::kMaxMag) return SLICER_ERR_CORRUPT;
-      }
+      if (c.nbits_of[s] != 0 && (!TakeExtraBits(s, bend, &bp, &acc, &cnt, &m) || m > tcq::kMaxMag))
+        return SLICER_ERR_CORRUPT;
       const double v = tcq::Reconstruct(m, q, format::dense::SymbolNegative(s), toff, c.delta);
       if (dst != nullptr) dense::StoreElement(c.dtype, dst, i, v);
       tstate[lane] = tcq::kNext[tstate[lane]][m & 1];
@@ -718,17 +725,8 @@ slicer_status DecodeRow(const Context& c, const uint8_t* f, size_t size, uint8_t
     double v = c.value[s];
     if (c.nbits_of[s] != 0) {  // a bin with extra bits (§11)
       uint64_t m;
-      unsigned nb;
-      dense::BinBase(dense::BinOf(s), &m, &nb);
-      while (cnt < nb) {
-        if (bp >= bend) return SLICER_ERR_CORRUPT;
-        acc |= uint64_t{*bp++} << cnt;
-        cnt += 8;
-      }
-      m += acc & ((uint64_t{1} << nb) - 1);
-      acc >>= nb;
-      cnt -= nb;
-      if (m > dense::kMaxMag) return SLICER_ERR_CORRUPT;
+      if (!TakeExtraBits(s, bend, &bp, &acc, &cnt, &m) || m > dense::kMaxMag)
+        return SLICER_ERR_CORRUPT;
       v = (static_cast<double>(m) + c.o2 / 256.0) * c.delta;
       if ((s & 1) == 0) v = -v;
     }
