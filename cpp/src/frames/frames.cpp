@@ -45,6 +45,19 @@ inline uint32_t LoadU32(const uint8_t* p) {
   return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
 }
 
+// Appends nb extra bits (§11) LSB first to the extra-bit area bits[*bits_pos...] through the bit
+// buffer (acc, cnt), writing every whole byte.
+inline void PutExtraBits(uint64_t extra, unsigned nb, uint64_t* acc, unsigned* cnt, uint8_t* bits,
+                         size_t* bits_pos) {
+  *acc |= extra << *cnt;
+  *cnt += nb;
+  while (*cnt >= 8) {
+    bits[(*bits_pos)++] = static_cast<uint8_t>(*acc);
+    *acc >>= 8;
+    *cnt -= 8;
+  }
+}
+
 slicer_status CheckRowShape(const int64_t* shape, uint32_t ndim, uint64_t* row) {
   if (ndim > SLICER_MAX_NDIM || (ndim > 0 && shape == nullptr)) return SLICER_ERR_INVALID_ARGUMENT;
   uint64_t r = 1;
@@ -541,13 +554,7 @@ size_t EncodeTrellisFrame(Context* c, const void* row_data, uint32_t seq, uint8_
       unsigned nb;
       uint64_t extra;
       s = dense::SymbolOf(m, neg[i] != 0, &nb, &extra);
-      acc |= extra << cnt;
-      cnt += nb;
-      while (cnt >= 8) {
-        bits[bits_pos++] = static_cast<uint8_t>(acc);
-        acc >>= 8;
-        cnt -= 8;
-      }
+      PutExtraBits(extra, nb, &acc, &cnt, bits, &bits_pos);
     }
     const unsigned tab = 2u * cmap[i] + (state[i] >> 1);
     syms[i] = static_cast<uint16_t>(s + tab * dense::kNumSymbols);
@@ -610,13 +617,7 @@ size_t EncodeFrame(Context* c, const void* row_data, uint32_t seq, uint8_t* dst)
       unsigned nb;
       uint64_t extra;
       syms[i] = static_cast<uint16_t>(dense::SymbolOf(m, neg[i] != 0, &nb, &extra));
-      acc |= extra << cnt;
-      cnt += nb;
-      while (cnt >= 8) {
-        bits[bits_pos++] = static_cast<uint8_t>(acc);
-        acc >>= 8;
-        cnt -= 8;
-      }
+      PutExtraBits(extra, nb, &acc, &cnt, bits, &bits_pos);
     }
     if (cnt > 0) bits[bits_pos++] = static_cast<uint8_t>(acc);
   }
