@@ -44,7 +44,7 @@ import baselines  # noqa: E402
 DATA_DIR = HERE / "data"
 PLOT_DIR = HERE / "plots"
 # Workloads whose last axis is a feature vector per token: coded per row as well.
-ROW_WORKLOADS = ("smollm2", "minilm")
+ROW_WORKLOADS = ("smollm2", "minilm", "gemma3")
 SPARSITY_FULL = (0.0, 0.5, 0.75, 0.9, 0.95, 0.99)
 SPARSITY_QUICK = (0.5, 0.9, 0.99)
 BITS_FULL = (4, 8)
