@@ -16,8 +16,9 @@ feature vectors (n, C) (EfficientNet: (1, C, H, W), classes along the channels),
 the first rows holding >= 4096 elements and the whole tensor, encoded with classes="auto" at
 the step of each target rate. The coder's own model is one order-0 table per class, so its
 bound is H0|class = the sum over classes of each class's order-0 entropy (under the stream's
-class map); "coded" adds the class map to the tables. Overhead = coded / H0|class - 1, and the
-saving against the one-table H0.
+class map: its kind, rank / ranges / bounds, and boundaries as ``inspect`` reports them);
+"coded" adds the class map to the tables. Overhead = coded / H0|class - 1, and the saving
+against the one-table H0.
 """
 
 from __future__ import annotations
@@ -86,7 +87,10 @@ def classes_table() -> int:
                 coded = 8 * (a.class_map + a.freq_table + a.chunk_table + a.codes + a.extra_bits)
                 k = info.classes
                 axis = 0 if info.class_axis in (None, "last") else 1
-                p = rd.plan(part, rd.default_params(step=step, classes=k, class_axis=axis))
+                kind = {}
+                if k > 1:  # the stream's map: rank / ranges / bounds (and its boundaries)
+                    kind = {"class_map": info.class_map, "class_bounds": info.class_bounds}
+                p = rd.plan(part, rd.default_params(step=step, classes=k, class_axis=axis, **kind))
                 q = np.where(p.negative, -p.m, p.m).reshape(-1)
                 h0 = entropy_bits(q)
                 if k > 1:
