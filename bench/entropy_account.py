@@ -33,7 +33,8 @@ of each table coding; the flush and chunk terms as the real stream's unless chan
 - ``coarse``: count classes with r = 3 (today), 2, 1 or 0 mantissa bits, the encoder picking
   the cheapest table + codes by exact count (2 bits say which);
 - ``geom``: a parametric table, a two-sided geometric law with a zero mass (8-bit zero mass,
-  8-bit log-scale of the mean magnitude, nsym), taken when cheaper;
+  8-bit log-scale of the mean magnitude, nsym), taken when cheaper; built with integers only
+  (``geom_counts``: one 16-entry table of 2^(-k/16), Q32 powers), as a spec would need;
 - ``esc``: rare symbols (count <= 2, highest first) moved to one escape symbol, each escaped
   element followed by its symbol in 9 raw bits, on the best of coarse / geom;
 - ``carry``: the rANS start state carries up to 30 extra bits (x0 = L + raw; the decoder reads
@@ -51,6 +52,7 @@ of each table coding; the flush and chunk terms as the real stream's unless chan
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from pathlib import Path
@@ -151,28 +153,47 @@ def classes_table(counts: np.ndarray, r: int) -> tuple[int, list[int]]:
     return class_table_bits(classes), rd.normalize([class_count_r(v, r) for v in classes])
 
 
-def geom_probs(nsym: int, zero: float, mean: float) -> np.ndarray:
-    """Symbol probabilities of a two-sided geometric law of the magnitudes with zero mass
-    ``zero`` and mean magnitude ``mean`` (given m >= 1), each sign half."""
-    theta = 1.0 - 1.0 / max(mean, 1.0 + 1e-9)
-    p = np.zeros(nsym)
-    p[0] = zero
+# 2^32 * 2^(-k/16), k = 0 … 15, rounded down: the one table a spec of the geometric kind needs.
+GEOM_ROOTS = [math.floor(2.0 ** (32 - k / 16)) for k in range(16)]
+ONE_Q32 = 1 << 32
+
+
+def pow_q32(base: int, n: int) -> int:
+    """base^n in unsigned Q32 (base <= 2^32), square-and-multiply, each product floored."""
+    r = ONE_Q32
+    while n:
+        if n & 1:
+            r = (r * base) >> 32
+        base = (base * base) >> 32
+        n >>= 1
+    return r
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def geom_counts(nsym: int, z: int, a: int) -> tuple[int, ...]:
+    """Integer pseudo-counts (sum about 2^24) of the geometric table with parameters z, a:
+    zero mass (2z + 1) / 512, 1 - theta = 2^(-a/16) (mean magnitude given m >= 1: 2^(a/16)),
+    each sign half of P(bin | m >= 1) = theta^(lo - 1) (1 - theta^(2^w)); every symbol >= 1.
+    Integers only, so that every backend would build the same table (§13.2 then normalises)."""
+    theta = ONE_Q32 - (GEOM_ROOTS[a % 16] >> (a // 16))
+    zero = (2 * z + 1) << 15  # Q24
+    counts = [zero]
     for s in range(1, nsym):
         lo, w = rd.bin_base((s + 1) // 2)
-        p[s] = (1 - zero) * theta ** (lo - 1) * (1 - theta ** (1 << w)) / 2  # P(bin | m >= 1)
-    return p
+        mass = (pow_q32(theta, lo - 1) * (ONE_Q32 - pow_q32(theta, 1 << w))) >> 32
+        counts.append(max(1, ((1 << 24) - zero) * mass >> 33))
+    return tuple(counts)
 
 
 def geom_table(counts: np.ndarray) -> tuple[int, list[int]]:
-    """(table bits, frequencies) of the 8 + 8-bit geometric table with the fewest code bits:
-    every symbol below nsym gets f >= 1 (pseudo-counts normalised by §13.2)."""
+    """(table bits, frequencies) of the 8 + 8-bit geometric table (z, a, nsym) with the fewest
+    code bits: z near the zero fraction (± 3), every a."""
     nsym, n = counts.size, counts.sum()
     best, best_freq = math.inf, []
     z0 = int(np.clip(round(256 * counts[0] / n - 0.5), 0, 255))
-    for zq in range(max(0, z0 - 3), min(256, z0 + 4)):
-        for mq in range(256):  # mean magnitude 2^-2 … 2^14 on a 1/16-octave grid
-            p = geom_probs(nsym, (zq + 0.5) / 256, 2.0 ** (mq / 16 - 2))
-            freq = rd.normalize([max(1, int(v * (1 << 24))) for v in p.tolist()])
+    for z in range(max(0, z0 - 3), min(256, z0 + 4)):
+        for a in range(256):
+            freq = rd.normalize(list(geom_counts(nsym, z, a)))
             bits = code_bits(counts, freq)
             if bits < best:
                 best, best_freq = bits, freq
