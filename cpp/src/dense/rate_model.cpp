@@ -1015,6 +1015,44 @@ double CompactBits(const int64_t* hist, int k, int u, const int* symbol_of, int6
   return -acc;
 }
 
+// ⌊a / d⌋ for d ≥ 1 with `inv` = 1 / d: the binary64 product is within a few ulps of a / d, so
+// for a < 2^50 its floor is the quotient or one off, which one comparison each way corrects
+// (a 64-bit division per sample element cost more than the rest of the class search).
+inline uint64_t DivFloor(uint64_t a, uint64_t d, double inv) {
+  if (a >= (uint64_t{1} << 50)) return a / d;
+  uint64_t q = static_cast<uint64_t>(static_cast<double>(a) * inv);
+  if (q * d > a) {
+    --q;
+  } else if ((q + 1) * d <= a) {
+    ++q;
+  }
+  return q;
+}
+
+// out[i] = (at / inner) mod length of each sample element's flat index `at` (positions[i], or
+// i when `positions` is null): the same integers as the two divisions, without dividing per
+// element.
+void PositionsAlong(const int64_t* positions, size_t count, uint64_t length, uint64_t inner,
+                    int64_t* out) {
+  if (!positions) {  // consecutive indices: counters
+    uint64_t in = 0, a = 0;
+    for (size_t i = 0; i < count; ++i) {
+      out[i] = static_cast<int64_t>(a);
+      if (++in == inner) {
+        in = 0;
+        if (++a == length) a = 0;
+      }
+    }
+    return;
+  }
+  const double inv_inner = 1.0 / static_cast<double>(inner);
+  const double inv_length = 1.0 / static_cast<double>(length);
+  for (size_t i = 0; i < count; ++i) {
+    const uint64_t q = DivFloor(static_cast<uint64_t>(positions[i]), inner, inv_inner);
+    out[i] = static_cast<int64_t>(q - DivFloor(q, length, inv_length) * length);
+  }
+}
+
 // Ranks of the positions by score, ties to the lower index (NumPy's lexsort((arange, scores))).
 std::vector<int64_t> RankOf(const std::vector<double>& scores) {
   std::vector<int64_t> order(scores.size());
@@ -1058,10 +1096,7 @@ ClassChoice ClassSearch(const Model& model, const int64_t* positions, const uint
     const ClassPlan& plan = plans[p];
     const uint64_t length = plan.length;
     if (length != pos_length || plan.inner != pos_inner) {
-      for (size_t i = 0; i < count; ++i) {
-        const uint64_t at = positions ? static_cast<uint64_t>(positions[i]) : i;
-        pos[i] = static_cast<int64_t>((at / plan.inner) % length);
-      }
+      PositionsAlong(positions, count, length, plan.inner, pos.data());
       pos_length = length, pos_inner = plan.inner;
       hist_pos.clear();
       if (length * static_cast<uint64_t>(u) <= 2 * count + 4096) {
