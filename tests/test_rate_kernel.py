@@ -97,10 +97,42 @@ def test_prediction_of_an_empty_and_an_all_zero_input():
             np.testing.assert_array_equal(got, want)
 
 
+class _Curve:
+    """A stand-in model for _boundary: predicted size 2^(c − x) and squared error 2^(2x − c)
+    at log2 step x (both monotone), for a hypothesis test of the search itself."""
+
+    def __init__(self, c: float) -> None:
+        self.c = c
+
+    def predict_many(self, steps: np.ndarray, rho: object) -> tuple[np.ndarray, np.ndarray]:
+        x = np.log2(steps)
+        return 2.0 ** (self.c - x), 2.0 ** (2 * x - self.c)
+
+
+@settings(max_examples=60, deadline=None)
+@given(c=st.floats(-30.0, 30.0), root=st.floats(-25.0, 25.0), large_ok=st.booleans())
+def test_boundary_bisection_ends_within_tolerance_on_the_ok_side(c, root, large_ok):
+    """The grid search with a bisection per round, on a monotone predicate with a known
+    boundary `root` in [-28, 28]: the answer holds the predicate and lies within
+    _LOG2_TOLERANCE of the boundary (or at the range's end when the boundary is outside)."""
+    model = _Curve(c)
+    if large_ok:  # size <= threshold for x >= root
+        threshold = 2.0 ** (c - root)
+        got = float(_rate._boundary(model, (128,), -28.0, 28.0, True, threshold, True)[0])
+        assert model.predict_many(np.asarray([2.0**got]), 128)[0][0] <= threshold
+        assert root - 1e-9 <= got <= root + _rate._LOG2_TOLERANCE + 1e-9
+    else:  # squared error <= threshold for x <= root
+        threshold = 2.0 ** (2 * root - c)
+        got = float(_rate._boundary(model, (128,), -28.0, 28.0, False, threshold, False)[0])
+        assert model.predict_many(np.asarray([2.0**got]), 128)[1][0] <= threshold
+        assert root - _rate._LOG2_TOLERANCE - 1e-9 <= got <= root + 1e-9
+
+
 @pytest.mark.parametrize("n", [5, 3000, 200_000])
 def test_step_searches_find_the_reference_steps(n):
-    """_boundary on the kernel (the same grids, predicted only up to the point that decides)
-    ends on the NumPy search's grid point (tiny inputs: predicates that are not monotone)."""
+    """_boundary on the kernel (the same grids, predicted only at the points the bisection of
+    each round reads) ends on the NumPy search's grid point (tiny inputs: predicates that are
+    not monotone)."""
     rng = np.random.default_rng(n + 1)
     ref, fast = both(heavy(rng, n, np.float32))
     rhos = (128, 96, 72)

@@ -631,10 +631,11 @@ std::vector<double> Model::Boundary(const std::vector<int>& rhos, double lo, dou
     Hint hint;  // the last prediction's counts: the next grid point's search starts there
     double lo_j = lo, hi_j = hi;
     bool done = false;
-    // The NumPy model predicts all 17 grid points and takes the first where the predicate
-    // holds (large_ok) or fails. The same point is found predicting them in order only up to
-    // it (and the last point first when !large_ok, as the NumPy model tests it first): the
-    // same answer for any predicate, monotone or not, with about half the predictions.
+    // Each round halves the bracket [0, 16] of grid points by bisection (the ends first: where
+    // the predicate holds at the small end (large_ok) or fails there (!large_ok) the boundary
+    // lies at or beyond that end), four predictions a round instead of a scan up to the
+    // deciding point; a point is settled by a bound where one decides it. The NumPy model
+    // (_boundary) bisects its predicted grid the same way: the same points, the same answer.
     auto ok = [&](int i) {
       if (good[i] < 0) {
         const double step = std::pow(2.0, grid[i]);
@@ -660,43 +661,26 @@ std::vector<double> Model::Boundary(const std::vector<int>& rhos, double lo, dou
         if (grid[0] == lo_j) good[0] = lo_good;
         if (grid[kGrid - 1] == hi_j) good[kGrid - 1] = hi_good;
       }
-      int at = -1;
-      if (large_ok) {
-        for (int i = 0; i < kGrid && at < 0; ++i) {
-          if (ok(i)) at = i;
-        }
-        if (at == 0) {
-          result[j] = grid[0], done = true;
-          break;
-        }
-        if (at < 0) {  // none holds
-          result[j] = hi_j, done = true;
-          break;
-        }
-      } else {
-        if (ok(kGrid - 1)) {
-          result[j] = grid[kGrid - 1], done = true;
-          break;
-        }
-        bool any = false;
-        for (int i = 0; i < kGrid - 1; ++i) {
-          const bool g = ok(i);
-          any = any || g;
-          if (!g && at < 0) at = i;
-          if (at >= 0 && any) break;  // the first failure, and some point holds
-        }
-        if (!any) {
-          result[j] = lo_j, done = true;
-          break;
-        }
-        if (at < 0) at = kGrid - 1;
+      // the end where the predicate is expected to fail first: holding there, the boundary is
+      // that end; then the other end: failing there too, no point holds
+      if (ok(large_ok ? 0 : kGrid - 1)) {
+        result[j] = grid[large_ok ? 0 : kGrid - 1], done = true;
+        break;
       }
-      // (NumPy's index -1 is the last grid point: the first point failing can be point 0
-      // when the predicate is not monotone)
-      lo_j = grid[at == 0 ? kGrid - 1 : at - 1];
-      hi_j = grid[at];
-      lo_good = good[at == 0 ? kGrid - 1 : at - 1];
-      hi_good = good[at];
+      if (!ok(large_ok ? kGrid - 1 : 0)) {
+        result[j] = large_ok ? hi_j : lo_j, done = true;
+        break;
+      }
+      // bisection of [a, b]: the predicate fails at a and holds at b (large_ok), or the reverse
+      int a = 0, b = kGrid - 1;
+      while (b - a > 1) {
+        const int m = (a + b) / 2;
+        (ok(m) == large_ok ? b : a) = m;
+      }
+      lo_j = grid[a];
+      hi_j = grid[b];
+      lo_good = good[a];
+      hi_good = good[b];
       if (hi_j - lo_j < kTolerance) {
         result[j] = large_ok ? hi_j : lo_j;
         done = true;
