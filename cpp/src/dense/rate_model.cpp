@@ -1018,13 +1018,12 @@ inline uint64_t DivFloor(uint64_t a, uint64_t d, double inv) {
 // element.
 void PositionsAlong(const int64_t* positions, size_t count, uint64_t length, uint64_t inner,
                     int64_t* out) {
-  if (!positions) {  // consecutive indices: counters
-    uint64_t in = 0, a = 0;
-    for (size_t i = 0; i < count; ++i) {
-      out[i] = static_cast<int64_t>(a);
-      if (++in == inner) {
-        in = 0;
-        if (++a == length) a = 0;
+  if (!positions) {  // consecutive indices: position a for `inner` elements, a = 0 … L − 1, …
+    size_t i = 0;
+    while (i < count) {
+      for (uint64_t a = 0; a < length && i < count; ++a) {
+        const size_t end = static_cast<size_t>(std::min<uint64_t>(count, i + inner));
+        for (; i < end; ++i) out[i] = static_cast<int64_t>(a);
       }
     }
     return;
@@ -1058,17 +1057,28 @@ ClassChoice ClassSearch(const Model& model, const int64_t* positions, const uint
   const double scale = model.scale();
   const std::vector<int32_t> sym = model.Symbols(step, rho_256);
   // the symbols the sample holds, numbered densely in ascending order
+  // (the counts in four histograms, element i to histogram i mod 4: one histogram's
+  // increments of a repeated symbol would wait on each other)
+  int64_t counts[4][kSymbols] = {};
+  {
+    size_t i = 0;
+    for (; i + 4 <= count; i += 4) {
+      ++counts[0][sym[i]], ++counts[1][sym[i + 1]], ++counts[2][sym[i + 2]];
+      ++counts[3][sym[i + 3]];
+    }
+    for (; i < count; ++i) ++counts[0][sym[i]];
+  }
   int id_of[kSymbols];
   int symbol_of[kSymbols];
-  bool seen[kSymbols] = {};
-  for (int32_t v : sym) seen[v] = true;
+  std::vector<int64_t> one;
   int u = 0;
   for (int v = 0; v < kSymbols; ++v) {
-    if (seen[v]) id_of[v] = u, symbol_of[u++] = v;
+    const int64_t c = counts[0][v] + counts[1][v] + counts[2][v] + counts[3][v];
+    if (c) id_of[v] = u, symbol_of[u++] = v, one.push_back(c);
   }
+  if (one.empty()) one.push_back(0);
   std::vector<int32_t> cid(count);
-  std::vector<int64_t> one(static_cast<size_t>(std::max(u, 1)), 0);
-  for (size_t i = 0; i < count; ++i) ++one[cid[i] = id_of[sym[i]]];
+  for (size_t i = 0; i < count; ++i) cid[i] = id_of[sym[i]];
   int64_t tables = 0;
   double bits = CompactBits(one.data(), 1, u, symbol_of, &tables);
   const double base = bits * scale / 8.0 * 1.002 + static_cast<double>(tables);
@@ -1084,8 +1094,19 @@ ClassChoice ClassSearch(const Model& model, const int64_t* positions, const uint
       pos_length = length, pos_inner = plan.inner;
       hist_pos.clear();
       if (length * static_cast<uint64_t>(u) <= 2 * count + 4096) {
-        hist_pos.assign(length * static_cast<size_t>(u), 0);
-        for (size_t i = 0; i < count; ++i) ++hist_pos[static_cast<size_t>(pos[i]) * u + cid[i]];
+        // two histograms (even and odd elements), summed: integers, the same counts
+        const size_t cells = length * static_cast<size_t>(u);
+        hist_pos.assign(2 * cells, 0);
+        int64_t* h0 = hist_pos.data();
+        int64_t* h1 = h0 + cells;
+        size_t i = 0;
+        for (; i + 2 <= count; i += 2) {
+          ++h0[static_cast<size_t>(pos[i]) * u + cid[i]];
+          ++h1[static_cast<size_t>(pos[i + 1]) * u + cid[i + 1]];
+        }
+        if (i < count) ++h0[static_cast<size_t>(pos[i]) * u + cid[i]];
+        for (size_t c = 0; c < cells; ++c) h0[c] += h1[c];
+        hist_pos.resize(cells);
       }
     }
     const bool by_position = !hist_pos.empty();
