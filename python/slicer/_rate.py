@@ -12,6 +12,7 @@ that yields it.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -451,8 +452,11 @@ class KernelModel:
 
     def predict_many(self, steps: np.ndarray, rho_256: Any) -> tuple[np.ndarray, np.ndarray]:
         steps = np.ascontiguousarray(steps, dtype=np.float64).reshape(-1)
-        rho = np.ascontiguousarray(np.broadcast_to(np.asarray(rho_256, dtype=np.float64),
-                                                   steps.shape))  # fmt: skip
+        if np.ndim(rho_256) == 0:
+            rho = np.full(steps.shape, float(rho_256))
+        else:
+            rho = np.ascontiguousarray(np.broadcast_to(np.asarray(rho_256, dtype=np.float64),
+                                                       steps.shape))  # fmt: skip
         return self.core.predict(steps, rho)
 
     def symbols(self, step: float, rho_256: int) -> np.ndarray:
@@ -635,6 +639,7 @@ DenseEncoder = Callable[[np.ndarray, dict[str, Any]], bytes]
 _CLASS_CANDIDATES = (1, 2, 4, 8, 16)
 
 
+@functools.lru_cache(maxsize=64)
 def class_candidates(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
     """The K of _CLASS_CANDIDATES that the shape allows along `axis` (K ≤ L; 1 always)."""
     from ._params import class_length
@@ -778,7 +783,7 @@ def _class_saving(
             # that costs more can never pay (a 1-D array's rank map holds every element), so
             # skip the pass
             useful = [k for k in candidates if 1 < k <= length and
-                      2 + _map_bytes(kind, length, k) < model.n * np.log2(k) / 8]  # fmt: skip
+                      2 + _map_bytes(kind, length, k) < model.n * math.log2(k) / 8]  # fmt: skip
             if useful:
                 plans.append((axis, kind, length, useful))
     if not plans:
