@@ -366,6 +366,60 @@ def test_auto_streams_match_on_random_arrays(rows, cols, seed, bits):
         assert with_model(_rate.KernelModel, run) == with_model(_rate.DenseModel, run), kw
 
 
+def _relative_error(x: np.ndarray, stream: bytes) -> float:
+    ref = x.astype(np.float64).reshape(-1)
+    diff = slicer.decode(stream).astype(np.float64).reshape(-1) - ref
+    return float(np.sqrt(np.dot(diff, diff) / np.dot(ref, ref)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    shape=st.sampled_from([(1,), (37,), (64, 48), (5, 700), (3, 8, 5, 7), (130, 31)]),
+    dtype=st.sampled_from(DTYPES),
+    groups=st.sampled_from(["tensor", "rows", "channels"]),
+    classes=st.sampled_from(["auto", 1]),
+    seed=st.integers(0, 2**32 - 1),
+    bits=st.floats(0.2, 9.0),
+    log_error=st.floats(-4.0, -0.3),
+)
+def test_auto_honours_the_budget_and_is_deterministic(
+    shape, dtype, groups, classes, seed, bits, log_error
+):
+    """The driver's guarantees on random inputs (both models): every max_bytes stream fits its
+    budget (or the call says the budget is below the smallest stream), every rel_error stream's
+    decoded error is within the target, a second call on a copy gives the same bytes, and the
+    kernel's stream is the NumPy model's."""
+    if groups == "channels" and len(shape) < 2:
+        groups = "tensor"
+    rng = np.random.default_rng(seed)
+    x = heavy(rng, int(np.prod(shape)), np.float64).reshape(shape)
+    x = x * np.geomspace(0.05, 20.0, shape[-1])[rng.permutation(shape[-1])]
+    x = np.clip(x, -6e4, 6e4).astype(dtype)  # (finite in float16)
+    limit = max(1, int(bits * x.size / 8) + int(rng.integers(0, 200)))
+    target = 10.0**log_error
+    for kw in (dict(max_bytes=limit), dict(rel_error=target)):
+
+        def run(kw=kw, x=x) -> bytes | str:  # noqa: ANN001
+            try:
+                return slicer.encode(x, mode="auto", groups=groups, classes=classes, **kw)
+            except ValueError as e:  # a budget below the smallest stream / unreachable
+                return str(e)
+
+        got = run()
+        assert run(x=x.copy()) == got, kw
+        assert with_model(_rate.DenseModel, run) == got, kw
+        if isinstance(got, str):
+            assert "cannot be" in got or "below the smallest" in got, got
+            if "max_bytes" in kw:  # the smallest stream (every element zero) does not fit
+                zeros = slicer.encode(x, mode="dense", step=2.0**100, groups=groups)
+                assert len(zeros) > limit - 64, (len(zeros), limit)
+            continue
+        if "max_bytes" in kw:
+            assert len(got) <= limit
+        else:
+            assert _relative_error(x, got) <= target * (1 + 1e-9)
+
+
 @pytest.mark.parametrize("shape,dtype", [((64, 48), np.float32), ((30, 70), np.float64),
                                          ((2, 12, 5, 6), np.float32)])  # fmt: skip
 def test_trellis_streams_are_the_reference_model_streams(shape, dtype):
