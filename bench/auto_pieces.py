@@ -8,7 +8,8 @@ plain encode (``mode="dense", step=0.5``), the model (one pass and the sorted sa
 search for three rounding offsets and for one, the class search's pieces at the step the search
 found (the sample's symbols, the one-table histogram, Σ|x| per position, the rank-class
 histograms, the §18.4 boundaries), the whole class search, and whole auto calls with max_bytes =
-the plain stream's size. Internal functions of python/slicer/_rate.py: run it under the build
+the plain stream's size (`--phases CALLS`: instead, each piece's time inside whole calls).
+Internal functions of python/slicer/_rate.py: run it under the build
 it is meant to measure (the pieces keep their names across the builds compared in RESULTS §9.15).
 """
 
@@ -68,17 +69,60 @@ def measure(x: np.ndarray, reps: int) -> None:
         print(f"{n:>8} {name:<30} {best(fn, reps):9.1f} us", flush=True)
 
 
+def phases(x: np.ndarray, calls: int) -> None:
+    """Each piece's CPU time inside whole calls (max_bytes = the plain size, classes="auto"):
+    the rate-control functions and the real encodes wrapped, the fastest 3 of `calls` calls."""
+    import collections
+
+    import slicer
+    from slicer import _core, _rate
+
+    spent: dict[str, float] = collections.defaultdict(float)
+
+    def wrap(module, name: str) -> None:  # noqa: ANN001
+        fn = getattr(module, name)
+
+        def timed(*a, **k):  # noqa: ANN002, ANN003, ANN202
+            c0 = time.thread_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[name] += time.thread_time() - c0
+
+        setattr(module, name, timed)
+
+    s = slicer.encode(x, mode="dense", step=0.5, threads=1)
+    for name in ("_new_model", "_bisect_step", "_resolve_classes"):
+        wrap(_rate, name)
+    wrap(_core, "dense_encode")
+    runs = []
+    for _ in range(calls):
+        spent.clear()
+        c0 = time.thread_time()
+        slicer.encode(x, mode="auto", max_bytes=len(s), threads=1)
+        runs.append((time.thread_time() - c0, dict(spent)))
+    for total, parts in sorted(runs, key=lambda r: r[0])[:3]:
+        print(f"{x.size:>8} whole call {total * 1e6:7.0f} us: "
+              + ", ".join(f"{k} {v * 1e6:.0f}" for k, v in parts.items()))  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="16384,131072")
     parser.add_argument("--reps", type=int, default=300)
+    parser.add_argument("--phases", type=int, default=0, metavar="CALLS",
+                        help="instead: the pieces' time inside CALLS whole calls")  # fmt: skip
     args = parser.parse_args()
     import slicer
 
     print(f"# {slicer.__file__}; uptime: {os.popen('uptime').read().strip()}")
     base = np.load(HERE / "data" / "smollm2_l15.npy").reshape(-1)
     for n in (int(v) for v in args.sizes.split(",")):
-        measure(np.resize(base, n).astype(np.float32).reshape(n // 64, 64), args.reps)
+        x = np.resize(base, n).astype(np.float32).reshape(n // 64, 64)
+        if args.phases:
+            phases(x, args.phases)
+        else:
+            measure(x, args.reps)
     print(f"# uptime: {os.popen('uptime').read().strip()}")
     return 0
 
