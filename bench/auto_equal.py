@@ -27,7 +27,7 @@ import math
 from pathlib import Path
 
 import numpy as np
-from classes_choice import BUDGETS, DATA, WORKLOADS, rel
+from classes_choice import BUDGETS, DATA, WORKLOADS, random_case, rel
 from classes_speed import RATE_FUNCTIONS, load_rate
 
 
@@ -135,18 +135,7 @@ def main() -> int:
         small: list[dict] = []
         large: list[dict] = []
         for case in range(args.random):  # the generator of classes_choice.py --random
-            rows_, cols = int(rng.integers(1, 300)), int(rng.integers(1, 700))
-            x = rng.standard_t(3, (rows_, cols)) * 10.0 ** rng.uniform(-3, 3)
-            if case % 4 == 1:
-                x *= np.geomspace(0.01, 50, cols)[rng.permutation(cols)]
-            elif case % 4 == 2:
-                x[rng.random(x.shape) < 0.5] = 0
-            elif case % 4 == 3:
-                x = np.abs(x)
-            dtype = rng.choice([np.float32, np.float64, np.float16])
-            x = np.clip(x, -6e4, 6e4).astype(dtype) if dtype == np.float16 else x.astype(dtype)
-            budget = max(64, int(rng.uniform(0.3, 9) * x.size / 8))
-            rng.uniform(-3, -0.3)  # classes_choice.py's error draw (unused: equal errors here)
+            x, budget, _ = random_case(rng, case)  # (equal errors here: the earlier stream's)
             found = compare(x, budget)
             if found is not None:
                 (small if x.size <= 32768 else large).append(found)

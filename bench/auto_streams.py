@@ -26,7 +26,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from classes_choice import BUDGETS, WORKLOADS, rel  # noqa: E402
+from classes_choice import BUDGETS, WORKLOADS, random_case, rel  # noqa: E402
 
 
 def digest(fn) -> str:  # noqa: ANN001
@@ -56,18 +56,7 @@ def calls(random: int, seed: int):  # noqa: ANN201
             )
     rng = np.random.default_rng(seed)
     for case in range(random):  # the generator of classes_choice.py --random
-        rows, cols = int(rng.integers(1, 300)), int(rng.integers(1, 700))
-        x = rng.standard_t(3, (rows, cols)) * 10.0 ** rng.uniform(-3, 3)
-        if case % 4 == 1:
-            x *= np.geomspace(0.01, 50, cols)[rng.permutation(cols)]
-        elif case % 4 == 2:
-            x[rng.random(x.shape) < 0.5] = 0
-        elif case % 4 == 3:
-            x = np.abs(x)
-        dtype = rng.choice([np.float32, np.float64, np.float16])
-        x = np.clip(x, -6e4, 6e4).astype(dtype) if dtype == np.float16 else x.astype(dtype)
-        budget = max(64, int(rng.uniform(0.3, 9) * x.size / 8))
-        error = float(10 ** rng.uniform(-3, -0.3))
+        x, budget, error = random_case(rng, case)
         yield (
             f"random {case} max_bytes",
             (lambda x=x, b=budget: slicer.encode(x, mode="auto", max_bytes=b)),

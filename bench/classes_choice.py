@@ -30,6 +30,23 @@ WORKLOADS = ("smollm2_l5", "smollm2_l15", "smollm2_l25", "minilm_l3", "effnet_b4
 BUDGETS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0)
 
 
+def random_case(rng: np.random.Generator, case: int) -> tuple[np.ndarray, int, float]:
+    """(array, max_bytes, rel_error) of random case `case` (`--random`; the draws in this order
+    keep the arrays, budgets and errors of the runs recorded in RESULTS)."""
+    rows, cols = int(rng.integers(1, 300)), int(rng.integers(1, 700))
+    x = rng.standard_t(3, (rows, cols)) * 10.0 ** rng.uniform(-3, 3)
+    if case % 4 == 1:
+        x *= np.geomspace(0.01, 50, cols)[rng.permutation(cols)]
+    elif case % 4 == 2:
+        x[rng.random(x.shape) < 0.5] = 0
+    elif case % 4 == 3:
+        x = np.abs(x)
+    dtype = rng.choice([np.float32, np.float64, np.float16])
+    x = np.clip(x, -6e4, 6e4).astype(dtype) if dtype == np.float16 else x.astype(dtype)
+    budget = max(64, int(rng.uniform(0.3, 9) * x.size / 8))
+    return x, budget, float(10 ** rng.uniform(-3, -0.3))
+
+
 def rel(a: np.ndarray, b: np.ndarray) -> float:
     a64 = a.astype(np.float64)
     return float(np.linalg.norm(a64 - b.astype(np.float64)) / np.linalg.norm(a64))
@@ -86,18 +103,8 @@ def main() -> int:
         rng = np.random.default_rng(args.seed)
         total = alike = 0
         for case in range(args.random):
-            rows, cols = int(rng.integers(1, 300)), int(rng.integers(1, 700))
-            x = rng.standard_t(3, (rows, cols)) * 10.0 ** rng.uniform(-3, 3)
-            if case % 4 == 1:
-                x *= np.geomspace(0.01, 50, cols)[rng.permutation(cols)]
-            elif case % 4 == 2:
-                x[rng.random(x.shape) < 0.5] = 0
-            elif case % 4 == 3:
-                x = np.abs(x)
-            dtype = rng.choice([np.float32, np.float64, np.float16])
-            x = np.clip(x, -6e4, 6e4).astype(dtype) if dtype == np.float16 else x.astype(dtype)
-            budget = max(64, int(rng.uniform(0.3, 9) * x.size / 8))
-            for kw in (dict(max_bytes=budget), dict(rel_error=float(10 ** rng.uniform(-3, -0.3)))):
+            x, budget, error = random_case(rng, case)
+            for kw in (dict(max_bytes=budget), dict(rel_error=error)):
                 streams = []
                 for module in (_rate, before):
                     try:
