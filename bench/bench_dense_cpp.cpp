@@ -18,14 +18,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <vector>
 
-static double CpuNow() {
-  timespec t;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return t.tv_sec + 1e-9 * t.tv_nsec;
-}
+#include "bench_cpu.hpp"
 
 int main(int argc, char** argv) {
   if (argc < 4) {
@@ -36,13 +31,8 @@ int main(int argc, char** argv) {
   const float step = static_cast<float>(std::atof(argv[3]));
   const int reps = argc > 4 ? std::atoi(argv[4]) : 100;
   const int classes = argc > 5 ? std::atoi(argv[5]) : 1;
-  FILE* f = std::fopen(argv[1], "rb");
-  if (f == nullptr) return 2;
   std::vector<float> x;
-  float buf[4096];
-  size_t got;
-  while ((got = std::fread(buf, 4, 4096, f)) > 0) x.insert(x.end(), buf, buf + got);
-  std::fclose(f);
+  if (!ReadFloats(argv[1], &x)) return 2;
   int64_t shape[2] = {static_cast<int64_t>(x.size()), 0};
   uint32_t ndim = 1;
   slicer_dense_params p;

@@ -7,7 +7,9 @@ the tests still hold.
 The paired decoder reads the extra bits either inside its vector steps or in a second pass over
 the elements whose symbols are not direct (chosen per stream from its tables;
 SLICER_DENSE_DEFERRED=0 / 1 forces one): every SIMD decode here runs under the stream's own choice
-and under both forced ones, each compared with the scalar decoder.
+and under both forced ones, each compared with the scalar decoder. Mode 1's inline steps take
+their symbols from narrow slot entries where every frequency is at most 2^11
+(SLICER_DENSE_NARROW=0 forces the wide entries and the lut): the inline runs go both ways.
 
 Chunks of 2^13 elements keep the inputs small while giving many four-state chunks: sets of four,
 pairs, single chunks and one-state tails, odd chunk counts, chunks that end inside a row, group
@@ -27,16 +29,23 @@ from slicer import _core
 CHUNK = 8192
 
 
-DEFERRED = (None, "0", "1")  # the stream's choice, extra bits inline, in a second pass
+# (SLICER_DENSE_DEFERRED, SLICER_DENSE_NARROW): the stream's choice, extra bits inline (narrow
+# entries where they fit, and never), in a second pass
+VARIANTS = ((None, None), ("0", None), ("0", "0"), ("1", None))
 
 
-def _decode(stream: bytes, simd: bool, monkeypatch, deferred: str | None = None):
+def _setenv(monkeypatch, name: str, value: str | None) -> None:
+    if value is None:
+        monkeypatch.delenv(name, raising=False)
+    else:
+        monkeypatch.setenv(name, value)
+
+
+def _decode(stream: bytes, simd: bool, monkeypatch, variant=(None, None)):
     """("ok", values) or ("error", the exception's text with the rejection name)."""
     monkeypatch.setenv("SLICER_DENSE_SIMD", "1" if simd else "0")
-    if deferred is None:
-        monkeypatch.delenv("SLICER_DENSE_DEFERRED", raising=False)
-    else:
-        monkeypatch.setenv("SLICER_DENSE_DEFERRED", deferred)
+    _setenv(monkeypatch, "SLICER_DENSE_DEFERRED", variant[0])
+    _setenv(monkeypatch, "SLICER_DENSE_NARROW", variant[1])
     try:
         return "ok", slicer.decode(stream, threads=1)
     except slicer.FormatError as e:
@@ -45,13 +54,13 @@ def _decode(stream: bytes, simd: bool, monkeypatch, deferred: str | None = None)
 
 def _same_decode(stream: bytes, monkeypatch) -> np.ndarray | None:
     kind_s, scalar = _decode(stream, False, monkeypatch)
-    for deferred in DEFERRED:
-        kind_v, vector = _decode(stream, True, monkeypatch, deferred)
-        assert kind_s == kind_v, (deferred, scalar, vector)
+    for variant in VARIANTS:
+        kind_v, vector = _decode(stream, True, monkeypatch, variant)
+        assert kind_s == kind_v, (variant, scalar, vector)
         if kind_s == "ok":
-            assert same_values(scalar, vector), deferred
+            assert same_values(scalar, vector), variant
         else:
-            assert scalar == vector, deferred
+            assert scalar == vector, variant
     return scalar if kind_s == "ok" else None
 
 
@@ -149,6 +158,27 @@ def test_deferred_cases_have_extra_bits_and_escapes_pass_through(monkeypatch):
         assert slicer.inspect(stream).to_dict()["symbols"] > 255, name
         y = _same_decode(stream, monkeypatch)
         assert y is not None and np.abs(y).max() > 2.0**33 * 1e-3, name
+
+
+def _model(x: np.ndarray, step: float) -> tuple[list[int], float]:
+    """Mode 1's frequencies (reference) for x at this step, and the share of the slots whose
+    symbols are not direct (≥ 15: extra bits or an escape)."""
+    p = rd.plan(x, rd.default_params(step=step, chunk_log2=13))
+    _, freq, _ = rd.frequencies(p.symbols[p.coded])
+    return freq, sum(freq[15:]) / 2.0**14
+
+
+@pytest.mark.parametrize("name", ["nine_chunks_8bel", "escapes_2e33"])
+def test_narrow_cases_take_the_narrow_entries(name, monkeypatch):
+    """The high-rate cases are what selects the narrow entries: most slots belong to symbols
+    with extra bits (so the stream reads them inline) and no frequency exceeds 2^11; the escape
+    case's symbols of 255 and more then come from the entries, not from the lut."""
+    x, stream = _stream(name)
+    freq, other = _model(x, CASES[name][2]["step"])
+    assert max(freq) <= 2**11 and other > 0.4, (max(freq), other)
+    assert stream == native(x, rd.default_params(step=CASES[name][2]["step"], chunk_log2=13))
+    y = _same_decode(stream, monkeypatch)
+    assert y is not None and y.shape == x.shape
 
 
 def test_escapes_are_met():

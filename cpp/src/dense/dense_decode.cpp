@@ -113,6 +113,9 @@ struct ChunkIn {
   uint64_t bits_len;    // its length in bytes
   uint64_t bits_room;   // readable bytes from `bits` to the end of the stream (≥ bits_len)
   uint64_t bit_pos = 0;
+  // The paired decoder's VecExtras may read this chunk's bits while bit_pos < vec_end (a step's
+  // 26 bits inside the area, 8 readable bytes at the cursor); set by VecExtrasEnd.
+  uint64_t vec_end = 0;
 };
 
 // Decodes `count` coded elements of one group run into dst[i0, i0 + count) (when kStore), the
@@ -362,13 +365,21 @@ slicer_status DecodeChunk(const Stream& s, const uint8_t* data, size_t size, uin
 // themselves. A lut escape (symbol ≥ 255) stops the steps before that step. (With the extra
 // bits in a second pass the second lookup did not pay: 8 classes at 1.9 and 3.8 b/el, fastest
 // calls 2.19 / 2.41 ms against 2.00 / 2.21 with the slot tables; at 7.8 b/el 3.05 against 3.71.)
+//
+// Mode 1 with the extra bits inline where every frequency is at most 2^11 (kNarrow: the rates
+// where most codes carry extra bits, so every step needs the lanes' symbols): the slot entries
+// are freq − 1 | (slot − cum) << 11 | symbol << 22 instead, so that the steps take the symbol
+// from the entry they read anyway rather than from a second lookup in the lut.
 struct PairTables {
   std::vector<uint32_t> slots;  // mode 1
   std::vector<uint32_t> syms;   // mode 2 with kCompact: per class (stride 256) and lut symbol
+  bool narrow = false;          // slots holds kNarrow entries
 };
 
 constexpr uint32_t kCodeOther = 15;
 constexpr size_t kCompactStride = 256;
+constexpr uint32_t kNarrowFreqMax = 1u << 11;
+constexpr unsigned kNarrowBits = 11;
 
 // The share of slots (over all classes) owned by symbols ≥ 15: an element's chance to carry
 // extra bits or to escape.
@@ -382,10 +393,22 @@ double OtherShare(const Stream& s) {
   return static_cast<double>(other) / (static_cast<double>(s.nclass) * kProbScale);
 }
 
-// compact (mode 2 only): syms instead of slots.
-void BuildPairTables(const Stream& s, bool compact, PairTables* t) {
+// Whether mode 1's inline steps may take kNarrow slot entries: every frequency ≤ 2^11 (and
+// every symbol below 2^9, which kNumSymbols guarantees).
+bool NarrowFits(const Stream& s) {
+  static_assert(kNumSymbols <= (1u << (32 - 2 * kNarrowBits)), "symbol field of narrow entries");
+  if (s.nclass > 1) return false;
+  for (unsigned q = 0; q < s.nsym; ++q)
+    if (s.syms[q].freq > kNarrowFreqMax) return false;
+  return true;
+}
+
+// compact (mode 2 only): syms instead of slots; narrow (mode 1 only, NarrowFits): kNarrow slot
+// entries.
+void BuildPairTables(const Stream& s, bool compact, bool narrow, PairTables* t) {
   t->slots.clear();
   t->syms.clear();
+  t->narrow = narrow;
   if (compact) {
     t->syms.assign(size_t{s.nclass} * kCompactStride, 0);
   } else {
@@ -401,6 +424,9 @@ void BuildPairTables(const Stream& s, bool compact, PairTables* t) {
       const uint32_t code = std::min<uint32_t>(q, kCodeOther) << 28;
       if (compact) {
         if (q < kEscape) t->syms[c * kCompactStride + q] = (f - 1) | start << 14 | code;
+      } else if (narrow) {
+        for (uint32_t k = 0; k < f; ++k)
+          slots[start + k] = (f - 1) | k << kNarrowBits | q << (2 * kNarrowBits);
       } else {
         for (uint32_t k = 0; k < f; ++k) slots[start + k] = (f - 1) | k << 14 | code;
       }
@@ -571,6 +597,16 @@ __attribute__((target("avx2"))) inline bool ChunkExtras(const Stream& s, ChunkIn
 // window per chunk. *m = the magnitudes (< 2^29) of the lanes with extra bits, *big marks them.
 // False, with nothing consumed, when the step needs ChunkExtras (more bits, or the stream's end
 // near).
+constexpr uint64_t kVecBits = 26;
+
+// ChunkIn::vec_end: bit_pos + kVecBits ≤ 8 · bits_len and (bit_pos >> 3) + 8 ≤ bits_room hold
+// exactly for bit_pos < vec_end.
+inline uint64_t VecExtrasEnd(const ChunkIn& c) {
+  const uint64_t by_len = 8 * c.bits_len >= kVecBits ? 8 * c.bits_len - kVecBits + 1 : 0;
+  const uint64_t by_room = c.bits_room >= 8 ? 8 * (c.bits_room - 7) : 0;
+  return std::min(by_len, by_room);
+}
+
 __attribute__((target("avx2"))) inline bool VecExtras(ChunkIn* a, ChunkIn* b, __m256i sym,
                                                       __m256i* m, __m256i* big) {
   const __m256i bin = _mm256_srli_epi32(_mm256_add_epi32(sym, _mm256_set1_epi32(1)), 1);
@@ -582,9 +618,7 @@ __attribute__((target("avx2"))) inline bool VecExtras(ChunkIn* a, ChunkIn* b, __
   const uint64_t ta = static_cast<uint32_t>(_mm256_extract_epi32(pre, 3));
   const uint64_t tb = static_cast<uint32_t>(_mm256_extract_epi32(pre, 7));
   const uint64_t pa = a->bit_pos, pb = b->bit_pos;
-  if (ta > 26 || tb > 26 || pa + ta > 8 * a->bits_len || pb + tb > 8 * b->bits_len ||
-      (pa >> 3) + 8 > a->bits_room || (pb >> 3) + 8 > b->bits_room)
-    return false;
+  if (ta > kVecBits || tb > kVecBits || pa >= a->vec_end || pb >= b->vec_end) return false;
   uint64_t wa, wb;
   std::memcpy(&wa, a->bits + (pa >> 3), 8);
   std::memcpy(&wb, b->bits + (pb >> 3), 8);
@@ -629,11 +663,14 @@ struct SetOut {
 // a placeholder value, their table index and mask go to out.slot / out.spec, and DeferredExtras
 // later resolves their symbols and reads their extra bits in element order (no branch on the
 // data here, no escape: the slot table has an entry for every symbol).
-template <bool kClasses, unsigned kP, bool kDirect, bool kDeferred>
+//
+// kNarrow (mode 1, extra bits inline): tb.slots holds kNarrow entries.
+template <bool kClasses, unsigned kP, bool kDirect, bool kDeferred, bool kNarrow>
 __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTables& tb, ChunkIn* in,
                                                  uint8_t* const* cl, const SetOut& out,
                                                  uint64_t steps, bool* escape) {
   constexpr bool kCompact = kClasses && !kDeferred;
+  static_assert(!kNarrow || (!kClasses && !kDeferred), "narrow entries: mode 1, inline");
   const __m256i slot_mask = _mm256_set1_epi32(kProbScale - 1);
   const __m256i low14 = _mm256_set1_epi32(0x3FFF);
   const __m256i one = _mm256_set1_epi32(1);
@@ -657,7 +694,7 @@ __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTabl
   }
   uint64_t st = 0;
   for (; st < steps; ++st) {
-    __m256i idx[kP], code[kP], x_old[kP], ent[kP], lutq[kP];
+    __m256i idx[kP], code[kP], x_old[kP], ent[kP], lutq[kP], nsym[kP];
     const uint8_t* r_old[2 * kP];
     int special = 0, lanes[kP];
     for (unsigned p = 0; p < kP; ++p) {
@@ -698,9 +735,18 @@ __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTabl
     }
     for (unsigned p = 0; p < kP; ++p) {
       const __m256i e = ent[p];
-      const __m256i freq = _mm256_add_epi32(_mm256_and_si256(e, low14), one);
-      const __m256i bias = _mm256_and_si256(_mm256_srli_epi32(e, 14), low14);
-      code[p] = _mm256_srli_epi32(e, 28);
+      __m256i freq, bias;
+      if constexpr (kNarrow) {
+        const __m256i low11 = _mm256_set1_epi32((1 << kNarrowBits) - 1);
+        freq = _mm256_add_epi32(_mm256_and_si256(e, low11), one);
+        bias = _mm256_and_si256(_mm256_srli_epi32(e, kNarrowBits), low11);
+        nsym[p] = _mm256_srli_epi32(e, 2 * kNarrowBits);
+        code[p] = _mm256_min_epu32(nsym[p], other);
+      } else {
+        freq = _mm256_add_epi32(_mm256_and_si256(e, low14), one);
+        bias = _mm256_and_si256(_mm256_srli_epi32(e, 14), low14);
+        code[p] = _mm256_srli_epi32(e, 28);
+      }
       lanes[p] = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(code[p], other)));
       special |= lanes[p];
       const __m256i v =
@@ -755,11 +801,14 @@ __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTabl
         if (lanes[p] == 0) continue;  // no lane of this vector needs the lut
         if constexpr (kCompact) {
           sym[p] = lutq[p];
+        } else if constexpr (kNarrow) {
+          sym[p] = nsym[p];
         } else {
           sym[p] = Lookup8(s.lut.data(), idx[p]);
         }
+        // kEscape from the lut; kNarrow: the symbols it stands for
         escaped |= _mm256_movemask_ps(
-            _mm256_castsi256_ps(_mm256_cmpeq_epi32(sym[p], _mm256_set1_epi32(kEscape))));
+            _mm256_castsi256_ps(_mm256_cmpgt_epi32(sym[p], _mm256_set1_epi32(kEscape - 1))));
       }
       if (escaped != 0) {
         for (unsigned p = 0; p < kP; ++p) x[p] = x_old[p];
@@ -898,10 +947,15 @@ __attribute__((target("avx2,bmi2"))) bool DeferredExtras(const Stream& s, ChunkI
 }
 
 // Whether the second-pass variant pays for this stream: the share of slots whose symbol is not
-// direct (code 15), the chance that an element needs its extra bits, is at most this.
+// direct (code 15), the chance that an element needs its extra bits, is at most this; at most
+// kDeferredShareNarrow where the inline steps would take narrow entries (no lut lookup: they beat
+// the second pass from ≈ 25 % on, bench/RESULTS.md §9.18).
 constexpr double kDeferredShare = 0.4;
+constexpr double kDeferredShareNarrow = 0.25;
 
-bool PreferDeferred(const Stream& s) { return OtherShare(s) <= kDeferredShare; }
+bool PreferDeferred(const Stream& s, bool narrow) {
+  return OtherShare(s) <= (narrow ? kDeferredShareNarrow : kDeferredShare);
+}
 
 // Whether chunks j … j + n − 1 can take the paired decoder (four states each).
 bool Pairable(const Stream& s, uint64_t j, unsigned n) {
@@ -913,7 +967,7 @@ bool Pairable(const Stream& s, uint64_t j, unsigned n) {
 
 // Decodes chunks j … j + 2·kP − 1 (Pairable) into dst (when not nullptr). kDirect: float32 into
 // dst, no group table, one group (every element coded with the base step).
-template <bool kClasses, unsigned kP, bool kDirect, bool kDeferred>
+template <bool kClasses, unsigned kP, bool kDirect, bool kDeferred, bool kNarrow>
 slicer_status DecodeSet(const Stream& s, const PairTables& tb, const uint8_t* data, size_t size,
                         uint64_t j, uint8_t* dst) {
   constexpr unsigned kN = 2 * kP;
@@ -951,6 +1005,7 @@ slicer_status DecodeSet(const Stream& s, const PairTables& tb, const uint8_t* da
     const uint8_t* r = data + c.offset;
     in[h] = ChunkIn{{0, 0, 0, 0},   r + 16,     r + c.rans_len,
                     r + c.rans_len, c.bits_len, size - (c.offset + c.rans_len)};
+    in[h].vec_end = VecExtrasEnd(in[h]);
     for (unsigned q = 0; q < 4; ++q) {
       in[h].x[q] = uint32_t{r[4 * q]} | uint32_t{r[4 * q + 1]} << 8 | uint32_t{r[4 * q + 2]} << 16 |
                    uint32_t{r[4 * q + 3]} << 24;
@@ -1038,7 +1093,7 @@ slicer_status DecodeSet(const Stream& s, const PairTables& tb, const uint8_t* da
         }
         for (unsigned p = 0; p < kP && kDeferred; ++p) sk.spec[p] = so.spec[p] + k / 4;
         const int64_t did =
-            SetSteps<kClasses, kP, kDirect, kDeferred>(s, tb, in, clk, sk, safe, &escape);
+            SetSteps<kClasses, kP, kDirect, kDeferred, kNarrow>(s, tb, in, clk, sk, safe, &escape);
         if (did < 0) return sequential();
         k += 4 * static_cast<uint64_t>(did);
         if (escape) {  // this step on the scalar path
@@ -1083,11 +1138,17 @@ slicer_status DecodeSetOf(const Stream& s, const PairTables& tb, const uint8_t* 
                           uint64_t j, uint8_t* dst) {
   const bool direct = dst != nullptr && s.dtype == SLICER_FLOAT32 && !s.has_table;
   if (s.nclass > 1) {
-    return direct ? DecodeSet<true, kP, true, kDeferred>(s, tb, data, size, j, dst)
-                  : DecodeSet<true, kP, false, kDeferred>(s, tb, data, size, j, dst);
+    return direct ? DecodeSet<true, kP, true, kDeferred, false>(s, tb, data, size, j, dst)
+                  : DecodeSet<true, kP, false, kDeferred, false>(s, tb, data, size, j, dst);
   }
-  return direct ? DecodeSet<false, kP, true, kDeferred>(s, tb, data, size, j, dst)
-                : DecodeSet<false, kP, false, kDeferred>(s, tb, data, size, j, dst);
+  if constexpr (!kDeferred) {
+    if (tb.narrow) {
+      return direct ? DecodeSet<false, kP, true, false, true>(s, tb, data, size, j, dst)
+                    : DecodeSet<false, kP, false, false, true>(s, tb, data, size, j, dst);
+    }
+  }
+  return direct ? DecodeSet<false, kP, true, kDeferred, false>(s, tb, data, size, j, dst)
+                : DecodeSet<false, kP, false, kDeferred, false>(s, tb, data, size, j, dst);
 }
 
 slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Stream* s,
@@ -1269,9 +1330,10 @@ slicer_status DecodeDense(const uint8_t* data, size_t size, uint64_t max_element
   const bool simd = SimdWanted() && nch >= 2;
   // Extra bits in a second pass where few elements have them (the steps then never branch on
   // the data); inline where most do. SLICER_DENSE_DEFERRED=0 / 1 forces either (tests).
-  const bool deferred = simd && DeferredWanted(PreferDeferred(s));
+  const bool narrow = simd && NarrowWanted(NarrowFits(s));
+  const bool deferred = simd && DeferredWanted(PreferDeferred(s, narrow));
   PairTables tables;
-  if (simd) BuildPairTables(s, s.nclass > 1 && !deferred, &tables);
+  if (simd) BuildPairTables(s, s.nclass > 1 && !deferred, !deferred && narrow, &tables);
   internal::RunParts(nch, parts, [&](unsigned part, uint64_t j0, uint64_t j1) {
     for (uint64_t j = j0; j < j1 && status[part] == SLICER_OK; ++j) {
       if (simd && j + 4 <= j1 && Pairable(s, j, 4)) {

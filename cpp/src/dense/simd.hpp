@@ -34,6 +34,14 @@ inline bool DeferredWanted(bool preferred) {
   return preferred;
 }
 
+// Whether mode 1's inline vector steps take their symbols from narrow slot entries (same values,
+// same statuses): where the stream's frequencies allow them (`fits`) unless the environment
+// variable SLICER_DENSE_NARROW is "0" (tests compare both).
+inline bool NarrowWanted(bool fits) {
+  const char* env = std::getenv("SLICER_DENSE_NARROW");
+  return fits && (env == nullptr || env[0] != '0');
+}
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 // Eight table entries (uint32_t, or uint8_t / uint16_t zero-extended) at the lanes' 32-bit
 // indices: the same values as a vpgatherdd (scale sizeof(T), masked to T's width), by eight
