@@ -280,14 +280,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.engine == "ray" and config.front != "aio":
         raise ValueError("--engine ray runs behind the asyncio front: drop --front sync")
     if args.engine == "ray":
+        from ..split.settings import estimators_for_cut
         from .ray_engine import serve_ray
 
+        if args.settings and estimators_for_cut(args.settings, cut):
+            raise ValueError("--engine ray does not apply the settings' decoder-side estimator")
         return serve_ray(model, cut, config, replicas=args.replicas, ready_file=args.ready_file)
+    from ..split.settings import estimators_for_cut
     from .engine import TailEngine
     from .server import serve_forever
 
     engine = TailEngine(
-        model, None if cut == "full" else cut, threads=args.threads, batching=not args.no_batching
+        model,
+        None if cut == "full" else cut,
+        threads=args.threads,
+        batching=not args.no_batching,
+        estimators=estimators_for_cut(args.settings, cut) if args.settings else None,
     )
     asyncio.run(serve_forever(engine, config, ready_file=args.ready_file))
     return 0

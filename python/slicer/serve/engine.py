@@ -124,6 +124,7 @@ class TailEngine:
         providers: Sequence[str] | str | None = ("CPUExecutionProvider",),
         batching: bool = True,
         server_id: str | None = None,
+        estimators: dict[str, Any] | None = None,
     ) -> None:
         from ..split.graph import Partitioner
         from ..split.providers import make_session, resolve_providers
@@ -171,6 +172,12 @@ class TailEngine:
             if len(s) >= 1 and all(isinstance(d, int) and d > 0 for d in s[1:])
         }
         self._buffers = threading.local()
+        # calibrated decoder-side estimators (slicer.split.estimator), applied to decoded codec
+        # tensors only: raw and side tensors arrive exact
+        self.estimators = dict(estimators or {})
+        unknown = sorted(set(self.estimators) - set(self.tensor_names))
+        if unknown:
+            raise ValueError(f"estimators for {unknown}, which are not inputs of the tail")
 
     # ------------------------------------------------------------------ batching self-check
 
@@ -253,10 +260,21 @@ class TailEngine:
                     raise wire.WireError(
                         wire.INVALID_ARGUMENT, f"tensor {t.name!r}: bad codec stream: {exc}"
                     ) from None
+                array = self._estimate(t.name, array)
             else:
                 array = wire.exact_array(t, what=f"tensor {t.name!r}", max_elements=cap)
             values[t.name] = self._conform(t.name, array)
         return values
+
+    def _estimate(self, name: str, array: np.ndarray) -> np.ndarray:
+        """A decoded codec tensor through its estimator, if any (leading axes: the batch)."""
+        est = self.estimators.get(name)
+        if est is None or array.dtype.kind != "f":
+            return array
+        try:
+            return est.apply(array)
+        except ValueError as exc:  # another shape than calibrated: the request's fault
+            raise wire.WireError(wire.INVALID_ARGUMENT, f"tensor {name!r}: {exc}") from None
 
     def _conform(self, name: str, array: np.ndarray) -> np.ndarray:
         want = self.input_dtypes[name]
@@ -398,6 +416,8 @@ class TailEngine:
                 return [], {}, sorted(rest)
             try:  # one check for all: every row has the same dtype and shape
                 self._conform(name, array[int(np.argmax(keep))])
+                if kind == "codec":
+                    array = self._estimate(name, array)
             except wire.WireError as exc:
                 for j in np.flatnonzero(keep):
                     fail(int(j), exc)

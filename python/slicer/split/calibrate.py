@@ -475,7 +475,7 @@ class _CutEvaluator:
             received, nbytes, elements = params(self.cut_values[i])
         else:
             packet = encode_values(self.cut_values[i], params, self.split.transforms)
-            received, _ = decode_packet(packet, self.split.transforms)
+            received, _ = decode_packet(packet, self.split.transforms, self.split.estimators)
             nbytes = packet.encoded_bytes
             elements = packet.coded_elements + sum(a.size for a in packet.raw.values())
         got = self.split.run_tail(received)
@@ -664,6 +664,7 @@ def calibrate(
     groups: Sequence[Any] | None = None,
     transform: bool = False,
     transform_dir: str | os.PathLike | None = None,
+    estimator: bool = False,
 ) -> dict[str, Any]:
     """Calibrate codec settings per cut; returns the settings dict (see ``settings.py``).
 
@@ -690,6 +691,13 @@ def calibrate(
     bit rates are in the transform object. The KLT wins on linearly correlated features
     (transformer residual streams) and can lose on sparse post-ReLU maps (bench/RESULTS.md
     §9.6): this is why it is searched, not imposed.
+    ``estimator``: per cut, after the search, fit a decoder-side linear MMSE estimator
+    (:class:`~slicer.split.estimator.CutEstimator`: a 3 × 3 neighbourhood of every channel
+    for an (N, C, H, W) map, the whole row otherwise) of the largest coded tensor on the
+    calibration split at the chosen setting, and measure the held-out split with it; the entry
+    references it (``estimator``, written beside the transform) when no target is worse there,
+    else records it as ``estimator_tried``. It costs no bits; the receiver applies it after
+    decode (bench/RESULTS.md §9.21).
     """
     if not isinstance(backoff, int) or backoff < 0:
         raise ValueError(f"backoff must be an integer ≥ 0, got {backoff!r}")
@@ -767,6 +775,8 @@ def calibrate(
                 entry["transform"] = fitted
             else:
                 entry["transform_tried"] = fitted  # kept for the record; not used
+        if estimator and entry["status"] != "unreachable":
+            _fit_estimator(ev, entry, calib_idx, hold_idx, target_list, seed, transform_dir)
         entry["search_seconds"] = round(time.perf_counter() - cut_start, 2)
         entry["search_cpu_seconds"] = round(time.process_time() - cut_cpu, 2)
         entry["evaluations"] = evaluations
@@ -793,7 +803,11 @@ def calibrate(
             "backoff": backoff,
             "refine": refine,
         },
-        "codec": {"families": [f.name for f in families], "slicer_version": _version()},
+        "codec": {
+            "families": [f.name for f in families],
+            "slicer_version": _version(),
+            **({"estimator": "lmmse"} if estimator else {}),
+        },
         "seconds": round(time.perf_counter() - total_start, 2),
         "cuts": entries,
     }
@@ -942,13 +956,7 @@ def _cut_entry(
             },
         }
     chosen = min(passing, key=lambda p: (p.bits_per_element, -p.params.bits))
-    held_point, per = ev.evaluate(chosen.params, hold_idx, early_stop=False)
-    holdout: dict[str, Any] = {}
-    clears = True
-    for t in targets:
-        lo, hi = bootstrap_interval(t.metric, per[t.metric], seed=seed)
-        holdout[t.metric] = {"value": held_point.metrics[t.metric], "low": lo, "high": hi}
-        clears &= t.met(lo) if t.higher_is_better else t.met(hi)
+    held_point, holdout, clears = _held_out(ev, chosen.params, hold_idx, targets, seed)
     return {
         **base,
         "status": "ok" if clears else "interval-misses",
@@ -961,6 +969,100 @@ def _cut_entry(
         "holdout_bits_per_element": held_point.bits_per_element,
         "holdout_independent": list(hold_idx) != list(calib_idx),
     }
+
+
+def _held_out(
+    ev: _CutEvaluator,
+    params: CodecParams,
+    hold_idx: Sequence[int],
+    targets: Sequence[Target],
+    seed: int,
+) -> tuple[Point, dict[str, Any], bool]:
+    """A setting measured in full on the held-out split: the point, each target's value with
+    its bootstrap 95 % interval, and whether every interval clears its target."""
+    held_point, per = ev.evaluate(params, hold_idx, early_stop=False)
+    holdout: dict[str, Any] = {}
+    clears = True
+    for t in targets:
+        lo, hi = bootstrap_interval(t.metric, per[t.metric], seed=seed)
+        holdout[t.metric] = {"value": held_point.metrics[t.metric], "low": lo, "high": hi}
+        clears &= t.met(lo) if t.higher_is_better else t.met(hi)
+    return held_point, holdout, clears
+
+
+def _fit_estimator(
+    ev: _CutEvaluator,
+    entry: dict[str, Any],
+    calib_idx: Sequence[int],
+    hold_idx: Sequence[int],
+    targets: Sequence[Target],
+    seed: int,
+    folder: str | os.PathLike | None,
+) -> None:
+    """Fit the decoder-side estimator of the entry's largest coded tensor on the calibration
+    split at the entry's chosen setting (its transform too), measure the held-out split with
+    it, and record it in the entry: as ``estimator`` (the receiver applies it) when no target
+    is worse on the held-out split, else as ``estimator_tried``."""
+    from .estimator import EstimatorFit
+    from .settings import params_from_json, transforms_for_entry
+    from .transport import coded_names
+
+    first = ev.cut_values[0]
+    coded = coded_names({n: v.shape for n, v in first.items()},
+                        {n: str(v.dtype) for n, v in first.items()})  # fmt: skip
+    if not coded:
+        return
+    name = max(coded, key=lambda n: first[n].size)
+    params = params_from_json(entry["params"])
+    ev.split.transforms = transforms_for_entry(entry)
+    ev.split.estimators = {}
+    acc = None
+    for i in calib_idx:
+        x = ev.cut_values[i][name]
+        packet = encode_values(ev.cut_values[i], params, ev.split.transforms)
+        y = decode_packet(packet, ev.split.transforms)[0][name]
+        if acc is None:
+            layout = "map" if x.ndim == 4 else "rows"
+            acc = EstimatorFit(
+                layout, x.shape[-3 if layout == "map" else -1], 3 if layout == "map" else 1
+            )
+        acc.add(x, y)
+    est = acc.solve()
+    if folder is None:
+        from .zoo import cache_dir
+
+        folder = cache_dir() / "estimators"
+    path = Path(folder) / f"lmmse-{est.fingerprint()[7:23]}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    est.save(path)
+    ev.split.estimators = {name: est}
+    try:
+        _, holdout, clears = _held_out(ev, params, hold_idx, targets, seed)
+    finally:
+        ev.split.estimators = {}
+        ev.split.transforms = {}
+    better = all(
+        (holdout[t.metric]["value"] >= entry["holdout"][t.metric]["value"])
+        if t.higher_is_better
+        else (holdout[t.metric]["value"] <= entry["holdout"][t.metric]["value"])
+        for t in targets
+    )
+    record = {
+        "tensor": name,
+        "file": str(path.resolve()),
+        "fingerprint": est.fingerprint(),
+        "kind": "lmmse",
+        "layout": est.layout,
+        "window": est.window,
+        "positions": est.count,
+        "holdout": {"with": holdout, "without": entry["holdout"]},
+    }
+    if better:
+        entry["estimator"] = record
+        entry["holdout"] = holdout
+        entry["status"] = "ok" if clears else "interval-misses"
+    else:
+        entry["estimator_tried"] = record  # kept for the record; not applied
 
 
 def _entry_line(entry: Mapping[str, Any], targets: Sequence[Target]) -> str:

@@ -187,6 +187,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="code each cut in its calibrated KLT basis (fit on the calibration split; the "
         "transform is written next to --out, else into the model cache)",
     )
+    cal.add_argument(
+        "--estimator",
+        action="store_true",
+        help="also fit a decoder-side linear MMSE estimator per cut at the chosen setting "
+        "(applied by the receiver after decode; kept when the held-out split is no worse; "
+        "written next to --out, else into the model cache)",
+    )
     cal.add_argument("--plot", help="draw bits/element against the metric per cut (PNG)")
     cal.add_argument("--threads", type=int, default=1, help="ORT intra-op threads (1)")
     _add_shape_option(cal)
@@ -561,8 +568,9 @@ def _run_cut(part, split: str, settings: dict[str, Any] | None, demo: bool):  # 
 
 
 def _entry_params(entry: dict[str, Any], where: str):  # noqa: ANN202
-    """(CodecParams, transforms) of a settings entry."""
-    from .settings import params_from_json, transforms_for_entry
+    """(CodecParams, artifacts) of a settings entry: artifacts holds the SplitModel keywords
+    ``transforms`` and ``estimators`` (each empty when the entry has none)."""
+    from .settings import estimators_for_entry, params_from_json, transforms_for_entry
 
     if entry["status"] == "unreachable":
         best = entry.get("best") or {}
@@ -570,7 +578,9 @@ def _entry_params(entry: dict[str, Any], where: str):  # noqa: ANN202
             f"{where}: cut {entry['name']} cannot meet the targets at any rate tried "
             f"(best reached: {best.get('metrics')})"
         )
-    return params_from_json(entry["params"]), transforms_for_entry(entry)
+    artifacts = {"transforms": transforms_for_entry(entry)}
+    artifacts["estimators"] = estimators_for_entry(entry)
+    return params_from_json(entry["params"]), artifacts
 
 
 def _fly_calibrate(args: argparse.Namespace, part, cut, name: str | None):  # noqa: ANN001, ANN202
@@ -605,7 +615,8 @@ def _fly_calibrate(args: argparse.Namespace, part, cut, name: str | None):  # no
 
 
 def _run_params(args: argparse.Namespace, part, cut, name: str | None, settings):  # noqa: ANN001, ANN202
-    """The codec setting of a run, where it came from, and the cut's transforms."""
+    """The codec setting of a run, where it came from, and the cut's artifacts (SplitModel
+    keywords: transforms, estimators)."""
     from .settings import (
         check_model,
         fingerprint,
@@ -627,8 +638,8 @@ def _run_params(args: argparse.Namespace, part, cut, name: str | None, settings)
     if args.target:
         entry, result = _fly_calibrate(args, part, cut, name)
         targets = ", ".join(t.text() for t in targets_of(result))
-        params, transforms = _entry_params(entry, "--target")
-        return params, f"calibrated now for {targets}", transforms
+        params, artifacts = _entry_params(entry, "--target")
+        return params, f"calibrated now for {targets}", artifacts
     if settings is not None:
         entry = settings_for_cut(settings, cut.name)
         if entry is None:
@@ -637,8 +648,8 @@ def _run_params(args: argparse.Namespace, part, cut, name: str | None, settings)
                 f"cuts: {[c['name'] for c in settings['cuts']]}"
             )
         targets = ", ".join(t.text() for t in targets_of(settings))
-        params, transforms = _entry_params(entry, f"--settings {args.settings}")
-        return params, f"settings file ({targets})", transforms
+        params, artifacts = _entry_params(entry, f"--settings {args.settings}")
+        return params, f"settings file ({targets})", artifacts
     if not flags and name is not None and shipped_settings_path(name).is_file():
         shipped = load_settings(shipped_settings_path(name))
         entry = settings_for_cut(shipped, cut.name)
@@ -648,8 +659,8 @@ def _run_params(args: argparse.Namespace, part, cut, name: str | None, settings)
             entry = None  # another export of the model: the defaults below apply
         if entry is not None and entry["status"] != "unreachable":
             targets = ", ".join(t.text() for t in targets_of(shipped))
-            params, transforms = _entry_params(entry, "shipped settings")
-            return params, f"shipped settings ({targets})", transforms
+            params, artifacts = _entry_params(entry, "shipped settings")
+            return params, f"shipped settings ({targets})", artifacts
     return CodecParams(**{**_CODEC_DEFAULTS, **flags}), "options" if flags else "defaults", {}
 
 
@@ -687,17 +698,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                 shipped = load_settings(path) if path.is_file() else None
         # --split auto on a shipped model: a cut its shipped settings calibrated.
         cut = _run_cut(part, args.split, settings or shipped, demo=args.model is None)
-        params, source, transforms = _run_params(args, part, cut, name, settings)
+        params, source, artifacts = _run_params(args, part, cut, name, settings)
         if args.model is None:
             steps.close()
             from .demo import run_demo
 
-            return run_demo(params, args, part=part, cut=cut, source=source, transforms=transforms)
+            return run_demo(params, args, part=part, cut=cut, source=source, artifacts=artifacts)
         steps.update(1)
         steps.set_postfix_str("building head / tail sessions")
-        split = SplitModel(
-            part, cut, providers=args.providers, threads=args.threads, transforms=transforms
-        )
+        split = SplitModel(part, cut, providers=args.providers, threads=args.threads, **artifacts)
         steps.update(1)
         steps.set_postfix_str("uncut reference session")
         inputs = (
@@ -719,6 +728,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             "params": params.to_json() if params else None,
             "settings": source,
             "inputs": "file" if args.inputs else "random",
+            # decoder-side estimators applied after decode (tensor -> fingerprint)
+            "estimators": {n: e.fingerprint() for n, e in split.estimators.items()},
         },
     )
     if args.json:
@@ -810,6 +821,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         progress=True if not args.json or sys.stderr.isatty() else False,
         transform=args.klt,
         transform_dir=Path(args.out).resolve().parent if args.out else None,
+        estimator=args.estimator,
     )
     if args.out:
         save_settings(settings, args.out)
@@ -897,6 +909,8 @@ def print_run_summary(out: dict[str, Any]) -> None:
             coded = "lossless side string"
         if t["name"] in out.get("transforms", {}):
             coded += f", KLT {out['transforms'][t['name']][7:19]}"
+        if t["name"] in out.get("estimators", {}):
+            coded += f", decoder LMMSE {out['estimators'][t['name']][7:19]}"
         print(f"          {t['name']} {_shape_text(t['shape'])} {t['dtype']} ({coded})")
     print(f"codec     {codec}")
     ratio = out.get("compression_ratio")

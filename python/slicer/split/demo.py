@@ -37,14 +37,14 @@ def run_demo(
     part: Partitioner | None = None,
     cut=None,  # noqa: ANN001 - a Cut of ``part``
     source: str | None = None,
-    transforms: dict | None = None,
+    artifacts: dict | None = None,
 ) -> int:
     from tqdm import tqdm
 
     part = part or Partitioner(zoo.model_path(DEMO_MODEL))
     cut = cut or part.find_cut(DEMO_CUT if args.split == "auto" else args.split)
     split = SplitModel(
-        part, cut, providers=args.providers, threads=args.threads, transforms=transforms
+        part, cut, providers=args.providers, threads=args.threads, **(artifacts or {})
     )
     samples = demo_inputs()
     agree, correct_full, correct_split = [], [], []

@@ -59,7 +59,8 @@ class SplitModel:
     ``providers``: ``None``/"auto" (CUDA when it really loads, else CPU), or a list such as
     ``["CPUExecutionProvider"]``. ``threads``: ORT intra-op threads, 0 = ORT's default.
     ``transforms``: cut tensor name → :class:`~slicer.split.transform.CutTransform` (held by
-    both sides; coded tensors travel as its coefficients).
+    both sides; coded tensors travel as its coefficients). ``estimators``: cut tensor name →
+    :class:`~slicer.split.estimator.CutEstimator`, applied by the receiving side after decode.
     """
 
     def __init__(
@@ -70,6 +71,7 @@ class SplitModel:
         providers: Sequence[str] | str | None = None,
         threads: int = 0,
         transforms: Mapping[str, Any] | None = None,
+        estimators: Mapping[str, Any] | None = None,
     ) -> None:
         self.partitioner = model if isinstance(model, Partitioner) else Partitioner(model)
         self.cut = cut if isinstance(cut, Cut) else self.partitioner.find_cut(cut)
@@ -81,11 +83,14 @@ class SplitModel:
         self.tail = make_session(tail, self.providers, threads, ext)
         self._full = None
         self.transforms: dict[str, Any] = dict(transforms or {})
-        unknown = sorted(set(self.transforms) - {t.name for t in self.cut.tensors})
-        if unknown:
-            raise ValueError(
-                f"transforms for {unknown}, which are not tensors of cut {self.cut.name}"
-            )
+        self.estimators: dict[str, Any] = dict(estimators or {})
+        names = {t.name for t in self.cut.tensors}
+        for what, given in (("transforms", self.transforms), ("estimators", self.estimators)):
+            unknown = sorted(set(given) - names)
+            if unknown:
+                raise ValueError(
+                    f"{what} for {unknown}, which are not tensors of cut {self.cut.name}"
+                )
 
     @property
     def provider(self) -> str:
@@ -141,7 +146,7 @@ class SplitModel:
                 cut_values[t.name] = inputs[t.name]
         device_s = time.perf_counter() - start
         packet = encode_values(cut_values, params, self.transforms)
-        received, decode_s = decode_packet(packet, self.transforms)
+        received, decode_s = decode_packet(packet, self.transforms, self.estimators)
         start = time.perf_counter()
         outputs = self.run_tail(received)
         server_s = time.perf_counter() - start

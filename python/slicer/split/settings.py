@@ -19,7 +19,10 @@ A cut calibrated with a transform (``slicer calibrate --klt``) also holds
 ``"transform": {"tensor": NAME, "file": "….npz", "fingerprint": "sha256:…", …}``: the
 calibrated KLT of that cut tensor (:class:`~slicer.split.transform.CutTransform`) in a file
 next to the settings file (a relative ``file`` is relative to the settings file's folder),
-checked against its fingerprint when loaded.
+checked against its fingerprint when loaded. A cut calibrated with ``slicer calibrate
+--estimator`` holds ``"estimator": {"tensor": NAME, "file": "….npz", "fingerprint": "sha256:…",
+"kind": "lmmse", "window": 3, "holdout": {…}}`` the same way: the decoder-side estimator
+(:class:`~slicer.split.estimator.CutEstimator`) the receiving side applies after decode.
 
 The fingerprint hashes what makes a model that model — its weights and its inputs/outputs —
 and not the bytes of the file, so a re-export of the same weights keeps its fingerprint.
@@ -174,9 +177,10 @@ def save_settings(settings: Mapping[str, Any], path: str | os.PathLike) -> None:
     folder = Path(path).resolve().parent
     data = json.loads(json.dumps(settings))
     for c in data["cuts"]:
-        t = c.get("transform")
-        if t is not None and Path(t["file"]).resolve().parent == folder:
-            t["file"] = Path(t["file"]).name
+        for key in ARTIFACTS:
+            t = c.get(key)
+            if t is not None and Path(t["file"]).resolve().parent == folder:
+                t["file"] = Path(t["file"]).name
     with open(path, "w") as f:
         json.dump(data, f, indent=1)
         f.write("\n")
@@ -193,31 +197,62 @@ def load_settings(path: str | os.PathLike) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"settings file {p} is not valid JSON: {exc}") from None
     validate_settings(data, str(p))
-    for c in data["cuts"]:  # transform files: relative to the settings file's folder
-        t = c.get("transform")
-        if t is not None and not Path(t["file"]).is_absolute():
-            t["file"] = str(p.resolve().parent / t["file"])
+    for c in data["cuts"]:  # artifact files: relative to the settings file's folder
+        for key in ARTIFACTS:
+            t = c.get(key)
+            if t is not None and not Path(t["file"]).is_absolute():
+                t["file"] = str(p.resolve().parent / t["file"])
     return data
+
+
+#: per-cut artifacts stored in files beside the settings: entry key → what it holds
+ARTIFACTS = ("transform", "estimator")
+
+
+def _artifact_for_entry(entry: Mapping[str, Any], key: str, load: Any) -> dict[str, Any]:
+    t = entry.get(key)
+    if t is None:
+        return {}
+    path = Path(t["file"])
+    if not path.is_file():
+        raise ValueError(f"cut {entry['name']}: {key} file not found: {path}")
+    obj = load(path)
+    if obj.fingerprint() != t["fingerprint"]:
+        raise ValueError(
+            f"cut {entry['name']}: {key} file {path} has fingerprint "
+            f"{obj.fingerprint()[:19]}…, the settings expect {t['fingerprint'][:19]}…"
+        )
+    return {t["tensor"]: obj}
 
 
 def transforms_for_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
     """The cut's transforms ({tensor name: CutTransform}; empty without one), loaded from the
     entry's file and checked against its fingerprint (``ValueError`` otherwise)."""
-    t = entry.get("transform")
-    if t is None:
-        return {}
     from .transform import CutTransform
 
-    path = Path(t["file"])
-    if not path.is_file():
-        raise ValueError(f"cut {entry['name']}: transform file not found: {path}")
-    transform = CutTransform.load(path)
-    if transform.fingerprint() != t["fingerprint"]:
-        raise ValueError(
-            f"cut {entry['name']}: transform file {path} has fingerprint "
-            f"{transform.fingerprint()[:19]}…, the settings expect {t['fingerprint'][:19]}…"
-        )
-    return {t["tensor"]: transform}
+    return _artifact_for_entry(entry, "transform", CutTransform.load)
+
+
+def estimators_for_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The cut's decoder-side estimators ({tensor name: CutEstimator}; empty without one),
+    loaded from the entry's file (validated) and checked against its fingerprint."""
+    from .estimator import CutEstimator
+
+    return _artifact_for_entry(entry, "estimator", CutEstimator.load)
+
+
+def estimators_for_cut(path: str | os.PathLike, cut: str) -> dict[str, Any]:
+    """The decoder-side estimators of cut ``cut`` in the settings file ``path`` (empty when
+    the file is not a settings file, e.g. a ``slicer plan --json`` output, or the cut's entry
+    has none)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or "slicer_settings" not in data:
+        return {}
+    entry = settings_for_cut(load_settings(path), cut)
+    return estimators_for_entry(entry) if entry is not None else {}
 
 
 def _need(cond: bool, where: str, what: str) -> None:
@@ -277,19 +312,21 @@ def validate_settings(data: Any, where: str = "") -> None:
             raise ValueError(f"malformed settings {where}: cuts[{i}].params: {exc}") from None
         for key in ("bits_per_element", "payload_bytes"):
             _need(_number(c.get(key)) and c[key] >= 0, where, f"cuts[{i}].{key} must be ≥ 0")
-        t = c.get("transform")
-        if t is not None:
-            _need(isinstance(t, dict), where, f"cuts[{i}].transform must be an object")
+        for art in ARTIFACTS:
+            t = c.get(art)
+            if t is None:
+                continue
+            _need(isinstance(t, dict), where, f"cuts[{i}].{art} must be an object")
             for key in ("tensor", "file", "fingerprint"):
                 _need(
                     isinstance(t.get(key), str),
                     where,
-                    f"cuts[{i}].transform.{key} must be a string",
+                    f"cuts[{i}].{art}.{key} must be a string",
                 )
             _need(
                 t["fingerprint"].startswith("sha256:"),
                 where,
-                f"cuts[{i}].transform.fingerprint must be a 'sha256:…' string",
+                f"cuts[{i}].{art}.fingerprint must be a 'sha256:…' string",
             )
 
 

@@ -248,7 +248,7 @@ class CutTransform:
         it is read (at most ``MAX_CHANNELS`` features, float / integer arrays only), so a
         small hostile file cannot make the reader allocate gigabytes."""
         try:
-            _check_members(data)
+            check_npz_members(data, _MEMBER_DIMS, MAX_CHANNELS)
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 fields = {k: z[k] for k in ("mean", "basis", "variance", "axis", "count")}
                 fields["inverse_basis"] = z["inverse_basis"] if "inverse_basis" in z else None
@@ -280,15 +280,24 @@ class CutTransform:
 
 
 MAX_CHANNELS = 1 << 15  # features of a stored transform (a 32768² basis is 4 GiB)
-_MEMBER_DIMS = {"mean": 1, "basis": 2, "inverse_basis": 2, "variance": 1, "axis": 0, "count": 0}
+_MEMBER_DIMS = {
+    "mean": (1, "fiu"),
+    "basis": (2, "fiu"),
+    "inverse_basis": (2, "fiu"),
+    "variance": (1, "fiu"),
+    "axis": (0, "fiu"),
+    "count": (0, "fiu"),
+}
 
 
-def _check_members(data: bytes) -> None:
-    """Shapes and dtypes of the stored arrays, from their .npy headers, before any is read."""
+def check_npz_members(data: bytes, members: dict[str, tuple[int, str]], max_dim: int) -> None:
+    """Shapes and dtypes of the arrays of an ``.npz``, from their .npy headers, before any is
+    read: each member must be named in ``members`` (name → (dimensions, dtype kinds)) and no
+    dimension may exceed ``max_dim`` (``ValueError`` otherwise)."""
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         for info in z.infolist():
             name = info.filename.removesuffix(".npy")
-            if name not in _MEMBER_DIMS:
+            if name not in members:
                 raise ValueError(f"unexpected member {info.filename!r}")
             with z.open(info) as f:
                 version = np.lib.format.read_magic(f)
@@ -296,10 +305,11 @@ def _check_members(data: bytes) -> None:
                     shape, _, dtype = np.lib.format.read_array_header_1_0(f)
                 else:
                     shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-            if dtype.kind not in "fiu" or len(shape) != _MEMBER_DIMS[name]:
+            dims, kinds = members[name]
+            if dtype.kind not in kinds or len(shape) != dims:
                 raise ValueError(f"member {name!r} is a {len(shape)}-d {dtype} array")
-            if any(d > MAX_CHANNELS for d in shape):
-                raise ValueError(f"member {name!r} has shape {shape} (at most {MAX_CHANNELS})")
+            if any(d > max_dim for d in shape):
+                raise ValueError(f"member {name!r} has shape {shape} (at most {max_dim})")
 
 
 def _weight_factor(weights: Any, channels: int) -> np.ndarray:

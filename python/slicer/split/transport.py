@@ -13,6 +13,10 @@ A coded tensor may go through a calibrated transform first (``transforms``: cut 
 :class:`~slicer.split.transform.CutTransform`): its stream then holds the transform's
 coefficients, the packet records the transform's fingerprint, and the receiver must hold the
 same transform to decode it.
+
+A receiver may also hold a calibrated decoder-side estimator per coded tensor (``estimators``:
+name → :class:`~slicer.split.estimator.CutEstimator`): it is applied to the decoded tensor
+(after the inverse transform), costs no bits and is not recorded in the packet.
 """
 
 from __future__ import annotations
@@ -270,10 +274,14 @@ def encode_values(
 
 
 def decode_packet(
-    packet: Packet, transforms: Mapping[str, Any] | None = None
+    packet: Packet,
+    transforms: Mapping[str, Any] | None = None,
+    estimators: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, np.ndarray], float]:
     """The server's view of the cut tensors, and the decode time in seconds. A stream coded
     through a transform needs the same transform in ``transforms`` (checked by fingerprint).
+    ``estimators``: coded tensors whose decoded value goes through their calibrated
+    estimator (included in the decode time); side tensors never do (they arrive exact).
     Side tensors are decoded from their side strings when the packet has them (exact dtype,
     shape and bits), each checked against ``max(raw_bytes, 64 MiB)`` before allocating."""
     out: dict[str, np.ndarray] = {n: a for n, a in packet.raw.items() if n not in packet.side}
@@ -297,6 +305,8 @@ def decode_packet(
         y = np.asarray(codec.decode(stream))
         if name in packet.transforms:
             y = transforms[name].inverse(y).astype(y.dtype, copy=False)
+        if estimators and name in estimators:
+            y = estimators[name].apply(y)
         out[name] = y
     return out, time.perf_counter() - start
 
