@@ -869,28 +869,41 @@ def _cheaper(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return a["bits_per_element"] < b["bits_per_element"]
 
 
+def _largest_coded(ev: _CutEvaluator) -> str | None:
+    """The cut's largest tensor that goes through the codec (None: nothing is coded)."""
+    from .transport import coded_names
+
+    first = ev.cut_values[0]
+    coded = coded_names({n: v.shape for n, v in first.items()},
+                        {n: str(v.dtype) for n, v in first.items()})  # fmt: skip
+    return max(coded, key=lambda n: first[n].size) if coded else None
+
+
+def _save_artifact(obj: Any, folder: str | os.PathLike | None, cache: str, prefix: str) -> Path:
+    """Write a transform / estimator as ``PREFIX-<fingerprint>.npz`` in ``folder`` (default:
+    the model cache's ``cache`` folder); its path."""
+    if folder is None:
+        from .zoo import cache_dir
+
+        folder = cache_dir() / cache
+    path = Path(folder) / f"{prefix}-{obj.fingerprint()[7:23]}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    obj.save(path)
+    return path
+
+
 def _fit_transform(
     ev: _CutEvaluator, calib_idx: Sequence[int], folder: str | os.PathLike | None
 ) -> dict[str, Any] | None:
     """Fit the KLT of the cut's largest coded tensor on the calibration inputs, install it in
     the evaluator's split and save it; the entry's ``transform`` object (None: nothing coded)."""
     from .transform import CutTransform
-    from .transport import coded_names
 
-    first = ev.cut_values[0]
-    coded = coded_names({n: v.shape for n, v in first.items()},
-                        {n: str(v.dtype) for n, v in first.items()})  # fmt: skip
-    if not coded:
+    name = _largest_coded(ev)
+    if name is None:
         return None
-    name = max(coded, key=lambda n: first[n].size)
     t = CutTransform.fit(ev.cut_values[i][name] for i in calib_idx)
-    if folder is None:
-        from .zoo import cache_dir
-
-        folder = cache_dir() / "transforms"
-    path = Path(folder) / f"klt-{t.fingerprint()[7:23]}.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    t.save(path)
+    path = _save_artifact(t, folder, "transforms", "klt")
     ev.split.transforms = {name: t}
     return {
         "tensor": name,
@@ -1005,14 +1018,10 @@ def _fit_estimator(
     is worse on the held-out split, else as ``estimator_tried``."""
     from .estimator import EstimatorFit
     from .settings import params_from_json, transforms_for_entry
-    from .transport import coded_names
 
-    first = ev.cut_values[0]
-    coded = coded_names({n: v.shape for n, v in first.items()},
-                        {n: str(v.dtype) for n, v in first.items()})  # fmt: skip
-    if not coded:
+    name = _largest_coded(ev)
+    if name is None:
         return
-    name = max(coded, key=lambda n: first[n].size)
     params = params_from_json(entry["params"])
     ev.split.transforms = transforms_for_entry(entry)
     ev.split.estimators = {}
@@ -1028,13 +1037,7 @@ def _fit_estimator(
             )
         acc.add(x, y)
     est = acc.solve()
-    if folder is None:
-        from .zoo import cache_dir
-
-        folder = cache_dir() / "estimators"
-    path = Path(folder) / f"lmmse-{est.fingerprint()[7:23]}.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    est.save(path)
+    path = _save_artifact(est, folder, "estimators", "lmmse")
     ev.split.estimators = {name: est}
     try:
         _, holdout, clears = _held_out(ev, params, hold_idx, targets, seed)

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import zipfile
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+
+from .transform import StoredArtifact, check_npz_members
 
 __all__ = ["ESTIMATOR_VERSION", "CutEstimator", "EstimatorFit"]
 
@@ -170,7 +171,7 @@ class EstimatorFit:
         )
 
 
-class CutEstimator:
+class CutEstimator(StoredArtifact):
     """x̂ = taps(y) · weights + bias (see the module docstring for the taps).
 
     ``weights``: (window² · C, C), ``bias``: (C,), both stored as float32; ``count``: the
@@ -307,8 +308,6 @@ class CutEstimator:
         """The estimator stored by :meth:`to_bytes`; ``ValueError`` for anything else. Every
         member's header is checked before it is read (float32 weights and bias of at most
         ``MAX_TAPS`` rows), so a small hostile file cannot make the reader allocate much."""
-        from .transform import check_npz_members
-
         try:
             check_npz_members(data, _MEMBERS, MAX_TAPS)
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
@@ -340,15 +339,6 @@ class CutEstimator:
             count=int(f["count"]),
             ridge=ridge,
         )
-
-    def save(self, path: str | os.PathLike) -> None:
-        with open(path, "wb") as f:
-            f.write(self.to_bytes())
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> CutEstimator:
-        with open(path, "rb") as f:
-            return cls.from_bytes(f.read())
 
     def __repr__(self) -> str:
         return (

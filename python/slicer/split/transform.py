@@ -45,7 +45,22 @@ def _as_float(x: Any, what: str) -> np.ndarray:
     return arr
 
 
-class CutTransform:
+class StoredArtifact:
+    """``save`` / ``load`` of a settings artifact through its ``to_bytes`` / ``from_bytes``."""
+
+    __slots__ = ()
+
+    def save(self, path: str | os.PathLike) -> None:
+        with open(path, "wb") as f:
+            f.write(self.to_bytes())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike):  # noqa: ANN206 - an instance of cls
+        with open(path, "rb") as f:
+            return cls.from_bytes(f.read())
+
+
+class CutTransform(StoredArtifact):
     """Mean and basis (columns sorted by decreasing variance) of a feature axis.
 
     ``forward(x) = (x − mean) · basis`` along ``axis`` (float32 result); ``inverse`` undoes it
@@ -262,15 +277,6 @@ class CutTransform:
             count=int(fields["count"]),
             inverse_basis=fields["inverse_basis"],
         )
-
-    def save(self, path: str | os.PathLike) -> None:
-        with open(path, "wb") as f:
-            f.write(self.to_bytes())
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> CutTransform:
-        with open(path, "rb") as f:
-            return cls.from_bytes(f.read())
 
     def __repr__(self) -> str:
         return (
