@@ -220,7 +220,12 @@ def test_transport_and_split_model_apply_it(tmp_path) -> None:  # noqa: ANN001
     import onnx
 
     from slicer.split import SplitModel
-    from slicer.split.settings import estimators_for_entry, load_settings, save_settings
+    from slicer.split.settings import (
+        estimators_for_cut,
+        estimators_for_entry,
+        load_settings,
+        save_settings,
+    )
     from slicer.split.transport import CodecParams, decode_packet, encode_values
     from test_split_calibrate import _mlp, _samples
 
@@ -265,6 +270,11 @@ def test_transport_and_split_model_apply_it(tmp_path) -> None:  # noqa: ANN001
     )
     loaded = load_settings(tmp_path / "s.json")
     assert estimators_for_entry(loaded["cuts"][0])["h1"].fingerprint() == est.fingerprint()
+    # what `slicer serve --settings` loads: the cut's estimators, none for a plan file
+    assert estimators_for_cut(tmp_path / "s.json", "h1")["h1"].fingerprint() == est.fingerprint()
+    assert estimators_for_cut(tmp_path / "s.json", "a1") == {}
+    (tmp_path / "plan.json").write_text(json.dumps({"cut": {"name": "h1"}, "params": {}}))
+    assert estimators_for_cut(tmp_path / "plan.json", "h1") == {}
     CutEstimator.fit(pairs[:5]).save(tmp_path / "est.npz")
     with pytest.raises(ValueError, match="the settings expect"):
         estimators_for_entry(loaded["cuts"][0])

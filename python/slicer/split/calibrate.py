@@ -632,6 +632,13 @@ def setting_text(p: Mapping[str, Any]) -> str:
     return f"{mode} {p['groups']}{tables}"
 
 
+def estimator_text(entry: Mapping[str, Any]) -> str:
+    """What became of a cut's decoder-side estimator, in a few words ("" without one)."""
+    if "estimator" in entry:
+        return " +lmmse"
+    return " (lmmse not kept)" if "estimator_tried" in entry else ""
+
+
 def _fmt_metric(metric: str, value: float) -> str:
     if value is None or not math.isfinite(value):
         return "nan"
@@ -1076,7 +1083,7 @@ def _entry_line(entry: Mapping[str, Any], targets: Sequence[Target]) -> str:
             f"{t.metric} {_fmt_metric(t.metric, best['metrics'].get(t.metric))}" for t in targets
         )
         return f"{head}: UNREACHABLE ({', '.join(t.text() for t in targets)}); best {vals}"
-    knob = setting_text(entry["params"])
+    knob = setting_text(entry["params"]) + estimator_text(entry)
     held = ", ".join(
         f"{m} {_fmt_metric(m, h['value'])} [{_fmt_metric(m, h['low'])}, "
         f"{_fmt_metric(m, h['high'])}]"

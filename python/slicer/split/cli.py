@@ -837,7 +837,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _print_calibration(settings: dict[str, Any], args: argparse.Namespace) -> None:
-    from .calibrate import _fmt_metric, setting_text
+    from .calibrate import _fmt_metric, estimator_text, setting_text
     from .settings import targets_of
 
     targets = targets_of(settings)
@@ -861,7 +861,7 @@ def _print_calibration(settings: dict[str, Any], args: argparse.Namespace) -> No
                 f"(at {best['bits_per_element'] or float('nan'):.2f} b/el)"
             )
             continue
-        setting = setting_text(c["params"])
+        setting = setting_text(c["params"]) + estimator_text(c)
         held = "; ".join(
             f"{_fmt_metric(m, h['value'])} [{_fmt_metric(m, h['low'])}, "
             f"{_fmt_metric(m, h['high'])}]"
