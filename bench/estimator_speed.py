@@ -2,12 +2,13 @@
 runs before, one input at a time, BLAS and ONNX Runtime on one thread, CPU time of the calling
 thread (median of --repeat calls, interleaved).
 
-    python bench/estimator_speed.py
+    python bench/estimator_speed.py [--blas-threads 0]
 
 Cuts: EfficientNet-Lite0 after blocks 4 and 10 (3 x 3 'map' estimator), MiniLM after layer 3
 (a 36-token sentence, 'rows' estimator). Weights are random (the cost does not depend on
-them). "taps matrix" is the first implementation (one (pixels, 9·C) matrix, one product),
-kept here as the baseline of the per-tap products the product code uses.
+them). ``apply`` runs the estimator as a one-node ONNX Runtime graph; the two NumPy variants
+it replaced are kept here as baselines: one (pixels, C) x (C, C) product per tap, and one
+(pixels, 9·C) regressor matrix with one product.
 """
 
 from __future__ import annotations
@@ -22,8 +23,24 @@ from slicer.split import SplitModel, zoo
 from slicer.split.estimator import CutEstimator
 
 
+def numpy_apply(est: CutEstimator, y: np.ndarray) -> np.ndarray:
+    """The NumPy implementation before ONNX Runtime: one (pixels, C) × (C, C) product per tap."""
+    c, h, w = y.shape[-3:]
+    k, r = est.window, est.window // 2
+    pixels = np.ascontiguousarray(y.reshape(-1, c, h, w).transpose(0, 2, 3, 1), np.float32)
+    padded = np.pad(pixels, ((0, 0), (r, r), (r, r), (0, 0)))
+    out = np.empty(pixels.shape, np.float32)
+    out[...] = est.bias
+    flat = out.reshape(-1, c)
+    for t in range(k * k):
+        dy, dx = divmod(t, k)
+        shifted = np.ascontiguousarray(padded[:, dy : dy + h, dx : dx + w, :])
+        flat += shifted.reshape(-1, c) @ est.weights[t * c : (t + 1) * c]
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2)).reshape(y.shape)
+
+
 def taps_matrix_apply(est: CutEstimator, y: np.ndarray) -> np.ndarray:
-    """The first implementation: build the (pixels, window² · C) regressors, one product."""
+    """The first NumPy implementation: the (pixels, window² · C) regressors, one product."""
     c, h, w = y.shape[-3:]
     k, r = est.window, est.window // 2
     p = np.pad(y.reshape(-1, c, h, w), ((0, 0), (0, 0), (r, r), (r, r)))
@@ -47,6 +64,9 @@ def cpu_ms(fn, repeat: int) -> list[float]:  # noqa: ANN001
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeat", type=int, default=200)
+    ap.add_argument(
+        "--blas-threads", type=int, default=1, help="BLAS threads (0: the library's default)"
+    )
     a = ap.parse_args()
     rng = np.random.default_rng(0)
     cases = []
@@ -61,7 +81,7 @@ def main() -> None:
     enc = tok(zoo.prose_sentences(1)[0], return_tensors="np", truncation=True, max_length=128)
     x = split.run_head({k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")})
     cases.append(("minilm layer.3", split, x, mini, 1))
-    with threadpool_limits(1):
+    with threadpool_limits(a.blas_threads or None):
         for label, split, values, name, window in cases:
             y = values[name]
             layout = "map" if y.ndim == 4 else "rows"
@@ -77,8 +97,10 @@ def main() -> None:
                 "tail": lambda split=split, values=values: split.run_tail(values),
             }
             if layout == "map":
+                fns["numpy per tap"] = lambda est=est, y=y: numpy_apply(est, y)
                 fns["taps matrix"] = lambda est=est, y=y: taps_matrix_apply(est, y)
-                np.testing.assert_allclose(fns["taps matrix"](), est.apply(y), atol=1e-4)
+                for k in ("numpy per tap", "taps matrix"):
+                    np.testing.assert_allclose(fns[k](), est.apply(y), rtol=1e-4, atol=1e-4)
             times: dict[str, list[float]] = {k: [] for k in fns}
             for _ in range(a.repeat // 10):  # interleaved blocks of 10 calls
                 for k, fn in fns.items():
@@ -89,7 +111,10 @@ def main() -> None:
                 f"{med['tail']:.3f} ms  apply/tail {100 * med['apply'] / med['tail']:.1f} %"
             )
             if "taps matrix" in med:
-                line += f"  (taps matrix {med['taps matrix']:.3f} ms)"
+                line += (
+                    f"  (NumPy: per tap {med['numpy per tap']:.3f} ms, "
+                    f"taps matrix {med['taps matrix']:.3f} ms)"
+                )
             print(line, flush=True)
 
 
