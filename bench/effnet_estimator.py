@@ -405,7 +405,8 @@ def plot(report: dict, path: str) -> None:
                 axes[1, col].plot(b, [p[1]["kl"] for p in pts], style, color=f"C{k}", label=label)
         axes[0, col].axhline(99, color="grey", lw=0.8)
         axes[0, col].axvline(2.0, color="grey", lw=0.8, ls=":")
-        axes[0, col].set_title(f"EfficientNet-Lite0 {cut.split('/')[1]}, mode 3 + KLT")
+        block = {"_blocks.4": "block 4", "_blocks.9": "block 10"}[cut.split("/")[1]]
+        axes[0, col].set_title(f"EfficientNet-Lite0 after {block}, mode 3 + KLT")
         axes[0, col].set_ylabel("top-1 agreement (%), 95 % photo bootstrap")
         axes[1, col].set_ylabel("KL(uncut || split)")
         axes[1, col].set_xlabel("bits / element (whole stream)")
