@@ -82,6 +82,9 @@ CASES = {
     "just_above_three_chunks": ((3 * CHUNK + 1,), np.float32, dict(step=0.3), 4, {}),
     "last_chunk_one_state": ((4 * CHUNK + 8191,), np.float32, dict(step=0.3), 5, {}),
     "nine_chunks_8bel": ((9 * CHUNK,), np.float32, dict(step=0.004), 6, {}),
+    # narrow entries with values through the binary64 buffer (a group table; float64)
+    "rows_576_10bel": ((96, 576), np.float32, dict(step=0.004, groups="rows"), 24, {}),
+    "float64_10bel": ((5 * CHUNK + 5,), np.float64, dict(step=0.004), 25, dict(outliers=7)),
     "outliers_1e4": ((5 * CHUNK,), np.float32, dict(step=0.05), 7, dict(outliers=300)),
     "escapes_2e33": (
         (4 * CHUNK,),
@@ -217,6 +220,7 @@ def test_threads_and_paths_agree(monkeypatch):
     [
         "six_chunks_4bel",
         "nine_chunks_8bel",
+        "rows_576_10bel",
         "classes16_rank",
         "sparse_extras_4bel",
         "classes8_8bel",
