@@ -210,6 +210,8 @@ def test_storage_round_trip_and_hostile_files(tmp_path) -> None:  # noqa: ANN001
         z.writestr("weights.npy", header.getvalue())
     with pytest.raises(ValueError, match="at most"):
         CutEstimator.from_bytes(buf.getvalue())
+    with pytest.raises(ValueError, match="taps is more than"):
+        EstimatorFit("map", 1000, 3)
 
 
 def test_transport_and_split_model_apply_it(tmp_path) -> None:  # noqa: ANN001

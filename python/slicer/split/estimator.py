@@ -41,7 +41,9 @@ __all__ = ["ESTIMATOR_VERSION", "CutEstimator", "EstimatorFit"]
 ESTIMATOR_VERSION = 1  # the stored file's version (bump when its members change meaning)
 LAYOUTS = ("map", "rows")
 MAX_WINDOW = 7
-MAX_TAPS = 1 << 15  # taps of a stored estimator (a 32768 × 32768 float32 matrix is 4 GiB)
+# taps of an estimator: its fit's Gram matrix is taps² float64 (512 MiB at the limit), a stored
+# weight matrix at most taps² elements, checked before a file is read
+MAX_TAPS = 1 << 13
 DEFAULT_RIDGE = 1e-3
 
 
@@ -317,7 +319,8 @@ class CutEstimator(StoredArtifact):
     def from_bytes(cls, data: bytes) -> CutEstimator:
         """The estimator stored by :meth:`to_bytes`; ``ValueError`` for anything else. Every
         member's header is checked before it is read (float32 weights and bias of at most
-        ``MAX_TAPS`` rows), so a small hostile file cannot make the reader allocate much."""
+        ``MAX_TAPS`` rows and columns), so a small hostile file cannot make
+        the reader allocate more than that."""
         try:
             check_npz_members(data, _MEMBERS, MAX_TAPS)
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
