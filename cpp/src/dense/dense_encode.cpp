@@ -30,7 +30,8 @@ struct Reader {
   double operator()(uint64_t i) const { return LoadElement(dtype, data, i); }
 };
 
-// rANS (§14) over syms[0, n) written backwards into [*begin, end): *begin is set to the first
+// rANS (§14) over syms[0, n) (mode 2: class · 512 + symbol, so that table[syms[i]] is element
+// i's entry in its class's table) written backwards into [*begin, end): *begin is set to the first
 // byte. The buffer must hold 24 + 2n bytes plus the 2 bytes below them that the branchless step
 // may write (and then drop).
 uint8_t* EncodeRans(const uint16_t* syms, uint64_t n, const EncSymbol* table, uint8_t* end) {
@@ -59,37 +60,6 @@ uint8_t* EncodeRans(const uint16_t* syms, uint64_t n, const EncSymbol* table, ui
   return ptr;
 }
 
-// EncodeRans of mode 2 (§19.3): element i is coded with table cls[i] (tables[c · 423 + s]).
-uint8_t* EncodeRansClasses(const uint16_t* syms, const uint8_t* cls, uint64_t n,
-                           const EncSymbol* tables, uint8_t* end) {
-  const unsigned k = StatesFor(n);
-  uint8_t* ptr = end;
-  uint32_t x[4] = {kRansL, kRansL, kRansL, kRansL};
-  auto sym = [&](uint64_t i) -> const EncSymbol& {
-    return tables[size_t{cls[i]} * kNumSymbols + syms[i]];
-  };
-  if (k == 1) {
-    for (uint64_t i = n; i-- > 0;) RansPutBranchless(&x[0], &ptr, sym(i));
-  } else {
-    uint64_t i = n;
-    while (i % 4 != 0) {
-      --i;
-      RansPutBranchless(&x[i % 4], &ptr, sym(i));
-    }
-    uint32_t x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
-    while (i > 0) {
-      i -= 4;
-      RansPutBranchless(&x3, &ptr, sym(i + 3));
-      RansPutBranchless(&x2, &ptr, sym(i + 2));
-      RansPutBranchless(&x1, &ptr, sym(i + 1));
-      RansPutBranchless(&x0, &ptr, sym(i));
-    }
-    x[0] = x0, x[1] = x1, x[2] = x2, x[3] = x3;
-  }
-  RansFlush(x, k, &ptr);
-  return ptr;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Paired rANS encoder (AVX2): two chunks of four states side by side in eight 32-bit lanes
 // (lanes 0-3: chunk a's states 0-3, lanes 4-7: chunk b's), element blocks i … i+3 from the last
@@ -101,8 +71,12 @@ uint8_t* EncodeRansClasses(const uint16_t* syms, const uint8_t* cls, uint64_t n,
 // at the cursor; the bytes below the new cursor are overwritten by the next step or the final
 // states (16 bytes), so nothing is written below the chunk's first byte.
 
-// Per class (stride 512) and symbol: freq | start << 15 (the symbols that occur).
-constexpr size_t kEncStride = 512;
+// Per class (stride 512) and symbol: freq | start << 15 (the symbols that occur). Mode 2's
+// symbol array holds class · 512 + symbol (the encoder's index into its per-class tables).
+constexpr unsigned kClassShift = 9;
+constexpr size_t kEncStride = size_t{1} << kClassShift;
+static_assert(kNumSymbols <= kEncStride && SLICER_DENSE_MAX_CLASSES * kEncStride <= 65536,
+              "class · 512 + symbol fits in 16 bits");
 
 // Byte shuffles of one chunk's renormalisation output by key = (lanes with ≥ 1 byte) | (lanes
 // with 2 bytes) << 4: the bytes end at position 16, zeros (index 0x80) before them.
@@ -130,12 +104,11 @@ const EmitTable& GetEmitTable() {
   return table;
 }
 
-// Blocks [0, blocks) of the 2·kP chunks of a set (symbols sy[h], classes cl[h] for mode 2;
-// vector v: chunks 2v and 2v + 1), from the last block to the first; states xs[h][0..3] and
-// cursors ptr[h] in and out.
-template <bool kClasses, unsigned kP>
-__attribute__((target("avx2"))) void EncodeSetSteps(const uint16_t* const* sy,
-                                                    const uint8_t* const* cl, uint64_t blocks,
+// Blocks [0, blocks) of the 2·kP chunks of a set (table indices sy[h]: mode 2's carry the
+// class; vector v: chunks 2v and 2v + 1), from the last block to the first; states xs[h][0..3]
+// and cursors ptr[h] in and out.
+template <unsigned kP>
+__attribute__((target("avx2"))) void EncodeSetSteps(const uint16_t* const* sy, uint64_t blocks,
                                                     const uint32_t* fs, uint32_t (*xs)[4],
                                                     uint8_t** ptr) {
   const EmitTable& emit = GetEmitTable();
@@ -157,16 +130,8 @@ __attribute__((target("avx2"))) void EncodeSetSteps(const uint16_t* const* sy,
       uint64_t s4a, s4b;
       std::memcpy(&s4a, sy[2 * v] + 4 * blk, 8);
       std::memcpy(&s4b, sy[2 * v + 1] + 4 * blk, 8);
-      __m256i idx = _mm256_cvtepu16_epi32(
+      const __m256i idx = _mm256_cvtepu16_epi32(
           _mm_set_epi64x(static_cast<long long>(s4b), static_cast<long long>(s4a)));
-      if constexpr (kClasses) {
-        uint32_t c4a, c4b;
-        std::memcpy(&c4a, cl[2 * v] + 4 * blk, 4);
-        std::memcpy(&c4b, cl[2 * v + 1] + 4 * blk, 4);
-        const __m256i cv = _mm256_cvtepu8_epi32(
-            _mm_cvtsi64_si128(static_cast<long long>(uint64_t{c4a} | uint64_t{c4b} << 32)));
-        idx = _mm256_add_epi32(idx, _mm256_slli_epi32(cv, 9));
-      }
       const __m256i e = _mm256_i32gather_epi32(reinterpret_cast<const int*>(fs), idx, 4);
       const __m256i freq = _mm256_and_si256(e, freq_mask);
       const __m256i start = _mm256_srli_epi32(e, 15);
@@ -210,19 +175,16 @@ __attribute__((target("avx2"))) void EncodeSetSteps(const uint16_t* const* sy,
   }
 }
 
-// The 2·kP chunks of a set (four states each: n ≥ 8192) encoded as EncodeRans /
-// EncodeRansClasses would, each written backwards from end[h]; their first bytes into begin[h].
-template <bool kClasses, unsigned kP>
-void EncodeRansSet(const uint16_t* const* sy, const uint64_t* n, const uint8_t* const* cl,
-                   const EncSymbol* table, const uint32_t* fs, uint8_t* const* end,
-                   uint8_t** begin) {
+// The 2·kP chunks of a set (four states each: n ≥ 8192) encoded as EncodeRans would, each
+// written backwards from end[h]; their first bytes into begin[h].
+template <unsigned kP>
+void EncodeRansSet(const uint16_t* const* sy, const uint64_t* n, const EncSymbol* table,
+                   const uint32_t* fs, uint8_t* const* end, uint8_t** begin) {
   constexpr unsigned kN = 2 * kP;
   uint32_t x[kN][4];
   uint8_t* p[kN];
   uint64_t i[kN];
-  auto sym = [&](unsigned h, uint64_t e) -> const EncSymbol& {
-    return table[(kClasses ? size_t{cl[h][e]} * kNumSymbols : 0) + sy[h][e]];
-  };
+  auto sym = [&](unsigned h, uint64_t e) -> const EncSymbol& { return table[sy[h][e]]; };
   uint64_t common = ~uint64_t{0};
   for (unsigned h = 0; h < kN; ++h) {
     for (unsigned l = 0; l < 4; ++l) x[h][l] = kRansL;
@@ -238,7 +200,7 @@ void EncodeRansSet(const uint16_t* const* sy, const uint64_t* n, const uint8_t* 
     for (; i[h] > common; i[h] -= 4)
       for (unsigned l = 4; l-- > 0;) RansPutBranchless(&x[h][l], &p[h], sym(h, i[h] - 4 + l));
   }
-  EncodeSetSteps<kClasses, kP>(sy, cl, common / 4, fs, x, p);
+  EncodeSetSteps<kP>(sy, common / 4, fs, x, p);
   for (unsigned h = 0; h < kN; ++h) {
     RansFlush(x[h], 4, &p[h]);
     begin[h] = p[h];
@@ -431,15 +393,16 @@ __attribute__((target("avx2"))) bool QuantizeSymbolsF32Avx2(const float* in, uns
   }
   const __m256i seven = _mm256_set1_epi32(7), three = _mm256_set1_epi32(3);
   const __m256i zero = _mm256_setzero_si256();
+  uint64_t big_lanes[kBlock / 64] = {};  // bit k: m[k] ≥ 8 (carries extra bits)
+  unsigned nbig = 0;
   for (unsigned k = 0; k < cnt; k += 8) {
     const __m256i m = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk->m + k));
     const __m256i big = _mm256_cmpgt_epi32(m, seven);
     const __m256i e = _mm256_sub_epi32(
         _mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(m)), 23), _mm256_set1_epi32(127));
-    const __m256i sh = _mm256_sub_epi32(e, _mm256_set1_epi32(2));
-    const __m256i bin_big =
-        _mm256_add_epi32(_mm256_sub_epi32(_mm256_slli_epi32(e, 2), _mm256_set1_epi32(4)),
-                         _mm256_and_si256(_mm256_srlv_epi32(m, sh), three));
+    const __m256i bin_big = _mm256_add_epi32(
+        _mm256_sub_epi32(_mm256_slli_epi32(e, 2), _mm256_set1_epi32(4)),
+        _mm256_and_si256(_mm256_srlv_epi32(m, _mm256_sub_epi32(e, _mm256_set1_epi32(2))), three));
     const __m256i bin = _mm256_blendv_epi8(m, bin_big, big);
     const __m256i pos = _mm256_castps_si256(
         _mm256_cmp_ps(_mm256_loadu_ps(in + k), _mm256_setzero_ps(), _CMP_GT_OQ));
@@ -448,8 +411,32 @@ __attribute__((target("avx2"))) bool QuantizeSymbolsF32Avx2(const float* in, uns
     _mm_storeu_si128(
         reinterpret_cast<__m128i*>(o + k),
         _mm_packus_epi32(_mm256_castsi256_si128(sym), _mm256_extracti128_si256(sym, 1)));
-    unsigned bits = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(big)));
+    const unsigned bits = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(big)));
+    big_lanes[k / 64] |= uint64_t{bits} << (k % 64);  // no branch on the data here
+    nbig += static_cast<unsigned>(__builtin_popcount(bits));
+  }
+  if (nbig == 0) return true;
+  if (4 * nbig <= cnt) {
+    // Few codes carry extra bits (≈ 4 b/el and below): the marked elements in element order,
+    // one loop per 64 elements instead of a branch per 8 that the CPU cannot predict.
+    for (unsigned w = 0; w < kBlock / 64; ++w) {
+      for (uint64_t bits = big_lanes[w]; bits != 0; bits &= bits - 1) {
+        const uint32_t mv = static_cast<uint32_t>(blk->m[64 * w + __builtin_ctzll(bits)]);
+        const unsigned s = 29u - static_cast<unsigned>(__builtin_clz(mv));  // floor(log2 m) − 2
+        sink->Write32(mv & ((1u << s) - 1u), s);
+      }
+    }
+    return true;
+  }
+  // Most codes carry extra bits: 8 lanes at a time.
+  for (unsigned k = 0; k < cnt; k += 8) {
+    unsigned bits = static_cast<unsigned>(big_lanes[k / 64] >> (k % 64)) & 0xFFu;
     if (bits == 0) continue;
+    const __m256i m = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk->m + k));
+    const __m256i big = _mm256_cmpgt_epi32(m, seven);
+    const __m256i e = _mm256_sub_epi32(
+        _mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(m)), 23), _mm256_set1_epi32(127));
+    const __m256i sh = _mm256_sub_epi32(e, _mm256_set1_epi32(2));
     // The lanes' extra bits (sh = floor(log2 m) − 2 of them where m ≥ 8) at positions from an
     // exclusive prefix sum of their counts, OR-ed into one word: one write when they fit in 32.
     const __m256i nb = _mm256_and_si256(sh, big);
@@ -840,12 +827,13 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   }
 
   // Mode 2 (§19.4): the class map from the codes' position sums (§18.2), every coded element's
-  // class, and the per-class histograms (which replace the stream's one).
-  std::vector<uint8_t> class_map, cls;
+  // class put above its symbol (syms[q] becomes class · 512 + symbol: the element's index into
+  // the per-class tables below), and the per-class histograms (which replace the stream's one).
+  std::vector<uint8_t> class_map;
   std::vector<uint64_t> class_hist;  // nclass × kNumSymbols
   if (nclass > 1) {
     MakeClassMap(in, params, sums, &class_map);
-    cls.resize(nsyms);
+    uint16_t* const sq = syms.data();
     uint64_t idx = 0;
     for (uint64_t i = 0; i < n;) {  // the class of every coded element
       const uint64_t stop = std::min(n, i + layout.RunLeft(i, n));
@@ -853,33 +841,51 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
         if (geo.inner == 1) {  // the last axis: runs of the map itself
           for (uint64_t p = i % geo.length; i < stop; p = 0) {
             const uint64_t len = std::min(stop - i, geo.length - p);
-            std::memcpy(cls.data() + idx, class_map.data() + p, len);
+            const uint8_t* const cm = class_map.data() + p;
+            uint16_t* const o = sq + idx;
+            for (uint64_t k = 0; k < len; ++k)
+              o[k] = static_cast<uint16_t>(o[k] | unsigned{cm[k]} << kClassShift);
             idx += len;
             i += len;
           }
         } else {
           PositionCursor at(geo, i);
-          for (; i < stop; ++i, at.Next(), ++idx) cls[idx] = class_map[at.pos];
+          for (; i < stop; ++i, at.Next(), ++idx)
+            sq[idx] = static_cast<uint16_t>(sq[idx] | unsigned{class_map[at.pos]} << kClassShift);
         }
       }
       i = stop;
     }
-    // Per-class histograms in two interleaved tables (consecutive increments of one symbol do
-    // not wait on each other), folded into 64-bit totals every 2^30 elements.
-    const size_t table_size = size_t{nclass} * kNumSymbols;
-    class_hist.assign(table_size, 0);
-    std::vector<uint32_t> part(2 * table_size);
+    // Per-class histograms in eight interleaved tables (element q counts in table q mod 8, so
+    // the increments of a run of one class and symbol do not wait on each other; the tables lie
+    // a cache line more than a multiple of 4 KB apart, so that the same index in two tables
+    // neither shares a cache set nor looks like the same address to the load-store check),
+    // folded into 64-bit totals every 2^30 elements.
+    const size_t stride = size_t{nclass} * kEncStride + 16;
+    class_hist.assign(size_t{nclass} * kNumSymbols, 0);
+    std::vector<uint32_t> part(8 * stride);
     for (uint64_t b = 0; b < nsyms; b += uint64_t{1} << 30) {
       const uint64_t e = std::min(nsyms, b + (uint64_t{1} << 30));
-      uint32_t* const h0 = part.data();
-      uint32_t* const h1 = part.data() + table_size;
+      uint32_t* const h = part.data();
       uint64_t q = b;
-      for (; q + 2 <= e; q += 2) {
-        ++h0[size_t{cls[q]} * kNumSymbols + syms[q]];
-        ++h1[size_t{cls[q + 1]} * kNumSymbols + syms[q + 1]];
+      for (; q + 8 <= e; q += 8) {
+        ++h[0 * stride + sq[q]];
+        ++h[1 * stride + sq[q + 1]];
+        ++h[2 * stride + sq[q + 2]];
+        ++h[3 * stride + sq[q + 3]];
+        ++h[4 * stride + sq[q + 4]];
+        ++h[5 * stride + sq[q + 5]];
+        ++h[6 * stride + sq[q + 6]];
+        ++h[7 * stride + sq[q + 7]];
       }
-      if (q < e) ++h0[size_t{cls[q]} * kNumSymbols + syms[q]];
-      for (size_t t = 0; t < table_size; ++t) class_hist[t] += uint64_t{h0[t]} + h1[t];
+      for (; q < e; ++q) ++h[sq[q]];
+      for (unsigned c = 0; c < nclass; ++c) {
+        for (unsigned w = 0; w < 8; ++w) {
+          const uint32_t* const from = h + w * stride + size_t{c} * kEncStride;
+          uint64_t* const to = class_hist.data() + size_t{c} * kNumSymbols;
+          for (unsigned t = 0; t < kNumSymbols; ++t) to[t] += from[t];
+        }
+      }
       std::fill(part.begin(), part.end(), 0u);
     }
   } else {
@@ -889,8 +895,8 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   // Frequency tables (§13.1, §13.2): one per class (mode 1: one).
   std::vector<unsigned> nsyms_of(nclass, 0);
   std::vector<std::vector<unsigned>> classes(nclass);
-  std::vector<EncSymbol> table(size_t{nclass} * kNumSymbols);
-  std::vector<uint32_t> fs(size_t{nclass} * kEncStride, 0);  // the paired encoder's table
+  std::vector<EncSymbol> table(size_t{nclass} * kEncStride);  // at class · 512 + symbol
+  std::vector<uint32_t> fs(size_t{nclass} * kEncStride, 0);   // the paired encoder's table
   for (unsigned c = 0; c < nclass; ++c) {
     const uint64_t* h = class_hist.data() + size_t{c} * kNumSymbols;
     unsigned nsym = 0;
@@ -903,7 +909,7 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
     Normalize(classes[c], &freq, &cum);
     for (unsigned s = 0; s < nsym; ++s)
       if (freq[s]) {
-        table[size_t{c} * kNumSymbols + s] = MakeEncSymbol(cum[s], freq[s]);
+        table[size_t{c} * kEncStride + s] = MakeEncSymbol(cum[s], freq[s]);
         fs[size_t{c} * kEncStride + s] = freq[s] | cum[s] << 15;
       }
   }
@@ -936,26 +942,18 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
       }
       if (set != 0) {
         const uint16_t* sy[4];
-        const uint8_t* cl[4];
         uint64_t cnt[4];
         uint8_t* ends[4];
         uint8_t* begins[4];
         for (unsigned h = 0; h < set; ++h) {
           sy[h] = syms.data() + chunk_syms[j + h];
-          cl[h] = nclass > 1 ? cls.data() + chunk_syms[j + h] : nullptr;
           cnt[h] = chunk_syms[j + h + 1] - chunk_syms[j + h];
           ends[h] = rans.data() + slot_end[j + h + 1];
         }
         if (set == 4) {
-          if (nclass > 1) {
-            EncodeRansSet<true, 2>(sy, cnt, cl, table.data(), fs.data(), ends, begins);
-          } else {
-            EncodeRansSet<false, 2>(sy, cnt, cl, table.data(), fs.data(), ends, begins);
-          }
-        } else if (nclass > 1) {
-          EncodeRansSet<true, 1>(sy, cnt, cl, table.data(), fs.data(), ends, begins);
+          EncodeRansSet<2>(sy, cnt, table.data(), fs.data(), ends, begins);
         } else {
-          EncodeRansSet<false, 1>(sy, cnt, cl, table.data(), fs.data(), ends, begins);
+          EncodeRansSet<1>(sy, cnt, table.data(), fs.data(), ends, begins);
         }
         for (unsigned h = 0; h < set; ++h)
           rans_begin[j + h] = static_cast<uint64_t>(begins[h] - rans.data());
@@ -964,9 +962,7 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
       }
       if (a == b) continue;
       uint8_t* const end = rans.data() + slot_end[j + 1];
-      uint8_t* const begin =
-          nclass > 1 ? EncodeRansClasses(syms.data() + a, cls.data() + a, b - a, table.data(), end)
-                     : EncodeRans(syms.data() + a, b - a, table.data(), end);
+      uint8_t* const begin = EncodeRans(syms.data() + a, b - a, table.data(), end);
       rans_begin[j] = static_cast<uint64_t>(begin - rans.data());
     }
   });
