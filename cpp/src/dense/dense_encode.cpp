@@ -861,9 +861,11 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
     // a cache line more than a multiple of 4 KB apart, so that the same index in two tables
     // neither shares a cache set nor looks like the same address to the load-store check),
     // folded into 64-bit totals every 2^30 elements.
-    const size_t stride = size_t{nclass} * kEncStride + 16;
+    constexpr size_t stride = SLICER_DENSE_MAX_CLASSES * kEncStride + 16;  // offsets in the code
+    const size_t used = size_t{nclass} * kEncStride;
     class_hist.assign(size_t{nclass} * kNumSymbols, 0);
-    std::vector<uint32_t> part(8 * stride);
+    std::vector<uint32_t, internal::UninitializedAllocator<uint32_t>> part(8 * stride);
+    for (unsigned w = 0; w < 8; ++w) std::fill_n(part.data() + w * stride, used, 0u);
     for (uint64_t b = 0; b < nsyms; b += uint64_t{1} << 30) {
       const uint64_t e = std::min(nsyms, b + (uint64_t{1} << 30));
       uint32_t* const h = part.data();
@@ -886,7 +888,7 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
           for (unsigned t = 0; t < kNumSymbols; ++t) to[t] += from[t];
         }
       }
-      std::fill(part.begin(), part.end(), 0u);
+      for (unsigned w = 0; w < 8; ++w) std::fill_n(part.data() + w * stride, used, 0u);
     }
   } else {
     class_hist.assign(hist, hist + kNumSymbols);
