@@ -284,3 +284,59 @@ def test_threads_split_sets_the_same(monkeypatch):
         monkeypatch.setenv("SLICER_DENSE_SIMD", "0")
         assert same_values(got, slicer.decode(want, threads=1))
         monkeypatch.setenv("SLICER_DENSE_SIMD", "1")
+
+
+def _extra_bit_blocks(seed: int, n: int, step: float) -> np.ndarray:
+    """float32 input whose 256-element blocks (the encoder's quantizer blocks) hold 0, 1, 63, 64,
+    65, 128 or 256 codes ≥ 8 (the ones with extra bits), in random places: the encoder writes a
+    block's extra bits one element at a time when at most a quarter of its codes carry them and
+    eight lanes at a time otherwise; both must give the scalar path's and the reference's bytes."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, 7.4, n) * step  # codes 0 … 7 (ρ = 1/2)
+    counts = (0, 1, 63, 64, 65, 128, 256)
+    for b, start in enumerate(range(0, n, 256)):
+        size = min(256, n - start)
+        k = min(counts[b % len(counts)], size)
+        at = start + rng.choice(size, size=k, replace=False)
+        x[at] = rng.uniform(8.0, 3000.0, k) * step  # codes 8 … 3000: 1 to 9 extra bits
+    x *= rng.choice([-1.0, 1.0], n)
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize("offsets", [None, (-20, 7)])
+def test_encoder_extra_bit_blocks_match_reference(offsets, monkeypatch):
+    x = _extra_bit_blocks(31, 3 * CHUNK + 101, 0.25)  # a tail block of 101 (the general path)
+    params = rd.default_params(step=0.25, offsets=offsets, chunk_log2=13)
+    want = rd.encode(x, params)
+    for simd in ("1", "0"):
+        monkeypatch.setenv("SLICER_DENSE_SIMD", simd)
+        assert native(x, params) == want, simd
+    monkeypatch.setenv("SLICER_DENSE_SIMD", "1")
+    assert same_values(_same_decode(want, monkeypatch), rd.reconstruct(rd.plan(x, params)))
+
+
+@pytest.mark.parametrize(
+    "shape, extra",
+    [
+        # positions along the last axis (runs of the class map), rows crossing chunks
+        ((33, 577), dict(classes=2)),
+        # positions along axis 1 with an inner extent (one position per element, cursor walk)
+        ((4, 40, 300), dict(classes=16, class_axis=1)),
+        ((20, 1000), dict(classes=16, class_map="ranges")),
+        (
+            (8, 12, 9, 31),
+            dict(classes=5, class_axis=1, class_map="bounds", class_bounds=[2, 5, 7, 10]),
+        ),
+        ((48, 576), dict(classes=8, layout=1)),  # one step per row
+    ],
+)
+def test_encoder_class_symbols_match_reference(shape, extra, monkeypatch):
+    """Mode 2: every element's class folded into its symbol index (class · 512 + symbol, the
+    encoder's per-class tables and eight histogram tables), on the SIMD and the scalar path,
+    against the NumPy reference's bytes (at step 0.05 most codes carry extra bits)."""
+    x = _data(shape, 32 + len(shape), outliers=60, outlier_size=40.0)
+    params = rd.default_params(step=0.05, chunk_log2=13, **extra)
+    want = rd.encode(x, params)
+    for simd in ("1", "0"):
+        monkeypatch.setenv("SLICER_DENSE_SIMD", simd)
+        assert native(x, params) == want, simd
