@@ -291,19 +291,19 @@ def test_transport_and_split_model_apply_it(tmp_path) -> None:  # noqa: ANN001
 
 def test_efficientnet_block10_kl_falls_on_held_out_photos() -> None:
     """The real cut: EfficientNet-Lite0 after block 10 at 2 b/el (mode auto). An estimator
-    fitted on views of half of the ImageNet photos and of scikit-image's photos must lower the
-    mean KL to the uncut model on views of the other ImageNet photos, which it never saw. It
-    can fail: fitted on gallery photos alone it raises this KL (bench/RESULTS.md §9.17)."""
+    fitted on 6 views of each of half of the ImageNet photos must lower the mean KL to the
+    uncut model on views of the other ImageNet photos, which it never saw. It can fail: fitted
+    on scikit-image / CIFAR photos alone it raised this KL (0.0138 → 0.0152; bench/RESULTS.md
+    §9.17 saw the same at block 4)."""
     pytest.importorskip("onnxruntime")
     from slicer.split import SplitModel, zoo
-    from slicer.split.datasets import gallery_images
     from slicer.split.transport import CodecParams, decode_packet, encode_values
 
     cut = "/_blocks.9/Add_output_0"
     split = SplitModel(zoo.model_path("efficientnet-lite0"), cut, providers="cpu", threads=1)
     params = CodecParams(mode="auto", max_bytes=int(2.0 * 112 * 14 * 14 / 8))
     photos = [rgb for rgb, _label, _name in zoo.imagenet_photos()]
-    fit_images = photos[0::2] + [rgb for rgb, s in gallery_images() if s.startswith("skimage/")]
+    fit_images = photos[0::2]
 
     def views(rgb: np.ndarray) -> list[np.ndarray]:
         rgb = rgb if rgb.ndim == 3 else np.stack([rgb] * 3, -1)
@@ -335,7 +335,6 @@ def test_efficientnet_block10_kl_falls_on_held_out_photos() -> None:
             ref_logits = split.run_tail({cut: x})["logits"][0]
             plain.append(kl(ref_logits, split.run_tail({cut: y})["logits"][0]))
             estimated.append(kl(ref_logits, split.run_tail({cut: est.apply(y)})["logits"][0]))
-    print(f"KL plain {np.mean(plain):.5f} estimated {np.mean(estimated):.5f}")
     assert np.mean(estimated) < np.mean(plain)
 
 
