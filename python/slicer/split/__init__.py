@@ -19,7 +19,7 @@ Python API::
     samples = load_samples("photos", part, 200)                # or a list of input dicts
     settings = calibrate(part, "agreement:0.99", samples, split="all")   # per-cut settings
     save_settings(settings, "s.json"); plan(profile, budget, settings=load_settings("s.json"))
-    # a cut's calibrated KLT / decoder-side estimator (calibrate(..., transform=True, estimator=True))
+    # a cut's KLT / decoder-side estimator: calibrate(..., transform=True, estimator=True)
     entry = load_settings("s.json")["cuts"][0]
     split = SplitModel(part, entry["name"], transforms=transforms_for_entry(entry),
                        estimators=estimators_for_entry(entry))     # settings.*_for_entry
