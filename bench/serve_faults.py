@@ -1,7 +1,7 @@
 """Fault storm against a real ``slicer serve`` process while good clients keep being served.
 
     python bench/serve_faults.py [--model efficientnet-lite0] [--settings PLAN.json]
-        [--bad 1000] [--good 8] [--killed 16] [--json OUT.json]
+        [--bad 1000] [--good 8] [--killed 16] [--workers 1] [--json OUT.json]
 
 1. Start the server (separate process, 127.0.0.1) and ``--good`` client processes that send
    real requests for the whole run and check every reply against its expected outputs.
@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--good", type=int, default=8)
     ap.add_argument("--killed", type=int, default=16)
     ap.add_argument("--good-seconds", type=float, default=150.0, help="how long good clients run")
+    ap.add_argument("--workers", type=int, default=1, help="the server's --workers")
     ap.add_argument("--json", help="write the result JSON here")
     args = ap.parse_args(argv)
 
@@ -213,7 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     inputs = model_inputs(args.model, full, args.good * 4)
     prepared = prepare("slicer", part, cutobj, inputs, params)
     config = LoadConfig(
-        model=args.model, cut=cut, params=params, clients=[args.good], max_queue=1024
+        model=args.model,
+        cut=cut,
+        params=params,
+        clients=[args.good],
+        max_queue=1024,
+        workers=args.workers,
     )
     server = ServerProcess(path, cut, config)
     result: dict = {"model": args.model, "cut": cut, "bad": args.bad, "killed": args.killed}

@@ -20,6 +20,7 @@ pytest.importorskip("onnxruntime")
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from serve_fronts import FRONTS, serve_config  # noqa: E402
 from slicer.serve import EdgeClient, ServeConfig, ServerThread, TailEngine, wire  # noqa: E402
 from slicer.serve import wire_pb2 as pb  # noqa: E402
 from slicer.serve.server import SERVICE  # noqa: E402
@@ -45,7 +46,7 @@ def split(model):
     return SplitModel(Partitioner(model), TOY_CUT, providers=["CPUExecutionProvider"], threads=1)
 
 
-@pytest.fixture(params=["aio", "sync"])
+@pytest.fixture(params=FRONTS)
 def front(request):
     return request.param
 
@@ -92,7 +93,7 @@ def test_batch_elements_concatenate_to_the_serialized_batch(seqs, ids, message):
 
 
 def test_every_request_of_a_batch_gets_its_own_status(engine, split, front):
-    config = ServeConfig(max_request_bytes=4096, front=front)
+    config = serve_config(front, max_request_bytes=4096)
     with ServerThread(engine, config) as server:
         info = EdgeClient(server.target).info
         assert info.max_requests_per_message == wire.MAX_REQUESTS_PER_MESSAGE
@@ -171,7 +172,7 @@ def test_every_request_of_a_batch_gets_its_own_status(engine, split, front):
 
 
 def test_edge_client_batches_messages(engine, model, split, front):
-    config = ServeConfig(max_batch=8, batch_window_ms=5, front=front)
+    config = serve_config(front, max_batch=8, batch_window_ms=5)
     with ServerThread(engine, config) as server:
         with EdgeClient(server.target, model, params=PARAMS, batch_messages=True) as edge:
             assert edge.batch_messages
@@ -258,7 +259,7 @@ def test_loadtest_coalesced_pipelined_clients(capsys):
 def test_batched_stream_ends_on_takeover_and_on_idle(engine, split, front):
     """A SessionBatched stream is a session like any other: another stream (of either kind)
     taking its id over ends it with ABORTED, idleness with DEADLINE_EXCEEDED."""
-    config = ServeConfig(session_idle_s=0.4, front=front)
+    config = serve_config(front, session_idle_s=0.4)
     with ServerThread(engine, config) as server:
         channel = grpc.insecure_channel(server.target)
         batched = channel.stream_stream(

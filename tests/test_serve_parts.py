@@ -147,3 +147,81 @@ def test_channel_window_holds_the_largest_message(request_cap, reply_cap) -> Non
     window = options["grpc.http2.lookahead_bytes"]
     assert window >= max(request_cap, reply_cap) + wire.TRANSPORT_SLACK
     assert window < 2**31  # a gRPC int channel argument
+
+
+# ---------------------------------------------------------------- event-loop wake-ups (§7.3.4)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 300), st.integers(0, 3))
+def test_drained_reader_leaves_one_byte_for_the_original(waiting, later) -> None:
+    """The wrapper takes all but one waiting byte; the reader it wraps takes the last one
+    (never blocking, never finding none), and bytes written afterwards stay for later."""
+    import socket
+
+    from slicer.serve.loop_wakeups import drained
+
+    a, b = socket.socketpair()
+    try:
+        a.setblocking(False)
+        got: list[bytes] = []
+
+        def reader() -> None:  # what grpc.aio's _handle_events does first: one byte
+            got.append(a.recv(1))
+            b.send(b"x" * later)  # completions queued while the reader runs
+
+        b.send(b"1" * waiting)
+        drained(a, reader)()
+        assert got == [b"1"]
+        left = b""
+        with pytest.raises(BlockingIOError):
+            while True:
+                left += a.recv(4096)
+        assert left == b"x" * later
+    finally:
+        a.close()
+        b.close()
+
+
+def test_grpc_completion_reader_is_wrapped_once() -> None:
+    """On a running grpc.aio server the loop's completion reader is wrapped (grpcio's poller
+    reads a socket pair), a second call wraps nothing more, and calls still complete."""
+    import grpc
+
+    from slicer.serve.loop_wakeups import drain_completion_wakeups
+
+    def wrapped(loop: asyncio.AbstractEventLoop) -> int:
+        handles = [key.data[0] for key in loop._selector.get_map().values()]
+        return sum(getattr(h._callback, "slicer_drained", False) for h in handles)
+
+    async def main() -> tuple[bool, bool, int, int, bytes]:
+        server = grpc.aio.server()
+        echo = grpc.unary_unary_rpc_method_handler(lambda request, context: request)
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("t.Echo", {"Echo": echo}),)
+        )
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        loop = asyncio.get_running_loop()
+        first = drain_completion_wakeups(loop)
+        second = drain_completion_wakeups(loop)
+        count = wrapped(loop)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            answers = await asyncio.gather(
+                *(channel.unary_unary("/t.Echo/Echo")(bytes([k])) for k in range(50))
+            )
+        await server.stop(0)
+        return first, second, count, len(answers), b"".join(answers)
+
+    first, second, count, n, joined = asyncio.run(main())
+    assert first == second and count == int(first)
+    assert n == 50 and joined == bytes(range(50))
+
+
+def test_workers_zero_is_the_asyncio_front_only() -> None:
+    from slicer.serve import ServeConfig
+
+    assert ServeConfig(workers=0).workers == 0
+    for bad in (dict(workers=-1), dict(workers=0, front="sync"), dict(workers=257)):
+        with pytest.raises(ValueError, match="workers"):
+            ServeConfig(**bad)

@@ -121,7 +121,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--max-batch", type=int, default=16, help="requests per tail run")
     s.add_argument("--batch-window", type=float, default=2.0, help="batching window, ms")
-    s.add_argument("--workers", type=int, default=1, help="worker threads running tails")
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker threads running tails (0: on the event-loop thread, no hand-off)",
+    )
     s.add_argument("--threads", type=int, default=1, help="ORT intra-op threads per run")
     s.add_argument("--max-queue", type=int, default=256, help="admitted requests waiting, cap")
     s.add_argument("--max-sessions", type=int, default=1024, help="open sessions, cap")
@@ -205,7 +210,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     lt.add_argument("--max-batch", type=int, default=16)
     lt.add_argument("--batch-window", type=float, default=2.0)
-    lt.add_argument("--workers", type=int, default=1)
+    lt.add_argument("--workers", type=int, default=1, help="the server's --workers")
     lt.add_argument("--max-queue", type=int, default=1024)
     lt.add_argument("--sparsity", type=float, default=None, help="codec sparsity (no --settings)")
     lt.add_argument("--bits", type=int, default=None)

@@ -4,8 +4,9 @@ Life of a request: the stream handler validates it on the event loop (caps, vers
 fingerprint, cut, session, sequence number — no payload byte is decoded there), puts it on a
 bounded queue (full → RESOURCE_EXHAUSTED with a retry hint), a batcher takes up to
 ``max_batch`` requests that arrive within ``batch_window_ms`` and hands them to one of
-``workers`` threads, which decodes them and runs the tail once per group of equal shapes
-(:class:`~slicer.serve.engine.TailEngine`). Each request gets exactly one reply on its stream.
+``workers`` threads (``workers=0``: runs them on the event-loop thread itself), which decodes
+them and runs the tail once per group of equal shapes (:class:`~slicer.serve.engine.TailEngine`).
+Each request gets exactly one reply on its stream.
 
 One stream = one session. Per-session state (sequence numbers, counters, and room for the
 tail's KV cache of autoregressive sessions) lives until the stream ends, the client vanishes,
@@ -36,6 +37,7 @@ from google.protobuf.message import DecodeError
 from . import wire
 from . import wire_pb2 as pb
 from .engine import Item, Outcome, TailEngine
+from .loop_wakeups import drain_completion_wakeups
 from .metrics import Metrics, observe_many
 
 SERVICE = "slicer.serve.v1.SplitInference"
@@ -51,7 +53,7 @@ class ServeConfig:
     metrics_port: int | None = 0  # HTTP /metrics /healthz /readyz; None: off, 0: any free port
     max_batch: int = 16
     batch_window_ms: float = 2.0
-    workers: int = 1
+    workers: int = 1  # 0: batches run on the event-loop thread (asyncio front only)
     max_queue: int = 256
     max_sessions: int = 1024
     session_idle_s: float = 60.0
@@ -65,7 +67,7 @@ class ServeConfig:
         checks = {
             "max_batch": self.max_batch >= 1,
             "batch_window_ms": 0 <= self.batch_window_ms <= 1000,
-            "workers": 1 <= self.workers <= 256,
+            "workers": (0 if self.front == "aio" else 1) <= self.workers <= 256,
             "max_queue": self.max_queue >= 1,
             "max_sessions": self.max_sessions >= 1,
             "session_idle_s": self.session_idle_s > 0,
@@ -223,7 +225,9 @@ class Backend:
         self.draining = False
         self._queue: asyncio.Queue[Item] | None = None
         self._slots: asyncio.Semaphore | None = None
-        self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix="slicer-tail")
+        self._executor = ThreadPoolExecutor(
+            max(1, config.workers), thread_name_prefix="slicer-tail"
+        )
         self._tasks: list[asyncio.Task] = []
         self._service_s = 0.002  # moving average of per-request service time (retry hints)
         self._anon = 0
@@ -242,7 +246,7 @@ class Backend:
                 self._executor, warm, self.config.max_batch
             )
         self._queue = asyncio.Queue(self.config.max_queue)
-        self._slots = asyncio.Semaphore(self.config.workers)
+        self._slots = asyncio.Semaphore(max(1, self.config.workers))
         self._tasks = [
             asyncio.create_task(self._batcher()),
             asyncio.create_task(self._janitor()),
@@ -532,7 +536,7 @@ class Backend:
                 queued = False
         if not queued:
             depth = self.queue_depth()
-            retry = max(5, int(1e3 * self._service_s * depth / self.config.workers))
+            retry = max(5, int(1e3 * self._service_s * depth / max(1, self.config.workers)))
             self._reject(
                 replies,
                 session.sid,
@@ -570,8 +574,25 @@ class Backend:
                 slots.release()
                 continue
             start = time.perf_counter()
+            if self.config.workers == 0 and type(self)._submit is Backend._submit:
+                self._run_here(live, start)
+                await asyncio.sleep(0)  # the replies go out, reads are admitted, then the next
+                continue
             fut = self._submit(live)
             fut.add_done_callback(lambda f, b=live, s=start: self._deliver(f, b, s))
+
+    def _run_here(self, batch: list[Item], start: float) -> None:
+        """``workers == 0``: run the batch on the event-loop thread. No hand-off to a worker
+        and back (a futex wake, a loop wake-up, the GIL passed twice per batch), and the
+        completions that arrive meanwhile are handled together afterwards; the price is that
+        nothing is admitted or answered while a tail runs."""
+        assert self._slots is not None
+        try:
+            outcomes = self.engine.run_batch(batch)
+        except Exception as exc:  # an engine bug: every member learns it, the server lives on
+            outcomes = self._failed(batch, exc)
+        self._slots.release()
+        self._account(batch, outcomes, start)
 
     def _submit(self, batch: list[Item]) -> asyncio.Future:
         """Run a batch; the future's result is one Outcome per item (in order)."""
@@ -759,6 +780,7 @@ async def start_server(
     http, metrics_port = _http(backend, config)
     await backend.start()
     await server.start()
+    drain_completion_wakeups(asyncio.get_running_loop())
     return Running(port, metrics_port, backend, server, http)
 
 
