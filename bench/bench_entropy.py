@@ -4,6 +4,7 @@ order-0 entropy of the codes, tables included, on groups of >= 4096 elements; no
 
     python bench/bench_entropy.py          # needs bench/data/ (bench/activations.py)
     python bench/bench_entropy.py --classes   # mode 2: one table per class of positions
+    python bench/bench_entropy.py --kinds [--plot PNG] [NAME ...]  # 4096 slices: kind 0 vs "auto"
 
 For every workload, slice size (4096 elements and the whole tensor) and step (chosen for
 0.5 ... 8 bits per element), the codes q of the real stream (the reference quantizer,
@@ -19,6 +20,11 @@ bound is H0|class = the sum over classes of each class's order-0 entropy (under 
 class map: its kind, rank / ranges / bounds, and boundaries as ``inspect`` reports them);
 "coded" adds the class map to the tables. Overhead = coded / H0|class - 1, and the saving
 against the one-table H0.
+
+With table kinds (``--kinds``, docs/format.md §13.5): the 4096-element slices at the step of
+each target rate (found with kind 0, so both streams hold the same codes), coded with
+table_kind=0 and "auto" (the shortest of kinds 0 … 4) by the C++ encoder; both decoded (same
+values); the overhead of each and the kind "auto" took.
 """
 
 from __future__ import annotations
@@ -110,11 +116,77 @@ def classes_table() -> int:
     return 0
 
 
+def kinds_table(names: list[str], plot: str | None = None) -> int:
+    import slicer
+
+    workloads = {n: np.load(bench_rd.DATA_DIR / f"{n}.npy") for n in names} or (
+        bench_rd.load_workloads(bench_rd.DATA_DIR, None)
+    )
+    print("| workload | b/el | H0 b/el | kind 0 b/el | over kind 0 | auto b/el | over auto "
+          "| kind |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    within = {0: 0, "auto": 0}
+    cells = 0
+    rows = []  # (name, b/el, over kind 0, over auto) for the plot
+    for name, x in workloads.items():
+        part = x.reshape(-1)[:4096]
+        for bpe in TARGET_BPE:
+            step = step_for(part, bpe)
+            p = rd.plan(part, rd.default_params(step=step))
+            h0 = entropy_bits(np.where(p.negative, -p.m, p.m))
+            row, values = [], []
+            for kind in (0, "auto"):
+                stream = slicer.encode(part, mode="dense", step=step, table_kind=kind)
+                info = slicer.inspect(stream)
+                a = info.account
+                coded = 8 * (a.freq_table + a.chunk_table + a.codes + a.extra_bits)
+                over = coded / h0 - 1
+                within[kind] += over <= 0.03
+                row += [f"{coded / part.size:.4f}", f"{100 * over:+.2f} %"]
+                values.append(slicer.decode(stream).tobytes())
+            assert values[0] == values[1]
+            cells += 1
+            rows.append((name, bpe, float(row[1][:-2]), float(row[3][:-2])))
+            print(f"| {name} | {bpe:g} | {h0 / part.size:.4f} | " + " | ".join(row)
+                  + f" | {info.table_kind} |", flush=True)  # fmt: skip
+    print()
+    print(f"slices within 3 %: kind 0 {within[0]} / {cells}, auto {within['auto']} / {cells}")
+    if plot:
+        plot_kinds(rows, plot)
+    return 0
+
+
+def plot_kinds(rows: list[tuple[str, float, float, float]], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = sorted({r[1] for r in rows})
+    fig, axes = plt.subplots(1, len(rates), figsize=(3.2 * len(rates), 3.6), sharey=True)
+    for ax, bpe in zip(axes, rates, strict=True):
+        part = [r for r in rows if r[1] == bpe]
+        pos = np.arange(len(part))
+        ax.bar(pos - 0.2, [r[2] for r in part], 0.4, label="table_kind=0")
+        ax.bar(pos + 0.2, [r[3] for r in part], 0.4, label='table_kind="auto"')
+        ax.axhline(3.0, color="k", lw=0.8, ls="--")
+        ax.set_xticks(pos, [r[0] for r in part], rotation=60, ha="right", fontsize=7)
+        ax.set_title(f"{bpe:g} b/el")
+    axes[0].set_ylabel("coded over H0, % (4096 elements)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main() -> int:
     import slicer
 
     if "--classes" in sys.argv[1:]:
         return classes_table()
+    if "--kinds" in sys.argv[1:]:
+        args = sys.argv[1:]
+        plot = args[args.index("--plot") + 1] if "--plot" in args else None
+        return kinds_table([a for a in args if not a.startswith("--") and a != plot], plot)
     workloads = bench_rd.load_workloads(bench_rd.DATA_DIR, None)
     print("| workload | elements | target b/el | H0 b/el | coded b/el | overhead |")
     print("|---|---:|---:|---:|---:|---:|")

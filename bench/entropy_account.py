@@ -108,26 +108,9 @@ def kt_bits(counts: np.ndarray) -> float:
 # ----------------------------------------------------------------------------- table codings
 
 
-def class_count_r(v: int, r: int) -> int:
-    t, m = 2 << r, 1 << r
-    if v < t:
-        return v
-    k, mt = divmod(v - t, m)
-    return (m + mt) << (k + 1)
-
-
-def count_class_r(n: int, r: int) -> int:
-    lo, hi = 1, 511
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if class_count_r(mid, r) <= n:
-            lo = mid
-        else:
-            hi = mid - 1
-    v = lo
-    if v < 511 and class_count_r(v + 1, r) - n < n - class_count_r(v, r):
-        v += 1
-    return v
+# count classes with r mantissa bits and their nearest class: docs/format.md §13.5 (the reference)
+class_count_r = rd.class_count_bits
+count_class_r = rd.count_class_bits
 
 
 def eg0_bits(z: int) -> int:
@@ -153,36 +136,12 @@ def classes_table(counts: np.ndarray, r: int) -> tuple[int, list[int]]:
     return class_table_bits(classes), rd.normalize([class_count_r(v, r) for v in classes])
 
 
-# 2^32 * 2^(-k/16), k = 0 … 15, rounded down: the one table a spec of the geometric kind needs.
-GEOM_ROOTS = [math.floor(2.0 ** (32 - k / 16)) for k in range(16)]
-ONE_Q32 = 1 << 32
-
-
-def pow_q32(base: int, n: int) -> int:
-    """base^n in unsigned Q32 (base <= 2^32), square-and-multiply, each product floored."""
-    r = ONE_Q32
-    while n:
-        if n & 1:
-            r = (r * base) >> 32
-        base = (base * base) >> 32
-        n >>= 1
-    return r
-
-
 @functools.lru_cache(maxsize=1 << 16)
 def geom_counts(nsym: int, z: int, a: int) -> tuple[int, ...]:
-    """Integer pseudo-counts (sum about 2^24) of the geometric table with parameters z, a:
-    zero mass (2z + 1) / 512, 1 - theta = 2^(-a/16) (mean magnitude given m >= 1: 2^(a/16)),
-    each sign half of P(bin | m >= 1) = theta^(lo - 1) (1 - theta^(2^w)); every symbol >= 1.
-    Integers only, so that every backend would build the same table (§13.2 then normalises)."""
-    theta = ONE_Q32 - (GEOM_ROOTS[a % 16] >> (a // 16))
-    zero = (2 * z + 1) << 15  # Q24
-    counts = [zero]
-    for s in range(1, nsym):
-        lo, w = rd.bin_base((s + 1) // 2)
-        mass = (pow_q32(theta, lo - 1) * (ONE_Q32 - pow_q32(theta, 1 << w))) >> 32
-        counts.append(max(1, ((1 << 24) - zero) * mass >> 33))
-    return tuple(counts)
+    """Integer pseudo-counts of the geometric table with parameters z, a (docs/format.md §13.5,
+    the reference's rule): zero mass (2z + 1) / 512, 1 - theta = 2^(-a/16), each sign half of
+    P(bin | m >= 1) = theta^(lo - 1) (1 - theta^(2^w)); every symbol >= 1."""
+    return tuple(rd.geom_counts(nsym, z, a))
 
 
 def geom_table(counts: np.ndarray) -> tuple[int, list[int]]:

@@ -7,7 +7,8 @@
 //    of a 2-d shape, a §18.1 map, §18.3 index ranges or §18.4 boundaries) encodes; the stream
 //    decodes, its error is within (max(rho, 1 - rho) + |offset|) steps, and encoding is
 //    deterministic; with trellis (mode 3) the same, the error within max(|x|, 3 steps) + 1/2
-//    step (the Viterbi may code 0 or a neighbour of the nearest level).
+//    step (the Viterbi may code 0 or a neighbour of the nearest level); mode 1 with any table
+//    kind (§13.5) decodes to kind 0's values, "auto" never longer than kind 0.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -67,6 +68,7 @@ void RoundTrip(const uint8_t* data, size_t size) {
   p.step = std::ldexp(1.0f + data[1] / 256.0f, exponent);
   p.rho_256 = static_cast<uint8_t>(1 + data[2] % 128);
   p.chunk_log2 = static_cast<uint8_t>(6 + data[3] % 6);
+  const unsigned kind = (data[3] >> 4) % 7;  // §13.5 table kinds: 0 … 4, 5 auto, 6 none
   p.auto_offsets = data[4] & 1;
   p.offset1 = static_cast<int8_t>(data[5]);
   p.offset2 = static_cast<int8_t>(data[6]);
@@ -89,6 +91,9 @@ void RoundTrip(const uint8_t* data, size_t size) {
     if (!std::isfinite(v) || std::fabs(v) > 1e6f) v = 0.0f;
   const int64_t shape[2] = {static_cast<int64_t>(x.size() / cols), static_cast<int64_t>(cols)};
   p.classes = static_cast<uint8_t>(std::min(classes, cols));
+  // §13.5 table kinds: 0 … 4 in mode 1, auto (0 in modes 2, 3), 0.
+  const bool mode1 = p.classes <= 1 && !p.trellis;
+  p.table_kind = kind == 5 ? SLICER_DENSE_TABLE_AUTO : kind < 5 && mode1 ? kind : 0;
   std::vector<uint64_t> cuts;  // §18.4: K − 1 distinct positions of 1 … L − 1, rising
   if (bounds && p.classes >= 2) {
     std::vector<uint64_t> all(cols - 1);
@@ -120,6 +125,22 @@ void RoundTrip(const uint8_t* data, size_t size) {
   slicer_dense_info info;
   if (slicer_dense_inspect(a.data(), na, 1u << 30, &info) != SLICER_OK) __builtin_trap();
   if (info.mode != (p.trellis ? 3u : p.classes > 1 ? 2u : 1u)) __builtin_trap();
+  if (p.table_kind != SLICER_DENSE_TABLE_AUTO && info.table_kind != p.table_kind) __builtin_trap();
+  if (info.table_kind > (mode1 ? 4u : 0u)) __builtin_trap();
+  if (p.table_kind != 0) {  // kind 0's stream: the same values; auto is never longer
+    slicer_dense_params q = p;
+    q.table_kind = 0;
+    size_t nq = 0;
+    if (slicer_dense_encode(x.data(), SLICER_FLOAT32, shape, 2, &q, b.data(), bound, &nq) !=
+        SLICER_OK)
+      __builtin_trap();
+    if (p.table_kind == SLICER_DENSE_TABLE_AUTO && na > nq) __builtin_trap();
+    std::vector<float> y0(x.size() + 1), y1(x.size() + 1);
+    if (slicer_decode(b.data(), nq, 1u << 30, y0.data(), y0.size() * 4, 1) != SLICER_OK ||
+        slicer_decode(a.data(), na, 1u << 30, y1.data(), y1.size() * 4, 1) != SLICER_OK ||
+        std::memcmp(y0.data(), y1.data(), x.size() * 4) != 0)
+      __builtin_trap();
+  }
   if (p.classes > 1 && (info.class_map_kind == 1) != ((p.class_axis & 2) != 0)) __builtin_trap();
   if (info.class_map_kind == 1 && info.class_map_bytes != 0) __builtin_trap();
   if (p.classes > 1 && (info.class_map_kind == 2) != (bounds != 0)) __builtin_trap();

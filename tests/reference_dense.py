@@ -88,6 +88,7 @@ def default_params(**overrides) -> dict:
         "class_axis": 0,
         "class_map": "rank",
         "class_bounds": None,
+        "table_kind": 0,  # §13.5: 0 … 4, or "auto" (the shortest stream; mode 1 only)
     }
     unknown = set(overrides) - set(params)
     if unknown:
@@ -348,6 +349,117 @@ def write_table(classes: list[int]) -> bytes:
     return bytes(out) + bw.finish()
 
 
+# ----------------------------------------------------------------------------- §13.5 table kinds
+
+TABLE_KIND_GEOM = 4  # kinds 0 … 3: count classes with 3 − kind mantissa bits; 4: geometric
+CLASS_MAX_BY_BITS = {3: 511, 2: 255, 1: 127, 0: 63}
+# floor(2^(32 − k/16)), k = 0 … 15: the largest x with x^16 ≤ 2^(512 − k) (§13.5)
+GEOM_ROOTS = [
+    4294967296, 4112874773, 3938502375, 3771522796, 3611622602, 3458501653, 3311872529,
+    3171459999, 3037000499, 2908241642, 2784941737, 2666869344, 2553802833, 2445529971,
+    2341847523, 2242560871,
+]  # fmt: skip
+
+
+def class_count_bits(v: int, r: int) -> int:
+    """cnt(v) of count classes with r mantissa bits (r = 3: §13.1's class_count)."""
+    t, half = 2 << r, 1 << r
+    if v < t:
+        return v
+    k, mt = divmod(v - t, half)
+    return (half + mt) << (k + 1)
+
+
+def count_class_bits(n: int, r: int) -> int:
+    """The class (r mantissa bits) whose count is nearest to n ≥ 1 (ties to the lower)."""
+    lo, hi = 1, CLASS_MAX_BY_BITS[r]
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if class_count_bits(mid, r) <= n:
+            lo = mid
+        else:
+            hi = mid - 1
+    if lo < CLASS_MAX_BY_BITS[r] and class_count_bits(lo + 1, r) - n < n - class_count_bits(lo, r):
+        lo += 1
+    return lo
+
+
+def pow_q32(base: int, n: int) -> int:
+    """base^n in unsigned Q32 (base ≤ 2^32): square-and-multiply, every product floored."""
+    r = 1 << 32
+    while n:
+        if n & 1:
+            r = (r * base) >> 32
+        base = (base * base) >> 32
+        n >>= 1
+    return r
+
+
+def geom_counts(nsym: int, z: int, a: int) -> list[int]:
+    """§13.5 pseudo-counts of the geometric table (z, a): normalised by §13.2 like classes."""
+    theta = (1 << 32) - (GEOM_ROOTS[a % 16] >> (a // 16))
+    zero = (2 * z + 1) << 15
+    counts = [zero]
+    for s in range(1, nsym):
+        lo, w = bin_base((s + 1) // 2)
+        mass = (pow_q32(theta, lo - 1) * ((1 << 32) - pow_q32(theta, 1 << w))) >> 32
+        counts.append(max(1, ((1 << 24) - zero) * mass >> 33))
+    return counts
+
+
+# round(2^16 · log2 f), f = 0 … 2^14 (entry 0 unused): the encoder's exact code-length score
+LOG2_Q16 = [0] + [round(65536 * math.log2(f)) for f in range(1, PROB_SCALE + 1)]
+
+
+def table_score(hist: list[int], freq: list[int]) -> int:
+    """Σ n_s · round(2^16 · log2 f_s): the larger, the fewer ideal code bits (exact integers)."""
+    return sum(n * LOG2_Q16[f] for n, f in zip(hist, freq, strict=False) if n)
+
+
+def table_model(symbols: np.ndarray, kind: int) -> tuple[bytes, list[int], list[int]]:
+    """(table bytes, freq, cum) of the coded symbols under table kind 0 … 4 (§13.5)."""
+    if symbols.size == 0:
+        return varint(0), [], [0]
+    hist = np.bincount(symbols)
+    if kind == TABLE_KIND_GEOM:  # the (z, a) of the largest score, ties to the first
+        nsym, counts, best = hist.size, hist.tolist(), (-1, 0, 0, [])
+        z0 = min(255, 256 * counts[0] // symbols.size)
+        for z in range(max(0, z0 - 3), min(256, z0 + 4)):
+            for a in range(256):
+                freq = normalize(geom_counts(nsym, z, a))
+                score = table_score(counts, freq)
+                if score > best[0]:
+                    best = (score, z, a, freq)
+        _, z, a, freq = best
+        table = varint(nsym) + bytes([z, a])
+    else:
+        r = 3 - kind
+        classes = [0 if c == 0 else count_class_bits(int(c), r) for c in hist.tolist()]
+        freq = normalize([class_count_bits(v, r) for v in classes])
+        table = write_table(classes)
+    cum = [0]
+    for f in freq:
+        cum.append(cum[-1] + f)
+    return table, freq, cum
+
+
+def read_model(stream: bytes, r: ByteReader, end: int, kind: int) -> list[int]:
+    """One §13.5 table of the given kind at r.pos → its frequencies (empty if nsym = 0)."""
+    if kind == TABLE_KIND_GEOM:
+        nsym = r.varint()
+        if nsym > NUM_SYMBOLS:
+            raise ReferenceFormatError("alphabet larger than the format allows")
+        if nsym == 0:
+            return []
+        z, a = r.u8(), r.u8()
+        return normalize(geom_counts(nsym, z, a))
+    bits = 3 - kind
+    classes = read_table(stream, r, end)
+    if any(v > CLASS_MAX_BY_BITS[bits] for v in classes):
+        raise ReferenceFormatError("count class out of range")
+    return normalize([class_count_bits(v, bits) for v in classes]) if classes else []
+
+
 # ----------------------------------------------------------------------------- §14 rANS
 
 
@@ -523,13 +635,20 @@ def encode(x: np.ndarray, params: dict | None = None) -> bytes:
     """Encode ``x`` (float32/float16/bfloat16/float64) to a format-2 dense stream."""
     params = default_params() if params is None else params
     p = plan(x, params)
-    return assemble(p)
+    if params.get("table_kind", 0) == "auto":  # §13.5: the shortest, ties to the lower kind
+        if params.get("classes", 1) != 1:  # class tables have kind 0 only
+            return assemble(p, 0)
+        streams = [assemble(p, kind) for kind in range(TABLE_KIND_GEOM + 1)]
+        return min(streams, key=len)
+    return assemble(p, params.get("table_kind", 0))
 
 
-def assemble(p: Plan) -> bytes:
+def assemble(p: Plan, table_kind: int = 0) -> bytes:
     params = p.params
     k = params.get("classes", 1)
     mode = MODE_DENSE if k == 1 else MODE_CLASSES
+    if not 0 <= table_kind <= TABLE_KIND_GEOM or (table_kind and mode != MODE_DENSE):
+        raise ValueError("table_kind must be 0 … 4, and 0 with class tables")
     out = bytearray(header_bytes(p.shape, p.dtype_code, params["layout"], mode))
     o1, o2 = p.offsets
     mode_params = struct.pack(
@@ -539,7 +658,7 @@ def assemble(p: Plan) -> bytes:
         o1,
         o2,
         params["chunk_log2"],
-        0 if p.table is None else 1,
+        (0 if p.table is None else 1) | table_kind << 1,  # §13.5: bits 1–3 the table kind
     )
     ranges = params.get("class_map", "rank") == "ranges"
     bounds = params.get("class_map", "rank") == "bounds"
@@ -563,8 +682,8 @@ def assemble(p: Plan) -> bytes:
             models.append((freq_c, cum_c))
     else:
         coded_symbols = p.symbols[p.coded]
-        classes, freq, cum = frequencies(coded_symbols)
-        out += write_table(classes)
+        table_bytes, freq, cum = table_model(coded_symbols, table_kind)
+        out += table_bytes
     n = p.flat.size
     chunk = 1 << params["chunk_log2"]
     chunks = []
@@ -720,11 +839,14 @@ def decode(stream: bytes, max_elements: int = 2**31) -> tuple[np.ndarray, Accoun
     if plen != (DENSE_PARAMS_LEN if mode == MODE_DENSE else CLASS_PARAMS_LEN):
         raise ReferenceFormatError("dense parameters of the wrong length")
     raw_params = r.take(plen)
-    step, rho, o1, o2, chunk_log2, has_table = struct.unpack("<fBbbBB", raw_params[:9])
+    step, rho, o1, o2, chunk_log2, table_byte = struct.unpack("<fBbbBB", raw_params[:9])
     if not (math.isfinite(step) and step >= 2.0**-126):
         raise ReferenceFormatError("step not a positive normal binary32")
-    if not 1 <= rho <= 128 or not 6 <= chunk_log2 <= 24 or has_table > 1:
+    has_table, table_kind = table_byte & 1, table_byte >> 1  # §13.5: bits 1–3
+    if not 1 <= rho <= 128 or not 6 <= chunk_log2 <= 24 or table_kind > TABLE_KIND_GEOM:
         raise ReferenceFormatError("dense parameter out of range")
+    if table_kind and mode != MODE_DENSE:
+        raise ReferenceFormatError("table kind other than 0 with class tables")
     nclass, class_axis, length, ranges, bounds = 1, 0, 0, False, False
     if mode == MODE_CLASSES:  # §19.1
         axis_byte, nclass = raw_params[9], raw_params[10]
@@ -779,16 +901,15 @@ def decode(stream: bytes, max_elements: int = 2**31) -> tuple[np.ndarray, Accoun
     models = []
     for c in range(nclass):
         t0 = r.pos
-        classes = read_table(stream, r, end)
-        if (len(classes) == 0) != (coded_per_class[c] == 0):
+        freq = read_model(stream, r, end, table_kind)
+        if (len(freq) == 0) != (coded_per_class[c] == 0):
             raise ReferenceFormatError("frequency table does not match the coded elements")
-        freq = normalize([class_count(v) for v in classes]) if classes else []
         cum = [0]
         for f in freq:
             cum.append(cum[-1] + f)
         models.append((freq, cum))
         acc.freq_table += r.pos - t0
-        acc.symbols = max(acc.symbols, len(classes))
+        acc.symbols = max(acc.symbols, len(freq))
         if mode == MODE_CLASSES:
             acc.class_tables.append(r.pos - t0)
     # chunk table

@@ -1,6 +1,8 @@
 // The header-only C++ wrapper: parameter fixing (§2), exceptions with status codes, and
 // encode / decode / inspect / read_header through it.
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "harness.hpp"
@@ -91,6 +93,35 @@ TEST(TrellisThroughTheWrapper) {  // format 2 mode 3 (docs/format.md §21)
   }
   CHECK(err < 0.01 * energy);  // step 0.1 on unit normals: about 0.3 % of the energy
   CHECK_EQ(StatusOf([&] { slicer::DenseParams().trellis(0.0); }), SLICER_ERR_INVALID_ARGUMENT);
+}
+
+TEST(TableKindsThroughTheWrapper) {  // format 2 mode 1, table kinds (docs/format.md §13.5)
+  const std::vector<float> x = slicer_test::Gaussian(4096, 6);
+  const std::vector<int64_t> shape = {4096};
+  const std::vector<float> want =
+      slicer::decode(slicer::dense_encode(x.data(), slicer::DType::kFloat32, shape,
+                                          slicer::DenseParams().step(1.0f)))
+          .to_float32();
+  size_t shortest = SIZE_MAX;
+  for (int kind = 0; kind <= 4; ++kind) {
+    const slicer::DenseParams p = slicer::DenseParams().step(1.0f).table_kind(kind);
+    const std::vector<uint8_t> stream =
+        slicer::dense_encode(x.data(), slicer::DType::kFloat32, shape, p);
+    CHECK(stream.size() <= slicer::dense_encode_bound(shape, slicer::DType::kFloat32, p));
+    CHECK_EQ(slicer::dense_inspect(stream).table_kind, static_cast<uint32_t>(kind));
+    CHECK(slicer::decode(stream).to_float32() == want);
+    shortest = std::min(shortest, stream.size());
+  }
+  const std::vector<uint8_t> best =
+      slicer::dense_encode(x.data(), slicer::DType::kFloat32, shape,
+                           slicer::DenseParams().step(1.0f).table_kind(SLICER_DENSE_TABLE_AUTO));
+  CHECK_EQ(best.size(), shortest);
+  CHECK_EQ(StatusOf([&] { slicer::DenseParams().table_kind(5); }), SLICER_ERR_INVALID_ARGUMENT);
+  CHECK_EQ(StatusOf([&] {
+             slicer::dense_encode(x.data(), slicer::DType::kFloat32, {64, 64},
+                                  slicer::DenseParams().step(1.0f).trellis().table_kind(4));
+           }),
+           SLICER_ERR_INVALID_ARGUMENT);
 }
 
 TEST(ErrorsCarryTheStatus) {

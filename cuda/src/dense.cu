@@ -310,6 +310,9 @@ int Setup(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
   SLICER_TRY_STATUS(dense::CheckParams(params));
   // Mode 3 (trellis, §21) is encoded on the host only (slicer_dense_params.trellis).
   if (params->trellis) return SLICER_ERR_INVALID_ARGUMENT;
+  // Table kinds (§13.5) other than 0 are chosen on the host only; auto writes kind 0.
+  if (params->table_kind != 0 && params->table_kind != SLICER_DENSE_TABLE_AUTO)
+    return SLICER_ERR_INVALID_ARGUMENT;
   try {  // shape, layout, class axis (§19.1), bounds, group table
     dense::CheckEncodeInput(data, shape, ndim, *params, &s->in);
   } catch (const internal::StatusError& error) {

@@ -136,7 +136,8 @@ std::string ReadFile(const std::filesystem::path& path) {
 // (step, rho, chunk_log2, layout, group table) and NAME.json (fixed or data offsets).
 void TestGolden() {
   const std::filesystem::path dir = SLICER_GOLDEN_V2_DIR;
-  int cases = 0, mode2_goldens = 0, range_goldens = 0, bound_goldens = 0, mode3_goldens = 0;
+  int cases = 0, mode2_goldens = 0, range_goldens = 0, bound_goldens = 0, mode3_goldens = 0,
+      kind_goldens = 0;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     if (entry.path().extension() != ".slc") continue;
     ++cases;
@@ -223,6 +224,21 @@ void TestGolden() {
       ++mode3_goldens;
       continue;
     }
+    if (info.table_kind != 0) {  // §13.5: the CPU writes the golden, the GPU encoder kind 0 only
+      p.table_kind = static_cast<uint8_t>(info.table_kind);
+      int cs = 0;
+      if (CpuEncode(data, info.dtype, shape, p, &cs) != stream || cs != 0)
+        Fail("golden " + name + ": cpu encode differs from the golden");
+      p.table_kind = SLICER_DENSE_TABLE_AUTO;
+      if (CpuEncode(data, info.dtype, shape, p, &cs).size() > stream.size() || cs != 0)
+        Fail("golden " + name + ": cpu encode with table kind auto is longer");
+      p.table_kind = static_cast<uint8_t>(info.table_kind);
+      GpuEncode(data, info.dtype, shape, p, &gs);
+      if (gs != SLICER_ERR_INVALID_ARGUMENT)
+        Fail("golden " + name + ": gpu encode with a table kind gives " + std::to_string(gs));
+      ++kind_goldens;
+      continue;
+    }
     if (info.classes > 1) {  // mode 2 (§19): both encoders write the golden
       p.classes = static_cast<uint8_t>(info.classes);
       p.class_axis = static_cast<uint8_t>(info.class_axis);
@@ -248,6 +264,7 @@ void TestGolden() {
   }
   if (mode2_goldens < 7) Fail("expected at least 7 mode-2 golden streams");
   if (mode3_goldens < 5) Fail("expected at least 5 mode-3 golden streams");
+  if (kind_goldens < 4) Fail("expected at least 4 golden streams with table kinds 1 … 4");
   if (range_goldens < 2) Fail("expected at least 2 mode-2 golden streams with index ranges");
   if (bound_goldens < 3) Fail("expected at least 3 mode-2 golden streams with range boundaries");
   if (cases < 13) Fail("expected at least 13 golden streams in " + dir.string());
@@ -617,9 +634,9 @@ void TestDamaged() {
   std::vector<std::vector<uint8_t>> streams;
   std::vector<size_t> sizes;
   const int dtypes[4] = {SLICER_FLOAT32, SLICER_FLOAT16, SLICER_BFLOAT16, SLICER_FLOAT64};
-  for (int k = 0; k < 14; ++k) {
+  for (int k = 0; k < 19; ++k) {  // 14 … 18: mode 1 with table kinds 0 … 4 (§13.5)
     const int dtype = dtypes[k % 4];
-    const size_t n = k < 4 || k >= 11 ? 700 : 9000;
+    const size_t n = k < 4 || (k >= 11 && k < 16) ? 700 : 9000;
     const auto data = MakeData(n, dtype, k % 2 ? "outliers" : "normal", &rng);
     slicer_dense_params p;
     slicer_dense_params_init(&p);
@@ -636,6 +653,12 @@ void TestDamaged() {
     }
     if (k >= 8) p.classes = static_cast<uint8_t>(2 + (k % 3) * 7);      // mode 2: 2, 9, 16 classes
     if (k >= 8 && k % 2) p.class_axis = SLICER_DENSE_CLASS_MAP_RANGES;  // §18.3 index ranges
+    if (k >= 14) {  // §13.5 table kinds in mode 1
+      p.classes = 0;
+      p.class_axis = 0;
+      p.table_kind = static_cast<uint8_t>(k - 14);
+      p.step = k % 2 ? 0.5f : 0.05f;
+    }
     int st = 0;
     streams.push_back(CpuEncode(data, dtype, shape, p, &st));
     if (st != 0) Fail("damaged-stream source " + std::to_string(k) + " not encoded");
@@ -670,6 +693,37 @@ void TestDamaged() {
     crc.back() ^= 1;
     CheckDecode(crc, sizes[s], "checksum");
     CheckDecode(streams[s], sizes[s] - 1, "small buffer");
+  }
+  // §13.5: the geometric table's z, a at every extreme and the group_table byte at every
+  // value (kinds 5 … 7, bits 4 … 7, kinds in mode 2): the same status and values.
+  for (size_t s = 14; s < streams.size(); ++s) {
+    slicer_dense_info info{};
+    if (slicer_dense_inspect(streams[s].data(), streams[s].size(), uint64_t{1} << 40, &info) != 0)
+      Fail("table-kind source not inspected");
+    const size_t at = info.header_bytes + info.group_table_bytes;  // the table's nsym varint
+    const size_t nsym_len = info.symbols < 128 ? 1 : 2;
+    for (const unsigned z : {0u, 1u, 127u, 255u}) {
+      for (const unsigned a : {0u, 1u, 15u, 16u, 100u, 255u}) {
+        if (info.table_kind != 4) break;
+        std::vector<uint8_t> d = streams[s];
+        d[at + nsym_len] = static_cast<uint8_t>(z);
+        d[at + nsym_len + 1] = static_cast<uint8_t>(a);
+        const size_t b = d.size() - 4;
+        const uint32_t crc = slicer::internal::Crc32(0, d.data(), b);
+        for (int q = 0; q < 4; ++q) d[b + q] = static_cast<uint8_t>(crc >> (8 * q));
+        CheckDecode(d, sizes[s],
+                    "geometric table z " + std::to_string(z) + " a " + std::to_string(a));
+      }
+    }
+    const size_t byte_at = info.header_bytes - 1;  // the mode's last parameter: group_table
+    for (unsigned v = 0; v < 256; v += 3) {
+      std::vector<uint8_t> d = streams[s];
+      d[byte_at] = static_cast<uint8_t>(v);
+      const size_t b = d.size() - 4;
+      const uint32_t crc = slicer::internal::Crc32(0, d.data(), b);
+      for (int q = 0; q < 4; ++q) d[b + q] = static_cast<uint8_t>(crc >> (8 * q));
+      CheckDecode(d, sizes[s], "group_table byte " + std::to_string(v));
+    }
   }
   // Most random damage must reach a rejection (else the test checks little).
   if (rejected < damaged) Fail("only " + std::to_string(rejected) + " rejections");

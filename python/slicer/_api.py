@@ -228,6 +228,7 @@ def encode(
     class_map: str | None = None,
     class_bounds: Any = None,
     trellis: bool | float = False,
+    table_kind: int | str = 0,
 ) -> Any:
     """Encode an array into a SLICER stream (docs/format.md).
 
@@ -247,14 +248,15 @@ def encode(
         topk_given = (sparsity, asym, blocks, bits, delta, seed) != (0.9, 0.0, None, 8, 0.01, 0)
         return _encode_dense(
             x, mode, topk_given, step, rel_error, max_bytes, rho, groups, chunk_size, threads, out,
-            weights, context, classes, class_map, class_bounds, trellis,
+            weights, context, classes, class_map, class_bounds, trellis, table_kind,
         )  # fmt: skip
     if (step is not None or rel_error is not None or rho is not None or weights is not None
             or classes is not None or class_map is not None
-            or class_bounds is not None or trellis is not False):  # fmt: skip
+            or class_bounds is not None or trellis is not False
+            or not (isinstance(table_kind, int) and table_kind == 0)):  # fmt: skip
         raise ValueError(
-            "step, rel_error, rho, weights, classes, class_map, class_bounds and trellis belong "
-            "to mode='dense' / mode='auto'"
+            "step, rel_error, rho, weights, classes, class_map, class_bounds, trellis and "
+            "table_kind belong to mode='dense' / mode='auto'"
         )
     if type(x) is np.ndarray and max_bytes is None and out == "host" and x.ndim:
         # Fast path: a plain C-contiguous float32 / float16 array with arguments already seen.
@@ -543,6 +545,15 @@ _DENSE_DOC = """
         `max_bytes`, `rel_error` and `classes`; not with `rho`. A CUDA array is copied to the
         host and encoded on the CPU (no GPU encoder of mode 3); ``mode="auto"`` does not use
         it unless asked.
+    table_kind : int or "auto", default 0
+        Mode 1's frequency table (docs/format.md §13.5): 0 the count classes of every earlier
+        stream, 1 … 3 coarser count classes, 4 a geometric table of 3 bytes, "auto" the
+        shortest stream of the five (ties to the lower kind). Pays on small tensors at low
+        rates (bench/RESULTS.md §9.22); streams with kinds 1 … 4 need a decoder of this
+        revision. Modes 2 and 3 keep kind 0 ("auto" gives 0; 1 … 4 raise ValueError). With
+        `max_bytes` / `rel_error` the search runs at kind 0 and its stream is re-encoded with
+        the kind (same values, "auto" never longer); 1 … 4 with `max_bytes` raise ValueError.
+        A CUDA array with a kind other than 0 is encoded on the host.
 """
 
 
@@ -676,6 +687,7 @@ def _encode_dense(
     class_map: Any = None,
     class_bounds: Any = None,
     trellis: Any = False,
+    table_kind: Any = 0,
 ) -> bytes:
     if mode not in ("dense", "auto"):
         raise ValueError(f"mode must be 'topk', 'dense' or 'auto', got {mode!r}")
@@ -690,9 +702,10 @@ def _encode_dense(
     params = make_dense_params(
         step=step, rho=0.5 if rho is None else rho, groups=groups, chunk_size=chunk_size,
         threads=threads, classes=_default_classes(mode, classes), class_map=class_map,
-        class_bounds=class_bounds, trellis=trellis,
+        class_bounds=class_bounds, trellis=trellis, table_kind=table_kind,
     )  # fmt: skip
     lam = params["trellis"]
+    kind = params["table_kind"]
     if lam is not None and rho is not None:
         raise ValueError("rho is the dead zone of modes 1-2: trellis=True (mode 3) has none")
     if params["classes"] != "auto" and params["classes"] > 1 and params["class_map"] is None:
@@ -713,9 +726,14 @@ def _encode_dense(
         )
     if auto and step is not None:
         raise ValueError("mode='auto' chooses the step: give rel_error or max_bytes")
+    if limit is not None and kind not in (0, "auto"):
+        raise ValueError(
+            f"table_kind={kind} may not fit max_bytes (the budget is met at kind 0): give "
+            "table_kind='auto' (never longer) or a step / rel_error"
+        )
     x = resolve_lazy_views(x)
     on_gpu = dlpack_device_type(x) == DLPACK_CUDA
-    if step is not None and on_gpu and params["classes"] != "auto" and lam is None:
+    if step is not None and on_gpu and params["classes"] != "auto" and lam is None and not kind:
         # An int classes (1: mode 1, K >= 2: mode 2) is encoded on the GPU; classes="auto" needs
         # the rate model's pass over a host copy and takes the host path below.
         _check_classes(params, tuple(int(d) for d in getattr(x, "shape", ())))
@@ -756,9 +774,35 @@ def _encode_dense(
     if step is not None:  # classes="auto" at a given step: chosen by the rate model
         params = classes_at_step(array, params, work)
         return encoder(array, params)
+    searched = dict(params, table_kind=0)  # the search runs at kind 0, its stream gets `kind`
     if limit is not None:
-        return dense_for_budget(array, params, limit, encoder, auto, model_input=work)
-    return dense_for_error(array, params, error, encoder, auto, model_input=work, context=native)
+        stream = dense_for_budget(array, searched, limit, encoder, auto, model_input=work)
+    else:
+        stream = dense_for_error(
+            array, searched, error, encoder, auto, model_input=work, context=native
+        )
+    return _with_table_kind(array, stream, params, encoder) if kind else stream
+
+
+def _with_table_kind(
+    array: np.ndarray, stream: bytes, params: dict[str, Any], encoder: Any
+) -> bytes:
+    """A mode-1 stream re-encoded with params' table kind (docs/format.md §13.5) at its own step,
+    rho, offsets and group table: the same codes and values, another frequency table ("auto":
+    never longer). Streams of modes 2 and 3 have kind 0 and stay as they are."""
+    from ._inspect_dense import inspect_dense
+
+    info = inspect_dense(stream, max(1, array.size))
+    if info.mode != "dense":
+        return stream
+    a = info.account
+    table = stream[a.header : a.header + a.group_table] if a.group_table else None
+    again = dict(
+        params, step=info.step, rho_256=round(info.rho * 256), offsets=info.offsets,
+        chunk_log2=info.chunk_size.bit_length() - 1, group_table=table, classes=1,
+        class_map=None, class_bounds=None,
+    )  # fmt: skip
+    return encoder(array, again)
 
 
 def _default_classes(mode: str, classes: Any) -> Any:

@@ -63,6 +63,9 @@ class DenseStreamInfo:
     #: mode 3 ("dense-trellis", docs/format.md §21): quantizer Q1's offsets (`offsets` are
     #: Q0's); None in modes 1-2
     trellis_offsets: tuple[int, int] | None = None
+    #: the frequency table's kind (docs/format.md §13.5): 0 count classes (§13.1), 1 … 3
+    #: coarser count classes, 4 geometric (3 bytes); 0 in modes 2-3
+    table_kind: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,7 +85,8 @@ class DenseStreamInfo:
                 if self.classes > 1
                 else ""
             )
-            + (f", Q1 offsets {self.trellis_offsets}" if self.trellis_offsets else ""),
+            + (f", Q1 offsets {self.trellis_offsets}" if self.trellis_offsets else "")
+            + (f", table kind {self.table_kind}" if self.table_kind else ""),
             f"{'field':<12} {'bytes':>10}",
         ]
         for name in ("header", "group_table", "class_map", "freq_table", "chunk_table", "raw",
@@ -136,4 +140,5 @@ def inspect_dense(data: Any, limit: int) -> DenseStreamInfo:
         class_map=None if d["classes"] == 1 else d["class_map"],
         class_bounds=list(d["class_bounds"]) if d.get("class_map") == "bounds" else None,
         trellis_offsets=tuple(d["trellis_offsets"]) if d["mode"] == 3 else None,
+        table_kind=d["table_kind"],
     )

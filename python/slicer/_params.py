@@ -181,7 +181,7 @@ def _make_params(
 DENSE_LAYOUTS = {"tensor": 0, "rows": 1, "channels": 2}
 MAX_CLASSES = 16
 __all__ += ["CLASS_MAPS", "DENSE_LAYOUTS", "MAX_CLASSES", "class_axis_of", "class_length",
-            "dense_class_bounds", "dense_class_map", "dense_classes",
+            "dense_class_bounds", "dense_class_map", "dense_classes", "dense_table_kind",
             "make_dense_params"]  # fmt: skip
 
 
@@ -205,6 +205,23 @@ def dense_classes(value: Any) -> int | str:
     if not 1 <= count <= MAX_CLASSES:
         raise ValueError(f"classes must be in 1..{MAX_CLASSES} or 'auto', got {count}")
     return count
+
+
+TABLE_KIND_GEOM = 4  # docs/format.md §13.5: kinds 0 … 3 count classes, 4 geometric
+
+
+def dense_table_kind(value: Any) -> int | str:
+    """`table_kind` of mode 1 (docs/format.md §13.5): 0 (§13.1's count classes, the default),
+    1 … 3 (coarser count classes), 4 (a geometric table of 3 bytes) or "auto" (the shortest
+    stream of the five, ties to the lower kind)."""
+    if isinstance(value, str):
+        if value != "auto":
+            raise ValueError(f"table_kind must be an integer in 0..4 or 'auto', got {value!r}")
+        return value
+    kind = _integer("table_kind", value)
+    if not 0 <= kind <= TABLE_KIND_GEOM:
+        raise ValueError(f"table_kind must be in 0..4 or 'auto', got {kind}")
+    return kind
 
 
 CLASS_MAPS = ("rank", "ranges", "bounds")
@@ -290,8 +307,11 @@ def make_dense_params(
     class_map: Any = None,
     class_bounds: Any = None,
     trellis: Any = False,
+    table_kind: Any = 0,
 ) -> dict[str, Any]:
     """Integer parameters of the dense mode (docs/format.md §13); `step` may stay None.
+
+    `table_kind` (§13.5): 0 … 4 or "auto"; 1 … 4 need mode 1 (classes 1, no trellis).
 
     `trellis`: False / None (modes 1-2), True or λ > 0 (mode 3, trellis-coded quantization,
     docs/format.md §21); stored as "trellis": λ or None.
@@ -315,7 +335,8 @@ def make_dense_params(
     count = _integer("threads", threads)
     if not 0 <= count <= 65535:
         raise ValueError(f"threads must be in 0..65535, got {count}")
-    return {
+    kind = dense_table_kind(table_kind)
+    out = {
         "step": None if step is None else dense_step(step),
         "rho_256": rho_256,
         "offsets": offsets,
@@ -327,7 +348,14 @@ def make_dense_params(
         "class_axis": class_axis_of(DENSE_LAYOUTS[groups]),
         **_class_map_params(classes, class_map, class_bounds),
         "trellis": _trellis_lambda(trellis),
+        "table_kind": kind,
     }
+    if kind not in (0, "auto") and (out["classes"] != 1 or out["trellis"] is not None):
+        raise ValueError(
+            f"table_kind={kind} needs mode 1 (one frequency table: classes=1, no trellis); "
+            "class tables and trellis tables have kind 0"
+        )
+    return out
 
 
 def _trellis_lambda(value: Any) -> float | None:

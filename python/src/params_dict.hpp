@@ -54,7 +54,8 @@ inline slicer_params ParamsFromDict(const nanobind::dict &d) {
 // Format 2 dense: dict(step, rho_256, offsets (None, (o1, o2), or 4 with trellis), trellis (λ or
 // None), chunk_log2, layout,
 // group_table (None or bytes), optional threads, classes, class_axis, class_map "rank" /
-// "ranges" / "bounds", class_bounds (list of K − 1 ints with "bounds")), already validated
+// "ranges" / "bounds", class_bounds (list of K − 1 ints with "bounds"), table_kind (0 … 4 or
+// "auto", §13.5)), already validated
 // (make_dense_params).
 // `table` owns the group table that raw.group_table points into.
 struct DenseParams {
@@ -99,6 +100,12 @@ inline DenseParams DenseParamsFromDict(const nanobind::dict &d) {
       p.raw.trellis = 1;
       p.raw.trellis_lambda = lam;
     }
+  }
+  // §13.5: mode 1's table kind 0 … 4, or "auto" (the shortest stream).
+  if (d.contains("table_kind") && nanobind::isinstance<nanobind::str>(d["table_kind"])) {
+    p.raw.table_kind = SLICER_DENSE_TABLE_AUTO;
+  } else {
+    p.raw.table_kind = DictInt<uint8_t>(d, "table_kind", 0);
   }
   p.raw.classes = DictInt<uint8_t>(d, "classes", 1);  // mode 2 (§19) when >= 2
   p.raw.class_axis = DictInt<uint8_t>(d, "class_axis", 0);

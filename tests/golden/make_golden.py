@@ -153,6 +153,33 @@ def cases_v2() -> dict[str, tuple[np.ndarray, dict]]:
         p(step=0.05, layout=2, group_table=[0x80, 0x80, 0, 0x80, 0x81, 5, 0, 0xF8, 0, 1, 2, 3],
           classes=3, class_axis=1, class_map="bounds", class_bounds=[2, 3], chunk_log2=6),
     )  # fmt: skip
+    # mode 1 with the table kinds of §13.5: coarser count classes (1 … 3) and the geometric
+    # table (4); rows with zero / raw groups, several chunks with 4 states, a ternary input
+    # (nsym = 3), wide codes (161 symbols) with fixed offsets
+    out["d_kind1_f16_rows"] = (
+        (normal(9, 130) * 3).astype(np.float16),
+        p(step=0.1, layout=1, group_table=[0, 0x80, 0x81, 5, 0xF0, 3, 1, 0x81, 0x80],
+          chunk_log2=6, table_kind=1),
+    )  # fmt: skip
+    out["d_kind2_bf16_777"] = (
+        normal(777).astype(ml_dtypes.bfloat16),
+        p(step=0.3, rho_256=64, table_kind=2),
+    )
+    out["d_kind3_chunks_20000"] = (
+        normal(20000).astype(np.float32),
+        p(step=0.5, chunk_log2=14, table_kind=3),
+    )
+    out["d_kind4_geom_4096"] = (
+        rng.laplace(0.0, 1.0, 4096).astype(np.float32),
+        p(step=1.5, table_kind=4),
+    )
+    out["d_kind4_ternary"] = (
+        rng.choice([-1.0, 0.0, 0.0, 0.0, 1.0], 1000).astype(np.float32),
+        p(step=1.0, table_kind=4),
+    )
+    wide = normal(40, 50)
+    wide[::7, ::3] *= 1e4
+    out["d_kind4_f64_wide"] = (wide, p(step=0.01, offsets=(-20, 7), table_kind=4))
     return out
 
 
@@ -238,6 +265,8 @@ def main() -> int:
             params = {k: v for k, v in params.items() if k != "class_map"}
         if params.get("class_bounds") is None:  # the files written before range boundaries
             params = {k: v for k, v in params.items() if k != "class_bounds"}
+        if params.get("table_kind") == 0:  # the files written before table kinds (§13.5)
+            params = {k: v for k, v in params.items() if k != "table_kind"}
         meta = {"dtype": dtype_name(x), "params": params}
         if args.check:
             same = (OUT_V2 / f"{name}.slc").read_bytes() == stream

@@ -257,6 +257,8 @@ SLICER_API int slicer_context_decode_batch(slicer_context* context, const void* 
  * as varint gaps. Not together with SLICER_DENSE_CLASS_MAP_RANGES. */
 #define SLICER_DENSE_CLASS_MAP_BOUNDS 4
 #define SLICER_DENSE_MAX_CLASSES 16
+/* table_kind: the shortest stream of kinds 0 … 4 (ties to the lower kind; mode 1 only) */
+#define SLICER_DENSE_TABLE_AUTO 255
 
 typedef struct slicer_dense_params {
   float step;         /* base step Δ0 (finite, normal, > 0) */
@@ -286,6 +288,12 @@ typedef struct slicer_dense_params {
   uint8_t trellis;
   int8_t trellis_offset1, trellis_offset2;
   double trellis_lambda;
+  /* Mode 1's frequency table kind (docs/format.md §13.5): 0 = §13.1's count classes (default,
+   * every stream before it), 1 … 3 coarser count classes (2, 1, 0 mantissa bits), 4 = a
+   * geometric table of 3 bytes, SLICER_DENSE_TABLE_AUTO = the shortest stream. Modes 2 and 3
+   * write kind 0 only (AUTO gives 0 there; 1 … 4 is INVALID_ARGUMENT), and so does the CUDA
+   * encoder (AUTO: 0; 1 … 4: INVALID_ARGUMENT). */
+  uint8_t table_kind;
 } slicer_dense_params;
 
 /* Header and byte account of a format-2 dense stream (slicer_dense_inspect). */
@@ -319,6 +327,7 @@ typedef struct slicer_dense_info {
   /* mode 3 (§21): offset1 / offset2 are quantizer Q0's offsets, these Q1's (0 in modes 1-2);
    * classes is 1 … 16 and class_table_bytes[c] the bytes of class c's two tables */
   int32_t trellis_offset1, trellis_offset2;
+  uint32_t table_kind; /* §13.5: mode 1's frequency table kind 0 … 4 (0 in modes 2-3) */
 } slicer_dense_info;
 
 SLICER_API void slicer_dense_params_init(slicer_dense_params* params);

@@ -309,6 +309,14 @@ class DenseParams {
     raw_.trellis_lambda = lambda;
     return *this;
   }
+  // Mode 1's frequency table kind (docs/format.md §13.5): 0 … 4, or SLICER_DENSE_TABLE_AUTO
+  // (the shortest stream).
+  DenseParams& table_kind(int kind) {
+    Require((kind >= 0 && kind <= 4) || kind == SLICER_DENSE_TABLE_AUTO,
+            "table_kind must be 0 … 4 or SLICER_DENSE_TABLE_AUTO");
+    raw_.table_kind = static_cast<uint8_t>(kind);
+    return *this;
+  }
 
   // The C struct, its group-table pointer aimed at this object's copy of the table.
   const slicer_dense_params& raw() const {

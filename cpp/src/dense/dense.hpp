@@ -50,21 +50,36 @@ inline bool GroupStep(float step, int e, double* out) {
   return std::isfinite(d) && d >= 0x1p-1022;
 }
 
-inline double ClassCount(unsigned v) {  // exact in binary64 (< 2^60)
-  if (v < 16) return v;
-  const unsigned k = (v - 16) / 8, mt = (v - 16) % 8;
-  return std::ldexp(8.0 + mt, static_cast<int>(k) + 1);
-}
-inline uint64_t ClassCountInt(unsigned v) {
-  if (v < 16) return v;
-  const unsigned k = (v - 16) / 8, mt = (v - 16) % 8;
-  return uint64_t{8 + mt} << (k + 1);
-}
 unsigned CountClass(uint64_t n);
 
-// §13.2: frequencies (sum 2^14) from count classes; cum has nsym + 1 entries.
+// §13.5 table kinds: 0 … 3 count classes with 3 − t mantissa bits, 4 geometric; auto = the
+// shortest stream (encoder setting only, never in a stream).
+constexpr unsigned kTableKindGeom = 4;
+constexpr unsigned kTableKindAuto = SLICER_DENSE_TABLE_AUTO;
+// The largest class of r = 3 − t mantissa bits (§13.5): 511, 255, 127, 63.
+constexpr unsigned ClassMaxOfKind(unsigned t) { return (64u << (3 - t)) - 1; }
+// cnt_r(v) of §13.5 (r = 3: §13.1's cnt); exact (cnt(511) = 15·2^62 needs 66 bits).
+unsigned __int128 ClassCountOfKind(unsigned v, unsigned t);
+// The class of kind t whose count is nearest to n ≥ 1 (ties to the lower).
+unsigned CountClassOfKind(uint64_t n, unsigned t);
+// §13.5: the geometric table's pseudo-counts c_0 … c_{nsym−1} (nsym ≥ 1).
+void GeomCounts(unsigned nsym, unsigned z, unsigned a, std::vector<unsigned __int128>* counts);
+
+// §13.2: frequencies (sum 2^14) from counts (classes: of §13.1's count classes, kind 0; of kind
+// t's); cum has nsym + 1 entries.
+void NormalizeCounts(const std::vector<unsigned __int128>& counts, std::vector<uint32_t>* freq,
+                     std::vector<uint32_t>* cum);
 void Normalize(const std::vector<unsigned>& classes, std::vector<uint32_t>* freq,
-               std::vector<uint32_t>* cum);
+               std::vector<uint32_t>* cum, unsigned kind = 0);
+
+// One mode-1 frequency table of kind t (§13.1, §13.5) for the symbol counts hist[0, nsym):
+// the bytes after the nsym varint (class field, or z and a), freq and cum. Kind 4 searches
+// (z, a) as the reference encoder does (§13.5).
+struct KindTable {
+  std::vector<uint8_t> body;
+  std::vector<uint32_t> freq, cum;
+};
+void MakeKindTable(const uint64_t* hist, unsigned nsym, unsigned kind, KindTable* out);
 
 // Group geometry of a layout (§12.1): element i is in group (i / run) % modulo.
 struct Layout {

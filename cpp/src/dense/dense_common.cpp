@@ -1,42 +1,103 @@
 // Count classes, normalisation and layouts of format 2 (docs/format.md §12.1, §13.1, §13.2).
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
+#include "dense/coder.hpp"
 #include "dense/dense.hpp"
 
 namespace slicer::dense {
 
-unsigned CountClass(uint64_t n) {
-  // Largest v with cnt(v) <= n, then the nearer of v and v + 1 (ties to the lower).
-  unsigned lo = 1, hi = kClassMax;
+unsigned CountClass(uint64_t n) { return CountClassOfKind(n, 0); }
+
+unsigned __int128 ClassCountOfKind(unsigned v, unsigned t) {
+  const unsigned r = 3 - t, two = 2u << r, half = 1u << r;
+  if (v < two) return v;
+  const unsigned k = (v - two) >> r, mt = (v - two) & (half - 1);
+  return static_cast<unsigned __int128>(half + mt) << (k + 1);
+}
+
+unsigned CountClassOfKind(uint64_t n, unsigned t) {
+  // Largest v with cnt_r(v) <= n, then the nearer of v and v + 1 (ties to the lower).
+  const unsigned top = ClassMaxOfKind(t);
+  unsigned lo = 1, hi = top;
   while (lo < hi) {
     const unsigned mid = (lo + hi + 1) / 2;
-    if (ClassCountInt(mid) <= n) {
+    if (ClassCountOfKind(mid, t) <= n) {
       lo = mid;
     } else {
       hi = mid - 1;
     }
   }
-  unsigned v = lo;
-  if (v < kClassMax && ClassCountInt(v + 1) - n < n - ClassCountInt(v)) ++v;
-  return v;
+  if (lo < top && ClassCountOfKind(lo + 1, t) - n < n - ClassCountOfKind(lo, t)) ++lo;
+  return lo;
+}
+
+namespace {
+
+// G[k] = floor(2^(32 − k/16)) (§13.5).
+constexpr uint64_t kGeomRoots[16] = {
+    4294967296u, 4112874773u, 3938502375u, 3771522796u, 3611622602u, 3458501653u,
+    3311872529u, 3171459999u, 3037000499u, 2908241642u, 2784941737u, 2666869344u,
+    2553802833u, 2445529971u, 2341847523u, 2242560871u,
+};
+
+// §13.5 pow: base^n in Q32 (base < 2^32), least significant bit first, products floored.
+uint64_t PowQ32(uint64_t base, uint64_t n) {
+  uint64_t x = uint64_t{1} << 32;
+  while (n > 0) {
+    if (n & 1) x = (x * base) >> 32;  // x ≤ 2^32, base < 2^32: < 2^64
+    base = (base * base) >> 32;
+    n >>= 1;
+  }
+  return x;
+}
+
+// mass of symbol s ≥ 1 under θ (§13.5): (pow(θ, lo − 1) · (2^32 − pow(θ, 2^w))) >> 32.
+uint64_t GeomMass(uint64_t theta, unsigned s) {
+  uint64_t lo;
+  unsigned w;
+  BinBase(BinOf(s), &lo, &w);
+  const unsigned __int128 p = PowQ32(theta, lo - 1);
+  const unsigned __int128 q = (uint64_t{1} << 32) - PowQ32(theta, uint64_t{1} << w);
+  return static_cast<uint64_t>((p * q) >> 32);  // p·q ≤ 2^64 (a = 0, s ≤ 2)
+}
+
+uint64_t GeomTheta(unsigned a) { return (uint64_t{1} << 32) - (kGeomRoots[a % 16] >> (a / 16)); }
+
+uint64_t GeomZero(unsigned z) { return uint64_t{2 * z + 1} << 15; }
+
+uint64_t GeomCount(uint64_t zero, uint64_t mass) {
+  return std::max<uint64_t>(1, ((uint64_t{1} << 24) - zero) * mass >> 33);  // < 2^56 · 2^0
+}
+
+}  // namespace
+
+void GeomCounts(unsigned nsym, unsigned z, unsigned a, std::vector<unsigned __int128>* counts) {
+  counts->assign(nsym, 0);
+  const uint64_t theta = GeomTheta(a), zero = GeomZero(z);
+  (*counts)[0] = zero;
+  for (unsigned s = 1; s < nsym; ++s) (*counts)[s] = GeomCount(zero, GeomMass(theta, s));
 }
 
 void Normalize(const std::vector<unsigned>& classes, std::vector<uint32_t>* freq_out,
-               std::vector<uint32_t>* cum_out) {
-  const size_t n = classes.size();
-  std::vector<uint64_t> c(n);
-  unsigned __int128 total = 0;
-  for (size_t s = 0; s < n; ++s) {
-    c[s] = ClassCountInt(classes[s]);
-    total += c[s];
-  }
-  std::vector<int64_t> f(n, 0);
+               std::vector<uint32_t>* cum_out, unsigned kind) {
+  std::vector<unsigned __int128> c(classes.size());
+  for (size_t s = 0; s < classes.size(); ++s) c[s] = ClassCountOfKind(classes[s], kind);
+  NormalizeCounts(c, freq_out, cum_out);
+}
+
+namespace {
+
+// §13.2 on counts c[0, n) into f[0, n) (exact integers; total: their sum). C: uint64_t when
+// every count and the total stay below 2^50, else unsigned __int128.
+template <typename C>
+void NormalizeInto(const C* c, size_t n, C total, int64_t* f) {
   int64_t sum = 0;
   for (size_t s = 0; s < n; ++s) {
+    f[s] = 0;
     if (c[s] == 0) continue;
-    const int64_t v =
-        static_cast<int64_t>((static_cast<unsigned __int128>(c[s]) * kProbScale) / total);
+    const int64_t v = static_cast<int64_t>((c[s] * kProbScale) / total);  // c · 2^14 < 2^80
     f[s] = std::max<int64_t>(1, v);
     sum += f[s];
   }
@@ -54,12 +115,100 @@ void Normalize(const std::vector<unsigned>& classes, std::vector<uint32_t>* freq
     f[k] -= d;
     diff += d;
   }
+}
+
+}  // namespace
+
+void NormalizeCounts(const std::vector<unsigned __int128>& c, std::vector<uint32_t>* freq_out,
+                     std::vector<uint32_t>* cum_out) {
+  const size_t n = c.size();
+  unsigned __int128 total = 0;  // < 423 · 2^66
+  for (size_t s = 0; s < n; ++s) total += c[s];
+  std::vector<int64_t> f(n, 0);
+  if (total < (uint64_t{1} << 50)) {  // 64-bit division, the same quotients
+    std::vector<uint64_t> c64(c.begin(), c.end());
+    NormalizeInto<uint64_t>(c64.data(), n, static_cast<uint64_t>(total), f.data());
+  } else {
+    NormalizeInto<unsigned __int128>(c.data(), n, total, f.data());
+  }
   freq_out->assign(n, 0);
   cum_out->assign(n + 1, 0);
   for (size_t s = 0; s < n; ++s) {
     (*freq_out)[s] = static_cast<uint32_t>(f[s]);
     (*cum_out)[s + 1] = (*cum_out)[s] + static_cast<uint32_t>(f[s]);
   }
+}
+
+namespace {
+
+// round(2^16 · log2 f) for f = 0 … 2^14 (entry 0 unused): the reference encoder's score of a
+// geometric table (§13.5; every value is ≥ 10^−4 away from a rounding boundary).
+const std::vector<int64_t>& Log2Q16() {
+  static const std::vector<int64_t> table = [] {
+    std::vector<int64_t> t(kProbScale + 1, 0);
+    for (uint32_t f = 1; f <= kProbScale; ++f) t[f] = std::llround(65536.0 * std::log2(f));
+    return t;
+  }();
+  return table;
+}
+
+}  // namespace
+
+void MakeKindTable(const uint64_t* hist, unsigned nsym, unsigned kind, KindTable* out) {
+  out->body.clear();
+  if (nsym == 0) {
+    out->freq.clear();
+    out->cum.assign(1, 0);
+    return;
+  }
+  if (kind < kTableKindGeom) {  // §13.1 / §13.5 count classes of 3 − kind mantissa bits
+    std::vector<unsigned> classes(nsym);
+    for (unsigned s = 0; s < nsym; ++s) classes[s] = hist[s] ? CountClassOfKind(hist[s], kind) : 0;
+    WriteClassField(classes.data(), nsym, &out->body);
+    Normalize(classes, &out->freq, &out->cum, kind);
+    return;
+  }
+  // Geometric (§13.5): the (z, a) of the largest Σ n_s · L[f_s], the first on ties.
+  unsigned __int128 n = 0;
+  for (unsigned s = 0; s < nsym; ++s) n += hist[s];
+  const unsigned z0 = static_cast<unsigned>(
+      std::min<unsigned __int128>(255, (hist[0] * (unsigned __int128){256}) / n));
+  const std::vector<int64_t>& log2q = Log2Q16();
+  std::vector<uint64_t> mass(size_t{256} * nsym);  // per a, per s ≥ 1 (independent of z)
+  for (unsigned a = 0; a < 256; ++a) {
+    const uint64_t theta = GeomTheta(a);
+    for (unsigned s = 1; s < nsym; ++s) mass[size_t{a} * nsym + s] = GeomMass(theta, s);
+  }
+  std::vector<uint64_t> counts(nsym);  // < 2^24 each, total < 2^33: 64-bit §13.2
+  std::vector<int64_t> freq(nsym);
+  std::vector<unsigned __int128> best_counts;
+  bool have = false;
+  unsigned __int128 best = 0;
+  unsigned best_z = 0, best_a = 0;
+  for (unsigned z = z0 >= 3 ? z0 - 3 : 0; z <= std::min(255u, z0 + 3); ++z) {
+    const uint64_t zero = GeomZero(z);
+    counts[0] = zero;
+    for (unsigned a = 0; a < 256; ++a) {
+      uint64_t total = zero;
+      for (unsigned s = 1; s < nsym; ++s) {
+        counts[s] = GeomCount(zero, mass[size_t{a} * nsym + s]);
+        total += counts[s];
+      }
+      NormalizeInto<uint64_t>(counts.data(), nsym, total, freq.data());
+      unsigned __int128 score = 0;
+      for (unsigned s = 0; s < nsym; ++s)
+        if (hist[s]) score += static_cast<unsigned __int128>(hist[s]) * log2q[freq[s]];
+      if (!have || score > best) {
+        have = true;
+        best = score;
+        best_z = z;
+        best_a = a;
+      }
+    }
+  }
+  out->body = {static_cast<uint8_t>(best_z), static_cast<uint8_t>(best_a)};
+  GeomCounts(nsym, best_z, best_a, &best_counts);
+  NormalizeCounts(best_counts, &out->freq, &out->cum);
 }
 
 bool MakeLayout(const int64_t* shape, uint32_t ndim, uint64_t n, unsigned code, Layout* layout) {

@@ -1194,10 +1194,15 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
   s->chunk_log2 = p[7];
   if (!(std::isfinite(s->step) && s->step >= 0x1p-126f))
     return Reject(SLICER_ERR_CORRUPT, "dense step");
-  if (s->rho < 1 || s->rho > 128 || s->chunk_log2 < 6 || s->chunk_log2 > 24 || p[8] > 1) {
+  // group_table byte: bit 0 the group table, bits 1-3 the table kind (§13.5), 0 … 4 in mode 1.
+  if (s->rho < 1 || s->rho > 128 || s->chunk_log2 < 6 || s->chunk_log2 > 24 ||
+      p[8] > (kTableKindGeom << 1 | 1)) {
     return Reject(SLICER_ERR_CORRUPT, "dense parameters");
   }
-  s->has_table = p[8] == 1;
+  s->has_table = (p[8] & 1) != 0;
+  s->table_kind = p[8] >> 1;
+  if (s->table_kind != 0 && h.mode != kModeDense)
+    return Reject(SLICER_ERR_CORRUPT, "table kind other than 0 with class tables");
   // The body (§12.1, §13, §19.2) by the format layer.
   const format::DenseBodyParams& bp = *s;
   SLICER_TRY(format::ParseDenseBody(data, size, h, bp, s));

@@ -60,6 +60,51 @@ uint8_t* EncodeRans(const uint16_t* syms, uint64_t n, const EncSymbol* table, ui
   return ptr;
 }
 
+// Mode 1's table kind (§13.5): params.table_kind, or with SLICER_DENSE_TABLE_AUTO the kind of
+// the shortest stream (ties to the lower): the kinds' table bytes plus each chunk's rANS bytes
+// and length varint (everything else is the same for every kind). *kt: the chosen table when
+// the kind is not 0. syms: the coded symbols, chunk j's at [chunk_syms[j], chunk_syms[j + 1]).
+unsigned ChooseTableKind(const slicer_dense_params& params, const uint64_t* hist,
+                         const uint16_t* syms, const std::vector<uint64_t>& chunk_syms,
+                         KindTable* kt) {
+  if (params.table_kind == 0) return 0;
+  unsigned nsym = 0;
+  for (unsigned s = 0; s < kNumSymbols; ++s)
+    if (hist[s]) nsym = s + 1;
+  if (params.table_kind != kTableKindAuto) {
+    MakeKindTable(hist, nsym, params.table_kind, kt);
+    return params.table_kind;
+  }
+  uint64_t most = 0;
+  for (size_t j = 0; j + 1 < chunk_syms.size(); ++j)
+    most = std::max(most, chunk_syms[j + 1] - chunk_syms[j]);
+  std::vector<uint8_t> scratch(static_cast<size_t>(most == 0 ? 0 : 2 + 24 + 2 * most));
+  std::vector<EncSymbol> table(kNumSymbols);
+  unsigned best = 0;
+  uint64_t best_len = 0;
+  for (unsigned kind = 0; kind <= kTableKindGeom; ++kind) {
+    KindTable cand;
+    MakeKindTable(hist, nsym, kind, &cand);
+    for (unsigned s = 0; s < nsym; ++s)
+      if (cand.freq[s]) table[s] = MakeEncSymbol(cand.cum[s], cand.freq[s]);
+    uint64_t len = cand.body.size();
+    for (size_t j = 0; j + 1 < chunk_syms.size(); ++j) {
+      const uint64_t a = chunk_syms[j], b = chunk_syms[j + 1];
+      if (a == b) continue;
+      uint8_t* const end = scratch.data() + scratch.size();
+      const uint64_t rl =
+          static_cast<uint64_t>(end - EncodeRans(syms + a, b - a, table.data(), end));
+      len += rl + internal::VarintLength(rl);
+    }
+    if (kind == 0 || len < best_len) {
+      best = kind;
+      best_len = len;
+      if (kind != 0) *kt = std::move(cand);
+    }
+  }
+  return best;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Paired rANS encoder (AVX2): two chunks of four states side by side in eight 32-bit lanes
 // (lanes 0-3: chunk a's states 0-3, lanes 4-7: chunk b's), element blocks i … i+3 from the last
@@ -730,6 +775,11 @@ slicer_status CheckParams(const slicer_dense_params* p) {
       (p->class_bounds == nullptr || p->class_bounds_count != p->classes - 1u))
     return SLICER_ERR_INVALID_ARGUMENT;
   if (p->group_table == nullptr && p->group_table_size != 0) return SLICER_ERR_INVALID_ARGUMENT;
+  // §13.5: table kinds 0 … 4 or auto; 1 … 4 in mode 1 only (auto is 0 in modes 2, 3).
+  if (p->table_kind > kTableKindGeom && p->table_kind != kTableKindAuto)
+    return SLICER_ERR_INVALID_ARGUMENT;
+  if (p->table_kind != 0 && p->table_kind != kTableKindAuto && (p->classes >= 2 || p->trellis))
+    return SLICER_ERR_INVALID_ARGUMENT;
   return SLICER_OK;
 }
 
@@ -911,21 +961,30 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
     class_hist.assign(hist, hist + kNumSymbols);
   }
 
-  // Frequency tables (§13.1, §13.2): one per class (mode 1: one).
+  // Frequency tables (§13.1, §13.2): one per class (mode 1: one, of the table kind, §13.5).
   std::vector<unsigned> nsyms_of(nclass, 0);
   std::vector<std::vector<unsigned>> classes(nclass);
   std::vector<EncSymbol> table(size_t{nclass} * kEncStride);  // at class · 512 + symbol
   std::vector<uint32_t> fs(size_t{nclass} * kEncStride, 0);   // the paired encoder's table
+  KindTable kind_table;  // mode 1 with a table kind other than 0
+  const unsigned table_kind =
+      nclass > 1 ? 0
+                 : ChooseTableKind(params, class_hist.data(), syms.data(), chunk_syms, &kind_table);
   for (unsigned c = 0; c < nclass; ++c) {
     const uint64_t* h = class_hist.data() + size_t{c} * kNumSymbols;
     unsigned nsym = 0;
     for (unsigned s = 0; s < kNumSymbols; ++s)
       if (h[s]) nsym = s + 1;
     nsyms_of[c] = nsym;
-    classes[c].resize(nsym);
-    for (unsigned s = 0; s < nsym; ++s) classes[c][s] = h[s] ? CountClass(h[s]) : 0;
     std::vector<uint32_t> freq, cum;
-    Normalize(classes[c], &freq, &cum);
+    if (table_kind != 0) {
+      freq = kind_table.freq;
+      cum = kind_table.cum;
+    } else {
+      classes[c].resize(nsym);
+      for (unsigned s = 0; s < nsym; ++s) classes[c][s] = h[s] ? CountClass(h[s]) : 0;
+      Normalize(classes[c], &freq, &cum);
+    }
     for (unsigned s = 0; s < nsym; ++s)
       if (freq[s]) {
         table[size_t{c} * kEncStride + s] = MakeEncSymbol(cum[s], freq[s]);
@@ -993,7 +1052,7 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   mp[5] = static_cast<uint8_t>(o1);
   mp[6] = static_cast<uint8_t>(o2);
   mp[7] = params.chunk_log2;
-  mp[8] = has_table ? 1 : 0;
+  mp[8] = static_cast<uint8_t>((has_table ? 1 : 0) | table_kind << 1);  // §13.5: bits 1-3
   mp[9] = params.class_axis;  // bit 0 the axis, bit 1 index ranges, bit 2 bounds (§19.1)
   mp[10] = static_cast<uint8_t>(nclass);
   std::vector<uint64_t> chunk_lens(2 * nch);
@@ -1009,7 +1068,7 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   std::vector<uint8_t>& out = *stream;
   WriteStreamHead(in, data, dtype, shape, ndim, params, nclass > 1 ? kModeClasses : kModeDense, mp,
                   nclass > 1 ? kClassParamsLen : kParamsLen, class_map, classes, nsyms_of,
-                  chunk_lens, &out);
+                  chunk_lens, &out, table_kind != 0 ? &kind_table.body : nullptr);
   out.reserve(out.size() + payload + 4);
   for (uint64_t j = 0; j < nch; ++j) {
     if (chunk_syms[j + 1] > chunk_syms[j]) {

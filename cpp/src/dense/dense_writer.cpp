@@ -97,7 +97,7 @@ void WriteStreamHead(const EncodeInput& in, const void* data, int dtype, const i
                      const std::vector<uint8_t>& class_map,
                      const std::vector<std::vector<unsigned>>& classes,
                      const std::vector<unsigned>& nsym_of, const std::vector<uint64_t>& chunk_lens,
-                     std::vector<uint8_t>* out) {
+                     std::vector<uint8_t>* out, const std::vector<uint8_t>* kind_table) {
   out->clear();
   WriteCommonHeader(dtype, shape, ndim, params.layout, out, mode);
   out->push_back(static_cast<uint8_t>(params_len));
@@ -107,7 +107,11 @@ void WriteStreamHead(const EncodeInput& in, const void* data, int dtype, const i
   if (in.nclass > 1 && in.bounds) format::WriteClassBounds(params.class_bounds, in.nclass, out);
   for (size_t x = 0; x < nsym_of.size(); ++x) {
     Put(nsym_of[x], out);
-    WriteClassField(classes[x].data(), nsym_of[x], out);
+    if (kind_table != nullptr) {
+      out->insert(out->end(), kind_table->begin(), kind_table->end());
+    } else {
+      WriteClassField(classes[x].data(), nsym_of[x], out);
+    }
   }
   for (uint64_t v : chunk_lens) Put(v, out);
   if (in.has_table &&

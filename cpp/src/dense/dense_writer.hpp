@@ -42,14 +42,15 @@ void MakeClassMap(const EncodeInput& in, const slicer_dense_params& params,
 // Clears *out and writes everything before the payloads: header, mode and parameters, group
 // table, class map, the tables (nsym, count classes), the chunk table (chunk_lens: rANS and
 // extra-bit lengths per chunk) and the raw groups' values of `data` (none when data is nullptr:
-// the caller appends them, as the CUDA encoder does from device memory).
+// the caller appends them, as the CUDA encoder does from device memory). kind_table: mode 1's
+// table of a kind other than 0 (§13.5: the bytes after nsym), written instead of classes[0].
 void WriteStreamHead(const EncodeInput& in, const void* data, int dtype, const int64_t* shape,
                      uint32_t ndim, const slicer_dense_params& params, uint8_t mode,
                      const uint8_t* mode_params, size_t params_len,
                      const std::vector<uint8_t>& class_map,
                      const std::vector<std::vector<unsigned>>& classes,
                      const std::vector<unsigned>& nsym_of, const std::vector<uint64_t>& chunk_lens,
-                     std::vector<uint8_t>* out);
+                     std::vector<uint8_t>* out, const std::vector<uint8_t>* kind_table = nullptr);
 
 // Appends the CRC-32 of everything before it (§6).
 void AppendChecksum(std::vector<uint8_t>* out);

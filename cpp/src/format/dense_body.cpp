@@ -72,7 +72,14 @@ slicer_status ParseDenseBody(const uint8_t* data, size_t size, const DenseHeader
       if (!p.empty_iff_uncoded && nsym > 0 && !coded)
         return Reject(SLICER_ERR_CORRUPT, "class table (a class without coded elements)");
     }
-    if (nsym > 0) {
+    if (nsym > 0 && p.table_kind == kTableKindGeom) {  // §13.5: z, a
+      if (end - pos < 2) return Reject(SLICER_ERR_TRUNCATED, "dense frequency table");
+      std::vector<unsigned __int128> counts;
+      GeomCounts(static_cast<unsigned>(nsym), data[pos], data[pos + 1], &counts);
+      pos += 2;
+      NormalizeCounts(counts, &t.freq, &t.cum);
+      t.nsym = static_cast<unsigned>(nsym);
+    } else if (nsym > 0) {
       std::vector<unsigned> classes;
       switch (ReadClassField(data, end, &pos, static_cast<unsigned>(nsym), &classes)) {
         case SLICER_OK:
@@ -83,7 +90,10 @@ slicer_status ParseDenseBody(const uint8_t* data, size_t size, const DenseHeader
           return Reject(SLICER_ERR_CORRUPT, "dense count class or table padding");
       }
       if (classes.back() == 0) return Reject(SLICER_ERR_CORRUPT, "dense count class");
-      Normalize(classes, &t.freq, &t.cum);
+      for (unsigned v : classes)  // §13.5: the classes of kind t
+        if (v > ClassMaxOfKind(p.table_kind))
+          return Reject(SLICER_ERR_CORRUPT, "dense count class");
+      Normalize(classes, &t.freq, &t.cum, p.table_kind);
       t.nsym = static_cast<unsigned>(nsym);
     }
     t.bytes = pos - start;
@@ -157,6 +167,7 @@ void FillDenseInfo(const uint8_t* data, size_t size, const DenseHeader& h, const
   info->step = p.step;
   info->chunk_log2 = p.chunk_log2;
   info->has_group_table = p.has_table;
+  info->table_kind = p.table_kind;
   info->total_bytes = size;
   info->header_bytes = b.header_end;
   info->group_table_bytes = b.table_end - b.header_end;

@@ -22,6 +22,7 @@ struct DenseBodyParams {
   float step = 0;
   unsigned chunk_log2 = 0;
   bool has_table = false;
+  unsigned table_kind = 0;             // §13.5 (mode 1; 0 in modes 2, 3)
   unsigned nclass = 1;                 // 1 … 16
   unsigned class_axis = 0;             // nclass > 1
   unsigned class_kind = 0;             // ClassMapKind (nclass > 1)
@@ -41,7 +42,7 @@ struct DenseBodyParams {
 struct DenseTable {
   unsigned nsym = 0;
   std::vector<uint32_t> freq, cum;  // Normalize's (cum: nsym + 1 entries); empty when nsym = 0
-  uint64_t bytes = 0;               // nsym varint and the class field
+  uint64_t bytes = 0;               // nsym varint and the class field (or z, a: §13.5)
 };
 
 struct DenseChunk {
