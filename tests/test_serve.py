@@ -286,6 +286,36 @@ def test_bad_messages_get_their_status_and_the_session_lives(engine, split, fron
         assert server.backend.sessions == {}
 
 
+def test_a_server_fault_while_admitting_is_answered_internal_and_logged(
+    engine, split, front, monkeypatch, caplog
+):
+    """An exception inside the server's own admission code is not a vanished client: the
+    message gets INTERNAL with the request's seq, the fault is logged, and the session goes on
+    (it used to end the stream silently, as if the client had half-closed)."""
+    from slicer.serve.server import Backend
+
+    original = Backend._admit_one
+
+    def faulty(self, parsed, size, replies, box):
+        if isinstance(parsed, pb.Request) and parsed.seq == 2:
+            raise ZeroDivisionError("injected fault")
+        return original(self, parsed, size, replies, box)
+
+    monkeypatch.setattr(Backend, "_admit_one", faulty)
+    with (
+        caplog.at_level("ERROR", logger="slicer.serve"),
+        ServerThread(engine, serve_config(front)) as server,
+    ):
+        channel, rpc = raw_session(server.target)
+        messages = [good_request(engine, split, seq).SerializeToString() for seq in (1, 2, 3)]
+        replies = lockstep(rpc, messages)
+        channel.close()
+    assert [(r.code, r.seq) for r in replies] == [(wire.OK, 1), (wire.INTERNAL, 2), (wire.OK, 3)]
+    assert "ZeroDivisionError" in replies[1].message
+    assert replies[2].outputs
+    assert any("admitting a message failed" in r.getMessage() for r in caplog.records)
+
+
 def test_queue_full_answers_resource_exhausted_with_a_retry_hint(
     engine, model, split, monkeypatch, front
 ):

@@ -148,7 +148,7 @@ class ThreadedBackend(Backend):
     def _read_stream(self, request_iterator: Iterator, replies: Any, box: dict, admit: Any) -> None:
         try:
             for parsed, size in request_iterator:
-                admit(parsed, size, replies, box)
+                self._admit_guarded(admit, parsed, size, replies, box)
         except Exception:  # the client vanished mid-message: same as a half-close
             pass
         session = box["session"]

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 import os
 import queue
 import signal
@@ -39,6 +40,8 @@ from . import wire_pb2 as pb
 from .engine import Item, Outcome, TailEngine
 from .loop_wakeups import drain_completion_wakeups
 from .metrics import Metrics, observe_many
+
+_log = logging.getLogger("slicer.serve")
 
 SERVICE = "slicer.serve.v1.SplitInference"
 FRONTS = ("aio", "sync")
@@ -434,7 +437,7 @@ class Backend:
         admit = admit or self._admit
         try:
             async for parsed, size in request_iterator:
-                admit(parsed, size, replies, box)
+                self._admit_guarded(admit, parsed, size, replies, box)
         except asyncio.CancelledError:
             raise
         except Exception:  # the client vanished mid-message: same as a half-close
@@ -443,6 +446,20 @@ class Backend:
         while session is not None and session.pending and not session.closed:
             await asyncio.sleep(0.005)  # stream end = session end, after its replies
         replies.put_nowait(None)
+
+    def _admit_guarded(self, admit: Any, parsed: Any, size: int, replies: Any, box: dict) -> None:
+        """``admit`` one message. An exception there is the server's own fault, not the client
+        vanishing (the stream readers treat errors of the request iterator as a half-close): it is
+        logged and answered ``INTERNAL`` (the request's seq, 0 for a RequestBatch), and the
+        session goes on."""
+        try:
+            admit(parsed, size, replies, box)
+        except Exception as exc:  # noqa: BLE001 - answered and logged, never swallowed
+            _log.exception("slicer serve: admitting a message failed")
+            session: Session | None = box["session"]
+            seq = parsed.seq if isinstance(parsed, pb.Request) else 0
+            message = f"server error while admitting the message: {exc!r}"[:200]
+            self._reject(replies, session.sid if session else "", seq, wire.INTERNAL, message)
 
     def _reject(
         self, replies: asyncio.Queue, sid: str, seq: int, code: int, msg: str, retry: int = 0
