@@ -42,24 +42,28 @@ constexpr uint64_t kGeomRoots[16] = {
     2553802833u, 2445529971u, 2341847523u, 2242560871u,
 };
 
-// §13.5 pow: base^n in Q32 (base < 2^32), least significant bit first, products floored.
-uint64_t PowQ32(uint64_t base, uint64_t n) {
+// §13.5 pow from the squarings it shares: sq[k] = θ^(2^k) (sq[0] = θ, sq[k] = sq[k−1]² >> 32),
+// x = 2^32 times sq[k] for every set bit k of n, least significant first, products floored.
+// Every product < 2^64 (θ < 2^32).
+void GeomSquares(uint64_t theta, uint64_t* sq) {
+  sq[0] = theta;
+  for (unsigned k = 1; k < 64; ++k) sq[k] = (sq[k - 1] * sq[k - 1]) >> 32;
+}
+
+uint64_t PowQ32(const uint64_t* sq, uint64_t n) {
   uint64_t x = uint64_t{1} << 32;
-  while (n > 0) {
-    if (n & 1) x = (x * base) >> 32;  // x ≤ 2^32, base < 2^32: < 2^64
-    base = (base * base) >> 32;
-    n >>= 1;
-  }
+  for (unsigned k = 0; n > 0; ++k, n >>= 1)
+    if (n & 1) x = (x * sq[k]) >> 32;
   return x;
 }
 
-// mass of symbol s ≥ 1 under θ (§13.5): (pow(θ, lo − 1) · (2^32 − pow(θ, 2^w))) >> 32.
-uint64_t GeomMass(uint64_t theta, unsigned s) {
+// mass of symbol s ≥ 1 (§13.5): (pow(θ, lo − 1) · (2^32 − pow(θ, 2^w))) >> 32.
+uint64_t GeomMass(const uint64_t* sq, unsigned s) {
   uint64_t lo;
   unsigned w;
   BinBase(BinOf(s), &lo, &w);
-  const unsigned __int128 p = PowQ32(theta, lo - 1);
-  const unsigned __int128 q = (uint64_t{1} << 32) - PowQ32(theta, uint64_t{1} << w);
+  const unsigned __int128 p = PowQ32(sq, lo - 1);
+  const unsigned __int128 q = (uint64_t{1} << 32) - PowQ32(sq, uint64_t{1} << w);
   return static_cast<uint64_t>((p * q) >> 32);  // p·q ≤ 2^64 (a = 0, s ≤ 2)
 }
 
@@ -75,9 +79,11 @@ uint64_t GeomCount(uint64_t zero, uint64_t mass) {
 
 void GeomCounts(unsigned nsym, unsigned z, unsigned a, std::vector<unsigned __int128>* counts) {
   counts->assign(nsym, 0);
-  const uint64_t theta = GeomTheta(a), zero = GeomZero(z);
+  uint64_t sq[64];
+  GeomSquares(GeomTheta(a), sq);
+  const uint64_t zero = GeomZero(z);
   (*counts)[0] = zero;
-  for (unsigned s = 1; s < nsym; ++s) (*counts)[s] = GeomCount(zero, GeomMass(theta, s));
+  for (unsigned s = 1; s < nsym; ++s) (*counts)[s] = GeomCount(zero, GeomMass(sq, s));
 }
 
 void Normalize(const std::vector<unsigned>& classes, std::vector<uint32_t>* freq_out,
@@ -89,15 +95,32 @@ void Normalize(const std::vector<unsigned>& classes, std::vector<uint32_t>* freq
 
 namespace {
 
+// floor(num / den) for num < 2^50, den ≥ 1 through a binary64 reciprocal (inv = 1 / den): the
+// estimate is within 1 of the quotient (relative error a few 2^-53 of a value below 2^50), then
+// corrected to the exact one.
+inline uint64_t QuotientSmall(uint64_t num, uint64_t den, double inv) {
+  uint64_t q = static_cast<uint64_t>(static_cast<double>(num) * inv);
+  if (q * den > num) --q;
+  if ((q + 1) * den <= num) ++q;
+  return q;
+}
+
 // §13.2 on counts c[0, n) into f[0, n) (exact integers; total: their sum). C: uint64_t when
-// every count and the total stay below 2^50, else unsigned __int128.
-template <typename C>
+// every count and the total stay below 2^50, else unsigned __int128. kSmall (C = uint64_t,
+// every c · 2^14 < 2^50): quotients by QuotientSmall.
+template <typename C, bool kSmall = false>
 void NormalizeInto(const C* c, size_t n, C total, int64_t* f) {
   int64_t sum = 0;
+  [[maybe_unused]] const double inv = 1.0 / static_cast<double>(total);
   for (size_t s = 0; s < n; ++s) {
     f[s] = 0;
     if (c[s] == 0) continue;
-    const int64_t v = static_cast<int64_t>((c[s] * kProbScale) / total);  // c · 2^14 < 2^80
+    int64_t v;  // floor(c · 2^14 / total); c · 2^14 < 2^80
+    if constexpr (kSmall) {
+      v = static_cast<int64_t>(QuotientSmall(c[s] * kProbScale, total, inv));
+    } else {
+      v = static_cast<int64_t>((c[s] * kProbScale) / total);
+    }
     f[s] = std::max<int64_t>(1, v);
     sum += f[s];
   }
@@ -176,9 +199,13 @@ void MakeKindTable(const uint64_t* hist, unsigned nsym, unsigned kind, KindTable
   const std::vector<int64_t>& log2q = Log2Q16();
   std::vector<uint64_t> mass(size_t{256} * nsym);  // per a, per s ≥ 1 (independent of z)
   for (unsigned a = 0; a < 256; ++a) {
-    const uint64_t theta = GeomTheta(a);
-    for (unsigned s = 1; s < nsym; ++s) mass[size_t{a} * nsym + s] = GeomMass(theta, s);
+    uint64_t sq[64];
+    GeomSquares(GeomTheta(a), sq);
+    for (unsigned s = 1; s < nsym; ++s) mass[size_t{a} * nsym + s] = GeomMass(sq, s);
   }
+  std::vector<unsigned> used;  // the symbols that occur: the score's terms
+  for (unsigned s = 0; s < nsym; ++s)
+    if (hist[s]) used.push_back(s);
   std::vector<uint64_t> counts(nsym);  // < 2^24 each, total < 2^33: 64-bit §13.2
   std::vector<int64_t> freq(nsym);
   std::vector<unsigned __int128> best_counts;
@@ -194,10 +221,10 @@ void MakeKindTable(const uint64_t* hist, unsigned nsym, unsigned kind, KindTable
         counts[s] = GeomCount(zero, mass[size_t{a} * nsym + s]);
         total += counts[s];
       }
-      NormalizeInto<uint64_t>(counts.data(), nsym, total, freq.data());
+      NormalizeInto<uint64_t, true>(counts.data(), nsym, total, freq.data());  // c·2^14 < 2^38
       unsigned __int128 score = 0;
-      for (unsigned s = 0; s < nsym; ++s)
-        if (hist[s]) score += static_cast<unsigned __int128>(hist[s]) * log2q[freq[s]];
+      for (const unsigned s : used)
+        score += static_cast<unsigned __int128>(hist[s]) * log2q[freq[s]];
       if (!have || score > best) {
         have = true;
         best = score;
