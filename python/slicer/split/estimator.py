@@ -26,7 +26,6 @@ ONNX Runtime graph (a Conv, or a Gemm for rows) on one thread.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import zipfile
 from collections.abc import Iterable
@@ -294,17 +293,15 @@ class CutEstimator(StoredArtifact):
     def fingerprint(self) -> str:
         """sha256 of the layout, window, weights and bias."""
         if self._fingerprint is None:
-            h = hashlib.sha256()
-            h.update(f"{self.layout}:{self.window}:".encode())
-            h.update(self.weights.tobytes())
-            h.update(self.bias.tobytes())
-            self._fingerprint = "sha256:" + h.hexdigest()
+            self._fingerprint = self._digest(
+                f"{self.layout}:{self.window}:".encode(),
+                self.weights.tobytes(),
+                self.bias.tobytes(),
+            )
         return self._fingerprint
 
     def to_bytes(self) -> bytes:
-        buf = io.BytesIO()
-        np.savez_compressed(
-            buf,
+        return self._npz(
             version=np.int64(ESTIMATOR_VERSION),
             layout=np.int64(LAYOUTS.index(self.layout)),
             window=np.int64(self.window),
@@ -313,7 +310,6 @@ class CutEstimator(StoredArtifact):
             count=np.int64(self.count),
             ridge=np.float64(self.ridge),
         )
-        return buf.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CutEstimator:

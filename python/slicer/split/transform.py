@@ -59,6 +59,21 @@ class StoredArtifact:
         with open(path, "rb") as f:
             return cls.from_bytes(f.read())
 
+    @staticmethod
+    def _digest(*parts: bytes) -> str:
+        """``sha256:`` and the hex digest of ``parts`` in order (the artifact's fingerprint)."""
+        h = hashlib.sha256()
+        for part in parts:
+            h.update(part)
+        return "sha256:" + h.hexdigest()
+
+    @staticmethod
+    def _npz(**arrays: Any) -> bytes:
+        """``arrays`` as a compressed ``.npz`` (what ``to_bytes`` writes)."""
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        return buf.getvalue()
+
 
 class CutTransform(StoredArtifact):
     """Mean and basis (columns sorted by decreasing variance) of a feature axis.
@@ -234,20 +249,17 @@ class CutTransform(StoredArtifact):
 
     def fingerprint(self) -> str:
         """sha256 of the axis, mean and both bases (computed once: the arrays are read-only)."""
-        if self._fingerprint is not None:
-            return self._fingerprint
-        h = hashlib.sha256()
-        h.update(np.int64(self.axis).tobytes())
-        h.update(self.mean.tobytes())
-        h.update(self.basis.tobytes())
-        h.update(self.inverse_basis.tobytes())
-        self._fingerprint = "sha256:" + h.hexdigest()
+        if self._fingerprint is None:
+            self._fingerprint = self._digest(
+                np.int64(self.axis).tobytes(),
+                self.mean.tobytes(),
+                self.basis.tobytes(),
+                self.inverse_basis.tobytes(),
+            )
         return self._fingerprint
 
     def to_bytes(self) -> bytes:
-        buf = io.BytesIO()
-        np.savez_compressed(
-            buf,
+        return self._npz(
             mean=self.mean,
             basis=self.basis,
             inverse_basis=self.inverse_basis,
@@ -255,7 +267,6 @@ class CutTransform(StoredArtifact):
             axis=np.int64(self.axis),
             count=np.int64(self.count),
         )
-        return buf.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CutTransform:
