@@ -127,11 +127,13 @@ def test_calibrate_with_transform_writes_and_checks_it(mlp_path, tmp_path) -> No
     Path(t["file"]).unlink()
     with pytest.raises(ValueError, match="transform file not found"):
         transforms_for_entry(load_settings(path)["cuts"][0])
-    # The serving back-end does not apply transforms: it says so instead of decoding garbage.
+    # The serving back-end reads the cut and loads its transform the same way (checked).
     from slicer.serve.cli import load_settings as serve_settings
+    from slicer.split.settings import transforms_for_cut
 
-    with pytest.raises(ValueError, match="calibrated transform"):
-        serve_settings(str(path))
+    assert serve_settings(str(path))[0] == entry["name"]
+    with pytest.raises(ValueError, match="transform file not found"):
+        transforms_for_cut(path, entry["name"])
 
 
 def test_calibrate_keeps_the_plain_search_when_the_transform_loses(mlp_path, tmp_path) -> None:  # noqa: ANN001

@@ -38,7 +38,8 @@ def resolve_model(name: str) -> str:
 def load_settings(path: str, split: str | None = None) -> tuple[str, Any]:
     """(cut name, CodecParams) from a ``slicer calibrate`` settings file or a ``slicer plan
     --json`` output. With several cuts in a settings file, ``split`` picks one (name or index);
-    otherwise the first cut whose status is ``ok``."""
+    otherwise the first cut whose status is ``ok``. The cut's calibrated transform and estimator,
+    if any, come from ``slicer.split.settings.transforms_for_cut`` / ``estimators_for_cut``."""
     from ..split.transport import CodecParams
 
     try:
@@ -59,12 +60,6 @@ def load_settings(path: str, split: str | None = None) -> tuple[str, Any]:
             raise ValueError(f"settings {path}: no usable cut" + (f" {split!r}" if split else ""))
         entry = chosen[0]
         cut, params = entry.get("name"), entry.get("params", {})
-        if entry.get("transform") is not None:
-            raise ValueError(
-                f"settings {path}: cut {cut} is coded through a calibrated transform "
-                "(slicer calibrate --klt), which slicer serve does not apply; calibrate the "
-                "serving settings without --klt"
-            )
     elif isinstance(data.get("cut"), dict) and "params" in data:  # slicer plan --json
         cut, params = data["cut"].get("name"), data.get("params") or {}
     else:
@@ -284,14 +279,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _serve_config(args)
     if args.engine == "ray" and config.front != "aio":
         raise ValueError("--engine ray runs behind the asyncio front: drop --front sync")
+    from ..split.settings import estimators_for_cut, transforms_for_cut
+
+    estimators = estimators_for_cut(args.settings, cut) if args.settings else {}
+    transforms = transforms_for_cut(args.settings, cut) if args.settings else {}
     if args.engine == "ray":
-        from ..split.settings import estimators_for_cut
         from .ray_engine import serve_ray
 
-        if args.settings and estimators_for_cut(args.settings, cut):
-            raise ValueError("--engine ray does not apply the settings' decoder-side estimator")
+        if estimators or transforms:
+            raise ValueError(
+                "--engine ray does not apply the settings' calibrated transform or "
+                "decoder-side estimator: serve them with --engine grpc"
+            )
         return serve_ray(model, cut, config, replicas=args.replicas, ready_file=args.ready_file)
-    from ..split.settings import estimators_for_cut
     from .engine import TailEngine
     from .server import serve_forever
 
@@ -300,7 +300,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         None if cut == "full" else cut,
         threads=args.threads,
         batching=not args.no_batching,
-        estimators=estimators_for_cut(args.settings, cut) if args.settings else None,
+        estimators=estimators,
+        transforms=transforms,
     )
     asyncio.run(serve_forever(engine, config, ready_file=args.ready_file))
     return 0
@@ -336,18 +337,28 @@ def _serve_llm(args: argparse.Namespace) -> int:
 
 def cmd_client(args: argparse.Namespace) -> int:
     from ..split.transport import CodecParams
-    from .client import EdgeClient
+    from .client import EdgeClient, ServeError
 
     params: Any = CodecParams()
+    transforms: dict[str, Any] = {}
     if args.settings:
-        _, params = load_settings(args.settings)
+        from ..split.settings import transforms_for_cut
+
+        cut, params = load_settings(args.settings)
+        transforms = transforms_for_cut(args.settings, cut)
     if args.sparsity is not None or args.bits is not None:
         over = {k: getattr(args, k) for k in ("sparsity", "bits") if getattr(args, k) is not None}
         params = dataclasses.replace(params, **over)
     if args.raw:
         params = None
     model = resolve_model(args.model)
-    with EdgeClient(args.target, model, params=params, deadline_s=args.deadline) as edge:
+    try:
+        edge = EdgeClient(
+            args.target, model, params=params, transforms=transforms, deadline_s=args.deadline
+        )
+    except ServeError as exc:  # refused at connect (wire version, transform)
+        raise ValueError(f"{args.target}: {exc}") from None
+    with edge:
         from ..split.providers import make_session
         from ..split.runner import load_inputs, random_inputs
 
@@ -385,6 +396,14 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     from .loadtest import LoadConfig, print_report, run_loadtest
 
     cut, params = _cut_and_params(args) if (args.split or args.settings) else (None, None)
+    if args.settings and cut != "full":
+        from ..split.settings import transforms_for_cut
+
+        if transforms_for_cut(args.settings, cut):
+            raise ValueError(
+                f"settings {args.settings}: cut {cut} is coded through a calibrated transform, "
+                "which slicer loadtest does not apply (slicer serve / client do)"
+            )
     try:
         clients = [int(c) for c in str(args.clients).split(",") if c.strip()]
     except ValueError:

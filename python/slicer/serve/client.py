@@ -106,7 +106,11 @@ class EdgeClient:
 
     ``target``: ``host:port``. ``model``: the ONNX model (path, ModelProto or shipped name)
     whose head runs here; needed for :meth:`infer`, not for :meth:`send`. ``params``: codec
-    settings (``None``: cut tensors go raw). ``deadline_s``: per-request default.
+    settings (``None``: cut tensors go raw). ``transforms``: the cut's calibrated transforms
+    ({tensor name: CutTransform}, e.g. ``slicer.split.settings.transforms_for_cut``), applied
+    before encoding; with ``params`` they must be the ones the server inverts
+    (``ServerInfo.transform_fingerprint``), else the client refuses at connect.
+    ``deadline_s``: per-request default.
     ``batch_messages``: send on ``SessionBatched`` (when the server serves it): the requests
     queued when the stream is written go in one message, and the replies ready together come
     in one (:meth:`submit_many` queues several at once); the same session rules otherwise.
@@ -118,6 +122,7 @@ class EdgeClient:
         model: Any = None,
         *,
         params: Any = "default",
+        transforms: Mapping[str, Any] | None = None,
         session_id: str | None = None,
         deadline_s: float = 30.0,
         connect_timeout_s: float = 30.0,
@@ -175,6 +180,16 @@ class EdgeClient:
         from ..split.transport import CodecParams
 
         self.params = CodecParams() if params == "default" else params
+        self.transforms = dict(transforms or {})
+        mine = wire.transform_fingerprint(self.transforms)
+        if self.params is not None and mine != self.info.transform_fingerprint:
+            self._channel.close()
+            raise ServeError(
+                wire.FAILED_PRECONDITION,
+                f"the server inverts transforms {self.info.transform_fingerprint[:80] or 'none'!r}"
+                f", this client applies {mine[:80] or 'none'!r}: give the client the server's "
+                "settings (slicer client --settings) or send raw",
+            )
         self._head = None
         if model is not None:
             self._load_head(model, providers, threads)
@@ -232,7 +247,7 @@ class EdgeClient:
             if name not in values:
                 values[name] = np.asarray(inputs[name])
         values = {n: values[n] for n in self.info.tensor_names}
-        packet = encode_values(values, self.params)
+        packet = encode_values(values, self.params, self.transforms)
         side = packet.side if self.info.side_tensors else {}  # older servers: side tensors raw
         return wire.pack_tensors(packet.streams, packet.raw, side)
 
@@ -257,7 +272,8 @@ class EdgeClient:
         raw: Mapping[str, np.ndarray] | None = None,
         **kwargs: Any,
     ) -> Result:
-        """Send already-encoded cut tensors, blocking."""
+        """Send already-encoded cut tensors, blocking (streams of transformed tensors: already
+        coefficients of ``self.transforms``)."""
         tensors = wire.pack_tensors(streams or {}, raw or {})
         return self.submit(tensors, **kwargs).result()
 
@@ -369,6 +385,7 @@ class EdgeClient:
             reply_kind=p.kind,
             top_k=p.top_k,
             llm_message=p.llm_message,
+            transform_fingerprint=wire.request_transform(p.tensors, self.transforms),
         )
 
     # ------------------------------------------------------------------ the stream

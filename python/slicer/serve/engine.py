@@ -125,6 +125,7 @@ class TailEngine:
         batching: bool = True,
         server_id: str | None = None,
         estimators: dict[str, Any] | None = None,
+        transforms: dict[str, Any] | None = None,
     ) -> None:
         from ..split.graph import Partitioner
         from ..split.providers import make_session, resolve_providers
@@ -175,9 +176,16 @@ class TailEngine:
         # calibrated decoder-side estimators (slicer.split.estimator), applied to decoded codec
         # tensors only: raw and side tensors arrive exact
         self.estimators = dict(estimators or {})
-        unknown = sorted(set(self.estimators) - set(self.tensor_names))
-        if unknown:
-            raise ValueError(f"estimators for {unknown}, which are not inputs of the tail")
+        # calibrated transforms (slicer.split.transform): codec tensors arrive as coefficients
+        # and go through the inverse before any estimator; requests must name the same ones
+        self.transforms = dict(transforms or {})
+        for what, given in (("estimators", self.estimators), ("transforms", self.transforms)):
+            unknown = sorted(set(given) - set(self.tensor_names))
+            if unknown:
+                raise ValueError(f"{what} for {unknown}, which are not inputs of the tail")
+        self._transform_fps = tuple(
+            (n, t.fingerprint()) for n, t in sorted(self.transforms.items())
+        )
 
     # ------------------------------------------------------------------ batching self-check
 
@@ -221,7 +229,13 @@ class TailEngine:
     # ------------------------------------------------------------------ info
 
     def expect(self, max_request_bytes: int = wire.MAX_REQUEST_BYTES) -> wire.Expect:
-        return wire.Expect(self.fingerprint, self.cut_id, self.tensor_names, max_request_bytes)
+        return wire.Expect(
+            self.fingerprint,
+            self.cut_id,
+            self.tensor_names,
+            max_request_bytes,
+            transforms=self._transform_fps,
+        )
 
     def info(self, **caps: Any) -> pb.ServerInfo:
         return pb.ServerInfo(
@@ -233,6 +247,7 @@ class TailEngine:
             output_names=list(self.output_names),
             server_id=self.server_id,
             side_tensors=True,  # reads Tensor.side (docs/side.md)
+            transform_fingerprint=wire.transform_fingerprint(dict(self._transform_fps)),
             **caps,
         )
 
@@ -260,19 +275,23 @@ class TailEngine:
                     raise wire.WireError(
                         wire.INVALID_ARGUMENT, f"tensor {t.name!r}: bad codec stream: {exc}"
                     ) from None
-                array = self._estimate(t.name, array)
+                array = self._restore(t.name, array)
             else:
                 array = wire.exact_array(t, what=f"tensor {t.name!r}", max_elements=cap)
             values[t.name] = self._conform(t.name, array)
         return values
 
-    def _estimate(self, name: str, array: np.ndarray) -> np.ndarray:
-        """A decoded codec tensor through its estimator, if any (leading axes: the batch)."""
-        est = self.estimators.get(name)
-        if est is None or array.dtype.kind != "f":
+    def _restore(self, name: str, array: np.ndarray, batch: bool = False) -> np.ndarray:
+        """A decoded codec tensor through its transform's inverse, then its estimator, if any
+        (``batch``: rows (B, 1, *shape) of items (1, *shape))."""
+        t, est = self.transforms.get(name), self.estimators.get(name)
+        if (t is None and est is None) or array.dtype.kind != "f":
             return array
         try:
-            return est.apply(array)
+            if t is not None:  # the transform's axis counts in the item's dims
+                rows = array.reshape(-1, *array.shape[2:]) if batch else array
+                array = t.inverse(rows).astype(array.dtype, copy=False).reshape(array.shape)
+            return array if est is None else est.apply(array)
         except ValueError as exc:  # another shape than calibrated: the request's fault
             raise wire.WireError(wire.INVALID_ARGUMENT, f"tensor {name!r}: {exc}") from None
 
@@ -417,7 +436,7 @@ class TailEngine:
             try:  # one check for all: every row has the same dtype and shape
                 self._conform(name, array[int(np.argmax(keep))])
                 if kind == "codec":
-                    array = self._estimate(name, array)
+                    array = self._restore(name, array, batch=True)
             except wire.WireError as exc:
                 for j in np.flatnonzero(keep):
                     fail(int(j), exc)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import numpy as np
@@ -266,6 +267,30 @@ class Expect:
     tensor_names: tuple[str, ...]
     max_request_bytes: int = MAX_REQUEST_BYTES
     llm: bool = False  # an LLM server: requests carry llm_message, not tensors
+    # calibrated transforms the server inverts on codec tensors: ((name, fingerprint), ...)
+    transforms: tuple[tuple[str, str], ...] = ()
+
+
+def transform_fingerprint(transforms: Mapping[str, Any], coded: Iterable[str] | None = None) -> str:
+    """The wire's transform fingerprint: ``name=fingerprint`` of each transformed tensor,
+    sorted by name, joined by ``;`` ("" without one). ``transforms``: name → CutTransform or
+    its fingerprint string; ``coded``: only the tensors among these (those that travel as
+    codec streams: raw and side tensors are never transformed)."""
+    keep = None if coded is None else set(coded)
+    return ";".join(
+        f"{n}={t if isinstance(t, str) else t.fingerprint()}"
+        for n, t in sorted(transforms.items())
+        if keep is None or n in keep
+    )
+
+
+def request_transform(tensors: Iterable[pb.Tensor], transforms: Mapping[str, Any]) -> str:
+    """What ``Request.transform_fingerprint`` must be for these tensors: the transforms of
+    the tensors that travel as codec streams."""
+    if not transforms:
+        return ""
+    coded = [t.name for t in tensors if t.WhichOneof("payload") == "codec"]
+    return transform_fingerprint(transforms, coded)
 
 
 def check_request(req: pb.Request, expect: Expect, size: int) -> None:
@@ -315,6 +340,16 @@ def check_request(req: pb.Request, expect: Expect, size: int) -> None:
         kind = t.WhichOneof("payload")
         if kind is None:
             raise WireError(INVALID_ARGUMENT, f"tensor {t.name!r} has no payload")
+    if expect.transforms or req.transform_fingerprint:
+        want = request_transform(req.tensors, dict(expect.transforms))
+        if req.transform_fingerprint != want:
+            raise WireError(
+                FAILED_PRECONDITION,
+                f"the codec tensors were sent through transform "
+                f"{req.transform_fingerprint[:80] or 'none'!r}; this server inverts "
+                f"{want[:80] or 'none'!r} (encode with the server's settings: "
+                "slicer client --settings / EdgeClient(transforms=...))",
+            )
 
 
 def error_reply(

@@ -24,37 +24,37 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17slicer/serve/wire.proto\x12\x0fslicer.serve.v1\"m\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x05\x63odec\x18\x02 \x01(\x0cH\x00\x12)\n\x03raw\x18\x03 \x01(\x0b\x32\x1a.slicer.serve.v1.RawTensorH\x00\x12\x0e\n\x04side\x18\x04 \x01(\x0cH\x00\x42\t\n\x07payload\"7\n\tRawTensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\xe9\x01\n\x07Request\x12\x14\n\x0cwire_version\x18\x01 \x01(\r\x12\x19\n\x11model_fingerprint\x18\x02 \x01(\t\x12\x0e\n\x06\x63ut_id\x18\x03 \x01(\x05\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x0b\n\x03seq\x18\x05 \x01(\x04\x12(\n\x07tensors\x18\x06 \x03(\x0b\x32\x17.slicer.serve.v1.Tensor\x12.\n\nreply_kind\x18\x07 \x01(\x0e\x32\x1a.slicer.serve.v1.ReplyKind\x12\r\n\x05top_k\x18\x08 \x01(\r\x12\x13\n\x0bllm_message\x18\t \x01(\x0c\"U\n\x06Timing\x12\x10\n\x08queue_us\x18\x01 \x01(\r\x12\x11\n\tdecode_us\x18\x02 \x01(\r\x12\x12\n\ncompute_us\x18\x03 \x01(\r\x12\x12\n\nbatch_size\x18\x04 \x01(\r\"\xc6\x02\n\x05Reply\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x05 \x01(\r\x12(\n\x04kind\x18\x06 \x01(\x0e\x32\x1a.slicer.serve.v1.ReplyKind\x12+\n\x07outputs\x18\x07 \x03(\x0b\x32\x1a.slicer.serve.v1.RawTensor\x12\x14\n\x0coutput_names\x18\x08 \x03(\t\x12\x11\n\ttop_k_ids\x18\t \x03(\x03\x12\x14\n\x0ctop_k_values\x18\n \x03(\x02\x12\'\n\x06timing\x18\x0b \x01(\x0b\x32\x17.slicer.serve.v1.Timing\x12\x11\n\tserver_id\x18\x0c \x01(\t\x12\x13\n\x0bllm_message\x18\r \x01(\x0c\":\n\x0cRequestBatch\x12*\n\x08requests\x18\x01 \x03(\x0b\x32\x18.slicer.serve.v1.Request\"5\n\nReplyBatch\x12\'\n\x07replies\x18\x01 \x03(\x0b\x32\x16.slicer.serve.v1.Reply\"\r\n\x0bInfoRequest\"\xe9\x02\n\nServerInfo\x12\x14\n\x0cwire_version\x18\x01 \x01(\r\x12\x19\n\x11model_fingerprint\x18\x02 \x01(\t\x12\x0e\n\x06\x63ut_id\x18\x03 \x01(\x05\x12\x10\n\x08\x63ut_name\x18\x04 \x01(\t\x12\x14\n\x0ctensor_names\x18\x05 \x03(\t\x12\x14\n\x0coutput_names\x18\x06 \x03(\t\x12\x19\n\x11max_request_bytes\x18\x07 \x01(\x04\x12\x17\n\x0fmax_reply_bytes\x18\x08 \x01(\x04\x12\x14\n\x0cmax_sessions\x18\t \x01(\r\x12\x16\n\x0esession_idle_s\x18\n \x01(\r\x12\x11\n\tmax_batch\x18\x0b \x01(\r\x12\x11\n\tserver_id\x18\x0c \x01(\t\x12\x0e\n\x06\x65ngine\x18\r \x01(\t\x12\x0c\n\x04kind\x18\x0e \x01(\t\x12\x14\n\x0cside_tensors\x18\x0f \x01(\x08\x12 \n\x18max_requests_per_message\x18\x10 \x01(\r\"\x0f\n\rHealthRequest\"Q\n\x0bHealthReply\x12\x0c\n\x04live\x18\x01 \x01(\x08\x12\r\n\x05ready\x18\x02 \x01(\x08\x12\x10\n\x08sessions\x18\x03 \x01(\r\x12\x13\n\x0bqueue_depth\x18\x04 \x01(\r*e\n\tReplyKind\x12\x1a\n\x16REPLY_KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07OUTPUTS\x10\x01\x12\n\n\x06LOGITS\x10\x02\x12\t\n\x05TOP_K\x10\x03\x12\t\n\x05TOKEN\x10\x04\x12\r\n\tEMBEDDING\x10\x05\x32\xae\x02\n\x0eSplitInference\x12?\n\x07Session\x12\x18.slicer.serve.v1.Request\x1a\x16.slicer.serve.v1.Reply(\x01\x30\x01\x12P\n\x0eSessionBatched\x12\x1d.slicer.serve.v1.RequestBatch\x1a\x1b.slicer.serve.v1.ReplyBatch(\x01\x30\x01\x12\x41\n\x04Info\x12\x1c.slicer.serve.v1.InfoRequest\x1a\x1b.slicer.serve.v1.ServerInfo\x12\x46\n\x06Health\x12\x1e.slicer.serve.v1.HealthRequest\x1a\x1c.slicer.serve.v1.HealthReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17slicer/serve/wire.proto\x12\x0fslicer.serve.v1\"m\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x05\x63odec\x18\x02 \x01(\x0cH\x00\x12)\n\x03raw\x18\x03 \x01(\x0b\x32\x1a.slicer.serve.v1.RawTensorH\x00\x12\x0e\n\x04side\x18\x04 \x01(\x0cH\x00\x42\t\n\x07payload\"7\n\tRawTensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x88\x02\n\x07Request\x12\x14\n\x0cwire_version\x18\x01 \x01(\r\x12\x19\n\x11model_fingerprint\x18\x02 \x01(\t\x12\x0e\n\x06\x63ut_id\x18\x03 \x01(\x05\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x0b\n\x03seq\x18\x05 \x01(\x04\x12(\n\x07tensors\x18\x06 \x03(\x0b\x32\x17.slicer.serve.v1.Tensor\x12.\n\nreply_kind\x18\x07 \x01(\x0e\x32\x1a.slicer.serve.v1.ReplyKind\x12\r\n\x05top_k\x18\x08 \x01(\r\x12\x13\n\x0bllm_message\x18\t \x01(\x0c\x12\x1d\n\x15transform_fingerprint\x18\n \x01(\t\"U\n\x06Timing\x12\x10\n\x08queue_us\x18\x01 \x01(\r\x12\x11\n\tdecode_us\x18\x02 \x01(\r\x12\x12\n\ncompute_us\x18\x03 \x01(\r\x12\x12\n\nbatch_size\x18\x04 \x01(\r\"\xc6\x02\n\x05Reply\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x05 \x01(\r\x12(\n\x04kind\x18\x06 \x01(\x0e\x32\x1a.slicer.serve.v1.ReplyKind\x12+\n\x07outputs\x18\x07 \x03(\x0b\x32\x1a.slicer.serve.v1.RawTensor\x12\x14\n\x0coutput_names\x18\x08 \x03(\t\x12\x11\n\ttop_k_ids\x18\t \x03(\x03\x12\x14\n\x0ctop_k_values\x18\n \x03(\x02\x12\'\n\x06timing\x18\x0b \x01(\x0b\x32\x17.slicer.serve.v1.Timing\x12\x11\n\tserver_id\x18\x0c \x01(\t\x12\x13\n\x0bllm_message\x18\r \x01(\x0c\":\n\x0cRequestBatch\x12*\n\x08requests\x18\x01 \x03(\x0b\x32\x18.slicer.serve.v1.Request\"5\n\nReplyBatch\x12\'\n\x07replies\x18\x01 \x03(\x0b\x32\x16.slicer.serve.v1.Reply\"\r\n\x0bInfoRequest\"\x88\x03\n\nServerInfo\x12\x14\n\x0cwire_version\x18\x01 \x01(\r\x12\x19\n\x11model_fingerprint\x18\x02 \x01(\t\x12\x0e\n\x06\x63ut_id\x18\x03 \x01(\x05\x12\x10\n\x08\x63ut_name\x18\x04 \x01(\t\x12\x14\n\x0ctensor_names\x18\x05 \x03(\t\x12\x14\n\x0coutput_names\x18\x06 \x03(\t\x12\x19\n\x11max_request_bytes\x18\x07 \x01(\x04\x12\x17\n\x0fmax_reply_bytes\x18\x08 \x01(\x04\x12\x14\n\x0cmax_sessions\x18\t \x01(\r\x12\x16\n\x0esession_idle_s\x18\n \x01(\r\x12\x11\n\tmax_batch\x18\x0b \x01(\r\x12\x11\n\tserver_id\x18\x0c \x01(\t\x12\x0e\n\x06\x65ngine\x18\r \x01(\t\x12\x0c\n\x04kind\x18\x0e \x01(\t\x12\x14\n\x0cside_tensors\x18\x0f \x01(\x08\x12 \n\x18max_requests_per_message\x18\x10 \x01(\r\x12\x1d\n\x15transform_fingerprint\x18\x11 \x01(\t\"\x0f\n\rHealthRequest\"Q\n\x0bHealthReply\x12\x0c\n\x04live\x18\x01 \x01(\x08\x12\r\n\x05ready\x18\x02 \x01(\x08\x12\x10\n\x08sessions\x18\x03 \x01(\r\x12\x13\n\x0bqueue_depth\x18\x04 \x01(\r*e\n\tReplyKind\x12\x1a\n\x16REPLY_KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07OUTPUTS\x10\x01\x12\n\n\x06LOGITS\x10\x02\x12\t\n\x05TOP_K\x10\x03\x12\t\n\x05TOKEN\x10\x04\x12\r\n\tEMBEDDING\x10\x05\x32\xae\x02\n\x0eSplitInference\x12?\n\x07Session\x12\x18.slicer.serve.v1.Request\x1a\x16.slicer.serve.v1.Reply(\x01\x30\x01\x12P\n\x0eSessionBatched\x12\x1d.slicer.serve.v1.RequestBatch\x1a\x1b.slicer.serve.v1.ReplyBatch(\x01\x30\x01\x12\x41\n\x04Info\x12\x1c.slicer.serve.v1.InfoRequest\x1a\x1b.slicer.serve.v1.ServerInfo\x12\x46\n\x06Health\x12\x1e.slicer.serve.v1.HealthRequest\x1a\x1c.slicer.serve.v1.HealthReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'slicer.serve.wire_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REPLYKIND']._serialized_start=1458
-  _globals['_REPLYKIND']._serialized_end=1559
+  _globals['_REPLYKIND']._serialized_start=1520
+  _globals['_REPLYKIND']._serialized_end=1621
   _globals['_TENSOR']._serialized_start=44
   _globals['_TENSOR']._serialized_end=153
   _globals['_RAWTENSOR']._serialized_start=155
   _globals['_RAWTENSOR']._serialized_end=210
   _globals['_REQUEST']._serialized_start=213
-  _globals['_REQUEST']._serialized_end=446
-  _globals['_TIMING']._serialized_start=448
-  _globals['_TIMING']._serialized_end=533
-  _globals['_REPLY']._serialized_start=536
-  _globals['_REPLY']._serialized_end=862
-  _globals['_REQUESTBATCH']._serialized_start=864
-  _globals['_REQUESTBATCH']._serialized_end=922
-  _globals['_REPLYBATCH']._serialized_start=924
-  _globals['_REPLYBATCH']._serialized_end=977
-  _globals['_INFOREQUEST']._serialized_start=979
-  _globals['_INFOREQUEST']._serialized_end=992
-  _globals['_SERVERINFO']._serialized_start=995
-  _globals['_SERVERINFO']._serialized_end=1356
-  _globals['_HEALTHREQUEST']._serialized_start=1358
-  _globals['_HEALTHREQUEST']._serialized_end=1373
-  _globals['_HEALTHREPLY']._serialized_start=1375
-  _globals['_HEALTHREPLY']._serialized_end=1456
-  _globals['_SPLITINFERENCE']._serialized_start=1562
-  _globals['_SPLITINFERENCE']._serialized_end=1864
+  _globals['_REQUEST']._serialized_end=477
+  _globals['_TIMING']._serialized_start=479
+  _globals['_TIMING']._serialized_end=564
+  _globals['_REPLY']._serialized_start=567
+  _globals['_REPLY']._serialized_end=893
+  _globals['_REQUESTBATCH']._serialized_start=895
+  _globals['_REQUESTBATCH']._serialized_end=953
+  _globals['_REPLYBATCH']._serialized_start=955
+  _globals['_REPLYBATCH']._serialized_end=1008
+  _globals['_INFOREQUEST']._serialized_start=1010
+  _globals['_INFOREQUEST']._serialized_end=1023
+  _globals['_SERVERINFO']._serialized_start=1026
+  _globals['_SERVERINFO']._serialized_end=1418
+  _globals['_HEALTHREQUEST']._serialized_start=1420
+  _globals['_HEALTHREQUEST']._serialized_end=1435
+  _globals['_HEALTHREPLY']._serialized_start=1437
+  _globals['_HEALTHREPLY']._serialized_end=1518
+  _globals['_SPLITINFERENCE']._serialized_start=1624
+  _globals['_SPLITINFERENCE']._serialized_end=1926
 # @@protoc_insertion_point(module_scope)

@@ -45,7 +45,7 @@ class RawTensor(_message.Message):
     def __init__(self, dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class Request(_message.Message):
-    __slots__ = ("wire_version", "model_fingerprint", "cut_id", "session_id", "seq", "tensors", "reply_kind", "top_k", "llm_message")
+    __slots__ = ("wire_version", "model_fingerprint", "cut_id", "session_id", "seq", "tensors", "reply_kind", "top_k", "llm_message", "transform_fingerprint")
     WIRE_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     CUT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,7 @@ class Request(_message.Message):
     REPLY_KIND_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     LLM_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TRANSFORM_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     wire_version: int
     model_fingerprint: str
     cut_id: int
@@ -64,7 +65,8 @@ class Request(_message.Message):
     reply_kind: ReplyKind
     top_k: int
     llm_message: bytes
-    def __init__(self, wire_version: _Optional[int] = ..., model_fingerprint: _Optional[str] = ..., cut_id: _Optional[int] = ..., session_id: _Optional[str] = ..., seq: _Optional[int] = ..., tensors: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., reply_kind: _Optional[_Union[ReplyKind, str]] = ..., top_k: _Optional[int] = ..., llm_message: _Optional[bytes] = ...) -> None: ...
+    transform_fingerprint: str
+    def __init__(self, wire_version: _Optional[int] = ..., model_fingerprint: _Optional[str] = ..., cut_id: _Optional[int] = ..., session_id: _Optional[str] = ..., seq: _Optional[int] = ..., tensors: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., reply_kind: _Optional[_Union[ReplyKind, str]] = ..., top_k: _Optional[int] = ..., llm_message: _Optional[bytes] = ..., transform_fingerprint: _Optional[str] = ...) -> None: ...
 
 class Timing(_message.Message):
     __slots__ = ("queue_us", "decode_us", "compute_us", "batch_size")
@@ -125,7 +127,7 @@ class InfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("wire_version", "model_fingerprint", "cut_id", "cut_name", "tensor_names", "output_names", "max_request_bytes", "max_reply_bytes", "max_sessions", "session_idle_s", "max_batch", "server_id", "engine", "kind", "side_tensors", "max_requests_per_message")
+    __slots__ = ("wire_version", "model_fingerprint", "cut_id", "cut_name", "tensor_names", "output_names", "max_request_bytes", "max_reply_bytes", "max_sessions", "session_idle_s", "max_batch", "server_id", "engine", "kind", "side_tensors", "max_requests_per_message", "transform_fingerprint")
     WIRE_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     CUT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -142,6 +144,7 @@ class ServerInfo(_message.Message):
     KIND_FIELD_NUMBER: _ClassVar[int]
     SIDE_TENSORS_FIELD_NUMBER: _ClassVar[int]
     MAX_REQUESTS_PER_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TRANSFORM_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     wire_version: int
     model_fingerprint: str
     cut_id: int
@@ -158,7 +161,8 @@ class ServerInfo(_message.Message):
     kind: str
     side_tensors: bool
     max_requests_per_message: int
-    def __init__(self, wire_version: _Optional[int] = ..., model_fingerprint: _Optional[str] = ..., cut_id: _Optional[int] = ..., cut_name: _Optional[str] = ..., tensor_names: _Optional[_Iterable[str]] = ..., output_names: _Optional[_Iterable[str]] = ..., max_request_bytes: _Optional[int] = ..., max_reply_bytes: _Optional[int] = ..., max_sessions: _Optional[int] = ..., session_idle_s: _Optional[int] = ..., max_batch: _Optional[int] = ..., server_id: _Optional[str] = ..., engine: _Optional[str] = ..., kind: _Optional[str] = ..., side_tensors: _Optional[bool] = ..., max_requests_per_message: _Optional[int] = ...) -> None: ...
+    transform_fingerprint: str
+    def __init__(self, wire_version: _Optional[int] = ..., model_fingerprint: _Optional[str] = ..., cut_id: _Optional[int] = ..., cut_name: _Optional[str] = ..., tensor_names: _Optional[_Iterable[str]] = ..., output_names: _Optional[_Iterable[str]] = ..., max_request_bytes: _Optional[int] = ..., max_reply_bytes: _Optional[int] = ..., max_sessions: _Optional[int] = ..., session_idle_s: _Optional[int] = ..., max_batch: _Optional[int] = ..., server_id: _Optional[str] = ..., engine: _Optional[str] = ..., kind: _Optional[str] = ..., side_tensors: _Optional[bool] = ..., max_requests_per_message: _Optional[int] = ..., transform_fingerprint: _Optional[str] = ...) -> None: ...
 
 class HealthRequest(_message.Message):
     __slots__ = ()

@@ -241,10 +241,7 @@ def estimators_for_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
     return _artifact_for_entry(entry, "estimator", CutEstimator.load)
 
 
-def estimators_for_cut(path: str | os.PathLike, cut: str) -> dict[str, Any]:
-    """The decoder-side estimators of cut ``cut`` in the settings file ``path`` (empty when
-    the file is not a settings file, e.g. a ``slicer plan --json`` output, or the cut's entry
-    has none)."""
+def _artifacts_for_cut(path: str | os.PathLike, cut: str, for_entry: Any) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError):
@@ -252,7 +249,20 @@ def estimators_for_cut(path: str | os.PathLike, cut: str) -> dict[str, Any]:
     if not isinstance(data, dict) or "slicer_settings" not in data:
         return {}
     entry = settings_for_cut(load_settings(path), cut)
-    return estimators_for_entry(entry) if entry is not None else {}
+    return for_entry(entry) if entry is not None else {}
+
+
+def estimators_for_cut(path: str | os.PathLike, cut: str) -> dict[str, Any]:
+    """The decoder-side estimators of cut ``cut`` in the settings file ``path`` (empty when
+    the file is not a settings file, e.g. a ``slicer plan --json`` output, or the cut's entry
+    has none)."""
+    return _artifacts_for_cut(path, cut, estimators_for_entry)
+
+
+def transforms_for_cut(path: str | os.PathLike, cut: str) -> dict[str, Any]:
+    """The calibrated transforms of cut ``cut`` in the settings file ``path`` (empty when the
+    file is not a settings file or the cut's entry has none), as :func:`transforms_for_entry`."""
+    return _artifacts_for_cut(path, cut, transforms_for_entry)
 
 
 def _need(cond: bool, where: str, what: str) -> None:

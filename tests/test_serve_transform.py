@@ -1,0 +1,202 @@
+"""Serving a cut coded through a calibrated transform (``slicer calibrate --klt`` settings):
+the client sends the transform's coefficients, the server inverts them before the tail, and
+both sides must hold the same transform (``transform_fingerprint``, docs/wire.md)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("grpc")
+pytest.importorskip("onnxruntime")
+
+from serve_fronts import FRONTS, serve_config  # noqa: E402
+from slicer.serve import EdgeClient, ServerThread, TailEngine, wire  # noqa: E402
+from slicer.serve import wire_pb2 as pb  # noqa: E402
+from slicer.serve.client import ServeError  # noqa: E402
+from slicer.serve.toy import TOY_CUT, toy_inputs, toy_model  # noqa: E402
+from slicer.split import Partitioner, SplitModel  # noqa: E402
+from slicer.split.transform import CutTransform  # noqa: E402
+from slicer.split.transport import encode_values  # noqa: E402
+from test_serve import PARAMS, lockstep, raw_session  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model():
+    return toy_model()
+
+
+@pytest.fixture(scope="module")
+def transform(model):
+    """A KLT fitted on the toy cut tensor of 40 calibration inputs (not the test inputs)."""
+    plain = SplitModel(Partitioner(model), TOY_CUT, providers=["CPUExecutionProvider"], threads=1)
+    return CutTransform.fit(plain.run_head(toy_inputs(100 + k))[TOY_CUT] for k in range(40))
+
+
+@pytest.fixture(scope="module")
+def local(model, transform):
+    """The local reference: head → forward → codec → decode → inverse → tail."""
+    return SplitModel(
+        Partitioner(model),
+        TOY_CUT,
+        providers=["CPUExecutionProvider"],
+        threads=1,
+        transforms={TOY_CUT: transform},
+    )
+
+
+@pytest.fixture(scope="module")
+def engines(model, transform):
+    return {
+        batching: TailEngine(model, TOY_CUT, batching=batching, transforms={TOY_CUT: transform})
+        for batching in (True, False)
+    }
+
+
+@pytest.mark.parametrize("batching", [True, False])
+@pytest.mark.parametrize("front", FRONTS)
+def test_replies_equal_the_local_split_model_with_the_transform(
+    engines, model, local, transform, front, batching
+):
+    engine = engines[batching]
+    info = engine.info()
+    assert info.transform_fingerprint == f"{TOY_CUT}={transform.fingerprint()}"
+    plain = SplitModel(Partitioner(model), TOY_CUT, providers=["CPUExecutionProvider"], threads=1)
+    with ServerThread(engine, serve_config(front, max_batch=8, batch_window_ms=5)) as server:
+        with EdgeClient(
+            server.target, model, params=PARAMS, transforms={TOY_CUT: transform}
+        ) as edge:
+            futures = [edge.submit(edge.prepare(toy_inputs(k))) for k in range(24)]
+            results = [f.result() for f in futures]
+            for k, r in enumerate(results):
+                want = local.run(toy_inputs(k), PARAMS, compare=False).outputs["logits"]
+                np.testing.assert_allclose(r.outputs["logits"], want, rtol=1e-4, atol=1e-5)
+                other = plain.run(toy_inputs(k), PARAMS, compare=False).outputs["logits"]
+                assert not np.allclose(want, other, rtol=1e-4, atol=1e-5)  # it is another coding
+            if batching:
+                assert max(r.timing["batch_size"] for r in results) > 1  # batched across requests
+        # the raw link carries exact values, never coefficients: no transform needed
+        with EdgeClient(server.target, model, params=None) as raw:
+            exact = raw.infer(toy_inputs(5)).outputs["logits"]
+        np.testing.assert_allclose(exact, local.run_full(toy_inputs(5))["logits"], rtol=1e-5)
+
+
+def _request(engine, local, seq, transform_fingerprint):
+    inputs = toy_inputs(seq)
+    values = local.run_head({i.name: inputs[i.name] for i in local.head.get_inputs()})
+    values.setdefault("scale", inputs["scale"])
+    packet = encode_values({n: values[n] for n in engine.tensor_names}, PARAMS, local.transforms)
+    return pb.Request(
+        wire_version=wire.WIRE_VERSION,
+        model_fingerprint=engine.fingerprint,
+        cut_id=engine.cut_id,
+        session_id="t1",
+        seq=seq,
+        tensors=wire.pack_tensors(packet.streams, packet.raw),
+        reply_kind=pb.LOGITS,
+        transform_fingerprint=transform_fingerprint,
+    )
+
+
+def test_batch_and_per_item_decode_paths_invert_codec_tensors_only(engines, local):
+    """A raw item first sends the codec items down the per-item path; codec first decodes
+    them as one batch. Raw tensors arrive exact and are not inverted."""
+    from slicer.serve.engine import Item
+
+    engine = engines[True]
+    fp = engine.info().transform_fingerprint
+    coded = [_request(engine, local, s, fp) for s in range(1, 5)]
+    raw = _request(engine, local, 5, "")
+    inputs = toy_inputs(5)
+    values = local.run_head({i.name: inputs[i.name] for i in local.head.get_inputs()})
+    values.setdefault("scale", inputs["scale"])
+    del raw.tensors[:]
+    raw.tensors.extend(wire.pack_tensors({}, {n: values[n] for n in engine.tensor_names}))
+    for order in (coded + [raw], [raw] + coded):
+        outcomes = engine.run_batch([Item(m) for m in order])
+        for m, out in zip(order, outcomes, strict=True):
+            assert out.reply.code == 0, out.reply.message
+            inputs = toy_inputs(m.seq)
+            want = (
+                local.run_full(inputs)["logits"]
+                if m is raw
+                else local.run(inputs, PARAMS, compare=False).outputs["logits"]
+            )
+            got = wire.reply_outputs(out.reply)["logits"]
+            np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-4, atol=1e-5)
+
+
+def test_a_client_without_the_transform_gets_failed_precondition(engines, model, local):
+    engine = engines[True]
+    fp = engine.info().transform_fingerprint
+    with ServerThread(engine) as server:
+        # EdgeClient refuses at connect: it would send values, the server expects coefficients
+        with pytest.raises(ServeError, match="inverts transforms") as err:
+            EdgeClient(server.target, model, params=PARAMS)
+        assert err.value.code == wire.FAILED_PRECONDITION
+        # a client that does not check (an older one): the server answers each request
+        channel, rpc = raw_session(server.target)
+        messages = [_request(engine, local, s, f) for s, f in ((1, ""), (2, fp), (3, "h1=x"))]
+        replies = lockstep(rpc, [m.SerializeToString() for m in messages])
+        channel.close()
+    codes = [r.code for r in replies]
+    assert codes == [wire.FAILED_PRECONDITION, 0, wire.FAILED_PRECONDITION], replies
+    assert "none" in replies[0].message and "inverts" in replies[0].message
+    want = local.run(toy_inputs(2), PARAMS, compare=False).outputs["logits"]
+    got = wire.reply_outputs(replies[1])["logits"]
+    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-4, atol=1e-5)
+    # a server without the transform refuses coefficients, and a client holding one refuses it
+    plain = TailEngine(model, TOY_CUT)
+    with pytest.raises(wire.WireError, match="this server inverts 'none'"):
+        wire.check_request(messages[1], plain.expect(), messages[1].ByteSize())
+    with ServerThread(plain) as server:
+        with pytest.raises(ServeError, match="inverts transforms 'none'"):
+            EdgeClient(server.target, model, params=PARAMS, transforms=local.transforms)
+    with pytest.raises(ValueError, match="not inputs of the tail"):
+        TailEngine(model, TOY_CUT, transforms={"nope": local.transforms[TOY_CUT]})
+
+
+def test_settings_with_a_transform_load_and_serve(model, local, transform, tmp_path, capsys):
+    import onnx
+
+    from slicer.cli import main
+    from slicer.serve.cli import load_settings
+    from slicer.split.settings import save_settings, transforms_for_cut
+
+    transform.save(tmp_path / "klt.npz")
+    settings = {
+        "slicer_settings": 1,
+        "model": {"fingerprint": "sha256:0"},
+        "targets": [{"metric": "kl", "value": 0.1}],
+        "cuts": [
+            {"index": 2, "name": TOY_CUT, "status": "ok", "params": PARAMS.to_json(),
+             "bits_per_element": 1.0, "payload_bytes": 40,
+             "transform": {"tensor": TOY_CUT, "file": str(tmp_path / "klt.npz"),
+                           "fingerprint": transform.fingerprint()}},
+        ],
+    }  # fmt: skip
+    save_settings(settings, tmp_path / "s.json")
+    cut, params = load_settings(str(tmp_path / "s.json"))
+    assert cut == TOY_CUT and params.sparsity == PARAMS.sparsity
+    loaded = transforms_for_cut(tmp_path / "s.json", TOY_CUT)
+    assert loaded[TOY_CUT].fingerprint() == transform.fingerprint()
+    path = tmp_path / "toy.onnx"
+    onnx.save(model, str(path))
+    np.savez(tmp_path / "x.npz", **toy_inputs(9))
+    engine = TailEngine(str(path), TOY_CUT, transforms=loaded)
+    with ServerThread(engine) as server:
+        args = ["client", str(path), "--target", server.target, "--inputs", str(tmp_path / "x.npz")]
+        assert main([*args, "--settings", str(tmp_path / "s.json"), "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        want = local.run(toy_inputs(9), PARAMS, compare=False).outputs["logits"][0]
+        assert out["top_k_ids"] == list(np.argsort(-want, kind="stable")[:5])
+        np.testing.assert_allclose(out["top_k_values"], np.sort(want)[::-1][:5], rtol=1e-4)
+        assert main([*args, "--sparsity", "0.5"]) == 2  # no settings: no transform, refused
+        assert "inverts transforms" in capsys.readouterr().err
+    serve = ["serve", str(path), "--settings", str(tmp_path / "s.json"), "--port", "0"]
+    assert main([*serve, "--engine", "ray"]) == 2
+    assert "--engine ray does not apply" in capsys.readouterr().err
+    assert main(["loadtest", str(path), "--settings", str(tmp_path / "s.json")]) == 2
+    assert "loadtest does not apply" in capsys.readouterr().err
