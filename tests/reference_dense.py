@@ -940,7 +940,8 @@ def decode(stream: bytes, max_elements: int = 2**31) -> tuple[np.ndarray, Accoun
                 continue
             idx = np.nonzero(gid == g)[0]
             vals = np.frombuffer(r.take(item * idx.size), dtype=dt.newbyteorder("<"))
-            vals = vals.astype(np.float64)
+            with np.errstate(invalid="ignore"):  # a hostile NaN is refused just below
+                vals = vals.astype(np.float64)
             if not np.all(np.isfinite(vals)):
                 raise ReferenceFormatError("raw value not finite")
             out[idx] = vals
