@@ -78,7 +78,7 @@ slicer_status ParseSignBlocks(uint64_t sign_count, uint32_t blocks, uint32_t fir
   for (uint32_t m = 0; m < blocks; ++m) {
     const uint64_t count = BlockCount(sign_count, blocks, m);
     if (count == 0) continue;
-    uint32_t width;
+    uint32_t width = 0;
     SLICER_FORMAT_TRY(reader->U8("block width", &width));
     if (width > bits) return Reject(SLICER_ERR_CORRUPT, "block width above q_bit");
     tables->blocks.push_back(Block{count, 0.0f, 0.0f, first_label + m, width});
@@ -86,7 +86,7 @@ slicer_status ParseSignBlocks(uint64_t sign_count, uint32_t blocks, uint32_t fir
   const size_t used = tables->blocks.size() - first;
   uint32_t previous = 0;
   for (size_t b = 0; b <= used; ++b) {
-    uint32_t value;
+    uint32_t value = 0;
     SLICER_FORMAT_TRY(reader->F32Bits("block range chain", &value));
     if (value == 0 || value >= kInfinityBits) {
       return Reject(SLICER_ERR_CORRUPT, "block range chain (not finite and > 0)");
@@ -135,7 +135,7 @@ slicer_status ParseHeader(const uint8_t* data, size_t avail, size_t size, uint64
   FieldReader reader(data, std::min(avail, size - 4), 5);
   slicer_header& h = header->fields;
   h = slicer_header{};
-  uint32_t mode, dtype, flags, ndim;
+  uint32_t mode = 0, dtype = 0, flags = 0, ndim = 0;
   SLICER_FORMAT_TRY(reader.U8("mode", &mode));
   SLICER_FORMAT_TRY(reader.U8("dtype", &dtype));
   SLICER_FORMAT_TRY(reader.U8("flags", &flags));
@@ -154,7 +154,7 @@ slicer_status ParseHeader(const uint8_t* data, size_t avail, size_t size, uint64
   uint64_t extent = 1;
   bool any_zero = false;
   for (uint32_t d = 0; d < ndim; ++d) {
-    uint64_t dim;
+    uint64_t dim = 0;
     SLICER_FORMAT_TRY(reader.Varint("shape", &dim));
     if (dim >= (uint64_t{1} << 60)) return Reject(SLICER_ERR_LIMIT_EXCEEDED, "shape (>= 2^60)");
     h.shape[d] = static_cast<int64_t>(dim);
@@ -169,7 +169,7 @@ slicer_status ParseHeader(const uint8_t* data, size_t avail, size_t size, uint64
   const uint64_t count = any_zero ? 0 : extent;
   if (count > max_elements) return Reject(SLICER_ERR_LIMIT_EXCEEDED, "shape (above max_elements)");
   h.num_elements = count;
-  uint64_t s_ppb, asym_ppb, delta_micro, seed;
+  uint64_t s_ppb = 0, asym_ppb = 0, delta_micro = 0, seed = 0;
   SLICER_FORMAT_TRY(reader.Varint("s_ppb", &s_ppb));
   SLICER_FORMAT_TRY(reader.Varint("asym_ppb", &asym_ppb));
   SLICER_FORMAT_TRY(reader.Varint("delta_micro", &delta_micro));
@@ -177,7 +177,7 @@ slicer_status ParseHeader(const uint8_t* data, size_t avail, size_t size, uint64
   if (s_ppb >= kPpb) return Reject(SLICER_ERR_CORRUPT, "s_ppb");
   if (asym_ppb >= kPpb) return Reject(SLICER_ERR_CORRUPT, "asym_ppb");
   if (delta_micro > 0xFFFFFFFFull) return Reject(SLICER_ERR_CORRUPT, "delta_micro");
-  uint32_t bits, m_pos, m_neg, chunk_log2;
+  uint32_t bits = 0, m_pos = 0, m_neg = 0, chunk_log2 = 0;
   SLICER_FORMAT_TRY(reader.U8("q_bit", &bits));
   SLICER_FORMAT_TRY(reader.U8("m_pos", &m_pos));
   SLICER_FORMAT_TRY(reader.U8("m_neg", &m_neg));

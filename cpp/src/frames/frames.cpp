@@ -277,9 +277,8 @@ void WriteContext(int dtype, const int64_t* row_shape, uint32_t row_ndim,
                   const std::vector<uint8_t>& cmap, const std::vector<unsigned>& classes,
                   const int8_t* off, std::vector<uint8_t>* out) {
   const uint64_t row = cmap.size();
-  out->clear();
   static const uint8_t magic[4] = {0x53, 0x4C, 0x43, 0x52};
-  out->insert(out->end(), magic, magic + 4);
+  out->assign(magic, magic + 4);
   out->push_back(dense::kVersion);
   out->push_back(kKindContext);
   out->push_back(static_cast<uint8_t>(dtype));
