@@ -1,9 +1,13 @@
-/* SLICER intermediate-feature codec: C ABI (format 1, docs/format.md).
+/* SLICER intermediate-feature codec: C ABI (formats 1 and 2, docs/format.md).
  *
  * Errors are values: every function returns a slicer_status whose numeric values are
  * pinned forever (new codes may be added, existing ones never change meaning).
  * All buffers are owned by the caller. No function keeps a pointer after it returns.
- * Thread safety: every function is reentrant; distinct calls may run concurrently. */
+ * Thread safety: every function is reentrant; distinct calls may run concurrently.
+ * ABI: parameter and info structs may gain trailing fields from one minor version to the next
+ * (the shared library's SONAME carries major.minor, e.g. libslicer.so.0.3). Always fill a
+ * parameter struct with its *_init function first, and build against the header of the library
+ * you link: a program built against another minor version's header must be rebuilt. */
 #ifndef SLICER_SLICER_H_
 #define SLICER_SLICER_H_
 
