@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import slicer
 from slicer import _core, _rate
@@ -67,6 +68,91 @@ def test_one_pass_reads_what_the_separate_passes_read(dtype, n):
     np.testing.assert_array_equal(fused.sample, ref.sample)
     assert fused.max_abs == plain.max_abs == _core.rate_stats(raw, code, False)[0] == ref.max_abs
     assert fused.energy == plain.energy == _core.rate_stats(raw, code, True)[1]
+
+
+def _sorted_sides_reference(sample: np.ndarray) -> tuple:
+    """What the model's sort must give, from NumPy's sort: per side (positive values, negative
+    values' magnitudes) the ascending magnitudes and their running sums of m and m² (NumPy's
+    accumulate adds in order), the count of zeros (+0 and −0), and the (E, count) runs of the
+    binary exponents E = floor(log2 m) along the positive side, then the negative side
+    (binary64 subnormals: −1100)."""
+    v = np.asarray(sample, dtype=np.float64)
+    sides = []
+    runs: list[tuple[int, float]] = []
+    for mags in (np.sort(v[v > 0]), np.sort(-v[v < 0])):
+        zero = np.zeros(1)
+        with np.errstate(over="ignore"):  # float64's extremes: inf, as in the model
+            sides.append((mags, np.concatenate([zero, np.cumsum(mags)]),
+                          np.concatenate([zero, np.cumsum(mags * mags)])))  # fmt: skip
+        e = np.where(mags >= np.finfo(np.float64).tiny, np.frexp(mags)[1] - 1, -1100)
+        side_runs: list[tuple[int, float]] = []  # each side starts its own runs
+        for value in e.tolist():
+            if side_runs and side_runs[-1][0] == value:
+                side_runs[-1] = (value, side_runs[-1][1] + 1.0)
+            else:
+                side_runs.append((value, 1.0))
+        runs += side_runs
+    return sides[0], sides[1], float(v.size - (v > 0).sum() - (v < 0).sum()), runs
+
+
+def _check_sorted_sides(x: np.ndarray) -> None:
+    model = _rate.KernelModel(x.reshape(-1), x.dtype.itemsize, 20)
+    got = model.core.sorted_sides()
+    want = _sorted_sides_reference(model.sample)
+    for side in (0, 1):
+        for g, w in zip(got[side], want[side], strict=True):
+            np.testing.assert_array_equal(g, w)  # bit for bit: -0.0 and +0.0 would differ too
+            assert np.signbit(g).sum() == 0
+    assert got[2] == want[2]
+    assert [tuple(r) for r in got[3]] == want[3]
+
+
+def _awkward(n: int, dtype, rng: np.random.Generator) -> np.ndarray:  # noqa: ANN001
+    """±0, subnormals, the extremes of the type, many ties, a few outliers."""
+    info = np.finfo(dtype)
+    tiny, normal, top = (
+        float(v) for v in (info.smallest_subnormal, info.smallest_normal, info.max)
+    )
+    special = np.array([0.0, -0.0, tiny, -tiny, normal, top, -top, 1.0, -1.0])
+    ties = rng.choice(np.array([0.5, -0.5, 3.0, -3.0, 0.0, -0.0]), n)
+    spread = rng.standard_normal(n) * 10.0 ** rng.integers(-3, 4, n)
+    pick = rng.integers(0, 3, n)
+    x = np.where(pick == 0, ties, np.where(pick == 1, spread, rng.choice(special, n)))
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 255, 256, 257, 4097, 32768, 40_001])
+def test_sorted_sample_is_numpys_sort(dtype, n):
+    """The model's sort of the sample (one radix sort of both signs' binary32 patterns for
+    float32 / float16 / bfloat16, the 64-bit sort per side for float64) against np.sort on
+    awkward inputs: ±0, subnormals, the type's extremes, ties, n = 0 / 1 / odd / around the
+    small-input threshold / beyond the 32,768-element sample."""
+    _check_sorted_sides(_awkward(n, dtype, np.random.default_rng(n + 7)))
+
+
+def test_sorted_sample_of_signed_zeros_and_float64_only_values():
+    """All zeros of both signs; float64 values past the binary32 range or between its values
+    (the 64-bit path), with binary64 subnormals; one such value among binary32 ones."""
+    _check_sorted_sides(np.array([-0.0, 0.0, -0.0] * 300, np.float32))
+    rng = np.random.default_rng(5)
+    wide = rng.standard_normal(3001) * 1e-300
+    wide[::5] = 5e-324
+    wide[1::9] = -1e39
+    _check_sorted_sides(wide)
+    narrow = rng.standard_normal(3001).astype(np.float32).astype(np.float64)
+    narrow[1234] = 1.0 + 2.0**-40  # not a binary32 value: the whole sample takes the 64-bit path
+    _check_sorted_sides(narrow)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    hnp.arrays(np.float32, st.integers(0, 3000),
+               elements=st.floats(width=32, allow_nan=False, allow_infinity=False,
+                                  allow_subnormal=True)),
+)  # fmt: skip
+def test_sorted_sample_is_numpys_sort_on_random_floats(x):
+    _check_sorted_sides(x)
 
 
 def test_float64_beyond_the_float_range():

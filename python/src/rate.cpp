@@ -255,6 +255,20 @@ void RegisterRate(nb::module_& m) {
           nb::arg("step"),
           "(a lower bound of the predicted bytes, an upper bound of the predicted squared error) "
           "at `step`, for every rho: what settles a step search's grid point unpredicted.")
+      .def(
+          "sorted_sides",
+          [](const PyRateModel& self) {
+            const rate::Model& m = self.model;
+            nb::list sides;
+            for (int s = 0; s < 2; ++s) {
+              sides.append(nb::make_tuple(Column(std::vector<double>(m.magnitudes(s))),
+                                          Column(std::vector<double>(m.prefix_sums(s, 1))),
+                                          Column(std::vector<double>(m.prefix_sums(s, 2)))));
+            }
+            return nb::make_tuple(sides[0], sides[1], m.zeros(), m.exponent_runs());
+          },
+          "((magnitudes, Σm prefix, Σm² prefix) of the positive and of the negative side, zeros, "
+          "(E, count) runs by binary exponent): the sorted sample the predictions read.")
       .def("symbols", &PyRateModel::Symbols, nb::arg("step"), nb::arg("rho_256"),
            "The §11 symbol of each sample element.")
       .def("class_search", &PyRateModel::ClassSearch, nb::arg("step"), nb::arg("rho_256"),

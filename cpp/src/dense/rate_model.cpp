@@ -93,50 +93,12 @@ size_t CountBelowNear(const std::vector<double>& v, size_t from, size_t near, do
 
 // Ascending sort of non-negative finite doubles: LSD radix sort on their bit patterns (which
 // order like the values), byte by byte, skipping the bytes every key shares (the low mantissa
-// bytes of widened float32 / float16 input). Sorting is exact, so the result is std::sort's.
+// bytes of widened float64 input). Sorting is exact, so the result is std::sort's. (A sample of
+// binary32 values takes SortSignedKeys instead.)
 void SortMagnitudes(std::vector<double>& v) {
   const size_t n = v.size();
   if (n < 64) {
     std::sort(v.begin(), v.end());
-    return;
-  }
-  // Magnitudes that are all binary32 values (float32 / float16 / bfloat16 input): sorted as
-  // 32-bit patterns, 11 bits a pass (three passes at most, not five of the 64-bit keys).
-  std::vector<uint32_t> keys(n);
-  uint32_t any = 0, all = ~uint32_t{0};
-  bool narrow = true;
-  for (size_t i = 0; i < n; ++i) {  // one pass: the keys and whether they are exact
-    // (a magnitude beyond the float range is converted as 0: such a conversion is undefined)
-    const bool fits = v[i] <= static_cast<double>(std::numeric_limits<float>::max());
-    const float f = static_cast<float>(fits ? v[i] : 0.0);
-    narrow &= fits && static_cast<double>(f) == v[i];
-    keys[i] = internal::FloatToBits(f);
-    any |= keys[i], all &= keys[i];
-  }
-  if (narrow) {
-    std::vector<uint32_t> tmp(n);
-    const uint32_t varies = any ^ all;
-    // the three digits' counts in one pass over the keys (three independent increments per key)
-    std::vector<uint32_t> counts(3 * 2048, 0);
-    {
-      uint32_t* c0 = counts.data();
-      uint32_t* c1 = c0 + 2048;
-      uint32_t* c2 = c1 + 2048;
-      for (uint32_t k : keys) ++c0[k & 0x7FF], ++c1[(k >> 11) & 0x7FF], ++c2[k >> 22];
-    }
-    for (int shift = 0; shift < 32; shift += 11) {
-      if (((varies >> shift) & 0x7FF) == 0) continue;
-      uint32_t* c = counts.data() + (shift / 11) * 2048;
-      uint32_t sum = 0;
-      for (int d = 0; d < 2048; ++d) {
-        const uint32_t here = c[d];
-        c[d] = sum;
-        sum += here;
-      }
-      for (uint32_t k : keys) tmp[c[(k >> shift) & 0x7FF]++] = k;
-      keys.swap(tmp);
-    }
-    for (size_t i = 0; i < n; ++i) v[i] = internal::BitsToFloat(keys[i]);
     return;
   }
   std::vector<uint64_t> wide(n), tmp(n);
@@ -160,6 +122,64 @@ void SortMagnitudes(std::vector<double>& v) {
     wide.swap(tmp);
   }
   std::memcpy(v.data(), wide.data(), n * 8);
+}
+
+// The whole sample, both signs, in one exact sort when every value is a binary32 value
+// (float32 / float16 / bfloat16 input): `keys` = the values' binary32 patterns in ascending
+// unsigned order, i.e. the positive side's magnitudes ascending (sign bit 0, +0 first), then the
+// negative side's (sign bit 1, −0 first). LSD radix sort, 11 + 11 + 10 bits a pass (a pass
+// skipped where every key has the same digit), the three digits counted in the pass that makes
+// the keys. False (keys unspecified) when some value is not a binary32 value (float64 input).
+// One sort of N keys instead of a split by sign and two sorts: the counting, the prefix sums of
+// the 2048-entry counts and the split's copy are paid once.
+bool SortSignedKeys(const std::vector<double>& sample, std::vector<uint32_t>* keys) {
+  const size_t n = sample.size();
+  keys->resize(n);
+  uint32_t* k = keys->data();
+  bool narrow = true;
+  std::vector<uint32_t> counts(3 * 2048, 0);
+  uint32_t* c0 = counts.data();
+  uint32_t* c1 = c0 + 2048;
+  uint32_t* c2 = c1 + 2048;
+  uint32_t any = 0, all = ~uint32_t{0};
+  for (size_t i = 0; i < n; ++i) {
+    const double v = sample[i];
+    // (a value beyond the float range is converted as 0: such a conversion is undefined)
+    const bool fits = std::fabs(v) <= static_cast<double>(std::numeric_limits<float>::max());
+    const float f = static_cast<float>(fits ? v : 0.0);
+    narrow &= fits && static_cast<double>(f) == v;
+    const uint32_t key = internal::FloatToBits(f);
+    k[i] = key;
+    any |= key, all &= key;
+    ++c0[key & 0x7FF], ++c1[(key >> 11) & 0x7FF], ++c2[key >> 22];
+  }
+  if (!narrow) return false;
+  // −0.0 == 0.0 as doubles: its pattern (sign bit set) is kept, so it sorts first among the
+  // negatives, where the caller counts it as a zero, as the comparison v < 0 does not
+  if (n < 256) {  // the 2048-entry prefix sums would cost more than the sort
+    std::sort(k, k + n);
+    return true;
+  }
+  std::vector<uint32_t> tmp(n);
+  const uint32_t varies = any ^ all;
+  for (int shift = 0; shift < 32; shift += 11) {
+    if (((varies >> shift) & 0x7FF) == 0) continue;
+    uint32_t* c = counts.data() + (shift / 11) * 2048;
+    uint32_t sum = 0;
+    for (int d = 0; d < 2048; ++d) {
+      const uint32_t here = c[d];
+      c[d] = sum;
+      sum += here;
+    }
+    const uint32_t* src = keys->data();
+    uint32_t* dst = tmp.data();
+    for (size_t i = 0; i < n; ++i) {
+      const uint32_t key = src[i];
+      dst[c[(key >> shift) & 0x7FF]++] = key;
+    }
+    keys->swap(tmp);
+  }
+  return true;
 }
 
 // v·log2(v) of a count (the bounds estimate takes it for every cell range): a table up to the
@@ -426,60 +446,105 @@ std::vector<double> PositionScores(const uint8_t* data, int dtype, uint64_t oute
 Model::Model(std::vector<double> sample, uint64_t n, double header_bytes)
     : sample_(std::move(sample)), n_(n), header_bytes_(header_bytes) {
   scale_ = sample_.empty() ? 0.0 : static_cast<double>(n) / static_cast<double>(sample_.size());
-  // split by sign without branches on the data: both sides written, one index advanced
-  std::vector<double> pos(sample_.size()), neg(sample_.size());
-  size_t np = 0, nn = 0;
-  for (double v : sample_) {
-    pos[np] = v;
-    neg[nn] = -v;
-    np += v > 0 ? 1 : 0;
-    nn += v < 0 ? 1 : 0;
+  std::vector<uint32_t> keys;
+  if (SortSignedKeys(sample_, &keys)) {
+    // the positives' keys, then the negatives' (sign bit set), each side ascending from its
+    // zeros (+0 / −0): the sides' magnitudes are the keys without the sign bit, past the zeros
+    const size_t count = keys.size();
+    const size_t split =
+        static_cast<size_t>(std::lower_bound(keys.begin(), keys.end(), 0x80000000u) - keys.begin());
+    size_t pos_from = 0, neg_from = split;
+    while (pos_from < split && keys[pos_from] == 0) ++pos_from;
+    while (neg_from < count && keys[neg_from] == 0x80000000u) ++neg_from;
+    zeros_ = static_cast<double>((pos_from - 0) + (neg_from - split));
+    const size_t from[2] = {pos_from, neg_from}, to[2] = {split, count};
+    for (int s = 0; s < 2; ++s) {
+      std::vector<double>& mags = sides_[s].mags;
+      mags.resize(to[s] - from[s]);
+      const uint32_t* k = keys.data() + from[s];
+      for (size_t i = 0; i < mags.size(); ++i) {
+        mags[i] = static_cast<double>(internal::BitsToFloat(k[i] & 0x7FFFFFFFu));
+      }
+    }
+  } else {
+    // split by sign without branches on the data: both sides written, one index advanced
+    std::vector<double> pos(sample_.size()), neg(sample_.size());
+    size_t np = 0, nn = 0;
+    for (double v : sample_) {
+      pos[np] = v;
+      neg[nn] = -v;
+      np += v > 0 ? 1 : 0;
+      nn += v < 0 ? 1 : 0;
+    }
+    zeros_ = static_cast<double>(sample_.size() - np - nn);
+    pos.resize(np);
+    neg.resize(nn);
+    sides_[0].mags = std::move(pos);
+    sides_[1].mags = std::move(neg);
+    for (Side& side : sides_) SortMagnitudes(side.mags);
   }
-  zeros_ = static_cast<double>(sample_.size() - np - nn);
-  pos.resize(np);
-  neg.resize(nn);
-  sides_[0].mags = std::move(pos);
-  sides_[1].mags = std::move(neg);
+  // The ascending magnitudes' prefix sums of m and m², both sides in one loop (four running
+  // sums in registers, each still added in order: one side's two would wait on the adder).
+  for (Side& side : sides_) {
+    side.s1.resize(side.mags.size() + 1);
+    side.s2.resize(side.mags.size() + 1);
+    side.s1[0] = 0.0, side.s2[0] = 0.0;
+  }
+  {
+    const double* m0 = sides_[0].mags.data();
+    const double* m1 = sides_[1].mags.data();
+    double* p1 = sides_[0].s1.data() + 1;
+    double* p2 = sides_[0].s2.data() + 1;
+    double* q1 = sides_[1].s1.data() + 1;
+    double* q2 = sides_[1].s2.data() + 1;
+    const size_t n0 = sides_[0].mags.size(), n1 = sides_[1].mags.size();
+    const size_t both = std::min(n0, n1);
+    double a0 = 0.0, b0 = 0.0, a1 = 0.0, b1 = 0.0;
+    size_t i = 0;
+    for (; i < both; ++i) {
+      const double u = m0[i], v = m1[i];
+      a0 += u, b0 += u * u, a1 += v, b1 += v * v;
+      p1[i] = a0, p2[i] = b0, q1[i] = a1, q2[i] = b1;
+    }
+    for (size_t j = i; j < n0; ++j) a0 += m0[j], b0 += m0[j] * m0[j], p1[j] = a0, p2[j] = b0;
+    for (size_t j = i; j < n1; ++j) a1 += m1[j], b1 += m1[j] * m1[j], q1[j] = a1, q2[j] = b1;
+  }
   std::vector<std::pair<int, double>> by_exponent;
   for (Side& side : sides_) {
-    SortMagnitudes(side.mags);
-    // ascending: a run per exponent, counted by the positions where the exponent changes
-    // (a running count per element would wait on its own previous value)
-    auto exponent = [](double m) {
+    // One integer pass over the magnitudes' bit patterns: a run per binary exponent (pushed
+    // where the exponent changes) and the key index of Below.
+    const std::vector<double>& mags = side.mags;
+    const size_t size = mags.size();
+    if (size == 0) continue;
+    const int64_t lo = KeyOf(mags.front()), hi = KeyOf(mags.back());
+    const bool keyed = hi - lo < 4096;
+    if (keyed) {
+      side.key_min = lo;
+      side.first.assign(static_cast<size_t>(hi - lo + 2), 0);
+    }
+    uint32_t* first = keyed ? side.first.data() : nullptr;
+    size_t k = 0;  // key index entries up to k are set
+    int run_exponent = 0;
+    size_t run_start = 0;
+    for (size_t i = 0; i < size; ++i) {
       uint64_t bits;
-      std::memcpy(&bits, &m, 8);
+      std::memcpy(&bits, &mags[i], 8);
       const int field = static_cast<int>((bits >> 52) & 0x7FF);
-      return field ? field - 1023 : -1100;  // subnormal: below any exponent that counts
-    };
-    for (size_t i = 0, start = 0; i < side.mags.size(); ++i) {
-      const int e = exponent(side.mags[i]);
-      if (i + 1 == side.mags.size() || exponent(side.mags[i + 1]) != e) {
-        by_exponent.emplace_back(e, static_cast<double>(i + 1 - start));
-        start = i + 1;
+      const int e = field ? field - 1023 : -1100;  // subnormal: below any exponent that counts
+      if (i == 0) {
+        run_exponent = e;
+      } else if (e != run_exponent) {
+        by_exponent.emplace_back(run_exponent, static_cast<double>(i - run_start));
+        run_exponent = e, run_start = i;
+      }
+      if (keyed) {
+        const size_t key = static_cast<size_t>(static_cast<int64_t>(bits >> 48) - lo);
+        while (k < key) first[++k] = static_cast<uint32_t>(i);
       }
     }
-    if (!side.mags.empty()) {  // the key index of Below
-      const int64_t lo = KeyOf(side.mags.front()), hi = KeyOf(side.mags.back());
-      if (hi - lo < 4096) {
-        side.key_min = lo;
-        side.first.assign(static_cast<size_t>(hi - lo + 2), 0);
-        size_t k = 0;  // entries up to k are set
-        for (size_t i = 0; i < side.mags.size(); ++i) {
-          const size_t key = static_cast<size_t>(KeyOf(side.mags[i]) - lo);
-          while (k < key) side.first[++k] = static_cast<uint32_t>(i);
-        }
-        while (k + 1 < side.first.size()) side.first[++k] = static_cast<uint32_t>(side.mags.size());
-      }
-    }
-    side.s1.assign(side.mags.size() + 1, 0.0);
-    side.s2.assign(side.mags.size() + 1, 0.0);
-    double a = 0.0, b = 0.0;
-    for (size_t i = 0; i < side.mags.size(); ++i) {
-      const double m = side.mags[i];
-      a += m;
-      b += m * m;
-      side.s1[i + 1] = a;
-      side.s2[i + 1] = b;
+    by_exponent.emplace_back(run_exponent, static_cast<double>(size - run_start));
+    if (keyed) {
+      while (k + 1 < side.first.size()) first[++k] = static_cast<uint32_t>(size);
     }
   }
   exponents_ = std::move(by_exponent);

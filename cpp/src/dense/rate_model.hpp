@@ -81,6 +81,15 @@ class Model {
   std::vector<int32_t> Symbols(double step, int rho_256) const;
 
   const std::vector<double>& sample() const { return sample_; }
+  // The sorted sides (0: the positive values, 1: the negative values' magnitudes, ascending),
+  // their prefix sums of m (power 1) and m² (power 2), the count of zeros and the (E, count)
+  // runs by binary exponent: what the predictions read (exposed for tests of the sort).
+  const std::vector<double>& magnitudes(int s) const { return sides_[s].mags; }
+  const std::vector<double>& prefix_sums(int s, int power) const {
+    return power == 1 ? sides_[s].s1 : sides_[s].s2;
+  }
+  double zeros() const { return zeros_; }
+  const std::vector<std::pair<int, double>>& exponent_runs() const { return exponents_; }
   double scale() const { return scale_; }
 
  private:
