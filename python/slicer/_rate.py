@@ -452,7 +452,9 @@ class KernelModel:
 
     def predict_many(self, steps: np.ndarray, rho_256: Any) -> tuple[np.ndarray, np.ndarray]:
         steps = np.ascontiguousarray(steps, dtype=np.float64).reshape(-1)
-        if np.ndim(rho_256) == 0:
+        if isinstance(rho_256, tuple) and len(rho_256) == steps.size:  # one per step
+            rho = np.array(rho_256, dtype=np.float64)
+        elif np.ndim(rho_256) == 0:
             rho = np.full(steps.shape, float(rho_256))
         else:
             rho = np.ascontiguousarray(np.broadcast_to(np.asarray(rho_256, dtype=np.float64),
@@ -547,6 +549,7 @@ def _plain_float(x: np.ndarray) -> np.ndarray:
     return x if x.dtype in (np.float32, np.float64) else x.astype(np.float32)
 
 
+@functools.lru_cache(maxsize=64)
 def _dense_header_bytes(shape: tuple[int, ...]) -> int:
     return 8 + sum(len(_varint(d)) for d in shape) + 2 + 1 + 9
 
@@ -775,17 +778,7 @@ def _class_saving(
     saves strictly more: deterministic. Kind "bounds" estimates its boundaries (_best_bounds)
     unless `bounds` gives them."""
     best = (1, axes[0], kinds[0], 0.0, None)
-    plans = []
-    for axis in axes:
-        length = shape[-1] if axis == 0 else shape[1]
-        for kind in kinds:
-            # the saving is at most log2(K) bits per element (the class's information): a map
-            # that costs more can never pay (a 1-D array's rank map holds every element), so
-            # skip the pass
-            useful = [k for k in candidates if 1 < k <= length and
-                      2 + _map_bytes(kind, length, k) < model.n * math.log2(k) / 8]  # fmt: skip
-            if useful:
-                plans.append((axis, kind, length, useful))
+    plans = _class_plans(shape, axes, candidates, kinds, model.n)
     if not plans:
         return best
     if FUSED_CLASS_SEARCH and bounds is None and isinstance(model, KernelModel):
@@ -827,25 +820,54 @@ def _class_saving(
     return best
 
 
+@functools.lru_cache(maxsize=64)
+def _class_plans(
+    shape: tuple[int, ...], axes: tuple[int, ...], candidates: tuple[int, ...],
+    kinds: tuple[str, ...], n: int,
+) -> tuple[tuple[int, str, int, tuple[int, ...]], ...]:  # fmt: skip
+    """_class_saving's (axis, kind, length, K that can pay) in the order they are tried: the
+    saving is at most log2(K) bits per element (the class's information), so a K whose map
+    costs more can never pay (a 1-D array's rank map holds every element) and is skipped."""
+    plans = []
+    for axis in axes:
+        length = shape[-1] if axis == 0 else shape[1]
+        for kind in kinds:
+            useful = tuple(k for k in candidates if 1 < k <= length and
+                           2 + _map_bytes(kind, length, k) < n * math.log2(k) / 8)  # fmt: skip
+            if useful:
+                plans.append((axis, kind, length, useful))
+    return tuple(plans)
+
+
 FUSED_CLASS_SEARCH = True  # False: the composition above (the pieces one call each), for tests
 _KIND_CODES = {"rank": 0, "ranges": 1, "bounds": 2}
 
 
-def _kernel_class_search(
-    model: KernelModel, shape: tuple[int, ...], plans: list[tuple[int, str, int, list[int]]],
-    step: float, rho_256: int, best: tuple[int, int, str, float, list[int] | None],
-) -> tuple[int, int, str, float, list[int] | None]:  # fmt: skip
-    """_class_saving's search in one kernel call (RateModel.class_search): the same candidates in
-    the same order and the same arithmetic as the composition of the kernel's pieces."""
+@functools.lru_cache(maxsize=64)
+def _class_search_args(
+    shape: tuple[int, ...], plans: tuple[tuple[int, str, int, tuple[int, ...]], ...], n: int
+) -> list[tuple[int, int, int, int, tuple[int, ...], int]]:
+    """RateModel.class_search's plans (kind code, outer, length, inner, K, map bytes)."""
     args = []
     for axis, kind, length, useful in plans:
         if axis == 0:
-            outer, inner = model.n // length, 1
+            outer, inner = n // length, 1
         else:
             outer = shape[0]
-            inner = model.n // (outer * length)
+            inner = n // (outer * length)
         map_bytes = 0 if kind == "bounds" else _map_bytes(kind, length)
         args.append((_KIND_CODES[kind], outer, length, inner, useful, map_bytes))
+    return args
+
+
+def _kernel_class_search(
+    model: KernelModel, shape: tuple[int, ...],
+    plans: tuple[tuple[int, str, int, tuple[int, ...]], ...], step: float, rho_256: int,
+    best: tuple[int, int, str, float, list[int] | None],
+) -> tuple[int, int, str, float, list[int] | None]:  # fmt: skip
+    """_class_saving's search in one kernel call (RateModel.class_search): the same candidates in
+    the same order and the same arithmetic as the composition of the kernel's pieces."""
+    args = _class_search_args(shape, plans, model.n)
     k, at, saving, cut = model.core.class_search(float(step), int(rho_256), args)
     if k == 1:
         return best
