@@ -261,9 +261,11 @@ void RegisterRate(nb::module_& m) {
             const rate::Model& m = self.model;
             nb::list sides;
             for (int s = 0; s < 2; ++s) {
-              sides.append(nb::make_tuple(Column(std::vector<double>(m.magnitudes(s))),
-                                          Column(std::vector<double>(m.prefix_sums(s, 1))),
-                                          Column(std::vector<double>(m.prefix_sums(s, 2)))));
+              auto copy = [](const rate::Doubles& v) {
+                return Column(std::vector<double>(v.begin(), v.end()));
+              };
+              sides.append(nb::make_tuple(copy(m.magnitudes(s)), copy(m.prefix_sums(s, 1)),
+                                          copy(m.prefix_sums(s, 2))));
             }
             return nb::make_tuple(sides[0], sides[1], m.zeros(), m.exponent_runs());
           },

@@ -42,7 +42,7 @@ const BinTable kTable;
 // Number of elements of the ascending `v` below `x`, searched in [from, v.size()): an empty bin
 // at once (the common case at coarse steps), else a gallop from `from` (bins hold few elements
 // at fine steps) and a branch-free halving of the last interval.
-size_t CountBelow(const std::vector<double>& v, size_t from, double x) {
+size_t CountBelow(const Doubles& v, size_t from, double x) {
   const size_t n = v.size();
   if (from == n || !(v[from] < x)) return from;
   size_t reach = 1;
@@ -72,7 +72,7 @@ inline int64_t KeyOf(double m) {
 // CountBelow(v, from, x) searched from a guess `near` of the answer (every element before
 // `from` is below x): forward from `near` when v[near] < x, else a gallop backwards from it.
 // The answer does not depend on the guess.
-size_t CountBelowNear(const std::vector<double>& v, size_t from, size_t near, double x) {
+size_t CountBelowNear(const Doubles& v, size_t from, size_t near, double x) {
   const size_t n = v.size();
   size_t hi = std::min(std::max(near, from), n);
   if (hi < n && v[hi] < x) return CountBelow(v, hi, x);
@@ -95,7 +95,7 @@ size_t CountBelowNear(const std::vector<double>& v, size_t from, size_t near, do
 // order like the values), byte by byte, skipping the bytes every key shares (the low mantissa
 // bytes of widened float64 input). Sorting is exact, so the result is std::sort's. (A sample of
 // binary32 values takes SortSignedKeys instead.)
-void SortMagnitudes(std::vector<double>& v) {
+void SortMagnitudes(Doubles& v) {
   const size_t n = v.size();
   if (n < 64) {
     std::sort(v.begin(), v.end());
@@ -132,7 +132,8 @@ void SortMagnitudes(std::vector<double>& v) {
 // the keys. False (keys unspecified) when some value is not a binary32 value (float64 input).
 // One sort of N keys instead of a split by sign and two sorts: the counting, the prefix sums of
 // the 2048-entry counts and the split's copy are paid once.
-bool SortSignedKeys(const std::vector<double>& sample, std::vector<uint32_t>* keys) {
+bool SortSignedKeys(const std::vector<double>& sample,
+                    std::vector<uint32_t, NoInit<uint32_t>>* keys) {
   const size_t n = sample.size();
   keys->resize(n);
   uint32_t* k = keys->data();
@@ -160,7 +161,7 @@ bool SortSignedKeys(const std::vector<double>& sample, std::vector<uint32_t>* ke
     std::sort(k, k + n);
     return true;
   }
-  std::vector<uint32_t> tmp(n);
+  std::vector<uint32_t, NoInit<uint32_t>> tmp(n);
   const uint32_t varies = any ^ all;
   for (int shift = 0; shift < 32; shift += 11) {
     if (((varies >> shift) & 0x7FF) == 0) continue;
@@ -446,7 +447,7 @@ std::vector<double> PositionScores(const uint8_t* data, int dtype, uint64_t oute
 Model::Model(std::vector<double> sample, uint64_t n, double header_bytes)
     : sample_(std::move(sample)), n_(n), header_bytes_(header_bytes) {
   scale_ = sample_.empty() ? 0.0 : static_cast<double>(n) / static_cast<double>(sample_.size());
-  std::vector<uint32_t> keys;
+  std::vector<uint32_t, NoInit<uint32_t>> keys;
   if (SortSignedKeys(sample_, &keys)) {
     // the positives' keys, then the negatives' (sign bit set), each side ascending from its
     // zeros (+0 / −0): the sides' magnitudes are the keys without the sign bit, past the zeros
@@ -459,7 +460,7 @@ Model::Model(std::vector<double> sample, uint64_t n, double header_bytes)
     zeros_ = static_cast<double>((pos_from - 0) + (neg_from - split));
     const size_t from[2] = {pos_from, neg_from}, to[2] = {split, count};
     for (int s = 0; s < 2; ++s) {
-      std::vector<double>& mags = sides_[s].mags;
+      Doubles& mags = sides_[s].mags;
       mags.resize(to[s] - from[s]);
       const uint32_t* k = keys.data() + from[s];
       for (size_t i = 0; i < mags.size(); ++i) {
@@ -468,7 +469,7 @@ Model::Model(std::vector<double> sample, uint64_t n, double header_bytes)
     }
   } else {
     // split by sign without branches on the data: both sides written, one index advanced
-    std::vector<double> pos(sample_.size()), neg(sample_.size());
+    Doubles pos(sample_.size()), neg(sample_.size());
     size_t np = 0, nn = 0;
     for (double v : sample_) {
       pos[np] = v;
@@ -513,7 +514,7 @@ Model::Model(std::vector<double> sample, uint64_t n, double header_bytes)
   for (Side& side : sides_) {
     // One integer pass over the magnitudes' bit patterns: a run per binary exponent (pushed
     // where the exponent changes) and the key index of Below.
-    const std::vector<double>& mags = side.mags;
+    const Doubles& mags = side.mags;
     const size_t size = mags.size();
     if (size == 0) continue;
     const int64_t lo = KeyOf(mags.front()), hi = KeyOf(mags.back());
@@ -551,7 +552,7 @@ Model::Model(std::vector<double> sample, uint64_t n, double header_bytes)
 }
 
 size_t Model::Below(const Side& side, size_t from, double x) {
-  const std::vector<double>& v = side.mags;
+  const Doubles& v = side.mags;
   const size_t n = v.size();
   if (!(x > 0)) return from;  // every magnitude is positive
   const int64_t k = KeyOf(x) - side.key_min;
@@ -666,15 +667,21 @@ void Model::PredictOne(double step, double rho_256, double* size, double* sse, H
     } else {
       int used = 0;
       err = Counts(step, rho_256 / 256.0, sym, &used, hint);
-      // Σ c·log2(c / total) = Σ c·log2 c − total·log2 total (counts are integers)
-      double total = 0.0, xlogx = 0.0;
+      // Σ c·log2(c / total) = Σ c·log2 c − total·log2 total (counts are integers). The total
+      // and the extra bits are sums of integers below 2^53: exact in int64, the same values as
+      // the binary64 running sums (which waited on the adder for every one of `used` symbols);
+      // Σ c·log2 c keeps its order.
+      int64_t total_count = 0, extra_bits = 0;
+      double xlogx = 0.0;
       for (int j = 0; j < used; ++j) {
-        total += sym[j];
-        if (sym[j] > 0) xlogx += XLogX(xl, static_cast<int64_t>(sym[j]));
+        const int64_t c = static_cast<int64_t>(sym[j]);
+        total_count += c;
+        extra_bits += c * kTable.nbits[(j + 1) / 2];  // symbol 0 (bin 0): no extra bits
+        if (c > 0) xlogx += XLogX(xl, c);
       }
-      const double entropy = total > 0 ? xlogx - XLogX(xl, static_cast<int64_t>(total)) : 0.0;
-      double extra = 0.0;
-      for (int j = 1; j < used; ++j) extra += sym[j] * kTable.nbits[(j + 1) / 2];
+      const double total = static_cast<double>(total_count);
+      const double entropy = total > 0 ? xlogx - XLogX(xl, total_count) : 0.0;
+      const double extra = static_cast<double>(extra_bits);
       bits = -entropy + extra;
       table = static_cast<double>(TableBytes(used));
     }

@@ -12,10 +12,34 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <utility>
 #include <vector>
 
 namespace slicer::rate {
+
+// An allocator whose construction without a value leaves the element uninitialised: buffers
+// written in full right after a resize (the sorted sides, their prefix sums, the sort's keys)
+// skip the zero fill of std::vector's resize.
+template <typename T>
+struct NoInit : std::allocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = NoInit<U>;
+  };
+  NoInit() = default;
+  template <typename U>
+  NoInit(const NoInit<U>&) noexcept {}
+  template <typename U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+using Doubles = std::vector<double, NoInit<double>>;
 
 constexpr int kBins = 212;       // §11 magnitude bins
 constexpr int kSymbols = 423;    // §11 symbols: 0, then (positive, negative) per bin 1..211
@@ -84,8 +108,8 @@ class Model {
   // The sorted sides (0: the positive values, 1: the negative values' magnitudes, ascending),
   // their prefix sums of m (power 1) and m² (power 2), the count of zeros and the (E, count)
   // runs by binary exponent: what the predictions read (exposed for tests of the sort).
-  const std::vector<double>& magnitudes(int s) const { return sides_[s].mags; }
-  const std::vector<double>& prefix_sums(int s, int power) const {
+  const Doubles& magnitudes(int s) const { return sides_[s].mags; }
+  const Doubles& prefix_sums(int s, int power) const {
     return power == 1 ? sides_[s].s1 : sides_[s].s2;
   }
   double zeros() const { return zeros_; }
@@ -94,7 +118,7 @@ class Model {
 
  private:
   struct Side {
-    std::vector<double> mags, s1, s2;
+    Doubles mags, s1, s2;
     // first[k − key_min]: the first index whose magnitude's key (its bit pattern's exponent
     // and top four mantissa bits) is ≥ k, for k in [key_min, key_max + 1]; empty when the
     // keys span more than 4096 values (the searches then gallop from their start)
