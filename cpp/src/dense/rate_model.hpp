@@ -12,33 +12,17 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <utility>
 #include <vector>
 
+#include "codec.hpp"
+
 namespace slicer::rate {
 
-// An allocator whose construction without a value leaves the element uninitialised: buffers
-// written in full right after a resize (the sorted sides, their prefix sums, the sort's keys)
-// skip the zero fill of std::vector's resize.
+// Buffers written in full right after a resize (the sorted sides, their prefix sums, the sort's
+// keys) skip the zero fill of std::vector's resize.
 template <typename T>
-struct NoInit : std::allocator<T> {
-  template <typename U>
-  struct rebind {
-    using other = NoInit<U>;
-  };
-  NoInit() = default;
-  template <typename U>
-  NoInit(const NoInit<U>&) noexcept {}
-  template <typename U>
-  void construct(U* p) noexcept {
-    ::new (static_cast<void*>(p)) U;
-  }
-  template <typename U, typename... Args>
-  void construct(U* p, Args&&... args) {
-    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
-  }
-};
+using NoInit = internal::UninitializedAllocator<T>;
 using Doubles = std::vector<double, NoInit<double>>;
 
 constexpr int kBins = 212;       // §11 magnitude bins
