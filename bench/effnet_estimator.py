@@ -96,6 +96,13 @@ def image_sets() -> dict[str, tuple[list[np.ndarray], list[str]]]:
     return out
 
 
+def photo_folds(sets: dict) -> dict[str, np.ndarray]:
+    """Per crop of the 20 ImageNet photos (sets "scored" and "alt"): the parity of its photo's
+    rank, the fold of the cross-fitting."""
+    names = sorted(set(sets["scored"][1]))
+    return {t: np.array([names.index(n) % 2 for n in sets[t][1]]) for t in ("scored", "alt")}
+
+
 def photo_bootstrap(
     hits: np.ndarray, photos: list[str], rounds: int = 2000, seed: int = 0
 ) -> tuple[float, float]:
@@ -148,8 +155,7 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear measurement script
         "photos": {k: sorted(set(v[1])) for k, v in sets.items()},
     }
     rows = []
-    names = sorted(set(sets["scored"][1]))
-    fold = {t: np.array([names.index(n) % 2 for n in sets[t][1]]) for t in ("scored", "alt")}
+    fold = photo_folds(sets)
     for ci in a.cuts:
         name = CUTS[ci]
         cut_tag = name.split("/")[1]
