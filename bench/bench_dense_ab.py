@@ -1,6 +1,7 @@
 """Interleaved A/B runs of bench/bench_dense_cpp.cpp built against two libraries.
 
     python bench/bench_dense_ab.py OLD_BENCH NEW_BENCH [--rounds 5] [--reps 30] [--data /tmp/x.f32]
+        [--steps 4,1,0.0625] [--classes 1,8] [--low-bits auto]
 
 OLD_BENCH / NEW_BENCH: the harness linked against the library before and after a change (see
 the build lines at the top of bench_dense_cpp.cpp). Each round runs, for mode 1 and mode 2
@@ -9,6 +10,8 @@ and for encode and decode: the old harness, the new one, and the new one with
 SLICER_DENSE_SIMD=0 (its scalar paths), one after the other, so that a shared machine's load
 falls on all three alike. Prints a Markdown table: per cell the median over rounds of each run's
 median CPU time of the calling thread, and the fastest call seen (the least disturbed one).
+--low-bits K (or auto) sets SLICER_BENCH_LOW_BITS for the new harness's runs (mode 1's low-bit
+plane, docs/format.md §13.6; mode 2 has none): the bits/el column then shows both streams.
 """
 
 from __future__ import annotations
@@ -22,12 +25,24 @@ import sys
 STEPS = ("4", "1", "0.0625")
 
 
-def run(binary: str, data: str, op: str, step: str, reps: int, classes: str, scalar: bool):
+def run(
+    binary: str,
+    data: str,
+    op: str,
+    step: str,
+    reps: int,
+    classes: str,
+    scalar: bool,
+    low_bits: str | None = None,
+):
     env = dict(os.environ)
     if scalar:
         env["SLICER_DENSE_SIMD"] = "0"
     else:
         env.pop("SLICER_DENSE_SIMD", None)
+    env.pop("SLICER_BENCH_LOW_BITS", None)
+    if low_bits is not None:
+        env["SLICER_BENCH_LOW_BITS"] = low_bits
     out = subprocess.run(
         [binary, data, op, step, str(reps), classes], capture_output=True, text=True, env=env,
         check=True,
@@ -43,12 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--reps", type=int, default=30)
     parser.add_argument("--data", default="/tmp/x.f32")
+    parser.add_argument("--steps", default=",".join(STEPS))
+    parser.add_argument("--classes", default="1,8")
+    parser.add_argument("--low-bits", default=None)
     args = parser.parse_args(argv)
     cells: dict[tuple[str, str, str], dict[str, list[tuple[float, float]]]] = {}
-    bits: dict[tuple[str, str, str], float] = {}
+    bits: dict[tuple[str, str, str], dict[str, float]] = {}
     for _ in range(args.rounds):
-        for classes in ("1", "8"):
-            for step in STEPS:
+        for classes in args.classes.split(","):
+            for step in args.steps.split(","):
                 for op in ("enc", "dec"):
                     key = (classes, step, op)
                     for name, binary, scalar in (
@@ -56,8 +74,11 @@ def main(argv: list[str] | None = None) -> int:
                         ("new", args.new, False),
                         ("scalar", args.new, True),
                     ):
-                        b, med, low = run(binary, args.data, op, step, args.reps, classes, scalar)
-                        bits[key] = b
+                        low_bits = None if name == "old" else args.low_bits
+                        b, med, low = run(
+                            binary, args.data, op, step, args.reps, classes, scalar, low_bits
+                        )
+                        bits.setdefault(key, {})[name] = b
                         cells.setdefault(key, {}).setdefault(name, []).append((med, low))
     elements = {"1": 1 << 20, "8": 1820 * 576}
     print(
@@ -70,8 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         low = {k: min(lo for _, lo in v) for k, v in runs.items()}
         nbytes = 4 * elements[classes]
         mode = "1" if classes == "1" else "2 (8 classes)"
+        b = bits[(classes, step, op)]
+        shown = f"{b['new']:.2f}" if b["old"] == b["new"] else f"{b['old']:.3f} / {b['new']:.3f}"
         print(
-            f"| {mode} | {'encode' if op == 'enc' else 'decode'} | {bits[(classes, step, op)]:.2f} "
+            f"| {mode} | {'encode' if op == 'enc' else 'decode'} | {shown} "
             f"| {med['old']:.2f} | {med['new']:.2f} | {nbytes / med['new'] / 1e6:.2f} "
             f"| {med['old'] / med['new']:.2f}x | {low['old']:.2f} / {low['new']:.2f} "
             f"| {nbytes / low['new'] / 1e6:.2f} | {med['scalar']:.2f} |"

@@ -13,6 +13,8 @@
 // the rule of §18.2; mode 1 codes the flat 2^20 floats. Build it against two libraries and
 // alternate the runs to compare them on a shared machine (bench/RESULTS.md §9.3.1, §9.13).
 // SLICER_DENSE_SIMD=0 in the environment forces the scalar paths of a library that has SIMD ones.
+// SLICER_BENCH_LOW_BITS=k (0 … 15) or "auto" encodes mode 1 with a low-bit plane (docs/format.md
+// §13.6) when the harness is built against a library that has it (ignored otherwise).
 #include <slicer/slicer.h>
 
 #include <algorithm>
@@ -39,6 +41,11 @@ int main(int argc, char** argv) {
   slicer_dense_params_init(&p);
   p.step = step;
   p.threads = 1;
+#ifdef SLICER_DENSE_LOW_BITS_AUTO
+  if (const char* low = std::getenv("SLICER_BENCH_LOW_BITS")) {
+    p.low_bits = low[0] == 'a' ? SLICER_DENSE_LOW_BITS_AUTO : static_cast<uint8_t>(std::atoi(low));
+  }
+#endif
   if (classes >= 2) {
     const int64_t width = 576;
     shape[0] = static_cast<int64_t>(x.size()) / width;

@@ -69,6 +69,7 @@ void RoundTrip(const uint8_t* data, size_t size) {
   p.rho_256 = static_cast<uint8_t>(1 + data[2] % 128);
   p.chunk_log2 = static_cast<uint8_t>(6 + data[3] % 6);
   const unsigned kind = (data[3] >> 4) % 7;  // §13.5 table kinds: 0 … 4, 5 auto, 6 none
+  const unsigned low = (data[7] >> 1) % 17;  // §13.6 low-bit planes: 0 … 15, 16 auto
   p.auto_offsets = data[4] & 1;
   p.offset1 = static_cast<int8_t>(data[5]);
   p.offset2 = static_cast<int8_t>(data[6]);
@@ -94,6 +95,8 @@ void RoundTrip(const uint8_t* data, size_t size) {
   // §13.5 table kinds: 0 … 4 in mode 1, auto (0 in modes 2, 3), 0.
   const bool mode1 = p.classes <= 1 && !p.trellis;
   p.table_kind = kind == 5 ? SLICER_DENSE_TABLE_AUTO : kind < 5 && mode1 ? kind : 0;
+  // §13.6 low-bit planes: 0 … 15 in mode 1, auto (0 in modes 2, 3).
+  p.low_bits = low == 16 ? SLICER_DENSE_LOW_BITS_AUTO : mode1 ? low : 0;
   std::vector<uint64_t> cuts;  // §18.4: K − 1 distinct positions of 1 … L − 1, rising
   if (bounds && p.classes >= 2) {
     std::vector<uint64_t> all(cols - 1);
@@ -127,14 +130,18 @@ void RoundTrip(const uint8_t* data, size_t size) {
   if (info.mode != (p.trellis ? 3u : p.classes > 1 ? 2u : 1u)) __builtin_trap();
   if (p.table_kind != SLICER_DENSE_TABLE_AUTO && info.table_kind != p.table_kind) __builtin_trap();
   if (info.table_kind > (mode1 ? 4u : 0u)) __builtin_trap();
-  if (p.table_kind != 0) {  // kind 0's stream: the same values; auto is never longer
+  if (p.low_bits != SLICER_DENSE_LOW_BITS_AUTO && info.low_bits != p.low_bits) __builtin_trap();
+  if (info.low_bits > (mode1 ? 15u : 0u)) __builtin_trap();
+  // kind 0's stream without a plane: the same values; auto (kinds only) is never longer
+  if (p.table_kind != 0 || p.low_bits != 0) {
     slicer_dense_params q = p;
     q.table_kind = 0;
+    q.low_bits = 0;
     size_t nq = 0;
     if (slicer_dense_encode(x.data(), SLICER_FLOAT32, shape, 2, &q, b.data(), bound, &nq) !=
         SLICER_OK)
       __builtin_trap();
-    if (p.table_kind == SLICER_DENSE_TABLE_AUTO && na > nq) __builtin_trap();
+    if (p.table_kind == SLICER_DENSE_TABLE_AUTO && p.low_bits == 0 && na > nq) __builtin_trap();
     std::vector<float> y0(x.size() + 1), y1(x.size() + 1);
     if (slicer_decode(b.data(), nq, 1u << 30, y0.data(), y0.size() * 4, 1) != SLICER_OK ||
         slicer_decode(a.data(), na, 1u << 30, y1.data(), y1.size() * 4, 1) != SLICER_OK ||

@@ -53,3 +53,36 @@ def assert_reference_verdict(data: bytes, max_elements: int = 2**31) -> bool:
         return False
     assert same_values(slicer.decode(data, max_elements=max_elements), want)
     return True
+
+
+def check_mode1_option(name: str, too_big: tuple, valid: int) -> None:
+    """The API's checks of a mode-1 encoder option that takes 0 … top or "auto" (`table_kind`,
+    `low_bits`): ValueError for `too_big` values and unknown strings, TypeError for non-integers,
+    ValueError for `valid` with class tables, trellis, max_bytes and mode="topk"; "auto" with
+    trellis writes 0. Each error names the option."""
+    x = np.random.default_rng(10).laplace(0.0, 1.0, 500).astype(np.float32)
+    for bad in (*too_big, -1, 255, "best"):
+        with pytest.raises(ValueError, match=name):
+            slicer.encode(x, mode="dense", step=0.5, **{name: bad})
+    for bad in (1.0, None, b"4"):
+        with pytest.raises(TypeError, match=name):
+            slicer.encode(x, mode="dense", step=0.5, **{name: bad})
+    for args in (dict(mode="dense", step=0.5, classes=2),
+                 dict(mode="dense", step=0.5, trellis=True),
+                 dict(mode="dense", max_bytes=300), {}):  # fmt: skip
+        with pytest.raises(ValueError, match=name):
+            slicer.encode(x.reshape(10, 50), **args, **{name: valid})
+    auto = slicer.encode(x, mode="dense", step=0.5, trellis=True, **{name: "auto"})
+    assert getattr(slicer.inspect(auto), name) == 0
+
+
+def class_stream_group_byte(x2d: np.ndarray, **params) -> tuple[bytes, int]:
+    """A mode-2 stream of the 2-d `x2d` by the reference and the offset of its group_table byte
+    (§19.1: after the two dim varints, layout, mode, params_len and 8 bytes of parameters)."""
+    stream = rd.encode(x2d, rd.default_params(**params))
+    pos = 8
+    for _ in range(2):
+        while stream[pos] & 0x80:
+            pos += 1
+        pos += 1
+    return stream, pos + 3 + 8

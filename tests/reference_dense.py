@@ -89,6 +89,7 @@ def default_params(**overrides) -> dict:
         "class_map": "rank",
         "class_bounds": None,
         "table_kind": 0,  # §13.5: 0 … 4, or "auto" (the shortest stream; mode 1 only)
+        "low_bits": 0,  # §13.6: 0 … 15, or "auto" (mode 1 only)
     }
     unknown = set(overrides) - set(params)
     if unknown:
@@ -555,6 +556,36 @@ class Plan:
     extra: np.ndarray
     class_map: list | None = None  # mode 2: class of each position (§19)
     cls: np.ndarray | None = None  # mode 2: class of every element
+    low_bits: int = 0  # §13.6: k; symbols / nbits / extra are then h's
+    low: np.ndarray | None = None  # §13.6: l per element (k > 0)
+
+
+LOW_BITS_MAX = 15
+
+
+def auto_low_bits(symbols: np.ndarray) -> int:
+    """§13.6's encoder rule: the largest k in 3 … 15 with 16·c_k ≤ 9·n (c_k: codes |q| < 2^k,
+    i.e. symbols below 8k − 9), else 0."""
+    n = symbols.size
+    if n == 0:
+        return 0
+    hist = np.bincount(symbols, minlength=NUM_SYMBOLS)
+    below = np.concatenate([[0], np.cumsum(hist)])  # below[s] = #symbols < s
+    best = 0
+    for k in range(3, LOW_BITS_MAX + 1):
+        if 16 * int(below[min(8 * k - 9, NUM_SYMBOLS)]) <= 9 * n:
+            best = k
+    return best
+
+
+def split_low_bits(m: np.ndarray, negative: np.ndarray, k: int):
+    """q = ±m → (h, l) with q = h·2^k + l, 0 ≤ l < 2^k (§13.6); h's symbols, nbits, extra."""
+    q = np.where(negative, -m, m).astype(np.int64)
+    h = q >> k
+    low = q & ((1 << k) - 1)
+    hm = np.abs(h)
+    symbols, nbits, extra = symbols_of(hm, h < 0)
+    return symbols, nbits, extra, low
 
 
 def plan(x: np.ndarray, params: dict) -> Plan:
@@ -591,6 +622,19 @@ def plan(x: np.ndarray, params: dict) -> Plan:
     if offsets is None:
         offsets = offset_rule(m[coded], t[coded])
     symbols, nbits, extra = symbols_of(m, negative & (m > 0))
+    low_bits = params.get("low_bits", 0)
+    if low_bits == "auto":  # §13.6: from the histogram of q's symbols; mode 1 only
+        low_bits = 0 if params.get("classes", 1) != 1 else auto_low_bits(symbols[coded])
+    if not (isinstance(low_bits, int) and 0 <= low_bits <= LOW_BITS_MAX):
+        raise ValueError("low_bits must be 0 … 15 or 'auto'")
+    if low_bits and params.get("classes", 1) != 1:
+        raise ValueError("low_bits needs mode 1 (one frequency table)")
+    low = None
+    if low_bits:
+        symbols, nbits, extra, low = split_low_bits(m, negative & (m > 0), low_bits)
+        symbols = np.where(coded, symbols, 0)
+        nbits = np.where(coded, nbits, 0)
+        extra = np.where(coded, extra, 0)
     class_map, cls = None, None
     k = params.get("classes", 1)
     if k != 1:
@@ -614,7 +658,7 @@ def plan(x: np.ndarray, params: dict) -> Plan:
         cls = np.asarray(class_map, dtype=np.int64)[pos] if flat.size else np.zeros(0, np.int64)
     return Plan(
         shape, dtype_code, flat, params, table, coded, delta, m, t, negative,
-        tuple(offsets), symbols, nbits, extra, class_map, cls,
+        tuple(offsets), symbols, nbits, extra, class_map, cls, low_bits, low,
     )  # fmt: skip
 
 
@@ -658,7 +702,7 @@ def assemble(p: Plan, table_kind: int = 0) -> bytes:
         o1,
         o2,
         params["chunk_log2"],
-        (0 if p.table is None else 1) | table_kind << 1,  # §13.5: bits 1–3 the table kind
+        (0 if p.table is None else 1) | table_kind << 1 | p.low_bits << 4,  # §13.5, §13.6
     )
     ranges = params.get("class_map", "rank") == "ranges"
     bounds = params.get("class_map", "rank") == "bounds"
@@ -699,6 +743,9 @@ def assemble(p: Plan, table_kind: int = 0) -> bytes:
         else:
             rans = rans_encode(syms, freq, cum, states_for(len(syms)))
         bw = BitWriter()
+        if p.low_bits:  # §13.6: the plane first, k bits per coded element
+            for low in p.low[sel][c].tolist():
+                bw.write(low, p.low_bits)
         for nb, ex in zip(p.nbits[sel][c].tolist(), p.extra[sel][c].tolist(), strict=True):
             bw.write(ex, nb)
         chunks.append((rans, bw.finish()))
@@ -842,11 +889,14 @@ def decode(stream: bytes, max_elements: int = 2**31) -> tuple[np.ndarray, Accoun
     step, rho, o1, o2, chunk_log2, table_byte = struct.unpack("<fBbbBB", raw_params[:9])
     if not (math.isfinite(step) and step >= 2.0**-126):
         raise ReferenceFormatError("step not a positive normal binary32")
-    has_table, table_kind = table_byte & 1, table_byte >> 1  # §13.5: bits 1–3
+    has_table, table_kind = table_byte & 1, (table_byte >> 1) & 7  # §13.5: bits 1–3
+    low_bits = table_byte >> 4  # §13.6: bits 4–7
     if not 1 <= rho <= 128 or not 6 <= chunk_log2 <= 24 or table_kind > TABLE_KIND_GEOM:
         raise ReferenceFormatError("dense parameter out of range")
     if table_kind and mode != MODE_DENSE:
         raise ReferenceFormatError("table kind other than 0 with class tables")
+    if low_bits and mode != MODE_DENSE:
+        raise ReferenceFormatError("low-bit plane with class tables")
     nclass, class_axis, length, ranges, bounds = 1, 0, 0, False, False
     if mode == MODE_CLASSES:  # §19.1
         axis_byte, nclass = raw_params[9], raw_params[10]
@@ -960,12 +1010,21 @@ def decode(stream: bytes, max_elements: int = 2**31) -> tuple[np.ndarray, Accoun
         else:
             syms = rc.rans_decode(r.take(rl), cls[sel].tolist(), models, states_for(cnt))
         br = BitReader(r.take(bl))
+        if cnt * low_bits > 8 * bl:
+            raise ReferenceFormatError("low-bit plane does not fit the bit area")
+        lows = [br.read(low_bits) for _ in range(cnt)] if low_bits else None
         mags, negs = [], []
-        for s in syms:
+        for q, s in enumerate(syms):
             b = (s + 1) // 2
             base, nb = bin_base(b)
-            mags.append(base + br.read(nb))
-            negs.append(s > 0 and s % 2 == 0)
+            mag, neg = base + br.read(nb), s > 0 and s % 2 == 0
+            if low_bits:  # §13.6: q = h·2^k + l
+                if mag > MAX_MAG >> low_bits:
+                    raise ReferenceFormatError("code magnitude above 2^53")
+                code = (-mag if neg else mag) * (1 << low_bits) + lows[q]
+                mag, neg = abs(code), code < 0
+            mags.append(mag)
+            negs.append(neg)
         if br.finish() != bl:
             raise ReferenceFormatError("extra-bit area has leftover bytes")
         m_all[sel] = mags
@@ -983,7 +1042,8 @@ def decode(stream: bytes, max_elements: int = 2**31) -> tuple[np.ndarray, Accoun
                 "classes": nclass, "class_axis": class_axis,
                 "class_map": "rank" if mode != MODE_CLASSES else
                 ("ranges" if ranges else "bounds" if bounds else "rank"),
-                "class_bounds": class_bounds if mode == MODE_CLASSES else None}  # fmt: skip
+                "class_bounds": class_bounds if mode == MODE_CLASSES else None,
+                "table_kind": table_kind, "low_bits": low_bits}  # fmt: skip
     y = to_dtype(out, dtype_code)
     if table is not None:  # raw values are verbatim
         raw_idx = np.isin(gid, [g for g, b in enumerate(table) if b == GROUP_RAW])

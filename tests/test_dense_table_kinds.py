@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import reference_dense as rd
 import slicer
+from dense_tools import check_mode1_option, class_stream_group_byte
 from slicer import _core
 from slicer._context import native_context
 
@@ -243,14 +244,7 @@ def test_hostile_kinds():
 
 @pytest.mark.parametrize("kind", range(1, rd.TABLE_KIND_GEOM + 1))
 def test_class_tables_reject_kinds(kind):
-    x = laplace(64 * 40, 8).reshape(40, 64)
-    stream = rd.encode(x, rd.default_params(step=0.5, classes=4))
-    pos = 8  # 2-d: two dim varints
-    for _ in range(2):
-        while stream[pos] & 0x80:
-            pos += 1
-        pos += 1
-    at = pos + 3 + 8  # layout, mode, params_len, then 8 bytes to the group_table byte
+    stream, at = class_stream_group_byte(laplace(64 * 40, 8).reshape(40, 64), step=0.5, classes=4)
     assert stream[at] == 0
     bad = reseal(stream[:at] + bytes([kind << 1]) + stream[at + 1 :])
     with pytest.raises(rd.ReferenceFormatError):
@@ -270,25 +264,7 @@ def test_class_tables_keep_kind_zero():
 
 
 def test_api_arguments():
-    x = laplace(500, 10)
-    for bad in (5, -1, 255):
-        with pytest.raises(ValueError, match="table_kind"):
-            slicer.encode(x, mode="dense", step=0.5, table_kind=bad)
-    for bad in (1.0, None, b"4"):
-        with pytest.raises(TypeError, match="table_kind"):
-            slicer.encode(x, mode="dense", step=0.5, table_kind=bad)
-    with pytest.raises(ValueError, match="table_kind"):
-        slicer.encode(x, mode="dense", step=0.5, table_kind="best")
-    with pytest.raises(ValueError, match="table_kind"):
-        slicer.encode(x.reshape(10, 50), mode="dense", step=0.5, classes=2, table_kind=4)
-    with pytest.raises(ValueError, match="table_kind"):
-        slicer.encode(x, mode="dense", step=0.5, trellis=True, table_kind=2)
-    with pytest.raises(ValueError, match="table_kind"):
-        slicer.encode(x, mode="dense", max_bytes=300, table_kind=4)
-    with pytest.raises(ValueError, match="table_kind"):
-        slicer.encode(x, table_kind=4)  # mode="topk"
-    assert slicer.inspect(slicer.encode(x, mode="dense", step=0.5, trellis=True,
-                                        table_kind="auto")).table_kind == 0  # fmt: skip
+    check_mode1_option("table_kind", (5,), 4)
 
 
 @pytest.mark.parametrize("mode, budget", [("auto", {"rel_error": 0.3}),

@@ -124,6 +124,33 @@ TEST(TableKindsThroughTheWrapper) {  // format 2 mode 1, table kinds (docs/forma
            SLICER_ERR_INVALID_ARGUMENT);
 }
 
+// docs/format.md §13.6: low-bit planes of 1 … 15 bits give the plain stream's values and stay
+// within the bound; auto picks a width at high rates; 16 and mode 3 are refused.
+TEST(DenseLowBits) {
+  std::vector<float> x(20000);
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = static_cast<float>(std::sin(0.37 * static_cast<double>(i)) * 50.0 + (i % 13) * 0.1);
+  const std::vector<int64_t> shape = {static_cast<int64_t>(x.size())};
+  const auto plain = slicer::dense_encode(x.data(), slicer::DType::kFloat32, shape,
+                                          slicer::DenseParams().step(0.01f));
+  const std::vector<float> want = slicer::decode(plain).to_float32();
+  for (int k : {1, 5, 14, 15, SLICER_DENSE_LOW_BITS_AUTO}) {
+    const slicer::DenseParams p = slicer::DenseParams().step(0.01f).low_bits(k);
+    const std::vector<uint8_t> stream =
+        slicer::dense_encode(x.data(), slicer::DType::kFloat32, shape, p);
+    CHECK(stream.size() <= slicer::dense_encode_bound(shape, slicer::DType::kFloat32, p));
+    const uint32_t got = slicer::dense_inspect(stream).low_bits;
+    CHECK(k == SLICER_DENSE_LOW_BITS_AUTO ? got >= 3 : got == static_cast<uint32_t>(k));
+    CHECK(slicer::decode(stream).to_float32() == want);
+  }
+  CHECK_EQ(StatusOf([&] { slicer::DenseParams().low_bits(16); }), SLICER_ERR_INVALID_ARGUMENT);
+  CHECK_EQ(StatusOf([&] {
+             slicer::dense_encode(x.data(), slicer::DType::kFloat32, {100, 200},
+                                  slicer::DenseParams().step(1.0f).trellis().low_bits(3));
+           }),
+           SLICER_ERR_INVALID_ARGUMENT);
+}
+
 TEST(ErrorsCarryTheStatus) {
   std::vector<uint8_t> garbage = {'S', 'L', 'C', 'R', 1, 0, 0, 0, 0, 0};
   CHECK_EQ(StatusOf([&] { slicer::decode(garbage); }), SLICER_ERR_BAD_CHECKSUM);

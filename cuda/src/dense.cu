@@ -263,6 +263,7 @@ int DenseDecode(const void* src, size_t size, bool src_is_device, uint64_t max_e
   a.off1 = p.info.offset1 / 256.0;
   a.off2 = p.info.offset2 / 256.0;
   a.trellis = p.info.mode == 3 ? 1 : 0;
+  a.low_bits = p.info.low_bits;  // §13.6 (mode 1)
   a.toff[0] = p.info.offset1 / 256.0;
   a.toff[1] = p.info.offset2 / 256.0;
   a.toff[2] = p.info.trellis_offset1 / 256.0;
@@ -312,6 +313,9 @@ int Setup(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
   if (params->trellis) return SLICER_ERR_INVALID_ARGUMENT;
   // Table kinds (§13.5) other than 0 are chosen on the host only; auto writes kind 0.
   if (params->table_kind != 0 && params->table_kind != SLICER_DENSE_TABLE_AUTO)
+    return SLICER_ERR_INVALID_ARGUMENT;
+  // Low-bit planes (§13.6) are written on the host only; auto writes none.
+  if (params->low_bits != 0 && params->low_bits != SLICER_DENSE_LOW_BITS_AUTO)
     return SLICER_ERR_INVALID_ARGUMENT;
   try {  // shape, layout, class axis (§19.1), bounds, group table
     dense::CheckEncodeInput(data, shape, ndim, *params, &s->in);

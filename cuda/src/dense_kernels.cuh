@@ -79,6 +79,9 @@ struct DecodeArgs {
   // four offsets o1_0, o2_0, o1_1, o2_1 / 256; syms carries the element's quantizer in bit 15.
   unsigned trellis;
   double toff[4];
+  // Mode 1's low-bit plane (§13.6): k, and the symbols are h's; element e of a chunk has its
+  // low bits at bit e·k of the chunk's bit area, the extra bits start after the plane.
+  unsigned low_bits;
   unsigned item;
   uint16_t* syms;    // per coded element
   uint32_t* bitpos;  // per coded element: its extra bits' position in the chunk's area
@@ -119,9 +122,10 @@ __device__ bool DecodeChunkSymbols(const DecodeArgs& a, const DenseChunk& c, con
     p += 4;
     if (x[q] < kRansL || x[q] >= (kRansL << 8)) return false;
   }
-  // The bit reader's (pos, cnt) as in the C++ BitSource: bulk refills of up to 7 bytes.
-  uint64_t pos = 0, total = 0;
-  unsigned cnt = 0;
+  // The bit reader's (pos, cnt) as in the C++ BitSource: bulk refills of up to 7 bytes. §13.6:
+  // the plane's coded·k bits are read already (they fit: the C++ parser checked it).
+  uint64_t total = c.coded * a.low_bits, pos = (total + 7) / 8;
+  unsigned cnt = static_cast<unsigned>(8 * pos - total);
   const uint64_t len = c.bits_len;
   uint8_t ts[4] = {0, 0, 0, 0};  // mode 3: each lane's trellis state (§21.4)
   for (uint64_t e = 0; e < c.coded; ++e) {
@@ -261,11 +265,27 @@ __global__ void DenseDecodeKernel(DecodeArgs a, T* dst) {
         v = m == 0
                 ? 0.0
                 : Mul(Add(static_cast<double>(2 * m - q), a.toff[2 * q + (m == 1 ? 0 : 1)]), delta);
+      } else if (a.low_bits != 0) {  // §13.6: q = h·2^k + l, the value of q by §12.4
+        const unsigned k = a.low_bits;
+        const uint64_t low = ReadBits(bits, (idx - c.first_coded) * k, k);
+        uint64_t mq = 0;
+        bool negative = false;
+        if (m > (kMaxMag >> k)) {
+          bad = true;
+        } else {
+          const int64_t h = SymbolNegative(s) ? -static_cast<int64_t>(m) : static_cast<int64_t>(m);
+          const int64_t q = h * (int64_t{1} << k) + static_cast<int64_t>(low);
+          negative = q < 0;
+          mq = negative ? static_cast<uint64_t>(-q) : static_cast<uint64_t>(q);
+          if (mq > kMaxMag) bad = true;
+        }
+        v = mq == 0 ? 0.0 : Mul(Add(static_cast<double>(mq), mq == 1 ? a.off1 : a.off2), delta);
+        if (negative) v = -v;
       } else {
         if (m > kMaxMag) bad = true;
         v = m == 0 ? 0.0 : Mul(Add(static_cast<double>(m), m == 1 ? a.off1 : a.off2), delta);
       }
-      if (SymbolNegative(s)) v = -v;
+      if (SymbolNegative(s) && a.low_bits == 0) v = -v;
       StoreValue<T>(dst, i, v);
     } else if (kind == kGroupZero) {
       StoreValue<T>(dst, i, 0.0);

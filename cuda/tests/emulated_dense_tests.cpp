@@ -137,7 +137,7 @@ std::string ReadFile(const std::filesystem::path& path) {
 void TestGolden() {
   const std::filesystem::path dir = SLICER_GOLDEN_V2_DIR;
   int cases = 0, mode2_goldens = 0, range_goldens = 0, bound_goldens = 0, mode3_goldens = 0,
-      kind_goldens = 0;
+      kind_goldens = 0, low_goldens = 0;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     if (entry.path().extension() != ".slc") continue;
     ++cases;
@@ -224,6 +224,25 @@ void TestGolden() {
       ++mode3_goldens;
       continue;
     }
+    if (info.low_bits != 0) {  // §13.6: the CPU writes the golden, the GPU encoder no plane
+      p.low_bits = static_cast<uint8_t>(info.low_bits);
+      p.table_kind = static_cast<uint8_t>(info.table_kind);
+      int cs = 0;
+      if (CpuEncode(data, info.dtype, shape, p, &cs) != stream || cs != 0)
+        Fail("golden " + name + ": cpu encode differs from the golden");
+      GpuEncode(data, info.dtype, shape, p, &gs);
+      if (gs != SLICER_ERR_INVALID_ARGUMENT)
+        Fail("golden " + name + ": gpu encode with a low-bit plane gives " + std::to_string(gs));
+      if (info.table_kind == 0) {  // auto: no plane on the GPU, the CPU's stream without one
+        p.low_bits = 0;
+        const auto plain = CpuEncode(data, info.dtype, shape, p, &cs);
+        p.low_bits = SLICER_DENSE_LOW_BITS_AUTO;
+        if (GpuEncode(data, info.dtype, shape, p, &gs) != plain || gs != 0)
+          Fail("golden " + name + ": gpu encode with low_bits auto is not the plain stream");
+      }
+      ++low_goldens;
+      continue;
+    }
     if (info.table_kind != 0) {  // §13.5: the CPU writes the golden, the GPU encoder kind 0 only
       p.table_kind = static_cast<uint8_t>(info.table_kind);
       int cs = 0;
@@ -265,6 +284,7 @@ void TestGolden() {
   if (mode2_goldens < 7) Fail("expected at least 7 mode-2 golden streams");
   if (mode3_goldens < 5) Fail("expected at least 5 mode-3 golden streams");
   if (kind_goldens < 4) Fail("expected at least 4 golden streams with table kinds 1 … 4");
+  if (low_goldens < 3) Fail("expected at least 3 golden streams with low-bit planes");
   if (range_goldens < 2) Fail("expected at least 2 mode-2 golden streams with index ranges");
   if (bound_goldens < 3) Fail("expected at least 3 mode-2 golden streams with range boundaries");
   if (cases < 13) Fail("expected at least 13 golden streams in " + dir.string());
@@ -634,7 +654,9 @@ void TestDamaged() {
   std::vector<std::vector<uint8_t>> streams;
   std::vector<size_t> sizes;
   const int dtypes[4] = {SLICER_FLOAT32, SLICER_FLOAT16, SLICER_BFLOAT16, SLICER_FLOAT64};
-  for (int k = 0; k < 19; ++k) {  // 14 … 18: mode 1 with table kinds 0 … 4 (§13.5)
+  // 14 … 18: mode 1 with table kinds 0 … 4 (§13.5); 19 … 22: low-bit planes of 3, 5, 9, 15 bits
+  // (§13.6), the last one with the geometric table
+  for (int k = 0; k < 23; ++k) {
     const int dtype = dtypes[k % 4];
     const size_t n = k < 4 || (k >= 11 && k < 16) ? 700 : 9000;
     const auto data = MakeData(n, dtype, k % 2 ? "outliers" : "normal", &rng);
@@ -653,11 +675,20 @@ void TestDamaged() {
     }
     if (k >= 8) p.classes = static_cast<uint8_t>(2 + (k % 3) * 7);      // mode 2: 2, 9, 16 classes
     if (k >= 8 && k % 2) p.class_axis = SLICER_DENSE_CLASS_MAP_RANGES;  // §18.3 index ranges
-    if (k >= 14) {  // §13.5 table kinds in mode 1
+    if (k >= 14 && k < 19) {  // §13.5 table kinds in mode 1
       p.classes = 0;
       p.class_axis = 0;
       p.table_kind = static_cast<uint8_t>(k - 14);
       p.step = k % 2 ? 0.5f : 0.05f;
+    }
+    if (k >= 19) {  // §13.6 low-bit planes in mode 1
+      const uint8_t widths[4] = {3, 5, 9, 15};
+      p.classes = 0;
+      p.class_axis = 0;
+      p.low_bits = widths[k - 19];
+      p.table_kind = k == 22 ? 4 : 0;
+      p.step = k % 2 ? 0.002f : 0.0001f;
+      p.chunk_log2 = k % 2 ? 8 : 14;
     }
     int st = 0;
     streams.push_back(CpuEncode(data, dtype, shape, p, &st));
@@ -695,7 +726,8 @@ void TestDamaged() {
     CheckDecode(streams[s], sizes[s] - 1, "small buffer");
   }
   // §13.5: the geometric table's z, a at every extreme and the group_table byte at every
-  // value (kinds 5 … 7, bits 4 … 7, kinds in mode 2): the same status and values.
+  // value (kinds 5 … 7, §13.6's widths in bits 4 … 7, kinds in mode 2): the same status and
+  // values.
   for (size_t s = 14; s < streams.size(); ++s) {
     slicer_dense_info info{};
     if (slicer_dense_inspect(streams[s].data(), streams[s].size(), uint64_t{1} << 40, &info) != 0)

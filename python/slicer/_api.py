@@ -229,6 +229,7 @@ def encode(
     class_bounds: Any = None,
     trellis: bool | float = False,
     table_kind: int | str = 0,
+    low_bits: int | str = 0,
 ) -> Any:
     """Encode an array into a SLICER stream (docs/format.md).
 
@@ -248,15 +249,16 @@ def encode(
         topk_given = (sparsity, asym, blocks, bits, delta, seed) != (0.9, 0.0, None, 8, 0.01, 0)
         return _encode_dense(
             x, mode, topk_given, step, rel_error, max_bytes, rho, groups, chunk_size, threads, out,
-            weights, context, classes, class_map, class_bounds, trellis, table_kind,
+            weights, context, classes, class_map, class_bounds, trellis, table_kind, low_bits,
         )  # fmt: skip
     if (step is not None or rel_error is not None or rho is not None or weights is not None
             or classes is not None or class_map is not None
             or class_bounds is not None or trellis is not False
-            or not (isinstance(table_kind, int) and table_kind == 0)):  # fmt: skip
+            or not (isinstance(table_kind, int) and table_kind == 0)
+            or not (isinstance(low_bits, int) and low_bits == 0)):  # fmt: skip
         raise ValueError(
-            "step, rel_error, rho, weights, classes, class_map, class_bounds, trellis and "
-            "table_kind belong to mode='dense' / mode='auto'"
+            "step, rel_error, rho, weights, classes, class_map, class_bounds, trellis, "
+            "table_kind and low_bits belong to mode='dense' / mode='auto'"
         )
     if type(x) is np.ndarray and max_bytes is None and out == "host" and x.ndim:
         # Fast path: a plain C-contiguous float32 / float16 array with arguments already seen.
@@ -554,6 +556,16 @@ _DENSE_DOC = """
         `max_bytes` / `rel_error` the search runs at kind 0 and its stream is re-encoded with
         the kind (same values, "auto" never longer); 1 … 4 with `max_bytes` raise ValueError.
         A CUDA array with a kind other than 0 is encoded on the host.
+    low_bits : int or "auto", default 0
+        Mode 1's low-bit plane (docs/format.md §13.6): 0 none (every earlier stream), k = 1 …
+        15 the low k bits of every code packed at k bits per element beside the entropy-coded
+        high part, "auto" the encoder rule of §13.6 (0 up to about 5 bits per element, 3 … 5
+        at 6 … 8). Decodes faster at high rates for a small size cost (bench/RESULTS.md §9.23);
+        streams with k > 0 need a decoder of this revision. Modes 2 and 3 have none ("auto"
+        gives 0; 1 … 15 raise ValueError). With `max_bytes` / `rel_error` the search runs
+        without the plane and its stream is re-encoded with it (same values); with `max_bytes`
+        "auto" keeps the stream without the plane when the plane would pass the budget, and
+        1 … 15 raise ValueError. A CUDA array with low_bits other than 0 is encoded on the host.
 """
 
 
@@ -688,6 +700,7 @@ def _encode_dense(
     class_bounds: Any = None,
     trellis: Any = False,
     table_kind: Any = 0,
+    low_bits: Any = 0,
 ) -> bytes:
     if mode not in ("dense", "auto"):
         raise ValueError(f"mode must be 'topk', 'dense' or 'auto', got {mode!r}")
@@ -702,10 +715,11 @@ def _encode_dense(
     params = make_dense_params(
         step=step, rho=0.5 if rho is None else rho, groups=groups, chunk_size=chunk_size,
         threads=threads, classes=_default_classes(mode, classes), class_map=class_map,
-        class_bounds=class_bounds, trellis=trellis, table_kind=table_kind,
+        class_bounds=class_bounds, trellis=trellis, table_kind=table_kind, low_bits=low_bits,
     )  # fmt: skip
     lam = params["trellis"]
     kind = params["table_kind"]
+    low = params["low_bits"]
     if lam is not None and rho is not None:
         raise ValueError("rho is the dead zone of modes 1-2: trellis=True (mode 3) has none")
     if params["classes"] != "auto" and params["classes"] > 1 and params["class_map"] is None:
@@ -731,9 +745,15 @@ def _encode_dense(
             f"table_kind={kind} may not fit max_bytes (the budget is met at kind 0): give "
             "table_kind='auto' (never longer) or a step / rel_error"
         )
+    if limit is not None and low not in (0, "auto"):
+        raise ValueError(
+            f"low_bits={low} may not fit max_bytes (the budget is met without the plane): give "
+            "low_bits='auto' (dropped when it would not fit) or a step / rel_error"
+        )
     x = resolve_lazy_views(x)
     on_gpu = dlpack_device_type(x) == DLPACK_CUDA
-    if step is not None and on_gpu and params["classes"] != "auto" and lam is None and not kind:
+    if (step is not None and on_gpu and params["classes"] != "auto" and lam is None and not kind
+            and not low):  # fmt: skip
         # An int classes (1: mode 1, K >= 2: mode 2) is encoded on the GPU; classes="auto" needs
         # the rate model's pass over a host copy and takes the host path below.
         _check_classes(params, tuple(int(d) for d in getattr(x, "shape", ())))
@@ -774,22 +794,31 @@ def _encode_dense(
     if step is not None:  # classes="auto" at a given step: chosen by the rate model
         params = classes_at_step(array, params, work)
         return encoder(array, params)
-    searched = dict(params, table_kind=0)  # the search runs at kind 0, its stream gets `kind`
+    # The search runs at kind 0 without a low-bit plane; its stream gets `kind` and `low`.
+    searched = dict(params, table_kind=0, low_bits=0)
     if limit is not None:
         stream = dense_for_budget(array, searched, limit, encoder, auto, model_input=work)
     else:
         stream = dense_for_error(
             array, searched, error, encoder, auto, model_input=work, context=native
         )
-    return _with_table_kind(array, stream, params, encoder) if kind else stream
+    if not (kind or low):
+        return stream
+    again = _with_table_kind(array, stream, params, encoder)
+    if low and limit is not None and len(again) > limit:  # "auto": the plane would not fit
+        return (
+            _with_table_kind(array, stream, dict(params, low_bits=0), encoder) if kind else stream
+        )
+    return again
 
 
 def _with_table_kind(
     array: np.ndarray, stream: bytes, params: dict[str, Any], encoder: Any
 ) -> bytes:
-    """A mode-1 stream re-encoded with params' table kind (docs/format.md §13.5) at its own step,
-    rho, offsets and group table: the same codes and values, another frequency table ("auto":
-    never longer). Streams of modes 2 and 3 have kind 0 and stay as they are."""
+    """A mode-1 stream re-encoded with params' table kind (docs/format.md §13.5) and low-bit plane
+    (§13.6) at its own step, rho, offsets and group table: the same codes and values, another
+    frequency table ("auto": never longer) and the plane. Streams of modes 2 and 3 have kind 0
+    and no plane and stay as they are."""
     from ._inspect_dense import inspect_dense
 
     info = inspect_dense(stream, max(1, array.size))

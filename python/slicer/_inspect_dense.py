@@ -66,6 +66,9 @@ class DenseStreamInfo:
     #: the frequency table's kind (docs/format.md §13.5): 0 count classes (§13.1), 1 … 3
     #: coarser count classes, 4 geometric (3 bytes); 0 in modes 2-3
     table_kind: int = 0
+    #: the low-bit plane's width k (docs/format.md §13.6; 0: none, always in modes 2-3); its
+    #: coded·k bits are counted in the account's extra_bits
+    low_bits: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,7 +89,8 @@ class DenseStreamInfo:
                 else ""
             )
             + (f", Q1 offsets {self.trellis_offsets}" if self.trellis_offsets else "")
-            + (f", table kind {self.table_kind}" if self.table_kind else ""),
+            + (f", table kind {self.table_kind}" if self.table_kind else "")
+            + (f", low-bit plane {self.low_bits} bits" if self.low_bits else ""),
             f"{'field':<12} {'bytes':>10}",
         ]
         for name in ("header", "group_table", "class_map", "freq_table", "chunk_table", "raw",
@@ -141,4 +145,5 @@ def inspect_dense(data: Any, limit: int) -> DenseStreamInfo:
         class_bounds=list(d["class_bounds"]) if d.get("class_map") == "bounds" else None,
         trellis_offsets=tuple(d["trellis_offsets"]) if d["mode"] == 3 else None,
         table_kind=d["table_kind"],
+        low_bits=d["low_bits"],
     )

@@ -181,7 +181,8 @@ def _make_params(
 DENSE_LAYOUTS = {"tensor": 0, "rows": 1, "channels": 2}
 MAX_CLASSES = 16
 __all__ += ["CLASS_MAPS", "DENSE_LAYOUTS", "MAX_CLASSES", "class_axis_of", "class_length",
-            "dense_class_bounds", "dense_class_map", "dense_classes", "dense_table_kind",
+            "dense_class_bounds", "dense_class_map", "dense_classes", "dense_low_bits",
+            "dense_table_kind",
             "make_dense_params"]  # fmt: skip
 
 
@@ -210,18 +211,33 @@ def dense_classes(value: Any) -> int | str:
 TABLE_KIND_GEOM = 4  # docs/format.md §13.5: kinds 0 … 3 count classes, 4 geometric
 
 
+def _integer_or_auto(name: str, value: Any, top: int) -> int | str:
+    """An integer in 0..top or the string "auto" (TypeError / ValueError naming `name`)."""
+    if isinstance(value, str):
+        if value != "auto":
+            raise ValueError(f"{name} must be an integer in 0..{top} or 'auto', got {value!r}")
+        return value
+    number = _integer(name, value)
+    if not 0 <= number <= top:
+        raise ValueError(f"{name} must be in 0..{top} or 'auto', got {number}")
+    return number
+
+
 def dense_table_kind(value: Any) -> int | str:
     """`table_kind` of mode 1 (docs/format.md §13.5): 0 (§13.1's count classes, the default),
     1 … 3 (coarser count classes), 4 (a geometric table of 3 bytes) or "auto" (the shortest
     stream of the five, ties to the lower kind)."""
-    if isinstance(value, str):
-        if value != "auto":
-            raise ValueError(f"table_kind must be an integer in 0..4 or 'auto', got {value!r}")
-        return value
-    kind = _integer("table_kind", value)
-    if not 0 <= kind <= TABLE_KIND_GEOM:
-        raise ValueError(f"table_kind must be in 0..4 or 'auto', got {kind}")
-    return kind
+    return _integer_or_auto("table_kind", value, TABLE_KIND_GEOM)
+
+
+MAX_LOW_BITS = 15  # docs/format.md §13.6: bits 4-7 of the group_table byte
+
+
+def dense_low_bits(value: Any) -> int | str:
+    """`low_bits` of mode 1 (docs/format.md §13.6): 0 (no low-bit plane, the default), 1 … 15
+    (the low k bits of every code in a fixed-width plane) or "auto" (§13.6's encoder rule: 0 at
+    low rates, 3 … 5 at 6 … 8 bits per element)."""
+    return _integer_or_auto("low_bits", value, MAX_LOW_BITS)
 
 
 CLASS_MAPS = ("rank", "ranges", "bounds")
@@ -308,10 +324,12 @@ def make_dense_params(
     class_bounds: Any = None,
     trellis: Any = False,
     table_kind: Any = 0,
+    low_bits: Any = 0,
 ) -> dict[str, Any]:
     """Integer parameters of the dense mode (docs/format.md §13); `step` may stay None.
 
     `table_kind` (§13.5): 0 … 4 or "auto"; 1 … 4 need mode 1 (classes 1, no trellis).
+    `low_bits` (§13.6): 0 … 15 or "auto"; 1 … 15 need mode 1 (classes 1, no trellis).
 
     `trellis`: False / None (modes 1-2), True or λ > 0 (mode 3, trellis-coded quantization,
     docs/format.md §21); stored as "trellis": λ or None.
@@ -336,6 +354,7 @@ def make_dense_params(
     if not 0 <= count <= 65535:
         raise ValueError(f"threads must be in 0..65535, got {count}")
     kind = dense_table_kind(table_kind)
+    low = dense_low_bits(low_bits)
     out = {
         "step": None if step is None else dense_step(step),
         "rho_256": rho_256,
@@ -349,11 +368,17 @@ def make_dense_params(
         **_class_map_params(classes, class_map, class_bounds),
         "trellis": _trellis_lambda(trellis),
         "table_kind": kind,
+        "low_bits": low,
     }
     if kind not in (0, "auto") and (out["classes"] != 1 or out["trellis"] is not None):
         raise ValueError(
             f"table_kind={kind} needs mode 1 (one frequency table: classes=1, no trellis); "
             "class tables and trellis tables have kind 0"
+        )
+    if low not in (0, "auto") and (out["classes"] != 1 or out["trellis"] is not None):
+        raise ValueError(
+            f"low_bits={low} needs mode 1 (one frequency table: classes=1, no trellis); "
+            "modes 2 and 3 have no low-bit plane"
         )
     return out
 

@@ -87,6 +87,7 @@ nb::tuple DenseInspect(ConstBytes buf, uint64_t max_elements) {
   d["chunk_log2"] = info.chunk_log2;
   d["has_group_table"] = info.has_group_table != 0;
   d["table_kind"] = info.table_kind;  // §13.5
+  d["low_bits"] = info.low_bits;      // §13.6
   d["total_bytes"] = info.total_bytes;
   d["header_bytes"] = info.header_bytes;
   d["group_table_bytes"] = info.group_table_bytes;

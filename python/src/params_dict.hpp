@@ -55,7 +55,7 @@ inline slicer_params ParamsFromDict(const nanobind::dict &d) {
 // None), chunk_log2, layout,
 // group_table (None or bytes), optional threads, classes, class_axis, class_map "rank" /
 // "ranges" / "bounds", class_bounds (list of K − 1 ints with "bounds"), table_kind (0 … 4 or
-// "auto", §13.5)), already validated
+// "auto", §13.5), low_bits (0 … 15 or "auto", §13.6)), already validated
 // (make_dense_params).
 // `table` owns the group table that raw.group_table points into.
 struct DenseParams {
@@ -106,6 +106,12 @@ inline DenseParams DenseParamsFromDict(const nanobind::dict &d) {
     p.raw.table_kind = SLICER_DENSE_TABLE_AUTO;
   } else {
     p.raw.table_kind = DictInt<uint8_t>(d, "table_kind", 0);
+  }
+  // §13.6: mode 1's low-bit plane 0 … 15, or "auto" (the encoder rule).
+  if (d.contains("low_bits") && nanobind::isinstance<nanobind::str>(d["low_bits"])) {
+    p.raw.low_bits = SLICER_DENSE_LOW_BITS_AUTO;
+  } else {
+    p.raw.low_bits = DictInt<uint8_t>(d, "low_bits", 0);
   }
   p.raw.classes = DictInt<uint8_t>(d, "classes", 1);  // mode 2 (§19) when >= 2
   p.raw.class_axis = DictInt<uint8_t>(d, "class_axis", 0);

@@ -180,6 +180,24 @@ def cases_v2() -> dict[str, tuple[np.ndarray, dict]]:
     wide = normal(40, 50)
     wide[::7, ::3] *= 1e4
     out["d_kind4_f64_wide"] = (wide, p(step=0.01, offsets=(-20, 7), table_kind=4))
+    # mode 1 with the low-bit plane of §13.6: a pair of 4-state chunks and a tail at 5 bits (the
+    # paired decoder's plane reads), rows with zero / raw groups and per-group steps, the widest
+    # plane (15 bits) on float64 codes up to 2^53, and a plane with the geometric table
+    big = normal(2 * 8192 + 333).astype(np.float32) * 40
+    big[::501] *= 1e4
+    out["d_low5_chunks"] = (big, p(step=0.01, chunk_log2=13, low_bits=5))
+    out["d_low3_f16_rows"] = (
+        (normal(9, 130) * 30).astype(np.float16),
+        p(step=0.05, layout=1, group_table=[0, 0x80, 0x81, 5, 0xF0, 3, 1, 0x81, 0x80],
+          chunk_log2=6, low_bits=3),
+    )  # fmt: skip
+    huge = normal(700) * 1e3
+    huge[:4] = [2.0**53, -(2.0**53), 2.0**53 - 1, -(2.0**52) - 3]
+    out["d_low15_f64"] = (huge, p(step=1.0, low_bits=15))
+    out["d_low4_kind4_bf16"] = (
+        (rng.laplace(0.0, 200.0, 3000)).astype(ml_dtypes.bfloat16),
+        p(step=0.5, low_bits=4, table_kind=4),
+    )
     return out
 
 
@@ -267,6 +285,8 @@ def main() -> int:
             params = {k: v for k, v in params.items() if k != "class_bounds"}
         if params.get("table_kind") == 0:  # the files written before table kinds (§13.5)
             params = {k: v for k, v in params.items() if k != "table_kind"}
+        if params.get("low_bits") == 0:  # the files written before low-bit planes (§13.6)
+            params = {k: v for k, v in params.items() if k != "low_bits"}
         meta = {"dtype": dtype_name(x), "params": params}
         if args.check:
             same = (OUT_V2 / f"{name}.slc").read_bytes() == stream

@@ -263,6 +263,9 @@ SLICER_API int slicer_context_decode_batch(slicer_context* context, const void* 
 #define SLICER_DENSE_MAX_CLASSES 16
 /* table_kind: the shortest stream of kinds 0 … 4 (ties to the lower kind; mode 1 only) */
 #define SLICER_DENSE_TABLE_AUTO 255
+/* low_bits: the width by the encoder rule of docs/format.md §13.6 (mode 1 only; 0 elsewhere) */
+#define SLICER_DENSE_LOW_BITS_AUTO 255
+#define SLICER_DENSE_MAX_LOW_BITS 15
 
 typedef struct slicer_dense_params {
   float step;         /* base step Δ0 (finite, normal, > 0) */
@@ -298,6 +301,12 @@ typedef struct slicer_dense_params {
    * write kind 0 only (AUTO gives 0 there; 1 … 4 is INVALID_ARGUMENT), and so does the CUDA
    * encoder (AUTO: 0; 1 … 4: INVALID_ARGUMENT). */
   uint8_t table_kind;
+  /* Mode 1's low-bit plane (docs/format.md §13.6): 0 = none (default, every stream before it),
+   * 1 … 15 = the low k bits of every code packed at k bits per element beside the rANS payload
+   * (faster decoding at high rates for a small size cost), SLICER_DENSE_LOW_BITS_AUTO = the
+   * encoder rule of §13.6 (0 at low rates). Modes 2 and 3 have none (AUTO gives 0 there; 1 … 15
+   * is INVALID_ARGUMENT), and neither does the CUDA encoder (AUTO: 0; 1 … 15: INVALID_ARGUMENT). */
+  uint8_t low_bits;
 } slicer_dense_params;
 
 /* Header and byte account of a format-2 dense stream (slicer_dense_inspect). */
@@ -332,6 +341,8 @@ typedef struct slicer_dense_info {
    * classes is 1 … 16 and class_table_bytes[c] the bytes of class c's two tables */
   int32_t trellis_offset1, trellis_offset2;
   uint32_t table_kind; /* §13.5: mode 1's frequency table kind 0 … 4 (0 in modes 2-3) */
+  uint32_t low_bits;   /* §13.6: mode 1's low-bit plane width k (0: none; 0 in modes 2-3); the
+                          planes' coded·k bits are inside extra_bits_bytes */
 } slicer_dense_info;
 
 SLICER_API void slicer_dense_params_init(slicer_dense_params* params);

@@ -317,6 +317,13 @@ class DenseParams {
     raw_.table_kind = static_cast<uint8_t>(kind);
     return *this;
   }
+  // Mode 1's low-bit plane width (docs/format.md §13.6): 0 … 15, or SLICER_DENSE_LOW_BITS_AUTO.
+  DenseParams& low_bits(int k) {
+    Require((k >= 0 && k <= SLICER_DENSE_MAX_LOW_BITS) || k == SLICER_DENSE_LOW_BITS_AUTO,
+            "low_bits must be 0 … 15 or SLICER_DENSE_LOW_BITS_AUTO");
+    raw_.low_bits = static_cast<uint8_t>(k);
+    return *this;
+  }
 
   // The C struct, its group-table pointer aimed at this object's copy of the table.
   const slicer_dense_params& raw() const {

@@ -118,6 +118,45 @@ struct ChunkIn {
   uint64_t vec_end = 0;
 };
 
+// §13.6: the low bits of the chunk's coded element e (k ≤ 15 bits at bit e·k of the bit area,
+// inside it: ParseDenseBody checked coded·k ≤ 8·bits_len), never reading past the stream.
+inline uint32_t PlaneLow(const ChunkIn& in, unsigned k, uint64_t e) {
+  const uint64_t at = e * k, first = at >> 3;
+  uint32_t word = 0;  // (at & 7) + k ≤ 22 bits
+  if (first + 4 <= in.bits_room) {
+    std::memcpy(&word, in.bits + first, 4);
+  } else {
+    for (uint64_t b = first; b < in.bits_room; ++b)
+      word |= uint32_t{in.bits[b]} << (8 * (b - first));
+  }
+  return (word >> (at & 7)) & ((1u << k) - 1);
+}
+
+// §13.6: the value of code q = h·2^k + l, h = ±mh (negative: the symbol's sign), by §12.4; false
+// when |q| > 2^53 (then *v is 0).
+//
+// Without branches on the data (signs and small magnitudes are random): the offset from a
+// three-entry table, the sign flipped on the bits (−(a·Δ) is exactly (a·Δ)·(−1)).
+inline bool LowValue(uint64_t mh, bool negative, uint32_t low, unsigned k, double off1, double off2,
+                     double delta, double* v) {
+  *v = 0.0;
+  if (mh > (kMaxMag >> k)) return false;  // |q| > 2^53 whatever l is
+  const int64_t sh = -static_cast<int64_t>(negative);
+  const int64_t h = (static_cast<int64_t>(mh) ^ sh) - sh;
+  const int64_t q = h * (int64_t{1} << k) + static_cast<int64_t>(low);
+  const int64_t sq = q >> 63;  // 0, or −1 for q < 0
+  const uint64_t m = static_cast<uint64_t>((q ^ sq) - sq);
+  if (m > kMaxMag) return false;
+  const double offs[3] = {0.0, off1, off2};
+  const double a =
+      (static_cast<double>(static_cast<int64_t>(m)) + offs[std::min<uint64_t>(m, 2)]) * delta;
+  uint64_t bits;
+  std::memcpy(&bits, &a, 8);
+  bits ^= static_cast<uint64_t>(sq) & (uint64_t{1} << 63);
+  std::memcpy(v, &bits, 8);
+  return true;
+}
+
 // Decodes `count` coded elements of one group run into dst[i0, i0 + count) (when kStore), the
 // first of them being the chunk's coded element `idx`. Returns false on a corrupt stream.
 //
@@ -128,8 +167,9 @@ struct ChunkIn {
 // same formula (§12.4: ±(m + o/256)·Δ, m = base + extra, which is exact for the direct bins
 // too). Near the end of the chunk each byte is checked before it is read.
 //
-// kClasses (mode 2, §19.3): element k uses the tables of class cls[k].
-template <int kDtype, unsigned kStates, bool kStore, bool kClasses>
+// kClasses (mode 2, §19.3): element k uses the tables of class cls[k]. kLow (mode 1 with a
+// low-bit plane, §13.6): the symbols are h's, each value takes its low bits from the plane.
+template <int kDtype, unsigned kStates, bool kStore, bool kClasses, bool kLow>
 bool DecodeRun(const Stream& s, ChunkIn* in, uint64_t idx, uint64_t count, uint8_t* dst,
                uint64_t i0, double delta, const uint8_t* cls) {
   const uint8_t* const lut0 = s.lut.data();
@@ -148,7 +188,14 @@ bool DecodeRun(const Stream& s, ChunkIn* in, uint64_t idx, uint64_t count, uint8
   // m < 2^55 always (bin 211: (7 << 51) + 2^51 - 1): the int64 conversion is exact up to 2^53.
   auto element = [&](const DSym& d, uint64_t extra, uint64_t k) {
     const uint64_t m = d.base + extra;
-    const double v = ((static_cast<double>(static_cast<int64_t>(m)) + d.off) * delta) * d.sign;
+    double v;
+    if constexpr (kLow) {
+      if (!LowValue(m, d.sign < 0, PlaneLow(*in, s.low_bits, idx + k), s.low_bits, s.o1 / 256.0,
+                    s.o2 / 256.0, delta, &v))
+        ok = false;
+    } else {
+      v = ((static_cast<double>(static_cast<int64_t>(m)) + d.off) * delta) * d.sign;
+    }
     if constexpr (kStore) StoreT<kDtype>(dst, i0 + k, v);
   };
   // Every read checked; the only step that meets escaped symbols and magnitudes above 2^53.
@@ -185,7 +232,7 @@ bool DecodeRun(const Stream& s, ChunkIn* in, uint64_t idx, uint64_t count, uint8
       extra = (word >> (bit_pos & 7)) & d.mask;
     }
     bit_pos += d.nbits;
-    if (d.base + extra > kMaxMag) ok = false;
+    if (d.base + extra > kMaxMag) ok = false;  // kLow: also |q| > 2^53 in element
     element(d, extra, k);
   };
   // No branch on the data but the (never taken in practice) escape.
@@ -251,24 +298,26 @@ bool DecodeRun(const Stream& s, ChunkIn* in, uint64_t idx, uint64_t count, uint8
 using RunFn = bool (*)(const Stream&, ChunkIn*, uint64_t, uint64_t, uint8_t*, uint64_t, double,
                        const uint8_t*);
 
-template <unsigned kStates, bool kStore, bool kClasses>
+template <unsigned kStates, bool kStore, bool kClasses, bool kLow>
 RunFn PickRunOf(int dtype) {
   switch (dtype) {
     case SLICER_FLOAT64:
-      return &DecodeRun<SLICER_FLOAT64, kStates, kStore, kClasses>;
+      return &DecodeRun<SLICER_FLOAT64, kStates, kStore, kClasses, kLow>;
     case SLICER_FLOAT32:
-      return &DecodeRun<SLICER_FLOAT32, kStates, kStore, kClasses>;
+      return &DecodeRun<SLICER_FLOAT32, kStates, kStore, kClasses, kLow>;
     case SLICER_FLOAT16:
-      return &DecodeRun<SLICER_FLOAT16, kStates, kStore, kClasses>;
+      return &DecodeRun<SLICER_FLOAT16, kStates, kStore, kClasses, kLow>;
     default:
-      return &DecodeRun<SLICER_BFLOAT16, kStates, kStore, kClasses>;
+      return &DecodeRun<SLICER_BFLOAT16, kStates, kStore, kClasses, kLow>;
   }
 }
 
+// Mode 2 (classes) never has a low-bit plane (§13.6).
 template <unsigned kStates, bool kStore>
-RunFn PickRun(int dtype, bool classes) {
-  return classes ? PickRunOf<kStates, kStore, true>(dtype)
-                 : PickRunOf<kStates, kStore, false>(dtype);
+RunFn PickRun(int dtype, bool classes, bool low) {
+  return classes ? PickRunOf<kStates, kStore, true, false>(dtype)
+         : low   ? PickRunOf<kStates, kStore, false, true>(dtype)
+                 : PickRunOf<kStates, kStore, false, false>(dtype);
 }
 
 // Decodes chunk j (§14); writes its elements when dst != nullptr.
@@ -281,6 +330,7 @@ slicer_status DecodeChunk(const Stream& s, const uint8_t* data, size_t size, uin
   const unsigned k = StatesFor(c.coded);
   ChunkIn in{{kRansL, kRansL, kRansL, kRansL}, r, r + c.rans_len, r + c.rans_len, c.bits_len,
              size - (c.offset + c.rans_len)};
+  in.bit_pos = c.coded * s.low_bits;  // §13.6: the extra bits follow the plane
   if (c.coded > 0) {
     for (unsigned q = 0; q < k; ++q) {
       in.x[q] = uint32_t{r[0]} | uint32_t{r[1]} << 8 | uint32_t{r[2]} << 16 | uint32_t{r[3]} << 24;
@@ -290,11 +340,11 @@ slicer_status DecodeChunk(const Stream& s, const uint8_t* data, size_t size, uin
     }
     in.r = r;
   }
-  const bool classes = s.nclass > 1;
-  const RunFn run =
-      dst != nullptr
-          ? (k == 1 ? PickRun<1, true>(s.dtype, classes) : PickRun<4, true>(s.dtype, classes))
-          : (k == 1 ? PickRun<1, false>(s.dtype, classes) : PickRun<4, false>(s.dtype, classes));
+  const bool classes = s.nclass > 1, low = s.low_bits != 0;
+  const RunFn run = dst != nullptr ? (k == 1 ? PickRun<1, true>(s.dtype, classes, low)
+                                             : PickRun<4, true>(s.dtype, classes, low))
+                                   : (k == 1 ? PickRun<1, false>(s.dtype, classes, low)
+                                             : PickRun<4, false>(s.dtype, classes, low));
   std::vector<uint8_t> cls;  // mode 2: the class of each element of the current run
   uint64_t idx = 0;          // coded element index within the chunk
   for (uint64_t i = begin; i < stop_all;) {
@@ -651,7 +701,42 @@ struct SetOut {
   // The direct symbols' values: kDirect the rounded Δ·value (binary32), else 256·value (int32
   // bits: ±(256·m + o) is an integer below 2^11).
   alignas(32) float ftab[16];
+  // kLow (§13.6): per chunk the coded index of the element of step 0, lane 0 (its low bits at
+  // bit elem·k of the chunk's bit area, in[h].bits).
+  uint64_t elem[4];
 };
+
+// kLow (§13.6): the low bits of elements e … e + 3 of chunk a (lanes 0-3) and b (lanes 4-7), k ≤
+// 14 bits each, out of one 64-bit word per chunk (bit (e·k) mod 8 + 4k ≤ 63). The caller keeps
+// every word inside the stream (LowSteps).
+constexpr unsigned kLowSimdMax = 14;
+// kDirect with a plane (float32 products, SetSteps) up to this width: |q| < 8·2^k ≤ 2^16.
+constexpr unsigned kLowDirectMax = 13;
+
+__attribute__((target("avx2"))) inline __m256i PlaneLanes(const ChunkIn& a, const ChunkIn& b,
+                                                          uint64_t ea, uint64_t eb, unsigned k,
+                                                          __m256i shifts, __m256i mask) {
+  const uint64_t pa = ea * k, pb = eb * k;
+  uint64_t wa, wb;
+  std::memcpy(&wa, a.bits + (pa >> 3), 8);
+  std::memcpy(&wb, b.bits + (pb >> 3), 8);
+  const __m256i la =
+      _mm256_srlv_epi64(_mm256_set1_epi64x(static_cast<long long>(wa >> (pa & 7))), shifts);
+  const __m256i lb =
+      _mm256_srlv_epi64(_mm256_set1_epi64x(static_cast<long long>(wb >> (pb & 7))), shifts);
+  const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+  return _mm256_and_si256(
+      _mm256_setr_m128i(_mm256_castsi256_si128(_mm256_permutevar8x32_epi32(la, even)),
+                        _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(lb, even))),
+      mask);
+}
+
+// kLow: the steps from coded element e on whose plane words (PlaneLanes) stay inside the stream.
+inline uint64_t LowSteps(const ChunkIn& c, unsigned k, uint64_t e) {
+  if (c.bits_room < 8) return 0;
+  const uint64_t last = (8 * (c.bits_room - 8) + 7) / k;  // the largest e with e·k/8 ≤ room − 8
+  return last >= e ? (last - e) / 4 + 1 : 0;
+}
 
 // Up to `steps` vector steps of the 2·kP chunks of a set (vector p: chunks 2p and 2p + 1), the
 // classes of mode 2 from cl[h] + 4·step. Stops before a step in which a lane meets an escaped
@@ -665,12 +750,24 @@ struct SetOut {
 // data here, no escape: the slot table has an entry for every symbol).
 //
 // kNarrow (mode 1, extra bits inline): tb.slots holds kNarrow entries.
-template <bool kClasses, unsigned kP, bool kDirect, bool kDeferred, bool kNarrow>
+//
+// kLow (mode 1 with a low-bit plane, §13.6; kDeferred): the direct symbols are h = ±(0 … 7), and
+// every lane's value comes from q = h·2^k + l with l out of the plane: ±(256·|q| + o) as int32
+// (|q| < 2^18), then × 2^-8 exactly, as the scalar formula.
+template <bool kClasses, unsigned kP, bool kDirect, bool kDeferred, bool kNarrow, bool kLow>
 __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTables& tb, ChunkIn* in,
                                                  uint8_t* const* cl, const SetOut& out,
                                                  uint64_t steps, bool* escape) {
   constexpr bool kCompact = kClasses && !kDeferred;
   static_assert(!kNarrow || (!kClasses && !kDeferred), "narrow entries: mode 1, inline");
+  static_assert(!kLow || (!kClasses && kDeferred && !kNarrow), "low-bit plane: mode 1, deferred");
+  const unsigned low_k = s.low_bits;
+  const __m256i low_shifts = _mm256_setr_epi64x(0, low_k, 2 * low_k, 3 * low_k);
+  const __m256i low_mask = _mm256_set1_epi32(static_cast<int>((1u << low_k) - 1));
+  const __m128i low_count = _mm_cvtsi32_si128(static_cast<int>(low_k));
+  const __m256i o1_int = _mm256_set1_epi32(s.o1), o2_int = _mm256_set1_epi32(s.o2);
+  const __m256 inv256f = _mm256_set1_ps(0x1p-8f);
+  const __m256 delta_f = _mm256_set1_ps(static_cast<float>(out.delta));  // kDirect: exact
   const __m256i slot_mask = _mm256_set1_epi32(kProbScale - 1);
   const __m256i low14 = _mm256_set1_epi32(0x3FFF);
   const __m256i one = _mm256_set1_epi32(1);
@@ -773,7 +870,29 @@ __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTabl
     __m256d val[2 * kP];
     __m256 fv[kP];
     for (unsigned p = 0; p < kP; ++p) {
-      if constexpr (kDirect) {
+      if constexpr (kLow) {  // q = h·2^k + l; code 15 lanes get a placeholder (DeferredExtras)
+        const __m256i low = PlaneLanes(in[2 * p], in[2 * p + 1], out.elem[2 * p] + 4 * st,
+                                       out.elem[2 * p + 1] + 4 * st, low_k, low_shifts, low_mask);
+        const __m256i hb = _mm256_srli_epi32(_mm256_add_epi32(code[p], one), 1);
+        const __m256i neg = _mm256_sub_epi32(_mm256_and_si256(code[p], one), one);  // even: −1
+        const __m256i h = _mm256_sub_epi32(_mm256_xor_si256(hb, neg), neg);
+        const __m256i q = _mm256_add_epi32(_mm256_sll_epi32(h, low_count), low);
+        const __m256i m = _mm256_abs_epi32(q);
+        const __m256i off = _mm256_blendv_epi8(o2_int, o1_int, _mm256_cmpeq_epi32(m, one));
+        // ±(256·m + o), 0 for q = 0 (sign_epi32 zeroes it)
+        const __m256i v8 = _mm256_sign_epi32(_mm256_add_epi32(_mm256_slli_epi32(m, 8), off), q);
+        if constexpr (kDirect) {
+          // ±(m + o/256) has at most 24 bits (m < 2^16: k ≤ kLowDirectMax, |h| ≤ 7) and Δ is
+          // the binary32 step: their product is exact in binary64, so the scalar decoder's
+          // binary64 product rounded to binary32 is the binary32 product (one rounding of the
+          // same value).
+          fv[p] = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(v8), inv256f), delta_f);
+        } else {
+          val[2 * p] = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(v8)), inv256);
+          val[2 * p + 1] =
+              _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(v8, 1)), inv256);
+        }
+      } else if constexpr (kDirect) {
         const __m256 lo = _mm256_permutevar8x32_ps(ftab_lo, code[p]);
         const __m256 hi = _mm256_permutevar8x32_ps(ftab_hi, code[p]);
         fv[p] = _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(code[p], 28)));
@@ -897,11 +1016,14 @@ __attribute__((target("avx2"))) int64_t SetSteps(const Stream& s, const PairTabl
 // (±(m + o/256), delta = 1).
 // False where the scalar decoder would fail (a read outside the extra-bit area, a magnitude
 // above 2^53); the caller then re-decodes the set with it.
-template <bool kClasses, bool kDirect>
+// kLow (§13.6): the symbols are h's; element e's low bits from the plane at coded index
+// elem0 + e, the value by the scalar formula (LowValue).
+template <bool kClasses, bool kDirect, bool kLow>
 __attribute__((target("avx2,bmi2"))) bool DeferredExtras(const Stream& s, ChunkIn* in,
                                                          const uint8_t* spec, unsigned half,
                                                          const uint32_t* slot, uint64_t count,
-                                                         double delta, float* f, double* t) {
+                                                         double delta, float* f, double* t,
+                                                         uint64_t elem0) {
   const uint64_t bit_limit = 8 * in->bits_len;
   uint64_t bit_pos = in->bit_pos;
   const uint64_t steps = count / 4;
@@ -934,6 +1056,18 @@ __attribute__((target("avx2,bmi2"))) bool DeferredExtras(const Stream& s, ChunkI
       const uint64_t m = d.base + ((word >> (bit_pos & 7)) & d.mask);
       bit_pos += d.nbits;
       if (m > kMaxMag) return false;
+      if constexpr (kLow) {
+        double v;
+        if (!LowValue(m, d.sign < 0, PlaneLow(*in, s.low_bits, elem0 + e), s.low_bits, s.o1 / 256.0,
+                      s.o2 / 256.0, delta, &v))
+          return false;
+        if constexpr (kDirect) {
+          f[e] = static_cast<float>(v);
+        } else {
+          t[e] = v;
+        }
+        continue;
+      }
       const double v = (static_cast<double>(static_cast<int64_t>(m)) + d.off) * delta;
       if constexpr (kDirect) {
         f[e] = static_cast<float>(v * d.sign);
@@ -966,8 +1100,9 @@ bool Pairable(const Stream& s, uint64_t j, unsigned n) {
 }
 
 // Decodes chunks j … j + 2·kP − 1 (Pairable) into dst (when not nullptr). kDirect: float32 into
-// dst, no group table, one group (every element coded with the base step).
-template <bool kClasses, unsigned kP, bool kDirect, bool kDeferred, bool kNarrow>
+// dst, no group table, one group (every element coded with the base step). kLow: mode 1 with a
+// low-bit plane of at most kLowSimdMax bits (§13.6), kDeferred.
+template <bool kClasses, unsigned kP, bool kDirect, bool kDeferred, bool kNarrow, bool kLow>
 slicer_status DecodeSet(const Stream& s, const PairTables& tb, const uint8_t* data, size_t size,
                         uint64_t j, uint8_t* dst) {
   constexpr unsigned kN = 2 * kP;
@@ -1006,6 +1141,7 @@ slicer_status DecodeSet(const Stream& s, const PairTables& tb, const uint8_t* da
     in[h] = ChunkIn{{0, 0, 0, 0},   r + 16,     r + c.rans_len,
                     r + c.rans_len, c.bits_len, size - (c.offset + c.rans_len)};
     in[h].vec_end = VecExtrasEnd(in[h]);
+    in[h].bit_pos = c.coded * s.low_bits;  // §13.6: the extra bits follow the plane
     for (unsigned q = 0; q < 4; ++q) {
       in[h].x[q] = uint32_t{r[4 * q]} | uint32_t{r[4 * q + 1]} << 8 | uint32_t{r[4 * q + 2]} << 16 |
                    uint32_t{r[4 * q + 3]} << 24;
@@ -1021,8 +1157,8 @@ slicer_status DecodeSet(const Stream& s, const PairTables& tb, const uint8_t* da
   for (unsigned p = 0; p < kP && kDeferred; ++p) so.spec[p] = mbuf.data() + p * kSeg / 4;
   at = out;
   // The scalar steps: into the value buffer (Δ = 1), or kDirect into dst with Δ.
-  const RunFn run = kDirect ? &DecodeRun<SLICER_FLOAT32, 4, true, kClasses>
-                            : &DecodeRun<SLICER_FLOAT64, 4, true, kClasses>;
+  const RunFn run = kDirect ? &DecodeRun<SLICER_FLOAT32, 4, true, kClasses, kLow>
+                            : &DecodeRun<SLICER_FLOAT64, 4, true, kClasses, kLow>;
   auto scalar = [&](unsigned h, uint64_t k, uint64_t count) {
     if constexpr (kDirect) {
       return run(s, &in[h], done[h] + k, count, dst, (j + h) * chunk + done[h] + k, s.base_step,
@@ -1061,9 +1197,10 @@ slicer_status DecodeSet(const Stream& s, const PairTables& tb, const uint8_t* da
         for (unsigned h = 0; h < kN; ++h) {
           float* f = kDirect ? reinterpret_cast<float*>(dst) + (j + h) * chunk + done[h] + passed
                              : nullptr;
-          if (!DeferredExtras<kClasses, kDirect>(
+          if (!DeferredExtras<kClasses, kDirect, kLow>(
                   s, &in[h], so.spec[h / 2] + passed / 4, h % 2, so.slot[h] + passed, k - passed,
-                  kDirect ? so.delta : 1.0, f, kDirect ? nullptr : so.t[h] + passed))
+                  kDirect ? so.delta : 1.0, f, kDirect ? nullptr : so.t[h] + passed,
+                  done[h] + passed))
             return false;
         }
         passed = k;
@@ -1077,6 +1214,7 @@ slicer_status DecodeSet(const Stream& s, const PairTables& tb, const uint8_t* da
           // fails the final checks and is re-decoded by the scalar decoder.
           const ptrdiff_t room = (in[h].bits + in[h].bits_room) - in[h].r;
           safe = std::min<uint64_t>(safe, room < 16 ? 0 : static_cast<uint64_t>(room - 8) / 8);
+          if constexpr (kLow) safe = std::min(safe, LowSteps(in[h], s.low_bits, done[h] + k));
         }
         if (safe == 0) break;
         bool escape = false;
@@ -1090,10 +1228,11 @@ slicer_status DecodeSet(const Stream& s, const PairTables& tb, const uint8_t* da
             sk.t[h] = so.t[h] + k;
           }
           if constexpr (kDeferred) sk.slot[h] = so.slot[h] + k;
+          sk.elem[h] = done[h] + k;
         }
         for (unsigned p = 0; p < kP && kDeferred; ++p) sk.spec[p] = so.spec[p] + k / 4;
-        const int64_t did =
-            SetSteps<kClasses, kP, kDirect, kDeferred, kNarrow>(s, tb, in, clk, sk, safe, &escape);
+        const int64_t did = SetSteps<kClasses, kP, kDirect, kDeferred, kNarrow, kLow>(
+            s, tb, in, clk, sk, safe, &escape);
         if (did < 0) return sequential();
         k += 4 * static_cast<uint64_t>(did);
         if (escape) {  // this step on the scalar path
@@ -1136,19 +1275,25 @@ slicer_status DecodeSet(const Stream& s, const PairTables& tb, const uint8_t* da
 template <unsigned kP, bool kDeferred>
 slicer_status DecodeSetOf(const Stream& s, const PairTables& tb, const uint8_t* data, size_t size,
                           uint64_t j, uint8_t* dst) {
-  const bool direct = dst != nullptr && s.dtype == SLICER_FLOAT32 && !s.has_table;
+  const bool direct =
+      dst != nullptr && s.dtype == SLICER_FLOAT32 && !s.has_table && s.low_bits <= kLowDirectMax;
   if (s.nclass > 1) {
-    return direct ? DecodeSet<true, kP, true, kDeferred, false>(s, tb, data, size, j, dst)
-                  : DecodeSet<true, kP, false, kDeferred, false>(s, tb, data, size, j, dst);
+    return direct ? DecodeSet<true, kP, true, kDeferred, false, false>(s, tb, data, size, j, dst)
+                  : DecodeSet<true, kP, false, kDeferred, false, false>(s, tb, data, size, j, dst);
   }
   if constexpr (!kDeferred) {
     if (tb.narrow) {
-      return direct ? DecodeSet<false, kP, true, false, true>(s, tb, data, size, j, dst)
-                    : DecodeSet<false, kP, false, false, true>(s, tb, data, size, j, dst);
+      return direct ? DecodeSet<false, kP, true, false, true, false>(s, tb, data, size, j, dst)
+                    : DecodeSet<false, kP, false, false, true, false>(s, tb, data, size, j, dst);
+    }
+  } else {
+    if (s.low_bits != 0) {  // §13.6 (the caller takes the scalar decoder above kLowSimdMax)
+      return direct ? DecodeSet<false, kP, true, true, false, true>(s, tb, data, size, j, dst)
+                    : DecodeSet<false, kP, false, true, false, true>(s, tb, data, size, j, dst);
     }
   }
-  return direct ? DecodeSet<false, kP, true, kDeferred, false>(s, tb, data, size, j, dst)
-                : DecodeSet<false, kP, false, kDeferred, false>(s, tb, data, size, j, dst);
+  return direct ? DecodeSet<false, kP, true, kDeferred, false, false>(s, tb, data, size, j, dst)
+                : DecodeSet<false, kP, false, kDeferred, false, false>(s, tb, data, size, j, dst);
 }
 
 slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Stream* s,
@@ -1194,15 +1339,19 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
   s->chunk_log2 = p[7];
   if (!(std::isfinite(s->step) && s->step >= 0x1p-126f))
     return Reject(SLICER_ERR_CORRUPT, "dense step");
-  // group_table byte: bit 0 the group table, bits 1-3 the table kind (§13.5), 0 … 4 in mode 1.
+  // group_table byte: bit 0 the group table, bits 1-3 the table kind (§13.5), 0 … 4 in mode 1,
+  // bits 4-7 the low-bit plane's width (§13.6), 0 in mode 2.
   if (s->rho < 1 || s->rho > 128 || s->chunk_log2 < 6 || s->chunk_log2 > 24 ||
-      p[8] > (kTableKindGeom << 1 | 1)) {
+      (p[8] & 0x0F) > (kTableKindGeom << 1 | 1)) {
     return Reject(SLICER_ERR_CORRUPT, "dense parameters");
   }
   s->has_table = (p[8] & 1) != 0;
-  s->table_kind = p[8] >> 1;
+  s->table_kind = (p[8] >> 1) & 7;
+  s->low_bits = p[8] >> 4;
   if (s->table_kind != 0 && h.mode != kModeDense)
     return Reject(SLICER_ERR_CORRUPT, "table kind other than 0 with class tables");
+  if (s->low_bits != 0 && h.mode != kModeDense)
+    return Reject(SLICER_ERR_CORRUPT, "low-bit plane with class tables");
   // The body (§12.1, §13, §19.2) by the format layer.
   const format::DenseBodyParams& bp = *s;
   SLICER_TRY(format::ParseDenseBody(data, size, h, bp, s));
@@ -1332,11 +1481,14 @@ slicer_status DecodeDense(const uint8_t* data, size_t size, uint64_t max_element
                              : internal::PartCount(nch, internal::ResolveThreads(threads), 1);
   std::vector<slicer_status> status(parts, SLICER_OK);
   // Two chunks at a time on the AVX2 paired decoder where they allow it.
-  const bool simd = SimdWanted() && nch >= 2;
+  // A low-bit plane (§13.6) of up to kLowSimdMax bits takes the second-pass variant (its
+  // symbols are mostly direct); wider planes the scalar decoder.
+  const bool low = s.low_bits != 0;
+  const bool simd = SimdWanted() && nch >= 2 && s.low_bits <= kLowSimdMax;
   // Extra bits in a second pass where few elements have them (the steps then never branch on
   // the data); inline where most do. SLICER_DENSE_DEFERRED=0 / 1 forces either (tests).
-  const bool narrow = simd && NarrowWanted(NarrowFits(s));
-  const bool deferred = simd && DeferredWanted(PreferDeferred(s, narrow));
+  const bool narrow = simd && !low && NarrowWanted(NarrowFits(s));
+  const bool deferred = simd && (low || DeferredWanted(PreferDeferred(s, narrow)));
   PairTables tables;
   if (simd) BuildPairTables(s, s.nclass > 1 && !deferred, !deferred && narrow, &tables);
   internal::RunParts(nch, parts, [&](unsigned part, uint64_t j0, uint64_t j1) {

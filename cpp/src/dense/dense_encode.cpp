@@ -646,6 +646,126 @@ void QuantizeRun(const Reader& read, uint64_t begin, uint64_t end, double delta,
   }
 }
 
+// §13.6's encoder rule from the histogram of q's symbols: the largest k in 3 … 15 with
+// 16·c_k ≤ 9·n (c_k: the codes with |q| < 2^k, i.e. the symbols below 8k − 9), else 0.
+unsigned AutoLowBits(const uint64_t* hist) {
+  unsigned __int128 n = 0;
+  for (unsigned s = 0; s < kNumSymbols; ++s) n += hist[s];
+  unsigned best = 0, s = 0;
+  unsigned __int128 below = 0;
+  for (unsigned k = 3; k <= SLICER_DENSE_MAX_LOW_BITS && n > 0; ++k) {
+    for (; s < std::min(8 * k - 9, kNumSymbols); ++s) below += hist[s];
+    if (16 * below <= 9 * n) best = k;
+  }
+  return best;
+}
+
+// §13.6, mode 1 with a low-bit plane of k bits: the coded elements' codes q again (the
+// quantizer of pass 1, so the same m), then per chunk the plane (k low bits of each q) and the
+// extra bits of h = q >> k after it, into bitbuf (chunk_bits: each chunk's end), h's symbols into
+// syms and their counts into hist.
+// §13.6: the low k bits of q[0, n) at k bits each: eight (k ≤ 8) or four (k ≤ 15) fields at a
+// time gathered by pext from their byte / 16-bit lanes.
+__attribute__((target("bmi2"))) void WritePlaneBmi2(const int64_t* q, uint64_t n, unsigned k,
+                                                    BitSink* sink) {
+  const uint64_t field = (uint64_t{1} << k) - 1;
+  uint64_t e = 0;
+  if (k <= 8) {
+    const uint64_t lanes = field * 0x0101010101010101ULL;
+    for (; e + 8 <= n; e += 8) {
+      uint64_t w = 0;
+      for (unsigned l = 0; l < 8; ++l) w |= (static_cast<uint64_t>(q[e + l]) & 0xFF) << (8 * l);
+      const uint64_t bits = _pext_u64(w, lanes);  // 8k bits
+      sink->Write32(bits & 0xFFFFFFFFu, 4 * k);
+      sink->Write32(bits >> (4 * k), 4 * k);
+    }
+  } else {
+    const uint64_t lanes = field * 0x0001000100010001ULL;
+    for (; e + 4 <= n; e += 4) {
+      uint64_t w = 0;
+      for (unsigned l = 0; l < 4; ++l) w |= (static_cast<uint64_t>(q[e + l]) & 0xFFFF) << (16 * l);
+      const uint64_t bits = _pext_u64(w, lanes);  // 4k bits
+      sink->Write32(bits & ((uint64_t{1} << (2 * k)) - 1), 2 * k);
+      sink->Write32(bits >> (2 * k), 2 * k);
+    }
+  }
+  for (; e < n; ++e) sink->Write32(static_cast<uint64_t>(q[e]) & field, k);
+}
+
+void WritePlane(const int64_t* q, uint64_t n, unsigned k, BitSink* sink) {
+  static const bool bmi2 = __builtin_cpu_supports("bmi2");
+  if (bmi2) return WritePlaneBmi2(q, n, k, sink);
+  for (uint64_t e = 0; e < n; ++e) sink->Write32(static_cast<uint64_t>(q[e]) & ((1u << k) - 1), k);
+}
+
+void LowBitPass(const Reader& read, const EncodeInput& in, const std::vector<double>& steps,
+                double rho, unsigned k, uint16_t* syms, uint64_t* hist, uint8_t* bitbuf,
+                std::vector<uint64_t>* chunk_bits) {
+  const QuantizeFn quantize = PickQuantize(false);
+  std::vector<Histogram> counts(1);  // interleaved tables (17 KB: not on the stack)
+  BitSink sink{bitbuf};
+  std::vector<int64_t> q(static_cast<size_t>(std::min(in.n, in.chunk)));
+  Block blk;
+  OffsetSums unused;
+  const uint64_t mask = (uint64_t{1} << k) - 1;
+  uint64_t idx = 0;
+  for (uint64_t j = 0; j < in.nch; ++j) {
+    uint64_t nq = 0;
+    const uint64_t a = j * in.chunk, z = std::min(in.n, a + in.chunk);
+    for (uint64_t i = a; i < z;) {
+      const uint64_t g = in.layout.GroupOf(i);
+      const uint64_t stop = std::min(z, i + in.layout.RunLeft(i, in.n));
+      if (GroupIsDense(in.has_table ? in.kinds[g] : 0)) {
+        const double delta = in.has_table ? steps[g] : in.base_step;
+        for (uint64_t b0 = i; b0 < stop; b0 += kBlock) {
+          const unsigned cnt = static_cast<unsigned>(std::min<uint64_t>(kBlock, stop - b0));
+          LoadBlock(read, b0, cnt, &blk);
+          int64_t* const o = q.data() + nq;
+          if (quantize(&blk, cnt, delta, rho, &unused)) {  // codes below 2^31
+            for (unsigned e = 0; e < cnt; ++e) {
+              const int64_t m = blk.m[e], neg = -static_cast<int64_t>(blk.x[e] < 0);
+              o[e] = (m ^ neg) - neg;
+            }
+          } else {  // pass 1 refused codes above 2^53
+            for (unsigned e = 0; e < cnt; ++e) {
+              const auto m = static_cast<int64_t>(std::fabs(blk.x[e]) / delta + rho);
+              o[e] = blk.x[e] < 0 ? -m : m;
+            }
+          }
+          nq += cnt;
+        }
+      }
+      i = stop;
+    }
+    WritePlane(q.data(), nq, k, &sink);
+    counts[0].Reserve(nq);
+    for (uint64_t e = 0; e < nq; ++e) {
+      const int64_t h = q[e] >> k;  // floor(q / 2^k)
+      const int64_t sh = h >> 63;
+      const uint64_t mh = static_cast<uint64_t>((h ^ sh) - sh);
+      unsigned sym;
+      if (mh < (uint64_t{1} << 31)) {  // §11 without branches, as QuantizeRun
+        const auto m = static_cast<uint32_t>(mh);
+        const unsigned ex = 31u - static_cast<unsigned>(__builtin_clz(m | 1u));
+        const bool big = m >= kDirect;
+        const unsigned shift = big ? ex - 2 : 0;
+        const unsigned bin = big ? 4 * ex - 4 + ((m >> shift) & 3u) : m;
+        if (shift != 0) sink.Write32(m & ((1u << shift) - 1u), shift);  // rare: h is small
+        sym = (2 * bin - static_cast<unsigned>(h > 0)) & (0u - static_cast<unsigned>(bin != 0));
+      } else {
+        unsigned nbits = 0;
+        uint64_t extra = 0;
+        sym = SymbolOf(mh, h < 0, &nbits, &extra);
+        sink.Write(extra, nbits);
+      }
+      syms[idx++] = static_cast<uint16_t>(sym);
+      ++counts[0].part[e & 7][sym];
+    }
+    (*chunk_bits)[j + 1] = sink.Finish();
+  }
+  counts[0].Total(hist);
+}
+
 // A decoded binary64 value v (§12.4) rounded to the stream dtype, as binary64: what the
 // decoder stores.
 template <int kDtype>
@@ -780,6 +900,12 @@ slicer_status CheckParams(const slicer_dense_params* p) {
     return SLICER_ERR_INVALID_ARGUMENT;
   if (p->table_kind != 0 && p->table_kind != kTableKindAuto && (p->classes >= 2 || p->trellis))
     return SLICER_ERR_INVALID_ARGUMENT;
+  // §13.6: low-bit planes of 0 … 15 bits or auto; 1 … 15 in mode 1 only (auto is 0 in modes 2, 3).
+  if (p->low_bits > SLICER_DENSE_MAX_LOW_BITS && p->low_bits != SLICER_DENSE_LOW_BITS_AUTO)
+    return SLICER_ERR_INVALID_ARGUMENT;
+  if (p->low_bits != 0 && p->low_bits != SLICER_DENSE_LOW_BITS_AUTO &&
+      (p->classes >= 2 || p->trellis))
+    return SLICER_ERR_INVALID_ARGUMENT;
   return SLICER_OK;
 }
 
@@ -891,6 +1017,14 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
       i = stop;
     }
     *sse = total;
+  }
+
+  // Mode 1's low-bit plane (§13.6): the symbols, histogram and bit areas of h = q >> k instead.
+  unsigned low_bits = 0;
+  if (nclass == 1 && params.low_bits != 0) {
+    low_bits = params.low_bits == SLICER_DENSE_LOW_BITS_AUTO ? AutoLowBits(hist) : params.low_bits;
+    if (low_bits != 0)
+      LowBitPass(read, in, steps, rho, low_bits, syms.data(), hist, bitbuf.data(), &chunk_bits);
   }
 
   // Mode 2 (§19.4): the class map from the codes' position sums (§18.2), every coded element's
@@ -1052,7 +1186,8 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   mp[5] = static_cast<uint8_t>(o1);
   mp[6] = static_cast<uint8_t>(o2);
   mp[7] = params.chunk_log2;
-  mp[8] = static_cast<uint8_t>((has_table ? 1 : 0) | table_kind << 1);  // §13.5: bits 1-3
+  // §13.5: bits 1-3 the table kind; §13.6: bits 4-7 the low-bit plane
+  mp[8] = static_cast<uint8_t>((has_table ? 1 : 0) | table_kind << 1 | low_bits << 4);
   mp[9] = params.class_axis;  // bit 0 the axis, bit 1 index ranges, bit 2 bounds (§19.1)
   mp[10] = static_cast<uint8_t>(nclass);
   std::vector<uint64_t> chunk_lens(2 * nch);

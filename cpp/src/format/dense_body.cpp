@@ -127,6 +127,8 @@ slicer_status ParseDenseBody(const uint8_t* data, size_t size, const DenseHeader
     if (coded > 0 && rl < 4 * uint64_t{StatesFor(coded)})
       return Reject(SLICER_ERR_CORRUPT, "dense chunk table");
     if (rl > size || bl > size) return Reject(SLICER_ERR_TRUNCATED, "dense chunk table");
+    // §13.6: the plane (coded · k bits, coded ≤ 2^24, k ≤ 15) inside the bit area
+    if (coded * p.low_bits > 8 * bl) return Reject(SLICER_ERR_CORRUPT, "dense low-bit plane");
     b->chunks[j] = DenseChunk{coded, rl, bl, 0};
     b->coded_total += coded;
   }
@@ -168,6 +170,7 @@ void FillDenseInfo(const uint8_t* data, size_t size, const DenseHeader& h, const
   info->chunk_log2 = p.chunk_log2;
   info->has_group_table = p.has_table;
   info->table_kind = p.table_kind;
+  info->low_bits = p.low_bits;
   info->total_bytes = size;
   info->header_bytes = b.header_end;
   info->group_table_bytes = b.table_end - b.header_end;

@@ -23,6 +23,7 @@ struct DenseBodyParams {
   unsigned chunk_log2 = 0;
   bool has_table = false;
   unsigned table_kind = 0;             // §13.5 (mode 1; 0 in modes 2, 3)
+  unsigned low_bits = 0;               // §13.6: the plane's width k (mode 1; 0 in modes 2, 3)
   unsigned nclass = 1;                 // 1 … 16
   unsigned class_axis = 0;             // nclass > 1
   unsigned class_kind = 0;             // ClassMapKind (nclass > 1)
