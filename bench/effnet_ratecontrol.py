@@ -8,10 +8,13 @@ input and rung, the real stream size and what the tail made of it (top-1, KL; pl
 with the cross-fitted decoder-side estimator of slicer.split.estimator); the second decides, per
 input, which rung the edge would have sent, from what the edge has (the cut tensor), with every
 knob set on calibration inputs only ("extra" adds random views of the calibration photos for the
-predictors; "cost" times the predictor against the head):
+predictors; "refine" keeps the tail's margin on each low-rung decode, for a server that asks for
+fragile inputs again; "cost" times the predictor against the head):
 
     nice python bench/effnet_ratecontrol.py measure --cache build/effnet_ratecontrol
     nice python bench/effnet_ratecontrol.py extra --cache build/effnet_ratecontrol
+    nice python bench/effnet_ratecontrol.py refine --cache build/effnet_ratecontrol \
+        --budgets 1.25 1.5 1.75
     python bench/effnet_ratecontrol.py analyse --cache build/effnet_ratecontrol \
         --json bench/results/effnet_ratecontrol.json --plot bench/plots/effnet_ratecontrol.png
 
@@ -216,6 +219,45 @@ def extra(a: argparse.Namespace) -> None:
         print(f"{cut_tag}: {len(views)} extra views of {len(photos)} photos", flush=True)
 
 
+def refine(a: argparse.Namespace) -> None:
+    """For a server-side policy: the tail's own top-1 - top-2 margin on the tensor decoded from
+    each low rung (no estimator), what a server sees before it answers."""
+    from slicer.split import Partitioner, zoo
+    from slicer.split.transform import CutTransform
+    from slicer.split.transport import CodecParams, decode_packet, encode_values
+
+    sets = image_sets()
+    if a.limit:  # smoke test, as measure's
+        sets = {k: (xs[:: a.limit], src[:: a.limit]) for k, (xs, src) in sets.items()}
+    part = Partitioner(zoo.model_path("efficientnet-lite0"))
+    for ci in a.cuts:
+        name, cut_tag, split = open_cut(part, ci)
+        heads = {
+            tag: [split.run_head({"image": x})[name] for x in tqdm(xs, desc=f"{cut_tag} head {tag}",
+                                                                   file=sys.stderr)]
+            for tag, (xs, _src) in sets.items()
+        }  # fmt: skip
+        transforms = {name: CutTransform.fit(iter(heads["fit"]))}
+        n = heads["fit"][0].size
+        for b in a.budgets:
+            params = CodecParams(mode="auto", max_bytes=int(b * n / 8), trellis=a.trellis,
+                                 classes="auto")  # fmt: skip
+            out = {}
+            for tag, hs in heads.items():
+                m, top1 = [], []
+                for x in tqdm(hs, desc=f"{cut_tag} decoded margin {tag} B{b:g}", file=sys.stderr):
+                    packet = encode_values({name: x}, params, transforms)
+                    y = decode_packet(packet, transforms)[0][name]
+                    logits = split.run_tail({name: y})["logits"][0]
+                    m.append(logit_margin(logits))
+                    top1.append(int(logits.argmax()))
+                out[f"{tag}/decoded_margin"] = np.array(m)
+                out[f"{tag}/top1"] = np.array(top1)  # the same as measure's (a check)
+            np.savez(Path(a.cache) / f"{cut_tag}_refine_B{b:g}.npz", **out)
+            count = sum(len(v) for k, v in out.items() if k.endswith("/decoded_margin"))
+            print(f"{cut_tag} B{b:g}: decoded margins of {count} inputs", flush=True)
+
+
 # ------------------------------------------------------------------ stage 2: analyse
 
 
@@ -304,7 +346,7 @@ def analyse(a: argparse.Namespace) -> None:  # noqa: C901, PLR0912, PLR0915
         rungs = {}
         for p in sorted(cache.glob(f"{cut_tag}_*.npz")):
             key = p.stem[len(cut_tag) + 1 :]
-            if key not in ("base", "extra"):
+            if key not in ("base", "extra") and not key.startswith("refine"):
                 rungs[key] = dict(np.load(p))
         n = int(next(iter(rungs.values()))["elements"])
         tags = ("fit", *SETS)
@@ -349,6 +391,25 @@ def analyse(a: argparse.Namespace) -> None:  # noqa: C901, PLR0912, PLR0915
         ext = dict(np.load(extra_path)) if extra_path.exists() else None
         pols = ("fixed", "rel_error", "margin", "probe", "oracle")
         pols += ("margin+", "probe+") if ext is not None else ()
+        # server-requested refinement: every input first at a low rung; the server, from the
+        # tail's own margin on that decode, asks for the input again at a high rung (both streams
+        # counted: rung "lo>hi" costs rate[lo] + rate[hi] and is judged on the high rung)
+        refm = {p.stem.split("_refine_")[1]: dict(np.load(p))
+                for p in sorted(cache.glob(f"{cut_tag}_refine_B*.npz"))}  # fmt: skip
+        refine_ladders = []
+        for lo, r in refm.items():
+            for t in tags:  # the decode the server saw is the one measured (a check)
+                same = int((r[f"{t}/top1"] == rungs[lo][f"{t}/none/top1"]).sum())
+                if same != len(r[f"{t}/top1"]):
+                    print(f"  {cut_tag} {lo} {t}: refine top-1 differs on "
+                          f"{len(r[f'{t}/top1']) - same} inputs", flush=True)  # fmt: skip
+            for hi in budget_keys:
+                if float(hi[1:]) > 2.0:
+                    key = f"{lo}>{hi}"
+                    rate[key] = {t: rate[lo][t] + rate[hi][t] for t in tags}
+                    hit[key], kl[key] = hit[hi], kl[hi]
+                    refine_ladders.append((lo, key))
+        pols += ("refine",) if refm else ()
         for pol in pols:
             allocs = ("",) if pol in ("fixed", "rel_error") else ("/cal", "/batch")
             choice = {al: {t: np.empty(len(base[f"{t}/margin"]), dtype=object) for t in SETS}
@@ -360,9 +421,9 @@ def analyse(a: argparse.Namespace) -> None:  # noqa: C901, PLR0912, PLR0915
                     if len(held) == 0:
                         continue
                     cal = cal_index(t, k)
-                    cal_rate = {key: np.array([rate[key][s][i] for s, i in cal]) for key in rungs}
+                    cal_rate = {key: np.array([rate[key][s][i] for s, i in cal]) for key in rate}
                     cal_hit = {key: np.array([hit[key][(s, "none")][i] for s, i in cal])
-                               for key in rungs}  # fmt: skip
+                               for key in hit}  # fmt: skip
                     if pol == "fixed":  # the standard figure: 2.0 b/el on every input
                         choice[""][t][held] = "B2"
                         continue
@@ -373,33 +434,53 @@ def analyse(a: argparse.Namespace) -> None:  # noqa: C901, PLR0912, PLR0915
                         info.append({"set": t, "fold": k, "rung": ok[-1],
                                      "cal_rate": float(cal_rate[ok[-1]].mean())})  # fmt: skip
                         continue
-                    f_cal = gather("features", cal)
-                    if pol == "oracle":
-                        score_cal = -gather("margin", cal)
-                        score_held = -base[f"{t}/margin"][held]
-                        pinfo = {}
+                    pinfo, pol_ladders = {}, ladders
+                    if pol == "refine":  # the score depends on the low rung the server decoded
+
+                        def score_cal_of(lo, cal=cal, refm=refm):
+                            return -np.array([refm[lo][f"{s}/decoded_margin"][i] for s, i in cal])
+
+                        def score_held_of(lo, t=t, held=held, refm=refm):
+                            return -refm[lo][f"{t}/decoded_margin"][held]
+
+                        pol_ladders = refine_ladders
                     else:
-                        f_fit, m_fit, lg_fit = f_cal, gather("margin", cal), gather("logits", cal)
-                        g_fit = np.array([base[f"{s}/photos"][i] for s, i in cal])
-                        if pol.endswith("+"):  # the extra views of the calibration photos
-                            ok = np.isin(ext["photos"], np.unique(g_fit))
-                            f_fit = np.concatenate([f_fit, ext["features"][ok]])
-                            m_fit = np.concatenate([m_fit, ext["margin"][ok]])
-                            lg_fit = np.concatenate([lg_fit, ext["logits"][ok]])
-                            g_fit = np.concatenate([g_fit, ext["photos"][ok]])
-                        kind = pol.rstrip("+")
-                        predict, pinfo = fit_predictor(kind, f_fit, m_fit, lg_fit, g_fit)
-                        score_cal = predict(f_cal)
-                        score_held = predict(base[f"{t}/features"][held])
+                        f_cal = gather("features", cal)
+                        if pol == "oracle":
+                            score_cal = -gather("margin", cal)
+                            score_held = -base[f"{t}/margin"][held]
+                        else:
+                            f_fit, m_fit = f_cal, gather("margin", cal)
+                            lg_fit = gather("logits", cal)
+                            g_fit = np.array([base[f"{s}/photos"][i] for s, i in cal])
+                            if pol.endswith("+"):  # the extra views of the calibration photos
+                                ok = np.isin(ext["photos"], np.unique(g_fit))
+                                f_fit = np.concatenate([f_fit, ext["features"][ok]])
+                                m_fit = np.concatenate([m_fit, ext["margin"][ok]])
+                                lg_fit = np.concatenate([lg_fit, ext["logits"][ok]])
+                                g_fit = np.concatenate([g_fit, ext["photos"][ok]])
+                            kind = pol.rstrip("+")
+                            predict, pinfo = fit_predictor(kind, f_fit, m_fit, lg_fit, g_fit)
+                            score_cal = predict(f_cal)
+                            score_held = predict(base[f"{t}/features"][held])
+
+                        def score_cal_of(lo, sc=score_cal):
+                            return sc
+
+                        def score_held_of(lo, sh=score_held):
+                            return sh
+
                     # ladder and threshold: best calibration agreement at mean rate <= target
                     best = None
-                    for lo, hi in ladders:
-                        th = choose_threshold(score_cal, cal_rate[lo], cal_rate[hi], a.target)
-                        up = score_cal >= th
+                    for lo, hi in pol_ladders:
+                        sc = score_cal_of(lo)
+                        th = choose_threshold(sc, cal_rate[lo], cal_rate[hi], a.target)
+                        up = sc >= th
                         ag = np.where(up, cal_hit[hi], cal_hit[lo]).mean()
                         if best is None or ag > best[0]:
                             best = (ag, lo, hi, th, float(up.mean()))
                     _, lo, hi, th, frac = best
+                    score_held = score_held_of(lo)
                     choice["/cal"][t][held] = np.where(score_held >= th, hi, lo)
                     tb = choose_threshold(score_held, rate[lo][t][held], rate[hi][t][held],
                                           a.target)  # fmt: skip
@@ -502,8 +583,9 @@ def analyse(a: argparse.Namespace) -> None:  # noqa: C901, PLR0912, PLR0915
                 for t in SETS
             },
         }
-        for pol in [p for p in pols if p.startswith(("margin", "probe"))]:
+        for pol in [p for p in pols if p.startswith(("margin", "probe", "refine"))]:
             for inf in policies[pol + "/cal"]["info"]:
+                inf = {"lambda": float("nan"), "cv_spearman": float("nan"), **inf}
                 print(f"  {cut_tag} {pol} {inf['set']} fold {inf['fold']}: λ {inf['lambda']:g}, "
                       f"CV Spearman {inf['cv_spearman']:.3f}, held-out Spearman "
                       f"{inf['held_spearman']:.3f}, ladder {inf['ladder']}, high on "
@@ -564,7 +646,7 @@ def plot(report: dict, path: str) -> None:
     fig, axes = plt.subplots(2, len(cuts), figsize=(6.5 * len(cuts), 9), squeeze=False)
     marks = {"fixed": "s", "rel_error": "D", "margin/cal": "o", "margin/batch": "P",
              "probe/cal": "^", "probe/batch": "v", "oracle/batch": "*",
-             "margin+/batch": "X", "probe+/batch": "<"}  # fmt: skip
+             "margin+/batch": "X", "probe+/batch": "<", "refine/batch": "h"}  # fmt: skip
     for col, cut in enumerate(cuts):
         ax = axes[0, col]
         c = report["cuts"][cut]
@@ -672,7 +754,7 @@ def cost(a: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("stage", choices=("measure", "extra", "analyse", "cost"))
+    ap.add_argument("stage", choices=("measure", "extra", "refine", "analyse", "cost"))
     ap.add_argument("--views", type=int, default=40, help="extra: random views per photo")
     ap.add_argument("--cache", default=None, help="folder of the per-rung .npz results")
     ap.add_argument("--repeats", type=int, default=200, help="cost: calls timed")
@@ -687,7 +769,8 @@ def main() -> None:
     ap.add_argument("--plot", default=None)
     a = ap.parse_args()
     t0 = time.process_time()
-    {"measure": measure, "extra": extra, "analyse": analyse, "cost": cost}[a.stage](a)
+    stages = {"measure": measure, "extra": extra, "refine": refine, "analyse": analyse}
+    {**stages, "cost": cost}[a.stage](a)
     print(f"CPU {time.process_time() - t0:.0f} s")
 
 
