@@ -219,7 +219,8 @@ def test_hostile_kinds():
     x = laplace(300, 6)
     stream = rd.encode(x, dict(rd.default_params(step=0.5), table_kind=rd.TABLE_KIND_GEOM))
     at = params_at(stream) + 8
-    for byte in (5 << 1, 5 << 1 | 1, 7 << 1, 0x10, 0x80, 0xFF):  # kinds 5 … 7, bits 4 … 7
+    # kinds 5 … 7; 0x10, 0x80, 0xFF: kind 0, 7 with §13.6 planes on this geometric table's bytes
+    for byte in (5 << 1, 5 << 1 | 1, 7 << 1, 0x10, 0x80, 0xFF):
         bad = reseal(stream[:at] + bytes([byte]) + stream[at + 1 :])
         with pytest.raises(rd.ReferenceFormatError):
             rd.decode(bad)
