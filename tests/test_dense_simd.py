@@ -120,6 +120,19 @@ CASES = {
         20,
         dict(outliers=50, outlier_size=3e7),
     ),
+    # mode 1 with a low-bit plane (docs/format.md §13.6: the paired decoder always takes the second
+    # pass for h's extra bits; the plane read in its steps): 5 bits at 8 b/el, 14 bits (binary64
+    # products), a float64 buffer with groups, escapes in h
+    "low5_8bel": ((9 * CHUNK + 17,), np.float32, dict(step=0.004, low_bits=5), 26, {}),
+    "low14_wide": ((4 * CHUNK,), np.float32, dict(step=2e-6, low_bits=14), 27, {}),
+    "low3_rows_576": ((96, 576), np.float32, dict(step=0.01, groups="rows", low_bits=3), 28, {}),
+    "low_auto_escapes": (
+        (4 * CHUNK,),
+        np.float32,
+        dict(step=1e-3, low_bits="auto"),
+        29,
+        dict(outliers=50, outlier_size=3e7),
+    ),
     "classes3_bounds_rows": (
         (96, 576),
         np.float32,
@@ -224,6 +237,7 @@ def test_threads_and_paths_agree(monkeypatch):
         "classes16_rank",
         "sparse_extras_4bel",
         "classes8_8bel",
+        "low5_8bel",
     ],
 )
 def test_damaged_streams_same_verdict_and_name(name, monkeypatch):
