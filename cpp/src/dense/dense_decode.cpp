@@ -68,6 +68,7 @@ struct Stream : format::DenseBodyParams, format::DenseBody {
   unsigned layout_code = 0;
   unsigned rho = 0;
   int o1 = 0, o2 = 0;
+  double low_offs[3] = {0.0, 0.0, 0.0};  // §13.6: {0, o1/256, o2/256} by |q| = 0, 1, ≥ 2
   // Per class c (mode 1: one class): slots [c · 2^14, (c + 1) · 2^14) of lut, symbols
   // [c · kSymStride, …) of syms, cum entries [c · kCumStride, …) of cum.
   std::vector<uint32_t> freq, cum;   // mode 1: cum has nsym + 1 entries
@@ -135,9 +136,11 @@ inline uint32_t PlaneLow(const ChunkIn& in, unsigned k, uint64_t e) {
 // §13.6: the value of code q = h·2^k + l, h = ±mh (negative: the symbol's sign), by §12.4; false
 // when |q| > 2^53 (then *v is 0).
 //
-// Without branches on the data (signs and small magnitudes are random): the offset from a
-// three-entry table, the sign flipped on the bits (−(a·Δ) is exactly (a·Δ)·(−1)).
-inline bool LowValue(uint64_t mh, bool negative, uint32_t low, unsigned k, double off1, double off2,
+// Without branches on the data (signs and small magnitudes are random): the offset from the
+// stream's table offs = {0, o1/256, o2/256} (Stream::low_offs, built once: a table built per call
+// went through the stack on every element), the sign flipped on the bits (−(a·Δ) is exactly
+// (a·Δ)·(−1)).
+inline bool LowValue(uint64_t mh, bool negative, uint32_t low, unsigned k, const double* offs,
                      double delta, double* v) {
   *v = 0.0;
   if (mh > (kMaxMag >> k)) return false;  // |q| > 2^53 whatever l is
@@ -147,7 +150,6 @@ inline bool LowValue(uint64_t mh, bool negative, uint32_t low, unsigned k, doubl
   const int64_t sq = q >> 63;  // 0, or −1 for q < 0
   const uint64_t m = static_cast<uint64_t>((q ^ sq) - sq);
   if (m > kMaxMag) return false;
-  const double offs[3] = {0.0, off1, off2};
   const double a =
       (static_cast<double>(static_cast<int64_t>(m)) + offs[std::min<uint64_t>(m, 2)]) * delta;
   uint64_t bits;
@@ -190,8 +192,8 @@ bool DecodeRun(const Stream& s, ChunkIn* in, uint64_t idx, uint64_t count, uint8
     const uint64_t m = d.base + extra;
     double v;
     if constexpr (kLow) {
-      if (!LowValue(m, d.sign < 0, PlaneLow(*in, s.low_bits, idx + k), s.low_bits, s.o1 / 256.0,
-                    s.o2 / 256.0, delta, &v))
+      if (!LowValue(m, d.sign < 0, PlaneLow(*in, s.low_bits, idx + k), s.low_bits, s.low_offs,
+                    delta, &v))
         ok = false;
     } else {
       v = ((static_cast<double>(static_cast<int64_t>(m)) + d.off) * delta) * d.sign;
@@ -1058,8 +1060,8 @@ __attribute__((target("avx2,bmi2"))) bool DeferredExtras(const Stream& s, ChunkI
       if (m > kMaxMag) return false;
       if constexpr (kLow) {
         double v;
-        if (!LowValue(m, d.sign < 0, PlaneLow(*in, s.low_bits, elem0 + e), s.low_bits, s.o1 / 256.0,
-                      s.o2 / 256.0, delta, &v))
+        if (!LowValue(m, d.sign < 0, PlaneLow(*in, s.low_bits, elem0 + e), s.low_bits, s.low_offs,
+                      delta, &v))
           return false;
         if constexpr (kDirect) {
           f[e] = static_cast<float>(v);
@@ -1336,6 +1338,8 @@ slicer_status Parse(const uint8_t* data, size_t size, uint64_t max_elements, Str
   s->rho = p[4];
   s->o1 = static_cast<int8_t>(p[5]);
   s->o2 = static_cast<int8_t>(p[6]);
+  s->low_offs[1] = s->o1 / 256.0;
+  s->low_offs[2] = s->o2 / 256.0;
   s->chunk_log2 = p[7];
   if (!(std::isfinite(s->step) && s->step >= 0x1p-126f))
     return Reject(SLICER_ERR_CORRUPT, "dense step");
