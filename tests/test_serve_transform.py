@@ -198,5 +198,78 @@ def test_settings_with_a_transform_load_and_serve(model, local, transform, tmp_p
     serve = ["serve", str(path), "--settings", str(tmp_path / "s.json"), "--port", "0"]
     assert main([*serve, "--engine", "ray"]) == 2
     assert "--engine ray does not apply" in capsys.readouterr().err
-    assert main(["loadtest", str(path), "--settings", str(tmp_path / "s.json")]) == 2
-    assert "loadtest does not apply" in capsys.readouterr().err
+    assert (
+        main(["loadtest", str(path), "--settings", str(tmp_path / "s.json"), "--engine", "ray"])
+        == 2
+    )
+    assert "--engine ray does not apply" in capsys.readouterr().err
+
+
+def test_loadtest_serves_what_serve_settings_serves(model, transform, tmp_path, capsys):
+    """``slicer loadtest --settings`` starts its split server with the settings (the cut's
+    transform and decoder-side estimator apply, as with ``slicer serve --settings``) and checks
+    every reply against head → forward → codec → decode → inverse → estimator → tail."""
+    import onnx
+
+    from slicer.cli import main
+    from slicer.serve.loadtest import prepare
+    from slicer.split.estimator import CutEstimator
+    from slicer.split.settings import estimators_for_cut, save_settings, transforms_for_cut
+    from slicer.split.transport import decode_packet
+
+    plain = SplitModel(Partitioner(model), TOY_CUT, providers=["CPUExecutionProvider"], threads=1)
+    pairs = []
+    for k in range(40):  # calibration inputs, not the loadtest's
+        x = plain.run_head(toy_inputs(300 + k))[TOY_CUT]
+        packet = encode_values({TOY_CUT: x}, PARAMS, {TOY_CUT: transform})
+        pairs.append((x, decode_packet(packet, {TOY_CUT: transform})[0][TOY_CUT]))
+    estimator = CutEstimator.fit(pairs)
+    transform.save(tmp_path / "klt.npz")
+    estimator.save(tmp_path / "est.npz")
+    settings = {
+        "slicer_settings": 1,
+        "model": {"fingerprint": "sha256:0"},
+        "targets": [{"metric": "kl", "value": 0.1}],
+        "cuts": [
+            {"index": 2, "name": TOY_CUT, "status": "ok", "params": PARAMS.to_json(),
+             "bits_per_element": 1.0, "payload_bytes": 40,
+             "transform": {"tensor": TOY_CUT, "file": str(tmp_path / "klt.npz"),
+                           "fingerprint": transform.fingerprint()},
+             "estimator": {"tensor": TOY_CUT, "file": str(tmp_path / "est.npz"),
+                           "fingerprint": estimator.fingerprint()}},
+        ],
+    }  # fmt: skip
+    save_settings(settings, tmp_path / "s.json")
+    path = tmp_path / "toy.onnx"
+    onnx.save(model, str(path))
+    # the estimator changes the tail's outputs by far more than the reply check's tolerance
+    # (1e-3 of the largest logit): a server without it would fail the check
+    part, inputs = Partitioner(str(path)), [toy_inputs(k) for k in range(8)]
+    cut = part.find_cut(TOY_CUT)
+    artifacts = (
+        transforms_for_cut(tmp_path / "s.json", TOY_CUT),
+        estimators_for_cut(tmp_path / "s.json", TOY_CUT),
+    )
+    assert set(artifacts[1]) == {TOY_CUT}
+    with_est = prepare("slicer", part, cut, inputs, PARAMS, *artifacts).expected
+    without = prepare("slicer", part, cut, inputs, PARAMS, artifacts[0]).expected
+    gaps = [
+        float(np.max(np.abs(a[0] - b[0])) / np.max(np.abs(a[0])))
+        for a, b in zip(with_est, without, strict=True)
+    ]
+    assert min(gaps) > 1e-2
+    code = main(
+        [
+            "loadtest", str(path), "--settings", str(tmp_path / "s.json"), "--clients", "2",
+            "--requests", "12", "--setups", "raw,slicer", "--json",
+        ]
+    )  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert report["config"]["settings"] == str(tmp_path / "s.json")
+    for run in report["runs"]:
+        seen = {
+            k: run[k] for k in ("setup", "ok", "requests", "mismatched", "lost", "errors", "fatal")
+        }
+        assert run["ok"] == run["requests"] == 24 and not run["errors"], seen
+        assert run["mismatched"] == run["lost"] == 0 and not run["fatal"], seen

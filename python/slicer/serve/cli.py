@@ -396,14 +396,6 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     from .loadtest import LoadConfig, print_report, run_loadtest
 
     cut, params = _cut_and_params(args) if (args.split or args.settings) else (None, None)
-    if args.settings and cut != "full":
-        from ..split.settings import transforms_for_cut
-
-        if transforms_for_cut(args.settings, cut):
-            raise ValueError(
-                f"settings {args.settings}: cut {cut} is coded through a calibrated transform, "
-                "which slicer loadtest does not apply (slicer serve / client do)"
-            )
     try:
         clients = [int(c) for c in str(args.clients).split(",") if c.strip()]
     except ValueError:
@@ -428,6 +420,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         replicas=args.replicas,
         front=args.front,
         coalesce=args.coalesce,
+        settings=args.settings if args.settings and cut != "full" else None,
     )
     report = run_loadtest(config, progress=not args.json or sys.stderr.isatty())
     if args.plot:

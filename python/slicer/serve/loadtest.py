@@ -58,6 +58,10 @@ class LoadConfig:
     top_k: int = 5
     front: str = "aio"  # the grpc engine's front: "aio" (grpc.aio) or "sync" (threads)
     coalesce: bool = False  # clients send on SessionBatched, refilling their window at once
+    # a settings file (slicer calibrate) or plan: the split servers run `slicer serve
+    # --settings FILE`, so the cut's calibrated transform and decoder-side estimator apply; the
+    # expected replies and the clients' requests are made with the same artifacts
+    settings: str | None = None
 
     def __post_init__(self) -> None:
         bad = [s for s in self.setups if s not in SETUPS]
@@ -137,9 +141,23 @@ class Prepared:
     expected: list[list[np.ndarray]]
     request_bytes: list[int]
     fidelity: dict[str, float]
+    # {cut tensor: transform fingerprint} the requests' codec tensors were coded through
+    transforms: dict[str, str] = field(default_factory=dict)
 
 
-def prepare(setup: str, part: Any, cut: Any, inputs: list[dict], params: Any) -> Prepared:
+def prepare(
+    setup: str,
+    part: Any,
+    cut: Any,
+    inputs: list[dict],
+    params: Any,
+    transforms: dict[str, Any] | None = None,
+    estimators: dict[str, Any] | None = None,
+) -> Prepared:
+    """Requests and expected outputs of ``setup`` for ``inputs``. ``transforms`` /
+    ``estimators``: the cut's calibrated artifacts (``slicer.split.settings``), which the
+    ``slicer`` set-up codes through and decodes with, as a server started with the same
+    settings does (the raw set-up sends exact values: neither applies)."""
     from ..split import fidelity
     from ..split.providers import make_session
     from ..split.transport import decode_packet, encode_values
@@ -170,10 +188,11 @@ def prepare(setup: str, part: Any, cut: Any, inputs: list[dict], params: Any) ->
                 if n not in vals:
                     vals[n] = x[n]
             vals = {n: vals[n] for n in tail_in}
-            packet = encode_values(vals, params if setup == "slicer" else None)
+            coded = setup == "slicer"
+            packet = encode_values(vals, params if coded else None, transforms if coded else None)
             # side tensors travel as their lossless strings, as EdgeClient sends them
             msgs = wire.pack_tensors(packet.streams, packet.raw, packet.side)
-            received, _ = decode_packet(packet)
+            received, _ = decode_packet(packet, transforms, estimators if coded else None)
             got = tail.run(out_names, received)
         tensors.append([m.SerializeToString() for m in msgs])
         sizes.append(sum(len(b) for b in tensors[-1]))
@@ -185,7 +204,8 @@ def prepare(setup: str, part: Any, cut: Any, inputs: list[dict], params: Any) ->
     fid = {"cosine_min": float(min(cos)), "cosine_mean": float(np.mean(cos))}
     if agree:
         fid["top1_agreement"] = float(np.mean(agree))
-    return Prepared(tensors, expected, sizes, fid)
+    used = {n: t.fingerprint() for n, t in (transforms or {}).items()} if setup == "slicer" else {}
+    return Prepared(tensors, expected, sizes, fid, used)
 
 
 # ---------------------------------------------------------------------------- clients
@@ -235,6 +255,10 @@ def _client_main(
             session_id=f"load-{cid}-{os.getpid()}",
             deadline_s=60.0,
             batch_messages=config.coalesce,
+            # requests go pre-encoded (no codec params here); their transform_fingerprint
+            # names the transforms the prepared streams were coded through
+            params=None,
+            transforms=prepared.transforms,
         )
     except Exception as exc:
         stats["fatal"] = repr(exc)
@@ -515,6 +539,18 @@ def run_loadtest(config: LoadConfig, progress: bool = True) -> dict:
     full = make_session(part.model, ["CPUExecutionProvider"], 1, part.external_dir)
     count = max(config.clients) * config.pool
     inputs = model_inputs(config.model, full, count)
+    transforms: dict[str, Any] = {}
+    estimators: dict[str, Any] = {}
+    if config.settings:  # what `slicer serve --settings` applies at this cut
+        from ..split.settings import estimators_for_cut, transforms_for_cut
+
+        transforms = transforms_for_cut(config.settings, cut.name)
+        estimators = estimators_for_cut(config.settings, cut.name)
+        if config.engine == "ray" and (transforms or estimators):
+            raise ValueError(
+                f"settings {config.settings}: cut {cut.name} has a calibrated transform or "
+                "decoder-side estimator, which --engine ray does not apply: use --engine grpc"
+            )
     runs = []
     bar = None
     if progress:
@@ -547,6 +583,7 @@ def run_loadtest(config: LoadConfig, progress: bool = True) -> dict:
                 "replicas",
                 "front",
                 "coalesce",
+                "settings",
             )
         },  # fmt: skip
         "setups": {},
@@ -558,7 +595,7 @@ def run_loadtest(config: LoadConfig, progress: bool = True) -> dict:
         for setup in config.setups:
             if bar:
                 bar.set_postfix_str(f"{setup}: preparing {count} inputs")
-            prepared = prepare(setup, part, cut, inputs, params)
+            prepared = prepare(setup, part, cut, inputs, params, transforms, estimators)
             server_cut = "full" if setup == "cloud" else cut.name
             if server_cut not in servers:
                 if bar:
@@ -568,6 +605,8 @@ def run_loadtest(config: LoadConfig, progress: bool = True) -> dict:
                     if config.engine == "ray"
                     else (["--front", config.front] if config.front != "aio" else [])
                 )
+                if config.settings and server_cut != "full":
+                    extra += ["--settings", config.settings]
                 servers[server_cut] = ServerProcess(path, server_cut, config, extra)
             server = servers[server_cut]
             report["setups"][setup] = {
