@@ -48,8 +48,12 @@ def test_top_k_rows_equals_top_k_ids(rows, width, k, pool, seed) -> None:
         matrix = rng.standard_normal((rows, width)).astype(np.float32)
     got = wire.top_k_rows(matrix, k)
     assert got.shape == (rows, min(k, width)) and got.dtype == np.int64
+    ids, values = wire.top_k_rows_values(matrix, k)
+    np.testing.assert_array_equal(ids, got)
+    assert values.shape == got.shape and values.dtype == matrix.dtype
     for r in range(rows):
         assert got[r].tolist() == wire.top_k_ids(matrix[r], k).tolist()
+        np.testing.assert_array_equal(values[r], matrix[r, got[r]])  # NaN equals NaN here
 
 
 def _request(engine, seq: int, h1, scale, kind=pb.TOP_K, top_k: int = 3) -> pb.Request:

@@ -551,9 +551,10 @@ class TailEngine:
         parse = pb.Reply.FromString
         for k, positions in top.items():
             picked = rows if len(positions) == len(rows) else rows[positions]
-            ids = wire.top_k_rows(picked, k)
-            values = np.take_along_axis(picked, ids, axis=1).tolist()
-            for j, id_list, value_list in zip(positions, ids.tolist(), values, strict=True):
+            ids, values = wire.top_k_rows_values(picked, k)
+            for j, id_list, value_list in zip(
+                positions, ids.tolist(), values.tolist(), strict=True
+            ):
                 i = chunk[j]
                 req = items[i].request
                 out = outcomes[i]

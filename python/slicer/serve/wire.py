@@ -134,40 +134,54 @@ _TOP_K_BY_MAXIMA = 8
 
 
 def top_k_rows(rows: np.ndarray, k: int) -> np.ndarray:
-    """:func:`top_k_ids` of every row of a 2-D array at once: shape (rows, min(k, columns)).
+    """:func:`top_k_ids` of every row of a 2-D array at once: shape (rows, min(k, columns))."""
+    return top_k_rows_values(rows, k)[0]
+
+
+def top_k_rows_values(rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_k_rows` and the rows' values at those ids (``rows[r, ids[r]]``).
 
     For k <= 8, k rounds of a row-wise argmax on a copy (each round's winner is set to -inf;
-    argmax takes the lowest id among equal values, so ties come by lower id); otherwise one
-    partial sort for the whole matrix. A row with a non-finite value (NaN, ±inf), or with a
-    tie at the k-th value in the partial sort, takes :func:`top_k_ids` itself, so every row's
-    ids are exactly what that function returns.
+    argmax takes the lowest id among equal values, so ties come by lower id, and the first NaN
+    of a row if it has one); otherwise one partial sort for the whole matrix. A row whose
+    chosen values are not all finite (a NaN, an infinity), whose last pick was -inf in the copy
+    (it ran out of entries above -inf), or with a tie at the k-th value in the partial sort, takes
+    :func:`top_k_ids` itself, so every row's ids are exactly what that function returns.
+    Few NumPy calls per batch: after a tail run they run on cold caches.
     """
     count, width = rows.shape
     k = min(int(k), width)
     if k <= 0 or count == 0:
-        return np.zeros((count, max(k, 0)), dtype=np.int64)
+        empty = np.zeros((count, max(k, 0)), dtype=np.int64)
+        return empty, np.zeros(empty.shape, rows.dtype)
+    every = np.arange(count)
     if k <= _TOP_K_BY_MAXIMA and rows.dtype.kind == "f":
         work = np.array(rows, copy=True)
-        ids = np.empty((count, k), dtype=np.int64)
-        every = np.arange(count)
-        for j in range(k):
-            best = work.argmax(axis=1)
-            ids[:, j] = best
-            work[every, best] = -np.inf
-        for r in np.flatnonzero(~np.isfinite(rows).all(axis=1)):
-            ids[r] = top_k_ids(rows[r], k)
-        return ids
+        best = [work.argmax(axis=1)]
+        for _ in range(k - 1):
+            work[every, best[-1]] = -np.inf
+            best.append(work.argmax(axis=1))
+        # the last round's pick as the copy holds it: -inf when a row ran out of entries above
+        # -inf (a winner set to -inf could then be picked again)
+        last = work[every, best[-1]]
+        ids = np.stack(best, axis=1).astype(np.int64, copy=False)
+        values = rows[every[:, None], ids]
+        if not (np.isfinite(values).all() and np.isfinite(last).all()):
+            for r in np.flatnonzero(~(np.isfinite(values).all(axis=1) & np.isfinite(last))):
+                ids[r] = top_k_ids(rows[r], k)
+                values[r] = rows[r, ids[r]]
+        return ids, values
     negated = -rows
     candidates = np.argpartition(negated, k - 1, axis=1)[:, :k]
-    values = np.take_along_axis(negated, candidates, axis=1)
-    kth = values.max(axis=1, keepdims=True)  # the k-th largest value of the row, negated
-    order = np.lexsort((candidates, values), axis=1)
+    chosen = np.take_along_axis(negated, candidates, axis=1)
+    kth = chosen.max(axis=1, keepdims=True)  # the k-th largest value of the row, negated
+    order = np.lexsort((candidates, chosen), axis=1)
     ids = np.take_along_axis(candidates, order, axis=1).astype(np.int64, copy=False)
     # Exact unless another entry equals the k-th value (ties broken by id) or a NaN is present.
     inexact = np.flatnonzero((negated <= kth).sum(axis=1) != k)
     for r in inexact:
         ids[r] = top_k_ids(rows[r], k)
-    return ids
+    return ids, rows[every[:, None], ids]
 
 
 def batch_element(data: bytes) -> bytes:
