@@ -28,20 +28,20 @@ from slicer.serve.engine import Item
 from slicer.split import Partitioner, SplitModel
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="efficientnet-lite0")
-    ap.add_argument("--settings", default="bench/serve_settings/plan_effnet.json")
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=200)
-    args = ap.parse_args()
-    cut, params = load_settings(args.settings)
-    path = resolve_model(args.model)
-    engine = TailEngine(path, cut)
+def real_requests(
+    engine: TailEngine,
+    path: str,
+    cut: str,
+    params,
+    count: int,
+    seed: int = 0,  # noqa: ANN001
+) -> list[pb.Request]:
+    """``count`` top-5 requests for ``engine`` carrying real codec streams of the cut: the
+    head run on seeded random images, encoded with ``params`` (session ids s0, s1, ...)."""
     split = SplitModel(Partitioner(path), cut, providers=["CPUExecutionProvider"], threads=1)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     requests = []
-    for i in range(args.batch):
+    for i in range(count):
         feeds = {}
         for inp in split.head.get_inputs():
             shape = [d if isinstance(d, int) else 1 for d in inp.shape]
@@ -63,7 +63,28 @@ def main() -> None:
                 tensors=tensors,
             )
         )
+    return requests
+
+
+def bench_setup(repeats: int) -> tuple[argparse.Namespace, TailEngine, list[pb.Request]]:
+    """The options (--model, --settings, --batch, --repeats), the tail engine at the settings'
+    cut warmed at the batch size, and a batch of :func:`real_requests`."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="efficientnet-lite0")
+    ap.add_argument("--settings", default="bench/serve_settings/plan_effnet.json")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=repeats)
+    args = ap.parse_args()
+    cut, params = load_settings(args.settings)
+    path = resolve_model(args.model)
+    engine = TailEngine(path, cut)
+    requests = real_requests(engine, path, cut, params, args.batch)
     engine.warm(args.batch)
+    return args, engine, requests
+
+
+def main() -> None:
+    args, engine, requests = bench_setup(repeats=200)
     for _ in range(10):
         engine.run_batch([Item(r) for r in requests])
     total = compute = 0.0

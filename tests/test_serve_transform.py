@@ -158,26 +158,40 @@ def test_a_client_without_the_transform_gets_failed_precondition(engines, model,
         TailEngine(model, TOY_CUT, transforms={"nope": local.transforms[TOY_CUT]})
 
 
+def _save_settings(tmp_path, transform, estimator=None) -> None:  # noqa: ANN001
+    """A settings file ``tmp_path / "s.json"`` whose cut ``h1`` is coded through ``transform``
+    (and decoded through ``estimator``), their files beside it."""
+    from slicer.split.settings import save_settings
+
+    entry = {
+        "index": 2, "name": TOY_CUT, "status": "ok", "params": PARAMS.to_json(),
+        "bits_per_element": 1.0, "payload_bytes": 40,
+    }  # fmt: skip
+    for key, artifact in (("transform", transform), ("estimator", estimator)):
+        if artifact is not None:
+            artifact.save(tmp_path / f"{key}.npz")
+            entry[key] = {
+                "tensor": TOY_CUT,
+                "file": str(tmp_path / f"{key}.npz"),
+                "fingerprint": artifact.fingerprint(),
+            }
+    settings = {
+        "slicer_settings": 1,
+        "model": {"fingerprint": "sha256:0"},
+        "targets": [{"metric": "kl", "value": 0.1}],
+        "cuts": [entry],
+    }
+    save_settings(settings, tmp_path / "s.json")
+
+
 def test_settings_with_a_transform_load_and_serve(model, local, transform, tmp_path, capsys):
     import onnx
 
     from slicer.cli import main
     from slicer.serve.cli import load_settings
-    from slicer.split.settings import save_settings, transforms_for_cut
+    from slicer.split.settings import transforms_for_cut
 
-    transform.save(tmp_path / "klt.npz")
-    settings = {
-        "slicer_settings": 1,
-        "model": {"fingerprint": "sha256:0"},
-        "targets": [{"metric": "kl", "value": 0.1}],
-        "cuts": [
-            {"index": 2, "name": TOY_CUT, "status": "ok", "params": PARAMS.to_json(),
-             "bits_per_element": 1.0, "payload_bytes": 40,
-             "transform": {"tensor": TOY_CUT, "file": str(tmp_path / "klt.npz"),
-                           "fingerprint": transform.fingerprint()}},
-        ],
-    }  # fmt: skip
-    save_settings(settings, tmp_path / "s.json")
+    _save_settings(tmp_path, transform)
     cut, params = load_settings(str(tmp_path / "s.json"))
     assert cut == TOY_CUT and params.sparsity == PARAMS.sparsity
     loaded = transforms_for_cut(tmp_path / "s.json", TOY_CUT)
@@ -214,7 +228,7 @@ def test_loadtest_serves_what_serve_settings_serves(model, transform, tmp_path, 
     from slicer.cli import main
     from slicer.serve.loadtest import prepare
     from slicer.split.estimator import CutEstimator
-    from slicer.split.settings import estimators_for_cut, save_settings, transforms_for_cut
+    from slicer.split.settings import estimators_for_cut, transforms_for_cut
     from slicer.split.transport import decode_packet
 
     plain = SplitModel(Partitioner(model), TOY_CUT, providers=["CPUExecutionProvider"], threads=1)
@@ -223,23 +237,7 @@ def test_loadtest_serves_what_serve_settings_serves(model, transform, tmp_path, 
         x = plain.run_head(toy_inputs(300 + k))[TOY_CUT]
         packet = encode_values({TOY_CUT: x}, PARAMS, {TOY_CUT: transform})
         pairs.append((x, decode_packet(packet, {TOY_CUT: transform})[0][TOY_CUT]))
-    estimator = CutEstimator.fit(pairs)
-    transform.save(tmp_path / "klt.npz")
-    estimator.save(tmp_path / "est.npz")
-    settings = {
-        "slicer_settings": 1,
-        "model": {"fingerprint": "sha256:0"},
-        "targets": [{"metric": "kl", "value": 0.1}],
-        "cuts": [
-            {"index": 2, "name": TOY_CUT, "status": "ok", "params": PARAMS.to_json(),
-             "bits_per_element": 1.0, "payload_bytes": 40,
-             "transform": {"tensor": TOY_CUT, "file": str(tmp_path / "klt.npz"),
-                           "fingerprint": transform.fingerprint()},
-             "estimator": {"tensor": TOY_CUT, "file": str(tmp_path / "est.npz"),
-                           "fingerprint": estimator.fingerprint()}},
-        ],
-    }  # fmt: skip
-    save_settings(settings, tmp_path / "s.json")
+    _save_settings(tmp_path, transform, CutEstimator.fit(pairs))
     path = tmp_path / "toy.onnx"
     onnx.save(model, str(path))
     # the estimator changes the tail's outputs by far more than the reply check's tolerance
