@@ -68,6 +68,14 @@ def logit_margin(logits: np.ndarray) -> float:
 # ------------------------------------------------------------------ stage 1: measure
 
 
+def limited_sets(limit: int) -> dict:
+    """The image sets of bench/effnet_estimator.py; every limit-th input (smoke test) if > 0."""
+    sets = image_sets()
+    if limit:
+        sets = {k: (xs[::limit], src[::limit]) for k, (xs, src) in sets.items()}
+    return sets
+
+
 def open_cut(part, ci: int):
     """(cut tensor name, short tag, a one-thread CPU SplitModel) of CUTS[ci]."""
     from slicer.split import SplitModel
@@ -88,9 +96,7 @@ def measure(a: argparse.Namespace) -> None:  # noqa: PLR0915 - one linear measur
 
     cache = Path(a.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    sets = image_sets()
-    if a.limit:  # smoke test: every a.limit-th input of each set
-        sets = {k: (xs[:: a.limit], src[:: a.limit]) for k, (xs, src) in sets.items()}
+    sets = limited_sets(a.limit)
     print({k: len(v[0]) for k, v in sets.items()}, flush=True)
     part = Partitioner(zoo.model_path("efficientnet-lite0"))
     fold = photo_folds(sets)
@@ -226,9 +232,7 @@ def refine(a: argparse.Namespace) -> None:
     from slicer.split.transform import CutTransform
     from slicer.split.transport import CodecParams, decode_packet, encode_values
 
-    sets = image_sets()
-    if a.limit:  # smoke test, as measure's
-        sets = {k: (xs[:: a.limit], src[:: a.limit]) for k, (xs, src) in sets.items()}
+    sets = limited_sets(a.limit)
     part = Partitioner(zoo.model_path("efficientnet-lite0"))
     for ci in a.cuts:
         name, cut_tag, split = open_cut(part, ci)
@@ -256,6 +260,55 @@ def refine(a: argparse.Namespace) -> None:
             np.savez(Path(a.cache) / f"{cut_tag}_refine_B{b:g}.npz", **out)
             count = sum(len(v) for k, v in out.items() if k.endswith("/decoded_margin"))
             print(f"{cut_tag} B{b:g}: decoded margins of {count} inputs", flush=True)
+
+
+def residual(a: argparse.Namespace) -> None:
+    """For a cheaper server refinement: each input at a low rung B, then the residual of its
+    KLT coefficients (c - decoded c) coded on its own at R b/el of the cut's elements; the server
+    adds the two decodes. Keeps per (B, R) the residual stream's size and the tail's top-1 / KL."""
+    import slicer
+    from slicer.split import Partitioner, zoo
+    from slicer.split.transform import CutTransform
+    from slicer.split.transport import CodecParams
+
+    sets = limited_sets(a.limit)
+    part = Partitioner(zoo.model_path("efficientnet-lite0"))
+    for ci in a.cuts:
+        name, cut_tag, split = open_cut(part, ci)
+        klt, n = None, 0
+        out: dict[str, dict] = {}
+        for tag in ("fit", *SETS):
+            xs = sets[tag][0]
+            heads = [split.run_head({"image": x})[name] for x in xs]
+            if klt is None:  # "fit" comes first: the KLT of measure
+                klt, n = CutTransform.fit(iter(heads)), heads[0].size
+            for x_img, h in tqdm(list(zip(xs, heads, strict=True)), file=sys.stderr,
+                                 desc=f"{cut_tag} residual {tag}"):  # fmt: skip
+                ref = split.run_full({"image": x_img})["logits"][0]
+                c = np.ascontiguousarray(klt.forward(h).astype(np.float32))
+                for b in a.budgets:
+                    p_lo = CodecParams(mode="auto", max_bytes=int(b * n / 8), trellis=a.trellis,
+                                       classes="auto")  # fmt: skip
+                    c_lo = np.asarray(slicer.decode(slicer.encode(c, **p_lo.kwargs())),
+                                      dtype=np.float32).reshape(c.shape)  # fmt: skip
+                    res = np.ascontiguousarray(c - c_lo)
+                    for r in a.residuals:
+                        p_r = CodecParams(mode="auto", max_bytes=int(r * n / 8),
+                                          trellis=a.trellis, classes="auto")  # fmt: skip
+                        stream = slicer.encode(res, **p_r.kwargs())
+                        r_hat = np.asarray(slicer.decode(stream), dtype=np.float32)
+                        y = np.asarray(klt.inverse(c_lo + r_hat.reshape(c.shape)), np.float32)
+                        lg = split.run_tail({name: y.reshape(h.shape)})["logits"][0]
+                        d = out.setdefault(f"B{b:g}_R{r:g}", {})
+                        d.setdefault(f"{tag}/bytes", []).append(len(stream))
+                        d.setdefault(f"{tag}/none/top1", []).append(int(lg.argmax()))
+                        d.setdefault(f"{tag}/none/kl", []).append(kl_div(ref, lg))
+        for key, d in out.items():
+            np.savez(Path(a.cache) / f"{cut_tag}_residual_{key}.npz", elements=n,
+                     **{k: np.array(v) for k, v in d.items()})  # fmt: skip
+            print(f"{cut_tag} {key}: residual streams " + ", ".join(
+                f"{t} {8 * np.mean(d[f'{t}/bytes']) / n:.3f} b/el" for t in ("fit", *SETS)),
+                flush=True)  # fmt: skip
 
 
 # ------------------------------------------------------------------ stage 2: analyse
@@ -346,7 +399,7 @@ def analyse(a: argparse.Namespace) -> None:  # noqa: C901, PLR0912, PLR0915
         rungs = {}
         for p in sorted(cache.glob(f"{cut_tag}_*.npz")):
             key = p.stem[len(cut_tag) + 1 :]
-            if key not in ("base", "extra") and not key.startswith("refine"):
+            if key not in ("base", "extra") and not key.startswith(("refine", "residual")):
                 rungs[key] = dict(np.load(p))
         n = int(next(iter(rungs.values()))["elements"])
         tags = ("fit", *SETS)
@@ -410,6 +463,24 @@ def analyse(a: argparse.Namespace) -> None:  # noqa: C901, PLR0912, PLR0915
                     hit[key], kl[key] = hit[hi], kl[hi]
                     refine_ladders.append((lo, key))
         pols += ("refine",) if refm else ()
+        for key in budget_keys:  # the constant-bytes rungs, for comparison
+            print(f"  {cut_tag} {key} on every input: {rung_line(rate, hit, kl, key)}", flush=True)
+        # the same with a residual refinement: the low rung's bytes are kept, the server asks
+        # for the residual of the coefficients at R b/el (rung "lo+Rr"; plain decode only)
+        residual_ladders = []
+        for path in sorted(cache.glob(f"{cut_tag}_residual_B*_R*.npz")):
+            lo, rr = path.stem.split("_residual_")[1].split("_")
+            if lo not in refm:
+                continue
+            d = dict(np.load(path))
+            key = f"{lo}+{rr}"
+            rate[key] = {t: rate[lo][t] + 8 * d[f"{t}/bytes"] / n for t in tags}
+            hit[key] = {(t, "none"): (d[f"{t}/none/top1"] == base[f"{t}/top1"]).astype(float)
+                        for t in tags}  # fmt: skip
+            kl[key] = {(t, "none"): d[f"{t}/none/kl"] for t in tags}
+            residual_ladders.append((lo, key))
+            print(f"  {cut_tag} {key} on every input: {rung_line(rate, hit, kl, key)}", flush=True)
+        pols += ("refine-residual",) if residual_ladders else ()
         for pol in pols:
             allocs = ("",) if pol in ("fixed", "rel_error") else ("/cal", "/batch")
             choice = {al: {t: np.empty(len(base[f"{t}/margin"]), dtype=object) for t in SETS}
@@ -435,7 +506,7 @@ def analyse(a: argparse.Namespace) -> None:  # noqa: C901, PLR0912, PLR0915
                                      "cal_rate": float(cal_rate[ok[-1]].mean())})  # fmt: skip
                         continue
                     pinfo, pol_ladders = {}, ladders
-                    if pol == "refine":  # the score depends on the low rung the server decoded
+                    if pol.startswith("refine"):  # the score depends on the rung the server decoded
 
                         def score_cal_of(lo, cal=cal, refm=refm):
                             return -np.array([refm[lo][f"{s}/decoded_margin"][i] for s, i in cal])
@@ -443,7 +514,7 @@ def analyse(a: argparse.Namespace) -> None:  # noqa: C901, PLR0912, PLR0915
                         def score_held_of(lo, t=t, held=held, refm=refm):
                             return -refm[lo][f"{t}/decoded_margin"][held]
 
-                        pol_ladders = refine_ladders
+                        pol_ladders = refine_ladders if pol == "refine" else residual_ladders
                     else:
                         f_cal = gather("features", cal)
                         if pol == "oracle":
@@ -494,6 +565,9 @@ def analyse(a: argparse.Namespace) -> None:  # noqa: C901, PLR0912, PLR0915
         rows = []
         for pol, p in policies.items():
             for v in ("none", "lmmse3"):
+                used = {key for t in SETS for key in p["choice"][t]}
+                if any((t, v) not in hit[key] for key in used for t in SETS):
+                    continue  # residual refinement: plain decode only
                 per, pooled = {}, {"r": [], "h": [], "q": [], "h0": [], "src": []}
                 for t in SETS:
                     ch = p["choice"][t]
@@ -597,6 +671,16 @@ def analyse(a: argparse.Namespace) -> None:  # noqa: C901, PLR0912, PLR0915
         plot(report, a.plot)
 
 
+def rung_line(rate: dict, hit: dict, kl: dict, key: str) -> str:
+    """One rung sent for every input: its mean rate, agreement (standard 200, pooled) and KL."""
+    pooled = np.concatenate([hit[key][(t, "none")] for t in SETS]).mean()
+    r_pooled = np.concatenate([rate[key][t] for t in SETS]).mean()
+    kl_pooled = np.concatenate([kl[key][(t, "none")] for t in SETS]).mean()
+    return (f"{r_pooled:.3f} b/el, agreement standard 200 "
+            f"{100 * hit[key][('scored', 'none')].mean():.1f} %, pooled 680 {100 * pooled:.2f} %, "
+            f"KL pooled {kl_pooled:.4f}")  # fmt: skip
+
+
 def set_summary(r: list, h: list, q: list, h0: list, src: list) -> dict:
     """Mean real rate, agreement (binomial s.e., 95 % photo bootstrap), KL and the paired
     difference against constant 2.0 b/el (plain decode) of one set of inputs."""
@@ -646,7 +730,8 @@ def plot(report: dict, path: str) -> None:
     fig, axes = plt.subplots(2, len(cuts), figsize=(6.5 * len(cuts), 9), squeeze=False)
     marks = {"fixed": "s", "rel_error": "D", "margin/cal": "o", "margin/batch": "P",
              "probe/cal": "^", "probe/batch": "v", "oracle/batch": "*",
-             "margin+/batch": "X", "probe+/batch": "<", "refine/batch": "h"}  # fmt: skip
+             "margin+/batch": "X", "probe+/batch": "<", "refine/batch": "h",
+             "refine-residual/batch": "p"}  # fmt: skip
     for col, cut in enumerate(cuts):
         ax = axes[0, col]
         c = report["cuts"][cut]
@@ -754,7 +839,9 @@ def cost(a: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("stage", choices=("measure", "extra", "refine", "analyse", "cost"))
+    ap.add_argument("stage", choices=("measure", "extra", "refine", "residual", "analyse", "cost"))
+    ap.add_argument("--residuals", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.5],
+                    help="residual: b/el of the residual stream")  # fmt: skip
     ap.add_argument("--views", type=int, default=40, help="extra: random views per photo")
     ap.add_argument("--cache", default=None, help="folder of the per-rung .npz results")
     ap.add_argument("--repeats", type=int, default=200, help="cost: calls timed")
@@ -769,7 +856,8 @@ def main() -> None:
     ap.add_argument("--plot", default=None)
     a = ap.parse_args()
     t0 = time.process_time()
-    stages = {"measure": measure, "extra": extra, "refine": refine, "analyse": analyse}
+    stages = {"measure": measure, "extra": extra, "refine": refine, "residual": residual,
+              "analyse": analyse}  # fmt: skip
     {**stages, "cost": cost}[a.stage](a)
     print(f"CPU {time.process_time() - t0:.0f} s")
 
