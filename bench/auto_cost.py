@@ -184,10 +184,14 @@ def main() -> int:
     parser.add_argument("--json", metavar="OUT.json")
     parser.add_argument("--plot", metavar="OUT.png")
     parser.add_argument("--baseline", metavar="EARLIER.json")
+    parser.add_argument("--python-driver", action="store_true",
+                        help="run the Python budget driver (slicer._rate.NATIVE_DRIVER = False), "
+                        "the reference of the C++ one: the build before it")  # fmt: skip
     args = parser.parse_args()
     from slicer import _rate
 
     rates = {"now": _rate}
+    _rate.NATIVE_DRIVER = not args.python_driver
     if args.before:
         rates["before"] = load_rate(args.before)
     print(f"# uptime: {os.popen('uptime').read().strip()}")

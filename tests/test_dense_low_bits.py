@@ -274,12 +274,14 @@ def test_budget_kept_when_the_plane_does_not_fit(monkeypatch):
     """A budget that the search's stream meets exactly: "auto" drops the plane rather than
     pass it (the search itself, whose steps rarely land there, replaced by one fixed step)."""
     import slicer._api as api
+    from slicer import _rate
 
     x = laplace(8192, 12, 30.0)
     step = 1.0  # k = 4 here costs 10 bytes (at finer steps the plane may save a few)
     plain = slicer.encode(x, mode="dense", step=step, rho=0.5)
     with_plane = slicer.encode(x, mode="dense", step=step, rho=0.5, low_bits="auto")
     assert slicer.inspect(with_plane).low_bits >= 3 and len(with_plane) > len(plain)
+    monkeypatch.setattr(_rate, "NATIVE_DRIVER", False)  # the Python driver, replaced below
     monkeypatch.setattr(api, "dense_for_budget",
                         lambda array, params, limit, encoder, auto, model_input=None:
                         encoder(array, dict(params, step=step)))  # fmt: skip

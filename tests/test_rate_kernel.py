@@ -400,12 +400,14 @@ def test_position_scores_match(shape, axis, dtype):
 
 
 def with_model(model, fn):  # noqa: ANN001, ANN201
-    saved = _rate.MODEL
-    _rate.MODEL = model
+    """fn() with rate control on `model` in the Python driver (the C++ driver, which fixed class
+    settings take, builds the kernel's model itself)."""
+    saved = _rate.MODEL, _rate.NATIVE_DRIVER
+    _rate.MODEL, _rate.NATIVE_DRIVER = model, False
     try:
         return fn()
     finally:
-        _rate.MODEL = saved
+        _rate.MODEL, _rate.NATIVE_DRIVER = saved
 
 
 CASES = [

@@ -136,6 +136,8 @@ const char* slicer_status_string(int status) {
       return "stream exceeds the element limit";
     case SLICER_ERR_UNSUPPORTED_MODE:
       return "unsupported coding mode";
+    case SLICER_ERR_TARGET_UNREACHABLE:
+      return "the size or error target cannot be met";
     case SLICER_ERR_INTERNAL:
       return "internal error";
     default:

@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _core, _rate
 from ._context import native_context
 from ._errors import (
     LIMIT_EXCEEDED,
+    TARGET_UNREACHABLE,
     UNSUPPORTED_MODE,
     FormatError,
     raise_decode_status,
@@ -794,6 +795,12 @@ def _encode_dense(
     if step is not None:  # classes="auto" at a given step: chosen by the rate model
         params = classes_at_step(array, params, work)
         return encoder(array, params)
+    native_driver = _rate.NATIVE_DRIVER and table is None and array.size
+    if native_driver and params["classes"] != "auto" and params.get("class_map") != "bounds":
+        # a fixed class setting: the C++ driver, one call (the same stream as the one below)
+        stream = _native_budget(array, params, limit, error, auto, native)
+        if stream is not None:
+            return stream
     # The search runs at kind 0 without a low-bit plane; its stream gets `kind` and `low`.
     searched = dict(params, table_kind=0, low_bits=0)
     if limit is not None:
@@ -810,6 +817,28 @@ def _encode_dense(
             _with_table_kind(array, stream, dict(params, low_bits=0), encoder) if kind else stream
         )
     return again
+
+
+def _native_budget(
+    array: np.ndarray, params: dict[str, Any], limit: int | None, error: float | None,
+    auto: bool, native: Any,
+) -> bytes | None:  # fmt: skip
+    """dense_for_budget / dense_for_error (and the table kind / plane after them) in one call of
+    the C++ driver (slicer_context_dense_encode_budget); None where it fails for another reason
+    than an unreachable target (the Python driver then raises its own exact error)."""
+    raw = array.reshape(-1).view(np.uint8)
+    status, stream, size = _core.dense_encode_budget(
+        native, raw, _DENSE_DTYPE_CODES[array.dtype], list(array.shape), dict(params, step=1.0),
+        limit or 0, error or 0.0, auto,
+    )  # fmt: skip
+    if status == TARGET_UNREACHABLE:
+        if limit is not None:
+            raise ValueError(
+                f"max_bytes={limit} is below the smallest dense stream for this array "
+                f"({size} bytes)"
+            )
+        raise ValueError(f"rel_error={error} cannot be reached for this array")
+    return None if status else stream
 
 
 def _with_table_kind(

@@ -30,6 +30,7 @@ BAD_CHECKSUM = 13
 CORRUPT = 14
 LIMIT_EXCEEDED = 15
 UNSUPPORTED_MODE = 16
+TARGET_UNREACHABLE = 17  # slicer_dense_encode_budget: no stream meets the target
 
 _FORMAT_MESSAGES = {
     TRUNCATED: "stream is truncated: it ends before a field it needs",

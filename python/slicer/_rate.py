@@ -501,6 +501,10 @@ def _energy_of(array: np.ndarray) -> float:
 
 
 MODEL: Any = KernelModel  # the model rate control builds (DenseModel: the NumPy reference)
+# mode="auto" / "dense" with max_bytes / rel_error and a fixed class setting (no group table,
+# no §18.4 boundaries, no trellis) run in the C++ driver (cpp/src/dense/dense_budget.cpp), which
+# reproduces dense_for_budget / dense_for_error below step for step; False: these (the reference)
+NATIVE_DRIVER = True
 
 
 def _new_model(array: np.ndarray, work: np.ndarray, energy: bool) -> Any:
@@ -609,7 +613,14 @@ def _boundary(
 
 
 def _step_range(model: DenseModel, top: float) -> tuple[float, float]:
-    return float(np.log2(model.min_step())), float(np.log2(max(model.max_abs, 2.0**-100)) + top)
+    return math.log2(model.min_step()), math.log2(max(model.max_abs, 2.0**-100)) + top
+
+
+def _exp2(log2_steps: Any) -> np.ndarray:
+    """2^x of each x as CPython's float power (libm's pow), not NumPy's vectorised power (SIMD
+    on some machines, an ulp away at times): the C++ driver (cpp/src/dense/dense_budget.cpp)
+    takes the same pow, so both find the same steps."""
+    return np.array([2.0 ** float(x) for x in log2_steps], dtype=np.float64)
 
 
 def _bisect_step(
@@ -619,11 +630,11 @@ def _bisect_step(
     fit). `near`: a step close to the answer, to search around it first."""
     lo, hi = _step_range(model, 2.0)
     if near is not None:  # bracket around a known step: fewer rounds
-        c = float(np.log2(near))
-        f = model.predict_many(2.0 ** np.asarray([c - 1.0, c + 1.0]), rhos[0])[0] <= limit
+        c = math.log2(near)
+        f = model.predict_many(_exp2((c - 1.0, c + 1.0)), rhos[0])[0] <= limit
         if not f[0] and f[1]:
             lo, hi = c - 1.0, c + 1.0
-    return 2.0 ** _boundary(model, rhos, lo, hi, True, limit, large_ok=True)
+    return _exp2(_boundary(model, rhos, lo, hi, True, limit, large_ok=True))
 
 
 DenseEncoder = Callable[[np.ndarray, dict[str, Any]], bytes]
@@ -1060,4 +1071,4 @@ def _sse_encoder(
 def _largest_step(model: Any, rhos: tuple[int, ...], goal: float) -> np.ndarray:
     """Per offset of `rhos`, the largest step whose predicted squared error is <= goal."""
     lo, hi = _step_range(model, 4.0)
-    return 2.0 ** _boundary(model, rhos, lo, hi, False, goal, large_ok=False)
+    return _exp2(_boundary(model, rhos, lo, hi, False, goal, large_ok=False))

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <vector>
 
+#include "dense/dense_budget.hpp"
 #include "glue.hpp"
 #include "params_dict.hpp"
 
@@ -60,6 +61,37 @@ nb::tuple DenseEncode(PyContext& context, ConstBytes raw, int dtype,
 nb::tuple DenseEncodeSse(PyContext& context, ConstBytes raw, int dtype,
                          const std::vector<int64_t>& shape, const nb::dict& params) {
   return DenseEncodeImpl(context, raw, dtype, shape, params, true);
+}
+
+// (status, stream or None, size): slicer_context_dense_encode_budget's driver on `context`
+// (size: the smallest stream's bytes when max_bytes cannot be met), its encodes through
+// slicer_context_dense_encode, without the driver's finiteness pass: the Python layer has
+// checked every element before it calls this.
+nb::tuple DenseEncodeBudget(PyContext& context, ConstBytes raw, int dtype,
+                            const std::vector<int64_t>& shape, const nb::dict& params,
+                            uint64_t max_bytes, double rel_error, bool search_offsets) {
+  const size_t itemsize = slicer_dtype_size(dtype);
+  if (itemsize == 0) {
+    return nb::make_tuple(static_cast<int>(SLICER_ERR_UNSUPPORTED_DTYPE), nb::none(), 0);
+  }
+  CheckRawLength(shape, itemsize, raw.shape(0));
+  const DenseParams p = DenseParamsFromDict(params);
+  const uint32_t ndim = static_cast<uint32_t>(shape.size());
+  auto encode = [&](const slicer_dense_params& q, const uint8_t** stream, size_t* size,
+                    double* sse) {
+    return slicer_context_dense_encode(context.context, raw.data(), dtype, shape.data(), ndim, &q,
+                                       stream, size, sse);
+  };
+  slicer::dense::BudgetResult r;
+  std::unique_lock<std::mutex> hold(context.lock, std::defer_lock);
+  {
+    nb::gil_scoped_release release;
+    hold.lock();
+    r = slicer::dense::EncodeForBudget(raw.data(), dtype, shape.data(), ndim, p.raw, max_bytes,
+                                       rel_error, search_offsets, encode, false);
+  }
+  if (r.status != SLICER_OK) return nb::make_tuple(r.status, nb::none(), r.smallest);
+  return nb::make_tuple(r.status, nb::bytes(reinterpret_cast<const char*>(r.data), r.size), r.size);
 }
 
 nb::tuple DenseInspect(ConstBytes buf, uint64_t max_elements) {
@@ -136,6 +168,11 @@ void RegisterDense(nb::module_& m) {
   m.def("dense_encode_sse", &DenseEncodeSse, nb::arg("context"), nb::arg("raw"), nb::arg("dtype"),
         nb::arg("shape"), nb::arg("params"),
         "(status, stream, sse): dense_encode and the decoded values' squared error (binary64).");
+  m.def("dense_encode_budget", &DenseEncodeBudget, nb::arg("context"), nb::arg("raw"),
+        nb::arg("dtype"), nb::arg("shape"), nb::arg("params"), nb::arg("max_bytes"),
+        nb::arg("rel_error"), nb::arg("search_offsets"),
+        "(status, stream or None, size): the rate control of mode='auto' / 'dense' in C++ "
+        "(slicer_context_dense_encode_budget).");
   m.def("dense_inspect", &DenseInspect, nb::arg("buf"), nb::arg("max_elements"),
         "(status, info dict): full validation and byte account of a format-2 stream.");
   m.def("stream_version", &StreamVersion, nb::arg("buf"),

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "dense/dense_budget.hpp"
 #include "dense/rate_model.hpp"
 #include "glue.hpp"
 
@@ -290,6 +291,13 @@ void RegisterRate(nb::module_& m) {
         "Σ|x| per position along the middle axis of (outer, length, inner).");
   m.def("rate_stats", &Stats, nb::arg("raw"), nb::arg("dtype"), nb::arg("energy"),
         "(max |x|, Σ x² or 0): one pass over the input.");
+  m.def(
+      "rate_sample_positions",
+      [](uint64_t n) {
+        if (n <= (uint64_t{1} << 15)) throw nb::value_error("n must exceed 2^15");
+        return Column(std::vector<int64_t>(*slicer::dense::SamplePositions(n)));
+      },
+      nb::arg("n"), "The model's sample positions of an n-element input (C++: _sample_positions).");
 }
 
 }  // namespace slicer_py

@@ -48,6 +48,7 @@ typedef enum slicer_status {
   SLICER_ERR_CORRUPT = 14,          /* a field is invalid or inconsistent */
   SLICER_ERR_LIMIT_EXCEEDED = 15,   /* the stream claims more elements than the caller allows */
   SLICER_ERR_UNSUPPORTED_MODE = 16, /* a well-formed format-2 stream of a mode this build lacks */
+  SLICER_ERR_TARGET_UNREACHABLE = 17, /* slicer_dense_encode_budget: no stream meets the target */
   SLICER_ERR_INTERNAL = 99
 } slicer_status;
 
@@ -373,6 +374,35 @@ SLICER_API int slicer_context_dense_encode(slicer_context* context, const void* 
                                            const int64_t* shape, uint32_t ndim,
                                            const slicer_dense_params* params,
                                            const uint8_t** stream, size_t* size, double* sse);
+
+/* Rate control of the dense mode (mode="auto" / mode="dense" with max_bytes or rel_error in
+ * Python): the lowest-error stream of at most max_bytes bytes, or the smallest stream found whose
+ * relative L2 error ||x - y|| / ||x|| is at most rel_error; exactly one of max_bytes > 0 /
+ * rel_error > 0 (the other 0), else SLICER_ERR_INVALID_ARGUMENT. params->step is not read; the
+ * step comes from the rate model (docs/format.md §15) and up to a few real encodes correct its
+ * miss. search_offsets = 1 tries the rounding offsets 128, 96 and 72 / 256 (mode="auto"); 0 keeps
+ * params->rho_256. The same stream as the Python driver for the same parameters. Class settings:
+ * classes 0 / 1 (mode 1) or a fixed K >= 2 with the §18.2 map or §18.3 ranges; the search over K
+ * (Python's classes="auto"), §18.4 boundaries, group tables and mode 3 are Python only
+ * (SLICER_ERR_INVALID_ARGUMENT here). table_kind / low_bits: 0 or AUTO with max_bytes (AUTO
+ * drops the plane where it would not fit), any with rel_error; the search runs without them and
+ * its stream is re-encoded with them at its own step. SLICER_ERR_TARGET_UNREACHABLE: max_bytes
+ * is below the smallest stream (*written = that stream's size, the one found) or rel_error cannot
+ * be reached (*written = 0). BUFFER_TOO_SMALL: *written = the stream's size. */
+SLICER_API int slicer_dense_encode_budget(const void* data, int dtype, const int64_t* shape,
+                                          uint32_t ndim, const slicer_dense_params* params,
+                                          uint64_t max_bytes, double rel_error, int search_offsets,
+                                          void* dst, size_t dst_capacity, size_t* written);
+
+/* slicer_dense_encode_budget on a context (its pool and scratch, one call at a time): *stream /
+ * *size receive the stream, owned by the context until its next call or its destruction; on
+ * SLICER_ERR_TARGET_UNREACHABLE *size is as *written above. */
+SLICER_API int slicer_context_dense_encode_budget(slicer_context* context, const void* data,
+                                                  int dtype, const int64_t* shape, uint32_t ndim,
+                                                  const slicer_dense_params* params,
+                                                  uint64_t max_bytes, double rel_error,
+                                                  int search_offsets, const uint8_t** stream,
+                                                  size_t* size);
 
 /* Full validation of a format-2 stream plus its byte account. */
 SLICER_API int slicer_dense_inspect(const void* src, size_t size, uint64_t max_elements,

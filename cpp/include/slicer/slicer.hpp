@@ -364,6 +364,26 @@ inline std::vector<uint8_t> dense_encode(const void* data, DType dtype,
   return out;
 }
 
+// Rate control (slicer_dense_encode_budget): the lowest-error stream of at most max_bytes
+// bytes (rel_error = 0) or the smallest stream whose relative L2 error is at most rel_error
+// (max_bytes = 0); search_offsets: mode="auto"'s three rounding offsets, else params' rho. A
+// target that cannot be met throws slicer::Error with SLICER_ERR_TARGET_UNREACHABLE.
+inline std::vector<uint8_t> dense_encode_budget(const void* data, DType dtype,
+                                                const std::vector<int64_t>& shape,
+                                                const DenseParams& params, uint64_t max_bytes,
+                                                double rel_error = 0.0,
+                                                bool search_offsets = true) {
+  std::vector<uint8_t> out(dense_encode_bound(shape, dtype, params));
+  size_t written = 0;
+  Check(slicer_dense_encode_budget(data, static_cast<int>(dtype), shape.data(),
+                                   static_cast<uint32_t>(shape.size()), &params.raw(), max_bytes,
+                                   rel_error, search_offsets ? 1 : 0, out.data(), out.size(),
+                                   &written),
+        "slicer::dense_encode_budget");
+  out.resize(written);
+  return out;
+}
+
 inline slicer_dense_info dense_inspect(const std::vector<uint8_t>& stream,
                                        uint64_t max_elements = kDefaultMaxElements) {
   slicer_dense_info info;

@@ -8,6 +8,7 @@
 #include "context.hpp"
 #include "context_handle.hpp"
 #include "dense/dense.hpp"
+#include "dense/dense_budget.hpp"
 #include "dense/dense_internal.hpp"
 #include "dense/trellis.hpp"
 #include "format/class_map.hpp"
@@ -63,6 +64,29 @@ int EncodeInto(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
     *written = size;
     return SLICER_OK;
   });
+}
+
+// slicer_dense_encode_budget's driver with its encodes on `context`.
+slicer::dense::BudgetResult BudgetOn(slicer::internal::Context& context, const void* data,
+                                     int dtype, const int64_t* shape, uint32_t ndim,
+                                     const slicer_dense_params* params, uint64_t max_bytes,
+                                     double rel_error, int search_offsets) {
+  if (params == nullptr) {
+    slicer::dense::BudgetResult r;
+    r.status = SLICER_ERR_INVALID_ARGUMENT;
+    return r;
+  }
+  auto encode = [&](const slicer_dense_params& p, const uint8_t** stream, size_t* size,
+                    double* sse) -> int {
+    const std::vector<uint8_t>* out = nullptr;
+    const slicer_status st = EncodeOn(context, data, dtype, shape, ndim, &p, &out, sse);
+    if (st != SLICER_OK) return st;
+    *stream = out->data();
+    *size = out->size();
+    return SLICER_OK;
+  };
+  return slicer::dense::EncodeForBudget(data, dtype, shape, ndim, *params, max_bytes, rel_error,
+                                        search_offsets != 0, encode);
 }
 
 }  // namespace
@@ -165,6 +189,57 @@ int slicer_context_dense_encode(slicer_context* context, const void* data, int d
     if (st != SLICER_OK) return st;
     *stream = out->data();
     *size = out->size();
+    return SLICER_OK;
+  });
+}
+
+int slicer_dense_encode_budget(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
+                               const slicer_dense_params* params, uint64_t max_bytes,
+                               double rel_error, int search_offsets, void* dst, size_t dst_capacity,
+                               size_t* written) {
+  return GuardStatus([&]() -> int {
+    if (written == nullptr || (dst == nullptr && dst_capacity > 0)) {
+      return SLICER_ERR_INVALID_ARGUMENT;
+    }
+    *written = 0;
+    slicer::internal::LeasedContext lease;
+    const slicer::dense::BudgetResult r = BudgetOn(lease.get(), data, dtype, shape, ndim, params,
+                                                   max_bytes, rel_error, search_offsets);
+    if (r.status == SLICER_ERR_TARGET_UNREACHABLE) *written = r.smallest;
+    int status = r.status;
+    if (status == SLICER_OK) {
+      *written = r.size;
+      if (r.size > dst_capacity) {
+        status = SLICER_ERR_BUFFER_TOO_SMALL;
+      } else if (r.size) {
+        std::memcpy(dst, r.data, r.size);
+      }
+    }
+    lease.get().TrimScratch(false);
+    return status;
+  });
+}
+
+int slicer_context_dense_encode_budget(slicer_context* context, const void* data, int dtype,
+                                       const int64_t* shape, uint32_t ndim,
+                                       const slicer_dense_params* params, uint64_t max_bytes,
+                                       double rel_error, int search_offsets, const uint8_t** stream,
+                                       size_t* size) {
+  return GuardStatus([&]() -> int {
+    if (context == nullptr || stream == nullptr || size == nullptr) {
+      return SLICER_ERR_INVALID_ARGUMENT;
+    }
+    *stream = nullptr;
+    *size = 0;
+    slicer::dense::BudgetResult r = BudgetOn(context->context, data, dtype, shape, ndim, params,
+                                             max_bytes, rel_error, search_offsets);
+    if (r.status == SLICER_ERR_TARGET_UNREACHABLE) *size = r.smallest;
+    if (r.status != SLICER_OK) return r.status;
+    std::lock_guard<std::mutex> lock(context->context.call_mutex());
+    std::vector<uint8_t>& out = context->context.workspace(0).encode.stream;
+    if (r.data != out.data()) out.assign(r.data, r.data + r.size);  // an earlier encode's
+    *stream = out.data();
+    *size = out.size();
     return SLICER_OK;
   });
 }

@@ -1,8 +1,9 @@
 // The rate model of mode="auto" (python/slicer/_rate.py, docs/format.md §15 / §19.4) as a
 // kernel: the NumPy model there (DenseModel, _boundary, _class_saving, _best_bounds) is its
 // reference, and this file computes the same counts, histograms and choices without a Python
-// or NumPy call per step. Internal: the Python layer owns the rate-control policy (the number of
-// encodes, the correction of the model's miss), so nothing here is part of the C ABI.
+// or NumPy call per step. Internal: the rate-control policy (the number of encodes, the
+// correction of the model's miss) is python/slicer/_rate.py's, and dense_budget.cpp's for a
+// fixed class setting (slicer_dense_encode_budget), so nothing here is part of the C ABI.
 //
 // Arithmetic: binary64, every operation rounded on its own (-ffp-contract=off). Counts and
 // histograms are exact integers; sums of logarithms are taken in a fixed order, so they may
