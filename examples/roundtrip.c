@@ -1,5 +1,7 @@
 /* A plain C user of the SLICER C ABI: encodes a synthetic activation (4 tokens x 576
- * channels), reads the header back, decodes, and checks the kept values.
+ * channels), reads the header back, decodes, and checks the kept values; then asks the dense
+ * mode for the lowest-error stream within a link budget of 2 bits per element
+ * (slicer_dense_encode_budget, Python's mode="auto" with max_bytes).
  *
  * Build against an installed SLICER (or the one inside the Python wheel):
  *   cc roundtrip.c $(pkg-config --cflags --libs slicer) -o roundtrip_c
@@ -61,7 +63,30 @@ int main(void) {
          slicer_version(), slicer_format_version(), (long long)header.shape[0],
          (long long)header.shape[1], size, 8.0 * (double)size / kCount);
   printf("  kept %zu of %d values, relative L2 error %.4f\n", kept, kCount, sqrt(error2 / norm2));
-  free(stream);
   /* 20 % of every row kept (the rows' values are all nonzero) */
-  return kept == (size_t)(kTokens * (kChannels / 5)) ? 0 : 1;
+  if (kept != (size_t)(kTokens * (kChannels / 5))) return 1;
+
+  /* The dense mode within a budget: the stream never exceeds max_bytes (bound: any step). */
+  slicer_dense_params dense;
+  slicer_dense_params_init(&dense);
+  const uint64_t budget = kCount * 2 / 8;
+  status = slicer_dense_encode_bound(shape, 2, SLICER_FLOAT32, &dense, &bound);
+  if (status != SLICER_OK) return fail("slicer_dense_encode_bound", status);
+  uint8_t* dense_stream = (uint8_t*)malloc(bound);
+  if (dense_stream == NULL) return 1;
+  status = slicer_dense_encode_budget(x, SLICER_FLOAT32, shape, 2, &dense, budget, 0.0, 1,
+                                      dense_stream, bound, &size);
+  if (status != SLICER_OK) return fail("slicer_dense_encode_budget", status);
+  status = slicer_decode(dense_stream, size, kCount, y, sizeof y, 0);
+  if (status != SLICER_OK) return fail("slicer_decode (dense)", status);
+  error2 = 0.0;
+  for (int i = 0; i < kCount; ++i) error2 += ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+  printf("  dense within %llu bytes: %zu bytes, relative L2 error %.4f\n",
+         (unsigned long long)budget, size, sqrt(error2 / norm2));
+  /* a budget below the smallest stream: its own status, the smallest size in `size` */
+  status = slicer_dense_encode_budget(x, SLICER_FLOAT32, shape, 2, &dense, 8, 0.0, 1, dense_stream,
+                                      bound, &size);
+  free(dense_stream);
+  free(stream);
+  return status == SLICER_ERR_TARGET_UNREACHABLE && size > 8 ? 0 : 1;
 }
