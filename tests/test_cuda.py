@@ -449,6 +449,7 @@ def _dense_params(meta: dict) -> dict:
         step=meta["step"], rho=meta["rho_256"] / 256, groups=layouts[meta["layout"]],
         chunk_size=2 ** meta["chunk_log2"],
         offsets=None if meta["offsets"] is None else tuple(meta["offsets"]),
+        table_kind=meta.get("table_kind", 0), low_bits=meta.get("low_bits", 0),  # §13.5, §13.6
     )  # fmt: skip
     table = meta["group_table"]
     params["group_table"] = None if table is None else bytes(table)
@@ -525,6 +526,36 @@ def test_gpu_dense_bytes_equal_cpu(n: int, dtype: Any, groups: str) -> None:
 
     on_device = torch.from_numpy(np.frombuffer(cpu, dtype=np.uint8).copy()).cuda()
     assert _same(_to_numpy(slicer.decode(on_device, device="cuda"), expect.dtype), expect)
+
+
+@pytest.mark.parametrize("n", [1, 63, 4097, 65_537])
+@pytest.mark.parametrize("dtype", DENSE_DTYPES, ids=["f32", "f16", "bf16", "f64"])
+@pytest.mark.parametrize(
+    ("low_bits", "table_kind"),
+    [(1, 0), (5, 2), (15, 4), (3, 1), (0, "auto"), ("auto", 0), ("auto", "auto"), (5, "auto")],
+)
+@pytest.mark.cuda
+@requires_gpu
+def test_gpu_dense_low_bits_table_kind_bytes_equal_cpu(
+    n: int, dtype: Any, low_bits: Any, table_kind: Any
+) -> None:
+    # Mode 1's low-bit plane (§13.6) and table kinds (§13.5), explicit and "auto", written by
+    # the GPU encoder (slicer_cuda_dense_encode_host): the CPU's bytes at low and high rates.
+    # (slicer.encode of a CUDA array with these settings encodes a host copy on the CPU.)
+    rng = np.random.default_rng(n + 13)
+    x = _data(rng, n, np.float32, "outliers").astype(dtype).reshape(-1, 1 if n % 7 else 7)
+    for step in (0.5, 0.004):
+        kw = {"step": step, "low_bits": low_bits, "table_kind": table_kind}
+        cpu = slicer.encode(x, mode="dense", **kw)
+        gpu = _gpu.encode_dense(_to_cuda(x), slicer._params.make_dense_params(**kw))
+        assert gpu == cpu
+        info = slicer.inspect(cpu)
+        if low_bits != "auto":
+            assert info.low_bits == low_bits
+        if table_kind != "auto":
+            assert info.table_kind == table_kind
+        expect = slicer.decode(cpu)
+        assert _same(_to_numpy(slicer.decode(cpu, device="cuda"), expect.dtype), expect)
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,11 @@
 // codec's one format layer: the decoder takes the parsed body of ParseDense (format/dense_body:
 // group steps, class map, frequency tables, chunk table, raw values and payload positions), the
 // encoder checks its input with CheckEncodeInput and assembles the stream with WriteStreamHead
-// and WriteChecksum (dense/dense_writer), its class map by MakeClassMap; the chunks (rANS, extra
-// bits, reconstruction, quantization) and the statistics the tables come from (histograms, mode
-// 2's per-position sums) run on the device.
+// and WriteChecksum (dense/dense_writer), its class map by MakeClassMap, mode 1's low-bit width
+// by AutoLowBits (§13.6) and its table kind and table by PickTableKind / MakeKindTable (§13.5,
+// the candidates' rANS bytes measured by the device's chunk kernel); the chunks (rANS, the bit
+// area with its low-bit plane, reconstruction, quantization) and the statistics the tables come
+// from (histograms of q's and h's symbols, mode 2's per-position sums) run on the device.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -22,6 +24,7 @@
 #include "format/dense_body.hpp"
 #include "launch.hpp"
 #include "slicer/slicer_cuda.h"
+#include "varint.hpp"
 
 namespace slicer::cuda {
 
@@ -303,6 +306,7 @@ int DenseDecode(const void* src, size_t size, bool src_is_device, uint64_t max_e
 struct EncodeSetup {
   dense::EncodeInput in;  // the C++ encoders' checked input (nclass 1: mode 1; 2 … 16: mode 2)
   std::vector<DenseChunk> chunks;
+  bool plane = false;  // mode 1 with low_bits ≠ 0: a low-bit plane (§13.6) may be written
 };
 
 int Setup(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
@@ -311,12 +315,6 @@ int Setup(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
   SLICER_TRY_STATUS(dense::CheckParams(params));
   // Mode 3 (trellis, §21) is encoded on the host only (slicer_dense_params.trellis).
   if (params->trellis) return SLICER_ERR_INVALID_ARGUMENT;
-  // Table kinds (§13.5) other than 0 are chosen on the host only; auto writes kind 0.
-  if (params->table_kind != 0 && params->table_kind != SLICER_DENSE_TABLE_AUTO)
-    return SLICER_ERR_INVALID_ARGUMENT;
-  // Low-bit planes (§13.6) are written on the host only; auto writes none.
-  if (params->low_bits != 0 && params->low_bits != SLICER_DENSE_LOW_BITS_AUTO)
-    return SLICER_ERR_INVALID_ARGUMENT;
   try {  // shape, layout, class axis (§19.1), bounds, group table
     dense::CheckEncodeInput(data, shape, ndim, *params, &s->in);
   } catch (const internal::StatusError& error) {
@@ -325,6 +323,7 @@ int Setup(const void* data, int dtype, const int64_t* shape, uint32_t ndim,
   const dense::EncodeInput& in = s->in;
   s->chunks =
       MakeChunks(in.n, params->chunk_log2, in.layout, in.kinds.empty() ? nullptr : in.kinds.data());
+  s->plane = in.nclass == 1 && params->low_bits != 0;  // CheckParams: 1 … 15 or auto
   return SLICER_OK;
 }
 
@@ -334,7 +333,7 @@ uint64_t RegionElements(uint64_t n, unsigned chunk_log2) {
 }
 
 struct EncodeTemp2 {
-  uint64_t kinds, steps, syms, extras, hist, sums, error, class_sums, class_hist, freq, cum,
+  uint64_t kinds, steps, syms, extras, lows, hist, sums, error, class_sums, class_hist, freq, cum,
       class_map, chunks, out, offsets, scratch, total;
 };
 
@@ -347,6 +346,7 @@ EncodeTemp2 MakeEncodeTemp2(const EncodeSetup& s, unsigned chunk_log2) {
   t.steps = c.Take(groups * 8);
   t.syms = c.Take(in.n * 2);
   t.extras = c.Take(in.n * 8);
+  t.lows = c.Take(s.plane ? in.n * 2 : 0);  // §13.6: each coded element's l
   t.hist = c.Take(dense::kNumSymbols * 8);
   t.sums = c.Take(4 * 8);
   t.error = c.Take(8);
@@ -473,6 +473,31 @@ int DenseEncodeHost(const void* data, int dtype, const int64_t* shape, uint32_t 
       SLICER_CUDA_TRY(cudaStreamSynchronize(stream));
     }
   }
+  // Mode 1's low-bit plane (§13.6): k as given or by the rule of AutoLowBits on the histogram
+  // of q's symbols; then the device splits every code into h and l, and hist counts h's symbols.
+  unsigned low_bits = 0;
+  if (s.plane) {
+    uint64_t q_hist[dense::kNumSymbols];
+    std::copy(hist, hist + dense::kNumSymbols, q_hist);
+    low_bits = params->low_bits == SLICER_DENSE_LOW_BITS_AUTO ? dense::AutoLowBits(q_hist)
+                                                              : params->low_bits;
+    if (low_bits != 0 && in.n > 0) {
+      SLICER_CUDA_TRY(cudaMemsetAsync(temp8 + t.hist, 0, sizeof(hist), stream));
+      dense_gpu::LowBitsArgs l{};
+      l.n = in.n;
+      l.syms = a.syms;
+      l.extras = a.extras;
+      l.lows = reinterpret_cast<uint16_t*>(temp8 + t.lows);
+      l.k = low_bits;
+      l.hist = a.hist;
+      SLICER_LAUNCH(dense_gpu::DenseLowBitsKernel,
+                    static_cast<unsigned>((in.n + kThreads - 1) / kThreads), kThreads, stream, l);
+      SLICER_CUDA_LAUNCHED();
+      SLICER_CUDA_TRY(
+          cudaMemcpyAsync(hist, temp8 + t.hist, sizeof(hist), cudaMemcpyDeviceToHost, stream));
+      SLICER_CUDA_TRY(cudaStreamSynchronize(stream));
+    }
+  }
   // The frequency tables (§13.1, §13.2; mode 2: one per class, an empty class with nsym = 0,
   // §19.2): count classes and normalised frequencies, laid out per class as the kernels read
   // them (freq: kNumSymbols per class, cum: kNumSymbols + 1).
@@ -493,14 +518,21 @@ int DenseEncodeHost(const void* data, int dtype, const int64_t* shape, uint32_t 
     std::copy(freq.begin(), freq.end(), freq_all.begin() + size_t{c} * dense::kNumSymbols);
     std::copy(cum.begin(), cum.end(), cum_all.begin() + size_t{c} * (dense::kNumSymbols + 1));
   }
-  if (in.n > 0 && !s.chunks.empty()) {
-    SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.freq, freq_all.data(), freq_all.size() * 4,
-                                    cudaMemcpyHostToDevice, stream));
-    SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.cum, cum_all.data(), cum_all.size() * 4,
-                                    cudaMemcpyHostToDevice, stream));
+  const bool coded = in.n > 0 && !s.chunks.empty();
+  if (coded) {
     SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.chunks, s.chunks.data(),
                                     s.chunks.size() * sizeof(DenseChunk), cudaMemcpyHostToDevice,
                                     stream));
+  }
+  // Every chunk's rANS bytes and bit area with the tables freq / cum (laid out as freq_all /
+  // cum_all) into the scratch regions; lens: per chunk the rANS start, rANS and bit lengths.
+  auto encode_chunks = [&](const std::vector<uint32_t>& freq,
+                           const std::vector<uint32_t>& cum) -> int {
+    if (!coded) return SLICER_OK;
+    SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.freq, freq.data(), freq.size() * 4,
+                                    cudaMemcpyHostToDevice, stream));
+    SLICER_CUDA_TRY(cudaMemcpyAsync(temp8 + t.cum, cum.data(), cum.size() * 4,
+                                    cudaMemcpyHostToDevice, stream));
     SLICER_CUDA_TRY(cudaMemsetAsync(temp8 + t.scratch, 0, t.total - t.scratch, stream));
     dense_gpu::ChunkEncodeArgs c{};
     c.chunks = reinterpret_cast<const DenseChunk*>(temp8 + t.chunks);
@@ -512,6 +544,8 @@ int DenseEncodeHost(const void* data, int dtype, const int64_t* shape, uint32_t 
     c.nclass = nclass;
     c.class_map = temp8 + t.class_map;
     c.positions = positions;
+    c.low_bits = low_bits;
+    c.lows = reinterpret_cast<const uint16_t*>(temp8 + t.lows);
     c.scratch = temp8 + t.scratch;
     c.chunk_elems = RegionElements(in.n, params->chunk_log2);
     c.out = reinterpret_cast<uint64_t*>(temp8 + t.out);
@@ -521,7 +555,38 @@ int DenseEncodeHost(const void* data, int dtype, const int64_t* shape, uint32_t 
     SLICER_CUDA_TRY(cudaMemcpyAsync(lens.data(), temp8 + t.out, lens.size() * 8,
                                     cudaMemcpyDeviceToHost, stream));
     SLICER_CUDA_TRY(cudaStreamSynchronize(stream));
+    return SLICER_OK;
+  };
+  // Mode 1's table kind (§13.5) by the C++ encoder's rule, from the counts of the coded symbols
+  // (h's with a plane); "auto" measures each candidate's rANS bytes with the chunk kernel.
+  dense::KindTable kind_table;
+  unsigned table_kind = 0;
+  if (!mode2 && params->table_kind != 0) {
+    uint64_t counts[dense::kNumSymbols];
+    std::copy(hist, hist + dense::kNumSymbols, counts);
+    int status = SLICER_OK;
+    const auto rans_bytes = [&](const dense::KindTable& cand) -> uint64_t {
+      std::vector<uint32_t> freq(dense::kNumSymbols, 0), cum(dense::kNumSymbols + 1, 0);
+      std::copy(cand.freq.begin(), cand.freq.end(), freq.begin());
+      std::copy(cand.cum.begin(), cand.cum.end(), cum.begin());
+      if (status == SLICER_OK) status = encode_chunks(freq, cum);
+      uint64_t len = 0;
+      for (size_t j = 0; j < s.chunks.size(); ++j) {
+        if (s.chunks[j].coded == 0) continue;
+        len += lens[3 * j + 1] + internal::VarintLength(lens[3 * j + 1]);
+      }
+      return len;
+    };
+    table_kind = dense::PickTableKind(params->table_kind, counts, rans_bytes, &kind_table);
+    SLICER_TRY_STATUS(status);
+    if (table_kind != 0) {
+      std::fill(freq_all.begin(), freq_all.end(), 0);
+      std::fill(cum_all.begin(), cum_all.end(), 0);
+      std::copy(kind_table.freq.begin(), kind_table.freq.end(), freq_all.begin());
+      std::copy(kind_table.cum.begin(), kind_table.cum.end(), cum_all.begin());
+    }
   }
+  SLICER_TRY_STATUS(encode_chunks(freq_all, cum_all));
   // Header, parameters, group table, class map, tables and chunk table by the C++ codec's writer
   // (§10, §12.1, §13; mode 2: §19.1, §19.2); the raw values and payloads follow from the device.
   const uint64_t params_len = mode2 ? dense::kClassParamsLen : dense::kParamsLen;
@@ -531,7 +596,8 @@ int DenseEncodeHost(const void* data, int dtype, const int64_t* shape, uint32_t 
   mp[5] = static_cast<uint8_t>(o1);
   mp[6] = static_cast<uint8_t>(o2);
   mp[7] = params->chunk_log2;
-  mp[8] = in.has_table ? 1 : 0;
+  // §13.5: bits 1-3 the table kind; §13.6: bits 4-7 the low-bit width
+  mp[8] = static_cast<uint8_t>((in.has_table ? 1 : 0) | table_kind << 1 | low_bits << 4);
   mp[9] = params->class_axis;
   mp[10] = static_cast<uint8_t>(nclass);
   std::vector<uint64_t> chunk_lens(2 * s.chunks.size());
@@ -544,7 +610,8 @@ int DenseEncodeHost(const void* data, int dtype, const int64_t* shape, uint32_t 
   std::vector<uint8_t> head;
   dense::WriteStreamHead(in, nullptr, dtype, shape, ndim, *params,
                          mode2 ? dense::kModeClasses : dense::kModeDense, mp, params_len, class_map,
-                         count_classes, nsym_of, chunk_lens, &head);
+                         count_classes, nsym_of, chunk_lens, &head,
+                         table_kind != 0 ? &kind_table.body : nullptr);
   const size_t item = dense::DtypeBytes(dtype);
   uint64_t raw_elems = 0;
   for (uint8_t k : in.kinds)

@@ -2,10 +2,11 @@
 // chunk; thread 0 runs the chunk's rANS states (§14) into a symbol and extra-bit-position array,
 // then the block reconstructs the chunk's elements in tiles (§12.4). Encode: an element-parallel
 // quantizer with a block histogram and the §12.3 sums (mode 2, §19: also the per-position sums
-// S_a of §18.2), mode 2's per-class histograms once the host has chosen the class map, then one
-// block per chunk that writes the chunk's rANS bytes backwards (each element with its class's
-// table) and its extra bits. Plain __syncthreads only, so that the host emulation
-// (cuda/tests/emulation.hpp) runs this very code.
+// S_a of §18.2), mode 2's per-class histograms once the host has chosen the class map, mode 1's
+// split of the codes into h and low bits (§13.6) once the host has chosen k, then one block per
+// chunk that writes the chunk's rANS bytes backwards (each element with its class's table) and
+// its bit area (the low-bit plane, then the extra bits). Plain __syncthreads only, so that the
+// host emulation (cuda/tests/emulation.hpp) runs this very code.
 #ifndef SLICER_CUDA_DENSE_KERNELS_CUH_
 #define SLICER_CUDA_DENSE_KERNELS_CUH_
 
@@ -444,6 +445,46 @@ __global__ void DenseClassHistKernel(ClassHistArgs a) {
     if (hist[s]) atomicAdd(&a.hist[s], static_cast<unsigned long long>(hist[s]));
 }
 
+// Mode 1's low-bit plane (§13.6), once the host has chosen k ≥ 1: every coded element's code q
+// (its magnitude from the symbol and extra bits of pass 1, the sign from the symbol) split into
+// h = q >> k (floor) and l = q − h·2^k; the element's symbol and extra bits become h's (§11),
+// l goes to `lows`, and `hist` (zeroed) counts h's symbols.
+struct LowBitsArgs {
+  uint64_t n;
+  uint16_t* syms;    // per element (kNotCoded outside dense groups)
+  uint64_t* extras;  // per element: (extra << 6) | nbits
+  uint16_t* lows;    // per element: l (coded elements)
+  unsigned k;        // 1 … 15
+  unsigned long long* hist;
+};
+
+__global__ void DenseLowBitsKernel(LowBitsArgs a) {
+  __shared__ unsigned hist[kNumSymbols];
+  for (unsigned s = threadIdx.x; s < kNumSymbols; s += kThreads) hist[s] = 0;
+  __syncthreads();
+  const uint64_t i = uint64_t{blockIdx.x} * kThreads + threadIdx.x;
+  if (i < a.n && a.syms[i] != kNotCoded) {
+    const unsigned s = a.syms[i];
+    uint64_t base;
+    unsigned nb;
+    BinBase(BinOf(s), &base, &nb);
+    const uint64_t m = base + (a.extras[i] >> 6);  // |q| ≤ 2^53
+    const int64_t q = SymbolNegative(s) ? -static_cast<int64_t>(m) : static_cast<int64_t>(m);
+    const int64_t h = q >> a.k;  // floor(q / 2^k): an arithmetic shift
+    const uint64_t mh = h < 0 ? static_cast<uint64_t>(-h) : static_cast<uint64_t>(h);
+    unsigned nbits;
+    uint64_t bits_value;
+    const unsigned sym = SymbolOf(mh, h < 0, &nbits, &bits_value);
+    a.syms[i] = static_cast<uint16_t>(sym);
+    a.extras[i] = nbits == 0 ? 0 : (bits_value << 6) | nbits;
+    a.lows[i] = static_cast<uint16_t>(static_cast<uint64_t>(q) & ((uint64_t{1} << a.k) - 1));
+    atomicAdd(&hist[sym], 1u);
+  }
+  __syncthreads();
+  for (unsigned s = threadIdx.x; s < kNumSymbols; s += kThreads)
+    if (hist[s]) atomicAdd(&a.hist[s], static_cast<unsigned long long>(hist[s]));
+}
+
 struct ChunkEncodeArgs {
   const DenseChunk* chunks;  // begin, end, coded
   const uint16_t* syms;
@@ -454,6 +495,8 @@ struct ChunkEncodeArgs {
   unsigned nclass;       // 1 (mode 1) or 2 … 16 (mode 2)
   const uint8_t* class_map;
   ClassPositions positions;
+  unsigned low_bits;     // mode 1's k (§13.6): the plane of `lows` before the extra bits
+  const uint16_t* lows;  // per element (low_bits > 0)
   uint8_t* scratch;      // per chunk: rans_cap bytes then bits_cap bytes
   uint64_t chunk_elems;  // 2^chunk_log2
   uint64_t* out;         // per chunk: rans start (in its region), rans_len, bits_len
@@ -464,9 +507,23 @@ struct ChunkEncodeArgs {
 SLICER_HD uint64_t RansCap(uint64_t elems) { return (24 + 2 * elems + 3) / 4 * 4; }
 SLICER_HD uint64_t BitsCap(uint64_t elems) { return ((51 * elems + 7) / 8 + 8 + 3) / 4 * 4; }
 
-// One block per chunk: the block writes the chunk's extra bits (positions from a block scan,
-// bits OR-ed into 32-bit words), then thread 0 codes the chunk backwards (§14); in mode 2 each
-// element with the (freq, cum) of its position's class (§19.3), read from global memory.
+// ORs the `len` ≤ 51 low bits of v into a zeroed LSB-first bit area (§1) at bit `at`.
+__device__ inline void OrBits(uint32_t* words, uint64_t at, uint64_t v, unsigned len) {
+  while (len > 0) {
+    const unsigned shift = static_cast<unsigned>(at & 31);
+    const unsigned take = 32 - shift < len ? 32 - shift : len;
+    const uint64_t part = (v & ((uint64_t{1} << take) - 1)) << shift;
+    atomicOr(&words[at >> 5], static_cast<uint32_t>(part));
+    v >>= take;
+    at += take;
+    len -= take;
+  }
+}
+
+// One block per chunk: the block writes the chunk's bit area (mode 1's low-bit plane, §13.6, then
+// the extra bits; positions from a block scan, bits OR-ed into 32-bit words), then thread 0
+// codes the chunk backwards (§14); in mode 2 each element with the (freq, cum) of its
+// position's class (§19.3), read from global memory.
 __global__ void DenseChunkEncodeKernel(ChunkEncodeArgs a) {
   __shared__ uint32_t freq[kNumSymbols];
   __shared__ uint32_t cum[kNumSymbols];
@@ -482,26 +539,28 @@ __global__ void DenseChunkEncodeKernel(ChunkEncodeArgs a) {
   const uint64_t rcap = RansCap(a.chunk_elems);
   uint8_t* region = a.scratch + j * (rcap + BitsCap(a.chunk_elems));
   uint64_t* out = a.out + 3 * j;
-  // Extra bits in flat order, LSB-first (§1); the region was zeroed.
+  // The bit area (§13.6, §14), LSB-first (§1), OR-ed into the zeroed region: with k = low_bits
+  // > 0 the plane first (coded element e's l at bit e·k), then from bit n_j·k the extra bits in
+  // flat order. One block scan gives both positions: the extra bits' count in the low 40 bits
+  // (≤ 51·2^24), the coded elements' count above them.
   auto* words = reinterpret_cast<uint32_t*>(region + rcap);
+  constexpr unsigned kCountShift = 40;
+  constexpr uint64_t kBitsMask = (uint64_t{1} << kCountShift) - 1;
+  const unsigned k = a.low_bits;
+  const uint64_t plane = c.coded * k;
   uint64_t before = 0;
   for (uint64_t t0 = c.begin; t0 < c.end && c.coded > 0; t0 += kThreads) {
     const uint64_t i = t0 + threadIdx.x;
-    const uint64_t ex = i < c.end && a.syms[i] != kNotCoded ? a.extras[i] : 0;
+    const bool coded = i < c.end && a.syms[i] != kNotCoded;
+    const uint64_t ex = coded ? a.extras[i] : 0;
+    const uint64_t key = (ex & 63) | (coded ? uint64_t{1} << kCountShift : 0);
     uint64_t tile_total;
-    uint64_t at = BlockExclusiveScan<uint64_t>(ex & 63, before, SumOp{}, scan, &tile_total);
+    const uint64_t at = BlockExclusiveScan<uint64_t>(key, before, SumOp{}, scan, &tile_total);
     before += tile_total;
-    uint64_t v = ex >> 6;
-    for (unsigned left = static_cast<unsigned>(ex & 63); left > 0;) {
-      const unsigned shift = static_cast<unsigned>(at & 31);
-      const unsigned take = 32 - shift < left ? 32 - shift : left;
-      const uint64_t part = (v & ((uint64_t{1} << take) - 1)) << shift;
-      atomicOr(&words[at >> 5], static_cast<uint32_t>(part));
-      v >>= take;
-      at += take;
-      left -= take;
-    }
+    if (coded && k != 0) OrBits(words, (at >> kCountShift) * k, a.lows[i], k);
+    OrBits(words, plane + (at & kBitsMask), ex >> 6, static_cast<unsigned>(ex & 63));
   }
+  const uint64_t area_bits = plane + (before & kBitsMask);
   if (threadIdx.x != 0) return;
   if (c.coded == 0) {
     out[0] = 0;
@@ -510,7 +569,7 @@ __global__ void DenseChunkEncodeKernel(ChunkEncodeArgs a) {
     return;
   }
   uint8_t* ptr = region + rcap;
-  const unsigned k = StatesFor(c.coded);
+  const unsigned lanes = StatesFor(c.coded);
   uint32_t x[4] = {kRansL, kRansL, kRansL, kRansL};
   uint64_t e = c.coded;
   // Mode 2: the position of element i, walked backwards from the chunk's last element.
@@ -534,16 +593,16 @@ __global__ void DenseChunkEncodeKernel(ChunkEncodeArgs a) {
     }
     if (s == kNotCoded) continue;
     --e;
-    uint32_t v = x[e % k];
+    uint32_t v = x[e % lanes];
     const uint32_t f = f_of[s];
     const uint32_t x_max = ((kRansL >> kProbBits) << 8) * f;
     while (v >= x_max) {
       *--ptr = static_cast<uint8_t>(v);
       v >>= 8;
     }
-    x[e % k] = ((v / f) << kProbBits) + (v % f) + cum_of[s];
+    x[e % lanes] = ((v / f) << kProbBits) + (v % f) + cum_of[s];
   }
-  for (unsigned q = k; q-- > 0;) {
+  for (unsigned q = lanes; q-- > 0;) {
     ptr -= 4;
     ptr[0] = static_cast<uint8_t>(x[q]);
     ptr[1] = static_cast<uint8_t>(x[q] >> 8);
@@ -552,7 +611,7 @@ __global__ void DenseChunkEncodeKernel(ChunkEncodeArgs a) {
   }
   out[0] = static_cast<uint64_t>(ptr - region);
   out[1] = static_cast<uint64_t>(region + rcap - ptr);
-  out[2] = (before + 7) / 8;
+  out[2] = (area_bits + 7) / 8;
 }
 
 // Packs the chunks' rANS bytes and extra bits back to back at their output offsets (one block

@@ -224,39 +224,31 @@ void TestGolden() {
       ++mode3_goldens;
       continue;
     }
-    if (info.low_bits != 0) {  // §13.6: the CPU writes the golden, the GPU encoder no plane
+    if (info.low_bits != 0 || info.table_kind != 0) {  // §13.5, §13.6: both encoders write it
       p.low_bits = static_cast<uint8_t>(info.low_bits);
       p.table_kind = static_cast<uint8_t>(info.table_kind);
       int cs = 0;
       if (CpuEncode(data, info.dtype, shape, p, &cs) != stream || cs != 0)
         Fail("golden " + name + ": cpu encode differs from the golden");
-      GpuEncode(data, info.dtype, shape, p, &gs);
-      if (gs != SLICER_ERR_INVALID_ARGUMENT)
-        Fail("golden " + name + ": gpu encode with a low-bit plane gives " + std::to_string(gs));
-      if (info.table_kind == 0) {  // auto: no plane on the GPU, the CPU's stream without one
-        p.low_bits = 0;
-        const auto plain = CpuEncode(data, info.dtype, shape, p, &cs);
-        p.low_bits = SLICER_DENSE_LOW_BITS_AUTO;
-        if (GpuEncode(data, info.dtype, shape, p, &gs) != plain || gs != 0)
-          Fail("golden " + name + ": gpu encode with low_bits auto is not the plain stream");
+      if (info.table_kind != 0) {
+        p.table_kind = SLICER_DENSE_TABLE_AUTO;
+        if (CpuEncode(data, info.dtype, shape, p, &cs).size() > stream.size() || cs != 0)
+          Fail("golden " + name + ": cpu encode with table kind auto is longer");
       }
-      ++low_goldens;
-      continue;
-    }
-    if (info.table_kind != 0) {  // §13.5: the CPU writes the golden, the GPU encoder kind 0 only
+      // The golden's input with every mix of its setting and auto (and none): the GPU's bytes
+      // are the CPU's.
+      for (const unsigned low : {info.low_bits, 0u, unsigned{SLICER_DENSE_LOW_BITS_AUTO}}) {
+        for (const unsigned kind : {info.table_kind, 0u, unsigned{SLICER_DENSE_TABLE_AUTO}}) {
+          p.low_bits = static_cast<uint8_t>(low);
+          p.table_kind = static_cast<uint8_t>(kind);
+          CheckCase(data, info.dtype, shape, p,
+                    "golden " + name + " low_bits " + std::to_string(low) + " table_kind " +
+                        std::to_string(kind));
+        }
+      }
+      p.low_bits = static_cast<uint8_t>(info.low_bits);
       p.table_kind = static_cast<uint8_t>(info.table_kind);
-      int cs = 0;
-      if (CpuEncode(data, info.dtype, shape, p, &cs) != stream || cs != 0)
-        Fail("golden " + name + ": cpu encode differs from the golden");
-      p.table_kind = SLICER_DENSE_TABLE_AUTO;
-      if (CpuEncode(data, info.dtype, shape, p, &cs).size() > stream.size() || cs != 0)
-        Fail("golden " + name + ": cpu encode with table kind auto is longer");
-      p.table_kind = static_cast<uint8_t>(info.table_kind);
-      GpuEncode(data, info.dtype, shape, p, &gs);
-      if (gs != SLICER_ERR_INVALID_ARGUMENT)
-        Fail("golden " + name + ": gpu encode with a table kind gives " + std::to_string(gs));
-      ++kind_goldens;
-      continue;
+      ++(info.low_bits != 0 ? low_goldens : kind_goldens);
     }
     if (info.classes > 1) {  // mode 2 (§19): both encoders write the golden
       p.classes = static_cast<uint8_t>(info.classes);
@@ -399,6 +391,157 @@ void TestRandom(size_t max_n) {
     p.step = 0x1p-126f;  // codes above 2^53: "step too small"
     CheckCase(data, dtype, {3000}, p, "tiny step dtype " + std::to_string(dtype));
   }
+}
+
+// Mode 1's low-bit plane (§13.6) and table kinds (§13.5) on both encoders: random inputs at
+// awkward sizes (1, 63, 4097, several chunks with four interleaved states), every dtype, the
+// three layouts with zero / raw / scaled groups, codes above 2^33, rates from ≈ 1 to ≈ 12 b/el,
+// low_bits 0, 1, 5, 15 and auto with table_kind 0 … 4 and auto: the GPU's stream is the CPU's
+// byte for byte and decodes to the CPU decode's values; the streams really carry planes of every
+// width asked and every table kind (auto included), and modes 2 / 3 keep k = 0, kind 0.
+void TestPlanesAndKinds() {
+  std::mt19937_64 rng(20261202);
+  const int dtypes[4] = {SLICER_FLOAT32, SLICER_FLOAT16, SLICER_BFLOAT16, SLICER_FLOAT64};
+  struct Shape {
+    std::vector<int64_t> dims;
+    unsigned layout;
+    unsigned chunk_log2;
+  };
+  const std::vector<Shape> shapes = {
+      {{1}, 0, 6},      {{63}, 0, 6},          {{4097}, 0, 6},     {{3, 21}, 1, 6},
+      {{4097}, 0, 12},  {{9, 4097}, 1, 13},    {{2, 5, 700}, 2, 9}, {{70001}, 0, 14},
+      {{1, 3, 30}, 2, 6}, {{0, 5}, 1, 6},
+  };
+  const unsigned lows[5] = {0, 1, 5, 15, SLICER_DENSE_LOW_BITS_AUTO};
+  const unsigned kinds[6] = {0, 1, 2, 3, 4, SLICER_DENSE_TABLE_AUTO};
+  const float steps[4] = {0.5f, 0.04f, 0.004f, 0.0004f};  // about 1, 5, 8, 12 b/el
+  int cases = 0, seen_low[16] = {}, seen_kind[5] = {}, auto_low = 0, auto_kind = 0;
+  for (size_t si = 0; si < shapes.size(); ++si) {
+    const Shape& sh = shapes[si];
+    size_t n = 1;
+    for (int64_t d : sh.dims) n *= static_cast<size_t>(d);
+    for (int dt = 0; dt < 4; ++dt) {
+      const int dtype = dtypes[dt];
+      const char* data_kinds[3] = {"normal", "outliers", "huge"};
+      // (codes above 2^33: not in float16, whose range ends at 65504)
+      const std::string data_kind =
+          dtype == SLICER_FLOAT16 && (si + dt) % 3 == 2 ? "normal" : data_kinds[(si + dt) % 3];
+      const auto data = MakeData(n, dtype, data_kind, &rng);
+      std::vector<uint8_t> table;
+      uint64_t groups = 1;
+      if (sh.layout == 1 && !sh.dims.empty()) groups = n ? n / sh.dims.back() : 0;
+      if (sh.layout == 2) groups = static_cast<uint64_t>(sh.dims[1]);
+      const bool with_table = sh.layout != 0 || dt == 3;
+      for (uint64_t g = 0; with_table && g < groups; ++g) {
+        const unsigned r = rng() % 5;
+        table.push_back(r == 0   ? 0x80
+                        : r == 1 ? 0x81
+                                 : static_cast<uint8_t>(
+                                       static_cast<int8_t>(static_cast<int>(rng() % 24) - 12)));
+      }
+      if (sh.layout == 1 && groups >= 2) table[0] = 0;  // a dense group in every table
+      // Small inputs: every (low_bits, table_kind); larger ones: eight of them, auto included.
+      std::vector<std::pair<unsigned, unsigned>> combos;
+      for (const unsigned low : lows)
+        for (const unsigned kind : kinds)
+          if (n < 1000 || rng() % 4 == 0 || (low == lows[4] && kind == kinds[5]))
+            combos.emplace_back(low, kind);
+      for (const auto& [low, kind] : combos) {
+        slicer_dense_params p;
+        slicer_dense_params_init(&p);
+        // (3e13 at the two finer steps, scaled down by a group, would give codes above 2^53)
+        p.step = steps[rng() % (data_kind == "huge" ? 2 : 4)] *
+                 (dtype == SLICER_BFLOAT16 ? 4.0f : 1.0f);
+        p.rho_256 = static_cast<uint8_t>(1 + rng() % 128);
+        p.chunk_log2 = static_cast<uint8_t>(sh.chunk_log2);
+        p.layout = static_cast<uint8_t>(sh.layout);
+        if (rng() % 3 == 0) {
+          p.auto_offsets = 0;
+          p.offset1 = static_cast<int8_t>(rng() % 256);
+          p.offset2 = static_cast<int8_t>(rng() % 256);
+        }
+        if (with_table) {
+          p.group_table = table.data();
+          p.group_table_size = table.size();
+        }
+        p.low_bits = static_cast<uint8_t>(low);
+        p.table_kind = static_cast<uint8_t>(kind);
+        const std::string what = "plane/kind " + data_kind + " dtype " + std::to_string(dtype) +
+                                 " n " + std::to_string(n) + " layout " +
+                                 std::to_string(sh.layout) + " step " + std::to_string(p.step) +
+                                 " low_bits " + std::to_string(low) + " table_kind " +
+                                 std::to_string(kind);
+        CheckCase(data, dtype, sh.dims, p, what);
+        ++cases;
+        int st = 0;
+        const auto stream = CpuEncode(data, dtype, sh.dims, p, &st);
+        slicer_dense_info info{};
+        if (st != 0 ||
+            slicer_dense_inspect(stream.data(), stream.size(), uint64_t{1} << 40, &info) != 0) {
+          Fail(what + ": cpu stream not inspected");
+          continue;
+        }
+        if (low != SLICER_DENSE_LOW_BITS_AUTO && info.low_bits != low) Fail(what + ": k");
+        if (kind != SLICER_DENSE_TABLE_AUTO && info.table_kind != kind) Fail(what + ": kind");
+        if (info.symbols > 0) {  // something coded: count what the streams carry
+          ++seen_low[info.low_bits];
+          ++seen_kind[info.table_kind];
+          auto_low += low == SLICER_DENSE_LOW_BITS_AUTO && info.low_bits != 0;
+          auto_kind += kind == SLICER_DENSE_TABLE_AUTO && info.table_kind != 0;
+        }
+      }
+    }
+  }
+  for (const unsigned k : {1u, 5u, 15u})
+    if (seen_low[k] < 10) Fail("too few coded cases with low_bits " + std::to_string(k));
+  for (unsigned t = 0; t < 5; ++t)
+    if (seen_kind[t] < 10) Fail("too few coded cases with table kind " + std::to_string(t));
+  if (auto_low < 5) Fail("low_bits auto chose a plane in too few cases");
+  if (auto_kind < 5) Fail("table_kind auto chose a kind other than 0 in too few cases");
+  // Modes 2 and 3 keep k = 0 and kind 0: auto gives the plain stream on both encoders, an
+  // explicit width or kind is refused by both with the same status.
+  {
+    const auto data = MakeData(40 * 100, SLICER_FLOAT32, "normal", &rng);
+    slicer_dense_params p;
+    slicer_dense_params_init(&p);
+    p.step = 0.004f;
+    p.classes = 4;
+    p.low_bits = SLICER_DENSE_LOW_BITS_AUTO;
+    p.table_kind = SLICER_DENSE_TABLE_AUTO;
+    CheckCase(data, SLICER_FLOAT32, {40, 100}, p, "mode 2 with auto plane and kind");
+    int st = 0;
+    const auto stream = CpuEncode(data, SLICER_FLOAT32, {40, 100}, p, &st);
+    slicer_dense_info info{};
+    ++checks;
+    if (st != 0 ||
+        slicer_dense_inspect(stream.data(), stream.size(), uint64_t{1} << 40, &info) != 0 ||
+        info.mode != 2 || info.low_bits != 0 || info.table_kind != 0)
+      Fail("mode 2 with auto plane and kind: not a plain mode-2 stream");
+    p.low_bits = 5;
+    p.table_kind = 0;
+    CheckCase(data, SLICER_FLOAT32, {40, 100}, p, "mode 2 with low_bits 5");
+    p.low_bits = 0;
+    p.table_kind = 4;
+    CheckCase(data, SLICER_FLOAT32, {40, 100}, p, "mode 2 with table kind 4");
+    CpuEncode(data, SLICER_FLOAT32, {40, 100}, p, &st);
+    ++checks;
+    if (st != SLICER_ERR_INVALID_ARGUMENT) Fail("mode 2 with table kind 4 accepted by the cpu");
+    p.classes = 1;
+    p.trellis = 1;
+    p.table_kind = 0;
+    p.low_bits = 3;
+    int gs = 0;
+    CpuEncode(data, SLICER_FLOAT32, {40, 100}, p, &st);
+    GpuEncode(data, SLICER_FLOAT32, {40, 100}, p, &gs);
+    ++checks;
+    if (st != SLICER_ERR_INVALID_ARGUMENT || gs != SLICER_ERR_INVALID_ARGUMENT)
+      Fail("mode 3 with low_bits 3: cpu " + std::to_string(st) + " gpu " + std::to_string(gs));
+  }
+  std::printf(
+      "low-bit planes / table kinds: %d cases (coded with k = 1: %d, 5: %d, 15: %d; kinds 0-4: "
+      "%d %d %d %d %d), auto chose a plane in %d and a kind other than 0 in %d\n",
+      cases, seen_low[1], seen_low[5], seen_low[15], seen_kind[0], seen_kind[1], seen_kind[2],
+      seen_kind[3], seen_kind[4], auto_low, auto_kind);
 }
 
 // Data whose spread depends on the element's position along the class axis (§19.1: position
@@ -825,6 +968,7 @@ int main() {
   TestTrellis();
   TestGolden();
   TestClasses();
+  TestPlanesAndKinds();
   TestRandom(SIZE_MAX);
   slicer::cuda::dense_copy_per_chunk = true;  // the encoder's fallback path, smaller cases
   TestRandom(100000);

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <vector>
 
 #include "format/dense_spec.hpp"
@@ -80,6 +81,20 @@ struct KindTable {
   std::vector<uint32_t> freq, cum;
 };
 void MakeKindTable(const uint64_t* hist, unsigned nsym, unsigned kind, KindTable* out);
+
+// The reference encoder's table kind (§13.5, mode 1; shared by the C++ and CUDA encoders):
+// `table_kind` 0 … 4 as given, or SLICER_DENSE_TABLE_AUTO: of kinds 0 … 4 the shortest stream,
+// ties to the lower kind, measured as the kind's table bytes plus rans_bytes(its table) (the
+// coded chunks' rANS bytes and their length varints; everything else is the same for every
+// kind). hist: the counts of the coded symbols. *kt: the chosen table when the kind is not 0.
+using RansBytesFn = std::function<uint64_t(const KindTable&)>;
+unsigned PickTableKind(unsigned table_kind, const uint64_t* hist, const RansBytesFn& rans_bytes,
+                       KindTable* kt);
+
+// The reference encoder's low-bit width for low_bits = SLICER_DENSE_LOW_BITS_AUTO (§13.6, mode
+// 1) from the histogram of q's symbols: the largest k in 3 … 15 with 16·c_k ≤ 9·n (c_k: the
+// codes with |q| < 2^k, i.e. the symbols below 8k − 9), else 0.
+unsigned AutoLowBits(const uint64_t* hist);
 
 // Group geometry of a layout (§12.1): element i is in group (i / run) % modulo.
 struct Layout {

@@ -1,6 +1,7 @@
 // Count classes, normalisation and layouts of format 2 (docs/format.md §12.1, §13.1, §13.2).
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "dense/coder.hpp"
@@ -236,6 +237,43 @@ void MakeKindTable(const uint64_t* hist, unsigned nsym, unsigned kind, KindTable
   out->body = {static_cast<uint8_t>(best_z), static_cast<uint8_t>(best_a)};
   GeomCounts(nsym, best_z, best_a, &best_counts);
   NormalizeCounts(best_counts, &out->freq, &out->cum);
+}
+
+unsigned PickTableKind(unsigned table_kind, const uint64_t* hist, const RansBytesFn& rans_bytes,
+                       KindTable* kt) {
+  if (table_kind == 0) return 0;
+  unsigned nsym = 0;
+  for (unsigned s = 0; s < kNumSymbols; ++s)
+    if (hist[s]) nsym = s + 1;
+  if (table_kind != kTableKindAuto) {
+    MakeKindTable(hist, nsym, table_kind, kt);
+    return table_kind;
+  }
+  unsigned best = 0;
+  uint64_t best_len = 0;
+  for (unsigned kind = 0; kind <= kTableKindGeom; ++kind) {
+    KindTable cand;
+    MakeKindTable(hist, nsym, kind, &cand);
+    const uint64_t len = cand.body.size() + rans_bytes(cand);
+    if (kind == 0 || len < best_len) {
+      best = kind;
+      best_len = len;
+      if (kind != 0) *kt = std::move(cand);
+    }
+  }
+  return best;
+}
+
+unsigned AutoLowBits(const uint64_t* hist) {
+  unsigned __int128 n = 0;
+  for (unsigned s = 0; s < kNumSymbols; ++s) n += hist[s];
+  unsigned best = 0, s = 0;
+  unsigned __int128 below = 0;
+  for (unsigned k = 3; k <= SLICER_DENSE_MAX_LOW_BITS && n > 0; ++k) {
+    for (; s < std::min(8 * k - 9, kNumSymbols); ++s) below += hist[s];
+    if (16 * below <= 9 * n) best = k;
+  }
+  return best;
 }
 
 bool MakeLayout(const int64_t* shape, uint32_t ndim, uint64_t n, unsigned code, Layout* layout) {

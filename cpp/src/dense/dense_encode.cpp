@@ -60,34 +60,26 @@ uint8_t* EncodeRans(const uint16_t* syms, uint64_t n, const EncSymbol* table, ui
   return ptr;
 }
 
-// Mode 1's table kind (§13.5): params.table_kind, or with SLICER_DENSE_TABLE_AUTO the kind of
-// the shortest stream (ties to the lower): the kinds' table bytes plus each chunk's rANS bytes
-// and length varint (everything else is the same for every kind). *kt: the chosen table when
-// the kind is not 0. syms: the coded symbols, chunk j's at [chunk_syms[j], chunk_syms[j + 1]).
+// Mode 1's table kind (§13.5) by the reference encoder's rule (PickTableKind, dense_common.cpp),
+// each candidate's rANS bytes from the chunks' symbols: syms, chunk j's at [chunk_syms[j],
+// chunk_syms[j + 1]). *kt: the chosen table when the kind is not 0.
 unsigned ChooseTableKind(const slicer_dense_params& params, const uint64_t* hist,
                          const uint16_t* syms, const std::vector<uint64_t>& chunk_syms,
                          KindTable* kt) {
   if (params.table_kind == 0) return 0;
-  unsigned nsym = 0;
-  for (unsigned s = 0; s < kNumSymbols; ++s)
-    if (hist[s]) nsym = s + 1;
-  if (params.table_kind != kTableKindAuto) {
-    MakeKindTable(hist, nsym, params.table_kind, kt);
-    return params.table_kind;
-  }
-  uint64_t most = 0;
-  for (size_t j = 0; j + 1 < chunk_syms.size(); ++j)
-    most = std::max(most, chunk_syms[j + 1] - chunk_syms[j]);
-  std::vector<uint8_t> scratch(static_cast<size_t>(most == 0 ? 0 : 2 + 24 + 2 * most));
-  std::vector<EncSymbol> table(kNumSymbols);
-  unsigned best = 0;
-  uint64_t best_len = 0;
-  for (unsigned kind = 0; kind <= kTableKindGeom; ++kind) {
-    KindTable cand;
-    MakeKindTable(hist, nsym, kind, &cand);
-    for (unsigned s = 0; s < nsym; ++s)
+  std::vector<uint8_t> scratch;  // auto only: one chunk's rANS bytes
+  std::vector<EncSymbol> table;
+  const auto rans_bytes = [&](const KindTable& cand) {
+    if (table.empty()) {
+      uint64_t most = 0;
+      for (size_t j = 0; j + 1 < chunk_syms.size(); ++j)
+        most = std::max(most, chunk_syms[j + 1] - chunk_syms[j]);
+      scratch.resize(static_cast<size_t>(most == 0 ? 0 : 2 + 24 + 2 * most));
+      table.resize(kNumSymbols);
+    }
+    for (size_t s = 0; s < cand.freq.size(); ++s)
       if (cand.freq[s]) table[s] = MakeEncSymbol(cand.cum[s], cand.freq[s]);
-    uint64_t len = cand.body.size();
+    uint64_t len = 0;
     for (size_t j = 0; j + 1 < chunk_syms.size(); ++j) {
       const uint64_t a = chunk_syms[j], b = chunk_syms[j + 1];
       if (a == b) continue;
@@ -96,13 +88,9 @@ unsigned ChooseTableKind(const slicer_dense_params& params, const uint64_t* hist
           static_cast<uint64_t>(end - EncodeRans(syms + a, b - a, table.data(), end));
       len += rl + internal::VarintLength(rl);
     }
-    if (kind == 0 || len < best_len) {
-      best = kind;
-      best_len = len;
-      if (kind != 0) *kt = std::move(cand);
-    }
-  }
-  return best;
+    return len;
+  };
+  return PickTableKind(params.table_kind, hist, rans_bytes, kt);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -644,20 +632,6 @@ void QuantizeRun(const Reader& read, uint64_t begin, uint64_t end, double delta,
       }
     }
   }
-}
-
-// §13.6's encoder rule from the histogram of q's symbols: the largest k in 3 … 15 with
-// 16·c_k ≤ 9·n (c_k: the codes with |q| < 2^k, i.e. the symbols below 8k − 9), else 0.
-unsigned AutoLowBits(const uint64_t* hist) {
-  unsigned __int128 n = 0;
-  for (unsigned s = 0; s < kNumSymbols; ++s) n += hist[s];
-  unsigned best = 0, s = 0;
-  unsigned __int128 below = 0;
-  for (unsigned k = 3; k <= SLICER_DENSE_MAX_LOW_BITS && n > 0; ++k) {
-    for (; s < std::min(8 * k - 9, kNumSymbols); ++s) below += hist[s];
-    if (16 * below <= 9 * n) best = k;
-  }
-  return best;
 }
 
 // §13.6, mode 1 with a low-bit plane of k bits: the coded elements' codes q again (the

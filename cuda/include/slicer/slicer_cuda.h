@@ -138,16 +138,20 @@ SLICER_API int slicer_cuda_dense_decode(const void* src, size_t size, int src_is
 /* Temporary device bytes slicer_cuda_dense_encode_host needs for this shape and parameters.
  * Mode 2 (params->classes = K >= 2, params->class_axis) is encoded too, with the C++ encoder's
  * bytes: the per-position sums of §18.2 and the per-class histograms on the device, the class
- * map by the C++ rule on the host. A class axis the shape lacks, or K above its length, is
- * SLICER_ERR_INVALID_ARGUMENT from both functions, as from slicer_dense_encode. */
+ * map by the C++ rule on the host. Mode 1's low-bit plane (params->low_bits, §13.6) and table
+ * kinds (params->table_kind, §13.5), explicit or AUTO, are written too, with the same bytes: the
+ * width and the kind are chosen by the C++ rules on the host from the device's histograms. A
+ * class axis the shape lacks, or K above its length, is SLICER_ERR_INVALID_ARGUMENT from both
+ * functions, as from slicer_dense_encode. */
 SLICER_API int slicer_cuda_dense_encode_temp_size(const int64_t* shape, uint32_t ndim, int dtype,
                                                   const slicer_dense_params* params,
                                                   size_t* temp_bytes);
 
 /* Encode a C-contiguous device array into host memory (dst_capacity >=
- * slicer_dense_encode_bound is always enough). Quantization, histograms and the per-chunk rANS
- * run on the device; the class map (mode 2) is chosen and the tables are normalised and written
- * on the host. Synchronizes `stream`. */
+ * slicer_dense_encode_bound is always enough). Quantization, histograms, the low-bit split and
+ * the per-chunk rANS and bit areas run on the device; the class map (mode 2), the low-bit width
+ * and the table kind are chosen and the tables are normalised and written on the host.
+ * Synchronizes `stream`. */
 SLICER_API int slicer_cuda_dense_encode_host(const void* data_device, int dtype,
                                              const int64_t* shape, uint32_t ndim,
                                              const slicer_dense_params* params, void* temp,
