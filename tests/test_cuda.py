@@ -67,6 +67,37 @@ def test_cuda_module_without_gpu() -> None:
     assert "CUDA" in _gpu._cuda.status_string(status)
 
 
+@pytest.mark.parametrize(
+    ("kw", "gpu"),
+    [({"low_bits": 5}, True), ({"low_bits": "auto"}, True), ({"table_kind": 3}, True),
+     ({"table_kind": "auto", "low_bits": "auto"}, True), ({"classes": 4}, True),
+     ({"classes": "auto"}, False), ({"trellis": True}, False)],
+)  # fmt: skip
+def test_cuda_array_routing_of_dense_settings(
+    monkeypatch: pytest.MonkeyPatch, kw: dict, gpu: bool
+) -> None:
+    # Which dense settings slicer.encode hands to the GPU encoder for a CUDA array (with a
+    # step): runs everywhere, the array only claims to live on the device.
+    from slicer import _api
+
+    seen: list[dict] = []
+
+    def on_gpu(x: Any, params: dict, weights: Any = None) -> bytes:
+        seen.append(params)
+        return b"gpu"
+
+    monkeypatch.setattr(_api, "dlpack_device_type", lambda x: _api.DLPACK_CUDA)
+    monkeypatch.setattr(_api, "_encode_dense_cuda", on_gpu)
+    monkeypatch.setattr(_api, "_host_copy_of_cuda", lambda x: np.asarray(x))
+    x = np.random.default_rng(3).standard_normal((16, 64)).astype(np.float32)
+    out = slicer.encode(x, mode="dense", step=0.05, **kw)
+    assert (out == b"gpu") is gpu and len(seen) == int(gpu)
+    if gpu:
+        assert {k: seen[0][k] for k in kw} == kw
+    else:
+        assert out == slicer.encode(x, mode="dense", step=0.05, **kw)  # the host encoder's bytes
+
+
 # --------------------------------------------------------------------------- GPU helpers
 
 
@@ -541,7 +572,6 @@ def test_gpu_dense_low_bits_table_kind_bytes_equal_cpu(
 ) -> None:
     # Mode 1's low-bit plane (§13.6) and table kinds (§13.5), explicit and "auto", written by
     # the GPU encoder (slicer_cuda_dense_encode_host): the CPU's bytes at low and high rates.
-    # (slicer.encode of a CUDA array with these settings encodes a host copy on the CPU.)
     rng = np.random.default_rng(n + 13)
     x = _data(rng, n, np.float32, "outliers").astype(dtype).reshape(-1, 1 if n % 7 else 7)
     for step in (0.5, 0.004):
@@ -549,6 +579,7 @@ def test_gpu_dense_low_bits_table_kind_bytes_equal_cpu(
         cpu = slicer.encode(x, mode="dense", **kw)
         gpu = _gpu.encode_dense(_to_cuda(x), slicer._params.make_dense_params(**kw))
         assert gpu == cpu
+        assert slicer.encode(_to_cuda(x), mode="dense", **kw) == cpu  # the GPU path of encode
         info = slicer.inspect(cpu)
         if low_bits != "auto":
             assert info.low_bits == low_bits

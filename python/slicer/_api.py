@@ -556,7 +556,7 @@ _DENSE_DOC = """
         revision. Modes 2 and 3 keep kind 0 ("auto" gives 0; 1 … 4 raise ValueError). With
         `max_bytes` / `rel_error` the search runs at kind 0 and its stream is re-encoded with
         the kind (same values, "auto" never longer); 1 … 4 with `max_bytes` raise ValueError.
-        A CUDA array with a kind other than 0 is encoded on the host.
+        A CUDA array with a `step` is encoded on the GPU with any kind (same bytes).
     low_bits : int or "auto", default 0
         Mode 1's low-bit plane (docs/format.md §13.6): 0 none (every earlier stream), k = 1 …
         15 the low k bits of every code packed at k bits per element beside the entropy-coded
@@ -566,7 +566,8 @@ _DENSE_DOC = """
         gives 0; 1 … 15 raise ValueError). With `max_bytes` / `rel_error` the search runs
         without the plane and its stream is re-encoded with it (same values); with `max_bytes`
         "auto" keeps the stream without the plane when the plane would pass the budget, and
-        1 … 15 raise ValueError. A CUDA array with low_bits other than 0 is encoded on the host.
+        1 … 15 raise ValueError. A CUDA array with a `step` is encoded on the GPU with any
+        low_bits (same bytes).
 """
 
 
@@ -753,10 +754,10 @@ def _encode_dense(
         )
     x = resolve_lazy_views(x)
     on_gpu = dlpack_device_type(x) == DLPACK_CUDA
-    if (step is not None and on_gpu and params["classes"] != "auto" and lam is None and not kind
-            and not low):  # fmt: skip
-        # An int classes (1: mode 1, K >= 2: mode 2) is encoded on the GPU; classes="auto" needs
-        # the rate model's pass over a host copy and takes the host path below.
+    if step is not None and on_gpu and params["classes"] != "auto" and lam is None:
+        # An int classes (1: mode 1, K >= 2: mode 2), table kinds (§13.5) and low-bit planes
+        # (§13.6), explicit or "auto", are encoded on the GPU; classes="auto" needs the rate
+        # model's pass over a host copy and takes the host path below.
         _check_classes(params, tuple(int(d) for d in getattr(x, "shape", ())))
         return _encode_dense_cuda(x, params, weights)
     array = _dense_array(x)
