@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -309,6 +310,11 @@ struct Histogram {
     if (pending + cnt >= (uint64_t{1} << 32)) Fold();
     pending += cnt;
   }
+  void Reset() {
+    std::memset(part, 0, sizeof(part));
+    std::memset(total, 0, sizeof(total));
+    pending = 0;
+  }
   void Total(uint64_t* out) {
     Fold();
     std::memcpy(out, total, sizeof(total));
@@ -321,7 +327,7 @@ struct Block {
   alignas(32) double x[kBlock];
   alignas(32) double t[kBlock];
   alignas(32) int32_t m[kBlock];
-  alignas(32) int32_t frac[kBlock];  // floor((t − m)·2^20), for the §12.3 rule
+  alignas(32) int32_t mh[kBlock];  // |h| of the low-bit plane's codes (§13.6), for its extra bits
 };
 
 // t = |x|/Δ, m = floor(t + ρ) for codes below 2^31, and the offset sums; false when some
@@ -375,15 +381,14 @@ QuantizeFn PickQuantize(bool auto_off) {
 }
 
 // float32 blocks with AVX2 (cnt a multiple of 8): the quantizer of QuantizeBlockImpl (the same
-// binary64 operations, 4 lanes at a time) and the symbols of §11 8 lanes at a time, floor(log2 m)
-// from the exponent of m converted to binary32 (exact below 2^24), into o; the extra bits of the
-// codes ≥ 8 written in element order; m into blk->m. False, with nothing written or counted,
-// when some t + ρ is not below 2^24 (or is NaN): the caller's general path.
+// binary64 operations, 4 lanes at a time), m into blk->m and the offset sums into *acc. False,
+// with nothing counted, when some t + ρ is not below 2^24 (or is NaN): the caller's general path.
 template <bool kAutoOff>
-__attribute__((target("avx2"))) bool QuantizeSymbolsF32Avx2(const float* in, unsigned cnt,
-                                                            double delta, double rho,
-                                                            OffsetSums* acc, Block* blk,
-                                                            uint16_t* o, BitSink* sink) {
+__attribute__((target("avx2"), always_inline)) inline bool QuantizeF32Avx2(const float* in,
+                                                                          unsigned cnt,
+                                                                          double delta, double rho,
+                                                                          OffsetSums* acc,
+                                                                          Block* blk) {
   const __m256d dv = _mm256_set1_pd(delta), rv = _mm256_set1_pd(rho);
   const __m256d limit = _mm256_set1_pd(0x1p24), scale = _mm256_set1_pd(0x1p20);
   const __m256d abs_mask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFLL));
@@ -424,48 +429,32 @@ __attribute__((target("avx2"))) bool QuantizeSymbolsF32Avx2(const float* in, uns
       acc->c2 += static_cast<uint32_t>(v[3][l]);
     }
   }
-  const __m256i seven = _mm256_set1_epi32(7), three = _mm256_set1_epi32(3);
-  const __m256i zero = _mm256_setzero_si256();
-  uint64_t big_lanes[kBlock / 64] = {};  // bit k: m[k] ≥ 8 (carries extra bits)
-  unsigned nbig = 0;
-  for (unsigned k = 0; k < cnt; k += 8) {
-    const __m256i m = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk->m + k));
-    const __m256i big = _mm256_cmpgt_epi32(m, seven);
-    const __m256i e = _mm256_sub_epi32(
-        _mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(m)), 23), _mm256_set1_epi32(127));
-    const __m256i bin_big = _mm256_add_epi32(
-        _mm256_sub_epi32(_mm256_slli_epi32(e, 2), _mm256_set1_epi32(4)),
-        _mm256_and_si256(_mm256_srlv_epi32(m, _mm256_sub_epi32(e, _mm256_set1_epi32(2))), three));
-    const __m256i bin = _mm256_blendv_epi8(m, bin_big, big);
-    const __m256i pos = _mm256_castps_si256(
-        _mm256_cmp_ps(_mm256_loadu_ps(in + k), _mm256_setzero_ps(), _CMP_GT_OQ));
-    const __m256i sym = _mm256_and_si256(_mm256_add_epi32(_mm256_add_epi32(bin, bin), pos),
-                                         _mm256_cmpgt_epi32(m, zero));
-    _mm_storeu_si128(
-        reinterpret_cast<__m128i*>(o + k),
-        _mm_packus_epi32(_mm256_castsi256_si128(sym), _mm256_extracti128_si256(sym, 1)));
-    const unsigned bits = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(big)));
-    big_lanes[k / 64] |= uint64_t{bits} << (k % 64);  // no branch on the data here
-    nbig += static_cast<unsigned>(__builtin_popcount(bits));
-  }
-  if (nbig == 0) return true;
+  return true;
+}
+
+// §11's extra bits of the magnitudes mag[0, cnt) (< 2^24, cnt a multiple of 8) in element order:
+// big_lanes marks the ones ≥ 8 (bit k: mag[k]), nbig of them.
+__attribute__((target("avx2"), always_inline)) inline void WriteExtraBitsAvx2(
+    const int32_t* mag, const uint64_t* big_lanes, unsigned nbig, unsigned cnt, BitSink* sink) {
+  if (nbig == 0) return;
   if (4 * nbig <= cnt) {
     // Few codes carry extra bits (≈ 4 b/el and below): the marked elements in element order,
     // one loop per 64 elements instead of a branch per 8 that the CPU cannot predict.
     for (unsigned w = 0; w < kBlock / 64; ++w) {
       for (uint64_t bits = big_lanes[w]; bits != 0; bits &= bits - 1) {
-        const uint32_t mv = static_cast<uint32_t>(blk->m[64 * w + __builtin_ctzll(bits)]);
+        const uint32_t mv = static_cast<uint32_t>(mag[64 * w + __builtin_ctzll(bits)]);
         const unsigned s = 29u - static_cast<unsigned>(__builtin_clz(mv));  // floor(log2 m) − 2
         sink->Write32(mv & ((1u << s) - 1u), s);
       }
     }
-    return true;
+    return;
   }
   // Most codes carry extra bits: 8 lanes at a time.
+  const __m256i seven = _mm256_set1_epi32(7);
   for (unsigned k = 0; k < cnt; k += 8) {
     unsigned bits = static_cast<unsigned>(big_lanes[k / 64] >> (k % 64)) & 0xFFu;
     if (bits == 0) continue;
-    const __m256i m = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk->m + k));
+    const __m256i m = _mm256_load_si256(reinterpret_cast<const __m256i*>(mag + k));
     const __m256i big = _mm256_cmpgt_epi32(m, seven);
     const __m256i e = _mm256_sub_epi32(
         _mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(m)), 23), _mm256_set1_epi32(127));
@@ -492,11 +481,175 @@ __attribute__((target("avx2"))) bool QuantizeSymbolsF32Avx2(const float* in, uns
     while (bits != 0) {  // extra bits in element order
       const unsigned l = static_cast<unsigned>(__builtin_ctz(bits));
       bits &= bits - 1;
-      const uint32_t mv = static_cast<uint32_t>(blk->m[k + l]);
+      const uint32_t mv = static_cast<uint32_t>(mag[k + l]);
       const unsigned s = 29u - static_cast<unsigned>(__builtin_clz(mv));  // floor(log2 m) − 2
       sink->Write32(mv & ((1u << s) - 1u), s);
     }
   }
+}
+
+// §11's bins of 8 magnitudes m (0 ≤ m < 2^24), floor(log2 m) from the exponent of m converted
+// to binary32 (exact below 2^24).
+__attribute__((target("avx2"), always_inline)) inline __m256i BinsAvx2(__m256i m, __m256i big) {
+  const __m256i e = _mm256_sub_epi32(
+      _mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(m)), 23), _mm256_set1_epi32(127));
+  const __m256i bin_big = _mm256_add_epi32(
+      _mm256_sub_epi32(_mm256_slli_epi32(e, 2), _mm256_set1_epi32(4)),
+      _mm256_and_si256(_mm256_srlv_epi32(m, _mm256_sub_epi32(e, _mm256_set1_epi32(2))),
+                       _mm256_set1_epi32(3)));
+  return _mm256_blendv_epi8(m, bin_big, big);
+}
+
+// float32 blocks with AVX2 (cnt a multiple of 8): QuantizeF32Avx2, then the symbols of §11 8
+// lanes at a time into o and the extra bits of the codes ≥ 8 written in element order; m into
+// blk->m. False, with nothing written or counted, when some t + ρ is not below 2^24 (or is NaN):
+// the caller's general path.
+template <bool kAutoOff>
+__attribute__((target("avx2"))) bool QuantizeSymbolsF32Avx2(const float* in, unsigned cnt,
+                                                            double delta, double rho,
+                                                            OffsetSums* acc, Block* blk,
+                                                            uint16_t* o, BitSink* sink) {
+  if (!QuantizeF32Avx2<kAutoOff>(in, cnt, delta, rho, acc, blk)) return false;
+  const __m256i seven = _mm256_set1_epi32(7);
+  const __m256i zero = _mm256_setzero_si256();
+  uint64_t big_lanes[kBlock / 64] = {};  // bit k: m[k] ≥ 8 (carries extra bits)
+  unsigned nbig = 0;
+  for (unsigned k = 0; k < cnt; k += 8) {
+    const __m256i m = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk->m + k));
+    const __m256i big = _mm256_cmpgt_epi32(m, seven);
+    const __m256i bin = BinsAvx2(m, big);
+    const __m256i pos = _mm256_castps_si256(
+        _mm256_cmp_ps(_mm256_loadu_ps(in + k), _mm256_setzero_ps(), _CMP_GT_OQ));
+    const __m256i sym = _mm256_and_si256(_mm256_add_epi32(_mm256_add_epi32(bin, bin), pos),
+                                         _mm256_cmpgt_epi32(m, zero));
+    _mm_storeu_si128(
+        reinterpret_cast<__m128i*>(o + k),
+        _mm_packus_epi32(_mm256_castsi256_si128(sym), _mm256_extracti128_si256(sym, 1)));
+    const unsigned bits = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(big)));
+    big_lanes[k / 64] |= uint64_t{bits} << (k % 64);  // no branch on the data here
+    nbig += static_cast<unsigned>(__builtin_popcount(bits));
+  }
+  WriteExtraBitsAvx2(blk->m, big_lanes, nbig, cnt, sink);
+  return true;
+}
+
+// LSB-first bit writer (§1) for a chunk's low-bit plane (§13.6): at most 7 bits pending after a
+// write, each write one 8-byte store at the byte cursor (so the buffer needs 8 bytes past the
+// last byte written; the bytes above the pending bits are stored as zeros and rewritten later).
+struct PlaneSink {
+  uint8_t* p;
+  uint64_t acc = 0;
+  unsigned n = 0;
+  void Put(uint64_t v, unsigned bits) {  // bits ≤ 56, v < 2^bits
+    acc |= v << n;
+    n += bits;
+    std::memcpy(p, &acc, 8);
+    p += n >> 3;
+    acc >>= n & ~7u;  // n ≤ 63
+    n &= 7;
+  }
+  // Appends the bits a BitSink holds before its Finish (whole 32-bit words, then < 32 pending).
+  void Append(const BitSink& s) {
+    for (uint64_t i = 0; i < s.pos; i += 4) {
+      uint32_t w;
+      std::memcpy(&w, s.out + i, 4);
+      Put(w, 32);
+    }
+    if (s.n != 0) Put(s.acc, s.n);
+  }
+  // Pads the pending bits with zeros to a byte (already stored); returns the end.
+  uint8_t* Finish() { return p + (n != 0); }
+};
+
+// What a pass with the low-bit plane writes besides the symbols: the plane's width k, its sink,
+// and for `low_bits="auto"` (counts != nullptr) the codes with m < limit[w] (limit 0: none), the
+// c_k of §13.6's rule at up to four widths.
+struct PlanePass {
+  unsigned k = 0;
+  PlaneSink plane{nullptr};
+  uint64_t* counts = nullptr;  // [4]
+  uint32_t limit[4] = {};
+};
+
+// float32 blocks with AVX2 (cnt a multiple of 8), mode 1 with a low-bit plane of k bits (§13.6):
+// QuantizeF32Avx2, then per 8 lanes the code q = ±m, h = q >> k and l = q mod 2^k; the l's
+// packed into the plane (8 fields of k bits by shifts within the vector), h's symbols (§11 of
+// |h| and the sign of h) into o, h's extra bits into *sink (in element order), and the counts of
+// the auto rule. False, with nothing written or counted, as QuantizeSymbolsF32Avx2.
+template <bool kAutoOff>
+__attribute__((target("avx2"))) bool QuantizePlaneF32Avx2(const float* in, unsigned cnt,
+                                                          double delta, double rho,
+                                                          OffsetSums* acc, Block* blk, uint16_t* o,
+                                                          BitSink* sink, PlanePass* pp) {
+  if (!QuantizeF32Avx2<kAutoOff>(in, cnt, delta, rho, acc, blk)) return false;
+  const unsigned k = pp->k;
+  const __m128i kc = _mm_cvtsi32_si128(static_cast<int>(k));
+  const __m128i k2c = _mm_cvtsi32_si128(static_cast<int>(2 * k));
+  const __m256i lmask = _mm256_set1_epi32(static_cast<int>((1u << k) - 1));
+  const __m256i low32 = _mm256_set1_epi64x(0xFFFFFFFFLL);
+  const __m256i seven = _mm256_set1_epi32(7);
+  const __m256i zero = _mm256_setzero_si256();
+  const bool counting = pp->counts != nullptr;
+  __m256i lim[4], cnt_v[4];
+  for (unsigned w = 0; w < 4; ++w) {
+    lim[w] = _mm256_set1_epi32(static_cast<int>(pp->limit[w]));
+    cnt_v[w] = zero;
+  }
+  PlaneSink plane = pp->plane;
+  uint64_t big_lanes[kBlock / 64] = {};  // bit k: |h[k]| ≥ 8 (carries extra bits)
+  unsigned nbig = 0;
+  for (unsigned e = 0; e < cnt; e += 8) {
+    const __m256i m = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk->m + e));
+    const __m256 x = _mm256_loadu_ps(in + e);
+    const __m256i neg = _mm256_castps_si256(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
+    const __m256i q = _mm256_sub_epi32(_mm256_xor_si256(m, neg), neg);  // ±m (0 for m = 0)
+    const __m256i h = _mm256_sra_epi32(q, kc);                          // floor(q / 2^k)
+    const __m256i l = _mm256_and_si256(q, lmask);                       // q − h·2^k
+    // The plane: pairs of fields in each 64-bit lane (l0 | l1 << k), then pairs of those in
+    // each 128-bit half (4k ≤ 60 bits), both halves written in order.
+    __m256i pk = _mm256_or_si256(_mm256_and_si256(l, low32),
+                                 _mm256_sll_epi64(_mm256_srli_epi64(l, 32), kc));
+    pk = _mm256_or_si256(pk, _mm256_sll_epi64(_mm256_srli_si256(pk, 8), k2c));
+    const auto lo = static_cast<uint64_t>(_mm_cvtsi128_si64(_mm256_castsi256_si128(pk)));
+    const auto hi = static_cast<uint64_t>(_mm_cvtsi128_si64(_mm256_extracti128_si256(pk, 1)));
+    if (k <= 7) {
+      plane.Put(lo | hi << (4 * k), 8 * k);
+    } else if (k <= 14) {
+      plane.Put(lo, 4 * k);
+      plane.Put(hi, 4 * k);
+    } else {  // 4k = 60: in halves of 30 bits
+      plane.Put(lo & 0x3FFFFFFF, 30);
+      plane.Put(lo >> 30, 30);
+      plane.Put(hi & 0x3FFFFFFF, 30);
+      plane.Put(hi >> 30, 30);
+    }
+    const __m256i mh = _mm256_abs_epi32(h);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(blk->mh + e), mh);  // for the extra bits
+    const __m256i big = _mm256_cmpgt_epi32(mh, seven);
+    const __m256i bin = BinsAvx2(mh, big);
+    const __m256i sym =
+        _mm256_and_si256(_mm256_add_epi32(_mm256_add_epi32(bin, bin), _mm256_cmpgt_epi32(h, zero)),
+                         _mm256_cmpgt_epi32(mh, zero));
+    _mm_storeu_si128(
+        reinterpret_cast<__m128i*>(o + e),
+        _mm_packus_epi32(_mm256_castsi256_si128(sym), _mm256_extracti128_si256(sym, 1)));
+    const unsigned bits = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(big)));
+    big_lanes[e / 64] |= uint64_t{bits} << (e % 64);
+    nbig += static_cast<unsigned>(__builtin_popcount(bits));
+    if (counting) {
+      for (unsigned w = 0; w < 4; ++w)
+        cnt_v[w] = _mm256_sub_epi32(cnt_v[w], _mm256_cmpgt_epi32(lim[w], m));
+    }
+  }
+  pp->plane = plane;
+  if (counting) {
+    for (unsigned w = 0; w < 4; ++w) {
+      alignas(32) int32_t v[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(v), cnt_v[w]);
+      for (unsigned t = 0; t < 8; ++t) pp->counts[w] += static_cast<uint32_t>(v[t]);
+    }
+  }
+  WriteExtraBitsAvx2(blk->mh, big_lanes, nbig, cnt, sink);
   return true;
 }
 
@@ -537,14 +690,52 @@ void LoadBlock(const Reader& read, uint64_t b0, unsigned cnt, Block* blk) {
   }
 }
 
+// The codes m of 16 float32 elements (QuantizeF32Avx2) into m; false as QuantizeF32Avx2.
+__attribute__((target("avx2"))) bool SampleF32Avx2(const float* in, double delta, double rho,
+                                                   Block* blk) {
+  return QuantizeF32Avx2<false>(in, 16, delta, rho, nullptr, blk);
+}
+
+// §13.6 for one code q (|q| ≤ 2^53) of a pass with the low-bit plane: l = q mod 2^k into the
+// plane, h = floor(q / 2^k)'s extra bits into *sink; returns h's symbol (§11), and counts m = |q|
+// for the auto rule.
+inline unsigned PlaneSymbol(int64_t q, uint64_t m, PlanePass* pp, BitSink* sink) {
+  const unsigned k = pp->k;
+  pp->plane.Put(static_cast<uint64_t>(q) & ((uint64_t{1} << k) - 1), k);
+  if (pp->counts != nullptr) {
+    for (unsigned w = 0; w < 4; ++w) pp->counts[w] += m < pp->limit[w];
+  }
+  const int64_t h = q >> k;  // floor(q / 2^k)
+  const int64_t sh = h >> 63;
+  const uint64_t mh = static_cast<uint64_t>((h ^ sh) - sh);
+  if (mh < (uint64_t{1} << 31)) {  // §11 without branches, as QuantizeRun
+    const auto a = static_cast<uint32_t>(mh);
+    const unsigned e = 31u - static_cast<unsigned>(__builtin_clz(a | 1u));  // floor(log2 |h|)
+    const bool big = a >= kDirect;
+    const unsigned shift = big ? e - 2 : 0;
+    const unsigned bin = big ? 4 * e - 4 + ((a >> shift) & 3u) : a;
+    sink->Write32(a & ((1u << shift) - 1u), shift);
+    return (2 * bin - static_cast<unsigned>(h > 0)) & (0u - static_cast<unsigned>(bin != 0));
+  }
+  unsigned nbits = 0;
+  uint64_t extra = 0;
+  const unsigned sym = SymbolOf(mh, h < 0, &nbits, &extra);
+  sink->Write(extra, nbits);
+  return sym;
+}
+
 // Elements [begin, end) of one dense group → symbols, histogram, extra bits (§11).
 //
 // kSums (mode 2, §19.4): also adds min(m, 2^16) of every element to sums[its position], the
 // positions walked by *at from `begin` on.
-template <bool kSums>
+// kPlane (mode 1 with a low-bit plane, §13.6): the symbols, histogram and extra bits of h, the
+// low bits into pp's plane (the same pass: the codes are not walked twice).
+template <bool kSums, bool kPlane = false>
 void QuantizeRun(const Reader& read, uint64_t begin, uint64_t end, double delta, double rho,
                  bool auto_off, QuantizeFn quantize, uint16_t* out, Histogram* hist, BitSink* sink,
-                 OffsetSums* acc, uint64_t* sums = nullptr, PositionCursor* at = nullptr) {
+                 OffsetSums* acc, uint64_t* sums = nullptr, PositionCursor* at = nullptr,
+                 PlanePass* pp = nullptr) {
+  static_assert(!(kSums && kPlane), "mode 2 has no low-bit plane");
   Block blk;
   const bool fast = read.dtype == SLICER_FLOAT32 && SimdWanted();
   for (uint64_t b0 = begin; b0 < end; b0 += kBlock) {
@@ -553,8 +744,15 @@ void QuantizeRun(const Reader& read, uint64_t begin, uint64_t end, double delta,
     uint16_t* o = out + (b0 - begin);
     if (fast && cnt % 8 == 0) {
       const float* in = reinterpret_cast<const float*>(read.data) + b0;
-      if (auto_off ? QuantizeSymbolsF32Avx2<true>(in, cnt, delta, rho, acc, &blk, o, sink)
-                   : QuantizeSymbolsF32Avx2<false>(in, cnt, delta, rho, acc, &blk, o, sink)) {
+      bool done;
+      if constexpr (kPlane) {
+        done = auto_off ? QuantizePlaneF32Avx2<true>(in, cnt, delta, rho, acc, &blk, o, sink, pp)
+                        : QuantizePlaneF32Avx2<false>(in, cnt, delta, rho, acc, &blk, o, sink, pp);
+      } else {
+        done = auto_off ? QuantizeSymbolsF32Avx2<true>(in, cnt, delta, rho, acc, &blk, o, sink)
+                        : QuantizeSymbolsF32Avx2<false>(in, cnt, delta, rho, acc, &blk, o, sink);
+      }
+      if (done) {
         if constexpr (!kSums) {  // mode 2 counts per class later (the map is not known yet)
           for (unsigned k = 0; k < cnt; k += 8) {  // table k mod 8, unrolled
             ++hist->part[0][o[k]];
@@ -597,10 +795,16 @@ void QuantizeRun(const Reader& read, uint64_t begin, uint64_t end, double delta,
           throw internal::StatusError(SLICER_ERR_INVALID_ARGUMENT, "step too small");
         }
         const uint64_t m = static_cast<uint64_t>(u);
-        unsigned nbits = 0;
-        uint64_t extra = 0;
-        const unsigned sym = SymbolOf(m, blk.x[k] < 0, &nbits, &extra);
-        if (nbits != 0) sink->Write(extra, nbits);
+        unsigned sym;
+        if constexpr (kPlane) {
+          const auto qm = static_cast<int64_t>(m);
+          sym = PlaneSymbol(blk.x[k] < 0 ? -qm : qm, m, pp, sink);
+        } else {
+          unsigned nbits = 0;
+          uint64_t extra = 0;
+          sym = SymbolOf(m, blk.x[k] < 0, &nbits, &extra);
+          if (nbits != 0) sink->Write(extra, nbits);
+        }
         if (auto_off) acc->Add(t, m);
         o[k] = static_cast<uint16_t>(sym);
         ++hist->part[k & 7][sym];
@@ -608,6 +812,15 @@ void QuantizeRun(const Reader& read, uint64_t begin, uint64_t end, double delta,
           sums[at->pos] += std::min(m, format::kClassStatClamp);
           at->Next();
         }
+      }
+      continue;
+    }
+    if constexpr (kPlane) {  // codes below 2^31
+      for (unsigned k = 0; k < cnt; ++k) {
+        const int64_t m = blk.m[k], neg = -static_cast<int64_t>(blk.x[k] < 0);
+        const unsigned sym = PlaneSymbol((m ^ neg) - neg, static_cast<uint64_t>(m), pp, sink);
+        o[k] = static_cast<uint16_t>(sym);
+        ++hist->part[k & 7][sym];
       }
       continue;
     }
@@ -634,111 +847,99 @@ void QuantizeRun(const Reader& read, uint64_t begin, uint64_t end, double delta,
   }
 }
 
-// §13.6, mode 1 with a low-bit plane of k bits: the coded elements' codes q again (the
-// quantizer of pass 1, so the same m), then per chunk the plane (k low bits of each q) and the
-// extra bits of h = q >> k after it, into bitbuf (chunk_bits: each chunk's end), h's symbols into
-// syms and their counts into hist.
-// §13.6: the low k bits of q[0, n) at k bits each: eight (k ≤ 8) or four (k ≤ 15) fields at a
-// time gathered by pext from their byte / 16-bit lanes.
-__attribute__((target("bmi2"))) void WritePlaneBmi2(const int64_t* q, uint64_t n, unsigned k,
-                                                    BitSink* sink) {
-  const uint64_t field = (uint64_t{1} << k) - 1;
-  uint64_t e = 0;
-  if (k <= 8) {
-    const uint64_t lanes = field * 0x0101010101010101ULL;
-    for (; e + 8 <= n; e += 8) {
-      uint64_t w = 0;
-      for (unsigned l = 0; l < 8; ++l) w |= (static_cast<uint64_t>(q[e + l]) & 0xFF) << (8 * l);
-      const uint64_t bits = _pext_u64(w, lanes);  // 8k bits
-      sink->Write32(bits & 0xFFFFFFFFu, 4 * k);
-      sink->Write32(bits >> (4 * k), 4 * k);
-    }
-  } else {
-    const uint64_t lanes = field * 0x0001000100010001ULL;
-    for (; e + 4 <= n; e += 4) {
-      uint64_t w = 0;
-      for (unsigned l = 0; l < 4; ++l) w |= (static_cast<uint64_t>(q[e + l]) & 0xFFFF) << (16 * l);
-      const uint64_t bits = _pext_u64(w, lanes);  // 4k bits
-      sink->Write32(bits & ((uint64_t{1} << (2 * k)) - 1), 2 * k);
-      sink->Write32(bits >> (2 * k), 2 * k);
-    }
+// A guess of §13.6's auto width from a sample of the coded elements, so that the one pass can
+// write the plane of that width and check the guess with exact counts at the widths around it
+// (LowBitCheck); a wrong guess costs another pass, never other bytes. The sample: the input cut
+// into 64 … 256 equal strata, in each 16 consecutive elements (one cache line of float32, not 16
+// scattered misses) at a fixed pseudo-random place, so that it does not alias with the channels
+// of a row as a plain stride can (every 256th element of rows of 576 sees 9 columns); all
+// elements when there are at most 1024.
+unsigned GuessLowBits(const Reader& read, const EncodeInput& in, const std::vector<double>& steps,
+                      double rho) {
+  constexpr uint64_t kRun = 16;
+  const uint64_t n = in.n;
+  const uint64_t strata = n <= 1024 ? 1 : std::clamp<uint64_t>(n / 1024, 64, 256);
+  const uint64_t width = n / strata, run = n <= 1024 ? n : kRun;  // width ≥ 16 when n > 1024
+  uint64_t below[16] = {};  // codes with floor(log2 m) = e (m = 0 with m = 1), e < 15
+  uint64_t seen = 0;
+  const bool fast = read.dtype == SLICER_FLOAT32 && !in.has_table && SimdWanted();
+  uint64_t starts[256];
+  for (uint64_t j = 0; j < strata; ++j) {
+    const uint64_t jitter = (j * 0x9E3779B97F4A7C15ULL) >> 32;  // frac(j·φ) in 32 bits
+    starts[j] = j * width + static_cast<uint64_t>(
+                                (static_cast<unsigned __int128>(jitter) * (width - run + 1)) >> 32);
+    __builtin_prefetch(read.data + DtypeBytes(read.dtype) * starts[j]);  // the misses overlap
   }
-  for (; e < n; ++e) sink->Write32(static_cast<uint64_t>(q[e]) & field, k);
-}
-
-void WritePlane(const int64_t* q, uint64_t n, unsigned k, BitSink* sink) {
-  static const bool bmi2 = __builtin_cpu_supports("bmi2");
-  if (bmi2) return WritePlaneBmi2(q, n, k, sink);
-  for (uint64_t e = 0; e < n; ++e) sink->Write32(static_cast<uint64_t>(q[e]) & ((1u << k) - 1), k);
-}
-
-void LowBitPass(const Reader& read, const EncodeInput& in, const std::vector<double>& steps,
-                double rho, unsigned k, uint16_t* syms, uint64_t* hist, uint8_t* bitbuf,
-                std::vector<uint64_t>* chunk_bits) {
-  const QuantizeFn quantize = PickQuantize(false);
-  std::vector<Histogram> counts(1);  // interleaved tables (17 KB: not on the stack)
-  BitSink sink{bitbuf};
-  std::vector<int64_t> q(static_cast<size_t>(std::min(in.n, in.chunk)));
   Block blk;
-  OffsetSums unused;
-  const uint64_t mask = (uint64_t{1} << k) - 1;
-  uint64_t idx = 0;
-  for (uint64_t j = 0; j < in.nch; ++j) {
-    uint64_t nq = 0;
-    const uint64_t a = j * in.chunk, z = std::min(in.n, a + in.chunk);
-    for (uint64_t i = a; i < z;) {
+  for (uint64_t j = 0; j < strata; ++j) {
+    const uint64_t start = starts[j];
+    if (fast && run == kRun &&
+        SampleF32Avx2(reinterpret_cast<const float*>(read.data) + start, in.base_step, rho, &blk)) {
+      seen += kRun;
+      for (unsigned e = 0; e < kRun; ++e)  // m < 2^24 here
+        if (blk.m[e] < (1 << 15)) ++below[format::dense::Log2Floor(uint64_t(blk.m[e]) | 1)];
+      continue;
+    }
+    for (uint64_t i = start; i < start + run; ++i) {
       const uint64_t g = in.layout.GroupOf(i);
-      const uint64_t stop = std::min(z, i + in.layout.RunLeft(i, in.n));
-      if (GroupIsDense(in.has_table ? in.kinds[g] : 0)) {
-        const double delta = in.has_table ? steps[g] : in.base_step;
-        for (uint64_t b0 = i; b0 < stop; b0 += kBlock) {
-          const unsigned cnt = static_cast<unsigned>(std::min<uint64_t>(kBlock, stop - b0));
-          LoadBlock(read, b0, cnt, &blk);
-          int64_t* const o = q.data() + nq;
-          if (quantize(&blk, cnt, delta, rho, &unused)) {  // codes below 2^31
-            for (unsigned e = 0; e < cnt; ++e) {
-              const int64_t m = blk.m[e], neg = -static_cast<int64_t>(blk.x[e] < 0);
-              o[e] = (m ^ neg) - neg;
-            }
-          } else {  // pass 1 refused codes above 2^53
-            for (unsigned e = 0; e < cnt; ++e) {
-              const auto m = static_cast<int64_t>(std::fabs(blk.x[e]) / delta + rho);
-              o[e] = blk.x[e] < 0 ? -m : m;
-            }
-          }
-          nq += cnt;
-        }
-      }
-      i = stop;
+      if (in.has_table && !GroupIsDense(in.kinds[g])) continue;
+      const double u = std::fabs(read(i)) / (in.has_table ? steps[g] : in.base_step) + rho;
+      ++seen;
+      if (u < 0x1p15) ++below[format::dense::Log2Floor(static_cast<uint64_t>(u) | 1)];
     }
-    WritePlane(q.data(), nq, k, &sink);
-    counts[0].Reserve(nq);
-    for (uint64_t e = 0; e < nq; ++e) {
-      const int64_t h = q[e] >> k;  // floor(q / 2^k)
-      const int64_t sh = h >> 63;
-      const uint64_t mh = static_cast<uint64_t>((h ^ sh) - sh);
-      unsigned sym;
-      if (mh < (uint64_t{1} << 31)) {  // §11 without branches, as QuantizeRun
-        const auto m = static_cast<uint32_t>(mh);
-        const unsigned ex = 31u - static_cast<unsigned>(__builtin_clz(m | 1u));
-        const bool big = m >= kDirect;
-        const unsigned shift = big ? ex - 2 : 0;
-        const unsigned bin = big ? 4 * ex - 4 + ((m >> shift) & 3u) : m;
-        if (shift != 0) sink.Write32(m & ((1u << shift) - 1u), shift);  // rare: h is small
-        sym = (2 * bin - static_cast<unsigned>(h > 0)) & (0u - static_cast<unsigned>(bin != 0));
-      } else {
-        unsigned nbits = 0;
-        uint64_t extra = 0;
-        sym = SymbolOf(mh, h < 0, &nbits, &extra);
-        sink.Write(extra, nbits);
-      }
-      syms[idx++] = static_cast<uint16_t>(sym);
-      ++counts[0].part[e & 7][sym];
-    }
-    (*chunk_bits)[j + 1] = sink.Finish();
   }
-  counts[0].Total(hist);
+  unsigned best = 0;
+  uint64_t c = 0;
+  for (unsigned k = 1; k <= SLICER_DENSE_MAX_LOW_BITS; ++k) {
+    c += below[k - 1];  // c = #{m < 2^k}
+    if (k >= 3 && seen > 0 && 16 * c <= 9 * seen) best = k;
+  }
+  return best;
 }
+
+// GuessLowBits, unless the environment variable SLICER_DENSE_LOW_BITS_GUESS gives the guess (0
+// or 3 … 15): tests force every guess, right and wrong, since the bytes must never depend on it.
+unsigned LowBitsGuess(const Reader& read, const EncodeInput& in, const std::vector<double>& steps,
+                      double rho) {
+  const char* env = std::getenv("SLICER_DENSE_LOW_BITS_GUESS");
+  if (env != nullptr && env[0] != '\0') {
+    const int g = std::atoi(env);
+    if (g == 0 || (g >= 3 && g <= SLICER_DENSE_MAX_LOW_BITS)) return static_cast<unsigned>(g);
+  }
+  return GuessLowBits(read, in, steps, rho);
+}
+
+// The exact counts that check a guessed auto width g (§13.6): c_k at k = g − 1 … g + 2 within
+// 3 … 15 (limit 2^k; 0 for none), counted by the pass that writes g's plane.
+struct LowBitCheck {
+  unsigned k[4] = {};
+  uint64_t c[4] = {};
+  explicit LowBitCheck(unsigned g, PlanePass* pp) {
+    for (unsigned w = 0; w < 4; ++w) {
+      k[w] = g - 1 + w;
+      pp->limit[w] = k[w] >= 3 && k[w] <= SLICER_DENSE_MAX_LOW_BITS ? 1u << k[w] : 0u;
+    }
+    pp->counts = c;
+  }
+  // The rule's k when these counts decide it (16·c_k ≤ 9·n holds for every k up to the rule's
+  // and for none above it: c_k grows with k), else kUndecided.
+  static constexpr unsigned kUndecided = ~0u;
+  unsigned Resolve(uint64_t n) const {
+    if (n == 0) return 0;
+    auto ok = [&](unsigned w) {
+      return static_cast<unsigned __int128>(16) * c[w] <= static_cast<unsigned __int128>(9) * n;
+    };
+    const unsigned g = k[1];
+    if (ok(1)) {
+      if (g == SLICER_DENSE_MAX_LOW_BITS || !ok(2)) return g;
+      if (g + 1 == SLICER_DENSE_MAX_LOW_BITS || !ok(3)) return g + 1;
+      return kUndecided;
+    }
+    if (g == 3) return 0;
+    if (ok(0)) return g - 1;
+    return g - 1 == 3 ? 0 : kUndecided;
+  }
+};
 
 // A decoded binary64 value v (§12.4) rounded to the stream dtype, as binary64: what the
 // decoder stores.
@@ -918,10 +1119,14 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   const uint64_t nch = in.nch;
 
   // Pass 1: codes → symbols, histogram, offset sums, and each chunk's extra bits (§11,
-  // §12.2, §12.3), chunk after chunk into one buffer, each chunk's padded to a byte.
+  // §12.2, §12.3), chunk after chunk into one buffer, each chunk's padded to a byte. With mode
+  // 1's low-bit plane of k bits (§13.6: pass1 with a PlanePass of width k) the symbols,
+  // histogram and bit areas are those of h = q >> k, in the same pass: each chunk's plane written
+  // at its area's start, h's extra bits into `side` and appended to the plane when the chunk ends.
   std::vector<uint16_t, internal::UninitializedAllocator<uint16_t>> syms(n);
   std::vector<uint8_t, internal::UninitializedAllocator<uint8_t>> bitbuf(
       static_cast<size_t>((51 * n + 7) / 8 + nch + 16));
+  std::vector<uint8_t, internal::UninitializedAllocator<uint8_t>> side;
   BitSink sink{bitbuf.data()};
   std::vector<uint64_t> chunk_syms(nch + 1, 0), chunk_bits(nch + 1, 0);
   Histogram counts;
@@ -930,43 +1135,105 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
   const bool auto_off = params.auto_offsets != 0;
   const QuantizeFn quantize = PickQuantize(auto_off);
   std::vector<uint64_t> sums(nclass > 1 && rank ? geo.length : 0, 0);  // §18.2's S_a
-  uint64_t sink_chunk = 0;                      // the chunk whose extra bits the sink is writing
-  auto close_chunks_before = [&](uint64_t c) {  // ends the sink's chunk and all before c
-    if (c <= sink_chunk) return;
-    const uint64_t at = sink.Finish();
-    for (uint64_t j = sink_chunk; j < c; ++j) chunk_bits[j + 1] = at;
-    sink_chunk = c;
-  };
-  for (uint64_t i = 0; i < n;) {
-    const uint64_t g = layout.GroupOf(i);
-    const uint64_t stop = std::min(n, i + layout.RunLeft(i, n));
-    const uint8_t kind = has_table ? kinds[g] : 0;
-    if (!GroupIsDense(kind)) {
-      for (; i < stop; ++i) {
-        if (!std::isfinite(read(i))) throw StatusError(SLICER_ERR_NONFINITE_INPUT, "input");
-      }
-      continue;
-    }
-    const double delta = has_table ? steps[g] : base_step;
-    while (i < stop) {  // chunk-aligned pieces, so per-chunk counts come out of the loop
-      close_chunks_before(i / chunk);
-      const uint64_t piece_end = std::min(stop, (i / chunk + 1) * chunk);
-      if (nclass > 1 && rank) {
-        PositionCursor at(geo, i);
-        QuantizeRun<true>(read, i, piece_end, delta, rho, auto_off, quantize, syms.data() + nsyms,
-                          &counts, &sink, &acc, sums.data(), &at);
-      } else {
-        QuantizeRun<false>(read, i, piece_end, delta, rho, auto_off, quantize, syms.data() + nsyms,
-                           &counts, &sink, &acc);
-      }
-      chunk_syms[i / chunk + 1] += piece_end - i;
-      nsyms += piece_end - i;
-      i = piece_end;
-    }
-  }
-  close_chunks_before(nch);
   uint64_t hist[kNumSymbols];
-  counts.Total(hist);
+  auto pass1 = [&](PlanePass* pp) {
+    const bool plane = pp != nullptr;
+    sink = BitSink{bitbuf.data()};
+    BitSink extras{nullptr};
+    if (plane) {
+      if (side.empty()) side.resize(static_cast<size_t>((51 * std::min(n, chunk) + 7) / 8 + 16));
+      extras = BitSink{side.data()};
+      pp->plane = PlaneSink{bitbuf.data()};
+    }
+    std::fill(chunk_syms.begin(), chunk_syms.end(), 0);
+    std::fill(chunk_bits.begin(), chunk_bits.end(), 0);
+    counts.Reset();
+    acc = OffsetSums();
+    nsyms = 0;
+    uint64_t sink_chunk = 0;                      // the chunk whose extra bits the sink is writing
+    auto close_chunks_before = [&](uint64_t c) {  // ends the sink's chunk and all before c
+      if (c <= sink_chunk) return;
+      uint64_t at;
+      if (plane) {
+        pp->plane.Append(extras);
+        at = static_cast<uint64_t>(pp->plane.Finish() - bitbuf.data());
+        extras = BitSink{side.data()};
+        pp->plane = PlaneSink{bitbuf.data() + at};
+      } else {
+        at = sink.Finish();
+      }
+      for (uint64_t j = sink_chunk; j < c; ++j) chunk_bits[j + 1] = at;
+      sink_chunk = c;
+    };
+    for (uint64_t i = 0; i < n;) {
+      const uint64_t g = layout.GroupOf(i);
+      const uint64_t stop = std::min(n, i + layout.RunLeft(i, n));
+      const uint8_t kind = has_table ? kinds[g] : 0;
+      if (!GroupIsDense(kind)) {
+        for (; i < stop; ++i) {
+          if (!std::isfinite(read(i))) throw StatusError(SLICER_ERR_NONFINITE_INPUT, "input");
+        }
+        continue;
+      }
+      const double delta = has_table ? steps[g] : base_step;
+      while (i < stop) {  // chunk-aligned pieces, so per-chunk counts come out of the loop
+        close_chunks_before(i / chunk);
+        const uint64_t piece_end = std::min(stop, (i / chunk + 1) * chunk);
+        if (nclass > 1 && rank) {
+          PositionCursor at(geo, i);
+          QuantizeRun<true>(read, i, piece_end, delta, rho, auto_off, quantize,
+                            syms.data() + nsyms, &counts, &sink, &acc, sums.data(), &at);
+        } else if (plane) {
+          QuantizeRun<false, true>(read, i, piece_end, delta, rho, auto_off, quantize,
+                                   syms.data() + nsyms, &counts, &extras, &acc, nullptr, nullptr,
+                                   pp);
+        } else {
+          QuantizeRun<false>(read, i, piece_end, delta, rho, auto_off, quantize,
+                             syms.data() + nsyms, &counts, &sink, &acc);
+        }
+        chunk_syms[i / chunk + 1] += piece_end - i;
+        nsyms += piece_end - i;
+        i = piece_end;
+      }
+    }
+    close_chunks_before(nch);
+    counts.Total(hist);
+  };
+  // Mode 1's low-bit plane (§13.6): k as given, or "auto" (the rule needs the counts of the
+  // codes, so the pass writes the plane of a guessed width and checks the guess exactly; when
+  // the check fails, a pass without the plane gives the histogram of q and the rule's k).
+  unsigned low_bits = 0;
+  if (nclass == 1 && params.low_bits != 0 && params.low_bits != SLICER_DENSE_LOW_BITS_AUTO) {
+    low_bits = params.low_bits;
+    PlanePass pp;
+    pp.k = low_bits;
+    pass1(&pp);
+  } else if (nclass == 1 && params.low_bits == SLICER_DENSE_LOW_BITS_AUTO) {
+    const unsigned guess = LowBitsGuess(read, in, steps, rho);
+    unsigned rule = LowBitCheck::kUndecided;
+    if (guess != 0) {
+      PlanePass pp;
+      pp.k = guess;
+      const LowBitCheck check(guess, &pp);
+      pass1(&pp);
+      rule = check.Resolve(nsyms);
+      if (rule == guess) low_bits = guess;
+    }
+    if (low_bits == 0) {
+      if (rule == LowBitCheck::kUndecided || rule == 0) {
+        pass1(nullptr);
+        if (rule != 0) rule = AutoLowBits(hist);
+      }
+      if (rule != 0) {
+        low_bits = rule;
+        PlanePass pp;
+        pp.k = rule;
+        pass1(&pp);
+      }
+    }
+  } else {
+    pass1(nullptr);
+  }
   const int64_t s1 = acc.s1, s2 = acc.s2;
   const uint64_t c1 = acc.c1, c2 = acc.c2;
   for (uint64_t j = 0; j < nch; ++j) {
@@ -991,14 +1258,6 @@ void EncodeDense(const void* data, int dtype, const int64_t* shape, uint32_t ndi
       i = stop;
     }
     *sse = total;
-  }
-
-  // Mode 1's low-bit plane (§13.6): the symbols, histogram and bit areas of h = q >> k instead.
-  unsigned low_bits = 0;
-  if (nclass == 1 && params.low_bits != 0) {
-    low_bits = params.low_bits == SLICER_DENSE_LOW_BITS_AUTO ? AutoLowBits(hist) : params.low_bits;
-    if (low_bits != 0)
-      LowBitPass(read, in, steps, rho, low_bits, syms.data(), hist, bitbuf.data(), &chunk_bits);
   }
 
   // Mode 2 (§19.4): the class map from the codes' position sums (§18.2), every coded element's
