@@ -796,9 +796,9 @@ def _encode_dense(
     if step is not None:  # classes="auto" at a given step: chosen by the rate model
         params = classes_at_step(array, params, work)
         return encoder(array, params)
-    native_driver = _rate.NATIVE_DRIVER and table is None and array.size
-    if native_driver and params["classes"] != "auto" and params.get("class_map") != "bounds":
-        # a fixed class setting: the C++ driver, one call (the same stream as the one below)
+    if _rate.NATIVE_DRIVER and table is None and array.size:
+        # the C++ driver, one call (the same stream as the one below): classes 1, a fixed K
+        # (any map) or "auto"
         stream = _native_budget(array, params, limit, error, auto, native)
         if stream is not None:
             return stream

@@ -501,8 +501,8 @@ def _energy_of(array: np.ndarray) -> float:
 
 
 MODEL: Any = KernelModel  # the model rate control builds (DenseModel: the NumPy reference)
-# mode="auto" / "dense" with max_bytes / rel_error and a fixed class setting (no group table,
-# no §18.4 boundaries, no trellis) run in the C++ driver (cpp/src/dense/dense_budget.cpp), which
+# mode="auto" / "dense" with max_bytes / rel_error (no group table, no trellis; classes 1, a
+# fixed K with any map, or "auto") run in the C++ driver (cpp/src/dense/dense_budget.cpp), which
 # reproduces dense_for_budget / dense_for_error below step for step; False: these (the reference)
 NATIVE_DRIVER = True
 
@@ -1017,7 +1017,9 @@ def dense_for_error(
     energy = model.energy if same else _energy_of(array)
     if energy == 0.0:
         k = params.get("classes", 1)
-        return encoder(array, dict(params, step=1.0, classes=1 if k == "auto" else k))
+        if k == "auto":  # one table (class_map too: "bounds" has no boundaries to give)
+            return encoder(array, dict(params, step=1.0, classes=1, class_map=None))
+        return encoder(array, dict(params, step=1.0, classes=k))
     goal = rel_error**2 * model.energy
     rhos = _RHO_CANDIDATES if auto else (params["rho_256"],)
     best = None

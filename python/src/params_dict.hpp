@@ -53,9 +53,9 @@ inline slicer_params ParamsFromDict(const nanobind::dict &d) {
 
 // Format 2 dense: dict(step, rho_256, offsets (None, (o1, o2), or 4 with trellis), trellis (λ or
 // None), chunk_log2, layout,
-// group_table (None or bytes), optional threads, classes, class_axis, class_map "rank" /
-// "ranges" / "bounds", class_bounds (list of K − 1 ints with "bounds"), table_kind (0 … 4 or
-// "auto", §13.5), low_bits (0 … 15 or "auto", §13.6)), already validated
+// group_table (None or bytes), optional threads, classes (int or "auto"), class_axis,
+// class_map "rank" / "ranges" / "bounds", class_bounds (list of K − 1 ints with "bounds"),
+// table_kind (0 … 4 or "auto", §13.5), low_bits (0 … 15 or "auto", §13.6)), already validated
 // (make_dense_params).
 // `table` owns the group table that raw.group_table points into.
 struct DenseParams {
@@ -113,8 +113,14 @@ inline DenseParams DenseParamsFromDict(const nanobind::dict &d) {
   } else {
     p.raw.low_bits = DictInt<uint8_t>(d, "low_bits", 0);
   }
-  p.raw.classes = DictInt<uint8_t>(d, "classes", 1);  // mode 2 (§19) when >= 2
+  // mode 2 (§19) when >= 2; "auto": SLICER_DENSE_CLASSES_AUTO (the budget driver's search)
+  const bool automatic = d.contains("classes") && nanobind::isinstance<nanobind::str>(d["classes"]);
+  p.raw.classes = automatic ? SLICER_DENSE_CLASSES_AUTO : DictInt<uint8_t>(d, "classes", 1);
   p.raw.class_axis = DictInt<uint8_t>(d, "class_axis", 0);
+  if (automatic && d.contains("class_map") && !d["class_map"].is_none() &&
+      nanobind::cast<std::string>(d["class_map"]) == "rank") {
+    p.raw.class_axis |= SLICER_DENSE_CLASS_MAP_RANK;  // the search tries the §18.2 map only
+  }
   if (d.contains("class_map") && !d["class_map"].is_none() &&
       nanobind::cast<std::string>(d["class_map"]) == "ranges") {
     p.raw.class_axis |= SLICER_DENSE_CLASS_MAP_RANGES;  // §18.3 index ranges
@@ -122,6 +128,7 @@ inline DenseParams DenseParamsFromDict(const nanobind::dict &d) {
   if (d.contains("class_map") && !d["class_map"].is_none() &&
       nanobind::cast<std::string>(d["class_map"]) == "bounds") {
     p.raw.class_axis |= SLICER_DENSE_CLASS_MAP_BOUNDS;  // §18.4 range boundaries
+    if (automatic) return p;  // the search estimates the boundaries
     if (!d.contains("class_bounds") || d["class_bounds"].is_none()) {
       throw nanobind::value_error("class_map 'bounds' needs class_bounds (K - 1 positions)");
     }

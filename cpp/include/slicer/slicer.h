@@ -262,6 +262,16 @@ SLICER_API int slicer_context_decode_batch(slicer_context* context, const void* 
  * as varint gaps. Not together with SLICER_DENSE_CLASS_MAP_RANGES. */
 #define SLICER_DENSE_CLASS_MAP_BOUNDS 4
 #define SLICER_DENSE_MAX_CLASSES 16
+/* classes of slicer_dense_encode_budget only (SLICER_ERR_INVALID_ARGUMENT elsewhere): the class
+ * setting the rate model predicts smallest at the step it chose (Python's classes="auto",
+ * docs/format.md §19.4): K in 1, 2, 4, 8, 16, the class axis (class_axis's axis, and the other
+ * of axes 1 / last for three or more dimensions) and the map kind; class_bounds NULL. */
+#define SLICER_DENSE_CLASSES_AUTO 255
+/* OR into class_axis with SLICER_DENSE_CLASSES_AUTO to limit the search to one map kind: this
+ * flag the §18.2 map only, SLICER_DENSE_CLASS_MAP_RANGES §18.3 ranges only,
+ * SLICER_DENSE_CLASS_MAP_BOUNDS §18.4 boundaries only (estimated); none of them: all three
+ * (Python's class_map "rank" / "ranges" / "bounds" / None). Not valid with a fixed K. */
+#define SLICER_DENSE_CLASS_MAP_RANK 8
 /* table_kind: the shortest stream of kinds 0 … 4 (ties to the lower kind; mode 1 only) */
 #define SLICER_DENSE_TABLE_AUTO 255
 /* low_bits: the width by the encoder rule of docs/format.md §13.6 (mode 1 only; 0 elsewhere) */
@@ -382,8 +392,9 @@ SLICER_API int slicer_context_dense_encode(slicer_context* context, const void* 
  * step comes from the rate model (docs/format.md §15) and up to a few real encodes correct its
  * miss. search_offsets = 1 tries the rounding offsets 128, 96 and 72 / 256 (mode="auto"); 0 keeps
  * params->rho_256. The same stream as the Python driver for the same parameters. Class settings:
- * classes 0 / 1 (mode 1) or a fixed K >= 2 with the §18.2 map or §18.3 ranges; the search over K
- * (Python's classes="auto"), §18.4 boundaries, group tables and mode 3 are Python only
+ * classes 0 / 1 (mode 1), a fixed K >= 2 with the §18.2 map, §18.3 ranges or given §18.4
+ * boundaries, or SLICER_DENSE_CLASSES_AUTO (the search over K, axis and map kind at the chosen
+ * step; slicer_dense_inspect tells what was chosen); group tables and mode 3 are Python only
  * (SLICER_ERR_INVALID_ARGUMENT here). table_kind / low_bits: 0 or AUTO with max_bytes (AUTO
  * drops the plane where it would not fit), any with rel_error; the search runs without them and
  * its stream is re-encoded with them at its own step. SLICER_ERR_TARGET_UNREACHABLE: max_bytes

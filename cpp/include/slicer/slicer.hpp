@@ -325,10 +325,27 @@ class DenseParams {
     return *this;
   }
 
-  // The C struct, its group-table pointer aimed at this object's copy of the table.
+  // Mode 2 (docs/format.md §19): k = 1 (mode 1) or 2 … 16 class tables along class_axis
+  // (SLICER_DENSE_CLASS_AXIS_*, with SLICER_DENSE_CLASS_MAP_RANGES or SLICER_DENSE_CLASS_MAP_BOUNDS
+  // or-ed in; `bounds`: the K − 1 boundaries of the latter), or SLICER_DENSE_CLASSES_AUTO for
+  // dense_encode_budget (the class search; class_axis its axis, optionally one map kind flag).
+  DenseParams& classes(int k, int class_axis = SLICER_DENSE_CLASS_AXIS_LAST,
+                       std::vector<uint64_t> bounds = {}) {
+    Require((k >= 0 && k <= SLICER_DENSE_MAX_CLASSES) || k == SLICER_DENSE_CLASSES_AUTO,
+            "classes must be 0 … 16 or SLICER_DENSE_CLASSES_AUTO");
+    Require(class_axis >= 0 && class_axis <= 15, "class_axis must be 0 … 15");
+    raw_.classes = static_cast<uint8_t>(k);
+    raw_.class_axis = static_cast<uint8_t>(class_axis);
+    bounds_ = std::move(bounds);
+    return *this;
+  }
+
+  // The C struct, its group-table and boundary pointers aimed at this object's copies.
   const slicer_dense_params& raw() const {
     raw_.group_table = table_.empty() ? nullptr : table_.data();
     raw_.group_table_size = table_.size();
+    raw_.class_bounds = bounds_.empty() ? nullptr : bounds_.data();
+    raw_.class_bounds_count = static_cast<uint32_t>(bounds_.size());
     return raw_;
   }
 
@@ -339,6 +356,7 @@ class DenseParams {
 
   mutable slicer_dense_params raw_;
   std::vector<uint8_t> table_;
+  std::vector<uint64_t> bounds_;
 };
 
 inline size_t dense_encode_bound(const std::vector<int64_t>& shape, DType dtype,
@@ -367,19 +385,36 @@ inline std::vector<uint8_t> dense_encode(const void* data, DType dtype,
 // Rate control (slicer_dense_encode_budget): the lowest-error stream of at most max_bytes
 // bytes (rel_error = 0) or the smallest stream whose relative L2 error is at most rel_error
 // (max_bytes = 0); search_offsets: mode="auto"'s three rounding offsets, else params' rho. A
-// target that cannot be met throws slicer::Error with SLICER_ERR_TARGET_UNREACHABLE.
+// target that cannot be met throws slicer::Error with SLICER_ERR_TARGET_UNREACHABLE. With
+// classes(SLICER_DENSE_CLASSES_AUTO) the buffer starts at max_bytes, or at the bound of one
+// table, and a stream of class tables longer than that is encoded again into its own size.
 inline std::vector<uint8_t> dense_encode_budget(const void* data, DType dtype,
                                                 const std::vector<int64_t>& shape,
                                                 const DenseParams& params, uint64_t max_bytes,
                                                 double rel_error = 0.0,
                                                 bool search_offsets = true) {
-  std::vector<uint8_t> out(dense_encode_bound(shape, dtype, params));
+  size_t capacity;
+  if (params.raw().classes == SLICER_DENSE_CLASSES_AUTO) {
+    DenseParams one = params;
+    one.classes(1);
+    capacity = max_bytes ? static_cast<size_t>(max_bytes) : dense_encode_bound(shape, dtype, one);
+  } else {
+    capacity = dense_encode_bound(shape, dtype, params);
+  }
+  std::vector<uint8_t> out(capacity);
   size_t written = 0;
-  Check(slicer_dense_encode_budget(data, static_cast<int>(dtype), shape.data(),
-                                   static_cast<uint32_t>(shape.size()), &params.raw(), max_bytes,
-                                   rel_error, search_offsets ? 1 : 0, out.data(), out.size(),
-                                   &written),
-        "slicer::dense_encode_budget");
+  auto call = [&]() {
+    return slicer_dense_encode_budget(data, static_cast<int>(dtype), shape.data(),
+                                      static_cast<uint32_t>(shape.size()), &params.raw(),
+                                      max_bytes, rel_error, search_offsets ? 1 : 0, out.data(),
+                                      out.size(), &written);
+  };
+  int status = call();
+  if (status == SLICER_ERR_BUFFER_TOO_SMALL && written > out.size()) {
+    out.resize(written);
+    status = call();
+  }
+  Check(status, "slicer::dense_encode_budget");
   out.resize(written);
   return out;
 }

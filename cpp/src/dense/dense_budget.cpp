@@ -221,36 +221,195 @@ struct Driver {
   }
 };
 
-// _resolve_classes' saving for a fixed K >= 2 (the fused class search of one plan).
-double ClassSaving(const rate::Model& model, double max_abs, const int64_t* positions,
-                   const uint8_t* data, int dtype, const int64_t* shape, uint32_t ndim, uint64_t n,
-                   const slicer_dense_params& p, double step, int rho) {
-  if (!(max_abs / step < std::ldexp(1.0, 52))) return 0.0;
-  const int axis = p.class_axis & format::kClassAxisBit;
-  const bool ranges = (p.class_axis & SLICER_DENSE_CLASS_MAP_RANGES) != 0;
-  const uint64_t length = static_cast<uint64_t>(axis == 0 ? shape[ndim - 1] : shape[1]);
-  const int k = p.classes;
-  const int64_t map_bytes = ranges ? 0 : static_cast<int64_t>((length + 1) / 2);
-  if (!(static_cast<uint64_t>(k) <= length &&
-        2.0 + static_cast<double>(map_bytes) <
-            static_cast<double>(n) * std::log2(static_cast<double>(k)) / 8.0)) {
-    return 0.0;  // _class_plans: no plan can pay
-  }
-  rate::ClassPlan plan;
-  plan.kind = ranges ? 1 : 0;
-  plan.length = length;
-  if (axis == 0) {
-    plan.outer = n / length, plan.inner = 1;
-  } else {
-    plan.outer = static_cast<uint64_t>(shape[0]);
-    plan.inner = n / (plan.outer * length);
-  }
-  plan.ks = {k};
-  plan.map_bytes = map_bytes;
-  const rate::ClassChoice choice =
-      rate::ClassSearch(model, positions, data, dtype, step, rho, {plan});
-  return choice.k == 1 ? 0.0 : choice.saving;
+// _map_bytes: a class map's bytes (kind 0 §18.1 nibbles, 1 §18.3 none, 2 §18.4 at least K − 1)
+int64_t MapBytes(int kind, uint64_t length, int k) {
+  if (kind == 2) return k - 1;
+  return kind == 1 ? 0 : static_cast<int64_t>((length + 1) / 2);
 }
+
+// The class setting _resolve_classes decides (written into the encodes' parameters) and its
+// predicted saving against one table.
+struct Classes {
+  int k = 1;
+  uint8_t class_axis = 0;        // the axis bit and the map kind's flag
+  std::vector<uint64_t> bounds;  // §18.4: the K − 1 boundaries
+  double saving = 0.0;
+};
+
+class ClassResolver {
+ public:
+  ClassResolver(const rate::Model& model, double max_abs, const int64_t* positions,
+                const uint8_t* data, int dtype, const int64_t* shape, uint32_t ndim, uint64_t n)
+      : model_(model), max_abs_(max_abs), positions_(positions), data_(data), dtype_(dtype),
+        shape_(shape), ndim_(ndim), n_(n) {}
+
+  // _resolve_classes of `params` (classes 2 … 16 or SLICER_DENSE_CLASSES_AUTO) at (step, rho)
+  Classes Resolve(const slicer_dense_params& params, double step, int rho) const {
+    Classes fixed;  // a fixed K: the setting as given
+    fixed.k = params.classes;
+    fixed.class_axis = params.class_axis;
+    if (params.class_bounds) {
+      fixed.bounds.assign(params.class_bounds, params.class_bounds + params.class_bounds_count);
+    }
+    const bool automatic = params.classes == SLICER_DENSE_CLASSES_AUTO;
+    Classes one;  // classes=1, class_map None
+    one.class_axis = params.class_axis & format::kClassAxisBit;
+    if (n_ == 0) return one;
+    // codes near or past the §12.2 limit of 2^53: no estimate
+    if (!(max_abs_ / step < std::ldexp(1.0, 52))) return automatic ? one : fixed;
+    if (!automatic) {
+      fixed.saving = (params.class_axis & SLICER_DENSE_CLASS_MAP_BOUNDS)
+                         ? GivenBoundsSaving(params, step, rho)
+                         : Search(params, step, rho).saving;
+      return fixed;
+    }
+    return Search(params, step, rho);
+  }
+
+ private:
+  uint64_t Length(int axis) const {  // class_length (0 when the shape lacks the axis)
+    if (axis == 0) return ndim_ >= 1 ? static_cast<uint64_t>(shape_[ndim_ - 1]) : 0;
+    return ndim_ >= 2 ? static_cast<uint64_t>(shape_[1]) : 0;
+  }
+
+  // _class_plans (the K that can pay) as the kernel's plans (_class_search_args), with each
+  // plan's axis
+  std::vector<rate::ClassPlan> Plans(const std::vector<int>& axes, const std::vector<int>& ks,
+                                     const std::vector<int>& kinds, std::vector<int>* plan_axes)
+      const {
+    std::vector<rate::ClassPlan> plans;
+    for (int axis : axes) {
+      const uint64_t length = Length(axis);
+      for (int kind : kinds) {
+        std::vector<int> useful;
+        for (int k : ks) {
+          if (k > 1 && static_cast<uint64_t>(k) <= length &&
+              static_cast<double>(2 + MapBytes(kind, length, k)) <
+                  static_cast<double>(n_) * std::log2(static_cast<double>(k)) / 8.0) {
+            useful.push_back(k);
+          }
+        }
+        if (useful.empty()) continue;
+        rate::ClassPlan plan;
+        plan.kind = kind;
+        plan.length = length;
+        if (axis == 0) {
+          plan.outer = n_ / length, plan.inner = 1;
+        } else {
+          plan.outer = static_cast<uint64_t>(shape_[0]);
+          plan.inner = n_ / (plan.outer * length);
+        }
+        plan.ks = std::move(useful);
+        plan.map_bytes = kind == 2 ? 0 : MapBytes(kind, length, 2);
+        plans.push_back(std::move(plan));
+        plan_axes->push_back(axis);
+      }
+    }
+    return plans;
+  }
+
+  // _class_saving through the fused kernel search (_kernel_class_search): classes="auto" over
+  // _class_axes × the map kinds × class_candidates, or a fixed K with the §18.2 map / §18.3
+  // ranges on its own axis
+  Classes Search(const slicer_dense_params& params, double step, int rho) const {
+    Classes out;
+    const int axis = params.class_axis & format::kClassAxisBit;
+    out.class_axis = static_cast<uint8_t>(axis);
+    std::vector<int> axes{axis}, ks, kinds;
+    const bool automatic = params.classes == SLICER_DENSE_CLASSES_AUTO;
+    const uint8_t flags = params.class_axis & ~format::kClassAxisBit;
+    if (automatic) {
+      if (ndim_ >= 3) axes.push_back(1 - axis);  // _class_axes
+      // class_candidates of each axis, their union in ascending order
+      for (int k : {2, 4, 8, 16}) {
+        for (int a : axes) {
+          if (static_cast<uint64_t>(k) <= Length(a)) {
+            ks.push_back(k);
+            break;
+          }
+        }
+      }
+      if (ks.empty()) return out;
+      if (flags == SLICER_DENSE_CLASS_MAP_RANGES) {
+        kinds = {1};
+      } else if (flags == SLICER_DENSE_CLASS_MAP_BOUNDS) {
+        kinds = {2};
+      } else if (flags == SLICER_DENSE_CLASS_MAP_RANK) {
+        kinds = {0};
+      } else {
+        kinds = {0, 1, 2};
+      }
+    } else {
+      ks = {params.classes};
+      kinds = {(flags & SLICER_DENSE_CLASS_MAP_RANGES) ? 1 : 0};
+    }
+    std::vector<int> plan_axes;
+    const std::vector<rate::ClassPlan> plans = Plans(axes, ks, kinds, &plan_axes);
+    if (plans.empty()) return out;  // no plan can pay
+    const rate::ClassChoice choice =
+        rate::ClassSearch(model_, positions_, data_, dtype_, step, rho, plans);
+    if (choice.k == 1) return out;
+    const int kind = plans[choice.plan].kind;
+    out.k = choice.k;
+    out.class_axis = static_cast<uint8_t>(
+        plan_axes[choice.plan] | (kind == 1   ? SLICER_DENSE_CLASS_MAP_RANGES
+                                  : kind == 2 ? SLICER_DENSE_CLASS_MAP_BOUNDS
+                                              : 0));
+    if (kind == 2) out.bounds.assign(choice.bounds.begin(), choice.bounds.end());
+    out.saving = choice.saving;
+    return out;
+  }
+
+  // _class_saving of a fixed K with §18.4 boundaries given (the composition of the kernel's
+  // pieces: symbols, one histogram, the histograms by class of the boundaries)
+  double GivenBoundsSaving(const slicer_dense_params& params, double step, int rho) const {
+    const int axis = params.class_axis & format::kClassAxisBit;
+    const uint64_t length = Length(axis);
+    const int k = params.classes;
+    std::vector<int> plan_axes;
+    if (Plans({axis}, {k}, {2}, &plan_axes).empty()) return 0.0;
+    const double scale = model_.scale();
+    const std::vector<int32_t> sym = model_.Symbols(step, rho);
+    const size_t count = sym.size();
+    std::vector<int64_t> cls(count, 0);
+    int64_t tables = 0;
+    double bits = rate::HistogramBits(rate::ClassHistogram(sym.data(), cls.data(), count, 1).data(),
+                                      1, &tables);
+    const double base = bits * scale / 8.0 * 1.002 + static_cast<double>(tables);
+    uint64_t inner = 1;
+    if (axis != 0) {
+      for (uint32_t i = 2; i < ndim_; ++i) inner *= static_cast<uint64_t>(shape_[i]);
+      inner = std::max<uint64_t>(inner, 1);
+    }
+    const uint64_t* b = params.class_bounds;
+    const uint32_t nb = params.class_bounds_count;
+    int64_t bounds_bytes = 0;  // _bounds_bytes
+    for (uint32_t j = 0; j < nb; ++j) {
+      bounds_bytes += internal::VarintLength(b[j] - (j ? b[j - 1] : 0));
+    }
+    for (size_t i = 0; i < count; ++i) {  // _sample_positions_along, searchsorted(side=right)
+      const uint64_t flat = positions_ ? static_cast<uint64_t>(positions_[i]) : i;
+      const uint64_t pos = (flat / inner) % length;
+      cls[i] = std::upper_bound(b, b + nb, pos) - b;
+    }
+    tables = 0;
+    bits = rate::HistogramBits(rate::ClassHistogram(sym.data(), cls.data(), count, k).data(), k,
+                               &tables);
+    const double est = bits * scale / 8.0 * 1.002 + static_cast<double>(tables) +
+                       static_cast<double>(bounds_bytes);
+    const double cost = est + 2;
+    return base - cost > 0.0 ? base - cost : 0.0;
+  }
+
+  const rate::Model& model_;
+  double max_abs_;
+  const int64_t* positions_;
+  const uint8_t* data_;
+  int dtype_;
+  const int64_t* shape_;
+  uint32_t ndim_;
+  uint64_t n_;
+};
 
 // mode 1 streams get params' table kind / low-bit plane at their own step, offsets and chunk
 // size (_with_table_kind of python/slicer/_api.py): the search runs without them.
@@ -341,12 +500,27 @@ BudgetResult EncodeForBudget(const void* data_in, int dtype, const int64_t* shap
     n *= static_cast<uint64_t>(shape[i]);
   }
   if (n > 0 && data == nullptr) return fail(SLICER_ERR_INVALID_ARGUMENT);
-  // the fixed class settings of this driver (dense_budget.hpp); a table kind or plane other
-  // than 0 / auto may not fit a byte budget (Python's rule)
-  const bool bounds = (params.class_axis & SLICER_DENSE_CLASS_MAP_BOUNDS) != 0;
-  if (params.trellis || params.group_table != nullptr ||
-      params.classes > SLICER_DENSE_MAX_CLASSES ||
-      (params.classes >= 2 && (bounds || (params.class_axis & 1 && ndim < 2) || ndim < 1)) ||
+  // the class settings of this driver (dense_budget.hpp); a table kind or plane other than
+  // 0 / auto may not fit a byte budget (Python's rule)
+  const bool automatic = params.classes == SLICER_DENSE_CLASSES_AUTO;
+  const uint8_t flags = params.class_axis & ~format::kClassAxisBit;
+  const bool bounds = (flags & SLICER_DENSE_CLASS_MAP_BOUNDS) != 0;
+  bool classes_ok;
+  if (automatic) {  // one map kind flag at most, no boundaries (they are estimated)
+    classes_ok = (flags == 0 || flags == SLICER_DENSE_CLASS_MAP_RANK ||
+                  flags == SLICER_DENSE_CLASS_MAP_RANGES ||
+                  flags == SLICER_DENSE_CLASS_MAP_BOUNDS) &&
+                 params.class_bounds == nullptr && params.class_bounds_count == 0;
+  } else if (params.classes >= 2) {
+    classes_ok = params.classes <= SLICER_DENSE_MAX_CLASSES &&
+                 (flags & SLICER_DENSE_CLASS_MAP_RANK) == 0 && ndim >= 1 &&
+                 !((params.class_axis & 1) && ndim < 2) &&
+                 (!bounds || (params.class_bounds != nullptr &&
+                              params.class_bounds_count == params.classes - 1u));
+  } else {
+    classes_ok = (flags & SLICER_DENSE_CLASS_MAP_RANK) == 0;
+  }
+  if (params.trellis || params.group_table != nullptr || !classes_ok ||
       (by_size && ((params.table_kind && params.table_kind != SLICER_DENSE_TABLE_AUTO) ||
                    (params.low_bits && params.low_bits != SLICER_DENSE_LOW_BITS_AUTO)))) {
     return fail(SLICER_ERR_INVALID_ARGUMENT);
@@ -389,12 +563,31 @@ BudgetResult EncodeForBudget(const void* data_in, int dtype, const int64_t* shap
   slicer_dense_params call = params;  // the search: kind 0, no plane
   call.table_kind = 0;
   call.low_bits = 0;
-  if (call.classes <= 1) {  // mode 1: Python's classes=1, class_map None
-    call.classes = 1;
-    call.class_axis &= format::kClassAxisBit;
-    call.class_bounds = nullptr;
-    call.class_bounds_count = 0;
+  // the class setting of the encodes: mode 1 (Python's classes=1, class_map None) until
+  // _resolve_classes decides (classes "auto", or a fixed K >= 2 kept as given)
+  Classes chosen;
+  auto use = [&](Classes resolved) {
+    chosen = std::move(resolved);
+    call.classes = static_cast<uint8_t>(chosen.k);
+    call.class_axis = chosen.class_axis;
+    call.class_bounds = chosen.bounds.empty() ? nullptr : chosen.bounds.data();
+    call.class_bounds_count = static_cast<uint32_t>(chosen.bounds.size());
+  };
+  {
+    Classes initial;
+    initial.class_axis = params.class_axis & format::kClassAxisBit;
+    if (params.classes >= 2 && !automatic) {
+      initial.k = params.classes;
+      initial.class_axis = params.class_axis;
+      if (params.class_bounds) {
+        initial.bounds.assign(params.class_bounds,
+                              params.class_bounds + params.class_bounds_count);
+      }
+    }
+    use(std::move(initial));
   }
+  const ClassResolver classes(model, max_abs, pos, data, dtype, shape, ndim, n);
+  const bool resolve = automatic || params.classes >= 2;
   auto encode_at = [&](double step, int rho, const uint8_t** out, size_t* size, double* sse) {
     call.step = static_cast<float>(step);
     call.rho_256 = static_cast<uint8_t>(rho);
@@ -413,9 +606,10 @@ BudgetResult EncodeForBudget(const void* data_in, int dtype, const int64_t* shap
       drive.Predict(steps[i], rhos[i], &sse);
       if (i == 0 || sse < best_sse) best_sse = sse, step = steps[i], rho = rhos[i];
     }
+    // classes (§19): K and axis at this step; their predicted saving lets a smaller step fit
+    if (resolve) use(classes.Resolve(params, step, rho));
     if (call.classes > 1) {
-      const double saving =
-          ClassSaving(model, max_abs, pos, data, dtype, shape, ndim, n, call, step, rho);
+      const double saving = chosen.saving;
       if (saving > 0) {
         const double goal = limit + saving - 0.004 * limit;
         step = drive.BisectStep({rho}, goal, step)[0];
@@ -475,6 +669,7 @@ BudgetResult EncodeForBudget(const void* data_in, int dtype, const int64_t* shap
         const double s = drive.Predict(steps[i], rhos[i]);
         if (i == 0 || s < best_size) best_size = s, step = steps[i], rho = rhos[i];
       }
+      if (resolve) use(classes.Resolve(params, step, rho));  // the size depends on K
       auto attempt = [&](double at, double* err) {
         const int st = encode_at(at, rho, &out, &size, &sse);
         *err = std::sqrt(sse / energy);

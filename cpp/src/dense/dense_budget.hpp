@@ -1,11 +1,11 @@
 // The budget driver of mode="auto" / mode="dense" with max_bytes or rel_error in C++
 // (slicer_dense_encode_budget): dense_for_budget and dense_for_error of python/slicer/_rate.py,
 // which stay the reference, step for step (the same model, the same binary64 operations, the
-// same encodes, the same final stream), for a FIXED class setting: classes 0 / 1 (mode 1) or a
-// given K >= 2 with a §18.2 rank map or §18.3 index ranges. Not here (Python only, for now):
-// classes="auto" (the class search over K, axes and map kinds, _resolve_classes), §18.4 given
-// boundaries, group tables (groups="rows" / "channels": the model divides by each group's step)
-// and mode 3 (trellis).
+// same encodes, the same final stream), for classes 0 / 1 (mode 1), a given K >= 2 with a §18.2
+// rank map, §18.3 index ranges or given §18.4 boundaries, and classes="auto"
+// (SLICER_DENSE_CLASSES_AUTO: _resolve_classes' search over K, axes and map kinds in the rate
+// model kernel's ClassSearch). Not here (Python only, for now): group tables (groups="rows" /
+// "channels": the model divides by each group's step) and mode 3 (trellis).
 #ifndef SLICER_SRC_DENSE_DENSE_BUDGET_HPP_
 #define SLICER_SRC_DENSE_DENSE_BUDGET_HPP_
 
