@@ -2,8 +2,9 @@
 // kernel: the NumPy model there (DenseModel, _boundary, _class_saving, _best_bounds) is its
 // reference, and this file computes the same counts, histograms and choices without a Python
 // or NumPy call per step. Internal: the rate-control policy (the number of encodes, the
-// correction of the model's miss) is python/slicer/_rate.py's, and dense_budget.cpp's for a
-// fixed class setting (slicer_dense_encode_budget), so nothing here is part of the C ABI.
+// correction of the model's miss) is python/slicer/_rate.py's, and dense_budget.cpp's (the same
+// policy in C++ behind slicer_dense_encode_budget, classes="auto" included), so nothing here is
+// part of the C ABI.
 //
 // Arithmetic: binary64, every operation rounded on its own (-ffp-contract=off). Counts and
 // histograms are exact integers; sums of logarithms are taken in a fixed order, so they may
