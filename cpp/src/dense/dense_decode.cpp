@@ -159,6 +159,68 @@ inline bool LowValue(uint64_t mh, bool negative, uint32_t low, unsigned k, const
   return true;
 }
 
+// §13.6, DecodeRun's float32 batches: the values of n consecutive coded elements from their h·2^k
+// (a[0 … n), |h·2^k| < 2^48) and their low bits (the plane fields of coded elements e0 … e0 + n
+// − 1, k ≤ kLowBatchMax bits, each field's 64-bit window readable: the caller's fast steps held
+// it), rounded to binary32 into out[0 … n). LowValue's value, four lanes at a time: q = a + l,
+// |q| < 2^49 as binary64 by its bits (2^52 + |q|, minus 2^52: exact), + o/256 of |q| = 0, 1, ≥ 2
+// (exact), × Δ (the one rounding), the sign of q on the bits, then binary32.
+constexpr unsigned kLowBatchMax = 14;  // (e·k) mod 8 + 4k ≤ 63: four fields in one 64-bit word
+constexpr uint64_t kLowBatch = 256;
+
+inline double LowBatchValue(int64_t a, uint64_t low, const double* offs, double delta) {
+  const int64_t q = a + static_cast<int64_t>(low);
+  const int64_t sq = q >> 63;  // 0, or −1 for q < 0
+  const uint64_t m = static_cast<uint64_t>((q ^ sq) - sq);
+  const double v =
+      (static_cast<double>(static_cast<int64_t>(m)) + offs[std::min<uint64_t>(m, 2)]) * delta;
+  uint64_t bits;
+  std::memcpy(&bits, &v, 8);
+  bits ^= static_cast<uint64_t>(sq) & (uint64_t{1} << 63);
+  double r;
+  std::memcpy(&r, &bits, 8);
+  return r;
+}
+
+__attribute__((target("avx2"))) void LowBatchF32(const uint8_t* bits, uint64_t e0, unsigned k,
+                                                 const int64_t* a, uint64_t n, float* out,
+                                                 double delta, const double* offs) {
+  const uint64_t field = (uint64_t{1} << k) - 1;
+  const __m256i mask = _mm256_set1_epi64x(static_cast<int64_t>(field));
+  const __m256i lanes = _mm256_setr_epi64x(0, k, 2 * k, 3 * k);
+  const __m256i magic = _mm256_set1_epi64x(0x4330000000000000LL);  // 2^52 as binary64
+  const __m256d two52 = _mm256_castsi256_pd(magic);
+  const __m256i one = _mm256_set1_epi64x(1), zero = _mm256_setzero_si256();
+  const __m256d off0 = _mm256_set1_pd(offs[0]), off1 = _mm256_set1_pd(offs[1]);
+  const __m256d off2 = _mm256_set1_pd(offs[2]), dl = _mm256_set1_pd(delta);
+  const __m256i sign_bit = _mm256_set1_epi64x(static_cast<int64_t>(uint64_t{1} << 63));
+  uint64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const uint64_t at = (e0 + i) * k;
+    int64_t word;
+    std::memcpy(&word, bits + (at >> 3), 8);
+    const __m256i shift = _mm256_add_epi64(lanes, _mm256_set1_epi64x(static_cast<int64_t>(at & 7)));
+    const __m256i low = _mm256_and_si256(_mm256_srlv_epi64(_mm256_set1_epi64x(word), shift), mask);
+    const __m256i q = _mm256_add_epi64(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i)), low);
+    const __m256i sq = _mm256_cmpgt_epi64(zero, q);
+    const __m256i m = _mm256_sub_epi64(_mm256_xor_si256(q, sq), sq);
+    const __m256d dm = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(m, magic)), two52);
+    const __m256d off = _mm256_blendv_pd(
+        _mm256_blendv_pd(off2, off1, _mm256_castsi256_pd(_mm256_cmpeq_epi64(m, one))), off0,
+        _mm256_castsi256_pd(_mm256_cmpeq_epi64(m, zero)));
+    const __m256d v = _mm256_mul_pd(_mm256_add_pd(dm, off), dl);
+    const __m256d sv = _mm256_xor_pd(v, _mm256_castsi256_pd(_mm256_and_si256(sq, sign_bit)));
+    _mm_storeu_ps(out + i, _mm256_cvtpd_ps(sv));
+  }
+  for (; i < n; ++i) {
+    const uint64_t at = (e0 + i) * k;
+    uint64_t word;
+    std::memcpy(&word, bits + (at >> 3), 8);
+    out[i] = static_cast<float>(LowBatchValue(a[i], (word >> (at & 7)) & field, offs, delta));
+  }
+}
+
 // Decodes `count` coded elements of one group run into dst[i0, i0 + count) (when kStore), the
 // first of them being the chunk's coded element `idx`. Returns false on a corrupt stream.
 //
@@ -187,6 +249,26 @@ bool DecodeRun(const Stream& s, ChunkIn* in, uint64_t idx, uint64_t count, uint8
   const uint64_t window_limit = 8 * in->bits_room;
   uint64_t bit_pos = in->bit_pos;
   bool ok = true;
+  // kLow: the plane's width, field mask and offsets in locals (the stores through dst may alias
+  // the stream's fields, which would be reloaded for every element).
+  const unsigned low_k = s.low_bits;
+  const uint64_t low_mask = (uint64_t{1} << low_k) - 1;
+  const double offs[3] = {s.low_offs[0], s.low_offs[1], s.low_offs[2]};
+  // kLow, float32 out, AVX2 (and not forced off), k ≤ kLowBatchMax: the fast steps keep h·2^k of
+  // up to kLowBatch consecutive elements, LowBatchF32 makes their values (before any careful
+  // step, which writes its own element, and at the end of the fast steps).
+  constexpr bool kBatchable = kLow && kStore && kDtype == SLICER_FLOAT32;
+  const bool batch = kBatchable && low_k <= kLowBatchMax && SimdWanted();
+  alignas(32) int64_t hbuf[kBatchable ? kLowBatch : 1];
+  uint64_t held = 0;  // elements in hbuf: the fast steps' k − held … k − 1
+  auto flush = [&](uint64_t k) {
+    if constexpr (kBatchable) {
+      if (held == 0) return;
+      LowBatchF32(bits, idx + k - held, low_k, hbuf, held,
+                  reinterpret_cast<float*>(dst) + i0 + k - held, delta, offs);
+      held = 0;
+    }
+  };
   // m < 2^55 always (bin 211: (7 << 51) + 2^51 - 1): the int64 conversion is exact up to 2^53.
   auto element = [&](const DSym& d, uint64_t extra, uint64_t k) {
     const uint64_t m = d.base + extra;
@@ -242,7 +324,10 @@ bool DecodeRun(const Stream& s, ChunkIn* in, uint64_t idx, uint64_t count, uint8
     const unsigned c = kClasses ? cls[k] : 0;
     const uint32_t slot = st & (kProbScale - 1);
     const unsigned q = lut0[size_t{c} * kProbScale + slot];
-    if (__builtin_expect(q == kEscape, 0)) return careful(st, k);
+    if (__builtin_expect(q == kEscape, 0)) {
+      flush(k);
+      return careful(st, k);
+    }
     const DSym& d = syms0[q];
     uint32_t v;
     if constexpr (kClasses) {
@@ -260,7 +345,35 @@ bool DecodeRun(const Stream& s, ChunkIn* in, uint64_t idx, uint64_t count, uint8
     std::memcpy(&word, bits + (bit_pos >> 3), 8);
     const uint64_t extra = (word >> (bit_pos & 7)) & d.mask;
     bit_pos += d.nbits;
-    element(d, extra, k);
+    if (kBatchable && batch) {  // h·2^k for LowBatchF32 (h < 0 iff the symbol's sign is −1)
+      int64_t sign_bits;
+      std::memcpy(&sign_bits, &d.sign, 8);
+      const uint64_t neg = static_cast<uint64_t>(sign_bits >> 63);  // 0 or all ones
+      hbuf[held] = static_cast<int64_t>((((d.base + extra) << low_k) ^ neg) - neg);
+      if (++held == kLowBatch) flush(k + 1);
+    } else if constexpr (kLow) {
+      // §13.6: l from a 64-bit window at the element's plane field, unchecked: the plane lies
+      // before the extra bits (field (idx + k)·k_low < coded·k_low ≤ bit_pos), and room() holds
+      // 64 readable bits past bit_pos.
+      const uint64_t at = (idx + k) * low_k;
+      uint64_t pw;
+      std::memcpy(&pw, bits + (at >> 3), 8);
+      const uint64_t low = (pw >> (at & 7)) & low_mask;
+      // LowValue's value without its bounds (no lut escape: h = ±mh, mh < 2^33, so |q| < 2^48)
+      // and with fewer steps: h < 0 exactly for the symbols of sign −1 (then mh ≥ 1), and q has
+      // h's sign (|l| < 2^k), so |q| = mh·2^k ± l and the sign is the symbol's exact factor.
+      int64_t sign_bits;
+      std::memcpy(&sign_bits, &d.sign, 8);
+      const uint64_t neg = static_cast<uint64_t>(sign_bits >> 63);  // 0 or all ones
+      const uint64_t m = ((d.base + extra) << low_k) + ((low ^ neg) - neg);
+      const double v =
+          ((static_cast<double>(static_cast<int64_t>(m)) + offs[std::min<uint64_t>(m, 2)]) *
+           delta) *
+          d.sign;
+      if constexpr (kStore) StoreT<kDtype>(dst, i0 + k, v);
+    } else {
+      element(d, extra, k);
+    }
   };
   // Room for kStates fast steps: 2 rANS bytes each; ≤ 51 extra bits each plus the 64-bit
   // window inside the stream (a window may reach past the extra-bit area into the following
@@ -274,6 +387,7 @@ bool DecodeRun(const Stream& s, ChunkIn* in, uint64_t idx, uint64_t count, uint8
   if constexpr (kStates == 1) {
     uint32_t x0 = x[0];
     for (; k < count && room(); ++k) fast(x0, k);
+    flush(k);
     for (; k < count && ok; ++k) careful(x0, k);
     x[0] = x0;
   } else {
@@ -286,6 +400,7 @@ bool DecodeRun(const Stream& s, ChunkIn* in, uint64_t idx, uint64_t count, uint8
         fast(x2, k + 2);
         fast(x3, k + 3);
       }
+      flush(k);
     }
     x[0] = x0, x[1] = x1, x[2] = x2, x[3] = x3;
     for (; k < count && ok; ++k) careful(x[(idx + k) & 3], k);
@@ -322,6 +437,11 @@ RunFn PickRun(int dtype, bool classes, bool low) {
                  : PickRunOf<kStates, kStore, false, false>(dtype);
 }
 
+// Zero bytes after a copied bit area: every fast step of DecodeRun (51·4 + 64 bits of room)
+// fits behind any cursor inside the area.
+constexpr uint64_t kAreaPad = 40;
+static_assert(8 * kAreaPad >= 51 * 4 + 64, "kAreaPad: room() of four fast steps");
+
 // Decodes chunk j (§14); writes its elements when dst != nullptr.
 slicer_status DecodeChunk(const Stream& s, const uint8_t* data, size_t size, uint64_t j,
                           uint8_t* dst) {
@@ -333,6 +453,19 @@ slicer_status DecodeChunk(const Stream& s, const uint8_t* data, size_t size, uin
   ChunkIn in{{kRansL, kRansL, kRansL, kRansL}, r, r + c.rans_len, r + c.rans_len, c.bits_len,
              size - (c.offset + c.rans_len)};
   in.bit_pos = c.coded * s.low_bits;  // §13.6: the extra bits follow the plane
+  // §13.6: a chunk whose bit area ends less than kAreaPad bytes before the end of the stream (the
+  // last one) would take DecodeRun's careful steps wherever fewer than 51·4 + 64 bits are left
+  // behind the bit cursor; with a plane, h's extra bits are short (most h are direct), so that is
+  // most of the chunk. Such a chunk's area is decoded from a copy followed by zeros: the same
+  // values and verdicts (a read past the area decides nothing but its rejection, by the length
+  // check below), only fast steps. Without a plane the careful steps are the last few elements.
+  std::vector<uint8_t> area;
+  if (s.low_bits != 0 && in.bits_room - in.bits_len < kAreaPad) {
+    area.assign(in.bits_len + kAreaPad, 0);
+    std::memcpy(area.data(), in.bits, in.bits_len);
+    in.bits = area.data();
+    in.bits_room = area.size();
+  }
   if (c.coded > 0) {
     for (unsigned q = 0; q < k; ++q) {
       in.x[q] = uint32_t{r[0]} | uint32_t{r[1]} << 8 | uint32_t{r[2]} << 16 | uint32_t{r[3]} << 24;
