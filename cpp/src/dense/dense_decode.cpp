@@ -1255,7 +1255,7 @@ slicer_status DecodeSet(const Stream& s, const PairTables& tb, const uint8_t* da
   std::vector<uint32_t> sbuf(kDeferred ? kN * kSeg : 0);
   std::vector<uint8_t> mbuf(kDeferred ? kP * kSeg / 4 : 0);
   ChunkIn in[kN];
-  std::vector<CodedWalker> out, at;
+  std::vector<CodedWalker> out;
   uint64_t coded[kN], done[kN], cnt[kN];
   uint8_t* cl[kN];
   SetOut so{};
@@ -1290,7 +1290,7 @@ slicer_status DecodeSet(const Stream& s, const PairTables& tb, const uint8_t* da
     cl[h] = kClasses ? cbuf.data() + h * kSeg : nullptr;
   }
   for (unsigned p = 0; p < kP && kDeferred; ++p) so.spec[p] = mbuf.data() + p * kSeg / 4;
-  at = out;
+  std::vector<CodedWalker> at(out);
   // The scalar steps: into the value buffer (Δ = 1), or kDirect into dst with Δ.
   const RunFn run = kDirect ? &DecodeRun<SLICER_FLOAT32, 4, true, kClasses, kLow>
                             : &DecodeRun<SLICER_FLOAT64, 4, true, kClasses, kLow>;
