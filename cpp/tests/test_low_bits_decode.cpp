@@ -22,76 +22,21 @@
 #include "crc32.hpp"
 #include "float_bits.hpp"
 #include "harness.hpp"
+#include "low_bits_cases.hpp"
 #include "slicer/slicer.h"
 #include "test_support.hpp"
 
 namespace {
 
-struct Case {
-  std::string name;
-  int dtype = SLICER_FLOAT32;
-  std::vector<int64_t> shape;
-  std::vector<uint8_t> bytes;  // the input in its dtype
-  size_t n = 0;
-  float step = 0.01f;
-  uint8_t chunk_log2 = 14;
-  std::vector<uint8_t> groups;  // group table of rows (empty: none)
-};
-
-Case MakeCase(std::string name, const std::vector<double>& raw, int dtype, float step,
-              std::vector<int64_t> shape = {}) {
-  Case c;
-  c.name = std::move(name);
-  c.dtype = dtype;
-  c.step = step;
-  c.n = raw.size();
-  c.shape = shape.empty() ? std::vector<int64_t>{static_cast<int64_t>(raw.size())} : shape;
-  const size_t width = dtype == SLICER_FLOAT64 ? 8 : dtype == SLICER_FLOAT32 ? 4 : 2;
-  c.bytes.resize(raw.size() * width);
-  for (size_t j = 0; j < raw.size(); ++j) {
-    const double v = raw[j];
-    if (dtype == SLICER_FLOAT64) {
-      std::memcpy(&c.bytes[8 * j], &v, 8);
-    } else if (dtype == SLICER_FLOAT32) {
-      const float f = static_cast<float>(v);
-      std::memcpy(&c.bytes[4 * j], &f, 4);
-    } else {
-      const uint16_t h = slicer::internal::FloatToHalf(static_cast<float>(v));
-      std::memcpy(&c.bytes[2 * j], &h, 2);
-    }
-  }
-  return c;
-}
-
-std::vector<uint8_t> Encode(const Case& c, uint8_t low_bits) {
-  slicer_dense_params p;
-  slicer_dense_params_init(&p);
-  p.step = c.step;
-  p.chunk_log2 = c.chunk_log2;
-  p.threads = 1;
-  p.low_bits = low_bits;
-  if (!c.groups.empty()) {
-    p.layout = SLICER_DENSE_LAYOUT_ROWS;
-    p.group_table = c.groups.data();
-    p.group_table_size = c.groups.size();
-  }
-  size_t bound = 0, written = 0;
-  CHECK_EQ(slicer_dense_encode_bound(c.shape.data(), static_cast<uint32_t>(c.shape.size()),
-                                     c.dtype, &p, &bound),
-           SLICER_OK);
-  std::vector<uint8_t> out(bound);
-  CHECK_EQ(slicer_dense_encode(c.bytes.data(), c.dtype, c.shape.data(),
-                               static_cast<uint32_t>(c.shape.size()), &p, out.data(), bound,
-                               &written),
-           SLICER_OK);
-  out.resize(written);
-  return out;
-}
+using low_bits_test::Case;
+using low_bits_test::Encode;
+using low_bits_test::MakeCase;
+using low_bits_test::Normal;
 
 // The status of decoding `stream`; the output (NaN-patterned where nothing was written) in *out.
 int DecodeInto(const std::vector<uint8_t>& stream, const Case& c, std::vector<uint8_t>* out) {
   out->assign(c.bytes.size(), 0xA5);
-  return slicer_decode(stream.data(), stream.size(), c.n, out->data(), out->size(), 1);
+  return slicer_decode(stream.data(), stream.size(), c.values.size(), out->data(), out->size(), 1);
 }
 
 void SetSimd(bool on) {
@@ -102,12 +47,6 @@ void SetSimd(bool on) {
   }
 }
 
-std::vector<double> Normal(size_t n, uint64_t seed, double scale) {
-  std::vector<double> out(n);
-  const std::vector<float> g = slicer_test::Gaussian(n, seed, scale);
-  for (size_t j = 0; j < n; ++j) out[j] = g[j];
-  return out;
-}
 
 // Normal values with every `every`-th one a huge code (±1e12 at step 0.01: |q| ≈ 2^46.5, so h ≥
 // 2^33 for k ≤ 13: a lut escape, the careful step, between fast steps).
