@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 import onnx.numpy_helper
 
-ZOO_VERSION = 2  # bump when an export changes so stale cache entries are not reused
+ZOO_VERSION = 3  # bump when an export changes so stale cache entries are not reused
 
 
 def cache_dir() -> Path:
@@ -81,6 +81,7 @@ def _export_efficientnet(path: Path) -> None:
             "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
         )
     model.eval()
+    _fold_batchnorms(model)
     dummy = torch.zeros(1, 3, EFFNET_SIZE, EFFNET_SIZE)
 
     def run() -> None:
@@ -96,6 +97,46 @@ def _export_efficientnet(path: Path) -> None:
 
     _quiet_export(run)
     _fold_constants(path)
+
+
+def _fold_batchnorm(conv, bn) -> None:  # noqa: ANN001 - torch modules
+    """conv's weights and bias with bn's scale and shift folded in, in binary64 NumPy (every
+    operation correctly rounded, then one rounding to float32: the same bits on every CPU).
+
+    The exporter's own folding of Conv + BatchNormalization goes through PyTorch's CPU math
+    library, whose 1/sqrt differs by CPU (up to 4096 ulp, 2.8e-4 relative, between its code
+    paths on one machine): the same package exported on two machines gave two models, and the
+    shipped settings' weight fingerprint matched only one of them."""
+    import torch
+
+    def f64(t):  # noqa: ANN001, ANN202
+        return t.detach().to(torch.float64).numpy()
+
+    scale = f64(bn.weight) / np.sqrt(f64(bn.running_var) + float(bn.eps))
+    weight = f64(conv.weight) * scale.reshape(-1, *([1] * (conv.weight.dim() - 1)))
+    bias = f64(conv.bias) if conv.bias is not None else np.zeros_like(scale)
+    bias = (bias - f64(bn.running_mean)) * scale + f64(bn.bias)
+    conv.weight = torch.nn.Parameter(torch.from_numpy(weight.astype(np.float32)))
+    conv.bias = torch.nn.Parameter(torch.from_numpy(bias.astype(np.float32)))
+
+
+def _fold_batchnorms(model) -> None:  # noqa: ANN001 - an EfficientNet-Lite module
+    """Every BatchNorm2d of EfficientNet-Lite folded into the convolution before it (stem,
+    head, and per block expand / depthwise / project) and replaced by an identity, so that the
+    export carries the binary64 fold (_fold_batchnorm) and no BatchNormalization."""
+    import torch
+
+    pairs = [(model, "_conv_stem", "_bn0"), (model, "_conv_head", "_bn1")]
+    for block in model._blocks:
+        pairs += [(block, "_expand_conv", "_bn0"), (block, "_depthwise_conv", "_bn1")]
+        pairs += [(block, "_project_conv", "_bn2")]
+    for owner, conv, bn in pairs:
+        if hasattr(owner, conv) and isinstance(getattr(owner, bn, None), torch.nn.BatchNorm2d):
+            _fold_batchnorm(getattr(owner, conv), getattr(owner, bn))
+            setattr(owner, bn, torch.nn.Identity())
+    left = [name for name, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    if left:
+        raise RuntimeError(f"EfficientNet-Lite export: BatchNorm2d left unfolded: {left}")
 
 
 def _fold_constants(path: Path) -> None:
