@@ -15,6 +15,8 @@
 // SLICER_DENSE_SIMD=0 in the environment forces the scalar paths of a library that has SIMD ones.
 // SLICER_BENCH_LOW_BITS=k (0 … 15) or "auto" encodes mode 1 with a low-bit plane (docs/format.md
 // §13.6) when the harness is built against a library that has it (ignored otherwise).
+// SLICER_BENCH_CHUNK_LOG2=c (6 … 24) sets the chunk size (default: the C ABI's 14;
+// bench/chunk_auto.py passes docs/format.md §15.1's choice).
 #include <slicer/slicer.h>
 
 #include <algorithm>
@@ -41,6 +43,9 @@ int main(int argc, char** argv) {
   slicer_dense_params_init(&p);
   p.step = step;
   p.threads = 1;
+  if (const char* chunk = std::getenv("SLICER_BENCH_CHUNK_LOG2")) {
+    p.chunk_log2 = static_cast<uint8_t>(std::atoi(chunk));
+  }
 #ifdef SLICER_DENSE_LOW_BITS_AUTO
   if (const char* low = std::getenv("SLICER_BENCH_LOW_BITS")) {
     p.low_bits = low[0] == 'a' ? SLICER_DENSE_LOW_BITS_AUTO : static_cast<uint8_t>(std::atoi(low));

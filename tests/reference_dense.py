@@ -514,6 +514,34 @@ def states_for(count: int) -> int:
     return 4 if count >= INTERLEAVE_MIN else 1
 
 
+def chunk_cut_cost(n: int, c: int) -> int:
+    """docs/format.md §15.1: the decoders' cost of cutting n elements into chunks of 2**c."""
+    sizes = [1 << c] * (n >> c) + ([n % (1 << c)] if n % (1 << c) else [])
+    four = [size >= INTERLEAVE_MIN for size in sizes]
+    cost, j = 0, 0
+    while j < len(sizes):
+        if all(four[j : j + 4]) and j + 4 <= len(sizes):
+            cost, j = cost + 10 * sum(sizes[j : j + 4]), j + 4
+        elif all(four[j : j + 2]) and j + 2 <= len(sizes):
+            cost, j = cost + 18 * sum(sizes[j : j + 2]), j + 2
+        else:
+            cost, j = cost + (22 if four[j] else 46) * sizes[j], j + 1
+    return cost
+
+
+def auto_chunk_log2(n: int) -> int:
+    """docs/format.md §15.1: the default chunk_log2 of modes 1 and 2 for n elements."""
+    if n < INTERLEAVE_MIN or n >= 1 << 18:
+        return 14
+    cmax = min(17, max(14, (n - 1).bit_length()))
+    chosen, best = cmax, chunk_cut_cost(n, cmax)
+    for c in range(cmax - 1, 12, -1):
+        cost = chunk_cut_cost(n, c)
+        if 20 * cost < 19 * best:
+            chosen, best = c, cost
+    return chosen
+
+
 # ----------------------------------------------------------------------------- encoder
 
 

@@ -1,12 +1,16 @@
-// Varints, LSB-first bit I/O, CRC-32, the splitmix64 draw and float conversions.
+// Varints, LSB-first bit I/O, CRC-32, the splitmix64 draw, float conversions and the dense
+// encoder's default chunk size.
 #include <cstring>
 #include <random>
 #include <vector>
+
+#include <slicer/slicer.h>
 
 #include "bit_io.hpp"
 #include "crc32.hpp"
 #include "draw.hpp"
 #include "float_bits.hpp"
+#include "format/dense_spec.hpp"
 #include "harness.hpp"
 #include "varint.hpp"
 
@@ -175,6 +179,30 @@ TEST(HalfAndBFloat16ConversionsAreExact) {
   CHECK_EQ(FloatToHalf(0x1.8p-25f), 0x0001u);
   CHECK_EQ(FloatToBFloat16(1.0f + 0x1p-8f), 0x3F80u);
   CHECK_EQ(FloatToBFloat16(1.0f + 3 * 0x1p-8f), 0x3F82u);
+}
+
+// docs/format.md §15.1: the worked values, the ends of the range, and the C ABI equal to the
+// spec function (tests/test_dense_chunk_auto.py compares every n with the NumPy reference).
+TEST(AutoChunkLog2PicksTheDecodersFastestCut) {
+  using slicer::format::dense::AutoChunkLog2;
+  using slicer::format::dense::ChunkCutCost;
+  const uint64_t n[] = {0, 1, 8191, 8192, 9000, 16384, 20000, 21952, 31360, 36000, 50000,
+                        70000, 131072, 250000, 262143, 262144, 1u << 20};
+  const unsigned want[] = {14, 14, 14, 14, 14, 13, 15, 15, 14, 13, 13, 14, 15, 16, 16, 14, 14};
+  for (size_t i = 0; i < sizeof(n) / sizeof(n[0]); ++i) {
+    CHECK_EQ(AutoChunkLog2(n[i]), want[i]);
+    CHECK_EQ(slicer_dense_auto_chunk_log2(n[i]), want[i]);
+  }
+  // 21 952 = 16 384 + 5 568: a single four-state chunk and a one-state tail at 14; one chunk at 15
+  CHECK_EQ(ChunkCutCost(21952, 14), uint64_t{22 * 16384 + 46 * 5568});
+  CHECK_EQ(ChunkCutCost(21952, 15), uint64_t{22 * 21952});
+  CHECK_EQ(ChunkCutCost(50000, 13), uint64_t{10 * 32768 + 18 * 16384 + 46 * 848});
+  for (uint64_t m = 8192; m < (1u << 18); m += 997) {
+    const unsigned c = AutoChunkLog2(m);
+    CHECK(c >= 13 && c <= 17);
+    // never more than 5 % over the cost of the old default 2^14 (the rule's tie margin)
+    CHECK(19 * ChunkCutCost(m, c) <= 20 * ChunkCutCost(m, 14));
+  }
 }
 
 }  // namespace

@@ -35,7 +35,7 @@ from ._intake import (
     parse_dtype,
     resolve_lazy_views,
 )
-from ._params import class_length, make_dense_params, make_params
+from ._params import DEFAULT_CHUNK_LOG2, class_length, make_dense_params, make_params
 from ._rate import classes_at_step, dense_for_budget, dense_for_error, encode_within
 from ._trellis import trellis_at_step, trellis_for_budget, trellis_for_error
 
@@ -83,8 +83,12 @@ _PARAMS_DOC_TAIL = """\
     groups : {"tensor", "rows"}, default "tensor"
         "tensor" codes the whole tensor as one problem; "rows" codes every row of the last
         axis on its own (top-K, blocks and ranges per row, e.g. per LLM token).
-    chunk_size : int, default 16384
+    chunk_size : int or None, default None
         Elements per independently decodable payload chunk, a power of two in 64..2**24.
+        None: 16384 for ``mode="topk"`` and ``trellis=True``; for ``mode="dense"`` /
+        ``"auto"`` the size the decoders take fastest for this many elements
+        (docs/format.md §15.1: 16384 below 8192 and from 2**18 elements on, 8192 … 131072
+        between), also given as ``"auto"``.
     threads : int, default 0
         Worker threads (0 = all cores). The bytes never depend on it.
 """
@@ -217,7 +221,7 @@ def encode(
     seed: int = 0,
     max_bytes: int | None = None,
     groups: str = "tensor",
-    chunk_size: int = 16384,
+    chunk_size: int | str | None = None,
     threads: int = 0,
     out: str = "host",
     context: Any = None,
@@ -252,6 +256,7 @@ def encode(
             x, mode, topk_given, step, rel_error, max_bytes, rho, groups, chunk_size, threads, out,
             weights, context, classes, class_map, class_bounds, trellis, table_kind, low_bits,
         )  # fmt: skip
+    chunk_size = _topk_chunk_size(chunk_size)
     if (step is not None or rel_error is not None or rho is not None or weights is not None
             or classes is not None or class_map is not None
             or class_bounds is not None or trellis is not False
@@ -683,6 +688,33 @@ def _dense_encoder(array: np.ndarray, context: Any) -> Any:
     return run
 
 
+def _topk_chunk_size(chunk_size: Any) -> Any:
+    """chunk_size of format 1: None is 2**14; "auto" is the dense modes' (docs/format.md §15.1)."""
+    if chunk_size is None:
+        return 1 << DEFAULT_CHUNK_LOG2
+    if isinstance(chunk_size, str):
+        raise ValueError(
+            f"chunk_size={chunk_size!r}: mode='topk' takes a power of two in 64..2**24 "
+            "(chunk_size='auto' belongs to mode='dense' / mode='auto')"
+        )
+    return chunk_size
+
+
+def _dense_chunk_size(chunk_size: Any) -> tuple[Any, bool]:
+    """(chunk_size for make_dense_params, whether §15.1's default replaces it once the element
+    count is known): None and "auto" are the default."""
+    if chunk_size is None or (isinstance(chunk_size, str) and chunk_size == "auto"):
+        return 1 << DEFAULT_CHUNK_LOG2, True
+    return chunk_size, False
+
+
+def _auto_chunk(params: dict[str, Any], shape: tuple[int, ...]) -> None:
+    """docs/format.md §15.1's chunk size for an input of this shape, into params (modes 1 and 2;
+    mode 3 keeps 2**14)."""
+    if params["trellis"] is None:
+        params["chunk_log2"] = int(_core.dense_auto_chunk_log2(min(math.prod(shape), 1 << 62)))
+
+
 def _encode_dense(
     x: Any,
     mode: str,
@@ -714,6 +746,7 @@ def _encode_dense(
     if out != "host":
         raise ValueError(f"mode={mode!r} supports out='host' only")
     auto = mode == "auto"
+    chunk_size, auto_chunk = _dense_chunk_size(chunk_size)
     params = make_dense_params(
         step=step, rho=0.5 if rho is None else rho, groups=groups, chunk_size=chunk_size,
         threads=threads, classes=_default_classes(mode, classes), class_map=class_map,
@@ -759,8 +792,12 @@ def _encode_dense(
         # (§13.6), explicit or "auto", are encoded on the GPU; classes="auto" needs the rate
         # model's pass over a host copy and takes the host path below.
         _check_classes(params, tuple(int(d) for d in getattr(x, "shape", ())))
+        if auto_chunk:
+            _auto_chunk(params, tuple(int(d) for d in getattr(x, "shape", ())))
         return _encode_dense_cuda(x, params, weights)
     array = _dense_array(x)
+    if auto_chunk:
+        _auto_chunk(params, array.shape)
     if params["layout"] == 1 and array.ndim < 1:
         raise ValueError("groups='rows' needs an array with at least one dimension")
     if params["layout"] == 2 and array.ndim < 2:
@@ -951,7 +988,7 @@ def size_bound(
     seed: int = 0,
     max_bytes: int | None = None,
     groups: str = "tensor",
-    chunk_size: int = 16384,
+    chunk_size: int | str | None = None,
     threads: int = 0,
     step: float | None = None,
     rel_error: float | None = None,
@@ -979,6 +1016,7 @@ def size_bound(
             shape, dtype, mode, max_bytes, rho, groups, chunk_size, classes, class_map,
             class_bounds, trellis,
         )  # fmt: skip
+    chunk_size = _topk_chunk_size(chunk_size)
     if classes is not None or class_map is not None or class_bounds is not None or (
             trellis is not False):  # fmt: skip
         raise ValueError(
@@ -1039,6 +1077,7 @@ def _dense_size_bound(
     counts ceil(L/2) map bytes for either kind of map, so it holds for index ranges too)."""
     if mode not in ("dense", "auto"):
         raise ValueError(f"mode must be 'topk', 'dense' or 'auto', got {mode!r}")
+    chunk_size, auto_chunk = _dense_chunk_size(chunk_size)
     params = make_dense_params(
         step=1.0, rho=0.5 if rho is None else rho, groups=groups, chunk_size=chunk_size,
         classes=_default_classes(mode, classes), class_map=class_map, class_bounds=class_bounds,
@@ -1050,6 +1089,8 @@ def _dense_size_bound(
     dims = tuple(operator.index(d) for d in shape)
     if any(d < 0 or d >= 2**63 for d in dims) or len(dims) > _MAX_NDIM:
         raise ValueError(f"shape must have 0..32 dimensions in 0 .. 2**63 - 1, got {dims}")
+    if auto_chunk:
+        _auto_chunk(params, dims)
     _check_classes(params, dims)
     is_f64 = str(dtype) in ("float64", "torch.float64", "<class 'numpy.float64'>")
     code = 4 if is_f64 or dtype is np.float64 else parse_dtype(dtype)

@@ -160,6 +160,8 @@ nb::tuple StreamVersion(ConstBytes buf) {
 }  // namespace
 
 void RegisterDense(nb::module_& m) {
+  m.def("dense_auto_chunk_log2", &slicer_dense_auto_chunk_log2, nb::arg("n"),
+        "The default chunk_log2 of modes 1 and 2 for n elements (docs/format.md §15.1).");
   m.def("dense_encode_bound", &DenseBound, nb::arg("shape"), nb::arg("dtype"), nb::arg("params"),
         "(status, bound): upper bound on a dense stream's size (docs/format.md §16).");
   m.def("dense_encode", &DenseEncode, nb::arg("context"), nb::arg("raw"), nb::arg("dtype"),

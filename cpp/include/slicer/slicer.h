@@ -358,6 +358,12 @@ typedef struct slicer_dense_info {
 
 SLICER_API void slicer_dense_params_init(slicer_dense_params* params);
 
+/* The default chunk_log2 of modes 1 and 2 for an input of n elements (docs/format.md §15.1): 14
+ * below 8192 and from 2^18 elements on, between them the cut (13 … 17) the decoders take
+ * fastest, so that a small tensor does not end in a slow one-state chunk. Any chunk_log2 in
+ * 6 … 24 decodes; slicer_dense_params_init keeps 14. */
+SLICER_API uint32_t slicer_dense_auto_chunk_log2(uint64_t n);
+
 /* Upper bound on the dense stream size (§16), from shape, dtype and params only. */
 SLICER_API int slicer_dense_encode_bound(const int64_t* shape, uint32_t ndim, int dtype,
                                          const slicer_dense_params* params, size_t* bound);

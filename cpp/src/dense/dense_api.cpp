@@ -104,6 +104,10 @@ void slicer_dense_params_init(slicer_dense_params* params) {
   params->trellis_lambda = 0.34;
 }
 
+uint32_t slicer_dense_auto_chunk_log2(uint64_t n) {
+  return slicer::format::dense::AutoChunkLog2(n);
+}
+
 int slicer_dense_encode_bound(const int64_t* shape, uint32_t ndim, int dtype,
                               const slicer_dense_params* params, size_t* bound) {
   return GuardStatus([&]() -> int {

@@ -28,6 +28,52 @@ SLICER_SPEC_FN bool GroupByteValid(uint8_t b) {
 // Interleaved rANS states of a chunk with `coded` codes (§13.3).
 SLICER_SPEC_FN unsigned StatesFor(uint64_t coded) { return coded >= kInterleaveMin ? 4 : 1; }
 
+// The default chunk_log2 of modes 1 and 2 for n elements (docs/format.md §15.1): the cheapest
+// cut by the decoder's per-element cost of its four paths (sets of four four-state chunks 10,
+// pairs 18, single four-state chunks 22, one-state chunks 46), the largest c unless a smaller
+// one is at least 5 % cheaper; 14 below 8192 and from 2^18 elements on. Not a decoder rule.
+constexpr unsigned kDefaultChunkLog2 = 14;
+// Elements of chunk j of `count` chunks of 2^c cutting n.
+SLICER_SPEC_FN uint64_t ChunkElements(uint64_t n, unsigned c, uint64_t count, uint64_t j) {
+  return j + 1 < count ? uint64_t{1} << c : n - ((count - 1) << c);
+}
+SLICER_SPEC_FN uint64_t ChunkCutCost(uint64_t n, unsigned c) {
+  const uint64_t count = (n + (uint64_t{1} << c) - 1) >> c;
+  uint64_t cost = 0;
+  for (uint64_t j = 0; j < count;) {
+    unsigned run = 0;  // four-state chunks from j on, up to 4
+    uint64_t sum = 0;
+    while (run < 4 && j + run < count && ChunkElements(n, c, count, j + run) >= kInterleaveMin)
+      sum += ChunkElements(n, c, count, j + run++);
+    if (run == 4) {
+      cost += 10 * sum;
+      j += 4;
+    } else if (run >= 2) {
+      cost += 18 * (ChunkElements(n, c, count, j) + ChunkElements(n, c, count, j + 1));
+      j += 2;
+    } else {
+      cost += (run == 1 ? 22 : 46) * ChunkElements(n, c, count, j);
+      j += 1;
+    }
+  }
+  return cost;
+}
+SLICER_SPEC_FN unsigned AutoChunkLog2(uint64_t n) {
+  if (n < kInterleaveMin || n >= (uint64_t{1} << 18)) return kDefaultChunkLog2;
+  unsigned ceil_log2 = 0;
+  while ((uint64_t{1} << ceil_log2) < n) ++ceil_log2;
+  const unsigned cmax = ceil_log2 < kDefaultChunkLog2 ? kDefaultChunkLog2
+                        : ceil_log2 > 17              ? 17u
+                                                      : ceil_log2;
+  unsigned chosen = cmax;
+  uint64_t best = ChunkCutCost(n, cmax);
+  for (unsigned c = cmax; c-- > 13;) {
+    const uint64_t t = ChunkCutCost(n, c);
+    if (20 * t < 19 * best) best = t, chosen = c;
+  }
+  return chosen;
+}
+
 // floor(log2 m) for m ≥ 1.
 SLICER_SPEC_FN unsigned Log2Floor(uint64_t m) {
 #if defined(__CUDA_ARCH__)
