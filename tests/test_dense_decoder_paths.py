@@ -17,18 +17,27 @@ from dense_tools import assert_reference_verdict, same_values, with_crc
 def _streams() -> list[bytes]:
     rng = np.random.default_rng(2026)
     out = []
-    # (shape, groups, step): from no extra bits at all to extra bits on almost every element;
-    # 9000 / 17000 / 20000 elements: one or two chunks of four states plus a one-state tail.
-    for shape, groups, step in [
-        ((9000,), "tensor", 8.0),
-        ((9000,), "tensor", 0.05),
-        ((3, 6000), "rows", 0.3),
-        ((20000,), "tensor", 0.001),
-        ((2, 5, 1700), "channels", 0.02),
-        ((17000,), "tensor", 2.0),
+    # (shape, groups, step, chunk size): from no extra bits at all to extra bits on almost every
+    # element; at the default chunk size (docs/format.md §15.1) 9000 and 20000 elements are one
+    # chunk of four states, 17000 and 18000 a pair of them and a one-state tail; 2**14 cuts 20000
+    # into a four-state chunk and a one-state tail. A last four-state chunk with few extra bits
+    # (8.0, 2.0, 2.5) decodes its area from a copy followed by zeros.
+    for shape, groups, step, chunk in [
+        ((9000,), "tensor", 8.0, None),
+        ((9000,), "tensor", 0.05, None),
+        ((3, 6000), "rows", 0.3, None),
+        ((20000,), "tensor", 0.001, None),
+        ((2, 5, 1700), "channels", 0.02, None),
+        ((17000,), "tensor", 2.0, None),
+        ((20000,), "tensor", 0.3, 16384),
+        ((21952,), "tensor", 2.5, None),
     ]:
         x = rng.standard_normal(shape) * rng.choice([1.0, 100.0], size=shape, p=[0.95, 0.05])
-        out.append(slicer.encode(x.astype(np.float32), mode="dense", step=step, groups=groups))
+        out.append(
+            slicer.encode(
+                x.astype(np.float32), mode="dense", step=step, groups=groups, chunk_size=chunk
+            )
+        )
     return out
 
 
