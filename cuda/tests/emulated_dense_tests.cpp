@@ -962,9 +962,39 @@ void TestTrellis() {
   std::printf("trellis (mode 3) streams: %d, each with 40 damaged copies\n", streams);
 }
 
+// docs/format.md §15.1: the default chunk sizes of the Python API (2^13 … 2^17, one chunk of
+// the whole input, a one-state tail or none) give the CPU's bytes on the GPU too, modes 1 and 2.
+void TestAutoChunkSizes() {
+  std::mt19937_64 rng(1511);
+  int cases = 0;
+  for (const size_t n : {size_t{16384}, size_t{20000}, size_t{21952}, size_t{36000},
+                         size_t{50000}, size_t{131072}, size_t{250000}}) {
+    const unsigned c = slicer_dense_auto_chunk_log2(n);
+    for (const int dtype : {SLICER_FLOAT32, SLICER_FLOAT16}) {
+      const auto data = MakeData(n, dtype, cases % 2 ? "outliers" : "normal", &rng);
+      slicer_dense_params p;
+      slicer_dense_params_init(&p);
+      p.step = 0.013f;
+      p.chunk_log2 = static_cast<uint8_t>(c);
+      const std::string what = "auto chunk n " + std::to_string(n) + " chunk_log2 " +
+                               std::to_string(c) + " dtype " + std::to_string(dtype);
+      CheckCase(data, dtype, {static_cast<int64_t>(n)}, p, what);
+      if (n % 64 == 0) {  // mode 2: four classes along rows of 64
+        p.classes = 4;
+        const std::vector<int64_t> rows = {static_cast<int64_t>(n / 64), 64};
+        CheckMode2Stream(data, dtype, rows, p, what + " classes 4");
+        CheckCase(data, dtype, rows, p, what + " classes 4");
+      }
+      ++cases;
+    }
+  }
+  std::printf("default chunk sizes (§15.1): %d inputs\n", cases);
+}
+
 }  // namespace
 
 int main() {
+  TestAutoChunkSizes();
   TestTrellis();
   TestGolden();
   TestClasses();
