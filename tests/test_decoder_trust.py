@@ -214,3 +214,54 @@ def test_format_errors_name_the_field(small: bytes) -> None:
         slicer.inspect(bytes(bad))
     with pytest.raises(slicer.FormatError, match=r"\[chunk length"):
         slicer.decode(st.fix_crc(small[:-5] + small[-4:]))
+
+
+# ------------------------------------------------ two chunks side by side (decoder.cpp)
+
+
+@pytest.fixture(scope="module")
+def two_chunks() -> bytes:
+    """Two chunks of 2**16 elements: one thread decodes them side by side (interleaved fast
+    steps), two threads one each, one after the other — the reference order of verdicts."""
+    x = np.random.default_rng(21).standard_normal(1 << 17).astype(np.float32)
+    return slicer.encode(x, sparsity=0.9, blocks=2, bits=[6, 8], chunk_size=1 << 16, seed=3)
+
+
+def _verdict(stream: bytes, threads: int):  # noqa: ANN202
+    try:
+        return "ok", slicer.decode(stream, threads=threads).tobytes()
+    except slicer.FormatError as e:
+        return "error", (e.status, str(e))
+
+
+def test_side_by_side_chunks_keep_the_order_of_verdicts(two_chunks: bytes) -> None:
+    """Damage in the first chunk, the second or both (early in one, late in the other): the
+    interleaved decode gives the sequential decode's status, rejection and values."""
+    lay = st.layout(two_chunks)
+    first, second = lay.chunks
+    assert first.count > 1000 and second.count > 1000
+    assert _verdict(two_chunks, 1) == _verdict(two_chunks, 2)
+    assert _verdict(two_chunks, 1)[0] == "ok"
+    assert ref.decode(two_chunks) is not None
+    rng = np.random.default_rng(5)
+    outcomes = set()
+    for it in range(300):
+        bad = bytearray(two_chunks)
+        targets = [first, second, (first, second)][it % 3]
+        for chunk in targets if isinstance(targets, tuple) else (targets,):
+            # early bytes of one chunk, late bytes of the other, or anywhere
+            span = chunk.length
+            lo, hi = {0: (0, span // 8), 1: (span - span // 8, span), 2: (0, span)}[
+                int(rng.integers(3))
+            ]
+            pos = chunk.offset + int(rng.integers(lo, max(lo + 1, hi)))
+            bad[pos] ^= 1 << int(rng.integers(8))
+        stream = st.fix_crc(bytes(bad))
+        one, two = _verdict(stream, 1), _verdict(stream, 2)
+        assert one == two, (
+            it,
+            one[1] if one[0] == "error" else "ok",
+            two[1] if two[0] == "error" else "ok",
+        )
+        outcomes.add(one[0] if one[0] == "ok" else one[1][1].split("[")[-1])
+    assert "ok" in outcomes and len(outcomes) >= 4  # accepted and several kinds of rejection

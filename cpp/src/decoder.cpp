@@ -42,136 +42,242 @@ struct PayloadBits {
   uint64_t padding = 0;
 };
 
+// One chunk's payload (§6.4): its Rice parameter, then per kept element the position gap,
+// label and value, then the padding and the bit account. Used element by element, so that two
+// chunks can be decoded side by side (DecodeTwoChunks) with the statuses of one after the other.
 template <class Store>
-slicer_status DecodeOneChunk(const uint8_t* data, const ChunkEntry& entry, uint64_t elements,
-                             unsigned chunk_log2, unsigned num_labels, const LabelDecoder* decoders,
-                             uint64_t* label_counts, PayloadBits* bits, Store store) {
-  if (entry.count == 0) return SLICER_OK;
-  BitReader reader(data + entry.offset, entry.length);
-  uint32_t rice;
-  if (!reader.Read(5, &rice)) {
-    return format::Reject(SLICER_ERR_CORRUPT, "chunk payload: Rice parameter (past the chunk)");
+class ChunkDecode {
+ public:
+  ChunkDecode(const uint8_t* data, const ChunkEntry& entry, uint64_t elements, unsigned chunk_log2,
+              unsigned num_labels, const LabelDecoder* decoders, Store store)
+      : cur_{BitReader(data + entry.offset, entry.length)},
+        chunk_(data + entry.offset),
+        count_(entry.count),
+        elements_(elements),
+        chunk_log2_(chunk_log2),
+        num_labels_(num_labels),
+        decoders_(decoders),
+        store_(store) {
+    const format::LabelCode label_code = format::MakeLabelCode(num_labels);
+    label_bits_ = label_code.b;
+    short_labels_ = label_code.u;
+    label_mask_ = (uint64_t{1} << label_bits_) - 1;
+    fast_bytes_ = entry.length >= 16 ? entry.length - 16 : 0;
+    any_fast_ = entry.length >= 16;
+    std::fill_n(counts_, num_labels, uint64_t{0});
   }
-  if (rice > chunk_log2) {
-    return format::Reject(SLICER_ERR_CORRUPT, "chunk payload: Rice parameter (above chunk_log2)");
-  }
-  const format::LabelCode label_code = format::MakeLabelCode(num_labels);
-  const unsigned label_bits = label_code.b;
-  const uint32_t short_labels = label_code.u;
-  // The label and value bits of this chunk follow from its per-label counts (a label's code is
-  // b bits, b + 1 from u on; its value is `width` bits), the position bits are the rest.
-  uint64_t counts_before[2 * SLICER_MAX_BLOCKS];
-  std::memcpy(counts_before, label_counts, num_labels * sizeof(uint64_t));
-  uint64_t next = 0;
-  // Fast path: while 16 bytes remain from the current byte, one load covers a unary run of up
-  // to 56 ones and a second one the Rice remainder (<= 24 bits), the label (<= 8) and the value
-  // (<= 16), so no field can pass the chunk's end; the checks and rejections are those of the
-  // general path below, in the same order. A longer unary run takes the general path.
-  const uint8_t* chunk = data + entry.offset;
-  const uint64_t fast_bytes = entry.length >= 16 ? entry.length - 16 : 0;
-  const bool any_fast = entry.length >= 16;
-  const uint64_t rice_mask = (uint64_t{1} << rice) - 1;
-  const uint64_t label_mask = (uint64_t{1} << label_bits) - 1;
-  constexpr uint64_t kWindow = (uint64_t{1} << 57) - 1;
-  // The remainder, label and value of an element (≤ rice + label_bits + 1 + 16 bits) are read
-  // from the unary run's own window when they lie inside its 57 bits, which saves the second
-  // load (and its wait) on the chain from one element's position to the next.
-  const uint64_t fields_max = rice + label_bits + 1 + 16;
-  for (uint64_t t = 0; t < entry.count; ++t) {
-    uint64_t pos = reader.position();
-    if (any_fast && (pos >> 3) <= fast_bytes) {
-      const uint64_t window = LoadBits(chunk + (pos >> 3), pos & 7);
-      const uint64_t run = ~window & kWindow;
-      if (run != 0) {
-        const uint64_t quotient = static_cast<uint64_t>(__builtin_ctzll(run));
-        if (quotient > elements) {
-          return format::Reject(SLICER_ERR_CORRUPT, "chunk payload: position gap (past the chunk)");
-        }
-        pos += quotient + 1;
-        uint64_t word = quotient + 1 + fields_max <= 57 ? window >> (quotient + 1)
-                                                         : LoadBits(chunk + (pos >> 3), pos & 7);
-        const uint64_t position = next + ((quotient << rice) | (word & rice_mask));
-        if (position >= elements) {
-          return format::Reject(SLICER_ERR_CORRUPT,
-                                "chunk payload: position (past the chunk's end)");
-        }
-        next = position + 1;
-        word >>= rice;
-        const uint32_t first = static_cast<uint32_t>(word & label_mask);
-        // Without a branch: which labels take the extra bit is data, not a pattern.
-        const uint32_t is_long = first >= short_labels ? 1u : 0u;
-        const uint32_t extra = static_cast<uint32_t>(word >> label_bits) & is_long;
-        const uint32_t label = first + is_long * (first - short_labels) + extra;
-        const unsigned used = label_bits + is_long;
-        if (label >= num_labels || !decoders[label].present) {
-          return format::Reject(SLICER_ERR_CORRUPT, "chunk payload: label (of an empty block)");
-        }
-        const LabelDecoder& decoder = decoders[label];
-        const uint64_t code = (word >> used) & ((uint64_t{1} << decoder.width) - 1);
-        const float value = decoder.width > 0
-                                ? static_cast<float>(DequantizeMagnitude(
-                                      static_cast<uint32_t>(code), decoder.lo, decoder.step))
-                                : decoder.constant;
-        reader.Seek(pos + rice + used + decoder.width);
-        ++label_counts[label];
-        store(position, value);
-        continue;
-      }
+
+  // Where the chunk's decoding stands: the bit reader, the next free position and the elements
+  // decoded. Fast / General take it by reference, so that a caller's loop keeps it in registers
+  // (a local copy, written back after the loop) instead of loading and storing it per element.
+  struct Cursor {
+    BitReader reader;
+    uint64_t next = 0;
+    uint64_t t = 0;
+  };
+  Cursor& cursor() { return cur_; }
+  bool done(const Cursor& c) const { return c.t == count_; }
+  bool done() const { return done(cur_); }
+
+  // The Rice parameter (an empty chunk has no payload to read).
+  slicer_status Start() {
+    if (count_ == 0) return SLICER_OK;
+    if (!cur_.reader.Read(5, &rice_)) {
+      return format::Reject(SLICER_ERR_CORRUPT, "chunk payload: Rice parameter (past the chunk)");
     }
+    if (rice_ > chunk_log2_) {
+      return format::Reject(SLICER_ERR_CORRUPT,
+                            "chunk payload: Rice parameter (above chunk_log2)");
+    }
+    rice_mask_ = (uint64_t{1} << rice_) - 1;
+    // The remainder, label and value of an element (≤ rice + label_bits + 1 + 16 bits) are read
+    // from the unary run's own window when they lie inside its 57 bits, which saves the second
+    // load (and its wait) on the chain from one element's position to the next.
+    fields_max_ = rice_ + label_bits_ + 1 + 16;
+    return SLICER_OK;
+  }
+
+  // The next element on the fast path: while 16 bytes remain from the current byte, one load
+  // covers a unary run of up to 56 ones and, as a rule, the Rice remainder (≤ 24 bits), the label
+  // (≤ 9) and the value (≤ 16) after it (else a second load), so no field can pass the chunk's
+  // end; the checks and rejections are those of General, in the same order. 1: decoded; 0: this
+  // element needs General (near the end, or a longer run); -1: rejected (*status), with nothing
+  // of the element consumed, so that General meets the same rejection again.
+  __attribute__((always_inline)) int Fast(Cursor& c, slicer_status* status) {
+    uint64_t pos = c.reader.position();
+    if (!any_fast_ || (pos >> 3) > fast_bytes_) return 0;
+    constexpr uint64_t kWindow = (uint64_t{1} << 57) - 1;
+    const uint64_t window = LoadBits(chunk_ + (pos >> 3), pos & 7);
+    const uint64_t run = ~window & kWindow;
+    if (run == 0) return 0;
+    const uint64_t quotient = static_cast<uint64_t>(__builtin_ctzll(run));
+    if (quotient > elements_) {
+      *status =
+          format::Reject(SLICER_ERR_CORRUPT, "chunk payload: position gap (past the chunk)");
+      return -1;
+    }
+    pos += quotient + 1;
+    uint64_t word = quotient + 1 + fields_max_ <= 57 ? window >> (quotient + 1)
+                                                     : LoadBits(chunk_ + (pos >> 3), pos & 7);
+    const uint64_t position = c.next + ((quotient << rice_) | (word & rice_mask_));
+    if (position >= elements_) {
+      *status =
+          format::Reject(SLICER_ERR_CORRUPT, "chunk payload: position (past the chunk's end)");
+      return -1;
+    }
+    word >>= rice_;
+    const uint32_t first = static_cast<uint32_t>(word & label_mask_);
+    // Without a branch: which labels take the extra bit is data, not a pattern.
+    const uint32_t is_long = first >= short_labels_ ? 1u : 0u;
+    const uint32_t extra = static_cast<uint32_t>(word >> label_bits_) & is_long;
+    const uint32_t label = first + is_long * (first - short_labels_) + extra;
+    const unsigned used = label_bits_ + is_long;
+    if (label >= num_labels_ || !decoders_[label].present) {
+      *status = format::Reject(SLICER_ERR_CORRUPT, "chunk payload: label (of an empty block)");
+      return -1;
+    }
+    const LabelDecoder& decoder = decoders_[label];
+    const uint64_t code = (word >> used) & ((uint64_t{1} << decoder.width) - 1);
+    const float value = decoder.width > 0
+                            ? static_cast<float>(DequantizeMagnitude(
+                                  static_cast<uint32_t>(code), decoder.lo, decoder.step))
+                            : decoder.constant;
+    c.reader.Seek(pos + rice_ + used + decoder.width);
+    c.next = position + 1;
+    ++counts_[label];
+    ++c.t;
+    store_(position, value);
+    return 1;
+  }
+
+  // The next element with every read checked.
+  slicer_status General(Cursor& c) {
     uint64_t quotient;
     uint32_t remainder;
-    if (!reader.ReadUnary(elements, &quotient) || !reader.Read(rice, &remainder)) {
+    if (!c.reader.ReadUnary(elements_, &quotient) || !c.reader.Read(rice_, &remainder)) {
       return format::Reject(SLICER_ERR_CORRUPT, "chunk payload: position gap (past the chunk)");
     }
-    const uint64_t position = next + ((quotient << rice) | remainder);
-    if (position >= elements) {
+    const uint64_t position = c.next + ((quotient << rice_) | remainder);
+    if (position >= elements_) {
       return format::Reject(SLICER_ERR_CORRUPT, "chunk payload: position (past the chunk's end)");
     }
-    next = position + 1;
+    c.next = position + 1;
     uint32_t label;
-    if (!reader.Read(label_bits, &label)) {
+    if (!c.reader.Read(label_bits_, &label)) {
       return format::Reject(SLICER_ERR_CORRUPT, "chunk payload: label (past the chunk)");
     }
-    if (label >= short_labels) {
+    if (label >= short_labels_) {
       uint32_t extra;
-      if (!reader.Read(1, &extra)) {
+      if (!c.reader.Read(1, &extra)) {
         return format::Reject(SLICER_ERR_CORRUPT, "chunk payload: label (past the chunk)");
       }
-      label = short_labels + 2 * (label - short_labels) + extra;
+      label = short_labels_ + 2 * (label - short_labels_) + extra;
     }
-    if (label >= num_labels || !decoders[label].present) {
+    if (label >= num_labels_ || !decoders_[label].present) {
       return format::Reject(SLICER_ERR_CORRUPT, "chunk payload: label (of an empty block)");
     }
-    const LabelDecoder& decoder = decoders[label];
+    const LabelDecoder& decoder = decoders_[label];
     float value = decoder.constant;
     if (decoder.width > 0) {
       uint32_t code;
-      if (!reader.Read(decoder.width, &code)) {
+      if (!c.reader.Read(decoder.width, &code)) {
         return format::Reject(SLICER_ERR_CORRUPT, "chunk payload: value (past the chunk)");
       }
       value = static_cast<float>(DequantizeMagnitude(code, decoder.lo, decoder.step));
     }
-    ++label_counts[label];
-    store(position, value);
+    ++counts_[label];
+    ++c.t;
+    store_(position, value);
+    return SLICER_OK;
   }
-  const uint64_t padding = reader.total_bits() - reader.position();
-  if (padding >= 8) return format::Reject(SLICER_ERR_CORRUPT, "chunk payload (leftover bytes)");
-  uint32_t pad_value;
-  if (!reader.Read(static_cast<unsigned>(padding), &pad_value) || pad_value != 0) {
-    return format::Reject(SLICER_ERR_CORRUPT, "chunk payload: padding (not zero)");
+
+  // The elements left, fast where possible.
+  slicer_status Rest() {
+    Cursor c = cur_;
+    slicer_status status = SLICER_OK;
+    while (!done(c)) {
+      const int fast = Fast(c, &status);
+      if (fast > 0) continue;
+      if (fast < 0) break;
+      status = General(c);
+      if (status != SLICER_OK) break;
+    }
+    cur_ = c;
+    return status;
   }
-  uint64_t label_total = 0;
-  uint64_t value_total = 0;
-  for (unsigned label = 0; label < num_labels; ++label) {
-    const uint64_t count = label_counts[label] - counts_before[label];
-    label_total += count * (label_bits + (label >= short_labels ? 1 : 0));
-    value_total += count * decoders[label].width;
+
+  // After the last element: the padding (< 8 zero bits), the chunk's label counts into the
+  // group's and its bits into the account (label and value bits follow from the per-label
+  // counts; a label's code is b bits, b + 1 from u on; its value is `width` bits).
+  slicer_status Finish(uint64_t* label_counts, PayloadBits* bits) {
+    if (count_ == 0) return SLICER_OK;
+    BitReader& reader = cur_.reader;
+    const uint64_t padding = reader.total_bits() - reader.position();
+    if (padding >= 8) return format::Reject(SLICER_ERR_CORRUPT, "chunk payload (leftover bytes)");
+    uint32_t pad_value;
+    if (!reader.Read(static_cast<unsigned>(padding), &pad_value) || pad_value != 0) {
+      return format::Reject(SLICER_ERR_CORRUPT, "chunk payload: padding (not zero)");
+    }
+    uint64_t label_total = 0;
+    uint64_t value_total = 0;
+    for (unsigned label = 0; label < num_labels_; ++label) {
+      label_counts[label] += counts_[label];
+      label_total += counts_[label] * (label_bits_ + (label >= short_labels_ ? 1 : 0));
+      value_total += counts_[label] * decoders_[label].width;
+    }
+    bits->position += reader.position() - padding - label_total - value_total;
+    bits->label += label_total;
+    bits->value += value_total;
+    bits->padding += padding;
+    return SLICER_OK;
   }
-  bits->position += reader.position() - padding - label_total - value_total;
-  bits->label += label_total;
-  bits->value += value_total;
-  bits->padding += padding;
-  return SLICER_OK;
+
+ private:
+  Cursor cur_;
+  const uint8_t* chunk_;
+  uint64_t count_, elements_;
+  unsigned chunk_log2_, num_labels_;
+  const LabelDecoder* decoders_;
+  Store store_;
+  unsigned label_bits_ = 0;
+  uint32_t short_labels_ = 0, rice_ = 0;
+  uint64_t label_mask_ = 0, rice_mask_ = 0, fields_max_ = 0, fast_bytes_ = 0;
+  bool any_fast_ = false;
+  uint64_t counts_[2 * SLICER_MAX_BLOCKS];  // per label, the first num_labels_ (zeroed)
+};
+
+// Two chunks of one group, their fast steps interleaved (two independent chains of bit
+// positions, so the core overlaps them), with the statuses and rejections of decoding the first
+// and then the second: a rejection of the first ends the call at once; the second's (its Rice
+// parameter, or a fast step, which consumes nothing of a rejected element) waits until the first
+// has decoded in full, and its remaining elements then meet it again in order.
+template <class Store>
+slicer_status DecodeTwoChunks(ChunkDecode<Store>* a, ChunkDecode<Store>* b, uint64_t* label_counts,
+                              PayloadBits* bits) {
+  slicer_status status = a->Start();
+  if (status != SLICER_OK) return status;
+  const slicer_status second = b->Start();
+  const char* second_rejection = second != SLICER_OK ? format::LastRejection() : "";
+  if (second == SLICER_OK) {
+    slicer_status ignored = SLICER_OK;
+    auto ca = a->cursor();
+    auto cb = b->cursor();
+    int fa = 1;
+    while (!a->done(ca) && !b->done(cb)) {
+      fa = a->Fast(ca, &status);
+      if (fa <= 0 || b->Fast(cb, &ignored) <= 0) break;
+    }
+    a->cursor() = ca;
+    b->cursor() = cb;
+    if (fa < 0) return status;
+  }
+  status = a->Rest();
+  if (status == SLICER_OK) status = a->Finish(label_counts, bits);
+  if (status != SLICER_OK) return status;
+  if (second != SLICER_OK) return format::Reject(second, second_rejection);  // recorded last
+  status = b->Rest();
+  if (status == SLICER_OK) status = b->Finish(label_counts, bits);
+  return status;
 }
 
 void BuildLabelDecoders(const ParsedStream& stream, uint64_t g, LabelDecoder* decoders) {
@@ -295,33 +401,55 @@ slicer_status DecodeChunks(const uint8_t* data, ParsedStream* stream, void* dst,
         current_first_chunk = c;
         BuildLabelDecoders(*stream, g, decoders);
       }
-      const uint64_t chunk_start = (c % per_group) << chunk_log2;
-      const uint64_t elements =
-          std::min(uint64_t{1} << chunk_log2, geometry.group_size - chunk_start);
-      const uint64_t out_start = g * geometry.group_size + chunk_start;
-      const ChunkEntry& entry = stream->chunks[c];
-      if (dst == nullptr) {
-        result.status = DecodeOneChunk(data, entry, elements, chunk_log2, num_labels, decoders,
-                                       counts.data(), &result.bits, [](uint64_t, float) {});
-      } else if (dtype == SLICER_FLOAT32) {
-        float* out = static_cast<float*>(dst) + out_start;
-        std::memset(out, 0, elements * sizeof(float));
-        result.status =
-            DecodeOneChunk(data, entry, elements, chunk_log2, num_labels, decoders, counts.data(),
-                           &result.bits, [out](uint64_t p, float v) { out[p] = v; });
-      } else {
-        uint16_t* out = static_cast<uint16_t*>(dst) + out_start;
-        std::memset(out, 0, elements * sizeof(uint16_t));
-        if (dtype == SLICER_FLOAT16) {
-          result.status =
-              DecodeOneChunk(data, entry, elements, chunk_log2, num_labels, decoders, counts.data(),
-                             &result.bits, [out](uint64_t p, float v) { out[p] = FloatToHalf(v); });
-        } else {
-          result.status = DecodeOneChunk(
-              data, entry, elements, chunk_log2, num_labels, decoders, counts.data(), &result.bits,
-              [out](uint64_t p, float v) { out[p] = FloatToBFloat16(v); });
+      // Chunk c alone, or c and c + 1 side by side when both lie in this part and this group.
+      const bool pair = c + 1 < end && (c + 1) / per_group == g;
+      auto decode = [&](auto make_store) {
+        using Store = decltype(make_store(uint64_t{0}));
+        auto chunk = [&](uint64_t k) {
+          const uint64_t chunk_start = (k % per_group) << chunk_log2;
+          const uint64_t elements =
+              std::min(uint64_t{1} << chunk_log2, geometry.group_size - chunk_start);
+          return ChunkDecode<Store>(data, stream->chunks[k], elements, chunk_log2, num_labels,
+                                    decoders, make_store(k));
+        };
+        if (!pair) {
+          ChunkDecode<Store> one = chunk(c);
+          slicer_status status = one.Start();
+          if (status == SLICER_OK) status = one.Rest();
+          if (status == SLICER_OK) status = one.Finish(counts.data(), &result.bits);
+          return status;
         }
+        ChunkDecode<Store> first = chunk(c), second = chunk(c + 1);
+        return DecodeTwoChunks(&first, &second, counts.data(), &result.bits);
+      };
+      // Chunk k's output, zeroed (the kept elements are then stored into it).
+      auto output = [&](uint64_t k, size_t item) {
+        const uint64_t chunk_start = (k % per_group) << chunk_log2;
+        const uint64_t elements =
+            std::min(uint64_t{1} << chunk_log2, geometry.group_size - chunk_start);
+        uint8_t* out = static_cast<uint8_t*>(dst) + (g * geometry.group_size + chunk_start) * item;
+        std::memset(out, 0, elements * item);
+        return out;
+      };
+      if (dst == nullptr) {
+        result.status = decode([](uint64_t) { return [](uint64_t, float) {}; });
+      } else if (dtype == SLICER_FLOAT32) {
+        result.status = decode([&](uint64_t k) {
+          float* out = reinterpret_cast<float*>(output(k, sizeof(float)));
+          return [out](uint64_t p, float v) { out[p] = v; };
+        });
+      } else if (dtype == SLICER_FLOAT16) {
+        result.status = decode([&](uint64_t k) {
+          uint16_t* out = reinterpret_cast<uint16_t*>(output(k, sizeof(uint16_t)));
+          return [out](uint64_t p, float v) { out[p] = FloatToHalf(v); };
+        });
+      } else {
+        result.status = decode([&](uint64_t k) {
+          uint16_t* out = reinterpret_cast<uint16_t*>(output(k, sizeof(uint16_t)));
+          return [out](uint64_t p, float v) { out[p] = FloatToBFloat16(v); };
+        });
       }
+      if (pair) ++c;
     }
     if (result.status == SLICER_OK && current != ~uint64_t{0}) {
       flush(current, current_first_chunk, end);
