@@ -1,4 +1,5 @@
-// Shared by the C++ benchmark harnesses (bench_dense_cpp.cpp, bench_dense_lowbits.cpp): CPU time
+// Shared by the C++ benchmark harnesses (bench_dense_cpp.cpp, bench_dense_lowbits.cpp,
+// bench_decode_cpp.cpp, bench_budget_cpp.cpp): CPU time
 // of the calling thread and a float32 file read whole.
 #ifndef SLICER_BENCH_BENCH_CPU_HPP_
 #define SLICER_BENCH_BENCH_CPU_HPP_
